@@ -1,0 +1,136 @@
+package meshmon
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"time"
+)
+
+// Event kinds. Each is the last token of the event's subject
+// ev.<site>.<device>.<kind> and, prefixed with "meshmon.", its CloudEvents type.
+const (
+	KindNodeDown        = "node_down"        // ICMP echo stopped answering
+	KindNodeUp          = "node_up"          // ICMP echo answers again
+	KindSNMPUnreachable = "snmp_unreachable" // SNMP requests time out or are refused
+	KindSNMPReachable   = "snmp_reachable"   // SNMP answers again
+	KindIfDown          = "if_down"          // ifOperStatus left up while ifAdminStatus is up
+	KindIfUp            = "if_up"            // ifOperStatus is up again
+	KindReboot          = "reboot"           // sysUpTime went backwards
+	KindFlapping        = "flapping"         // a check changes state too often; its events are held back
+	KindTrap            = "trap"             // an SNMP trap or inform was received
+)
+
+// Severities of events.
+const (
+	SeverityCritical = "critical"
+	SeverityMajor    = "major"
+	SeverityWarning  = "warning"
+	SeverityInfo     = "info"
+	SeverityCleared  = "cleared"
+)
+
+// EventTypePrefix prefixes the kind in an event's CloudEvents type.
+const EventTypePrefix = "meshmon."
+
+// Event is a CloudEvents 1.0 structured-mode JSON event.
+type Event struct {
+	SpecVersion     string    `json:"specversion"` // always "1.0"
+	ID              string    `json:"id"`          // equal to the Nats-Msg-Id header
+	Source          string    `json:"source"`      // "/meshmon/<tenant>/<site>/<poller>"
+	Type            string    `json:"type"`        // EventTypePrefix + kind
+	Time            time.Time `json:"time"`        // when it was observed
+	Subject         string    `json:"subject"`     // the device name
+	DataContentType string    `json:"datacontenttype"`
+	Data            EventData `json:"data"`
+}
+
+// EventData is the meshmon-specific body of an event.
+type EventData struct {
+	Tenant   string `json:"tenant"`
+	Site     string `json:"site"`
+	Device   string `json:"device"`
+	Address  string `json:"address,omitempty"`
+	Kind     string `json:"kind"`
+	Check    string `json:"check"` // "icmp", "snmp", "if.<ifIndex>", "uptime", "trap"
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Reason   string `json:"reason,omitempty"`   // why a probe failed: "timeout", "authentication failure", ...
+	Previous string `json:"previous,omitempty"` // state before the change
+	State    string `json:"state,omitempty"`    // state after the change
+	Poller   string `json:"poller,omitempty"`   // the poller that observed it
+
+	IfIndex int    `json:"if_index,omitempty"`
+	IfName  string `json:"if_name,omitempty"`
+
+	Trap *Trap `json:"trap,omitempty"`
+}
+
+// Trap is what a received SNMP trap carried.
+type Trap struct {
+	Version   string            `json:"version"` // "1" or "2c"
+	From      string            `json:"from"`    // sender address
+	Community string            `json:"community,omitempty"`
+	OID       string            `json:"oid"`                // snmpTrapOID (v2c) or enterprise.0.specific (v1)
+	Uptime    uint32            `json:"uptime,omitempty"`   // sysUpTime of the sender, in hundredths of a second
+	Generic   int               `json:"generic,omitempty"`  // v1 generic-trap
+	Specific  int               `json:"specific,omitempty"` // v1 specific-trap
+	Varbinds  []Varbind         `json:"varbinds,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Varbind is one OID and its value, rendered as text.
+type Varbind struct {
+	OID   string `json:"oid"`
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// Sample is the metric samples of one check of one poll, published on
+// mx.<site>.<device>.<check>.
+type Sample struct {
+	Time   time.Time          `json:"time"`
+	Tenant string             `json:"tenant"`
+	Site   string             `json:"site"`
+	Device string             `json:"device"`
+	Check  string             `json:"check"` // "icmp", "system", "if"
+	Poller string             `json:"poller,omitempty"`
+	Values map[string]float64 `json:"values,omitempty"`
+	Labels map[string]string  `json:"labels,omitempty"`
+	// Interfaces holds one entry per interface for the "if" check.
+	Interfaces []InterfaceSample `json:"interfaces,omitempty"`
+}
+
+// InterfaceSample is one row of ifTable/ifXTable as polled.
+type InterfaceSample struct {
+	Index       int     `json:"index"`
+	Name        string  `json:"name"`
+	AdminStatus string  `json:"admin_status"` // "up", "down", "testing"
+	OperStatus  string  `json:"oper_status"`  // "up", "down", "testing", "unknown", "dormant", "notPresent", "lowerLayerDown"
+	InOctets    uint64  `json:"in_octets"`
+	OutOctets   uint64  `json:"out_octets"`
+	InBps       float64 `json:"in_bps"`  // bits per second since the previous poll; 0 on the first
+	OutBps      float64 `json:"out_bps"` // bits per second since the previous poll; 0 on the first
+	HighCounter bool    `json:"hc"`      // the octets are 64-bit ifHC counters
+}
+
+// Message is one outgoing message: what the poller spools and publishes.
+type Message struct {
+	Subject string `json:"subject"`
+	ID      string `json:"id"` // Nats-Msg-Id: a pure function of what was observed
+	Data    []byte `json:"data"`
+}
+
+// MsgID returns the deterministic message id of an observation: a pure
+// function of tenant, site, device, check and observation time slot, so two
+// pollers that observe the same thing in the same slot produce the same id
+// and JetStream keeps one copy.
+func MsgID(tenant, site, device, check string, slot time.Time) string {
+	h := sha256.New()
+	for _, s := range []string{tenant, site, device, check} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte(strconv.FormatInt(slot.UnixNano(), 10)))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
