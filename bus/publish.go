@@ -1,0 +1,303 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/meshmon/meshmon"
+)
+
+// How PublishBatch publishes, and why.
+//
+// With SyncAlways every stored message costs an fsync, so pipelining
+// ordinary publishes (PublishMsgAsync) is bound by the disk: about 3k
+// msg/s for 512 B messages here, batch size regardless. An atomic batch
+// (Nats-Batch-Id/-Sequence/-Commit, nats-server 2.12+) is stored and
+// synced as one unit: about 17k msg/s in batches of 100, 40-59k in batches
+// of 1000 (the benchmarks in publish_test.go list the numbers).
+// Atomic batches keep order and honour Nats-Msg-Id, but a batch that
+// contains an id the stream already holds is refused whole (API error
+// 10201), and that is exactly the case dedup exists for: a retry after a
+// lost ack, two pollers reporting the same observation.
+//
+// So PublishBatch sends each run of consecutive messages for the same
+// stream (at most MaxAtomic) as one atomic batch, and when the server
+// refuses a batch with an API error (a duplicate id, a message too large,
+// atomic publish disabled, ...) it publishes that run again message by
+// message, pipelined, which stores what is new, acks what is duplicate and
+// pins down the index of a message that is refused for good.
+
+// Default publisher settings.
+const (
+	// DefaultMaxAtomic is the largest atomic batch PublishBatch sends;
+	// nats-server refuses more than 1000 by default.
+	DefaultMaxAtomic = 1000
+	// DefaultMaxInFlight is how many pipelined publishes may await their
+	// ack at a time on the fallback path.
+	DefaultMaxInFlight = 1024
+	// DefaultAckWait bounds the wait for one atomic batch's commit ack, or
+	// for the acks of one pipelined run.
+	DefaultAckWait = 10 * time.Second
+)
+
+// Atomic batch headers of nats-server 2.12+.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// API error codes PublishBatch acts on.
+const (
+	codeMsgTooLarge     = 10054
+	codeHeaderTooLarge  = 10097
+	codeStreamSealed    = 10109
+	codeTTLInvalid      = 10165
+	codeTTLDisabled     = 10166
+	codeAtomicDisabled  = 10174
+	codeAtomicDuplicate = 10201
+)
+
+// Publisher publishes batches of meshmon messages with at-least-once
+// delivery and server-side dedup by message id. It is safe for concurrent
+// use; batches published concurrently are not ordered with respect to each
+// other.
+type Publisher struct {
+	js jetstream.JetStream
+
+	// MaxAtomic is the largest atomic batch; 1 or less turns atomic
+	// batches off. Set it before first use.
+	MaxAtomic int
+	// MaxInFlight bounds the pipelined publishes awaiting their ack. Set it
+	// before first use.
+	MaxInFlight int
+	// AckWait bounds each wait for acks. Set it before first use.
+	AckWait time.Duration
+
+	// noAtomic is set once a stream said atomic publish is disabled.
+	noAtomic atomic.Bool
+}
+
+// NewPublisher returns a Publisher on js. js's own bound on pending async
+// publishes (jetstream.WithPublishAsyncMaxPending, 4000 by default) also
+// applies.
+func NewPublisher(js jetstream.JetStream) *Publisher {
+	return &Publisher{js: js, MaxAtomic: DefaultMaxAtomic, MaxInFlight: DefaultMaxInFlight, AckWait: DefaultAckWait}
+}
+
+// PublishBatch publishes msgs in order, each with the Nats-Msg-Id header
+// set to its ID, and returns how many of the leading messages the server
+// confirmed as stored (an ack for a duplicate counts: the stream already
+// holds it). The caller retries msgs[acked:] later, or, when err wraps
+// ErrRejected, drops msgs[acked] (the server or the subject scheme refuses
+// it for good: too large, no stream for the subject, no id) and retries
+// the rest. Messages after msgs[acked] may have been stored too; their ids
+// make the retry harmless.
+func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (acked int, err error) {
+	maxPayload := int(p.js.Conn().MaxPayload())
+	for acked < len(msgs) {
+		if err := checkMessage(msgs[acked]); err != nil {
+			return acked, rejected(acked, msgs[acked], err)
+		}
+		// The run: consecutive well-formed messages for the same stream.
+		stream := StreamForSubject(msgs[acked].Subject)
+		end := acked + 1
+		if fits(msgs[acked], maxPayload) {
+			for end < len(msgs) && end-acked < p.maxAtomic() && fits(msgs[end], maxPayload) &&
+				StreamForSubject(msgs[end].Subject) == stream && checkMessage(msgs[end]) == nil {
+				end++
+			}
+		}
+		run := msgs[acked:end]
+		if len(run) > 1 && !p.noAtomic.Load() {
+			err := p.publishAtomic(ctx, run)
+			if err == nil {
+				acked = end
+				continue
+			}
+			var apiErr *jetstream.APIError
+			if !errors.As(err, &apiErr) {
+				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
+			}
+			if apiErr.ErrorCode == codeAtomicDisabled {
+				p.noAtomic.Store(true)
+			}
+			// Fall through: the run again, one message at a time.
+		}
+		n, err := p.publishPipelined(ctx, run, acked)
+		acked += n
+		if err != nil {
+			return acked, err
+		}
+	}
+	return acked, nil
+}
+
+func (p *Publisher) maxAtomic() int {
+	if p.MaxAtomic < 1 {
+		return 1
+	}
+	return p.MaxAtomic
+}
+
+func (p *Publisher) ackWait() time.Duration {
+	if p.AckWait <= 0 {
+		return DefaultAckWait
+	}
+	return p.AckWait
+}
+
+// fits reports whether m is small enough to go in an atomic batch; a
+// message that is not is published alone, where its refusal is pinned to
+// it.
+func fits(m meshmon.Message, maxPayload int) bool {
+	return len(m.Data)+len(m.Subject)+len(m.ID)+256 < maxPayload
+}
+
+// batchAck is the server's answer to an atomic batch's commit.
+type batchAck struct {
+	Error *jetstream.APIError `json:"error,omitempty"`
+	Batch string              `json:"batch"`
+	Count int                 `json:"count"`
+}
+
+// publishAtomic publishes run (2 to 1000 messages of one stream) as one
+// atomic batch and waits for its commit ack: all are stored or none.
+func (p *Publisher) publishAtomic(ctx context.Context, run []meshmon.Message) error {
+	nc := p.js.Conn()
+	id := nuid.Next()
+	last := len(run) - 1
+	for i, m := range run[:last] {
+		h := nats.Header{
+			jetstream.MsgIDHeader: []string{m.ID},
+			hdrBatchID:            []string{id},
+			hdrBatchSeq:           []string{strconv.Itoa(i + 1)},
+		}
+		if err := nc.PublishMsg(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}); err != nil {
+			return err
+		}
+	}
+	m := run[last]
+	h := nats.Header{
+		jetstream.MsgIDHeader: []string{m.ID},
+		hdrBatchID:            []string{id},
+		hdrBatchSeq:           []string{strconv.Itoa(last + 1)},
+		hdrBatchCommit:        []string{"1"},
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.ackWait())
+	defer cancel()
+	resp, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h})
+	if err != nil {
+		return err
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return fmt.Errorf("decode batch ack: %w", err)
+	}
+	if ack.Error != nil {
+		return ack.Error
+	}
+	if ack.Count != len(run) {
+		return fmt.Errorf("batch ack counts %d messages, want %d", ack.Count, len(run))
+	}
+	return nil
+}
+
+// publishPipelined publishes run message by message without waiting for
+// each ack (at most MaxInFlight outstanding), then waits for the acks in
+// order. It returns how many leading messages are stored; base is the
+// index of run[0] in the caller's batch, for errors.
+func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message, base int) (acked int, err error) {
+	window := p.MaxInFlight
+	if window <= 0 {
+		window = DefaultMaxInFlight
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.ackWait())
+	defer cancel()
+
+	futs := make([]jetstream.PubAckFuture, 0, len(run))
+	// sendErr is why the message after the last future was not sent.
+	var sendErr error
+	for i, m := range run {
+		if i-acked >= window {
+			if err := await(ctx, futs[acked], base+acked, run[acked]); err != nil {
+				return acked, err
+			}
+			acked++
+		}
+		nm := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.ID}}}
+		f, err := p.js.PublishMsgAsync(nm)
+		if err != nil {
+			if permanent(err) {
+				sendErr = rejected(base+i, m, err)
+			} else {
+				sendErr = fmt.Errorf("publish message %d (%s): %w", base+i, m.Subject, err)
+			}
+			break
+		}
+		futs = append(futs, f)
+	}
+	for acked < len(futs) {
+		if err := await(ctx, futs[acked], base+acked, run[acked]); err != nil {
+			return acked, err
+		}
+		acked++
+	}
+	return acked, sendErr
+}
+
+// await waits for the ack of message i.
+func await(ctx context.Context, f jetstream.PubAckFuture, i int, m meshmon.Message) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		if permanent(err) {
+			return rejected(i, m, err)
+		}
+		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject, err)
+	case <-ctx.Done():
+		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject, ctx.Err())
+	}
+}
+
+func rejected(i int, m meshmon.Message, err error) error {
+	return fmt.Errorf("%w: message %d (%s): %w", ErrRejected, i, m.Subject, err)
+}
+
+// checkMessage refuses what no server would store: no id, or a subject no
+// meshmon stream holds.
+func checkMessage(m meshmon.Message) error {
+	if m.ID == "" {
+		return errors.New("message has no id")
+	}
+	if StreamForSubject(m.Subject) == "" {
+		return fmt.Errorf("no stream for subject %q; use ev.> or mx.>", m.Subject)
+	}
+	return nil
+}
+
+// permanent reports whether a publish error means the server will never
+// store the message, so retrying is pointless.
+func permanent(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeMsgTooLarge, codeHeaderTooLarge, codeStreamSealed, codeTTLInvalid, codeTTLDisabled:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,198 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamLimits sizes the streams EnsureStreams creates. A site peer's
+// limits must cover its longest expected WAN outage.
+type StreamLimits struct {
+	EventsMaxAge      time.Duration `json:"events_max_age"`
+	MetricsMaxAge     time.Duration `json:"metrics_max_age"`
+	EventsMaxBytes    int64         `json:"events_max_bytes"`
+	MetricsMaxBytes   int64         `json:"metrics_max_bytes"`
+	EventsDuplicates  time.Duration `json:"events_duplicates"`  // dedup window for Nats-Msg-Id
+	MetricsDuplicates time.Duration `json:"metrics_duplicates"` // dedup window for Nats-Msg-Id
+	Replicas          int           `json:"replicas"`           // 1, 3 or 5; 0 means 1
+}
+
+const gib = 1 << 30
+
+// DefaultStreamLimits returns the limits of a single site peer: events for
+// 30 days, metrics for 7, at most 10 GiB each, and dedup windows of 10 and
+// 2 minutes.
+func DefaultStreamLimits() StreamLimits {
+	return StreamLimits{
+		EventsMaxAge:      30 * 24 * time.Hour,
+		MetricsMaxAge:     7 * 24 * time.Hour,
+		EventsMaxBytes:    10 * gib,
+		MetricsMaxBytes:   10 * gib,
+		EventsDuplicates:  10 * time.Minute,
+		MetricsDuplicates: 2 * time.Minute,
+		Replicas:          1,
+	}
+}
+
+// Validate returns the first field that breaks a rule, naming both. The
+// error wraps ErrInvalidConfig.
+func (l StreamLimits) Validate() error {
+	bad := func(field, rule string, v any) error {
+		return fmt.Errorf("%w: %s %v %s", ErrInvalidConfig, field, v, rule)
+	}
+	type age struct {
+		name     string
+		max, dup time.Duration
+	}
+	for _, a := range []age{
+		{"events", l.EventsMaxAge, l.EventsDuplicates},
+		{"metrics", l.MetricsMaxAge, l.MetricsDuplicates},
+	} {
+		if a.max < 0 {
+			return bad(a.name+" max age", "must not be negative (0 keeps messages until max bytes)", a.max)
+		}
+		if a.max > 0 && a.max < time.Minute {
+			return bad(a.name+" max age", "is too short; use at least 1m or 0 for no limit", a.max)
+		}
+		if a.dup < time.Second {
+			return bad(a.name+" duplicates", "must be at least 1s (it is the Nats-Msg-Id dedup window)", a.dup)
+		}
+		if a.max > 0 && a.dup > a.max {
+			return bad(a.name+" duplicates", fmt.Sprintf("must not exceed the max age %s", a.max), a.dup)
+		}
+	}
+	if l.EventsMaxBytes != -1 && l.EventsMaxBytes < 1<<20 {
+		return bad("events max bytes", "must be at least 1 MiB, or -1 for no limit", l.EventsMaxBytes)
+	}
+	if l.MetricsMaxBytes != -1 && l.MetricsMaxBytes < 1<<20 {
+		return bad("metrics max bytes", "must be at least 1 MiB, or -1 for no limit", l.MetricsMaxBytes)
+	}
+	switch l.Replicas {
+	case 0, 1, 3, 5:
+	default:
+		return bad("replicas", "must be 1, 3 or 5", l.Replicas)
+	}
+	return nil
+}
+
+func (l StreamLimits) replicas() int {
+	if l.Replicas == 0 {
+		return 1
+	}
+	return l.Replicas
+}
+
+// streamConfigs returns the configurations of EVENTS and METRICS.
+func (l StreamLimits) streamConfigs() []jetstream.StreamConfig {
+	mk := func(name, desc, subj string, age time.Duration, bytes int64, dup time.Duration) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subj},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      age,
+			MaxBytes:    bytes,
+			MaxMsgs:     -1,
+			Duplicates:  dup,
+			Replicas:    l.replicas(),
+			// Atomic batches (Nats-Batch-*) are allowed so that NOC tools
+			// may use them; Publisher itself pipelines single publishes
+			// (see publish.go for why).
+			AllowAtomicPublish: true,
+		}
+	}
+	return []jetstream.StreamConfig{
+		mk(EventsStream, "meshmon events: ev.<site>.<device>.<kind>", EventsSubjects, l.EventsMaxAge, l.EventsMaxBytes, l.EventsDuplicates),
+		mk(MetricsStream, "meshmon metric samples: mx.<site>.<device>.<check>", MetricsSubjects, l.MetricsMaxAge, l.MetricsMaxBytes, l.MetricsDuplicates),
+	}
+}
+
+// pollersMarkerTTL is how long the pollers bucket keeps the marker of an
+// expired heartbeat, so that watchers see a poller vanish.
+const pollersMarkerTTL = time.Minute
+
+// bucketConfigs returns the configurations of the KV buckets.
+func (l StreamLimits) bucketConfigs() []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		{
+			Bucket:      DevicesBucket,
+			Description: "meshmon device inventory, keyed by device name",
+			History:     5,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.replicas(),
+		},
+		{
+			Bucket:      PollersBucket,
+			Description: "meshmon poller heartbeats, keyed by poller name; keys expire",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.replicas(),
+			// Per-key TTLs (Nats-TTL) and expiry markers for watchers.
+			LimitMarkerTTL: pollersMarkerTTL,
+		},
+	}
+}
+
+// EnsureStreams creates EVENTS, METRICS and the devices and pollers KV
+// buckets, or updates them to lim if they exist. It is idempotent; a peer
+// calls it on every start.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, lim StreamLimits) error {
+	if err := lim.Validate(); err != nil {
+		return err
+	}
+	for _, cfg := range lim.streamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range lim.bucketConfigs() {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure kv bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// StreamInfo is the state of one stream, as `meshmon status` shows it.
+type StreamInfo struct {
+	Name      string    `json:"name"`
+	Subjects  []string  `json:"subjects,omitempty"`
+	Messages  uint64    `json:"messages"`
+	Bytes     uint64    `json:"bytes"`
+	FirstSeq  uint64    `json:"first_seq"`
+	FirstTime time.Time `json:"first_time"`
+	LastSeq   uint64    `json:"last_seq"`
+	LastTime  time.Time `json:"last_time"`
+	Consumers int       `json:"consumers"`
+}
+
+// StreamStatus returns the state of EVENTS and METRICS, in that order. A
+// stream that does not exist is an error.
+func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, error) {
+	var out []StreamInfo
+	for _, name := range []string{EventsStream, MetricsStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		info := s.CachedInfo()
+		st := info.State
+		out = append(out, StreamInfo{
+			Name:      name,
+			Subjects:  info.Config.Subjects,
+			Messages:  st.Msgs,
+			Bytes:     st.Bytes,
+			FirstSeq:  st.FirstSeq,
+			FirstTime: st.FirstTime,
+			LastSeq:   st.LastSeq,
+			LastTime:  st.LastTime,
+			Consumers: st.Consumers,
+		})
+	}
+	return out, nil
+}

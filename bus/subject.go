@@ -1,0 +1,66 @@
+package bus
+
+import "strings"
+
+// Stream, bucket and subject names. The subjects are meshmon's public API
+// for NOC subscribers: see DESIGN.md before changing them.
+const (
+	// EventsStream holds events on ev.<site>.<device>.<kind>.
+	EventsStream = "EVENTS"
+	// MetricsStream holds metric samples on mx.<site>.<device>.<check>.
+	MetricsStream = "METRICS"
+	// DevicesBucket is the KV bucket of the device inventory, keyed by
+	// device name.
+	DevicesBucket = "devices"
+	// PollersBucket is the KV bucket of poller heartbeats, keyed by poller
+	// name; a key expires when its poller stops renewing it.
+	PollersBucket = "pollers"
+
+	// EventsSubjects is the subject filter of EventsStream.
+	EventsSubjects = "ev.>"
+	// MetricsSubjects is the subject filter of MetricsStream.
+	MetricsSubjects = "mx.>"
+)
+
+// EventSubject returns the subject of an event: ev.<site>.<device>.<kind>.
+// The parts must be valid names (meshmon.ValidateName); it does not check.
+func EventSubject(site, device, kind string) string {
+	return "ev." + site + "." + device + "." + kind
+}
+
+// MetricSubject returns the subject of a metric sample:
+// mx.<site>.<device>.<check>.
+func MetricSubject(site, device, check string) string {
+	return "mx." + site + "." + device + "." + check
+}
+
+// EventFilter returns a subject filter over events, with the wildcard "*"
+// in place of every empty part: EventFilter("hq", "", "") is "ev.hq.*.*".
+func EventFilter(site, device, kind string) string {
+	return "ev." + orStar(site) + "." + orStar(device) + "." + orStar(kind)
+}
+
+// MetricFilter returns a subject filter over metric samples, with "*" in
+// place of every empty part.
+func MetricFilter(site, device, check string) string {
+	return "mx." + orStar(site) + "." + orStar(device) + "." + orStar(check)
+}
+
+// StreamForSubject returns the stream that holds subject, or "" if none of
+// meshmon's streams does.
+func StreamForSubject(subject string) string {
+	switch {
+	case strings.HasPrefix(subject, "ev."):
+		return EventsStream
+	case strings.HasPrefix(subject, "mx."):
+		return MetricsStream
+	}
+	return ""
+}
+
+func orStar(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// Global flags: where the peer is and who we are to it.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Value: "nats://127.0.0.1:4222", EnvVars: []string{"MESHMON_SERVER"}, Usage: "peer URL(s), comma separated"},
+		&cli.StringFlag{Name: "user", EnvVars: []string{"MESHMON_USER"}, Usage: "user name"},
+		&cli.StringFlag{Name: "password", EnvVars: []string{"MESHMON_PASSWORD"}, Usage: "password"},
+		&cli.StringFlag{Name: "nkey", EnvVars: []string{"MESHMON_NKEY"}, Usage: "file holding a user nkey seed"},
+		&cli.StringFlag{Name: "creds", EnvVars: []string{"MESHMON_CREDS"}, Usage: "NATS credentials file"},
+		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, EnvVars: []string{"MESHMON_TIMEOUT"}, Usage: "how long to wait for the peer"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"MESHMON_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"MESHMON_LOG_FORMAT"}, Usage: "text or json"},
+	}
+}
+
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print data as JSON"}
+}
+
+// connConfig is the connection the global flags describe.
+func connConfig(c *cli.Context, name string) bus.ConnConfig {
+	return bus.ConnConfig{
+		URL:          c.String("server"),
+		User:         c.String("user"),
+		Password:     c.String("password"),
+		NKeySeedFile: c.String("nkey"),
+		CredsFile:    c.String("creds"),
+		Name:         name,
+	}
+}
+
+// client is a connection for a short CLI command: it fails fast when no
+// peer answers.
+type client struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func connect(c *cli.Context) (*client, error) {
+	cfg := connConfig(c, "meshmon-cli")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	nc, err := bus.ConnectWait(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &client{nc: nc, js: js}, nil
+}
+
+func (cl *client) Close() { cl.nc.Close() }
+
+// opCtx bounds one request to the peer.
+func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration("timeout"))
+}
+
+func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+	return newLoggerFormat(w, c.String("log-level"), c.String("log-format"))
+}
+
+func newLoggerLevel(w io.Writer, level string) (*slog.Logger, error) {
+	return newLoggerFormat(w, level, "text")
+}
+
+func newLoggerFormat(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// configFlag is --config FILE: a YAML file whose keys are the command's flag
+// names. Flags given on the command line or in the environment win.
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", EnvVars: []string{"MESHMON_CONFIG"}, Usage: "YAML file whose keys are this command's flag names"}
+}
+
+// applyConfig loads --config into the flags not set otherwise. Unknown keys
+// are errors that name the key; so are values of the wrong kind.
+func applyConfig(c *cli.Context) error {
+	path := c.String("config")
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("config %s: not valid YAML: %s", path, strings.ReplaceAll(err.Error(), "yaml: ", ""))
+	}
+	known := make(map[string]bool)
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	for k, v := range raw {
+		if !known[k] || k == "config" {
+			return fmt.Errorf("config %s: unknown key %q; keys are the flag names of '%s'", path, k, c.Command.HelpName)
+		}
+		if c.IsSet(k) {
+			continue
+		}
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case int, int64, float64, bool:
+			s = fmt.Sprint(v)
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			s = strings.Join(parts, ",")
+		default:
+			return fmt.Errorf("config %s: key %q: want a string, number, boolean or list", path, k)
+		}
+		if err := c.Set(k, s); err != nil {
+			return fmt.Errorf("config %s: key %q: %v", path, k, err)
+		}
+	}
+	return nil
+}
+
+// parseSince reads --since: a duration back from now ("15m") or a time
+// (RFC 3339).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: the duration must be positive (how far back)", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a duration back from now (15m, 2h) or an RFC 3339 time (2026-01-02T15:04:05Z)", s)
+}

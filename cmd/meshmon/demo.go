@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/sim"
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "all in one: a peer, a poller and simulated devices with faults; prints events",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "devices", Value: 20, Usage: "simulated devices"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "poll interval"},
+			&cli.DurationFlag{Name: "faults-every", Value: 3 * time.Second, Usage: "inject a fault this often (0 = never)"},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "peer client address; if taken, a free port is used"},
+			&cli.StringFlag{Name: "data-dir", Usage: "keep the demo's data here (default: a temporary directory, removed at exit)"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: run until Ctrl-C)"},
+			jsonFlag(),
+		},
+		Action: demo,
+	}
+}
+
+func demo(c *cli.Context) error {
+	n, interval := c.Int("devices"), c.Duration("interval")
+	if n < 1 || n > 10000 {
+		return fmt.Errorf("--devices %d is out of range; use 1 to 10000", n)
+	}
+	if interval < time.Second {
+		return fmt.Errorf("--interval %s is too short; use at least 1s", interval)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d := c.Duration("duration"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	log, err := newLogger(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if c.String("log-level") == "info" && !c.IsSet("log-level") {
+		log, _ = newLoggerLevel(os.Stderr, "warn")
+	}
+
+	dir := c.String("data-dir")
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "meshmon-demo-"); err != nil {
+			return fmt.Errorf("demo data dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+
+	// The peer, with a password so the printed nats command shows how auth works.
+	password := randomToken()
+	pcfg := peer.DefaultConfig()
+	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
+	pcfg.Listen = freeOr(c.String("listen"))
+	pcfg.Auth = peer.Auth{User: "demo", Password: password}
+	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
+	pe, err := peer.New(pcfg, log)
+	if err != nil {
+		return err
+	}
+	if err := pe.Start(ctx); err != nil {
+		return err
+	}
+	defer pe.Close()
+	ccfg := bus.ConnConfig{URL: pe.ClientURL(), User: "demo", Password: password, Name: "meshmon-demo"}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	nc, err := bus.ConnectWait(cctx, ccfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	// The poller, in this process, with a trap listener for the simulator.
+	pocfg := poller.DefaultConfig()
+	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
+	pocfg.TrapListen = "127.0.0.1:0"
+	pocfg.HeartbeatEvery = time.Second
+	pollerReady := make(chan *poller.Poller, 1)
+	pollerDone := make(chan error, 1)
+	pctx, pcancel := context.WithCancel(ctx)
+	defer func() { pcancel(); <-pollerDone }()
+	go func() {
+		pollerDone <- runPoller(pctx, pocfg, ccfg, filepath.Join(dir, "poller"), 0, log, func(p *poller.Poller) { pollerReady <- p })
+	}()
+	var po *poller.Poller
+	select {
+	case po = <-pollerReady:
+	case err := <-pollerDone:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+
+	// The simulated devices, sending their traps to the poller.
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = n, "dev"
+	scfg.TrapTarget = po.TrapAddr().String()
+	scfg.DownFor = 3 * interval
+	scfg.Logger = log
+	sm, err := sim.New(scfg)
+	if err != nil {
+		return err
+	}
+	if err := sm.Start(ctx); err != nil {
+		return err
+	}
+	defer sm.Close()
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	inv, err := bus.OpenInventory(ictx, js)
+	if err == nil {
+		for _, a := range sm.Agents() {
+			d := meshmon.Device{
+				Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+				Interval: meshmon.Duration(interval), Timeout: meshmon.Duration(500 * time.Millisecond), Retries: 1,
+				SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: scfg.Community},
+			}
+			if _, err = inv.Put(ictx, d); err != nil {
+				break
+			}
+		}
+	}
+	cancel()
+	if err != nil {
+		return fmt.Errorf("add demo devices: %w", err)
+	}
+
+	fmt.Printf("meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", pe.ClientURL(), pocfg.Name, n, interval)
+	fmt.Printf("watch the same events with the stock nats CLI:\n  nats --server %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), password)
+	fmt.Printf("or with meshmon:\n  meshmon --server %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), password)
+
+	if every := c.Duration("faults-every"); every > 0 {
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					what, err := sm.RandomFault(ctx, rng)
+					if err != nil {
+						log.Warn("inject fault", "err", err)
+					} else if !c.Bool("json") {
+						fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
+					}
+				}
+			}
+		}()
+	}
+
+	asJSON := c.Bool("json")
+	err = bus.Tail(ctx, js, bus.TailOptions{Stream: bus.EventsStream, Subject: "ev.>", Live: true}, func(m bus.TailMsg) error {
+		if asJSON {
+			fmt.Printf("%s\n", m.Data)
+		} else {
+			fmt.Println(formatEvent(m.Subject, m.Data))
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		st := po.Stats()
+		fmt.Printf("\ndemo stopped: %d polls, %d messages published, %d spooled, %d dropped\n", st.Polls, st.Published, st.Spooled, st.Dropped)
+		return nil
+	}
+	return err
+}
+
+// randomToken returns 16 random hex characters.
+func randomToken() string {
+	b := make([]byte, 8)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freeOr returns addr if it can be listened on, else the same host with a
+// port the kernel picks.
+func freeOr(addr string) string {
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		l.Close()
+		return addr
+	}
+	host, _, serr := net.SplitHostPort(addr)
+	if serr != nil || errors.Is(err, os.ErrPermission) {
+		return addr
+	}
+	return net.JoinHostPort(host, "0")
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+func deviceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "device",
+		Usage: "manage the site inventory",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a device (or replace one with --replace)",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Required: true, Usage: "IP address or host name"},
+					&cli.StringSliceFlag{Name: "checks", Value: cli.NewStringSlice(meshmon.CheckICMP, meshmon.CheckSNMP), Usage: "icmp, snmp or both"},
+					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between polls"},
+					&cli.DurationFlag{Name: "timeout", Usage: "per request (default 2s)"},
+					&cli.IntFlag{Name: "retries", Value: 1, Usage: "SNMP retries per request"},
+					&cli.StringFlag{Name: "snmp-version", Value: meshmon.SNMPv2c, Usage: "1, 2c or 3"},
+					&cli.IntFlag{Name: "snmp-port", Usage: "SNMP UDP port (default 161)"},
+					&cli.StringFlag{Name: "community", Usage: "SNMP v1/v2c community (default public)"},
+					&cli.StringFlag{Name: "v3-user", Usage: "SNMPv3 user"},
+					&cli.StringFlag{Name: "auth-proto", Usage: "SNMPv3 auth protocol: " + strings.Join(meshmon.AuthProtocols, ", ")},
+					&cli.StringFlag{Name: "auth-pass", Usage: "SNMPv3 auth password"},
+					&cli.StringFlag{Name: "priv-proto", Usage: "SNMPv3 privacy protocol: " + strings.Join(meshmon.PrivProtocols, ", ")},
+					&cli.StringFlag{Name: "priv-pass", Usage: "SNMPv3 privacy password"},
+					&cli.StringFlag{Name: "context", Usage: "SNMPv3 context name"},
+					&cli.BoolFlag{Name: "replace", Usage: "replace the device if it exists"},
+					jsonFlag(),
+				},
+				Action: deviceAdd,
+			},
+			{Name: "list", Usage: "list devices", Flags: []cli.Flag{jsonFlag()}, Action: deviceList},
+			{Name: "show", Usage: "show one device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceShow},
+			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Action: deviceRm},
+		},
+	}
+}
+
+// nameArg returns the single NAME argument, validated.
+func nameArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("'%s' takes one argument, the device name; got %d", c.Command.HelpName, c.NArg())
+	}
+	name := c.Args().First()
+	return name, meshmon.ValidateName("device name", name)
+}
+
+// deviceFromFlags builds a device from add's flags and validates it.
+func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
+	d := meshmon.Device{
+		Name:     name,
+		Address:  c.String("address"),
+		Checks:   c.StringSlice("checks"),
+		Interval: meshmon.Duration(c.Duration("interval")),
+		Timeout:  meshmon.Duration(c.Duration("timeout")),
+		Retries:  c.Int("retries"),
+	}
+	if d.Has(meshmon.CheckSNMP) {
+		s := &meshmon.SNMP{
+			Version:      c.String("snmp-version"),
+			Port:         c.Int("snmp-port"),
+			Community:    c.String("community"),
+			User:         c.String("v3-user"),
+			AuthProtocol: strings.ToUpper(c.String("auth-proto")),
+			AuthPassword: c.String("auth-pass"),
+			PrivProtocol: strings.ToUpper(c.String("priv-proto")),
+			PrivPassword: c.String("priv-pass"),
+			ContextName:  c.String("context"),
+		}
+		if s.Community == "" && s.Version != meshmon.SNMPv3 {
+			s.Community = "public"
+		}
+		d.SNMP = s
+	}
+	return d, d.Validate()
+}
+
+func deviceAdd(c *cli.Context) error {
+	name, err := nameArg(c)
+	if err != nil {
+		return err
+	}
+	d, err := deviceFromFlags(c, name)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, cl.js)
+	if err != nil {
+		return err
+	}
+	if c.Bool("replace") {
+		d.Revision, err = inv.Put(ctx, d)
+	} else {
+		d.Revision, err = inv.Create(ctx, d)
+	}
+	if errors.Is(err, bus.ErrDeviceExists) {
+		return fmt.Errorf("device %s already exists; use --replace to change it", name)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, redact(d))
+	}
+	fmt.Printf("device %s added (%s, checks %s, every %s)\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval)
+	return nil
+}
+
+func deviceList(c *cli.Context) error {
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, cl.js)
+	if err != nil {
+		return err
+	}
+	devs, err := inv.List(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		out := make([]meshmon.Device, len(devs))
+		for i, d := range devs {
+			out[i] = redact(d)
+		}
+		return printJSON(os.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tCHECKS\tINTERVAL\tSNMP")
+	for _, d := range devs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, snmpSummary(d.SNMP))
+	}
+	return tw.Flush()
+}
+
+func deviceShow(c *cli.Context) error {
+	name, err := nameArg(c)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, cl.js)
+	if err != nil {
+		return err
+	}
+	d, err := inv.Get(ctx, name)
+	if errors.Is(err, bus.ErrDeviceNotFound) {
+		return fmt.Errorf("device %s not found", name)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, redact(d))
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
+		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, snmpSummary(d.SNMP), d.Revision)
+	return tw.Flush()
+}
+
+func deviceRm(c *cli.Context) error {
+	name, err := nameArg(c)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, cl.js)
+	if err != nil {
+		return err
+	}
+	if err := inv.Delete(ctx, name); errors.Is(err, bus.ErrDeviceNotFound) {
+		return fmt.Errorf("device %s not found", name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Printf("device %s removed\n", name)
+	return nil
+}
+
+func snmpSummary(s *meshmon.SNMP) string {
+	if s == nil {
+		return "-"
+	}
+	port := fmt.Sprintf(":%d", s.PortOrDefault())
+	if s.Version == meshmon.SNMPv3 {
+		return fmt.Sprintf("v3%s user=%s %s", port, s.User, s.SecurityLevel())
+	}
+	return "v" + s.Version + port
+}
+
+// redact hides secrets from output; they stay in the inventory.
+func redact(d meshmon.Device) meshmon.Device {
+	if d.SNMP == nil {
+		return d
+	}
+	s := *d.SNMP
+	for _, p := range []*string{&s.Community, &s.AuthPassword, &s.PrivPassword} {
+		if *p != "" {
+			*p = "********"
+		}
+	}
+	d.SNMP = &s
+	return d
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/sim"
+)
+
+func simCommand() *cli.Command {
+	d := sim.DefaultConfig()
+	u := d.Users[0]
+	return &cli.Command{
+		Name:  "sim",
+		Usage: "run simulated SNMP agents (v1, v2c, v3) on loopback addresses, with faults on command",
+		Description: "Each agent binds its own address from --base-addr on (all of 127.0.0.0/8 is local on Linux)\n" +
+			"and answers the system group, ifTable and ifXTable. With --control, faults can be injected over HTTP:\n" +
+			"  curl -X POST http://ADDR/agents/sim-00001/down   (also /up, /reboot, /if/2/down, /if/2/up,\n" +
+			"  /delay?d=500ms, /trap?target=host:port&version=2c; POST /fault injects a random one; GET /agents lists them)",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "agents", Value: d.Agents, Usage: "number of agents"},
+			&cli.StringFlag{Name: "base-addr", Value: d.BaseAddr.String(), Usage: "IPv4 address of the first agent; the others follow"},
+			&cli.IntFlag{Name: "port", Value: d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent"},
+			&cli.StringFlag{Name: "name-prefix", Value: d.NamePrefix, Usage: "device names are <prefix>-00001, ..."},
+			&cli.StringFlag{Name: "versions", Value: strings.Join(d.Versions, ","), Usage: "SNMP versions served, comma separated: 1, 2c, 3"},
+			&cli.StringFlag{Name: "community", Value: d.Community, Usage: "v1/v2c community (and of the traps)"},
+			&cli.StringFlag{Name: "v3-user", Value: u.Name, Usage: "SNMPv3 USM user"},
+			&cli.StringFlag{Name: "v3-auth-proto", Value: u.AuthProtocol, Usage: "v3 auth protocol: " + strings.Join(meshmon.AuthProtocols, ", ") + ", or empty for noAuthNoPriv"},
+			&cli.StringFlag{Name: "v3-auth-pass", Value: u.AuthPassword, Usage: "v3 auth pass phrase"},
+			&cli.StringFlag{Name: "v3-priv-proto", Value: u.PrivProtocol, Usage: "v3 privacy protocol: " + strings.Join(meshmon.PrivProtocols, ", ") + ", or empty for authNoPriv"},
+			&cli.StringFlag{Name: "v3-priv-pass", Value: u.PrivPassword, Usage: "v3 privacy pass phrase"},
+			&cli.IntFlag{Name: "interfaces", Value: d.Interfaces, Usage: "interfaces per agent"},
+			&cli.StringFlag{Name: "trap-target", Usage: "host:port that receives the traps of random faults"},
+			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Usage: "version of those traps: 1 or 2c"},
+			&cli.DurationFlag{Name: "faults-every", Usage: "inject a random fault this often (0: never)"},
+			&cli.DurationFlag{Name: "down-for", Value: d.DownFor, Usage: "how long a random 'device down' fault lasts"},
+			&cli.StringFlag{Name: "control", Usage: "serve the fault-injection HTTP API on this loopback address, e.g. 127.0.0.1:0"},
+			jsonFlag(),
+		},
+		Action: simRun,
+	}
+}
+
+// simConfig turns the flags into a sim.Config.
+func simConfig(c *cli.Context) (sim.Config, error) {
+	cfg := sim.DefaultConfig()
+	base, err := netip.ParseAddr(c.String("base-addr"))
+	if err != nil {
+		return cfg, fmt.Errorf("--base-addr %q: not an IP address", c.String("base-addr"))
+	}
+	cfg.Agents = c.Int("agents")
+	cfg.BaseAddr = base
+	cfg.Port = c.Int("port")
+	cfg.NamePrefix = c.String("name-prefix")
+	cfg.Versions = nil
+	for _, v := range strings.Split(c.String("versions"), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			cfg.Versions = append(cfg.Versions, v)
+		}
+	}
+	cfg.Community = c.String("community")
+	cfg.Users = []sim.V3User{{
+		Name:         c.String("v3-user"),
+		AuthProtocol: strings.ToUpper(c.String("v3-auth-proto")),
+		AuthPassword: c.String("v3-auth-pass"),
+		PrivProtocol: strings.ToUpper(c.String("v3-priv-proto")),
+		PrivPassword: c.String("v3-priv-pass"),
+	}}
+	if cfg.Users[0].AuthProtocol == "" {
+		cfg.Users[0].AuthPassword = ""
+		cfg.Users[0].PrivProtocol, cfg.Users[0].PrivPassword = "", ""
+	}
+	if cfg.Users[0].PrivProtocol == "" {
+		cfg.Users[0].PrivPassword = ""
+	}
+	cfg.Interfaces = c.Int("interfaces")
+	cfg.TrapTarget = c.String("trap-target")
+	cfg.TrapVersion = c.String("trap-version")
+	cfg.DownFor = c.Duration("down-for")
+	if c.Duration("faults-every") < 0 {
+		return cfg, fmt.Errorf("--faults-every %s must not be negative", c.Duration("faults-every"))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func simRun(c *cli.Context) error {
+	cfg, err := simConfig(c)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	var ln net.Listener
+	if addr := c.String("control"); addr != "" {
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("--control %q: give a loopback address and port, like 127.0.0.1:0 (the API has no authentication)", addr)
+		}
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("--control: %w", err)
+		}
+		defer ln.Close()
+	}
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s, err := sim.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	if err := printAgents(s, c.Bool("json")); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if ln != nil {
+		srv := &http.Server{Handler: sim.ControlHandler(s), ReadHeaderTimeout: 5 * time.Second}
+		fmt.Fprintf(os.Stderr, "control API: http://%s/agents\n", ln.Addr())
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("sim: control API", "err", err)
+			}
+		})
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	if every := c.Duration("faults-every"); every > 0 {
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x73696d))
+		wg.Go(func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					did, err := s.RandomFault(ctx, rng)
+					if err != nil {
+						log.Warn("sim: fault", "err", err)
+						continue
+					}
+					fmt.Fprintf(os.Stderr, "%s fault: %s\n", time.Now().Format("15:04:05"), did)
+				}
+			}
+		})
+	}
+	<-ctx.Done()
+	fmt.Fprintf(os.Stderr, "stopping; %d requests answered\n", s.Answered())
+	return nil
+}
+
+// printAgents prints the agent list: JSON lines or a table.
+func printAgents(s *sim.Sim, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		for _, a := range s.Agents() {
+			ap := a.Addr()
+			if err := enc.Encode(struct {
+				Name    string `json:"name"`
+				Address string `json:"address"`
+				Port    uint16 `json:"port"`
+			}{a.Name(), ap.Addr().String(), ap.Port()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tADDRESS\tPORT")
+	for _, a := range s.Agents() {
+		fmt.Fprintf(w, "%s\t%s\t%d\n", a.Name(), a.Addr().Addr(), a.Addr().Port())
+	}
+	return w.Flush()
+}

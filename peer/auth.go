@@ -1,0 +1,96 @@
+package peer
+
+import (
+	"golang.org/x/crypto/bcrypt"
+
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Auth is how clients authenticate to a peer: a user and password, a user
+// nkey, or nothing. Tenancy (NATS accounts, operator JWTs) replaces this
+// file.
+type Auth struct {
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+	NKey     string `json:"nkey,omitempty"` // public user nkey, U...
+}
+
+// None reports whether no authentication is configured.
+func (a Auth) None() bool { return a.User == "" && a.Password == "" && a.NKey == "" }
+
+func (a Auth) validate() error {
+	if a.NKey != "" && (a.User != "" || a.Password != "") {
+		return errors.New("auth: nkey and user/password are alternatives; set one")
+	}
+	if (a.User == "") != (a.Password == "") {
+		return errors.New("auth: user and password go together; set both or neither")
+	}
+	if a.NKey != "" && !nkeys.IsValidPublicUserKey(a.NKey) {
+		return fmt.Errorf("auth: nkey %q is not a public user nkey (U...)", a.NKey)
+	}
+	return nil
+}
+
+// internalAuth is the peer's own credential for in-process connections:
+// an nkey generated per start, never written anywhere. It is nil when the
+// peer has no auth.
+type internalAuth struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+func newInternalAuth(a Auth) (*internalAuth, error) {
+	if a.None() {
+		return nil, nil
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("internal user key: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("internal user key: %w", err)
+	}
+	return &internalAuth{kp: kp, pub: pub}, nil
+}
+
+// applyAuth translates a to server options. in, if not nil, is added as a
+// second user so the peer can connect to itself whatever a is.
+func applyAuth(o *server.Options, a Auth, in *internalAuth) {
+	if a.None() {
+		return
+	}
+	if a.User != "" {
+		o.Users = append(o.Users, &server.User{Username: a.User, Password: hashPassword(a.Password)})
+	}
+	if a.NKey != "" {
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: a.NKey})
+	}
+	if in != nil {
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: in.pub})
+	}
+}
+
+// connOption returns the nats option that authenticates as in.
+func (in *internalAuth) connOption() nats.Option {
+	if in == nil {
+		return func(*nats.Options) error { return nil }
+	}
+	return nats.Nkey(in.pub, func(nonce []byte) ([]byte, error) { return in.kp.Sign(nonce) })
+}
+
+// hashPassword bcrypts a password so the server never holds it in plain
+// text (and says so in its log). The minimum cost keeps client connects
+// fast; the hash never leaves the process.
+func hashPassword(pw string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		return pw // longer than bcrypt's 72 bytes: the server compares it as given
+	}
+	return string(h)
+}

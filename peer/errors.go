@@ -1,0 +1,17 @@
+package peer
+
+import "errors"
+
+// ErrInvalidConfig is wrapped by every error that Config.Validate returns.
+var ErrInvalidConfig = errors.New("invalid peer config")
+
+// ErrAddrInUse is wrapped by Start when the listen address is taken.
+var ErrAddrInUse = errors.New("address already in use")
+
+// ErrNotReady is wrapped by Start when the server or JetStream did not come
+// up before the context was done or the start timeout passed.
+var ErrNotReady = errors.New("server not ready")
+
+// ErrNotStarted is returned by InProcessConn before Start has succeeded or
+// after Close.
+var ErrNotStarted = errors.New("peer not started")

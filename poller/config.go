@@ -1,0 +1,103 @@
+package poller
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/meshmon/meshmon"
+)
+
+// Config is how a poller runs.
+type Config struct {
+	Name   string // unique within the site; a subject-safe name
+	Tenant string // the tenant whose devices this poller watches
+	Site   string // the site; events go to ev.<site>.>
+
+	Workers int // probes running at once
+
+	TrapListen string // UDP address for SNMP traps ("0.0.0.0:162"); empty turns traps off
+
+	ICMPMode     ICMPMode
+	ICMPCount    int           // echo requests per ICMP probe
+	ICMPInterval time.Duration // between echo requests of one probe
+
+	Damping Damping
+
+	BatchSize      int           // messages per publish from the spool
+	PublishTimeout time.Duration // how long one batch may wait for acks
+	HeartbeatEvery time.Duration // how often the poller reports itself to the registry
+	TrapQueue      int           // traps waiting to be processed; past it traps are dropped and counted
+
+	Version string           // reported in heartbeats
+	Now     func() time.Time // clock; tests replace it
+}
+
+// DefaultConfig returns a Config with every tunable set; Name, Tenant and
+// Site still need values.
+func DefaultConfig() Config {
+	return Config{
+		Tenant:         "default",
+		Workers:        64,
+		ICMPMode:       ICMPAuto,
+		ICMPCount:      3,
+		ICMPInterval:   100 * time.Millisecond,
+		Damping:        DefaultDamping(),
+		BatchSize:      256,
+		PublishTimeout: 10 * time.Second,
+		HeartbeatEvery: 5 * time.Second,
+		TrapQueue:      4096,
+		Now:            time.Now,
+	}
+}
+
+// Validate checks every field and names the first that breaks a rule.
+func (c *Config) Validate() error {
+	for _, f := range []struct{ field, v string }{{"poller name", c.Name}, {"tenant", c.Tenant}, {"site", c.Site}} {
+		if err := meshmon.ValidateName(f.field, f.v); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.Workers < 1 || c.Workers > 10000:
+		return fmt.Errorf("poller workers %d is out of range; use 1 to 10000", c.Workers)
+	case c.ICMPCount < 1 || c.ICMPCount > 100:
+		return fmt.Errorf("poller icmp count %d is out of range; use 1 to 100", c.ICMPCount)
+	case c.ICMPInterval < time.Millisecond:
+		return fmt.Errorf("poller icmp interval %s is too short; use at least 1ms", c.ICMPInterval)
+	case c.Damping.DownAfter < 1 || c.Damping.UpAfter < 1:
+		return errors.New("poller damping down-after and up-after must be at least 1")
+	case c.Damping.FlapChanges < 0 || c.Damping.FlapWindow < 0:
+		return errors.New("poller flap changes and flap window must not be negative")
+	case c.BatchSize < 1 || c.BatchSize > 10000:
+		return fmt.Errorf("poller batch size %d is out of range; use 1 to 10000", c.BatchSize)
+	case c.PublishTimeout < 100*time.Millisecond:
+		return fmt.Errorf("poller publish timeout %s is too short; use at least 100ms", c.PublishTimeout)
+	case c.HeartbeatEvery < 100*time.Millisecond:
+		return fmt.Errorf("poller heartbeat %s is too short; use at least 100ms", c.HeartbeatEvery)
+	case c.TrapQueue < 1:
+		return errors.New("poller trap queue must be at least 1")
+	case c.Now == nil:
+		return errors.New("poller clock (Now) is nil")
+	}
+	if c.TrapListen != "" {
+		if _, _, err := net.SplitHostPort(c.TrapListen); err != nil {
+			return fmt.Errorf("poller trap listen address %q: want host:port (%v)", c.TrapListen, err)
+		}
+	}
+	return nil
+}
+
+// ParseICMPMode reads "auto", "unprivileged" or "privileged".
+func ParseICMPMode(s string) (ICMPMode, error) {
+	switch s {
+	case "auto", "":
+		return ICMPAuto, nil
+	case "unprivileged":
+		return ICMPUnprivileged, nil
+	case "privileged":
+		return ICMPPrivileged, nil
+	}
+	return ICMPAuto, fmt.Errorf("icmp mode %q is unknown; use auto, unprivileged or privileged", s)
+}

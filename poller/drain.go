@@ -1,0 +1,114 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// Backoff bounds for retrying the peer.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// drain publishes the spool in order until ctx is done. A message leaves the
+// spool only when the peer has acknowledged it (or refused it for good), so
+// a crash at any point re-sends at most the unacknowledged tail, which the
+// stream drops as duplicates by message id.
+func (p *Poller) drain(ctx context.Context) {
+	backoff := minBackoff
+	away := false
+	for ctx.Err() == nil {
+		n, batch, err := DrainOnce(ctx, p.store, p.pub, p.cfg.BatchSize, p.cfg.PublishTimeout)
+		p.published.Add(uint64(n))
+		if batch == 0 && err == nil {
+			select {
+			case <-ctx.Done():
+			case <-p.wake:
+			}
+			continue
+		}
+		switch {
+		case err == nil:
+			p.connected.Store(true)
+			if away {
+				p.log.Info("peer is back; spool draining")
+				away = false
+			}
+			backoff = minBackoff
+		case errors.Is(err, bus.ErrRejected):
+			p.rejected.Add(1)
+			p.log.Error("peer refused a message; dropped it", "err", err)
+		case errors.Is(err, errSpoolRead):
+			p.log.Error("read spool", "err", err)
+			sleep(ctx, maxBackoff)
+		case ctx.Err() != nil:
+			return
+		default:
+			p.connected.Store(false)
+			if !away {
+				spooled, _, _ := p.store.SpoolStats()
+				p.log.Warn("peer unreachable; spooling until it returns", "spooled", spooled, "err", err)
+				away = true
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
+		}
+	}
+}
+
+// sleep waits d or until ctx is done. It paces retries; it is never used to
+// wait for another goroutine.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+var errSpoolRead = errors.New("read spool")
+
+// DrainOnce publishes up to batch of the oldest spooled messages and removes
+// from the spool those the publisher confirms. It returns how many were
+// published and how many it read (0 when the spool is empty). A message the
+// peer refuses for good is dropped from the spool and reported with an error
+// wrapping bus.ErrRejected; any other error leaves the unconfirmed messages
+// in the spool to be tried again.
+func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int, timeout time.Duration) (published, read int, err error) {
+	entries, err := store.Peek(batch)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", errSpoolRead, err)
+	}
+	if len(entries) == 0 {
+		return 0, 0, nil
+	}
+	msgs := make([]meshmon.Message, len(entries))
+	for i, e := range entries {
+		msgs[i] = e.Msg
+	}
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	n, err := pub.PublishBatch(bctx, msgs)
+	cancel()
+	if n > 0 {
+		if aerr := store.Ack(entries[n-1].Seq); aerr != nil {
+			return n, len(entries), fmt.Errorf("ack spool: %w", aerr)
+		}
+	}
+	if errors.Is(err, bus.ErrRejected) && n < len(entries) {
+		// The peer will never take this one: drop it so the rest keep moving.
+		bad := entries[n].Msg
+		if derr := store.Drop(entries[n].Seq); derr != nil {
+			return n, len(entries), fmt.Errorf("drop refused message %s: %w", bad.Subject, derr)
+		}
+		return n, len(entries), fmt.Errorf("message %s (id %s): %w", bad.Subject, bad.ID, err)
+	}
+	return n, len(entries), err
+}

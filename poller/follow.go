@@ -1,0 +1,70 @@
+package poller
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// followInventory keeps the scheduled devices equal to the site inventory.
+// After each (re)connection the full replay is reconciled against what is
+// scheduled, so removals made while the peer was away are not missed.
+func (p *Poller) followInventory(ctx context.Context) {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		ch, err := p.inv.Watch(ctx)
+		if err != nil {
+			p.log.Debug("watch inventory", "err", err)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		seen := make(map[string]bool)
+		synced := false
+		for c := range ch {
+			switch {
+			case c.Synced:
+				synced = true
+				for name := range p.deviceNames() {
+					if !seen[name] {
+						p.remove(name)
+					}
+				}
+			case c.Deleted:
+				p.remove(c.Name)
+			default:
+				if !synced {
+					seen[c.Device.Name] = true
+				}
+				p.upsert(c.Device, true)
+			}
+		}
+		sleep(ctx, minBackoff)
+	}
+}
+
+// heartbeat reports the poller to the registry until ctx is done.
+func (p *Poller) heartbeat(ctx context.Context) {
+	t := time.NewTicker(p.cfg.HeartbeatEvery)
+	defer t.Stop()
+	for {
+		s := p.Stats()
+		info := bus.PollerInfo{
+			Name: p.cfg.Name, Site: p.cfg.Site, Tenant: p.cfg.Tenant, Version: p.cfg.Version,
+			Started: p.start, LastSeen: p.cfg.Now(),
+			Devices: s.Devices, Spooled: s.Spooled, Published: s.Published, Dropped: s.Dropped + s.Rejected,
+		}
+		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatEvery)
+		if err := p.reg.Heartbeat(hctx, info); err != nil && ctx.Err() == nil {
+			p.log.Debug("heartbeat", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

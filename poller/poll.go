@@ -1,0 +1,329 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// State keys in the local store, per device.
+const (
+	keyUptime   = "uptime"
+	keyCounters = "counters"
+)
+
+// observation collects what one poll produced, to be committed at once.
+type observation struct {
+	p      *Poller
+	t      *target
+	slot   time.Time
+	at     time.Time
+	msgs   []meshmon.Message
+	states []storage.StateUpdate
+	next   map[string]checkState // new check states, applied after commit
+}
+
+func (o *observation) event(data meshmon.EventData) {
+	m, err := o.p.eventMessage(&o.t.dev, o.slot, o.at, "", data)
+	if err != nil {
+		o.p.log.Error("build event", "device", o.t.dev.Name, "err", err)
+		return
+	}
+	o.msgs = append(o.msgs, m)
+}
+
+func (o *observation) sample(s meshmon.Sample) {
+	m, err := o.p.sampleMessage(&o.t.dev, o.slot, o.at, s)
+	if err != nil {
+		o.p.log.Error("build sample", "device", o.t.dev.Name, "err", err)
+		return
+	}
+	o.msgs = append(o.msgs, m)
+}
+
+func (o *observation) put(key string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		o.p.log.Error("encode state", "device", o.t.dev.Name, "key", key, "err", err)
+		return
+	}
+	o.states = append(o.states, storage.StateUpdate{Device: o.t.dev.Name, Check: key, Value: b})
+}
+
+// check feeds one up/down observation of a check into its state machine and
+// records the events it decides on.
+func (o *observation) check(check, obs, reason string, ev meshmon.EventData) {
+	prev := o.t.states[check]
+	next, anns := o.p.cfg.Damping.observe(prev, obs, o.at)
+	if obs == stateDown {
+		next.Reason = reason
+	}
+	for _, a := range anns {
+		d := ev
+		d.Check, d.Previous, d.State = check, a.From, a.To
+		if a.Flapping {
+			d.Kind = meshmon.KindFlapping
+			d.Message = fmt.Sprintf("%s is flapping: %d changes in %s; further changes are held back until it is stable", checkLabel(check, ev), len(next.Changes), o.p.cfg.Damping.FlapWindow)
+		} else {
+			d.Kind = kindFor(check, a.To)
+			d.Message = describe(d.Kind, check, ev, reason)
+		}
+		if a.To == stateDown {
+			d.Reason = reason
+		}
+		o.event(d)
+	}
+	if !sameState(prev, next) {
+		o.next[check] = next
+		o.put(check, next)
+	}
+}
+
+func sameState(a, b checkState) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func checkLabel(check string, ev meshmon.EventData) string {
+	if ev.IfName != "" {
+		return "interface " + ev.IfName
+	}
+	return check
+}
+
+func describe(kind, check string, ev meshmon.EventData, reason string) string {
+	switch kind {
+	case meshmon.KindNodeDown:
+		return "node does not answer ICMP echo: " + reason
+	case meshmon.KindNodeUp:
+		return "node answers ICMP echo again"
+	case meshmon.KindSNMPUnreachable:
+		return "SNMP agent unreachable: " + reason
+	case meshmon.KindSNMPReachable:
+		return "SNMP agent answers again"
+	case meshmon.KindIfDown:
+		return fmt.Sprintf("interface %s (ifIndex %d) is down", ev.IfName, ev.IfIndex)
+	case meshmon.KindIfUp:
+		return fmt.Sprintf("interface %s (ifIndex %d) is up", ev.IfName, ev.IfIndex)
+	}
+	return kind + " on " + check
+}
+
+// load reads a target's persisted state the first time it is polled.
+func (p *Poller) load(t *target) {
+	if t.loaded {
+		return
+	}
+	t.states = make(map[string]checkState)
+	t.counters = make(map[int]counterState)
+	all, err := p.store.States(t.dev.Name)
+	if err != nil {
+		p.log.Warn("read device state", "device", t.dev.Name, "err", err)
+	}
+	for k, v := range all {
+		var err error
+		switch k {
+		case keyUptime:
+			err = json.Unmarshal(v, &t.uptime)
+			t.uptimeOK = err == nil
+		case keyCounters:
+			err = json.Unmarshal(v, &t.counters)
+		default:
+			var s checkState
+			if err = json.Unmarshal(v, &s); err == nil {
+				t.states[k] = s
+			}
+		}
+		if err != nil {
+			p.log.Warn("decode device state; starting it afresh", "device", t.dev.Name, "key", k, "err", err)
+		}
+	}
+	t.loaded = true
+}
+
+// poll probes one device once and commits what it saw.
+func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
+	p.load(t)
+	d := &t.dev
+	o := &observation{p: p, t: t, slot: slot, next: make(map[string]checkState)}
+
+	if d.Has(meshmon.CheckICMP) {
+		r := p.icmp.Ping(ctx, d.Address, d.TimeoutOrDefault())
+		if ctx.Err() != nil {
+			return
+		}
+		o.at = p.cfg.Now()
+		obs := stateUp
+		if !r.OK {
+			obs = stateDown
+		}
+		o.check(meshmon.CheckICMP, obs, r.Reason, meshmon.EventData{})
+		o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
+			"up":          b2f(r.OK),
+			"sent":        float64(r.Sent),
+			"received":    float64(r.Received),
+			"loss_ratio":  r.Loss,
+			"rtt_min_ms":  ms(r.RTTMin),
+			"rtt_avg_ms":  ms(r.RTTAvg),
+			"rtt_max_ms":  ms(r.RTTMax),
+			"duration_ms": ms(r.Took),
+		}})
+	}
+
+	var counters map[int]counterState
+	if d.Has(meshmon.CheckSNMP) {
+		if t.snmp == nil {
+			pr, err := NewSNMPProber(*d)
+			if err != nil {
+				p.log.Error("snmp client", "device", d.Name, "err", err)
+			}
+			t.snmp = pr
+		}
+		var r SNMPResult
+		if t.snmp != nil {
+			r = t.snmp.Poll(ctx)
+		} else {
+			r = SNMPResult{Reason: "snmp client could not be built"}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.at = p.cfg.Now()
+		obs := stateUp
+		if !r.OK {
+			obs = stateDown
+		}
+		o.check(meshmon.CheckSNMP, obs, r.Reason, meshmon.EventData{})
+		if r.OK {
+			counters = p.observeSNMP(o, r)
+		}
+	}
+
+	p.mu.Lock()
+	removed := t.removed
+	p.mu.Unlock()
+	if removed {
+		return
+	}
+	if err := p.commit(o.msgs, o.states); err != nil {
+		return // state is left as it was, so the change is seen again on the next poll
+	}
+	for k, s := range o.next {
+		t.states[k] = s
+	}
+	if counters != nil {
+		t.counters = counters
+	}
+}
+
+// observeSNMP turns a successful SNMP poll into reboot and interface events
+// and metric samples; it returns the new interface counters.
+func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState {
+	t := o.t
+	up, rebooted := observeUptime(t.uptime, t.uptimeOK, r.SysUpTime, o.at)
+	if rebooted {
+		o.event(meshmon.EventData{
+			Kind:     meshmon.KindReboot,
+			Check:    keyUptime,
+			Message:  fmt.Sprintf("device rebooted: sysUpTime is %s, booted at %s", ticks(r.SysUpTime), up.BootTime.UTC().Format(time.RFC3339)),
+			Previous: t.uptime.BootTime.UTC().Format(time.RFC3339),
+			State:    up.BootTime.UTC().Format(time.RFC3339),
+		})
+	}
+	if !t.uptimeOK || up.BootTime != t.uptime.BootTime || rebooted {
+		o.put(keyUptime, up)
+	}
+	t.uptime, t.uptimeOK = up, true
+
+	o.sample(meshmon.Sample{Check: "system",
+		Values: map[string]float64{"uptime_seconds": float64(r.SysUpTime) / 100, "duration_ms": ms(r.Took), "interfaces": float64(len(r.Interfaces))},
+		Labels: map[string]string{"sys_name": r.SysName, "sys_descr": r.SysDescr, "sys_object_id": r.SysObjectID},
+	})
+
+	counters := make(map[int]counterState, len(r.Interfaces))
+	rows := make([]meshmon.InterfaceSample, 0, len(r.Interfaces))
+	seen := make(map[string]bool, len(r.Interfaces))
+	for _, row := range r.Interfaces {
+		name := row.Name
+		if name == "" {
+			name = row.Descr
+		}
+		s := meshmon.InterfaceSample{
+			Index: row.Index, Name: name,
+			AdminStatus: ifStatus(row.AdminStatus), OperStatus: ifStatus(row.OperStatus),
+			InOctets: row.InOctets, OutOctets: row.OutOctets, HighCounter: row.HC,
+		}
+		cur := counterState{In: row.InOctets, Out: row.OutOctets, HC: row.HC, At: o.at}
+		if prev, ok := t.counters[row.Index]; ok && !rebooted && prev.HC == row.HC {
+			if secs := o.at.Sub(prev.At).Seconds(); secs > 0 {
+				bits := 32
+				if row.HC {
+					bits = 64
+				}
+				if dIn, ok := CounterDelta(prev.In, row.InOctets, bits); ok {
+					s.InBps = float64(dIn) * 8 / secs
+				}
+				if dOut, ok := CounterDelta(prev.Out, row.OutOctets, bits); ok {
+					s.OutBps = float64(dOut) * 8 / secs
+				}
+			}
+		}
+		counters[row.Index] = cur
+		rows = append(rows, s)
+
+		check := "if." + strconv.Itoa(row.Index)
+		seen[check] = true
+		if row.AdminStatus != 1 {
+			continue // administratively down: nobody is to be paged for it
+		}
+		var obs string
+		switch row.OperStatus {
+		case 1:
+			obs = stateUp
+		case 2, 7: // down, lowerLayerDown
+			obs = stateDown
+		default:
+			continue // testing, unknown, dormant, notPresent: no verdict
+		}
+		o.check(check, obs, "ifOperStatus "+s.OperStatus, meshmon.EventData{IfIndex: row.Index, IfName: name})
+	}
+	// Interfaces that vanished take their state with them.
+	for k := range t.states {
+		if strings.HasPrefix(k, "if.") && !seen[k] {
+			delete(t.states, k)
+			o.states = append(o.states, storage.StateUpdate{Device: t.dev.Name, Check: k})
+		}
+	}
+	o.put(keyCounters, counters)
+	o.sample(meshmon.Sample{Check: "if", Interfaces: rows})
+	return counters
+}
+
+var ifStatuses = map[int]string{1: "up", 2: "down", 3: "testing", 4: "unknown", 5: "dormant", 6: "notPresent", 7: "lowerLayerDown"}
+
+func ifStatus(v int) string {
+	if s, ok := ifStatuses[v]; ok {
+		return s
+	}
+	return strconv.Itoa(v)
+}
+
+func ticks(t uint32) string {
+	return (time.Duration(t) * 10 * time.Millisecond).String()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,317 @@
+package poller
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// Publisher sends spooled messages to the peer. PublishBatch publishes msgs
+// in order and returns how many of the leading messages are stored; a
+// message the peer refuses for good is reported with an error wrapping
+// bus.ErrRejected. It is called from one goroutine at a time.
+type Publisher interface {
+	PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error)
+}
+
+// Inventory is the site's device list. Watch replays the current devices,
+// marks the end of the replay with a Synced change, then follows changes
+// until ctx is done or the watch fails, when it closes the channel. It may be
+// called again after a failure.
+type Inventory interface {
+	Watch(ctx context.Context) (<-chan bus.InventoryChange, error)
+}
+
+// Registry records that a poller is alive. Heartbeat is called from one
+// goroutine at a time.
+type Registry interface {
+	Heartbeat(ctx context.Context, info bus.PollerInfo) error
+}
+
+// Stats are a poller's running totals.
+type Stats struct {
+	Devices      int
+	Spooled      int    // messages in the spool, not yet acknowledged by the peer
+	SpoolBytes   int64  // bytes in the spool
+	Published    uint64 // messages acknowledged by the peer
+	Rejected     uint64 // messages the peer refused for good (dropped)
+	Dropped      uint64 // observations lost because the spool could not take them
+	Polls        uint64
+	TrapsIn      uint64
+	TrapsDropped uint64
+	Late         uint64        // polls that started more than max(interval/10, 1s) after they were due
+	LagMax       time.Duration // the latest any poll started after it was due
+	Connected    bool          // the last publish attempt succeeded
+}
+
+// Poller schedules probes for the devices of one site and publishes what
+// they observe. Create it with New and run it with Run.
+type Poller struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *storage.DB
+	pub    Publisher
+	inv    Inventory
+	reg    Registry
+	icmp   *ICMPProber
+	source string
+	start  time.Time
+
+	// mu guards devices, byAddr and the scheduling fields of every target.
+	// Lock order: mu before sched.mu.
+	mu      sync.Mutex
+	devices map[string]*target
+	byAddr  map[string]string // device address -> name, for traps
+	sched   *scheduler
+
+	wake  chan struct{} // something was spooled
+	traps chan meshmon.Trap
+	ready chan struct{}
+	trap  *TrapListener
+
+	polls, published, rejected, dropped, trapsIn, trapsDropped, late atomic.Uint64
+	lagMax                                                           atomic.Int64
+	connected                                                        atomic.Bool
+}
+
+// target is one scheduled device. Its probe state is touched only by the
+// worker that polls it; the device is never polled twice at once.
+type target struct {
+	dev     meshmon.Device
+	gen     uint64 // bumped when the device changes, so stale schedule entries are ignored
+	running bool
+	removed bool
+
+	snmp     *SNMPProber
+	loaded   bool
+	states   map[string]checkState
+	uptime   uptimeState
+	uptimeOK bool
+	counters map[int]counterState
+}
+
+// New returns a poller. store is its own bbolt file; pub, inv and reg talk to
+// the site peer (reg may be nil).
+func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inventory, reg Registry) (*Poller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Poller{
+		cfg:     cfg,
+		log:     log.With("poller", cfg.Name),
+		store:   store,
+		pub:     pub,
+		inv:     inv,
+		reg:     reg,
+		icmp:    NewICMPProber(cfg.ICMPMode, cfg.ICMPCount, cfg.ICMPInterval),
+		source:  fmt.Sprintf("/meshmon/%s/%s/%s", cfg.Tenant, cfg.Site, cfg.Name),
+		devices: make(map[string]*target),
+		byAddr:  make(map[string]string),
+		sched:   newScheduler(),
+		wake:    make(chan struct{}, 1),
+		traps:   make(chan meshmon.Trap, cfg.TrapQueue),
+		ready:   make(chan struct{}),
+	}
+	return p, nil
+}
+
+// Ready is closed once Run has loaded the cached devices and, if configured,
+// the trap listener is listening.
+func (p *Poller) Ready() <-chan struct{} { return p.ready }
+
+// TrapAddr is the address the trap listener is bound to, or nil.
+func (p *Poller) TrapAddr() net.Addr {
+	select {
+	case <-p.ready:
+	default:
+		return nil
+	}
+	if p.trap == nil {
+		return nil
+	}
+	return p.trap.Addr()
+}
+
+// Stats returns the poller's running totals.
+func (p *Poller) Stats() Stats {
+	p.mu.Lock()
+	n := len(p.devices)
+	p.mu.Unlock()
+	spooled, bytes, _ := p.store.SpoolStats()
+	return Stats{
+		Devices: n, Spooled: spooled, SpoolBytes: bytes,
+		Published: p.published.Load(), Rejected: p.rejected.Load(), Dropped: p.dropped.Load(),
+		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(),
+		Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
+	}
+}
+
+// Run polls until ctx is done. It starts from the device cache in the local
+// store, so it works while the peer is away, and follows the inventory when
+// the peer is there. It returns an error only if it cannot start.
+func (p *Poller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.start = p.cfg.Now()
+
+	cached, err := p.store.Devices()
+	if err != nil {
+		return fmt.Errorf("read device cache: %w", err)
+	}
+	for _, d := range cached {
+		p.upsert(d, false)
+	}
+	if p.cfg.TrapListen != "" {
+		p.trap = NewTrapListener(p.cfg.TrapListen, p.log, p.onTrap)
+		if err := p.trap.Start(ctx); err != nil {
+			return fmt.Errorf("start trap listener: %w", err)
+		}
+		defer p.trap.Close()
+	}
+	p.log.Info("poller started", "devices", len(cached), "site", p.cfg.Site, "tenant", p.cfg.Tenant, "traps", p.cfg.TrapListen)
+
+	var wg sync.WaitGroup
+	jobs := make(chan job)
+	goFn := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	goFn(func(ctx context.Context) { p.dispatch(ctx, jobs) })
+	for range p.cfg.Workers {
+		goFn(func(ctx context.Context) { p.work(ctx, jobs) })
+	}
+	goFn(p.drain)
+	goFn(p.handleTraps)
+	if p.inv != nil {
+		goFn(p.followInventory)
+	}
+	if p.reg != nil {
+		goFn(p.heartbeat)
+	}
+	close(p.ready)
+	<-ctx.Done()
+	wg.Wait()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.devices {
+		if t.snmp != nil {
+			t.snmp.Close()
+		}
+	}
+	p.log.Info("poller stopped")
+	return nil
+}
+
+// upsert adds or changes a device; changed devices are polled at once.
+func (p *Poller) upsert(d meshmon.Device, cache bool) {
+	d.Revision = 0
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.devices[d.Name]
+	if ok && sameDevice(t.dev, d) {
+		return
+	}
+	if cache {
+		if err := p.store.PutDevice(d); err != nil {
+			p.log.Warn("cache device", "device", d.Name, "err", err)
+		}
+	}
+	nt := &target{dev: d}
+	if ok {
+		// Keep the probe state: it is the same device, maybe with new settings.
+		t.removed = true
+		nt.gen = t.gen + 1
+		if !t.running {
+			nt.states, nt.uptime, nt.uptimeOK, nt.counters, nt.loaded = t.states, t.uptime, t.uptimeOK, t.counters, t.loaded
+			if t.snmp != nil {
+				t.snmp.Close()
+			}
+		}
+		delete(p.byAddr, t.dev.Address)
+	}
+	p.devices[d.Name] = nt
+	p.byAddr[d.Address] = d.Name
+	p.sched.add(d.Name, nt.gen, p.cfg.Now(), p.cfg.Now())
+	p.log.Info("device scheduled", "device", d.Name, "address", d.Address, "interval", d.Interval)
+}
+
+// remove stops polling a device and forgets its state.
+func (p *Poller) remove(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.devices[name]
+	if !ok {
+		return
+	}
+	t.removed = true
+	if !t.running && t.snmp != nil {
+		t.snmp.Close()
+	}
+	delete(p.devices, name)
+	if p.byAddr[t.dev.Address] == name {
+		delete(p.byAddr, t.dev.Address)
+	}
+	if err := p.store.DeleteDevice(name); err != nil {
+		p.log.Warn("uncache device", "device", name, "err", err)
+	}
+	if err := p.store.DeleteStates(name); err != nil {
+		p.log.Warn("forget device state", "device", name, "err", err)
+	}
+	p.log.Info("device removed", "device", name)
+}
+
+func sameDevice(a, b meshmon.Device) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// deviceNames returns the names of the scheduled devices.
+func (p *Poller) deviceNames() map[string]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := make(map[string]bool, len(p.devices))
+	for n := range p.devices {
+		names[n] = true
+	}
+	return names
+}
+
+// commit spools messages and state updates in one transaction and wakes the
+// drainer. On failure the observations are counted as dropped.
+func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) error {
+	if len(msgs) == 0 && len(states) == 0 {
+		return nil
+	}
+	// Events before samples: the publisher sends each run of messages for
+	// one stream as one atomic batch, so fewer, longer runs are faster. The
+	// order within each stream is kept.
+	slices.SortStableFunc(msgs, func(a, b meshmon.Message) int {
+		return cmp.Compare(bus.StreamForSubject(a.Subject), bus.StreamForSubject(b.Subject))
+	})
+	if err := p.store.Commit(msgs, states); err != nil {
+		p.dropped.Add(uint64(len(msgs)))
+		p.log.Error("spool observations", "messages", len(msgs), "err", err)
+		return err
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}

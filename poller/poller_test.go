@@ -1,0 +1,321 @@
+package poller_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/sim"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// env is a real peer, a real simulator and a poller in this process.
+type env struct {
+	t     *testing.T
+	dir   string
+	peer  *peer.Peer
+	url   string
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	sim   *sim.Sim
+	store string // the poller's bbolt file
+}
+
+func startPeer(t *testing.T, dir, listen string) *peer.Peer {
+	t.Helper()
+	cfg := peer.DefaultConfig()
+	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen = "p", "lab", filepath.Join(dir, "peer"), listen
+	p, err := peer.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func newEnv(t *testing.T, agents int, base string) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir()}
+	e.store = filepath.Join(e.dir, "poller.db")
+	e.peer = startPeer(t, e.dir, "127.0.0.1:0")
+	e.url = e.peer.ClientURL()
+	nc, err := bus.Connect(bus.ConnConfig{URL: e.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	e.js, _ = jetstream.New(nc)
+
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = agents, "d"
+	scfg.BaseAddr = mustAddr(t, base)
+	s, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	e.sim = s
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.Agents() {
+		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+			Interval: meshmon.Duration(time.Second), Timeout: meshmon.Duration(200 * time.Millisecond), Retries: 0,
+			SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
+		if _, err := inv.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// runPoller runs a poller against the env's peer until the returned stop
+// function is called.
+func (e *env) runPoller(cfgMod func(*poller.Config)) (*poller.Poller, func()) {
+	e.t.Helper()
+	store, err := storage.Open(e.store, storage.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	nc, err := bus.Connect(bus.ConnConfig{URL: e.url}, nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	inv, err := bus.OpenInventory(context.Background(), js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	reg, err := bus.OpenRegistry(context.Background(), js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := poller.DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	cfg.HeartbeatEvery = 200 * time.Millisecond
+	cfg.PublishTimeout = time.Second
+	if cfgMod != nil {
+		cfgMod(&cfg)
+	}
+	p, err := poller.New(cfg, nil, store, bus.NewPublisher(js), inv, reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.Run(ctx); err != nil {
+			e.t.Errorf("poller run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			nc.Close()
+			store.Close()
+		})
+	}
+	e.t.Cleanup(stop)
+	<-p.Ready()
+	return p, stop
+}
+
+// events returns every event in EVENTS on filter, in stream order.
+func (e *env) events(filter string) []meshmon.Event {
+	e.t.Helper()
+	var out []meshmon.Event
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := bus.Tail(ctx, e.js, bus.TailOptions{Stream: bus.EventsStream, Subject: filter, StartSeq: 1, Live: false}, func(m bus.TailMsg) error {
+		var ev meshmon.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			e.t.Fatalf("event %s: %v", m.Subject, err)
+		}
+		out = append(out, ev)
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("tail: %v", err)
+	}
+	return out
+}
+
+func (e *env) waitKinds(dev string, want ...string) []meshmon.Event {
+	e.t.Helper()
+	var got []meshmon.Event
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got = e.events("ev.lab." + dev + ".>")
+		if len(got) >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s events %s; have %v", dev, join(want), kinds(got))
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+	for i, k := range want {
+		if got[i].Data.Kind != k {
+			e.t.Fatalf("%s: event %d is %s, want %s (all: %v)", dev, i, got[i].Data.Kind, k, kinds(got))
+		}
+	}
+	return got
+}
+
+func kinds(evs []meshmon.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Data.Kind
+	}
+	return out
+}
+
+func join(s []string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestPollerTurnsFaultsIntoEvents drives faults on simulated agents and
+// finds the events, with CloudEvents fields and samples, in the streams.
+func TestPollerTurnsFaultsIntoEvents(t *testing.T) {
+	e := newEnv(t, 3, "127.90.0.1")
+	p, _ := e.runPoller(nil)
+	a := e.sim.Agents()
+	waitFor(t, 20*time.Second, "every device polled", func() bool { return p.Stats().Polls >= 6 })
+
+	if err := a[0].SetIfOper(2, false); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.waitKinds(a[0].Name(), meshmon.KindIfDown)
+	ev := evs[0]
+	if ev.SpecVersion != "1.0" || ev.Type != "meshmon.if_down" || ev.Subject != a[0].Name() || ev.Data.IfIndex != 2 ||
+		ev.Data.Check != "if.2" || ev.Source != "/meshmon/default/lab/p1" || ev.ID == "" || ev.Data.Previous != "up" {
+		t.Errorf("if_down event: %+v", ev)
+	}
+	_ = a[0].SetIfOper(2, true)
+	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
+
+	a[1].Reboot()
+	e.waitKinds(a[1].Name(), meshmon.KindReboot)
+
+	a[2].Down(true)
+	evs = e.waitKinds(a[2].Name(), meshmon.KindSNMPUnreachable)
+	if evs[0].Data.Reason == "" || evs[0].Data.Severity != meshmon.SeverityMajor {
+		t.Errorf("unreachable event: %+v", evs[0].Data)
+	}
+	a[2].Down(false)
+	e.waitKinds(a[2].Name(), meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable)
+
+	// Samples carry the agent's sysName and interface counters.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var sys meshmon.Sample
+	err := bus.Tail(ctx, e.js, bus.TailOptions{Stream: bus.MetricsStream, Subject: "mx.lab." + a[0].Name() + ".system", StartSeq: 1}, func(m bus.TailMsg) error {
+		return json.Unmarshal(m.Data, &sys)
+	})
+	if err != nil || sys.Labels["sys_name"] != a[0].Name() || sys.Values["uptime_seconds"] <= 0 {
+		t.Errorf("system sample %+v (err %v)", sys, err)
+	}
+}
+
+// TestPollerSpoolsWhilePeerIsAway stops the peer, injects faults, brings the
+// peer back on the same address and data, and finds every event once.
+func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
+	e := newEnv(t, 2, "127.91.0.1")
+	p, _ := e.runPoller(nil)
+	a := e.sim.Agents()
+	// A reboot is told from jitter by the boot time moving a few seconds:
+	// let the agents run a while first.
+	waitFor(t, 20*time.Second, "first polls and some uptime", func() bool { return p.Stats().Polls >= 4 && a[1].Uptime() > 5*time.Second })
+
+	listen := e.url[len("nats://"):]
+	e.peer.Close()
+	_ = a[0].SetIfOper(1, false)
+	a[1].Reboot()
+	waitFor(t, 20*time.Second, "events spooled while the peer is away", func() bool { return p.Stats().Spooled >= 10 })
+	_ = a[0].SetIfOper(1, true)
+	polls := p.Stats().Polls
+	waitFor(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+4 })
+
+	e.peer = startPeer(t, e.dir, listen)
+	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
+	e.waitKinds(a[1].Name(), meshmon.KindReboot)
+	waitFor(t, 20*time.Second, "spool drained", func() bool { return p.Stats().Spooled == 0 })
+	seen := map[string]bool{}
+	for _, ev := range e.events("ev.>") {
+		if seen[ev.ID] {
+			t.Errorf("event %s stored twice", ev.ID)
+		}
+		seen[ev.ID] = true
+	}
+}
+
+// TestPollerRestartDoesNotRepeatEvents restarts the poller on the same
+// bbolt file: known states are not announced again, and a change made while
+// it was down is announced once.
+func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
+	e := newEnv(t, 1, "127.92.0.1")
+	a := e.sim.Agents()[0]
+	p, stop := e.runPoller(nil)
+	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
+	_ = a.SetIfOper(1, false)
+	e.waitKinds(a.Name(), meshmon.KindIfDown)
+	stop()
+
+	_ = a.SetIfOper(3, false) // changed while the poller was down
+	p, _ = e.runPoller(nil)
+	waitFor(t, 20*time.Second, "polls after restart", func() bool { return p.Stats().Polls >= 4 })
+	e.waitKinds(a.Name(), meshmon.KindIfDown, meshmon.KindIfDown)
+	evs := e.events("ev.lab." + a.Name() + ".>")
+	if len(evs) != 2 || evs[1].Data.IfIndex != 3 {
+		t.Fatalf("after restart want exactly one new if_down (ifIndex 3), got %v", kinds(evs))
+	}
+}

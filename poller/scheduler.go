@@ -1,0 +1,183 @@
+package poller
+
+import (
+	"container/heap"
+	"context"
+	"hash/fnv"
+	"sync"
+	"time"
+)
+
+// scheduler is a min-heap of due times, one entry per device. A dispatcher
+// pops due entries and hands them to a bounded pool of workers; a device is
+// never queued while its previous poll is running, so a slow device holds
+// one worker and delays no other.
+type scheduler struct {
+	mu      sync.Mutex
+	entries entryHeap
+	kick    chan struct{}
+}
+
+type entry struct {
+	at   time.Time // when to poll
+	slot time.Time // the interval slot the poll belongs to: part of message ids
+	name string
+	gen  uint64
+}
+
+type job struct {
+	t    *target
+	name string
+	slot time.Time
+	due  time.Time
+}
+
+func newScheduler() *scheduler {
+	return &scheduler{kick: make(chan struct{}, 1)}
+}
+
+// add schedules a poll of name at at, in the slot that contains slotOf.
+func (s *scheduler) add(name string, gen uint64, at, slotOf time.Time) {
+	s.mu.Lock()
+	heap.Push(&s.entries, entry{at: at, slot: slotOf, name: name, gen: gen})
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the earliest entry without removing it.
+func (s *scheduler) next() (entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.entries) == 0 {
+		return entry{}, false
+	}
+	return s.entries[0], true
+}
+
+func (s *scheduler) pop() entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return heap.Pop(&s.entries).(entry)
+}
+
+// offset spreads devices over the first half of their interval, the same
+// way in every process, so two pollers observe a device in the same slot.
+func offset(name string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	span := interval / 2
+	if span <= 0 {
+		return 0
+	}
+	return time.Duration(h.Sum64() % uint64(span))
+}
+
+// nextRun returns the slot after prev and when to poll in it; slots that
+// have already passed are skipped.
+func nextRun(name string, interval time.Duration, prev, now time.Time) (slot, at time.Time) {
+	off := offset(name, interval)
+	slot = prev.Truncate(interval).Add(interval)
+	if slot.Add(off).Before(now) {
+		slot = now.Truncate(interval)
+		if !slot.After(prev.Truncate(interval)) {
+			slot = slot.Add(interval)
+		}
+	}
+	at = slot.Add(off)
+	if at.Before(now) {
+		at = now
+	}
+	return slot, at
+}
+
+// dispatch hands due devices to workers until ctx is done.
+func (p *Poller) dispatch(ctx context.Context, jobs chan<- job) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e, ok := p.sched.next()
+		wait := time.Hour
+		if ok {
+			wait = e.at.Sub(p.cfg.Now())
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.sched.kick:
+			case <-timer.C:
+			}
+			continue
+		}
+		e = p.sched.pop()
+		p.mu.Lock()
+		t, ok := p.devices[e.name]
+		if !ok || t.gen != e.gen || t.running || t.removed {
+			p.mu.Unlock()
+			continue
+		}
+		t.running = true
+		p.mu.Unlock()
+		select {
+		case jobs <- job{t: t, name: e.name, slot: e.slot.Truncate(t.dev.Interval.D()), due: e.at}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// work polls devices handed to it and schedules their next poll.
+func (p *Poller) work(ctx context.Context, jobs <-chan job) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-jobs:
+			p.noteLag(p.cfg.Now().Sub(j.due), j.t.dev.Interval.D())
+			p.poll(ctx, j.t, j.slot)
+			p.polls.Add(1)
+			p.mu.Lock()
+			j.t.running = false
+			if j.t.removed {
+				if j.t.snmp != nil {
+					j.t.snmp.Close()
+				}
+			} else {
+				slot, at := nextRun(j.name, j.t.dev.Interval.D(), j.slot, p.cfg.Now())
+				p.sched.add(j.name, j.t.gen, at, slot)
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+type entryHeap []entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h entryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *entryHeap) Push(x any)        { *h = append(*h, x.(entry)) }
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// noteLag records how late a poll started. A poll is late when it starts
+// more than a tenth of its interval (at least a second) after it was due.
+func (p *Poller) noteLag(lag, interval time.Duration) {
+	for {
+		cur := p.lagMax.Load()
+		if int64(lag) <= cur || p.lagMax.CompareAndSwap(cur, int64(lag)) {
+			break
+		}
+	}
+	if lag > max(interval/10, time.Second) {
+		p.late.Add(1)
+	}
+}

@@ -1,0 +1,661 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon"
+)
+
+// SNMPResult is what one SNMP poll of a device saw. A failed poll is an
+// observation too: OK is false and Reason says why.
+type SNMPResult struct {
+	OK bool // the agent answered
+	// Reason is, when !OK, one short human phrase: "timeout",
+	// "authentication failure (wrong v3 auth password?)", "unknown user",
+	// "unknown engine", "decryption error (wrong v3 priv password?)",
+	// "no such host", "port unreachable (no agent listening)", "cancelled", ...
+	Reason string
+	// Err is, when !OK, the underlying error. It wraps one of the ErrSNMP*
+	// sentinels where one fits.
+	Err error
+
+	SysName, SysDescr, SysObjectID string
+	SysUpTime                      uint32  // TimeTicks (1/100 s)
+	Interfaces                     []IfRow // ordered by ifIndex
+	Took                           time.Duration
+}
+
+// IfRow is one row of ifTable joined with ifXTable.
+type IfRow struct {
+	Index       int
+	Name, Descr string // ifName (empty if the agent has no ifXTable), ifDescr
+	AdminStatus int    // ifAdminStatus: 1 up, 2 down, 3 testing
+	OperStatus  int    // ifOperStatus: 1 up, 2 down, ... 7 lowerLayerDown
+	InOctets    uint64
+	OutOctets   uint64
+	HC          bool // the octets are the 64-bit ifHCInOctets/ifHCOutOctets
+}
+
+// SNMPProber polls one device by SNMP. It owns its gosnmp client and socket,
+// which it opens on the first poll and keeps between polls.
+//
+// An SNMPProber is not safe for concurrent use: one goroutine at a time may
+// call Poll and Close (the poller's per-device loop).
+type SNMPProber struct {
+	dev          meshmon.Device
+	client       *gosnmp.GoSNMP // nil until connected, and again after a failed poll
+	bulkVarbinds int            // varbinds asked for per GETBULK; tests lower it
+}
+
+// SNMP v3 protocol names of meshmon mapped to gosnmp's constants.
+var (
+	authProtocols = map[string]gosnmp.SnmpV3AuthProtocol{
+		"MD5":    gosnmp.MD5,
+		"SHA":    gosnmp.SHA,
+		"SHA224": gosnmp.SHA224,
+		"SHA256": gosnmp.SHA256,
+		"SHA384": gosnmp.SHA384,
+		"SHA512": gosnmp.SHA512,
+	}
+	privProtocols = map[string]gosnmp.SnmpV3PrivProtocol{
+		"DES":     gosnmp.DES,
+		"AES":     gosnmp.AES,
+		"AES192":  gosnmp.AES192,
+		"AES256":  gosnmp.AES256,
+		"AES192C": gosnmp.AES192C,
+		"AES256C": gosnmp.AES256C,
+	}
+)
+
+// NewSNMPProber returns a prober for d. It does no I/O: the socket is opened
+// by the first Poll. It returns an error wrapping ErrSNMPConfig when d has no
+// usable SNMP settings (d.Validate catches all of them earlier).
+func NewSNMPProber(d meshmon.Device) (*SNMPProber, error) {
+	p := &SNMPProber{dev: d, bulkVarbinds: defaultBulkVarbinds}
+	if _, err := p.newClient(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newClient builds an unconnected gosnmp client from the device settings.
+func (p *SNMPProber) newClient() (*gosnmp.GoSNMP, error) {
+	d := p.dev
+	s := d.SNMP
+	if s == nil {
+		return nil, fmt.Errorf("%w: device %s has no snmp settings", ErrSNMPConfig, d.Name)
+	}
+	port := s.PortOrDefault()
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("%w: device %s: port %d out of range", ErrSNMPConfig, d.Name, port)
+	}
+	c := &gosnmp.GoSNMP{
+		Target:    d.Address,
+		Port:      uint16(port),
+		Transport: "udp",
+		Timeout:   d.TimeoutOrDefault(),
+		Retries:   d.Retries,
+		MaxOids:   gosnmp.MaxOids,
+		Context:   context.Background(),
+	}
+	switch s.Version {
+	case meshmon.SNMPv1:
+		c.Version = gosnmp.Version1
+		c.Community = s.Community
+	case meshmon.SNMPv2c:
+		c.Version = gosnmp.Version2c
+		c.Community = s.Community
+	case meshmon.SNMPv3:
+		c.Version = gosnmp.Version3
+		c.SecurityModel = gosnmp.UserSecurityModel
+		c.ContextName = s.ContextName
+		usm := &gosnmp.UsmSecurityParameters{UserName: s.User}
+		c.MsgFlags = gosnmp.NoAuthNoPriv
+		if s.AuthProtocol != "" {
+			ap, ok := authProtocols[s.AuthProtocol]
+			if !ok {
+				return nil, fmt.Errorf("%w: device %s: unknown auth protocol %q", ErrSNMPConfig, d.Name, s.AuthProtocol)
+			}
+			usm.AuthenticationProtocol = ap
+			usm.AuthenticationPassphrase = s.AuthPassword
+			c.MsgFlags = gosnmp.AuthNoPriv
+		}
+		if s.PrivProtocol != "" {
+			if s.AuthProtocol == "" {
+				return nil, fmt.Errorf("%w: device %s: privacy needs an auth protocol", ErrSNMPConfig, d.Name)
+			}
+			pp, ok := privProtocols[s.PrivProtocol]
+			if !ok {
+				return nil, fmt.Errorf("%w: device %s: unknown priv protocol %q", ErrSNMPConfig, d.Name, s.PrivProtocol)
+			}
+			usm.PrivacyProtocol = pp
+			usm.PrivacyPassphrase = s.PrivPassword
+			c.MsgFlags = gosnmp.AuthPriv
+		}
+		c.SecurityParameters = usm
+	default:
+		return nil, fmt.Errorf("%w: device %s: unknown snmp version %q", ErrSNMPConfig, d.Name, s.Version)
+	}
+	return c, nil
+}
+
+// Close closes the prober's socket. The prober may be polled again after
+// Close; it then reconnects.
+func (p *SNMPProber) Close() error {
+	if p.client == nil {
+		return nil
+	}
+	err := p.client.Close()
+	p.client = nil
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close snmp client: %w", err)
+	}
+	return nil
+}
+
+// Poll reads the system group and the interface table of the device. It
+// never fails: a failure is a result with OK false, a Reason and an Err.
+// Cancelling ctx ends the poll promptly with Reason "cancelled"; a ctx
+// deadline that ends it counts as "timeout".
+//
+// After an SNMPv3 agent restarts (new engine boots or engine id) the poll
+// rediscovers the engine and tries once more, so a reboot costs no failed
+// poll.
+func (p *SNMPProber) Poll(ctx context.Context) SNMPResult {
+	start := time.Now()
+	res := p.poll(ctx)
+	if !res.OK && ctx.Err() == nil &&
+		(errors.Is(res.Err, ErrSNMPNotInTimeWindow) || errors.Is(res.Err, ErrSNMPUnknownEngine)) {
+		// poll dropped the client, so this discovers the engine afresh.
+		res = p.poll(ctx)
+	}
+	res.Took = time.Since(start)
+	return res
+}
+
+// poll does one attempt. On any failure it drops the client, so that the
+// next attempt starts with a fresh socket and, for v3, a fresh engine
+// discovery.
+func (p *SNMPProber) poll(ctx context.Context) (res SNMPResult) {
+	fail := func(err error) SNMPResult {
+		if rec, ok := p.connRecorder(); ok {
+			if rep := unauthenticatedReport(p.dev.SNMP.User, rec.last); rep != nil {
+				err = fmt.Errorf("%w: agent sent an unauthenticated report: %w", rep, err)
+			}
+		}
+		_ = p.Close()
+		reason, err := classifySNMPError(ctx, err)
+		return SNMPResult{Reason: reason, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if p.client == nil {
+		c, err := p.newClient()
+		if err != nil {
+			return fail(err)
+		}
+		c.Context = ctx
+		if err := c.Connect(); err != nil {
+			return fail(fmt.Errorf("connect %s: %w", net.JoinHostPort(c.Target, strconv.Itoa(int(c.Port))), err))
+		}
+		// Record what arrives: gosnmp drops the unauthenticated reports
+		// that carry the agent's reason for refusing a v3 request.
+		c.Conn = &recordingConn{Conn: c.Conn}
+		p.client = c
+	}
+	c := p.client
+	rec, _ := c.Conn.(*recordingConn)
+	if rec != nil {
+		rec.last = rec.last[:0]
+	}
+	// gosnmp takes its context as a field; keep the request's context there
+	// only for this poll.
+	c.Context = ctx
+	defer func() {
+		if p.client != nil {
+			p.client.Context = context.Background()
+		}
+	}()
+
+	// gosnmp notices a cancelled context only between retries; closing the
+	// socket unblocks a pending read at once.
+	conn := c.Conn
+	watchDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(watchDone)
+		_ = conn.Close()
+	})
+	defer func() {
+		if !stop() {
+			<-watchDone
+		}
+	}()
+
+	if err := p.getSystem(c, &res); err != nil {
+		return fail(fmt.Errorf("get system group: %w", err))
+	}
+	ifs, err := p.walkInterfaces(c)
+	if err != nil {
+		return fail(fmt.Errorf("walk interfaces: %w", err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	res.Interfaces = ifs
+	res.OK = true
+	return res
+}
+
+// recordingConn keeps the last datagram read.
+type recordingConn struct {
+	net.Conn
+	last []byte
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.last = append(c.last[:0], b[:n]...)
+	}
+	return n, err
+}
+
+// connRecorder returns the recorder around the client's socket, if any.
+func (p *SNMPProber) connRecorder() (*recordingConn, bool) {
+	if p.client == nil || p.client.Version != gosnmp.Version3 {
+		return nil, false
+	}
+	rec, ok := p.client.Conn.(*recordingConn)
+	return rec, ok
+}
+
+// USM statistics OIDs (RFC 3414) that an agent reports in a Report PDU.
+var usmReports = map[string]error{
+	"1.3.6.1.6.3.15.1.1.1.0": gosnmp.ErrUnknownSecurityLevel,
+	"1.3.6.1.6.3.15.1.1.2.0": gosnmp.ErrNotInTimeWindow,
+	"1.3.6.1.6.3.15.1.1.3.0": gosnmp.ErrUnknownUsername,
+	"1.3.6.1.6.3.15.1.1.4.0": gosnmp.ErrUnknownEngineID,
+	"1.3.6.1.6.3.15.1.1.5.0": gosnmp.ErrWrongDigest,
+	"1.3.6.1.6.3.15.1.1.6.0": gosnmp.ErrDecryption,
+}
+
+// unauthenticatedReport decodes msg as an SNMPv3 Report PDU sent without
+// authentication and returns the gosnmp error that names its reason, or nil.
+//
+// RFC 3414 has an agent send these reports (wrong digest, unknown user,
+// unsupported security level, unknown engine id) at noAuthNoPriv, since it
+// cannot authenticate to a user it cannot verify. gosnmp 1.47 discards them
+// once the engine is known ("incoming packet is not authentic") and retries
+// until its retries are used up, so the poll fails quickly but without the
+// reason. The report is trusted only for that reason, never for data.
+func unauthenticatedReport(user string, msg []byte) error {
+	if len(msg) == 0 {
+		return nil
+	}
+	x := &gosnmp.GoSNMP{
+		Version:            gosnmp.Version3,
+		SecurityModel:      gosnmp.UserSecurityModel,
+		MsgFlags:           gosnmp.NoAuthNoPriv,
+		SecurityParameters: &gosnmp.UsmSecurityParameters{UserName: user},
+	}
+	pkt, err := x.UnmarshalTrap(msg, true)
+	if err != nil || pkt.PDUType != gosnmp.Report || len(pkt.Variables) != 1 ||
+		pkt.MsgFlags&gosnmp.AuthNoPriv != 0 {
+		return nil
+	}
+	return usmReports[strings.TrimPrefix(pkt.Variables[0].Name, ".")]
+}
+
+// responseError is an SNMP error-status in a response.
+type responseError struct {
+	status gosnmp.SNMPError
+	index  uint8
+}
+
+func (e *responseError) Error() string {
+	return fmt.Sprintf("agent answered with error status %s (index %d)", e.status, e.index)
+}
+
+func (e *responseError) Unwrap() error { return ErrSNMPResponse }
+
+// getSystem reads sysDescr, sysObjectID, sysUpTime and sysName in one GET.
+// A v1 agent answers noSuchName for the whole request when one object is
+// missing, so the missing object is dropped and the rest asked again.
+func (p *SNMPProber) getSystem(c *gosnmp.GoSNMP, res *SNMPResult) error {
+	oids := []string{oidSysDescr, oidSysObjectID, oidSysUpTime, oidSysName}
+	for len(oids) > 0 {
+		pkt, err := c.Get(oids)
+		if err != nil {
+			return err
+		}
+		if pkt.Error == gosnmp.NoSuchName && c.Version == gosnmp.Version1 &&
+			pkt.ErrorIndex >= 1 && int(pkt.ErrorIndex) <= len(oids) {
+			oids = slices.Delete(oids, int(pkt.ErrorIndex)-1, int(pkt.ErrorIndex))
+			continue
+		}
+		if pkt.Error != gosnmp.NoError {
+			return &responseError{status: pkt.Error, index: pkt.ErrorIndex}
+		}
+		for _, v := range pkt.Variables {
+			switch strings.TrimPrefix(v.Name, ".") {
+			case oidSysDescr:
+				res.SysDescr = pduString(v)
+			case oidSysObjectID:
+				res.SysObjectID = pduString(v)
+			case oidSysUpTime:
+				if v.Type == gosnmp.TimeTicks {
+					res.SysUpTime = uint32(toUint64(v.Value))
+				}
+			case oidSysName:
+				res.SysName = pduString(v)
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// ifColumn is one column of ifTable or ifXTable that the walk reads.
+type ifColumn struct {
+	prefix string // column OID, no leading dot
+	set    func(r *ifRowBuild, v gosnmp.SnmpPDU)
+}
+
+// ifRowBuild collects a row while the columns arrive.
+type ifRowBuild struct {
+	IfRow
+	hcIn, hcOut       uint64
+	hasHCIn, hasHCOut bool
+}
+
+var ifColumns = []ifColumn{
+	{oidIfIndex, func(r *ifRowBuild, v gosnmp.SnmpPDU) {}},
+	{oidIfDescr, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.Descr = pduString(v) }},
+	{oidIfAdminStatus, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.AdminStatus = int(toInt64(v.Value)) }},
+	{oidIfOperStatus, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.OperStatus = int(toInt64(v.Value)) }},
+	{oidIfInOctets, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.InOctets = toUint64(v.Value) }},
+	{oidIfOutOctets, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.OutOctets = toUint64(v.Value) }},
+	{oidIfName, func(r *ifRowBuild, v gosnmp.SnmpPDU) { r.Name = pduString(v) }},
+	{oidIfHCInOctets, func(r *ifRowBuild, v gosnmp.SnmpPDU) {
+		if v.Type == gosnmp.Counter64 {
+			r.hcIn, r.hasHCIn = toUint64(v.Value), true
+		}
+	}},
+	{oidIfHCOutOctets, func(r *ifRowBuild, v gosnmp.SnmpPDU) {
+		if v.Type == gosnmp.Counter64 {
+			r.hcOut, r.hasHCOut = toUint64(v.Value), true
+		}
+	}},
+}
+
+// Limits of the interface walk.
+const (
+	defaultBulkVarbinds = 100    // varbinds asked for per GETBULK, spread over the columns
+	maxWalkRounds       = 100000 // round trips; a guard against agents that loop
+)
+
+// walkInterfaces reads the ifTable and ifXTable columns side by side: each
+// GETBULK (GETNEXT for v1) asks for the next rows of every column that has
+// not ended yet, so a table of n rows costs about n*columns/bulkVarbinds
+// round trips. A column ends where its OIDs leave the column, at
+// endOfMibView, or where an agent answers an OID that does not increase.
+func (p *SNMPProber) walkInterfaces(c *gosnmp.GoSNMP) ([]IfRow, error) {
+	cols := ifColumns
+	if c.Version == gosnmp.Version1 {
+		// Counter64 does not exist in SNMPv1.
+		cols = slices.DeleteFunc(slices.Clone(cols), func(col ifColumn) bool {
+			return col.prefix == oidIfHCInOctets || col.prefix == oidIfHCOutOctets
+		})
+	}
+	type cursor struct {
+		col  ifColumn
+		last string // last OID seen in the column, no leading dot
+	}
+	active := make([]*cursor, len(cols))
+	for i, col := range cols {
+		active[i] = &cursor{col: col, last: col.prefix}
+	}
+	rows := map[int]*ifRowBuild{}
+	reps := 0 // 0 until set from the number of active columns
+	for round := 0; len(active) > 0; round++ {
+		if round >= maxWalkRounds {
+			return nil, fmt.Errorf("%w: interface table did not end after %d requests", ErrSNMPResponse, round)
+		}
+		oids := make([]string, len(active))
+		for i, cur := range active {
+			oids[i] = cur.last
+		}
+		var pkt *gosnmp.SnmpPacket
+		var err error
+		if c.Version == gosnmp.Version1 {
+			pkt, err = c.GetNext(oids)
+		} else {
+			if reps == 0 || reps*len(active) > p.bulkVarbinds {
+				reps = max(1, p.bulkVarbinds/len(active))
+			}
+			pkt, err = c.GetBulk(oids, 0, uint32(reps))
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case pkt.Error == gosnmp.NoError:
+		case pkt.Error == gosnmp.NoSuchName && c.Version == gosnmp.Version1 &&
+			pkt.ErrorIndex >= 1 && int(pkt.ErrorIndex) <= len(active):
+			// A v1 agent says noSuchName when a GETNEXT runs off the end
+			// of its MIB: that column is done, ask again for the rest.
+			active = slices.Delete(active, int(pkt.ErrorIndex)-1, int(pkt.ErrorIndex))
+			continue
+		case pkt.Error == gosnmp.TooBig && reps > 1:
+			reps /= 2
+			continue
+		default:
+			return nil, &responseError{status: pkt.Error, index: pkt.ErrorIndex}
+		}
+		done := make([]bool, len(active))
+		n := len(active)
+		for i, v := range pkt.Variables {
+			j := i % n
+			if done[j] {
+				continue
+			}
+			cur := active[j]
+			name := strings.TrimPrefix(v.Name, ".")
+			idx, inColumn := columnIndex(cur.col.prefix, name)
+			if !inColumn || v.Type == gosnmp.EndOfMibView || v.Type == gosnmp.NoSuchObject ||
+				v.Type == gosnmp.NoSuchInstance || !oidLess(cur.last, name) {
+				done[j] = true
+				continue
+			}
+			cur.last = name
+			if idx < 0 {
+				continue // not a single-integer index; not an ifTable row
+			}
+			r := rows[idx]
+			if r == nil {
+				r = &ifRowBuild{IfRow: IfRow{Index: idx}}
+				rows[idx] = r
+			}
+			cur.col.set(r, v)
+		}
+		if len(pkt.Variables) == 0 {
+			return nil, fmt.Errorf("%w: empty answer to a table request", ErrSNMPResponse)
+		}
+		next := active[:0]
+		for j, cur := range active {
+			if !done[j] {
+				next = append(next, cur)
+			}
+		}
+		active = next
+	}
+	out := make([]IfRow, 0, len(rows))
+	for _, r := range rows {
+		row := r.IfRow
+		if r.hasHCIn && r.hasHCOut {
+			row.InOctets, row.OutOctets, row.HC = r.hcIn, r.hcOut, true
+		}
+		out = append(out, row)
+	}
+	slices.SortFunc(out, func(a, b IfRow) int { return a.Index - b.Index })
+	return out, nil
+}
+
+// columnIndex reports whether oid lies in the column and, if its index is a
+// single non-negative integer, returns it (else -1).
+func columnIndex(prefix, oid string) (int, bool) {
+	rest, ok := strings.CutPrefix(oid, prefix+".")
+	if !ok || rest == "" {
+		return -1, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 0 {
+		return -1, true
+	}
+	return n, true
+}
+
+// oidLess reports whether OID a sorts before OID b (lexicographic by
+// sub-identifier, as SNMP orders the MIB).
+func oidLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, errx := strconv.ParseUint(as[i], 10, 64)
+		y, erry := strconv.ParseUint(bs[i], 10, 64)
+		if errx != nil || erry != nil {
+			return a < b
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return len(as) < len(bs)
+}
+
+// pduString renders a string-like value: OctetString as text, an OID
+// without its leading dot.
+func pduString(v gosnmp.SnmpPDU) string {
+	switch val := v.Value.(type) {
+	case []byte:
+		return string(val)
+	case string:
+		if v.Type == gosnmp.ObjectIdentifier {
+			return strings.TrimPrefix(val, ".")
+		}
+		return val
+	}
+	return ""
+}
+
+func toUint64(v any) uint64 {
+	if v == nil {
+		return 0
+	}
+	b := gosnmp.ToBigInt(v)
+	if b.Sign() < 0 || !b.IsUint64() {
+		return 0
+	}
+	return b.Uint64()
+}
+
+func toInt64(v any) int64 {
+	if v == nil {
+		return 0
+	}
+	b := gosnmp.ToBigInt(v)
+	if !b.IsInt64() {
+		return 0
+	}
+	return b.Int64()
+}
+
+// classifySNMPError turns the error of a failed poll into a short reason and
+// an error that wraps the matching sentinel.
+func classifySNMPError(ctx context.Context, err error) (string, error) {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			return "timeout", fmt.Errorf("%w: %w", ErrSNMPTimeout, ctxErr)
+		}
+		return "cancelled", fmt.Errorf("%w: %w", ErrSNMPCancelled, ctxErr)
+	}
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, ErrSNMPConfig):
+		return "bad snmp settings", err
+	case errors.Is(err, gosnmp.ErrWrongDigest):
+		return "authentication failure (wrong v3 auth password?)", fmt.Errorf("%w: %w", ErrSNMPAuth, err)
+	case errors.Is(err, gosnmp.ErrUnknownUsername):
+		return "unknown user", fmt.Errorf("%w: %w", ErrSNMPUnknownUser, err)
+	case errors.Is(err, gosnmp.ErrUnknownEngineID):
+		return "unknown engine", fmt.Errorf("%w: %w", ErrSNMPUnknownEngine, err)
+	case errors.Is(err, gosnmp.ErrNotInTimeWindow):
+		return "not in time window", fmt.Errorf("%w: %w", ErrSNMPNotInTimeWindow, err)
+	case errors.Is(err, gosnmp.ErrDecryption):
+		return "decryption error (wrong v3 priv password?)", fmt.Errorf("%w: %w", ErrSNMPDecryption, err)
+	case errors.Is(err, gosnmp.ErrUnknownSecurityLevel):
+		return "unsupported security level", fmt.Errorf("%w: %w", ErrSNMPSecurityLevel, err)
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "no such host", fmt.Errorf("%w: %w", ErrSNMPNoSuchHost, err)
+		}
+		return "name resolution failed", fmt.Errorf("%w: %w", ErrSNMPNoSuchHost, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "port unreachable (no agent listening)", fmt.Errorf("%w: %w", ErrSNMPRefused, err)
+	case errors.Is(err, gosnmp.ErrMaxRetriesExceeded),
+		errors.As(err, &netErr) && netErr.Timeout(),
+		strings.Contains(err.Error(), "timeout"):
+		return "timeout", fmt.Errorf("%w: %w", ErrSNMPTimeout, err)
+	case errors.Is(err, ErrSNMPResponse):
+		var re *responseError
+		if errors.As(err, &re) {
+			return "error status " + re.status.String(), err
+		}
+		return "bad response", err
+	}
+	return "snmp error", err
+}
+
+// CounterDelta returns how much a counter of the given width (32 or 64
+// bits) grew from prev to cur, allowing for one wrap. ok is false when the
+// delta is not plausible: a value that does not fit the width, an unknown
+// width, or a "wrap" that would mean more than half the counter's range
+// went by, which is far more likely a counter reset (agent restart,
+// interface re-created) than traffic.
+func CounterDelta(prev, cur uint64, bits int) (delta uint64, ok bool) {
+	var half uint64
+	switch bits {
+	case 32:
+		if prev > 1<<32-1 || cur > 1<<32-1 {
+			return 0, false
+		}
+		half = 1 << 31
+		if cur >= prev {
+			return cur - prev, true
+		}
+		delta = cur + 1<<32 - prev
+	case 64:
+		half = 1 << 63
+		if cur >= prev {
+			return cur - prev, true
+		}
+		delta = cur - prev // modulo 2^64: cur + 2^64 - prev
+	default:
+		return 0, false
+	}
+	if delta > half {
+		return 0, false
+	}
+	return delta, true
+}

@@ -1,0 +1,127 @@
+package poller
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDampingObserve(t *testing.T) {
+	d := Damping{DownAfter: 2, UpAfter: 1, FlapChanges: 3, FlapWindow: time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type step struct {
+		obs  string
+		want []announcement
+	}
+	up := func(from string) announcement { return announcement{From: from, To: stateUp} }
+	down := func(from string) announcement { return announcement{From: from, To: stateDown} }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"first up is quiet", []step{{stateUp, nil}, {stateUp, nil}}},
+		{"first down needs confirmation then announces", []step{{stateDown, nil}, {stateDown, []announcement{down("")}}, {stateDown, nil}}},
+		{"one lost probe is no outage", []step{{stateUp, nil}, {stateDown, nil}, {stateUp, nil}, {stateDown, nil}, {stateUp, nil}}},
+		{"down then up", []step{{stateUp, nil}, {stateDown, nil}, {stateDown, []announcement{down(stateUp)}}, {stateUp, []announcement{up(stateDown)}}}},
+		{"flapping is announced once and then held back", []step{
+			{stateUp, nil},
+			{stateDown, nil}, {stateDown, []announcement{down(stateUp)}},
+			{stateUp, []announcement{up(stateDown)}},
+			{stateDown, nil}, {stateDown, []announcement{{From: stateUp, To: stateDown, Flapping: true}}},
+			{stateUp, nil},
+			{stateDown, nil}, {stateDown, nil},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s checkState
+			now := t0
+			for i, st := range tt.steps {
+				var got []announcement
+				s, got = d.observe(s, st.obs, now)
+				if len(got) != len(st.want) {
+					t.Fatalf("step %d (%s): got %+v, want %+v", i, st.obs, got, st.want)
+				}
+				for j := range got {
+					if got[j] != st.want[j] {
+						t.Fatalf("step %d (%s): got %+v, want %+v", i, st.obs, got, st.want)
+					}
+				}
+				now = now.Add(time.Second)
+			}
+		})
+	}
+}
+
+func TestDampingFlapEnds(t *testing.T) {
+	d := Damping{DownAfter: 1, UpAfter: 1, FlapChanges: 2, FlapWindow: time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var s checkState
+	s, _ = d.observe(s, stateUp, t0)
+	s, _ = d.observe(s, stateDown, t0.Add(time.Second))
+	s, a := d.observe(s, stateUp, t0.Add(2*time.Second))
+	if len(a) != 1 || !a[0].Flapping {
+		t.Fatalf("want a flapping announcement, got %+v", a)
+	}
+	for i, obs := range []string{stateDown, stateUp} {
+		s, a = d.observe(s, obs, t0.Add(time.Duration(3+i)*time.Second))
+		if len(a) != 0 || !s.Flapping {
+			t.Fatalf("while flapping want silence, got %+v (flapping=%v)", a, s.Flapping)
+		}
+	}
+	// Stable for a whole window: the state it settled in (up) differs from
+	// the last announced (down), so it is announced.
+	s, a = d.observe(s, stateUp, t0.Add(2*time.Minute))
+	if s.Flapping || len(a) != 1 || a[0] != (announcement{From: stateDown, To: stateUp}) {
+		t.Fatalf("after the window want down->up announced, got %+v (flapping=%v)", a, s.Flapping)
+	}
+	// Had it settled where it was last announced, nothing more is said.
+	s, a = d.observe(s, stateUp, t0.Add(3*time.Minute))
+	if len(a) != 0 {
+		t.Fatalf("stable: want silence, got %+v", a)
+	}
+}
+
+func TestObserveUptime(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		prevUp   uint32
+		elapsed  time.Duration
+		cur      uint32
+		rebooted bool
+	}{
+		{"advancing", 100_00, time.Minute, 160_00, false},
+		{"late answer within tolerance", 100_00, time.Minute, 158_00, false},
+		{"went backwards", 100_000, time.Minute, 30_00, true},
+		{"rebooted while unobserved long ago", 100_00, time.Hour, 60_00, true},
+		{"32-bit wrap is not a reboot", 1<<32 - 30_00, time.Minute, 30_00, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, _ := observeUptime(uptimeState{}, false, tt.prevUp, t0)
+			_, got := observeUptime(prev, true, tt.cur, t0.Add(tt.elapsed))
+			if got != tt.rebooted {
+				t.Fatalf("rebooted = %v, want %v", got, tt.rebooted)
+			}
+		})
+	}
+}
+
+func TestNextRun(t *testing.T) {
+	iv := 10 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	off := offset("dev", iv)
+	if off < 0 || off >= iv/2 {
+		t.Fatalf("offset %s outside [0, %s)", off, iv/2)
+	}
+	slot, at := nextRun("dev", iv, t0, t0.Add(time.Second))
+	if !slot.Equal(t0.Add(iv)) || !at.Equal(slot.Add(off)) {
+		t.Fatalf("next slot %s at %s, want %s at %s", slot, at, t0.Add(iv), t0.Add(iv).Add(off))
+	}
+	// A poll that overran several intervals skips the missed slots.
+	now := t0.Add(35 * time.Second)
+	slot, at = nextRun("dev", iv, t0, now)
+	if slot.Before(t0.Add(30*time.Second)) || at.Before(now) {
+		t.Fatalf("late: slot %s at %s, want a slot at or after %s not before now", slot, at, t0.Add(30*time.Second))
+	}
+}

@@ -1,0 +1,89 @@
+package poller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/meshmon/meshmon"
+)
+
+// onTrap is the trap listener's callback: it only queues, so the listener
+// never waits on the spool.
+func (p *Poller) onTrap(tr meshmon.Trap) {
+	p.trapsIn.Add(1)
+	select {
+	case p.traps <- tr:
+	default:
+		if p.trapsDropped.Add(1)%100 == 1 {
+			p.log.Warn("trap queue full; dropping traps", "dropped", p.trapsDropped.Load())
+		}
+	}
+}
+
+// handleTraps turns queued traps into events.
+func (p *Poller) handleTraps(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case tr := <-p.traps:
+			msg, err := p.trapMessage(tr, p.cfg.Now())
+			if err != nil {
+				p.log.Error("build trap event", "from", tr.From, "err", err)
+				continue
+			}
+			_ = p.commit([]meshmon.Message{msg}, nil)
+		}
+	}
+}
+
+// trapMessage builds the event of one trap. A trap from an address that is
+// no device of the inventory is still kept, under a device name made from
+// the address ("ip-192-0-2-7"). The message id covers the trap's content and
+// the sender's uptime, so a resent copy of the same trap is stored once.
+func (p *Poller) trapMessage(tr meshmon.Trap, now time.Time) (meshmon.Message, error) {
+	p.mu.Lock()
+	name, known := p.byAddr[tr.From]
+	var dev meshmon.Device
+	if known {
+		dev = p.devices[name].dev
+	}
+	p.mu.Unlock()
+	if !known {
+		dev = meshmon.Device{Name: addrName(tr.From), Address: tr.From}
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%d|%d|%d", tr.From, tr.OID, tr.Uptime, tr.Generic, tr.Specific)
+	for _, v := range tr.Varbinds {
+		fmt.Fprintf(h, "|%s=%s", v.OID, v.Value)
+	}
+	slot := time.Unix(0, 0)
+	if tr.Uptime == 0 {
+		slot = now.Truncate(time.Second)
+	}
+	label := tr.OID
+	if l := tr.Labels["trap"]; l != "" {
+		label = l
+	}
+	data := meshmon.EventData{
+		Kind:    meshmon.KindTrap,
+		Check:   "trap",
+		Message: fmt.Sprintf("trap %s from %s", label, tr.From),
+		Trap:    &tr,
+	}
+	return p.eventMessage(&dev, slot, now, "trap/"+hex.EncodeToString(h.Sum(nil)[:16]), data)
+}
+
+// addrName turns an address into a device name for traps from unknown senders.
+func addrName(addr string) string {
+	r := strings.NewReplacer(".", "-", ":", "-", "%", "-")
+	name := "ip-" + strings.ToLower(r.Replace(addr))
+	if len(name) > meshmon.MaxNameLen {
+		name = name[:meshmon.MaxNameLen]
+	}
+	return name
+}

@@ -1,0 +1,64 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/meshmon/meshmon"
+	bolt "go.etcd.io/bbolt"
+)
+
+// PutDevice stores (or replaces) a device in the cache, keyed by name. The
+// cache stores what it is given, Revision included; it does not validate.
+func (db *DB) PutDevice(d meshmon.Device) error {
+	if d.Name == "" {
+		return fmt.Errorf("put device: %w", errEmptyName)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("put device %s: %w", d.Name, err)
+	}
+	err = db.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDevices).Put([]byte(d.Name), b)
+	})
+	if err != nil {
+		return fmt.Errorf("put device %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// DeleteDevice removes a device from the cache; a missing one is not an
+// error. Its states are kept: see DeleteStates.
+func (db *DB) DeleteDevice(name string) error {
+	if name == "" {
+		return nil
+	}
+	err := db.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDevices).Delete([]byte(name))
+	})
+	if err != nil {
+		return fmt.Errorf("delete device %s: %w", name, err)
+	}
+	return nil
+}
+
+// Devices returns every cached device, sorted by name. A record that does
+// not decode fails it with an error wrapping ErrCorrupt.
+func (db *DB) Devices() ([]meshmon.Device, error) {
+	var out []meshmon.Device
+	err := db.view(func(tx *bolt.Tx) error {
+		// bbolt keeps keys in byte order, which is Go's string order.
+		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			var d meshmon.Device
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("device %s: %w: %w", k, ErrCorrupt, err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	return out, nil
+}

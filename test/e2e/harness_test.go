@@ -1,0 +1,382 @@
+//go:build e2e
+
+// Package e2e runs meshmon as real processes: peers and pollers are started
+// from the built binary, killed with SIGKILL, and checked from the outside
+// with a NATS client, the stock nats CLI and net-snmp's tools.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+var meshmonBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "meshmon-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	meshmonBin = filepath.Join(dir, "meshmon")
+	build := exec.Command("go", "build", "-o", meshmonBin, "../../cmd/meshmon")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build meshmon:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// need returns the path of a tool, or skips the test when it is missing;
+// under CI=true a missing tool fails the test instead.
+func need(t *testing.T, tool string) string {
+	t.Helper()
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	if tool == "nats" {
+		if p, err := filepath.Abs("../../tools/bin/nats"); err == nil {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed; .ci/run installs it", tool)
+	}
+	t.Skipf("%s is not installed (install it, or run .ci/run)", tool)
+	return ""
+}
+
+// freePort returns a port that was free a moment ago on 127.0.0.1.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// proc is a child process with its output captured.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	done   chan struct{}
+	err    error
+	killed bool
+}
+
+// start runs bin with args; the process is killed when the test ends.
+func start(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- output of %s ---\n%s", name, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// meshmon runs the meshmon binary as a long-lived process.
+func meshmon(t *testing.T, name string, args ...string) *proc {
+	return start(t, name, meshmonBin, args...)
+}
+
+// kill sends SIGKILL to the process group and waits for it.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.killed = true
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and waits up to 10 s.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.t.Errorf("%s did not stop within 10s of SIGTERM", p.name)
+		p.kill()
+	}
+}
+
+// waitOutput waits until the output matches re and returns the submatches.
+func (p *proc) waitOutput(re string, within time.Duration) []string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	var m []string
+	waitFor(p.t, within, fmt.Sprintf("%s to print %q", p.name, re), func() bool {
+		select {
+		case <-p.done:
+			m = rx.FindStringSubmatch(p.out.String())
+			if m == nil {
+				p.t.Fatalf("%s exited (%v) before printing %q:\n%s", p.name, p.err, re, tail(p.out.String(), 40))
+			}
+			return true
+		default:
+		}
+		m = rx.FindStringSubmatch(p.out.String())
+		return m != nil
+	})
+	return m
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// run runs a short meshmon command and returns its stdout, stderr and exit code.
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshmonBin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run meshmon %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// mustRun runs a meshmon command that must succeed.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	o, e, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("meshmon %s: exit %d: %s", strings.Join(args, " "), code, e)
+	}
+	return o
+}
+
+// site is a running peer and poller pair, both real processes.
+type site struct {
+	t        *testing.T
+	name     string
+	url      string
+	port     int
+	peerDir  string
+	pollDir  string
+	trapPort int
+	peer     *proc
+	poller   *proc
+	global   []string
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	extra    []string
+}
+
+func newSite(t *testing.T, name string, pollerArgs ...string) *site {
+	t.Helper()
+	dir := t.TempDir()
+	s := &site{t: t, name: name, port: freePort(t, "tcp"), peerDir: filepath.Join(dir, "peer"), pollDir: filepath.Join(dir, "poller"),
+		trapPort: freePort(t, "udp"), extra: pollerArgs}
+	s.url = "nats://127.0.0.1:" + strconv.Itoa(s.port)
+	s.global = []string{"--server", s.url, "--user", "ops", "--password", "e2e-secret"}
+	s.startPeer()
+	nc, err := nats.Connect(s.url, nats.UserInfo("ops", "e2e-secret"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s.nc = nc
+	s.js, _ = jetstream.New(nc)
+	s.startPoller()
+	return s
+}
+
+func (s *site) startPeer() {
+	s.peer = meshmon(s.t, "peer", "--log-level", "warn", "peer", "run", "--site", s.name, "--listen", "127.0.0.1:"+strconv.Itoa(s.port),
+		"--data-dir", s.peerDir, "--auth-user", "ops", "--auth-password", "e2e-secret")
+	s.peer.waitOutput(`peer \S+ ready on`, 30*time.Second)
+}
+
+func (s *site) startPoller() {
+	args := append([]string{}, s.global...)
+	args = append(args, "poller", "run", "--site", s.name, "--name", "p1", "--data-dir", s.pollDir,
+		"--trap-listen", "127.0.0.1:"+strconv.Itoa(s.trapPort))
+	args = append(args, s.extra...)
+	s.poller = meshmon(s.t, "poller", args...)
+	s.poller.waitOutput(`poller started`, 30*time.Second)
+}
+
+// cli runs a meshmon admin command against this site.
+func (s *site) cli(args ...string) string {
+	s.t.Helper()
+	return mustRun(s.t, append(append([]string{}, s.global...), args...)...)
+}
+
+// streamMsgs reads every message of a stream on the filter.
+func (s *site) streamMsgs(stream, filter string) []jetstream.RawStreamMsg {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		s.t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		s.t.Fatalf("stream %s info: %v", stream, err)
+	}
+	var out []jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		s.t.Fatalf("consumer: %v", err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			s.t.Fatalf("fetch: %v", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			out = append(out, jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data()})
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+// events returns the events in the EVENTS stream matching filter.
+func (s *site) events(filter string) []meshmon.Event {
+	var out []meshmon.Event
+	for _, m := range s.streamMsgs("EVENTS", filter) {
+		var ev meshmon.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			s.t.Fatalf("event %s is not JSON: %v", m.Subject, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// waitEvent waits until an event on filter satisfies match.
+func (s *site) waitEvent(filter string, within time.Duration, match func(meshmon.Event) bool) meshmon.Event {
+	s.t.Helper()
+	var got meshmon.Event
+	waitFor(s.t, within, "event on "+filter, func() bool {
+		for _, ev := range s.events(filter) {
+			if match(ev) {
+				got = ev
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// lineReader yields lines of a growing buffer.
+func lines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// execOut runs a short external command and returns its combined output.
+func execOut(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,153 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon"
+)
+
+// snmpd is a real net-snmp agent on a loopback UDP port.
+type snmpd struct {
+	t    *testing.T
+	bin  string
+	port int
+	dir  string
+	conf string
+	p    *proc
+}
+
+func newSnmpd(t *testing.T) *snmpd {
+	bin := need(t, "snmpd")
+	need(t, "snmpget")
+	s := &snmpd{t: t, bin: bin, port: freePort(t, "udp"), dir: t.TempDir()}
+	s.conf = filepath.Join(s.dir, "snmpd.conf")
+	conf := fmt.Sprintf(`agentAddress udp:127.0.0.1:%d
+rocommunity public 127.0.0.1
+sysName meshmon-e2e-snmpd
+sysLocation e2e
+createUser e2epriv SHA "e2e-auth-pass" AES "e2e-priv-pass"
+rouser e2epriv priv
+`, s.port)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	return s
+}
+
+func (s *snmpd) start() {
+	s.t.Helper()
+	s.p = start(s.t, "snmpd", s.bin, "-f", "-Lo", "-C", "-c", s.conf, "-p", filepath.Join(s.dir, "snmpd.pid"),
+		"--persistentDir="+s.dir, "udp:127.0.0.1:"+strconv.Itoa(s.port))
+	waitFor(s.t, 20*time.Second, "snmpd to answer", func() bool {
+		o, err := execOut("snmpget", "-v2c", "-c", "public", "-t", "0.3", "-r", "0", "127.0.0.1:"+strconv.Itoa(s.port), "1.3.6.1.2.1.1.5.0")
+		return err == nil && strings.Contains(o, "meshmon-e2e-snmpd")
+	})
+}
+
+// TestRealSnmpd polls a real net-snmp agent with v2c and v3 authPriv, sees
+// its real sysName and interface counters on mx.>, sees it go away and come
+// back as events, and turns a wrong community and a wrong v3 password into
+// snmp_unreachable events with a reason.
+func TestRealSnmpd(t *testing.T) {
+	d := newSnmpd(t)
+	s := newSite(t, "e2e")
+	port := strconv.Itoa(d.port)
+	common := []string{"--address", "127.0.0.1", "--snmp-port", port, "--checks", "snmp", "--interval", "1s", "--timeout", "300ms", "--retries", "0"}
+	s.cli(append([]string{"device", "add", "rtr-v2c", "--community", "public"}, common...)...)
+	s.cli(append([]string{"device", "add", "rtr-v3", "--snmp-version", "3", "--v3-user", "e2epriv",
+		"--auth-proto", "SHA", "--auth-pass", "e2e-auth-pass", "--priv-proto", "AES", "--priv-pass", "e2e-priv-pass"}, common...)...)
+	s.cli(append([]string{"device", "add", "bad-community", "--community", "not-the-community"}, common...)...)
+	s.cli(append([]string{"device", "add", "bad-v3-pass", "--snmp-version", "3", "--v3-user", "e2epriv",
+		"--auth-proto", "SHA", "--auth-pass", "wrong-auth-pass", "--priv-proto", "AES", "--priv-pass", "e2e-priv-pass"}, common...)...)
+
+	for _, dev := range []string{"rtr-v2c", "rtr-v3"} {
+		waitFor(t, 30*time.Second, dev+" system and interface samples", func() bool {
+			var sys, ifs meshmon.Sample
+			sm := s.streamMsgs("METRICS", "mx.e2e."+dev+".>")
+			for _, m := range sm {
+				var x meshmon.Sample
+				if json.Unmarshal(m.Data, &x) != nil {
+					continue
+				}
+				switch x.Check {
+				case "system":
+					sys = x
+				case "if":
+					ifs = x
+				}
+			}
+			if sys.Labels["sys_name"] != "meshmon-e2e-snmpd" {
+				return false
+			}
+			for _, i := range ifs.Interfaces {
+				if i.Name == "lo" && i.InOctets > 0 {
+					return true
+				}
+			}
+			return false
+		})
+	}
+
+	isKind := func(kind string) func(meshmon.Event) bool {
+		return func(ev meshmon.Event) bool { return ev.Data.Kind == kind }
+	}
+	ev := s.waitEvent("ev.e2e.bad-community.snmp_unreachable", 30*time.Second, isKind(meshmon.KindSNMPUnreachable))
+	if ev.Data.Reason == "" {
+		t.Errorf("wrong community: event has no reason: %+v", ev.Data)
+	}
+	ev = s.waitEvent("ev.e2e.bad-v3-pass.snmp_unreachable", 30*time.Second, isKind(meshmon.KindSNMPUnreachable))
+	if !strings.Contains(strings.ToLower(ev.Data.Reason), "auth") {
+		t.Errorf("wrong v3 password: reason %q does not say authentication", ev.Data.Reason)
+	}
+
+	d.p.stop()
+	for _, dev := range []string{"rtr-v2c", "rtr-v3"} {
+		ev := s.waitEvent("ev.e2e."+dev+".snmp_unreachable", 30*time.Second, isKind(meshmon.KindSNMPUnreachable))
+		if ev.Data.Severity != meshmon.SeverityMajor || ev.Data.Device != dev || ev.ID == "" || ev.SpecVersion != "1.0" {
+			t.Errorf("%s: unexpected unreachable event %+v", dev, ev)
+		}
+	}
+	d.start()
+	for _, dev := range []string{"rtr-v2c", "rtr-v3"} {
+		s.waitEvent("ev.e2e."+dev+".snmp_reachable", 30*time.Second, isKind(meshmon.KindSNMPReachable))
+	}
+}
+
+// TestSnmptrap sends real traps with net-snmp's snmptrap, v1 and v2c, to the
+// poller's trap port and finds them as events.
+func TestSnmptrap(t *testing.T) {
+	bin := need(t, "snmptrap")
+	s := newSite(t, "traps")
+	s.cli("device", "add", "trapper", "--address", "127.0.0.1", "--checks", "icmp", "--interval", "1m")
+	target := "127.0.0.1:" + strconv.Itoa(s.trapPort)
+	// The poller learns the device from the inventory; until then a trap is
+	// filed under ip-127-0-0-1. Either way it is kept.
+	if o, err := execOut(bin, "-v", "2c", "-c", "public", target, "", "1.3.6.1.6.3.1.1.5.3", "1.3.6.1.2.1.2.2.1.1.3", "i", "3"); err != nil {
+		t.Fatalf("snmptrap v2c: %v: %s", err, o)
+	}
+	ev := s.waitEvent("ev.traps.*.trap", 20*time.Second, func(ev meshmon.Event) bool {
+		return ev.Data.Trap != nil && strings.TrimPrefix(ev.Data.Trap.OID, ".") == "1.3.6.1.6.3.1.1.5.3"
+	})
+	if ev.Data.Trap.Version != "2c" || ev.Data.Trap.From != "127.0.0.1" {
+		t.Errorf("v2c trap: got version %q from %q", ev.Data.Trap.Version, ev.Data.Trap.From)
+	}
+	if o, err := execOut(bin, "-v", "1", "-c", "public", target, "1.3.6.1.4.1.8072.3.2.10", "127.0.0.1", "3", "0", "", "1.3.6.1.2.1.2.2.1.1.2", "i", "2"); err != nil {
+		t.Fatalf("snmptrap v1: %v: %s", err, o)
+	}
+	ev = s.waitEvent("ev.traps.*.trap", 20*time.Second, func(ev meshmon.Event) bool {
+		return ev.Data.Trap != nil && ev.Data.Trap.Version == "1"
+	})
+	if ev.Data.Trap.Generic != 3 || ev.Data.Kind != meshmon.KindTrap {
+		t.Errorf("v1 trap: got generic %d kind %s", ev.Data.Trap.Generic, ev.Data.Kind)
+	}
+}
