@@ -183,3 +183,15 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want a duration back from now (15m, 2h) or an RFC 3339 time (2026-01-02T15:04:05Z)", s)
 }
+
+// required fails unless every named flag has a value from the command
+// line, the environment or --config.
+func required(c *cli.Context, envPrefix string, names ...string) error {
+	for _, n := range names {
+		if c.String(n) == "" {
+			env := envPrefix + strings.ToUpper(strings.ReplaceAll(n, "-", "_"))
+			return fmt.Errorf("--%s is required (flag, %s, or key %q in --config)", n, env, n)
+		}
+	}
+	return nil
+}

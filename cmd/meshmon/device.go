@@ -27,7 +27,7 @@ func deviceCommand() *cli.Command {
 					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Required: true, Usage: "IP address or host name"},
 					&cli.StringSliceFlag{Name: "checks", Value: cli.NewStringSlice(meshmon.CheckICMP, meshmon.CheckSNMP), Usage: "icmp, snmp or both"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between polls"},
-					&cli.DurationFlag{Name: "timeout", Usage: "per request (default 2s)"},
+					&cli.DurationFlag{Name: "probe-timeout", Usage: "per SNMP request or ICMP probe (default 2s)"},
 					&cli.IntFlag{Name: "retries", Value: 1, Usage: "SNMP retries per request"},
 					&cli.StringFlag{Name: "snmp-version", Value: meshmon.SNMPv2c, Usage: "1, 2c or 3"},
 					&cli.IntFlag{Name: "snmp-port", Usage: "SNMP UDP port (default 161)"},
@@ -66,7 +66,7 @@ func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
 		Address:  c.String("address"),
 		Checks:   c.StringSlice("checks"),
 		Interval: meshmon.Duration(c.Duration("interval")),
-		Timeout:  meshmon.Duration(c.Duration("timeout")),
+		Timeout:  meshmon.Duration(c.Duration("probe-timeout")),
 		Retries:  c.Int("retries"),
 	}
 	if d.Has(meshmon.CheckSNMP) {

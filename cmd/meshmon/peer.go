@@ -25,9 +25,9 @@ func peerCommand() *cli.Command {
 			Flags: []cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name)"},
-				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Required: true, Usage: "site name; also the JetStream domain"},
+				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site name; also the JetStream domain"},
 				&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: env("LISTEN"), Usage: "client address host:port (port 0 picks one)"},
-				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Required: true, Usage: "where JetStream keeps its files"},
+				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where JetStream keeps its files"},
 				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
 				&cli.StringFlag{Name: "auth-user", EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user"},
@@ -47,6 +47,9 @@ func peerCommand() *cli.Command {
 
 func peerRun(c *cli.Context) error {
 	if err := applyConfig(c); err != nil {
+		return err
+	}
+	if err := required(c, "MESHMON_PEER_", "site", "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)

@@ -33,9 +33,9 @@ func pollerCommand() *cli.Command {
 			Flags: []cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", Value: sanitizeName(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site"},
-				&cli.StringFlag{Name: "site", Required: true, EnvVars: env("SITE"), Usage: "site whose devices to poll"},
+				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll"},
 				&cli.StringFlag{Name: "tenant", Value: def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to"},
-				&cli.StringFlag{Name: "data-dir", Required: true, EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
+				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
 				&cli.IntFlag{Name: "workers", Value: def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once"},
 				&cli.StringFlag{Name: "trap-listen", EnvVars: env("TRAP_LISTEN"), Usage: "UDP address for SNMP traps, e.g. 0.0.0.0:162 (off when empty)"},
 				&cli.StringFlag{Name: "icmp-mode", Value: "auto", EnvVars: env("ICMP_MODE"), Usage: "auto, unprivileged or privileged"},
@@ -54,6 +54,9 @@ func pollerCommand() *cli.Command {
 
 func pollerRun(c *cli.Context) error {
 	if err := applyConfig(c); err != nil {
+		return err
+	}
+	if err := required(c, "MESHMON_POLLER_", "site", "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)

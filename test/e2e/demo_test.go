@@ -14,7 +14,7 @@ import (
 func TestDemo(t *testing.T) {
 	natsBin := need(t, "nats")
 	start := time.Now()
-	d := meshmon(t, "demo", "demo", "--listen", "127.0.0.1:0", "--duration", "2m")
+	d := runMeshmon(t, "demo", "demo", "--listen", "127.0.0.1:0", "--duration", "2m")
 	m := d.waitOutput(`nats --server (\S+) --user (\S+) --password (\S+) sub 'ev\.>'`, 30*time.Second)
 	sub := start2(t, "nats sub", natsBin, "--server", m[1], "--user", m[2], "--password", m[3], "sub", "ev.>")
 	// An event line of the demo: time, site/device, kind.
@@ -33,4 +33,6 @@ func TestDemo(t *testing.T) {
 }
 
 // start2 starts an external tool as a long-lived process.
-func start2(t *testing.T, name, bin string, args ...string) *proc { return start(t, name, bin, args...) }
+func start2(t *testing.T, name, bin string, args ...string) *proc {
+	return start(t, name, bin, args...)
+}

@@ -146,8 +146,8 @@ func tail(s string, lines int) string {
 	return strings.Join(ls, "\n")
 }
 
-// meshmon runs the meshmon binary as a long-lived process.
-func meshmon(t *testing.T, name string, args ...string) *proc {
+// runMeshmon runs the meshmon binary as a long-lived process.
+func runMeshmon(t *testing.T, name string, args ...string) *proc {
 	return start(t, name, meshmonBin, args...)
 }
 
@@ -274,7 +274,7 @@ func newSite(t *testing.T, name string, pollerArgs ...string) *site {
 }
 
 func (s *site) startPeer() {
-	s.peer = meshmon(s.t, "peer", "--log-level", "warn", "peer", "run", "--site", s.name, "--listen", "127.0.0.1:"+strconv.Itoa(s.port),
+	s.peer = runMeshmon(s.t, "peer", "--log-level", "warn", "peer", "run", "--site", s.name, "--listen", "127.0.0.1:"+strconv.Itoa(s.port),
 		"--data-dir", s.peerDir, "--auth-user", "ops", "--auth-password", "e2e-secret")
 	s.peer.waitOutput(`peer \S+ ready on`, 30*time.Second)
 }
@@ -284,7 +284,7 @@ func (s *site) startPoller() {
 	args = append(args, "poller", "run", "--site", s.name, "--name", "p1", "--data-dir", s.pollDir,
 		"--trap-listen", "127.0.0.1:"+strconv.Itoa(s.trapPort))
 	args = append(args, s.extra...)
-	s.poller = meshmon(s.t, "poller", args...)
+	s.poller = runMeshmon(s.t, "poller", args...)
 	s.poller.waitOutput(`poller started`, 30*time.Second)
 }
 

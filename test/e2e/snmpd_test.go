@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,14 +28,16 @@ func newSnmpd(t *testing.T) *snmpd {
 	bin := need(t, "snmpd")
 	need(t, "snmpget")
 	s := &snmpd{t: t, bin: bin, port: freePort(t, "udp"), dir: t.TempDir()}
+	t.Setenv("MIBS", "") // no MIB loading: quiet and fast
+	// Not s.dir: snmpd rewrites <persistent dir>/snmpd.conf at exit.
+	t.Setenv("SNMP_PERSISTENT_DIR", filepath.Join(s.dir, "persist"))
 	s.conf = filepath.Join(s.dir, "snmpd.conf")
-	conf := fmt.Sprintf(`agentAddress udp:127.0.0.1:%d
-rocommunity public 127.0.0.1
+	conf := (`rocommunity public 127.0.0.1
 sysName meshmon-e2e-snmpd
 sysLocation e2e
 createUser e2epriv SHA "e2e-auth-pass" AES "e2e-priv-pass"
 rouser e2epriv priv
-`, s.port)
+`)
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ rouser e2epriv priv
 func (s *snmpd) start() {
 	s.t.Helper()
 	s.p = start(s.t, "snmpd", s.bin, "-f", "-Lo", "-C", "-c", s.conf, "-p", filepath.Join(s.dir, "snmpd.pid"),
-		"--persistentDir="+s.dir, "udp:127.0.0.1:"+strconv.Itoa(s.port))
+		"udp:127.0.0.1:"+strconv.Itoa(s.port))
 	waitFor(s.t, 20*time.Second, "snmpd to answer", func() bool {
 		o, err := execOut("snmpget", "-v2c", "-c", "public", "-t", "0.3", "-r", "0", "127.0.0.1:"+strconv.Itoa(s.port), "1.3.6.1.2.1.1.5.0")
 		return err == nil && strings.Contains(o, "meshmon-e2e-snmpd")
@@ -62,7 +63,7 @@ func TestRealSnmpd(t *testing.T) {
 	d := newSnmpd(t)
 	s := newSite(t, "e2e")
 	port := strconv.Itoa(d.port)
-	common := []string{"--address", "127.0.0.1", "--snmp-port", port, "--checks", "snmp", "--interval", "1s", "--timeout", "300ms", "--retries", "0"}
+	common := []string{"--address", "127.0.0.1", "--snmp-port", port, "--checks", "snmp", "--interval", "1s", "--probe-timeout", "300ms", "--retries", "0"}
 	s.cli(append([]string{"device", "add", "rtr-v2c", "--community", "public"}, common...)...)
 	s.cli(append([]string{"device", "add", "rtr-v3", "--snmp-version", "3", "--v3-user", "e2epriv",
 		"--auth-proto", "SHA", "--auth-pass", "e2e-auth-pass", "--priv-proto", "AES", "--priv-pass", "e2e-priv-pass"}, common...)...)
