@@ -182,7 +182,8 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		defer p.trap.Close()
 	}
-	p.log.Info("poller started", "devices", len(cached), "site", p.cfg.Site, "tenant", p.cfg.Tenant, "traps", p.cfg.TrapListen)
+	spooled, _, _ := p.store.SpoolStats()
+	p.log.Info("poller started", "devices", len(cached), "spooled", spooled, "site", p.cfg.Site, "tenant", p.cfg.Tenant, "traps", p.cfg.TrapListen)
 
 	var wg sync.WaitGroup
 	jobs := make(chan job)

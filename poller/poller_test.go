@@ -289,6 +289,18 @@ func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
 	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
 	e.waitKinds(a[1].Name(), meshmon.KindReboot)
 	waitFor(t, 20*time.Second, "spool drained", func() bool { return p.Stats().Spooled == 0 })
+
+	// The inventory watch survived the peer's restart.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Delete(ctx, a[0].Name()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the poller to drop a device deleted after the restart", func() bool { return p.Stats().Devices == 1 })
 	seen := map[string]bool{}
 	for _, ev := range e.events("ev.>") {
 		if seen[ev.ID] {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
-	"github.com/meshmon/meshmon"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -155,8 +154,6 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return err != nil && (errors.As(err, &ne) && ne.Timeout() || strings.Contains(err.Error(), "timeout"))
 }
-
-var _ = meshmon.SNMPv1
 
 func mustBase(t testing.TB, s string) netip.Addr {
 	t.Helper()

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/gosnmp/gosnmp"
 )
 
 // Test10kAgents starts 10,000 agents (10,000 UDP sockets: the open-files
@@ -103,10 +101,7 @@ func BenchmarkMemoryPer1000Agents(b *testing.B) {
 		if err := s.Start(context.Background()); err != nil {
 			b.Fatal(err)
 		}
-		// Every agent answers once, so the numbers include a served agent.
-		for _, a := range s.Agents()[:n:n] {
-			_ = a
-		}
+		// One agent has served a request, so its buffers are counted too.
 		g := client(b, s.Agents()[0])
 		_, _ = g.Get([]string{OIDSysName})
 		runtime.GC()
@@ -116,5 +111,3 @@ func BenchmarkMemoryPer1000Agents(b *testing.B) {
 		_ = s.Close()
 	}
 }
-
-var _ = gosnmp.Version2c

@@ -110,6 +110,13 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to peer", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Debug("nats client", "subject", subject, "err", err)
+		}),
 	)
 	if err != nil {
 		return err

@@ -128,7 +128,8 @@ func (f *faulter) verify(t *testing.T, s *site, within time.Duration) {
 // drains its spool. Every event observed is in the stream exactly once, in
 // order per device.
 func TestKillsLoseNothing(t *testing.T) {
-	s := newSite(t, "kill", "--flap-changes", "0", "--batch", "4")
+	// --batch 1 makes draining slow enough to kill the poller in the middle of it.
+	s := newSite(t, "kill", "--flap-changes", "0", "--batch", "1")
 
 	scfg := sim.DefaultConfig()
 	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr = 10, "kd", mustAddr("127.78.0.1")
@@ -197,8 +198,14 @@ func TestKillsLoseNothing(t *testing.T) {
 	s.poller.kill()
 	mid := streamCount(t, s, "METRICS")
 	s.startPoller()
+	m := s.poller.waitOutput(`poller started.* spooled=(\d+)`, 10*time.Second)
+	if m[1] == "0" {
+		t.Errorf("the poller was killed after it had drained its spool; the test did not exercise a kill mid-drain")
+	}
+	t.Logf("phase 2: the restarted poller found %s messages still spooled", m[1])
 	f.verify(t, s, 60*time.Second)
-	t.Logf("phase 2: killed the poller after %d of the spooled samples were stored; events verified after restart", mid-before)
+	after := streamCount(t, s, "METRICS")
+	t.Logf("phase 2: killed the poller when %d samples of the spool were stored; %d by the end", mid-before, after-before)
 }
 
 func streamCount(t *testing.T, s *site, stream string) uint64 {
