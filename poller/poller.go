@@ -81,7 +81,7 @@ type Poller struct {
 	trap  *TrapListener
 
 	polls, published, rejected, dropped, trapsIn, trapsDropped, late atomic.Uint64
-	lagMax                                                           atomic.Int64
+	lagMax, lastDropLog                                              atomic.Int64
 	connected                                                        atomic.Bool
 }
 
@@ -306,8 +306,13 @@ func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) er
 		return cmp.Compare(bus.StreamForSubject(a.Subject), bus.StreamForSubject(b.Subject))
 	})
 	if err := p.store.Commit(msgs, states); err != nil {
-		p.dropped.Add(uint64(len(msgs)))
-		p.log.Error("spool observations", "messages", len(msgs), "err", err)
+		total := p.dropped.Add(uint64(len(msgs)))
+		// One line per ten seconds at most: a full disk must not also flood the log.
+		now := p.cfg.Now().UnixNano()
+		if last := p.lastDropLog.Load(); now-last > int64(10*time.Second) && p.lastDropLog.CompareAndSwap(last, now) {
+			p.log.Error("cannot spool observations; they are lost until there is room (the check states are kept, so changes are reported again)",
+				"messages", len(msgs), "dropped_total", total, "err", err)
+		}
 		return err
 	}
 	select {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -30,6 +32,7 @@ type env struct {
 	js    jetstream.JetStream
 	sim   *sim.Sim
 	store string // the poller's bbolt file
+	spool int64  // the poller's MaxSpoolBytes; 0 is unlimited
 }
 
 func startPeer(t *testing.T, dir, listen string) *peer.Peer {
@@ -50,6 +53,10 @@ func startPeer(t *testing.T, dir, listen string) *peer.Peer {
 }
 
 func newEnv(t *testing.T, agents int, base string) *env {
+	return newEnvChecks(t, agents, base, meshmon.CheckSNMP)
+}
+
+func newEnvChecks(t *testing.T, agents int, base string, checks ...string) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
 	e.store = filepath.Join(e.dir, "poller.db")
@@ -83,7 +90,7 @@ func newEnv(t *testing.T, agents int, base string) *env {
 		t.Fatal(err)
 	}
 	for _, a := range s.Agents() {
-		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: checks,
 			Interval: meshmon.Duration(time.Second), Timeout: meshmon.Duration(200 * time.Millisecond), Retries: 0,
 			SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
 		if _, err := inv.Put(ctx, d); err != nil {
@@ -97,7 +104,7 @@ func newEnv(t *testing.T, agents int, base string) *env {
 // function is called.
 func (e *env) runPoller(cfgMod func(*poller.Config)) (*poller.Poller, func()) {
 	e.t.Helper()
-	store, err := storage.Open(e.store, storage.Options{})
+	store, err := storage.Open(e.store, storage.Options{MaxSpoolBytes: e.spool})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -330,4 +337,77 @@ func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 	if len(evs) != 2 || evs[1].Data.IfIndex != 3 {
 		t.Fatalf("after restart want exactly one new if_down (ifIndex 3), got %v", kinds(evs))
 	}
+}
+
+// TestPollerFullSpool fills a small spool while the peer is away: the
+// poller keeps running, counts what it could not keep, loses nothing it had
+// accepted, and reports a change it could not spool once there is room.
+func TestPollerFullSpool(t *testing.T) {
+	e := newEnv(t, 2, "127.93.0.1")
+	e.spool = 16 << 10
+	p, _ := e.runPoller(nil)
+	a := e.sim.Agents()
+	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 4 })
+
+	listen := e.url[len("nats://"):]
+	e.peer.Close()
+	_ = a[0].SetIfOper(1, false)
+	waitFor(t, 30*time.Second, "the spool to fill up", func() bool { return p.Stats().Dropped > 0 })
+	_ = a[0].SetIfOper(1, true) // observed while full: cannot be spooled yet
+	polls := p.Stats().Polls
+	waitFor(t, 20*time.Second, "polling to go on with a full spool", func() bool { return p.Stats().Polls >= polls+4 })
+
+	e.peer = startPeer(t, e.dir, listen)
+	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
+	if st := p.Stats(); st.Dropped == 0 || st.Published == 0 {
+		t.Errorf("stats after recovery: %+v", st)
+	}
+}
+
+// TestPollerICMPEvents drops ICMP to a loopback address with iptables and
+// sees node_down, then node_up when the rule goes.
+func TestPollerICMPEvents(t *testing.T) {
+	ipt := needRootTool(t, "iptables")
+	e := newEnvChecks(t, 1, "127.94.0.1", meshmon.CheckICMP)
+	p, _ := e.runPoller(func(c *poller.Config) { c.ICMPCount = 2; c.ICMPInterval = 50 * time.Millisecond })
+	a := e.sim.Agents()[0]
+	addr := a.Addr().Addr().String()
+	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
+	if evs := e.events("ev.lab." + a.Name() + ".>"); len(evs) != 0 {
+		t.Fatalf("a reachable node has events: %v", kinds(evs))
+	}
+	rule := []string{"INPUT", "-d", addr, "-p", "icmp", "-j", "DROP"}
+	if out, err := exec.Command(ipt, append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
+	removed := false
+	unblock := func() {
+		if !removed {
+			removed = true
+			_ = exec.Command(ipt, append([]string{"-D"}, rule...)...).Run()
+		}
+	}
+	t.Cleanup(unblock)
+	evs := e.waitKinds(a.Name(), meshmon.KindNodeDown)
+	if evs[0].Data.Severity != meshmon.SeverityCritical || evs[0].Data.Check != meshmon.CheckICMP || evs[0].Data.Reason == "" {
+		t.Errorf("node_down: %+v", evs[0].Data)
+	}
+	unblock()
+	e.waitKinds(a.Name(), meshmon.KindNodeDown, meshmon.KindNodeUp)
+}
+
+// needRootTool returns the path of a tool that needs root, or skips; under
+// CI=true it fails instead of skipping.
+func needRootTool(t *testing.T, tool string) string {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	switch {
+	case err == nil && os.Geteuid() == 0:
+		return path
+	case os.Getenv("CI") == "true":
+		t.Fatalf("%s as root is required under CI=true (uid %d, %v)", tool, os.Geteuid(), err)
+	default:
+		t.Skipf("needs root and %s (uid %d, %v)", tool, os.Geteuid(), err)
+	}
+	return ""
 }

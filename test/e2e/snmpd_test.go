@@ -152,3 +152,66 @@ func TestSnmptrap(t *testing.T) {
 		t.Errorf("v1 trap: got generic %d kind %s", ev.Data.Trap.Generic, ev.Data.Kind)
 	}
 }
+
+// TestStatusAndTail checks the scripting side of the CLI: status --json
+// reports the peer, its streams and the poller; events tail replays history
+// as JSON and stops with --no-follow; device list --json hides secrets.
+func TestStatusAndTail(t *testing.T) {
+	bin := need(t, "snmptrap")
+	s := newSite(t, "cli")
+	s.cli("device", "add", "sw1", "--address", "127.0.0.1", "--checks", "snmp", "--community", "topsecret", "--snmp-port", "9", "--interval", "1s", "--probe-timeout", "200ms")
+	// Port 9 on loopback has no agent: the device is unreachable, which is an event.
+	s.waitEvent("ev.cli.sw1.snmp_unreachable", 30*time.Second, func(meshmon.Event) bool { return true })
+	if o, err := execOut(bin, "-v", "2c", "-c", "public", "127.0.0.1:"+strconv.Itoa(s.trapPort), "", "1.3.6.1.6.3.1.1.5.1"); err != nil {
+		t.Fatalf("snmptrap: %v: %s", err, o)
+	}
+	s.waitEvent("ev.cli.sw1.trap", 20*time.Second, func(meshmon.Event) bool { return true })
+
+	var st struct {
+		Peer    struct{ Server, Version string }
+		Streams []struct {
+			Name     string
+			Messages uint64
+		}
+		Devices int
+		Pollers []struct{ Name, Site string }
+	}
+	waitFor(t, 20*time.Second, "status to list the poller", func() bool {
+		if err := json.Unmarshal([]byte(s.cli("status", "--json")), &st); err != nil {
+			t.Fatalf("status --json: %v", err)
+		}
+		return len(st.Pollers) == 1
+	})
+	if st.Pollers[0].Name != "p1" || st.Pollers[0].Site != "cli" || st.Devices != 1 || st.Peer.Version == "" {
+		t.Errorf("status: %+v", st)
+	}
+	found := false
+	for _, x := range st.Streams {
+		found = found || x.Name == "EVENTS" && x.Messages >= 2
+	}
+	if !found {
+		t.Errorf("status: no EVENTS stream with the events: %+v", st.Streams)
+	}
+
+	out := s.cli("events", "tail", "--since", "1h", "--no-follow", "--json", "--device", "sw1")
+	var kinds []string
+	for _, l := range lines(out) {
+		var ev meshmon.Event
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("tail --json line %q: %v", l, err)
+		}
+		kinds = append(kinds, ev.Data.Kind)
+	}
+	if len(kinds) < 2 || kinds[0] != meshmon.KindSNMPUnreachable {
+		t.Errorf("tail replay: kinds %v", kinds)
+	}
+	human := s.cli("events", "tail", "--since", "1h", "--no-follow", "--kind", "trap")
+	if !strings.Contains(human, "cli/sw1") || !strings.Contains(human, "coldStart") {
+		t.Errorf("tail human output:\n%s", human)
+	}
+
+	list := s.cli("device", "list", "--json")
+	if strings.Contains(list, "topsecret") || !strings.Contains(list, `"sw1"`) {
+		t.Errorf("device list --json leaks the community or misses the device:\n%s", list)
+	}
+}
