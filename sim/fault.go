@@ -167,3 +167,19 @@ func (s *Sim) upAfter(a *Agent, d time.Duration) {
 		}
 	}()
 }
+
+// RunFaults injects a random fault every period until ctx is done, calling
+// report with each description (or the error). It blocks; run it on a
+// goroutine the caller waits for.
+func (s *Sim) RunFaults(ctx context.Context, every time.Duration, rng *rand.Rand, report func(what string, err error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			report(s.RandomFault(ctx, rng))
+		}
+	}
+}

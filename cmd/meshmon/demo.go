@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -160,23 +161,17 @@ func demo(c *cli.Context) error {
 
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-		go func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					what, err := sm.RandomFault(ctx, rng)
-					if err != nil {
-						log.Warn("inject fault", "err", err)
-					} else if !c.Bool("json") {
-						fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
-					}
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			sm.RunFaults(ctx, every, rng, func(what string, err error) {
+				if err != nil {
+					log.Warn("inject fault", "err", err)
+				} else if !c.Bool("json") {
+					fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
 				}
-			}
-		}()
+			})
+		})
 	}
 
 	asJSON := c.Bool("json")

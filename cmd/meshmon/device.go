@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -98,22 +99,14 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := connect(c)
-	if err != nil {
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		if c.Bool("replace") {
+			d.Revision, err = inv.Put(ctx, d)
+		} else {
+			d.Revision, err = inv.Create(ctx, d)
+		}
 		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	inv, err := bus.OpenInventory(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	if c.Bool("replace") {
-		d.Revision, err = inv.Put(ctx, d)
-	} else {
-		d.Revision, err = inv.Create(ctx, d)
-	}
+	})
 	if errors.Is(err, bus.ErrDeviceExists) {
 		return fmt.Errorf("device %s already exists; use --replace to change it", name)
 	}
@@ -127,7 +120,9 @@ func deviceAdd(c *cli.Context) error {
 	return nil
 }
 
-func deviceList(c *cli.Context) error {
+// withInventory connects to the peer, opens the inventory and runs fn
+// within one request timeout.
+func withInventory(c *cli.Context, fn func(ctx context.Context, inv *bus.Inventory) error) error {
 	cl, err := connect(c)
 	if err != nil {
 		return err
@@ -139,7 +134,15 @@ func deviceList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, err := inv.List(ctx)
+	return fn(ctx, inv)
+}
+
+func deviceList(c *cli.Context) error {
+	var devs []meshmon.Device
+	err := withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		devs, err = inv.List(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -163,18 +166,11 @@ func deviceShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := connect(c)
-	if err != nil {
+	var d meshmon.Device
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		d, err = inv.Get(ctx, name)
 		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	inv, err := bus.OpenInventory(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	d, err := inv.Get(ctx, name)
+	})
 	if errors.Is(err, bus.ErrDeviceNotFound) {
 		return fmt.Errorf("device %s not found", name)
 	}
@@ -195,18 +191,8 @@ func deviceRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	inv, err := bus.OpenInventory(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	if err := inv.Delete(ctx, name); errors.Is(err, bus.ErrDeviceNotFound) {
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) error { return inv.Delete(ctx, name) })
+	if errors.Is(err, bus.ErrDeviceNotFound) {
 		return fmt.Errorf("device %s not found", name)
 	} else if err != nil {
 		return err

@@ -158,21 +158,13 @@ func simRun(c *cli.Context) error {
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x73696d))
 		wg.Go(func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
+			s.RunFaults(ctx, every, rng, func(did string, err error) {
+				if err != nil {
+					log.Warn("sim: fault", "err", err)
 					return
-				case <-t.C:
-					did, err := s.RandomFault(ctx, rng)
-					if err != nil {
-						log.Warn("sim: fault", "err", err)
-						continue
-					}
-					fmt.Fprintf(os.Stderr, "%s fault: %s\n", time.Now().Format("15:04:05"), did)
 				}
-			}
+				fmt.Fprintf(os.Stderr, "%s fault: %s\n", time.Now().Format("15:04:05"), did)
+			})
 		})
 	}
 	<-ctx.Done()

@@ -205,6 +205,9 @@ func TestKillsLoseNothing(t *testing.T) {
 	t.Logf("phase 2: the restarted poller found %s messages still spooled", m[1])
 	f.verify(t, s, 60*time.Second)
 	after := streamCount(t, s, "METRICS")
+	// Both shut down cleanly on SIGTERM.
+	s.poller.stopClean()
+	s.peer.stopClean()
 	t.Logf("phase 2: killed the poller when %d samples of the spool were stored; %d by the end", mid-before, after-before)
 }
 

@@ -174,6 +174,15 @@ func (p *proc) stop() {
 	}
 }
 
+// stopClean stops the process with SIGTERM and requires exit status 0.
+func (p *proc) stopClean() {
+	p.t.Helper()
+	p.stop()
+	if p.err != nil {
+		p.t.Errorf("%s: exit after SIGTERM: %v\n%s", p.name, p.err, tail(p.out.String(), 20))
+	}
+}
+
 // waitOutput waits until the output matches re and returns the submatches.
 func (p *proc) waitOutput(re string, within time.Duration) []string {
 	p.t.Helper()
