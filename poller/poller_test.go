@@ -411,3 +411,44 @@ func needRootTool(t *testing.T, tool string) string {
 	}
 	return ""
 }
+
+// TestSNMPv3KeepsEngineNotSocket polls a simulated v3 agent three times:
+// only the first poll pays for engine discovery, although no socket is kept
+// open between polls.
+func TestSNMPv3KeepsEngineNotSocket(t *testing.T) {
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.BaseAddr = 1, mustAddr(t, "127.95.0.1")
+	s, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	a := s.Agents()[0]
+	u := scfg.Users[0]
+	d := meshmon.Device{Name: "v3", Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP}, Interval: meshmon.Duration(time.Minute),
+		SNMP: &meshmon.SNMP{Version: meshmon.SNMPv3, Port: int(a.Addr().Port()), User: u.Name,
+			AuthProtocol: u.AuthProtocol, AuthPassword: u.AuthPassword, PrivProtocol: u.PrivProtocol, PrivPassword: u.PrivPassword}}
+	pr, err := poller.NewSNMPProber(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	var deltas []uint64
+	for range 3 {
+		before := a.Answered()
+		if r := pr.Poll(context.Background()); !r.OK {
+			t.Fatalf("poll: %s: %v", r.Reason, r.Err)
+		}
+		deltas = append(deltas, a.Answered()-before)
+	}
+	if deltas[1] != deltas[2] || deltas[0] != deltas[1]+1 {
+		t.Fatalf("requests per poll %v: want the first to have one more (discovery) and the rest equal", deltas)
+	}
+	a.Reboot() // new engine boots: the next poll resynchronises by itself
+	if r := pr.Poll(context.Background()); !r.OK {
+		t.Fatalf("poll after reboot: %s: %v", r.Reason, r.Err)
+	}
+}

@@ -53,8 +53,14 @@ type IfRow struct {
 // call Poll and Close (the poller's per-device loop).
 type SNMPProber struct {
 	dev          meshmon.Device
-	client       *gosnmp.GoSNMP // nil until connected, and again after a failed poll
+	client       *gosnmp.GoSNMP // open only during a poll
 	bulkVarbinds int            // varbinds asked for per GETBULK; tests lower it
+	// usm is the SNMPv3 engine state (engine id, boots, time and localized
+	// keys) learnt by the last good poll, so the next one needs no engine
+	// discovery. The client itself is not kept between polls: gosnmp gives
+	// every client a 64 KiB receive buffer, which at 10,000 devices would be
+	// 640 MiB held for nothing.
+	usm gosnmp.SnmpV3SecurityParameters
 }
 
 // SNMP v3 protocol names of meshmon mapped to gosnmp's constants.
@@ -143,6 +149,9 @@ func (p *SNMPProber) newClient() (*gosnmp.GoSNMP, error) {
 			c.MsgFlags = gosnmp.AuthPriv
 		}
 		c.SecurityParameters = usm
+		if p.usm != nil {
+			c.SecurityParameters = p.usm.Copy()
+		}
 	default:
 		return nil, fmt.Errorf("%w: device %s: unknown snmp version %q", ErrSNMPConfig, d.Name, s.Version)
 	}
@@ -194,6 +203,7 @@ func (p *SNMPProber) poll(ctx context.Context) (res SNMPResult) {
 			}
 		}
 		_ = p.Close()
+		p.usm = nil // rediscover the engine next time
 		reason, err := classifySNMPError(ctx, err)
 		return SNMPResult{Reason: reason, Err: err}
 	}
@@ -254,6 +264,10 @@ func (p *SNMPProber) poll(ctx context.Context) (res SNMPResult) {
 	}
 	res.Interfaces = ifs
 	res.OK = true
+	if c.Version == gosnmp.Version3 {
+		p.usm = c.SecurityParameters.Copy()
+	}
+	_ = p.Close()
 	return res
 }
 

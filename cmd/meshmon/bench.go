@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -40,6 +42,7 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
 					&cli.IntFlag{Name: "batch", Value: poller.DefaultConfig().BatchSize, Usage: "poller publish batch"},
 					&cli.IntFlag{Name: "per-commit", Value: 8, Usage: "messages per spool commit (one poll's worth)"},
+					&cli.IntFlag{Name: "workers", Value: 16, Usage: "goroutines committing to the spool at once, as poller workers do"},
 					&cli.BoolFlag{Name: "sync-always", Value: true, Usage: "peer fsyncs every write"},
 					jsonFlag(),
 				},
@@ -112,7 +115,7 @@ func benchPublish(c *cli.Context) error {
 	// Baseline: raw JetStream async publish, same size, same peer, with ids.
 	t0 := time.Now()
 	for i := range n {
-		if _, err := js.PublishAsync("mx.bench.raw.x", payload, jetstream.WithMsgID("raw-"+strconv.Itoa(i))); err != nil {
+		if _, err := js.PublishAsync("mx.bench.raw.x", payload, jetstream.WithMsgID("raw-"+strconv.Itoa(i)), jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("raw publish: %w", err)
 		}
 	}
@@ -133,19 +136,32 @@ func benchPublish(c *cli.Context) error {
 	pub := bus.NewPublisher(js)
 	per := max(c.Int("per-commit"), 1)
 	t0 = time.Now()
+	// Workers commit concurrently, as the poller's do; the spool groups
+	// their commits into shared transactions.
+	workers := max(c.Int("workers"), 1)
 	errc := make(chan error, 1)
 	go func() {
-		for i := 0; i < n; i += per {
-			msgs := make([]meshmon.Message, 0, per)
-			for j := i; j < min(i+per, n); j++ {
-				msgs = append(msgs, meshmon.Message{Subject: "mx.bench.poller.x", ID: "poller-" + strconv.Itoa(j), Data: payload})
-			}
-			if err := store.Commit(msgs, nil); err != nil {
-				errc <- err
-				return
-			}
+		var wg sync.WaitGroup
+		var firstErr error
+		var mu sync.Mutex
+		for w := range workers {
+			wg.Go(func() {
+				for i := w * per; i < n; i += workers * per {
+					msgs := make([]meshmon.Message, 0, per)
+					for j := i; j < min(i+per, n); j++ {
+						msgs = append(msgs, meshmon.Message{Subject: "mx.bench.poller.x", ID: "poller-" + strconv.Itoa(j), Data: payload})
+					}
+					if err := store.Commit(msgs, nil); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+			})
 		}
-		errc <- nil
+		wg.Wait()
+		errc <- firstErr
 	}()
 	done, producing := 0, true
 	for done < n {
@@ -177,7 +193,7 @@ func benchPublish(c *cli.Context) error {
 		return printJSON(os.Stdout, r)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "publish, %d messages of %d B, sync_always=%v, nats-server in process\n", n, size, r.SyncAlways)
+	fmt.Fprintf(tw, "publish, %d messages of %d B, sync_always=%v, nats-server in process, %d spool writers\n", n, size, r.SyncAlways, workers)
 	fmt.Fprintf(tw, "path\tmsgs/s\ttime\n")
 	fmt.Fprintf(tw, "raw JetStream async publish\t%.0f\t%s\n", r.RawMsgsPerSec, raw.Round(time.Millisecond))
 	fmt.Fprintf(tw, "poller (spool + batch publish + ack)\t%.0f\t%s\n", r.PollerPerSec, path.Round(time.Millisecond))
