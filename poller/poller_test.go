@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,7 +329,14 @@ func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
 	_ = a.SetIfOper(1, false)
 	e.waitKinds(a.Name(), meshmon.KindIfDown)
+	if len(ownGoroutines()) == 0 {
+		t.Fatal("the leak check sees no poller goroutines while the poller runs")
+	}
 	stop()
+	// Run returned: none of the goroutines it, the spool or the bus
+	// helpers started remain. (Server-side goroutines of the embedded peer,
+	// such as its consumers, are not the poller's and are not counted.)
+	waitFor(t, 10*time.Second, "the poller's goroutines to end", func() bool { return len(ownGoroutines()) == 0 })
 
 	_ = a.SetIfOper(3, false) // changed while the poller was down
 	p, _ = e.runPoller(nil)
@@ -451,4 +460,81 @@ func TestSNMPv3KeepsEngineNotSocket(t *testing.T) {
 	if r := pr.Poll(context.Background()); !r.OK {
 		t.Fatalf("poll after reboot: %s: %v", r.Reason, r.Err)
 	}
+}
+
+// TestPollerCounterWrap starts a 32-bit counter just below 2^32 on an SNMPv1
+// agent (v1 has no 64-bit counters) and checks the rate across the wrap.
+func TestPollerCounterWrap(t *testing.T) {
+	e := newEnv(t, 1, "127.96.0.1")
+	a := e.sim.Agents()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := inv.Get(ctx, a.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SNMP.Version = meshmon.SNMPv1
+	if _, err := inv.Put(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetCounterBase(1, 1<<32-3_000_000); err != nil {
+		t.Fatal(err)
+	}
+	e.runPoller(nil)
+
+	var prev *meshmon.InterfaceSample
+	waitFor(t, 30*time.Second, "a sample across the wrap of ifInOctets.1", func() bool {
+		var samples []meshmon.Sample
+		err := bus.Tail(ctx, e.js, bus.TailOptions{Stream: bus.MetricsStream, Subject: "mx.lab." + a.Name() + ".if", StartSeq: 1}, func(m bus.TailMsg) error {
+			var s meshmon.Sample
+			if err := json.Unmarshal(m.Data, &s); err != nil {
+				return err
+			}
+			samples = append(samples, s)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = nil
+		for _, s := range samples {
+			cur := s.Interfaces[0]
+			if cur.HighCounter {
+				t.Fatalf("v1 sample uses 64-bit counters: %+v", cur)
+			}
+			if prev != nil && cur.InOctets < prev.InOctets {
+				// The wrap: the rate must be the agent's few Mbit/s, not 2^32.
+				if cur.InBps <= 0 || cur.InBps > 100e6 {
+					t.Fatalf("rate across the wrap is %.0f bit/s (from %d to %d octets)", cur.InBps, prev.InOctets, cur.InOctets)
+				}
+				return true
+			}
+			prev = &cur
+		}
+		return false
+	})
+}
+
+// ownGoroutines returns the stacks of live goroutines running code of the
+// poller, storage or bus packages (not their tests).
+func ownGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "poller_test.") {
+			continue
+		}
+		for _, pkg := range []string{"meshmon/meshmon/poller.", "meshmon/meshmon/storage.", "meshmon/meshmon/bus."} {
+			if strings.Contains(g, pkg) {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -69,6 +69,7 @@ func TestControlHandler(t *testing.T) {
 		t.Error("no trap")
 	}
 	post("/fault", 200)
+	post(base+"/up", 200) // the random fault may have taken this agent down
 
 	post("/agents/nope/down", 404)
 	post(base+"/if/9/down", 404)
