@@ -148,8 +148,11 @@ func (a *testAgent) start() {
 	a.cmd, a.exited = cmd, exited
 	a.mu.Unlock()
 
-	// Ready when it answers; poll with a deadline.
+	// Ready when it has answered for a while without a miss: right after
+	// start-up snmpd briefly closes and reopens its socket (seen as a stray
+	// "port unreachable" on the first poll), so one answer is not enough.
 	deadline := time.Now().Add(15 * time.Second)
+	var goodSince time.Time
 	for {
 		select {
 		case <-exited:
@@ -161,7 +164,12 @@ func (a *testAgent) start() {
 		if err := c.Connect(); err == nil {
 			_, err = c.Get([]string{oidSysName})
 			c.Close()
-			if err == nil {
+			switch {
+			case err != nil:
+				goodSince = time.Time{}
+			case goodSince.IsZero():
+				goodSince = time.Now()
+			case time.Since(goodSince) > 500*time.Millisecond:
 				return
 			}
 		}
@@ -379,6 +387,17 @@ func TestSNMPFailures(t *testing.T) {
 			r := p.Poll(pollCtx(t))
 			if r.OK {
 				t.Fatalf("poll succeeded, want %v", tt.want)
+			}
+			if errors.Is(r.Err, ErrSNMPRefused) {
+				a.mu.Lock()
+				exited := a.exited
+				a.mu.Unlock()
+				select {
+				case <-exited:
+					t.Logf("snmpd has exited; its log:\n%s", a.log())
+				default:
+					t.Logf("snmpd still runs; its log:\n%s", a.log())
+				}
 			}
 			if !errors.Is(r.Err, tt.want) {
 				t.Errorf("Err = %v, want it to wrap %v", r.Err, tt.want)
