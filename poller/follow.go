@@ -12,13 +12,21 @@ import (
 // scheduled, so removals made while the peer was away are not missed.
 func (p *Poller) followInventory(ctx context.Context) {
 	backoff := minBackoff
+	warned := false
 	for ctx.Err() == nil {
 		ch, err := p.inv.Watch(ctx)
 		if err != nil {
-			p.log.Debug("watch inventory", "err", err)
+			if !warned && ctx.Err() == nil {
+				p.log.Warn("cannot read the device inventory from the peer; polling the cached devices until it answers", "err", err)
+				warned = true
+			}
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, maxBackoff)
 			continue
+		}
+		if warned {
+			p.log.Info("following the device inventory again")
+			warned = false
 		}
 		backoff = minBackoff
 		seen := make(map[string]bool)

@@ -5,8 +5,10 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInput checks that bad input gets exit code 1 and one clear line on
@@ -89,4 +91,24 @@ func checkOneLineError(t *testing.T, stderr string, code int, want string) {
 	if !strings.Contains(stderr, want) {
 		t.Errorf("stderr %q does not mention %q", stderr, want)
 	}
+}
+
+// TestPeerConfigFile runs a peer from a YAML config file whose keys are the
+// flag names, and checks that a flag on the command line wins over the file.
+func TestPeerConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t, "tcp")
+	cfg := filepath.Join(dir, "peer.yaml")
+	yaml := "site: fromfile\nlisten: 127.0.0.1:" + strconv.Itoa(port) + "\ndata-dir: " + filepath.Join(dir, "data") +
+		"\nauth-user: ops\nauth-password: from-file\nevents-max-age: 720h\nsync-always: true\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := runMeshmon(t, "peer", "peer", "run", "--config", cfg, "--name", "from-flag")
+	p.waitOutput(`peer from-flag ready on nats://127.0.0.1:`+strconv.Itoa(port), 30*time.Second)
+	out := mustRun(t, "--server", "nats://127.0.0.1:"+strconv.Itoa(port), "--user", "ops", "--password", "from-file", "status", "--json")
+	if !strings.Contains(out, `"server": "from-flag"`) {
+		t.Errorf("status does not show the server name from the flag:\n%s", out)
+	}
+	p.stopClean()
 }
