@@ -85,6 +85,16 @@ func (o *observation) check(check, obs, reason string, ev meshmon.EventData) {
 	}
 }
 
+// reach records whether a probe reached the device, observed now.
+func (o *observation) reach(check string, ok bool, reason string) {
+	o.at = o.p.cfg.Now()
+	obs := stateUp
+	if !ok {
+		obs = stateDown
+	}
+	o.check(check, obs, reason, meshmon.EventData{})
+}
+
 func sameState(a, b checkState) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
@@ -159,12 +169,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		o.at = p.cfg.Now()
-		obs := stateUp
-		if !r.OK {
-			obs = stateDown
-		}
-		o.check(meshmon.CheckICMP, obs, r.Reason, meshmon.EventData{})
+		o.reach(meshmon.CheckICMP, r.OK, r.Reason)
 		o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
 			"up":          b2f(r.OK),
 			"sent":        float64(r.Sent),
@@ -195,12 +200,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		o.at = p.cfg.Now()
-		obs := stateUp
-		if !r.OK {
-			obs = stateDown
-		}
-		o.check(meshmon.CheckSNMP, obs, r.Reason, meshmon.EventData{})
+		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
 			counters = p.observeSNMP(o, r)
 		}
