@@ -46,7 +46,7 @@ func (p *Poller) drain(ctx context.Context) {
 			p.rejected.Add(1)
 			p.log.Error("peer refused a message; dropped it", "err", err)
 		case errors.Is(err, errSpoolRead):
-			p.log.Error("read spool", "err", err)
+			p.log.Error("local spool", "err", err)
 			sleep(ctx, maxBackoff)
 		case ctx.Err() != nil:
 			return
@@ -74,7 +74,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-var errSpoolRead = errors.New("read spool")
+// errSpoolRead marks a failure of the local spool, not of the peer.
+var errSpoolRead = errors.New("spool")
 
 // DrainOnce publishes up to batch of the oldest spooled messages and removes
 // from the spool those the publisher confirms. It returns how many were
@@ -84,6 +85,14 @@ var errSpoolRead = errors.New("read spool")
 // in the spool to be tried again.
 func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int, timeout time.Duration) (published, read int, err error) {
 	entries, err := store.Peek(batch)
+	var bad *storage.EntryError
+	if errors.As(err, &bad) {
+		// An entry that cannot be decoded would block the spool for good.
+		if derr := store.Drop(bad.Seq); derr != nil {
+			return 0, 0, fmt.Errorf("%w: drop corrupt spool entry %d: %w", errSpoolRead, bad.Seq, derr)
+		}
+		return 0, 1, fmt.Errorf("%w: dropped corrupt spool entry %d: %w", bus.ErrRejected, bad.Seq, err)
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", errSpoolRead, err)
 	}
@@ -99,7 +108,8 @@ func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int,
 	cancel()
 	if n > 0 {
 		if aerr := store.Ack(entries[n-1].Seq); aerr != nil {
-			return n, len(entries), fmt.Errorf("ack spool: %w", aerr)
+			// Published but still spooled: re-sent later, and deduplicated.
+			return n, len(entries), fmt.Errorf("%w: ack: %w", errSpoolRead, aerr)
 		}
 	}
 	if errors.Is(err, bus.ErrRejected) && n < len(entries) {

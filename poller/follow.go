@@ -46,7 +46,7 @@ func (p *Poller) followInventory(ctx context.Context) {
 				if !synced {
 					seen[c.Device.Name] = true
 				}
-				p.upsert(c.Device, true)
+				p.upsert(c.Device, true, c.Initial)
 			}
 		}
 		sleep(ctx, minBackoff)

@@ -27,6 +27,8 @@ type observation struct {
 	msgs   []meshmon.Message
 	states []storage.StateUpdate
 	next   map[string]checkState // new check states, applied after commit
+	gone   []string              // check states to forget, after commit
+	uptime *uptimeState          // new uptime view, applied after commit
 }
 
 func (o *observation) event(data meshmon.EventData) {
@@ -207,16 +209,22 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 	}
 
 	p.mu.Lock()
-	removed := t.removed
+	gone := t.replaced || t.deleted
 	p.mu.Unlock()
-	if removed {
-		return
+	if gone {
+		return // the next target of this name polls afresh
 	}
 	if err := p.commit(o.msgs, o.states); err != nil {
 		return // state is left as it was, so the change is seen again on the next poll
 	}
 	for k, s := range o.next {
 		t.states[k] = s
+	}
+	for _, k := range o.gone {
+		delete(t.states, k)
+	}
+	if o.uptime != nil {
+		t.uptime, t.uptimeOK = *o.uptime, true
 	}
 	if counters != nil {
 		t.counters = counters
@@ -240,7 +248,7 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 	if !t.uptimeOK || up.BootTime != t.uptime.BootTime || rebooted {
 		o.put(keyUptime, up)
 	}
-	t.uptime, t.uptimeOK = up, true
+	o.uptime = &up
 
 	o.sample(meshmon.Sample{Check: "system",
 		Values: map[string]float64{"uptime_seconds": float64(r.SysUpTime) / 100, "duration_ms": ms(r.Took), "interfaces": float64(len(r.Interfaces))},
@@ -297,7 +305,7 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 	// Interfaces that vanished take their state with them.
 	for k := range t.states {
 		if strings.HasPrefix(k, "if.") && !seen[k] {
-			delete(t.states, k)
+			o.gone = append(o.gone, k)
 			o.states = append(o.states, storage.StateUpdate{Device: t.dev.Name, Check: k})
 		}
 	}

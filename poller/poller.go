@@ -72,6 +72,8 @@ type Poller struct {
 	// Lock order: mu before sched.mu.
 	mu      sync.Mutex
 	devices map[string]*target
+	busy    map[string]bool   // device names a worker is polling now
+	nextGen uint64            // last target generation handed out
 	byAddr  map[string]string // device address -> name, for traps
 	sched   *scheduler
 
@@ -88,10 +90,10 @@ type Poller struct {
 // target is one scheduled device. Its probe state is touched only by the
 // worker that polls it; the device is never polled twice at once.
 type target struct {
-	dev     meshmon.Device
-	gen     uint64 // bumped when the device changes, so stale schedule entries are ignored
-	running bool
-	removed bool
+	dev      meshmon.Device
+	gen      uint64 // unique per target, so stale schedule entries are ignored
+	replaced bool   // a newer target of the same name took over
+	deleted  bool   // the device left the inventory
 
 	snmp     *SNMPProber
 	loaded   bool
@@ -120,6 +122,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		icmp:    NewICMPProber(cfg.ICMPMode, cfg.ICMPCount, cfg.ICMPInterval),
 		source:  fmt.Sprintf("/meshmon/%s/%s/%s", cfg.Tenant, cfg.Site, cfg.Name),
 		devices: make(map[string]*target),
+		busy:    make(map[string]bool),
 		byAddr:  make(map[string]string),
 		sched:   newScheduler(),
 		wake:    make(chan struct{}, 1),
@@ -170,10 +173,11 @@ func (p *Poller) Run(ctx context.Context) error {
 
 	cached, err := p.store.Devices()
 	if err != nil {
-		return fmt.Errorf("read device cache: %w", err)
+		// The inventory replays every device when the peer answers.
+		p.log.Warn("device cache unreadable; waiting for the inventory", "err", err)
 	}
 	for _, d := range cached {
-		p.upsert(d, false)
+		p.upsert(d, false, true)
 	}
 	if p.cfg.TrapListen != "" {
 		p.trap = NewTrapListener(p.cfg.TrapListen, p.log, p.onTrap)
@@ -218,9 +222,17 @@ func (p *Poller) Run(ctx context.Context) error {
 	return nil
 }
 
-// upsert adds or changes a device; changed devices are polled at once.
-func (p *Poller) upsert(d meshmon.Device, cache bool) {
+// upsert adds or changes a device. A device that changed is polled at
+// once; with spread, its first poll waits for its offset in the interval,
+// so a poller starting with thousands of devices does not poll them all at
+// the same instant. A device that breaks the inventory's rules is skipped
+// with a warning (it can only come from a writer that bypassed validation).
+func (p *Poller) upsert(d meshmon.Device, cache, spread bool) {
 	d.Revision = 0
+	if err := d.Validate(); err != nil {
+		p.log.Warn("ignoring an invalid device from the inventory", "device", d.Name, "err", err)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.devices[d.Name]
@@ -232,26 +244,37 @@ func (p *Poller) upsert(d meshmon.Device, cache bool) {
 			p.log.Warn("cache device", "device", d.Name, "err", err)
 		}
 	}
-	nt := &target{dev: d}
+	p.nextGen++
+	nt := &target{dev: d, gen: p.nextGen}
 	if ok {
-		// Keep the probe state: it is the same device, maybe with new settings.
-		t.removed = true
-		nt.gen = t.gen + 1
-		if !t.running {
+		t.replaced = true
+		if !p.busy[d.Name] {
+			// Same device, new settings: keep what was learnt about it.
 			nt.states, nt.uptime, nt.uptimeOK, nt.counters, nt.loaded = t.states, t.uptime, t.uptimeOK, t.counters, t.loaded
 			if t.snmp != nil {
 				t.snmp.Close()
 			}
 		}
-		delete(p.byAddr, t.dev.Address)
+		if p.byAddr[t.dev.Address] == d.Name {
+			delete(p.byAddr, t.dev.Address)
+		}
 	}
 	p.devices[d.Name] = nt
 	p.byAddr[d.Address] = d.Name
-	p.sched.add(d.Name, nt.gen, p.cfg.Now(), p.cfg.Now())
-	p.log.Info("device scheduled", "device", d.Name, "address", d.Address, "interval", d.Interval)
+	now := p.cfg.Now()
+	at := now
+	if spread {
+		at = now.Add(offset(d.Name, d.Interval.D()))
+	}
+	// If the device is being polled right now the dispatcher skips this
+	// entry and the worker schedules the new target when it is done.
+	p.sched.add(d.Name, nt.gen, at, now)
+	p.log.Debug("device scheduled", "device", d.Name, "address", d.Address, "interval", d.Interval)
 }
 
-// remove stops polling a device and forgets its state.
+// remove stops polling a device and forgets its state. If a worker is
+// polling it, that worker forgets the state when it is done, so the poll
+// cannot write it back.
 func (p *Poller) remove(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -259,10 +282,7 @@ func (p *Poller) remove(name string) {
 	if !ok {
 		return
 	}
-	t.removed = true
-	if !t.running && t.snmp != nil {
-		t.snmp.Close()
-	}
+	t.deleted = true
 	delete(p.devices, name)
 	if p.byAddr[t.dev.Address] == name {
 		delete(p.byAddr, t.dev.Address)
@@ -270,10 +290,20 @@ func (p *Poller) remove(name string) {
 	if err := p.store.DeleteDevice(name); err != nil {
 		p.log.Warn("uncache device", "device", name, "err", err)
 	}
+	if !p.busy[name] {
+		if t.snmp != nil {
+			t.snmp.Close()
+		}
+		p.forget(name)
+	}
+	p.log.Info("device removed", "device", name)
+}
+
+// forget deletes a device's check states. p.mu is held.
+func (p *Poller) forget(name string) {
 	if err := p.store.DeleteStates(name); err != nil {
 		p.log.Warn("forget device state", "device", name, "err", err)
 	}
-	p.log.Info("device removed", "device", name)
 }
 
 func sameDevice(a, b meshmon.Device) bool {

@@ -79,6 +79,10 @@ func offset(name string, interval time.Duration) time.Duration {
 // have already passed are skipped.
 func nextRun(name string, interval time.Duration, prev, now time.Time) (slot, at time.Time) {
 	off := offset(name, interval)
+	if prev.After(now) {
+		// The wall clock stepped back: follow it rather than wait out the step.
+		prev = now.Truncate(interval).Add(-interval)
+	}
 	slot = prev.Truncate(interval).Add(interval)
 	if slot.Add(off).Before(now) {
 		slot = now.Truncate(interval)
@@ -116,11 +120,13 @@ func (p *Poller) dispatch(ctx context.Context, jobs chan<- job) {
 		e = p.sched.pop()
 		p.mu.Lock()
 		t, ok := p.devices[e.name]
-		if !ok || t.gen != e.gen || t.running || t.removed {
+		if !ok || t.gen != e.gen || p.busy[e.name] {
+			// Stale, or being polled: the worker polling it schedules the
+			// current target when it is done.
 			p.mu.Unlock()
 			continue
 		}
-		t.running = true
+		p.busy[e.name] = true
 		p.mu.Unlock()
 		select {
 		case jobs <- job{t: t, name: e.name, slot: e.slot.Truncate(t.dev.Interval.D()), due: e.at}:
@@ -140,19 +146,34 @@ func (p *Poller) work(ctx context.Context, jobs <-chan job) {
 			p.noteLag(p.cfg.Now().Sub(j.due), j.t.dev.Interval.D())
 			p.poll(ctx, j.t, j.slot)
 			p.polls.Add(1)
-			p.mu.Lock()
-			j.t.running = false
-			if j.t.removed {
-				if j.t.snmp != nil {
-					j.t.snmp.Close()
-				}
-			} else {
-				slot, at := nextRun(j.name, j.t.dev.Interval.D(), j.slot, p.cfg.Now())
-				p.sched.add(j.name, j.t.gen, at, slot)
-			}
-			p.mu.Unlock()
+			p.finish(j)
 		}
 	}
+}
+
+// finish releases a polled device and schedules what comes next: its next
+// slot, or, if it changed or left while it was polled, the new target now
+// (or nothing, after forgetting its state).
+func (p *Poller) finish(j job) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.busy, j.name)
+	t := j.t
+	if t.replaced || t.deleted {
+		if t.snmp != nil {
+			t.snmp.Close()
+		}
+		if t.deleted {
+			p.forget(j.name)
+		}
+		if cur, ok := p.devices[j.name]; ok {
+			now := p.cfg.Now()
+			p.sched.add(j.name, cur.gen, now, now)
+		}
+		return
+	}
+	slot, at := nextRun(j.name, t.dev.Interval.D(), j.slot, p.cfg.Now())
+	p.sched.add(j.name, t.gen, at, slot)
 }
 
 type entryHeap []entry

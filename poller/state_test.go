@@ -124,4 +124,11 @@ func TestNextRun(t *testing.T) {
 	if slot.Before(t0.Add(30*time.Second)) || at.Before(now) {
 		t.Fatalf("late: slot %s at %s, want a slot at or after %s not before now", slot, at, t0.Add(30*time.Second))
 	}
+	// The wall clock stepped back an hour: the next poll is within one
+	// interval of the new now, not an hour away.
+	now = t0.Add(-time.Hour)
+	_, at = nextRun("dev", iv, t0, now)
+	if at.Before(now) || at.Sub(now) > iv {
+		t.Fatalf("after a clock step back: at %s, now %s", at, now)
+	}
 }

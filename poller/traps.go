@@ -24,21 +24,48 @@ func (p *Poller) onTrap(tr meshmon.Trap) {
 	}
 }
 
-// handleTraps turns queued traps into events.
+// trapBatch is the most traps committed in one spool transaction.
+const trapBatch = 256
+
+// handleTraps turns queued traps into events, committing them in batches so
+// a trap storm shares fsyncs. When ctx is done it commits what is queued.
 func (p *Poller) handleTraps(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			p.commitTraps(p.queuedTraps(nil))
 			return
 		case tr := <-p.traps:
-			msg, err := p.trapMessage(tr, p.cfg.Now())
-			if err != nil {
-				p.log.Error("build trap event", "from", tr.From, "err", err)
-				continue
-			}
-			_ = p.commit([]meshmon.Message{msg}, nil)
+			p.commitTraps(p.queuedTraps([]meshmon.Trap{tr}))
 		}
 	}
+}
+
+// queuedTraps adds to batch whatever is queued, up to trapBatch.
+func (p *Poller) queuedTraps(batch []meshmon.Trap) []meshmon.Trap {
+	for len(batch) < trapBatch {
+		select {
+		case tr := <-p.traps:
+			batch = append(batch, tr)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (p *Poller) commitTraps(traps []meshmon.Trap) {
+	now := p.cfg.Now()
+	msgs := make([]meshmon.Message, 0, len(traps))
+	for _, tr := range traps {
+		msg, err := p.trapMessage(tr, now)
+		if err != nil {
+			p.log.Error("build trap event", "from", tr.From, "err", err)
+			continue
+		}
+		msgs = append(msgs, msg)
+	}
+	_ = p.commit(msgs, nil)
 }
 
 // trapMessage builds the event of one trap. A trap from an address that is

@@ -127,40 +127,53 @@ func applyConfig(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("config %s: not valid YAML: %s", path, strings.ReplaceAll(err.Error(), "yaml: ", ""))
 	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config %s: want a mapping of flag names to values", path)
+	}
+	// The command's own flags and the global ones (--server, --creds, ...).
 	known := make(map[string]bool)
-	for _, f := range c.Command.Flags {
+	for _, f := range append(append([]cli.Flag{}, c.Command.Flags...), c.App.Flags...) {
 		for _, n := range f.Names() {
 			known[n] = true
 		}
 	}
-	for k, v := range raw {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i].Value, root.Content[i+1]
 		if !known[k] || k == "config" {
-			return fmt.Errorf("config %s: unknown key %q; keys are the flag names of '%s'", path, k, c.Command.HelpName)
+			return fmt.Errorf("config %s: line %d: unknown key %q; keys are the flag names of '%s'", path, root.Content[i].Line, k, c.Command.HelpName)
 		}
 		if c.IsSet(k) {
-			continue
+			continue // the command line and the environment win
 		}
-		var s string
-		switch v := v.(type) {
-		case string:
-			s = v
-		case int, int64, float64, bool:
-			s = fmt.Sprint(v)
-		case []any:
-			parts := make([]string, len(v))
-			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
+		// Values are taken as written: YAML would read 0x1f or 012345 as
+		// numbers and change them.
+		var val string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			val = v.Value
+		case yaml.SequenceNode:
+			parts := make([]string, 0, len(v.Content))
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return fmt.Errorf("config %s: line %d: key %q: list items must be plain values", path, item.Line, k)
+				}
+				parts = append(parts, item.Value)
 			}
-			s = strings.Join(parts, ",")
+			val = strings.Join(parts, ",")
 		default:
-			return fmt.Errorf("config %s: key %q: want a string, number, boolean or list", path, k)
+			return fmt.Errorf("config %s: line %d: key %q: want a value or a list of values", path, v.Line, k)
 		}
-		if err := c.Set(k, s); err != nil {
-			return fmt.Errorf("config %s: key %q: %v", path, k, err)
+		// Set walks up to the command or app that owns the flag.
+		if err := c.Set(k, val); err != nil {
+			return fmt.Errorf("config %s: line %d: key %q: %v", path, v.Line, k, err)
 		}
 	}
 	return nil

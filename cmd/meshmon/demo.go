@@ -162,9 +162,11 @@ func demo(c *cli.Context) error {
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 		var wg sync.WaitGroup
+		fctx, fcancel := context.WithCancel(ctx)
 		defer wg.Wait()
+		defer fcancel() // before Wait: the fault loop ends when the demo does, even on error
 		wg.Go(func() {
-			sm.RunFaults(ctx, every, rng, func(what string, err error) {
+			sm.RunFaults(fctx, every, rng, func(what string, err error) {
 				if err != nil {
 					log.Warn("inject fault", "err", err)
 				} else if !c.Bool("json") {
