@@ -92,6 +92,8 @@ func (p *Poller) trapMessage(tr meshmon.Trap, now time.Time) (meshmon.Message, e
 	if tr.Uptime == 0 {
 		slot = now.Truncate(time.Second)
 	}
+	// The community is a credential: it is not published to subscribers.
+	tr.Community = ""
 	label := tr.OID
 	if l := tr.Labels["trap"]; l != "" {
 		label = l
