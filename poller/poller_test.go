@@ -538,3 +538,40 @@ func ownGoroutines() []string {
 	}
 	return out
 }
+
+// TestPollerNeverPollsADeviceTwiceAtOnce changes a slow device's settings
+// again and again while it is being polled: the new settings wait for the
+// running poll, so the agent never sees two requests at once.
+func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
+	e := newEnv(t, 1, "127.97.0.1")
+	a := e.sim.Agents()[0]
+	a.SetDelay(250 * time.Millisecond) // a poll takes two or three of these
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	inv, err := bus.OpenInventory(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := inv.Get(ctx, a.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Timeout = meshmon.Duration(900 * time.Millisecond)
+	if _, err := inv.Put(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.runPoller(nil)
+	waitFor(t, 20*time.Second, "a first poll", func() bool { return p.Stats().Polls >= 1 })
+	for i := range 12 {
+		d.Retries = i % 2
+		if _, err := inv.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // pacing the changes, not synchronisation
+	}
+	polls := p.Stats().Polls
+	waitFor(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+3 })
+	if peak := a.PeakInFlight(); peak != 1 {
+		t.Fatalf("the agent had %d requests in flight at once; a device must never be polled twice at once", peak)
+	}
+}

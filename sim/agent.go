@@ -45,7 +45,9 @@ type Agent struct {
 	delay    atomic.Int64 // time.Duration
 	answered atomic.Uint64
 	delayed  atomic.Int32 // requests waiting out a delay
-	salt     atomic.Uint64
+	// peakDelayed is the most requests that waited out a delay at once.
+	peakDelayed atomic.Int32
+	salt        atomic.Uint64
 
 	mu     sync.Mutex // guards bootAt, boots and ifs
 	bootAt time.Time
@@ -104,6 +106,11 @@ func (a *Agent) Boots() uint32 {
 	defer a.mu.Unlock()
 	return a.boots
 }
+
+// PeakInFlight is the most requests this agent held at once while it had
+// a delay set (SetDelay). A manager that polls it one request at a time,
+// as meshmon's poller does, never pushes it above 1.
+func (a *Agent) PeakInFlight() int { return int(a.peakDelayed.Load()) }
 
 // IsDown reports whether the agent has been taken down with Down(true).
 func (a *Agent) IsDown() bool { return a.down.Load() }
@@ -200,9 +207,12 @@ func (a *Agent) serve() {
 			continue
 		}
 		if d := time.Duration(a.delay.Load()); d > 0 {
-			if a.delayed.Add(1) > maxDelayed {
+			n := a.delayed.Add(1)
+			if n > maxDelayed {
 				a.delayed.Add(-1)
 				continue
+			}
+			for peak := a.peakDelayed.Load(); n > peak && !a.peakDelayed.CompareAndSwap(peak, n); peak = a.peakDelayed.Load() {
 			}
 			a.wg.Add(1)
 			go a.respondAfter(d, bytes.Clone(buf[:n]), from)
