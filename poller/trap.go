@@ -30,7 +30,7 @@ import (
 type TrapListener struct {
 	addr   string
 	log    *slog.Logger
-	handle func(meshmon.Trap)
+	handle func(meshmon.Trap) bool
 	dec    *gosnmp.GoSNMP // decoder only; never sends
 
 	mu      sync.Mutex
@@ -44,8 +44,10 @@ type TrapListener struct {
 // NewTrapListener returns a listener for the UDP address addr (host:port;
 // port 0 picks a free port, see Addr). handle is called for every trap from
 // the listener's goroutine, one at a time, so it must be fast: it should
-// queue the trap and return. It does no I/O; Start binds.
-func NewTrapListener(addr string, log *slog.Logger, handle func(meshmon.Trap)) *TrapListener {
+// queue the trap and return whether it kept it. An inform is acknowledged
+// only when handle kept it (or there is no handle), so a sender whose inform
+// was dropped sends it again. It does no I/O; Start binds.
+func NewTrapListener(addr string, log *slog.Logger, handle func(meshmon.Trap) bool) *TrapListener {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -160,10 +162,11 @@ func (l *TrapListener) receive(conn *net.UDPConn, msg []byte, from *net.UDPAddr)
 		l.log.Debug("snmp trap listener: not a notification", "from", from.String(), "pdu", pkt.PDUType.String())
 		return
 	}
+	kept := true
 	if l.handle != nil {
-		l.handle(convertTrap(pkt, from.IP))
+		kept = l.handle(convertTrap(pkt, from.IP))
 	}
-	if pkt.PDUType == gosnmp.InformRequest {
+	if pkt.PDUType == gosnmp.InformRequest && kept {
 		pkt.PDUType = gosnmp.GetResponse
 		pkt.Error, pkt.ErrorIndex = gosnmp.NoError, 0
 		out, err := pkt.MarshalMsg()

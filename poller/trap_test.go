@@ -21,7 +21,7 @@ import (
 func startTrapListener(t *testing.T) (*TrapListener, <-chan meshmon.Trap) {
 	t.Helper()
 	ch := make(chan meshmon.Trap, 16)
-	l := NewTrapListener("127.0.0.1:0", nil, func(tr meshmon.Trap) { ch <- tr })
+	l := NewTrapListener("127.0.0.1:0", nil, func(tr meshmon.Trap) bool { ch <- tr; return true })
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

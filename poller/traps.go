@@ -12,15 +12,17 @@ import (
 )
 
 // onTrap is the trap listener's callback: it only queues, so the listener
-// never waits on the spool.
-func (p *Poller) onTrap(tr meshmon.Trap) {
+// never waits on the spool. It reports whether the trap was kept.
+func (p *Poller) onTrap(tr meshmon.Trap) bool {
 	p.trapsIn.Add(1)
 	select {
 	case p.traps <- tr:
+		return true
 	default:
 		if p.trapsDropped.Add(1)%100 == 1 {
-			p.log.Warn("trap queue full; dropping traps", "dropped", p.trapsDropped.Load())
+			p.log.Warn("trap queue full; dropping traps (informs are not acknowledged, so their senders retry)", "dropped", p.trapsDropped.Load())
 		}
+		return false
 	}
 }
 
