@@ -102,6 +102,20 @@ func newEnvChecks(t *testing.T, agents int, base string, checks ...string) *env 
 	return e
 }
 
+// device returns the inventory and one device from it.
+func (e *env) device(ctx context.Context, name string) (*bus.Inventory, meshmon.Device) {
+	e.t.Helper()
+	inv, err := bus.OpenInventory(ctx, e.js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d, err := inv.Get(ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return inv, d
+}
+
 // runPoller runs a poller against the env's peer until the returned stop
 // function is called.
 func (e *env) runPoller(cfgMod func(*poller.Config)) (*poller.Poller, func()) {
@@ -469,14 +483,7 @@ func TestPollerCounterWrap(t *testing.T) {
 	a := e.sim.Agents()[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	inv, err := bus.OpenInventory(ctx, e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := inv.Get(ctx, a.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv, d := e.device(ctx, a.Name())
 	d.SNMP.Version = meshmon.SNMPv1
 	if _, err := inv.Put(ctx, d); err != nil {
 		t.Fatal(err)
@@ -548,14 +555,7 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 	a.SetDelay(250 * time.Millisecond) // a poll takes two or three of these
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	inv, err := bus.OpenInventory(ctx, e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := inv.Get(ctx, a.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv, d := e.device(ctx, a.Name())
 	d.Timeout = meshmon.Duration(900 * time.Millisecond)
 	if _, err := inv.Put(ctx, d); err != nil {
 		t.Fatal(err)
