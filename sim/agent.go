@@ -207,12 +207,12 @@ func (a *Agent) serve() {
 			continue
 		}
 		if d := time.Duration(a.delay.Load()); d > 0 {
-			n := a.delayed.Add(1)
-			if n > maxDelayed {
+			held := a.delayed.Add(1)
+			if held > maxDelayed {
 				a.delayed.Add(-1)
 				continue
 			}
-			for peak := a.peakDelayed.Load(); n > peak && !a.peakDelayed.CompareAndSwap(peak, n); peak = a.peakDelayed.Load() {
+			for peak := a.peakDelayed.Load(); held > peak && !a.peakDelayed.CompareAndSwap(peak, held); peak = a.peakDelayed.Load() {
 			}
 			a.wg.Add(1)
 			go a.respondAfter(d, bytes.Clone(buf[:n]), from)
@@ -225,13 +225,16 @@ func (a *Agent) serve() {
 // respondAfter answers a request after d, unless the agent closes first.
 func (a *Agent) respondAfter(d time.Duration, req []byte, from netip.AddrPort) {
 	defer a.wg.Done()
-	defer a.delayed.Add(-1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		// Released before the answer leaves, so the manager's next request
+		// is not counted as overlapping this one.
+		a.delayed.Add(-1)
 		a.respond(req, from)
 	case <-a.done:
+		a.delayed.Add(-1)
 	}
 }
 
