@@ -7,7 +7,7 @@ import (
 )
 
 // TestDependencyRules guards the layout: the root package imports nothing of
-// the module, and the poller never imports the peer.
+// the module, and the poller imports neither the peer nor the transport.
 func TestDependencyRules(t *testing.T) {
 	deps := func(pkg string) []string {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()
@@ -25,6 +25,9 @@ func TestDependencyRules(t *testing.T) {
 	for _, d := range deps(mod + "/poller") {
 		if d == mod+"/peer" || strings.HasPrefix(d, "github.com/nats-io/nats-server") {
 			t.Errorf("poller imports %s; it must not depend on the peer", d)
+		}
+		if d == mod+"/bus" || strings.HasPrefix(d, "github.com/nats-io/") {
+			t.Errorf("poller imports %s; it describes itself with the root package's types, not the transport's", d)
 		}
 	}
 }

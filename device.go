@@ -211,3 +211,13 @@ func validHostname(h string) bool {
 	}
 	return true
 }
+
+// InventoryChange is one change of a site's device inventory, as a watcher
+// of the inventory sees it.
+type InventoryChange struct {
+	Name    string // the device name; empty on the Synced marker
+	Device  Device // the device after the change; zero when Deleted
+	Deleted bool   // the device was removed
+	Initial bool   // part of the replay of the contents at the start
+	Synced  bool   // marker: the replay is complete, live changes follow
+}

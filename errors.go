@@ -7,3 +7,8 @@ var ErrInvalidName = errors.New("invalid name")
 
 // ErrInvalidDevice is wrapped by every error that Device.Validate returns.
 var ErrInvalidDevice = errors.New("invalid device")
+
+// ErrRejected is wrapped by a publisher when the peer refused a message for
+// good (too large, no stream for its subject, ...). Retrying it cannot
+// succeed; the caller drops it.
+var ErrRejected = errors.New("message rejected")

@@ -15,8 +15,8 @@ import (
 
 func TestSubjects(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{EventSubject("hq", "sw1", "node_down"), "ev.hq.sw1.node_down"},
-		{MetricSubject("hq", "sw1", "icmp"), "mx.hq.sw1.icmp"},
+		{meshmon.EventSubject("hq", "sw1", "node_down"), "ev.hq.sw1.node_down"},
+		{meshmon.MetricSubject("hq", "sw1", "icmp"), "mx.hq.sw1.icmp"},
 		{EventFilter("", "", ""), "ev.*.*.*"},
 		{EventFilter("hq", "", ""), "ev.hq.*.*"},
 		{EventFilter("hq", "sw1", ""), "ev.hq.sw1.*"},
@@ -210,7 +210,7 @@ func TestInventory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := func() InventoryChange {
+	next := func() meshmon.InventoryChange {
 		t.Helper()
 		select {
 		case c, ok := <-ch:
@@ -221,7 +221,7 @@ func TestInventory(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no change")
 		}
-		return InventoryChange{}
+		return meshmon.InventoryChange{}
 	}
 	seen := map[string]bool{}
 	for c := next(); !c.Synced; c = next() {
@@ -268,10 +268,10 @@ func TestRegistryExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.TTL = time.Second
-	if err := reg.Heartbeat(ctx, PollerInfo{Name: "p1", Site: "hq", Devices: 3}); err != nil {
+	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "p1", Site: "hq", Devices: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Heartbeat(ctx, PollerInfo{Name: "p1", Site: "hq", Devices: 4}); err != nil {
+	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "p1", Site: "hq", Devices: 4}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := reg.List(ctx)
@@ -288,7 +288,7 @@ func TestRegistryExpiry(t *testing.T) {
 		}
 		return nil
 	})
-	if err := reg.Heartbeat(ctx, PollerInfo{Name: "bad.name"}); !errors.Is(err, meshmon.ErrInvalidName) {
+	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "bad.name"}); !errors.Is(err, meshmon.ErrInvalidName) {
 		t.Fatalf("bad name: %v", err)
 	}
 }

@@ -2,12 +2,6 @@ package bus
 
 import "errors"
 
-// ErrRejected is wrapped by PublishBatch when the server refused a message
-// for good (too large, no stream for its subject, ...). Retrying it cannot
-// succeed; the caller should drop it. The wrapping error names the index of
-// the message in the batch and the server's reason.
-var ErrRejected = errors.New("message rejected")
-
 // ErrDeviceExists is returned by Inventory.Create when a device of that
 // name is already in the inventory.
 var ErrDeviceExists = errors.New("device already exists")

@@ -19,15 +19,6 @@ type Inventory struct {
 	kv jetstream.KeyValue
 }
 
-// InventoryChange is one change seen by Inventory.Watch.
-type InventoryChange struct {
-	Name    string         // the device name; empty on the Synced marker
-	Device  meshmon.Device // the device after the change; zero when Deleted
-	Deleted bool           // the device was removed
-	Initial bool           // part of the replay of the contents at the start
-	Synced  bool           // marker: the replay is complete, live changes follow
-}
-
 // OpenInventory binds to the devices bucket, which EnsureStreams creates.
 func OpenInventory(ctx context.Context, js jetstream.JetStream) (*Inventory, error) {
 	kv, err := js.KeyValue(ctx, DevicesBucket)
@@ -158,12 +149,12 @@ func (inv *Inventory) Delete(ctx context.Context, name string) error {
 // new one. The goroutine that feeds the channel belongs to ctx: it ends
 // when ctx is done, so the caller must cancel ctx (or drain the channel)
 // to release it. A value that does not decode is skipped.
-func (inv *Inventory) Watch(ctx context.Context) (<-chan InventoryChange, error) {
+func (inv *Inventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange, error) {
 	w, err := inv.kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("watch devices: %w", err)
 	}
-	out := make(chan InventoryChange, 64)
+	out := make(chan meshmon.InventoryChange, 64)
 	go func() {
 		defer close(out)
 		defer w.Stop()
@@ -179,19 +170,19 @@ func (inv *Inventory) Watch(ctx context.Context) (<-chan InventoryChange, error)
 				}
 				e = u
 			}
-			var c InventoryChange
+			var c meshmon.InventoryChange
 			switch {
 			case e == nil:
 				initial = false
-				c = InventoryChange{Synced: true}
+				c = meshmon.InventoryChange{Synced: true}
 			case e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge:
-				c = InventoryChange{Name: e.Key(), Deleted: true, Initial: initial}
+				c = meshmon.InventoryChange{Name: e.Key(), Deleted: true, Initial: initial}
 			default:
 				d, err := decodeDevice(e)
 				if err != nil {
 					continue
 				}
-				c = InventoryChange{Name: e.Key(), Device: d, Initial: initial}
+				c = meshmon.InventoryChange{Name: e.Key(), Device: d, Initial: initial}
 			}
 			select {
 			case out <- c:

@@ -98,7 +98,7 @@ func NewPublisher(js jetstream.JetStream) *Publisher {
 // set to its ID, and returns how many of the leading messages the server
 // confirmed as stored (an ack for a duplicate counts: the stream already
 // holds it). The caller retries msgs[acked:] later, or, when err wraps
-// ErrRejected, drops msgs[acked] (the server or the subject scheme refuses
+// meshmon.ErrRejected, drops msgs[acked] (the server or the subject scheme refuses
 // it for good: too large, no stream for the subject, no id) and retries
 // the rest. Messages after msgs[acked] may have been stored too; their ids
 // make the retry harmless.
@@ -271,7 +271,7 @@ func await(ctx context.Context, f jetstream.PubAckFuture, i int, m meshmon.Messa
 }
 
 func rejected(i int, m meshmon.Message, err error) error {
-	return fmt.Errorf("%w: message %d (%s): %w", ErrRejected, i, m.Subject, err)
+	return fmt.Errorf("%w: message %d (%s): %w", meshmon.ErrRejected, i, m.Subject, err)
 }
 
 // checkMessage refuses what no server would store: no id, or a subject no

@@ -24,7 +24,7 @@ func makeMsgs(prefix string, n, size int) []meshmon.Message {
 	msgs := make([]meshmon.Message, n)
 	for i := range msgs {
 		msgs[i] = meshmon.Message{
-			Subject: EventSubject("hq", "dev"+strconv.Itoa(i%10), meshmon.KindNodeDown),
+			Subject: meshmon.EventSubject("hq", "dev"+strconv.Itoa(i%10), meshmon.KindNodeDown),
 			ID:      prefix + "-" + strconv.Itoa(i),
 			Data:    data,
 		}
@@ -91,7 +91,7 @@ func BenchmarkPublishBatchResend(b *testing.B) {
 func BenchmarkRawAsync(b *testing.B) {
 	_, _, js := runJS(b)
 	data := make([]byte, 512)
-	subj := EventSubject("hq", "dev", meshmon.KindNodeDown)
+	subj := meshmon.EventSubject("hq", "dev", meshmon.KindNodeDown)
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -205,7 +205,7 @@ func TestPublishBatchOrderAndDedup(t *testing.T) {
 			p.MaxAtomic = maxAtomic
 			msgs := makeMsgs("m", 50, 32)
 			// Interleave a metric sample to split the runs.
-			msgs[20].Subject = MetricSubject("hq", "dev0", "icmp")
+			msgs[20].Subject = meshmon.MetricSubject("hq", "dev0", "icmp")
 			if n, err := p.PublishBatch(ctx, msgs[:30]); err != nil || n != 30 {
 				t.Fatalf("first: %d, %v", n, err)
 			}
@@ -238,20 +238,20 @@ func TestPublishBatchRejected(t *testing.T) {
 	msgs := makeMsgs("r", 6, 32)
 	msgs[2].Data = make([]byte, nc.MaxPayload()+1)
 	n, err := p.PublishBatch(ctx, msgs)
-	if !errors.Is(err, ErrRejected) || n != 2 || !strings.Contains(err.Error(), "message 2") {
-		t.Fatalf("too large: %d, %v; want 2 and ErrRejected for message 2", n, err)
+	if !errors.Is(err, meshmon.ErrRejected) || n != 2 || !strings.Contains(err.Error(), "message 2") {
+		t.Fatalf("too large: %d, %v; want 2 and meshmon.ErrRejected for message 2", n, err)
 	}
 	// The caller drops it and goes on.
 	rest := msgs[3:]
 	rest[1].Subject = "elsewhere.x"
 	n, err = p.PublishBatch(ctx, rest)
-	if !errors.Is(err, ErrRejected) || n != 1 {
-		t.Fatalf("no stream: %d, %v; want 1 and ErrRejected", n, err)
+	if !errors.Is(err, meshmon.ErrRejected) || n != 1 {
+		t.Fatalf("no stream: %d, %v; want 1 and meshmon.ErrRejected", n, err)
 	}
 	rest[2].ID = ""
 	n, err = p.PublishBatch(ctx, rest[2:])
-	if !errors.Is(err, ErrRejected) || n != 0 {
-		t.Fatalf("no id: %d, %v; want 0 and ErrRejected", n, err)
+	if !errors.Is(err, meshmon.ErrRejected) || n != 0 {
+		t.Fatalf("no id: %d, %v; want 0 and meshmon.ErrRejected", n, err)
 	}
 	if got := storedIDs(t, ctx, js, EventsStream); strings.Join(got, ",") != "r-0,r-1,r-3" {
 		t.Fatalf("stored %v", got)
@@ -301,7 +301,7 @@ func TestPublishBatchServerDies(t *testing.T) {
 	if r.err == nil || r.n >= len(msgs) {
 		t.Fatalf("batch across a server stop: %d, %v; want an error and a prefix", r.n, r.err)
 	}
-	if errors.Is(r.err, ErrRejected) {
+	if errors.Is(r.err, meshmon.ErrRejected) {
 		t.Fatalf("a dead server is not a rejection: %v", r.err)
 	}
 	t.Logf("acked %d of %d before the stop: %v", r.n, len(msgs), r.err)

@@ -16,20 +16,6 @@ import (
 // heartbeats of 5 s.
 const DefaultPollerTTL = 15 * time.Second
 
-// PollerInfo is what a poller reports about itself in each heartbeat.
-type PollerInfo struct {
-	Name      string    `json:"name"`
-	Site      string    `json:"site"`
-	Tenant    string    `json:"tenant,omitempty"`
-	Started   time.Time `json:"started"`
-	LastSeen  time.Time `json:"last_seen"`
-	Devices   int       `json:"devices"`   // devices assigned to it
-	Spooled   int       `json:"spooled"`   // messages waiting in its spool
-	Published uint64    `json:"published"` // messages published since start
-	Dropped   uint64    `json:"dropped"`   // messages dropped since start (rejected by the server)
-	Version   string    `json:"version,omitempty"`
-}
-
 // Registry is the list of live pollers in the PollersBucket KV bucket. A
 // poller's key carries a per-message TTL (Nats-TTL) and vanishes when the
 // poller stops renewing it. It is safe for concurrent use once its fields
@@ -56,7 +42,7 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream) (*Registry, error
 }
 
 // Heartbeat records p, with LastSeen set to now, for the registry's TTL.
-func (r *Registry) Heartbeat(ctx context.Context, p PollerInfo) error {
+func (r *Registry) Heartbeat(ctx context.Context, p meshmon.PollerInfo) error {
 	if err := meshmon.ValidateName("poller name", p.Name); err != nil {
 		return err
 	}
@@ -80,13 +66,13 @@ func (r *Registry) Heartbeat(ctx context.Context, p PollerInfo) error {
 
 // List returns the pollers whose heartbeat has not expired, sorted by
 // name; none gives an empty list.
-func (r *Registry) List(ctx context.Context) ([]PollerInfo, error) {
+func (r *Registry) List(ctx context.Context) ([]meshmon.PollerInfo, error) {
 	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list pollers: %w", err)
 	}
 	defer w.Stop()
-	pollers := []PollerInfo{}
+	pollers := []meshmon.PollerInfo{}
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -97,7 +83,7 @@ func (r *Registry) List(ctx context.Context) ([]PollerInfo, error) {
 				sort.Slice(pollers, func(i, j int) bool { return pollers[i].Name < pollers[j].Name })
 				return pollers, nil
 			}
-			var p PollerInfo
+			var p meshmon.PollerInfo
 			if err := json.Unmarshal(e.Value(), &p); err != nil {
 				return nil, fmt.Errorf("list pollers: decode %s: %w", e.Key(), err)
 			}

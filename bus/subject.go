@@ -22,18 +22,6 @@ const (
 	MetricsSubjects = "mx.>"
 )
 
-// EventSubject returns the subject of an event: ev.<site>.<device>.<kind>.
-// The parts must be valid names (meshmon.ValidateName); it does not check.
-func EventSubject(site, device, kind string) string {
-	return "ev." + site + "." + device + "." + kind
-}
-
-// MetricSubject returns the subject of a metric sample:
-// mx.<site>.<device>.<check>.
-func MetricSubject(site, device, check string) string {
-	return "mx." + site + "." + device + "." + check
-}
-
 // EventFilter returns a subject filter over events, with the wildcard "*"
 // in place of every empty part: EventFilter("hq", "", "") is "ev.hq.*.*".
 func EventFilter(site, device, kind string) string {

@@ -15,3 +15,12 @@ var ErrNotReady = errors.New("server not ready")
 // ErrNotStarted is returned by InProcessConn before Start has succeeded or
 // after Close.
 var ErrNotStarted = errors.New("peer not started")
+
+// ErrDataDirLocked is wrapped by Start when another process (or another
+// Peer in this one) runs on the same data dir. Two servers on one JetStream
+// store corrupt it and lose acknowledged messages.
+var ErrDataDirLocked = errors.New("data dir is in use by another peer")
+
+// ErrDataDir is wrapped by Start when the data dir cannot hold a JetStream
+// store: not a directory, not writable, on a read-only file system.
+var ErrDataDir = errors.New("data dir unusable")

@@ -10,7 +10,12 @@ import (
 // as Warn, errors and fatals as Error, debug and trace as Debug. nats-server
 // only calls Debugf and Tracef when SetLoggerV2 enables them.
 type serverLogger struct {
-	log *slog.Logger
+	log   *slog.Logger
+	fatal chan string // the first fatal message, for Start
+}
+
+func newServerLogger(log *slog.Logger) serverLogger {
+	return serverLogger{log: log, fatal: make(chan string, 1)}
 }
 
 func (l serverLogger) logf(level slog.Level, format string, v []any) {
@@ -27,6 +32,11 @@ func (l serverLogger) Debugf(format string, v ...any)  { l.logf(slog.LevelDebug,
 func (l serverLogger) Tracef(format string, v ...any)  { l.logf(slog.LevelDebug-4, format, v) }
 
 // Fatalf logs at Error and does not exit: the embedding process decides.
+// The first fatal message is handed to Start, which fails with it.
 func (l serverLogger) Fatalf(format string, v ...any) {
 	l.logf(slog.LevelError, "fatal: "+format, v)
+	select {
+	case l.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -28,9 +29,10 @@ type Peer struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex // guards srv and internal
+	mu       sync.Mutex // guards srv, internal and lock
 	srv      *server.Server
 	internal *internalAuth
+	lock     *dirLock
 
 	ready     atomic.Bool
 	closed    atomic.Bool
@@ -74,12 +76,14 @@ func (c Config) serverOptions(in *internalAuth) *server.Options {
 	return o
 }
 
-// Start starts the server, waits until it accepts connections and
-// JetStream answers, and ensures the streams and KV buckets. It returns an
-// error wrapping ErrAddrInUse when the listen address is taken (as "listen
-// 127.0.0.1:4222: address already in use"), and ErrNotReady when the server
-// or JetStream does not come up in time; in both cases nothing keeps
-// running. Start may be called only once.
+// Start locks the data dir, starts the server, waits until it accepts
+// connections and JetStream answers, and ensures the streams and KV buckets.
+// It returns an error wrapping ErrAddrInUse when the listen address is taken
+// (as "listen 127.0.0.1:4222: address already in use"), ErrDataDirLocked
+// when another peer runs on the data dir, ErrDataDir when the data dir is
+// not a writable directory, and ErrNotReady when the server or JetStream
+// fails, does not come up in time, or ctx is cancelled; in every case
+// nothing keeps running. Start may be called only once.
 func (p *Peer) Start(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -99,30 +103,41 @@ func (p *Peer) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	lock, err := lockDataDir(p.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("start peer: %w", err)
+	}
+	if err := checkStoreDir(p.cfg.StoreDir()); err != nil {
+		lock.unlock()
+		return fmt.Errorf("start peer: %w", err)
+	}
 	in, err := newInternalAuth(p.cfg.Auth)
 	if err != nil {
+		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
 	srv, err := server.NewServer(p.cfg.serverOptions(in))
 	if err != nil {
+		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
-	srv.SetLoggerV2(serverLogger{p.log}, false, false, false)
+	logger := newServerLogger(p.log)
+	srv.SetLoggerV2(logger, false, false, false)
 	srv.Start()
 
 	fail := func(err error) error {
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		lock.unlock()
 		return err
 	}
-	wait := time.Until(deadline(ctx))
-	if !srv.ReadyForConnections(wait) {
+	if err := waitReady(ctx, srv, logger.fatal); err != nil {
 		// nats-server logs a bind error and never becomes ready; the
 		// pre-check above catches the common case, this a race with it.
-		if err := checkFree(p.cfg.Listen); err != nil {
-			return fail(err)
+		if ferr := checkFree(p.cfg.Listen); ferr != nil {
+			return fail(ferr)
 		}
-		return fail(fmt.Errorf("start peer: %w: no client listener after %s", ErrNotReady, wait.Round(time.Millisecond)))
+		return fail(fmt.Errorf("start peer: %w", err))
 	}
 	if !srv.JetStreamEnabled() {
 		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
@@ -142,7 +157,7 @@ func (p *Peer) Start(ctx context.Context) error {
 	if err := bus.EnsureStreams(ctx, js, p.cfg.Limits); err != nil {
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
-	p.srv, p.internal = srv, in
+	p.srv, p.internal, p.lock = srv, in, lock
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "site", p.cfg.Site, "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil
@@ -151,6 +166,55 @@ func (p *Peer) Start(ctx context.Context) error {
 func deadline(ctx context.Context) time.Time {
 	dl, _ := ctx.Deadline()
 	return dl
+}
+
+// waitReady waits until srv accepts client connections. It returns at once
+// when the server reports a fatal error (JetStream cannot use its store, a
+// port cannot be bound), or when ctx is done (Ctrl-C), so a start that cannot
+// succeed never hangs.
+func waitReady(ctx context.Context, srv *server.Server, fatal <-chan string) error {
+	for {
+		if srv.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("%w: %s", ErrNotReady, msg)
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w: no client listener in time (see the log)", ErrNotReady)
+			}
+			return fmt.Errorf("%w: interrupted", ErrNotReady)
+		default:
+		}
+	}
+}
+
+// checkStoreDir creates dir and proves that a file can be written and
+// synced in it, so an unusable store fails at once with the OS's reason
+// rather than deep inside JetStream.
+func checkStoreDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: %w", ErrDataDir, unwrapPathError(err))
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDataDir, unwrapPathError(err))
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("meshmon"))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	cerr := f.Close()
+	_ = os.Remove(name)
+	if werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("%w: write %s: %w", ErrDataDir, dir, werr)
+	}
+	return nil
 }
 
 // waitJetStream polls until JetStream answers an account info request.
@@ -250,6 +314,9 @@ func (p *Peer) Close() {
 		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		p.mu.Lock()
+		p.lock.unlock()
+		p.mu.Unlock()
 		p.log.Info("peer stopped", "name", p.cfg.Name)
 	})
 }

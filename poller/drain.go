@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/storage"
 )
 
@@ -42,7 +41,10 @@ func (p *Poller) drain(ctx context.Context) {
 				away = false
 			}
 			backoff = minBackoff
-		case errors.Is(err, bus.ErrRejected):
+		case errors.Is(err, ErrCorruptEntry):
+			p.corrupt.Add(1)
+			p.log.Error("local spool held an undecodable entry; dropped it", "err", err)
+		case errors.Is(err, meshmon.ErrRejected):
 			p.rejected.Add(1)
 			p.log.Error("peer refused a message; dropped it", "err", err)
 		case errors.Is(err, errSpoolRead):
@@ -81,7 +83,8 @@ var errSpoolRead = errors.New("spool")
 // from the spool those the publisher confirms. It returns how many were
 // published and how many it read (0 when the spool is empty). A message the
 // peer refuses for good is dropped from the spool and reported with an error
-// wrapping bus.ErrRejected; any other error leaves the unconfirmed messages
+// wrapping meshmon.ErrRejected; a spool entry that cannot be decoded is
+// dropped and reported with an error wrapping ErrCorruptEntry; any other error leaves the unconfirmed messages
 // in the spool to be tried again.
 func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int, timeout time.Duration) (published, read int, err error) {
 	entries, err := store.Peek(batch)
@@ -91,7 +94,7 @@ func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int,
 		if derr := store.Drop(bad.Seq); derr != nil {
 			return 0, 0, fmt.Errorf("%w: drop corrupt spool entry %d: %w", errSpoolRead, bad.Seq, derr)
 		}
-		return 0, 1, fmt.Errorf("%w: dropped corrupt spool entry %d: %w", bus.ErrRejected, bad.Seq, err)
+		return 0, 1, fmt.Errorf("%w: dropped spool entry %d: %w", ErrCorruptEntry, bad.Seq, err)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", errSpoolRead, err)
@@ -112,7 +115,7 @@ func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int,
 			return n, len(entries), fmt.Errorf("%w: ack: %w", errSpoolRead, aerr)
 		}
 	}
-	if errors.Is(err, bus.ErrRejected) && n < len(entries) {
+	if errors.Is(err, meshmon.ErrRejected) && n < len(entries) {
 		// The peer will never take this one: drop it so the rest keep moving.
 		bad := entries[n].Msg
 		if derr := store.Drop(entries[n].Seq); derr != nil {

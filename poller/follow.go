@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon"
 )
 
 // followInventory keeps the scheduled devices equal to the site inventory.
@@ -59,7 +59,7 @@ func (p *Poller) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	for {
 		s := p.Stats()
-		info := bus.PollerInfo{
+		info := meshmon.PollerInfo{
 			Name: p.cfg.Name, Site: p.cfg.Site, Tenant: p.cfg.Tenant, Version: p.cfg.Version,
 			Started: p.start, LastSeen: p.cfg.Now(),
 			Devices: s.Devices, Spooled: s.Spooled, Published: s.Published, Dropped: s.Dropped + s.Rejected,

@@ -8,19 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/storage"
 )
 
 // Publisher sends spooled messages to the peer. PublishBatch publishes msgs
 // in order and returns how many of the leading messages are stored; a
 // message the peer refuses for good is reported with an error wrapping
-// bus.ErrRejected. It is called from one goroutine at a time.
+// meshmon.ErrRejected. It is called from one goroutine at a time.
 type Publisher interface {
 	PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error)
 }
@@ -30,13 +30,13 @@ type Publisher interface {
 // until ctx is done or the watch fails, when it closes the channel. It may be
 // called again after a failure.
 type Inventory interface {
-	Watch(ctx context.Context) (<-chan bus.InventoryChange, error)
+	Watch(ctx context.Context) (<-chan meshmon.InventoryChange, error)
 }
 
 // Registry records that a poller is alive. Heartbeat is called from one
 // goroutine at a time.
 type Registry interface {
-	Heartbeat(ctx context.Context, info bus.PollerInfo) error
+	Heartbeat(ctx context.Context, info meshmon.PollerInfo) error
 }
 
 // Stats are a poller's running totals.
@@ -46,6 +46,7 @@ type Stats struct {
 	SpoolBytes   int64  // bytes in the spool
 	Published    uint64 // messages acknowledged by the peer
 	Rejected     uint64 // messages the peer refused for good (dropped)
+	Corrupt      uint64 // spool entries that could not be decoded (dropped)
 	Dropped      uint64 // observations lost because the spool could not take them
 	Polls        uint64
 	TrapsIn      uint64
@@ -82,9 +83,9 @@ type Poller struct {
 	ready chan struct{}
 	trap  *TrapListener
 
-	polls, published, rejected, dropped, trapsIn, trapsDropped, late atomic.Uint64
-	lagMax, lastDropLog                                              atomic.Int64
-	connected                                                        atomic.Bool
+	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, late atomic.Uint64
+	lagMax, lastDropLog                                                       atomic.Int64
+	connected                                                                 atomic.Bool
 }
 
 // target is one scheduled device. Its probe state is touched only by the
@@ -157,7 +158,7 @@ func (p *Poller) Stats() Stats {
 	spooled, bytes, _ := p.store.SpoolStats()
 	return Stats{
 		Devices: n, Spooled: spooled, SpoolBytes: bytes,
-		Published: p.published.Load(), Rejected: p.rejected.Load(), Dropped: p.dropped.Load(),
+		Published: p.published.Load(), Rejected: p.rejected.Load(), Corrupt: p.corrupt.Load(), Dropped: p.dropped.Load(),
 		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(),
 		Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
 	}
@@ -234,16 +235,23 @@ func (p *Poller) upsert(d meshmon.Device, cache, spread bool) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	t, ok := p.devices[d.Name]
-	if ok && sameDevice(t.dev, d) {
+	same := ok && sameDevice(t.dev, d)
+	p.mu.Unlock()
+	if same {
 		return
 	}
+	// The fsynced write happens outside p.mu, so workers and the
+	// dispatcher never wait on the disk. Changes of one device come from
+	// one goroutine, in order.
 	if cache {
 		if err := p.store.PutDevice(d); err != nil {
 			p.log.Warn("cache device", "device", d.Name, "err", err)
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok = p.devices[d.Name]
 	p.nextGen++
 	nt := &target{dev: d, gen: p.nextGen}
 	if ok {
@@ -274,12 +282,14 @@ func (p *Poller) upsert(d meshmon.Device, cache, spread bool) {
 
 // remove stops polling a device and forgets its state. If a worker is
 // polling it, that worker forgets the state when it is done, so the poll
-// cannot write it back.
+// cannot write it back. The store is written outside p.mu; while it is, the
+// name stays busy so no new target of that name is polled before its old
+// state is gone.
 func (p *Poller) remove(name string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	t, ok := p.devices[name]
 	if !ok {
+		p.mu.Unlock()
 		return
 	}
 	t.deleted = true
@@ -287,22 +297,42 @@ func (p *Poller) remove(name string) {
 	if p.byAddr[t.dev.Address] == name {
 		delete(p.byAddr, t.dev.Address)
 	}
+	polled := p.busy[name]
+	p.busy[name] = true
+	p.mu.Unlock()
+
 	if err := p.store.DeleteDevice(name); err != nil {
 		p.log.Warn("uncache device", "device", name, "err", err)
 	}
-	if !p.busy[name] {
-		if t.snmp != nil {
-			t.snmp.Close()
-		}
-		p.forget(name)
-	}
 	p.log.Info("device removed", "device", name)
+	if polled {
+		return // the worker forgets and releases the name
+	}
+	if t.snmp != nil {
+		t.snmp.Close()
+	}
+	p.forget(name)
+	p.mu.Lock()
+	p.release(name)
+	p.mu.Unlock()
 }
 
-// forget deletes a device's check states. p.mu is held.
+// forget deletes a device's check states. The caller holds the name busy
+// and not p.mu.
 func (p *Poller) forget(name string) {
 	if err := p.store.DeleteStates(name); err != nil {
 		p.log.Warn("forget device state", "device", name, "err", err)
+	}
+}
+
+// release ends a busy spell of name and polls at once the target that
+// took over while it was busy, if any (the dispatcher skipped it). p.mu is
+// held.
+func (p *Poller) release(name string) {
+	delete(p.busy, name)
+	if cur, ok := p.devices[name]; ok {
+		now := p.cfg.Now()
+		p.sched.add(name, cur.gen, now, now)
 	}
 }
 
@@ -333,7 +363,7 @@ func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) er
 	// one stream as one atomic batch, so fewer, longer runs are faster. The
 	// order within each stream is kept.
 	slices.SortStableFunc(msgs, func(a, b meshmon.Message) int {
-		return cmp.Compare(bus.StreamForSubject(a.Subject), bus.StreamForSubject(b.Subject))
+		return cmp.Compare(streamRank(a.Subject), streamRank(b.Subject))
 	})
 	if err := p.store.Commit(msgs, states); err != nil {
 		total := p.dropped.Add(uint64(len(msgs)))
@@ -350,4 +380,12 @@ func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) er
 	default:
 	}
 	return nil
+}
+
+// streamRank orders messages by the stream that takes them: events first.
+func streamRank(subject string) int {
+	if strings.HasPrefix(subject, "ev.") {
+		return 0
+	}
+	return 1
 }

@@ -157,23 +157,24 @@ func (p *Poller) work(ctx context.Context, jobs <-chan job) {
 func (p *Poller) finish(j job) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.busy, j.name)
 	t := j.t
-	if t.replaced || t.deleted {
-		if t.snmp != nil {
-			t.snmp.Close()
-		}
-		if t.deleted {
-			p.forget(j.name)
-		}
-		if cur, ok := p.devices[j.name]; ok {
-			now := p.cfg.Now()
-			p.sched.add(j.name, cur.gen, now, now)
-		}
+	if !t.replaced && !t.deleted {
+		delete(p.busy, j.name)
+		slot, at := nextRun(j.name, t.dev.Interval.D(), j.slot, p.cfg.Now())
+		p.sched.add(j.name, t.gen, at, slot)
 		return
 	}
-	slot, at := nextRun(j.name, t.dev.Interval.D(), j.slot, p.cfg.Now())
-	p.sched.add(j.name, t.gen, at, slot)
+	if t.snmp != nil {
+		t.snmp.Close()
+	}
+	if t.deleted {
+		// Forget outside p.mu (an fsynced write); the name stays busy
+		// meanwhile.
+		p.mu.Unlock()
+		p.forget(j.name)
+		p.mu.Lock()
+	}
+	p.release(j.name)
 }
 
 type entryHeap []entry

@@ -409,15 +409,6 @@ func waitCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// cpuTime is the user plus system CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // rssMiB is this process's resident set size from /proc/self/status.
 func rssMiB() float64 {
 	b, err := os.ReadFile("/proc/self/status")

@@ -73,9 +73,6 @@ func peerRun(c *cli.Context) error {
 	cfg.Limits.MetricsMaxBytes = c.Int64("metrics-max-bytes")
 	cfg.Limits.EventsDuplicates = c.Duration("events-dedup-window")
 	cfg.Limits.MetricsDuplicates = c.Duration("metrics-dedup-window")
-	if cfg.Auth == (peer.Auth{}) {
-		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
-	}
 
 	p, err := peer.New(cfg, log)
 	if err != nil {
@@ -87,6 +84,9 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
+	if cfg.Auth == (peer.Auth{}) {
+		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
+	}
 	log.Info("peer ready", "site", cfg.Site, "url", p.ClientURL(), "data_dir", cfg.DataDir, "sync_always", cfg.SyncAlways)
 	fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
 	<-ctx.Done()

@@ -150,7 +150,7 @@ type lazyInventory struct {
 	inv *bus.Inventory
 }
 
-func (l *lazyInventory) Watch(ctx context.Context) (<-chan bus.InventoryChange, error) {
+func (l *lazyInventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange, error) {
 	if l.inv == nil {
 		inv, err := bus.OpenInventory(ctx, l.js)
 		if err != nil {
@@ -167,7 +167,7 @@ type lazyRegistry struct {
 	reg *bus.Registry
 }
 
-func (l *lazyRegistry) Heartbeat(ctx context.Context, info bus.PollerInfo) error {
+func (l *lazyRegistry) Heartbeat(ctx context.Context, info meshmon.PollerInfo) error {
 	if l.reg == nil {
 		reg, err := bus.OpenRegistry(ctx, l.js)
 		if err != nil {

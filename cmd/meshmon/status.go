@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 )
 
@@ -22,10 +23,10 @@ func statusCommand() *cli.Command {
 
 // statusReport is what `meshmon status --json` prints.
 type statusReport struct {
-	Peer    peerStatus       `json:"peer"`
-	Streams []bus.StreamInfo `json:"streams"`
-	Devices int              `json:"devices"`
-	Pollers []bus.PollerInfo `json:"pollers"`
+	Peer    peerStatus           `json:"peer"`
+	Streams []bus.StreamInfo     `json:"streams"`
+	Devices int                  `json:"devices"`
+	Pollers []meshmon.PollerInfo `json:"pollers"`
 }
 
 type peerStatus struct {
