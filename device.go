@@ -114,6 +114,9 @@ func (d *Device) Validate() error {
 	if strings.ContainsAny(d.Address, " /\t") || strings.Count(d.Address, ":") == 1 {
 		return bad("address %q must be an IP address or host name without port (set the SNMP port separately)", d.Address)
 	}
+	if net.ParseIP(d.Address) == nil && numericTLD(d.Address) {
+		return bad("address %q is not an IP address (IPv4 is four numbers from 0 to 255) and a host name cannot end in a number", d.Address)
+	}
 	if net.ParseIP(d.Address) == nil && !validHostname(d.Address) {
 		return bad("address %q is neither an IP address nor a host name", d.Address)
 	}
@@ -193,6 +196,22 @@ func (s *SNMP) validate() error {
 		}
 	}
 	return nil
+}
+
+// numericTLD reports whether the last label of h is all digits: no host
+// name ends so (RFC 1123 2.1), so h is a mistyped IP address.
+func numericTLD(h string) bool {
+	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+	last := labels[len(labels)-1]
+	if last == "" {
+		return false
+	}
+	for _, r := range last {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func validHostname(h string) bool {

@@ -21,6 +21,9 @@ const (
 	KindTrap            = "trap"             // an SNMP trap or inform was received
 )
 
+// Kinds lists every event kind, for the CLI's --kind and for validation.
+var Kinds = []string{KindNodeDown, KindNodeUp, KindSNMPUnreachable, KindSNMPReachable, KindIfDown, KindIfUp, KindReboot, KindFlapping, KindTrap}
+
 // Severities of events.
 const (
 	SeverityCritical = "critical"

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/meshmon/meshmon"
 )
@@ -61,7 +65,41 @@ func TestStreamLimitsValidate(t *testing.T) {
 	}
 }
 
+// writeUserFiles writes a user nkey seed file and a .creds file (a user JWT
+// signed by a fresh account) and returns their paths.
+func writeUserFiles(t *testing.T) (seedFile, credsFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	pub, _ := user.PublicKey()
+	acct, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.NewUserClaims(pub).Encode(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedFile, credsFile = filepath.Join(dir, "user.nk"), filepath.Join(dir, "user.creds")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return seedFile, credsFile
+}
+
 func TestConnConfigValidate(t *testing.T) {
+	seedFile, credsFile := writeUserFiles(t)
 	tests := []struct {
 		name string
 		cfg  ConnConfig
@@ -69,8 +107,9 @@ func TestConnConfigValidate(t *testing.T) {
 	}{
 		{"empty", ConnConfig{}, true},
 		{"user password", ConnConfig{URL: "nats://h:4222", User: "u", Password: "p"}, true},
-		{"nkey", ConnConfig{NKeySeedFile: "x.nk"}, true},
-		{"creds", ConnConfig{CredsFile: "x.creds"}, true},
+		{"nkey", ConnConfig{NKeySeedFile: seedFile}, true},
+		{"creds", ConnConfig{CredsFile: credsFile}, true},
+		{"creds is a seed", ConnConfig{CredsFile: seedFile}, false},
 		{"password and creds", ConnConfig{User: "u", Password: "p", CredsFile: "x"}, false},
 		{"nkey and creds", ConnConfig{NKeySeedFile: "a", CredsFile: "x"}, false},
 		{"user without password", ConnConfig{User: "u"}, false},
@@ -103,7 +142,7 @@ func TestConnectWaitNoServer(t *testing.T) {
 	if !errors.Is(err, ErrNoServer) {
 		t.Fatalf("got %v, want ErrNoServer", err)
 	}
-	if want := "connect nats://" + addr + ": no server answering"; err.Error() != want {
+	if want := "connect nats://" + addr + ": no server answering (dial tcp " + addr + ": connect: connection refused)"; err.Error() != want {
 		t.Fatalf("got %q, want %q", err, want)
 	}
 }
@@ -370,5 +409,106 @@ func TestTail(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("live tail: %v", err)
+	}
+}
+
+func TestConnectErrorsSayWhy(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.creds")
+	if err := os.WriteFile(garbage, []byte("this is not a creds file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	tests := []struct {
+		name string
+		cfg  ConnConfig
+		want error
+		text string
+	}{
+		{"missing creds", ConnConfig{CredsFile: filepath.Join(dir, "nope.creds")}, ErrInvalidConfig, "creds file " + filepath.Join(dir, "nope.creds") + ": no such file or directory"},
+		{"garbage creds", ConnConfig{CredsFile: garbage}, ErrInvalidConfig, "holds no user JWT"},
+		{"garbage seed", ConnConfig{NKeySeedFile: garbage}, ErrInvalidConfig, "holds no nkey seed"},
+		{"bogus scheme", ConnConfig{URL: "bogus://127.0.0.1:4222"}, ErrInvalidConfig, `scheme "bogus"`},
+		{"bad port", ConnConfig{URL: "nats://127.0.0.1:99999"}, ErrInvalidConfig, "port"},
+		{"unresolvable", ConnConfig{URL: "nats://no-such-host.invalid:4222"}, ErrUnresolvable, `host "no-such-host.invalid"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ConnectWait(ctx, tc.cfg)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("error %q does not say %q", err, tc.text)
+			}
+		})
+	}
+	// No time at all is a usage error, not a dead server.
+	done, cancel := context.WithTimeout(ctx, 0)
+	defer cancel()
+	if _, err := ConnectWait(done, ConnConfig{URL: "nats://127.0.0.1:4222"}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("zero timeout: got %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestPublishWhileNeverConnected(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	nc, err := Connect(ConnConfig{URL: "nats://" + addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []meshmon.Message{{Subject: meshmon.EventSubject("hq", "sw1", "node_down"), ID: "1", Data: []byte("x")}}
+	_, err = NewPublisher(js).PublishBatch(testCtx(t), msgs)
+	if !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("got %v, want ErrNotConnected", err)
+	}
+}
+
+func TestRegistryClaim(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.TTL = time.Second
+	a := meshmon.PollerInfo{Name: "p1", Site: "hq", Instance: "aaaa"}
+	if err := reg.Claim(ctx, a); err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	// The same instance (a restart on the same storage file) gets it back.
+	if err := reg.Claim(ctx, a); err != nil {
+		t.Fatalf("claim again by the same instance: %v", err)
+	}
+	b := meshmon.PollerInfo{Name: "p1", Site: "hq", Instance: "bbbb"}
+	if err := reg.Claim(ctx, b); !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), "aaaa") {
+		t.Fatalf("claim by another instance: got %v, want ErrNameTaken naming aaaa", err)
+	}
+	// Once the holder's heartbeat expires the name is free.
+	checkFor(t, 10*time.Second, func() error { return reg.Claim(ctx, b) })
+}
+
+func TestCheckSite(t *testing.T) {
+	opts := serverOpts(t, t.TempDir())
+	opts.JetStreamDomain = "paris"
+	ts := startServer(t, opts)
+	_, js := connect(t, ts.srv.ClientURL())
+	ctx := testCtx(t)
+	if err := CheckSite(ctx, js, "paris"); err != nil {
+		t.Fatalf("right site: %v", err)
+	}
+	err := CheckSite(ctx, js, "lyon")
+	if !errors.Is(err, ErrWrongSite) || !strings.Contains(err.Error(), `"paris"`) {
+		t.Fatalf("wrong site: got %v, want ErrWrongSite naming paris", err)
 	}
 }

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ConnConfig is how a client (poller, CLI) reaches a peer. It is the one
@@ -38,9 +42,20 @@ func (c ConnConfig) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
 	}
 	for _, u := range strings.Split(c.url(), ",") {
-		pu, err := url.Parse(strings.TrimSpace(u))
+		u = strings.TrimSpace(u)
+		pu, err := url.Parse(u)
 		if err != nil || pu.Host == "" {
 			return bad("url %q is not a server URL like nats://host:4222", u)
+		}
+		switch pu.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return bad("url %q: scheme %q is not one of nats, tls, ws, wss", redactURL(u), pu.Scheme)
+		}
+		if p := pu.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return bad("url %q: port %q must be a number from 1 to 65535", redactURL(u), p)
+			}
 		}
 	}
 	n := 0
@@ -62,7 +77,71 @@ func (c ConnConfig) Validate() error {
 	if c.Password != "" && c.User == "" {
 		return bad("password is set without a user; set both or neither")
 	}
+	if c.CredsFile != "" {
+		if err := checkCredsFile(c.CredsFile); err != nil {
+			return bad("creds file %s: %v", c.CredsFile, err)
+		}
+	}
+	if c.NKeySeedFile != "" {
+		if err := checkSeedFile(c.NKeySeedFile); err != nil {
+			return bad("nkey seed file %s: %v", c.NKeySeedFile, err)
+		}
+	}
 	return nil
+}
+
+// checkCredsFile reads a NATS credentials file now, so a missing or mangled
+// file is reported as such and not as a server that does not answer.
+func checkCredsFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileErr(err)
+	}
+	jwt, err := nkeys.ParseDecoratedJWT(b)
+	if err != nil || strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \n") {
+		return errors.New("holds no user JWT; want a .creds file as written by 'nsc' or 'meshmon tenant creds'")
+	}
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return errors.New("holds no user nkey seed; want a .creds file as written by 'nsc' or 'meshmon tenant creds'")
+	}
+	kp.Wipe()
+	return nil
+}
+
+// checkSeedFile reads a user nkey seed file now.
+func checkSeedFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileErr(err)
+	}
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return errors.New("holds no nkey seed (SU...)")
+	}
+	defer kp.Wipe()
+	if pub, err := kp.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return errors.New("holds a seed that is not a user nkey (SU...)")
+	}
+	return nil
+}
+
+// fileErr is a file error without the path, which the caller names.
+func fileErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// redactURL drops user info from one URL, for messages.
+func redactURL(u string) string {
+	if pu, err := url.Parse(u); err == nil && pu.User != nil {
+		pu.User = nil
+		return pu.String()
+	}
+	return u
 }
 
 func (c ConnConfig) url() string {
@@ -76,10 +155,7 @@ func (c ConnConfig) url() string {
 func (c ConnConfig) redactedURL() string {
 	parts := strings.Split(c.url(), ",")
 	for i, u := range parts {
-		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.User != nil {
-			pu.User = nil
-			parts[i] = pu.String()
-		}
+		parts[i] = redactURL(strings.TrimSpace(u))
 	}
 	return strings.Join(parts, ",")
 }
@@ -144,17 +220,27 @@ func Connect(cfg ConnConfig, opts ...nats.Option) (*nats.Conn, error) {
 
 // ConnectWait connects with cfg for a command-line call: it keeps trying
 // until a server answers or ctx is done. Then it fails with an error like
-// "connect nats://127.0.0.1:4222: no server answering" that wraps
-// ErrNoServer. A server that refuses the credentials fails at once. The
-// returned connection reconnects like one from Connect.
+// "connect nats://127.0.0.1:4222: no server answering (dial tcp
+// 127.0.0.1:4222: connect: connection refused)" that wraps ErrNoServer.
+// What can be known at once fails at once: a host name that does not
+// resolve (ErrUnresolvable), credentials the server refuses, a TLS
+// mismatch. ctx must have time left. The returned connection reconnects like
+// one from Connect.
 func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nats.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
+		return nil, fmt.Errorf("connect %s: %w: the timeout leaves no time to connect", cfg.redactedURL(), ErrInvalidConfig)
+	}
+	if err := resolveAll(ctx, cfg.url()); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), err)
 	}
 	o, err := cfg.options(append(opts, nats.RetryOnFailedConnect(false)))
 	if err != nil {
 		return nil, err
 	}
+	var last error
 	for attempt := 1; ; attempt++ {
 		dial := 2 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
@@ -164,18 +250,86 @@ func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nat
 		if err == nil {
 			return nc, nil
 		}
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
-			errors.Is(err, nats.ErrAuthRevoked) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		if permanentConnErr(err) {
 			return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), err)
 		}
+		last = err
 		t := time.NewTimer(min(reconnectDelay(attempt), time.Second))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), ErrNoServer)
+			return nil, fmt.Errorf("connect %s: %w (%s)", cfg.redactedURL(), ErrNoServer, dialReason(cfg.url(), last))
 		case <-t.C:
 		}
 	}
+}
+
+// permanentConnErr reports whether a connect error will not go away by trying
+// again: the server refused the credentials, or TLS does not match.
+func permanentConnErr(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrClientCertOrRootCAsRequired) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "authorization") || strings.Contains(msg, "authentication") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509")
+}
+
+// dialReason says why nothing answered: the TCP dial error of the first
+// URL ("connection refused") rather than nats.go's generic "no servers
+// available for connection".
+func dialReason(urls string, err error) string {
+	if errors.Is(err, nats.ErrNoServers) {
+		pu, perr := url.Parse(strings.TrimSpace(strings.Split(urls, ",")[0]))
+		if perr == nil {
+			host := pu.Host
+			if pu.Port() == "" {
+				host = net.JoinHostPort(pu.Hostname(), strconv.Itoa(nats.DefaultPort))
+			}
+			conn, derr := net.DialTimeout("tcp", host, time.Second)
+			if derr != nil {
+				var op *net.OpError
+				if errors.As(derr, &op) {
+					return op.Error()
+				}
+				return derr.Error()
+			}
+			conn.Close()
+			return host + " accepts TCP connections but no NATS server answered there"
+		}
+	}
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return "no answer before the timeout"
+	}
+	return err.Error()
+}
+
+// resolveAll fails with ErrUnresolvable if no host name of urls resolves.
+// IP addresses need no look-up. One URL that resolves is enough.
+func resolveAll(ctx context.Context, urls string) error {
+	var firstErr error
+	for _, u := range strings.Split(urls, ",") {
+		pu, err := url.Parse(strings.TrimSpace(u))
+		if err != nil {
+			continue
+		}
+		host := pu.Hostname()
+		if net.ParseIP(host) != nil {
+			return nil
+		}
+		_, err = net.DefaultResolver.LookupHost(ctx, host)
+		if err == nil {
+			return nil
+		}
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && !dnsErr.IsNotFound {
+			return nil // the resolver itself failed: let the dial say more
+		}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%w: host %q: %v", ErrUnresolvable, host, err)
+		}
+	}
+	return firstErr
 }
 
 // ConnLogger returns a nats option that logs disconnects, reconnects,

@@ -17,3 +17,18 @@ var ErrNoServer = errors.New("no server answering")
 // ErrInvalidConfig is wrapped by every error that ConnConfig.Validate and
 // StreamLimits.Validate return.
 var ErrInvalidConfig = errors.New("invalid config")
+
+// ErrUnresolvable is wrapped by ConnectWait when no host name of the server
+// URL resolves.
+var ErrUnresolvable = errors.New("cannot resolve server host")
+
+// ErrNotConnected is wrapped by PublishBatch when the connection to the peer
+// is down; the caller keeps the messages and retries.
+var ErrNotConnected = errors.New("not connected to the peer")
+
+// ErrNameTaken is wrapped by Registry.Claim when another running poller
+// holds the name.
+var ErrNameTaken = errors.New("is taken by another running poller")
+
+// ErrWrongSite is wrapped by CheckSite when the peer serves another site.
+var ErrWrongSite = errors.New("peer serves another site")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -101,8 +102,14 @@ func NewPublisher(js jetstream.JetStream) *Publisher {
 // meshmon.ErrRejected, drops msgs[acked] (the server or the subject scheme refuses
 // it for good: too large, no stream for the subject, no id) and retries
 // the rest. Messages after msgs[acked] may have been stored too; their ids
-// make the retry harmless.
+// make the retry harmless. While the connection is down it fails at once
+// with an error wrapping ErrNotConnected.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (acked int, err error) {
+	if nc := p.js.Conn(); !nc.IsConnected() {
+		// Before the first connect nats.go knows nothing of the server and
+		// would blame headers ("not supported by this server").
+		return 0, fmt.Errorf("publish: %w (%s)", ErrNotConnected, strings.ToLower(nc.Status().String()))
+	}
 	maxPayload := int(p.js.Conn().MaxPayload())
 	for acked < len(msgs) {
 		if err := checkMessage(msgs[acked]); err != nil {

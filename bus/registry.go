@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -51,17 +52,59 @@ func (r *Registry) Heartbeat(ctx context.Context, p meshmon.PollerInfo) error {
 	if err != nil {
 		return fmt.Errorf("heartbeat %s: %w", p.Name, err)
 	}
-	ttl := r.TTL
-	if ttl <= 0 {
-		ttl = DefaultPollerTTL
-	}
-	ttl = (ttl + time.Second - 1).Truncate(time.Second)
+	ttl := r.ttl()
 	// kv.Put would drop the per-key TTL; publish to the key's subject with
 	// Nats-TTL instead (see DESIGN.md, KV leases).
 	if _, err := r.js.Publish(ctx, "$KV."+PollersBucket+"."+p.Name, b, jetstream.WithMsgTTL(ttl)); err != nil {
 		return fmt.Errorf("heartbeat %s: %w", p.Name, err)
 	}
 	return nil
+}
+
+// Claim takes the poller's name for p.Instance and records the first
+// heartbeat. It fails with an error wrapping ErrNameTaken if another instance
+// holds the name with a heartbeat that has not expired; a restart of the same
+// instance (same storage file) takes its name back at once.
+func (r *Registry) Claim(ctx context.Context, p meshmon.PollerInfo) error {
+	if err := meshmon.ValidateName("poller name", p.Name); err != nil {
+		return err
+	}
+	for range 3 {
+		p.LastSeen = r.Now().UTC()
+		b, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("claim poller name %s: %w", p.Name, err)
+		}
+		_, err = r.kv.Create(ctx, p.Name, b, jetstream.KeyTTL(r.ttl()))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("claim poller name %s: %w", p.Name, err)
+		}
+		e, err := r.kv.Get(ctx, p.Name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("claim poller name %s: %w", p.Name, err)
+		}
+		var held meshmon.PollerInfo
+		if err := json.Unmarshal(e.Value(), &held); err == nil && held.Instance != "" && held.Instance != p.Instance {
+			return fmt.Errorf("poller name %q at site %s: %w (instance %s, last heartbeat %s ago); give each poller its own --name",
+				p.Name, held.Site, ErrNameTaken, held.Instance, r.Now().Sub(held.LastSeen).Round(time.Second))
+		}
+		return r.Heartbeat(ctx, p)
+	}
+	return fmt.Errorf("claim poller name %s: the name keeps changing hands", p.Name)
+}
+
+func (r *Registry) ttl() time.Duration {
+	ttl := r.TTL
+	if ttl <= 0 {
+		ttl = DefaultPollerTTL
+	}
+	return (ttl + time.Second - 1).Truncate(time.Second)
 }
 
 // List returns the pollers whose heartbeat has not expired, sorted by
@@ -92,4 +135,19 @@ func (r *Registry) List(ctx context.Context) ([]meshmon.PollerInfo, error) {
 			return nil, fmt.Errorf("list pollers: %w", ctx.Err())
 		}
 	}
+}
+
+// CheckSite fails with an error wrapping ErrWrongSite unless the peer that
+// js reaches keeps the JetStream domain of site: a poller started with the
+// wrong --site would see none of its devices and file its traps under the
+// wrong site.
+func CheckSite(ctx context.Context, js jetstream.JetStream, site string) error {
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("check site: %w", err)
+	}
+	if info.Domain != site {
+		return fmt.Errorf("site %q: %w %q (its JetStream domain); use --site %s, or the peer of site %s", site, ErrWrongSite, info.Domain, info.Domain, site)
+	}
+	return nil
 }

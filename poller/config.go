@@ -11,9 +11,12 @@ import (
 
 // Config is how a poller runs.
 type Config struct {
-	Name   string // unique within the site; a subject-safe name
-	Tenant string // the tenant whose devices this poller watches
-	Site   string // the site; events go to ev.<site>.>
+	Name string // unique within the site; a subject-safe name
+	// Instance tells this poller apart from another of the same name: the
+	// id of its storage file (storage.DB.Instance).
+	Instance string
+	Tenant   string // the tenant whose devices this poller watches
+	Site     string // the site; events go to ev.<site>.>
 
 	Workers int // probes running at once
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -236,7 +237,14 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState {
 	t := o.t
 	up, rebooted := observeUptime(t.uptime, t.uptimeOK, r.SysUpTime, o.at)
+	verdict := pointHeld
 	if rebooted {
+		up.Reboots, verdict = p.cfg.Damping.point(up.Reboots, o.at)
+	} else {
+		up.Reboots = p.cfg.Damping.settle(up.Reboots, o.at)
+	}
+	switch {
+	case rebooted && verdict == pointAnnounce:
 		o.event(meshmon.EventData{
 			Kind:     meshmon.KindReboot,
 			Check:    keyUptime,
@@ -244,8 +252,15 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 			Previous: t.uptime.BootTime.UTC().Format(time.RFC3339),
 			State:    up.BootTime.UTC().Format(time.RFC3339),
 		})
+	case rebooted && verdict == pointFlapping:
+		o.event(meshmon.EventData{
+			Kind:    meshmon.KindFlapping,
+			Check:   keyUptime,
+			Message: fmt.Sprintf("device reboots too often: %d reboots in %s; further reboot events are held back until it is stable for %s", len(up.Reboots.Times), p.cfg.Damping.FlapWindow, p.cfg.Damping.FlapWindow),
+			State:   "rebooting",
+		})
 	}
-	if !t.uptimeOK || up.BootTime != t.uptime.BootTime || rebooted {
+	if !t.uptimeOK || up.BootTime != t.uptime.BootTime || rebooted || !sameRepeats(up.Reboots, t.uptime.Reboots) {
 		o.put(keyUptime, up)
 	}
 	o.uptime = &up
@@ -321,6 +336,10 @@ func ifStatus(v int) string {
 		return s
 	}
 	return strconv.Itoa(v)
+}
+
+func sameRepeats(a, b repeats) bool {
+	return a.Held == b.Held && slices.EqualFunc(a.Times, b.Times, time.Time.Equal)
 }
 
 func ticks(t uint32) string {

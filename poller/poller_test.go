@@ -575,3 +575,23 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 		t.Fatalf("the agent had %d requests in flight at once; a device must never be polled twice at once", peak)
 	}
 }
+
+// TestPollerFrozenUptimeRaisesNoReboot: an agent whose sysUpTime never
+// moves (a recorded agent, broken firmware) is polled many times without a
+// single reboot event, while a real reboot of it is still reported.
+func TestPollerFrozenUptimeRaisesNoReboot(t *testing.T) {
+	e := newEnv(t, 1, "127.98.0.1")
+	a := e.sim.Agents()[0]
+	waitFor(t, 10*time.Second, "some uptime", func() bool { return a.Uptime() > time.Second })
+	a.FreezeUptime(true)
+	p, _ := e.runPoller(nil)
+	// At one poll a second, 15 polls span 14 s: far past the 3 s the boot
+	// time may drift before the old code called it a reboot.
+	waitFor(t, 60*time.Second, "15 polls", func() bool { return p.Stats().Polls >= 15 })
+	if evs := e.events("ev.lab." + a.Name() + ".>"); len(evs) != 0 {
+		t.Fatalf("a frozen sysUpTime raised events: %s", join(kinds(evs)))
+	}
+	// A reboot sets the frozen value back to 0: that is a reboot.
+	a.Reboot()
+	e.waitKinds(a.Name(), meshmon.KindReboot)
+}

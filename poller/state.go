@@ -116,6 +116,8 @@ type uptimeState struct {
 	BootTime time.Time `json:"boot_time"` // observation time minus sysUpTime
 	Uptime   uint32    `json:"uptime"`
 	At       time.Time `json:"at"`
+	// Reboots are the recent reboots seen, for damping (see Damping.point).
+	Reboots repeats `json:"reboots,omitzero"`
 }
 
 // rebootTolerance is how far the computed boot time may move before it
@@ -126,18 +128,25 @@ const rebootTolerance = 3 * time.Second
 // tickWrap is the span of a 32-bit TimeTicks counter (about 497 days).
 const tickWrap = time.Duration(1<<32) * 10 * time.Millisecond
 
-// observeUptime reports whether the device rebooted between two polls: its
-// sysUpTime went backwards, or its boot time (observation time minus
-// sysUpTime) moved forward by more than rebootTolerance. A sysUpTime that
-// wrapped its 32 bits moves the boot time by almost exactly tickWrap, which
-// is not a reboot.
+// observeUptime reports whether the device rebooted between two polls. A
+// reboot needs evidence that the counter restarted:
+//   - sysUpTime went backwards (a 32-bit wrap, which moves the boot time by
+//     almost exactly tickWrap, aside), or
+//   - sysUpTime advanced, but is shorter than the time since the last poll
+//     by more than rebootTolerance: the device booted after it was last seen
+//     and has counted up past the old value since.
+//
+// A sysUpTime that does not advance at all (recorded or simulated agents,
+// some broken firmware) is never a reboot, however far the wall clock has
+// moved. The boot time is kept steady unless the device rebooted.
 func observeUptime(prev uptimeState, ok bool, uptime uint32, now time.Time) (uptimeState, bool) {
-	next := uptimeState{BootTime: now.Add(-time.Duration(uptime) * 10 * time.Millisecond), Uptime: uptime, At: now}
+	next := uptimeState{BootTime: now.Add(-ticksDur(uptime)), Uptime: uptime, At: now, Reboots: prev.Reboots}
 	if !ok {
 		return next, false
 	}
 	moved := next.BootTime.Sub(prev.BootTime)
 	wrapped := uptime < prev.Uptime && absDur(moved-tickWrap) <= rebootTolerance
+	elapsed := now.Sub(prev.At)
 	switch {
 	case wrapped:
 		return next, false
@@ -145,15 +154,59 @@ func observeUptime(prev uptimeState, ok bool, uptime uint32, now time.Time) (upt
 		// Went backwards: the plainest sign of a reboot, however recent
 		// the previous one.
 		return next, true
-	case moved > rebootTolerance:
-		// Rebooted while unobserved long enough to count up past the old
-		// value again.
+	case uptime > prev.Uptime && ticksDur(uptime)+rebootTolerance < elapsed:
+		// Up for less time than has passed since the last poll.
 		return next, true
 	case moved >= -rebootTolerance:
-		// Jitter of late answers: keep the boot time steady.
+		// Late answers, or a counter that stands still: keep the boot time.
 		next.BootTime = prev.BootTime
 	}
 	return next, false
+}
+
+func ticksDur(t uint32) time.Duration { return time.Duration(t) * 10 * time.Millisecond }
+
+// repeats is the damping state of a point event (one that has no "back to
+// normal", like a reboot): when it happened lately, and whether it is held
+// back.
+type repeats struct {
+	Times []time.Time `json:"times,omitempty"`
+	Held  bool        `json:"held,omitempty"`
+}
+
+// pointVerdict is what Damping.point decides about one occurrence.
+type pointVerdict int
+
+const (
+	pointAnnounce pointVerdict = iota // tell the world
+	pointFlapping                     // it happens too often: announce that, once
+	pointHeld                         // held back
+)
+
+// point damps a repetitive point event seen at now: FlapChanges of them
+// within FlapWindow make it flapping, announced once; further ones are held
+// back until a whole FlapWindow passes without one (see settle). It is a
+// pure function.
+func (d Damping) point(r repeats, now time.Time) (repeats, pointVerdict) {
+	r.Times = append(pruneBefore(r.Times, now.Add(-d.FlapWindow)), now)
+	switch {
+	case r.Held:
+		return r, pointHeld
+	case d.FlapChanges > 0 && len(r.Times) >= d.FlapChanges:
+		r.Held = true
+		return r, pointFlapping
+	}
+	return r, pointAnnounce
+}
+
+// settle forgets occurrences older than FlapWindow and lifts the hold once
+// none is left.
+func (d Damping) settle(r repeats, now time.Time) repeats {
+	r.Times = pruneBefore(r.Times, now.Add(-d.FlapWindow))
+	if len(r.Times) == 0 {
+		r.Held = false
+	}
+	return r
 }
 
 func absDur(d time.Duration) time.Duration {

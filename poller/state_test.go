@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -95,6 +96,10 @@ func TestObserveUptime(t *testing.T) {
 		{"went backwards", 100_000, time.Minute, 30_00, true},
 		{"rebooted while unobserved long ago", 100_00, time.Hour, 60_00, true},
 		{"32-bit wrap is not a reboot", 1<<32 - 30_00, time.Minute, 30_00, false},
+		{"frozen uptime is not a reboot", 100_00, time.Minute, 100_00, false},
+		{"frozen small uptime is not a reboot", 1_00, time.Hour, 1_00, false},
+		{"booted after the last poll and counted past the old value", 10_00, 10 * time.Minute, 60_00, true},
+		{"slow answer is not a reboot", 100_00, time.Minute, 100_00 + 57_50, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +109,49 @@ func TestObserveUptime(t *testing.T) {
 				t.Fatalf("rebooted = %v, want %v", got, tt.rebooted)
 			}
 		})
+	}
+}
+
+// TestObserveUptimeFrozenKeepsBootTime: a sysUpTime that stands still keeps
+// the boot time (and so the stored state) steady, poll after poll.
+func TestObserveUptimeFrozenKeepsBootTime(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, _ := observeUptime(uptimeState{}, false, 12345, t0)
+	boot := st.BootTime
+	for i := 1; i <= 10; i++ {
+		var rebooted bool
+		st, rebooted = observeUptime(st, true, 12345, t0.Add(time.Duration(i)*time.Minute))
+		if rebooted || !st.BootTime.Equal(boot) {
+			t.Fatalf("poll %d: rebooted=%v boot %s, want no reboot and boot %s", i, rebooted, st.BootTime, boot)
+		}
+	}
+}
+
+func TestDampingPoint(t *testing.T) {
+	d := Damping{FlapChanges: 3, FlapWindow: 10 * time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var r repeats
+	var got []pointVerdict
+	for i := range 6 { // a reboot every minute
+		var v pointVerdict
+		r, v = d.point(r, t0.Add(time.Duration(i)*time.Minute))
+		got = append(got, v)
+	}
+	want := []pointVerdict{pointAnnounce, pointAnnounce, pointFlapping, pointHeld, pointHeld, pointHeld}
+	if !slices.Equal(got, want) {
+		t.Fatalf("verdicts %v, want %v", got, want)
+	}
+	// Still held within the window of the last one.
+	if r = d.settle(r, t0.Add(14*time.Minute)); !r.Held {
+		t.Fatal("hold lifted before a quiet window")
+	}
+	// A whole quiet window lifts the hold; the next one is news again.
+	r = d.settle(r, t0.Add(16*time.Minute))
+	if r.Held || len(r.Times) != 0 {
+		t.Fatalf("after a quiet window: %+v", r)
+	}
+	if _, v := d.point(r, t0.Add(17*time.Minute)); v != pointAnnounce {
+		t.Fatalf("first reboot after the quiet window: %v", v)
 	}
 }
 

@@ -49,9 +49,10 @@ type Agent struct {
 	peakDelayed atomic.Int32
 	salt        atomic.Uint64
 
-	mu     sync.Mutex // guards bootAt, boots and ifs
+	mu     sync.Mutex // guards bootAt, boots, frozen and ifs
 	bootAt time.Time
 	boots  uint32
+	frozen *uint32 // sysUpTime stands at this value, as in a recording
 	ifs    []ifState
 
 	done      chan struct{}
@@ -164,6 +165,9 @@ func (a *Agent) snapshotLocked(now time.Time) *snapshot {
 	st := &snapshot{name: a.name, index: a.index, ifs: make([]ifSnapshot, len(a.ifs))}
 	if el := now.Sub(a.bootAt); el > 0 {
 		st.uptime = uint32(el / (10 * time.Millisecond))
+	}
+	if a.frozen != nil {
+		st.uptime = *a.frozen
 	}
 	for i, f := range a.ifs {
 		st.ifs[i] = ifSnapshot{

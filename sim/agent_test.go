@@ -303,3 +303,29 @@ func TestAgentsAndAddresses(t *testing.T) {
 }
 
 func uptime(v gosnmp.SnmpPDU) uint32 { return uint32(gosnmp.ToBigInt(v.Value).Uint64()) }
+
+func TestFreezeUptime(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	cfg := testConfig(t, 1)
+	cfg.Now = clock.Now
+	s := startSim(t, cfg)
+	a := s.Agents()[0]
+	g := client(t, a, timeout(time.Second, 1))
+	clock.Advance(time.Minute)
+	a.FreezeUptime(true)
+	first := uptime(get1(t, g, OIDSysUpTime))
+	clock.Advance(10 * time.Minute)
+	if got := uptime(get1(t, g, OIDSysUpTime)); got != first || first != 60_00 {
+		t.Fatalf("frozen sysUpTime: %d then %d, want 6000 twice", first, got)
+	}
+	a.Reboot()
+	if got := uptime(get1(t, g, OIDSysUpTime)); got != 0 {
+		t.Fatalf("frozen sysUpTime after a reboot: %d, want 0", got)
+	}
+	a.FreezeUptime(false)
+	clock.Advance(time.Second)
+	if got := uptime(get1(t, g, OIDSysUpTime)); got != 100 {
+		t.Fatalf("thawed sysUpTime: %d, want 100", got)
+	}
+}

@@ -45,6 +45,8 @@ func (a *Agent) Info() AgentInfo {
 //	POST /agents/{name}/down               stop answering
 //	POST /agents/{name}/up                 answer again
 //	POST /agents/{name}/reboot             sysUpTime, counters from 0; boots+1
+//	POST /agents/{name}/uptime/freeze      sysUpTime stops moving (like a recording)
+//	POST /agents/{name}/uptime/thaw        sysUpTime runs again
 //	POST /agents/{name}/if/{index}/down    ifOperStatus down(2)
 //	POST /agents/{name}/if/{index}/up      ifOperStatus up(1)
 //	POST /agents/{name}/delay?d=500ms      answer after d (0 for at once)
@@ -89,6 +91,8 @@ func ControlHandler(s *Sim) http.Handler {
 		a.Reboot()
 		return fmt.Sprintf("rebooted (boots %d)", a.Boots()), nil
 	})
+	agentOp("uptime/freeze", func(a *Agent, _ *http.Request) (string, error) { a.FreezeUptime(true); return "sysUpTime frozen", nil })
+	agentOp("uptime/thaw", func(a *Agent, _ *http.Request) (string, error) { a.FreezeUptime(false); return "sysUpTime running", nil })
 	for _, state := range []string{"down", "up"} {
 		agentOp("if/{index}/"+state, func(a *Agent, r *http.Request) (string, error) {
 			idx, err := strconv.Atoi(r.PathValue("index"))

@@ -71,9 +71,27 @@ func (a *Agent) Reboot() {
 	a.mu.Lock()
 	a.boots++
 	a.reset(a.sim.now())
+	if a.frozen != nil {
+		*a.frozen = 0
+	}
 	boots := a.boots
 	a.mu.Unlock()
 	a.sim.log.Info("sim: agent rebooted", "agent", a.name, "boots", boots)
+}
+
+// FreezeUptime stops (true) or restarts (false) the agent's sysUpTime at
+// its current value, as recorded agents (snmpsim recordings) and some broken
+// firmware do: the value never moves however long the agent runs. A Reboot
+// while frozen freezes it at 0.
+func (a *Agent) FreezeUptime(freeze bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !freeze {
+		a.frozen = nil
+		return
+	}
+	v := a.snapshotLocked(a.sim.now()).uptime
+	a.frozen = &v
 }
 
 // SetDelay makes the agent answer every request d after it arrives (0

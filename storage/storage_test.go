@@ -583,3 +583,32 @@ func TestCloseIdempotentAndNoLeaks(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestInstanceIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := db.Instance()
+	if err != nil || len(id) != 16 {
+		t.Fatalf("instance %q, %v", id, err)
+	}
+	db.Close()
+	db, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if again, err := db.Instance(); err != nil || again != id {
+		t.Fatalf("after reopen: %q, %v; want %q", again, err, id)
+	}
+	other, err := Open(filepath.Join(t.TempDir(), "q.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if oid, _ := other.Instance(); oid == id {
+		t.Fatal("two files share an instance id")
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -90,4 +91,41 @@ func flagWidth(flags []cli.Flag, tok string) int {
 		return 1
 	}
 	return 1 // unknown flag: let the parser report it
+}
+
+// unknownCommand returns an error naming the first word of args that should
+// be a command and is none (urfave/cli v2 would say "No help topic").
+func unknownCommand(app *cli.App, args []string) error {
+	cmds, flags, path := app.Commands, app.Flags, app.Name
+	for i := 1; i < len(args); {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if strings.HasPrefix(a, "-") {
+			i += flagWidth(flags, a)
+			continue
+		}
+		if len(cmds) == 0 || a == "help" || a == "h" {
+			return nil
+		}
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				next = c
+			}
+		}
+		if next == nil {
+			names := make([]string, 0, len(cmds))
+			for _, c := range cmds {
+				if !c.Hidden {
+					names = append(names, c.Name)
+				}
+			}
+			return fmt.Errorf("'%s %s' is not a command; commands are %s (see '%s --help')", path, a, strings.Join(names, ", "), path)
+		}
+		cmds, flags, path = next.Subcommands, next.Flags, path+" "+next.Name
+		i++
+	}
+	return nil
 }

@@ -295,7 +295,7 @@ func benchPoll(c *cli.Context) error {
 	perr := make(chan error, 1)
 	pctx, pcancel := context.WithCancel(ctx)
 	go func() {
-		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, log, func(p *poller.Poller) { ready <- p })
+		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
 	}()
 	defer func() { pcancel(); <-perr }()
 	var po *poller.Poller

@@ -111,7 +111,7 @@ func demo(c *cli.Context) error {
 	pctx, pcancel := context.WithCancel(ctx)
 	defer func() { pcancel(); <-pollerDone }()
 	go func() {
-		pollerDone <- runPoller(pctx, pocfg, ccfg, filepath.Join(dir, "poller"), 0, log, func(p *poller.Poller) { pollerReady <- p })
+		pollerDone <- runPoller(pctx, pocfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { pollerReady <- p })
 	}()
 	var po *poller.Poller
 	select {
@@ -155,9 +155,16 @@ func demo(c *cli.Context) error {
 		return fmt.Errorf("add demo devices: %w", err)
 	}
 
-	fmt.Printf("meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", pe.ClientURL(), pocfg.Name, n, interval)
-	fmt.Printf("watch the same events with the stock nats CLI:\n  nats --server %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), password)
-	fmt.Printf("or with meshmon:\n  meshmon --server %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), password)
+	asJSON := c.Bool("json")
+	// With --json, stdout carries only events (one JSON object a line); the
+	// banner and the summary go to stderr.
+	info := os.Stdout
+	if asJSON {
+		info = os.Stderr
+	}
+	fmt.Fprintf(info, "meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", pe.ClientURL(), pocfg.Name, n, interval)
+	fmt.Fprintf(info, "watch the same events with the stock nats CLI:\n  nats --server %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), password)
+	fmt.Fprintf(info, "or with meshmon:\n  meshmon --server %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), password)
 
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -169,14 +176,13 @@ func demo(c *cli.Context) error {
 			sm.RunFaults(fctx, every, rng, func(what string, err error) {
 				if err != nil {
 					log.Warn("inject fault", "err", err)
-				} else if !c.Bool("json") {
+				} else if !asJSON {
 					fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
 				}
 			})
 		})
 	}
 
-	asJSON := c.Bool("json")
 	err = bus.Tail(ctx, js, bus.TailOptions{Stream: bus.EventsStream, Subject: "ev.>", Live: true}, func(m bus.TailMsg) error {
 		if asJSON {
 			fmt.Printf("%s\n", m.Data)
@@ -187,7 +193,7 @@ func demo(c *cli.Context) error {
 	})
 	if ctx.Err() != nil {
 		st := po.Stats()
-		fmt.Printf("\ndemo stopped: %d polls, %d messages published, %d spooled, %d dropped\n", st.Polls, st.Published, st.Spooled, st.Dropped)
+		fmt.Fprintf(info, "\ndemo stopped: %d polls, %d messages published, %d spooled, %d dropped\n", st.Polls, st.Published, st.Spooled, st.Dropped)
 		return nil
 	}
 	return err

@@ -25,7 +25,7 @@ func deviceCommand() *cli.Command {
 				Usage:     "add a device (or replace one with --replace)",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Required: true, Usage: "IP address or host name"},
+					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "IP address or host name (required)"},
 					&cli.StringSliceFlag{Name: "checks", Value: cli.NewStringSlice(meshmon.CheckICMP, meshmon.CheckSNMP), Usage: "icmp, snmp or both"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between polls"},
 					&cli.DurationFlag{Name: "probe-timeout", Usage: "per SNMP request or ICMP probe (default 2s)"},
@@ -46,7 +46,7 @@ func deviceCommand() *cli.Command {
 			},
 			{Name: "list", Usage: "list devices", Flags: []cli.Flag{jsonFlag()}, Action: deviceList},
 			{Name: "show", Usage: "show one device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceShow},
-			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Action: deviceRm},
+			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceRm},
 		},
 	}
 }
@@ -54,7 +54,7 @@ func deviceCommand() *cli.Command {
 // nameArg returns the single NAME argument, validated.
 func nameArg(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the device name; got %d", c.Command.HelpName, c.NArg())
+		return "", fmt.Errorf("'%s' takes one argument, the device name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
 	}
 	name := c.Args().First()
 	return name, meshmon.ValidateName("device name", name)
@@ -95,16 +95,25 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.String("address") == "" {
+		return fmt.Errorf("--address is required: the device's IP address or host name (see '%s --help')", c.Command.HelpName)
+	}
 	d, err := deviceFromFlags(c, name)
 	if err != nil {
 		return err
 	}
+	replaced := false
 	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		if c.Bool("replace") {
-			d.Revision, err = inv.Put(ctx, d)
-		} else {
+		if !c.Bool("replace") {
 			d.Revision, err = inv.Create(ctx, d)
+			return err
 		}
+		if _, gerr := inv.Get(ctx, name); gerr == nil {
+			replaced = true
+		} else if !errors.Is(gerr, bus.ErrDeviceNotFound) {
+			return gerr
+		}
+		d.Revision, err = inv.Put(ctx, d)
 		return err
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
@@ -113,10 +122,14 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, redact(d))
+	verb := "added"
+	if replaced {
+		verb = "replaced"
 	}
-	fmt.Printf("device %s added (%s, checks %s, every %s)\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval)
+	if c.Bool("json") {
+		return printJSON(os.Stdout, deviceResult{Result: verb, Name: d.Name, Device: ptr(redact(d))})
+	}
+	fmt.Printf("device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
 	return nil
 }
 
@@ -197,8 +210,18 @@ func deviceRm(c *cli.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, deviceResult{Result: "removed", Name: name})
+	}
 	fmt.Printf("device %s removed\n", name)
 	return nil
+}
+
+// deviceResult is what device add and rm print with --json.
+type deviceResult struct {
+	Result string          `json:"result"` // added, replaced or removed
+	Name   string          `json:"name,omitempty"`
+	Device *meshmon.Device `json:"device,omitempty"`
 }
 
 func snmpSummary(s *meshmon.SNMP) string {
@@ -226,3 +249,5 @@ func redact(d meshmon.Device) meshmon.Device {
 	d.SNMP = &s
 	return d
 }
+
+func ptr[T any](v T) *T { return &v }

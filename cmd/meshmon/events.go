@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +42,12 @@ func eventsTail(c *cli.Context) error {
 	since, err := parseSince(c.String("since"), time.Now())
 	if err != nil {
 		return err
+	}
+	if c.IsSet("since") && c.IsSet("seq") {
+		return errors.New("--since and --seq both say where to start; give one")
+	}
+	if k := c.String("kind"); k != "" && !slices.Contains(meshmon.Kinds, k) {
+		return fmt.Errorf("--kind %q: not an event kind; kinds are %s", k, strings.Join(meshmon.Kinds, ", "))
 	}
 	for _, f := range []string{"site", "device", "kind"} {
 		if v := c.String(f); v != "" {

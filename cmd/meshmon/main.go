@@ -15,14 +15,18 @@ var version = "dev"
 
 func main() {
 	app := newApp()
-	if err := app.Run(interspersed(app, os.Args)); err != nil {
+	err := unknownCommand(app, os.Args)
+	if err == nil {
+		err = app.Run(interspersed(app, os.Args))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshmon: "+oneLine(err))
 		os.Exit(1)
 	}
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "meshmon",
 		Usage:                "a distributed network-monitoring mesh on NATS JetStream",
 		Version:              version,
@@ -38,12 +42,12 @@ func newApp() *cli.App {
 			statusCommand(),
 			benchCommand(),
 		},
+		Before: checkGlobals,
 		// One clear line on stderr and exit 1, from main; no usage dump.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w (see '%s --help')", err, c.Command.HelpName)
-		},
 	}
+	scriptFriendly(app)
+	return app
 }
 
 // oneLine flattens an error to a single line for stderr.

@@ -32,12 +32,12 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "auth-user", EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user"},
 				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
-				&cli.DurationFlag{Name: "events-max-age", Value: lim.EventsMaxAge, EnvVars: env("EVENTS_MAX_AGE"), Usage: "how long EVENTS keeps events"},
-				&cli.Int64Flag{Name: "events-max-bytes", Value: lim.EventsMaxBytes, EnvVars: env("EVENTS_MAX_BYTES"), Usage: "EVENTS size limit"},
-				&cli.DurationFlag{Name: "metrics-max-age", Value: lim.MetricsMaxAge, EnvVars: env("METRICS_MAX_AGE"), Usage: "how long METRICS keeps samples"},
-				&cli.Int64Flag{Name: "metrics-max-bytes", Value: lim.MetricsMaxBytes, EnvVars: env("METRICS_MAX_BYTES"), Usage: "METRICS size limit"},
-				&cli.DurationFlag{Name: "events-dedup-window", Value: lim.EventsDuplicates, EnvVars: env("EVENTS_DEDUP_WINDOW"), Usage: "EVENTS duplicate window (message ids)"},
-				&cli.DurationFlag{Name: "metrics-dedup-window", Value: lim.MetricsDuplicates, EnvVars: env("METRICS_DEDUP_WINDOW"), Usage: "METRICS duplicate window"},
+				ageFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
+				sizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
+				ageFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
+				sizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
+				ageFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
+				ageFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
 				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "NATS monitoring address host:port (off when empty)"},
 			},
 			Action: peerRun,
@@ -67,12 +67,12 @@ func peerRun(c *cli.Context) error {
 	cfg.SyncAlways = c.Bool("sync-always")
 	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: c.String("auth-password"), NKey: c.String("auth-nkey")}
 	cfg.HTTPListen = c.String("http")
-	cfg.Limits.EventsMaxAge = c.Duration("events-max-age")
-	cfg.Limits.EventsMaxBytes = c.Int64("events-max-bytes")
-	cfg.Limits.MetricsMaxAge = c.Duration("metrics-max-age")
-	cfg.Limits.MetricsMaxBytes = c.Int64("metrics-max-bytes")
-	cfg.Limits.EventsDuplicates = c.Duration("events-dedup-window")
-	cfg.Limits.MetricsDuplicates = c.Duration("metrics-dedup-window")
+	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
+	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
+	cfg.Limits.MetricsMaxAge = ageOf(c, "metrics-max-age")
+	cfg.Limits.MetricsMaxBytes = sizeOf(c, "metrics-max-bytes")
+	cfg.Limits.EventsDuplicates = ageOf(c, "events-dedup-window")
+	cfg.Limits.MetricsDuplicates = ageOf(c, "metrics-dedup-window")
 
 	p, err := peer.New(cfg, log)
 	if err != nil {

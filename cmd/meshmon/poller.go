@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,7 +48,7 @@ func pollerCommand() *cli.Command {
 				&cli.IntFlag{Name: "up-after", Value: def.Damping.UpAfter, EnvVars: env("UP_AFTER"), Usage: "good polls in a row before an up event"},
 				&cli.IntFlag{Name: "flap-changes", Value: def.Damping.FlapChanges, EnvVars: env("FLAP_CHANGES"), Usage: "changes within --flap-window that make a check flapping (0 = off)"},
 				&cli.DurationFlag{Name: "flap-window", Value: def.Damping.FlapWindow, EnvVars: env("FLAP_WINDOW"), Usage: "window for flap detection"},
-				&cli.Int64Flag{Name: "spool-max-bytes", Value: 1 << 30, EnvVars: env("SPOOL_MAX_BYTES"), Usage: "largest spool kept while the peer is away (0 = the disk is the limit)"},
+				sizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
 				&cli.IntFlag{Name: "batch", Value: def.BatchSize, EnvVars: env("BATCH"), Usage: "messages per publish batch"},
 			},
 			Action: pollerRun,
@@ -89,21 +93,35 @@ func pollerRun(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runPoller(ctx, cfg, ccfg, c.String("data-dir"), c.Int64("spool-max-bytes"), log, nil)
+	return runPoller(ctx, cfg, ccfg, c.String("data-dir"), sizeOf(c, "spool-max-bytes"), c.Duration("timeout"), log, nil)
 }
 
 // runPoller opens the poller's store, connects to the peer (retrying in the
 // background: the poller works without it) and runs until ctx is done.
-// started, if not nil, is called once the poller is ready.
-func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, dataDir string, spoolMax int64, log *slog.Logger, started func(*poller.Poller)) error {
+// Before it polls it proves who it is: the peer must serve cfg.Site and no
+// other running poller may hold cfg.Name. If the peer answers within wait
+// a mismatch fails the start; if not, the poller starts from its cache and
+// stops with the error when the peer answers. started, if not nil, is called
+// once the poller is ready.
+func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, dataDir string, spoolMax int64, wait time.Duration, log *slog.Logger, started func(*poller.Poller)) error {
 	path := filepath.Join(dataDir, "poller-"+cfg.Name+".db")
 	store, err := storage.Open(path, storage.Options{MaxSpoolBytes: spoolMax})
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("poller %s: %w; is another 'poller run --name %s --data-dir %s' running?", cfg.Name, err, cfg.Name, dataDir)
+	}
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if cfg.Instance, err = store.Instance(); err != nil {
+		return err
+	}
 
+	connected := make(chan struct{})
+	var once sync.Once
+	markConnected := func(*nats.Conn) { once.Do(func() { close(connected) }) }
 	nc, err := bus.Connect(ccfg,
+		nats.ConnectHandler(markConnected),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from peer", "err", err)
@@ -122,16 +140,62 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 		return err
 	}
 	defer nc.Close()
+	if nc.IsConnected() {
+		markConnected(nc)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	p, err := poller.New(cfg, log, store, bus.NewPublisher(js), &lazyInventory{js: js}, &lazyRegistry{js: js})
+	reg := &lazyRegistry{js: js}
+	verify := func(ctx context.Context) error {
+		vctx, cancel := context.WithTimeout(ctx, max(wait, 5*time.Second))
+		defer cancel()
+		if err := bus.CheckSite(vctx, js, cfg.Site); err != nil {
+			return fmt.Errorf("poller %s: %w", cfg.Name, err)
+		}
+		return reg.Claim(vctx, meshmon.PollerInfo{Name: cfg.Name, Site: cfg.Site, Tenant: cfg.Tenant, Instance: cfg.Instance, Version: cfg.Version, Started: time.Now()})
+	}
+	verified := false
+	select {
+	case <-connected:
+		if err := verify(ctx); err != nil {
+			return err
+		}
+		verified = true
+	case <-time.After(wait):
+		log.Warn("peer not answering; polling from the device cache and spooling; the site and name are checked when it answers", "url", ccfg.URL)
+	case <-ctx.Done():
+		return nil
+	}
+
+	p, err := poller.New(cfg, log, store, bus.NewPublisher(js), &lazyInventory{js: js}, reg)
 	if err != nil {
 		return err
 	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- p.Run(ctx) }()
+	go func() { errc <- p.Run(pctx) }()
+	var identityErr error
+	identity := make(chan struct{})
+	if verified {
+		close(identity)
+	} else {
+		go func() {
+			defer close(identity)
+			select {
+			case <-connected:
+			case <-pctx.Done():
+				return
+			}
+			if err := verify(pctx); err != nil && pctx.Err() == nil {
+				identityErr = err
+				log.Error("stopping: this poller may not run against this peer", "err", err)
+				cancel()
+			}
+		}()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -140,7 +204,13 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 	if started != nil {
 		started(p)
 	}
-	return <-errc
+	err = <-errc
+	cancel()
+	<-identity
+	if identityErr != nil {
+		return identityErr
+	}
+	return err
 }
 
 // lazyInventory opens the inventory bucket on first use, so a poller can
@@ -163,19 +233,49 @@ func (l *lazyInventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChan
 
 // lazyRegistry opens the poller registry on first use.
 type lazyRegistry struct {
-	js  jetstream.JetStream
-	reg *bus.Registry
+	js      jetstream.JetStream
+	mu      sync.Mutex // guards reg: Claim and the heartbeat may race
+	reg     *bus.Registry
+	claimed atomic.Bool
 }
 
 func (l *lazyRegistry) Heartbeat(ctx context.Context, info meshmon.PollerInfo) error {
+	if !l.claimed.Load() {
+		// Until the name is ours a heartbeat could overwrite another
+		// poller's.
+		return errors.New("heartbeat: the poller name is not claimed yet")
+	}
+	reg, err := l.open(ctx)
+	if err != nil {
+		return err
+	}
+	return reg.Heartbeat(ctx, info)
+}
+
+// Claim takes the poller's name: see bus.Registry.Claim.
+func (l *lazyRegistry) Claim(ctx context.Context, info meshmon.PollerInfo) error {
+	reg, err := l.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := reg.Claim(ctx, info); err != nil {
+		return err
+	}
+	l.claimed.Store(true)
+	return nil
+}
+
+func (l *lazyRegistry) open(ctx context.Context) (*bus.Registry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.reg == nil {
 		reg, err := bus.OpenRegistry(ctx, l.js)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		l.reg = reg
 	}
-	return l.reg.Heartbeat(ctx, info)
+	return l.reg, nil
 }
 
 // sanitizeName turns a host name into a valid poller name.

@@ -50,28 +50,79 @@ func TestBadInput(t *testing.T) {
 		{"show missing", []string{"device", "show", "ghost"}, "not found"},
 		{"rm missing", []string{"device", "rm", "ghost"}, "not found"},
 		{"bad since", []string{"events", "tail", "--since", "yesterday"}, "--since"},
+		{"impossible address", []string{"device", "add", "r1", "--address", "999.1.1.1"}, "not an IP address"},
+		{"since and seq", []string{"events", "tail", "--since", "1h", "--seq", "3"}, "give one"},
+		{"unknown kind", []string{"events", "tail", "--kind", "nope"}, "not an event kind"},
+		{"extra argument", []string{"device", "list", "extra"}, "takes no arguments"},
+		{"two names", []string{"device", "rm", "a", "b"}, "takes one argument"},
+		{"unknown flag", []string{"device", "add", "r1", "--bogus"}, "--help"},
+		{"missing address", []string{"device", "add", "r1"}, "--address is required"},
+		{"unknown command", []string{"devic", "list"}, "is not a command"},
+		{"bad log level", []string{"--log-level", "loud", "status"}, "--log-level"},
+		{"zero timeout", []string{"--timeout", "0s", "status"}, "--timeout"},
+		{"bad size", []string{"peer", "run", "--site", "x", "--data-dir", "/nonexistent", "--events-max-bytes", "10XB"}, "size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stderr, code := run(t, append(append([]string{}, s.global...), tt.args...)...)
-			checkOneLineError(t, stderr, code, tt.want)
+			stdout, stderr, code := run(t, append(append([]string{}, s.global...), tt.args...)...)
+			checkOneLineError(t, stdout, stderr, code, tt.want)
 		})
 	}
 	t.Run("no peer", func(t *testing.T) {
-		_, stderr, code := run(t, "--server", "nats://127.0.0.1:1", "--timeout", "1s", "device", "list")
-		checkOneLineError(t, stderr, code, "127.0.0.1:1")
+		stdout, stderr, code := run(t, "--server", "nats://127.0.0.1:1", "--timeout", "1s", "device", "list")
+		checkOneLineError(t, stdout, stderr, code, "connection refused")
+	})
+	// Connection problems that can be known at once say what they are.
+	garbage := filepath.Join(t.TempDir(), "garbage.creds")
+	if err := os.WriteFile(garbage, []byte("not a creds file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing creds", []string{"--server", s.url, "--creds", "/nonexistent/x.creds", "status"}, "no such file"},
+		{"garbage creds", []string{"--server", s.url, "--creds", garbage, "status"}, "holds no user JWT"},
+		{"bogus scheme", []string{"--server", "bogus://127.0.0.1:1", "status"}, `scheme "bogus"`},
+		{"unresolvable host", []string{"--server", "nats://no-such-host.invalid:4222", "status"}, "cannot resolve"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := run(t, tc.args...)
+			checkOneLineError(t, stdout, stderr, code, tc.want)
+		})
+	}
+	// The identity of peers and pollers.
+	t.Run("second peer on a data dir", func(t *testing.T) {
+		stdout, stderr, code := run(t, "peer", "run", "--site", "other", "--listen", "127.0.0.1:0", "--data-dir", s.peerDir)
+		checkOneLineError(t, stdout, stderr, code, "in use by another peer")
+	})
+	t.Run("poller of another site", func(t *testing.T) {
+		args := append(append([]string{}, s.global...), "poller", "run", "--site", "elsewhere", "--name", "p9", "--data-dir", t.TempDir())
+		stdout, stderr, code := run(t, args...)
+		checkOneLineError(t, stdout, stderr, code, `serves another site "bad"`)
+	})
+	t.Run("poller name taken", func(t *testing.T) {
+		args := append(append([]string{}, s.global...), "poller", "run", "--site", "bad", "--name", "p1", "--data-dir", t.TempDir())
+		stdout, stderr, code := run(t, args...)
+		checkOneLineError(t, stdout, stderr, code, "taken by another running poller")
+	})
+	t.Run("poller data file in use", func(t *testing.T) {
+		args := append(append([]string{}, s.global...), "poller", "run", "--site", "bad", "--name", "p1", "--data-dir", s.pollDir)
+		stdout, stderr, code := run(t, args...)
+		checkOneLineError(t, stdout, stderr, code, "another 'poller run --name p1")
 	})
 	t.Run("unknown config key", func(t *testing.T) {
-		_, stderr, code := run(t, "peer", "run", "--config", cfg, "--data-dir", t.TempDir())
-		checkOneLineError(t, stderr, code, `"no-such-key"`)
+		stdout, stderr, code := run(t, "peer", "run", "--config", cfg, "--data-dir", t.TempDir())
+		checkOneLineError(t, stdout, stderr, code, `"no-such-key"`)
 	})
 	t.Run("malformed config", func(t *testing.T) {
-		_, stderr, code := run(t, "peer", "run", "--config", badYAML, "--data-dir", t.TempDir())
-		checkOneLineError(t, stderr, code, "YAML")
+		stdout, stderr, code := run(t, "peer", "run", "--config", badYAML, "--data-dir", t.TempDir())
+		checkOneLineError(t, stdout, stderr, code, "YAML")
 	})
 	t.Run("peer listen in use", func(t *testing.T) {
-		_, stderr, code := run(t, "peer", "run", "--site", "x", "--auth-user", "u", "--auth-password", "p", "--listen", strings.TrimPrefix(s.url, "nats://"), "--data-dir", t.TempDir())
-		checkOneLineError(t, stderr, code, "in use")
+		stdout, stderr, code := run(t, "peer", "run", "--site", "x", "--auth-user", "u", "--auth-password", "p", "--listen", strings.TrimPrefix(s.url, "nats://"), "--data-dir", t.TempDir())
+		checkOneLineError(t, stdout, stderr, code, "in use")
 	})
 	// Nothing already accepted was lost.
 	if out := s.cli("device", "show", "keeper"); !strings.Contains(out, "127.0.0.1") {
@@ -79,8 +130,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func checkOneLineError(t *testing.T, stderr string, code int, want string) {
+func checkOneLineError(t *testing.T, stdout, stderr string, code int, want string) {
 	t.Helper()
+	if stdout != "" {
+		t.Errorf("stdout is not empty:\n%s", stdout)
+	}
 	if code != 1 {
 		t.Errorf("exit code %d, want 1 (stderr %q)", code, stderr)
 	}
