@@ -92,7 +92,10 @@ func ControlHandler(s *Sim) http.Handler {
 		return fmt.Sprintf("rebooted (boots %d)", a.Boots()), nil
 	})
 	agentOp("uptime/freeze", func(a *Agent, _ *http.Request) (string, error) { a.FreezeUptime(true); return "sysUpTime frozen", nil })
-	agentOp("uptime/thaw", func(a *Agent, _ *http.Request) (string, error) { a.FreezeUptime(false); return "sysUpTime running", nil })
+	agentOp("uptime/thaw", func(a *Agent, _ *http.Request) (string, error) {
+		a.FreezeUptime(false)
+		return "sysUpTime running", nil
+	})
 	for _, state := range []string{"down", "up"} {
 		agentOp("if/{index}/"+state, func(a *Agent, r *http.Request) (string, error) {
 			idx, err := strconv.Atoi(r.PathValue("index"))
