@@ -79,6 +79,14 @@ func NewICMPProber(mode ICMPMode, count int, interval time.Duration) *ICMPProber
 	return &ICMPProber{mode: mode, count: max(count, 1), interval: max(interval, time.Millisecond)}
 }
 
+// Check reports whether this process may send ICMP echo requests in the
+// prober's mode: nil, or an error wrapping ErrICMPNotPermitted that says
+// what was tried. The answer is found once and kept.
+func (p *ICMPProber) Check() error {
+	_, err := p.socketKind()
+	return err
+}
+
 // socketKind reports whether pings use raw sockets, or an error wrapping
 // ErrICMPNotPermitted when the mode's sockets cannot be opened.
 func (p *ICMPProber) socketKind() (privileged bool, err error) {

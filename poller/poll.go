@@ -168,21 +168,28 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 	o := &observation{p: p, t: t, slot: slot, next: make(map[string]checkState)}
 
 	if d.Has(meshmon.CheckICMP) {
-		r := p.icmp.Ping(ctx, d.Address, d.TimeoutOrDefault())
-		if ctx.Err() != nil {
-			return
+		if p.icmpDenied != nil {
+			// No verdict: the process may not ping, which says nothing
+			// about the device. Run warned once at start.
+			o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{"sent": 0},
+				Labels: map[string]string{"state": "unknown", "reason": ReasonICMPNotPermitted}})
+		} else {
+			r := p.icmp.Ping(ctx, d.Address, d.TimeoutOrDefault())
+			if ctx.Err() != nil {
+				return
+			}
+			o.reach(meshmon.CheckICMP, r.OK, r.Reason)
+			o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
+				"up":          b2f(r.OK),
+				"sent":        float64(r.Sent),
+				"received":    float64(r.Received),
+				"loss_ratio":  r.Loss,
+				"rtt_min_ms":  ms(r.RTTMin),
+				"rtt_avg_ms":  ms(r.RTTAvg),
+				"rtt_max_ms":  ms(r.RTTMax),
+				"duration_ms": ms(r.Took),
+			}})
 		}
-		o.reach(meshmon.CheckICMP, r.OK, r.Reason)
-		o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
-			"up":          b2f(r.OK),
-			"sent":        float64(r.Sent),
-			"received":    float64(r.Received),
-			"loss_ratio":  r.Loss,
-			"rtt_min_ms":  ms(r.RTTMin),
-			"rtt_avg_ms":  ms(r.RTTAvg),
-			"rtt_max_ms":  ms(r.RTTMax),
-			"duration_ms": ms(r.Took),
-		}})
 	}
 
 	var counters map[int]counterState

@@ -66,6 +66,9 @@ type Poller struct {
 	inv    Inventory
 	reg    Registry
 	icmp   *ICMPProber
+	// icmpDenied is set at start when this process may not ping: ICMP
+	// checks then report unknown and never raise node_down.
+	icmpDenied error
 	source string
 	start  time.Time
 
@@ -172,6 +175,11 @@ func (p *Poller) Run(ctx context.Context) error {
 	defer cancel()
 	p.start = p.cfg.Now()
 
+	if err := p.icmp.Check(); err != nil {
+		p.icmpDenied = err
+		p.log.Warn("this process may not send ICMP echo requests; ICMP checks report unknown and raise no node_down until the poller is restarted with permission (root, CAP_NET_RAW, or a net.ipv4.ping_group_range that includes its group)",
+			"mode", p.cfg.ICMPMode, "err", err)
+	}
 	cached, err := p.store.Devices()
 	if err != nil {
 		// The inventory replays every device when the peer answers.
