@@ -41,36 +41,37 @@ type Registry interface {
 
 // Stats are a poller's running totals.
 type Stats struct {
-	Devices      int
-	Spooled      int    // messages in the spool, not yet acknowledged by the peer
-	SpoolBytes   int64  // bytes in the spool
-	Published    uint64 // messages acknowledged by the peer
-	Rejected     uint64 // messages the peer refused for good (dropped)
-	Corrupt      uint64 // spool entries that could not be decoded (dropped)
-	Dropped      uint64 // observations lost because the spool could not take them
-	Polls        uint64
-	TrapsIn      uint64
-	TrapsDropped uint64
-	Late         uint64        // polls that started more than max(interval/10, 1s) after they were due
-	LagMax       time.Duration // the latest any poll started after it was due
-	Connected    bool          // the last publish attempt succeeded
+	Devices        int
+	Spooled        int    // messages in the spool, not yet acknowledged by the peer
+	SpoolBytes     int64  // bytes in the spool
+	Published      uint64 // messages acknowledged by the peer
+	Rejected       uint64 // messages the peer refused for good (dropped)
+	Corrupt        uint64 // spool entries that could not be decoded (dropped)
+	Dropped        uint64 // observations lost because the spool could not take them
+	Polls          uint64
+	TrapsIn        uint64        // traps and informs received
+	TrapsDropped   uint64        // lost because the trap queue was full
+	TrapsCommitted uint64        // spooled as events (so on their way to the peer)
+	Late           uint64        // polls that started more than max(interval/10, 1s) after they were due
+	LagMax         time.Duration // the latest any poll started after it was due
+	Connected      bool          // the last publish attempt succeeded
 }
 
 // Poller schedules probes for the devices of one site and publishes what
 // they observe. Create it with New and run it with Run.
 type Poller struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *storage.DB
-	pub    Publisher
-	inv    Inventory
-	reg    Registry
-	icmp   *ICMPProber
+	cfg   Config
+	log   *slog.Logger
+	store *storage.DB
+	pub   Publisher
+	inv   Inventory
+	reg   Registry
+	icmp  *ICMPProber
 	// icmpDenied is set at start when this process may not ping: ICMP
 	// checks then report unknown and never raise node_down.
 	icmpDenied error
-	source string
-	start  time.Time
+	source     string
+	start      time.Time
 
 	// mu guards devices, byAddr and the scheduling fields of every target.
 	// Lock order: mu before sched.mu.
@@ -82,13 +83,13 @@ type Poller struct {
 	sched   *scheduler
 
 	wake  chan struct{} // something was spooled
-	traps chan meshmon.Trap
+	traps chan queuedTrap
 	ready chan struct{}
 	trap  *TrapListener
 
-	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, late atomic.Uint64
-	lagMax, lastDropLog                                                       atomic.Int64
-	connected                                                                 atomic.Bool
+	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, trapsCommitted, late atomic.Uint64
+	lagMax, lastDropLog                                                                       atomic.Int64
+	connected                                                                                 atomic.Bool
 }
 
 // target is one scheduled device. Its probe state is touched only by the
@@ -130,7 +131,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		byAddr:  make(map[string]string),
 		sched:   newScheduler(),
 		wake:    make(chan struct{}, 1),
-		traps:   make(chan meshmon.Trap, cfg.TrapQueue),
+		traps:   make(chan queuedTrap, cfg.TrapQueue),
 		ready:   make(chan struct{}),
 	}
 	return p, nil
@@ -162,7 +163,7 @@ func (p *Poller) Stats() Stats {
 	return Stats{
 		Devices: n, Spooled: spooled, SpoolBytes: bytes,
 		Published: p.published.Load(), Rejected: p.rejected.Load(), Corrupt: p.corrupt.Load(), Dropped: p.dropped.Load(),
-		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(),
+		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(), TrapsCommitted: p.trapsCommitted.Load(),
 		Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
 	}
 }

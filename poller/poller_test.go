@@ -3,6 +3,7 @@ package poller_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosnmp/gosnmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -594,4 +596,50 @@ func TestPollerFrozenUptimeRaisesNoReboot(t *testing.T) {
 	// A reboot sets the frozen value back to 0: that is a reboot.
 	a.Reboot()
 	e.waitKinds(a.Name(), meshmon.KindReboot)
+}
+
+// TestPollerAcksInformsOnlyWhenSpooled: an inform is acknowledged once its
+// event is in the spool, not before, and not at all while the spool cannot
+// take it (its sender then retries).
+func TestPollerAcksInformsOnlyWhenSpooled(t *testing.T) {
+	e := newEnvChecks(t, 1, "127.99.0.1", meshmon.CheckICMP)
+	e.spool = 4 << 10
+	p, _ := e.runPoller(func(c *poller.Config) { c.TrapListen = "127.0.0.1:0" })
+	addr := p.TrapAddr().(*net.UDPAddr)
+	sender := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(addr.Port), Community: "public",
+		Version: gosnmp.Version2c, Timeout: 500 * time.Millisecond, Retries: 1}
+	if err := sender.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	inform := func(n int) error {
+		_, err := sender.SendTrap(gosnmp.SnmpTrap{IsInform: true, Variables: []gosnmp.SnmpPDU{
+			{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(1000 + n)},
+			{Name: ".1.3.6.1.6.3.1.1.4.1.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.6.3.1.1.5.1"},
+		}})
+		return err
+	}
+	if err := inform(1); err != nil {
+		t.Fatalf("inform with room in the spool: %v", err)
+	}
+	if st := p.Stats(); st.TrapsCommitted < 1 {
+		t.Fatalf("inform acknowledged before its event was spooled: %+v", st)
+	}
+
+	// With the peer away the spool fills up; then informs go unanswered,
+	// and an unanswered one was not stored.
+	e.peer.Close()
+	var committed uint64
+	for i := 2; ; i++ {
+		committed = p.Stats().TrapsCommitted
+		if err := inform(i); err != nil {
+			break
+		}
+		if i > 1000 {
+			t.Fatalf("the spool never filled: %+v", p.Stats())
+		}
+	}
+	if st := p.Stats(); st.TrapsCommitted != committed {
+		t.Fatalf("committed %d traps with a full spool", st.TrapsCommitted-committed)
+	}
 }

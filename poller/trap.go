@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -20,8 +22,9 @@ import (
 
 // TrapListener receives SNMP v1 and v2c traps, and v2c informs, on one UDP
 // socket, and hands each one, converted to a meshmon.Trap, to its handler.
-// Informs are acknowledged after the handler returns. SNMPv3 messages are
-// dropped (logged at debug level).
+// An inform is acknowledged only when the handler calls the ack it was given,
+// which the poller does once the trap's event is committed to its spool.
+// SNMPv3 messages are dropped (logged at debug level).
 //
 // It decodes with gosnmp but owns its socket rather than using
 // gosnmp.TrapListener, which cannot report the port it bound when asked for
@@ -30,24 +33,37 @@ import (
 type TrapListener struct {
 	addr   string
 	log    *slog.Logger
-	handle func(meshmon.Trap) bool
+	handle TrapHandler
 	dec    *gosnmp.GoSNMP // decoder only; never sends
 
-	mu      sync.Mutex
-	conn    *net.UDPConn  // nil until Start
-	done    chan struct{} // closed when the read loop has returned
-	stop    func() bool   // stops the context watch
-	closed  bool
-	closeMu sync.Once
+	mu       sync.Mutex
+	conn     *net.UDPConn  // nil until Start
+	done     chan struct{} // closed when the read loop has returned
+	stopping bool          // Stop was called: read errors are expected
+	closed   bool
+	stopOnce sync.Once
+	closeMu  sync.Once
 }
 
+// TrapHandler takes one received trap. It is called from the listener's
+// goroutine, one trap at a time, so it must be fast: queue the trap and
+// return whether it was kept. ack is nil for traps that need no answer; for
+// an inform it sends the acknowledgement, and the handler (or whoever it
+// hands the trap to) calls it once the trap is safely stored, from any
+// goroutine, before the listener is closed. An inform that is never acked
+// is sent again by its sender.
+type TrapHandler func(tr meshmon.Trap, ack func()) bool
+
+// trapReadBuffer is the socket receive buffer the listener asks for, so a
+// burst of traps waits in the kernel rather than being dropped there. The
+// kernel caps it at net.core.rmem_max.
+const trapReadBuffer = 4 << 20
+
 // NewTrapListener returns a listener for the UDP address addr (host:port;
-// port 0 picks a free port, see Addr). handle is called for every trap from
-// the listener's goroutine, one at a time, so it must be fast: it should
-// queue the trap and return whether it kept it. An inform is acknowledged
-// only when handle kept it (or there is no handle), so a sender whose inform
-// was dropped sends it again. It does no I/O; Start binds.
-func NewTrapListener(addr string, log *slog.Logger, handle func(meshmon.Trap) bool) *TrapListener {
+// port 0 picks a free port, see Addr). handle is called for every trap (see
+// TrapHandler); with a nil handle informs are acknowledged at once. It does
+// no I/O; Start binds.
+func NewTrapListener(addr string, log *slog.Logger, handle TrapHandler) *TrapListener {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -60,8 +76,9 @@ func NewTrapListener(addr string, log *slog.Logger, handle func(meshmon.Trap) bo
 }
 
 // Start binds the address and starts receiving. It returns once the socket
-// is bound, or with an error wrapping ErrTrapListen that names the address.
-// The listener runs until Close, or until ctx is done.
+// is bound, or with an error wrapping ErrTrapListen that names the address
+// (and, for a port below 1024 refused for lack of privilege, how to get it).
+// The listener runs until Stop or Close; ctx bounds only the bind.
 func (l *TrapListener) Start(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -74,6 +91,9 @@ func (l *TrapListener) Start(ctx context.Context) error {
 	var lc net.ListenConfig
 	pc, err := lc.ListenPacket(ctx, "udp", l.addr)
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE, e.g. 'setcap cap_net_bind_service=+ep meshmon'; or listen on a high port and forward 162 to it)", ErrTrapListen, l.addr, err)
+		}
 		return fmt.Errorf("%w %s: %w", ErrTrapListen, l.addr, err)
 	}
 	conn, ok := pc.(*net.UDPConn)
@@ -81,10 +101,10 @@ func (l *TrapListener) Start(ctx context.Context) error {
 		pc.Close()
 		return fmt.Errorf("%w %s: not a UDP socket", ErrTrapListen, l.addr)
 	}
+	_ = conn.SetReadBuffer(trapReadBuffer)
 	l.conn = conn
 	l.done = make(chan struct{})
 	go l.run(conn, l.done)
-	l.stop = context.AfterFunc(ctx, func() { _ = l.Close() })
 	l.log.Info("snmp trap listener started", "addr", conn.LocalAddr().String())
 	return nil
 }
@@ -99,25 +119,40 @@ func (l *TrapListener) Addr() net.Addr {
 	return l.conn.LocalAddr()
 }
 
-// Close stops the listener and waits for its goroutine. It is idempotent
-// and safe to call concurrently.
+// Stop stops receiving and waits until the read loop has handed on its last
+// trap; the socket stays open so that acks of informs received so far can
+// still be sent. It is idempotent and safe to call concurrently.
+func (l *TrapListener) Stop() {
+	l.stopOnce.Do(func() {
+		l.mu.Lock()
+		l.stopping = true
+		conn, done := l.conn, l.done
+		l.mu.Unlock()
+		if conn == nil {
+			return
+		}
+		// A deadline in the past wakes the blocked read.
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+		<-done
+	})
+}
+
+// Close stops the listener (see Stop) and closes its socket; acks called
+// after it are dropped. It is idempotent and safe to call concurrently.
 func (l *TrapListener) Close() error {
 	var err error
 	l.closeMu.Do(func() {
+		l.Stop()
 		l.mu.Lock()
 		l.closed = true
-		conn, done, stop := l.conn, l.done, l.stop
+		conn := l.conn
 		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
 		if conn == nil {
 			return
 		}
 		if cerr := conn.Close(); cerr != nil {
 			err = fmt.Errorf("close trap listener %s: %w", conn.LocalAddr(), cerr)
 		}
-		<-done
 		l.log.Info("snmp trap listener stopped", "addr", conn.LocalAddr().String())
 	})
 	return err
@@ -130,7 +165,10 @@ func (l *TrapListener) run(conn *net.UDPConn, done chan<- struct{}) {
 	for {
 		n, from, err := conn.ReadFromUDP(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			l.mu.Lock()
+			stopping := l.stopping
+			l.mu.Unlock()
+			if stopping || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			l.log.Warn("snmp trap listener read", "err", err)
@@ -162,19 +200,34 @@ func (l *TrapListener) receive(conn *net.UDPConn, msg []byte, from *net.UDPAddr)
 		l.log.Debug("snmp trap listener: not a notification", "from", from.String(), "pdu", pkt.PDUType.String())
 		return
 	}
-	kept := true
-	if l.handle != nil {
-		kept = l.handle(convertTrap(pkt, from.IP))
+	var ack func()
+	if pkt.PDUType == gosnmp.InformRequest {
+		ack = l.informAck(conn, pkt, from)
 	}
-	if pkt.PDUType == gosnmp.InformRequest && kept {
-		pkt.PDUType = gosnmp.GetResponse
-		pkt.Error, pkt.ErrorIndex = gosnmp.NoError, 0
-		out, err := pkt.MarshalMsg()
-		if err == nil {
-			_, err = conn.WriteToUDP(out, from)
+	if l.handle == nil {
+		if ack != nil {
+			ack()
 		}
-		if err != nil {
-			l.log.Warn("snmp trap listener: acknowledge inform", "to", from.String(), "err", err)
+		return
+	}
+	l.handle(convertTrap(pkt, from.IP), ack)
+}
+
+// informAck returns the function that acknowledges an inform: a Response
+// PDU with the inform's request id and varbinds (RFC 3416 4.2.7).
+func (l *TrapListener) informAck(conn *net.UDPConn, pkt *gosnmp.SnmpPacket, from *net.UDPAddr) func() {
+	resp := *pkt
+	resp.PDUType = gosnmp.GetResponse
+	resp.Error, resp.ErrorIndex = gosnmp.NoError, 0
+	out, err := resp.MarshalMsg()
+	if err != nil {
+		l.log.Warn("snmp trap listener: encode inform acknowledgement", "to", from.String(), "err", err)
+		return func() {}
+	}
+	to := *from
+	return func() {
+		if _, err := conn.WriteToUDP(out, &to); err != nil && !errors.Is(err, net.ErrClosed) {
+			l.log.Warn("snmp trap listener: acknowledge inform", "to", to.String(), "err", err)
 		}
 	}
 }

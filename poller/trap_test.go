@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,13 @@ import (
 func startTrapListener(t *testing.T) (*TrapListener, <-chan meshmon.Trap) {
 	t.Helper()
 	ch := make(chan meshmon.Trap, 16)
-	l := NewTrapListener("127.0.0.1:0", nil, func(tr meshmon.Trap) bool { ch <- tr; return true })
+	l := NewTrapListener("127.0.0.1:0", nil, func(tr meshmon.Trap, ack func()) bool {
+		ch <- tr
+		if ack != nil {
+			ack()
+		}
+		return true
+	})
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -209,22 +216,68 @@ func TestTrapListenerLifecycle(t *testing.T) {
 	}
 	again.Close()
 
-	// Cancelling the start context stops the listener too.
-	ctx, cancel := context.WithCancel(context.Background())
-	byCtx := NewTrapListener("127.0.0.1:0", nil, nil)
-	if err := byCtx.Start(ctx); err != nil {
+	// Stop ends the intake but keeps the socket, so informs received
+	// before it can still be acknowledged after it.
+	acks := make(chan func(), 1)
+	held := NewTrapListener("127.0.0.1:0", nil, func(_ meshmon.Trap, ack func()) bool { acks <- ack; return true })
+	if err := held.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	byCtx.mu.Lock()
-	done := byCtx.done
-	byCtx.mu.Unlock()
+	defer held.Close()
+	c := trapSender(t, held, gosnmp.Version2c)
+	informed := make(chan error, 1)
+	go func() {
+		_, err := c.SendTrap(gosnmp.SnmpTrap{IsInform: true, Variables: []gosnmp.SnmpPDU{
+			{Name: "." + oidSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: "." + oidColdStart},
+		}})
+		informed <- err
+	}()
+	var ack func()
+	select {
+	case ack = <-acks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("inform not handed on")
+	}
+	held.Stop()
+	held.mu.Lock()
+	done := held.done
+	held.mu.Unlock()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("listener still running 10s after its context was cancelled")
+	default:
+		t.Fatal("read loop still running after Stop returned")
 	}
-	byCtx.Close()
+	ack()
+	if err := <-informed; err != nil {
+		t.Fatalf("inform acknowledged after Stop: %v", err)
+	}
+}
+
+// TestInformAckedOnlyWhenStored: an inform whose handler does not ack it
+// (the spool did not take it) gets no answer, so its sender retries.
+func TestInformAckedOnlyWhenStored(t *testing.T) {
+	var calls atomic.Int32
+	l := NewTrapListener("127.0.0.1:0", nil, func(_ meshmon.Trap, ack func()) bool {
+		if calls.Add(1) > 1 {
+			ack() // stored on the second try
+		}
+		return true
+	})
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := trapSender(t, l, gosnmp.Version2c)
+	c.Timeout, c.Retries = 300*time.Millisecond, 3
+	_, err := c.SendTrap(gosnmp.SnmpTrap{IsInform: true, Variables: []gosnmp.SnmpPDU{
+		{Name: "." + oidSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: "." + oidColdStart},
+	}})
+	if err != nil {
+		t.Fatalf("inform: %v", err)
+	}
+	if n := calls.Load(); n < 2 {
+		t.Fatalf("inform acknowledged after %d deliveries; the first was never stored", n)
+	}
 }
 
 func TestV1TrapOID(t *testing.T) {

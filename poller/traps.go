@@ -11,12 +11,20 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// onTrap is the trap listener's callback: it only queues, so the listener
-// never waits on the spool. It reports whether the trap was kept.
-func (p *Poller) onTrap(tr meshmon.Trap) bool {
+// queuedTrap is a received trap waiting to be committed, with the ack of an
+// inform (nil for a trap).
+type queuedTrap struct {
+	tr  meshmon.Trap
+	ack func()
+}
+
+// onTrap is the trap listener's handler: it only queues, so the listener
+// never waits on the spool. It reports whether the trap was kept; a dropped
+// inform is not acknowledged, so its sender sends it again.
+func (p *Poller) onTrap(tr meshmon.Trap, ack func()) bool {
 	p.trapsIn.Add(1)
 	select {
-	case p.traps <- tr:
+	case p.traps <- queuedTrap{tr, ack}:
 		return true
 	default:
 		if p.trapsDropped.Add(1)%100 == 1 {
@@ -30,25 +38,36 @@ func (p *Poller) onTrap(tr meshmon.Trap) bool {
 const trapBatch = 256
 
 // handleTraps turns queued traps into events, committing them in batches so
-// a trap storm shares fsyncs. When ctx is done it commits what is queued.
+// a trap storm shares fsyncs, and acknowledges informs once they are
+// committed. When ctx is done it shuts down in order: stop the listener's
+// intake, commit and acknowledge what is queued, and leave closing the
+// socket to Run.
 func (p *Poller) handleTraps(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			p.commitTraps(p.queuedTraps(nil))
-			return
-		case tr := <-p.traps:
-			p.commitTraps(p.queuedTraps([]meshmon.Trap{tr}))
+			if p.trap != nil {
+				p.trap.Stop()
+			}
+			for {
+				batch := p.queuedTraps(nil)
+				if len(batch) == 0 {
+					return
+				}
+				p.commitTraps(batch)
+			}
+		case q := <-p.traps:
+			p.commitTraps(p.queuedTraps([]queuedTrap{q}))
 		}
 	}
 }
 
 // queuedTraps adds to batch whatever is queued, up to trapBatch.
-func (p *Poller) queuedTraps(batch []meshmon.Trap) []meshmon.Trap {
+func (p *Poller) queuedTraps(batch []queuedTrap) []queuedTrap {
 	for len(batch) < trapBatch {
 		select {
-		case tr := <-p.traps:
-			batch = append(batch, tr)
+		case q := <-p.traps:
+			batch = append(batch, q)
 		default:
 			return batch
 		}
@@ -56,18 +75,29 @@ func (p *Poller) queuedTraps(batch []meshmon.Trap) []meshmon.Trap {
 	return batch
 }
 
-func (p *Poller) commitTraps(traps []meshmon.Trap) {
+// commitTraps spools the events of traps and then acknowledges the informs
+// among them. If the spool cannot take them the informs stay unacknowledged
+// and their senders retry.
+func (p *Poller) commitTraps(traps []queuedTrap) {
 	now := p.cfg.Now()
 	msgs := make([]meshmon.Message, 0, len(traps))
-	for _, tr := range traps {
-		msg, err := p.trapMessage(tr, now)
+	for _, q := range traps {
+		msg, err := p.trapMessage(q.tr, now)
 		if err != nil {
-			p.log.Error("build trap event", "from", tr.From, "err", err)
+			p.log.Error("build trap event", "from", q.tr.From, "err", err)
 			continue
 		}
 		msgs = append(msgs, msg)
 	}
-	_ = p.commit(msgs, nil)
+	if err := p.commit(msgs, nil); err != nil {
+		return
+	}
+	p.trapsCommitted.Add(uint64(len(msgs)))
+	for _, q := range traps {
+		if q.ack != nil {
+			q.ack()
+		}
+	}
 }
 
 // trapMessage builds the event of one trap. A trap from an address that is

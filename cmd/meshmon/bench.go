@@ -61,6 +61,7 @@ func benchCommand() *cli.Command {
 				},
 				Action: benchPoll,
 			},
+			benchTrapsCommand(),
 		},
 	}
 }

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/poller"
+)
+
+func benchTrapsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "traps",
+		Usage: "trap intake: v2c traps per second that become stored events, step by step up to where loss begins",
+		Flags: []cli.Flag{
+			&cli.IntSliceFlag{Name: "rates", Value: cli.NewIntSlice(5000, 10000, 20000, 40000, 60000), Usage: "traps per second to send, one step each"},
+			&cli.DurationFlag{Name: "step", Value: 3 * time.Second, Usage: "how long each step sends"},
+			&cli.IntFlag{Name: "queue", Value: poller.DefaultConfig().TrapQueue, Usage: "the poller's trap queue"},
+			jsonFlag(),
+		},
+		Action: benchTraps,
+	}
+}
+
+// trapStep is one rate of `meshmon bench traps`.
+type trapStep struct {
+	Target       int     `json:"target_per_sec"`
+	Sent         int     `json:"sent"`
+	SentPerSec   float64 `json:"sent_per_sec"`
+	Received     uint64  `json:"received"`       // read from the socket by the listener
+	SocketLost   int     `json:"socket_lost"`    // sent but never read: the kernel's receive buffer overflowed
+	QueueLost    uint64  `json:"queue_lost"`     // read but dropped: the trap queue was full
+	Stored       uint64  `json:"stored"`         // events in the peer's EVENTS stream
+	StoredPerSec float64 `json:"stored_per_sec"` // stored / send time
+	Lost         int     `json:"lost"`           // sent - stored
+}
+
+func benchTraps(c *cli.Context) error {
+	rates, step := c.IntSlice("rates"), c.Duration("step")
+	for _, r := range rates {
+		if r < 1 || r > 1_000_000 {
+			return fmt.Errorf("--rates: %d is out of range; use 1 to 1000000 traps per second", r)
+		}
+	}
+	if step < 100*time.Millisecond {
+		return fmt.Errorf("--step %s is too short; use at least 100ms", step)
+	}
+	dir, err := os.MkdirTemp("", "meshmon-bench-traps-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx := c.Context
+	pe, err := benchPeer(ctx, dir, true)
+	if err != nil {
+		return err
+	}
+	defer pe.Close()
+	ccfg := bus.ConnConfig{URL: pe.ClientURL(), Name: "bench"}
+	nc, err := bus.ConnectWait(ctx, ccfg)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	events, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return err
+	}
+
+	cfg := poller.DefaultConfig()
+	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", version
+	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", c.Int("queue")
+	log, _ := newLoggerLevel(os.Stderr, "error")
+	ready := make(chan *poller.Poller, 1)
+	perr := make(chan error, 1)
+	pctx, pcancel := context.WithCancel(ctx)
+	go func() {
+		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
+	}()
+	defer func() { pcancel(); <-perr }()
+	var po *poller.Poller
+	select {
+	case po = <-ready:
+	case err := <-perr:
+		return err
+	}
+	conn, err := net.DialUDP("udp", nil, po.TrapAddr().(*net.UDPAddr))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	if !c.Bool("json") {
+		fmt.Printf("one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
+	}
+	var steps []trapStep
+	seq := 0
+	for _, rate := range rates {
+		n := max(int(float64(rate)*step.Seconds()), 1)
+		pkts, err := trapPackets(seq, n)
+		if err != nil {
+			return err
+		}
+		seq += n
+		s0 := po.Stats()
+		info, err := events.Info(ctx)
+		if err != nil {
+			return err
+		}
+		stored0 := info.State.Msgs
+
+		sendTime := sendPaced(conn, pkts, rate)
+
+		// Settle: every received trap is committed or dropped, the spool is
+		// drained, and the stream stops growing.
+		var st trapStep
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s1 := po.Stats()
+			info, err := events.Info(ctx)
+			if err != nil {
+				return err
+			}
+			st = trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(),
+				Received: s1.TrapsIn - s0.TrapsIn, QueueLost: s1.TrapsDropped - s0.TrapsDropped,
+				Stored: info.State.Msgs - stored0}
+			settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
+			if settled || time.Now().After(deadline) {
+				break
+			}
+			if err := waitCtx(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		st.SocketLost = n - int(st.Received)
+		st.Lost = n - int(st.Stored)
+		st.StoredPerSec = float64(st.Stored) / sendTime.Seconds()
+		steps = append(steps, st)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, steps)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t")
+	best := 0.0
+	for _, s := range steps {
+		fmt.Fprintf(tw, "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t\n", s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
+		if s.Lost == 0 && s.StoredPerSec > best {
+			best = s.StoredPerSec
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("\nhighest rate with no trap lost: %.0f traps/s stored as events\n", best)
+	return nil
+}
+
+// trapPackets encodes n distinct v2c linkDown traps, numbered from first.
+func trapPackets(first, n int) ([][]byte, error) {
+	pkts := make([][]byte, n)
+	for i := range n {
+		id := first + i
+		pkt := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.SNMPv2Trap, RequestID: uint32(id),
+			Variables: []gosnmp.SnmpPDU{
+				{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(id + 1)},
+				{Name: ".1.3.6.1.6.3.1.1.4.1.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.6.3.1.1.5.3"},
+				{Name: ".1.3.6.1.2.1.2.2.1.1.1", Type: gosnmp.Integer, Value: 1},
+			}}
+		b, err := pkt.MarshalMsg()
+		if err != nil {
+			return nil, fmt.Errorf("encode trap: %w", err)
+		}
+		pkts[i] = b
+	}
+	return pkts, nil
+}
+
+// sendPaced sends pkts at rate per second, in bursts of a millisecond's
+// worth, and returns how long it took.
+func sendPaced(conn *net.UDPConn, pkts [][]byte, rate int) time.Duration {
+	start := time.Now()
+	for i, p := range pkts {
+		due := start.Add(time.Duration(float64(i) / float64(rate) * float64(time.Second)))
+		if d := time.Until(due); d > time.Millisecond {
+			time.Sleep(d)
+		}
+		_, _ = conn.Write(p)
+	}
+	return max(time.Since(start), time.Duration(float64(len(pkts))/float64(rate)*float64(time.Second)))
+}
