@@ -98,7 +98,8 @@ func (a *Agent) Addr() netip.AddrPort {
 func (a *Agent) EngineID() string { return a.engineID }
 
 // Answered returns how many responses (including v3 reports) the agent has
-// sent.
+// sent. An answer is counted before it leaves, so once a manager holds it,
+// it is in the count.
 func (a *Agent) Answered() uint64 { return a.answered.Load() }
 
 // Boots returns the SNMPv3 engine boots counter: 1 at start, +1 per Reboot.
@@ -247,12 +248,15 @@ func (a *Agent) respond(req []byte, from netip.AddrPort) {
 	if out == nil || a.down.Load() {
 		return
 	}
-	if _, err := a.conn.WriteToUDPAddrPort(out, from); err != nil {
-		a.sim.log.Debug("sim: write", "agent", a.name, "to", from, "err", err)
-		return
-	}
+	// Counted before it leaves: a manager that has the answer in hand must
+	// find it counted (counting after the write raced with the reader).
 	a.answered.Add(1)
 	a.sim.answered.Add(1)
+	if _, err := a.conn.WriteToUDPAddrPort(out, from); err != nil {
+		a.answered.Add(^uint64(0))
+		a.sim.answered.Add(^uint64(0))
+		a.sim.log.Debug("sim: write", "agent", a.name, "to", from, "err", err)
+	}
 }
 
 // handle returns the encoded answer to one request, or nil to stay silent.
