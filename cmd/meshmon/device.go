@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -44,8 +46,15 @@ func deviceCommand() *cli.Command {
 				},
 				Action: deviceAdd,
 			},
-			{Name: "list", Usage: "list devices", Flags: []cli.Flag{jsonFlag()}, Action: deviceList},
-			{Name: "show", Usage: "show one device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceShow},
+			{Name: "list", Usage: "list devices (secrets masked unless --show-secrets)", Flags: []cli.Flag{jsonFlag(), showSecretsFlag()}, Action: deviceList},
+			{Name: "show", Usage: "show one device (secrets masked unless --show-secrets)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), showSecretsFlag()}, Action: deviceShow},
+			{
+				Name:      "import",
+				Usage:     "add devices from JSON: one device or a list, as 'device list --json --show-secrets' prints them ('-' reads stdin)",
+				ArgsUsage: "FILE",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "replace", Usage: "replace devices that exist"}, jsonFlag()},
+				Action:    deviceImport,
+			},
 			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceRm},
 		},
 	}
@@ -162,7 +171,7 @@ func deviceList(c *cli.Context) error {
 	if c.Bool("json") {
 		out := make([]meshmon.Device, len(devs))
 		for i, d := range devs {
-			out[i] = redact(d)
+			out[i] = shown(c, d)
 		}
 		return printJSON(os.Stdout, out)
 	}
@@ -191,7 +200,7 @@ func deviceShow(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		return printJSON(os.Stdout, redact(d))
+		return printJSON(os.Stdout, shown(c, d))
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
@@ -235,6 +244,98 @@ func snmpSummary(s *meshmon.SNMP) string {
 	return "v" + s.Version + port
 }
 
+func showSecretsFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "show-secrets", Usage: "print SNMP communities and v3 passwords as stored (for 'device import')"}
+}
+
+// shown is d as a command prints it: secrets masked unless --show-secrets.
+func shown(c *cli.Context, d meshmon.Device) meshmon.Device {
+	if c.Bool("show-secrets") {
+		return d
+	}
+	return redact(d)
+}
+
+// deviceImport adds the devices of a JSON file: one device object or a list.
+// Every device is checked before any is written.
+func deviceImport(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("'%s' takes one argument, the JSON file ('-' for stdin); got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+	}
+	path := c.Args().First()
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	var devs []meshmon.Device
+	trimmed := strings.TrimSpace(string(b))
+	dec := json.NewDecoder(strings.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if strings.HasPrefix(trimmed, "[") {
+		err = dec.Decode(&devs)
+	} else {
+		var d meshmon.Device
+		err = dec.Decode(&d)
+		devs = []meshmon.Device{d}
+	}
+	if err != nil {
+		return fmt.Errorf("import %s: not a device or a list of devices: %w", path, err)
+	}
+	for i := range devs {
+		d := &devs[i]
+		d.Revision = 0
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
+		if s := d.SNMP; s != nil {
+			for _, f := range []struct{ name, v string }{{"community", s.Community}, {"auth_password", s.AuthPassword}, {"priv_password", s.PrivPassword}} {
+				if f.v == masked {
+					return fmt.Errorf("import %s: device %s: snmp %s is masked (%s); export with 'device list --json --show-secrets'", path, d.Name, f.name, masked)
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(devs))
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) error {
+		for _, d := range devs {
+			var err error
+			if c.Bool("replace") {
+				_, err = inv.Put(ctx, d)
+			} else {
+				_, err = inv.Create(ctx, d)
+			}
+			if errors.Is(err, bus.ErrDeviceExists) {
+				return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", d.Name, len(names), len(devs))
+			}
+			if err != nil {
+				return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
+			}
+			names = append(names, d.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, struct {
+			Result string   `json:"result"`
+			Names  []string `json:"names"`
+		}{"imported", names})
+	}
+	fmt.Printf("%d devices imported\n", len(names))
+	return nil
+}
+
+// masked is what redact puts in place of a secret.
+const masked = "********"
+
 // redact hides secrets from output; they stay in the inventory.
 func redact(d meshmon.Device) meshmon.Device {
 	if d.SNMP == nil {
@@ -243,7 +344,7 @@ func redact(d meshmon.Device) meshmon.Device {
 	s := *d.SNMP
 	for _, p := range []*string{&s.Community, &s.AuthPassword, &s.PrivPassword} {
 		if *p != "" {
-			*p = "********"
+			*p = masked
 		}
 	}
 	d.SNMP = &s

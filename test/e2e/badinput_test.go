@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshmon/meshmon"
 )
 
 // TestBadInput checks that bad input gets exit code 1 and one clear line on
@@ -165,4 +168,58 @@ func TestPeerConfigFile(t *testing.T) {
 		t.Errorf("status does not show the server name from the flag:\n%s", out)
 	}
 	p.stopClean()
+}
+
+// TestDeviceExportImport: what 'device list --json --show-secrets' prints
+// re-adds the devices as they were; a masked export is refused, not stored
+// with "********" as its secrets.
+func TestDeviceExportImport(t *testing.T) {
+	s := newSite(t, "export")
+	s.cli("device", "add", "r1", "--address", "127.0.0.1", "--snmp-version", "3", "--v3-user", "mon",
+		"--auth-proto", "SHA", "--auth-pass", "authpass1", "--priv-proto", "AES", "--priv-pass", "privpass1")
+	s.cli("device", "add", "r2", "--address", "127.0.0.2", "--community", "s3cret")
+	full := s.cli("device", "list", "--json", "--show-secrets")
+	maskedOut := s.cli("device", "list", "--json")
+	if strings.Contains(maskedOut, "s3cret") || !strings.Contains(full, "s3cret") {
+		t.Fatalf("secrets: masked list %q, full list %q", maskedOut, full)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fullFile, maskedFile := write("full.json", full), write("masked.json", maskedOut)
+	s.cli("device", "rm", "r1")
+	s.cli("device", "rm", "r2")
+
+	stdout, stderr, code := run(t, append(append([]string{}, s.global...), "device", "import", maskedFile)...)
+	checkOneLineError(t, stdout, stderr, code, "is masked")
+	s.cli("device", "import", fullFile)
+	if again := s.cli("device", "list", "--json", "--show-secrets"); !sameDevices(t, again, full) {
+		t.Fatalf("after import:\n%s\nwant:\n%s", again, full)
+	}
+}
+
+// sameDevices compares two device lists, ignoring revisions.
+func sameDevices(t *testing.T, a, b string) bool {
+	t.Helper()
+	var da, db []meshmon.Device
+	if err := json.Unmarshal([]byte(a), &da); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(b), &db); err != nil {
+		t.Fatal(err)
+	}
+	for i := range da {
+		da[i].Revision = 0
+	}
+	for i := range db {
+		db[i].Revision = 0
+	}
+	ja, _ := json.Marshal(da)
+	jb, _ := json.Marshal(db)
+	return string(ja) == string(jb)
 }
