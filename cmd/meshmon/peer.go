@@ -39,6 +39,7 @@ func peerCommand() *cli.Command {
 				ageFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
 				ageFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
 				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "NATS monitoring address host:port (off when empty)"},
+				jsonFlag(),
 			},
 			Action: peerRun,
 		}},
@@ -88,7 +89,13 @@ func peerRun(c *cli.Context) error {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	log.Info("peer ready", "site", cfg.Site, "url", p.ClientURL(), "data_dir", cfg.DataDir, "sync_always", cfg.SyncAlways)
-	fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+	if c.Bool("json") {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "site": cfg.Site, "url": p.ClientURL(), "data_dir": cfg.DataDir}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
