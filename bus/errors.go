@@ -32,3 +32,9 @@ var ErrNameTaken = errors.New("is taken by another running poller")
 
 // ErrWrongSite is wrapped by CheckSite when the peer serves another site.
 var ErrWrongSite = errors.New("peer serves another site")
+
+// ErrSiteExists is wrapped by AddSite when central knows the site already.
+var ErrSiteExists = errors.New("site already exists")
+
+// ErrSiteNotFound is wrapped by RemoveSite when central does not know the site.
+var ErrSiteNotFound = errors.New("site not found")

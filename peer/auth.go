@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/nats-io/nuid"
 )
 
 // Auth is how clients authenticate to a peer: a user and password, a user
@@ -59,20 +60,30 @@ func newInternalAuth(a Auth) (*internalAuth, error) {
 	return &internalAuth{kp: kp, pub: pub}, nil
 }
 
-// applyAuth translates a to server options. in, if not nil, is added as a
-// second user so the peer can connect to itself whatever a is.
-func applyAuth(o *server.Options, a Auth, in *internalAuth) {
+// anonymousUser is the user that clients without credentials are bound to
+// when the peer has no auth: it puts them in the tenant account.
+const anonymousUser = "meshmon-anonymous"
+
+// applyAuth translates a to server options, binding every user to acc. in,
+// if not nil, is added as a second user so the peer can connect to itself
+// whatever a is. With no auth, clients without credentials land in acc.
+func applyAuth(o *server.Options, a Auth, in *internalAuth, acc *server.Account) {
 	if a.None() {
+		// A user nobody can log in as (a random password), which clients
+		// without credentials are mapped to. Not bcrypted: the server logs
+		// the mapped client in with the stored password itself.
+		o.Users = append(o.Users, &server.User{Username: anonymousUser, Password: nuid.Next() + nuid.Next(), Account: acc})
+		o.NoAuthUser = anonymousUser
 		return
 	}
 	if a.User != "" {
-		o.Users = append(o.Users, &server.User{Username: a.User, Password: hashPassword(a.Password)})
+		o.Users = append(o.Users, &server.User{Username: a.User, Password: hashPassword(a.Password), Account: acc})
 	}
 	if a.NKey != "" {
-		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: a.NKey})
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: a.NKey, Account: acc})
 	}
 	if in != nil {
-		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: in.pub})
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: in.pub, Account: acc})
 	}
 }
 

@@ -3,6 +3,8 @@ package peer
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -10,12 +12,59 @@ import (
 	"github.com/meshmon/meshmon/bus"
 )
 
+// Roles a peer can have in the mesh.
+const (
+	// RoleSite is a peer at a site: its JetStream domain is the site name,
+	// and with Central set it dials central over a leaf link.
+	RoleSite = "site"
+	// RoleCentral is a central peer: JetStream domain "hub", clustered
+	// with the other central peers, sourcing every site.
+	RoleCentral = "central"
+)
+
+// DefaultTenant is the tenant account every peer serves until tenancy lands.
+const DefaultTenant = "default"
+
+// Cluster joins peers of one site, or of central, into a NATS cluster.
+type Cluster struct {
+	// Name is the cluster's name, the same on every member.
+	Name string `json:"name,omitempty"`
+	// Listen is the route address, host:port; empty means no cluster.
+	Listen string `json:"listen,omitempty"`
+	// Routes are the other members' route URLs (nats-route://host:port);
+	// listing the peer's own address too is harmless.
+	Routes []string `json:"routes,omitempty"`
+}
+
+// Clustered reports whether c makes the peer a cluster member.
+func (c Cluster) Clustered() bool { return c.Listen != "" }
+
 // Config is the configuration of one peer.
 type Config struct {
 	// Name is the server name; it must be unique in the mesh.
 	Name string `json:"name"`
-	// Site is the JetStream domain, a valid meshmon name.
+	// Role is RoleSite (the default) or RoleCentral.
+	Role string `json:"role"`
+	// Site is the site name and the JetStream domain of a site peer; a
+	// central peer ignores it.
 	Site string `json:"site"`
+	// Tenant is the account the peer's streams, users and leaf link belong
+	// to.
+	Tenant string `json:"tenant"`
+	// Cluster makes the peer a member of a cluster.
+	Cluster Cluster `json:"cluster,omitzero"`
+	// LeafListen (central) is where sites dial in, host:port; empty means
+	// no site can join. LeafAdvertise is the host:port sites are told to
+	// dial, when it differs (NAT, a proxy, a container's name).
+	LeafListen    string `json:"leaf_listen,omitempty"`
+	LeafAdvertise string `json:"leaf_advertise,omitempty"`
+	// LeafUser and LeafPassword are the tenant's leaf credential: central
+	// accepts it, a site presents it. Every central peer has the same.
+	LeafUser     string `json:"leaf_user,omitempty"`
+	LeafPassword string `json:"leaf_password,omitempty"`
+	// Central (site) are the leaf URLs of central, nats-leaf://host:port.
+	// The site dials them; central never dials a site.
+	Central []string `json:"central,omitempty"`
 	// Listen is the client address, host:port; port 0 picks a free one.
 	Listen string `json:"listen"`
 	// DataDir holds the JetStream store (in DataDir/jetstream).
@@ -36,12 +85,15 @@ type Config struct {
 	HTTPListen string `json:"http_listen,omitempty"`
 }
 
-// DefaultConfig returns a single peer for site "local" on 127.0.0.1:4222
-// with its data in ./meshmon-data, SyncAlways and the default stream
-// limits, without auth.
+// DefaultConfig returns a single site peer for site "local" on
+// 127.0.0.1:4222 with its data in ./meshmon-data, SyncAlways and the default
+// stream limits, without auth.
 func DefaultConfig() Config {
 	return Config{
 		Name:       "meshmon",
+		Role:       RoleSite,
+		Tenant:     DefaultTenant,
+		LeafUser:   "leaf-" + DefaultTenant,
 		Site:       "local",
 		Listen:     "127.0.0.1:4222",
 		DataDir:    "meshmon-data",
@@ -62,8 +114,65 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Name, " \t\r\n") {
 		return bad("name %q must not contain white space", c.Name)
 	}
-	if err := meshmon.ValidateName("site", c.Site); err != nil {
+	switch c.Role {
+	case RoleSite:
+		if err := meshmon.ValidateName("site", c.Site); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if c.Site == bus.HubDomain {
+			return bad("site %q is reserved for central's JetStream domain; name the site otherwise", c.Site)
+		}
+		if c.LeafListen != "" {
+			return bad("leaf listen is for central peers: sites dial out and open no port (use --role central)")
+		}
+		for _, u := range c.Central {
+			if err := checkURL(u, "nats-leaf", "tls", "ws", "wss", "nats"); err != nil {
+				return bad("central %q: %v", u, err)
+			}
+		}
+		if len(c.Central) > 0 && (c.LeafUser == "" || c.LeafPassword == "") {
+			return bad("central is set without a leaf credential; give the join token 'meshmon site add' printed")
+		}
+	case RoleCentral:
+		if len(c.Central) > 0 {
+			return bad("central is for site peers; central peers cluster with --routes")
+		}
+		if c.LeafListen != "" {
+			if err := checkHostPort(c.LeafListen); err != nil {
+				return bad("leaf listen %q: %v", c.LeafListen, err)
+			}
+			if len(c.LeafPassword) < 12 {
+				return bad("leaf password must be at least 12 characters (every central peer has the same; sites get it from 'meshmon site add')")
+			}
+		}
+		if c.LeafAdvertise != "" {
+			if err := checkHostPort(c.LeafAdvertise); err != nil {
+				return bad("leaf advertise %q: %v", c.LeafAdvertise, err)
+			}
+		}
+	default:
+		return bad("role %q must be %s or %s", c.Role, RoleSite, RoleCentral)
+	}
+	if err := meshmon.ValidateName("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.LeafUser != "" {
+		if err := meshmon.ValidateName("leaf user", c.LeafUser); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	if cl := c.Cluster; cl.Listen != "" || len(cl.Routes) > 0 {
+		if err := checkHostPort(cl.Listen); err != nil {
+			return bad("cluster listen %q: %v (routes need a listen address)", cl.Listen, err)
+		}
+		if strings.ContainsAny(cl.Name, " \t.*>") {
+			return bad("cluster name %q must have no white space, dots or wildcards", cl.Name)
+		}
+		for _, r := range cl.Routes {
+			if err := checkURL(r, "nats-route", "nats", "tls"); err != nil {
+				return bad("route %q: %v", r, err)
+			}
+		}
 	}
 	if err := checkHostPort(c.Listen); err != nil {
 		return bad("listen %q: %v", c.Listen, err)
@@ -89,6 +198,36 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// checkURL checks that u is scheme://host:port with one of schemes.
+func checkURL(u string, schemes ...string) error {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" || pu.Port() == "" {
+		return fmt.Errorf("want %s://host:port", schemes[0])
+	}
+	if !slices.Contains(schemes, pu.Scheme) {
+		return fmt.Errorf("scheme %q is not one of %s", pu.Scheme, strings.Join(schemes, ", "))
+	}
+	_, err = splitPort(pu.Port())
+	return err
+}
+
+// Domain is the peer's JetStream domain: the site, or "hub" for central.
+func (c Config) Domain() string {
+	if c.Role == RoleCentral {
+		return bus.HubDomain
+	}
+	return c.Site
+}
+
+// ClusterName is the cluster's name: Cluster.Name, or one derived from the
+// domain.
+func (c Config) ClusterName() string {
+	if c.Cluster.Name != "" {
+		return c.Cluster.Name
+	}
+	return "meshmon-" + c.Domain()
 }
 
 func checkHostPort(addr string) error {

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshmon/meshmon/bus"
 )
 
 // DefaultStartTimeout bounds Start when ctx has no deadline.
@@ -34,9 +33,14 @@ type Peer struct {
 	internal *internalAuth
 	lock     *dirLock
 
-	ready     atomic.Bool
-	closed    atomic.Bool
-	closeOnce sync.Once
+	ready        atomic.Bool
+	closed       atomic.Bool
+	closeOnce    sync.Once
+	streamsReady chan struct{} // closed once the role's streams exist
+
+	// The background upkeep of a clustered peer (see maintain).
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New validates cfg and returns a peer that is not started yet. log may be
@@ -48,33 +52,11 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Peer{cfg: cfg, log: log}, nil
+	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{})}, nil
 }
 
 // StoreDir is where the peer keeps JetStream's data.
 func (c Config) StoreDir() string { return filepath.Join(c.DataDir, "jetstream") }
-
-// serverOptions builds the nats-server options of c.
-func (c Config) serverOptions(in *internalAuth) *server.Options {
-	host, port := hostPort(c.Listen)
-	o := &server.Options{
-		ServerName:         c.Name,
-		Host:               host,
-		Port:               port,
-		JetStream:          true,
-		JetStreamDomain:    c.Site,
-		StoreDir:           c.StoreDir(),
-		JetStreamMaxMemory: c.MaxMemory,
-		JetStreamMaxStore:  c.MaxStore,
-		SyncAlways:         c.SyncAlways,
-		NoSigs:             true, // the process owns its signals
-	}
-	if c.HTTPListen != "" {
-		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
-	}
-	applyAuth(o, c.Auth, in)
-	return o
-}
 
 // Start locks the data dir, starts the server, waits until it accepts
 // connections and JetStream answers, and ensures the streams and KV buckets.
@@ -98,7 +80,7 @@ func (p *Peer) Start(ctx context.Context) error {
 	if p.closed.Load() {
 		return errors.New("start peer: closed")
 	}
-	for _, addr := range []string{p.cfg.Listen, p.cfg.HTTPListen} {
+	for _, addr := range []string{p.cfg.Listen, p.cfg.HTTPListen, p.cfg.Cluster.Listen, p.cfg.LeafListen} {
 		if err := checkFree(addr); err != nil {
 			return err
 		}
@@ -116,7 +98,12 @@ func (p *Peer) Start(ctx context.Context) error {
 		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
-	srv, err := server.NewServer(p.cfg.serverOptions(in))
+	opts, err := p.cfg.serverOptions(in)
+	if err != nil {
+		lock.unlock()
+		return fmt.Errorf("start peer: %w", err)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
@@ -142,6 +129,18 @@ func (p *Peer) Start(ctx context.Context) error {
 	if !srv.JetStreamEnabled() {
 		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
 	}
+	if p.cfg.Cluster.Clustered() {
+		// A cluster's JetStream needs a quorum, and the other members may
+		// not be up yet: the streams are made in the background.
+		p.srv, p.internal, p.lock = srv, in, lock
+		bg, cancel := context.WithCancel(context.Background())
+		p.cancel = cancel
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.maintain(bg) }()
+		p.ready.Store(true)
+		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
+		return nil
+	}
 	nc, err := nats.Connect("", nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-peer"))
 	if err != nil {
 		return fail(fmt.Errorf("start peer: in-process connection: %w", err))
@@ -154,12 +153,14 @@ func (p *Peer) Start(ctx context.Context) error {
 	if err := waitJetStream(ctx, js); err != nil {
 		return fail(err)
 	}
-	if err := bus.EnsureStreams(ctx, js, p.cfg.Limits); err != nil {
+	p.srv, p.internal, p.lock = srv, in, lock
+	if err := p.ensure(ctx, js); err != nil {
+		p.srv, p.internal, p.lock = nil, nil, nil
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
-	p.srv, p.internal, p.lock = srv, in, lock
+	close(p.streamsReady)
 	p.ready.Store(true)
-	p.log.Info("peer ready", "name", p.cfg.Name, "site", p.cfg.Site, "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
+	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil
 }
 
@@ -308,6 +309,10 @@ func (p *Peer) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.ready.Store(false)
+		if p.cancel != nil {
+			p.cancel()
+			p.wg.Wait()
+		}
 		srv := p.Server()
 		if srv == nil {
 			return

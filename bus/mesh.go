@@ -1,0 +1,304 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+// The mesh: each site peer keeps its own EVENTS and METRICS in its own
+// JetStream domain (the site name); central (domain HubDomain) keeps streams
+// of the same names that source every site's streams over the leaf link the
+// site dialled. Sourcing goes through a durable push consumer that the site
+// keeps on each of its streams (SourceConsumer), so after a cut or a central
+// restart central resumes from the last sequence it holds within a second or
+// a few, not after the 22-45 s an ephemeral source consumer can take
+// (DESIGN.md, NATS facts).
+
+// HubDomain is central's JetStream domain.
+const HubDomain = "hub"
+
+// Central KV buckets.
+const (
+	// SitesBucket lists the sites central sources, keyed by site name.
+	SitesBucket = "sites"
+	// CentralBucket holds what a site needs to join: per central peer, the
+	// URL sites dial ("leaf.<server>"), and the tenant's leaf credential.
+	CentralBucket = "central"
+)
+
+// SourceConsumer is the durable consumer on a site's stream through which
+// central sources it.
+func SourceConsumer(stream string) string { return "central-" + strings.ToLower(stream) }
+
+// SourceDeliverSubject is where a site's source consumer delivers: a subject
+// unique to the site and stream, which crosses the leaf link to central.
+func SourceDeliverSubject(site, stream string) string {
+	return "meshmon.source." + site + "." + strings.ToLower(stream)
+}
+
+// sourceBatch bounds the messages a source consumer has in flight before
+// central's flow control answers.
+const sourceBatch = 10_000
+
+// EnsureSourceConsumers creates, at a site, the durable consumers central
+// sources EVENTS and METRICS through. It is idempotent; a site peer calls it
+// on every start.
+func EnsureSourceConsumers(ctx context.Context, js jetstream.JetStream, site string) error {
+	if err := meshmon.ValidateName("site", site); err != nil {
+		return err
+	}
+	for _, name := range []string{EventsStream, MetricsStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("source consumer on %s: %w", name, err)
+		}
+		_, err = s.CreateOrUpdatePushConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:        SourceConsumer(name),
+			Description:    "central sources this stream through this consumer",
+			DeliverSubject: SourceDeliverSubject(site, name),
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckPolicy:      jetstream.AckFlowControlPolicy,
+			FlowControl:    true,
+			IdleHeartbeat:  time.Second, // the server requires exactly 1s
+			MaxAckPending:  sourceBatch,
+		})
+		if err != nil {
+			return fmt.Errorf("source consumer on %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// SiteRecord is one site in central's SitesBucket.
+type SiteRecord struct {
+	Name  string    `json:"name"`
+	Added time.Time `json:"added"`
+}
+
+// JoinInfo is what central tells a new site: where to dial and with what.
+type JoinInfo struct {
+	Tenant   string   `json:"tenant"`
+	Central  []string `json:"central"` // leaf URLs, nats-leaf://host:port
+	User     string   `json:"user"`
+	Password string   `json:"password"`
+}
+
+// EnsureCentral creates central's buckets and its EVENTS and METRICS
+// streams, which take no subjects of their own and source every site in
+// SitesBucket. It is idempotent; a central peer calls it on every start.
+func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits) error {
+	if err := lim.Validate(); err != nil {
+		return err
+	}
+	for _, b := range []jetstream.KeyValueConfig{
+		{Bucket: SitesBucket, Description: "meshmon sites that central sources, keyed by site name", History: 1, Storage: jetstream.FileStorage, Replicas: lim.replicas()},
+		{Bucket: CentralBucket, Description: "meshmon central: leaf URLs and join credentials", History: 1, Storage: jetstream.FileStorage, Replicas: lim.replicas()},
+	} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+			return fmt.Errorf("ensure kv bucket %s: %w", b.Bucket, err)
+		}
+	}
+	sites, err := Sites(ctx, js)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(sites))
+	for i, s := range sites {
+		names[i] = s.Name
+	}
+	for _, cfg := range lim.streamConfigs() {
+		if s, err := js.Stream(ctx, cfg.Name); err == nil {
+			// Keep the replicas the peer has scaled it to.
+			cfg.Replicas = max(cfg.Replicas, s.CachedInfo().Config.Replicas)
+		}
+		cfg.Subjects = nil
+		cfg.Sources = siteSources(cfg.Name, names)
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure central stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// siteSources is the source list of a central stream for sites.
+func siteSources(stream string, sites []string) []*jetstream.StreamSource {
+	out := make([]*jetstream.StreamSource, 0, len(sites))
+	for _, site := range sites {
+		out = append(out, &jetstream.StreamSource{
+			Name:     stream,
+			Domain:   site,
+			Consumer: &jetstream.StreamConsumerSource{Name: SourceConsumer(stream), DeliverSubject: SourceDeliverSubject(site, stream)},
+		})
+	}
+	return out
+}
+
+// sourceSite is the site of a central stream's source, from its API prefix.
+func sourceSite(src *jetstream.StreamSourceInfo) string {
+	if src.External == nil {
+		return ""
+	}
+	p := strings.TrimSuffix(strings.TrimPrefix(src.External.APIPrefix, "$JS."), ".API")
+	return p
+}
+
+// setSources makes each central stream source exactly sites.
+func setSources(ctx context.Context, js jetstream.JetStream, sites []string) error {
+	for _, name := range []string{EventsStream, MetricsStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("central stream %s: %w (is this a central peer?)", name, err)
+		}
+		cfg := s.CachedInfo().Config
+		cfg.Sources = siteSources(name, sites)
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("update sources of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// AddSite records site at central and starts sourcing its streams. It fails
+// with an error wrapping ErrSiteExists if it is there already.
+func AddSite(ctx context.Context, js jetstream.JetStream, site string, now time.Time) error {
+	if err := meshmon.ValidateName("site", site); err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, SitesBucket)
+	if err != nil {
+		return fmt.Errorf("add site %s: %w (is this a central peer?)", site, err)
+	}
+	b, _ := json.Marshal(SiteRecord{Name: site, Added: now.UTC()})
+	if _, err := kv.Create(ctx, site, b); errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("add site %s: %w", site, ErrSiteExists)
+	} else if err != nil {
+		return fmt.Errorf("add site %s: %w", site, err)
+	}
+	return syncSources(ctx, js)
+}
+
+// RemoveSite stops sourcing site and forgets it. What central already holds
+// of it stays until the streams' limits age it out. It fails with an error
+// wrapping ErrSiteNotFound if central does not know the site.
+func RemoveSite(ctx context.Context, js jetstream.JetStream, site string) error {
+	if err := meshmon.ValidateName("site", site); err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, SitesBucket)
+	if err != nil {
+		return fmt.Errorf("remove site %s: %w (is this a central peer?)", site, err)
+	}
+	if _, err := kv.Get(ctx, site); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("remove site %s: %w", site, ErrSiteNotFound)
+	} else if err != nil {
+		return fmt.Errorf("remove site %s: %w", site, err)
+	}
+	if err := kv.Delete(ctx, site); err != nil {
+		return fmt.Errorf("remove site %s: %w", site, err)
+	}
+	return syncSources(ctx, js)
+}
+
+// syncSources sets the central streams' sources to the sites in the bucket.
+func syncSources(ctx context.Context, js jetstream.JetStream) error {
+	sites, err := Sites(ctx, js)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(sites))
+	for i, s := range sites {
+		names[i] = s.Name
+	}
+	return setSources(ctx, js, names)
+}
+
+// Sites lists the sites central sources, sorted by name.
+func Sites(ctx context.Context, js jetstream.JetStream) ([]SiteRecord, error) {
+	kv, err := js.KeyValue(ctx, SitesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w (is this a central peer?)", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	defer w.Stop()
+	out := []SiteRecord{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("list sites: watcher closed")
+			}
+			if e == nil {
+				slices.SortFunc(out, func(a, b SiteRecord) int { return strings.Compare(a.Name, b.Name) })
+				return out, nil
+			}
+			var r SiteRecord
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return nil, fmt.Errorf("list sites: decode %s: %w", e.Key(), err)
+			}
+			out = append(out, r)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list sites: %w", ctx.Err())
+		}
+	}
+}
+
+// PublishJoin records, for one central peer, the URL sites dial and the
+// tenant's join credential.
+func PublishJoin(ctx context.Context, js jetstream.JetStream, server string, info JoinInfo) error {
+	kv, err := js.KeyValue(ctx, CentralBucket)
+	if err != nil {
+		return fmt.Errorf("publish join info: %w", err)
+	}
+	b, _ := json.Marshal(info)
+	if _, err := kv.Put(ctx, "leaf."+server, b); err != nil {
+		return fmt.Errorf("publish join info: %w", err)
+	}
+	return nil
+}
+
+// Join returns what a site needs to join: every central peer's leaf URL and
+// the tenant's credential.
+func Join(ctx context.Context, js jetstream.JetStream) (JoinInfo, error) {
+	kv, err := js.KeyValue(ctx, CentralBucket)
+	if err != nil {
+		return JoinInfo{}, fmt.Errorf("join info: %w (is this a central peer?)", err)
+	}
+	keys, err := kv.ListKeysFiltered(ctx, "leaf.>")
+	if err != nil {
+		return JoinInfo{}, fmt.Errorf("join info: %w", err)
+	}
+	var out JoinInfo
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var ji JoinInfo
+		if json.Unmarshal(e.Value(), &ji) != nil {
+			continue
+		}
+		out.Tenant, out.User, out.Password = ji.Tenant, ji.User, ji.Password
+		for _, u := range ji.Central {
+			if !slices.Contains(out.Central, u) {
+				out.Central = append(out.Central, u)
+			}
+		}
+	}
+	if len(out.Central) == 0 {
+		return JoinInfo{}, errors.New("join info: no central peer has published a leaf URL; start central peers with --leaf-listen")
+	}
+	slices.Sort(out.Central)
+	return out, nil
+}

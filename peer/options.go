@@ -1,0 +1,80 @@
+package peer
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// leafDenyImports are subjects a site never takes from central over its
+// leaf link: other sites' events, samples and key-value writes. Sourcing
+// (JetStream API requests in the site's domain and flow control) still
+// crosses.
+var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>"}
+
+// serverOptions builds the nats-server options of c. The tenant is a NATS
+// account with JetStream enabled (there is no exported field for that, so
+// that part goes through the server's config parser, as DESIGN.md notes);
+// every user, the peer's own, the leaf credential and the leaf link are
+// bound to it.
+func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
+	o := &server.Options{}
+	// The tenant name is a validated subject token: safe in the config.
+	if err := o.ProcessConfigString(fmt.Sprintf("accounts: { %s: { jetstream: enabled } }", c.Tenant)); err != nil {
+		return nil, fmt.Errorf("tenant account: %w", err)
+	}
+	var acc *server.Account
+	for _, a := range o.Accounts {
+		if a.Name == c.Tenant {
+			acc = a
+		}
+	}
+	host, port := hostPort(c.Listen)
+	o.ServerName = c.Name
+	o.Host, o.Port = host, port
+	o.JetStream = true
+	o.JetStreamDomain = c.Domain()
+	o.StoreDir = c.StoreDir()
+	o.JetStreamMaxMemory = c.MaxMemory
+	o.JetStreamMaxStore = c.MaxStore
+	o.SyncAlways = c.SyncAlways
+	o.NoSigs = true // the process owns its signals
+	if c.HTTPListen != "" {
+		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
+	}
+	applyAuth(o, c.Auth, in, acc)
+
+	if c.Cluster.Clustered() {
+		o.Cluster.Name = c.ClusterName()
+		o.Cluster.Host, o.Cluster.Port = hostPort(c.Cluster.Listen)
+		o.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
+	}
+	if c.Role == RoleCentral && c.LeafListen != "" {
+		o.LeafNode.Host, o.LeafNode.Port = hostPort(c.LeafListen)
+		o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
+	}
+	if c.Role == RoleSite && len(c.Central) > 0 {
+		urls := make([]*url.URL, 0, len(c.Central))
+		for _, s := range c.Central {
+			u, err := url.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("central %q: %w", s, err)
+			}
+			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
+			urls = append(urls, u)
+		}
+		o.LeafNode.ReconnectInterval = time.Second
+		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
+			URLs:         urls,
+			LocalAccount: c.Tenant,
+			DenyImports:  leafDenyImports,
+			// Follow only the URLs given: central's advertised addresses
+			// may not be reachable from the site (NAT, proxies).
+			IgnoreDiscoveredServers: true,
+		}}
+	}
+	return o, nil
+}
