@@ -512,3 +512,17 @@ func TestCheckSite(t *testing.T) {
 		t.Fatalf("wrong site: got %v, want ErrWrongSite naming paris", err)
 	}
 }
+
+func TestJoinToken(t *testing.T) {
+	info := JoinInfo{Tenant: "default", Central: []string{"nats-leaf://c1:7422", "nats-leaf://c2:7422"}, User: "leaf-default", Password: "s3cret-s3cret"}
+	tok := JoinToken("paris", info)
+	site, got, err := ParseJoinToken(" " + tok + "\n")
+	if err != nil || site != "paris" || got.Password != info.Password || len(got.Central) != 2 {
+		t.Fatalf("round trip: %q %+v %v", site, got, err)
+	}
+	for _, bad := range []string{"", "hello", tok[:len(tok)-5] + "!!!!!", joinPrefix + "e30"} {
+		if _, _, err := ParseJoinToken(bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("ParseJoinToken(%q): %v, want ErrInvalidConfig", bad, err)
+		}
+	}
+}

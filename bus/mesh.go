@@ -302,3 +302,99 @@ func Join(ctx context.Context, js jetstream.JetStream) (JoinInfo, error) {
 	slices.Sort(out.Central)
 	return out, nil
 }
+
+// SiteLink is the state of one site as central sees it.
+type SiteLink struct {
+	Name string `json:"name"`
+	// Up: central's source of the site's EVENTS heard from it within
+	// linkDownAfter and reports no error.
+	Up bool `json:"up"`
+	// SinceContact is how long ago central last heard from the site's
+	// source; negative when never.
+	SinceContact time.Duration `json:"since_contact_ns"`
+	// LagMessages is how many messages of the site (events and samples)
+	// central does not hold yet, as far as central knows.
+	LagMessages uint64 `json:"lag_messages"`
+	Error       string `json:"error,omitempty"`
+	// LastStored is when central stored the site's newest event, and
+	// LastObserved when that event was observed at the site; the zero time
+	// when central holds none.
+	LastStored   time.Time `json:"last_stored,omitzero"`
+	LastObserved time.Time `json:"last_observed,omitzero"`
+}
+
+// CentralPeer is one replica of central's EVENTS stream.
+type CentralPeer struct {
+	Name    string `json:"name"`
+	Leader  bool   `json:"leader"`
+	Current bool   `json:"current"`
+	Lag     uint64 `json:"lag,omitempty"`
+}
+
+// linkDownAfter is how long a source may stay silent before its link counts
+// as down: a durable source consumer sends a heartbeat every second.
+const linkDownAfter = 3 * time.Second
+
+// CentralStatus returns, at central, every site's link and the replicas of
+// central's EVENTS stream (one, the peer itself, when not clustered).
+func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []CentralPeer, error) {
+	sites, err := Sites(ctx, js)
+	if err != nil {
+		return nil, nil, err
+	}
+	byName := make(map[string]*SiteLink, len(sites))
+	links := make([]SiteLink, len(sites))
+	for i, s := range sites {
+		links[i] = SiteLink{Name: s.Name, SinceContact: -1}
+		byName[s.Name] = &links[i]
+	}
+	var peers []CentralPeer
+	for _, name := range []string{EventsStream, MetricsStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("central stream %s: %w", name, err)
+		}
+		info := s.CachedInfo()
+		for _, src := range info.Sources {
+			l := byName[sourceSite(src)]
+			if l == nil {
+				continue
+			}
+			l.LagMessages += src.Lag
+			if name == EventsStream {
+				l.SinceContact = src.Active
+				if src.Error != nil {
+					l.Error = src.Error.Description
+				}
+				l.Up = src.Active >= 0 && src.Active < linkDownAfter && src.Error == nil
+			}
+		}
+		if name == EventsStream {
+			peers = centralPeers(info)
+			for i := range links {
+				l := &links[i]
+				m, err := s.GetLastMsgForSubject(ctx, "ev."+l.Name+".>")
+				if err != nil {
+					continue // none yet
+				}
+				l.LastStored = m.Time
+				var ev meshmon.Event
+				if json.Unmarshal(m.Data, &ev) == nil {
+					l.LastObserved = ev.Time
+				}
+			}
+		}
+	}
+	return links, peers, nil
+}
+
+func centralPeers(info *jetstream.StreamInfo) []CentralPeer {
+	if info.Cluster == nil {
+		return nil
+	}
+	out := []CentralPeer{{Name: info.Cluster.Leader, Leader: true, Current: info.Cluster.Leader != ""}}
+	for _, r := range info.Cluster.Replicas {
+		out = append(out, CentralPeer{Name: r.Name, Current: r.Current && !r.Offline, Lag: r.Lag})
+	}
+	return out
+}

@@ -169,6 +169,28 @@ type StreamInfo struct {
 	LastSeq   uint64    `json:"last_seq"`
 	LastTime  time.Time `json:"last_time"`
 	Consumers int       `json:"consumers"`
+	// MaxAge and MaxBytes are the stream's limits.
+	MaxAge   time.Duration `json:"max_age_ns"`
+	MaxBytes int64         `json:"max_bytes"`
+	// RideOut is how long a WAN outage the stream can hold without losing
+	// what central has not sourced yet: MaxAge, or less if, at the rate the
+	// stream has grown so far, MaxBytes fills sooner. Zero when unknown.
+	RideOut time.Duration `json:"ride_out_ns"`
+}
+
+// rideOut estimates how long the stream keeps a message: its max age, or
+// the time its max bytes last at the rate it grew between its first and
+// last message.
+func rideOut(maxAge time.Duration, maxBytes int64, bytes uint64, first, last time.Time) time.Duration {
+	d := maxAge
+	span := last.Sub(first)
+	if maxBytes > 0 && bytes > 0 && span > time.Minute {
+		rate := float64(bytes) / span.Seconds() // bytes per second
+		if full := time.Duration(float64(maxBytes) / rate * float64(time.Second)); d <= 0 || full < d {
+			d = full
+		}
+	}
+	return d
 }
 
 // StreamStatus returns the state of EVENTS and METRICS, in that order. A
@@ -192,6 +214,9 @@ func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, er
 			LastSeq:   st.LastSeq,
 			LastTime:  st.LastTime,
 			Consumers: st.Consumers,
+			MaxAge:    info.Config.MaxAge,
+			MaxBytes:  info.Config.MaxBytes,
+			RideOut:   rideOut(info.Config.MaxAge, info.Config.MaxBytes, st.Bytes, st.FirstTime, st.LastTime),
 		})
 	}
 	return out, nil

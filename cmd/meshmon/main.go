@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			peerCommand(),
 			pollerCommand(),
 			simCommand(),
+			siteCommand(),
 			deviceCommand(),
 			eventsCommand(),
 			statusCommand(),

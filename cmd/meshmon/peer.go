@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -21,11 +22,20 @@ func peerCommand() *cli.Command {
 		Usage: "run a peer: an embedded NATS server with JetStream",
 		Subcommands: []*cli.Command{{
 			Name:  "run",
-			Usage: "run a site peer until SIGINT or SIGTERM",
+			Usage: "run a site or central peer until SIGINT or SIGTERM",
 			Flags: []cli.Flag{
 				configFlag(),
-				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name)"},
-				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site name; also the JetStream domain"},
+				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
+				&cli.StringFlag{Name: "role", Value: peer.RoleSite, EnvVars: env("ROLE"), Usage: "site or central"},
+				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site name; also the JetStream domain (site role; taken from --join when not given)"},
+				&cli.StringFlag{Name: "join", EnvVars: env("JOIN"), Usage: "join token from 'meshmon site add' (site role): central's URLs and the leaf credential"},
+				&cli.StringFlag{Name: "join-file", EnvVars: env("JOIN_FILE"), Usage: "file holding the join token"},
+				&cli.StringFlag{Name: "cluster-name", EnvVars: env("CLUSTER_NAME"), Usage: "cluster name, the same on every member (default: meshmon-<domain>)"},
+				&cli.StringFlag{Name: "cluster-listen", EnvVars: env("CLUSTER_LISTEN"), Usage: "route address host:port; set it to cluster this peer with --routes"},
+				&cli.StringSliceFlag{Name: "routes", EnvVars: env("ROUTES"), Usage: "the other members' route URLs, nats-route://host:port, comma separated"},
+				&cli.StringFlag{Name: "leaf-listen", EnvVars: env("LEAF_LISTEN"), Usage: "central: address sites dial in on, host:port (sites open no port)"},
+				&cli.StringFlag{Name: "leaf-advertise", EnvVars: env("LEAF_ADVERTISE"), Usage: "central: host:port sites are told to dial, when it is not --leaf-listen"},
+				&cli.StringFlag{Name: "leaf-password", EnvVars: env("LEAF_PASSWORD"), Usage: "central: the tenant's leaf password, the same on every central peer (12 characters or more)"},
 				&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: env("LISTEN"), Usage: "client address host:port (port 0 picks one)"},
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where JetStream keeps its files"},
 				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
@@ -50,7 +60,7 @@ func peerRun(c *cli.Context) error {
 	if err := applyConfig(c); err != nil {
 		return err
 	}
-	if err := required(c, "MESHMON_PEER_", "site", "data-dir"); err != nil {
+	if err := required(c, "MESHMON_PEER_", "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)
@@ -58,10 +68,29 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	cfg := peer.DefaultConfig()
+	cfg.Role = c.String("role")
 	cfg.Site = c.String("site")
+	if err := applyJoin(c, &cfg); err != nil {
+		return err
+	}
+	switch {
+	case cfg.Role == peer.RoleCentral:
+		cfg.Site = ""
+	case cfg.Site == "":
+		return fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
+	}
 	cfg.Name = c.String("name")
 	if cfg.Name == "" {
-		cfg.Name = cfg.Site
+		cfg.Name = cfg.Domain()
+		if cfg.Role == peer.RoleCentral {
+			cfg.Name = "central"
+		}
+	}
+	cfg.Cluster = peer.Cluster{Name: c.String("cluster-name"), Listen: c.String("cluster-listen"), Routes: c.StringSlice("routes")}
+	cfg.LeafListen = c.String("leaf-listen")
+	cfg.LeafAdvertise = c.String("leaf-advertise")
+	if cfg.Role == peer.RoleCentral {
+		cfg.LeafPassword = c.String("leaf-password")
 	}
 	cfg.Listen = c.String("listen")
 	cfg.DataDir = c.String("data-dir")
@@ -88,9 +117,8 @@ func peerRun(c *cli.Context) error {
 	if cfg.Auth == (peer.Auth{}) {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
-	log.Info("peer ready", "site", cfg.Site, "url", p.ClientURL(), "data_dir", cfg.DataDir, "sync_always", cfg.SyncAlways)
 	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "site": cfg.Site, "url": p.ClientURL(), "data_dir": cfg.DataDir}); err != nil {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
 			return err
 		}
 	} else {
@@ -98,5 +126,39 @@ func peerRun(c *cli.Context) error {
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	return nil
+}
+
+// applyJoin reads --join or --join-file into cfg: central's URLs and the
+// leaf credential, and the site name when --site is not given.
+func applyJoin(c *cli.Context, cfg *peer.Config) error {
+	token := c.String("join")
+	if f := c.String("join-file"); f != "" {
+		if token != "" {
+			return errors.New("--join and --join-file are alternatives; give one")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--join-file: %w", err)
+		}
+		token = string(b)
+	}
+	if token == "" {
+		return nil
+	}
+	if cfg.Role != peer.RoleSite {
+		return errors.New("--join is for site peers; central peers cluster with --routes")
+	}
+	site, info, err := bus.ParseJoinToken(token)
+	if err != nil {
+		return err
+	}
+	if cfg.Site != "" && cfg.Site != site {
+		return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
+	}
+	if info.Tenant != cfg.Tenant {
+		return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
+	}
+	cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword = site, info.Central, info.User, info.Password
 	return nil
 }

@@ -22,11 +22,15 @@ func statusCommand() *cli.Command {
 }
 
 // statusReport is what `meshmon status --json` prints.
+// A site peer reports devices and pollers; central reports sites and its
+// peers.
 type statusReport struct {
-	Peer    peerStatus           `json:"peer"`
-	Streams []bus.StreamInfo     `json:"streams"`
-	Devices int                  `json:"devices"`
-	Pollers []meshmon.PollerInfo `json:"pollers"`
+	Peer         peerStatus           `json:"peer"`
+	Streams      []bus.StreamInfo     `json:"streams"`
+	Devices      int                  `json:"devices"`
+	Pollers      []meshmon.PollerInfo `json:"pollers"`
+	Sites        []bus.SiteLink       `json:"sites,omitempty"`
+	CentralPeers []bus.CentralPeer    `json:"central_peers,omitempty"`
 }
 
 type peerStatus struct {
@@ -34,6 +38,8 @@ type peerStatus struct {
 	Server  string `json:"server"`
 	Version string `json:"version"`
 	RTT     string `json:"rtt"`
+	Domain  string `json:"domain"` // the site, or "hub" at central
+	Role    string `json:"role"`   // site or central
 }
 
 func status(c *cli.Context) error {
@@ -50,8 +56,24 @@ func status(c *cli.Context) error {
 		URL: cl.nc.ConnectedUrlRedacted(), Server: cl.nc.ConnectedServerName(),
 		Version: cl.nc.ConnectedServerVersion(), RTT: rtt.Round(time.Microsecond).String(),
 	}}
+	ai, err := cl.js.AccountInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	rep.Peer.Domain, rep.Peer.Role = ai.Domain, "site"
 	if rep.Streams, err = bus.StreamStatus(ctx, cl.js); err != nil {
 		return err
+	}
+	if ai.Domain == bus.HubDomain {
+		rep.Peer.Role = "central"
+		if rep.Sites, rep.CentralPeers, err = bus.CentralStatus(ctx, cl.js); err != nil {
+			return err
+		}
+		rep.Pollers = []meshmon.PollerInfo{}
+		if c.Bool("json") {
+			return printJSON(os.Stdout, rep)
+		}
+		return printCentralStatus(rep)
 	}
 	inv, err := bus.OpenInventory(ctx, cl.js)
 	if err != nil {
@@ -72,17 +94,10 @@ func status(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(os.Stdout, rep)
 	}
-	fmt.Printf("peer %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
+	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
 	fmt.Printf("devices: %d\n\n", rep.Devices)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tFIRST SEQ\tLAST SEQ\tLAST")
-	for _, s := range rep.Streams {
-		last := "-"
-		if !s.LastTime.IsZero() {
-			last = time.Since(s.LastTime).Round(time.Second).String() + " ago"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", s.Name, s.Messages, s.Bytes, s.FirstSeq, s.LastSeq, last)
-	}
+	printStreams(tw, rep.Streams, true)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "POLLER\tSITE\tDEVICES\tSPOOLED\tPUBLISHED\tDROPPED\tLAST SEEN")
 	if len(rep.Pollers) == 0 {
@@ -92,4 +107,48 @@ func status(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s ago\n", p.Name, p.Site, p.Devices, p.Spooled, p.Published, p.Dropped, time.Since(p.LastSeen).Round(time.Second))
 	}
 	return tw.Flush()
+}
+
+// printStreams writes the stream table; with rideOut, the longest WAN outage
+// each stream can hold for central.
+func printStreams(tw *tabwriter.Writer, streams []bus.StreamInfo, rideOut bool) {
+	head := "STREAM\tMESSAGES\tBYTES\tFIRST SEQ\tLAST SEQ\tLAST\tLIMITS"
+	if rideOut {
+		head += "\tRIDES OUT A WAN CUT OF"
+	}
+	fmt.Fprintln(tw, head)
+	for _, s := range streams {
+		last := "-"
+		if !s.LastTime.IsZero() {
+			last = time.Since(s.LastTime).Round(time.Second).String() + " ago"
+		}
+		limits := meshmon.FormatAge(s.MaxAge) + ", " + meshmon.FormatSize(s.MaxBytes)
+		line := fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%s\t%s", s.Name, s.Messages, s.Bytes, s.FirstSeq, s.LastSeq, last, limits)
+		if rideOut {
+			line += "\t" + meshmon.FormatAge(s.RideOut.Round(time.Minute))
+		}
+		fmt.Fprintln(tw, line)
+	}
+}
+
+func printCentralStatus(rep statusReport) error {
+	fmt.Printf("central peer %s (nats-server %s) at %s, rtt %s\n\n", rep.Peer.Server, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	printStreams(tw, rep.Streams, false)
+	if len(rep.CentralPeers) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "CENTRAL PEER (EVENTS REPLICA)\tROLE\tCURRENT\tLAG")
+		for _, p := range rep.CentralPeers {
+			role := "follower"
+			if p.Leader {
+				role = "leader"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\n", p.Name, role, p.Current, p.Lag)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println()
+	return printSiteLinks(rep.Sites)
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+func siteCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "site",
+		Usage: "manage the sites central sources (run against a central peer)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a site: central starts sourcing it; prints the join token its site peer needs",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "token-file", Usage: "also write the join token to this file (mode 0600)"},
+					jsonFlag(),
+				},
+				Action: siteAdd,
+			},
+			{Name: "list", Usage: "list the sites with their link state and lag", Flags: []cli.Flag{jsonFlag()}, Action: siteList},
+			{Name: "rm", Usage: "stop sourcing a site (what central holds of it stays)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteRm},
+			{Name: "join", Usage: "print the join token of a site again", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteJoin},
+		},
+	}
+}
+
+// siteArg returns the single NAME argument, validated.
+func siteArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("'%s' takes one argument, the site name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+	}
+	name := c.Args().First()
+	if err := meshmon.ValidateName("site", name); err != nil {
+		return "", err
+	}
+	if name == bus.HubDomain {
+		return "", fmt.Errorf("site %q is reserved for central's JetStream domain", name)
+	}
+	return name, nil
+}
+
+// withCentral connects and runs fn within one request timeout.
+func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+type joinResult struct {
+	Result  string   `json:"result"`
+	Site    string   `json:"site"`
+	Token   string   `json:"token"`
+	Central []string `json:"central"`
+	Command string   `json:"command"`
+}
+
+func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
+	token := bus.JoinToken(site, info)
+	if f := c.String("token-file"); f != "" {
+		if err := os.WriteFile(f, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+	}
+	cmd := fmt.Sprintf("meshmon peer run --role site --data-dir /var/lib/meshmon/peer --join %s", token)
+	if c.Bool("json") {
+		return printJSON(os.Stdout, joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd})
+	}
+	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
+	fmt.Printf("on the site machine run (the token holds the tenant's leaf credential: keep it secret):\n\n  %s\n", cmd)
+	return nil
+}
+
+func siteAdd(c *cli.Context) error {
+	name, err := siteArg(c)
+	if err != nil {
+		return err
+	}
+	var info bus.JoinInfo
+	err = withCentral(c, func(ctx context.Context, cl *client) error {
+		// Join info first: a central without a leaf listener cannot take
+		// sites, and nothing should be recorded then.
+		if info, err = bus.Join(ctx, cl.js); err != nil {
+			return err
+		}
+		return bus.AddSite(ctx, cl.js, name, time.Now())
+	})
+	if errors.Is(err, bus.ErrSiteExists) {
+		return fmt.Errorf("site %s already exists; 'meshmon site join %s' prints its token again", name, name)
+	}
+	if err != nil {
+		return err
+	}
+	return printJoin(c, "added", name, info)
+}
+
+func siteJoin(c *cli.Context) error {
+	name, err := siteArg(c)
+	if err != nil {
+		return err
+	}
+	var info bus.JoinInfo
+	err = withCentral(c, func(ctx context.Context, cl *client) error {
+		sites, err := bus.Sites(ctx, cl.js)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, s := range sites {
+			found = found || s.Name == name
+		}
+		if !found {
+			return fmt.Errorf("site %s not found; 'meshmon site add %s' adds it", name, name)
+		}
+		info, err = bus.Join(ctx, cl.js)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return printJoin(c, "exists", name, info)
+}
+
+func siteRm(c *cli.Context) error {
+	name, err := siteArg(c)
+	if err != nil {
+		return err
+	}
+	err = withCentral(c, func(ctx context.Context, cl *client) error { return bus.RemoveSite(ctx, cl.js, name) })
+	if errors.Is(err, bus.ErrSiteNotFound) {
+		return fmt.Errorf("site %s not found", name)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]string{"result": "removed", "site": name})
+	}
+	fmt.Printf("site %s removed; central stopped sourcing it and keeps what it holds\n", name)
+	return nil
+}
+
+func siteList(c *cli.Context) error {
+	var links []bus.SiteLink
+	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
+		links, _, err = bus.CentralStatus(ctx, cl.js)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, links)
+	}
+	return printSiteLinks(links)
+}
+
+func printSiteLinks(links []bus.SiteLink) error {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tLINK\tLAST CONTACT\tLAG (MSGS)\tLAST EVENT STORED\tOBSERVED TO STORED\tERROR")
+	if len(links) == 0 {
+		fmt.Fprintln(tw, "(no sites; 'meshmon site add NAME' adds one)")
+	}
+	for _, l := range links {
+		link, contact := "down", "never"
+		if l.Up {
+			link = "up"
+		}
+		if l.SinceContact >= 0 {
+			contact = l.SinceContact.Round(time.Millisecond).String() + " ago"
+		}
+		stored, delay := "-", "-"
+		if !l.LastStored.IsZero() {
+			stored = time.Since(l.LastStored).Round(time.Second).String() + " ago"
+			if !l.LastObserved.IsZero() {
+				delay = l.LastStored.Sub(l.LastObserved).Round(time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Name, link, contact, l.LagMessages, stored, delay, l.Error)
+	}
+	return tw.Flush()
+}
