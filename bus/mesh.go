@@ -103,8 +103,8 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		{Bucket: SitesBucket, Description: "meshmon sites that central sources, keyed by site name", History: 1, Storage: jetstream.FileStorage, Replicas: lim.replicas()},
 		{Bucket: CentralBucket, Description: "meshmon central: leaf URLs and join credentials", History: 1, Storage: jetstream.FileStorage, Replicas: lim.replicas()},
 	} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
-			return fmt.Errorf("ensure kv bucket %s: %w", b.Bucket, err)
+		if err := ensureBucket(ctx, js, b); err != nil {
+			return err
 		}
 	}
 	sites, err := Sites(ctx, js)
@@ -116,14 +116,10 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		names[i] = s.Name
 	}
 	for _, cfg := range lim.streamConfigs() {
-		if s, err := js.Stream(ctx, cfg.Name); err == nil {
-			// Keep the replicas the peer has scaled it to.
-			cfg.Replicas = max(cfg.Replicas, s.CachedInfo().Config.Replicas)
-		}
 		cfg.Subjects = nil
 		cfg.Sources = siteSources(cfg.Name, names)
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure central stream %s: %w", cfg.Name, err)
+		if err := ensureStream(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -146,14 +148,73 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		return err
 	}
 	for _, cfg := range lim.streamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		if err := ensureStream(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	for _, cfg := range lim.bucketConfigs() {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure kv bucket %s: %w", cfg.Bucket, err)
+		if err := ensureBucket(ctx, js, cfg); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ensureStream creates the stream of cfg, or updates it when its limits or
+// sources differ. It never lowers the replicas (a cluster member scales
+// them up; a restarting member must not scale them down) and leaves a
+// stream that already matches alone: an update of a sourcing stream
+// restarts its sources.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	cur := s.CachedInfo().Config
+	cfg.Replicas = max(cfg.Replicas, cur.Replicas)
+	if sameStream(cur, cfg) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// sameStream reports whether a stream configured as cur already is what
+// want asks for, in what meshmon sets.
+func sameStream(cur, want jetstream.StreamConfig) bool {
+	if cur.MaxAge != want.MaxAge || cur.MaxBytes != want.MaxBytes || cur.Duplicates != want.Duplicates ||
+		cur.Replicas != want.Replicas || !slices.Equal(cur.Subjects, want.Subjects) || len(cur.Sources) != len(want.Sources) ||
+		cur.AllowAtomicPublish != want.AllowAtomicPublish {
+		return false
+	}
+	for i := range cur.Sources {
+		a, b := cur.Sources[i], want.Sources[i]
+		if a.Name != b.Name || (a.Consumer == nil) != (b.Consumer == nil) || a.External == nil ||
+			a.External.APIPrefix != "$JS."+b.Domain+".API" || (a.Consumer != nil && *a.Consumer != *b.Consumer) {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureBucket creates a KV bucket, or leaves it as it is: its settings are
+// fixed, and its replicas only ever go up.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
+	if _, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
+	}
+	if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return fmt.Errorf("create kv bucket %s: %w", cfg.Bucket, err)
 	}
 	return nil
 }

@@ -15,6 +15,10 @@ import (
 // crosses.
 var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>"}
 
+// leafDialTimeout bounds one attempt of a site to reach central: a TCP
+// handshake across a WAN takes one round trip, far less than this.
+const leafDialTimeout = time.Second
+
 // serverOptions builds the nats-server options of c. The tenant is a NATS
 // account with JetStream enabled (there is no exported field for that, so
 // that part goes through the server's config parser, as DESIGN.md notes);
@@ -66,9 +70,13 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
 			urls = append(urls, u)
 		}
-		o.LeafNode.ReconnectInterval = time.Second
+		// Redial fast when the link drops: catch-up starts within about a
+		// second and a half of the WAN coming back (an attempt waits up to
+		// leafDialTimeout, then 250-500 ms until the next).
+		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
 		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
 			URLs:         urls,
+			DialTimeout:  leafDialTimeout,
 			LocalAccount: c.Tenant,
 			DenyImports:  leafDenyImports,
 			// Follow only the URLs given: central's advertised addresses

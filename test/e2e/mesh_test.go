@@ -1,0 +1,521 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+// The mesh under faults, with real processes: three clustered central
+// peers, one site peer that dials them over leaf links, a poller taking a
+// steady stream of SNMP traps (1,000 a second by default), and through every
+// fault central must end with exactly the events the poller produced: none
+// lost, none twice, each device's in order.
+
+const (
+	meshUser, meshPassword = "ops", "e2e-secret"
+	meshLeafPassword       = "e2e-leaf-secret"
+)
+
+// meshPeer is one peer process and the ports it was given.
+type meshPeer struct {
+	name                  string
+	client, cluster, leaf int
+	dir                   string
+	args                  []string
+	proc                  *proc
+}
+
+func (p *meshPeer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(p.client) }
+
+func (p *meshPeer) start(t *testing.T) {
+	t.Helper()
+	p.proc = runMeshmon(t, p.name, p.args...)
+	p.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+}
+
+type mesh struct {
+	t       *testing.T
+	central []*meshPeer
+	site    *meshPeer
+	poller  *proc
+	trap    int
+	cnc     *nats.Conn
+	cjs     jetstream.JetStream
+	snc     *nats.Conn
+	sjs     jetstream.JetStream
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	m := &mesh{t: t}
+	dir := t.TempDir()
+	for i := range 3 {
+		m.central = append(m.central, &meshPeer{name: fmt.Sprintf("c%d", i+1), client: freePort(t, "tcp"), cluster: freePort(t, "tcp"),
+			leaf: freePort(t, "tcp"), dir: filepath.Join(dir, fmt.Sprintf("c%d", i+1))})
+	}
+	var urls []string
+	for _, c := range m.central {
+		c.args = []string{"--log-level", "warn", "peer", "run", "--role", "central", "--name", c.name,
+			"--listen", "127.0.0.1:" + strconv.Itoa(c.client), "--data-dir", c.dir,
+			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(c.cluster), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(c.leaf),
+			"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword}
+		for _, o := range m.central {
+			if o != c {
+				c.args = append(c.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
+			}
+		}
+		urls = append(urls, c.url())
+	}
+	for _, c := range m.central {
+		c.proc = runMeshmon(t, c.name, c.args...)
+	}
+	for _, c := range m.central {
+		c.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	}
+	// All three up: the streams come and scale to three replicas.
+	m.waitCentralCurrent(3, 90*time.Second)
+
+	out := mustRun(t, m.centralCLI("site", "add", "wan", "--json")...)
+	var join struct{ Token string }
+	if err := json.Unmarshal([]byte(out), &join); err != nil || join.Token == "" {
+		t.Fatalf("site add printed %q: %v", out, err)
+	}
+	m.site = &meshPeer{name: "site-wan", client: freePort(t, "tcp"), dir: filepath.Join(dir, "site")}
+	m.site.args = []string{"--log-level", "warn", "peer", "run", "--join", join.Token, "--listen", "127.0.0.1:" + strconv.Itoa(m.site.client),
+		"--data-dir", m.site.dir, "--auth-user", meshUser, "--auth-password", meshPassword}
+	m.site.start(t)
+
+	m.trap = freePort(t, "udp")
+	m.poller = runMeshmon(t, "poller", "--server", m.site.url(), "--user", meshUser, "--password", meshPassword,
+		"poller", "run", "--site", "wan", "--name", "p1", "--data-dir", filepath.Join(dir, "poller"),
+		"--trap-listen", "127.0.0.1:"+strconv.Itoa(m.trap))
+	m.poller.waitOutput(`poller started`, 30*time.Second)
+
+	var err error
+	m.cnc, err = nats.Connect(strings.Join(urls, ","), nats.UserInfo(meshUser, meshPassword), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.cnc.Close)
+	m.cjs, _ = jetstream.New(m.cnc)
+	m.snc, err = nats.Connect(m.site.url(), nats.UserInfo(meshUser, meshPassword), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.snc.Close)
+	m.sjs, _ = jetstream.New(m.snc)
+	return m
+}
+
+func (m *mesh) centralCLI(args ...string) []string {
+	var urls []string
+	for _, c := range m.central {
+		urls = append(urls, c.url())
+	}
+	return append([]string{"--server", strings.Join(urls, ","), "--user", meshUser, "--password", meshPassword}, args...)
+}
+
+// centralStatus is the part of `meshmon status --json` at central the
+// tests read.
+type centralStatus struct {
+	CentralPeers []struct {
+		Name    string `json:"name"`
+		Current bool   `json:"current"`
+	} `json:"central_peers"`
+	Sites []struct {
+		Name        string `json:"name"`
+		Up          bool   `json:"up"`
+		LagMessages uint64 `json:"lag_messages"`
+	} `json:"sites"`
+}
+
+func (m *mesh) status() (centralStatus, bool) {
+	var st centralStatus
+	out, _, code := run(m.t, m.centralCLI("status", "--json")...)
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+// waitCentralCurrent waits until n replicas of central's EVENTS are current.
+func (m *mesh) waitCentralCurrent(n int, within time.Duration) {
+	m.t.Helper()
+	waitFor(m.t, within, fmt.Sprintf("%d current replicas of central's EVENTS", n), func() bool {
+		st, ok := m.status()
+		if !ok {
+			return false
+		}
+		cur := 0
+		for _, p := range st.CentralPeers {
+			if p.Current {
+				cur++
+			}
+		}
+		return cur == n
+	})
+}
+
+// trapLoad sends distinct v2c traps to the poller at rate per second from
+// four loopback addresses (four devices), each numbered in order.
+type trapLoad struct {
+	sent   atomic.Int64
+	stop   chan struct{}
+	done   sync.WaitGroup
+	errors atomic.Int64
+}
+
+func startTrapLoad(t *testing.T, port, rate int) *trapLoad {
+	l := &trapLoad{stop: make(chan struct{})}
+	const senders = 4
+	for s := range senders {
+		laddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(11+s))}
+		conn, err := net.DialUDP("udp", laddr, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			t.Fatalf("trap sender: %v", err)
+		}
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			defer conn.Close()
+			per := rate / senders
+			start := time.Now()
+			for i := 0; ; i++ {
+				due := start.Add(time.Duration(float64(i) / float64(per) * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					select {
+					case <-l.stop:
+						return
+					case <-time.After(d):
+					}
+				} else {
+					select {
+					case <-l.stop:
+						return
+					default:
+					}
+				}
+				pkt := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.SNMPv2Trap, RequestID: uint32(i),
+					Variables: []gosnmp.SnmpPDU{
+						{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(i + 1)},
+						{Name: ".1.3.6.1.6.3.1.1.4.1.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.4.1.99999.0.1"},
+						{Name: ".1.3.6.1.4.1.99999.1", Type: gosnmp.Integer, Value: i},
+					}}
+				b, err := pkt.MarshalMsg()
+				if err == nil {
+					_, err = conn.Write(b)
+				}
+				if err != nil {
+					l.errors.Add(1)
+					continue
+				}
+				l.sent.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *trapLoad) finish() int64 {
+	close(l.stop)
+	l.done.Wait()
+	return l.sent.Load()
+}
+
+// streamIDs reads every message of EVENTS on filter and returns, in stream
+// order, its Nats-Msg-Id, device and the trap's number.
+type idMsg struct {
+	id     string
+	device string
+	n      int
+}
+
+func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatalf("stream EVENTS: %v", err)
+	}
+	want, err := eventCount(js, filter)
+	if err != nil {
+		t.Fatalf("count %s: %v", filter, err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	var out []idMsg
+	for uint64(len(out)) < want {
+		batch, err := cons.Fetch(5000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var ev meshmon.Event
+			if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+				t.Fatalf("event %s: %v", msg.Subject(), err)
+			}
+			num := -1
+			if ev.Data.Trap != nil {
+				for _, v := range ev.Data.Trap.Varbinds {
+					if v.OID == "1.3.6.1.4.1.99999.1" {
+						num, _ = strconv.Atoi(v.Value)
+					}
+				}
+			}
+			out = append(out, idMsg{id: msg.Headers().Get(jetstream.MsgIDHeader), device: ev.Data.Device, n: num})
+		}
+		if n == 0 {
+			t.Fatalf("read %d of %d events on %s; the stream stopped delivering", len(out), want, filter)
+		}
+	}
+	return out
+}
+
+func eventCount(js jetstream.JetStream, filter string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
+}
+
+// waitCaughtUp waits until central holds as many of the site's events as the
+// site does, and returns how long it took.
+func (m *mesh) waitCaughtUp(within time.Duration) time.Duration {
+	m.t.Helper()
+	start := time.Now()
+	waitFor(m.t, within, "central to hold every event of the site", func() bool {
+		s, err1 := eventCount(m.sjs, "ev.wan.>")
+		c, err2 := eventCount(m.cjs, "ev.wan.>")
+		return err1 == nil && err2 == nil && s > 0 && s == c
+	})
+	return time.Since(start)
+}
+
+// cutWAN rejects every packet between the site and central's leaf ports,
+// with a TCP reset, as a firewall closing the link would; the returned
+// function restores the link.
+func (m *mesh) cutWAN(t *testing.T) (restore func()) {
+	t.Helper()
+	ipt, err := exec.LookPath("iptables")
+	if err != nil {
+		t.Fatalf("iptables: %v", err)
+	}
+	var rules [][]string
+	for _, c := range m.central {
+		p := strconv.Itoa(c.leaf)
+		rules = append(rules,
+			[]string{"OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", p, "-j", "REJECT", "--reject-with", "tcp-reset"},
+			[]string{"OUTPUT", "-p", "tcp", "-s", "127.0.0.1", "--sport", p, "-j", "REJECT", "--reject-with", "tcp-reset"})
+	}
+	for _, r := range rules {
+		if out, err := exec.Command(ipt, append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables -I %v: %v\n%s", r, err, out)
+		}
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			for _, r := range rules {
+				if out, err := exec.Command(ipt, append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+					t.Errorf("iptables -D %v: %v\n%s", r, err, out)
+				}
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+func meshLoadRate() int {
+	if v, err := strconv.Atoi(os.Getenv("MESHMON_E2E_RATE")); err == nil && v > 0 {
+		return v
+	}
+	return 1000
+}
+
+func meshCutFor() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("MESHMON_E2E_WAN_CUT")); err == nil && d > 0 {
+		return d
+	}
+	return 2 * time.Minute
+}
+
+// TestMeshFaults runs the faults one after the other under a steady trap
+// load and checks central's events against the site's after each.
+func TestMeshFaults(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TestMeshFaults needs root (iptables cuts the WAN link), and CI=true requires it to run")
+		}
+		t.Skip("needs root: iptables cuts the WAN link")
+	}
+	need(t, "iptables")
+	m := newMesh(t)
+	rate := meshLoadRate()
+	load := startTrapLoad(t, m.trap, rate)
+	defer func() {
+		select {
+		case <-load.stop:
+		default:
+			load.finish()
+		}
+	}()
+	m.waitCaughtUp(30 * time.Second)
+	t.Logf("load: %d traps/s; central and site in step", rate)
+
+	// Processes are started on the test's own t: a subtest's cleanup would
+	// kill what it restarted. So the faults are steps, not subtests.
+	{
+		t.Log("fault: SIGKILL a central peer, restart it")
+		c := m.central[1]
+		c.proc.kill()
+		waitFor(t, 30*time.Second, "central to keep sourcing with two peers", func() bool {
+			before, _ := eventCount(m.cjs, "ev.wan.>")
+			time.Sleep(500 * time.Millisecond) // sampling interval
+			after, _ := eventCount(m.cjs, "ev.wan.>")
+			return after > before
+		})
+		c.start(t)
+		m.waitCentralCurrent(3, 60*time.Second)
+		t.Logf("caught up %s after the restart", m.waitCaughtUp(60*time.Second).Round(time.Millisecond))
+	}
+	{
+		t.Log("fault: cut the site's WAN link")
+		cut := meshCutFor()
+		restore := m.cutWAN(t)
+		waitFor(t, 30*time.Second, "central to see the link down", func() bool {
+			st, ok := m.status()
+			return ok && len(st.Sites) == 1 && !st.Sites[0].Up
+		})
+		siteBefore, _ := eventCount(m.sjs, "ev.wan.>")
+		cutAt := time.Now()
+		time.Sleep(cut) // the outage itself: events pile up at the site meanwhile
+		siteAtRestore, _ := eventCount(m.sjs, "ev.wan.>")
+		centralAtRestore, _ := eventCount(m.cjs, "ev.wan.>")
+		restore()
+		restoredAt := time.Now()
+		var firstMove time.Duration
+		waitFor(t, 30*time.Second, "catch-up to start", func() bool {
+			c, _ := eventCount(m.cjs, "ev.wan.>")
+			firstMove = time.Since(restoredAt)
+			return c > centralAtRestore
+		})
+		took := m.waitCaughtUp(5 * time.Minute)
+		backlog := siteAtRestore - centralAtRestore
+		t.Logf("WAN cut for %s (%d events piled up at the site, %d during the cut); catch-up started %s after the link returned and took %s: %.0f events/s",
+			time.Since(cutAt).Round(time.Second)-time.Since(restoredAt).Round(time.Second), backlog, siteAtRestore-siteBefore,
+			firstMove.Round(time.Millisecond), took.Round(time.Millisecond), float64(backlog)/took.Seconds())
+	}
+	{
+		t.Log("fault: SIGKILL the site peer, restart it")
+		m.site.proc.kill()
+		// The poller spools meanwhile; the site comes back on its data.
+		time.Sleep(5 * time.Second) // the outage itself
+		m.site.start(t)
+		restarted := time.Now()
+		sent := load.sent.Load()
+		waitFor(t, time.Minute, "the poller's spool to reach the restarted site", func() bool {
+			n, err := eventCount(m.sjs, "ev.wan.*.trap")
+			return err == nil && n >= uint64(sent)
+		})
+		m.waitCaughtUp(2 * time.Minute)
+		t.Logf("site and central hold every trap sent before the restart %s after it", time.Since(restarted).Round(time.Millisecond))
+	}
+	{
+		t.Log("fault: rolling restart of the three central peers")
+		for _, c := range m.central {
+			c.proc.stopClean()
+			c.start(t)
+			m.waitCentralCurrent(3, 60*time.Second)
+		}
+		t.Logf("caught up %s after the rolling restart", m.waitCaughtUp(60*time.Second).Round(time.Millisecond))
+	}
+
+	sent := load.finish()
+	if n := load.errors.Load(); n > 0 {
+		t.Logf("%d traps could not be sent (the sender's own errors; not counted as sent)", n)
+	}
+	// Every trap the poller received is at the site, then at central.
+	waitFor(t, 2*time.Minute, "the site to hold every trap sent", func() bool {
+		n, err := eventCount(m.sjs, "ev.wan.*.trap")
+		return err == nil && n == uint64(sent)
+	})
+	m.waitCaughtUp(2 * time.Minute)
+	site := readEvents(t, m.sjs, "ev.wan.>")
+	central := readEvents(t, m.cjs, "ev.wan.>")
+	checkSameEvents(t, site, central)
+	t.Logf("%d traps sent at %d/s; site and central each hold %d events, the same set, each once, in order per device", sent, rate, len(central))
+}
+
+// checkSameEvents requires central to hold exactly the site's events, each
+// once, and each device's traps in the order they were sent.
+func checkSameEvents(t *testing.T, site, central []idMsg) {
+	t.Helper()
+	siteIDs := make(map[string]bool, len(site))
+	for _, m := range site {
+		siteIDs[m.id] = true
+	}
+	seen := make(map[string]bool, len(central))
+	last := map[string]int{}
+	var dups, extra, disorder int
+	for _, m := range central {
+		if seen[m.id] {
+			dups++
+		}
+		seen[m.id] = true
+		if !siteIDs[m.id] {
+			extra++
+		}
+		if m.n >= 0 {
+			if prev, ok := last[m.device]; ok && m.n <= prev {
+				disorder++
+			}
+			last[m.device] = m.n
+		}
+	}
+	missing := 0
+	for id := range siteIDs {
+		if !seen[id] {
+			missing++
+		}
+	}
+	if dups+extra+disorder+missing > 0 || len(site) != len(central) {
+		t.Fatalf("central vs site: %d events vs %d; %d missing at central, %d duplicated, %d not from the site, %d out of order",
+			len(central), len(site), missing, dups, extra, disorder)
+	}
+}
