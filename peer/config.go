@@ -213,6 +213,21 @@ func checkURL(u string, schemes ...string) error {
 	return err
 }
 
+// Replicas is how many copies the peer's streams keep: three in a cluster
+// of three or more (routes to two others at least), else one.
+func (c Config) Replicas() int {
+	others := 0
+	for _, r := range c.Cluster.Routes {
+		if u, err := url.Parse(r); err == nil && u.Host != c.Cluster.Listen {
+			others++
+		}
+	}
+	if c.Cluster.Clustered() && others >= 2 {
+		return 3
+	}
+	return 1
+}
+
 // Domain is the peer's JetStream domain: the site, or "hub" for central.
 func (c Config) Domain() string {
 	if c.Role == RoleCentral {

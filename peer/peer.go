@@ -52,6 +52,11 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Streams are made with their final replicas from the start: raising
+	// the replicas of a stream that sources later stalled its sources
+	// (nats-server 2.15.2), so scale only ever serves a cluster grown
+	// from fewer than three.
+	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
 	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{})}, nil
 }
 
@@ -108,7 +113,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
-	logger := newServerLogger(p.log)
+	logger := newServerLogger(p.log, p.cfg.DataDir)
 	srv.SetLoggerV2(logger, false, false, false)
 	srv.Start()
 
@@ -131,7 +136,9 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	if p.cfg.Cluster.Clustered() {
 		// A cluster's JetStream needs a quorum, and the other members may
-		// not be up yet: the streams are made in the background.
+		// not be up yet: the streams are made in the background, with
+		// three replicas in a cluster of three or more (so they come once
+		// three members are up).
 		p.srv, p.internal, p.lock = srv, in, lock
 		bg, cancel := context.WithCancel(context.Background())
 		p.cancel = cancel

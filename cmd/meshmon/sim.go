@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -17,9 +18,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -51,6 +54,8 @@ func simCommand() *cli.Command {
 			&cli.DurationFlag{Name: "faults-every", Usage: "inject a random fault this often (0: never)"},
 			&cli.DurationFlag{Name: "down-for", Value: d.DownFor, Usage: "how long a random 'device down' fault lasts"},
 			&cli.StringFlag{Name: "control", Usage: "serve the fault-injection HTTP API on this loopback address, e.g. 127.0.0.1:0"},
+			&cli.BoolFlag{Name: "add-devices", Usage: "add every agent to the inventory of the site peer at --server (waits for the peer; replaces devices of the same names)"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add-devices adds"},
 			jsonFlag(),
 		},
 		Action: simRun,
@@ -138,6 +143,11 @@ func simRun(c *cli.Context) error {
 	if err := printAgents(s, c.Bool("json")); err != nil {
 		return err
 	}
+	if c.Bool("add-devices") {
+		if err := addSimDevices(ctx, c, s, cfg, log); err != nil {
+			return err
+		}
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -194,4 +204,50 @@ func printAgents(s *sim.Sim, asJSON bool) error {
 		fmt.Fprintf(w, "%s\t%s\t%d\n", a.Name(), a.Addr().Addr(), a.Addr().Port())
 	}
 	return w.Flush()
+}
+
+// addSimDevices puts every agent into the inventory of the site peer the
+// global flags name, waiting for the peer to answer and its streams to
+// exist (a lab or compose file starts everything at once).
+func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Config, log *slog.Logger) error {
+	ccfg := connConfig(c, "meshmon-sim")
+	nc, err := bus.Connect(ccfg)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	iv := c.Duration("interval")
+	for {
+		err := func() error {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			inv, err := bus.OpenInventory(actx, js)
+			if err != nil {
+				return err
+			}
+			for _, a := range s.Agents() {
+				d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+					Interval: meshmon.Duration(iv), Timeout: meshmon.Duration(time.Second), Retries: 1,
+					SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: cfg.Community}}
+				if _, err := inv.Put(actx, d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err == nil {
+			log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)
+			return nil
+		}
+		log.Info("sim: waiting for the site peer to add the devices", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -25,6 +25,8 @@ func siteCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "token-file", Usage: "also write the join token to this file (mode 0600)"},
+					&cli.BoolFlag{Name: "exist-ok", Usage: "a site that exists already is no error: print its token (for scripts run more than once)"},
+					&cli.IntFlag{Name: "wait-central", Value: 1, Usage: "wait (up to --timeout) until this many central peers have published their leaf URL, so the token lists them all"},
 					jsonFlag(),
 				},
 				Action: siteAdd,
@@ -96,11 +98,25 @@ func siteAdd(c *cli.Context) error {
 	err = withCentral(c, func(ctx context.Context, cl *client) error {
 		// Join info first: a central without a leaf listener cannot take
 		// sites, and nothing should be recorded then.
-		if info, err = bus.Join(ctx, cl.js); err != nil {
-			return err
+		for {
+			info, err = bus.Join(ctx, cl.js)
+			if err == nil && len(info.Central) >= c.Int("wait-central") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				if err == nil {
+					err = fmt.Errorf("only %d of %d central peers have published their leaf URL (see --wait-central)", len(info.Central), c.Int("wait-central"))
+				}
+				return err
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 		return bus.AddSite(ctx, cl.js, name, time.Now())
 	})
+	if errors.Is(err, bus.ErrSiteExists) && c.Bool("exist-ok") {
+		return printJoin(c, "exists", name, info)
+	}
 	if errors.Is(err, bus.ErrSiteExists) {
 		return fmt.Errorf("site %s already exists; 'meshmon site join %s' prints its token again", name, name)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,16 @@ func newMesh(t *testing.T) *mesh {
 		m.central = append(m.central, &meshPeer{name: fmt.Sprintf("c%d", i+1), client: freePort(t, "tcp"), cluster: freePort(t, "tcp"),
 			leaf: freePort(t, "tcp"), dir: filepath.Join(dir, fmt.Sprintf("c%d", i+1))})
 	}
+	// The third central peer keeps its data on a small file system of its
+	// own, so that the disk-full fault fills only its disk.
+	small := m.central[2].dir
+	if err := os.MkdirAll(small, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs for %s: %v\n%s", m.central[2].name, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", small).Run() })
 	var urls []string
 	for _, c := range m.central {
 		c.args = []string{"--log-level", "warn", "peer", "run", "--role", "central", "--name", c.name,
@@ -261,7 +272,10 @@ func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
 	if err != nil {
 		t.Fatalf("count %s: %v", filter, err)
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	// A plain ephemeral pull consumer: an ordered one stopped after 30,000
+	// messages here.
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Minute})
 	if err != nil {
 		t.Fatalf("consumer: %v", err)
 	}
@@ -465,6 +479,25 @@ func TestMeshFaults(t *testing.T) {
 		}
 		t.Logf("caught up %s after the rolling restart", m.waitCaughtUp(60*time.Second).Round(time.Millisecond))
 	}
+	{
+		t.Log("fault: a central peer's disk fills up")
+		c := m.central[2]
+		filler := fillDisk(t, c.dir)
+		c.proc.waitOutput(`data dir is out of space`, 2*time.Minute)
+		waitFor(t, 30*time.Second, "the other central peers to keep taking the site's events", func() bool {
+			before, _ := eventCount(m.cjs, "ev.wan.>")
+			time.Sleep(time.Second) // sampling interval
+			after, _ := eventCount(m.cjs, "ev.wan.>")
+			return after > before
+		})
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		c.proc.stop()
+		c.start(t)
+		m.waitCentralCurrent(3, 2*time.Minute)
+		t.Logf("caught up %s after the full peer was given room and restarted", m.waitCaughtUp(time.Minute).Round(time.Millisecond))
+	}
 
 	sent := load.finish()
 	if n := load.errors.Load(); n > 0 {
@@ -480,6 +513,31 @@ func TestMeshFaults(t *testing.T) {
 	central := readEvents(t, m.cjs, "ev.wan.>")
 	checkSameEvents(t, site, central)
 	t.Logf("%d traps sent at %d/s; site and central each hold %d events, the same set, each once, in order per device", sent, rate, len(central))
+}
+
+// fillDisk fills the file system of dir but for 64 KiB and returns the
+// filler file.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for left := free - 64<<10; left > 0; left -= int64(len(buf)) {
+		n := min(int64(len(buf)), left)
+		if _, err := f.Write(buf[:n]); err != nil {
+			break // full already: the peer wrote meanwhile
+		}
+	}
+	return path
 }
 
 // checkSameEvents requires central to hold exactly the site's events, each
