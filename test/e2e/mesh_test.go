@@ -88,7 +88,10 @@ func newMesh(t *testing.T) *mesh {
 		c.args = []string{"--log-level", "warn", "peer", "run", "--role", "central", "--name", c.name,
 			"--listen", "127.0.0.1:" + strconv.Itoa(c.client), "--data-dir", c.dir,
 			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(c.cluster), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(c.leaf),
-			"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword}
+			"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword,
+			// Every member must have room for a replica at the streams'
+			// limits, the third's small disk included.
+			"--events-max-bytes", "200MiB", "--metrics-max-bytes", "100MiB"}
 		for _, o := range m.central {
 			if o != c {
 				c.args = append(c.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
