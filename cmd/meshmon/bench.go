@@ -62,6 +62,7 @@ func benchCommand() *cli.Command {
 				Action: benchPoll,
 			},
 			benchTrapsCommand(),
+			benchMeshCommand(),
 		},
 	}
 }

@@ -108,7 +108,7 @@ func newMesh(t *testing.T) *mesh {
 	// All three up: the streams come and scale to three replicas.
 	m.waitCentralCurrent(3, 90*time.Second)
 
-	out := mustRun(t, m.centralCLI("site", "add", "wan", "--json")...)
+	out := mustRun(t, append([]string{"--timeout", "30s"}, m.centralCLI("site", "add", "wan", "--wait-central", "3", "--json")...)...)
 	var join struct{ Token string }
 	if err := json.Unmarshal([]byte(out), &join); err != nil || join.Token == "" {
 		t.Fatalf("site add printed %q: %v", out, err)

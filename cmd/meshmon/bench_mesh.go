@@ -1,0 +1,446 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/peer"
+)
+
+func benchMeshCommand() *cli.Command {
+	return &cli.Command{
+		Name: "mesh",
+		Usage: "central ingest from several sites, catch-up after a central outage, and observation-to-central latency, " +
+			"against 'nats bench js pub' on the same central cluster",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "sites", Value: 3, Usage: "site peers"},
+			&cli.IntFlag{Name: "events", Value: 20000, Usage: "events per site for the ingest and the catch-up runs"},
+			&cli.IntFlag{Name: "rate", Value: 5000, Usage: "events per second, all sites together, for the latency run"},
+			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
+			jsonFlag(),
+		},
+		Action: benchMesh,
+	}
+}
+
+// meshBenchResult is what `meshmon bench mesh` measured.
+type meshBenchResult struct {
+	Sites             int     `json:"sites"`
+	IngestEvents      int     `json:"ingest_events"`
+	IngestPerSec      float64 `json:"central_ingest_per_sec"`
+	CatchUpEvents     int     `json:"catch_up_events"`
+	CatchUpPerSec     float64 `json:"catch_up_per_sec"`
+	CatchUpStartAfter string  `json:"catch_up_started_after"`
+	LatencyRate       int     `json:"latency_rate_per_sec"`
+	LatencyEvents     int     `json:"latency_events"`
+	LatencyP50        string  `json:"latency_p50"`
+	LatencyP99        string  `json:"latency_p99"`
+	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
+	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
+	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
+}
+
+// benchMesh runs a central of three clustered peers and several sites in
+// this process, each with its own data directory and real leaf links.
+func benchMesh(c *cli.Context) error {
+	nSites, perSite, rate := c.Int("sites"), c.Int("events"), c.Int("rate")
+	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 {
+		return errors.New("--sites must be 1 to 20, --events at least 100 and --rate at least 1")
+	}
+	ctx := c.Context
+	dir, err := os.MkdirTemp("", "meshmon-bench-mesh-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	out := os.Stdout
+	if c.Bool("json") {
+		out = os.Stderr
+	}
+
+	// Central: three clustered peers; their ports are fixed for the run so
+	// they can restart on them.
+	ports := make([]string, 6)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ports[i] = l.Addr().String()
+		l.Close()
+	}
+	centralCfg := make([]peer.Config, 3)
+	for i := range centralCfg {
+		cfg := peer.DefaultConfig()
+		cfg.Role, cfg.Site, cfg.Name = peer.RoleCentral, "", fmt.Sprintf("bench-c%d", i+1)
+		cfg.Listen, cfg.DataDir = "127.0.0.1:0", filepath.Join(dir, cfg.Name)
+		cfg.Cluster = peer.Cluster{Listen: ports[i]}
+		for j := range 3 {
+			if j != i {
+				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+ports[j])
+			}
+		}
+		cfg.LeafListen, cfg.LeafPassword = ports[3+i], randomToken()+randomToken()
+		centralCfg[i] = cfg
+	}
+	for i := 1; i < 3; i++ {
+		centralCfg[i].LeafPassword = centralCfg[0].LeafPassword
+	}
+	central, err := startCentral(ctx, centralCfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range central {
+			p.Close()
+		}
+	}()
+	cjs, closeC, err := peerJS(central[0])
+	if err != nil {
+		return err
+	}
+	defer func() { closeC() }()
+
+	// Sites, each a single peer that dialled central with its join info.
+	var join bus.JoinInfo
+	for start := time.Now(); len(join.Central) < 3; {
+		if join, err = bus.Join(ctx, cjs); (err != nil || len(join.Central) < 3) && time.Since(start) > 30*time.Second {
+			return fmt.Errorf("central peers did not publish their leaf URLs: %v", err)
+		}
+		if err := waitCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	sites := make([]*peer.Peer, nSites)
+	siteJS := make([]jetstream.JetStream, nSites)
+	for i := range sites {
+		name := fmt.Sprintf("s%d", i+1)
+		if err := bus.AddSite(ctx, cjs, name, time.Now()); err != nil {
+			return err
+		}
+		cfg := peer.DefaultConfig()
+		cfg.Site, cfg.Name, cfg.Listen, cfg.DataDir = name, "bench-"+name, "127.0.0.1:0", filepath.Join(dir, name)
+		cfg.Central, cfg.LeafUser, cfg.LeafPassword = join.Central, join.User, join.Password
+		p, err := peer.New(cfg, nil)
+		if err != nil {
+			return err
+		}
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+		defer p.Close()
+		sites[i] = p
+		js, closeS, err := peerJS(p)
+		if err != nil {
+			return err
+		}
+		defer closeS()
+		siteJS[i] = js
+	}
+	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; all in this process\n", nSites)
+
+	res := meshBenchResult{Sites: nSites, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
+	total := 0
+
+	// 1. Ingest: every site publishes as fast as it can; how fast does
+	// central store it all?
+	t0 := time.Now()
+	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
+		return err
+	}
+	total += nSites * perSite
+	if err := waitCentral(ctx, cjs, total, 5*time.Minute); err != nil {
+		return err
+	}
+	res.IngestPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
+	fmt.Fprintf(out, "ingest: %d events from %d sites stored at central at %.0f events/s\n", nSites*perSite, nSites, res.IngestPerSec)
+
+	// 2. Catch-up: central is down while the sites take events; then it
+	// restarts and sources the backlog.
+	closeC()
+	for _, p := range central {
+		p.Close()
+	}
+	if err := publishAll(ctx, siteJS, perSite, perSite); err != nil {
+		return err
+	}
+	total += nSites * perSite
+	restart := time.Now()
+	if central, err = startCentral(ctx, centralCfg); err != nil {
+		return err
+	}
+	if cjs, closeC, err = peerJS(central[0]); err != nil {
+		return err
+	}
+	// From here on central can store: what follows is sourcing, not the
+	// cluster's own start (a JetStream leader election takes seconds).
+	ready := time.Now()
+	first := time.Duration(-1)
+	before := total - nSites*perSite
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		n, err := centralEvents(ctx, cjs)
+		if err == nil && first < 0 && n > before {
+			first = time.Since(ready)
+		}
+		if err == nil && n >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("catch-up: central holds %d of %d events after 5 minutes", n, total)
+		}
+		if err := waitCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	took := time.Since(ready)
+	res.CatchUpPerSec = float64(nSites*perSite) / took.Seconds()
+	res.CatchUpStartAfter = first.Round(time.Millisecond).String()
+	fmt.Fprintf(out, "catch-up: central restarted (its streams ready %s later); sourcing resumed %s after that; %d events caught up in %s: %.0f events/s\n",
+		ready.Sub(restart).Round(time.Millisecond), res.CatchUpStartAfter, nSites*perSite, took.Round(time.Millisecond), res.CatchUpPerSec)
+
+	// 3. Latency at a steady rate: observation time to central's store time.
+	lat, err := latencyRun(ctx, siteJS, cjs, total, rate, c.Duration("latency-for"))
+	if err != nil {
+		return err
+	}
+	res.LatencyEvents = len(lat)
+	slices.Sort(lat)
+	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
+	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
+	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", rate, len(lat), res.LatencyP50, res.LatencyP99)
+
+	// 4. The stock nats CLI against the same central cluster.
+	if perSec, why := natsBench(ctx, central[0].ClientURL(), nSites*perSite); why != "" {
+		res.NatsBenchSkipped = why
+		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
+	} else {
+		res.NatsBenchPerSec = perSec
+		res.IngestVsNatsBench = res.IngestPerSec / perSec
+		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, res)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
+	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", nSites, res.IngestPerSec)
+	fmt.Fprintf(tw, "catch-up after a central outage\t%.0f events/s (started %s after central's streams were ready)\n", res.CatchUpPerSec, res.CatchUpStartAfter)
+	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", rate, res.LatencyP50, res.LatencyP99)
+	if res.NatsBenchPerSec > 0 {
+		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
+	}
+	return tw.Flush()
+}
+
+// startCentral starts the central peers and waits for their streams.
+func startCentral(ctx context.Context, cfgs []peer.Config) ([]*peer.Peer, error) {
+	var out []*peer.Peer
+	for _, cfg := range cfgs {
+		p, err := peer.New(cfg, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Start(ctx); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	for _, p := range out {
+		select {
+		case <-p.StreamsReady():
+		case <-time.After(2 * time.Minute):
+			return nil, errors.New("central streams not ready after 2 minutes")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+func peerJS(p *peer.Peer) (jetstream.JetStream, func(), error) {
+	nc, err := p.InProcessConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, sync.OnceFunc(nc.Close), nil
+}
+
+// benchEvent is one event of a site, numbered n, observed now.
+func benchEvent(site string, n int, now time.Time) meshmon.Message {
+	dev := "dev" + strconv.Itoa(n%100)
+	id := fmt.Sprintf("%s-%d", site, n)
+	ev := meshmon.Event{SpecVersion: "1.0", ID: id, Source: "/meshmon/default/" + site + "/bench", Type: "meshmon.trap", Time: now,
+		Subject: dev, DataContentType: "application/json",
+		Data: meshmon.EventData{Tenant: "default", Site: site, Device: dev, Kind: meshmon.KindTrap, Check: "trap", Severity: meshmon.SeverityInfo,
+			Message: "bench event " + strconv.Itoa(n)}}
+	b, _ := json.Marshal(ev)
+	return meshmon.Message{Subject: meshmon.EventSubject(site, dev, meshmon.KindTrap), ID: id, Data: b}
+}
+
+// publishAll publishes n events at every site at once, numbered from first.
+func publishAll(ctx context.Context, sites []jetstream.JetStream, first, n int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(sites))
+	for i, js := range sites {
+		wg.Go(func() {
+			site := fmt.Sprintf("s%d", i+1)
+			pub := bus.NewPublisher(js)
+			for k := first; k < first+n; k += 100 {
+				msgs := make([]meshmon.Message, 0, 100)
+				for j := k; j < min(k+100, first+n); j++ {
+					msgs = append(msgs, benchEvent(site, j, time.Now()))
+				}
+				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
+					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func centralEvents(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return 0, err
+	}
+	return int(s.CachedInfo().State.Msgs), nil
+}
+
+func waitCentral(ctx context.Context, js jetstream.JetStream, want int, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		n, err := centralEvents(ctx, js)
+		if err == nil && n >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("central holds %d of %d events after %s", n, want, within)
+		}
+		if err := waitCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// latencyRun publishes at rate per second, split over the sites, in batches
+// of 10 ms, for d, and returns for every event the time from its observation
+// (its "time") to its storing at central.
+func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.JetStream, already, rate int, d time.Duration) ([]time.Duration, error) {
+	s, err := cjs.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	startSeq := s.CachedInfo().State.LastSeq + 1
+	n := int(float64(rate) * d.Seconds())
+	per := max(n/len(sites), 1)
+	var wg sync.WaitGroup
+	errs := make([]error, len(sites))
+	start := time.Now()
+	for i, js := range sites {
+		wg.Go(func() {
+			site := fmt.Sprintf("s%d", i+1)
+			pub := bus.NewPublisher(js)
+			tick := 10 * time.Millisecond
+			perTick := max(per*int(tick)/int(d), 1)
+			for k := 0; k < per; k += perTick {
+				due := start.Add(time.Duration(k/perTick) * tick)
+				if w := time.Until(due); w > 0 {
+					time.Sleep(w)
+				}
+				msgs := make([]meshmon.Message, 0, perTick)
+				for j := k; j < min(k+perTick, per); j++ {
+					msgs = append(msgs, benchEvent(site, 1_000_000+j, time.Now()))
+				}
+				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
+					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	want := per * len(sites)
+	if err := waitCentral(ctx, cjs, already+want, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq: startSeq, InactiveThreshold: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	var lat []time.Duration
+	for len(lat) < want {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			var ev meshmon.Event
+			if err != nil || json.Unmarshal(m.Data(), &ev) != nil {
+				continue
+			}
+			lat = append(lat, md.Timestamp.Sub(ev.Time))
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("latency: read %d of %d events at central", len(lat), want)
+		}
+	}
+	return lat, nil
+}
+
+var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) msgs/sec`)
+
+// natsBench runs the stock nats CLI's JetStream publish benchmark against
+// url: an R3 file stream, 512 B messages, as many as the ingest run stored.
+// It returns msgs/s, or why it did not run.
+func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
+	bin, err := exec.LookPath("nats")
+	if err != nil {
+		return 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
+		"--create", "--replicas", "3", "--storage", "file", "--msgs", strconv.Itoa(msgs), "--size", "512",
+		"--stream", "benchstream", "--no-progress").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	m := natsBenchRate.FindStringSubmatch(string(out))
+	if m == nil {
+		return 0, "could not read the rate from nats bench's output"
+	}
+	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
+	return v, ""
+}
