@@ -52,4 +52,3 @@ func ParseJoinToken(token string) (site string, info JoinInfo, err error) {
 	}
 	return t.Site, t.JoinInfo, nil
 }
-

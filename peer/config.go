@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
@@ -65,6 +66,9 @@ type Config struct {
 	// Central (site) are the leaf URLs of central, nats-leaf://host:port.
 	// The site dials them; central never dials a site.
 	Central []string `json:"central,omitempty"`
+	// LeafDialTimeout (site) bounds one attempt to reach central; 0 means
+	// DefaultLeafDialTimeout.
+	LeafDialTimeout time.Duration `json:"leaf_dial_timeout,omitempty"`
 	// Listen is the client address, host:port; port 0 picks a free one.
 	Listen string `json:"listen"`
 	// DataDir holds the JetStream store (in DataDir/jetstream).
@@ -129,6 +133,9 @@ func (c Config) Validate() error {
 			if err := checkURL(u, "nats-leaf", "tls", "ws", "wss", "nats"); err != nil {
 				return bad("central %q: %v", u, err)
 			}
+		}
+		if c.LeafDialTimeout < 0 || c.LeafDialTimeout > time.Minute {
+			return bad("leaf dial timeout %s must be from 0 (the default, %s) to 1m", c.LeafDialTimeout, DefaultLeafDialTimeout)
 		}
 		if len(c.Central) > 0 && (c.LeafUser == "" || c.LeafPassword == "") {
 			return bad("central is set without a leaf credential; give the join token 'meshmon site add' printed")

@@ -39,8 +39,8 @@ func (l serverLogger) Errorf(format string, v ...any) {
 			"data_dir", l.dataDir, "server", fmt.Sprintf(format, v...))
 	}
 }
-func (l serverLogger) Debugf(format string, v ...any)  { l.logf(slog.LevelDebug, format, v) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.logf(slog.LevelDebug-4, format, v) }
+func (l serverLogger) Debugf(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
+func (l serverLogger) Tracef(format string, v ...any) { l.logf(slog.LevelDebug-4, format, v) }
 
 // Fatalf logs at Error and does not exit: the embedding process decides.
 // The first fatal message is handed to Start, which fails with it.

@@ -15,9 +15,10 @@ import (
 // crosses.
 var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>"}
 
-// leafDialTimeout bounds one attempt of a site to reach central: a TCP
-// handshake across a WAN takes one round trip, far less than this.
-const leafDialTimeout = time.Second
+// DefaultLeafDialTimeout bounds one attempt of a site to reach central: a
+// TCP handshake across a WAN takes one round trip, well under this (raise it
+// with Config.LeafDialTimeout for satellite links).
+const DefaultLeafDialTimeout = 500 * time.Millisecond
 
 // serverOptions builds the nats-server options of c. The tenant is a NATS
 // account with JetStream enabled (there is no exported field for that, so
@@ -70,13 +71,13 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
 			urls = append(urls, u)
 		}
-		// Redial fast when the link drops: catch-up starts within about a
-		// second and a half of the WAN coming back (an attempt waits up to
-		// leafDialTimeout, then 250-500 ms until the next).
+		// Redial fast when the link drops, so catch-up starts within about
+		// a second of the WAN coming back: an attempt waits up to the dial
+		// timeout, then 250-500 ms until the next.
 		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
 		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
 			URLs:         urls,
-			DialTimeout:  leafDialTimeout,
+			DialTimeout:  c.leafDialTimeout(),
 			LocalAccount: c.Tenant,
 			DenyImports:  leafDenyImports,
 			// Follow only the URLs given: central's advertised addresses
@@ -85,4 +86,11 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 		}}
 	}
 	return o, nil
+}
+
+func (c Config) leafDialTimeout() time.Duration {
+	if c.LeafDialTimeout > 0 {
+		return c.LeafDialTimeout
+	}
+	return DefaultLeafDialTimeout
 }

@@ -33,6 +33,7 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "cluster-name", EnvVars: env("CLUSTER_NAME"), Usage: "cluster name, the same on every member (default: meshmon-<domain>)"},
 				&cli.StringFlag{Name: "cluster-listen", EnvVars: env("CLUSTER_LISTEN"), Usage: "route address host:port; set it to cluster this peer with --routes"},
 				&cli.StringSliceFlag{Name: "routes", EnvVars: env("ROUTES"), Usage: "the other members' route URLs, nats-route://host:port, comma separated"},
+				&cli.DurationFlag{Name: "leaf-dial-timeout", Value: peer.DefaultLeafDialTimeout, EnvVars: env("LEAF_DIAL_TIMEOUT"), Usage: "site: how long one attempt to reach central may take (raise it for satellite links)"},
 				&cli.StringFlag{Name: "leaf-listen", EnvVars: env("LEAF_LISTEN"), Usage: "central: address sites dial in on, host:port (sites open no port)"},
 				&cli.StringFlag{Name: "leaf-advertise", EnvVars: env("LEAF_ADVERTISE"), Usage: "central: host:port sites are told to dial, when it is not --leaf-listen"},
 				&cli.StringFlag{Name: "leaf-password", EnvVars: env("LEAF_PASSWORD"), Usage: "central: the tenant's leaf password, the same on every central peer (12 characters or more)"},
@@ -88,6 +89,7 @@ func peerRun(c *cli.Context) error {
 	}
 	cfg.Cluster = peer.Cluster{Name: c.String("cluster-name"), Listen: c.String("cluster-listen"), Routes: c.StringSlice("routes")}
 	cfg.LeafListen = c.String("leaf-listen")
+	cfg.LeafDialTimeout = c.Duration("leaf-dial-timeout")
 	cfg.LeafAdvertise = c.String("leaf-advertise")
 	if cfg.Role == peer.RoleCentral {
 		cfg.LeafPassword = c.String("leaf-password")

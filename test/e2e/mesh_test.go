@@ -483,6 +483,17 @@ func TestMeshFaults(t *testing.T) {
 		t.Logf("caught up %s after the rolling restart", m.waitCaughtUp(60*time.Second).Round(time.Millisecond))
 	}
 	{
+		t.Log("fault: a central peer's machine is lost; a new one with an empty disk takes its name")
+		c := m.central[0]
+		c.proc.kill()
+		if err := os.RemoveAll(c.dir); err != nil {
+			t.Fatal(err)
+		}
+		c.start(t)
+		m.waitCentralCurrent(3, 2*time.Minute)
+		t.Logf("caught up %s after the replacement", m.waitCaughtUp(time.Minute).Round(time.Millisecond))
+	}
+	{
 		t.Log("fault: a central peer's disk fills up")
 		c := m.central[2]
 		filler := fillDisk(t, c.dir)
