@@ -70,6 +70,9 @@ func peerRun(c *cli.Context) error {
 	}
 	cfg := peer.DefaultConfig()
 	cfg.Role = c.String("role")
+	if cfg.Role != peer.RoleSite && cfg.Role != peer.RoleCentral {
+		return fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
+	}
 	cfg.Site = c.String("site")
 	if err := applyJoin(c, &cfg); err != nil {
 		return err

@@ -64,6 +64,12 @@ func TestBadInput(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud", "status"}, "--log-level"},
 		{"zero timeout", []string{"--timeout", "0s", "status"}, "--timeout"},
 		{"bad size", []string{"peer", "run", "--site", "x", "--data-dir", "/nonexistent", "--events-max-bytes", "10XB"}, "size"},
+		{"bad role", []string{"peer", "run", "--role", "hub", "--data-dir", "/nonexistent"}, "--role"},
+		{"bad join token", []string{"peer", "run", "--join", "garbage", "--data-dir", "/nonexistent"}, "join token"},
+		{"site listens", []string{"peer", "run", "--site", "x", "--leaf-listen", "127.0.0.1:0", "--data-dir", "/nonexistent"}, "sites dial out"},
+		{"short leaf password", []string{"peer", "run", "--role", "central", "--leaf-listen", "127.0.0.1:0", "--leaf-password", "short", "--data-dir", "/nonexistent"}, "leaf password"},
+		{"reserved site", []string{"peer", "run", "--site", "hub", "--data-dir", "/nonexistent"}, "reserved"},
+		{"site add at a site peer", []string{"site", "add", "paris"}, "central"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
