@@ -513,6 +513,26 @@ func TestMeshFaults(t *testing.T) {
 		t.Logf("caught up %s after the full peer was given room and restarted", m.waitCaughtUp(time.Minute).Round(time.Millisecond))
 	}
 
+	{
+		t.Log("a fourth central peer joins the running cluster")
+		dir := filepath.Dir(m.central[0].dir)
+		c4 := &meshPeer{name: "c4", client: freePort(t, "tcp"), cluster: freePort(t, "tcp"), dir: filepath.Join(dir, "c4")}
+		c4.args = []string{"--log-level", "warn", "peer", "run", "--role", "central", "--name", c4.name,
+			"--listen", "127.0.0.1:" + strconv.Itoa(c4.client), "--data-dir", c4.dir, "--cluster-listen", "127.0.0.1:" + strconv.Itoa(c4.cluster),
+			"--auth-user", meshUser, "--auth-password", meshPassword, "--events-max-bytes", "200MiB", "--metrics-max-bytes", "100MiB"}
+		for _, o := range m.central {
+			c4.args = append(c4.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
+		}
+		c4.start(t)
+		// It answers for the mesh like the others: central's status, with
+		// the site's link up, through the new member.
+		waitFor(t, time.Minute, "the new member to serve central's status", func() bool {
+			out, _, code := run(t, "--server", c4.url(), "--user", meshUser, "--password", meshPassword, "status", "--json")
+			var st centralStatus
+			return code == 0 && json.Unmarshal([]byte(out), &st) == nil && len(st.Sites) == 1 && st.Sites[0].Up
+		})
+	}
+
 	sent := load.finish()
 	if n := load.errors.Load(); n > 0 {
 		t.Logf("%d traps could not be sent (the sender's own errors; not counted as sent)", n)
