@@ -181,8 +181,45 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if sameStream(cur, cfg) {
 		return nil
 	}
+	return updateStream(ctx, js, cfg, cur.Replicas)
+}
+
+// ScaleStream raises the stream name to replicas; it does nothing to a
+// stream that has as many already.
+func ScaleStream(ctx context.Context, js jetstream.JetStream, name string, replicas int) (bool, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("stream %s: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Replicas >= replicas {
+		return false, nil
+	}
+	prev := cfg.Replicas
+	cfg.Replicas = replicas
+	return true, updateStream(ctx, js, cfg, prev)
+}
+
+// updateStream applies cfg to its stream. When that raises the replicas of
+// a stream that sources, it sets the sources again: on nats-server 2.15.2
+// the sources of a stream scaled up stall until then. Set again, each source
+// resumes after the last message the stream holds of it (JetStream finds it
+// from the messages' source headers), so nothing is sent twice.
+func updateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, prevReplicas int) error {
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("update stream %s: %w", cfg.Name, err)
+	}
+	if cfg.Replicas <= prevReplicas || len(cfg.Sources) == 0 {
+		return nil
+	}
+	srcs := cfg.Sources
+	cfg.Sources = nil
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: drop its sources after scaling: %w", cfg.Name, err)
+	}
+	cfg.Sources = srcs
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: set its sources again after scaling: %w", cfg.Name, err)
 	}
 	return nil
 }

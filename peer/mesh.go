@@ -137,19 +137,13 @@ func (p *Peer) scale(ctx context.Context, js jetstream.JetStream) error {
 		return nil
 	}
 	for _, name := range p.ownStreams() {
-		s, err := js.Stream(ctx, name)
+		scaled, err := bus.ScaleStream(ctx, js, name, 3)
 		if err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-		cfg := s.CachedInfo().Config
-		if cfg.Replicas >= 3 {
-			continue
-		}
-		cfg.Replicas = 3
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("scale %s to 3 replicas: %w", name, err)
 		}
-		p.log.Info("stream scaled to 3 replicas", "stream", name)
+		if scaled {
+			p.log.Info("stream scaled to 3 replicas", "stream", name)
+		}
 	}
 	return nil
 }

@@ -162,3 +162,81 @@ func TestCentralSourcesSites(t *testing.T) {
 		t.Fatalf("central holds %d events of lyon after it was removed, want the 50 from before", n)
 	}
 }
+
+// TestScaledCentralKeepsSourcing: raising the replicas of central's streams
+// while they source (a central grown to three members) must not stall the
+// sources, nor make them send again what central holds. The streams are
+// brought down to one replica by hand first, as a central grown from one
+// member has them; the upkeep raises them to three.
+func TestScaledCentralKeepsSourcing(t *testing.T) {
+	ctx := testCtx(t)
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var central []*Peer
+	for i := range 3 {
+		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
+		cfg.Cluster.Listen = routes[i]
+		for j := range 3 {
+			if j != i {
+				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
+			}
+		}
+		// A short dedup window, so that an old event sent again would
+		// be stored again and show.
+		cfg.Limits.EventsDuplicates = time.Second
+		central = append(central, startPeer(t, cfg))
+	}
+	// A fresh three-member cluster on two cores can take a while to elect
+	// its JetStream leader and place R3 streams.
+	for _, p := range central {
+		select {
+		case <-p.StreamsReady():
+		case <-time.After(2 * time.Minute):
+			t.Fatal("central streams not ready after 2 minutes")
+		}
+	}
+	ctx = context.Background()
+	cjs := peerJS(t, central[0])
+	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var join bus.JoinInfo
+	checkFor(t, 20*time.Second, func() (err error) {
+		join, err = bus.Join(ctx, cjs)
+		if err == nil && len(join.Central) < 3 {
+			err = fmt.Errorf("%d of 3 central peers published their leaf URL", len(join.Central))
+		}
+		return err
+	})
+	pjs := peerJS(t, startPeer(t, siteConfig(t, "paris", join)))
+	publishSite(t, pjs, "paris", 0, 100)
+	waitCount(t, cjs, "paris", 100, 20*time.Second)
+
+	s, err := cjs.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Replicas = 1
+	if _, err := cjs.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publishSite(t, pjs, "paris", 100, 50)
+	waitCount(t, cjs, "paris", 150, 20*time.Second)
+	checkFor(t, 30*time.Second, func() error {
+		s, err := cjs.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			return err
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			return fmt.Errorf("EVENTS has %d replicas, want the upkeep to raise it to 3", r)
+		}
+		return nil
+	})
+	publishSite(t, pjs, "paris", 150, 100)
+	t.Logf("central caught up %s after its stream was scaled to three replicas", waitCount(t, cjs, "paris", 250, 30*time.Second).Round(time.Millisecond))
+	// Anything sent again arrives within moments; the window is 1 s.
+	time.Sleep(3 * time.Second)
+	if n, _ := centralCount(ctx, cjs, "paris"); n != 250 {
+		t.Fatalf("central holds %d events of paris, want 250: scaling sent old ones again", n)
+	}
+}

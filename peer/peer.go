@@ -51,10 +51,8 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Streams are made with their final replicas from the start: raising
-	// the replicas of a stream that sources later stalled its sources
-	// (nats-server 2.15.2), so scale only ever serves a cluster grown
-	// from fewer than three.
+	// Streams are made with their final replicas from the start; scale
+	// serves a cluster grown from fewer than three members.
 	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
 	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{})}, nil
 }
