@@ -394,3 +394,42 @@ func centralPeers(info *jetstream.StreamInfo) []CentralPeer {
 	}
 	return out
 }
+
+// KickStalledSources sets again the sources of central's streams that the
+// server connected to js leads, when one of them has not heard from its site
+// for longer than stale. A source stalled after a leader change was seen on
+// nats-server 2.15.2 (it resumed once set again); during a real outage the
+// kick is harmless, since a source set again resumes after the last message
+// the stream holds of it. It returns the streams it kicked.
+func KickStalledSources(ctx context.Context, js jetstream.JetStream, server string, stale time.Duration) ([]string, error) {
+	var kicked []string
+	for _, name := range []string{EventsStream, MetricsStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return kicked, fmt.Errorf("central stream %s: %w", name, err)
+		}
+		info := s.CachedInfo()
+		if info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != server {
+			continue // its leader kicks it
+		}
+		stalled := false
+		for _, src := range info.Sources {
+			stalled = stalled || src.Active > stale
+		}
+		if !stalled {
+			continue
+		}
+		cfg := info.Config
+		srcs := cfg.Sources
+		cfg.Sources = nil
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return kicked, fmt.Errorf("kick the sources of %s: %w", name, err)
+		}
+		cfg.Sources = srcs
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return kicked, fmt.Errorf("kick the sources of %s: set them again: %w", name, err)
+		}
+		kicked = append(kicked, name)
+	}
+	return kicked, nil
+}
