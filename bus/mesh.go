@@ -419,15 +419,8 @@ func KickStalledSources(ctx context.Context, js jetstream.JetStream, server stri
 		if !stalled {
 			continue
 		}
-		cfg := info.Config
-		srcs := cfg.Sources
-		cfg.Sources = nil
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return kicked, fmt.Errorf("kick the sources of %s: %w", name, err)
-		}
-		cfg.Sources = srcs
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return kicked, fmt.Errorf("kick the sources of %s: set them again: %w", name, err)
+		if err := resetSources(ctx, js, info.Config); err != nil {
+			return kicked, fmt.Errorf("kick stalled sources: %w", err)
 		}
 		kicked = append(kicked, name)
 	}

@@ -212,14 +212,20 @@ func updateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if cfg.Replicas <= prevReplicas || len(cfg.Sources) == 0 {
 		return nil
 	}
+	return resetSources(ctx, js, cfg)
+}
+
+// resetSources drops the sources of the stream cfg describes and sets them
+// again; each resumes after the last message the stream holds of it.
+func resetSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	srcs := cfg.Sources
 	cfg.Sources = nil
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update stream %s: drop its sources after scaling: %w", cfg.Name, err)
+		return fmt.Errorf("stream %s: drop its sources: %w", cfg.Name, err)
 	}
 	cfg.Sources = srcs
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update stream %s: set its sources again after scaling: %w", cfg.Name, err)
+		return fmt.Errorf("stream %s: set its sources again: %w", cfg.Name, err)
 	}
 	return nil
 }
