@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
@@ -140,11 +139,7 @@ func demo(c *cli.Context) error {
 	inv, err := bus.OpenInventory(ictx, js)
 	if err == nil {
 		for _, a := range sm.Agents() {
-			d := meshmon.Device{
-				Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
-				Interval: meshmon.Duration(interval), Timeout: meshmon.Duration(500 * time.Millisecond), Retries: 1,
-				SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: scfg.Community},
-			}
+			d := simDevice(a, interval, 500*time.Millisecond, scfg.Community)
 			if _, err = inv.Put(ictx, d); err != nil {
 				break
 			}
