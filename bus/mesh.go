@@ -138,13 +138,19 @@ func siteSources(stream string, sites []string) []*jetstream.StreamSource {
 	return out
 }
 
-// sourceSite is the site of a central stream's source, from its API prefix.
-func sourceSite(src *jetstream.StreamSourceInfo) string {
-	if src.External == nil {
+// sourceSite is the site of a central stream's source, from the API prefix
+// of its external stream.
+func sourceSite(ext *jetstream.ExternalStream) string {
+	if ext == nil {
 		return ""
 	}
-	p := strings.TrimSuffix(strings.TrimPrefix(src.External.APIPrefix, "$JS."), ".API")
-	return p
+	return SourceSite(ext.APIPrefix)
+}
+
+// SourceSite is the site of a central stream's source from the API prefix
+// of its external stream ("$JS.<site>.API").
+func SourceSite(apiPrefix string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(apiPrefix, "$JS."), ".API")
 }
 
 // setSources makes each central stream source exactly sites.
@@ -352,7 +358,7 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 		}
 		info := s.CachedInfo()
 		for _, src := range info.Sources {
-			l := byName[sourceSite(src)]
+			l := byName[sourceSite(src.External)]
 			if l == nil {
 				continue
 			}
@@ -395,34 +401,17 @@ func centralPeers(info *jetstream.StreamInfo) []CentralPeer {
 	return out
 }
 
-// KickStalledSources sets again the sources of central's streams that the
-// server connected to js leads, when one of them has not heard from its site
-// for longer than stale. A source stalled after a leader change was seen on
-// nats-server 2.15.2 (it resumed once set again); during a real outage the
-// kick is harmless, since a source set again resumes after the last message
-// the stream holds of it. It returns the streams it kicked.
-func KickStalledSources(ctx context.Context, js jetstream.JetStream, server string, stale time.Duration) ([]string, error) {
-	var kicked []string
-	for _, name := range []string{EventsStream, MetricsStream} {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return kicked, fmt.Errorf("central stream %s: %w", name, err)
-		}
-		info := s.CachedInfo()
-		if info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != server {
-			continue // its leader kicks it
-		}
-		stalled := false
-		for _, src := range info.Sources {
-			stalled = stalled || src.Active > stale
-		}
-		if !stalled {
-			continue
-		}
-		if err := resetSources(ctx, js, info.Config); err != nil {
-			return kicked, fmt.Errorf("kick stalled sources: %w", err)
-		}
-		kicked = append(kicked, name)
+// KickSources sets again the sources from sites of central's stream: a
+// source set again asks its site at once, and resumes after the last
+// message the stream holds of it, so nothing is sent twice. A central peer
+// kicks a source that is silent while its site is reachable: one stalled
+// after a leader change was seen on nats-server 2.15.2, and one that failed
+// during a WAN cut waits out a back-off of up to two minutes before it asks
+// the site again.
+func KickSources(ctx context.Context, js jetstream.JetStream, stream string, sites []string) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("central stream %s: %w", stream, err)
 	}
-	return kicked, nil
+	return resetSources(ctx, js, s.CachedInfo().Config, sites)
 }

@@ -212,14 +212,22 @@ func updateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if cfg.Replicas <= prevReplicas || len(cfg.Sources) == 0 {
 		return nil
 	}
-	return resetSources(ctx, js, cfg)
+	return resetSources(ctx, js, cfg, nil)
 }
 
-// resetSources drops the sources of the stream cfg describes and sets them
-// again; each resumes after the last message the stream holds of it.
-func resetSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+// resetSources drops the sources from sites (every source when sites is
+// nil) of the stream cfg describes and sets them again; each resumes after
+// the last message the stream holds of it.
+func resetSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, sites []string) error {
 	srcs := cfg.Sources
 	cfg.Sources = nil
+	if sites != nil {
+		for _, src := range srcs {
+			if !slices.Contains(sites, src.Domain) && !slices.Contains(sites, sourceSite(src.External)) {
+				cfg.Sources = append(cfg.Sources, src)
+			}
+		}
+	}
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("stream %s: drop its sources: %w", cfg.Name, err)
 	}

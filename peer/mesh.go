@@ -91,7 +91,6 @@ func (p *Peer) maintain(ctx context.Context) {
 	}
 	ensured := false
 	var lastErr string
-	var lastKick time.Time
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -113,17 +112,6 @@ func (p *Peer) maintain(ctx context.Context) {
 				lastErr = err.Error()
 				p.log.Warn("scale streams", "err", err)
 			}
-			if p.cfg.Role == RoleCentral && time.Since(lastKick) > kickEvery {
-				kicked, err := bus.KickStalledSources(actx, js, p.cfg.Name, sourceStale)
-				if len(kicked) > 0 {
-					lastKick = time.Now()
-					p.log.Info("set the sources of a stream again: a site was silent", "streams", kicked, "silent_for_more_than", sourceStale)
-				}
-				if err != nil && ctx.Err() == nil && err.Error() != lastErr {
-					lastErr = err.Error()
-					p.log.Warn("kick stalled sources", "err", err)
-				}
-			}
 		}
 		cancel()
 		select {
@@ -133,13 +121,6 @@ func (p *Peer) maintain(ctx context.Context) {
 		}
 	}
 }
-
-// A central stream's leader sets its sources again when one has been silent
-// for sourceStale (heartbeats come every second), at most every kickEvery.
-const (
-	sourceStale = 15 * time.Second
-	kickEvery   = 30 * time.Second
-)
 
 // ownStreams are the streams (buckets included) a peer of the role keeps.
 func (p *Peer) ownStreams() []string {

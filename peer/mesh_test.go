@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/wan"
 )
 
 // freeAddr returns a loopback address with a port nobody listens on now.
@@ -239,4 +241,81 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 	if n, _ := centralCount(ctx, cjs, "paris"); n != 250 {
 		t.Fatalf("central holds %d events of paris, want 250: scaling sent old ones again", n)
 	}
+}
+
+// sourceActive is how long ago central's EVENTS last heard from site's
+// source; negative when never.
+func sourceActive(ctx context.Context, js jetstream.JetStream, site string) (time.Duration, error) {
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return 0, err
+	}
+	for _, src := range s.CachedInfo().Sources {
+		if src.External != nil && bus.SourceSite(src.External.APIPrefix) == site {
+			return src.Active, nil
+		}
+	}
+	return 0, fmt.Errorf("central does not source %s", site)
+}
+
+// TestSourceResumesAfterCut: a site cut off long enough for central's
+// source of it to fail and back off is sourced again when its link
+// returns, from where central was, while another site is untouched; and a
+// source set again (KickSources) sends nothing twice.
+func TestSourceResumesAfterCut(t *testing.T) {
+	ctx := testCtx(t)
+	ccfg := centralConfig(t, "c1")
+	// A short dedup window, so that an old event sent again would be
+	// stored again and show.
+	ccfg.Limits.EventsDuplicates = time.Second
+	cjs := peerJS(t, startPeer(t, ccfg))
+	for _, site := range []string{"paris", "lyon"} {
+		if err := bus.AddSite(ctx, cjs, site, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join, err := bus.Join(ctx, cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	viaProxy := join
+	viaProxy.Central = []string{"nats-leaf://" + px.Addr()}
+	paris := peerJS(t, startPeer(t, siteConfig(t, "paris", viaProxy)))
+	lyon := peerJS(t, startPeer(t, siteConfig(t, "lyon", join)))
+	publishSite(t, paris, "paris", 0, 100)
+	publishSite(t, lyon, "lyon", 0, 100)
+	waitCount(t, cjs, "paris", 100, 20*time.Second)
+	waitCount(t, cjs, "lyon", 100, 20*time.Second)
+
+	// The cut: central's own recovery of the source fails a first time
+	// after 10 s of silence and 5 s of waiting, and backs off.
+	px.Cut(true)
+	publishSite(t, paris, "paris", 100, 100)
+	publishSite(t, lyon, "lyon", 100, 100)
+	waitCount(t, cjs, "lyon", 200, 20*time.Second)
+	checkFor(t, time.Minute, func() error {
+		if a, err := sourceActive(ctx, cjs, "paris"); err != nil || a < 17*time.Second {
+			return fmt.Errorf("paris's source last heard %s ago (%v), want 17 s of silence", a, err)
+		}
+		return nil
+	})
+	px.Cut(false)
+	t.Logf("catch-up done %s after the link returned", waitCount(t, cjs, "paris", 200, 30*time.Second).Round(time.Millisecond))
+
+	// Kicked sources resume where central was; a last batch, sourced in
+	// order after anything sent again, closes the check.
+	for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
+		if err := bus.KickSources(ctx, cjs, stream, []string{"paris"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishSite(t, paris, "paris", 200, 50)
+	publishSite(t, lyon, "lyon", 200, 50)
+	waitCount(t, cjs, "paris", 250, 20*time.Second)
+	waitCount(t, cjs, "lyon", 250, 20*time.Second)
 }

@@ -37,7 +37,9 @@ type Peer struct {
 	closeOnce    sync.Once
 	streamsReady chan struct{} // closed once the role's streams exist
 
-	// The background upkeep of a clustered peer (see maintain).
+	// The peer's background work (see maintain and watchSources), until
+	// Close.
+	bg     context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -54,7 +56,14 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	// Streams are made with their final replicas from the start; scale
 	// serves a cluster grown from fewer than three members.
 	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
-	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{})}, nil
+	bg, cancel := context.WithCancel(context.Background())
+	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), bg: bg, cancel: cancel}, nil
+}
+
+// background runs f until the peer closes.
+func (p *Peer) background(f func(context.Context)) {
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); f(p.bg) }()
 }
 
 // StoreDir is where the peer keeps JetStream's data.
@@ -137,10 +146,10 @@ func (p *Peer) Start(ctx context.Context) error {
 		// three replicas in a cluster of three or more (so they come once
 		// three members are up).
 		p.srv, p.internal, p.lock = srv, in, lock
-		bg, cancel := context.WithCancel(context.Background())
-		p.cancel = cancel
-		p.wg.Add(1)
-		go func() { defer p.wg.Done(); p.maintain(bg) }()
+		p.background(p.maintain)
+		if p.cfg.Role == RoleCentral {
+			p.background(p.watchSources)
+		}
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
 		return nil
@@ -163,6 +172,9 @@ func (p *Peer) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
 	close(p.streamsReady)
+	if p.cfg.Role == RoleCentral {
+		p.background(p.watchSources)
+	}
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil
@@ -313,10 +325,8 @@ func (p *Peer) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.ready.Store(false)
-		if p.cancel != nil {
-			p.cancel()
-			p.wg.Wait()
-		}
+		p.cancel()
+		p.wg.Wait()
 		srv := p.Server()
 		if srv == nil {
 			return

@@ -39,7 +39,11 @@ func testCtx(t *testing.T) context.Context {
 
 func startPeer(t *testing.T, cfg Config) *Peer {
 	t.Helper()
-	p, err := New(cfg, nil)
+	var log *slog.Logger
+	if os.Getenv("MESHMON_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("peer", cfg.Name)
+	}
+	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/peer"
 )
 
@@ -34,6 +36,8 @@ func benchMeshCommand() *cli.Command {
 			&cli.IntFlag{Name: "sites", Value: 3, Usage: "site peers"},
 			&cli.IntFlag{Name: "events", Value: 20000, Usage: "events per site for the ingest run, and piled up per site during the WAN cut"},
 			&cli.IntFlag{Name: "rate", Value: 5000, Usage: "events per second, all sites together, for the latency run"},
+			&cli.IntFlag{Name: "cuts", Value: 3, Usage: "WAN cuts of every site, each timed on its own"},
+			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
 			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
 			jsonFlag(),
 		},
@@ -48,7 +52,10 @@ type meshBenchResult struct {
 	IngestPerSec      float64 `json:"central_ingest_per_sec"`
 	CatchUpEvents     int     `json:"catch_up_events"`
 	CatchUpPerSec     float64 `json:"catch_up_per_sec"`
-	CatchUpStartAfter string  `json:"catch_up_started_after"`
+	Cuts              int     `json:"cuts"`
+	CutFor            string  `json:"cut_for"`
+	CatchUpStartP50   string  `json:"catch_up_started_after_p50"`
+	CatchUpStartMax   string  `json:"catch_up_started_after_max"`
 	LatencyRate       int     `json:"latency_rate_per_sec"`
 	LatencyEvents     int     `json:"latency_events"`
 	LatencyP50        string  `json:"latency_p50"`
@@ -62,8 +69,9 @@ type meshBenchResult struct {
 // this process, each with its own data directory and real leaf links.
 func benchMesh(c *cli.Context) error {
 	nSites, perSite, rate := c.Int("sites"), c.Int("events"), c.Int("rate")
-	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 {
-		return errors.New("--sites must be 1 to 20, --events at least 100 and --rate at least 1")
+	nCuts, cutFor := c.Int("cuts"), c.Duration("cut-for")
+	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 || nCuts < 1 || cutFor < 0 {
+		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
 	}
 	ctx := c.Context
 	dir, err := os.MkdirTemp("", "meshmon-bench-mesh-")
@@ -104,7 +112,14 @@ func benchMesh(c *cli.Context) error {
 	for i := 1; i < 3; i++ {
 		centralCfg[i].LeafPassword = centralCfg[0].LeafPassword
 	}
-	central, err := startCentral(ctx, centralCfg)
+	// The peers log only when asked to (--log-level given), to stderr.
+	var plog *slog.Logger
+	if c.IsSet("log-level") {
+		if plog, err = newLogger(c, os.Stderr); err != nil {
+			return err
+		}
+	}
+	central, err := startCentral(ctx, centralCfg, plog)
 	if err != nil {
 		return err
 	}
@@ -130,10 +145,10 @@ func benchMesh(c *cli.Context) error {
 			return err
 		}
 	}
-	var proxies []*wanProxy
+	var proxies []*wan.Proxy
 	var viaProxy []string
 	for _, u := range join.Central {
-		px, err := newWANProxy(strings.TrimPrefix(u, "nats-leaf://"))
+		px, err := wan.NewProxy(strings.TrimPrefix(u, "nats-leaf://"))
 		if err != nil {
 			return err
 		}
@@ -151,7 +166,7 @@ func benchMesh(c *cli.Context) error {
 		cfg := peer.DefaultConfig()
 		cfg.Site, cfg.Name, cfg.Listen, cfg.DataDir = name, "bench-"+name, "127.0.0.1:0", filepath.Join(dir, name)
 		cfg.Central, cfg.LeafUser, cfg.LeafPassword = viaProxy, join.User, join.Password
-		p, err := peer.New(cfg, nil)
+		p, err := peer.New(cfg, plog)
 		if err != nil {
 			return err
 		}
@@ -186,43 +201,80 @@ func benchMesh(c *cli.Context) error {
 	fmt.Fprintf(out, "ingest: %d events from %d sites stored at central at %.0f events/s\n", nSites*perSite, nSites, res.IngestPerSec)
 
 	// 2. Catch-up: every site's WAN link is cut while the sites take
-	// events; then it returns and central sources the backlog.
-	for _, px := range proxies {
-		px.Cut(true)
-	}
-	if err := publishAll(ctx, siteJS, perSite, perSite); err != nil {
-		return err
-	}
-	before := total
-	total += nSites * perSite
-	restored := time.Now()
-	for _, px := range proxies {
-		px.Cut(false)
-	}
-	first := time.Duration(-1)
-	for deadline := time.Now().Add(5 * time.Minute); ; {
-		n, err := centralEvents(ctx, cjs)
-		if err == nil && first < 0 && n > before {
-			first = time.Since(restored)
+	// events, for cutFor (long enough for central's source consumers to
+	// fail and back off); then it returns and central sources the backlog.
+	// Each cut is timed on its own: when sourcing resumed after the links
+	// returned, and how fast the backlog came in.
+	var starts []time.Duration
+	var rates []float64
+	for cut := range nCuts {
+		for _, px := range proxies {
+			px.Cut(true)
 		}
-		if err == nil && n >= total {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("catch-up: central holds %d of %d events after 5 minutes", n, total)
-		}
-		if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
+		cutAt := time.Now()
+		from := perSite * (1 + cut)
+		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
 			return err
 		}
+		if err := waitCtx(ctx, time.Until(cutAt.Add(cutFor))); err != nil {
+			return err
+		}
+		before, err := centralBySite(ctx, cjs)
+		if err != nil {
+			return err
+		}
+		total += nSites * perSite
+		restored := time.Now()
+		for _, px := range proxies {
+			px.Cut(false)
+		}
+		if plog != nil {
+			plog.Info("bench: the WAN links are back", "cut", cut+1)
+		}
+		// first is when central got the first event of the slowest site;
+		// earliest of the fastest, from which the rate is counted.
+		resumed := map[string]bool{}
+		first, earliest := time.Duration(-1), time.Duration(-1)
+		for deadline := time.Now().Add(5 * time.Minute); ; {
+			by, err := centralBySite(ctx, cjs)
+			n := 0
+			for site, c := range by {
+				n += c
+				if c > before[site] && !resumed[site] {
+					resumed[site] = true
+					if earliest < 0 {
+						earliest = time.Since(restored)
+					}
+					if len(resumed) == nSites {
+						first = time.Since(restored)
+					}
+				}
+			}
+			if err == nil && n >= total {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("catch-up: central holds %d of %d events 5 minutes after cut %d ended", n, total, cut+1)
+			}
+			if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		took := time.Since(restored)
+		starts = append(starts, first)
+		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
+		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned; %d events caught up at %.0f events/s\n",
+			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), nSites*perSite, rates[cut])
 	}
-	took := time.Since(restored)
-	res.CatchUpPerSec = float64(nSites*perSite) / (took - first).Seconds()
-	res.CatchUpStartAfter = first.Round(time.Millisecond).String()
-	fmt.Fprintf(out, "catch-up: after a WAN cut of every site, sourcing resumed %s after the links returned; %d events caught up %s after that: %.0f events/s\n",
-		res.CatchUpStartAfter, nSites*perSite, (took - first).Round(time.Millisecond), res.CatchUpPerSec)
+	slices.Sort(starts)
+	slices.Sort(rates)
+	res.Cuts, res.CutFor = nCuts, cutFor.String()
+	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
+	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
+	res.CatchUpPerSec = rates[len(rates)/2]
 
 	// 3. Latency at a steady rate: observation time to central's store time.
-	lat, err := latencyRun(ctx, siteJS, cjs, total, rate, c.Duration("latency-for"))
+	lat, err := latencyRun(ctx, siteJS, cjs, total, perSite*(1+nCuts), rate, c.Duration("latency-for"))
 	if err != nil {
 		return err
 	}
@@ -247,7 +299,8 @@ func benchMesh(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
 	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", nSites, res.IngestPerSec)
-	fmt.Fprintf(tw, "catch-up after a WAN cut\t%.0f events/s (started %s after the links returned)\n", res.CatchUpPerSec, res.CatchUpStartAfter)
+	fmt.Fprintf(tw, "catch-up after a WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutFor, res.Cuts, res.CatchUpPerSec)
+	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
 	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", rate, res.LatencyP50, res.LatencyP99)
 	if res.NatsBenchPerSec > 0 {
 		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
@@ -256,10 +309,10 @@ func benchMesh(c *cli.Context) error {
 }
 
 // startCentral starts the central peers and waits for their streams.
-func startCentral(ctx context.Context, cfgs []peer.Config) ([]*peer.Peer, error) {
+func startCentral(ctx context.Context, cfgs []peer.Config, log *slog.Logger) ([]*peer.Peer, error) {
 	var out []*peer.Peer
 	for _, cfg := range cfgs {
-		p, err := peer.New(cfg, nil)
+		p, err := peer.New(cfg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -337,6 +390,24 @@ func centralEvents(ctx context.Context, js jetstream.JetStream) (int, error) {
 	return int(s.CachedInfo().State.Msgs), nil
 }
 
+// centralBySite is how many events central holds of each site.
+func centralBySite(ctx context.Context, js jetstream.JetStream) (map[string]int, error) {
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("ev.>"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for subj, n := range info.State.Subjects {
+		site, _, _ := strings.Cut(strings.TrimPrefix(subj, "ev."), ".")
+		out[site] += int(n)
+	}
+	return out, nil
+}
+
 func waitCentral(ctx context.Context, js jetstream.JetStream, want int, within time.Duration) error {
 	for deadline := time.Now().Add(within); ; {
 		n, err := centralEvents(ctx, js)
@@ -355,7 +426,7 @@ func waitCentral(ctx context.Context, js jetstream.JetStream, want int, within t
 // latencyRun publishes at rate per second, split over the sites, in batches
 // of 10 ms, for d, and returns for every event the time from its observation
 // (its "time") to its storing at central.
-func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.JetStream, already, rate int, d time.Duration) ([]time.Duration, error) {
+func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.JetStream, already, firstN, rate int, d time.Duration) ([]time.Duration, error) {
 	s, err := cjs.Stream(ctx, bus.EventsStream)
 	if err != nil {
 		return nil, err
@@ -379,7 +450,7 @@ func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.
 				}
 				msgs := make([]meshmon.Message, 0, perTick)
 				for j := k; j < min(k+perTick, per); j++ {
-					msgs = append(msgs, benchEvent(site, 1_000_000+j, time.Now()))
+					msgs = append(msgs, benchEvent(site, firstN+j, time.Now()))
 				}
 				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
 					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
@@ -448,91 +519,4 @@ func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
 	}
 	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
 	return v, ""
-}
-
-// wanProxy forwards TCP connections to one address and can be cut: while
-// cut it drops every connection it carries and closes new ones at once, as
-// a WAN outage does to a site's leaf link.
-type wanProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-func newWANProxy(target string) (*wanProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &wanProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Go(p.accept)
-	return p, nil
-}
-
-func (p *wanProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *wanProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		cut := p.cut
-		p.mu.Unlock()
-		if cut {
-			c.Close()
-			continue
-		}
-		u, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[u] = true, true
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := src.Read(buf)
-				if n > 0 {
-					if _, werr := dst.Write(buf[:n]); werr != nil {
-						break
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			dst.Close()
-			src.Close()
-		}
-		p.wg.Go(func() { pipe(u, c) })
-		p.wg.Go(func() { pipe(c, u) })
-	}
-}
-
-// Cut starts (true) or ends (false) the outage.
-func (p *wanProxy) Cut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
-// Close stops the proxy and waits for its goroutines.
-func (p *wanProxy) Close() {
-	p.ln.Close()
-	p.Cut(true)
-	p.wg.Wait()
 }

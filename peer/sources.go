@@ -1,0 +1,135 @@
+package peer
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// How a central peer looks after the sources of central's streams (see
+// watchSources).
+const (
+	sourcesPoll = 500 * time.Millisecond
+	// kickStale: a source's consumer at the site sends a heartbeat every
+	// second, so a source silent this long while its site is reachable is
+	// stalled; it is set again.
+	kickStale = 6 * time.Second
+	// Kicks of one source back off from kickFirst to kickMax while they do
+	// not help (a site whose streams are not made yet, say).
+	kickFirst = 2 * time.Second
+	kickMax   = 30 * time.Second
+)
+
+// watchSources is a central peer's watch over the sources of the central
+// streams it leads, until ctx is done. A source was seen to stall after a
+// central peer's SIGKILL and restart (nats-server 2.15.2). So when a site is
+// reachable (the tenant account has interest in its JetStream API, which
+// its leaf link brings) but its source has been silent for kickStale, the
+// peer sets that source again (bus.KickSources): it then asks the site from
+// the last message central holds, whatever it was waiting for. A site that
+// is cut off is left alone, so a long outage costs nothing.
+func (p *Peer) watchSources(ctx context.Context) {
+	nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
+	if err != nil {
+		p.log.Error("peer source watch: in-process connection", "err", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.log.Error("peer source watch", "err", err)
+		return
+	}
+	type backoff struct {
+		next time.Time
+		wait time.Duration
+	}
+	kicks := map[string]*backoff{} // by stream/site
+	// A source not heard from since it was set reports no silence of its
+	// own: it counts from when this watch first saw it so.
+	unheard := map[string]time.Time{} // by stream/site
+	t := time.NewTicker(sourcesPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		srv := p.Server()
+		if srv == nil {
+			continue
+		}
+		acc, err := srv.LookupAccount(p.cfg.Tenant)
+		if err != nil {
+			continue
+		}
+		reachable := func(site, stream string) bool {
+			return acc.SubscriptionInterest("$JS." + site + ".API.STREAM.INFO." + stream)
+		}
+		now := time.Now()
+		detail, err := srv.JszAccount(&server.JSzOptions{Account: p.cfg.Tenant, Streams: true, StreamLeaderOnly: true})
+		if err != nil {
+			continue
+		}
+		stalled := map[string][]string{} // stream -> sites
+		seen := map[string]bool{}
+		for _, sd := range detail.Streams {
+			if sd.Name != bus.EventsStream && sd.Name != bus.MetricsStream {
+				continue
+			}
+			for _, src := range sd.Sources {
+				if src.External == nil {
+					continue
+				}
+				site := bus.SourceSite(src.External.ApiPrefix)
+				key := sd.Name + "/" + site
+				silent := src.Active
+				if silent < 0 {
+					if _, ok := unheard[key]; !ok {
+						unheard[key] = now
+					}
+					silent = now.Sub(unheard[key])
+				} else {
+					delete(unheard, key)
+				}
+				if silent <= kickStale || !reachable(site, sd.Name) {
+					continue
+				}
+				seen[key] = true
+				b := kicks[key]
+				if b == nil {
+					b = &backoff{wait: kickFirst}
+					kicks[key] = b
+				}
+				if now.Before(b.next) {
+					continue
+				}
+				b.next = now.Add(b.wait)
+				b.wait = min(2*b.wait, kickMax)
+				stalled[sd.Name] = append(stalled[sd.Name], site)
+			}
+		}
+		for key := range kicks {
+			if !seen[key] {
+				delete(kicks, key) // flowing again, or cut off: start afresh
+			}
+		}
+		for stream, sites := range stalled {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := bus.KickSources(actx, js, stream, sites)
+			cancel()
+			switch {
+			case err != nil && ctx.Err() == nil:
+				p.log.Warn("set stalled sources again", "stream", stream, "sites", sites, "err", err)
+			case err == nil:
+				p.log.Info("set sources again: the site is reachable but its source stayed silent", "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
+			}
+		}
+	}
+}
