@@ -1,0 +1,107 @@
+package meshmon
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Weight is how much polling a device costs, for balancing a poller group:
+// one per check, and one more for SNMP's interface table.
+func (d *Device) Weight() int {
+	w := 0
+	for _, c := range d.Checks {
+		w++
+		if c == CheckSNMP {
+			w++
+		}
+	}
+	return max(w, 1)
+}
+
+// Assign gives every device (name to weight) to one of members, balanced by
+// weight and sticky: a device stays with its owner in prev while that owner
+// is a member, unless its owner carries more than its share; devices of
+// members that left, and new devices, go to the least loaded member. So a
+// member leaving moves only its own devices, and one joining takes only
+// about its share from the others. With no members it returns an empty
+// assignment. The result depends only on its arguments.
+func Assign(devices map[string]int, members []string, prev map[string]string) map[string]string {
+	out := make(map[string]string, len(devices))
+	if len(members) == 0 {
+		return out
+	}
+	load := make(map[string]int, len(members))
+	for _, m := range members {
+		load[m] = 0
+	}
+	names := make([]string, 0, len(devices))
+	for d := range devices {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	var loose []string
+	for _, d := range names {
+		if m, ok := prev[d]; ok {
+			if _, live := load[m]; live {
+				out[d] = m
+				load[m] += devices[d]
+				continue
+			}
+		}
+		loose = append(loose, d)
+	}
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	least := func() string {
+		return slices.MinFunc(sorted, func(a, b string) int { return cmp.Or(cmp.Compare(load[a], load[b]), cmp.Compare(a, b)) })
+	}
+	most := func() string {
+		return slices.MaxFunc(sorted, func(a, b string) int { return cmp.Or(cmp.Compare(load[a], load[b]), cmp.Compare(b, a)) })
+	}
+	// Heaviest first, each to the least loaded member.
+	slices.SortStableFunc(loose, func(a, b string) int { return cmp.Compare(devices[b], devices[a]) })
+	for _, d := range loose {
+		m := least()
+		out[d] = m
+		load[m] += devices[d]
+	}
+	// Move devices from the most to the least loaded member while that
+	// narrows their gap: a move of weight w narrows a gap g when w < g, and
+	// the sum of squared loads falls with every move, so this ends.
+	owned := make(map[string][]string, len(members))
+	for _, d := range names {
+		owned[out[d]] = append(owned[out[d]], d)
+	}
+	for range len(devices) + 1 {
+		hi, lo := most(), least()
+		gap := load[hi] - load[lo]
+		best, bestFit := -1, 0
+		for i, d := range owned[hi] {
+			w := devices[d]
+			if w >= gap {
+				continue
+			}
+			// The move that leaves the pair closest to even.
+			if fit := abs(gap - 2*w); best < 0 || fit < bestFit {
+				best, bestFit = i, fit
+			}
+		}
+		if best < 0 {
+			break
+		}
+		d := owned[hi][best]
+		owned[hi] = slices.Delete(owned[hi], best, best+1)
+		owned[lo] = append(owned[lo], d)
+		out[d] = lo
+		load[hi] -= devices[d]
+		load[lo] += devices[d]
+	}
+	return out
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
