@@ -62,6 +62,10 @@ type EventData struct {
 	Previous string `json:"previous,omitempty"` // state before the change
 	State    string `json:"state,omitempty"`    // state after the change
 	Poller   string `json:"poller,omitempty"`   // the poller that observed it
+	// Assignment is the revision of the poller group's assignment the
+	// device was polled under (see Assignment): of two pollers that both
+	// claim a device, the higher revision is the current owner.
+	Assignment uint64 `json:"assignment,omitempty"`
 
 	IfIndex int    `json:"if_index,omitempty"`
 	IfName  string `json:"if_name,omitempty"`
@@ -92,14 +96,17 @@ type Varbind struct {
 // Sample is the metric samples of one check of one poll, published on
 // mx.<site>.<device>.<check>.
 type Sample struct {
-	Time   time.Time          `json:"time"`
-	Tenant string             `json:"tenant"`
-	Site   string             `json:"site"`
-	Device string             `json:"device"`
-	Check  string             `json:"check"` // "icmp", "system", "if"
-	Poller string             `json:"poller,omitempty"`
-	Values map[string]float64 `json:"values,omitempty"`
-	Labels map[string]string  `json:"labels,omitempty"`
+	Time   time.Time `json:"time"`
+	Tenant string    `json:"tenant"`
+	Site   string    `json:"site"`
+	Device string    `json:"device"`
+	Check  string    `json:"check"` // "icmp", "system", "if"
+	Poller string    `json:"poller,omitempty"`
+	// Assignment is the revision of the poller group's assignment the
+	// device was polled under.
+	Assignment uint64             `json:"assignment,omitempty"`
+	Values     map[string]float64 `json:"values,omitempty"`
+	Labels     map[string]string  `json:"labels,omitempty"`
 	// Interfaces holds one entry per interface for the "if" check.
 	Interfaces []InterfaceSample `json:"interfaces,omitempty"`
 }

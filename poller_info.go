@@ -21,3 +21,38 @@ type PollerInfo struct {
 	TrapsDropped uint64 `json:"traps_dropped,omitempty"`
 	Version      string `json:"version,omitempty"`
 }
+
+// Assignment is a poller group's assignment of its site's devices to its
+// live members, as the group's leader publishes it.
+type Assignment struct {
+	// Revision is the assignment's revision in the group bucket: events
+	// and samples carry the revision they were polled under.
+	Revision uint64            `json:"revision"`
+	Leader   string            `json:"leader"`
+	Members  []string          `json:"members"`
+	Owners   map[string]string `json:"owners"` // device name -> poller name
+	// Since is when each device got its current owner, and Prev who owned
+	// it before and since when: a poller that lost a device while cut off
+	// drops what it observed of it while another owned it, since that one
+	// polled it.
+	Since map[string]time.Time `json:"since,omitempty"`
+	Prev  map[string]Spell     `json:"prev,omitempty"`
+	Time  time.Time            `json:"time"` // when the leader made it
+}
+
+// Owned is the set of devices the assignment gives to poller.
+func (a *Assignment) Owned(poller string) map[string]bool {
+	out := map[string]bool{}
+	for d, p := range a.Owners {
+		if p == poller {
+			out[d] = true
+		}
+	}
+	return out
+}
+
+// Spell is one poller's ownership of a device, from Since.
+type Spell struct {
+	Poller string    `json:"poller"`
+	Since  time.Time `json:"since"`
+}

@@ -99,6 +99,26 @@ func (r *Registry) Claim(ctx context.Context, p meshmon.PollerInfo) error {
 	return fmt.Errorf("claim poller name %s: the name keeps changing hands", p.Name)
 }
 
+// Leave removes the poller name's heartbeat if instance holds it, so that
+// its group gives its devices to the others at once.
+func (r *Registry) Leave(ctx context.Context, name, instance string) error {
+	e, err := r.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("leave %s: %w", name, err)
+	}
+	var held meshmon.PollerInfo
+	if err := json.Unmarshal(e.Value(), &held); err == nil && held.Instance != instance {
+		return nil // another instance holds the name now
+	}
+	if err := r.kv.Delete(ctx, name, jetstream.LastRevision(e.Revision())); err != nil {
+		return fmt.Errorf("leave %s: %w", name, err)
+	}
+	return nil
+}
+
 func (r *Registry) ttl() time.Duration {
 	ttl := r.TTL
 	if ttl <= 0 {

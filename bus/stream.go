@@ -137,11 +137,20 @@ func (l StreamLimits) bucketConfigs() []jetstream.KeyValueConfig {
 			// Per-key TTLs (Nats-TTL) and expiry markers for watchers.
 			LimitMarkerTTL: pollersMarkerTTL,
 		},
+		{
+			Bucket:      GroupBucket,
+			Description: "meshmon poller group: the leader's lease and the assignment of devices to pollers",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.replicas(),
+			// The lease is a per-key TTL; its marker wakes the candidates.
+			LimitMarkerTTL: pollersMarkerTTL,
+		},
 	}
 }
 
-// EnsureStreams creates EVENTS, METRICS and the devices and pollers KV
-// buckets, or updates them to lim if they exist. It is idempotent; a peer
+// EnsureStreams creates EVENTS, METRICS and the devices, pollers and group
+// KV buckets, or updates them to lim if they exist. It is idempotent; a peer
 // calls it on every start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, lim StreamLimits) error {
 	if err := lim.Validate(); err != nil {

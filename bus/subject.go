@@ -15,6 +15,11 @@ const (
 	// PollersBucket is the KV bucket of poller heartbeats, keyed by poller
 	// name; a key expires when its poller stops renewing it.
 	PollersBucket = "pollers"
+	// GroupBucket is the KV bucket of a site's poller group: the leader's
+	// lease (GroupLeaderKey) and the assignment (GroupAssignmentKey).
+	GroupBucket        = "group"
+	GroupLeaderKey     = "leader"
+	GroupAssignmentKey = "assignment"
 
 	// EventsSubjects is the subject filter of EventsStream.
 	EventsSubjects = "ev.>"

@@ -127,7 +127,7 @@ func (p *Peer) ownStreams() []string {
 	if p.cfg.Role == RoleCentral {
 		return []string{bus.EventsStream, bus.MetricsStream, "KV_" + bus.SitesBucket, "KV_" + bus.CentralBucket}
 	}
-	return []string{bus.EventsStream, bus.MetricsStream, "KV_" + bus.DevicesBucket, "KV_" + bus.PollersBucket}
+	return []string{bus.EventsStream, bus.MetricsStream, "KV_" + bus.DevicesBucket, "KV_" + bus.PollersBucket, "KV_" + bus.GroupBucket}
 }
 
 // scale raises the role's streams to three replicas when three members of

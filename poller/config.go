@@ -31,7 +31,12 @@ type Config struct {
 	BatchSize      int           // messages per publish from the spool
 	PublishTimeout time.Duration // how long one batch may wait for acks
 	HeartbeatEvery time.Duration // how often the poller reports itself to the registry
-	TrapQueue      int           // traps waiting to be processed; past it traps are dropped and counted
+	// The poller group's timings (see bus.GroupConfig): the leader's
+	// lease, and how long a member may miss heartbeats before its devices
+	// go to the others. HeartbeatEvery must be well below MemberTimeout.
+	GroupLease    time.Duration
+	MemberTimeout time.Duration
+	TrapQueue     int // traps waiting to be processed; past it traps are dropped and counted
 
 	Version string           // reported in heartbeats
 	Now     func() time.Time // clock; tests replace it
@@ -49,7 +54,9 @@ func DefaultConfig() Config {
 		Damping:        DefaultDamping(),
 		BatchSize:      256,
 		PublishTimeout: 10 * time.Second,
-		HeartbeatEvery: 5 * time.Second,
+		HeartbeatEvery: 250 * time.Millisecond,
+		GroupLease:     time.Second,
+		MemberTimeout:  time.Second,
 		TrapQueue:      4096,
 		Now:            time.Now,
 	}
@@ -79,6 +86,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("poller publish timeout %s is too short; use at least 100ms", c.PublishTimeout)
 	case c.HeartbeatEvery < 100*time.Millisecond:
 		return fmt.Errorf("poller heartbeat %s is too short; use at least 100ms", c.HeartbeatEvery)
+	case c.GroupLease < time.Second || c.GroupLease%time.Second != 0:
+		return fmt.Errorf("poller group lease %s: use whole seconds, at least 1s", c.GroupLease)
+	case c.MemberTimeout < 2*c.HeartbeatEvery:
+		return fmt.Errorf("poller member timeout %s must be at least two heartbeats (%s)", c.MemberTimeout, 2*c.HeartbeatEvery)
 	case c.TrapQueue < 1:
 		return errors.New("poller trap queue must be at least 1")
 	case c.Now == nil:

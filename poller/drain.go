@@ -23,8 +23,28 @@ const (
 func (p *Poller) drain(ctx context.Context) {
 	backoff := minBackoff
 	away := false
+	pub, fenced := p.pub, (*fencedPublisher)(nil)
+	if p.group != nil {
+		fenced = &fencedPublisher{p: p, pub: p.pub}
+		pub = fenced
+	}
 	for ctx.Err() == nil {
-		n, batch, err := DrainOnce(ctx, p.store, p.pub, p.cfg.BatchSize, p.cfg.PublishTimeout)
+		if fenced != nil {
+			fenced.dropped = 0
+			// Back from a cut: what was spooled meanwhile is judged
+			// against the assignment of now, not the one before the cut.
+			if away {
+				if err := p.refreshAssignment(ctx); err != nil {
+					sleep(ctx, backoff)
+					backoff = min(backoff*2, maxBackoff)
+					continue
+				}
+			}
+		}
+		n, batch, err := DrainOnce(ctx, p.store, pub, p.cfg.BatchSize, p.cfg.PublishTimeout)
+		if fenced != nil {
+			n -= fenced.dropped
+		}
 		p.published.Add(uint64(n))
 		if batch == 0 && err == nil {
 			select {

@@ -32,6 +32,14 @@ func (p *Poller) followInventory(ctx context.Context) {
 		seen := make(map[string]bool)
 		synced := false
 		for c := range ch {
+			if p.group != nil {
+				if !c.Synced && !c.Deleted && !synced {
+					seen[c.Device.Name] = true
+				}
+				synced = synced || c.Synced
+				p.groupChange(c, seen)
+				continue
+			}
 			switch {
 			case c.Synced:
 				synced = true
@@ -72,8 +80,27 @@ func (p *Poller) heartbeat(ctx context.Context) {
 		cancel()
 		select {
 		case <-ctx.Done():
+			p.leave()
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// leaver is a Registry a poller can leave on its way out, so that its
+// group gives its devices to the others at once.
+type leaver interface {
+	Leave(ctx context.Context, name, instance string) error
+}
+
+func (p *Poller) leave() {
+	l, ok := p.reg.(leaver)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := l.Leave(ctx, p.cfg.Name, p.cfg.Instance); err != nil {
+		p.log.Debug("leave the registry", "err", err)
 	}
 }

@@ -50,6 +50,7 @@ func severityFor(kind string) string {
 // of their content).
 func (p *Poller) eventMessage(d *meshmon.Device, slot, at time.Time, key string, data meshmon.EventData) (meshmon.Message, error) {
 	data.Tenant, data.Site, data.Device, data.Poller = p.cfg.Tenant, p.cfg.Site, d.Name, p.cfg.Name
+	data.Assignment = p.assignRev.Load()
 	if data.Address == "" {
 		data.Address = d.Address
 	}
@@ -80,6 +81,7 @@ func (p *Poller) eventMessage(d *meshmon.Device, slot, at time.Time, key string,
 // sampleMessage builds the outgoing message of one check's metric samples.
 func (p *Poller) sampleMessage(d *meshmon.Device, slot, at time.Time, s meshmon.Sample) (meshmon.Message, error) {
 	s.Time, s.Tenant, s.Site, s.Device, s.Poller = at.UTC(), p.cfg.Tenant, p.cfg.Site, d.Name, p.cfg.Name
+	s.Assignment = p.assignRev.Load()
 	b, err := json.Marshal(s)
 	if err != nil {
 		return meshmon.Message{}, fmt.Errorf("encode sample: %w", err)

@@ -52,6 +52,7 @@ type Stats struct {
 	TrapsIn        uint64        // traps and informs received
 	TrapsDropped   uint64        // lost because the trap queue was full
 	TrapsCommitted uint64        // spooled as events (so on their way to the peer)
+	Superseded     uint64        // spooled observations dropped because another group member polled the device then
 	Late           uint64        // polls that started more than max(interval/10, 1s) after they were due
 	LagMax         time.Duration // the latest any poll started after it was due
 	Connected      bool          // the last publish attempt succeeded
@@ -81,6 +82,14 @@ type Poller struct {
 	nextGen uint64            // last target generation handed out
 	byAddr  map[string]string // device address -> name, for traps
 	sched   *scheduler
+
+	// The poller's group, when it has one (see JoinGroup), and what it
+	// knows of it.
+	group       Group
+	gmu         sync.Mutex
+	gs          groupState
+	assignRev   atomic.Uint64 // the assignment revision polls are made under
+	supersededN atomic.Uint64 // spooled observations dropped: another member polled the device then
 
 	wake  chan struct{} // something was spooled
 	traps chan queuedTrap
@@ -130,6 +139,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		busy:    make(map[string]bool),
 		byAddr:  make(map[string]string),
 		sched:   newScheduler(),
+		gs:      groupState{inventory: make(map[string]meshmon.Device), byAddr: make(map[string]string)},
 		wake:    make(chan struct{}, 1),
 		traps:   make(chan queuedTrap, cfg.TrapQueue),
 		ready:   make(chan struct{}),
@@ -164,7 +174,7 @@ func (p *Poller) Stats() Stats {
 		Devices: n, Spooled: spooled, SpoolBytes: bytes,
 		Published: p.published.Load(), Rejected: p.rejected.Load(), Corrupt: p.corrupt.Load(), Dropped: p.dropped.Load(),
 		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(), TrapsCommitted: p.trapsCommitted.Load(),
-		Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
+		Superseded: p.supersededN.Load(), Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
 	}
 }
 
@@ -213,6 +223,9 @@ func (p *Poller) Run(ctx context.Context) error {
 	goFn(p.handleTraps)
 	if p.inv != nil {
 		goFn(p.followInventory)
+	}
+	if p.group != nil {
+		goFn(p.followGroup)
 	}
 	if p.reg != nil {
 		goFn(p.heartbeat)

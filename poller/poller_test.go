@@ -43,6 +43,13 @@ func startPeer(t *testing.T, dir, listen string) *peer.Peer {
 	t.Helper()
 	cfg := peer.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen = "p", "lab", filepath.Join(dir, "peer"), listen
+	p, _ := startPeerCfg(t, cfg)
+	return p
+}
+
+// startPeerCfg starts a peer of cfg and returns it and its client URL.
+func startPeerCfg(t *testing.T, cfg peer.Config) (*peer.Peer, string) {
+	t.Helper()
 	p, err := peer.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +60,7 @@ func startPeer(t *testing.T, dir, listen string) *peer.Peer {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	return p
+	return p, p.ClientURL()
 }
 
 func newEnv(t *testing.T, agents int, base string) *env {
@@ -66,6 +73,15 @@ func newEnvChecks(t *testing.T, agents int, base string, checks ...string) *env 
 	e.store = filepath.Join(e.dir, "poller.db")
 	e.peer = startPeer(t, e.dir, "127.0.0.1:0")
 	e.url = e.peer.ClientURL()
+	e.addSim(agents, base, checks...)
+	return e
+}
+
+// addSim connects to the env's peer and adds agents simulated devices,
+// polled every second, to its inventory.
+func (e *env) addSim(agents int, base string, checks ...string) {
+	t := e.t
+	t.Helper()
 	nc, err := bus.Connect(bus.ConnConfig{URL: e.url})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +117,6 @@ func newEnvChecks(t *testing.T, agents int, base string, checks ...string) *env 
 			t.Fatal(err)
 		}
 	}
-	return e
 }
 
 // device returns the inventory and one device from it.
@@ -185,6 +200,32 @@ func (e *env) events(filter string) []meshmon.Event {
 			e.t.Fatalf("event %s: %v", m.Subject, err)
 		}
 		out = append(out, ev)
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("tail: %v", err)
+	}
+	return out
+}
+
+// storedSample is a sample as the METRICS stream holds it.
+type storedSample struct {
+	meshmon.Sample
+	ID string // Nats-Msg-Id
+}
+
+// metrics returns the samples in the METRICS stream matching filter.
+func (e *env) metrics(filter string) []storedSample {
+	e.t.Helper()
+	var out []storedSample
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := bus.Tail(ctx, e.js, bus.TailOptions{Stream: bus.MetricsStream, Subject: filter, StartSeq: 1, Live: false}, func(m bus.TailMsg) error {
+		var s meshmon.Sample
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			e.t.Fatalf("sample %s: %v", m.Subject, err)
+		}
+		out = append(out, storedSample{s, m.Header.Get("Nats-Msg-Id")})
 		return nil
 	})
 	if err != nil {

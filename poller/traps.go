@@ -112,6 +112,9 @@ func (p *Poller) trapMessage(tr meshmon.Trap, now time.Time) (meshmon.Message, e
 		dev = p.devices[name].dev
 	}
 	p.mu.Unlock()
+	if !known && p.group != nil {
+		dev, known = p.deviceAt(tr.From)
+	}
 	if !known {
 		dev = meshmon.Device{Name: addrName(tr.From), Address: tr.From}
 	}

@@ -63,6 +63,7 @@ func benchCommand() *cli.Command {
 			},
 			benchTrapsCommand(),
 			benchMeshCommand(),
+			benchFailoverCommand(),
 		},
 	}
 }

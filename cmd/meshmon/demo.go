@@ -104,7 +104,6 @@ func demo(c *cli.Context) error {
 	pocfg := poller.DefaultConfig()
 	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
 	pocfg.TrapListen = "127.0.0.1:0"
-	pocfg.HeartbeatEvery = time.Second
 	pollerReady := make(chan *poller.Poller, 1)
 	pollerDone := make(chan error, 1)
 	pctx, pcancel := context.WithCancel(ctx)
@@ -116,6 +115,7 @@ func demo(c *cli.Context) error {
 	select {
 	case po = <-pollerReady:
 	case err := <-pollerDone:
+		pollerDone <- err // for the deferred wait, which would block for good otherwise
 		return err
 	case <-ctx.Done():
 		return nil

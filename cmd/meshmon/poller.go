@@ -50,6 +50,9 @@ func pollerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "flap-window", Value: def.Damping.FlapWindow, EnvVars: env("FLAP_WINDOW"), Usage: "window for flap detection"},
 				sizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
 				&cli.IntFlag{Name: "batch", Value: def.BatchSize, EnvVars: env("BATCH"), Usage: "messages per publish batch"},
+				&cli.DurationFlag{Name: "heartbeat", Value: def.HeartbeatEvery, EnvVars: env("HEARTBEAT"), Usage: "how often the poller heartbeats to its group"},
+				&cli.DurationFlag{Name: "member-timeout", Value: def.MemberTimeout, EnvVars: env("MEMBER_TIMEOUT"), Usage: "a group member silent this long loses its devices to the others"},
+				&cli.DurationFlag{Name: "group-lease", Value: def.GroupLease, EnvVars: env("GROUP_LEASE"), Usage: "the group leader's lease, whole seconds"},
 			},
 			Action: pollerRun,
 		}},
@@ -79,6 +82,9 @@ func pollerRun(c *cli.Context) error {
 	cfg.Damping.FlapChanges = c.Int("flap-changes")
 	cfg.Damping.FlapWindow = c.Duration("flap-window")
 	cfg.BatchSize = c.Int("batch")
+	cfg.HeartbeatEvery = c.Duration("heartbeat")
+	cfg.MemberTimeout = c.Duration("member-timeout")
+	cfg.GroupLease = c.Duration("group-lease")
 	cfg.Version = version
 	if cfg.ICMPMode, err = poller.ParseICMPMode(c.String("icmp-mode")); err != nil {
 		return err
@@ -121,6 +127,11 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 	var once sync.Once
 	markConnected := func(*nats.Conn) { once.Do(func() { close(connected) }) }
 	nc, err := bus.Connect(ccfg,
+		// No buffering while reconnecting: a publish then fails at once and
+		// its messages stay in the spool, where the drainer re-sends them
+		// in order (after checking, in a group, that they are still this
+		// poller's); a buffered copy would arrive whenever it arrives.
+		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(markConnected),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -173,13 +184,44 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 	if err != nil {
 		return err
 	}
+	group, err := bus.NewGroup(js, groupConfig(cfg), log)
+	if err != nil {
+		return err
+	}
+	p.JoinGroup(group)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(pctx) }()
+	// The poller takes part in its site's group once its identity is
+	// proven; until then it polls the devices it cached.
+	var (
+		gmu                sync.Mutex
+		gStarted, gStopped bool
+		groupDone          = make(chan struct{})
+	)
+	joinGroup := func() {
+		gmu.Lock()
+		defer gmu.Unlock()
+		if !gStopped {
+			gStarted = true
+			go func() { defer close(groupDone); group.Run(pctx) }()
+		}
+	}
+	defer func() {
+		cancel()
+		gmu.Lock()
+		gStopped = true
+		started := gStarted
+		gmu.Unlock()
+		if started {
+			<-groupDone
+		}
+	}()
 	var identityErr error
 	identity := make(chan struct{})
 	if verified {
+		joinGroup()
 		close(identity)
 	} else {
 		go func() {
@@ -193,7 +235,9 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 				identityErr = err
 				log.Error("stopping: this poller may not run against this peer", "err", err)
 				cancel()
+				return
 			}
+			joinGroup()
 		}()
 	}
 	select {
@@ -211,6 +255,12 @@ func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, data
 		return identityErr
 	}
 	return err
+}
+
+// groupConfig is the poller group seat of a poller of cfg.
+func groupConfig(cfg poller.Config) bus.GroupConfig {
+	return bus.GroupConfig{Name: cfg.Name, Instance: cfg.Instance, Site: cfg.Site, Lease: cfg.GroupLease,
+		MemberTimeout: cfg.MemberTimeout, Tick: min(100*time.Millisecond, cfg.MemberTimeout/4)}
 }
 
 // lazyInventory opens the inventory bucket on first use, so a poller can
@@ -263,6 +313,18 @@ func (l *lazyRegistry) Claim(ctx context.Context, info meshmon.PollerInfo) error
 	}
 	l.claimed.Store(true)
 	return nil
+}
+
+// Leave removes the poller's heartbeat: see bus.Registry.Leave.
+func (l *lazyRegistry) Leave(ctx context.Context, name, instance string) error {
+	if !l.claimed.Load() {
+		return nil
+	}
+	reg, err := l.open(ctx)
+	if err != nil {
+		return err
+	}
+	return reg.Leave(ctx, name, instance)
 }
 
 func (l *lazyRegistry) open(ctx context.Context) (*bus.Registry, error) {

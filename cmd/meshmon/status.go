@@ -29,6 +29,7 @@ type statusReport struct {
 	Streams      []bus.StreamInfo     `json:"streams"`
 	Devices      int                  `json:"devices"`
 	Pollers      []meshmon.PollerInfo `json:"pollers"`
+	Group        *bus.GroupStatus     `json:"group,omitempty"`
 	Sites        []bus.SiteLink       `json:"sites,omitempty"`
 	CentralPeers []bus.CentralPeer    `json:"central_peers,omitempty"`
 }
@@ -91,20 +92,38 @@ func status(c *cli.Context) error {
 	if rep.Pollers, err = reg.List(ctx); err != nil {
 		return err
 	}
+	group, err := bus.ReadGroupStatus(ctx, cl.js, rep.Pollers, devs, time.Now())
+	if err != nil {
+		return err
+	}
+	rep.Group = &group
 	if c.Bool("json") {
 		return printJSON(os.Stdout, rep)
 	}
 	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
-	fmt.Printf("devices: %d\n\n", rep.Devices)
+	fmt.Printf("devices: %d\n", rep.Devices)
+	leader := rep.Group.Leader
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Printf("poller group: leader %s, assignment revision %d, %d devices assigned, %d unassigned\n\n", leader, rep.Group.Revision, rep.Group.Assigned, rep.Group.Unassigned)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	printStreams(tw, rep.Streams, true)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "POLLER\tSITE\tDEVICES\tSPOOLED\tPUBLISHED\tDROPPED\tLAST SEEN")
+	fmt.Fprintln(tw, "POLLER\tROLE\tASSIGNED\tPOLLING\tSPOOLED\tPUBLISHED\tDROPPED\tLAST HEARTBEAT")
 	if len(rep.Pollers) == 0 {
 		fmt.Fprintln(tw, "(none seen)")
 	}
-	for _, p := range rep.Pollers {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s ago\n", p.Name, p.Site, p.Devices, p.Spooled, p.Published, p.Dropped, time.Since(p.LastSeen).Round(time.Second))
+	for i, p := range rep.Pollers {
+		m := rep.Group.Members[i]
+		role := "member"
+		switch {
+		case m.Leader:
+			role = "leader"
+		case !m.InGroup:
+			role = "out" // silent past the member timeout, or not assigned yet
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s ago\n", p.Name, role, m.Devices, p.Devices, p.Spooled, p.Published, p.Dropped, time.Since(p.LastSeen).Round(100*time.Millisecond))
 	}
 	return tw.Flush()
 }

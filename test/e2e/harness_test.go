@@ -324,6 +324,8 @@ func (s *site) streamMsgs(stream, filter string) []jetstream.RawStreamMsg {
 	if err != nil {
 		s.t.Fatalf("consumer: %v", err)
 	}
+	// Tests read in a polling loop; a stream takes 1,000 consumers by default.
+	defer func() { _ = st.DeleteConsumer(ctx, cons.CachedInfo().Name) }()
 	for {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {

@@ -1,0 +1,622 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+// A site's pollers form a group. Each member heartbeats into PollersBucket
+// (Registry); one member holds the lease at GroupLeaderKey in GroupBucket
+// (create-if-absent to win, a publish that expects the last revision to
+// renew, a per-key TTL so that it lapses when its holder dies). The leader
+// assigns every device of the site's inventory to one live member
+// (meshmon.Assign) and writes the assignment at GroupAssignmentKey, by
+// revision, so a deposed leader cannot overwrite a newer one. Every member
+// watches the assignment and polls what it is given.
+
+// GroupConfig is how a poller takes part in its site's group.
+type GroupConfig struct {
+	Name     string // the poller's name, as in its heartbeats
+	Instance string // the poller's instance id (see meshmon.PollerInfo)
+	Site     string // the site, for reading its events (LastStates)
+	// Lease is how long the leader's lease lasts without renewal: whole
+	// seconds, at least 1 s. The leader renews it every quarter of it and
+	// stops acting as leader when three quarters have passed since its
+	// last renewal was sent, before the lease can pass to another member.
+	Lease time.Duration
+	// MemberTimeout is how long a member may go without a heartbeat
+	// before the leader gives its devices to the others. The members'
+	// heartbeat interval must be well below it.
+	MemberTimeout time.Duration
+	// Tick is how often the leader looks at the group when nothing
+	// changed.
+	Tick time.Duration
+}
+
+// DefaultGroupConfig returns the default timings: a 1 s lease and a member
+// timeout of 1 s, for failover under 2 s with heartbeats every 250 ms.
+func DefaultGroupConfig(name, instance, site string) GroupConfig {
+	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: time.Second, Tick: 100 * time.Millisecond}
+}
+
+// Validate checks every field and names the first that breaks a rule.
+func (c GroupConfig) Validate() error {
+	if err := meshmon.ValidateName("poller name", c.Name); err != nil {
+		return err
+	}
+	switch {
+	case c.Lease < time.Second || c.Lease%time.Second != 0:
+		return fmt.Errorf("group lease %s: use whole seconds, at least 1s", c.Lease)
+	case c.MemberTimeout < 200*time.Millisecond:
+		return fmt.Errorf("group member timeout %s is too short; use at least 200ms", c.MemberTimeout)
+	case c.Tick < 10*time.Millisecond || c.Tick > c.MemberTimeout:
+		return fmt.Errorf("group tick %s: use at least 10ms and at most the member timeout", c.Tick)
+	}
+	return nil
+}
+
+// LeaderLease is the value at GroupLeaderKey.
+type LeaderLease struct {
+	Name     string    `json:"name"`
+	Instance string    `json:"instance,omitempty"`
+	Since    time.Time `json:"since"`
+}
+
+// Group is one poller's seat in its site's poller group. Run takes part;
+// Assignments delivers what the leader decides.
+type Group struct {
+	cfg GroupConfig
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	bindMu                  sync.Mutex
+	group, pollers, devices jetstream.KeyValue
+
+	// The lease this member holds, kept across reconnections so that a
+	// leader whose connection came back goes on renewing it. Only Run's
+	// goroutine uses them.
+	leaseRev uint64
+	leaseAt  time.Time // when the last renewal (or the win) was sent
+
+	mu      sync.Mutex
+	leading bool
+	since   time.Time // when this member last became leader
+	out     chan meshmon.Assignment
+}
+
+// NewGroup returns a seat in the group of the site that js reaches; Run
+// takes part. log may be nil.
+func NewGroup(js jetstream.JetStream, cfg GroupConfig, log *slog.Logger) (*Group, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Group{cfg: cfg, js: js, log: log, out: make(chan meshmon.Assignment, 1)}, nil
+}
+
+// bind binds to the site's group, pollers and devices buckets, which
+// EnsureStreams creates.
+func (g *Group) bind(ctx context.Context) error {
+	g.bindMu.Lock()
+	defer g.bindMu.Unlock()
+	if g.devices != nil {
+		return nil
+	}
+	var group, pollers, devices jetstream.KeyValue
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{{GroupBucket, &group}, {PollersBucket, &pollers}, {DevicesBucket, &devices}} {
+		kv, err := g.js.KeyValue(ctx, b.name)
+		if err != nil {
+			return fmt.Errorf("poller group: bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	g.group, g.pollers, g.devices = group, pollers, devices
+	return nil
+}
+
+// Assignments delivers the group's assignment each time it changes; when
+// the receiver is slow it gets the newest only.
+func (g *Group) Assignments() <-chan meshmon.Assignment { return g.out }
+
+// Current reads the group's assignment from the peer now, not from the
+// watch: a member back from a cut asks before it publishes its spool.
+func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
+	if err := g.bind(ctx); err != nil {
+		return meshmon.Assignment{}, err
+	}
+	e, err := g.group.Get(ctx, GroupAssignmentKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return meshmon.Assignment{}, nil
+	}
+	if err != nil {
+		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
+	}
+	var a meshmon.Assignment
+	if err := json.Unmarshal(e.Value(), &a); err != nil {
+		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
+	}
+	a.Revision = e.Revision()
+	return a, nil
+}
+
+// LastStates returns the state (up or down) of each check of device as the
+// site's events last announced it: a member that takes a device over starts
+// from there, so it does not announce again what the previous owner did.
+func (g *Group) LastStates(ctx context.Context, device string) (map[string]string, error) {
+	var filters []string
+	for _, k := range []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
+		meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping} {
+		filters = append(filters, EventFilter(g.cfg.Site, device, k)) // not traps: a device may send many
+	}
+	out := map[string]string{}
+	err := readStream(ctx, g.js, EventsStream, filters, func(m jetstream.Msg) {
+		var ev meshmon.Event
+		if json.Unmarshal(m.Data(), &ev) == nil && ev.Data.State != "" && ev.Data.Check != "" {
+			out[ev.Data.Check] = ev.Data.State
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("last states of %s: %w", device, err)
+	}
+	return out, nil
+}
+
+// readStream hands f every message of stream on filters, in order, and
+// removes its consumer after: a stream takes 1,000 consumers by default,
+// and one left to time out per read would soon use them up.
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, filters []string, f func(jetstream.Msg)) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = s.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
+	for {
+		batch, err := c.FetchNoWait(500)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			f(m)
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// Leading reports whether this member acts as the group's leader now.
+func (g *Group) Leading() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leading
+}
+
+func (g *Group) setLeading(on bool, why string) {
+	g.mu.Lock()
+	changed := g.leading != on
+	g.leading = on
+	if on && changed {
+		g.since = time.Now()
+	}
+	g.mu.Unlock()
+	if changed && on {
+		g.log.Info("leading the poller group", "poller", g.cfg.Name)
+	} else if changed {
+		g.log.Warn("no longer leading the poller group", "poller", g.cfg.Name, "why", why)
+	}
+}
+
+func (g *Group) deliver(a meshmon.Assignment) {
+	for {
+		select {
+		case g.out <- a:
+			return
+		default:
+		}
+		select {
+		case <-g.out: // drop the older one
+		default:
+		}
+	}
+}
+
+// Run takes part in the group until ctx is done: it follows the members,
+// the inventory and the assignment, stands for leader when the lease is
+// free, and leads while it holds it. On the way out a leader gives up its
+// lease so that another member takes over at once.
+func (g *Group) Run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := g.run(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errReconnected) {
+			// A leader goes on renewing its lease, if the peer still has it.
+			g.log.Info("poller group: reconnected; reading the group again")
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		g.setLeading(false, "lost the peer")
+		g.log.Warn("poller group: watching the group failed; again shortly", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	if g.Leading() && g.group != nil {
+		g.setLeading(false, "stopping")
+		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if e, err := g.group.Get(dctx, GroupLeaderKey); err == nil {
+			var l LeaderLease
+			if json.Unmarshal(e.Value(), &l) == nil && l.Name == g.cfg.Name && l.Instance == g.cfg.Instance {
+				_ = g.group.Delete(dctx, GroupLeaderKey, jetstream.LastRevision(e.Revision()))
+			}
+		}
+	}
+}
+
+// groupView is what a member knows of the group.
+type groupView struct {
+	members    map[string]time.Time // poller -> when its last heartbeat was seen
+	devices    map[string]int       // device -> weight
+	current    meshmon.Assignment
+	synced     int       // watches past their initial replay (assignment, members, devices)
+	free       bool      // the lease lapsed or was given up
+	leaseSeen  bool      // the leader watch delivered a lease
+	tried      time.Time // when this member last stood for leader
+	start      time.Time // when the watches began
+	reconnects uint64    // the connection's reconnections when they began
+}
+
+// reconnected reports whether the connection to the peer was re-established
+// since v's watches began.
+func (g *Group) reconnected(v *groupView) bool {
+	return g.js.Conn().Stats().Reconnects != v.reconnects
+}
+
+// errReconnected ends run when the connection to the peer was re-established.
+var errReconnected = errors.New("reconnected to the peer")
+
+// live returns the members that count as alive at now, sorted: the
+// leader itself (it runs, so its poller does), every member heard from
+// within timeout, and, during the first timeout of the view, every member
+// of the current assignment: after a reconnection (or a restart of the
+// peer) the heartbeats the peer holds may be old and new ones take a
+// moment to arrive; the members must not lose their devices meanwhile.
+func (v *groupView) live(self string, now time.Time, timeout time.Duration) []string {
+	live := []string{self}
+	for m, seen := range v.members {
+		if m != self && now.Sub(seen) <= timeout {
+			live = append(live, m)
+		}
+	}
+	if now.Sub(v.start) <= timeout {
+		for _, m := range v.current.Members {
+			if !slices.Contains(live, m) {
+				live = append(live, m)
+			}
+		}
+	}
+	slices.Sort(live)
+	return live
+}
+
+func (g *Group) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := g.bind(ctx); err != nil {
+		return err
+	}
+	aw, err := g.group.Watch(ctx, GroupAssignmentKey)
+	if err != nil {
+		return fmt.Errorf("watch assignment: %w", err)
+	}
+	defer aw.Stop()
+	lw, err := g.group.Watch(ctx, GroupLeaderKey)
+	if err != nil {
+		return fmt.Errorf("watch leader: %w", err)
+	}
+	defer lw.Stop()
+	mw, err := g.pollers.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch members: %w", err)
+	}
+	defer mw.Stop()
+	dw, err := g.devices.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch devices: %w", err)
+	}
+	defer dw.Stop()
+
+	v := &groupView{members: map[string]time.Time{}, devices: map[string]int{}, start: time.Now()}
+	// Watches that outlive a reconnection can miss what changed while the
+	// peer was away (a restarted peer forgets them, and they notice only
+	// after missing their idle heartbeats, seconds later): start them
+	// again at once instead.
+	v.reconnects = g.js.Conn().Stats().Reconnects
+	tick := time.NewTicker(g.cfg.Tick)
+	defer tick.Stop()
+	gone := func(e jetstream.KeyValueEntry) bool {
+		return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-aw.Updates():
+			if !ok {
+				return errors.New("assignment watch closed")
+			}
+			if e == nil {
+				v.synced++
+				continue
+			}
+			if gone(e) {
+				continue
+			}
+			var a meshmon.Assignment
+			if err := json.Unmarshal(e.Value(), &a); err != nil {
+				g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
+				continue
+			}
+			a.Revision = e.Revision()
+			if a.Revision > v.current.Revision {
+				v.current = a
+				g.deliver(a)
+			}
+		case e, ok := <-lw.Updates():
+			if !ok {
+				return errors.New("leader watch closed")
+			}
+			if e == nil {
+				v.free = !v.leaseSeen // no lease at all
+				continue
+			}
+			v.leaseSeen = true
+			v.free = gone(e)
+			if !gone(e) && e.Revision() != g.leaseRev && g.Leading() {
+				// Someone else holds the lease now.
+				g.setLeading(false, "another member holds the lease")
+			}
+		case e, ok := <-mw.Updates():
+			if !ok {
+				return errors.New("member watch closed")
+			}
+			switch {
+			case e == nil:
+				v.synced++
+			case gone(e):
+				delete(v.members, e.Key())
+			default:
+				// The heartbeat's stamp, unless the peer's clock is ahead.
+				seen := e.Created()
+				if now := time.Now(); seen.After(now) {
+					seen = now
+				}
+				v.members[e.Key()] = seen
+			}
+		case e, ok := <-dw.Updates():
+			if !ok {
+				return errors.New("device watch closed")
+			}
+			switch {
+			case e == nil:
+				v.synced++
+			case gone(e):
+				delete(v.devices, e.Key())
+			default:
+				if d, err := decodeDevice(e); err == nil {
+					v.devices[e.Key()] = d.Weight()
+				}
+			}
+		case <-tick.C:
+		}
+		if g.reconnected(v) {
+			return errReconnected
+		}
+		g.lead(ctx, v)
+	}
+}
+
+// lead keeps or seeks the lease and, while this member leads, keeps the
+// assignment equal to what the live members and the inventory call for.
+func (g *Group) lead(ctx context.Context, v *groupView) {
+	now := time.Now()
+	if g.Leading() && now.Sub(g.leaseAt) > g.cfg.Lease*3/4 {
+		g.setLeading(false, "could not renew the lease in time")
+	}
+	switch {
+	case g.Leading() && now.Sub(g.leaseAt) >= g.cfg.Lease/4:
+		g.renew(ctx, v)
+	case !g.Leading() && (v.free || now.Sub(v.tried) > g.cfg.Lease):
+		g.stand(ctx, v)
+	}
+	if !g.Leading() || v.synced < 3 || g.reconnected(v) {
+		// (A lease won or renewed over a new connection: the view is
+		// rebuilt before the next assignment.)
+		return
+	}
+	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
+	owners := meshmon.Assign(v.devices, live, v.current.Owners)
+	if v.current.Revision != 0 && maps.Equal(owners, v.current.Owners) && slices.Equal(live, v.current.Members) && v.current.Leader == g.cfg.Name {
+		return
+	}
+	since := make(map[string]time.Time, len(owners))
+	prev := make(map[string]meshmon.Spell)
+	for d, p := range owners {
+		cur, had := v.current.Owners[d]
+		switch {
+		case had && cur == p:
+			since[d] = v.current.Since[d]
+			if sp, ok := v.current.Prev[d]; ok {
+				prev[d] = sp
+			}
+		default:
+			since[d] = now.UTC()
+			if had {
+				prev[d] = meshmon.Spell{Poller: cur, Since: v.current.Since[d]}
+			}
+		}
+	}
+	a := meshmon.Assignment{Leader: g.cfg.Name, Members: live, Owners: owners, Since: since, Prev: prev, Time: now.UTC()}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
+	defer cancel()
+	var rev uint64
+	if v.current.Revision == 0 {
+		rev, err = g.group.Create(actx, GroupAssignmentKey, b)
+	} else {
+		rev, err = g.group.Update(actx, GroupAssignmentKey, b, v.current.Revision)
+	}
+	if err != nil {
+		// A newer assignment than this member has seen: the watch brings it.
+		g.log.Debug("poller group: publish assignment", "err", err)
+		return
+	}
+	a.Revision = rev
+	moved := 0
+	for d, p := range owners {
+		if o, ok := v.current.Owners[d]; ok && o != p {
+			moved++
+		}
+	}
+	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(owners), "moved", moved)
+	v.current = a
+	g.deliver(a)
+}
+
+// stand tries to take the lease.
+func (g *Group) stand(ctx context.Context, v *groupView) {
+	v.tried = time.Now()
+	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: time.Now().UTC()})
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
+	defer cancel()
+	sent := time.Now()
+	rev, err := g.group.Create(actx, GroupLeaderKey, b, jetstream.KeyTTL(g.cfg.Lease))
+	if err != nil {
+		return // held by another member, or the peer is away
+	}
+	g.leaseRev, g.leaseAt, v.free = rev, sent, false
+	g.setLeading(true, "")
+}
+
+// renew extends the lease this member holds. Kv.Update would drop the
+// per-key TTL, so it publishes to the key's subject with the revision it
+// expects and a TTL.
+func (g *Group) renew(ctx context.Context, v *groupView) {
+	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: g.since.UTC()})
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/4)
+	defer cancel()
+	sent := time.Now()
+	ack, err := g.js.Publish(actx, "$KV."+GroupBucket+"."+GroupLeaderKey, b,
+		jetstream.WithExpectLastSequencePerSubject(g.leaseRev), jetstream.WithMsgTTL(g.cfg.Lease))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) {
+			g.setLeading(false, "the lease changed hands: "+apiErr.Description)
+		}
+		return // a timeout: try again next tick, until three quarters of the lease
+	}
+	g.leaseRev, g.leaseAt = ack.Sequence, sent
+}
+
+// GroupMember is one member of a poller group as status shows it.
+type GroupMember struct {
+	Name     string        `json:"name"`
+	LastSeen time.Time     `json:"last_seen"`
+	Age      time.Duration `json:"since_heartbeat_ns"`
+	Devices  int           `json:"devices"` // assigned to it
+	Leader   bool          `json:"leader"`
+	// InGroup: the assignment counts it as a live member.
+	InGroup bool `json:"in_group"`
+}
+
+// GroupStatus is a site's poller group as status shows it.
+type GroupStatus struct {
+	Leader     string        `json:"leader,omitempty"`
+	Revision   uint64        `json:"assignment_revision,omitempty"`
+	Assigned   int           `json:"devices_assigned"`
+	Unassigned int           `json:"devices_unassigned"`
+	Members    []GroupMember `json:"members"`
+}
+
+// ReadGroupStatus reads the group of the site that js reaches, given the
+// site's live pollers and its devices.
+func ReadGroupStatus(ctx context.Context, js jetstream.JetStream, pollers []meshmon.PollerInfo, devices []meshmon.Device, now time.Time) (GroupStatus, error) {
+	var st GroupStatus
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		return st, fmt.Errorf("poller group: %w", err)
+	}
+	if e, err := kv.Get(ctx, GroupLeaderKey); err == nil {
+		var l LeaderLease
+		if json.Unmarshal(e.Value(), &l) == nil {
+			st.Leader = l.Name
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, fmt.Errorf("poller group leader: %w", err)
+	}
+	var a meshmon.Assignment
+	if e, err := kv.Get(ctx, GroupAssignmentKey); err == nil {
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			return st, fmt.Errorf("poller group assignment: %w", err)
+		}
+		st.Revision = e.Revision()
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, fmt.Errorf("poller group assignment: %w", err)
+	}
+	count := map[string]int{}
+	for _, p := range a.Owners {
+		count[p]++
+	}
+	for _, d := range devices {
+		if p, ok := a.Owners[d.Name]; ok && slices.Contains(a.Members, p) {
+			st.Assigned++
+		} else {
+			st.Unassigned++
+		}
+	}
+	st.Members = []GroupMember{}
+	for _, p := range pollers {
+		st.Members = append(st.Members, GroupMember{Name: p.Name, LastSeen: p.LastSeen, Age: now.Sub(p.LastSeen), Devices: count[p.Name], Leader: p.Name == st.Leader, InGroup: slices.Contains(a.Members, p.Name)})
+	}
+	return st, nil
+}

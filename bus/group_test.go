@@ -1,0 +1,270 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon"
+)
+
+// member is one poller of a group test: its own connection, heartbeats and
+// group seat. crash closes its connection, so it can neither renew its
+// lease nor give it up, as when its process is killed.
+type member struct {
+	name   string
+	nc     *nats.Conn
+	group  *Group
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	last meshmon.Assignment
+	all  []meshmon.Assignment // every assignment delivered, in order
+}
+
+func startMember(t *testing.T, url, name string) *member {
+	t.Helper()
+	nc, js := connect(t, url)
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{name: name, nc: nc, cancel: cancel}
+	t.Cleanup(m.crash)
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.TTL = 15 * time.Second
+	m.group, err = NewGroup(js, DefaultGroupConfig(name, name+"-instance", "hq"), testLog(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.wg.Go(func() {
+		for ctx.Err() == nil {
+			_ = reg.Heartbeat(ctx, meshmon.PollerInfo{Name: name, Site: "hq"})
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	})
+	m.wg.Go(func() { m.group.Run(ctx) })
+	m.wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case a := <-m.group.Assignments():
+				m.mu.Lock()
+				m.last = a
+				m.all = append(m.all, a)
+				m.mu.Unlock()
+			}
+		}
+	})
+	return m
+}
+
+// testLog logs a member's group to stderr when MESHMON_TEST_LOG is set.
+func testLog(name string) *slog.Logger {
+	if os.Getenv("MESHMON_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("member", name)
+}
+
+func (m *member) crash() {
+	m.nc.Close()
+	m.cancel()
+	m.wg.Wait()
+}
+
+func (m *member) assignment() meshmon.Assignment {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last
+}
+
+// settled checks that every live member has the same assignment, made for
+// exactly the live members, with every device given to one of them, and
+// that exactly one of them leads.
+func settled(live []*member, devices int) (meshmon.Assignment, error) {
+	var names []string
+	leaders := 0
+	for _, m := range live {
+		names = append(names, m.name)
+		if m.group.Leading() {
+			leaders++
+		}
+	}
+	slices.Sort(names)
+	a := live[0].assignment()
+	for _, m := range live[1:] {
+		if b := m.assignment(); b.Revision != a.Revision {
+			return a, fmt.Errorf("%s has assignment %d, %s has %d", live[0].name, a.Revision, m.name, b.Revision)
+		}
+	}
+	if !slices.Equal(a.Members, names) {
+		return a, fmt.Errorf("assignment %d is for %v, want %v", a.Revision, a.Members, names)
+	}
+	if len(a.Owners) != devices {
+		return a, fmt.Errorf("assignment %d gives %d of %d devices", a.Revision, len(a.Owners), devices)
+	}
+	for d, p := range a.Owners {
+		if !slices.Contains(names, p) {
+			return a, fmt.Errorf("device %s is given to %s, not a live member", d, p)
+		}
+	}
+	if leaders != 1 {
+		return a, fmt.Errorf("%d members lead", leaders)
+	}
+	return a, nil
+}
+
+// TestGroupFailover: three members share the devices; a crashed member's
+// devices go to the others and no other device moves; a crashed leader is
+// replaced and its devices too; a member that comes back takes its share.
+func TestGroupFailover(t *testing.T) {
+	ts, _, js := runJS(t)
+	ctx := testCtx(t)
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for i := range n {
+		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		if _, err := inv.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := ts.srv.ClientURL()
+	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2"), startMember(t, url, "p3")}
+	var a meshmon.Assignment
+	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	for _, m := range members {
+		if c := len(a.Owned(m.name)); c != n/3 {
+			t.Fatalf("%s has %d devices, want %d: %v", m.name, c, n/3, a.Owners)
+		}
+	}
+
+	// A member that does not lead crashes.
+	victim := slices.IndexFunc(members, func(m *member) bool { return !m.group.Leading() })
+	members[victim].crash()
+	dead := members[victim].name
+	members = slices.Delete(members, victim, victim+1)
+	before := maps.Clone(a.Owners)
+	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	for d, p := range before {
+		if p != dead && a.Owners[d] != p {
+			t.Fatalf("device %s moved from %s to %s though %s is alive", d, p, a.Owners[d], p)
+		}
+	}
+
+	// The leader crashes: the survivor leads and polls everything.
+	leader := slices.IndexFunc(members, func(m *member) bool { return m.group.Leading() })
+	members[leader].crash()
+	members = slices.Delete(members, leader, leader+1)
+	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+
+	// A member comes back and takes its share; the leader stays.
+	members = append(members, startMember(t, url, dead))
+	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	if !members[0].group.Leading() {
+		t.Fatal("a member that joined took the lead")
+	}
+	if c := len(a.Owned(dead)); c != n/2 {
+		t.Fatalf("%s took %d devices on its return, want %d", dead, c, n/2)
+	}
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollers, err := reg.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := inv.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadGroupStatus(ctx, js, pollers, devices, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != members[0].name || st.Assigned != n || st.Unassigned != 0 || st.Revision != a.Revision {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestGroupSurvivesPeerRestart: the peer dies and comes back on the same
+// disk while the members' heartbeats are old; no assignment may take
+// devices from a member that is alive, not even for a moment.
+func TestGroupSurvivesPeerRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := serverOpts(t, dir)
+	ts := startServer(t, opts)
+	ctx := testCtx(t)
+	_, js := connect(t, ts.srv.ClientURL())
+	if err := EnsureStreams(ctx, js, DefaultStreamLimits()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for i := range n {
+		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		if _, err := inv.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := ts.srv.ClientURL()
+	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2")}
+	var a meshmon.Assignment
+	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+
+	// Down for longer than the member timeout, so that every heartbeat
+	// the peer holds is stale when it returns.
+	opts.Port = ts.srv.Addr().(*net.TCPAddr).Port
+	ts.srv.Shutdown()
+	ts.srv.WaitForShutdown()
+	down := time.Now()
+	for time.Since(down) < 2*time.Second {
+		time.Sleep(100 * time.Millisecond) // the outage itself, not synchronisation
+	}
+	back := time.Now()
+	startServer(t, opts)
+	checkFor(t, 20*time.Second, func() error {
+		if _, err := settled(members, n); err != nil {
+			return err
+		}
+		for _, m := range members {
+			m.group.mu.Lock()
+			since := m.group.since
+			m.group.mu.Unlock()
+			if m.group.Leading() && since.Before(back) {
+				return fmt.Errorf("%s still leads since %s, before the restart", m.name, since)
+			}
+		}
+		return nil
+	})
+	for _, m := range members {
+		m.mu.Lock()
+		for _, b := range m.all {
+			if b.Revision > a.Revision && len(b.Members) != 2 || len(b.Owners) != n {
+				t.Errorf("%s was given assignment %d for members %v with %d devices; both members lived throughout", m.name, b.Revision, b.Members, len(b.Owners))
+			}
+		}
+		m.mu.Unlock()
+	}
+}

@@ -1,0 +1,120 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon"
+)
+
+type stubGroup struct{ ch chan meshmon.Assignment }
+
+func (g stubGroup) Assignments() <-chan meshmon.Assignment { return g.ch }
+
+func (g stubGroup) Current(context.Context) (meshmon.Assignment, error) {
+	return meshmon.Assignment{}, nil
+}
+
+// storeFirst is a publisher that stores the first n messages it is given.
+type storeFirst struct {
+	n   int
+	got []meshmon.Message
+}
+
+func (s *storeFirst) PublishBatch(_ context.Context, msgs []meshmon.Message) (int, error) {
+	k := min(s.n, len(msgs))
+	s.got = append(s.got, msgs[:k]...)
+	return k, nil
+}
+
+func observedMsg(t *testing.T, subject string, at time.Time) meshmon.Message {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"time": at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meshmon.Message{Subject: subject, ID: subject + at.String(), Data: b}
+}
+
+// TestFencedPublisher: a member that lost a device drops what it observed
+// of it from the moment another member got it, keeps what it observed
+// before, and keeps traps and its own devices' observations.
+func TestFencedPublisher(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	p, err := New(cfg, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	moved := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	p.gs.latest = meshmon.Assignment{
+		Owners: map[string]string{"mine": "p1", "gone": "p2"},
+		Since:  map[string]time.Time{"mine": moved.Add(-time.Hour), "gone": moved},
+	}
+	msgs := []meshmon.Message{
+		observedMsg(t, "mx.lab.gone.system", moved.Add(time.Second)),    // 0: superseded
+		observedMsg(t, "mx.lab.mine.system", moved.Add(time.Second)),    // 1
+		observedMsg(t, "mx.lab.gone.system", moved.Add(-time.Second)),   // 2: before the move
+		observedMsg(t, "ev.lab.gone.trap", moved.Add(time.Second)),      // 3: a trap
+		observedMsg(t, "ev.lab.gone.if_down", moved.Add(time.Second)),   // 4: superseded
+		observedMsg(t, "ev.lab.gone.if_down", moved.Add(2*time.Second)), // 5: superseded
+	}
+	pub := &storeFirst{n: 100}
+	f := &fencedPublisher{p: p, pub: pub}
+	n, err := f.PublishBatch(context.Background(), msgs)
+	if err != nil || n != len(msgs) || f.dropped != 3 {
+		t.Fatalf("published %d of %d (dropped %d), %v; want all done, 3 dropped", n, len(msgs), f.dropped, err)
+	}
+	if len(pub.got) != 3 || pub.got[0].ID != msgs[1].ID || pub.got[1].ID != msgs[2].ID || pub.got[2].ID != msgs[3].ID {
+		t.Fatalf("stored %v", pub.got)
+	}
+	if got := p.supersededN.Load(); got != 3 {
+		t.Fatalf("Superseded = %d, want 3", got)
+	}
+
+	// The peer stores only the first kept message: what comes before the
+	// second kept one is done, the rest stays spooled.
+	pub = &storeFirst{n: 1}
+	f = &fencedPublisher{p: p, pub: pub}
+	if n, err := f.PublishBatch(context.Background(), msgs); err != nil || n != 2 || f.dropped != 1 {
+		t.Fatalf("done %d (dropped %d), %v; want 2 done, 1 dropped", n, f.dropped, err)
+	}
+}
+
+// TestSupersededWhileAway: a member cut off that gets its device back on
+// its return drops what it observed while another member had it, and keeps
+// what it observed before and since.
+func TestSupersededWhileAway(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	p, err := New(cfg, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	lost := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC)
+	back := lost.Add(time.Minute)
+	p.gs.inventory["d1"] = meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
+	p.gs.latest = meshmon.Assignment{
+		Owners: map[string]string{"d1": "p1"},
+		Since:  map[string]time.Time{"d1": back},
+		Prev:   map[string]meshmon.Spell{"d1": {Poller: "p2", Since: lost}},
+	}
+	for _, c := range []struct {
+		at   time.Time
+		want bool
+	}{
+		{lost.Add(-time.Second), false},     // before p2 had it
+		{lost.Truncate(time.Second), true},  // p2 polled at once, in this slot
+		{lost.Add(30 * time.Second), true},  // while p2 had it
+		{back.Add(time.Millisecond), false}, // p1's again
+		{back.Add(-time.Millisecond), true}, // still p2's
+	} {
+		if got := p.superseded(observedMsg(t, "mx.lab.d1.system", c.at)); got != c.want {
+			t.Errorf("observed at %s: superseded %v, want %v", c.at.Format("15:04:05.000"), got, c.want)
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// Group tells a poller which of its site's devices are its own: the
+// assignments of the site's poller group. A poller without one polls every
+// device of the site.
+type Group interface {
+	// Assignments delivers the group's assignment each time it changes.
+	Assignments() <-chan meshmon.Assignment
+	// Current reads the assignment from the peer now: a poller back from
+	// a cut asks before it publishes what it spooled meanwhile.
+	Current(ctx context.Context) (meshmon.Assignment, error)
+}
+
+// JoinGroup makes the poller poll only the devices its group assigns to
+// it. Call it before Run.
+func (p *Poller) JoinGroup(g Group) { p.group = g }
+
+// groupState is what a poller in a group knows of the inventory and of its
+// share; guarded by Poller.gmu.
+type groupState struct {
+	inventory map[string]meshmon.Device // every device of the site
+	byAddr    map[string]string         // address -> name, of inventory
+	synced    bool                      // the inventory was read in full
+	owned     map[string]bool           // nil until the first assignment
+	latest    meshmon.Assignment        // the newest assignment seen
+}
+
+// followGroup applies every assignment of the group until ctx is done.
+func (p *Poller) followGroup(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-p.group.Assignments():
+			p.assign(a)
+		}
+	}
+}
+
+// assign applies a, unless the poller knows a newer assignment.
+func (p *Poller) assign(a meshmon.Assignment) {
+	owned := a.Owned(p.cfg.Name)
+	p.gmu.Lock()
+	if a.Revision <= p.gs.latest.Revision {
+		p.gmu.Unlock()
+		return
+	}
+	first := p.gs.owned == nil
+	p.gs.owned = owned
+	p.gs.latest = a
+	p.gmu.Unlock()
+	p.assignRev.Store(a.Revision)
+	p.log.Info("assignment", "revision", a.Revision, "leader", a.Leader, "devices", len(owned), "members", len(a.Members))
+	// The first assignment of a start spreads its polls over the
+	// interval; a device taken over later is polled at once.
+	p.reconcile(first)
+}
+
+// refreshAssignment reads the group's assignment from the peer and applies
+// it; the drainer calls it when the peer is back, before it publishes.
+func (p *Poller) refreshAssignment(ctx context.Context) error {
+	actx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	a, err := p.group.Current(actx)
+	if err != nil {
+		return err
+	}
+	if a.Revision > 0 {
+		p.assign(a)
+	}
+	return nil
+}
+
+// groupChange records an inventory change in group mode and applies it to
+// what the poller polls.
+func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
+	p.gmu.Lock()
+	switch {
+	case c.Synced:
+		for name, d := range p.gs.inventory {
+			if !seen[name] {
+				p.gs.forget(d)
+			}
+		}
+		p.gs.synced = true
+		p.gmu.Unlock()
+		p.reconcile(true)
+		return
+	case c.Deleted:
+		p.gs.forget(p.gs.inventory[c.Name])
+	default:
+		p.gs.forget(p.gs.inventory[c.Device.Name])
+		p.gs.inventory[c.Device.Name] = c.Device
+		p.gs.byAddr[c.Device.Address] = c.Device.Name
+	}
+	synced, owned := p.gs.synced, p.gs.owned[c.Name]
+	p.gmu.Unlock()
+	switch {
+	case c.Deleted:
+		p.remove(c.Name)
+	case synced && owned:
+		p.upsert(c.Device, true, false)
+	}
+}
+
+// reconcile makes the polled devices those of the inventory that the
+// group gives this poller. Until both are known it leaves the cached
+// devices as they are, so a poller that starts without its peer polls what
+// it polled before.
+func (p *Poller) reconcile(spread bool) {
+	p.gmu.Lock()
+	if !p.gs.synced || p.gs.owned == nil {
+		p.gmu.Unlock()
+		return
+	}
+	want := make([]meshmon.Device, 0, len(p.gs.owned))
+	keep := make(map[string]bool, len(p.gs.owned))
+	for name := range p.gs.owned {
+		if d, ok := p.gs.inventory[name]; ok {
+			want = append(want, d)
+			keep[name] = true
+		}
+	}
+	p.gmu.Unlock()
+	have := p.deviceNames()
+	for name := range have {
+		if !keep[name] {
+			p.remove(name)
+		}
+	}
+	for _, d := range want {
+		if !have[d.Name] && !spread {
+			p.takeOver(d.Name)
+		}
+		p.upsert(d, true, spread)
+	}
+}
+
+// stateReader is a Group that can tell what the site's events last said of
+// a device's checks.
+type stateReader interface {
+	LastStates(ctx context.Context, device string) (map[string]string, error)
+}
+
+// takeOver seeds the check states of a device another member polled until
+// now from what the site's events last announced of it, so that a device
+// that is down when it moves is not announced down again. Without an
+// answer within a second the device starts from no state.
+func (p *Poller) takeOver(device string) {
+	sr, ok := p.group.(stateReader)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	last, err := sr.LastStates(ctx, device)
+	if err != nil {
+		p.log.Warn("taking a device over without its last states", "device", device, "err", err)
+		return
+	}
+	now := p.cfg.Now()
+	var ups []storage.StateUpdate
+	for check, st := range last {
+		b, err := json.Marshal(checkState{State: st, Reported: st, Since: now})
+		if err != nil {
+			continue
+		}
+		ups = append(ups, storage.StateUpdate{Device: device, Check: check, Value: b})
+	}
+	if len(ups) == 0 {
+		return
+	}
+	if err := p.store.Commit(nil, ups); err != nil {
+		p.log.Warn("seed the states of a device taken over", "device", device, "err", err)
+	}
+}
+
+// forget drops d from the inventory.
+func (gs *groupState) forget(d meshmon.Device) {
+	delete(gs.inventory, d.Name)
+	if gs.byAddr[d.Address] == d.Name {
+		delete(gs.byAddr, d.Address)
+	}
+}
+
+// deviceAt is the device of the site's inventory at addr, for a trap from
+// a device another member polls.
+func (p *Poller) deviceAt(addr string) (meshmon.Device, bool) {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	name, ok := p.gs.byAddr[addr]
+	if !ok {
+		return meshmon.Device{}, false
+	}
+	return p.gs.inventory[name], true
+}
+
+// superseded reports whether m is an observation of a device that another
+// member of the group owned when m was made (or from the poll slot it got
+// the device in): the member that owned it was cut off from its peer, or
+// hung, and the group gave the device to another, which polled it at once;
+// its observations are the ones kept. The assignment remembers a device's
+// current owner and the one before, which covers a member that is cut off
+// and gets its devices back when it returns. (Within the streams' duplicate windows the
+// same slot would be stored once anyway, by message id; after a longer cut
+// it would not.) Traps are never superseded: only the member that received
+// one has it.
+func (p *Poller) superseded(m meshmon.Message) bool {
+	if p.group == nil {
+		return false
+	}
+	parts := strings.SplitN(m.Subject, ".", 4)
+	if len(parts) != 4 || parts[0] == "ev" && parts[3] == meshmon.KindTrap {
+		return false
+	}
+	dev := parts[2]
+	p.gmu.Lock()
+	owner, since, prev := p.gs.latest.Owners[dev], p.gs.latest.Since[dev], p.gs.latest.Prev[dev]
+	interval := p.gs.inventory[dev].Interval.D()
+	p.gmu.Unlock()
+	// The spell of another poller, from its slot on: that poller polled
+	// the device at once when it got it, in that slot.
+	other := func(poller string, from, until time.Time) (time.Time, time.Time, bool) {
+		if poller == "" || poller == p.cfg.Name || from.IsZero() {
+			return time.Time{}, time.Time{}, false
+		}
+		if interval > 0 {
+			from = from.Truncate(interval)
+		}
+		return from, until, true
+	}
+	var spells [][2]time.Time
+	if from, until, ok := other(owner, since, time.Time{}); ok {
+		spells = append(spells, [2]time.Time{from, until})
+	}
+	if from, until, ok := other(prev.Poller, prev.Since, since); ok {
+		spells = append(spells, [2]time.Time{from, until})
+	}
+	if len(spells) == 0 {
+		return false
+	}
+	var obs struct {
+		Time time.Time `json:"time"`
+	}
+	if json.Unmarshal(m.Data, &obs) != nil || obs.Time.IsZero() {
+		return false
+	}
+	for _, sp := range spells {
+		if !obs.Time.Before(sp[0]) && (sp[1].IsZero() || obs.Time.Before(sp[1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// fencedPublisher publishes the spool of a poller in a group, less the
+// observations another member superseded (see superseded), which leave the
+// spool as if published and are counted.
+type fencedPublisher struct {
+	p       *Poller
+	pub     Publisher
+	dropped int // by the last PublishBatch
+}
+
+func (f *fencedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error) {
+	keep := make([]meshmon.Message, 0, len(msgs))
+	at := make([]int, 0, len(msgs)) // index in msgs of each kept message
+	for i, m := range msgs {
+		if f.p.superseded(m) {
+			continue
+		}
+		keep = append(keep, m)
+		at = append(at, i)
+	}
+	f.dropped = 0
+	if len(keep) == len(msgs) {
+		return f.pub.PublishBatch(ctx, msgs)
+	}
+	k := 0
+	var err error
+	if len(keep) > 0 {
+		k, err = f.pub.PublishBatch(ctx, keep)
+	}
+	// Done: every message before the first kept one not stored.
+	n := len(msgs)
+	if k < len(keep) {
+		n = at[k]
+	}
+	for i := range n {
+		if !slices.Contains(at, i) {
+			f.dropped++
+		}
+	}
+	f.p.supersededN.Add(uint64(f.dropped))
+	return n, err
+}
