@@ -79,6 +79,11 @@ type Config struct {
 	SyncAlways bool `json:"sync_always"`
 	// Auth is how clients authenticate; the zero value is no auth.
 	Auth Auth `json:"auth"`
+	// Trust (central) is the trust file meshmon init wrote: the peer runs
+	// in operator mode, every tenant is its own account and every client
+	// authenticates with a tenant user's credentials (see trust.go). Auth,
+	// Tenant and the leaf credential do not apply then.
+	Trust string `json:"trust,omitempty"`
 	// Limits sizes the streams.
 	Limits bus.StreamLimits `json:"limits"`
 	// MaxMemory and MaxStore bound JetStream's resources in bytes; 0 leaves
@@ -148,7 +153,7 @@ func (c Config) Validate() error {
 			if err := checkHostPort(c.LeafListen); err != nil {
 				return bad("leaf listen %q: %v", c.LeafListen, err)
 			}
-			if len(c.LeafPassword) < 12 {
+			if len(c.LeafPassword) < 12 && c.Trust == "" {
 				return bad("leaf password must be at least 12 characters (every central peer has the same; sites get it from 'meshmon site add')")
 			}
 		}
@@ -159,6 +164,17 @@ func (c Config) Validate() error {
 		}
 	default:
 		return bad("role %q must be %s or %s", c.Role, RoleSite, RoleCentral)
+	}
+	if c.Trust != "" {
+		if c.Role != RoleCentral {
+			return bad("trust is for central peers for now: a site peer serves one tenant, with the leaf credential 'meshmon site add' printed")
+		}
+		if !c.Auth.None() {
+			return bad("auth is set with trust: in operator mode users come from tenant credentials (meshmon tenant creds); drop --user, --password and --nkey")
+		}
+		if _, err := ReadTrust(c.Trust); err != nil {
+			return bad("%v", err)
+		}
 	}
 	if err := meshmon.ValidateName("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -24,3 +24,7 @@ var ErrDataDirLocked = errors.New("data dir is in use by another peer")
 // ErrDataDir is wrapped by Start when the data dir cannot hold a JetStream
 // store: not a directory, not writable, on a read-only file system.
 var ErrDataDir = errors.New("data dir unusable")
+
+// ErrOperatorMode is returned by InProcessConn on a peer in operator mode:
+// it has no account of its own to connect to.
+var ErrOperatorMode = errors.New("peer runs in operator mode")

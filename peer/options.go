@@ -27,8 +27,12 @@ const DefaultLeafDialTimeout = 500 * time.Millisecond
 // bound to it.
 func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	o := &server.Options{}
-	// The tenant name is a validated subject token: safe in the config.
-	if err := o.ProcessConfigString(fmt.Sprintf("accounts: { %s: { jetstream: enabled } }", c.Tenant)); err != nil {
+	if c.Trust != "" {
+		if err := c.operatorOptions(o); err != nil {
+			return nil, err
+		}
+	} else if err := o.ProcessConfigString(fmt.Sprintf("accounts: { %s: { jetstream: enabled } }", c.Tenant)); err != nil {
+		// (The tenant name is a validated subject token: safe in the config.)
 		return nil, fmt.Errorf("tenant account: %w", err)
 	}
 	var acc *server.Account
@@ -50,7 +54,9 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	if c.HTTPListen != "" {
 		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
 	}
-	applyAuth(o, c.Auth, in, acc)
+	if c.Trust == "" {
+		applyAuth(o, c.Auth, in, acc)
+	}
 
 	if c.Cluster.Clustered() {
 		o.Cluster.Name = c.ClusterName()
@@ -59,7 +65,11 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	}
 	if c.Role == RoleCentral && c.LeafListen != "" {
 		o.LeafNode.Host, o.LeafNode.Port = hostPort(c.LeafListen)
-		o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
+		if c.Trust == "" {
+			// (In operator mode a site's leaf link authenticates as a
+			// tenant's leaf user and lands in that tenant's account.)
+			o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
+		}
 	}
 	if c.Role == RoleSite && len(c.Central) > 0 {
 		urls := make([]*url.URL, 0, len(c.Central))

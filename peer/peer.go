@@ -140,6 +140,16 @@ func (p *Peer) Start(ctx context.Context) error {
 	if !srv.JetStreamEnabled() {
 		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
 	}
+	if p.cfg.Trust != "" {
+		// Operator mode: the tenants' streams are made by meshmon tenant
+		// create, in their accounts; the peer has none of its own.
+		p.srv, p.lock = srv, lock
+		close(p.streamsReady)
+		p.ready.Store(true)
+		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
+			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
+		return nil
+	}
 	if p.cfg.Cluster.Clustered() {
 		// A cluster's JetStream needs a quorum, and the other members may
 		// not be up yet: the streams are made in the background, with
@@ -303,13 +313,17 @@ func (p *Peer) Config() Config { return p.cfg }
 // InProcessConn returns a new connection to the peer that does not go
 // through the network and needs no credentials: the peer authenticates it
 // with a key it generated at start. The caller closes it. It returns
-// ErrNotStarted before Start or after Close.
+// ErrNotStarted before Start or after Close, ErrOperatorMode in operator
+// mode.
 func (p *Peer) InProcessConn(opts ...nats.Option) (*nats.Conn, error) {
 	p.mu.Lock()
 	srv, in := p.srv, p.internal
 	p.mu.Unlock()
 	if srv == nil || !p.ready.Load() {
 		return nil, ErrNotStarted
+	}
+	if p.cfg.Trust != "" {
+		return nil, ErrOperatorMode
 	}
 	o := append([]nats.Option{nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-in-process")}, opts...)
 	nc, err := nats.Connect("", o...)

@@ -88,6 +88,11 @@ func TestConfigValidate(t *testing.T) {
 		{"limits", func(c *Config) { c.Limits.Replicas = 2 }, "replicas"},
 		{"max store", func(c *Config) { c.MaxStore = -1 }, "max store"},
 		{"http", func(c *Config) { c.HTTPListen = "x" }, "http listen"},
+		{"trust at a site", func(c *Config) { c.Trust = "trust.json" }, "trust is for central"},
+		{"trust with auth", func(c *Config) {
+			c.Role, c.Trust, c.Auth = RoleCentral, "trust.json", Auth{User: "u", Password: "password-long"}
+		}, "auth is set with trust"},
+		{"no trust file", func(c *Config) { c.Role, c.Trust = RoleCentral, "/nonexistent/trust.json" }, "trust file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

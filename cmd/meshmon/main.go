@@ -37,6 +37,8 @@ func newApp() *cli.App {
 			peerCommand(),
 			pollerCommand(),
 			simCommand(),
+			initCommand(),
+			tenantCommand(),
 			siteCommand(),
 			deviceCommand(),
 			eventsCommand(),

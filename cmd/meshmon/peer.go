@@ -40,6 +40,7 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: env("LISTEN"), Usage: "client address host:port (port 0 picks one)"},
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where JetStream keeps its files"},
 				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
+				&cli.StringFlag{Name: "trust", EnvVars: env("TRUST"), Usage: "central: the trust.json of 'meshmon init': operator mode, one account per tenant, users from 'meshmon tenant creds'"},
 				&cli.StringFlag{Name: "auth-user", EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user"},
 				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
@@ -102,6 +103,7 @@ func peerRun(c *cli.Context) error {
 	cfg.SyncAlways = c.Bool("sync-always")
 	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: c.String("auth-password"), NKey: c.String("auth-nkey")}
 	cfg.HTTPListen = c.String("http")
+	cfg.Trust = c.String("trust")
 	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
 	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
 	cfg.Limits.MetricsMaxAge = ageOf(c, "metrics-max-age")
@@ -119,7 +121,7 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
-	if cfg.Auth == (peer.Auth{}) {
+	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {

@@ -1,0 +1,556 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// keysFlag is --keys DIR, the key store of meshmon init.
+func keysFlag() cli.Flag {
+	def := "meshmon-keys"
+	if home, err := os.UserHomeDir(); err == nil {
+		def = filepath.Join(home, ".local", "share", "meshmon", "keys")
+	}
+	return &cli.StringFlag{Name: "keys", Value: def, EnvVars: []string{"MESHMON_KEYS"}, Usage: "the key store directory (meshmon init)"}
+}
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create the operator, the system and ops accounts and their keys in a key store, and the trust file central peers run with",
+		Flags: []cli.Flag{
+			keysFlag(),
+			&cli.StringFlag{Name: "operator", Value: "meshmon", Usage: "the operator's name"},
+			jsonFlag(),
+		},
+		Action: runInit,
+	}
+}
+
+func runInit(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("'meshmon init' takes no arguments; got %q", c.Args().Slice())
+	}
+	dir := c.String("keys")
+	st, err := tenancy.Init(dir, c.String("operator"))
+	if errors.Is(err, tenancy.ErrExists) {
+		return fmt.Errorf("%w; a second init would replace the operator every peer trusts (use another --keys)", err)
+	}
+	if err != nil {
+		return err
+	}
+	trust, err := st.Trust()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "trust.json")
+	if err := writeJSONFile(path, trust, 0o644); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount})
+	}
+	fmt.Printf("key store created in %s (keep it private: it signs every tenant)\n", dir)
+	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
+	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
+	return nil
+}
+
+func writeJSONFile(path string, v any, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if err := printJSON(f, v); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// limitFlags set a tenant's limits; create takes their defaults, limits
+// changes only those given.
+func limitFlags() []cli.Flag {
+	d := tenancy.DefaultLimits()
+	return []cli.Flag{
+		&cli.StringFlag{Name: "disk", Value: meshmon.FormatSize(d.DiskBytes), Usage: "JetStream disk the tenant may use (e.g. 20GiB)"},
+		&cli.StringFlag{Name: "memory", Value: meshmon.FormatSize(d.MemoryBytes), Usage: "JetStream memory the tenant may use"},
+		&cli.Int64Flag{Name: "streams", Value: d.Streams, Usage: "JetStream streams and buckets"},
+		&cli.Int64Flag{Name: "consumers", Value: d.Consumers, Usage: "JetStream consumers"},
+		&cli.Int64Flag{Name: "connections", Value: d.Conns, Usage: "client connections"},
+		&cli.Int64Flag{Name: "leafs", Value: d.LeafConns, Usage: "leaf connections (site links)"},
+	}
+}
+
+// limitsFrom applies the limit flags to lim: all of them (create) or only
+// those set (limits).
+func limitsFrom(c *cli.Context, lim tenancy.Limits, onlySet bool) (tenancy.Limits, error) {
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"disk", &lim.DiskBytes}, {"memory", &lim.MemoryBytes}} {
+		if onlySet && !c.IsSet(f.name) {
+			continue
+		}
+		n, err := meshmon.ParseSize(c.String(f.name))
+		if err != nil {
+			return lim, fmt.Errorf("--%s: %w", f.name, err)
+		}
+		*f.v = n
+	}
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"streams", &lim.Streams}, {"consumers", &lim.Consumers}, {"connections", &lim.Conns}, {"leafs", &lim.LeafConns}} {
+		if !onlySet || c.IsSet(f.name) {
+			*f.v = c.Int64(f.name)
+		}
+	}
+	return lim, lim.Validate()
+}
+
+func tenantCommand() *cli.Command {
+	store := []cli.Flag{keysFlag(), jsonFlag()}
+	return &cli.Command{
+		Name:  "tenant",
+		Usage: "manage tenants: each is its own NATS account on central (peers run with --trust)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a tenant's account with its limits, push it to central and make its streams",
+				ArgsUsage: "NAME",
+				Flags:     append(append([]cli.Flag{}, store...), append(limitFlags(), &cli.IntFlag{Name: "replicas", Usage: "replicas of the tenant's streams (default: 3 on a cluster of three or more, else 1)"})...),
+				Action:    tenantCreate,
+			},
+			{Name: "list", Usage: "list the tenants of the key store", Flags: store, Action: tenantList},
+			{Name: "show", Usage: "show a tenant: limits, users and, if central answers, what it uses", ArgsUsage: "NAME", Flags: store, Action: tenantShow},
+			{
+				Name: "limits", Usage: "change a tenant's limits at run time (only the flags given)", ArgsUsage: "NAME",
+				Flags: append(append([]cli.Flag{}, store...), limitFlags()...), Action: tenantLimits,
+			},
+			{
+				Name: "rm", Usage: "remove a tenant: its account, users and streams (refused while it holds data, unless --force)", ArgsUsage: "NAME",
+				Flags:  append(append([]cli.Flag{}, store...), &cli.BoolFlag{Name: "force", Usage: "delete the tenant's events and samples too"}),
+				Action: tenantRm,
+			},
+			{
+				Name:      "creds",
+				Usage:     "issue a user's credentials (--role poller|noc|admin|leaf), or revoke them (--revoke USER)",
+				ArgsUsage: "TENANT",
+				Flags: append(append([]cli.Flag{}, store...),
+					&cli.StringFlag{Name: "role", Usage: "poller (publishes one site's events), noc (reads and replays), admin (manages devices and streams), leaf (a site's link)"},
+					&cli.StringFlag{Name: "user", Usage: "the user's name (default: the role, or the role and site)"},
+					&cli.StringFlag{Name: "site", Usage: "the site of a poller or leaf user"},
+					&cli.StringFlag{Name: "out", Usage: "write the .creds file here (mode 0600) instead of to stdout"},
+					&cli.StringFlag{Name: "revoke", Usage: "revoke this user's credentials instead"},
+				),
+				Action: tenantCreds,
+			},
+		},
+	}
+}
+
+// tenantArg returns the single NAME argument, validated.
+func tenantArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("'%s' takes one argument, the tenant name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+	}
+	name := c.Args().First()
+	return name, meshmon.ValidateName("tenant", name)
+}
+
+// connectAs connects to central with in-memory credentials.
+func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), Name: name}, nats.UserJWTAndSeed(tok, string(seed)))
+}
+
+// push sends the tenant's account JWT to central's resolver.
+func push(c *cli.Context, st *tenancy.Store, tok string) error {
+	sys, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		return err
+	}
+	nc, err := connectAs(c, sys, "meshmon-cli-system")
+	if err != nil {
+		return fmt.Errorf("connect to central as the system account: %w", err)
+	}
+	defer nc.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return tenancy.Push(ctx, nc, tok)
+}
+
+// asTenantAdmin connects to central as a short-lived admin of the tenant.
+func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn, jetstream.JetStream, error) {
+	creds, err := st.AdminCreds(tenant, 5*time.Minute)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := connectAs(c, creds, "meshmon-cli-admin")
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to central as tenant %s: %w", tenant, err)
+	}
+	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// tenantStreamLimits sizes a tenant's central streams within its disk:
+// events and metrics get 45% each, the buckets the rest.
+func tenantStreamLimits(lim tenancy.Limits, replicas int) bus.StreamLimits {
+	sl := bus.DefaultStreamLimits()
+	sl.EventsMaxBytes = max(lim.DiskBytes*45/100/int64(replicas), 1<<20)
+	sl.MetricsMaxBytes = sl.EventsMaxBytes
+	sl.Replicas = replicas
+	return sl
+}
+
+func tenantCreate(c *cli.Context) error {
+	name, err := tenantArg(c)
+	if err != nil {
+		return err
+	}
+	lim, err := limitsFrom(c, tenancy.DefaultLimits(), false)
+	if err != nil {
+		return err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	t, err := st.CreateTenant(name, lim)
+	if err != nil {
+		return err
+	}
+	// Nothing is half made: a tenant central does not have leaves the
+	// store too.
+	undo := func(err error) error {
+		if rerr := st.RemoveTenant(name); rerr != nil {
+			return fmt.Errorf("%w (and removing it from the key store again: %v)", err, rerr)
+		}
+		return err
+	}
+	if err := push(c, st, t.JWT); err != nil {
+		return undo(err)
+	}
+	nc, js, err := asTenantAdmin(c, st, name)
+	if err != nil {
+		return undo(err)
+	}
+	defer nc.Close()
+	replicas := c.Int("replicas")
+	if replicas == 0 {
+		replicas = 1
+		if 1+len(nc.DiscoveredServers()) >= 3 {
+			replicas = 3
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
+	defer cancel()
+	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas)); err != nil {
+		return fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, t)
+	}
+	fmt.Printf("tenant %s created: account %s, streams EVENTS and METRICS at %d replica(s)\n", name, t.Account, replicas)
+	fmt.Printf("issue its users with: meshmon tenant creds %s --role noc|poller|admin|leaf\n", name)
+	return nil
+}
+
+func tenantList(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("'meshmon tenant list' takes no arguments")
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	ts, err := st.Tenants()
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, ts)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tACCOUNT\tDISK\tMEMORY\tSTREAMS\tCONSUMERS\tCONNECTIONS\tLEAFS\tUSERS")
+	if len(ts) == 0 {
+		fmt.Fprintln(tw, "(no tenants; 'meshmon tenant create NAME' creates one)")
+	}
+	for _, t := range ts {
+		l := t.Limits
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, t.Account, meshmon.FormatSize(l.DiskBytes), meshmon.FormatSize(l.MemoryBytes),
+			l.Streams, l.Consumers, l.Conns, l.LeafConns, len(t.Users))
+	}
+	return tw.Flush()
+}
+
+// tenantUsage is what central says a tenant uses.
+type tenantUsage struct {
+	Disk      uint64 `json:"disk_bytes"`
+	Memory    uint64 `json:"memory_bytes"`
+	Streams   int    `json:"streams"`
+	Consumers int    `json:"consumers"`
+	Events    uint64 `json:"events"`
+	Samples   uint64 `json:"samples"`
+}
+
+func usage(ctx context.Context, js jetstream.JetStream) (tenantUsage, error) {
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return tenantUsage{}, err
+	}
+	u := tenantUsage{Disk: info.Store, Memory: info.Memory, Streams: info.Streams, Consumers: info.Consumers}
+	for name, n := range map[string]*uint64{bus.EventsStream: &u.Events, bus.MetricsStream: &u.Samples} {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return u, err
+		}
+		*n = s.CachedInfo().State.Msgs
+	}
+	return u, nil
+}
+
+func tenantShow(c *cli.Context) error {
+	name, err := tenantArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	t, err := st.Tenant(name)
+	if err != nil {
+		return err
+	}
+	var u *tenantUsage
+	var uerr error
+	if nc, js, err := asTenantAdmin(c, st, name); err != nil {
+		uerr = err
+	} else {
+		ctx, cancel := opCtx(c)
+		got, err := usage(ctx, js)
+		cancel()
+		nc.Close()
+		u, uerr = &got, err
+	}
+	if c.Bool("json") {
+		out := struct {
+			tenancy.Tenant
+			Usage *tenantUsage `json:"usage,omitempty"`
+			Error string       `json:"usage_error,omitempty"`
+		}{Tenant: t, Usage: u}
+		if uerr != nil {
+			out.Usage, out.Error = nil, uerr.Error()
+		}
+		return printJSON(os.Stdout, out)
+	}
+	l := t.Limits
+	fmt.Printf("tenant %s (account %s)\n", t.Name, t.Account)
+	fmt.Printf("limits: disk %s, memory %s, %d streams, %d consumers, %d connections, %d leaf connections\n",
+		meshmon.FormatSize(l.DiskBytes), meshmon.FormatSize(l.MemoryBytes), l.Streams, l.Consumers, l.Conns, l.LeafConns)
+	if uerr != nil {
+		fmt.Printf("usage: unknown (%v)\n", uerr)
+	} else {
+		fmt.Printf("usage: disk %s, memory %s, %d streams, %d consumers; %d events, %d samples\n",
+			meshmon.FormatSize(int64(u.Disk)), meshmon.FormatSize(int64(u.Memory)), u.Streams, u.Consumers, u.Events, u.Samples)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nUSER\tROLE\tSITE\tISSUED\tSTATE")
+	for _, us := range t.Users {
+		state := "valid"
+		if us.Revoked {
+			state = "revoked"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", us.Name, us.Role, orDash(us.Site), us.Issued.Format(time.RFC3339), state)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func tenantLimits(c *cli.Context) error {
+	name, err := tenantArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	t, err := st.Tenant(name)
+	if err != nil {
+		return err
+	}
+	lim, err := limitsFrom(c, t.Limits, true)
+	if err != nil {
+		return err
+	}
+	if t, err = st.SetLimits(name, lim); err != nil {
+		return err
+	}
+	if err := push(c, st, t.JWT); err != nil {
+		return fmt.Errorf("%w (the key store has the new limits; run the command again to push them)", err)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, t)
+	}
+	fmt.Printf("tenant %s: limits changed and pushed to central\n", name)
+	return nil
+}
+
+func tenantRm(c *cli.Context) error {
+	name, err := tenantArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	if _, err := st.Tenant(name); err != nil {
+		return err
+	}
+	nc, js, err := asTenantAdmin(c, st, name)
+	if err != nil {
+		return fmt.Errorf("%w; a tenant is removed through central, so that its data goes too", err)
+	}
+	defer nc.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	u, err := usage(ctx, js)
+	if err != nil {
+		return err
+	}
+	if (u.Events > 0 || u.Samples > 0) && !c.Bool("force") {
+		return fmt.Errorf("tenant %s holds %d events and %d samples; 'meshmon tenant rm %s --force' deletes them with the tenant", name, u.Events, u.Samples, name)
+	}
+	names := js.StreamNames(ctx)
+	var streams []string
+	for s := range names.Name() {
+		streams = append(streams, s)
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, s := range streams {
+		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("tenant %s: delete stream %s: %w", name, s, err)
+		}
+	}
+	nc.Close()
+	sys, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		return err
+	}
+	snc, err := connectAs(c, sys, "meshmon-cli-system")
+	if err != nil {
+		return err
+	}
+	defer snc.Close()
+	if err := st.Unpush(ctx, snc, name); err != nil {
+		return err
+	}
+	if err := st.RemoveTenant(name); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
+	}
+	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, len(streams))
+	return nil
+}
+
+func tenantCreds(c *cli.Context) error {
+	name, err := tenantArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	if user := c.String("revoke"); user != "" {
+		if c.IsSet("role") || c.IsSet("out") {
+			return errors.New("--revoke takes no --role or --out")
+		}
+		t, err := st.RevokeUser(name, user)
+		if err != nil {
+			return err
+		}
+		if err := push(c, st, t.JWT); err != nil {
+			return fmt.Errorf("%w (the key store has the revocation; run the command again to push it)", err)
+		}
+		if c.Bool("json") {
+			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": user})
+		}
+		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on\n", user, name)
+		return nil
+	}
+	role := tenancy.Role(c.String("role"))
+	if role == "" {
+		return fmt.Errorf("--role is required: one of %v", tenancy.Roles)
+	}
+	user := c.String("user")
+	if user == "" {
+		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
+	}
+	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := os.WriteFile(out, creds, 0o600); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		if c.Bool("json") {
+			return printJSON(os.Stdout, map[string]any{"result": "issued", "tenant": name, "user": u, "creds": out})
+		}
+		fmt.Fprintf(os.Stderr, "credentials of %s (%s) of tenant %s written to %s; keep them secret\n", u.Name, u.Role, name, out)
+		return nil
+	}
+	_, err = os.Stdout.Write(creds)
+	return err
+}

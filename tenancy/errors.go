@@ -1,0 +1,16 @@
+package tenancy
+
+import "errors"
+
+var (
+	// ErrExists: the key store, tenant or user already exists.
+	ErrExists = errors.New("already exists")
+	// ErrNoStore: the directory holds no key store.
+	ErrNoStore = errors.New("no key store")
+	// ErrPermissions: the key store can be read by others than its owner.
+	ErrPermissions = errors.New("key store is not private")
+	// ErrNoTenant: there is no tenant of that name.
+	ErrNoTenant = errors.New("no such tenant")
+	// ErrNoUser: the tenant has no user of that name.
+	ErrNoUser = errors.New("no such user")
+)

@@ -1,0 +1,314 @@
+package tenancy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+func TestInitAndOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	if _, err := tenancy.Init(dir, "acme-msp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenancy.Init(dir, "acme-msp"); !errors.Is(err, tenancy.ErrExists) {
+		t.Fatalf("a second init: %v, want ErrExists", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("key store dir: %v, mode %v", err, fi.Mode().Perm())
+	}
+	for _, key := range []string{"operator.nk", "system/account.nk", "system/signing.nk", "ops/account.nk", "ops/signing.nk"} {
+		fi, err := os.Stat(filepath.Join(dir, key))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, mode %v", key, err, fi.Mode().Perm())
+		}
+	}
+	if _, err := tenancy.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenancy.Open(t.TempDir()); !errors.Is(err, tenancy.ErrNoStore) {
+		t.Fatalf("open an empty dir: %v, want ErrNoStore", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenancy.Open(dir); !errors.Is(err, tenancy.ErrPermissions) {
+		t.Fatalf("open a world-readable store: %v, want ErrPermissions", err)
+	}
+}
+
+func newStore(t *testing.T) *tenancy.Store {
+	t.Helper()
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestTenants(t *testing.T) {
+	st := newStore(t)
+	for _, bad := range []string{"a.b", "*", ">", "a b", "", "Acme", "ops"} {
+		if _, err := st.CreateTenant(bad, tenancy.DefaultLimits()); err == nil {
+			t.Errorf("tenant %q was accepted", bad)
+		}
+	}
+	if _, err := st.CreateTenant("a.b", tenancy.DefaultLimits()); !errors.Is(err, meshmon.ErrInvalidName) {
+		t.Errorf("tenant a.b: %v, want ErrInvalidName", err)
+	}
+	lim := tenancy.DefaultLimits()
+	lim.Streams = 0
+	if _, err := st.CreateTenant("acme", lim); err == nil {
+		t.Error("a tenant without streams was accepted")
+	}
+	a, err := st.CreateTenant("acme", tenancy.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); !errors.Is(err, tenancy.ErrExists) {
+		t.Fatalf("a second acme: %v, want ErrExists", err)
+	}
+	ac, err := jwt.DecodeAccountClaims(a.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Name != "acme" || ac.Limits.JetStreamLimits.DiskStorage != tenancy.DefaultLimits().DiskBytes || len(ac.SigningKeys) != 1 {
+		t.Fatalf("account claims: %+v", ac)
+	}
+	lim = tenancy.DefaultLimits()
+	lim.DiskBytes = 1 << 30
+	if a, err = st.SetLimits("acme", lim); err != nil || a.Limits.DiskBytes != 1<<30 {
+		t.Fatalf("set limits: %v, %+v", err, a.Limits)
+	}
+	if _, err := st.CreateTenant("beta", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := st.Tenants()
+	if err != nil || len(ts) != 2 || ts[0].Name != "acme" || ts[1].Name != "beta" {
+		t.Fatalf("tenants: %v, %+v", err, ts)
+	}
+	if err := st.RemoveTenant("beta"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Tenant("beta"); !errors.Is(err, tenancy.ErrNoTenant) {
+		t.Fatalf("removed tenant: %v, want ErrNoTenant", err)
+	}
+}
+
+func TestIssueAndRevoke(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.IssueUser("acme", "p1", tenancy.RolePoller, ""); !errors.Is(err, meshmon.ErrInvalidName) {
+		t.Fatalf("a poller without a site: %v", err)
+	}
+	if _, _, err := st.IssueUser("acme", "n1", tenancy.RoleNOC, "s1"); err == nil {
+		t.Fatal("a NOC user with a site was accepted")
+	}
+	if _, _, err := st.IssueUser("acme", "x", "root", ""); err == nil {
+		t.Fatal("role root was accepted")
+	}
+	if _, _, err := st.IssueUser("nobody", "x", tenancy.RoleNOC, ""); !errors.Is(err, tenancy.ErrNoTenant) {
+		t.Fatalf("a user of no tenant: %v", err)
+	}
+	u, creds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc.Subject != u.PublicKey || !uc.Pub.Allow.Contains("ev.s1.>") || uc.Pub.Allow.Contains("ev.>") {
+		t.Fatalf("poller claims: %+v", uc.Permissions)
+	}
+	if _, _, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "s1"); !errors.Is(err, tenancy.ErrExists) {
+		t.Fatalf("p1 again: %v, want ErrExists", err)
+	}
+	a, err := st.RevokeUser("acme", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Users) != 1 || !a.Users[0].Revoked {
+		t.Fatalf("users after the revocation: %+v", a.Users)
+	}
+	if _, err := st.RevokeUser("acme", "p9"); !errors.Is(err, tenancy.ErrNoUser) {
+		t.Fatalf("revoke p9: %v, want ErrNoUser", err)
+	}
+	// A revoked name can be issued again, with a new key.
+	u2, _, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "s1")
+	if err != nil || u2.PublicKey == u.PublicKey {
+		t.Fatalf("issue p1 again: %v", err)
+	}
+}
+
+// central starts a central peer in operator mode with st's trust.
+func central(t *testing.T, st *tenancy.Store) *peer.Peer {
+	t.Helper()
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "trust.json")
+	b, _ := jsonMarshal(trust)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := peer.DefaultConfig()
+	cfg.Role, cfg.Name, cfg.Listen, cfg.DataDir, cfg.Trust = peer.RoleCentral, "c1", "127.0.0.1:0", t.TempDir(), path
+	p, err := peer.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func connectCreds(t *testing.T, url string, creds []byte) (*nats.Conn, error) {
+	t.Helper()
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(tok, string(seed)), nats.MaxReconnects(0))
+	if err == nil {
+		t.Cleanup(nc.Close)
+	}
+	return nc, err
+}
+
+// TestOperatorMode: tenants pushed at run time can connect, are walled off
+// from each other, and a revoked user is refused.
+func TestOperatorMode(t *testing.T) {
+	st := newStore(t)
+	p := central(t, st)
+	url := p.ClientURL()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sysCreds, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := connectCreds(t, url, sysCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"acme", "beta"} {
+		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue := func(tenant, user string, role tenancy.Role, site string) []byte {
+		_, creds, err := st.IssueUser(tenant, user, role, site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return creds
+	}
+	nocA, err := connectCreds(t, url, issue("acme", "noc", tenancy.RoleNOC, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollA, err := connectCreds(t, url, issue("acme", "p1", tenancy.RolePoller, "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollB, err := connectCreds(t, url, issue("beta", "p1", tenancy.RolePoller, "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := nocA.SubscribeSync("ev.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nocA.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		nc      *nats.Conn
+		subject string
+	}{{pollB, "ev.s1.d1.trap"}, {pollA, "ev.s2.d1.trap"}, {pollA, "ev.s1.d1.trap"}} {
+		if err := m.nc.Publish(m.subject, []byte(m.subject)); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.nc.Flush()
+	}
+	msg, err := got.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "ev.s1.d1.trap" {
+		t.Fatalf("NOC of acme got %s", msg.Subject)
+	}
+	if m, err := got.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("NOC of acme also got %s (%q): another tenant's or another site's", m.Subject, m.Data)
+	}
+	// The NOC cannot publish, and its JetStream API is read-only.
+	js, err := jetstream.New(nocA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, time.Second)
+	defer rcancel()
+	if _, err := js.CreateStream(rctx, jetstream.StreamConfig{Name: "X", Subjects: []string{"x"}}); err == nil {
+		t.Fatal("the NOC created a stream")
+	}
+
+	// Revoked: the same credentials are refused.
+	creds := issue("acme", "noc2", tenancy.RoleNOC, "")
+	if _, err := connectCreds(t, url, creds); err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.RevokeUser("acme", "noc2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, a.JWT); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connectCreds(t, url, creds); err == nil {
+		t.Fatal("revoked credentials were accepted")
+	}
+
+	// A tenant removed from central can no longer connect.
+	if err := st.Unpush(ctx, sys, "beta"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connectCreds(t, url, issue("beta", "p2", tenancy.RolePoller, "s1")); err == nil {
+		t.Fatal("a user of a removed tenant connected")
+	}
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
