@@ -47,7 +47,7 @@ func ParseJoinToken(token string) (site string, info JoinInfo, err error) {
 	if err := meshmon.ValidateName("site", t.Site); err != nil {
 		return "", JoinInfo{}, bad(err.Error())
 	}
-	if len(t.Central) == 0 || t.User == "" || t.Password == "" {
+	if len(t.Central) == 0 || (t.Creds == "" && (t.User == "" || t.Password == "")) {
 		return "", JoinInfo{}, bad("lacks central's URLs or the leaf credential")
 	}
 	return t.Site, t.JoinInfo, nil

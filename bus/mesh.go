@@ -88,8 +88,12 @@ type SiteRecord struct {
 type JoinInfo struct {
 	Tenant   string   `json:"tenant"`
 	Central  []string `json:"central"` // leaf URLs, nats-leaf://host:port
-	User     string   `json:"user"`
-	Password string   `json:"password"`
+	User     string   `json:"user,omitempty"`
+	Password string   `json:"password,omitempty"`
+	// Creds is the tenant's leaf user credentials (a .creds file's
+	// content), instead of User and Password, when central runs in
+	// operator mode.
+	Creds string `json:"creds,omitempty"`
 }
 
 // EnsureCentral creates central's buckets and its EVENTS and METRICS
@@ -116,6 +120,11 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		names[i] = s.Name
 	}
 	for _, cfg := range lim.streamConfigs() {
+		// Sites' own publishes do not cross their leaf links (a site
+		// takes no ev.> or mx.> from central, and so shows central no
+		// interest in them either): live subscribers at central get
+		// each message as central stores it, once, catch-up included.
+		cfg.RePublish = &jetstream.RePublish{Source: cfg.Subjects[0], Destination: cfg.Subjects[0]}
 		cfg.Subjects = nil
 		cfg.Sources = siteSources(cfg.Name, names)
 		if err := ensureStream(ctx, js, cfg); err != nil {

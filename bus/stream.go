@@ -252,7 +252,8 @@ func resetSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 func sameStream(cur, want jetstream.StreamConfig) bool {
 	if cur.MaxAge != want.MaxAge || cur.MaxBytes != want.MaxBytes || cur.Duplicates != want.Duplicates ||
 		cur.Replicas != want.Replicas || !slices.Equal(cur.Subjects, want.Subjects) || len(cur.Sources) != len(want.Sources) ||
-		cur.AllowAtomicPublish != want.AllowAtomicPublish {
+		cur.AllowAtomicPublish != want.AllowAtomicPublish || (cur.RePublish == nil) != (want.RePublish == nil) ||
+		(cur.RePublish != nil && *cur.RePublish != *want.RePublish) {
 		return false
 	}
 	for i := range cur.Sources {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -78,8 +79,18 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			if err != nil {
 				return nil, fmt.Errorf("central %q: %w", s, err)
 			}
-			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
+			if c.LeafCreds == "" {
+				u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
+			}
 			urls = append(urls, u)
+		}
+		var sign server.SignatureHandler
+		if c.LeafCreds != "" {
+			s, err := leafSigner(c.LeafCreds)
+			if err != nil {
+				return nil, fmt.Errorf("leaf creds: %w", err)
+			}
+			sign = s
 		}
 		// Redial fast when the link drops, so catch-up starts within about
 		// a second of the WAN coming back: an attempt waits up to the dial
@@ -89,6 +100,7 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			URLs:         urls,
 			DialTimeout:  c.leafDialTimeout(),
 			LocalAccount: c.Tenant,
+			SignatureCB:  sign,
 			DenyImports:  leafDenyImports,
 			// Follow only the URLs given: central's advertised addresses
 			// may not be reachable from the site (NAT, proxies).
@@ -103,4 +115,24 @@ func (c Config) leafDialTimeout() time.Duration {
 		return c.LeafDialTimeout
 	}
 	return DefaultLeafDialTimeout
+}
+
+// leafSigner answers central's challenge with the user JWT and nkey of a
+// .creds file's content, kept in memory.
+func leafSigner(creds string) (server.SignatureHandler, error) {
+	tok, err := jwt.ParseDecoratedJWT([]byte(creds))
+	if err != nil {
+		return nil, err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey([]byte(creds))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := jwt.DecodeUserClaims(tok); err != nil {
+		return nil, fmt.Errorf("not a user JWT: %w", err)
+	}
+	return func(nonce []byte) (string, []byte, error) {
+		sig, err := kp.Sign(nonce)
+		return tok, sig, err
+	}, nil
 }

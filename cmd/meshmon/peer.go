@@ -163,6 +163,13 @@ func applyJoin(c *cli.Context, cfg *peer.Config) error {
 	if cfg.Site != "" && cfg.Site != site {
 		return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
 	}
+	if info.Creds != "" {
+		// Central runs in operator mode: the site keeps the tenant's
+		// account under the tenant's name, and links it with the
+		// tenant's leaf user.
+		cfg.Site, cfg.Central, cfg.Tenant, cfg.LeafCreds = site, info.Central, info.Tenant, info.Creds
+		return nil
+	}
 	if info.Tenant != cfg.Tenant {
 		return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 func siteCommand() *cli.Command {
@@ -27,12 +29,13 @@ func siteCommand() *cli.Command {
 					&cli.StringFlag{Name: "token-file", Usage: "also write the join token to this file (mode 0600)"},
 					&cli.BoolFlag{Name: "exist-ok", Usage: "a site that exists already is no error: print its token (for scripts run more than once)"},
 					&cli.IntFlag{Name: "wait-central", Value: 1, Usage: "wait (up to --timeout) until this many central peers have published their leaf URL, so the token lists them all"},
-					jsonFlag(),
+					&cli.StringSliceFlag{Name: "central", Usage: "with --tenant: central's leaf URLs the site dials (nats-leaf://host:port), repeatable"},
+					jsonFlag(), tenantFlag(), keysFlag(),
 				},
 				Action: siteAdd,
 			},
-			{Name: "list", Usage: "list the sites with their link state and lag", Flags: []cli.Flag{jsonFlag()}, Action: siteList},
-			{Name: "rm", Usage: "stop sourcing a site (what central holds of it stays)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteRm},
+			{Name: "list", Usage: "list the sites with their link state and lag", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteList},
+			{Name: "rm", Usage: "stop sourcing a site (what central holds of it stays)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteRm},
 			{Name: "join", Usage: "print the join token of a site again", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteJoin},
 		},
 	}
@@ -53,11 +56,31 @@ func siteArg(c *cli.Context) (string, error) {
 	return name, nil
 }
 
-// withCentral connects and runs fn within one request timeout.
+// tenantFlag is --tenant: the command works in that tenant's account on a
+// central in operator mode, as a short-lived admin signed from the key store.
+func tenantFlag() cli.Flag {
+	return &cli.StringFlag{Name: "tenant", EnvVars: []string{"MESHMON_TENANT"}, Usage: "central in operator mode: the tenant whose sites these are (needs --keys)"}
+}
+
+// withCentral connects (as the tenant's admin with --tenant) and runs fn
+// within one request timeout.
 func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
-	cl, err := connect(c)
-	if err != nil {
-		return err
+	var cl *client
+	if t := c.String("tenant"); t != "" {
+		st, err := tenancy.Open(c.String("keys"))
+		if err != nil {
+			return err
+		}
+		nc, js, err := asTenantAdmin(c, st, t)
+		if err != nil {
+			return err
+		}
+		cl = &client{nc: nc, js: js}
+	} else {
+		var err error
+		if cl, err = connect(c); err != nil {
+			return err
+		}
 	}
 	defer cl.Close()
 	ctx, cancel := opCtx(c)
@@ -93,6 +116,9 @@ func siteAdd(c *cli.Context) error {
 	name, err := siteArg(c)
 	if err != nil {
 		return err
+	}
+	if c.String("tenant") != "" {
+		return siteAddTenant(c, name)
 	}
 	var info bus.JoinInfo
 	err = withCentral(c, func(ctx context.Context, cl *client) error {
@@ -211,4 +237,40 @@ func printSiteLinks(links []bus.SiteLink) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Name, link, contact, l.LagMessages, stored, delay, l.Error)
 	}
 	return tw.Flush()
+}
+
+// siteAddTenant adds a site to a tenant on a central in operator mode: it
+// issues the site's leaf user in the tenant's account and has central
+// source the site.
+func siteAddTenant(c *cli.Context, name string) error {
+	tenant := c.String("tenant")
+	central := c.StringSlice("central")
+	if len(central) == 0 {
+		return errors.New("--central is required with --tenant: central's leaf URLs, nats-leaf://host:port, that the site dials")
+	}
+	for _, u := range central {
+		if !strings.Contains(u, "://") {
+			return fmt.Errorf("--central %q: give a URL, nats-leaf://host:port", u)
+		}
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	if _, err := st.Tenant(tenant); err != nil {
+		return err
+	}
+	user := "leaf-" + name
+	err = withCentral(c, func(ctx context.Context, cl *client) error { return bus.AddSite(ctx, cl.js, name, time.Now()) })
+	if errors.Is(err, bus.ErrSiteExists) && !c.Bool("exist-ok") {
+		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its leaf user ('meshmon tenant creds %s --revoke %s') and add it with --exist-ok", name, tenant, tenant, user)
+	}
+	if err != nil && !errors.Is(err, bus.ErrSiteExists) {
+		return err
+	}
+	_, creds, err := st.IssueUser(tenant, user, tenancy.RoleLeaf, name)
+	if err != nil {
+		return err
+	}
+	return printJoin(c, "added", name, bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(creds)})
 }

@@ -1,0 +1,145 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// natsCLI runs the stock nats CLI and returns its combined output and
+// whether it succeeded.
+func natsCLI(t *testing.T, bin string, args ...string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err == nil
+}
+
+// TestTenantsWalledOff runs a central peer in operator mode with two
+// tenants, each with a site of its own, all real processes, and checks with
+// the stock nats CLI what each tenant's credentials can and cannot do.
+func TestTenantsWalledOff(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	mustRun(t, "init", "--keys", keys)
+
+	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
+	curl := "nats://127.0.0.1:" + strconv.Itoa(cport)
+	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
+		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
+	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
+
+	// Bad names are refused before anything is made.
+	for _, bad := range []string{"a.b", "*", ">", "a b"} {
+		if _, e, code := run(t, "--server", curl, "tenant", "create", bad, "--keys", keys); code != 1 || !strings.Contains(e, "tenant") {
+			t.Fatalf("tenant create %q: exit %d, %q", bad, code, e)
+		}
+	}
+	cli("tenant", "create", "acme", "--keys", keys)
+	cli("tenant", "create", "beta", "--keys", keys)
+	if _, e, code := run(t, "--server", curl, "tenant", "create", "acme", "--keys", keys); code != 1 || !strings.Contains(e, "already exists") {
+		t.Fatalf("a second tenant acme: exit %d, %q", code, e)
+	}
+
+	// One site per tenant; the site peers dial central with the tenant's
+	// leaf credential from the join token.
+	sites := map[string]string{}
+	for _, ts := range [][2]string{{"acme", "s1"}, {"beta", "s2"}} {
+		token := filepath.Join(dir, ts[1]+".token")
+		cli("site", "add", ts[1], "--tenant", ts[0], "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		port := freePort(t, "tcp")
+		p := runMeshmon(t, ts[1], "peer", "run", "--role", "site", "--name", ts[1]+"-peer", "--join-file", token,
+			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, ts[1]))
+		p.waitOutput(`peer `+ts[1]+`-peer ready`, 30*time.Second)
+		sites[ts[0]] = "nats://127.0.0.1:" + strconv.Itoa(port)
+	}
+	creds := func(tenant string, args ...string) string {
+		f := filepath.Join(dir, tenant+"-"+strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", tenant, "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	nocA, nocB := creds("acme", "--role", "noc"), creds("beta", "--role", "noc")
+
+	// Live: acme's NOC subscribes while both sites publish.
+	sub := start(t, "nats sub", natsBin, "--server", curl, "--creds", nocA, "sub", "ev.>")
+	sub.waitOutput(`Subscribing on ev\.>`, 10*time.Second)
+	for tenant, site := range map[string]string{"acme": "s1", "beta": "s2"} {
+		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "pub", "ev."+site+".d{{Count}}.trap", tenant+"-event", "--count", "200",
+			"-H", "Nats-Msg-Id:"+tenant+"-{{Count}}")
+		if !ok {
+			t.Fatalf("publish at %s: %s", site, out)
+		}
+	}
+	// Stored: each tenant's central EVENTS holds its own site's 200.
+	for tenant, f := range map[string]string{"acme": nocA, "beta": nocB} {
+		waitFor(t, 30*time.Second, tenant+"'s 200 events at central", func() bool {
+			out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", f, "stream", "info", "EVENTS", "--json")
+			var info struct {
+				State struct {
+					Messages uint64 `json:"messages"`
+				} `json:"state"`
+			}
+			return ok && json.Unmarshal([]byte(out), &info) == nil && info.State.Messages == 200
+		})
+	}
+	waitFor(t, 10*time.Second, "acme's NOC to see its live events", func() bool { return strings.Count(sub.out.String(), "acme-event") >= 200 })
+	if strings.Contains(sub.out.String(), "beta-event") {
+		t.Fatal("acme's NOC saw beta's events")
+	}
+
+	// What a NOC may not do.
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "sub", ">", "--count", "1", "--timeout", "1s"); ok || !strings.Contains(out, "Permissions Violation") {
+		t.Fatalf("acme's NOC subscribed to '>': %s", out)
+	}
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "pub", "ev.s1.d1.trap", "forged"); ok || !strings.Contains(out, "Permissions Violation") {
+		t.Fatalf("acme's NOC published: %s", out)
+	}
+	for _, args := range [][]string{{"stream", "purge", "EVENTS", "-f"}, {"stream", "rm", "EVENTS", "-f"}} {
+		natsCLI(t, natsBin, append([]string{"--server", curl, "--creds", nocA, "--timeout", "2s"}, args...)...)
+	}
+	out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "stream", "ls", "--names")
+	if !ok || !strings.Contains(out, "EVENTS") {
+		t.Fatalf("acme's NOC lists: %s", out)
+	}
+	out, _ = natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "stream", "info", "EVENTS", "--json")
+	if !strings.Contains(out, `"messages": 200`) {
+		t.Fatalf("acme's EVENTS after its NOC tried to purge and delete it: %s", out)
+	}
+	// A NOC replays through a consumer of its own.
+	out, ok = natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "stream", "get", "EVENTS", "1")
+	if !ok || !strings.Contains(out, "acme-event") {
+		t.Fatalf("acme's NOC reads event 1: %s", out)
+	}
+
+	// A tenant that holds data is not removed without --force.
+	if _, e, code := run(t, "--server", curl, "tenant", "rm", "beta", "--keys", keys); code != 1 || !strings.Contains(e, "holds 200 events") {
+		t.Fatalf("tenant rm beta: exit %d, %q", code, e)
+	}
+
+	// Revoked: the same file is refused.
+	cli("tenant", "creds", "acme", "--keys", keys, "--revoke", "noc")
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", nocA, "stream", "ls"); ok || !strings.Contains(out, "Authorization Violation") {
+		t.Fatalf("revoked NOC credentials: %s", out)
+	}
+
+	// Removed with --force: its users are refused, the other tenant goes on.
+	cli("tenant", "rm", "beta", "--keys", keys, "--force")
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", nocB, "stream", "ls"); ok {
+		t.Fatalf("a removed tenant's NOC still connects: %s", out)
+	}
+	list := cli("tenant", "list", "--keys", keys)
+	if !strings.Contains(list, "acme") || strings.Contains(list, "beta") {
+		t.Fatalf("tenant list after rm beta:\n%s", list)
+	}
+	central.stopClean()
+}
