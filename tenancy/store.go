@@ -148,8 +148,9 @@ func (s *Store) newAccount(sub, name string, limits *Limits) (string, error) {
 	ac := jwt.NewAccountClaims(pub)
 	ac.Name = name
 	ac.SigningKeys.Add(skPub)
-	if limits != nil {
+	if limits != nil { // a tenant
 		limits.apply(ac)
+		exportEvents(ac)
 	}
 	if err := s.saveAccount(sub, ac); err != nil {
 		return "", err

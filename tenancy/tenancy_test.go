@@ -230,6 +230,28 @@ func TestOperatorMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	opsJWT, err := st.OpsAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, opsJWT); err != nil {
+		t.Fatal(err)
+	}
+	opsCreds, err := st.OpsCreds("ops", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := connectCreds(t, url, opsCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsSub, err := ops.SubscribeSync("tenants.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	issue := func(tenant, user string, role tenancy.Role, site string) []byte {
 		_, creds, err := st.IssueUser(tenant, user, role, site)
 		if err != nil {
@@ -274,6 +296,21 @@ func TestOperatorMode(t *testing.T) {
 	}
 	if m, err := got.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("NOC of acme also got %s (%q): another tenant's or another site's", m.Subject, m.Data)
+	}
+	// The ops view sees both tenants' events, each under its tenant's
+	// name (the poller's publish into another site was refused).
+	seen := map[string]bool{}
+	for range 2 {
+		m, err := opsSub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("ops view: %v (have %v)", err, seen)
+		}
+		seen[m.Subject] = true
+	}
+	for _, want := range []string{"tenants.beta.ev.s1.d1.trap", "tenants.acme.ev.s1.d1.trap"} {
+		if !seen[want] {
+			t.Fatalf("the ops view saw %v, not %s", seen, want)
+		}
 	}
 	// The NOC cannot publish, and its JetStream API is read-only.
 	js, err := jetstream.New(nocA)

@@ -212,7 +212,9 @@ func (s *Store) accountCreds(sub, name string, ttl time.Duration, f func(*jwt.Us
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = name
 	uc.IssuerAccount = ac.Subject
-	uc.Expires = s.now().Add(ttl).Unix()
+	if ttl > 0 {
+		uc.Expires = s.now().Add(ttl).Unix()
+	}
 	if f != nil {
 		f(uc)
 	}

@@ -158,6 +158,7 @@ func tenantCommand() *cli.Command {
 					&cli.StringFlag{Name: "site", Usage: "the site of a poller or leaf user"},
 					&cli.StringFlag{Name: "out", Usage: "write the .creds file here (mode 0600) instead of to stdout"},
 					&cli.StringFlag{Name: "revoke", Usage: "revoke this user's credentials instead"},
+					&cli.BoolFlag{Name: "ops", Usage: "instead: credentials of the ops account, which reads every tenant's live events on tenants.<tenant>.ev.> (no TENANT)"},
 				),
 				Action: tenantCreds,
 			},
@@ -207,6 +208,16 @@ func push(c *cli.Context, st *tenancy.Store, tok string) error {
 	ctx, cancel := opCtx(c)
 	defer cancel()
 	return tenancy.Push(ctx, nc, tok)
+}
+
+// pushOps signs the ops account again, importing every tenant's events,
+// and pushes it.
+func pushOps(c *cli.Context, st *tenancy.Store) error {
+	tok, err := st.OpsAccount()
+	if err != nil {
+		return err
+	}
+	return push(c, st, tok)
 }
 
 // asTenantAdmin connects to central as a short-lived admin of the tenant.
@@ -263,6 +274,9 @@ func tenantCreate(c *cli.Context) error {
 		return err
 	}
 	if err := push(c, st, t.JWT); err != nil {
+		return undo(err)
+	}
+	if err := pushOps(c, st); err != nil {
 		return undo(err)
 	}
 	nc, js, err := asTenantAdmin(c, st, name)
@@ -496,6 +510,9 @@ func tenantRm(c *cli.Context) error {
 	if err := st.RemoveTenant(name); err != nil {
 		return err
 	}
+	if err := pushOps(c, st); err != nil {
+		return fmt.Errorf("tenant %s removed, but the ops view still lists it: %w", name, err)
+	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
 	}
@@ -504,6 +521,9 @@ func tenantRm(c *cli.Context) error {
 }
 
 func tenantCreds(c *cli.Context) error {
+	if c.Bool("ops") {
+		return opsCreds(c)
+	}
 	name, err := tenantArg(c)
 	if err != nil {
 		return err
@@ -549,6 +569,37 @@ func tenantCreds(c *cli.Context) error {
 			return printJSON(os.Stdout, map[string]any{"result": "issued", "tenant": name, "user": u, "creds": out})
 		}
 		fmt.Fprintf(os.Stderr, "credentials of %s (%s) of tenant %s written to %s; keep them secret\n", u.Name, u.Role, name, out)
+		return nil
+	}
+	_, err = os.Stdout.Write(creds)
+	return err
+}
+
+// opsCreds issues credentials of the ops account's consolidated view.
+func opsCreds(c *cli.Context) error {
+	if c.NArg() > 0 || c.IsSet("role") || c.IsSet("site") || c.IsSet("revoke") {
+		return errors.New("--ops takes no TENANT, --role, --site or --revoke")
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	user := c.String("user")
+	if user == "" {
+		user = "ops"
+	}
+	if err := meshmon.ValidateName("user", user); err != nil {
+		return err
+	}
+	creds, err := st.OpsCreds(user, 0)
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := os.WriteFile(out, creds, 0o600); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)
 		return nil
 	}
 	_, err = os.Stdout.Write(creds)

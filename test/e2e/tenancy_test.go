@@ -70,9 +70,14 @@ func TestTenantsWalledOff(t *testing.T) {
 	}
 	nocA, nocB := creds("acme", "--role", "noc"), creds("beta", "--role", "noc")
 
-	// Live: acme's NOC subscribes while both sites publish.
+	// Live: acme's NOC, and the ops account's consolidated view, subscribe
+	// while both sites publish.
 	sub := start(t, "nats sub", natsBin, "--server", curl, "--creds", nocA, "sub", "ev.>")
 	sub.waitOutput(`Subscribing on ev\.>`, 10*time.Second)
+	opsCreds := filepath.Join(dir, "ops.creds")
+	cli("tenant", "creds", "--ops", "--keys", keys, "--out", opsCreds)
+	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")
+	opsSub.waitOutput(`Subscribing on tenants\.>`, 10*time.Second)
 	for tenant, site := range map[string]string{"acme": "s1", "beta": "s2"} {
 		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "pub", "ev."+site+".d{{Count}}.trap", tenant+"-event", "--count", "200",
 			"-H", "Nats-Msg-Id:"+tenant+"-{{Count}}")
@@ -95,6 +100,26 @@ func TestTenantsWalledOff(t *testing.T) {
 	waitFor(t, 10*time.Second, "acme's NOC to see its live events", func() bool { return strings.Count(sub.out.String(), "acme-event") >= 200 })
 	if strings.Contains(sub.out.String(), "beta-event") {
 		t.Fatal("acme's NOC saw beta's events")
+	}
+	waitFor(t, 10*time.Second, "the ops view to see both tenants' live events", func() bool {
+		o := opsSub.out.String()
+		return strings.Count(o, `Received on "tenants.acme.ev.s1.`) == 200 && strings.Count(o, `Received on "tenants.beta.ev.s2.`) == 200
+	})
+	// The consolidated replay reads every tenant's stream.
+	replay := cli("events", "tail", "--all-tenants", "--keys", keys, "--since", "1h", "--no-follow", "--json")
+	per := map[string]int{}
+	for _, l := range lines(replay) {
+		var r struct {
+			Tenant string `json:"tenant"`
+			Event  string `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Event != r.Tenant+"-event" {
+			t.Fatalf("replay line %q: %v", l, err)
+		}
+		per[r.Tenant]++
+	}
+	if per["acme"] != 200 || per["beta"] != 200 {
+		t.Fatalf("the consolidated replay holds %v events per tenant, want 200 each", per)
 	}
 
 	// What a NOC may not do.

@@ -1,0 +1,83 @@
+package tenancy
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+)
+
+// The ops (MSP operator) account's consolidated view: every tenant exports
+// its events (ev.>) to accounts it has given an activation token, and the
+// ops account imports each tenant's under tenants.<tenant>.ev.>. Imports
+// carry live traffic only; a replay reads the tenants' streams.
+
+// OpsSubject is where the ops account sees a tenant's events.
+func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
+
+// exportEvents lets the ops account import the tenant's events: an export
+// that needs a token, so no other account can import it.
+func exportEvents(ac *jwt.AccountClaims) {
+	for _, e := range ac.Exports {
+		if e.Subject == "ev.>" {
+			return
+		}
+	}
+	ac.Exports.Add(&jwt.Export{Name: "meshmon events", Subject: "ev.>", Type: jwt.Stream, TokenReq: true})
+}
+
+// OpsAccount signs the ops account's JWT again, importing the events of
+// every tenant in the store; push it after a tenant is created or removed.
+func (s *Store) OpsAccount() (string, error) {
+	ac, _, err := s.account(opsDir)
+	if err != nil {
+		return "", err
+	}
+	ts, err := s.Tenants()
+	if err != nil {
+		return "", err
+	}
+	ac.Imports = nil
+	for _, t := range ts {
+		sk, err := s.readKey(tenantDir(t.Name) + "/" + signingKey)
+		if err != nil {
+			return "", err
+		}
+		act := jwt.NewActivationClaims(ac.Subject)
+		act.ImportSubject = "ev.>"
+		act.ImportType = jwt.Stream
+		act.IssuerAccount = t.Account
+		tok, err := act.Encode(sk)
+		if err != nil {
+			return "", fmt.Errorf("ops view of %s: %w", t.Name, err)
+		}
+		ac.Imports.Add(&jwt.Import{Name: "events of " + t.Name, Subject: "ev.>", Account: t.Account, Token: tok,
+			LocalSubject: jwt.RenamingSubject(OpsSubject(t.Name)), Type: jwt.Stream})
+	}
+	if err := s.saveAccount(opsDir, ac); err != nil {
+		return "", err
+	}
+	_, tok, err := s.account(opsDir)
+	return tok, err
+}
+
+// OpsCreds issues credentials of a user of the ops account that reads the
+// consolidated view (tenants.>), valid for ttl (0: no expiry).
+func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
+	return s.accountCreds(opsDir, name, ttl, func(uc *jwt.UserClaims) {
+		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
+		uc.Pub.Allow.Add("_INBOX.>")
+		uc.Pub.Deny.Add(">")
+	})
+}
+
+// ReaderCreds issues credentials of a NOC user of the tenant that is not
+// recorded (the CLI's own, for reading the tenant's streams), valid for ttl.
+func (s *Store) ReaderCreds(tenant string, ttl time.Duration) ([]byte, error) {
+	if _, _, err := s.tenantAccount(tenant); err != nil {
+		return nil, err
+	}
+	return s.accountCreds(tenantDir(tenant), "meshmon-cli-reader", ttl, func(uc *jwt.UserClaims) {
+		uc.Pub, uc.Sub = permissions(RoleNOC, "")
+	})
+}
