@@ -27,9 +27,12 @@ type Limits struct {
 }
 
 // DefaultLimits are a tenant's limits unless set: room for the default
-// EVENTS and METRICS streams (10 GiB each) and a site's buckets.
+// EVENTS and METRICS streams (10 GiB each) and a site's buckets, all on
+// disk. No memory storage: a peer that is not clustered reserves every
+// account's memory and disk limits against its own (and refuses JetStream
+// to accounts beyond), and meshmon keeps nothing in memory streams.
 func DefaultLimits() Limits {
-	return Limits{DiskBytes: 21 << 30, MemoryBytes: 256 << 20, Streams: 20, Consumers: 1000, Conns: 100, LeafConns: 20}
+	return Limits{DiskBytes: 21 << 30, MemoryBytes: 0, Streams: 20, Consumers: 1000, Conns: 100, LeafConns: 20}
 }
 
 // Validate names the first limit that breaks its rule.

@@ -64,6 +64,7 @@ func benchCommand() *cli.Command {
 			benchTrapsCommand(),
 			benchMeshCommand(),
 			benchFailoverCommand(),
+			benchTenantsCommand(),
 		},
 	}
 }

@@ -248,6 +248,24 @@ func tenantStreamLimits(lim tenancy.Limits, replicas int) bus.StreamLimits {
 	return sl
 }
 
+// makeTenantStreams makes a new tenant's central streams once JetStream
+// answers in its account: a peer enables it a moment after it stores the
+// account's JWT.
+func makeTenantStreams(ctx context.Context, js jetstream.JetStream, lim tenancy.Limits, replicas int) error {
+	for {
+		_, err := js.AccountInfo(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("JetStream in the tenant's account: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas))
+}
+
 func tenantCreate(c *cli.Context) error {
 	name, err := tenantArg(c)
 	if err != nil {
@@ -293,7 +311,7 @@ func tenantCreate(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
-	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas)); err != nil {
+	if err := makeTenantStreams(ctx, js, lim, replicas); err != nil {
 		return fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
 	}
 	if c.Bool("json") {

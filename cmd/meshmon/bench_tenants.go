@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+func benchTenantsCommand() *cli.Command {
+	return &cli.Command{
+		Name: "tenants",
+		Usage: "create many tenants on one central peer in operator mode, as 'tenant create' does: time per create, " +
+			"the process's memory, and one tenant's ingest rate before and after",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
+			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
+			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
+			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
+			jsonFlag(),
+		},
+		Action: benchTenants,
+	}
+}
+
+type tenantsBenchResult struct {
+	Tenants        int     `json:"tenants"`
+	CreateP50      string  `json:"create_p50"`
+	CreateP99      string  `json:"create_p99"`
+	CreateMax      string  `json:"create_max"`
+	CreateTotal    string  `json:"create_total"`
+	HeapBefore     int64   `json:"heap_bytes_before"`
+	HeapAfter      int64   `json:"heap_bytes_after"`
+	SysBefore      int64   `json:"sys_bytes_before"`
+	SysAfter       int64   `json:"sys_bytes_after"`
+	OpsJWTBytes    int     `json:"ops_jwt_bytes"`
+	IngestBefore   float64 `json:"ingest_msgs_per_s_before"`
+	IngestAfter    float64 `json:"ingest_msgs_per_s_after"`
+	IngestRatio    float64 `json:"ingest_ratio_after_before"`
+	MessageBytes   int     `json:"message_bytes"`
+	IngestMessages int     `json:"ingest_messages"`
+}
+
+func benchTenants(c *cli.Context) error {
+	n, msgs, size := c.Int("tenants"), c.Int("msgs"), c.Int("size")
+	if n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
+		return errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
+	}
+	disk, err := meshmon.ParseSize(c.String("disk"))
+	if err != nil {
+		return fmt.Errorf("--disk: %w", err)
+	}
+	lim := tenancy.DefaultLimits()
+	lim.DiskBytes = disk
+	if err := lim.Validate(); err != nil {
+		return err
+	}
+	out := os.Stdout
+	if c.Bool("json") {
+		out = os.Stderr
+	}
+	ctx := c.Context
+	dir, err := os.MkdirTemp("", "meshmon-bench-tenants-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := tenancy.Init(filepath.Join(dir, "keys"), "bench")
+	if err != nil {
+		return err
+	}
+	trust, err := st.Trust()
+	if err != nil {
+		return err
+	}
+	trustFile := filepath.Join(dir, "trust.json")
+	if err := writeJSONFile(trustFile, trust, 0o644); err != nil {
+		return err
+	}
+	pcfg := peer.DefaultConfig()
+	pcfg.Role, pcfg.Name, pcfg.Listen, pcfg.DataDir, pcfg.Trust = peer.RoleCentral, "bench-central", "127.0.0.1:0", filepath.Join(dir, "central"), trustFile
+	// Each tenant's streams reserve their maximum size against the store.
+	pcfg.MaxStore = int64(n+1) * disk
+	p, err := peer.New(pcfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	defer p.Close()
+	url := p.ClientURL()
+	dial := func(creds []byte) (*nats.Conn, error) {
+		tok, err := jwt.ParseDecoratedJWT(creds)
+		if err != nil {
+			return nil, err
+		}
+		kp, err := jwt.ParseDecoratedUserNKey(creds)
+		if err != nil {
+			return nil, err
+		}
+		seed, _ := kp.Seed()
+		return nats.Connect(url, nats.UserJWTAndSeed(tok, string(seed)))
+	}
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		return err
+	}
+	sys, err := dial(sysCreds)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+
+	opsSize := 0
+	// create does what 'meshmon tenant create' does.
+	create := func(name string) error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		t, err := st.CreateTenant(name, lim)
+		if err != nil {
+			return err
+		}
+		if err := tenancy.Push(cctx, sys, t.JWT); err != nil {
+			return err
+		}
+		ops, err := st.OpsAccount()
+		if err != nil {
+			return err
+		}
+		opsSize = len(ops)
+		if err := tenancy.Push(cctx, sys, ops); err != nil {
+			return err
+		}
+		creds, err := st.AdminCreds(name, time.Minute)
+		if err != nil {
+			return err
+		}
+		nc, err := dial(creds)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
+		if err != nil {
+			return err
+		}
+		return makeTenantStreams(cctx, js, lim, 1)
+	}
+	// heap is the live heap after a GC and the memory the Go runtime holds
+	// from the OS.
+	heap := func() (int64, int64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc), int64(ms.Sys)
+	}
+	if err := create("t00000"); err != nil {
+		return fmt.Errorf("tenant 1: %w", err)
+	}
+	creds, err := st.AdminCreds("t00000", 0)
+	if err != nil {
+		return err
+	}
+	ing, err := dial(creds)
+	if err != nil {
+		return err
+	}
+	defer ing.Close()
+	ijs, err := jetstream.New(ing)
+	if err != nil {
+		return err
+	}
+	if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+		return err
+	}
+	payload := make([]byte, size)
+	ingest := func() (float64, error) {
+		start := time.Now()
+		for i := 0; i < msgs; i++ {
+			if _, err := ijs.PublishAsync("meshmon.bench.x", payload, jetstream.WithStallWait(30*time.Second)); err != nil {
+				return 0, err
+			}
+		}
+		select {
+		case <-ijs.PublishAsyncComplete():
+		case <-time.After(2 * time.Minute):
+			return 0, errors.New("ingest: acknowledgements did not arrive within 2 minutes")
+		}
+		rate := float64(msgs) / time.Since(start).Seconds()
+		return rate, ijs.DeleteStream(ctx, "BENCH") // keep the tenant within its disk
+	}
+	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs}
+	res.HeapBefore, res.SysBefore = heap()
+	if res.IngestBefore, err = ingest(); err != nil {
+		return err
+	}
+	if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B); creating %d more tenants...\n", res.IngestBefore, size, n-1)
+	times := []time.Duration{}
+	begin := time.Now()
+	for i := 1; i < n; i++ {
+		t0 := time.Now()
+		if err := create(fmt.Sprintf("t%05d", i)); err != nil {
+			return fmt.Errorf("tenant %d: %w", i+1, err)
+		}
+		times = append(times, time.Since(t0))
+		if (i+1)%100 == 0 {
+			fmt.Fprintf(out, "  %d tenants, last create %s\n", i+1, times[len(times)-1].Round(time.Millisecond))
+		}
+	}
+	total := time.Since(begin)
+	res.HeapAfter, res.SysAfter = heap()
+	if res.IngestAfter, err = ingest(); err != nil {
+		return err
+	}
+	res.OpsJWTBytes = opsSize
+	res.IngestRatio = res.IngestAfter / res.IngestBefore
+	res.CreateTotal = total.Round(time.Millisecond).String()
+	if len(times) > 0 {
+		slices.Sort(times)
+		pick := func(q float64) string { return times[int(q*float64(len(times)-1))].Round(time.Millisecond).String() }
+		res.CreateP50, res.CreateP99, res.CreateMax = pick(0.5), pick(0.99), pick(1)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, res)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
+	fmt.Fprintf(tw, "tenant create (sign, push, ops view, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, n-1, res.CreateTotal)
+	fmt.Fprintf(tw, "memory of this process (peer and bench): live heap after GC / held from the OS\t%s / %s with 1 tenant, %s / %s with %d\n",
+		mib(res.HeapBefore), mib(res.SysBefore), mib(res.HeapAfter), mib(res.SysAfter), n)
+	fmt.Fprintf(tw, "ops account JWT (pushed on every create)\t%d bytes\n", res.OpsJWTBytes)
+	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async)\t%.0f msg/s with 1 tenant, %.0f msg/s with %d: ratio %.2f\n", msgs, size, res.IngestBefore, res.IngestAfter, n, res.IngestRatio)
+	return tw.Flush()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
