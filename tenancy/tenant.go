@@ -40,11 +40,16 @@ func (l Limits) Validate() error {
 	for _, f := range []struct {
 		name     string
 		v, least int64
+		size     bool
 	}{
-		{"disk", l.DiskBytes, 1 << 20}, {"memory", l.MemoryBytes, 0}, {"streams", l.Streams, 2},
-		{"consumers", l.Consumers, 1}, {"connections", l.Conns, 1}, {"leaf connections", l.LeafConns, 0},
+		{"disk", l.DiskBytes, 1 << 20, true}, {"memory", l.MemoryBytes, 0, true}, {"streams", l.Streams, 2, false},
+		{"consumers", l.Consumers, 1, false}, {"connections", l.Conns, 1, false}, {"leaf connections", l.LeafConns, 0, false},
 	} {
-		if f.v < f.least {
+		switch {
+		case f.v >= f.least:
+		case f.size:
+			return fmt.Errorf("tenant limit %s %s: at least %s", f.name, meshmon.FormatSize(f.v), meshmon.FormatSize(f.least))
+		default:
 			return fmt.Errorf("tenant limit %s %d: at least %d", f.name, f.v, f.least)
 		}
 	}
