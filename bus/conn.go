@@ -251,6 +251,9 @@ func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nat
 			return nc, nil
 		}
 		if permanentConnErr(err) {
+			if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthRevoked) {
+				return nil, fmt.Errorf("connect %s: %w (check --user and --password, --nkey or --creds; a central run with --trust takes a tenant user's .creds file, from 'meshmon tenant creds')", cfg.redactedURL(), err)
+			}
 			return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), err)
 		}
 		last = err
