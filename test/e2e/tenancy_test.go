@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshmon/meshmon/internal/wan"
 )
 
 // natsCLI runs the stock nats CLI and returns its combined output and
@@ -52,11 +54,21 @@ func TestTenantsWalledOff(t *testing.T) {
 	}
 
 	// One site per tenant; the site peers dial central with the tenant's
-	// leaf credential from the join token.
+	// leaf credential from the join token. acme's site dials through a WAN
+	// that can be cut.
+	wanA, err := wan.NewProxy("127.0.0.1:" + strconv.Itoa(lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wanA.Close)
 	sites := map[string]string{}
 	for _, ts := range [][2]string{{"acme", "s1"}, {"beta", "s2"}} {
 		token := filepath.Join(dir, ts[1]+".token")
-		cli("site", "add", ts[1], "--tenant", ts[0], "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		leaf := "nats-leaf://127.0.0.1:" + strconv.Itoa(lport)
+		if ts[0] == "acme" {
+			leaf = "nats-leaf://" + wanA.Addr()
+		}
+		cli("site", "add", ts[1], "--tenant", ts[0], "--keys", keys, "--central", leaf, "--token-file", token)
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, ts[1], "peer", "run", "--role", "site", "--name", ts[1]+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, ts[1]))
@@ -146,8 +158,46 @@ func TestTenantsWalledOff(t *testing.T) {
 		t.Fatalf("acme's NOC reads event 1: %s", out)
 	}
 
+	// acme's site is cut off from central for a while and publishes 300
+	// more; beta's goes on. Once the link is back, the ops view, live and
+	// replayed, holds every event of both tenants.
+	wanA.Cut(true)
+	publish := func(tenant, site string) {
+		t.Helper()
+		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "pub", "ev."+site+".late{{Count}}.trap", tenant+"-event", "--count", "300",
+			"-H", "Nats-Msg-Id:"+tenant+"-late-{{Count}}")
+		if !ok {
+			t.Fatalf("publish at %s: %s", site, out)
+		}
+	}
+	publish("acme", "s1")
+	publish("beta", "s2")
+	cut := tenantCutFor()
+	time.Sleep(cut) // the outage itself: the site keeps what it stores
+	wanA.Cut(false)
+	back := time.Now()
+	waitFor(t, 2*time.Minute, "the ops view to hold every event of both tenants", func() bool {
+		o := opsSub.out.String()
+		return strings.Count(o, `Received on "tenants.acme.ev.s1.`) == 500 && strings.Count(o, `Received on "tenants.beta.ev.s2.`) == 500
+	})
+	t.Logf("WAN of acme's site cut for %s; the ops view had every event %s after the link returned", cut, time.Since(back).Round(time.Millisecond))
+	replay = cli("events", "tail", "--all-tenants", "--keys", keys, "--since", "1h", "--no-follow", "--json")
+	per = map[string]int{}
+	for _, l := range lines(replay) {
+		var r struct {
+			Tenant string `json:"tenant"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("replay line %q: %v", l, err)
+		}
+		per[r.Tenant]++
+	}
+	if per["acme"] != 500 || per["beta"] != 500 {
+		t.Fatalf("after the outage the consolidated replay holds %v events per tenant, want 500 each", per)
+	}
+
 	// A tenant that holds data is not removed without --force.
-	if _, e, code := run(t, "--server", curl, "tenant", "rm", "beta", "--keys", keys); code != 1 || !strings.Contains(e, "holds 200 events") {
+	if _, e, code := run(t, "--server", curl, "tenant", "rm", "beta", "--keys", keys); code != 1 || !strings.Contains(e, "holds 500 events") {
 		t.Fatalf("tenant rm beta: exit %d, %q", code, e)
 	}
 
@@ -168,3 +218,7 @@ func TestTenantsWalledOff(t *testing.T) {
 	}
 	central.stopClean()
 }
+
+// tenantCutFor is how long TestTenantsWalledOff cuts a site's WAN: two
+// minutes, or MESHMON_E2E_WAN_CUT.
+func tenantCutFor() time.Duration { return meshCutFor() }
