@@ -92,8 +92,17 @@ type JoinInfo struct {
 	Password string   `json:"password,omitempty"`
 	// Creds is the tenant's leaf user credentials (a .creds file's
 	// content), instead of User and Password, when central runs in
-	// operator mode.
-	Creds string `json:"creds,omitempty"`
+	// operator mode. The site then runs in operator mode too, with the
+	// rest: the operator's JWT and system account, the tenant's account
+	// JWT and the credentials the site peer makes its streams with.
+	Creds         string `json:"creds,omitempty"`
+	Operator      string `json:"operator,omitempty"`
+	SystemAccount string `json:"system_account,omitempty"`
+	// Preload holds the system account's JWT, by public key.
+	Preload     map[string]string `json:"preload,omitempty"`
+	Account     string            `json:"account,omitempty"`
+	AccountJWT  string            `json:"account_jwt,omitempty"`
+	UpkeepCreds string            `json:"upkeep_creds,omitempty"`
 }
 
 // EnsureCentral creates central's buckets and its EVENTS and METRICS

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 // Roles a peer can have in the mesh.
@@ -67,6 +68,14 @@ type Config struct {
 	// of a .creds file, instead of LeafUser and LeafPassword when central
 	// runs in operator mode (Trust).
 	LeafCreds string `json:"leaf_creds,omitempty"`
+	// Tenants (site) puts the site peer in operator mode: it trusts
+	// SiteTrust's operator, keeps each tenant's account with the tenant's
+	// limits, links each to central with the tenant's leaf credential,
+	// and takes clients with the tenants' credentials only (see
+	// sitetenants.go). Each comes from a join token of 'meshmon site add
+	// --tenant'.
+	Tenants   []SiteTenant   `json:"tenants,omitempty"`
+	SiteTrust *tenancy.Trust `json:"site_trust,omitempty"`
 	// Central (site) are the leaf URLs of central, nats-leaf://host:port.
 	// The site dials them; central never dials a site.
 	Central []string `json:"central,omitempty"`
@@ -146,7 +155,7 @@ func (c Config) Validate() error {
 		if c.LeafDialTimeout < 0 || c.LeafDialTimeout > time.Minute {
 			return bad("leaf dial timeout %s must be from 0 (the default, %s) to 1m", c.LeafDialTimeout, DefaultLeafDialTimeout)
 		}
-		if len(c.Central) > 0 && c.LeafCreds == "" && (c.LeafUser == "" || c.LeafPassword == "") {
+		if len(c.Central) > 0 && c.LeafCreds == "" && len(c.Tenants) == 0 && (c.LeafUser == "" || c.LeafPassword == "") {
 			return bad("central is set without a leaf credential; give the join token 'meshmon site add' printed")
 		}
 		if c.LeafCreds != "" {
@@ -176,6 +185,11 @@ func (c Config) Validate() error {
 		}
 	default:
 		return bad("role %q must be %s or %s", c.Role, RoleSite, RoleCentral)
+	}
+	if len(c.Tenants) > 0 {
+		if err := c.validateTenants(); err != nil {
+			return bad("%v", err)
+		}
 	}
 	if c.Trust != "" {
 		if c.Role != RoleCentral {

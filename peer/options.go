@@ -28,7 +28,11 @@ const DefaultLeafDialTimeout = 500 * time.Millisecond
 // bound to it.
 func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	o := &server.Options{}
-	if c.Trust != "" {
+	if len(c.Tenants) > 0 {
+		if err := c.siteOperatorOptions(o); err != nil {
+			return nil, err
+		}
+	} else if c.Trust != "" {
 		if err := c.operatorOptions(o); err != nil {
 			return nil, err
 		}
@@ -55,7 +59,7 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	if c.HTTPListen != "" {
 		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
 	}
-	if c.Trust == "" {
+	if !c.operatorMode() {
 		applyAuth(o, c.Auth, in, acc)
 	}
 
@@ -72,7 +76,14 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
 		}
 	}
-	if c.Role == RoleSite && len(c.Central) > 0 {
+	if c.Role == RoleSite && len(c.Central) > 0 && len(c.Tenants) > 0 {
+		remotes, err := c.tenantRemotes()
+		if err != nil {
+			return nil, err
+		}
+		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
+		o.LeafNode.Remotes = remotes
+	} else if c.Role == RoleSite && len(c.Central) > 0 {
 		urls := make([]*url.URL, 0, len(c.Central))
 		for _, s := range c.Central {
 			u, err := url.Parse(s)

@@ -140,6 +140,21 @@ func (p *Peer) Start(ctx context.Context) error {
 	if !srv.JetStreamEnabled() {
 		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
 	}
+	if len(p.cfg.Tenants) > 0 {
+		if err := p.ensureTenants(ctx, srv); err != nil {
+			return fail(fmt.Errorf("start peer: %w", err))
+		}
+		p.srv, p.lock = srv, lock
+		close(p.streamsReady)
+		p.ready.Store(true)
+		names := make([]string, len(p.cfg.Tenants))
+		for i, t := range p.cfg.Tenants {
+			names[i] = t.Name
+		}
+		p.log.Info("peer ready in operator mode", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(),
+			"url", srv.ClientURL(), "tenants", names, "data_dir", p.cfg.DataDir)
+		return nil
+	}
 	if p.cfg.Trust != "" {
 		// Operator mode: the tenants' streams are made by meshmon tenant
 		// create, in their accounts; the peer has none of its own.
@@ -322,7 +337,7 @@ func (p *Peer) InProcessConn(opts ...nats.Option) (*nats.Conn, error) {
 	if srv == nil || !p.ready.Load() {
 		return nil, ErrNotStarted
 	}
-	if p.cfg.Trust != "" {
+	if p.cfg.operatorMode() {
 		return nil, ErrOperatorMode
 	}
 	o := append([]nats.Option{nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-in-process")}, opts...)

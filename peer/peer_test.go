@@ -93,6 +93,8 @@ func TestConfigValidate(t *testing.T) {
 			c.Role, c.Trust, c.Auth = RoleCentral, "trust.json", Auth{User: "u", Password: "password-long"}
 		}, "auth is set with trust"},
 		{"no trust file", func(c *Config) { c.Role, c.Trust = RoleCentral, "/nonexistent/trust.json" }, "trust file"},
+		{"tenants at central", func(c *Config) { c.Role, c.Tenants = RoleCentral, []SiteTenant{{Name: "acme"}} }, "tenants are for site peers"},
+		{"tenants without trust", func(c *Config) { c.Tenants = []SiteTenant{{Name: "acme"}} }, "operator's trust"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

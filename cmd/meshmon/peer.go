@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 func peerCommand() *cli.Command {
@@ -28,8 +29,8 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
 				&cli.StringFlag{Name: "role", Value: peer.RoleSite, EnvVars: env("ROLE"), Usage: "site or central"},
 				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site name; also the JetStream domain (site role; taken from --join when not given)"},
-				&cli.StringFlag{Name: "join", EnvVars: env("JOIN"), Usage: "join token from 'meshmon site add' (site role): central's URLs and the leaf credential"},
-				&cli.StringFlag{Name: "join-file", EnvVars: env("JOIN_FILE"), Usage: "file holding the join token"},
+				&cli.StringSliceFlag{Name: "join", EnvVars: env("JOIN"), Usage: "join token from 'meshmon site add' (site role): central's URLs and the leaf credential; one per tenant the site serves"},
+				&cli.StringSliceFlag{Name: "join-file", EnvVars: env("JOIN_FILE"), Usage: "file holding a join token; repeat it for each tenant the site serves"},
 				&cli.StringFlag{Name: "cluster-name", EnvVars: env("CLUSTER_NAME"), Usage: "cluster name, the same on every member (default: meshmon-<domain>)"},
 				&cli.StringFlag{Name: "cluster-listen", EnvVars: env("CLUSTER_LISTEN"), Usage: "route address host:port; set it to cluster this peer with --routes"},
 				&cli.StringSliceFlag{Name: "routes", EnvVars: env("ROUTES"), Usage: "the other members' route URLs, nats-route://host:port, comma separated"},
@@ -121,7 +122,7 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
-	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" {
+	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {
@@ -137,42 +138,67 @@ func peerRun(c *cli.Context) error {
 }
 
 // applyJoin reads --join or --join-file into cfg: central's URLs and the
-// leaf credential, and the site name when --site is not given.
+// leaf credential, and the site name when --site is not given. Tokens of a
+// central in operator mode (site add --tenant) may be several, one per
+// tenant the site serves.
 func applyJoin(c *cli.Context, cfg *peer.Config) error {
-	token := c.String("join")
-	if f := c.String("join-file"); f != "" {
-		if token != "" {
-			return errors.New("--join and --join-file are alternatives; give one")
-		}
+	tokens := c.StringSlice("join")
+	for _, f := range c.StringSlice("join-file") {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("--join-file: %w", err)
 		}
-		token = string(b)
+		tokens = append(tokens, string(b))
 	}
-	if token == "" {
+	if len(tokens) == 0 {
 		return nil
 	}
 	if cfg.Role != peer.RoleSite {
 		return errors.New("--join is for site peers; central peers cluster with --routes")
 	}
-	site, info, err := bus.ParseJoinToken(token)
-	if err != nil {
-		return err
+	type parsed struct {
+		site string
+		info bus.JoinInfo
 	}
-	if cfg.Site != "" && cfg.Site != site {
-		return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
+	var ps []parsed
+	for _, tok := range tokens {
+		site, info, err := bus.ParseJoinToken(tok)
+		if err != nil {
+			return err
+		}
+		if cfg.Site != "" && cfg.Site != site {
+			return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
+		}
+		if len(ps) > 0 && site != ps[0].site {
+			return fmt.Errorf("the join tokens are for sites %s and %s; a peer is one site", ps[0].site, site)
+		}
+		ps = append(ps, parsed{site, info})
 	}
-	if info.Creds != "" {
-		// Central runs in operator mode: the site keeps the tenant's
-		// account under the tenant's name, and links it with the
-		// tenant's leaf user.
-		cfg.Site, cfg.Central, cfg.Tenant, cfg.LeafCreds = site, info.Central, info.Tenant, info.Creds
+	first := ps[0]
+	if first.info.AccountJWT == "" {
+		if len(ps) > 1 {
+			return errors.New("several join tokens are for a central in operator mode ('meshmon site add --tenant'); this one takes one")
+		}
+		info := first.info
+		if info.Creds != "" {
+			cfg.Site, cfg.Central, cfg.Tenant, cfg.LeafCreds = first.site, info.Central, info.Tenant, info.Creds
+			return nil
+		}
+		if info.Tenant != cfg.Tenant {
+			return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
+		}
+		cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword = first.site, info.Central, info.User, info.Password
 		return nil
 	}
-	if info.Tenant != cfg.Tenant {
-		return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
+	// Operator mode: the site keeps each tenant's account.
+	cfg.Site, cfg.Central = first.site, first.info.Central
+	cfg.SiteTrust = &tenancy.Trust{Operator: first.info.Operator, SystemAccount: first.info.SystemAccount, Preload: first.info.Preload}
+	for _, p := range ps {
+		if p.info.AccountJWT == "" || p.info.Operator != first.info.Operator {
+			return errors.New("the join tokens come from different centrals (or operators); a site joins one central")
+		}
+		cfg.Tenants = append(cfg.Tenants, peer.SiteTenant{Name: p.info.Tenant, Account: p.info.Account, AccountJWT: p.info.AccountJWT,
+			LeafCreds: p.info.Creds, UpkeepCreds: p.info.UpkeepCreds})
 	}
-	cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword = site, info.Central, info.User, info.Password
 	return nil
 }

@@ -260,17 +260,18 @@ func siteAddTenant(c *cli.Context, name string) error {
 	if _, err := st.Tenant(tenant); err != nil {
 		return err
 	}
-	user := "leaf-" + name
 	err = withCentral(c, func(ctx context.Context, cl *client) error { return bus.AddSite(ctx, cl.js, name, time.Now()) })
 	if errors.Is(err, bus.ErrSiteExists) && !c.Bool("exist-ok") {
-		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its leaf user ('meshmon tenant creds %s --revoke %s') and add it with --exist-ok", name, tenant, tenant, user)
+		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its users ('meshmon tenant creds %s --revoke leaf-%s', and site-%s) and add it with --exist-ok", name, tenant, tenant, name, name)
 	}
 	if err != nil && !errors.Is(err, bus.ErrSiteExists) {
 		return err
 	}
-	_, creds, err := st.IssueUser(tenant, user, tenancy.RoleLeaf, name)
+	b, err := st.IssueSite(tenant, name)
 	if err != nil {
 		return err
 	}
-	return printJoin(c, "added", name, bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(creds)})
+	return printJoin(c, "added", name, bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(b.LeafCreds),
+		Operator: b.Trust.Operator, SystemAccount: b.Trust.SystemAccount, Preload: b.Trust.Preload,
+		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds)})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon/internal/wan"
+	"github.com/meshmon/meshmon/sim"
 )
 
 // natsCLI runs the stock nats CLI and returns its combined output and
@@ -81,6 +82,12 @@ func TestTenantsWalledOff(t *testing.T) {
 		return f
 	}
 	nocA, nocB := creds("acme", "--role", "noc"), creds("beta", "--role", "noc")
+	// Sites take their tenants' credentials only: pollers publish with a
+	// poller's.
+	pollers := map[string]string{"acme": creds("acme", "--role", "poller", "--site", "s1"), "beta": creds("beta", "--role", "poller", "--site", "s2")}
+	if out, ok := natsCLI(t, natsBin, "--server", sites["acme"], "pub", "ev.s1.d1.trap", "anonymous"); ok || !strings.Contains(out, "Authorization Violation") {
+		t.Fatalf("an anonymous client published at a site: %s", out)
+	}
 
 	// Live: acme's NOC, and the ops account's consolidated view, subscribe
 	// while both sites publish.
@@ -91,7 +98,7 @@ func TestTenantsWalledOff(t *testing.T) {
 	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")
 	opsSub.waitOutput(`Subscribing on tenants\.>`, 10*time.Second)
 	for tenant, site := range map[string]string{"acme": "s1", "beta": "s2"} {
-		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "pub", "ev."+site+".d{{Count}}.trap", tenant+"-event", "--count", "200",
+		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "--creds", pollers[tenant], "pub", "ev."+site+".d{{Count}}.trap", tenant+"-event", "--count", "200",
 			"-H", "Nats-Msg-Id:"+tenant+"-{{Count}}")
 		if !ok {
 			t.Fatalf("publish at %s: %s", site, out)
@@ -164,7 +171,7 @@ func TestTenantsWalledOff(t *testing.T) {
 	wanA.Cut(true)
 	publish := func(tenant, site string) {
 		t.Helper()
-		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "pub", "ev."+site+".late{{Count}}.trap", tenant+"-event", "--count", "300",
+		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "--creds", pollers[tenant], "pub", "ev."+site+".late{{Count}}.trap", tenant+"-event", "--count", "300",
 			"-H", "Nats-Msg-Id:"+tenant+"-late-{{Count}}")
 		if !ok {
 			t.Fatalf("publish at %s: %s", site, out)
@@ -222,3 +229,107 @@ func TestTenantsWalledOff(t *testing.T) {
 // tenantCutFor is how long TestTenantsWalledOff cuts a site's WAN: two
 // minutes, or MESHMON_E2E_WAN_CUT.
 func tenantCutFor() time.Duration { return meshCutFor() }
+
+// TestTenantPoP runs one site that serves two tenants (an ISP's point of
+// presence), all real processes: each tenant's poller credential publishes
+// only its site's subjects of its tenant, a real poller works with one, and
+// a tenant that fills its disk gets clear publish errors while the other
+// goes on ingesting.
+func TestTenantPoP(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	mustRun(t, "init", "--keys", keys)
+	cport, lport, pport := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	curl, purl := "nats://127.0.0.1:"+strconv.Itoa(cport), "nats://127.0.0.1:"+strconv.Itoa(pport)
+	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
+		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
+	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
+	cli("tenant", "create", "acme", "--keys", keys)
+	cli("tenant", "create", "beta", "--keys", keys, "--disk", "4MiB")
+	join := []string{"peer", "run", "--role", "site", "--name", "pop-peer", "--listen", "127.0.0.1:" + strconv.Itoa(pport), "--data-dir", filepath.Join(dir, "pop")}
+	for _, tenant := range []string{"acme", "beta"} {
+		token := filepath.Join(dir, tenant+".token")
+		cli("site", "add", "pop", "--tenant", tenant, "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		join = append(join, "--join-file", token)
+	}
+	pop := runMeshmon(t, "pop", join...)
+	pop.waitOutput(`peer pop-peer ready`, 30*time.Second)
+
+	creds := func(tenant string, args ...string) string {
+		f := filepath.Join(dir, tenant+"-"+strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", tenant, "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	pollA, pollB := creds("acme", "--role", "poller", "--site", "pop"), creds("beta", "--role", "poller", "--site", "pop")
+	elsewhere := creds("acme", "--role", "poller", "--site", "elsewhere", "--user", "p-elsewhere")
+	nocA, nocB := creds("acme", "--role", "noc"), creds("beta", "--role", "noc")
+	adminA := creds("acme", "--role", "admin")
+
+	// A poller credential publishes its own site's subjects only.
+	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", elsewhere, "pub", "ev.pop.d1.trap", "x"); ok || !strings.Contains(out, "Permissions Violation") {
+		t.Fatalf("a poller of another site published pop's subjects: %s", out)
+	}
+	count := func(creds, stream string) uint64 {
+		out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds, "stream", "info", stream, "--json")
+		var info struct {
+			State struct {
+				Messages uint64 `json:"messages"`
+			} `json:"state"`
+		}
+		if !ok || json.Unmarshal([]byte(out), &info) != nil {
+			return 0
+		}
+		return info.State.Messages
+	}
+
+	// A real poller with acme's poller credential polls a simulated device.
+	sm := startSim(t, "pp", "127.79.0.1", 1)
+	a := sm.Agents()[0]
+	mustRun(t, "--server", purl, "--creds", adminA, "device", "add", a.Name(), "--address", a.Addr().Addr().String(),
+		"--checks", "snmp", "--snmp-port", strconv.Itoa(int(a.Addr().Port())), "--interval", "1s")
+	poller := runMeshmon(t, "poller", "--server", purl, "--creds", pollA, "poller", "run", "--site", "pop", "--tenant", "acme",
+		"--name", "p1", "--data-dir", filepath.Join(dir, "p1"))
+	poller.waitOutput(`poller started`, 30*time.Second)
+	waitFor(t, 30*time.Second, "acme's samples at central", func() bool { return count(nocA, "METRICS") > 0 })
+	if n := count(nocB, "METRICS"); n != 0 {
+		t.Fatalf("beta's central METRICS holds %d samples; the poller is acme's", n)
+	}
+
+	// beta fills its 4 MiB: clear errors; acme goes on.
+	body := strings.Repeat("x", 1000)
+	out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollB, "pub", "ev.pop.big.trap", body, "--count", "6000", "--jetstream",
+		"-H", "Nats-Msg-Id:big-{{Count}}")
+	if ok || !strings.Contains(out, "resource limits exceeded for account") {
+		t.Fatalf("beta published 6 MB within a 4 MiB limit: %s", tail(out, 5))
+	}
+	before := count(nocA, "EVENTS")
+	out, ok = natsCLI(t, natsBin, "--server", purl, "--creds", pollA, "pub", "ev.pop.d1.trap", body, "--count", "500", "--jetstream",
+		"-H", "Nats-Msg-Id:acme-{{Count}}")
+	if !ok {
+		t.Fatalf("acme could not publish while beta was full: %s", tail(out, 5))
+	}
+	waitFor(t, 30*time.Second, "acme's 500 events at central", func() bool { return count(nocA, "EVENTS") >= before+500 })
+	poller.stopClean()
+	pop.stopClean()
+	central.stopClean()
+}
+
+// startSim runs n simulated SNMP agents in this process until the test ends.
+func startSim(t *testing.T, prefix, base string, n int) *sim.Sim {
+	t.Helper()
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr = n, prefix, mustAddr(base)
+	sm, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := sm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sm.Close() })
+	return sm
+}

@@ -1,0 +1,187 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+// A site in operator mode serves one tenant or several (an ISP's point of
+// presence): each tenant is its own account at the site as at central,
+// with the limits of the tenant's account JWT, its own streams and its own
+// leaf link to the tenant's account at central. Clients, pollers included,
+// authenticate with the tenant's credentials (meshmon tenant creds), so a
+// poller's credential publishes only its site's subjects of its tenant.
+// The account JWTs come in the join tokens and are resolved from memory:
+// a change of a tenant's limits or revocations reaches the site when it
+// is started again with a new token.
+
+// SiteTenant is one tenant a site in operator mode serves.
+type SiteTenant struct {
+	Name        string `json:"name"`
+	Account     string `json:"account"`      // the account's public key
+	AccountJWT  string `json:"account_jwt"`  // with the tenant's limits
+	LeafCreds   string `json:"leaf_creds"`   // the site's leaf user
+	UpkeepCreds string `json:"upkeep_creds"` // the peer's own user, for its streams
+}
+
+// operatorMode reports whether the peer trusts an operator (central with
+// Trust, or a site with Tenants) rather than its own users.
+func (c Config) operatorMode() bool { return c.Trust != "" || len(c.Tenants) > 0 }
+
+func (c Config) validateTenants() error {
+	switch {
+	case c.Role != RoleSite:
+		return errors.New("tenants are for site peers; central takes them through its resolver (--trust)")
+	case c.SiteTrust == nil || c.SiteTrust.Operator == "" || c.SiteTrust.SystemAccount == "":
+		return errors.New("tenants without the operator's trust; use the join token 'meshmon site add --tenant' printed")
+	case len(c.Central) == 0:
+		return errors.New("tenants without central's URLs; use the join token 'meshmon site add --tenant' printed")
+	case c.Cluster.Clustered():
+		return errors.New("a site that serves tenants is one peer for now; drop --cluster-listen")
+	case !c.Auth.None():
+		return errors.New("auth is set with tenants: clients use the tenants' credentials; drop --auth-user, --auth-password and --auth-nkey")
+	case c.LeafPassword != "" || c.LeafCreds != "":
+		return errors.New("a leaf password or credential is set with tenants: each tenant's join token carries its own")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Tenants {
+		if err := meshmon.ValidateName("tenant", t.Name); err != nil {
+			return err
+		}
+		if seen[t.Name] {
+			return fmt.Errorf("tenant %s is given twice", t.Name)
+		}
+		seen[t.Name] = true
+		ac, err := jwt.DecodeAccountClaims(t.AccountJWT)
+		if err != nil || ac.Subject != t.Account {
+			return fmt.Errorf("tenant %s: the account JWT is damaged or not the tenant's; use the join token again", t.Name)
+		}
+		for what, creds := range map[string]string{"leaf": t.LeafCreds, "upkeep": t.UpkeepCreds} {
+			if _, err := leafSigner(creds); err != nil {
+				return fmt.Errorf("tenant %s: %s credentials: %w", t.Name, what, err)
+			}
+		}
+	}
+	return nil
+}
+
+// siteOperatorOptions trusts the operator and preloads the system account
+// and every tenant's account into a memory resolver.
+func (c Config) siteOperatorOptions(o *server.Options) error {
+	t := c.SiteTrust
+	var b strings.Builder
+	fmt.Fprintf(&b, "operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n", strconv.Quote(t.Operator), strconv.Quote(t.SystemAccount))
+	for pub, tok := range t.Preload {
+		fmt.Fprintf(&b, "  %s: %s\n", pub, strconv.Quote(tok))
+	}
+	for _, tn := range c.Tenants {
+		if _, dup := t.Preload[tn.Account]; !dup {
+			fmt.Fprintf(&b, "  %s: %s\n", tn.Account, strconv.Quote(tn.AccountJWT))
+		}
+	}
+	b.WriteString("}\n")
+	if err := o.ProcessConfigString(b.String()); err != nil {
+		return fmt.Errorf("site tenants: %w", err)
+	}
+	return nil
+}
+
+// tenantRemotes are the site's leaf links, one per tenant, each bound to
+// the tenant's account here and authenticated as its leaf user there.
+func (c Config) tenantRemotes() ([]*server.RemoteLeafOpts, error) {
+	urls := make([]*url.URL, 0, len(c.Central))
+	for _, s := range c.Central {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("central %q: %w", s, err)
+		}
+		urls = append(urls, u)
+	}
+	var out []*server.RemoteLeafOpts
+	for _, t := range c.Tenants {
+		sign, err := leafSigner(t.LeafCreds)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: leaf credentials: %w", t.Name, err)
+		}
+		out = append(out, &server.RemoteLeafOpts{
+			URLs:                    slices.Clone(urls),
+			DialTimeout:             c.leafDialTimeout(),
+			LocalAccount:            t.Account,
+			SignatureCB:             sign,
+			DenyImports:             leafDenyImports,
+			IgnoreDiscoveredServers: true,
+		})
+	}
+	return out, nil
+}
+
+// tenantLimits sizes a tenant's site streams: no size of their own, so
+// the tenant's disk limit bounds them and a tenant over it gets publish
+// errors, while other tenants go on.
+func (c Config) tenantLimits() bus.StreamLimits {
+	l := c.Limits
+	l.EventsMaxBytes, l.MetricsMaxBytes = -1, -1
+	return l
+}
+
+// ensureTenants makes every tenant's streams, buckets and source consumers,
+// each over an in-process connection as the tenant's upkeep user.
+func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
+	for _, t := range p.cfg.Tenants {
+		if err := p.ensureTenant(ctx, srv, t); err != nil {
+			return fmt.Errorf("tenant %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}
+
+func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenant) error {
+	tok, err := jwt.ParseDecoratedJWT([]byte(t.UpkeepCreds))
+	if err != nil {
+		return err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey([]byte(t.UpkeepCreds))
+	if err != nil {
+		return err
+	}
+	seed, _ := kp.Seed()
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.UserJWTAndSeed(tok, string(seed)), nats.Name("meshmon-peer-"+t.Name))
+	if err != nil {
+		return fmt.Errorf("in-process connection: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	// JetStream comes to an account a moment after the server is ready.
+	for {
+		if _, err := js.AccountInfo(ctx); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("%w: JetStream in the tenant's account: %v", ErrNotReady, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := bus.EnsureStreams(ctx, js, p.cfg.tenantLimits()); err != nil {
+		return err
+	}
+	return bus.EnsureSourceConsumers(ctx, js, p.cfg.Site)
+}

@@ -1,0 +1,72 @@
+package tenancy
+
+import (
+	"fmt"
+	"slices"
+)
+
+// SiteBundle is what a site peer needs to serve a tenant: the tenant's
+// account JWT (its limits), the operator's trust, the site's leaf
+// credential, and the credential the site peer makes the tenant's streams
+// with. It holds user credentials, never a signing key.
+type SiteBundle struct {
+	Trust       Trust
+	Account     string // the tenant's account public key
+	AccountJWT  string
+	LeafCreds   []byte
+	UpkeepCreds []byte
+}
+
+// IssueSite issues the site's users in the tenant's account (leaf-<site>
+// for its link, site-<site> for the peer's own upkeep, an admin) and
+// returns the bundle. It fails with an error wrapping ErrExists when the
+// site's users exist and are not revoked.
+func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
+	t, err := s.Tenant(tenant)
+	if err != nil {
+		return SiteBundle{}, err
+	}
+	leaf, upkeep := "leaf-"+site, "site-"+site
+	for _, u := range t.Users {
+		if (u.Name == leaf || u.Name == upkeep) && !u.Revoked {
+			return SiteBundle{}, fmt.Errorf("site %s of tenant %s: user %s: %w; revoke %s and %s to give the site a new token",
+				site, tenant, u.Name, ErrExists, leaf, upkeep)
+		}
+	}
+	trust, err := s.Trust()
+	if err != nil {
+		return SiteBundle{}, err
+	}
+	_, lc, err := s.IssueUser(tenant, leaf, RoleLeaf, site)
+	if err != nil {
+		return SiteBundle{}, err
+	}
+	_, uc, err := s.IssueUser(tenant, upkeep, RoleAdmin, "")
+	if err != nil {
+		return SiteBundle{}, err
+	}
+	t, err = s.Tenant(tenant)
+	if err != nil {
+		return SiteBundle{}, err
+	}
+	return SiteBundle{Trust: trust, Account: t.Account, AccountJWT: t.JWT, LeafCreds: lc, UpkeepCreds: uc}, nil
+}
+
+// siteUsers are the names IssueSite gives a site's users.
+func siteUsers(site string) []string { return []string{"leaf-" + site, "site-" + site} }
+
+// RevokeSite revokes the site's users in the tenant's account.
+func (s *Store) RevokeSite(tenant, site string) (Tenant, error) {
+	t, err := s.Tenant(tenant)
+	if err != nil {
+		return Tenant{}, err
+	}
+	for _, u := range t.Users {
+		if slices.Contains(siteUsers(site), u.Name) && !u.Revoked {
+			if t, err = s.RevokeUser(tenant, u.Name); err != nil {
+				return Tenant{}, err
+			}
+		}
+	}
+	return t, nil
+}
