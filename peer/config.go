@@ -64,10 +64,6 @@ type Config struct {
 	// accepts it, a site presents it. Every central peer has the same.
 	LeafUser     string `json:"leaf_user,omitempty"`
 	LeafPassword string `json:"leaf_password,omitempty"`
-	// LeafCreds (site) is the tenant's leaf user credentials, the content
-	// of a .creds file, instead of LeafUser and LeafPassword when central
-	// runs in operator mode (Trust).
-	LeafCreds string `json:"leaf_creds,omitempty"`
 	// Tenants (site) puts the site peer in operator mode: it trusts
 	// SiteTrust's operator, keeps each tenant's account with the tenant's
 	// limits, links each to central with the tenant's leaf credential,
@@ -155,16 +151,8 @@ func (c Config) Validate() error {
 		if c.LeafDialTimeout < 0 || c.LeafDialTimeout > time.Minute {
 			return bad("leaf dial timeout %s must be from 0 (the default, %s) to 1m", c.LeafDialTimeout, DefaultLeafDialTimeout)
 		}
-		if len(c.Central) > 0 && c.LeafCreds == "" && len(c.Tenants) == 0 && (c.LeafUser == "" || c.LeafPassword == "") {
+		if len(c.Central) > 0 && len(c.Tenants) == 0 && (c.LeafUser == "" || c.LeafPassword == "") {
 			return bad("central is set without a leaf credential; give the join token 'meshmon site add' printed")
-		}
-		if c.LeafCreds != "" {
-			if c.LeafPassword != "" {
-				return bad("leaf creds and leaf password are alternatives; give one")
-			}
-			if _, err := leafSigner(c.LeafCreds); err != nil {
-				return bad("leaf creds: %v", err)
-			}
 		}
 	case RoleCentral:
 		if len(c.Central) > 0 {

@@ -90,18 +90,8 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			if err != nil {
 				return nil, fmt.Errorf("central %q: %w", s, err)
 			}
-			if c.LeafCreds == "" {
-				u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
-			}
+			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
 			urls = append(urls, u)
-		}
-		var sign server.SignatureHandler
-		if c.LeafCreds != "" {
-			s, err := leafSigner(c.LeafCreds)
-			if err != nil {
-				return nil, fmt.Errorf("leaf creds: %w", err)
-			}
-			sign = s
 		}
 		// Redial fast when the link drops, so catch-up starts within about
 		// a second of the WAN coming back: an attempt waits up to the dial
@@ -111,7 +101,6 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			URLs:         urls,
 			DialTimeout:  c.leafDialTimeout(),
 			LocalAccount: c.Tenant,
-			SignatureCB:  sign,
 			DenyImports:  leafDenyImports,
 			// Follow only the URLs given: central's advertised addresses
 			// may not be reachable from the site (NAT, proxies).

@@ -54,7 +54,7 @@ func (c Config) validateTenants() error {
 		return errors.New("a site that serves tenants is one peer for now; drop --cluster-listen")
 	case !c.Auth.None():
 		return errors.New("auth is set with tenants: clients use the tenants' credentials; drop --auth-user, --auth-password and --auth-nkey")
-	case c.LeafPassword != "" || c.LeafCreds != "":
+	case c.LeafPassword != "":
 		return errors.New("a leaf password or credential is set with tenants: each tenant's join token carries its own")
 	}
 	seen := map[string]bool{}

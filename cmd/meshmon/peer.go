@@ -180,10 +180,6 @@ func applyJoin(c *cli.Context, cfg *peer.Config) error {
 			return errors.New("several join tokens are for a central in operator mode ('meshmon site add --tenant'); this one takes one")
 		}
 		info := first.info
-		if info.Creds != "" {
-			cfg.Site, cfg.Central, cfg.Tenant, cfg.LeafCreds = first.site, info.Central, info.Tenant, info.Creds
-			return nil
-		}
 		if info.Tenant != cfg.Tenant {
 			return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
 		}
