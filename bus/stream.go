@@ -291,9 +291,12 @@ type StreamInfo struct {
 	LastSeq   uint64    `json:"last_seq"`
 	LastTime  time.Time `json:"last_time"`
 	Consumers int       `json:"consumers"`
-	// MaxAge and MaxBytes are the stream's limits.
-	MaxAge   time.Duration `json:"max_age_ns"`
-	MaxBytes int64         `json:"max_bytes"`
+	// MaxAge and MaxBytes are the stream's limits. A stream without a
+	// size of its own (-1) is bounded by its account's disk, AccountDisk
+	// (a tenant's streams at a site), when the account has a limit.
+	MaxAge      time.Duration `json:"max_age_ns"`
+	MaxBytes    int64         `json:"max_bytes"`
+	AccountDisk int64         `json:"account_disk,omitempty"`
 	// RideOut is how long a WAN outage the stream can hold without losing
 	// what central has not sourced yet: MaxAge, or less if, at the rate the
 	// stream has grown so far, MaxBytes fills sooner. Zero when unknown.
@@ -319,6 +322,7 @@ func rideOut(maxAge time.Duration, maxBytes int64, bytes uint64, first, last tim
 // stream that does not exist is an error.
 func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, error) {
 	var out []StreamInfo
+	var accountDisk int64 // the account's disk limit, for streams without a size
 	for _, name := range []string{EventsStream, MetricsStream} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
@@ -326,6 +330,17 @@ func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, er
 		}
 		info := s.CachedInfo()
 		st := info.State
+		maxBytes := info.Config.MaxBytes
+		if maxBytes < 0 && accountDisk == 0 {
+			accountDisk = -1
+			if ai, err := js.AccountInfo(ctx); err == nil && ai.Limits.MaxStore > 0 {
+				accountDisk = ai.Limits.MaxStore
+			}
+		}
+		bound := maxBytes
+		if maxBytes < 0 && accountDisk > 0 {
+			bound = accountDisk
+		}
 		out = append(out, StreamInfo{
 			Name:      name,
 			Subjects:  info.Config.Subjects,
@@ -337,9 +352,12 @@ func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, er
 			LastTime:  st.LastTime,
 			Consumers: st.Consumers,
 			MaxAge:    info.Config.MaxAge,
-			MaxBytes:  info.Config.MaxBytes,
-			RideOut:   rideOut(info.Config.MaxAge, info.Config.MaxBytes, st.Bytes, st.FirstTime, st.LastTime),
+			MaxBytes:  maxBytes,
+			RideOut:   rideOut(info.Config.MaxAge, bound, st.Bytes, st.FirstTime, st.LastTime),
 		})
+		if maxBytes < 0 && accountDisk > 0 {
+			out[len(out)-1].AccountDisk = accountDisk
+		}
 	}
 	return out, nil
 }

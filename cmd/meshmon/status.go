@@ -142,6 +142,12 @@ func printStreams(tw *tabwriter.Writer, streams []bus.StreamInfo, rideOut bool) 
 			last = time.Since(s.LastTime).Round(time.Second).String() + " ago"
 		}
 		limits := meshmon.FormatAge(s.MaxAge) + ", " + meshmon.FormatSize(s.MaxBytes)
+		switch {
+		case s.MaxBytes < 0 && s.AccountDisk > 0:
+			limits = meshmon.FormatAge(s.MaxAge) + ", the tenant's " + meshmon.FormatSize(s.AccountDisk)
+		case s.MaxBytes < 0:
+			limits = meshmon.FormatAge(s.MaxAge) + ", no size limit"
+		}
 		line := fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%s\t%s", s.Name, s.Messages, s.Bytes, s.FirstSeq, s.LastSeq, last, limits)
 		if rideOut {
 			line += "\t" + meshmon.FormatAge(s.RideOut.Round(time.Minute))

@@ -297,6 +297,11 @@ func TestTenantPoP(t *testing.T) {
 		t.Fatalf("beta's central METRICS holds %d samples; the poller is acme's", n)
 	}
 
+	// The site's status, as acme sees it, bounds its streams by acme's disk.
+	if st := mustRun(t, "--server", purl, "--creds", pollA, "status"); !strings.Contains(st, "the tenant's 21GiB") {
+		t.Fatalf("status at the site, with acme's poller credential:\n%s", st)
+	}
+
 	// beta fills its 4 MiB: clear errors; acme goes on.
 	body := strings.Repeat("x", 1000)
 	out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollB, "pub", "ev.pop.big.trap", body, "--count", "6000", "--jetstream",
