@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 // A site in operator mode serves one tenant or several (an ISP's point of
@@ -150,16 +151,11 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 }
 
 func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenant) error {
-	tok, err := jwt.ParseDecoratedJWT([]byte(t.UpkeepCreds))
+	auth, err := tenancy.CredsOption([]byte(t.UpkeepCreds))
 	if err != nil {
 		return err
 	}
-	kp, err := jwt.ParseDecoratedUserNKey([]byte(t.UpkeepCreds))
-	if err != nil {
-		return err
-	}
-	seed, _ := kp.Seed()
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.UserJWTAndSeed(tok, string(seed)), nats.Name("meshmon-peer-"+t.Name))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name("meshmon-peer-"+t.Name))
 	if err != nil {
 		return fmt.Errorf("in-process connection: %w", err)
 	}

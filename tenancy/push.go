@@ -72,3 +72,21 @@ func request(ctx context.Context, nc *nats.Conn, subject, token, what string) er
 	}
 	return nil
 }
+
+// CredsOption is the nats connect option that authenticates with the
+// content of a .creds file, kept in memory.
+func CredsOption(creds []byte) (nats.Option, error) {
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	return nats.UserJWTAndSeed(tok, string(seed)), nil
+}

@@ -189,16 +189,11 @@ func central(t *testing.T, st *tenancy.Store) *peer.Peer {
 
 func connectCreds(t *testing.T, url string, creds []byte) (*nats.Conn, error) {
 	t.Helper()
-	tok, err := jwt.ParseDecoratedJWT(creds)
+	auth, err := tenancy.CredsOption(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	nc, err := nats.Connect(url, nats.UserJWTAndSeed(tok, string(seed)), nats.MaxReconnects(0))
+	nc, err := nats.Connect(url, auth, nats.MaxReconnects(0))
 	if err == nil {
 		t.Cleanup(nc.Close)
 	}

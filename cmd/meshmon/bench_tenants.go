@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -106,16 +105,11 @@ func benchTenants(c *cli.Context) error {
 	defer p.Close()
 	url := p.ClientURL()
 	dial := func(creds []byte) (*nats.Conn, error) {
-		tok, err := jwt.ParseDecoratedJWT(creds)
+		auth, err := tenancy.CredsOption(creds)
 		if err != nil {
 			return nil, err
 		}
-		kp, err := jwt.ParseDecoratedUserNKey(creds)
-		if err != nil {
-			return nil, err
-		}
-		seed, _ := kp.Seed()
-		return nats.Connect(url, nats.UserJWTAndSeed(tok, string(seed)))
+		return nats.Connect(url, auth)
 	}
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {

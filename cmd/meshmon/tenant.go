@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -177,21 +176,13 @@ func tenantArg(c *cli.Context) (string, error) {
 
 // connectAs connects to central with in-memory credentials.
 func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
-	tok, err := jwt.ParseDecoratedJWT(creds)
-	if err != nil {
-		return nil, err
-	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		return nil, err
-	}
-	seed, err := kp.Seed()
+	auth, err := tenancy.CredsOption(creds)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), Name: name}, nats.UserJWTAndSeed(tok, string(seed)))
+	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), Name: name}, auth)
 }
 
 // push sends the tenant's account JWT to central's resolver.
