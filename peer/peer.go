@@ -147,6 +147,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.srv, p.lock = srv, lock
 		close(p.streamsReady)
 		p.ready.Store(true)
+		p.background(p.followTenants)
 		names := make([]string, len(p.cfg.Tenants))
 		for i, t := range p.cfg.Tenants {
 			names[i] = t.Name

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -180,4 +181,135 @@ func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenan
 		return err
 	}
 	return bus.EnsureSourceConsumers(ctx, js, p.cfg.Site)
+}
+
+// followTenants keeps each tenant's account at the site as central has it:
+// it watches the tenant's account JWT in the tenant's bucket at central
+// (over the tenant's leaf link) and applies every newer one, so a changed
+// limit or a revoked credential takes effect here at run time.
+func (p *Peer) followTenants(ctx context.Context) {
+	op, err := jwt.DecodeOperatorClaims(p.cfg.SiteTrust.Operator)
+	if err != nil {
+		p.log.Error("tenant accounts will not follow central: the operator JWT", "err", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, t := range p.cfg.Tenants {
+		f := &accountFollower{p: p, t: t, op: op, cur: t.AccountJWT}
+		if ac, err := jwt.DecodeAccountClaims(t.AccountJWT); err == nil {
+			f.iat = ac.IssuedAt
+		}
+		wg.Go(func() { f.run(ctx) })
+	}
+	wg.Wait()
+}
+
+// accountFollower follows one tenant's account JWT.
+type accountFollower struct {
+	p   *Peer
+	t   SiteTenant
+	op  *jwt.OperatorClaims
+	iat int64  // issue time of the JWT in force
+	cur string // the JWT in force
+}
+
+func (f *accountFollower) run(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := f.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.p.log.Debug("following the tenant's account at central; again shortly", "tenant", f.t.Name, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// follow watches the account JWT until the watch fails; it also reads it
+// every 30 s, in case a change came while the link was down.
+func (f *accountFollower) follow(ctx context.Context) error {
+	auth, err := tenancy.CredsOption([]byte(f.t.UpkeepCreds))
+	if err != nil {
+		return err
+	}
+	srv := f.p.Server()
+	if srv == nil {
+		return ErrNotStarted
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name("meshmon-peer-follow-"+f.t.Name))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, bus.TenantBucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.Watch(ctx, bus.TenantAccountKey)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				f.apply(string(e.Value()))
+			}
+		case <-tick.C:
+			if e, err := kv.Get(ctx, bus.TenantAccountKey); err == nil {
+				f.apply(string(e.Value()))
+			}
+		}
+	}
+}
+
+// apply puts a newer account JWT of the tenant in force, if the operator
+// signed it.
+func (f *accountFollower) apply(tok string) {
+	ac, err := jwt.DecodeAccountClaims(tok)
+	switch {
+	case err != nil:
+		f.p.log.Warn("tenant account at central is not a JWT; ignored", "tenant", f.t.Name, "err", err)
+		return
+	case ac.Subject != f.t.Account:
+		f.p.log.Warn("tenant account at central is another account's; ignored", "tenant", f.t.Name, "account", ac.Subject)
+		return
+	case ac.Issuer != f.op.Subject && !f.op.SigningKeys.Contains(ac.Issuer):
+		f.p.log.Warn("tenant account at central is not signed by the operator; ignored", "tenant", f.t.Name)
+		return
+	case tok == f.cur || ac.IssuedAt < f.iat:
+		return // the one in force, or older (times are whole seconds)
+	}
+	srv := f.p.Server()
+	if srv == nil {
+		return
+	}
+	if r := srv.AccountResolver(); r != nil {
+		_ = r.Store(f.t.Account, tok)
+	}
+	acc, err := srv.LookupAccount(f.t.Account)
+	if err != nil {
+		f.p.log.Warn("tenant account update", "tenant", f.t.Name, "err", err)
+		return
+	}
+	srv.UpdateAccountClaims(acc, ac)
+	f.iat, f.cur = ac.IssuedAt, tok
+	f.p.log.Info("tenant account updated from central", "tenant", f.t.Name, "revocations", len(ac.Revocations),
+		"disk", meshmon.FormatSize(ac.Limits.JetStreamLimits.DiskStorage))
 }

@@ -1,9 +1,6 @@
 package tenancy
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 // SiteBundle is what a site peer needs to serve a tenant: the tenant's
 // account JWT (its limits), the operator's trust, the site's leaf
@@ -50,23 +47,4 @@ func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
 		return SiteBundle{}, err
 	}
 	return SiteBundle{Trust: trust, Account: t.Account, AccountJWT: t.JWT, LeafCreds: lc, UpkeepCreds: uc}, nil
-}
-
-// siteUsers are the names IssueSite gives a site's users.
-func siteUsers(site string) []string { return []string{"leaf-" + site, "site-" + site} }
-
-// RevokeSite revokes the site's users in the tenant's account.
-func (s *Store) RevokeSite(tenant, site string) (Tenant, error) {
-	t, err := s.Tenant(tenant)
-	if err != nil {
-		return Tenant{}, err
-	}
-	for _, u := range t.Users {
-		if slices.Contains(siteUsers(site), u.Name) && !u.Revoked {
-			if t, err = s.RevokeUser(tenant, u.Name); err != nil {
-				return Tenant{}, err
-			}
-		}
-	}
-	return t, nil
 }

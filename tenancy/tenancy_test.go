@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,3 +345,34 @@ func TestOperatorMode(t *testing.T) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func TestIssueSite(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.IssueSite("acme", "paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Account == "" || b.AccountJWT == "" || len(b.LeafCreds) == 0 || len(b.UpkeepCreds) == 0 || b.Trust.Operator == "" {
+		t.Fatalf("bundle: %+v", b)
+	}
+	for _, secret := range []string{"SO", "SA"} { // operator and account seeds
+		if strings.Contains(string(b.LeafCreds)+string(b.UpkeepCreds)+b.AccountJWT, "\n"+secret) {
+			t.Fatalf("the bundle holds a %s... seed", secret)
+		}
+	}
+	if _, err := st.IssueSite("acme", "paris"); !errors.Is(err, tenancy.ErrExists) {
+		t.Fatalf("a second bundle for paris: %v, want ErrExists", err)
+	}
+	if _, err := st.RevokeUser("acme", "leaf-paris"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RevokeUser("acme", "site-paris"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.IssueSite("acme", "paris"); err != nil {
+		t.Fatalf("a new bundle after revoking the site's users: %v", err)
+	}
+}

@@ -154,7 +154,7 @@ func benchTenants(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return makeTenantStreams(cctx, js, lim, 1)
+		return makeTenantStreams(cctx, js, t, 1)
 	}
 	// heap is the live heap after a GC and the memory the Go runtime holds
 	// from the OS.

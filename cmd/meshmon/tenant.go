@@ -242,7 +242,8 @@ func tenantStreamLimits(lim tenancy.Limits, replicas int) bus.StreamLimits {
 // makeTenantStreams makes a new tenant's central streams once JetStream
 // answers in its account: a peer enables it a moment after it stores the
 // account's JWT.
-func makeTenantStreams(ctx context.Context, js jetstream.JetStream, lim tenancy.Limits, replicas int) error {
+func makeTenantStreams(ctx context.Context, js jetstream.JetStream, t tenancy.Tenant, replicas int) error {
+	lim := t.Limits
 	for {
 		_, err := js.AccountInfo(ctx)
 		if err == nil {
@@ -254,7 +255,29 @@ func makeTenantStreams(ctx context.Context, js jetstream.JetStream, lim tenancy.
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas))
+	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas)); err != nil {
+		return err
+	}
+	return bus.PutAccountJWT(ctx, js, t.JWT, replicas)
+}
+
+// pushTenant pushes the tenant's account JWT to central's resolver and
+// records it in the tenant's bucket at central, where its sites follow it.
+func pushTenant(c *cli.Context, st *tenancy.Store, t tenancy.Tenant) error {
+	if err := push(c, st, t.JWT); err != nil {
+		return err
+	}
+	nc, js, err := asTenantAdmin(c, st, t.Name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	if err := bus.PutAccountJWT(ctx, js, t.JWT, 1); err != nil {
+		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
+	}
+	return nil
 }
 
 func tenantCreate(c *cli.Context) error {
@@ -302,7 +325,7 @@ func tenantCreate(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
-	if err := makeTenantStreams(ctx, js, lim, replicas); err != nil {
+	if err := makeTenantStreams(ctx, js, t, replicas); err != nil {
 		return fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
 	}
 	if c.Bool("json") {
@@ -454,7 +477,7 @@ func tenantLimits(c *cli.Context) error {
 	if t, err = st.SetLimits(name, lim); err != nil {
 		return err
 	}
-	if err := push(c, st, t.JWT); err != nil {
+	if err := pushTenant(c, st, t); err != nil {
 		return fmt.Errorf("%w (the key store has the new limits; run the command again to push them)", err)
 	}
 	if c.Bool("json") {
@@ -549,13 +572,13 @@ func tenantCreds(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := push(c, st, t.JWT); err != nil {
+		if err := pushTenant(c, st, t); err != nil {
 			return fmt.Errorf("%w (the key store has the revocation; run the command again to push it)", err)
 		}
 		if c.Bool("json") {
 			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": user})
 		}
-		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on\n", user, name)
+		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", user, name)
 		return nil
 	}
 	role := tenancy.Role(c.String("role"))

@@ -316,6 +316,27 @@ func TestTenantPoP(t *testing.T) {
 		t.Fatalf("acme could not publish while beta was full: %s", tail(out, 5))
 	}
 	waitFor(t, 30*time.Second, "acme's 500 events at central", func() bool { return count(nocA, "EVENTS") >= before+500 })
+
+	// Changes reach the site at run time: beta's disk is raised and it
+	// publishes again; a revoked poller credential is refused at the site.
+	cli("tenant", "limits", "beta", "--keys", keys, "--disk", "16MiB")
+	waitFor(t, 30*time.Second, "beta to publish again after its disk was raised", func() bool {
+		_, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollB, "pub", "ev.pop.more.trap", body, "--count", "100", "--jetstream",
+			"-H", "Nats-Msg-Id:more-{{Count}}")
+		return ok
+	})
+	doomed := creds("acme", "--role", "poller", "--site", "pop", "--user", "p-doomed")
+	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", doomed, "pub", "ev.pop.d1.trap", "x"); !ok {
+		t.Fatalf("a new poller credential at the site: %s", out)
+	}
+	cli("tenant", "creds", "acme", "--keys", keys, "--revoke", "p-doomed")
+	waitFor(t, 30*time.Second, "the site to refuse a revoked credential", func() bool {
+		out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", doomed, "pub", "ev.pop.d1.trap", "x")
+		return !ok && strings.Contains(out, "Authorization Violation")
+	})
+	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollA, "pub", "ev.pop.d1.trap", "still-here"); !ok {
+		t.Fatalf("acme's other poller credential after the revocation: %s", out)
+	}
 	poller.stopClean()
 	pop.stopClean()
 	central.stopClean()
