@@ -361,3 +361,24 @@ func StreamStatus(ctx context.Context, js jetstream.JetStream) ([]StreamInfo, er
 	}
 	return out, nil
 }
+
+// WaitJetStream polls until JetStream answers an account info request in
+// js's account: a server enables it a moment after it is ready, and an
+// account a moment after its JWT arrives. It fails when ctx is done.
+func WaitJetStream(ctx context.Context, js jetstream.JetStream) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("JetStream did not answer: %w", err)
+		case <-t.C:
+		}
+	}
+}

@@ -76,12 +76,17 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
 		}
 	}
+	if c.Role == RoleSite && len(c.Central) > 0 {
+		// Redial fast when the link drops, so catch-up starts within about
+		// a second of the WAN coming back: an attempt waits up to the dial
+		// timeout, then 250-500 ms until the next.
+		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
+	}
 	if c.Role == RoleSite && len(c.Central) > 0 && len(c.Tenants) > 0 {
 		remotes, err := c.tenantRemotes()
 		if err != nil {
 			return nil, err
 		}
-		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
 		o.LeafNode.Remotes = remotes
 	} else if c.Role == RoleSite && len(c.Central) > 0 {
 		urls := make([]*url.URL, 0, len(c.Central))
@@ -93,10 +98,6 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
 			urls = append(urls, u)
 		}
-		// Redial fast when the link drops, so catch-up starts within about
-		// a second of the WAN coming back: an attempt waits up to the dial
-		// timeout, then 250-500 ms until the next.
-		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
 		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
 			URLs:         urls,
 			DialTimeout:  c.leafDialTimeout(),

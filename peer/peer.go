@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
 )
 
 // DefaultStartTimeout bounds Start when ctx has no deadline.
@@ -189,8 +191,8 @@ func (p *Peer) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
-	if err := waitJetStream(ctx, js); err != nil {
-		return fail(err)
+	if err := bus.WaitJetStream(ctx, js); err != nil {
+		return fail(fmt.Errorf("start peer: %w: %w", ErrNotReady, err))
 	}
 	p.srv, p.internal, p.lock = srv, in, lock
 	if err := p.ensure(ctx, js); err != nil {
@@ -258,25 +260,6 @@ func checkStoreDir(dir string) error {
 		return fmt.Errorf("%w: write %s: %w", ErrDataDir, dir, werr)
 	}
 	return nil
-}
-
-// waitJetStream polls until JetStream answers an account info request.
-func waitJetStream(ctx context.Context, js jetstream.JetStream) error {
-	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := js.AccountInfo(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("start peer: %w: JetStream did not answer: %w", ErrNotReady, err)
-		case <-t.C:
-		}
-	}
 }
 
 // checkFree returns an error wrapping ErrAddrInUse if addr (host:port)

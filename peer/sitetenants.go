@@ -151,14 +151,23 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 	return nil
 }
 
-func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenant) error {
+// upkeepConn connects to srv in process as the tenant's upkeep user.
+func (t SiteTenant) upkeepConn(srv *server.Server, name string) (*nats.Conn, error) {
 	auth, err := tenancy.CredsOption([]byte(t.UpkeepCreds))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name("meshmon-peer-"+t.Name))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name(name))
 	if err != nil {
-		return fmt.Errorf("in-process connection: %w", err)
+		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
+	}
+	return nc, nil
+}
+
+func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenant) error {
+	nc, err := t.upkeepConn(srv, "meshmon-peer-"+t.Name)
+	if err != nil {
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -166,16 +175,8 @@ func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenan
 		return err
 	}
 	// JetStream comes to an account a moment after the server is ready.
-	for {
-		if _, err := js.AccountInfo(ctx); err == nil {
-			break
-		} else if ctx.Err() != nil {
-			return fmt.Errorf("%w: JetStream in the tenant's account: %v", ErrNotReady, err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := bus.WaitJetStream(ctx, js); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	if err := bus.EnsureStreams(ctx, js, p.cfg.tenantLimits()); err != nil {
 		return err
@@ -232,15 +233,11 @@ func (f *accountFollower) run(ctx context.Context) {
 // follow watches the account JWT until the watch fails; it also reads it
 // every 30 s, in case a change came while the link was down.
 func (f *accountFollower) follow(ctx context.Context) error {
-	auth, err := tenancy.CredsOption([]byte(f.t.UpkeepCreds))
-	if err != nil {
-		return err
-	}
 	srv := f.p.Server()
 	if srv == nil {
 		return ErrNotStarted
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name("meshmon-peer-follow-"+f.t.Name))
+	nc, err := f.t.upkeepConn(srv, "meshmon-peer-follow-"+f.t.Name)
 	if err != nil {
 		return err
 	}

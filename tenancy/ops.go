@@ -36,14 +36,18 @@ func (s *Store) OpsAccount() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ts, err := s.Tenants()
+	names, err := s.tenantNames()
 	if err != nil {
 		return "", err
 	}
 	ac.Imports = nil
-	for _, t := range ts {
-		ac.Imports.Add(&jwt.Import{Name: t.Name, Subject: "ev.>", Account: t.Account,
-			LocalSubject: jwt.RenamingSubject(OpsSubject(t.Name)), Type: jwt.Stream})
+	for _, n := range names {
+		tc, _, err := s.account(tenantDir(n)) // its key only: no users or stat
+		if err != nil {
+			return "", err
+		}
+		ac.Imports.Add(&jwt.Import{Name: n, Subject: "ev.>", Account: tc.Subject,
+			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
 		return "", err

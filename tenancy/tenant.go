@@ -1,13 +1,11 @@
 package tenancy
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -161,26 +159,37 @@ func (s *Store) tenantAccount(name string) (*jwt.AccountClaims, string, error) {
 
 // Tenants returns every tenant, sorted by name.
 func (s *Store) Tenants() ([]Tenant, error) {
-	entries, err := os.ReadDir(filepath.Join(s.dir, tenantsDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return []Tenant{}, nil
-	}
+	names, err := s.tenantNames()
 	if err != nil {
-		return nil, fmt.Errorf("tenants: %w", err)
+		return nil, err
 	}
 	out := []Tenant{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		t, err := s.Tenant(e.Name())
+	for _, n := range names {
+		t, err := s.Tenant(n)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b Tenant) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// tenantNames lists the tenants' names, sorted (os.ReadDir sorts).
+func (s *Store) tenantNames() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, tenantsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tenants: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }
 
 // RemoveTenant deletes the tenant's keys from the store; remove its account

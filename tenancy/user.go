@@ -116,32 +116,16 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 			return User{}, nil, fmt.Errorf("user %s of tenant %s: %w; revoke it first, or choose another name", name, tenant, ErrExists)
 		}
 	}
-	sk, err := s.readKey(fmt.Sprintf("%s/%s", tenantDir(tenant), signingKey))
+	issued := s.now().Truncate(time.Second)
+	pub, creds, err := s.signUser(tenantDir(tenant), name, 0, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-role:" + string(role))
+		if site != "" {
+			uc.Tags.Add("meshmon-site:" + site)
+		}
+		uc.Pub, uc.Sub = permissions(role, site)
+	})
 	if err != nil {
 		return User{}, nil, err
-	}
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return User{}, nil, fmt.Errorf("user %s: %w", name, err)
-	}
-	pub, _ := kp.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = name
-	uc.IssuerAccount = t.Account
-	issued := s.now().Truncate(time.Second)
-	uc.Tags.Add("meshmon-role:" + string(role))
-	uc.Pub, uc.Sub = permissions(role, site)
-	if role == RolePoller || role == RoleLeaf {
-		uc.Tags.Add("meshmon-site:" + site)
-	}
-	tok, err := uc.Encode(sk)
-	if err != nil {
-		return User{}, nil, fmt.Errorf("user %s: sign: %w", name, err)
-	}
-	seed, _ := kp.Seed()
-	creds, err := jwt.FormatUserConfig(tok, seed)
-	if err != nil {
-		return User{}, nil, fmt.Errorf("user %s: %w", name, err)
 	}
 	u := User{Name: name, Role: role, Site: site, PublicKey: pub, Issued: issued.UTC()}
 	us = slices.DeleteFunc(us, func(o User) bool { return o.Name == name })
@@ -196,17 +180,25 @@ func (s *Store) AdminCreds(tenant string, ttl time.Duration) ([]byte, error) {
 }
 
 func (s *Store) accountCreds(sub, name string, ttl time.Duration, f func(*jwt.UserClaims)) ([]byte, error) {
+	_, creds, err := s.signUser(sub, name, ttl, f)
+	return creds, err
+}
+
+// signUser makes a user of the account in sub, signed with the account's
+// signing key, valid for ttl (0: no expiry), with f's claims, and returns
+// its public key and credentials.
+func (s *Store) signUser(sub, name string, ttl time.Duration, f func(*jwt.UserClaims)) (string, []byte, error) {
 	ac, _, err := s.account(sub)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	sk, err := s.readKey(sub + "/" + signingKey)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, err
+		return "", nil, fmt.Errorf("user %s: %w", name, err)
 	}
 	pub, _ := kp.PublicKey()
 	uc := jwt.NewUserClaims(pub)
@@ -220,8 +212,12 @@ func (s *Store) accountCreds(sub, name string, ttl time.Duration, f func(*jwt.Us
 	}
 	tok, err := uc.Encode(sk)
 	if err != nil {
-		return nil, fmt.Errorf("%s user: %w", sub, err)
+		return "", nil, fmt.Errorf("user %s: sign: %w", name, err)
 	}
 	seed, _ := kp.Seed()
-	return jwt.FormatUserConfig(tok, seed)
+	creds, err := jwt.FormatUserConfig(tok, seed)
+	if err != nil {
+		return "", nil, fmt.Errorf("user %s: %w", name, err)
+	}
+	return pub, creds, nil
 }

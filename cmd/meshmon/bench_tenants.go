@@ -16,7 +16,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -121,40 +120,12 @@ func benchTenants(c *cli.Context) error {
 	}
 	defer sys.Close()
 
-	opsSize := 0
 	// create does what 'meshmon tenant create' does.
 	create := func(name string) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		t, err := st.CreateTenant(name, lim)
-		if err != nil {
-			return err
-		}
-		if err := tenancy.Push(cctx, sys, t.JWT); err != nil {
-			return err
-		}
-		ops, err := st.OpsAccount()
-		if err != nil {
-			return err
-		}
-		opsSize = len(ops)
-		if err := tenancy.Push(cctx, sys, ops); err != nil {
-			return err
-		}
-		creds, err := st.AdminCreds(name, time.Minute)
-		if err != nil {
-			return err
-		}
-		nc, err := dial(creds)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-		if err != nil {
-			return err
-		}
-		return makeTenantStreams(cctx, js, t, 1)
+		_, _, err := createTenant(cctx, st, sys, dial, name, lim, 1)
+		return err
 	}
 	// heap is the live heap after a GC and the memory the Go runtime holds
 	// from the OS.
@@ -225,7 +196,11 @@ func benchTenants(c *cli.Context) error {
 	if res.IngestAfter, err = ingest(); err != nil {
 		return err
 	}
-	res.OpsJWTBytes = opsSize
+	ops, err := st.OpsAccount() // as the last create pushed it
+	if err != nil {
+		return err
+	}
+	res.OpsJWTBytes = len(ops)
 	res.IngestRatio = res.IngestAfter / res.IngestBefore
 	res.CreateTotal = total.Round(time.Millisecond).String()
 	if len(times) > 0 {

@@ -243,19 +243,10 @@ func tenantStreamLimits(lim tenancy.Limits, replicas int) bus.StreamLimits {
 // answers in its account: a peer enables it a moment after it stores the
 // account's JWT.
 func makeTenantStreams(ctx context.Context, js jetstream.JetStream, t tenancy.Tenant, replicas int) error {
-	lim := t.Limits
-	for {
-		_, err := js.AccountInfo(ctx)
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("JetStream in the tenant's account: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := bus.WaitJetStream(ctx, js); err != nil {
+		return fmt.Errorf("the tenant's account: %w", err)
 	}
-	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(lim, replicas)); err != nil {
+	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(t.Limits, replicas)); err != nil {
 		return err
 	}
 	return bus.PutAccountJWT(ctx, js, t.JWT, replicas)
@@ -280,6 +271,59 @@ func pushTenant(c *cli.Context, st *tenancy.Store, t tenancy.Tenant) error {
 	return nil
 }
 
+// createTenant does the work of 'meshmon tenant create' over sys, a
+// system account connection to central: it signs the tenant's account,
+// pushes it and the ops account, and makes the tenant's central streams as
+// its admin, over a connection from dial. replicas 0 picks 3 on a cluster
+// of three or more, else 1. A tenant central did not take is removed from
+// the store again.
+func createTenant(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial func(creds []byte) (*nats.Conn, error),
+	name string, lim tenancy.Limits, replicas int) (tenancy.Tenant, int, error) {
+	t, err := st.CreateTenant(name, lim)
+	if err != nil {
+		return t, 0, err
+	}
+	undo := func(err error) (tenancy.Tenant, int, error) {
+		if rerr := st.RemoveTenant(name); rerr != nil {
+			return t, 0, fmt.Errorf("%w (and removing it from the key store again: %v)", err, rerr)
+		}
+		return t, 0, err
+	}
+	if err := tenancy.Push(ctx, sys, t.JWT); err != nil {
+		return undo(err)
+	}
+	ops, err := st.OpsAccount()
+	if err != nil {
+		return undo(err)
+	}
+	if err := tenancy.Push(ctx, sys, ops); err != nil {
+		return undo(err)
+	}
+	creds, err := st.AdminCreds(name, 5*time.Minute)
+	if err != nil {
+		return undo(err)
+	}
+	nc, err := dial(creds)
+	if err != nil {
+		return undo(fmt.Errorf("connect to central as tenant %s: %w", name, err))
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
+	if err != nil {
+		return undo(err)
+	}
+	if replicas == 0 {
+		replicas = 1
+		if 1+len(nc.DiscoveredServers()) >= 3 {
+			replicas = 3
+		}
+	}
+	if err := makeTenantStreams(ctx, js, t, replicas); err != nil {
+		return t, 0, fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
+	}
+	return t, replicas, nil
+}
+
 func tenantCreate(c *cli.Context) error {
 	name, err := tenantArg(c)
 	if err != nil {
@@ -293,40 +337,21 @@ func tenantCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := st.CreateTenant(name, lim)
+	sysCreds, err := st.SystemCreds(time.Minute)
 	if err != nil {
 		return err
 	}
-	// Nothing is half made: a tenant central does not have leaves the
-	// store too.
-	undo := func(err error) error {
-		if rerr := st.RemoveTenant(name); rerr != nil {
-			return fmt.Errorf("%w (and removing it from the key store again: %v)", err, rerr)
-		}
-		return err
-	}
-	if err := push(c, st, t.JWT); err != nil {
-		return undo(err)
-	}
-	if err := pushOps(c, st); err != nil {
-		return undo(err)
-	}
-	nc, js, err := asTenantAdmin(c, st, name)
+	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
 	if err != nil {
-		return undo(err)
+		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
-	defer nc.Close()
-	replicas := c.Int("replicas")
-	if replicas == 0 {
-		replicas = 1
-		if 1+len(nc.DiscoveredServers()) >= 3 {
-			replicas = 3
-		}
-	}
+	defer sys.Close()
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
-	if err := makeTenantStreams(ctx, js, t, replicas); err != nil {
-		return fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
+	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
+	t, replicas, err := createTenant(ctx, st, sys, dial, name, lim, c.Int("replicas"))
+	if err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, t)
