@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -14,25 +15,45 @@ import (
 // How a central peer looks after the sources of central's streams (see
 // watchSources).
 const (
-	sourcesPoll = 500 * time.Millisecond
+	sourcesPoll = 250 * time.Millisecond
 	// kickStale: a source's consumer at the site sends a heartbeat every
-	// second, so a source silent this long while its site is reachable is
-	// stalled; it is set again.
+	// second, so a source silent this long is behind; whether it is set
+	// again depends on why (see watchSources).
 	kickStale = 6 * time.Second
+	// kickLost: a source that has sent its request for the site's consumer
+	// and still has no answer this long after the site became reachable
+	// sent it while the link was down, and it was lost.
+	kickLost = 300 * time.Millisecond
+	// kickGrace: a site whose link has just come back, and whose source is
+	// waiting on it, is left this long to resume on its own.
+	kickGrace = 3 * time.Second
 	// Kicks of one source back off from kickFirst to kickMax while they do
 	// not help (a site whose streams are not made yet, say).
 	kickFirst = 2 * time.Second
 	kickMax   = 30 * time.Second
 )
 
-// watchSources is a central peer's watch over the sources of the central
-// streams it leads, until ctx is done. A source was seen to stall after a
-// central peer's SIGKILL and restart (nats-server 2.15.2). So when a site is
-// reachable (the tenant account has interest in its JetStream API, which
-// its leaf link brings) but its source has been silent for kickStale, the
-// peer sets that source again (bus.KickSources): it then asks the site from
-// the last message central holds, whatever it was waiting for. A site that
-// is cut off is left alone, so a long outage costs nothing.
+// watchSources is a central peer's watch over the sources of central's
+// streams that it leads, until ctx is done. A source is set again
+// (bus.KickSources), so that it asks the site from the last message central
+// holds, only when its site is reachable (the tenant account has interest
+// in the site's JetStream API, which the leaf link brings), it has been
+// silent for kickStale, and JetStream will not resume it by itself soon:
+//
+//   - JetStream's source waits on its site through a subscription to the
+//     deliver subject of the site's consumer; the consumer's next heartbeat
+//     (every second) wakes it, and it asks for the backlog at once. Setting
+//     the source again then would only cancel that request and make central
+//     scan its stream backwards, so the watch waits kickGrace first. (A
+//     source was seen to stay stalled after a central peer's SIGKILL and
+//     restart, nats-server 2.15.2; it is set again after kickGrace.)
+//   - A source with no such subscription has a request out for the site's
+//     consumer. If the site has been reachable for kickLost, that request
+//     went out while the link was down and is lost; JetStream would wait
+//     for it to time out (5 s) and then for a heartbeat, so it is set again
+//     at once.
+//
+// A site that is cut off is left alone, so a long outage costs nothing.
 func (p *Peer) watchSources(ctx context.Context) {
 	nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
 	if err != nil {
@@ -53,6 +74,8 @@ func (p *Peer) watchSources(ctx context.Context) {
 	// A source not heard from since it was set reports no silence of its
 	// own: it counts from when this watch first saw it so.
 	unheard := map[string]time.Time{} // by stream/site
+	// When this watch first saw each site reachable, since it last was not.
+	reachableSince := map[string]time.Time{} // by stream/site
 	t := time.NewTicker(sourcesPoll)
 	defer t.Stop()
 	for {
@@ -98,7 +121,16 @@ func (p *Peer) watchSources(ctx context.Context) {
 				} else {
 					delete(unheard, key)
 				}
-				if silent <= kickStale || !reachable(site, sd.Name) {
+				if !reachable(site, sd.Name) {
+					delete(reachableSince, key)
+					continue
+				}
+				if _, ok := reachableSince[key]; !ok {
+					reachableSince[key] = now
+				}
+				waited := now.Sub(reachableSince[key])
+				waiting := acc.SubscriptionInterest(bus.SourceDeliverSubject(site, sd.Name))
+				if silent <= kickStale || (waiting && waited < kickGrace) || (!waiting && waited < kickLost) {
 					continue
 				}
 				seen[key] = true
@@ -120,16 +152,22 @@ func (p *Peer) watchSources(ctx context.Context) {
 				delete(kicks, key) // flowing again, or cut off: start afresh
 			}
 		}
+		// EVENTS and METRICS are set again side by side: each takes two
+		// replicated stream updates.
+		var wg sync.WaitGroup
 		for stream, sites := range stalled {
-			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := bus.KickSources(actx, js, stream, sites)
-			cancel()
-			switch {
-			case err != nil && ctx.Err() == nil:
-				p.log.Warn("set stalled sources again", "stream", stream, "sites", sites, "err", err)
-			case err == nil:
-				p.log.Info("set sources again: the site is reachable but its source stayed silent", "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
-			}
+			wg.Go(func() {
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				err := bus.KickSources(actx, js, stream, sites)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					p.log.Warn("set stalled sources again", "stream", stream, "sites", sites, "err", err)
+				case err == nil:
+					p.log.Info("set sources again: the site is reachable but its source stayed silent", "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
+				}
+			})
 		}
+		wg.Wait()
 	}
 }
