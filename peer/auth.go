@@ -37,27 +37,41 @@ func (a Auth) validate() error {
 	return nil
 }
 
-// internalAuth is the peer's own credential for in-process connections:
-// an nkey generated per start, never written anywhere. It is nil when the
-// peer has no auth.
+// internalAuth is the peer's own credentials for in-process connections:
+// nkeys generated per start, never written anywhere. kp is the user in the
+// tenant account, nil when the peer has no auth (clients without
+// credentials land there anyway); sys is the user in the system account,
+// through which a central peer removes a member from its cluster (see
+// servePeerAdmin).
 type internalAuth struct {
-	kp  nkeys.KeyPair
-	pub string
+	kp, sys     nkeys.KeyPair
+	pub, sysPub string
 }
 
 func newInternalAuth(a Auth) (*internalAuth, error) {
-	if a.None() {
-		return nil, nil
+	in := &internalAuth{}
+	var err error
+	if in.sys, in.sysPub, err = newUserKey(); err != nil {
+		return nil, err
 	}
+	if !a.None() {
+		if in.kp, in.pub, err = newUserKey(); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func newUserKey() (nkeys.KeyPair, string, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, fmt.Errorf("internal user key: %w", err)
+		return nil, "", fmt.Errorf("internal user key: %w", err)
 	}
 	pub, err := kp.PublicKey()
 	if err != nil {
-		return nil, fmt.Errorf("internal user key: %w", err)
+		return nil, "", fmt.Errorf("internal user key: %w", err)
 	}
-	return &internalAuth{kp: kp, pub: pub}, nil
+	return kp, pub, nil
 }
 
 // anonymousUser is the user that clients without credentials are bound to
@@ -65,9 +79,13 @@ func newInternalAuth(a Auth) (*internalAuth, error) {
 const anonymousUser = "meshmon-anonymous"
 
 // applyAuth translates a to server options, binding every user to acc. in,
-// if not nil, is added as a second user so the peer can connect to itself
-// whatever a is. With no auth, clients without credentials land in acc.
-func applyAuth(o *server.Options, a Auth, in *internalAuth, acc *server.Account) {
+// if not nil, adds the peer's own users: one in acc, so the peer can connect
+// to itself whatever a is, and one in sys, the system account. With no
+// auth, clients without credentials land in acc.
+func applyAuth(o *server.Options, a Auth, in *internalAuth, acc, sys *server.Account) {
+	if in != nil && sys != nil {
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: in.sysPub, Account: sys})
+	}
 	if a.None() {
 		// A user nobody can log in as (a random password), which clients
 		// without credentials are mapped to. Not bcrypted: the server logs
@@ -82,17 +100,24 @@ func applyAuth(o *server.Options, a Auth, in *internalAuth, acc *server.Account)
 	if a.NKey != "" {
 		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: a.NKey, Account: acc})
 	}
-	if in != nil {
+	if in != nil && in.kp != nil {
 		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: in.pub, Account: acc})
 	}
 }
 
-// connOption returns the nats option that authenticates as in.
+// connOption returns the nats option that authenticates as in's user in
+// the tenant account.
 func (in *internalAuth) connOption() nats.Option {
-	if in == nil {
+	if in == nil || in.kp == nil {
 		return func(*nats.Options) error { return nil }
 	}
 	return nats.Nkey(in.pub, func(nonce []byte) ([]byte, error) { return in.kp.Sign(nonce) })
+}
+
+// sysConnOption returns the nats option that authenticates as in's user in
+// the system account.
+func (in *internalAuth) sysConnOption() nats.Option {
+	return nats.Nkey(in.sysPub, func(nonce []byte) ([]byte, error) { return in.sys.Sign(nonce) })
 }
 
 // hashPassword bcrypts a password so the server never holds it in plain

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,4 +319,102 @@ func TestSourceResumesAfterCut(t *testing.T) {
 	publishSite(t, lyon, "lyon", 200, 50)
 	waitCount(t, cjs, "paris", 250, 20*time.Second)
 	waitCount(t, cjs, "lyon", 250, 20*time.Second)
+}
+
+// TestRemovePeer: a central peer lost for good is removed from its
+// cluster through another peer, and the replicas it held move to the
+// member left over; a running peer and an unknown name are refused.
+func TestRemovePeer(t *testing.T) {
+	ctx := testCtx(t)
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
+	var central []*Peer
+	for i := range routes {
+		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
+		cfg.Cluster.Listen = routes[i]
+		for j := range routes {
+			if j != i {
+				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
+			}
+		}
+		central = append(central, startPeer(t, cfg))
+	}
+	for _, p := range central {
+		select {
+		case <-p.StreamsReady():
+		case <-time.After(2 * time.Minute):
+			t.Fatal("central streams not ready after 2 minutes")
+		}
+	}
+	ctx = context.Background()
+	replicas := func(js jetstream.JetStream) ([]string, error) {
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			return nil, err
+		}
+		ci := s.CachedInfo().Cluster
+		if ci == nil || ci.Leader == "" {
+			return nil, errors.New("EVENTS has no leader")
+		}
+		names := []string{ci.Leader}
+		for _, r := range ci.Replicas {
+			if r.Offline || !r.Current {
+				return nil, fmt.Errorf("EVENTS replica %s is not current", r.Name)
+			}
+			names = append(names, r.Name)
+		}
+		if len(names) != 3 {
+			return nil, fmt.Errorf("EVENTS is on %v, want three peers", names)
+		}
+		return names, nil
+	}
+	var held []string
+	js0 := peerJS(t, central[0])
+	checkFor(t, time.Minute, func() (err error) {
+		held, err = replicas(js0)
+		return err
+	})
+	// The lost peer holds a replica; one that stays is asked.
+	var lost, asked *Peer
+	for _, p := range central {
+		switch {
+		case lost == nil && slices.Contains(held, p.Config().Name):
+			lost = p
+		case asked == nil:
+			asked = p
+		}
+	}
+	nc, err := asked.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := bus.RemovePeer(ctx, nc, "c9", false); err == nil || !strings.Contains(err.Error(), "no member") {
+		t.Fatalf("removing an unknown peer: got %v, want 'no member'", err)
+	}
+	if _, err := bus.RemovePeer(ctx, nc, lost.Config().Name, false); err == nil || !strings.Contains(err.Error(), "running member") {
+		t.Fatalf("removing a running peer: got %v, want 'running member'", err)
+	}
+	lostName := lost.Config().Name
+	lost.Close()
+	var left []string
+	checkFor(t, time.Minute, func() (err error) {
+		left, err = bus.RemovePeer(ctx, nc, lostName, false)
+		return err
+	})
+	if len(left) != 3 || slices.Contains(left, lostName) {
+		t.Fatalf("members left %v, want three without %s", left, lostName)
+	}
+	js := peerJS(t, asked)
+	checkFor(t, time.Minute, func() error {
+		names, err := replicas(js)
+		if err == nil && slices.Contains(names, lostName) {
+			err = fmt.Errorf("EVENTS is still on %v", names)
+		}
+		return err
+	})
+	if ji, err := bus.Join(ctx, js); err != nil {
+		t.Fatal(err)
+	} else if len(ji.Central) != 3 {
+		t.Fatalf("join info lists %v, want the three peers left", ji.Central)
+	}
 }

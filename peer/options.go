@@ -36,14 +36,20 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 		if err := c.operatorOptions(o); err != nil {
 			return nil, err
 		}
-	} else if err := o.ProcessConfigString(fmt.Sprintf("accounts: { %s: { jetstream: enabled } }", c.Tenant)); err != nil {
-		// (The tenant name is a validated subject token: safe in the config.)
+	} else if err := o.ProcessConfigString(fmt.Sprintf(`accounts: { %s: { jetstream: enabled }, "%s": {} }, system_account: "%s"`,
+		c.Tenant, server.DEFAULT_SYSTEM_ACCOUNT, server.DEFAULT_SYSTEM_ACCOUNT)); err != nil {
+		// (The tenant name is a validated subject token: safe in the
+		// config. The system account is the server's default one, named so
+		// that the peer's own system user can be bound to it.)
 		return nil, fmt.Errorf("tenant account: %w", err)
 	}
-	var acc *server.Account
+	var acc, sys *server.Account
 	for _, a := range o.Accounts {
-		if a.Name == c.Tenant {
+		switch a.Name {
+		case c.Tenant:
 			acc = a
+		case server.DEFAULT_SYSTEM_ACCOUNT:
+			sys = a
 		}
 	}
 	host, port := hostPort(c.Listen)
@@ -60,7 +66,7 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
 	}
 	if !c.operatorMode() {
-		applyAuth(o, c.Auth, in, acc)
+		applyAuth(o, c.Auth, in, acc, sys)
 	}
 
 	if c.Cluster.Clustered() {

@@ -177,6 +177,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.background(p.maintain)
 		if p.cfg.Role == RoleCentral {
 			p.background(p.watchSources)
+			p.background(p.servePeerAdmin)
 		}
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())

@@ -15,7 +15,7 @@ import (
 // How a central peer looks after the sources of central's streams (see
 // watchSources).
 const (
-	sourcesPoll = 250 * time.Millisecond
+	sourcesPoll = 100 * time.Millisecond
 	// kickStale: a source's consumer at the site sends a heartbeat every
 	// second, so a source silent this long is behind; whether it is set
 	// again depends on why (see watchSources).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -374,5 +377,115 @@ func TestIssueSite(t *testing.T) {
 	}
 	if _, err := st.IssueSite("acme", "paris"); err != nil {
 		t.Fatalf("a new bundle after revoking the site's users: %v", err)
+	}
+}
+
+// TestOperatorModeRemovePeer: in operator mode the system account, signed
+// from the key store, removes a central peer that is gone from the cluster;
+// one that runs is refused.
+func TestOperatorModeRemovePeer(t *testing.T) {
+	st := newStore(t)
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "trust.json")
+	b, _ := jsonMarshal(trust)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	routes := make([]string, 3)
+	for i := range routes {
+		routes[i] = freeAddr(t)
+	}
+	var peers []*peer.Peer
+	for i := range routes {
+		cfg := peer.DefaultConfig()
+		cfg.Role, cfg.Name, cfg.Listen, cfg.DataDir, cfg.Trust = peer.RoleCentral, fmt.Sprintf("c%d", i+1), "127.0.0.1:0", t.TempDir(), path
+		cfg.Cluster.Listen = routes[i]
+		for j := range routes {
+			if j != i {
+				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
+			}
+		}
+		p, err := peer.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = p.Start(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		peers = append(peers, p)
+	}
+	sysCreds, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := connectCreds(t, peers[0].ClientURL(), sysCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The meta leader alone answers: each request is bounded.
+	ctx := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	waitUntil(t, time.Minute, func() error {
+		_, members, err := bus.ClusterMembers(ctx(), sys)
+		if err == nil && len(members) != 3 {
+			err = fmt.Errorf("members %v", members)
+		}
+		return err
+	})
+	if _, err := bus.RemoveClusterPeer(ctx(), sys, "c3", false); !errors.Is(err, bus.ErrPeerUp) {
+		t.Fatalf("removing a running peer: %v, want ErrPeerUp", err)
+	}
+	peers[2].Close()
+	var left []string
+	waitUntil(t, time.Minute, func() (err error) {
+		left, err = bus.RemoveClusterPeer(ctx(), sys, "c3", false)
+		return err
+	})
+	if strings.Join(left, ",") != "c1,c2" {
+		t.Fatalf("members left %v, want c1 and c2", left)
+	}
+	waitUntil(t, 30*time.Second, func() error {
+		_, members, err := bus.ClusterMembers(ctx(), sys)
+		if _, ok := members["c3"]; err == nil && ok {
+			err = fmt.Errorf("c3 is still a member: %v", members)
+		}
+		return err
+	})
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitUntil polls f until it returns nil, failing the test with f's last
+// error after within.
+func waitUntil(t *testing.T, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

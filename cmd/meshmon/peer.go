@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -55,8 +57,68 @@ func peerCommand() *cli.Command {
 				jsonFlag(),
 			},
 			Action: peerRun,
+		}, {
+			Name:      "rm",
+			Usage:     "remove a central peer that is gone for good from its cluster (its replicas move to the other peers)",
+			ArgsUsage: "NAME",
+			Description: "Run it against a running central peer (--server) once the machine of peer NAME is lost, or before\n" +
+				"a peer of another name takes its place. A peer that is up is refused unless --force. In operator mode\n" +
+				"(central runs with --trust) give --keys: the removal is made as the system account.",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "force", Usage: "remove the peer even though it is up (stop it first: a removed peer that runs keeps trying to rejoin)"},
+				&cli.StringFlag{Name: "keys", EnvVars: []string{"MESHMON_KEYS"}, Usage: "operator mode: the key store of meshmon init"},
+				jsonFlag(),
+			},
+			Action: peerRemove,
 		}},
 	}
+}
+
+func peerRemove(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+	}
+	name, force := c.Args().First(), c.Bool("force")
+	var left []string
+	if dir := c.String("keys"); dir != "" {
+		st, err := tenancy.Open(dir)
+		if err != nil {
+			return err
+		}
+		sys, err := st.SystemCreds(time.Minute)
+		if err != nil {
+			return err
+		}
+		nc, err := connectAs(c, sys, "meshmon-cli-system")
+		if err != nil {
+			return fmt.Errorf("connect to central as the system account: %w", err)
+		}
+		defer nc.Close()
+		ctx, cancel := opCtx(c)
+		defer cancel()
+		if left, err = bus.RemoveClusterPeer(ctx, nc, name, force); err != nil {
+			return err
+		}
+	} else {
+		cl, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctx, cancel := opCtx(c)
+		defer cancel()
+		if left, err = bus.RemovePeer(ctx, cl.nc, name, force); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]any{"removed": name, "members": left})
+	}
+	fmt.Printf("peer %s removed from the cluster; members left: %s\n", name, strings.Join(left, ", "))
+	if len(left) < 3 {
+		fmt.Printf("fewer than three members are left: start another central peer (--routes to these) so the streams have three replicas again\n")
+	}
+	return nil
 }
 
 func peerRun(c *cli.Context) error {

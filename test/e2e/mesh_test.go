@@ -531,6 +531,33 @@ func TestMeshFaults(t *testing.T) {
 			var st centralStatus
 			return code == 0 && json.Unmarshal([]byte(out), &st) == nil && len(st.Sites) == 1 && st.Sites[0].Up
 		})
+
+		t.Log("fault: a central peer's machine is lost for good; it is removed, and the fourth takes its place")
+		gone := m.central[1]
+		if _, stderr, code := run(t, m.centralCLI("peer", "rm", gone.name)...); code != 1 || !strings.Contains(stderr, "running member") {
+			t.Fatalf("peer rm of a running peer: exit %d, %q; want 1 and 'running member'", code, stderr)
+		}
+		gone.proc.kill()
+		removed := time.Now()
+		waitFor(t, time.Minute, "meshmon peer rm to remove the lost peer", func() bool {
+			_, _, code := run(t, m.centralCLI("peer", "rm", gone.name)...)
+			return code == 0
+		})
+		waitFor(t, 2*time.Minute, "three current replicas of central's EVENTS, none on the removed peer", func() bool {
+			st, ok := m.status()
+			cur := 0
+			for _, p := range st.CentralPeers {
+				if p.Name == gone.name {
+					return false
+				}
+				if p.Current {
+					cur++
+				}
+			}
+			return ok && cur == 3
+		})
+		t.Logf("three replicas again %s after the lost peer's SIGKILL; caught up %s later", time.Since(removed).Round(time.Millisecond),
+			m.waitCaughtUp(time.Minute).Round(time.Millisecond))
 	}
 
 	sent := load.finish()

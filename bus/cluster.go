@@ -1,0 +1,173 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Removing a member from a JetStream cluster (a central machine lost for
+// good, replaced by one of another name) is a system-account request. A
+// central peer without --trust takes it from the tenant account on
+// RemovePeerSubject and acts through its own system user; in operator mode
+// the CLI signs a system user from the key store and calls RemoveClusterPeer
+// itself.
+
+// RemovePeerSubject is where central peers (one of their queue group)
+// take a RemovePeerRequest and answer a RemovePeerReply.
+const RemovePeerSubject = "meshmon.central.peer.remove"
+
+// RemovePeerRequest asks for a cluster member's removal.
+type RemovePeerRequest struct {
+	Name string `json:"name"`
+	// Force removes a member that is up (it leaves the cluster's
+	// JetStream; stop it first, or it keeps trying to rejoin).
+	Force bool `json:"force,omitempty"`
+}
+
+// RemovePeerReply answers a RemovePeerRequest: Error, or the members left.
+type RemovePeerReply struct {
+	Error   string   `json:"error,omitempty"`
+	Members []string `json:"members,omitempty"`
+}
+
+// ErrPeerUp is returned for a member that is up, unless forced.
+var ErrPeerUp = errors.New("the peer is up")
+
+// ErrNoSuchPeer is returned for a name that is no member of the cluster.
+var ErrNoSuchPeer = errors.New("no such peer")
+
+// The parts of the server's JSZ answer that RemoveClusterPeer reads.
+type jszReply struct {
+	Data *struct {
+		Meta *struct {
+			Name     string `json:"name"`
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Name    string `json:"name"`
+				Current bool   `json:"current"`
+				Offline bool   `json:"offline"`
+			} `json:"replicas"`
+		} `json:"meta_cluster"`
+	} `json:"data"`
+	Error *struct {
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// ClusterMembers asks the meta leader, over sys (a system-account
+// connection), for the members of its JetStream cluster: each name, and
+// whether it is offline. The meta leader alone answers, so while the
+// cluster has none the request waits until ctx is done: bound it.
+func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, members map[string]bool, err error) {
+	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.SERVER.PING.JSZ", []byte(`{"leader_only":true}`))
+	if err != nil {
+		return "", nil, fmt.Errorf("ask the cluster's meta leader: %w (does the cluster have a JetStream quorum?)", err)
+	}
+	var r jszReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return "", nil, fmt.Errorf("ask the cluster's meta leader: %w", err)
+	}
+	if r.Error != nil {
+		return "", nil, fmt.Errorf("ask the cluster's meta leader: %s", r.Error.Description)
+	}
+	if r.Data == nil || r.Data.Meta == nil || r.Data.Meta.Leader == "" {
+		return "", nil, errors.New("ask the cluster's meta leader: the peer is not clustered, or has no meta leader")
+	}
+	meta := r.Data.Meta
+	members = map[string]bool{meta.Leader: false}
+	for _, p := range meta.Replicas {
+		members[p.Name] = p.Offline
+	}
+	return meta.Name, members, nil
+}
+
+// RemoveClusterPeer removes the member name from the JetStream cluster, over
+// sys: the meta leader drops it, and moves the replicas it held to the other
+// members. A member that is up is refused (ErrPeerUp) unless force; a name
+// that is no member, with ErrNoSuchPeer. It returns the members left.
+func RemoveClusterPeer(ctx context.Context, sys *nats.Conn, name string, force bool) ([]string, error) {
+	if name == "" || strings.ContainsAny(name, " \t\r\n") {
+		return nil, fmt.Errorf("peer name %q: must be non-empty, with no white space", name)
+	}
+	cluster, members, err := ClusterMembers(ctx, sys)
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for m := range members {
+		if m != name {
+			left = append(left, m)
+		}
+	}
+	slices.Sort(left)
+	offline, ok := members[name]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %q is no member of cluster %s (members: %s)", ErrNoSuchPeer, name, cluster, strings.Join(left, ", "))
+	case !offline && !force:
+		return nil, fmt.Errorf("%w: %q is a running member of cluster %s; stop it first (or force the removal)", ErrPeerUp, name, cluster)
+	}
+	req, _ := json.Marshal(map[string]string{"peer": name})
+	msg, err := sys.RequestWithContext(ctx, "$JS.API.SERVER.REMOVE", req)
+	if err != nil {
+		return nil, fmt.Errorf("remove peer %q: %w", name, err)
+	}
+	var r struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return nil, fmt.Errorf("remove peer %q: %w", name, err)
+	}
+	if r.Error != nil {
+		return nil, fmt.Errorf("remove peer %q: %s", name, r.Error.Description)
+	}
+	if !r.Success {
+		return nil, fmt.Errorf("remove peer %q: the meta leader did not confirm", name)
+	}
+	return left, nil
+}
+
+// ForgetJoin deletes a central peer's entry in the join bucket, so that
+// sites added later are not told to dial it.
+func ForgetJoin(ctx context.Context, js jetstream.JetStream, server string) error {
+	kv, err := js.KeyValue(ctx, CentralBucket)
+	if err != nil {
+		return fmt.Errorf("forget join info of %s: %w", server, err)
+	}
+	if err := kv.Delete(ctx, "leaf."+server); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("forget join info of %s: %w", server, err)
+	}
+	return nil
+}
+
+// RemovePeer asks the central peers, over nc (the tenant account of a
+// central without --trust), to remove the cluster member name. It returns
+// the members left.
+func RemovePeer(ctx context.Context, nc *nats.Conn, name string, force bool) ([]string, error) {
+	req, _ := json.Marshal(RemovePeerRequest{Name: name, Force: force})
+	msg, err := nc.RequestWithContext(ctx, RemovePeerSubject, req)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, errors.New("remove peer: no central peer answers; a clustered central peer takes it (in operator mode, central with --trust, give --keys)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remove peer: %w", err)
+	}
+	var r RemovePeerReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return nil, fmt.Errorf("remove peer: %w", err)
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.Members, nil
+}

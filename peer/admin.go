@@ -1,0 +1,87 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// systemConn returns an in-process connection in the system account,
+// authenticated with the key the peer generated at start. The caller closes
+// it. It returns ErrNotStarted before Start or after Close, ErrOperatorMode
+// in operator mode (the system account's users come from the key store).
+func (p *Peer) systemConn(opts ...nats.Option) (*nats.Conn, error) {
+	p.mu.Lock()
+	srv, in := p.srv, p.internal
+	p.mu.Unlock()
+	if srv == nil || in == nil || !p.ready.Load() {
+		return nil, ErrNotStarted
+	}
+	if p.cfg.operatorMode() {
+		return nil, ErrOperatorMode
+	}
+	o := append([]nats.Option{nats.InProcessServer(srv), in.sysConnOption(), nats.Name("meshmon-peer-system")}, opts...)
+	nc, err := nats.Connect("", o...)
+	if err != nil {
+		return nil, fmt.Errorf("in-process system connection: %w", err)
+	}
+	return nc, nil
+}
+
+// servePeerAdmin answers, for a clustered central peer without --trust,
+// requests to remove a member of its cluster (bus.RemovePeerSubject; one
+// peer of the queue group answers each), until ctx is done: it removes the
+// member from the cluster's JetStream through the peer's system user, and
+// its entry from the join bucket.
+func (p *Peer) servePeerAdmin(ctx context.Context) {
+	nc, err := p.InProcessConn(nats.Name("meshmon-peer-admin"))
+	if err != nil {
+		p.log.Error("peer admin: in-process connection", "err", err)
+		return
+	}
+	defer nc.Close()
+	sys, err := p.systemConn()
+	if err != nil {
+		p.log.Error("peer admin", "err", err)
+		return
+	}
+	defer sys.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.log.Error("peer admin", "err", err)
+		return
+	}
+	sub, err := nc.QueueSubscribe(bus.RemovePeerSubject, "meshmon-central", func(m *nats.Msg) {
+		var req bus.RemovePeerRequest
+		var reply bus.RemovePeerReply
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			reply.Error = fmt.Sprintf("remove peer: bad request: %v", err)
+		} else {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			reply.Members, err = bus.RemoveClusterPeer(rctx, sys, req.Name, req.Force)
+			if err == nil {
+				p.log.Warn("peer removed from the cluster", "removed", req.Name, "members", reply.Members, "forced", req.Force)
+				if ferr := bus.ForgetJoin(rctx, js, req.Name); ferr != nil {
+					p.log.Warn("peer removed; its join entry stays", "err", ferr)
+				}
+			} else {
+				reply.Error = err.Error()
+			}
+			cancel()
+		}
+		b, _ := json.Marshal(reply)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		p.log.Error("peer admin: subscribe", "err", err)
+		return
+	}
+	defer sub.Unsubscribe()
+	<-ctx.Done()
+}
