@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +41,12 @@ type RemovePeerReply struct {
 // ErrPeerUp is returned for a member that is up, unless forced.
 var ErrPeerUp = errors.New("the peer is up")
 
+// peerGone is how long the meta leader must not have heard from a member
+// for it to count as down. A member that stops cleanly says so at once; one
+// that is killed, or whose machine is lost, the server itself marks offline
+// only after minutes, while a live member answers the leader every second.
+const peerGone = 10 * time.Second
+
 // ErrNoSuchPeer is returned for a name that is no member of the cluster.
 var ErrNoSuchPeer = errors.New("no such peer")
 
@@ -50,9 +57,10 @@ type jszReply struct {
 			Name     string `json:"name"`
 			Leader   string `json:"leader"`
 			Replicas []struct {
-				Name    string `json:"name"`
-				Current bool   `json:"current"`
-				Offline bool   `json:"offline"`
+				Name    string        `json:"name"`
+				Current bool          `json:"current"`
+				Offline bool          `json:"offline"`
+				Active  time.Duration `json:"active"` // since the meta leader last heard from it
 			} `json:"replicas"`
 		} `json:"meta_cluster"`
 	} `json:"data"`
@@ -63,7 +71,7 @@ type jszReply struct {
 
 // ClusterMembers asks the meta leader, over sys (a system-account
 // connection), for the members of its JetStream cluster: each name, and
-// whether it is offline. The meta leader alone answers, so while the
+// whether it is down (offline, or not heard from for peerGone). The meta leader alone answers, so while the
 // cluster has none the request waits until ctx is done: bound it.
 func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, members map[string]bool, err error) {
 	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.SERVER.PING.JSZ", []byte(`{"leader_only":true}`))
@@ -83,7 +91,7 @@ func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, member
 	meta := r.Data.Meta
 	members = map[string]bool{meta.Leader: false}
 	for _, p := range meta.Replicas {
-		members[p.Name] = p.Offline
+		members[p.Name] = p.Offline || (!p.Current && p.Active > peerGone)
 	}
 	return meta.Name, members, nil
 }
@@ -107,12 +115,12 @@ func RemoveClusterPeer(ctx context.Context, sys *nats.Conn, name string, force b
 		}
 	}
 	slices.Sort(left)
-	offline, ok := members[name]
+	down, ok := members[name]
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: %q is no member of cluster %s (members: %s)", ErrNoSuchPeer, name, cluster, strings.Join(left, ", "))
-	case !offline && !force:
-		return nil, fmt.Errorf("%w: %q is a running member of cluster %s; stop it first (or force the removal)", ErrPeerUp, name, cluster)
+	case !down && !force:
+		return nil, fmt.Errorf("%w: %q is a running member of cluster %s (heard from within %s); stop it first (or force the removal)", ErrPeerUp, name, cluster, peerGone)
 	}
 	req, _ := json.Marshal(map[string]string{"peer": name})
 	msg, err := sys.RequestWithContext(ctx, "$JS.API.SERVER.REMOVE", req)

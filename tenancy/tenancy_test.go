@@ -144,6 +144,12 @@ func TestIssueAndRevoke(t *testing.T) {
 	if uc.Subject != u.PublicKey || !uc.Pub.Allow.Contains("ev.s1.>") || uc.Pub.Allow.Contains("ev.>") {
 		t.Fatalf("poller claims: %+v", uc.Permissions)
 	}
+	if id, err := tenancy.CredsIdentity(creds); err != nil || id != (tenancy.Identity{User: "p1", Tenant: "acme", Role: tenancy.RolePoller, Site: "s1"}) {
+		t.Fatalf("identity of the poller's credential: %+v, %v", id, err)
+	}
+	if _, err := tenancy.CredsIdentity([]byte("not a creds file")); err == nil {
+		t.Fatal("the identity of a file that is no credential was read")
+	}
 	if _, _, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "s1"); !errors.Is(err, tenancy.ErrExists) {
 		t.Fatalf("p1 again: %v, want ErrExists", err)
 	}

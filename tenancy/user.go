@@ -3,6 +3,7 @@ package tenancy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -118,6 +119,7 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 	}
 	issued := s.now().Truncate(time.Second)
 	pub, creds, err := s.signUser(tenantDir(tenant), name, 0, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-tenant:" + tenant)
 		uc.Tags.Add("meshmon-role:" + string(role))
 		if site != "" {
 			uc.Tags.Add("meshmon-site:" + site)
@@ -220,4 +222,39 @@ func (s *Store) signUser(sub, name string, ttl time.Duration, f func(*jwt.UserCl
 		return "", nil, fmt.Errorf("user %s: %w", name, err)
 	}
 	return pub, creds, nil
+}
+
+// Identity is whom a user credential of meshmon's speaks for, read from its
+// user JWT's tags.
+type Identity struct {
+	User   string
+	Tenant string // empty for credentials issued before tenants were tagged
+	Role   Role
+	Site   string // for poller and leaf users
+}
+
+// CredsIdentity reads the identity of the user in a .creds file's content.
+// It does not check the signature: the server does, at connect.
+func CredsIdentity(creds []byte) (Identity, error) {
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return Identity{}, fmt.Errorf("credentials: %w", err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return Identity{}, fmt.Errorf("credentials: not a user JWT: %w", err)
+	}
+	id := Identity{User: uc.Name}
+	for _, tag := range uc.Tags {
+		k, v, _ := strings.Cut(tag, ":")
+		switch k {
+		case "meshmon-tenant":
+			id.Tenant = v
+		case "meshmon-role":
+			id.Role = Role(v)
+		case "meshmon-site":
+			id.Site = v
+		}
+	}
+	return id, nil
 }

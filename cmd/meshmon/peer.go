@@ -62,7 +62,7 @@ func peerCommand() *cli.Command {
 			Usage:     "remove a central peer that is gone for good from its cluster (its replicas move to the other peers)",
 			ArgsUsage: "NAME",
 			Description: "Run it against a running central peer (--server) once the machine of peer NAME is lost, or before\n" +
-				"a peer of another name takes its place. A peer that is up is refused unless --force. In operator mode\n" +
+				"a peer of another name takes its place. A peer the cluster has heard from within 10 s is refused unless --force. In operator mode\n" +
 				"(central runs with --trust) give --keys: the removal is made as the system account.",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "force", Usage: "remove the peer even though it is up (stop it first: a removed peer that runs keeps trying to rejoin)"},

@@ -21,6 +21,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/storage"
 )
 
@@ -37,8 +38,8 @@ func pollerCommand() *cli.Command {
 			Flags: []cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", Value: sanitizeName(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site"},
-				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll"},
-				&cli.StringFlag{Name: "tenant", Value: def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to"},
+				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll (taken from a poller credential, --creds, when not given)"},
+				&cli.StringFlag{Name: "tenant", Value: def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
 				&cli.IntFlag{Name: "workers", Value: def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once"},
 				&cli.StringFlag{Name: "trap-listen", EnvVars: env("TRAP_LISTEN"), Usage: "UDP address for SNMP traps, e.g. 0.0.0.0:162 (off when empty)"},
@@ -63,17 +64,25 @@ func pollerRun(c *cli.Context) error {
 	if err := applyConfig(c); err != nil {
 		return err
 	}
-	if err := required(c, "MESHMON_POLLER_", "site", "data-dir"); err != nil {
+	cfg := poller.DefaultConfig()
+	cfg.Name = c.String("name")
+	cfg.Site = c.String("site")
+	cfg.Tenant = c.String("tenant")
+	if err := pollerIdentity(c, &cfg); err != nil {
+		return err
+	}
+	if cfg.Site == "" {
+		if err := required(c, "MESHMON_POLLER_", "site"); err != nil {
+			return err
+		}
+	}
+	if err := required(c, "MESHMON_POLLER_", "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
 	}
-	cfg := poller.DefaultConfig()
-	cfg.Name = c.String("name")
-	cfg.Site = c.String("site")
-	cfg.Tenant = c.String("tenant")
 	cfg.Workers = c.Int("workers")
 	cfg.TrapListen = c.String("trap-listen")
 	cfg.ICMPCount = c.Int("icmp-count")
@@ -365,4 +374,40 @@ func finishName(r []rune) string {
 		return "poller"
 	}
 	return s
+}
+
+// pollerIdentity checks --tenant and --site against a poller credential of
+// meshmon's (--creds), whose user JWT names its tenant and site, and takes
+// them from it when the flags are not given. A credential that cannot
+// publish events is refused at once rather than at the first publish.
+func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
+	path := c.String("creds")
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--creds: %w", err)
+	}
+	id, err := tenancy.CredsIdentity(b)
+	if err != nil {
+		return fmt.Errorf("--creds %s: %w", path, err)
+	}
+	switch id.Role {
+	case tenancy.RoleNOC, tenancy.RoleLeaf:
+		return fmt.Errorf("--creds %s: a %s credential cannot publish events; issue a poller's with 'meshmon tenant creds TENANT --role poller --site SITE'", path, id.Role)
+	}
+	if id.Tenant != "" {
+		if c.IsSet("tenant") && cfg.Tenant != id.Tenant {
+			return fmt.Errorf("--tenant %q: the credential in %s is tenant %s's", cfg.Tenant, path, id.Tenant)
+		}
+		cfg.Tenant = id.Tenant
+	}
+	if id.Site != "" {
+		if c.IsSet("site") && cfg.Site != id.Site {
+			return fmt.Errorf("--site %q: the credential in %s is for site %s", cfg.Site, path, id.Site)
+		}
+		cfg.Site = id.Site
+	}
+	return nil
 }

@@ -539,10 +539,17 @@ func TestMeshFaults(t *testing.T) {
 		}
 		gone.proc.kill()
 		removed := time.Now()
+		// Refused while the cluster has heard from it within 10 s.
+		var lastErr string
 		waitFor(t, time.Minute, "meshmon peer rm to remove the lost peer", func() bool {
-			_, _, code := run(t, m.centralCLI("peer", "rm", gone.name)...)
+			_, stderr, code := run(t, m.centralCLI("peer", "rm", gone.name)...)
+			if code != 0 && stderr != lastErr {
+				lastErr = stderr
+				t.Logf("peer rm: %s", strings.TrimSpace(stderr))
+			}
 			return code == 0
 		})
+		t.Logf("peer rm removed the lost peer %s after its SIGKILL", time.Since(removed).Round(time.Millisecond))
 		waitFor(t, 2*time.Minute, "three current replicas of central's EVENTS, none on the removed peer", func() bool {
 			st, ok := m.status()
 			cur := 0
@@ -556,7 +563,7 @@ func TestMeshFaults(t *testing.T) {
 			}
 			return ok && cur == 3
 		})
-		t.Logf("three replicas again %s after the lost peer's SIGKILL; caught up %s later", time.Since(removed).Round(time.Millisecond),
+		t.Logf("three current replicas again %s after the lost peer's SIGKILL; caught up %s later", time.Since(removed).Round(time.Millisecond),
 			m.waitCaughtUp(time.Minute).Round(time.Millisecond))
 	}
 

@@ -292,6 +292,12 @@ func TestTenantPoP(t *testing.T) {
 	poller := runMeshmon(t, "poller", "--server", purl, "--creds", pollA, "poller", "run", "--site", "pop", "--tenant", "acme",
 		"--name", "p1", "--data-dir", filepath.Join(dir, "p1"))
 	poller.waitOutput(`poller started`, 30*time.Second)
+	// A poller that says it is another tenant's than its credential is
+	// refused at start, with the credential's tenant named.
+	if _, stderr, code := run(t, "--server", purl, "--creds", pollA, "poller", "run", "--tenant", "beta", "--name", "p2",
+		"--data-dir", filepath.Join(dir, "p2")); code != 1 || !strings.Contains(stderr, "is tenant acme's") {
+		t.Fatalf("a poller of acme's credential run as beta: exit %d, %q; want 1 and the credential's tenant", code, stderr)
+	}
 	waitFor(t, 30*time.Second, "acme's samples at central", func() bool { return count(nocA, "METRICS") > 0 })
 	if n := count(nocB, "METRICS"); n != 0 {
 		t.Fatalf("beta's central METRICS holds %d samples; the poller is acme's", n)
