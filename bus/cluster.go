@@ -47,6 +47,10 @@ var ErrPeerUp = errors.New("the peer is up")
 // only after minutes, while a live member answers the leader every second.
 const peerGone = 10 * time.Second
 
+// unheardWait is how long a member the meta leader has not heard from since
+// it took the lead is given to answer before it counts as down.
+const unheardWait = 3 * time.Second
+
 // ErrNoSuchPeer is returned for a name that is no member of the cluster.
 var ErrNoSuchPeer = errors.New("no such peer")
 
@@ -71,9 +75,30 @@ type jszReply struct {
 
 // ClusterMembers asks the meta leader, over sys (a system-account
 // connection), for the members of its JetStream cluster: each name, and
-// whether it is down (offline, or not heard from for peerGone). The meta leader alone answers, so while the
-// cluster has none the request waits until ctx is done: bound it.
-func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, members map[string]bool, err error) {
+// whether it is down. The meta leader alone answers, so while the cluster
+// has none the request waits until ctx is done: bound it.
+func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, down map[string]bool, err error) {
+	cluster, members, err := clusterMembers(ctx, sys)
+	if err != nil {
+		return "", nil, err
+	}
+	down = make(map[string]bool, len(members))
+	for name, st := range members {
+		down[name] = st != peerUp
+	}
+	return cluster, down, nil
+}
+
+// How the meta leader sees a member.
+type peerState int
+
+const (
+	peerUp      peerState = iota
+	peerDown              // offline, or not heard from for peerGone
+	peerUnheard           // not heard from since the leader took the lead
+)
+
+func clusterMembers(ctx context.Context, sys *nats.Conn) (string, map[string]peerState, error) {
 	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.SERVER.PING.JSZ", []byte(`{"leader_only":true}`))
 	if err != nil {
 		return "", nil, fmt.Errorf("ask the cluster's meta leader: %w (does the cluster have a JetStream quorum?)", err)
@@ -89,9 +114,18 @@ func ClusterMembers(ctx context.Context, sys *nats.Conn) (cluster string, member
 		return "", nil, errors.New("ask the cluster's meta leader: the peer is not clustered, or has no meta leader")
 	}
 	meta := r.Data.Meta
-	members = map[string]bool{meta.Leader: false}
+	members := map[string]peerState{meta.Leader: peerUp}
 	for _, p := range meta.Replicas {
-		members[p.Name] = p.Offline || (!p.Current && p.Active > peerGone)
+		switch {
+		case p.Offline || p.Active > peerGone:
+			members[p.Name] = peerDown
+		case p.Active == 0 && !p.Current:
+			// A leader elected after the member stopped has never heard
+			// from it, and says so only this way.
+			members[p.Name] = peerUnheard
+		default:
+			members[p.Name] = peerUp
+		}
 	}
 	return meta.Name, members, nil
 }
@@ -104,9 +138,24 @@ func RemoveClusterPeer(ctx context.Context, sys *nats.Conn, name string, force b
 	if name == "" || strings.ContainsAny(name, " \t\r\n") {
 		return nil, fmt.Errorf("peer name %q: must be non-empty, with no white space", name)
 	}
-	cluster, members, err := ClusterMembers(ctx, sys)
+	cluster, members, err := clusterMembers(ctx, sys)
 	if err != nil {
 		return nil, err
+	}
+	if members[name] == peerUnheard && !force {
+		// A live member answers a new leader within a second or two; one
+		// still unheard of after unheardWait is gone.
+		select {
+		case <-time.After(unheardWait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("remove peer %q: %w", name, ctx.Err())
+		}
+		if cluster, members, err = clusterMembers(ctx, sys); err != nil {
+			return nil, err
+		}
+		if members[name] == peerUnheard {
+			members[name] = peerDown
+		}
 	}
 	var left []string
 	for m := range members {
@@ -115,11 +164,11 @@ func RemoveClusterPeer(ctx context.Context, sys *nats.Conn, name string, force b
 		}
 	}
 	slices.Sort(left)
-	down, ok := members[name]
+	st, ok := members[name]
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: %q is no member of cluster %s (members: %s)", ErrNoSuchPeer, name, cluster, strings.Join(left, ", "))
-	case !down && !force:
+	case st != peerDown && !force:
 		return nil, fmt.Errorf("%w: %q is a running member of cluster %s (heard from within %s); stop it first (or force the removal)", ErrPeerUp, name, cluster, peerGone)
 	}
 	req, _ := json.Marshal(map[string]string{"peer": name})
@@ -161,6 +210,7 @@ func ForgetJoin(ctx context.Context, js jetstream.JetStream, server string) erro
 // RemovePeer asks the central peers, over nc (the tenant account of a
 // central without --trust), to remove the cluster member name. It returns
 // the members left.
+// ctx should allow some 20 s: the peer answering takes up to 18 s.
 func RemovePeer(ctx context.Context, nc *nats.Conn, name string, force bool) ([]string, error) {
 	req, _ := json.Marshal(RemovePeerRequest{Name: name, Force: force})
 	msg, err := nc.RequestWithContext(ctx, RemovePeerSubject, req)

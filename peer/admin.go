@@ -63,7 +63,7 @@ func (p *Peer) servePeerAdmin(ctx context.Context) {
 		if err := json.Unmarshal(m.Data, &req); err != nil {
 			reply.Error = fmt.Sprintf("remove peer: bad request: %v", err)
 		} else {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			rctx, cancel := context.WithTimeout(ctx, 18*time.Second)
 			reply.Members, err = bus.RemoveClusterPeer(rctx, sys, req.Name, req.Force)
 			if err == nil {
 				p.log.Warn("peer removed from the cluster", "removed", req.Name, "members", reply.Members, "forced", req.Force)

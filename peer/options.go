@@ -21,6 +21,13 @@ var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>"}
 // with Config.LeafDialTimeout for satellite links).
 const DefaultLeafDialTimeout = 500 * time.Millisecond
 
+// How a peer finds a dead connection: after pingsOut pings unanswered, one
+// sent every pingInterval while nothing comes in (15-20 s).
+const (
+	pingInterval = 5 * time.Second
+	pingsOut     = 3
+)
+
 // serverOptions builds the nats-server options of c. The tenant is a NATS
 // account with JetStream enabled (there is no exported field for that, so
 // that part goes through the server's config parser, as DESIGN.md notes);
@@ -62,6 +69,14 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	o.JetStreamMaxStore = c.MaxStore
 	o.SyncAlways = c.SyncAlways
 	o.NoSigs = true // the process owns its signals
+	// A leaf link that dies silently (a WAN cut that drops packets rather
+	// than resetting connections) is closed after pingsOut unanswered
+	// pings, on each side: central then stops counting the site as
+	// reachable (see watchSources), and nothing central sends the site
+	// goes into a dead connection. NATS's default, 2 minutes and 2 pings,
+	// kept a cut site's link open at central for the whole of a 2-minute
+	// cut.
+	o.PingInterval, o.MaxPingsOut = pingInterval, pingsOut
 	if c.HTTPListen != "" {
 		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
 	}

@@ -16,6 +16,7 @@ import (
 // watchSources).
 const (
 	sourcesPoll = 100 * time.Millisecond
+	sourcesFull = time.Second
 	// kickStale: a source's consumer at the site sends a heartbeat every
 	// second, so a source silent this long is behind; whether it is set
 	// again depends on why (see watchSources).
@@ -76,6 +77,19 @@ func (p *Peer) watchSources(ctx context.Context) {
 	unheard := map[string]time.Time{} // by stream/site
 	// When this watch first saw each site reachable, since it last was not.
 	reachableSince := map[string]time.Time{} // by stream/site
+	known := map[string][2]string{}          // stream/site -> site, stream, as of the last details
+	var lastFull time.Time
+	// comingBack reports whether a known site is within reach and was not,
+	// or came within reach less than kickGrace ago.
+	comingBack := func(now time.Time, reachable func(site, stream string) bool) bool {
+		for key, ss := range known {
+			since, ok := reachableSince[key]
+			if reachable(ss[0], ss[1]) && (!ok || now.Sub(since) <= kickGrace+sourcesPoll) {
+				return true
+			}
+		}
+		return false
+	}
 	t := time.NewTicker(sourcesPoll)
 	defer t.Stop()
 	for {
@@ -96,10 +110,19 @@ func (p *Peer) watchSources(ctx context.Context) {
 			return acc.SubscriptionInterest("$JS." + site + ".API.STREAM.INFO." + stream)
 		}
 		now := time.Now()
+		// The streams' details (JSZ, which takes each stream's lock) are
+		// read every sourcesFull; every sourcesPoll only while a site has
+		// come within reach in the last kickGrace, when a lost request is
+		// worth noticing at once.
+		if now.Sub(lastFull) < sourcesFull && !comingBack(now, reachable) {
+			continue
+		}
 		detail, err := srv.JszAccount(&server.JSzOptions{Account: p.cfg.Tenant, Streams: true, StreamLeaderOnly: true})
 		if err != nil {
 			continue
 		}
+		lastFull = now
+		clear(known)
 		stalled := map[string][]string{} // stream -> sites
 		seen := map[string]bool{}
 		for _, sd := range detail.Streams {
@@ -112,6 +135,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 				}
 				site := bus.SourceSite(src.External.ApiPrefix)
 				key := sd.Name + "/" + site
+				known[key] = [2]string{site, sd.Name}
 				silent := src.Active
 				if silent < 0 {
 					if _, ok := unheard[key]; !ok {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -74,6 +75,13 @@ func peerCommand() *cli.Command {
 	}
 }
 
+// removeCtx bounds a peer removal: it waits for the cluster's meta leader,
+// which a lost peer may have been, and gives a peer the new leader has not
+// heard from a few seconds to answer; so at least 20 s, or --timeout.
+func removeCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, max(c.Duration("timeout"), 20*time.Second))
+}
+
 func peerRemove(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
@@ -94,7 +102,7 @@ func peerRemove(c *cli.Context) error {
 			return fmt.Errorf("connect to central as the system account: %w", err)
 		}
 		defer nc.Close()
-		ctx, cancel := opCtx(c)
+		ctx, cancel := removeCtx(c)
 		defer cancel()
 		if left, err = bus.RemoveClusterPeer(ctx, nc, name, force); err != nil {
 			return err
@@ -105,7 +113,7 @@ func peerRemove(c *cli.Context) error {
 			return err
 		}
 		defer cl.Close()
-		ctx, cancel := opCtx(c)
+		ctx, cancel := removeCtx(c)
 		defer cancel()
 		if left, err = bus.RemovePeer(ctx, cl.nc, name, force); err != nil {
 			return err

@@ -21,8 +21,8 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/poller"
-	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/storage"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 func pollerCommand() *cli.Command {

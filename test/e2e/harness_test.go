@@ -134,6 +134,14 @@ func start(t *testing.T, name, bin string, args ...string) *proc {
 		if t.Failed() {
 			t.Logf("--- output of %s ---\n%s", name, tail(p.out.String(), 60))
 		}
+		// MESHMON_E2E_LOGS=DIR keeps every process's whole output, passed
+		// or failed, in DIR/NAME.log (appended to across restarts).
+		if dir := os.Getenv("MESHMON_E2E_LOGS"); dir != "" {
+			if f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+				_, _ = f.WriteString(p.out.String())
+				_ = f.Close()
+			}
+		}
 	})
 	return p
 }
