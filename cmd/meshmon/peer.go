@@ -23,7 +23,7 @@ func peerCommand() *cli.Command {
 	env := func(n string) []string { return []string{"MESHMON_PEER_" + n} }
 	return &cli.Command{
 		Name:  "peer",
-		Usage: "run a peer: an embedded NATS server with JetStream",
+		Usage: "run a peer (an embedded NATS server with JetStream), or remove one from central's cluster",
 		Subcommands: []*cli.Command{{
 			Name:  "run",
 			Usage: "run a site or central peer until SIGINT or SIGTERM",
@@ -62,9 +62,10 @@ func peerCommand() *cli.Command {
 			Name:      "rm",
 			Usage:     "remove a central peer that is gone for good from its cluster (its replicas move to the other peers)",
 			ArgsUsage: "NAME",
-			Description: "Run it against a running central peer (--server) once the machine of peer NAME is lost, or before\n" +
-				"a peer of another name takes its place. A peer the cluster has heard from within 10 s is refused unless --force. In operator mode\n" +
-				"(central runs with --trust) give --keys: the removal is made as the system account.",
+			Description: "Run it against a running central peer (--server) once the machine of peer NAME is lost,\n" +
+				"or before a peer of another name takes its place. A peer the cluster has heard from within 10 s\n" +
+				"is refused unless --force. In operator mode (central runs with --trust) give --keys: the removal\n" +
+				"is made as the system account.",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "force", Usage: "remove the peer even though it is up (stop it first: a removed peer that runs keeps trying to rejoin)"},
 				&cli.StringFlag{Name: "keys", EnvVars: []string{"MESHMON_KEYS"}, Usage: "operator mode: the key store of meshmon init"},
