@@ -68,9 +68,12 @@ type jszReply struct {
 			} `json:"replicas"`
 		} `json:"meta_cluster"`
 	} `json:"data"`
-	Error *struct {
-		Description string `json:"description"`
-	} `json:"error"`
+	Error *apiError `json:"error"`
+}
+
+// apiError is the error of a server API answer.
+type apiError struct {
+	Description string `json:"description"`
 }
 
 // ClusterMembers asks the meta leader, over sys (a system-account
@@ -177,10 +180,8 @@ func RemoveClusterPeer(ctx context.Context, sys *nats.Conn, name string, force b
 		return nil, fmt.Errorf("remove peer %q: %w", name, err)
 	}
 	var r struct {
-		Success bool `json:"success"`
-		Error   *struct {
-			Description string `json:"description"`
-		} `json:"error"`
+		Success bool      `json:"success"`
+		Error   *apiError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
 		return nil, fmt.Errorf("remove peer %q: %w", name, err)
@@ -201,7 +202,7 @@ func ForgetJoin(ctx context.Context, js jetstream.JetStream, server string) erro
 	if err != nil {
 		return fmt.Errorf("forget join info of %s: %w", server, err)
 	}
-	if err := kv.Delete(ctx, "leaf."+server); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := kv.Delete(ctx, joinKey(server)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("forget join info of %s: %w", server, err)
 	}
 	return nil

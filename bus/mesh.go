@@ -274,6 +274,9 @@ func Sites(ctx context.Context, js jetstream.JetStream) ([]SiteRecord, error) {
 	}
 }
 
+// joinKey is a central peer's key in the join bucket.
+func joinKey(server string) string { return "leaf." + server }
+
 // PublishJoin records, for one central peer, the URL sites dial and the
 // tenant's join credential.
 func PublishJoin(ctx context.Context, js jetstream.JetStream, server string, info JoinInfo) error {
@@ -282,7 +285,7 @@ func PublishJoin(ctx context.Context, js jetstream.JetStream, server string, inf
 		return fmt.Errorf("publish join info: %w", err)
 	}
 	b, _ := json.Marshal(info)
-	if _, err := kv.Put(ctx, "leaf."+server, b); err != nil {
+	if _, err := kv.Put(ctx, joinKey(server), b); err != nil {
 		return fmt.Errorf("publish join info: %w", err)
 	}
 	return nil

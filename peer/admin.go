@@ -17,21 +17,7 @@ import (
 // it. It returns ErrNotStarted before Start or after Close, ErrOperatorMode
 // in operator mode (the system account's users come from the key store).
 func (p *Peer) systemConn(opts ...nats.Option) (*nats.Conn, error) {
-	p.mu.Lock()
-	srv, in := p.srv, p.internal
-	p.mu.Unlock()
-	if srv == nil || in == nil || !p.ready.Load() {
-		return nil, ErrNotStarted
-	}
-	if p.cfg.operatorMode() {
-		return nil, ErrOperatorMode
-	}
-	o := append([]nats.Option{nats.InProcessServer(srv), in.sysConnOption(), nats.Name("meshmon-peer-system")}, opts...)
-	nc, err := nats.Connect("", o...)
-	if err != nil {
-		return nil, fmt.Errorf("in-process system connection: %w", err)
-	}
-	return nc, nil
+	return p.dialInProcess((*internalAuth).sysConnOption, "meshmon-peer-system", opts)
 }
 
 // servePeerAdmin answers, for a clustered central peer without --trust,

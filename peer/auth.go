@@ -117,6 +117,9 @@ func (in *internalAuth) connOption() nats.Option {
 // sysConnOption returns the nats option that authenticates as in's user in
 // the system account.
 func (in *internalAuth) sysConnOption() nats.Option {
+	if in == nil || in.sys == nil {
+		return func(*nats.Options) error { return errors.New("the peer has no system user") }
+	}
 	return nats.Nkey(in.sysPub, func(nonce []byte) ([]byte, error) { return in.sys.Sign(nonce) })
 }
 

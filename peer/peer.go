@@ -316,6 +316,12 @@ func (p *Peer) Config() Config { return p.cfg }
 // ErrNotStarted before Start or after Close, ErrOperatorMode in operator
 // mode.
 func (p *Peer) InProcessConn(opts ...nats.Option) (*nats.Conn, error) {
+	return p.dialInProcess((*internalAuth).connOption, "meshmon-in-process", opts)
+}
+
+// dialInProcess connects to the peer in process as the user auth picks
+// from the peer's own credentials; see InProcessConn for the errors.
+func (p *Peer) dialInProcess(auth func(*internalAuth) nats.Option, name string, opts []nats.Option) (*nats.Conn, error) {
 	p.mu.Lock()
 	srv, in := p.srv, p.internal
 	p.mu.Unlock()
@@ -325,7 +331,7 @@ func (p *Peer) InProcessConn(opts ...nats.Option) (*nats.Conn, error) {
 	if p.cfg.operatorMode() {
 		return nil, ErrOperatorMode
 	}
-	o := append([]nats.Option{nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-in-process")}, opts...)
+	o := append([]nats.Option{nats.InProcessServer(srv), auth(in), nats.Name(name)}, opts...)
 	nc, err := nats.Connect("", o...)
 	if err != nil {
 		return nil, fmt.Errorf("in-process connection: %w", err)

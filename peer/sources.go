@@ -71,20 +71,20 @@ func (p *Peer) watchSources(ctx context.Context) {
 		next time.Time
 		wait time.Duration
 	}
-	kicks := map[string]*backoff{} // by stream/site
+	kicks := map[sourceKey]*backoff{}
 	// A source not heard from since it was set reports no silence of its
 	// own: it counts from when this watch first saw it so.
-	unheard := map[string]time.Time{} // by stream/site
+	unheard := map[sourceKey]time.Time{}
 	// When this watch first saw each site reachable, since it last was not.
-	reachableSince := map[string]time.Time{} // by stream/site
-	known := map[string][2]string{}          // stream/site -> site, stream, as of the last details
+	reachableSince := map[sourceKey]time.Time{}
+	var known []sourceKey // as of the last details
 	var lastFull time.Time
 	// comingBack reports whether a known site is within reach and was not,
 	// or came within reach less than kickGrace ago.
-	comingBack := func(now time.Time, reachable func(site, stream string) bool) bool {
-		for key, ss := range known {
-			since, ok := reachableSince[key]
-			if reachable(ss[0], ss[1]) && (!ok || now.Sub(since) <= kickGrace+sourcesPoll) {
+	comingBack := func(now time.Time, acc *server.Account) bool {
+		for _, k := range known {
+			since, ok := reachableSince[k]
+			if k.reachable(acc) && (!ok || now.Sub(since) <= kickGrace+sourcesPoll) {
 				return true
 			}
 		}
@@ -106,15 +106,12 @@ func (p *Peer) watchSources(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		reachable := func(site, stream string) bool {
-			return acc.SubscriptionInterest("$JS." + site + ".API.STREAM.INFO." + stream)
-		}
 		now := time.Now()
 		// The streams' details (JSZ, which takes each stream's lock) are
 		// read every sourcesFull; every sourcesPoll only while a site has
 		// come within reach in the last kickGrace, when a lost request is
 		// worth noticing at once.
-		if now.Sub(lastFull) < sourcesFull && !comingBack(now, reachable) {
+		if now.Sub(lastFull) < sourcesFull && !comingBack(now, acc) {
 			continue
 		}
 		detail, err := srv.JszAccount(&server.JSzOptions{Account: p.cfg.Tenant, Streams: true, StreamLeaderOnly: true})
@@ -122,9 +119,9 @@ func (p *Peer) watchSources(ctx context.Context) {
 			continue
 		}
 		lastFull = now
-		clear(known)
+		known = known[:0]
 		stalled := map[string][]string{} // stream -> sites
-		seen := map[string]bool{}
+		seen := map[sourceKey]bool{}
 		for _, sd := range detail.Streams {
 			if sd.Name != bus.EventsStream && sd.Name != bus.MetricsStream {
 				continue
@@ -134,8 +131,8 @@ func (p *Peer) watchSources(ctx context.Context) {
 					continue
 				}
 				site := bus.SourceSite(src.External.ApiPrefix)
-				key := sd.Name + "/" + site
-				known[key] = [2]string{site, sd.Name}
+				key := sourceKey{stream: sd.Name, site: site}
+				known = append(known, key)
 				silent := src.Active
 				if silent < 0 {
 					if _, ok := unheard[key]; !ok {
@@ -145,7 +142,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 				} else {
 					delete(unheard, key)
 				}
-				if !reachable(site, sd.Name) {
+				if !key.reachable(acc) {
 					delete(reachableSince, key)
 					continue
 				}
@@ -194,4 +191,14 @@ func (p *Peer) watchSources(ctx context.Context) {
 		}
 		wg.Wait()
 	}
+}
+
+// sourceKey names one source of one of central's streams.
+type sourceKey struct{ stream, site string }
+
+// reachable reports whether the source's site is within reach: the tenant
+// account has interest in the site's JetStream API, which its leaf link
+// brings.
+func (k sourceKey) reachable(acc *server.Account) bool {
+	return acc.SubscriptionInterest("$JS." + k.site + ".API.STREAM.INFO." + k.stream)
 }
