@@ -38,6 +38,7 @@ func benchMeshCommand() *cli.Command {
 			&cli.IntFlag{Name: "rate", Value: 5000, Usage: "events per second, all sites together, for the latency run"},
 			&cli.IntFlag{Name: "cuts", Value: 3, Usage: "WAN cuts of every site, each timed on its own"},
 			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
+			&cli.StringFlag{Name: "cut-mode", Value: "silent", Usage: "how the WAN is cut: 'silent' loses what the links carry until their ends give up on them, as a link that drops packets does; 'loud' closes the links at once"},
 			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
 			jsonFlag(),
 		},
@@ -54,6 +55,7 @@ type meshBenchResult struct {
 	CatchUpPerSec     float64 `json:"catch_up_per_sec"`
 	Cuts              int     `json:"cuts"`
 	CutFor            string  `json:"cut_for"`
+	CutMode           string  `json:"cut_mode"`
 	CatchUpStartP50   string  `json:"catch_up_started_after_p50"`
 	CatchUpStartMax   string  `json:"catch_up_started_after_max"`
 	LatencyRate       int     `json:"latency_rate_per_sec"`
@@ -72,6 +74,10 @@ func benchMesh(c *cli.Context) error {
 	nCuts, cutFor := c.Int("cuts"), c.Duration("cut-for")
 	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 || nCuts < 1 || cutFor < 0 {
 		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	cutMode := c.String("cut-mode")
+	if cutMode != "silent" && cutMode != "loud" {
+		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", cutMode)
 	}
 	ctx := c.Context
 	dir, err := os.MkdirTemp("", "meshmon-bench-mesh-")
@@ -156,6 +162,16 @@ func benchMesh(c *cli.Context) error {
 		proxies = append(proxies, px)
 		viaProxy = append(viaProxy, "nats-leaf://"+px.Addr())
 	}
+	// cutLinks starts or ends a WAN outage of every site.
+	cutLinks := func(cut bool) {
+		for _, px := range proxies {
+			if cutMode == "silent" {
+				px.Drop(cut)
+			} else {
+				px.Cut(cut)
+			}
+		}
+	}
 	sites := make([]*peer.Peer, nSites)
 	siteJS := make([]jetstream.JetStream, nSites)
 	for i := range sites {
@@ -208,9 +224,7 @@ func benchMesh(c *cli.Context) error {
 	var starts []time.Duration
 	var rates []float64
 	for cut := range nCuts {
-		for _, px := range proxies {
-			px.Cut(true)
-		}
+		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
 		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
@@ -225,9 +239,7 @@ func benchMesh(c *cli.Context) error {
 		}
 		total += nSites * perSite
 		restored := time.Now()
-		for _, px := range proxies {
-			px.Cut(false)
-		}
+		cutLinks(false)
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
@@ -268,7 +280,7 @@ func benchMesh(c *cli.Context) error {
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
-	res.Cuts, res.CutFor = nCuts, cutFor.String()
+	res.Cuts, res.CutFor, res.CutMode = nCuts, cutFor.String(), cutMode
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
@@ -299,7 +311,7 @@ func benchMesh(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
 	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", nSites, res.IngestPerSec)
-	fmt.Fprintf(tw, "catch-up after a WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutFor, res.Cuts, res.CatchUpPerSec)
+	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
 	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", rate, res.LatencyP50, res.LatencyP99)
 	if res.NatsBenchPerSec > 0 {

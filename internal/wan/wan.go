@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-// Proxy forwards TCP connections to one address and can be cut: while
-// cut it drops every connection it carries and closes new ones at once, as
-// a WAN outage does to a site's leaf link.
+// Proxy forwards TCP connections to one address and can be cut, as a WAN
+// outage cuts a site's leaf link: loudly (Cut), closing every connection it
+// carries, or silently (Drop), as a link that loses packets does.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
 	mu    sync.Mutex
-	cut   bool
+	cut   bool // new connections are closed at once
+	drop  bool // what connections carry is lost
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 }
@@ -60,7 +61,7 @@ func (p *Proxy) accept() {
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := src.Read(buf)
-				if n > 0 {
+				if n > 0 && !p.dropping() {
 					if _, werr := dst.Write(buf[:n]); werr != nil {
 						break
 					}
@@ -71,23 +72,53 @@ func (p *Proxy) accept() {
 			}
 			dst.Close()
 			src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
 		}
 		p.wg.Go(func() { pipe(u, c) })
 		p.wg.Go(func() { pipe(c, u) })
 	}
 }
 
-// Cut starts (true) or ends (false) the outage.
+func (p *Proxy) dropping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drop
+}
+
+// Cut starts (true) or ends (false) a loud outage: the connections the
+// proxy carries are closed, and new ones are closed at once until it ends.
 func (p *Proxy) Cut(cut bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = cut
+	p.cut, p.drop = cut, false
 	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
+		p.closeAll()
 	}
+}
+
+// Drop starts (true) or ends (false) a silent outage: the connections the
+// proxy carries stay open but lose what they carry, in both directions,
+// until their ends give up on them; new ones are closed at once. When it
+// ends, the connections that lived through it are closed: what they lost
+// cannot be resent.
+func (p *Proxy) Drop(drop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.drop = drop, drop
+	if !drop {
+		p.closeAll()
+	}
+}
+
+// closeAll closes every connection the proxy carries. p.mu is held.
+func (p *Proxy) closeAll() {
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
 }
 
 // Close stops the proxy and waits for its goroutines.
