@@ -262,8 +262,16 @@ func sourceActive(ctx context.Context, js jetstream.JetStream, site string) (tim
 // TestSourceResumesAfterCut: a site cut off long enough for central's
 // source of it to fail and back off is sourced again when its link
 // returns, from where central was, while another site is untouched; and a
-// source set again (KickSources) sends nothing twice.
+// source set again (KickSources) sends nothing twice. The cut is loud (the
+// link closes) or silent (the link loses what it carries until its pings
+// fail, and the site's consumer is left stalled on flow control).
 func TestSourceResumesAfterCut(t *testing.T) {
+	for _, mode := range []string{"loud", "silent"} {
+		t.Run(mode, func(t *testing.T) { testSourceResumesAfterCut(t, mode) })
+	}
+}
+
+func testSourceResumesAfterCut(t *testing.T, mode string) {
 	ctx := testCtx(t)
 	ccfg := centralConfig(t, "c1")
 	// A short dedup window, so that an old event sent again would be
@@ -294,9 +302,15 @@ func TestSourceResumesAfterCut(t *testing.T) {
 	waitCount(t, cjs, "lyon", 100, 20*time.Second)
 
 	// The cut: central's own recovery of the source fails a first time
-	// after 10 s of silence and 5 s of waiting, and backs off.
-	px.Cut(true)
-	publishSite(t, paris, "paris", 100, 100)
+	// after 10 s of silence and 5 s of waiting, and backs off. Cut
+	// silently, the site's consumer sends what it is given into the cut
+	// until its flow-control window is full.
+	cut, n := px.Cut, 100
+	if mode == "silent" {
+		cut, n = px.Drop, 20_000
+	}
+	cut(true)
+	publishSite(t, paris, "paris", 100, n)
 	publishSite(t, lyon, "lyon", 100, 100)
 	waitCount(t, cjs, "lyon", 200, 20*time.Second)
 	checkFor(t, time.Minute, func() error {
@@ -305,8 +319,17 @@ func TestSourceResumesAfterCut(t *testing.T) {
 		}
 		return nil
 	})
-	px.Cut(false)
-	t.Logf("catch-up done %s after the link returned", waitCount(t, cjs, "paris", 200, 30*time.Second).Round(time.Millisecond))
+	cut(false)
+	restored := time.Now()
+	checkFor(t, 30*time.Second, func() error {
+		if c, err := centralCount(ctx, cjs, "paris"); err != nil || c <= 100 {
+			return fmt.Errorf("central holds %d events of paris (%v), want more than 100", c, err)
+		}
+		return nil
+	})
+	started := time.Since(restored)
+	t.Logf("catch-up started %s and was done %s after the link returned", started.Round(time.Millisecond),
+		(started + waitCount(t, cjs, "paris", uint64(100+n), 30*time.Second)).Round(time.Millisecond))
 
 	// Kicked sources resume where central was; a last batch, sourced in
 	// order after anything sent again, closes the check.
@@ -315,9 +338,9 @@ func TestSourceResumesAfterCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publishSite(t, paris, "paris", 200, 50)
+	publishSite(t, paris, "paris", 100+n, 50)
 	publishSite(t, lyon, "lyon", 200, 50)
-	waitCount(t, cjs, "paris", 250, 20*time.Second)
+	waitCount(t, cjs, "paris", uint64(150+n), 20*time.Second)
 	waitCount(t, cjs, "lyon", 250, 20*time.Second)
 }
 

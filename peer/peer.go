@@ -150,6 +150,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		close(p.streamsReady)
 		p.ready.Store(true)
 		p.background(p.followTenants)
+		p.background(p.keepSourceConsumers)
 		names := make([]string, len(p.cfg.Tenants))
 		for i, t := range p.cfg.Tenants {
 			names[i] = t.Name
@@ -179,6 +180,9 @@ func (p *Peer) Start(ctx context.Context) error {
 			p.background(p.watchSources)
 			p.background(p.servePeerAdmin)
 		}
+		if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
+			p.background(p.keepSourceConsumers)
+		}
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
 		return nil
@@ -203,6 +207,9 @@ func (p *Peer) Start(ctx context.Context) error {
 	close(p.streamsReady)
 	if p.cfg.Role == RoleCentral {
 		p.background(p.watchSources)
+	}
+	if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
+		p.background(p.keepSourceConsumers)
 	}
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)

@@ -21,12 +21,13 @@ const (
 	// second, so a source silent this long is behind; whether it is set
 	// again depends on why (see watchSources).
 	kickStale = 6 * time.Second
-	// kickLost: a source that has sent its request for the site's consumer
-	// and still has no answer this long after the site became reachable
-	// sent it while the link was down, and it was lost.
+	// kickLost: a source that had its request for the site's consumer out
+	// when the site came within reach sent it while the link was down, and
+	// it was lost; it is set again once it still has no answer this long
+	// after (time for a request sent as the link came up to be answered).
 	kickLost = 300 * time.Millisecond
-	// kickGrace: a site whose link has just come back, and whose source is
-	// waiting on it, is left this long to resume on its own.
+	// kickGrace: a source whose site's link has just come back, and whose
+	// request was not lost, is left this long to resume on its own.
 	kickGrace = 3 * time.Second
 	// Kicks of one source back off from kickFirst to kickMax while they do
 	// not help (a site whose streams are not made yet, say).
@@ -35,26 +36,34 @@ const (
 )
 
 // watchSources is a central peer's watch over the sources of central's
-// streams that it leads, until ctx is done. A source is set again
-// (bus.KickSources), so that it asks the site from the last message central
-// holds, only when its site is reachable (the tenant account has interest
-// in the site's JetStream API, which the leaf link brings), it has been
-// silent for kickStale, and JetStream will not resume it by itself soon:
+// streams that it leads, until ctx is done.
 //
-//   - JetStream's source waits on its site through a subscription to the
-//     deliver subject of the site's consumer; the consumer's next heartbeat
-//     (every second) wakes it, and it asks for the backlog at once. Setting
-//     the source again then would only cancel that request and make central
-//     scan its stream backwards, so the watch waits kickGrace first. (A
-//     source was seen to stay stalled after a central peer's SIGKILL and
-//     restart, nats-server 2.15.2; it is set again after kickGrace.)
-//   - A source with no such subscription has a request out for the site's
-//     consumer. If the site has been reachable for kickLost, that request
-//     went out while the link was down and is lost; JetStream would wait
-//     for it to time out (5 s) and then for a heartbeat, so it is set again
-//     at once.
+// When a site comes back within reach (the tenant account has interest in
+// the site's JetStream API, which the leaf link brings), a source that waits
+// on it (JetStream's subscription to the deliver subject of the site's
+// consumer, while it backs off) is nudged: it wakes on any message there,
+// and asks the site for the backlog at once instead of at the consumer's
+// next heartbeat, up to a second later. (The site's keeper, keepAccount,
+// sees that the consumer is not stalled on flow control by then.)
 //
-// A site that is cut off is left alone, so a long outage costs nothing.
+// A source is set again (bus.KickSources), so that it asks the site from
+// the last message central holds, only when it has been silent for
+// kickStale, its site answers a request, and JetStream will not resume it
+// by itself soon:
+//
+//   - it had a request out for the site's consumer when the site came
+//     within reach, and still has kickLost after: the request went out
+//     while the link was down and is lost, and JetStream would wait for it
+//     to time out (5 s) first; or
+//   - its site has been within reach for kickGrace and it has not resumed:
+//     a stall (one was seen after a central peer's SIGKILL and restart,
+//     nats-server 2.15.2).
+//
+// Setting a source again while JetStream resumes it by itself would cancel
+// its request and make central scan its stream backwards for the site's last
+// message, so the watch leaves it alone then. A site that is cut off is left
+// alone, so a long outage costs nothing; a link cut silently looks up until
+// its pings fail, so a site is asked before its source is set again.
 func (p *Peer) watchSources(ctx context.Context) {
 	nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
 	if err != nil {
@@ -77,6 +86,9 @@ func (p *Peer) watchSources(ctx context.Context) {
 	unheard := map[sourceKey]time.Time{}
 	// When this watch first saw each site reachable, since it last was not.
 	reachableSince := map[sourceKey]time.Time{}
+	// Whether a source had a request out for its site's consumer when the
+	// site came within reach: the request was lost in the cut.
+	lost := map[sourceKey]bool{}
 	var known []sourceKey // as of the last details
 	var lastFull time.Time
 	// comingBack reports whether a known site is within reach and was not,
@@ -122,6 +134,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 		known = known[:0]
 		stalled := map[string][]string{} // stream -> sites
 		seen := map[sourceKey]bool{}
+		var candidates []sourceKey // to set again if their sites answer
 		for _, sd := range detail.Streams {
 			if sd.Name != bus.EventsStream && sd.Name != bus.MetricsStream {
 				continue
@@ -144,14 +157,19 @@ func (p *Peer) watchSources(ctx context.Context) {
 				}
 				if !key.reachable(acc) {
 					delete(reachableSince, key)
+					delete(lost, key)
 					continue
 				}
+				waiting := acc.SubscriptionInterest(bus.SourceDeliverSubject(site, sd.Name))
 				if _, ok := reachableSince[key]; !ok {
 					reachableSince[key] = now
+					lost[key] = !waiting
+					if waiting {
+						nudge(nc, key)
+					}
 				}
 				waited := now.Sub(reachableSince[key])
-				waiting := acc.SubscriptionInterest(bus.SourceDeliverSubject(site, sd.Name))
-				if silent <= kickStale || (waiting && waited < kickGrace) || (!waiting && waited < kickLost) {
+				if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!lost[key] || waiting)) {
 					continue
 				}
 				seen[key] = true
@@ -163,9 +181,18 @@ func (p *Peer) watchSources(ctx context.Context) {
 				if now.Before(b.next) {
 					continue
 				}
+				candidates = append(candidates, key)
+			}
+		}
+		// A link cut silently still looks up until its pings fail (up to
+		// 20 s): only a site that answers is set again.
+		answers := sitesAnswering(nc, candidates)
+		for _, key := range candidates {
+			if answers[key.site] {
+				b := kicks[key]
 				b.next = now.Add(b.wait)
 				b.wait = min(2*b.wait, kickMax)
-				stalled[sd.Name] = append(stalled[sd.Name], site)
+				stalled[key.stream] = append(stalled[key.stream], key.site)
 			}
 		}
 		for key := range kicks {
@@ -200,5 +227,41 @@ type sourceKey struct{ stream, site string }
 // account has interest in the site's JetStream API, which its leaf link
 // brings.
 func (k sourceKey) reachable(acc *server.Account) bool {
-	return acc.SubscriptionInterest("$JS." + k.site + ".API.STREAM.INFO." + k.stream)
+	return acc.SubscriptionInterest(k.infoSubject())
+}
+
+// infoSubject is where the source's site answers for its stream.
+func (k sourceKey) infoSubject() string {
+	return "$JS." + k.site + ".API.STREAM.INFO." + k.stream
+}
+
+// answerWithin bounds how long sitesAnswering waits for a site.
+const answerWithin = time.Second
+
+// sitesAnswering asks the JetStream of each source's site, side by side,
+// for its stream, and reports which sites answered within answerWithin.
+func sitesAnswering(nc *nats.Conn, keys []sourceKey) map[string]bool {
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() {
+			_, err := nc.Request(k.infoSubject(), nil, answerWithin)
+			mu.Lock()
+			defer mu.Unlock()
+			answered[k.site] = answered[k.site] || err == nil
+		})
+	}
+	wg.Wait()
+	return answered
+}
+
+// nudge wakes a source that waits on its site, as soon as the site is back
+// within reach: the source wakes on any message to the deliver subject of
+// the site's consumer, and would otherwise wait for the consumer's next
+// heartbeat (up to a second). Sources ignore a message that is neither
+// their consumer's delivery nor its heartbeat, so the nudge is harmless to a
+// source already resumed.
+func nudge(nc *nats.Conn, k sourceKey) {
+	_ = nc.Publish(bus.SourceDeliverSubject(k.site, k.stream), nil)
 }
