@@ -81,6 +81,8 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Account) {
 	centralAPI := "$JS." + bus.HubDomain + ".API.INFO"
 	var keepers []*nats.Subscription // while the link is down
+	// A consumer starts unstalled: only a link lost since is kept for.
+	wasLinked := false
 	leave := func() {
 		for _, s := range keepers {
 			_ = s.Unsubscribe()
@@ -98,9 +100,12 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		}
 		linked := acc.SubscriptionInterest(centralAPI)
 		switch {
-		case linked && keepers != nil:
-			leave()
-		case !linked && keepers == nil:
+		case linked:
+			wasLinked = true
+			if keepers != nil {
+				leave()
+			}
+		case wasLinked && keepers == nil:
 			for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
 				s, err := keepConsumer(nc, bus.SourceDeliverSubject(p.cfg.Site, stream))
 				if err != nil {

@@ -111,6 +111,9 @@ func (p *Peer) Start(ctx context.Context) error {
 		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
+	if len(p.cfg.Tenants) > 0 {
+		p.cfg.Tenants = p.cfg.withFollowed(p.log)
+	}
 	opts, err := p.cfg.serverOptions(in)
 	if err != nil {
 		lock.unlock()

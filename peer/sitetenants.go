@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,18 +281,12 @@ func (f *accountFollower) follow(ctx context.Context) error {
 }
 
 // apply puts a newer account JWT of the tenant in force, if the operator
-// signed it.
+// signed it, and keeps it in the data dir for the peer's next start.
 func (f *accountFollower) apply(tok string) {
-	ac, err := jwt.DecodeAccountClaims(tok)
+	ac, err := checkAccountJWT(f.op, f.t.Account, tok)
 	switch {
 	case err != nil:
-		f.p.log.Warn("tenant account at central is not a JWT; ignored", "tenant", f.t.Name, "err", err)
-		return
-	case ac.Subject != f.t.Account:
-		f.p.log.Warn("tenant account at central is another account's; ignored", "tenant", f.t.Name, "account", ac.Subject)
-		return
-	case ac.Issuer != f.op.Subject && !f.op.SigningKeys.Contains(ac.Issuer):
-		f.p.log.Warn("tenant account at central is not signed by the operator; ignored", "tenant", f.t.Name)
+		f.p.log.Warn("tenant account at central ignored", "tenant", f.t.Name, "err", err)
 		return
 	case tok == f.cur || ac.IssuedAt < f.iat:
 		return // the one in force, or older (times are whole seconds)
@@ -307,6 +305,77 @@ func (f *accountFollower) apply(tok string) {
 	}
 	srv.UpdateAccountClaims(acc, ac)
 	f.iat, f.cur = ac.IssuedAt, tok
+	if err := f.p.cfg.keepFollowed(f.t.Account, tok); err != nil {
+		f.p.log.Warn("tenant account update: keep it for the next start", "tenant", f.t.Name, "err", err)
+	}
 	f.p.log.Info("tenant account updated from central", "tenant", f.t.Name, "revocations", len(ac.Revocations),
 		"disk", meshmon.FormatSize(ac.Limits.JetStreamLimits.DiskStorage))
+}
+
+// checkAccountJWT decodes tok and checks that it is the account's, signed
+// by the operator (or one of its signing keys).
+func checkAccountJWT(op *jwt.OperatorClaims, account, tok string) (*jwt.AccountClaims, error) {
+	ac, err := jwt.DecodeAccountClaims(tok)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("not an account JWT: %w", err)
+	case ac.Subject != account:
+		return nil, fmt.Errorf("account %s's JWT, not %s's", ac.Subject, account)
+	case ac.Issuer != op.Subject && !op.SigningKeys.Contains(ac.Issuer):
+		return nil, errors.New("not signed by the operator")
+	}
+	return ac, nil
+}
+
+// followedPath is where a site peer keeps the newest JWT of an account it
+// followed from central (followTenants).
+func (c Config) followedPath(account string) string {
+	return filepath.Join(c.DataDir, "tenants", account+".jwt")
+}
+
+// keepFollowed writes the account's JWT to followedPath, whole or not at
+// all.
+func (c Config) keepFollowed(account, tok string) error {
+	path := c.followedPath(account)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// withFollowed is c's tenants, each with the newer of its join token's
+// account JWT and the one the peer last followed from central: a site that
+// restarts while central is out of reach keeps the limits and revocations it
+// had, not those of its token.
+func (c Config) withFollowed(log *slog.Logger) []SiteTenant {
+	if c.SiteTrust == nil {
+		return c.Tenants
+	}
+	op, err := jwt.DecodeOperatorClaims(c.SiteTrust.Operator)
+	if err != nil {
+		return c.Tenants
+	}
+	out := slices.Clone(c.Tenants)
+	for i, t := range out {
+		b, err := os.ReadFile(c.followedPath(t.Account))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var kept *jwt.AccountClaims
+		if err == nil {
+			kept, err = checkAccountJWT(op, t.Account, string(b))
+		}
+		if err != nil {
+			log.Warn("tenant account kept from central ignored; the join token's is used", "tenant", t.Name, "err", err)
+			continue
+		}
+		if token, err := jwt.DecodeAccountClaims(t.AccountJWT); err != nil || kept.IssuedAt >= token.IssuedAt {
+			out[i].AccountJWT = string(b)
+		}
+	}
+	return out
 }

@@ -343,9 +343,21 @@ func TestTenantPoP(t *testing.T) {
 	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollA, "pub", "ev.pop.d1.trap", "still-here"); !ok {
 		t.Fatalf("acme's other poller credential after the revocation: %s", out)
 	}
+
+	// A site restarted while central is out of reach keeps the accounts it
+	// followed, not its join tokens': the revoked credential stays refused.
 	poller.stopClean()
-	pop.stopClean()
 	central.stopClean()
+	pop.stopClean()
+	pop = runMeshmon(t, "pop-restarted", join...)
+	pop.waitOutput(`peer pop-peer ready`, 30*time.Second)
+	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", doomed, "pub", "ev.pop.d1.trap", "x"); ok || !strings.Contains(out, "Authorization Violation") {
+		t.Fatalf("a revoked credential at a site restarted while central was down: %s", out)
+	}
+	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollA, "pub", "ev.pop.d1.trap", "after-restart"); !ok {
+		t.Fatalf("acme's poller credential at the restarted site: %s", out)
+	}
+	pop.stopClean()
 }
 
 // startSim runs n simulated SNMP agents in this process until the test ends.
