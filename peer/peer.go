@@ -68,6 +68,17 @@ func (p *Peer) background(f func(context.Context)) {
 	go func() { defer p.wg.Done(); f(p.bg) }()
 }
 
+// backgroundSourcing starts what keeps central's sourcing going: central's
+// watch over its sources, or a linked site's keeper of its consumers.
+func (p *Peer) backgroundSourcing() {
+	switch {
+	case p.cfg.Role == RoleCentral:
+		p.background(p.watchSources)
+	case len(p.cfg.Central) > 0:
+		p.background(p.keepSourceConsumers)
+	}
+}
+
 // StoreDir is where the peer keeps JetStream's data.
 func (c Config) StoreDir() string { return filepath.Join(c.DataDir, "jetstream") }
 
@@ -153,7 +164,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		close(p.streamsReady)
 		p.ready.Store(true)
 		p.background(p.followTenants)
-		p.background(p.keepSourceConsumers)
+		p.backgroundSourcing()
 		names := make([]string, len(p.cfg.Tenants))
 		for i, t := range p.cfg.Tenants {
 			names[i] = t.Name
@@ -179,12 +190,9 @@ func (p *Peer) Start(ctx context.Context) error {
 		// three members are up).
 		p.srv, p.internal, p.lock = srv, in, lock
 		p.background(p.maintain)
+		p.backgroundSourcing()
 		if p.cfg.Role == RoleCentral {
-			p.background(p.watchSources)
 			p.background(p.servePeerAdmin)
-		}
-		if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
-			p.background(p.keepSourceConsumers)
 		}
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
@@ -208,12 +216,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
 	close(p.streamsReady)
-	if p.cfg.Role == RoleCentral {
-		p.background(p.watchSources)
-	}
-	if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
-		p.background(p.keepSourceConsumers)
-	}
+	p.backgroundSourcing()
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil

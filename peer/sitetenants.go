@@ -340,11 +340,7 @@ func (c Config) keepFollowed(account, tok string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(tok), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return tenancy.WriteFile(path, []byte(tok))
 }
 
 // withFollowed is c's tenants, each with the newer of its join token's

@@ -84,19 +84,22 @@ func (p *Peer) watchSources(ctx context.Context) {
 	// A source not heard from since it was set reports no silence of its
 	// own: it counts from when this watch first saw it so.
 	unheard := map[sourceKey]time.Time{}
-	// When this watch first saw each site reachable, since it last was not.
-	reachableSince := map[sourceKey]time.Time{}
-	// Whether a source had a request out for its site's consumer when the
-	// site came within reach: the request was lost in the cut.
-	lost := map[sourceKey]bool{}
+	// When this watch first saw each site reachable, since it last was not,
+	// and whether the source then had a request out for the site's
+	// consumer: the request was lost in the cut.
+	type reach struct {
+		since time.Time
+		lost  bool
+	}
+	reached := map[sourceKey]reach{}
 	var known []sourceKey // as of the last details
 	var lastFull time.Time
 	// comingBack reports whether a known site is within reach and was not,
 	// or came within reach less than kickGrace ago.
 	comingBack := func(now time.Time, acc *server.Account) bool {
 		for _, k := range known {
-			since, ok := reachableSince[k]
-			if k.reachable(acc) && (!ok || now.Sub(since) <= kickGrace+sourcesPoll) {
+			r, ok := reached[k]
+			if k.reachable(acc) && (!ok || now.Sub(r.since) <= kickGrace+sourcesPoll) {
 				return true
 			}
 		}
@@ -156,20 +159,20 @@ func (p *Peer) watchSources(ctx context.Context) {
 					delete(unheard, key)
 				}
 				if !key.reachable(acc) {
-					delete(reachableSince, key)
-					delete(lost, key)
+					delete(reached, key)
 					continue
 				}
 				waiting := acc.SubscriptionInterest(bus.SourceDeliverSubject(site, sd.Name))
-				if _, ok := reachableSince[key]; !ok {
-					reachableSince[key] = now
-					lost[key] = !waiting
+				r, ok := reached[key]
+				if !ok {
+					r = reach{since: now, lost: !waiting}
+					reached[key] = r
 					if waiting {
 						nudge(nc, key)
 					}
 				}
-				waited := now.Sub(reachableSince[key])
-				if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!lost[key] || waiting)) {
+				waited := now.Sub(r.since)
+				if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!r.lost || waiting)) {
 					continue
 				}
 				seen[key] = true

@@ -229,17 +229,24 @@ func (s *Store) readKey(name string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// writeFile writes b to name in the store, 0600, through a temporary file
-// so that a crash never leaves half a key.
+// writeFile writes b to name in the store (WriteFile).
 func (s *Store) writeFile(name string, b []byte) error {
-	path := filepath.Join(s.dir, name)
+	if err := WriteFile(filepath.Join(s.dir, name), b); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteFile writes b to path, 0600, through a temporary file so that a
+// crash never leaves half a key or half a JWT.
+func WriteFile(path string, b []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
+		return err
 	}
 	return nil
 }
