@@ -16,6 +16,7 @@ import (
 // one key per device name, the device as JSON. It is safe for concurrent
 // use.
 type Inventory struct {
+	js jetstream.JetStream
 	kv jetstream.KeyValue
 }
 
@@ -25,7 +26,7 @@ func OpenInventory(ctx context.Context, js jetstream.JetStream) (*Inventory, err
 	if err != nil {
 		return nil, fmt.Errorf("open inventory: %w", err)
 	}
-	return &Inventory{kv: kv}, nil
+	return &Inventory{js: js, kv: kv}, nil
 }
 
 func encodeDevice(d meshmon.Device) ([]byte, error) {
@@ -97,31 +98,21 @@ func (inv *Inventory) Get(ctx context.Context, name string) (meshmon.Device, err
 // List returns every device, sorted by name; an empty inventory gives an
 // empty list.
 func (inv *Inventory) List(ctx context.Context) ([]meshmon.Device, error) {
-	w, err := inv.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := readBucket(ctx, inv.js, DevicesBucket)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
-	defer w.Stop()
-	devices := []meshmon.Device{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("list devices: watcher closed")
-			}
-			if e == nil {
-				sort.Slice(devices, func(i, j int) bool { return devices[i].Name < devices[j].Name })
-				return devices, nil
-			}
-			d, err := decodeDevice(e)
-			if err != nil {
-				return nil, fmt.Errorf("list devices: %w", err)
-			}
-			devices = append(devices, d)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list devices: %w", ctx.Err())
+	devices := make([]meshmon.Device, 0, len(entries))
+	for _, e := range entries {
+		var d meshmon.Device
+		if err := json.Unmarshal(e.value, &d); err != nil {
+			return nil, fmt.Errorf("list devices: decode device %s: %w", e.key, err)
 		}
+		d.Revision = e.revision
+		devices = append(devices, d)
 	}
+	sort.Slice(devices, func(i, j int) bool { return devices[i].Name < devices[j].Name })
+	return devices, nil
 }
 
 // Delete removes the device called name. It returns an error wrapping

@@ -243,35 +243,23 @@ func syncSources(ctx context.Context, js jetstream.JetStream) error {
 
 // Sites lists the sites central sources, sorted by name.
 func Sites(ctx context.Context, js jetstream.JetStream) ([]SiteRecord, error) {
-	kv, err := js.KeyValue(ctx, SitesBucket)
-	if err != nil {
+	entries, err := readBucket(ctx, js, SitesBucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("list sites: %w (is this a central peer?)", err)
 	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list sites: %w", err)
 	}
-	defer w.Stop()
-	out := []SiteRecord{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("list sites: watcher closed")
-			}
-			if e == nil {
-				slices.SortFunc(out, func(a, b SiteRecord) int { return strings.Compare(a.Name, b.Name) })
-				return out, nil
-			}
-			var r SiteRecord
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				return nil, fmt.Errorf("list sites: decode %s: %w", e.Key(), err)
-			}
-			out = append(out, r)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list sites: %w", ctx.Err())
+	out := make([]SiteRecord, 0, len(entries))
+	for _, e := range entries {
+		var r SiteRecord
+		if err := json.Unmarshal(e.value, &r); err != nil {
+			return nil, fmt.Errorf("list sites: decode %s: %w", e.key, err)
 		}
+		out = append(out, r)
 	}
+	slices.SortFunc(out, func(a, b SiteRecord) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // joinKey is a central peer's key in the join bucket.

@@ -130,31 +130,20 @@ func (r *Registry) ttl() time.Duration {
 // List returns the pollers whose heartbeat has not expired, sorted by
 // name; none gives an empty list.
 func (r *Registry) List(ctx context.Context) ([]meshmon.PollerInfo, error) {
-	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := readBucket(ctx, r.js, PollersBucket)
 	if err != nil {
 		return nil, fmt.Errorf("list pollers: %w", err)
 	}
-	defer w.Stop()
-	pollers := []meshmon.PollerInfo{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("list pollers: watcher closed")
-			}
-			if e == nil {
-				sort.Slice(pollers, func(i, j int) bool { return pollers[i].Name < pollers[j].Name })
-				return pollers, nil
-			}
-			var p meshmon.PollerInfo
-			if err := json.Unmarshal(e.Value(), &p); err != nil {
-				return nil, fmt.Errorf("list pollers: decode %s: %w", e.Key(), err)
-			}
-			pollers = append(pollers, p)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list pollers: %w", ctx.Err())
+	pollers := make([]meshmon.PollerInfo, 0, len(entries))
+	for _, e := range entries {
+		var p meshmon.PollerInfo
+		if err := json.Unmarshal(e.value, &p); err != nil {
+			return nil, fmt.Errorf("list pollers: decode %s: %w", e.key, err)
 		}
+		pollers = append(pollers, p)
 	}
+	sort.Slice(pollers, func(i, j int) bool { return pollers[i].Name < pollers[j].Name })
+	return pollers, nil
 }
 
 // CheckSite fails with an error wrapping ErrWrongSite unless the peer that

@@ -1,0 +1,104 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// bucketEntry is one live key of a bucket, as readBucket returns it.
+type bucketEntry struct {
+	key      string
+	value    []byte
+	revision uint64
+	gone     bool // deleted while read
+}
+
+// readBucketLinger is how long the consumer of readBucket outlives its
+// last fetch before the server removes it.
+const readBucketLinger = 5 * time.Second
+
+// readBucket reads every live key of a bucket with its latest value, in
+// stream order. It reads through an ephemeral consumer that the server
+// removes once idle instead of deleting it: a NOC user may not delete
+// consumers, and a key watcher's Stop waits seconds for a deletion it is
+// refused.
+func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
+	prefix := "$KV." + bucket + "."
+	c, err := js.CreateConsumer(ctx, "KV_"+bucket, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		FilterSubject:     prefix + ">",
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: readBucketLinger,
+		MemoryStorage:     true,
+		Replicas:          1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	left := c.CachedInfo().NumPending
+	var out []bucketEntry
+	at := map[string]int{} // key -> index in out, for a key changed while read
+	for left > 0 {
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(time.Second)}
+		if dl, ok := ctx.Deadline(); ok {
+			opts = []jetstream.FetchOpt{jetstream.FetchMaxWait(max(time.Until(dl), time.Millisecond))}
+		}
+		batch, err := c.Fetch(int(min(left, 1000)), opts...)
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			left = md.NumPending
+			e := bucketEntry{key: strings.TrimPrefix(m.Subject(), prefix), value: m.Data(), revision: md.Sequence.Stream}
+			i, seen := at[e.key]
+			switch {
+			case deleted(m.Headers()) && seen:
+				out[i].gone = true
+			case deleted(m.Headers()):
+			case seen:
+				out[i] = e
+			default:
+				at[e.key] = len(out)
+				out = append(out, e)
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, err
+		}
+		if got == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("read bucket " + bucket + ": no messages within the time allowed")
+		}
+	}
+	live := out[:0]
+	for _, e := range out {
+		if !e.gone {
+			live = append(live, e)
+		}
+	}
+	return live, nil
+}
+
+// deleted reports whether a bucket message with headers h marks its key
+// deleted or purged, by the KV API or by the server (a marker left when a
+// key's TTL ran out).
+func deleted(h nats.Header) bool {
+	switch h.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		return true
+	}
+	return h.Get(jetstream.MarkerReasonHeader) != ""
+}
