@@ -116,3 +116,22 @@ func FormatAge(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// ShowSize writes n bytes for people: exact as FormatSize when a unit
+// divides it, else to one decimal of the largest unit it reaches
+// ("9.4GiB").
+func ShowSize(n int64) string {
+	exact := FormatSize(n)
+	if strings.HasSuffix(exact, "iB") || n < 1<<10 {
+		return exact
+	}
+	for _, u := range []struct {
+		name string
+		v    int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.v {
+			return strconv.FormatFloat(float64(n)/float64(u.v), 'f', 1, 64) + u.name
+		}
+	}
+	return exact
+}

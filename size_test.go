@@ -64,3 +64,13 @@ func TestParseAge(t *testing.T) {
 		t.Errorf("FormatAge = %q", s)
 	}
 }
+
+func TestShowSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0B", 1000: "1000B", 1536: "1.5KiB", 10 << 30: "10GiB", 10146860236: "9.4GiB", 3 << 40: "3TiB", -1: "-1B",
+	} {
+		if got := ShowSize(n); got != want {
+			t.Errorf("ShowSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -141,10 +141,10 @@ func printStreams(tw *tabwriter.Writer, streams []bus.StreamInfo, rideOut bool) 
 		if !s.LastTime.IsZero() {
 			last = time.Since(s.LastTime).Round(time.Second).String() + " ago"
 		}
-		limits := meshmon.FormatAge(s.MaxAge) + ", " + meshmon.FormatSize(s.MaxBytes)
+		limits := meshmon.FormatAge(s.MaxAge) + ", " + meshmon.ShowSize(s.MaxBytes)
 		switch {
 		case s.MaxBytes < 0 && s.AccountDisk > 0:
-			limits = meshmon.FormatAge(s.MaxAge) + ", the tenant's " + meshmon.FormatSize(s.AccountDisk)
+			limits = meshmon.FormatAge(s.MaxAge) + ", the tenant's " + meshmon.ShowSize(s.AccountDisk)
 		case s.MaxBytes < 0:
 			limits = meshmon.FormatAge(s.MaxAge) + ", no size limit"
 		}
