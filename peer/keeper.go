@@ -103,9 +103,11 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		case linked:
 			wasLinked = true
 			if keepers != nil {
+				p.log.Debug("peer source keeper: central is back; leaving the source consumers to it", "account", acc.Name)
 				leave()
 			}
 		case wasLinked && keepers == nil:
+			p.log.Debug("peer source keeper: central's JetStream is out of reach; keeping the source consumers", "account", acc.Name)
 			for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
 				s, err := keepConsumer(nc, bus.SourceDeliverSubject(p.cfg.Site, stream))
 				if err != nil {

@@ -136,7 +136,9 @@ func (p *Peer) Start(ctx context.Context) error {
 		return fmt.Errorf("start peer: %w", err)
 	}
 	logger := newServerLogger(p.log, p.cfg.DataDir)
-	srv.SetLoggerV2(logger, false, false, false)
+	// nats-server debug lines (source retries, leaf and route detail) come
+	// with the peer's debug level.
+	srv.SetLoggerV2(logger, p.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	srv.Start()
 
 	fail := func(err error) error {

@@ -57,7 +57,10 @@ func (c Config) validateTenants() error {
 	case len(c.Central) == 0:
 		return errors.New("tenants without central's URLs; use the join token 'meshmon site add --tenant' printed")
 	case c.Cluster.Clustered():
-		return errors.New("a site that serves tenants is one peer for now; drop --cluster-listen")
+		// A site cluster links to central from every member, and over
+		// several links central's sourcing can skip events for good
+		// (nats-server 2.15.2; see docs/mesh.md, Known limits).
+		return errors.New("a site that serves tenants is one peer: central can lose events of a site cluster (docs/mesh.md, Known limits); drop --cluster-listen and --routes")
 	case !c.Auth.None():
 		return errors.New("auth is set with tenants: clients use the tenants' credentials; drop --auth-user, --auth-password and --auth-nkey")
 	case c.LeafPassword != "":

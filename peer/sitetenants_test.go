@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -70,5 +71,20 @@ func TestWithFollowed(t *testing.T) {
 		if got := cfg.withFollowed(log)[0].AccountJWT; got != token {
 			t.Errorf("%s JWT kept: want the token's", name)
 		}
+	}
+}
+
+// TestTenantsRefuseCluster: a site that serves tenants is refused as a
+// cluster member, with the reason and what to drop.
+func TestTenantsRefuseCluster(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Role, cfg.Site = RoleSite, "pop"
+	cfg.SiteTrust = &tenancy.Trust{Operator: "operator-jwt", SystemAccount: "SYS"}
+	cfg.Central = []string{"nats-leaf://127.0.0.1:7422"}
+	cfg.Tenants = []SiteTenant{{Name: "acme"}}
+	cfg.Cluster = Cluster{Listen: "127.0.0.1:6222", Routes: []string{"nats-route://127.0.0.1:6223"}}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "drop --cluster-listen") || !strings.Contains(err.Error(), "lose events") {
+		t.Fatalf("a tenant site as a cluster member: %v; want it refused, with the reason", err)
 	}
 }
