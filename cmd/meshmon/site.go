@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,7 +27,7 @@ func siteCommand() *cli.Command {
 				Usage:     "add a site: central starts sourcing it; prints the join token its site peer needs",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "token-file", Usage: "also write the join token to this file (mode 0600)"},
+					&cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600); the command printed then reads the file instead of showing the token (--json still includes it)"},
 					&cli.BoolFlag{Name: "exist-ok", Usage: "a site that exists already is no error: print its token (for scripts run more than once)"},
 					&cli.IntFlag{Name: "wait-central", Value: 1, Usage: "wait (up to --timeout) until this many central peers have published their leaf URL, so the token lists them all"},
 					&cli.StringSliceFlag{Name: "central", Usage: "with --tenant: central's leaf URLs the site dials (nats-leaf://host:port), repeatable"},
@@ -108,6 +109,12 @@ func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
 		return printJSON(os.Stdout, joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd})
 	}
 	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
+	if f := c.String("token-file"); f != "" {
+		// The operator asked for a file: keep the secret off the screen.
+		fmt.Printf("copy %s to the site machine (it holds the tenant's leaf credential: keep it secret) and run:\n\n  meshmon peer run --role site --data-dir /var/lib/meshmon/peer --join-file %s\n",
+			f, filepath.Base(f))
+		return nil
+	}
 	fmt.Printf("on the site machine run (the token holds the tenant's leaf credential: keep it secret):\n\n  %s\n", cmd)
 	return nil
 }
