@@ -24,12 +24,13 @@ func benchTenantsCommand() *cli.Command {
 	return &cli.Command{
 		Name: "tenants",
 		Usage: "create many tenants on one central peer in operator mode, as 'tenant create' does: time per create, " +
-			"the process's memory, and one tenant's ingest rate before and after",
+			"the process's memory, and one tenant's ingest rate before and after, and while another tenant over its disk limit keeps publishing",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
 			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
 			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
 			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
+			&cli.IntFlag{Name: "neighbour-rate", Value: 1000, Usage: "messages a second the tenant over its disk limit publishes during the first neighbour run"},
 			jsonFlag(),
 		},
 		Action: benchTenants,
@@ -37,27 +38,40 @@ func benchTenantsCommand() *cli.Command {
 }
 
 type tenantsBenchResult struct {
-	Tenants        int     `json:"tenants"`
-	CreateP50      string  `json:"create_p50"`
-	CreateP99      string  `json:"create_p99"`
-	CreateMax      string  `json:"create_max"`
-	CreateTotal    string  `json:"create_total"`
-	HeapBefore     int64   `json:"heap_bytes_before"`
-	HeapAfter      int64   `json:"heap_bytes_after"`
-	SysBefore      int64   `json:"sys_bytes_before"`
-	SysAfter       int64   `json:"sys_bytes_after"`
-	OpsJWTBytes    int     `json:"ops_jwt_bytes"`
-	IngestBefore   float64 `json:"ingest_msgs_per_s_before"`
-	IngestAfter    float64 `json:"ingest_msgs_per_s_after"`
-	IngestRatio    float64 `json:"ingest_ratio_after_before"`
-	MessageBytes   int     `json:"message_bytes"`
-	IngestMessages int     `json:"ingest_messages"`
+	Tenants      int     `json:"tenants"`
+	CreateP50    string  `json:"create_p50"`
+	CreateP99    string  `json:"create_p99"`
+	CreateMax    string  `json:"create_max"`
+	CreateTotal  string  `json:"create_total"`
+	HeapBefore   int64   `json:"heap_bytes_before"`
+	HeapAfter    int64   `json:"heap_bytes_after"`
+	SysBefore    int64   `json:"sys_bytes_before"`
+	SysAfter     int64   `json:"sys_bytes_after"`
+	OpsJWTBytes  int     `json:"ops_jwt_bytes"`
+	IngestBefore float64 `json:"ingest_msgs_per_s_before"`
+	IngestAfter  float64 `json:"ingest_msgs_per_s_after"`
+	IngestRatio  float64 `json:"ingest_ratio_after_before"`
+	// With a neighbour tenant over its disk limit and publishing all the
+	// while (its publishes refused): at a poller's pace (NeighbourRate a
+	// second), and as fast as four publishers go; against IngestAfter.
+	NeighbourRate         int     `json:"neighbour_msgs_per_s,omitempty"`
+	IngestNeighbourPaced  float64 `json:"ingest_msgs_per_s_neighbour_paced,omitempty"`
+	NeighbourPacedRefused int     `json:"neighbour_paced_publishes_refused,omitempty"`
+	NeighbourPacedRatio   float64 `json:"ingest_ratio_neighbour_paced_after,omitempty"`
+	IngestNeighbourFlood  float64 `json:"ingest_msgs_per_s_neighbour_flood,omitempty"`
+	NeighbourFloodRefused int     `json:"neighbour_flood_publishes_refused,omitempty"`
+	NeighbourFloodRatio   float64 `json:"ingest_ratio_neighbour_flood_after,omitempty"`
+	MessageBytes          int     `json:"message_bytes"`
+	IngestMessages        int     `json:"ingest_messages"`
 }
 
 func benchTenants(c *cli.Context) error {
 	n, msgs, size := c.Int("tenants"), c.Int("msgs"), c.Int("size")
 	if n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
 		return errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
+	}
+	if c.Int("neighbour-rate") < 1 {
+		return errors.New("--neighbour-rate must be at least 1 (messages a second)")
 	}
 	disk, err := meshmon.ParseSize(c.String("disk"))
 	if err != nil {
@@ -196,6 +210,29 @@ func benchTenants(c *cli.Context) error {
 	if res.IngestAfter, err = ingest(); err != nil {
 		return err
 	}
+	if n >= 2 {
+		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "filling tenant t00001's disk; then t00000 ingests while t00001 keeps publishing...\n")
+		full, err := fillTenant(ctx, st, dial, "t00001")
+		if err != nil {
+			return err
+		}
+		defer full.Close()
+		res.NeighbourRate = c.Int("neighbour-rate")
+		if res.IngestNeighbourPaced, res.NeighbourPacedRefused, err = ingestBeside(full, res.NeighbourRate, ingest); err != nil {
+			return err
+		}
+		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+			return err
+		}
+		if res.IngestNeighbourFlood, res.NeighbourFloodRefused, err = ingestBeside(full, 0, ingest); err != nil {
+			return err
+		}
+		res.NeighbourPacedRatio = res.IngestNeighbourPaced / res.IngestAfter
+		res.NeighbourFloodRatio = res.IngestNeighbourFlood / res.IngestAfter
+	}
 	ops, err := st.OpsAccount() // as the last create pushed it
 	if err != nil {
 		return err
@@ -218,7 +255,123 @@ func benchTenants(c *cli.Context) error {
 		mib(res.HeapBefore), mib(res.SysBefore), mib(res.HeapAfter), mib(res.SysAfter), n)
 	fmt.Fprintf(tw, "ops account JWT (pushed on every create)\t%d bytes\n", res.OpsJWTBytes)
 	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async)\t%.0f msg/s with 1 tenant, %.0f msg/s with %d: ratio %.2f\n", msgs, size, res.IngestBefore, res.IngestAfter, n, res.IngestRatio)
+	if n >= 2 {
+		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
+			res.NeighbourRate, res.IngestNeighbourPaced, res.NeighbourPacedRefused, res.NeighbourPacedRatio)
+		fmt.Fprintf(tw, "the same while it publishes as fast as 4 publishers in this process go\t%.0f msg/s (%d refused): ratio %.2f\n",
+			res.IngestNeighbourFlood, res.NeighbourFloodRefused, res.NeighbourFloodRatio)
+	}
 	return tw.Flush()
+}
+
+// fillTenant fills tenant name's disk and returns a JetStream context of
+// one of its admins (the caller closes its connection).
+func fillTenant(ctx context.Context, st *tenancy.Store, dial func([]byte) (*nats.Conn, error), name string) (*filledTenant, error) {
+	creds, err := st.AdminCreds(name, 0)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := dial(creds)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILL", Subjects: []string{"meshmon.fill.>"}, Storage: jetstream.FileStorage}); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("tenant %s: %w", name, err)
+	}
+	// Big chunks, then the publishers' own size, until even that is refused.
+	for _, chunk := range [][]byte{make([]byte, 64<<10), make([]byte, 512)} {
+		for i := 0; ; i++ {
+			_, err := js.Publish(ctx, "meshmon.fill.x", chunk)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || err == nil && i > 1_000_000 {
+				nc.Close()
+				return nil, fmt.Errorf("tenant %s never filled its disk: %v", name, err)
+			}
+			if err != nil {
+				break // full: "resource limits exceeded for account"
+			}
+		}
+	}
+	return &filledTenant{name: name, nc: nc, js: js}, nil
+}
+
+type filledTenant struct {
+	name string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+func (f *filledTenant) Close() { f.nc.Close() }
+
+// ingestBeside runs ingest while the full tenant keeps publishing 512-byte
+// messages: rate a second from one publisher, or, with rate 0, as fast as
+// four publishers go. It returns ingest's rate and how many of the full
+// tenant's publishes were refused meanwhile; it fails if any was stored.
+func ingestBeside(full *filledTenant, rate int, ingest func() (float64, error)) (float64, int, error) {
+	small := make([]byte, 512)
+	stop := make(chan struct{})
+	publishers := 4
+	if rate > 0 {
+		publishers = 1
+	}
+	counts := make(chan [2]int, publishers)
+	for range publishers {
+		go func() {
+			var refused, stored int
+			var tick *time.Ticker
+			if rate > 0 {
+				tick = time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+			}
+			for {
+				burst := 1
+				if tick != nil {
+					select {
+					case <-stop:
+						counts <- [2]int{refused, stored}
+						return
+					case <-tick.C:
+					}
+					burst = max(rate/100, 1)
+				} else {
+					select {
+					case <-stop:
+						counts <- [2]int{refused, stored}
+						return
+					default:
+					}
+				}
+				for range burst {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					if _, err := full.js.Publish(ctx, "meshmon.fill.x", small); err != nil {
+						refused++
+					} else {
+						stored++
+					}
+					cancel()
+				}
+			}
+		}()
+	}
+	got, ierr := ingest()
+	close(stop)
+	refused, stored := 0, 0
+	for range publishers {
+		c := <-counts
+		refused, stored = refused+c[0], stored+c[1]
+	}
+	if ierr != nil {
+		return 0, 0, ierr
+	}
+	if stored > 0 {
+		return 0, 0, fmt.Errorf("tenant %s stored %d messages over its disk limit", full.name, stored)
+	}
+	return got, refused, nil
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -377,3 +377,23 @@ func startSim(t *testing.T, prefix, base string, n int) *sim.Sim {
 	t.Cleanup(func() { sm.Close() })
 	return sm
 }
+
+// TestBenchTenants runs 'meshmon bench tenants' small: it creates the
+// tenants, and a tenant over its disk limit stores none of the publishes
+// it keeps making while another ingests (the bench fails if it does).
+func TestBenchTenants(t *testing.T) {
+	out := mustRun(t, "bench", "tenants", "--tenants", "3", "--msgs", "500", "--json")
+	var res struct {
+		Tenants               int     `json:"tenants"`
+		IngestAfter           float64 `json:"ingest_msgs_per_s_after"`
+		IngestNeighbourPaced  float64 `json:"ingest_msgs_per_s_neighbour_paced"`
+		IngestNeighbourFlood  float64 `json:"ingest_msgs_per_s_neighbour_flood"`
+		NeighbourFloodRefused int     `json:"neighbour_flood_publishes_refused"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench tenants --json printed %q: %v", out, err)
+	}
+	if res.Tenants != 3 || res.IngestAfter <= 0 || res.IngestNeighbourPaced <= 0 || res.IngestNeighbourFlood <= 0 || res.NeighbourFloodRefused == 0 {
+		t.Fatalf("bench tenants: %+v", res)
+	}
+}
