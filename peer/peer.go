@@ -136,7 +136,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		return fmt.Errorf("start peer: %w", err)
 	}
 	logger := newServerLogger(p.log, p.cfg.DataDir)
-	// nats-server debug lines (source retries, leaf and route detail) come
+	// nats-server debug lines (leaf, route and account detail) come
 	// with the peer's debug level.
 	srv.SetLoggerV2(logger, p.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	srv.Start()
