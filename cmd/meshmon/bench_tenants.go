@@ -165,11 +165,13 @@ func benchTenants(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
-		return err
-	}
 	payload := make([]byte, size)
+	// ingest publishes msgs into a stream of its own, made for the run and
+	// deleted after it, so the tenant stays within its disk.
 	ingest := func() (float64, error) {
+		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+			return 0, err
+		}
 		start := time.Now()
 		for i := 0; i < msgs; i++ {
 			if _, err := ijs.PublishAsync("meshmon.bench.x", payload, jetstream.WithStallWait(30*time.Second)); err != nil {
@@ -182,14 +184,11 @@ func benchTenants(c *cli.Context) error {
 			return 0, errors.New("ingest: acknowledgements did not arrive within 2 minutes")
 		}
 		rate := float64(msgs) / time.Since(start).Seconds()
-		return rate, ijs.DeleteStream(ctx, "BENCH") // keep the tenant within its disk
+		return rate, ijs.DeleteStream(ctx, "BENCH")
 	}
 	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs}
 	res.HeapBefore, res.SysBefore = heap()
 	if res.IngestBefore, err = ingest(); err != nil {
-		return err
-	}
-	if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B); creating %d more tenants...\n", res.IngestBefore, size, n-1)
@@ -211,9 +210,6 @@ func benchTenants(c *cli.Context) error {
 		return err
 	}
 	if n >= 2 {
-		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
-			return err
-		}
 		fmt.Fprintf(out, "filling tenant t00001's disk; then t00000 ingests while t00001 keeps publishing...\n")
 		full, err := fillTenant(ctx, st, dial, "t00001")
 		if err != nil {
@@ -222,9 +218,6 @@ func benchTenants(c *cli.Context) error {
 		defer full.Close()
 		res.NeighbourRate = c.Int("neighbour-rate")
 		if res.IngestNeighbourPaced, res.NeighbourPacedRefused, err = ingestBeside(full, res.NeighbourRate, ingest); err != nil {
-			return err
-		}
-		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
 			return err
 		}
 		if res.IngestNeighbourFlood, res.NeighbourFloodRefused, err = ingestBeside(full, 0, ingest); err != nil {
@@ -275,13 +268,17 @@ func fillTenant(ctx context.Context, st *tenancy.Store, dial func([]byte) (*nats
 	if err != nil {
 		return nil, err
 	}
+	filled := false
+	defer func() {
+		if !filled {
+			nc.Close()
+		}
+	}()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILL", Subjects: []string{"meshmon.fill.>"}, Storage: jetstream.FileStorage}); err != nil {
-		nc.Close()
 		return nil, fmt.Errorf("tenant %s: %w", name, err)
 	}
 	// Big chunks, then the publishers' own size, until even that is refused.
@@ -289,7 +286,6 @@ func fillTenant(ctx context.Context, st *tenancy.Store, dial func([]byte) (*nats
 		for i := 0; ; i++ {
 			_, err := js.Publish(ctx, "meshmon.fill.x", chunk)
 			if errors.Is(err, jetstream.ErrNoStreamResponse) || err == nil && i > 1_000_000 {
-				nc.Close()
 				return nil, fmt.Errorf("tenant %s never filled its disk: %v", name, err)
 			}
 			if err != nil {
@@ -297,6 +293,7 @@ func fillTenant(ctx context.Context, st *tenancy.Store, dial func([]byte) (*nats
 			}
 		}
 	}
+	filled = true
 	return &filledTenant{name: name, nc: nc, js: js}, nil
 }
 
@@ -323,29 +320,28 @@ func ingestBeside(full *filledTenant, rate int, ingest func() (float64, error)) 
 	for range publishers {
 		go func() {
 			var refused, stored int
-			var tick *time.Ticker
-			if rate > 0 {
-				tick = time.NewTicker(10 * time.Millisecond)
-				defer tick.Stop()
+			// next waits for the next burst; it reports false once stopped.
+			burst, next := 1, func() bool {
+				select {
+				case <-stop:
+					return false
+				default:
+					return true
+				}
 			}
-			for {
-				burst := 1
-				if tick != nil {
+			if rate > 0 {
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				burst, next = max(rate/100, 1), func() bool {
 					select {
 					case <-stop:
-						counts <- [2]int{refused, stored}
-						return
+						return false
 					case <-tick.C:
-					}
-					burst = max(rate/100, 1)
-				} else {
-					select {
-					case <-stop:
-						counts <- [2]int{refused, stored}
-						return
-					default:
+						return true
 					}
 				}
+			}
+			for next() {
 				for range burst {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					if _, err := full.js.Publish(ctx, "meshmon.fill.x", small); err != nil {
@@ -356,6 +352,7 @@ func ingestBeside(full *filledTenant, rate int, ingest func() (float64, error)) 
 					cancel()
 				}
 			}
+			counts <- [2]int{refused, stored}
 		}()
 	}
 	got, ierr := ingest()

@@ -104,15 +104,16 @@ func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
 			return fmt.Errorf("--token-file: %w", err)
 		}
 	}
-	cmd := fmt.Sprintf("meshmon peer run --role site --data-dir /var/lib/meshmon/peer --join %s", token)
+	const run = "meshmon peer run --role site --data-dir /var/lib/meshmon/peer"
+	cmd := run + " --join " + token
 	if c.Bool("json") {
 		return printJSON(os.Stdout, joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd})
 	}
 	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
 	if f := c.String("token-file"); f != "" {
 		// The operator asked for a file: keep the secret off the screen.
-		fmt.Printf("copy %s to the site machine (it holds the tenant's leaf credential: keep it secret) and run:\n\n  meshmon peer run --role site --data-dir /var/lib/meshmon/peer --join-file %s\n",
-			f, filepath.Base(f))
+		fmt.Printf("copy %s to the site machine (it holds the tenant's leaf credential: keep it secret) and run:\n\n  %s --join-file %s\n",
+			f, run, filepath.Base(f))
 		return nil
 	}
 	fmt.Printf("on the site machine run (the token holds the tenant's leaf credential: keep it secret):\n\n  %s\n", cmd)
