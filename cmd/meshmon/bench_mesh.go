@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/freeport"
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/peer"
 )
@@ -94,12 +94,9 @@ func benchMesh(c *cli.Context) error {
 	// they can restart on them.
 	ports := make([]string, 6)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if ports[i], err = freeport.TCP(); err != nil {
 			return err
 		}
-		ports[i] = l.Addr().String()
-		l.Close()
 	}
 	centralCfg := make([]peer.Config, 3)
 	for i := range centralCfg {

@@ -11,8 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -29,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/freeport"
 )
 
 var meshmonBin string
@@ -72,46 +71,15 @@ func need(t *testing.T, tool string) string {
 	return ""
 }
 
-// freePort returns a port that was free a moment ago on 127.0.0.1, and
-// that this test binary has not handed out before. It comes from below
-// Linux's ephemeral range (32768-60999), where no outgoing connection takes
-// its source port: a port from port 0 could be taken by a peer dialling a
-// route or a leaf link before the process it was meant for listens on it.
+// freePort returns a free port on 127.0.0.1 (see internal/freeport).
 func freePort(t *testing.T, network string) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		var err error
-		if network == "udp" {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp", addr); err == nil {
-				_ = c.Close()
-			}
-		} else {
-			var l net.Listener
-			if l, err = net.Listen("tcp", addr); err == nil {
-				_ = l.Close()
-			}
-		}
-		if err == nil {
-			portsGiven[port] = true
-			return port
-		}
+	port, err := freeport.Port(network)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port in 20000-31999 on 127.0.0.1")
-	return 0
+	return port
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 // lockedBuffer collects a process's output.
 type lockedBuffer struct {
