@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -93,8 +94,25 @@ func flagWidth(flags []cli.Flag, tok string) int {
 	return 1 // unknown flag: let the parser report it
 }
 
+// knownFlag reports whether tok (-name, --name or --name=value) is one of
+// flags, or help.
+func knownFlag(flags []cli.Flag, tok string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(tok, "-"), "=")
+	if name == "help" || name == "h" {
+		return true
+	}
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
+}
+
 // unknownCommand returns an error naming the first word of args that should
-// be a command and is none (urfave/cli v2 would say "No help topic").
+// be a command and is none (urfave/cli v2 would say "No help topic"), or a
+// flag given before a command that it is not a flag of (urfave/cli v2
+// would take the flag's value for the command).
 func unknownCommand(app *cli.App, args []string) error {
 	cmds, flags, path := app.Commands, app.Flags, app.Name
 	for i := 1; i < len(args); {
@@ -102,7 +120,11 @@ func unknownCommand(app *cli.App, args []string) error {
 		if a == "--" {
 			return nil
 		}
-		if strings.HasPrefix(a, "-") {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			if len(cmds) > 0 && !knownFlag(flags, a) && !(path == app.Name && (a == "--version" || a == "-v")) {
+				name, _, _ := strings.Cut(a, "=")
+				return fmt.Errorf("'%s' has no flag %s; a command's flags go after it (see '%s --help')", path, name, path)
+			}
 			i += flagWidth(flags, a)
 			continue
 		}

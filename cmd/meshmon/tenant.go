@@ -610,6 +610,9 @@ func tenantCreds(c *cli.Context) error {
 	if role == "" {
 		return fmt.Errorf("--role is required: one of %v", tenancy.Roles)
 	}
+	if (role == tenancy.RolePoller || role == tenancy.RoleLeaf) && c.String("site") == "" {
+		return fmt.Errorf("--site is required for a %s user: it belongs to one site", role)
+	}
 	user := c.String("user")
 	if user == "" {
 		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
