@@ -2,6 +2,9 @@ package peer
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -58,9 +61,10 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 	wg.Wait()
 }
 
-// keepAccount keeps the source consumers of one account clear of a stall
-// on flow control while the site's link to central is down, so that
-// central's sources resume the moment it returns.
+// keepAccount looks after the source consumers of one account: it keeps
+// them clear of a stall on flow control while central is out of reach, and,
+// in a site cluster, moves a consumer's leadership off a member whose own
+// link to central is down while another member's is up.
 //
 // Cut silently, the link looks up until its pings fail (up to 20 s), and a
 // consumer sends its deliveries, and a flow-control request, into the
@@ -69,27 +73,53 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // it to start again, until central answers the stall its next heartbeat
 // names (nats-server 2.15.2), a second or two later.
 //
-// So once central's JetStream is out of reach, a keeper subscribes to each
-// consumer's deliver subject and answers each flow-control request and
-// each stall with an empty reply, as JetStream answers a stall: that
-// acknowledges nothing, so what central did not store is delivered again
-// when its source asks. The consumer delivers to the keeper what it has
-// (up to its acknowledgement limit) and then, idle, asks for flow control
-// at its next heartbeat; the keeper answers that and leaves, so the
-// consumer waits, unstalled, for central. A keeper still there when the
-// link returns leaves then.
+// So once central's JetStream is out of reach, the member that leads a
+// consumer subscribes to its deliver subject (a keeper) and answers each
+// flow-control request and each stall with an empty reply, as JetStream
+// answers a stall: that acknowledges nothing, so what central did not
+// store is delivered again when its source asks. The consumer delivers to
+// the keeper what it has (up to its acknowledgement limit) and then, idle,
+// asks for flow control at its next heartbeat; the keeper answers that and
+// leaves, so the consumer waits, unstalled, for central. A keeper still
+// there when the link returns, or when its member stops leading the
+// consumer, leaves then. Only the leader keeps: a keeper elsewhere in the
+// cluster would be interest the leader sees over a route, and while
+// another member's link is up the consumer would deliver into it whenever
+// central sets its source up again, and central, which takes what the
+// consumer says it delivered as what it has, would skip those events.
+//
+// A consumer delivers to central only over its leader's own link (a leaf
+// link's interest does not cross the site's routes). So in a site cluster
+// a member that leads a consumer while its link is down, and sees another
+// member's link up (linkBeacon), steps down from it for another member to
+// lead, at most once every handoffEvery.
 func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Account) {
 	centralAPI := "$JS." + bus.HubDomain + ".API.INFO"
-	var keepers []*nats.Subscription // while the link is down
+	clustered := p.cfg.Cluster.Listen != ""
+	beacon := linkBeacon(p.cfg.Site)
+	var beaconSub *nats.Subscription // while this member's link is up
+	type consumer struct {
+		stream, name string
+		keeper       *nats.Subscription // while it is kept
+		steppedDown  time.Time
+	}
+	consumers := []*consumer{
+		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream)},
+		{stream: bus.MetricsStream, name: bus.SourceConsumer(bus.MetricsStream)},
+	}
 	// A consumer starts unstalled: only a link lost since is kept for.
 	wasLinked := false
-	leave := func() {
-		for _, s := range keepers {
-			_ = s.Unsubscribe()
+	unlinkedSince := time.Now()
+	defer func() {
+		for _, c := range consumers {
+			if c.keeper != nil {
+				_ = c.keeper.Unsubscribe()
+			}
 		}
-		keepers = nil
-	}
-	defer leave()
+		if beaconSub != nil {
+			_ = beaconSub.Unsubscribe()
+		}
+	}()
 	t := time.NewTicker(keepPoll)
 	defer t.Stop()
 	for {
@@ -98,26 +128,87 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		linked := acc.SubscriptionInterest(centralAPI)
-		switch {
-		case linked:
+		if linked {
 			wasLinked = true
-			if keepers != nil {
-				p.log.Debug("peer source keeper: central is back; leaving the source consumers to it", "account", acc.Name)
-				leave()
+			unlinkedSince = now
+		}
+		if clustered {
+			switch {
+			case linked && beaconSub == nil:
+				var err error
+				if beaconSub, err = nc.Subscribe(beacon, func(*nats.Msg) {}); err != nil {
+					p.log.Warn("peer source keeper: subscribe", "subject", beacon, "err", err)
+				}
+			case !linked && beaconSub != nil:
+				_ = beaconSub.Unsubscribe()
+				beaconSub = nil
 			}
-		case wasLinked && keepers == nil:
-			p.log.Debug("peer source keeper: central's JetStream is out of reach; keeping the source consumers", "account", acc.Name)
-			for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
-				s, err := keepConsumer(nc, bus.SourceDeliverSubject(p.cfg.Site, stream))
+		}
+		for _, c := range consumers {
+			leads := acc.JetStreamIsConsumerLeader(c.stream, c.name)
+			keep := !linked && wasLinked && leads
+			switch {
+			case keep && c.keeper == nil:
+				p.log.Debug("peer source keeper: central's JetStream is out of reach; keeping the source consumer", "account", acc.Name, "consumer", c.name)
+				s, err := keepConsumer(nc, bus.SourceDeliverSubject(p.cfg.Site, c.stream))
 				if err != nil {
-					p.log.Warn("peer source keeper: subscribe", "stream", stream, "err", err)
+					p.log.Warn("peer source keeper: subscribe", "stream", c.stream, "err", err)
 					continue
 				}
-				keepers = append(keepers, s)
+				c.keeper = s
+			case !keep && c.keeper != nil:
+				p.log.Debug("peer source keeper: leaving the source consumer", "account", acc.Name, "consumer", c.name, "linked", linked, "leads", leads)
+				_ = c.keeper.Unsubscribe()
+				c.keeper = nil
+			}
+			if clustered && leads && !linked && now.Sub(unlinkedSince) >= handoffAfter &&
+				now.Sub(c.steppedDown) >= handoffEvery && acc.SubscriptionInterest(beacon) {
+				c.steppedDown = now
+				if err := stepDown(nc, c.stream, c.name); err != nil {
+					p.log.Warn("peer source keeper: this member's link to central is down; handing the source consumer to a linked member", "consumer", c.name, "err", err)
+				} else {
+					p.log.Info("peer source keeper: this member's link to central is down; handed the source consumer to a linked member", "account", acc.Name, "consumer", c.name)
+				}
 			}
 		}
 	}
+}
+
+// A member that leads a source consumer while its own link is down hands
+// it on once the link has been down handoffAfter (not for a blip), and
+// again at most every handoffEvery (the next leader may have no link
+// either).
+const (
+	handoffAfter = time.Second
+	handoffEvery = 5 * time.Second
+)
+
+// linkBeacon is the subject each member of a site cluster subscribes to
+// while its link to central is up: interest in it, which crosses the
+// site's routes, tells the others that a member is linked.
+func linkBeacon(site string) string { return "meshmon.link." + site }
+
+// stepDown asks JetStream to elect another leader for a consumer.
+func stepDown(nc *nats.Conn, stream, consumer string) error {
+	m, err := nc.Request(fmt.Sprintf("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s", stream, consumer), nil, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return errors.New(resp.Error.Description)
+	}
+	return nil
 }
 
 // keepConsumer starts a keeper on a consumer's deliver subject (see
