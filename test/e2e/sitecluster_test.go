@@ -1,0 +1,146 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+// TestSiteCluster: a site of three clustered peer processes, started fresh
+// after central was told of it, gets its events to central; when the
+// member that leads the consumer central sources EVENTS through is
+// SIGKILLed, the other two carry on and central gets every event
+// published after, exactly once.
+func TestSiteCluster(t *testing.T) {
+	dir := t.TempDir()
+	c := &meshPeer{name: "c1", client: freePort(t, "tcp"), leaf: freePort(t, "tcp"), dir: filepath.Join(dir, "c1")}
+	c.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--role", "central", "--name", c.name,
+		"--listen", "127.0.0.1:" + strconv.Itoa(c.client), "--data-dir", c.dir, "--leaf-listen", "127.0.0.1:" + strconv.Itoa(c.leaf),
+		"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword}
+	c.start(t)
+	out := mustRun(t, "--server", c.url(), "--user", meshUser, "--password", meshPassword, "site", "add", "lab", "--json")
+	var join struct{ Token string }
+	if err := json.Unmarshal([]byte(out), &join); err != nil || join.Token == "" {
+		t.Fatalf("site add printed %q: %v", out, err)
+	}
+
+	var members []*meshPeer
+	for i := range 3 {
+		members = append(members, &meshPeer{name: fmt.Sprintf("lab-%d", i+1), client: freePort(t, "tcp"), cluster: freePort(t, "tcp"),
+			dir: filepath.Join(dir, fmt.Sprintf("lab-%d", i+1))})
+	}
+	for _, m := range members {
+		m.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--join", join.Token, "--name", m.name,
+			"--listen", "127.0.0.1:" + strconv.Itoa(m.client), "--data-dir", m.dir, "--auth-user", meshUser, "--auth-password", meshPassword,
+			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(m.cluster)}
+		for _, o := range members {
+			if o != m {
+				m.args = append(m.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Go(func() { m.start(t) })
+	}
+	wg.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cnc, err := nats.Connect(c.url(), nats.UserInfo(meshUser, meshPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnc.Close()
+	cjs, _ := jetstream.New(cnc)
+	siteJS := func(m *meshPeer) jetstream.JetStream {
+		nc, err := nats.Connect(m.url(), nats.UserInfo(meshUser, meshPassword))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return js
+	}
+	// publish sends events first..first+n-1 to the site through js, each
+	// again until the cluster takes it (its streams come a few seconds
+	// after the members are up).
+	publish := func(js jetstream.JetStream, first, n int) {
+		t.Helper()
+		for i := first; i < first+n; i++ {
+			for {
+				_, err := js.Publish(ctx, meshmon.EventSubject("lab", "d1", "trap"), []byte("x"), jetstream.WithMsgID("lab-"+strconv.Itoa(i)))
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("publish event %d: %v", i, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	centralHolds := func(want uint64, within time.Duration) {
+		t.Helper()
+		var n uint64
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			if s, err := cjs.Stream(ctx, "EVENTS"); err == nil {
+				if n = s.CachedInfo().State.Msgs; n == want {
+					return
+				}
+			}
+		}
+		t.Fatalf("central holds %d events of the site cluster, want %d", n, want)
+	}
+
+	js1 := siteJS(members[0])
+	publish(js1, 0, 300)
+	centralHolds(300, time.Minute)
+
+	// SIGKILL the member leading the EVENTS source consumer.
+	var leader string
+	var lastErr error
+	for end := time.Now().Add(30 * time.Second); leader == "" && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		cons, err := js1.PushConsumer(ctx, "EVENTS", "central-events")
+		if err == nil && cons.CachedInfo().Cluster != nil {
+			leader = cons.CachedInfo().Cluster.Leader
+		}
+		if err == nil && leader == "" {
+			err = fmt.Errorf("no leader in %+v", cons.CachedInfo().Cluster)
+		}
+		lastErr = err
+	}
+	var killed *meshPeer
+	for _, m := range members {
+		if m.name == leader {
+			killed = m
+		}
+	}
+	if killed == nil {
+		t.Fatalf("the EVENTS source consumer's leader is %q, not a member (%v)", leader, lastErr)
+	}
+	killed.proc.kill()
+	var survivor *meshPeer
+	for _, m := range members {
+		if m != killed {
+			survivor = m
+			break
+		}
+	}
+	start := time.Now()
+	publish(siteJS(survivor), 300, 300)
+	centralHolds(600, time.Minute)
+	t.Logf("central had the 300 events published after %s's SIGKILL %s after it", killed.name, time.Since(start).Round(time.Millisecond))
+}
