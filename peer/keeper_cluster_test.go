@@ -50,22 +50,14 @@ func testSiteClusterMemberCut(t *testing.T, leader bool) {
 		via.Central = []string{"nats-leaf://" + px.Addr()}
 		cfg := siteConfig(t, "paris", via)
 		cfg.Name = fmt.Sprintf("paris-%d", i+1)
-		cfg.Cluster.Listen = routes[i]
-		for j := range 3 {
-			if j != i {
-				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
-			}
-		}
+		joinCluster(&cfg, routes, i)
 		wg.Go(func() { sites[i] = startPeer(t, cfg) })
 	}
 	wg.Wait()
-	for _, p := range sites {
-		select {
-		case <-p.StreamsReady():
-		case <-time.After(2 * time.Minute):
-			t.Fatal("site streams not ready after 2 minutes")
-		}
+	if t.Failed() { // a start failed in its goroutine
+		t.FailNow()
 	}
+	waitStreamsReady(t, sites...)
 	sjs := peerJS(t, sites[0])
 	publishSite(t, sjs, "paris", 0, 100)
 	waitCount(t, cjs, "paris", 100, 30*time.Second)

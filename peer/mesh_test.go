@@ -27,6 +27,31 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
+// joinCluster makes cfg member i of a cluster whose members listen on
+// routes.
+func joinCluster(cfg *Config, routes []string, i int) {
+	cfg.Cluster.Listen = routes[i]
+	for j, r := range routes {
+		if j != i {
+			cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+r)
+		}
+	}
+}
+
+// waitStreamsReady waits until every peer has made its streams: a fresh
+// cluster on two cores can take a while to elect its JetStream leader and
+// place R3 streams.
+func waitStreamsReady(t *testing.T, peers ...*Peer) {
+	t.Helper()
+	for _, p := range peers {
+		select {
+		case <-p.StreamsReady():
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s: streams not ready after 2 minutes", p.cfg.Name)
+		}
+	}
+}
+
 func centralConfig(t *testing.T, name string) Config {
 	cfg := testConfig(t)
 	cfg.Name, cfg.Role, cfg.Site = name, RoleCentral, ""
@@ -176,26 +201,13 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 	var central []*Peer
 	for i := range 3 {
 		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
-		cfg.Cluster.Listen = routes[i]
-		for j := range 3 {
-			if j != i {
-				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
-			}
-		}
+		joinCluster(&cfg, routes, i)
 		// A short dedup window, so that an old event sent again would
 		// be stored again and show.
 		cfg.Limits.EventsDuplicates = time.Second
 		central = append(central, startPeer(t, cfg))
 	}
-	// A fresh three-member cluster on two cores can take a while to elect
-	// its JetStream leader and place R3 streams.
-	for _, p := range central {
-		select {
-		case <-p.StreamsReady():
-		case <-time.After(2 * time.Minute):
-			t.Fatal("central streams not ready after 2 minutes")
-		}
-	}
+	waitStreamsReady(t, central...)
 	ctx = context.Background()
 	cjs := peerJS(t, central[0])
 	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
@@ -351,21 +363,10 @@ func TestRemovePeer(t *testing.T) {
 	var central []*Peer
 	for i := range routes {
 		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
-		cfg.Cluster.Listen = routes[i]
-		for j := range routes {
-			if j != i {
-				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+routes[j])
-			}
-		}
+		joinCluster(&cfg, routes, i)
 		central = append(central, startPeer(t, cfg))
 	}
-	for _, p := range central {
-		select {
-		case <-p.StreamsReady():
-		case <-time.After(2 * time.Minute):
-			t.Fatal("central streams not ready after 2 minutes")
-		}
-	}
+	waitStreamsReady(t, central...)
 	ctx = context.Background()
 	replicas := func(js jetstream.JetStream) ([]string, error) {
 		s, err := js.Stream(ctx, bus.EventsStream)
