@@ -56,6 +56,9 @@ func TestSiteCluster(t *testing.T) {
 		wg.Go(func() { m.start(t) })
 	}
 	wg.Wait()
+	if t.Failed() { // a start failed in its goroutine
+		t.FailNow()
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
