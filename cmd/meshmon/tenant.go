@@ -585,15 +585,22 @@ func tenantCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	revoke := c.String("revoke")
+	role := tenancy.Role(c.String("role"))
+	switch {
+	case revoke != "" && (c.IsSet("role") || c.IsSet("out")):
+		return errors.New("--revoke takes no --role or --out")
+	case revoke == "" && role == "":
+		return fmt.Errorf("--role is required: one of %v", tenancy.Roles)
+	case revoke == "" && (role == tenancy.RolePoller || role == tenancy.RoleLeaf) && c.String("site") == "":
+		return fmt.Errorf("--site is required for a %s user: it belongs to one site", role)
+	}
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
 		return err
 	}
-	if user := c.String("revoke"); user != "" {
-		if c.IsSet("role") || c.IsSet("out") {
-			return errors.New("--revoke takes no --role or --out")
-		}
-		t, err := st.RevokeUser(name, user)
+	if revoke != "" {
+		t, err := st.RevokeUser(name, revoke)
 		if err != nil {
 			return err
 		}
@@ -601,17 +608,10 @@ func tenantCreds(c *cli.Context) error {
 			return fmt.Errorf("%w (the key store has the revocation; run the command again to push it)", err)
 		}
 		if c.Bool("json") {
-			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": user})
+			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": revoke})
 		}
-		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", user, name)
+		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
 		return nil
-	}
-	role := tenancy.Role(c.String("role"))
-	if role == "" {
-		return fmt.Errorf("--role is required: one of %v", tenancy.Roles)
-	}
-	if (role == tenancy.RolePoller || role == tenancy.RoleLeaf) && c.String("site") == "" {
-		return fmt.Errorf("--site is required for a %s user: it belongs to one site", role)
 	}
 	user := c.String("user")
 	if user == "" {

@@ -62,6 +62,7 @@ func TestBadInput(t *testing.T) {
 		{"missing address", []string{"device", "add", "r1"}, "--address is required"},
 		{"unknown command", []string{"devic", "list"}, "is not a command"},
 		{"flag before its command", []string{"tenant", "--keys", "k", "list"}, "has no flag --keys"},
+		{"poller creds without site", []string{"tenant", "creds", "acme", "--role", "poller", "--keys", "/nonexistent", "--out", "/nonexistent/p.creds"}, "--site is required"},
 		{"bad log level", []string{"--log-level", "loud", "status"}, "--log-level"},
 		{"zero timeout", []string{"--timeout", "0s", "status"}, "--timeout"},
 		{"bad size", []string{"peer", "run", "--site", "x", "--data-dir", "/nonexistent", "--events-max-bytes", "10XB"}, "size"},
