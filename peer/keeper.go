@@ -91,8 +91,8 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // A consumer delivers to central only over its leader's own link (a leaf
 // link's interest does not cross the site's routes). So in a site cluster
 // a member that leads a consumer while its link is down, and sees another
-// member's link up (linkBeacon), steps down from it for another member to
-// lead, at most once every handoffEvery.
+// member's link up (anotherLinked), steps down from it for another member
+// to lead, trying at most once every handoffEvery.
 func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Account) {
 	centralAPI := "$JS." + bus.HubDomain + ".API.INFO"
 	clustered := p.cfg.Cluster.Listen != ""
@@ -101,7 +101,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 	type consumer struct {
 		stream, name string
 		keeper       *nats.Subscription // while it is kept
-		steppedDown  time.Time
+		handoffTried time.Time
 	}
 	consumers := []*consumer{
 		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream)},
@@ -138,7 +138,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			switch {
 			case linked && beaconSub == nil:
 				var err error
-				if beaconSub, err = nc.Subscribe(beacon, func(*nats.Msg) {}); err != nil {
+				if beaconSub, err = nc.Subscribe(beacon, func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
 					p.log.Warn("peer source keeper: subscribe", "subject", beacon, "err", err)
 				}
 			case !linked && beaconSub != nil:
@@ -163,9 +163,11 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 				_ = c.keeper.Unsubscribe()
 				c.keeper = nil
 			}
-			if clustered && leads && !linked && now.Sub(unlinkedSince) >= handoffAfter &&
-				now.Sub(c.steppedDown) >= handoffEvery && acc.SubscriptionInterest(beacon) {
-				c.steppedDown = now
+			if clustered && leads && !linked && now.Sub(unlinkedSince) >= handoffAfter && now.Sub(c.handoffTried) >= handoffEvery {
+				c.handoffTried = now
+				if !anotherLinked(nc, beacon) {
+					continue
+				}
 				if err := stepDown(nc, c.stream, c.name); err != nil {
 					p.log.Warn("peer source keeper: this member's link to central is down; handing the source consumer to a linked member", "consumer", c.name, "err", err)
 				} else {
@@ -185,10 +187,18 @@ const (
 	handoffEvery = 5 * time.Second
 )
 
-// linkBeacon is the subject each member of a site cluster subscribes to
-// while its link to central is up: interest in it, which crosses the
-// site's routes, tells the others that a member is linked.
+// linkBeacon is the subject each member of a site cluster answers on while
+// its link to central is up (a member's own link's interest does not cross
+// the site's routes, but its subscriptions do).
 func linkBeacon(site string) string { return "meshmon.link." + site }
+
+// anotherLinked asks the other members of the site whether one of them is
+// linked to central. It asks rather than looks at interest, since a client
+// of the site that subscribes to ">" is interest too.
+func anotherLinked(nc *nats.Conn, beacon string) bool {
+	_, err := nc.Request(beacon, nil, 500*time.Millisecond)
+	return err == nil
+}
 
 // stepDown asks JetStream to elect another leader for a consumer.
 func stepDown(nc *nats.Conn, stream, consumer string) error {
