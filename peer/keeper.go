@@ -109,7 +109,8 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 	}
 	// A consumer starts unstalled: only a link lost since is kept for.
 	wasLinked := false
-	unlinkedSince := time.Now()
+	// Links come up in the first moments: no handoff before then.
+	unlinkedSince := time.Now().Add(handoffStartGrace)
 	defer func() {
 		for _, c := range consumers {
 			if c.keeper != nil {
@@ -181,10 +182,12 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 // A member that leads a source consumer while its own link is down hands
 // it on once the link has been down handoffAfter (not for a blip), and
 // again at most every handoffEvery (the next leader may have no link
-// either).
+// either); a member whose link has not come up yet waits handoffStartGrace
+// more.
 const (
-	handoffAfter = time.Second
-	handoffEvery = 5 * time.Second
+	handoffAfter      = time.Second
+	handoffEvery      = 5 * time.Second
+	handoffStartGrace = 5 * time.Second
 )
 
 // linkBeacon is the subject each member of a site cluster answers on while

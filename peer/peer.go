@@ -199,7 +199,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
 		if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
-			p.log.Warn("a site cluster links to central from every member, and central can then lose a batch of the site's events for good (a nats-server 2.15.2 race, seen in about 1 of 15 fresh starts; docs/mesh.md, Known limits); a single-peer site has not shown it")
+			p.log.Warn("a site cluster links to central from every member, and central can then lose a batch of the site's events for good (seen after fresh starts, in up to 1 of 8 runs; docs/mesh.md, Known limits); a single-peer site has not shown it")
 		}
 		return nil
 	}
