@@ -94,9 +94,14 @@ func (p *Peer) maintain(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		// Ensuring is idempotent, and in a fresh cluster a request sent
+		// just after the JetStream leader is elected can go unanswered:
+		// a short timeout retries it sooner (a 10 s one cost a
+		// three-member central 30 s to start, seen in the compose test).
+		ectx, ecancel := context.WithTimeout(ctx, ensureTimeout)
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if !ensured {
-			err := p.ensure(actx, js)
+			err := p.ensure(ectx, js)
 			switch {
 			case err == nil:
 				ensured = true
@@ -114,6 +119,7 @@ func (p *Peer) maintain(ctx context.Context) {
 			}
 		}
 		cancel()
+		ecancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -121,6 +127,10 @@ func (p *Peer) maintain(ctx context.Context) {
 		}
 	}
 }
+
+// ensureTimeout bounds one attempt of a cluster member's upkeep to make its
+// streams (see maintain).
+const ensureTimeout = 4 * time.Second
 
 // ownStreams are the streams (buckets included) a peer of the role keeps.
 func (p *Peer) ownStreams() []string {

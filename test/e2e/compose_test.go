@@ -81,7 +81,10 @@ func TestCompose(t *testing.T) {
 
 	global := []string{"--server", "nats://127.0.0.1:" + strconv.Itoa(port), "--user", "ops", "--password", "compose-secret", "--timeout", "3s"}
 	sites := map[string]bool{}
-	waitFor(t, 60*time.Second-time.Since(started), "events from both sites at central", func() bool {
+	// A three-member central and a two-member site each make their
+	// streams once their JetStream has a leader, which on two busy cores
+	// can take a while.
+	waitFor(t, 120*time.Second-time.Since(started), "events from both sites at central", func() bool {
 		out, _, code := run(t, append(global, "events", "tail", "--since", "1h", "--no-follow", "--json")...)
 		if code != 0 {
 			return false
