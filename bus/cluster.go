@@ -230,3 +230,22 @@ func RemovePeer(ctx context.Context, nc *nats.Conn, name string, force bool) ([]
 	}
 	return r.Members, nil
 }
+
+// StepDownConsumer asks JetStream, over nc, to elect another leader for a
+// consumer of the account nc is in.
+func StepDownConsumer(nc *nats.Conn, stream, consumer string) error {
+	m, err := nc.Request(fmt.Sprintf("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s", stream, consumer), nil, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return errors.New(resp.Error.Description)
+	}
+	return nil
+}

@@ -2,9 +2,6 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -169,7 +166,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 				if !anotherLinked(nc, beacon) {
 					continue
 				}
-				if err := stepDown(nc, c.stream, c.name); err != nil {
+				if err := bus.StepDownConsumer(nc, c.stream, c.name); err != nil {
 					p.log.Warn("peer source keeper: this member's link to central is down; handing the source consumer to a linked member", "consumer", c.name, "err", err)
 				} else {
 					p.log.Info("peer source keeper: this member's link to central is down; handed the source consumer to a linked member", "account", acc.Name, "consumer", c.name)
@@ -201,27 +198,6 @@ func linkBeacon(site string) string { return "meshmon.link." + site }
 func anotherLinked(nc *nats.Conn, beacon string) bool {
 	_, err := nc.Request(beacon, nil, 500*time.Millisecond)
 	return err == nil
-}
-
-// stepDown asks JetStream to elect another leader for a consumer.
-func stepDown(nc *nats.Conn, stream, consumer string) error {
-	m, err := nc.Request(fmt.Sprintf("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s", stream, consumer), nil, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	var resp struct {
-		Success bool `json:"success"`
-		Error   *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return err
-	}
-	if resp.Error != nil {
-		return errors.New(resp.Error.Description)
-	}
-	return nil
 }
 
 // keepConsumer starts a keeper on a consumer's deliver subject (see
