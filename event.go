@@ -75,9 +75,10 @@ type EventData struct {
 
 // Trap is what a received SNMP trap carried.
 type Trap struct {
-	Version   string            `json:"version"` // "1" or "2c"
+	Version   string            `json:"version"` // "1", "2c" or "3"
 	From      string            `json:"from"`    // sender address
 	Community string            `json:"community,omitempty"`
+	User      string            `json:"user,omitempty"`     // SNMPv3 (USM) user name
 	OID       string            `json:"oid"`                // snmpTrapOID (v2c) or enterprise.0.specific (v1)
 	Uptime    uint32            `json:"uptime,omitempty"`   // sysUpTime of the sender, in hundredths of a second
 	Generic   int               `json:"generic,omitempty"`  // v1 generic-trap

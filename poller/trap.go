@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -20,11 +21,16 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// TrapListener receives SNMP v1 and v2c traps, and v2c informs, on one UDP
-// socket, and hands each one, converted to a meshmon.Trap, to its handler.
-// An inform is acknowledged only when the handler calls the ack it was given,
-// which the poller does once the trap's event is committed to its spool.
-// SNMPv3 messages are dropped (logged at debug level).
+// TrapListener receives SNMP v1, v2c and v3 traps, and v2c and v3 informs,
+// on one UDP socket, and hands each one, converted to a meshmon.Trap, to its
+// handler. An inform is acknowledged only when the handler calls the ack it
+// was given, which the poller does once the trap's event is committed to its
+// spool. SNMPv3 needs users (SetV3): a message of an unknown user, at
+// another security level, with a wrong digest or that does not decrypt is
+// dropped; for informs the listener is the authoritative engine and answers
+// engine discovery. Whatever is not a well-formed notification (undecodable,
+// another PDU type, no snmpTrapOID.0) is dropped too. Drops are counted by
+// reason (Invalid) and logged at info level at most every 10 seconds.
 //
 // It decodes with gosnmp but owns its socket rather than using
 // gosnmp.TrapListener, which cannot report the port it bound when asked for
@@ -35,6 +41,11 @@ type TrapListener struct {
 	log    *slog.Logger
 	handle TrapHandler
 	dec    *gosnmp.GoSNMP // decoder only; never sends
+	usm    *usmEngine     // SNMPv3 users and engine; nil drops v3
+
+	drops       [nDropReasons]atomic.Uint64
+	discoveries atomic.Uint64
+	lastDropLog atomic.Int64 // unix nanoseconds of the last info line about drops
 
 	mu       sync.Mutex
 	conn     *net.UDPConn  // nil until Start
@@ -73,6 +84,31 @@ func NewTrapListener(addr string, log *slog.Logger, handle TrapHandler) *TrapLis
 		handle: handle,
 		dec:    &gosnmp.GoSNMP{Version: gosnmp.Version2c},
 	}
+}
+
+// SetV3 makes the listener accept SNMPv3 traps and informs of the users in
+// tu (validated here; the error wraps ErrTrapUsers). engineID is the
+// listener's snmpEngineID for informs when tu sets none (see
+// DefaultTrapEngineID); now is the clock of its snmpEngineTime (nil means
+// time.Now). Call it before Start.
+func (l *TrapListener) SetV3(tu TrapUsers, engineID string, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
+	}
+	e, err := newUSMEngine(tu, engineID, now)
+	if err != nil {
+		return err
+	}
+	l.usm = e
+	return nil
+}
+
+// EngineID returns the listener's SNMPv3 engine ID, or "" without SetV3.
+func (l *TrapListener) EngineID() string {
+	if l.usm == nil {
+		return ""
+	}
+	return l.usm.engineID
 }
 
 // Start binds the address and starts receiving. It returns once the socket
@@ -178,31 +214,27 @@ func (l *TrapListener) run(conn *net.UDPConn, done chan<- struct{}) {
 	}
 }
 
-// receive decodes one datagram, hands the trap on and answers an inform.
+// receive decodes one datagram, hands the trap on and answers an inform
+// (once the handler acks it) or an engine discovery request (at once).
 func (l *TrapListener) receive(conn *net.UDPConn, msg []byte, from *net.UDPAddr) {
-	v, ok := snmpVersion(msg)
-	if !ok {
-		l.log.Debug("snmp trap listener: not an snmp message", "from", from.String())
-		return
+	d := l.decode(msg, from.IP)
+	if d.reply != nil {
+		if _, err := conn.WriteToUDP(d.reply, from); err != nil && !errors.Is(err, net.ErrClosed) {
+			l.log.Debug("snmp trap listener: send report", "to", from.String(), "err", err)
+		}
 	}
-	if v != gosnmp.Version1 && v != gosnmp.Version2c {
-		l.log.Debug("snmp trap listener: dropped message of unsupported version", "from", from.String(), "version", v.String())
-		return
-	}
-	pkt, err := l.dec.UnmarshalTrap(msg, false)
-	if err != nil {
-		l.log.Debug("snmp trap listener: undecodable message", "from", from.String(), "err", err)
-		return
-	}
-	switch pkt.PDUType {
-	case gosnmp.Trap, gosnmp.SNMPv2Trap, gosnmp.InformRequest:
-	default:
-		l.log.Debug("snmp trap listener: not a notification", "from", from.String(), "pdu", pkt.PDUType.String())
+	if d.reason != dropNone {
+		l.drop(d.reason, from, d.err)
 		return
 	}
 	var ack func()
-	if pkt.PDUType == gosnmp.InformRequest {
-		ack = l.informAck(conn, pkt, from)
+	if d.ack != nil {
+		to, out := *from, d.ack
+		ack = func() {
+			if _, err := conn.WriteToUDP(out, &to); err != nil && !errors.Is(err, net.ErrClosed) {
+				l.log.Warn("snmp trap listener: acknowledge inform", "to", to.String(), "err", err)
+			}
+		}
 	}
 	if l.handle == nil {
 		if ack != nil {
@@ -210,26 +242,102 @@ func (l *TrapListener) receive(conn *net.UDPConn, msg []byte, from *net.UDPAddr)
 		}
 		return
 	}
-	l.handle(convertTrap(pkt, from.IP), ack)
+	l.handle(d.trap, ack)
 }
 
-// informAck returns the function that acknowledges an inform: a Response
+// decoded is what the listener made of one datagram: a trap (with, for an
+// inform, the encoded acknowledgement), or the reason it was dropped; and
+// possibly a reply to send at once whatever the outcome (an SNMPv3 report).
+type decoded struct {
+	trap   meshmon.Trap
+	ack    []byte
+	reply  []byte
+	reason dropReason
+	err    error // what the decoder said, for the debug log
+}
+
+// decode turns one datagram from the address from into a trap. It does no
+// I/O and never fails on any input: what is not a well-formed notification
+// of a known version (and, for v3, an authentic message of a configured
+// user) comes back with a drop reason. msg may be modified.
+func (l *TrapListener) decode(msg []byte, from net.IP) decoded {
+	v, ok := snmpVersion(msg)
+	if !ok {
+		return decoded{reason: dropMalformed}
+	}
+	var pkt *gosnmp.SnmpPacket
+	var v3 v3Result
+	switch v {
+	case gosnmp.Version1, gosnmp.Version2c:
+		var err error
+		if pkt, err = l.dec.UnmarshalTrap(msg, false); err != nil {
+			return decoded{reason: dropMalformed, err: err}
+		}
+	case gosnmp.Version3:
+		if l.usm == nil {
+			return decoded{reason: dropUnknownUser}
+		}
+		v3 = l.usm.receive(msg)
+		if v3.pkt == nil {
+			return decoded{reason: v3.reason, reply: v3.reply}
+		}
+		pkt = v3.pkt
+	default:
+		return decoded{reason: dropMalformed}
+	}
+	switch {
+	case pkt.PDUType == gosnmp.Trap && pkt.Version == gosnmp.Version1:
+		if pkt.GenericTrap < 0 || pkt.GenericTrap > 6 {
+			return decoded{reason: dropMalformed}
+		}
+		if pkt.GenericTrap == 6 && strings.Trim(pkt.Enterprise, ".") == "" {
+			return decoded{reason: dropNoTrapOID}
+		}
+	case (pkt.PDUType == gosnmp.SNMPv2Trap || pkt.PDUType == gosnmp.InformRequest) && pkt.Version != gosnmp.Version1:
+		if !hasTrapOID(pkt) {
+			return decoded{reason: dropNoTrapOID}
+		}
+	default:
+		return decoded{reason: dropNotNotification}
+	}
+	d := decoded{trap: convertTrap(pkt, from)}
+	if pkt.Version == gosnmp.Version3 {
+		d.trap.User = v3.user.cfg.Name
+	}
+	if pkt.PDUType == gosnmp.InformRequest {
+		var err error
+		if pkt.Version == gosnmp.Version3 {
+			d.ack, err = l.usm.informResponse(pkt, v3.user, v3.keys)
+		} else {
+			d.ack, err = informResponse(pkt)
+		}
+		if err != nil {
+			// The trap is kept; its sender, unanswered, sends it again.
+			l.log.Warn("snmp trap listener: encode inform acknowledgement", "from", from.String(), "err", err)
+			d.ack = nil
+		}
+	}
+	return d
+}
+
+// hasTrapOID reports whether a v2c or v3 notification carries
+// snmpTrapOID.0 with an OID value.
+func hasTrapOID(pkt *gosnmp.SnmpPacket) bool {
+	for _, v := range pkt.Variables {
+		if strings.TrimPrefix(v.Name, ".") == oidSnmpTrapOID {
+			return v.Type == gosnmp.ObjectIdentifier && strings.Trim(pduString(v), ".") != ""
+		}
+	}
+	return false
+}
+
+// informResponse encodes the acknowledgement of a v2c inform: a Response
 // PDU with the inform's request id and varbinds (RFC 3416 4.2.7).
-func (l *TrapListener) informAck(conn *net.UDPConn, pkt *gosnmp.SnmpPacket, from *net.UDPAddr) func() {
+func informResponse(pkt *gosnmp.SnmpPacket) ([]byte, error) {
 	resp := *pkt
 	resp.PDUType = gosnmp.GetResponse
 	resp.Error, resp.ErrorIndex = gosnmp.NoError, 0
-	out, err := resp.MarshalMsg()
-	if err != nil {
-		l.log.Warn("snmp trap listener: encode inform acknowledgement", "to", from.String(), "err", err)
-		return func() {}
-	}
-	to := *from
-	return func() {
-		if _, err := conn.WriteToUDP(out, &to); err != nil && !errors.Is(err, net.ErrClosed) {
-			l.log.Warn("snmp trap listener: acknowledge inform", "to", to.String(), "err", err)
-		}
-	}
+	return resp.MarshalMsg()
 }
 
 // snmpVersion reads the version field of an SNMP message: the first
@@ -248,8 +356,8 @@ func snmpVersion(msg []byte) (gosnmp.SnmpVersion, bool) {
 	return gosnmp.SnmpVersion(msg[i+2]), true
 }
 
-// convertTrap turns a decoded v1 Trap-PDU or v2c SNMPv2-Trap/Inform into a
-// meshmon.Trap. For v2c, sysUpTime.0 and snmpTrapOID.0 become Uptime and
+// convertTrap turns a decoded v1 Trap-PDU or v2c/v3 SNMPv2-Trap/Inform into
+// a meshmon.Trap. For v2c and v3, sysUpTime.0 and snmpTrapOID.0 become Uptime and
 // OID and are left out of Varbinds.
 func convertTrap(pkt *gosnmp.SnmpPacket, from net.IP) meshmon.Trap {
 	tr := meshmon.Trap{From: from.String(), Community: pkt.Community}
@@ -260,10 +368,13 @@ func convertTrap(pkt *gosnmp.SnmpPacket, from net.IP) meshmon.Trap {
 		tr.OID = v1TrapOID(pkt.Enterprise, pkt.GenericTrap, pkt.SpecificTrap)
 	} else {
 		tr.Version = meshmon.SNMPv2c
+		if pkt.Version == gosnmp.Version3 {
+			tr.Version = meshmon.SNMPv3
+		}
 	}
 	for _, v := range pkt.Variables {
 		name := strings.TrimPrefix(v.Name, ".")
-		if tr.Version == meshmon.SNMPv2c {
+		if tr.Version != meshmon.SNMPv1 {
 			switch name {
 			case oidSysUpTime:
 				tr.Uptime = uint32(toUint64(v.Value))
