@@ -19,7 +19,12 @@ type PollerInfo struct {
 	Dropped uint64 `json:"dropped"`
 	// TrapsDropped counts traps lost since start because the trap queue was full.
 	TrapsDropped uint64 `json:"traps_dropped,omitempty"`
-	Version      string `json:"version,omitempty"`
+	// TrapsInvalid counts packets at the trap port dropped as invalid since
+	// start, by reason: "malformed", "not_notification", "no_trap_oid",
+	// "unknown_user", "bad_security_level", "bad_auth", "decrypt_failed",
+	// "unknown_engine", "not_in_time_window".
+	TrapsInvalid map[string]uint64 `json:"traps_invalid,omitempty"`
+	Version      string            `json:"version,omitempty"`
 }
 
 // Assignment is a poller group's assignment of its site's devices to its

@@ -21,6 +21,10 @@ type Config struct {
 	Workers int // probes running at once
 
 	TrapListen string // UDP address for SNMP traps ("0.0.0.0:162"); empty turns traps off
+	// TrapUsers are the SNMPv3 users whose traps and informs the listener
+	// accepts (none: v3 is dropped), and optionally its engine ID; see
+	// LoadTrapUsers.
+	TrapUsers TrapUsers
 
 	ICMPMode     ICMPMode
 	ICMPCount    int           // echo requests per ICMP probe
@@ -94,6 +98,9 @@ func (c *Config) Validate() error {
 		return errors.New("poller trap queue must be at least 1")
 	case c.Now == nil:
 		return errors.New("poller clock (Now) is nil")
+	}
+	if err := c.TrapUsers.Validate(); err != nil {
+		return err
 	}
 	if c.TrapListen != "" {
 		if _, _, err := net.SplitHostPort(c.TrapListen); err != nil {

@@ -71,7 +71,7 @@ func (p *Poller) heartbeat(ctx context.Context) {
 			Name: p.cfg.Name, Site: p.cfg.Site, Tenant: p.cfg.Tenant, Version: p.cfg.Version, Instance: p.cfg.Instance,
 			Started: p.start, LastSeen: p.cfg.Now(),
 			Devices: s.Devices, Spooled: s.Spooled, Published: s.Published, Dropped: s.Dropped + s.Rejected + s.Corrupt,
-			TrapsDropped: s.TrapsDropped,
+			TrapsDropped: s.TrapsDropped, TrapsInvalid: s.TrapsInvalid,
 		}
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatEvery)
 		if err := p.reg.Heartbeat(hctx, info); err != nil && ctx.Err() == nil {

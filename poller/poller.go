@@ -3,6 +3,7 @@ package poller
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -49,13 +50,16 @@ type Stats struct {
 	Corrupt        uint64 // spool entries that could not be decoded (dropped)
 	Dropped        uint64 // observations lost because the spool could not take them
 	Polls          uint64
-	TrapsIn        uint64        // traps and informs received
-	TrapsDropped   uint64        // lost because the trap queue was full
-	TrapsCommitted uint64        // spooled as events (so on their way to the peer)
-	Superseded     uint64        // spooled observations dropped because another group member polled the device then
-	Late           uint64        // polls that started more than max(interval/10, 1s) after they were due
-	LagMax         time.Duration // the latest any poll started after it was due
-	Connected      bool          // the last publish attempt succeeded
+	TrapsIn        uint64 // traps and informs received
+	TrapsDropped   uint64 // lost because the trap queue was full
+	TrapsCommitted uint64 // spooled as events (so on their way to the peer)
+	// TrapsInvalid counts packets at the trap port dropped as invalid, by
+	// reason (see TrapListener.Invalid); nil without a listener.
+	TrapsInvalid map[string]uint64
+	Superseded   uint64        // spooled observations dropped because another group member polled the device then
+	Late         uint64        // polls that started more than max(interval/10, 1s) after they were due
+	LagMax       time.Duration // the latest any poll started after it was due
+	Connected    bool          // the last publish attempt succeeded
 }
 
 // Poller schedules probes for the devices of one site and publishes what
@@ -151,6 +155,25 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 // the trap listener is listening.
 func (p *Poller) Ready() <-chan struct{} { return p.ready }
 
+// trapListener is the trap listener once Run has made it, or nil.
+func (p *Poller) trapListener() *TrapListener {
+	select {
+	case <-p.ready:
+		return p.trap
+	default:
+		return nil
+	}
+}
+
+// TrapEngineID is the trap listener's SNMPv3 engine ID (the one senders of
+// informs discover), or "" when it takes no v3.
+func (p *Poller) TrapEngineID() string {
+	if l := p.trapListener(); l != nil {
+		return l.EngineID()
+	}
+	return ""
+}
+
 // TrapAddr is the address the trap listener is bound to, or nil.
 func (p *Poller) TrapAddr() net.Addr {
 	select {
@@ -170,8 +193,13 @@ func (p *Poller) Stats() Stats {
 	n := len(p.devices)
 	p.mu.Unlock()
 	spooled, bytes, _ := p.store.SpoolStats()
+	var invalid map[string]uint64
+	if l := p.trapListener(); l != nil {
+		invalid = l.Invalid()
+	}
 	return Stats{
-		Devices: n, Spooled: spooled, SpoolBytes: bytes,
+		TrapsInvalid: invalid,
+		Devices:      n, Spooled: spooled, SpoolBytes: bytes,
 		Published: p.published.Load(), Rejected: p.rejected.Load(), Corrupt: p.corrupt.Load(), Dropped: p.dropped.Load(),
 		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(), TrapsCommitted: p.trapsCommitted.Load(),
 		Superseded: p.supersededN.Load(), Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
@@ -201,6 +229,12 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 	if p.cfg.TrapListen != "" {
 		p.trap = NewTrapListener(p.cfg.TrapListen, p.log, p.onTrap)
+		if len(p.cfg.TrapUsers.Users) > 0 {
+			if err := p.trap.SetV3(p.cfg.TrapUsers, DefaultTrapEngineID(p.cfg.Tenant, p.cfg.Site, p.cfg.Name), p.cfg.Now); err != nil {
+				return fmt.Errorf("start trap listener: %w", err)
+			}
+			p.log.Info("snmp trap listener accepts SNMPv3", "users", len(p.cfg.TrapUsers.Users), "engine_id", hex.EncodeToString([]byte(p.trap.EngineID())))
+		}
 		if err := p.trap.Start(ctx); err != nil {
 			return fmt.Errorf("start trap listener: %w", err)
 		}

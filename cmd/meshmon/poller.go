@@ -43,6 +43,7 @@ func pollerCommand() *cli.Command {
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
 				&cli.IntFlag{Name: "workers", Value: def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once"},
 				&cli.StringFlag{Name: "trap-listen", EnvVars: env("TRAP_LISTEN"), Usage: "UDP address for SNMP traps, e.g. 0.0.0.0:162 (off when empty)"},
+				&cli.StringFlag{Name: "trap-users-file", EnvVars: env("TRAP_USERS_FILE"), Usage: "YAML file of the SNMPv3 users whose traps and informs are accepted (mode 0600; v3 is dropped without it)"},
 				&cli.StringFlag{Name: "icmp-mode", Value: "auto", EnvVars: env("ICMP_MODE"), Usage: "auto, unprivileged or privileged"},
 				&cli.IntFlag{Name: "icmp-count", Value: def.ICMPCount, EnvVars: env("ICMP_COUNT"), Usage: "echo requests per ICMP probe"},
 				&cli.IntFlag{Name: "down-after", Value: def.Damping.DownAfter, EnvVars: env("DOWN_AFTER"), Usage: "failed polls in a row before a down event"},
@@ -85,6 +86,14 @@ func pollerRun(c *cli.Context) error {
 	}
 	cfg.Workers = c.Int("workers")
 	cfg.TrapListen = c.String("trap-listen")
+	if path := c.String("trap-users-file"); path != "" {
+		if cfg.TrapUsers, err = poller.LoadTrapUsers(path); err != nil {
+			return err
+		}
+		if open, mode, err := poller.TrapUsersFileMode(path); err == nil && open {
+			log.Warn("the trap users file holds SNMPv3 pass phrases but others may read it; chmod 600 it", "file", path, "mode", fmt.Sprintf("%04o", mode))
+		}
+	}
 	cfg.ICMPCount = c.Int("icmp-count")
 	cfg.Damping.DownAfter = c.Int("down-after")
 	cfg.Damping.UpAfter = c.Int("up-after")

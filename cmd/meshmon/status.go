@@ -2,7 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -125,7 +129,29 @@ func status(c *cli.Context) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s ago\n", p.Name, role, m.Devices, p.Devices, p.Spooled, p.Published, p.Dropped, time.Since(p.LastSeen).Round(100*time.Millisecond))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printTrapDrops(os.Stdout, rep.Pollers)
+	return nil
+}
+
+// printTrapDrops writes, for each poller that dropped packets at its trap
+// port, how many and why.
+func printTrapDrops(w io.Writer, pollers []meshmon.PollerInfo) {
+	for _, p := range pollers {
+		if len(p.TrapsInvalid) == 0 && p.TrapsDropped == 0 {
+			continue
+		}
+		parts := make([]string, 0, len(p.TrapsInvalid)+1)
+		for _, r := range slices.Sorted(maps.Keys(p.TrapsInvalid)) {
+			parts = append(parts, fmt.Sprintf("%s %d", r, p.TrapsInvalid[r]))
+		}
+		if p.TrapsDropped > 0 {
+			parts = append(parts, fmt.Sprintf("queue_full %d", p.TrapsDropped))
+		}
+		fmt.Fprintf(w, "traps dropped by %s: %s\n", p.Name, strings.Join(parts, ", "))
+	}
 }
 
 // printStreams writes the stream table; with rideOut, the longest WAN outage
