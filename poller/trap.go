@@ -217,6 +217,14 @@ func (l *TrapListener) run(conn *net.UDPConn, done chan<- struct{}) {
 // receive decodes one datagram, hands the trap on and answers an inform
 // (once the handler acks it) or an engine discovery request (at once).
 func (l *TrapListener) receive(conn *net.UDPConn, msg []byte, from *net.UDPAddr) {
+	// A decoder bug on some input must not take the poller down with the
+	// listener: the packet is counted as malformed (FuzzTrapPacket hunts
+	// for such inputs, without this guard).
+	defer func() {
+		if r := recover(); r != nil {
+			l.drop(dropMalformed, from, fmt.Errorf("decoder panic: %v", r))
+		}
+	}()
 	d := l.decode(msg, from.IP)
 	if d.reply != nil {
 		if _, err := conn.WriteToUDP(d.reply, from); err != nil && !errors.Is(err, net.ErrClosed) {
