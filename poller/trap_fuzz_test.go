@@ -53,10 +53,10 @@ func trapSeeds(t testing.TB, l *TrapListener) [][]byte {
 	vars := linkDownVars(77)
 	seeds := [][]byte{
 		enc(&gosnmp.SnmpPacket{Version: gosnmp.Version1, Community: "public", PDUType: gosnmp.Trap,
-			SnmpTrap: gosnmp.SnmpTrap{Enterprise: ".1.3.6.1.4.1.8072.2.3", AgentAddress: "192.0.2.1", GenericTrap: 6, SpecificTrap: 17, Timestamp: 1234},
+			SnmpTrap:  gosnmp.SnmpTrap{Enterprise: ".1.3.6.1.4.1.8072.2.3", AgentAddress: "192.0.2.1", GenericTrap: 6, SpecificTrap: 17, Timestamp: 1234},
 			Variables: []gosnmp.SnmpPDU{{Name: ".1.3.6.1.4.1.8072.2.3.2.1", Type: gosnmp.OctetString, Value: "hello"}}}),
 		enc(&gosnmp.SnmpPacket{Version: gosnmp.Version1, Community: "public", PDUType: gosnmp.Trap,
-			SnmpTrap: gosnmp.SnmpTrap{Enterprise: ".1.3.6.1.4.1.8072.2.3", AgentAddress: "192.0.2.1", GenericTrap: 2, Timestamp: 5},
+			SnmpTrap:  gosnmp.SnmpTrap{Enterprise: ".1.3.6.1.4.1.8072.2.3", AgentAddress: "192.0.2.1", GenericTrap: 2, Timestamp: 5},
 			Variables: []gosnmp.SnmpPDU{{Name: ".1.3.6.1.2.1.2.2.1.1.7", Type: gosnmp.Integer, Value: 7}}}),
 		enc(&gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.SNMPv2Trap, RequestID: 1, Variables: vars}),
 		enc(&gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.InformRequest, RequestID: 2, Variables: vars}),
