@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ func benchTrapsCommand() *cli.Command {
 			&cli.IntSliceFlag{Name: "rates", Value: cli.NewIntSlice(5000, 10000, 20000, 40000, 60000), Usage: "traps per second to send, one step each"},
 			&cli.DurationFlag{Name: "step", Value: 3 * time.Second, Usage: "how long each step sends"},
 			&cli.IntFlag{Name: "queue", Value: poller.DefaultConfig().TrapQueue, Usage: "the poller's trap queue"},
+			&cli.IntFlag{Name: "malformed-rate", Usage: "invalid packets per second (random bytes, truncated traps) sent between the traps of each step"},
 			jsonFlag(),
 		},
 		Action: benchTraps,
@@ -42,6 +44,10 @@ type trapStep struct {
 	Stored       uint64  `json:"stored"`         // events in the peer's EVENTS stream
 	StoredPerSec float64 `json:"stored_per_sec"` // stored / send time
 	Lost         int     `json:"lost"`           // sent - stored
+	// Invalid packets sent between the traps (--malformed-rate) and how
+	// many of them the listener counted as invalid.
+	MalformedSent    int    `json:"malformed_sent,omitempty"`
+	MalformedCounted uint64 `json:"malformed_counted,omitempty"`
 }
 
 func benchTraps(c *cli.Context) error {
@@ -50,6 +56,10 @@ func benchTraps(c *cli.Context) error {
 		if r < 1 || r > 1_000_000 {
 			return fmt.Errorf("--rates: %d is out of range; use 1 to 1000000 traps per second", r)
 		}
+	}
+	mrate := c.Int("malformed-rate")
+	if mrate < 0 || mrate > 1_000_000 {
+		return fmt.Errorf("--malformed-rate: %d is out of range; use 0 to 1000000 packets per second", mrate)
 	}
 	if step < 100*time.Millisecond {
 		return fmt.Errorf("--step %s is too short; use at least 100ms", step)
@@ -115,6 +125,8 @@ func benchTraps(c *cli.Context) error {
 			return err
 		}
 		seq += n
+		m := int(float64(mrate) * step.Seconds())
+		pkts = withJunk(pkts, m, int64(seq))
 		s0 := po.Stats()
 		info, err := events.Info(ctx)
 		if err != nil {
@@ -122,7 +134,7 @@ func benchTraps(c *cli.Context) error {
 		}
 		stored0 := info.State.Msgs
 
-		sendTime := sendPaced(conn, pkts, rate)
+		sendTime := sendPaced(conn, pkts, rate+mrate)
 
 		// Settle: every received trap is committed or dropped, the spool is
 		// drained, and the stream stops growing.
@@ -136,7 +148,7 @@ func benchTraps(c *cli.Context) error {
 			}
 			st = trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(),
 				Received: s1.TrapsIn - s0.TrapsIn, QueueLost: s1.TrapsDropped - s0.TrapsDropped,
-				Stored: info.State.Msgs - stored0}
+				Stored: info.State.Msgs - stored0, MalformedSent: m, MalformedCounted: sumCounts(s1.TrapsInvalid) - sumCounts(s0.TrapsInvalid)}
 			settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
 			if settled || time.Now().After(deadline) {
 				break
@@ -154,10 +166,18 @@ func benchTraps(c *cli.Context) error {
 		return printJSON(os.Stdout, steps)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t")
+	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
+	if mrate > 0 {
+		head += "MALFORMED SENT\tCOUNTED\t"
+	}
+	fmt.Fprintln(tw, head)
 	best := 0.0
 	for _, s := range steps {
-		fmt.Fprintf(tw, "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t\n", s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
+		fmt.Fprintf(tw, row, s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
+		if mrate > 0 {
+			fmt.Fprintf(tw, "%d\t%d\t", s.MalformedSent, s.MalformedCounted)
+		}
+		fmt.Fprintln(tw)
 		if s.Lost == 0 && s.StoredPerSec > best {
 			best = s.StoredPerSec
 		}
@@ -187,6 +207,44 @@ func trapPackets(first, n int) ([][]byte, error) {
 		pkts[i] = b
 	}
 	return pkts, nil
+}
+
+// withJunk spreads m invalid packets evenly between the traps: random
+// bytes and traps cut short, in turn.
+func withJunk(traps [][]byte, m int, seed int64) [][]byte {
+	if m == 0 {
+		return traps
+	}
+	r := rand.New(rand.NewPCG(uint64(seed), 1))
+	out := make([][]byte, 0, len(traps)+m)
+	for i, j := 0, 0; i < len(traps) || j < m; {
+		// Keep the share of junk sent so far at m/(len+m).
+		if j < m && (i >= len(traps) || j*(len(traps)+m) <= (i+j)*m) {
+			var b []byte
+			if t := traps[j%len(traps)]; j%2 == 0 && len(t) > 1 {
+				b = t[:1+r.IntN(len(t)-1)]
+			} else {
+				b = make([]byte, 1+r.IntN(200))
+				for k := range b {
+					b[k] = byte(r.Uint32())
+				}
+			}
+			out = append(out, b)
+			j++
+			continue
+		}
+		out = append(out, traps[i])
+		i++
+	}
+	return out
+}
+
+func sumCounts(m map[string]uint64) uint64 {
+	var n uint64
+	for _, c := range m {
+		n += c
+	}
+	return n
 }
 
 // sendPaced sends pkts at rate per second, in bursts of a millisecond's
