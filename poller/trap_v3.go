@@ -369,11 +369,13 @@ func (e *usmEngine) informResponse(pkt *gosnmp.SnmpPacket, u *usmUser, keys usmK
 		SecurityParameters: sp,
 		MsgID:              pkt.MsgID,
 		MsgMaxSize:         65507,
-		ContextEngineID:    e.engineID,
-		ContextName:        pkt.ContextName,
-		PDUType:            gosnmp.GetResponse,
-		RequestID:          pkt.RequestID,
-		Variables:          pkt.Variables,
+		// The request's scope, as RFC 3412 7.1 step 4 wants of a response
+		// (net-snmp drops a response that names another context engine).
+		ContextEngineID: pkt.ContextEngineID,
+		ContextName:     pkt.ContextName,
+		PDUType:         gosnmp.GetResponse,
+		RequestID:       pkt.RequestID,
+		Variables:       pkt.Variables,
 	}
 	return resp.MarshalMsg()
 }
