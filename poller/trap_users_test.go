@@ -157,3 +157,24 @@ func TestTrapV3InformTimeWindow(t *testing.T) {
 		t.Errorf("inform to another engine: reason %s, reply %d bytes", dropNames[d.reason], len(d.reply))
 	}
 }
+
+// FuzzParseTrapUsers: the trap users file parser never panics, and what it
+// accepts is valid.
+func FuzzParseTrapUsers(f *testing.F) {
+	f.Add([]byte("users:\n  - name: noc\n    auth_protocol: SHA256\n    auth_password: auth-pass-1\n    priv_protocol: AES\n    priv_password: priv-pass-1\n"))
+	f.Add([]byte("engine_id: 80001f880501020304\nusers:\n  - name: a\n"))
+	f.Add([]byte("users: [{name: a, auth_protocol: MD5, auth_password: 12345678}]\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		tu, err := ParseTrapUsers(doc)
+		if err != nil {
+			if !errors.Is(err, ErrTrapUsers) {
+				t.Fatalf("error does not wrap ErrTrapUsers: %v", err)
+			}
+			return
+		}
+		if err := tu.Validate(); err != nil {
+			t.Fatalf("accepted a document that does not validate: %v", err)
+		}
+	})
+}
