@@ -46,7 +46,8 @@ type Config struct {
 	Interfaces int
 	// TrapTarget (host:port), if set, receives the traps RandomFault sends.
 	TrapTarget string
-	// TrapVersion is the version of those traps: "1" or "2c".
+	// TrapVersion is the version of those traps: "1", "2c" or "3" (as the
+	// first of Users, which needs SNMPv3 in Versions).
 	TrapVersion string
 	// DownFor is how long RandomFault keeps a device down before it answers
 	// again.
@@ -150,8 +151,14 @@ func (c *Config) Validate() error {
 	if c.Interfaces < 1 || c.Interfaces > MaxInterfaces {
 		return bad("interfaces %d is out of range; use 1 to %d", c.Interfaces, MaxInterfaces)
 	}
-	if c.TrapVersion != meshmon.SNMPv1 && c.TrapVersion != meshmon.SNMPv2c {
-		return bad("trap version %q is unknown; use %s or %s", c.TrapVersion, meshmon.SNMPv1, meshmon.SNMPv2c)
+	switch c.TrapVersion {
+	case meshmon.SNMPv1, meshmon.SNMPv2c:
+	case meshmon.SNMPv3:
+		if len(c.Users) == 0 || !slices.Contains(c.Versions, meshmon.SNMPv3) {
+			return bad("trap version 3 needs version 3 served and a v3 user (traps go as the first user)")
+		}
+	default:
+		return bad("trap version %q is unknown; use %s, %s or %s", c.TrapVersion, meshmon.SNMPv1, meshmon.SNMPv2c, meshmon.SNMPv3)
 	}
 	if c.TrapTarget != "" {
 		if _, _, err := splitTarget(c.TrapTarget); err != nil {

@@ -33,7 +33,8 @@ func TestConfigValidate(t *testing.T) {
 		{"priv without auth", func(c *Config) { c.Users[0].AuthProtocol = ""; c.Users[0].AuthPassword = "" }, "auth protocol is empty"},
 		{"duplicate user", func(c *Config) { c.Users = append(c.Users, c.Users[0]) }, "appears twice"},
 		{"interfaces", func(c *Config) { c.Interfaces = 0 }, "interfaces 0 is out of range"},
-		{"trap version", func(c *Config) { c.TrapVersion = "3" }, `trap version "3"`},
+		{"trap version", func(c *Config) { c.TrapVersion = "4" }, `trap version "4"`},
+		{"trap version 3 without v3", func(c *Config) { c.TrapVersion, c.Versions = "3", []string{"2c"} }, "trap version 3 needs"},
 		{"trap target", func(c *Config) { c.TrapTarget = "localhost" }, "trap target"},
 		{"down for", func(c *Config) { c.DownFor = -1 }, "must not be negative"},
 	}

@@ -75,7 +75,7 @@ func TestControlHandler(t *testing.T) {
 	post(base+"/if/9/down", 404)
 	post(base+"/if/x/down", 404)
 	post(base+"/delay?d=soon", 400)
-	post(base+"/trap?target=127.0.0.1:1&version=3", 400)
+	post(base+"/trap?target=127.0.0.1:1&version=4", 400)
 	post(base+"/trap", 400)
 
 	resp, err := http.Get(srv.URL + "/agents")

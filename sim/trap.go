@@ -36,10 +36,12 @@ func (a *Agent) SendTrap(ctx context.Context, target, version string) error {
 
 // SendLinkTrap sends a linkDown or linkUp trap (after the interface's
 // current ifOperStatus) for ifIndex to target (host:port), in version "1"
-// or "2c", with the Sim's community. It goes out of the agent's own socket,
-// so the receiver sees the agent's address as the source. v2c traps carry
-// sysUpTime.0 and snmpTrapOID.0 first, then ifIndex, ifAdminStatus and
-// ifOperStatus; v1 traps carry generic-trap linkDown(2) or linkUp(3).
+// or "2c" with the Sim's community, or "3" as the Sim's first v3 user (at
+// its security level; the agent is the authoritative engine of its traps).
+// It goes out of the agent's own socket, so the receiver sees the agent's
+// address as the source. v2c and v3 traps carry sysUpTime.0 and
+// snmpTrapOID.0 first, then ifIndex, ifAdminStatus and ifOperStatus; v1
+// traps carry generic-trap linkDown(2) or linkUp(3).
 // It returns ErrAgentDown while the agent is down, ErrUnknownInterface and
 // ErrBadTrapTarget for bad arguments, ErrNotStarted before Start.
 func (a *Agent) SendLinkTrap(ctx context.Context, target, version string, ifIndex int) error {
@@ -98,8 +100,31 @@ func (a *Agent) sendTrap(ctx context.Context, target, version string, kind trapK
 			{Name: OIDSysUpTime, Type: gosnmp.TimeTicks, Value: st.uptime},
 			{Name: OIDSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: oid},
 		}, vars...)
+	case meshmon.SNMPv3:
+		// The agent is the authoritative engine of its traps: its engine ID,
+		// boots and time, the Sim's first user's keys localized to it.
+		if len(a.keys) == 0 {
+			return fmt.Errorf("send trap from %s: %w: version 3 needs a v3 user (serve version 3)", a.name, ErrBadTrapTarget)
+		}
+		u, keys := &a.sim.users[0], a.keys[0]
+		boots, etime := a.engineClock()
+		oid := map[trapKind]string{trapColdStart: OIDColdStart, trapLinkDown: OIDLinkDown, trapLinkUp: OIDLinkUp}[kind]
+		pkt.Community = ""
+		pkt.Version = gosnmp.Version3
+		pkt.MsgFlags = u.level
+		pkt.SecurityModel = gosnmp.UserSecurityModel
+		pkt.SecurityParameters = a.securityParameters(u, &keys, u.level, boots, etime)
+		pkt.MsgID = uint32(a.salt.Add(1) & 0x7fffffff)
+		pkt.MsgMaxSize = maxResponseSize
+		pkt.ContextEngineID = a.engineID
+		pkt.PDUType = gosnmp.SNMPv2Trap
+		pkt.RequestID = uint32(a.salt.Add(1) & 0x7fffffff)
+		pkt.Variables = append([]gosnmp.SnmpPDU{
+			{Name: OIDSysUpTime, Type: gosnmp.TimeTicks, Value: st.uptime},
+			{Name: OIDSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: oid},
+		}, vars...)
 	default:
-		return fmt.Errorf("send trap from %s: %w: version %q; use %s or %s", a.name, ErrBadTrapTarget, version, meshmon.SNMPv1, meshmon.SNMPv2c)
+		return fmt.Errorf("send trap from %s: %w: version %q; use %s, %s or %s", a.name, ErrBadTrapTarget, version, meshmon.SNMPv1, meshmon.SNMPv2c, meshmon.SNMPv3)
 	}
 	out, err := pkt.MarshalMsg()
 	if err != nil {

@@ -94,8 +94,8 @@ func TestTraps(t *testing.T) {
 		t.Errorf("v1 trap: generic %d agent %s enterprise %s", tr.pkt.GenericTrap, tr.pkt.AgentAddress, tr.pkt.Enterprise)
 	}
 
-	if err := a.SendTrap(ctx, target, "3"); !errors.Is(err, ErrBadTrapTarget) {
-		t.Errorf("v3 trap: %v, want ErrBadTrapTarget", err)
+	if err := a.SendTrap(ctx, target, "4"); !errors.Is(err, ErrBadTrapTarget) {
+		t.Errorf("v4 trap: %v, want ErrBadTrapTarget", err)
 	}
 	if err := a.SendTrap(ctx, "nowhere", "2c"); !errors.Is(err, ErrBadTrapTarget) {
 		t.Errorf("trap to a target without port: %v, want ErrBadTrapTarget", err)
@@ -145,5 +145,46 @@ func TestRandomFault(t *testing.T) {
 	_ = s.Close()
 	if _, err := s.RandomFault(context.Background(), rng); !errors.Is(err, ErrClosed) {
 		t.Errorf("RandomFault after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestV3Trap: a v3 trap goes as the Sim's first user, authenticated and
+// encrypted with its keys localized to the agent's engine ID, which the
+// trap carries as its authoritative engine.
+func TestV3Trap(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	s := startSim(t, testConfig(t, 1))
+	a := s.Agents()[0]
+	if err := a.SetIfOper(3, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendTrap(context.Background(), pc.LocalAddr().String(), meshmon.SNMPv3); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := DefaultConfig().Users[0]
+	dec := &gosnmp.GoSNMP{Version: gosnmp.Version3, SecurityModel: gosnmp.UserSecurityModel, MsgFlags: gosnmp.AuthPriv,
+		SecurityParameters: &gosnmp.UsmSecurityParameters{UserName: u.Name,
+			AuthenticationProtocol: gosnmp.SHA, AuthenticationPassphrase: u.AuthPassword,
+			PrivacyProtocol: gosnmp.AES, PrivacyPassphrase: u.PrivPassword}}
+	pkt, err := dec.UnmarshalTrap(buf[:n], true)
+	if err != nil {
+		t.Fatalf("decode the v3 trap with the user's pass phrases: %v", err)
+	}
+	sp := pkt.SecurityParameters.(*gosnmp.UsmSecurityParameters)
+	v := pkt.Variables
+	if pkt.PDUType != gosnmp.SNMPv2Trap || pkt.MsgFlags&gosnmp.AuthPriv != gosnmp.AuthPriv || sp.AuthoritativeEngineID != a.EngineID() ||
+		len(v) != 5 || v[1].Value != OIDLinkDown || v[2].Value != 3 {
+		t.Errorf("v3 trap: %v flags %v engine %x, %+v", pkt.PDUType, pkt.MsgFlags, sp.AuthoritativeEngineID, v)
 	}
 }

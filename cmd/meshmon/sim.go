@@ -50,7 +50,7 @@ func simCommand() *cli.Command {
 			&cli.StringFlag{Name: "v3-priv-pass", Value: u.PrivPassword, Usage: "v3 privacy pass phrase"},
 			&cli.IntFlag{Name: "interfaces", Value: d.Interfaces, Usage: "interfaces per agent"},
 			&cli.StringFlag{Name: "trap-target", Usage: "host:port that receives the traps of random faults"},
-			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Usage: "version of those traps: 1 or 2c"},
+			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Usage: "version of those traps: 1, 2c or 3 (as the --v3-user)"},
 			&cli.DurationFlag{Name: "faults-every", Usage: "inject a random fault this often (0: never)"},
 			&cli.DurationFlag{Name: "down-for", Value: d.DownFor, Usage: "how long a random 'device down' fault lasts"},
 			&cli.StringFlag{Name: "control", Usage: "serve the fault-injection HTTP API on this loopback address, e.g. 127.0.0.1:0"},
