@@ -50,16 +50,16 @@ type Stats struct {
 	Corrupt        uint64 // spool entries that could not be decoded (dropped)
 	Dropped        uint64 // observations lost because the spool could not take them
 	Polls          uint64
-	TrapsIn        uint64 // traps and informs received
-	TrapsDropped   uint64 // lost because the trap queue was full
-	TrapsCommitted uint64 // spooled as events (so on their way to the peer)
+	TrapsIn        uint64        // traps and informs received
+	TrapsDropped   uint64        // lost because the trap queue was full
+	TrapsCommitted uint64        // spooled as events (so on their way to the peer)
+	Superseded     uint64        // spooled observations dropped because another group member polled the device then
+	Late           uint64        // polls that started more than max(interval/10, 1s) after they were due
+	LagMax         time.Duration // the latest any poll started after it was due
+	Connected      bool          // the last publish attempt succeeded
 	// TrapsInvalid counts packets at the trap port dropped as invalid, by
 	// reason (see TrapListener.Invalid); nil without a listener.
 	TrapsInvalid map[string]uint64
-	Superseded   uint64        // spooled observations dropped because another group member polled the device then
-	Late         uint64        // polls that started more than max(interval/10, 1s) after they were due
-	LagMax       time.Duration // the latest any poll started after it was due
-	Connected    bool          // the last publish attempt succeeded
 }
 
 // Poller schedules probes for the devices of one site and publishes what
@@ -198,11 +198,11 @@ func (p *Poller) Stats() Stats {
 		invalid = l.Invalid()
 	}
 	return Stats{
-		TrapsInvalid: invalid,
-		Devices:      n, Spooled: spooled, SpoolBytes: bytes,
+		Devices: n, Spooled: spooled, SpoolBytes: bytes,
 		Published: p.published.Load(), Rejected: p.rejected.Load(), Corrupt: p.corrupt.Load(), Dropped: p.dropped.Load(),
 		Polls: p.polls.Load(), TrapsIn: p.trapsIn.Load(), TrapsDropped: p.trapsDropped.Load(), TrapsCommitted: p.trapsCommitted.Load(),
 		Superseded: p.supersededN.Load(), Late: p.late.Load(), LagMax: time.Duration(p.lagMax.Load()), Connected: p.connected.Load(),
+		TrapsInvalid: invalid,
 	}
 }
 
