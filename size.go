@@ -91,7 +91,8 @@ func ParseAge(s string) (time.Duration, error) {
 			if unit == "w" {
 				day *= 7
 			}
-			// Above MaxInt64 the conversion wraps (to a negative age).
+			// Converting a float above MaxInt64 to an integer is
+			// implementation-defined: a negative age on amd64.
 			if v := f * float64(day); v < math.MaxInt64 {
 				d = time.Duration(v)
 			} else {
