@@ -91,12 +91,21 @@ func ParseAge(s string) (time.Duration, error) {
 			if unit == "w" {
 				day *= 7
 			}
-			d = time.Duration(f * float64(day))
+			// Converting a float above MaxInt64 to an integer is
+			// implementation-defined: a negative age on amd64.
+			if v := f * float64(day); v < math.MaxInt64 {
+				d = time.Duration(v)
+			} else {
+				return 0, fmt.Errorf("age %q is too large; at most %s", s, FormatAge(math.MaxInt64))
+			}
 		default:
 			var err error
 			if d, err = time.ParseDuration(num + unit); err != nil {
 				return 0, fmt.Errorf("age %q: want a number with a unit, like 30d, 2w, 12h or 90m", s)
 			}
+		}
+		if d > math.MaxInt64-total {
+			return 0, fmt.Errorf("age %q is too large; at most %s", s, FormatAge(math.MaxInt64))
 		}
 		total += d
 		rest = rest[j:]

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/meshmon/meshmon"
 )
 
@@ -49,6 +51,20 @@ func ParseJoinToken(token string) (site string, info JoinInfo, err error) {
 	}
 	if len(t.Central) == 0 || (t.Creds == "" && (t.User == "" || t.Password == "")) {
 		return "", JoinInfo{}, bad("lacks central's URLs or the leaf credential")
+	}
+	// A site peer writes these keys unquoted into its server's config
+	// text: anything but an account public key could carry config of its
+	// own (a listener, the monitoring port, an account with users).
+	if t.Account != "" && !nkeys.IsValidPublicAccountKey(t.Account) {
+		return "", JoinInfo{}, bad("account is not an account public key")
+	}
+	if t.SystemAccount != "" && !nkeys.IsValidPublicAccountKey(t.SystemAccount) {
+		return "", JoinInfo{}, bad("system account is not an account public key")
+	}
+	for pub := range t.Preload {
+		if !nkeys.IsValidPublicAccountKey(pub) {
+			return "", JoinInfo{}, bad("preload key is not an account public key")
+		}
 	}
 	return t.Site, t.JoinInfo, nil
 }

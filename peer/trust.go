@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -35,7 +37,34 @@ func ReadTrust(path string) (tenancy.Trust, error) {
 	if t.Operator == "" || t.SystemAccount == "" {
 		return tenancy.Trust{}, fmt.Errorf("trust file %s: no operator or system account; use the trust.json meshmon init wrote", path)
 	}
+	if err := checkTrust(t); err != nil {
+		return tenancy.Trust{}, fmt.Errorf("trust file %s: %w; use the trust.json meshmon init wrote", path, err)
+	}
 	return t, nil
+}
+
+// checkTrust checks what operatorOptions writes into the server's config
+// text. The preload keys go there unquoted, so each must be an account
+// public key: else a key could carry config of its own (a listener, the
+// monitoring port, an account with users). Each JWT must be its account's,
+// the system account an account key, and the operator a JWT (nats-server
+// reads any other string as the path of a file to load).
+func checkTrust(t tenancy.Trust) error {
+	if _, err := jwt.DecodeOperatorClaims(t.Operator); err != nil {
+		return fmt.Errorf("operator is not an operator JWT: %w", err)
+	}
+	if !nkeys.IsValidPublicAccountKey(t.SystemAccount) {
+		return fmt.Errorf("system account %q is not an account public key", t.SystemAccount)
+	}
+	for pub, tok := range t.Preload {
+		if !nkeys.IsValidPublicAccountKey(pub) {
+			return fmt.Errorf("preload key %q is not an account public key", pub)
+		}
+		if ac, err := jwt.DecodeAccountClaims(tok); err != nil || ac.Subject != pub {
+			return fmt.Errorf("preload %s: not that account's JWT", pub)
+		}
+	}
+	return nil
 }
 
 // ResolverDir is where an operator-mode peer keeps the account JWTs.

@@ -145,11 +145,18 @@ func applyConfig(c *cli.Context) error {
 			known[n] = true
 		}
 	}
+	seen := make(map[string]int) // key -> line
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i].Value, root.Content[i+1]
 		if !known[k] || k == "config" {
 			return fmt.Errorf("config %s: line %d: unknown key %q; keys are the flag names of '%s'", path, root.Content[i].Line, k, c.Command.HelpName)
 		}
+		// YAML forbids repeated keys, but yaml.Node keeps them all; without
+		// this the first would win and the second be ignored.
+		if line, ok := seen[k]; ok {
+			return fmt.Errorf("config %s: line %d: key %q repeats line %d", path, root.Content[i].Line, k, line)
+		}
+		seen[k] = root.Content[i].Line
 		if c.IsSet(k) {
 			continue // the command line and the environment win
 		}

@@ -56,6 +56,7 @@ func TestApplyConfig(t *testing.T) {
 		{"site: [unclosed\n", "not valid YAML"},
 		{"- a\n- b\n", "want a mapping"},
 		{"site: {a: b}\n", `key "site": want a value`},
+		{"site: a\nsite: b\n", `line 2: key "site" repeats line 1`},
 	} {
 		if _, err := run(t, tt.yaml); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("config %q: error %v, want it to say %q", tt.yaml, err, tt.want)
