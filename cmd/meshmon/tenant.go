@@ -622,7 +622,7 @@ func tenantCreds(c *cli.Context) error {
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		if err := os.WriteFile(out, creds, 0o600); err != nil {
+		if err := tenancy.WriteFile(out, creds); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		if c.Bool("json") {
@@ -656,7 +656,7 @@ func opsCreds(c *cli.Context) error {
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		if err := os.WriteFile(out, creds, 0o600); err != nil {
+		if err := tenancy.WriteFile(out, creds); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)
