@@ -617,6 +617,13 @@ func tenantCreds(c *cli.Context) error {
 	if user == "" {
 		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
 	}
+	if role == tenancy.RolePoller {
+		// A poller credential of another tenant's site, or of none, would
+		// be a credential for a site the tenant never added.
+		if err := st.CheckSite(name, c.String("site")); err != nil {
+			return err
+		}
+	}
 	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
 	if err != nil {
 		return err
