@@ -271,7 +271,7 @@ func TestTenantPoP(t *testing.T) {
 		cli(append([]string{"tenant", "creds", tenant, "--keys", keys, "--out", f}, args...)...)
 		return f
 	}
-	pollA, pollB := creds("acme", "--role", "poller", "--site", "pop"), creds("beta", "--role", "poller", "--site", "pop")
+	pollA, pollB := creds("acme", "--role", "poller", "--site", "pop", "--user", "p1"), creds("beta", "--role", "poller", "--site", "pop")
 	// Poller credentials are issued for the tenant's own sites only: pop
 	// is beta's too, but "elsewhere" is no site of acme's until added.
 	if _, stderr, code := run(t, "--server", curl, "tenant", "creds", "acme", "--keys", keys, "--role", "poller", "--site", "elsewhere"); code != 1 || !strings.Contains(stderr, "not a site of tenant acme") {
