@@ -338,7 +338,7 @@ func TestGroupKeysPerSite(t *testing.T) {
 
 // TestRegistryKeys: a heartbeat is kept at <site>.<poller>; a value that
 // disagrees with its key (a poller writing its own key in another's name)
-// or a key of an older release is listed as no poller; Leave removes the
+// or a key of an older release or an undecodable one is listed as no poller; Leave removes the
 // key of the poller's site only.
 func TestRegistryKeys(t *testing.T) {
 	_, _, js := runJS(t)
@@ -358,11 +358,15 @@ func TestRegistryKeys(t *testing.T) {
 	if _, err := kv.Get(ctx, "hq.p1"); err != nil {
 		t.Fatalf("heartbeat key hq.p1: %v", err)
 	}
-	// p2 writes its own key, claiming to be p1; a key without a site.
+	// p2 writes its own key, claiming to be p1; a key without a site; p4
+	// writes garbage in its own.
 	if _, err := kv.Put(ctx, "hq.p2", []byte(`{"name":"p1","site":"hq","instance":"forged"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(ctx, "p3", []byte(`{"name":"p3","site":"hq"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "hq.p4", []byte(`garbage`)); err != nil {
 		t.Fatal(err)
 	}
 	// The same name at another site is another poller.

@@ -139,8 +139,8 @@ func (r *Registry) ttl() time.Duration {
 }
 
 // List returns the pollers whose heartbeat has not expired, sorted by site
-// and name; none gives an empty list. A heartbeat whose content disagrees
-// with its key (PollerKey) is left out.
+// and name; none gives an empty list. A heartbeat that cannot be decoded or
+// whose content disagrees with its key (PollerKey) is left out.
 func (r *Registry) List(ctx context.Context) ([]meshmon.PollerInfo, error) {
 	entries, err := readBucket(ctx, r.js, PollersBucket)
 	if err != nil {
@@ -149,13 +149,12 @@ func (r *Registry) List(ctx context.Context) ([]meshmon.PollerInfo, error) {
 	pollers := make([]meshmon.PollerInfo, 0, len(entries))
 	for _, e := range entries {
 		var p meshmon.PollerInfo
-		if err := json.Unmarshal(e.value, &p); err != nil {
-			return nil, fmt.Errorf("list pollers: decode %s: %w", e.key, err)
-		}
-		if e.key != PollerKey(p.Site, p.Name) {
-			// A heartbeat that says it is another's than its key's (a
-			// poller's credential may write its own key only), or one of
-			// an older release's keys: it speaks for no poller.
+		if err := json.Unmarshal(e.value, &p); err != nil || e.key != PollerKey(p.Site, p.Name) {
+			// Undecodable, or a heartbeat that says it is another's than
+			// its key's (a poller's credential may write its own key, with
+			// anything in it), or one of an older release's keys: it
+			// speaks for no poller, and must not keep status from
+			// showing the others.
 			continue
 		}
 		pollers = append(pollers, p)
