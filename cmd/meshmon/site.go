@@ -27,7 +27,7 @@ func siteCommand() *cli.Command {
 				Usage:     "add a site: central starts sourcing it; prints the join token its site peer needs",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600; default SITE.token, or TENANT-SITE.token, in the working directory; with --json only if given); the command printed reads the file, the token never shows on the screen or in argv (--json still includes it)"},
+					tokenFileFlag(),
 					&cli.BoolFlag{Name: "exist-ok", Usage: "a site that exists already is no error: print its token (for scripts run more than once)"},
 					&cli.IntFlag{Name: "wait-central", Value: 1, Usage: "wait (up to --timeout) until this many central peers have published their leaf URL, so the token lists them all"},
 					&cli.StringSliceFlag{Name: "central", Usage: "with --tenant: central's leaf URLs the site dials (nats-leaf://host:port), repeatable"},
@@ -37,9 +37,15 @@ func siteCommand() *cli.Command {
 			},
 			{Name: "list", Usage: "list the sites with their link state and lag", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteList},
 			{Name: "rm", Usage: "stop sourcing a site (what central holds of it stays)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteRm},
-			{Name: "join", Usage: "print the join token of a site again", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteJoin},
+			{Name: "join", Usage: "write the join token of a site again (to --token-file, default NAME.token, mode 0600)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), tokenFileFlag()}, Action: siteJoin},
 		},
 	}
+}
+
+// tokenFileFlag is --token-file, where site add and site join write the
+// token.
+func tokenFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600; default SITE.token, or TENANT-SITE.token, in the working directory; with --json only if given); the command printed reads the file, the token never shows on the screen or in argv (--json still includes it)"}
 }
 
 // siteArg returns the single NAME argument, validated.
@@ -173,7 +179,7 @@ func siteAdd(c *cli.Context) error {
 		return printJoin(c, "exists", name, info)
 	}
 	if errors.Is(err, bus.ErrSiteExists) {
-		return fmt.Errorf("site %s already exists; 'meshmon site join %s' prints its token again", name, name)
+		return fmt.Errorf("site %s already exists; 'meshmon site join %s' writes its token again", name, name)
 	}
 	if err != nil {
 		return err
