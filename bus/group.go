@@ -19,8 +19,7 @@ import (
 
 // A site's pollers form a group. Each member heartbeats into PollersBucket
 // at PollerKey (Registry); one member holds the lease at GroupLeaderKey in
-// GroupBucket
-// (create-if-absent to win, a publish that expects the last revision to
+// GroupBucket (create-if-absent to win, a publish that expects the last revision to
 // renew, a per-key TTL so that it lapses when its holder dies). The leader
 // assigns every device of the site's inventory to one live member
 // (meshmon.Assign) and writes the assignment at GroupAssignmentKey, by

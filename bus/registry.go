@@ -18,8 +18,8 @@ import (
 const DefaultPollerTTL = 15 * time.Second
 
 // Registry is the list of live pollers in the PollersBucket KV bucket, each
-// at PollerKey(site, name). A poller's key carries a per-message TTL (Nats-TTL) and vanishes when the
-// poller stops renewing it. It is safe for concurrent use once its fields
+// at PollerKey(site, name). A poller's key carries a per-message TTL
+// (Nats-TTL) and vanishes when the poller stops renewing it. It is safe for concurrent use once its fields
 // are set.
 type Registry struct {
 	js jetstream.JetStream
