@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,19 +18,20 @@ import (
 )
 
 // A site's pollers form a group. Each member heartbeats into PollersBucket
-// (Registry); one member holds the lease at GroupLeaderKey in GroupBucket
-// (create-if-absent to win, a publish that expects the last revision to
-// renew, a per-key TTL so that it lapses when its holder dies). The leader
-// assigns every device of the site's inventory to one live member
-// (meshmon.Assign) and writes the assignment at GroupAssignmentKey, by
-// revision, so a deposed leader cannot overwrite a newer one. Every member
-// watches the assignment and polls what it is given.
+// at PollerKey (Registry); one member holds the lease at GroupLeaderKey in
+// GroupBucket (create-if-absent to win, a publish that expects the last
+// revision to renew, a per-key TTL so that it lapses when its holder dies).
+// The leader assigns every device of the site's inventory to one live
+// member (meshmon.Assign) and writes the assignment at GroupAssignmentKey,
+// by revision, so a deposed leader cannot overwrite a newer one. Every
+// member watches the assignment and polls what it is given. Every key
+// carries the site (see PollerKey).
 
 // GroupConfig is how a poller takes part in its site's group.
 type GroupConfig struct {
 	Name     string // the poller's name, as in its heartbeats
 	Instance string // the poller's instance id (see meshmon.PollerInfo)
-	Site     string // the site, for reading its events (LastStates)
+	Site     string // the site: its group's keys, and its events (LastStates)
 	// Lease is how long the leader's lease lasts without renewal: whole
 	// seconds, at least 1 s. The leader renews it every quarter of it and
 	// stops acting as leader when three quarters have passed since its
@@ -53,6 +55,9 @@ func DefaultGroupConfig(name, instance, site string) GroupConfig {
 // Validate checks every field and names the first that breaks a rule.
 func (c GroupConfig) Validate() error {
 	if err := meshmon.ValidateName("poller name", c.Name); err != nil {
+		return err
+	}
+	if err := meshmon.ValidateName("site", c.Site); err != nil {
 		return err
 	}
 	switch {
@@ -140,7 +145,7 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 	if err := g.bind(ctx); err != nil {
 		return meshmon.Assignment{}, err
 	}
-	e, err := g.group.Get(ctx, GroupAssignmentKey)
+	e, err := g.group.Get(ctx, GroupAssignmentKey(g.cfg.Site))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return meshmon.Assignment{}, nil
 	}
@@ -281,10 +286,10 @@ func (g *Group) Run(ctx context.Context) {
 		g.setLeading(false, "stopping")
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if e, err := g.group.Get(dctx, GroupLeaderKey); err == nil {
+		if e, err := g.group.Get(dctx, GroupLeaderKey(g.cfg.Site)); err == nil {
 			var l LeaderLease
 			if json.Unmarshal(e.Value(), &l) == nil && l.Name == g.cfg.Name && l.Instance == g.cfg.Instance {
-				_ = g.group.Delete(dctx, GroupLeaderKey, jetstream.LastRevision(e.Revision()))
+				_ = g.group.Delete(dctx, GroupLeaderKey(g.cfg.Site), jetstream.LastRevision(e.Revision()))
 			}
 		}
 	}
@@ -342,17 +347,20 @@ func (g *Group) run(ctx context.Context) error {
 	if err := g.bind(ctx); err != nil {
 		return err
 	}
-	aw, err := g.group.Watch(ctx, GroupAssignmentKey)
+	aw, err := g.group.Watch(ctx, GroupAssignmentKey(g.cfg.Site))
 	if err != nil {
 		return fmt.Errorf("watch assignment: %w", err)
 	}
 	defer aw.Stop()
-	lw, err := g.group.Watch(ctx, GroupLeaderKey)
+	lw, err := g.group.Watch(ctx, GroupLeaderKey(g.cfg.Site))
 	if err != nil {
 		return fmt.Errorf("watch leader: %w", err)
 	}
 	defer lw.Stop()
-	mw, err := g.pollers.WatchAll(ctx)
+	// The site's members only: a heartbeat under another site's key
+	// (written here by a poller of that site) is no member of this group.
+	memberPrefix := PollerKey(g.cfg.Site, "")
+	mw, err := g.pollers.Watch(ctx, memberPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("watch members: %w", err)
 	}
@@ -421,14 +429,14 @@ func (g *Group) run(ctx context.Context) error {
 			case e == nil:
 				v.synced++
 			case gone(e):
-				delete(v.members, e.Key())
+				delete(v.members, strings.TrimPrefix(e.Key(), memberPrefix))
 			default:
 				// The heartbeat's stamp, unless the peer's clock is ahead.
 				seen := e.Created()
 				if now := time.Now(); seen.After(now) {
 					seen = now
 				}
-				v.members[e.Key()] = seen
+				v.members[strings.TrimPrefix(e.Key(), memberPrefix)] = seen
 			}
 		case e, ok := <-dw.Updates():
 			if !ok {
@@ -502,9 +510,9 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 	defer cancel()
 	var rev uint64
 	if v.current.Revision == 0 {
-		rev, err = g.group.Create(actx, GroupAssignmentKey, b)
+		rev, err = g.group.Create(actx, GroupAssignmentKey(g.cfg.Site), b)
 	} else {
-		rev, err = g.group.Update(actx, GroupAssignmentKey, b, v.current.Revision)
+		rev, err = g.group.Update(actx, GroupAssignmentKey(g.cfg.Site), b, v.current.Revision)
 	}
 	if err != nil {
 		// A newer assignment than this member has seen: the watch brings it.
@@ -530,7 +538,7 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
 	defer cancel()
 	sent := time.Now()
-	rev, err := g.group.Create(actx, GroupLeaderKey, b, jetstream.KeyTTL(g.cfg.Lease))
+	rev, err := g.group.Create(actx, GroupLeaderKey(g.cfg.Site), b, jetstream.KeyTTL(g.cfg.Lease))
 	if err != nil {
 		return // held by another member, or the peer is away
 	}
@@ -546,7 +554,7 @@ func (g *Group) renew(ctx context.Context, v *groupView) {
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/4)
 	defer cancel()
 	sent := time.Now()
-	ack, err := g.js.Publish(actx, "$KV."+GroupBucket+"."+GroupLeaderKey, b,
+	ack, err := g.js.Publish(actx, KVSubject(GroupBucket, GroupLeaderKey(g.cfg.Site)), b,
 		jetstream.WithExpectLastSequencePerSubject(g.leaseRev), jetstream.WithMsgTTL(g.cfg.Lease))
 	if err != nil {
 		var apiErr *jetstream.APIError
@@ -578,15 +586,27 @@ type GroupStatus struct {
 	Members    []GroupMember `json:"members"`
 }
 
-// ReadGroupStatus reads the group of the site that js reaches, given the
-// site's live pollers and its devices.
+// ReadGroupStatus reads the group of the site that js reaches (the site
+// whose JetStream domain it is), given the live pollers and the site's
+// devices. Pollers of other sites (a heartbeat a poller of another site
+// wrote here) are no members of the group and are left out.
 func ReadGroupStatus(ctx context.Context, js jetstream.JetStream, pollers []meshmon.PollerInfo, devices []meshmon.Device, now time.Time) (GroupStatus, error) {
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return GroupStatus{}, fmt.Errorf("poller group: %w", err)
+	}
+	return ReadSiteGroupStatus(ctx, js, info.Domain, pollers, devices, now)
+}
+
+// ReadSiteGroupStatus reads the group of site at the peer that js reaches,
+// as ReadGroupStatus does.
+func ReadSiteGroupStatus(ctx context.Context, js jetstream.JetStream, site string, pollers []meshmon.PollerInfo, devices []meshmon.Device, now time.Time) (GroupStatus, error) {
 	var st GroupStatus
 	kv, err := js.KeyValue(ctx, GroupBucket)
 	if err != nil {
 		return st, fmt.Errorf("poller group: %w", err)
 	}
-	if e, err := kv.Get(ctx, GroupLeaderKey); err == nil {
+	if e, err := kv.Get(ctx, GroupLeaderKey(site)); err == nil {
 		var l LeaderLease
 		if json.Unmarshal(e.Value(), &l) == nil {
 			st.Leader = l.Name
@@ -595,7 +615,7 @@ func ReadGroupStatus(ctx context.Context, js jetstream.JetStream, pollers []mesh
 		return st, fmt.Errorf("poller group leader: %w", err)
 	}
 	var a meshmon.Assignment
-	if e, err := kv.Get(ctx, GroupAssignmentKey); err == nil {
+	if e, err := kv.Get(ctx, GroupAssignmentKey(site)); err == nil {
 		if err := json.Unmarshal(e.Value(), &a); err != nil {
 			return st, fmt.Errorf("poller group assignment: %w", err)
 		}
@@ -616,6 +636,9 @@ func ReadGroupStatus(ctx context.Context, js jetstream.JetStream, pollers []mesh
 	}
 	st.Members = []GroupMember{}
 	for _, p := range pollers {
+		if p.Site != site {
+			continue
+		}
 		st.Members = append(st.Members, GroupMember{Name: p.Name, LastSeen: p.LastSeen, Age: now.Sub(p.LastSeen), Devices: count[p.Name], Leader: p.Name == st.Leader, InGroup: slices.Contains(a.Members, p.Name)})
 	}
 	return st, nil

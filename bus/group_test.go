@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -196,7 +197,7 @@ func TestGroupFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadGroupStatus(ctx, js, pollers, devices, time.Now())
+	st, err := ReadSiteGroupStatus(ctx, js, "hq", pollers, devices, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,5 +267,131 @@ func TestGroupSurvivesPeerRestart(t *testing.T) {
 			}
 		}
 		m.mu.Unlock()
+	}
+}
+
+// TestGroupKeysPerSite: the group's keys carry the site, and a heartbeat
+// the poller's name too. A lease, an assignment and heartbeats under
+// another site's keys (what a poller credential of that site may write at
+// this site's peer) neither stop this site's group from electing a leader
+// and assigning its devices nor count as its members, and status shows
+// this site's group only.
+func TestGroupKeysPerSite(t *testing.T) {
+	ts, _, js := runJS(t)
+	ctx := testCtx(t)
+	if PollerKey("hq", "p1") != "hq.p1" || GroupLeaderKey("hq") != "hq.leader" || GroupAssignmentKey("hq") != "hq.assignment" {
+		t.Fatalf("keys %s %s %s", PollerKey("hq", "p1"), GroupLeaderKey("hq"), GroupAssignmentKey("hq"))
+	}
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	for i := range n {
+		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		if _, err := inv.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Site "other" squats: a lease without TTL, an assignment that gives
+	// every device to its own poller, and that poller's heartbeat.
+	group, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := group.Put(ctx, GroupLeaderKey("other"), []byte(`{"name":"intruder"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := group.Put(ctx, GroupAssignmentKey("other"), []byte(`{"leader":"intruder","members":["intruder"],"owners":{"d00":"intruder"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "intruder", Site: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	members := []*member{startMember(t, ts.srv.ClientURL(), "p1"), startMember(t, ts.srv.ClientURL(), "p2")}
+	var a meshmon.Assignment
+	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	if slices.Contains(a.Members, "intruder") {
+		t.Fatalf("another site's poller is a member: %v", a.Members)
+	}
+	pollers, err := reg.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadSiteGroupStatus(ctx, js, "hq", pollers, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader == "intruder" || st.Leader == "" || st.Revision != a.Revision {
+		t.Fatalf("status %+v, assignment %d", st, a.Revision)
+	}
+	for _, m := range st.Members {
+		if m.Name == "intruder" {
+			t.Fatalf("status lists another site's poller as a member: %+v", st.Members)
+		}
+	}
+}
+
+// TestRegistryKeys: a heartbeat is kept at <site>.<poller>; a value that
+// disagrees with its key (a poller writing its own key in another's name)
+// or a key of an older release or an undecodable one is listed as no poller; Leave removes the
+// key of the poller's site only.
+func TestRegistryKeys(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := meshmon.PollerInfo{Name: "p1", Site: "hq", Instance: "i1"}
+	if err := reg.Claim(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, PollersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "hq.p1"); err != nil {
+		t.Fatalf("heartbeat key hq.p1: %v", err)
+	}
+	// p2 writes its own key, claiming to be p1; a key without a site; p4
+	// writes garbage in its own.
+	if _, err := kv.Put(ctx, "hq.p2", []byte(`{"name":"p1","site":"hq","instance":"forged"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "p3", []byte(`{"name":"p3","site":"hq"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "hq.p4", []byte(`garbage`)); err != nil {
+		t.Fatal(err)
+	}
+	// The same name at another site is another poller.
+	p1b := meshmon.PollerInfo{Name: "p1", Site: "lab", Instance: "i2"}
+	if err := reg.Claim(ctx, p1b); err != nil {
+		t.Fatalf("the same name at another site: %v", err)
+	}
+	list, err := reg.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range list {
+		got = append(got, PollerKey(p.Site, p.Name)+"/"+p.Instance)
+	}
+	if want := []string{"hq.p1/i1", "lab.p1/i2"}; !slices.Equal(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	if err := reg.Leave(ctx, "hq", "p1", "i1"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err = reg.List(ctx); err != nil || len(list) != 1 || list[0].Site != "lab" {
+		t.Fatalf("after hq's p1 left: %v, %v", list, err)
+	}
+	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "p1"}); !errors.Is(err, meshmon.ErrInvalidName) {
+		t.Fatalf("a heartbeat without a site: %v, want ErrInvalidName", err)
 	}
 }

@@ -12,20 +12,41 @@ const (
 	// DevicesBucket is the KV bucket of the device inventory, keyed by
 	// device name.
 	DevicesBucket = "devices"
-	// PollersBucket is the KV bucket of poller heartbeats, keyed by poller
-	// name; a key expires when its poller stops renewing it.
+	// PollersBucket is the KV bucket of poller heartbeats, keyed by site and
+	// poller name (PollerKey); a key expires when its poller stops renewing
+	// it.
 	PollersBucket = "pollers"
 	// GroupBucket is the KV bucket of a site's poller group: the leader's
 	// lease (GroupLeaderKey) and the assignment (GroupAssignmentKey).
-	GroupBucket        = "group"
-	GroupLeaderKey     = "leader"
-	GroupAssignmentKey = "assignment"
+	GroupBucket = "group"
 
 	// EventsSubjects is the subject filter of EventsStream.
 	EventsSubjects = "ev.>"
 	// MetricsSubjects is the subject filter of MetricsStream.
 	MetricsSubjects = "mx.>"
 )
+
+// The keys of the poller group carry the site, and a heartbeat's the
+// poller's name as well, so that a poller's credential can be allowed
+// exactly its own heartbeat and its own site's group keys
+// (tenancy's poller permissions): a credential of one site then writes
+// nothing another site's pollers read, even at that site's peer, and a
+// poller cannot write another's heartbeat.
+
+// PollerKey is the key of a poller's heartbeat in PollersBucket:
+// <site>.<poller>. The parts must be valid names (meshmon.ValidateName).
+func PollerKey(site, poller string) string { return site + "." + poller }
+
+// GroupLeaderKey is the key of the site's group leader lease in
+// GroupBucket: <site>.leader.
+func GroupLeaderKey(site string) string { return site + ".leader" }
+
+// GroupAssignmentKey is the key of the site's group assignment in
+// GroupBucket: <site>.assignment.
+func GroupAssignmentKey(site string) string { return site + ".assignment" }
+
+// KVSubject is the subject a write of key in bucket is published on.
+func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
 // EventFilter returns a subject filter over events, with the wildcard "*"
 // in place of every empty part: EventFilter("hq", "", "") is "ev.hq.*.*".

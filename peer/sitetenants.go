@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
@@ -42,6 +43,112 @@ type SiteTenant struct {
 	AccountJWT  string `json:"account_jwt"`  // with the tenant's limits
 	LeafCreds   string `json:"leaf_creds"`   // the site's leaf user
 	UpkeepCreds string `json:"upkeep_creds"` // the peer's own user, for its streams
+
+	// local is what the site adds to the account on its own (localAccount);
+	// set when the peer starts.
+	local *localAccount
+}
+
+// A site refuses, as clients, the two users its join token carries: the
+// leaf user authenticates the site's link at central and has no business
+// at the site, and the upkeep user was the peer's own. Revoking them at
+// central could never reach the site: central drops the link the moment
+// the leaf user is revoked, before the site can read the tenant's new
+// account JWT over it, so a site went on accepting both, revoked or not,
+// to anyone holding the token. Instead the site adds to each tenant's
+// account claims it applies (never to the JWT it keeps or shows; the
+// claims are not signed again) the revocation of both users, and a
+// signing key of its own, made at each start and held only in memory,
+// with which the peer signs the user of its own in-process connections,
+// allowed in-process connections only. Revoking a site's users at central
+// then refuses them at central, as before; at the site they are refused
+// from the start.
+
+// localAccount is a site's own additions to a tenant's account claims.
+type localAccount struct {
+	sk      nkeys.KeyPair // the site's signing key in the account
+	skPub   string
+	revoked []string // the join token's users' public keys
+}
+
+// newLocalAccount makes the site's additions for t.
+func newLocalAccount(t SiteTenant) (*localAccount, error) {
+	sk, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: site signing key: %w", t.Name, err)
+	}
+	pub, _ := sk.PublicKey()
+	l := &localAccount{sk: sk, skPub: pub}
+	for what, creds := range map[string]string{"leaf": t.LeafCreds, "upkeep": t.UpkeepCreds} {
+		tok, err := jwt.ParseDecoratedJWT([]byte(creds))
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %s credentials: %w", t.Name, what, err)
+		}
+		uc, err := jwt.DecodeUserClaims(tok)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %s credentials: %w", t.Name, what, err)
+		}
+		l.revoked = append(l.revoked, uc.Subject)
+	}
+	return l, nil
+}
+
+// claims returns ac with the site's additions: its signing key, and the
+// token's users revoked (every JWT of theirs issued up to now).
+func (l *localAccount) claims(ac *jwt.AccountClaims, now time.Time) *jwt.AccountClaims {
+	out := *ac
+	out.SigningKeys = jwt.SigningKeys{}
+	for k, scope := range ac.SigningKeys {
+		out.SigningKeys[k] = scope
+	}
+	out.SigningKeys.Add(l.skPub)
+	out.Revocations = jwt.RevocationList{}
+	for k, at := range ac.Revocations {
+		out.Revocations[k] = at
+	}
+	for _, pub := range l.revoked {
+		if at, ok := out.Revocations[pub]; !ok || at < now.Unix() {
+			out.Revocations.Revoke(pub, now)
+		}
+	}
+	return &out
+}
+
+// userJWT signs a user of the account for the peer's own in-process
+// connection, and returns it with its key.
+func (l *localAccount) userJWT(account, name string) (string, nkeys.KeyPair, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, err
+	}
+	pub, _ := kp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.IssuerAccount = account
+	uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeInProcess)
+	tok, err := uc.Encode(l.sk)
+	if err != nil {
+		return "", nil, err
+	}
+	return tok, kp, nil
+}
+
+// applyLocal puts t's account claims in force at srv with the site's
+// additions: tok is the account JWT, checked already.
+func applyLocal(srv *server.Server, t SiteTenant, tok string) error {
+	ac, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		return fmt.Errorf("tenant %s: account JWT: %w", t.Name, err)
+	}
+	acc, err := srv.LookupAccount(t.Account)
+	if err != nil {
+		return fmt.Errorf("tenant %s: %w", t.Name, err)
+	}
+	if t.local != nil {
+		ac = t.local.claims(ac, time.Now())
+	}
+	srv.UpdateAccountClaims(acc, ac)
+	return nil
 }
 
 // operatorMode reports whether the peer trusts an operator (central with
@@ -151,6 +258,11 @@ func (c Config) tenantLimits() bus.StreamLimits {
 // each over an in-process connection as the tenant's upkeep user.
 func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 	for _, t := range p.cfg.Tenants {
+		if err := applyLocal(srv, t, t.AccountJWT); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.cfg.Tenants {
 		if err := p.ensureTenant(ctx, srv, t); err != nil {
 			return fmt.Errorf("tenant %s: %w", t.Name, err)
 		}
@@ -158,11 +270,22 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 	return nil
 }
 
-// upkeepConn connects to srv in process as the tenant's upkeep user.
+// upkeepConn connects to srv in process as the peer's own user in the
+// tenant's account (localAccount; the token's upkeep user when the site
+// made none).
 func (t SiteTenant) upkeepConn(srv *server.Server, name string) (*nats.Conn, error) {
-	auth, err := tenancy.CredsOption([]byte(t.UpkeepCreds))
-	if err != nil {
-		return nil, err
+	var auth nats.Option
+	if t.local != nil {
+		tok, kp, err := t.local.userJWT(t.Account, name)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: in-process user: %w", t.Name, err)
+		}
+		auth = nats.UserJWT(func() (string, error) { return tok, nil }, kp.Sign)
+	} else {
+		var err error
+		if auth, err = tenancy.CredsOption([]byte(t.UpkeepCreds)); err != nil {
+			return nil, err
+		}
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name(name))
 	if err != nil {
@@ -301,12 +424,10 @@ func (f *accountFollower) apply(tok string) {
 	if r := srv.AccountResolver(); r != nil {
 		_ = r.Store(f.t.Account, tok)
 	}
-	acc, err := srv.LookupAccount(f.t.Account)
-	if err != nil {
+	if err := applyLocal(srv, f.t, tok); err != nil {
 		f.p.log.Warn("tenant account update", "tenant", f.t.Name, "err", err)
 		return
 	}
-	srv.UpdateAccountClaims(acc, ac)
 	f.iat, f.cur = ac.IssuedAt, tok
 	if err := f.p.cfg.keepFollowed(f.t.Account, tok); err != nil {
 		f.p.log.Warn("tenant account update: keep it for the next start", "tenant", f.t.Name, "err", err)
@@ -350,15 +471,26 @@ func (c Config) keepFollowed(account, tok string) error {
 // account JWT and the one the peer last followed from central: a site that
 // restarts while central is out of reach keeps the limits and revocations it
 // had, not those of its token.
+//
+// Each tenant also gets the site's own additions to its account
+// (localAccount), made anew at each start.
 func (c Config) withFollowed(log *slog.Logger) []SiteTenant {
+	out := slices.Clone(c.Tenants)
+	for i, t := range out {
+		l, err := newLocalAccount(t)
+		if err != nil {
+			log.Error("the join token's users stay usable at this site", "tenant", t.Name, "err", err)
+			continue
+		}
+		out[i].local = l
+	}
 	if c.SiteTrust == nil {
-		return c.Tenants
+		return out
 	}
 	op, err := jwt.DecodeOperatorClaims(c.SiteTrust.Operator)
 	if err != nil {
-		return c.Tenants
+		return out
 	}
-	out := slices.Clone(c.Tenants)
 	for i, t := range out {
 		b, err := os.ReadFile(c.followedPath(t.Account))
 		if errors.Is(err, fs.ErrNotExist) {

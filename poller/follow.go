@@ -90,7 +90,7 @@ func (p *Poller) heartbeat(ctx context.Context) {
 // leaver is a Registry a poller can leave on its way out, so that its
 // group gives its devices to the others at once.
 type leaver interface {
-	Leave(ctx context.Context, name, instance string) error
+	Leave(ctx context.Context, site, name, instance string) error
 }
 
 func (p *Poller) leave() {
@@ -100,7 +100,7 @@ func (p *Poller) leave() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := l.Leave(ctx, p.cfg.Name, p.cfg.Instance); err != nil {
+	if err := l.Leave(ctx, p.cfg.Site, p.cfg.Name, p.cfg.Instance); err != nil {
 		p.log.Debug("leave the registry", "err", err)
 	}
 }

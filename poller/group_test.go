@@ -135,7 +135,7 @@ func TestPollerGroupSharesDevices(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			ent, err := kv.Get(ctx, bus.GroupAssignmentKey)
+			ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
 			if err != nil || json.Unmarshal(ent.Value(), &a) != nil || len(a.Members) != members {
 				return false
 			}
@@ -199,7 +199,7 @@ func TestPollerGroupPartition(t *testing.T) {
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
-		ent, err := kv.Get(ctx, bus.GroupAssignmentKey)
+		ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
@@ -280,7 +280,7 @@ func TestPollerGroupHandsOverStates(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		ent, err := kv.Get(ctx, bus.GroupAssignmentKey)
+		ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
 		return err == nil && json.Unmarshal(ent.Value(), &a) == nil && len(a.Members) == 2
 	})
 	var dev string

@@ -237,11 +237,33 @@ func (s *Store) writeFile(name string, b []byte) error {
 	return nil
 }
 
-// WriteFile writes b to path, 0600, through a temporary file so that a
-// crash never leaves half a key or half a JWT.
+// WriteFile writes b to path, mode 0600, through a new temporary file in
+// the same directory that is renamed over path: a crash never leaves half a
+// key or half a JWT, and a file that path held before, whatever its mode,
+// is replaced rather than rewritten, so the secret is never readable by
+// others, not even for a moment.
 func WriteFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*") // mode 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil { // whatever the umask or the platform did
+		return fail(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -78,6 +80,43 @@ type Tenant struct {
 	JWT     string    `json:"-"`
 }
 
+// ReservedTenants are names a tenant may not take: the ops account's, the
+// system account's (SYS, and nats-server's $SYS as a subject token), central's
+// JetStream domain (hub), and the tenant of a mesh without tenants (default),
+// whose events would be mistaken for a tenant's in the ops view.
+var ReservedTenants = []string{OpsAccount, "sys", "system", "hub", "default"}
+
+// Sites returns the tenant's sites, sorted: those it holds a leaf user of
+// that is not revoked (IssueSite issues one per site).
+func (t Tenant) Sites() []string {
+	var out []string
+	for _, u := range t.Users {
+		if u.Role == RoleLeaf && u.Site != "" && !u.Revoked && !slices.Contains(out, u.Site) {
+			out = append(out, u.Site)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CheckSite fails with an error wrapping ErrNoSite unless site is one of the
+// tenant's sites (Sites): credentials that belong to a site are issued only
+// for the tenant's own.
+func (s *Store) CheckSite(tenant, site string) error {
+	t, err := s.Tenant(tenant)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(t.Sites(), site) {
+		return nil
+	}
+	sites := "none yet"
+	if ss := t.Sites(); len(ss) > 0 {
+		sites = strings.Join(ss, ", ")
+	}
+	return fmt.Errorf("site %q: %w of tenant %s (its sites: %s); add it with 'meshmon site add %s --tenant %s'", site, ErrNoSite, tenant, sites, site, tenant)
+}
+
 func tenantDir(name string) string { return filepath.Join(tenantsDir, name) }
 
 // CreateTenant creates the tenant's account with its limits. It fails with
@@ -87,8 +126,8 @@ func (s *Store) CreateTenant(name string, lim Limits) (Tenant, error) {
 	if err := meshmon.ValidateName("tenant", name); err != nil {
 		return Tenant{}, err
 	}
-	if name == OpsAccount {
-		return Tenant{}, fmt.Errorf("tenant %q: the name is the ops account's; choose another", name)
+	if slices.Contains(ReservedTenants, name) {
+		return Tenant{}, fmt.Errorf("tenant %q: %w: %v are meshmon's own accounts and domains; choose another", name, ErrReservedName, ReservedTenants)
 	}
 	if err := lim.Validate(); err != nil {
 		return Tenant{}, err

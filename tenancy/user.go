@@ -62,7 +62,7 @@ func permissions(role Role, site string) (pub, sub jwt.Permission) {
 	sub.Allow.Add("_INBOX.>")
 	switch role {
 	case RolePoller:
-		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$KV.pollers.>", "$KV.group.>", "$JS.FC.>", "$JS.ACK.>")
+		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.FC.>", "$JS.ACK.>")
 		pub.Allow.Add(jsAPI(site, "INFO", "STREAM.INFO.*", "STREAM.MSG.GET.*", "DIRECT.GET.>",
 			"CONSUMER.CREATE.>", "CONSUMER.DURABLE.CREATE.KV_*.>", "CONSUMER.INFO.*.*", "CONSUMER.DELETE.*.*",
 			"CONSUMER.MSG.NEXT.*.*")...)
@@ -125,6 +125,9 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 			uc.Tags.Add("meshmon-site:" + site)
 		}
 		uc.Pub, uc.Sub = permissions(role, site)
+		if role == RolePoller {
+			uc.Pub.Allow.Add(pollerKVPublish(site, name)...)
+		}
 	})
 	if err != nil {
 		return User{}, nil, err

@@ -232,7 +232,7 @@ func benchFailover(c *cli.Context) error {
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
-		e, err := kv.Get(ctx, bus.GroupAssignmentKey)
+		e, err := kv.Get(ctx, bus.GroupAssignmentKey(cfg.Site))
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}

@@ -37,7 +37,7 @@ func pollerCommand() *cli.Command {
 			Usage: "poll the site's devices until SIGINT or SIGTERM",
 			Flags: []cli.Flag{
 				configFlag(),
-				&cli.StringFlag{Name: "name", Value: sanitizeName(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site"},
+				&cli.StringFlag{Name: "name", Value: sanitizeName(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site (taken from a poller credential, --creds, whose user it is)"},
 				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "tenant", Value: def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
@@ -334,7 +334,7 @@ func (l *lazyRegistry) Claim(ctx context.Context, info meshmon.PollerInfo) error
 }
 
 // Leave removes the poller's heartbeat: see bus.Registry.Leave.
-func (l *lazyRegistry) Leave(ctx context.Context, name, instance string) error {
+func (l *lazyRegistry) Leave(ctx context.Context, site, name, instance string) error {
 	if !l.claimed.Load() {
 		return nil
 	}
@@ -342,7 +342,7 @@ func (l *lazyRegistry) Leave(ctx context.Context, name, instance string) error {
 	if err != nil {
 		return err
 	}
-	return reg.Leave(ctx, name, instance)
+	return reg.Leave(ctx, site, name, instance)
 }
 
 func (l *lazyRegistry) open(ctx context.Context) (*bus.Registry, error) {
@@ -385,9 +385,10 @@ func finishName(r []rune) string {
 	return s
 }
 
-// pollerIdentity checks --tenant and --site against a poller credential of
-// meshmon's (--creds), whose user JWT names its tenant and site, and takes
-// them from it when the flags are not given. A credential that cannot
+// pollerIdentity checks --tenant, --site and --name against a poller
+// credential of meshmon's (--creds), whose user JWT names its tenant, site
+// and user, and takes them from it when the flags are not given (the
+// poller's name is its user's). A credential that cannot
 // publish events is refused at once rather than at the first publish.
 func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
 	path := c.String("creds")
@@ -417,6 +418,15 @@ func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
 			return fmt.Errorf("--site %q: the credential in %s is for site %s", cfg.Site, path, id.Site)
 		}
 		cfg.Site = id.Site
+	}
+	if id.Role == tenancy.RolePoller && id.User != "" {
+		// A poller credential may write its own heartbeat only, whose key
+		// is its user name (bus.PollerKey): the poller is named for it.
+		if c.IsSet("name") && cfg.Name != id.User {
+			return fmt.Errorf("--name %q: the credential in %s is poller %s's; drop --name or issue a credential with 'meshmon tenant creds %s --role poller --site %s --user %s'",
+				cfg.Name, path, id.User, id.Tenant, id.Site, cfg.Name)
+		}
+		cfg.Name = id.User
 	}
 	return nil
 }

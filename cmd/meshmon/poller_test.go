@@ -45,10 +45,10 @@ func TestPollerIdentity(t *testing.T) {
 			Flags: globalFlags(),
 			Commands: []*cli.Command{{
 				Name:  "x",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "site"}, &cli.StringFlag{Name: "tenant", Value: "default"}},
+				Flags: []cli.Flag{&cli.StringFlag{Name: "site"}, &cli.StringFlag{Name: "tenant", Value: "default"}, &cli.StringFlag{Name: "name", Value: "host"}},
 				Action: func(c *cli.Context) error {
 					cfg = poller.DefaultConfig()
-					cfg.Site, cfg.Tenant = c.String("site"), c.String("tenant")
+					cfg.Site, cfg.Tenant, cfg.Name = c.String("site"), c.String("tenant"), c.String("name")
 					return pollerIdentity(c, &cfg)
 				},
 			}},
@@ -56,10 +56,10 @@ func TestPollerIdentity(t *testing.T) {
 		return cfg, app.Run(append([]string{"meshmon"}, args...))
 	}
 	cfg, err := run("--creds", pollerCreds, "x")
-	if err != nil || cfg.Tenant != "acme" || cfg.Site != "paris" {
-		t.Fatalf("from the credential: tenant %q site %q, %v; want acme and paris", cfg.Tenant, cfg.Site, err)
+	if err != nil || cfg.Tenant != "acme" || cfg.Site != "paris" || cfg.Name != "p1" {
+		t.Fatalf("from the credential: tenant %q site %q name %q, %v; want acme, paris and p1", cfg.Tenant, cfg.Site, cfg.Name, err)
 	}
-	if _, err := run("--creds", pollerCreds, "x", "--tenant", "acme", "--site", "paris"); err != nil {
+	if _, err := run("--creds", pollerCreds, "x", "--tenant", "acme", "--site", "paris", "--name", "p1"); err != nil {
 		t.Fatalf("flags that agree with the credential: %v", err)
 	}
 	for _, tt := range []struct {
@@ -68,6 +68,7 @@ func TestPollerIdentity(t *testing.T) {
 	}{
 		{[]string{"--creds", pollerCreds, "x", "--tenant", "beta"}, `--tenant "beta": the credential in ` + pollerCreds + ` is tenant acme's`},
 		{[]string{"--creds", pollerCreds, "x", "--site", "lyon"}, `--site "lyon": the credential in ` + pollerCreds + ` is for site paris`},
+		{[]string{"--creds", pollerCreds, "x", "--name", "p2"}, `--name "p2": the credential in ` + pollerCreds + ` is poller p1's`},
 		{[]string{"--creds", nocCreds, "x"}, "a noc credential cannot publish events"},
 		{[]string{"--creds", filepath.Join(t.TempDir(), "missing.creds"), "x"}, "--creds: open"},
 		{[]string{"--creds", notCreds, "x"}, "--creds " + notCreds + ": credentials:"},

@@ -27,7 +27,7 @@ func siteCommand() *cli.Command {
 				Usage:     "add a site: central starts sourcing it; prints the join token its site peer needs",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600); the command printed then reads the file instead of showing the token (--json still includes it)"},
+					tokenFileFlag(),
 					&cli.BoolFlag{Name: "exist-ok", Usage: "a site that exists already is no error: print its token (for scripts run more than once)"},
 					&cli.IntFlag{Name: "wait-central", Value: 1, Usage: "wait (up to --timeout) until this many central peers have published their leaf URL, so the token lists them all"},
 					&cli.StringSliceFlag{Name: "central", Usage: "with --tenant: central's leaf URLs the site dials (nats-leaf://host:port), repeatable"},
@@ -37,9 +37,15 @@ func siteCommand() *cli.Command {
 			},
 			{Name: "list", Usage: "list the sites with their link state and lag", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteList},
 			{Name: "rm", Usage: "stop sourcing a site (what central holds of it stays)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), tenantFlag(), keysFlag()}, Action: siteRm},
-			{Name: "join", Usage: "print the join token of a site again", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: siteJoin},
+			{Name: "join", Usage: "write the join token of a site again (to --token-file, default NAME.token, mode 0600)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), tokenFileFlag()}, Action: siteJoin},
 		},
 	}
+}
+
+// tokenFileFlag is --token-file, where site add and site join write the
+// token.
+func tokenFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600; default SITE.token, or TENANT-SITE.token, in the working directory; with --json only if given); the command printed reads the file, the token never shows on the screen or in argv (--json still includes it)"}
 }
 
 // siteArg returns the single NAME argument, validated.
@@ -95,28 +101,49 @@ type joinResult struct {
 	Token   string   `json:"token"`
 	Central []string `json:"central"`
 	Command string   `json:"command"`
+	// TokenFile is where the token was written, if it was.
+	TokenFile string `json:"token_file,omitempty"`
 }
 
+// joinFile is where site add writes the join token when not told
+// (--token-file): a file in the working directory, named for the site (and
+// the tenant, as a site may serve several).
+func joinFile(c *cli.Context, site string) string {
+	if f := c.String("token-file"); f != "" {
+		return f
+	}
+	if t := c.String("tenant"); t != "" {
+		return t + "-" + site + ".token"
+	}
+	return site + ".token"
+}
+
+// printJoin writes the join token to a file (mode 0600) and prints the
+// command that reads it: a token in a command line is readable by every
+// local user (/proc/PID/cmdline) and stays in shell histories. With --json
+// the token is in the output for scripts, and a file is written only when
+// --token-file names one.
 func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
 	token := bus.JoinToken(site, info)
-	if f := c.String("token-file"); f != "" {
-		if err := os.WriteFile(f, []byte(token+"\n"), 0o600); err != nil {
+	file := joinFile(c, site)
+	write := c.String("token-file") != "" || !c.Bool("json")
+	if write {
+		if err := tenancy.WriteFile(file, []byte(token+"\n")); err != nil {
 			return fmt.Errorf("--token-file: %w", err)
 		}
 	}
 	const run = "meshmon peer run --role site --data-dir /var/lib/meshmon/peer"
-	cmd := run + " --join " + token
+	cmd := run + " --join-file " + filepath.Base(file)
 	if c.Bool("json") {
-		return printJSON(os.Stdout, joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd})
+		res := joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd}
+		if write {
+			res.TokenFile = file
+		}
+		return printJSON(os.Stdout, res)
 	}
 	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
-	if f := c.String("token-file"); f != "" {
-		// The operator asked for a file: keep the secret off the screen.
-		fmt.Printf("copy %s to the site machine (it holds the tenant's leaf credential: keep it secret) and run:\n\n  %s --join-file %s\n",
-			f, run, filepath.Base(f))
-		return nil
-	}
-	fmt.Printf("on the site machine run (the token holds the tenant's leaf credential: keep it secret):\n\n  %s\n", cmd)
+	fmt.Printf("join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
+		file, cmd)
 	return nil
 }
 
@@ -152,7 +179,7 @@ func siteAdd(c *cli.Context) error {
 		return printJoin(c, "exists", name, info)
 	}
 	if errors.Is(err, bus.ErrSiteExists) {
-		return fmt.Errorf("site %s already exists; 'meshmon site join %s' prints its token again", name, name)
+		return fmt.Errorf("site %s already exists; 'meshmon site join %s' writes its token again", name, name)
 	}
 	if err != nil {
 		return err

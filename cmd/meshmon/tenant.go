@@ -617,12 +617,19 @@ func tenantCreds(c *cli.Context) error {
 	if user == "" {
 		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
 	}
+	if role == tenancy.RolePoller {
+		// A poller credential of another tenant's site, or of none, would
+		// be a credential for a site the tenant never added.
+		if err := st.CheckSite(name, c.String("site")); err != nil {
+			return err
+		}
+	}
 	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
 	if err != nil {
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		if err := os.WriteFile(out, creds, 0o600); err != nil {
+		if err := tenancy.WriteFile(out, creds); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		if c.Bool("json") {
@@ -656,7 +663,7 @@ func opsCreds(c *cli.Context) error {
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		if err := os.WriteFile(out, creds, 0o600); err != nil {
+		if err := tenancy.WriteFile(out, creds); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)

@@ -107,7 +107,7 @@ func TestPollerGroupFailover(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			e, err := kv.Get(context.Background(), bus.GroupAssignmentKey)
+			e, err := kv.Get(context.Background(), bus.GroupAssignmentKey(s.name))
 			if err != nil {
 				return false
 			}

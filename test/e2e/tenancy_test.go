@@ -48,6 +48,12 @@ func TestTenantsWalledOff(t *testing.T) {
 			t.Fatalf("tenant create %q: exit %d, %q", bad, code, e)
 		}
 	}
+	// So are meshmon's own names.
+	for _, reserved := range []string{"system", "ops", "hub", "default"} {
+		if _, e, code := run(t, "--server", curl, "tenant", "create", reserved, "--keys", keys); code != 1 || !strings.Contains(e, "reserved name") {
+			t.Fatalf("tenant create %q: exit %d, %q", reserved, code, e)
+		}
+	}
 	cli("tenant", "create", "acme", "--keys", keys)
 	cli("tenant", "create", "beta", "--keys", keys)
 	if _, e, code := run(t, "--server", curl, "tenant", "create", "acme", "--keys", keys); code != 1 || !strings.Contains(e, "already exists") {
@@ -265,7 +271,13 @@ func TestTenantPoP(t *testing.T) {
 		cli(append([]string{"tenant", "creds", tenant, "--keys", keys, "--out", f}, args...)...)
 		return f
 	}
-	pollA, pollB := creds("acme", "--role", "poller", "--site", "pop"), creds("beta", "--role", "poller", "--site", "pop")
+	pollA, pollB := creds("acme", "--role", "poller", "--site", "pop", "--user", "p1"), creds("beta", "--role", "poller", "--site", "pop")
+	// Poller credentials are issued for the tenant's own sites only: pop
+	// is beta's too, but "elsewhere" is no site of acme's until added.
+	if _, stderr, code := run(t, "--server", curl, "tenant", "creds", "acme", "--keys", keys, "--role", "poller", "--site", "elsewhere"); code != 1 || !strings.Contains(stderr, "not a site of tenant acme") {
+		t.Fatalf("a poller credential for a site acme never added: exit %d, %q", code, stderr)
+	}
+	cli("site", "add", "elsewhere", "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", filepath.Join(dir, "elsewhere.token"))
 	elsewhere := creds("acme", "--role", "poller", "--site", "elsewhere", "--user", "p-elsewhere")
 	nocA, nocB := creds("acme", "--role", "noc"), creds("beta", "--role", "noc")
 	adminA := creds("acme", "--role", "admin")

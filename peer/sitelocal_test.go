@@ -1,0 +1,99 @@
+package peer
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/freeport"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// TestSiteRefusesTokenUsers: a site in operator mode refuses, as clients,
+// the leaf and upkeep users of its join token (whoever holds the token
+// cannot use them at the site, and revoking them at central, which the
+// site cannot hear of once its link is refused, leaves nothing open), while
+// the peer makes the tenant's streams with a user of its own and a poller
+// credential of the site works.
+func TestSiteRefusesTokenUsers(t *testing.T) {
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.IssueSite("acme", "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.SiteTrust = &b.Trust
+	// Central is not there: the site works alone.
+	addr, err := freeport.TCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Central = []string{"nats-leaf://" + addr}
+	cfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
+	p := startPeer(t, cfg)
+	url := p.ClientURL()
+	connect := func(creds []byte) (*nats.Conn, error) {
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, auth, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+		if err == nil {
+			t.Cleanup(nc.Close)
+		}
+		return nc, err
+	}
+	for what, creds := range map[string][]byte{"leaf": b.LeafCreds, "upkeep": b.UpkeepCreds} {
+		if _, err := connect(creds); err == nil {
+			t.Errorf("the token's %s user connected to the site", what)
+		}
+	}
+	nc, err := connect(pollerCreds)
+	if err != nil {
+		t.Fatalf("a poller of the site: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The streams the peer made with its own user are there.
+	if _, err := js.Stream(testCtx(t), bus.EventsStream); err != nil {
+		t.Fatalf("the site's events stream: %v", err)
+	}
+}
+
+// TestLocalAccountClaims: the site's additions keep the account's own
+// signing keys and revocations, add its key, and revoke the token's users
+// up to now, never earlier than central did.
+func TestLocalAccountClaims(t *testing.T) {
+	ac := jwt.NewAccountClaims("ACCOUNT")
+	ac.SigningKeys.Add("CENTRALKEY")
+	ac.Revocations = jwt.RevocationList{"OTHER": 100, "LEAF": 5_000_000_000}
+	l := &localAccount{skPub: "SITEKEY", revoked: []string{"LEAF", "UPKEEP"}}
+	now := time.Unix(2_000_000_000, 0)
+	got := l.claims(ac, now)
+	if !got.SigningKeys.Contains("CENTRALKEY") || !got.SigningKeys.Contains("SITEKEY") {
+		t.Fatalf("signing keys %v", got.SigningKeys.Keys())
+	}
+	if got.Revocations["OTHER"] != 100 || got.Revocations["LEAF"] != 5_000_000_000 || got.Revocations["UPKEEP"] != now.Unix() {
+		t.Fatalf("revocations %v", got.Revocations)
+	}
+	if ac.SigningKeys.Contains("SITEKEY") || len(ac.Revocations) != 2 {
+		t.Fatal("the claims given were changed")
+	}
+}
