@@ -182,7 +182,7 @@ func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), Name: name}, auth)
+	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, auth)
 }
 
 // push sends the tenant's account JWT to central's resolver.
