@@ -35,11 +35,14 @@ func tlsCommand() *cli.Command {
 			Usage: "issue a peer's certificate (cert.pem, key.pem with mode 0600, and a copy of ca.pem) into a directory",
 			Description: "--host lists every name and address clients, sites and route members dial the peer by:\n" +
 				"the certificate is verified against it. Issue again (same --out-dir) to rotate; the running peer\n" +
-				"takes the new files on SIGHUP.",
+				"takes the new files on SIGHUP.\n\n" +
+				"With several --name (a compose file's one-shot service), each certificate goes to OUT-DIR/NAME,\n" +
+				"is valid for its name as a host too, and OUT-DIR/ca.pem is the CA for clients.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "ca-dir", Required: true, Usage: "the CA's directory (meshmon tls ca --dir)"},
-				&cli.StringFlag{Name: "name", Required: true, Usage: "the certificate's common name (the peer's name)"},
-				&cli.StringSliceFlag{Name: "host", Required: true, Usage: "DNS names and IP addresses the peer is dialled by, comma separated"},
+				&cli.BoolFlag{Name: "init-ca", Usage: "make the CA in --ca-dir first if there is none"},
+				&cli.StringSliceFlag{Name: "name", Required: true, Usage: "the certificate's common name (the peer's name); repeat it for several peers"},
+				&cli.StringSliceFlag{Name: "host", Usage: "DNS names and IP addresses the peer is dialled by, comma separated"},
 				&cli.StringFlag{Name: "out-dir", Required: true, Usage: "directory for cert.pem, key.pem and ca.pem"},
 				&cli.DurationFlag{Name: "validity", Value: pki.CertValidity, Usage: "how long the certificate is valid"},
 				jsonFlag(),
@@ -76,7 +79,13 @@ func printCA(c *cli.Context, dir string, ca *pki.CA, verb string) error {
 }
 
 func tlsIssue(c *cli.Context) error {
-	ca, err := pki.LoadCA(c.String("ca-dir"))
+	caDir := c.String("ca-dir")
+	ca, err := pki.LoadCA(caDir)
+	if err != nil && c.Bool("init-ca") && errors.Is(err, os.ErrNotExist) {
+		if ca, err = pki.NewCA("meshmon mesh CA", time.Now()); err == nil {
+			err = ca.Save(caDir)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -86,14 +95,40 @@ func tlsIssue(c *cli.Context) error {
 			hosts = append(hosts, h)
 		}
 	}
-	files, err := issueTo(ca, c.String("name"), hosts, c.String("out-dir"), c.Duration("validity"))
-	if err != nil {
-		return err
+	names, out := c.StringSlice("name"), c.String("out-dir")
+	type issued struct {
+		Name  string   `json:"name"`
+		Hosts []string `json:"hosts"`
+		Cert  string   `json:"cert"`
+		Key   string   `json:"key"`
+		CA    string   `json:"ca"`
+	}
+	var done []issued
+	for _, name := range names {
+		dir, hs := out, hosts
+		if len(names) > 1 {
+			dir, hs = filepath.Join(out, name), append([]string{name}, hosts...)
+		}
+		files, err := issueTo(ca, name, hs, dir, c.Duration("validity"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		done = append(done, issued{name, hs, files.Cert, files.Key, files.CA})
+	}
+	if len(names) > 1 {
+		if err := pki.WriteFile(filepath.Join(out, pki.CAFile), ca.CertPEM, 0o644); err != nil {
+			return err
+		}
 	}
 	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]any{"cert": files.Cert, "key": files.Key, "ca": files.CA, "hosts": hosts})
+		if len(done) == 1 {
+			return printJSON(os.Stdout, done[0])
+		}
+		return printJSON(os.Stdout, done)
 	}
-	fmt.Printf("issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", c.String("name"), strings.Join(hosts, ", "), files.Cert, files.Key, files.CA)
+	for _, d := range done {
+		fmt.Printf("issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", d.Name, strings.Join(d.Hosts, ", "), d.Cert, d.Key, d.CA)
+	}
 	return nil
 }
 
