@@ -155,7 +155,12 @@ func (p *Peer) Start(ctx context.Context) error {
 	if p.cfg.Insecure {
 		p.warnInsecure()
 	}
+	if k != nil {
+		// (Stopped by Close, or by a failed start's cancel below.)
+		p.background(p.watchTLS)
+	}
 	fail := func(err error) error {
+		p.cancel() // the background work started so far (watchTLS)
 		p.mon.close()
 		p.mon = nil
 		srv.Shutdown()
@@ -364,6 +369,34 @@ func (p *Peer) ReloadTLS() error {
 	c := k.current().Leaf
 	p.log.Info("tls certificate reloaded", "subject", c.Subject.CommonName, "not_after", c.NotAfter.UTC().Format(time.RFC3339), "serial", c.SerialNumber.Text(16))
 	return nil
+}
+
+// watchTLS reloads the certificate files when they change, until ctx is
+// done: what a renewal (certbot-like tooling, a secret mounted by an
+// orchestrator) needs without a SIGHUP.
+func (p *Peer) watchTLS(ctx context.Context) {
+	every := p.cfg.TLS.watchEvery()
+	if p.certs == nil || every < 0 {
+		return
+	}
+	last := p.cfg.TLS.stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := p.cfg.TLS.stamp()
+		if now == last {
+			continue
+		}
+		last = now
+		if err := p.ReloadTLS(); err != nil {
+			p.log.Error("certificate files changed; the certificate stays as it was", "err", err)
+		}
+	}
 }
 
 // HTTPAddr is where the monitor listens, host:port with the actual port;

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshmon/meshmon/pki"
 )
@@ -19,10 +20,36 @@ type TLS struct {
 	Cert string `json:"cert,omitempty"` // PEM certificate file
 	Key  string `json:"key,omitempty"`  // PEM private key file
 	CA   string `json:"ca,omitempty"`   // PEM file of the mesh's CA (or the old and new CA while rotating)
+	// Watch is how often the peer looks at the certificate and key files
+	// and reloads them when either changed; 0 means DefaultTLSWatch, a
+	// negative value never (SIGHUP, Peer.ReloadTLS, still do).
+	Watch time.Duration `json:"watch,omitempty"`
+}
+
+// DefaultTLSWatch is how often a peer looks for new certificate files.
+const DefaultTLSWatch = 10 * time.Second
+
+func (t TLS) watchEvery() time.Duration {
+	if t.Watch == 0 {
+		return DefaultTLSWatch
+	}
+	return t.Watch
 }
 
 // On reports whether a certificate is configured.
 func (t TLS) On() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
+
+// stamp is what the watch compares: the files' sizes and modification
+// times.
+func (t TLS) stamp() string {
+	var b []byte
+	for _, f := range []string{t.Cert, t.Key} {
+		if fi, err := os.Stat(f); err == nil {
+			b = fmt.Appendf(b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return string(b)
+}
 
 func (t TLS) validate() error {
 	if t.Cert == "" || t.Key == "" || t.CA == "" {

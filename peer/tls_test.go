@@ -503,6 +503,29 @@ func TestTLSRotation(t *testing.T) {
 	again.Close()
 }
 
+// TestTLSWatch: new certificate files are taken without a SIGHUP when the
+// peer watches them.
+func TestTLSWatch(t *testing.T) {
+	k := newTestPKI(t)
+	cfg := tlsConfig(t, "watch", k)
+	cfg.TLS.Watch = 50 * time.Millisecond
+	p := startPeer(t, cfg)
+	ctx := testCtx(t)
+	ccc := bus.ConnConfig{URL: p.ClientURL(), CAFile: k.caFile()}
+	fresh := k.issueTo("watch", cfg.TLS)
+	checkFor(t, 10*time.Second, func() error {
+		nc, err := bus.ConnectWait(ctx, ccc)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if got := servedSerial(t, nc); got != fresh.SerialNumber.String() {
+			return fmt.Errorf("served serial %s, want %s", got, fresh.SerialNumber)
+		}
+		return nil
+	})
+}
+
 func servedSerial(t *testing.T, nc *nats.Conn) string {
 	t.Helper()
 	st, err := nc.TLSConnectionState()

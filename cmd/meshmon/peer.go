@@ -61,6 +61,7 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "the peer's certificate (PEM), from 'meshmon tls issue'; served on every listener"},
 				&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "the certificate's private key (PEM)"},
 				&cli.StringFlag{Name: "tls-ca", EnvVars: env("TLS_CA"), Usage: "the mesh's CA (PEM): route members are verified against it both ways"},
+				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
 			},
@@ -196,7 +197,10 @@ func peerRun(c *cli.Context) error {
 	if u := c.String("http-user"); u != "" {
 		cfg.HTTPUser = u
 	}
-	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
+	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
+	if cfg.TLS.Watch == 0 {
+		cfg.TLS.Watch = -1 // never
+	}
 	cfg.Insecure = c.Bool("insecure")
 	cfg.Trust = c.String("trust")
 	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
