@@ -23,7 +23,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
 )
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // TestTLSMesh runs a mesh as an MSP would put it on a network: the mesh's
 // CA from 'meshmon tls ca', a certificate per peer from 'meshmon tls
@@ -99,6 +110,9 @@ func TestTLSMesh(t *testing.T) {
 	for _, name := range []string{"paris", "lyon"} {
 		tok := filepath.Join(dir, name+".token")
 		mustRun(t, cli("site", "add", name, "--wait-central", "3", "--token-file", tok)...)
+		if _, info, err := bus.ParseJoinToken(string(mustRead(t, tok))); err != nil || info.CA != string(mustRead(t, caFile)) {
+			t.Fatalf("the join token of %s does not pin central's CA (%v)", name, err)
+		}
 		s := &meshPeer{name: name, client: freePort(t, "tcp"), dir: filepath.Join(dir, name)}
 		s.args = append([]string{"--log-level", peerLogLevel(), "peer", "run", "--join-file", tok, "--name", name,
 			"--listen", "127.0.0.1:" + strconv.Itoa(s.client), "--data-dir", s.dir, "--auth-user", meshUser, "--auth-password-file", pwFile,
@@ -288,4 +302,73 @@ func httpPlaintext(addr string) (string, error) {
 		return "", fmt.Errorf("TLS only: %s", body)
 	}
 	return resp.Status, nil
+}
+
+// TestTLSOperatorMode: a central in operator mode and a site of a tenant,
+// both with certificates; 'site add --tenant' pins the CA the command
+// verified central with (--tlsca) in the token, the site links over TLS,
+// and a poller's event published at the site reaches the tenant's stream
+// at central, read with the stock nats CLI and --tlsca.
+func TestTLSOperatorMode(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	mustRun(t, "init", "--keys", keys)
+	caDir := filepath.Join(dir, "ca")
+	mustRun(t, "tls", "ca", "--dir", caDir)
+	caFile := filepath.Join(caDir, "ca.pem")
+	tlsArgs := func(name string) []string {
+		out := filepath.Join(dir, "certs", name)
+		mustRun(t, "tls", "issue", "--ca-dir", caDir, "--name", name, "--host", "127.0.0.1", "--out-dir", out)
+		return []string{"--tls-cert", filepath.Join(out, "cert.pem"), "--tls-key", filepath.Join(out, "key.pem"), "--tls-ca", filepath.Join(out, "ca.pem")}
+	}
+	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
+	curl := "tls://127.0.0.1:" + strconv.Itoa(cport)
+	central := runMeshmon(t, "central", append([]string{"peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
+		"--listen", "127.0.0.1:" + strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1")}, tlsArgs("c1")...)...)
+	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	cli := func(args ...string) string {
+		return mustRun(t, append([]string{"--server", curl, "--tlsca", caFile}, args...)...)
+	}
+	cli("tenant", "create", "acme", "--keys", keys)
+	token := filepath.Join(dir, "s1.token")
+	cli("site", "add", "s1", "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+	tb, err := os.ReadFile(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, info, err := bus.ParseJoinToken(string(tb)); err != nil || info.CA != string(mustRead(t, caFile)) {
+		t.Fatalf("the join token does not pin the CA (%v)", err)
+	}
+	sport := freePort(t, "tcp")
+	site := runMeshmon(t, "s1", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", token,
+		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
+	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
+	creds := func(args ...string) string {
+		f := filepath.Join(dir, strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", "acme", "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	poller, noc := creds("--role", "poller", "--site", "s1"), creds("--role", "noc")
+	surl := "tls://127.0.0.1:" + strconv.Itoa(sport)
+	if out, err := exec.Command(natsBin, "--server", surl, "--tlsca", caFile, "--creds", poller, "pub", "ev.s1.d1.trap", "over-tls",
+		"-H", "Nats-Msg-Id:tls-1").CombinedOutput(); err != nil {
+		t.Fatalf("publish at the site: %v\n%s", err, out)
+	}
+	waitFor(t, 90*time.Second, "the event at central", func() bool {
+		out, err := exec.Command(natsBin, "--server", curl, "--tlsca", caFile, "--creds", noc, "stream", "info", "EVENTS", "--json").CombinedOutput()
+		var info struct {
+			State struct {
+				Messages uint64 `json:"messages"`
+			} `json:"state"`
+		}
+		return err == nil && json.Unmarshal(out, &info) == nil && info.State.Messages == 1
+	})
+	for _, p := range []*proc{central, site} {
+		for _, port := range listeningPorts(t, p.cmd.Process.Pid) {
+			if err := natsPlaintext("127.0.0.1:" + strconv.Itoa(port)); err == nil {
+				t.Errorf("%s port %d answered a plaintext CONNECT", p.name, port)
+			}
+		}
+	}
 }
