@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -369,6 +370,15 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 			}
 			return nil
 		})
+		// A new certificate for the member dialled: the routes stay.
+		before := routeIDs(t, p)
+		k.issueTo("c1", cfg.TLS)
+		if err := p.ReloadTLS(); err != nil {
+			t.Fatal(err)
+		}
+		if after := routeIDs(t, p); after != before {
+			t.Fatalf("routes after the reload %s, before %s", after, before)
+		}
 	})
 }
 
@@ -524,6 +534,20 @@ func TestTLSWatch(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// routeIDs lists the connection ids of p's routes.
+func routeIDs(t *testing.T, p *Peer) string {
+	t.Helper()
+	rz, err := p.Server().Routez(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 0, len(rz.Routes))
+	for _, r := range rz.Routes {
+		ids = append(ids, strconv.FormatUint(r.Rid, 10))
+	}
+	return strings.Join(ids, ",")
 }
 
 func servedSerial(t *testing.T, nc *nats.Conn) string {
