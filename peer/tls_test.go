@@ -326,10 +326,16 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 	cfg.Cluster.Listen, cfg.Cluster.Routes = freeAddr(t), []string{"nats-route://" + c2Route}
 	p := startPeer(t, cfg)
 	routeURL := "nats-route://" + cfg.Cluster.Listen
+	// A TLS route port sends its INFO line (with the cluster's name) only
+	// after the TLS handshake, which asks for a certificate of the CA; the
+	// attacker takes the name from an insecure peer's INFO, or guesses the
+	// default.
+	routePortSilent(t, cfg.Cluster.Listen)
+	cluster := cfg.ClusterName()
 
 	t.Run("no certificate", func(t *testing.T) {
 		tc := &tls.Config{InsecureSkipVerify: true} // it does not care who central is
-		a, l := attacker(t, cfg.ClusterName(), routeURL, tc)
+		a, l := attacker(t, cluster, routeURL, tc)
 		waitRouteRefused(t, l)
 		if n := a.NumRoutes(); n != 0 {
 			t.Fatalf("the attacker has %d routes", n)
@@ -339,7 +345,7 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 		}
 	})
 	t.Run("plaintext", func(t *testing.T) {
-		a, l := attacker(t, cfg.ClusterName(), routeURL, nil)
+		a, l := attacker(t, cluster, routeURL, nil)
 		waitRouteRefused(t, l)
 		if a.NumRoutes() != 0 || p.Server().NumRoutes() != 0 {
 			t.Fatalf("routes: attacker %d, peer %d", a.NumRoutes(), p.Server().NumRoutes())
@@ -353,7 +359,7 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 			t.Fatal(err)
 		}
 		tc := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}
-		a, l := attacker(t, cfg.ClusterName(), routeURL, tc)
+		a, l := attacker(t, cluster, routeURL, tc)
 		waitRouteRefused(t, l)
 		if a.NumRoutes() != 0 || p.Server().NumRoutes() != 0 {
 			t.Fatalf("routes: attacker %d, peer %d", a.NumRoutes(), p.Server().NumRoutes())
@@ -380,6 +386,21 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 			t.Fatalf("routes after the reload %s, before %s", after, before)
 		}
 	})
+}
+
+// routePortSilent checks that a plaintext dialler of a route port reads
+// nothing in the first second: no INFO line, so not the cluster's name.
+func routePortSilent(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err == nil || line != "" {
+		t.Fatalf("the route port sent %q in plaintext", line)
+	}
 }
 
 // waitRouteRefused waits until the attacker's route was closed twice (the
