@@ -161,6 +161,19 @@ func issueTo(ca *pki.CA, name string, hosts []string, dir string, validity time.
 	return files, nil
 }
 
+// initMeshCA makes the mesh's CA in dir for meshmon init, and returns its
+// certificate's path.
+func initMeshCA(dir string) (string, error) {
+	ca, err := pki.NewCA("meshmon mesh CA", time.Now())
+	if err != nil {
+		return "", err
+	}
+	if err := ca.Save(dir); err != nil {
+		return "", fmt.Errorf("mesh CA: %w", err)
+	}
+	return filepath.Join(dir, pki.CAFile), nil
+}
+
 // localTLS makes a CA and a certificate for name on loopback under dir,
 // for the demo.
 func localTLS(dir, name string) (peer.TLS, error) {

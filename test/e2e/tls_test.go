@@ -305,7 +305,7 @@ func httpPlaintext(addr string) (string, error) {
 }
 
 // TestTLSOperatorMode: a central in operator mode and a site of a tenant,
-// both with certificates; 'site add --tenant' pins the CA the command
+// both with certificates of the CA meshmon init made in the key store; 'site add --tenant' pins the CA the command
 // verified central with (--tlsca) in the token, the site links over TLS,
 // and a poller's event published at the site reaches the tenant's stream
 // at central, read with the stock nats CLI and --tlsca.
@@ -313,9 +313,9 @@ func TestTLSOperatorMode(t *testing.T) {
 	natsBin := need(t, "nats")
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys")
+	// meshmon init makes the mesh's CA in the key store.
 	mustRun(t, "init", "--keys", keys)
-	caDir := filepath.Join(dir, "ca")
-	mustRun(t, "tls", "ca", "--dir", caDir)
+	caDir := filepath.Join(keys, "ca")
 	caFile := filepath.Join(caDir, "ca.pem")
 	tlsArgs := func(name string) []string {
 		out := filepath.Join(dir, "certs", name)
