@@ -155,6 +155,22 @@ func TestTLSMesh(t *testing.T) {
 		})
 	}
 
+	// The scan's control: a peer run with --insecure, with the same
+	// credentials, is found speaking plaintext on its client port and its
+	// monitor.
+	plain := &meshPeer{name: "plain", client: freePort(t, "tcp"), dir: filepath.Join(dir, "plain")}
+	httpPort := freePort(t, "tcp")
+	plain.args = []string{"--log-level", "warn", "peer", "run", "--site", "plain", "--insecure", "--listen", "127.0.0.1:" + strconv.Itoa(plain.client),
+		"--data-dir", plain.dir, "--http", ":" + strconv.Itoa(httpPort), "--auth-user", meshUser, "--auth-password-file", pwFile}
+	plain.start(t)
+	plain.proc.waitOutput(`running with --insecure: every listener is plaintext`, 10*time.Second)
+	if err := natsPlaintext("127.0.0.1:" + strconv.Itoa(plain.client)); err != nil {
+		t.Fatalf("the scan misses the plaintext client port of an --insecure peer: %v", err)
+	}
+	if _, err := httpPlaintext("127.0.0.1:" + strconv.Itoa(httpPort)); err != nil {
+		t.Fatalf("the scan misses the plaintext monitor of an --insecure peer: %v", err)
+	}
+
 	// The scan: every listening port of every process.
 	scanned := 0
 	for _, p := range append(append([]*meshPeer{}, central...), sites...) {
