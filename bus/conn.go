@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,10 @@ type ConnConfig struct {
 	NKeySeedFile string `json:"nkey_seed_file,omitempty"` // a user nkey seed (SU...)
 	CredsFile    string `json:"creds_file,omitempty"`     // a JWT user credentials file
 	Name         string `json:"name,omitempty"`           // connection name shown by the server; empty means "meshmon"
+	// CAFile is the PEM file of the mesh's CA: the peer's certificate is
+	// verified against it (meshmon tls ca makes it). Without it the
+	// system's roots verify a peer that serves TLS.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // Reconnect backoff bounds.
@@ -86,6 +91,23 @@ func (c ConnConfig) Validate() error {
 		if err := checkSeedFile(c.NKeySeedFile); err != nil {
 			return bad("nkey seed file %s: %v", c.NKeySeedFile, err)
 		}
+	}
+	if c.CAFile != "" {
+		if err := checkCAFile(c.CAFile); err != nil {
+			return bad("ca file %s: %v", c.CAFile, err)
+		}
+	}
+	return nil
+}
+
+// checkCAFile reads a PEM CA file now.
+func checkCAFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileErr(err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return errors.New("holds no PEM certificate; want the ca.pem of 'meshmon tls ca'")
 	}
 	return nil
 }
@@ -185,6 +207,9 @@ func (c ConnConfig) options(opts []nats.Option) ([]nats.Option, error) {
 	case c.CredsFile != "":
 		o = append(o, nats.UserCredentials(c.CredsFile))
 	}
+	if c.CAFile != "" {
+		o = append(o, nats.RootCAs(c.CAFile))
+	}
 	return append(o, opts...), nil
 }
 
@@ -253,6 +278,9 @@ func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nat
 		if permanentConnErr(err) {
 			if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthRevoked) {
 				return nil, fmt.Errorf("connect %s: %w (check --user and --password, --nkey or --creds; a central run with --trust takes a tenant user's .creds file, from 'meshmon tenant creds')", cfg.redactedURL(), err)
+			}
+			if strings.Contains(err.Error(), "x509") && cfg.CAFile == "" {
+				return nil, fmt.Errorf("connect %s: %w (the peer's certificate is of the mesh's CA: give --tlsca ca.pem)", cfg.redactedURL(), err)
 			}
 			return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), err)
 		}

@@ -103,6 +103,10 @@ type JoinInfo struct {
 	Account     string            `json:"account,omitempty"`
 	AccountJWT  string            `json:"account_jwt,omitempty"`
 	UpkeepCreds string            `json:"upkeep_creds,omitempty"`
+	// CA is the PEM of the CA central's certificate is of: the site pins
+	// it and verifies central against it on its leaf link. Empty when
+	// central runs without TLS (--insecure).
+	CA string `json:"ca,omitempty"`
 }
 
 // EnsureCentral creates central's buckets and its EVENTS and METRICS
@@ -301,6 +305,9 @@ func Join(ctx context.Context, js jetstream.JetStream) (JoinInfo, error) {
 			continue
 		}
 		out.Tenant, out.User, out.Password = ji.Tenant, ji.User, ji.Password
+		if ji.CA != "" {
+			out.CA = ji.CA
+		}
 		for _, u := range ji.Central {
 			if !slices.Contains(out.Central, u) {
 				out.Central = append(out.Central, u)

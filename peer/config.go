@@ -99,9 +99,32 @@ type Config struct {
 	// the server's defaults (a share of RAM and disk).
 	MaxMemory int64 `json:"max_memory,omitempty"`
 	MaxStore  int64 `json:"max_store,omitempty"`
-	// HTTPListen is the monitoring address, host:port; empty turns it off.
-	HTTPListen string `json:"http_listen,omitempty"`
+	// HTTPListen is the monitoring address, host:port (a host left out
+	// means 127.0.0.1); empty turns it off. The monitor is served over
+	// HTTPS with the peer's certificate and asks for HTTP basic auth with
+	// HTTPUser and HTTPPassword (see monitor.go).
+	HTTPListen   string `json:"http_listen,omitempty"`
+	HTTPUser     string `json:"http_user,omitempty"`
+	HTTPPassword string `json:"http_password,omitempty"`
+	// TLS is the peer's certificate and the mesh's CA. Every listener
+	// serves it, and routes are mutual TLS against the CA. A peer without
+	// it runs only with Insecure.
+	TLS TLS `json:"tls,omitzero"`
+	// CentralCA (site) is the PEM of the CA that central's certificate is
+	// verified against on the leaf link: the one its join token pins.
+	// Without it the site verifies central against TLS.CA; with neither,
+	// the link is plaintext and needs Insecure.
+	CentralCA string `json:"central_ca,omitempty"`
+	// Insecure allows what is refused otherwise: listeners and links
+	// without TLS, a client listener off loopback without client
+	// authentication, monitoring without a password. The peer warns at
+	// start.
+	Insecure bool `json:"insecure,omitempty"`
 }
+
+// MinPasswordLen is the shortest password a peer takes for its clients,
+// its leaf credential and its monitor.
+const MinPasswordLen = 12
 
 // DefaultConfig returns a single site peer for site "local" on
 // 127.0.0.1:4222 with its data in ./meshmon-data, SyncAlways and the default
@@ -162,7 +185,7 @@ func (c Config) Validate() error {
 			if err := checkHostPort(c.LeafListen); err != nil {
 				return bad("leaf listen %q: %v", c.LeafListen, err)
 			}
-			if len(c.LeafPassword) < 12 && c.Trust == "" {
+			if len(c.LeafPassword) < MinPasswordLen && c.Trust == "" {
 				return bad("leaf password must be at least 12 characters (every central peer has the same; sites get it from 'meshmon site add')")
 			}
 		}
@@ -202,6 +225,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort(cl.Listen); err != nil {
 			return bad("cluster listen %q: %v (routes need a listen address)", cl.Listen, err)
 		}
+		if len(cl.Routes) == 0 {
+			return bad("cluster listen %q is set without routes: JetStream in a cluster needs them; give --routes (the other members' route URLs, nats-route://host:port), or drop --cluster-listen for a single peer", cl.Listen)
+		}
 		if strings.ContainsAny(cl.Name, " \t.*>") {
 			return bad("cluster name %q must have no white space, dots or wildcards", cl.Name)
 		}
@@ -233,8 +259,67 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.HTTPListen); err != nil {
 			return bad("http listen %q: %v", c.HTTPListen, err)
 		}
+		if (c.HTTPUser == "") != (c.HTTPPassword == "") {
+			return bad("http user and http password go together; set both or neither")
+		}
+		if c.HTTPPassword == "" && !c.Insecure {
+			return bad("http monitoring without a password: give --auth-user and --auth-password (the monitor asks for them) or --http-user and --http-password-file, or --insecure")
+		}
+		if c.HTTPPassword != "" && len(c.HTTPPassword) < MinPasswordLen {
+			return bad("http password must be at least %d characters", MinPasswordLen)
+		}
+	}
+	if c.Auth.Password != "" && len(c.Auth.Password) < MinPasswordLen {
+		return bad("auth password must be at least %d characters", MinPasswordLen)
+	}
+	if c.TLS.On() {
+		if err := c.TLS.validate(); err != nil {
+			return bad("%v", err)
+		}
+	} else if !c.Insecure {
+		return bad("no TLS certificate: give --tls-cert, --tls-key and --tls-ca ('meshmon tls issue' makes them), or --insecure for plaintext on every listener")
+	}
+	if c.CentralCA != "" {
+		if _, err := leafRemote(c.CentralCA); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if c.Role == RoleSite && len(c.Central) > 0 && c.CentralCA == "" && !c.TLS.On() && !c.Insecure {
+		return bad("the join token pins no CA of central (central runs --insecure?): the link to central would be plaintext; give --insecure to allow it")
+	}
+	if !c.clientAuth() && !c.Insecure && !isLoopback(c.Listen) {
+		return bad("listen %q is not a loopback address and clients need no authentication: set --auth-user/--auth-password(-file) or --auth-nkey (or --trust), listen on 127.0.0.1, or give --insecure", c.Listen)
 	}
 	return nil
+}
+
+// clientAuth reports whether clients must authenticate.
+func (c Config) clientAuth() bool {
+	return !c.Auth.None() || c.Trust != "" || len(c.Tenants) > 0
+}
+
+// isLoopback reports whether the host of addr is a loopback address (or
+// localhost); an empty host means every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// httpAddr is HTTPListen with 127.0.0.1 for a host left out: the monitor
+// is on loopback unless the address says otherwise.
+func (c Config) httpAddr() string {
+	host, port, err := net.SplitHostPort(c.HTTPListen)
+	if err != nil || host != "" {
+		return c.HTTPListen
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }
 
 // checkURL checks that u is scheme://host:port with one of schemes.

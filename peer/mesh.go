@@ -33,9 +33,15 @@ func (p *Peer) ensure(ctx context.Context, js jetstream.JetStream) error {
 		if p.cfg.LeafListen == "" {
 			return nil
 		}
-		return bus.PublishJoin(ctx, js, p.cfg.Name, bus.JoinInfo{
-			Tenant: p.cfg.Tenant, Central: []string{p.leafURL(p.srv)}, User: p.cfg.LeafUser, Password: p.cfg.LeafPassword,
-		})
+		info := bus.JoinInfo{Tenant: p.cfg.Tenant, Central: []string{p.leafURL(p.srv)}, User: p.cfg.LeafUser, Password: p.cfg.LeafPassword}
+		if p.cfg.TLS.On() {
+			b, err := os.ReadFile(p.cfg.TLS.CA)
+			if err != nil {
+				return fmt.Errorf("tls ca: %w", err)
+			}
+			info.CA = string(b)
+		}
+		return bus.PublishJoin(ctx, js, p.cfg.Name, info)
 	}
 	if err := bus.EnsureStreams(ctx, js, p.cfg.Limits); err != nil {
 		return err

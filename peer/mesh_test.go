@@ -62,7 +62,7 @@ func centralConfig(t *testing.T, name string) Config {
 func siteConfig(t *testing.T, site string, join bus.JoinInfo) Config {
 	cfg := testConfig(t)
 	cfg.Name, cfg.Site = site+"-1", site
-	cfg.Central, cfg.LeafUser, cfg.LeafPassword = join.Central, join.User, join.Password
+	cfg.Central, cfg.LeafUser, cfg.LeafPassword, cfg.CentralCA = join.Central, join.User, join.Password, join.CA
 	return cfg
 }
 

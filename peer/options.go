@@ -3,6 +3,7 @@ package peer
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -33,7 +34,13 @@ const (
 // that part goes through the server's config parser, as DESIGN.md notes);
 // every user, the peer's own, the leaf credential and the leaf link are
 // bound to it.
-func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
+//
+// With k (the peer's certificate) every listener is TLS: clients and the
+// leaf listener get the certificate; the route port is mutual TLS against
+// the mesh's CA both ways. A site's link to central verifies central
+// against CentralCA (or the CA of k). The HTTP monitor is not nats-server's
+// (see monitor.go).
+func (c Config) serverOptions(in *internalAuth, k *certs) (*server.Options, error) {
 	o := &server.Options{}
 	if len(c.Tenants) > 0 {
 		if err := c.siteOperatorOptions(o); err != nil {
@@ -77,8 +84,9 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	// kept a cut site's link open at central for the whole of a 2-minute
 	// cut.
 	o.PingInterval, o.MaxPingsOut = pingInterval, pingsOut
-	if c.HTTPListen != "" {
-		o.HTTPHost, o.HTTPPort = hostPort(c.HTTPListen)
+	if k != nil {
+		o.TLSConfig = k.server()
+		o.TLSTimeout = tlsTimeout
 	}
 	if !c.operatorMode() {
 		applyAuth(o, c.Auth, in, acc, sys)
@@ -87,10 +95,23 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	if c.Cluster.Clustered() {
 		o.Cluster.Name = c.ClusterName()
 		o.Cluster.Host, o.Cluster.Port = hostPort(c.Cluster.Listen)
-		o.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
+		if len(c.Cluster.Routes) > 0 {
+			// (RoutesFromStr of "" is one route to an empty address,
+			// which a member started without routes dialled for ever,
+			// "missing port in address", and its JetStream never came.)
+			o.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
+		}
+		if k != nil {
+			o.Cluster.TLSConfig = k.route()
+			o.Cluster.TLSTimeout = tlsTimeout
+		}
 	}
 	if c.Role == RoleCentral && c.LeafListen != "" {
 		o.LeafNode.Host, o.LeafNode.Port = hostPort(c.LeafListen)
+		if k != nil {
+			o.LeafNode.TLSConfig = k.server()
+			o.LeafNode.TLSTimeout = tlsTimeout
+		}
 		if c.Trust == "" {
 			// (In operator mode a site's leaf link authenticates as a
 			// tenant's leaf user and lands in that tenant's account.)
@@ -106,6 +127,9 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 	if c.Role == RoleSite && len(c.Central) > 0 && len(c.Tenants) > 0 {
 		remotes, err := c.tenantRemotes()
 		if err != nil {
+			return nil, err
+		}
+		if err := c.leafTLS(remotes, k); err != nil {
 			return nil, err
 		}
 		o.LeafNode.Remotes = remotes
@@ -128,8 +152,40 @@ func (c Config) serverOptions(in *internalAuth) (*server.Options, error) {
 			// may not be reachable from the site (NAT, proxies).
 			IgnoreDiscoveredServers: true,
 		}}
+		if err := c.leafTLS(o.LeafNode.Remotes, k); err != nil {
+			return nil, err
+		}
 	}
 	return o, nil
+}
+
+// tlsTimeout bounds a TLS handshake on any link (nats-server's default is
+// 2 s, short for a WAN link with loss).
+const tlsTimeout = 5
+
+// leafTLS makes a site's links to central TLS, verifying central against
+// CentralCA (the CA its join token pins), else the CA of k. Without
+// either (Validate asks for Insecure then) they stay plaintext.
+func (c Config) leafTLS(remotes []*server.RemoteLeafOpts, k *certs) error {
+	ca := c.CentralCA
+	if ca == "" && k != nil {
+		b, err := os.ReadFile(c.TLS.CA)
+		if err != nil {
+			return fmt.Errorf("tls ca: %w", err)
+		}
+		ca = string(b)
+	}
+	if ca == "" {
+		return nil
+	}
+	for _, r := range remotes {
+		tc, err := leafRemote(ca)
+		if err != nil {
+			return err
+		}
+		r.TLS, r.TLSConfig, r.TLSTimeout = true, tc, tlsTimeout
+	}
+	return nil
 }
 
 func (c Config) leafDialTimeout() time.Duration {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,10 +30,12 @@ type Peer struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex // guards srv, internal and lock
+	mu       sync.Mutex // guards srv, internal, lock and mon
 	srv      *server.Server
 	internal *internalAuth
 	lock     *dirLock
+	mon      *monitor
+	certs    *certs // nil without TLS; set before Start returns
 
 	ready        atomic.Bool
 	closed       atomic.Bool
@@ -104,7 +107,7 @@ func (p *Peer) Start(ctx context.Context) error {
 	if p.closed.Load() {
 		return errors.New("start peer: closed")
 	}
-	for _, addr := range []string{p.cfg.Listen, p.cfg.HTTPListen, p.cfg.Cluster.Listen, p.cfg.LeafListen} {
+	for _, addr := range []string{p.cfg.Listen, p.cfg.httpAddr(), p.cfg.Cluster.Listen, p.cfg.LeafListen} {
 		if err := checkFree(addr); err != nil {
 			return err
 		}
@@ -125,7 +128,15 @@ func (p *Peer) Start(ctx context.Context) error {
 	if len(p.cfg.Tenants) > 0 {
 		p.cfg.Tenants = p.cfg.withFollowed(p.log)
 	}
-	opts, err := p.cfg.serverOptions(in)
+	var k *certs
+	if p.cfg.TLS.On() {
+		if k, err = loadCerts(p.cfg.TLS); err != nil {
+			lock.unlock()
+			return fmt.Errorf("start peer: %w", err)
+		}
+		p.certs = k
+	}
+	opts, err := p.cfg.serverOptions(in, k)
 	if err != nil {
 		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
@@ -141,7 +152,17 @@ func (p *Peer) Start(ctx context.Context) error {
 	srv.SetLoggerV2(logger, p.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	srv.Start()
 
+	if p.cfg.Insecure {
+		p.warnInsecure()
+	}
+	if k != nil {
+		// (Stopped by Close, or by a failed start's cancel below.)
+		p.background(p.watchTLS)
+	}
 	fail := func(err error) error {
+		p.cancel() // the background work started so far (watchTLS)
+		p.mon.close()
+		p.mon = nil
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		lock.unlock()
@@ -157,6 +178,13 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	if !srv.JetStreamEnabled() {
 		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
+	}
+	if p.cfg.HTTPListen != "" {
+		m, err := p.cfg.startMonitor(srv, k, p.log)
+		if err != nil {
+			return fail(fmt.Errorf("start peer: %w", err))
+		}
+		p.mon = m
 	}
 	if len(p.cfg.Tenants) > 0 {
 		if err := p.ensureTenants(ctx, srv); err != nil {
@@ -300,6 +328,88 @@ func checkFree(addr string) error {
 	return ln.Close()
 }
 
+// warnInsecure says at start what Insecure leaves open.
+func (p *Peer) warnInsecure() {
+	var open []string
+	if !p.cfg.TLS.On() {
+		open = append(open, "every listener is plaintext (credentials and events cross the network readable)")
+		if p.cfg.Cluster.Clustered() {
+			open = append(open, "the route port takes any server that dials it (it can join any account)")
+		}
+	}
+	if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 && p.cfg.CentralCA == "" && !p.cfg.TLS.On() {
+		open = append(open, "the link to central is plaintext and central is not verified")
+	}
+	if !p.cfg.clientAuth() && !isLoopback(p.cfg.Listen) {
+		open = append(open, "clients need no credentials on "+p.cfg.Listen)
+	}
+	if p.cfg.HTTPListen != "" && p.cfg.HTTPPassword == "" {
+		open = append(open, "the HTTP monitor answers anyone")
+	}
+	if len(open) == 0 {
+		return
+	}
+	p.log.Warn("running with --insecure: "+strings.Join(open, "; "), "name", p.cfg.Name)
+}
+
+// ReloadTLS reads the peer's certificate and key files again: connections
+// made from now on get the new certificate, those up stay up. A pair that
+// does not load, or is not of the CA, is an error and the current one
+// stays. It does nothing for a peer without TLS.
+func (p *Peer) ReloadTLS() error {
+	p.mu.Lock()
+	k := p.certs
+	p.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	if err := k.reload(); err != nil {
+		return fmt.Errorf("reload tls: %w", err)
+	}
+	c := k.current().Leaf
+	p.log.Info("tls certificate reloaded", "subject", c.Subject.CommonName, "not_after", c.NotAfter.UTC().Format(time.RFC3339), "serial", c.SerialNumber.Text(16))
+	return nil
+}
+
+// watchTLS reloads the certificate files when they change, until ctx is
+// done: what a renewal (certbot-like tooling, a secret mounted by an
+// orchestrator) needs without a SIGHUP.
+func (p *Peer) watchTLS(ctx context.Context) {
+	every := p.cfg.TLS.watchEvery()
+	if p.certs == nil || every < 0 {
+		return
+	}
+	last := p.cfg.TLS.stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := p.cfg.TLS.stamp()
+		if now == last {
+			continue
+		}
+		last = now
+		if err := p.ReloadTLS(); err != nil {
+			p.log.Error("certificate files changed; the certificate stays as it was", "err", err)
+		}
+	}
+}
+
+// HTTPAddr is where the monitor listens, host:port with the actual port;
+// empty without one.
+func (p *Peer) HTTPAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mon == nil {
+		return ""
+	}
+	return p.mon.Addr()
+}
+
 // Ready reports whether Start succeeded and the server is still running.
 func (p *Peer) Ready() bool {
 	if !p.ready.Load() {
@@ -369,6 +479,9 @@ func (p *Peer) Close() {
 		if srv == nil {
 			return
 		}
+		p.mu.Lock()
+		p.mon.close()
+		p.mu.Unlock()
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		p.mu.Lock()

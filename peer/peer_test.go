@@ -28,6 +28,7 @@ func testConfig(t *testing.T) Config {
 	cfg.Site = "hq"
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
+	cfg.Insecure = true // tests of TLS give a certificate (tls_test.go)
 	return cfg
 }
 
@@ -69,7 +70,12 @@ func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
+		t.Fatalf("default config without a certificate: %v, want an error naming --tls-cert", err)
+	}
+	def := DefaultConfig()
+	def.Insecure = true
+	if err := def.Validate(); err != nil {
 		t.Fatalf("default: %v", err)
 	}
 	tests := []struct {
@@ -99,6 +105,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
+			c.Insecure = true
 			tt.edit(&c)
 			err := c.Validate()
 			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
@@ -158,7 +165,7 @@ func TestStartStreams(t *testing.T) {
 
 func TestPasswordAuth(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Auth = Auth{User: "noc", Password: "s3cret"}
+	cfg.Auth = Auth{User: "noc", Password: "s3cret-s3cret"}
 	p := startPeer(t, cfg)
 	ctx := testCtx(t)
 	if _, err := bus.ConnectWait(ctx, bus.ConnConfig{URL: p.ClientURL(), User: "noc", Password: "wrong"}); err == nil {
@@ -167,7 +174,7 @@ func TestPasswordAuth(t *testing.T) {
 	if _, err := bus.ConnectWait(ctx, bus.ConnConfig{URL: p.ClientURL()}); err == nil {
 		t.Fatal("no credentials accepted")
 	}
-	nc, err := bus.ConnectWait(ctx, bus.ConnConfig{URL: p.ClientURL(), User: "noc", Password: "s3cret"})
+	nc, err := bus.ConnectWait(ctx, bus.ConnConfig{URL: p.ClientURL(), User: "noc", Password: "s3cret-s3cret"})
 	if err != nil {
 		t.Fatalf("right password: %v", err)
 	}

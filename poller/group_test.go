@@ -177,6 +177,7 @@ func TestPollerGroupPartition(t *testing.T) {
 	e := &env{t: t, dir: t.TempDir()}
 	cfg := peer.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen = "p", "lab", filepath.Join(e.dir, "peer"), "127.0.0.1:0"
+	cfg.Insecure = true
 	// A duplicate window longer than a hand-over takes, far shorter than
 	// the cut.
 	cfg.Limits.MetricsDuplicates = 3 * time.Second

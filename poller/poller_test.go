@@ -43,6 +43,7 @@ func startPeer(t *testing.T, dir, listen string) *peer.Peer {
 	t.Helper()
 	cfg := peer.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen = "p", "lab", filepath.Join(dir, "peer"), listen
+	cfg.Insecure = true
 	p, _ := startPeerCfg(t, cfg)
 	return p
 }

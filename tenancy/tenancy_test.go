@@ -184,6 +184,7 @@ func central(t *testing.T, st *tenancy.Store) *peer.Peer {
 	}
 	cfg := peer.DefaultConfig()
 	cfg.Role, cfg.Name, cfg.Listen, cfg.DataDir, cfg.Trust = peer.RoleCentral, "c1", "127.0.0.1:0", t.TempDir(), path
+	cfg.Insecure = true
 	p, err := peer.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -408,6 +409,7 @@ func TestOperatorModeRemovePeer(t *testing.T) {
 	for i := range routes {
 		cfg := peer.DefaultConfig()
 		cfg.Role, cfg.Name, cfg.Listen, cfg.DataDir, cfg.Trust = peer.RoleCentral, fmt.Sprintf("c%d", i+1), "127.0.0.1:0", t.TempDir(), path
+		cfg.Insecure = true
 		cfg.Cluster.Listen = routes[i]
 		for j := range routes {
 			if j != i {

@@ -72,6 +72,7 @@ func benchCommand() *cli.Command {
 // benchPeer starts a peer in this process on a temporary directory.
 func benchPeer(ctx context.Context, dir string, syncAlways bool) (*peer.Peer, error) {
 	cfg := peer.DefaultConfig()
+	cfg.Insecure = true // a benchmark on loopback, in this process
 	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen, cfg.SyncAlways = "bench", "bench", filepath.Join(dir, "peer"), "127.0.0.1:0", syncAlways
 	p, err := peer.New(cfg, nil)
 	if err != nil {

@@ -101,6 +101,7 @@ func benchFailover(c *cli.Context) error {
 	defer os.RemoveAll(dir)
 
 	pcfg := peer.DefaultConfig()
+	pcfg.Insecure = true // a benchmark on loopback, in this process
 	pcfg.Site, pcfg.Name, pcfg.Listen, pcfg.DataDir = "bench", "bench-peer", "127.0.0.1:0", filepath.Join(dir, "peer")
 	p, err := peer.New(pcfg, nil)
 	if err != nil {

@@ -101,6 +101,7 @@ func benchMesh(c *cli.Context) error {
 	centralCfg := make([]peer.Config, 3)
 	for i := range centralCfg {
 		cfg := peer.DefaultConfig()
+		cfg.Insecure = true // a benchmark on loopback, in this process
 		cfg.Role, cfg.Site, cfg.Name = peer.RoleCentral, "", fmt.Sprintf("bench-c%d", i+1)
 		cfg.Listen, cfg.DataDir = "127.0.0.1:0", filepath.Join(dir, cfg.Name)
 		cfg.Cluster = peer.Cluster{Listen: ports[i]}
@@ -177,6 +178,7 @@ func benchMesh(c *cli.Context) error {
 			return err
 		}
 		cfg := peer.DefaultConfig()
+		cfg.Insecure = true // a benchmark on loopback, in this process
 		cfg.Site, cfg.Name, cfg.Listen, cfg.DataDir = name, "bench-"+name, "127.0.0.1:0", filepath.Join(dir, name)
 		cfg.Central, cfg.LeafUser, cfg.LeafPassword = viaProxy, join.User, join.Password
 		p, err := peer.New(cfg, plog)

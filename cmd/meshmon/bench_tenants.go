@@ -105,6 +105,7 @@ func benchTenants(c *cli.Context) error {
 		return err
 	}
 	pcfg := peer.DefaultConfig()
+	pcfg.Insecure = true // a benchmark on loopback, in this process
 	pcfg.Role, pcfg.Name, pcfg.Listen, pcfg.DataDir, pcfg.Trust = peer.RoleCentral, "bench-central", "127.0.0.1:0", filepath.Join(dir, "central"), trustFile
 	// Each tenant's streams reserve their maximum size against the store.
 	pcfg.MaxStore = int64(n+1) * disk

@@ -23,7 +23,9 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Value: "nats://127.0.0.1:4222", EnvVars: []string{"MESHMON_SERVER"}, Usage: "peer URL(s), comma separated"},
 		&cli.StringFlag{Name: "user", EnvVars: []string{"MESHMON_USER"}, Usage: "user name"},
-		&cli.StringFlag{Name: "password", EnvVars: []string{"MESHMON_PASSWORD"}, Usage: "password"},
+		&cli.StringFlag{Name: "password", EnvVars: []string{"MESHMON_PASSWORD"}, Usage: "password (prefer --password-file: argv is readable by every local user)"},
+		&cli.StringFlag{Name: "password-file", EnvVars: []string{"MESHMON_PASSWORD_FILE"}, Usage: "file holding the password"},
+		&cli.StringFlag{Name: "tlsca", EnvVars: []string{"MESHMON_TLSCA"}, Usage: "the mesh's CA (PEM) to verify the peer's certificate against ('meshmon tls ca' makes it)"},
 		&cli.StringFlag{Name: "nkey", EnvVars: []string{"MESHMON_NKEY"}, Usage: "file holding a user nkey seed"},
 		&cli.StringFlag{Name: "creds", EnvVars: []string{"MESHMON_CREDS"}, Usage: "NATS credentials file"},
 		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, EnvVars: []string{"MESHMON_TIMEOUT"}, Usage: "how long to wait for the peer"},
@@ -38,12 +40,19 @@ func jsonFlag() cli.Flag {
 
 // connConfig is the connection the global flags describe.
 func connConfig(c *cli.Context, name string) bus.ConnConfig {
+	pw := c.String("password")
+	if f := c.String("password-file"); f != "" && pw == "" {
+		// (A file that cannot be read leaves the password empty, and
+		// Validate names what is missing; checkGlobals reports the file.)
+		pw, _ = readSecret(f)
+	}
 	return bus.ConnConfig{
 		URL:          c.String("server"),
 		User:         c.String("user"),
-		Password:     c.String("password"),
+		Password:     pw,
 		NKeySeedFile: c.String("nkey"),
 		CredsFile:    c.String("creds"),
+		CAFile:       c.String("tlsca"),
 		Name:         name,
 	}
 }

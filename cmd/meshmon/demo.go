@@ -78,6 +78,11 @@ func demo(c *cli.Context) error {
 	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
 	pcfg.Listen = freeOr(c.String("listen"))
 	pcfg.Auth = peer.Auth{User: "demo", Password: password}
+	// TLS as everywhere: a CA of the demo's own and a certificate for
+	// loopback, in the data dir.
+	if pcfg.TLS, err = localTLS(filepath.Join(dir, "tls"), pcfg.Name); err != nil {
+		return fmt.Errorf("demo certificate: %w", err)
+	}
 	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
 	pe, err := peer.New(pcfg, log)
 	if err != nil {
@@ -87,7 +92,7 @@ func demo(c *cli.Context) error {
 		return err
 	}
 	defer pe.Close()
-	ccfg := bus.ConnConfig{URL: pe.ClientURL(), User: "demo", Password: password, Name: "meshmon-demo"}
+	ccfg := bus.ConnConfig{URL: pe.ClientURL(), User: "demo", Password: password, CAFile: pcfg.TLS.CA, Name: "meshmon-demo"}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	nc, err := bus.ConnectWait(cctx, ccfg)
 	cancel()
@@ -158,8 +163,8 @@ func demo(c *cli.Context) error {
 		info = os.Stderr
 	}
 	fmt.Fprintf(info, "meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", pe.ClientURL(), pocfg.Name, n, interval)
-	fmt.Fprintf(info, "watch the same events with the stock nats CLI:\n  nats --server %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), password)
-	fmt.Fprintf(info, "or with meshmon:\n  meshmon --server %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), password)
+	fmt.Fprintf(info, "watch the same events with the stock nats CLI (TLS, verified against the demo's CA):\n  nats --server %s --tlsca %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), pcfg.TLS.CA, password)
+	fmt.Fprintf(info, "or with meshmon:\n  meshmon --server %s --tlsca %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), pcfg.TLS.CA, password)
 
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))

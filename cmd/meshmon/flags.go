@@ -98,6 +98,14 @@ func checkGlobals(c *cli.Context) error {
 	if _, err := newLogger(c, nil); err != nil {
 		return err
 	}
+	if f := c.String("password-file"); f != "" {
+		if c.String("password") != "" {
+			return fmt.Errorf("--password and --password-file are alternatives; give one")
+		}
+		if _, err := readSecret(f); err != nil {
+			return fmt.Errorf("--password-file: %w", err)
+		}
+	}
 	if d := c.Duration("timeout"); d <= 0 {
 		return fmt.Errorf("--timeout %s: must be more than 0 (how long to wait for the peer)", d)
 	}

@@ -35,6 +35,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			demoCommand(),
 			peerCommand(),
+			tlsCommand(),
 			pollerCommand(),
 			simCommand(),
 			initCommand(),

@@ -46,7 +46,8 @@ func peerCommand() *cli.Command {
 				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
 				&cli.StringFlag{Name: "trust", EnvVars: env("TRUST"), Usage: "central: the trust.json of 'meshmon init': operator mode, one account per tenant, users from 'meshmon tenant creds'"},
 				&cli.StringFlag{Name: "auth-user", EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
-				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user"},
+				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user, 12 characters or more (prefer --auth-password-file: argv is readable by every local user)"},
+				&cli.StringFlag{Name: "auth-password-file", EnvVars: env("AUTH_PASSWORD_FILE"), Usage: "file holding the password for --auth-user"},
 				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
 				ageFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
 				sizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
@@ -54,7 +55,14 @@ func peerCommand() *cli.Command {
 				sizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
 				ageFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
 				ageFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
-				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "NATS monitoring address host:port (off when empty)"},
+				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
+				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user)"},
+				&cli.StringFlag{Name: "http-password-file", EnvVars: env("HTTP_PASSWORD_FILE"), Usage: "file holding the monitor's password (default: the --auth-user password)"},
+				&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "the peer's certificate (PEM), from 'meshmon tls issue'; served on every listener"},
+				&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "the certificate's private key (PEM)"},
+				&cli.StringFlag{Name: "tls-ca", EnvVars: env("TLS_CA"), Usage: "the mesh's CA (PEM): route members are verified against it both ways"},
+				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
+				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
 			},
 			Action: peerRun,
@@ -173,8 +181,27 @@ func peerRun(c *cli.Context) error {
 	cfg.Listen = c.String("listen")
 	cfg.DataDir = c.String("data-dir")
 	cfg.SyncAlways = c.Bool("sync-always")
-	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: c.String("auth-password"), NKey: c.String("auth-nkey")}
+	pw, err := secretFlag(c, "auth-password")
+	if err != nil {
+		return err
+	}
+	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: pw, NKey: c.String("auth-nkey")}
 	cfg.HTTPListen = c.String("http")
+	cfg.HTTPUser, cfg.HTTPPassword = cfg.Auth.User, cfg.Auth.Password
+	if f := c.String("http-password-file"); f != "" {
+		if cfg.HTTPPassword, err = readSecret(f); err != nil {
+			return fmt.Errorf("--http-password-file: %w", err)
+		}
+		cfg.HTTPUser = "monitor"
+	}
+	if u := c.String("http-user"); u != "" {
+		cfg.HTTPUser = u
+	}
+	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
+	if cfg.TLS.Watch == 0 {
+		cfg.TLS.Watch = -1 // never
+	}
+	cfg.Insecure = c.Bool("insecure")
 	cfg.Trust = c.String("trust")
 	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
 	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
@@ -193,6 +220,22 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
+	// SIGHUP reloads the certificate files (rotation without downtime).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := p.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: the certificate stays as it was", "err", err)
+				}
+			}
+		}
+	}()
 	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
@@ -206,6 +249,36 @@ func peerRun(c *cli.Context) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
+}
+
+// secretFlag is the value of flag name, or the content of the file that
+// flag name-file names (which keeps the secret out of argv); not both.
+func secretFlag(c *cli.Context, name string) (string, error) {
+	v, f := c.String(name), c.String(name+"-file")
+	if v != "" && f != "" {
+		return "", fmt.Errorf("--%s and --%s-file are alternatives; give one", name, name)
+	}
+	if f == "" {
+		return v, nil
+	}
+	s, err := readSecret(f)
+	if err != nil {
+		return "", fmt.Errorf("--%s-file: %w", name, err)
+	}
+	return s, nil
+}
+
+// readSecret reads a secret from a file, without its trailing newline.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
 }
 
 // applyJoin reads --join or --join-file into cfg: central's URLs and the
@@ -254,11 +327,11 @@ func applyJoin(c *cli.Context, cfg *peer.Config) error {
 		if info.Tenant != cfg.Tenant {
 			return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
 		}
-		cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword = first.site, info.Central, info.User, info.Password
+		cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword, cfg.CentralCA = first.site, info.Central, info.User, info.Password, info.CA
 		return nil
 	}
 	// Operator mode: the site keeps each tenant's account.
-	cfg.Site, cfg.Central = first.site, first.info.Central
+	cfg.Site, cfg.Central, cfg.CentralCA = first.site, first.info.Central, first.info.CA
 	cfg.SiteTrust = &tenancy.Trust{Operator: first.info.Operator, SystemAccount: first.info.SystemAccount, Preload: first.info.Preload}
 	for _, p := range ps {
 		if p.info.AccountJWT == "" || p.info.Operator != first.info.Operator {

@@ -302,11 +302,18 @@ func siteAddTenant(c *cli.Context, name string) error {
 	if err != nil && !errors.Is(err, bus.ErrSiteExists) {
 		return err
 	}
+	// The token pins the CA this command verified central against.
+	var ca []byte
+	if f := c.String("tlsca"); f != "" {
+		if ca, err = os.ReadFile(f); err != nil {
+			return fmt.Errorf("--tlsca: %w", err)
+		}
+	}
 	b, err := st.IssueSite(tenant, name)
 	if err != nil {
 		return err
 	}
 	return printJoin(c, "added", name, bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(b.LeafCreds),
 		Operator: b.Trust.Operator, SystemAccount: b.Trust.SystemAccount, Preload: b.Trust.Preload,
-		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds)})
+		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds), CA: string(ca)})
 }

@@ -61,10 +61,15 @@ func runInit(c *cli.Context) error {
 	if err := writeJSONFile(path, trust, 0o644); err != nil {
 		return err
 	}
+	caFile, err := initMeshCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		return err
+	}
 	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount})
+		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount, "ca": caFile})
 	}
 	fmt.Printf("key store created in %s (keep it private: it signs every tenant)\n", dir)
+	fmt.Printf("the mesh's CA is %s: 'meshmon tls issue --ca-dir %s ...' issues each peer's certificate\n", caFile, filepath.Join(dir, "ca"))
 	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
 	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
 	return nil
@@ -182,7 +187,7 @@ func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), Name: name}, auth)
+	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, auth)
 }
 
 // push sends the tenant's account JWT to central's resolver.

@@ -132,7 +132,7 @@ func TestBadInput(t *testing.T) {
 		checkOneLineError(t, stdout, stderr, code, "YAML")
 	})
 	t.Run("peer listen in use", func(t *testing.T) {
-		stdout, stderr, code := run(t, "peer", "run", "--site", "x", "--auth-user", "u", "--auth-password", "p", "--listen", strings.TrimPrefix(s.url, "nats://"), "--data-dir", t.TempDir())
+		stdout, stderr, code := run(t, "peer", "run", "--site", "x", "--auth-user", "u", "--auth-password", "twelve-chars", "--listen", strings.TrimPrefix(s.url, "nats://"), "--data-dir", t.TempDir())
 		checkOneLineError(t, stdout, stderr, code, "in use")
 	})
 	// Nothing already accepted was lost.
@@ -165,13 +165,13 @@ func TestPeerConfigFile(t *testing.T) {
 	port := freePort(t, "tcp")
 	cfg := filepath.Join(dir, "peer.yaml")
 	yaml := "site: fromfile\nlisten: 127.0.0.1:" + strconv.Itoa(port) + "\ndata-dir: " + filepath.Join(dir, "data") +
-		"\nauth-user: ops\nauth-password: from-file\nevents-max-age: 720h\nsync-always: true\n"
+		"\nauth-user: ops\nauth-password: from-file-pw\nevents-max-age: 720h\nsync-always: true\n"
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := runMeshmon(t, "peer", "peer", "run", "--config", cfg, "--name", "from-flag")
 	p.waitOutput(`peer from-flag ready on nats://127.0.0.1:`+strconv.Itoa(port), 30*time.Second)
-	out := mustRun(t, "--server", "nats://127.0.0.1:"+strconv.Itoa(port), "--user", "ops", "--password", "from-file", "status", "--json")
+	out := mustRun(t, "--server", "nats://127.0.0.1:"+strconv.Itoa(port), "--user", "ops", "--password", "from-file-pw", "status", "--json")
 	if !strings.Contains(out, `"server": "from-flag"`) {
 		t.Errorf("status does not show the server name from the flag:\n%s", out)
 	}

@@ -36,8 +36,9 @@ func composeCmd(t *testing.T) []string {
 }
 
 // TestCompose brings up docker-compose.yml from the repository root, as the
-// README says, and requires events from both sites at central within 60
-// seconds; then it cuts site a's WAN network and restores it, and requires
+// README says, with TLS on every link, and requires events from both sites
+// at central within 120 seconds (read over TLS, verified against the CA the
+// compose file's pki service made); then it cuts site a's WAN network and restores it, and requires
 // central to see the link come back.
 func TestCompose(t *testing.T) {
 	compose := composeCmd(t)
@@ -79,7 +80,16 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("compose up: %v\n%s", err, out)
 	}
 
-	global := []string{"--server", "nats://127.0.0.1:" + strconv.Itoa(port), "--user", "ops", "--password", "compose-secret", "--timeout", "3s"}
+	// The mesh runs TLS: the CA the pki service made verifies central, as
+	// the compose file's header says.
+	out, err := dc("ps", "-q", "pki")
+	if err != nil || strings.TrimSpace(out) == "" {
+		t.Fatalf("compose ps pki: %v\n%s", err, out)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	mustDocker(t, "cp", strings.TrimSpace(out)+":/pki/ca.pem", caFile)
+	url := "tls://127.0.0.1:" + strconv.Itoa(port)
+	global := []string{"--server", url, "--tlsca", caFile, "--user", "ops", "--password", "compose-secret", "--timeout", "3s"}
 	sites := map[string]bool{}
 	// A three-member central and a two-member site each make their
 	// streams once their JetStream has a leader, which on two busy cores
@@ -98,6 +108,13 @@ func TestCompose(t *testing.T) {
 		return sites["a"] && sites["b"]
 	})
 	t.Logf("events from sites a and b at central %s after 'compose up'", time.Since(started).Round(time.Second))
+	// Without the CA the published port takes no client.
+	if _, _, code := run(t, "--server", url, "--user", "ops", "--password", "compose-secret", "--timeout", "3s", "status"); code == 0 {
+		t.Error("a client that does not verify central against the CA connected")
+	}
+	if err := natsPlaintext("127.0.0.1:" + strconv.Itoa(port)); err == nil {
+		t.Error("central's published port answered a plaintext CONNECT")
+	}
 
 	// Cut site a off its WAN network, then restore it.
 	linkUp := func(site string) bool {
@@ -119,7 +136,7 @@ func TestCompose(t *testing.T) {
 		}
 		return false
 	}
-	out, err := dc("ps", "-q", "site-a")
+	out, err = dc("ps", "-q", "site-a")
 	if err != nil {
 		t.Fatalf("compose ps: %v\n%s", err, out)
 	}

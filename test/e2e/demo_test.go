@@ -10,13 +10,15 @@ import (
 
 // TestDemo runs `meshmon demo` as a user would, checks that it prints device
 // events within 15 seconds, and that the stock nats CLI, connected the way
-// the demo says, sees the same events.
+// the demo says (TLS, --tlsca), sees the same events.
 func TestDemo(t *testing.T) {
 	natsBin := need(t, "nats")
 	start := time.Now()
 	d := runMeshmon(t, "demo", "demo", "--listen", "127.0.0.1:0", "--duration", "2m")
-	m := d.waitOutput(`nats --server (\S+) --user (\S+) --password (\S+) sub 'ev\.>'`, 30*time.Second)
-	sub := start2(t, "nats sub", natsBin, "--server", m[1], "--user", m[2], "--password", m[3], "sub", "ev.>")
+	// The demo runs TLS: the printed command verifies the peer against the
+	// demo's CA.
+	m := d.waitOutput(`nats --server (tls://\S+) --tlsca (\S+) --user (\S+) --password (\S+) sub 'ev\.>'`, 30*time.Second)
+	sub := start2(t, "nats sub", natsBin, "--server", m[1], "--tlsca", m[2], "--user", m[3], "--password", m[4], "sub", "ev.>")
 	// An event line of the demo: time, site/device, kind.
 	ev := d.waitOutput(`\d\d:\d\d:\d\d\.\d{3}\s+demo/(dev-\d+)\s+(\w+)`, 15*time.Second-time.Since(start)+5*time.Second)
 	if took := time.Since(start); took > 15*time.Second {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	meshmonBin = filepath.Join(dir, "meshmon")
+	// Peers run plaintext here unless a test gives them a certificate
+	// (--tls-cert: start drops this then); tls_test.go, the demo and the
+	// compose tests run TLS.
+	os.Setenv("MESHMON_PEER_INSECURE", "true")
 	build := exec.Command("go", "build", "-o", meshmonBin, "../../cmd/meshmon")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
@@ -114,6 +119,9 @@ type proc struct {
 func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if slices.Contains(args, "--tls-cert") {
+		p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MESHMON_PEER_INSECURE=") })
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -268,9 +276,9 @@ func newSite(t *testing.T, name string, pollerArgs ...string) *site {
 	s := &site{t: t, name: name, port: freePort(t, "tcp"), peerDir: filepath.Join(dir, "peer"), pollDir: filepath.Join(dir, "poller"),
 		trapPort: freePort(t, "udp"), extra: pollerArgs}
 	s.url = "nats://127.0.0.1:" + strconv.Itoa(s.port)
-	s.global = []string{"--server", s.url, "--user", "ops", "--password", "e2e-secret"}
+	s.global = []string{"--server", s.url, "--user", "ops", "--password", "e2e-secret-pw"}
 	s.startPeer()
-	nc, err := nats.Connect(s.url, nats.UserInfo("ops", "e2e-secret"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(s.url, nats.UserInfo("ops", "e2e-secret-pw"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +291,7 @@ func newSite(t *testing.T, name string, pollerArgs ...string) *site {
 
 func (s *site) startPeer() {
 	s.peer = runMeshmon(s.t, "peer", "--log-level", "warn", "peer", "run", "--site", s.name, "--listen", "127.0.0.1:"+strconv.Itoa(s.port),
-		"--data-dir", s.peerDir, "--auth-user", "ops", "--auth-password", "e2e-secret")
+		"--data-dir", s.peerDir, "--auth-user", "ops", "--auth-password", "e2e-secret-pw")
 	s.peer.waitOutput(`peer \S+ ready on`, 30*time.Second)
 }
 

@@ -32,7 +32,7 @@ import (
 // lost, none twice, each device's in order.
 
 const (
-	meshUser, meshPassword = "ops", "e2e-secret"
+	meshUser, meshPassword = "ops", "e2e-secret-pw"
 	meshLeafPassword       = "e2e-leaf-secret"
 )
 

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/pki"
+)
+
+func tlsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "tls",
+		Usage: "the mesh's certificate authority: make it, issue peer certificates",
+		Subcommands: []*cli.Command{{
+			Name:  "ca",
+			Usage: "make the mesh's CA in a directory (ca.pem, and ca-key.pem with mode 0600)",
+			Description: "Keep ca-key.pem off the peers: it issues certificates that route members trust.\n" +
+				"ca.pem goes to every peer (--tls-ca) and every client (--tlsca, nats --tlsca).",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "dir", Required: true, Usage: "directory for the CA (made if missing; an existing CA is not replaced)"},
+				&cli.StringFlag{Name: "name", Value: "meshmon mesh CA", Usage: "the CA's common name"},
+				&cli.BoolFlag{Name: "exist-ok", Usage: "a CA that is there already is no error (for scripts run more than once)"},
+				jsonFlag(),
+			},
+			Action: tlsCA,
+		}, {
+			Name:  "issue",
+			Usage: "issue a peer's certificate (cert.pem, key.pem with mode 0600, and a copy of ca.pem) into a directory",
+			Description: "--host lists every name and address clients, sites and route members dial the peer by:\n" +
+				"the certificate is verified against it. Issue again (same --out-dir) to rotate; the running peer\n" +
+				"takes the new files on SIGHUP.\n\n" +
+				"With several --name (a compose file's one-shot service), each certificate goes to OUT-DIR/NAME,\n" +
+				"is valid for its name as a host too, and OUT-DIR/ca.pem is the CA for clients.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "ca-dir", Required: true, Usage: "the CA's directory (meshmon tls ca --dir)"},
+				&cli.BoolFlag{Name: "init-ca", Usage: "make the CA in --ca-dir first if there is none"},
+				&cli.StringSliceFlag{Name: "name", Required: true, Usage: "the certificate's common name (the peer's name); repeat it for several peers"},
+				&cli.StringSliceFlag{Name: "host", Usage: "DNS names and IP addresses the peer is dialled by, comma separated"},
+				&cli.StringFlag{Name: "out-dir", Required: true, Usage: "directory for cert.pem, key.pem and ca.pem"},
+				&cli.DurationFlag{Name: "validity", Value: pki.CertValidity, Usage: "how long the certificate is valid"},
+				jsonFlag(),
+			},
+			Action: tlsIssue,
+		}},
+	}
+}
+
+func tlsCA(c *cli.Context) error {
+	dir := c.String("dir")
+	if c.Bool("exist-ok") {
+		if ca, err := pki.LoadCA(dir); err == nil {
+			return printCA(c, dir, ca, "exists")
+		}
+	}
+	ca, err := pki.NewCA(c.String("name"), time.Now())
+	if err != nil {
+		return err
+	}
+	if err := ca.Save(dir); err != nil {
+		return err
+	}
+	return printCA(c, dir, ca, "made")
+}
+
+func printCA(c *cli.Context, dir string, ca *pki.CA, verb string) error {
+	cert := filepath.Join(dir, pki.CAFile)
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]any{"result": verb, "ca": cert, "key": filepath.Join(dir, pki.CAKey), "not_after": ca.Cert.NotAfter.UTC()})
+	}
+	fmt.Printf("CA %s in %s (valid until %s); keep %s off the peers\n", verb, cert, ca.Cert.NotAfter.UTC().Format(time.DateOnly), pki.CAKey)
+	return nil
+}
+
+func tlsIssue(c *cli.Context) error {
+	caDir := c.String("ca-dir")
+	ca, err := pki.LoadCA(caDir)
+	if err != nil && c.Bool("init-ca") && errors.Is(err, os.ErrNotExist) {
+		if ca, err = pki.NewCA("meshmon mesh CA", time.Now()); err == nil {
+			err = ca.Save(caDir)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var hosts []string
+	for _, h := range c.StringSlice("host") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	names, out := c.StringSlice("name"), c.String("out-dir")
+	type issued struct {
+		Name  string   `json:"name"`
+		Hosts []string `json:"hosts"`
+		Cert  string   `json:"cert"`
+		Key   string   `json:"key"`
+		CA    string   `json:"ca"`
+	}
+	var done []issued
+	for _, name := range names {
+		dir, hs := out, hosts
+		if len(names) > 1 {
+			dir, hs = filepath.Join(out, name), append([]string{name}, hosts...)
+		}
+		files, err := issueTo(ca, name, hs, dir, c.Duration("validity"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		done = append(done, issued{name, hs, files.Cert, files.Key, files.CA})
+	}
+	if len(names) > 1 {
+		if err := pki.WriteFile(filepath.Join(out, pki.CAFile), ca.CertPEM, 0o644); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		if len(done) == 1 {
+			return printJSON(os.Stdout, done[0])
+		}
+		return printJSON(os.Stdout, done)
+	}
+	for _, d := range done {
+		fmt.Printf("issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", d.Name, strings.Join(d.Hosts, ", "), d.Cert, d.Key, d.CA)
+	}
+	return nil
+}
+
+// issueTo issues a certificate and writes it, its key (0600, also over an
+// existing file) and the CA into dir.
+func issueTo(ca *pki.CA, name string, hosts []string, dir string, validity time.Duration) (peer.TLS, error) {
+	if validity < 0 {
+		return peer.TLS{}, errors.New("--validity must be more than 0")
+	}
+	is, err := ca.Issue(name, hosts, time.Now(), validity)
+	if err != nil {
+		return peer.TLS{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return peer.TLS{}, fmt.Errorf("--out-dir: %w", err)
+	}
+	files := peer.TLS{Cert: filepath.Join(dir, pki.CertFile), Key: filepath.Join(dir, pki.KeyFile), CA: filepath.Join(dir, pki.CAFile)}
+	// The key first: a peer that reloads between the two writes finds a
+	// key that does not match the old certificate, refuses the pair and
+	// keeps what it has until SIGHUP again.
+	if err := pki.WriteSecret(files.Key, is.KeyPEM); err != nil {
+		return peer.TLS{}, err
+	}
+	if err := pki.WriteFile(files.Cert, is.CertPEM, 0o644); err != nil {
+		return peer.TLS{}, err
+	}
+	if err := pki.WriteFile(files.CA, ca.CertPEM, 0o644); err != nil {
+		return peer.TLS{}, err
+	}
+	return files, nil
+}
+
+// initMeshCA makes the mesh's CA in dir for meshmon init, and returns its
+// certificate's path.
+func initMeshCA(dir string) (string, error) {
+	ca, err := pki.NewCA("meshmon mesh CA", time.Now())
+	if err != nil {
+		return "", err
+	}
+	if err := ca.Save(dir); err != nil {
+		return "", fmt.Errorf("mesh CA: %w", err)
+	}
+	return filepath.Join(dir, pki.CAFile), nil
+}
+
+// localTLS makes a CA and a certificate for name on loopback under dir,
+// for the demo.
+func localTLS(dir, name string) (peer.TLS, error) {
+	ca, err := pki.NewCA("meshmon demo CA", time.Now())
+	if err != nil {
+		return peer.TLS{}, err
+	}
+	if err := ca.Save(filepath.Join(dir, "ca")); err != nil {
+		return peer.TLS{}, err
+	}
+	return issueTo(ca, name, []string{"127.0.0.1", "localhost", "::1"}, filepath.Join(dir, name), 0)
+}
