@@ -72,7 +72,9 @@ func (s *Store) ReaderCreds(tenant string, ttl time.Duration) ([]byte, error) {
 	if _, _, err := s.tenantAccount(tenant); err != nil {
 		return nil, err
 	}
-	return s.accountCreds(tenantDir(tenant), "meshmon-cli-reader", ttl, func(uc *jwt.UserClaims) {
-		uc.Pub, uc.Sub = permissions(RoleNOC, "")
+	return s.accountCreds(tenantDir(tenant), readerUser, ttl, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-tenant:" + tenant)
+		uc.Tags.Add("meshmon-role:" + string(RoleNOC))
+		uc.Pub, uc.Sub, uc.Resp = permissions(RoleNOC, readerUser, "")
 	})
 }
