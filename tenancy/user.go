@@ -53,7 +53,9 @@ type User struct {
 //
 // JetStream API subjects come in three forms: $JS.API.<op> (the server the
 // client is on), $JS.<domain>.API.<op> (a named domain: hub, or a site,
-// reached over the leaf links) and, for consumers, the ack and
+// reached over the leaf links; a server maps its own domain's to $JS.API
+// before it checks permissions, so a permission on $JS.API.<op> covers
+// both at the server the client is on) and, for consumers, the ack and
 // flow-control replies $JS.ACK.<stream>.<consumer>.… and
 // $JS.FC.<stream>.<consumer>.… (nats-server's v1 formats, the ones it
 // uses unless its js_ack_fc_v2 feature flag is set).
@@ -137,19 +139,19 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 				"$JS.ACK."+sc+".>", "$JS.FC."+sc+".>")
 		}
 	case RoleNOC:
-		// Reads and replays: stream info and messages, and consumers of
-		// its own names only (ConsumerNames), on any stream but the
-		// devices bucket's, at any domain.
+		// Reads and replays: stream info and messages at any domain, and
+		// consumers of its own names only (ConsumerNames) on the server
+		// it is connected to, on any stream but the devices bucket's.
 		sub.Allow.Add(InboxPrefix(name)+".>", "ev.>", "mx.>")
 		pub.Allow.Add(api(apiPrefixes, readOps...)...)
 		for _, c := range ConsumerNames(name) {
 			// CREATE, INFO, DELETE ... .<stream>.c; CREATE.<stream>.c.<filter>;
-			// MSG.NEXT.<stream>.c.
-			pub.Allow.Add(api(apiPrefixes, "CONSUMER.*.*."+c, "CONSUMER.*.*."+c+".>", "CONSUMER.*.*.*."+c)...)
-			pub.Allow.Add("$JS.ACK.*." + c + ".>")
+			// MSG.NEXT.<stream>.c. On the server it is connected to
+			// only: each name costs the JWT room (TestPermissionsFitConnect).
+			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
-		pub.Deny.Add(api(apiPrefixes, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>",
-			"CONSUMER.*."+secretStream+".>", "CONSUMER.*.*."+secretStream+".>")...)
+		pub.Deny.Add(api(apiPrefixes, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>")...)
+		pub.Deny.Add("$JS.API.CONSUMER.*."+secretStream+".>", "$JS.API.CONSUMER.*.*."+secretStream+".>")
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
 		pub.Deny.Add("ev.>", "mx.>")
