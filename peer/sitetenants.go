@@ -132,6 +132,7 @@ func (c Config) tenantRemotes() ([]*server.RemoteLeafOpts, error) {
 			LocalAccount:            t.Account,
 			SignatureCB:             sign,
 			DenyImports:             leafDenyImports,
+			DenyExports:             leafDenyExports,
 			IgnoreDiscoveredServers: true,
 		})
 	}

@@ -88,13 +88,13 @@ func TestRolePermissions(t *testing.T) {
 		want               bool
 	}{
 		// NOC: reads and replays events and samples.
-		{"alice", sub, "ev.s1.d1.trap", true},
-		{"alice", sub, "mx.s1.d1.icmp", true},
+		{"alice", sub, "stored.ev.s1.d1.trap", true},
+		{"alice", sub, "stored.mx.s1.d1.icmp", true},
 		{"alice", sub, "_INBOX.alice.x.1", true},
 		{"alice", pub, "$JS.API.STREAM.INFO.EVENTS", true},
 		{"alice", pub, "$JS.API.STREAM.MSG.GET.EVENTS", true},
 		{"alice", pub, "$JS.API.DIRECT.GET.EVENTS", true},
-		{"alice", pub, "$JS.hub.API.STREAM.INFO.EVENTS", true},
+		{"alice", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice", true},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice-3.ev.>", true},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.METRICS.alice-1", true},
@@ -107,6 +107,10 @@ func TestRolePermissions(t *testing.T) {
 		{"alice", sub, "_INBOX.boss.x.1", false},
 		{"alice", sub, "_INBOX.>", false},
 		{"alice", sub, ">", false},
+		// Not the raw subjects either: at central only a client
+		// publishes there, and nothing stores it.
+		{"alice", sub, "ev.s1.d1.trap", false},
+		{"alice", sub, "mx.>", false},
 		{"alice", sub, "$KV.devices.d1", false},
 		{"alice", pub, "ev.s1.d1.trap", false},
 		// Its consumers have its names only: not the mesh's source
@@ -148,6 +152,7 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", true},
 		{"p1", sub, "_INBOX.p1.x.1", true},
 		{"p1", pub, "ev.s2.d1.trap", false},
+		{"p1", pub, "stored.ev.s1.d1.trap", false},
 		{"p1", pub, "$KV.devices.d1", false},
 		{"p1", sub, "_INBOX.boss.x.1", false},
 		{"p1", sub, "$KV.>", false},
@@ -165,6 +170,7 @@ func TestRolePermissions(t *testing.T) {
 		{"boss", pub, "$JS.API.STREAM.UPDATE.EVENTS", true},
 		{"boss", pub, "$KV.devices.d1", true},
 		{"boss", pub, "ev.s1.d1.trap", false},
+		{"boss", pub, "stored.ev.s1.d1.trap", false},
 
 		// Leaf link, from central's side: its site's source deliveries
 		// and the tenant bucket, nothing else.
@@ -176,6 +182,8 @@ func TestRolePermissions(t *testing.T) {
 		{"leaf-s1", pub, "meshmon.source.s2.events", false},
 		{"leaf-s1", pub, "ev.s1.d1.trap", false},
 		{"leaf-s1", pub, "ev.s2.d1.trap", false},
+		{"leaf-s1", pub, "stored.ev.s1.d1.trap", false},
+		{"leaf-s1", sub, "stored.ev.>", false},
 		{"leaf-s1", pub, "$KV.devices.d1", false},
 		{"leaf-s1", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
 		{"leaf-s1", pub, "$JS.hub.API.STREAM.UPDATE.EVENTS", false},

@@ -139,19 +139,22 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 				"$JS.ACK."+sc+".>", "$JS.FC."+sc+".>")
 		}
 	case RoleNOC:
-		// Reads and replays: stream info and messages at any domain, and
-		// consumers of its own names only (ConsumerNames) on the server
-		// it is connected to, on any stream but the devices bucket's.
-		sub.Allow.Add(InboxPrefix(name)+".>", "ev.>", "mx.>")
-		pub.Allow.Add(api(apiPrefixes, readOps...)...)
+		// Reads and replays, on the server it is connected to (each name
+		// costs the JWT room, TestPermissionsFitConnect): stream info and
+		// messages, and consumers of its own names only (ConsumerNames),
+		// on any stream but the devices bucket's.
+		// Live: the stored feed only (bus.StoredPrefix), never the raw
+		// subjects, where a poller's credential used at central could
+		// publish what no stream stores.
+		sub.Allow.Add(InboxPrefix(name)+".>", "stored.ev.>", "stored.mx.>")
+		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
 		for _, c := range ConsumerNames(name) {
 			// CREATE, INFO, DELETE ... .<stream>.c; CREATE.<stream>.c.<filter>;
-			// MSG.NEXT.<stream>.c. On the server it is connected to
-			// only: each name costs the JWT room (TestPermissionsFitConnect).
+			// MSG.NEXT.<stream>.c.
 			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
-		pub.Deny.Add(api(apiPrefixes, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>")...)
-		pub.Deny.Add("$JS.API.CONSUMER.*."+secretStream+".>", "$JS.API.CONSUMER.*.*."+secretStream+".>")
+		pub.Deny.Add(api([]string{"$JS.API."}, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>",
+			"CONSUMER.*."+secretStream+".>", "CONSUMER.*.*."+secretStream+".>")...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
 		pub.Deny.Add("ev.>", "mx.>")

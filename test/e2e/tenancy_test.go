@@ -114,8 +114,8 @@ func TestTenantsWalledOff(t *testing.T) {
 
 	// Live: acme's NOC, and the ops account's consolidated view, subscribe
 	// while both sites publish.
-	sub := start(t, "nats sub", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", nocA, "sub", "ev.>"})...)
-	sub.waitOutput(`Subscribing on ev\.>`, 10*time.Second)
+	sub := start(t, "nats sub", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", nocA, "sub", "stored.ev.>"})...)
+	sub.waitOutput(`Subscribing on stored\.ev\.>`, 10*time.Second)
 	opsCreds := filepath.Join(dir, "ops.creds")
 	cli("tenant", "creds", "--ops", "--keys", keys, "--out", opsCreds)
 	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")
