@@ -184,3 +184,4 @@ func (inv *Inventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange
 	}()
 	return out, nil
 }
+
