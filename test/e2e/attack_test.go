@@ -166,6 +166,19 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("alice removes her consumer %s: %s", name, tail(out, 5))
 		}
 	}
+	// A push consumer of its own, delivering on a source consumer's
+	// delivery subject, at the site and at central: nats-server does not
+	// check a deliver subject against the creator's permissions. Without
+	// effect on central's sourcing if central still holds every event,
+	// once, at the end.
+	for _, server := range []string{sites["s1"], curl} {
+		out, _ = nats(server, alice, "req", "$JS.API.CONSUMER.CREATE.EVENTS.alice-3",
+			`{"stream_name":"EVENTS","config":{"name":"alice-3","deliver_subject":"meshmon.source.s1.events","deliver_policy":"all","ack_policy":"none"}}`)
+		t.Logf("alice's push consumer on meshmon.source.s1.events at %s made: %v", server, strings.Contains(out, `"created"`))
+		if out, ok := nats(server, alice, "consumer", "rm", "EVENTS", "alice-3", "-f"); !ok {
+			t.Errorf("alice removes her push consumer at %s: %s", server, tail(out, 5))
+		}
+	}
 	// Secrets: an admin adds a device with a community and v3 pass
 	// phrases at s1 while alice listens for replies; alice reads no
 	// device record, at the site or at central, by any subject.
