@@ -184,4 +184,3 @@ func (inv *Inventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange
 	}()
 	return out, nil
 }
-
