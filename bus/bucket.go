@@ -24,19 +24,31 @@ const readBucketLinger = 5 * time.Second
 
 // readBucket reads every live key of a bucket with its latest value, in
 // stream order. It reads through an ephemeral consumer that the server
-// removes once idle instead of deleting it: a NOC user may not delete
-// consumers, and a key watcher's Stop waits seconds for a deletion it is
-// refused.
+// removes once idle (a key watcher's Stop waits seconds for a deletion a
+// user may be refused); a tenant user's consumer, named as its
+// permissions allow, is deleted when done.
 func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
 	prefix := "$KV." + bucket + "."
-	c, err := js.CreateConsumer(ctx, "KV_"+bucket, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubject:     prefix + ">",
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: readBucketLinger,
 		MemoryStorage:     true,
 		Replicas:          1,
-	})
+	}
+	var c jetstream.Consumer
+	var err error
+	if owner := consumerOwner(js); owner != "" {
+		// A tenant user's consumer has one of its few names: give it
+		// back at once.
+		c, err = createOwned(ctx, js, "KV_"+bucket, owner, cfg)
+		if err == nil {
+			defer deleteOwned(ctx, js, "KV_"+bucket, c)
+		}
+	} else {
+		c, err = js.CreateConsumer(ctx, "KV_"+bucket, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 // ConnConfig is how a client (poller, CLI) reaches a peer. It is the one
@@ -206,6 +208,13 @@ func (c ConnConfig) options(opts []nats.Option) ([]nats.Option, error) {
 		o = append(o, nk)
 	case c.CredsFile != "":
 		o = append(o, nats.UserCredentials(c.CredsFile))
+		// A meshmon tenant user takes its replies on its own inbox
+		// prefix, the only one its permissions let it read.
+		if b, err := os.ReadFile(c.CredsFile); err == nil {
+			if id, err := tenancy.CredsIdentity(b); err == nil && id.Role != "" {
+				o = append(o, nats.CustomInboxPrefix(tenancy.InboxPrefix(id.User)))
+			}
+		}
 	}
 	if c.CAFile != "" {
 		o = append(o, nats.RootCAs(c.CAFile))

@@ -38,3 +38,7 @@ var ErrSiteExists = errors.New("site already exists")
 
 // ErrSiteNotFound is wrapped by RemoveSite when central does not know the site.
 var ErrSiteNotFound = errors.New("site not found")
+
+// ErrNoConsumerName is wrapped when a tenant user's consumer names on a
+// stream are all in use (tenancy.ConsumerNames).
+var ErrNoConsumerName = errors.New("no consumer name free")

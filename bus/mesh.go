@@ -133,11 +133,9 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		names[i] = s.Name
 	}
 	for _, cfg := range lim.streamConfigs() {
-		// Sites' own publishes do not cross their leaf links (a site
-		// takes no ev.> or mx.> from central, and so shows central no
-		// interest in them either): live subscribers at central get
-		// each message as central stores it, once, catch-up included.
-		cfg.RePublish = &jetstream.RePublish{Source: cfg.Subjects[0], Destination: cfg.Subjects[0]}
+		// Live subscribers at central get each message as central
+		// stores it, once, catch-up included, on the stored feed
+		// (StoredPrefix; a site's own feed does not cross its link).
 		cfg.Subjects = nil
 		cfg.Sources = siteSources(cfg.Name, names)
 		if err := ensureStream(ctx, js, cfg); err != nil {

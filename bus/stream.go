@@ -106,6 +106,7 @@ func (l StreamLimits) streamConfigs() []jetstream.StreamConfig {
 			// may use them; Publisher itself pipelines single publishes
 			// (see publish.go for why).
 			AllowAtomicPublish: true,
+			RePublish:          &jetstream.RePublish{Source: subj, Destination: StoredPrefix + subj},
 		}
 	}
 	return []jetstream.StreamConfig{

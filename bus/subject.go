@@ -48,6 +48,14 @@ func GroupAssignmentKey(site string) string { return site + ".assignment" }
 // KVSubject is the subject a write of key in bucket is published on.
 func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
+// StoredPrefix prefixes the subject on which a peer's EVENTS and METRICS
+// republish each message as they store it: stored.ev.<site>.<device>.<kind>
+// and stored.mx.<site>.<device>.<check>. A NOC's live feed and the ops
+// view read it, never the raw subjects, so what a client publishes on
+// ev.> at a peer where no stream takes it (a poller's credential used at
+// central) reaches nobody; no user may publish on it.
+const StoredPrefix = "stored."
+
 // EventFilter returns a subject filter over events, with the wildcard "*"
 // in place of every empty part: EventFilter("hq", "", "") is "ev.hq.*.*".
 func EventFilter(site, device, kind string) string {

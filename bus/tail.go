@@ -77,6 +77,9 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}
 	}
 
+	if owner := consumerOwner(js); owner != "" {
+		return tailOwned(ctx, js, stream, owner, cfg, opts.Live, lastSeq, fn)
+	}
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("tail %s: %w", stream, err)
@@ -123,6 +126,88 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}
 		if !opts.Live && (meta.Sequence.Stream >= lastSeq || meta.NumPending == 0) {
 			return nil
+		}
+	}
+}
+
+// tailOwned is Tail for a tenant user, whose consumers may have its own
+// names only (an ordered consumer takes a new name each time it starts
+// again): one consumer of its names, without acks, made again after the
+// last message delivered when a message goes missing or the consumer
+// fails, and removed at the end.
+func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string, ocfg jetstream.OrderedConsumerConfig,
+	live bool, lastSeq uint64, fn func(TailMsg) error) error {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     ocfg.DeliverPolicy,
+		OptStartSeq:       ocfg.OptStartSeq,
+		OptStartTime:      ocfg.OptStartTime,
+		FilterSubjects:    ocfg.FilterSubjects,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+	first := true
+	for {
+		done, delivered, err := tailOnce(ctx, js, stream, owner, cfg, first, live, lastSeq, fn)
+		if done || ctx.Err() != nil {
+			return err
+		}
+		first = false
+		if delivered > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, delivered+1, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// tailOnce runs one consumer of tailOwned. It reports whether the tail is
+// over (with its error), and the stream sequence of the last message it
+// delivered.
+func tailOnce(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig,
+	first, live bool, lastSeq uint64, fn func(TailMsg) error) (bool, uint64, error) {
+	cons, err := createOwned(ctx, js, stream, owner, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return true, 0, nil
+		}
+		return true, 0, fmt.Errorf("tail %s: %w", stream, err)
+	}
+	defer deleteOwned(ctx, js, stream, cons)
+	if first && !live {
+		if info := cons.CachedInfo(); info.NumPending == 0 && info.Delivered.Consumer == 0 {
+			return true, 0, nil // nothing matches
+		}
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return false, 0, nil
+	}
+	defer it.Stop()
+	var delivered, want uint64 = 0, 1
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, delivered, nil
+			}
+			return false, delivered, nil // made again
+		}
+		meta, err := m.Metadata()
+		if err != nil || meta.Sequence.Consumer != want {
+			return false, delivered, nil // a gap: made again after delivered
+		}
+		want++
+		if err := fn(TailMsg{Subject: m.Subject(), Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data(), Header: m.Headers()}); err != nil {
+			return true, delivered, err
+		}
+		delivered = meta.Sequence.Stream
+		if !live && (meta.Sequence.Stream >= lastSeq || meta.NumPending == 0) {
+			return true, delivered, nil
 		}
 	}
 }

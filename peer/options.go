@@ -9,13 +9,19 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/meshmon/meshmon/bus"
 )
 
 // leafDenyImports are subjects a site never takes from central over its
-// leaf link: other sites' events, samples and key-value writes. Sourcing
-// (JetStream API requests in the site's domain and flow control) still
-// crosses.
-var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>"}
+// leaf link: other sites' events, samples and key-value writes, and
+// central's stored feed. Sourcing (JetStream API requests in the site's
+// domain and flow control) still crosses.
+var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>", bus.StoredPrefix + ">"}
+
+// leafDenyExports are subjects a site never sends central: its own stored
+// feed (central republishes what it stores of the site).
+var leafDenyExports = []string{bus.StoredPrefix + ">"}
 
 // DefaultLeafDialTimeout bounds one attempt of a site to reach central: a
 // TCP handshake across a WAN takes one round trip, well under this (raise it
@@ -148,6 +154,7 @@ func (c Config) serverOptions(in *internalAuth, k *certs) (*server.Options, erro
 			DialTimeout:  c.leafDialTimeout(),
 			LocalAccount: c.Tenant,
 			DenyImports:  leafDenyImports,
+			DenyExports:  leafDenyExports,
 			// Follow only the URLs given: central's advertised addresses
 			// may not be reachable from the site (NAT, proxies).
 			IgnoreDiscoveredServers: true,

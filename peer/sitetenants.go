@@ -239,6 +239,7 @@ func (c Config) tenantRemotes() ([]*server.RemoteLeafOpts, error) {
 			LocalAccount:            t.Account,
 			SignatureCB:             sign,
 			DenyImports:             leafDenyImports,
+			DenyExports:             leafDenyExports,
 			IgnoreDiscoveredServers: true,
 		})
 	}

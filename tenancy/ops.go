@@ -7,9 +7,12 @@ import (
 )
 
 // The ops (MSP operator) account's consolidated view: every tenant exports
-// its events (ev.>) and the ops account imports each tenant's under
+// the events its streams store (stored.ev.>, as central's EVENTS
+// republishes them) and the ops account imports each tenant's under
 // tenants.<tenant>.ev.>. Imports carry live traffic only; a replay reads
-// the tenants' streams.
+// the tenants' streams. The raw ev.> is not exported: at central only a
+// client publishes there (a poller's credential used at central), and
+// what it publishes is stored nowhere.
 //
 // The export needs no activation token: only the key store signs account
 // JWTs, so no account can import what the operator did not sign into it,
@@ -19,14 +22,19 @@ import (
 // OpsSubject is where the ops account sees a tenant's events.
 func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
 
-// exportEvents lets the ops account import the tenant's events.
+// exportedEvents is the subject a tenant exports to the ops account.
+const exportedEvents = "stored.ev.>"
+
+// exportEvents lets the ops account import the tenant's stored events; it
+// drops the export of the raw ev.> of accounts signed before.
 func exportEvents(ac *jwt.AccountClaims) {
+	var out jwt.Exports
 	for _, e := range ac.Exports {
-		if e.Subject == "ev.>" {
-			return
+		if e.Subject != "ev.>" && e.Subject != exportedEvents {
+			out = append(out, e)
 		}
 	}
-	ac.Exports.Add(&jwt.Export{Name: "meshmon events", Subject: "ev.>", Type: jwt.Stream})
+	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
 }
 
 // OpsAccount signs the ops account's JWT again, importing the events of
@@ -46,7 +54,7 @@ func (s *Store) OpsAccount() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ac.Imports.Add(&jwt.Import{Name: n, Subject: "ev.>", Account: tc.Subject,
+		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
@@ -72,7 +80,9 @@ func (s *Store) ReaderCreds(tenant string, ttl time.Duration) ([]byte, error) {
 	if _, _, err := s.tenantAccount(tenant); err != nil {
 		return nil, err
 	}
-	return s.accountCreds(tenantDir(tenant), "meshmon-cli-reader", ttl, func(uc *jwt.UserClaims) {
-		uc.Pub, uc.Sub = permissions(RoleNOC, "")
+	return s.accountCreds(tenantDir(tenant), readerUser, ttl, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-tenant:" + tenant)
+		uc.Tags.Add("meshmon-role:" + string(RoleNOC))
+		uc.Pub, uc.Sub, uc.Resp = permissions(RoleNOC, readerUser, "")
 	})
 }

@@ -1,7 +1,5 @@
 package tenancy
 
-import "github.com/meshmon/meshmon/bus"
-
 // pollerKVPublish returns the key-value subjects a poller user may publish
 // to: its own heartbeat in the pollers bucket (the poller is named for its
 // user) and its own site's group keys, the leader's lease and the
@@ -10,10 +8,14 @@ import "github.com/meshmon/meshmon/bus"
 // poller's heartbeat nor write the group of another site, even at that
 // site's peer: the keys it may write there are its own site's, which that
 // site's pollers never read.
+//
+// The subjects are bus's (bus.KVSubject with bus.PollerKey,
+// bus.GroupLeaderKey and bus.GroupAssignmentKey), spelled out here because
+// bus imports tenancy; TestPollerKVPermissions writes them through bus.
 func pollerKVPublish(site, user string) []string {
 	return []string{
-		bus.KVSubject(bus.PollersBucket, bus.PollerKey(site, user)),
-		bus.KVSubject(bus.GroupBucket, bus.GroupLeaderKey(site)),
-		bus.KVSubject(bus.GroupBucket, bus.GroupAssignmentKey(site)),
+		"$KV.pollers." + site + "." + user,
+		"$KV.group." + site + ".leader",
+		"$KV.group." + site + ".assignment",
 	}
 }

@@ -74,8 +74,14 @@ func request(ctx context.Context, nc *nats.Conn, subject, token, what string) er
 }
 
 // CredsOption is the nats connect option that authenticates with the
-// content of a .creds file, kept in memory.
+// content of a .creds file, kept in memory, and takes the user's replies
+// on its own inbox prefix (InboxPrefix) when the credentials are a
+// meshmon tenant user's.
 func CredsOption(creds []byte) (nats.Option, error) {
+	id, err := CredsIdentity(creds)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := jwt.ParseDecoratedJWT(creds)
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
@@ -88,5 +94,15 @@ func CredsOption(creds []byte) (nats.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
-	return nats.UserJWTAndSeed(tok, string(seed)), nil
+	auth := nats.UserJWTAndSeed(tok, string(seed))
+	if id.Role == "" {
+		return auth, nil
+	}
+	inbox := nats.CustomInboxPrefix(InboxPrefix(id.User))
+	return func(o *nats.Options) error {
+		if err := auth(o); err != nil {
+			return err
+		}
+		return inbox(o)
+	}, nil
 }

@@ -15,7 +15,8 @@ type SiteBundle struct {
 }
 
 // IssueSite issues the site's users in the tenant's account (leaf-<site>
-// for its link, site-<site> for the peer's own upkeep, an admin) and
+// for its link, site-<site> for the peer's own upkeep; each may do what
+// that needs at that site only, see permissions) and
 // returns the bundle. It fails with an error wrapping ErrExists when the
 // site's users exist and are not revoked.
 func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
@@ -38,7 +39,7 @@ func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
 	if err != nil {
 		return SiteBundle{}, err
 	}
-	_, uc, err := s.IssueUser(tenant, upkeep, RoleAdmin, "")
+	_, uc, err := s.IssueUser(tenant, upkeep, RoleSite, site)
 	if err != nil {
 		return SiteBundle{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -163,6 +164,9 @@ func (s *Store) saveAccount(sub string, ac *jwt.AccountClaims) error {
 	op, err := s.readKey(operatorKey)
 	if err != nil {
 		return err
+	}
+	if strings.HasPrefix(sub, tenantsDir+string(filepath.Separator)) {
+		exportEvents(ac) // a tenant signed before the stored feed
 	}
 	ac.IssuedAt = 0 // Encode sets it; two saves in one second still differ by content
 	tok, err := ac.Encode(op)

@@ -277,7 +277,42 @@ func TestOperatorMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := nocA.SubscribeSync("ev.>")
+	// Each tenant's streams take its events and republish them as they
+	// store them (as a site's do): a NOC's live feed and the ops view
+	// see what is stored, on the stored feed.
+	for _, name := range []string{"acme", "beta"} {
+		admin, err := st.AdminCreds(name, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := connectCreds(t, url, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := bus.DefaultStreamLimits()
+		lim.EventsMaxBytes, lim.MetricsMaxBytes = 1<<20, 1<<20
+		if err := bus.EnsureStreams(ctx, js, lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nocA.SubscribeSync("ev.>"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, func() error {
+		if err := nocA.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+			return fmt.Errorf("a NOC subscribed to the raw ev.>: %v", err)
+		}
+		return nil
+	})
+	nocA, err = connectCreds(t, url, issue("acme", "noc-live", tenancy.RoleNOC, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := nocA.SubscribeSync("stored.ev.>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +332,7 @@ func TestOperatorMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Subject != "ev.s1.d1.trap" {
+	if msg.Subject != "stored.ev.s1.d1.trap" {
 		t.Fatalf("NOC of acme got %s", msg.Subject)
 	}
 	if m, err := got.NextMsg(200 * time.Millisecond); err == nil {

@@ -28,6 +28,10 @@ const (
 	RoleAdmin Role = "admin"
 	// RoleLeaf is a site peer's leaf link to central.
 	RoleLeaf Role = "leaf"
+	// RoleSite is a site peer's own upkeep user (site-<site>): its
+	// streams and source consumers, at its site only. IssueSite issues
+	// it, with the site's leaf user.
+	RoleSite Role = "site"
 )
 
 // Roles lists the roles a tenant user can have.
@@ -43,48 +47,166 @@ type User struct {
 	Revoked   bool      `json:"revoked,omitempty"`
 }
 
-// jsAPI lists JetStream API subjects in the local domain and in central's
-// (hub) and a site's domain, for a client that names the domain.
-func jsAPI(site string, subjects ...string) []string {
+// Role permissions. Every user JWT is valid at central and at every site
+// of its tenant (the account is the same), so a permission is written for
+// both: what a role may do must be harmless at the other end too.
+//
+// JetStream API subjects come in three forms: $JS.API.<op> (the server the
+// client is on), $JS.<domain>.API.<op> (a named domain: hub, or a site,
+// reached over the leaf links; a server maps its own domain's to $JS.API
+// before it checks permissions, so a permission on $JS.API.<op> covers
+// both at the server the client is on) and, for consumers, the ack and
+// flow-control replies $JS.ACK.<stream>.<consumer>.… and
+// $JS.FC.<stream>.<consumer>.… (nats-server's v1 formats, the ones it
+// uses unless its js_ack_fc_v2 feature flag is set).
+
+// InboxPrefix is the prefix of the reply subjects of the tenant's user
+// called name: each user subscribes to its own replies only, so no user
+// sees another's (an admin's replies carry device secrets). Clients
+// connect with nats.CustomInboxPrefix(InboxPrefix(name)); with the stock
+// nats CLI, --inbox-prefix _INBOX.<name>.
+func InboxPrefix(name string) string { return "_INBOX." + name }
+
+// ConsumerSlots is how many consumers a NOC user may keep on each stream.
+const ConsumerSlots = 4
+
+// ConsumerNames are the names a NOC user called name may give its
+// consumers: name, name-1, ... name-(ConsumerSlots-1). A consumer name is
+// one subject token, and a permission matches whole tokens only, so the
+// names are a fixed set: no other user's consumer can be created,
+// updated, read from or deleted with them.
+func ConsumerNames(name string) []string {
+	out := []string{name}
+	for i := 1; i < ConsumerSlots; i++ {
+		out = append(out, fmt.Sprintf("%s-%d", name, i))
+	}
+	return out
+}
+
+// The mesh's own consumers: central sources each site's streams through
+// them (bus.SourceConsumer). Only the site's upkeep user makes them.
+var sourceConsumers = [][2]string{{"EVENTS", "central-events"}, {"METRICS", "central-metrics"}}
+
+// siteStreams are a site's streams and buckets, which the site's upkeep
+// user makes.
+var siteStreams = []string{"EVENTS", "METRICS", "KV_devices", "KV_pollers", "KV_group"}
+
+// secretStream holds the devices with their SNMP secrets.
+const secretStream = "KV_devices"
+
+// apiPrefixes are the JetStream API prefixes of the local server and of
+// any named domain.
+var apiPrefixes = []string{"$JS.API.", "$JS.*.API."}
+
+// api lists each op under each prefix.
+func api(prefixes []string, ops ...string) []string {
 	var out []string
-	for _, s := range subjects {
-		out = append(out, "$JS.API."+s, "$JS.hub.API."+s)
-		if site != "" {
-			out = append(out, "$JS."+site+".API."+s)
+	for _, p := range prefixes {
+		for _, op := range ops {
+			out = append(out, p+op)
 		}
 	}
 	return out
 }
 
-// permissions returns what role may publish and subscribe to.
-func permissions(role Role, site string) (pub, sub jwt.Permission) {
-	// Every role reads replies to its requests.
-	sub.Allow.Add("_INBOX.>")
+// readOps read any stream's info and messages without a consumer.
+var readOps = []string{"INFO", "STREAM.NAMES", "STREAM.LIST", "STREAM.INFO.*", "STREAM.MSG.GET.*", "DIRECT.GET.*", "DIRECT.GET.*.>"}
+
+// A user JWT travels in the client's CONNECT line, which a server takes up
+// to 4 KiB long: the permissions use wildcards and denials rather than
+// long lists (TestPermissionsFitConnect).
+
+// permissions returns what the tenant's user called name, of role, may
+// publish and subscribe to; site is a poller's, leaf's or site upkeep
+// user's site.
+func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *jwt.ResponsePermission) {
 	switch role {
 	case RolePoller:
-		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.FC.>", "$JS.ACK.>")
-		pub.Allow.Add(jsAPI(site, "INFO", "STREAM.INFO.*", "STREAM.MSG.GET.*", "DIRECT.GET.>",
-			"CONSUMER.CREATE.>", "CONSUMER.DURABLE.CREATE.KV_*.>", "CONSUMER.INFO.*.*", "CONSUMER.DELETE.*.*",
-			"CONSUMER.MSG.NEXT.*.*")...)
-		// Its buckets' changes arrive on the consumers' delivery subjects.
-		sub.Allow.Add("$KV.>")
+		// At its site: its subjects, its site's buckets, and its own
+		// consumers on the streams (bucket watches, the last states it
+		// reads back from EVENTS), through the server it is on only.
+		sub.Allow.Add(InboxPrefix(name) + ".>")
+		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>")
+		// Its own heartbeat and its site's group keys only (poller_perms.go).
+		pub.Allow.Add(pollerKVPublish(site, name)...)
+		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
+		// Named consumers only: the 5-token CONSUMER.CREATE.<stream>
+		// takes the name from the request's body.
+		pub.Allow.Add(api([]string{"$JS.API."}, "CONSUMER.CREATE.*.*", "CONSUMER.CREATE.*.*.>", "CONSUMER.INFO.*.*",
+			"CONSUMER.DELETE.*.*", "CONSUMER.MSG.NEXT.*.*")...)
+		// Never the mesh's source consumers.
+		for _, sc := range sourceConsumers {
+			sc := sc[0] + "." + sc[1]
+			pub.Deny.Add("$JS.API.CONSUMER.*."+sc, "$JS.API.CONSUMER.*."+sc+".>", "$JS.API.CONSUMER.*.*."+sc,
+				"$JS.ACK."+sc+".>", "$JS.FC."+sc+".>")
+		}
 	case RoleNOC:
-		pub.Allow.Add("$JS.FC.>", "$JS.ACK.>")
-		pub.Allow.Add(jsAPI("", "INFO", "STREAM.NAMES", "STREAM.LIST", "STREAM.INFO.*", "STREAM.MSG.GET.*",
-			"DIRECT.GET.>", "CONSUMER.CREATE.>", "CONSUMER.DURABLE.CREATE.*.*", "CONSUMER.INFO.*.*",
-			"CONSUMER.NAMES.*", "CONSUMER.LIST.*", "CONSUMER.MSG.NEXT.*.*")...)
-		sub.Allow.Add("ev.>", "mx.>")
+		// Reads and replays, on the server it is connected to (each name
+		// costs the JWT room, TestPermissionsFitConnect): stream info and
+		// messages, and consumers of its own names only (ConsumerNames),
+		// on any stream but the devices bucket's.
+		// Live: the stored feed only (bus.StoredPrefix), never the raw
+		// subjects, where a poller's credential used at central could
+		// publish what no stream stores.
+		sub.Allow.Add(InboxPrefix(name)+".>", "stored.ev.>", "stored.mx.>")
+		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
+		for _, c := range ConsumerNames(name) {
+			// CREATE, INFO, DELETE ... .<stream>.c; CREATE.<stream>.c.<filter>;
+			// MSG.NEXT.<stream>.c.
+			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
+		}
+		pub.Deny.Add(api([]string{"$JS.API."}, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>",
+			"CONSUMER.*."+secretStream+".>", "CONSUMER.*.*."+secretStream+".>")...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
+	case RoleSite:
+		// A site peer's own upkeep, in process only (IssueUser): its
+		// streams, buckets and source consumers; the keeper on the
+		// source consumers' delivery subjects; the site-cluster beacon;
+		// and the tenant's account JWT in central's tenant bucket.
+		sub.Allow.Add(InboxPrefix(name)+".>", "meshmon.source."+site+".>", "meshmon.link."+site)
+		pub.Allow.Add(InboxPrefix(name)+".>", "meshmon.link."+site)
+		// A request to $JS.<site>.API is checked after the server maps
+		// it to $JS.API.
+		local := []string{"$JS.API."}
+		pub.Allow.Add(api(local, "INFO")...)
+		for _, s := range siteStreams {
+			pub.Allow.Add(api(local, "STREAM.CREATE."+s, "STREAM.UPDATE."+s, "STREAM.INFO."+s)...)
+		}
+		for _, sc := range sourceConsumers {
+			s, c := sc[0], sc[1]
+			pub.Allow.Add(api(local, "CONSUMER.CREATE."+s+"."+c, "CONSUMER.INFO."+s+"."+c, "CONSUMER.LEADER.STEPDOWN."+s+"."+c)...)
+			pub.Allow.Add("$JS.FC."+s+"."+c+".>", "$JS.FC."+site+".*."+s+"."+c+".>")
+		}
+		pub.Allow.Add(hubTenantOps("$JS.hub.API.")...)
 	case RoleLeaf:
-		// A leaf link carries the site's JetStream API and sourcing both
-		// ways; what crosses is bounded by the account, not the user.
-		pub.Allow.Add(">")
-		sub.Allow.Add(">")
+		// From central's side: what the site's link may send into the
+		// tenant's account there (pub) and take from it (sub). Only its
+		// own source consumers' deliveries, replies to central's
+		// requests, and the upkeep user's reading of the tenant bucket.
+		upkeep := "site-" + site
+		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R.>", "$JS.hub.API.INFO")
+		pub.Allow.Add(hubTenantOps("$JS.hub.API.", "$JS.API.")...)
+		sub.Allow.Add("$JS."+site+".API.>", InboxPrefix(upkeep)+".>")
+		for _, sc := range sourceConsumers {
+			s, c := sc[0], sc[1]
+			sub.Allow.Add("$JS.FC."+s+"."+c+".>", "$JS.FC."+site+".*."+s+"."+c+".>", "$JS.ACK."+s+"."+c+".>",
+				"$JS.ACK."+site+".*."+s+"."+c+".>")
+		}
+		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}
-	return pub, sub
+	return pub, sub, resp
+}
+
+// hubTenantOps are the requests that read and watch the tenant bucket at
+// central (a site follows its tenant's account JWT there).
+func hubTenantOps(prefixes ...string) []string {
+	const s = "KV_tenant"
+	out := api(prefixes, "STREAM.INFO."+s, "STREAM.MSG.GET."+s, "DIRECT.GET."+s, "DIRECT.GET."+s+".>",
+		"CONSUMER.CREATE."+s+".*", "CONSUMER.CREATE."+s+".*.>", "CONSUMER.INFO."+s+".*", "CONSUMER.DELETE."+s+".*")
+	return append(out, "$JS.FC."+s+".>")
 }
 
 // IssueUser issues a user of role in the tenant's account and returns its
@@ -96,11 +218,14 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 	if err := meshmon.ValidateName("user", name); err != nil {
 		return User{}, nil, err
 	}
-	if !slices.Contains(Roles, role) {
+	if !slices.Contains(Roles, role) && role != RoleSite {
 		return User{}, nil, fmt.Errorf("role %q: use one of %v", role, Roles)
 	}
+	if err := checkReserved(name, role, site); err != nil {
+		return User{}, nil, err
+	}
 	switch {
-	case role == RolePoller || role == RoleLeaf:
+	case role == RolePoller || role == RoleLeaf || role == RoleSite:
 		if err := meshmon.ValidateName("site", site); err != nil {
 			return User{}, nil, fmt.Errorf("a %s user belongs to a site: %w", role, err)
 		}
@@ -124,9 +249,16 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 		if site != "" {
 			uc.Tags.Add("meshmon-site:" + site)
 		}
-		uc.Pub, uc.Sub = permissions(role, site)
-		if role == RolePoller {
-			uc.Pub.Allow.Add(pollerKVPublish(site, name)...)
+		uc.Pub, uc.Sub, uc.Resp = permissions(role, name, site)
+		switch role {
+		case RoleSite:
+			// Only the site peer's own in-process connection: the
+			// credential is refused over the network, at central and
+			// at any site.
+			uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeInProcess)
+		case RoleLeaf:
+			// Only a leaf link: refused to a client.
+			uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeLeafnode)
 		}
 	})
 	if err != nil {
@@ -179,8 +311,10 @@ func (s *Store) AdminCreds(tenant string, ttl time.Duration) ([]byte, error) {
 	if _, _, err := s.tenantAccount(tenant); err != nil {
 		return nil, err
 	}
-	return s.accountCreds(tenantDir(tenant), "meshmon-cli", ttl, func(uc *jwt.UserClaims) {
-		uc.Pub, uc.Sub = permissions(RoleAdmin, "")
+	return s.accountCreds(tenantDir(tenant), cliUser, ttl, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-tenant:" + tenant)
+		uc.Tags.Add("meshmon-role:" + string(RoleAdmin))
+		uc.Pub, uc.Sub, uc.Resp = permissions(RoleAdmin, cliUser, "")
 	})
 }
 
@@ -225,6 +359,31 @@ func (s *Store) signUser(sub, name string, ttl time.Duration, f func(*jwt.UserCl
 		return "", nil, fmt.Errorf("user %s: %w", name, err)
 	}
 	return pub, creds, nil
+}
+
+// The CLI's own users in a tenant's account, short-lived and not
+// recorded.
+const (
+	cliUser    = "meshmon-cli"
+	readerUser = "meshmon-cli-reader"
+)
+
+// checkReserved refuses a user name that would share another user's
+// reply subjects (InboxPrefix) or consumer names (ConsumerNames): the
+// CLI's own users' (meshmon-...), the mesh's source consumers'
+// (central-...), and a site's leaf and upkeep users' for any other role
+// or site.
+func checkReserved(name string, role Role, site string) error {
+	switch {
+	case strings.HasPrefix(name, "meshmon-"):
+		return fmt.Errorf("user %q: names beginning with meshmon- are the CLI's own; choose another", name)
+	case strings.HasPrefix(name, "central-"):
+		return fmt.Errorf("user %q: names beginning with central- are the mesh's source consumers'; choose another", name)
+	case strings.HasPrefix(name, "leaf-") && !(role == RoleLeaf && name == "leaf-"+site),
+		strings.HasPrefix(name, "site-") && !(role == RoleSite && name == "site-"+site):
+		return fmt.Errorf("user %q: names beginning with leaf- and site- are the sites' own users; choose another", name)
+	}
+	return nil
 }
 
 // Identity is whom a user credential of meshmon's speaks for, read from its

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 func statusCommand() *cli.Command {
@@ -29,13 +30,17 @@ func statusCommand() *cli.Command {
 // A site peer reports devices and pollers; central reports sites and its
 // peers.
 type statusReport struct {
-	Peer         peerStatus           `json:"peer"`
-	Streams      []bus.StreamInfo     `json:"streams"`
-	Devices      int                  `json:"devices"`
-	Pollers      []meshmon.PollerInfo `json:"pollers"`
-	Group        *bus.GroupStatus     `json:"group,omitempty"`
-	Sites        []bus.SiteLink       `json:"sites,omitempty"`
-	CentralPeers []bus.CentralPeer    `json:"central_peers,omitempty"`
+	Peer    peerStatus       `json:"peer"`
+	Streams []bus.StreamInfo `json:"streams"`
+	Devices int              `json:"devices"`
+	// DevicesHidden: the credential may not read the inventory (a NOC's:
+	// the records hold SNMP secrets); Devices and the group's device
+	// counts are then 0.
+	DevicesHidden bool                 `json:"devices_hidden,omitempty"`
+	Pollers       []meshmon.PollerInfo `json:"pollers"`
+	Group         *bus.GroupStatus     `json:"group,omitempty"`
+	Sites         []bus.SiteLink       `json:"sites,omitempty"`
+	CentralPeers  []bus.CentralPeer    `json:"central_peers,omitempty"`
 }
 
 type peerStatus struct {
@@ -84,9 +89,12 @@ func status(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, err := inv.List(ctx)
-	if err != nil {
-		return err
+	// A NOC may not read the device records (they hold SNMP secrets).
+	var devs []meshmon.Device
+	if rep.DevicesHidden = credsRole(c) == tenancy.RoleNOC; !rep.DevicesHidden {
+		if devs, err = inv.List(ctx); err != nil {
+			return err
+		}
 	}
 	rep.Devices = len(devs)
 	reg, err := bus.OpenRegistry(ctx, cl.js)
@@ -105,12 +113,17 @@ func status(c *cli.Context) error {
 		return printJSON(os.Stdout, rep)
 	}
 	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
-	fmt.Printf("devices: %d\n", rep.Devices)
 	leader := rep.Group.Leader
 	if leader == "" {
 		leader = "(none)"
 	}
-	fmt.Printf("poller group: leader %s, assignment revision %d, %d devices assigned, %d unassigned\n\n", leader, rep.Group.Revision, rep.Group.Assigned, rep.Group.Unassigned)
+	if rep.DevicesHidden {
+		fmt.Println("devices: not readable with this credential")
+		fmt.Printf("poller group: leader %s, assignment revision %d\n\n", leader, rep.Group.Revision)
+	} else {
+		fmt.Printf("devices: %d\n", rep.Devices)
+		fmt.Printf("poller group: leader %s, assignment revision %d, %d devices assigned, %d unassigned\n\n", leader, rep.Group.Revision, rep.Group.Assigned, rep.Group.Unassigned)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	printStreams(tw, rep.Streams, true)
 	fmt.Fprintln(tw)
@@ -202,4 +215,22 @@ func printCentralStatus(rep statusReport) error {
 	}
 	fmt.Println()
 	return printSiteLinks(rep.Sites)
+}
+
+// credsRole is the role of the tenant user whose --creds the command runs
+// with; empty without meshmon tenant credentials.
+func credsRole(c *cli.Context) tenancy.Role {
+	f := c.String("creds")
+	if f == "" {
+		return ""
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return ""
+	}
+	id, err := tenancy.CredsIdentity(b)
+	if err != nil {
+		return ""
+	}
+	return id.Role
 }

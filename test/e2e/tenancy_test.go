@@ -5,8 +5,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,16 +16,37 @@ import (
 
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/sim"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 // natsCLI runs the stock nats CLI and returns its combined output and
-// whether it succeeded.
+// whether it succeeded. With a tenant user's --creds it takes replies on
+// the user's own inbox prefix, the only one the user may read.
 func natsCLI(t *testing.T, bin string, args ...string) (string, bool) {
 	t.Helper()
+	args = withInboxPrefix(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err == nil
+}
+
+// withInboxPrefix adds --inbox-prefix _INBOX.<user> to nats CLI args that
+// name a tenant user's --creds file.
+func withInboxPrefix(args []string) []string {
+	i := slices.Index(args, "--creds")
+	if i < 0 || i+1 >= len(args) || slices.Contains(args, "--inbox-prefix") {
+		return args
+	}
+	b, err := os.ReadFile(args[i+1])
+	if err != nil {
+		return args
+	}
+	id, err := tenancy.CredsIdentity(b)
+	if err != nil || id.Role == "" {
+		return args
+	}
+	return append([]string{"--inbox-prefix", tenancy.InboxPrefix(id.User)}, args...)
 }
 
 // TestTenantsWalledOff runs a central peer in operator mode with two
@@ -97,8 +120,8 @@ func TestTenantsWalledOff(t *testing.T) {
 
 	// Live: acme's NOC, and the ops account's consolidated view, subscribe
 	// while both sites publish.
-	sub := start(t, "nats sub", natsBin, "--server", curl, "--creds", nocA, "sub", "ev.>")
-	sub.waitOutput(`Subscribing on ev\.>`, 10*time.Second)
+	sub := start(t, "nats sub", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", nocA, "sub", "stored.ev.>"})...)
+	sub.waitOutput(`Subscribing on stored\.ev\.>`, 10*time.Second)
 	opsCreds := filepath.Join(dir, "ops.creds")
 	cli("tenant", "creds", "--ops", "--keys", keys, "--out", opsCreds)
 	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")

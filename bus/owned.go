@@ -1,0 +1,57 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// A NOC user may name its consumers only with its own names
+// (tenancy.ConsumerNames): JetStream takes a consumer's name from the
+// request subject, which its permissions allow for those names only. So a
+// connection that speaks for a tenant user makes its consumers with those
+// names, taking the first one free, and removes them when done.
+
+// consumerOwner is the tenant user that js's connection speaks for, from
+// its inbox prefix (tenancy.InboxPrefix, set at connect from the
+// credentials); empty when it speaks for none.
+func consumerOwner(js jetstream.JetStream) string {
+	u, ok := strings.CutPrefix(js.Conn().Opts.InboxPrefix, "_INBOX.")
+	if !ok || u == "" || strings.Contains(u, ".") {
+		return ""
+	}
+	return u
+}
+
+// createOwned creates a consumer of stream with cfg under the first of
+// owner's consumer names that is free.
+func createOwned(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	// A description of its own makes the config differ from any other's,
+	// so a name in use is refused, not shared.
+	cfg.Description = "meshmon " + owner + " " + nuid.Next()
+	for _, name := range tenancy.ConsumerNames(owner) {
+		cfg.Name, cfg.Durable = name, ""
+		c, err := js.CreateConsumer(ctx, stream, cfg)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			continue
+		}
+		return c, err
+	}
+	return nil, fmt.Errorf("consumer on %s: %w: user %s has %d consumers there already (names %s to %s)", stream, ErrNoConsumerName,
+		owner, tenancy.ConsumerSlots, owner, tenancy.ConsumerNames(owner)[tenancy.ConsumerSlots-1])
+}
+
+// deleteOwned removes a consumer made by createOwned, within a second
+// even when ctx is done.
+func deleteOwned(ctx context.Context, js jetstream.JetStream, stream string, c jetstream.Consumer) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = js.DeleteConsumer(dctx, stream, c.CachedInfo().Name)
+}

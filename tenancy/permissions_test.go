@@ -1,0 +1,297 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// matches reports whether subject matches the NATS subject pattern p
+// (tokens, * for one, > for the rest).
+func matches(p, subject string) bool {
+	pt, st := strings.Split(p, "."), strings.Split(subject, ".")
+	for i, tok := range pt {
+		switch {
+		case tok == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case tok != "*" && tok != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// allowed reports whether perm allows subject: an allow matches and no
+// deny does (as nats-server decides).
+func allowed(perm jwt.Permission, subject string) bool {
+	ok := false
+	for _, a := range perm.Allow {
+		ok = ok || matches(a, subject)
+	}
+	for _, d := range perm.Deny {
+		ok = ok && !matches(d, subject)
+	}
+	return ok
+}
+
+func userClaims(t *testing.T, creds []byte) *jwt.UserClaims {
+	t.Helper()
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uc
+}
+
+// TestRolePermissions checks, subject by subject, what each role's user
+// may publish and subscribe to: the attacks of issue 16 refused, and what
+// the role needs allowed.
+func TestRolePermissions(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]*jwt.UserClaims{}
+	for _, u := range []struct {
+		name string
+		role tenancy.Role
+		site string
+	}{{"alice", tenancy.RoleNOC, ""}, {"p1", tenancy.RolePoller, "s1"}, {"boss", tenancy.RoleAdmin, ""}} {
+		_, creds, err := st.IssueUser("acme", u.name, u.role, u.site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users[u.name] = userClaims(t, creds)
+	}
+	b, err := st.IssueSite("acme", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users["leaf-s1"], users["site-s1"] = userClaims(t, b.LeafCreds), userClaims(t, b.UpkeepCreds)
+
+	const pub, sub = "pub", "sub"
+	for _, c := range []struct {
+		user, dir, subject string
+		want               bool
+	}{
+		// NOC: reads and replays events and samples.
+		{"alice", sub, "stored.ev.s1.d1.trap", true},
+		{"alice", sub, "stored.mx.s1.d1.icmp", true},
+		{"alice", sub, "_INBOX.alice.x.1", true},
+		{"alice", pub, "$JS.API.STREAM.INFO.EVENTS", true},
+		{"alice", pub, "$JS.API.STREAM.MSG.GET.EVENTS", true},
+		{"alice", pub, "$JS.API.DIRECT.GET.EVENTS", true},
+		{"alice", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice-3.ev.>", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.METRICS.alice-1", true},
+		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.METRICS.alice-1", false},
+		{"alice", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.alice", true},
+		{"alice", pub, "$JS.API.CONSUMER.DELETE.EVENTS.alice-2", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_pollers.alice", true},
+		{"alice", pub, "$JS.ACK.EVENTS.alice.1.5.5.1700000000.0", true},
+		// ... and nothing else: no other user's replies, no '>'.
+		{"alice", sub, "_INBOX.boss.x.1", false},
+		{"alice", sub, "_INBOX.>", false},
+		{"alice", sub, ">", false},
+		// Not the raw subjects either: at central only a client
+		// publishes there, and nothing stores it.
+		{"alice", sub, "ev.s1.d1.trap", false},
+		{"alice", sub, "mx.>", false},
+		{"alice", sub, "$KV.devices.d1", false},
+		{"alice", pub, "ev.s1.d1.trap", false},
+		// Its consumers have its names only: not the mesh's source
+		// consumers, not another's, not a name from the request body
+		// (the 5-token form), a bounded set.
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events", false},
+		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events", false},
+		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events.ev.>", false},
+		{"alice", pub, "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.central-events", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.bob", false},
+		{"alice", pub, "$JS.API.CONSUMER.DELETE.EVENTS.bob", false},
+		{"alice", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.bob", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice-4", false},
+		{"alice", pub, "$JS.API.CONSUMER.LIST.EVENTS", false},
+		{"alice", pub, "$JS.API.CONSUMER.NAMES.EVENTS", false},
+		{"alice", pub, "$JS.ACK.EVENTS.central-events.1.5.5.1700000000.0", false},
+		{"alice", pub, "$JS.FC.EVENTS.central-events.x", false},
+		// No read of the devices bucket, at any domain.
+		{"alice", pub, "$JS.API.STREAM.MSG.GET.KV_devices", false},
+		{"alice", pub, "$JS.s1.API.STREAM.MSG.GET.KV_devices", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_devices", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_devices.alice", false},
+		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.KV_devices.alice.$KV.devices.>", false},
+		{"alice", pub, "$JS.API.CONSUMER.MSG.NEXT.KV_devices.alice", false},
+		// No change to any stream.
+		{"alice", pub, "$JS.API.STREAM.PURGE.EVENTS", false},
+		{"alice", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
+		{"alice", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
+		{"alice", pub, "$KV.devices.d1", false},
+
+		// Poller: its site's subjects, its buckets, its own consumers.
+		{"p1", pub, "ev.s1.d1.trap", true},
+		{"p1", pub, "mx.s1.d1.icmp", true},
+		{"p1", pub, "$KV.pollers.p1", true},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_devices.w1", true},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.r1.ev.s1.d1.>", true},
+		{"p1", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", true},
+		{"p1", sub, "_INBOX.p1.x.1", true},
+		{"p1", pub, "ev.s2.d1.trap", false},
+		{"p1", pub, "stored.ev.s1.d1.trap", false},
+		{"p1", pub, "$KV.devices.d1", false},
+		{"p1", sub, "_INBOX.boss.x.1", false},
+		{"p1", sub, "$KV.>", false},
+		{"p1", sub, "ev.>", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.METRICS.central-metrics.mx.>", false},
+		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.central-events", false},
+		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.central-events", false},
+		{"p1", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
+		{"p1", pub, "$JS.s2.API.CONSUMER.CREATE.KV_group.w", false},
+		{"p1", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
+
+		// Admin: everything but publishing events and samples.
+		{"boss", pub, "$JS.API.STREAM.UPDATE.EVENTS", true},
+		{"boss", pub, "$KV.devices.d1", true},
+		{"boss", pub, "ev.s1.d1.trap", false},
+		{"boss", pub, "stored.ev.s1.d1.trap", false},
+
+		// Leaf link, from central's side: its site's source deliveries
+		// and the tenant bucket, nothing else.
+		{"leaf-s1", pub, "meshmon.source.s1.events", true},
+		{"leaf-s1", pub, "$JS.hub.API.CONSUMER.CREATE.KV_tenant.w1", true},
+		{"leaf-s1", sub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events", true},
+		{"leaf-s1", sub, "$JS.FC.EVENTS.central-events.x", true},
+		{"leaf-s1", sub, "_INBOX.site-s1.x.1", true},
+		{"leaf-s1", pub, "meshmon.source.s2.events", false},
+		{"leaf-s1", pub, "ev.s1.d1.trap", false},
+		{"leaf-s1", pub, "ev.s2.d1.trap", false},
+		{"leaf-s1", pub, "stored.ev.s1.d1.trap", false},
+		{"leaf-s1", sub, "stored.ev.>", false},
+		{"leaf-s1", pub, "$KV.devices.d1", false},
+		{"leaf-s1", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
+		{"leaf-s1", pub, "$JS.hub.API.STREAM.UPDATE.EVENTS", false},
+		{"leaf-s1", pub, "$JS.s2.API.STREAM.DELETE.EVENTS", false},
+		{"leaf-s1", sub, "$JS.s2.API.CONSUMER.CREATE.EVENTS.central-events", false},
+		{"leaf-s1", sub, "_INBOX.boss.x.1", false},
+		{"leaf-s1", sub, "ev.>", false},
+
+		// Site upkeep: its streams and source consumers.
+		{"site-s1", pub, "$JS.API.STREAM.CREATE.EVENTS", true},
+		{"site-s1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events", true},
+		{"site-s1", pub, "$JS.hub.API.DIRECT.GET.KV_tenant.$KV.tenant.account", true},
+		{"site-s1", sub, "meshmon.source.s1.events", true},
+		{"site-s1", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
+		{"site-s1", pub, "$JS.API.STREAM.PURGE.EVENTS", false},
+		{"site-s1", pub, "$JS.hub.API.STREAM.UPDATE.EVENTS", false},
+		{"site-s1", pub, "$JS.s2.API.STREAM.UPDATE.EVENTS", false},
+		{"site-s1", pub, "$KV.devices.d1", false},
+		{"site-s1", pub, "ev.s1.d1.trap", false},
+		{"site-s1", sub, "meshmon.source.s2.events", false},
+		{"site-s1", sub, "_INBOX.boss.x.1", false},
+	} {
+		uc := users[c.user]
+		perm := uc.Pub
+		if c.dir == sub {
+			perm = uc.Sub
+		}
+		if got := allowed(perm, c.subject); got != c.want {
+			t.Errorf("%s may %s %q: %v, want %v", c.user, c.dir, c.subject, got, c.want)
+		}
+	}
+
+	// The link's credentials are no client's, and the upkeep's work in
+	// the site peer's process only.
+	if got := users["leaf-s1"].AllowedConnectionTypes; len(got) != 1 || got[0] != jwt.ConnectionTypeLeafnode {
+		t.Errorf("leaf user's connection types %v, want only %s", got, jwt.ConnectionTypeLeafnode)
+	}
+	if got := users["site-s1"].AllowedConnectionTypes; len(got) != 1 || got[0] != jwt.ConnectionTypeInProcess {
+		t.Errorf("upkeep user's connection types %v, want only %s", got, jwt.ConnectionTypeInProcess)
+	}
+}
+
+// TestReservedUserNames: no user takes a name whose replies or consumer
+// names are another's.
+func TestReservedUserNames(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		role tenancy.Role
+		site string
+	}{
+		{"meshmon-cli", tenancy.RoleNOC, ""}, {"meshmon-cli-reader", tenancy.RoleNOC, ""},
+		{"central-events", tenancy.RoleNOC, ""}, {"site-s1", tenancy.RoleNOC, ""},
+		{"leaf-s1", tenancy.RolePoller, "s1"}, {"leaf-s2", tenancy.RoleLeaf, "s1"},
+	} {
+		if _, _, err := st.IssueUser("acme", c.name, c.role, c.site); err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("user %s (%s): %v, want refused with its name", c.name, c.role, err)
+		}
+	}
+	if _, _, err := st.IssueUser("acme", "leaf-s1", tenancy.RoleLeaf, "s1"); err != nil {
+		t.Errorf("leaf-s1 as s1's leaf: %v", err)
+	}
+}
+
+// TestPermissionsFitConnect: a user JWT travels in the client's CONNECT
+// line, which a server takes up to 4 KiB long; a NOC and a poller with the
+// longest names a tenant and a user may have connect and read their
+// replies.
+func TestPermissionsFitConnect(t *testing.T) {
+	st := newStore(t)
+	p := central(t, st)
+	tenant := strings.Repeat("t", 63)
+	ten, err := st.CreateTenant(tenant, tenancy.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snc, err := connectCreds(t, p.ClientURL(), sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := tenancy.Push(ctx, snc, ten.JWT); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 63)
+	for _, u := range []struct {
+		name string
+		role tenancy.Role
+		site string
+	}{{long, tenancy.RoleNOC, ""}, {strings.Repeat("p", 63), tenancy.RolePoller, strings.Repeat("s", 63)}} {
+		_, creds, err := st.IssueUser(tenant, u.name, u.role, u.site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := connectCreds(t, p.ClientURL(), creds)
+		if err != nil {
+			t.Fatalf("%s user with a 63-character name: %v", u.role, err)
+		}
+		if _, err := nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("%s user's request: %v", u.role, err)
+		}
+	}
+}
