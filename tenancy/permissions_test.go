@@ -146,7 +146,12 @@ func TestRolePermissions(t *testing.T) {
 		// Poller: its site's subjects, its buckets, its own consumers.
 		{"p1", pub, "ev.s1.d1.trap", true},
 		{"p1", pub, "mx.s1.d1.icmp", true},
-		{"p1", pub, "$KV.pollers.p1", true},
+		{"p1", pub, "$KV.pollers.s1.p1", true},
+		{"p1", pub, "$KV.group.s1.leader", true},
+		{"p1", pub, "$KV.group.s1.assignment", true},
+		{"p1", pub, "$KV.pollers.p1", false},
+		{"p1", pub, "$KV.pollers.s1.p2", false},
+		{"p1", pub, "$KV.group.s2.leader", false},
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_devices.w1", true},
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.r1.ev.s1.d1.>", true},
 		{"p1", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", true},
