@@ -367,12 +367,12 @@ func TestTLSOperatorMode(t *testing.T) {
 	}
 	poller, noc := creds("--role", "poller", "--site", "s1"), creds("--role", "noc")
 	surl := "tls://127.0.0.1:" + strconv.Itoa(sport)
-	if out, err := exec.Command(natsBin, "--server", surl, "--tlsca", caFile, "--creds", poller, "pub", "ev.s1.d1.trap", "over-tls",
-		"-H", "Nats-Msg-Id:tls-1").CombinedOutput(); err != nil {
+	if out, err := exec.Command(natsBin, withInboxPrefix([]string{"--server", surl, "--tlsca", caFile, "--creds", poller, "pub", "ev.s1.d1.trap", "over-tls",
+		"-H", "Nats-Msg-Id:tls-1"})...).CombinedOutput(); err != nil {
 		t.Fatalf("publish at the site: %v\n%s", err, out)
 	}
 	waitFor(t, 90*time.Second, "the event at central", func() bool {
-		out, err := exec.Command(natsBin, "--server", curl, "--tlsca", caFile, "--creds", noc, "stream", "info", "EVENTS", "--json").CombinedOutput()
+		out, err := exec.Command(natsBin, withInboxPrefix([]string{"--server", curl, "--tlsca", caFile, "--creds", noc, "stream", "info", "EVENTS", "--json"})...).CombinedOutput()
 		var info struct {
 			State struct {
 				Messages uint64 `json:"messages"`
