@@ -35,7 +35,7 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 	}
 	for _, t := range p.cfg.Tenants {
 		accounts = append(accounts, account{t.Account, func() (*nats.Conn, error) {
-			return t.upkeepConn(srv, "meshmon-peer-keeper-"+t.Name)
+			return t.upkeepConn(srv, p.cfg.Site, "meshmon-peer-keeper-"+t.Name)
 		}})
 	}
 	var wg sync.WaitGroup

@@ -273,22 +273,26 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 
 // upkeepConn connects to srv in process as the peer's own user in the
 // tenant's account (localAccount; the token's upkeep user when the site
-// made none).
-func (t SiteTenant) upkeepConn(srv *server.Server, name string) (*nats.Conn, error) {
+// made none). It reads replies on the upkeep user's inbox prefix: the only
+// one the site's leaf user takes from central (tenancy, RoleLeaf), so the
+// tenant follower's reads at central get their answers.
+func (t SiteTenant) upkeepConn(srv *server.Server, site, name string) (*nats.Conn, error) {
 	var auth nats.Option
+	var opts []nats.Option
 	if t.local != nil {
 		tok, kp, err := t.local.userJWT(t.Account, name)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: in-process user: %w", t.Name, err)
 		}
 		auth = nats.UserJWT(func() (string, error) { return tok, nil }, kp.Sign)
+		opts = append(opts, nats.CustomInboxPrefix(tenancy.InboxPrefix(tenancy.SiteUpkeepUser(site))))
 	} else {
 		var err error
 		if auth, err = tenancy.CredsOption([]byte(t.UpkeepCreds)); err != nil {
 			return nil, err
 		}
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name(name))
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(srv), auth, nats.Name(name))...)
 	if err != nil {
 		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
 	}
@@ -296,7 +300,7 @@ func (t SiteTenant) upkeepConn(srv *server.Server, name string) (*nats.Conn, err
 }
 
 func (p *Peer) ensureTenant(ctx context.Context, srv *server.Server, t SiteTenant) error {
-	nc, err := t.upkeepConn(srv, "meshmon-peer-"+t.Name)
+	nc, err := t.upkeepConn(srv, p.cfg.Site, "meshmon-peer-"+t.Name)
 	if err != nil {
 		return err
 	}
@@ -368,7 +372,7 @@ func (f *accountFollower) follow(ctx context.Context) error {
 	if srv == nil {
 		return ErrNotStarted
 	}
-	nc, err := f.t.upkeepConn(srv, "meshmon-peer-follow-"+f.t.Name)
+	nc, err := f.t.upkeepConn(srv, f.p.cfg.Site, "meshmon-peer-follow-"+f.t.Name)
 	if err != nil {
 		return err
 	}

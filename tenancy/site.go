@@ -14,6 +14,10 @@ type SiteBundle struct {
 	UpkeepCreds []byte
 }
 
+// SiteUpkeepUser is the name of the site's upkeep user, whose inbox prefix
+// the site peer's own connections use (peer's in-process user).
+func SiteUpkeepUser(site string) string { return "site-" + site }
+
 // IssueSite issues the site's users in the tenant's account (leaf-<site>
 // for its link, site-<site> for the peer's own upkeep; each may do what
 // that needs at that site only, see permissions) and
@@ -24,7 +28,7 @@ func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
 	if err != nil {
 		return SiteBundle{}, err
 	}
-	leaf, upkeep := "leaf-"+site, "site-"+site
+	leaf, upkeep := "leaf-"+site, SiteUpkeepUser(site)
 	for _, u := range t.Users {
 		if (u.Name == leaf || u.Name == upkeep) && !u.Revoked {
 			return SiteBundle{}, fmt.Errorf("site %s of tenant %s: user %s: %w; revoke %s and %s to give the site a new token",
