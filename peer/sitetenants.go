@@ -299,19 +299,24 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 // made none).
 func (t SiteTenant) upkeepConn(srv *server.Server, name string) (*nats.Conn, error) {
 	var auth nats.Option
+	opts := []nats.Option{nats.InProcessServer(srv), nats.Name(name)}
 	if t.local != nil {
 		tok, kp, err := t.local.userJWT(t.Account, name)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: in-process user: %w", t.Name, err)
 		}
 		auth = nats.UserJWT(func() (string, error) { return tok, nil }, kp.Sign)
+		// Replies from central (the tenant bucket the follower reads)
+		// cross the site's link, whose leaf user takes only the upkeep
+		// user's inbox.
+		opts = append(opts, nats.CustomInboxPrefix(tenancy.InboxPrefix("site-"+t.local.site)))
 	} else {
 		var err error
 		if auth, err = tenancy.CredsOption([]byte(t.UpkeepCreds)); err != nil {
 			return nil, err
 		}
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), auth, nats.Name(name))
+	nc, err := nats.Connect("", append(opts, auth)...)
 	if err != nil {
 		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
 	}
