@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,6 +37,20 @@ func TestSiteRefusesTokenUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A poller of another site of the tenant: its site's key is in the
+	// account JWT the site was given.
+	if _, _, err := st.EnsurePollerKey("acme", "branch"); err != nil {
+		t.Fatal(err)
+	}
+	_, branchCreds, err := st.IssueUser("acme", "p2", tenancy.RolePoller, "branch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := st.Tenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AccountJWT = tn.JWT
 	cfg := testConfig(t)
 	cfg.SiteTrust = &b.Trust
 	// Central is not there: the site works alone.
@@ -62,6 +77,9 @@ func TestSiteRefusesTokenUsers(t *testing.T) {
 		if _, err := connect(creds); err == nil {
 			t.Errorf("the token's %s user connected to the site", what)
 		}
+	}
+	if _, err := connect(branchCreds); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("a poller of another site at hq: %v; want it refused (authorization violation)", err)
 	}
 	nc, err := connect(pollerCreds)
 	if err != nil {
@@ -95,5 +113,38 @@ func TestLocalAccountClaims(t *testing.T) {
 	}
 	if ac.SigningKeys.Contains("SITEKEY") || len(ac.Revocations) != 2 {
 		t.Fatal("the claims given were changed")
+	}
+}
+
+// TestLocalAccountDropsOtherSitesPollerKeys: the claims a site applies keep
+// its own pollers' scoped key, the account's unscoped keys and scoped keys
+// of other roles, and drop every other site's poller key; the claims given
+// keep them all (central's).
+func TestLocalAccountDropsOtherSitesPollerKeys(t *testing.T) {
+	ac := jwt.NewAccountClaims("ACCOUNT")
+	ac.SigningKeys.Add("CENTRALKEY")
+	scoped := func(key, role string) {
+		sc := jwt.NewUserScope()
+		sc.Key, sc.Role = key, role
+		ac.SigningKeys.AddScopedSigner(sc)
+	}
+	scoped("HQPOLLERS", tenancy.PollerScopeRole("hq"))
+	scoped("BRANCHPOLLERS", tenancy.PollerScopeRole("branch"))
+	scoped("HQXPOLLERS", tenancy.PollerScopeRole("hqx")) // a site whose name begins with the other's
+	scoped("OTHERROLE", "auditor")
+	l := &localAccount{site: "hq", skPub: "SITEKEY"}
+	got := l.claims(ac, time.Unix(2_000_000_000, 0))
+	for _, k := range []string{"CENTRALKEY", "SITEKEY", "HQPOLLERS", "OTHERROLE"} {
+		if !got.SigningKeys.Contains(k) {
+			t.Errorf("%s dropped", k)
+		}
+	}
+	for _, k := range []string{"BRANCHPOLLERS", "HQXPOLLERS"} {
+		if got.SigningKeys.Contains(k) {
+			t.Errorf("%s kept: another site's pollers would be accepted at hq", k)
+		}
+	}
+	if len(ac.SigningKeys) != 5 {
+		t.Fatalf("the claims given lost keys: %v", ac.SigningKeys.Keys())
 	}
 }

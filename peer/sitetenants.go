@@ -64,21 +64,33 @@ type SiteTenant struct {
 // then refuses them at central, as before; at the site they are refused
 // from the start.
 
+//
+// A poller credential is signed with a signing key of the account scoped
+// to its site (tenancy.EnsurePollerKey), and the same account JWT is in
+// force at central and at every site. The site also drops from the claims
+// it applies every other site's poller key (role
+// tenancy.PollerScopeRole of another site): a poller credential of
+// another site is refused at connect here ("Authorization Violation"), and
+// one connected when its key is dropped is disconnected. Central keeps
+// every key. Poller credentials signed before their site had a key (with
+// the account's own signing key) stay valid everywhere until re-issued.
+
 // localAccount is a site's own additions to a tenant's account claims.
 type localAccount struct {
+	site    string        // the site's name: its pollers' key is kept
 	sk      nkeys.KeyPair // the site's signing key in the account
 	skPub   string
 	revoked []string // the join token's users' public keys
 }
 
-// newLocalAccount makes the site's additions for t.
-func newLocalAccount(t SiteTenant) (*localAccount, error) {
+// newLocalAccount makes site's additions for t.
+func newLocalAccount(t SiteTenant, site string) (*localAccount, error) {
 	sk, err := nkeys.CreateAccount()
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: site signing key: %w", t.Name, err)
 	}
 	pub, _ := sk.PublicKey()
-	l := &localAccount{sk: sk, skPub: pub}
+	l := &localAccount{site: site, sk: sk, skPub: pub}
 	for what, creds := range map[string]string{"leaf": t.LeafCreds, "upkeep": t.UpkeepCreds} {
 		tok, err := jwt.ParseDecoratedJWT([]byte(creds))
 		if err != nil {
@@ -93,12 +105,16 @@ func newLocalAccount(t SiteTenant) (*localAccount, error) {
 	return l, nil
 }
 
-// claims returns ac with the site's additions: its signing key, and the
-// token's users revoked (every JWT of theirs issued up to now).
+// claims returns ac with the site's additions: its signing key, the
+// token's users revoked (every JWT of theirs issued up to now), and
+// without the other sites' poller keys.
 func (l *localAccount) claims(ac *jwt.AccountClaims, now time.Time) *jwt.AccountClaims {
 	out := *ac
 	out.SigningKeys = jwt.SigningKeys{}
 	for k, scope := range ac.SigningKeys {
+		if otherSitePoller(scope, l.site) {
+			continue
+		}
 		out.SigningKeys[k] = scope
 	}
 	out.SigningKeys.Add(l.skPub)
@@ -112,6 +128,13 @@ func (l *localAccount) claims(ac *jwt.AccountClaims, now time.Time) *jwt.Account
 		}
 	}
 	return &out
+}
+
+// otherSitePoller reports whether scope is the poller key of a site other
+// than site.
+func otherSitePoller(scope jwt.Scope, site string) bool {
+	us, ok := scope.(*jwt.UserScope)
+	return ok && strings.HasPrefix(us.Role, tenancy.PollerScopePrefix) && us.Role != tenancy.PollerScopeRole(site)
 }
 
 // userJWT signs a user of the account for the peer's own in-process
@@ -278,7 +301,7 @@ func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
 // tenant follower's reads at central get their answers.
 func (t SiteTenant) upkeepConn(srv *server.Server, site, name string) (*nats.Conn, error) {
 	var auth nats.Option
-	var opts []nats.Option
+	opts := []nats.Option{nats.InProcessServer(srv), nats.Name(name)}
 	if t.local != nil {
 		tok, kp, err := t.local.userJWT(t.Account, name)
 		if err != nil {
@@ -292,7 +315,7 @@ func (t SiteTenant) upkeepConn(srv *server.Server, site, name string) (*nats.Con
 			return nil, err
 		}
 	}
-	nc, err := nats.Connect("", append(opts, nats.InProcessServer(srv), auth, nats.Name(name))...)
+	nc, err := nats.Connect("", append(opts, auth)...)
 	if err != nil {
 		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
 	}
@@ -482,9 +505,9 @@ func (c Config) keepFollowed(account, tok string) error {
 func (c Config) withFollowed(log *slog.Logger) []SiteTenant {
 	out := slices.Clone(c.Tenants)
 	for i, t := range out {
-		l, err := newLocalAccount(t)
+		l, err := newLocalAccount(t, c.Site)
 		if err != nil {
-			log.Error("the join token's users stay usable at this site", "tenant", t.Name, "err", err)
+			log.Error("the join token's users and the other sites' pollers stay usable at this site", "tenant", t.Name, "err", err)
 			continue
 		}
 		out[i].local = l

@@ -43,6 +43,45 @@ func allowed(perm jwt.Permission, subject string) bool {
 	return ok
 }
 
+// effectiveClaims is the user's claims as a server of the tenant's account
+// takes them: a user signed with a scoped key (a poller) gets the key's
+// template, with its name for {{name()}}.
+func effectiveClaims(t *testing.T, st *tenancy.Store, tenant string, creds []byte) *jwt.UserClaims {
+	t.Helper()
+	uc := userClaims(t, creds)
+	tn, err := st.Tenant(tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(tn.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope, ok := ac.SigningKeys[uc.Issuer]
+	if !ok {
+		t.Fatalf("user %s: its issuer is no signing key of the account", uc.Name)
+	}
+	us, ok := scope.(*jwt.UserScope)
+	if !ok {
+		return uc
+	}
+	if !uc.HasEmptyPermissions() {
+		t.Fatalf("user %s: a scoped user with permissions of its own (the server refuses it)", uc.Name)
+	}
+	expand := func(l jwt.StringList) jwt.StringList {
+		var out jwt.StringList
+		for _, s := range l {
+			out = append(out, strings.ReplaceAll(s, "{{name()}}", uc.Name))
+		}
+		return out
+	}
+	out := *uc
+	out.Pub = jwt.Permission{Allow: expand(us.Template.Pub.Allow), Deny: expand(us.Template.Pub.Deny)}
+	out.Sub = jwt.Permission{Allow: expand(us.Template.Sub.Allow), Deny: expand(us.Template.Sub.Deny)}
+	out.Resp = us.Template.Resp
+	return &out
+}
+
 func userClaims(t *testing.T, creds []byte) *jwt.UserClaims {
 	t.Helper()
 	tok, err := jwt.ParseDecoratedJWT(creds)
@@ -74,7 +113,7 @@ func TestRolePermissions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		users[u.name] = userClaims(t, creds)
+		users[u.name] = effectiveClaims(t, st, "acme", creds)
 	}
 	b, err := st.IssueSite("acme", "s1")
 	if err != nil {
@@ -289,6 +328,14 @@ func TestPermissionsFitConnect(t *testing.T) {
 	}{{long, tenancy.RoleNOC, ""}, {strings.Repeat("p", 63), tenancy.RolePoller, strings.Repeat("s", 63)}} {
 		_, creds, err := st.IssueUser(tenant, u.name, u.role, u.site)
 		if err != nil {
+			t.Fatal(err)
+		}
+		// A poller's site key came with its first user.
+		tn, err := st.Tenant(tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, snc, tn.JWT); err != nil {
 			t.Fatal(err)
 		}
 		nc, err := connectCreds(t, p.ClientURL(), creds)

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -61,6 +63,12 @@ func TestPollerKVPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if tn, err = st.Tenant("acme"); err != nil { // with the key of s1's pollers
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+		t.Fatal(err)
+	}
 	pnc, err := connectCreds(t, url, creds)
 	if err != nil {
 		t.Fatal(err)
@@ -100,5 +108,87 @@ func TestPollerKVPermissions(t *testing.T) {
 				t.Errorf("%s %s: %v, want no such key", refused.bucket, refused.key, err)
 			}
 		}
+	}
+}
+
+// TestPollerSiteKey: each site's pollers get one signing key of the
+// tenant's account, scoped to the site, made once (the account JWT changes
+// the first time only); the site's poller users are signed with it and
+// carry no permissions of their own, the key's template having them with
+// {{name()}} for the user's name; a site's join token carries the account
+// with its key.
+func TestPollerSiteKey(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	scopes := func(tok string) map[string]*jwt.UserScope {
+		ac, err := jwt.DecodeAccountClaims(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*jwt.UserScope{}
+		for k, sc := range ac.SigningKeys {
+			if us, ok := sc.(*jwt.UserScope); ok {
+				out[us.Role] = us
+				if us.Key != k {
+					t.Errorf("scope of %s names key %s", k, us.Key)
+				}
+			}
+		}
+		return out
+	}
+	t1, added, err := st.EnsurePollerKey("acme", "s1")
+	if err != nil || !added {
+		t.Fatalf("first key of s1: added %v, %v", added, err)
+	}
+	t2, added, err := st.EnsurePollerKey("acme", "s1")
+	if err != nil || added || t2.JWT != t1.JWT {
+		t.Fatalf("second call for s1: added %v, JWT changed %v, %v; want nothing done", added, t2.JWT != t1.JWT, err)
+	}
+	sc := scopes(t1.JWT)[tenancy.PollerScopeRole("s1")]
+	if sc == nil {
+		t.Fatalf("no scoped key of role %s in %v", tenancy.PollerScopeRole("s1"), scopes(t1.JWT))
+	}
+	if !sc.Template.Pub.Allow.Contains("$KV.pollers.s1.{{name()}}") || !sc.Template.Sub.Allow.Contains("_INBOX.{{name()}}.>") ||
+		!sc.Template.Pub.Allow.Contains("ev.s1.>") || sc.Template.Pub.Allow.Contains("ev.>") {
+		t.Fatalf("s1's template: %+v", sc.Template.Permissions)
+	}
+	if _, _, err := st.EnsurePollerKey("acme", "Bad.Site"); !errors.Is(err, meshmon.ErrInvalidName) {
+		t.Fatalf("a key for a bad site name: %v", err)
+	}
+
+	for _, user := range []string{"p1", "p2"} {
+		_, creds, err := st.IssueUser("acme", user, tenancy.RolePoller, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uc := userClaims(t, creds) // DecodeUserClaims verifies the signature
+		if uc.Issuer != sc.Key || uc.IssuerAccount != t1.Account {
+			t.Fatalf("%s signed by %s of %s; want s1's poller key %s of %s", user, uc.Issuer, uc.IssuerAccount, sc.Key, t1.Account)
+		}
+		if !uc.HasEmptyPermissions() {
+			t.Fatalf("%s carries permissions of its own: %+v", user, uc.UserPermissionLimits)
+		}
+		if ec := effectiveClaims(t, st, "acme", creds); !ec.Pub.Allow.Contains("$KV.pollers.s1."+user) || !ec.Sub.Allow.Contains("_INBOX."+user+".>") {
+			t.Fatalf("%s's permissions: %+v", user, ec.Permissions)
+		}
+	}
+	if t3, err := st.Tenant("acme"); err != nil || t3.JWT != t1.JWT {
+		t.Fatalf("issuing pollers of s1 changed the account (%v)", err)
+	}
+
+	// A site's join token carries its pollers' key; other sites' keys
+	// are kept.
+	b, err := st.IssueSite("acme", "s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scopes(b.AccountJWT)
+	if got[tenancy.PollerScopeRole("s2")] == nil || got[tenancy.PollerScopeRole("s1")] == nil || len(got) != 2 {
+		t.Fatalf("the token's account has the poller keys %v; want s1's and s2's", got)
+	}
+	if got[tenancy.PollerScopeRole("s2")].Key == sc.Key {
+		t.Fatal("s2's pollers share s1's key")
 	}
 }

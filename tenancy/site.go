@@ -20,8 +20,10 @@ func SiteUpkeepUser(site string) string { return "site-" + site }
 
 // IssueSite issues the site's users in the tenant's account (leaf-<site>
 // for its link, site-<site> for the peer's own upkeep; each may do what
-// that needs at that site only, see permissions) and
-// returns the bundle. It fails with an error wrapping ErrExists when the
+// that needs at that site only, see permissions), makes the signing key of
+// the site's pollers unless the tenant has it (EnsurePollerKey; call that
+// first, and push the tenant if it changed, so that central has the key
+// before the site's pollers connect) and returns the bundle. It fails with an error wrapping ErrExists when the
 // site's users exist and are not revoked.
 func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
 	t, err := s.Tenant(tenant)
@@ -37,6 +39,10 @@ func (s *Store) IssueSite(tenant, site string) (SiteBundle, error) {
 	}
 	trust, err := s.Trust()
 	if err != nil {
+		return SiteBundle{}, err
+	}
+	// The site's pollers' key, in the account JWT the token carries.
+	if _, _, err := s.EnsurePollerKey(tenant, site); err != nil {
 		return SiteBundle{}, err
 	}
 	_, lc, err := s.IssueUser(tenant, leaf, RoleLeaf, site)

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -49,7 +50,10 @@ type User struct {
 
 // Role permissions. Every user JWT is valid at central and at every site
 // of its tenant (the account is the same), so a permission is written for
-// both: what a role may do must be harmless at the other end too.
+// both: what a role may do must be harmless at the other end too. A
+// poller's are the template of its site's scoped key (EnsurePollerKey),
+// which the other sites drop: it is valid at central and its own site
+// only.
 //
 // JetStream API subjects come in three forms: $JS.API.<op> (the server the
 // client is on), $JS.<domain>.API.<op> (a named domain: hub, or a site,
@@ -242,14 +246,30 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 			return User{}, nil, fmt.Errorf("user %s of tenant %s: %w; revoke it first, or choose another name", name, tenant, ErrExists)
 		}
 	}
+	// A poller is signed with its site's scoped key (EnsurePollerKey),
+	// which carries its permissions: its JWT carries none of its own.
+	key := signingKey
+	if role == RolePoller {
+		if _, _, err := s.EnsurePollerKey(tenant, site); err != nil {
+			return User{}, nil, err
+		}
+		key = pollerKeyFile(site)
+	}
 	issued := s.now().Truncate(time.Second)
-	pub, creds, err := s.signUser(tenantDir(tenant), name, 0, func(uc *jwt.UserClaims) {
+	pub, creds, err := s.signUser(tenantDir(tenant), key, name, 0, func(uc *jwt.UserClaims) {
 		uc.Tags.Add("meshmon-tenant:" + tenant)
 		uc.Tags.Add("meshmon-role:" + string(role))
 		if site != "" {
 			uc.Tags.Add("meshmon-site:" + site)
 		}
-		uc.Pub, uc.Sub, uc.Resp = permissions(role, name, site)
+		if role == RolePoller {
+			// No permissions or limits of its own, not even
+			// NewUserClaims' "no limit": the server refuses a scoped
+			// user with any (jwt.UserScope.ValidateScopedSigner).
+			uc.UserPermissionLimits = jwt.UserPermissionLimits{}
+		} else {
+			uc.Pub, uc.Sub, uc.Resp = permissions(role, name, site)
+		}
 		switch role {
 		case RoleSite:
 			// Only the site peer's own in-process connection: the
@@ -319,19 +339,19 @@ func (s *Store) AdminCreds(tenant string, ttl time.Duration) ([]byte, error) {
 }
 
 func (s *Store) accountCreds(sub, name string, ttl time.Duration, f func(*jwt.UserClaims)) ([]byte, error) {
-	_, creds, err := s.signUser(sub, name, ttl, f)
+	_, creds, err := s.signUser(sub, signingKey, name, ttl, f)
 	return creds, err
 }
 
 // signUser makes a user of the account in sub, signed with the account's
-// signing key, valid for ttl (0: no expiry), with f's claims, and returns
-// its public key and credentials.
-func (s *Store) signUser(sub, name string, ttl time.Duration, f func(*jwt.UserClaims)) (string, []byte, error) {
+// signing key in the file key of sub, valid for ttl (0: no expiry), with
+// f's claims, and returns its public key and credentials.
+func (s *Store) signUser(sub, key, name string, ttl time.Duration, f func(*jwt.UserClaims)) (string, []byte, error) {
 	ac, _, err := s.account(sub)
 	if err != nil {
 		return "", nil, err
 	}
-	sk, err := s.readKey(sub + "/" + signingKey)
+	sk, err := s.readKey(filepath.Join(sub, key))
 	if err != nil {
 		return "", nil, err
 	}

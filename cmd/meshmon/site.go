@@ -309,6 +309,17 @@ func siteAddTenant(c *cli.Context, name string) error {
 			return fmt.Errorf("--tlsca: %w", err)
 		}
 	}
+	// The signing key of the site's pollers, scoped to the site: central
+	// and the tenant's sites (through the tenant bucket) get the account
+	// with it before any poller of the site is issued. Pushed every time,
+	// so a push that failed once is made again.
+	t, _, err := st.EnsurePollerKey(tenant, name)
+	if err != nil {
+		return err
+	}
+	if err := pushTenant(c, st, t); err != nil {
+		return fmt.Errorf("the tenant's account with the key of site %s's pollers: %w", name, err)
+	}
 	b, err := st.IssueSite(tenant, name)
 	if err != nil {
 		return err

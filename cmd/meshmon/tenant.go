@@ -628,6 +628,18 @@ func tenantCreds(c *cli.Context) error {
 		if err := st.CheckSite(name, c.String("site")); err != nil {
 			return err
 		}
+		// A site added before its pollers had a key of their own gets it
+		// now, and central and the sites must have it before the
+		// credential works.
+		t, added, err := st.EnsurePollerKey(name, c.String("site"))
+		if err != nil {
+			return err
+		}
+		if added {
+			if err := pushTenant(c, st, t); err != nil {
+				return fmt.Errorf("the tenant's account with the key of site %s's pollers: %w (the key store has the key; 'meshmon tenant limits %s' pushes the account again)", c.String("site"), err, name)
+			}
+		}
 	}
 	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
 	if err != nil {

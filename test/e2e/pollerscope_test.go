@@ -20,6 +20,9 @@ import (
 // other site it writes neither that site's group keys nor its pollers'
 // heartbeats, and at its own site it cannot forge another poller's
 // heartbeat, while the other site's real poller goes on leading its group.
+// At the other site it is refused at connect: each site drops the other
+// sites' poller keys from the tenant's account; at its own site it runs a
+// poller that polls.
 // It also checks that the users of a site's join token are refused at
 // that site, before and after they are revoked at central, while the
 // site's link to central keeps working, and that the secret files the CLI
@@ -118,12 +121,35 @@ func TestPollerScope(t *testing.T) {
 			t.Errorf("%s: published %s at %s: %s", what, subject, site, out)
 		}
 	}
-	// sa's poller credential at sb: none of sb's group or pollers keys.
-	refused("sa's poller at sb", "sb", pa1, "$KV.group.sb.leader", `{"name":"pa1"}`)
-	refused("sa's poller at sb", "sb", pa1, "$KV.group.sb.assignment", `{"leader":"pa1","members":["pa1"]}`)
-	refused("sa's poller at sb", "sb", pa1, "$KV.pollers.sb.pb1", `{"name":"pb1","site":"sb"}`)
-	refused("sa's poller at sb", "sb", pa1, "$KV.pollers.sb.pa1", `{"name":"pa1","site":"sb"}`)
-	refused("sa's poller at sb", "sb", pa1, "$KV.group.leader", `{"name":"pa1"}`)
+	authRefused := func(url, creds string) bool {
+		out, ok := natsCLI(t, natsBin, "--server", url, "--creds", creds, "pub", "ev.sb.x.trap", "x")
+		return !ok && strings.Contains(out, "Authorization Violation")
+	}
+	// sa's poller credential at sb is refused at connect: sb drops sa's
+	// poller key from the account it applies. Nothing of sb's streams,
+	// buckets or subjects is in reach, not even what a poller may read.
+	if !authRefused(urls["sb"], pa1) {
+		t.Error("sa's poller credential connected at sb")
+	}
+	for _, args := range [][]string{
+		{"pub", "$KV.group.sb.leader", `{"name":"pa1"}`},
+		{"pub", "$KV.pollers.sb.pa1", `{"name":"pa1","site":"sb"}`},
+		{"pub", "ev.sa.d1.trap", "forged-at-sb"},
+		{"stream", "ls"},
+		{"kv", "get", bus.DevicesBucket, "d1"},
+	} {
+		if out, ok := natsCLI(t, natsBin, append([]string{"--server", urls["sb"], "--creds", pa1}, args...)...); ok || !strings.Contains(out, "Authorization Violation") {
+			t.Errorf("sa's poller at sb, %v: %s", args, out)
+		}
+	}
+	// sb's own poller credential works at sb, and sa's at central, which
+	// keeps every site's poller key (a poller at central reaches no NOC).
+	if authRefused(urls["sb"], pb1) {
+		t.Error("sb's poller credential refused at sb")
+	}
+	if authRefused(curl, pa1) {
+		t.Error("sa's poller credential refused at central")
+	}
 	// At its own site it cannot forge another poller's heartbeat; its own
 	// it may write.
 	refused("pa1 at sa", "sa", pa1, "$KV.pollers.sa.pa2", `{"name":"pa2","site":"sa"}`)
@@ -137,10 +163,35 @@ func TestPollerScope(t *testing.T) {
 		t.Fatalf("sb's group after the attempts: %+v", st.Group)
 	}
 
-	// The users of sb's join token are refused as clients at sb and at
-	// central (the leaf user works over a leaf link only, the upkeep
-	// user in the site peer's process only), and sb's link to central
-	// works: an event published at sb reaches central.
+	// At its own site sa's poller credential runs a poller that leads
+	// sa's group and polls a simulated device: its samples are stored at sa.
+	adminCreds := filepath.Join(dir, "admin.creds")
+	cli("tenant", "creds", "acme", "--keys", keys, "--role", "admin", "--out", adminCreds)
+	sm := startSim(t, "ps", "127.81.0.1", 1)
+	a := sm.Agents()[0]
+	mustRun(t, "--server", urls["sa"], "--creds", adminCreds, "device", "add", a.Name(), "--address", a.Addr().Addr().String(),
+		"--checks", "snmp", "--snmp-port", strconv.Itoa(int(a.Addr().Port())), "--interval", "1s")
+	pollerA := runMeshmon(t, "poller-sa", "--server", urls["sa"], "--creds", pa1, "poller", "run", "--data-dir", filepath.Join(dir, "pa1"))
+	pollerA.waitOutput(`poller started`, 30*time.Second)
+	waitFor(t, 30*time.Second, "pa1 to lead sa's group", func() bool { return groupAt("sa", pa1).Group.Leader == "pa1" })
+	samplesAt := func(site string) uint64 {
+		out, ok := natsCLI(t, natsBin, "--server", urls[site], "--creds", nocCreds, "stream", "info", bus.MetricsStream, "--json")
+		var si struct {
+			State struct {
+				Messages uint64 `json:"messages"`
+			} `json:"state"`
+		}
+		if !ok || json.Unmarshal([]byte(out), &si) != nil {
+			return 0
+		}
+		return si.State.Messages
+	}
+	waitFor(t, 30*time.Second, "pa1's samples at sa", func() bool { return samplesAt("sa") > 0 })
+
+	// The users of sb's join token are refused as clients at sb, and at
+	// central too (their connection types: a leaf link, the site peer's
+	// own process), and sb's link to central works: an event published
+	// at sb reaches central.
 	b, err := os.ReadFile(filepath.Join(dir, "sb.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -154,10 +205,6 @@ func TestPollerScope(t *testing.T) {
 		if err := os.WriteFile(tokenUsers[user], []byte(creds), 0o600); err != nil {
 			t.Fatal(err)
 		}
-	}
-	authRefused := func(url, creds string) bool {
-		out, ok := natsCLI(t, natsBin, "--server", url, "--creds", creds, "pub", "ev.sb.x.trap", "x")
-		return !ok && strings.Contains(out, "Authorization Violation")
 	}
 	for user, creds := range tokenUsers {
 		if !authRefused(urls["sb"], creds) {
@@ -194,5 +241,6 @@ func TestPollerScope(t *testing.T) {
 			t.Errorf("%s, revoked, was accepted at sb", user)
 		}
 	}
+	pollerA.stopClean()
 	poller.stopClean()
 }
