@@ -117,7 +117,7 @@ func (d *Device) Validate() error {
 	if net.ParseIP(d.Address) == nil && numericTLD(d.Address) {
 		return bad("address %q is not an IP address (IPv4 is four numbers from 0 to 255) and a host name cannot end in a number", d.Address)
 	}
-	if net.ParseIP(d.Address) == nil && !validHostname(d.Address) {
+	if net.ParseIP(d.Address) == nil && !ValidHostname(d.Address) {
 		return bad("address %q is neither an IP address nor a host name", d.Address)
 	}
 	if len(d.Checks) == 0 {
@@ -214,7 +214,10 @@ func numericTLD(h string) bool {
 	return true
 }
 
-func validHostname(h string) bool {
+// ValidHostname reports whether h is a DNS host name: dot-separated labels
+// of letters, digits and inner hyphens, each at most 63 characters, at most
+// 253 in all; one trailing dot is allowed.
+func ValidHostname(h string) bool {
 	if len(h) > 253 {
 		return false
 	}

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/meshmon/meshmon"
 )
 
 // Validities of what this package makes.
@@ -141,21 +143,11 @@ func (ca *CA) Issue(name string, hosts []string, now time.Time, validity time.Du
 	}, nil
 }
 
+// validDNSName reports whether h may stand in a certificate's DNS names: a
+// host name without the trailing dot, or a wildcard "*." before one.
 func validDNSName(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimPrefix(h, "*."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
+	h = strings.TrimPrefix(h, "*.")
+	return h != "" && !strings.HasSuffix(h, ".") && meshmon.ValidHostname(h)
 }
 
 func serial() *big.Int {

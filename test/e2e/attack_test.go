@@ -26,13 +26,7 @@ import (
 func TestAttacks(t *testing.T) {
 	natsBin := need(t, "nats")
 	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys")
-	mustRun(t, "init", "--keys", keys)
-	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
-	curl := "nats://127.0.0.1:" + strconv.Itoa(cport)
-	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
-		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	_, keys, curl, lport := startOperatorCentral(t, dir)
 	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
 	cli("tenant", "create", "acme", "--keys", keys)
 

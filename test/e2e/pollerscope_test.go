@@ -30,14 +30,8 @@ import (
 func TestPollerScope(t *testing.T) {
 	natsBin := need(t, "nats")
 	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys")
-	mustRun(t, "init", "--keys", keys)
-	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
-	curl := "nats://127.0.0.1:" + strconv.Itoa(cport)
+	_, keys, curl, lport := startOperatorCentral(t, dir)
 	leaf := "nats-leaf://127.0.0.1:" + strconv.Itoa(lport)
-	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
-		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
 	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
 	cli("tenant", "create", "acme", "--keys", keys)
 

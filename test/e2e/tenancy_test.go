@@ -49,20 +49,27 @@ func withInboxPrefix(args []string) []string {
 	return append([]string{"--inbox-prefix", tenancy.InboxPrefix(id.User)}, args...)
 }
 
+// startOperatorCentral runs a central peer c1 in operator mode, a real
+// process, on the key store it makes with meshmon init in dir, and returns
+// it with the key store, its client URL and its leaf port, once it is ready.
+func startOperatorCentral(t *testing.T, dir string) (central *proc, keys, url string, leafPort int) {
+	t.Helper()
+	keys = filepath.Join(dir, "keys")
+	mustRun(t, "init", "--keys", keys)
+	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
+	central = runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
+		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
+	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	return central, keys, "nats://127.0.0.1:" + strconv.Itoa(cport), lport
+}
+
 // TestTenantsWalledOff runs a central peer in operator mode with two
 // tenants, each with a site of its own, all real processes, and checks with
 // the stock nats CLI what each tenant's credentials can and cannot do.
 func TestTenantsWalledOff(t *testing.T) {
 	natsBin := need(t, "nats")
 	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys")
-	mustRun(t, "init", "--keys", keys)
-
-	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
-	curl := "nats://127.0.0.1:" + strconv.Itoa(cport)
-	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
-		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	central, keys, curl, lport := startOperatorCentral(t, dir)
 	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
 
 	// Bad names are refused before anything is made.
