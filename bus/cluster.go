@@ -208,6 +208,34 @@ func ForgetJoin(ctx context.Context, js jetstream.JetStream, server string) erro
 	return nil
 }
 
+// ForgetJoinExcept deletes the join bucket's entries of the central peers
+// not in members (the cluster's members as its meta leader knows them), and
+// returns the names it deleted. It is how an entry left behind by a removal
+// whose ForgetJoin failed (the bucket moving its replica off the removed
+// peer) still goes.
+func ForgetJoinExcept(ctx context.Context, js jetstream.JetStream, members []string) ([]string, error) {
+	kv, err := js.KeyValue(ctx, CentralBucket)
+	if err != nil {
+		return nil, fmt.Errorf("forget join info: %w", err)
+	}
+	keys, err := kv.ListKeysFiltered(ctx, joinKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("forget join info: %w", err)
+	}
+	var forgot []string
+	for k := range keys.Keys() {
+		server := strings.TrimPrefix(k, joinKey(""))
+		if slices.Contains(members, server) {
+			continue
+		}
+		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return forgot, fmt.Errorf("forget join info of %s: %w", server, err)
+		}
+		forgot = append(forgot, server)
+	}
+	return forgot, nil
+}
+
 // RemovePeer asks the central peers, over nc (the tenant account of a
 // central without --trust), to remove the cluster member name. It returns
 // the members left.

@@ -99,7 +99,7 @@ func (p *Peer) maintain(ctx context.Context) {
 	var lastErr string
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
 		// Ensuring is idempotent, and in a fresh cluster a request sent
 		// just after the JetStream leader is elected can go unanswered:
 		// a short timeout retries it sooner (a 10 s one cost a
@@ -123,6 +123,9 @@ func (p *Peer) maintain(ctx context.Context) {
 				lastErr = err.Error()
 				p.log.Warn("scale streams", "err", err)
 			}
+			if tick%forgetEvery == 0 {
+				p.forgetRemoved(actx, js)
+			}
 		}
 		cancel()
 		ecancel()
@@ -132,6 +135,51 @@ func (p *Peer) maintain(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// forgetEvery is how many upkeep ticks pass between two looks for join
+// entries of removed members (see forgetRemoved).
+const forgetEvery = 5
+
+// forgetRemoved, on the meta leader of a clustered central, deletes the join
+// entries of peers that are no longer members of the cluster: the removal
+// deletes the entry itself, but that delete can fail while the bucket moves
+// its replica off the removed peer, and a site added later must not be told
+// to dial a peer that is gone.
+func (p *Peer) forgetRemoved(ctx context.Context, js jetstream.JetStream) {
+	if p.cfg.Role != RoleCentral || p.cfg.LeafListen == "" || !p.cfg.Cluster.Clustered() {
+		return
+	}
+	members := p.metaMembers()
+	if len(members) == 0 {
+		return
+	}
+	forgot, err := bus.ForgetJoinExcept(ctx, js, members)
+	for _, name := range forgot {
+		p.log.Info("join entry of a removed peer deleted", "removed", name)
+	}
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("delete the join entry of a removed peer", "err", err)
+	}
+}
+
+// metaMembers is every member of the peer's JetStream cluster, up or not,
+// when this peer is its meta leader; nil otherwise (only the leader's view
+// of the members is authoritative).
+func (p *Peer) metaMembers() []string {
+	srv := p.Server()
+	if srv == nil {
+		return nil
+	}
+	jsz, err := srv.Jsz(nil)
+	if err != nil || jsz.Meta == nil || jsz.Meta.Leader != p.cfg.Name || len(jsz.Meta.Replicas) == 0 {
+		return nil
+	}
+	members := []string{jsz.Meta.Leader}
+	for _, r := range jsz.Meta.Replicas {
+		members = append(members, r.Name)
+	}
+	return members
 }
 
 // ensureTimeout bounds one attempt of a cluster member's upkeep to make its
