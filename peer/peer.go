@@ -187,11 +187,23 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.mon = m
 	}
 	if len(p.cfg.Tenants) > 0 {
-		if err := p.ensureTenants(ctx, srv); err != nil {
+		if err := p.applyTenants(srv); err != nil {
 			return fail(fmt.Errorf("start peer: %w", err))
 		}
-		p.srv, p.lock = srv, lock
-		close(p.streamsReady)
+		if p.cfg.Cluster.Clustered() {
+			// As for a cluster without tenants: the streams need a
+			// JetStream quorum, and the other members may not be up yet.
+			p.srv, p.lock = srv, lock
+			p.background(p.maintainTenants)
+		} else {
+			for _, t := range p.cfg.Tenants {
+				if err := p.ensureTenant(ctx, srv, t); err != nil {
+					return fail(fmt.Errorf("start peer: tenant %s: %w", t.Name, err))
+				}
+			}
+			p.srv, p.lock = srv, lock
+			close(p.streamsReady)
+		}
 		p.ready.Store(true)
 		p.background(p.followTenants)
 		p.backgroundSourcing()
@@ -226,9 +238,6 @@ func (p *Peer) Start(ctx context.Context) error {
 		}
 		p.ready.Store(true)
 		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
-		if p.cfg.Role == RoleSite && len(p.cfg.Central) > 0 {
-			p.log.Warn("a site cluster links to central from every member, and central can then lose a batch of the site's events for good (seen after fresh starts, in up to 1 of 8 runs; docs/mesh.md, Known limits); a single-peer site has not shown it")
-		}
 		return nil
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-peer"))

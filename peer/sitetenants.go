@@ -186,11 +186,6 @@ func (c Config) validateTenants() error {
 		return errors.New("tenants without the operator's trust; use the join token 'meshmon site add --tenant' printed")
 	case len(c.Central) == 0:
 		return errors.New("tenants without central's URLs; use the join token 'meshmon site add --tenant' printed")
-	case c.Cluster.Clustered():
-		// A site cluster links to central from every member, and over
-		// several links central's sourcing can skip events for good
-		// (nats-server 2.15.2; see docs/mesh.md, Known limits).
-		return errors.New("a site that serves tenants is one peer: central can lose events of a site cluster (docs/mesh.md, Known limits); drop --cluster-listen and --routes")
 	case !c.Auth.None():
 		return errors.New("auth is set with tenants: clients use the tenants' credentials; drop --auth-user, --auth-password and --auth-nkey")
 	case c.LeafPassword != "":
@@ -278,20 +273,59 @@ func (c Config) tenantLimits() bus.StreamLimits {
 	return l
 }
 
-// ensureTenants makes every tenant's streams, buckets and source consumers,
-// each over an in-process connection as the tenant's upkeep user.
-func (p *Peer) ensureTenants(ctx context.Context, srv *server.Server) error {
+// applyTenants applies every tenant's account claims, with the site's own
+// additions, before any stream is made in them.
+func (p *Peer) applyTenants(srv *server.Server) error {
 	for _, t := range p.cfg.Tenants {
 		if err := applyLocal(srv, t, t.AccountJWT); err != nil {
 			return err
 		}
 	}
-	for _, t := range p.cfg.Tenants {
-		if err := p.ensureTenant(ctx, srv, t); err != nil {
-			return fmt.Errorf("tenant %s: %w", t.Name, err)
+	return nil
+}
+
+// maintainTenants is the upkeep of a site cluster member in operator mode,
+// until ctx is done: it makes every tenant's streams, buckets and source
+// consumers once the cluster has a JetStream quorum (three replicas in a
+// cluster of three or more, as Config.Replicas says), trying again every
+// second, then closes streamsReady.
+func (p *Peer) maintainTenants(ctx context.Context) {
+	srv := p.Server()
+	done := make([]bool, len(p.cfg.Tenants))
+	var lastErr string
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		left := 0
+		for i, tn := range p.cfg.Tenants {
+			if done[i] {
+				continue
+			}
+			ectx, cancel := context.WithTimeout(ctx, ensureTimeout)
+			err := p.ensureTenant(ectx, srv, tn)
+			cancel()
+			switch {
+			case err == nil:
+				done[i] = true
+			case ctx.Err() == nil && err.Error() != lastErr:
+				lastErr = err.Error()
+				left++
+				p.log.Info("peer streams not ready yet (waiting for a JetStream quorum?)", "tenant", tn.Name, "err", err)
+			default:
+				left++
+			}
+		}
+		if left == 0 {
+			close(p.streamsReady)
+			p.log.Info("peer streams ready", "name", p.cfg.Name, "domain", p.cfg.Domain())
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
-	return nil
 }
 
 // upkeepConn connects to srv in process as the peer's own user in the

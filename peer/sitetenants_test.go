@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -74,17 +73,36 @@ func TestWithFollowed(t *testing.T) {
 	}
 }
 
-// TestTenantsRefuseCluster: a site that serves tenants is refused as a
-// cluster member, with the reason and what to drop.
-func TestTenantsRefuseCluster(t *testing.T) {
+// TestTenantsCluster: a site that serves tenants may be a cluster member
+// (TestSiteClusterOperator in test/e2e runs one).
+func TestTenantsCluster(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Role, cfg.Site = RoleSite, "pop"
 	cfg.SiteTrust = &tenancy.Trust{Operator: "operator-jwt", SystemAccount: "SYS"}
 	cfg.Central = []string{"nats-leaf://127.0.0.1:7422"}
-	cfg.Tenants = []SiteTenant{{Name: "acme"}}
-	cfg.Cluster = Cluster{Listen: "127.0.0.1:6222", Routes: []string{"nats-route://127.0.0.1:6223"}}
-	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "drop --cluster-listen") || !strings.Contains(err.Error(), "lose events") {
-		t.Fatalf("a tenant site as a cluster member: %v; want it refused, with the reason", err)
+	acct, _ := nkeys.CreateAccount()
+	acctPub, _ := acct.PublicKey()
+	actok, err := jwt.NewAccountClaims(acctPub).Encode(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _ := nkeys.CreateUser()
+	userPub, _ := user.PublicKey()
+	utok, err := jwt.NewUserClaims(userPub).Encode(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(utok, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tenants = []SiteTenant{{Name: "acme", Account: acctPub, AccountJWT: actok, LeafCreds: string(creds), UpkeepCreds: string(creds)}}
+	cfg.Cluster = Cluster{Listen: "127.0.0.1:6222", Routes: []string{"nats-route://127.0.0.1:6223", "nats-route://127.0.0.1:6224"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a tenant site as a cluster member: %v; want it accepted", err)
+	}
+	if r := cfg.Replicas(); r != 3 {
+		t.Fatalf("a tenant site cluster of three: %d replicas, want 3", r)
 	}
 }
