@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,14 +18,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
 // TestSiteCluster: a site of three clustered peer processes, started fresh
-// after central was told of it, gets its events to central; when the
-// member that leads the consumer central sources EVENTS through is
-// SIGKILLed, the other two carry on and central gets every event
-// published after, exactly once.
+// after central was told of it, gets its events to central; when the link
+// of the member that leads the consumer central sources EVENTS through is
+// cut, central gets the events published meanwhile over another member's
+// link; when the member that leads it then is SIGKILLed, the other two
+// carry on and central gets every event published after, exactly once.
 //
 // On nats-server 2.15.2 a fresh site cluster could lose its first events
 // at central: central had 0 or 269 of the first 300 in 3 of about 40 runs
@@ -39,7 +44,8 @@ func TestSiteClusterOperator(t *testing.T) { testSiteCluster(t, true) }
 
 func testSiteCluster(t *testing.T, operator bool) {
 	dir := t.TempDir()
-	var curl, token string
+	var curl, token string       // token: the site's join token
+	var centralLeaf int          // central's leaf port
 	var connect []nats.Option    // for clients, at central and at the site
 	var pubConnect []nats.Option // for the site's publishers
 	var members []*meshPeer
@@ -49,10 +55,15 @@ func testSiteCluster(t *testing.T, operator bool) {
 	}
 	if operator {
 		_, keys, url, lport := startOperatorCentral(t, dir)
-		curl = url
+		curl, centralLeaf = url, lport
 		mustRun(t, "--server", curl, "tenant", "create", "acme", "--keys", keys)
-		token = filepath.Join(dir, "lab.token")
-		mustRun(t, "--server", curl, "site", "add", "lab", "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		f := filepath.Join(dir, "lab.token")
+		mustRun(t, "--server", curl, "site", "add", "lab", "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", f)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token = strings.TrimSpace(string(b))
 		creds := filepath.Join(dir, "admin.creds")
 		mustRun(t, "--server", curl, "tenant", "creds", "acme", "--keys", keys, "--role", "admin", "--out", creds)
 		connect = []nats.Option{nats.UserCredentials(creds)}
@@ -60,7 +71,7 @@ func testSiteCluster(t *testing.T, operator bool) {
 		mustRun(t, "--server", curl, "tenant", "creds", "acme", "--keys", keys, "--role", "poller", "--site", "lab", "--user", "p1", "--out", poller)
 		pubConnect = []nats.Option{nats.UserCredentials(poller), nats.CustomInboxPrefix(tenancy.InboxPrefix("p1"))}
 		for _, m := range members {
-			m.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--role", "site", "--join-file", token, "--name", m.name,
+			m.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--role", "site", "--name", m.name,
 				"--listen", "127.0.0.1:" + strconv.Itoa(m.client), "--data-dir", m.dir}
 		}
 	} else {
@@ -69,18 +80,41 @@ func testSiteCluster(t *testing.T, operator bool) {
 			"--listen", "127.0.0.1:" + strconv.Itoa(c.client), "--data-dir", c.dir, "--leaf-listen", "127.0.0.1:" + strconv.Itoa(c.leaf),
 			"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword}
 		c.start(t)
-		curl = c.url()
+		curl, centralLeaf = c.url(), c.leaf
 		out := mustRun(t, "--server", curl, "--user", meshUser, "--password", meshPassword, "site", "add", "lab", "--json")
 		var join struct{ Token string }
 		if err := json.Unmarshal([]byte(out), &join); err != nil || join.Token == "" {
 			t.Fatalf("site add printed %q: %v", out, err)
 		}
+		token = join.Token
 		connect = []nats.Option{nats.UserInfo(meshUser, meshPassword)}
 		pubConnect = connect
 		for _, m := range members {
-			m.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--join", join.Token, "--name", m.name,
+			m.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--name", m.name,
 				"--listen", "127.0.0.1:" + strconv.Itoa(m.client), "--data-dir", m.dir, "--auth-user", meshUser, "--auth-password", meshPassword}
 		}
+	}
+	// Each member dials central through a proxy of its own, whose link
+	// the test cuts: its join token names the proxy.
+	site, info, err := bus.ParseJoinToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxies := map[*meshPeer]*wan.Proxy{}
+	for _, m := range members {
+		px, err := wan.NewProxy("127.0.0.1:" + strconv.Itoa(centralLeaf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(px.Close)
+		proxies[m] = px
+		via := info
+		via.Central = []string{"nats-leaf://" + px.Addr()}
+		f := filepath.Join(dir, m.name+".token")
+		if err := os.WriteFile(f, []byte(bus.JoinToken(site, via)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.args = append(m.args, "--join-file", f)
 	}
 	for _, m := range members {
 		m.args = append(m.args, "--cluster-listen", "127.0.0.1:"+strconv.Itoa(m.cluster))
@@ -183,29 +217,52 @@ func testSiteCluster(t *testing.T, operator bool) {
 	}
 	t.Logf("central had the site cluster's first 300 events %s after they were published", time.Since(published).Round(time.Millisecond))
 
-	// SIGKILL the member leading the EVENTS source consumer.
-	ajs := siteJS(members[0], connect...)
-	var leader string
-	var lastErr error
-	for end := time.Now().Add(30 * time.Second); leader == "" && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		cons, err := ajs.PushConsumer(ctx, "EVENTS", "central-events")
-		if err == nil && cons.CachedInfo().Cluster != nil {
-			leader = cons.CachedInfo().Cluster.Leader
+	// consumerLeader returns the member leading the EVENTS source
+	// consumer, asking at member m.
+	consumerLeader := func(m *meshPeer) *meshPeer {
+		t.Helper()
+		ajs := siteJS(m, connect...)
+		var leader string
+		var lastErr error
+		for end := time.Now().Add(30 * time.Second); leader == "" && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			cons, err := ajs.PushConsumer(ctx, "EVENTS", "central-events")
+			if err == nil && cons.CachedInfo().Cluster != nil {
+				leader = cons.CachedInfo().Cluster.Leader
+			}
+			if err == nil && leader == "" {
+				err = fmt.Errorf("no leader in %+v", cons.CachedInfo().Cluster)
+			}
+			lastErr = err
 		}
-		if err == nil && leader == "" {
-			err = fmt.Errorf("no leader in %+v", cons.CachedInfo().Cluster)
+		for _, m := range members {
+			if m.name == leader {
+				return m
+			}
 		}
-		lastErr = err
-	}
-	var killed *meshPeer
-	for _, m := range members {
-		if m.name == leader {
-			killed = m
-		}
-	}
-	if killed == nil {
 		t.Fatalf("the EVENTS source consumer's leader is %q, not a member (%v)", leader, lastErr)
+		return nil
 	}
+
+	// Cut (loud) the link of the member leading the EVENTS source
+	// consumer: it hands the consumer to a linked member, and central gets
+	// what is published meanwhile without the link's return.
+	cut := consumerLeader(members[0])
+	proxies[cut].Cut(true)
+	cutAt := time.Now()
+	pjs := js1
+	if cut == members[0] {
+		pjs = siteJS(members[1], pubConnect...)
+	}
+	publish(pjs, "d1", 300, 300)
+	if n, ok := centralHolds("d1", 600, time.Minute); !ok {
+		diagnose(t, ctx, cjs, members, func(m *meshPeer) jetstream.JetStream { return siteJS(m, connect...) })
+		t.Fatalf("central holds %d of the site cluster's 600 events with %s's link cut", n, cut.name)
+	}
+	t.Logf("with %s's link cut, central had the 300 events published meanwhile %s after the cut", cut.name, time.Since(cutAt).Round(time.Millisecond))
+	proxies[cut].Cut(false)
+
+	// SIGKILL the member leading the EVENTS source consumer.
+	killed := consumerLeader(members[0])
 	killed.proc.kill()
 	var survivor *meshPeer
 	for _, m := range members {
@@ -216,11 +273,11 @@ func testSiteCluster(t *testing.T, operator bool) {
 	}
 	start := time.Now()
 	sjs := siteJS(survivor, pubConnect...)
-	publish(sjs, "d1", 300, 1)
+	publish(sjs, "d1", 600, 1)
 	accepted := time.Since(start)
-	publish(sjs, "d1", 301, 299)
-	if n, ok := centralHolds("d1", 600, time.Minute); !ok {
-		t.Fatalf("central holds %d of the site cluster's 600 events after the SIGKILL", n)
+	publish(sjs, "d1", 601, 299)
+	if n, ok := centralHolds("d1", 900, time.Minute); !ok {
+		t.Fatalf("central holds %d of the site cluster's 900 events after the SIGKILL", n)
 	}
 	t.Logf("after %s's SIGKILL the site took events again after %s, and central had the 300 published after it %s after it",
 		killed.name, accepted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
