@@ -186,7 +186,7 @@ func testSiteCluster(t *testing.T, operator bool) {
 			for _, c := range info.State.Subjects {
 				n += c
 			}
-			if n == want || (want == 0 && n > 0) {
+			if (want > 0 && n == want) || (want == 0 && n > 0) {
 				return n, true
 			}
 		}
