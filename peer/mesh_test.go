@@ -282,7 +282,10 @@ func TestSourceResumesAfterCut(t *testing.T) {
 }
 
 func testSourceResumesAfterCut(t *testing.T, mode string) {
-	ctx := testCtx(t)
+	// The test waits out 17 s of silence and a catch-up of up to 20,000
+	// events: more than testCtx's 30 s on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	ccfg := centralConfig(t, "c1")
 	// A short dedup window, so that an old event sent again would be
 	// stored again and show.

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -114,6 +115,26 @@ func observeSources(srv *server.Server, account string) ([]observedSource, error
 	return out, nil
 }
 
+// sourcingAccounts lists the accounts in which this server leads a stream
+// EVENTS or METRICS with sources in other domains: in operator mode, the
+// tenants whose sources it watches.
+func sourcingAccounts(srv *server.Server) ([]string, error) {
+	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, StreamLeaderOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ad := range info.AccountDetails {
+		for _, sd := range ad.Streams {
+			if (sd.Name == bus.EventsStream || sd.Name == bus.MetricsStream) && slices.ContainsFunc(sd.Sources, func(s *server.StreamSourceInfo) bool { return s.External != nil }) {
+				out = append(out, ad.Id) // Name is the account's name tag
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // nudgeSource wakes a source that waits on its site (see above): it asks
 // the site at once instead of at the consumer's next heartbeat. A source
 // ignores a message that is neither its consumer's delivery nor its
@@ -123,9 +144,22 @@ func nudgeSource(nc *nats.Conn, k sourceKey) {
 }
 
 // siteAnswers asks the site's JetStream for the source's stream and
-// reports whether it answered within within.
-func siteAnswers(nc *nats.Conn, k sourceKey, within time.Duration) bool {
-	_, err := nc.Request(siteInfoSubject(k.site, k.stream), nil, within)
+// reports whether it answered within within. The answer comes to inbox,
+// a subject the site's link carries back to central.
+func siteAnswers(nc *nats.Conn, k sourceKey, inbox string, within time.Duration) bool {
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The subscription reaches the site's link before the request.
+	if err := nc.FlushTimeout(within); err != nil {
+		return false
+	}
+	if err := nc.PublishRequest(siteInfoSubject(k.site, k.stream), inbox, nil); err != nil {
+		return false
+	}
+	_, err = sub.NextMsg(within)
 	return err == nil
 }
 

@@ -205,10 +205,12 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	if p.cfg.Trust != "" {
 		// Operator mode: the tenants' streams are made by meshmon tenant
-		// create, in their accounts; the peer has none of its own.
+		// create, in their accounts; the peer has none of its own. Its
+		// source watch acts in each tenant's account (centralSigner).
 		p.srv, p.lock = srv, lock
 		close(p.streamsReady)
 		p.ready.Store(true)
+		p.backgroundSourcing()
 		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
 			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
 		return nil

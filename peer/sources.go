@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon/bus"
 )
@@ -69,19 +70,29 @@ const (
 // message, so the watch leaves it alone then. A site that is cut off is left
 // alone, so a long outage costs nothing; a link cut silently looks up until
 // its pings fail, so a site is asked before its source is set again.
+//
+// Without tenants the watch acts in the peer's one account over its
+// in-process connection. In operator mode it watches every tenant account
+// in which it leads a stream that sources sites, and acts in each over a
+// connection of its own (centralSigner), made when it first has something
+// to do there.
 func (p *Peer) watchSources(ctx context.Context) {
-	nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
-	if err != nil {
-		p.log.Error("peer source watch: in-process connection", "err", err)
-		return
+	var signer *centralSigner
+	if p.cfg.operatorMode() {
+		var err error
+		if signer, err = newCentralSigner(); err != nil {
+			p.log.Error("peer source watch", "err", err)
+			return
+		}
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		p.log.Error("peer source watch", "err", err)
-		return
-	}
-	w := newSourceWatch()
+	accounts := map[string]*watchedAccount{}
+	defer func() {
+		for _, a := range accounts {
+			a.close()
+		}
+	}()
+	var names []string
+	var listed time.Time
 	t := time.NewTicker(sourcesPoll)
 	defer t.Stop()
 	for {
@@ -94,52 +105,132 @@ func (p *Peer) watchSources(ctx context.Context) {
 		if srv == nil {
 			continue
 		}
-		acc, err := srv.LookupAccount(p.cfg.Tenant)
-		if err != nil {
-			continue
-		}
 		now := time.Now()
-		// The streams' details (JSZ, which takes each stream's lock) are
-		// read every sourcesFull; every sourcesPoll only while a site has
-		// come within reach in the last kickGrace, when a lost request is
-		// worth noticing at once.
-		if !w.due(now, observeReach(acc, w.known)) {
-			continue
+		switch {
+		case signer == nil:
+			names = []string{p.cfg.Tenant}
+		case now.Sub(listed) >= sourcesFull:
+			listed = now
+			list, err := sourcingAccounts(srv)
+			if err != nil {
+				continue
+			}
+			names = list
+			for name, a := range accounts {
+				if !slices.Contains(names, name) {
+					a.close()
+					delete(accounts, name)
+				}
+			}
 		}
-		snap, err := observeSourcesSnapshot(srv, acc)
-		if err != nil {
-			continue
+		for _, name := range names {
+			a := accounts[name]
+			if a == nil {
+				a = &watchedAccount{name: name, w: newSourceWatch()}
+				if signer == nil {
+					a.dial = func() (*nats.Conn, error) { return p.InProcessConn(nats.Name("meshmon-peer-sources")) }
+				} else {
+					a.dial = func() (*nats.Conn, error) { return signer.conn(srv, name, "meshmon-peer-sources") }
+				}
+				accounts[name] = a
+			}
+			p.watchAccount(ctx, srv, a, now)
 		}
-		plan := w.decide(snap, now)
-		for _, k := range plan.nudge {
-			nudgeSource(nc, k)
-		}
-		if len(plan.ask) == 0 {
-			continue
-		}
-		// A link cut silently still looks up until its pings fail (up to
-		// 20 s): only a site that answers is set again.
-		// EVENTS and METRICS are set again side by side: each takes two
-		// replicated stream updates.
-		var wg sync.WaitGroup
-		for stream, sites := range w.kick(plan.ask, sitesAnswering(nc, plan.ask), now) {
-			wg.Go(func() { p.kickSources(ctx, js, stream, sites) })
-		}
-		wg.Wait()
 	}
+}
+
+// watchedAccount is the watch over the sources of one account.
+type watchedAccount struct {
+	name string
+	w    *sourceWatch
+	dial func() (*nats.Conn, error)
+	nc   *nats.Conn // made on the first action, again once closed
+	js   jetstream.JetStream
+}
+
+// conn returns the account's connection, made again if it closed.
+func (a *watchedAccount) conn() (*nats.Conn, jetstream.JetStream, error) {
+	if a.nc != nil && !a.nc.IsClosed() {
+		return a.nc, a.js, nil
+	}
+	a.close()
+	nc, err := a.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	a.nc, a.js = nc, js
+	return nc, js, nil
+}
+
+func (a *watchedAccount) close() {
+	if a.nc != nil {
+		a.nc.Close()
+		a.nc, a.js = nil, nil
+	}
+}
+
+// watchAccount is one look at the sources of one account (see
+// watchSources): observe, decide, act.
+func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedAccount, now time.Time) {
+	acc, err := srv.LookupAccount(a.name)
+	if err != nil {
+		return
+	}
+	// The streams' details (JSZ, which takes each stream's lock) are read
+	// every sourcesFull; every sourcesPoll only while a site has come
+	// within reach in the last kickGrace, when a lost request is worth
+	// noticing at once.
+	if !a.w.due(now, observeReach(acc, a.w.known)) {
+		return
+	}
+	snap, err := observeSourcesSnapshot(srv, acc)
+	if err != nil {
+		return
+	}
+	plan := a.w.decide(snap, now)
+	if len(plan.nudge) == 0 && len(plan.ask) == 0 {
+		return
+	}
+	nc, js, err := a.conn()
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("peer source watch: in-process connection", "account", a.name, "err", err)
+		}
+		return
+	}
+	for _, k := range plan.nudge {
+		p.log.Debug("peer source watch: the site is back; nudging its source", "account", a.name, "stream", k.stream, "site", k.site)
+		nudgeSource(nc, k)
+	}
+	if len(plan.ask) == 0 {
+		return
+	}
+	// A link cut silently still looks up until its pings fail (up to 20 s):
+	// only a site that answers is set again. EVENTS and METRICS are set
+	// again side by side: each takes two replicated stream updates.
+	var wg sync.WaitGroup
+	for stream, sites := range a.w.kick(plan.ask, sitesAnswering(nc, plan.ask), now) {
+		wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites) })
+	}
+	wg.Wait()
 }
 
 // kickSources sets the sources of stream from sites again (see
 // watchSources).
-func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, stream string, sites []string) {
+func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, account, stream string, sites []string) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := bus.KickSources(actx, js, stream, sites)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		p.log.Warn("set stalled sources again", "stream", stream, "sites", sites, "err", err)
+		p.log.Warn("set stalled sources again", "account", account, "stream", stream, "sites", sites, "err", err)
 	case err == nil:
-		p.log.Info("set sources again: the site is reachable but its source stayed silent", "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
+		p.log.Info("set sources again: the site is reachable but its source stayed silent", "account", account, "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
 	}
 }
 
@@ -199,7 +290,7 @@ func sitesAnswering(nc *nats.Conn, keys []sourceKey) map[string]bool {
 	var wg sync.WaitGroup
 	for _, k := range keys {
 		wg.Go(func() {
-			ok := siteAnswers(nc, k, answerWithin)
+			ok := siteAnswers(nc, k, siteReplyInbox(k.site), answerWithin)
 			mu.Lock()
 			defer mu.Unlock()
 			answered[k.site] = answered[k.site] || ok
@@ -207,6 +298,15 @@ func sitesAnswering(nc *nats.Conn, keys []sourceKey) map[string]bool {
 	}
 	wg.Wait()
 	return answered
+}
+
+// siteReplyInbox is a new subject for a site's answer. A site's link
+// carries to central only the subjects its leaf user may publish there
+// (tenancy.RoleLeaf): its source consumers' deliveries among them, under
+// meshmon.source.<site>, where nothing else subscribes past the deliver
+// subjects themselves.
+func siteReplyInbox(site string) string {
+	return "meshmon.source." + site + ".answer." + nuid.Next()
 }
 
 // sourceWatch is what the watch decides with: its memory of what it saw
