@@ -210,6 +210,13 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 	waitStreamsReady(t, central...)
 	ctx = context.Background()
 	cjs := peerJS(t, central[0])
+	// The streams are ready, but the replicated sites bucket may not
+	// answer yet ("list sites: no responders" from AddSite, after it
+	// recorded the site): wait until it does.
+	checkFor(t, 30*time.Second, func() error {
+		_, err := bus.Sites(ctx, cjs)
+		return err
+	})
 	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
 		t.Fatal(err)
 	}
