@@ -109,7 +109,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			_ = beaconSub.Unsubscribe()
 		}
 	}()
-	k := newKeeper(p.cfg.Cluster.Listen != "", time.Now())
+	k := newKeeper(p.cfg.Cluster.Listen != "", p.now())
 	t := time.NewTicker(keepPoll)
 	defer t.Stop()
 	for {
@@ -127,7 +127,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			})
 		}
 		// Decide, and act.
-		for _, a := range k.decide(snap, time.Now()) {
+		for _, a := range k.decide(snap, p.now()) {
 			switch a.kind {
 			case beaconOn:
 				var err error

@@ -42,6 +42,10 @@ type Peer struct {
 	closeOnce    sync.Once
 	streamsReady chan struct{} // closed once the role's streams exist
 
+	// now is the clock of the sourcing supervisors (watchSources,
+	// keepAccount), which hand it to their pure decide functions.
+	now func() time.Time
+
 	// The peer's background work (see maintain and watchSources), until
 	// Close.
 	bg     context.Context
@@ -62,7 +66,7 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	// serves a cluster grown from fewer than three members.
 	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
 	bg, cancel := context.WithCancel(context.Background())
-	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), bg: bg, cancel: cancel}, nil
+	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), now: time.Now, bg: bg, cancel: cancel}, nil
 }
 
 // background runs f until the peer closes.

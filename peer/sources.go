@@ -105,7 +105,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 		if srv == nil {
 			continue
 		}
-		now := time.Now()
+		now := p.now()
 		switch {
 		case signer == nil:
 			names = []string{p.cfg.Tenant}
