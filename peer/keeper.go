@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -90,24 +89,16 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // a member that leads a consumer while its link is down, and sees another
 // member's link up (anotherLinked), steps down from it for another member
 // to lead, trying at most once every handoffEvery.
+//
+// Each look is observe (keeperSnapshot), decide (keeper.decide, pure),
+// act; what it knows of the server's protocol is in natsproto_v2_15.go.
 func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Account) {
-	centralAPI := "$JS." + bus.HubDomain + ".API.INFO"
-	clustered := p.cfg.Cluster.Listen != ""
 	beacon := linkBeacon(p.cfg.Site)
 	var beaconSub *nats.Subscription // while this member's link is up
-	type consumer struct {
-		stream, name string
-		keeper       *nats.Subscription // while it is kept
-		handoffTried time.Time
-	}
-	consumers := []*consumer{
+	consumers := []*keptConsumer{
 		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream)},
 		{stream: bus.MetricsStream, name: bus.SourceConsumer(bus.MetricsStream)},
 	}
-	// A consumer starts unstalled: only a link lost since is kept for.
-	wasLinked := false
-	// Links come up in the first moments: no handoff before then.
-	unlinkedSince := time.Now().Add(handoffStartGrace)
 	defer func() {
 		for _, c := range consumers {
 			if c.keeper != nil {
@@ -118,6 +109,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			_ = beaconSub.Unsubscribe()
 		}
 	}()
+	k := newKeeper(p.cfg.Cluster.Listen != "", p.now())
 	t := time.NewTicker(keepPoll)
 	defer t.Stop()
 	for {
@@ -126,29 +118,27 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		linked := acc.SubscriptionInterest(centralAPI)
-		if linked {
-			wasLinked = true
-			unlinkedSince = now
+		// Observe.
+		snap := keeperSnapshot{linked: centralLinked(acc), beacon: beaconSub != nil}
+		for _, c := range consumers {
+			snap.consumers = append(snap.consumers, consumerState{
+				leads: acc.JetStreamIsConsumerLeader(c.stream, c.name),
+				kept:  c.keeper != nil,
+			})
 		}
-		if clustered {
-			switch {
-			case linked && beaconSub == nil:
+		// Decide, and act.
+		for _, a := range k.decide(snap, p.now()) {
+			switch a.kind {
+			case beaconOn:
 				var err error
 				if beaconSub, err = nc.Subscribe(beacon, func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
 					p.log.Warn("peer source keeper: subscribe", "subject", beacon, "err", err)
 				}
-			case !linked && beaconSub != nil:
+			case beaconOff:
 				_ = beaconSub.Unsubscribe()
 				beaconSub = nil
-			}
-		}
-		for _, c := range consumers {
-			leads := acc.JetStreamIsConsumerLeader(c.stream, c.name)
-			keep := !linked && wasLinked && leads
-			switch {
-			case keep && c.keeper == nil:
+			case keepOn:
+				c := consumers[a.consumer]
 				p.log.Debug("peer source keeper: central's JetStream is out of reach; keeping the source consumer", "account", acc.Name, "consumer", c.name)
 				s, err := keepConsumer(nc, bus.SourceDeliverSubject(p.cfg.Site, c.stream))
 				if err != nil {
@@ -156,13 +146,14 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 					continue
 				}
 				c.keeper = s
-			case !keep && c.keeper != nil:
-				p.log.Debug("peer source keeper: leaving the source consumer", "account", acc.Name, "consumer", c.name, "linked", linked, "leads", leads)
+			case keepOff:
+				c := consumers[a.consumer]
+				p.log.Debug("peer source keeper: leaving the source consumer", "account", acc.Name, "consumer", c.name,
+					"linked", snap.linked, "leads", snap.consumers[a.consumer].leads)
 				_ = c.keeper.Unsubscribe()
 				c.keeper = nil
-			}
-			if clustered && leads && !linked && now.Sub(unlinkedSince) >= handoffAfter && now.Sub(c.handoffTried) >= handoffEvery {
-				c.handoffTried = now
+			case handOff:
+				c := consumers[a.consumer]
 				if !anotherLinked(nc, beacon) {
 					continue
 				}
@@ -174,6 +165,96 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			}
 		}
 	}
+}
+
+// keptConsumer is a source consumer the keeper looks after.
+type keptConsumer struct {
+	stream, name string
+	keeper       *nats.Subscription // while it is kept
+}
+
+// keeperSnapshot is what the keeper observes in one look.
+type keeperSnapshot struct {
+	// linked: this member's link to central is up.
+	linked bool
+	// beacon: this member answers on its site's link beacon.
+	beacon bool
+	// consumers: each source consumer, in a fixed order.
+	consumers []consumerState
+}
+
+// consumerState is what the keeper observes of one source consumer.
+type consumerState struct {
+	leads bool // this member leads it
+	kept  bool // this member keeps it (a keeper is subscribed)
+}
+
+// keeperActionKind is what a keeperAction does.
+type keeperActionKind int
+
+const (
+	beaconOn  keeperActionKind = iota // answer on the link beacon
+	beaconOff                         // stop answering on it
+	keepOn                            // start a keeper on the consumer
+	keepOff                           // stop the consumer's keeper
+	handOff                           // hand the consumer to a linked member, if one answers on the beacon
+)
+
+// keeperAction is one thing the keeper does after a look.
+type keeperAction struct {
+	kind     keeperActionKind
+	consumer int // index in keeperSnapshot.consumers; not for beacon actions
+}
+
+// keeper is what the keeper decides with: its memory of what it saw
+// before. decide does no I/O and reads no clock. One goroutine uses it.
+type keeper struct {
+	clustered bool
+	// wasLinked: the link has been up since the keeper started. A consumer
+	// starts unstalled: only a link lost since is kept for.
+	wasLinked bool
+	// unlinkedSince: when the link was last seen up; links come up in the
+	// first moments, so it starts handoffStartGrace ahead.
+	unlinkedSince time.Time
+	// handoffTried: when each consumer (by index) was last handed on.
+	handoffTried map[int]time.Time
+}
+
+// newKeeper returns the keeper of a member started at now.
+func newKeeper(clustered bool, now time.Time) *keeper {
+	return &keeper{clustered: clustered, unlinkedSince: now.Add(handoffStartGrace), handoffTried: map[int]time.Time{}}
+}
+
+// decide takes the snapshot taken at now and returns what to do (see
+// keepAccount for the rules).
+func (k *keeper) decide(snap keeperSnapshot, now time.Time) []keeperAction {
+	var out []keeperAction
+	if snap.linked {
+		k.wasLinked = true
+		k.unlinkedSince = now
+	}
+	if k.clustered {
+		switch {
+		case snap.linked && !snap.beacon:
+			out = append(out, keeperAction{kind: beaconOn})
+		case !snap.linked && snap.beacon:
+			out = append(out, keeperAction{kind: beaconOff})
+		}
+	}
+	for i, c := range snap.consumers {
+		keep := !snap.linked && k.wasLinked && c.leads
+		switch {
+		case keep && !c.kept:
+			out = append(out, keeperAction{kind: keepOn, consumer: i})
+		case !keep && c.kept:
+			out = append(out, keeperAction{kind: keepOff, consumer: i})
+		}
+		if k.clustered && c.leads && !snap.linked && now.Sub(k.unlinkedSince) >= handoffAfter && now.Sub(k.handoffTried[i]) >= handoffEvery {
+			k.handoffTried[i] = now
+			out = append(out, keeperAction{kind: handOff, consumer: i})
+		}
+	}
+	return out
 }
 
 // A member that leads a source consumer while its own link is down hands
@@ -208,21 +289,18 @@ func keepConsumer(nc *nats.Conn, subject string) (*nats.Subscription, error) {
 	// a site of several peers each keeper answers; a consumer takes the
 	// first reply to a request and ignores the others.
 	return nc.Subscribe(subject, func(m *nats.Msg) {
-		switch {
-		case strings.HasPrefix(m.Reply, "$JS.FC."):
-			_ = nc.Publish(m.Reply, nil)
+		kind, reply := classifyDelivery(m)
+		switch kind {
+		case deliveryFlowControl:
+			unstall(nc, reply)
 			if !delivered {
 				_ = m.Sub.Unsubscribe() // idle and unstalled: leave
 			}
 			delivered = false
-		case strings.HasPrefix(m.Reply, "$JS.ACK."):
+		case deliveryMessage:
 			delivered = true
-		case m.Header.Get(stalledHeader) != "":
-			_ = nc.Publish(m.Header.Get(stalledHeader), nil)
+		case deliveryStalled:
+			unstall(nc, reply)
 		}
 	})
 }
-
-// stalledHeader is the header of a consumer's heartbeat that names the
-// flow-control request it is stalled on.
-const stalledHeader = "Nats-Consumer-Stalled"

@@ -210,6 +210,13 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 	waitStreamsReady(t, central...)
 	ctx = context.Background()
 	cjs := peerJS(t, central[0])
+	// The streams are ready, but the replicated sites bucket may not
+	// answer yet ("list sites: no responders" from AddSite, after it
+	// recorded the site): wait until it does.
+	checkFor(t, 30*time.Second, func() error {
+		_, err := bus.Sites(ctx, cjs)
+		return err
+	})
 	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +289,10 @@ func TestSourceResumesAfterCut(t *testing.T) {
 }
 
 func testSourceResumesAfterCut(t *testing.T, mode string) {
-	ctx := testCtx(t)
+	// The test waits out 17 s of silence and a catch-up of up to 20,000
+	// events: more than testCtx's 30 s on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	ccfg := centralConfig(t, "c1")
 	// A short dedup window, so that an old event sent again would be
 	// stored again and show.

@@ -42,6 +42,10 @@ type Peer struct {
 	closeOnce    sync.Once
 	streamsReady chan struct{} // closed once the role's streams exist
 
+	// now is the clock of the sourcing supervisors (watchSources,
+	// keepAccount), which hand it to their pure decide functions.
+	now func() time.Time
+
 	// The peer's background work (see maintain and watchSources), until
 	// Close.
 	bg     context.Context
@@ -62,7 +66,7 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	// serves a cluster grown from fewer than three members.
 	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
 	bg, cancel := context.WithCancel(context.Background())
-	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), bg: bg, cancel: cancel}, nil
+	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), now: time.Now, bg: bg, cancel: cancel}, nil
 }
 
 // background runs f until the peer closes.
@@ -217,10 +221,12 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	if p.cfg.Trust != "" {
 		// Operator mode: the tenants' streams are made by meshmon tenant
-		// create, in their accounts; the peer has none of its own.
+		// create, in their accounts; the peer has none of its own. Its
+		// source watch acts in each tenant's account (centralSigner).
 		p.srv, p.lock = srv, lock
 		close(p.streamsReady)
 		p.ready.Store(true)
+		p.backgroundSourcing()
 		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
 			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
 		return nil

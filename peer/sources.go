@@ -2,12 +2,15 @@ package peer
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon/bus"
 )
@@ -33,10 +36,13 @@ const (
 	// not help (a site whose streams are not made yet, say).
 	kickFirst = 2 * time.Second
 	kickMax   = 30 * time.Second
+	// answerWithin bounds how long the watch waits for a site to answer.
+	answerWithin = time.Second
 )
 
 // watchSources is a central peer's watch over the sources of central's
-// streams that it leads, until ctx is done.
+// streams that it leads, until ctx is done: observe (sourcesSnapshot),
+// decide (sourceWatch, pure), act.
 //
 // When a site comes back within reach (the tenant account has interest in
 // the site's JetStream API, which the leaf link brings), a source that waits
@@ -64,47 +70,29 @@ const (
 // message, so the watch leaves it alone then. A site that is cut off is left
 // alone, so a long outage costs nothing; a link cut silently looks up until
 // its pings fail, so a site is asked before its source is set again.
+//
+// Without tenants the watch acts in the peer's one account over its
+// in-process connection. In operator mode it watches every tenant account
+// in which it leads a stream that sources sites, and acts in each over a
+// connection of its own (centralSigner), made when it first has something
+// to do there.
 func (p *Peer) watchSources(ctx context.Context) {
-	nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
-	if err != nil {
-		p.log.Error("peer source watch: in-process connection", "err", err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		p.log.Error("peer source watch", "err", err)
-		return
-	}
-	type backoff struct {
-		next time.Time
-		wait time.Duration
-	}
-	kicks := map[sourceKey]*backoff{}
-	// A source not heard from since it was set reports no silence of its
-	// own: it counts from when this watch first saw it so.
-	unheard := map[sourceKey]time.Time{}
-	// When this watch first saw each site reachable, since it last was not,
-	// and whether the source then had a request out for the site's
-	// consumer: the request was lost in the cut.
-	type reach struct {
-		since time.Time
-		lost  bool
-	}
-	reached := map[sourceKey]reach{}
-	var known []sourceKey // as of the last details
-	var lastFull time.Time
-	// comingBack reports whether a known site is within reach and was not,
-	// or came within reach less than kickGrace ago.
-	comingBack := func(now time.Time, acc *server.Account) bool {
-		for _, k := range known {
-			r, ok := reached[k]
-			if k.reachable(acc) && (!ok || now.Sub(r.since) <= kickGrace+sourcesPoll) {
-				return true
-			}
+	var signer *centralSigner
+	if p.cfg.operatorMode() {
+		var err error
+		if signer, err = newCentralSigner(); err != nil {
+			p.log.Error("peer source watch", "err", err)
+			return
 		}
-		return false
 	}
+	accounts := map[string]*watchedAccount{}
+	defer func() {
+		for _, a := range accounts {
+			a.close()
+		}
+	}()
+	var names []string
+	var listed time.Time
 	t := time.NewTicker(sourcesPoll)
 	defer t.Stop()
 	for {
@@ -117,129 +105,182 @@ func (p *Peer) watchSources(ctx context.Context) {
 		if srv == nil {
 			continue
 		}
-		acc, err := srv.LookupAccount(p.cfg.Tenant)
-		if err != nil {
-			continue
-		}
-		now := time.Now()
-		// The streams' details (JSZ, which takes each stream's lock) are
-		// read every sourcesFull; every sourcesPoll only while a site has
-		// come within reach in the last kickGrace, when a lost request is
-		// worth noticing at once.
-		if now.Sub(lastFull) < sourcesFull && !comingBack(now, acc) {
-			continue
-		}
-		detail, err := srv.JszAccount(&server.JSzOptions{Account: p.cfg.Tenant, Streams: true, StreamLeaderOnly: true})
-		if err != nil {
-			continue
-		}
-		lastFull = now
-		known = known[:0]
-		stalled := map[string][]string{} // stream -> sites
-		seen := map[sourceKey]bool{}
-		var candidates []sourceKey // to set again if their sites answer
-		for _, sd := range detail.Streams {
-			if sd.Name != bus.EventsStream && sd.Name != bus.MetricsStream {
+		now := p.now()
+		switch {
+		case signer == nil:
+			names = []string{p.cfg.Tenant}
+		case now.Sub(listed) >= sourcesFull:
+			listed = now
+			list, err := sourcingAccounts(srv)
+			if err != nil {
 				continue
 			}
-			for _, src := range sd.Sources {
-				if src.External == nil {
-					continue
+			names = list
+			for name, a := range accounts {
+				if !slices.Contains(names, name) {
+					a.close()
+					delete(accounts, name)
 				}
-				site := bus.SourceSite(src.External.ApiPrefix)
-				key := sourceKey{stream: sd.Name, site: site}
-				known = append(known, key)
-				silent := src.Active
-				if silent < 0 {
-					if _, ok := unheard[key]; !ok {
-						unheard[key] = now
-					}
-					silent = now.Sub(unheard[key])
+			}
+		}
+		for _, name := range names {
+			a := accounts[name]
+			if a == nil {
+				a = &watchedAccount{name: name, w: newSourceWatch()}
+				if signer == nil {
+					a.dial = func() (*nats.Conn, error) { return p.InProcessConn(nats.Name("meshmon-peer-sources")) }
 				} else {
-					delete(unheard, key)
+					a.dial = func() (*nats.Conn, error) { return signer.conn(srv, name, "meshmon-peer-sources") }
 				}
-				if !key.reachable(acc) {
-					delete(reached, key)
-					continue
-				}
-				waiting := acc.SubscriptionInterest(bus.SourceDeliverSubject(site, sd.Name))
-				r, ok := reached[key]
-				if !ok {
-					r = reach{since: now, lost: !waiting}
-					reached[key] = r
-					if waiting {
-						nudge(nc, key)
-					}
-				}
-				waited := now.Sub(r.since)
-				if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!r.lost || waiting)) {
-					continue
-				}
-				seen[key] = true
-				b := kicks[key]
-				if b == nil {
-					b = &backoff{wait: kickFirst}
-					kicks[key] = b
-				}
-				if now.Before(b.next) {
-					continue
-				}
-				candidates = append(candidates, key)
+				accounts[name] = a
 			}
+			p.watchAccount(ctx, srv, a, now)
 		}
-		// A link cut silently still looks up until its pings fail (up to
-		// 20 s): only a site that answers is set again.
-		answers := sitesAnswering(nc, candidates)
-		for _, key := range candidates {
-			if answers[key.site] {
-				b := kicks[key]
-				b.next = now.Add(b.wait)
-				b.wait = min(2*b.wait, kickMax)
-				stalled[key.stream] = append(stalled[key.stream], key.site)
-			}
+	}
+}
+
+// watchedAccount is the watch over the sources of one account.
+type watchedAccount struct {
+	name string
+	w    *sourceWatch
+	dial func() (*nats.Conn, error)
+	nc   *nats.Conn // made on the first action, again once closed
+	js   jetstream.JetStream
+}
+
+// conn returns the account's connection, made again if it closed.
+func (a *watchedAccount) conn() (*nats.Conn, jetstream.JetStream, error) {
+	if a.nc != nil && !a.nc.IsClosed() {
+		return a.nc, a.js, nil
+	}
+	a.close()
+	nc, err := a.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	a.nc, a.js = nc, js
+	return nc, js, nil
+}
+
+func (a *watchedAccount) close() {
+	if a.nc != nil {
+		a.nc.Close()
+		a.nc, a.js = nil, nil
+	}
+}
+
+// watchAccount is one look at the sources of one account (see
+// watchSources): observe, decide, act.
+func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedAccount, now time.Time) {
+	acc, err := srv.LookupAccount(a.name)
+	if err != nil {
+		return
+	}
+	// The streams' details (JSZ, which takes each stream's lock) are read
+	// every sourcesFull; every sourcesPoll only while a site has come
+	// within reach in the last kickGrace, when a lost request is worth
+	// noticing at once.
+	if !a.w.due(now, observeReach(acc, a.w.known)) {
+		return
+	}
+	snap, err := observeSourcesSnapshot(srv, acc)
+	if err != nil {
+		return
+	}
+	plan := a.w.decide(snap, now)
+	if len(plan.nudge) == 0 && len(plan.ask) == 0 {
+		return
+	}
+	nc, js, err := a.conn()
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("peer source watch: in-process connection", "account", a.name, "err", err)
 		}
-		for key := range kicks {
-			if !seen[key] {
-				delete(kicks, key) // flowing again, or cut off: start afresh
-			}
-		}
-		// EVENTS and METRICS are set again side by side: each takes two
-		// replicated stream updates.
-		var wg sync.WaitGroup
-		for stream, sites := range stalled {
-			wg.Go(func() {
-				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				err := bus.KickSources(actx, js, stream, sites)
-				switch {
-				case err != nil && ctx.Err() == nil:
-					p.log.Warn("set stalled sources again", "stream", stream, "sites", sites, "err", err)
-				case err == nil:
-					p.log.Info("set sources again: the site is reachable but its source stayed silent", "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
-				}
-			})
-		}
-		wg.Wait()
+		return
+	}
+	for _, k := range plan.nudge {
+		p.log.Debug("peer source watch: the site is back; nudging its source", "account", a.name, "stream", k.stream, "site", k.site)
+		nudgeSource(nc, k)
+	}
+	if len(plan.ask) == 0 {
+		return
+	}
+	// A link cut silently still looks up until its pings fail (up to 20 s):
+	// only a site that answers is set again. EVENTS and METRICS are set
+	// again side by side: each takes two replicated stream updates.
+	var wg sync.WaitGroup
+	for stream, sites := range a.w.kick(plan.ask, sitesAnswering(nc, plan.ask), now) {
+		wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites) })
+	}
+	wg.Wait()
+}
+
+// kickSources sets the sources of stream from sites again (see
+// watchSources).
+func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, account, stream string, sites []string) {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := bus.KickSources(actx, js, stream, sites)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		p.log.Warn("set stalled sources again", "account", account, "stream", stream, "sites", sites, "err", err)
+	case err == nil:
+		p.log.Info("set sources again: the site is reachable but its source stayed silent", "account", account, "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
 	}
 }
 
 // sourceKey names one source of one of central's streams.
 type sourceKey struct{ stream, site string }
 
-// reachable reports whether the source's site is within reach: the tenant
-// account has interest in the site's JetStream API, which its leaf link
-// brings.
-func (k sourceKey) reachable(acc *server.Account) bool {
-	return acc.SubscriptionInterest(k.infoSubject())
+// sourceState is what the watch observes of one source.
+type sourceState struct {
+	key sourceKey
+	// active is how long ago the source last heard from its site; negative
+	// when it has not since it was set.
+	active time.Duration
+	// reachable: the site's link is up (or looks up).
+	reachable bool
+	// waiting: the source waits on the site, with no request out for the
+	// site's consumer.
+	waiting bool
 }
 
-// infoSubject is where the source's site answers for its stream.
-func (k sourceKey) infoSubject() string {
-	return "$JS." + k.site + ".API.STREAM.INFO." + k.stream
+// sourcesSnapshot is what the watch observes in one look: the sources of
+// the streams this peer leads.
+type sourcesSnapshot []sourceState
+
+// observeSourcesSnapshot looks at the sources of the streams this server
+// leads in acc.
+func observeSourcesSnapshot(srv *server.Server, acc *server.Account) (sourcesSnapshot, error) {
+	srcs, err := observeSources(srv, acc.Name)
+	if err != nil {
+		return nil, err
+	}
+	snap := make(sourcesSnapshot, 0, len(srcs))
+	for _, s := range srcs {
+		snap = append(snap, sourceState{
+			key:       s.key,
+			active:    s.active,
+			reachable: siteReachable(acc, s.key.site, s.key.stream),
+			waiting:   sourceWaiting(acc, s.key.site, s.key.stream),
+		})
+	}
+	return snap, nil
 }
 
-// answerWithin bounds how long sitesAnswering waits for a site.
-const answerWithin = time.Second
+// observeReach reports which of keys' sites are within reach.
+func observeReach(acc *server.Account, keys []sourceKey) map[sourceKey]bool {
+	out := make(map[sourceKey]bool, len(keys))
+	for _, k := range keys {
+		out[k] = siteReachable(acc, k.site, k.stream)
+	}
+	return out
+}
 
 // sitesAnswering asks the JetStream of each source's site, side by side,
 // for its stream, and reports which sites answered within answerWithin.
@@ -249,22 +290,165 @@ func sitesAnswering(nc *nats.Conn, keys []sourceKey) map[string]bool {
 	var wg sync.WaitGroup
 	for _, k := range keys {
 		wg.Go(func() {
-			_, err := nc.Request(k.infoSubject(), nil, answerWithin)
+			ok := siteAnswers(nc, k, siteReplyInbox(k.site), answerWithin)
 			mu.Lock()
 			defer mu.Unlock()
-			answered[k.site] = answered[k.site] || err == nil
+			answered[k.site] = answered[k.site] || ok
 		})
 	}
 	wg.Wait()
 	return answered
 }
 
-// nudge wakes a source that waits on its site, as soon as the site is back
-// within reach: the source wakes on any message to the deliver subject of
-// the site's consumer, and would otherwise wait for the consumer's next
-// heartbeat (up to a second). Sources ignore a message that is neither
-// their consumer's delivery nor its heartbeat, so the nudge is harmless to a
-// source already resumed.
-func nudge(nc *nats.Conn, k sourceKey) {
-	_ = nc.Publish(bus.SourceDeliverSubject(k.site, k.stream), nil)
+// siteReplyInbox is a new subject for a site's answer. A site's link
+// carries to central only the subjects its leaf user may publish there
+// (tenancy.RoleLeaf): its source consumers' deliveries among them, under
+// meshmon.source.<site>, where nothing else subscribes past the deliver
+// subjects themselves.
+func siteReplyInbox(site string) string {
+	return "meshmon.source." + site + ".answer." + nuid.Next()
+}
+
+// sourceWatch is what the watch decides with: its memory of what it saw
+// before. Its methods do no I/O and read no clock: each takes what was
+// observed and the time. One goroutine uses it.
+type sourceWatch struct {
+	// known: the sources of the last snapshot.
+	known []sourceKey
+	// lastFull: when the last snapshot was taken.
+	lastFull time.Time
+	// unheard: a source not heard from since it was set reports no silence
+	// of its own: it counts from when the watch first saw it so.
+	unheard map[sourceKey]time.Time
+	// reached: when the watch first saw each site reachable, since it last
+	// was not, and whether the source then had a request out for the site's
+	// consumer (lost: the request was lost in the cut).
+	reached map[sourceKey]reach
+	// kicks: the back-off of each source that is a candidate to be set
+	// again.
+	kicks map[sourceKey]*backoff
+}
+
+type reach struct {
+	since time.Time
+	lost  bool
+}
+
+type backoff struct {
+	next time.Time
+	wait time.Duration
+}
+
+func newSourceWatch() *sourceWatch {
+	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, kicks: map[sourceKey]*backoff{}}
+}
+
+// due reports whether the watch takes a snapshot now: every sourcesFull,
+// and every time while a known site is within reach (reachable) and was
+// not at the last snapshot, or came within reach less than kickGrace ago.
+func (w *sourceWatch) due(now time.Time, reachable map[sourceKey]bool) bool {
+	if now.Sub(w.lastFull) >= sourcesFull {
+		return true
+	}
+	for _, k := range w.known {
+		r, ok := w.reached[k]
+		if reachable[k] && (!ok || now.Sub(r.since) <= kickGrace+sourcesPoll) {
+			return true
+		}
+	}
+	return false
+}
+
+// sourcesPlan is what the watch does after a snapshot: nudge sources that
+// wait on a site just back, and ask the sites of the sources to be set
+// again (kick) whether they answer.
+type sourcesPlan struct {
+	nudge []sourceKey
+	ask   []sourceKey
+}
+
+// decide takes the snapshot taken at now (see watchSources for the rules).
+func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
+	var plan sourcesPlan
+	w.lastFull = now
+	w.known = w.known[:0]
+	seen := map[sourceKey]bool{} // candidates, answering or not
+	for _, s := range snap {
+		key := s.key
+		w.known = append(w.known, key)
+		silent := s.active
+		if silent < 0 {
+			if _, ok := w.unheard[key]; !ok {
+				w.unheard[key] = now
+			}
+			silent = now.Sub(w.unheard[key])
+		} else {
+			delete(w.unheard, key)
+		}
+		if !s.reachable {
+			delete(w.reached, key)
+			continue
+		}
+		r, ok := w.reached[key]
+		if !ok {
+			r = reach{since: now, lost: !s.waiting}
+			w.reached[key] = r
+			if s.waiting {
+				plan.nudge = append(plan.nudge, key)
+			}
+		}
+		waited := now.Sub(r.since)
+		if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!r.lost || s.waiting)) {
+			continue
+		}
+		seen[key] = true
+		b := w.kicks[key]
+		if b == nil {
+			b = &backoff{wait: kickFirst}
+			w.kicks[key] = b
+		}
+		if now.Before(b.next) {
+			continue
+		}
+		plan.ask = append(plan.ask, key)
+	}
+	for key := range w.kicks {
+		if !seen[key] {
+			delete(w.kicks, key) // flowing again, or cut off: start afresh
+		}
+	}
+	// A source this peer no longer leads (or that was removed) is
+	// forgotten: led again (or added again), it is new to the watch.
+	for key := range w.reached {
+		if !slices.Contains(w.known, key) {
+			delete(w.reached, key)
+		}
+	}
+	for key := range w.unheard {
+		if !slices.Contains(w.known, key) {
+			delete(w.unheard, key)
+		}
+	}
+	return plan
+}
+
+// kick takes which sites answered (answered, by site) of the sources
+// asked about at now, and returns the sources to set again, by stream, the
+// sites of each sorted; each of them backs off.
+func (w *sourceWatch) kick(asked []sourceKey, answered map[string]bool, now time.Time) map[string][]string {
+	out := map[string][]string{}
+	for _, key := range asked {
+		if !answered[key.site] {
+			continue
+		}
+		if b := w.kicks[key]; b != nil {
+			b.next = now.Add(b.wait)
+			b.wait = min(2*b.wait, kickMax)
+		}
+		out[key.stream] = append(out[key.stream], key.site)
+	}
+	for stream := range maps.Keys(out) {
+		slices.Sort(out[stream])
+	}
+	return out
 }

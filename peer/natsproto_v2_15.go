@@ -1,0 +1,194 @@
+package peer
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// What the sourcing supervisors (the site's keeper, keeper.go, and
+// central's source watch, sources.go) know of how nats-server's JetStream
+// sources a stream across domains, none of it a documented API. Read off
+// nats-server v2.15.2 and v2.15.3 (server/stream.go: setupSourceConsumer,
+// processInboundSourceMsg, retrySourceConsumerAtSeq; server/consumer.go:
+// sendFlowControl, sendIdleHeartbeat) and checked by TestSourceResumesAfterCut
+// and TestMeshFaults. A newer nats-server is checked against this file first.
+//
+//   - A central peer reaches a site's JetStream on "$JS.<site>.API.>",
+//     subjects the site's leaf link brings into the account: the account
+//     has interest in them exactly while the link is up.
+//   - A site reaches central's on "$JS.hub.API.>" in the same way.
+//   - A source's consumer at the site delivers on its deliver subject
+//     (bus.SourceDeliverSubject): messages with a reply "$JS.ACK.<...>",
+//     flow-control requests with a reply "$JS.FC.<...>" and no payload,
+//     and an idle heartbeat every second (status 100, no reply), whose
+//     "Nats-Consumer-Stalled" header names the flow-control reply it is
+//     stalled on, if any. An empty message to that reply unstalls it: it is
+//     what JetStream's own source sends.
+//   - Central's source holds a subscription on the deliver subject while
+//     it waits on the site (between its requests for the consumer), and
+//     asks the site for the consumer on any message there, not only on a
+//     heartbeat: an empty message wakes it (the nudge). While its request
+//     for the consumer is out it has no such subscription.
+//   - A source's Active in the stream's details (JSZ) is how long ago it
+//     last heard from the site; -1 when it has not heard from it since it
+//     was set.
+//   - A source is reset, so that it asks the site again from the last
+//     message the stream holds of it, by removing it from the stream's
+//     config and adding it again (bus.KickSources): two stream updates.
+
+// natsServerProto is the nats-server release line this file matches.
+const natsServerProto = "v2.15"
+
+// Subjects of the protocol above.
+const (
+	// centralAPIInfo is central's JetStream account info request, which
+	// the site's account has interest in while its link to central is up.
+	centralAPIInfo = "$JS." + bus.HubDomain + ".API.INFO"
+	// flowControlPrefix begins the reply of a consumer's flow-control request.
+	flowControlPrefix = "$JS.FC."
+	// ackPrefix begins the reply of a consumer's delivery.
+	ackPrefix = "$JS.ACK."
+	// stalledHeader is the header of a consumer's heartbeat that names the
+	// flow-control request it is stalled on.
+	stalledHeader = "Nats-Consumer-Stalled"
+)
+
+// centralLinked reports whether the site's account acc reaches central's
+// JetStream: its link to central is up.
+func centralLinked(acc *server.Account) bool { return acc.SubscriptionInterest(centralAPIInfo) }
+
+// siteInfoSubject is where the site answers for one of its streams.
+func siteInfoSubject(site, stream string) string {
+	return "$JS." + site + ".API.STREAM.INFO." + stream
+}
+
+// siteReachable reports whether central's account acc reaches the site's
+// JetStream: the site's link is up (or looks up: a link cut silently does
+// until its pings fail).
+func siteReachable(acc *server.Account, site, stream string) bool {
+	return acc.SubscriptionInterest(siteInfoSubject(site, stream))
+}
+
+// sourceWaiting reports whether central's source of the site's stream
+// waits on the site (it holds its subscription on the deliver subject, and
+// has no request out for the consumer).
+func sourceWaiting(acc *server.Account, site, stream string) bool {
+	return acc.SubscriptionInterest(bus.SourceDeliverSubject(site, stream))
+}
+
+// observedSource is one source of central's streams as JSZ reports it.
+type observedSource struct {
+	key sourceKey
+	// active is how long ago the source last heard from its site; negative
+	// when it has not since it was set.
+	active time.Duration
+}
+
+// observeSources reads the external sources of central's EVENTS and
+// METRICS that this server leads in the account.
+func observeSources(srv *server.Server, account string) ([]observedSource, error) {
+	detail, err := srv.JszAccount(&server.JSzOptions{Account: account, Streams: true, StreamLeaderOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []observedSource
+	for _, sd := range detail.Streams {
+		if sd.Name != bus.EventsStream && sd.Name != bus.MetricsStream {
+			continue
+		}
+		for _, src := range sd.Sources {
+			if src.External == nil {
+				continue
+			}
+			out = append(out, observedSource{
+				key:    sourceKey{stream: sd.Name, site: bus.SourceSite(src.External.ApiPrefix)},
+				active: src.Active,
+			})
+		}
+	}
+	return out, nil
+}
+
+// sourcingAccounts lists the accounts in which this server leads a stream
+// EVENTS or METRICS with sources in other domains: in operator mode, the
+// tenants whose sources it watches.
+func sourcingAccounts(srv *server.Server) ([]string, error) {
+	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, StreamLeaderOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ad := range info.AccountDetails {
+		for _, sd := range ad.Streams {
+			if (sd.Name == bus.EventsStream || sd.Name == bus.MetricsStream) && slices.ContainsFunc(sd.Sources, func(s *server.StreamSourceInfo) bool { return s.External != nil }) {
+				out = append(out, ad.Id) // Name is the account's name tag
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// nudgeSource wakes a source that waits on its site (see above): it asks
+// the site at once instead of at the consumer's next heartbeat. A source
+// ignores a message that is neither its consumer's delivery nor its
+// heartbeat, so the nudge is harmless to a source already resumed.
+func nudgeSource(nc *nats.Conn, k sourceKey) {
+	_ = nc.Publish(bus.SourceDeliverSubject(k.site, k.stream), nil)
+}
+
+// siteAnswers asks the site's JetStream for the source's stream and
+// reports whether it answered within within. The answer comes to inbox,
+// a subject the site's link carries back to central.
+func siteAnswers(nc *nats.Conn, k sourceKey, inbox string, within time.Duration) bool {
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The subscription reaches the site's link before the request.
+	if err := nc.FlushTimeout(within); err != nil {
+		return false
+	}
+	if err := nc.PublishRequest(siteInfoSubject(k.site, k.stream), inbox, nil); err != nil {
+		return false
+	}
+	_, err = sub.NextMsg(within)
+	return err == nil
+}
+
+// deliveryKind is what a message on a source consumer's deliver subject is.
+type deliveryKind int
+
+const (
+	deliveryOther       deliveryKind = iota // a heartbeat not stalled, a nudge
+	deliveryMessage                         // a stored message, to acknowledge
+	deliveryFlowControl                     // a flow-control request: reply to unstall
+	deliveryStalled                         // a heartbeat naming the request it is stalled on
+)
+
+// classifyDelivery tells what m, taken on a deliver subject, is, and where
+// an answer that unstalls the consumer goes (flow control and stalled
+// heartbeats only).
+func classifyDelivery(m *nats.Msg) (deliveryKind, string) {
+	switch {
+	case strings.HasPrefix(m.Reply, flowControlPrefix):
+		return deliveryFlowControl, m.Reply
+	case strings.HasPrefix(m.Reply, ackPrefix):
+		return deliveryMessage, ""
+	case m.Header.Get(stalledHeader) != "":
+		return deliveryStalled, m.Header.Get(stalledHeader)
+	}
+	return deliveryOther, ""
+}
+
+// unstall answers a consumer's flow-control request (or the one its
+// heartbeat names) as JetStream's source does: an empty message, which
+// acknowledges nothing.
+func unstall(nc *nats.Conn, reply string) { _ = nc.Publish(reply, nil) }

@@ -1,0 +1,206 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/wan"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// recordedLog keeps the messages a peer logs, with their account.
+type recordedLog struct {
+	mu   sync.Mutex
+	msgs []string // "message account=..."
+}
+
+func (r *recordedLog) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recordedLog) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "account" {
+			line += " account=" + a.Value.String()
+		}
+		return true
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, line)
+	return nil
+}
+func (r *recordedLog) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recordedLog) WithGroup(string) slog.Handler      { return r }
+
+func (r *recordedLog) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = nil
+}
+
+// setAgain reports whether the source watch set a source again in
+// account.
+func (r *recordedLog) setAgain(account string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.msgs, func(m string) bool {
+		return strings.HasPrefix(m, "set sources again: ") && strings.HasSuffix(m, " account="+account)
+	})
+}
+
+// TestOperatorCentralWatchesSources: a central in operator mode watches
+// the sources of each tenant's streams too, acting in the tenant's account
+// (with a signing key of its own it adds to the claims it applies): a
+// tenant's site cut off silently until central's source backs off is
+// nudged or set again as soon as its link returns, and central gets every
+// event.
+func TestOperatorCentralWatchesSources(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustFile := filepath.Join(t.TempDir(), "trust.json")
+	if b, err := json.Marshal(trust); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ccfg := centralConfig(t, "c1")
+	ccfg.Trust, ccfg.LeafPassword = trustFile, ""
+	rec := &recordedLog{}
+	central, err := New(ccfg, slog.New(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := central.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(central.Close)
+	connect := func(url string, creds []byte) *nats.Conn {
+		t.Helper()
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := connect(central.ClientURL(), sysCreds)
+
+	// The tenant, its central streams and its site hq, as tenant create
+	// and site add --tenant make them.
+	tn, err := st.CreateTenant("acme", tenancy.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn, _, err = st.EnsurePollerKey("acme", "hq"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+		t.Fatal(err)
+	}
+	adminCreds, err := st.AdminCreds("acme", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cjs, err := jetstream.New(connect(central.ClientURL(), adminCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.WaitJetStream(ctx, cjs); err != nil {
+		t.Fatal(err)
+	}
+	lim := bus.DefaultStreamLimits()
+	lim.EventsMaxBytes, lim.MetricsMaxBytes = 256<<20, 64<<20
+	lim.EventsDuplicates = time.Second // an event sent again would show
+	if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.AddSite(ctx, cjs, "hq", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.IssueSite("acme", "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := wan.NewProxy(ccfg.LeafListen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	scfg := testConfig(t)
+	scfg.Name = "hq-1"
+	scfg.SiteTrust = &b.Trust
+	scfg.Central = []string{"nats-leaf://" + px.Addr()}
+	scfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
+	site := startPeer(t, scfg)
+	sjs, err := jetstream.New(connect(site.ClientURL(), pollerCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh site's source can wait out JetStream's back-off (it asked
+	// before the site had its streams) unless the watch sets it again.
+	publishSite(t, sjs, "hq", 0, 100)
+	waitCount(t, cjs, "hq", 100, 90*time.Second)
+
+	// The source stalls: the site's consumer it goes through is gone, so
+	// JetStream's own recovery fails and backs off, while the site stays
+	// within reach and answers. The watch sets the source again (in vain
+	// until the consumer is back).
+	unc, err := site.cfg.Tenants[0].upkeepConn(site.Server(), "hq", "test-upkeep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unc.Close)
+	ujs, err := jetstream.New(unc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.reset()
+	if err := ujs.DeleteConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream)); err != nil {
+		t.Fatal(err)
+	}
+	publishSite(t, sjs, "hq", 100, 1_000)
+	checkFor(t, time.Minute, func() error {
+		if !rec.setAgain(b.Account) {
+			return fmt.Errorf("central's source watch has not set hq's source again in the tenant's account %s", b.Account)
+		}
+		return nil
+	})
+	// The consumer back, as the site peer makes it at start: central gets
+	// every event, once.
+	if err := bus.EnsureSourceConsumers(ctx, ujs, "hq"); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, cjs, "hq", 1_100, 90*time.Second)
+}

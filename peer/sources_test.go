@@ -1,0 +1,221 @@
+package peer
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// A source seen in one look of the watch, for the tables below.
+func src(stream, site string, active time.Duration, reachable, waiting bool) sourceState {
+	return sourceState{key: sourceKey{stream: stream, site: site}, active: active, reachable: reachable, waiting: waiting}
+}
+
+// TestSourceWatchDecide: what central's source watch does, look by look,
+// in each case seen so far. Each step is one look at a time after the
+// first; ask is the sources whose sites it asks about, and kick what it
+// then sets again given answered.
+func TestSourceWatchDecide(t *testing.T) {
+	ev := func(site string) sourceKey { return sourceKey{stream: "EVENTS", site: site} }
+	type step struct {
+		at       time.Duration
+		snap     sourcesSnapshot
+		answered map[string]bool // by site; nil: every site asked answers
+		nudge    []sourceKey
+		ask      []sourceKey
+		kick     map[string][]string
+	}
+	s := time.Second
+	ms := time.Millisecond
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"flowing: nothing to do", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 200*ms, true, false)}},
+			{at: 10 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, false)}},
+		}},
+		{"fresh source, waiting on its site: nudged, and set again only after kickStale unheard", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", -1, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", -1, true, true)}},
+			{at: 6 * s, snap: sourcesSnapshot{src("EVENTS", "paris", -1, true, true)}},
+			{at: 6100 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", -1, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"fresh source that hears from its site: left alone", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", -1, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 50*ms, true, false)}},
+			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, false)}},
+		}},
+		{"stall after a central peer's SIGKILL and restart: silent, site reachable, set again after kickGrace", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 25*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 26*s, true, true)}},
+			{at: 2900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 28*s, true, true)}},
+			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 28*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			// Still silent: backs off kickFirst, then twice that.
+			{at: 4 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 29*s, true, true)}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 30*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 33*s, true, true)}},
+			{at: 9 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 34*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			// Flowing again: the back-off starts afresh.
+			{at: 10 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 100*ms, true, false)}},
+			{at: 17 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 7*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 19 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 9*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"stall after a scale-up: the site stayed reachable, the source went silent", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 300*ms, true, false), src("METRICS", "paris", 300*ms, true, false)}},
+			{at: 6 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 6*s, true, true), src("METRICS", "paris", 6*s, true, true)}},
+			{at: 7 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 7*s, true, true), src("METRICS", "paris", 7*s, true, true)},
+				ask:  []sourceKey{ev("paris"), {stream: "METRICS", site: "paris"}},
+				kick: map[string][]string{"EVENTS": {"paris"}, "METRICS": {"paris"}}},
+		}},
+		{"site unreachable (loud cut, site down): never set again, however long silent", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 20*s, false, false)}},
+			{at: 60 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 80*s, false, false)}},
+		}},
+		{"silent cut: the link looks up but the site does not answer; asked again at the next look, not set again", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 500*ms, true, false)}},
+			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 8*s, true, false)},
+				answered: map[string]bool{}, ask: []sourceKey{ev("paris")}, kick: map[string][]string{}},
+			{at: 9 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 9*s, true, false)},
+				answered: map[string]bool{}, ask: []sourceKey{ev("paris")}, kick: map[string][]string{}},
+			// The pings fail: the link is down.
+			{at: 20 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 20*s, false, false)}},
+		}},
+		{"site back, request lost in the cut: set again after kickLost", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, false)}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
+			{at: 1200 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
+			{at: 1300 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"site back, source waiting on it: nudged, and left to resume by itself", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, true)}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			// It asks the site (no subscription while the request is out).
+			{at: 1100 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
+			{at: 1500 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
+			{at: 1600 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 20*ms, true, false)}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 300*ms, true, false)}},
+		}},
+		{"site back, source waiting but never resumes: set again after kickGrace", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, true)}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 3900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 43*s, true, true)}},
+			{at: 4 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 44*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"leader move: a source this peer leads again is new to it: nudged, and left kickGrace to resume", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 10*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 13*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			// The stream's leadership moves away, then back.
+			{at: 4 * s, snap: sourcesSnapshot{}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 15*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 7900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 17*s, true, true)}},
+			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 18*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"source erroring (the site's stream is missing): kicks back off to kickMax", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 7*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 10*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 12*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 9 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 16*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 17 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 24*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 33 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 62 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 69*s, true, true)}},
+			{at: 63 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 70*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+			{at: 92 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 99*s, true, true)}},
+			{at: 93 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 100*s, true, true)},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"one site stalled, another flowing, a third cut off: only the stalled one", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 9*s, true, true), src("EVENTS", "lyon", 100*ms, true, false), src("EVENTS", "nice", 9*s, false, false)},
+				nudge: []sourceKey{ev("paris")}},
+			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 12*s, true, true), src("EVENTS", "lyon", 100*ms, true, false), src("EVENTS", "nice", 12*s, false, false)},
+				answered: map[string]bool{"paris": true}, ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+	}
+	t0 := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newSourceWatch()
+			for i, st := range c.steps {
+				now := t0.Add(st.at)
+				plan := w.decide(st.snap, now)
+				where := fmt.Sprintf("step %d (+%s)", i, st.at)
+				if !reflect.DeepEqual(plan.nudge, st.nudge) {
+					t.Errorf("%s: nudged %v, want %v", where, plan.nudge, st.nudge)
+				}
+				if !reflect.DeepEqual(plan.ask, st.ask) {
+					t.Errorf("%s: asked %v, want %v", where, plan.ask, st.ask)
+				}
+				if len(plan.ask) == 0 {
+					continue
+				}
+				answered := st.answered
+				if answered == nil {
+					answered = map[string]bool{}
+					for _, k := range plan.ask {
+						answered[k.site] = true
+					}
+				}
+				if got := w.kick(plan.ask, answered, now); !reflect.DeepEqual(got, st.kick) {
+					t.Errorf("%s: set again %v, want %v", where, got, st.kick)
+				}
+			}
+		})
+	}
+}
+
+// TestSourceWatchDue: the watch looks every sourcesFull, and every poll
+// while a site has just come within reach.
+func TestSourceWatchDue(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
+	paris := sourceKey{stream: "EVENTS", site: "paris"}
+	w := newSourceWatch()
+	if !w.due(t0, nil) {
+		t.Fatal("not due at the first look")
+	}
+	w.decide(sourcesSnapshot{src("EVENTS", "paris", 20*time.Second, false, false)}, t0)
+	for _, c := range []struct {
+		name      string
+		at        time.Duration
+		reachable bool
+		want      bool
+	}{
+		{"site out of reach, within sourcesFull", 500 * time.Millisecond, false, false},
+		{"site out of reach, sourcesFull after", time.Second, false, true},
+		{"site back, not yet in a look", 200 * time.Millisecond, true, true},
+	} {
+		if got := w.due(t0.Add(c.at), map[sourceKey]bool{paris: c.reachable}); got != c.want {
+			t.Errorf("%s: due %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Back at +0.2 s: every poll until kickGrace (and a poll) after.
+	back := sourcesSnapshot{src("EVENTS", "paris", 20*time.Second, true, true)}
+	w.decide(back, t0.Add(200*time.Millisecond))
+	if !w.due(t0.Add(300*time.Millisecond), map[sourceKey]bool{paris: true}) {
+		t.Error("not due 0.1 s after the site came back")
+	}
+	w.decide(back, t0.Add(3200*time.Millisecond))
+	if !w.due(t0.Add(3300*time.Millisecond), map[sourceKey]bool{paris: true}) {
+		t.Error("not due 3.1 s after the site came back")
+	}
+	w.decide(back, t0.Add(3300*time.Millisecond))
+	if w.due(t0.Add(3400*time.Millisecond), map[sourceKey]bool{paris: true}) {
+		t.Error("due 3.2 s after the site came back, 0.1 s after the last look")
+	}
+}
