@@ -1,0 +1,300 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/freeport"
+)
+
+// testCluster is three embedded JetStream servers clustered over routes.
+type testCluster struct {
+	tb    testing.TB
+	opts  []*server.Options
+	srvs  []*server.Server
+	names []string
+}
+
+func startCluster(tb testing.TB) *testCluster {
+	tb.Helper()
+	c := &testCluster{tb: tb}
+	var routes []string
+	for range 3 {
+		addr, err := freeport.TCP()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		routes = append(routes, addr)
+	}
+	for i := range 3 {
+		o := serverOpts(tb, tb.TempDir())
+		o.ServerName = fmt.Sprintf("c%d-%d", i, time.Now().UnixNano())
+		o.Cluster.Name = "bus-test"
+		var port int
+		if _, err := fmt.Sscanf(routes[i], "127.0.0.1:%d", &port); err != nil {
+			tb.Fatal(err)
+		}
+		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", port
+		for j, r := range routes {
+			if j != i {
+				o.Routes = append(o.Routes, server.RoutesFromStr("nats-route://"+r)...)
+			}
+		}
+		c.opts = append(c.opts, o)
+		c.names = append(c.names, o.ServerName)
+	}
+	for i := range c.opts {
+		c.srvs = append(c.srvs, c.start(i))
+	}
+	tb.Cleanup(func() {
+		for _, s := range c.srvs {
+			if s != nil {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
+		}
+	})
+	return c
+}
+
+// start starts server i (again) on its options.
+func (c *testCluster) start(i int) *server.Server {
+	c.tb.Helper()
+	srv, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		c.tb.Fatalf("new server: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		c.tb.Fatal("server not ready")
+	}
+	return srv
+}
+
+// leader is the index of the server that leads stream.
+func (c *testCluster) leader(stream string) int {
+	for i, s := range c.srvs {
+		if s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// current reports whether every replica of stream is current.
+func streamCurrent(ctx context.Context, js jetstream.JetStream, stream string, want uint64) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	info := s.CachedInfo()
+	if info.State.LastSeq != want {
+		return fmt.Errorf("last seq %d, want %d", info.State.LastSeq, want)
+	}
+	if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		return errors.New("not two replicas beside the leader")
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current || r.Offline || r.Lag > 0 {
+			return fmt.Errorf("replica %s not current (lag %d)", r.Name, r.Lag)
+		}
+	}
+	return nil
+}
+
+// replayCount replays stream from opts through js and checks it delivers
+// the sequences first..last, each once, in order. A replay that fails
+// with ErrReplayIncomplete is an allowed outcome (counted in failed); a
+// short one is not.
+func replayCheck(ctx context.Context, js jetstream.JetStream, opts TailOptions, want int) (bool, error) {
+	n := 0
+	var prev uint64
+	err := Tail(ctx, js, opts, func(m TailMsg) error {
+		if m.Seq <= prev {
+			return fmt.Errorf("sequence %d after %d", m.Seq, prev)
+		}
+		prev = m.Seq
+		n++
+		return nil
+	})
+	if errors.Is(err, ErrReplayIncomplete) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if n != want {
+		return false, fmt.Errorf("replay of %+v delivered %d messages, want %d, without an error", opts, n, want)
+	}
+	return true, nil
+}
+
+// TestReplayCompleteThroughRestartAndLeaderMove: a replay (Tail without
+// Live) run through each of three clustered servers just after the stream's
+// leader was restarted, and while its leadership moves, delivers every
+// message the stream held when it started, or fails with
+// ErrReplayIncomplete; never fewer with no error. Before the fix, a replay
+// whose consumer was placed on the restarted server, still catching up,
+// stopped at what that server held (its NumPending 0).
+func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	_, js0 := connect(t, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	checkFor(t, time.Minute, func() error { // the meta leader is elected
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js0, lim)
+	})
+	p := NewPublisher(js0)
+	const before, during = 500, 3000
+	if n, err := p.PublishBatch(ctx, makeMsgs("before", before, 256)); err != nil || n != before {
+		t.Fatalf("publish: %d, %v", n, err)
+	}
+	checkFor(t, time.Minute, func() error { return streamCurrent(ctx, js0, EventsStream, before) })
+
+	// Restart the leader, with messages stored while it is down.
+	l := c.leader(EventsStream)
+	if l < 0 {
+		t.Fatal("no leader")
+	}
+	c.srvs[l].Shutdown()
+	c.srvs[l].WaitForShutdown()
+	c.srvs[l] = nil
+	other := (l + 1) % 3
+	_, jsOther := connect(t, c.srvs[other].ClientURL())
+	pOther := NewPublisher(jsOther)
+	checkFor(t, time.Minute, func() error {
+		_, err := pOther.PublishBatch(ctx, makeMsgs("probe", 1, 8))
+		return err
+	})
+	if n, err := pOther.PublishBatch(ctx, makeMsgs("during", during, 1024)); err != nil || n != during {
+		t.Fatalf("publish while the leader is down: %d, %v", n, err)
+	}
+	total := uint64(before + 1 + during)
+	c.srvs[l] = c.start(l)
+
+	var jss []jetstream.JetStream
+	for _, s := range c.srvs {
+		_, js := connect(t, s.ClientURL())
+		jss = append(jss, js)
+	}
+	// Leader moves while replays run.
+	stepCtx, stopSteps := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	steps := 0
+	wg.Go(func() {
+		nc := jss[other].Conn()
+		for stepCtx.Err() == nil {
+			if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+EventsStream, nil, 2*time.Second); err == nil {
+				steps++
+			}
+			select {
+			case <-stepCtx.Done():
+			case <-time.After(700 * time.Millisecond):
+			}
+		}
+	})
+
+	complete, incomplete := 0, 0
+	run := func(js jetstream.JetStream, opts TailOptions, want int) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		start := time.Now()
+		ok, err := replayCheck(rctx, js, opts, want)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Logf("replay through %s took %s (%v, %v)", js.Conn().ConnectedServerName(), d, ok, err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			complete++
+		} else {
+			incomplete++
+		}
+	}
+	// Replays from the restart until every replica is current, and some
+	// after, through each server.
+	deadline := time.Now().Add(2 * time.Minute)
+	currentRuns := 0
+	for currentRuns < 3 && time.Now().Before(deadline) {
+		if streamCurrent(ctx, jss[other], EventsStream, total) == nil {
+			currentRuns++
+		}
+		for _, js := range jss {
+			run(js, TailOptions{StartSeq: 1}, int(total))
+			run(js, TailOptions{StartSeq: 1, Subject: EventFilter("hq", "dev3", "")}, (before+during)/10)
+		}
+	}
+	stopSteps()
+	wg.Wait()
+	t.Logf("%d replays complete, %d failed with ErrReplayIncomplete; %d leader moves", complete, incomplete, steps)
+	if complete == 0 {
+		t.Fatal("no replay completed")
+	}
+}
+
+// TestTailLeavesNoConsumer: many replays and live tails leave no consumer
+// on the stream.
+func TestTailLeavesNoConsumer(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	if _, err := NewPublisher(js).PublishBatch(ctx, makeMsgs("a", 20, 16)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		opts := TailOptions{StartSeq: 1}
+		if i%2 == 1 {
+			opts.Subject = EventFilter("hq", "dev1", "")
+		}
+		n := 0
+		if err := Tail(ctx, js, opts, func(TailMsg) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 2, false: 20}[i%2 == 1]; n != want {
+			t.Fatalf("replay %d: %d messages, want %d", i, n, want)
+		}
+	}
+	for range 10 {
+		lctx, cancel := context.WithCancel(ctx)
+		got := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Tail(lctx, js, TailOptions{StartSeq: 1, Live: true}, func(TailMsg) error {
+				select {
+				case got <- struct{}{}:
+				default:
+				}
+				return nil
+			})
+		}()
+		<-got
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := js.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left on %s after 110 tails", info.State.Consumers, EventsStream)
+	}
+}
