@@ -19,16 +19,19 @@ type bucketEntry struct {
 }
 
 // readBucketLinger is how long the consumer of readBucket outlives its
-// last fetch before the server removes it.
+// last fetch before the server removes it, when readBucket could not
+// remove it itself.
 const readBucketLinger = 5 * time.Second
 
 // readBucket reads every live key of a bucket with its latest value, in
-// stream order. It reads through an ephemeral consumer that the server
-// removes once idle (a key watcher's Stop waits seconds for a deletion a
-// user may be refused); a tenant user's consumer, named as its
-// permissions allow, is deleted when done.
+// stream order. It reads through an ephemeral consumer (a key watcher's
+// Stop waits seconds for a deletion a user may be refused) and deletes it
+// when done: a command run every second (status) must not leave one
+// behind each time; a tenant user's consumer has one of its own few
+// names (createOwned).
 func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
 	prefix := "$KV." + bucket + "."
+	stream := "KV_" + bucket
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubject:     prefix + ">",
@@ -40,18 +43,14 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	var c jetstream.Consumer
 	var err error
 	if owner := consumerOwner(js); owner != "" {
-		// A tenant user's consumer has one of its few names: give it
-		// back at once.
-		c, err = createOwned(ctx, js, "KV_"+bucket, owner, cfg)
-		if err == nil {
-			defer deleteOwned(ctx, js, "KV_"+bucket, c)
-		}
+		c, err = createOwned(ctx, js, stream, owner, cfg)
 	} else {
-		c, err = js.CreateConsumer(ctx, "KV_"+bucket, cfg)
+		c, err = js.CreateConsumer(ctx, stream, cfg)
 	}
 	if err != nil {
 		return nil, err
 	}
+	defer deleteOwned(ctx, js, stream, c)
 	left := c.CachedInfo().NumPending
 	var out []bucketEntry
 	at := map[string]int{} // key -> index in out, for a key changed while read

@@ -48,8 +48,8 @@ func createOwned(ctx context.Context, js jetstream.JetStream, stream, owner stri
 		owner, tenancy.ConsumerSlots, owner, tenancy.ConsumerNames(owner)[tenancy.ConsumerSlots-1])
 }
 
-// deleteOwned removes a consumer made by createOwned, within a second
-// even when ctx is done.
+// deleteOwned removes a consumer made by createOwned (or another that its
+// maker is done with), within a second even when ctx is done.
 func deleteOwned(ctx context.Context, js jetstream.JetStream, stream string, c jetstream.Consumer) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()

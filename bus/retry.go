@@ -13,7 +13,7 @@ import (
 // "no responders", while the stream or the meta group moves its leader or a
 // peer restarts: the request is dropped, not queued, and the client waits
 // out its whole deadline for nothing. Reads that a command makes once
-// (status, the end of a replay) go through retry instead.
+// (status, the end of a replay) go through Retry instead.
 
 // Attempts of retry wait at least retryAttemptFirst for an answer, twice as
 // long each time after, at most retryAttemptMax; between attempts retry
@@ -24,10 +24,10 @@ const (
 	retryPause        = 100 * time.Millisecond
 )
 
-// retry runs f, each attempt with a deadline of its own within ctx, until f
+// Retry runs f, each attempt with a deadline of its own within ctx, until f
 // succeeds, fails with an error that is not transient, or ctx is done; it
 // returns f's last error.
-func retry(ctx context.Context, f func(context.Context) error) error {
+func Retry(ctx context.Context, f func(context.Context) error) error {
 	wait := retryAttemptFirst
 	for {
 		actx, cancel := context.WithTimeout(ctx, wait)

@@ -69,7 +69,7 @@ type replayEnd struct {
 // what the stream holds.
 func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts TailOptions) (replayEnd, error) {
 	var s jetstream.Stream
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := Retry(ctx, func(ctx context.Context) (err error) {
 		s, err = js.Stream(ctx, stream)
 		return err
 	}); err != nil {
@@ -83,7 +83,7 @@ func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts Ta
 	}
 	if opts.Subject != "" {
 		var m *jetstream.RawStreamMsg
-		err := retry(ctx, func(ctx context.Context) (err error) {
+		err := Retry(ctx, func(ctx context.Context) (err error) {
 			m, err = s.GetLastMsgForSubject(ctx, opts.Subject)
 			return err
 		})
@@ -111,7 +111,7 @@ func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts Ta
 // or a purge removed it during the replay) or the replay has waited
 // replayStall.
 func (e replayEnd) waited(ctx context.Context, delivered uint64, since time.Time) error {
-	err := retry(ctx, func(ctx context.Context) error {
+	err := Retry(ctx, func(ctx context.Context) error {
 		_, err := e.s.GetMsg(ctx, e.seq)
 		return err
 	})

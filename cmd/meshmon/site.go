@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -269,7 +270,11 @@ func printSiteLinks(links []bus.SiteLink) error {
 				delay = l.LastStored.Sub(l.LastObserved).Round(time.Millisecond).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Name, link, contact, l.LagMessages, stored, delay, l.Error)
+		lag := "unknown" // down, and the site does not answer
+		if l.LagMessages != nil {
+			lag = strconv.FormatUint(*l.LagMessages, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, link, contact, lag, stored, delay, l.Error)
 	}
 	return tw.Flush()
 }
