@@ -298,3 +298,97 @@ func TestTailLeavesNoConsumer(t *testing.T) {
 		t.Fatalf("%d consumers left on %s after 110 tails", info.State.Consumers, EventsStream)
 	}
 }
+
+// TestStatusReadsThroughLeaderMoves: the reads of `status`, each through
+// Retry, all succeed while the leaders of the streams, the buckets and the
+// meta group move, and leave no consumer behind.
+func TestStatusReadsThroughLeaderMoves(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	_, js := connect(t, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	checkFor(t, time.Minute, func() error { // the meta leader is elected
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js, lim)
+	})
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Create(ctx, testDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+
+	stepCtx, stopSteps := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	steps := 0
+	wg.Go(func() {
+		_, sjs := connect(t, c.srvs[1].ClientURL())
+		nc := sjs.Conn()
+		subjects := []string{"$JS.API.STREAM.LEADER.STEPDOWN." + EventsStream, "$JS.API.STREAM.LEADER.STEPDOWN.KV_" + PollersBucket,
+			"$JS.API.STREAM.LEADER.STEPDOWN.KV_" + DevicesBucket, "$JS.API.META.LEADER.STEPDOWN"}
+		for i := 0; stepCtx.Err() == nil; i++ {
+			if _, err := nc.Request(subjects[i%len(subjects)], nil, 2*time.Second); err == nil {
+				steps++
+			}
+			select {
+			case <-stepCtx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	})
+	const reads = 150
+	again := 0
+	for i := range reads {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		attempts := 0
+		err := Retry(rctx, func(ctx context.Context) error {
+			attempts++
+			if _, err := StreamStatus(ctx, js); err != nil {
+				return err
+			}
+			pollers, err := reg.List(ctx)
+			if err != nil {
+				return err
+			}
+			devs, err := inv.List(ctx)
+			if err != nil {
+				return err
+			}
+			if len(devs) != 1 {
+				return fmt.Errorf("%d devices", len(devs))
+			}
+			_, err = ReadSiteGroupStatus(ctx, js, "hq", pollers, devs, time.Now())
+			return err
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if attempts > 1 {
+			again++
+		}
+	}
+	stopSteps()
+	wg.Wait()
+	t.Logf("%d reads, %d of them tried again; %d leader moves", reads, again, steps)
+	for _, stream := range []string{EventsStream, "KV_" + PollersBucket, "KV_" + DevicesBucket} {
+		checkFor(t, 10*time.Second, func() error { // a consumer whose delete went unanswered lingers 5 s
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				return err
+			}
+			if n := s.CachedInfo().State.Consumers; n != 0 {
+				return fmt.Errorf("%d consumers on %s", n, stream)
+			}
+			return nil
+		})
+	}
+}
