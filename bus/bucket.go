@@ -25,10 +25,11 @@ const readBucketLinger = 5 * time.Second
 
 // readBucket reads every live key of a bucket with its latest value, in
 // stream order. It reads through an ephemeral consumer (a key watcher's
-// Stop waits seconds for a deletion a user may be refused) and deletes it
-// when done: a command run every second (status) must not leave one
-// behind each time; a tenant user's consumer has one of its own few
-// names (createOwned).
+// Stop waits seconds for a deletion a user may be refused) and asks for
+// its removal when done, without waiting (dropConsumer): a command run
+// every second (status) must not leave one behind each time. A tenant
+// user's consumer has one of its own few names (createOwned), and is
+// deleted before readBucket returns.
 func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
 	prefix := "$KV." + bucket + "."
 	stream := "KV_" + bucket
@@ -43,14 +44,16 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	var c jetstream.Consumer
 	var err error
 	if owner := consumerOwner(js); owner != "" {
-		c, err = createOwned(ctx, js, stream, owner, cfg)
-	} else {
-		c, err = js.CreateConsumer(ctx, stream, cfg)
+		// One of the user's few names: give it back before returning.
+		if c, err = createOwned(ctx, js, stream, owner, cfg); err == nil {
+			defer deleteOwned(ctx, js, stream, c)
+		}
+	} else if c, err = js.CreateConsumer(ctx, stream, cfg); err == nil {
+		defer dropConsumer(js, stream, c.CachedInfo().Name)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer deleteOwned(ctx, js, stream, c)
 	left := c.CachedInfo().NumPending
 	var out []bucketEntry
 	at := map[string]int{} // key -> index in out, for a key changed while read

@@ -185,9 +185,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 	// before, by the client as it replaces them).
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			_ = js.DeleteConsumer(dctx, stream, info.Name)
+			dropConsumer(js, stream, info.Name)
 		}
 	}()
 	it, err := cons.Messages(tailPull...)
