@@ -90,3 +90,24 @@ func TestStatusAndReplayLeaveNoConsumer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCentralLinkLine: a site's link to central as status prints it.
+func TestCentralLinkLine(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	seven, zero := uint64(7), uint64(0)
+	for _, tt := range []struct {
+		l    bus.CentralLink
+		want string
+	}{
+		{bus.CentralLink{State: bus.LinkDown, LastAck: now.Add(-90 * time.Second), Events: &seven, Samples: &zero},
+			"link to central: down, central last acknowledged an event 1m30s ago; not yet at central: 7 events, 0 samples"},
+		{bus.CentralLink{State: bus.LinkUp, Events: &zero, Samples: &zero},
+			"link to central: up, central has acknowledged no event yet; not yet at central: 0 events, 0 samples"},
+		{bus.CentralLink{State: bus.LinkUnknown},
+			"link to central: unknown, central has acknowledged no event yet; not yet at central: unknown events, unknown samples"},
+	} {
+		if got := centralLinkLine(tt.l, now); got != tt.want {
+			t.Errorf("got  %q\nwant %q", got, tt.want)
+		}
+	}
+}
