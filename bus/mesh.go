@@ -330,10 +330,10 @@ type SiteLink struct {
 	SinceContact time.Duration `json:"since_contact_ns"`
 	// LagMessages is how many messages of the site (events and samples)
 	// central does not hold yet: as the site's source consumers count them
-	// when the site answers (LagFrom "site"), else as central's sources
-	// last heard while the link is up (LagFrom "central"); nil (unknown)
-	// when the link is down and the site does not answer, never a 0 that
-	// nobody measured.
+	// when the site answers (AskSites; LagFrom "site"), else as central's
+	// sources last heard while the link is up (LagFrom "central"); nil
+	// (unknown) when the link is down and the site does not answer, never
+	// a 0 that nobody measured.
 	LagMessages *uint64 `json:"lag_messages"`
 	LagFrom     string  `json:"lag_from,omitempty"`
 	Error       string  `json:"error,omitempty"`
@@ -408,15 +408,26 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 		}
 	}
 	for i := range links {
-		l := &links[i]
-		if n, ok := siteBacklog(ctx, js, l.Name); ok {
-			l.LagMessages, l.LagFrom = &n, "site"
-		} else if l.Up {
+		if l := &links[i]; l.Up {
 			n := centralLag[l.Name]
 			l.LagMessages, l.LagFrom = &n, "central"
 		}
 	}
 	return links, peers, nil
+}
+
+// AskSites sets the lag of each of links to what its site's source
+// consumers count, for each site that answers over its link within
+// siteAsk; the others keep what CentralStatus found. It asks the sites'
+// JetStream API, which a NOC's credential may not: a NOC's request would
+// go unanswered, so its status does not ask.
+func AskSites(ctx context.Context, js jetstream.JetStream, links []SiteLink) {
+	for i := range links {
+		l := &links[i]
+		if n, ok := siteBacklog(ctx, js, l.Name); ok {
+			l.LagMessages, l.LagFrom = &n, "site"
+		}
+	}
 }
 
 // siteAsk bounds how long CentralStatus waits for a site to answer.

@@ -41,6 +41,7 @@ func TestStatusTellsTruth(t *testing.T) {
 		if err != nil {
 			return false, 0, err
 		}
+		bus.AskSites(ctx, cjs, links)
 		if len(links) != 1 || links[0].Name != "paris" {
 			return false, 0, fmt.Errorf("sites %+v", links)
 		}

@@ -237,7 +237,9 @@ func siteRm(c *cli.Context) error {
 func siteList(c *cli.Context) error {
 	var links []bus.SiteLink
 	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		links, _, err = bus.CentralStatus(ctx, cl.js)
+		if links, _, err = bus.CentralStatus(ctx, cl.js); err == nil && credsRole(c) != tenancy.RoleNOC {
+			bus.AskSites(ctx, cl.js, links)
+		}
 		return err
 	})
 	if err != nil {

@@ -105,6 +105,9 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 		if rep.Sites, rep.CentralPeers, err = bus.CentralStatus(ctx, cl.js); err != nil {
 			return rep, err
 		}
+		if credsRole(c) != tenancy.RoleNOC {
+			bus.AskSites(ctx, cl.js, rep.Sites)
+		}
 		rep.Pollers = []meshmon.PollerInfo{}
 		return rep, nil
 	}
