@@ -43,16 +43,28 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	}
 	var c jetstream.Consumer
 	var err error
-	if owner := consumerOwner(js); owner != "" {
-		// One of the user's few names: give it back before returning.
-		if c, err = createOwned(ctx, js, stream, owner, cfg); err == nil {
-			defer deleteOwned(ctx, js, stream, c)
+	owner := consumerOwner(js)
+	for try := 1; ; try++ {
+		if owner != "" {
+			c, err = createOwned(ctx, js, stream, owner, cfg)
+		} else {
+			c, err = js.CreateConsumer(ctx, stream, cfg)
 		}
-	} else if c, err = js.CreateConsumer(ctx, stream, cfg); err == nil {
-		defer dropConsumer(js, stream, c.CachedInfo().Name)
+		// No responders: the API is not there for a moment (a leader
+		// moves, JetStream starts); it answers at once, so a few quick
+		// tries cost little.
+		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !pause(ctx, retryPause) {
+			break
+		}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if owner != "" {
+		// One of the user's few names: give it back before returning.
+		defer deleteOwned(ctx, js, stream, c)
+	} else {
+		defer dropConsumer(js, stream, c.CachedInfo().Name)
 	}
 	left := c.CachedInfo().NumPending
 	var out []bucketEntry

@@ -37,13 +37,25 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 			return err
 		}
 		wait = min(2*wait, retryAttemptMax)
-		t := time.NewTimer(retryPause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, retryPause) {
 			return err
-		case <-t.C:
 		}
+	}
+}
+
+// noRespondersTries bounds the tries of a request that has no responders
+// where a caller does not go through Retry.
+const noRespondersTries = 20
+
+// pause waits d; it reports false when ctx is done first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
