@@ -19,16 +19,20 @@ type bucketEntry struct {
 }
 
 // readBucketLinger is how long the consumer of readBucket outlives its
-// last fetch before the server removes it.
+// last fetch before the server removes it, when readBucket could not
+// remove it itself.
 const readBucketLinger = 5 * time.Second
 
 // readBucket reads every live key of a bucket with its latest value, in
-// stream order. It reads through an ephemeral consumer that the server
-// removes once idle (a key watcher's Stop waits seconds for a deletion a
-// user may be refused); a tenant user's consumer, named as its
-// permissions allow, is deleted when done.
+// stream order. It reads through an ephemeral consumer (a key watcher's
+// Stop waits seconds for a deletion a user may be refused) and asks for
+// its removal when done, without waiting (dropConsumer): a command run
+// every second (status) must not leave one behind each time. A tenant
+// user's consumer has one of its own few names (createOwned), and is
+// deleted before readBucket returns.
 func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
 	prefix := "$KV." + bucket + "."
+	stream := "KV_" + bucket
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubject:     prefix + ">",
@@ -39,18 +43,28 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	}
 	var c jetstream.Consumer
 	var err error
-	if owner := consumerOwner(js); owner != "" {
-		// A tenant user's consumer has one of its few names: give it
-		// back at once.
-		c, err = createOwned(ctx, js, "KV_"+bucket, owner, cfg)
-		if err == nil {
-			defer deleteOwned(ctx, js, "KV_"+bucket, c)
+	owner := consumerOwner(js)
+	for try := 1; ; try++ {
+		if owner != "" {
+			c, err = createOwned(ctx, js, stream, owner, cfg)
+		} else {
+			c, err = js.CreateConsumer(ctx, stream, cfg)
 		}
-	} else {
-		c, err = js.CreateConsumer(ctx, "KV_"+bucket, cfg)
+		// No responders: the API is not there for a moment (a leader
+		// moves, JetStream starts); it answers at once, so a few quick
+		// tries cost little.
+		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !pause(ctx, retryPause) {
+			break
+		}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if owner != "" {
+		// One of the user's few names: give it back before returning.
+		defer deleteOwned(ctx, js, stream, c)
+	} else {
+		defer dropConsumer(js, stream, c.CachedInfo().Name)
 	}
 	left := c.CachedInfo().NumPending
 	var out []bucketEntry

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,9 +13,10 @@ import (
 )
 
 // TestListReadOnly: a user who may read streams and create consumers but
-// not delete them (a tenant's NOC) lists the devices, the pollers and the
-// sites, with no permission error: the lists read through consumers that
-// expire rather than ones that must be deleted.
+// not delete them lists the devices, the pollers and the sites, with no
+// error and no wait: the removal of each list's consumer is asked for
+// without waiting for an answer (refused here, it is the only permission
+// violation), and the consumer expires instead.
 func TestListReadOnly(t *testing.T) {
 	opts := serverOpts(t, t.TempDir())
 	reader := &server.Permissions{
@@ -100,7 +102,9 @@ func TestListReadOnly(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(asyncErrs) > 0 {
-		t.Fatalf("listing as the NOC raised %v", asyncErrs)
+	for _, err := range asyncErrs {
+		if !strings.Contains(err.Error(), `Publish to "$JS.API.CONSUMER.DELETE.`) {
+			t.Fatalf("listing as the NOC raised %v", err)
+		}
 	}
 }

@@ -42,3 +42,7 @@ var ErrSiteNotFound = errors.New("site not found")
 // ErrNoConsumerName is wrapped when a tenant user's consumer names on a
 // stream are all in use (tenancy.ConsumerNames).
 var ErrNoConsumerName = errors.New("no consumer name free")
+
+// ErrReplayIncomplete is wrapped by Tail when a replay cannot deliver every
+// message the stream held when it started.
+var ErrReplayIncomplete = errors.New("replay incomplete")

@@ -329,9 +329,14 @@ type SiteLink struct {
 	// source; negative when never.
 	SinceContact time.Duration `json:"since_contact_ns"`
 	// LagMessages is how many messages of the site (events and samples)
-	// central does not hold yet, as far as central knows.
-	LagMessages uint64 `json:"lag_messages"`
-	Error       string `json:"error,omitempty"`
+	// central does not hold yet: as the site's source consumers count them
+	// when the site answers (AskSites; LagFrom "site"), else as central's
+	// sources last heard while the link is up (LagFrom "central"); nil
+	// (unknown) when the link is down and the site does not answer, never
+	// a 0 that nobody measured.
+	LagMessages *uint64 `json:"lag_messages"`
+	LagFrom     string  `json:"lag_from,omitempty"`
+	Error       string  `json:"error,omitempty"`
 	// LastStored is when central stored the site's newest event, and
 	// LastObserved when that event was observed at the site; the zero time
 	// when central holds none.
@@ -365,6 +370,7 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 		byName[s.Name] = &links[i]
 	}
 	var peers []CentralPeer
+	centralLag := make(map[string]uint64, len(sites))
 	for _, name := range []string{EventsStream, MetricsStream} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
@@ -376,7 +382,7 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 			if l == nil {
 				continue
 			}
-			l.LagMessages += src.Lag
+			centralLag[l.Name] += src.Lag
 			if name == EventsStream {
 				l.SinceContact = src.Active
 				if src.Error != nil {
@@ -401,7 +407,51 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 			}
 		}
 	}
+	for i := range links {
+		if l := &links[i]; l.Up {
+			n := centralLag[l.Name]
+			l.LagMessages, l.LagFrom = &n, "central"
+		}
+	}
 	return links, peers, nil
+}
+
+// AskSites sets the lag of each of links to what its site's source
+// consumers count, for each site that answers over its link within
+// siteAsk; the others keep what CentralStatus found. It asks the sites'
+// JetStream API, which a NOC's credential may not: a NOC's request would
+// go unanswered, so its status does not ask.
+func AskSites(ctx context.Context, js jetstream.JetStream, links []SiteLink) {
+	for i := range links {
+		l := &links[i]
+		if n, ok := siteBacklog(ctx, js, l.Name); ok {
+			l.LagMessages, l.LagFrom = &n, "site"
+		}
+	}
+}
+
+// siteAsk bounds how long CentralStatus waits for a site to answer.
+const siteAsk = time.Second
+
+// siteBacklog asks site, over its link, how many messages its source
+// consumers have not had acknowledged by central (SourceBacklog); ok is
+// false when the site does not answer within siteAsk.
+func siteBacklog(ctx context.Context, js jetstream.JetStream, site string) (uint64, bool) {
+	sjs, err := jetstream.NewWithDomain(js.Conn(), site)
+	if err != nil {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, siteAsk)
+	defer cancel()
+	var n uint64
+	for _, name := range []string{EventsStream, MetricsStream} {
+		b, err := SourceBacklog(ctx, sjs, name)
+		if err != nil {
+			return 0, false
+		}
+		n += b
+	}
+	return n, true
 }
 
 func centralPeers(info *jetstream.StreamInfo) []CentralPeer {

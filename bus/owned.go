@@ -48,10 +48,32 @@ func createOwned(ctx context.Context, js jetstream.JetStream, stream, owner stri
 		owner, tenancy.ConsumerSlots, owner, tenancy.ConsumerNames(owner)[tenancy.ConsumerSlots-1])
 }
 
-// deleteOwned removes a consumer made by createOwned, within a second
-// even when ctx is done.
+// deleteOwned removes a consumer made by createOwned (or another that its
+// maker is done with), within a second even when ctx is done.
 func deleteOwned(ctx context.Context, js jetstream.JetStream, stream string, c jetstream.Consumer) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	_ = js.DeleteConsumer(dctx, stream, c.CachedInfo().Name)
+}
+
+// dropConsumer asks the server to remove a consumer its maker is done
+// with, and does not wait for the answer: a user who may not delete
+// consumers (a read-only one on a stock server) is not held up by a
+// request that nobody answers, and its consumer goes after its inactive
+// threshold instead.
+func dropConsumer(js jetstream.JetStream, stream, name string) {
+	_ = js.Conn().Publish(apiPrefix(js)+"CONSUMER.DELETE."+stream+"."+name, nil)
+}
+
+// apiPrefix is the JetStream API prefix js sends its requests under, with
+// its trailing dot.
+func apiPrefix(js jetstream.JetStream) string {
+	o := js.Options()
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	}
+	return jetstream.DefaultAPIPrefix
 }

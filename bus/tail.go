@@ -22,8 +22,8 @@ type TailOptions struct {
 	// delivered.
 	StartSeq uint64
 	// Live keeps delivering new messages after the replay. Without it Tail
-	// returns once it has delivered every message up to the stream's last
-	// sequence at the start.
+	// returns once it has delivered every message on Subject that the
+	// stream's leader held at the start, or fails.
 	Live bool
 	// Stream is the stream to read; empty means the one that holds
 	// Subject, or EventsStream.
@@ -39,10 +39,107 @@ type TailMsg struct {
 	Header  nats.Header
 }
 
-// Tail delivers stored and new messages to fn, in stream order, using an
-// ordered consumer (no server-side state is left behind). It returns nil
-// when ctx is done or, with Live false, when the replay is complete, and
-// fn's error if fn fails.
+// tailLinger is how long a tail's consumer outlives its last pull when
+// the tail could not remove it (a killed client, a lost connection): a
+// script that replays every second must not fill the stream's consumer
+// limit.
+const tailLinger = 5 * time.Second
+
+// replayStall is how long a replay may wait for its next message before it
+// fails: long enough for a consumer to be made again on another peer after
+// a peer's restart or a leader move, which a replay rides out.
+const replayStall = 30 * time.Second
+
+// replayEnd is the last message a replay delivers: the last message on its
+// subject that the stream's leader held when the replay started.
+type replayEnd struct {
+	stream string
+	seq    uint64
+	s      jetstream.Stream
+}
+
+// findEnd asks the stream's leader (stream info and message get are
+// answered by the leader only; the streams allow no direct get) for the
+// last message a replay of opts must deliver. A zero seq means the replay
+// has nothing to deliver.
+//
+// The end is not what the tail's consumer reports: an ephemeral consumer of
+// one replica may be placed on a peer that is still catching up (one just
+// restarted), whose NumPending is 0 at the end of what it holds, not of
+// what the stream holds.
+func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts TailOptions) (replayEnd, error) {
+	var s jetstream.Stream
+	if err := Retry(ctx, func(ctx context.Context) (err error) {
+		s, err = js.Stream(ctx, stream)
+		return err
+	}); err != nil {
+		return replayEnd{}, fmt.Errorf("tail %s: stream info: %w", stream, err)
+	}
+	end := replayEnd{stream: stream, s: s}
+	st := s.CachedInfo().State
+	seq, at := st.LastSeq, st.LastTime
+	if seq == 0 {
+		return end, nil
+	}
+	if opts.Subject != "" {
+		var m *jetstream.RawStreamMsg
+		err := Retry(ctx, func(ctx context.Context) (err error) {
+			m, err = s.GetLastMsgForSubject(ctx, opts.Subject)
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return end, nil
+		}
+		if err != nil {
+			return replayEnd{}, fmt.Errorf("tail %s: last message on %s: %w", stream, opts.Subject, err)
+		}
+		seq, at = m.Sequence, m.Time
+	}
+	switch {
+	case opts.StartSeq > 0 && opts.StartSeq > seq:
+		return end, nil
+	case opts.StartSeq == 0 && !opts.Since.IsZero() && at.Before(opts.Since):
+		return end, nil
+	}
+	end.seq = seq
+	return end, nil
+}
+
+// waited decides, after a replay has waited idle for its next message since
+// since, whether it goes on waiting. It fails with an error wrapping
+// ErrReplayIncomplete when the stream no longer holds the end (its limits
+// or a purge removed it during the replay) or the replay has waited
+// replayStall.
+func (e replayEnd) waited(ctx context.Context, delivered uint64, since time.Time) error {
+	err := Retry(ctx, func(ctx context.Context) error {
+		_, err := e.s.GetMsg(ctx, e.seq)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("tail %s: %w: delivered up to sequence %d, and the stream no longer holds sequence %d, where the replay ends (removed while replaying)",
+			e.stream, ErrReplayIncomplete, delivered, e.seq)
+	}
+	if idle := time.Since(since); idle >= replayStall {
+		return fmt.Errorf("tail %s: %w: delivered up to sequence %d of %d, then nothing for %s",
+			e.stream, ErrReplayIncomplete, delivered, e.seq, idle.Round(time.Second))
+	}
+	return nil
+}
+
+// tailPull are the pulls of a tail: a consumer lost with its peer shows as
+// missed heartbeats within seconds, and is made again.
+var tailPull = []jetstream.PullMessagesOpt{jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second)}
+
+// replayPoll is how long a replay waits for its next message before it
+// looks at why (replayEnd.waited).
+const replayPoll = 2 * time.Second
+
+// Tail delivers stored and new messages to fn, in stream order. It returns
+// nil when ctx is done or, with Live false, once it has delivered the last
+// message on opts.Subject that the stream's leader held at the start; a
+// replay that cannot get there fails with an error wrapping
+// ErrReplayIncomplete, never returns short. It returns fn's error if fn
+// fails. It removes its consumer when it returns.
 func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func(TailMsg) error) error {
 	stream := opts.Stream
 	if stream == "" {
@@ -51,7 +148,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 	if stream == "" {
 		stream = EventsStream
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: tailLinger}
 	if opts.Subject != "" {
 		cfg.FilterSubjects = []string{opts.Subject}
 	}
@@ -65,48 +162,55 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		cfg.OptStartTime = &since
 	}
 
-	var lastSeq uint64
+	var end replayEnd
 	if !opts.Live {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			return fmt.Errorf("tail %s: %w", stream, err)
-		}
-		lastSeq = s.CachedInfo().State.LastSeq
-		if cfg.DeliverPolicy == jetstream.DeliverNewPolicy || lastSeq == 0 || opts.StartSeq > lastSeq {
+		if cfg.DeliverPolicy == jetstream.DeliverNewPolicy {
 			return nil
+		}
+		var err error
+		if end, err = findEnd(ctx, js, stream, opts); err != nil || end.seq == 0 {
+			return err
 		}
 	}
 
 	if owner := consumerOwner(js); owner != "" {
-		return tailOwned(ctx, js, stream, owner, cfg, opts.Live, lastSeq, fn)
+		return tailOwned(ctx, js, stream, owner, cfg, opts.Live, end, fn)
 	}
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
-		return fmt.Errorf("tail %s: %w", stream, err)
+		return fmt.Errorf("tail %s: consumer: %w", stream, err)
 	}
-	it, err := cons.Messages()
+	// An ordered consumer is made again under a new name after a gap or a
+	// lost peer; the one current at the end is removed here (the ones
+	// before, by the client as it replaces them).
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dropConsumer(js, stream, info.Name)
+		}
+	}()
+	it, err := cons.Messages(tailPull...)
 	if err != nil {
-		return fmt.Errorf("tail %s: %w", stream, err)
+		return fmt.Errorf("tail %s: consumer: %w", stream, err)
 	}
 	defer it.Stop()
 
-	if !opts.Live {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("tail %s: %w", stream, err)
-		}
-		if info.NumPending == 0 && info.Delivered.Consumer == 0 {
-			return nil // nothing matches
-		}
-	}
-
+	var delivered uint64
+	idleSince := time.Now()
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := nextMsg(ctx, it, opts.Live)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.Is(err, context.DeadlineExceeded):
+				if err := end.waited(ctx, delivered, idleSince); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				continue
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed) && opts.Live:
 				return nil
 			}
 			return fmt.Errorf("tail %s: %w", stream, err)
@@ -115,6 +219,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		if err != nil {
 			return fmt.Errorf("tail %s: %w", stream, err)
 		}
+		idleSince = time.Now()
 		if err := fn(TailMsg{
 			Subject: m.Subject(),
 			Seq:     meta.Sequence.Stream,
@@ -124,10 +229,22 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}); err != nil {
 			return err
 		}
-		if !opts.Live && (meta.Sequence.Stream >= lastSeq || meta.NumPending == 0) {
+		delivered = meta.Sequence.Stream
+		if !opts.Live && delivered >= end.seq {
 			return nil
 		}
 	}
+}
+
+// nextMsg is it's next message; a replay (not live) gives up waiting after
+// replayPoll with context.DeadlineExceeded, for the caller to look at why.
+func nextMsg(ctx context.Context, it jetstream.MessagesContext, live bool) (jetstream.Msg, error) {
+	if live {
+		return it.Next(jetstream.NextContext(ctx))
+	}
+	wctx, cancel := context.WithTimeout(ctx, replayPoll)
+	defer cancel()
+	return it.Next(jetstream.NextContext(wctx))
 }
 
 // tailOwned is Tail for a tenant user, whose consumers may have its own
@@ -136,26 +253,37 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 // last message delivered when a message goes missing or the consumer
 // fails, and removed at the end.
 func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string, ocfg jetstream.OrderedConsumerConfig,
-	live bool, lastSeq uint64, fn func(TailMsg) error) error {
+	live bool, end replayEnd, fn func(TailMsg) error) error {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     ocfg.DeliverPolicy,
 		OptStartSeq:       ocfg.OptStartSeq,
 		OptStartTime:      ocfg.OptStartTime,
 		FilterSubjects:    ocfg.FilterSubjects,
 		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
+		InactiveThreshold: tailLinger,
 		MemoryStorage:     true,
 		Replicas:          1,
 	}
-	first := true
+	var delivered uint64
+	idleSince := time.Now()
 	for {
-		done, delivered, err := tailOnce(ctx, js, stream, owner, cfg, first, live, lastSeq, fn)
+		done, err := tailOnce(ctx, js, stream, owner, cfg, live, end, &delivered, &idleSince, fn)
 		if done || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
-		first = false
 		if delivered > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, delivered+1, nil
+		}
+		if !live {
+			if err := end.waited(ctx, delivered, idleSince); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -166,48 +294,50 @@ func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string
 }
 
 // tailOnce runs one consumer of tailOwned. It reports whether the tail is
-// over (with its error), and the stream sequence of the last message it
-// delivered.
+// over (with its error); delivered is the stream sequence of the last
+// message delivered, idleSince when the last one was.
 func tailOnce(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig,
-	first, live bool, lastSeq uint64, fn func(TailMsg) error) (bool, uint64, error) {
+	live bool, end replayEnd, delivered *uint64, idleSince *time.Time, fn func(TailMsg) error) (bool, error) {
 	cons, err := createOwned(ctx, js, stream, owner, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
-			return true, 0, nil
+			return true, nil
 		}
-		return true, 0, fmt.Errorf("tail %s: %w", stream, err)
+		return true, fmt.Errorf("tail %s: %w", stream, err)
 	}
 	defer deleteOwned(ctx, js, stream, cons)
-	if first && !live {
-		if info := cons.CachedInfo(); info.NumPending == 0 && info.Delivered.Consumer == 0 {
-			return true, 0, nil // nothing matches
-		}
-	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(append(tailPull, jetstream.WithMessagesErrOnMissingHeartbeat(true))...)
 	if err != nil {
-		return false, 0, nil
+		return false, nil
 	}
 	defer it.Stop()
-	var delivered, want uint64 = 0, 1
+	var want uint64 = 1
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := nextMsg(ctx, it, live)
 		if err != nil {
-			if ctx.Err() != nil {
-				return true, delivered, nil
+			switch {
+			case ctx.Err() != nil:
+				return true, nil
+			case errors.Is(err, context.DeadlineExceeded):
+				if err := end.waited(ctx, *delivered, *idleSince); err != nil {
+					return true, err
+				}
+				continue
 			}
-			return false, delivered, nil // made again
+			return false, nil // made again
 		}
 		meta, err := m.Metadata()
 		if err != nil || meta.Sequence.Consumer != want {
-			return false, delivered, nil // a gap: made again after delivered
+			return false, nil // a gap: made again after delivered
 		}
 		want++
+		*idleSince = time.Now()
 		if err := fn(TailMsg{Subject: m.Subject(), Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data(), Header: m.Headers()}); err != nil {
-			return true, delivered, err
+			return true, err
 		}
-		delivered = meta.Sequence.Stream
-		if !live && (meta.Sequence.Stream >= lastSeq || meta.NumPending == 0) {
-			return true, delivered, nil
+		*delivered = meta.Sequence.Stream
+		if !live && *delivered >= end.seq {
+			return true, nil
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -236,7 +237,9 @@ func siteRm(c *cli.Context) error {
 func siteList(c *cli.Context) error {
 	var links []bus.SiteLink
 	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		links, _, err = bus.CentralStatus(ctx, cl.js)
+		if links, _, err = bus.CentralStatus(ctx, cl.js); err == nil && credsRole(c) != tenancy.RoleNOC {
+			bus.AskSites(ctx, cl.js, links)
+		}
 		return err
 	})
 	if err != nil {
@@ -269,7 +272,11 @@ func printSiteLinks(links []bus.SiteLink) error {
 				delay = l.LastStored.Sub(l.LastObserved).Round(time.Millisecond).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Name, link, contact, l.LagMessages, stored, delay, l.Error)
+		lag := "unknown" // down, and the site does not answer
+		if l.LagMessages != nil {
+			lag = strconv.FormatUint(*l.LagMessages, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, link, contact, lag, stored, delay, l.Error)
 	}
 	return tw.Flush()
 }

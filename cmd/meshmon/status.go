@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,7 +42,10 @@ type statusReport struct {
 	Pollers       []meshmon.PollerInfo `json:"pollers"`
 	Group         *bus.GroupStatus     `json:"group,omitempty"`
 	Sites         []bus.SiteLink       `json:"sites,omitempty"`
-	CentralPeers  []bus.CentralPeer    `json:"central_peers,omitempty"`
+	// Central is a site's link to central; absent at central and for a
+	// NOC's credential, which may not read the source consumers.
+	Central      *bus.CentralLink  `json:"central,omitempty"`
+	CentralPeers []bus.CentralPeer `json:"central_peers,omitempty"`
 }
 
 type peerStatus struct {
@@ -61,6 +66,27 @@ func status(c *cli.Context) error {
 	ctx, cancel := opCtx(c)
 	defer cancel()
 
+	// Each read is tried again while a leader moves or a peer restarts
+	// (a JetStream request then goes unanswered, or has no responders),
+	// until --timeout.
+	var rep statusReport
+	if err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		rep, err = readStatus(ctx, c, cl)
+		return err
+	}); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, rep)
+	}
+	if rep.Peer.Role == "central" {
+		return printCentralStatus(rep)
+	}
+	return printSiteStatus(rep)
+}
+
+// readStatus reads what status shows from the peer cl is connected to.
+func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, error) {
 	rtt, _ := cl.nc.RTT()
 	rep := statusReport{Peer: peerStatus{
 		URL: cl.nc.ConnectedUrlRedacted(), Server: cl.nc.ConnectedServerName(),
@@ -68,50 +94,58 @@ func status(c *cli.Context) error {
 	}}
 	ai, err := cl.js.AccountInfo(ctx)
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return rep, fmt.Errorf("status: %w", err)
 	}
 	rep.Peer.Domain, rep.Peer.Role = ai.Domain, "site"
 	if rep.Streams, err = bus.StreamStatus(ctx, cl.js); err != nil {
-		return err
+		return rep, err
 	}
 	if ai.Domain == bus.HubDomain {
 		rep.Peer.Role = "central"
 		if rep.Sites, rep.CentralPeers, err = bus.CentralStatus(ctx, cl.js); err != nil {
-			return err
+			return rep, err
+		}
+		if credsRole(c) != tenancy.RoleNOC {
+			bus.AskSites(ctx, cl.js, rep.Sites)
 		}
 		rep.Pollers = []meshmon.PollerInfo{}
-		if c.Bool("json") {
-			return printJSON(os.Stdout, rep)
-		}
-		return printCentralStatus(rep)
+		return rep, nil
 	}
 	inv, err := bus.OpenInventory(ctx, cl.js)
 	if err != nil {
-		return err
+		return rep, err
 	}
-	// A NOC may not read the device records (they hold SNMP secrets).
+	// A NOC may not read the device records (they hold SNMP secrets), nor
+	// the consumers central sources the site through.
+	noc := credsRole(c) == tenancy.RoleNOC
 	var devs []meshmon.Device
-	if rep.DevicesHidden = credsRole(c) == tenancy.RoleNOC; !rep.DevicesHidden {
+	if rep.DevicesHidden = noc; !rep.DevicesHidden {
 		if devs, err = inv.List(ctx); err != nil {
-			return err
+			return rep, err
 		}
 	}
 	rep.Devices = len(devs)
 	reg, err := bus.OpenRegistry(ctx, cl.js)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	if rep.Pollers, err = reg.List(ctx); err != nil {
-		return err
+		return rep, err
 	}
 	group, err := bus.ReadGroupStatus(ctx, cl.js, rep.Pollers, devs, time.Now())
 	if err != nil {
-		return err
+		return rep, err
 	}
 	rep.Group = &group
-	if c.Bool("json") {
-		return printJSON(os.Stdout, rep)
+	if !noc {
+		link := bus.SiteCentralLink(ctx, cl.js)
+		rep.Central = &link
 	}
+	return rep, nil
+}
+
+// printSiteStatus prints a site peer's status for people.
+func printSiteStatus(rep statusReport) error {
 	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
 	leader := rep.Group.Leader
 	if leader == "" {
@@ -123,6 +157,10 @@ func status(c *cli.Context) error {
 	} else {
 		fmt.Printf("devices: %d\n", rep.Devices)
 		fmt.Printf("poller group: leader %s, assignment revision %d, %d devices assigned, %d unassigned\n\n", leader, rep.Group.Revision, rep.Group.Assigned, rep.Group.Unassigned)
+	}
+	if rep.Central != nil {
+		fmt.Println(centralLinkLine(*rep.Central, time.Now()))
+		fmt.Println()
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	printStreams(tw, rep.Streams, true)
@@ -233,4 +271,23 @@ func credsRole(c *cli.Context) tenancy.Role {
 		return ""
 	}
 	return id.Role
+}
+
+// centralLinkLine is a site's link to central for people: its state, when
+// central last acknowledged an event, and what central has not
+// acknowledged yet.
+func centralLinkLine(l bus.CentralLink, now time.Time) string {
+	line := "link to central: " + l.State
+	if l.LastAck.IsZero() {
+		line += ", central has acknowledged no event yet"
+	} else {
+		line += ", central last acknowledged an event " + now.Sub(l.LastAck).Round(time.Second).String() + " ago"
+	}
+	count := func(n *uint64) string {
+		if n == nil {
+			return "unknown"
+		}
+		return strconv.FormatUint(*n, 10)
+	}
+	return line + fmt.Sprintf("; not yet at central: %s events, %s samples", count(l.Events), count(l.Samples))
 }

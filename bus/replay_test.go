@@ -1,0 +1,397 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/freeport"
+)
+
+// testCluster is three embedded JetStream servers clustered over routes.
+type testCluster struct {
+	tb    testing.TB
+	opts  []*server.Options
+	srvs  []*server.Server
+	names []string
+}
+
+func startCluster(tb testing.TB) *testCluster {
+	tb.Helper()
+	c := &testCluster{tb: tb}
+	var routes []string
+	for range 3 {
+		addr, err := freeport.TCP()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		routes = append(routes, addr)
+	}
+	for i := range 3 {
+		o := serverOpts(tb, tb.TempDir())
+		o.ServerName = fmt.Sprintf("c%d-%d", i, time.Now().UnixNano())
+		o.Cluster.Name = "bus-test"
+		var port int
+		if _, err := fmt.Sscanf(routes[i], "127.0.0.1:%d", &port); err != nil {
+			tb.Fatal(err)
+		}
+		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", port
+		for j, r := range routes {
+			if j != i {
+				o.Routes = append(o.Routes, server.RoutesFromStr("nats-route://"+r)...)
+			}
+		}
+		c.opts = append(c.opts, o)
+		c.names = append(c.names, o.ServerName)
+	}
+	for i := range c.opts {
+		c.srvs = append(c.srvs, c.start(i))
+	}
+	tb.Cleanup(func() {
+		for _, s := range c.srvs {
+			if s != nil {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
+		}
+	})
+	return c
+}
+
+// start starts server i (again) on its options.
+func (c *testCluster) start(i int) *server.Server {
+	c.tb.Helper()
+	srv, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		c.tb.Fatalf("new server: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		c.tb.Fatal("server not ready")
+	}
+	return srv
+}
+
+// leader is the index of the server that leads stream.
+func (c *testCluster) leader(stream string) int {
+	for i, s := range c.srvs {
+		if s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// current reports whether every replica of stream is current.
+func streamCurrent(ctx context.Context, js jetstream.JetStream, stream string, want uint64) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	info := s.CachedInfo()
+	if info.State.LastSeq != want {
+		return fmt.Errorf("last seq %d, want %d", info.State.LastSeq, want)
+	}
+	if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		return errors.New("not two replicas beside the leader")
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current || r.Offline || r.Lag > 0 {
+			return fmt.Errorf("replica %s not current (lag %d)", r.Name, r.Lag)
+		}
+	}
+	return nil
+}
+
+// replayCheck replays opts through js and checks that it delivers want
+// messages, in stream order, each once. A replay that fails is an allowed
+// outcome (ok false, with its error in failure); one that returns short
+// with no error is not (err).
+func replayCheck(ctx context.Context, js jetstream.JetStream, opts TailOptions, want int) (ok bool, failure, err error) {
+	n := 0
+	var prev uint64
+	var disorder error
+	failure = Tail(ctx, js, opts, func(m TailMsg) error {
+		if m.Seq <= prev {
+			disorder = fmt.Errorf("sequence %d after %d", m.Seq, prev)
+			return disorder
+		}
+		prev = m.Seq
+		n++
+		return nil
+	})
+	switch {
+	case disorder != nil:
+		return false, nil, disorder
+	case failure != nil:
+		return false, failure, nil
+	case n != want:
+		return false, nil, fmt.Errorf("replay of %+v delivered %d messages, want %d, without an error", opts, n, want)
+	}
+	return true, nil, nil
+}
+
+// TestReplayCompleteThroughRestartAndLeaderMove: a replay (Tail without
+// Live) run through each of three clustered servers just after the stream's
+// leader was restarted, and while its leadership moves, delivers every
+// message the stream held when it started, or fails with an error; never
+// fewer with no error. Before the fix, a replay
+// whose consumer was placed on the restarted server, still catching up,
+// stopped at what that server held (its NumPending 0).
+func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	_, js0 := connect(t, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	checkFor(t, time.Minute, func() error { // the meta leader is elected
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js0, lim)
+	})
+	p := NewPublisher(js0)
+	const before, during = 500, 3000
+	if n, err := p.PublishBatch(ctx, makeMsgs("before", before, 256)); err != nil || n != before {
+		t.Fatalf("publish: %d, %v", n, err)
+	}
+	checkFor(t, time.Minute, func() error { return streamCurrent(ctx, js0, EventsStream, before) })
+
+	// Restart the leader, with messages stored while it is down.
+	l := c.leader(EventsStream)
+	if l < 0 {
+		t.Fatal("no leader")
+	}
+	c.srvs[l].Shutdown()
+	c.srvs[l].WaitForShutdown()
+	c.srvs[l] = nil
+	other := (l + 1) % 3
+	_, jsOther := connect(t, c.srvs[other].ClientURL())
+	pOther := NewPublisher(jsOther)
+	checkFor(t, time.Minute, func() error {
+		_, err := pOther.PublishBatch(ctx, makeMsgs("probe", 1, 8))
+		return err
+	})
+	if n, err := pOther.PublishBatch(ctx, makeMsgs("during", during, 1024)); err != nil || n != during {
+		t.Fatalf("publish while the leader is down: %d, %v", n, err)
+	}
+	total := uint64(before + 1 + during)
+	c.srvs[l] = c.start(l)
+
+	var jss []jetstream.JetStream
+	for _, s := range c.srvs {
+		_, js := connect(t, s.ClientURL())
+		jss = append(jss, js)
+	}
+	// Leader moves while replays run.
+	stepCtx, stopSteps := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	steps := 0
+	wg.Go(func() {
+		nc := jss[other].Conn()
+		for stepCtx.Err() == nil {
+			if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+EventsStream, nil, 2*time.Second); err == nil {
+				steps++
+			}
+			select {
+			case <-stepCtx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
+
+	complete, completeCurrent, incomplete := 0, 0, 0
+	current := false
+	run := func(js jetstream.JetStream, opts TailOptions, want int) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		ok, failure, err := replayCheck(rctx, js, opts, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			complete++
+			if current {
+				completeCurrent++
+			}
+		} else {
+			incomplete++
+			t.Logf("replay through %s failed: %v", js.Conn().ConnectedServerName(), failure)
+		}
+	}
+	// Replays from the restart until every replica is current, and some
+	// after, through each server.
+	deadline := time.Now().Add(2 * time.Minute)
+	currentRuns := 0
+	for currentRuns < 3 && time.Now().Before(deadline) {
+		if current = streamCurrent(ctx, jss[other], EventsStream, total) == nil; current {
+			currentRuns++
+		}
+		for _, js := range jss {
+			run(js, TailOptions{StartSeq: 1}, int(total))
+			run(js, TailOptions{StartSeq: 1, Subject: EventFilter("hq", "dev3", "")}, (before+during)/10)
+		}
+	}
+	stopSteps()
+	wg.Wait()
+	t.Logf("%d replays complete, %d failed with an error; %d leader moves", complete, incomplete, steps)
+	if completeCurrent == 0 {
+		t.Fatal("no replay completed once the replicas were current")
+	}
+}
+
+// TestTailLeavesNoConsumer: many replays and live tails leave no consumer
+// on the stream.
+func TestTailLeavesNoConsumer(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	if _, err := NewPublisher(js).PublishBatch(ctx, makeMsgs("a", 20, 16)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		opts := TailOptions{StartSeq: 1}
+		if i%2 == 1 {
+			opts.Subject = EventFilter("hq", "dev1", "")
+		}
+		n := 0
+		if err := Tail(ctx, js, opts, func(TailMsg) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 2, false: 20}[i%2 == 1]; n != want {
+			t.Fatalf("replay %d: %d messages, want %d", i, n, want)
+		}
+	}
+	for range 10 {
+		lctx, cancel := context.WithCancel(ctx)
+		got := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Tail(lctx, js, TailOptions{StartSeq: 1, Live: true}, func(TailMsg) error {
+				select {
+				case got <- struct{}{}:
+				default:
+				}
+				return nil
+			})
+		}()
+		<-got
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The removals are asked for without waiting for their answers; 2 s
+	// is within the 5 s a consumer lingers.
+	checkFor(t, 2*time.Second, func() error {
+		s, err := js.Stream(ctx, EventsStream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Consumers; n != 0 {
+			return fmt.Errorf("%d consumers left on %s after 110 tails", n, EventsStream)
+		}
+		return nil
+	})
+}
+
+// TestStatusReadsThroughLeaderMoves: the reads of `status`, each through
+// Retry, all succeed while the leaders of the streams, the buckets and the
+// meta group move, and leave no consumer behind.
+func TestStatusReadsThroughLeaderMoves(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	_, js := connect(t, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	checkFor(t, time.Minute, func() error { // the meta leader is elected
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js, lim)
+	})
+	reg, err := OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Create(ctx, testDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+
+	stepCtx, stopSteps := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	steps := 0
+	wg.Go(func() {
+		_, sjs := connect(t, c.srvs[1].ClientURL())
+		nc := sjs.Conn()
+		subjects := []string{"$JS.API.STREAM.LEADER.STEPDOWN." + EventsStream, "$JS.API.STREAM.LEADER.STEPDOWN.KV_" + PollersBucket,
+			"$JS.API.STREAM.LEADER.STEPDOWN.KV_" + DevicesBucket, "$JS.API.META.LEADER.STEPDOWN"}
+		for i := 0; stepCtx.Err() == nil; i++ {
+			if _, err := nc.Request(subjects[i%len(subjects)], nil, 2*time.Second); err == nil {
+				steps++
+			}
+			select {
+			case <-stepCtx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	})
+	const reads = 150
+	again := 0
+	for i := range reads {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		attempts := 0
+		err := Retry(rctx, func(ctx context.Context) error {
+			attempts++
+			if _, err := StreamStatus(ctx, js); err != nil {
+				return err
+			}
+			pollers, err := reg.List(ctx)
+			if err != nil {
+				return err
+			}
+			devs, err := inv.List(ctx)
+			if err != nil {
+				return err
+			}
+			if len(devs) != 1 {
+				return fmt.Errorf("%d devices", len(devs))
+			}
+			_, err = ReadSiteGroupStatus(ctx, js, "hq", pollers, devs, time.Now())
+			return err
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if attempts > 1 {
+			again++
+		}
+	}
+	stopSteps()
+	wg.Wait()
+	t.Logf("%d reads, %d of them tried again; %d leader moves", reads, again, steps)
+	for _, stream := range []string{EventsStream, "KV_" + PollersBucket, "KV_" + DevicesBucket} {
+		checkFor(t, 10*time.Second, func() error { // a consumer whose delete went unanswered lingers 5 s
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				return err
+			}
+			if n := s.CachedInfo().State.Consumers; n != 0 {
+				return fmt.Errorf("%d consumers on %s", n, stream)
+			}
+			return nil
+		})
+	}
+}

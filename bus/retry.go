@@ -1,0 +1,76 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A JetStream API request in a cluster can go unanswered, or answered with
+// "no responders", while the stream or the meta group moves its leader or a
+// peer restarts: the request is dropped, not queued, and the client waits
+// out its whole deadline for nothing. Reads that a command makes once
+// (status, the end of a replay) go through Retry instead.
+
+// Attempts of retry wait at least retryAttemptFirst for an answer, twice as
+// long each time after, at most retryAttemptMax; between attempts retry
+// pauses retryPause.
+const (
+	retryAttemptFirst = time.Second
+	retryAttemptMax   = 5 * time.Second
+	retryPause        = 100 * time.Millisecond
+)
+
+// Retry runs f, each attempt with a deadline of its own within ctx, until f
+// succeeds, fails with an error that is not transient, or ctx is done; it
+// returns f's last error.
+func Retry(ctx context.Context, f func(context.Context) error) error {
+	wait := retryAttemptFirst
+	for {
+		actx, cancel := context.WithTimeout(ctx, wait)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		wait = min(2*wait, retryAttemptMax)
+		if !pause(ctx, retryPause) {
+			return err
+		}
+	}
+}
+
+// noRespondersTries bounds the tries of a request that has no responders
+// where a caller does not go through Retry.
+const noRespondersTries = 20
+
+// pause waits d; it reports false when ctx is done first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// transient reports whether err is one that a JetStream API request may
+// get while a leader moves or a peer restarts, and not again later: no
+// answer in time, no responders, or JetStream (or its cluster) being
+// unavailable for a moment.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503 // JetStream or its cluster temporarily unavailable
+	}
+	return false
+}

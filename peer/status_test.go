@@ -1,0 +1,95 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/wan"
+)
+
+// TestStatusTellsTruth: central's status shows a site whose link is cut as
+// down with its backlog unknown (never 0), and 0 once it is back and
+// caught up; the site's own status shows its link to central down, with
+// the events central lacks, and up again with none.
+func TestStatusTellsTruth(t *testing.T) {
+	ctx := testCtx(t)
+	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))
+	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(ctx, cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	join.Central = []string{"nats-leaf://" + px.Addr()}
+	paris := peerJS(t, startPeer(t, siteConfig(t, "paris", join)))
+	publishSite(t, paris, "paris", 0, 50)
+	waitCount(t, cjs, "paris", 50, 20*time.Second)
+
+	// centralSays is central's view of paris: up, and its lag (-1: unknown).
+	centralSays := func() (bool, int64, error) {
+		links, _, err := bus.CentralStatus(ctx, cjs)
+		if err != nil {
+			return false, 0, err
+		}
+		bus.AskSites(ctx, cjs, links)
+		if len(links) != 1 || links[0].Name != "paris" {
+			return false, 0, fmt.Errorf("sites %+v", links)
+		}
+		lag := int64(-1)
+		if links[0].LagMessages != nil {
+			lag = int64(*links[0].LagMessages)
+		}
+		return links[0].Up, lag, nil
+	}
+	siteSays := func(state string, events uint64) error {
+		l := bus.SiteCentralLink(ctx, paris)
+		if l.State != state || l.Events == nil || *l.Events != events || l.Samples == nil || *l.Samples != 0 {
+			return fmt.Errorf("site's link %+v (events %v), want %s with %d events not at central", l, deref(l.Events), state, events)
+		}
+		if l.LastAck.IsZero() {
+			return errors.New("no last acknowledgement")
+		}
+		return nil
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
+			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
+		}
+		return siteSays(bus.LinkUp, 0)
+	})
+
+	px.Cut(true)
+	publishSite(t, paris, "paris", 50, 7)
+	checkFor(t, 30*time.Second, func() error {
+		if up, lag, err := centralSays(); err != nil || up || lag != -1 {
+			return fmt.Errorf("central: up %v, lag %d, %v; want down with lag unknown", up, lag, err)
+		}
+		return siteSays(bus.LinkDown, 7)
+	})
+
+	px.Cut(false)
+	waitCount(t, cjs, "paris", 57, time.Minute)
+	checkFor(t, 30*time.Second, func() error {
+		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
+			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
+		}
+		return siteSays(bus.LinkUp, 0)
+	})
+}
+
+func deref(n *uint64) any {
+	if n == nil {
+		return nil
+	}
+	return *n
+}
