@@ -42,3 +42,7 @@ var ErrSiteNotFound = errors.New("site not found")
 // ErrNoConsumerName is wrapped when a tenant user's consumer names on a
 // stream are all in use (tenancy.ConsumerNames).
 var ErrNoConsumerName = errors.New("no consumer name free")
+
+// ErrNotReady is wrapped by CheckReady when a stream or bucket of the peer's
+// role is missing or has no leader yet.
+var ErrNotReady = errors.New("peer not ready")
