@@ -227,6 +227,16 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// Each read of a bucket makes a consumer whose leader may be another
+	// peer, which may not take pull requests yet when the first arrives
+	// (the server answers 503, no responders): the read asks again. (AddSite
+	// failed so here, "list sites: nats: no responders available for
+	// request", in one go test ./... run of eight.)
+	for range 40 {
+		if _, err := bus.Sites(ctx, cjs); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var join bus.JoinInfo
 	checkFor(t, 20*time.Second, func() (err error) {
 		join, err = bus.Join(ctx, cjs)
