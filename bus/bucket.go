@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -69,6 +70,7 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	left := c.CachedInfo().NumPending
 	var out []bucketEntry
 	at := map[string]int{} // key -> index in out, for a key changed while read
+	retry := 10 * time.Millisecond
 	for left > 0 {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -101,7 +103,23 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 				out = append(out, e)
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		err = batch.Error()
+		if got == 0 && errors.Is(err, nats.ErrNoResponders) {
+			// The server answers 503 to a pull request that no consumer
+			// takes yet: one just created on a clustered stream whose
+			// leader does not listen yet (5 of 80 fetches right after a
+			// three-peer central started). Ask again.
+			t := time.NewTimer(retry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+			case <-t.C:
+			}
+			retry = min(2*retry, 250*time.Millisecond)
+			continue
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, err
 		}
 		if got == 0 {

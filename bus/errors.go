@@ -46,3 +46,7 @@ var ErrNoConsumerName = errors.New("no consumer name free")
 // ErrReplayIncomplete is wrapped by Tail when a replay cannot deliver every
 // message the stream held when it started.
 var ErrReplayIncomplete = errors.New("replay incomplete")
+
+// ErrNotReady is wrapped by CheckReady when a stream or bucket of the peer's
+// role is missing or has no leader yet.
+var ErrNotReady = errors.New("peer not ready")

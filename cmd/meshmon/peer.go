@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
@@ -80,7 +81,52 @@ func peerCommand() *cli.Command {
 				jsonFlag(),
 			},
 			Action: peerRemove,
+		}, {
+			Name:  "ready",
+			Usage: "wait (up to --timeout) until the peer at --server serves its streams and buckets; exit 0 then, 1 saying what is missing",
+			Description: "A peer answers clients before its streams exist: a clustered peer makes them once its cluster\n" +
+				"has a JetStream quorum. 'peer ready' connects, then checks every stream and bucket of the peer's\n" +
+				"role (central: EVENTS, METRICS and its sites and central buckets; a site: EVENTS, METRICS and\n" +
+				"its devices, pollers and group buckets) until each answers from a leader. Compose runs it as a\n" +
+				"peer's healthcheck, so that clients start once their peer is ready.",
+			Action: peerReady,
 		}},
+	}
+}
+
+// peerReady is 'peer ready': bus.CheckReady, tried again (after 250 ms,
+// doubling up to 2 s) until it passes or --timeout ends.
+func peerReady(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+	}
+	cfg := connConfig(c, "meshmon-ready")
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	nc, err := bus.ConnectWait(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := bus.CheckReady(ctx, js)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
+		case <-t.C:
+		}
 	}
 }
 

@@ -38,8 +38,11 @@ func composeCmd(t *testing.T) []string {
 // TestCompose brings up docker-compose.yml from the repository root, as the
 // README says, with TLS on every link, and requires events from both sites
 // at central within 120 seconds (read over TLS, verified against the CA the
-// compose file's pki service made); then it cuts site a's WAN network and restores it, and requires
-// central to see the link come back.
+// compose file's pki service made) with no service restarted on the way;
+// then it cuts site a's WAN network and restores it, and requires central
+// to see the link come back; then it stops central1 and requires the NOC's
+// commands, given the three central peers' published ports, to work still,
+// and the noc service to run on without a restart.
 func TestCompose(t *testing.T) {
 	compose := composeCmd(t)
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
@@ -58,11 +61,15 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("build the static binary: %v\n%s", err, out)
 	}
 	project := fmt.Sprintf("meshmon-e2e-%d", os.Getpid())
-	port := freePort(t, "tcp")
+	// The project's own image: another checkout's compose test builds
+	// meshmon:dev from its own binary.
+	image := project + ":test"
+	ports := []int{freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")}
 	dc := func(args ...string) (string, error) {
 		cmd := exec.Command(compose[0], append(append(compose[1:], "-p", project), args...)...)
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "MESHMON_NOC_PORT="+strconv.Itoa(port))
+		cmd.Env = append(os.Environ(), "MESHMON_IMAGE="+image, "MESHMON_NOC_PORT="+strconv.Itoa(ports[0]),
+			"MESHMON_NOC_PORT2="+strconv.Itoa(ports[1]), "MESHMON_NOC_PORT3="+strconv.Itoa(ports[2]))
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -73,6 +80,9 @@ func TestCompose(t *testing.T) {
 		}
 		if out, err := dc("down", "-v", "--remove-orphans"); err != nil {
 			t.Logf("compose down: %v\n%s", err, out)
+		}
+		if out, err := exec.Command("docker", "rmi", image).CombinedOutput(); err != nil {
+			t.Logf("docker rmi %s: %v\n%s", image, err, out)
 		}
 	})
 	started := time.Now()
@@ -88,8 +98,14 @@ func TestCompose(t *testing.T) {
 	}
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	mustDocker(t, "cp", strings.TrimSpace(out)+":/pki/ca.pem", caFile)
-	url := "tls://127.0.0.1:" + strconv.Itoa(port)
-	global := []string{"--server", url, "--tlsca", caFile, "--user", "ops", "--password", "compose-secret", "--timeout", "3s"}
+	var urls []string
+	for _, p := range ports {
+		urls = append(urls, "tls://127.0.0.1:"+strconv.Itoa(p))
+	}
+	url := urls[0]
+	// The NOC's commands as the compose file's header gives them: every
+	// central peer's URL.
+	global := []string{"--server", strings.Join(urls, ","), "--tlsca", caFile, "--user", "ops", "--password", "compose-secret", "--timeout", "3s"}
 	sites := map[string]bool{}
 	// A three-member central and a two-member site each make their
 	// streams once their JetStream has a leader, which on two busy cores
@@ -108,11 +124,28 @@ func TestCompose(t *testing.T) {
 		return sites["a"] && sites["b"]
 	})
 	t.Logf("events from sites a and b at central %s after 'compose up'", time.Since(started).Round(time.Second))
+	// Nothing crash-looped on the way: each service waited for the peers
+	// it needs to be healthy.
+	noRestarts := func() {
+		t.Helper()
+		out := mustDocker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project="+project)
+		ids := strings.Fields(out)
+		if len(ids) == 0 {
+			t.Fatal("no containers of the project")
+		}
+		out = mustDocker(t, append([]string{"inspect", "-f", "{{.Name}} {{.RestartCount}}"}, ids...)...)
+		for _, l := range lines(out) {
+			if f := strings.Fields(l); len(f) != 2 || f[1] != "0" {
+				t.Errorf("restarted: %s", l)
+			}
+		}
+	}
+	noRestarts()
 	// Without the CA the published port takes no client.
 	if _, _, code := run(t, "--server", url, "--user", "ops", "--password", "compose-secret", "--timeout", "3s", "status"); code == 0 {
 		t.Error("a client that does not verify central against the CA connected")
 	}
-	if err := natsPlaintext("127.0.0.1:" + strconv.Itoa(port)); err == nil {
+	if err := natsPlaintext("127.0.0.1:" + strconv.Itoa(ports[0])); err == nil {
 		t.Error("central's published port answered a plaintext CONNECT")
 	}
 
@@ -146,6 +179,35 @@ func TestCompose(t *testing.T) {
 	waitFor(t, 30*time.Second, "central to see site a's link down", func() bool { return !linkUp("a") })
 	mustDocker(t, "network", "connect", network, container)
 	waitFor(t, 30*time.Second, "central to see site a's link up again", func() bool { return linkUp("a") })
+
+	// Stop central1: the NOC's commands reach central through the other
+	// two (EVENTS may need a moment to elect a new leader), and the noc
+	// service's tail carries on.
+	if out, err := dc("stop", "central1"); err != nil {
+		t.Fatalf("compose stop central1: %v\n%s", err, out)
+	}
+	if _, _, code := run(t, "--server", url, "--tlsca", caFile, "--user", "ops", "--password", "compose-secret", "--timeout", "3s", "status"); code == 0 {
+		t.Fatal("central1's port still answers after 'compose stop central1'")
+	}
+	var n int
+	waitFor(t, 30*time.Second, "events at central through central2 or central3 with central1 stopped", func() bool {
+		out, _, code := run(t, append(global, "events", "tail", "--since", "1h", "--no-follow", "--json")...)
+		n = len(lines(out))
+		return code == 0 && n > 0
+	})
+	t.Logf("%d events read at central with central1 stopped", n)
+	waitFor(t, 30*time.Second, "status with central1 stopped", func() bool {
+		_, _, code := run(t, append(global, "status")...)
+		return code == 0
+	})
+	out, err = dc("ps", "-q", "noc")
+	if err != nil || strings.TrimSpace(out) == "" {
+		t.Fatalf("compose ps noc: %v\n%s", err, out)
+	}
+	if out := mustDocker(t, "inspect", "-f", "{{.State.Running}}", strings.TrimSpace(out)); strings.TrimSpace(out) != "true" {
+		t.Errorf("the noc service is not running with central1 stopped: %s", out)
+	}
+	noRestarts()
 }
 
 // mustDocker runs docker and returns its output.
