@@ -79,10 +79,33 @@ func (p *Poller) drain(ctx context.Context) {
 				p.log.Warn("peer unreachable; spooling until it returns", "spooled", spooled, "err", err)
 				away = true
 			}
+			if waitConnected(ctx, p.pub) {
+				// The connection was down and is back: retry at once,
+				// not after a backoff grown while it was down.
+				backoff = minBackoff
+				continue
+			}
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, maxBackoff)
 		}
 	}
+}
+
+// connWaiter is what a Publisher may also offer: whether its connection to
+// the peer is up, and a wait until it is (bus.Publisher has both).
+type connWaiter interface {
+	Connected() bool
+	WaitConnected(ctx context.Context) error
+}
+
+// waitConnected waits until pub's connection is up again if pub can tell
+// and it is down now, and reports whether it waited.
+func waitConnected(ctx context.Context, pub Publisher) bool {
+	cw, ok := pub.(connWaiter)
+	if !ok || cw.Connected() {
+		return false
+	}
+	return cw.WaitConnected(ctx) == nil
 }
 
 // sleep waits d or until ctx is done. It paces retries; it is never used to
