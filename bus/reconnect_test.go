@@ -108,4 +108,3 @@ func TestPublishBatchRetriesAfterReconnect(t *testing.T) {
 		})
 	}
 }
-
