@@ -59,6 +59,7 @@ const (
 
 // API error codes PublishBatch acts on.
 const (
+	codeStorageFull     = 10047 // the peer's disk (or its account's storage) is full
 	codeMsgTooLarge     = 10054
 	codeHeaderTooLarge  = 10097
 	codeStreamSealed    = 10109
@@ -104,7 +105,8 @@ func NewPublisher(js jetstream.JetStream) *Publisher {
 // the rest. Messages after msgs[acked] may have been stored too; their ids
 // make the retry harmless. While the connection is down it fails at once
 // with an error wrapping ErrNotConnected, and when the connection drops
-// while it waits for acks it stops waiting and fails so too.
+// while it waits for acks it stops waiting and fails so too. When the
+// peer's disk is full the error wraps meshmon.ErrPeerDiskFull.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (acked int, err error) {
 	if nc := p.js.Conn(); !nc.IsConnected() {
 		// Before the first connect nats.go knows nothing of the server and
@@ -117,6 +119,10 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 	ctx, stop := p.untilDisconnect(ctx)
 	defer stop()
 	defer func() {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStorageFull && !errors.Is(err, meshmon.ErrPeerDiskFull) {
+			err = fmt.Errorf("%w: %w", meshmon.ErrPeerDiskFull, err)
+		}
 		if err != nil && !errors.Is(err, ErrNotConnected) && (errors.Is(context.Cause(ctx), ErrNotConnected) ||
 			errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed)) {
 			err = fmt.Errorf("%w: %w", ErrNotConnected, err)
@@ -145,6 +151,11 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 			}
 			var apiErr *jetstream.APIError
 			if !errors.As(err, &apiErr) {
+				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
+			}
+			if apiErr.ErrorCode == codeStorageFull {
+				// Nothing of the batch is stored; one by one would be
+				// refused alike.
 				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
 			}
 			if apiErr.ErrorCode == codeAtomicDisabled {

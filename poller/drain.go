@@ -23,6 +23,7 @@ const (
 func (p *Poller) drain(ctx context.Context) {
 	backoff := minBackoff
 	away := false
+	why := "" // why the spool is not draining, while away: logged once per reason
 	pub, fenced := p.pub, (*fencedPublisher)(nil)
 	if p.group != nil {
 		fenced = &fencedPublisher{p: p, pub: p.pub}
@@ -58,7 +59,7 @@ func (p *Poller) drain(ctx context.Context) {
 			p.connected.Store(true)
 			if away {
 				p.log.Info("peer is back; spool draining")
-				away = false
+				away, why = false, ""
 			}
 			backoff = minBackoff
 		case errors.Is(err, ErrCorruptEntry):
@@ -72,12 +73,23 @@ func (p *Poller) drain(ctx context.Context) {
 			sleep(ctx, maxBackoff)
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, meshmon.ErrPeerDiskFull):
+			// The peer answers: it is reachable, and it stores again by
+			// itself once its disk has room.
+			p.connected.Store(true)
+			if why != "disk full" {
+				spooled, _, _ := p.store.SpoolStats()
+				p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
+				away, why = true, "disk full"
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
 		default:
 			p.connected.Store(false)
-			if !away {
+			if why != "unreachable" {
 				spooled, _, _ := p.store.SpoolStats()
 				p.log.Warn("peer unreachable; spooling until it returns", "spooled", spooled, "err", err)
-				away = true
+				away, why = true, "unreachable"
 			}
 			if waitConnected(ctx, p.pub) {
 				// The connection was down and is back: retry at once,
