@@ -28,10 +28,11 @@ import (
 // So the peer watches its store (watchDisk, below): once a stream reports
 // a write error, or JetStream is off without the peer having turned it
 // off, it shuts JetStream down (Server.ShutdownJetStream, which keeps the
-// store and the raft state) and answers every publish to the streams'
-// subjects itself with a JetStream API error: code 10047 ("insufficient
-// storage resources", bus.ErrPeerDiskFull to a poller) and a description
-// that says the disk is full. Once the file system has room again
+// store and the raft state) and, at a single site peer (storeAccounts),
+// answers every publish to the streams' subjects itself with a JetStream
+// API error: code 10047 ("insufficient storage resources",
+// meshmon.ErrPeerDiskFull to a poller) and a description that says the
+// disk is full. Once the file system has room again
 // (resumeFree) it stops answering and starts JetStream again in process
 // with the configuration it ran with (Server.EnableJetStream), which loads
 // the streams and consumers from the store as at a restart.
@@ -241,9 +242,16 @@ func (r *refusal) stop() {
 
 // storeAccounts returns a dialler of an in-process connection in each
 // account the peer keeps its streams in: the tenant's, or in operator mode
-// at a site each tenant's (as its upkeep user). Central in operator mode
-// has none it can dial.
+// each tenant's (as its upkeep user). It returns none but at a single site
+// peer: elsewhere another server takes the publishes (a cluster member's
+// streams have replicas on the others) or they are not publishes to the
+// streams at all (central's streams source), and a refusal there would
+// answer a request that another server stores, or draw every site's events
+// over its link.
 func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
+	if p.cfg.Role != RoleSite || p.cfg.Cluster.Clustered() {
+		return nil
+	}
 	if len(p.cfg.Tenants) == 0 {
 		if p.cfg.operatorMode() {
 			return nil
