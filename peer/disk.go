@@ -25,10 +25,11 @@ import (
 // JetStream is started again. A clustered server shuts its JetStream down
 // itself instead (jetstream.go handleOutOfSpace).
 //
-// So the peer watches its store (watchDisk, below): once a stream reports
+// So a peer that is not a cluster member watches its store (watchDisk,
+// below): once a stream reports
 // a write error, or JetStream is off without the peer having turned it
 // off, it shuts JetStream down (Server.ShutdownJetStream, which keeps the
-// store and the raft state) and, at a single site peer (storeAccounts),
+// store) and, at a site peer (storeAccounts),
 // answers every publish to the streams' subjects itself with a JetStream
 // API error: code 10047 ("insufficient storage resources",
 // meshmon.ErrPeerDiskFull to a poller) and a description that says the
@@ -112,7 +113,10 @@ func (o diskObs) outOfSpace() bool {
 // file), until ctx is done.
 func (p *Peer) watchDisk(ctx context.Context) {
 	srv := p.Server()
-	if srv == nil {
+	if srv == nil || p.cfg.Cluster.Clustered() {
+		// A cluster member's JetStream is shut down by nats-server itself
+		// when its disk fills, and the other members serve; starting it
+		// again in process has not been tried in a cluster (docs/operations.md).
 		return
 	}
 	jsCfg := srv.JetStreamConfig()
@@ -242,14 +246,11 @@ func (r *refusal) stop() {
 
 // storeAccounts returns a dialler of an in-process connection in each
 // account the peer keeps its streams in: the tenant's, or in operator mode
-// each tenant's (as its upkeep user). It returns none but at a single site
-// peer: elsewhere another server takes the publishes (a cluster member's
-// streams have replicas on the others) or they are not publishes to the
-// streams at all (central's streams source), and a refusal there would
-// answer a request that another server stores, or draw every site's events
-// over its link.
+// each tenant's (as its upkeep user). It returns none at central: its
+// streams source and take no publishes, and a refusal there would draw
+// every site's events over its link.
 func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
-	if p.cfg.Role != RoleSite || p.cfg.Cluster.Clustered() {
+	if p.cfg.Role != RoleSite {
 		return nil
 	}
 	if len(p.cfg.Tenants) == 0 {
