@@ -153,6 +153,12 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 	if spooled() == 0 {
 		t.Fatal("the spool is empty while the peer's disk is full")
 	}
+	// Message by message (no atomic batch) it is refused alike.
+	one := bus.NewPublisher(js)
+	one.MaxAtomic = 1
+	if n, err := one.PublishBatch(ctx, []meshmon.Message{{Subject: meshmon.EventSubject("hq", "dev0", meshmon.KindNodeDown), ID: "full-0", Data: []byte("x")}}); n != 0 || !errors.Is(err, meshmon.ErrPeerDiskFull) {
+		t.Fatalf("a single publish on a full disk: %d, %v; want 0 and meshmon.ErrPeerDiskFull", n, err)
+	}
 
 	if err := os.Remove(filled); err != nil {
 		t.Fatal(err)
