@@ -201,6 +201,18 @@ func (p *Publisher) untilDisconnect(ctx context.Context) (context.Context, func(
 	}
 }
 
+// Probe asks the peer whether its JetStream answers. It returns nil when it
+// does, an error wrapping meshmon.ErrPeerDiskFull when the peer refuses
+// writes for a full disk, and another error when it does not answer.
+func (p *Publisher) Probe(ctx context.Context) error {
+	_, err := p.js.AccountInfo(ctx)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStorageFull {
+		return fmt.Errorf("%w: %w", meshmon.ErrPeerDiskFull, err)
+	}
+	return err
+}
+
 // Connected reports whether the connection to the peer is up now.
 func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
 

@@ -166,7 +166,8 @@ func (p *Peer) watchDisk(ctx context.Context) {
 				r.start(o)
 				continue
 			}
-			p.log.Info("store has room again; storing resumed", "dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free))
+			// Warn, as the error it ends: seen at the level that showed that.
+			p.log.Warn("store has room again; storing resumed", "dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free))
 		}
 	}
 }
@@ -221,7 +222,10 @@ func (r *refusal) start(o diskObs) {
 			}
 		}
 		var subErr error
-		for _, subj := range []string{bus.EventsSubjects, bus.MetricsSubjects} {
+		// $JS.API.INFO too: a client that asks whether JetStream is there
+		// (bus.Publisher.Probe, a poller kept from publishing by its group)
+		// learns why it is not.
+		for _, subj := range []string{bus.EventsSubjects, bus.MetricsSubjects, "$JS.API.INFO"} {
 			if _, err := nc.Subscribe(subj, answer); err != nil {
 				subErr = err
 			}

@@ -36,6 +36,11 @@ func (p *Poller) drain(ctx context.Context) {
 			// against the assignment of now, not the one before the cut.
 			if away {
 				if err := p.refreshAssignment(ctx); err != nil {
+					if why != "disk full" && peerDiskFull(ctx, p.pub, p.cfg.PublishTimeout) {
+						spooled, _, _ := p.store.SpoolStats()
+						p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
+						why = "disk full"
+					}
 					sleep(ctx, backoff)
 					backoff = min(backoff*2, maxBackoff)
 					continue
@@ -108,6 +113,26 @@ func (p *Poller) drain(ctx context.Context) {
 type connWaiter interface {
 	Connected() bool
 	WaitConnected(ctx context.Context) error
+}
+
+// prober is what a Publisher may also offer: whether the peer's JetStream
+// answers, with an error wrapping meshmon.ErrPeerDiskFull when its disk is
+// full (bus.Publisher has it).
+type prober interface {
+	Probe(ctx context.Context) error
+}
+
+// peerDiskFull reports whether pub can tell that the peer refuses writes
+// for a full disk: what keeps a poller in a group from reading its
+// assignment, and so from publishing, while the peer's JetStream is down.
+func peerDiskFull(ctx context.Context, pub Publisher, timeout time.Duration) bool {
+	pr, ok := pub.(prober)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return errors.Is(pr.Probe(ctx), meshmon.ErrPeerDiskFull)
 }
 
 // waitConnected waits until pub's connection is up again if pub can tell
