@@ -12,3 +12,9 @@ var ErrInvalidDevice = errors.New("invalid device")
 // good (too large, no stream for its subject, ...). Retrying it cannot
 // succeed; the caller drops it.
 var ErrRejected = errors.New("message rejected")
+
+// ErrPeerDiskFull is wrapped by a publisher when the peer refuses to store
+// because its disk is full. Nothing is stored; the caller keeps the
+// messages and retries later: the peer resumes storing by itself once its
+// disk has room.
+var ErrPeerDiskFull = errors.New("peer disk full")

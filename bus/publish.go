@@ -59,6 +59,7 @@ const (
 
 // API error codes PublishBatch acts on.
 const (
+	codeStorageFull     = 10047 // the peer's disk (or its account's storage) is full
 	codeMsgTooLarge     = 10054
 	codeHeaderTooLarge  = 10097
 	codeStreamSealed    = 10109
@@ -103,13 +104,30 @@ func NewPublisher(js jetstream.JetStream) *Publisher {
 // it for good: too large, no stream for the subject, no id) and retries
 // the rest. Messages after msgs[acked] may have been stored too; their ids
 // make the retry harmless. While the connection is down it fails at once
-// with an error wrapping ErrNotConnected.
+// with an error wrapping ErrNotConnected, and when the connection drops
+// while it waits for acks it stops waiting and fails so too. When the
+// peer's disk is full the error wraps meshmon.ErrPeerDiskFull.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (acked int, err error) {
 	if nc := p.js.Conn(); !nc.IsConnected() {
 		// Before the first connect nats.go knows nothing of the server and
 		// would blame headers ("not supported by this server").
 		return 0, fmt.Errorf("publish: %w (%s)", ErrNotConnected, strings.ToLower(nc.Status().String()))
 	}
+	// A batch in flight when the connection drops is not waited out: its
+	// acks are gone with the connection, so the wait ends at once and the
+	// caller retries when the connection is back (WaitConnected).
+	ctx, stop := p.untilDisconnect(ctx)
+	defer stop()
+	defer func() {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStorageFull && !errors.Is(err, meshmon.ErrPeerDiskFull) {
+			err = fmt.Errorf("%w: %w", meshmon.ErrPeerDiskFull, err)
+		}
+		if err != nil && !errors.Is(err, ErrNotConnected) && (errors.Is(context.Cause(ctx), ErrNotConnected) ||
+			errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed)) {
+			err = fmt.Errorf("%w: %w", ErrNotConnected, err)
+		}
+	}()
 	maxPayload := int(p.js.Conn().MaxPayload())
 	for acked < len(msgs) {
 		if err := checkMessage(msgs[acked]); err != nil {
@@ -135,6 +153,11 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 			if !errors.As(err, &apiErr) {
 				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
 			}
+			if apiErr.ErrorCode == codeStorageFull {
+				// Nothing of the batch is stored; one by one would be
+				// refused alike.
+				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
+			}
 			if apiErr.ErrorCode == codeAtomicDisabled {
 				p.noAtomic.Store(true)
 			}
@@ -147,6 +170,73 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 		}
 	}
 	return acked, nil
+}
+
+// untilDisconnect returns ctx cancelled, with ErrNotConnected as its
+// cause, when the connection leaves the connected state. stop releases the
+// watch and waits for it.
+func (p *Publisher) untilDisconnect(ctx context.Context) (context.Context, func()) {
+	nc := p.js.Conn()
+	ctx, cancel := context.WithCancelCause(ctx)
+	ch := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case _, ok := <-ch:
+			if ok {
+				cancel(ErrNotConnected)
+			}
+		case <-ctx.Done():
+		}
+	}()
+	// A drop between the caller's check and the listener is caught here.
+	if !nc.IsConnected() {
+		cancel(ErrNotConnected)
+	}
+	return ctx, func() {
+		cancel(context.Canceled)
+		nc.RemoveStatusListener(ch)
+		<-done
+	}
+}
+
+// Probe asks the peer whether its JetStream answers. It returns nil when it
+// does, an error wrapping meshmon.ErrPeerDiskFull when the peer refuses
+// writes for a full disk, and another error when it does not answer.
+func (p *Publisher) Probe(ctx context.Context) error {
+	_, err := p.js.AccountInfo(ctx)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStorageFull {
+		return fmt.Errorf("%w: %w", meshmon.ErrPeerDiskFull, err)
+	}
+	return err
+}
+
+// Connected reports whether the connection to the peer is up now.
+func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
+
+// WaitConnected returns nil once the connection to the peer is up, at once
+// if it is up now, or ctx's error when ctx is done first. A caller whose
+// publish failed with ErrNotConnected retries after it, as soon as the
+// connection is back.
+func (p *Publisher) WaitConnected(ctx context.Context) error {
+	nc := p.js.Conn()
+	ch := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(ch)
+	if nc.IsConnected() {
+		return nil
+	}
+	for {
+		select {
+		case <-ch:
+			if nc.IsConnected() {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (p *Publisher) maxAtomic() int {

@@ -95,6 +95,12 @@ type Config struct {
 	Trust string `json:"trust,omitempty"`
 	// Limits sizes the streams.
 	Limits bus.StreamLimits `json:"limits"`
+	// FitLimits lets the peer lower Limits' EventsMaxBytes and
+	// MetricsMaxBytes, for a stream it makes, to what the store has room
+	// for when they do not fit (see limits.go); the CLI sets it when the
+	// size flags are left at their defaults. Without it such a start fails
+	// with ErrStoreTooSmall.
+	FitLimits bool `json:"fit_limits,omitempty"`
 	// MaxMemory and MaxStore bound JetStream's resources in bytes; 0 leaves
 	// the server's defaults (a share of RAM and disk).
 	MaxMemory int64 `json:"max_memory,omitempty"`

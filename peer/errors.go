@@ -28,3 +28,8 @@ var ErrDataDir = errors.New("data dir unusable")
 // ErrOperatorMode is returned by InProcessConn on a peer in operator mode:
 // it has no account of its own to connect to.
 var ErrOperatorMode = errors.New("peer runs in operator mode")
+
+// ErrStoreTooSmall is wrapped by Start when the streams' size limits do not
+// fit the storage JetStream may use, and the peer may not lower them
+// (Config.FitLimits). Its message names the flags to set.
+var ErrStoreTooSmall = errors.New("store too small for the streams' size limits")

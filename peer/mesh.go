@@ -26,8 +26,12 @@ func (p *Peer) StreamsReady() <-chan struct{} { return p.streamsReady }
 // a site its streams and buckets and, when it has a link to central, the
 // consumers central sources through.
 func (p *Peer) ensure(ctx context.Context, js jetstream.JetStream) error {
+	lim, err := p.fitLimits(ctx, js, p.cfg.Limits) // limits.go
+	if err != nil {
+		return err
+	}
 	if p.cfg.Role == RoleCentral {
-		if err := bus.EnsureCentral(ctx, js, p.cfg.Limits); err != nil {
+		if err := bus.EnsureCentral(ctx, js, lim); err != nil {
 			return err
 		}
 		if p.cfg.LeafListen == "" {
@@ -43,7 +47,7 @@ func (p *Peer) ensure(ctx context.Context, js jetstream.JetStream) error {
 		}
 		return bus.PublishJoin(ctx, js, p.cfg.Name, info)
 	}
-	if err := bus.EnsureStreams(ctx, js, p.cfg.Limits); err != nil {
+	if err := bus.EnsureStreams(ctx, js, lim); err != nil {
 		return err
 	}
 	if len(p.cfg.Central) > 0 {

@@ -211,6 +211,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.ready.Store(true)
 		p.background(p.followTenants)
 		p.backgroundSourcing()
+		p.background(p.watchDisk) // disk.go
 		names := make([]string, len(p.cfg.Tenants))
 		for i, t := range p.cfg.Tenants {
 			names[i] = t.Name
@@ -227,6 +228,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		close(p.streamsReady)
 		p.ready.Store(true)
 		p.backgroundSourcing()
+		p.background(p.watchDisk) // disk.go
 		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
 			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
 		return nil
@@ -239,6 +241,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.srv, p.internal, p.lock = srv, in, lock
 		p.background(p.maintain)
 		p.backgroundSourcing()
+		p.background(p.watchDisk) // disk.go
 		if p.cfg.Role == RoleCentral {
 			p.background(p.servePeerAdmin)
 		}
@@ -265,6 +268,7 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	close(p.streamsReady)
 	p.backgroundSourcing()
+	p.background(p.watchDisk) // disk.go
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil

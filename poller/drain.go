@@ -23,6 +23,7 @@ const (
 func (p *Poller) drain(ctx context.Context) {
 	backoff := minBackoff
 	away := false
+	why := "" // why the spool is not draining, while away: logged once per reason
 	pub, fenced := p.pub, (*fencedPublisher)(nil)
 	if p.group != nil {
 		fenced = &fencedPublisher{p: p, pub: p.pub}
@@ -35,6 +36,11 @@ func (p *Poller) drain(ctx context.Context) {
 			// against the assignment of now, not the one before the cut.
 			if away {
 				if err := p.refreshAssignment(ctx); err != nil {
+					if why != "disk full" && peerDiskFull(ctx, p.pub, p.cfg.PublishTimeout) {
+						spooled, _, _ := p.store.SpoolStats()
+						p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
+						why = "disk full"
+					}
 					sleep(ctx, backoff)
 					backoff = min(backoff*2, maxBackoff)
 					continue
@@ -58,7 +64,7 @@ func (p *Poller) drain(ctx context.Context) {
 			p.connected.Store(true)
 			if away {
 				p.log.Info("peer is back; spool draining")
-				away = false
+				away, why = false, ""
 			}
 			backoff = minBackoff
 		case errors.Is(err, ErrCorruptEntry):
@@ -72,17 +78,71 @@ func (p *Poller) drain(ctx context.Context) {
 			sleep(ctx, maxBackoff)
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, meshmon.ErrPeerDiskFull):
+			// The peer answers: it is reachable, and it stores again by
+			// itself once its disk has room.
+			p.connected.Store(true)
+			if why != "disk full" {
+				spooled, _, _ := p.store.SpoolStats()
+				p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
+				away, why = true, "disk full"
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
 		default:
 			p.connected.Store(false)
-			if !away {
+			if why != "unreachable" {
 				spooled, _, _ := p.store.SpoolStats()
 				p.log.Warn("peer unreachable; spooling until it returns", "spooled", spooled, "err", err)
-				away = true
+				away, why = true, "unreachable"
+			}
+			if waitConnected(ctx, p.pub) {
+				// The connection was down and is back: retry at once,
+				// not after a backoff grown while it was down.
+				backoff = minBackoff
+				continue
 			}
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, maxBackoff)
 		}
 	}
+}
+
+// connWaiter is what a Publisher may also offer: whether its connection to
+// the peer is up, and a wait until it is (bus.Publisher has both).
+type connWaiter interface {
+	Connected() bool
+	WaitConnected(ctx context.Context) error
+}
+
+// prober is what a Publisher may also offer: whether the peer's JetStream
+// answers, with an error wrapping meshmon.ErrPeerDiskFull when its disk is
+// full (bus.Publisher has it).
+type prober interface {
+	Probe(ctx context.Context) error
+}
+
+// peerDiskFull reports whether pub can tell that the peer refuses writes
+// for a full disk: what keeps a poller in a group from reading its
+// assignment, and so from publishing, while the peer's JetStream is down.
+func peerDiskFull(ctx context.Context, pub Publisher, timeout time.Duration) bool {
+	pr, ok := pub.(prober)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return errors.Is(pr.Probe(ctx), meshmon.ErrPeerDiskFull)
+}
+
+// waitConnected waits until pub's connection is up again if pub can tell
+// and it is down now, and reports whether it waited.
+func waitConnected(ctx context.Context, pub Publisher) bool {
+	cw, ok := pub.(connWaiter)
+	if !ok || cw.Connected() {
+		return false
+	}
+	return cw.WaitConnected(ctx) == nil
 }
 
 // sleep waits d or until ctx is done. It paces retries; it is never used to

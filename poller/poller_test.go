@@ -37,6 +37,8 @@ type env struct {
 	sim   *sim.Sim
 	store string // the poller's bbolt file
 	spool int64  // the poller's MaxSpoolBytes; 0 is unlimited
+	// ackWait is the poller's publisher's AckWait; 0 is bus.DefaultAckWait.
+	ackWait time.Duration
 }
 
 func startPeer(t *testing.T, dir, listen string) *peer.Peer {
@@ -162,7 +164,11 @@ func (e *env) runPoller(cfgMod func(*poller.Config)) (*poller.Poller, func()) {
 	if cfgMod != nil {
 		cfgMod(&cfg)
 	}
-	p, err := poller.New(cfg, nil, store, bus.NewPublisher(js), inv, reg)
+	pub := bus.NewPublisher(js)
+	if e.ackWait > 0 {
+		pub.AckWait = e.ackWait
+	}
+	p, err := poller.New(cfg, nil, store, pub, inv, reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -253,6 +253,9 @@ func peerRun(c *cli.Context) error {
 	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
 	cfg.Limits.MetricsMaxAge = ageOf(c, "metrics-max-age")
 	cfg.Limits.MetricsMaxBytes = sizeOf(c, "metrics-max-bytes")
+	// Defaults are fitted to a small disk; sizes the operator chose are
+	// not (the peer then says which flags to set).
+	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
 	cfg.Limits.EventsDuplicates = ageOf(c, "events-dedup-window")
 	cfg.Limits.MetricsDuplicates = ageOf(c, "metrics-dedup-window")
 

@@ -1,0 +1,282 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+// A full disk, and how the peer gets over it (nats-server 2.15.3).
+//
+// When a stream's file store fails a write ("no space left on device"),
+// nats-server keeps the error in the store and in the stream for good
+// (filestore.go setWriteErr, stream.go setWriteErrLocked): every later
+// write to that stream fails, a publish gets no answer at all (the
+// client's ack wait runs out), and freeing space changes nothing until
+// JetStream is started again. A clustered server shuts its JetStream down
+// itself instead (jetstream.go handleOutOfSpace).
+//
+// So a peer that is not a cluster member watches its store (watchDisk,
+// below): once a stream reports
+// a write error, or JetStream is off without the peer having turned it
+// off, it shuts JetStream down (Server.ShutdownJetStream, which keeps the
+// store) and, at a site peer (storeAccounts),
+// answers every publish to the streams' subjects itself with a JetStream
+// API error: code 10047 ("insufficient storage resources",
+// meshmon.ErrPeerDiskFull to a poller) and a description that says the
+// disk is full. Once the file system has room again
+// (resumeFree) it stops answering and starts JetStream again in process
+// with the configuration it ran with (Server.EnableJetStream), which loads
+// the streams and consumers from the store as at a restart.
+
+// Disk watch timing.
+const (
+	// diskPoll is how often the peer looks at its store.
+	diskPoll = 250 * time.Millisecond
+	// diskRetryEvery paces attempts to start JetStream again.
+	diskRetryEvery = 2 * time.Second
+)
+
+// storeFullCode is the JetStream API error code of a refused write while
+// the store is full: JSStorageResourcesExceededErr, which JetStream itself
+// answers when an account's storage is used up.
+const storeFullCode = 10047
+
+// diskObs is what the disk watch observes.
+type diskObs struct {
+	// Enabled: JetStream runs.
+	Enabled bool
+	// WriteErr is a stream's write error as the server reports it; empty
+	// when no stream has one.
+	WriteErr string
+	// Refusing: the peer shut JetStream down and answers publishes itself.
+	Refusing bool
+	// Free is what the file system of the store has free for the peer,
+	// Size its size, in bytes; Size is 0 when unknown.
+	Free, Size int64
+	// LastTry is when the peer last started JetStream again; zero for
+	// never.
+	LastTry time.Time
+}
+
+// diskAction is what the disk watch does next.
+type diskAction int
+
+const (
+	diskKeep   diskAction = iota // nothing to change
+	diskRefuse                   // shut JetStream down; refuse publishes
+	diskResume                   // stop refusing; start JetStream again
+)
+
+func (a diskAction) String() string {
+	return [...]string{"keep", "refuse", "resume"}[a]
+}
+
+// resumeFree is the room the store's file system needs before the peer
+// starts JetStream again: 64 MiB, or a tenth of a smaller file system. A
+// margin above the few bytes that freed first keeps the peer from going
+// back and forth on a disk that something else keeps filling.
+func resumeFree(size int64) int64 { return min(64<<20, size/10) }
+
+// decideDisk is the disk watch's policy, a pure function of what it
+// observed and the time.
+func decideDisk(o diskObs, now time.Time) diskAction {
+	switch {
+	case !o.Refusing && (o.WriteErr != "" || !o.Enabled):
+		return diskRefuse
+	case !o.Refusing:
+		return diskKeep
+	case o.Size > 0 && o.Free < resumeFree(o.Size):
+		return diskKeep
+	case !o.LastTry.IsZero() && now.Sub(o.LastTry) < diskRetryEvery:
+		return diskKeep
+	}
+	return diskResume
+}
+
+// outOfSpace reports whether the observation is of a full disk, rather
+// than of another write error.
+func (o diskObs) outOfSpace() bool {
+	return strings.Contains(o.WriteErr, "no space left") || (o.Size > 0 && o.Free < resumeFree(o.Size))
+}
+
+// watchDisk keeps the peer storing through a full disk (see the top of this
+// file), until ctx is done.
+func (p *Peer) watchDisk(ctx context.Context) {
+	srv := p.Server()
+	if srv == nil || p.cfg.Cluster.Clustered() {
+		// A cluster member's JetStream is shut down by nats-server itself
+		// when its disk fills, and the other members serve; starting it
+		// again in process has not been tried in a cluster (docs/operations.md).
+		return
+	}
+	jsCfg := srv.JetStreamConfig()
+	if jsCfg == nil {
+		return
+	}
+	// EnableJetStream puts the store in <StoreDir>/jetstream when both
+	// limits are set (the server resolved them at start): hand it the
+	// directory it was given then.
+	jsCfg.StoreDir = filepath.Dir(jsCfg.StoreDir)
+	r := &refusal{p: p}
+	defer r.stop()
+	var lastTry time.Time
+	t := time.NewTicker(diskPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		o := observeDisk(srv, p.cfg.StoreDir())
+		o.Refusing, o.LastTry = r.on(), lastTry
+		switch decideDisk(o, time.Now()) {
+		case diskRefuse:
+			reason := o.WriteErr
+			if reason == "" {
+				reason = "the server turned JetStream off"
+			}
+			if o.outOfSpace() {
+				p.log.Error("store disk full: refusing writes until the disk has room again, then storing resumes by itself",
+					"dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free), "needs", meshmon.ShowSize(resumeFree(o.Size)), "err", reason)
+			} else {
+				p.log.Error("store failed: refusing writes and starting JetStream again", "dir", p.cfg.StoreDir(), "err", reason)
+			}
+			if err := srv.ShutdownJetStream(); err != nil {
+				p.log.Error("shut JetStream down", "err", err)
+			}
+			r.start(o)
+		case diskResume:
+			lastTry = time.Now()
+			r.stop()
+			c := *jsCfg
+			if err := srv.EnableJetStream(&c); err != nil {
+				p.log.Error("start JetStream again; refusing writes until the next try", "err", err)
+				_ = srv.ShutdownJetStream()
+				r.start(o)
+				continue
+			}
+			// Warn, as the error it ends: seen at the level that showed that.
+			p.log.Warn("store has room again; storing resumed", "dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free))
+		}
+	}
+}
+
+// observeDisk reads the state of JetStream and of the store's file system.
+func observeDisk(srv *server.Server, dir string) diskObs {
+	o := diskObs{Enabled: srv.JetStreamEnabled()}
+	o.Free, o.Size = diskSpace(dir)
+	if o.Enabled {
+		h := srv.Healthz(&server.HealthzOptions{Details: true})
+		for _, e := range h.Errors {
+			if e.Type == server.HealthzErrorStream && strings.Contains(e.Error, "write error") {
+				o.WriteErr = e.Error
+				break
+			}
+		}
+	}
+	return o
+}
+
+// refusal answers publishes to the streams' subjects while JetStream is
+// down, in each account the peer keeps streams in. Its methods are called
+// from the disk watch only.
+type refusal struct {
+	p     *Peer
+	conns []*nats.Conn
+}
+
+func (r *refusal) on() bool { return r.conns != nil }
+
+// start subscribes, in each account, to the streams' subjects and answers
+// every publish that asks for an ack with the refusal o describes.
+func (r *refusal) start(o diskObs) {
+	if r.on() {
+		return
+	}
+	code, desc := storeFullCode, "peer disk full: the store of peer "+r.p.cfg.Name+" has no room left; storing resumes by itself once the disk has room"
+	if !o.outOfSpace() {
+		code, desc = 10076, "peer store failed: "+o.WriteErr+"; the peer is starting JetStream again"
+	}
+	reply, _ := json.Marshal(map[string]any{"error": map[string]any{"code": 503, "err_code": code, "description": desc}})
+	r.conns = []*nats.Conn{} // on, even where no account could be reached
+	for _, dial := range r.p.storeAccounts() {
+		nc, err := dial()
+		if err != nil {
+			r.p.log.Warn("refuse writes: in-process connection", "err", err)
+			continue
+		}
+		answer := func(m *nats.Msg) {
+			if m.Reply != "" {
+				_ = m.Respond(reply)
+			}
+		}
+		var subErr error
+		// $JS.API.INFO too: a client that asks whether JetStream is there
+		// (bus.Publisher.Probe, a poller kept from publishing by its group)
+		// learns why it is not.
+		for _, subj := range []string{bus.EventsSubjects, bus.MetricsSubjects, "$JS.API.INFO"} {
+			if _, err := nc.Subscribe(subj, answer); err != nil {
+				subErr = err
+			}
+		}
+		if subErr == nil {
+			subErr = nc.FlushTimeout(2 * time.Second)
+		}
+		if subErr != nil {
+			r.p.log.Warn("refuse writes: subscribe", "err", subErr)
+		}
+		r.conns = append(r.conns, nc)
+	}
+}
+
+// stop ends the refusal.
+func (r *refusal) stop() {
+	for _, nc := range r.conns {
+		nc.Close()
+	}
+	r.conns = nil
+}
+
+// storeAccounts returns a dialler of an in-process connection in each
+// account the peer keeps its streams in: the tenant's, or in operator mode
+// each tenant's (as its upkeep user). It returns none at central: its
+// streams source and take no publishes, and a refusal there would draw
+// every site's events over its link.
+func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
+	if p.cfg.Role != RoleSite {
+		return nil
+	}
+	if len(p.cfg.Tenants) == 0 {
+		if p.cfg.operatorMode() {
+			return nil
+		}
+		return []func() (*nats.Conn, error){func() (*nats.Conn, error) {
+			return p.InProcessConn(nats.Name("meshmon-peer-disk"))
+		}}
+	}
+	srv := p.Server()
+	var out []func() (*nats.Conn, error)
+	for _, t := range p.cfg.Tenants {
+		out = append(out, func() (*nats.Conn, error) {
+			return t.upkeepConn(srv, p.cfg.Site, "meshmon-peer-disk-"+t.Name)
+		})
+	}
+	return out
+}
+
+// diskFullHint is the one line a start that the store cannot hold says.
+func diskFullHint(need, have int64, dir string) string {
+	return fmt.Sprintf("the streams' size limits (%s in all) do not fit the %s JetStream may use in %s; set smaller --events-max-bytes and --metrics-max-bytes, or --max-store",
+		meshmon.ShowSize(need), meshmon.ShowSize(have), dir)
+}
