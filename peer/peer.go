@@ -75,9 +75,11 @@ func (p *Peer) background(f func(context.Context)) {
 	go func() { defer p.wg.Done(); f(p.bg) }()
 }
 
-// backgroundSourcing starts what keeps central's sourcing going: central's
-// watch over its sources, or a linked site's keeper of its consumers.
-func (p *Peer) backgroundSourcing() {
+// backgroundWatches starts the peer's supervisors: the disk watch
+// (disk.go), and what keeps central's sourcing going: central's watch over
+// its sources, or a linked site's keeper of its consumers.
+func (p *Peer) backgroundWatches() {
+	p.background(p.watchDisk)
 	switch {
 	case p.cfg.Role == RoleCentral:
 		p.background(p.watchSources)
@@ -210,8 +212,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		}
 		p.ready.Store(true)
 		p.background(p.followTenants)
-		p.backgroundSourcing()
-		p.background(p.watchDisk) // disk.go
+		p.backgroundWatches()
 		names := make([]string, len(p.cfg.Tenants))
 		for i, t := range p.cfg.Tenants {
 			names[i] = t.Name
@@ -227,8 +228,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		p.srv, p.lock = srv, lock
 		close(p.streamsReady)
 		p.ready.Store(true)
-		p.backgroundSourcing()
-		p.background(p.watchDisk) // disk.go
+		p.backgroundWatches()
 		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
 			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
 		return nil
@@ -240,8 +240,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		// three members are up).
 		p.srv, p.internal, p.lock = srv, in, lock
 		p.background(p.maintain)
-		p.backgroundSourcing()
-		p.background(p.watchDisk) // disk.go
+		p.backgroundWatches()
 		if p.cfg.Role == RoleCentral {
 			p.background(p.servePeerAdmin)
 		}
@@ -267,8 +266,7 @@ func (p *Peer) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("start peer: %w", err))
 	}
 	close(p.streamsReady)
-	p.backgroundSourcing()
-	p.background(p.watchDisk) // disk.go
+	p.backgroundWatches()
 	p.ready.Store(true)
 	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil
