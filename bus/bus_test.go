@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 func TestSubjects(t *testing.T) {
@@ -317,7 +318,7 @@ func TestRegistryExpiry(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Devices != 4 || list[0].LastSeen.IsZero() {
 		t.Fatalf("list: %+v, %v", list, err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	eventually.NoError(t, 10*time.Second, "the registry listing", func() error {
 		list, err := reg.List(ctx)
 		if err != nil {
 			return err
@@ -348,7 +349,7 @@ func TestTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error { // a later stored time than message 5
+	eventually.NoError(t, 5*time.Second, "a later stored time than message 5", func() error { // a later stored time than message 5
 		if !time.Now().After(m.Time) {
 			return errors.New("clock has not moved")
 		}
@@ -395,7 +396,7 @@ func TestTail(t *testing.T) {
 			return nil
 		})
 	}()
-	checkFor(t, 10*time.Second, func() error {
+	eventually.NoError(t, 10*time.Second, "a live message delivered", func() error {
 		if _, err := p.PublishBatch(ctx, makeMsgs("live-"+time.Now().String(), 1, 8)); err != nil {
 			return err
 		}
@@ -495,7 +496,7 @@ func TestRegistryClaim(t *testing.T) {
 		t.Fatalf("claim by another instance: got %v, want ErrNameTaken naming aaaa", err)
 	}
 	// Once the holder's heartbeat expires the name is free.
-	checkFor(t, 10*time.Second, func() error { return reg.Claim(ctx, b) })
+	eventually.NoError(t, 10*time.Second, "the claim", func() error { return reg.Claim(ctx, b) })
 }
 
 func TestCheckSite(t *testing.T) {

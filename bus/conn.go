@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -194,7 +194,7 @@ func (c ConnConfig) options(opts []nats.Option) ([]nats.Option, error) {
 	o := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(reconnectDelay),
+		nats.CustomReconnectDelay(reconnectDelay()),
 		nats.ReconnectBufSize(8 << 20),
 	}
 	switch {
@@ -222,15 +222,19 @@ func (c ConnConfig) options(opts []nats.Option) ([]nats.Option, error) {
 	return append(o, opts...), nil
 }
 
-// reconnectDelay doubles from reconnectMin to reconnectMax with ±20% jitter,
-// so that many pollers do not reconnect in lock step after a peer restart.
-func reconnectDelay(attempts int) time.Duration {
-	d := reconnectMin
-	for i := 1; i < attempts && d < reconnectMax; i++ {
-		d *= 2
+// reconnectDelay returns the reconnect wait of one connection: the retry
+// policy from reconnectMin to reconnectMax, so that many pollers do not
+// reconnect in lock step after a peer restart. nats.go calls it from the
+// connection's one reconnect goroutine, with attempts counting from 1 again
+// at each disconnect.
+func reconnectDelay() func(attempts int) time.Duration {
+	b := backoff.New(reconnectMin, reconnectMax)
+	return func(attempts int) time.Duration {
+		if attempts <= 1 {
+			b.Reset()
+		}
+		return b.Next()
 	}
-	d = min(d, reconnectMax)
-	return d - d/5 + rand.N(2*d/5+1)
 }
 
 // Connect connects with cfg for a long-running client: if no server answers
@@ -275,7 +279,8 @@ func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nat
 		return nil, err
 	}
 	var last error
-	for attempt := 1; ; attempt++ {
+	retry := backoff.New(reconnectMin, time.Second)
+	for {
 		dial := 2 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			dial = max(min(dial, time.Until(dl)), 10*time.Millisecond)
@@ -294,12 +299,8 @@ func ConnectWait(ctx context.Context, cfg ConnConfig, opts ...nats.Option) (*nat
 			return nil, fmt.Errorf("connect %s: %w", cfg.redactedURL(), err)
 		}
 		last = err
-		t := time.NewTimer(min(reconnectDelay(attempt), time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Wait(ctx) {
 			return nil, fmt.Errorf("connect %s: %w (%s)", cfg.redactedURL(), ErrNoServer, dialReason(cfg.url(), last))
-		case <-t.C:
 		}
 	}
 }

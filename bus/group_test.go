@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // member is one poller of a group test: its own connection, heartbeats and
@@ -150,7 +151,7 @@ func TestGroupFailover(t *testing.T) {
 	url := ts.srv.ClientURL()
 	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2"), startMember(t, url, "p3")}
 	var a meshmon.Assignment
-	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 20*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 	for _, m := range members {
 		if c := len(a.Owned(m.name)); c != n/3 {
 			t.Fatalf("%s has %d devices, want %d: %v", m.name, c, n/3, a.Owners)
@@ -163,7 +164,7 @@ func TestGroupFailover(t *testing.T) {
 	dead := members[victim].name
 	members = slices.Delete(members, victim, victim+1)
 	before := maps.Clone(a.Owners)
-	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 10*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 	for d, p := range before {
 		if p != dead && a.Owners[d] != p {
 			t.Fatalf("device %s moved from %s to %s though %s is alive", d, p, a.Owners[d], p)
@@ -174,11 +175,11 @@ func TestGroupFailover(t *testing.T) {
 	leader := slices.IndexFunc(members, func(m *member) bool { return m.group.Leading() })
 	members[leader].crash()
 	members = slices.Delete(members, leader, leader+1)
-	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 10*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 
 	// A member comes back and takes its share; the leader stays.
 	members = append(members, startMember(t, url, dead))
-	checkFor(t, 10*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 10*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 	if !members[0].group.Leading() {
 		t.Fatal("a member that joined took the lead")
 	}
@@ -232,7 +233,7 @@ func TestGroupSurvivesPeerRestart(t *testing.T) {
 	url := ts.srv.ClientURL()
 	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2")}
 	var a meshmon.Assignment
-	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 20*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 
 	// Down for longer than the member timeout, so that every heartbeat
 	// the peer holds is stale when it returns.
@@ -245,7 +246,7 @@ func TestGroupSurvivesPeerRestart(t *testing.T) {
 	}
 	back := time.Now()
 	startServer(t, opts)
-	checkFor(t, 20*time.Second, func() error {
+	eventually.NoError(t, 20*time.Second, "a settled assignment", func() error {
 		if _, err := settled(members, n); err != nil {
 			return err
 		}
@@ -314,7 +315,7 @@ func TestGroupKeysPerSite(t *testing.T) {
 	}
 	members := []*member{startMember(t, ts.srv.ClientURL(), "p1"), startMember(t, ts.srv.ClientURL(), "p2")}
 	var a meshmon.Assignment
-	checkFor(t, 20*time.Second, func() (err error) { a, err = settled(members, n); return err })
+	eventually.NoError(t, 20*time.Second, "a settled assignment", func() (err error) { a, err = settled(members, n); return err })
 	if slices.Contains(a.Members, "intruder") {
 		t.Fatalf("another site's poller is a member: %v", a.Members)
 	}

@@ -80,20 +80,6 @@ func connect(tb testing.TB, url string, jsOpts ...jetstream.JetStreamOpt) (*nats
 	return nc, js
 }
 
-// checkFor polls f until it returns nil or the timeout passes.
-func checkFor(tb testing.TB, timeout time.Duration, f func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	tb.Fatalf("condition not met after %s: %v", timeout, err)
-}
-
 func testCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	tb.Cleanup(cancel)

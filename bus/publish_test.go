@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 func makeMsgs(prefix string, n, size int) []meshmon.Message {
@@ -285,7 +286,7 @@ func TestPublishBatchServerDies(t *testing.T) {
 		n, err := p.PublishBatch(ctx, msgs)
 		done <- result{n, err}
 	}()
-	checkFor(t, 20*time.Second, func() error {
+	eventually.NoError(t, 20*time.Second, "the stream state", func() error {
 		s, err := watchJS.Stream(ctx, EventsStream)
 		if err != nil {
 			return err
@@ -309,7 +310,7 @@ func TestPublishBatchServerDies(t *testing.T) {
 	opts := serverOpts(t, dir)
 	ts2 := startServer(t, opts)
 	_, js2 := connect(t, ts2.srv.ClientURL())
-	checkFor(t, 10*time.Second, func() error { return EnsureStreams(ctx, js2, DefaultStreamLimits()) })
+	eventually.NoError(t, 10*time.Second, "the streams ensured after the restart", func() error { return EnsureStreams(ctx, js2, DefaultStreamLimits()) })
 	stored := storedIDs(t, ctx, js2, EventsStream)
 	if len(stored) < r.n {
 		t.Fatalf("%d acked but %d stored after restart", r.n, len(stored))

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
 )
 
@@ -152,7 +153,7 @@ func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 	_, js0 := connect(t, c.srvs[0].ClientURL())
 	lim := DefaultStreamLimits()
 	lim.Replicas = 3
-	checkFor(t, time.Minute, func() error { // the meta leader is elected
+	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error { // the meta leader is elected
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return EnsureStreams(ectx, js0, lim)
@@ -162,7 +163,7 @@ func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 	if n, err := p.PublishBatch(ctx, makeMsgs("before", before, 256)); err != nil || n != before {
 		t.Fatalf("publish: %d, %v", n, err)
 	}
-	checkFor(t, time.Minute, func() error { return streamCurrent(ctx, js0, EventsStream, before) })
+	eventually.NoError(t, time.Minute, "the events stream current", func() error { return streamCurrent(ctx, js0, EventsStream, before) })
 
 	// Restart the leader, with messages stored while it is down.
 	l := c.leader(EventsStream)
@@ -175,7 +176,7 @@ func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 	other := (l + 1) % 3
 	_, jsOther := connect(t, c.srvs[other].ClientURL())
 	pOther := NewPublisher(jsOther)
-	checkFor(t, time.Minute, func() error {
+	eventually.NoError(t, time.Minute, "a publish through the other server", func() error {
 		_, err := pOther.PublishBatch(ctx, makeMsgs("probe", 1, 8))
 		return err
 	})
@@ -290,7 +291,7 @@ func TestTailLeavesNoConsumer(t *testing.T) {
 	}
 	// The removals are asked for without waiting for their answers; 2 s
 	// is within the 5 s a consumer lingers.
-	checkFor(t, 2*time.Second, func() error {
+	eventually.NoError(t, 2*time.Second, "the stream state", func() error {
 		s, err := js.Stream(ctx, EventsStream)
 		if err != nil {
 			return err
@@ -312,7 +313,7 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 	_, js := connect(t, c.srvs[0].ClientURL())
 	lim := DefaultStreamLimits()
 	lim.Replicas = 3
-	checkFor(t, time.Minute, func() error { // the meta leader is elected
+	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error { // the meta leader is elected
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return EnsureStreams(ectx, js, lim)
@@ -383,7 +384,7 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d reads, %d of them tried again; %d leader moves", reads, again, steps)
 	for _, stream := range []string{EventsStream, "KV_" + PollersBucket, "KV_" + DevicesBucket} {
-		checkFor(t, 10*time.Second, func() error { // a consumer whose delete went unanswered lingers 5 s
+		eventually.NoError(t, 10*time.Second, "no consumer left on the stream", func() error { // a consumer whose delete went unanswered lingers 5 s
 			s, err := js.Stream(ctx, stream)
 			if err != nil {
 				return err

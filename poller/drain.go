@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/storage"
 )
 
@@ -21,7 +22,7 @@ const (
 // a crash at any point re-sends at most the unacknowledged tail, which the
 // stream drops as duplicates by message id.
 func (p *Poller) drain(ctx context.Context) {
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	away := false
 	why := "" // why the spool is not draining, while away: logged once per reason
 	pub, fenced := p.pub, (*fencedPublisher)(nil)
@@ -41,8 +42,7 @@ func (p *Poller) drain(ctx context.Context) {
 						p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
 						why = "disk full"
 					}
-					sleep(ctx, backoff)
-					backoff = min(backoff*2, maxBackoff)
+					retry.Wait(ctx)
 					continue
 				}
 			}
@@ -66,7 +66,7 @@ func (p *Poller) drain(ctx context.Context) {
 				p.log.Info("peer is back; spool draining")
 				away, why = false, ""
 			}
-			backoff = minBackoff
+			retry.Reset()
 		case errors.Is(err, ErrCorruptEntry):
 			p.corrupt.Add(1)
 			p.log.Error("local spool held an undecodable entry; dropped it", "err", err)
@@ -75,7 +75,7 @@ func (p *Poller) drain(ctx context.Context) {
 			p.log.Error("peer refused a message; dropped it", "err", err)
 		case errors.Is(err, errSpoolRead):
 			p.log.Error("local spool", "err", err)
-			sleep(ctx, maxBackoff)
+			backoff.Sleep(ctx, backoff.Jitter(maxBackoff))
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, meshmon.ErrPeerDiskFull):
@@ -87,8 +87,7 @@ func (p *Poller) drain(ctx context.Context) {
 				p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
 				away, why = true, "disk full"
 			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, maxBackoff)
+			retry.Wait(ctx)
 		default:
 			p.connected.Store(false)
 			if why != "unreachable" {
@@ -99,11 +98,10 @@ func (p *Poller) drain(ctx context.Context) {
 			if waitConnected(ctx, p.pub) {
 				// The connection was down and is back: retry at once,
 				// not after a backoff grown while it was down.
-				backoff = minBackoff
+				retry.Reset()
 				continue
 			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, maxBackoff)
+			retry.Wait(ctx)
 		}
 	}
 }
@@ -143,17 +141,6 @@ func waitConnected(ctx context.Context, pub Publisher) bool {
 		return false
 	}
 	return cw.WaitConnected(ctx) == nil
-}
-
-// sleep waits d or until ctx is done. It paces retries; it is never used to
-// wait for another goroutine.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // errSpoolRead marks a failure of the local spool, not of the peer.

@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // followInventory keeps the scheduled devices equal to the site inventory.
 // After each (re)connection the full replay is reconciled against what is
 // scheduled, so removals made while the peer was away are not missed.
 func (p *Poller) followInventory(ctx context.Context) {
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	warned := false
 	for ctx.Err() == nil {
 		ch, err := p.inv.Watch(ctx)
@@ -20,15 +21,14 @@ func (p *Poller) followInventory(ctx context.Context) {
 				p.log.Warn("cannot read the device inventory from the peer; polling the cached devices until it answers", "err", err)
 				warned = true
 			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, maxBackoff)
+			retry.Wait(ctx)
 			continue
 		}
 		if warned {
 			p.log.Info("following the device inventory again")
 			warned = false
 		}
-		backoff = minBackoff
+		retry.Reset()
 		seen := make(map[string]bool)
 		synced := false
 		for c := range ch {
@@ -57,7 +57,9 @@ func (p *Poller) followInventory(ctx context.Context) {
 				p.upsert(c.Device, true, c.Initial)
 			}
 		}
-		sleep(ctx, minBackoff)
+		// The watch ended (the peer went away): a first, short wait
+		// before watching again.
+		backoff.Sleep(ctx, backoff.Jitter(minBackoff))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
@@ -130,7 +131,7 @@ func TestPollerGroupSharesDevices(t *testing.T) {
 	waitOwners := func(members int) meshmon.Assignment {
 		t.Helper()
 		var a meshmon.Assignment
-		waitFor(t, 20*time.Second, fmt.Sprintf("every device polled by its owner among %d members", members), func() bool {
+		eventually.True(t, 20*time.Second, fmt.Sprintf("every device polled by its owner among %d members", members), func() bool {
 			kv, err := e.js.KeyValue(ctx, bus.GroupBucket)
 			if err != nil {
 				return false
@@ -209,13 +210,13 @@ func TestPollerGroupPartition(t *testing.T) {
 		a.Revision = ent.Revision()
 		return a, err
 	}
-	waitFor(t, 20*time.Second, "both members polling", func() bool {
+	eventually.True(t, 20*time.Second, "both members polling", func() bool {
 		a, err := owners()
 		return err == nil && len(a.Members) == 2 && len(a.Owned("g1")) == 3
 	})
 	px.Cut(true)
 	var takeover uint64 // the revision of the assignment that gave g2 every device
-	waitFor(t, 20*time.Second, "g2 to take every device", func() bool {
+	eventually.True(t, 20*time.Second, "g2 to take every device", func() bool {
 		a, err := owners()
 		takeover = a.Revision
 		return err == nil && len(a.Members) == 1 && len(a.Owned("g2")) == 6
@@ -223,9 +224,9 @@ func TestPollerGroupPartition(t *testing.T) {
 	// g1 keeps polling and spooling meanwhile (two samples per poll):
 	// seconds of polls of its old devices pile up in its spool, the
 	// oldest well past the duplicate window when they reach the peer.
-	waitFor(t, 30*time.Second, "g1 to spool", func() bool { return cut.Stats().Spooled >= 60 })
+	eventually.True(t, 30*time.Second, "g1 to spool", func() bool { return cut.Stats().Spooled >= 60 })
 	px.Cut(false)
-	waitFor(t, 30*time.Second, "g1 to drain its spool and take its share back", func() bool {
+	eventually.True(t, 30*time.Second, "g1 to drain its spool and take its share back", func() bool {
 		a, err := owners()
 		return err == nil && cut.Stats().Spooled == 0 && len(a.Members) == 2
 	})
@@ -276,7 +277,7 @@ func TestPollerGroupHandsOverStates(t *testing.T) {
 	crash := map[string]func(){"g1": e.runMember("g1"), "g2": e.runMember("g2")}
 	ctx := context.Background()
 	var a meshmon.Assignment
-	waitFor(t, 20*time.Second, "both members polling", func() bool {
+	eventually.True(t, 20*time.Second, "both members polling", func() bool {
 		kv, err := e.js.KeyValue(ctx, bus.GroupBucket)
 		if err != nil {
 			return false
@@ -297,7 +298,7 @@ func TestPollerGroupHandsOverStates(t *testing.T) {
 	}
 	e.waitKinds(dev, meshmon.KindIfDown)
 	crash["g1"]()
-	waitFor(t, 20*time.Second, "g2 to poll "+dev+" a few times", func() bool {
+	eventually.True(t, 20*time.Second, "g2 to poll "+dev+" a few times", func() bool {
 		n := 0
 		for _, s := range e.metrics("mx.lab." + dev + ".if") {
 			if s.Poller == "g2" {

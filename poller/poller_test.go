@@ -3,6 +3,7 @@ package poller_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
@@ -244,17 +246,12 @@ func (e *env) metrics(filter string) []storedSample {
 func (e *env) waitKinds(dev string, want ...string) []meshmon.Event {
 	e.t.Helper()
 	var got []meshmon.Event
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got = e.events("ev.lab." + dev + ".>")
-		if len(got) >= len(want) {
-			break
+	eventually.NoError(e.t, 20*time.Second, dev+" events "+join(want), func() error {
+		if got = e.events("ev.lab." + dev + ".>"); len(got) < len(want) {
+			return fmt.Errorf("have %v", kinds(got))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s events %s; have %v", dev, join(want), kinds(got))
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
+		return nil
+	})
 	for i, k := range want {
 		if got[i].Data.Kind != k {
 			e.t.Fatalf("%s: event %d is %s, want %s (all: %v)", dev, i, got[i].Data.Kind, k, kinds(got))
@@ -276,17 +273,6 @@ func join(s []string) string {
 	return string(b)
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 func mustAddr(t *testing.T, s string) netip.Addr {
 	t.Helper()
 	a, err := netip.ParseAddr(s)
@@ -302,7 +288,7 @@ func TestPollerTurnsFaultsIntoEvents(t *testing.T) {
 	e := newEnv(t, 3, "127.90.0.1")
 	p, _ := e.runPoller(nil)
 	a := e.sim.Agents()
-	waitFor(t, 20*time.Second, "every device polled", func() bool { return p.Stats().Polls >= 6 })
+	eventually.True(t, 20*time.Second, "every device polled", func() bool { return p.Stats().Polls >= 6 })
 
 	if err := a[0].SetIfOper(2, false); err != nil {
 		t.Fatal(err)
@@ -347,21 +333,21 @@ func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
 	a := e.sim.Agents()
 	// A reboot is told from jitter by the boot time moving a few seconds:
 	// let the agents run a while first.
-	waitFor(t, 20*time.Second, "first polls and some uptime", func() bool { return p.Stats().Polls >= 4 && a[1].Uptime() > 5*time.Second })
+	eventually.True(t, 20*time.Second, "first polls and some uptime", func() bool { return p.Stats().Polls >= 4 && a[1].Uptime() > 5*time.Second })
 
 	listen := e.url[len("nats://"):]
 	e.peer.Close()
 	_ = a[0].SetIfOper(1, false)
 	a[1].Reboot()
-	waitFor(t, 20*time.Second, "events spooled while the peer is away", func() bool { return p.Stats().Spooled >= 10 })
+	eventually.True(t, 20*time.Second, "events spooled while the peer is away", func() bool { return p.Stats().Spooled >= 10 })
 	_ = a[0].SetIfOper(1, true)
 	polls := p.Stats().Polls
-	waitFor(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+4 })
+	eventually.True(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+4 })
 
 	e.peer = startPeer(t, e.dir, listen)
 	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
 	e.waitKinds(a[1].Name(), meshmon.KindReboot)
-	waitFor(t, 20*time.Second, "spool drained", func() bool { return p.Stats().Spooled == 0 })
+	eventually.True(t, 20*time.Second, "spool drained", func() bool { return p.Stats().Spooled == 0 })
 
 	// The inventory watch survived the peer's restart.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -373,7 +359,7 @@ func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
 	if err := inv.Delete(ctx, a[0].Name()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the poller to drop a device deleted after the restart", func() bool { return p.Stats().Devices == 1 })
+	eventually.True(t, 20*time.Second, "the poller to drop a device deleted after the restart", func() bool { return p.Stats().Devices == 1 })
 	seen := map[string]bool{}
 	for _, ev := range e.events("ev.>") {
 		if seen[ev.ID] {
@@ -390,7 +376,7 @@ func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 	e := newEnv(t, 1, "127.92.0.1")
 	a := e.sim.Agents()[0]
 	p, stop := e.runPoller(nil)
-	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
+	eventually.True(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
 	_ = a.SetIfOper(1, false)
 	e.waitKinds(a.Name(), meshmon.KindIfDown)
 	if len(ownGoroutines()) == 0 {
@@ -400,11 +386,11 @@ func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 	// Run returned: none of the goroutines it, the spool or the bus
 	// helpers started remain. (Server-side goroutines of the embedded peer,
 	// such as its consumers, are not the poller's and are not counted.)
-	waitFor(t, 10*time.Second, "the poller's goroutines to end", func() bool { return len(ownGoroutines()) == 0 })
+	eventually.True(t, 10*time.Second, "the poller's goroutines to end", func() bool { return len(ownGoroutines()) == 0 })
 
 	_ = a.SetIfOper(3, false) // changed while the poller was down
 	p, _ = e.runPoller(nil)
-	waitFor(t, 20*time.Second, "polls after restart", func() bool { return p.Stats().Polls >= 4 })
+	eventually.True(t, 20*time.Second, "polls after restart", func() bool { return p.Stats().Polls >= 4 })
 	e.waitKinds(a.Name(), meshmon.KindIfDown, meshmon.KindIfDown)
 	evs := e.events("ev.lab." + a.Name() + ".>")
 	if len(evs) != 2 || evs[1].Data.IfIndex != 3 {
@@ -420,15 +406,15 @@ func TestPollerFullSpool(t *testing.T) {
 	e.spool = 16 << 10
 	p, _ := e.runPoller(nil)
 	a := e.sim.Agents()
-	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 4 })
+	eventually.True(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 4 })
 
 	listen := e.url[len("nats://"):]
 	e.peer.Close()
 	_ = a[0].SetIfOper(1, false)
-	waitFor(t, 30*time.Second, "the spool to fill up", func() bool { return p.Stats().Dropped > 0 })
+	eventually.True(t, 30*time.Second, "the spool to fill up", func() bool { return p.Stats().Dropped > 0 })
 	_ = a[0].SetIfOper(1, true) // observed while full: cannot be spooled yet
 	polls := p.Stats().Polls
-	waitFor(t, 20*time.Second, "polling to go on with a full spool", func() bool { return p.Stats().Polls >= polls+4 })
+	eventually.True(t, 20*time.Second, "polling to go on with a full spool", func() bool { return p.Stats().Polls >= polls+4 })
 
 	e.peer = startPeer(t, e.dir, listen)
 	e.waitKinds(a[0].Name(), meshmon.KindIfDown, meshmon.KindIfUp)
@@ -445,7 +431,7 @@ func TestPollerICMPEvents(t *testing.T) {
 	p, _ := e.runPoller(func(c *poller.Config) { c.ICMPCount = 2; c.ICMPInterval = 50 * time.Millisecond })
 	a := e.sim.Agents()[0]
 	addr := a.Addr().Addr().String()
-	waitFor(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
+	eventually.True(t, 20*time.Second, "first polls", func() bool { return p.Stats().Polls >= 2 })
 	if evs := e.events("ev.lab." + a.Name() + ".>"); len(evs) != 0 {
 		t.Fatalf("a reachable node has events: %v", kinds(evs))
 	}
@@ -544,7 +530,7 @@ func TestPollerCounterWrap(t *testing.T) {
 	e.runPoller(nil)
 
 	var prev *meshmon.InterfaceSample
-	waitFor(t, 30*time.Second, "a sample across the wrap of ifInOctets.1", func() bool {
+	eventually.True(t, 30*time.Second, "a sample across the wrap of ifInOctets.1", func() bool {
 		var samples []meshmon.Sample
 		err := bus.Tail(ctx, e.js, bus.TailOptions{Stream: bus.MetricsStream, Subject: "mx.lab." + a.Name() + ".if", StartSeq: 1}, func(m bus.TailMsg) error {
 			var s meshmon.Sample
@@ -611,7 +597,7 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := e.runPoller(nil)
-	waitFor(t, 20*time.Second, "a first poll", func() bool { return p.Stats().Polls >= 1 })
+	eventually.True(t, 20*time.Second, "a first poll", func() bool { return p.Stats().Polls >= 1 })
 	for i := range 12 {
 		d.Retries = i % 2
 		if _, err := inv.Put(ctx, d); err != nil {
@@ -620,7 +606,7 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // pacing the changes, not synchronisation
 	}
 	polls := p.Stats().Polls
-	waitFor(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+3 })
+	eventually.True(t, 20*time.Second, "more polls", func() bool { return p.Stats().Polls >= polls+3 })
 	if peak := a.PeakInFlight(); peak != 1 {
 		t.Fatalf("the agent had %d requests in flight at once; a device must never be polled twice at once", peak)
 	}
@@ -632,12 +618,12 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 func TestPollerFrozenUptimeRaisesNoReboot(t *testing.T) {
 	e := newEnv(t, 1, "127.98.0.1")
 	a := e.sim.Agents()[0]
-	waitFor(t, 10*time.Second, "some uptime", func() bool { return a.Uptime() > time.Second })
+	eventually.True(t, 10*time.Second, "some uptime", func() bool { return a.Uptime() > time.Second })
 	a.FreezeUptime(true)
 	p, _ := e.runPoller(nil)
 	// At one poll a second, 15 polls span 14 s: far past the 3 s the boot
 	// time may drift before the old code called it a reboot.
-	waitFor(t, 60*time.Second, "15 polls", func() bool { return p.Stats().Polls >= 15 })
+	eventually.True(t, 60*time.Second, "15 polls", func() bool { return p.Stats().Polls >= 15 })
 	if evs := e.events("ev.lab." + a.Name() + ".>"); len(evs) != 0 {
 		t.Fatalf("a frozen sysUpTime raised events: %s", join(kinds(evs)))
 	}

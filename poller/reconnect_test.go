@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/storage"
 )
@@ -82,7 +83,7 @@ func TestPollerRetriesAfterReconnect(t *testing.T) {
 	listen := e.url[len("nats://"):]
 	e.peer.Close()
 	e.peer = startPeer(t, e.dir, listen)
-	waitFor(t, time.Minute, "the spool drained after the peer came back", func() bool { return p.Stats().Spooled == 0 })
+	eventually.True(t, time.Minute, "the spool drained after the peer came back", func() bool { return p.Stats().Spooled == 0 })
 
 	s, err := e.js.Stream(ctx, bus.EventsStream)
 	if err != nil {

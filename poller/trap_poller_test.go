@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
 )
@@ -21,7 +22,7 @@ func TestPollerSimV3Trap(t *testing.T) {
 			AuthProtocol: su.AuthProtocol, AuthPassword: su.AuthPassword, PrivProtocol: su.PrivProtocol, PrivPassword: su.PrivPassword}}}
 	})
 	a := e.sim.Agents()[0]
-	waitFor(t, 10*time.Second, "the poller to know the device", func() bool { return p.Stats().Devices == 1 })
+	eventually.True(t, 10*time.Second, "the poller to know the device", func() bool { return p.Stats().Devices == 1 })
 	if err := a.SendLinkTrap(context.Background(), p.TrapAddr().String(), meshmon.SNMPv3, 2); err != nil {
 		t.Fatal(err)
 	}

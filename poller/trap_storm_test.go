@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/poller"
 )
 
@@ -269,7 +270,7 @@ func TestTrapStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the invalid counts in the heartbeat", func() bool {
+	eventually.True(t, 10*time.Second, "the invalid counts in the heartbeat", func() bool {
 		ps, err := reg.List(context.Background())
 		if err != nil || len(ps) != 1 {
 			return false

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // senderEngineID is the engine ID of the test's trap senders (authoritative
@@ -144,13 +146,12 @@ func sendRaw(t *testing.T, l *TrapListener, b []byte) {
 // waitInvalid waits until the listener's invalid counts are want.
 func waitInvalid(t *testing.T, l *TrapListener, want map[string]uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !maps.Equal(l.Invalid(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("invalid counts %v, want %v", l.Invalid(), want)
+	eventually.NoError(t, 10*time.Second, fmt.Sprintf("invalid counts %v", want), func() error {
+		if got := l.Invalid(); !maps.Equal(got, want) {
+			return fmt.Errorf("invalid counts %v", got)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestTrapDropped: every kind of invalid packet is dropped, counted under

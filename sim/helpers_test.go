@@ -138,18 +138,6 @@ func get1(t testing.TB, g *gosnmp.GoSNMP, oid string) gosnmp.SnmpPDU {
 	return res.Variables[0]
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return err != nil && (errors.As(err, &ne) && ne.Timeout() || strings.Contains(err.Error(), "timeout"))

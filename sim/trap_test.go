@@ -11,6 +11,7 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 type gotTrap struct {
@@ -132,9 +133,9 @@ func TestRandomFault(t *testing.T) {
 	if len(kinds) != 4 {
 		t.Errorf("fault kinds seen: %v, want all 4", kinds)
 	}
-	eventually(t, 5*time.Second, "a trap from a fault", func() bool { return len(traps) > 0 })
+	eventually.True(t, 5*time.Second, "a trap from a fault", func() bool { return len(traps) > 0 })
 	// Every outage ends by itself.
-	eventually(t, 5*time.Second, "all agents up", func() bool {
+	eventually.True(t, 5*time.Second, "all agents up", func() bool {
 		for _, a := range s.Agents() {
 			if a.IsDown() {
 				return false

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 func openT(t *testing.T, path string, opt Options) *DB {
@@ -574,14 +575,13 @@ func TestCloseIdempotentAndNoLeaks(t *testing.T) {
 		}
 	}
 	// Goroutines of the test's workers may still be exiting: poll.
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
+	eventually.NoError(t, 5*time.Second, "the goroutines of before Open only", func() error {
+		if n := runtime.NumGoroutine(); n > before {
 			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			return fmt.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestInstanceIsKept(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
@@ -316,7 +317,7 @@ func TestOperatorMode(t *testing.T) {
 	if _, err := nocA.SubscribeSync("ev.>"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, func() error {
+	eventually.NoError(t, 5*time.Second, "the permissions violation of a raw ev.> subscription", func() error {
 		if err := nocA.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
 			return fmt.Errorf("a NOC subscribed to the raw ev.>: %v", err)
 		}
@@ -492,7 +493,7 @@ func TestOperatorModeRemovePeer(t *testing.T) {
 		t.Cleanup(cancel)
 		return ctx
 	}
-	waitUntil(t, time.Minute, func() error {
+	eventually.NoError(t, time.Minute, "three cluster members", func() error {
 		_, members, err := bus.ClusterMembers(ctx(), sys)
 		if err == nil && len(members) != 3 {
 			err = fmt.Errorf("members %v", members)
@@ -504,14 +505,14 @@ func TestOperatorModeRemovePeer(t *testing.T) {
 	}
 	peers[2].Close()
 	var left []string
-	waitUntil(t, time.Minute, func() (err error) {
+	eventually.NoError(t, time.Minute, "c3 removed from the cluster", func() (err error) {
 		left, err = bus.RemoveClusterPeer(ctx(), sys, "c3", false)
 		return err
 	})
 	if strings.Join(left, ",") != "c1,c2" {
 		t.Fatalf("members left %v, want c1 and c2", left)
 	}
-	waitUntil(t, 30*time.Second, func() error {
+	eventually.NoError(t, 30*time.Second, "c3 gone from the members", func() error {
 		_, members, err := bus.ClusterMembers(ctx(), sys)
 		if _, ok := members["c3"]; err == nil && ok {
 			err = fmt.Errorf("c3 is still a member: %v", members)
@@ -527,21 +528,4 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// waitUntil polls f until it returns nil, failing the test with f's last
-// error after within.
-func waitUntil(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

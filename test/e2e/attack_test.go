@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestAttacks runs a central peer in operator mode with one tenant and two
@@ -97,7 +98,7 @@ func TestAttacks(t *testing.T) {
 	// A fresh site's first events can take tens of seconds to reach an
 	// operator-mode central (docs/tenancy.md, Not done yet).
 	for _, site := range []string{"s1", "s2"} {
-		waitFor(t, 90*time.Second, site+"'s first events at central", func() bool { return centralCount("ev."+site+".>") == want[site] })
+		eventually.True(t, 90*time.Second, site+"'s first events at central", func() bool { return centralCount("ev."+site+".>") == want[site] })
 	}
 
 	// --- NOC ---
@@ -295,13 +296,13 @@ func TestAttacks(t *testing.T) {
 	publish("s1", 100, "b")
 	publish("s2", 100, "b")
 	for _, site := range []string{"s1", "s2"} {
-		waitFor(t, 60*time.Second, site+"'s events at central after the attacks", func() bool { return centralCount("ev."+site+".>") == want[site] })
+		eventually.True(t, 60*time.Second, site+"'s events at central after the attacks", func() bool { return centralCount("ev."+site+".>") == want[site] })
 	}
 	if n := centralCount("ev.s1.forged.>"); n != 0 {
 		t.Errorf("central holds %d forged events", n)
 	}
 	total := want["s1"] + want["s2"]
-	waitFor(t, 30*time.Second, "the NOC's feed and the ops view to see every stored event", func() bool {
+	eventually.True(t, 30*time.Second, "the NOC's feed and the ops view to see every stored event", func() bool {
 		return strings.Count(feed.out.String(), "-event") >= total && strings.Count(opsSub.out.String(), `Received on "tenants.acme.ev.`) >= total
 	})
 	if strings.Contains(feed.out.String(), "forged") || strings.Contains(opsSub.out.String(), "forged") {
@@ -352,7 +353,7 @@ func rogueLeaf(t *testing.T, url, creds string) *nats.Conn {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("rogue server not ready")
 	}
-	waitFor(t, 20*time.Second, "the rogue leaf link", func() bool { return srv.NumLeafNodes() == 1 })
+	eventually.True(t, 20*time.Second, "the rogue leaf link", func() bool { return srv.NumLeafNodes() == 1 })
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // composeCmd returns how to run Compose here: the docker plugin (v2) or
@@ -110,7 +111,7 @@ func TestCompose(t *testing.T) {
 	// A three-member central and a two-member site each make their
 	// streams once their JetStream has a leader, which on two busy cores
 	// can take a while.
-	waitFor(t, 120*time.Second-time.Since(started), "events from both sites at central", func() bool {
+	eventually.True(t, 120*time.Second-time.Since(started), "events from both sites at central", func() bool {
 		out, _, code := run(t, append(global, "events", "tail", "--since", "1h", "--no-follow", "--json")...)
 		if code != 0 {
 			return false
@@ -176,9 +177,9 @@ func TestCompose(t *testing.T) {
 	container := strings.TrimSpace(out)
 	network := project + "_wan-a"
 	mustDocker(t, "network", "disconnect", network, container)
-	waitFor(t, 30*time.Second, "central to see site a's link down", func() bool { return !linkUp("a") })
+	eventually.True(t, 30*time.Second, "central to see site a's link down", func() bool { return !linkUp("a") })
 	mustDocker(t, "network", "connect", network, container)
-	waitFor(t, 30*time.Second, "central to see site a's link up again", func() bool { return linkUp("a") })
+	eventually.True(t, 30*time.Second, "central to see site a's link up again", func() bool { return linkUp("a") })
 
 	// Stop central1: the NOC's commands reach central through the other
 	// two (EVENTS may need a moment to elect a new leader), and the noc
@@ -190,13 +191,13 @@ func TestCompose(t *testing.T) {
 		t.Fatal("central1's port still answers after 'compose stop central1'")
 	}
 	var n int
-	waitFor(t, 30*time.Second, "events at central through central2 or central3 with central1 stopped", func() bool {
+	eventually.True(t, 30*time.Second, "events at central through central2 or central3 with central1 stopped", func() bool {
 		out, _, code := run(t, append(global, "events", "tail", "--since", "1h", "--no-follow", "--json")...)
 		n = len(lines(out))
 		return code == 0 && n > 0
 	})
 	t.Logf("%d events read at central with central1 stopped", n)
-	waitFor(t, 30*time.Second, "status with central1 stopped", func() bool {
+	eventually.True(t, 30*time.Second, "status with central1 stopped", func() bool {
 		_, _, code := run(t, append(global, "status")...)
 		return code == 0
 	})

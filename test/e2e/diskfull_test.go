@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestPeerDiskFull runs a site peer on a 64 MiB file system with the
@@ -63,7 +65,7 @@ func TestPeerDiskFull(t *testing.T) {
 			load.finish()
 		}
 	}()
-	waitFor(t, 30*time.Second, "traps stored", func() bool {
+	eventually.True(t, 30*time.Second, "traps stored", func() bool {
 		n, err := eventCount(s.js, "ev.disk.>")
 		return err == nil && n >= 200
 	})
@@ -96,12 +98,12 @@ func TestPeerDiskFull(t *testing.T) {
 	s.peer.waitOutput(`store has room again; storing resumed`, 30*time.Second)
 	s.poller.waitOutput(`peer is back; spool draining`, 30*time.Second)
 	before, _ := eventCount(s.js, "ev.disk.>")
-	waitFor(t, 30*time.Second, "new traps stored after the disk had room", func() bool {
+	eventually.True(t, 30*time.Second, "new traps stored after the disk had room", func() bool {
 		n, err := eventCount(s.js, "ev.disk.>")
 		return err == nil && n > before+200
 	})
 	sent := load.finish()
-	waitFor(t, time.Minute, "every trap sent stored", func() bool {
+	eventually.True(t, time.Minute, "every trap sent stored", func() bool {
 		n, err := eventCount(s.js, "ev.disk.>")
 		return err == nil && n >= uint64(sent)
 	})

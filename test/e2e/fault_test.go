@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -88,7 +89,7 @@ func (f *faulter) verify(t *testing.T, s *site, within time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var last string
-	waitFor(t, within, "every injected fault's event in EVENTS", func() bool {
+	eventually.True(t, within, "every injected fault's event in EVENTS", func() bool {
 		got := make(map[string][]string)
 		ids := make(map[string]int)
 		for _, ev := range s.events("ev.kill.>") {
@@ -160,7 +161,7 @@ func TestKillsLoseNothing(t *testing.T) {
 	icancel()
 	// Every device has been polled once: its baseline state is known.
 	for _, a := range sm.Agents() {
-		waitFor(t, 30*time.Second, a.Name()+" first sample", func() bool {
+		eventually.True(t, 30*time.Second, a.Name()+" first sample", func() bool {
 			return len(s.streamMsgs("METRICS", "mx.kill."+a.Name()+".system")) > 0
 		})
 	}
@@ -192,7 +193,7 @@ func TestKillsLoseNothing(t *testing.T) {
 	wg.Wait()
 	before := streamCount(t, s, "METRICS")
 	s.startPeer()
-	waitFor(t, 30*time.Second, "the poller to start draining", func() bool {
+	eventually.True(t, 30*time.Second, "the poller to start draining", func() bool {
 		return streamCount(t, s, "METRICS") > before+20
 	})
 	s.poller.kill()

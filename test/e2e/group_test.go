@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -90,7 +91,7 @@ func TestPollerGroupFailover(t *testing.T) {
 		var why string
 		var leader string
 		start := time.Now()
-		waitFor(t, 30*time.Second, step+": the group to settle on "+fmt.Sprint(live), func() bool {
+		eventually.True(t, 30*time.Second, step+": the group to settle on "+fmt.Sprint(live), func() bool {
 			st := status()
 			var in []string
 			for _, m := range st.Members {

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
 )
 
@@ -195,7 +196,7 @@ func (p *proc) waitOutput(re string, within time.Duration) []string {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
-	waitFor(p.t, within, fmt.Sprintf("%s to print %q", p.name, re), func() bool {
+	eventually.True(p.t, within, fmt.Sprintf("%s to print %q", p.name, re), func() bool {
 		select {
 		case <-p.done:
 			m = rx.FindStringSubmatch(p.out.String())
@@ -209,21 +210,6 @@ func (p *proc) waitOutput(re string, within time.Duration) []string {
 		return m != nil
 	})
 	return m
-}
-
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // run runs a short meshmon command and returns its stdout, stderr and exit code.
@@ -367,7 +353,7 @@ func (s *site) events(filter string) []meshmon.Event {
 func (s *site) waitEvent(filter string, within time.Duration, match func(meshmon.Event) bool) meshmon.Event {
 	s.t.Helper()
 	var got meshmon.Event
-	waitFor(s.t, within, "event on "+filter, func() bool {
+	eventually.True(s.t, within, "event on "+filter, func() bool {
 		for _, ev := range s.events(filter) {
 			if match(ev) {
 				got = ev

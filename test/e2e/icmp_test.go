@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestICMPWithoutPermissionRaisesNoNodeDown runs a poller as an unprivileged
@@ -73,7 +74,7 @@ func TestICMPWithoutPermissionRaisesNoNodeDown(t *testing.T) {
 	po.waitOutput(`may not send ICMP echo requests`, 30*time.Second)
 
 	// Five polls, each with its ICMP sample, then not one event.
-	waitFor(t, 30*time.Second, "5 ICMP samples", func() bool {
+	eventually.True(t, 30*time.Second, "5 ICMP samples", func() bool {
 		out, err := exec.Command(ipTool, inNS(natsBin, "--server", url, "stream", "info", "METRICS", "--json")...).Output()
 		if err != nil {
 			return false

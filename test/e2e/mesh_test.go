@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // The mesh under faults, with real processes: three clustered central
@@ -174,7 +175,7 @@ func (m *mesh) status() (centralStatus, bool) {
 // waitCentralCurrent waits until n replicas of central's EVENTS are current.
 func (m *mesh) waitCentralCurrent(n int, within time.Duration) {
 	m.t.Helper()
-	waitFor(m.t, within, fmt.Sprintf("%d current replicas of central's EVENTS", n), func() bool {
+	eventually.True(m.t, within, fmt.Sprintf("%d current replicas of central's EVENTS", n), func() bool {
 		st, ok := m.status()
 		if !ok {
 			return false
@@ -436,7 +437,7 @@ func TestMeshFaults(t *testing.T) {
 		t.Log("fault: SIGKILL a central peer, restart it")
 		c := m.central[1]
 		c.proc.kill()
-		waitFor(t, 30*time.Second, "central to keep sourcing with two peers", func() bool {
+		eventually.True(t, 30*time.Second, "central to keep sourcing with two peers", func() bool {
 			before, _ := eventCount(m.cjs, "ev.wan.>")
 			time.Sleep(500 * time.Millisecond) // sampling interval
 			after, _ := eventCount(m.cjs, "ev.wan.>")
@@ -450,7 +451,7 @@ func TestMeshFaults(t *testing.T) {
 		t.Log("fault: cut the site's WAN link")
 		cut := meshCutFor()
 		restore := m.cutWAN(t)
-		waitFor(t, 30*time.Second, "central to see the link down", func() bool {
+		eventually.True(t, 30*time.Second, "central to see the link down", func() bool {
 			st, ok := m.status()
 			return ok && len(st.Sites) == 1 && !st.Sites[0].Up
 		})
@@ -463,7 +464,7 @@ func TestMeshFaults(t *testing.T) {
 		restoredAt := time.Now()
 		t.Logf("link restored at %s", restoredAt.UTC().Format("15:04:05.000"))
 		var firstMove time.Duration
-		waitFor(t, 30*time.Second, "catch-up to start", func() bool {
+		eventually.True(t, 30*time.Second, "catch-up to start", func() bool {
 			c, _ := eventCount(m.cjs, "ev.wan.>")
 			firstMove = time.Since(restoredAt)
 			return c > centralAtRestore
@@ -482,7 +483,7 @@ func TestMeshFaults(t *testing.T) {
 		m.site.start(t)
 		restarted := time.Now()
 		sent := load.sent.Load()
-		waitFor(t, time.Minute, "the poller's spool to reach the restarted site", func() bool {
+		eventually.True(t, time.Minute, "the poller's spool to reach the restarted site", func() bool {
 			n, err := eventCount(m.sjs, "ev.wan.*.trap")
 			return err == nil && n >= uint64(sent)
 		})
@@ -514,7 +515,7 @@ func TestMeshFaults(t *testing.T) {
 		c := m.central[2]
 		filler := fillDisk(t, c.dir)
 		c.proc.waitOutput(`data dir is out of space`, 2*time.Minute)
-		waitFor(t, 30*time.Second, "the other central peers to keep taking the site's events", func() bool {
+		eventually.True(t, 30*time.Second, "the other central peers to keep taking the site's events", func() bool {
 			before, _ := eventCount(m.cjs, "ev.wan.>")
 			time.Sleep(time.Second) // sampling interval
 			after, _ := eventCount(m.cjs, "ev.wan.>")
@@ -542,7 +543,7 @@ func TestMeshFaults(t *testing.T) {
 		c4.start(t)
 		// It answers for the mesh like the others: central's status, with
 		// the site's link up, through the new member.
-		waitFor(t, time.Minute, "the new member to serve central's status", func() bool {
+		eventually.True(t, time.Minute, "the new member to serve central's status", func() bool {
 			out, _, code := run(t, "--server", c4.url(), "--user", meshUser, "--password", meshPassword, "status", "--json")
 			var st centralStatus
 			return code == 0 && json.Unmarshal([]byte(out), &st) == nil && len(st.Sites) == 1 && st.Sites[0].Up
@@ -557,7 +558,7 @@ func TestMeshFaults(t *testing.T) {
 		removed := time.Now()
 		// Refused while the cluster has heard from it within 10 s.
 		var lastErr string
-		waitFor(t, time.Minute, "meshmon peer rm to remove the lost peer", func() bool {
+		eventually.True(t, time.Minute, "meshmon peer rm to remove the lost peer", func() bool {
 			_, stderr, code := run(t, m.centralCLI("peer", "rm", gone.name)...)
 			if code != 0 && stderr != lastErr {
 				lastErr = stderr
@@ -567,7 +568,7 @@ func TestMeshFaults(t *testing.T) {
 			return code == 0 || strings.Contains(stderr, "is no member")
 		})
 		t.Logf("peer rm removed the lost peer %s after its SIGKILL", time.Since(removed).Round(time.Millisecond))
-		waitFor(t, 2*time.Minute, "three current replicas of central's EVENTS, none on the removed peer", func() bool {
+		eventually.True(t, 2*time.Minute, "three current replicas of central's EVENTS, none on the removed peer", func() bool {
 			st, ok := m.status()
 			cur := 0
 			for _, p := range st.CentralPeers {
@@ -589,7 +590,7 @@ func TestMeshFaults(t *testing.T) {
 		t.Logf("%d traps could not be sent (the sender's own errors; not counted as sent)", n)
 	}
 	// Every trap the poller received is at the site, then at central.
-	waitFor(t, 2*time.Minute, "the site to hold every trap sent", func() bool {
+	eventually.True(t, 2*time.Minute, "the site to hold every trap sent", func() bool {
 		n, err := eventCount(m.sjs, "ev.wan.*.trap")
 		return err == nil && n == uint64(sent)
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestPollerScope runs a central peer in operator mode and two sites of one
@@ -106,7 +107,7 @@ func TestPollerScope(t *testing.T) {
 		}
 		return st
 	}
-	waitFor(t, 30*time.Second, "pb1 to lead sb's group", func() bool { return groupAt("sb", pb1).Group.Leader == "pb1" })
+	eventually.True(t, 30*time.Second, "pb1 to lead sb's group", func() bool { return groupAt("sb", pb1).Group.Leader == "pb1" })
 
 	refused := func(what, site, creds, subject, payload string) {
 		t.Helper()
@@ -167,7 +168,7 @@ func TestPollerScope(t *testing.T) {
 		"--checks", "snmp", "--snmp-port", strconv.Itoa(int(a.Addr().Port())), "--interval", "1s")
 	pollerA := runMeshmon(t, "poller-sa", "--server", urls["sa"], "--creds", pa1, "poller", "run", "--data-dir", filepath.Join(dir, "pa1"))
 	pollerA.waitOutput(`poller started`, 30*time.Second)
-	waitFor(t, 30*time.Second, "pa1 to lead sa's group", func() bool { return groupAt("sa", pa1).Group.Leader == "pa1" })
+	eventually.True(t, 30*time.Second, "pa1 to lead sa's group", func() bool { return groupAt("sa", pa1).Group.Leader == "pa1" })
 	samplesAt := func(site string) uint64 {
 		out, ok := natsCLI(t, natsBin, "--server", urls[site], "--creds", nocCreds, "stream", "info", bus.MetricsStream, "--json")
 		var si struct {
@@ -180,7 +181,7 @@ func TestPollerScope(t *testing.T) {
 		}
 		return si.State.Messages
 	}
-	waitFor(t, 30*time.Second, "pa1's samples at sa", func() bool { return samplesAt("sa") > 0 })
+	eventually.True(t, 30*time.Second, "pa1's samples at sa", func() bool { return samplesAt("sa") > 0 })
 
 	// The users of sb's join token are refused as clients at sb, and at
 	// central too (their connection types: a leaf link, the site peer's
@@ -224,13 +225,13 @@ func TestPollerScope(t *testing.T) {
 		t.Fatalf("pb1 publishing an event at sb: %s", out)
 	}
 	// A fresh site's sourcing takes a while to start (see TestTenantsWalledOff).
-	waitFor(t, 90*time.Second, "sb's event at central", func() bool { return count() > 0 })
+	eventually.True(t, 90*time.Second, "sb's event at central", func() bool { return count() > 0 })
 
 	// Revoked at central, they are refused there, and still at sb.
 	cli("tenant", "creds", "acme", "--keys", keys, "--revoke", "leaf-sb")
 	cli("tenant", "creds", "acme", "--keys", keys, "--revoke", "site-sb")
 	for user, creds := range tokenUsers {
-		waitFor(t, 30*time.Second, user+" refused at central after its revocation", func() bool { return authRefused(curl, creds) })
+		eventually.True(t, 30*time.Second, user+" refused at central after its revocation", func() bool { return authRefused(curl, creds) })
 		if !authRefused(urls["sb"], creds) {
 			t.Errorf("%s, revoked, was accepted at sb", user)
 		}

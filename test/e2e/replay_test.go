@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestReplayDuringCentralRestart: `meshmon events tail --since 1h
@@ -58,7 +59,7 @@ func TestReplayDuringCentralRestart(t *testing.T) {
 	leader.proc.kill()
 	publish(before, during)
 	total := uint64(before + during)
-	waitFor(t, 2*time.Minute, "the other central peers to hold every event", func() bool {
+	eventually.True(t, 2*time.Minute, "the other central peers to hold every event", func() bool {
 		n, err := eventCount(m.cjs, "ev.wan.>")
 		return err == nil && n == total
 	})

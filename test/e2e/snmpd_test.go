@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // snmpd is a real net-snmp agent on a loopback UDP port.
@@ -49,7 +50,7 @@ func (s *snmpd) start() {
 	s.t.Helper()
 	s.p = start(s.t, "snmpd", s.bin, "-f", "-Lo", "-C", "-c", s.conf, "-p", filepath.Join(s.dir, "snmpd.pid"),
 		"udp:127.0.0.1:"+strconv.Itoa(s.port))
-	waitFor(s.t, 20*time.Second, "snmpd to answer", func() bool {
+	eventually.True(s.t, 20*time.Second, "snmpd to answer", func() bool {
 		o, err := execOut("snmpget", "-v2c", "-c", "public", "-t", "0.3", "-r", "0", "127.0.0.1:"+strconv.Itoa(s.port), "1.3.6.1.2.1.1.5.0")
 		return err == nil && strings.Contains(o, "meshmon-e2e-snmpd")
 	})
@@ -72,7 +73,7 @@ func TestRealSnmpd(t *testing.T) {
 		"--auth-proto", "SHA", "--auth-pass", "wrong-auth-pass", "--priv-proto", "AES", "--priv-pass", "e2e-priv-pass"}, common...)...)
 
 	for _, dev := range []string{"rtr-v2c", "rtr-v3"} {
-		waitFor(t, 30*time.Second, dev+" system and interface samples", func() bool {
+		eventually.True(t, 30*time.Second, dev+" system and interface samples", func() bool {
 			var sys, ifs meshmon.Sample
 			sm := s.streamMsgs("METRICS", "mx.e2e."+dev+".>")
 			for _, m := range sm {
@@ -176,7 +177,7 @@ func TestStatusAndTail(t *testing.T) {
 		Devices int
 		Pollers []struct{ Name, Site string }
 	}
-	waitFor(t, 20*time.Second, "status to list the poller", func() bool {
+	eventually.True(t, 20*time.Second, "status to list the poller", func() bool {
 		if err := json.Unmarshal([]byte(s.cli("status", "--json")), &st); err != nil {
 			t.Fatalf("status --json: %v", err)
 		}

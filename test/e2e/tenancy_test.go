@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/sim"
 	"github.com/meshmon/meshmon/tenancy"
@@ -145,7 +146,7 @@ func TestTenantsWalledOff(t *testing.T) {
 		// A fresh tenant site's first events can take tens of seconds to
 		// reach an operator-mode central, which has no source watch
 		// (docs/tenancy.md, Not done yet).
-		waitFor(t, 90*time.Second, tenant+"'s 200 events at central", func() bool {
+		eventually.True(t, 90*time.Second, tenant+"'s 200 events at central", func() bool {
 			out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", f, "stream", "info", "EVENTS", "--json")
 			var info struct {
 				State struct {
@@ -155,11 +156,11 @@ func TestTenantsWalledOff(t *testing.T) {
 			return ok && json.Unmarshal([]byte(out), &info) == nil && info.State.Messages == 200
 		})
 	}
-	waitFor(t, 10*time.Second, "acme's NOC to see its live events", func() bool { return strings.Count(sub.out.String(), "acme-event") >= 200 })
+	eventually.True(t, 10*time.Second, "acme's NOC to see its live events", func() bool { return strings.Count(sub.out.String(), "acme-event") >= 200 })
 	if strings.Contains(sub.out.String(), "beta-event") {
 		t.Fatal("acme's NOC saw beta's events")
 	}
-	waitFor(t, 10*time.Second, "the ops view to see both tenants' live events", func() bool {
+	eventually.True(t, 10*time.Second, "the ops view to see both tenants' live events", func() bool {
 		o := opsSub.out.String()
 		return strings.Count(o, `Received on "tenants.acme.ev.s1.`) == 200 && strings.Count(o, `Received on "tenants.beta.ev.s2.`) == 200
 	})
@@ -222,7 +223,7 @@ func TestTenantsWalledOff(t *testing.T) {
 	time.Sleep(cut) // the outage itself: the site keeps what it stores
 	wanA.Cut(false)
 	back := time.Now()
-	waitFor(t, 2*time.Minute, "the ops view to hold every event of both tenants", func() bool {
+	eventually.True(t, 2*time.Minute, "the ops view to hold every event of both tenants", func() bool {
 		o := opsSub.out.String()
 		return strings.Count(o, `Received on "tenants.acme.ev.s1.`) == 500 && strings.Count(o, `Received on "tenants.beta.ev.s2.`) == 500
 	})
@@ -349,7 +350,7 @@ func TestTenantPoP(t *testing.T) {
 		t.Fatalf("a poller of acme's credential run as beta: exit %d, %q; want 1 and the credential's tenant", code, stderr)
 	}
 	// The site is fresh: see the first wait of TestTenantsWalledOff.
-	waitFor(t, 90*time.Second, "acme's samples at central", func() bool { return count(nocA, "METRICS") > 0 })
+	eventually.True(t, 90*time.Second, "acme's samples at central", func() bool { return count(nocA, "METRICS") > 0 })
 	if n := count(nocB, "METRICS"); n != 0 {
 		t.Fatalf("beta's central METRICS holds %d samples; the poller is acme's", n)
 	}
@@ -372,12 +373,12 @@ func TestTenantPoP(t *testing.T) {
 	if !ok {
 		t.Fatalf("acme could not publish while beta was full: %s", tail(out, 5))
 	}
-	waitFor(t, 30*time.Second, "acme's 500 events at central", func() bool { return count(nocA, "EVENTS") >= before+500 })
+	eventually.True(t, 30*time.Second, "acme's 500 events at central", func() bool { return count(nocA, "EVENTS") >= before+500 })
 
 	// Changes reach the site at run time: beta's disk is raised and it
 	// publishes again; a revoked poller credential is refused at the site.
 	cli("tenant", "limits", "beta", "--keys", keys, "--disk", "16MiB")
-	waitFor(t, 30*time.Second, "beta to publish again after its disk was raised", func() bool {
+	eventually.True(t, 30*time.Second, "beta to publish again after its disk was raised", func() bool {
 		_, ok := natsCLI(t, natsBin, "--server", purl, "--creds", pollB, "pub", "ev.pop.more.trap", body, "--count", "100", "--jetstream",
 			"-H", "Nats-Msg-Id:more-{{Count}}")
 		return ok
@@ -387,7 +388,7 @@ func TestTenantPoP(t *testing.T) {
 		t.Fatalf("a new poller credential at the site: %s", out)
 	}
 	cli("tenant", "creds", "acme", "--keys", keys, "--revoke", "p-doomed")
-	waitFor(t, 30*time.Second, "the site to refuse a revoked credential", func() bool {
+	eventually.True(t, 30*time.Second, "the site to refuse a revoked credential", func() bool {
 		out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", doomed, "pub", "ev.pop.d1.trap", "x")
 		return !ok && strings.Contains(out, "Authorization Violation")
 	})

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 func mustRead(t *testing.T, path string) []byte {
@@ -91,7 +92,7 @@ func TestTLSMesh(t *testing.T) {
 		return append([]string{"--server", strings.Join(urls, ","), "--tlsca", caFile, "--user", meshUser, "--password-file", pwFile, "--timeout", "30s"}, args...)
 	}
 	// All three up: the streams come and scale to three replicas.
-	waitFor(t, 120*time.Second, "3 current replicas of central's EVENTS", func() bool {
+	eventually.True(t, 120*time.Second, "3 current replicas of central's EVENTS", func() bool {
 		out, _, code := run(t, cli("status", "--json")...)
 		var st centralStatus
 		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
@@ -149,7 +150,7 @@ func TestTLSMesh(t *testing.T) {
 	defer cnc.Close()
 	cjs, _ := jetstream.New(cnc)
 	for _, s := range sites {
-		waitFor(t, 120*time.Second, "central to hold "+s.name+"'s event", func() bool {
+		eventually.True(t, 120*time.Second, "central to hold "+s.name+"'s event", func() bool {
 			n, err := eventCount(cjs, "ev."+s.name+".>")
 			return err == nil && n == 1
 		})
@@ -371,7 +372,7 @@ func TestTLSOperatorMode(t *testing.T) {
 		"-H", "Nats-Msg-Id:tls-1"})...).CombinedOutput(); err != nil {
 		t.Fatalf("publish at the site: %v\n%s", err, out)
 	}
-	waitFor(t, 90*time.Second, "the event at central", func() bool {
+	eventually.True(t, 90*time.Second, "the event at central", func() bool {
 		out, err := exec.Command(natsBin, withInboxPrefix([]string{"--server", curl, "--tlsca", caFile, "--creds", noc, "stream", "info", "EVENTS", "--json"})...).CombinedOutput()
 		var info struct {
 			State struct {

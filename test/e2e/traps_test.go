@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestSnmptrapV3 runs a poller with --trap-users-file, sends it SNMPv3
@@ -71,7 +72,7 @@ func TestSnmptrapV3(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, 20*time.Second, "status to show the dropped packets", func() bool {
+	eventually.True(t, 20*time.Second, "status to show the dropped packets", func() bool {
 		return strings.Contains(s.cli("status"), "traps dropped by p1: bad_auth 1, malformed 1")
 	})
 	var st struct {
