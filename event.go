@@ -125,11 +125,52 @@ type InterfaceSample struct {
 	HighCounter bool    `json:"hc"`      // the octets are 64-bit ifHC counters
 }
 
+// Stream says which of meshmon's streams takes an outgoing message.
+type Stream uint8
+
+// The streams. The zero Stream is none: a message without one is refused.
+const (
+	StreamEvents  Stream = 1 // events, on ev.<site>.<device>.<kind>
+	StreamMetrics Stream = 2 // metric samples, on mx.<site>.<device>.<check>
+)
+
+// String returns "events", "metrics", or "stream(n)" for any other value.
+func (s Stream) String() string {
+	switch s {
+	case StreamEvents:
+		return "events"
+	case StreamMetrics:
+		return "metrics"
+	}
+	return "stream(" + strconv.Itoa(int(s)) + ")"
+}
+
 // Message is one outgoing message: what the poller spools and publishes.
+// Its typed fields say what it is, so that nothing downstream parses its
+// subject or its payload again; Subject builds the subject from them.
 type Message struct {
-	Subject string `json:"subject"`
-	ID      string `json:"id"` // Nats-Msg-Id: a pure function of what was observed
-	Data    []byte `json:"data"`
+	Stream Stream
+	Site   string
+	Device string
+	// Kind is the event kind for StreamEvents, the check for StreamMetrics:
+	// the last token of the subject.
+	Kind string
+	// Time is when the observation was made (the event's or sample's time).
+	Time time.Time
+	ID   string // Nats-Msg-Id: a pure function of what was observed
+	Data []byte
+}
+
+// Subject returns the subject m is published on: EventSubject or
+// MetricSubject of its fields, or "" when its Stream is none of meshmon's.
+func (m Message) Subject() string {
+	switch m.Stream {
+	case StreamEvents:
+		return EventSubject(m.Site, m.Device, m.Kind)
+	case StreamMetrics:
+		return MetricSubject(m.Site, m.Device, m.Kind)
+	}
+	return ""
 }
 
 // MsgID returns the deterministic message id of an observation: a pure

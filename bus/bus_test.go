@@ -468,7 +468,7 @@ func TestPublishWhileNeverConnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := []meshmon.Message{{Subject: meshmon.EventSubject("hq", "sw1", "node_down"), ID: "1", Data: []byte("x")}}
+	msgs := []meshmon.Message{{Stream: meshmon.StreamEvents, Site: "hq", Device: "sw1", Kind: "node_down", ID: "1", Data: []byte("x")}}
 	_, err = NewPublisher(js).PublishBatch(testCtx(t), msgs)
 	if !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("got %v, want ErrNotConnected", err)

@@ -134,11 +134,11 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 			return acked, rejected(acked, msgs[acked], err)
 		}
 		// The run: consecutive well-formed messages for the same stream.
-		stream := StreamForSubject(msgs[acked].Subject)
+		stream := StreamOf(msgs[acked].Stream)
 		end := acked + 1
 		if fits(msgs[acked], maxPayload) {
 			for end < len(msgs) && end-acked < p.maxAtomic() && fits(msgs[end], maxPayload) &&
-				StreamForSubject(msgs[end].Subject) == stream && checkMessage(msgs[end]) == nil {
+				msgs[end].Stream == msgs[acked].Stream && checkMessage(msgs[end]) == nil {
 				end++
 			}
 		}
@@ -257,7 +257,7 @@ func (p *Publisher) ackWait() time.Duration {
 // message that is not is published alone, where its refusal is pinned to
 // it.
 func fits(m meshmon.Message, maxPayload int) bool {
-	return len(m.Data)+len(m.Subject)+len(m.ID)+256 < maxPayload
+	return len(m.Data)+len("ev...")+len(m.Site)+len(m.Device)+len(m.Kind)+len(m.ID)+256 < maxPayload
 }
 
 // batchAck is the server's answer to an atomic batch's commit.
@@ -279,7 +279,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, run []meshmon.Message) er
 			hdrBatchID:            []string{id},
 			hdrBatchSeq:           []string{strconv.Itoa(i + 1)},
 		}
-		if err := nc.PublishMsg(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}); err != nil {
+		if err := nc.PublishMsg(&nats.Msg{Subject: m.Subject(), Data: m.Data, Header: h}); err != nil {
 			return err
 		}
 	}
@@ -292,7 +292,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, run []meshmon.Message) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.ackWait())
 	defer cancel()
-	resp, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h})
+	resp, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: m.Subject(), Data: m.Data, Header: h})
 	if err != nil {
 		return err
 	}
@@ -331,13 +331,13 @@ func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message,
 			}
 			acked++
 		}
-		nm := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.ID}}}
+		nm := &nats.Msg{Subject: m.Subject(), Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.ID}}}
 		f, err := p.js.PublishMsgAsync(nm)
 		if err != nil {
 			if permanent(err) {
 				sendErr = rejected(base+i, m, err)
 			} else {
-				sendErr = fmt.Errorf("publish message %d (%s): %w", base+i, m.Subject, err)
+				sendErr = fmt.Errorf("publish message %d (%s): %w", base+i, nm.Subject, err)
 			}
 			break
 		}
@@ -361,24 +361,24 @@ func await(ctx context.Context, f jetstream.PubAckFuture, i int, m meshmon.Messa
 		if permanent(err) {
 			return rejected(i, m, err)
 		}
-		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject, err)
+		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), err)
 	case <-ctx.Done():
-		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject, ctx.Err())
+		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), ctx.Err())
 	}
 }
 
 func rejected(i int, m meshmon.Message, err error) error {
-	return fmt.Errorf("%w: message %d (%s): %w", meshmon.ErrRejected, i, m.Subject, err)
+	return fmt.Errorf("%w: message %d (%s): %w", meshmon.ErrRejected, i, m.Subject(), err)
 }
 
-// checkMessage refuses what no server would store: no id, or a subject no
-// meshmon stream holds.
+// checkMessage refuses what no server would store: no id, or no meshmon
+// stream.
 func checkMessage(m meshmon.Message) error {
 	if m.ID == "" {
 		return errors.New("message has no id")
 	}
-	if StreamForSubject(m.Subject) == "" {
-		return fmt.Errorf("no stream for subject %q; use ev.> or mx.>", m.Subject)
+	if StreamOf(m.Stream) == "" {
+		return fmt.Errorf("message has no stream (%s); want events or metrics", m.Stream)
 	}
 	return nil
 }

@@ -25,9 +25,9 @@ func makeMsgs(prefix string, n, size int) []meshmon.Message {
 	msgs := make([]meshmon.Message, n)
 	for i := range msgs {
 		msgs[i] = meshmon.Message{
-			Subject: meshmon.EventSubject("hq", "dev"+strconv.Itoa(i%10), meshmon.KindNodeDown),
-			ID:      prefix + "-" + strconv.Itoa(i),
-			Data:    data,
+			Stream: meshmon.StreamEvents, Site: "hq", Device: "dev" + strconv.Itoa(i%10), Kind: meshmon.KindNodeDown,
+			ID:   prefix + "-" + strconv.Itoa(i),
+			Data: data,
 		}
 	}
 	return msgs
@@ -138,7 +138,7 @@ func atomicBatch(ctx context.Context, nc *nats.Conn, msgs []meshmon.Message) err
 		h.Set(jetstream.MsgIDHeader, m.ID)
 		h.Set("Nats-Batch-Id", id)
 		h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		nm := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
+		nm := &nats.Msg{Subject: m.Subject(), Data: m.Data, Header: h}
 		if i < len(msgs)-1 {
 			if err := nc.PublishMsg(nm); err != nil {
 				return err
@@ -206,7 +206,7 @@ func TestPublishBatchOrderAndDedup(t *testing.T) {
 			p.MaxAtomic = maxAtomic
 			msgs := makeMsgs("m", 50, 32)
 			// Interleave a metric sample to split the runs.
-			msgs[20].Subject = meshmon.MetricSubject("hq", "dev0", "icmp")
+			msgs[20].Stream, msgs[20].Device, msgs[20].Kind = meshmon.StreamMetrics, "dev0", "icmp"
 			if n, err := p.PublishBatch(ctx, msgs[:30]); err != nil || n != 30 {
 				t.Fatalf("first: %d, %v", n, err)
 			}
@@ -244,7 +244,7 @@ func TestPublishBatchRejected(t *testing.T) {
 	}
 	// The caller drops it and goes on.
 	rest := msgs[3:]
-	rest[1].Subject = "elsewhere.x"
+	rest[1].Stream = 0 // no stream
 	n, err = p.PublishBatch(ctx, rest)
 	if !errors.Is(err, meshmon.ErrRejected) || n != 1 {
 		t.Fatalf("no stream: %d, %v; want 1 and meshmon.ErrRejected", n, err)

@@ -1,6 +1,10 @@
 package bus
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/meshmon/meshmon"
+)
 
 // Stream, bucket and subject names. The subjects are meshmon's public API
 // for NOC subscribers: see DESIGN.md before changing them.
@@ -68,8 +72,21 @@ func MetricFilter(site, device, check string) string {
 	return "mx." + orStar(site) + "." + orStar(device) + "." + orStar(check)
 }
 
-// StreamForSubject returns the stream that holds subject, or "" if none of
-// meshmon's streams does.
+// StreamOf returns the name of the stream that takes messages of s, or ""
+// if none of meshmon's streams does.
+func StreamOf(s meshmon.Stream) string {
+	switch s {
+	case meshmon.StreamEvents:
+		return EventsStream
+	case meshmon.StreamMetrics:
+		return MetricsStream
+	}
+	return ""
+}
+
+// StreamForSubject returns the stream that holds subject (a subject or
+// filter a user gave), or "" if none of meshmon's streams does. Messages
+// carry their stream: see StreamOf.
 func StreamForSubject(subject string) string {
 	switch {
 	case strings.HasPrefix(subject, "ev."):

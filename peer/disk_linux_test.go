@@ -105,9 +105,9 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 		msgs := make([]meshmon.Message, n)
 		for i := range msgs {
 			msgs[i] = meshmon.Message{
-				Subject: meshmon.EventSubject("hq", fmt.Sprintf("dev%d", i%7), meshmon.KindNodeDown),
-				ID:      fmt.Sprintf("%s-%d", prefix, i),
-				Data:    make([]byte, 512),
+				Stream: meshmon.StreamEvents, Site: "hq", Device: fmt.Sprintf("dev%d", i%7), Kind: meshmon.KindNodeDown,
+				ID:   fmt.Sprintf("%s-%d", prefix, i),
+				Data: make([]byte, 512),
 			}
 			want = append(want, msgs[i].ID)
 		}
@@ -156,7 +156,7 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 	// Message by message (no atomic batch) it is refused alike.
 	one := bus.NewPublisher(js)
 	one.MaxAtomic = 1
-	if n, err := one.PublishBatch(ctx, []meshmon.Message{{Subject: meshmon.EventSubject("hq", "dev0", meshmon.KindNodeDown), ID: "full-0", Data: []byte("x")}}); n != 0 || !errors.Is(err, meshmon.ErrPeerDiskFull) {
+	if n, err := one.PublishBatch(ctx, []meshmon.Message{{Stream: meshmon.StreamEvents, Site: "hq", Device: "dev0", Kind: meshmon.KindNodeDown, ID: "full-0", Data: []byte("x")}}); n != 0 || !errors.Is(err, meshmon.ErrPeerDiskFull) {
 		t.Fatalf("a single publish on a full disk: %d, %v; want 0 and meshmon.ErrPeerDiskFull", n, err)
 	}
 

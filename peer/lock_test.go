@@ -29,7 +29,7 @@ func publishN(t *testing.T, p *Peer, from, n int) {
 	}
 	var msgs []meshmon.Message
 	for i := from; i < from+n; i++ {
-		msgs = append(msgs, meshmon.Message{Subject: meshmon.EventSubject("hq", "sw1", "node_down"), ID: fmt.Sprint(i), Data: []byte("x")})
+		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: "hq", Device: "sw1", Kind: "node_down", ID: fmt.Sprint(i), Data: []byte("x")})
 	}
 	if got, err := bus.NewPublisher(js).PublishBatch(testCtx(t), msgs); err != nil || got != n {
 		t.Fatalf("publish: %d of %d acknowledged, %v", got, n, err)

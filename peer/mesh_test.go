@@ -85,7 +85,7 @@ func publishSite(t *testing.T, js jetstream.JetStream, site string, first, n int
 	t.Helper()
 	msgs := make([]meshmon.Message, n)
 	for i := range msgs {
-		msgs[i] = meshmon.Message{Subject: meshmon.EventSubject(site, "d1", "trap"), ID: fmt.Sprintf("%s-%d", site, first+i), Data: []byte("x")}
+		msgs[i] = meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: "d1", Kind: "trap", ID: fmt.Sprintf("%s-%d", site, first+i), Data: []byte("x")}
 	}
 	if got, err := bus.NewPublisher(js).PublishBatch(testCtx(t), msgs); err != nil || got != n {
 		t.Fatalf("publish at %s: %d of %d, %v", site, got, n, err)

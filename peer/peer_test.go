@@ -201,7 +201,7 @@ func TestRestartKeepsMessages(t *testing.T) {
 	}
 	var msgs []meshmon.Message
 	for i := range 10 {
-		msgs = append(msgs, meshmon.Message{Subject: meshmon.EventSubject("hq", "sw1", "node_down"), ID: fmt.Sprint(i), Data: []byte("x")})
+		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: "hq", Device: "sw1", Kind: "node_down", ID: fmt.Sprint(i), Data: []byte("x")})
 	}
 	if n, err := bus.NewPublisher(js).PublishBatch(ctx, msgs); err != nil || n != 10 {
 		t.Fatalf("publish: %d, %v", n, err)

@@ -186,9 +186,9 @@ func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int,
 		// The peer will never take this one: drop it so the rest keep moving.
 		bad := entries[n].Msg
 		if derr := store.Drop(entries[n].Seq); derr != nil {
-			return n, len(entries), fmt.Errorf("drop refused message %s: %w", bad.Subject, derr)
+			return n, len(entries), fmt.Errorf("drop refused message %s: %w", bad.Subject(), derr)
 		}
-		return n, len(entries), fmt.Errorf("message %s (id %s): %w", bad.Subject, bad.ID, err)
+		return n, len(entries), fmt.Errorf("message %s (id %s): %w", bad.Subject(), bad.ID, err)
 	}
 	return n, len(entries), err
 }

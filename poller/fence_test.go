@@ -2,7 +2,6 @@ package poller
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -29,13 +28,11 @@ func (s *storeFirst) PublishBatch(_ context.Context, msgs []meshmon.Message) (in
 	return k, nil
 }
 
-func observedMsg(t *testing.T, subject string, at time.Time) meshmon.Message {
-	t.Helper()
-	b, err := json.Marshal(map[string]any{"time": at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return meshmon.Message{Subject: subject, ID: subject + at.String(), Data: b}
+// observedMsg is a message of site lab observed at at.
+func observedMsg(stream meshmon.Stream, device, kind string, at time.Time) meshmon.Message {
+	m := meshmon.Message{Stream: stream, Site: "lab", Device: device, Kind: kind, Time: at, Data: []byte("{}")}
+	m.ID = m.Subject() + at.String()
+	return m
 }
 
 // TestFencedPublisher: a member that lost a device drops what it observed
@@ -55,12 +52,12 @@ func TestFencedPublisher(t *testing.T) {
 		Since:  map[string]time.Time{"mine": moved.Add(-time.Hour), "gone": moved},
 	}
 	msgs := []meshmon.Message{
-		observedMsg(t, "mx.lab.gone.system", moved.Add(time.Second)),    // 0: superseded
-		observedMsg(t, "mx.lab.mine.system", moved.Add(time.Second)),    // 1
-		observedMsg(t, "mx.lab.gone.system", moved.Add(-time.Second)),   // 2: before the move
-		observedMsg(t, "ev.lab.gone.trap", moved.Add(time.Second)),      // 3: a trap
-		observedMsg(t, "ev.lab.gone.if_down", moved.Add(time.Second)),   // 4: superseded
-		observedMsg(t, "ev.lab.gone.if_down", moved.Add(2*time.Second)), // 5: superseded
+		observedMsg(meshmon.StreamMetrics, "gone", "system", moved.Add(time.Second)),   // 0: superseded
+		observedMsg(meshmon.StreamMetrics, "mine", "system", moved.Add(time.Second)),   // 1
+		observedMsg(meshmon.StreamMetrics, "gone", "system", moved.Add(-time.Second)),  // 2: before the move
+		observedMsg(meshmon.StreamEvents, "gone", "trap", moved.Add(time.Second)),      // 3: a trap
+		observedMsg(meshmon.StreamEvents, "gone", "if_down", moved.Add(time.Second)),   // 4: superseded
+		observedMsg(meshmon.StreamEvents, "gone", "if_down", moved.Add(2*time.Second)), // 5: superseded
 	}
 	pub := &storeFirst{n: 100}
 	f := &fencedPublisher{p: p, pub: pub}
@@ -113,7 +110,7 @@ func TestSupersededWhileAway(t *testing.T) {
 		{back.Add(time.Millisecond), false}, // p1's again
 		{back.Add(-time.Millisecond), true}, // still p2's
 	} {
-		if got := p.superseded(observedMsg(t, "mx.lab.d1.system", c.at)); got != c.want {
+		if got := p.superseded(observedMsg(meshmon.StreamMetrics, "d1", "system", c.at)); got != c.want {
 			t.Errorf("observed at %s: superseded %v, want %v", c.at.Format("15:04:05.000"), got, c.want)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/meshmon/meshmon"
@@ -220,11 +219,10 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 	if p.group == nil {
 		return false
 	}
-	parts := strings.SplitN(m.Subject, ".", 4)
-	if len(parts) != 4 || parts[0] == "ev" && parts[3] == meshmon.KindTrap {
+	if m.Stream == meshmon.StreamEvents && m.Kind == meshmon.KindTrap || m.Time.IsZero() {
 		return false
 	}
-	dev := parts[2]
+	dev := m.Device
 	p.gmu.Lock()
 	owner, since, prev := p.gs.latest.Owners[dev], p.gs.latest.Since[dev], p.gs.latest.Prev[dev]
 	interval := p.gs.inventory[dev].Interval.D()
@@ -250,14 +248,8 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 	if len(spells) == 0 {
 		return false
 	}
-	var obs struct {
-		Time time.Time `json:"time"`
-	}
-	if json.Unmarshal(m.Data, &obs) != nil || obs.Time.IsZero() {
-		return false
-	}
 	for _, sp := range spells {
-		if !obs.Time.Before(sp[0]) && (sp[1].IsZero() || obs.Time.Before(sp[1])) {
+		if !m.Time.Before(sp[0]) && (sp[1].IsZero() || m.Time.Before(sp[1])) {
 			return true
 		}
 	}

@@ -75,7 +75,7 @@ func (p *Poller) eventMessage(d *meshmon.Device, slot, at time.Time, key string,
 	if err != nil {
 		return meshmon.Message{}, fmt.Errorf("encode event: %w", err)
 	}
-	return meshmon.Message{Subject: meshmon.EventSubject(p.cfg.Site, d.Name, data.Kind), ID: id, Data: b}, nil
+	return meshmon.Message{Stream: meshmon.StreamEvents, Site: p.cfg.Site, Device: d.Name, Kind: data.Kind, Time: ev.Time, ID: id, Data: b}, nil
 }
 
 // sampleMessage builds the outgoing message of one check's metric samples.
@@ -87,5 +87,5 @@ func (p *Poller) sampleMessage(d *meshmon.Device, slot, at time.Time, s meshmon.
 		return meshmon.Message{}, fmt.Errorf("encode sample: %w", err)
 	}
 	id := meshmon.MsgID(p.cfg.Tenant, p.cfg.Site, d.Name, "mx/"+s.Check, slot)
-	return meshmon.Message{Subject: meshmon.MetricSubject(p.cfg.Site, d.Name, s.Check), ID: id, Data: b}, nil
+	return meshmon.Message{Stream: meshmon.StreamMetrics, Site: p.cfg.Site, Device: d.Name, Kind: s.Check, Time: s.Time, ID: id, Data: b}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -415,11 +414,11 @@ func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) er
 	if len(msgs) == 0 && len(states) == 0 {
 		return nil
 	}
-	// Events before samples: the publisher sends each run of messages for
+	// Events before samples (by Stream): the publisher sends each run of messages for
 	// one stream as one atomic batch, so fewer, longer runs are faster. The
 	// order within each stream is kept.
 	slices.SortStableFunc(msgs, func(a, b meshmon.Message) int {
-		return cmp.Compare(streamRank(a.Subject), streamRank(b.Subject))
+		return cmp.Compare(a.Stream, b.Stream)
 	})
 	if err := p.store.Commit(msgs, states); err != nil {
 		total := p.dropped.Add(uint64(len(msgs)))
@@ -436,12 +435,4 @@ func (p *Poller) commit(msgs []meshmon.Message, states []storage.StateUpdate) er
 	default:
 	}
 	return nil
-}
-
-// streamRank orders messages by the stream that takes them: events first.
-func streamRank(subject string) int {
-	if strings.HasPrefix(subject, "ev.") {
-		return 0
-	}
-	return 1
 }

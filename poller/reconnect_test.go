@@ -33,7 +33,7 @@ func TestPollerRetriesAfterReconnect(t *testing.T) {
 	}
 	msgs := make([]meshmon.Message, 0, 1000)
 	for i := range n {
-		msgs = append(msgs, meshmon.Message{Subject: meshmon.EventSubject("lab", fmt.Sprintf("d%d", i%13), meshmon.KindNodeDown),
+		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: "lab", Device: fmt.Sprintf("d%d", i%13), Kind: meshmon.KindNodeDown,
 			ID: fmt.Sprintf("rc-%d", i), Data: make([]byte, 256)})
 		if len(msgs) == cap(msgs) {
 			if err := store.Commit(msgs, nil); err != nil {

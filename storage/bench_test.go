@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshmon/meshmon"
 )
@@ -14,15 +15,19 @@ import (
 func benchCommit(i int64) ([]meshmon.Message, []StateUpdate) {
 	dev := fmt.Sprintf("dev%d", i%1000)
 	return []meshmon.Message{{
-			Subject: "ev.site." + dev + ".node_down",
-			ID:      fmt.Sprintf("%032x", i),
-			Data:    benchData,
+			Stream: meshmon.StreamEvents, Site: "site", Device: dev, Kind: meshmon.KindNodeDown,
+			Time: benchTime.Add(time.Duration(i) * time.Second),
+			ID:   fmt.Sprintf("%032x", i),
+			Data: benchData,
 		}}, []StateUpdate{{
 			Device: dev, Check: "icmp", Value: []byte("down"),
 		}}
 }
 
-var benchData = make([]byte, 512)
+var (
+	benchData = make([]byte, 512)
+	benchTime = time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+)
 
 func BenchmarkCommitSerial(b *testing.B) {
 	db, err := Open(filepath.Join(b.TempDir(), "p.db"), Options{})

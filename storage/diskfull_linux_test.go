@@ -63,7 +63,7 @@ func testDiskFull(t *testing.T, msgSize int) {
 	)
 	for i := 0; i < 10000; i++ {
 		id := fmt.Sprintf("m%05d", i)
-		err = db.Commit([]meshmon.Message{{Subject: "ev.s.d.k", ID: id, Data: data}},
+		err = db.Commit([]meshmon.Message{{Stream: meshmon.StreamEvents, Site: "s", Device: "d", Kind: "k", ID: id, Data: data}},
 			[]StateUpdate{{Device: "d", Check: "c", Value: []byte(id)}})
 		if err != nil {
 			break
@@ -117,7 +117,7 @@ func testDiskFull(t *testing.T, msgSize int) {
 	refill := 0
 	for ; refill < 10000; refill++ {
 		id := fmt.Sprintf("refill%05d", refill)
-		err := db.Commit([]meshmon.Message{{Subject: "ev.s.d.k", ID: id, Data: data}}, nil)
+		err := db.Commit([]meshmon.Message{{Stream: meshmon.StreamEvents, Site: "s", Device: "d", Kind: "k", ID: id, Data: data}}, nil)
 		if errors.Is(err, syscall.ENOSPC) && errors.Is(err, ErrSpoolFull) {
 			break
 		}
@@ -140,7 +140,7 @@ func testDiskFull(t *testing.T, msgSize int) {
 	rest = nil
 	for i := 0; i < 3; i++ {
 		id := fmt.Sprintf("after%d", i)
-		if err := db.Commit([]meshmon.Message{{Subject: "ev.s.d.k", ID: id, Data: data}}, nil); err != nil {
+		if err := db.Commit([]meshmon.Message{{Stream: meshmon.StreamEvents, Site: "s", Device: "d", Kind: "k", ID: id, Data: data}}, nil); err != nil {
 			t.Fatalf("Commit %d after acking everything: %v", i, err)
 		}
 		rest = append(rest, id)

@@ -3,6 +3,8 @@ package storage
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
@@ -31,10 +35,17 @@ func openT(t *testing.T, path string, opt Options) *DB {
 
 func msg(i int) meshmon.Message {
 	return meshmon.Message{
-		Subject: fmt.Sprintf("ev.site.dev%d.node_down", i),
-		ID:      fmt.Sprintf("id-%d", i),
-		Data:    []byte(fmt.Sprintf(`{"n":%d}`, i)),
+		Stream: meshmon.StreamEvents, Site: "site", Device: fmt.Sprintf("dev%d", i), Kind: meshmon.KindNodeDown,
+		Time: time.Date(2026, 12, 3, 7, 0, i, 0, time.UTC),
+		ID:   fmt.Sprintf("id-%d", i),
+		Data: []byte(fmt.Sprintf(`{"n":%d}`, i)),
 	}
+}
+
+// sameMsg reports whether a and b are the same message, field by field.
+func sameMsg(a, b meshmon.Message) bool {
+	return a.Stream == b.Stream && a.Site == b.Site && a.Device == b.Device && a.Kind == b.Kind &&
+		a.Time.Equal(b.Time) && a.ID == b.ID && bytes.Equal(a.Data, b.Data)
 }
 
 func peekAll(t *testing.T, db *DB) []Entry {
@@ -71,10 +82,12 @@ func TestCodecRoundTrip(t *testing.T) {
 	}{
 		{"empty", meshmon.Message{}},
 		{"typical", msg(7)},
-		{"binary data", meshmon.Message{Subject: "mx.s.d.if", ID: "x", Data: []byte{0, 1, 0xff, 0}}},
-		{"unicode", meshmon.Message{Subject: "ev.größe.ü", ID: "ä", Data: []byte("€")}},
-		{"long subject", meshmon.Message{Subject: strings.Repeat("a", 300), ID: strings.Repeat("b", 200)}},
-		{"large data", meshmon.Message{Subject: "s", ID: "i", Data: big}},
+		{"binary data", meshmon.Message{Stream: meshmon.StreamMetrics, Site: "s", Device: "d", Kind: "if", ID: "x", Data: []byte{0, 1, 0xff, 0}}},
+		{"unicode", meshmon.Message{Stream: meshmon.StreamEvents, Site: "größe", Device: "ü", ID: "ä", Data: []byte("€")}},
+		{"long fields", meshmon.Message{Stream: meshmon.StreamEvents, Site: strings.Repeat("a", 300), Device: strings.Repeat("c", 200), Kind: strings.Repeat("d", 130), ID: strings.Repeat("b", 200)}},
+		{"large data", meshmon.Message{Stream: meshmon.StreamEvents, Device: "s", ID: "i", Data: big}},
+		{"before 1970", meshmon.Message{Stream: meshmon.StreamMetrics, Time: time.Date(1969, 7, 20, 20, 17, 40, 1, time.UTC), ID: "moon"}},
+		{"unknown stream", meshmon.Message{Stream: 7, Site: "s", ID: "i"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +95,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Subject != tt.m.Subject || got.ID != tt.m.ID || !bytes.Equal(got.Data, tt.m.Data) {
+			if !sameMsg(got, tt.m) {
 				t.Fatalf("round trip = %+v, want %+v", got, tt.m)
 			}
 		})
@@ -96,10 +109,19 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"unknown version", []byte{9, 0, 0}},
-		{"no subject length", []byte{codecV1}},
-		{"subject past end", []byte{codecV1, 5, 'a'}},
-		{"id past end", []byte{codecV1, 1, 'a', 9}},
-		{"varint overflow", []byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"v1: no subject length", []byte{codecV1}},
+		{"v1: subject past end", []byte{codecV1, 5, 'a'}},
+		{"v1: id past end", []byte{codecV1, 1, 'a', 9}},
+		{"v1: varint overflow", []byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"v1: subject of no stream", append([]byte{codecV1, 9}, "ctl.a.b.c\x01i"...)},
+		{"v1: subject of three tokens", append([]byte{codecV1, 7}, "ev.a.bc\x01i"...)},
+		{"v2: no stream", []byte{codecV2}},
+		{"v2: no site length", []byte{codecV2, 1}},
+		{"v2: site past end", []byte{codecV2, 1, 5, 'a'}},
+		{"v2: device past end", []byte{codecV2, 1, 1, 'a', 3}},
+		{"v2: no time", []byte{codecV2, 1, 0, 0, 0}},
+		{"v2: time overflow", []byte{codecV2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"v2: id past end", []byte{codecV2, 1, 0, 0, 0, 0, 4, 'a'}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +129,98 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 				t.Fatalf("decode(%x) = %+v, want an error", tt.b, m)
 			}
 		})
+	}
+}
+
+// encodeV1 lays out m as codec version 1 did (subject | id | data): the
+// entries a poller spooled before the upgrade.
+func encodeV1(m meshmon.Message) []byte {
+	b := []byte{codecV1}
+	b = binary.AppendUvarint(b, uint64(len(m.Subject())))
+	b = append(b, m.Subject()...)
+	b = binary.AppendUvarint(b, uint64(len(m.ID)))
+	b = append(b, m.ID...)
+	return append(b, m.Data...)
+}
+
+// TestDecodeV1: an entry of codec version 1 decodes to the typed fields,
+// its time read from the event or sample it carries.
+func TestDecodeV1(t *testing.T) {
+	at := time.Date(2026, 12, 2, 19, 0, 0, 123, time.UTC)
+	ev, _ := json.Marshal(meshmon.Event{SpecVersion: "1.0", ID: "e1", Time: at, Data: meshmon.EventData{Kind: meshmon.KindIfDown}})
+	sample, _ := json.Marshal(meshmon.Sample{Time: at, Check: "if"})
+	for _, tt := range []struct {
+		name string
+		m    meshmon.Message
+	}{
+		{"event", meshmon.Message{Stream: meshmon.StreamEvents, Site: "paris", Device: "r1", Kind: meshmon.KindIfDown, Time: at, ID: "e1", Data: ev}},
+		{"sample", meshmon.Message{Stream: meshmon.StreamMetrics, Site: "paris", Device: "r1", Kind: "if", Time: at, ID: "s1", Data: sample}},
+		{"payload without a time", meshmon.Message{Stream: meshmon.StreamEvents, Site: "s", Device: "d", Kind: "k", ID: "x", Data: []byte{0, 1}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeMessage(encodeV1(tt.m))
+			if err != nil || !sameMsg(got, tt.m) {
+				t.Fatalf("decode v1 = %+v, %v; want %+v", got, err, tt.m)
+			}
+		})
+	}
+}
+
+// TestSpoolUpgrade: a spool written before the upgrade (codec version 1)
+// is read whole after it, in order, beside newer entries, and drains.
+func TestSpoolUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "poller.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Commit([]meshmon.Message{msg(0), msg(1), msg(2)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Entries 0 and 1 as the old version wrote them (with the counters of
+	// their size).
+	old := map[int]bool{0: true, 1: true}
+	err = db.update(func(tx *bolt.Tx) error {
+		spool, meta := tx.Bucket(bucketSpool), tx.Bucket(bucketMeta)
+		c := spool.Cursor()
+		size := int64(getUint(meta, keySpoolBytes))
+		i := 0
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if old[i] {
+				b := encodeV1(msg(i))
+				size += int64(len(b) - len(v))
+				if err := spool.Put(k, b); err != nil {
+					return err
+				}
+			}
+			i++
+		}
+		return putCounters(meta, getUint(meta, keySpoolN), size)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db = openT(t, path, Options{})
+	es := peekAll(t, db)
+	if len(es) != 3 {
+		t.Fatalf("%d entries after the upgrade, want 3", len(es))
+	}
+	for i, e := range es {
+		want := msg(i)
+		if old[i] {
+			want.Time = time.Time{} // its payload has no time
+		}
+		if !sameMsg(e.Msg, want) {
+			t.Fatalf("entry %d = %+v, want %+v", i, e.Msg, want)
+		}
+	}
+	if err := db.Ack(es[2].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if n, size, err := db.SpoolStats(); err != nil || n != 0 || size != 0 {
+		t.Fatalf("after the ack: %d entries, %d bytes, %v; want an empty spool", n, size, err)
 	}
 }
 
@@ -138,7 +252,7 @@ func TestSpoolOrderAcrossReopen(t *testing.T) {
 		t.Fatalf("Peek: %d entries, want 5", len(es))
 	}
 	for i, e := range es {
-		if e.Msg.ID != msg(i).ID || !bytes.Equal(e.Msg.Data, msg(i).Data) || e.Msg.Subject != msg(i).Subject {
+		if !sameMsg(e.Msg, msg(i)) {
 			t.Fatalf("entry %d = %+v, want %+v", i, e.Msg, msg(i))
 		}
 		if i > 0 && e.Seq <= es[i-1].Seq {
@@ -220,7 +334,7 @@ func TestCommitAtomic(t *testing.T) {
 	}
 
 	// A refused commit writes neither its messages nor its states.
-	big := meshmon.Message{Subject: "s", ID: "big", Data: make([]byte, 300)}
+	big := meshmon.Message{Stream: meshmon.StreamEvents, Device: "s", ID: "big", Data: make([]byte, 300)}
 	err = db.Commit([]meshmon.Message{big}, []StateUpdate{
 		{Device: "r1", Check: "icmp", Value: []byte("up")},
 		{Device: "r3", Check: "icmp", Value: []byte("up")},
@@ -327,7 +441,7 @@ func TestCommitConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
-				m := meshmon.Message{Subject: fmt.Sprintf("w%d", w), ID: fmt.Sprint(i)}
+				m := meshmon.Message{Stream: meshmon.StreamEvents, Device: fmt.Sprintf("w%d", w), ID: fmt.Sprint(i)}
 				st := []StateUpdate{{Device: fmt.Sprintf("w%d", w), Check: "n", Value: []byte(fmt.Sprint(i))}}
 				if err := db.Commit([]meshmon.Message{m}, st); err != nil {
 					errs <- err
@@ -350,10 +464,10 @@ func TestCommitConcurrent(t *testing.T) {
 		if i > 0 && e.Seq <= es[i-1].Seq {
 			t.Fatalf("seq %d after %d", e.Seq, es[i-1].Seq)
 		}
-		if e.Msg.ID != fmt.Sprint(next[e.Msg.Subject]) {
-			t.Fatalf("worker %s: entry %s out of order, want %d", e.Msg.Subject, e.Msg.ID, next[e.Msg.Subject])
+		if e.Msg.ID != fmt.Sprint(next[e.Msg.Device]) {
+			t.Fatalf("worker %s: entry %s out of order, want %d", e.Msg.Device, e.Msg.ID, next[e.Msg.Device])
 		}
-		next[e.Msg.Subject]++
+		next[e.Msg.Device]++
 	}
 	for w := 0; w < workers; w++ {
 		if v, _, _ := db.State(fmt.Sprintf("w%d", w), "n"); string(v) != fmt.Sprint(per-1) {

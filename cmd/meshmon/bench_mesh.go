@@ -366,7 +366,7 @@ func benchEvent(site string, n int, now time.Time) meshmon.Message {
 		Data: meshmon.EventData{Tenant: "default", Site: site, Device: dev, Kind: meshmon.KindTrap, Check: "trap", Severity: meshmon.SeverityInfo,
 			Message: "bench event " + strconv.Itoa(n)}}
 	b, _ := json.Marshal(ev)
-	return meshmon.Message{Subject: meshmon.EventSubject(site, dev, meshmon.KindTrap), ID: id, Data: b}
+	return meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: dev, Kind: meshmon.KindTrap, Time: now, ID: id, Data: b}
 }
 
 // publishAll publishes n events at every site at once, numbered from first.

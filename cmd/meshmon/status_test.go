@@ -45,7 +45,7 @@ func TestStatusAndReplayLeaveNoConsumer(t *testing.T) {
 	}
 	msgs := make([]meshmon.Message, 20)
 	for i := range msgs {
-		msgs[i] = meshmon.Message{Subject: meshmon.EventSubject("hq", "d1", meshmon.KindTrap), ID: fmt.Sprint("m", i), Data: []byte(`{}`)}
+		msgs[i] = meshmon.Message{Stream: meshmon.StreamEvents, Site: "hq", Device: "d1", Kind: meshmon.KindTrap, ID: fmt.Sprint("m", i), Data: []byte(`{}`)}
 	}
 	if _, err := bus.NewPublisher(js).PublishBatch(ctx, msgs); err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func TestReplayDuringCentralRestart(t *testing.T) {
 		t.Helper()
 		msgs := make([]meshmon.Message, n)
 		for i := range msgs {
-			msgs[i] = meshmon.Message{Subject: meshmon.EventSubject("wan", fmt.Sprintf("d%d", i%4), meshmon.KindTrap),
+			msgs[i] = meshmon.Message{Stream: meshmon.StreamEvents, Site: "wan", Device: fmt.Sprintf("d%d", i%4), Kind: meshmon.KindTrap,
 				ID: fmt.Sprintf("replay-%d", first+i), Data: []byte(`{"data":{"kind":"trap"}}`)}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
