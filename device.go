@@ -28,7 +28,9 @@ const (
 	MaxRetries  = 10
 )
 
-// AuthProtocols and PrivProtocols are the SNMPv3 protocols meshmon accepts.
+// AuthProtocols and PrivProtocols are the SNMPv3 protocols meshmon accepts,
+// by the names gosnmp gives them: the one table (internal/snmpv3 maps the
+// names to gosnmp for the poller and the simulator).
 var (
 	AuthProtocols = []string{"MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"}
 	PrivProtocols = []string{"DES", "AES", "AES192", "AES256", "AES192C", "AES256C"}

@@ -102,9 +102,9 @@ func (l StreamLimits) streamConfigs() []jetstream.StreamConfig {
 			MaxMsgs:     -1,
 			Duplicates:  dup,
 			Replicas:    l.replicas(),
-			// Atomic batches (Nats-Batch-*) are allowed so that NOC tools
-			// may use them; Publisher itself pipelines single publishes
-			// (see publish.go for why).
+			// Atomic batches (Nats-Batch-*): Publisher sends each run of
+			// messages for one stream as one batch, all stored or none
+			// (see publish.go).
 			AllowAtomicPublish: true,
 			RePublish:          &jetstream.RePublish{Source: subj, Destination: StoredPrefix + subj},
 		}

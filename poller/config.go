@@ -66,8 +66,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks every field and names the first that breaks a rule.
+// Validate checks every field and names the first that breaks a rule. The
+// error wraps ErrInvalidConfig (and, for the trap users, ErrTrapUsers; for
+// a name, meshmon.ErrInvalidName).
 func (c *Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
 	for _, f := range []struct{ field, v string }{{"poller name", c.Name}, {"tenant", c.Tenant}, {"site", c.Site}} {
 		if err := meshmon.ValidateName(f.field, f.v); err != nil {
 			return err
@@ -110,7 +119,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ParseICMPMode reads "auto", "unprivileged" or "privileged".
+// ParseICMPMode reads "auto", "unprivileged" or "privileged". Any other
+// mode is an error wrapping ErrInvalidConfig.
 func ParseICMPMode(s string) (ICMPMode, error) {
 	switch s {
 	case "auto", "":
@@ -120,5 +130,5 @@ func ParseICMPMode(s string) (ICMPMode, error) {
 	case "privileged":
 		return ICMPPrivileged, nil
 	}
-	return ICMPAuto, fmt.Errorf("icmp mode %q is unknown; use auto, unprivileged or privileged", s)
+	return ICMPAuto, fmt.Errorf("%w: icmp mode %q is unknown; use auto, unprivileged or privileged", ErrInvalidConfig, s)
 }

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -30,9 +31,40 @@ func TestConfigValidateGroup(t *testing.T) {
 			c := base
 			tt.edit(&c)
 			err := c.Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want an error with %q", err, tt.want)
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error wrapping ErrInvalidConfig with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestConfigValidateSentinel: every rule Validate checks is reported with
+// an error wrapping ErrInvalidConfig, and so is an unknown ICMP mode.
+func TestConfigValidateSentinel(t *testing.T) {
+	base := DefaultConfig()
+	base.Name, base.Site = "p1", "hq"
+	for name, edit := range map[string]func(*Config){
+		"name":            func(c *Config) { c.Name = "P 1" },
+		"site":            func(c *Config) { c.Site = "" },
+		"workers":         func(c *Config) { c.Workers = 0 },
+		"icmp count":      func(c *Config) { c.ICMPCount = 101 },
+		"icmp interval":   func(c *Config) { c.ICMPInterval = 0 },
+		"damping":         func(c *Config) { c.Damping.DownAfter = 0 },
+		"flap":            func(c *Config) { c.Damping.FlapWindow = -1 },
+		"batch size":      func(c *Config) { c.BatchSize = 0 },
+		"publish timeout": func(c *Config) { c.PublishTimeout = time.Millisecond },
+		"trap queue":      func(c *Config) { c.TrapQueue = 0 },
+		"clock":           func(c *Config) { c.Now = nil },
+		"trap users":      func(c *Config) { c.TrapUsers.Users = []TrapUser{{}} },
+		"trap listen":     func(c *Config) { c.TrapListen = "nowhere" },
+	} {
+		c := base
+		edit(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate() = %v, want an error wrapping ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := ParseICMPMode("raw"); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("ParseICMPMode(raw) = %v, want an error wrapping ErrInvalidConfig", err)
 	}
 }

@@ -11,3 +11,7 @@ var ErrCorruptEntry = errors.New("corrupt spool entry")
 // TrapUsers.Validate when the trap users file cannot be read or breaks a
 // rule; the error names the field and the rule.
 var ErrTrapUsers = errors.New("trap users")
+
+// ErrInvalidConfig is wrapped by every error of Config.Validate and
+// ParseICMPMode; the error names the field and the rule.
+var ErrInvalidConfig = errors.New("invalid config")

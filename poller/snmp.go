@@ -14,6 +14,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // SNMPResult is what one SNMP poll of a device saw. A failed poll is an
@@ -63,26 +64,6 @@ type SNMPProber struct {
 	usm gosnmp.SnmpV3SecurityParameters
 }
 
-// SNMP v3 protocol names of meshmon mapped to gosnmp's constants.
-var (
-	authProtocols = map[string]gosnmp.SnmpV3AuthProtocol{
-		"MD5":    gosnmp.MD5,
-		"SHA":    gosnmp.SHA,
-		"SHA224": gosnmp.SHA224,
-		"SHA256": gosnmp.SHA256,
-		"SHA384": gosnmp.SHA384,
-		"SHA512": gosnmp.SHA512,
-	}
-	privProtocols = map[string]gosnmp.SnmpV3PrivProtocol{
-		"DES":     gosnmp.DES,
-		"AES":     gosnmp.AES,
-		"AES192":  gosnmp.AES192,
-		"AES256":  gosnmp.AES256,
-		"AES192C": gosnmp.AES192C,
-		"AES256C": gosnmp.AES256C,
-	}
-)
-
 // NewSNMPProber returns a prober for d. It does no I/O: the socket is opened
 // by the first Poll. It returns an error wrapping ErrSNMPConfig when d has no
 // usable SNMP settings (d.Validate catches all of them earlier).
@@ -128,7 +109,7 @@ func (p *SNMPProber) newClient() (*gosnmp.GoSNMP, error) {
 		usm := &gosnmp.UsmSecurityParameters{UserName: s.User}
 		c.MsgFlags = gosnmp.NoAuthNoPriv
 		if s.AuthProtocol != "" {
-			ap, ok := authProtocols[s.AuthProtocol]
+			ap, ok := snmpv3.AuthProtocol(s.AuthProtocol)
 			if !ok {
 				return nil, fmt.Errorf("%w: device %s: unknown auth protocol %q", ErrSNMPConfig, d.Name, s.AuthProtocol)
 			}
@@ -140,7 +121,7 @@ func (p *SNMPProber) newClient() (*gosnmp.GoSNMP, error) {
 			if s.AuthProtocol == "" {
 				return nil, fmt.Errorf("%w: device %s: privacy needs an auth protocol", ErrSNMPConfig, d.Name)
 			}
-			pp, ok := privProtocols[s.PrivProtocol]
+			pp, ok := snmpv3.PrivProtocol(s.PrivProtocol)
 			if !ok {
 				return nil, fmt.Errorf("%w: device %s: unknown priv protocol %q", ErrSNMPConfig, d.Name, s.PrivProtocol)
 			}

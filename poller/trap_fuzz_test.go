@@ -21,10 +21,10 @@ func v3Seed(t testing.TB, u TrapUser, engineID string, boots, etime uint32, flag
 	sp := &gosnmp.UsmSecurityParameters{AuthoritativeEngineID: engineID, AuthoritativeEngineBoots: boots, AuthoritativeEngineTime: etime,
 		UserName: u.Name, AuthenticationProtocol: gosnmp.NoAuth, PrivacyProtocol: gosnmp.NoPriv}
 	if u.AuthProtocol != "" {
-		sp.AuthenticationProtocol, sp.AuthenticationPassphrase = authProtocols[u.AuthProtocol], u.AuthPassword
+		sp.AuthenticationProtocol, sp.AuthenticationPassphrase = authProto(u.AuthProtocol), u.AuthPassword
 	}
 	if u.PrivProtocol != "" {
-		sp.PrivacyProtocol, sp.PrivacyPassphrase = privProtocols[u.PrivProtocol], u.PrivPassword
+		sp.PrivacyProtocol, sp.PrivacyPassphrase = privProto(u.PrivProtocol), u.PrivPassword
 		sp.PrivacyParameters = []byte{0, 0, 0, 1, 2, 3, 4, 5}
 	}
 	if err := sp.InitSecurityKeys(); err != nil {

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // TrapUser is an SNMPv3 (USM) user whose traps and informs the trap
@@ -123,7 +123,7 @@ func (u *TrapUser) validate() error {
 		return fmt.Errorf("user %s: auth_protocol is empty; an auth password or privacy needs one of %s", u.Name, strings.Join(meshmon.AuthProtocols, ", "))
 	}
 	if u.AuthProtocol != "" {
-		if _, ok := authProtocols[u.AuthProtocol]; !ok {
+		if _, ok := snmpv3.AuthProtocol(u.AuthProtocol); !ok {
 			return fmt.Errorf("user %s: auth_protocol %q is unknown; use one of %s", u.Name, u.AuthProtocol, strings.Join(meshmon.AuthProtocols, ", "))
 		}
 		if len(u.AuthPassword) < 8 {
@@ -134,7 +134,7 @@ func (u *TrapUser) validate() error {
 		return fmt.Errorf("user %s: priv_protocol is empty; a priv password needs one of %s", u.Name, strings.Join(meshmon.PrivProtocols, ", "))
 	}
 	if u.PrivProtocol != "" {
-		if _, ok := privProtocols[u.PrivProtocol]; !ok || !slices.Contains(meshmon.PrivProtocols, u.PrivProtocol) {
+		if _, ok := snmpv3.PrivProtocol(u.PrivProtocol); !ok {
 			return fmt.Errorf("user %s: priv_protocol %q is unknown; use one of %s", u.Name, u.PrivProtocol, strings.Join(meshmon.PrivProtocols, ", "))
 		}
 		if len(u.PrivPassword) < 8 {

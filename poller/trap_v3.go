@@ -1,7 +1,6 @@
 package poller
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // This file is the trap listener's side of SNMPv3's User-based Security
@@ -34,9 +35,6 @@ const (
 	oidUsmStatsNotInTimeWindows = ".1.3.6.1.6.3.15.1.1.2.0"
 	oidUsmStatsUnknownEngineIDs = ".1.3.6.1.6.3.15.1.1.4.0"
 )
-
-// usmTimeWindow is the USM time window in seconds (RFC 3414 3.2.7).
-const usmTimeWindow = 150
 
 // maxUSMKeys bounds the cache of localized keys (one entry per user and
 // authentic sender engine).
@@ -91,10 +89,12 @@ func newUSMEngine(tu TrapUsers, defaultEngineID string, now func() time.Time) (*
 	for _, c := range tu.Users {
 		u := &usmUser{cfg: c, auth: gosnmp.NoAuth, priv: gosnmp.NoPriv, level: gosnmp.NoAuthNoPriv}
 		if c.AuthProtocol != "" {
-			u.auth, u.level = authProtocols[c.AuthProtocol], gosnmp.AuthNoPriv
+			u.auth, _ = snmpv3.AuthProtocol(c.AuthProtocol)
+			u.level = gosnmp.AuthNoPriv
 		}
 		if c.PrivProtocol != "" {
-			u.priv, u.level = privProtocols[c.PrivProtocol], gosnmp.AuthPriv
+			u.priv, _ = snmpv3.PrivProtocol(c.PrivProtocol)
+			u.level = gosnmp.AuthPriv
 		}
 		e.users[c.Name] = u
 		if u.level != gosnmp.NoAuthNoPriv {
@@ -168,19 +168,19 @@ type v3Result struct {
 // receive runs the USM checks on msg (an SNMPv3 message; it may be
 // modified) and decodes it.
 func (e *usmEngine) receive(msg []byte) v3Result {
-	h, err := parseUSMHeader(msg)
-	if err != nil || h.secModel != int64(gosnmp.UserSecurityModel) {
+	h, err := snmpv3.ParseHeader(msg)
+	if err != nil || h.SecModel != int64(gosnmp.UserSecurityModel) {
 		return v3Result{reason: dropMalformed}
 	}
-	level := h.flags & gosnmp.AuthPriv
+	level := h.Flags & gosnmp.AuthPriv
 	if level == gosnmp.AuthPriv&^gosnmp.AuthNoPriv { // privacy without authentication
 		return v3Result{reason: dropMalformed}
 	}
-	reportable := h.flags&gosnmp.Reportable != 0
-	if h.user == "" && h.engineID == "" && level == gosnmp.NoAuthNoPriv && reportable {
+	reportable := h.Flags&gosnmp.Reportable != 0
+	if h.User == "" && h.EngineID == "" && level == gosnmp.NoAuthNoPriv && reportable {
 		return e.discovery(msg, &h)
 	}
-	u := e.users[h.user]
+	u := e.users[h.User]
 	if u == nil {
 		return v3Result{reason: dropUnknownUser}
 	}
@@ -196,7 +196,7 @@ func (e *usmEngine) receive(msg []byte) v3Result {
 		SecurityModel: gosnmp.UserSecurityModel,
 		MsgFlags:      level,
 		SecurityParameters: &gosnmp.UsmSecurityParameters{
-			AuthoritativeEngineID:  h.engineID,
+			AuthoritativeEngineID:  h.EngineID,
 			UserName:               u.cfg.Name,
 			AuthenticationProtocol: u.auth,
 			PrivacyProtocol:        u.priv,
@@ -216,7 +216,7 @@ func (e *usmEngine) receive(msg []byte) v3Result {
 		return res
 	}
 	// An inform is sent to this engine, which is authoritative for it.
-	if h.engineID != e.engineID {
+	if h.EngineID != e.engineID {
 		res.pkt, res.reason = nil, dropUnknownEngine
 		if reportable {
 			res.reply = e.report(&h, pkt.RequestID, pkt.ContextName, oidUsmStatsUnknownEngineIDs, nil, nil)
@@ -225,7 +225,7 @@ func (e *usmEngine) receive(msg []byte) v3Result {
 	}
 	boots, etime := e.clock()
 	if level != gosnmp.NoAuthNoPriv &&
-		(h.boots != int64(boots) || h.time < int64(etime)-usmTimeWindow || h.time > int64(etime)+usmTimeWindow) {
+		(h.Boots != int64(boots) || h.Time < int64(etime)-snmpv3.TimeWindow || h.Time > int64(etime)+snmpv3.TimeWindow) {
 		res.pkt, res.reason = nil, dropTimeWindow
 		if reportable {
 			// Authenticated, so the sender may trust the clock it carries.
@@ -238,28 +238,28 @@ func (e *usmEngine) receive(msg []byte) v3Result {
 
 // keysFor returns the user's keys for the message's engine ID, once the
 // message's digest proved it authentic (for an authenticated level).
-func (e *usmEngine) keysFor(u *usmUser, msg []byte, h *usmHeader) (usmKeys, error) {
+func (e *usmEngine) keysFor(u *usmUser, msg []byte, h *snmpv3.Header) (usmKeys, error) {
 	if u.level == gosnmp.NoAuthNoPriv {
 		return usmKeys{}, nil
 	}
-	ck := u.cfg.Name + "\x00" + h.engineID
+	ck := u.cfg.Name + "\x00" + h.EngineID
 	e.mu.Lock()
 	k, ok := e.keys[ck]
 	e.mu.Unlock()
 	if ok {
-		if !usmAuthentic(msg, h, u.auth, k.auth) {
+		if !snmpv3.Authentic(msg, h, u.auth, k.auth) {
 			return usmKeys{}, errBadDigest
 		}
 		return k, nil
 	}
-	auth, err := u.authKey(h.engineID)
+	auth, err := u.authKey(h.EngineID)
 	if err != nil {
 		return usmKeys{}, err
 	}
-	if !usmAuthentic(msg, h, u.auth, auth) {
+	if !snmpv3.Authentic(msg, h, u.auth, auth) {
 		return usmKeys{}, errBadDigest
 	}
-	if k, err = u.localize(h.engineID); err != nil {
+	if k, err = u.localize(h.EngineID); err != nil {
 		return usmKeys{}, err
 	}
 	e.mu.Lock()
@@ -275,7 +275,7 @@ var errBadDigest = errors.New("wrong digest")
 
 // discovery answers an engine discovery request (RFC 3414 section 4) with
 // a report that carries the listener's engine ID, boots and time.
-func (e *usmEngine) discovery(msg []byte, h *usmHeader) v3Result {
+func (e *usmEngine) discovery(msg []byte, h *snmpv3.Header) v3Result {
 	dec := &gosnmp.GoSNMP{
 		Version:            gosnmp.Version3,
 		SecurityModel:      gosnmp.UserSecurityModel,
@@ -292,7 +292,7 @@ func (e *usmEngine) discovery(msg []byte, h *usmHeader) v3Result {
 // report builds a Report PDU with one usmStats counter: authenticated
 // (authNoPriv) with a user and its keys, else noAuthNoPriv, as RFC 3414
 // 3.1.2 wants when there is no key to authenticate with.
-func (e *usmEngine) report(h *usmHeader, reqID uint32, ctxName, oid string, u *usmUser, keys *usmKeys) []byte {
+func (e *usmEngine) report(h *snmpv3.Header, reqID uint32, ctxName, oid string, u *usmUser, keys *usmKeys) []byte {
 	boots, etime := e.clock()
 	e.mu.Lock()
 	var n uint32
@@ -309,7 +309,7 @@ func (e *usmEngine) report(h *usmHeader, reqID uint32, ctxName, oid string, u *u
 		AuthoritativeEngineID:    e.engineID,
 		AuthoritativeEngineBoots: boots,
 		AuthoritativeEngineTime:  etime,
-		UserName:                 h.user,
+		UserName:                 h.User,
 	}
 	if u != nil {
 		level = gosnmp.AuthNoPriv
@@ -321,7 +321,7 @@ func (e *usmEngine) report(h *usmHeader, reqID uint32, ctxName, oid string, u *u
 		MsgFlags:           level,
 		SecurityModel:      gosnmp.UserSecurityModel,
 		SecurityParameters: sp,
-		MsgID:              h.msgID,
+		MsgID:              h.MsgID,
 		MsgMaxSize:         65507,
 		ContextEngineID:    e.engineID,
 		ContextName:        ctxName,
@@ -378,163 +378,4 @@ func (e *usmEngine) informResponse(pkt *gosnmp.SnmpPacket, u *usmUser, keys usmK
 		Variables:       pkt.Variables,
 	}
 	return resp.MarshalMsg()
-}
-
-// usmHeader is the part of an SNMPv3 message read before any security
-// processing: msgGlobalData and the USM security parameters.
-type usmHeader struct {
-	msgID     uint32
-	flags     gosnmp.SnmpV3MsgFlags
-	secModel  int64
-	engineID  string
-	boots     int64
-	time      int64
-	user      string
-	authStart int // offset of msgAuthenticationParameters' value
-	authLen   int
-}
-
-var errBER = errors.New("malformed BER")
-
-// berTLV reads the tag-length-value at b[off:] and returns the tag and the
-// value's bounds.
-func berTLV(b []byte, off int) (tag byte, start, end int, err error) {
-	if off < 0 || off+2 > len(b) {
-		return 0, 0, 0, errBER
-	}
-	tag = b[off]
-	l := int(b[off+1])
-	start = off + 2
-	if l&0x80 != 0 {
-		n := l & 0x7f
-		if n == 0 || n > 3 || start+n > len(b) {
-			return 0, 0, 0, errBER
-		}
-		l = 0
-		for _, c := range b[start : start+n] {
-			l = l<<8 | int(c)
-		}
-		start += n
-	}
-	end = start + l
-	if end > len(b) {
-		return 0, 0, 0, errBER
-	}
-	return tag, start, end, nil
-}
-
-func berInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 8 {
-		return 0, false
-	}
-	v := int64(int8(b[0]))
-	for _, c := range b[1:] {
-		v = v<<8 | int64(c)
-	}
-	return v, true
-}
-
-// parseUSMHeader reads msgGlobalData and the USM security parameters of an
-// SNMPv3 message.
-func parseUSMHeader(b []byte) (h usmHeader, err error) {
-	tag, start, end, err := berTLV(b, 0)
-	if err != nil || tag != 0x30 {
-		return h, errBER
-	}
-	b = b[:end]
-	_, _, off, err := berTLV(b, start) // msgVersion
-	if err != nil {
-		return h, err
-	}
-	tag, gs, ge, err := berTLV(b, off) // msgGlobalData
-	if err != nil || tag != 0x30 {
-		return h, errBER
-	}
-	var ints [3]int64
-	p := gs
-	for i := range 4 {
-		tag, s, e, err := berTLV(b[:ge], p)
-		if err != nil {
-			return h, err
-		}
-		switch {
-		case i == 2 && tag == byte(gosnmp.OctetString) && e-s == 1:
-			h.flags = gosnmp.SnmpV3MsgFlags(b[s])
-		case i != 2 && tag == byte(gosnmp.Integer):
-			v, ok := berInt(b[s:e])
-			if !ok {
-				return h, errBER
-			}
-			ints[min(i, 2)] = v
-		default:
-			return h, errBER
-		}
-		p = e
-	}
-	h.msgID, h.secModel = uint32(ints[0]), ints[2]
-	tag, ss, se, err := berTLV(b, ge) // msgSecurityParameters OCTET STRING
-	if err != nil || tag != byte(gosnmp.OctetString) {
-		return h, errBER
-	}
-	tag, us, ue, err := berTLV(b[:se], ss) // UsmSecurityParameters SEQUENCE
-	if err != nil || tag != 0x30 {
-		return h, errBER
-	}
-	p = us
-	for i := range 6 {
-		tag, s, e, err := berTLV(b[:ue], p)
-		if err != nil {
-			return h, err
-		}
-		switch i {
-		case 1, 2:
-			v, ok := berInt(b[s:e])
-			if tag != byte(gosnmp.Integer) || !ok {
-				return h, errBER
-			}
-			if i == 1 {
-				h.boots = v
-			} else {
-				h.time = v
-			}
-		default:
-			if tag != byte(gosnmp.OctetString) {
-				return h, errBER
-			}
-			switch i {
-			case 0:
-				h.engineID = string(b[s:e])
-			case 3:
-				h.user = string(b[s:e])
-			case 4:
-				h.authStart, h.authLen = s, e-s
-			}
-		}
-		p = e
-	}
-	return h, nil
-}
-
-// usmMACLen is the length of the truncated HMAC of each protocol (RFC 3414,
-// RFC 7860).
-var usmMACLen = map[gosnmp.SnmpV3AuthProtocol]int{
-	gosnmp.MD5: 12, gosnmp.SHA: 12, gosnmp.SHA224: 16, gosnmp.SHA256: 24, gosnmp.SHA384: 32, gosnmp.SHA512: 48,
-}
-
-// usmAuthentic checks the message's HMAC. It zeroes the MAC field while
-// hashing and puts it back, so gosnmp can check it again while decoding.
-func usmAuthentic(msg []byte, h *usmHeader, p gosnmp.SnmpV3AuthProtocol, key []byte) bool {
-	n, ok := usmMACLen[p]
-	if !ok || h.authLen != n || !p.HashType().Available() {
-		return false
-	}
-	field := msg[h.authStart : h.authStart+n]
-	got := make([]byte, n)
-	copy(got, field)
-	clear(field)
-	mac := hmac.New(p.HashType().New, key)
-	mac.Write(msg)
-	sum := mac.Sum(nil)[:n]
-	copy(field, got)
-	return hmac.Equal(sum, got)
 }

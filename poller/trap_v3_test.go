@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // senderEngineID is the engine ID of the test's trap senders (authoritative
@@ -62,11 +63,11 @@ func v3Sender(t *testing.T, l *TrapListener, u TrapUser, engineID string) *gosnm
 		AuthenticationProtocol: gosnmp.NoAuth, PrivacyProtocol: gosnmp.NoPriv}
 	flags := gosnmp.NoAuthNoPriv
 	if u.AuthProtocol != "" {
-		sp.AuthenticationProtocol, sp.AuthenticationPassphrase = authProtocols[u.AuthProtocol], u.AuthPassword
+		sp.AuthenticationProtocol, sp.AuthenticationPassphrase = authProto(u.AuthProtocol), u.AuthPassword
 		flags = gosnmp.AuthNoPriv
 	}
 	if u.PrivProtocol != "" {
-		sp.PrivacyProtocol, sp.PrivacyPassphrase = privProtocols[u.PrivProtocol], u.PrivPassword
+		sp.PrivacyProtocol, sp.PrivacyPassphrase = privProto(u.PrivProtocol), u.PrivPassword
 		flags = gosnmp.AuthPriv
 	}
 	if engineID != "" {
@@ -289,4 +290,15 @@ func TestTrapV3NetSNMP(t *testing.T) {
 	if inv := l.Invalid(); len(inv) != 0 {
 		t.Errorf("invalid counts %v", inv)
 	}
+}
+
+// authProto and privProto are gosnmp's protocols of meshmon's names.
+func authProto(name string) gosnmp.SnmpV3AuthProtocol {
+	p, _ := snmpv3.AuthProtocol(name)
+	return p
+}
+
+func privProto(name string) gosnmp.SnmpV3PrivProtocol {
+	p, _ := snmpv3.PrivProtocol(name)
+	return p
 }

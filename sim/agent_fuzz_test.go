@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // fuzzEngineID replaces the agent's random engine ID in the fuzz tests, so
@@ -98,16 +100,16 @@ func FuzzAgentRequest(f *testing.F) {
 			t.Fatalf("answered version %v to a version %v request", got, version)
 		}
 		if version == gosnmp.Version3 {
-			hreq, err := parseV3Header(req)
+			hreq, err := snmpv3.ParseHeader(req)
 			if err != nil {
 				t.Fatalf("answered an unreadable v3 header: %v", err)
 			}
-			hout, err := parseV3Header(out)
+			hout, err := snmpv3.ParseHeader(out)
 			if err != nil {
 				t.Fatalf("answer's v3 header is unreadable: %v", err)
 			}
-			if hout.msgID != hreq.msgID || hout.engineID != a.engineID {
-				t.Fatalf("answer msgID %d engine %x, request msgID %d", hout.msgID, hout.engineID, hreq.msgID)
+			if hout.MsgID != hreq.MsgID || hout.EngineID != a.engineID {
+				t.Fatalf("answer msgID %d engine %x, request msgID %d", hout.MsgID, hout.EngineID, hreq.MsgID)
 			}
 			return
 		}

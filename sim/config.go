@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // Limits on a Config.
@@ -182,7 +183,7 @@ func (u *V3User) validate() error {
 		return fmt.Errorf("user %q: auth protocol is empty; an auth password or privacy needs one of %s", u.Name, strings.Join(meshmon.AuthProtocols, ", "))
 	}
 	if u.AuthProtocol != "" {
-		if _, ok := authProtocols[u.AuthProtocol]; !ok {
+		if _, ok := snmpv3.AuthProtocol(u.AuthProtocol); !ok {
 			return fmt.Errorf("user %q: auth protocol %q is unknown; use one of %s", u.Name, u.AuthProtocol, strings.Join(meshmon.AuthProtocols, ", "))
 		}
 		if len(u.AuthPassword) < minPassword {
@@ -193,7 +194,7 @@ func (u *V3User) validate() error {
 		return fmt.Errorf("user %q: priv protocol is empty; a priv password needs one of %s", u.Name, strings.Join(meshmon.PrivProtocols, ", "))
 	}
 	if u.PrivProtocol != "" {
-		if _, ok := privProtocols[u.PrivProtocol]; !ok {
+		if _, ok := snmpv3.PrivProtocol(u.PrivProtocol); !ok {
 			return fmt.Errorf("user %q: priv protocol %q is unknown; use one of %s", u.Name, u.PrivProtocol, strings.Join(meshmon.PrivProtocols, ", "))
 		}
 		if len(u.PrivPassword) < minPassword {

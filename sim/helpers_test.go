@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -81,12 +83,12 @@ func v3(user, authProto, authPass, privProto, privPass string) clientOpt {
 		sp := &gosnmp.UsmSecurityParameters{UserName: user, AuthenticationProtocol: gosnmp.NoAuth, PrivacyProtocol: gosnmp.NoPriv}
 		g.MsgFlags = gosnmp.NoAuthNoPriv
 		if authProto != "" {
-			sp.AuthenticationProtocol = authProtocols[authProto]
+			sp.AuthenticationProtocol, _ = snmpv3.AuthProtocol(authProto)
 			sp.AuthenticationPassphrase = authPass
 			g.MsgFlags = gosnmp.AuthNoPriv
 		}
 		if privProto != "" {
-			sp.PrivacyProtocol = privProtocols[privProto]
+			sp.PrivacyProtocol, _ = snmpv3.PrivProtocol(privProto)
 			sp.PrivacyPassphrase = privPass
 			g.MsgFlags = gosnmp.AuthPriv
 		}

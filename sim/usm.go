@@ -1,19 +1,14 @@
 package sim
 
 import (
-	"crypto/hmac"
-	"crypto/md5"  //nolint:gosec // HMAC-MD5-96 is what USM specifies
-	"crypto/sha1" //nolint:gosec // HMAC-SHA-96 is what USM specifies
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash"
 	"sync/atomic"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 // USM statistics OIDs reported to managers (RFC 3414 5).
@@ -25,19 +20,6 @@ const (
 	OIDUsmStatsWrongDigests         = ".1.3.6.1.6.3.15.1.1.5.0"
 	OIDUsmStatsDecryptionErrors     = ".1.3.6.1.6.3.15.1.1.6.0"
 )
-
-// timeWindow is the USM time window (RFC 3414 3.2.7).
-const timeWindow = 150
-
-var authProtocols = map[string]gosnmp.SnmpV3AuthProtocol{
-	"MD5": gosnmp.MD5, "SHA": gosnmp.SHA, "SHA224": gosnmp.SHA224,
-	"SHA256": gosnmp.SHA256, "SHA384": gosnmp.SHA384, "SHA512": gosnmp.SHA512,
-}
-
-var privProtocols = map[string]gosnmp.SnmpV3PrivProtocol{
-	"DES": gosnmp.DES, "AES": gosnmp.AES, "AES192": gosnmp.AES192,
-	"AES256": gosnmp.AES256, "AES192C": gosnmp.AES192C, "AES256C": gosnmp.AES256C,
-}
 
 // usmUser is a configured user with its protocols resolved.
 type usmUser struct {
@@ -56,10 +38,12 @@ type userKeys struct {
 func newUSMUser(u V3User) usmUser {
 	uu := usmUser{name: u.Name, auth: gosnmp.NoAuth, priv: gosnmp.NoPriv, level: gosnmp.NoAuthNoPriv, cfg: u}
 	if u.AuthProtocol != "" {
-		uu.auth, uu.level = authProtocols[u.AuthProtocol], gosnmp.AuthNoPriv
+		uu.auth, _ = snmpv3.AuthProtocol(u.AuthProtocol)
+		uu.level = gosnmp.AuthNoPriv
 	}
 	if u.PrivProtocol != "" {
-		uu.priv, uu.level = privProtocols[u.PrivProtocol], gosnmp.AuthPriv
+		uu.priv, _ = snmpv3.PrivProtocol(u.PrivProtocol)
+		uu.level = gosnmp.AuthPriv
 	}
 	return uu
 }
@@ -152,193 +136,21 @@ type usmStats struct {
 	unknownEngineIDs, wrongDigests, decryptionErrors atomic.Uint32
 }
 
-// v3Header is the part of an SNMPv3 message read before any security
-// processing.
-type v3Header struct {
-	msgID     uint32
-	maxSize   int64
-	flags     gosnmp.SnmpV3MsgFlags
-	secModel  int64
-	engineID  string
-	boots     int64
-	time      int64
-	user      string
-	authStart int // offset of msgAuthenticationParameters' value in the message
-	authLen   int
-}
-
-var errBER = errors.New("malformed BER")
-
-// tlv reads the tag-length-value at b[off:] and returns the tag and the
-// value's bounds.
-func tlv(b []byte, off int) (tag byte, start, end int, err error) {
-	if off+2 > len(b) {
-		return 0, 0, 0, errBER
-	}
-	tag = b[off]
-	l := int(b[off+1])
-	start = off + 2
-	if l&0x80 != 0 {
-		n := l & 0x7f
-		if n == 0 || n > 3 || start+n > len(b) {
-			return 0, 0, 0, errBER
-		}
-		l = 0
-		for _, c := range b[start : start+n] {
-			l = l<<8 | int(c)
-		}
-		start += n
-	}
-	end = start + l
-	if end > len(b) {
-		return 0, 0, 0, errBER
-	}
-	return tag, start, end, nil
-}
-
-func berInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 8 {
-		return 0, false
-	}
-	v := int64(int8(b[0]))
-	for _, c := range b[1:] {
-		v = v<<8 | int64(c)
-	}
-	return v, true
-}
-
 // messageVersion reads the msgVersion of an SNMP message.
 func messageVersion(b []byte) (gosnmp.SnmpVersion, bool) {
-	tag, start, end, err := tlv(b, 0)
+	tag, start, end, err := snmpv3.TLV(b, 0)
 	if err != nil || tag != 0x30 || end != len(b) {
 		return 0, false
 	}
-	tag, vs, ve, err := tlv(b, start)
+	tag, vs, ve, err := snmpv3.TLV(b, start)
 	if err != nil || tag != byte(gosnmp.Integer) {
 		return 0, false
 	}
-	v, ok := berInt(b[vs:ve])
+	v, ok := snmpv3.Int(b[vs:ve])
 	if !ok || v < 0 || v > 3 {
 		return 0, false
 	}
 	return gosnmp.SnmpVersion(v), true
-}
-
-// parseV3Header reads msgGlobalData and the USM security parameters.
-func parseV3Header(b []byte) (h v3Header, err error) {
-	_, start, _, err := tlv(b, 0)
-	if err != nil {
-		return h, err
-	}
-	_, _, off, err := tlv(b, start) // msgVersion
-	if err != nil {
-		return h, err
-	}
-	tag, gs, ge, err := tlv(b, off) // msgGlobalData
-	if err != nil || tag != 0x30 {
-		return h, errBER
-	}
-	ints := make([]int64, 0, 2)
-	p := gs
-	for i := 0; i < 4; i++ {
-		tag, s, e, err := tlv(b[:ge], p)
-		if err != nil {
-			return h, err
-		}
-		switch {
-		case i == 2 && tag == byte(gosnmp.OctetString) && e-s == 1:
-			h.flags = gosnmp.SnmpV3MsgFlags(b[s])
-		case i != 2 && tag == byte(gosnmp.Integer):
-			v, ok := berInt(b[s:e])
-			if !ok {
-				return h, errBER
-			}
-			ints = append(ints, v)
-		default:
-			return h, errBER
-		}
-		p = e
-	}
-	h.msgID, h.maxSize, h.secModel = uint32(ints[0]), ints[1], ints[2]
-	tag, ss, se, err := tlv(b, ge) // msgSecurityParameters OCTET STRING
-	if err != nil || tag != byte(gosnmp.OctetString) {
-		return h, errBER
-	}
-	tag, us, ue, err := tlv(b[:se], ss) // UsmSecurityParameters SEQUENCE
-	if err != nil || tag != 0x30 {
-		return h, errBER
-	}
-	p = us
-	for i := 0; i < 6; i++ {
-		tag, s, e, err := tlv(b[:ue], p)
-		if err != nil {
-			return h, err
-		}
-		switch i {
-		case 1, 2:
-			v, ok := berInt(b[s:e])
-			if tag != byte(gosnmp.Integer) || !ok {
-				return h, errBER
-			}
-			if i == 1 {
-				h.boots = v
-			} else {
-				h.time = v
-			}
-		default:
-			if tag != byte(gosnmp.OctetString) {
-				return h, errBER
-			}
-			switch i {
-			case 0:
-				h.engineID = string(b[s:e])
-			case 3:
-				h.user = string(b[s:e])
-			case 4:
-				h.authStart, h.authLen = s, e-s
-			}
-		}
-		p = e
-	}
-	return h, nil
-}
-
-// macLen is the length of the truncated HMAC of each protocol (RFC 3414,
-// RFC 7860).
-func macHash(p gosnmp.SnmpV3AuthProtocol) (func() hash.Hash, int) {
-	switch p {
-	case gosnmp.MD5:
-		return md5.New, 12
-	case gosnmp.SHA:
-		return sha1.New, 12
-	case gosnmp.SHA224:
-		return sha256.New224, 16
-	case gosnmp.SHA256:
-		return sha256.New, 24
-	case gosnmp.SHA384:
-		return sha512.New384, 32
-	case gosnmp.SHA512:
-		return sha512.New, 48
-	}
-	return nil, 0
-}
-
-// authentic checks the message's HMAC. It zeroes the MAC field while
-// hashing and puts it back, so gosnmp can check it again while decoding.
-func authentic(msg []byte, h *v3Header, p gosnmp.SnmpV3AuthProtocol, key []byte) bool {
-	newHash, n := macHash(p)
-	if newHash == nil || h.authLen != n {
-		return false
-	}
-	field := msg[h.authStart : h.authStart+n]
-	got := make([]byte, n)
-	copy(got, field)
-	clear(field)
-	mac := hmac.New(newHash, key)
-	mac.Write(msg)
-	sum := mac.Sum(nil)[:n]
-	copy(field, got)
-	return hmac.Equal(sum, got)
 }
 
 // engineClock returns boots and engine time (seconds since boot).
@@ -351,16 +163,16 @@ func (a *Agent) engineClock() (boots, engineTime uint32) {
 
 func (a *Agent) handleV3(msg []byte) []byte {
 	s := a.sim
-	h, err := parseV3Header(msg)
-	if err != nil || h.secModel != int64(gosnmp.UserSecurityModel) {
+	h, err := snmpv3.ParseHeader(msg)
+	if err != nil || h.SecModel != int64(gosnmp.UserSecurityModel) {
 		return nil
 	}
-	level := h.flags & gosnmp.AuthPriv
-	reportable := h.flags&gosnmp.Reportable != 0
+	level := h.Flags & gosnmp.AuthPriv
+	reportable := h.Flags&gosnmp.Reportable != 0
 	if level == gosnmp.AuthPriv&^gosnmp.AuthNoPriv { // privacy without authentication is invalid
 		return nil
 	}
-	if h.engineID != a.engineID {
+	if h.EngineID != a.engineID {
 		n := s.usm.unknownEngineIDs.Add(1)
 		if !reportable {
 			return nil
@@ -374,7 +186,7 @@ func (a *Agent) handleV3(msg []byte) []byte {
 		}
 		return a.report(&h, reqID, ctxName, OIDUsmStatsUnknownEngineIDs, n, nil, nil)
 	}
-	ui := s.userIndex(h.user)
+	ui := s.userIndex(h.User)
 	if ui < 0 {
 		n := s.usm.unknownUserNames.Add(1)
 		return a.reportIf(reportable, &h, OIDUsmStatsUnknownUserNames, n)
@@ -386,11 +198,11 @@ func (a *Agent) handleV3(msg []byte) []byte {
 	}
 	boots, etime := a.engineClock()
 	if level&gosnmp.AuthNoPriv != 0 {
-		if !authentic(msg, &h, u.auth, keys.auth) {
+		if !snmpv3.Authentic(msg, &h, u.auth, keys.auth) {
 			n := s.usm.wrongDigests.Add(1)
 			return a.reportIf(reportable, &h, OIDUsmStatsWrongDigests, n)
 		}
-		if h.boots != int64(boots) || h.time < int64(etime)-timeWindow || h.time > int64(etime)+timeWindow {
+		if h.Boots != int64(boots) || h.Time < int64(etime)-snmpv3.TimeWindow || h.Time > int64(etime)+snmpv3.TimeWindow {
 			n := s.usm.notInTimeWindows.Add(1)
 			if !reportable {
 				return nil
@@ -427,13 +239,13 @@ func (a *Agent) handleV3(msg []byte) []byte {
 	resp.Version = gosnmp.Version3
 	resp.MsgFlags = level
 	resp.SecurityModel = gosnmp.UserSecurityModel
-	resp.MsgID = h.msgID
+	resp.MsgID = h.MsgID
 	resp.ContextEngineID = a.engineID
 	resp.ContextName = pkt.ContextName
 	resp.SecurityParameters = a.securityParameters(u, &keys, level, boots, etime)
 	limit := maxResponseSize
-	if h.maxSize >= 484 && h.maxSize < int64(limit) {
-		limit = int(h.maxSize)
+	if h.MaxSize >= 484 && h.MaxSize < int64(limit) {
+		limit = int(h.MaxSize)
 	}
 	return marshalFitting(resp, pkt, limit)
 }
@@ -463,7 +275,7 @@ func (a *Agent) securityParameters(u *usmUser, keys *userKeys, level gosnmp.Snmp
 	return sp
 }
 
-func (a *Agent) reportIf(reportable bool, h *v3Header, oid string, n uint32) []byte {
+func (a *Agent) reportIf(reportable bool, h *snmpv3.Header, oid string, n uint32) []byte {
 	if !reportable {
 		return nil
 	}
@@ -473,14 +285,14 @@ func (a *Agent) reportIf(reportable bool, h *v3Header, oid string, n uint32) []b
 // report builds a Report PDU carrying one usmStats counter. With a user it
 // is authenticated (authNoPriv); otherwise noAuthNoPriv, as RFC 3414 3.1.2
 // wants for failures that leave no key to authenticate with.
-func (a *Agent) report(h *v3Header, reqID uint32, ctxName, oid string, n uint32, u *usmUser, keys *userKeys) []byte {
+func (a *Agent) report(h *snmpv3.Header, reqID uint32, ctxName, oid string, n uint32, u *usmUser, keys *userKeys) []byte {
 	boots, etime := a.engineClock()
 	level := gosnmp.NoAuthNoPriv
 	sp := &gosnmp.UsmSecurityParameters{
 		AuthoritativeEngineID:    a.engineID,
 		AuthoritativeEngineBoots: boots,
 		AuthoritativeEngineTime:  etime,
-		UserName:                 h.user,
+		UserName:                 h.User,
 	}
 	if u != nil {
 		level = gosnmp.AuthNoPriv
@@ -491,7 +303,7 @@ func (a *Agent) report(h *v3Header, reqID uint32, ctxName, oid string, n uint32,
 		MsgFlags:           level,
 		SecurityModel:      gosnmp.UserSecurityModel,
 		SecurityParameters: sp,
-		MsgID:              h.msgID,
+		MsgID:              h.MsgID,
 		ContextEngineID:    a.engineID,
 		ContextName:        ctxName,
 		PDUType:            gosnmp.Report,

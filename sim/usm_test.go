@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/snmpv3"
 )
 
 func TestV3(t *testing.T) {
@@ -122,8 +125,10 @@ func TestV3Discovery(t *testing.T) {
 func TestLocalizeMatchesGosnmp(t *testing.T) {
 	t.Parallel()
 	eid := engineID([4]byte{1, 2, 3, 4}, 7)
-	for an, ap := range authProtocols {
-		for pn, pp := range privProtocols {
+	for _, an := range meshmon.AuthProtocols {
+		ap, _ := snmpv3.AuthProtocol(an)
+		for _, pn := range meshmon.PrivProtocols {
+			pp, _ := snmpv3.PrivProtocol(pn)
 			u := newUSMUser(V3User{Name: "u", AuthProtocol: an, AuthPassword: "auth-pass", PrivProtocol: pn, PrivPassword: "priv-pass"})
 			got, err := u.localize(eid)
 			if err != nil {
