@@ -34,7 +34,7 @@ func demoCommand() *cli.Command {
 			&cli.DurationFlag{Name: "faults-every", Value: 3 * time.Second, Usage: "inject a fault this often (0 = never)"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "peer client address; if taken, a free port is used"},
 			&cli.StringFlag{Name: "data-dir", Usage: "keep the demo's data here (default: a temporary directory, removed at exit)"},
-			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: run until Ctrl-C)"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long", DefaultText: "run until Ctrl-C"},
 			jsonFlag(),
 		},
 		Action: demo,

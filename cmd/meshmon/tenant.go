@@ -138,7 +138,7 @@ func tenantCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a tenant's account with its limits, push it to central and make its streams",
 				ArgsUsage: "NAME",
-				Flags:     append(append([]cli.Flag{}, store...), append(limitFlags(), &cli.IntFlag{Name: "replicas", Usage: "replicas of the tenant's streams (default: 3 on a cluster of three or more, else 1)"})...),
+				Flags:     append(append([]cli.Flag{}, store...), append(limitFlags(), &cli.IntFlag{Name: "replicas", Usage: "replicas of the tenant's streams", DefaultText: "3 on a cluster of three or more, else 1"})...),
 				Action:    tenantCreate,
 			},
 			{Name: "list", Usage: "list the tenants of the key store", Flags: store, Action: tenantList},
