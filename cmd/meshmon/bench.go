@@ -249,7 +249,7 @@ func benchPoll(c *cli.Context) error {
 	out := os.Stderr
 	baseRSS := rssMiB()
 
-	peerURL, stopPeer, err := child(ctx, self, `peer \S+ ready on (\S+)`, "--log-level", "error", "peer", "run", "--site", "bench", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "peer"))
+	peerURL, stopPeer, err := child(ctx, self, `peer \S+ ready on (\S+)`, "--log-level", "error", "peer", "run", "--insecure", "--site", "bench", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "peer"))
 	if err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}
@@ -296,19 +296,11 @@ func benchPoll(c *cli.Context) error {
 	cfg := poller.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.Workers, cfg.Version = "bench", "bench", c.Int("workers"), version
 	log, _ := newLoggerLevel(os.Stderr, "error")
-	ready := make(chan *poller.Poller, 1)
-	perr := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	go func() {
-		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
-	}()
-	defer func() { pcancel(); <-perr }()
-	var po *poller.Poller
-	select {
-	case po = <-ready:
-	case err := <-perr:
+	po, stop, err := startPoller(ctx, cfg, ccfg, dir, log)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	if err := waitCtx(ctx, iv+iv/2); err != nil {
 		return err
 	}

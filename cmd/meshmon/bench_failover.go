@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
@@ -196,7 +197,7 @@ func benchFailover(c *cli.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		if m.group, err = bus.NewGroup(mjs, groupConfig(mc), nil); err != nil {
+		if m.group, err = bus.NewGroup(mjs, pollerlink.GroupConfig(poller.GroupSeat{Name: mc.Name, Instance: mc.Instance, Site: mc.Site, Lease: mc.GroupLease, MemberTimeout: mc.MemberTimeout}), nil); err != nil {
 			return nil, err
 		}
 		pl.JoinGroup(m.group)

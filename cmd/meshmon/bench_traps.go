@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -94,19 +92,11 @@ func benchTraps(c *cli.Context) error {
 	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", version
 	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", c.Int("queue")
 	log, _ := newLoggerLevel(os.Stderr, "error")
-	ready := make(chan *poller.Poller, 1)
-	perr := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	go func() {
-		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
-	}()
-	defer func() { pcancel(); <-perr }()
-	var po *poller.Poller
-	select {
-	case po = <-ready:
-	case err := <-perr:
+	po, stop, err := startPoller(ctx, cfg, ccfg, dir, log)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	conn, err := net.DialUDP("udp", nil, po.TrapAddr().(*net.UDPAddr))
 	if err != nil {
 		return err

@@ -109,22 +109,14 @@ func demo(c *cli.Context) error {
 	pocfg := poller.DefaultConfig()
 	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
 	pocfg.TrapListen = "127.0.0.1:0"
-	pollerReady := make(chan *poller.Poller, 1)
-	pollerDone := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	defer func() { pcancel(); <-pollerDone }()
-	go func() {
-		pollerDone <- runPoller(pctx, pocfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { pollerReady <- p })
-	}()
-	var po *poller.Poller
-	select {
-	case po = <-pollerReady:
-	case err := <-pollerDone:
-		pollerDone <- err // for the deferred wait, which would block for good otherwise
-		return err
-	case <-ctx.Done():
+	po, stopPoller, err := startPoller(ctx, pocfg, ccfg, dir, log)
+	if ctx.Err() != nil {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	defer stopPoller()
 
 	// The simulated devices, sending their traps to the poller.
 	scfg := sim.DefaultConfig()
