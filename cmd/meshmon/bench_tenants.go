@@ -18,6 +18,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
 )
 
 func benchTenantsCommand() *cli.Command {
@@ -139,7 +140,7 @@ func benchTenants(c *cli.Context) error {
 	create := func(name string) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, _, err := createTenant(cctx, st, sys, dial, name, lim, 1)
+		_, _, err := provision.Create(cctx, st, sys, dial, name, lim, 1)
 		return err
 	}
 	// heap is the live heap after a GC and the memory the Go runtime holds
