@@ -5,6 +5,7 @@
 package pollerlink
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -205,4 +206,25 @@ func Start(ctx context.Context, cfg poller.ServiceConfig, ccfg bus.ConnConfig, l
 		return nil, nil, err
 	}
 	return svc, func() error { defer conn.Close(); return svc.Close() }, nil
+}
+
+// StartReady is Start, then waits until the poller is ready (see
+// poller.Service.Ready); stop stops it. If the poller stops first, or ctx
+// ends, StartReady fails with why.
+func StartReady(ctx context.Context, cfg poller.ServiceConfig, ccfg bus.ConnConfig, log *slog.Logger) (*poller.Poller, func() error, error) {
+	svc, stop, err := Start(ctx, cfg, ccfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case <-svc.Ready():
+		return svc.Poller(), stop, nil
+	case <-svc.Done():
+	case <-ctx.Done():
+	}
+	err = stop()
+	if err == nil {
+		err = cmp.Or(ctx.Err(), errors.New("the poller stopped before it was ready"))
+	}
+	return nil, nil, err
 }

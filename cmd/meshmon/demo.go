@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
@@ -109,7 +110,7 @@ func demo(c *cli.Context) error {
 	pocfg := poller.DefaultConfig()
 	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
 	pocfg.TrapListen = "127.0.0.1:0"
-	po, stopPoller, err := startPoller(ctx, pocfg, ccfg, dir, log)
+	po, stopPoller, err := pollerlink.StartReady(ctx, poller.ServiceConfig{Config: pocfg, DataDir: filepath.Join(dir, "poller"), PeerWait: 10 * time.Second}, ccfg, log)
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -1,20 +1,13 @@
 package main
 
 import (
-	"cmp"
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/tenancy"
@@ -173,26 +166,4 @@ func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
 		cfg.Name = id.User
 	}
 	return nil
-}
-
-// startPoller starts a poller of cfg in this process, keeping its store in
-// dir/poller, against the peer of ccfg, and waits until it is ready. stop
-// stops it.
-func startPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, dir string, log *slog.Logger) (*poller.Poller, func() error, error) {
-	scfg := poller.ServiceConfig{Config: cfg, DataDir: filepath.Join(dir, "poller"), PeerWait: 10 * time.Second}
-	svc, stop, err := pollerlink.Start(ctx, scfg, ccfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	select {
-	case <-svc.Ready():
-		return svc.Poller(), stop, nil
-	case <-svc.Done():
-	case <-ctx.Done():
-	}
-	err = stop()
-	if err == nil {
-		err = cmp.Or(ctx.Err(), errors.New("the poller stopped before it was ready"))
-	}
-	return nil, nil, err
 }

@@ -1,6 +1,7 @@
-package main
+package bench
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,26 +11,12 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
+	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/poller"
 )
-
-func benchTrapsCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "traps",
-		Usage: "trap intake: v2c traps per second that become stored events, step by step up to where loss begins",
-		Flags: []cli.Flag{
-			&cli.IntSliceFlag{Name: "rates", Value: cli.NewIntSlice(5000, 10000, 20000, 40000, 60000), Usage: "traps per second to send, one step each"},
-			&cli.DurationFlag{Name: "step", Value: 3 * time.Second, Usage: "how long each step sends"},
-			&cli.IntFlag{Name: "queue", Value: poller.DefaultConfig().TrapQueue, Usage: "the poller's trap queue"},
-			&cli.IntFlag{Name: "malformed-rate", Usage: "invalid packets per second (random bytes, truncated traps) sent between the traps of each step"},
-			jsonFlag(),
-		},
-		Action: benchTraps,
-	}
-}
 
 // trapStep is one rate of `meshmon bench traps`.
 type trapStep struct {
@@ -48,14 +35,14 @@ type trapStep struct {
 	MalformedCounted uint64 `json:"malformed_counted,omitempty"`
 }
 
-func benchTraps(c *cli.Context) error {
-	rates, step := c.IntSlice("rates"), c.Duration("step")
+func Traps(ctx context.Context, bc TrapsConfig) error {
+	rates, step := bc.Rates, bc.Step
 	for _, r := range rates {
 		if r < 1 || r > 1_000_000 {
 			return fmt.Errorf("--rates: %d is out of range; use 1 to 1000000 traps per second", r)
 		}
 	}
-	mrate := c.Int("malformed-rate")
+	mrate := bc.MalformedRate
 	if mrate < 0 || mrate > 1_000_000 {
 		return fmt.Errorf("--malformed-rate: %d is out of range; use 0 to 1000000 packets per second", mrate)
 	}
@@ -67,8 +54,7 @@ func benchTraps(c *cli.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ctx := c.Context
-	pe, err := benchPeer(ctx, dir, true)
+	pe, err := meshtest.Site(ctx, dir, "bench", "bench", true)
 	if err != nil {
 		return err
 	}
@@ -89,10 +75,10 @@ func benchTraps(c *cli.Context) error {
 	}
 
 	cfg := poller.DefaultConfig()
-	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", version
-	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", c.Int("queue")
-	log, _ := newLoggerLevel(os.Stderr, "error")
-	po, stop, err := startPoller(ctx, cfg, ccfg, dir, log)
+	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", bc.Version
+	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", bc.Queue
+	log := errorLogger(bc.stderr())
+	po, stop, err := pollerlink.StartReady(ctx, pollerService(cfg, dir), ccfg, log)
 	if err != nil {
 		return err
 	}
@@ -103,7 +89,7 @@ func benchTraps(c *cli.Context) error {
 	}
 	defer conn.Close()
 
-	if !c.Bool("json") {
+	if !bc.JSON {
 		fmt.Printf("one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
 	}
 	var steps []trapStep
@@ -152,10 +138,10 @@ func benchTraps(c *cli.Context) error {
 		st.StoredPerSec = float64(st.Stored) / sendTime.Seconds()
 		steps = append(steps, st)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, steps)
+	if bc.JSON {
+		return printJSON(bc.stdout(), steps)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', tabwriter.AlignRight)
 	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
 	if mrate > 0 {
 		head += "MALFORMED SENT\tCOUNTED\t"

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -15,33 +15,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/pollerlink"
-	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
 	"github.com/meshmon/meshmon/storage"
 )
-
-func benchFailoverCommand() *cli.Command {
-	return &cli.Command{
-		Name: "failover",
-		Usage: "crash poller group members again and again: time from the dead poller's last heartbeat to its " +
-			"successor's first poll of each of its devices, and devices moved when a member joins",
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "pollers", Value: 3, Usage: "members of the group"},
-			&cli.IntFlag{Name: "devices", Value: 30, Usage: "simulated SNMP devices"},
-			&cli.IntFlag{Name: "failovers", Value: 20, Usage: "crashes, every other one of the leader"},
-			&cli.DurationFlag{Name: "member-timeout", Value: poller.DefaultConfig().MemberTimeout, Usage: "the group's member timeout"},
-			&cli.DurationFlag{Name: "heartbeat", Value: poller.DefaultConfig().HeartbeatEvery, Usage: "the members' heartbeat interval"},
-			jsonFlag(),
-		},
-		Action: benchFailover,
-	}
-}
 
 // failoverBenchResult is what `meshmon bench failover` measured.
 type failoverBenchResult struct {
@@ -85,15 +67,14 @@ func (r hbRecorder) Heartbeat(ctx context.Context, info meshmon.PollerInfo) erro
 	return nil
 }
 
-func benchFailover(c *cli.Context) error {
-	nPollers, nDevices, nFail := c.Int("pollers"), c.Int("devices"), c.Int("failovers")
+func Failover(ctx context.Context, bc FailoverConfig) error {
+	nPollers, nDevices, nFail := bc.Pollers, bc.Devices, bc.Failovers
 	if nPollers < 2 || nPollers > 20 || nDevices < 1 || nDevices > 5000 || nFail < 1 {
 		return errors.New("--pollers must be 2 to 20, --devices 1 to 5000 and --failovers at least 1")
 	}
-	ctx := c.Context
-	out := os.Stdout
-	if c.Bool("json") {
-		out = os.Stderr
+	out := bc.stdout()
+	if bc.JSON {
+		out = bc.stderr()
 	}
 	dir, err := os.MkdirTemp("", "meshmon-bench-failover-")
 	if err != nil {
@@ -101,14 +82,8 @@ func benchFailover(c *cli.Context) error {
 	}
 	defer os.RemoveAll(dir)
 
-	pcfg := peer.DefaultConfig()
-	pcfg.Insecure = true // a benchmark on loopback, in this process
-	pcfg.Site, pcfg.Name, pcfg.Listen, pcfg.DataDir = "bench", "bench-peer", "127.0.0.1:0", filepath.Join(dir, "peer")
-	p, err := peer.New(pcfg, nil)
+	p, err := meshtest.Site(ctx, dir, "bench-peer", "bench", true)
 	if err != nil {
-		return err
-	}
-	if err := p.Start(ctx); err != nil {
 		return err
 	}
 	defer p.Close()
@@ -167,8 +142,8 @@ func benchFailover(c *cli.Context) error {
 	defer sub.Unsubscribe()
 
 	cfg := poller.DefaultConfig()
-	cfg.Site, cfg.HeartbeatEvery, cfg.MemberTimeout = "bench", c.Duration("heartbeat"), c.Duration("member-timeout")
-	cfg.Version = version
+	cfg.Site, cfg.HeartbeatEvery, cfg.MemberTimeout = "bench", bc.Heartbeat, bc.MemberTimeout
+	cfg.Version = bc.Version
 	startMember := func(name string) (*benchMember, error) {
 		m := &benchMember{name: name}
 		store, err := storage.Open(filepath.Join(dir, "poller-"+name+".db"), storage.Options{})
@@ -350,10 +325,10 @@ func benchFailover(c *cli.Context) error {
 	res.FailoverP50 = times[len(times)/2].Round(time.Millisecond).String()
 	res.FailoverMax = times[len(times)-1].Round(time.Millisecond).String()
 	res.MovedOnJoin = float64(moved) / float64(nFail)
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
+	if bc.JSON {
+		return printJSON(bc.stdout(), res)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
 	fmt.Fprintf(tw, "failover (last heartbeat to the successor's first poll of each device)\tp50 %s, max %s over %d crashes (%d of the leader)\n", res.FailoverP50, res.FailoverMax, nFail, res.LeaderCrashes)
 	fmt.Fprintf(tw, "devices moved when a member joins\t%.1f (its fair share: %.1f of %d)\n", res.MovedOnJoin, res.FairShare, nDevices)

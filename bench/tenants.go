@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,30 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
-
-func benchTenantsCommand() *cli.Command {
-	return &cli.Command{
-		Name: "tenants",
-		Usage: "create many tenants on one central peer in operator mode, as 'tenant create' does: time per create, " +
-			"the process's memory, and one tenant's ingest rate before and after, and while another tenant over its disk limit keeps publishing",
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
-			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
-			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
-			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
-			&cli.IntFlag{Name: "neighbour-rate", Value: 1000, Usage: "messages a second the tenant over its disk limit publishes during the first neighbour run"},
-			jsonFlag(),
-		},
-		Action: benchTenants,
-	}
-}
 
 type tenantsBenchResult struct {
 	Tenants      int     `json:"tenants"`
@@ -66,28 +47,24 @@ type tenantsBenchResult struct {
 	IngestMessages        int     `json:"ingest_messages"`
 }
 
-func benchTenants(c *cli.Context) error {
-	n, msgs, size := c.Int("tenants"), c.Int("msgs"), c.Int("size")
+func Tenants(ctx context.Context, bc TenantsConfig) error {
+	n, msgs, size := bc.Tenants, bc.Msgs, bc.Size
 	if n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
 		return errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
 	}
-	if c.Int("neighbour-rate") < 1 {
+	if bc.NeighbourRate < 1 {
 		return errors.New("--neighbour-rate must be at least 1 (messages a second)")
 	}
-	disk, err := meshmon.ParseSize(c.String("disk"))
-	if err != nil {
-		return fmt.Errorf("--disk: %w", err)
-	}
+	disk := bc.Disk
 	lim := tenancy.DefaultLimits()
 	lim.DiskBytes = disk
 	if err := lim.Validate(); err != nil {
 		return err
 	}
-	out := os.Stdout
-	if c.Bool("json") {
-		out = os.Stderr
+	out := bc.stdout()
+	if bc.JSON {
+		out = bc.stderr()
 	}
-	ctx := c.Context
 	dir, err := os.MkdirTemp("", "meshmon-bench-tenants-")
 	if err != nil {
 		return err
@@ -97,24 +74,9 @@ func benchTenants(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, err := st.Trust()
-	if err != nil {
-		return err
-	}
-	trustFile := filepath.Join(dir, "trust.json")
-	if err := writeJSONFile(trustFile, trust, 0o644); err != nil {
-		return err
-	}
-	pcfg := peer.DefaultConfig()
-	pcfg.Insecure = true // a benchmark on loopback, in this process
-	pcfg.Role, pcfg.Name, pcfg.Listen, pcfg.DataDir, pcfg.Trust = peer.RoleCentral, "bench-central", "127.0.0.1:0", filepath.Join(dir, "central"), trustFile
 	// Each tenant's streams reserve their maximum size against the store.
-	pcfg.MaxStore = int64(n+1) * disk
-	p, err := peer.New(pcfg, nil)
+	p, err := meshtest.OperatorCentral(ctx, dir, "bench-central", st, int64(n+1)*disk)
 	if err != nil {
-		return err
-	}
-	if err := p.Start(ctx); err != nil {
 		return err
 	}
 	defer p.Close()
@@ -218,7 +180,7 @@ func benchTenants(c *cli.Context) error {
 			return err
 		}
 		defer full.Close()
-		res.NeighbourRate = c.Int("neighbour-rate")
+		res.NeighbourRate = bc.NeighbourRate
 		if res.IngestNeighbourPaced, res.NeighbourPacedRefused, err = ingestBeside(full, res.NeighbourRate, ingest); err != nil {
 			return err
 		}
@@ -240,10 +202,10 @@ func benchTenants(c *cli.Context) error {
 		pick := func(q float64) string { return times[int(q*float64(len(times)-1))].Round(time.Millisecond).String() }
 		res.CreateP50, res.CreateP99, res.CreateMax = pick(0.5), pick(0.99), pick(1)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
+	if bc.JSON {
+		return printJSON(bc.stdout(), res)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
 	fmt.Fprintf(tw, "tenant create (sign, push, ops view, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, n-1, res.CreateTotal)
 	fmt.Fprintf(tw, "memory of this process (peer and bench): live heap after GC / held from the OS\t%s / %s with 1 tenant, %s / %s with %d\n",
