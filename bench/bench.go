@@ -91,30 +91,7 @@ func Publish(ctx context.Context, bc PublishConfig) error {
 	// Workers commit concurrently, as the poller's do; the spool groups
 	// their commits into shared transactions.
 	workers := max(bc.Workers, 1)
-	errc := make(chan error, 1)
-	go func() {
-		var wg sync.WaitGroup
-		var firstErr error
-		var mu sync.Mutex
-		for w := range workers {
-			wg.Go(func() {
-				for i := w * per; i < n; i += workers * per {
-					msgs := make([]meshmon.Message, 0, per)
-					for j := i; j < min(i+per, n); j++ {
-						msgs = append(msgs, meshmon.Message{Subject: "mx.bench.poller.x", ID: "poller-" + strconv.Itoa(j), Data: payload})
-					}
-					if err := store.Commit(msgs, nil); err != nil {
-						mu.Lock()
-						firstErr = cmp.Or(firstErr, err)
-						mu.Unlock()
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		errc <- firstErr
-	}()
+	errc := commitAll(store, n, per, workers, payload)
 	done, producing := 0, true
 	for done < n {
 		pn, _, err := poller.DrainOnce(ctx, store, pub, bc.Batch, 30*time.Second)
@@ -141,16 +118,7 @@ func Publish(ctx context.Context, bc PublishConfig) error {
 	r := publishResult{Messages: n, Size: size, SyncAlways: bc.SyncAlways,
 		RawMsgsPerSec: float64(n) / raw.Seconds(), PollerPerSec: float64(n) / path.Seconds()}
 	r.Ratio = r.PollerPerSec / r.RawMsgsPerSec
-	if bc.JSON {
-		return printJSON(bc.stdout(), r)
-	}
-	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "publish, %d messages of %d B, sync_always=%v, nats-server in process, %d spool writers\n", n, size, r.SyncAlways, workers)
-	fmt.Fprintf(tw, "path\tmsgs/s\ttime\n")
-	fmt.Fprintf(tw, "raw JetStream async publish\t%.0f\t%s\n", r.RawMsgsPerSec, raw.Round(time.Millisecond))
-	fmt.Fprintf(tw, "poller (spool + batch publish + ack)\t%.0f\t%s\n", r.PollerPerSec, path.Round(time.Millisecond))
-	fmt.Fprintf(tw, "ratio poller/raw\t%.2f\t\n", r.Ratio)
-	return tw.Flush()
+	return r.print(bc, raw, path)
 }
 
 type pollResult struct {
@@ -205,20 +173,11 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	}
 	defer stopPeer()
 	fmt.Fprintf(out, "peer at %s; starting %d simulated devices\n", peerURL, n)
-	simCmd := exec.CommandContext(ctx, self, "--log-level", "error", "sim", "--agents", strconv.Itoa(n), "--interfaces", strconv.Itoa(bc.Interfaces), "--base-addr", "127.80.0.1", "--json")
-	simOut, err := simCmd.StdoutPipe()
+	agents, stopSim, err := startSim(ctx, self, bc.stderr(), n, bc.Interfaces)
 	if err != nil {
 		return err
 	}
-	simCmd.Stderr = bc.stderr()
-	if err := simCmd.Start(); err != nil {
-		return fmt.Errorf("start sim: %w", err)
-	}
-	defer func() { _ = simCmd.Process.Signal(syscall.SIGTERM); _ = simCmd.Wait() }()
-	agents, err := readAgents(simOut, n)
-	if err != nil {
-		return err
-	}
+	defer stopSim()
 
 	ccfg := bus.ConnConfig{URL: peerURL, Name: "bench"}
 	nc, err := bus.ConnectWait(ctx, ccfg)
@@ -273,25 +232,7 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	r.CPUPer1000 = r.CPUCores / float64(n) * 1000
 	r.RSSPer1000MiB = (r.RSSMiB - baseRSS) / float64(n) * 1000
 	r.OnSchedule = r.Late == 0 && float64(r.PollsDone) >= 0.95*r.PollsExpected
-	if bc.JSON {
-		return printJSON(bc.stdout(), r)
-	}
-	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "poll capacity: one poller (this process); peer and simulator in child processes\n")
-	fmt.Fprintf(tw, "devices\t%d\n", r.Devices)
-	fmt.Fprintf(tw, "interval\t%s\n", r.Interval)
-	fmt.Fprintf(tw, "window\t%s\n", r.Window)
-	fmt.Fprintf(tw, "polls done / expected\t%d / %.0f\n", r.PollsDone, r.PollsExpected)
-	fmt.Fprintf(tw, "late polls (>max(interval/10,1s))\t%d\n", r.Late)
-	fmt.Fprintf(tw, "max start lag\t%s\n", r.LagMax)
-	fmt.Fprintf(tw, "on schedule\t%v\n", r.OnSchedule)
-	fmt.Fprintf(tw, "CPU (cores)\t%.3f\n", r.CPUCores)
-	fmt.Fprintf(tw, "CPU per 1,000 devices (cores)\t%.4f\n", r.CPUPer1000)
-	fmt.Fprintf(tw, "RSS (MiB)\t%.1f (%.1f before the poller)\n", r.RSSMiB, r.BaselineRSSMiB)
-	fmt.Fprintf(tw, "RSS per 1,000 devices (MiB)\t%.2f\n", r.RSSPer1000MiB)
-	fmt.Fprintf(tw, "Go heap in use (MiB)\t%.1f\n", r.HeapMiB)
-	fmt.Fprintf(tw, "messages published\t%d (%d still spooled)\n", r.Published, r.Spooled)
-	return tw.Flush()
+	return r.print(bc)
 }
 
 const sim60k = 60000
@@ -369,4 +310,91 @@ func rssMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// startSim runs 'meshmon sim' of n devices with interfaces each as a child
+// process and returns its agents and the function that stops it.
+func startSim(ctx context.Context, self string, stderr io.Writer, n, interfaces int) ([]simAgent, func(), error) {
+	simCmd := exec.CommandContext(ctx, self, "--log-level", "error", "sim", "--agents", strconv.Itoa(n), "--interfaces", strconv.Itoa(interfaces), "--base-addr", "127.80.0.1", "--json")
+	simOut, err := simCmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	simCmd.Stderr = stderr
+	if err := simCmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start sim: %w", err)
+	}
+	stop := func() { _ = simCmd.Process.Signal(syscall.SIGTERM); _ = simCmd.Wait() }
+	agents, err := readAgents(simOut, n)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return agents, stop, nil
+}
+
+func (r pollResult) print(bc PollConfig) error {
+	if bc.JSON {
+		return printJSON(bc.stdout(), r)
+	}
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "poll capacity: one poller (this process); peer and simulator in child processes\n")
+	fmt.Fprintf(tw, "devices\t%d\n", r.Devices)
+	fmt.Fprintf(tw, "interval\t%s\n", r.Interval)
+	fmt.Fprintf(tw, "window\t%s\n", r.Window)
+	fmt.Fprintf(tw, "polls done / expected\t%d / %.0f\n", r.PollsDone, r.PollsExpected)
+	fmt.Fprintf(tw, "late polls (>max(interval/10,1s))\t%d\n", r.Late)
+	fmt.Fprintf(tw, "max start lag\t%s\n", r.LagMax)
+	fmt.Fprintf(tw, "on schedule\t%v\n", r.OnSchedule)
+	fmt.Fprintf(tw, "CPU (cores)\t%.3f\n", r.CPUCores)
+	fmt.Fprintf(tw, "CPU per 1,000 devices (cores)\t%.4f\n", r.CPUPer1000)
+	fmt.Fprintf(tw, "RSS (MiB)\t%.1f (%.1f before the poller)\n", r.RSSMiB, r.BaselineRSSMiB)
+	fmt.Fprintf(tw, "RSS per 1,000 devices (MiB)\t%.2f\n", r.RSSPer1000MiB)
+	fmt.Fprintf(tw, "Go heap in use (MiB)\t%.1f\n", r.HeapMiB)
+	fmt.Fprintf(tw, "messages published\t%d (%d still spooled)\n", r.Published, r.Spooled)
+	return tw.Flush()
+}
+
+func (r publishResult) print(bc PublishConfig, raw, path time.Duration) error {
+	if bc.JSON {
+		return printJSON(bc.stdout(), r)
+	}
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "publish, %d messages of %d B, sync_always=%v, nats-server in process, %d spool writers\n", r.Messages, r.Size, r.SyncAlways, max(bc.Workers, 1))
+	fmt.Fprintf(tw, "path\tmsgs/s\ttime\n")
+	fmt.Fprintf(tw, "raw JetStream async publish\t%.0f\t%s\n", r.RawMsgsPerSec, raw.Round(time.Millisecond))
+	fmt.Fprintf(tw, "poller (spool + batch publish + ack)\t%.0f\t%s\n", r.PollerPerSec, path.Round(time.Millisecond))
+	fmt.Fprintf(tw, "ratio poller/raw\t%.2f\t\n", r.Ratio)
+	return tw.Flush()
+}
+
+// commitAll commits n messages of payload to the spool, per at a time, from
+// workers goroutines at once, as the poller's workers do; the channel
+// gets the first error, or nil, once all are done.
+func commitAll(store *storage.DB, n, per, workers int, payload []byte) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var firstErr error
+		var mu sync.Mutex
+		for w := range workers {
+			wg.Go(func() {
+				for i := w * per; i < n; i += workers * per {
+					msgs := make([]meshmon.Message, 0, per)
+					for j := i; j < min(i+per, n); j++ {
+						msgs = append(msgs, meshmon.Message{Subject: "mx.bench.poller.x", ID: "poller-" + strconv.Itoa(j), Data: payload})
+					}
+					if err := store.Commit(msgs, nil); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		errc <- firstErr
+	}()
+	return errc
 }

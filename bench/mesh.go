@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -47,13 +48,9 @@ type meshBenchResult struct {
 // this process, each with its own data directory and real leaf links.
 func Mesh(ctx context.Context, bc MeshConfig) error {
 	nSites, perSite, rate := bc.Sites, bc.Events, bc.Rate
-	nCuts, cutFor := bc.Cuts, bc.CutFor
-	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 || nCuts < 1 || cutFor < 0 {
-		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
-	}
-	cutMode := bc.CutMode
-	if cutMode != "silent" && cutMode != "loud" {
-		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", cutMode)
+	nCuts, cutFor, cutMode := bc.Cuts, bc.CutFor, bc.CutMode
+	if err := bc.validate(); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "meshmon-bench-mesh-")
 	if err != nil {
@@ -127,34 +124,9 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
-		// first is when central got the first event of the slowest site;
-		// earliest of the fastest, from which the rate is counted.
-		resumed := map[string]bool{}
-		first, earliest := time.Duration(-1), time.Duration(-1)
-		for deadline := time.Now().Add(5 * time.Minute); ; {
-			by, err := centralBySite(ctx, cjs)
-			n := 0
-			for site, c := range by {
-				n += c
-				if c > before[site] && !resumed[site] {
-					resumed[site] = true
-					if earliest < 0 {
-						earliest = time.Since(restored)
-					}
-					if len(resumed) == nSites {
-						first = time.Since(restored)
-					}
-				}
-			}
-			if err == nil && n >= total {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("catch-up: central holds %d of %d events 5 minutes after cut %d ended", n, total, cut+1)
-			}
-			if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
-				return err
-			}
+		first, earliest, err := waitCatchUp(ctx, cjs, before, nSites, total, restored)
+		if err != nil {
+			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
 		took := time.Since(restored)
 		starts = append(starts, first)
@@ -169,39 +141,10 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	// 3. Latency at a steady rate: observation time to central's store time.
-	lat, err := latencyRun(ctx, siteJS, cjs, total, perSite*(1+nCuts), rate, bc.LatencyFor)
-	if err != nil {
+	if err := res.latency(ctx, out, mesh, total, perSite*(1+nCuts), bc.LatencyFor); err != nil {
 		return err
 	}
-	res.LatencyEvents = len(lat)
-	slices.Sort(lat)
-	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
-	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
-	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", rate, len(lat), res.LatencyP50, res.LatencyP99)
-
-	// 4. The stock nats CLI against the same central cluster.
-	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), nSites*perSite); why != "" {
-		res.NatsBenchSkipped = why
-		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
-	} else {
-		res.NatsBenchPerSec = perSec
-		res.IngestVsNatsBench = res.IngestPerSec / perSec
-		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
-	}
-	if bc.JSON {
-		return printJSON(bc.stdout(), res)
-	}
-	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", nSites, res.IngestPerSec)
-	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
-	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
-	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", rate, res.LatencyP50, res.LatencyP99)
-	if res.NatsBenchPerSec > 0 {
-		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
-	}
-	return tw.Flush()
+	return res.print(bc)
 }
 
 // benchEvent is one event of a site, numbered n, observed now.
@@ -377,4 +320,93 @@ func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
 	}
 	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
 	return v, ""
+}
+
+// waitCatchUp waits up to 5 minutes for central to hold total events, the
+// sites' links back since restored, and returns when central got the first
+// event of the slowest site (first) and of the fastest (earliest, from
+// which the rate is counted) after before, central's count by site when
+// the links returned.
+func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, nSites, total int, restored time.Time) (first, earliest time.Duration, err error) {
+	resumed := map[string]bool{}
+	first, earliest = -1, -1
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		by, err := centralBySite(ctx, cjs)
+		n := 0
+		for site, c := range by {
+			n += c
+			if c > before[site] && !resumed[site] {
+				resumed[site] = true
+				if earliest < 0 {
+					earliest = time.Since(restored)
+				}
+				if len(resumed) == nSites {
+					first = time.Since(restored)
+				}
+			}
+		}
+		if err == nil && n >= total {
+			return first, earliest, nil
+		}
+		if time.Now().After(deadline) {
+			return first, earliest, fmt.Errorf("central holds %d of %d events 5 minutes", n, total)
+		}
+		if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
+			return first, earliest, err
+		}
+	}
+}
+
+func (res meshBenchResult) print(bc MeshConfig) error {
+	if bc.JSON {
+		return printJSON(bc.stdout(), res)
+	}
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
+	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", res.Sites, res.IngestPerSec)
+	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
+	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
+	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99)
+	if res.NatsBenchPerSec > 0 {
+		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
+	}
+	return tw.Flush()
+}
+
+// latency measures, at res.LatencyRate for latencyFor, the time from an
+// event's observation to its storing at central (after total events, the
+// sites' numbers from firstN on), then 'nats bench js pub' against the
+// same central cluster.
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, total, firstN int, latencyFor time.Duration) error {
+	// 3. Latency at a steady rate: observation time to central's store time.
+	lat, err := latencyRun(ctx, mesh.SiteJS, mesh.CentralJS, total, firstN, res.LatencyRate, latencyFor)
+	if err != nil {
+		return err
+	}
+	res.LatencyEvents = len(lat)
+	slices.Sort(lat)
+	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
+	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
+	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99)
+
+	// 4. The stock nats CLI against the same central cluster.
+	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents); why != "" {
+		res.NatsBenchSkipped = why
+		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
+	} else {
+		res.NatsBenchPerSec = perSec
+		res.IngestVsNatsBench = res.IngestPerSec / perSec
+		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+	}
+	return nil
+}
+
+func (bc MeshConfig) validate() error {
+	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
+		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.CutMode != "silent" && bc.CutMode != "loud" {
+		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", bc.CutMode)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -90,7 +91,7 @@ func Traps(ctx context.Context, bc TrapsConfig) error {
 	defer conn.Close()
 
 	if !bc.JSON {
-		fmt.Printf("one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
+		fmt.Fprintf(bc.stdout(), "one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
 	}
 	var steps []trapStep
 	seq := 0
@@ -112,26 +113,9 @@ func Traps(ctx context.Context, bc TrapsConfig) error {
 
 		sendTime := sendPaced(conn, pkts, rate+mrate)
 
-		// Settle: every received trap is committed or dropped, the spool is
-		// drained, and the stream stops growing.
-		var st trapStep
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			s1 := po.Stats()
-			info, err := events.Info(ctx)
-			if err != nil {
-				return err
-			}
-			st = trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(),
-				Received: s1.TrapsIn - s0.TrapsIn, QueueLost: s1.TrapsDropped - s0.TrapsDropped,
-				Stored: info.State.Msgs - stored0, MalformedSent: m, MalformedCounted: sumCounts(s1.TrapsInvalid) - sumCounts(s0.TrapsInvalid)}
-			settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
-			if settled || time.Now().After(deadline) {
-				break
-			}
-			if err := waitCtx(ctx, 50*time.Millisecond); err != nil {
-				return err
-			}
+		st := trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(), MalformedSent: m}
+		if st, err = settleStep(ctx, po, events, s0, stored0, st); err != nil {
+			return err
 		}
 		st.SocketLost = n - int(st.Received)
 		st.Lost = n - int(st.Stored)
@@ -141,28 +125,7 @@ func Traps(ctx context.Context, bc TrapsConfig) error {
 	if bc.JSON {
 		return printJSON(bc.stdout(), steps)
 	}
-	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', tabwriter.AlignRight)
-	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
-	if mrate > 0 {
-		head += "MALFORMED SENT\tCOUNTED\t"
-	}
-	fmt.Fprintln(tw, head)
-	best := 0.0
-	for _, s := range steps {
-		fmt.Fprintf(tw, row, s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
-		if mrate > 0 {
-			fmt.Fprintf(tw, "%d\t%d\t", s.MalformedSent, s.MalformedCounted)
-		}
-		fmt.Fprintln(tw)
-		if s.Lost == 0 && s.StoredPerSec > best {
-			best = s.StoredPerSec
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Printf("\nhighest rate with no trap lost: %.0f traps/s stored as events\n", best)
-	return nil
+	return printTrapSteps(bc.stdout(), steps, mrate)
 }
 
 // trapPackets encodes n distinct v2c linkDown traps, numbered from first.
@@ -235,4 +198,55 @@ func sendPaced(conn *net.UDPConn, pkts [][]byte, rate int) time.Duration {
 		_, _ = conn.Write(p)
 	}
 	return max(time.Since(start), time.Duration(float64(len(pkts))/float64(rate)*float64(time.Second)))
+}
+
+// printTrapSteps prints the steps as a table, and the highest rate with no
+// trap lost.
+func printTrapSteps(w io.Writer, steps []trapStep, mrate int) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
+	if mrate > 0 {
+		head += "MALFORMED SENT\tCOUNTED\t"
+	}
+	fmt.Fprintln(tw, head)
+	best := 0.0
+	for _, s := range steps {
+		fmt.Fprintf(tw, row, s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
+		if mrate > 0 {
+			fmt.Fprintf(tw, "%d\t%d\t", s.MalformedSent, s.MalformedCounted)
+		}
+		fmt.Fprintln(tw)
+		if s.Lost == 0 && s.StoredPerSec > best {
+			best = s.StoredPerSec
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nhighest rate with no trap lost: %.0f traps/s stored as events\n", best)
+	return nil
+}
+
+// settleStep waits up to 30 s for a step to settle: every received trap is
+// committed or dropped, the spool is drained, and the stream stops
+// growing. It fills in st what the poller (from s0) and the stream (from
+// stored0) counted.
+func settleStep(ctx context.Context, po *poller.Poller, events jetstream.Stream, s0 poller.Stats, stored0 uint64, st trapStep) (trapStep, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s1 := po.Stats()
+		info, err := events.Info(ctx)
+		if err != nil {
+			return st, err
+		}
+		st.Received, st.QueueLost = s1.TrapsIn-s0.TrapsIn, s1.TrapsDropped-s0.TrapsDropped
+		st.Stored, st.MalformedCounted = info.State.Msgs-stored0, sumCounts(s1.TrapsInvalid)-sumCounts(s0.TrapsInvalid)
+		settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
+		if settled || time.Now().After(deadline) {
+			return st, nil
+		}
+		if err := waitCtx(ctx, 50*time.Millisecond); err != nil {
+			return st, err
+		}
+	}
 }

@@ -207,16 +207,6 @@ func push(c *cli.Context, st *tenancy.Store, tok string) error {
 	return tenancy.Push(ctx, nc, tok)
 }
 
-// pushOps signs the ops account again, importing every tenant's events,
-// and pushes it.
-func pushOps(c *cli.Context, st *tenancy.Store) error {
-	tok, err := st.OpsAccount()
-	if err != nil {
-		return err
-	}
-	return push(c, st, tok)
-}
-
 // asTenantAdmin connects to central as a short-lived admin of the tenant.
 func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn, jetstream.JetStream, error) {
 	creds, err := st.AdminCreds(tenant, 5*time.Minute)
@@ -425,56 +415,26 @@ func tenantRm(c *cli.Context) error {
 	if _, err := st.Tenant(name); err != nil {
 		return err
 	}
-	nc, js, err := asTenantAdmin(c, st, name)
+	sysCreds, err := st.SystemCreds(time.Minute)
 	if err != nil {
-		return fmt.Errorf("%w; a tenant is removed through central, so that its data goes too", err)
+		return err
 	}
-	defer nc.Close()
+	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	u, err := provision.ReadUsage(ctx, js)
+	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
+	n, err := provision.Remove(ctx, st, sys, dial, name, c.Bool("force"))
 	if err != nil {
 		return err
-	}
-	if (u.Events > 0 || u.Samples > 0) && !c.Bool("force") {
-		return fmt.Errorf("tenant %s holds %d events and %d samples; 'meshmon tenant rm %s --force' deletes them with the tenant", name, u.Events, u.Samples, name)
-	}
-	names := js.StreamNames(ctx)
-	var streams []string
-	for s := range names.Name() {
-		streams = append(streams, s)
-	}
-	if err := names.Err(); err != nil {
-		return err
-	}
-	for _, s := range streams {
-		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("tenant %s: delete stream %s: %w", name, s, err)
-		}
-	}
-	nc.Close()
-	sys, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	snc, err := connectAs(c, sys, "meshmon-cli-system")
-	if err != nil {
-		return err
-	}
-	defer snc.Close()
-	if err := st.Unpush(ctx, snc, name); err != nil {
-		return err
-	}
-	if err := st.RemoveTenant(name); err != nil {
-		return err
-	}
-	if err := pushOps(c, st); err != nil {
-		return fmt.Errorf("tenant %s removed, but the ops view still lists it: %w", name, err)
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
 	}
-	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, len(streams))
+	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
 	return nil
 }
 

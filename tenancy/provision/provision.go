@@ -141,3 +141,77 @@ func ReadUsage(ctx context.Context, js jetstream.JetStream) (Usage, error) {
 	}
 	return u, nil
 }
+
+// ErrHoldsData is wrapped by Remove when the tenant still holds events or
+// samples and force is not set.
+var ErrHoldsData = errors.New("tenant holds data")
+
+// Remove removes tenant name through central, so that its data goes too:
+// it deletes the tenant's streams as its admin (over a connection from
+// dial), takes its account off central's resolver over sys (a system
+// account connection), removes its keys from st and pushes the ops account
+// without it. A tenant that holds events or samples is refused, with an
+// error wrapping ErrHoldsData, unless force. It returns how many streams
+// it deleted.
+func Remove(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial Dialer, name string, force bool) (int, error) {
+	if _, err := st.Tenant(name); err != nil {
+		return 0, err
+	}
+	n, err := deleteStreams(ctx, st, dial, name, force)
+	if err != nil {
+		return 0, err
+	}
+	if err := st.Unpush(ctx, sys, name); err != nil {
+		return n, err
+	}
+	if err := st.RemoveTenant(name); err != nil {
+		return n, err
+	}
+	ops, err := st.OpsAccount()
+	if err == nil {
+		err = tenancy.Push(ctx, sys, ops)
+	}
+	if err != nil {
+		return n, fmt.Errorf("tenant %s removed, but the ops view still lists it: %w", name, err)
+	}
+	return n, nil
+}
+
+// deleteStreams deletes every stream of tenant name as its admin, unless
+// it holds events or samples and not force.
+func deleteStreams(ctx context.Context, st *tenancy.Store, dial Dialer, name string, force bool) (int, error) {
+	creds, err := st.AdminCreds(name, 5*time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	nc, err := dial(creds)
+	if err != nil {
+		return 0, fmt.Errorf("connect to central as tenant %s: %w; a tenant is removed through central, so that its data goes too", name, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
+	if err != nil {
+		return 0, err
+	}
+	u, err := ReadUsage(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	if (u.Events > 0 || u.Samples > 0) && !force {
+		return 0, fmt.Errorf("tenant %s holds %d events and %d samples (%w); 'meshmon tenant rm %s --force' deletes them with the tenant", name, u.Events, u.Samples, ErrHoldsData, name)
+	}
+	names := js.StreamNames(ctx)
+	var streams []string
+	for s := range names.Name() {
+		streams = append(streams, s)
+	}
+	if err := names.Err(); err != nil {
+		return 0, err
+	}
+	for _, s := range streams {
+		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, fmt.Errorf("tenant %s: delete stream %s: %w", name, s, err)
+		}
+	}
+	return len(streams), nil
+}

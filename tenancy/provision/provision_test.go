@@ -190,3 +190,31 @@ func mustSystemCreds(t *testing.T, st *tenancy.Store) []byte {
 	}
 	return creds
 }
+
+// TestRemove: a tenant without data is removed from central and the key
+// store, and its name can be created again; an unknown tenant is refused.
+func TestRemove(t *testing.T) {
+	st := newStore(t)
+	url, sys := central(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := provision.Create(ctx, st, sys, dialer(t, url), "acme", tenancy.DefaultLimits(), 1); err != nil {
+		t.Fatal(err)
+	}
+	n, err := provision.Remove(ctx, st, sys, dialer(t, url), "acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 2 {
+		t.Errorf("%d streams deleted; want EVENTS and METRICS at least", n)
+	}
+	if _, err := st.Tenant("acme"); err == nil {
+		t.Fatal("the removed tenant is still in the key store")
+	}
+	if _, err := provision.Remove(ctx, st, sys, dialer(t, url), "acme", false); err == nil {
+		t.Fatal("removing a tenant that is gone passed")
+	}
+	if _, _, err := provision.Create(ctx, st, sys, dialer(t, url), "acme", tenancy.DefaultLimits(), 1); err != nil {
+		t.Fatalf("create again after remove: %v", err)
+	}
+}
