@@ -10,6 +10,7 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/freeport"
 	"github.com/meshmon/meshmon/poller"
 )
 
@@ -120,5 +121,58 @@ func TestNameFromHost(t *testing.T) {
 		if got := poller.NameFromHost(in); got != want {
 			t.Errorf("NameFromHost(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestServiceLatePeer: a service whose peer does not answer within
+// PeerWait starts from its cache; when a peer of another site answers
+// later, it stops with that error. Run returns nil when its ctx ends
+// before the peer answered.
+func TestServiceLatePeer(t *testing.T) {
+	addr, err := freeport.TCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serviceConfig("s1", t.TempDir())
+	cfg.Site, cfg.PeerWait = "elsewhere", 100*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svc, stop, err := pollerlink.Start(ctx, cfg, bus.ConnConfig{URL: "nats://" + addr}, nil)
+	if err != nil {
+		t.Fatalf("start without a peer: %v", err)
+	}
+	defer stop()
+	select {
+	case <-svc.Ready():
+	case <-svc.Done():
+		t.Fatalf("stopped before the peer answered: %v", svc.Err())
+	}
+	startPeer(t, t.TempDir(), addr) // site lab
+	select {
+	case <-svc.Done():
+	case <-ctx.Done():
+		t.Fatal("still running a minute after a peer of another site answered")
+	}
+	if err := svc.Err(); !errors.Is(err, bus.ErrWrongSite) {
+		t.Fatalf("stopped with %v, want %v", err, bus.ErrWrongSite)
+	}
+
+	conn, err := pollerlink.Connect(bus.ConnConfig{URL: "nats://127.0.0.1:1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cfg = serviceConfig("s2", t.TempDir())
+	cfg.PeerWait = time.Minute
+	run, err := poller.NewService(cfg, conn.Link(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run.Run(rctx) }()
+	rcancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run ended by its ctx before the peer answered: %v, want nil", err)
 	}
 }
