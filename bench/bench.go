@@ -38,6 +38,8 @@ type publishResult struct {
 	Ratio         float64 `json:"ratio"`
 }
 
+// Publish measures the poller's publish path (spool, batch publish, ack)
+// against raw JetStream async publish, on the same peer in this process.
 func Publish(ctx context.Context, bc PublishConfig) error {
 	n, size := bc.Messages, bc.Size
 	if n < 1 || size < 1 || size > 1<<20 {
@@ -140,8 +142,9 @@ type pollResult struct {
 	BaselineRSSMiB float64 `json:"baseline_rss_mib"`
 }
 
-// benchPoll runs the simulator and the peer as child processes, so this
-// process's CPU and memory are the poller's alone.
+// Poll measures one poller's capacity: polls on schedule, CPU and memory
+// per 1,000 devices. The simulator and the peer run as child processes, so
+// this process's CPU and memory are the poller's alone.
 func Poll(ctx context.Context, bc PollConfig) error {
 	n, iv, window := bc.Devices, bc.Interval, bc.Measure
 	if n < 1 || n > sim60k {

@@ -44,8 +44,10 @@ type meshBenchResult struct {
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
 }
 
-// benchMesh runs a central of three clustered peers and several sites in
-// this process, each with its own data directory and real leaf links.
+// Mesh measures central ingest from several sites, catch-up after WAN
+// cuts and observation-to-central latency. It runs a central of three
+// clustered peers and several sites in this process, each with its own
+// data directory and real leaf links.
 func Mesh(ctx context.Context, bc MeshConfig) error {
 	nSites, perSite, rate := bc.Sites, bc.Events, bc.Rate
 	nCuts, cutFor, cutMode := bc.Cuts, bc.CutFor, bc.CutMode

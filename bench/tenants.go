@@ -48,6 +48,10 @@ type tenantsBenchResult struct {
 	IngestMessages        int     `json:"ingest_messages"`
 }
 
+// Tenants creates many tenants on one central peer in operator mode, as
+// 'tenant create' does, and measures the time per create, the process's
+// memory, and one tenant's ingest before, after, and beside a tenant over
+// its disk limit.
 func Tenants(ctx context.Context, bc TenantsConfig) error {
 	n, msgs, size, disk := bc.Tenants, bc.Msgs, bc.Size, bc.Disk
 	lim, err := bc.validate()

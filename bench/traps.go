@@ -36,6 +36,8 @@ type trapStep struct {
 	MalformedCounted uint64 `json:"malformed_counted,omitempty"`
 }
 
+// Traps measures trap intake: v2c traps sent at each rate in turn, and
+// how many became stored events.
 func Traps(ctx context.Context, bc TrapsConfig) error {
 	rates, step := bc.Rates, bc.Step
 	for _, r := range rates {

@@ -142,10 +142,6 @@ func ReadUsage(ctx context.Context, js jetstream.JetStream) (Usage, error) {
 	return u, nil
 }
 
-// ErrHoldsData is wrapped by Remove when the tenant still holds events or
-// samples and force is not set.
-var ErrHoldsData = errors.New("tenant holds data")
-
 // Remove removes tenant name through central, so that its data goes too:
 // it deletes the tenant's streams as its admin (over a connection from
 // dial), takes its account off central's resolver over sys (a system
