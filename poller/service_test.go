@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func TestService(t *testing.T) {
 	e := newEnv(t, 3, "127.71.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	goroutines := runtime.NumGoroutine()
 	svc, stop, err := pollerlink.Start(ctx, serviceConfig("s1", t.TempDir()), bus.ConnConfig{URL: e.url}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +64,9 @@ func TestService(t *testing.T) {
 	default:
 		t.Fatal("Done is open after Close")
 	}
+	// Close waits for what the service started: no goroutine of its
+	// outlives it (the peer's for the closed connection go as they see it).
+	eventually.True(t, 10*time.Second, "the service's goroutines gone", func() bool { return runtime.NumGoroutine() <= goroutines })
 }
 
 // TestServiceIdentity: a service refuses to start against another site's
