@@ -163,7 +163,9 @@ func (s *Service) Poller() *Poller { return s.p }
 
 // Close stops the poller and its group seat, waits for them and closes the
 // store. It returns why the service stopped, as Err does; a second Close
-// returns the same.
+// returns the same. A Close while Start runs waits for Start to return
+// (cancel Start's ctx to cut it short); a Close before Start keeps the
+// service from starting.
 func (s *Service) Close() error {
 	s.startOnce.Do(func() {
 		s.startErr = errors.New("poller service closed before it started")
