@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/meshmon/meshmon"
@@ -131,4 +132,33 @@ func ParseICMPMode(s string) (ICMPMode, error) {
 		return ICMPPrivileged, nil
 	}
 	return ICMPAuto, fmt.Errorf("%w: icmp mode %q is unknown; use auto, unprivileged or privileged", ErrInvalidConfig, s)
+}
+
+// NameFromHost turns a host name into a valid poller name: its first label,
+// lower case, other characters as '-', at most meshmon.MaxNameLen long;
+// "poller" if nothing is left.
+func NameFromHost(host string) string {
+	out := make([]rune, 0, len(host))
+	for _, r := range strings.ToLower(host) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+			out = append(out, r)
+		case r == '.':
+			return finishName(out)
+		default:
+			out = append(out, '-')
+		}
+	}
+	return finishName(out)
+}
+
+func finishName(r []rune) string {
+	s := strings.Trim(string(r), "-_")
+	if len(s) > meshmon.MaxNameLen {
+		s = s[:meshmon.MaxNameLen]
+	}
+	if s == "" {
+		return "poller"
+	}
+	return s
 }

@@ -1,66 +1,27 @@
 package main
 
 import (
-	"bufio"
-	"cmp"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/bench"
 	"github.com/meshmon/meshmon/poller"
-	"github.com/meshmon/meshmon/storage"
 )
+
+// benchOutput is where a bench prints, from --json.
+func benchOutput(c *cli.Context) bench.Output { return bench.Output{JSON: c.Bool("json")} }
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure meshmon on this machine; prints tables",
 		Subcommands: []*cli.Command{
-			{
-				Name:  "publish",
-				Usage: "poller publish path (spool + batch publish + ack) against raw JetStream async publish, same peer, same run",
-				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "messages", Value: 20000, Usage: "messages per run"},
-					&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
-					&cli.IntFlag{Name: "batch", Value: poller.DefaultConfig().BatchSize, Usage: "poller publish batch"},
-					&cli.IntFlag{Name: "per-commit", Value: 8, Usage: "messages per spool commit (one poll's worth)"},
-					&cli.IntFlag{Name: "workers", Value: 16, Usage: "goroutines committing to the spool at once, as poller workers do"},
-					&cli.BoolFlag{Name: "sync-always", Value: true, Usage: "peer fsyncs every write"},
-					jsonFlag(),
-				},
-				Action: benchPublish,
-			},
-			{
-				Name:  "poll",
-				Usage: "poll capacity: one poller, N simulated devices, CPU and memory per 1,000 devices",
-				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "devices", Value: 10000, Usage: "simulated devices"},
-					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval"},
-					&cli.DurationFlag{Name: "measure", Value: 2 * time.Minute, Usage: "measurement window, after one interval of warm-up"},
-					&cli.IntFlag{Name: "workers", Value: poller.DefaultConfig().Workers, Usage: "poller workers"},
-					&cli.IntFlag{Name: "interfaces", Value: 4, Usage: "interfaces per simulated device"},
-					jsonFlag(),
-				},
-				Action: benchPoll,
-			},
+			benchPublishCommand(),
+			benchPollCommand(),
 			benchTrapsCommand(),
 			benchMeshCommand(),
 			benchFailoverCommand(),
@@ -69,363 +30,133 @@ func benchCommand() *cli.Command {
 	}
 }
 
-// benchPeer starts a peer in this process on a temporary directory.
-func benchPeer(ctx context.Context, dir string, syncAlways bool) (*peer.Peer, error) {
-	cfg := peer.DefaultConfig()
-	cfg.Insecure = true // a benchmark on loopback, in this process
-	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen, cfg.SyncAlways = "bench", "bench", filepath.Join(dir, "peer"), "127.0.0.1:0", syncAlways
-	p, err := peer.New(cfg, nil)
-	if err != nil {
-		return nil, err
+func benchPublishCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "publish",
+		Usage: "poller publish path (spool + batch publish + ack) against raw JetStream async publish, same peer, same run",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "messages", Value: 20000, Usage: "messages per run"},
+			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
+			&cli.IntFlag{Name: "batch", Value: poller.DefaultConfig().BatchSize, Usage: "poller publish batch"},
+			&cli.IntFlag{Name: "per-commit", Value: 8, Usage: "messages per spool commit (one poll's worth)"},
+			&cli.IntFlag{Name: "workers", Value: 16, Usage: "goroutines committing to the spool at once, as poller workers do"},
+			&cli.BoolFlag{Name: "sync-always", Value: true, Usage: "peer fsyncs every write"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			return bench.Publish(c.Context, bench.PublishConfig{Output: benchOutput(c), Messages: c.Int("messages"), Size: c.Int("size"),
+				Batch: c.Int("batch"), PerCommit: c.Int("per-commit"), Workers: c.Int("workers"), SyncAlways: c.Bool("sync-always")})
+		},
 	}
-	return p, p.Start(ctx)
 }
 
-type publishResult struct {
-	Messages      int     `json:"messages"`
-	Size          int     `json:"size"`
-	SyncAlways    bool    `json:"sync_always"`
-	RawMsgsPerSec float64 `json:"raw_async_msgs_per_sec"`
-	PollerPerSec  float64 `json:"poller_path_msgs_per_sec"`
-	Ratio         float64 `json:"ratio"`
+func benchPollCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "poll",
+		Usage: "poll capacity: one poller, N simulated devices, CPU and memory per 1,000 devices",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "devices", Value: 10000, Usage: "simulated devices"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval"},
+			&cli.DurationFlag{Name: "measure", Value: 2 * time.Minute, Usage: "measurement window, after one interval of warm-up"},
+			&cli.IntFlag{Name: "workers", Value: poller.DefaultConfig().Workers, Usage: "poller workers"},
+			&cli.IntFlag{Name: "interfaces", Value: 4, Usage: "interfaces per simulated device"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			return bench.Poll(c.Context, bench.PollConfig{Output: benchOutput(c), Devices: c.Int("devices"), Interval: c.Duration("interval"),
+				Measure: c.Duration("measure"), Workers: c.Int("workers"), Interfaces: c.Int("interfaces"), Version: version})
+		},
+	}
 }
 
-func benchPublish(c *cli.Context) error {
-	n, size := c.Int("messages"), c.Int("size")
-	if n < 1 || size < 1 || size > 1<<20 {
-		return fmt.Errorf("--messages must be at least 1 and --size between 1 and 1048576")
+func benchTrapsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "traps",
+		Usage: "trap intake: v2c traps per second that become stored events, step by step up to where loss begins",
+		Flags: []cli.Flag{
+			&cli.IntSliceFlag{Name: "rates", Value: cli.NewIntSlice(5000, 10000, 20000, 40000, 60000), Usage: "traps per second to send, one step each"},
+			&cli.DurationFlag{Name: "step", Value: 3 * time.Second, Usage: "how long each step sends"},
+			&cli.IntFlag{Name: "queue", Value: poller.DefaultConfig().TrapQueue, Usage: "the poller's trap queue"},
+			&cli.IntFlag{Name: "malformed-rate", Usage: "invalid packets per second (random bytes, truncated traps) sent between the traps of each step"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			return bench.Traps(c.Context, bench.TrapsConfig{Output: benchOutput(c), Rates: c.IntSlice("rates"), Step: c.Duration("step"),
+				Queue: c.Int("queue"), MalformedRate: c.Int("malformed-rate"), Version: version})
+		},
 	}
-	dir, err := os.MkdirTemp("", "meshmon-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	ctx := c.Context
-	p, err := benchPeer(ctx, dir, c.Bool("sync-always"))
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	nc, err := bus.ConnectWait(ctx, bus.ConnConfig{URL: p.ClientURL(), Name: "bench"})
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
-	payload := []byte(strings.Repeat("x", size))
+}
 
-	// Baseline: raw JetStream async publish, same size, same peer, with ids.
-	t0 := time.Now()
-	for i := range n {
-		if _, err := js.PublishAsync("mx.bench.raw.x", payload, jetstream.WithMsgID("raw-"+strconv.Itoa(i)), jetstream.WithStallWait(time.Minute)); err != nil {
-			return fmt.Errorf("raw publish: %w", err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	raw := time.Since(t0)
-
-	// The poller's path: observations committed to the bbolt spool a poll at
-	// a time while the drainer publishes batches and acknowledges them.
-	store, err := storage.Open(filepath.Join(dir, "spool.db"), storage.Options{})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	pub := bus.NewPublisher(js)
-	per := max(c.Int("per-commit"), 1)
-	t0 = time.Now()
-	// Workers commit concurrently, as the poller's do; the spool groups
-	// their commits into shared transactions.
-	workers := max(c.Int("workers"), 1)
-	errc := make(chan error, 1)
-	go func() {
-		var wg sync.WaitGroup
-		var firstErr error
-		var mu sync.Mutex
-		at := time.Now()
-		for w := range workers {
-			wg.Go(func() {
-				for i := w * per; i < n; i += workers * per {
-					msgs := make([]meshmon.Message, 0, per)
-					for j := i; j < min(i+per, n); j++ {
-						msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamMetrics, Site: "bench", Device: "poller", Kind: "x", Time: at, ID: "poller-" + strconv.Itoa(j), Data: payload})
-					}
-					if err := store.Commit(msgs, nil); err != nil {
-						mu.Lock()
-						firstErr = cmp.Or(firstErr, err)
-						mu.Unlock()
-						return
-					}
+func benchMeshCommand() *cli.Command {
+	return &cli.Command{
+		Name: "mesh",
+		Usage: "central ingest from several sites, catch-up after a WAN cut, and observation-to-central latency, " +
+			"against 'nats bench js pub' on the same central cluster",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "sites", Value: 3, Usage: "site peers"},
+			&cli.IntFlag{Name: "events", Value: 20000, Usage: "events per site for the ingest run, and piled up per site during the WAN cut"},
+			&cli.IntFlag{Name: "rate", Value: 5000, Usage: "events per second, all sites together, for the latency run"},
+			&cli.IntFlag{Name: "cuts", Value: 3, Usage: "WAN cuts of every site, each timed on its own"},
+			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
+			&cli.StringFlag{Name: "cut-mode", Value: "silent", Usage: "how the WAN is cut: 'silent' loses what the links carry until their ends give up on them, as a link that drops packets does; 'loud' closes the links at once"},
+			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			cfg := bench.MeshConfig{Output: benchOutput(c), Sites: c.Int("sites"), Events: c.Int("events"), Rate: c.Int("rate"),
+				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for")}
+			// The peers log only when asked to (--log-level given), to stderr.
+			if c.IsSet("log-level") {
+				var err error
+				if cfg.PeerLog, err = newLogger(c, os.Stderr); err != nil {
+					return err
 				}
-			})
-		}
-		wg.Wait()
-		errc <- firstErr
-	}()
-	done, producing := 0, true
-	for done < n {
-		pn, _, err := poller.DrainOnce(ctx, store, pub, c.Int("batch"), 30*time.Second)
-		if err != nil {
-			return fmt.Errorf("poller path: %w", err)
-		}
-		done += pn
-		if producing {
-			select {
-			case err := <-errc:
-				if err != nil {
-					return fmt.Errorf("spool: %w", err)
-				}
-				producing = false
-			default:
 			}
-		}
-		if pn == 0 {
-			runtime.Gosched()
-		}
-	}
-	path := time.Since(t0)
-
-	r := publishResult{Messages: n, Size: size, SyncAlways: c.Bool("sync-always"),
-		RawMsgsPerSec: float64(n) / raw.Seconds(), PollerPerSec: float64(n) / path.Seconds()}
-	r.Ratio = r.PollerPerSec / r.RawMsgsPerSec
-	if c.Bool("json") {
-		return printJSON(os.Stdout, r)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "publish, %d messages of %d B, sync_always=%v, nats-server in process, %d spool writers\n", n, size, r.SyncAlways, workers)
-	fmt.Fprintf(tw, "path\tmsgs/s\ttime\n")
-	fmt.Fprintf(tw, "raw JetStream async publish\t%.0f\t%s\n", r.RawMsgsPerSec, raw.Round(time.Millisecond))
-	fmt.Fprintf(tw, "poller (spool + batch publish + ack)\t%.0f\t%s\n", r.PollerPerSec, path.Round(time.Millisecond))
-	fmt.Fprintf(tw, "ratio poller/raw\t%.2f\t\n", r.Ratio)
-	return tw.Flush()
-}
-
-type pollResult struct {
-	Devices        int     `json:"devices"`
-	Interval       string  `json:"interval"`
-	Window         string  `json:"window"`
-	PollsDone      uint64  `json:"polls_done"`
-	PollsExpected  float64 `json:"polls_expected"`
-	Late           uint64  `json:"late_polls"`
-	LagMax         string  `json:"max_start_lag"`
-	CPUCores       float64 `json:"cpu_cores"`
-	CPUPer1000     float64 `json:"cpu_cores_per_1000_devices"`
-	RSSMiB         float64 `json:"rss_mib"`
-	RSSPer1000MiB  float64 `json:"rss_mib_per_1000_devices"`
-	HeapMiB        float64 `json:"heap_inuse_mib"`
-	Published      uint64  `json:"messages_published"`
-	Spooled        int     `json:"spooled_at_end"`
-	OnSchedule     bool    `json:"on_schedule"`
-	BaselineRSSMiB float64 `json:"baseline_rss_mib"`
-}
-
-// benchPoll runs the simulator and the peer as child processes, so this
-// process's CPU and memory are the poller's alone.
-func benchPoll(c *cli.Context) error {
-	n, iv, window := c.Int("devices"), c.Duration("interval"), c.Duration("measure")
-	if n < 1 || n > sim60k {
-		return fmt.Errorf("--devices %d is out of range; use 1 to %d", n, sim60k)
-	}
-	if iv < time.Second || window < iv {
-		return fmt.Errorf("--interval must be at least 1s and --measure at least one interval")
-	}
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "meshmon-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	out := os.Stderr
-	baseRSS := rssMiB()
-
-	peerURL, stopPeer, err := child(ctx, self, `peer \S+ ready on (\S+)`, "--log-level", "error", "peer", "run", "--site", "bench", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "peer"))
-	if err != nil {
-		return fmt.Errorf("start peer: %w", err)
-	}
-	defer stopPeer()
-	fmt.Fprintf(out, "peer at %s; starting %d simulated devices\n", peerURL, n)
-	simCmd := exec.CommandContext(ctx, self, "--log-level", "error", "sim", "--agents", strconv.Itoa(n), "--interfaces", strconv.Itoa(c.Int("interfaces")), "--base-addr", "127.80.0.1", "--json")
-	simOut, err := simCmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	simCmd.Stderr = os.Stderr
-	if err := simCmd.Start(); err != nil {
-		return fmt.Errorf("start sim: %w", err)
-	}
-	defer func() { _ = simCmd.Process.Signal(syscall.SIGTERM); _ = simCmd.Wait() }()
-	agents, err := readAgents(simOut, n)
-	if err != nil {
-		return err
-	}
-
-	ccfg := bus.ConnConfig{URL: peerURL, Name: "bench"}
-	nc, err := bus.ConnectWait(ctx, ccfg)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	inv, err := bus.OpenInventory(ctx, js)
-	if err != nil {
-		return err
-	}
-	for _, a := range agents {
-		d := meshmon.Device{Name: a.Name, Address: a.Address, Checks: []string{meshmon.CheckSNMP}, Interval: meshmon.Duration(iv),
-			Timeout: meshmon.Duration(time.Second), Retries: 1, SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: a.Port, Community: "public"}}
-		if _, err := inv.Put(ctx, d); err != nil {
-			return fmt.Errorf("add device: %w", err)
-		}
-	}
-	fmt.Fprintf(out, "%d devices in the inventory; warming up for one interval (%s), then measuring %s\n", n, iv, window)
-
-	cfg := poller.DefaultConfig()
-	cfg.Name, cfg.Site, cfg.Workers, cfg.Version = "bench", "bench", c.Int("workers"), version
-	log, _ := newLoggerLevel(os.Stderr, "error")
-	ready := make(chan *poller.Poller, 1)
-	perr := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	go func() {
-		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
-	}()
-	defer func() { pcancel(); <-perr }()
-	var po *poller.Poller
-	select {
-	case po = <-ready:
-	case err := <-perr:
-		return err
-	}
-	if err := waitCtx(ctx, iv+iv/2); err != nil {
-		return err
-	}
-	s0, cpu0, t0 := po.Stats(), cpuTime(), time.Now()
-	if err := waitCtx(ctx, window); err != nil {
-		return err
-	}
-	s1, cpu1, el := po.Stats(), cpuTime(), time.Since(t0)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-
-	r := pollResult{
-		Devices: n, Interval: iv.String(), Window: el.Round(time.Second).String(),
-		PollsDone: s1.Polls - s0.Polls, PollsExpected: float64(n) * el.Seconds() / iv.Seconds(),
-		Late: s1.Late - s0.Late, LagMax: s1.LagMax.Round(time.Millisecond).String(),
-		CPUCores: (cpu1 - cpu0).Seconds() / el.Seconds(),
-		RSSMiB:   rssMiB(), HeapMiB: float64(ms.HeapInuse) / (1 << 20), BaselineRSSMiB: baseRSS,
-		Published: s1.Published, Spooled: s1.Spooled,
-	}
-	r.CPUPer1000 = r.CPUCores / float64(n) * 1000
-	r.RSSPer1000MiB = (r.RSSMiB - baseRSS) / float64(n) * 1000
-	r.OnSchedule = r.Late == 0 && float64(r.PollsDone) >= 0.95*r.PollsExpected
-	if c.Bool("json") {
-		return printJSON(os.Stdout, r)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "poll capacity: one poller (this process); peer and simulator in child processes\n")
-	fmt.Fprintf(tw, "devices\t%d\n", r.Devices)
-	fmt.Fprintf(tw, "interval\t%s\n", r.Interval)
-	fmt.Fprintf(tw, "window\t%s\n", r.Window)
-	fmt.Fprintf(tw, "polls done / expected\t%d / %.0f\n", r.PollsDone, r.PollsExpected)
-	fmt.Fprintf(tw, "late polls (>max(interval/10,1s))\t%d\n", r.Late)
-	fmt.Fprintf(tw, "max start lag\t%s\n", r.LagMax)
-	fmt.Fprintf(tw, "on schedule\t%v\n", r.OnSchedule)
-	fmt.Fprintf(tw, "CPU (cores)\t%.3f\n", r.CPUCores)
-	fmt.Fprintf(tw, "CPU per 1,000 devices (cores)\t%.4f\n", r.CPUPer1000)
-	fmt.Fprintf(tw, "RSS (MiB)\t%.1f (%.1f before the poller)\n", r.RSSMiB, r.BaselineRSSMiB)
-	fmt.Fprintf(tw, "RSS per 1,000 devices (MiB)\t%.2f\n", r.RSSPer1000MiB)
-	fmt.Fprintf(tw, "Go heap in use (MiB)\t%.1f\n", r.HeapMiB)
-	fmt.Fprintf(tw, "messages published\t%d (%d still spooled)\n", r.Published, r.Spooled)
-	return tw.Flush()
-}
-
-const sim60k = 60000
-
-type simAgent struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	Port    int    `json:"port"`
-}
-
-// readAgents reads the simulator's JSON lines until it has n agents.
-func readAgents(r io.Reader, n int) ([]simAgent, error) {
-	sc := bufio.NewScanner(r)
-	var out []simAgent
-	for len(out) < n && sc.Scan() {
-		var a simAgent
-		if err := json.Unmarshal(sc.Bytes(), &a); err != nil || a.Name == "" {
-			continue
-		}
-		out = append(out, a)
-	}
-	if len(out) < n {
-		return nil, fmt.Errorf("simulator listed %d of %d agents", len(out), n)
-	}
-	go func() { _, _ = io.Copy(io.Discard, r) }()
-	return out, nil
-}
-
-// child starts a meshmon child process and waits for a line matching re;
-// it returns the first submatch and a stop function.
-func child(ctx context.Context, self, re string, args ...string) (string, func(), error) {
-	cmd := exec.CommandContext(ctx, self, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
-	rx := regexp.MustCompile(re)
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if m := rx.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return m[1], stop, nil
-		}
-	}
-	stop()
-	return "", nil, fmt.Errorf("%s exited before printing %q", args, re)
-}
-
-func waitCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+			return bench.Mesh(c.Context, cfg)
+		},
 	}
 }
 
-// rssMiB is this process's resident set size from /proc/self/status.
-func rssMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
+func benchFailoverCommand() *cli.Command {
+	return &cli.Command{
+		Name: "failover",
+		Usage: "crash poller group members again and again: time from the dead poller's last heartbeat to its " +
+			"successor's first poll of each of its devices, and devices moved when a member joins",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "pollers", Value: 3, Usage: "members of the group"},
+			&cli.IntFlag{Name: "devices", Value: 30, Usage: "simulated SNMP devices"},
+			&cli.IntFlag{Name: "failovers", Value: 20, Usage: "crashes, every other one of the leader"},
+			&cli.DurationFlag{Name: "member-timeout", Value: poller.DefaultConfig().MemberTimeout, Usage: "the group's member timeout"},
+			&cli.DurationFlag{Name: "heartbeat", Value: poller.DefaultConfig().HeartbeatEvery, Usage: "the members' heartbeat interval"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			return bench.Failover(c.Context, bench.FailoverConfig{Output: benchOutput(c), Pollers: c.Int("pollers"), Devices: c.Int("devices"),
+				Failovers: c.Int("failovers"), MemberTimeout: c.Duration("member-timeout"), Heartbeat: c.Duration("heartbeat"), Version: version})
+		},
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
+}
+
+func benchTenantsCommand() *cli.Command {
+	return &cli.Command{
+		Name: "tenants",
+		Usage: "create many tenants on one central peer in operator mode, as 'tenant create' does: time per create, " +
+			"the process's memory, and one tenant's ingest rate before and after, and while another tenant over its disk limit keeps publishing",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
+			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
+			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
+			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
+			&cli.IntFlag{Name: "neighbour-rate", Value: 1000, Usage: "messages a second the tenant over its disk limit publishes during the first neighbour run"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			disk, err := meshmon.ParseSize(c.String("disk"))
+			if err != nil {
+				return fmt.Errorf("--disk: %w", err)
+			}
+			return bench.Tenants(c.Context, bench.TenantsConfig{Output: benchOutput(c), Tenants: c.Int("tenants"), Msgs: c.Int("msgs"),
+				Size: c.Int("size"), Disk: disk, NeighbourRate: c.Int("neighbour-rate")})
+		},
 	}
-	return 0
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
@@ -72,26 +75,12 @@ func demo(c *cli.Context) error {
 		defer os.RemoveAll(dir)
 	}
 
-	// The peer, with a password so the printed nats command shows how auth works.
-	password := randomToken()
-	pcfg := peer.DefaultConfig()
-	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
-	pcfg.Listen = freeOr(c.String("listen"))
-	pcfg.Auth = peer.Auth{User: "demo", Password: password}
-	// TLS as everywhere: a CA of the demo's own and a certificate for
-	// loopback, in the data dir.
-	if pcfg.TLS, err = localTLS(filepath.Join(dir, "tls"), pcfg.Name); err != nil {
-		return fmt.Errorf("demo certificate: %w", err)
-	}
-	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
-	pe, err := peer.New(pcfg, log)
+	pe, pcfg, err := demoPeer(ctx, dir, c.String("listen"), log)
 	if err != nil {
 		return err
 	}
-	if err := pe.Start(ctx); err != nil {
-		return err
-	}
 	defer pe.Close()
+	password := pcfg.Auth.Password
 	ccfg := bus.ConnConfig{URL: pe.ClientURL(), User: "demo", Password: password, CAFile: pcfg.TLS.CA, Name: "meshmon-demo"}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	nc, err := bus.ConnectWait(cctx, ccfg)
@@ -109,51 +98,20 @@ func demo(c *cli.Context) error {
 	pocfg := poller.DefaultConfig()
 	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
 	pocfg.TrapListen = "127.0.0.1:0"
-	pollerReady := make(chan *poller.Poller, 1)
-	pollerDone := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	defer func() { pcancel(); <-pollerDone }()
-	go func() {
-		pollerDone <- runPoller(pctx, pocfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { pollerReady <- p })
-	}()
-	var po *poller.Poller
-	select {
-	case po = <-pollerReady:
-	case err := <-pollerDone:
-		pollerDone <- err // for the deferred wait, which would block for good otherwise
-		return err
-	case <-ctx.Done():
+	po, stopPoller, err := pollerlink.StartReady(ctx, poller.ServiceConfig{Config: pocfg, DataDir: filepath.Join(dir, "poller"), PeerWait: 10 * time.Second}, ccfg, log)
+	if ctx.Err() != nil {
 		return nil
 	}
-
-	// The simulated devices, sending their traps to the poller.
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix = n, "dev"
-	scfg.TrapTarget = po.TrapAddr().String()
-	scfg.DownFor = 3 * interval
-	scfg.Logger = log
-	sm, err := sim.New(scfg)
 	if err != nil {
 		return err
 	}
-	if err := sm.Start(ctx); err != nil {
+	defer stopPoller()
+
+	sm, err := demoSim(ctx, js, po.TrapAddr().String(), n, interval, log)
+	if err != nil {
 		return err
 	}
 	defer sm.Close()
-	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	inv, err := bus.OpenInventory(ictx, js)
-	if err == nil {
-		for _, a := range sm.Agents() {
-			d := simDevice(a, interval, 500*time.Millisecond, scfg.Community)
-			if _, err = inv.Put(ictx, d); err != nil {
-				break
-			}
-		}
-	}
-	cancel()
-	if err != nil {
-		return fmt.Errorf("add demo devices: %w", err)
-	}
 
 	asJSON := c.Bool("json")
 	// With --json, stdout carries only events (one JSON object a line); the
@@ -162,25 +120,12 @@ func demo(c *cli.Context) error {
 	if asJSON {
 		info = os.Stderr
 	}
-	fmt.Fprintf(info, "meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", pe.ClientURL(), pocfg.Name, n, interval)
-	fmt.Fprintf(info, "watch the same events with the stock nats CLI (TLS, verified against the demo's CA):\n  nats --server %s --tlsca %s --user demo --password %s sub 'ev.>'\n", pe.ClientURL(), pcfg.TLS.CA, password)
-	fmt.Fprintf(info, "or with meshmon:\n  meshmon --server %s --tlsca %s --user demo --password %s events tail --since 1h\n\n", pe.ClientURL(), pcfg.TLS.CA, password)
+	demoBanner(info, pe.ClientURL(), pcfg.TLS.CA, password, pocfg.Name, n, interval)
 
 	if every := c.Duration("faults-every"); every > 0 {
-		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-		var wg sync.WaitGroup
-		fctx, fcancel := context.WithCancel(ctx)
-		defer wg.Wait()
-		defer fcancel() // before Wait: the fault loop ends when the demo does, even on error
-		wg.Go(func() {
-			sm.RunFaults(fctx, every, rng, func(what string, err error) {
-				if err != nil {
-					log.Warn("inject fault", "err", err)
-				} else if !asJSON {
-					fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
-				}
-			})
-		})
+		// Stopped before the deferred closes: the fault loop ends when the
+		// demo does, even on error.
+		defer demoFaults(ctx, sm, every, log, asJSON)()
 	}
 
 	err = bus.Tail(ctx, js, bus.TailOptions{Stream: bus.EventsStream, Subject: "ev.>", Live: true}, func(m bus.TailMsg) error {
@@ -219,4 +164,86 @@ func freeOr(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(host, "0")
+}
+
+// demoPeer starts the demo's peer, listening on listen or, if it is taken,
+// a free port, with a password so the printed nats command shows how auth
+// works, and TLS as everywhere: a CA of the demo's own and a certificate
+// for loopback, in the data dir.
+func demoPeer(ctx context.Context, dir, listen string, log *slog.Logger) (*peer.Peer, peer.Config, error) {
+	pcfg := peer.DefaultConfig()
+	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
+	pcfg.Listen = freeOr(listen)
+	pcfg.Auth = peer.Auth{User: "demo", Password: randomToken()}
+	var err error
+	if pcfg.TLS, err = localTLS(filepath.Join(dir, "tls"), pcfg.Name); err != nil {
+		return nil, pcfg, fmt.Errorf("demo certificate: %w", err)
+	}
+	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
+	pe, err := peer.New(pcfg, log)
+	if err != nil {
+		return nil, pcfg, err
+	}
+	if err := pe.Start(ctx); err != nil {
+		return nil, pcfg, err
+	}
+	return pe, pcfg, nil
+}
+
+// demoSim starts n simulated devices, sending their traps to trapTarget,
+// and puts them in the inventory of js, polled every interval.
+func demoSim(ctx context.Context, js jetstream.JetStream, trapTarget string, n int, interval time.Duration, log *slog.Logger) (*sim.Sim, error) {
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = n, "dev"
+	scfg.TrapTarget = trapTarget
+	scfg.DownFor = 3 * interval
+	scfg.Logger = log
+	sm, err := sim.New(scfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := sm.Start(ctx); err != nil {
+		return nil, err
+	}
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	inv, err := bus.OpenInventory(ictx, js)
+	if err == nil {
+		for _, a := range sm.Agents() {
+			d := simDevice(a, interval, 500*time.Millisecond, scfg.Community)
+			if _, err = inv.Put(ictx, d); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		sm.Close()
+		return nil, fmt.Errorf("add demo devices: %w", err)
+	}
+	return sm, nil
+}
+
+// demoFaults injects a fault into sm every so often, printing each unless
+// asJSON, until the returned stop is called or ctx is done.
+func demoFaults(ctx context.Context, sm *sim.Sim, every time.Duration, log *slog.Logger, asJSON bool) (stop func()) {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var wg sync.WaitGroup
+	fctx, fcancel := context.WithCancel(ctx)
+	wg.Go(func() {
+		sm.RunFaults(fctx, every, rng, func(what string, err error) {
+			if err != nil {
+				log.Warn("inject fault", "err", err)
+			} else if !asJSON {
+				fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
+			}
+		})
+	})
+	return func() { fcancel(); wg.Wait() }
+}
+
+// demoBanner says what runs and how to watch its events.
+func demoBanner(w io.Writer, url, ca, password, pollerName string, n int, interval time.Duration) {
+	fmt.Fprintf(w, "meshmon demo: peer %s, poller %s, %d simulated devices polled every %s\n", url, pollerName, n, interval)
+	fmt.Fprintf(w, "watch the same events with the stock nats CLI (TLS, verified against the demo's CA):\n  nats --server %s --tlsca %s --user demo --password %s sub 'ev.>'\n", url, ca, password)
+	fmt.Fprintf(w, "or with meshmon:\n  meshmon --server %s --tlsca %s --user demo --password %s events tail --since 1h\n\n", url, ca, password)
 }

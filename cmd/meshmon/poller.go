@@ -1,27 +1,15 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/poller"
-	"github.com/meshmon/meshmon/storage"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -37,7 +25,7 @@ func pollerCommand() *cli.Command {
 			Usage: "poll the site's devices until SIGINT or SIGTERM",
 			Flags: []cli.Flag{
 				configFlag(),
-				&cli.StringFlag{Name: "name", Value: sanitizeName(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site (taken from a poller credential, --creds, whose user it is)"},
+				&cli.StringFlag{Name: "name", Value: poller.NameFromHost(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site (taken from a poller credential, --creds, whose user it is)"},
 				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "tenant", Value: def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
@@ -115,274 +103,23 @@ func pollerRun(c *cli.Context) error {
 		return err
 	}
 
+	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: sizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
+	if err := scfg.Validate(); err != nil {
+		return err
+	}
+
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runPoller(ctx, cfg, ccfg, c.String("data-dir"), sizeOf(c, "spool-max-bytes"), c.Duration("timeout"), log, nil)
-}
-
-// runPoller opens the poller's store, connects to the peer (retrying in the
-// background: the poller works without it) and runs until ctx is done.
-// Before it polls it proves who it is: the peer must serve cfg.Site and no
-// other running poller may hold cfg.Name. If the peer answers within wait
-// a mismatch fails the start; if not, the poller starts from its cache and
-// stops with the error when the peer answers. started, if not nil, is called
-// once the poller is ready.
-func runPoller(ctx context.Context, cfg poller.Config, ccfg bus.ConnConfig, dataDir string, spoolMax int64, wait time.Duration, log *slog.Logger, started func(*poller.Poller)) error {
-	path := filepath.Join(dataDir, "poller-"+cfg.Name+".db")
-	store, err := storage.Open(path, storage.Options{MaxSpoolBytes: spoolMax})
-	if errors.Is(err, storage.ErrLocked) {
-		return fmt.Errorf("poller %s: %w; is another 'poller run --name %s --data-dir %s' running?", cfg.Name, err, cfg.Name, dataDir)
-	}
+	conn, err := pollerlink.Connect(ccfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if cfg.Instance, err = store.Instance(); err != nil {
-		return err
-	}
-
-	connected := make(chan struct{})
-	var once sync.Once
-	markConnected := func(*nats.Conn) { once.Do(func() { close(connected) }) }
-	nc, err := bus.Connect(ccfg,
-		// No buffering while reconnecting: a publish then fails at once and
-		// its messages stay in the spool, where the drainer re-sends them
-		// in order (after checking, in a group, that they are still this
-		// poller's); a buffered copy would arrive whenever it arrives.
-		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(markConnected),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("disconnected from peer", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to peer", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subject := ""
-			if sub != nil {
-				subject = sub.Subject
-			}
-			log.Debug("nats client", "subject", subject, "err", err)
-		}),
-	)
+	defer conn.Close()
+	svc, err := poller.NewService(scfg, conn.Link(), log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	if nc.IsConnected() {
-		markConnected(nc)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	reg := &lazyRegistry{js: js}
-	verify := func(ctx context.Context) error {
-		vctx, cancel := context.WithTimeout(ctx, max(wait, 5*time.Second))
-		defer cancel()
-		if err := bus.CheckSite(vctx, js, cfg.Site); err != nil {
-			return fmt.Errorf("poller %s: %w", cfg.Name, err)
-		}
-		return reg.Claim(vctx, meshmon.PollerInfo{Name: cfg.Name, Site: cfg.Site, Tenant: cfg.Tenant, Instance: cfg.Instance, Version: cfg.Version, Started: time.Now()})
-	}
-	verified := false
-	select {
-	case <-connected:
-		if err := verify(ctx); err != nil {
-			return err
-		}
-		verified = true
-	case <-time.After(wait):
-		log.Warn("peer not answering; polling from the device cache and spooling; the site and name are checked when it answers", "url", ccfg.URL)
-	case <-ctx.Done():
-		return nil
-	}
-
-	p, err := poller.New(cfg, log, store, bus.NewPublisher(js), &lazyInventory{js: js}, reg)
-	if err != nil {
-		return err
-	}
-	group, err := bus.NewGroup(js, groupConfig(cfg), log)
-	if err != nil {
-		return err
-	}
-	p.JoinGroup(group)
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- p.Run(pctx) }()
-	// The poller takes part in its site's group once its identity is
-	// proven; until then it polls the devices it cached.
-	var (
-		gmu                sync.Mutex
-		gStarted, gStopped bool
-		groupDone          = make(chan struct{})
-	)
-	joinGroup := func() {
-		gmu.Lock()
-		defer gmu.Unlock()
-		if !gStopped {
-			gStarted = true
-			go func() { defer close(groupDone); group.Run(pctx) }()
-		}
-	}
-	defer func() {
-		cancel()
-		gmu.Lock()
-		gStopped = true
-		started := gStarted
-		gmu.Unlock()
-		if started {
-			<-groupDone
-		}
-	}()
-	var identityErr error
-	identity := make(chan struct{})
-	if verified {
-		joinGroup()
-		close(identity)
-	} else {
-		go func() {
-			defer close(identity)
-			select {
-			case <-connected:
-			case <-pctx.Done():
-				return
-			}
-			if err := verify(pctx); err != nil && pctx.Err() == nil {
-				identityErr = err
-				log.Error("stopping: this poller may not run against this peer", "err", err)
-				cancel()
-				return
-			}
-			joinGroup()
-		}()
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-p.Ready():
-	}
-	if started != nil {
-		started(p)
-	}
-	err = <-errc
-	cancel()
-	<-identity
-	if identityErr != nil {
-		return identityErr
-	}
-	return err
-}
-
-// groupConfig is the poller group seat of a poller of cfg.
-func groupConfig(cfg poller.Config) bus.GroupConfig {
-	return bus.GroupConfig{Name: cfg.Name, Instance: cfg.Instance, Site: cfg.Site, Lease: cfg.GroupLease,
-		MemberTimeout: cfg.MemberTimeout, Tick: min(100*time.Millisecond, cfg.MemberTimeout/4)}
-}
-
-// lazyInventory opens the inventory bucket on first use, so a poller can
-// start while its peer is away.
-type lazyInventory struct {
-	js  jetstream.JetStream
-	inv *bus.Inventory
-}
-
-func (l *lazyInventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange, error) {
-	if l.inv == nil {
-		inv, err := bus.OpenInventory(ctx, l.js)
-		if err != nil {
-			return nil, err
-		}
-		l.inv = inv
-	}
-	return l.inv.Watch(ctx)
-}
-
-// lazyRegistry opens the poller registry on first use.
-type lazyRegistry struct {
-	js      jetstream.JetStream
-	mu      sync.Mutex // guards reg: Claim and the heartbeat may race
-	reg     *bus.Registry
-	claimed atomic.Bool
-}
-
-func (l *lazyRegistry) Heartbeat(ctx context.Context, info meshmon.PollerInfo) error {
-	if !l.claimed.Load() {
-		// Until the name is ours a heartbeat could overwrite another
-		// poller's.
-		return errors.New("heartbeat: the poller name is not claimed yet")
-	}
-	reg, err := l.open(ctx)
-	if err != nil {
-		return err
-	}
-	return reg.Heartbeat(ctx, info)
-}
-
-// Claim takes the poller's name: see bus.Registry.Claim.
-func (l *lazyRegistry) Claim(ctx context.Context, info meshmon.PollerInfo) error {
-	reg, err := l.open(ctx)
-	if err != nil {
-		return err
-	}
-	if err := reg.Claim(ctx, info); err != nil {
-		return err
-	}
-	l.claimed.Store(true)
-	return nil
-}
-
-// Leave removes the poller's heartbeat: see bus.Registry.Leave.
-func (l *lazyRegistry) Leave(ctx context.Context, site, name, instance string) error {
-	if !l.claimed.Load() {
-		return nil
-	}
-	reg, err := l.open(ctx)
-	if err != nil {
-		return err
-	}
-	return reg.Leave(ctx, site, name, instance)
-}
-
-func (l *lazyRegistry) open(ctx context.Context) (*bus.Registry, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.reg == nil {
-		reg, err := bus.OpenRegistry(ctx, l.js)
-		if err != nil {
-			return nil, err
-		}
-		l.reg = reg
-	}
-	return l.reg, nil
-}
-
-// sanitizeName turns a host name into a valid poller name.
-func sanitizeName(s string) string {
-	out := make([]rune, 0, len(s))
-	for _, r := range strings.ToLower(s) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
-			out = append(out, r)
-		case r == '.':
-			return finishName(out)
-		default:
-			out = append(out, '-')
-		}
-	}
-	return finishName(out)
-}
-
-func finishName(r []rune) string {
-	s := strings.Trim(string(r), "-_")
-	if len(s) > meshmon.MaxNameLen {
-		s = s[:meshmon.MaxNameLen]
-	}
-	if s == "" {
-		return "poller"
-	}
-	return s
+	return svc.Run(ctx)
 }
 
 // pollerIdentity checks --tenant, --site and --name against a poller

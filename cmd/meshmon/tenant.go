@@ -17,6 +17,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
 )
 
 // keysFlag is --keys DIR, the key store of meshmon init.
@@ -206,16 +207,6 @@ func push(c *cli.Context, st *tenancy.Store, tok string) error {
 	return tenancy.Push(ctx, nc, tok)
 }
 
-// pushOps signs the ops account again, importing every tenant's events,
-// and pushes it.
-func pushOps(c *cli.Context, st *tenancy.Store) error {
-	tok, err := st.OpsAccount()
-	if err != nil {
-		return err
-	}
-	return push(c, st, tok)
-}
-
 // asTenantAdmin connects to central as a short-lived admin of the tenant.
 func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn, jetstream.JetStream, error) {
 	creds, err := st.AdminCreds(tenant, 5*time.Minute)
@@ -232,29 +223,6 @@ func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn
 		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-// tenantStreamLimits sizes a tenant's central streams within its disk:
-// events and metrics get 45% each, the buckets the rest.
-func tenantStreamLimits(lim tenancy.Limits, replicas int) bus.StreamLimits {
-	sl := bus.DefaultStreamLimits()
-	sl.EventsMaxBytes = max(lim.DiskBytes*45/100/int64(replicas), 1<<20)
-	sl.MetricsMaxBytes = sl.EventsMaxBytes
-	sl.Replicas = replicas
-	return sl
-}
-
-// makeTenantStreams makes a new tenant's central streams once JetStream
-// answers in its account: a peer enables it a moment after it stores the
-// account's JWT.
-func makeTenantStreams(ctx context.Context, js jetstream.JetStream, t tenancy.Tenant, replicas int) error {
-	if err := bus.WaitJetStream(ctx, js); err != nil {
-		return fmt.Errorf("the tenant's account: %w", err)
-	}
-	if err := bus.EnsureCentral(ctx, js, tenantStreamLimits(t.Limits, replicas)); err != nil {
-		return err
-	}
-	return bus.PutAccountJWT(ctx, js, t.JWT, replicas)
 }
 
 // pushTenant pushes the tenant's account JWT to central's resolver and
@@ -274,59 +242,6 @@ func pushTenant(c *cli.Context, st *tenancy.Store, t tenancy.Tenant) error {
 		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
 	}
 	return nil
-}
-
-// createTenant does the work of 'meshmon tenant create' over sys, a
-// system account connection to central: it signs the tenant's account,
-// pushes it and the ops account, and makes the tenant's central streams as
-// its admin, over a connection from dial. replicas 0 picks 3 on a cluster
-// of three or more, else 1. A tenant central did not take is removed from
-// the store again.
-func createTenant(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial func(creds []byte) (*nats.Conn, error),
-	name string, lim tenancy.Limits, replicas int) (tenancy.Tenant, int, error) {
-	t, err := st.CreateTenant(name, lim)
-	if err != nil {
-		return t, 0, err
-	}
-	undo := func(err error) (tenancy.Tenant, int, error) {
-		if rerr := st.RemoveTenant(name); rerr != nil {
-			return t, 0, fmt.Errorf("%w (and removing it from the key store again: %v)", err, rerr)
-		}
-		return t, 0, err
-	}
-	if err := tenancy.Push(ctx, sys, t.JWT); err != nil {
-		return undo(err)
-	}
-	ops, err := st.OpsAccount()
-	if err != nil {
-		return undo(err)
-	}
-	if err := tenancy.Push(ctx, sys, ops); err != nil {
-		return undo(err)
-	}
-	creds, err := st.AdminCreds(name, 5*time.Minute)
-	if err != nil {
-		return undo(err)
-	}
-	nc, err := dial(creds)
-	if err != nil {
-		return undo(fmt.Errorf("connect to central as tenant %s: %w", name, err))
-	}
-	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-	if err != nil {
-		return undo(err)
-	}
-	if replicas == 0 {
-		replicas = 1
-		if 1+len(nc.DiscoveredServers()) >= 3 {
-			replicas = 3
-		}
-	}
-	if err := makeTenantStreams(ctx, js, t, replicas); err != nil {
-		return t, 0, fmt.Errorf("tenant %s: its streams: %w (the account exists; 'meshmon tenant rm %s' removes it)", name, err, name)
-	}
-	return t, replicas, nil
 }
 
 func tenantCreate(c *cli.Context) error {
@@ -354,7 +269,7 @@ func tenantCreate(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
 	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
-	t, replicas, err := createTenant(ctx, st, sys, dial, name, lim, c.Int("replicas"))
+	t, replicas, err := provision.Create(ctx, st, sys, dial, name, lim, c.Int("replicas"))
 	if err != nil {
 		return err
 	}
@@ -394,35 +309,6 @@ func tenantList(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// tenantUsage is what central says a tenant uses.
-type tenantUsage struct {
-	Disk      uint64 `json:"disk_bytes"`
-	Memory    uint64 `json:"memory_bytes"`
-	Streams   int    `json:"streams"`
-	Consumers int    `json:"consumers"`
-	Events    uint64 `json:"events"`
-	Samples   uint64 `json:"samples"`
-}
-
-func usage(ctx context.Context, js jetstream.JetStream) (tenantUsage, error) {
-	info, err := js.AccountInfo(ctx)
-	if err != nil {
-		return tenantUsage{}, err
-	}
-	u := tenantUsage{Disk: info.Store, Memory: info.Memory, Streams: info.Streams, Consumers: info.Consumers}
-	for name, n := range map[string]*uint64{bus.EventsStream: &u.Events, bus.MetricsStream: &u.Samples} {
-		s, err := js.Stream(ctx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue
-		}
-		if err != nil {
-			return u, err
-		}
-		*n = s.CachedInfo().State.Msgs
-	}
-	return u, nil
-}
-
 func tenantShow(c *cli.Context) error {
 	name, err := tenantArg(c)
 	if err != nil {
@@ -436,13 +322,13 @@ func tenantShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var u *tenantUsage
+	var u *provision.Usage
 	var uerr error
 	if nc, js, err := asTenantAdmin(c, st, name); err != nil {
 		uerr = err
 	} else {
 		ctx, cancel := opCtx(c)
-		got, err := usage(ctx, js)
+		got, err := provision.ReadUsage(ctx, js)
 		cancel()
 		nc.Close()
 		u, uerr = &got, err
@@ -450,8 +336,8 @@ func tenantShow(c *cli.Context) error {
 	if c.Bool("json") {
 		out := struct {
 			tenancy.Tenant
-			Usage *tenantUsage `json:"usage,omitempty"`
-			Error string       `json:"usage_error,omitempty"`
+			Usage *provision.Usage `json:"usage,omitempty"`
+			Error string           `json:"usage_error,omitempty"`
 		}{Tenant: t, Usage: u}
 		if uerr != nil {
 			out.Usage, out.Error = nil, uerr.Error()
@@ -529,56 +415,26 @@ func tenantRm(c *cli.Context) error {
 	if _, err := st.Tenant(name); err != nil {
 		return err
 	}
-	nc, js, err := asTenantAdmin(c, st, name)
+	sysCreds, err := st.SystemCreds(time.Minute)
 	if err != nil {
-		return fmt.Errorf("%w; a tenant is removed through central, so that its data goes too", err)
+		return err
 	}
-	defer nc.Close()
+	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	u, err := usage(ctx, js)
+	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
+	n, err := provision.Remove(ctx, st, sys, dial, name, c.Bool("force"))
 	if err != nil {
 		return err
-	}
-	if (u.Events > 0 || u.Samples > 0) && !c.Bool("force") {
-		return fmt.Errorf("tenant %s holds %d events and %d samples; 'meshmon tenant rm %s --force' deletes them with the tenant", name, u.Events, u.Samples, name)
-	}
-	names := js.StreamNames(ctx)
-	var streams []string
-	for s := range names.Name() {
-		streams = append(streams, s)
-	}
-	if err := names.Err(); err != nil {
-		return err
-	}
-	for _, s := range streams {
-		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("tenant %s: delete stream %s: %w", name, s, err)
-		}
-	}
-	nc.Close()
-	sys, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	snc, err := connectAs(c, sys, "meshmon-cli-system")
-	if err != nil {
-		return err
-	}
-	defer snc.Close()
-	if err := st.Unpush(ctx, snc, name); err != nil {
-		return err
-	}
-	if err := st.RemoveTenant(name); err != nil {
-		return err
-	}
-	if err := pushOps(c, st); err != nil {
-		return fmt.Errorf("tenant %s removed, but the ops view still lists it: %w", name, err)
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
 	}
-	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, len(streams))
+	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
 	return nil
 }
 

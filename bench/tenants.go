@@ -1,9 +1,10 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,29 +14,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
-	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
 )
-
-func benchTenantsCommand() *cli.Command {
-	return &cli.Command{
-		Name: "tenants",
-		Usage: "create many tenants on one central peer in operator mode, as 'tenant create' does: time per create, " +
-			"the process's memory, and one tenant's ingest rate before and after, and while another tenant over its disk limit keeps publishing",
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
-			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
-			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
-			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
-			&cli.IntFlag{Name: "neighbour-rate", Value: 1000, Usage: "messages a second the tenant over its disk limit publishes during the first neighbour run"},
-			jsonFlag(),
-		},
-		Action: benchTenants,
-	}
-}
 
 type tenantsBenchResult struct {
 	Tenants      int     `json:"tenants"`
@@ -65,28 +48,20 @@ type tenantsBenchResult struct {
 	IngestMessages        int     `json:"ingest_messages"`
 }
 
-func benchTenants(c *cli.Context) error {
-	n, msgs, size := c.Int("tenants"), c.Int("msgs"), c.Int("size")
-	if n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
-		return errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
-	}
-	if c.Int("neighbour-rate") < 1 {
-		return errors.New("--neighbour-rate must be at least 1 (messages a second)")
-	}
-	disk, err := meshmon.ParseSize(c.String("disk"))
+// Tenants creates many tenants on one central peer in operator mode, as
+// 'tenant create' does, and measures the time per create, the process's
+// memory, and one tenant's ingest before, after, and beside a tenant over
+// its disk limit.
+func Tenants(ctx context.Context, bc TenantsConfig) error {
+	n, msgs, size, disk := bc.Tenants, bc.Msgs, bc.Size, bc.Disk
+	lim, err := bc.validate()
 	if err != nil {
-		return fmt.Errorf("--disk: %w", err)
-	}
-	lim := tenancy.DefaultLimits()
-	lim.DiskBytes = disk
-	if err := lim.Validate(); err != nil {
 		return err
 	}
-	out := os.Stdout
-	if c.Bool("json") {
-		out = os.Stderr
+	out := bc.stdout()
+	if bc.JSON {
+		out = bc.stderr()
 	}
-	ctx := c.Context
 	dir, err := os.MkdirTemp("", "meshmon-bench-tenants-")
 	if err != nil {
 		return err
@@ -96,24 +71,9 @@ func benchTenants(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, err := st.Trust()
-	if err != nil {
-		return err
-	}
-	trustFile := filepath.Join(dir, "trust.json")
-	if err := writeJSONFile(trustFile, trust, 0o644); err != nil {
-		return err
-	}
-	pcfg := peer.DefaultConfig()
-	pcfg.Insecure = true // a benchmark on loopback, in this process
-	pcfg.Role, pcfg.Name, pcfg.Listen, pcfg.DataDir, pcfg.Trust = peer.RoleCentral, "bench-central", "127.0.0.1:0", filepath.Join(dir, "central"), trustFile
 	// Each tenant's streams reserve their maximum size against the store.
-	pcfg.MaxStore = int64(n+1) * disk
-	p, err := peer.New(pcfg, nil)
+	p, err := meshtest.OperatorCentral(ctx, dir, "bench-central", st, int64(n+1)*disk)
 	if err != nil {
-		return err
-	}
-	if err := p.Start(ctx); err != nil {
 		return err
 	}
 	defer p.Close()
@@ -139,16 +99,8 @@ func benchTenants(c *cli.Context) error {
 	create := func(name string) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, _, err := createTenant(cctx, st, sys, dial, name, lim, 1)
+		_, _, err := provision.Create(cctx, st, sys, dial, name, lim, 1)
 		return err
-	}
-	// heap is the live heap after a GC and the memory the Go runtime holds
-	// from the OS.
-	heap := func() (int64, int64) {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc), int64(ms.Sys)
 	}
 	if err := create("t00000"); err != nil {
 		return fmt.Errorf("tenant 1: %w", err)
@@ -166,66 +118,26 @@ func benchTenants(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	payload := make([]byte, size)
-	// ingest publishes msgs into a stream of its own, made for the run and
-	// deleted after it, so the tenant stays within its disk.
-	ingest := func() (float64, error) {
-		if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		for i := 0; i < msgs; i++ {
-			if _, err := ijs.PublishAsync("meshmon.bench.x", payload, jetstream.WithStallWait(30*time.Second)); err != nil {
-				return 0, err
-			}
-		}
-		select {
-		case <-ijs.PublishAsyncComplete():
-		case <-time.After(2 * time.Minute):
-			return 0, errors.New("ingest: acknowledgements did not arrive within 2 minutes")
-		}
-		rate := float64(msgs) / time.Since(start).Seconds()
-		return rate, ijs.DeleteStream(ctx, "BENCH")
-	}
+	ingest := func() (float64, error) { return ingestRun(ctx, ijs, msgs, size, disk) }
 	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs}
 	res.HeapBefore, res.SysBefore = heap()
 	if res.IngestBefore, err = ingest(); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B); creating %d more tenants...\n", res.IngestBefore, size, n-1)
-	times := []time.Duration{}
-	begin := time.Now()
-	for i := 1; i < n; i++ {
-		t0 := time.Now()
-		if err := create(fmt.Sprintf("t%05d", i)); err != nil {
-			return fmt.Errorf("tenant %d: %w", i+1, err)
-		}
-		times = append(times, time.Since(t0))
-		if (i+1)%100 == 0 {
-			fmt.Fprintf(out, "  %d tenants, last create %s\n", i+1, times[len(times)-1].Round(time.Millisecond))
-		}
+	times, total, err := createMany(out, n, create)
+	if err != nil {
+		return err
 	}
-	total := time.Since(begin)
 	res.HeapAfter, res.SysAfter = heap()
 	if res.IngestAfter, err = ingest(); err != nil {
 		return err
 	}
 	if n >= 2 {
 		fmt.Fprintf(out, "filling tenant t00001's disk; then t00000 ingests while t00001 keeps publishing...\n")
-		full, err := fillTenant(ctx, st, dial, "t00001")
-		if err != nil {
+		if err := res.neighbours(ctx, st, dial, bc.NeighbourRate, ingest); err != nil {
 			return err
 		}
-		defer full.Close()
-		res.NeighbourRate = c.Int("neighbour-rate")
-		if res.IngestNeighbourPaced, res.NeighbourPacedRefused, err = ingestBeside(full, res.NeighbourRate, ingest); err != nil {
-			return err
-		}
-		if res.IngestNeighbourFlood, res.NeighbourFloodRefused, err = ingestBeside(full, 0, ingest); err != nil {
-			return err
-		}
-		res.NeighbourPacedRatio = res.IngestNeighbourPaced / res.IngestAfter
-		res.NeighbourFloodRatio = res.IngestNeighbourFlood / res.IngestAfter
 	}
 	ops, err := st.OpsAccount() // as the last create pushed it
 	if err != nil {
@@ -236,26 +148,9 @@ func benchTenants(c *cli.Context) error {
 	res.CreateTotal = total.Round(time.Millisecond).String()
 	if len(times) > 0 {
 		slices.Sort(times)
-		pick := func(q float64) string { return times[int(q*float64(len(times)-1))].Round(time.Millisecond).String() }
-		res.CreateP50, res.CreateP99, res.CreateMax = pick(0.5), pick(0.99), pick(1)
+		res.CreateP50, res.CreateP99, res.CreateMax = quantile(times, 0.5), quantile(times, 0.99), quantile(times, 1)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "tenant create (sign, push, ops view, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, n-1, res.CreateTotal)
-	fmt.Fprintf(tw, "memory of this process (peer and bench): live heap after GC / held from the OS\t%s / %s with 1 tenant, %s / %s with %d\n",
-		mib(res.HeapBefore), mib(res.SysBefore), mib(res.HeapAfter), mib(res.SysAfter), n)
-	fmt.Fprintf(tw, "ops account JWT (pushed on every create)\t%d bytes\n", res.OpsJWTBytes)
-	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async)\t%.0f msg/s with 1 tenant, %.0f msg/s with %d: ratio %.2f\n", msgs, size, res.IngestBefore, res.IngestAfter, n, res.IngestRatio)
-	if n >= 2 {
-		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
-			res.NeighbourRate, res.IngestNeighbourPaced, res.NeighbourPacedRefused, res.NeighbourPacedRatio)
-		fmt.Fprintf(tw, "the same while it publishes as fast as 4 publishers in this process go\t%.0f msg/s (%d refused): ratio %.2f\n",
-			res.IngestNeighbourFlood, res.NeighbourFloodRefused, res.NeighbourFloodRatio)
-	}
-	return tw.Flush()
+	return res.print(bc)
 }
 
 // fillTenant fills tenant name's disk and returns a JetStream context of
@@ -373,3 +268,111 @@ func ingestBeside(full *filledTenant, rate int, ingest func() (float64, error)) 
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func (res tenantsBenchResult) print(bc TenantsConfig) error {
+	if bc.JSON {
+		return printJSON(bc.stdout(), res)
+	}
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
+	fmt.Fprintf(tw, "tenant create (sign, push, ops view, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, res.Tenants-1, res.CreateTotal)
+	fmt.Fprintf(tw, "memory of this process (peer and bench): live heap after GC / held from the OS\t%s / %s with 1 tenant, %s / %s with %d\n",
+		mib(res.HeapBefore), mib(res.SysBefore), mib(res.HeapAfter), mib(res.SysAfter), res.Tenants)
+	fmt.Fprintf(tw, "ops account JWT (pushed on every create)\t%d bytes\n", res.OpsJWTBytes)
+	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async)\t%.0f msg/s with 1 tenant, %.0f msg/s with %d: ratio %.2f\n", res.IngestMessages, res.MessageBytes, res.IngestBefore, res.IngestAfter, res.Tenants, res.IngestRatio)
+	if res.Tenants >= 2 {
+		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
+			res.NeighbourRate, res.IngestNeighbourPaced, res.NeighbourPacedRefused, res.NeighbourPacedRatio)
+		fmt.Fprintf(tw, "the same while it publishes as fast as 4 publishers in this process go\t%.0f msg/s (%d refused): ratio %.2f\n",
+			res.IngestNeighbourFlood, res.NeighbourFloodRefused, res.NeighbourFloodRatio)
+	}
+	return tw.Flush()
+}
+
+// ingestRun publishes msgs messages of size bytes into a stream of its own,
+// made for the run and deleted after it, so the tenant stays within its
+// disk, and returns the rate.
+func ingestRun(ctx context.Context, ijs jetstream.JetStream, msgs, size int, disk int64) (float64, error) {
+	payload := make([]byte, size)
+	if _, err := ijs.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"meshmon.bench.>"}, MaxBytes: disk / 10, Storage: jetstream.FileStorage}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < msgs; i++ {
+		if _, err := ijs.PublishAsync("meshmon.bench.x", payload, jetstream.WithStallWait(30*time.Second)); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-ijs.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return 0, errors.New("ingest: acknowledgements did not arrive within 2 minutes")
+	}
+	rate := float64(msgs) / time.Since(start).Seconds()
+	return rate, ijs.DeleteStream(ctx, "BENCH")
+}
+
+// neighbours fills tenant t00001's disk and measures t00000's ingest while
+// t00001 keeps publishing, first at rate, then as fast as it goes.
+func (res *tenantsBenchResult) neighbours(ctx context.Context, st *tenancy.Store, dial func([]byte) (*nats.Conn, error), rate int, ingest func() (float64, error)) error {
+	full, err := fillTenant(ctx, st, dial, "t00001")
+	if err != nil {
+		return err
+	}
+	defer full.Close()
+	res.NeighbourRate = rate
+	if res.IngestNeighbourPaced, res.NeighbourPacedRefused, err = ingestBeside(full, res.NeighbourRate, ingest); err != nil {
+		return err
+	}
+	if res.IngestNeighbourFlood, res.NeighbourFloodRefused, err = ingestBeside(full, 0, ingest); err != nil {
+		return err
+	}
+	res.NeighbourPacedRatio = res.IngestNeighbourPaced / res.IngestAfter
+	res.NeighbourFloodRatio = res.IngestNeighbourFlood / res.IngestAfter
+	return nil
+}
+
+// heap is the live heap after a GC and the memory the Go runtime holds
+// from the OS.
+func heap() (int64, int64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc), int64(ms.Sys)
+}
+
+// createMany creates tenants 2 to n with create and returns how long each
+// took and all of them together.
+func createMany(out io.Writer, n int, create func(name string) error) ([]time.Duration, time.Duration, error) {
+	times := []time.Duration{}
+	begin := time.Now()
+	for i := 1; i < n; i++ {
+		t0 := time.Now()
+		if err := create(fmt.Sprintf("t%05d", i)); err != nil {
+			return nil, 0, fmt.Errorf("tenant %d: %w", i+1, err)
+		}
+		times = append(times, time.Since(t0))
+		if (i+1)%100 == 0 {
+			fmt.Fprintf(out, "  %d tenants, last create %s\n", i+1, times[len(times)-1].Round(time.Millisecond))
+		}
+	}
+	return times, time.Since(begin), nil
+}
+
+// quantile is the q quantile of sorted times, rounded to the millisecond.
+func quantile(times []time.Duration, q float64) string {
+	return times[int(q*float64(len(times)-1))].Round(time.Millisecond).String()
+}
+
+// validate checks bc and returns each tenant's limits.
+func (bc TenantsConfig) validate() (tenancy.Limits, error) {
+	lim := tenancy.DefaultLimits()
+	if n, msgs, size := bc.Tenants, bc.Msgs, bc.Size; n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
+		return lim, errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
+	}
+	if bc.NeighbourRate < 1 {
+		return lim, errors.New("--neighbour-rate must be at least 1 (messages a second)")
+	}
+	lim.DiskBytes = bc.Disk
+	return lim, lim.Validate()
+}

@@ -1,37 +1,23 @@
-package main
+package bench
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/pollerlink"
+	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/poller"
 )
-
-func benchTrapsCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "traps",
-		Usage: "trap intake: v2c traps per second that become stored events, step by step up to where loss begins",
-		Flags: []cli.Flag{
-			&cli.IntSliceFlag{Name: "rates", Value: cli.NewIntSlice(5000, 10000, 20000, 40000, 60000), Usage: "traps per second to send, one step each"},
-			&cli.DurationFlag{Name: "step", Value: 3 * time.Second, Usage: "how long each step sends"},
-			&cli.IntFlag{Name: "queue", Value: poller.DefaultConfig().TrapQueue, Usage: "the poller's trap queue"},
-			&cli.IntFlag{Name: "malformed-rate", Usage: "invalid packets per second (random bytes, truncated traps) sent between the traps of each step"},
-			jsonFlag(),
-		},
-		Action: benchTraps,
-	}
-}
 
 // trapStep is one rate of `meshmon bench traps`.
 type trapStep struct {
@@ -50,14 +36,16 @@ type trapStep struct {
 	MalformedCounted uint64 `json:"malformed_counted,omitempty"`
 }
 
-func benchTraps(c *cli.Context) error {
-	rates, step := c.IntSlice("rates"), c.Duration("step")
+// Traps measures trap intake: v2c traps sent at each rate in turn, and
+// how many became stored events.
+func Traps(ctx context.Context, bc TrapsConfig) error {
+	rates, step := bc.Rates, bc.Step
 	for _, r := range rates {
 		if r < 1 || r > 1_000_000 {
 			return fmt.Errorf("--rates: %d is out of range; use 1 to 1000000 traps per second", r)
 		}
 	}
-	mrate := c.Int("malformed-rate")
+	mrate := bc.MalformedRate
 	if mrate < 0 || mrate > 1_000_000 {
 		return fmt.Errorf("--malformed-rate: %d is out of range; use 0 to 1000000 packets per second", mrate)
 	}
@@ -69,8 +57,7 @@ func benchTraps(c *cli.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ctx := c.Context
-	pe, err := benchPeer(ctx, dir, true)
+	pe, err := meshtest.Site(ctx, dir, "bench", "bench", true)
 	if err != nil {
 		return err
 	}
@@ -91,30 +78,22 @@ func benchTraps(c *cli.Context) error {
 	}
 
 	cfg := poller.DefaultConfig()
-	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", version
-	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", c.Int("queue")
-	log, _ := newLoggerLevel(os.Stderr, "error")
-	ready := make(chan *poller.Poller, 1)
-	perr := make(chan error, 1)
-	pctx, pcancel := context.WithCancel(ctx)
-	go func() {
-		perr <- runPoller(pctx, cfg, ccfg, filepath.Join(dir, "poller"), 0, 10*time.Second, log, func(p *poller.Poller) { ready <- p })
-	}()
-	defer func() { pcancel(); <-perr }()
-	var po *poller.Poller
-	select {
-	case po = <-ready:
-	case err := <-perr:
+	cfg.Name, cfg.Site, cfg.Version = "bench", "bench", bc.Version
+	cfg.TrapListen, cfg.TrapQueue = "127.0.0.1:0", bc.Queue
+	log := errorLogger(bc.stderr())
+	po, stop, err := pollerlink.StartReady(ctx, pollerService(cfg, dir), ccfg, log)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	conn, err := net.DialUDP("udp", nil, po.TrapAddr().(*net.UDPAddr))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 
-	if !c.Bool("json") {
-		fmt.Printf("one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
+	if !bc.JSON {
+		fmt.Fprintf(bc.stdout(), "one poller, trap listener on %s, spool fsynced, peer fsyncs every write; %s per step\n", po.TrapAddr(), step)
 	}
 	var steps []trapStep
 	seq := 0
@@ -136,57 +115,19 @@ func benchTraps(c *cli.Context) error {
 
 		sendTime := sendPaced(conn, pkts, rate+mrate)
 
-		// Settle: every received trap is committed or dropped, the spool is
-		// drained, and the stream stops growing.
-		var st trapStep
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			s1 := po.Stats()
-			info, err := events.Info(ctx)
-			if err != nil {
-				return err
-			}
-			st = trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(),
-				Received: s1.TrapsIn - s0.TrapsIn, QueueLost: s1.TrapsDropped - s0.TrapsDropped,
-				Stored: info.State.Msgs - stored0, MalformedSent: m, MalformedCounted: sumCounts(s1.TrapsInvalid) - sumCounts(s0.TrapsInvalid)}
-			settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
-			if settled || time.Now().After(deadline) {
-				break
-			}
-			if err := waitCtx(ctx, 50*time.Millisecond); err != nil {
-				return err
-			}
+		st := trapStep{Target: rate, Sent: n, SentPerSec: float64(n) / sendTime.Seconds(), MalformedSent: m}
+		if st, err = settleStep(ctx, po, events, s0, stored0, st); err != nil {
+			return err
 		}
 		st.SocketLost = n - int(st.Received)
 		st.Lost = n - int(st.Stored)
 		st.StoredPerSec = float64(st.Stored) / sendTime.Seconds()
 		steps = append(steps, st)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, steps)
+	if bc.JSON {
+		return printJSON(bc.stdout(), steps)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
-	if mrate > 0 {
-		head += "MALFORMED SENT\tCOUNTED\t"
-	}
-	fmt.Fprintln(tw, head)
-	best := 0.0
-	for _, s := range steps {
-		fmt.Fprintf(tw, row, s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
-		if mrate > 0 {
-			fmt.Fprintf(tw, "%d\t%d\t", s.MalformedSent, s.MalformedCounted)
-		}
-		fmt.Fprintln(tw)
-		if s.Lost == 0 && s.StoredPerSec > best {
-			best = s.StoredPerSec
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Printf("\nhighest rate with no trap lost: %.0f traps/s stored as events\n", best)
-	return nil
+	return printTrapSteps(bc.stdout(), steps, mrate)
 }
 
 // trapPackets encodes n distinct v2c linkDown traps, numbered from first.
@@ -259,4 +200,55 @@ func sendPaced(conn *net.UDPConn, pkts [][]byte, rate int) time.Duration {
 		_, _ = conn.Write(p)
 	}
 	return max(time.Since(start), time.Duration(float64(len(pkts))/float64(rate)*float64(time.Second)))
+}
+
+// printTrapSteps prints the steps as a table, and the highest rate with no
+// trap lost.
+func printTrapSteps(w io.Writer, steps []trapStep, mrate int) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	head, row := "TARGET/S\tSENT/S\tSENT\tRECEIVED\tSOCKET LOST\tQUEUE LOST\tSTORED\tSTORED/S\tLOST\t", "%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d\t"
+	if mrate > 0 {
+		head += "MALFORMED SENT\tCOUNTED\t"
+	}
+	fmt.Fprintln(tw, head)
+	best := 0.0
+	for _, s := range steps {
+		fmt.Fprintf(tw, row, s.Target, s.SentPerSec, s.Sent, s.Received, s.SocketLost, s.QueueLost, s.Stored, s.StoredPerSec, s.Lost)
+		if mrate > 0 {
+			fmt.Fprintf(tw, "%d\t%d\t", s.MalformedSent, s.MalformedCounted)
+		}
+		fmt.Fprintln(tw)
+		if s.Lost == 0 && s.StoredPerSec > best {
+			best = s.StoredPerSec
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nhighest rate with no trap lost: %.0f traps/s stored as events\n", best)
+	return nil
+}
+
+// settleStep waits up to 30 s for a step to settle: every received trap is
+// committed or dropped, the spool is drained, and the stream stops
+// growing. It fills in st what the poller (from s0) and the stream (from
+// stored0) counted.
+func settleStep(ctx context.Context, po *poller.Poller, events jetstream.Stream, s0 poller.Stats, stored0 uint64, st trapStep) (trapStep, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s1 := po.Stats()
+		info, err := events.Info(ctx)
+		if err != nil {
+			return st, err
+		}
+		st.Received, st.QueueLost = s1.TrapsIn-s0.TrapsIn, s1.TrapsDropped-s0.TrapsDropped
+		st.Stored, st.MalformedCounted = info.State.Msgs-stored0, sumCounts(s1.TrapsInvalid)-sumCounts(s0.TrapsInvalid)
+		settled := s1.TrapsCommitted-s0.TrapsCommitted+st.QueueLost == st.Received && s1.Spooled == 0 && st.Stored == s1.TrapsCommitted-s0.TrapsCommitted
+		if settled || time.Now().After(deadline) {
+			return st, nil
+		}
+		if err := waitCtx(ctx, 50*time.Millisecond); err != nil {
+			return st, err
+		}
+	}
 }

@@ -1,14 +1,13 @@
-package main
+package bench
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,33 +17,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/freeport"
-	"github.com/meshmon/meshmon/internal/wan"
-	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/internal/meshtest"
 )
-
-func benchMeshCommand() *cli.Command {
-	return &cli.Command{
-		Name: "mesh",
-		Usage: "central ingest from several sites, catch-up after a WAN cut, and observation-to-central latency, " +
-			"against 'nats bench js pub' on the same central cluster",
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "sites", Value: 3, Usage: "site peers"},
-			&cli.IntFlag{Name: "events", Value: 20000, Usage: "events per site for the ingest run, and piled up per site during the WAN cut"},
-			&cli.IntFlag{Name: "rate", Value: 5000, Usage: "events per second, all sites together, for the latency run"},
-			&cli.IntFlag{Name: "cuts", Value: 3, Usage: "WAN cuts of every site, each timed on its own"},
-			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
-			&cli.StringFlag{Name: "cut-mode", Value: "silent", Usage: "how the WAN is cut: 'silent' loses what the links carry until their ends give up on them, as a link that drops packets does; 'loud' closes the links at once"},
-			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
-			jsonFlag(),
-		},
-		Action: benchMesh,
-	}
-}
 
 // meshBenchResult is what `meshmon bench mesh` measured.
 type meshBenchResult struct {
@@ -67,136 +44,43 @@ type meshBenchResult struct {
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
 }
 
-// benchMesh runs a central of three clustered peers and several sites in
-// this process, each with its own data directory and real leaf links.
-func benchMesh(c *cli.Context) error {
-	nSites, perSite, rate := c.Int("sites"), c.Int("events"), c.Int("rate")
-	nCuts, cutFor := c.Int("cuts"), c.Duration("cut-for")
-	if nSites < 1 || nSites > 20 || perSite < 100 || rate < 1 || nCuts < 1 || cutFor < 0 {
-		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+// Mesh measures central ingest from several sites, catch-up after WAN
+// cuts and observation-to-central latency. It runs a central of three
+// clustered peers and several sites in this process, each with its own
+// data directory and real leaf links.
+func Mesh(ctx context.Context, bc MeshConfig) error {
+	nSites, perSite, rate := bc.Sites, bc.Events, bc.Rate
+	nCuts, cutFor, cutMode := bc.Cuts, bc.CutFor, bc.CutMode
+	if err := bc.validate(); err != nil {
+		return err
 	}
-	cutMode := c.String("cut-mode")
-	if cutMode != "silent" && cutMode != "loud" {
-		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", cutMode)
-	}
-	ctx := c.Context
 	dir, err := os.MkdirTemp("", "meshmon-bench-mesh-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	out := os.Stdout
-	if c.Bool("json") {
-		out = os.Stderr
+	out := bc.stdout()
+	if bc.JSON {
+		out = bc.stderr()
 	}
 
-	// Central: three clustered peers; their ports are fixed for the run so
-	// they can restart on them.
-	ports := make([]string, 6)
-	for i := range ports {
-		if ports[i], err = freeport.TCP(); err != nil {
-			return err
-		}
-	}
-	centralCfg := make([]peer.Config, 3)
-	for i := range centralCfg {
-		cfg := peer.DefaultConfig()
-		cfg.Insecure = true // a benchmark on loopback, in this process
-		cfg.Role, cfg.Site, cfg.Name = peer.RoleCentral, "", fmt.Sprintf("bench-c%d", i+1)
-		cfg.Listen, cfg.DataDir = "127.0.0.1:0", filepath.Join(dir, cfg.Name)
-		cfg.Cluster = peer.Cluster{Listen: ports[i]}
-		for j := range 3 {
-			if j != i {
-				cfg.Cluster.Routes = append(cfg.Cluster.Routes, "nats-route://"+ports[j])
-			}
-		}
-		cfg.LeafListen, cfg.LeafPassword = ports[3+i], randomToken()+randomToken()
-		centralCfg[i] = cfg
-	}
-	for i := 1; i < 3; i++ {
-		centralCfg[i].LeafPassword = centralCfg[0].LeafPassword
-	}
-	// The peers log only when asked to (--log-level given), to stderr.
-	var plog *slog.Logger
-	if c.IsSet("log-level") {
-		if plog, err = newLogger(c, os.Stderr); err != nil {
-			return err
-		}
-	}
-	central, err := startCentral(ctx, centralCfg, plog)
+	// Central: three clustered peers; sites, each a single peer that
+	// dials central through a proxy per central peer that the catch-up
+	// run cuts like a WAN outage.
+	plog := bc.PeerLog
+	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range central {
-			p.Close()
-		}
-	}()
-	cjs, closeC, err := peerJS(central[0])
-	if err != nil {
-		return err
-	}
-	defer func() { closeC() }()
-
-	// Sites, each a single peer that dials central, through a proxy per
-	// central peer that the catch-up run cuts like a WAN outage.
-	var join bus.JoinInfo
-	for start := time.Now(); len(join.Central) < 3; {
-		if join, err = bus.Join(ctx, cjs); (err != nil || len(join.Central) < 3) && time.Since(start) > 30*time.Second {
-			return fmt.Errorf("central peers did not publish their leaf URLs: %v", err)
-		}
-		if err := waitCtx(ctx, 100*time.Millisecond); err != nil {
+	defer mesh.Close()
+	cjs := mesh.CentralJS
+	cutLinks := func(cut bool) { mesh.CutWAN(cut, cutMode == "silent") }
+	for i := range nSites {
+		if _, _, err := mesh.AddSite(ctx, fmt.Sprintf("s%d", i+1)); err != nil {
 			return err
 		}
 	}
-	var proxies []*wan.Proxy
-	var viaProxy []string
-	for _, u := range join.Central {
-		px, err := wan.NewProxy(strings.TrimPrefix(u, "nats-leaf://"))
-		if err != nil {
-			return err
-		}
-		defer px.Close()
-		proxies = append(proxies, px)
-		viaProxy = append(viaProxy, "nats-leaf://"+px.Addr())
-	}
-	// cutLinks starts or ends a WAN outage of every site.
-	cutLinks := func(cut bool) {
-		for _, px := range proxies {
-			if cutMode == "silent" {
-				px.Drop(cut)
-			} else {
-				px.Cut(cut)
-			}
-		}
-	}
-	sites := make([]*peer.Peer, nSites)
-	siteJS := make([]jetstream.JetStream, nSites)
-	for i := range sites {
-		name := fmt.Sprintf("s%d", i+1)
-		if err := bus.AddSite(ctx, cjs, name, time.Now()); err != nil {
-			return err
-		}
-		cfg := peer.DefaultConfig()
-		cfg.Insecure = true // a benchmark on loopback, in this process
-		cfg.Site, cfg.Name, cfg.Listen, cfg.DataDir = name, "bench-"+name, "127.0.0.1:0", filepath.Join(dir, name)
-		cfg.Central, cfg.LeafUser, cfg.LeafPassword = viaProxy, join.User, join.Password
-		p, err := peer.New(cfg, plog)
-		if err != nil {
-			return err
-		}
-		if err := p.Start(ctx); err != nil {
-			return err
-		}
-		defer p.Close()
-		sites[i] = p
-		js, closeS, err := peerJS(p)
-		if err != nil {
-			return err
-		}
-		defer closeS()
-		siteJS[i] = js
-	}
+	siteJS := mesh.SiteJS
 	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; all in this process\n", nSites)
 
 	res := meshBenchResult{Sites: nSites, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
@@ -242,34 +126,9 @@ func benchMesh(c *cli.Context) error {
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
-		// first is when central got the first event of the slowest site;
-		// earliest of the fastest, from which the rate is counted.
-		resumed := map[string]bool{}
-		first, earliest := time.Duration(-1), time.Duration(-1)
-		for deadline := time.Now().Add(5 * time.Minute); ; {
-			by, err := centralBySite(ctx, cjs)
-			n := 0
-			for site, c := range by {
-				n += c
-				if c > before[site] && !resumed[site] {
-					resumed[site] = true
-					if earliest < 0 {
-						earliest = time.Since(restored)
-					}
-					if len(resumed) == nSites {
-						first = time.Since(restored)
-					}
-				}
-			}
-			if err == nil && n >= total {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("catch-up: central holds %d of %d events 5 minutes after cut %d ended", n, total, cut+1)
-			}
-			if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
-				return err
-			}
+		first, earliest, err := waitCatchUp(ctx, cjs, before, nSites, total, restored)
+		if err != nil {
+			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
 		took := time.Since(restored)
 		starts = append(starts, first)
@@ -284,77 +143,10 @@ func benchMesh(c *cli.Context) error {
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	// 3. Latency at a steady rate: observation time to central's store time.
-	lat, err := latencyRun(ctx, siteJS, cjs, total, perSite*(1+nCuts), rate, c.Duration("latency-for"))
-	if err != nil {
+	if err := res.latency(ctx, out, mesh, total, perSite*(1+nCuts), bc.LatencyFor); err != nil {
 		return err
 	}
-	res.LatencyEvents = len(lat)
-	slices.Sort(lat)
-	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
-	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
-	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", rate, len(lat), res.LatencyP50, res.LatencyP99)
-
-	// 4. The stock nats CLI against the same central cluster.
-	if perSec, why := natsBench(ctx, central[0].ClientURL(), nSites*perSite); why != "" {
-		res.NatsBenchSkipped = why
-		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
-	} else {
-		res.NatsBenchPerSec = perSec
-		res.IngestVsNatsBench = res.IngestPerSec / perSec
-		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
-	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", nSites, res.IngestPerSec)
-	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
-	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
-	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", rate, res.LatencyP50, res.LatencyP99)
-	if res.NatsBenchPerSec > 0 {
-		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
-	}
-	return tw.Flush()
-}
-
-// startCentral starts the central peers and waits for their streams.
-func startCentral(ctx context.Context, cfgs []peer.Config, log *slog.Logger) ([]*peer.Peer, error) {
-	var out []*peer.Peer
-	for _, cfg := range cfgs {
-		p, err := peer.New(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.Start(ctx); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	for _, p := range out {
-		select {
-		case <-p.StreamsReady():
-		case <-time.After(2 * time.Minute):
-			return nil, errors.New("central streams not ready after 2 minutes")
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return out, nil
-}
-
-func peerJS(p *peer.Peer) (jetstream.JetStream, func(), error) {
-	nc, err := p.InProcessConn()
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return js, sync.OnceFunc(nc.Close), nil
+	return res.print(bc)
 }
 
 // benchEvent is one event of a site, numbered n, observed now.
@@ -530,4 +322,93 @@ func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
 	}
 	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
 	return v, ""
+}
+
+// waitCatchUp waits up to 5 minutes for central to hold total events, the
+// sites' links back since restored, and returns when central got the first
+// event of the slowest site (first) and of the fastest (earliest, from
+// which the rate is counted) after before, central's count by site when
+// the links returned.
+func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, nSites, total int, restored time.Time) (first, earliest time.Duration, err error) {
+	resumed := map[string]bool{}
+	first, earliest = -1, -1
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		by, err := centralBySite(ctx, cjs)
+		n := 0
+		for site, c := range by {
+			n += c
+			if c > before[site] && !resumed[site] {
+				resumed[site] = true
+				if earliest < 0 {
+					earliest = time.Since(restored)
+				}
+				if len(resumed) == nSites {
+					first = time.Since(restored)
+				}
+			}
+		}
+		if err == nil && n >= total {
+			return first, earliest, nil
+		}
+		if time.Now().After(deadline) {
+			return first, earliest, fmt.Errorf("central holds %d of %d events 5 minutes", n, total)
+		}
+		if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
+			return first, earliest, err
+		}
+	}
+}
+
+func (res meshBenchResult) print(bc MeshConfig) error {
+	if bc.JSON {
+		return printJSON(bc.stdout(), res)
+	}
+	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
+	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", res.Sites, res.IngestPerSec)
+	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
+	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
+	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99)
+	if res.NatsBenchPerSec > 0 {
+		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
+	}
+	return tw.Flush()
+}
+
+// latency measures, at res.LatencyRate for latencyFor, the time from an
+// event's observation to its storing at central (after total events, the
+// sites' numbers from firstN on), then 'nats bench js pub' against the
+// same central cluster.
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, total, firstN int, latencyFor time.Duration) error {
+	// 3. Latency at a steady rate: observation time to central's store time.
+	lat, err := latencyRun(ctx, mesh.SiteJS, mesh.CentralJS, total, firstN, res.LatencyRate, latencyFor)
+	if err != nil {
+		return err
+	}
+	res.LatencyEvents = len(lat)
+	slices.Sort(lat)
+	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
+	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
+	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99)
+
+	// 4. The stock nats CLI against the same central cluster.
+	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents); why != "" {
+		res.NatsBenchSkipped = why
+		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
+	} else {
+		res.NatsBenchPerSec = perSec
+		res.IngestVsNatsBench = res.IngestPerSec / perSec
+		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+	}
+	return nil
+}
+
+func (bc MeshConfig) validate() error {
+	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
+		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.CutMode != "silent" && bc.CutMode != "loud" {
+		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", bc.CutMode)
+	}
+	return nil
 }

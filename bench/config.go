@@ -1,0 +1,117 @@
+// Package bench measures meshmon on this machine: the 'meshmon bench'
+// commands. Each bench takes a Config (the command's flags), runs real
+// peers, pollers and simulated devices, and prints a table, or JSON with
+// Output.JSON. The figures are this machine's, from this run.
+package bench
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/meshmon/meshmon/poller"
+)
+
+// Output is where a bench prints: its result on Stdout (a table, or JSON
+// with JSON set) and its progress on Stderr, or on Stderr alone with JSON.
+type Output struct {
+	JSON   bool
+	Stdout io.Writer // nil: os.Stdout
+	Stderr io.Writer // nil: os.Stderr
+}
+
+func (o Output) stdout() io.Writer {
+	if o.Stdout == nil {
+		return os.Stdout
+	}
+	return o.Stdout
+}
+
+func (o Output) stderr() io.Writer {
+	if o.Stderr == nil {
+		return os.Stderr
+	}
+	return o.Stderr
+}
+
+// PublishConfig is 'meshmon bench publish'.
+type PublishConfig struct {
+	Output
+	Messages, Size int  // messages per run, and their size in bytes
+	Batch          int  // the poller's publish batch
+	PerCommit      int  // messages per spool commit (one poll's worth)
+	Workers        int  // goroutines committing to the spool at once
+	SyncAlways     bool // the peer fsyncs every write
+}
+
+// PollConfig is 'meshmon bench poll'.
+type PollConfig struct {
+	Output
+	Devices    int           // simulated devices
+	Interval   time.Duration // poll interval
+	Measure    time.Duration // measurement window, after one interval of warm-up
+	Workers    int           // poller workers
+	Interfaces int           // interfaces per simulated device
+	Version    string        // the poller's, in its heartbeats
+	// Meshmon is the meshmon executable whose 'peer run' and 'sim' run as
+	// child processes; empty: this process's executable.
+	Meshmon string
+}
+
+// TrapsConfig is 'meshmon bench traps'.
+type TrapsConfig struct {
+	Output
+	Rates         []int         // traps per second to send, one step each
+	Step          time.Duration // how long each step sends
+	Queue         int           // the poller's trap queue
+	MalformedRate int           // invalid packets per second sent between the traps
+	Version       string
+}
+
+// MeshConfig is 'meshmon bench mesh'.
+type MeshConfig struct {
+	Output
+	Sites      int           // site peers
+	Events     int           // events per site for the ingest run, and piled up per site during a WAN cut
+	Rate       int           // events per second, all sites together, for the latency run
+	Cuts       int           // WAN cuts of every site
+	CutFor     time.Duration // length of each WAN cut
+	CutMode    string        // "silent" (the links drop packets) or "loud" (closed at once)
+	LatencyFor time.Duration // length of the latency run
+	PeerLog    *slog.Logger  // the peers' log; nil: they log nothing
+}
+
+// FailoverConfig is 'meshmon bench failover'.
+type FailoverConfig struct {
+	Output
+	Pollers, Devices, Failovers int
+	MemberTimeout, Heartbeat    time.Duration
+	Version                     string
+}
+
+// TenantsConfig is 'meshmon bench tenants'.
+type TenantsConfig struct {
+	Output
+	Tenants, Msgs, Size int
+	Disk                int64 // each tenant's disk limit
+	NeighbourRate       int   // messages a second the tenant over its disk limit publishes
+}
+
+// pollerService is a poller service of cfg keeping its store in
+// dir/poller.
+func pollerService(cfg poller.Config, dir string) poller.ServiceConfig {
+	return poller.ServiceConfig{Config: cfg, DataDir: filepath.Join(dir, "poller"), PeerWait: 10 * time.Second}
+}
+
+func errorLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
