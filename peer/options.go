@@ -35,40 +35,22 @@ const (
 	pingsOut     = 3
 )
 
-// serverOptions builds the nats-server options of c: the accounts, users
-// and leaf links of its role and mode (own users, or operator mode), and
-// what every peer has.
+// serverOptions builds the nats-server options of the peer: the accounts,
+// users and leaf links of its role, and what every peer has.
 //
-// With k (the peer's certificate) every listener is TLS: clients and the
-// leaf listener get the certificate; the route port is mutual TLS against
-// the mesh's CA both ways. A site's link to central verifies central
-// against CentralCA (or the CA of k). The HTTP monitor is not nats-server's
-// (see monitor.go).
-func (c Config) serverOptions(in *internalAuth, k *certs) (*server.Options, error) {
+// With p.certs (the peer's certificate) every listener is TLS: clients and
+// the leaf listener get the certificate; the route port is mutual TLS
+// against the mesh's CA both ways. A site's link to central verifies
+// central against CentralCA (or the CA of the certificate). The HTTP
+// monitor is not nats-server's (see monitor.go).
+func (p *Peer) serverOptions() (*server.Options, error) {
 	o := &server.Options{}
-	var err error
-	switch {
-	case len(c.Tenants) > 0:
-		err = c.siteOperatorOptions(o)
-	case c.Trust != "":
-		err = c.operatorOptions(o)
-	default:
-		err = c.ownAccounts(o, in)
-	}
-	if err != nil {
+	if err := p.role.accounts(p.cfg, o, p.internal); err != nil {
 		return nil, err
 	}
-	c.baseOptions(o, k)
-	c.clusterOptions(o, k)
-	switch {
-	case c.Role == RoleCentral:
-		err = c.centralLeaf(o, k)
-	case len(c.Tenants) > 0:
-		err = c.tenantsLeaf(o, k)
-	default:
-		err = c.siteLeaf(o, k)
-	}
-	if err != nil {
+	p.cfg.baseOptions(o, p.certs)
+	p.cfg.clusterOptions(o, p.certs)
+	if err := p.role.leaf(p.cfg, o, p.certs); err != nil {
 		return nil, err
 	}
 	return o, nil
