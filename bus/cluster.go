@@ -33,13 +33,66 @@ type RemovePeerRequest struct {
 }
 
 // RemovePeerReply answers a RemovePeerRequest: Error, or the members left.
+// Make it with NewRemovePeerReply and read it with Err, so that the
+// sentinel the error wraps crosses the wire (as Code).
 type RemovePeerReply struct {
-	Error   string   `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Code names the sentinel Error wraps (removeCodes); empty for none.
+	Code    string   `json:"code,omitempty"`
 	Members []string `json:"members,omitempty"`
 }
 
-// ErrPeerUp is returned for a member that is up, unless forced.
-var ErrPeerUp = errors.New("the peer is up")
+// removeCodes are the sentinels a RemovePeerReply carries, each with its
+// code.
+var removeCodes = []struct {
+	code     string
+	sentinel error
+}{
+	{"peer_up", ErrPeerUp},
+	{"no_such_peer", ErrNoSuchPeer},
+}
+
+// NewRemovePeerReply is the answer to a removal: the members left, or err
+// with the code of the sentinel it wraps.
+func NewRemovePeerReply(members []string, err error) RemovePeerReply {
+	if err == nil {
+		return RemovePeerReply{Members: members}
+	}
+	r := RemovePeerReply{Error: err.Error()}
+	for _, c := range removeCodes {
+		if errors.Is(err, c.sentinel) {
+			r.Code = c.code
+			break
+		}
+	}
+	return r
+}
+
+// Err is the error of the reply, nil for a removal made: Error's text,
+// wrapping the sentinel Code names.
+func (r RemovePeerReply) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	e := &remoteError{msg: r.Error}
+	for _, c := range removeCodes {
+		if c.code == r.Code {
+			e.sentinel = c.sentinel
+		}
+	}
+	return e
+}
+
+// remoteError is an error that crossed the wire: its text, and the
+// sentinel its code named (nil for none, or a code this side does not
+// know).
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // peerGone is how long the meta leader must not have heard from a member
 // for it to count as down. A member that stops cleanly says so at once; one
@@ -50,9 +103,6 @@ const peerGone = 10 * time.Second
 // unheardWait is how long a member the meta leader has not heard from since
 // it took the lead is given to answer before it counts as down.
 const unheardWait = 3 * time.Second
-
-// ErrNoSuchPeer is returned for a name that is no member of the cluster.
-var ErrNoSuchPeer = errors.New("no such peer")
 
 // The parts of the server's JSZ answer that RemoveClusterPeer reads.
 type jszReply struct {
@@ -238,7 +288,8 @@ func ForgetJoinExcept(ctx context.Context, js jetstream.JetStream, members []str
 
 // RemovePeer asks the central peers, over nc (the tenant account of a
 // central without --trust), to remove the cluster member name. It returns
-// the members left.
+// the members left, or the errors of RemoveClusterPeer as the answering
+// peer had them (ErrPeerUp and ErrNoSuchPeer among them).
 // ctx should allow some 20 s: the peer answering takes up to 18 s.
 func RemovePeer(ctx context.Context, nc *nats.Conn, name string, force bool) ([]string, error) {
 	req, _ := json.Marshal(RemovePeerRequest{Name: name, Force: force})
@@ -253,8 +304,8 @@ func RemovePeer(ctx context.Context, nc *nats.Conn, name string, force bool) ([]
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
 		return nil, fmt.Errorf("remove peer: %w", err)
 	}
-	if r.Error != "" {
-		return nil, errors.New(r.Error)
+	if err := r.Err(); err != nil {
+		return nil, err
 	}
 	return r.Members, nil
 }

@@ -50,3 +50,11 @@ var ErrReplayIncomplete = errors.New("replay incomplete")
 // ErrNotReady is wrapped by CheckReady when a stream or bucket of the peer's
 // role is missing or has no leader yet.
 var ErrNotReady = errors.New("peer not ready")
+
+// ErrPeerUp is wrapped by RemoveClusterPeer and RemovePeer for a cluster
+// member that is up, unless the removal is forced.
+var ErrPeerUp = errors.New("the peer is up")
+
+// ErrNoSuchPeer is wrapped by RemoveClusterPeer and RemovePeer for a name
+// that is no member of the cluster.
+var ErrNoSuchPeer = errors.New("no such peer")

@@ -45,23 +45,22 @@ func (p *Peer) servePeerAdmin(ctx context.Context) {
 	}
 	sub, err := nc.QueueSubscribe(bus.RemovePeerSubject, "meshmon-central", func(m *nats.Msg) {
 		var req bus.RemovePeerRequest
-		var reply bus.RemovePeerReply
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			reply.Error = fmt.Sprintf("remove peer: bad request: %v", err)
+		var members []string
+		err := json.Unmarshal(m.Data, &req)
+		if err != nil {
+			err = fmt.Errorf("remove peer: bad request: %v", err)
 		} else {
 			rctx, cancel := context.WithTimeout(ctx, 18*time.Second)
-			reply.Members, err = bus.RemoveClusterPeer(rctx, sys, req.Name, req.Force)
+			members, err = bus.RemoveClusterPeer(rctx, sys, req.Name, req.Force)
 			if err == nil {
-				p.log.Warn("peer removed from the cluster", "removed", req.Name, "members", reply.Members, "forced", req.Force)
+				p.log.Warn("peer removed from the cluster", "removed", req.Name, "members", members, "forced", req.Force)
 				if ferr := bus.ForgetJoin(rctx, js, req.Name); ferr != nil {
 					p.log.Warn("peer removed; its join entry stays", "err", ferr)
 				}
-			} else {
-				reply.Error = err.Error()
 			}
 			cancel()
 		}
-		b, _ := json.Marshal(reply)
+		b, _ := json.Marshal(bus.NewRemovePeerReply(members, err))
 		_ = m.Respond(b)
 	})
 	if err != nil {

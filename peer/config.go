@@ -151,74 +151,116 @@ func DefaultConfig() Config {
 
 // Validate returns the first problem, naming the field and the rule. The
 // error wraps ErrInvalidConfig (and meshmon.ErrInvalidName for a bad site).
+//
+// The checks run in a fixed order: the name, the fields of the role (a
+// site's or central's), the tenant account, the cluster, the listeners and
+// the store, the monitor, and last what the peer exposes without TLS or
+// authentication.
 func (c Config) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
+	checks := []func() error{c.validateName, c.validateRole, c.validateAccount, c.Cluster.validate, c.validateStore, c.validateHTTP, c.validateExposure}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// invalid is an error of Validate: ErrInvalidConfig, with the problem.
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
+}
+
+func (c Config) validateName() error {
 	if c.Name == "" {
-		return bad("name is empty; give the server a name unique in the mesh")
+		return invalid("name is empty; give the server a name unique in the mesh")
 	}
 	if strings.ContainsAny(c.Name, " \t\r\n") {
-		return bad("name %q must not contain white space", c.Name)
+		return invalid("name %q must not contain white space", c.Name)
 	}
+	return nil
+}
+
+func (c Config) validateRole() error {
 	switch c.Role {
 	case RoleSite:
-		if err := meshmon.ValidateName("site", c.Site); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-		}
-		if c.Site == bus.HubDomain {
-			return bad("site %q is reserved for central's JetStream domain; name the site otherwise", c.Site)
-		}
-		if c.LeafListen != "" {
-			return bad("leaf listen is for central peers: sites dial out and open no port (use --role central)")
-		}
-		for _, u := range c.Central {
-			if err := checkURL(u, "nats-leaf", "tls", "ws", "wss", "nats"); err != nil {
-				return bad("central %q: %v", u, err)
-			}
-		}
-		if c.LeafDialTimeout < 0 || c.LeafDialTimeout > time.Minute {
-			return bad("leaf dial timeout %s must be from 0 (the default, %s) to 1m", c.LeafDialTimeout, DefaultLeafDialTimeout)
-		}
-		if len(c.Central) > 0 && len(c.Tenants) == 0 && (c.LeafUser == "" || c.LeafPassword == "") {
-			return bad("central is set without a leaf credential; give the join token 'meshmon site add' printed")
-		}
+		return c.validateSite()
 	case RoleCentral:
-		if len(c.Central) > 0 {
-			return bad("central is for site peers; central peers cluster with --routes")
+		return c.validateCentral()
+	}
+	return invalid("role %q must be %s or %s", c.Role, RoleSite, RoleCentral)
+}
+
+// validateSite checks the fields of a site peer: its name, its link to
+// central, and its tenants in operator mode.
+func (c Config) validateSite() error {
+	if err := meshmon.ValidateName("site", c.Site); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Site == bus.HubDomain {
+		return invalid("site %q is reserved for central's JetStream domain; name the site otherwise", c.Site)
+	}
+	if c.LeafListen != "" {
+		return invalid("leaf listen is for central peers: sites dial out and open no port (use --role central)")
+	}
+	for _, u := range c.Central {
+		if err := checkURL(u, "nats-leaf", "tls", "ws", "wss", "nats"); err != nil {
+			return invalid("central %q: %v", u, err)
 		}
-		if c.LeafListen != "" {
-			if err := checkHostPort(c.LeafListen); err != nil {
-				return bad("leaf listen %q: %v", c.LeafListen, err)
-			}
-			if len(c.LeafPassword) < MinPasswordLen && c.Trust == "" {
-				return bad("leaf password must be at least 12 characters (every central peer has the same; sites get it from 'meshmon site add')")
-			}
-		}
-		if c.LeafAdvertise != "" {
-			if err := checkHostPort(c.LeafAdvertise); err != nil {
-				return bad("leaf advertise %q: %v", c.LeafAdvertise, err)
-			}
-		}
-	default:
-		return bad("role %q must be %s or %s", c.Role, RoleSite, RoleCentral)
+	}
+	if c.LeafDialTimeout < 0 || c.LeafDialTimeout > time.Minute {
+		return invalid("leaf dial timeout %s must be from 0 (the default, %s) to 1m", c.LeafDialTimeout, DefaultLeafDialTimeout)
+	}
+	if len(c.Central) > 0 && len(c.Tenants) == 0 && (c.LeafUser == "" || c.LeafPassword == "") {
+		return invalid("central is set without a leaf credential; give the join token 'meshmon site add' printed")
 	}
 	if len(c.Tenants) > 0 {
 		if err := c.validateTenants(); err != nil {
-			return bad("%v", err)
+			return invalid("%v", err)
 		}
 	}
 	if c.Trust != "" {
-		if c.Role != RoleCentral {
-			return bad("trust is for central peers for now: a site peer serves one tenant, with the leaf credential 'meshmon site add' printed")
+		return invalid("trust is for central peers for now: a site peer serves one tenant, with the leaf credential 'meshmon site add' printed")
+	}
+	return nil
+}
+
+// validateCentral checks the fields of a central peer: where sites dial
+// in, and its trust file in operator mode.
+func (c Config) validateCentral() error {
+	if len(c.Central) > 0 {
+		return invalid("central is for site peers; central peers cluster with --routes")
+	}
+	if c.LeafListen != "" {
+		if err := checkHostPort(c.LeafListen); err != nil {
+			return invalid("leaf listen %q: %v", c.LeafListen, err)
 		}
-		if !c.Auth.None() {
-			return bad("auth is set with trust: in operator mode users come from tenant credentials (meshmon tenant creds); drop --user, --password and --nkey")
-		}
-		if _, err := ReadTrust(c.Trust); err != nil {
-			return bad("%v", err)
+		if len(c.LeafPassword) < MinPasswordLen && c.Trust == "" {
+			return invalid("leaf password must be at least 12 characters (every central peer has the same; sites get it from 'meshmon site add')")
 		}
 	}
+	if c.LeafAdvertise != "" {
+		if err := checkHostPort(c.LeafAdvertise); err != nil {
+			return invalid("leaf advertise %q: %v", c.LeafAdvertise, err)
+		}
+	}
+	if len(c.Tenants) > 0 {
+		return invalid("tenants are for site peers; central takes them through its resolver (--trust)")
+	}
+	if c.Trust != "" {
+		if !c.Auth.None() {
+			return invalid("auth is set with trust: in operator mode users come from tenant credentials (meshmon tenant creds); drop --user, --password and --nkey")
+		}
+		if _, err := ReadTrust(c.Trust); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
+}
+
+// validateAccount checks the tenant account the peer serves and its leaf
+// user.
+func (c Config) validateAccount() error {
 	if err := meshmon.ValidateName("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -227,27 +269,39 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
-	if cl := c.Cluster; cl.Listen != "" || len(cl.Routes) > 0 {
-		if err := checkHostPort(cl.Listen); err != nil {
-			return bad("cluster listen %q: %v (routes need a listen address)", cl.Listen, err)
-		}
-		if len(cl.Routes) == 0 {
-			return bad("cluster listen %q is set without routes: JetStream in a cluster needs them; give --routes (the other members' route URLs, nats-route://host:port), or drop --cluster-listen for a single peer", cl.Listen)
-		}
-		if strings.ContainsAny(cl.Name, " \t.*>") {
-			return bad("cluster name %q must have no white space, dots or wildcards", cl.Name)
-		}
-		for _, r := range cl.Routes {
-			if err := checkURL(r, "nats-route", "nats", "tls"); err != nil {
-				return bad("route %q: %v", r, err)
-			}
+	return nil
+}
+
+// validate checks a cluster: none at all, or a listen address and routes.
+func (cl Cluster) validate() error {
+	if cl.Listen == "" && len(cl.Routes) == 0 {
+		return nil
+	}
+	if err := checkHostPort(cl.Listen); err != nil {
+		return invalid("cluster listen %q: %v (routes need a listen address)", cl.Listen, err)
+	}
+	if len(cl.Routes) == 0 {
+		return invalid("cluster listen %q is set without routes: JetStream in a cluster needs them; give --routes (the other members' route URLs, nats-route://host:port), or drop --cluster-listen for a single peer", cl.Listen)
+	}
+	if strings.ContainsAny(cl.Name, " \t.*>") {
+		return invalid("cluster name %q must have no white space, dots or wildcards", cl.Name)
+	}
+	for _, r := range cl.Routes {
+		if err := checkURL(r, "nats-route", "nats", "tls"); err != nil {
+			return invalid("route %q: %v", r, err)
 		}
 	}
+	return nil
+}
+
+// validateStore checks the client listener, the clients' auth, and the
+// store: its directory, the streams' limits and JetStream's bounds.
+func (c Config) validateStore() error {
 	if err := checkHostPort(c.Listen); err != nil {
-		return bad("listen %q: %v", c.Listen, err)
+		return invalid("listen %q: %v", c.Listen, err)
 	}
 	if c.DataDir == "" {
-		return bad("data dir is empty; give a directory for the JetStream store")
+		return invalid("data dir is empty; give a directory for the JetStream store")
 	}
 	if err := c.Auth.validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -256,45 +310,60 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: limits: %w", ErrInvalidConfig, err)
 	}
 	if c.MaxMemory < 0 {
-		return bad("max memory %d must not be negative (0 means the server default)", c.MaxMemory)
+		return invalid("max memory %d must not be negative (0 means the server default)", c.MaxMemory)
 	}
 	if c.MaxStore < 0 {
-		return bad("max store %d must not be negative (0 means the server default)", c.MaxStore)
+		return invalid("max store %d must not be negative (0 means the server default)", c.MaxStore)
 	}
-	if c.HTTPListen != "" {
-		if err := checkHostPort(c.HTTPListen); err != nil {
-			return bad("http listen %q: %v", c.HTTPListen, err)
-		}
-		if (c.HTTPUser == "") != (c.HTTPPassword == "") {
-			return bad("http user and http password go together; set both or neither")
-		}
-		if c.HTTPPassword == "" && !c.Insecure {
-			return bad("http monitoring without a password: give --auth-user and --auth-password (the monitor asks for them) or --http-user and --http-password-file, or --insecure")
-		}
-		if c.HTTPPassword != "" && len(c.HTTPPassword) < MinPasswordLen {
-			return bad("http password must be at least %d characters", MinPasswordLen)
-		}
+	return nil
+}
+
+// validateHTTP checks the monitor: an address, and a password unless
+// Insecure.
+func (c Config) validateHTTP() error {
+	if c.HTTPListen == "" {
+		return nil
 	}
+	if err := checkHostPort(c.HTTPListen); err != nil {
+		return invalid("http listen %q: %v", c.HTTPListen, err)
+	}
+	if (c.HTTPUser == "") != (c.HTTPPassword == "") {
+		return invalid("http user and http password go together; set both or neither")
+	}
+	if c.HTTPPassword == "" && !c.Insecure {
+		return invalid("http monitoring without a password: give --auth-user and --auth-password (the monitor asks for them) or --http-user and --http-password-file, or --insecure")
+	}
+	if c.HTTPPassword != "" && len(c.HTTPPassword) < MinPasswordLen {
+		return invalid("http password must be at least %d characters", MinPasswordLen)
+	}
+	return nil
+}
+
+// validateExposure checks what the peer would leave open: a short
+// password, listeners and a link to central without TLS, a client
+// listener off loopback without authentication. Insecure allows the last
+// three.
+func (c Config) validateExposure() error {
 	if c.Auth.Password != "" && len(c.Auth.Password) < MinPasswordLen {
-		return bad("auth password must be at least %d characters", MinPasswordLen)
+		return invalid("auth password must be at least %d characters", MinPasswordLen)
 	}
 	if c.TLS.On() {
 		if err := c.TLS.validate(); err != nil {
-			return bad("%v", err)
+			return invalid("%v", err)
 		}
 	} else if !c.Insecure {
-		return bad("no TLS certificate: give --tls-cert, --tls-key and --tls-ca ('meshmon tls issue' makes them), or --insecure for plaintext on every listener")
+		return invalid("no TLS certificate: give --tls-cert, --tls-key and --tls-ca ('meshmon tls issue' makes them), or --insecure for plaintext on every listener")
 	}
 	if c.CentralCA != "" {
 		if _, err := leafRemote(c.CentralCA); err != nil {
-			return bad("%v", err)
+			return invalid("%v", err)
 		}
 	}
 	if c.Role == RoleSite && len(c.Central) > 0 && c.CentralCA == "" && !c.TLS.On() && !c.Insecure {
-		return bad("the join token pins no CA of central (central runs --insecure?): the link to central would be plaintext; give --insecure to allow it")
+		return invalid("the join token pins no CA of central (central runs --insecure?): the link to central would be plaintext; give --insecure to allow it")
 	}
 	if !c.clientAuth() && !c.Insecure && !isLoopback(c.Listen) {
-		return bad("listen %q is not a loopback address and clients need no authentication: set --auth-user/--auth-password(-file) or --auth-nkey (or --trust), listen on 127.0.0.1, or give --insecure", c.Listen)
+		return invalid("listen %q is not a loopback address and clients need no authentication: set --auth-user/--auth-password(-file) or --auth-nkey (or --trust), listen on 127.0.0.1, or give --insecure", c.Listen)
 	}
 	return nil
 }

@@ -56,6 +56,25 @@ func (p *Peer) ensure(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
+// ensureOwn makes the streams of a single peer with its own users, at
+// start, over an in-process connection as the peer's own user (p.srv and
+// p.internal are set; p.mu is held, so not InProcessConn).
+func (p *Peer) ensureOwn(ctx context.Context) error {
+	nc, err := nats.Connect("", nats.InProcessServer(p.srv), p.internal.connOption(), nats.Name("meshmon-peer"))
+	if err != nil {
+		return fmt.Errorf("in-process connection: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := bus.WaitJetStream(ctx, js); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return p.ensure(ctx, js)
+}
+
 // LeafURL is the URL sites dial to reach this central peer: LeafAdvertise,
 // else the leaf listen address with the port actually bound (and the host
 // name for a wildcard host). It is empty for a peer that takes no sites.

@@ -35,43 +35,57 @@ const (
 	pingsOut     = 3
 )
 
-// serverOptions builds the nats-server options of c. The tenant is a NATS
-// account with JetStream enabled (there is no exported field for that, so
-// that part goes through the server's config parser, as DESIGN.md notes);
-// every user, the peer's own, the leaf credential and the leaf link are
-// bound to it.
+// serverOptions builds the nats-server options of the peer: the accounts,
+// users and leaf links of its role, and what every peer has.
 //
-// With k (the peer's certificate) every listener is TLS: clients and the
-// leaf listener get the certificate; the route port is mutual TLS against
-// the mesh's CA both ways. A site's link to central verifies central
-// against CentralCA (or the CA of k). The HTTP monitor is not nats-server's
-// (see monitor.go).
-func (c Config) serverOptions(in *internalAuth, k *certs) (*server.Options, error) {
+// With p.certs (the peer's certificate) every listener is TLS: clients and
+// the leaf listener get the certificate; the route port is mutual TLS
+// against the mesh's CA both ways. A site's link to central verifies
+// central against CentralCA (or the CA of the certificate). The HTTP
+// monitor is not nats-server's (see monitor.go).
+func (p *Peer) serverOptions() (*server.Options, error) {
 	o := &server.Options{}
-	if len(c.Tenants) > 0 {
-		if err := c.siteOperatorOptions(o); err != nil {
-			return nil, err
-		}
-	} else if c.Trust != "" {
-		if err := c.operatorOptions(o); err != nil {
-			return nil, err
-		}
-	} else if err := o.ProcessConfigString(fmt.Sprintf(`accounts: { %s: { jetstream: enabled }, "%s": {} }, system_account: "%s"`,
+	if err := p.role.accounts(p.cfg, o, p.internal); err != nil {
+		return nil, err
+	}
+	p.cfg.baseOptions(o, p.certs)
+	p.cfg.clusterOptions(o, p.certs)
+	if err := p.role.leaf(p.cfg, o, p.certs); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// ownAccounts is the accounts of a peer with its own users: the tenant is
+// a NATS account with JetStream enabled (there is no exported field for
+// that, so that part goes through the server's config parser, as DESIGN.md
+// notes); every user, the peer's own (in), the leaf credential and the
+// leaf link are bound to it.
+func (c Config) ownAccounts(o *server.Options, in *internalAuth) error {
+	if err := o.ProcessConfigString(fmt.Sprintf(`accounts: { %s: { jetstream: enabled }, "%s": {} }, system_account: "%s"`,
 		c.Tenant, server.DEFAULT_SYSTEM_ACCOUNT, server.DEFAULT_SYSTEM_ACCOUNT)); err != nil {
 		// (The tenant name is a validated subject token: safe in the
 		// config. The system account is the server's default one, named so
 		// that the peer's own system user can be bound to it.)
-		return nil, fmt.Errorf("tenant account: %w", err)
+		return fmt.Errorf("tenant account: %w", err)
 	}
-	var acc, sys *server.Account
+	applyAuth(o, c.Auth, in, account(o, c.Tenant), account(o, server.DEFAULT_SYSTEM_ACCOUNT))
+	return nil
+}
+
+// account is the account of o named name; nil for none.
+func account(o *server.Options, name string) *server.Account {
 	for _, a := range o.Accounts {
-		switch a.Name {
-		case c.Tenant:
-			acc = a
-		case server.DEFAULT_SYSTEM_ACCOUNT:
-			sys = a
+		if a.Name == name {
+			return a
 		}
 	}
+	return nil
+}
+
+// baseOptions sets what every peer's server has: its name and client
+// listener, JetStream and its store, pings, and TLS with k.
+func (c Config) baseOptions(o *server.Options, k *certs) {
 	host, port := hostPort(c.Listen)
 	o.ServerName = c.Name
 	o.Host, o.Port = host, port
@@ -94,76 +108,96 @@ func (c Config) serverOptions(in *internalAuth, k *certs) (*server.Options, erro
 		o.TLSConfig = k.server()
 		o.TLSTimeout = tlsTimeout
 	}
-	if !c.operatorMode() {
-		applyAuth(o, c.Auth, in, acc, sys)
-	}
+}
 
-	if c.Cluster.Clustered() {
-		o.Cluster.Name = c.ClusterName()
-		o.Cluster.Host, o.Cluster.Port = hostPort(c.Cluster.Listen)
-		if len(c.Cluster.Routes) > 0 {
-			// (RoutesFromStr of "" is one route to an empty address,
-			// which a member started without routes dialled for ever,
-			// "missing port in address", and its JetStream never came.)
-			o.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
-		}
-		if k != nil {
-			o.Cluster.TLSConfig = k.route()
-			o.Cluster.TLSTimeout = tlsTimeout
-		}
+// clusterOptions makes a cluster member's routes, mutual TLS with k.
+func (c Config) clusterOptions(o *server.Options, k *certs) {
+	if !c.Cluster.Clustered() {
+		return
 	}
-	if c.Role == RoleCentral && c.LeafListen != "" {
-		o.LeafNode.Host, o.LeafNode.Port = hostPort(c.LeafListen)
-		if k != nil {
-			o.LeafNode.TLSConfig = k.server()
-			o.LeafNode.TLSTimeout = tlsTimeout
-		}
-		if c.Trust == "" {
-			// (In operator mode a site's leaf link authenticates as a
-			// tenant's leaf user and lands in that tenant's account.)
-			o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: acc}}
-		}
+	o.Cluster.Name = c.ClusterName()
+	o.Cluster.Host, o.Cluster.Port = hostPort(c.Cluster.Listen)
+	if len(c.Cluster.Routes) > 0 {
+		// (RoutesFromStr of "" is one route to an empty address,
+		// which a member started without routes dialled for ever,
+		// "missing port in address", and its JetStream never came.)
+		o.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
 	}
-	if c.Role == RoleSite && len(c.Central) > 0 {
-		// Redial fast when the link drops, so catch-up starts within about
-		// a second of the WAN coming back: an attempt waits up to the dial
-		// timeout, then 250-500 ms until the next.
-		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
+	if k != nil {
+		o.Cluster.TLSConfig = k.route()
+		o.Cluster.TLSTimeout = tlsTimeout
 	}
-	if c.Role == RoleSite && len(c.Central) > 0 && len(c.Tenants) > 0 {
-		remotes, err := c.tenantRemotes()
+}
+
+// centralLeaf opens central's leaf listener, where sites dial in, when it
+// has one. With its own users a site's link authenticates as the tenant's
+// leaf user; in operator mode as a tenant's leaf user, landing in that
+// tenant's account.
+func (c Config) centralLeaf(o *server.Options, k *certs) error {
+	if c.LeafListen == "" {
+		return nil
+	}
+	o.LeafNode.Host, o.LeafNode.Port = hostPort(c.LeafListen)
+	if k != nil {
+		o.LeafNode.TLSConfig = k.server()
+		o.LeafNode.TLSTimeout = tlsTimeout
+	}
+	if c.Trust == "" {
+		o.LeafNode.Users = []*server.User{{Username: c.LeafUser, Password: hashPassword(c.LeafPassword), Account: account(o, c.Tenant)}}
+	}
+	return nil
+}
+
+// siteLeafRedial is how soon a site dials central again when its link
+// drops, so catch-up starts within about a second of the WAN coming back:
+// an attempt waits up to the dial timeout, then 250-500 ms until the next.
+const siteLeafRedial = 250 * time.Millisecond
+
+// siteLeaf is a site's link to central, with the tenant's leaf
+// credential, when it has one.
+func (c Config) siteLeaf(o *server.Options, k *certs) error {
+	if len(c.Central) == 0 {
+		return nil
+	}
+	o.LeafNode.ReconnectInterval = siteLeafRedial
+	urls := make([]*url.URL, 0, len(c.Central))
+	for _, s := range c.Central {
+		u, err := url.Parse(s)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("central %q: %w", s, err)
 		}
-		if err := c.leafTLS(remotes, k); err != nil {
-			return nil, err
-		}
-		o.LeafNode.Remotes = remotes
-	} else if c.Role == RoleSite && len(c.Central) > 0 {
-		urls := make([]*url.URL, 0, len(c.Central))
-		for _, s := range c.Central {
-			u, err := url.Parse(s)
-			if err != nil {
-				return nil, fmt.Errorf("central %q: %w", s, err)
-			}
-			u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
-			urls = append(urls, u)
-		}
-		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
-			URLs:         urls,
-			DialTimeout:  c.leafDialTimeout(),
-			LocalAccount: c.Tenant,
-			DenyImports:  leafDenyImports,
-			DenyExports:  leafDenyExports,
-			// Follow only the URLs given: central's advertised addresses
-			// may not be reachable from the site (NAT, proxies).
-			IgnoreDiscoveredServers: true,
-		}}
-		if err := c.leafTLS(o.LeafNode.Remotes, k); err != nil {
-			return nil, err
-		}
+		u.User = url.UserPassword(c.LeafUser, c.LeafPassword)
+		urls = append(urls, u)
 	}
-	return o, nil
+	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{
+		URLs:         urls,
+		DialTimeout:  c.leafDialTimeout(),
+		LocalAccount: c.Tenant,
+		DenyImports:  leafDenyImports,
+		DenyExports:  leafDenyExports,
+		// Follow only the URLs given: central's advertised addresses
+		// may not be reachable from the site (NAT, proxies).
+		IgnoreDiscoveredServers: true,
+	}}
+	return c.leafTLS(o.LeafNode.Remotes, k)
+}
+
+// tenantsLeaf is a site's links to central in operator mode, one per
+// tenant (tenantRemotes).
+func (c Config) tenantsLeaf(o *server.Options, k *certs) error {
+	if len(c.Central) == 0 {
+		return nil
+	}
+	o.LeafNode.ReconnectInterval = siteLeafRedial
+	remotes, err := c.tenantRemotes()
+	if err != nil {
+		return err
+	}
+	if err := c.leafTLS(remotes, k); err != nil {
+		return err
+	}
+	o.LeafNode.Remotes = remotes
+	return nil
 }
 
 // tlsTimeout bounds a TLS handshake on any link (nats-server's default is

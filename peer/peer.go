@@ -16,9 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/meshmon/meshmon/bus"
 )
 
 // DefaultStartTimeout bounds Start when ctx has no deadline.
@@ -27,9 +24,11 @@ const DefaultStartTimeout = 30 * time.Second
 // Peer is one embedded nats-server with JetStream. Start it once; Close
 // stops it and may be called any number of times.
 type Peer struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	role role // resolved from cfg in New
 
+	// What Start makes, and Close (or a failed Start) undoes.
 	mu       sync.Mutex // guards srv, internal, lock and mon
 	srv      *server.Server
 	internal *internalAuth
@@ -66,26 +65,15 @@ func New(cfg Config, log *slog.Logger) (*Peer, error) {
 	// serves a cluster grown from fewer than three members.
 	cfg.Limits.Replicas = max(cfg.Limits.Replicas, cfg.Replicas())
 	bg, cancel := context.WithCancel(context.Background())
-	return &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), now: time.Now, bg: bg, cancel: cancel}, nil
+	p := &Peer{cfg: cfg, log: log, streamsReady: make(chan struct{}), now: time.Now, bg: bg, cancel: cancel}
+	p.role = p.roleOf()
+	return p, nil
 }
 
 // background runs f until the peer closes.
 func (p *Peer) background(f func(context.Context)) {
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); f(p.bg) }()
-}
-
-// backgroundWatches starts the peer's supervisors: the disk watch
-// (disk.go), and what keeps central's sourcing going: central's watch over
-// its sources, or a linked site's keeper of its consumers.
-func (p *Peer) backgroundWatches() {
-	p.background(p.watchDisk)
-	switch {
-	case p.cfg.Role == RoleCentral:
-		p.background(p.watchSources)
-	case len(p.cfg.Central) > 0:
-		p.background(p.keepSourceConsumers)
-	}
 }
 
 // StoreDir is where the peer keeps JetStream's data.
@@ -99,6 +87,9 @@ func (c Config) StoreDir() string { return filepath.Join(c.DataDir, "jetstream")
 // not a writable directory, and ErrNotReady when the server or JetStream
 // fails, does not come up in time, or ctx is cancelled; in every case
 // nothing keeps running. Start may be called only once.
+//
+// Every kind of peer goes through the same steps; where kinds differ,
+// each step asks the peer's role (role.go).
 func (p *Peer) Start(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -107,10 +98,10 @@ func (p *Peer) Start(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.srv != nil {
+	switch {
+	case p.srv != nil:
 		return errors.New("start peer: already started")
-	}
-	if p.closed.Load() {
+	case p.closed.Load():
 		return errors.New("start peer: closed")
 	}
 	for _, addr := range []string{p.cfg.Listen, p.cfg.httpAddr(), p.cfg.Cluster.Listen, p.cfg.LeafListen} {
@@ -118,38 +109,61 @@ func (p *Peer) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	lock, err := lockDataDir(p.cfg.DataDir)
-	if err != nil {
+	if err := p.claim(); err != nil {
+		return p.abort(err)
+	}
+	if err := p.startServer(ctx); err != nil {
+		return p.abort(err)
+	}
+	if err := p.startStreams(ctx); err != nil {
+		return p.abort(fmt.Errorf("start peer: %w", err))
+	}
+	p.ready.Store(true)
+	p.background(p.watchDisk)
+	for _, f := range p.role.background {
+		p.background(f)
+	}
+	msg, attrs := p.role.readyLog()
+	p.log.Info(msg, append([]any{"name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", p.srv.ClientURL()}, attrs...)...)
+	return nil
+}
+
+// claim takes what the server needs before it starts: the data dir,
+// locked, with a writable store; the peer's own keys; what the role keeps
+// in the data dir; the peer's certificate. It sets p.lock, p.internal and
+// p.certs; after an error p.abort undoes it.
+func (p *Peer) claim() error {
+	var err error
+	if p.lock, err = lockDataDir(p.cfg.DataDir); err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}
 	if err := checkStoreDir(p.cfg.StoreDir()); err != nil {
-		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
-	in, err := newInternalAuth(p.cfg.Auth)
-	if err != nil {
-		lock.unlock()
+	if p.internal, err = newInternalAuth(p.cfg.Auth); err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}
-	if len(p.cfg.Tenants) > 0 {
-		p.cfg.Tenants = p.cfg.withFollowed(p.log)
+	if p.role.load != nil {
+		p.role.load()
 	}
-	var k *certs
 	if p.cfg.TLS.On() {
-		if k, err = loadCerts(p.cfg.TLS); err != nil {
-			lock.unlock()
+		if p.certs, err = loadCerts(p.cfg.TLS); err != nil {
 			return fmt.Errorf("start peer: %w", err)
 		}
-		p.certs = k
 	}
-	opts, err := p.cfg.serverOptions(in, k)
+	return nil
+}
+
+// startServer starts the server and waits until it accepts connections and
+// JetStream runs, then the monitor. It sets p.srv and p.mon, and starts
+// the certificate watch; after an error p.abort undoes it.
+func (p *Peer) startServer(ctx context.Context) error {
+	opts, err := p.serverOptions()
 	if err != nil {
-		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		lock.unlock()
 		return fmt.Errorf("start peer: %w", err)
 	}
 	logger := newServerLogger(p.log, p.cfg.DataDir)
@@ -157,119 +171,71 @@ func (p *Peer) Start(ctx context.Context) error {
 	// with the peer's debug level.
 	srv.SetLoggerV2(logger, p.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	srv.Start()
-
+	p.srv = srv
 	if p.cfg.Insecure {
 		p.warnInsecure()
 	}
-	if k != nil {
-		// (Stopped by Close, or by a failed start's cancel below.)
+	if p.certs != nil {
 		p.background(p.watchTLS)
-	}
-	fail := func(err error) error {
-		p.cancel() // the background work started so far (watchTLS)
-		p.mon.close()
-		p.mon = nil
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		lock.unlock()
-		return err
 	}
 	if err := waitReady(ctx, srv, logger.fatal); err != nil {
 		// nats-server logs a bind error and never becomes ready; the
-		// pre-check above catches the common case, this a race with it.
+		// pre-check in Start catches the common case, this a race with it.
 		if ferr := checkFree(p.cfg.Listen); ferr != nil {
-			return fail(ferr)
+			return ferr
 		}
-		return fail(fmt.Errorf("start peer: %w", err))
+		return fmt.Errorf("start peer: %w", err)
 	}
 	if !srv.JetStreamEnabled() {
-		return fail(fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady))
+		return fmt.Errorf("start peer: %w: JetStream is not enabled (see the log)", ErrNotReady)
 	}
 	if p.cfg.HTTPListen != "" {
-		m, err := p.cfg.startMonitor(srv, k, p.log)
-		if err != nil {
-			return fail(fmt.Errorf("start peer: %w", err))
+		if p.mon, err = p.cfg.startMonitor(srv, p.certs, p.log); err != nil {
+			return fmt.Errorf("start peer: %w", err)
 		}
-		p.mon = m
 	}
-	if len(p.cfg.Tenants) > 0 {
-		if err := p.applyTenants(srv); err != nil {
-			return fail(fmt.Errorf("start peer: %w", err))
+	return nil
+}
+
+// startStreams readies the running server for the role's streams and
+// makes them: at once on a single peer; in the background on a cluster
+// member, whose JetStream needs a quorum while the other members may not
+// be up yet (with three replicas in a cluster of three or more, they come
+// once three members are up).
+func (p *Peer) startStreams(ctx context.Context) error {
+	if p.role.apply != nil {
+		if err := p.role.apply(p.srv); err != nil {
+			return err
 		}
-		if p.cfg.Cluster.Clustered() {
-			// As for a cluster without tenants: the streams need a
-			// JetStream quorum, and the other members may not be up yet.
-			p.srv, p.lock = srv, lock
-			p.background(p.maintainTenants)
-		} else {
-			for _, t := range p.cfg.Tenants {
-				if err := p.ensureTenant(ctx, srv, t); err != nil {
-					return fail(fmt.Errorf("start peer: tenant %s: %w", t.Name, err))
-				}
-			}
-			p.srv, p.lock = srv, lock
-			close(p.streamsReady)
-		}
-		p.ready.Store(true)
-		p.background(p.followTenants)
-		p.backgroundWatches()
-		names := make([]string, len(p.cfg.Tenants))
-		for i, t := range p.cfg.Tenants {
-			names[i] = t.Name
-		}
-		p.log.Info("peer ready in operator mode", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(),
-			"url", srv.ClientURL(), "tenants", names, "data_dir", p.cfg.DataDir)
+	}
+	switch {
+	case p.role.ensure == nil:
+		// No streams of its own.
+	case p.cfg.Cluster.Clustered():
+		p.background(p.role.maintain) // closes streamsReady
 		return nil
-	}
-	if p.cfg.Trust != "" {
-		// Operator mode: the tenants' streams are made by meshmon tenant
-		// create, in their accounts; the peer has none of its own. Its
-		// source watch acts in each tenant's account (centralSigner).
-		p.srv, p.lock = srv, lock
-		close(p.streamsReady)
-		p.ready.Store(true)
-		p.backgroundWatches()
-		p.log.Info("peer ready in operator mode; tenants come through the resolver", "name", p.cfg.Name, "role", p.cfg.Role,
-			"domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir())
-		return nil
-	}
-	if p.cfg.Cluster.Clustered() {
-		// A cluster's JetStream needs a quorum, and the other members may
-		// not be up yet: the streams are made in the background, with
-		// three replicas in a cluster of three or more (so they come once
-		// three members are up).
-		p.srv, p.internal, p.lock = srv, in, lock
-		p.background(p.maintain)
-		p.backgroundWatches()
-		if p.cfg.Role == RoleCentral {
-			p.background(p.servePeerAdmin)
+	default:
+		if err := p.role.ensure(ctx); err != nil {
+			return err
 		}
-		p.ready.Store(true)
-		p.log.Info("peer ready; its streams follow once the cluster has a JetStream quorum", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "cluster", p.cfg.ClusterName())
-		return nil
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), in.connOption(), nats.Name("meshmon-peer"))
-	if err != nil {
-		return fail(fmt.Errorf("start peer: in-process connection: %w", err))
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fail(fmt.Errorf("start peer: %w", err))
-	}
-	if err := bus.WaitJetStream(ctx, js); err != nil {
-		return fail(fmt.Errorf("start peer: %w: %w", ErrNotReady, err))
-	}
-	p.srv, p.internal, p.lock = srv, in, lock
-	if err := p.ensure(ctx, js); err != nil {
-		p.srv, p.internal, p.lock = nil, nil, nil
-		return fail(fmt.Errorf("start peer: %w", err))
 	}
 	close(p.streamsReady)
-	p.backgroundWatches()
-	p.ready.Store(true)
-	p.log.Info("peer ready", "name", p.cfg.Name, "role", p.cfg.Role, "domain", p.cfg.Domain(), "url", srv.ClientURL(), "data_dir", p.cfg.DataDir)
 	return nil
+}
+
+// abort undoes a start that failed with err, and returns err: nothing of
+// it keeps running, and the data dir is free again.
+func (p *Peer) abort(err error) error {
+	if p.srv != nil {
+		p.cancel() // the background work started so far (watchTLS)
+		p.mon.close()
+		p.mon = nil
+		p.srv.Shutdown()
+		p.srv.WaitForShutdown()
+	}
+	p.lock.unlock()
+	p.srv, p.internal, p.lock = nil, nil, nil
+	return err
 }
 
 func deadline(ctx context.Context) time.Time {

@@ -178,10 +178,9 @@ func applyLocal(srv *server.Server, t SiteTenant, tok string) error {
 // Trust, or a site with Tenants) rather than its own users.
 func (c Config) operatorMode() bool { return c.Trust != "" || len(c.Tenants) > 0 }
 
+// validateTenants checks a site's tenants (validateSite).
 func (c Config) validateTenants() error {
 	switch {
-	case c.Role != RoleSite:
-		return errors.New("tenants are for site peers; central takes them through its resolver (--trust)")
 	case c.SiteTrust == nil || c.SiteTrust.Operator == "" || c.SiteTrust.SystemAccount == "":
 		return errors.New("tenants without the operator's trust; use the join token 'meshmon site add --tenant' printed")
 	case len(c.Central) == 0:
