@@ -160,24 +160,58 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 	return a, nil
 }
 
-// LastStates returns the state (up or down) of each check of device as the
-// site's events last announced it: a member that takes a device over starts
-// from there, so it does not announce again what the previous owner did.
-func (g *Group) LastStates(ctx context.Context, device string) (map[string]string, error) {
-	var filters []string
-	for _, k := range []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
-		meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping} {
-		filters = append(filters, EventFilter(g.cfg.Site, device, k)) // not traps: a device may send many
-	}
-	out := map[string]string{}
-	err := readStream(ctx, g.js, EventsStream, filters, func(m jetstream.Msg) {
-		var ev meshmon.Event
-		if json.Unmarshal(m.Data(), &ev) == nil && ev.Data.State != "" && ev.Data.Check != "" {
-			out[ev.Data.Check] = ev.Data.State
+// stateKinds are the kinds of the site's events that carry a check's
+// state; not traps: a device may send many.
+var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
+	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
+
+// lastStatesChunk is how many devices one consumer of LastStates reads:
+// its filter subjects (seven a device) stay far below the 1 MB of a
+// request however many devices move.
+const lastStatesChunk = 256
+
+// LastStates returns, for each of devices, the state (up or down) of each
+// of its checks as the site's events last announced it: a member that
+// takes devices over starts from there, so it does not announce again what
+// the previous owner did. It reads them all at once (one consumer for
+// every lastStatesChunk devices, read side by side), within ctx; a device
+// the events say nothing of is absent from the result.
+func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
+	out := make(map[string]map[string]string, len(devices))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
+	sem := make(chan struct{}, 4)
+	for i := 0; i < len(devices); i += lastStatesChunk {
+		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
+		filters := make([]string, 0, len(chunk)*len(stateKinds))
+		for _, d := range chunk {
+			for _, k := range stateKinds {
+				filters = append(filters, EventFilter(g.cfg.Site, d, k))
+			}
 		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("last states of %s: %w", device, err)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i/lastStatesChunk] = readStream(ctx, g.js, EventsStream, filters, func(m jetstream.Msg) {
+				var ev meshmon.Event
+				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
+				if len(parts) != 4 || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+					return
+				}
+				dev := parts[2]
+				mu.Lock()
+				defer mu.Unlock()
+				if out[dev] == nil {
+					out[dev] = map[string]string{}
+				}
+				out[dev][ev.Data.Check] = ev.Data.State
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
 	return out, nil
 }
