@@ -50,3 +50,7 @@ var ErrReplayIncomplete = errors.New("replay incomplete")
 // ErrNotReady is wrapped by CheckReady when a stream or bucket of the peer's
 // role is missing or has no leader yet.
 var ErrNotReady = errors.New("peer not ready")
+
+// ErrLeaseLost is wrapped by Elector.Renew when the lease changed hands
+// (it lapsed, or another candidate holds it now).
+var ErrLeaseLost = errors.New("the lease changed hands")

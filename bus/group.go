@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // A site's pollers form a group. Each member heartbeats into PollersBucket
@@ -87,12 +87,10 @@ type Group struct {
 
 	bindMu                  sync.Mutex
 	group, pollers, devices jetstream.KeyValue
-
-	// The lease this member holds, kept across reconnections so that a
-	// leader whose connection came back goes on renewing it. Only Run's
-	// goroutine uses them.
-	leaseRev uint64
-	leaseAt  time.Time // when the last renewal (or the win) was sent
+	// The lease, kept across reconnections so that a leader whose
+	// connection came back goes on renewing it. Only Run's goroutine
+	// uses it.
+	elector *Elector
 
 	mu      sync.Mutex
 	leading bool
@@ -132,6 +130,7 @@ func (g *Group) bind(ctx context.Context) error {
 		*b.kv = kv
 	}
 	g.group, g.pollers, g.devices = group, pollers, devices
+	g.elector = NewElector(g.js, group, GroupBucket, GroupLeaderKey(g.cfg.Site), g.cfg.Lease)
 	return nil
 }
 
@@ -152,9 +151,9 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 	if err != nil {
 		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
 	}
-	var a meshmon.Assignment
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
-		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
+	a, err := DecodeAssignment(e.Value())
+	if err != nil {
+		return meshmon.Assignment{}, err
 	}
 	a.Revision = e.Revision()
 	return a, nil
@@ -296,7 +295,7 @@ func (g *Group) deliver(a meshmon.Assignment) {
 // free, and leads while it holds it. On the way out a leader gives up its
 // lease so that another member takes over at once.
 func (g *Group) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := g.run(ctx)
 		if ctx.Err() != nil {
@@ -305,27 +304,18 @@ func (g *Group) Run(ctx context.Context) {
 		if errors.Is(err, errReconnected) {
 			// A leader goes on renewing its lease, if the peer still has it.
 			g.log.Info("poller group: reconnected; reading the group again")
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			continue
 		}
 		g.setLeading(false, "lost the peer")
 		g.log.Warn("poller group: watching the group failed; again shortly", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
-	if g.Leading() && g.group != nil {
+	if g.Leading() && g.elector != nil {
 		g.setLeading(false, "stopping")
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if e, err := g.group.Get(dctx, GroupLeaderKey(g.cfg.Site)); err == nil {
-			var l LeaderLease
-			if json.Unmarshal(e.Value(), &l) == nil && l.Name == g.cfg.Name && l.Instance == g.cfg.Instance {
-				_ = g.group.Delete(dctx, GroupLeaderKey(g.cfg.Site), jetstream.LastRevision(e.Revision()))
-			}
-		}
+		_ = g.elector.Resign(dctx)
 	}
 }
 
@@ -386,7 +376,7 @@ func (g *Group) run(ctx context.Context) error {
 		return fmt.Errorf("watch assignment: %w", err)
 	}
 	defer aw.Stop()
-	lw, err := g.group.Watch(ctx, GroupLeaderKey(g.cfg.Site))
+	lw, err := g.elector.Observe(ctx)
 	if err != nil {
 		return fmt.Errorf("watch leader: %w", err)
 	}
@@ -431,8 +421,8 @@ func (g *Group) run(ctx context.Context) error {
 			if gone(e) {
 				continue
 			}
-			var a meshmon.Assignment
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
+			a, err := DecodeAssignment(e.Value())
+			if err != nil {
 				g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
 				continue
 			}
@@ -451,7 +441,7 @@ func (g *Group) run(ctx context.Context) error {
 			}
 			v.leaseSeen = true
 			v.free = gone(e)
-			if !gone(e) && e.Revision() != g.leaseRev && g.Leading() {
+			if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
 				// Someone else holds the lease now.
 				g.setLeading(false, "another member holds the lease")
 			}
@@ -496,15 +486,16 @@ func (g *Group) run(ctx context.Context) error {
 }
 
 // lead keeps or seeks the lease and, while this member leads, keeps the
-// assignment equal to what the live members and the inventory call for.
+// assignment equal to what the live members and the inventory call for
+// (meshmon.NextAssignment).
 func (g *Group) lead(ctx context.Context, v *groupView) {
 	now := time.Now()
-	if g.Leading() && now.Sub(g.leaseAt) > g.cfg.Lease*3/4 {
+	if g.Leading() && now.Sub(g.elector.RenewedAt()) > g.cfg.Lease*3/4 {
 		g.setLeading(false, "could not renew the lease in time")
 	}
 	switch {
-	case g.Leading() && now.Sub(g.leaseAt) >= g.cfg.Lease/4:
-		g.renew(ctx, v)
+	case g.Leading() && now.Sub(g.elector.RenewedAt()) >= g.cfg.Lease/4:
+		g.renew(ctx)
 	case !g.Leading() && (v.free || now.Sub(v.tried) > g.cfg.Lease):
 		g.stand(ctx, v)
 	}
@@ -514,30 +505,16 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
-	owners := meshmon.Assign(v.devices, live, v.current.Owners)
-	if v.current.Revision != 0 && maps.Equal(owners, v.current.Owners) && slices.Equal(live, v.current.Members) && v.current.Leader == g.cfg.Name {
+	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	if !changed {
 		return
 	}
-	since := make(map[string]time.Time, len(owners))
-	prev := make(map[string]meshmon.Spell)
-	for d, p := range owners {
-		cur, had := v.current.Owners[d]
-		switch {
-		case had && cur == p:
-			since[d] = v.current.Since[d]
-			if sp, ok := v.current.Prev[d]; ok {
-				prev[d] = sp
-			}
-		default:
-			since[d] = now.UTC()
-			if had {
-				prev[d] = meshmon.Spell{Poller: cur, Since: v.current.Since[d]}
-			}
-		}
+	b, err := EncodeAssignment(a)
+	if err == nil && int64(len(b)) > g.js.Conn().MaxPayload() {
+		err = fmt.Errorf("%d bytes, more than the peer's largest message (%d)", len(b), g.js.Conn().MaxPayload())
 	}
-	a := meshmon.Assignment{Leader: g.cfg.Name, Members: live, Owners: owners, Since: since, Prev: prev, Time: now.UTC()}
-	b, err := json.Marshal(a)
 	if err != nil {
+		g.log.Error("poller group: assignment not published", "devices", len(a.Owners), "err", err)
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
@@ -554,13 +531,8 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	a.Revision = rev
-	moved := 0
-	for d, p := range owners {
-		if o, ok := v.current.Owners[d]; ok && o != p {
-			moved++
-		}
-	}
-	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(owners), "moved", moved)
+	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(a.Owners),
+		"moved", meshmon.Moved(v.current, a), "bytes", len(b))
 	v.current = a
 	g.deliver(a)
 }
@@ -571,33 +543,21 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: time.Now().UTC()})
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
 	defer cancel()
-	sent := time.Now()
-	rev, err := g.group.Create(actx, GroupLeaderKey(g.cfg.Site), b, jetstream.KeyTTL(g.cfg.Lease))
-	if err != nil {
+	if won, _ := g.elector.Campaign(actx, b); !won {
 		return // held by another member, or the peer is away
 	}
-	g.leaseRev, g.leaseAt, v.free = rev, sent, false
+	v.free = false
 	g.setLeading(true, "")
 }
 
-// renew extends the lease this member holds. Kv.Update would drop the
-// per-key TTL, so it publishes to the key's subject with the revision it
-// expects and a TTL.
-func (g *Group) renew(ctx context.Context, v *groupView) {
-	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: g.since.UTC()})
+// renew extends the lease this member holds; a renewal that times out is
+// tried again next tick, until three quarters of the lease have passed.
+func (g *Group) renew(ctx context.Context) {
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/4)
 	defer cancel()
-	sent := time.Now()
-	ack, err := g.js.Publish(actx, KVSubject(GroupBucket, GroupLeaderKey(g.cfg.Site)), b,
-		jetstream.WithExpectLastSequencePerSubject(g.leaseRev), jetstream.WithMsgTTL(g.cfg.Lease))
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) {
-			g.setLeading(false, "the lease changed hands: "+apiErr.Description)
-		}
-		return // a timeout: try again next tick, until three quarters of the lease
+	if err := g.elector.Renew(actx); errors.Is(err, ErrLeaseLost) {
+		g.setLeading(false, err.Error())
 	}
-	g.leaseRev, g.leaseAt = ack.Sequence, sent
 }
 
 // GroupMember is one member of a poller group as status shows it.
@@ -650,8 +610,8 @@ func ReadSiteGroupStatus(ctx context.Context, js jetstream.JetStream, site strin
 	}
 	var a meshmon.Assignment
 	if e, err := kv.Get(ctx, GroupAssignmentKey(site)); err == nil {
-		if err := json.Unmarshal(e.Value(), &a); err != nil {
-			return st, fmt.Errorf("poller group assignment: %w", err)
+		if a, err = DecodeAssignment(e.Value()); err != nil {
+			return st, err
 		}
 		st.Revision = e.Revision()
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -164,17 +164,32 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 			p.remove(name)
 		}
 	}
-	if !spread {
-		var gained []string
-		for _, d := range want {
-			if !have[d.Name] {
-				gained = append(gained, d.Name)
-			}
+	// The devices gained: their states read in one read, cached in one
+	// transaction, then polled (at once unless spread). One read or one
+	// fsync per device made a failover of hundreds of devices take
+	// seconds (issue 23).
+	var gained []meshmon.Device
+	var names []string
+	for _, d := range want {
+		if have[d.Name] {
+			continue
 		}
-		p.takeOver(ctx, gained)
+		d.Revision = 0 // as upsert caches it
+		if d.Validate() == nil {
+			gained = append(gained, d)
+			names = append(names, d.Name)
+		}
+	}
+	if !spread {
+		p.takeOver(ctx, names)
+	}
+	cached := len(gained) > 0
+	if err := p.store.PutDevices(gained); err != nil {
+		p.log.Warn("cache devices", "devices", len(gained), "err", err)
+		cached = false
 	}
 	for _, d := range want {
-		p.upsert(d, true, spread)
+		p.upsert(d, !cached || have[d.Name], spread)
 	}
 }
 

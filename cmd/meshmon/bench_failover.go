@@ -237,8 +237,8 @@ func benchFailover(c *cli.Context) error {
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
-		var a meshmon.Assignment
-		if err := json.Unmarshal(e.Value(), &a); err != nil {
+		a, err := bus.DecodeAssignment(e.Value())
+		if err != nil {
 			return a, err
 		}
 		a.Revision = e.Revision()

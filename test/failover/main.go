@@ -183,7 +183,7 @@ func (b *bench) assignment(ctx context.Context) (meshmon.Assignment, string, err
 	if err != nil {
 		return meshmon.Assignment{}, leader, err
 	}
-	a, err := decodeAssignment(e.Value())
+	a, err := bus.DecodeAssignment(e.Value())
 	a.Revision = e.Revision()
 	return a, leader, err
 }
@@ -330,11 +330,4 @@ func pct(ts []time.Duration, p int) string {
 	}
 	i := min(len(ts)-1, len(ts)*p/100)
 	return ts[i].Round(10 * time.Millisecond).String()
-}
-
-// decodeAssignment reads the group's assignment as the peer holds it.
-func decodeAssignment(b []byte) (meshmon.Assignment, error) {
-	var a meshmon.Assignment
-	err := json.Unmarshal(b, &a)
-	return a, err
 }

@@ -1,0 +1,97 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+)
+
+// publishStates stores, for each of n devices, a node.down then a
+// node.up event and an if.down of interface 2, with a trap between them
+// (traps are not read), at site hq; it returns the device names.
+func publishStates(tb testing.TB, js jetstream.JetStream, n int) []string {
+	tb.Helper()
+	ctx := testCtx(tb)
+	var names []string
+	for i := range n {
+		d := fmt.Sprintf("dev%05d", i)
+		names = append(names, d)
+		for _, e := range []struct{ kind, check, state string }{
+			{meshmon.KindNodeDown, "icmp", "down"}, {meshmon.KindTrap, "trap", ""}, {meshmon.KindNodeUp, "icmp", "up"}, {meshmon.KindIfDown, "if.2", "down"},
+		} {
+			b, _ := json.Marshal(meshmon.Event{Subject: d, Data: meshmon.EventData{Site: "hq", Device: d, Kind: e.kind, Check: e.check, State: e.state}})
+			if _, err := js.PublishAsync(meshmon.EventSubject("hq", d, e.kind), b); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		tb.Fatal("publishing the events took too long")
+	}
+	return names
+}
+
+// TestLastStatesOfManyDevices: LastStates reads the last state of every
+// check of many devices at once (more than one consumer's worth), and
+// leaves out devices the events say nothing of.
+func TestLastStatesOfManyDevices(t *testing.T) {
+	_, _, js := runJS(t)
+	names := publishStates(t, js, 2*lastStatesChunk+10)
+	g, err := NewGroup(js, DefaultGroupConfig("p1", "i1", "hq"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := g.LastStates(testCtx(t), append(names, "silent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(names) {
+		t.Fatalf("states of %d devices, want %d", len(got), len(names))
+	}
+	for _, d := range names {
+		if s := got[d]; len(s) != 2 || s["icmp"] != "up" || s["if.2"] != "down" {
+			t.Fatalf("%s: %v, want icmp up and if.2 down", d, s)
+		}
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	if _, err := g.LastStates(ctx, names); err == nil {
+		t.Error("LastStates with a done context did not fail")
+	}
+}
+
+// BenchmarkLastStates: the last states of 500 devices (a third of a site
+// of 1,500) in one read, against one read per device as take-over did
+// before (issue 23).
+func BenchmarkLastStates(b *testing.B) {
+	_, _, js := runJS(b)
+	names := publishStates(b, js, 1500)[:500]
+	g, err := NewGroup(js, DefaultGroupConfig("p1", "i1", "hq"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("one-read", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := g.LastStates(ctx, names); err != nil || len(got) != len(names) {
+				b.Fatal(len(got), err)
+			}
+		}
+	})
+	b.Run("per-device", func(b *testing.B) {
+		for b.Loop() {
+			for _, d := range names {
+				if _, err := g.LastStates(ctx, []string{d}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
