@@ -17,8 +17,18 @@ import (
 func publishStates(tb testing.TB, js jetstream.JetStream, n int) []string {
 	tb.Helper()
 	ctx := testCtx(tb)
+	wait := func() {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-ctx.Done():
+			tb.Fatal("publishing the events took too long")
+		}
+	}
 	var names []string
 	for i := range n {
+		if i%500 == 0 {
+			wait()
+		}
 		d := fmt.Sprintf("dev%05d", i)
 		names = append(names, d)
 		for _, e := range []struct{ kind, check, state string }{
@@ -30,11 +40,7 @@ func publishStates(tb testing.TB, js jetstream.JetStream, n int) []string {
 			}
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		tb.Fatal("publishing the events took too long")
-	}
+	wait()
 	return names
 }
 
@@ -94,4 +100,27 @@ func BenchmarkLastStates(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLastStatesChunk: the same one read with consumers of more or
+// fewer devices each (the server checks a consumer's filter subjects
+// against each other when it creates it).
+func BenchmarkLastStatesChunk(b *testing.B) {
+	_, _, js := runJS(b)
+	names := publishStates(b, js, 1500)[:500]
+	g, err := NewGroup(js, DefaultGroupConfig("p1", "i1", "hq"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func(n int) { lastStatesChunk = n }(lastStatesChunk)
+	for _, n := range []int{16, 64, 256, 500} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			lastStatesChunk = n
+			for b.Loop() {
+				if got, err := g.LastStates(context.Background(), names); err != nil || len(got) != len(names) {
+					b.Fatal(len(got), err)
+				}
+			}
+		})
+	}
 }
