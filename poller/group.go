@@ -159,11 +159,13 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	}
 	p.gmu.Unlock()
 	have := p.deviceNames()
+	var lost []string
 	for name := range have {
 		if !keep[name] {
-			p.remove(name)
+			lost = append(lost, name)
 		}
 	}
+	p.removeAll(lost)
 	// The devices gained: their states read in one read, cached in one
 	// transaction, then polled (at once unless spread). One read or one
 	// fsync per device made a failover of hundreds of devices take
@@ -190,6 +192,63 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	}
 	for _, d := range want {
 		p.upsert(d, !cached || have[d.Name], spread)
+	}
+}
+
+// removeAll stops polling devices and forgets their states, as remove
+// does for each, with one write to the store for all of them: a poller
+// that hands hundreds of devices to a member that joins is not held up by
+// an fsync or two per device.
+func (p *Poller) removeAll(names []string) {
+	if len(names) < 2 {
+		for _, n := range names {
+			p.remove(n)
+		}
+		return
+	}
+	type removed struct {
+		name   string
+		t      *target
+		polled bool
+	}
+	var rs []removed
+	p.mu.Lock()
+	for _, name := range names {
+		t, ok := p.devices[name]
+		if !ok {
+			continue
+		}
+		t.deleted = true
+		delete(p.devices, name)
+		if p.byAddr[t.dev.Address] == name {
+			delete(p.byAddr, t.dev.Address)
+		}
+		rs = append(rs, removed{name, t, p.busy[name]})
+		p.busy[name] = true
+	}
+	p.mu.Unlock()
+	var all, forget []string
+	for _, r := range rs {
+		all = append(all, r.name)
+		if !r.polled {
+			forget = append(forget, r.name) // a worker polling one forgets it when done
+		}
+	}
+	if err := p.store.DeleteDevices(all, forget); err != nil {
+		p.log.Warn("uncache devices", "devices", len(all), "err", err)
+	}
+	p.log.Info("devices removed", "devices", len(all))
+	for _, r := range rs {
+		if !r.polled && r.t.snmp != nil {
+			r.t.snmp.Close()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range rs {
+		if !r.polled { // else the worker forgets and releases the name
+			p.release(r.name)
+		}
 	}
 }
 

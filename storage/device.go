@@ -76,6 +76,36 @@ func (db *DB) DeleteDevice(name string) error {
 	return nil
 }
 
+// DeleteDevices removes devices from the cache in one transaction, and the
+// check states of those of them in forget (see DeleteStates); missing ones
+// are not an error.
+func (db *DB) DeleteDevices(names, forget []string) error {
+	if len(names) == 0 && len(forget) == 0 {
+		return nil
+	}
+	err := db.update(func(tx *bolt.Tx) error {
+		devices, states := tx.Bucket(bucketDevices), tx.Bucket(bucketState)
+		for _, n := range names {
+			if err := devices.Delete([]byte(n)); err != nil {
+				return err
+			}
+		}
+		for _, n := range forget {
+			if states.Bucket([]byte(n)) == nil {
+				continue
+			}
+			if err := states.DeleteBucket([]byte(n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %d devices: %w", len(names), err)
+	}
+	return nil
+}
+
 // Devices returns every cached device, sorted by name. A record that does
 // not decode fails it with an error wrapping ErrCorrupt.
 func (db *DB) Devices() ([]meshmon.Device, error) {
