@@ -52,15 +52,22 @@ func (e *Elector) Campaign(ctx context.Context, value []byte) (bool, error) {
 
 // Renew extends the lease this candidate holds. It wraps ErrLeaseLost when
 // the key changed hands; any other error (a timeout) leaves the lease as
-// it was, to be renewed again before it lapses.
+// it was, to be renewed again before it lapses. A key that moved on but
+// holds this candidate's value (an earlier renewal whose answer was lost)
+// is still its lease: it renews from there.
 func (e *Elector) Renew(ctx context.Context) error {
 	if e.rev == 0 {
 		return fmt.Errorf("renew: %w: not held", ErrLeaseLost)
 	}
 	sent := time.Now()
 	ack, err := e.js.Publish(ctx, e.subject, e.value, jetstream.WithExpectLastSequencePerSubject(e.rev), jetstream.WithMsgTTL(e.ttl))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && e.adopt(ctx) {
+		// A renewal the peer stored but whose answer was lost, and
+		// the watch has not shown it yet: once more, from there.
+		ack, err = e.js.Publish(ctx, e.subject, e.value, jetstream.WithExpectLastSequencePerSubject(e.rev), jetstream.WithMsgTTL(e.ttl))
+	}
 	if err != nil {
-		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) {
 			e.rev = 0
 			return fmt.Errorf("%w: %s", ErrLeaseLost, apiErr.Description)
@@ -69,6 +76,13 @@ func (e *Elector) Renew(ctx context.Context) error {
 	}
 	e.rev, e.renewedAt = ack.Sequence, sent
 	return nil
+}
+
+// adopt reads the key and takes its revision as the lease's when it holds
+// what this candidate wrote; it reports whether it did.
+func (e *Elector) adopt(ctx context.Context) bool {
+	ent, err := e.kv.Get(ctx, e.key)
+	return err == nil && e.Observed(ent)
 }
 
 // RenewedAt is when the win or the last renewal of the lease held was

@@ -52,6 +52,22 @@ func TestElector(t *testing.T) {
 	if err != nil || lost.Revision() != ack.Sequence {
 		t.Fatalf("the lost renewal: %v, %v", lost, err)
 	}
+	if err := a.Renew(ctx); err != nil {
+		t.Fatalf("renew before the watch showed the lost answer: %v", err)
+	}
+	// Again, and this time the watch shows it first.
+	e, err = kv.Get(ctx, GroupLeaderKey("hq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err = js.Publish(ctx, KVSubject(GroupBucket, GroupLeaderKey("hq")), []byte("a"),
+		jetstream.WithExpectLastSequencePerSubject(e.Revision()), jetstream.WithMsgTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost, err = kv.Get(ctx, GroupLeaderKey("hq")); err != nil || lost.Revision() != ack.Sequence {
+		t.Fatalf("the lost renewal: %v, %v", lost, err)
+	}
 	if !a.Observed(lost) {
 		t.Fatal("a does not recognise its own lease")
 	}
