@@ -19,13 +19,15 @@ import (
 
 // A site's pollers form a group. Each member heartbeats into PollersBucket
 // at PollerKey (Registry); one member holds the lease at GroupLeaderKey in
-// GroupBucket (create-if-absent to win, a publish that expects the last
-// revision to renew, a per-key TTL so that it lapses when its holder dies).
-// The leader assigns every device of the site's inventory to one live
-// member (meshmon.Assign) and writes the assignment at GroupAssignmentKey,
-// by revision, so a deposed leader cannot overwrite a newer one. Every
-// member watches the assignment and polls what it is given. Every key
-// carries the site (see PollerKey).
+// GroupBucket (an Elector: create-if-absent to win, a publish that expects
+// the last revision to renew, a per-key TTL so that it lapses when its
+// holder dies). The leader assigns every device of the site's inventory to
+// one live member (meshmon.NextAssignment, a pure function) and writes the
+// assignment at GroupAssignmentKey (EncodeAssignment), by revision, so a
+// deposed leader cannot overwrite a newer one. Every member watches the
+// assignment and polls what it is given. Every key carries the site (see
+// PollerKey). This file is the mechanism: the watches, the lease, the
+// writes; the decisions are meshmon.NextAssignment's and lead's.
 
 // GroupConfig is how a poller takes part in its site's group.
 type GroupConfig struct {
