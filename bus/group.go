@@ -183,6 +183,13 @@ var lastStatesChunk = 64
 // the events say nothing of is absent from the result.
 func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
 	out := make(map[string]map[string]string, len(devices))
+	if len(devices) == 0 {
+		return out, nil
+	}
+	stream, err := g.js.Stream(ctx, EventsStream)
+	if err != nil {
+		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
@@ -198,7 +205,7 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i/lastStatesChunk] = readStream(ctx, g.js, EventsStream, filters, func(m jetstream.Msg) {
+			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
 				var ev meshmon.Event
 				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
 				if len(parts) != 4 || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
@@ -221,14 +228,10 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	return out, nil
 }
 
-// readStream hands f every message of stream on filters, in order, and
+// readStream hands f every message of stream s on filters, in order, and
 // removes its consumer after: a stream takes 1,000 consumers by default,
 // and one left to time out per read would soon use them up.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, filters []string, f func(jetstream.Msg)) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return err
-	}
+func readStream(ctx context.Context, s jetstream.Stream, filters []string, f func(jetstream.Msg)) error {
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return err

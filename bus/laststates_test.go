@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // publishStates stores, for each of n devices, a node.down then a
@@ -66,6 +68,17 @@ func TestLastStatesOfManyDevices(t *testing.T) {
 			t.Fatalf("%s: %v, want icmp up and if.2 down", d, s)
 		}
 	}
+	// Its consumers go once it is done.
+	eventually.NoError(t, 10*time.Second, "the consumers of LastStates removed", func() error {
+		s, err := js.Stream(testCtx(t), EventsStream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Consumers; n != 0 {
+			return fmt.Errorf("%d consumers left on %s", n, EventsStream)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()
 	if _, err := g.LastStates(ctx, names); err == nil {

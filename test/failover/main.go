@@ -193,7 +193,7 @@ func (b *bench) assignment(ctx context.Context) (meshmon.Assignment, string, err
 // by its owner since then.
 func (b *bench) settle(members []string, n int) (meshmon.Assignment, string, error) {
 	slices.Sort(members)
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	var why string
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
