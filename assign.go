@@ -2,7 +2,9 @@ package meshmon
 
 import (
 	"cmp"
+	"maps"
 	"slices"
+	"time"
 )
 
 // Weight is how much polling a device costs, for balancing a poller group:
@@ -104,4 +106,51 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// NextAssignment is the assignment a group's leader publishes at now, from
+// the previous one (prev; the zero Assignment when there is none), the
+// live members (sorted) and the devices (name to weight): Assign's owners,
+// each device's Since kept while its owner stays and set to now when it
+// moves, and Prev the owner before a move (kept while the owner stays).
+// changed is false when the result would give every device to the same
+// member as prev, with the same members and leader: the leader then
+// publishes nothing. The result depends only on its arguments; its
+// Revision is zero (the bucket gives it one).
+func NextAssignment(prev Assignment, leader string, live []string, devices map[string]int, now time.Time) (next Assignment, changed bool) {
+	owners := Assign(devices, live, prev.Owners)
+	if prev.Revision != 0 && maps.Equal(owners, prev.Owners) && slices.Equal(live, prev.Members) && prev.Leader == leader {
+		return prev, false
+	}
+	now = now.UTC()
+	since := make(map[string]time.Time, len(owners))
+	spells := make(map[string]Spell)
+	for d, p := range owners {
+		cur, had := prev.Owners[d]
+		switch {
+		case had && cur == p:
+			since[d] = prev.Since[d]
+			if sp, ok := prev.Prev[d]; ok {
+				spells[d] = sp
+			}
+		default:
+			since[d] = now
+			if had {
+				spells[d] = Spell{Poller: cur, Since: prev.Since[d]}
+			}
+		}
+	}
+	return Assignment{Leader: leader, Members: slices.Clone(live), Owners: owners, Since: since, Prev: spells, Time: now}, true
+}
+
+// Moved counts the devices that next gives to another member than prev
+// did (new devices and devices that left are not moves).
+func Moved(prev, next Assignment) int {
+	n := 0
+	for d, p := range next.Owners {
+		if o, ok := prev.Owners[d]; ok && o != p {
+			n++
+		}
+	}
+	return n
 }

@@ -3,7 +3,9 @@ package meshmon
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
+	"time"
 )
 
 func loads(devices map[string]int, a map[string]string) map[string]int {
@@ -113,5 +115,87 @@ func TestAssignEdges(t *testing.T) {
 	dev := Device{Checks: []string{CheckICMP, CheckSNMP}}
 	if w := dev.Weight(); w != 3 {
 		t.Fatalf("icmp+snmp weighs %d, want 3", w)
+	}
+}
+
+func TestNextAssignment(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	t1 := t0.Add(90 * time.Second) // the injected clock of each step
+	devs := func(names ...string) map[string]int {
+		m := map[string]int{}
+		for _, n := range names {
+			m[n] = 1
+		}
+		return m
+	}
+	// p1 owns a and b, p2 c and d, since t0; c came from p3 before.
+	prev := Assignment{Revision: 7, Leader: "p1", Members: []string{"p1", "p2"},
+		Owners: map[string]string{"a": "p1", "b": "p1", "c": "p2", "d": "p2"},
+		Since:  map[string]time.Time{"a": t0, "b": t0, "c": t0, "d": t0},
+		Prev:   map[string]Spell{"c": {Poller: "p3", Since: t0.Add(-time.Hour)}},
+		Time:   t0}
+	for _, tc := range []struct {
+		name    string
+		prev    Assignment
+		leader  string
+		live    []string
+		devices map[string]int
+		changed bool
+		owners  map[string]string
+		since   map[string]time.Time
+		spells  map[string]Spell
+	}{
+		{name: "first", prev: Assignment{}, leader: "p1", live: []string{"p1", "p2"}, devices: devs("a", "b", "c", "d"), changed: true,
+			owners: map[string]string{"a": "p1", "b": "p2", "c": "p1", "d": "p2"},
+			since:  map[string]time.Time{"a": t1, "b": t1, "c": t1, "d": t1}, spells: map[string]Spell{}},
+		{name: "nothing changed", prev: prev, leader: "p1", live: []string{"p1", "p2"}, devices: devs("a", "b", "c", "d"), changed: false,
+			owners: prev.Owners, since: prev.Since, spells: prev.Prev},
+		{name: "new leader, same owners", prev: prev, leader: "p2", live: []string{"p1", "p2"}, devices: devs("a", "b", "c", "d"), changed: true,
+			owners: prev.Owners, since: prev.Since, spells: prev.Prev},
+		{name: "member leaves: only its devices move", prev: prev, leader: "p1", live: []string{"p1"}, devices: devs("a", "b", "c", "d"), changed: true,
+			owners: map[string]string{"a": "p1", "b": "p1", "c": "p1", "d": "p1"},
+			since:  map[string]time.Time{"a": t0, "b": t0, "c": t1, "d": t1},
+			spells: map[string]Spell{"c": {Poller: "p2", Since: t0}, "d": {Poller: "p2", Since: t0}}},
+		{name: "member joins: takes its share", prev: prev, leader: "p1", live: []string{"p1", "p2", "p3", "p4"}, devices: devs("a", "b", "c", "d"), changed: true,
+			owners: map[string]string{"a": "p3", "b": "p1", "c": "p4", "d": "p2"},
+			since:  map[string]time.Time{"a": t1, "b": t0, "c": t1, "d": t0},
+			spells: map[string]Spell{"a": {Poller: "p1", Since: t0}, "c": {Poller: "p2", Since: t0}}},
+		{name: "device added, device removed", prev: prev, leader: "p1", live: []string{"p1", "p2"}, devices: devs("a", "b", "c", "e"), changed: true,
+			owners: map[string]string{"a": "p1", "b": "p1", "c": "p2", "e": "p2"},
+			since:  map[string]time.Time{"a": t0, "b": t0, "c": t0, "e": t1},
+			spells: map[string]Spell{"c": {Poller: "p3", Since: t0.Add(-time.Hour)}}},
+		{name: "no members", prev: prev, leader: "p1", live: nil, devices: devs("a"), changed: true,
+			owners: map[string]string{}, since: map[string]time.Time{}, spells: map[string]Spell{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next, changed := NextAssignment(tc.prev, tc.leader, tc.live, tc.devices, t1)
+			if changed != tc.changed {
+				t.Fatalf("changed %v, want %v", changed, tc.changed)
+			}
+			if !maps.Equal(next.Owners, tc.owners) {
+				t.Errorf("owners %v, want %v", next.Owners, tc.owners)
+			}
+			if !maps.EqualFunc(next.Since, tc.since, time.Time.Equal) {
+				t.Errorf("since %v, want %v", next.Since, tc.since)
+			}
+			if !maps.EqualFunc(next.Prev, tc.spells, func(a, b Spell) bool { return a.Poller == b.Poller && a.Since.Equal(b.Since) }) {
+				t.Errorf("prev %v, want %v", next.Prev, tc.spells)
+			}
+			if !changed {
+				return
+			}
+			if next.Leader != tc.leader || !slices.Equal(next.Members, tc.live) || !next.Time.Equal(t1) || next.Revision != 0 {
+				t.Errorf("leader %s members %v time %s revision %d", next.Leader, next.Members, next.Time, next.Revision)
+			}
+			moves := 0
+			for d, p := range tc.owners {
+				if o, ok := tc.prev.Owners[d]; ok && o != p {
+					moves++
+				}
+			}
+			if got := Moved(tc.prev, next); got != moves {
+				t.Errorf("Moved %d, want %d", got, moves)
+			}
+		})
 	}
 }

@@ -294,8 +294,8 @@ func (r *failoverRun) assignment() (meshmon.Assignment, error) {
 	if err != nil {
 		return meshmon.Assignment{}, err
 	}
-	var a meshmon.Assignment
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
+	a, err := bus.DecodeAssignment(e.Value())
+	if err != nil {
 		return a, err
 	}
 	a.Revision = e.Revision()

@@ -58,3 +58,7 @@ var ErrPeerUp = errors.New("the peer is up")
 // ErrNoSuchPeer is wrapped by RemoveClusterPeer and RemovePeer for a name
 // that is no member of the cluster.
 var ErrNoSuchPeer = errors.New("no such peer")
+
+// ErrLeaseLost is wrapped by Elector.Renew when the lease changed hands
+// (it lapsed, or another candidate holds it now).
+var ErrLeaseLost = errors.New("the lease changed hands")

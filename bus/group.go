@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,17 +14,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // A site's pollers form a group. Each member heartbeats into PollersBucket
 // at PollerKey (Registry); one member holds the lease at GroupLeaderKey in
-// GroupBucket (create-if-absent to win, a publish that expects the last
-// revision to renew, a per-key TTL so that it lapses when its holder dies).
-// The leader assigns every device of the site's inventory to one live
-// member (meshmon.Assign) and writes the assignment at GroupAssignmentKey,
-// by revision, so a deposed leader cannot overwrite a newer one. Every
-// member watches the assignment and polls what it is given. Every key
-// carries the site (see PollerKey).
+// GroupBucket (an Elector: create-if-absent to win, a publish that expects
+// the last revision to renew, a per-key TTL so that it lapses when its
+// holder dies). The leader assigns every device of the site's inventory to
+// one live member (meshmon.NextAssignment, a pure function) and writes the
+// assignment at GroupAssignmentKey (EncodeAssignment), by revision, so a
+// deposed leader cannot overwrite a newer one. Every member watches the
+// assignment and polls what it is given. Every key carries the site (see
+// PollerKey). This file is the mechanism: the watches, the lease, the
+// writes; the decisions are meshmon.NextAssignment's and lead's.
 
 // GroupConfig is how a poller takes part in its site's group.
 type GroupConfig struct {
@@ -87,12 +89,10 @@ type Group struct {
 
 	bindMu                  sync.Mutex
 	group, pollers, devices jetstream.KeyValue
-
-	// The lease this member holds, kept across reconnections so that a
-	// leader whose connection came back goes on renewing it. Only Run's
-	// goroutine uses them.
-	leaseRev uint64
-	leaseAt  time.Time // when the last renewal (or the win) was sent
+	// The lease, kept across reconnections so that a leader whose
+	// connection came back goes on renewing it. Only Run's goroutine
+	// uses it.
+	elector *Elector
 
 	mu      sync.Mutex
 	leading bool
@@ -132,6 +132,7 @@ func (g *Group) bind(ctx context.Context) error {
 		*b.kv = kv
 	}
 	g.group, g.pollers, g.devices = group, pollers, devices
+	g.elector = NewElector(g.js, group, GroupBucket, GroupLeaderKey(g.cfg.Site), g.cfg.Lease)
 	return nil
 }
 
@@ -152,44 +153,85 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 	if err != nil {
 		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
 	}
-	var a meshmon.Assignment
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
-		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
+	a, err := DecodeAssignment(e.Value())
+	if err != nil {
+		return meshmon.Assignment{}, err
 	}
 	a.Revision = e.Revision()
 	return a, nil
 }
 
-// LastStates returns the state (up or down) of each check of device as the
-// site's events last announced it: a member that takes a device over starts
-// from there, so it does not announce again what the previous owner did.
-func (g *Group) LastStates(ctx context.Context, device string) (map[string]string, error) {
-	var filters []string
-	for _, k := range []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
-		meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping} {
-		filters = append(filters, EventFilter(g.cfg.Site, device, k)) // not traps: a device may send many
+// stateKinds are the kinds of the site's events that carry a check's
+// state; not traps: a device may send many.
+var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
+	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
+
+// lastStatesChunk is how many devices one consumer of LastStates reads:
+// its filter subjects (seven a device) stay far below the 1 MB of a
+// request however many devices move, and the server, which compares a
+// new consumer's filter subjects with each other, creates it quickly
+// (BenchmarkLastStatesChunk: 500 devices in consumers of 64 took 1.7 s on
+// a loaded 2-core machine, in consumers of 256 more than 5 s each). A
+// variable for that benchmark.
+var lastStatesChunk = 64
+
+// LastStates returns, for each of devices, the state (up or down) of each
+// of its checks as the site's events last announced it: a member that
+// takes devices over starts from there, so it does not announce again what
+// the previous owner did. It reads them all at once (one consumer for
+// every lastStatesChunk devices, read side by side), within ctx; a device
+// the events say nothing of is absent from the result.
+func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
+	out := make(map[string]map[string]string, len(devices))
+	if len(devices) == 0 {
+		return out, nil
 	}
-	out := map[string]string{}
-	err := readStream(ctx, g.js, EventsStream, filters, func(m jetstream.Msg) {
-		var ev meshmon.Event
-		if json.Unmarshal(m.Data(), &ev) == nil && ev.Data.State != "" && ev.Data.Check != "" {
-			out[ev.Data.Check] = ev.Data.State
-		}
-	})
+	stream, err := g.js.Stream(ctx, EventsStream)
 	if err != nil {
-		return nil, fmt.Errorf("last states of %s: %w", device, err)
+		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
+	sem := make(chan struct{}, 4)
+	for i := 0; i < len(devices); i += lastStatesChunk {
+		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
+		filters := make([]string, 0, len(chunk)*len(stateKinds))
+		for _, d := range chunk {
+			for _, k := range stateKinds {
+				filters = append(filters, EventFilter(g.cfg.Site, d, k))
+			}
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
+				var ev meshmon.Event
+				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
+				if len(parts) != 4 || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+					return
+				}
+				dev := parts[2]
+				mu.Lock()
+				defer mu.Unlock()
+				if out[dev] == nil {
+					out[dev] = map[string]string{}
+				}
+				out[dev][ev.Data.Check] = ev.Data.State
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
 	return out, nil
 }
 
-// readStream hands f every message of stream on filters, in order, and
+// readStream hands f every message of stream s on filters, in order, and
 // removes its consumer after: a stream takes 1,000 consumers by default,
 // and one left to time out per read would soon use them up.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, filters []string, f func(jetstream.Msg)) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return err
-	}
+func readStream(ctx context.Context, s jetstream.Stream, filters []string, f func(jetstream.Msg)) error {
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return err
@@ -262,7 +304,7 @@ func (g *Group) deliver(a meshmon.Assignment) {
 // free, and leads while it holds it. On the way out a leader gives up its
 // lease so that another member takes over at once.
 func (g *Group) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := g.run(ctx)
 		if ctx.Err() != nil {
@@ -271,27 +313,18 @@ func (g *Group) Run(ctx context.Context) {
 		if errors.Is(err, errReconnected) {
 			// A leader goes on renewing its lease, if the peer still has it.
 			g.log.Info("poller group: reconnected; reading the group again")
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			continue
 		}
 		g.setLeading(false, "lost the peer")
 		g.log.Warn("poller group: watching the group failed; again shortly", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		retry.Wait(ctx)
 	}
-	if g.Leading() && g.group != nil {
+	if g.Leading() && g.elector != nil {
 		g.setLeading(false, "stopping")
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if e, err := g.group.Get(dctx, GroupLeaderKey(g.cfg.Site)); err == nil {
-			var l LeaderLease
-			if json.Unmarshal(e.Value(), &l) == nil && l.Name == g.cfg.Name && l.Instance == g.cfg.Instance {
-				_ = g.group.Delete(dctx, GroupLeaderKey(g.cfg.Site), jetstream.LastRevision(e.Revision()))
-			}
-		}
+		_ = g.elector.Resign(dctx)
 	}
 }
 
@@ -352,7 +385,7 @@ func (g *Group) run(ctx context.Context) error {
 		return fmt.Errorf("watch assignment: %w", err)
 	}
 	defer aw.Stop()
-	lw, err := g.group.Watch(ctx, GroupLeaderKey(g.cfg.Site))
+	lw, err := g.elector.Observe(ctx)
 	if err != nil {
 		return fmt.Errorf("watch leader: %w", err)
 	}
@@ -397,8 +430,8 @@ func (g *Group) run(ctx context.Context) error {
 			if gone(e) {
 				continue
 			}
-			var a meshmon.Assignment
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
+			a, err := DecodeAssignment(e.Value())
+			if err != nil {
 				g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
 				continue
 			}
@@ -417,7 +450,7 @@ func (g *Group) run(ctx context.Context) error {
 			}
 			v.leaseSeen = true
 			v.free = gone(e)
-			if !gone(e) && e.Revision() != g.leaseRev && g.Leading() {
+			if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
 				// Someone else holds the lease now.
 				g.setLeading(false, "another member holds the lease")
 			}
@@ -462,15 +495,16 @@ func (g *Group) run(ctx context.Context) error {
 }
 
 // lead keeps or seeks the lease and, while this member leads, keeps the
-// assignment equal to what the live members and the inventory call for.
+// assignment equal to what the live members and the inventory call for
+// (meshmon.NextAssignment).
 func (g *Group) lead(ctx context.Context, v *groupView) {
 	now := time.Now()
-	if g.Leading() && now.Sub(g.leaseAt) > g.cfg.Lease*3/4 {
+	if g.Leading() && now.Sub(g.elector.RenewedAt()) > g.cfg.Lease*3/4 {
 		g.setLeading(false, "could not renew the lease in time")
 	}
 	switch {
-	case g.Leading() && now.Sub(g.leaseAt) >= g.cfg.Lease/4:
-		g.renew(ctx, v)
+	case g.Leading() && now.Sub(g.elector.RenewedAt()) >= g.cfg.Lease/4:
+		g.renew(ctx)
 	case !g.Leading() && (v.free || now.Sub(v.tried) > g.cfg.Lease):
 		g.stand(ctx, v)
 	}
@@ -480,30 +514,16 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
-	owners := meshmon.Assign(v.devices, live, v.current.Owners)
-	if v.current.Revision != 0 && maps.Equal(owners, v.current.Owners) && slices.Equal(live, v.current.Members) && v.current.Leader == g.cfg.Name {
+	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	if !changed {
 		return
 	}
-	since := make(map[string]time.Time, len(owners))
-	prev := make(map[string]meshmon.Spell)
-	for d, p := range owners {
-		cur, had := v.current.Owners[d]
-		switch {
-		case had && cur == p:
-			since[d] = v.current.Since[d]
-			if sp, ok := v.current.Prev[d]; ok {
-				prev[d] = sp
-			}
-		default:
-			since[d] = now.UTC()
-			if had {
-				prev[d] = meshmon.Spell{Poller: cur, Since: v.current.Since[d]}
-			}
-		}
+	b, err := EncodeAssignment(a)
+	if err == nil && int64(len(b)) > g.js.Conn().MaxPayload() {
+		err = fmt.Errorf("%d bytes, more than the peer's largest message (%d)", len(b), g.js.Conn().MaxPayload())
 	}
-	a := meshmon.Assignment{Leader: g.cfg.Name, Members: live, Owners: owners, Since: since, Prev: prev, Time: now.UTC()}
-	b, err := json.Marshal(a)
 	if err != nil {
+		g.log.Error("poller group: assignment not published", "devices", len(a.Owners), "err", err)
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
@@ -520,13 +540,8 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	a.Revision = rev
-	moved := 0
-	for d, p := range owners {
-		if o, ok := v.current.Owners[d]; ok && o != p {
-			moved++
-		}
-	}
-	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(owners), "moved", moved)
+	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(a.Owners),
+		"moved", meshmon.Moved(v.current, a), "bytes", len(b))
 	v.current = a
 	g.deliver(a)
 }
@@ -537,33 +552,21 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: time.Now().UTC()})
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
 	defer cancel()
-	sent := time.Now()
-	rev, err := g.group.Create(actx, GroupLeaderKey(g.cfg.Site), b, jetstream.KeyTTL(g.cfg.Lease))
-	if err != nil {
+	if won, _ := g.elector.Campaign(actx, b); !won {
 		return // held by another member, or the peer is away
 	}
-	g.leaseRev, g.leaseAt, v.free = rev, sent, false
+	v.free = false
 	g.setLeading(true, "")
 }
 
-// renew extends the lease this member holds. Kv.Update would drop the
-// per-key TTL, so it publishes to the key's subject with the revision it
-// expects and a TTL.
-func (g *Group) renew(ctx context.Context, v *groupView) {
-	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: g.since.UTC()})
+// renew extends the lease this member holds; a renewal that times out is
+// tried again next tick, until three quarters of the lease have passed.
+func (g *Group) renew(ctx context.Context) {
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/4)
 	defer cancel()
-	sent := time.Now()
-	ack, err := g.js.Publish(actx, KVSubject(GroupBucket, GroupLeaderKey(g.cfg.Site)), b,
-		jetstream.WithExpectLastSequencePerSubject(g.leaseRev), jetstream.WithMsgTTL(g.cfg.Lease))
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) {
-			g.setLeading(false, "the lease changed hands: "+apiErr.Description)
-		}
-		return // a timeout: try again next tick, until three quarters of the lease
+	if err := g.elector.Renew(actx); errors.Is(err, ErrLeaseLost) {
+		g.setLeading(false, err.Error())
 	}
-	g.leaseRev, g.leaseAt = ack.Sequence, sent
 }
 
 // GroupMember is one member of a poller group as status shows it.
@@ -616,8 +619,8 @@ func ReadSiteGroupStatus(ctx context.Context, js jetstream.JetStream, site strin
 	}
 	var a meshmon.Assignment
 	if e, err := kv.Get(ctx, GroupAssignmentKey(site)); err == nil {
-		if err := json.Unmarshal(e.Value(), &a); err != nil {
-			return st, fmt.Errorf("poller group assignment: %w", err)
+		if a, err = DecodeAssignment(e.Value()); err != nil {
+			return st, err
 		}
 		st.Revision = e.Revision()
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

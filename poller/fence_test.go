@@ -16,6 +16,10 @@ func (g stubGroup) Current(context.Context) (meshmon.Assignment, error) {
 	return meshmon.Assignment{}, nil
 }
 
+func (g stubGroup) LastStates(context.Context, []string) (map[string]map[string]string, error) {
+	return nil, nil
+}
+
 // storeFirst is a publisher that stores the first n messages it is given.
 type storeFirst struct {
 	n   int

@@ -12,14 +12,37 @@ import (
 
 // Group tells a poller which of its site's devices are its own: the
 // assignments of the site's poller group. A poller without one polls every
-// device of the site.
+// device of the site. Each method the poller uses is on its own small
+// interface below.
 type Group interface {
-	// Assignments delivers the group's assignment each time it changes.
+	AssignmentSource
+	AssignmentReader
+	StateReader
+}
+
+// AssignmentSource delivers the group's assignment each time it changes.
+type AssignmentSource interface {
 	Assignments() <-chan meshmon.Assignment
-	// Current reads the assignment from the peer now: a poller back from
-	// a cut asks before it publishes what it spooled meanwhile.
+}
+
+// AssignmentReader reads the assignment from the peer now: a poller back
+// from a cut asks before it publishes what it spooled meanwhile.
+type AssignmentReader interface {
 	Current(ctx context.Context) (meshmon.Assignment, error)
 }
+
+// StateReader tells what the site's events last said of the checks of
+// devices (device -> check -> "up" or "down"), in one read: a poller that
+// takes devices over starts from there. A device the events say nothing of
+// may be absent.
+type StateReader interface {
+	LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error)
+}
+
+// takeOverWait bounds the read of the last states of the devices an
+// assignment moves to the poller; without an answer they start from no
+// state.
+const takeOverWait = 2 * time.Second
 
 // JoinGroup makes the poller poll only the devices its group assigns to
 // it. Call it before Run.
@@ -42,13 +65,14 @@ func (p *Poller) followGroup(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case a := <-p.group.Assignments():
-			p.assign(a)
+			p.assign(ctx, a)
 		}
 	}
 }
 
-// assign applies a, unless the poller knows a newer assignment.
-func (p *Poller) assign(a meshmon.Assignment) {
+// assign applies a, unless the poller knows a newer assignment; ctx bounds
+// the read of the states of the devices it takes over.
+func (p *Poller) assign(ctx context.Context, a meshmon.Assignment) {
 	owned := a.Owned(p.cfg.Name)
 	p.gmu.Lock()
 	if a.Revision <= p.gs.latest.Revision {
@@ -63,7 +87,7 @@ func (p *Poller) assign(a meshmon.Assignment) {
 	p.log.Info("assignment", "revision", a.Revision, "leader", a.Leader, "devices", len(owned), "members", len(a.Members))
 	// The first assignment of a start spreads its polls over the
 	// interval; a device taken over later is polled at once.
-	p.reconcile(first)
+	p.reconcile(ctx, first)
 }
 
 // refreshAssignment reads the group's assignment from the peer and applies
@@ -76,7 +100,7 @@ func (p *Poller) refreshAssignment(ctx context.Context) error {
 		return err
 	}
 	if a.Revision > 0 {
-		p.assign(a)
+		p.assign(ctx, a)
 	}
 	return nil
 }
@@ -94,7 +118,7 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 		}
 		p.gs.synced = true
 		p.gmu.Unlock()
-		p.reconcile(true)
+		p.reconcile(context.Background(), true) // spread: it takes nothing over
 		return
 	case c.Deleted:
 		p.gs.forget(p.gs.inventory[c.Name])
@@ -116,8 +140,9 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 // reconcile makes the polled devices those of the inventory that the
 // group gives this poller. Until both are known it leaves the cached
 // devices as they are, so a poller that starts without its peer polls what
-// it polled before.
-func (p *Poller) reconcile(spread bool) {
+// it polled before. Unless spread, the devices it gains are taken over
+// (their states read in one read within ctx) and polled at once.
+func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	p.gmu.Lock()
 	if !p.gs.synced || p.gs.owned == nil {
 		p.gmu.Unlock()
@@ -133,56 +158,134 @@ func (p *Poller) reconcile(spread bool) {
 	}
 	p.gmu.Unlock()
 	have := p.deviceNames()
+	var lost []string
 	for name := range have {
 		if !keep[name] {
-			p.remove(name)
+			lost = append(lost, name)
 		}
+	}
+	p.removeAll(lost)
+	// The devices gained: their states read in one read, cached in one
+	// transaction, then polled (at once unless spread). One read or one
+	// fsync per device made a failover of hundreds of devices take
+	// seconds (issue 23).
+	var gained []meshmon.Device
+	var names []string
+	for _, d := range want {
+		if have[d.Name] {
+			continue
+		}
+		d.Revision = 0 // as upsert caches it
+		if d.Validate() == nil {
+			gained = append(gained, d)
+			names = append(names, d.Name)
+		}
+	}
+	if !spread {
+		p.takeOver(ctx, names)
+	}
+	cached := len(gained) > 0
+	if err := p.store.PutDevices(gained); err != nil {
+		p.log.Warn("cache devices", "devices", len(gained), "err", err)
+		cached = false
 	}
 	for _, d := range want {
-		if !have[d.Name] && !spread {
-			p.takeOver(d.Name)
-		}
-		p.upsert(d, true, spread)
+		p.upsert(d, !cached || have[d.Name], spread)
 	}
 }
 
-// stateReader is a Group that can tell what the site's events last said of
-// a device's checks.
-type stateReader interface {
-	LastStates(ctx context.Context, device string) (map[string]string, error)
-}
-
-// takeOver seeds the check states of a device another member polled until
-// now from what the site's events last announced of it, so that a device
-// that is down when it moves is not announced down again. Without an
-// answer within a second the device starts from no state.
-func (p *Poller) takeOver(device string) {
-	sr, ok := p.group.(stateReader)
-	if !ok {
+// removeAll stops polling devices and forgets their states, as remove
+// does for each, with one write to the store for all of them: a poller
+// that hands hundreds of devices to a member that joins is not held up by
+// an fsync or two per device.
+func (p *Poller) removeAll(names []string) {
+	if len(names) < 2 {
+		for _, n := range names {
+			p.remove(n)
+		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	type removed struct {
+		name   string
+		t      *target
+		polled bool
+	}
+	var rs []removed
+	p.mu.Lock()
+	for _, name := range names {
+		t, ok := p.devices[name]
+		if !ok {
+			continue
+		}
+		t.deleted = true
+		delete(p.devices, name)
+		if p.byAddr[t.dev.Address] == name {
+			delete(p.byAddr, t.dev.Address)
+		}
+		rs = append(rs, removed{name, t, p.busy[name]})
+		p.busy[name] = true
+	}
+	p.mu.Unlock()
+	var all, forget []string
+	for _, r := range rs {
+		all = append(all, r.name)
+		if !r.polled {
+			forget = append(forget, r.name) // a worker polling one forgets it when done
+		}
+	}
+	if err := p.store.DeleteDevices(all, forget); err != nil {
+		p.log.Warn("uncache devices", "devices", len(all), "err", err)
+	}
+	p.log.Info("devices removed", "devices", len(all))
+	for _, r := range rs {
+		if !r.polled && r.t.snmp != nil {
+			r.t.snmp.Close()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range rs {
+		if !r.polled { // else the worker forgets and releases the name
+			p.release(r.name)
+		}
+	}
+}
+
+// takeOver seeds the check states of devices another member polled until
+// now from what the site's events last announced of them, in one read and
+// one commit, so that a device that is down when it moves is not announced
+// down again. Without an answer within takeOverWait (or before ctx is
+// done) they start from no state.
+func (p *Poller) takeOver(ctx context.Context, devices []string) {
+	if len(devices) == 0 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, takeOverWait)
 	defer cancel()
-	last, err := sr.LastStates(ctx, device)
+	last, err := p.group.LastStates(ctx, devices)
 	if err != nil {
-		p.log.Warn("taking a device over without its last states", "device", device, "err", err)
+		p.log.Warn("taking devices over without their last states", "devices", len(devices), "err", err)
 		return
 	}
 	now := p.cfg.Now()
 	var ups []storage.StateUpdate
-	for check, st := range last {
-		b, err := json.Marshal(checkState{State: st, Reported: st, Since: now})
-		if err != nil {
-			continue
+	for device, checks := range last {
+		for check, st := range checks {
+			b, err := json.Marshal(checkState{State: st, Reported: st, Since: now})
+			if err != nil {
+				continue
+			}
+			ups = append(ups, storage.StateUpdate{Device: device, Check: check, Value: b})
 		}
-		ups = append(ups, storage.StateUpdate{Device: device, Check: check, Value: b})
 	}
-	if len(ups) == 0 {
-		return
+	if len(ups) > 0 {
+		if err := p.store.Commit(nil, ups); err != nil {
+			p.log.Warn("seed the states of devices taken over", "devices", len(devices), "err", err)
+			return
+		}
 	}
-	if err := p.store.Commit(nil, ups); err != nil {
-		p.log.Warn("seed the states of a device taken over", "device", device, "err", err)
-	}
+	p.log.Info("took devices over", "devices", len(devices), "with_states", len(last), "read", time.Since(start).Round(time.Millisecond))
 }
 
 // forget drops d from the inventory.

@@ -137,7 +137,10 @@ func TestPollerGroupSharesDevices(t *testing.T) {
 				return false
 			}
 			ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
-			if err != nil || json.Unmarshal(ent.Value(), &a) != nil || len(a.Members) != members {
+			if err != nil {
+				return false
+			}
+			if a, err = bus.DecodeAssignment(ent.Value()); err != nil || len(a.Members) != members {
 				return false
 			}
 			a.Revision = ent.Revision()
@@ -205,8 +208,7 @@ func TestPollerGroupPartition(t *testing.T) {
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
-		var a meshmon.Assignment
-		err = json.Unmarshal(ent.Value(), &a)
+		a, err := bus.DecodeAssignment(ent.Value())
 		a.Revision = ent.Revision()
 		return a, err
 	}
@@ -283,7 +285,11 @@ func TestPollerGroupHandsOverStates(t *testing.T) {
 			return false
 		}
 		ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
-		return err == nil && json.Unmarshal(ent.Value(), &a) == nil && len(a.Members) == 2
+		if err != nil {
+			return false
+		}
+		a, err = bus.DecodeAssignment(ent.Value())
+		return err == nil && len(a.Members) == 2
 	})
 	var dev string
 	var agent interface{ SetIfOper(int, bool) error }

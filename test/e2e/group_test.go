@@ -112,8 +112,8 @@ func TestPollerGroupFailover(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			var a meshmon.Assignment
-			if json.Unmarshal(e.Value(), &a) != nil {
+			a, err := bus.DecodeAssignment(e.Value())
+			if err != nil {
 				return false
 			}
 			owners := a.Owners

@@ -1,0 +1,333 @@
+// Command failover measures a poller group's failover with real processes,
+// as issue 23's table does: one site peer, `meshmon sim --add-devices`,
+// three `meshmon poller run` processes; the leader (or another member) is
+// SIGKILLed, and the time from the kill to each of its devices' first
+// sample from a survivor is read from mx.<site>.> as the samples arrive.
+//
+//	go build -o /tmp/meshmon ./cmd/meshmon
+//	go run ./test/failover -meshmon /tmp/meshmon -devices 1500 -interval 5s -kills 3
+//
+// It prints one line per kill and, at the end, p50/p95/max over every moved
+// device of every kill. The processes' logs stay in the printed directory
+// with -keep.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"encoding/json"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+const (
+	site = "fb"
+	user = "ops"
+	pass = "failover-bench-pw"
+)
+
+func main() {
+	bin := flag.String("meshmon", "meshmon", "the meshmon binary")
+	devices := flag.Int("devices", 60, "simulated devices")
+	sims := flag.Int("sims", 1, "simulator processes sharing the devices (open files: 20,000 per process)")
+	interval := flag.Duration("interval", time.Second, "the devices' poll interval")
+	pollers := flag.Int("pollers", 3, "members of the group")
+	kills := flag.Int("kills", 3, "SIGKILLs, each followed by a restart of the member killed")
+	victim := flag.String("victim", "leader", "whom to kill: leader or member")
+	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "meshmon-failover-")
+	if err != nil {
+		fail(err)
+	}
+	b := &bench{bin: *bin, dir: dir, procs: map[string]*exec.Cmd{}}
+	defer func() {
+		b.stopAll()
+		if !*keep {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Println("logs in", dir)
+		}
+	}()
+	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
+		b.stopAll()
+		fmt.Fprintln(os.Stderr, "failover:", err, "(logs in "+dir+")")
+		*keep = true
+		return
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "failover:", err)
+	os.Exit(1)
+}
+
+type bench struct {
+	bin, dir, url string
+	mu            sync.Mutex
+	procs         map[string]*exec.Cmd
+	nc            *nats.Conn
+	js            jetstream.JetStream
+
+	smu     sync.Mutex
+	samples []arrival
+}
+
+// arrival is one sample as it reached the benchmark.
+type arrival struct {
+	device, poller string
+	at             time.Time
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs meshmon with args, its output in <name>.log, and waits for a
+// line matching ready (when not empty).
+func (b *bench) start(name, ready string, args ...string) error {
+	f, err := os.OpenFile(filepath.Join(b.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(b.bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.procs[name] = cmd
+	b.mu.Unlock()
+	go func() { _ = cmd.Wait(); f.Close() }()
+	if ready == "" {
+		return nil
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		out, _ := os.ReadFile(f.Name())
+		if strings.Contains(string(out), ready) {
+			return nil
+		}
+		if cmd.ProcessState != nil {
+			return fmt.Errorf("%s exited: %s", name, out)
+		}
+	}
+	return fmt.Errorf("%s: no %q within 2 minutes", name, ready)
+}
+
+func (b *bench) kill(name string, sig syscall.Signal) {
+	b.mu.Lock()
+	cmd := b.procs[name]
+	delete(b.procs, name)
+	b.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
+func (b *bench) stopAll() {
+	b.mu.Lock()
+	names := make([]string, 0, len(b.procs))
+	for n := range b.procs {
+		names = append(names, n)
+	}
+	b.mu.Unlock()
+	for _, n := range names {
+		b.kill(n, syscall.SIGKILL)
+	}
+}
+
+func (b *bench) global() []string {
+	return []string{"--log-level", "info", "--server", b.url, "--user", user, "--password", pass}
+}
+
+func (b *bench) startPoller(name string) error {
+	args := append(b.global(), "poller", "run", "--site", site, "--name", name, "--data-dir", filepath.Join(b.dir, name), "--flap-changes", "0")
+	return b.start(name, "poller started", args...)
+}
+
+func (b *bench) assignment(ctx context.Context) (meshmon.Assignment, string, error) {
+	kv, err := b.js.KeyValue(ctx, bus.GroupBucket)
+	if err != nil {
+		return meshmon.Assignment{}, "", err
+	}
+	var leader string
+	if e, err := kv.Get(ctx, bus.GroupLeaderKey(site)); err == nil {
+		var l bus.LeaderLease
+		if json.Unmarshal(e.Value(), &l) == nil {
+			leader = l.Name
+		}
+	}
+	e, err := kv.Get(ctx, bus.GroupAssignmentKey(site))
+	if err != nil {
+		return meshmon.Assignment{}, leader, err
+	}
+	a, err := bus.DecodeAssignment(e.Value())
+	a.Revision = e.Revision()
+	return a, leader, err
+}
+
+// settle waits until the assignment names exactly the members and every
+// device, the lease is held by one of them, and every device was sampled
+// by its owner since then.
+func (b *bench) settle(members []string, n int) (meshmon.Assignment, string, error) {
+	slices.Sort(members)
+	deadline := time.Now().Add(5 * time.Minute)
+	var why string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a, leader, err := b.assignment(ctx)
+		cancel()
+		switch {
+		case err != nil:
+			why = err.Error()
+		case !slices.Equal(a.Members, members) || len(a.Owners) != n || !slices.Contains(members, leader):
+			why = fmt.Sprintf("members %v, %d devices, leader %q", a.Members, len(a.Owners), leader)
+		default:
+			b.smu.Lock()
+			seen := map[string]bool{}
+			for _, s := range b.samples {
+				if s.at.After(a.Time) && a.Owners[s.device] == s.poller {
+					seen[s.device] = true
+				}
+			}
+			b.smu.Unlock()
+			if len(seen) == n {
+				return a, leader, nil
+			}
+			why = fmt.Sprintf("%d of %d devices sampled by their owner since the assignment", len(seen), n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return meshmon.Assignment{}, "", errors.New("the group did not settle: " + why)
+}
+
+func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills int, victim string) error {
+	b.url = "nats://127.0.0.1:" + strconv.Itoa(freePort())
+	host := strings.TrimPrefix(b.url, "nats://")
+	if err := b.start("peer", "ready on", "--log-level", "warn", "peer", "run", "--insecure", "--site", site, "--listen", host,
+		"--data-dir", filepath.Join(b.dir, "peer"), "--auth-user", user, "--auth-password", pass); err != nil {
+		return err
+	}
+	var err error
+	if b.nc, err = nats.Connect(b.url, nats.UserInfo(user, pass)); err != nil {
+		return err
+	}
+	defer b.nc.Close()
+	b.js, _ = jetstream.New(b.nc)
+	sub, err := b.nc.Subscribe("mx."+site+".>", func(m *nats.Msg) {
+		at := time.Now()
+		var s meshmon.Sample
+		if json.Unmarshal(m.Data, &s) == nil && s.Check == "system" {
+			b.smu.Lock()
+			b.samples = append(b.samples, arrival{s.Device, s.Poller, at})
+			b.smu.Unlock()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	per := (devices + sims - 1) / sims
+	for i := range sims {
+		n := min(per, devices-i*per)
+		base := fmt.Sprintf("127.%d.0.1", 90+i)
+		if err := b.start(fmt.Sprintf("sim%d", i+1), "", append(b.global(), "sim", "--agents", strconv.Itoa(n), "--base-addr", base,
+			"--name-prefix", fmt.Sprintf("s%d", i+1), "--versions", "2c", "--add-devices", "--interval", interval.String())...); err != nil {
+			return err
+		}
+	}
+	var members []string
+	for i := range npollers {
+		name := fmt.Sprintf("p%d", i+1)
+		members = append(members, name)
+		if err := b.startPoller(name); err != nil {
+			return err
+		}
+	}
+	a, leader, err := b.settle(members, devices)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("site %s: %d devices (interval %s), %d pollers, leader %s\n", site, devices, interval, npollers, leader)
+	var all []time.Duration
+	for k := range kills {
+		dead := leader
+		if victim == "member" {
+			for _, m := range members {
+				if m != leader {
+					dead = m
+					break
+				}
+			}
+		}
+		own := a.Owned(dead)
+		b.smu.Lock()
+		b.samples = b.samples[:0]
+		b.smu.Unlock()
+		killed := time.Now()
+		b.kill(dead, syscall.SIGKILL)
+		first := map[string]time.Duration{}
+		for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("kill %d: %d of %s's %d devices sampled by another member within 2 minutes", k+1, len(first), dead, len(own))
+			}
+			b.smu.Lock()
+			for _, s := range b.samples {
+				if own[s.device] && s.poller != dead {
+					if _, ok := first[s.device]; !ok {
+						first[s.device] = s.at.Sub(killed)
+					}
+				}
+			}
+			b.smu.Unlock()
+		}
+		var ts []time.Duration
+		for _, d := range first {
+			ts = append(ts, d)
+		}
+		slices.Sort(ts)
+		all = append(all, ts...)
+		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s\n", k+1, killed.Format("15:04:05.000"),
+			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100))
+		if err := b.startPoller(dead); err != nil {
+			return err
+		}
+		if a, leader, err = b.settle(members, devices); err != nil {
+			return err
+		}
+	}
+	slices.Sort(all)
+	fmt.Printf("RESULT devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", devices, interval, kills, victim,
+		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
+	return nil
+}
+
+func pct(ts []time.Duration, p int) string {
+	if len(ts) == 0 {
+		return "-"
+	}
+	i := min(len(ts)-1, len(ts)*p/100)
+	return ts[i].Round(10 * time.Millisecond).String()
+}
