@@ -25,18 +25,35 @@ import (
 // JetStream is started again. A clustered server shuts its JetStream down
 // itself instead (jetstream.go handleOutOfSpace).
 //
-// So a peer that is not a cluster member watches its store (watchDisk,
-// below): once a stream reports
+// So the peer watches its store (watchDisk, below): once a stream reports
 // a write error, or JetStream is off without the peer having turned it
 // off, it shuts JetStream down (Server.ShutdownJetStream, which keeps the
-// store) and, at a site peer (storeAccounts),
-// answers every publish to the streams' subjects itself with a JetStream
-// API error: code 10047 ("insufficient storage resources",
-// meshmon.ErrPeerDiskFull to a poller) and a description that says the
-// disk is full. Once the file system has room again
-// (resumeFree) it stops answering and starts JetStream again in process
-// with the configuration it ran with (Server.EnableJetStream), which loads
-// the streams and consumers from the store as at a restart.
+// store and, in a cluster, the meta group's state) and, at a site peer
+// that is not a cluster member (storeAccounts), answers every publish to
+// the streams' subjects itself with a JetStream API error: code 10047
+// ("insufficient storage resources", meshmon.ErrPeerDiskFull to a poller)
+// and a description that says the disk is full. Once the file system has
+// room again (resumeFree) it stops answering and starts JetStream again in
+// process with the configuration it ran with (Server.EnableJetStream),
+// which loads the streams and consumers from the store as at a restart.
+//
+// A cluster member does the same but refuses nothing: the other members
+// keep the streams' replicas and a quorum stores what the full member's
+// clients publish (routed to the streams' leaders), so an answer of its
+// own would race theirs and could say "disk full" of an event stored.
+// Starting a cluster member's JetStream again in process is nats-server's
+// own path: a config reload of a server whose JetStream was turned off at
+// run time calls restartJetStream (reload.go: "Check to make sure we are
+// running JetStream if we think we should be"; jetstream.go), which is
+// EnableJetStream with the options' configuration; that starts the meta
+// group again from the state ShutdownJetStream kept
+// (TestJetStreamClusterDisableVsShutdownJetStreamMetaState), and the
+// member's stream replicas catch up from their leaders as after a restart.
+// restartJetStream also sets the server's INFO flag for JetStream, which
+// the peer cannot reach; the flag goes only into the INFO of routes made
+// afterwards, and the statsz that tell the other members whether this one
+// runs JetStream keep saying it does (the internal send loop read the flag
+// at start and is restarted only by a reload).
 
 // Disk watch timing.
 const (
@@ -113,10 +130,7 @@ func (o diskObs) outOfSpace() bool {
 // file), until ctx is done.
 func (p *Peer) watchDisk(ctx context.Context) {
 	srv := p.Server()
-	if srv == nil || p.cfg.Cluster.Clustered() {
-		// A cluster member's JetStream is shut down by nats-server itself
-		// when its disk fills, and the other members serve; starting it
-		// again in process has not been tried in a cluster (docs/operations.md).
+	if srv == nil {
 		return
 	}
 	jsCfg := srv.JetStreamConfig()
@@ -146,11 +160,15 @@ func (p *Peer) watchDisk(ctx context.Context) {
 			if reason == "" {
 				reason = "the server turned JetStream off"
 			}
+			refusing := "refusing writes"
+			if p.cfg.Cluster.Clustered() {
+				refusing = "JetStream off (the other cluster members store)"
+			}
 			if o.outOfSpace() {
-				p.log.Error("store disk full: refusing writes until the disk has room again, then storing resumes by itself",
+				p.log.Error("store disk full: "+refusing+" until the disk has room again, then storing resumes by itself",
 					"dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free), "needs", meshmon.ShowSize(resumeFree(o.Size)), "err", reason)
 			} else {
-				p.log.Error("store failed: refusing writes and starting JetStream again", "dir", p.cfg.StoreDir(), "err", reason)
+				p.log.Error("store failed: "+refusing+"; starting JetStream again", "dir", p.cfg.StoreDir(), "err", reason)
 			}
 			if err := srv.ShutdownJetStream(); err != nil {
 				p.log.Error("shut JetStream down", "err", err)
@@ -161,7 +179,7 @@ func (p *Peer) watchDisk(ctx context.Context) {
 			r.stop()
 			c := *jsCfg
 			if err := srv.EnableJetStream(&c); err != nil {
-				p.log.Error("start JetStream again; refusing writes until the next try", "err", err)
+				p.log.Error("start JetStream again; JetStream off until the next try", "err", err)
 				_ = srv.ShutdownJetStream()
 				r.start(o)
 				continue
@@ -252,9 +270,10 @@ func (r *refusal) stop() {
 // account the peer keeps its streams in: the tenant's, or in operator mode
 // each tenant's (as its upkeep user). It returns none at central: its
 // streams source and take no publishes, and a refusal there would draw
-// every site's events over its link.
+// every site's events over its link. Nor at a cluster member: the other
+// members store what it is sent (see the top of this file).
 func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
-	if p.cfg.Role != RoleSite {
+	if p.cfg.Role != RoleSite || p.cfg.Cluster.Clustered() {
 		return nil
 	}
 	if len(p.cfg.Tenants) == 0 {
