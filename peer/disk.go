@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -143,6 +144,8 @@ func (p *Peer) watchDisk(ctx context.Context) {
 	jsCfg.StoreDir = filepath.Dir(jsCfg.StoreDir)
 	r := &refusal{p: p}
 	defer r.stop()
+	w := p.witnessPublishes()
+	defer w.stop()
 	var lastTry time.Time
 	t := time.NewTicker(diskPoll)
 	defer t.Stop()
@@ -174,6 +177,9 @@ func (p *Peer) watchDisk(ctx context.Context) {
 				p.log.Error("shut JetStream down", "err", err)
 			}
 			r.start(o)
+			// The publishes the store failed on went unanswered: answer
+			// them now rather than leave their clients to time out.
+			r.answer(w.since(time.Now().Add(-witnessWindow)))
 		case diskResume:
 			lastTry = time.Now()
 			r.stop()
@@ -210,8 +216,12 @@ func observeDisk(srv *server.Server, dir string) diskObs {
 // down, in each account the peer keeps streams in. Its methods are called
 // from the disk watch only.
 type refusal struct {
-	p     *Peer
+	p *Peer
+	// conns has a connection for each of storeAccounts, nil where none
+	// could be made.
 	conns []*nats.Conn
+	// reply is the refusal's answer; nil when not refusing.
+	reply []byte
 }
 
 func (r *refusal) on() bool { return r.conns != nil }
@@ -227,11 +237,13 @@ func (r *refusal) start(o diskObs) {
 		code, desc = 10076, "peer store failed: "+o.WriteErr+"; the peer is starting JetStream again"
 	}
 	reply, _ := json.Marshal(map[string]any{"error": map[string]any{"code": 503, "err_code": code, "description": desc}})
+	r.reply = reply
 	r.conns = []*nats.Conn{} // on, even where no account could be reached
 	for _, dial := range r.p.storeAccounts() {
 		nc, err := dial()
 		if err != nil {
 			r.p.log.Warn("refuse writes: in-process connection", "err", err)
+			r.conns = append(r.conns, nil)
 			continue
 		}
 		answer := func(m *nats.Msg) {
@@ -258,12 +270,120 @@ func (r *refusal) start(o diskObs) {
 	}
 }
 
+// answer sends the refusal to each of replies (reply subjects of
+// publishes the store left unanswered), through the refusal's connection
+// in the account the publish was made in.
+func (r *refusal) answer(replies []witnessed) {
+	if r.reply == nil {
+		return
+	}
+	for _, w := range replies {
+		if w.acc < len(r.conns) && r.conns[w.acc] != nil {
+			_ = r.conns[w.acc].Publish(w.reply, r.reply)
+		}
+	}
+	for _, nc := range r.conns {
+		if nc != nil {
+			_ = nc.FlushTimeout(2 * time.Second)
+		}
+	}
+}
+
 // stop ends the refusal.
 func (r *refusal) stop() {
 	for _, nc := range r.conns {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	r.conns, r.reply = nil, nil
+}
+
+// witnessWindow is how far back the publishes answered with the refusal
+// when it starts go: the store failed at most a disk poll (and the health
+// check's time) before the watch saw it. A publish in that window that was
+// stored after all has had its answer already, and the client drops a
+// second one; one whose answer is still on its way is sent again by the
+// poller and stored once (its message id).
+const witnessWindow = 2 * time.Second
+
+// witnessed is a publish's reply subject, the index in storeAccounts of
+// the account it was made in, and when the peer saw it.
+type witnessed struct {
+	reply string
+	acc   int
+	at    time.Time
+}
+
+// witness keeps the reply subjects of the latest publishes to the
+// streams' subjects, in each account the peer refuses in: nats-server
+// leaves the publish the store fails on without an answer (stream.go:
+// "We don't want to respond back to the user"), and with these the
+// refusal answers them as it starts instead of leaving the poller to wait
+// out its publish timeout.
+type witness struct {
+	conns []*nats.Conn
+	mu    sync.Mutex
+	ring  [witnessRing]witnessed
+	next  int
+}
+
+// witnessRing bounds the publishes kept: at 1,000 events a second with a
+// batch's commit the only one asking for an answer, far more than a
+// window's.
+const witnessRing = 4096
+
+// witnessPublishes starts the witness in each account the peer refuses in
+// (none at central or at a cluster member).
+func (p *Peer) witnessPublishes() *witness {
+	w := &witness{}
+	for i, dial := range p.storeAccounts() {
+		nc, err := dial()
+		if err != nil {
+			p.log.Warn("disk watch: in-process connection", "err", err)
+			continue
+		}
+		w.conns = append(w.conns, nc)
+		see := func(m *nats.Msg) {
+			if m.Reply == "" {
+				return
+			}
+			w.mu.Lock()
+			w.ring[w.next%witnessRing] = witnessed{reply: m.Reply, acc: i, at: time.Now()}
+			w.next++
+			w.mu.Unlock()
+		}
+		for _, subj := range []string{bus.EventsSubjects, bus.MetricsSubjects} {
+			sub, err := nc.Subscribe(subj, see)
+			if err != nil {
+				p.log.Warn("disk watch: subscribe", "err", err)
+				continue
+			}
+			// A witness that falls behind drops messages, never the
+			// publisher's: it only serves a full disk's first answers.
+			_ = sub.SetPendingLimits(64<<10, 64<<20)
+		}
+	}
+	return w
+}
+
+// since returns the publishes seen at or after t, oldest first.
+func (w *witness) since(t time.Time) []witnessed {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []witnessed
+	for i := max(0, w.next-witnessRing); i < w.next; i++ {
+		if e := w.ring[i%witnessRing]; !e.at.Before(t) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (w *witness) stop() {
+	for _, nc := range w.conns {
 		nc.Close()
 	}
-	r.conns = nil
 }
 
 // storeAccounts returns a dialler of an in-process connection in each

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -46,7 +48,14 @@ type statusReport struct {
 	// NOC's credential, which may not read the source consumers.
 	Central      *bus.CentralLink  `json:"central,omitempty"`
 	CentralPeers []bus.CentralPeer `json:"central_peers,omitempty"`
+	// StoreFull is the peer's refusal while its disk is full; the rest
+	// but Peer is then unknown (pollers null), not zero.
+	StoreFull string `json:"store_full,omitempty"`
 }
+
+// peerDiskFullCode is the JetStream API error code a site peer whose disk
+// is full answers with (peer/disk.go).
+const peerDiskFullCode = 10047
 
 type peerStatus struct {
 	URL     string `json:"url"`
@@ -93,6 +102,14 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 		Version: cl.nc.ConnectedServerVersion(), RTT: rtt.Round(time.Microsecond).String(),
 	}}
 	ai, err := cl.js.AccountInfo(ctx)
+	if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == peerDiskFullCode {
+		// A site peer whose disk is full answers for JetStream itself
+		// (docs/operations.md): what lives in its store (devices, the
+		// group, the pollers' heartbeats) cannot be read until it stores
+		// again; say so rather than show figures.
+		rep.Peer.Role, rep.StoreFull = "site", apiErr.Description
+		return rep, nil
+	}
 	if err != nil {
 		return rep, fmt.Errorf("status: %w", err)
 	}
@@ -146,6 +163,12 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 
 // printSiteStatus prints a site peer's status for people.
 func printSiteStatus(rep statusReport) error {
+	if rep.StoreFull != "" {
+		fmt.Printf("site peer %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
+		fmt.Printf("store: %s\n", rep.StoreFull)
+		fmt.Println("devices, poller group, pollers, link to central: unknown until the peer stores again (its pollers spool meanwhile)")
+		return nil
+	}
 	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
 	leader := rep.Group.Leader
 	if leader == "" {
