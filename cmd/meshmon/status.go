@@ -155,7 +155,7 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 	}
 	rep.Group = &group
 	if !noc {
-		link := bus.SiteCentralLink(ctx, cl.js)
+		link := bus.SiteCentralLink(ctx, cl.js, rep.Peer.Domain)
 		rep.Central = &link
 	}
 	return rep, nil
@@ -300,7 +300,7 @@ func credsRole(c *cli.Context) tenancy.Role {
 // central last acknowledged an event, and what central has not
 // acknowledged yet.
 func centralLinkLine(l bus.CentralLink, now time.Time) string {
-	line := "link to central: " + l.State
+	line := "link to central: " + l.State + since(l.Since, now)
 	if l.LastAck.IsZero() {
 		line += ", central has acknowledged no event yet"
 	} else {
@@ -312,5 +312,23 @@ func centralLinkLine(l bus.CentralLink, now time.Time) string {
 		}
 		return strconv.FormatUint(*n, 10)
 	}
-	return line + fmt.Sprintf("; not yet at central: %s events, %s samples", count(l.Events), count(l.Samples))
+	line += fmt.Sprintf("; not yet at central: %s events, %s samples", count(l.Events), count(l.Samples))
+	if len(l.Peers) > 1 {
+		// A site cluster: each member's own link.
+		var each []string
+		for _, p := range l.Peers {
+			each = append(each, p.Peer+" "+p.State+since(p.Since, now))
+		}
+		line += "; members' links: " + strings.Join(each, ", ")
+	}
+	return line
+}
+
+// since is " since <time> (<how long> ago)" for people, or nothing for the
+// zero time.
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " since " + t.UTC().Format(time.DateTime) + " UTC (" + now.Sub(t).Round(time.Second).String() + " ago)"
 }
