@@ -54,7 +54,8 @@ import (
 // the peer cannot reach; the flag goes only into the INFO of routes made
 // afterwards, and the statsz that tell the other members whether this one
 // runs JetStream keep saying it does (the internal send loop read the flag
-// at start and is restarted only by a reload).
+// at start and reads it again only after a reload or a change of
+// cluster name).
 
 // Disk watch timing.
 const (
