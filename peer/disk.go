@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,18 +26,36 @@ import (
 // JetStream is started again. A clustered server shuts its JetStream down
 // itself instead (jetstream.go handleOutOfSpace).
 //
-// So a peer that is not a cluster member watches its store (watchDisk,
-// below): once a stream reports
+// So the peer watches its store (watchDisk, below): once a stream reports
 // a write error, or JetStream is off without the peer having turned it
 // off, it shuts JetStream down (Server.ShutdownJetStream, which keeps the
-// store) and, at a site peer (storeAccounts),
-// answers every publish to the streams' subjects itself with a JetStream
-// API error: code 10047 ("insufficient storage resources",
-// meshmon.ErrPeerDiskFull to a poller) and a description that says the
-// disk is full. Once the file system has room again
-// (resumeFree) it stops answering and starts JetStream again in process
-// with the configuration it ran with (Server.EnableJetStream), which loads
-// the streams and consumers from the store as at a restart.
+// store and, in a cluster, the meta group's state) and, at a site peer
+// that is not a cluster member (storeAccounts), answers every publish to
+// the streams' subjects itself with a JetStream API error: code 10047
+// ("insufficient storage resources", meshmon.ErrPeerDiskFull to a poller)
+// and a description that says the disk is full. Once the file system has
+// room again (resumeFree) it stops answering and starts JetStream again in
+// process with the configuration it ran with (Server.EnableJetStream),
+// which loads the streams and consumers from the store as at a restart.
+//
+// A cluster member does the same but refuses nothing: the other members
+// keep the streams' replicas and a quorum stores what the full member's
+// clients publish (routed to the streams' leaders), so an answer of its
+// own would race theirs and could say "disk full" of an event stored.
+// Starting a cluster member's JetStream again in process is nats-server's
+// own path: a config reload of a server whose JetStream was turned off at
+// run time calls restartJetStream (reload.go: "Check to make sure we are
+// running JetStream if we think we should be"; jetstream.go), which is
+// EnableJetStream with the options' configuration; that starts the meta
+// group again from the state ShutdownJetStream kept
+// (TestJetStreamClusterDisableVsShutdownJetStreamMetaState), and the
+// member's stream replicas catch up from their leaders as after a restart.
+// restartJetStream also sets the server's INFO flag for JetStream, which
+// the peer cannot reach; the flag goes only into the INFO of routes made
+// afterwards, and the statsz that tell the other members whether this one
+// runs JetStream keep saying it does (the internal send loop read the flag
+// at start and reads it again only after a reload or a change of
+// cluster name).
 
 // Disk watch timing.
 const (
@@ -113,10 +132,7 @@ func (o diskObs) outOfSpace() bool {
 // file), until ctx is done.
 func (p *Peer) watchDisk(ctx context.Context) {
 	srv := p.Server()
-	if srv == nil || p.cfg.Cluster.Clustered() {
-		// A cluster member's JetStream is shut down by nats-server itself
-		// when its disk fills, and the other members serve; starting it
-		// again in process has not been tried in a cluster (docs/operations.md).
+	if srv == nil {
 		return
 	}
 	jsCfg := srv.JetStreamConfig()
@@ -129,6 +145,8 @@ func (p *Peer) watchDisk(ctx context.Context) {
 	jsCfg.StoreDir = filepath.Dir(jsCfg.StoreDir)
 	r := &refusal{p: p}
 	defer r.stop()
+	w := p.witnessPublishes()
+	defer w.stop()
 	var lastTry time.Time
 	t := time.NewTicker(diskPoll)
 	defer t.Stop()
@@ -146,22 +164,29 @@ func (p *Peer) watchDisk(ctx context.Context) {
 			if reason == "" {
 				reason = "the server turned JetStream off"
 			}
+			refusing := "refusing writes"
+			if p.cfg.Cluster.Clustered() {
+				refusing = "JetStream off (the other cluster members store)"
+			}
 			if o.outOfSpace() {
-				p.log.Error("store disk full: refusing writes until the disk has room again, then storing resumes by itself",
+				p.log.Error("store disk full: "+refusing+" until the disk has room again, then storing resumes by itself",
 					"dir", p.cfg.StoreDir(), "free", meshmon.ShowSize(o.Free), "needs", meshmon.ShowSize(resumeFree(o.Size)), "err", reason)
 			} else {
-				p.log.Error("store failed: refusing writes and starting JetStream again", "dir", p.cfg.StoreDir(), "err", reason)
+				p.log.Error("store failed: "+refusing+"; starting JetStream again", "dir", p.cfg.StoreDir(), "err", reason)
 			}
 			if err := srv.ShutdownJetStream(); err != nil {
 				p.log.Error("shut JetStream down", "err", err)
 			}
 			r.start(o)
+			// The publishes the store failed on went unanswered: answer
+			// them now rather than leave their clients to time out.
+			r.answer(w.since(time.Now().Add(-witnessWindow)))
 		case diskResume:
 			lastTry = time.Now()
 			r.stop()
 			c := *jsCfg
 			if err := srv.EnableJetStream(&c); err != nil {
-				p.log.Error("start JetStream again; refusing writes until the next try", "err", err)
+				p.log.Error("start JetStream again; JetStream off until the next try", "err", err)
 				_ = srv.ShutdownJetStream()
 				r.start(o)
 				continue
@@ -192,8 +217,12 @@ func observeDisk(srv *server.Server, dir string) diskObs {
 // down, in each account the peer keeps streams in. Its methods are called
 // from the disk watch only.
 type refusal struct {
-	p     *Peer
+	p *Peer
+	// conns has a connection for each of storeAccounts, nil where none
+	// could be made.
 	conns []*nats.Conn
+	// reply is the refusal's answer; nil when not refusing.
+	reply []byte
 }
 
 func (r *refusal) on() bool { return r.conns != nil }
@@ -209,11 +238,13 @@ func (r *refusal) start(o diskObs) {
 		code, desc = 10076, "peer store failed: "+o.WriteErr+"; the peer is starting JetStream again"
 	}
 	reply, _ := json.Marshal(map[string]any{"error": map[string]any{"code": 503, "err_code": code, "description": desc}})
+	r.reply = reply
 	r.conns = []*nats.Conn{} // on, even where no account could be reached
 	for _, dial := range r.p.storeAccounts() {
 		nc, err := dial()
 		if err != nil {
 			r.p.log.Warn("refuse writes: in-process connection", "err", err)
+			r.conns = append(r.conns, nil)
 			continue
 		}
 		answer := func(m *nats.Msg) {
@@ -240,21 +271,130 @@ func (r *refusal) start(o diskObs) {
 	}
 }
 
+// answer sends the refusal to each of replies (reply subjects of
+// publishes the store left unanswered), through the refusal's connection
+// in the account the publish was made in.
+func (r *refusal) answer(replies []witnessed) {
+	if r.reply == nil {
+		return
+	}
+	for _, w := range replies {
+		if w.acc < len(r.conns) && r.conns[w.acc] != nil {
+			_ = r.conns[w.acc].Publish(w.reply, r.reply)
+		}
+	}
+	for _, nc := range r.conns {
+		if nc != nil {
+			_ = nc.FlushTimeout(2 * time.Second)
+		}
+	}
+}
+
 // stop ends the refusal.
 func (r *refusal) stop() {
 	for _, nc := range r.conns {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	r.conns, r.reply = nil, nil
+}
+
+// witnessWindow is how far back the publishes answered with the refusal
+// when it starts go: the store failed at most a disk poll (and the health
+// check's time) before the watch saw it. A publish in that window that was
+// stored after all has had its answer already, and the client drops a
+// second one; one whose answer is still on its way is sent again by the
+// poller and stored once (its message id).
+const witnessWindow = 2 * time.Second
+
+// witnessed is a publish's reply subject, the index in storeAccounts of
+// the account it was made in, and when the peer saw it.
+type witnessed struct {
+	reply string
+	acc   int
+	at    time.Time
+}
+
+// witness keeps the reply subjects of the latest publishes to the
+// streams' subjects, in each account the peer refuses in: nats-server
+// leaves the publish the store fails on without an answer (stream.go:
+// "We don't want to respond back to the user"), and with these the
+// refusal answers them as it starts instead of leaving the poller to wait
+// out its publish timeout.
+type witness struct {
+	conns []*nats.Conn
+	mu    sync.Mutex
+	ring  [witnessRing]witnessed
+	next  int
+}
+
+// witnessRing bounds the publishes kept: at 1,000 events a second with a
+// batch's commit the only one asking for an answer, far more than a
+// window's.
+const witnessRing = 4096
+
+// witnessPublishes starts the witness in each account the peer refuses in
+// (none at central or at a cluster member).
+func (p *Peer) witnessPublishes() *witness {
+	w := &witness{}
+	for i, dial := range p.storeAccounts() {
+		nc, err := dial()
+		if err != nil {
+			p.log.Warn("disk watch: in-process connection", "err", err)
+			continue
+		}
+		w.conns = append(w.conns, nc)
+		see := func(m *nats.Msg) {
+			if m.Reply == "" {
+				return
+			}
+			w.mu.Lock()
+			w.ring[w.next%witnessRing] = witnessed{reply: m.Reply, acc: i, at: time.Now()}
+			w.next++
+			w.mu.Unlock()
+		}
+		for _, subj := range []string{bus.EventsSubjects, bus.MetricsSubjects} {
+			sub, err := nc.Subscribe(subj, see)
+			if err != nil {
+				p.log.Warn("disk watch: subscribe", "err", err)
+				continue
+			}
+			// A witness that falls behind drops messages, never the
+			// publisher's: it only serves a full disk's first answers.
+			_ = sub.SetPendingLimits(64<<10, 64<<20)
+		}
+	}
+	return w
+}
+
+// since returns the publishes seen at or after t, oldest first.
+func (w *witness) since(t time.Time) []witnessed {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []witnessed
+	for i := max(0, w.next-witnessRing); i < w.next; i++ {
+		if e := w.ring[i%witnessRing]; !e.at.Before(t) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (w *witness) stop() {
+	for _, nc := range w.conns {
 		nc.Close()
 	}
-	r.conns = nil
 }
 
 // storeAccounts returns a dialler of an in-process connection in each
 // account the peer keeps its streams in: the tenant's, or in operator mode
 // each tenant's (as its upkeep user). It returns none at central: its
 // streams source and take no publishes, and a refusal there would draw
-// every site's events over its link.
+// every site's events over its link. Nor at a cluster member: the other
+// members store what it is sent (see the top of this file).
 func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
-	if p.cfg.Role != RoleSite {
+	if p.cfg.Role != RoleSite || p.cfg.Cluster.Clustered() {
 		return nil
 	}
 	if len(p.cfg.Tenants) == 0 {

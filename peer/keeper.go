@@ -2,7 +2,9 @@ package peer
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -110,6 +112,18 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		}
 	}()
 	k := newKeeper(p.cfg.Cluster.Listen != "", p.now())
+	// This member's own link, since when, for status (bus.PeerLinks).
+	var link atomic.Pointer[bus.PeerLink]
+	link.Store(&bus.PeerLink{Peer: p.cfg.Name, State: bus.LinkDown, Since: p.now()})
+	if sub, err := nc.Subscribe(bus.LinkStateSubject(p.cfg.Site), func(m *nats.Msg) {
+		if b, err := json.Marshal(link.Load()); err == nil {
+			_ = m.Respond(b)
+		}
+	}); err != nil {
+		p.log.Warn("peer source keeper: subscribe", "subject", bus.LinkStateSubject(p.cfg.Site), "err", err)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	t := time.NewTicker(keepPoll)
 	defer t.Stop()
 	for {
@@ -120,6 +134,9 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		}
 		// Observe.
 		snap := keeperSnapshot{linked: centralLinked(acc), beacon: beaconSub != nil}
+		if state := linkState(snap.linked); state != link.Load().State {
+			link.Store(&bus.PeerLink{Peer: p.cfg.Name, State: state, Since: p.now()})
+		}
 		for _, c := range consumers {
 			snap.consumers = append(snap.consumers, consumerState{
 				leads: acc.JetStreamIsConsumerLeader(c.stream, c.name),
@@ -165,6 +182,14 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			}
 		}
 	}
+}
+
+// linkState is a link's state for status: up or down.
+func linkState(linked bool) string {
+	if linked {
+		return bus.LinkUp
+	}
+	return bus.LinkDown
 }
 
 // keptConsumer is a source consumer the keeper looks after.

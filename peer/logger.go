@@ -35,7 +35,7 @@ func (l serverLogger) Errorf(format string, v ...any) {
 	l.logf(slog.LevelError, format, v)
 	if l.full != nil && strings.Contains(format, "will be DISABLED") && l.full.CompareAndSwap(false, true) {
 		// nats-server's own line does not say what to do.
-		l.log.Error("this peer's data dir is out of space (or its JetStream limits are reached): it stopped storing and serves no stream; the other members of its cluster keep serving. Free space and restart it.",
+		l.log.Error("this peer's data dir is out of space (or its JetStream limits are reached): it stopped storing and serves no stream; the other members of its cluster keep serving. It starts storing again by itself once the data dir has room (peer/disk.go).",
 			"data_dir", l.dataDir, "server", fmt.Sprintf(format, v...))
 	}
 }

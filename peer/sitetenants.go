@@ -23,6 +23,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -287,8 +288,57 @@ func (p *Peer) applyTenants(srv *server.Server) error {
 // until ctx is done: it makes every tenant's streams, buckets and source
 // consumers once the cluster has a JetStream quorum (three replicas in a
 // cluster of three or more, as Config.Replicas says), trying again every
-// second, then closes streamsReady.
+// second, then closes streamsReady; then, as maintain does in default
+// mode, it raises each tenant's streams to three replicas once three
+// members are up (a cluster grown from fewer), never lowers them.
 func (p *Peer) maintainTenants(ctx context.Context) {
+	if !p.ensureTenants(ctx) {
+		return
+	}
+	srv := p.Server()
+	conns := make([]*nats.Conn, len(p.cfg.Tenants))
+	defer func() {
+		for _, nc := range conns {
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	}()
+	var lastErr string
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, tn := range p.cfg.Tenants {
+			if conns[i] == nil {
+				nc, err := tn.upkeepConn(srv, p.cfg.Site, "meshmon-peer-scale-"+tn.Name)
+				if err != nil {
+					continue
+				}
+				conns[i] = nc
+			}
+			js, err := jetstream.New(conns[i])
+			if err != nil {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = p.scale(actx, js)
+			cancel()
+			if err != nil && ctx.Err() == nil && err.Error() != lastErr {
+				lastErr = err.Error()
+				p.log.Warn("scale streams", "tenant", tn.Name, "err", err)
+			}
+		}
+	}
+}
+
+// ensureTenants makes every tenant's streams (see maintainTenants) and
+// closes streamsReady; it reports false when ctx ended first.
+func (p *Peer) ensureTenants(ctx context.Context) bool {
 	srv := p.Server()
 	done := make([]bool, len(p.cfg.Tenants))
 	var lastErr string
@@ -317,11 +367,11 @@ func (p *Peer) maintainTenants(ctx context.Context) {
 		if left == 0 {
 			close(p.streamsReady)
 			p.log.Info("peer streams ready", "name", p.cfg.Name, "domain", p.cfg.Domain())
-			return
+			return true
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
 	}
@@ -406,18 +456,19 @@ type accountFollower struct {
 }
 
 func (f *accountFollower) run(ctx context.Context) {
-	backoff := time.Second
+	const first, most = time.Second, 30 * time.Second
+	b := backoff.New(first, most)
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := f.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		f.p.log.Debug("following the tenant's account at central; again shortly", "tenant", f.t.Name, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
+		if time.Since(began) > most {
+			b.Reset() // it followed a while: a failure after that starts afresh
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		f.p.log.Debug("following the tenant's account at central; again shortly", "tenant", f.t.Name, "err", err)
+		b.Wait(ctx)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // How a central peer looks after the sources of central's streams (see
@@ -32,8 +33,9 @@ const (
 	// kickGrace: a source whose site's link has just come back, and whose
 	// request was not lost, is left this long to resume on its own.
 	kickGrace = 3 * time.Second
-	// Kicks of one source back off from kickFirst to kickMax while they do
-	// not help (a site whose streams are not made yet, say).
+	// Kicks of one source back off from kickFirst to kickMax (doubling,
+	// each wait ±20%: internal/backoff) while they do not help (a site
+	// whose streams are not made yet, say).
 	kickFirst = 2 * time.Second
 	kickMax   = 30 * time.Second
 	// answerWithin bounds how long the watch waits for a site to answer.
@@ -326,7 +328,7 @@ type sourceWatch struct {
 	reached map[sourceKey]reach
 	// kicks: the back-off of each source that is a candidate to be set
 	// again.
-	kicks map[sourceKey]*backoff
+	kicks map[sourceKey]*kickBackoff
 }
 
 type reach struct {
@@ -334,13 +336,15 @@ type reach struct {
 	lost  bool
 }
 
-type backoff struct {
+// kickBackoff is when a source may be set again next, and the back-off
+// (internal/backoff: doubling, jittered) that paces it.
+type kickBackoff struct {
 	next time.Time
-	wait time.Duration
+	wait *backoff.Backoff
 }
 
 func newSourceWatch() *sourceWatch {
-	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, kicks: map[sourceKey]*backoff{}}
+	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, kicks: map[sourceKey]*kickBackoff{}}
 }
 
 // due reports whether the watch takes a snapshot now: every sourcesFull,
@@ -404,7 +408,7 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 		seen[key] = true
 		b := w.kicks[key]
 		if b == nil {
-			b = &backoff{wait: kickFirst}
+			b = &kickBackoff{wait: backoff.New(kickFirst, kickMax)}
 			w.kicks[key] = b
 		}
 		if now.Before(b.next) {
@@ -442,8 +446,7 @@ func (w *sourceWatch) kick(asked []sourceKey, answered map[string]bool, now time
 			continue
 		}
 		if b := w.kicks[key]; b != nil {
-			b.next = now.Add(b.wait)
-			b.wait = min(2*b.wait, kickMax)
+			b.next = now.Add(b.wait.Next())
 		}
 		out[key.stream] = append(out[key.stream], key.site)
 	}

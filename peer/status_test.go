@@ -16,6 +16,7 @@ import (
 // caught up; the site's own status shows its link to central down, with
 // the events central lacks, and up again with none.
 func TestStatusTellsTruth(t *testing.T) {
+	start := time.Now()
 	ctx := testCtx(t)
 	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))
 	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
@@ -51,39 +52,55 @@ func TestStatusTellsTruth(t *testing.T) {
 		}
 		return links[0].Up, lag, nil
 	}
-	siteSays := func(state string, events uint64) error {
-		l := bus.SiteCentralLink(ctx, paris)
+	// siteSays checks the site's view of its link: state, since a time
+	// after the previous change (after), and the events not at central.
+	var since time.Time
+	siteSays := func(state string, events uint64, after time.Time) error {
+		l := bus.SiteCentralLink(ctx, paris, "paris")
 		if l.State != state || l.Events == nil || *l.Events != events || l.Samples == nil || *l.Samples != 0 {
 			return fmt.Errorf("site's link %+v (events %v), want %s with %d events not at central", l, deref(l.Events), state, events)
 		}
 		if l.LastAck.IsZero() {
 			return errors.New("no last acknowledgement")
 		}
+		if len(l.Peers) != 1 || l.Peers[0].Peer != "paris-1" || l.Peers[0].State != state {
+			return fmt.Errorf("the peers' links %+v, want paris-1's, %s", l.Peers, state)
+		}
+		if l.Since.Before(after) || l.Since.After(time.Now()) {
+			return fmt.Errorf("%s since %s, want after %s", state, l.Since, after)
+		}
+		since = l.Since
 		return nil
 	}
 	checkFor(t, 20*time.Second, func() error {
 		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
 		}
-		return siteSays(bus.LinkUp, 0)
+		return siteSays(bus.LinkUp, 0, start)
 	})
 
+	upSince := since
+	cutAt := time.Now()
 	px.Cut(true)
 	publishSite(t, paris, "paris", 50, 7)
 	checkFor(t, 30*time.Second, func() error {
 		if up, lag, err := centralSays(); err != nil || up || lag != -1 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want down with lag unknown", up, lag, err)
 		}
-		return siteSays(bus.LinkDown, 7)
+		return siteSays(bus.LinkDown, 7, cutAt)
 	})
+	if !upSince.Before(cutAt) {
+		t.Fatalf("up since %s, not before the cut at %s", upSince, cutAt)
+	}
 
+	backAt := time.Now()
 	px.Cut(false)
 	waitCount(t, cjs, "paris", 57, time.Minute)
 	checkFor(t, 30*time.Second, func() error {
 		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
 		}
-		return siteSays(bus.LinkUp, 0)
+		return siteSays(bus.LinkUp, 0, backAt)
 	})
 }
 

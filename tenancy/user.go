@@ -169,8 +169,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// A site peer's own upkeep, in process only (IssueUser): its
 		// streams, buckets and source consumers; the keeper on the
 		// source consumers' delivery subjects; the site-cluster beacon;
-		// and the tenant's account JWT in central's tenant bucket.
-		sub.Allow.Add(InboxPrefix(name)+".>", "meshmon.source."+site+".>", "meshmon.link."+site)
+		// the site's link state for status (bus.LinkStateSubject, answered
+		// to whoever asks); and the tenant's account JWT in central's
+		// tenant bucket.
+		sub.Allow.Add(InboxPrefix(name)+".>", "meshmon.source."+site+".>", "meshmon.link."+site, "meshmon.link."+site+".state")
+		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		pub.Allow.Add(InboxPrefix(name)+".>", "meshmon.link."+site)
 		// A request to $JS.<site>.API is checked after the server maps
 		// it to $JS.API.

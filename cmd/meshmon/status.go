@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -46,7 +48,14 @@ type statusReport struct {
 	// NOC's credential, which may not read the source consumers.
 	Central      *bus.CentralLink  `json:"central,omitempty"`
 	CentralPeers []bus.CentralPeer `json:"central_peers,omitempty"`
+	// StoreFull is the peer's refusal while its disk is full; the rest
+	// but Peer is then unknown (pollers null), not zero.
+	StoreFull string `json:"store_full,omitempty"`
 }
+
+// peerDiskFullCode is the JetStream API error code a site peer whose disk
+// is full answers with (peer/disk.go).
+const peerDiskFullCode = 10047
 
 type peerStatus struct {
 	URL     string `json:"url"`
@@ -93,6 +102,14 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 		Version: cl.nc.ConnectedServerVersion(), RTT: rtt.Round(time.Microsecond).String(),
 	}}
 	ai, err := cl.js.AccountInfo(ctx)
+	if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == peerDiskFullCode {
+		// A site peer whose disk is full answers for JetStream itself
+		// (docs/operations.md): what lives in its store (devices, the
+		// group, the pollers' heartbeats) cannot be read until it stores
+		// again; say so rather than show figures.
+		rep.Peer.Role, rep.StoreFull = "site", apiErr.Description
+		return rep, nil
+	}
 	if err != nil {
 		return rep, fmt.Errorf("status: %w", err)
 	}
@@ -138,7 +155,7 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 	}
 	rep.Group = &group
 	if !noc {
-		link := bus.SiteCentralLink(ctx, cl.js)
+		link := bus.SiteCentralLink(ctx, cl.js, rep.Peer.Domain)
 		rep.Central = &link
 	}
 	return rep, nil
@@ -146,6 +163,12 @@ func readStatus(ctx context.Context, c *cli.Context, cl *client) (statusReport, 
 
 // printSiteStatus prints a site peer's status for people.
 func printSiteStatus(rep statusReport) error {
+	if rep.StoreFull != "" {
+		fmt.Printf("site peer %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
+		fmt.Printf("store: %s\n", rep.StoreFull)
+		fmt.Println("devices, poller group, pollers, link to central: unknown until the peer stores again (its pollers spool meanwhile)")
+		return nil
+	}
 	fmt.Printf("site peer %s of site %s (nats-server %s) at %s, rtt %s\n", rep.Peer.Server, rep.Peer.Domain, rep.Peer.Version, rep.Peer.URL, rep.Peer.RTT)
 	leader := rep.Group.Leader
 	if leader == "" {
@@ -277,7 +300,7 @@ func credsRole(c *cli.Context) tenancy.Role {
 // central last acknowledged an event, and what central has not
 // acknowledged yet.
 func centralLinkLine(l bus.CentralLink, now time.Time) string {
-	line := "link to central: " + l.State
+	line := "link to central: " + l.State + since(l.Since, now)
 	if l.LastAck.IsZero() {
 		line += ", central has acknowledged no event yet"
 	} else {
@@ -289,5 +312,23 @@ func centralLinkLine(l bus.CentralLink, now time.Time) string {
 		}
 		return strconv.FormatUint(*n, 10)
 	}
-	return line + fmt.Sprintf("; not yet at central: %s events, %s samples", count(l.Events), count(l.Samples))
+	line += fmt.Sprintf("; not yet at central: %s events, %s samples", count(l.Events), count(l.Samples))
+	if len(l.Peers) > 1 {
+		// A site cluster: each member's own link.
+		var each []string
+		for _, p := range l.Peers {
+			each = append(each, p.Peer+" "+p.State+since(p.Since, now))
+		}
+		line += "; members' links: " + strings.Join(each, ", ")
+	}
+	return line
+}
+
+// since is " since <time> (<how long> ago)" for people, or nothing for the
+// zero time.
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " since " + t.UTC().Format(time.DateTime) + " UTC (" + now.Sub(t).Round(time.Second).String() + " ago)"
 }

@@ -91,6 +91,14 @@ func TestPeerDiskFull(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "peer disk full") {
 		t.Errorf("nats pub --jetstream on a full disk: %v\n%s\nwant a failure that says peer disk full", err, out)
 	}
+	// status says the store is full and the figures are unknown, rather
+	// than show the pollers' last ones.
+	if out := mustRun(t, append(s.global, "status")...); !strings.Contains(out, "store: peer disk full") || strings.Contains(out, "POLLER") {
+		t.Errorf("status on a full disk:\n%s\nwant the store's refusal and no poller figures", out)
+	}
+	if out := mustRun(t, append(s.global, "status", "--json")...); !strings.Contains(out, `"store_full": "peer disk full`) || !strings.Contains(out, `"pollers": null`) {
+		t.Errorf("status --json on a full disk:\n%s\nwant store_full and pollers null", out)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
