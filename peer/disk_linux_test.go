@@ -284,9 +284,9 @@ func TestDiskFullClusterMember(t *testing.T) {
 		msgs := make([]meshmon.Message, n)
 		for i := range msgs {
 			msgs[i] = meshmon.Message{
-				Subject: meshmon.EventSubject("hq", fmt.Sprintf("dev%d", i%7), meshmon.KindNodeDown),
-				ID:      fmt.Sprintf("%s-%d", prefix, i),
-				Data:    make([]byte, 512),
+				Stream: meshmon.StreamEvents, Site: "hq", Device: fmt.Sprintf("dev%d", i%7), Kind: meshmon.KindNodeDown, Time: time.Now(),
+				ID:   fmt.Sprintf("%s-%d", prefix, i),
+				Data: make([]byte, 512),
 			}
 			want = append(want, msgs[i].ID)
 		}

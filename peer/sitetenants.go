@@ -292,7 +292,7 @@ func (p *Peer) applyTenants(srv *server.Server) error {
 // mode, it raises each tenant's streams to three replicas once three
 // members are up (a cluster grown from fewer), never lowers them.
 func (p *Peer) maintainTenants(ctx context.Context) {
-	if !p.ensureTenants(ctx) {
+	if !p.ensureTenantsUntilDone(ctx) {
 		return
 	}
 	srv := p.Server()
@@ -336,9 +336,9 @@ func (p *Peer) maintainTenants(ctx context.Context) {
 	}
 }
 
-// ensureTenants makes every tenant's streams (see maintainTenants) and
+// ensureTenantsUntilDone makes every tenant's streams (see maintainTenants) and
 // closes streamsReady; it reports false when ctx ended first.
-func (p *Peer) ensureTenants(ctx context.Context) bool {
+func (p *Peer) ensureTenantsUntilDone(ctx context.Context) bool {
 	srv := p.Server()
 	done := make([]bool, len(p.cfg.Tenants))
 	var lastErr string

@@ -303,7 +303,7 @@ func testSiteCluster(t *testing.T, operator bool) {
 		publish(pjs, "d1", 600, 150)
 		// The member sees its link down once its pings go unanswered
 		// (15-20 s); it says so on meshmon.link.<site>.state.
-		waitFor(t, time.Minute, silent.name+" to see its silently cut link down", func() bool {
+		eventually.True(t, time.Minute, silent.name+" to see its silently cut link down", func() bool {
 			for _, l := range bus.PeerLinks(ctx, anc, "lab") {
 				if l.Peer == silent.name && l.State == bus.LinkDown && l.Since.After(cutAt) {
 					return true
