@@ -385,7 +385,7 @@ func commitAll(store *storage.DB, n, per, workers int, payload []byte) <-chan er
 				for i := w * per; i < n; i += workers * per {
 					msgs := make([]meshmon.Message, 0, per)
 					for j := i; j < min(i+per, n); j++ {
-						msgs = append(msgs, meshmon.Message{Subject: "mx.bench.poller.x", ID: "poller-" + strconv.Itoa(j), Data: payload})
+						msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamMetrics, Site: "bench", Device: "poller", Kind: "x", ID: "poller-" + strconv.Itoa(j), Data: payload})
 					}
 					if err := store.Commit(msgs, nil); err != nil {
 						mu.Lock()
