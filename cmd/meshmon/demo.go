@@ -23,6 +23,7 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/peer"
+	"github.com/meshmon/meshmon/pki"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
 )
@@ -175,10 +176,11 @@ func demoPeer(ctx context.Context, dir, listen string, log *slog.Logger) (*peer.
 	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
 	pcfg.Listen = freeOr(listen)
 	pcfg.Auth = peer.Auth{User: "demo", Password: randomToken()}
-	var err error
-	if pcfg.TLS, err = localTLS(filepath.Join(dir, "tls"), pcfg.Name); err != nil {
+	files, err := pki.Loopback(filepath.Join(dir, "tls"), pcfg.Name, time.Now())
+	if err != nil {
 		return nil, pcfg, fmt.Errorf("demo certificate: %w", err)
 	}
+	pcfg.TLS = peer.TLS{Cert: files.Cert, Key: files.Key, CA: files.CA}
 	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
 	pe, err := peer.New(pcfg, log)
 	if err != nil {

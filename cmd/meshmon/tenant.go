@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/pki"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -62,7 +63,7 @@ func runInit(c *cli.Context) error {
 	if err := writeJSONFile(path, trust, 0o644); err != nil {
 		return err
 	}
-	caFile, err := initMeshCA(filepath.Join(dir, "ca"))
+	caFile, err := pki.InitCA(filepath.Join(dir, "ca"), "meshmon mesh CA", time.Now())
 	if err != nil {
 		return err
 	}
