@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -192,57 +190,17 @@ func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, auth)
 }
 
-// push sends the tenant's account JWT to central's resolver.
-func push(c *cli.Context, st *tenancy.Store, tok string) error {
-	sys, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
+// dialers connect to central as the global flags say.
+func dialers(c *cli.Context) provision.Dialers {
+	return provision.Dialers{
+		System: func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-system") },
+		Admin:  func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") },
 	}
-	nc, err := connectAs(c, sys, "meshmon-cli-system")
-	if err != nil {
-		return fmt.Errorf("connect to central as the system account: %w", err)
-	}
-	defer nc.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	return tenancy.Push(ctx, nc, tok)
 }
 
-// asTenantAdmin connects to central as a short-lived admin of the tenant.
-func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn, jetstream.JetStream, error) {
-	creds, err := st.AdminCreds(tenant, 5*time.Minute)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := connectAs(c, creds, "meshmon-cli-admin")
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to central as tenant %s: %w", tenant, err)
-	}
-	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
-}
-
-// pushTenant pushes the tenant's account JWT to central's resolver and
-// records it in the tenant's bucket at central, where its sites follow it.
-func pushTenant(c *cli.Context, st *tenancy.Store, t tenancy.Tenant) error {
-	if err := push(c, st, t.JWT); err != nil {
-		return err
-	}
-	nc, js, err := asTenantAdmin(c, st, t.Name)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	if err := bus.PutAccountJWT(ctx, js, t.JWT, 1); err != nil {
-		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
-	}
-	return nil
+// pushCtx bounds a push to central: its two requests.
+func pushCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 }
 
 func tenantCreate(c *cli.Context) error {
@@ -269,8 +227,7 @@ func tenantCreate(c *cli.Context) error {
 	defer sys.Close()
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
-	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
-	t, replicas, err := provision.Create(ctx, st, sys, dial, name, lim, c.Int("replicas"))
+	t, replicas, err := provision.Create(ctx, st, sys, dialers(c).Admin, name, lim, c.Int("replicas"))
 	if err != nil {
 		return err
 	}
@@ -325,7 +282,7 @@ func tenantShow(c *cli.Context) error {
 	}
 	var u *provision.Usage
 	var uerr error
-	if nc, js, err := asTenantAdmin(c, st, name); err != nil {
+	if nc, js, err := provision.AdminJS(st, dialers(c).Admin, name); err != nil {
 		uerr = err
 	} else {
 		ctx, cancel := opCtx(c)
@@ -391,11 +348,10 @@ func tenantLimits(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if t, err = st.SetLimits(name, lim); err != nil {
+	ctx, cancel := pushCtx(c)
+	defer cancel()
+	if t, err = provision.SetLimits(ctx, st, dialers(c), name, lim); err != nil {
 		return err
-	}
-	if err := pushTenant(c, st, t); err != nil {
-		return fmt.Errorf("%w (the key store has the new limits; run the command again to push them)", err)
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, t)
@@ -427,8 +383,7 @@ func tenantRm(c *cli.Context) error {
 	defer sys.Close()
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
-	n, err := provision.Remove(ctx, st, sys, dial, name, c.Bool("force"))
+	n, err := provision.Remove(ctx, st, sys, dialers(c).Admin, name, c.Bool("force"))
 	if err != nil {
 		return err
 	}
@@ -461,13 +416,11 @@ func tenantCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := pushCtx(c)
+	defer cancel()
 	if revoke != "" {
-		t, err := st.RevokeUser(name, revoke)
-		if err != nil {
+		if err := provision.Revoke(ctx, st, dialers(c), name, revoke); err != nil {
 			return err
-		}
-		if err := pushTenant(c, st, t); err != nil {
-			return fmt.Errorf("%w (the key store has the revocation; run the command again to push it)", err)
 		}
 		if c.Bool("json") {
 			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": revoke})
@@ -475,30 +428,7 @@ func tenantCreds(c *cli.Context) error {
 		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
 		return nil
 	}
-	user := c.String("user")
-	if user == "" {
-		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
-	}
-	if role == tenancy.RolePoller {
-		// A poller credential of another tenant's site, or of none, would
-		// be a credential for a site the tenant never added.
-		if err := st.CheckSite(name, c.String("site")); err != nil {
-			return err
-		}
-		// A site added before its pollers had a key of their own gets it
-		// now, and central and the sites must have it before the
-		// credential works.
-		t, added, err := st.EnsurePollerKey(name, c.String("site"))
-		if err != nil {
-			return err
-		}
-		if added {
-			if err := pushTenant(c, st, t); err != nil {
-				return fmt.Errorf("the tenant's account with the key of site %s's pollers: %w (the key store has the key; 'meshmon tenant limits %s' pushes the account again)", c.String("site"), err, name)
-			}
-		}
-	}
-	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
+	u, creds, err := provision.IssueCreds(ctx, st, dialers(c), name, c.String("user"), role, c.String("site"))
 	if err != nil {
 		return err
 	}
