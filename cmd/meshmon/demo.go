@@ -212,7 +212,7 @@ func demoSim(ctx context.Context, js jetstream.JetStream, trapTarget string, n i
 	inv, err := bus.OpenInventory(ictx, js)
 	if err == nil {
 		for _, a := range sm.Agents() {
-			d := simDevice(a, interval, 500*time.Millisecond, scfg.Community)
+			d := a.Device(interval, 500*time.Millisecond, scfg.Community)
 			if _, err = inv.Put(ictx, d); err != nil {
 				break
 			}

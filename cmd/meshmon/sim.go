@@ -230,7 +230,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 				return err
 			}
 			for _, a := range s.Agents() {
-				if _, err := inv.Put(actx, simDevice(a, iv, time.Second, cfg.Community)); err != nil {
+				if _, err := inv.Put(actx, a.Device(iv, time.Second, cfg.Community)); err != nil {
 					return err
 				}
 			}
@@ -247,11 +247,4 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// simDevice is the inventory entry that polls a simulated agent over v2c.
-func simDevice(a *sim.Agent, interval, timeout time.Duration, community string) meshmon.Device {
-	return meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
-		Interval: meshmon.Duration(interval), Timeout: meshmon.Duration(timeout), Retries: 1,
-		SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: community}}
 }
