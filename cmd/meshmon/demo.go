@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/demo"
 )
@@ -98,7 +99,7 @@ func demoRun(c *cli.Context) error {
 		if asJSON {
 			fmt.Printf("%s\n", m.Data)
 		} else {
-			fmt.Println(formatEvent(m.Subject, m.Data))
+			fmt.Println(meshmon.FormatEvent(m.Subject, m.Data))
 		}
 		return nil
 	})
