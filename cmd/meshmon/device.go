@@ -116,12 +116,7 @@ func deviceAdd(c *cli.Context) error {
 			d.Revision, err = inv.Create(ctx, d)
 			return err
 		}
-		if _, gerr := inv.Get(ctx, name); gerr == nil {
-			replaced = true
-		} else if !errors.Is(gerr, bus.ErrDeviceNotFound) {
-			return gerr
-		}
-		d.Revision, err = inv.Put(ctx, d)
+		d.Revision, replaced, err = inv.Upsert(ctx, d)
 		return err
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
@@ -265,22 +260,14 @@ func deviceImport(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import %s: %w", path, err)
 	}
-	names := make([]string, 0, len(devs))
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) error {
-		for _, d := range devs {
-			var err error
-			if c.Bool("replace") {
-				_, err = inv.Put(ctx, d)
-			} else {
-				_, err = inv.Create(ctx, d)
-			}
-			if errors.Is(err, bus.ErrDeviceExists) {
-				return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", d.Name, len(names), len(devs))
-			}
-			if err != nil {
-				return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
-			}
-			names = append(names, d.Name)
+	var names []string
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		names, err = inv.Import(ctx, devs, c.Bool("replace"))
+		if errors.Is(err, bus.ErrDeviceExists) {
+			return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
+		}
+		if err != nil {
+			return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
 		}
 		return nil
 	})

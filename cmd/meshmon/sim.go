@@ -229,12 +229,12 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			if err != nil {
 				return err
 			}
+			devs := make([]meshmon.Device, 0, len(s.Agents()))
 			for _, a := range s.Agents() {
-				if _, err := inv.Put(actx, a.Device(iv, time.Second, cfg.Community)); err != nil {
-					return err
-				}
+				devs = append(devs, a.Device(iv, time.Second, cfg.Community))
 			}
-			return nil
+			_, err = inv.Import(actx, devs, true)
+			return err
 		}()
 		if err == nil {
 			log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)
