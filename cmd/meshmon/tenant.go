@@ -14,7 +14,6 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/pki"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -46,25 +45,14 @@ func runInit(c *cli.Context) error {
 		return fmt.Errorf("'meshmon init' takes no arguments; got %q", c.Args().Slice())
 	}
 	dir := c.String("keys")
-	st, err := tenancy.Init(dir, c.String("operator"))
+	in, err := provision.Init(dir, c.String("operator"))
 	if errors.Is(err, tenancy.ErrExists) {
 		return fmt.Errorf("%w; a second init would replace the operator every peer trusts (use another --keys)", err)
 	}
 	if err != nil {
 		return err
 	}
-	trust, err := st.Trust()
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(dir, "trust.json")
-	if err := writeJSONFile(path, trust, 0o644); err != nil {
-		return err
-	}
-	caFile, err := pki.InitCA(filepath.Join(dir, "ca"), "meshmon mesh CA", time.Now())
-	if err != nil {
-		return err
-	}
+	trust, path, caFile := in.Trust, in.TrustFile, in.CAFile
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount, "ca": caFile})
 	}
@@ -73,18 +61,6 @@ func runInit(c *cli.Context) error {
 	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
 	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
 	return nil
-}
-
-func writeJSONFile(path string, v any, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := printJSON(f, v); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // limitFlags set a tenant's limits; create takes their defaults, limits
