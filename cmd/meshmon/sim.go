@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -152,18 +150,12 @@ func simRun(c *cli.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if ln != nil {
-		srv := &http.Server{Handler: sim.ControlHandler(s), ReadHeaderTimeout: 5 * time.Second}
 		fmt.Fprintf(os.Stderr, "control API: http://%s/agents\n", ln.Addr())
 		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := sim.ServeControl(ctx, s, ln); err != nil {
 				log.Error("sim: control API", "err", err)
 			}
 		})
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
 	}
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x73696d))
