@@ -161,19 +161,11 @@ func siteAdd(c *cli.Context) error {
 	err = withCentral(c, func(ctx context.Context, cl *client) error {
 		// Join info first: a central without a leaf listener cannot take
 		// sites, and nothing should be recorded then.
-		for {
-			info, err = bus.Join(ctx, cl.js)
-			if err == nil && len(info.Central) >= c.Int("wait-central") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				if err == nil {
-					err = fmt.Errorf("only %d of %d central peers have published their leaf URL (see --wait-central)", len(info.Central), c.Int("wait-central"))
-				}
-				return err
-			case <-time.After(200 * time.Millisecond):
-			}
+		var few *bus.TooFewCentralError
+		if info, err = bus.JoinWait(ctx, cl.js, c.Int("wait-central")); errors.As(err, &few) {
+			return fmt.Errorf("%w (see --wait-central)", err)
+		} else if err != nil {
+			return err
 		}
 		return bus.AddSite(ctx, cl.js, name, time.Now())
 	})
