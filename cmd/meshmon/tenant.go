@@ -174,7 +174,8 @@ func dialers(c *cli.Context) provision.Dialers {
 	}
 }
 
-// pushCtx bounds a push to central: its two requests.
+// pushCtx bounds an exchange with central of two steps: a push (two
+// requests), or a connection and a read.
 func pushCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 }
@@ -256,17 +257,10 @@ func tenantShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var u *provision.Usage
-	var uerr error
-	if nc, js, err := provision.AdminJS(st, dialers(c).Admin, name); err != nil {
-		uerr = err
-	} else {
-		ctx, cancel := opCtx(c)
-		got, err := provision.ReadUsage(ctx, js)
-		cancel()
-		nc.Close()
-		u, uerr = &got, err
-	}
+	ctx, cancel := pushCtx(c) // the connection (up to --timeout), then the read
+	got, uerr := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
+	cancel()
+	u := &got
 	if c.Bool("json") {
 		out := struct {
 			tenancy.Tenant

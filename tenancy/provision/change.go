@@ -146,3 +146,14 @@ func SiteJoin(ctx context.Context, st *tenancy.Store, d Dialers, tenant, site st
 	}
 	return st.IssueSite(tenant, site)
 }
+
+// TenantUsage reads what the tenant uses at central (ReadUsage) as its
+// admin, over a connection from dial.
+func TenantUsage(ctx context.Context, st *tenancy.Store, dial Dialer, tenant string) (Usage, error) {
+	nc, js, err := AdminJS(st, dial, tenant)
+	if err != nil {
+		return Usage{}, err
+	}
+	defer nc.Close()
+	return ReadUsage(ctx, js)
+}
