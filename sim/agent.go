@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/meshmon/meshmon"
 )
 
 const (
@@ -92,6 +94,16 @@ func (a *Agent) Addr() netip.AddrPort {
 		return netip.AddrPortFrom(a.bindAddr, uint16(a.sim.cfg.Port))
 	}
 	return a.addr
+}
+
+// Device is the agent as an inventory device: polled by SNMP v2c with
+// community at its address and port (see Addr) every interval, each
+// request timing out after timeout, with one retry.
+func (a *Agent) Device(interval, timeout time.Duration, community string) meshmon.Device {
+	ap := a.Addr()
+	return meshmon.Device{Name: a.Name(), Address: ap.Addr().String(), Checks: []string{meshmon.CheckSNMP},
+		Interval: meshmon.Duration(interval), Timeout: meshmon.Duration(timeout), Retries: 1,
+		SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(ap.Port()), Community: community}}
 }
 
 // EngineID returns the agent's SNMPv3 authoritative engine ID.

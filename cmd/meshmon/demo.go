@@ -2,29 +2,18 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/bus/pollerlink"
-	"github.com/meshmon/meshmon/peer"
-	"github.com/meshmon/meshmon/poller"
-	"github.com/meshmon/meshmon/sim"
+	"github.com/meshmon/meshmon/internal/demo"
 )
 
 func demoCommand() *cli.Command {
@@ -40,11 +29,11 @@ func demoCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long", DefaultText: "run until Ctrl-C"},
 			jsonFlag(),
 		},
-		Action: demo,
+		Action: demoRun,
 	}
 }
 
-func demo(c *cli.Context) error {
+func demoRun(c *cli.Context) error {
 	n, interval := c.Int("devices"), c.Duration("interval")
 	if n < 1 || n > 10000 {
 		return fmt.Errorf("--devices %d is out of range; use 1 to 10000", n)
@@ -75,43 +64,15 @@ func demo(c *cli.Context) error {
 		defer os.RemoveAll(dir)
 	}
 
-	pe, pcfg, err := demoPeer(ctx, dir, c.String("listen"), log)
-	if err != nil {
-		return err
-	}
-	defer pe.Close()
-	password := pcfg.Auth.Password
-	ccfg := bus.ConnConfig{URL: pe.ClientURL(), User: "demo", Password: password, CAFile: pcfg.TLS.CA, Name: "meshmon-demo"}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	nc, err := bus.ConnectWait(cctx, ccfg)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
-	// The poller, in this process, with a trap listener for the simulator.
-	pocfg := poller.DefaultConfig()
-	pocfg.Name, pocfg.Site, pocfg.Version = "demo-poller", "demo", version
-	pocfg.TrapListen = "127.0.0.1:0"
-	po, stopPoller, err := pollerlink.StartReady(ctx, poller.ServiceConfig{Config: pocfg, DataDir: filepath.Join(dir, "poller"), PeerWait: 10 * time.Second}, ccfg, log)
-	if ctx.Err() != nil {
+	d, err := demo.Start(ctx, demo.Config{Dir: dir, Listen: c.String("listen"), Devices: n, Interval: interval, Version: version, Log: log})
+	if err != nil && ctx.Err() != nil {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer stopPoller()
-
-	sm, err := demoSim(ctx, js, po.TrapAddr().String(), n, interval, log)
-	if err != nil {
-		return err
-	}
-	defer sm.Close()
+	defer d.Close()
+	js, po := d.JS, d.Poller
 
 	asJSON := c.Bool("json")
 	// With --json, stdout carries only events (one JSON object a line); the
@@ -120,19 +81,25 @@ func demo(c *cli.Context) error {
 	if asJSON {
 		info = os.Stderr
 	}
-	demoBanner(info, pe.ClientURL(), pcfg.TLS.CA, password, pocfg.Name, n, interval)
+	demoBanner(info, d.Conn.URL, d.Conn.CAFile, d.Conn.Password, demo.PollerName, n, interval)
 
 	if every := c.Duration("faults-every"); every > 0 {
 		// Stopped before the deferred closes: the fault loop ends when the
 		// demo does, even on error.
-		defer demoFaults(ctx, sm, every, log, asJSON)()
+		defer d.RunFaults(ctx, every, func(what string, err error) {
+			if err != nil {
+				log.Warn("inject fault", "err", err)
+			} else if !asJSON {
+				fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
+			}
+		})()
 	}
 
 	err = bus.Tail(ctx, js, bus.TailOptions{Stream: bus.EventsStream, Subject: "ev.>", Live: true}, func(m bus.TailMsg) error {
 		if asJSON {
 			fmt.Printf("%s\n", m.Data)
 		} else {
-			fmt.Println(formatEvent(m.Subject, m.Data))
+			fmt.Println(meshmon.FormatEvent(m.Subject, m.Data))
 		}
 		return nil
 	})
@@ -142,103 +109,6 @@ func demo(c *cli.Context) error {
 		return nil
 	}
 	return err
-}
-
-// randomToken returns 16 random hex characters.
-func randomToken() string {
-	b := make([]byte, 8)
-	_, _ = crand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// freeOr returns addr if it can be listened on, else the same host with a
-// port the kernel picks.
-func freeOr(addr string) string {
-	l, err := net.Listen("tcp", addr)
-	if err == nil {
-		l.Close()
-		return addr
-	}
-	host, _, serr := net.SplitHostPort(addr)
-	if serr != nil || errors.Is(err, os.ErrPermission) {
-		return addr
-	}
-	return net.JoinHostPort(host, "0")
-}
-
-// demoPeer starts the demo's peer, listening on listen or, if it is taken,
-// a free port, with a password so the printed nats command shows how auth
-// works, and TLS as everywhere: a CA of the demo's own and a certificate
-// for loopback, in the data dir.
-func demoPeer(ctx context.Context, dir, listen string, log *slog.Logger) (*peer.Peer, peer.Config, error) {
-	pcfg := peer.DefaultConfig()
-	pcfg.Name, pcfg.Site, pcfg.DataDir = "demo-peer", "demo", filepath.Join(dir, "peer")
-	pcfg.Listen = freeOr(listen)
-	pcfg.Auth = peer.Auth{User: "demo", Password: randomToken()}
-	var err error
-	if pcfg.TLS, err = localTLS(filepath.Join(dir, "tls"), pcfg.Name); err != nil {
-		return nil, pcfg, fmt.Errorf("demo certificate: %w", err)
-	}
-	pcfg.Limits.EventsMaxBytes, pcfg.Limits.MetricsMaxBytes = 256<<20, 256<<20
-	pe, err := peer.New(pcfg, log)
-	if err != nil {
-		return nil, pcfg, err
-	}
-	if err := pe.Start(ctx); err != nil {
-		return nil, pcfg, err
-	}
-	return pe, pcfg, nil
-}
-
-// demoSim starts n simulated devices, sending their traps to trapTarget,
-// and puts them in the inventory of js, polled every interval.
-func demoSim(ctx context.Context, js jetstream.JetStream, trapTarget string, n int, interval time.Duration, log *slog.Logger) (*sim.Sim, error) {
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix = n, "dev"
-	scfg.TrapTarget = trapTarget
-	scfg.DownFor = 3 * interval
-	scfg.Logger = log
-	sm, err := sim.New(scfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := sm.Start(ctx); err != nil {
-		return nil, err
-	}
-	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	inv, err := bus.OpenInventory(ictx, js)
-	if err == nil {
-		for _, a := range sm.Agents() {
-			d := simDevice(a, interval, 500*time.Millisecond, scfg.Community)
-			if _, err = inv.Put(ictx, d); err != nil {
-				break
-			}
-		}
-	}
-	if err != nil {
-		sm.Close()
-		return nil, fmt.Errorf("add demo devices: %w", err)
-	}
-	return sm, nil
-}
-
-// demoFaults injects a fault into sm every so often, printing each unless
-// asJSON, until the returned stop is called or ctx is done.
-func demoFaults(ctx context.Context, sm *sim.Sim, every time.Duration, log *slog.Logger, asJSON bool) (stop func()) {
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	var wg sync.WaitGroup
-	fctx, fcancel := context.WithCancel(ctx)
-	wg.Go(func() {
-		sm.RunFaults(fctx, every, rng, func(what string, err error) {
-			if err != nil {
-				log.Warn("inject fault", "err", err)
-			} else if !asJSON {
-				fmt.Printf("%s  fault injected: %s\n", time.Now().Format("15:04:05.000"), what)
-			}
-		})
-	})
-	return func() { fcancel(); wg.Wait() }
 }
 
 // demoBanner says what runs and how to watch its events.

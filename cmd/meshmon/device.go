@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,12 +116,7 @@ func deviceAdd(c *cli.Context) error {
 			d.Revision, err = inv.Create(ctx, d)
 			return err
 		}
-		if _, gerr := inv.Get(ctx, name); gerr == nil {
-			replaced = true
-		} else if !errors.Is(gerr, bus.ErrDeviceNotFound) {
-			return gerr
-		}
-		d.Revision, err = inv.Put(ctx, d)
+		d.Revision, replaced, err = inv.Upsert(ctx, d)
 		return err
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
@@ -136,7 +130,7 @@ func deviceAdd(c *cli.Context) error {
 		verb = "replaced"
 	}
 	if c.Bool("json") {
-		return printJSON(os.Stdout, deviceResult{Result: verb, Name: d.Name, Device: ptr(redact(d))})
+		return printJSON(os.Stdout, deviceResult{Result: verb, Name: d.Name, Device: ptr(d.Redacted())})
 	}
 	fmt.Printf("device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
 	return nil
@@ -178,7 +172,7 @@ func deviceList(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tADDRESS\tCHECKS\tINTERVAL\tSNMP")
 	for _, d := range devs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, snmpSummary(d.SNMP))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.SNMP.Summary())
 	}
 	return tw.Flush()
 }
@@ -204,7 +198,7 @@ func deviceShow(c *cli.Context) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
-		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, snmpSummary(d.SNMP), d.Revision)
+		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, d.SNMP.Summary(), d.Revision)
 	return tw.Flush()
 }
 
@@ -233,17 +227,6 @@ type deviceResult struct {
 	Device *meshmon.Device `json:"device,omitempty"`
 }
 
-func snmpSummary(s *meshmon.SNMP) string {
-	if s == nil {
-		return "-"
-	}
-	port := fmt.Sprintf(":%d", s.PortOrDefault())
-	if s.Version == meshmon.SNMPv3 {
-		return fmt.Sprintf("v3%s user=%s %s", port, s.User, s.SecurityLevel())
-	}
-	return "v" + s.Version + port
-}
-
 func showSecretsFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "show-secrets", Usage: "print SNMP communities and v3 passwords as stored (for 'device import')"}
 }
@@ -253,7 +236,7 @@ func shown(c *cli.Context, d meshmon.Device) meshmon.Device {
 	if c.Bool("show-secrets") {
 		return d
 	}
-	return redact(d)
+	return d.Redacted()
 }
 
 // deviceImport adds the devices of a JSON file: one device object or a list.
@@ -273,50 +256,18 @@ func deviceImport(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	var devs []meshmon.Device
-	trimmed := strings.TrimSpace(string(b))
-	dec := json.NewDecoder(strings.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if strings.HasPrefix(trimmed, "[") {
-		err = dec.Decode(&devs)
-	} else {
-		var d meshmon.Device
-		err = dec.Decode(&d)
-		devs = []meshmon.Device{d}
-	}
+	devs, err := meshmon.ParseDevices(b)
 	if err != nil {
-		return fmt.Errorf("import %s: not a device or a list of devices: %w", path, err)
+		return fmt.Errorf("import %s: %w", path, err)
 	}
-	for i := range devs {
-		d := &devs[i]
-		d.Revision = 0
-		if err := d.Validate(); err != nil {
-			return fmt.Errorf("import %s: %w", path, err)
+	var names []string
+	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		names, err = inv.Import(ctx, devs, c.Bool("replace"))
+		if errors.Is(err, bus.ErrDeviceExists) {
+			return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
 		}
-		if s := d.SNMP; s != nil {
-			for _, f := range []struct{ name, v string }{{"community", s.Community}, {"auth_password", s.AuthPassword}, {"priv_password", s.PrivPassword}} {
-				if f.v == masked {
-					return fmt.Errorf("import %s: device %s: snmp %s is masked (%s); export with 'device list --json --show-secrets'", path, d.Name, f.name, masked)
-				}
-			}
-		}
-	}
-	names := make([]string, 0, len(devs))
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) error {
-		for _, d := range devs {
-			var err error
-			if c.Bool("replace") {
-				_, err = inv.Put(ctx, d)
-			} else {
-				_, err = inv.Create(ctx, d)
-			}
-			if errors.Is(err, bus.ErrDeviceExists) {
-				return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", d.Name, len(names), len(devs))
-			}
-			if err != nil {
-				return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
-			}
-			names = append(names, d.Name)
+		if err != nil {
+			return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
 		}
 		return nil
 	})
@@ -331,24 +282,6 @@ func deviceImport(c *cli.Context) error {
 	}
 	fmt.Printf("%d devices imported\n", len(names))
 	return nil
-}
-
-// masked is what redact puts in place of a secret.
-const masked = "********"
-
-// redact hides secrets from output; they stay in the inventory.
-func redact(d meshmon.Device) meshmon.Device {
-	if d.SNMP == nil {
-		return d
-	}
-	s := *d.SNMP
-	for _, p := range []*string{&s.Community, &s.AuthPassword, &s.PrivPassword} {
-		if *p != "" {
-			*p = masked
-		}
-	}
-	d.SNMP = &s
-	return d
 }
 
 func ptr[T any](v T) *T { return &v }

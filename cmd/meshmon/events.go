@@ -10,16 +10,16 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
 )
 
 func eventsCommand() *cli.Command {
@@ -89,7 +89,7 @@ func eventsTail(c *cli.Context) error {
 			_, err := fmt.Fprintf(os.Stdout, "%s\n", m.Data)
 			return err
 		}
-		fmt.Println(formatEvent(m.Subject, m.Data))
+		fmt.Println(meshmon.FormatEvent(m.Subject, m.Data))
 		return nil
 	})
 	if ctx.Err() != nil {
@@ -98,91 +98,28 @@ func eventsTail(c *cli.Context) error {
 	return err
 }
 
-// formatEvent renders an event for people: time, site/device, kind,
-// severity, message.
-func formatEvent(subject string, data []byte) string {
-	var ev meshmon.Event
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Data.Kind == "" {
-		return fmt.Sprintf("%s  %s", subject, data)
-	}
-	return fmt.Sprintf("%s  %-24s %-17s %-8s %s",
-		ev.Time.Local().Format("15:04:05.000"), ev.Data.Site+"/"+ev.Data.Device, ev.Data.Kind, ev.Data.Severity, ev.Data.Message)
-}
-
-// tailAllTenants tails every tenant's EVENTS stream at central, each over a
-// connection of its own as a reader of that tenant signed from the key
-// store: the streams, not the ops account's imports, so that a replay and
-// the catch-up after an outage miss nothing.
+// tailAllTenants tails every tenant's EVENTS stream at central
+// (provision.TailTenants), each as a reader of that tenant signed from the
+// key store, and prints the events with their tenant.
 func tailAllTenants(ctx context.Context, c *cli.Context, opts bus.TailOptions, asJSON bool) error {
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
 		return err
 	}
-	ts, err := st.Tenants()
-	if err != nil {
-		return err
+	dial := func(tenant string, creds []byte) (*nats.Conn, error) {
+		return connectAs(c, creds, "meshmon-tail-"+tenant)
 	}
-	if len(ts) == 0 {
-		return errors.New("the key store has no tenants; 'meshmon tenant create NAME' creates one")
-	}
-	type line struct {
-		tenant string
-		m      bus.TailMsg
-	}
-	lines := make(chan line, 1024)
-	errs := make(chan error, len(ts))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, t := range ts {
-		creds, err := st.ReaderCreds(t.Name, 24*time.Hour)
-		if err != nil {
-			return err
-		}
-		nc, err := connectAs(c, creds, "meshmon-tail-"+t.Name)
-		if err != nil {
-			return fmt.Errorf("tenant %s: %w", t.Name, err)
-		}
-		defer nc.Close()
-		js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			err := bus.Tail(ctx, js, opts, func(m bus.TailMsg) error {
-				select {
-				case lines <- line{t.Name, m}:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
-			if err != nil && ctx.Err() == nil {
-				errs <- fmt.Errorf("tenant %s: %w", t.Name, err)
-				cancel()
-			}
-		})
-	}
-	go func() { wg.Wait(); close(lines) }()
-	for l := range lines {
+	return provision.TailTenants(ctx, st, dial, opts, func(tenant string, m bus.TailMsg) error {
 		if asJSON {
-			ev := json.RawMessage(l.m.Data)
-			if !json.Valid(l.m.Data) {
-				ev, _ = json.Marshal(string(l.m.Data))
+			ev := json.RawMessage(m.Data)
+			if !json.Valid(m.Data) {
+				ev, _ = json.Marshal(string(m.Data))
 			}
-			if err := printJSONLine(os.Stdout, map[string]any{"tenant": l.tenant, "subject": l.m.Subject, "seq": l.m.Seq, "event": ev}); err != nil {
-				return err
-			}
-			continue
+			return printJSONLine(os.Stdout, map[string]any{"tenant": tenant, "subject": m.Subject, "seq": m.Seq, "event": ev})
 		}
-		fmt.Printf("%-12s %s\n", l.tenant, formatEvent(l.m.Subject, l.m.Data))
-	}
-	select {
-	case err := <-errs:
-		return err
-	default:
+		fmt.Printf("%-12s %s\n", tenant, meshmon.FormatEvent(m.Subject, m.Data))
 		return nil
-	}
+	})
 }
 
 func printJSONLine(w io.Writer, v any) error {

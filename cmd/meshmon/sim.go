@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -152,18 +150,12 @@ func simRun(c *cli.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if ln != nil {
-		srv := &http.Server{Handler: sim.ControlHandler(s), ReadHeaderTimeout: 5 * time.Second}
 		fmt.Fprintf(os.Stderr, "control API: http://%s/agents\n", ln.Addr())
 		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := sim.ServeControl(ctx, s, ln); err != nil {
 				log.Error("sim: control API", "err", err)
 			}
 		})
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
 	}
 	if every := c.Duration("faults-every"); every > 0 {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x73696d))
@@ -229,12 +221,12 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			if err != nil {
 				return err
 			}
+			devs := make([]meshmon.Device, 0, len(s.Agents()))
 			for _, a := range s.Agents() {
-				if _, err := inv.Put(actx, simDevice(a, iv, time.Second, cfg.Community)); err != nil {
-					return err
-				}
+				devs = append(devs, a.Device(iv, time.Second, cfg.Community))
 			}
-			return nil
+			_, err = inv.Import(actx, devs, true)
+			return err
 		}()
 		if err == nil {
 			log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)
@@ -247,11 +239,4 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// simDevice is the inventory entry that polls a simulated agent over v2c.
-func simDevice(a *sim.Agent, interval, timeout time.Duration, community string) meshmon.Device {
-	return meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
-		Interval: meshmon.Duration(interval), Timeout: meshmon.Duration(timeout), Retries: 1,
-		SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: community}}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
 )
 
 func siteCommand() *cli.Command {
@@ -79,7 +80,7 @@ func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error)
 		if err != nil {
 			return err
 		}
-		nc, js, err := asTenantAdmin(c, st, t)
+		nc, js, err := provision.AdminJS(st, dialers(c).Admin, t)
 		if err != nil {
 			return err
 		}
@@ -160,19 +161,11 @@ func siteAdd(c *cli.Context) error {
 	err = withCentral(c, func(ctx context.Context, cl *client) error {
 		// Join info first: a central without a leaf listener cannot take
 		// sites, and nothing should be recorded then.
-		for {
-			info, err = bus.Join(ctx, cl.js)
-			if err == nil && len(info.Central) >= c.Int("wait-central") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				if err == nil {
-					err = fmt.Errorf("only %d of %d central peers have published their leaf URL (see --wait-central)", len(info.Central), c.Int("wait-central"))
-				}
-				return err
-			case <-time.After(200 * time.Millisecond):
-			}
+		var few *bus.TooFewCentralError
+		if info, err = bus.JoinWait(ctx, cl.js, c.Int("wait-central")); errors.As(err, &few) {
+			return fmt.Errorf("%w (see --wait-central)", err)
+		} else if err != nil {
+			return err
 		}
 		return bus.AddSite(ctx, cl.js, name, time.Now())
 	})
@@ -316,18 +309,9 @@ func siteAddTenant(c *cli.Context, name string) error {
 			return fmt.Errorf("--tlsca: %w", err)
 		}
 	}
-	// The signing key of the site's pollers, scoped to the site: central
-	// and the tenant's sites (through the tenant bucket) get the account
-	// with it before any poller of the site is issued. Pushed every time,
-	// so a push that failed once is made again.
-	t, _, err := st.EnsurePollerKey(tenant, name)
-	if err != nil {
-		return err
-	}
-	if err := pushTenant(c, st, t); err != nil {
-		return fmt.Errorf("the tenant's account with the key of site %s's pollers: %w", name, err)
-	}
-	b, err := st.IssueSite(tenant, name)
+	ctx, cancel := pushCtx(c)
+	defer cancel()
+	b, err := provision.SiteJoin(ctx, st, dialers(c), tenant, name)
 	if err != nil {
 		return err
 	}

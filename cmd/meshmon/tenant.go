@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -47,25 +45,14 @@ func runInit(c *cli.Context) error {
 		return fmt.Errorf("'meshmon init' takes no arguments; got %q", c.Args().Slice())
 	}
 	dir := c.String("keys")
-	st, err := tenancy.Init(dir, c.String("operator"))
+	in, err := provision.Init(dir, c.String("operator"))
 	if errors.Is(err, tenancy.ErrExists) {
 		return fmt.Errorf("%w; a second init would replace the operator every peer trusts (use another --keys)", err)
 	}
 	if err != nil {
 		return err
 	}
-	trust, err := st.Trust()
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(dir, "trust.json")
-	if err := writeJSONFile(path, trust, 0o644); err != nil {
-		return err
-	}
-	caFile, err := initMeshCA(filepath.Join(dir, "ca"))
-	if err != nil {
-		return err
-	}
+	trust, path, caFile := in.Trust, in.TrustFile, in.CAFile
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount, "ca": caFile})
 	}
@@ -74,18 +61,6 @@ func runInit(c *cli.Context) error {
 	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
 	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
 	return nil
-}
-
-func writeJSONFile(path string, v any, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := printJSON(f, v); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // limitFlags set a tenant's limits; create takes their defaults, limits
@@ -191,57 +166,18 @@ func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, auth)
 }
 
-// push sends the tenant's account JWT to central's resolver.
-func push(c *cli.Context, st *tenancy.Store, tok string) error {
-	sys, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
+// dialers connect to central as the global flags say.
+func dialers(c *cli.Context) provision.Dialers {
+	return provision.Dialers{
+		System: func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-system") },
+		Admin:  func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") },
 	}
-	nc, err := connectAs(c, sys, "meshmon-cli-system")
-	if err != nil {
-		return fmt.Errorf("connect to central as the system account: %w", err)
-	}
-	defer nc.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	return tenancy.Push(ctx, nc, tok)
 }
 
-// asTenantAdmin connects to central as a short-lived admin of the tenant.
-func asTenantAdmin(c *cli.Context, st *tenancy.Store, tenant string) (*nats.Conn, jetstream.JetStream, error) {
-	creds, err := st.AdminCreds(tenant, 5*time.Minute)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := connectAs(c, creds, "meshmon-cli-admin")
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to central as tenant %s: %w", tenant, err)
-	}
-	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
-}
-
-// pushTenant pushes the tenant's account JWT to central's resolver and
-// records it in the tenant's bucket at central, where its sites follow it.
-func pushTenant(c *cli.Context, st *tenancy.Store, t tenancy.Tenant) error {
-	if err := push(c, st, t.JWT); err != nil {
-		return err
-	}
-	nc, js, err := asTenantAdmin(c, st, t.Name)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	if err := bus.PutAccountJWT(ctx, js, t.JWT, 1); err != nil {
-		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
-	}
-	return nil
+// pushCtx bounds an exchange with central of two steps: a push (two
+// requests), or a connection and a read.
+func pushCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 }
 
 func tenantCreate(c *cli.Context) error {
@@ -268,8 +204,7 @@ func tenantCreate(c *cli.Context) error {
 	defer sys.Close()
 	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
 	defer cancel()
-	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
-	t, replicas, err := provision.Create(ctx, st, sys, dial, name, lim, c.Int("replicas"))
+	t, replicas, err := provision.Create(ctx, st, sys, dialers(c).Admin, name, lim, c.Int("replicas"))
 	if err != nil {
 		return err
 	}
@@ -322,17 +257,10 @@ func tenantShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var u *provision.Usage
-	var uerr error
-	if nc, js, err := asTenantAdmin(c, st, name); err != nil {
-		uerr = err
-	} else {
-		ctx, cancel := opCtx(c)
-		got, err := provision.ReadUsage(ctx, js)
-		cancel()
-		nc.Close()
-		u, uerr = &got, err
-	}
+	ctx, cancel := pushCtx(c) // the connection (up to --timeout), then the read
+	got, uerr := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
+	cancel()
+	u := &got
 	if c.Bool("json") {
 		out := struct {
 			tenancy.Tenant
@@ -390,11 +318,10 @@ func tenantLimits(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if t, err = st.SetLimits(name, lim); err != nil {
+	ctx, cancel := pushCtx(c)
+	defer cancel()
+	if t, err = provision.SetLimits(ctx, st, dialers(c), name, lim); err != nil {
 		return err
-	}
-	if err := pushTenant(c, st, t); err != nil {
-		return fmt.Errorf("%w (the key store has the new limits; run the command again to push them)", err)
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, t)
@@ -426,8 +353,7 @@ func tenantRm(c *cli.Context) error {
 	defer sys.Close()
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	dial := func(creds []byte) (*nats.Conn, error) { return connectAs(c, creds, "meshmon-cli-admin") }
-	n, err := provision.Remove(ctx, st, sys, dial, name, c.Bool("force"))
+	n, err := provision.Remove(ctx, st, sys, dialers(c).Admin, name, c.Bool("force"))
 	if err != nil {
 		return err
 	}
@@ -460,13 +386,11 @@ func tenantCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := pushCtx(c)
+	defer cancel()
 	if revoke != "" {
-		t, err := st.RevokeUser(name, revoke)
-		if err != nil {
+		if err := provision.Revoke(ctx, st, dialers(c), name, revoke); err != nil {
 			return err
-		}
-		if err := pushTenant(c, st, t); err != nil {
-			return fmt.Errorf("%w (the key store has the revocation; run the command again to push it)", err)
 		}
 		if c.Bool("json") {
 			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": revoke})
@@ -474,30 +398,7 @@ func tenantCreds(c *cli.Context) error {
 		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
 		return nil
 	}
-	user := c.String("user")
-	if user == "" {
-		user = strings.Trim(string(role)+"-"+c.String("site"), "-")
-	}
-	if role == tenancy.RolePoller {
-		// A poller credential of another tenant's site, or of none, would
-		// be a credential for a site the tenant never added.
-		if err := st.CheckSite(name, c.String("site")); err != nil {
-			return err
-		}
-		// A site added before its pollers had a key of their own gets it
-		// now, and central and the sites must have it before the
-		// credential works.
-		t, added, err := st.EnsurePollerKey(name, c.String("site"))
-		if err != nil {
-			return err
-		}
-		if added {
-			if err := pushTenant(c, st, t); err != nil {
-				return fmt.Errorf("the tenant's account with the key of site %s's pollers: %w (the key store has the key; 'meshmon tenant limits %s' pushes the account again)", c.String("site"), err, name)
-			}
-		}
-	}
-	u, creds, err := st.IssueUser(name, user, role, c.String("site"))
+	u, creds, err := provision.IssueCreds(ctx, st, dialers(c), name, c.String("user"), role, c.String("site"))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/pki"
 )
 
@@ -134,55 +133,16 @@ func tlsIssue(c *cli.Context) error {
 
 // issueTo issues a certificate and writes it, its key (0600, also over an
 // existing file) and the CA into dir.
-func issueTo(ca *pki.CA, name string, hosts []string, dir string, validity time.Duration) (peer.TLS, error) {
+func issueTo(ca *pki.CA, name string, hosts []string, dir string, validity time.Duration) (pki.Files, error) {
 	if validity < 0 {
-		return peer.TLS{}, errors.New("--validity must be more than 0")
+		return pki.Files{}, errors.New("--validity must be more than 0")
 	}
 	is, err := ca.Issue(name, hosts, time.Now(), validity)
 	if err != nil {
-		return peer.TLS{}, err
+		return pki.Files{}, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return peer.TLS{}, fmt.Errorf("--out-dir: %w", err)
+		return pki.Files{}, fmt.Errorf("--out-dir: %w", err)
 	}
-	files := peer.TLS{Cert: filepath.Join(dir, pki.CertFile), Key: filepath.Join(dir, pki.KeyFile), CA: filepath.Join(dir, pki.CAFile)}
-	// The key first: a peer that reloads between the two writes finds a
-	// key that does not match the old certificate, refuses the pair and
-	// keeps what it has until SIGHUP again.
-	if err := pki.WriteSecret(files.Key, is.KeyPEM); err != nil {
-		return peer.TLS{}, err
-	}
-	if err := pki.WriteFile(files.Cert, is.CertPEM, 0o644); err != nil {
-		return peer.TLS{}, err
-	}
-	if err := pki.WriteFile(files.CA, ca.CertPEM, 0o644); err != nil {
-		return peer.TLS{}, err
-	}
-	return files, nil
-}
-
-// initMeshCA makes the mesh's CA in dir for meshmon init, and returns its
-// certificate's path.
-func initMeshCA(dir string) (string, error) {
-	ca, err := pki.NewCA("meshmon mesh CA", time.Now())
-	if err != nil {
-		return "", err
-	}
-	if err := ca.Save(dir); err != nil {
-		return "", fmt.Errorf("mesh CA: %w", err)
-	}
-	return filepath.Join(dir, pki.CAFile), nil
-}
-
-// localTLS makes a CA and a certificate for name on loopback under dir,
-// for the demo.
-func localTLS(dir, name string) (peer.TLS, error) {
-	ca, err := pki.NewCA("meshmon demo CA", time.Now())
-	if err != nil {
-		return peer.TLS{}, err
-	}
-	if err := ca.Save(filepath.Join(dir, "ca")); err != nil {
-		return peer.TLS{}, err
-	}
-	return issueTo(ca, name, []string{"127.0.0.1", "localhost", "::1"}, filepath.Join(dir, name), 0)
+	return is.Write(dir, ca.CertPEM)
 }

@@ -94,20 +94,7 @@ func pushAccounts(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial D
 	if err := tenancy.Push(ctx, sys, ops); err != nil {
 		return nil, nil, err
 	}
-	creds, err := st.AdminCreds(t.Name, 5*time.Minute)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := dial(creds)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to central as tenant %s: %w", t.Name, err)
-	}
-	js, err := jetstream.NewWithDomain(nc, bus.HubDomain)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
+	return AdminJS(st, dial, t.Name)
 }
 
 // Usage is what central says a tenant uses.

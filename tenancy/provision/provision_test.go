@@ -146,6 +146,9 @@ func TestCreate(t *testing.T) {
 	if u.Streams < 2 || u.Events != 0 || u.Samples != 0 {
 		t.Fatalf("usage of a new tenant: %+v; want its streams, no events, no samples", u)
 	}
+	if tu, err := provision.TenantUsage(ctx, st, dialer(t, url), "acme"); err != nil || tu.Streams != u.Streams {
+		t.Fatalf("TenantUsage: %+v, %v; want %+v", tu, err, u)
+	}
 	if _, _, err := provision.Create(ctx, st, sys, dialer(t, url), "acme", lim, 0); err == nil {
 		t.Fatal("a second tenant acme was created")
 	}

@@ -1,0 +1,77 @@
+package meshmon
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Masked is what Redacted puts in place of a secret.
+const Masked = "********"
+
+// Redacted is d with its SNMP community and v3 passwords masked, as
+// commands print devices; the inventory keeps the secrets.
+func (d Device) Redacted() Device {
+	if d.SNMP == nil {
+		return d
+	}
+	s := *d.SNMP
+	for _, p := range []*string{&s.Community, &s.AuthPassword, &s.PrivPassword} {
+		if *p != "" {
+			*p = Masked
+		}
+	}
+	d.SNMP = &s
+	return d
+}
+
+// Summary is s in one short column: "-" for none, "v2c:161", or
+// "v3:161 user=U authPriv".
+func (s *SNMP) Summary() string {
+	if s == nil {
+		return "-"
+	}
+	port := fmt.Sprintf(":%d", s.PortOrDefault())
+	if s.Version == SNMPv3 {
+		return fmt.Sprintf("v3%s user=%s %s", port, s.User, s.SecurityLevel())
+	}
+	return "v" + s.Version + port
+}
+
+// ParseDevices reads devices from JSON, one device object or a list, as
+// 'meshmon device list --json --show-secrets' prints them. Unknown fields
+// are errors, revisions are cleared, and every device is validated and
+// refused if a secret in it is Masked (an export without its secrets)
+// before any is returned.
+func ParseDevices(b []byte) ([]Device, error) {
+	var devs []Device
+	var err error
+	trimmed := strings.TrimSpace(string(b))
+	dec := json.NewDecoder(strings.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if strings.HasPrefix(trimmed, "[") {
+		err = dec.Decode(&devs)
+	} else {
+		var d Device
+		err = dec.Decode(&d)
+		devs = []Device{d}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("not a device or a list of devices: %w", err)
+	}
+	for i := range devs {
+		d := &devs[i]
+		d.Revision = 0
+		if err := d.Validate(); err != nil {
+			return nil, err
+		}
+		if s := d.SNMP; s != nil {
+			for _, f := range []struct{ name, v string }{{"community", s.Community}, {"auth_password", s.AuthPassword}, {"priv_password", s.PrivPassword}} {
+				if f.v == Masked {
+					return nil, fmt.Errorf("device %s: snmp %s is masked (%s); export with 'device list --json --show-secrets'", d.Name, f.name, Masked)
+				}
+			}
+		}
+	}
+	return devs, nil
+}

@@ -1,0 +1,113 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/tenancy"
+	"github.com/meshmon/meshmon/tenancy/provision"
+)
+
+// accountJWT reads the account JWT recorded in the tenant's bucket, as its
+// admin.
+func accountJWT(t *testing.T, ctx context.Context, st *tenancy.Store, d provision.Dialers, tenant string) string {
+	t.Helper()
+	nc, js, err := provision.AdminJS(st, d.Admin, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	kv, err := js.KeyValue(ctx, bus.TenantBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, bus.TenantAccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(e.Value())
+}
+
+// TestChanges: a site's join, a poller's credentials (with the site's
+// poller key pushed first), a revocation and new limits reach central, as
+// the tenant's bucket and central's answers to the credentials show.
+func TestChanges(t *testing.T) {
+	st := newStore(t)
+	url, sys := central(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := provision.Dialers{System: dialer(t, url), Admin: dialer(t, url)}
+	if _, _, err := provision.Create(ctx, st, sys, d.Admin, "acme", tenancy.DefaultLimits(), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := provision.SiteJoin(ctx, st, d, "acme", "paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.LeafCreds) == 0 || b.AccountJWT == "" {
+		t.Fatalf("site bundle without leaf credentials or account: %+v", b)
+	}
+	if got := accountJWT(t, ctx, st, d, "acme"); got != b.AccountJWT {
+		t.Fatal("the tenant's bucket does not hold the account with the site's poller key")
+	}
+
+	if _, _, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RolePoller, "lyon"); !errors.Is(err, tenancy.ErrNoSite) {
+		t.Fatalf("a poller of a site the tenant never added: %v, want %v", err, tenancy.ErrNoSite)
+	}
+	u, creds, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RolePoller, "paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Name != "poller-paris" || u.Role != tenancy.RolePoller || u.Site != "paris" {
+		t.Fatalf("issued %+v; want poller-paris, a poller of paris", u)
+	}
+	nc, err := dialer(t, url)(creds)
+	if err != nil {
+		t.Fatalf("central refuses the new poller's credentials: %v", err)
+	}
+	nc.Close()
+
+	if err := provision.Revoke(ctx, st, d, "acme", "poller-paris"); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "central refuses the revoked credentials", func() bool {
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, auth, nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	})
+	if err := provision.Revoke(ctx, st, d, "acme", "nobody"); !errors.Is(err, tenancy.ErrNoUser) {
+		t.Fatalf("revoke an unknown user: %v, want %v", err, tenancy.ErrNoUser)
+	}
+
+	lim := tenancy.DefaultLimits()
+	lim.Consumers = 7
+	tn, err := provision.SetLimits(ctx, st, d, "acme", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Limits.Consumers != 7 || accountJWT(t, ctx, st, d, "acme") != tn.JWT {
+		t.Fatalf("new limits: %+v, the bucket's account is not the new one", tn.Limits)
+	}
+	refused := errors.New("refused")
+	down := provision.Dialers{System: func([]byte) (*nats.Conn, error) { return nil, refused }, Admin: d.Admin}
+	lim.Consumers = 8
+	if _, err := provision.SetLimits(ctx, st, down, "acme", lim); !errors.Is(err, refused) {
+		t.Fatalf("limits with central unreachable: %v, want %v", err, refused)
+	}
+	if tn, err := st.Tenant("acme"); err != nil || tn.Limits.Consumers != 8 {
+		t.Fatalf("the key store does not keep limits it could not push: %+v, %v", tn.Limits, err)
+	}
+}
