@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -34,30 +35,15 @@ const readBucketLinger = 5 * time.Second
 func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]bucketEntry, error) {
 	prefix := "$KV." + bucket + "."
 	stream := "KV_" + bucket
-	cfg := jetstream.ConsumerConfig{
+	owner := consumerOwner(js)
+	c, err := createReader(ctx, js, stream, owner, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubject:     prefix + ">",
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: readBucketLinger,
 		MemoryStorage:     true,
 		Replicas:          1,
-	}
-	var c jetstream.Consumer
-	var err error
-	owner := consumerOwner(js)
-	for try := 1; ; try++ {
-		if owner != "" {
-			c, err = createOwned(ctx, js, stream, owner, cfg)
-		} else {
-			c, err = js.CreateConsumer(ctx, stream, cfg)
-		}
-		// No responders: the API is not there for a moment (a leader
-		// moves, JetStream starts); it answers at once, so a few quick
-		// tries cost little.
-		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !pause(ctx, retryPause) {
-			break
-		}
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +53,9 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	} else {
 		defer dropConsumer(js, stream, c.CachedInfo().Name)
 	}
+	r := bucketReader{prefix: prefix, at: map[string]int{}}
 	left := c.CachedInfo().NumPending
-	var out []bucketEntry
-	at := map[string]int{} // key -> index in out, for a key changed while read
-	retry := 10 * time.Millisecond
+	retry := backoff.New(10*time.Millisecond, 250*time.Millisecond)
 	for left > 0 {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -85,22 +70,8 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			md, err := m.Metadata()
-			if err != nil {
+			if left, err = r.take(m); err != nil {
 				return nil, err
-			}
-			left = md.NumPending
-			e := bucketEntry{key: strings.TrimPrefix(m.Subject(), prefix), value: m.Data(), revision: md.Sequence.Stream}
-			i, seen := at[e.key]
-			switch {
-			case deleted(m.Headers()) && seen:
-				out[i].gone = true
-			case deleted(m.Headers()):
-			case seen:
-				out[i] = e
-			default:
-				at[e.key] = len(out)
-				out = append(out, e)
 			}
 		}
 		err = batch.Error()
@@ -109,14 +80,9 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 			// takes yet: one just created on a clustered stream whose
 			// leader does not listen yet (5 of 80 fetches right after a
 			// three-peer central started). Ask again.
-			t := time.NewTimer(retry)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !retry.Wait(ctx) {
 				return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
-			case <-t.C:
 			}
-			retry = min(2*retry, 250*time.Millisecond)
 			continue
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -126,13 +92,67 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 			break // the rest went while we read
 		}
 	}
-	live := out[:0]
-	for _, e := range out {
+	return r.live(), nil
+}
+
+// createReader creates readBucket's consumer: one of the user's own names
+// when owner is set. No responders means the API is not there for a moment
+// (a leader moves, JetStream starts); it answers at once, so a few quick
+// tries cost little.
+func createReader(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for try := 1; ; try++ {
+		var c jetstream.Consumer
+		var err error
+		if owner != "" {
+			c, err = createOwned(ctx, js, stream, owner, cfg)
+		} else {
+			c, err = js.CreateConsumer(ctx, stream, cfg)
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !pause(ctx, retryPause) {
+			return c, err
+		}
+	}
+}
+
+// bucketReader gathers a bucket's latest values from the messages of a
+// last-per-subject consumer, keeping a key changed or deleted while read
+// at its first place.
+type bucketReader struct {
+	prefix string
+	out    []bucketEntry
+	at     map[string]int // key -> index in out
+}
+
+// take adds one message and returns how many the consumer has left.
+func (r *bucketReader) take(m jetstream.Msg) (uint64, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0, err
+	}
+	e := bucketEntry{key: strings.TrimPrefix(m.Subject(), r.prefix), value: m.Data(), revision: md.Sequence.Stream}
+	i, seen := r.at[e.key]
+	switch {
+	case deleted(m.Headers()) && seen:
+		r.out[i].gone = true
+	case deleted(m.Headers()):
+	case seen:
+		r.out[i] = e
+	default:
+		r.at[e.key] = len(r.out)
+		r.out = append(r.out, e)
+	}
+	return md.NumPending, nil
+}
+
+// live is what was read, without the keys deleted while read.
+func (r *bucketReader) live() []bucketEntry {
+	live := r.out[:0]
+	for _, e := range r.out {
 		if !e.gone {
 			live = append(live, e)
 		}
 	}
-	return live, nil
+	return live
 }
 
 // deleted reports whether a bucket message with headers h marks its key

@@ -380,30 +380,11 @@ func (g *Group) run(ctx context.Context) error {
 	if err := g.bind(ctx); err != nil {
 		return err
 	}
-	aw, err := g.group.Watch(ctx, GroupAssignmentKey(g.cfg.Site))
+	w, err := g.watch(ctx)
+	defer w.stop()
 	if err != nil {
-		return fmt.Errorf("watch assignment: %w", err)
+		return err
 	}
-	defer aw.Stop()
-	lw, err := g.elector.Observe(ctx)
-	if err != nil {
-		return fmt.Errorf("watch leader: %w", err)
-	}
-	defer lw.Stop()
-	// The site's members only: a heartbeat under another site's key
-	// (written here by a poller of that site) is no member of this group.
-	memberPrefix := PollerKey(g.cfg.Site, "")
-	mw, err := g.pollers.Watch(ctx, memberPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("watch members: %w", err)
-	}
-	defer mw.Stop()
-	dw, err := g.devices.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch devices: %w", err)
-	}
-	defer dw.Stop()
-
 	v := &groupView{members: map[string]time.Time{}, devices: map[string]int{}, start: time.Now()}
 	// Watches that outlive a reconnection can miss what changed while the
 	// peer was away (a restarted peer forgets them, and they notice only
@@ -412,85 +393,146 @@ func (g *Group) run(ctx context.Context) error {
 	v.reconnects = g.js.Conn().Stats().Reconnects
 	tick := time.NewTicker(g.cfg.Tick)
 	defer tick.Stop()
-	gone := func(e jetstream.KeyValueEntry) bool {
-		return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-aw.Updates():
+		case e, ok := <-w.assignment.Updates():
 			if !ok {
 				return errors.New("assignment watch closed")
 			}
-			if e == nil {
-				v.synced++
-				continue
-			}
-			if gone(e) {
-				continue
-			}
-			a, err := DecodeAssignment(e.Value())
-			if err != nil {
-				g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
-				continue
-			}
-			a.Revision = e.Revision()
-			if a.Revision > v.current.Revision {
-				v.current = a
-				g.deliver(a)
-			}
-		case e, ok := <-lw.Updates():
+			g.onAssignment(v, e)
+		case e, ok := <-w.leader.Updates():
 			if !ok {
 				return errors.New("leader watch closed")
 			}
-			if e == nil {
-				v.free = !v.leaseSeen // no lease at all
-				continue
-			}
-			v.leaseSeen = true
-			v.free = gone(e)
-			if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
-				// Someone else holds the lease now.
-				g.setLeading(false, "another member holds the lease")
-			}
-		case e, ok := <-mw.Updates():
+			g.onLease(v, e)
+		case e, ok := <-w.members.Updates():
 			if !ok {
 				return errors.New("member watch closed")
 			}
-			switch {
-			case e == nil:
-				v.synced++
-			case gone(e):
-				delete(v.members, strings.TrimPrefix(e.Key(), memberPrefix))
-			default:
-				// The heartbeat's stamp, unless the peer's clock is ahead.
-				seen := e.Created()
-				if now := time.Now(); seen.After(now) {
-					seen = now
-				}
-				v.members[strings.TrimPrefix(e.Key(), memberPrefix)] = seen
-			}
-		case e, ok := <-dw.Updates():
+			v.onMember(w.memberPrefix, e)
+		case e, ok := <-w.devices.Updates():
 			if !ok {
 				return errors.New("device watch closed")
 			}
-			switch {
-			case e == nil:
-				v.synced++
-			case gone(e):
-				delete(v.devices, e.Key())
-			default:
-				if d, err := decodeDevice(e); err == nil {
-					v.devices[e.Key()] = d.Weight()
-				}
-			}
+			v.onDevice(e)
 		case <-tick.C:
 		}
 		if g.reconnected(v) {
 			return errReconnected
 		}
 		g.lead(ctx, v)
+	}
+}
+
+// groupWatches are the four watches a member follows the group with.
+type groupWatches struct {
+	assignment, leader, members, devices jetstream.KeyWatcher
+	memberPrefix                         string // the key prefix of the site's members
+}
+
+// watch starts the watches of the assignment, the lease, the site's
+// members and the inventory; stop the result even when it fails.
+func (g *Group) watch(ctx context.Context) (groupWatches, error) {
+	var w groupWatches
+	var err error
+	if w.assignment, err = g.group.Watch(ctx, GroupAssignmentKey(g.cfg.Site)); err != nil {
+		return w, fmt.Errorf("watch assignment: %w", err)
+	}
+	if w.leader, err = g.elector.Observe(ctx); err != nil {
+		return w, fmt.Errorf("watch leader: %w", err)
+	}
+	// The site's members only: a heartbeat under another site's key
+	// (written here by a poller of that site) is no member of this group.
+	w.memberPrefix = PollerKey(g.cfg.Site, "")
+	if w.members, err = g.pollers.Watch(ctx, w.memberPrefix+"*"); err != nil {
+		return w, fmt.Errorf("watch members: %w", err)
+	}
+	if w.devices, err = g.devices.WatchAll(ctx); err != nil {
+		return w, fmt.Errorf("watch devices: %w", err)
+	}
+	return w, nil
+}
+
+func (w groupWatches) stop() {
+	for _, kw := range []jetstream.KeyWatcher{w.assignment, w.leader, w.members, w.devices} {
+		if kw != nil {
+			kw.Stop()
+		}
+	}
+}
+
+// gone reports whether a watch entry is a delete or a purge.
+func gone(e jetstream.KeyValueEntry) bool {
+	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
+}
+
+// onAssignment takes a newer assignment and delivers it; nil marks the
+// watch's initial values done.
+func (g *Group) onAssignment(v *groupView, e jetstream.KeyValueEntry) {
+	if e == nil {
+		v.synced++
+		return
+	}
+	if gone(e) {
+		return
+	}
+	a, err := DecodeAssignment(e.Value())
+	if err != nil {
+		g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
+		return
+	}
+	a.Revision = e.Revision()
+	if a.Revision > v.current.Revision {
+		v.current = a
+		g.deliver(a)
+	}
+}
+
+// onLease notes whether the lease is free, and steps down when another
+// member holds it.
+func (g *Group) onLease(v *groupView, e jetstream.KeyValueEntry) {
+	if e == nil {
+		v.free = !v.leaseSeen // no lease at all
+		return
+	}
+	v.leaseSeen = true
+	v.free = gone(e)
+	if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
+		// Someone else holds the lease now.
+		g.setLeading(false, "another member holds the lease")
+	}
+}
+
+// onMember notes a member's heartbeat (or its leaving).
+func (v *groupView) onMember(prefix string, e jetstream.KeyValueEntry) {
+	switch {
+	case e == nil:
+		v.synced++
+	case gone(e):
+		delete(v.members, strings.TrimPrefix(e.Key(), prefix))
+	default:
+		// The heartbeat's stamp, unless the peer's clock is ahead.
+		seen := e.Created()
+		if now := time.Now(); seen.After(now) {
+			seen = now
+		}
+		v.members[strings.TrimPrefix(e.Key(), prefix)] = seen
+	}
+}
+
+// onDevice notes a device's weight (or its removal).
+func (v *groupView) onDevice(e jetstream.KeyValueEntry) {
+	switch {
+	case e == nil:
+		v.synced++
+	case gone(e):
+		delete(v.devices, e.Key())
+	default:
+		if d, err := decodeDevice(e); err == nil {
+			v.devices[e.Key()] = d.Weight()
+		}
 	}
 }
 

@@ -413,13 +413,9 @@ func (p *SNMPProber) walkInterfaces(c *gosnmp.GoSNMP) ([]IfRow, error) {
 			return col.prefix == oidIfHCInOctets || col.prefix == oidIfHCOutOctets
 		})
 	}
-	type cursor struct {
-		col  ifColumn
-		last string // last OID seen in the column, no leading dot
-	}
-	active := make([]*cursor, len(cols))
+	active := make([]*walkCursor, len(cols))
 	for i, col := range cols {
-		active[i] = &cursor{col: col, last: col.prefix}
+		active[i] = &walkCursor{col: col, last: col.prefix}
 	}
 	rows := map[int]*ifRowBuild{}
 	reps := 0 // 0 until set from the number of active columns
@@ -458,43 +454,61 @@ func (p *SNMPProber) walkInterfaces(c *gosnmp.GoSNMP) ([]IfRow, error) {
 		default:
 			return nil, &responseError{status: pkt.Error, index: pkt.ErrorIndex}
 		}
-		done := make([]bool, len(active))
-		n := len(active)
-		for i, v := range pkt.Variables {
-			j := i % n
-			if done[j] {
-				continue
-			}
-			cur := active[j]
-			name := strings.TrimPrefix(v.Name, ".")
-			idx, inColumn := columnIndex(cur.col.prefix, name)
-			if !inColumn || v.Type == gosnmp.EndOfMibView || v.Type == gosnmp.NoSuchObject ||
-				v.Type == gosnmp.NoSuchInstance || !oidLess(cur.last, name) {
-				done[j] = true
-				continue
-			}
-			cur.last = name
-			if idx < 0 {
-				continue // not a single-integer index; not an ifTable row
-			}
-			r := rows[idx]
-			if r == nil {
-				r = &ifRowBuild{IfRow: IfRow{Index: idx}}
-				rows[idx] = r
-			}
-			cur.col.set(r, v)
-		}
 		if len(pkt.Variables) == 0 {
 			return nil, fmt.Errorf("%w: empty answer to a table request", ErrSNMPResponse)
 		}
-		next := active[:0]
-		for j, cur := range active {
-			if !done[j] {
-				next = append(next, cur)
-			}
-		}
-		active = next
+		active = takeColumns(active, pkt.Variables, rows)
 	}
+	return ifRows(rows), nil
+}
+
+// walkCursor is where the walk of one column stands.
+type walkCursor struct {
+	col  ifColumn
+	last string // last OID seen in the column, no leading dot
+}
+
+// takeColumns puts one answer's variables (the next rows of each active
+// column, in turn) into rows and returns the columns that go on.
+func takeColumns(active []*walkCursor, vars []gosnmp.SnmpPDU, rows map[int]*ifRowBuild) []*walkCursor {
+	done := make([]bool, len(active))
+	n := len(active)
+	for i, v := range vars {
+		j := i % n
+		if done[j] {
+			continue
+		}
+		cur := active[j]
+		name := strings.TrimPrefix(v.Name, ".")
+		idx, inColumn := columnIndex(cur.col.prefix, name)
+		if !inColumn || v.Type == gosnmp.EndOfMibView || v.Type == gosnmp.NoSuchObject ||
+			v.Type == gosnmp.NoSuchInstance || !oidLess(cur.last, name) {
+			done[j] = true
+			continue
+		}
+		cur.last = name
+		if idx < 0 {
+			continue // not a single-integer index; not an ifTable row
+		}
+		r := rows[idx]
+		if r == nil {
+			r = &ifRowBuild{IfRow: IfRow{Index: idx}}
+			rows[idx] = r
+		}
+		cur.col.set(r, v)
+	}
+	next := active[:0]
+	for j, cur := range active {
+		if !done[j] {
+			next = append(next, cur)
+		}
+	}
+	return next
+}
+
+// ifRows is the table's rows in index order, with the 64-bit counters
+// where the agent had both.
+func ifRows(rows map[int]*ifRowBuild) []IfRow {
 	out := make([]IfRow, 0, len(rows))
 	for _, r := range rows {
 		row := r.IfRow
@@ -504,7 +518,7 @@ func (p *SNMPProber) walkInterfaces(c *gosnmp.GoSNMP) ([]IfRow, error) {
 		out = append(out, row)
 	}
 	slices.SortFunc(out, func(a, b IfRow) int { return a.Index - b.Index })
-	return out, nil
+	return out
 }
 
 // columnIndex reports whether oid lies in the column and, if its index is a
