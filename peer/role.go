@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -143,9 +144,25 @@ func (p *Peer) ownReadyLog() (string, []any) {
 
 // ensureTenants makes every tenant's streams, buckets and source consumers
 // (a single site peer in operator mode, at start).
+//
+// A leaf link that looks a tenant's account up while applyTenants registers
+// it can put the account JWT of the resolver back in force after the
+// site's claims, without the local signing key the peer's in-process user
+// is signed with (nats-server 2.15.3 fetchAccount: "Due to possible race
+// ... Update with the new claims"; seen once in CI as "authentication
+// error" on the in-process connection). That happens only while the
+// account is first registered, so the claims applied once more hold: the
+// connection is tried again after that.
 func (p *Peer) ensureTenants(ctx context.Context) error {
 	for _, t := range p.cfg.Tenants {
-		if err := p.ensureTenant(ctx, p.srv, t); err != nil {
+		err := p.ensureTenant(ctx, p.srv, t)
+		if errors.Is(err, errInProcessConn) && ctx.Err() == nil {
+			p.log.Warn("in-process connection refused; applying the tenant's account claims again", "tenant", t.Name, "err", err)
+			if err = applyLocal(p.srv, t, t.AccountJWT); err == nil {
+				err = p.ensureTenant(ctx, p.srv, t)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("tenant %s: %w", t.Name, err)
 		}
 	}

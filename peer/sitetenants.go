@@ -400,7 +400,7 @@ func (t SiteTenant) upkeepConn(srv *server.Server, site, name string) (*nats.Con
 	}
 	nc, err := nats.Connect("", append(opts, auth)...)
 	if err != nil {
-		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
+		return nil, fmt.Errorf("%w to tenant %s: %w", errInProcessConn, t.Name, err)
 	}
 	return nc, nil
 }
