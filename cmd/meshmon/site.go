@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -241,37 +239,7 @@ func siteList(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(os.Stdout, links)
 	}
-	return printSiteLinks(links)
-}
-
-func printSiteLinks(links []bus.SiteLink) error {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLINK\tLAST CONTACT\tLAG (MSGS)\tLAST EVENT STORED\tOBSERVED TO STORED\tERROR")
-	if len(links) == 0 {
-		fmt.Fprintln(tw, "(no sites; 'meshmon site add NAME' adds one)")
-	}
-	for _, l := range links {
-		link, contact := "down", "never"
-		if l.Up {
-			link = "up"
-		}
-		if l.SinceContact >= 0 {
-			contact = l.SinceContact.Round(time.Millisecond).String() + " ago"
-		}
-		stored, delay := "-", "-"
-		if !l.LastStored.IsZero() {
-			stored = time.Since(l.LastStored).Round(time.Second).String() + " ago"
-			if !l.LastObserved.IsZero() {
-				delay = l.LastStored.Sub(l.LastObserved).Round(time.Millisecond).String()
-			}
-		}
-		lag := "unknown" // down, and the site does not answer
-		if l.LagMessages != nil {
-			lag = strconv.FormatUint(*l.LagMessages, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, link, contact, lag, stored, delay, l.Error)
-	}
-	return tw.Flush()
+	return bus.WriteSiteLinks(os.Stdout, links)
 }
 
 // siteAddTenant adds a site to a tenant on a central in operator mode: it
