@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -195,20 +195,76 @@ func peerRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := peerConfig(c)
+	if err != nil {
+		return err
+	}
+	p, err := peer.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	defer p.Close()
+	reloadOnHUP(ctx, p, log)
+	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
+		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
+	}
+	if c.Bool("json") {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+// reloadOnHUP reloads the peer's certificate files on SIGHUP (rotation
+// without downtime) until ctx is done.
+func reloadOnHUP(ctx context.Context, p *peer.Peer, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := p.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: the certificate stays as it was", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// peerConfig is the peer.Config of 'peer run's flags.
+func peerConfig(c *cli.Context) (peer.Config, error) {
 	cfg := peer.DefaultConfig()
 	cfg.Role = c.String("role")
 	if cfg.Role != peer.RoleSite && cfg.Role != peer.RoleCentral {
-		return fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
+		return cfg, fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
 	cfg.Site = c.String("site")
-	if err := applyJoin(c, &cfg); err != nil {
-		return err
+	tokens, err := joinTokens(c)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.ApplyJoin(tokens); err != nil {
+		return cfg, err
 	}
 	switch {
 	case cfg.Role == peer.RoleCentral:
 		cfg.Site = ""
 	case cfg.Site == "":
-		return fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
+		return cfg, fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
 	}
 	cfg.Name = c.String("name")
 	if cfg.Name == "" {
@@ -227,21 +283,8 @@ func peerRun(c *cli.Context) error {
 	cfg.Listen = c.String("listen")
 	cfg.DataDir = c.String("data-dir")
 	cfg.SyncAlways = c.Bool("sync-always")
-	pw, err := secretFlag(c, "auth-password")
-	if err != nil {
-		return err
-	}
-	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: pw, NKey: c.String("auth-nkey")}
-	cfg.HTTPListen = c.String("http")
-	cfg.HTTPUser, cfg.HTTPPassword = cfg.Auth.User, cfg.Auth.Password
-	if f := c.String("http-password-file"); f != "" {
-		if cfg.HTTPPassword, err = readSecret(f); err != nil {
-			return fmt.Errorf("--http-password-file: %w", err)
-		}
-		cfg.HTTPUser = "monitor"
-	}
-	if u := c.String("http-user"); u != "" {
-		cfg.HTTPUser = u
+	if err := peerAuth(c, &cfg); err != nil {
+		return cfg, err
 	}
 	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
 	if cfg.TLS.Watch == 0 {
@@ -258,45 +301,28 @@ func peerRun(c *cli.Context) error {
 	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
 	cfg.Limits.EventsDuplicates = ageOf(c, "events-dedup-window")
 	cfg.Limits.MetricsDuplicates = ageOf(c, "metrics-dedup-window")
+	return cfg, nil
+}
 
-	p, err := peer.New(cfg, log)
+// peerAuth sets cfg's client authentication and the monitor's user and
+// password from the --auth-* and --http-* flags.
+func peerAuth(c *cli.Context, cfg *peer.Config) error {
+	pw, err := secretFlag(c, "auth-password")
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := p.Start(ctx); err != nil {
-		return err
-	}
-	defer p.Close()
-	// SIGHUP reloads the certificate files (rotation without downtime).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := p.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: the certificate stays as it was", "err", err)
-				}
-			}
+	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: pw, NKey: c.String("auth-nkey")}
+	cfg.HTTPListen = c.String("http")
+	cfg.HTTPUser, cfg.HTTPPassword = cfg.Auth.User, cfg.Auth.Password
+	if f := c.String("http-password-file"); f != "" {
+		if cfg.HTTPPassword, err = readSecret(f); err != nil {
+			return fmt.Errorf("--http-password-file: %w", err)
 		}
-	}()
-	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
-		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
+		cfg.HTTPUser = "monitor"
 	}
-	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+	if u := c.String("http-user"); u != "" {
+		cfg.HTTPUser = u
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
 	return nil
 }
 
@@ -330,64 +356,15 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
-// applyJoin reads --join or --join-file into cfg: central's URLs and the
-// leaf credential, and the site name when --site is not given. Tokens of a
-// central in operator mode (site add --tenant) may be several, one per
-// tenant the site serves.
-func applyJoin(c *cli.Context, cfg *peer.Config) error {
+// joinTokens is --join and the content of each --join-file.
+func joinTokens(c *cli.Context) ([]string, error) {
 	tokens := c.StringSlice("join")
 	for _, f := range c.StringSlice("join-file") {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("--join-file: %w", err)
+			return nil, fmt.Errorf("--join-file: %w", err)
 		}
 		tokens = append(tokens, string(b))
 	}
-	if len(tokens) == 0 {
-		return nil
-	}
-	if cfg.Role != peer.RoleSite {
-		return errors.New("--join is for site peers; central peers cluster with --routes")
-	}
-	type parsed struct {
-		site string
-		info bus.JoinInfo
-	}
-	var ps []parsed
-	for _, tok := range tokens {
-		site, info, err := bus.ParseJoinToken(tok)
-		if err != nil {
-			return err
-		}
-		if cfg.Site != "" && cfg.Site != site {
-			return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
-		}
-		if len(ps) > 0 && site != ps[0].site {
-			return fmt.Errorf("the join tokens are for sites %s and %s; a peer is one site", ps[0].site, site)
-		}
-		ps = append(ps, parsed{site, info})
-	}
-	first := ps[0]
-	if first.info.AccountJWT == "" {
-		if len(ps) > 1 {
-			return errors.New("several join tokens are for a central in operator mode ('meshmon site add --tenant'); this one takes one")
-		}
-		info := first.info
-		if info.Tenant != cfg.Tenant {
-			return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
-		}
-		cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword, cfg.CentralCA = first.site, info.Central, info.User, info.Password, info.CA
-		return nil
-	}
-	// Operator mode: the site keeps each tenant's account.
-	cfg.Site, cfg.Central, cfg.CentralCA = first.site, first.info.Central, first.info.CA
-	cfg.SiteTrust = &tenancy.Trust{Operator: first.info.Operator, SystemAccount: first.info.SystemAccount, Preload: first.info.Preload}
-	for _, p := range ps {
-		if p.info.AccountJWT == "" || p.info.Operator != first.info.Operator {
-			return errors.New("the join tokens come from different centrals (or operators); a site joins one central")
-		}
-		cfg.Tenants = append(cfg.Tenants, peer.SiteTenant{Name: p.info.Tenant, Account: p.info.Account, AccountJWT: p.info.AccountJWT,
-			LeafCreds: p.info.Creds, UpkeepCreds: p.info.UpkeepCreds})
-	}
-	return nil
+	return tokens, nil
 }
