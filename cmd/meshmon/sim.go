@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,12 +115,8 @@ func simRun(c *cli.Context) error {
 	cfg.Logger = log
 	var ln net.Listener
 	if addr := c.String("control"); addr != "" {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil || !ap.Addr().IsLoopback() {
-			return fmt.Errorf("--control %q: give a loopback address and port, like 127.0.0.1:0 (the API has no authentication)", addr)
-		}
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("--control: %w", err)
+		if ln, err = sim.ListenControl(addr); err != nil {
+			return err
 		}
 		defer ln.Close()
 	}
@@ -138,7 +132,7 @@ func simRun(c *cli.Context) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
-	if err := printAgents(s, c.Bool("json")); err != nil {
+	if err := s.WriteAgents(os.Stdout, c.Bool("json")); err != nil {
 		return err
 	}
 	if c.Bool("add-devices") {
@@ -174,30 +168,6 @@ func simRun(c *cli.Context) error {
 	return nil
 }
 
-// printAgents prints the agent list: JSON lines or a table.
-func printAgents(s *sim.Sim, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		for _, a := range s.Agents() {
-			ap := a.Addr()
-			if err := enc.Encode(struct {
-				Name    string `json:"name"`
-				Address string `json:"address"`
-				Port    uint16 `json:"port"`
-			}{a.Name(), ap.Addr().String(), ap.Port()}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tADDRESS\tPORT")
-	for _, a := range s.Agents() {
-		fmt.Fprintf(w, "%s\t%s\t%d\n", a.Name(), a.Addr().Addr(), a.Addr().Port())
-	}
-	return w.Flush()
-}
-
 // addSimDevices puts every agent into the inventory of the site peer the
 // global flags name, waiting for the peer to answer and its streams to
 // exist (a lab or compose file starts everything at once).
@@ -221,11 +191,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			if err != nil {
 				return err
 			}
-			devs := make([]meshmon.Device, 0, len(s.Agents()))
-			for _, a := range s.Agents() {
-				devs = append(devs, a.Device(iv, time.Second, cfg.Community))
-			}
-			_, err = inv.Import(actx, devs, true)
+			_, err = inv.Import(actx, s.Devices(iv, time.Second, cfg.Community), true)
 			return err
 		}()
 		if err == nil {
