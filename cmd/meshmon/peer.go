@@ -16,6 +16,8 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func peerCommand() *cli.Command {
@@ -50,12 +52,12 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user, 12 characters or more (prefer --auth-password-file: argv is readable by every local user)"},
 				&cli.StringFlag{Name: "auth-password-file", EnvVars: env("AUTH_PASSWORD_FILE"), Usage: "file holding the password for --auth-user"},
 				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
-				ageFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
-				sizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
-				ageFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
-				sizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
-				ageFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
-				ageFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
+				cliflags.AgeFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
+				cliflags.SizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
+				cliflags.AgeFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
+				cliflags.SizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
+				cliflags.AgeFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
+				cliflags.AgeFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
 				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
 				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user)"},
 				&cli.StringFlag{Name: "http-password-file", EnvVars: env("HTTP_PASSWORD_FILE"), Usage: "file holding the monitor's password (default: the --auth-user password)"},
@@ -185,7 +187,7 @@ func peerRemove(c *cli.Context) error {
 }
 
 func peerRun(c *cli.Context) error {
-	if err := applyConfig(c); err != nil {
+	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
 	if err := required(c, "MESHMON_PEER_", "data-dir"); err != nil {
@@ -292,15 +294,15 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 	}
 	cfg.Insecure = c.Bool("insecure")
 	cfg.Trust = c.String("trust")
-	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
-	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
-	cfg.Limits.MetricsMaxAge = ageOf(c, "metrics-max-age")
-	cfg.Limits.MetricsMaxBytes = sizeOf(c, "metrics-max-bytes")
+	cfg.Limits.EventsMaxAge = cliflags.AgeOf(c, "events-max-age")
+	cfg.Limits.EventsMaxBytes = cliflags.SizeOf(c, "events-max-bytes")
+	cfg.Limits.MetricsMaxAge = cliflags.AgeOf(c, "metrics-max-age")
+	cfg.Limits.MetricsMaxBytes = cliflags.SizeOf(c, "metrics-max-bytes")
 	// Defaults are fitted to a small disk; sizes the operator chose are
 	// not (the peer then says which flags to set).
 	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
-	cfg.Limits.EventsDuplicates = ageOf(c, "events-dedup-window")
-	cfg.Limits.MetricsDuplicates = ageOf(c, "metrics-dedup-window")
+	cfg.Limits.EventsDuplicates = cliflags.AgeOf(c, "events-dedup-window")
+	cfg.Limits.MetricsDuplicates = cliflags.AgeOf(c, "metrics-dedup-window")
 	return cfg, nil
 }
 

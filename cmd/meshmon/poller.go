@@ -11,6 +11,8 @@ import (
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/tenancy"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func pollerCommand() *cli.Command {
@@ -38,7 +40,7 @@ func pollerCommand() *cli.Command {
 				&cli.IntFlag{Name: "up-after", Value: def.Damping.UpAfter, EnvVars: env("UP_AFTER"), Usage: "good polls in a row before an up event"},
 				&cli.IntFlag{Name: "flap-changes", Value: def.Damping.FlapChanges, EnvVars: env("FLAP_CHANGES"), Usage: "changes within --flap-window that make a check flapping (0 = off)"},
 				&cli.DurationFlag{Name: "flap-window", Value: def.Damping.FlapWindow, EnvVars: env("FLAP_WINDOW"), Usage: "window for flap detection"},
-				sizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
+				cliflags.SizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
 				&cli.IntFlag{Name: "batch", Value: def.BatchSize, EnvVars: env("BATCH"), Usage: "messages per publish batch"},
 				&cli.DurationFlag{Name: "heartbeat", Value: def.HeartbeatEvery, EnvVars: env("HEARTBEAT"), Usage: "how often the poller heartbeats to its group"},
 				&cli.DurationFlag{Name: "member-timeout", Value: def.MemberTimeout, EnvVars: env("MEMBER_TIMEOUT"), Usage: "a group member silent this long loses its devices to the others"},
@@ -50,7 +52,7 @@ func pollerCommand() *cli.Command {
 }
 
 func pollerRun(c *cli.Context) error {
-	if err := applyConfig(c); err != nil {
+	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
 	cfg := poller.DefaultConfig()
@@ -103,7 +105,7 @@ func pollerRun(c *cli.Context) error {
 		return err
 	}
 
-	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: sizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
+	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: cliflags.SizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
 	if err := scfg.Validate(); err != nil {
 		return err
 	}
