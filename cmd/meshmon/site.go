@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -95,16 +94,6 @@ func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error)
 	return fn(ctx, cl)
 }
 
-type joinResult struct {
-	Result  string   `json:"result"`
-	Site    string   `json:"site"`
-	Token   string   `json:"token"`
-	Central []string `json:"central"`
-	Command string   `json:"command"`
-	// TokenFile is where the token was written, if it was.
-	TokenFile string `json:"token_file,omitempty"`
-}
-
 // joinFile is where site add writes the join token when not told
 // (--token-file): a file in the working directory, named for the site (and
 // the tenant, as a site may serve several).
@@ -124,26 +113,18 @@ func joinFile(c *cli.Context, site string) string {
 // the token is in the output for scripts, and a file is written only when
 // --token-file names one.
 func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
-	token := bus.JoinToken(site, info)
 	file := joinFile(c, site)
-	write := c.String("token-file") != "" || !c.Bool("json")
-	if write {
-		if err := tenancy.WriteFile(file, []byte(token+"\n")); err != nil {
+	res := bus.NewJoinResult(verb, site, info, file)
+	if c.String("token-file") != "" || !c.Bool("json") {
+		if err := tenancy.WriteFile(file, []byte(res.Token+"\n")); err != nil {
 			return fmt.Errorf("--token-file: %w", err)
 		}
+		res.TokenFile = file
 	}
-	const run = "meshmon peer run --role site --data-dir /var/lib/meshmon/peer"
-	cmd := run + " --join-file " + filepath.Base(file)
 	if c.Bool("json") {
-		res := joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd}
-		if write {
-			res.TokenFile = file
-		}
 		return printJSON(os.Stdout, res)
 	}
-	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
-	fmt.Printf("join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
-		file, cmd)
+	res.WriteText(os.Stdout)
 	return nil
 }
 
