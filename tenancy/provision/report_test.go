@@ -13,7 +13,7 @@ import (
 )
 
 // TestTenantReport: a tenant as 'tenant show' prints it, with its usage or
-// why that is unknown, and 'tenant list''s table.
+// why that is unknown, and the table of 'tenant list'.
 func TestTenantReport(t *testing.T) {
 	issued := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ten := tenancy.Tenant{Name: "acme", Account: "ACC", Limits: tenancy.Limits{DiskBytes: 1 << 30, MemoryBytes: 1 << 20, Streams: 10, Consumers: 20, Conns: 30, LeafConns: 4},
