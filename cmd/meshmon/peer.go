@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
 
@@ -97,7 +98,8 @@ func peerCommand() *cli.Command {
 }
 
 // peerReady is 'peer ready': bus.CheckReady, tried again (after 250 ms,
-// doubling up to 2 s) until it passes or --timeout ends.
+// doubling up to 2 s, jittered: internal/backoff) until it passes or
+// --timeout ends.
 func peerReady(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
@@ -117,17 +119,13 @@ func peerReady(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	for b := backoff.New(250*time.Millisecond, 2*time.Second); ; {
 		err := bus.CheckReady(ctx, js)
 		if err == nil {
 			return nil
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !b.Wait(ctx) {
 			return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
-		case <-t.C:
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -183,7 +184,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 		return err
 	}
 	iv := c.Duration("interval")
-	for {
+	for b := backoff.New(time.Second, time.Second); ; {
 		err := func() error {
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -199,10 +200,8 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			return nil
 		}
 		log.Info("sim: waiting for the site peer to add the devices", "err", err)
-		select {
-		case <-ctx.Done():
+		if !b.Wait(ctx) {
 			return nil
-		case <-time.After(time.Second):
 		}
 	}
 }
