@@ -46,18 +46,4 @@ func status(c *cli.Context) error {
 
 // credsRole is the role of the tenant user whose --creds the command runs
 // with; empty without meshmon tenant credentials.
-func credsRole(c *cli.Context) tenancy.Role {
-	f := c.String("creds")
-	if f == "" {
-		return ""
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return ""
-	}
-	id, err := tenancy.CredsIdentity(b)
-	if err != nil {
-		return ""
-	}
-	return id.Role
-}
+func credsRole(c *cli.Context) tenancy.Role { return tenancy.CredsFileRole(c.String("creds")) }
