@@ -125,47 +125,13 @@ func pollerRun(c *cli.Context) error {
 }
 
 // pollerIdentity checks --tenant, --site and --name against a poller
-// credential of meshmon's (--creds), whose user JWT names its tenant, site
-// and user, and takes them from it when the flags are not given (the
-// poller's name is its user's). A credential that cannot
-// publish events is refused at once rather than at the first publish.
+// credential of meshmon's (--creds) and takes them from it when the flags
+// are not given (tenancy.PollerFlags.FromCreds).
 func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
-	path := c.String("creds")
-	if path == "" {
-		return nil
+	f := tenancy.PollerFlags{Tenant: cfg.Tenant, Site: cfg.Site, Name: cfg.Name, TenantSet: c.IsSet("tenant"), SiteSet: c.IsSet("site"), NameSet: c.IsSet("name")}
+	if err := f.FromCreds(c.String("creds")); err != nil {
+		return err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--creds: %w", err)
-	}
-	id, err := tenancy.CredsIdentity(b)
-	if err != nil {
-		return fmt.Errorf("--creds %s: %w", path, err)
-	}
-	switch id.Role {
-	case tenancy.RoleNOC, tenancy.RoleLeaf:
-		return fmt.Errorf("--creds %s: a %s credential cannot publish events; issue a poller's with 'meshmon tenant creds TENANT --role poller --site SITE'", path, id.Role)
-	}
-	if id.Tenant != "" {
-		if c.IsSet("tenant") && cfg.Tenant != id.Tenant {
-			return fmt.Errorf("--tenant %q: the credential in %s is tenant %s's", cfg.Tenant, path, id.Tenant)
-		}
-		cfg.Tenant = id.Tenant
-	}
-	if id.Site != "" {
-		if c.IsSet("site") && cfg.Site != id.Site {
-			return fmt.Errorf("--site %q: the credential in %s is for site %s", cfg.Site, path, id.Site)
-		}
-		cfg.Site = id.Site
-	}
-	if id.Role == tenancy.RolePoller && id.User != "" {
-		// A poller credential may write its own heartbeat only, whose key
-		// is its user name (bus.PollerKey): the poller is named for it.
-		if c.IsSet("name") && cfg.Name != id.User {
-			return fmt.Errorf("--name %q: the credential in %s is poller %s's; drop --name or issue a credential with 'meshmon tenant creds %s --role poller --site %s --user %s'",
-				cfg.Name, path, id.User, id.Tenant, id.Site, cfg.Name)
-		}
-		cfg.Name = id.User
-	}
+	cfg.Tenant, cfg.Site, cfg.Name = f.Tenant, f.Site, f.Name
 	return nil
 }
