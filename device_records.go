@@ -3,7 +3,9 @@ package meshmon
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+	"text/tabwriter"
 )
 
 // Masked is what Redacted puts in place of a secret.
@@ -74,4 +76,24 @@ func ParseDevices(b []byte) ([]Device, error) {
 		}
 	}
 	return devs, nil
+}
+
+// WriteDevices writes the table `meshmon device list` prints: one device
+// a line, its SNMP settings summed up (no secret).
+func WriteDevices(w io.Writer, devs []Device) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tCHECKS\tINTERVAL\tSNMP")
+	for _, d := range devs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.SNMP.Summary())
+	}
+	return tw.Flush()
+}
+
+// WriteText writes d as `meshmon device show` prints it: a field a line,
+// its SNMP settings summed up (no secret).
+func (d Device) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
+		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, d.SNMP.Summary(), d.Revision)
+	return tw.Flush()
 }

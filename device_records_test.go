@@ -1,9 +1,11 @@
 package meshmon
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDevices(t *testing.T) {
@@ -62,5 +64,31 @@ func TestRedactedAndSummary(t *testing.T) {
 		if got := tc.s.Summary(); got != tc.want {
 			t.Errorf("Summary of %+v = %q, want %q", tc.s, got, tc.want)
 		}
+	}
+}
+
+// TestWriteDevices: device list's table and device show's fields sum up
+// the SNMP settings and never print a secret.
+func TestWriteDevices(t *testing.T) {
+	d := Device{Name: "r1", Address: "10.0.0.1", Checks: []string{CheckICMP, CheckSNMP}, Interval: Duration(time.Minute), Retries: 2, Revision: 3,
+		SNMP: &SNMP{Version: SNMPv2c, Community: "s3cret"}}
+	var b bytes.Buffer
+	if err := WriteDevices(&b, []Device{d}); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "10.0.0.1") || !strings.Contains(out, "v2c:161") || strings.Contains(out, "s3cret") {
+		t.Errorf("table:\n%s", out)
+	}
+	b.Reset()
+	if err := d.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name:      r1\n", "address:   10.0.0.1\n", "checks:    icmp,snmp\n", "retries:   2\n", "snmp:      v2c:161\n", "revision:  3\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%q missing from\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "s3cret") {
+		t.Errorf("device show prints the community:\n%s", b.String())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -67,4 +69,32 @@ func ParseJoinToken(token string) (site string, info JoinInfo, err error) {
 		}
 	}
 	return t.Site, t.JoinInfo, nil
+}
+
+// JoinResult is what `meshmon site add` and `site join` print: the site's
+// join token and the command that starts its peer with the token read from
+// a file (a token in argv is readable by every local user).
+type JoinResult struct {
+	Result  string   `json:"result"` // added or exists
+	Site    string   `json:"site"`
+	Token   string   `json:"token"`
+	Central []string `json:"central"`
+	Command string   `json:"command"`
+	// TokenFile is where the token was written, if it was.
+	TokenFile string `json:"token_file,omitempty"`
+}
+
+// NewJoinResult is site's token of info, with the command that reads it
+// from file (by its base name: the file is copied to the site machine).
+func NewJoinResult(result, site string, info JoinInfo, file string) JoinResult {
+	const run = "meshmon peer run --role site --data-dir /var/lib/meshmon/peer"
+	return JoinResult{Result: result, Site: site, Token: JoinToken(site, info), Central: info.Central, Command: run + " --join-file " + filepath.Base(file)}
+}
+
+// WriteText writes the result for people: where the token is and the
+// command to run at the site; never the token itself.
+func (r JoinResult) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "site %s %s; central dials nothing: the site peer dials %v\n", r.Site, r.Result, r.Central)
+	fmt.Fprintf(w, "join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
+		r.TokenFile, r.Command)
 }

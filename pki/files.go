@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,4 +66,55 @@ func Loopback(dir, name string, now time.Time) (Files, error) {
 		return Files{}, err
 	}
 	return is.Write(out, ca.CertPEM)
+}
+
+// IssuedFiles is a certificate IssueInto wrote: its name, the hosts it is
+// valid for and its files.
+type IssuedFiles struct {
+	Name  string   `json:"name"`
+	Hosts []string `json:"hosts"`
+	Files
+}
+
+// IssueInto issues a certificate for each of names, valid for hosts from
+// now for validity, and writes it with its key (mode 0600, also over an
+// existing file) and the CA's certificate: one name into out itself;
+// several each into out/NAME, valid for its name as a host too, with
+// out/CAFile beside them for clients. Directories are made (0700) as
+// needed. Errors name the certificate and the flag of 'meshmon tls issue'
+// at fault.
+func (ca *CA) IssueInto(out string, names, hosts []string, now time.Time, validity time.Duration) ([]IssuedFiles, error) {
+	var done []IssuedFiles
+	for _, name := range names {
+		dir, hs := out, hosts
+		if len(names) > 1 {
+			dir, hs = filepath.Join(out, name), append([]string{name}, hosts...)
+		}
+		files, err := ca.issueDir(name, hs, dir, now, validity)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		done = append(done, IssuedFiles{name, hs, files})
+	}
+	if len(names) > 1 {
+		if err := WriteFile(filepath.Join(out, CAFile), ca.CertPEM, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return done, nil
+}
+
+// issueDir issues a certificate and writes it, its key and the CA into dir.
+func (ca *CA) issueDir(name string, hosts []string, dir string, now time.Time, validity time.Duration) (Files, error) {
+	if validity < 0 {
+		return Files{}, errors.New("--validity must be more than 0")
+	}
+	is, err := ca.Issue(name, hosts, now, validity)
+	if err != nil {
+		return Files{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Files{}, fmt.Errorf("--out-dir: %w", err)
+	}
+	return is.Write(dir, ca.CertPEM)
 }

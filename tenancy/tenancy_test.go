@@ -154,6 +154,16 @@ func TestIssueAndRevoke(t *testing.T) {
 	if _, err := tenancy.CredsIdentity([]byte("not a creds file")); err == nil {
 		t.Fatal("the identity of a file that is no credential was read")
 	}
+	credsFile := filepath.Join(t.TempDir(), "p1.creds")
+	if err := tenancy.WriteFile(credsFile, creds); err != nil {
+		t.Fatal(err)
+	}
+	if r := tenancy.CredsFileRole(credsFile); r != tenancy.RolePoller {
+		t.Fatalf("role of the poller's credentials file: %q", r)
+	}
+	if r := tenancy.CredsFileRole(credsFile + ".missing"); r != "" {
+		t.Fatalf("role of a missing file: %q", r)
+	}
 	if _, _, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "s1"); !errors.Is(err, tenancy.ErrExists) {
 		t.Fatalf("p1 again: %v, want ErrExists", err)
 	}

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -416,6 +417,24 @@ type Identity struct {
 	Tenant string // empty for credentials issued before tenants were tagged
 	Role   Role
 	Site   string // for poller and leaf users
+}
+
+// CredsFileRole is the role of the meshmon tenant user whose .creds file
+// is at path; empty when there is no such file or it holds no meshmon
+// tenant user.
+func CredsFileRole(path string) Role {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	id, err := CredsIdentity(b)
+	if err != nil {
+		return ""
+	}
+	return id.Role
 }
 
 // CredsIdentity reads the identity of the user in a .creds file's content.

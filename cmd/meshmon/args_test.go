@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func TestInterspersed(t *testing.T) {
@@ -23,7 +25,7 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"meshmon", "device"}, []string{"meshmon", "device"}},
 	}
 	for _, tt := range tests {
-		if got := interspersed(app, tt.in); !slices.Equal(got, tt.want) {
+		if got := cliflags.Interspersed(app, tt.in); !slices.Equal(got, tt.want) {
 			t.Errorf("interspersed(%q)\n got %q\nwant %q", tt.in, got, tt.want)
 		}
 	}
@@ -49,7 +51,7 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"meshmon", "device", "add", "--bogus"}, ""}, // the leaf command's parser names it
 	}
 	for _, tt := range tests {
-		err := unknownCommand(app, tt.args)
+		err := cliflags.UnknownCommand(app, tt.args)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%q: %v, want no error", tt.args, err)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // FuzzConfigFile reads a --config file as 'peer run' and 'poller run' do,
@@ -43,7 +45,7 @@ func FuzzConfigFile(f *testing.F) {
 		run := cmd.Subcommands[0]
 		var applied error
 		run.Action = func(c *cli.Context) error {
-			applied = applyConfig(c)
+			applied = cliflags.ApplyConfig(c)
 			return nil
 		}
 		app := &cli.App{Name: "meshmon", Flags: globalFlags(), Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard,

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func TestApplyConfig(t *testing.T) {
@@ -29,7 +31,7 @@ func TestApplyConfig(t *testing.T) {
 				Name:  "x",
 				Flags: []cli.Flag{configFlag(), &cli.StringFlag{Name: "site"}, &cli.StringSliceFlag{Name: "checks"}},
 				Action: func(c *cli.Context) error {
-					if err := applyConfig(c); err != nil {
+					if err := cliflags.ApplyConfig(c); err != nil {
 						return err
 					}
 					g = got{c.String("server"), c.String("site"), c.String("password"), c.StringSlice("checks")}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -169,12 +168,7 @@ func deviceList(c *cli.Context) error {
 		}
 		return printJSON(os.Stdout, out)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tCHECKS\tINTERVAL\tSNMP")
-	for _, d := range devs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.SNMP.Summary())
-	}
-	return tw.Flush()
+	return meshmon.WriteDevices(os.Stdout, devs)
 }
 
 func deviceShow(c *cli.Context) error {
@@ -196,10 +190,7 @@ func deviceShow(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(os.Stdout, shown(c, d))
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
-		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, d.SNMP.Summary(), d.Revision)
-	return tw.Flush()
+	return d.WriteText(os.Stdout)
 }
 
 func deviceRm(c *cli.Context) error {

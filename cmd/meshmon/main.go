@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -15,9 +17,9 @@ var version = "dev"
 
 func main() {
 	app := newApp()
-	err := unknownCommand(app, os.Args)
+	err := cliflags.UnknownCommand(app, os.Args)
 	if err == nil {
-		err = app.Run(interspersed(app, os.Args))
+		err = app.Run(cliflags.Interspersed(app, os.Args))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshmon: "+oneLine(err))
@@ -50,7 +52,7 @@ func newApp() *cli.App {
 		// One clear line on stderr and exit 1, from main; no usage dump.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	scriptFriendly(app)
+	cliflags.ScriptFriendly(app)
 	return app
 }
 

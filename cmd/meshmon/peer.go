@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,8 +14,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func peerCommand() *cli.Command {
@@ -50,12 +53,12 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user, 12 characters or more (prefer --auth-password-file: argv is readable by every local user)"},
 				&cli.StringFlag{Name: "auth-password-file", EnvVars: env("AUTH_PASSWORD_FILE"), Usage: "file holding the password for --auth-user"},
 				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
-				ageFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
-				sizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
-				ageFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
-				sizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
-				ageFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
-				ageFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
+				cliflags.AgeFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
+				cliflags.SizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
+				cliflags.AgeFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
+				cliflags.SizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
+				cliflags.AgeFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
+				cliflags.AgeFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
 				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
 				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user)"},
 				&cli.StringFlag{Name: "http-password-file", EnvVars: env("HTTP_PASSWORD_FILE"), Usage: "file holding the monitor's password (default: the --auth-user password)"},
@@ -95,7 +98,8 @@ func peerCommand() *cli.Command {
 }
 
 // peerReady is 'peer ready': bus.CheckReady, tried again (after 250 ms,
-// doubling up to 2 s) until it passes or --timeout ends.
+// doubling up to 2 s, jittered: internal/backoff) until it passes or
+// --timeout ends.
 func peerReady(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
@@ -115,17 +119,13 @@ func peerReady(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	for b := backoff.New(250*time.Millisecond, 2*time.Second); ; {
 		err := bus.CheckReady(ctx, js)
 		if err == nil {
 			return nil
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !b.Wait(ctx) {
 			return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
-		case <-t.C:
 		}
 	}
 }
@@ -185,7 +185,7 @@ func peerRemove(c *cli.Context) error {
 }
 
 func peerRun(c *cli.Context) error {
-	if err := applyConfig(c); err != nil {
+	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
 	if err := required(c, "MESHMON_PEER_", "data-dir"); err != nil {
@@ -195,20 +195,76 @@ func peerRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := peerConfig(c)
+	if err != nil {
+		return err
+	}
+	p, err := peer.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	defer p.Close()
+	reloadOnHUP(ctx, p, log)
+	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
+		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
+	}
+	if c.Bool("json") {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+// reloadOnHUP reloads the peer's certificate files on SIGHUP (rotation
+// without downtime) until ctx is done.
+func reloadOnHUP(ctx context.Context, p *peer.Peer, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := p.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: the certificate stays as it was", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// peerConfig is the peer.Config of 'peer run's flags.
+func peerConfig(c *cli.Context) (peer.Config, error) {
 	cfg := peer.DefaultConfig()
 	cfg.Role = c.String("role")
 	if cfg.Role != peer.RoleSite && cfg.Role != peer.RoleCentral {
-		return fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
+		return cfg, fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
 	cfg.Site = c.String("site")
-	if err := applyJoin(c, &cfg); err != nil {
-		return err
+	tokens, err := joinTokens(c)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.ApplyJoin(tokens); err != nil {
+		return cfg, err
 	}
 	switch {
 	case cfg.Role == peer.RoleCentral:
 		cfg.Site = ""
 	case cfg.Site == "":
-		return fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
+		return cfg, fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
 	}
 	cfg.Name = c.String("name")
 	if cfg.Name == "" {
@@ -227,6 +283,30 @@ func peerRun(c *cli.Context) error {
 	cfg.Listen = c.String("listen")
 	cfg.DataDir = c.String("data-dir")
 	cfg.SyncAlways = c.Bool("sync-always")
+	if err := peerAuth(c, &cfg); err != nil {
+		return cfg, err
+	}
+	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
+	if cfg.TLS.Watch == 0 {
+		cfg.TLS.Watch = -1 // never
+	}
+	cfg.Insecure = c.Bool("insecure")
+	cfg.Trust = c.String("trust")
+	cfg.Limits.EventsMaxAge = cliflags.AgeOf(c, "events-max-age")
+	cfg.Limits.EventsMaxBytes = cliflags.SizeOf(c, "events-max-bytes")
+	cfg.Limits.MetricsMaxAge = cliflags.AgeOf(c, "metrics-max-age")
+	cfg.Limits.MetricsMaxBytes = cliflags.SizeOf(c, "metrics-max-bytes")
+	// Defaults are fitted to a small disk; sizes the operator chose are
+	// not (the peer then says which flags to set).
+	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
+	cfg.Limits.EventsDuplicates = cliflags.AgeOf(c, "events-dedup-window")
+	cfg.Limits.MetricsDuplicates = cliflags.AgeOf(c, "metrics-dedup-window")
+	return cfg, nil
+}
+
+// peerAuth sets cfg's client authentication and the monitor's user and
+// password from the --auth-* and --http-* flags.
+func peerAuth(c *cli.Context, cfg *peer.Config) error {
 	pw, err := secretFlag(c, "auth-password")
 	if err != nil {
 		return err
@@ -243,60 +323,6 @@ func peerRun(c *cli.Context) error {
 	if u := c.String("http-user"); u != "" {
 		cfg.HTTPUser = u
 	}
-	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
-	if cfg.TLS.Watch == 0 {
-		cfg.TLS.Watch = -1 // never
-	}
-	cfg.Insecure = c.Bool("insecure")
-	cfg.Trust = c.String("trust")
-	cfg.Limits.EventsMaxAge = ageOf(c, "events-max-age")
-	cfg.Limits.EventsMaxBytes = sizeOf(c, "events-max-bytes")
-	cfg.Limits.MetricsMaxAge = ageOf(c, "metrics-max-age")
-	cfg.Limits.MetricsMaxBytes = sizeOf(c, "metrics-max-bytes")
-	// Defaults are fitted to a small disk; sizes the operator chose are
-	// not (the peer then says which flags to set).
-	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
-	cfg.Limits.EventsDuplicates = ageOf(c, "events-dedup-window")
-	cfg.Limits.MetricsDuplicates = ageOf(c, "metrics-dedup-window")
-
-	p, err := peer.New(cfg, log)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := p.Start(ctx); err != nil {
-		return err
-	}
-	defer p.Close()
-	// SIGHUP reloads the certificate files (rotation without downtime).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := p.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: the certificate stays as it was", "err", err)
-				}
-			}
-		}
-	}()
-	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
-		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
-	}
-	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
-	}
-	<-ctx.Done()
-	log.Info("shutting down")
 	return nil
 }
 
@@ -330,64 +356,15 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
-// applyJoin reads --join or --join-file into cfg: central's URLs and the
-// leaf credential, and the site name when --site is not given. Tokens of a
-// central in operator mode (site add --tenant) may be several, one per
-// tenant the site serves.
-func applyJoin(c *cli.Context, cfg *peer.Config) error {
+// joinTokens is --join and the content of each --join-file.
+func joinTokens(c *cli.Context) ([]string, error) {
 	tokens := c.StringSlice("join")
 	for _, f := range c.StringSlice("join-file") {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("--join-file: %w", err)
+			return nil, fmt.Errorf("--join-file: %w", err)
 		}
 		tokens = append(tokens, string(b))
 	}
-	if len(tokens) == 0 {
-		return nil
-	}
-	if cfg.Role != peer.RoleSite {
-		return errors.New("--join is for site peers; central peers cluster with --routes")
-	}
-	type parsed struct {
-		site string
-		info bus.JoinInfo
-	}
-	var ps []parsed
-	for _, tok := range tokens {
-		site, info, err := bus.ParseJoinToken(tok)
-		if err != nil {
-			return err
-		}
-		if cfg.Site != "" && cfg.Site != site {
-			return fmt.Errorf("--site %s does not match the join token, which is for site %s ('meshmon site add %s' makes one)", cfg.Site, site, cfg.Site)
-		}
-		if len(ps) > 0 && site != ps[0].site {
-			return fmt.Errorf("the join tokens are for sites %s and %s; a peer is one site", ps[0].site, site)
-		}
-		ps = append(ps, parsed{site, info})
-	}
-	first := ps[0]
-	if first.info.AccountJWT == "" {
-		if len(ps) > 1 {
-			return errors.New("several join tokens are for a central in operator mode ('meshmon site add --tenant'); this one takes one")
-		}
-		info := first.info
-		if info.Tenant != cfg.Tenant {
-			return fmt.Errorf("the join token is for tenant %q; this peer serves %q", info.Tenant, cfg.Tenant)
-		}
-		cfg.Site, cfg.Central, cfg.LeafUser, cfg.LeafPassword, cfg.CentralCA = first.site, info.Central, info.User, info.Password, info.CA
-		return nil
-	}
-	// Operator mode: the site keeps each tenant's account.
-	cfg.Site, cfg.Central, cfg.CentralCA = first.site, first.info.Central, first.info.CA
-	cfg.SiteTrust = &tenancy.Trust{Operator: first.info.Operator, SystemAccount: first.info.SystemAccount, Preload: first.info.Preload}
-	for _, p := range ps {
-		if p.info.AccountJWT == "" || p.info.Operator != first.info.Operator {
-			return errors.New("the join tokens come from different centrals (or operators); a site joins one central")
-		}
-		cfg.Tenants = append(cfg.Tenants, peer.SiteTenant{Name: p.info.Tenant, Account: p.info.Account, AccountJWT: p.info.AccountJWT,
-			LeafCreds: p.info.Creds, UpkeepCreds: p.info.UpkeepCreds})
-	}
-	return nil
+	return tokens, nil
 }

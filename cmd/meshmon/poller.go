@@ -11,6 +11,8 @@ import (
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/tenancy"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 func pollerCommand() *cli.Command {
@@ -38,7 +40,7 @@ func pollerCommand() *cli.Command {
 				&cli.IntFlag{Name: "up-after", Value: def.Damping.UpAfter, EnvVars: env("UP_AFTER"), Usage: "good polls in a row before an up event"},
 				&cli.IntFlag{Name: "flap-changes", Value: def.Damping.FlapChanges, EnvVars: env("FLAP_CHANGES"), Usage: "changes within --flap-window that make a check flapping (0 = off)"},
 				&cli.DurationFlag{Name: "flap-window", Value: def.Damping.FlapWindow, EnvVars: env("FLAP_WINDOW"), Usage: "window for flap detection"},
-				sizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
+				cliflags.SizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
 				&cli.IntFlag{Name: "batch", Value: def.BatchSize, EnvVars: env("BATCH"), Usage: "messages per publish batch"},
 				&cli.DurationFlag{Name: "heartbeat", Value: def.HeartbeatEvery, EnvVars: env("HEARTBEAT"), Usage: "how often the poller heartbeats to its group"},
 				&cli.DurationFlag{Name: "member-timeout", Value: def.MemberTimeout, EnvVars: env("MEMBER_TIMEOUT"), Usage: "a group member silent this long loses its devices to the others"},
@@ -50,7 +52,7 @@ func pollerCommand() *cli.Command {
 }
 
 func pollerRun(c *cli.Context) error {
-	if err := applyConfig(c); err != nil {
+	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
 	cfg := poller.DefaultConfig()
@@ -103,7 +105,7 @@ func pollerRun(c *cli.Context) error {
 		return err
 	}
 
-	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: sizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
+	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: cliflags.SizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
 	if err := scfg.Validate(); err != nil {
 		return err
 	}
@@ -123,47 +125,13 @@ func pollerRun(c *cli.Context) error {
 }
 
 // pollerIdentity checks --tenant, --site and --name against a poller
-// credential of meshmon's (--creds), whose user JWT names its tenant, site
-// and user, and takes them from it when the flags are not given (the
-// poller's name is its user's). A credential that cannot
-// publish events is refused at once rather than at the first publish.
+// credential of meshmon's (--creds) and takes them from it when the flags
+// are not given (tenancy.PollerFlags.FromCreds).
 func pollerIdentity(c *cli.Context, cfg *poller.Config) error {
-	path := c.String("creds")
-	if path == "" {
-		return nil
+	f := tenancy.PollerFlags{Tenant: cfg.Tenant, Site: cfg.Site, Name: cfg.Name, TenantSet: c.IsSet("tenant"), SiteSet: c.IsSet("site"), NameSet: c.IsSet("name")}
+	if err := f.FromCreds(c.String("creds")); err != nil {
+		return err
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--creds: %w", err)
-	}
-	id, err := tenancy.CredsIdentity(b)
-	if err != nil {
-		return fmt.Errorf("--creds %s: %w", path, err)
-	}
-	switch id.Role {
-	case tenancy.RoleNOC, tenancy.RoleLeaf:
-		return fmt.Errorf("--creds %s: a %s credential cannot publish events; issue a poller's with 'meshmon tenant creds TENANT --role poller --site SITE'", path, id.Role)
-	}
-	if id.Tenant != "" {
-		if c.IsSet("tenant") && cfg.Tenant != id.Tenant {
-			return fmt.Errorf("--tenant %q: the credential in %s is tenant %s's", cfg.Tenant, path, id.Tenant)
-		}
-		cfg.Tenant = id.Tenant
-	}
-	if id.Site != "" {
-		if c.IsSet("site") && cfg.Site != id.Site {
-			return fmt.Errorf("--site %q: the credential in %s is for site %s", cfg.Site, path, id.Site)
-		}
-		cfg.Site = id.Site
-	}
-	if id.Role == tenancy.RolePoller && id.User != "" {
-		// A poller credential may write its own heartbeat only, whose key
-		// is its user name (bus.PollerKey): the poller is named for it.
-		if c.IsSet("name") && cfg.Name != id.User {
-			return fmt.Errorf("--name %q: the credential in %s is poller %s's; drop --name or issue a credential with 'meshmon tenant creds %s --role poller --site %s --user %s'",
-				cfg.Name, path, id.User, id.Tenant, id.Site, cfg.Name)
-		}
-		cfg.Name = id.User
-	}
+	cfg.Tenant, cfg.Site, cfg.Name = f.Tenant, f.Site, f.Name
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -117,12 +116,8 @@ func simRun(c *cli.Context) error {
 	cfg.Logger = log
 	var ln net.Listener
 	if addr := c.String("control"); addr != "" {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil || !ap.Addr().IsLoopback() {
-			return fmt.Errorf("--control %q: give a loopback address and port, like 127.0.0.1:0 (the API has no authentication)", addr)
-		}
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("--control: %w", err)
+		if ln, err = sim.ListenControl(addr); err != nil {
+			return err
 		}
 		defer ln.Close()
 	}
@@ -138,7 +133,7 @@ func simRun(c *cli.Context) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
-	if err := printAgents(s, c.Bool("json")); err != nil {
+	if err := s.WriteAgents(os.Stdout, c.Bool("json")); err != nil {
 		return err
 	}
 	if c.Bool("add-devices") {
@@ -174,30 +169,6 @@ func simRun(c *cli.Context) error {
 	return nil
 }
 
-// printAgents prints the agent list: JSON lines or a table.
-func printAgents(s *sim.Sim, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		for _, a := range s.Agents() {
-			ap := a.Addr()
-			if err := enc.Encode(struct {
-				Name    string `json:"name"`
-				Address string `json:"address"`
-				Port    uint16 `json:"port"`
-			}{a.Name(), ap.Addr().String(), ap.Port()}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tADDRESS\tPORT")
-	for _, a := range s.Agents() {
-		fmt.Fprintf(w, "%s\t%s\t%d\n", a.Name(), a.Addr().Addr(), a.Addr().Port())
-	}
-	return w.Flush()
-}
-
 // addSimDevices puts every agent into the inventory of the site peer the
 // global flags name, waiting for the peer to answer and its streams to
 // exist (a lab or compose file starts everything at once).
@@ -213,7 +184,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 		return err
 	}
 	iv := c.Duration("interval")
-	for {
+	for b := backoff.New(time.Second, time.Second); ; {
 		err := func() error {
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -221,11 +192,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			if err != nil {
 				return err
 			}
-			devs := make([]meshmon.Device, 0, len(s.Agents()))
-			for _, a := range s.Agents() {
-				devs = append(devs, a.Device(iv, time.Second, cfg.Community))
-			}
-			_, err = inv.Import(actx, devs, true)
+			_, err = inv.Import(actx, s.Devices(iv, time.Second, cfg.Community), true)
 			return err
 		}()
 		if err == nil {
@@ -233,10 +200,8 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 			return nil
 		}
 		log.Info("sim: waiting for the site peer to add the devices", "err", err)
-		select {
-		case <-ctx.Done():
+		if !b.Wait(ctx) {
 			return nil
-		case <-time.After(time.Second):
 		}
 	}
 }

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -97,16 +94,6 @@ func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error)
 	return fn(ctx, cl)
 }
 
-type joinResult struct {
-	Result  string   `json:"result"`
-	Site    string   `json:"site"`
-	Token   string   `json:"token"`
-	Central []string `json:"central"`
-	Command string   `json:"command"`
-	// TokenFile is where the token was written, if it was.
-	TokenFile string `json:"token_file,omitempty"`
-}
-
 // joinFile is where site add writes the join token when not told
 // (--token-file): a file in the working directory, named for the site (and
 // the tenant, as a site may serve several).
@@ -126,26 +113,18 @@ func joinFile(c *cli.Context, site string) string {
 // the token is in the output for scripts, and a file is written only when
 // --token-file names one.
 func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
-	token := bus.JoinToken(site, info)
 	file := joinFile(c, site)
-	write := c.String("token-file") != "" || !c.Bool("json")
-	if write {
-		if err := tenancy.WriteFile(file, []byte(token+"\n")); err != nil {
+	res := bus.NewJoinResult(verb, site, info, file)
+	if c.String("token-file") != "" || !c.Bool("json") {
+		if err := tenancy.WriteFile(file, []byte(res.Token+"\n")); err != nil {
 			return fmt.Errorf("--token-file: %w", err)
 		}
+		res.TokenFile = file
 	}
-	const run = "meshmon peer run --role site --data-dir /var/lib/meshmon/peer"
-	cmd := run + " --join-file " + filepath.Base(file)
 	if c.Bool("json") {
-		res := joinResult{Result: verb, Site: site, Token: token, Central: info.Central, Command: cmd}
-		if write {
-			res.TokenFile = file
-		}
 		return printJSON(os.Stdout, res)
 	}
-	fmt.Printf("site %s %s; central dials nothing: the site peer dials %v\n", site, verb, info.Central)
-	fmt.Printf("join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
-		file, cmd)
+	res.WriteText(os.Stdout)
 	return nil
 }
 
@@ -241,37 +220,7 @@ func siteList(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(os.Stdout, links)
 	}
-	return printSiteLinks(links)
-}
-
-func printSiteLinks(links []bus.SiteLink) error {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLINK\tLAST CONTACT\tLAG (MSGS)\tLAST EVENT STORED\tOBSERVED TO STORED\tERROR")
-	if len(links) == 0 {
-		fmt.Fprintln(tw, "(no sites; 'meshmon site add NAME' adds one)")
-	}
-	for _, l := range links {
-		link, contact := "down", "never"
-		if l.Up {
-			link = "up"
-		}
-		if l.SinceContact >= 0 {
-			contact = l.SinceContact.Round(time.Millisecond).String() + " ago"
-		}
-		stored, delay := "-", "-"
-		if !l.LastStored.IsZero() {
-			stored = time.Since(l.LastStored).Round(time.Second).String() + " ago"
-			if !l.LastObserved.IsZero() {
-				delay = l.LastStored.Sub(l.LastObserved).Round(time.Millisecond).String()
-			}
-		}
-		lag := "unknown" // down, and the site does not answer
-		if l.LagMessages != nil {
-			lag = strconv.FormatUint(*l.LagMessages, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, link, contact, lag, stored, delay, l.Error)
-	}
-	return tw.Flush()
+	return bus.WriteSiteLinks(os.Stdout, links)
 }
 
 // siteAddTenant adds a site to a tenant on a central in operator mode: it

@@ -90,29 +90,3 @@ func TestStatusAndReplayLeaveNoConsumer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// TestCentralLinkLine: a site's link to central as status prints it.
-func TestCentralLinkLine(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	seven, zero := uint64(7), uint64(0)
-	for _, tt := range []struct {
-		l    bus.CentralLink
-		want string
-	}{
-		{bus.CentralLink{State: bus.LinkDown, LastAck: now.Add(-90 * time.Second), Events: &seven, Samples: &zero},
-			"link to central: down, central last acknowledged an event 1m30s ago; not yet at central: 7 events, 0 samples"},
-		{bus.CentralLink{State: bus.LinkUp, Events: &zero, Samples: &zero},
-			"link to central: up, central has acknowledged no event yet; not yet at central: 0 events, 0 samples"},
-		{bus.CentralLink{State: bus.LinkDown, Since: now.Add(-45 * time.Second), LastAck: now.Add(-50 * time.Second), Events: &seven, Samples: &zero},
-			"link to central: down since 2026-01-02 03:03:20 UTC (45s ago), central last acknowledged an event 50s ago; not yet at central: 7 events, 0 samples"},
-		{bus.CentralLink{State: bus.LinkUp, Since: now.Add(-time.Hour), Events: &zero, Samples: &zero, Peers: []bus.PeerLink{
-			{Peer: "paris-1", State: bus.LinkUp, Since: now.Add(-time.Hour)}, {Peer: "paris-2", State: bus.LinkDown, Since: now.Add(-time.Minute)}}},
-			"link to central: up since 2026-01-02 02:04:05 UTC (1h0m0s ago), central has acknowledged no event yet; not yet at central: 0 events, 0 samples; members' links: paris-1 up since 2026-01-02 02:04:05 UTC (1h0m0s ago), paris-2 down since 2026-01-02 03:03:05 UTC (1m0s ago)"},
-		{bus.CentralLink{State: bus.LinkUnknown},
-			"link to central: unknown, central has acknowledged no event yet; not yet at central: unknown events, unknown samples"},
-	} {
-		if got := centralLinkLine(tt.l, now); got != tt.want {
-			t.Errorf("got  %q\nwant %q", got, tt.want)
-		}
-	}
-}

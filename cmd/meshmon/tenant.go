@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -231,17 +230,7 @@ func tenantList(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(os.Stdout, ts)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tACCOUNT\tDISK\tMEMORY\tSTREAMS\tCONSUMERS\tCONNECTIONS\tLEAFS\tUSERS")
-	if len(ts) == 0 {
-		fmt.Fprintln(tw, "(no tenants; 'meshmon tenant create NAME' creates one)")
-	}
-	for _, t := range ts {
-		l := t.Limits
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, t.Account, meshmon.FormatSize(l.DiskBytes), meshmon.FormatSize(l.MemoryBytes),
-			l.Streams, l.Consumers, l.Conns, l.LeafConns, len(t.Users))
-	}
-	return tw.Flush()
+	return provision.WriteTenants(os.Stdout, ts)
 }
 
 func tenantShow(c *cli.Context) error {
@@ -258,47 +247,13 @@ func tenantShow(c *cli.Context) error {
 		return err
 	}
 	ctx, cancel := pushCtx(c) // the connection (up to --timeout), then the read
-	got, uerr := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
+	u, err := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
 	cancel()
-	u := &got
+	rep := provision.NewTenantReport(t, u, err)
 	if c.Bool("json") {
-		out := struct {
-			tenancy.Tenant
-			Usage *provision.Usage `json:"usage,omitempty"`
-			Error string           `json:"usage_error,omitempty"`
-		}{Tenant: t, Usage: u}
-		if uerr != nil {
-			out.Usage, out.Error = nil, uerr.Error()
-		}
-		return printJSON(os.Stdout, out)
+		return printJSON(os.Stdout, rep)
 	}
-	l := t.Limits
-	fmt.Printf("tenant %s (account %s)\n", t.Name, t.Account)
-	fmt.Printf("limits: disk %s, memory %s, %d streams, %d consumers, %d connections, %d leaf connections\n",
-		meshmon.FormatSize(l.DiskBytes), meshmon.FormatSize(l.MemoryBytes), l.Streams, l.Consumers, l.Conns, l.LeafConns)
-	if uerr != nil {
-		fmt.Printf("usage: unknown (%v)\n", uerr)
-	} else {
-		fmt.Printf("usage: disk %s, memory %s, %d streams, %d consumers; %d events, %d samples\n",
-			meshmon.FormatSize(int64(u.Disk)), meshmon.FormatSize(int64(u.Memory)), u.Streams, u.Consumers, u.Events, u.Samples)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nUSER\tROLE\tSITE\tISSUED\tSTATE")
-	for _, us := range t.Users {
-		state := "valid"
-		if us.Revoked {
-			state = "revoked"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", us.Name, us.Role, orDash(us.Site), us.Issued.Format(time.RFC3339), state)
-	}
-	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return rep.WriteText(os.Stdout)
 }
 
 func tenantLimits(c *cli.Context) error {

@@ -94,30 +94,9 @@ func tlsIssue(c *cli.Context) error {
 			hosts = append(hosts, h)
 		}
 	}
-	names, out := c.StringSlice("name"), c.String("out-dir")
-	type issued struct {
-		Name  string   `json:"name"`
-		Hosts []string `json:"hosts"`
-		Cert  string   `json:"cert"`
-		Key   string   `json:"key"`
-		CA    string   `json:"ca"`
-	}
-	var done []issued
-	for _, name := range names {
-		dir, hs := out, hosts
-		if len(names) > 1 {
-			dir, hs = filepath.Join(out, name), append([]string{name}, hosts...)
-		}
-		files, err := issueTo(ca, name, hs, dir, c.Duration("validity"))
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		done = append(done, issued{name, hs, files.Cert, files.Key, files.CA})
-	}
-	if len(names) > 1 {
-		if err := pki.WriteFile(filepath.Join(out, pki.CAFile), ca.CertPEM, 0o644); err != nil {
-			return err
-		}
+	done, err := ca.IssueInto(c.String("out-dir"), c.StringSlice("name"), hosts, time.Now(), c.Duration("validity"))
+	if err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		if len(done) == 1 {
@@ -129,20 +108,4 @@ func tlsIssue(c *cli.Context) error {
 		fmt.Printf("issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", d.Name, strings.Join(d.Hosts, ", "), d.Cert, d.Key, d.CA)
 	}
 	return nil
-}
-
-// issueTo issues a certificate and writes it, its key (0600, also over an
-// existing file) and the CA into dir.
-func issueTo(ca *pki.CA, name string, hosts []string, dir string, validity time.Duration) (pki.Files, error) {
-	if validity < 0 {
-		return pki.Files{}, errors.New("--validity must be more than 0")
-	}
-	is, err := ca.Issue(name, hosts, time.Now(), validity)
-	if err != nil {
-		return pki.Files{}, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return pki.Files{}, fmt.Errorf("--out-dir: %w", err)
-	}
-	return is.Write(dir, ca.CertPEM)
 }

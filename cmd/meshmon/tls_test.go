@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // TestTLSIssueModes: 'tls issue' writes the key 0600, also over a key file
@@ -89,7 +91,7 @@ func TestClientSecretsAndCA(t *testing.T) {
 	app := &cli.App{Name: "meshmon", Flags: globalFlags(), Commands: []*cli.Command{{
 		Name: "x", Flags: []cli.Flag{configFlag()},
 		Action: func(c *cli.Context) error {
-			if err := applyConfig(c); err != nil {
+			if err := cliflags.ApplyConfig(c); err != nil {
 				return err
 			}
 			cc := connConfig(c, "t")

@@ -1,4 +1,4 @@
-package main
+package cliflags
 
 import (
 	"fmt"
@@ -8,11 +8,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// interspersed moves the positional arguments of a leaf command behind its
+// Interspersed moves the positional arguments of a leaf command behind its
 // flags, so `meshmon device add r1 --address 192.0.2.1` works as well as
 // `meshmon device add --address 192.0.2.1 r1`. urfave/cli v2 stops reading
 // flags at the first positional argument; operators do not expect that.
-func interspersed(app *cli.App, args []string) []string {
+func Interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
@@ -109,11 +109,11 @@ func knownFlag(flags []cli.Flag, tok string) bool {
 	return false
 }
 
-// unknownCommand returns an error naming the first word of args that should
+// UnknownCommand returns an error naming the first word of args that should
 // be a command and is none (urfave/cli v2 would say "No help topic"), or a
 // flag given before a command that it is not a flag of (urfave/cli v2
 // would take the flag's value for the command).
-func unknownCommand(app *cli.App, args []string) error {
+func UnknownCommand(app *cli.App, args []string) error {
 	cmds, flags, path := app.Commands, app.Flags, app.Name
 	for i := 1; i < len(args); {
 		a := args[i]

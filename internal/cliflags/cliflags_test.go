@@ -1,0 +1,76 @@
+package cliflags
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// testApp is a command "run" with a --config, a string flag, a size and an
+// age flag, and a NAME argument; got receives what the action saw.
+func testApp(got *[]string) *cli.App {
+	app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.StringFlag{Name: "server"}}, ExitErrHandler: func(*cli.Context, error) {}}
+	app.Commands = []*cli.Command{{
+		Name: "run", ArgsUsage: "NAME",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "config"}, &cli.StringFlag{Name: "site"}, &cli.BoolFlag{Name: "force"},
+			SizeFlag("max-bytes", 1<<20, nil, "size"), AgeFlag("max-age", time.Hour, nil, "age")},
+		Action: func(c *cli.Context) error {
+			if err := ApplyConfig(c); err != nil {
+				return err
+			}
+			*got = []string{c.String("server"), c.String("site"), fmt.Sprint(SizeOf(c, "max-bytes")), AgeOf(c, "max-age").String(), strings.Join(c.Args().Slice(), ",")}
+			return nil
+		},
+	}, {Name: "noargs", Action: func(*cli.Context) error { return nil }}}
+	ScriptFriendly(app)
+	return app
+}
+
+// TestCLIFlags: --config fills the flags the command line left unset,
+// names unknown keys; positional arguments may come before flags; sizes
+// and ages take units; a command without arguments refuses some.
+func TestCLIFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfg, []byte("site: paris\nserver: nats://x:4222\nmax-age: 2d\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	app := testApp(&got)
+	args := []string{"t", "run", "r1", "--config", cfg, "--max-bytes", "2MiB", "--site", "lyon", "--force"}
+	in := Interspersed(app, args)
+	if want := []string{"t", "run", "--config", cfg, "--max-bytes", "2MiB", "--site", "lyon", "--force", "--", "r1"}; !slices.Equal(in, want) {
+		t.Fatalf("Interspersed: %q, want %q", in, want)
+	}
+	if err := app.Run(in); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"nats://x:4222", "lyon", "2097152", "48h0m0s", "r1"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+
+	if err := os.WriteFile(cfg, []byte("sitee: paris\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := testApp(&got).Run([]string{"t", "run", "--config", cfg})
+	if err == nil || !strings.Contains(err.Error(), `line 1: unknown key "sitee"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+	err = testApp(&got).Run([]string{"t", "run", "--max-bytes", "12 parsecs"})
+	if err == nil || !strings.Contains(err.Error(), "(see 't run --help')") {
+		t.Errorf("bad size: %v, want a usage error with the hint", err)
+	}
+	err = testApp(&got).Run([]string{"t", "noargs", "x"})
+	if err == nil || !strings.Contains(err.Error(), `'t noargs' takes no arguments; got "x"`) {
+		t.Errorf("extra argument: %v", err)
+	}
+	if err := UnknownCommand(testApp(&got), []string{"t", "walk"}); err == nil || !strings.Contains(err.Error(), "'t walk' is not a command; commands are run, noargs") {
+		t.Errorf("unknown command: %v", err)
+	}
+}
