@@ -143,12 +143,13 @@ func replayCheck(ctx context.Context, js jetstream.JetStream, opts TailOptions, 
 // Live) run through each of three clustered servers just after the stream's
 // leader was restarted, and while its leadership moves, delivers every
 // message the stream held when it started, or fails with an error; never
-// fewer with no error. Before the fix, a replay
+// fewer with no error; and once the leadership stays put, a replay through
+// each server completes. Before the fix, a replay
 // whose consumer was placed on the restarted server, still catching up,
 // stopped at what that server held (its NumPending 0).
 func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	_, js0 := connect(t, c.srvs[0].ClientURL())
 	lim := DefaultStreamLimits()
@@ -208,44 +209,54 @@ func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 		}
 	})
 
-	complete, completeCurrent, incomplete := 0, 0, 0
-	current := false
-	run := func(js jetstream.JetStream, opts TailOptions, want int) {
+	complete, incomplete := 0, 0
+	run := func(js jetstream.JetStream, opts TailOptions, want int) bool {
 		t.Helper()
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		ok, failure, err := replayCheck(rctx, js, opts, want)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatal(err) // short, or out of order, with no error
 		}
 		if ok {
 			complete++
-			if current {
-				completeCurrent++
-			}
 		} else {
 			incomplete++
 			t.Logf("replay through %s failed: %v", js.Conn().ConnectedServerName(), failure)
 		}
+		return ok
 	}
-	// Replays from the restart until every replica is current, and some
-	// after, through each server.
-	deadline := time.Now().Add(2 * time.Minute)
-	currentRuns := 0
-	for currentRuns < 3 && time.Now().Before(deadline) {
-		if current = streamCurrent(ctx, jss[other], EventsStream, total) == nil; current {
-			currentRuns++
-		}
+	// Replays through each server from the restart until every replica is
+	// current, while the leadership moves every 2 s: each one delivers
+	// everything or fails with an error.
+	deadline := time.Now().Add(time.Minute)
+	for current := false; !current && time.Now().Before(deadline); {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second) // an unanswered stream info waits out its context
+		current = streamCurrent(cctx, jss[other], EventsStream, total) == nil
+		cancel()
 		for _, js := range jss {
+			if time.Now().After(deadline) {
+				break
+			}
 			run(js, TailOptions{StartSeq: 1}, int(total))
 			run(js, TailOptions{StartSeq: 1, Subject: EventFilter("hq", "dev3", "")}, (before+during)/10)
 		}
 	}
 	stopSteps()
 	wg.Wait()
-	t.Logf("%d replays complete, %d failed with an error; %d leader moves", complete, incomplete, steps)
-	if completeCurrent == 0 {
-		t.Fatal("no replay completed once the replicas were current")
+	t.Logf("during the leader moves: %d replays complete, %d failed with an error; %d leader moves", complete, incomplete, steps)
+	// Once the leadership stays put, a replay through each server
+	// completes. (Under leader moves every 2 s on a loaded machine, every
+	// replay of a run may fail with an error, which is allowed.)
+	eventually.NoError(t, 2*time.Minute, "every replica current", func() error {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return streamCurrent(cctx, jss[other], EventsStream, total)
+	})
+	for _, js := range jss {
+		eventually.True(t, 2*time.Minute, "a complete replay through "+js.Conn().ConnectedServerName(), func() bool {
+			return run(js, TailOptions{StartSeq: 1}, int(total)) && run(js, TailOptions{StartSeq: 1, Subject: EventFilter("hq", "dev3", "")}, (before+during)/10)
+		})
 	}
 }
 
