@@ -108,7 +108,7 @@ func createReader(ctx context.Context, js jetstream.JetStream, stream, owner str
 		} else {
 			c, err = js.CreateConsumer(ctx, stream, cfg)
 		}
-		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !pause(ctx, retryPause) {
+		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !backoff.Sleep(ctx, retryPause) {
 			return c, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -37,7 +38,7 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 			return err
 		}
 		wait = min(2*wait, retryAttemptMax)
-		if !pause(ctx, retryPause) {
+		if !backoff.Sleep(ctx, retryPause) {
 			return err
 		}
 	}
@@ -46,18 +47,6 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 // noRespondersTries bounds the tries of a request that has no responders
 // where a caller does not go through Retry.
 const noRespondersTries = 20
-
-// pause waits d; it reports false when ctx is done first.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // transient reports whether err is one that a JetStream API request may
 // get while a leader moves or a peer restarts, and not again later: no
