@@ -89,10 +89,14 @@ type Comment struct {
 // Change is one change of an alarm, as the ALARMS stream carries it on
 // ChangeSubject: the alarm after the change, and what changed.
 type Change struct {
-	What  string    `json:"what"`         // one of the What* constants
-	By    string    `json:"by,omitempty"` // the NOC user, for acked, unacked, commented and a manual clear
-	At    time.Time `json:"at"`
-	Alarm Alarm     `json:"alarm"`
+	What string    `json:"what"`         // one of the What* constants
+	By   string    `json:"by,omitempty"` // the NOC user, for acked, unacked, commented and a manual clear
+	At   time.Time `json:"at"`
+	// Late is set on a change an event made when it was applied more than
+	// a minute after its time: a site catching up after a link cut.
+	// Notifications summarise late changes instead of paging each.
+	Late  bool  `json:"late,omitempty"`
+	Alarm Alarm `json:"alarm"`
 }
 
 // MsgID is the change's Nats-Msg-Id: the alarm's ID and its Seq, so a
