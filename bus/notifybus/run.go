@@ -1,0 +1,158 @@
+package notifybus
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/internal/backoff"
+	"github.com/meshmon/meshmon/notify"
+)
+
+// Config is how a runner runs; DefaultConfig is what Run uses.
+type Config struct {
+	Tenant string
+	Log    *slog.Logger // nil: no log
+	Now    func() time.Time
+	// Tick is how often the outbox, the escalations and the
+	// configuration are looked at (a change wakes the outbox at once).
+	Tick time.Duration
+	// RetryFirst and RetryMax bound the backoff of a failing channel.
+	RetryFirst, RetryMax time.Duration
+	// SendTimeout bounds one delivery attempt. A cancelled runner
+	// finishes the attempt in flight (and records it) before it
+	// returns, so it returns within about SendTimeout.
+	SendTimeout time.Duration
+	// LateWait is how long late changes wait for their catch-up to end
+	// before their summary goes anyway.
+	LateWait time.Duration
+	// AckWait is the consumer's: how long a change taken by a runner
+	// that died waits before it is given to the next.
+	AckWait time.Duration
+	HTTP    *http.Client // nil: a client with SendTimeout
+}
+
+// DefaultConfig is the runner of a tenant as Run starts it.
+func DefaultConfig(tenant string) Config {
+	return Config{Tenant: tenant, Now: time.Now, Tick: time.Second, RetryFirst: 2 * time.Second, RetryMax: 5 * time.Minute,
+		SendTimeout: 30 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
+}
+
+// Run runs the tenant's notifications on nc, a connection in the
+// tenant's account at central, until ctx is done; then it returns nil
+// (after finishing the delivery in flight). It waits for the ALARMS
+// stream, consumes it with the durable consumer Consumer, and delivers
+// and escalates from the buckets of Store, so it may be stopped and
+// started again, here or on another central peer, without losing or
+// repeating a notification. Only one Run per tenant at a time: two at
+// once may deliver a notification twice (the lead's lease sees to it).
+func Run(ctx context.Context, nc *nats.Conn, tenant string) error {
+	return RunConfig(ctx, nc, DefaultConfig(tenant))
+}
+
+// RunConfig is Run with cfg.
+func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
+	if err := meshmon.ValidateName("tenant", cfg.Tenant); err != nil {
+		return err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: cfg.SendTimeout}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	r := &runner{cfg: cfg, log: cfg.Log.With("tenant", cfg.Tenant), wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{}}
+	cons, err := r.setup(ctx, js)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { r.consume(ctx, cons) })
+	wg.Go(func() { r.work(ctx) })
+	wg.Wait()
+	return nil
+}
+
+type runner struct {
+	cfg    Config
+	log    *slog.Logger
+	st     *Store
+	sender *notify.Sender
+	wake   chan struct{}
+
+	conf      atomic.Pointer[Settings]
+	confSeq   uint64        // the config bucket's last sequence when conf was read (work only)
+	ready     chan struct{} // closed once conf is read
+	readyOnce sync.Once
+	caughtUp  atomic.Bool // the consumer has nothing pending
+
+	chans map[string]*chanState // work only
+}
+
+// chanState is a channel's rate limit and retry state.
+type chanState struct {
+	ch      notify.Channel
+	bucket  *notify.Bucket
+	retry   *backoff.Backoff
+	retryAt time.Time
+}
+
+// setup waits for the ALARMS stream (another worker makes it), opens
+// the store and makes the durable consumer.
+func (r *runner) setup(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	b := backoff.New(r.cfg.RetryFirst/4+time.Millisecond, 10*time.Second)
+	for {
+		_, err := js.Stream(ctx, alarm.Stream)
+		if err == nil {
+			break
+		}
+		r.log.Debug("notify: waiting for the alarms stream", "err", err)
+		if !b.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
+	for {
+		st, err := Open(ctx, js)
+		if err == nil {
+			r.st = st
+			break
+		}
+		r.log.Warn("notify: open store", "err", err)
+		if !b.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
+	for {
+		c, err := js.CreateOrUpdateConsumer(ctx, alarm.Stream, jetstream.ConsumerConfig{
+			Durable: Consumer, Description: "meshmon notifications", DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: r.cfg.AckWait, MaxDeliver: -1, MaxAckPending: 256,
+			FilterSubject: "alarm.>",
+		})
+		if err == nil {
+			return c, nil
+		}
+		r.log.Warn("notify: consumer", "err", err)
+		if !b.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,277 @@
+// Package notifybus is the NATS side of notifications: the tenant's
+// notification configuration, channel secrets, outbox, pending
+// escalations and delivery log in JetStream at central, and Run, the
+// per-tenant runner that consumes the ALARMS stream, applies the rules
+// (package notify), delivers and escalates.
+package notifybus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/notify"
+)
+
+// Buckets and the stream of notifications, in each tenant's account at
+// central.
+const (
+	// ConfigBucket holds the channels (key channel.<name>) and rules
+	// (key rule.<name>), JSON, without secrets.
+	ConfigBucket = "notify"
+	// SecretsBucket holds each channel's secret (key <channel>): a
+	// webhook's HMAC key, a chat tool's webhook URL, an SMTP password.
+	// Admins and the runner read it; a NOC credential may not.
+	SecretsBucket = "notify_secrets"
+	// OutboxBucket holds what is still to be delivered (key
+	// <channel>.<item id>).
+	OutboxBucket = "notify_outbox"
+	// EscalationsBucket holds the pending escalations (key
+	// <alarm id>.<rule>), so that they survive a restart.
+	EscalationsBucket = "notify_escalations"
+	// LogStream keeps every delivery attempt on LogSubject.
+	LogStream = "NOTIFY_LOG"
+	// Consumer is the runner's durable consumer on alarm.Stream.
+	Consumer = "notify"
+)
+
+// LogSubject is the subject of the delivery attempts of an item (a
+// change's MsgID, ".e<step>" for an escalation) on a channel.
+func LogSubject(channel, item string) string { return "notify.log." + channel + "." + item }
+
+// Outcomes of a delivery attempt.
+const (
+	OutcomeDelivered = "delivered" // the channel took it
+	OutcomeFailed    = "failed"    // it did not; the item stays in the outbox and is tried again
+	OutcomeDropped   = "dropped"   // the channel no longer exists
+)
+
+// Attempt is one delivery attempt of one item, as the log keeps it.
+type Attempt struct {
+	Channel string `json:"channel"`
+	Item    string `json:"item"` // the change's MsgID, ".e<step>" for an escalation
+	Alarm   string `json:"alarm"`
+	What    string `json:"what"`
+	// Delivery is the message's X-Meshmon-Delivery: the same on every
+	// attempt of the same message.
+	Delivery string    `json:"delivery"`
+	Items    int       `json:"items"` // how many items the message carried (more than 1: a summary)
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+	Outcome  string    `json:"outcome"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Store is a tenant's notification state at central.
+type Store struct {
+	js                        jetstream.JetStream
+	cfg, secrets, outbox, esc jetstream.KeyValue
+	log                       jetstream.Stream
+}
+
+// Open opens the tenant's notification buckets and log, creating those
+// that are missing with as many replicas as ALARMS (or EVENTS) has.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	replicas := 1
+	for _, name := range []string{alarm.Stream, "EVENTS"} {
+		if s, err := js.Stream(ctx, name); err == nil {
+			replicas = s.CachedInfo().Config.Replicas
+			break
+		}
+	}
+	st := &Store{js: js}
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+		desc string
+		hist uint8
+	}{
+		{&st.cfg, ConfigBucket, "meshmon notification channels and rules", 5},
+		{&st.secrets, SecretsBucket, "meshmon notification channel secrets (admins and the runner only)", 1},
+		{&st.outbox, OutboxBucket, "meshmon notifications still to deliver", 1},
+		{&st.esc, EscalationsBucket, "meshmon pending escalations", 1},
+	} {
+		kv, err := js.KeyValue(ctx, b.name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, Description: b.desc, History: b.hist,
+				Storage: jetstream.FileStorage, Replicas: replicas})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	s, err := js.Stream(ctx, LogStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Description: "meshmon notification delivery attempts",
+			Subjects: []string{"notify.log.>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30, Discard: jetstream.DiscardOld, Replicas: replicas})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", LogStream, err)
+	}
+	st.log = s
+	return st, nil
+}
+
+// Settings are the tenant's channels and rules.
+type Settings struct {
+	Channels map[string]notify.Channel
+	Rules    []notify.Rule // by name
+}
+
+// ChannelNames lists the channels, sorted.
+func (c Settings) ChannelNames() []string {
+	var out []string
+	for n := range c.Channels {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Settings reads the channels and rules.
+func (s *Store) Settings(ctx context.Context) (Settings, error) {
+	es, err := readAll(ctx, s.cfg)
+	if err != nil {
+		return Settings{}, err
+	}
+	c := Settings{Channels: map[string]notify.Channel{}}
+	for _, e := range es {
+		switch {
+		case strings.HasPrefix(e.Key(), "channel."):
+			var ch notify.Channel
+			if err := json.Unmarshal(e.Value(), &ch); err != nil {
+				return Settings{}, fmt.Errorf("%s: %w", e.Key(), err)
+			}
+			c.Channels[ch.Name] = ch
+		case strings.HasPrefix(e.Key(), "rule."):
+			var r notify.Rule
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return Settings{}, fmt.Errorf("%s: %w", e.Key(), err)
+			}
+			c.Rules = append(c.Rules, r)
+		}
+	}
+	slices.SortFunc(c.Rules, func(a, b notify.Rule) int { return strings.Compare(a.Name, b.Name) })
+	return c, nil
+}
+
+// readAll reads every live key of a bucket with its value.
+func readAll(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("watch ended")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out = append(out, e)
+		}
+	}
+}
+
+// PutChannel adds or replaces a channel and, when secret is not nil, its
+// secret. A channel that needs a secret is refused without one.
+func (s *Store) PutChannel(ctx context.Context, ch notify.Channel, secret []byte) error {
+	if err := ch.Validate(); err != nil {
+		return err
+	}
+	if secret == nil && ch.NeedsSecret() {
+		if _, err := s.secrets.Get(ctx, ch.Name); err != nil {
+			return fmt.Errorf("%w: channel %s: a %s channel needs its secret (--secret-file)", notify.ErrInvalid, ch.Name, ch.Type)
+		}
+	}
+	if secret != nil {
+		if _, err := s.secrets.Put(ctx, ch.Name, secret); err != nil {
+			return fmt.Errorf("channel %s secret: %w", ch.Name, err)
+		}
+	}
+	b, err := json.Marshal(ch)
+	if err != nil {
+		return err
+	}
+	_, err = s.cfg.Put(ctx, "channel."+ch.Name, b)
+	return err
+}
+
+// DeleteChannel removes a channel and its secret; it is refused while a
+// rule names it. It returns ErrNotFound when there is no such channel.
+func (s *Store) DeleteChannel(ctx context.Context, name string) error {
+	c, err := s.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := c.Channels[name]; !ok {
+		return fmt.Errorf("channel %s: %w", name, ErrNotFound)
+	}
+	for _, r := range c.Rules {
+		uses := slices.Contains(r.Channels, name) || slices.ContainsFunc(r.Escalation, func(st notify.Step) bool { return st.Channel == name })
+		if uses {
+			return fmt.Errorf("channel %s: rule %s uses it: remove or change the rule first", name, r.Name)
+		}
+	}
+	if err := s.cfg.Delete(ctx, "channel."+name); err != nil {
+		return err
+	}
+	if err := s.secrets.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Secret is a channel's secret (nil when it has none).
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	e, err := s.secrets.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
+}
+
+// PutRule adds or replaces a rule; every channel it names must exist.
+func (s *Store) PutRule(ctx context.Context, r notify.Rule) error {
+	c, err := s.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.Validate(c.ChannelNames()); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.cfg.Put(ctx, "rule."+r.Name, b)
+	return err
+}
+
+// DeleteRule removes a rule; it returns ErrNotFound when there is none.
+func (s *Store) DeleteRule(ctx context.Context, name string) error {
+	if _, err := s.cfg.Get(ctx, "rule."+name); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("rule %s: %w", name, ErrNotFound)
+	} else if err != nil {
+		return err
+	}
+	return s.cfg.Delete(ctx, "rule."+name)
+}

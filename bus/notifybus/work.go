@@ -1,0 +1,278 @@
+package notifybus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/backoff"
+	"github.com/meshmon/meshmon/notify"
+)
+
+// work reloads the configuration, takes the escalation steps that are
+// due and delivers the outbox: at every tick, and when a change woke it.
+func (r *runner) work(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	b := backoff.New(r.cfg.RetryFirst/4+time.Millisecond, 10*time.Second)
+	for {
+		if err := r.pass(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("notify: pass", "err", err)
+			b.Wait(ctx)
+		} else {
+			b.Reset()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.wake:
+		}
+	}
+}
+
+func (r *runner) pass(ctx context.Context) error {
+	if err := r.reload(ctx); err != nil {
+		return err
+	}
+	// Escalate only once every change so far is applied: an
+	// acknowledgement still in the stream must stop it first.
+	if r.caughtUp.Load() {
+		if err := r.escalate(ctx); err != nil {
+			return err
+		}
+	}
+	return r.deliver(ctx)
+}
+
+// reload reads the channels and rules when the bucket changed.
+func (r *runner) reload(ctx context.Context) error {
+	s, err := r.st.js.Stream(ctx, "KV_"+ConfigBucket)
+	if err != nil {
+		return err
+	}
+	seq := s.CachedInfo().State.LastSeq
+	if r.conf.Load() != nil && seq == r.confSeq {
+		return nil
+	}
+	c, err := r.st.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	r.conf.Store(&c)
+	r.confSeq = seq
+	r.readyOnce.Do(func() { close(r.ready) })
+	return nil
+}
+
+// escalate takes the due steps of the pending escalations: each step's
+// item goes to the outbox before the escalation moves on, so a runner
+// that dies in between takes the same step again, and the outbox holds
+// it once.
+func (r *runner) escalate(ctx context.Context) error {
+	conf := r.conf.Load()
+	es, err := readAll(ctx, r.st.esc)
+	if err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	for _, e := range es {
+		var p notify.Pending
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
+			r.log.Error("notify: bad escalation, removed", "key", e.Key(), "err", err)
+			_ = r.st.esc.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+			continue
+		}
+		i := slices.IndexFunc(conf.Rules, func(x notify.Rule) bool { return x.Name == p.Rule })
+		if i < 0 {
+			_ = r.st.esc.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+			continue
+		}
+		send, next := notify.Escalate(p, conf.Rules[i], now)
+		if send != nil {
+			if err := r.st.enqueue(ctx, *send, now); err != nil {
+				return err
+			}
+		}
+		switch {
+		case next == nil:
+			err = r.st.esc.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+		case send != nil:
+			b, _ := json.Marshal(next)
+			_, err = r.st.esc.Update(ctx, e.Key(), b, e.Revision())
+		}
+		// A stale revision: the consumer changed it meanwhile; the
+		// next pass sees its version.
+		if err != nil && !isStale(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func isStale(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) && (apiErr.ErrorCode == 10071 || apiErr.ErrorCode == 10164)
+}
+
+// deliver sends what waits in the outbox, channel by channel, within
+// each channel's rate limit and retry backoff.
+func (r *runner) deliver(ctx context.Context) error {
+	es, err := readAll(ctx, r.st.outbox)
+	if err != nil {
+		return err
+	}
+	by := map[string][]outboxEntry{}
+	for _, e := range es {
+		var o outboxEntry
+		if err := json.Unmarshal(e.Value(), &o); err != nil {
+			r.log.Error("notify: bad outbox entry, removed", "key", e.Key(), "err", err)
+			_ = r.st.outbox.Delete(ctx, e.Key())
+			continue
+		}
+		by[o.Channel] = append(by[o.Channel], o)
+	}
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := r.deliverChannel(ctx, n, by[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) deliverChannel(ctx context.Context, name string, entries []outboxEntry) error {
+	conf := r.conf.Load()
+	ch, ok := conf.Channels[name]
+	now := r.cfg.Now()
+	if !ok {
+		for _, o := range entries {
+			a := Attempt{Channel: name, Delivery: o.Item.ID + "." + name, Items: 1, At: now, Outcome: OutcomeDropped, Error: "no such channel: it was removed"}
+			if err := r.st.record(ctx, a, []notify.Item{o.Item}); err != nil {
+				return err
+			}
+			r.log.Warn("notify: channel removed, notification dropped", "channel", name, "item", o.Item.ID)
+			_ = r.st.outbox.Delete(ctx, outboxKey(name, o.Item.ID))
+		}
+		return nil
+	}
+	cs := r.chanState(ch)
+	if now.Before(cs.retryAt) {
+		return nil
+	}
+	slices.SortStableFunc(entries, func(a, b outboxEntry) int {
+		if c := a.Queued.Compare(b.Queued); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Item.ID, b.Item.ID)
+	})
+	var items []notify.Item
+	lateReady := r.caughtUp.Load()
+	for _, o := range entries {
+		done, err := r.st.delivered(ctx, name, o.Item.ID)
+		if err != nil {
+			return err
+		}
+		if done {
+			_ = r.st.outbox.Delete(ctx, outboxKey(name, o.Item.ID))
+			continue
+		}
+		if o.Item.Late && now.Sub(o.Queued) >= r.cfg.LateWait {
+			lateReady = true
+		}
+		items = append(items, o.Item)
+	}
+	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
+	if len(msgs) == 0 {
+		return nil
+	}
+	secret, err := r.st.Secret(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if ctx.Err() != nil {
+			return nil
+		}
+		cs.bucket.Take(now)
+		if !r.send(ctx, cs, secret, m) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// send makes one attempt of one message and records it; it reports
+// whether the channel took it.
+func (r *runner) send(ctx context.Context, cs *chanState, secret []byte, m notify.Message) bool {
+	delivery := deliveryID(cs.ch.Name, m)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SendTimeout)
+	err := r.sender.Send(sctx, r.cfg.Tenant, cs.ch, secret, delivery, m)
+	cancel()
+	a := Attempt{Channel: cs.ch.Name, Delivery: delivery, Items: len(m.Items), Reason: m.Reason, At: r.cfg.Now(), Outcome: OutcomeDelivered}
+	if err != nil {
+		a.Outcome, a.Error = OutcomeFailed, err.Error()
+		wait := cs.retry.Next()
+		cs.retryAt = r.cfg.Now().Add(wait)
+		r.log.Warn("notify: delivery failed", "channel", cs.ch.Name, "delivery", delivery, "retry_in", wait, "err", err)
+	} else {
+		cs.retry.Reset()
+	}
+	if rerr := r.st.record(ctx, a, m.Items); rerr != nil {
+		// Delivered but not recorded: the next attempt sends it again
+		// with the same delivery ID.
+		r.log.Warn("notify: delivery not recorded", "channel", cs.ch.Name, "delivery", delivery, "err", rerr)
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	for _, it := range m.Items {
+		_ = r.st.outbox.Delete(context.WithoutCancel(ctx), outboxKey(cs.ch.Name, it.ID))
+	}
+	return true
+}
+
+// deliveryID names a message the same on every attempt: the item and
+// channel, or for a summary a digest of its items.
+func deliveryID(channel string, m notify.Message) string {
+	if len(m.Items) == 1 && m.Reason == "" {
+		return m.Items[0].ID + "." + channel
+	}
+	h := sha256.New()
+	for _, it := range m.Items {
+		h.Write([]byte(it.ID + "\n"))
+	}
+	return "summary." + hex.EncodeToString(h.Sum(nil)[:12]) + "." + channel
+}
+
+// chanState is the channel's limiter and backoff, made again when the
+// channel changed.
+func (r *runner) chanState(ch notify.Channel) *chanState {
+	cs := r.chans[ch.Name]
+	if cs == nil || !sameChannel(cs.ch, ch) {
+		cs = &chanState{ch: ch, bucket: notify.NewBucket(ch), retry: backoff.New(r.cfg.RetryFirst, r.cfg.RetryMax)}
+		r.chans[ch.Name] = cs
+	}
+	return cs
+}
+
+func sameChannel(a, b notify.Channel) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
