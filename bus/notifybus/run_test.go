@@ -74,16 +74,27 @@ func (e *env) publish(t *testing.T, c alarm.Change) {
 // run starts a runner and returns the function that stops it and waits.
 func (e *env) run(t *testing.T, cfg notifybus.Config) func() {
 	t.Helper()
+	cancel, wait := e.start(t, cfg)
+	return func() { cancel(); wait() }
+}
+
+// start starts a runner and returns its cancel and the function that
+// waits for it to return.
+func (e *env) start(t *testing.T, cfg notifybus.Config) (context.CancelFunc, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- notifybus.RunConfig(ctx, e.nc, cfg) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
+	var once sync.Once
+	wait := func() {
+		once.Do(func() { e.waitRun(t, done) })
+	}
+	t.Cleanup(func() { cancel(); wait() })
+	return cancel, wait
+}
+
+func (e *env) waitRun(t *testing.T, done chan error) {
+	{
 		select {
 		case err := <-done:
 			if err != nil {
@@ -93,8 +104,6 @@ func (e *env) run(t *testing.T, cfg notifybus.Config) func() {
 			t.Error("Run did not return within a minute of its cancel")
 		}
 	}
-	t.Cleanup(stop)
-	return stop
 }
 
 func testConfig() notifybus.Config {
@@ -268,4 +277,169 @@ func TestRunDeliversSignedOncePerChange(t *testing.T) {
 	if failed != 2 || delivered != 2 {
 		t.Fatalf("log: %d failed, %d delivered attempts; want 2 and 2: %+v", failed, delivered, log)
 	}
+}
+
+// TestRunStoppedMidDeliveryDeliversEachOnce: a runner cancelled while a
+// delivery is in flight finishes and records it; the runner started
+// after it delivers the rest, and every change reaches the receiver
+// exactly once.
+func TestRunStoppedMidDeliveryDeliversEachOnce(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, "k")
+	e.webhook(t, "hook", rcv.srv.URL, "k", 0, 0)
+	e.rule(t, notify.Rule{Name: "all", Channels: []string{"hook"}})
+	const n = 20
+	now := time.Now().UTC()
+	for i := range n {
+		e.publish(t, opened(i, now))
+	}
+	release, seen := make(chan struct{}), make(chan struct{})
+	rcv.mu.Lock()
+	rcv.block, rcv.seen = release, seen
+	rcv.mu.Unlock()
+	cancel, wait := e.start(t, testConfig())
+	select {
+	case <-seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery reached the receiver")
+	}
+	cancel()
+	close(release)
+	wait()
+	_, items, _, _ := rcv.snapshot()
+	if len(items) == 0 {
+		t.Fatal("the delivery in flight when the runner was cancelled did not complete")
+	}
+	t.Logf("the first runner delivered %d of %d", len(items), n)
+	e.run(t, testConfig())
+	eventually.True(t, 30*time.Second, "every change delivered", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return len(items) == n
+	})
+	msgs, items, byID, _ := rcv.snapshot()
+	for id, k := range items {
+		if k != 1 {
+			t.Errorf("change %s delivered %d times", id, k)
+		}
+	}
+	for id, k := range byID {
+		if k != 1 {
+			t.Errorf("delivery %s received %d times", id, k)
+		}
+	}
+	if len(msgs) != n {
+		t.Errorf("%d messages for %d changes", len(msgs), n)
+	}
+}
+
+// TestRunEscalatesUnacknowledged: an alarm still unacknowledged after
+// the step's time pages the next channel, once, also when the runner
+// restarted in between (the escalation waits in its bucket); an
+// acknowledged one does not.
+func TestRunEscalatesUnacknowledged(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, "k")
+	e.webhook(t, "first", rcv.srv.URL, "k", 0, 0)
+	e.webhook(t, "oncall", rcv.srv.URL, "k", 0, 0)
+	e.rule(t, notify.Rule{Name: "crit", Severities: []string{"critical"}, Channels: []string{"first"},
+		Escalation: []notify.Step{{After: 5 * time.Second, Channel: "oncall"}}})
+	stop := e.run(t, testConfig())
+	now := time.Now().UTC()
+	a, b := opened(1, now), opened(2, now)
+	e.publish(t, a)
+	e.publish(t, b)
+	e.publish(t, next(b, alarm.WhatAcked, func(x *alarm.Alarm) { x.Acked, x.AckedBy = true, "alice" }))
+	eventually.True(t, 30*time.Second, "both pages", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return items[a.MsgID()] == 1 && items[b.MsgID()] == 1
+	})
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, notifybus.EscalationsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, a.Alarm.ID+".crit"); err != nil {
+		t.Fatalf("the unacknowledged alarm's escalation is not pending after the runner stopped: %v", err)
+	}
+	if _, err := kv.Get(ctx, b.Alarm.ID+".crit"); err == nil {
+		t.Fatal("the acknowledged alarm's escalation is still pending")
+	}
+	e.run(t, testConfig())
+	eventually.True(t, 30*time.Second, "the escalation", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return items[a.MsgID()+".e1"] == 1
+	})
+	eventually.True(t, 10*time.Second, "the escalation done", func() bool {
+		_, err := kv.Get(ctx, a.Alarm.ID+".crit")
+		return err != nil
+	})
+	msgs, items, _, _ := rcv.snapshot()
+	if len(msgs) != 3 || items[b.MsgID()+".e1"] != 0 {
+		t.Fatalf("got %d messages (%v), want the two pages and one escalation", len(msgs), items)
+	}
+	if !time.Now().After(now.Add(5 * time.Second)) {
+		t.Fatal("escalated before its step's time")
+	}
+}
+
+// TestRunSummarisesLateChanges: changes applied late (a site catching
+// up) go as one summary, not one page each.
+func TestRunSummarisesLateChanges(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, "k")
+	e.webhook(t, "hook", rcv.srv.URL, "k", 0, 0)
+	e.rule(t, notify.Rule{Name: "all", Channels: []string{"hook"}})
+	now := time.Now().UTC().Add(-5 * time.Minute)
+	const n = 12
+	for i := range n {
+		c := opened(i, now)
+		c.Late = true
+		e.publish(t, c)
+	}
+	e.run(t, testConfig())
+	eventually.True(t, 30*time.Second, "every late change", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return len(items) == n
+	})
+	msgs, _, _, _ := rcv.snapshot()
+	if len(msgs) != 1 || msgs[0].Reason != notify.ReasonLate || len(msgs[0].Items) != n {
+		t.Fatalf("got %d messages, want one late summary of %d: %+v", len(msgs), n, msgs)
+	}
+}
+
+// TestRunRateLimitSummarises: what is over a channel's rate limit waits
+// for a token and goes as a summary; nothing is lost or sent twice.
+func TestRunRateLimitSummarises(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, "k")
+	e.webhook(t, "hook", rcv.srv.URL, "k", 30, 2) // a token every 2 s, 2 at once
+	e.rule(t, notify.Rule{Name: "all", Channels: []string{"hook"}})
+	now := time.Now().UTC()
+	const n = 8
+	for i := range n {
+		e.publish(t, opened(i, now))
+	}
+	e.run(t, testConfig())
+	eventually.True(t, 30*time.Second, "every change", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return len(items) == n
+	})
+	msgs, items, _, _ := rcv.snapshot()
+	for id, k := range items {
+		if k != 1 {
+			t.Errorf("change %s delivered %d times", id, k)
+		}
+	}
+	summaries := 0
+	for _, m := range msgs {
+		if m.Reason == notify.ReasonRateLimit {
+			summaries++
+		}
+	}
+	if len(msgs) >= n || summaries == 0 {
+		t.Fatalf("%d messages, %d rate-limit summaries for %d changes: want fewer messages than changes", len(msgs), summaries, n)
+	}
+	t.Logf("%d changes in %d messages, %d of them summaries", n, len(msgs), summaries)
 }

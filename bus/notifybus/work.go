@@ -125,6 +125,9 @@ func isStale(err error) bool {
 // deliver sends what waits in the outbox, channel by channel, within
 // each channel's rate limit and retry backoff.
 func (r *runner) deliver(ctx context.Context) error {
+	// Read before the outbox: caught up then means every late change
+	// of the catch-up is in what is read.
+	caughtUp := r.caughtUp.Load()
 	es, err := readAll(ctx, r.st.outbox)
 	if err != nil {
 		return err
@@ -148,14 +151,14 @@ func (r *runner) deliver(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err := r.deliverChannel(ctx, n, by[n]); err != nil {
+		if err := r.deliverChannel(ctx, n, by[n], caughtUp); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *runner) deliverChannel(ctx context.Context, name string, entries []outboxEntry) error {
+func (r *runner) deliverChannel(ctx context.Context, name string, entries []outboxEntry, caughtUp bool) error {
 	conf := r.conf.Load()
 	ch, ok := conf.Channels[name]
 	now := r.cfg.Now()
@@ -181,7 +184,7 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		return strings.Compare(a.Item.ID, b.Item.ID)
 	})
 	var items []notify.Item
-	lateReady := r.caughtUp.Load()
+	lateReady := caughtUp
 	for _, o := range entries {
 		done, err := r.st.delivered(ctx, name, o.Item.ID)
 		if err != nil {
