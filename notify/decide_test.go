@@ -1,0 +1,187 @@
+package notify_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/notify"
+)
+
+func change(what string, f func(*alarm.Alarm)) alarm.Change {
+	at := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	a := alarm.Alarm{ID: "paris.rtr1.icmp", Site: "paris", Device: "rtr1", Check: "icmp", Kind: "node_down", Severity: "critical",
+		State: alarm.StateOpen, Opened: 1, Seq: 4, FirstSeen: at, LastSeen: at}
+	if f != nil {
+		f(&a)
+	}
+	return alarm.Change{What: what, At: at, Alarm: a}
+}
+
+var rules = []notify.Rule{
+	{Name: "crit", Severities: []string{"critical"}, Channels: []string{"pager", "chat"},
+		Escalation: []notify.Step{{After: 10 * time.Minute, Channel: "oncall"}, {After: 30 * time.Minute, Channel: "manager"}}},
+	{Name: "paris", Sites: []string{"paris"}, Channels: []string{"chat", "mail"}},
+	{Name: "lyon", Sites: []string{"lyon"}, Channels: []string{"lyon-mail"}},
+}
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		c        alarm.Change
+		sends    []string // channels
+		cancel   bool
+		schedule int
+		late     bool
+	}{
+		{"opened pages each channel once and escalates", change(alarm.WhatOpened, nil), []string{"pager", "chat", "mail"}, false, 1, false},
+		{"opened late is marked late", func() alarm.Change { c := change(alarm.WhatOpened, nil); c.Late = true; return c }(), []string{"pager", "chat", "mail"}, false, 1, true},
+		{"a major one matches the site rule only", change(alarm.WhatOpened, func(a *alarm.Alarm) { a.Severity = "major" }), []string{"chat", "mail"}, false, 0, false},
+		{"severity pages", change(alarm.WhatSeverity, nil), []string{"pager", "chat", "mail"}, false, 1, false},
+		{"repeated is quiet", change(alarm.WhatRepeated, nil), nil, false, 0, false},
+		{"commented is quiet", change(alarm.WhatCommented, nil), nil, false, 0, false},
+		{"cleared pages and stops", change(alarm.WhatCleared, func(a *alarm.Alarm) { a.State = alarm.StateCleared }), []string{"pager", "chat", "mail"}, true, 0, false},
+		{"acked stops", change(alarm.WhatAcked, func(a *alarm.Alarm) { a.Acked = true }), nil, true, 0, false},
+		{"unacked starts again", change(alarm.WhatUnacked, nil), nil, true, 1, false},
+		{"a symptom does not page", change(alarm.WhatOpened, func(a *alarm.Alarm) { a.SymptomOf = "paris.core.icmp" }), nil, true, 0, false},
+		{"becoming a symptom stops", change(alarm.WhatSymptom, func(a *alarm.Alarm) { a.SymptomOf = "paris.core.icmp" }), nil, true, 0, false},
+		{"no longer a symptom pages", change(alarm.WhatSymptom, nil), []string{"pager", "chat", "mail"}, false, 1, false},
+		{"in maintenance does not page", change(alarm.WhatOpened, func(a *alarm.Alarm) { a.Maintenance = "upgrade" }), nil, true, 0, false},
+		{"a clear in maintenance is held", change(alarm.WhatCleared, func(a *alarm.Alarm) { a.State, a.Maintenance = alarm.StateCleared, "upgrade" }), nil, true, 0, false},
+		{"maintenance beginning stops", change(alarm.WhatMaintenance, func(a *alarm.Alarm) { a.Maintenance = "upgrade" }), nil, true, 0, false},
+		{"maintenance ending over an open alarm pages", change(alarm.WhatMaintenance, nil), []string{"pager", "chat", "mail"}, false, 1, false},
+		{"maintenance ending over an acked alarm is quiet", change(alarm.WhatMaintenance, func(a *alarm.Alarm) { a.Acked = true }), nil, false, 0, false},
+		{"maintenance ending over a cleared alarm is quiet", change(alarm.WhatMaintenance, func(a *alarm.Alarm) { a.State = alarm.StateCleared }), nil, false, 0, false},
+		{"an acked alarm's severity pages without escalating", change(alarm.WhatSeverity, func(a *alarm.Alarm) { a.Acked = true }), []string{"pager", "chat", "mail"}, false, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := notify.Decide(tc.c, rules, now)
+			var got []string
+			for _, s := range d.Sends {
+				got = append(got, s.Channel)
+				if s.Item.ID != tc.c.MsgID() || s.Item.Late != tc.late || s.Item.Alarm.ID != tc.c.Alarm.ID {
+					t.Errorf("item %+v", s.Item)
+				}
+			}
+			if len(got) != len(tc.sends) {
+				t.Fatalf("sends %v, want %v", got, tc.sends)
+			}
+			for i := range got {
+				if got[i] != tc.sends[i] {
+					t.Fatalf("sends %v, want %v", got, tc.sends)
+				}
+			}
+			if d.Cancel != tc.cancel || len(d.Schedule) != tc.schedule {
+				t.Fatalf("cancel %v schedule %d, want %v %d", d.Cancel, len(d.Schedule), tc.cancel, tc.schedule)
+			}
+			for _, p := range d.Schedule {
+				if !p.Since.Equal(now) || p.Origin != tc.c.MsgID() || p.Step != 0 {
+					t.Fatalf("pending %+v", p)
+				}
+			}
+		})
+	}
+}
+
+// TestEscalateOnAClock walks an escalation through a fake clock: nothing
+// before the first step's time, the on-call at 10 minutes, the manager
+// at 30, then done.
+func TestEscalateOnAClock(t *testing.T) {
+	start := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	clock := start
+	d := notify.Decide(change(alarm.WhatOpened, nil), rules, clock)
+	p := &d.Schedule[0]
+	var sent []string
+	for p != nil && clock.Before(start.Add(time.Hour)) {
+		var s *notify.Send
+		s, p = notify.Escalate(*p, rules[0], clock)
+		if s != nil {
+			sent = append(sent, clock.Sub(start).String()+" "+s.Channel+" "+s.Item.ID)
+			if s.Item.What != notify.WhatEscalation {
+				t.Fatalf("item %+v", s.Item)
+			}
+		}
+		clock = clock.Add(time.Minute)
+	}
+	want := []string{"10m0s oncall paris.rtr1.icmp.4.e1", "30m0s manager paris.rtr1.icmp.4.e2"}
+	if len(sent) != 2 || sent[0] != want[0] || sent[1] != want[1] || p != nil {
+		t.Fatalf("sent %q (left %+v), want %q", sent, p, want)
+	}
+	// A step taken again (a runner that died before it recorded the
+	// step) sends the same item: the outbox holds it once.
+	q := d.Schedule[0]
+	s1, _ := notify.Escalate(q, rules[0], start.Add(11*time.Minute))
+	s2, _ := notify.Escalate(q, rules[0], start.Add(12*time.Minute))
+	if s1.Item.ID != s2.Item.ID {
+		t.Fatalf("the same step named %s and %s", s1.Item.ID, s2.Item.ID)
+	}
+}
+
+func items(n int, late bool) []notify.Item {
+	var out []notify.Item
+	for i := range n {
+		out = append(out, notify.Item{ID: string(rune('a' + i)), Late: late})
+	}
+	return out
+}
+
+func TestBatch(t *testing.T) {
+	shape := func(ms []notify.Message) string {
+		s := ""
+		for _, m := range ms {
+			for _, it := range m.Items {
+				s += it.ID
+			}
+			if m.Reason != "" {
+				s += "(" + m.Reason + ")"
+			}
+			s += " "
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name      string
+		items     []notify.Item
+		tokens    int
+		lateReady bool
+		want      string
+	}{
+		{"no limit: one each", items(3, false), -1, false, "a b c "},
+		{"within the limit", items(2, false), 2, false, "a b "},
+		{"over the limit: the last token carries a summary", items(5, false), 3, false, "a b cde(rate_limit) "},
+		{"one token: all in one summary", items(4, false), 1, false, "abcd(rate_limit) "},
+		{"no token: all wait", items(4, false), 0, false, ""},
+		{"late wait for the catch-up", items(3, true), -1, false, ""},
+		{"late go as one", items(3, true), -1, true, "abc(late) "},
+		{"late take a token first", append(items(2, true), notify.Item{ID: "z"}), 1, true, "ab(late) "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := shape(notify.Batch(tc.items, tc.tokens, tc.lateReady)); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBucket(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	b := notify.NewBucket(notify.Channel{RatePerMinute: 6, Burst: 3}) // one every 10 s
+	for i := range 3 {
+		if !b.Take(now) {
+			t.Fatalf("take %d of the burst refused", i+1)
+		}
+	}
+	if b.Take(now.Add(9 * time.Second)) {
+		t.Fatal("a token before 10 s")
+	}
+	if !b.Take(now.Add(10 * time.Second)) {
+		t.Fatal("no token after 10 s")
+	}
+	if n := b.Tokens(now.Add(time.Hour)); n != 3 {
+		t.Fatalf("%d tokens after an hour, want the burst, 3", n)
+	}
+	if n := notify.NewBucket(notify.Channel{}).Tokens(now); n != -1 {
+		t.Fatalf("no limit: %d tokens, want -1", n)
+	}
+}
