@@ -176,6 +176,16 @@ func TestRolePermissions(t *testing.T) {
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_devices.alice", false},
 		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.KV_devices.alice.$KV.devices.>", false},
 		{"alice", pub, "$JS.API.CONSUMER.MSG.NEXT.KV_devices.alice", false},
+		// Nor of the notification secrets at central; the channels
+		// and the delivery log are readable.
+		{"alice", pub, "$JS.API.STREAM.MSG.GET.KV_notify_secrets", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_notify_secrets", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_notify_secrets.$KV.notify_secrets.hook", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_notify_secrets.alice", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_notify_secrets.alice.$KV.notify_secrets.>", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_notify.$KV.notify.channel.hook", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.NOTIFY_LOG.alice", true},
+		{"alice", pub, "$KV.notify.channel.hook", false},
 		// No change to any stream.
 		{"alice", pub, "$JS.API.STREAM.PURGE.EVENTS", false},
 		{"alice", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
@@ -194,6 +204,9 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_devices.w1", true},
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.r1.ev.s1.d1.>", true},
 		{"p1", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", true},
+		{"p1", pub, "$JS.API.DIRECT.GET.KV_notify_secrets.$KV.notify_secrets.hook", false},
+		{"p1", pub, "$JS.API.STREAM.MSG.GET.KV_notify_secrets", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_notify_secrets.w1", false},
 		{"p1", sub, "_INBOX.p1.x.1", true},
 		{"p1", pub, "ev.s2.d1.trap", false},
 		{"p1", pub, "stored.ev.s1.d1.trap", false},

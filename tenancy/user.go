@@ -99,6 +99,17 @@ var siteStreams = []string{"EVENTS", "METRICS", "KV_devices", "KV_pollers", "KV_
 // secretStream holds the devices with their SNMP secrets.
 const secretStream = "KV_devices"
 
+// notifySecretStream holds the notification channels' secrets at central
+// (notifybus.SecretsBucket): admins and the runner only.
+const notifySecretStream = "KV_notify_secrets"
+
+// denyRead is what reads a stream's messages: direct and stream gets, and
+// consumers of it.
+func denyRead(stream string) []string {
+	return api([]string{"$JS.API."}, "STREAM.MSG.GET."+stream, "DIRECT.GET."+stream, "DIRECT.GET."+stream+".>",
+		"CONSUMER.*."+stream+".>", "CONSUMER.*.*."+stream+".>")
+}
+
 // apiPrefixes are the JetStream API prefixes of the local server and of
 // any named domain.
 var apiPrefixes = []string{"$JS.API.", "$JS.*.API."}
@@ -139,6 +150,8 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// takes the name from the request's body.
 		pub.Allow.Add(api([]string{"$JS.API."}, "CONSUMER.CREATE.*.*", "CONSUMER.CREATE.*.*.>", "CONSUMER.INFO.*.*",
 			"CONSUMER.DELETE.*.*", "CONSUMER.MSG.NEXT.*.*")...)
+		// Never the notification secrets (central).
+		pub.Deny.Add(denyRead(notifySecretStream)...)
 		// Never the mesh's source consumers.
 		for _, sc := range sourceConsumers {
 			sc := sc[0] + "." + sc[1]
@@ -160,8 +173,8 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			// MSG.NEXT.<stream>.c.
 			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
-		pub.Deny.Add(api([]string{"$JS.API."}, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>",
-			"CONSUMER.*."+secretStream+".>", "CONSUMER.*.*."+secretStream+".>")...)
+		pub.Deny.Add(denyRead(secretStream)...)
+		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
 		pub.Deny.Add("ev.>", "mx.>")
