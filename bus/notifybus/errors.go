@@ -5,3 +5,7 @@ import "errors"
 // ErrNotFound is wrapped by the errors of removing a channel or rule
 // that does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrExists is wrapped by the errors of adding a channel or rule that
+// exists, without replace.
+var ErrExists = errors.New("exists (replace it with --replace)")

@@ -206,7 +206,7 @@ func (e *env) webhook(t *testing.T, name, url, secret string, rate float64, burs
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ch := notify.Channel{Name: name, Type: notify.TypeWebhook, URL: url, RatePerMinute: rate, Burst: burst}
-	if err := e.st.PutChannel(ctx, ch, []byte(secret)); err != nil {
+	if err := e.st.PutChannel(ctx, ch, []byte(secret), false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -215,7 +215,7 @@ func (e *env) rule(t *testing.T, r notify.Rule) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.st.PutRule(ctx, r); err != nil {
+	if err := e.st.PutRule(ctx, r, false); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -112,7 +112,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Description: "meshmon notification delivery attempts",
 			Subjects: []string{"notify.log.>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30, Discard: jetstream.DiscardOld, Replicas: replicas})
+			MaxAge: 30 * 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld, Replicas: replicas})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", LogStream, err)
@@ -188,11 +188,18 @@ func readAll(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEn
 	}
 }
 
-// PutChannel adds or replaces a channel and, when secret is not nil, its
-// secret. A channel that needs a secret is refused without one.
-func (s *Store) PutChannel(ctx context.Context, ch notify.Channel, secret []byte) error {
+// PutChannel adds a channel (or, with replace, replaces one) and, when
+// secret is not nil, its secret. A channel that needs a secret is
+// refused without one. It returns ErrExists when the channel exists and
+// replace is false.
+func (s *Store) PutChannel(ctx context.Context, ch notify.Channel, secret []byte, replace bool) error {
 	if err := ch.Validate(); err != nil {
 		return err
+	}
+	if !replace {
+		if _, err := s.cfg.Get(ctx, "channel."+ch.Name); err == nil {
+			return fmt.Errorf("channel %s: %w", ch.Name, ErrExists)
+		}
 	}
 	if secret == nil && ch.NeedsSecret() {
 		if _, err := s.secrets.Get(ctx, ch.Name); err != nil {
@@ -249,11 +256,16 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	return e.Value(), nil
 }
 
-// PutRule adds or replaces a rule; every channel it names must exist.
-func (s *Store) PutRule(ctx context.Context, r notify.Rule) error {
+// PutRule adds a rule (or, with replace, replaces one); every channel
+// it names must exist. It returns ErrExists when the rule exists and
+// replace is false.
+func (s *Store) PutRule(ctx context.Context, r notify.Rule, replace bool) error {
 	c, err := s.Settings(ctx)
 	if err != nil {
 		return err
+	}
+	if !replace && slices.ContainsFunc(c.Rules, func(x notify.Rule) bool { return x.Name == r.Name }) {
+		return fmt.Errorf("rule %s: %w", r.Name, ErrExists)
 	}
 	if err := r.Validate(c.ChannelNames()); err != nil {
 		return err
@@ -274,4 +286,28 @@ func (s *Store) DeleteRule(ctx context.Context, name string) error {
 		return err
 	}
 	return s.cfg.Delete(ctx, "rule."+name)
+}
+
+// Test sends a test message to the channel now, from the caller, past
+// its rate limit and outside the log, and returns its delivery ID.
+func (s *Store) Test(ctx context.Context, tenant, name string, sender *notify.Sender) (string, error) {
+	c, err := s.Settings(ctx)
+	if err != nil {
+		return "", err
+	}
+	ch, ok := c.Channels[name]
+	if !ok {
+		return "", fmt.Errorf("channel %s: %w", name, ErrNotFound)
+	}
+	secret, err := s.Secret(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now().UTC()
+	delivery := fmt.Sprintf("test.%s.%d", name, now.UnixNano())
+	a := alarm.Alarm{ID: "test.meshmon.test", Tenant: tenant, Site: "test", Device: "meshmon", Check: "test", Kind: "test",
+		Severity: "info", State: alarm.StateOpen, Message: "a test of channel " + name + " (meshmon notify channel test)",
+		Count: 1, FirstSeen: now, LastSeen: now, Opened: 1, Seq: 1}
+	m := notify.Message{Items: []notify.Item{{ID: delivery, What: "test", At: now, Alarm: a}}}
+	return delivery, sender.Send(ctx, tenant, ch, secret, delivery, m)
 }

@@ -45,6 +45,7 @@ func newApp() *cli.App {
 			siteCommand(),
 			deviceCommand(),
 			eventsCommand(),
+			notifyCommand(),
 			statusCommand(),
 			benchCommand(),
 		},

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus/notifybus"
+	"github.com/meshmon/meshmon/notify"
+)
+
+func notifyCommand() *cli.Command {
+	replace := &cli.BoolFlag{Name: "replace", Usage: "replace it if it exists"}
+	return &cli.Command{
+		Name:  "notify",
+		Usage: "notification channels, rules and the delivery log (at central, as a tenant admin)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "channel",
+				Usage: "where notifications go: webhook, slack, teams or email",
+				Subcommands: []*cli.Command{
+					{
+						Name: "add", Usage: "add a channel (secrets from --secret-file, never argv)", ArgsUsage: "NAME",
+						Flags: append(channelFlags(), replace, jsonFlag()), Action: notifyChannelAdd,
+					},
+					{Name: "list", Usage: "list the channels (secrets never shown)", Flags: []cli.Flag{jsonFlag()}, Action: notifyChannelList},
+					{Name: "rm", Usage: "remove a channel and its secret", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: notifyChannelRm},
+					{
+						Name: "test", Usage: "send a test notification to a channel now", ArgsUsage: "NAME",
+						Flags: []cli.Flag{&cli.StringFlag{Name: "tenant", Usage: "the tenant named in the test message"}, jsonFlag()}, Action: notifyChannelTest,
+					},
+				},
+			},
+			{
+				Name:  "rule",
+				Usage: "which alarms page which channels, and the escalation",
+				Subcommands: []*cli.Command{
+					{Name: "add", Usage: "add a rule", ArgsUsage: "NAME", Flags: append(ruleFlags(), replace, jsonFlag()), Action: notifyRuleAdd},
+					{Name: "list", Usage: "list the rules", Flags: []cli.Flag{jsonFlag()}, Action: notifyRuleList},
+					{Name: "rm", Usage: "remove a rule", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: notifyRuleRm},
+				},
+			},
+			{
+				Name: "log", Usage: "the delivery log: every attempt, oldest first",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "channel", Usage: "only this channel"},
+					&cli.IntFlag{Name: "limit", Value: 50, Usage: "the last this many attempts (0: all)"},
+					jsonFlag(),
+				},
+				Action: notifyLog,
+			},
+		},
+	}
+}
+
+func channelFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "type", Usage: "webhook, slack (Slack, Mattermost, Discord's /slack URL), teams or email (required)"},
+		&cli.StringFlag{Name: "url", Usage: "webhook: the URL to POST to"},
+		&cli.StringFlag{Name: "secret-file", Usage: "file holding the secret: webhook HMAC key; slack/teams: the webhook URL; email: the SMTP password"},
+		&cli.StringFlag{Name: "smtp", Usage: "email: SMTP server host:port (587: submission with STARTTLS)"},
+		&cli.StringFlag{Name: "from", Usage: "email: sender address"},
+		&cli.StringSliceFlag{Name: "to", Usage: "email: recipient addresses"},
+		&cli.StringFlag{Name: "smtp-user", Usage: "email: user to authenticate as (password from --secret-file)"},
+		&cli.StringFlag{Name: "smtp-ca", Usage: "email: CA file (PEM) to verify the SMTP server against instead of the system's"},
+		&cli.BoolFlag{Name: "allow-plaintext", Usage: "email: send without TLS when the server offers no STARTTLS (warns)"},
+		&cli.Float64Flag{Name: "rate-per-minute", Value: 6, Usage: "messages a minute in the long run (0: no limit); what is over waits and goes as a summary"},
+		&cli.IntFlag{Name: "burst", Value: 10, Usage: "messages at once"},
+	}
+}
+
+func ruleFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "severity", Usage: "match these severities (" + strings.Join(notify.Severities, ", ") + "); none: any"},
+		&cli.StringSliceFlag{Name: "site", Usage: "match these sites; none: any"},
+		&cli.StringSliceFlag{Name: "device", Usage: "match these devices; none: any"},
+		&cli.StringSliceFlag{Name: "kind", Usage: "match these kinds (node_down, if_down, ...); none: any"},
+		&cli.StringSliceFlag{Name: "channel", Usage: "channels to page (required)"},
+		&cli.StringSliceFlag{Name: "escalate", Usage: "AFTER=CHANNEL: page CHANNEL too when the alarm is unacknowledged AFTER (15m) its page; repeat in order"},
+	}
+}
+
+// withNotify connects, opens the tenant's notification store and runs fn
+// within one request timeout.
+func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store) error) error {
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	st, err := notifybus.Open(ctx, cl.js)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, st)
+}
+
+func notifyName(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("'%s' takes one argument, the %s name; got %d (see '%s --help')", c.Command.HelpName, what, c.NArg(), c.Command.HelpName)
+	}
+	name := c.Args().First()
+	return name, meshmon.ValidateName(what+" name", name)
+}
+
+func notifyChannelAdd(c *cli.Context) error {
+	name, err := notifyName(c, "channel")
+	if err != nil {
+		return err
+	}
+	ch := notify.Channel{Name: name, Type: c.String("type"), URL: c.String("url"), SMTP: c.String("smtp"), From: c.String("from"),
+		To: c.StringSlice("to"), SMTPUser: c.String("smtp-user"), AllowPlaintext: c.Bool("allow-plaintext"),
+		RatePerMinute: c.Float64("rate-per-minute"), Burst: c.Int("burst")}
+	if ch.Type == "" {
+		return fmt.Errorf("--type is required: %s", strings.Join(notify.Types, ", "))
+	}
+	if f := c.String("smtp-ca"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--smtp-ca: %w", err)
+		}
+		ch.SMTPCA = string(b)
+	}
+	var secret []byte
+	if f := c.String("secret-file"); f != "" {
+		s, err := readSecret(f)
+		if err != nil {
+			return fmt.Errorf("--secret-file: %w", err)
+		}
+		warnLoosePerms(f)
+		secret = []byte(s)
+	}
+	if err := ch.Validate(); err != nil {
+		return err
+	}
+	if ch.AllowPlaintext {
+		fmt.Fprintf(os.Stderr, "meshmon: warning: channel %s may send mail without TLS when the server offers no STARTTLS\n", name)
+	}
+	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+		return st.PutChannel(ctx, ch, secret, c.Bool("replace"))
+	})
+	if err != nil {
+		return err
+	}
+	return printDone(c, "channel", name, "added")
+}
+
+// warnLoosePerms warns when a secret file is readable by others than
+// its owner.
+func warnLoosePerms(path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(os.Stderr, "meshmon: warning: %s holds a secret and is readable by others (mode %v): chmod 600 it\n", path, fi.Mode().Perm())
+	}
+}
+
+func printDone(c *cli.Context, what, name, verb string) error {
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]string{"result": verb, what: name})
+	}
+	fmt.Printf("%s %s %s\n", what, name, verb)
+	return nil
+}
+
+// channelView is a channel as list prints it: no secret, only whether
+// one is set.
+type channelView struct {
+	notify.Channel
+	SecretSet bool `json:"secret_set"`
+}
+
+func notifyChannelList(c *cli.Context) error {
+	var out []channelView
+	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+		set, err := st.Settings(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range set.ChannelNames() {
+			sec, err := st.Secret(ctx, n)
+			if err != nil {
+				return err
+			}
+			out = append(out, channelView{Channel: set.Channels[n], SecretSet: sec != nil})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if out == nil {
+			out = []channelView{}
+		}
+		return printJSON(os.Stdout, out)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tTYPE\tTARGET\tRATE\tSECRET")
+	for _, v := range out {
+		target := v.URL
+		switch v.Type {
+		case notify.TypeSlack, notify.TypeTeams:
+			target = "(URL in the secret)"
+		case notify.TypeEmail:
+			target = v.SMTP + " -> " + strings.Join(v.To, ",")
+		}
+		rate := "no limit"
+		if v.RatePerMinute > 0 {
+			rate = fmt.Sprintf("%g/min, burst %d", v.RatePerMinute, v.Burst)
+		}
+		sec := "-"
+		if v.SecretSet {
+			sec = "set"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Type, target, rate, sec)
+	}
+	return w.Flush()
+}
+
+func notifyChannelRm(c *cli.Context) error {
+	name, err := notifyName(c, "channel")
+	if err != nil {
+		return err
+	}
+	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteChannel(ctx, name) }); err != nil {
+		return err
+	}
+	return printDone(c, "channel", name, "removed")
+}
+
+func notifyChannelTest(c *cli.Context) error {
+	name, err := notifyName(c, "channel")
+	if err != nil {
+		return err
+	}
+	var delivery string
+	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+		sctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+		defer cancel()
+		delivery, err = st.Test(sctx, c.String("tenant"), name, &notify.Sender{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("channel %s: test: %w", name, err)
+	}
+	if c.Bool("json") {
+		return printJSON(os.Stdout, map[string]string{"result": "delivered", "channel": name, "delivery": delivery})
+	}
+	fmt.Printf("channel %s: test delivered (%s %s)\n", name, notify.HeaderDelivery, delivery)
+	return nil
+}
+
+func notifyRuleAdd(c *cli.Context) error {
+	name, err := notifyName(c, "rule")
+	if err != nil {
+		return err
+	}
+	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel")}
+	for _, e := range c.StringSlice("escalate") {
+		after, ch, ok := strings.Cut(e, "=")
+		d, err := time.ParseDuration(after)
+		if !ok || err != nil || d <= 0 {
+			return fmt.Errorf("--escalate %q: want AFTER=CHANNEL, like 15m=oncall", e)
+		}
+		r.Escalation = append(r.Escalation, notify.Step{After: d, Channel: ch})
+	}
+	if err := r.Validate(nil); err != nil {
+		return err
+	}
+	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.PutRule(ctx, r, c.Bool("replace")) }); err != nil {
+		return err
+	}
+	return printDone(c, "rule", name, "added")
+}
+
+func notifyRuleList(c *cli.Context) error {
+	var rules []notify.Rule
+	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+		set, err := st.Settings(ctx)
+		rules = set.Rules
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if rules == nil {
+			rules = []notify.Rule{}
+		}
+		return printJSON(os.Stdout, rules)
+	}
+	any := func(l []string) string {
+		if len(l) == 0 {
+			return "*"
+		}
+		return strings.Join(l, ",")
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSEVERITY\tSITE\tDEVICE\tKIND\tCHANNELS\tESCALATION")
+	for _, r := range rules {
+		var esc []string
+		for _, s := range r.Escalation {
+			esc = append(esc, s.After.String()+"="+s.Channel)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, any(r.Severities), any(r.Sites), any(r.Devices), any(r.Kinds),
+			strings.Join(r.Channels, ","), strings.Join(esc, " "))
+	}
+	return w.Flush()
+}
+
+func notifyRuleRm(c *cli.Context) error {
+	name, err := notifyName(c, "rule")
+	if err != nil {
+		return err
+	}
+	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteRule(ctx, name) }); err != nil {
+		return err
+	}
+	return printDone(c, "rule", name, "removed")
+}
+
+func notifyLog(c *cli.Context) error {
+	if ch := c.String("channel"); ch != "" {
+		if err := meshmon.ValidateName("channel", ch); err != nil {
+			return fmt.Errorf("--channel: %w", err)
+		}
+	}
+	if c.Int("limit") < 0 {
+		return errors.New("--limit must not be negative")
+	}
+	var log []notifybus.Attempt
+	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) (err error) {
+		log, err = st.Log(ctx, c.String("channel"), c.Int("limit"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		for _, a := range log {
+			if err := printJSONLine(os.Stdout, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tCHANNEL\tOUTCOME\tITEM\tDELIVERY\tERROR")
+	for _, a := range log {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Local().Format(time.DateTime), a.Channel, a.Outcome, a.Item, a.Delivery, a.Error)
+	}
+	return w.Flush()
+}
