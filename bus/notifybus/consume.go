@@ -106,6 +106,9 @@ func (r *runner) apply(ctx context.Context, c alarm.Change) error {
 			return err
 		}
 	}
+	if len(d.Sends) > 0 || d.Cancel || len(d.Schedule) > 0 {
+		r.touch(len(d.Sends) > 0, d.Cancel || len(d.Schedule) > 0)
+	}
 	return nil
 }
 

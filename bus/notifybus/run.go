@@ -70,14 +70,16 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: cfg.SendTimeout}
+		// Its own client: its idle connections close with the runner.
+		cfg.HTTP = &http.Client{Timeout: cfg.SendTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		defer cfg.HTTP.CloseIdleConnections()
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
 	r := &runner{cfg: cfg, log: cfg.Log.With("tenant", cfg.Tenant), wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{}}
+		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{}, checked: map[string]bool{}}
 	cons, err := r.setup(ctx, js)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -86,6 +88,8 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	r.outboxDirty = true
+	wg.Go(func() { r.watchConfig(ctx) })
 	wg.Go(func() { r.consume(ctx, cons) })
 	wg.Go(func() { r.work(ctx) })
 	wg.Wait()
@@ -100,12 +104,22 @@ type runner struct {
 	wake   chan struct{}
 
 	conf      atomic.Pointer[Settings]
-	confSeq   uint64        // the config bucket's last sequence when conf was read (work only)
 	ready     chan struct{} // closed once conf is read
 	readyOnce sync.Once
-	caughtUp  atomic.Bool // the consumer has nothing pending
 
-	chans map[string]*chanState // work only
+	// What the worker has to look at: the outbox while it may hold
+	// something, the escalations when one is due. A generation moves
+	// with every change that may add work, so a pass that read before
+	// it does not clear its flag.
+	mu          sync.Mutex
+	outboxGen   uint64
+	outboxDirty bool
+	escGen      uint64
+	escDue      time.Time   // zero: now
+	caughtUp    atomic.Bool // the consumer has nothing pending
+
+	chans   map[string]*chanState // work only
+	checked map[string]bool       // outbox keys the log said were not delivered yet (work only)
 }
 
 // chanState is a channel's rate limit and retry state.

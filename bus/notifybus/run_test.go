@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e := newBareEnv(t)
+	e.createAlarms(t)
+	return e
+}
+
+// newBareEnv is a peer without the ALARMS stream.
+func newBareEnv(t *testing.T) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := meshtest.Site(ctx, t.TempDir(), "central1", "hub1", false)
@@ -46,15 +56,22 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: alarm.Stream, Subjects: []string{"alarm.>"},
+	return &env{nc: nc, js: js}
+}
+
+func (e *env) createAlarms(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: alarm.Stream, Subjects: []string{"alarm.>"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := notifybus.Open(ctx, js)
+	st, err := notifybus.Open(ctx, e.js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{nc: nc, js: js, st: st}
+	e.st = st
 }
 
 // publish publishes a change as the alarm processor does.
@@ -442,4 +459,69 @@ func TestRunRateLimitSummarises(t *testing.T) {
 		t.Fatalf("%d messages, %d rate-limit summaries for %d changes: want fewer messages than changes", len(msgs), summaries, n)
 	}
 	t.Logf("%d changes in %d messages, %d of them summaries", n, len(msgs), summaries)
+}
+
+// TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing: a runner
+// started before the ALARMS stream exists waits for it; channels and
+// rules added while it runs apply to the next change; once cancelled it
+// leaves no goroutine behind.
+func TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing(t *testing.T) {
+	e := newBareEnv(t)
+	rcv := newReceiver(t, "k")
+	stop := e.run(t, testConfig())
+	e.createAlarms(t)
+	now := time.Now().UTC()
+	quiet := opened(1, now) // no rule yet: nobody is paged
+	e.publish(t, quiet)
+	eventually.NoError(t, 30*time.Second, "the first change applied", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := e.js.Consumer(ctx, alarm.Stream, notifybus.Consumer)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream < 1 {
+			return fmt.Errorf("ack floor %d", info.AckFloor.Stream)
+		}
+		return nil
+	})
+	e.webhook(t, "hook", rcv.srv.URL, "k", 0, 0)
+	e.rule(t, notify.Rule{Name: "all", Channels: []string{"hook"}})
+	c := opened(2, now)
+	eventually.True(t, 30*time.Second, "a change after the rule delivered", func() bool {
+		// The rule reaches the runner through its watch: publish
+		// changes until one is paged.
+		c.Alarm.Seq++
+		e.publish(t, c)
+		_, items, _, _ := rcv.snapshot()
+		return len(items) > 0
+	})
+	if _, items, _, _ := rcv.snapshot(); items[quiet.MsgID()] != 0 {
+		t.Fatal("a change applied before any rule was paged")
+	}
+	stop()
+	var left []string
+	eventually.True(t, 30*time.Second, "the runner's goroutines gone", func() bool {
+		left = runnerGoroutines()
+		return len(left) == 0
+	})
+}
+
+// runnerGoroutines are the stacks of the goroutines of a runner: in
+// notifybus (not its tests), or an HTTP client connection of its sender.
+// (The embedded server's own goroutines grow with the streams the
+// runner makes, so a count of all would not do.)
+func runnerGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "bus/notifybus.") && !strings.Contains(g, "notifybus_test.") || strings.Contains(g, "net/http.(*persistConn)") {
+			out = append(out, g)
+		}
+	}
+	return out
 }

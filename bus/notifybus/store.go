@@ -143,19 +143,28 @@ func (s *Store) Settings(ctx context.Context) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	c := Settings{Channels: map[string]notify.Channel{}}
+	vals := map[string][]byte{}
 	for _, e := range es {
+		vals[e.Key()] = e.Value()
+	}
+	return settingsFrom(vals)
+}
+
+// settingsFrom decodes the config bucket's keys and values.
+func settingsFrom(vals map[string][]byte) (Settings, error) {
+	c := Settings{Channels: map[string]notify.Channel{}}
+	for k, v := range vals {
 		switch {
-		case strings.HasPrefix(e.Key(), "channel."):
+		case strings.HasPrefix(k, "channel."):
 			var ch notify.Channel
-			if err := json.Unmarshal(e.Value(), &ch); err != nil {
-				return Settings{}, fmt.Errorf("%s: %w", e.Key(), err)
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return Settings{}, fmt.Errorf("%s: %w", k, err)
 			}
 			c.Channels[ch.Name] = ch
-		case strings.HasPrefix(e.Key(), "rule."):
+		case strings.HasPrefix(k, "rule."):
 			var r notify.Rule
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				return Settings{}, fmt.Errorf("%s: %w", e.Key(), err)
+			if err := json.Unmarshal(v, &r); err != nil {
+				return Settings{}, fmt.Errorf("%s: %w", k, err)
 			}
 			c.Rules = append(c.Rules, r)
 		}

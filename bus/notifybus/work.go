@@ -16,9 +16,14 @@ import (
 	"github.com/meshmon/meshmon/notify"
 )
 
-// work reloads the configuration, takes the escalation steps that are
-// due and delivers the outbox: at every tick, and when a change woke it.
+// work takes the escalation steps that are due and delivers the outbox:
+// at every tick, and when a change woke it.
 func (r *runner) work(ctx context.Context) {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return
+	}
 	t := time.NewTicker(r.cfg.Tick)
 	defer t.Stop()
 	b := backoff.New(r.cfg.RetryFirst/4+time.Millisecond, 10*time.Second)
@@ -39,50 +44,79 @@ func (r *runner) work(ctx context.Context) {
 }
 
 func (r *runner) pass(ctx context.Context) error {
-	if err := r.reload(ctx); err != nil {
-		return err
-	}
+	r.mu.Lock()
+	escGen, escDue, outGen, dirty := r.escGen, r.escDue, r.outboxGen, r.outboxDirty
+	r.mu.Unlock()
 	// Escalate only once every change so far is applied: an
 	// acknowledgement still in the stream must stop it first.
-	if r.caughtUp.Load() {
-		if err := r.escalate(ctx); err != nil {
+	if r.caughtUp.Load() && !r.cfg.Now().Before(escDue) {
+		next, err := r.escalate(ctx)
+		if err != nil {
 			return err
 		}
+		r.mu.Lock()
+		if r.escGen == escGen {
+			r.escDue = next
+		}
+		r.mu.Unlock()
 	}
-	return r.deliver(ctx)
+	if !dirty {
+		r.mu.Lock()
+		dirty = r.outboxDirty
+		outGen = r.outboxGen
+		r.mu.Unlock()
+		if !dirty {
+			return nil
+		}
+	}
+	left, err := r.deliver(ctx)
+	if err != nil {
+		return err
+	}
+	if left == 0 {
+		r.mu.Lock()
+		if r.outboxGen == outGen {
+			r.outboxDirty = false
+		}
+		r.mu.Unlock()
+	}
+	return nil
 }
 
-// reload reads the channels and rules when the bucket changed.
-func (r *runner) reload(ctx context.Context) error {
-	s, err := r.st.js.Stream(ctx, "KV_"+ConfigBucket)
-	if err != nil {
-		return err
+// touch tells the worker that the outbox, or the escalations, may have
+// work, and wakes it.
+func (r *runner) touch(outbox, esc bool) {
+	r.mu.Lock()
+	if outbox {
+		r.outboxGen++
+		r.outboxDirty = true
 	}
-	seq := s.CachedInfo().State.LastSeq
-	if r.conf.Load() != nil && seq == r.confSeq {
-		return nil
+	if esc {
+		r.escGen++
+		r.escDue = time.Time{}
 	}
-	c, err := r.st.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	r.conf.Store(&c)
-	r.confSeq = seq
-	r.readyOnce.Do(func() { close(r.ready) })
-	return nil
+	r.mu.Unlock()
+	r.poke()
 }
 
 // escalate takes the due steps of the pending escalations: each step's
 // item goes to the outbox before the escalation moves on, so a runner
 // that dies in between takes the same step again, and the outbox holds
 // it once.
-func (r *runner) escalate(ctx context.Context) error {
+func (r *runner) escalate(ctx context.Context) (time.Time, error) {
 	conf := r.conf.Load()
 	es, err := readAll(ctx, r.st.esc)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	now := r.cfg.Now()
+	next := now.Add(time.Hour) // looked at again in an hour at the latest
+	sent := false
+	defer func() {
+		if sent {
+			r.touch(true, false)
+		}
+	}()
 	for _, e := range es {
 		var p notify.Pending
 		if err := json.Unmarshal(e.Value(), &p); err != nil {
@@ -95,26 +129,32 @@ func (r *runner) escalate(ctx context.Context) error {
 			_ = r.st.esc.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 			continue
 		}
-		send, next := notify.Escalate(p, conf.Rules[i], now)
+		send, rest := notify.Escalate(p, conf.Rules[i], now)
 		if send != nil {
 			if err := r.st.enqueue(ctx, *send, now); err != nil {
-				return err
+				return time.Time{}, err
 			}
+			sent = true
 		}
 		switch {
-		case next == nil:
+		case rest == nil:
 			err = r.st.esc.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 		case send != nil:
-			b, _ := json.Marshal(next)
+			b, _ := json.Marshal(rest)
 			_, err = r.st.esc.Update(ctx, e.Key(), b, e.Revision())
 		}
 		// A stale revision: the consumer changed it meanwhile; the
 		// next pass sees its version.
 		if err != nil && !isStale(err) {
-			return err
+			return time.Time{}, err
+		}
+		if rest != nil {
+			if due := rest.Next(conf.Rules[i]); due.Before(next) {
+				next = due
+			}
 		}
 	}
-	return nil
+	return next, nil
 }
 
 func isStale(err error) bool {
@@ -124,13 +164,13 @@ func isStale(err error) bool {
 
 // deliver sends what waits in the outbox, channel by channel, within
 // each channel's rate limit and retry backoff.
-func (r *runner) deliver(ctx context.Context) error {
+func (r *runner) deliver(ctx context.Context) (left int, err error) {
 	// Read before the outbox: caught up then means every late change
 	// of the catch-up is in what is read.
 	caughtUp := r.caughtUp.Load()
 	es, err := readAll(ctx, r.st.outbox)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	by := map[string][]outboxEntry{}
 	for _, e := range es {
@@ -149,16 +189,20 @@ func (r *runner) deliver(ctx context.Context) error {
 	slices.Sort(names)
 	for _, n := range names {
 		if ctx.Err() != nil {
-			return nil
+			return 1, nil
 		}
-		if err := r.deliverChannel(ctx, n, by[n], caughtUp); err != nil {
-			return err
+		l, err := r.deliverChannel(ctx, n, by[n], caughtUp)
+		if err != nil {
+			return 1, err
 		}
+		left += l
 	}
-	return nil
+	return left, nil
 }
 
-func (r *runner) deliverChannel(ctx context.Context, name string, entries []outboxEntry, caughtUp bool) error {
+// deliverChannel sends what the channel may send now of its entries and
+// returns how many are left waiting.
+func (r *runner) deliverChannel(ctx context.Context, name string, entries []outboxEntry, caughtUp bool) (int, error) {
 	conf := r.conf.Load()
 	ch, ok := conf.Channels[name]
 	now := r.cfg.Now()
@@ -166,16 +210,17 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		for _, o := range entries {
 			a := Attempt{Channel: name, Delivery: o.Item.ID + "." + name, Items: 1, At: now, Outcome: OutcomeDropped, Error: "no such channel: it was removed"}
 			if err := r.st.record(ctx, a, []notify.Item{o.Item}); err != nil {
-				return err
+				return len(entries), err
 			}
 			r.log.Warn("notify: channel removed, notification dropped", "channel", name, "item", o.Item.ID)
 			_ = r.st.outbox.Delete(ctx, outboxKey(name, o.Item.ID))
+			delete(r.checked, outboxKey(name, o.Item.ID))
 		}
-		return nil
+		return 0, nil
 	}
 	cs := r.chanState(ch)
 	if now.Before(cs.retryAt) {
-		return nil
+		return len(entries), nil
 	}
 	slices.SortStableFunc(entries, func(a, b outboxEntry) int {
 		if c := a.Queued.Compare(b.Queued); c != 0 {
@@ -183,40 +228,58 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		}
 		return strings.Compare(a.Item.ID, b.Item.ID)
 	})
-	var items []notify.Item
-	lateReady := caughtUp
-	for _, o := range entries {
-		done, err := r.st.delivered(ctx, name, o.Item.ID)
-		if err != nil {
-			return err
+	items, lateReady, err := r.pending(ctx, name, entries, now)
+	if err != nil {
+		return len(entries), err
+	}
+	lateReady = lateReady || caughtUp
+	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
+	if len(msgs) == 0 {
+		return len(items), nil
+	}
+	secret, err := r.st.Secret(ctx, name)
+	if err != nil {
+		return len(items), err
+	}
+	left := len(items)
+	for _, m := range msgs {
+		if ctx.Err() != nil || !cs.bucket.Take(now) {
+			break
 		}
-		if done {
-			_ = r.st.outbox.Delete(ctx, outboxKey(name, o.Item.ID))
-			continue
+		if !r.send(ctx, cs, secret, m) {
+			break
+		}
+		left -= len(m.Items)
+	}
+	return left, nil
+}
+
+// pending drops the entries the log says were delivered (a runner that
+// died before it emptied the outbox) and returns the rest's items, and
+// whether a late one has waited its LateWait. The log is asked once per
+// item per runner: while this runner runs, only it delivers.
+func (r *runner) pending(ctx context.Context, channel string, entries []outboxEntry, now time.Time) ([]notify.Item, bool, error) {
+	var items []notify.Item
+	lateReady := false
+	for _, o := range entries {
+		key := outboxKey(channel, o.Item.ID)
+		if !r.checked[key] {
+			done, err := r.st.delivered(ctx, channel, o.Item.ID)
+			if err != nil {
+				return nil, false, err
+			}
+			if done {
+				_ = r.st.outbox.Delete(ctx, key)
+				continue
+			}
+			r.checked[key] = true
 		}
 		if o.Item.Late && now.Sub(o.Queued) >= r.cfg.LateWait {
 			lateReady = true
 		}
 		items = append(items, o.Item)
 	}
-	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
-	if len(msgs) == 0 {
-		return nil
-	}
-	secret, err := r.st.Secret(ctx, name)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if ctx.Err() != nil {
-			return nil
-		}
-		cs.bucket.Take(now)
-		if !r.send(ctx, cs, secret, m) {
-			return nil
-		}
-	}
-	return nil
+	return items, lateReady, nil
 }
 
 // send makes one attempt of one message and records it; it reports
@@ -245,7 +308,9 @@ func (r *runner) send(ctx context.Context, cs *chanState, secret []byte, m notif
 		return false
 	}
 	for _, it := range m.Items {
-		_ = r.st.outbox.Delete(context.WithoutCancel(ctx), outboxKey(cs.ch.Name, it.ID))
+		key := outboxKey(cs.ch.Name, it.ID)
+		_ = r.st.outbox.Delete(context.WithoutCancel(ctx), key)
+		delete(r.checked, key)
 	}
 	return true
 }
