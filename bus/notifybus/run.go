@@ -31,9 +31,10 @@ type Config struct {
 	// finishes the attempt in flight (and records it) before it
 	// returns, so it returns within about SendTimeout.
 	SendTimeout time.Duration
-	// LateWait is how long late changes wait for their catch-up to end
-	// before their summary goes anyway.
-	LateWait time.Duration
+	// Late changes go as one summary once the runner has applied every
+	// change in the stream and none has come late for LateQuiet (the
+	// catch-up is over), or once the oldest has waited LateWait.
+	LateQuiet, LateWait time.Duration
 	// AckWait is the consumer's: how long a change taken by a runner
 	// that died waits before it is given to the next.
 	AckWait time.Duration
@@ -43,7 +44,7 @@ type Config struct {
 // DefaultConfig is the runner of a tenant as Run starts it.
 func DefaultConfig(tenant string) Config {
 	return Config{Tenant: tenant, Now: time.Now, Tick: time.Second, RetryFirst: 2 * time.Second, RetryMax: 5 * time.Minute,
-		SendTimeout: 30 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
+		SendTimeout: 30 * time.Second, LateQuiet: 5 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
 }
 
 // Run runs the tenant's notifications on nc, a connection in the

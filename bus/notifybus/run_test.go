@@ -125,7 +125,8 @@ func (e *env) waitRun(t *testing.T, done chan error) {
 
 func testConfig() notifybus.Config {
 	cfg := notifybus.DefaultConfig("acme")
-	cfg.Tick, cfg.RetryFirst, cfg.RetryMax, cfg.AckWait, cfg.LateWait = 50*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond, 2*time.Second, 2*time.Second
+	cfg.Tick, cfg.RetryFirst, cfg.RetryMax, cfg.AckWait = 50*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond, 2*time.Second
+	cfg.LateQuiet, cfg.LateWait = 300*time.Millisecond, 10*time.Second
 	return cfg
 }
 

@@ -228,11 +228,11 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		}
 		return strings.Compare(a.Item.ID, b.Item.ID)
 	})
-	items, lateReady, err := r.pending(ctx, name, entries, now)
+	items, oldest, newest, err := r.pending(ctx, name, entries)
 	if err != nil {
 		return len(entries), err
 	}
-	lateReady = lateReady || caughtUp
+	lateReady := !oldest.IsZero() && (caughtUp && now.Sub(newest) >= r.cfg.LateQuiet || now.Sub(oldest) >= r.cfg.LateWait)
 	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
 	if len(msgs) == 0 {
 		return len(items), nil
@@ -256,17 +256,16 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 
 // pending drops the entries the log says were delivered (a runner that
 // died before it emptied the outbox) and returns the rest's items, and
-// whether a late one has waited its LateWait. The log is asked once per
-// item per runner: while this runner runs, only it delivers.
-func (r *runner) pending(ctx context.Context, channel string, entries []outboxEntry, now time.Time) ([]notify.Item, bool, error) {
-	var items []notify.Item
-	lateReady := false
+// when the oldest and the newest late one were queued (zero: none). The
+// log is asked once per item per runner: while this runner runs, only it
+// delivers.
+func (r *runner) pending(ctx context.Context, channel string, entries []outboxEntry) (items []notify.Item, oldest, newest time.Time, err error) {
 	for _, o := range entries {
 		key := outboxKey(channel, o.Item.ID)
 		if !r.checked[key] {
 			done, err := r.st.delivered(ctx, channel, o.Item.ID)
 			if err != nil {
-				return nil, false, err
+				return nil, oldest, newest, err
 			}
 			if done {
 				_ = r.st.outbox.Delete(ctx, key)
@@ -274,12 +273,17 @@ func (r *runner) pending(ctx context.Context, channel string, entries []outboxEn
 			}
 			r.checked[key] = true
 		}
-		if o.Item.Late && now.Sub(o.Queued) >= r.cfg.LateWait {
-			lateReady = true
+		if o.Item.Late {
+			if oldest.IsZero() || o.Queued.Before(oldest) {
+				oldest = o.Queued
+			}
+			if o.Queued.After(newest) {
+				newest = o.Queued
+			}
 		}
 		items = append(items, o.Item)
 	}
-	return items, lateReady, nil
+	return items, oldest, newest, nil
 }
 
 // send makes one attempt of one message and records it; it reports
