@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/smtp"
@@ -34,7 +33,6 @@ const (
 // Sender delivers messages to channels. Its zero value works.
 type Sender struct {
 	HTTP *http.Client // nil: a client with a 30 s timeout
-	Log  *slog.Logger // nil: no log
 	Now  func() time.Time
 }
 

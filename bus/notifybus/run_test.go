@@ -30,7 +30,7 @@ type env struct {
 	st *notifybus.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := newBareEnv(t)
 	e.createAlarms(t)
@@ -38,7 +38,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newBareEnv is a peer without the ALARMS stream.
-func newBareEnv(t *testing.T) *env {
+func newBareEnv(t testing.TB) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -59,7 +59,7 @@ func newBareEnv(t *testing.T) *env {
 	return &env{nc: nc, js: js}
 }
 
-func (e *env) createAlarms(t *testing.T) {
+func (e *env) createAlarms(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -75,7 +75,7 @@ func (e *env) createAlarms(t *testing.T) {
 }
 
 // publish publishes a change as the alarm processor does.
-func (e *env) publish(t *testing.T, c alarm.Change) {
+func (e *env) publish(t testing.TB, c alarm.Change) {
 	t.Helper()
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -89,7 +89,7 @@ func (e *env) publish(t *testing.T, c alarm.Change) {
 }
 
 // run starts a runner and returns the function that stops it and waits.
-func (e *env) run(t *testing.T, cfg notifybus.Config) func() {
+func (e *env) run(t testing.TB, cfg notifybus.Config) func() {
 	t.Helper()
 	cancel, wait := e.start(t, cfg)
 	return func() { cancel(); wait() }
@@ -97,7 +97,7 @@ func (e *env) run(t *testing.T, cfg notifybus.Config) func() {
 
 // start starts a runner and returns its cancel and the function that
 // waits for it to return.
-func (e *env) start(t *testing.T, cfg notifybus.Config) (context.CancelFunc, func()) {
+func (e *env) start(t testing.TB, cfg notifybus.Config) (context.CancelFunc, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -110,7 +110,7 @@ func (e *env) start(t *testing.T, cfg notifybus.Config) (context.CancelFunc, fun
 	return cancel, wait
 }
 
-func (e *env) waitRun(t *testing.T, done chan error) {
+func (e *env) waitRun(t testing.TB, done chan error) {
 	{
 		select {
 		case err := <-done:
@@ -133,7 +133,7 @@ func testConfig() notifybus.Config {
 // receiver is a webhook receiver that checks each delivery's signature
 // and counts deliveries by their X-Meshmon-Delivery.
 type receiver struct {
-	t      *testing.T
+	t      testing.TB
 	secret []byte
 	srv    *httptest.Server
 
@@ -147,7 +147,7 @@ type receiver struct {
 	badSig int
 }
 
-func newReceiver(t *testing.T, secret string) *receiver {
+func newReceiver(t testing.TB, secret string) *receiver {
 	r := &receiver{t: t, secret: []byte(secret), byID: map[string]int{}, items: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
@@ -219,7 +219,7 @@ func next(c alarm.Change, what string, f func(*alarm.Alarm)) alarm.Change {
 	return c
 }
 
-func (e *env) webhook(t *testing.T, name, url, secret string, rate float64, burst int) {
+func (e *env) webhook(t testing.TB, name, url, secret string, rate float64, burst int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -229,7 +229,7 @@ func (e *env) webhook(t *testing.T, name, url, secret string, rate float64, burs
 	}
 }
 
-func (e *env) rule(t *testing.T, r notify.Rule) {
+func (e *env) rule(t testing.TB, r notify.Rule) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
