@@ -44,8 +44,9 @@ type Channel struct {
 
 	// Email: the SMTP server (host:port), the sender, the recipients,
 	// the user to authenticate as (the password is the secret), the CA
-	// (PEM) to verify the server against instead of the system's, and
-	// whether a server without STARTTLS may be used in plaintext.
+	// (PEM) to verify the server against instead of the system's.
+	// AllowPlaintext lets a server without STARTTLS be used in
+	// plaintext, and a webhook or chat URL be http://.
 	SMTP           string   `json:"smtp,omitempty"`
 	From           string   `json:"from,omitempty"`
 	To             []string `json:"to,omitempty"`
@@ -86,7 +87,10 @@ func (c Channel) Validate() error {
 	case TypeWebhook:
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return bad("url %q: want an http:// or https:// URL", c.URL)
+			return bad("url %q: want an https:// URL", c.URL)
+		}
+		if u.Scheme == "http" && !c.AllowPlaintext {
+			return bad("url %q: plaintext http:// only with allow_plaintext (--allow-plaintext); use https://", c.URL)
 		}
 	case TypeSlack, TypeTeams:
 		if c.URL != "" {

@@ -55,7 +55,12 @@ func (s *Sender) Send(ctx context.Context, tenant string, ch Channel, secret []b
 		if err != nil {
 			return err
 		}
-		return s.post(ctx, strings.TrimSpace(string(secret)), body, delivery, "")
+		u := strings.TrimSpace(string(secret))
+		if !strings.HasPrefix(u, "https://") && !(ch.AllowPlaintext && strings.HasPrefix(u, "http://")) {
+			// Not the URL itself in the error: it carries a token.
+			return fmt.Errorf("%w: channel %s: the secret is not an https:// URL (http:// only with allow_plaintext)", ErrInvalid, ch.Name)
+		}
+		return s.post(ctx, u, body, delivery, "")
 	case TypeEmail:
 		return s.mail(ctx, ch, string(secret), delivery, m)
 	}

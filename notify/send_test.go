@@ -49,7 +49,7 @@ func TestWebhookIsSignedWithTheChannelSecret(t *testing.T) {
 	var c capture
 	srv := c.server(t)
 	s := &notify.Sender{}
-	ch := notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL}
+	ch := notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL, AllowPlaintext: true}
 	ctx := context.Background()
 	if err := s.Send(ctx, "acme", ch, []byte("s3cret"), "d1", message()); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestWebhookRefusalIsAnError(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusBadGateway) }))
 	t.Cleanup(srv.Close)
 	s := &notify.Sender{}
-	err := s.Send(context.Background(), "acme", notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL}, []byte("k"), "d1", message())
+	err := s.Send(context.Background(), "acme", notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL, AllowPlaintext: true}, []byte("k"), "d1", message())
 	if !errors.Is(err, notify.ErrStatus) {
 		t.Fatalf("err %v, want ErrStatus", err)
 	}
@@ -85,14 +85,14 @@ func TestChatFormats(t *testing.T) {
 	s := &notify.Sender{}
 	ctx := context.Background()
 	// The chat tool's URL is the channel's secret.
-	if err := s.Send(ctx, "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack}, []byte(srv.URL+"/services/T0/B0/x\n"), "d1", message()); err != nil {
+	if err := s.Send(ctx, "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack, AllowPlaintext: true}, []byte(srv.URL+"/services/T0/B0/x\n"), "d1", message()); err != nil {
 		t.Fatal(err)
 	}
 	var slack struct{ Text string }
 	if err := json.Unmarshal(c.body, &slack); err != nil || !strings.Contains(slack.Text, "CRITICAL opened: paris/rtr1 node_down") {
 		t.Fatalf("slack body %s (%v)", c.body, err)
 	}
-	if err := s.Send(ctx, "acme", notify.Channel{Name: "teams", Type: notify.TypeTeams}, []byte(srv.URL), "d2", message()); err != nil {
+	if err := s.Send(ctx, "acme", notify.Channel{Name: "teams", Type: notify.TypeTeams, AllowPlaintext: true}, []byte(srv.URL), "d2", message()); err != nil {
 		t.Fatal(err)
 	}
 	var teams struct {
@@ -261,6 +261,7 @@ func TestValidate(t *testing.T) {
 		{"bad name", func(c *notify.Channel) { c.Name = "a.b" }, "channel"},
 		{"bad type", func(c *notify.Channel) { c.Type = "pager" }, "type"},
 		{"bad url", func(c *notify.Channel) { c.URL = "ftp://x" }, "url"},
+		{"plaintext url", func(c *notify.Channel) { c.URL = "http://example.net/h" }, "allow_plaintext"},
 		{"slack url in the channel", func(c *notify.Channel) { c.Type, c.URL = notify.TypeSlack, "https://hooks.slack.com/x" }, "url"},
 		{"rate without burst", func(c *notify.Channel) { c.RatePerMinute = 5 }, "burst"},
 		{"email without port", func(c *notify.Channel) { c.Type, c.URL, c.SMTP = notify.TypeEmail, "", "mail.example.net" }, "smtp"},
@@ -279,6 +280,12 @@ func TestValidate(t *testing.T) {
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	// A chat URL (the secret) over http:// is refused at send, without
+	// the URL in the error.
+	err := (&notify.Sender{}).Send(context.Background(), "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack}, []byte("http://chat.example.net/T0/s3cret"), "d", message())
+	if !errors.Is(err, notify.ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("err %v, want ErrInvalid without the URL", err)
 	}
 	r := notify.Rule{Name: "r", Channels: []string{"hook"}, Escalation: []notify.Step{{After: 10 * time.Minute, Channel: "hook"}, {After: 5 * time.Minute, Channel: "hook"}}}
 	if err := r.Validate([]string{"hook"}); !errors.Is(err, notify.ErrInvalid) || !strings.Contains(err.Error(), "step 2") {

@@ -223,7 +223,7 @@ func (e *env) webhook(t testing.TB, name, url, secret string, rate float64, burs
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ch := notify.Channel{Name: name, Type: notify.TypeWebhook, URL: url, RatePerMinute: rate, Burst: burst}
+	ch := notify.Channel{Name: name, Type: notify.TypeWebhook, URL: url, RatePerMinute: rate, Burst: burst, AllowPlaintext: true}
 	if err := e.st.PutChannel(ctx, ch, []byte(secret), false); err != nil {
 		t.Fatal(err)
 	}

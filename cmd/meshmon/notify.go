@@ -70,7 +70,7 @@ func channelFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "to", Usage: "email: recipient addresses"},
 		&cli.StringFlag{Name: "smtp-user", Usage: "email: user to authenticate as (password from --secret-file)"},
 		&cli.StringFlag{Name: "smtp-ca", Usage: "email: CA file (PEM) to verify the SMTP server against instead of the system's"},
-		&cli.BoolFlag{Name: "allow-plaintext", Usage: "email: send without TLS when the server offers no STARTTLS (warns)"},
+		&cli.BoolFlag{Name: "allow-plaintext", Usage: "email: send without TLS when the server offers no STARTTLS; webhook, slack, teams: allow an http:// URL (warns)"},
 		&cli.Float64Flag{Name: "rate-per-minute", Value: 6, Usage: "messages a minute in the long run (0: no limit); what is over waits and goes as a summary"},
 		&cli.IntFlag{Name: "burst", Value: 10, Usage: "messages at once"},
 	}
@@ -143,7 +143,7 @@ func notifyChannelAdd(c *cli.Context) error {
 		return err
 	}
 	if ch.AllowPlaintext {
-		fmt.Fprintf(os.Stderr, "meshmon: warning: channel %s may send mail without TLS when the server offers no STARTTLS\n", name)
+		fmt.Fprintf(os.Stderr, "meshmon: warning: channel %s may send without TLS (--allow-plaintext)\n", name)
 	}
 	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
 		return st.PutChannel(ctx, ch, secret, c.Bool("replace"))

@@ -54,7 +54,7 @@ func TestNotifyConfigSecrets(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, as(admin, "notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.URL, "--secret-file", secretFile)...)
+	mustRun(t, as(admin, "notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.URL, "--secret-file", secretFile, "--allow-plaintext")...)
 	if _, e, code := run(t, as(admin, "notify", "channel", "add", "chat", "--type", "slack")...); code != 1 || !strings.Contains(e, "secret") {
 		t.Fatalf("a slack channel without its secret: exit %d, %q", code, e)
 	}
