@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/alarm"
@@ -27,7 +28,7 @@ func outboxKey(channel, item string) string { return channel + "." + item }
 // and only then acknowledged. A change given again (a runner that died
 // before its ack) finds its outbox entries, and the log of what was
 // delivered, where it left them.
-func (r *runner) consume(ctx context.Context, cons jetstream.Consumer) {
+func (r *runner) consume(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer) {
 	select {
 	case <-r.ready:
 	case <-ctx.Done():
@@ -36,6 +37,25 @@ func (r *runner) consume(ctx context.Context, cons jetstream.Consumer) {
 	b := backoff.New(r.cfg.RetryFirst/4+time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		if err == nil {
+			err = nilIfNoMessages(batch.Error())
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			// No consumer answered: gone, or a leader not elected yet.
+			if _, cerr := js.Consumer(ctx, alarm.Stream, Consumer); errors.Is(cerr, jetstream.ErrConsumerNotFound) {
+				err = cerr
+			}
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Someone removed it: make it again (it starts from the
+			// stream's beginning, and the outbox and the log keep
+			// what was done from being done twice).
+			r.log.Warn("notify: consumer gone, making it again", "err", err)
+			if cons, err = r.consumer(ctx, js, r.lastSeq.Load()); err != nil {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			r.log.Warn("notify: fetch", "err", err)
 			b.Wait(ctx)
@@ -46,13 +66,20 @@ func (r *runner) consume(ctx context.Context, cons jetstream.Consumer) {
 			got++
 			r.take(ctx, m, b)
 		}
-		if got == 0 && batch.Error() == nil || errors.Is(batch.Error(), jetstream.ErrNoMessages) {
+		if got == 0 && nilIfNoMessages(batch.Error()) == nil {
 			r.caughtUp.Store(true)
 		}
 		if got > 0 {
 			r.poke()
 		}
 	}
+}
+
+func nilIfNoMessages(err error) error {
+	if errors.Is(err, jetstream.ErrNoMessages) {
+		return nil
+	}
+	return err
 }
 
 // take handles one message and acknowledges it, or gives it back.
@@ -77,11 +104,12 @@ func (r *runner) take(ctx context.Context, m jetstream.Msg, b *backoff.Backoff) 
 		return
 	}
 	b.Reset()
-	if md, err := m.Metadata(); err == nil {
-		r.caughtUp.Store(md.NumPending == 0)
-	}
 	if err := m.DoubleAck(bg); err != nil {
 		r.log.Warn("notify: ack", "change", c.MsgID(), "err", err)
+	}
+	if md, err := m.Metadata(); err == nil {
+		r.caughtUp.Store(md.NumPending == 0)
+		r.lastSeq.Store(md.Sequence.Stream)
 	}
 }
 

@@ -91,7 +91,7 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	var wg sync.WaitGroup
 	r.outboxDirty = true
 	wg.Go(func() { r.watchConfig(ctx) })
-	wg.Go(func() { r.consume(ctx, cons) })
+	wg.Go(func() { r.consume(ctx, js, cons) })
 	wg.Go(func() { r.work(ctx) })
 	wg.Wait()
 	return nil
@@ -116,8 +116,9 @@ type runner struct {
 	outboxGen   uint64
 	outboxDirty bool
 	escGen      uint64
-	escDue      time.Time   // zero: now
-	caughtUp    atomic.Bool // the consumer has nothing pending
+	escDue      time.Time     // zero: now
+	caughtUp    atomic.Bool   // the consumer has nothing pending
+	lastSeq     atomic.Uint64 // the ALARMS sequence of the last change applied
 
 	chans   map[string]*chanState // work only
 	checked map[string]bool       // outbox keys the log said were not delivered yet (work only)
@@ -156,12 +157,26 @@ func (r *runner) setup(ctx context.Context, js jetstream.JetStream) (jetstream.C
 			return nil, ctx.Err()
 		}
 	}
+	return r.consumer(ctx, js, 0)
+}
+
+// consumer makes (or finds) the durable consumer on ALARMS, trying
+// again until ctx is done. A consumer made for the first time starts at
+// the stream's beginning; one made again (removed under a running
+// runner) after the last change this runner applied (after, a stream
+// sequence; 0: none).
+func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, after uint64) (jetstream.Consumer, error) {
+	b := backoff.New(r.cfg.RetryFirst/4+time.Millisecond, 10*time.Second)
+	cfg := jetstream.ConsumerConfig{
+		Durable: Consumer, Description: "meshmon notifications", DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: r.cfg.AckWait, MaxDeliver: -1, MaxAckPending: 256,
+		FilterSubject: "alarm.>",
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
 	for {
-		c, err := js.CreateOrUpdateConsumer(ctx, alarm.Stream, jetstream.ConsumerConfig{
-			Durable: Consumer, Description: "meshmon notifications", DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: r.cfg.AckWait, MaxDeliver: -1, MaxAckPending: 256,
-			FilterSubject: "alarm.>",
-		})
+		c, err := js.CreateOrUpdateConsumer(ctx, alarm.Stream, cfg)
 		if err == nil {
 			return c, nil
 		}

@@ -464,8 +464,8 @@ func TestRunRateLimitSummarises(t *testing.T) {
 
 // TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing: a runner
 // started before the ALARMS stream exists waits for it; channels and
-// rules added while it runs apply to the next change; once cancelled it
-// leaves no goroutine behind.
+// rules added while it runs apply to the next change; a consumer removed
+// under it is made again; once cancelled it leaves no goroutine behind.
 func TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing(t *testing.T) {
 	e := newBareEnv(t)
 	rcv := newReceiver(t, "k")
@@ -503,6 +503,28 @@ func TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing(t *testing.T) {
 	})
 	if _, items, _, _ := rcv.snapshot(); items[quiet.MsgID()] != 0 {
 		t.Fatal("a change applied before any rule was paged")
+	}
+	// Its consumer removed, it makes it again; the changes it takes
+	// again are not paged again.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.js.DeleteConsumer(ctx, alarm.Stream, notifybus.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	after := opened(3, now)
+	e.publish(t, after)
+	eventually.True(t, 30*time.Second, "a change after the consumer was removed", func() bool {
+		_, items, _, _ := rcv.snapshot()
+		return items[after.MsgID()] == 1
+	})
+	_, items, byID, _ := rcv.snapshot()
+	for id, k := range byID {
+		if k != 1 {
+			t.Errorf("delivery %s received %d times", id, k)
+		}
+	}
+	if items[quiet.MsgID()] != 0 {
+		t.Error("a change applied before the consumer was removed, under no rule then, was paged when it was made again")
 	}
 	stop()
 	var left []string
