@@ -22,6 +22,7 @@ import (
 // the one in flight may arrive twice, with the same X-Meshmon-Delivery,
 // and no other does.
 func TestRunFailoverToAnotherCentralPeer(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	m, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: t.TempDir(), Prefix: "nf-", Central: 3})

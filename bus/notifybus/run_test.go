@@ -243,6 +243,7 @@ func (e *env) rule(t testing.TB, r notify.Rule) {
 // maintenance do not; a receiver that fails first gets it on a retry,
 // and the log holds the failed attempts and the delivery.
 func TestRunDeliversSignedOncePerChange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, "hmac-key-1")
 	rcv.fail = 2
@@ -302,6 +303,7 @@ func TestRunDeliversSignedOncePerChange(t *testing.T) {
 // after it delivers the rest, and every change reaches the receiver
 // exactly once.
 func TestRunStoppedMidDeliveryDeliversEachOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, "k")
 	e.webhook(t, "hook", rcv.srv.URL, "k", 0, 0)
@@ -355,6 +357,7 @@ func TestRunStoppedMidDeliveryDeliversEachOnce(t *testing.T) {
 // restarted in between (the escalation waits in its bucket); an
 // acknowledged one does not.
 func TestRunEscalatesUnacknowledged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, "k")
 	e.webhook(t, "first", rcv.srv.URL, "k", 0, 0)
@@ -405,6 +408,7 @@ func TestRunEscalatesUnacknowledged(t *testing.T) {
 // TestRunSummarisesLateChanges: changes applied late (a site catching
 // up) go as one summary, not one page each.
 func TestRunSummarisesLateChanges(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, "k")
 	e.webhook(t, "hook", rcv.srv.URL, "k", 0, 0)
@@ -430,6 +434,7 @@ func TestRunSummarisesLateChanges(t *testing.T) {
 // TestRunRateLimitSummarises: what is over a channel's rate limit waits
 // for a token and goes as a summary; nothing is lost or sent twice.
 func TestRunRateLimitSummarises(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, "k")
 	e.webhook(t, "hook", rcv.srv.URL, "k", 30, 2) // a token every 2 s, 2 at once
@@ -467,6 +472,7 @@ func TestRunRateLimitSummarises(t *testing.T) {
 // rules added while it runs apply to the next change; a consumer removed
 // under it is made again; once cancelled it leaves no goroutine behind.
 func TestRunStartsBeforeItsStreamFollowsRulesAndLeavesNothing(t *testing.T) {
+	// Not parallel: it counts the runner goroutines of the process.
 	e := newBareEnv(t)
 	rcv := newReceiver(t, "k")
 	stop := e.run(t, testConfig())
