@@ -37,6 +37,15 @@ const (
 	meshLeafPassword       = "e2e-leaf-secret"
 )
 
+// centralEventsMax is the limit of central's EVENTS here. Central must hold
+// every event of the run, or comparing its events with the site's means
+// nothing: at about 820 bytes an event at central (with its source header)
+// and 1,000 traps a second, 640 MiB is 13 minutes of load, twice the
+// longest run seen on a loaded machine. At 200 MiB (about 256,000 events)
+// a slow run overflowed it, and central, discarding its oldest events,
+// never again held as many as the site.
+const centralEventsMax = "640MiB"
+
 // meshPeer is one peer process and the ports it was given.
 type meshPeer struct {
 	name                  string
@@ -75,12 +84,14 @@ func newMesh(t *testing.T) *mesh {
 			leaf: freePort(t, "tcp"), dir: filepath.Join(dir, fmt.Sprintf("c%d", i+1))})
 	}
 	// The third central peer keeps its data on a small file system of its
-	// own, so that the disk-full fault fills only its disk.
+	// own, so that the disk-full fault fills only its disk: room for a
+	// replica at the streams' limits (centralEventsMax and 100 MiB of
+	// METRICS within the three quarters of it JetStream takes).
 	small := m.central[2].dir
 	if err := os.MkdirAll(small, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", small).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1200m", "tmpfs", small).CombinedOutput(); err != nil {
 		t.Fatalf("mount a tmpfs for %s: %v\n%s", m.central[2].name, err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", small).Run() })
@@ -92,7 +103,7 @@ func newMesh(t *testing.T) *mesh {
 			"--leaf-password", meshLeafPassword, "--auth-user", meshUser, "--auth-password", meshPassword,
 			// Every member must have room for a replica at the streams'
 			// limits, the third's small disk included.
-			"--events-max-bytes", "200MiB", "--metrics-max-bytes", "100MiB"}
+			"--events-max-bytes", centralEventsMax, "--metrics-max-bytes", "100MiB"}
 		for _, o := range m.central {
 			if o != c {
 				c.args = append(c.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
@@ -284,6 +295,11 @@ func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
 		t.Fatalf("consumer: %v", err)
 	}
 	var out []idMsg
+	// A fetch that brings nothing is asked again: on a loaded machine one
+	// 5 s fetch came back empty at 175,032 of 190,412 events, the stream
+	// then whole. A read that brings nothing for readStall has stopped.
+	const readStall = 30 * time.Second
+	progress, empty := time.Now(), 0
 	for uint64(len(out)) < want {
 		batch, err := cons.Fetch(5000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -306,9 +322,19 @@ func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
 			}
 			out = append(out, idMsg{id: msg.Headers().Get(jetstream.MsgIDHeader), device: ev.Data.Device, n: num})
 		}
-		if n == 0 {
-			t.Fatalf("read %d of %d events on %s; the stream stopped delivering", len(out), want, filter)
+		if n > 0 {
+			progress = time.Now()
+			continue
 		}
+		empty++
+		if time.Since(progress) > readStall {
+			info, ierr := cons.Info(ctx)
+			t.Fatalf("read %d of %d events on %s from %s; nothing for %s (%d empty fetches, the last: %v); consumer %+v (%v)",
+				len(out), want, filter, js.Conn().ConnectedServerName(), readStall, empty, batch.Error(), info, ierr)
+		}
+	}
+	if empty > 0 {
+		t.Logf("read %d events on %s from %s; %d fetches came back empty", len(out), filter, js.Conn().ConnectedServerName(), empty)
 	}
 	return out
 }
@@ -343,11 +369,58 @@ func (m *mesh) waitCaughtUp(within time.Duration) time.Duration {
 			return time.Since(start)
 		}
 		if time.Since(start) > within {
-			m.t.Fatalf("timed out after %s waiting for central to hold every event of the site: the site holds %d (%v), central %d (%v)",
-				within, s, err1, c, err2)
+			m.checkCentralKeepsAll()
+			m.t.Fatalf("timed out after %s waiting for central to hold every event of the site: the site holds %d (%v), central %d (%v)\nsite: %s\ncentral: %s",
+				within, s, err1, c, err2, streamDiag(m.sjs), streamDiag(m.cjs))
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
 	}
+}
+
+// checkCentralKeepsAll fails the test if central's EVENTS has dropped
+// events at its limits: its counts can then no longer match the site's,
+// and that says nothing of sourcing.
+func (m *mesh) checkCentralKeepsAll() {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := m.cjs.Stream(ctx, "EVENTS")
+	if err != nil {
+		return // the caller reports what it could not read
+	}
+	if info := st.CachedInfo(); info.State.FirstSeq > 1 {
+		m.t.Fatalf("central's EVENTS dropped its first %d events at its limits (%d bytes, max %d): the run outgrew the test's sizing (centralEventsMax), so central's count cannot match the site's",
+			info.State.FirstSeq-1, info.State.Bytes, info.Config.MaxBytes)
+	}
+}
+
+// streamDiag describes js's EVENTS for a failure message: its state
+// against its limits and its sources, so that a central short of the
+// site's events tells whether it dropped them at its limits, or a source
+// stalled or lags.
+func streamDiag(js jetstream.JetStream) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		return err.Error()
+	}
+	info := st.CachedInfo()
+	s := fmt.Sprintf("EVENTS msgs %d bytes %d (max %d) seqs %d-%d", info.State.Msgs, info.State.Bytes, info.Config.MaxBytes,
+		info.State.FirstSeq, info.State.LastSeq)
+	if info.Cluster != nil {
+		s += fmt.Sprintf(" leader %s", info.Cluster.Leader)
+		for _, r := range info.Cluster.Replicas {
+			s += fmt.Sprintf(" [%s current %v lag %d]", r.Name, r.Current, r.Lag)
+		}
+	}
+	for _, src := range info.Sources {
+		s += fmt.Sprintf(" source %s lag %d active %s", src.Name, src.Lag, src.Active)
+		if src.Error != nil {
+			s += fmt.Sprintf(" error %q", src.Error.Description)
+		}
+	}
+	return s
 }
 
 // cutWAN rejects every packet between the site and central's leaf ports,
@@ -536,7 +609,7 @@ func TestMeshFaults(t *testing.T) {
 		c4 := &meshPeer{name: "c4", client: freePort(t, "tcp"), cluster: freePort(t, "tcp"), dir: filepath.Join(dir, "c4")}
 		c4.args = []string{"--log-level", peerLogLevel(), "peer", "run", "--role", "central", "--name", c4.name,
 			"--listen", "127.0.0.1:" + strconv.Itoa(c4.client), "--data-dir", c4.dir, "--cluster-listen", "127.0.0.1:" + strconv.Itoa(c4.cluster),
-			"--auth-user", meshUser, "--auth-password", meshPassword, "--events-max-bytes", "200MiB", "--metrics-max-bytes", "100MiB"}
+			"--auth-user", meshUser, "--auth-password", meshPassword, "--events-max-bytes", centralEventsMax, "--metrics-max-bytes", "100MiB"}
 		for _, o := range m.central {
 			c4.args = append(c4.args, "--routes", "nats-route://127.0.0.1:"+strconv.Itoa(o.cluster))
 		}
@@ -595,6 +668,9 @@ func TestMeshFaults(t *testing.T) {
 		return err == nil && n == uint64(sent)
 	})
 	m.waitCaughtUp(2 * time.Minute)
+	m.checkCentralKeepsAll()
+	t.Logf("site: %s", streamDiag(m.sjs))
+	t.Logf("central: %s", streamDiag(m.cjs))
 	site := readEvents(t, m.sjs, "ev.wan.>")
 	central := readEvents(t, m.cjs, "ev.wan.>")
 	checkSameEvents(t, site, central)
