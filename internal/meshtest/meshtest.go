@@ -96,6 +96,9 @@ type MeshConfig struct {
 	Prefix  string       // peer names: <Prefix>c1..., <Prefix><site>
 	Central int          // clustered central peers, 3 or more (a leaf URL each)
 	Log     *slog.Logger // the peers' log; nil: they log nothing
+	// Configure, if set, changes central peer i's config before it
+	// starts (a test's limits, say).
+	Configure func(i int, cfg *peer.Config)
 }
 
 // Mesh is a central cluster and sites on leaf links to it, each link
@@ -190,6 +193,9 @@ func centralConfigs(cfg MeshConfig) ([]peer.Config, error) {
 			}
 		}
 		c.LeafListen, c.LeafPassword = ports[n+i], password
+		if cfg.Configure != nil {
+			cfg.Configure(i, &c)
+		}
 		cfgs[i] = c
 	}
 	return cfgs, nil
