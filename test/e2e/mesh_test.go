@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -697,11 +698,20 @@ func TestMeshFaults(t *testing.T) {
 	if n := load.errors.Load(); n > 0 {
 		t.Logf("%d traps could not be sent (the sender's own errors; not counted as sent)", n)
 	}
-	// Every trap the poller received is at the site, then at central.
-	eventually.True(t, 2*time.Minute, "the site to hold every trap sent", func() bool {
-		n, err := eventCount(m.sjs, "ev.wan.*.trap")
-		return err == nil && n == uint64(sent)
-	})
+	// Every trap the poller received is at the site, then at central. A
+	// poller whose trap queue filled (its spool writes stalled for longer
+	// than the queue lasts at this rate: seen at load average 32-36) drops
+	// traps and says so: that fails the test as what it is, and the site
+	// and central are still compared.
+	if dropped := regexp.MustCompile(`trap queue full.* dropped=(\d+)`).FindAllStringSubmatch(m.poller.out.String(), -1); dropped != nil {
+		t.Errorf("the poller dropped at least %s of the %d traps sent (its trap queue was full): the machine did not keep up with %d traps/s; comparing the site and central on what the site holds",
+			dropped[len(dropped)-1][1], sent, rate)
+	} else {
+		eventually.True(t, 2*time.Minute, "the site to hold every trap sent", func() bool {
+			n, err := eventCount(m.sjs, "ev.wan.*.trap")
+			return err == nil && n == uint64(sent)
+		})
+	}
 	m.waitCaughtUp(2 * time.Minute)
 	m.checkCentralKeepsAll()
 	t.Logf("site: %s", streamDiag(m.sjs))
