@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/internal/meshtest"
 )
 
@@ -276,6 +277,13 @@ func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.
 		return nil, err
 	}
 	var lat []time.Duration
+	// A fetch that brings nothing is asked again until nothing has come
+	// for readStall: the consumer, just made on central's cluster, may be
+	// led by another peer that does not take pull requests yet, and the
+	// server answers the first ones 503, no responders (the run failed
+	// so, reading 0 events, in 2 of 5 runs on a loaded machine).
+	const readStall = 30 * time.Second
+	progress := time.Now()
 	for len(lat) < want {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -291,8 +299,13 @@ func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.
 			}
 			lat = append(lat, md.Timestamp.Sub(ev.Time))
 		}
-		if got == 0 {
-			return nil, fmt.Errorf("latency: read %d of %d events at central", len(lat), want)
+		switch {
+		case got > 0:
+			progress = time.Now()
+		case time.Since(progress) > readStall:
+			return nil, fmt.Errorf("latency: read %d of %d events at central, then nothing for %s (%v)", len(lat), want, readStall, batch.Error())
+		case !backoff.Sleep(ctx, 100*time.Millisecond):
+			return nil, ctx.Err()
 		}
 	}
 	return lat, nil

@@ -28,7 +28,7 @@ const readBucketLinger = 5 * time.Second
 // readBucket reads every live key of a bucket with its latest value, in
 // stream order. It reads through an ephemeral consumer (a key watcher's
 // Stop waits seconds for a deletion a user may be refused) and asks for
-// its removal when done, without waiting (dropConsumer): a command run
+// its removal when done, waiting a bounded time (dropConsumer): a command run
 // every second (status) must not leave one behind each time. A tenant
 // user's consumer has one of its own few names (createOwned), and is
 // deleted before readBucket returns.
@@ -51,7 +51,7 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 		// One of the user's few names: give it back before returning.
 		defer deleteOwned(ctx, js, stream, c)
 	} else {
-		defer dropConsumer(js, stream, c.CachedInfo().Name)
+		defer dropConsumer(ctx, js, stream, c.CachedInfo().Name)
 	}
 	r := bucketReader{prefix: prefix, at: map[string]int{}}
 	left := c.CachedInfo().NumPending

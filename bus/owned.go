@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
@@ -56,13 +57,42 @@ func deleteOwned(ctx context.Context, js jetstream.JetStream, stream string, c j
 	_ = js.DeleteConsumer(dctx, stream, c.CachedInfo().Name)
 }
 
-// dropConsumer asks the server to remove a consumer its maker is done
-// with, and does not wait for the answer: a user who may not delete
-// consumers (a read-only one on a stock server) is not held up by a
-// request that nobody answers, and its consumer goes after its inactive
-// threshold instead.
-func dropConsumer(js jetstream.JetStream, stream, name string) {
-	_ = js.Conn().Publish(apiPrefix(js)+"CONSUMER.DELETE."+stream+"."+name, nil)
+// dropWait bounds how long dropConsumer waits for the server's answer.
+const dropWait = 2 * time.Second
+
+// dropConsumer removes a consumer its maker is done with, and waits (at
+// most dropWait, even when ctx is done) until the server answers, so that
+// a command that exits right after has not closed its connection before
+// the removal went out, leaving the consumer for its inactive threshold.
+// A user who may not delete consumers (a read-only one on a stock server)
+// is not held up: the server refuses its request at once, which the flush
+// shows, and its consumer goes after its inactive threshold instead.
+// Callers may ignore the error, which says why the removal is not known
+// to be done: nats.ErrPermissionViolation for a refused request, else the
+// failure to send it or to hear the answer in time.
+func dropConsumer(ctx context.Context, js jetstream.JetStream, stream, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropWait)
+	defer cancel()
+	nc := js.Conn()
+	subject := apiPrefix(js) + "CONSUMER.DELETE." + stream + "." + name
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(subject, sub.Subject, nil); err != nil {
+		return err
+	}
+	// The server handles a connection's messages in order: a refusal of
+	// the request has come in by the flush's answer.
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return err
+	}
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), subject) {
+		return err
+	}
+	_, err = sub.NextMsgWithContext(ctx)
+	return err
 }
 
 // apiPrefix is the JetStream API prefix js sends its requests under, with

@@ -300,8 +300,9 @@ func TestTailLeavesNoConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The removals are asked for without waiting for their answers; 2 s
-	// is within the 5 s a consumer lingers.
+	// Each tail waits for its consumer's removal; the poll leaves room
+	// for one an ordered consumer replaced, which the client removes
+	// without waiting. 2 s is within the 5 s a consumer lingers.
 	eventually.NoError(t, 2*time.Second, "the stream state", func() error {
 		s, err := js.Stream(ctx, EventsStream)
 		if err != nil {

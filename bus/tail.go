@@ -185,7 +185,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 	// before, by the client as it replaces them).
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
-			dropConsumer(js, stream, info.Name)
+			dropConsumer(ctx, js, stream, info.Name)
 		}
 	}()
 	it, err := cons.Messages(tailPull...)

@@ -132,7 +132,7 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 	}
 
 	enqueue("before", 300)
-	checkFor(t, 30*time.Second, func() error {
+	eventually.NoError(t, 30*time.Second, "the spool to drain into the peer", func() error {
 		if err := drain(); err != nil {
 			return err
 		}
@@ -173,7 +173,7 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	enqueue("after", 300)
-	checkFor(t, 60*time.Second, func() error {
+	eventually.NoError(t, 60*time.Second, "the spool to drain once the disk has room", func() error {
 		if err := drain(); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
 )
 
@@ -82,7 +83,7 @@ func testSiteClusterMemberCut(t *testing.T, leader bool) {
 	}
 	proxies[cut].Cut(true)
 	cutAt := time.Now()
-	checkFor(t, 30*time.Second, func() error {
+	eventually.NoError(t, 30*time.Second, "the cut member to see its link down", func() error {
 		acc, err := sites[cut].Server().LookupAccount(sites[cut].cfg.Tenant)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -191,7 +192,7 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishSite(t, sjs, "hq", 100, 1_000)
-	checkFor(t, time.Minute, func() error {
+	eventually.NoError(t, time.Minute, "the source watch to set the tenant's source again", func() error {
 		if !rec.setAgain(b.Account) {
 			return fmt.Errorf("central's source watch has not set hq's source again in the tenant's account %s", b.Account)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 func testConfig(t *testing.T) Config {
@@ -53,20 +54,6 @@ func startPeer(t *testing.T, cfg Config) *Peer {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-// checkFor polls f until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", timeout, err)
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -275,7 +262,7 @@ func TestCloseTwiceAndNoLeak(t *testing.T) {
 	if _, err := p.InProcessConn(); !errors.Is(err, ErrNotStarted) {
 		t.Fatalf("in-process after close: %v", err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	eventually.NoError(t, 10*time.Second, "the goroutines to end", func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines, %d before start", n, before)
 		}

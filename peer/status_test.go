@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
 )
 
@@ -72,7 +73,7 @@ func TestStatusTellsTruth(t *testing.T) {
 		since = l.Since
 		return nil
 	}
-	checkFor(t, 20*time.Second, func() error {
+	eventually.NoError(t, 20*time.Second, "central to see the site up with lag 0", func() error {
 		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
 		}
@@ -83,7 +84,7 @@ func TestStatusTellsTruth(t *testing.T) {
 	cutAt := time.Now()
 	px.Cut(true)
 	publishSite(t, paris, "paris", 50, 7)
-	checkFor(t, 30*time.Second, func() error {
+	eventually.NoError(t, 30*time.Second, "central to see the site down, its lag unknown", func() error {
 		if up, lag, err := centralSays(); err != nil || up || lag != -1 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want down with lag unknown", up, lag, err)
 		}
@@ -96,7 +97,7 @@ func TestStatusTellsTruth(t *testing.T) {
 	backAt := time.Now()
 	px.Cut(false)
 	waitCount(t, cjs, "paris", 57, time.Minute)
-	checkFor(t, 30*time.Second, func() error {
+	eventually.NoError(t, 30*time.Second, "central to see the site up again with lag 0", func() error {
 		if up, lag, err := centralSays(); err != nil || !up || lag != 0 {
 			return fmt.Errorf("central: up %v, lag %d, %v; want up with lag 0", up, lag, err)
 		}

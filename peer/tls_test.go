@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/pki"
 )
 
@@ -376,7 +377,7 @@ func TestRouteRequiresMeshCert(t *testing.T) {
 		// dialling when the routes are listed shows as new after the
 		// reload ("routes after the reload 20,22,23,21, before 21").
 		want := server.DEFAULT_ROUTE_POOL_SIZE + 1
-		checkFor(t, 15*time.Second, func() error {
+		eventually.NoError(t, 15*time.Second, "the routes", func() error {
 			if a, b := mp.Server().NumRoutes(), p.Server().NumRoutes(); a != want || b != want {
 				return fmt.Errorf("routes %d and %d, want %d each", a, b, want)
 			}
@@ -414,7 +415,7 @@ func routePortSilent(t *testing.T, addr string) {
 // twice.
 func waitRouteRefused(t *testing.T, l *srvLog) {
 	t.Helper()
-	checkFor(t, 20*time.Second, func() error {
+	eventually.NoError(t, 20*time.Second, "the attacker's route to be refused", func() error {
 		if n := l.count("connection closed") + l.count("TLS route handshake error"); n < 2 {
 			return fmt.Errorf("the attacker's route was refused %d times", n)
 		}
@@ -446,7 +447,7 @@ func TestLeafVerifiesCentral(t *testing.T) {
 	bad.TLS = other.issue("lyon")
 	w := &logWatch{}
 	lyon := startPeerLog(t, bad, w)
-	checkFor(t, 15*time.Second, func() error { return w.has("certificate signed by unknown authority") })
+	eventually.NoError(t, 15*time.Second, "the site pinning another CA to be refused", func() error { return w.has("certificate signed by unknown authority") })
 	if n := lyon.Server().NumLeafNodes(); n != 0 {
 		t.Fatalf("the site pinning another CA has %d leaf links", n)
 	}
@@ -459,7 +460,7 @@ func TestLeafVerifiesCentral(t *testing.T) {
 	good := siteConfig(t, "paris", join)
 	good.CentralCA = string(cb) // an insecure site still verifies a central its token pins
 	paris := startPeer(t, good)
-	checkFor(t, 15*time.Second, func() error {
+	eventually.NoError(t, 15*time.Second, "paris's leaf link", func() error {
 		if paris.Server().NumLeafNodes() == 0 {
 			return errors.New("paris not linked")
 		}
@@ -484,7 +485,7 @@ func TestTLSRotation(t *testing.T) {
 	}
 	site := siteConfig(t, "paris", bus.JoinInfo{Central: []string{central.LeafURL()}, User: ccfg.LeafUser, Password: ccfg.LeafPassword, CA: string(cb)})
 	paris := startPeer(t, site)
-	checkFor(t, 15*time.Second, func() error {
+	eventually.NoError(t, 15*time.Second, "paris's leaf link", func() error {
 		if paris.Server().NumLeafNodes() == 0 {
 			return errors.New("paris not linked")
 		}
@@ -550,7 +551,7 @@ func TestTLSWatch(t *testing.T) {
 	ctx := testCtx(t)
 	ccc := bus.ConnConfig{URL: p.ClientURL(), CAFile: k.caFile()}
 	fresh := k.issueTo("watch", cfg.TLS)
-	checkFor(t, 10*time.Second, func() error {
+	eventually.NoError(t, 10*time.Second, "the fresh certificate to be served", func() error {
 		nc, err := bus.ConnectWait(ctx, ccc)
 		if err != nil {
 			return err

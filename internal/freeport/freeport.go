@@ -7,6 +7,18 @@
 // source port of a connection another peer dials: a route or a leaf link.
 // Seen: "listen tcp 127.0.0.1:40129: bind: address already in use" for the
 // third member of a cluster started side by side.
+//
+// Below that range, a port can still be taken by another process that
+// uses this package: several test binaries run side by side (go test runs
+// packages in parallel, and several developers share a machine), each
+// probing the same range. A port probed free by two of them is bound by
+// the first to start its peer, and the other fails: seen, "listen tcp
+// 127.0.0.1:29380: bind: address already in use" for a site cluster
+// member's route port while other suites ran. So a port handed out is
+// also reserved across processes: an exclusive flock on a file named for
+// it (in the system's temp dir), held until the process ends, which the
+// kernel releases however it ends. Another process skips a port reserved
+// so.
 package freeport
 
 import (
@@ -37,6 +49,10 @@ func Port(network string) (int, error) {
 		if given[port] {
 			continue
 		}
+		release, ok := reserve(network, port)
+		if !ok {
+			continue // another process has it
+		}
 		var err error
 		if network == "udp" {
 			var c net.PacketConn
@@ -53,6 +69,7 @@ func Port(network string) (int, error) {
 			given[port] = true
 			return port, nil
 		}
+		release()
 	}
 	return 0, fmt.Errorf("no free %s port in %d-%d on 127.0.0.1", network, first, first+count-1)
 }

@@ -96,6 +96,9 @@ type MeshConfig struct {
 	Prefix  string       // peer names: <Prefix>c1..., <Prefix><site>
 	Central int          // clustered central peers, 3 or more (a leaf URL each)
 	Log     *slog.Logger // the peers' log; nil: they log nothing
+	// Configure, if set, changes central peer i's config before it
+	// starts (a test's limits, say).
+	Configure func(i int, cfg *peer.Config)
 }
 
 // Mesh is a central cluster and sites on leaf links to it, each link
@@ -112,10 +115,10 @@ type Mesh struct {
 	closers   []func()
 }
 
-// StartMesh starts the central cluster of cfg, waits for its streams and
-// its leaf URLs, and opens a WAN proxy to each central peer's leaf port.
-// Central ports are fixed for the run, so a central peer can restart on
-// them. On error what was started is closed.
+// StartMesh starts the central cluster of cfg, waits for its streams, its
+// leaf URLs and its sites bucket, and opens a WAN proxy to each central
+// peer's leaf port. Central ports are fixed for the run, so a central peer
+// can restart on them. On error what was started is closed.
 func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 	m := &Mesh{cfg: cfg}
 	defer func() {
@@ -145,6 +148,9 @@ func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 	m.CentralJS = js
 	m.closers = append(m.closers, closeJS)
 	if m.join, err = waitJoin(ctx, js, len(cfgs)); err != nil {
+		return nil, err
+	}
+	if err := waitSites(ctx, js); err != nil {
 		return nil, err
 	}
 	for _, u := range m.join.Central {
@@ -187,6 +193,9 @@ func centralConfigs(cfg MeshConfig) ([]peer.Config, error) {
 			}
 		}
 		c.LeafListen, c.LeafPassword = ports[n+i], password
+		if cfg.Configure != nil {
+			cfg.Configure(i, &c)
+		}
 		cfgs[i] = c
 	}
 	return cfgs, nil
@@ -223,6 +232,28 @@ func waitJoin(ctx context.Context, js jetstream.JetStream, n int) (bus.JoinInfo,
 		}
 	}
 	return join, nil
+}
+
+// waitSites waits up to 30 s until central lists its sites: the sites
+// bucket, replicated, may not answer yet when the streams are made, and
+// AddSite reads it.
+func waitSites(ctx context.Context, js jetstream.JetStream) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for start := time.Now(); ; {
+		_, err := bus.Sites(ctx, js)
+		if err == nil {
+			return nil
+		}
+		if time.Since(start) > 30*time.Second {
+			return fmt.Errorf("central does not list its sites: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // AddSite adds site name at central and starts its peer, which dials
