@@ -30,6 +30,7 @@ const (
 	objIfName
 	objIfHCInOctets
 	objIfHCOutOctets
+	objStatic // a fixed value (LLDP and CDP tables): instance.static
 )
 
 // objectDef is where an object lives and whether it is a table column.
@@ -91,6 +92,7 @@ type instance struct {
 	obj     object
 	ifIndex int
 	c64     bool
+	static  *gosnmp.SnmpPDU // the value of an objStatic instance
 }
 
 // mib is the sorted list of instances of an agent with a given number of
@@ -115,6 +117,14 @@ func newMIB(interfaces int) *mib {
 	}
 	// SNMP orders OIDs by sub-identifier, numerically; slices.Compare on
 	// []uint32 is exactly that (a prefix sorts first).
+	slices.SortFunc(leaves, func(a, b instance) int { return slices.Compare(a.oid, b.oid) })
+	return &mib{leaves: leaves}
+}
+
+// withLeaves returns a mib of m's instances and extra (sorted), for an
+// agent that serves more than the shared mib.
+func (m *mib) withLeaves(extra []instance) *mib {
+	leaves := append(slices.Clone(m.leaves), extra...)
 	slices.SortFunc(leaves, func(a, b instance) int { return slices.Compare(a.oid, b.oid) })
 	return &mib{leaves: leaves}
 }
@@ -202,6 +212,8 @@ func (st *snapshot) value(l *instance) gosnmp.SnmpPDU {
 		ifs = &st.ifs[l.ifIndex-1]
 	}
 	switch l.obj {
+	case objStatic:
+		return set(l.static.Type, l.static.Value)
 	case objSysDescr:
 		return set(gosnmp.OctetString, "meshmon simulated device, Linux "+st.name+" 6.1.0-sim x86_64")
 	case objSysObjectID:
