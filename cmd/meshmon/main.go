@@ -46,6 +46,7 @@ func newApp() *cli.App {
 			deviceCommand(),
 			eventsCommand(),
 			statusCommand(),
+			topologyCommand(),
 			benchCommand(),
 		},
 		Before: checkGlobals,
