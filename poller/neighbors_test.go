@@ -85,8 +85,9 @@ func TestParseNeighbors(t *testing.T) {
 	}
 }
 
-// TestReadNeighborsSimTopology reads every agent of a simulated ring over
-// real SNMP (v2c and v3) and maps the links: exactly the simulator's.
+// TestReadNeighborsSimTopology reads every agent of a simulated ring and
+// tree over real SNMP (v1, v2c and v3) and maps the links: exactly the
+// simulator's.
 func TestReadNeighborsSimTopology(t *testing.T) {
 	for _, topo := range []string{sim.TopologyRing, sim.TopologyTree} {
 		t.Run(topo, func(t *testing.T) {
@@ -105,7 +106,10 @@ func TestReadNeighborsSimTopology(t *testing.T) {
 			var devs []meshmon.DeviceNeighbors
 			for i, a := range s.Agents() {
 				d := a.Device(time.Minute, 2*time.Second, cfg.Community)
-				if i%2 == 1 {
+				switch i % 3 {
+				case 1:
+					d.SNMP.Version = meshmon.SNMPv1
+				case 2:
 					d.SNMP = &meshmon.SNMP{Version: meshmon.SNMPv3, Port: d.SNMP.Port, User: "meshmon",
 						AuthProtocol: "SHA", AuthPassword: "meshmon-auth", PrivProtocol: "AES", PrivPassword: "meshmon-priv"}
 				}
@@ -117,6 +121,27 @@ func TestReadNeighborsSimTopology(t *testing.T) {
 			}
 			checkLinks(t, meshmon.Links(devs, nil), s.Links())
 		})
+	}
+}
+
+// TestReadNeighborsNone: an agent that serves neither LLDP-MIB nor
+// CISCO-CDP-MIB has no neighbours and no identity, which is no error.
+func TestReadNeighborsNone(t *testing.T) {
+	cfg := sim.DefaultConfig()
+	cfg.Agents = 1
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nt, err := ReadNeighbors(ctx, s.Agents()[0].Device(time.Minute, 2*time.Second, cfg.Community))
+	if err != nil || len(nt.Neighbors) != 0 || nt.Local != (meshmon.LocalIdentity{}) {
+		t.Fatalf("ReadNeighbors = %+v, %v; want nothing", nt, err)
 	}
 }
 
