@@ -104,7 +104,9 @@ func TestTopologyCommand(t *testing.T) {
 			t.Errorf("link %d = %+v, want %+v", i, links[i], want[i])
 		}
 	}
-	if err := newApp().Run([]string{"meshmon", "--server", p.ClientURL(), "topology", "--site", "Bad.Site"}); err == nil {
-		t.Fatal("topology --site Bad.Site succeeded")
+	for _, args := range [][]string{{"--site", "Bad.Site"}, {}} {
+		if err := newApp().Run(append([]string{"meshmon", "--server", p.ClientURL(), "topology"}, args...)); err == nil {
+			t.Fatalf("topology %q succeeded", args)
+		}
 	}
 }
