@@ -127,6 +127,7 @@ func Links(devs []DeviceNeighbors, extra []Device) []Link {
 	type key struct{ a, ap, b, bp string }
 	seen := map[key]int{}
 	var out []Link
+	var by []string // the device that reported out[i]
 	for _, d := range devs {
 		for _, n := range d.Table.Neighbors {
 			a := LinkEnd{Device: d.Device, Known: true, Port: localPort(n)}
@@ -149,12 +150,67 @@ func Links(devs []DeviceNeighbors, extra []Device) []Link {
 			}
 			seen[k] = len(out)
 			out = append(out, Link{A: a, B: b, Protocols: []string{n.Protocol}})
+			by = append(by, d.Device)
 		}
 	}
+	out = mergeOneSided(out, by)
 	slices.SortFunc(out, func(x, y Link) int {
 		return cmp.Or(cmp.Compare(x.A.Device, y.A.Device), cmp.Compare(x.A.Port, y.A.Port),
 			cmp.Compare(x.B.Device, y.B.Device), cmp.Compare(x.B.Port, y.B.Port))
 	})
+	return out
+}
+
+// mergeOneSided joins a link that each of its two ends reported but named
+// a port of differently (CDP's "GigabitEthernet0/1" for LLDP's "Gi0/1"):
+// two one-sided links between the same two devices, one reported by each,
+// are one link when a port matches, or when they are the only such pair.
+// Each end keeps the port name its own device gave.
+func mergeOneSided(links []Link, by []string) []Link {
+	type pair struct{ a, b string }
+	cands := map[pair][]int{}
+	for i, l := range links {
+		if !l.Both && l.A.Known && l.B.Known {
+			p := pair{l.A.Device, l.B.Device}
+			cands[p] = append(cands[p], i)
+		}
+	}
+	drop := map[int]bool{}
+	for _, idx := range cands {
+		var fromA, fromB []int
+		for _, i := range idx {
+			if by[i] == links[i].A.Device {
+				fromA = append(fromA, i)
+			} else {
+				fromB = append(fromB, i)
+			}
+		}
+		for _, i := range fromA {
+			for _, j := range fromB {
+				li, lj := links[i], links[j]
+				if drop[j] || !(li.A.Port == lj.A.Port || li.B.Port == lj.B.Port || (len(fromA) == 1 && len(fromB) == 1)) {
+					continue
+				}
+				li.B.Port = lj.B.Port // as B names it
+				li.Both = true
+				for _, p := range lj.Protocols {
+					if !slices.Contains(li.Protocols, p) {
+						li.Protocols = append(li.Protocols, p)
+					}
+				}
+				slices.Sort(li.Protocols)
+				links[i] = li
+				drop[j] = true
+				break
+			}
+		}
+	}
+	out := links[:0]
+	for i, l := range links {
+		if !drop[i] {
+			out = append(out, l)
+		}
+	}
 	return out
 }
 

@@ -74,3 +74,39 @@ func TestWriteLinksNone(t *testing.T) {
 		t.Fatalf("WriteLinks(nil) = %q, %v", b.String(), err)
 	}
 }
+
+// TestLinksPortNamedDifferently: each end reported the link, naming the
+// other's port its own way; it is still one link, each end with its own
+// device's name for its port. Two parallel links whose names match on
+// one side stay two.
+func TestLinksPortNamedDifferently(t *testing.T) {
+	a := DeviceNeighbors{Device: "a", Table: NeighborTable{Local: LocalIdentity{SysName: "a"}, Neighbors: []Neighbor{
+		{Protocol: ProtocolLLDP, LocalPortName: "Gi0/1", SysName: "b", PortIDSubtype: IDInterfaceName, PortID: "Te1/1"},
+		{Protocol: ProtocolLLDP, LocalPortName: "Gi0/2", SysName: "b", PortIDSubtype: IDInterfaceName, PortID: "Te1/2"},
+		{Protocol: ProtocolLLDP, LocalPortName: "Gi0/9", SysName: "c", PortIDSubtype: IDInterfaceName, PortID: "p9"},
+	}}}
+	b := DeviceNeighbors{Device: "b", Table: NeighborTable{Local: LocalIdentity{SysName: "b"}, Neighbors: []Neighbor{
+		{Protocol: ProtocolCDP, LocalPortName: "TenGigabitEthernet1/1", SysName: "a", PortID: "Gi0/1"},
+		{Protocol: ProtocolCDP, LocalPortName: "TenGigabitEthernet1/2", SysName: "a", PortID: "Gi0/2"},
+	}}}
+	c := DeviceNeighbors{Device: "c", Table: NeighborTable{Local: LocalIdentity{SysName: "c"}, Neighbors: []Neighbor{
+		{Protocol: ProtocolCDP, LocalPortName: "port9", SysName: "a", PortID: "GigabitEthernet0/9"},
+	}}}
+	got := Links([]DeviceNeighbors{a, b, c}, nil)
+	want := []Link{
+		{A: LinkEnd{Device: "a", Known: true, Port: "Gi0/1"}, B: LinkEnd{Device: "b", Known: true, Port: "TenGigabitEthernet1/1"},
+			Protocols: []string{ProtocolCDP, ProtocolLLDP}, Both: true},
+		{A: LinkEnd{Device: "a", Known: true, Port: "Gi0/2"}, B: LinkEnd{Device: "b", Known: true, Port: "TenGigabitEthernet1/2"},
+			Protocols: []string{ProtocolCDP, ProtocolLLDP}, Both: true},
+		{A: LinkEnd{Device: "a", Known: true, Port: "Gi0/9"}, B: LinkEnd{Device: "c", Known: true, Port: "port9"},
+			Protocols: []string{ProtocolCDP, ProtocolLLDP}, Both: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d links, want %d:\n%+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if !sameLink(got[i], want[i]) {
+			t.Errorf("link %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+}
