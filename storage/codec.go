@@ -17,7 +17,7 @@ import (
 const (
 	codecV1 = 1 // subject, id, data
 	codecV2 = 2 // the message's typed fields, id, data
-	codecV3 = 3 // as version 2, with the data compressed (zstd)
+	codecV3 = 3 // as version 2, with the data compressed (S2)
 )
 
 // encodeMessage lays out a message as
@@ -28,9 +28,9 @@ const (
 //
 // Data runs to the end of the value, so it needs no length. This is several
 // times cheaper than JSON (which would base64 the payload) and the spool is
-// on the hot path of every poll. Version 3 holds Data as one zstd frame, and
-// is written when that is shorter (the JSON of an event or sample shrinks by
-// about a third); data that does not shrink is written as version 2.
+// on the hot path of every poll. Version 3 holds Data as one S2 block, and
+// is written when that is shorter (the JSON of a 512 B event shrinks by
+// about a fifth); data that does not shrink is written as version 2.
 func encodeMessage(m meshmon.Message) []byte {
 	b := encodeHeader(m, codecV3, len(m.Data))
 	if len(m.Data) >= minCompress {

@@ -33,10 +33,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}) // varint overflow
 	f.Add([]byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 'a'})        // length near 2^63
 	f.Add(append([]byte{codecV1, 7, 'e', 'v', '.', 'a', '.', 'b', '.', 0}, `{"time":"9999-01-01T00:00:00Z"}`...))
-	f.Add([]byte{codecV2, 1, 0x80, 0x00, 0, 0, 0, 0})                                              // non-minimal varint
-	f.Add([]byte{codecV2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0})    // time near 2^63
-	f.Add([]byte{codecV2, 9, 0, 0, 0, 0, 0})                                                       // unknown stream
-	f.Add([]byte{codecV3, 1, 0, 0, 0, 0, 0, 0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00}) // frame of nothing
+	f.Add([]byte{codecV2, 1, 0x80, 0x00, 0, 0, 0, 0})                                           // non-minimal varint
+	f.Add([]byte{codecV2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0}) // time near 2^63
+	f.Add([]byte{codecV2, 9, 0, 0, 0, 0, 0})                                                    // unknown stream
+	f.Add([]byte{codecV3, 1, 0, 0, 0, 0, 0, 0x00})                                              // block of nothing
+	f.Add([]byte{codecV3, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})                      // block of 4 GiB
 	f.Add(encodeMessage(meshmon.Message{Stream: meshmon.StreamEvents, Data: bytes.Repeat([]byte("ab"), 400)}))
 	f.Add([]byte{9, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {

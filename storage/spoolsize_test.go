@@ -112,3 +112,29 @@ func sizeEvent(rng *rand.Rand, i int, payload string) meshmon.Message {
 	}
 	return m
 }
+
+// BenchmarkEncodeEvent is the CPU the spool codec costs per 512 B event
+// JSON, written (encode) and read back (decode), in version 2 and 3.
+func BenchmarkEncodeEvent(b *testing.B) {
+	m := sizeEvent(newSizeRand(), 1, "json")
+	for _, v := range []struct {
+		name string
+		enc  func(meshmon.Message) []byte
+	}{{"v2", encodeV2}, {"v3", encodeMessage}} {
+		b.Run("encode/"+v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				v.enc(m)
+			}
+		})
+		b.Run("decode/"+v.name, func(b *testing.B) {
+			enc := v.enc(m)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeMessage(enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
