@@ -174,3 +174,21 @@ func checkLinks(t *testing.T, got []meshmon.Link, want []sim.Link) {
 		t.Fatalf("links:\n got %q\nwant %q", g, w)
 	}
 }
+
+// TestReadNeighborsSnmpd: a net-snmp snmpd (no LLDP-MIB or CDP without an
+// lldpd subagent) answers with no neighbours and no identity, over v2c and
+// v3, and no error.
+func TestReadNeighborsSnmpd(t *testing.T) {
+	a := startAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range []meshmon.SNMP{
+		{Version: meshmon.SNMPv2c, Community: testCommunity},
+		{Version: meshmon.SNMPv3, User: "authpriv", AuthProtocol: "SHA", AuthPassword: testAuthPass, PrivProtocol: "AES", PrivPassword: testPrivPass},
+	} {
+		nt, err := ReadNeighbors(ctx, a.device(s))
+		if err != nil || len(nt.Neighbors) != 0 || nt.Local != (meshmon.LocalIdentity{}) {
+			t.Fatalf("%s: ReadNeighbors = %+v, %v; want nothing", s.Version, nt, err)
+		}
+	}
+}
