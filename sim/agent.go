@@ -34,8 +34,8 @@ const (
 // concurrently with serving and with each other.
 type Agent struct {
 	sim      *Sim
-	mib      *mib // what it serves: the Sim's, or its own with neighbour tables
-	index    int  // 1-based position in the Sim
+	mib      mibView // what it serves: the Sim's mib and its own neighbour tables
+	index    int     // 1-based position in the Sim
 	name     string
 	bindAddr netip.Addr
 	engineID string

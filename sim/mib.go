@@ -121,12 +121,34 @@ func newMIB(interfaces int) *mib {
 	return &mib{leaves: leaves}
 }
 
-// withLeaves returns a mib of m's instances and extra (sorted), for an
-// agent that serves more than the shared mib.
-func (m *mib) withLeaves(extra []instance) *mib {
-	leaves := append(slices.Clone(m.leaves), extra...)
-	slices.SortFunc(leaves, func(a, b instance) int { return slices.Compare(a.oid, b.oid) })
-	return &mib{leaves: leaves}
+// mibView is what one agent serves: the Sim's shared mib and, with a
+// topology, its own neighbour tables (sorted; nil without). Keeping them
+// apart spares each agent a copy of the shared leaves.
+type mibView struct {
+	shared *mib
+	own    *mib
+}
+
+func (v mibView) get(oid []uint32, v1 bool) (*instance, bool) {
+	if v.own != nil {
+		if l, ok := v.own.get(oid, v1); ok {
+			return l, true
+		}
+	}
+	return v.shared.get(oid, v1)
+}
+
+// next is the first instance after oid in either, the lower one.
+func (v mibView) next(oid []uint32, v1 bool) (*instance, bool) {
+	l, ok := v.shared.next(oid, v1)
+	if v.own == nil {
+		return l, ok
+	}
+	o, ownOK := v.own.next(oid, v1)
+	if ownOK && (!ok || slices.Compare(o.oid, l.oid) < 0) {
+		return o, true
+	}
+	return l, ok
 }
 
 // get returns the instance with exactly this OID.

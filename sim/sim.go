@@ -97,7 +97,7 @@ func New(cfg Config) (*Sim, error) {
 	for i := range s.agents {
 		a := &Agent{
 			sim:      s,
-			mib:      s.mib,
+			mib:      mibView{shared: s.mib},
 			index:    i + 1,
 			name:     deviceName(cfg.NamePrefix, i+1, cfg.Agents),
 			bindAddr: addrs[i],
@@ -124,7 +124,7 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.Topology != TopologyNone {
 		for _, a := range s.agents {
-			a.mib = s.mib.withLeaves(s.neighborLeaves(a))
+			a.mib.own = &mib{leaves: s.neighborLeaves(a)}
 		}
 	}
 	return s, nil
