@@ -101,7 +101,7 @@ type Sample struct {
 	Tenant string    `json:"tenant"`
 	Site   string    `json:"site"`
 	Device string    `json:"device"`
-	Check  string    `json:"check"` // "icmp", "system", "if"
+	Check  string    `json:"check"` // "icmp", "system", "if", "lldp"
 	Poller string    `json:"poller,omitempty"`
 	// Assignment is the revision of the poller group's assignment the
 	// device was polled under.
@@ -110,6 +110,9 @@ type Sample struct {
 	Labels     map[string]string  `json:"labels,omitempty"`
 	// Interfaces holds one entry per interface for the "if" check.
 	Interfaces []InterfaceSample `json:"interfaces,omitempty"`
+	// Neighbors holds the link-layer neighbours for the "lldp" check
+	// (CheckLLDP); its Labels hold the device's own LocalIdentity.
+	Neighbors []Neighbor `json:"neighbors,omitempty"`
 }
 
 // InterfaceSample is one row of ifTable/ifXTable as polled.

@@ -42,6 +42,10 @@ type Config struct {
 	GroupLease    time.Duration
 	MemberTimeout time.Duration
 	TrapQueue     int // traps waiting to be processed; past it traps are dropped and counted
+	// TopologyInterval is how often a device's LLDP and CDP neighbours are
+	// read (at its first SNMP poll, then at the first poll this long after
+	// the last reading) and published as its lldp sample; 0 turns it off.
+	TopologyInterval time.Duration
 
 	Version string           // reported in heartbeats
 	Now     func() time.Time // clock; tests replace it
@@ -51,19 +55,20 @@ type Config struct {
 // Site still need values.
 func DefaultConfig() Config {
 	return Config{
-		Tenant:         "default",
-		Workers:        64,
-		ICMPMode:       ICMPAuto,
-		ICMPCount:      3,
-		ICMPInterval:   100 * time.Millisecond,
-		Damping:        DefaultDamping(),
-		BatchSize:      256,
-		PublishTimeout: 10 * time.Second,
-		HeartbeatEvery: 250 * time.Millisecond,
-		GroupLease:     time.Second,
-		MemberTimeout:  time.Second,
-		TrapQueue:      4096,
-		Now:            time.Now,
+		Tenant:           "default",
+		Workers:          64,
+		ICMPMode:         ICMPAuto,
+		ICMPCount:        3,
+		ICMPInterval:     100 * time.Millisecond,
+		Damping:          DefaultDamping(),
+		BatchSize:        256,
+		PublishTimeout:   10 * time.Second,
+		HeartbeatEvery:   250 * time.Millisecond,
+		GroupLease:       time.Second,
+		MemberTimeout:    time.Second,
+		TrapQueue:        4096,
+		TopologyInterval: 10 * time.Minute,
+		Now:              time.Now,
 	}
 }
 
@@ -104,6 +109,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("poller group lease %s: use whole seconds, at least 1s", c.GroupLease)
 	case c.MemberTimeout < 2*c.HeartbeatEvery:
 		return fmt.Errorf("poller member timeout %s must be at least two heartbeats (%s)", c.MemberTimeout, 2*c.HeartbeatEvery)
+	case c.TopologyInterval < 0:
+		return fmt.Errorf("topology interval %s must not be negative (0 turns it off)", c.TopologyInterval)
 	case c.TrapQueue < 1:
 		return errors.New("poller trap queue must be at least 1")
 	case c.Now == nil:

@@ -30,6 +30,7 @@ type observation struct {
 	next   map[string]checkState // new check states, applied after commit
 	gone   []string              // check states to forget, after commit
 	uptime *uptimeState          // new uptime view, applied after commit
+	lldpAt time.Time             // neighbours read at, applied after commit
 }
 
 func (o *observation) event(data meshmon.EventData) {
@@ -213,6 +214,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
 			counters = p.observeSNMP(o, r)
+			p.observeNeighbors(ctx, o)
 		}
 	}
 
@@ -237,6 +239,37 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 	if counters != nil {
 		t.counters = counters
 	}
+	if !o.lldpAt.IsZero() {
+		t.lldpAt = o.lldpAt
+	}
+}
+
+// observeNeighbors reads the device's LLDP and CDP neighbours when they are
+// due (see Config.TopologyInterval) and adds them as its lldp sample. A
+// failed reading is logged and tried again at the next poll.
+func (p *Poller) observeNeighbors(ctx context.Context, o *observation) {
+	t := o.t
+	every := p.cfg.TopologyInterval
+	if every <= 0 || (!t.lldpAt.IsZero() && p.cfg.Now().Sub(t.lldpAt) < every) {
+		return
+	}
+	nt, err := ReadNeighbors(ctx, t.dev)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("read neighbours", "device", t.dev.Name, "err", err)
+		}
+		return
+	}
+	o.lldpAt = p.cfg.Now()
+	labels := map[string]string{}
+	for k, v := range map[string]string{meshmon.LabelChassisID: nt.Local.ChassisID,
+		meshmon.LabelChassisIDSubtype: nt.Local.ChassisIDSubtype, meshmon.LabelSysName: nt.Local.SysName} {
+		if v != "" {
+			labels[k] = v
+		}
+	}
+	o.sample(meshmon.Sample{Check: meshmon.CheckLLDP, Labels: labels, Neighbors: nt.Neighbors,
+		Values: map[string]float64{"neighbors": float64(len(nt.Neighbors))}})
 }
 
 // observeSNMP turns a successful SNMP poll into reboot and interface events

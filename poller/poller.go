@@ -118,6 +118,7 @@ type target struct {
 	uptime   uptimeState
 	uptimeOK bool
 	counters map[int]counterState
+	lldpAt   time.Time // when its neighbours were last read; zero: not yet
 }
 
 // New returns a poller. store is its own bbolt file; pub, inv and reg talk to

@@ -34,7 +34,8 @@ const (
 // concurrently with serving and with each other.
 type Agent struct {
 	sim      *Sim
-	index    int // 1-based position in the Sim
+	mib      mibView // what it serves: the Sim's mib and its own neighbour tables
+	index    int     // 1-based position in the Sim
 	name     string
 	bindAddr netip.Addr
 	engineID string
@@ -314,7 +315,7 @@ func (a *Agent) handleCommunity(req []byte, version gosnmp.SnmpVersion) []byte {
 // ignores (GETBULK in v1, traps, responses).
 func (a *Agent) process(req *gosnmp.SnmpPacket, v1 bool) (*gosnmp.SnmpPacket, bool) {
 	resp := &gosnmp.SnmpPacket{PDUType: gosnmp.GetResponse, RequestID: req.RequestID}
-	m := a.sim.mib
+	m := a.mib
 	errorAt := func(status gosnmp.SNMPError, i int) (*gosnmp.SnmpPacket, bool) {
 		resp.Error = status
 		resp.ErrorIndex = uint8(min(i+1, 255))
@@ -375,7 +376,7 @@ func (a *Agent) process(req *gosnmp.SnmpPacket, v1 bool) (*gosnmp.SnmpPacket, bo
 // bulk answers a GETBULK (RFC 3416 4.2.3).
 func (a *Agent) bulk(req *gosnmp.SnmpPacket) []gosnmp.SnmpPDU {
 	st := a.snapshot()
-	m := a.sim.mib
+	m := a.mib
 	nonRep := min(int(req.NonRepeaters), len(req.Variables))
 	out := make([]gosnmp.SnmpPDU, 0, min(maxBulkVarbinds, nonRep+int(min(req.MaxRepetitions, 64))*(len(req.Variables)-nonRep)))
 	nextOf := func(oid []uint32, name string) (gosnmp.SnmpPDU, []uint32, bool) {

@@ -45,6 +45,10 @@ type Config struct {
 	Users []V3User
 	// Interfaces is the number of rows of ifTable and ifXTable per agent.
 	Interfaces int
+	// Topology links the agents to each other (TopologyRing, TopologyTree)
+	// in their LLDP-MIB tables, and in CISCO-CDP-MIB for every third
+	// agent; Sim.Links lists the links. TopologyNone serves neither MIB.
+	Topology string
 	// TrapTarget (host:port), if set, receives the traps RandomFault sends.
 	TrapTarget string
 	// TrapVersion is the version of those traps: "1", "2c" or "3" (as the
@@ -151,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Interfaces < 1 || c.Interfaces > MaxInterfaces {
 		return bad("interfaces %d is out of range; use 1 to %d", c.Interfaces, MaxInterfaces)
+	}
+	if err := checkTopology(c.Topology, c.Agents, c.Interfaces); err != nil {
+		return bad("%v", err)
 	}
 	switch c.TrapVersion {
 	case meshmon.SNMPv1, meshmon.SNMPv2c:

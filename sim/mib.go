@@ -30,6 +30,7 @@ const (
 	objIfName
 	objIfHCInOctets
 	objIfHCOutOctets
+	objStatic // a fixed value (LLDP and CDP tables): instance.static
 )
 
 // objectDef is where an object lives and whether it is a table column.
@@ -91,6 +92,7 @@ type instance struct {
 	obj     object
 	ifIndex int
 	c64     bool
+	static  *gosnmp.SnmpPDU // the value of an objStatic instance
 }
 
 // mib is the sorted list of instances of an agent with a given number of
@@ -117,6 +119,36 @@ func newMIB(interfaces int) *mib {
 	// []uint32 is exactly that (a prefix sorts first).
 	slices.SortFunc(leaves, func(a, b instance) int { return slices.Compare(a.oid, b.oid) })
 	return &mib{leaves: leaves}
+}
+
+// mibView is what one agent serves: the Sim's shared mib and, with a
+// topology, its own neighbour tables (sorted; nil without). Keeping them
+// apart spares each agent a copy of the shared leaves.
+type mibView struct {
+	shared *mib
+	own    *mib
+}
+
+func (v mibView) get(oid []uint32, v1 bool) (*instance, bool) {
+	if v.own != nil {
+		if l, ok := v.own.get(oid, v1); ok {
+			return l, true
+		}
+	}
+	return v.shared.get(oid, v1)
+}
+
+// next is the first instance after oid in either, the lower one.
+func (v mibView) next(oid []uint32, v1 bool) (*instance, bool) {
+	l, ok := v.shared.next(oid, v1)
+	if v.own == nil {
+		return l, ok
+	}
+	o, ownOK := v.own.next(oid, v1)
+	if ownOK && (!ok || slices.Compare(o.oid, l.oid) < 0) {
+		return o, true
+	}
+	return l, ok
 }
 
 // get returns the instance with exactly this OID.
@@ -202,6 +234,8 @@ func (st *snapshot) value(l *instance) gosnmp.SnmpPDU {
 		ifs = &st.ifs[l.ifIndex-1]
 	}
 	switch l.obj {
+	case objStatic:
+		return set(l.static.Type, l.static.Value)
 	case objSysDescr:
 		return set(gosnmp.OctetString, "meshmon simulated device, Linux "+st.name+" 6.1.0-sim x86_64")
 	case objSysObjectID:

@@ -97,6 +97,7 @@ func New(cfg Config) (*Sim, error) {
 	for i := range s.agents {
 		a := &Agent{
 			sim:      s,
+			mib:      mibView{shared: s.mib},
 			index:    i + 1,
 			name:     deviceName(cfg.NamePrefix, i+1, cfg.Agents),
 			bindAddr: addrs[i],
@@ -120,6 +121,11 @@ func New(cfg Config) (*Sim, error) {
 		}
 		s.agents[i] = a
 		s.byName[a.name] = a
+	}
+	if cfg.Topology != TopologyNone {
+		for _, a := range s.agents {
+			a.mib.own = &mib{leaves: s.neighborLeaves(a)}
+		}
 	}
 	return s, nil
 }

@@ -10,10 +10,10 @@ import (
 
 // FuzzDecodeMessage reads spool entries as Peek does from the bbolt file
 // on disk (which a crash, a full disk or another program may have
-// damaged), of either codec version: a decoded entry owns its bytes
+// damaged), of any codec version: a decoded entry owns its bytes
 // (bbolt's memory map is only valid inside the transaction), a version 2
 // entry encodes to no more than it was read from, and every decoded entry
-// encodes (as version 2) and decodes again to itself.
+// encodes (as version 2 or 3) and decodes again to itself.
 func FuzzDecodeMessage(f *testing.F) {
 	at := time.Date(2026, 12, 2, 19, 0, 0, 0, time.UTC)
 	for _, m := range []meshmon.Message{
@@ -24,6 +24,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Stream: meshmon.StreamEvents, Site: "größe", Device: "ü", ID: "ä", Data: []byte("€")},
 	} {
 		f.Add(encodeMessage(m))
+		f.Add(encodeV2(m))
 		if m.Stream != 0 {
 			f.Add(encodeV1(m))
 		}
@@ -35,6 +36,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{codecV2, 1, 0x80, 0x00, 0, 0, 0, 0})                                           // non-minimal varint
 	f.Add([]byte{codecV2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0}) // time near 2^63
 	f.Add([]byte{codecV2, 9, 0, 0, 0, 0, 0})                                                    // unknown stream
+	f.Add([]byte{codecV3, 1, 0, 0, 0, 0, 0, 0x00})                                              // block of nothing
+	f.Add([]byte{codecV3, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})                      // block of 4 GiB
+	f.Add(encodeMessage(meshmon.Message{Stream: meshmon.StreamEvents, Data: bytes.Repeat([]byte("ab"), 400)}))
 	f.Add([]byte{9, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)

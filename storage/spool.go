@@ -64,8 +64,12 @@ func (db *DB) Commit(msgs []meshmon.Message, states []StateUpdate) error {
 	}
 	req := &commitReq{states: states, wake: make(chan struct{})}
 	req.enc = make([][]byte, len(msgs))
+	encode := encodeMessage
+	if db.opt.legacySpool {
+		encode = encodeV2
+	}
 	for i, m := range msgs {
-		b := encodeMessage(m)
+		b := encode(m)
 		if len(b) > bolt.MaxValueSize {
 			return fmt.Errorf("commit: message %s: %d bytes is too large", m.ID, len(b))
 		}
@@ -143,6 +147,9 @@ func (db *DB) commitGroup(group []*commitReq) {
 // run again after a rollback: it writes only through tx and resets err.
 func (db *DB) applyGroup(tx *bolt.Tx, group []*commitReq) error {
 	spool := tx.Bucket(bucketSpool)
+	if !db.opt.legacySpool {
+		spool.FillPercent = spoolFillPercent
+	}
 	meta := tx.Bucket(bucketMeta)
 	states := tx.Bucket(bucketState)
 	n, size := getUint(meta, keySpoolN), int64(getUint(meta, keySpoolBytes))

@@ -334,7 +334,9 @@ func TestCommitAtomic(t *testing.T) {
 	}
 
 	// A refused commit writes neither its messages nor its states.
-	big := meshmon.Message{Stream: meshmon.StreamEvents, Device: "s", ID: "big", Data: make([]byte, 300)}
+	noise := make([]byte, 300) // incompressible: the spool limit counts compressed bytes
+	_, _ = rand.Read(noise)
+	big := meshmon.Message{Stream: meshmon.StreamEvents, Device: "s", ID: "big", Data: noise}
 	err = db.Commit([]meshmon.Message{big}, []StateUpdate{
 		{Device: "r1", Check: "icmp", Value: []byte("up")},
 		{Device: "r3", Check: "icmp", Value: []byte("up")},
@@ -550,7 +552,7 @@ func TestDamagedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, _ := f.Stat()
-	page := int64(os.Getpagesize())
+	page := int64(filePageSize)
 	junk := make([]byte, fi.Size()-2*page)
 	for i := range junk {
 		junk[i] = byte(i*7 + 3)

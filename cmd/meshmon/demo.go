@@ -14,6 +14,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/demo"
+	"github.com/meshmon/meshmon/sim"
 )
 
 func demoCommand() *cli.Command {
@@ -64,7 +65,12 @@ func demoRun(c *cli.Context) error {
 		defer os.RemoveAll(dir)
 	}
 
-	d, err := demo.Start(ctx, demo.Config{Dir: dir, Listen: c.String("listen"), Devices: n, Interval: interval, Version: version, Log: log})
+	topology := sim.TopologyNone
+	if n >= 2 {
+		topology = sim.TopologyTree // for `meshmon topology --site demo`
+	}
+	d, err := demo.Start(ctx, demo.Config{Dir: dir, Listen: c.String("listen"), Devices: n, Interval: interval, Version: version,
+		Topology: topology, Log: log})
 	if err != nil && ctx.Err() != nil {
 		return nil
 	}

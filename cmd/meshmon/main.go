@@ -47,6 +47,7 @@ func newApp() *cli.App {
 			eventsCommand(),
 			notifyCommand(),
 			statusCommand(),
+			topologyCommand(),
 			benchCommand(),
 		},
 		Before: checkGlobals,

@@ -46,6 +46,7 @@ func simCommand() *cli.Command {
 			&cli.StringFlag{Name: "v3-priv-proto", Value: u.PrivProtocol, Usage: "v3 privacy protocol: " + strings.Join(meshmon.PrivProtocols, ", ") + ", or empty for authNoPriv"},
 			&cli.StringFlag{Name: "v3-priv-pass", Value: u.PrivPassword, Usage: "v3 privacy pass phrase"},
 			&cli.IntFlag{Name: "interfaces", Value: d.Interfaces, Usage: "interfaces per agent"},
+			&cli.StringFlag{Name: "topology", Usage: "link the agents in their LLDP (and, every third agent, CDP) tables: ring or tree (none by default)"},
 			&cli.StringFlag{Name: "trap-target", Usage: "host:port that receives the traps of random faults"},
 			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Usage: "version of those traps: 1, 2c or 3 (as the --v3-user)"},
 			&cli.DurationFlag{Name: "faults-every", Usage: "inject a random fault this often (0: never)"},
@@ -92,6 +93,7 @@ func simConfig(c *cli.Context) (sim.Config, error) {
 		cfg.Users[0].PrivPassword = ""
 	}
 	cfg.Interfaces = c.Int("interfaces")
+	cfg.Topology = c.String("topology")
 	cfg.TrapTarget = c.String("trap-target")
 	cfg.TrapVersion = c.String("trap-version")
 	cfg.DownFor = c.Duration("down-for")

@@ -36,6 +36,7 @@ type Config struct {
 	Devices  int           // simulated devices
 	Interval time.Duration // their poll interval
 	Version  string        // the poller's version
+	Topology string        // the devices' LLDP/CDP topology (sim.Config.Topology); none when empty
 	Log      *slog.Logger
 }
 
@@ -86,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if d.Poller, d.stopPoller, err = pollerlink.StartReady(ctx, scfg, d.Conn, cfg.Log); err != nil {
 		return nil, err
 	}
-	if d.Sim, err = startSim(ctx, d.JS, d.Poller.TrapAddr().String(), cfg.Devices, cfg.Interval, cfg.Log); err != nil {
+	if d.Sim, err = startSim(ctx, d.JS, d.Poller.TrapAddr().String(), cfg); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -167,14 +168,16 @@ func startPeer(ctx context.Context, dir, listen string, log *slog.Logger) (*peer
 	return pe, nil
 }
 
-// startSim starts n simulated devices, sending their traps to trapTarget,
-// and puts them in the inventory of js, polled every interval.
-func startSim(ctx context.Context, js jetstream.JetStream, trapTarget string, n int, interval time.Duration, log *slog.Logger) (*sim.Sim, error) {
+// startSim starts cfg.Devices simulated devices, sending their traps to
+// trapTarget, and puts them in the inventory of js, polled every
+// cfg.Interval.
+func startSim(ctx context.Context, js jetstream.JetStream, trapTarget string, cfg Config) (*sim.Sim, error) {
+	interval := cfg.Interval
 	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix = n, "dev"
+	scfg.Agents, scfg.NamePrefix, scfg.Topology = cfg.Devices, "dev", cfg.Topology
 	scfg.TrapTarget = trapTarget
 	scfg.DownFor = 3 * interval
-	scfg.Logger = log
+	scfg.Logger = cfg.Log
 	sm, err := sim.New(scfg)
 	if err != nil {
 		return nil, err
