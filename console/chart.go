@@ -82,6 +82,7 @@ func barChart(title string, counts []int, w, h int) template.HTML {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="spark" role="img" viewBox="0 0 %d %d" width="%d" height="%d"><title>%s</title>`, w, h, w, h, html.EscapeString(title))
+	fmt.Fprintf(&b, `<line x1="0" y1="%d" x2="%d" y2="%d" class="baseline"/>`, h-1, w, h-1)
 	if len(counts) > 0 {
 		bw := float64(w) / float64(len(counts))
 		for i, c := range counts {

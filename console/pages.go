@@ -83,6 +83,9 @@ func (s *Server) sitesPage(w http.ResponseWriter, r *http.Request, se *session) 
 	s.renderFor(w, se, http.StatusOK, "sites", "sites", "Sites", d)
 }
 
+// groupTimeout bounds the wait for a site to answer for its poller group.
+const groupTimeout = 3 * time.Second
+
 // siteData is a site's page.
 type siteData struct {
 	Link       bus.SiteLink
@@ -141,7 +144,7 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 			d.GroupError = "a NOC's credential may not ask the site; a tenant admin's shows the poller group here"
 			return nil
 		}
-		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		gctx, cancel := context.WithTimeout(ctx, groupTimeout)
 		defer cancel()
 		if g, err := readGroup(gctx, se.js, n[0], s.cfg.Now()); err != nil {
 			d.GroupError = "the site did not answer over its link: " + err.Error()
