@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -100,6 +102,8 @@ func startConsoleMesh(t *testing.T) *consoleMesh {
 		m.creds[ts[0]+"-noc"] = creds(ts[0], "--role", "noc")
 	}
 	m.creds["acme-admin"] = creds("acme", "--role", "admin")
+	m.creds["ops"] = filepath.Join(dir, "ops.creds")
+	cli("tenant", "creds", "--ops", "--keys", keys, "--out", m.creds["ops"])
 	site := runMeshmon(t, "s1", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", filepath.Join(dir, "s1.token"),
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
 	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
@@ -170,6 +174,44 @@ func (m *consoleMesh) consoleClient(t *testing.T, credsFile string) *http.Client
 		t.Fatalf("login with %s: %d", credsFile, resp.StatusCode)
 	}
 	return c
+}
+
+// streamEvent opens the console's event stream at path, runs act once it
+// is live, and returns the first event it sends.
+func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act func()) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.console+path, nil)
+	sc := *c
+	sc.Timeout = 0
+	resp, err := sc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d", path, resp.StatusCode)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	var event string
+	for lines.Scan() {
+		l := lines.Text()
+		switch {
+		case strings.HasPrefix(l, "event: "):
+			event = l[len("event: "):]
+		case strings.HasPrefix(l, "data: ") && event == "live":
+			act()
+		case strings.HasPrefix(l, "data: ") && event == "ev":
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(l[len("data: "):]), &ev); err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+	}
+	t.Fatalf("%s ended without an event: %v", path, lines.Err())
+	return nil
 }
 
 func httpGet(t *testing.T, c *http.Client, u string) (int, string) {
@@ -348,6 +390,20 @@ func TestConsole(t *testing.T) {
 		if status, _ := httpGet(t, beta, m.console+u); status != http.StatusNotFound {
 			t.Fatalf("beta's NOC at %s: %d", u, status)
 		}
+	}
+
+	// The ops account's credential: every tenant's live events, filtered
+	// to one; no tenant's sites.
+	ops := m.consoleClient(t, m.creds["ops"])
+	if status, body := httpGet(t, ops, m.console+"/"); status != http.StatusOK || !strings.Contains(body, "ops credential reads every tenant") {
+		t.Fatalf("ops sites page: %d\n%s", status, body)
+	}
+	if status, _ := httpGet(t, ops, m.console+"/sites/s1"); status != http.StatusNotFound {
+		t.Fatalf("ops at /sites/s1: %d", status)
+	}
+	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
+	if ev["tenant"] != "acme" || ev["device"] != m.agents[1].Name() {
+		t.Fatalf("ops live event %v", ev)
 	}
 
 	// Logging out ends the session.
