@@ -5,9 +5,9 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
