@@ -101,6 +101,17 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%w: since %q is neither an age like 15m nor a time like 2026-12-03T09:00 (UTC)", errBadInput, s)
 }
 
+// visible says errNotFound for a tenant filter naming another tenant than
+// a tenant user's own: its account holds no other tenant's events (NATS
+// would deliver none), and the answer says so rather than wait. A central
+// without tenants has one account, whose user has no tenant.
+func (f eventFilter) visible(who viewer) error {
+	if who.Ops || who.Tenant == "" || f.Tenant == "" || f.Tenant == who.Tenant {
+		return nil
+	}
+	return fmt.Errorf("tenant %s: %w with this credential", f.Tenant, errNotFound)
+}
+
 // match reports whether a row passes the filter's severity (the subject
 // carries the rest).
 func (f eventFilter) match(r eventRow) bool {
@@ -140,16 +151,22 @@ type eventsData struct {
 	Kinds      []string
 	Severities []string
 	Notice     string
+	// Ops: the ops account's view, whose rows do not link to device
+	// pages (it reads no tenant's streams).
+	Ops bool
 }
 
 // eventsPage shows the filter form; its script reads /events/stream.
 func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session) {
 	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
+	if err == nil {
+		err = f.visible(se.who)
+	}
 	if err != nil {
 		s.fail(w, se, err)
 		return
 	}
-	d := eventsData{Filter: f, Query: f.query(), Kinds: meshmon.Kinds, Severities: severities}
+	d := eventsData{Filter: f, Query: f.query(), Kinds: meshmon.Kinds, Severities: severities, Ops: se.who.Ops}
 	if se.who.Ops && !f.Since.IsZero() {
 		d.Notice = "The ops credential reads every tenant's live events only; a replay from a time reads a tenant's stream with that tenant's credential."
 	}
@@ -169,8 +186,8 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if !se.who.Ops && f.Tenant != "" && f.Tenant != se.who.Tenant {
-		http.Error(w, "tenant "+f.Tenant+": not visible with this credential", http.StatusNotFound)
+	if err := f.visible(se.who); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
 	flusher, ok := w.(http.Flusher)
