@@ -379,3 +379,30 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestStartListensOnLoopbackByDefault(t *testing.T) {
+	f := newFixture(t, false)
+	cfg := console.DefaultConfig()
+	cfg.Listen, cfg.Insecure, cfg.Dial = ":0", true, f.peer.DialAs
+	con, err := console.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := con.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close()
+	if !strings.HasPrefix(con.Addr(), "127.0.0.1:") || !strings.HasPrefix(con.URL(), "http://127.0.0.1:") {
+		t.Fatalf("console on %s (%s), want 127.0.0.1", con.Addr(), con.URL())
+	}
+	resp, err := http.Get(con.URL() + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login page: %d", resp.StatusCode)
+	}
+	con.Close()
+	con.Close() // idempotent
+}

@@ -36,7 +36,9 @@ type Dialer func(ctx context.Context, opts ...nats.Option) (*nats.Conn, error)
 
 // Config is a console.
 type Config struct {
-	// Listen is host:port; port 0 picks one (Server.Addr says which).
+	// Listen is host:port; port 0 picks one (Server.Addr says which). A
+	// host left out means 127.0.0.1, as for the peer's monitor: the
+	// console is on loopback unless the address says otherwise.
 	Listen string
 	// TLS serves HTTPS (the peer's certificate). Nil serves plaintext,
 	// which Insecure must allow.
@@ -165,7 +167,11 @@ func (s *Server) Handler() http.Handler {
 // Start listens on Listen and serves until Close; it returns once the
 // listener is open.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	addr := s.cfg.Listen
+	if host, port, _ := net.SplitHostPort(addr); host == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("console: listen %s: %w", s.cfg.Listen, err)
 	}

@@ -14,7 +14,7 @@ import (
 func consoleFlags(env func(string) []string) []cli.Flag {
 	def := console.DefaultConfig()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "console-listen", EnvVars: env("CONSOLE_LISTEN"), Usage: "central: serve the web console on host:port, HTTPS with the peer's certificate (plaintext only with --insecure); users log in with their .creds (off when empty)"},
+		&cli.StringFlag{Name: "console-listen", EnvVars: env("CONSOLE_LISTEN"), Usage: "central: serve the web console on host:port (a host left out means 127.0.0.1), HTTPS with the peer's certificate (plaintext only with --insecure); users log in with their .creds (off when empty)"},
 		&cli.DurationFlag{Name: "console-session-idle", Value: def.SessionIdle, EnvVars: env("CONSOLE_SESSION_IDLE"), Usage: "central: a console session unused this long ends"},
 		&cli.DurationFlag{Name: "console-session-max", Value: def.SessionMax, EnvVars: env("CONSOLE_SESSION_MAX"), Usage: "central: a console session ends this long after login"},
 	}
