@@ -412,3 +412,10 @@ func TestConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#login")))
 }
+
+// TestConsoleFlags: a site peer refuses --console-listen, in one line.
+func TestConsoleFlags(t *testing.T) {
+	_, stderr, code := run(t, "peer", "run", "--role", "site", "--site", "s1", "--listen", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0")
+	checkOneLineError(t, "", stderr, code, "--console-listen: only a central peer (--role central) serves the console")
+}
