@@ -366,6 +366,15 @@ func TestConsole(t *testing.T) {
 	}
 	shoot(t, ctx, shots, "4-device")
 
+	// The history view: a replay from 15 minutes ago holds the fault and
+	// its recovery, then goes live.
+	runIn(t, ctx, 20*time.Second, "replay",
+		chromedp.Navigate(m.console+"/events?device="+dev+"&since=15m"),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="stream-state"][starts-with(., "live")]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_down"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_up"]`)))
+	shoot(t, ctx, shots, "5-events-replay")
+
 	// Another tenant's site and device, by URL: the page and the status
 	// say not found, as for a site that does not exist.
 	resp := value(t, ctx, 15*time.Second, "beta's site by URL", chromedp.NavigateResponse(m.console+"/sites/s2"))
@@ -373,7 +382,7 @@ func TestConsole(t *testing.T) {
 	if resp.Status != http.StatusNotFound || !strings.Contains(errText, "site s2: not found") {
 		t.Fatalf("acme's NOC at /sites/s2: %d %q", resp.Status, errText)
 	}
-	shoot(t, ctx, shots, "5-other-tenant")
+	shoot(t, ctx, shots, "6-other-tenant")
 	noc := m.consoleClient(t, m.creds["acme-noc"])
 	beta := m.consoleClient(t, m.creds["beta-noc"])
 	for _, u := range []string{"/sites/s2", "/sites/s2/devices/" + m.beta, "/events/stream?tenant=beta"} {
