@@ -100,6 +100,13 @@ func (f *fixture) client(t *testing.T) *http.Client {
 	return c
 }
 
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // get fetches path and returns the status and body.
@@ -240,6 +247,15 @@ func TestCSRF(t *testing.T) {
 	f.login(t, c)
 	if status, body := get(t, c, f.srv.URL+"/"); status != http.StatusOK || !strings.Contains(body, "No sites") {
 		t.Fatalf("sites page after login: %d\n%s", status, body)
+	}
+	// Logging in again replaces the session.
+	u, _ := url.Parse(f.srv.URL)
+	first := c.Jar.Cookies(u)
+	f.login(t, c)
+	old := &http.Client{Jar: must(cookiejar.New(nil)), CheckRedirect: c.CheckRedirect}
+	old.Jar.SetCookies(u, first)
+	if status, _ := get(t, old, f.srv.URL+"/"); status != http.StatusSeeOther {
+		t.Fatalf("the session a second login replaced still answers: %d", status)
 	}
 	// Logout without the session's token is refused and the session stays.
 	resp, err := c.PostForm(f.srv.URL+"/logout", url.Values{"csrf": {"forged"}})

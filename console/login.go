@@ -64,6 +64,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, le.status, le.msg)
 		return
 	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		// A login replaces the browser's session: the old one's
+		// connection does not linger until it expires.
+		if old := s.sessions.get(c.Value); old != nil {
+			s.sessions.end(old)
+		}
+	}
 	s.setCookie(w, loginCookie, "", -1)
 	s.setCookie(w, sessionCookie, se.id, int(s.cfg.SessionMax/time.Second))
 	s.log.Info("console login", "user", se.who.User, "tenant", se.who.Tenant, "role", se.who.Role, "remote", r.RemoteAddr)
