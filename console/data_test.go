@@ -85,6 +85,8 @@ func TestEventStream(t *testing.T) {
 				event = l[len("event: "):]
 			case strings.HasPrefix(l, "data: "):
 				data = l[len("data: "):]
+			case l == "" && event == "beat":
+				event = "" // the heartbeat of an idle stream
 			case l == "" && event != "":
 				return event, data
 			}

@@ -204,6 +204,15 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 		return
 	}
 	defer sub.Unsubscribe()
+	// The server takes the subscription before "live" is said: what is
+	// stored from then on reaches the page.
+	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	err = se.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
