@@ -30,4 +30,9 @@ func TestDependencyRules(t *testing.T) {
 			t.Errorf("poller imports %s; it describes itself with the root package's types, not the transport's", d)
 		}
 	}
+	for _, d := range deps(mod + "/console") {
+		if d == mod+"/peer" || strings.HasPrefix(d, "github.com/nats-io/nats-server") {
+			t.Errorf("console imports %s; it reaches central through its Dialer, as the user who logged in", d)
+		}
+	}
 }

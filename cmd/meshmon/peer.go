@@ -31,7 +31,7 @@ func peerCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "run",
 			Usage: "run a site or central peer until SIGINT or SIGTERM",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
 				&cli.StringFlag{Name: "role", Value: peer.RoleSite, EnvVars: env("ROLE"), Usage: "site or central"},
@@ -68,7 +68,7 @@ func peerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
-			},
+			}, consoleFlags(env)...),
 			Action: peerRun,
 		}, {
 			Name:      "rm",
@@ -199,6 +199,9 @@ func peerRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkConsoleFlags(c, cfg.Role); err != nil {
+		return err
+	}
 	p, err := peer.New(cfg, log)
 	if err != nil {
 		return err
@@ -210,15 +213,25 @@ func peerRun(c *cli.Context) error {
 	}
 	defer p.Close()
 	reloadOnHUP(ctx, p, log)
+	con, err := startConsole(c, p, log)
+	if err != nil {
+		return err
+	}
+	if con != nil {
+		defer con.Close()
+	}
 	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir}); err != nil {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": consoleURL(con)}); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+		if con != nil {
+			fmt.Fprintf(os.Stdout, "console on %s\n", con.URL())
+		}
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

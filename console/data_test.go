@@ -1,0 +1,122 @@
+package console_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/alarm"
+)
+
+func TestAlarmsPage(t *testing.T) {
+	f := newFixture(t, false)
+	c := f.client(t)
+	f.login(t, c)
+	nc, err := f.peer.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: alarm.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, a := range []alarm.Alarm{
+		{ID: alarm.ID("s1", "r1", "if.2"), Site: "s1", Device: "r1", Check: "if.2", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityWarning, State: alarm.StateOpen, Message: "eth1 down", LastSeen: now, SymptomOf: "s1.r0.icmp"},
+		{ID: alarm.ID("s1", "r0", "icmp"), Site: "s1", Device: "r0", Check: "icmp", Kind: meshmon.KindNodeDown, Severity: meshmon.SeverityCritical, State: alarm.StateOpen, Message: "<b>r0</b> down", LastSeen: now.Add(-time.Minute), Acked: true, AckedBy: "alice"},
+		{ID: alarm.ID("s1", "r2", "snmp"), Site: "s1", Device: "r2", Check: "snmp", Kind: meshmon.KindSNMPUnreachable, Severity: meshmon.SeverityMajor, State: alarm.StateCleared, LastSeen: now},
+	} {
+		b, _ := json.Marshal(a)
+		if _, err := kv.Put(ctx, a.ID, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := get(t, c, f.srv.URL+"/alarms")
+	if status != http.StatusOK {
+		t.Fatalf("alarms: %d\n%s", status, body)
+	}
+	crit, warn := strings.Index(body, `data-id="s1.r0.icmp"`), strings.Index(body, `data-id="s1.r1.if_2"`)
+	if crit < 0 || warn < crit {
+		t.Fatalf("want the critical alarm, then the warning:\n%s", body)
+	}
+	for _, want := range []string{"yes (alice)", "<td>s1.r0.icmp</td>", "&lt;b&gt;r0&lt;/b&gt; down"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("alarms page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "s1.r2.snmp") {
+		t.Error("the alarms page lists a cleared alarm")
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	f := newFixture(t, false)
+	c := f.client(t)
+	f.login(t, c)
+	c.Timeout = 0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/events/stream?site=s1&severity=major", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func() (event, data string) {
+		for lines.Scan() {
+			l := lines.Text()
+			switch {
+			case strings.HasPrefix(l, "event: "):
+				event = l[len("event: "):]
+			case strings.HasPrefix(l, "data: "):
+				data = l[len("data: "):]
+			case l == "" && event == "beat":
+				event = "" // the heartbeat of an idle stream
+			case l == "" && event != "":
+				return event, data
+			}
+		}
+		t.Fatalf("the stream ended: %v", lines.Err())
+		return "", ""
+	}
+	if ev, _ := next(); ev != "live" {
+		t.Fatalf("first event %q, want live", ev)
+	}
+	// As central republishes what it stores: another site's, then an info
+	// event of s1's, are not selected; a major one of s1's is.
+	nc, err := f.peer.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i, e := range []meshmon.EventData{
+		{Site: "s2", Device: "d1", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityMajor, Message: "other site"},
+		{Site: "s1", Device: "d1", Kind: meshmon.KindIfUp, Severity: meshmon.SeverityInfo, Message: "info"},
+		{Site: "s1", Device: "d1", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityMajor, Message: "<script>x</script>"},
+	} {
+		b, _ := json.Marshal(meshmon.Event{Time: time.Now(), Data: e})
+		if err := nc.Publish("stored.ev."+e.Site+"."+e.Device+"."+e.Kind, b); err != nil {
+			t.Fatal(err, i)
+		}
+	}
+	ev, data := next()
+	var row struct{ Device, Kind, Severity, Message string }
+	if ev != "ev" || json.Unmarshal([]byte(data), &row) != nil || row.Kind != meshmon.KindIfDown || row.Message != "<script>x</script>" {
+		t.Fatalf("got %s %s, want s1's if_down", ev, data)
+	}
+}

@@ -1,0 +1,291 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+)
+
+// eventRow is one event as the pages and the live stream show it.
+type eventRow struct {
+	Seq      uint64    `json:"seq,omitempty"`
+	Time     time.Time `json:"time"`
+	Tenant   string    `json:"tenant"`
+	Site     string    `json:"site"`
+	Device   string    `json:"device"`
+	Kind     string    `json:"kind"`
+	Check    string    `json:"check"`
+	Severity string    `json:"severity"`
+	State    string    `json:"state,omitempty"`
+	Message  string    `json:"message"`
+}
+
+// rowOf decodes an event; tenant, when set, is the tenant it was read
+// from (the ops view), which wins over what the event says.
+func rowOf(tenant string, seq uint64, data []byte) (eventRow, bool) {
+	var ev meshmon.Event
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Data.Device == "" {
+		return eventRow{}, false
+	}
+	d := ev.Data
+	if tenant == "" {
+		tenant = d.Tenant
+	}
+	return eventRow{Seq: seq, Time: ev.Time, Tenant: tenant, Site: d.Site, Device: d.Device, Kind: d.Kind,
+		Check: d.Check, Severity: d.Severity, State: d.State, Message: d.Message}, true
+}
+
+// eventFilter is what the events page and stream select.
+type eventFilter struct {
+	Tenant, Site, Device, Kind, Severity string
+	Since                                time.Time
+	SinceText                            string
+}
+
+// severities are the severities an event filter takes.
+var severities = []string{meshmon.SeverityCritical, meshmon.SeverityMajor, meshmon.SeverityWarning, meshmon.SeverityInfo, meshmon.SeverityCleared}
+
+// parseFilter reads an event filter from a query; the error names the
+// field and the rule, and wraps errBadInput.
+func parseFilter(q url.Values, now time.Time) (eventFilter, error) {
+	f := eventFilter{Tenant: q.Get("tenant"), Site: q.Get("site"), Device: q.Get("device"), Kind: q.Get("kind"), Severity: q.Get("severity"), SinceText: q.Get("since")}
+	for _, n := range [][2]string{{"tenant", f.Tenant}, {"site", f.Site}, {"device", f.Device}} {
+		if n[1] == "" {
+			continue
+		}
+		if err := meshmon.ValidateName(n[0], n[1]); err != nil {
+			return f, fmt.Errorf("%w: %v", errBadInput, err)
+		}
+	}
+	if f.Kind != "" && !slices.Contains(meshmon.Kinds, f.Kind) {
+		return f, fmt.Errorf("%w: kind %q is not one of %s", errBadInput, f.Kind, strings.Join(meshmon.Kinds, ", "))
+	}
+	if f.Severity != "" && !slices.Contains(severities, f.Severity) {
+		return f, fmt.Errorf("%w: severity %q is not one of %s", errBadInput, f.Severity, strings.Join(severities, ", "))
+	}
+	if f.SinceText != "" {
+		t, err := parseSince(f.SinceText, now)
+		if err != nil {
+			return f, err
+		}
+		f.Since = t
+	}
+	return f, nil
+}
+
+// parseSince reads a start time: an age (15m, 2h), an RFC 3339 time, or
+// the browser's datetime-local form (UTC).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02T15:04:05", time.DateTime} {
+		if t, err := time.Parse(layout, s); err == nil {
+			if t.After(now) {
+				return time.Time{}, fmt.Errorf("%w: since %q is in the future", errBadInput, s)
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: since %q is neither an age like 15m nor a time like 2026-12-03T09:00 (UTC)", errBadInput, s)
+}
+
+// visible says errNotFound for a tenant filter naming another tenant than
+// a tenant user's own: its account holds no other tenant's events (NATS
+// would deliver none), and the answer says so rather than wait. A central
+// without tenants has one account, whose user has no tenant.
+func (f eventFilter) visible(who viewer) error {
+	if who.Ops || who.Tenant == "" || f.Tenant == "" || f.Tenant == who.Tenant {
+		return nil
+	}
+	return fmt.Errorf("tenant %s: %w with this credential", f.Tenant, errNotFound)
+}
+
+// match reports whether a row passes the filter's severity (the subject
+// carries the rest).
+func (f eventFilter) match(r eventRow) bool {
+	return f.Severity == "" || r.Severity == f.Severity
+}
+
+// liveSubject is the subject the session's live feed subscribes to: the
+// stored events of its tenant's account, or the ops account's imports of
+// every tenant's.
+func (f eventFilter) liveSubject(who viewer) string {
+	ev := bus.EventFilter(f.Site, f.Device, f.Kind)
+	if who.Ops {
+		t := f.Tenant
+		if t == "" {
+			t = "*"
+		}
+		return "tenants." + t + "." + ev
+	}
+	return bus.StoredPrefix + ev
+}
+
+// query is the filter as a query string, for links and the stream.
+func (f eventFilter) query() string {
+	q := url.Values{}
+	for k, v := range map[string]string{"tenant": f.Tenant, "site": f.Site, "device": f.Device, "kind": f.Kind, "severity": f.Severity, "since": f.SinceText} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q.Encode()
+}
+
+// eventsData is what the events page shows.
+type eventsData struct {
+	Filter     eventFilter
+	Query      string
+	Kinds      []string
+	Severities []string
+	Notice     string
+	// Ops: the ops account's view, whose rows do not link to device
+	// pages (it reads no tenant's streams).
+	Ops bool
+}
+
+// eventsPage shows the filter form; its script reads /events/stream.
+func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session) {
+	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
+	if err == nil {
+		err = f.visible(se.who)
+	}
+	if err != nil {
+		s.fail(w, se, err)
+		return
+	}
+	d := eventsData{Filter: f, Query: f.query(), Kinds: meshmon.Kinds, Severities: severities, Ops: se.who.Ops}
+	if se.who.Ops && !f.Since.IsZero() {
+		d.Notice = "The ops credential reads every tenant's live events only; a replay from a time reads a tenant's stream with that tenant's credential."
+	}
+	s.renderFor(w, se, http.StatusOK, "events", "events", "Events", d)
+}
+
+// sseHeartbeat is how often an idle stream sends a comment, so proxies
+// keep it open and a dead client is noticed.
+const sseHeartbeat = 15 * time.Second
+
+// eventStream sends events as server-sent events: with since, the
+// replay from then first (a tenant's credential), then every event
+// stored from now on, as central stores it.
+func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session) {
+	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := f.visible(se.who); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
+		return
+	}
+	// Subscribe first, so that nothing stored between the replay's end
+	// and the subscription is missed; what both deliver is sent once.
+	live := make(chan *nats.Msg, 1024)
+	sub, err := se.nc.ChanSubscribe(f.liveSubject(se.who), live)
+	if err != nil {
+		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer sub.Unsubscribe()
+	// The server takes the subscription before "live" is said: what is
+	// stored from then on reaches the page.
+	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	err = se.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) error {
+		b, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		flusher.Flush()
+		return nil
+	}
+	ctx := r.Context()
+	var replayed uint64
+	if !f.Since.IsZero() {
+		if se.who.Ops {
+			send("notice", "the ops credential reads live events only; showing live events")
+		} else if replayed, err = s.replay(ctx, se, f, send); err != nil {
+			send("notice", "replay: "+err.Error())
+		}
+	}
+	send("live", "live")
+	s.streamLive(ctx, se, f, live, replayed, send)
+}
+
+// replay sends the events the filter selects stored since its time; it
+// returns the stream sequence of the last one.
+func (s *Server) replay(ctx context.Context, se *session, f eventFilter, send func(string, any) error) (uint64, error) {
+	if err := se.acquire(ctx); err != nil {
+		return 0, err
+	}
+	defer se.release()
+	var last uint64
+	err := bus.Tail(ctx, se.js, bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since}, func(m bus.TailMsg) error {
+		last = m.Seq
+		if r, ok := rowOf("", m.Seq, m.Data); ok && f.match(r) {
+			return send("ev", r)
+		}
+		return nil
+	})
+	return last, err
+}
+
+// streamLive sends each live event the filter selects until the client
+// goes; events the replay sent already (by stream sequence) are skipped.
+func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, live <-chan *nats.Msg, replayed uint64, send func(string, any) error) {
+	beat := time.NewTicker(sseHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if send("beat", s.cfg.Now().UTC()) != nil {
+				return
+			}
+		case m := <-live:
+			seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+			if seq != 0 && seq <= replayed {
+				continue
+			}
+			tenant := ""
+			if se.who.Ops {
+				// tenants.<tenant>.ev...: the import's prefix names it.
+				tenant, _, _ = strings.Cut(strings.TrimPrefix(m.Subject, "tenants."), ".")
+			}
+			r, ok := rowOf(tenant, seq, m.Data)
+			if !ok || !f.match(r) {
+				continue
+			}
+			if send("ev", r) != nil {
+				return
+			}
+		}
+	}
+}

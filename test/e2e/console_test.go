@@ -1,0 +1,430 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/sim"
+)
+
+// consoleWithin is how soon a fault must show on the console's live
+// events page: 2 s (issue 20), or MESHMON_E2E_CONSOLE_WITHIN.
+func consoleWithin(t *testing.T) time.Duration {
+	if s := os.Getenv("MESHMON_E2E_CONSOLE_WITHIN"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("MESHMON_E2E_CONSOLE_WITHIN=%q: %v", s, err)
+		}
+		return d
+	}
+	return 2 * time.Second
+}
+
+// artifacts is where a test's screenshots go: $MESHMON_ARTIFACTS, or a
+// temporary directory of the test's.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("MESHMON_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	dir = filepath.Join(dir, t.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// consoleMesh is an operator-mode central serving the console over TLS,
+// tenant acme's site s1 with a poller polling simulated devices, and
+// tenant beta with a site s2 of its own: real processes.
+type consoleMesh struct {
+	console  string // https://127.0.0.1:port
+	caFile   string
+	creds    map[string]string // acme-noc, acme-admin, beta-noc: .creds files
+	agents   []*sim.Agent
+	control  string // the simulator's fault control API
+	beta     string // a device name of beta's (never at acme's)
+	dir      string
+	centralP *proc
+}
+
+func startConsoleMesh(t *testing.T) *consoleMesh {
+	t.Helper()
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	mustRun(t, "init", "--keys", keys)
+	caDir := filepath.Join(keys, "ca")
+	m := &consoleMesh{caFile: filepath.Join(caDir, "ca.pem"), creds: map[string]string{}, dir: dir}
+	tlsArgs := func(name string) []string {
+		out := filepath.Join(dir, "certs", name)
+		mustRun(t, "tls", "issue", "--ca-dir", caDir, "--name", name, "--host", "127.0.0.1", "--out-dir", out)
+		return []string{"--tls-cert", filepath.Join(out, "cert.pem"), "--tls-key", filepath.Join(out, "key.pem"), "--tls-ca", filepath.Join(out, "ca.pem")}
+	}
+	cport, lport, wport, sport := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	curl, surl := "tls://127.0.0.1:"+strconv.Itoa(cport), "tls://127.0.0.1:"+strconv.Itoa(sport)
+	m.centralP = runMeshmon(t, "central", append([]string{"peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
+		"--listen", "127.0.0.1:" + strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"),
+		"--console-listen", "127.0.0.1:" + strconv.Itoa(wport)}, tlsArgs("c1")...)...)
+	m.centralP.waitOutput(`console on https://127\.0\.0\.1:`+strconv.Itoa(wport), 30*time.Second)
+	m.console = "https://127.0.0.1:" + strconv.Itoa(wport)
+	cli := func(args ...string) string {
+		return mustRun(t, append([]string{"--server", curl, "--tlsca", m.caFile}, args...)...)
+	}
+	creds := func(tenant string, args ...string) string {
+		f := filepath.Join(dir, tenant+strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", tenant, "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	for _, ts := range [][2]string{{"acme", "s1"}, {"beta", "s2"}} {
+		cli("tenant", "create", ts[0], "--keys", keys)
+		cli("site", "add", ts[1], "--tenant", ts[0], "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", filepath.Join(dir, ts[1]+".token"))
+		m.creds[ts[0]+"-noc"] = creds(ts[0], "--role", "noc")
+	}
+	m.creds["acme-admin"] = creds("acme", "--role", "admin")
+	m.creds["ops"] = filepath.Join(dir, "ops.creds")
+	cli("tenant", "creds", "--ops", "--keys", keys, "--out", m.creds["ops"])
+	site := runMeshmon(t, "s1", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", filepath.Join(dir, "s1.token"),
+		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
+	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
+
+	// Two simulated devices at s1, polled every second, and the
+	// simulator's fault control API.
+	sm := startSim(t, "cons", "127.81.0.1", 2)
+	m.agents = sm.Agents()
+	ctl := httptest.NewServer(sim.ControlHandler(sm))
+	t.Cleanup(ctl.Close)
+	m.control = ctl.URL
+	for _, a := range m.agents {
+		mustRun(t, "--server", surl, "--tlsca", m.caFile, "--creds", m.creds["acme-admin"], "device", "add", a.Name(), "--address", a.Addr().Addr().String(),
+			"--checks", "snmp,icmp", "--snmp-port", strconv.Itoa(int(a.Addr().Port())), "--interval", "1s")
+	}
+	poller := runMeshmon(t, "poller", "--server", surl, "--tlsca", m.caFile, "--creds", creds("acme", "--role", "poller", "--site", "s1", "--user", "p1"),
+		"poller", "run", "--name", "p1", "--data-dir", filepath.Join(dir, "p1"), "--down-after", "1", "--up-after", "1")
+	poller.waitOutput(`poller started`, 30*time.Second)
+	m.beta = "beta-router"
+	return m
+}
+
+// fault asks the simulator's control API for a fault.
+func (m *consoleMesh) fault(t *testing.T, path string) {
+	t.Helper()
+	resp, err := http.Post(m.control+path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("fault %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+// consoleClient logs in to the console with a .creds file, as a script
+// would, verifying the console's certificate against the mesh's CA.
+func (m *consoleMesh) consoleClient(t *testing.T, credsFile string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(mustRead(t, m.caFile)) {
+		t.Fatal("no CA")
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	_, page := httpGet(t, c, m.console+"/login")
+	tok := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if tok == nil {
+		t.Fatalf("no csrf token on the login page:\n%s", page)
+	}
+	var b strings.Builder
+	w := multipart.NewWriter(&b)
+	w.WriteField("csrf", tok[1])
+	fw, _ := w.CreateFormFile("creds_file", filepath.Base(credsFile))
+	fw.Write(mustRead(t, credsFile))
+	w.Close()
+	req, _ := http.NewRequest(http.MethodPost, m.console+"/login", strings.NewReader(b.String()))
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login with %s: %d", credsFile, resp.StatusCode)
+	}
+	return c
+}
+
+// streamEvent opens the console's event stream at path, runs act once it
+// is live, and returns the first event it sends.
+func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act func()) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.console+path, nil)
+	sc := *c
+	sc.Timeout = 0
+	resp, err := sc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d", path, resp.StatusCode)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	var event string
+	for lines.Scan() {
+		l := lines.Text()
+		switch {
+		case strings.HasPrefix(l, "event: "):
+			event = l[len("event: "):]
+		case strings.HasPrefix(l, "data: ") && event == "live":
+			act()
+		case strings.HasPrefix(l, "data: ") && event == "ev":
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(l[len("data: "):]), &ev); err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+	}
+	t.Fatalf("%s ended without an event: %v", path, lines.Err())
+	return nil
+}
+
+func httpGet(t *testing.T, c *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// browser starts headless Chromium (root needs --no-sandbox) and returns
+// a context of a tab in it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin := need(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 1000),
+		// The console serves the mesh's own CA's certificate, which the
+		// browser's store does not hold; consoleClient verifies it.
+		chromedp.Flag("ignore-certificate-errors", true))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// shoot writes a screenshot of the page to dir/name.png.
+func shoot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	f := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(f, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", f)
+}
+
+// runIn runs browser actions with a deadline.
+func runIn(t *testing.T, ctx context.Context, within time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	if err := chromedp.Do(tctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// value runs a browser action that reads a value, with a deadline.
+func value[T any](t *testing.T, ctx context.Context, within time.Duration, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// TestConsole drives the console in headless Chromium against a mesh of
+// real processes: log in with a NOC's .creds, see the sites, see a
+// simulated fault on the live events page within 2 s, filter, open the
+// device and its charts, and find nothing of another tenant by URL.
+func TestConsole(t *testing.T) {
+	ctx := browser(t)
+	m := startConsoleMesh(t)
+	shots := artifacts(t)
+	dev := m.agents[0].Name()
+
+	// Central holds samples of the devices: the site's link is up.
+	admin := m.consoleClient(t, m.creds["acme-admin"])
+	eventually.True(t, 90*time.Second, "s1's devices at central", func() bool {
+		status, body := httpGet(t, admin, m.console+"/sites/s1")
+		return status == http.StatusOK && strings.Contains(body, `data-device="`+dev+`"`)
+	})
+	// The poller group is read from the site over its link; in operator
+	// mode the site does not answer a tenant admin there yet (docs/console.md,
+	// Not done yet): the page says so.
+	if _, body := httpGet(t, admin, m.console+"/sites/s1"); !strings.Contains(body, `id="group"`) {
+		t.Fatalf("s1's page has no poller group section:\n%s", body)
+	}
+
+	// Log in as acme's NOC, uploading the .creds file.
+	runIn(t, ctx, 20*time.Second, "log in",
+		chromedp.Navigate(m.console+"/login"),
+		chromedp.SetUploadFiles(chromedp.CSS("#creds-file"), []string{m.creds["acme-noc"]}),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`#sites tr.site[data-site="s1"]`)),
+	)
+	who := value(t, ctx, 5*time.Second, "who", chromedp.Text(chromedp.CSS("#who")))
+	if !strings.Contains(who, "tenant acme") {
+		t.Fatalf("logged in as %q", who)
+	}
+	shoot(t, ctx, shots, "1-sites")
+
+	// The live events page, filtered to s1; an interface of the device
+	// goes down.
+	runIn(t, ctx, 20*time.Second, "events page",
+		chromedp.Navigate(m.console+"/events?site=s1"),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="stream-state"][starts-with(., "live")]`)),
+	)
+	injected := time.Now()
+	m.fault(t, "/agents/"+dev+"/if/1/down")
+	within := consoleWithin(t)
+	runIn(t, ctx, within, fmt.Sprintf("the if_down of %s on the live page within %s", dev, within),
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_down"]`)))
+	t.Logf("the fault showed on the live events page %s after it was injected", time.Since(injected).Round(time.Millisecond))
+	shoot(t, ctx, shots, "2-events-live")
+
+	// Filter by kind with the form: only if_up events show, the next one
+	// among them.
+	runIn(t, ctx, 20*time.Second, "filter",
+		chromedp.SetValue(chromedp.CSS("#f-kind"), "if_up"),
+		chromedp.Click(chromedp.CSS("#f-apply")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="stream-state"][starts-with(., "live")]`)),
+	)
+	m.fault(t, "/agents/"+dev+"/if/1/up")
+	runIn(t, ctx, 10*time.Second, "the if_up on the filtered page",
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_up"]`)))
+	kinds := value(t, ctx, 5*time.Second, "kinds", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("tr.event")).map(r => r.dataset.kind)`))
+	for _, k := range kinds {
+		if k != "if_up" {
+			t.Fatalf("the page filtered on kind if_up shows %v", kinds)
+		}
+	}
+	shoot(t, ctx, shots, "3-events-filtered")
+
+	// Open the device from its event: its checks and charts.
+	runIn(t, ctx, 30*time.Second, "device page",
+		chromedp.Click(chromedp.CSS(`tr.event[data-device="`+dev+`"] a`)),
+		chromedp.WaitVisible(chromedp.CSS("#charts svg")))
+	charts := value(t, ctx, 5*time.Second, "charts", chromedp.Evaluate[int](`document.querySelectorAll("#charts svg").length`))
+	lines := value(t, ctx, 5*time.Second, "lines", chromedp.Evaluate[int](`document.querySelectorAll("#charts svg polyline").length`))
+	if charts < 3 || lines < 3 {
+		// ICMP rtt, uptime, and at least one interface's in and out.
+		t.Fatalf("device page has %d charts with %d lines", charts, lines)
+	}
+	checks := value(t, ctx, 5*time.Second, "checks", chromedp.Text(chromedp.CSS("#checks")))
+	if !strings.Contains(checks, "if.1") {
+		t.Fatalf("device page checks:\n%s", checks)
+	}
+	shoot(t, ctx, shots, "4-device")
+
+	// The history view: a replay from 15 minutes ago holds the fault and
+	// its recovery, then goes live.
+	runIn(t, ctx, 20*time.Second, "replay",
+		chromedp.Navigate(m.console+"/events?device="+dev+"&since=15m"),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="stream-state"][starts-with(., "live")]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_down"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr.event[data-device="`+dev+`"][data-kind="if_up"]`)))
+	shoot(t, ctx, shots, "5-events-replay")
+
+	// Another tenant's site and device, by URL: the page and the status
+	// say not found, as for a site that does not exist.
+	resp := value(t, ctx, 15*time.Second, "beta's site by URL", chromedp.NavigateResponse(m.console+"/sites/s2"))
+	errText := value(t, ctx, 5*time.Second, "the error", chromedp.Text(chromedp.CSS("#error")))
+	if resp.Status != http.StatusNotFound || !strings.Contains(errText, "site s2: not found") {
+		t.Fatalf("acme's NOC at /sites/s2: %d %q", resp.Status, errText)
+	}
+	shoot(t, ctx, shots, "6-other-tenant")
+	noc := m.consoleClient(t, m.creds["acme-noc"])
+	beta := m.consoleClient(t, m.creds["beta-noc"])
+	for _, u := range []string{"/sites/s2", "/sites/s2/devices/" + m.beta, "/events/stream?tenant=beta"} {
+		status, body := httpGet(t, noc, m.console+u)
+		if status != http.StatusNotFound || !strings.Contains(body, "not") || strings.Contains(body, "data-site=") || strings.Contains(body, "data-device=") {
+			t.Fatalf("acme's NOC at %s: %d\n%s", u, status, body)
+		}
+	}
+	// beta's NOC sees its own site, and nothing of acme's.
+	if status, body := httpGet(t, beta, m.console+"/"); status != http.StatusOK || !strings.Contains(body, `data-site="s2"`) || strings.Contains(body, `data-site="s1"`) {
+		t.Fatalf("beta's NOC sites page: %d\n%s", status, body)
+	}
+	for _, u := range []string{"/sites/s1", "/sites/s1/devices/" + dev} {
+		if status, _ := httpGet(t, beta, m.console+u); status != http.StatusNotFound {
+			t.Fatalf("beta's NOC at %s: %d", u, status)
+		}
+	}
+
+	// The ops account's credential: every tenant's live events, filtered
+	// to one; no tenant's sites.
+	ops := m.consoleClient(t, m.creds["ops"])
+	if status, body := httpGet(t, ops, m.console+"/"); status != http.StatusOK || !strings.Contains(body, "ops credential reads every tenant") {
+		t.Fatalf("ops sites page: %d\n%s", status, body)
+	}
+	if status, _ := httpGet(t, ops, m.console+"/sites/s1"); status != http.StatusNotFound {
+		t.Fatalf("ops at /sites/s1: %d", status)
+	}
+	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
+	if ev["tenant"] != "acme" || ev["device"] != m.agents[1].Name() {
+		t.Fatalf("ops live event %v", ev)
+	}
+
+	// Logging out ends the session.
+	runIn(t, ctx, 15*time.Second, "log out",
+		chromedp.Navigate(m.console+"/"),
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#login")))
+}
+
+// TestConsoleFlags: a site peer refuses --console-listen, in one line.
+func TestConsoleFlags(t *testing.T) {
+	_, stderr, code := run(t, "peer", "run", "--role", "site", "--site", "s1", "--listen", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0")
+	checkOneLineError(t, "", stderr, code, "--console-listen: only a central peer (--role central) serves the console")
+}
