@@ -47,6 +47,12 @@ const SiteTaskDevice = "_site"
 // ctl.<site>.<verb>.
 func TaskSubject(site, verb string) string { return "ctl." + site + "." + verb }
 
+// TaskReplySubject returns the subject of the replies of task id at site:
+// ctl.<site>.reply.<id>. Replies go there rather than to the requester's
+// inbox so that a site's link and its pollers may publish its own site's
+// replies and nothing else, with no reply permissions to track.
+func TaskReplySubject(site, id string) string { return "ctl." + site + ".reply." + id }
+
 // Discovery bounds.
 const (
 	// DiscoverMaxAddrs is the most addresses a discovery sweeps without
@@ -85,8 +91,8 @@ type TaskRequest struct {
 // Validate checks the request's fields for its verb and names the first
 // that breaks a rule.
 func (r *TaskRequest) Validate() error {
-	if r.ID == "" {
-		return errors.New("task id is empty")
+	if r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+		return fmt.Errorf("task id %q: use 1 to 64 letters, digits, _ and -", r.ID)
 	}
 	if err := ValidateName("site", r.Site); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,12 @@ import (
 // requester's inbox the same way. Device verbs reach every poller of the
 // site and only the device's owner answers; site verbs reach one poller of
 // the site's queue group.
+
+// SiteInboxPrefix is the inbox prefix of a connection at central that
+// reaches a site's JetStream domain across its leaf link ('device
+// --site'): the site's link carries back the site's task replies,
+// ctl.<site>.reply.>, and no other inbox.
+func SiteInboxPrefix(site string) string { return "ctl." + site + ".reply" }
 
 // TaskQueue is the queue group of a site's pollers for site verbs.
 const TaskQueue = "pollers"
@@ -97,9 +104,9 @@ func (s *TaskServer) Serve(ctx context.Context, site, poller string, h TaskHandl
 		}
 		subs = append(subs, sub)
 	}
-	if err := s.nc.FlushWithContext(ctx); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("subscribe to tasks: %w", err)
-	}
+	// The subscriptions outlive reconnects: a flush that fails while the
+	// peer is away is no reason to stop.
+	_ = s.nc.FlushTimeout(DefaultReach)
 	<-ctx.Done()
 	return nil
 }
@@ -120,17 +127,14 @@ func (sv *serving) handle(m *nats.Msg) {
 		return
 	case meshmon.TaskWhois:
 		owner, known := sv.h.Whois(req.Device)
-		sv.reply(m.Reply, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
+		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
 		return
 	}
 	if meshmon.IsDeviceTask(req.Verb) && !sv.h.Owns(req.Device) {
 		return // the owner answers
 	}
-	if m.Reply == "" {
-		return
-	}
 	if err := req.Validate(); err != nil {
-		sv.reply(m.Reply, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Error: err.Error(), Code: meshmon.TaskCodeFailed})
+		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Error: err.Error(), Code: meshmon.TaskCodeFailed})
 		return
 	}
 	timeout := min(time.Duration(req.Timeout), MaxTaskTimeout)
@@ -146,15 +150,15 @@ func (sv *serving) handle(m *nats.Msg) {
 	sv.mu.Unlock()
 	if busy {
 		cancel()
-		sv.reply(m.Reply, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeFailed,
+		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeFailed,
 			Error: fmt.Sprintf("poller %s is busy: %d tasks run already; try again later", sv.poller, MaxConcurrentTasks)})
 		return
 	}
-	sv.wg.Go(func() { sv.run(ctx, cancel, req, m.Reply) })
+	sv.wg.Go(func() { sv.run(ctx, cancel, req) })
 }
 
 // run runs one task and sends its replies, the last with Done.
-func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshmon.TaskRequest, reply string) {
+func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshmon.TaskRequest) {
 	defer func() {
 		cancel()
 		sv.mu.Lock()
@@ -165,7 +169,7 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 	send := func(r meshmon.TaskReply) error {
 		seq++
 		r.ID, r.Poller, r.Seq = req.ID, sv.poller, seq
-		return sv.reply(reply, r)
+		return sv.reply(req.ID, r)
 	}
 	err := sv.h.Task(ctx, req, send)
 	final := meshmon.TaskReply{Done: true}
@@ -176,12 +180,13 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 	sv.s.log.Info("task", "id", req.ID, "verb", req.Verb, "by", req.By, "target", req.Target(), "err", err)
 }
 
-func (sv *serving) reply(subject string, r meshmon.TaskReply) error {
+// reply sends r on the replies subject of task id.
+func (sv *serving) reply(id string, r meshmon.TaskReply) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return sv.s.nc.Publish(subject, b)
+	return sv.s.nc.Publish(meshmon.TaskReplySubject(sv.site, id), b)
 }
 
 // TaskOptions are how RunTask waits.
@@ -220,21 +225,11 @@ func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt Ta
 			return err
 		}
 	}
-	inbox := nc.NewInbox()
-	replies := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(inbox, replies)
-	if err != nil {
-		return fmt.Errorf("task %s: %w", req.Verb, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	_ = sub.SetPendingLimits(-1, -1)
-	b, err := json.Marshal(req)
+	replies, stop, err := send(nc, req)
 	if err != nil {
 		return err
 	}
-	if err := nc.PublishRequest(meshmon.TaskSubject(req.Site, req.Verb), inbox, b); err != nil {
-		return fmt.Errorf("task %s: %w", req.Verb, err)
-	}
+	defer stop()
 	err = waitTask(ctx, req, opt, replies)
 	if err != nil && !errors.Is(err, ErrTaskFailed) && !errors.Is(err, ErrSiteOffline) {
 		cancelTask(nc, req)
@@ -300,29 +295,57 @@ func taskError(req meshmon.TaskRequest, r meshmon.TaskReply) error {
 	return fmt.Errorf("%w: %s at site %s (poller %s): %s", ErrTaskFailed, req.Verb, req.Site, r.Poller, r.Error)
 }
 
+// send subscribes to the replies of req and sends it; stop unsubscribes.
+func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	replies := make(chan *nats.Msg, 256)
+	sub, err := nc.ChanSubscribe(meshmon.TaskReplySubject(req.Site, req.ID), replies)
+	if err != nil {
+		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Publish(meshmon.TaskSubject(req.Site, req.Verb), b); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
+	}
+	// A request refused for want of permission fails the flush with the
+	// server's error.
+	if err := nc.FlushTimeout(DefaultReach); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, fmt.Errorf("task %s at site %s: %w", req.Verb, req.Site, err)
+	}
+	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), "Permissions Violation") {
+		_ = sub.Unsubscribe()
+		return nil, nil, fmt.Errorf("task %s at site %s: %w", req.Verb, req.Site, err)
+	}
+	return replies, func() { _ = sub.Unsubscribe() }, nil
+}
+
 // whois asks any poller of the site who owns the device.
 func whois(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, reach time.Duration) error {
-	q := meshmon.TaskRequest{ID: req.ID, Verb: meshmon.TaskWhois, Site: req.Site, Device: req.Device, By: req.By}
-	b, err := json.Marshal(q)
+	q := meshmon.TaskRequest{ID: req.ID + "-whois", Verb: meshmon.TaskWhois, Site: req.Site, Device: req.Device, By: req.By}
+	replies, stop, err := send(nc, q)
 	if err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, reach)
-	defer cancel()
-	m, err := nc.RequestWithContext(rctx, meshmon.TaskSubject(req.Site, meshmon.TaskWhois), b)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return ctx.Err()
-	case errors.Is(err, nats.ErrNoResponders):
-		return fmt.Errorf("%w: site %s is offline (no poller of it is reachable)", ErrSiteOffline, req.Site)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return fmt.Errorf("%w: site %s is offline (no reply in %s)", ErrSiteOffline, req.Site, reach)
-	case err != nil:
-		return fmt.Errorf("task %s: ask site %s who owns %s: %w", req.Verb, req.Site, req.Device, err)
-	}
+	defer stop()
+	t := time.NewTimer(reach)
+	defer t.Stop()
 	var r meshmon.TaskReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("task %s: site %s answered who owns %s with %q: %w", req.Verb, req.Site, req.Device, m.Data, err)
+	for r.ID != q.ID {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return fmt.Errorf("%w: site %s is offline (no reply in %s)", ErrSiteOffline, req.Site, reach)
+		case m := <-replies:
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				return fmt.Errorf("task %s: site %s answered who owns %s with %q: %w", req.Verb, req.Site, req.Device, m.Data, err)
+			}
+		}
 	}
 	switch {
 	case !r.Known:
