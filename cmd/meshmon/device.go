@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -158,7 +159,7 @@ func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context,
 	ctx, cancel := opCtx(c)
 	defer cancel()
 	inv, err := bus.OpenInventory(ctx, cl.js)
-	if site != "" && errors.Is(err, context.DeadlineExceeded) {
+	if site != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
 		return fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", bus.ErrSiteOffline, site, c.Duration("timeout"))
 	}
 	if err != nil {
