@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -300,7 +301,9 @@ func TestTasksFromCentral(t *testing.T) {
 	// poll-now, once the poller polls the device.
 	var replies []meshmon.TaskReply
 	eventually.NoError(t, 30*time.Second, "poll-now "+dev, func() (err error) {
-		replies, err = collect(ctx, m.admin, func() meshmon.TaskRequest { r := task(meshmon.TaskPollNow); r.Device = dev; return r }())
+		// (A short reach: until the poller has the device it owns by the
+		// assignment, nothing answers.)
+		replies, err = collectReach(ctx, m.admin, func() meshmon.TaskRequest { r := task(meshmon.TaskPollNow); r.Device = dev; return r }(), time.Second)
 		return err
 	})
 	if got := samples(replies); !strings.Contains(got, "system") || !strings.Contains(got, "if") || replies[0].Poller != "p1" {
@@ -367,6 +370,9 @@ func TestTasksFromCentral(t *testing.T) {
 		t.Fatalf("poll-now of a device hq lacks: %v, want %v", err, bus.ErrTaskDevice)
 	}
 	m.waitAudit(ctx, 5) // poll-now, walk, snmp-get, ping, discover; not the refused one
+
+	m.cancelled(ctx)
+	m.snmpd(ctx, inv)
 
 	m.proxy.Cut(true)
 	for _, verb := range []string{meshmon.TaskPollNow, meshmon.TaskWalk, meshmon.TaskPing, meshmon.TaskSNMPGet, meshmon.TaskDiscover} {
@@ -442,4 +448,126 @@ func varbinds(rs []meshmon.TaskReply) int {
 		n += len(r.Varbinds)
 	}
 	return n
+}
+
+// cancelled: a discovery the requester gives up (Ctrl-C) stops at the
+// site, whose audit event says so.
+func (m *taskMesh) cancelled(ctx context.Context) {
+	t := m.t
+	req := task(meshmon.TaskDiscover)
+	req.CIDR, req.Rate = m.prefix.String(), 5 // a minute at least
+	rctx, cancel := context.WithCancel(ctx)
+	err := bus.RunTask(rctx, m.admin, req, bus.TaskOptions{OnReply: func(r meshmon.TaskReply) {
+		if r.Progress != nil {
+			cancel()
+		}
+	}})
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a discovery cancelled after its first progress: %v", err)
+	}
+	js, err := jetstream.New(m.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 30*time.Second, "the cancelled discovery's audit event", func() error {
+		s, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			return err
+		}
+		msg, err := s.GetLastMsgForSubject(ctx, "ev.hq._site.task")
+		if err != nil {
+			return err
+		}
+		var ev meshmon.Event
+		if err := json.Unmarshal(msg.Data, &ev); err != nil {
+			return err
+		}
+		if a := ev.Data.Task; a == nil || a.ID != req.ID || a.Result != meshmon.TaskCodeCancelled {
+			return fmt.Errorf("last site task event: %+v", ev.Data.Task)
+		}
+		return nil
+	})
+}
+
+// snmpd: the device tasks against a real net-snmp agent, added from
+// central.
+func (m *taskMesh) snmpd(ctx context.Context, inv *bus.Inventory) {
+	t := m.t
+	port := startSNMPD(t)
+	d := meshmon.Device{Name: "snmpd", Address: "127.0.0.1", Checks: []string{meshmon.CheckSNMP}, Interval: meshmon.Duration(time.Minute),
+		Timeout: meshmon.Duration(time.Second), Retries: 1, SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Community: "public", Port: port}}
+	if _, err := inv.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	var replies []meshmon.TaskReply
+	eventually.NoError(t, 30*time.Second, "poll-now of snmpd", func() (err error) {
+		req := task(meshmon.TaskPollNow)
+		req.Device = "snmpd"
+		replies, err = collectReach(ctx, m.admin, req, time.Second)
+		return err
+	})
+	if got := samples(replies); !strings.Contains(got, "system") {
+		t.Fatalf("poll-now of snmpd: checks %q", got)
+	}
+	req := task(meshmon.TaskWalk)
+	req.Device, req.OIDs = "snmpd", []string{"1.3.6.1.2.1.1"}
+	replies, err := collect(ctx, m.admin, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range replies {
+		for _, v := range r.Varbinds {
+			found = found || v.OID == "1.3.6.1.2.1.1.5.0" && v.Value == "meshmon-tasks-snmpd"
+		}
+	}
+	if !found {
+		t.Fatalf("walk of snmpd's system group: no sysName in %d replies", len(replies))
+	}
+	req = task(meshmon.TaskSNMPGet)
+	req.Address, req.Port, req.OIDs = "127.0.0.1", port, []string{"1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.2.0"}
+	if replies, err = collect(ctx, m.admin, req); err != nil {
+		t.Fatal(err)
+	}
+	if vb := replies[0].Varbinds; len(vb) != 2 || vb[0].Value != "meshmon-tasks-snmpd" {
+		t.Fatalf("snmp-get at snmpd: %+v", vb)
+	}
+}
+
+// startSNMPD runs net-snmp's snmpd on a free loopback port with community
+// public until the test ends, and returns the port once it answers.
+func startSNMPD(t *testing.T) int {
+	bin, err := exec.LookPath("snmpd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("snmpd is required under CI=true: %v", err)
+		}
+		t.Skipf("snmpd not installed: %v", err)
+	}
+	port, err := freeport.Port("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "snmpd.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[snmp] persistentDir %s\nrocommunity public 127.0.0.1\nsysName meshmon-tasks-snmpd\n", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-f", "-Lo", "-C", "-c", conf, "-p", filepath.Join(dir, "snmpd.pid"), fmt.Sprintf("udp:127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), "SNMPCONFPATH="+dir, "SNMP_PERSISTENT_DIR="+dir, "MIBS=", "MIBDIRS="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pr, err := poller.NewSNMPProber(meshmon.Device{Name: "snmpd", Address: "127.0.0.1", Checks: []string{meshmon.CheckSNMP},
+		Timeout: meshmon.Duration(200 * time.Millisecond), SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Community: "public", Port: port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 15*time.Second, "snmpd to answer", func() error {
+		_, err := pr.Get(context.Background(), []string{"1.3.6.1.2.1.1.5.0"})
+		return err
+	})
+	return port
 }
