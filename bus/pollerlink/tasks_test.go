@@ -36,7 +36,7 @@ import (
 // site hq, linked through a WAN proxy the test can cut, a poller of hq
 // and simulated agents on one UDP port.
 type taskMesh struct {
-	t       *testing.T
+	t       testing.TB
 	st      *tenancy.Store
 	central *peer.Peer
 	site    *peer.Peer
@@ -47,7 +47,7 @@ type taskMesh struct {
 	dir     string
 }
 
-func connectCreds(t *testing.T, url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
+func connectCreds(t testing.TB, url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
 	auth, err := tenancy.CredsOption(creds)
 	if err != nil {
@@ -60,7 +60,7 @@ func connectCreds(t *testing.T, url string, creds []byte, opts ...nats.Option) (
 	return nc, err
 }
 
-func startTaskMesh(t *testing.T, agents int) *taskMesh {
+func startTaskMesh(t testing.TB, agents int) *taskMesh {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	m := &taskMesh{t: t, dir: t.TempDir()}
@@ -163,7 +163,7 @@ func (m *taskMesh) tenant(ctx context.Context, sys *nats.Conn, name, site string
 	return nc
 }
 
-func startPeer(t *testing.T, ctx context.Context, cfg peer.Config) *peer.Peer {
+func startPeer(t testing.TB, ctx context.Context, cfg peer.Config) *peer.Peer {
 	t.Helper()
 	p, err := peer.New(cfg, nil)
 	if err != nil {
@@ -183,7 +183,9 @@ func (m *taskMesh) startSim(ctx context.Context, agents int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(100)), byte(1 + rand.IntN(250)), 1})
+	// A /22 of its own: up to 4 x 254 agents (the simulator skips .0
+	// and .255).
+	base := netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(100)), byte(4 * rand.IntN(63)), 1})
 	cfg := sim.DefaultConfig()
 	cfg.Agents, cfg.BaseAddr, cfg.Port, cfg.Interfaces = agents, base, port, 2
 	s, err := sim.New(cfg)
@@ -196,6 +198,9 @@ func (m *taskMesh) startSim(ctx context.Context, agents int) {
 	t.Cleanup(func() { _ = s.Close() })
 	m.sim = s
 	m.prefix = netip.PrefixFrom(base, 24).Masked()
+	if agents > 254 {
+		m.prefix = netip.PrefixFrom(base, 22).Masked()
+	}
 }
 
 // startPoller runs a poller of hq with its own credential.
@@ -537,7 +542,7 @@ func (m *taskMesh) snmpd(ctx context.Context, inv *bus.Inventory) {
 
 // startSNMPD runs net-snmp's snmpd on a free loopback port with community
 // public until the test ends, and returns the port once it answers.
-func startSNMPD(t *testing.T) int {
+func startSNMPD(t testing.TB) int {
 	bin, err := exec.LookPath("snmpd")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -570,4 +575,46 @@ func startSNMPD(t *testing.T) int {
 		return err
 	})
 	return port
+}
+
+// BenchmarkDiscover22 discovers a /22 of simulated agents (1,016: the
+// simulator skips .0 and .255) from central, through the site's leaf
+// link, at the highest rate, and prints the addresses swept and the agents
+// found a second. Run: go test -run - -bench Discover22 ./bus/pollerlink/
+func BenchmarkDiscover22(b *testing.B) {
+	m := startTaskMesh(b, 1016)
+	ctx := context.Background()
+	eventually.NoError(b, 30*time.Second, "the site's poller to take tasks", func() error {
+		req := task(meshmon.TaskSNMPGet)
+		req.Address, req.Port, req.OIDs = m.sim.Agents()[0].Addr().Addr().String(), int(m.sim.Agents()[0].Addr().Port()), []string{"1.3.6.1.2.1.1.5.0"}
+		req.Credentials = []meshmon.SNMP{{Version: meshmon.SNMPv2c, Community: "public"}}
+		_, err := collectReach(ctx, m.admin, req, time.Second)
+		return err
+	})
+	b.ResetTimer()
+	for range b.N {
+		req := task(meshmon.TaskDiscover)
+		req.CIDR, req.Port, req.Rate = m.prefix.String(), int(m.sim.Agents()[0].Addr().Port()), meshmon.DiscoverMaxRate
+		req.Credentials = []meshmon.SNMP{{Version: meshmon.SNMPv2c, Community: "public"}}
+		req.Timeout = meshmon.Duration(10 * time.Minute)
+		replies, err := collect(ctx, m.admin, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		found := 0
+		for _, r := range replies {
+			for _, c := range r.Candidates {
+				if c.SNMP {
+					found++
+				}
+			}
+		}
+		if found != 1016 {
+			b.Fatalf("discovery of %s found %d agents, want 1016", m.prefix, found)
+		}
+	}
+	s := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(1022/s, "addrs/s")
+	b.ReportMetric(1016/s, "agents/s")
+	b.ReportMetric(0, "ns/op")
 }
