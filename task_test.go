@@ -17,10 +17,16 @@ func TestTaskRequestValidate(t *testing.T) {
 	}{
 		{"poll-now", func(r *meshmon.TaskRequest) { r.Verb, r.Device = meshmon.TaskPollNow, "sw1" }, ""},
 		{"poll-now without device", func(r *meshmon.TaskRequest) { r.Verb = meshmon.TaskPollNow }, "device"},
-		{"walk", func(r *meshmon.TaskRequest) { r.Verb, r.Device, r.OIDs = meshmon.TaskWalk, "sw1", []string{".1.3.6.1.2.1.1"} }, ""},
-		{"walk of two OIDs", func(r *meshmon.TaskRequest) { r.Verb, r.Device, r.OIDs = meshmon.TaskWalk, "sw1", []string{"1.3", "1.4"} }, "exactly 1"},
+		{"walk", func(r *meshmon.TaskRequest) {
+			r.Verb, r.Device, r.OIDs = meshmon.TaskWalk, "sw1", []string{".1.3.6.1.2.1.1"}
+		}, ""},
+		{"walk of two OIDs", func(r *meshmon.TaskRequest) {
+			r.Verb, r.Device, r.OIDs = meshmon.TaskWalk, "sw1", []string{"1.3", "1.4"}
+		}, "exactly 1"},
 		{"walk of a name", func(r *meshmon.TaskRequest) { r.Verb, r.Device, r.OIDs = meshmon.TaskWalk, "sw1", []string{"sysName"} }, "not numeric"},
-		{"snmp-get", func(r *meshmon.TaskRequest) { r.Verb, r.Address, r.OIDs = meshmon.TaskSNMPGet, "192.0.2.1", []string{"1.3.6.1.2.1.1.5.0"} }, ""},
+		{"snmp-get", func(r *meshmon.TaskRequest) {
+			r.Verb, r.Address, r.OIDs = meshmon.TaskSNMPGet, "192.0.2.1", []string{"1.3.6.1.2.1.1.5.0"}
+		}, ""},
 		{"snmp-get without OID", func(r *meshmon.TaskRequest) { r.Verb, r.Address = meshmon.TaskSNMPGet, "192.0.2.1" }, "no OID"},
 		{"ping without address", func(r *meshmon.TaskRequest) { r.Verb = meshmon.TaskPing }, "address is empty"},
 		{"discover a /22", func(r *meshmon.TaskRequest) { r.Verb, r.CIDR = meshmon.TaskDiscover, "10.0.0.0/22" }, ""},
