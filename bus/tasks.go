@@ -28,6 +28,10 @@ import (
 // ctl.<site>.reply.>, and no other inbox.
 func SiteInboxPrefix(site string) string { return "ctl." + site + ".reply" }
 
+// TaskStarted is the phase of the first reply of every task, which the
+// site sends as it takes the task.
+const TaskStarted = "started"
+
 // TaskQueue is the queue group of a site's pollers for site verbs.
 const TaskQueue = "pollers"
 
@@ -171,7 +175,12 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 		r.ID, r.Poller, r.Seq = req.ID, sv.poller, seq
 		return sv.reply(req.ID, r)
 	}
-	err := sv.h.Task(ctx, req, send)
+	// An acknowledgement first: the requester knows the site took the
+	// task, however long its first result takes.
+	err := send(meshmon.TaskReply{Progress: &meshmon.TaskProgress{Phase: TaskStarted}})
+	if err == nil {
+		err = sv.h.Task(ctx, req, send)
+	}
 	final := meshmon.TaskReply{Done: true}
 	if err != nil {
 		final.Error, final.Code = err.Error(), sv.s.code(err)
@@ -239,9 +248,11 @@ func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt Ta
 
 // waitTask reads the replies of req until the last.
 func waitTask(ctx context.Context, req meshmon.TaskRequest, opt TaskOptions, replies <-chan *nats.Msg) error {
-	deadline := time.Now().Add(time.Duration(req.Timeout))
+	// The site stops the task at its timeout and says so; the requester
+	// gives it the reach on top before it gives up on its own.
+	deadline := time.Now().Add(time.Duration(req.Timeout) + opt.Reach)
 	if req.Timeout <= 0 {
-		deadline = time.Now().Add(MaxTaskTimeout)
+		deadline = time.Now().Add(MaxTaskTimeout + opt.Reach)
 	}
 	answered := false
 	for {
@@ -265,7 +276,7 @@ func waitTask(ctx context.Context, req meshmon.TaskRequest, opt TaskOptions, rep
 			case time.Until(deadline) > 0:
 				return fmt.Errorf("%w: site %s stopped answering task %s (no reply in %s)", ErrTaskTimeout, req.Site, req.Verb, opt.Idle)
 			}
-			return fmt.Errorf("%w: task %s at site %s did not finish in %s", ErrTaskTimeout, req.Verb, req.Site, time.Duration(req.Timeout))
+			return fmt.Errorf("%w: task %s at site %s did not finish in %s", ErrTaskTimeout, req.Verb, req.Site, time.Duration(req.Timeout)+opt.Reach)
 		case m := <-replies:
 			t.Stop()
 			var r meshmon.TaskReply

@@ -80,7 +80,7 @@ func TestTaskRouting(t *testing.T) {
 		return RunTask(ctx, nc, req(meshmon.TaskPollNow, "sw1", 5*time.Second), TaskOptions{Reach: time.Second,
 			OnReply: func(r meshmon.TaskReply) { replies = append(replies, r) }})
 	})
-	if len(replies) != 2 || replies[0].Poller != "p1" || replies[0].Varbinds[0].Value != "p1" || !replies[1].Done {
+	if len(replies) != 3 || replies[1].Poller != "p1" || replies[1].Varbinds[0].Value != "p1" || !replies[2].Done {
 		t.Fatalf("poll-now of sw1: %+v", replies)
 	}
 	if p2.ran.Load() != 0 {

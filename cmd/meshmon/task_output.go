@@ -58,7 +58,7 @@ func (o *taskOutput) reply(r meshmon.TaskReply) {
 	} else {
 		o.result.Varbinds = append(o.result.Varbinds, r.Varbinds...)
 	}
-	if p := r.Progress; p != nil && o.req.Verb == meshmon.TaskDiscover && (time.Since(o.lastProg) >= time.Second || r.Done) {
+	if p := r.Progress; p != nil && p.Phase != bus.TaskStarted && o.req.Verb == meshmon.TaskDiscover && (time.Since(o.lastProg) >= time.Second || r.Done) {
 		o.lastProg = time.Now()
 		fmt.Fprintf(o.progress, "discover %s at %s: %s %d/%d, %d found\n", o.req.CIDR, o.req.Site, p.Phase, p.Done, p.Total, p.Found)
 	}
