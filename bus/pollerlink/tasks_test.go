@@ -331,7 +331,7 @@ func TestTasksFromCentral(t *testing.T) {
 	if replies, err = collect(ctx, m.admin, req); err != nil {
 		t.Fatal(err)
 	}
-	if vb := replies[0].Varbinds; len(vb) != 1 || vb[0].Value != agents[5].Name() {
+	if vb := allVarbinds(replies); len(vb) != 1 || vb[0].Value != agents[5].Name() {
 		t.Fatalf("snmp-get sysName of %s: %+v", agents[5].Name(), vb)
 	}
 	req = task(meshmon.TaskPing)
@@ -447,6 +447,14 @@ func samples(rs []meshmon.TaskReply) string {
 	return strings.Join(checks, ",")
 }
 
+func allVarbinds(rs []meshmon.TaskReply) []meshmon.Varbind {
+	var out []meshmon.Varbind
+	for _, r := range rs {
+		out = append(out, r.Varbinds...)
+	}
+	return out
+}
+
 func varbinds(rs []meshmon.TaskReply) int {
 	n := 0
 	for _, r := range rs {
@@ -535,7 +543,7 @@ func (m *taskMesh) snmpd(ctx context.Context, inv *bus.Inventory) {
 	if replies, err = collect(ctx, m.admin, req); err != nil {
 		t.Fatal(err)
 	}
-	if vb := replies[0].Varbinds; len(vb) != 2 || vb[0].Value != "meshmon-tasks-snmpd" {
+	if vb := allVarbinds(replies); len(vb) != 2 || vb[0].Value != "meshmon-tasks-snmpd" {
 		t.Fatalf("snmp-get at snmpd: %+v", vb)
 	}
 }
