@@ -135,7 +135,14 @@ func (sv *serving) handle(m *nats.Msg) {
 		return
 	}
 	if meshmon.IsDeviceTask(req.Verb) && !sv.h.Owns(req.Device) {
-		return // the owner answers
+		// The owner answers. A poller the assignment names but that
+		// has not taken the device on yet says so rather than leave
+		// the requester waiting.
+		if owner, _ := sv.h.Whois(req.Device); owner == sv.poller {
+			sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeFailed,
+				Error: fmt.Sprintf("poller %s is taking device %s on; try again in a moment", sv.poller, req.Device)})
+		}
+		return
 	}
 	if err := req.Validate(); err != nil {
 		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Error: err.Error(), Code: meshmon.TaskCodeFailed})

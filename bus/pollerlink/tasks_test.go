@@ -367,6 +367,24 @@ func TestTasksFromCentral(t *testing.T) {
 	if progress == 0 {
 		t.Error("discovery sent no progress")
 	}
+	// --add: the candidates into hq's inventory, from central, with the
+	// credential each answered with; the two devices there are left.
+	var cands []meshmon.Candidate
+	for _, r := range replies {
+		cands = append(cands, r.Candidates...)
+	}
+	added := 0
+	for _, a := range bus.AddCandidates(ctx, inv, cands, nil, req.Port, time.Hour) {
+		switch {
+		case a.Result == "added":
+			added++
+		case a.Result != "exists" || a.Name != agents[0].Name() && a.Name != agents[1].Name():
+			t.Errorf("discover --add: %+v", a)
+		}
+	}
+	if d, err := inv.Get(ctx, agents[7].Name()); added != len(agents)-2 || err != nil || d.SNMP.Community != "public" || d.SNMP.Port != req.Port {
+		t.Errorf("discover --add added %d devices, want %d; %s: %+v, %v", added, len(agents)-2, agents[7].Name(), d, err)
+	}
 
 	// No such device; a cut link: the site is offline, within the reach.
 	req = task(meshmon.TaskPollNow)
