@@ -19,6 +19,7 @@ const (
 	KindReboot          = "reboot"           // sysUpTime went backwards
 	KindFlapping        = "flapping"         // a check changes state too often; its events are held back
 	KindTrap            = "trap"             // an SNMP trap or inform was received
+	// KindTask (task.go) records an on-demand task run at the site.
 )
 
 // Kinds lists every event kind, for the CLI's --kind and for validation.
@@ -71,6 +72,8 @@ type EventData struct {
 	IfName  string `json:"if_name,omitempty"`
 
 	Trap *Trap `json:"trap,omitempty"`
+	// Task is the record of an on-demand task (kind task).
+	Task *TaskAudit `json:"task,omitempty"`
 }
 
 // Trap is what a received SNMP trap carried.

@@ -62,3 +62,22 @@ var ErrNoSuchPeer = errors.New("no such peer")
 // ErrLeaseLost is wrapped by Elector.Renew when the lease changed hands
 // (it lapsed, or another candidate holds it now).
 var ErrLeaseLost = errors.New("the lease changed hands")
+
+// ErrSiteOffline is wrapped by RunTask when no poller of the site answered
+// in time: the site's link is down, or it runs no poller.
+var ErrSiteOffline = errors.New("site offline")
+
+// ErrNoOwner is wrapped by RunTask when the site has the device but no
+// poller owns it (no assignment yet, or every poller of the site is down).
+var ErrNoOwner = errors.New("no poller owns the device")
+
+// ErrTaskDevice is wrapped by RunTask when the site has no such device.
+var ErrTaskDevice = errors.New("no such device at the site")
+
+// ErrTaskFailed is wrapped by RunTask when the site ran the task and it
+// failed; the error carries the site's reason.
+var ErrTaskFailed = errors.New("task failed")
+
+// ErrTaskTimeout is wrapped by RunTask when the task did not end within
+// its timeout, or the site stopped answering while it ran.
+var ErrTaskTimeout = errors.New("task timed out")

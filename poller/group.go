@@ -316,13 +316,13 @@ func (p *Poller) deviceAt(addr string) (meshmon.Device, bool) {
 // current owner and the one before, which covers a member that is cut off
 // and gets its devices back when it returns. (Within the streams' duplicate windows the
 // same slot would be stored once anyway, by message id; after a longer cut
-// it would not.) Traps are never superseded: only the member that received
-// one has it.
+// it would not.) Traps and task records are never superseded: only the
+// member that received one has it.
 func (p *Poller) superseded(m meshmon.Message) bool {
 	if p.group == nil {
 		return false
 	}
-	if m.Stream == meshmon.StreamEvents && m.Kind == meshmon.KindTrap || m.Time.IsZero() {
+	if m.Stream == meshmon.StreamEvents && (m.Kind == meshmon.KindTrap || m.Kind == meshmon.KindTask) || m.Time.IsZero() {
 		return false
 	}
 	dev := m.Device

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/storage"
 )
 
@@ -55,6 +56,9 @@ type Link struct {
 	// NewGroup makes the poller's seat in its site's group; without it
 	// the poller polls every device of its site.
 	NewGroup func(GroupSeat) (GroupMember, error)
+	// Tasks serves the site's on-demand tasks (optional): the poller
+	// answers them once its identity is proven.
+	Tasks TaskServer
 }
 
 // ServiceConfig is how a Service runs: the poller's Config, where it keeps
@@ -293,9 +297,14 @@ func (s *Service) run(ctx context.Context, cancel context.CancelFunc, store *sto
 				return
 			}
 		}
+		var tasks sync.WaitGroup
+		if s.link.Tasks != nil {
+			tasks.Go(func() { s.serveTasks(ctx) })
+		}
 		if group != nil {
 			group.Run(ctx)
 		}
+		tasks.Wait()
 	}()
 	var err error
 	select {
@@ -312,4 +321,18 @@ func (s *Service) run(ctx context.Context, cancel context.CancelFunc, store *sto
 	}
 	s.err = err
 	close(s.done)
+}
+
+// serveTasks serves the site's tasks until ctx is done, serving again
+// after a failure.
+func (s *Service) serveTasks(ctx context.Context) {
+	b := backoff.New(time.Second, 30*time.Second)
+	for ctx.Err() == nil {
+		err := s.link.Tasks.Serve(ctx, s.cfg.Site, s.cfg.Name, s.p)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("serving tasks; trying again", "err", err)
+		b.Wait(ctx)
+	}
 }

@@ -141,8 +141,10 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// At its site: its subjects, its site's buckets, and its own
 		// consumers on the streams (bucket watches, the last states it
 		// reads back from EVENTS), through the server it is on only.
-		sub.Allow.Add(InboxPrefix(name) + ".>")
-		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>")
+		// Its site's task requests (ctl.<site>.<verb>, one token: not the
+		// replies) and its site's task replies (bus.TaskServer).
+		sub.Allow.Add(InboxPrefix(name)+".>", taskRequests(site))
+		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>", taskReplies(site))
 		// Its own heartbeat and its site's group keys only (poller_perms.go).
 		pub.Allow.Add(pollerKVPublish(site, name)...)
 		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
@@ -176,7 +178,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		pub.Deny.Add(denyRead(secretStream)...)
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:
-		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
+		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>", "ctl.>")
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
 	case RoleSite:
@@ -208,9 +210,9 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// own source consumers' deliveries, replies to central's
 		// requests, and the upkeep user's reading of the tenant bucket.
 		upkeep := "site-" + site
-		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R.>", "$JS.hub.API.INFO")
+		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R.>", "$JS.hub.API.INFO", taskReplies(site))
 		pub.Allow.Add(hubTenantOps("$JS.hub.API.", "$JS.API.")...)
-		sub.Allow.Add("$JS."+site+".API.>", InboxPrefix(upkeep)+".>")
+		sub.Allow.Add("$JS."+site+".API.>", InboxPrefix(upkeep)+".>", taskRequests(site))
 		for _, sc := range sourceConsumers {
 			s, c := sc[0], sc[1]
 			sub.Allow.Add("$JS.FC."+s+"."+c+".>", "$JS.FC."+site+".*."+s+"."+c+".>", "$JS.ACK."+s+"."+c+".>",
@@ -220,6 +222,14 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 	}
 	return pub, sub, resp
 }
+
+// taskRequests are a site's task requests, ctl.<site>.<verb>
+// (meshmon.TaskSubject), and taskReplies their replies,
+// ctl.<site>.reply.<id> (meshmon.TaskReplySubject): admins send the
+// requests from central, the site's link carries them to the site and
+// only its replies back, and its pollers take the one and send the other.
+func taskRequests(site string) string { return "ctl." + site + ".*" }
+func taskReplies(site string) string  { return "ctl." + site + ".reply.>" }
 
 // hubTenantOps are the requests that read and watch the tenant bucket at
 // central (a site follows its tenant's account JWT there).

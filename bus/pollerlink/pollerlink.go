@@ -79,7 +79,8 @@ func (c *Conn) markConnected() { c.once.Do(func() { close(c.connected) }) }
 
 // Link is what poller.Service takes of the peer: the site check, the
 // publisher, the inventory and the registry (opened when first used, so
-// the poller starts while its peer is away), and its group seat.
+// the poller starts while its peer is away), its group seat, and the
+// site's on-demand tasks.
 func (c *Conn) Link() poller.Link {
 	return poller.Link{
 		Peer:      c.url,
@@ -88,6 +89,7 @@ func (c *Conn) Link() poller.Link {
 		Publisher: bus.NewPublisher(c.js),
 		Inventory: &lazyInventory{js: c.js},
 		Registry:  &lazyRegistry{js: c.js},
+		Tasks:     taskServer{bus.NewTaskServer(c.nc, poller.TaskCode, c.log)},
 		NewGroup: func(s poller.GroupSeat) (poller.GroupMember, error) {
 			g, err := bus.NewGroup(c.js, GroupConfig(s), c.log)
 			if err != nil {
@@ -105,6 +107,13 @@ func (c *Conn) Close() { c.nc.Close() }
 func GroupConfig(s poller.GroupSeat) bus.GroupConfig {
 	return bus.GroupConfig{Name: s.Name, Instance: s.Instance, Site: s.Site, Lease: s.Lease,
 		MemberTimeout: s.MemberTimeout, Tick: min(100*time.Millisecond, s.MemberTimeout/4)}
+}
+
+// taskServer serves a poller's tasks with bus.TaskServer.
+type taskServer struct{ s *bus.TaskServer }
+
+func (t taskServer) Serve(ctx context.Context, site, name string, h poller.TaskHandler) error {
+	return t.s.Serve(ctx, site, name, h)
 }
 
 type siteChecker struct{ js jetstream.JetStream }

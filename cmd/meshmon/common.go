@@ -62,18 +62,30 @@ type client struct {
 	js jetstream.JetStream
 }
 
-func connect(c *cli.Context) (*client, error) {
+func connect(c *cli.Context) (*client, error) { return connectSite(c, "") }
+
+// connectSite connects for site's JetStream domain, from central ("": the
+// peer's own).
+func connectSite(c *cli.Context, site string) (*client, error) {
 	cfg := connConfig(c, "meshmon-cli")
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, err := bus.ConnectWait(ctx, cfg)
+	var opts []nats.Option
+	if site != "" {
+		// The site's link carries back the site's task replies only.
+		opts = append(opts, nats.CustomInboxPrefix(bus.SiteInboxPrefix(site)))
+	}
+	nc, err := bus.ConnectWait(ctx, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(nc)
+	if site != "" && err == nil {
+		js, err = jetstream.NewWithDomain(nc, site)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

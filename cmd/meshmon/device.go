@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -40,20 +41,20 @@ func deviceCommand() *cli.Command {
 					&cli.StringFlag{Name: "priv-pass", Usage: "SNMPv3 privacy password"},
 					&cli.StringFlag{Name: "context", Usage: "SNMPv3 context name"},
 					&cli.BoolFlag{Name: "replace", Usage: "replace the device if it exists"},
-					jsonFlag(),
+					jsonFlag(), siteFlag(),
 				},
 				Action: deviceAdd,
 			},
-			{Name: "list", Usage: "list devices (secrets masked unless --show-secrets)", Flags: []cli.Flag{jsonFlag(), showSecretsFlag()}, Action: deviceList},
-			{Name: "show", Usage: "show one device (secrets masked unless --show-secrets)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), showSecretsFlag()}, Action: deviceShow},
+			{Name: "list", Usage: "list devices (secrets masked unless --show-secrets)", Flags: []cli.Flag{jsonFlag(), showSecretsFlag(), siteFlag()}, Action: deviceList},
+			{Name: "show", Usage: "show one device (secrets masked unless --show-secrets)", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), showSecretsFlag(), siteFlag()}, Action: deviceShow},
 			{
 				Name:      "import",
 				Usage:     "add devices from JSON: one device or a list, as 'device list --json --show-secrets' prints them ('-' reads stdin)",
 				ArgsUsage: "FILE",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "replace", Usage: "replace devices that exist"}, jsonFlag()},
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "replace", Usage: "replace devices that exist"}, jsonFlag(), siteFlag()},
 				Action:    deviceImport,
 			},
-			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag()}, Action: deviceRm},
+			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), siteFlag()}, Action: deviceRm},
 		},
 	}
 }
@@ -135,10 +136,22 @@ func deviceAdd(c *cli.Context) error {
 	return nil
 }
 
-// withInventory connects to the peer, opens the inventory and runs fn
-// within one request timeout.
+// withInventory connects to the peer, opens the inventory (of --site's,
+// from central, when given) and runs fn within one request timeout.
 func withInventory(c *cli.Context, fn func(ctx context.Context, inv *bus.Inventory) error) error {
-	cl, err := connect(c)
+	return withInventorySite(c, c.String("site"), fn)
+}
+
+// withInventorySite is withInventory for site's inventory, reached from
+// central through the site's JetStream domain across its leaf link ("":
+// the inventory of the peer connected to).
+func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context, inv *bus.Inventory) error) error {
+	if site != "" {
+		if err := meshmon.ValidateName("site", site); err != nil {
+			return err
+		}
+	}
+	cl, err := connectSite(c, site)
 	if err != nil {
 		return err
 	}
@@ -146,6 +159,9 @@ func withInventory(c *cli.Context, fn func(ctx context.Context, inv *bus.Invento
 	ctx, cancel := opCtx(c)
 	defer cancel()
 	inv, err := bus.OpenInventory(ctx, cl.js)
+	if site != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
+		return fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", bus.ErrSiteOffline, site, c.Duration("timeout"))
+	}
 	if err != nil {
 		return err
 	}
@@ -216,6 +232,11 @@ type deviceResult struct {
 	Result string          `json:"result"` // added, replaced or removed
 	Name   string          `json:"name,omitempty"`
 	Device *meshmon.Device `json:"device,omitempty"`
+}
+
+// siteFlag reaches a site's inventory from central.
+func siteFlag() cli.Flag {
+	return &cli.StringFlag{Name: "site", Usage: "from central: the site whose inventory to use, reached over its leaf link (admin credentials)"}
 }
 
 func showSecretsFlag() cli.Flag {

@@ -44,6 +44,7 @@ func newApp() *cli.App {
 			tenantCommand(),
 			siteCommand(),
 			deviceCommand(),
+			taskCommand(),
 			eventsCommand(),
 			notifyCommand(),
 			statusCommand(),

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+func taskCommand() *cli.Command {
+	common := func(timeout time.Duration, more ...cli.Flag) []cli.Flag {
+		return append([]cli.Flag{
+			&cli.StringFlag{Name: "site", Usage: "the site that runs the task (required)"},
+			&cli.DurationFlag{Name: "task-timeout", Value: timeout, Usage: "how long the task may run; the site stops it then"},
+			&cli.DurationFlag{Name: "reach", Value: bus.DefaultReach, Usage: "how long the site has to answer at all before it counts as offline"},
+			jsonFlag(),
+		}, more...)
+	}
+	port := &cli.IntFlag{Name: "snmp-port", Usage: "SNMP UDP port to try", DefaultText: "161"}
+	return &cli.Command{
+		Name:  "task",
+		Usage: "act on a site now, from central, over the link the site dialled (see docs/tasks.md)",
+		Subcommands: []*cli.Command{
+			{Name: meshmon.TaskPollNow, Usage: "poll a device now and print the fresh readings", ArgsUsage: "DEVICE",
+				Flags: common(30 * time.Second), Action: taskAction(1, 1)},
+			{Name: meshmon.TaskWalk, Usage: "SNMP walk of a device's subtree, printed as it comes", ArgsUsage: "DEVICE OID",
+				Flags: common(2 * time.Minute), Action: taskAction(2, 2)},
+			{Name: meshmon.TaskPing, Usage: "ICMP echo to an address, from the site", ArgsUsage: "ADDRESS",
+				Flags: common(15 * time.Second), Action: taskAction(1, 1)},
+			{Name: meshmon.TaskSNMPGet, Usage: "SNMP GET at an address, from the site, with the first credential that answers", ArgsUsage: "ADDRESS OID...",
+				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction(2, -1)},
+			{Name: meshmon.TaskDiscover, Usage: "ICMP sweep of a prefix, then SNMP with the site's credentials; prints the candidates",
+				Flags: common(10*time.Minute, port, credentialsFlag(),
+					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
+					&cli.BoolFlag{Name: "allow-large", Usage: "allow a prefix larger than a /22 (up to a /16)"},
+					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
+					&cli.BoolFlag{Name: "add", Usage: "add the candidates that answered SNMP to the site's inventory"},
+					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add adds"},
+				), Action: taskAction(0, 0)},
+		},
+	}
+}
+
+func credentialsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "credentials", Usage: "JSON file of SNMP settings to try first (a list of {version, community, user, auth_protocol, ...}); the site's own follow"}
+}
+
+// taskAction runs the subcommand's task with between min and max
+// positional arguments (max -1: no limit).
+func taskAction(minArgs, maxArgs int) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		req, err := taskRequest(c, minArgs, maxArgs)
+		if err != nil {
+			return err
+		}
+		cl, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		out := newTaskOutput(c, req)
+		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply}
+		if req.Verb == meshmon.TaskDiscover {
+			opt.Idle = max(opt.Reach, 2*time.Second)
+		}
+		err = bus.RunTask(ctx, cl.nc, req, opt)
+		if errors.Is(err, context.Canceled) && c.Context.Err() == nil {
+			return fmt.Errorf("task %s interrupted; asked site %s to stop it", req.ID, req.Site)
+		}
+		if err != nil {
+			return err
+		}
+		if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
+			if err := out.add(c, req); err != nil {
+				return err
+			}
+		}
+		return out.finish()
+	}
+}
+
+// taskRequest builds the request from the flags and arguments.
+func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, error) {
+	verb := c.Command.Name
+	n := c.NArg()
+	if n < minArgs || maxArgs >= 0 && n > maxArgs {
+		return meshmon.TaskRequest{}, fmt.Errorf("'%s' takes %s; got %d arguments (see '%s --help')", c.Command.HelpName, c.Command.ArgsUsage, n, c.Command.HelpName)
+	}
+	if c.String("site") == "" {
+		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
+	}
+	req := meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: c.String("site"), By: requester(c),
+		Timeout: meshmon.Duration(c.Duration("task-timeout"))}
+	args := c.Args().Slice()
+	switch verb {
+	case meshmon.TaskPollNow:
+		req.Device = args[0]
+	case meshmon.TaskWalk:
+		req.Device, req.OIDs = args[0], args[1:]
+	case meshmon.TaskPing:
+		req.Address = args[0]
+	case meshmon.TaskSNMPGet:
+		req.Address, req.OIDs = args[0], args[1:]
+	case meshmon.TaskDiscover:
+		if c.String("cidr") == "" {
+			return req, fmt.Errorf("--cidr is required: the IPv4 prefix to sweep (see '%s --help')", c.Command.HelpName)
+		}
+		req.CIDR, req.AllowLarge, req.Rate = c.String("cidr"), c.Bool("allow-large"), c.Int("rate")
+	}
+	if c.IsSet("snmp-port") {
+		req.Port = c.Int("snmp-port")
+	}
+	if f := c.String("credentials"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return req, fmt.Errorf("--credentials: %w", err)
+		}
+		if err := json.Unmarshal(b, &req.Credentials); err != nil {
+			return req, fmt.Errorf("--credentials %s: want a JSON list of SNMP settings: %w", f, err)
+		}
+	}
+	if req.Timeout <= 0 {
+		return req, fmt.Errorf("--task-timeout %s: use a positive duration", c.Duration("task-timeout"))
+	}
+	return req, req.Validate()
+}
+
+// requester is the user the credentials name, for the audit record.
+func requester(c *cli.Context) string {
+	if f := c.String("creds"); f != "" {
+		if b, err := os.ReadFile(f); err == nil {
+			if id, err := tenancy.CredsIdentity(b); err == nil {
+				return id.User
+			}
+		}
+	}
+	return c.String("user")
+}

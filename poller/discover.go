@@ -1,0 +1,211 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/meshmon/meshmon"
+)
+
+// Discovery: an ICMP sweep of a prefix, then SNMP at the addresses that
+// answered (at every address when this poller may not ping), trying each
+// credential until one answers. Probes are rate limited (a probe is one
+// echo request or one SNMP try), run discoverWorkers at a time, and end
+// when ctx does.
+
+const (
+	discoverWorkers = 64
+	discoverTimeout = time.Second // per echo and per SNMP try
+	progressEvery   = 500 * time.Millisecond
+)
+
+// discovery is one run: its replies are sent from one goroutine at a
+// time.
+type discovery struct {
+	p     *Poller
+	req   meshmon.TaskRequest
+	lim   *rate.Limiter
+	creds []credential
+
+	mu      sync.Mutex // guards the fields below and calls of send
+	send    func(meshmon.TaskReply) error
+	sendErr error
+	prog    meshmon.TaskProgress
+	found   []meshmon.Candidate // not sent yet
+	total   int                 // candidates found
+}
+
+func (p *Poller) discover(ctx context.Context, req meshmon.TaskRequest, send func(meshmon.TaskReply) error) (int, error) {
+	prefix, err := meshmon.DiscoverPrefix(req.CIDR, req.AllowLarge)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrTaskFailed, err)
+	}
+	r := req.Rate
+	if r == 0 {
+		r = meshmon.DiscoverDefaultRate
+	}
+	d := &discovery{p: p, req: req, lim: rate.NewLimiter(rate.Limit(r), min(r, discoverWorkers)), creds: p.credentials(req), send: send}
+	addrs := meshmon.DiscoverAddrs(prefix)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := d.reportProgress(ctx)
+	alive := addrs
+	icmp := map[netip.Addr]bool{}
+	if p.icmpDenied == nil {
+		alive = d.sweep(ctx, addrs)
+		for _, a := range alive {
+			icmp[a] = true
+		}
+	}
+	d.identify(ctx, alive, icmp)
+	stop()
+	if err := ctx.Err(); err != nil {
+		return d.total, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sendErr != nil {
+		return d.total, d.sendErr
+	}
+	return d.total, d.flushLocked()
+}
+
+// reportProgress sends the progress, and the candidates found since the
+// last report, every progressEvery until the returned stop is called;
+// stop waits for it.
+func (d *discovery) reportProgress(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.mu.Lock()
+				if err := d.flushLocked(); err != nil && d.sendErr == nil {
+					d.sendErr = err
+				}
+				d.mu.Unlock()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// flushLocked sends the progress and the candidates not sent yet.
+func (d *discovery) flushLocked() error {
+	prog := d.prog
+	err := d.send(meshmon.TaskReply{Progress: &prog, Candidates: d.found})
+	d.found = nil
+	return err
+}
+
+func (d *discovery) phase(name string, total int) {
+	d.mu.Lock()
+	d.prog = meshmon.TaskProgress{Phase: name, Total: total, Found: d.total}
+	d.mu.Unlock()
+}
+
+func (d *discovery) step(c *meshmon.Candidate) {
+	d.mu.Lock()
+	d.prog.Done++
+	if c != nil {
+		d.total++
+		d.prog.Found = d.total
+		d.found = append(d.found, *c)
+	}
+	d.mu.Unlock()
+}
+
+// each runs fn for every address, discoverWorkers at a time, until ctx
+// ends.
+func each(ctx context.Context, addrs []netip.Addr, fn func(netip.Addr)) {
+	work := make(chan netip.Addr)
+	var wg sync.WaitGroup
+	for range min(discoverWorkers, len(addrs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range work {
+				fn(a)
+			}
+		}()
+	}
+	defer func() { close(work); wg.Wait() }()
+	for _, a := range addrs {
+		select {
+		case work <- a:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sweep pings every address once and returns those that answered, in
+// order.
+func (d *discovery) sweep(ctx context.Context, addrs []netip.Addr) []netip.Addr {
+	d.phase("icmp", len(addrs))
+	pr := NewICMPProber(d.p.cfg.ICMPMode, 1, time.Millisecond)
+	var mu sync.Mutex
+	up := map[netip.Addr]bool{}
+	each(ctx, addrs, func(a netip.Addr) {
+		if d.lim.Wait(ctx) != nil {
+			return
+		}
+		if pr.Ping(ctx, a.String(), discoverTimeout).OK {
+			mu.Lock()
+			up[a] = true
+			mu.Unlock()
+		}
+		d.step(nil)
+	})
+	var out []netip.Addr
+	for _, a := range addrs {
+		if up[a] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// identify tries SNMP at each address of alive; a candidate is an address
+// that answered SNMP or ICMP.
+func (d *discovery) identify(ctx context.Context, alive []netip.Addr, icmp map[netip.Addr]bool) {
+	d.phase("snmp", len(alive))
+	each(ctx, alive, func(a netip.Addr) {
+		c := meshmon.Candidate{Address: a.String(), ICMP: icmp[a]}
+		for _, cr := range d.creds {
+			if d.lim.Wait(ctx) != nil {
+				return
+			}
+			pr, err := NewSNMPProber(probeDevice(c.Address, cr.snmp, d.req.Port, discoverTimeout))
+			if err != nil {
+				continue
+			}
+			got, err := pr.Identify(ctx)
+			if err == nil {
+				got.ICMP, got.Credential = c.ICMP, cr.ref
+				got.Name = meshmon.CandidateName(got)
+				c = got
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		if c.SNMP || c.ICMP {
+			d.step(&c)
+		} else {
+			d.step(nil)
+		}
+	})
+}

@@ -1,0 +1,118 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon/internal/eventually"
+)
+
+// TestTasksFromCentralCLI runs a central peer in operator mode, a site hq
+// of tenant acme that dials it, a poller at hq and simulated agents, all
+// real processes, and from central, with the meshmon CLI and an admin
+// credential, adds a device to hq's inventory and runs tasks on it. With
+// the stock nats CLI as an attacker it checks that a NOC and a poller
+// credential may neither send a task nor read the replies, and with the
+// meshmon CLI that another tenant's admin reaches no site of acme's.
+func TestTasksFromCentralCLI(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	_, keys, curl, lport := startOperatorCentral(t, dir)
+	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
+	cli("tenant", "create", "acme", "--keys", keys)
+	cli("tenant", "create", "beta", "--keys", keys)
+	token := filepath.Join(dir, "hq.token")
+	cli("site", "add", "hq", "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+	port := freePort(t, "tcp")
+	site := runMeshmon(t, "hq", "peer", "run", "--role", "site", "--name", "hq-peer", "--join-file", token,
+		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "hq"))
+	site.waitOutput(`peer hq-peer ready`, 30*time.Second)
+	hqURL := "nats://127.0.0.1:" + strconv.Itoa(port)
+	creds := map[string]string{}
+	for _, u := range [][]string{{"acme", "admin", "admin", ""}, {"acme", "noc", "noc", ""}, {"acme", "p1", "poller", "hq"}, {"beta", "badmin", "admin", ""}} {
+		f := filepath.Join(dir, u[1]+".creds")
+		args := []string{"tenant", "creds", u[0], "--keys", keys, "--role", u[2], "--user", u[1], "--out", f}
+		if u[3] != "" {
+			args = append(args, "--site", u[3])
+		}
+		cli(args...)
+		creds[u[1]] = f
+	}
+	sm := startSim(t, "tk", "127.83.0.1", 2)
+	a := sm.Agents()[0]
+	admin := func(args ...string) (string, string, int) {
+		return run(t, append([]string{"--server", curl, "--creds", creds["admin"]}, args...)...)
+	}
+	// The device goes into hq's inventory from central.
+	eventually.True(t, 30*time.Second, "device add --site hq from central", func() bool {
+		_, _, code := admin("device", "add", "--site", "hq", a.Name(), "--address", a.Addr().Addr().String(),
+			"--checks", "snmp", "--snmp-port", strconv.Itoa(int(a.Addr().Port())))
+		return code == 0
+	})
+	if out, _, code := admin("device", "list", "--site", "hq", "--json"); code != 0 || !strings.Contains(out, a.Name()) {
+		t.Fatalf("device list --site hq from central: exit %d\n%s", code, out)
+	}
+	poller := runMeshmon(t, "poller-hq", "--server", hqURL, "--creds", creds["p1"], "poller", "run", "--data-dir", filepath.Join(dir, "p1"))
+	poller.waitOutput(`poller started`, 30*time.Second)
+
+	var res struct {
+		Poller  string `json:"poller"`
+		Samples []struct {
+			Check string `json:"check"`
+		} `json:"samples"`
+	}
+	eventually.True(t, 30*time.Second, "task poll-now from central", func() bool {
+		out, _, code := admin("task", "poll-now", "--site", "hq", a.Name(), "--json")
+		return code == 0 && json.Unmarshal([]byte(out), &res) == nil && len(res.Samples) > 0
+	})
+	if res.Poller != "p1" {
+		t.Fatalf("poll-now answered by %q, want p1", res.Poller)
+	}
+	if out, stderr, code := admin("task", "walk", "--site", "hq", a.Name(), "1.3.6.1.2.1.1"); code != 0 || !strings.Contains(out, "1.3.6.1.2.1.1.5.0 = OctetString: "+a.Name()) {
+		t.Fatalf("task walk: exit %d\n%s\n%s", code, out, stderr)
+	}
+
+	// Attackers. The stock nats CLI with a NOC's and a poller's
+	// credential, at central and at the site: no task sent, no reply read.
+	for _, c := range []struct{ who, url, creds string }{
+		{"noc at central", curl, creds["noc"]}, {"poller at central", curl, creds["p1"]},
+		{"noc at hq", hqURL, creds["noc"]}, {"poller at hq", hqURL, creds["p1"]},
+	} {
+		out, ok := natsCLI(t, natsBin, "--server", c.url, "--creds", c.creds, "pub", "ctl.hq.ping", `{"id":"x","verb":"ping","site":"hq","address":"127.0.0.1"}`)
+		if ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("%s published a task request: %s", c.who, out)
+		}
+	}
+	out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["noc"], "sub", "ctl.hq.reply.>", "--count", "1", "--timeout", "2s")
+	if ok || !strings.Contains(out, "Permissions Violation") {
+		t.Errorf("noc subscribed to task replies: %s", out)
+	}
+	// The meshmon CLI says so in one line.
+	_, stderr, code := run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
+	if code != 1 || !strings.Contains(stderr, "Permissions Violation") {
+		t.Errorf("task ping with a NOC credential: exit %d, %q", code, stderr)
+	}
+	// Another tenant's admin: its account has no site hq; nothing answers.
+	_, stderr, code = run(t, "--server", curl, "--creds", creds["badmin"], "task", "ping", "--site", "hq", "127.0.0.1", "--reach", "2s")
+	if code != 1 || !strings.Contains(stderr, "site hq is offline (no reply in 2s)") {
+		t.Errorf("task ping by beta's admin at acme's site: exit %d, %q", code, stderr)
+	}
+	_, stderr, code = run(t, "--server", curl, "--creds", creds["badmin"], "--timeout", "2s", "device", "list", "--site", "hq")
+	if code != 1 || !strings.Contains(stderr, "site hq is offline") {
+		t.Errorf("device list --site hq by beta's admin: exit %d, %q", code, stderr)
+	}
+
+	// The site stopped: the admin's task fails within its reach, clearly.
+	site.stop()
+	start := time.Now()
+	_, stderr, code = admin("task", "poll-now", "--site", "hq", a.Name(), "--reach", "2s")
+	if code != 1 || !strings.Contains(stderr, "site hq is offline") || time.Since(start) > 10*time.Second {
+		t.Errorf("poll-now with hq down: exit %d after %s, %q", code, time.Since(start), stderr)
+	}
+}
