@@ -31,7 +31,7 @@ func peerCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "run",
 			Usage: "run a site or central peer until SIGINT or SIGTERM",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
 				&cli.StringFlag{Name: "role", Value: peer.RoleSite, EnvVars: env("ROLE"), Usage: "site or central"},
@@ -68,7 +68,7 @@ func peerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
-			},
+			}, metricsFlags(env, true)...),
 			Action: peerRun,
 		}, {
 			Name:      "rm",
@@ -210,6 +210,11 @@ func peerRun(c *cli.Context) error {
 	}
 	defer p.Close()
 	reloadOnHUP(ctx, p, log)
+	ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
 	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
