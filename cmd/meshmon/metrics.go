@@ -31,6 +31,23 @@ func metricsFlags(env func(string) []string, ownCert bool) []cli.Flag {
 	return fs
 }
 
+// checkMetrics checks the --metrics-* flags before the process starts
+// what takes time: ownCert says whether the process has a certificate of
+// its own to serve them with (a peer's --tls-cert).
+func checkMetrics(c *cli.Context, ownCert bool) error {
+	if c.String("metrics-listen") == "" {
+		return nil
+	}
+	cfg := selfmetrics.Config{Listen: c.String("metrics-listen"), Plaintext: c.Bool("metrics-plaintext"), User: c.String("metrics-user")}
+	if !cfg.Plaintext && (ownCert || c.String("metrics-tls-cert") != "" || c.String("metrics-tls-key") != "") {
+		cfg.TLS = &tls.Config{}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
+	}
+	return nil
+}
+
 // serveMetrics starts the metrics listener of --metrics-listen with cs;
 // nil without the flag. own is the process's own TLS config (a peer's),
 // nil when it has none.

@@ -199,6 +199,9 @@ func peerRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMetrics(c, cfg.TLS.Cert != ""); err != nil {
+		return err
+	}
 	p, err := peer.New(cfg, log)
 	if err != nil {
 		return err

@@ -71,6 +71,9 @@ func pollerRun(c *cli.Context) error {
 	if err := required(c, "MESHMON_POLLER_", "data-dir"); err != nil {
 		return err
 	}
+	if err := checkMetrics(c, false); err != nil {
+		return err
+	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err

@@ -109,6 +109,9 @@ func simRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMetrics(c, false); err != nil {
+		return err
+	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
