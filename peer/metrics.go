@@ -65,8 +65,9 @@ type peerMetrics struct {
 }
 
 // Metrics returns the peer's Prometheus collector. Call it after Start;
-// on a site peer its first call starts the watch that feeds
-// meshmon_peer_event_store_delay_seconds, until Close.
+// on a site peer its first call subscribes to the events that feed
+// meshmon_peer_event_store_delay_seconds (until Close) and returns once
+// they are observed.
 func (p *Peer) Metrics() prometheus.Collector {
 	p.metricsOnce.Do(func() {
 		p.metrics = &peerMetrics{p: p, delay: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -75,7 +76,7 @@ func (p *Peer) Metrics() prometheus.Collector {
 			Buckets: delayBuckets,
 		})}
 		if p.cfg.Role == RoleSite && p.Server() != nil {
-			p.background(p.metrics.watchDelays)
+			p.metrics.watchDelays()
 		}
 	})
 	return p.metrics
@@ -200,9 +201,11 @@ func (m *peerMetrics) collectSources(ch chan<- prometheus.Metric, tenant string,
 // delayQueue is the queue group of the delay watch's subscriptions.
 const delayQueue = "meshmon-metrics-delay"
 
-// watchDelays observes, until ctx is done, the delay of every event the
-// site stores: from its time to its arrival here.
-func (m *peerMetrics) watchDelays(ctx context.Context) {
+// watchDelays subscribes, in each account the site keeps streams in, to
+// the events' subjects, and observes the delay of every event stored from
+// then on (its time to its arrival here). It returns once the
+// subscriptions are in place; they end when the peer closes.
+func (m *peerMetrics) watchDelays() {
 	p := m.p
 	dials := []func() (*nats.Conn, error){func() (*nats.Conn, error) {
 		return p.InProcessConn(nats.Name("meshmon-peer-metrics"))
@@ -225,22 +228,30 @@ func (m *peerMetrics) watchDelays(ctx context.Context) {
 		}
 		m.delay.Observe(max(0, time.Since(ev.Time).Seconds()))
 	}
+	var conns []*nats.Conn
 	for _, dial := range dials {
 		nc, err := dial()
 		if err != nil {
 			p.log.Warn("metrics: in-process connection", "err", err)
 			continue
 		}
-		defer nc.Close()
+		conns = append(conns, nc)
 		sub, err := nc.QueueSubscribe(bus.EventsSubjects, delayQueue, observe)
+		if err == nil {
+			// Behind, it drops what it would observe, never the publisher's.
+			_ = sub.SetPendingLimits(64<<10, 64<<20)
+			err = nc.FlushTimeout(5 * time.Second)
+		}
 		if err != nil {
 			p.log.Warn("metrics: subscribe", "subject", bus.EventsSubjects, "err", err)
-			continue
 		}
-		// Behind, it drops what it would observe, never the publisher's.
-		_ = sub.SetPendingLimits(64<<10, 64<<20)
 	}
-	<-ctx.Done()
+	p.background(func(ctx context.Context) {
+		<-ctx.Done()
+		for _, nc := range conns {
+			nc.Close()
+		}
+	})
 }
 
 func b2f(b bool) float64 {
