@@ -39,6 +39,13 @@ func checkMetrics(c *cli.Context, ownCert bool) error {
 		return nil
 	}
 	cfg := selfmetrics.Config{Listen: c.String("metrics-listen"), Plaintext: c.Bool("metrics-plaintext"), User: c.String("metrics-user")}
+	cert, key := c.String("metrics-tls-cert"), c.String("metrics-tls-key")
+	switch {
+	case cfg.Plaintext && (cert != "" || key != ""):
+		return fmt.Errorf("--metrics-plaintext with --metrics-tls-cert: give one or the other")
+	case (cert == "") != (key == ""):
+		return fmt.Errorf("--metrics-tls-cert and --metrics-tls-key go together; give both")
+	}
 	if !cfg.Plaintext && (ownCert || c.String("metrics-tls-cert") != "" || c.String("metrics-tls-key") != "") {
 		cfg.TLS = &tls.Config{}
 	}

@@ -22,6 +22,7 @@ func TestMetricsNeedTLSOrPlaintext(t *testing.T) {
 		{"poller", "run", "--site", "s1", "--data-dir", t.TempDir(), "--metrics-listen", "127.0.0.1:0"},
 		{"sim", "--agents", "1", "--base-addr", "127.79.0.1", "--metrics-listen", "127.0.0.1:0"},
 		{"sim", "--agents", "1", "--base-addr", "127.79.0.1", "--metrics-listen", "127.0.0.1:0", "--metrics-tls-cert", "c.pem"},
+		{"sim", "--agents", "1", "--base-addr", "127.79.0.1", "--metrics-listen", "127.0.0.1:0", "--metrics-plaintext", "--metrics-tls-cert", "c.pem", "--metrics-tls-key", "k.pem"},
 	} {
 		err := newApp().Run(append([]string{"meshmon"}, args...))
 		if err == nil || !strings.Contains(err.Error(), "--metrics-plaintext") && !strings.Contains(err.Error(), "give both") {
