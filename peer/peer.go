@@ -41,6 +41,9 @@ type Peer struct {
 	closeOnce    sync.Once
 	streamsReady chan struct{} // closed once the role's streams exist
 
+	metricsOnce sync.Once
+	metrics     *peerMetrics // the collector of Metrics, once called
+
 	// now is the clock of the sourcing supervisors (watchSources,
 	// keepAccount), which hand it to their pure decide functions.
 	now func() time.Time

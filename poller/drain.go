@@ -82,6 +82,7 @@ func (p *Poller) drain(ctx context.Context) {
 			// The peer answers: it is reachable, and it stores again by
 			// itself once its disk has room.
 			p.connected.Store(true)
+			p.pubDiskFull.Add(1)
 			if why != "disk full" {
 				spooled, _, _ := p.store.SpoolStats()
 				p.log.Warn("peer disk full; spooling until it stores again", "spooled", spooled, "err", err)
@@ -90,6 +91,7 @@ func (p *Poller) drain(ctx context.Context) {
 			retry.Wait(ctx)
 		default:
 			p.connected.Store(false)
+			p.pubUnreachable.Add(1)
 			if why != "unreachable" {
 				spooled, _, _ := p.store.SpoolStats()
 				p.log.Warn("peer unreachable; spooling until it returns", "spooled", spooled, "err", err)

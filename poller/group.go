@@ -80,6 +80,9 @@ func (p *Poller) assign(ctx context.Context, a meshmon.Assignment) {
 		return
 	}
 	first := p.gs.owned == nil
+	if prev := p.gs.latest.Leader; prev != "" && a.Leader != prev {
+		p.leaderChanges.Add(1)
+	}
 	p.gs.owned = owned
 	p.gs.latest = a
 	p.gmu.Unlock()
@@ -165,6 +168,7 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 		}
 	}
 	p.removeAll(lost)
+	p.countMovedOut(lost)
 	// The devices gained: their states read in one read, cached in one
 	// transaction, then polled (at once unless spread). One read or one
 	// fsync per device made a failover of hundreds of devices take
@@ -183,6 +187,7 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	}
 	if !spread {
 		p.takeOver(ctx, names)
+		p.moveIn.Add(uint64(len(names)))
 	}
 	cached := len(gained) > 0
 	if err := p.store.PutDevices(gained); err != nil {
@@ -191,6 +196,19 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	}
 	for _, d := range want {
 		p.upsert(d, !cached || have[d.Name], spread)
+	}
+}
+
+// countMovedOut counts the devices of lost that are still in the
+// inventory: the group moved them to another member (the rest left the
+// inventory).
+func (p *Poller) countMovedOut(lost []string) {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	for _, name := range lost {
+		if _, ok := p.gs.inventory[name]; ok {
+			p.moveOut.Add(1)
+		}
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/storage"
 )
@@ -102,6 +104,11 @@ type Poller struct {
 	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, trapsCommitted, late atomic.Uint64
 	lagMax, lastDropLog                                                                       atomic.Int64
 	connected                                                                                 atomic.Bool
+
+	// What only the metrics read (metrics.go): polls' durations, publish
+	// errors by kind, leader changes seen, devices moved in and out.
+	pollSeconds                                                 prometheus.Histogram
+	pubUnreachable, pubDiskFull, leaderChanges, moveIn, moveOut atomic.Uint64
 }
 
 // target is one scheduled device. Its probe state is touched only by the
@@ -147,6 +154,8 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		wake:    make(chan struct{}, 1),
 		traps:   make(chan queuedTrap, cfg.TrapQueue),
 		ready:   make(chan struct{}),
+
+		pollSeconds: newPollHistogram(),
 	}
 	return p, nil
 }

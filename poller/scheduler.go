@@ -144,7 +144,9 @@ func (p *Poller) work(ctx context.Context, jobs <-chan job) {
 			return
 		case j := <-jobs:
 			p.noteLag(p.cfg.Now().Sub(j.due), j.t.dev.Interval.D())
+			began := time.Now()
 			p.poll(ctx, j.t, j.slot)
+			p.pollSeconds.Observe(time.Since(began).Seconds())
 			p.polls.Add(1)
 			p.finish(j)
 		}

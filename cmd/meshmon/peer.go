@@ -68,7 +68,7 @@ func peerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
-			}, consoleFlags(env)...),
+			}, append(consoleFlags(env), metricsFlags(env, true)...)...),
 			Action: peerRun,
 		}, {
 			Name:      "rm",
@@ -202,6 +202,9 @@ func peerRun(c *cli.Context) error {
 	if err := checkConsoleFlags(c, cfg.Role); err != nil {
 		return err
 	}
+	if err := checkMetrics(c, cfg.TLS.Cert != ""); err != nil {
+		return err
+	}
 	p, err := peer.New(cfg, log)
 	if err != nil {
 		return err
@@ -220,6 +223,11 @@ func peerRun(c *cli.Context) error {
 	if con != nil {
 		defer con.Close()
 	}
+	ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
 	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}

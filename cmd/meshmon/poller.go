@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,7 @@ func pollerCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "run",
 			Usage: "poll the site's devices until SIGINT or SIGTERM",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				configFlag(),
 				&cli.StringFlag{Name: "name", Value: poller.NameFromHost(host), EnvVars: env("NAME"), Usage: "poller name, unique in the site (taken from a poller credential, --creds, whose user it is)"},
 				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site whose devices to poll (taken from a poller credential, --creds, when not given)"},
@@ -46,7 +47,7 @@ func pollerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "heartbeat", Value: def.HeartbeatEvery, EnvVars: env("HEARTBEAT"), Usage: "how often the poller heartbeats to its group"},
 				&cli.DurationFlag{Name: "member-timeout", Value: def.MemberTimeout, EnvVars: env("MEMBER_TIMEOUT"), Usage: "a group member silent this long loses its devices to the others"},
 				&cli.DurationFlag{Name: "group-lease", Value: def.GroupLease, EnvVars: env("GROUP_LEASE"), Usage: "the group leader's lease, whole seconds"},
-			},
+			}, metricsFlags(env, false)...),
 			Action: pollerRun,
 		}},
 	}
@@ -69,6 +70,9 @@ func pollerRun(c *cli.Context) error {
 		}
 	}
 	if err := required(c, "MESHMON_POLLER_", "data-dir"); err != nil {
+		return err
+	}
+	if err := checkMetrics(c, false); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)
@@ -123,7 +127,26 @@ func pollerRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return svc.Run(ctx)
+	// The metrics report the poller once it has started (Start waits up
+	// to --timeout for the peer first).
+	var running atomic.Pointer[poller.Poller]
+	ms, err := serveMetrics(c, nil, log, poller.Collector(running.Load))
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	if err := svc.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	running.Store(svc.Poller())
+	select {
+	case <-ctx.Done():
+	case <-svc.Done():
+	}
+	return svc.Close()
 }
 
 // pollerIdentity checks --tenant, --site and --name against a poller

@@ -33,7 +33,7 @@ func simCommand() *cli.Command {
 			"and answers the system group, ifTable and ifXTable. With --control, faults can be injected over HTTP:\n" +
 			"  curl -X POST http://ADDR/agents/sim-00001/down   (also /up, /reboot, /if/2/down, /if/2/up,\n" +
 			"  /delay?d=500ms, /trap?target=host:port&version=2c; POST /fault injects a random one; GET /agents lists them)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "agents", Value: d.Agents, Usage: "number of agents"},
 			&cli.StringFlag{Name: "base-addr", Value: d.BaseAddr.String(), Usage: "IPv4 address of the first agent; the others follow"},
 			&cli.IntFlag{Name: "port", Value: d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent"},
@@ -55,7 +55,7 @@ func simCommand() *cli.Command {
 			&cli.BoolFlag{Name: "add-devices", Usage: "add every agent to the inventory of the site peer at --server (waits for the peer; replaces devices of the same names)"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add-devices adds"},
 			jsonFlag(),
-		},
+		}, metricsFlags(func(n string) []string { return []string{"MESHMON_SIM_" + n} }, false)...),
 		Action: simRun,
 	}
 }
@@ -111,6 +111,9 @@ func simRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMetrics(c, false); err != nil {
+		return err
+	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
@@ -135,6 +138,11 @@ func simRun(c *cli.Context) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
+	ms, err := serveMetrics(c, nil, log, s.Collectors()...)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
 	if err := s.WriteAgents(os.Stdout, c.Bool("json")); err != nil {
 		return err
 	}
