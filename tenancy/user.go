@@ -160,10 +160,14 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			// MSG.NEXT.<stream>.c.
 			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
+		// Alarm actions as itself only (the processor takes the user
+		// from the subject): ack, unack, comment; never clear.
+		pub.Allow.Add(alarmActions(name, "ack", "unack", "comment")...)
 		pub.Deny.Add(api([]string{"$JS.API."}, "STREAM.MSG.GET."+secretStream, "DIRECT.GET."+secretStream, "DIRECT.GET."+secretStream+".>",
 			"CONSUMER.*."+secretStream+".>", "CONSUMER.*.*."+secretStream+".>")...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
+		pub.Allow.Add(alarmActions(name, ">")...) // every action, as itself
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
 	case RoleSite:
@@ -206,6 +210,17 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}
 	return pub, sub, resp
+}
+
+// alarmActions are the subjects of the alarm actions (verbs, or ">") the
+// user called name may request: alarmop.<name>.<verb> (alarmbus.ActionSubject;
+// tenancy cannot import it, TestAlarmActionSubject keeps them equal).
+func alarmActions(name string, verbs ...string) []string {
+	out := make([]string, len(verbs))
+	for i, v := range verbs {
+		out[i] = "alarmop." + name + "." + v
+	}
+	return out
 }
 
 // hubTenantOps are the requests that read and watch the tenant bucket at

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +77,9 @@ func Act(ctx context.Context, nc *nats.Conn, user string, a alarm.Action) ([]ala
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		m, err := nc.RequestWithContext(rctx, subj, body)
 		cancel()
+		if le := nc.LastError(); err != nil && errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), `"`+subj+`"`) {
+			return nil, fmt.Errorf("%s %s: %w: this credential may not request %s (a NOC may ack, unack and comment as itself; clear takes an admin's)", a.Verb, a.ID, le, subj)
+		}
 		if errors.Is(err, nats.ErrNoResponders) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
 			if !retry.Wait(ctx) {
 				return nil, fmt.Errorf("%s %s: %w (the tenant's alarms run at central)", a.Verb, a.ID, ErrNoProcessor)
