@@ -162,3 +162,25 @@ func (s *Set) Tick(now time.Time) []Change {
 	}
 	return out
 }
+
+// ParseStart reads a window's start: RFC 3339 (with its offset), or a
+// wall-clock time "2006-01-02T15:04" ("2006-01-02 15:04") in the IANA time
+// zone tz ("" is UTC).
+func ParseStart(s, tz string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if tz == "" {
+		tz = "UTC"
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tz %q is not an IANA time zone (e.g. Europe/Paris): %w", tz, err)
+	}
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("start %q: use RFC 3339 (2026-12-03T22:00:00+01:00) or 2026-12-03T22:00 in --tz", s)
+}

@@ -407,6 +407,10 @@ const (
 	readerUser = "meshmon-cli-reader"
 )
 
+// AdminCredsUser is the name of the user AdminCreds issues: the CLI's
+// short-lived admin (--tenant with --keys) acts as it.
+const AdminCredsUser = cliUser
+
 // checkReserved refuses a user name that would share another user's
 // reply subjects (InboxPrefix) or consumer names (ConsumerNames): the
 // CLI's own users' (meshmon-...), the mesh's source consumers'

@@ -45,6 +45,8 @@ func newApp() *cli.App {
 			siteCommand(),
 			deviceCommand(),
 			eventsCommand(),
+			alarmsCommand(),
+			maintenanceCommand(),
 			statusCommand(),
 			benchCommand(),
 		},
