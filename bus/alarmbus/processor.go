@@ -27,6 +27,9 @@ const (
 	// TickEvery is how often maintenance windows are checked for a
 	// beginning or an end over the open alarms.
 	TickEvery = 5 * time.Second
+	// inFlight is how many publishes the processor has unacknowledged at
+	// most (the client refuses more than 4,000 by default).
+	inFlight = 1000
 	// storeWithin bounds the storing of one batch.
 	storeWithin = 30 * time.Second
 )
@@ -278,7 +281,7 @@ func (r *run) applyBatch(ctx context.Context, e eventMsg, more <-chan eventMsg) 
 	var changes []alarm.Change
 	var last uint64
 	now := r.Now()
-	for n := 0; ; n++ {
+	for n := 1; ; n++ {
 		if e.err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -287,30 +290,29 @@ func (r *run) applyBatch(ctx context.Context, e eventMsg, more <-chan eventMsg) 
 		}
 		changes = append(changes, r.set.Apply(e.ev, e.seq, now)...)
 		last = e.seq
-		if n+1 >= BatchMax {
+		if n == BatchMax || len(more) == 0 {
+			r.Log.Debug("alarm processor: batch", "events", n, "changes", len(changes))
 			break
 		}
-		select {
-		case e = <-more:
-			continue
-		default:
-		}
-		break
+		e = <-more
 	}
 	return r.store(ctx, changes, last)
 }
 
-// store publishes changes to ALARMS, waits for every acknowledgement, puts
-// the alarms they leave in the bucket and, with applied > 0, moves the
-// checkpoint to it (an update that expects its last revision: a processor
-// that finds it moved by another stops).
+// store publishes changes to ALARMS, puts the alarms they leave in the
+// bucket and, with applied > 0, moves the checkpoint to it (an update that
+// expects its last revision: a processor that finds it moved by another
+// stops). Changes and alarms go in atomic batches (one fsync each under
+// SyncAlways), in order; a batch refused whole (a change stored already,
+// by a processor before a crash) goes again message by message, where
+// the stream drops what it holds by Nats-Msg-Id.
 func (r *run) store(ctx context.Context, changes []alarm.Change, applied uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, storeWithin)
 	defer cancel()
 	if len(changes) > 0 {
-		var futs []jetstream.PubAckFuture
-		latest := map[string]alarm.Alarm{}
-		for _, c := range changes {
+		msgs := make([]*nats.Msg, 0, len(changes))
+		latest := map[string]int{} // alarm ID -> index in changes of its last
+		for i, c := range changes {
 			b, err := json.Marshal(c)
 			if err != nil {
 				return err
@@ -318,26 +320,21 @@ func (r *run) store(ctx context.Context, changes []alarm.Change, applied uint64)
 			m := nats.NewMsg(alarm.ChangeSubject(c.Alarm))
 			m.Data = b
 			m.Header.Set(jetstream.MsgIDHeader, c.MsgID())
-			f, err := r.js.PublishMsgAsync(m)
-			if err != nil {
-				return fmt.Errorf("publish alarm change: %w", err)
-			}
-			futs = append(futs, f)
-			latest[c.Alarm.ID] = c.Alarm
+			msgs = append(msgs, m)
+			latest[c.Alarm.ID] = i
 		}
-		if err := waitAcks(ctx, futs); err != nil {
+		if err := r.publish(ctx, msgs); err != nil {
 			return fmt.Errorf("publish alarm changes: %w", err)
 		}
-		futs = futs[:0]
-		for id, a := range latest {
-			b, _ := json.Marshal(a)
-			f, err := r.js.PublishAsync(bus.KVSubject(alarm.Bucket, id), b)
-			if err != nil {
-				return fmt.Errorf("put alarm: %w", err)
+		msgs = msgs[:0]
+		for i, c := range changes {
+			if latest[c.Alarm.ID] != i {
+				continue
 			}
-			futs = append(futs, f)
+			b, _ := json.Marshal(c.Alarm)
+			msgs = append(msgs, &nats.Msg{Subject: bus.KVSubject(alarm.Bucket, c.Alarm.ID), Data: b})
 		}
-		if err := waitAcks(ctx, futs); err != nil {
+		if err := r.publish(ctx, msgs); err != nil {
 			return fmt.Errorf("put alarms: %w", err)
 		}
 	}
@@ -357,6 +354,43 @@ func (r *run) store(ctx context.Context, changes []alarm.Change, applied uint64)
 	}
 	r.applied, r.rev = applied, rev
 	return nil
+}
+
+// publish stores msgs (of one stream) in order: atomic batches of at most
+// bus.DefaultMaxAtomic, each refused one again message by message.
+func (r *run) publish(ctx context.Context, msgs []*nats.Msg) error {
+	for len(msgs) > 0 {
+		n := min(len(msgs), bus.DefaultMaxAtomic)
+		err := bus.PublishAtomic(ctx, r.js.Conn(), msgs[:n])
+		if errors.Is(err, bus.ErrAtomicRefused) {
+			err = r.publishEach(ctx, msgs[:n])
+		}
+		if err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
+// publishEach publishes msgs one by one, pipelined, and waits for every
+// acknowledgement.
+func (r *run) publishEach(ctx context.Context, msgs []*nats.Msg) error {
+	var futs []jetstream.PubAckFuture
+	for _, m := range msgs {
+		f, err := r.js.PublishMsgAsync(m)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+		if len(futs) == inFlight {
+			if err := waitAcks(ctx, futs); err != nil {
+				return err
+			}
+			futs = futs[:0]
+		}
+	}
+	return waitAcks(ctx, futs)
 }
 
 // waitAcks waits for every future's acknowledgement.

@@ -23,7 +23,7 @@ import (
 
 // startJS starts an embedded JetStream server on disk with the EVENTS
 // stream, as a central with its own users has it.
-func startJS(t *testing.T) *server.Server {
+func startJS(t testing.TB) *server.Server {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{ServerName: "alarms-" + strconv.FormatInt(time.Now().UnixNano(), 36), Host: "127.0.0.1", Port: -1,
 		JetStream: true, StoreDir: t.TempDir(), SyncAlways: true, NoSigs: true, NoLog: true})
@@ -44,7 +44,7 @@ func startJS(t *testing.T) *server.Server {
 	return srv
 }
 
-func dial(t *testing.T, srv *server.Server) (*nats.Conn, jetstream.JetStream) {
+func dial(t testing.TB, srv *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {

@@ -54,6 +54,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 		MaxBytes:    -1,
 		Duplicates:  StreamDuplicates,
 		Replicas:    replicas,
+		// The processor stores each batch's changes as one atomic
+		// batch: one fsync for all under SyncAlways.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 			return err
 		}
 	}
-	return nil
+	return bus.AllowAtomic(ctx, js, "KV_"+alarm.Bucket)
 }
 
 // eventsReplicas returns the replicas of the EVENTS stream, which the
