@@ -81,6 +81,7 @@ func BenchmarkList100k(b *testing.B) {
 			b.Fatal("publish stalled")
 		}
 	}
+	b.Logf("100,000 alarms put in %s", time.Since(now))
 	st, err := js.Stream(ctx, "KV_"+alarm.Bucket)
 	if err != nil || st.CachedInfo().State.Msgs != 100000 {
 		b.Fatalf("bucket holds %d alarms, %v", st.CachedInfo().State.Msgs, err)
