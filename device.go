@@ -45,6 +45,10 @@ type Device struct {
 	Timeout  Duration `json:"timeout,omitempty"` // per request; 0 means DefaultTimeout
 	Retries  int      `json:"retries,omitempty"` // SNMP retries per request
 	SNMP     *SNMP    `json:"snmp,omitempty"`    // required when Checks has CheckSNMP
+	// Parent is the device (at the same site) this one is reached
+	// through, if any: while the parent is down, this device's
+	// unreachable alarms are symptoms of the parent's (package alarm).
+	Parent string `json:"parent,omitempty"`
 	// Revision is the inventory revision this copy was read at; it is not
 	// stored, only reported.
 	Revision uint64 `json:"revision,omitempty"`
@@ -109,6 +113,14 @@ func (d *Device) Validate() error {
 	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w %s: %s", ErrInvalidDevice, d.Name, fmt.Sprintf(format, a...))
+	}
+	if d.Parent != "" {
+		if err := ValidateName("parent", d.Parent); err != nil {
+			return fmt.Errorf("%w %s: %w", ErrInvalidDevice, d.Name, err)
+		}
+		if d.Parent == d.Name {
+			return bad("parent %q is the device itself; name the device it is reached through", d.Parent)
+		}
 	}
 	if d.Address == "" {
 		return bad("address is empty; give an IP address or host name")

@@ -95,5 +95,8 @@ func (d Device) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\naddress:\t%s\nchecks:\t%s\ninterval:\t%s\ntimeout:\t%s\nretries:\t%d\nsnmp:\t%s\nrevision:\t%d\n",
 		d.Name, d.Address, strings.Join(d.Checks, ","), d.Interval, d.TimeoutOrDefault(), d.Retries, d.SNMP.Summary(), d.Revision)
+	if d.Parent != "" {
+		fmt.Fprintf(tw, "parent:\t%s\n", d.Parent)
+	}
 	return tw.Flush()
 }

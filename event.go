@@ -63,6 +63,9 @@ type EventData struct {
 	Previous string `json:"previous,omitempty"` // state before the change
 	State    string `json:"state,omitempty"`    // state after the change
 	Poller   string `json:"poller,omitempty"`   // the poller that observed it
+	// Parent is the device's parent (Device.Parent) when it was polled:
+	// central correlates alarms with it (package alarm).
+	Parent string `json:"parent,omitempty"`
 	// Assignment is the revision of the poller group's assignment the
 	// device was polled under (see Assignment): of two pollers that both
 	// claim a device, the higher revision is the current owner.

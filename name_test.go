@@ -81,6 +81,9 @@ func TestDeviceValidate(t *testing.T) {
 			d.SNMP = &meshmon.SNMP{Version: "3", User: "u", PrivProtocol: "AES", PrivPassword: "12345678"}
 		}, "auth protocol is empty"},
 		{"port", func(d *meshmon.Device) { d.SNMP.Port = 70000 }, "port"},
+		{"parent", func(d *meshmon.Device) { d.Parent = "core1" }, ""},
+		{"bad parent", func(d *meshmon.Device) { d.Parent = "Core 1" }, "parent"},
+		{"parent itself", func(d *meshmon.Device) { d.Parent = "r1" }, "the device itself"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,6 +64,9 @@ type Alarm struct {
 
 	Comments []Comment `json:"comments,omitempty"`
 
+	// Parent is the device's parent (meshmon.Device.Parent) as the latest
+	// failure event gave it: its open ICMP alarm makes this one a symptom.
+	Parent string `json:"parent,omitempty"`
 	// SymptomOf is the ID of the parent's open alarm this one is a symptom
 	// of; a symptom does not page.
 	SymptomOf string `json:"symptom_of,omitempty"`

@@ -48,6 +48,12 @@ type Peer struct {
 	// keepAccount), which hand it to their pure decide functions.
 	now func() time.Time
 
+	// signer is the peer's own signing key for the tenant accounts it
+	// acts in, made once (centralSigner).
+	signerOnce sync.Once
+	signer     *centralSigner
+	signerErr  error
+
 	// The peer's background work (see maintain and watchSources), until
 	// Close.
 	bg     context.Context

@@ -108,7 +108,7 @@ func (p *Peer) centralRole() role {
 		leaf:       Config.centralLeaf,
 		ensure:     p.ensureOwn,
 		maintain:   p.maintain,
-		background: []func(context.Context){p.watchSources},
+		background: []func(context.Context){p.watchSources, p.superviseTenants},
 		readyLog:   p.ownReadyLog,
 	}
 	if p.cfg.Cluster.Clustered() {
@@ -127,7 +127,7 @@ func (p *Peer) centralTrustRole() role {
 			return c.operatorOptions(o)
 		},
 		leaf:       Config.centralLeaf,
-		background: []func(context.Context){p.watchSources},
+		background: []func(context.Context){p.watchSources, p.superviseTenants},
 		readyLog: func() (string, []any) {
 			return "peer ready in operator mode; tenants come through the resolver", []any{"cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir()}
 		},

@@ -7,7 +7,8 @@ import (
 
 // TestRoleOf: each kind of peer resolves to its role, with streams of its
 // own or none, and its supervisors (the disk watch, which every kind runs,
-// is Start's).
+// is Start's; a central's are the source watch, the tenant workers and, in
+// a cluster, the peer admin).
 func TestRoleOf(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -23,12 +24,12 @@ func TestRoleOf(t *testing.T) {
 		{"site in operator mode", func(c *Config) {
 			c.Central, c.Tenants = []string{"nats-leaf://127.0.0.1:7422"}, []SiteTenant{{Name: "acme"}}
 		}, true, true, 2, "peer ready in operator mode"},
-		{"central", func(c *Config) { c.Role = RoleCentral }, true, false, 1, "peer ready"},
-		{"central cluster", func(c *Config) { c.Role, c.Cluster.Listen = RoleCentral, "127.0.0.1:6222" }, true, false, 2,
+		{"central", func(c *Config) { c.Role = RoleCentral }, true, false, 2, "peer ready"},
+		{"central cluster", func(c *Config) { c.Role, c.Cluster.Listen = RoleCentral, "127.0.0.1:6222" }, true, false, 3,
 			"peer ready; its streams follow once the cluster has a JetStream quorum"},
 		{"central in operator mode", func(c *Config) {
 			c.Role, c.Trust, c.Cluster.Listen = RoleCentral, "trust.json", "127.0.0.1:6222"
-		}, false, false, 1, "peer ready in operator mode; tenants come through the resolver"},
+		}, false, false, 2, "peer ready in operator mode; tenants come through the resolver"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,7 +82,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 	var signer *centralSigner
 	if p.cfg.operatorMode() {
 		var err error
-		if signer, err = newCentralSigner(); err != nil {
+		if signer, err = p.centralSigner(); err != nil {
 			p.log.Error("peer source watch", "err", err)
 			return
 		}

@@ -50,6 +50,7 @@ func severityFor(kind string) string {
 // of their content).
 func (p *Poller) eventMessage(d *meshmon.Device, slot, at time.Time, key string, data meshmon.EventData) (meshmon.Message, error) {
 	data.Tenant, data.Site, data.Device, data.Poller = p.cfg.Tenant, p.cfg.Site, d.Name, p.cfg.Name
+	data.Parent = d.Parent
 	data.Assignment = p.assignRev.Load()
 	if data.Address == "" {
 		data.Address = d.Address

@@ -191,6 +191,25 @@ func TestRolePermissions(t *testing.T) {
 		{"alice", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
 		{"alice", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
 		{"alice", pub, "$KV.devices.d1", false},
+		// Alarms: acts as itself (ack, unack, comment), reads the
+		// alarms; never as another, never clears, never writes the
+		// bucket or the stream.
+		{"alice", pub, "alarmop.alice.ack", true},
+		{"alice", pub, "alarmop.alice.unack", true},
+		{"alice", pub, "alarmop.alice.comment", true},
+		{"alice", pub, "alarmop.alice.clear", false},
+		{"alice", pub, "alarmop.boss.ack", false},
+		{"alice", pub, "alarmop.*.ack", false},
+		{"alice", pub, "alarmop.alice", false},
+		{"alice", sub, "alarmop.>", false},
+		{"alice", pub, "$JS.API.DIRECT.GET.KV_alarms.$KV.alarms.s1.d1.icmp", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.KV_alarms.alice", true},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.ALARMS.alice-1", true},
+		{"alice", pub, "$KV.alarms.s1.d1.icmp", false},
+		{"alice", pub, "$KV.maintenance.w1", false},
+		{"alice", pub, "alarm.s1.d1.icmp", false},
+		{"alice", pub, "$JS.API.STREAM.PURGE.ALARMS", false},
+		{"alice", pub, "$JS.API.STREAM.DELETE.KV_alarms", false},
 
 		// Poller: its site's subjects, its buckets, its own consumers.
 		{"p1", pub, "ev.s1.d1.trap", true},
@@ -228,6 +247,11 @@ func TestRolePermissions(t *testing.T) {
 		{"boss", pub, "$KV.devices.d1", true},
 		{"boss", pub, "ev.s1.d1.trap", false},
 		{"boss", pub, "stored.ev.s1.d1.trap", false},
+		{"boss", pub, "alarmop.boss.clear", true},
+		{"boss", pub, "alarmop.alice.ack", false},
+		{"boss", pub, "$KV.maintenance.w1", true},
+		{"p1", pub, "alarmop.p1.ack", false},
+		{"leaf-s1", pub, "alarmop.alice.ack", false},
 
 		// Leaf link, from central's side: its site's source deliveries
 		// and the tenant bucket, nothing else.

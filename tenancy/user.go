@@ -175,10 +175,14 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			// MSG.NEXT.<stream>.c.
 			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
+		// Alarm actions as itself only (the processor takes the user
+		// from the subject): ack, unack, comment; never clear.
+		pub.Allow.Add(alarmActions(name, "ack", "unack", "comment")...)
 		pub.Deny.Add(denyRead(secretStream)...)
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>", "ctl.>")
+		pub.Allow.Add(alarmActions(name, ">")...) // every action, as itself
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
 	case RoleSite:
@@ -230,6 +234,17 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 // only its replies back, and its pollers take the one and send the other.
 func taskRequests(site string) string { return "ctl." + site + ".*" }
 func taskReplies(site string) string  { return "ctl." + site + ".reply.>" }
+
+// alarmActions are the subjects of the alarm actions (verbs, or ">") the
+// user called name may request: alarmop.<name>.<verb> (alarmbus.ActionSubject;
+// tenancy cannot import it, TestAlarmActionSubject keeps them equal).
+func alarmActions(name string, verbs ...string) []string {
+	out := make([]string, len(verbs))
+	for i, v := range verbs {
+		out[i] = "alarmop." + name + "." + v
+	}
+	return out
+}
 
 // hubTenantOps are the requests that read and watch the tenant bucket at
 // central (a site follows its tenant's account JWT there).
@@ -414,6 +429,10 @@ const (
 	cliUser    = "meshmon-cli"
 	readerUser = "meshmon-cli-reader"
 )
+
+// AdminCredsUser is the name of the user AdminCreds issues: the CLI's
+// short-lived admin (--tenant with --keys) acts as it.
+const AdminCredsUser = cliUser
 
 // checkReserved refuses a user name that would share another user's
 // reply subjects (InboxPrefix) or consumer names (ConsumerNames): the

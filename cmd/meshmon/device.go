@@ -40,6 +40,7 @@ func deviceCommand() *cli.Command {
 					&cli.StringFlag{Name: "priv-proto", Usage: "SNMPv3 privacy protocol: " + strings.Join(meshmon.PrivProtocols, ", ")},
 					&cli.StringFlag{Name: "priv-pass", Usage: "SNMPv3 privacy password"},
 					&cli.StringFlag{Name: "context", Usage: "SNMPv3 context name"},
+					&cli.StringFlag{Name: "parent", Usage: "the device (at the same site, already added) this one is reached through: while it is down, this device's unreachable alarms are its symptoms"},
 					&cli.BoolFlag{Name: "replace", Usage: "replace the device if it exists"},
 					jsonFlag(), siteFlag(),
 				},
@@ -77,6 +78,7 @@ func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
 		Interval: meshmon.Duration(c.Duration("interval")),
 		Timeout:  meshmon.Duration(c.Duration("probe-timeout")),
 		Retries:  c.Int("retries"),
+		Parent:   c.String("parent"),
 	}
 	if d.Has(meshmon.CheckSNMP) {
 		s := &meshmon.SNMP{
@@ -112,6 +114,13 @@ func deviceAdd(c *cli.Context) error {
 	}
 	replaced := false
 	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
+		if d.Parent != "" {
+			if _, err := inv.Get(ctx, d.Parent); errors.Is(err, bus.ErrDeviceNotFound) {
+				return fmt.Errorf("--parent %s: no such device at this site; add the parent first", d.Parent)
+			} else if err != nil {
+				return err
+			}
+		}
 		if !c.Bool("replace") {
 			d.Revision, err = inv.Create(ctx, d)
 			return err

@@ -47,6 +47,8 @@ func newApp() *cli.App {
 			taskCommand(),
 			eventsCommand(),
 			notifyCommand(),
+			alarmsCommand(),
+			maintenanceCommand(),
 			statusCommand(),
 			topologyCommand(),
 			benchCommand(),
