@@ -70,9 +70,9 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	}
 	waitStreamsReady(t, central...)
 	cjs := peerJS(t, central[0])
-	eventually.NoError(t, 30*time.Second, "the condition", func() error { return bus.AddSite(ctx, cjs, "paris", time.Now()) })
+	eventually.NoError(t, 30*time.Second, "central adding site paris", func() error { return bus.AddSite(ctx, cjs, "paris", time.Now()) })
 	var join bus.JoinInfo
-	eventually.NoError(t, 20*time.Second, "the condition", func() (err error) {
+	eventually.NoError(t, 20*time.Second, "the join info", func() (err error) {
 		join, err = bus.Join(ctx, cjs)
 		if err == nil && len(join.Central) < 3 {
 			err = fmt.Errorf("%d of 3 central peers published their leaf URL", len(join.Central))
@@ -88,7 +88,7 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	publishStateEvents(t, pjs, "paris", meshmon.KindNodeDown, "router", kids...)
 
 	var holder string
-	eventually.NoError(t, 60*time.Second, "the condition", func() error {
+	eventually.NoError(t, 60*time.Second, "the alarms of the storm", func() error {
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
 			return err
@@ -114,7 +114,7 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	cjs = peerJS(t, rest[0])
 	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", "router")
 	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", kids...)
-	eventually.NoError(t, 90*time.Second, "the condition", func() error {
+	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
 			return err
