@@ -126,6 +126,11 @@ type Config struct {
 	// authentication, monitoring without a password. The peer warns at
 	// start.
 	Insecure bool `json:"insecure,omitempty"`
+	// NoTenantWorkers keeps a central peer from running the tenants'
+	// workers (the alarm processor and the notification runner): for a
+	// test or bench that runs its own, or a central whose alarms are
+	// processed elsewhere.
+	NoTenantWorkers bool `json:"no_tenant_workers,omitempty"`
 }
 
 // MinPasswordLen is the shortest password a peer takes for its clients,

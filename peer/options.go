@@ -85,6 +85,10 @@ func account(o *server.Options, name string) *server.Account {
 
 // baseOptions sets what every peer's server has: its name and client
 // listener, JetStream and its store, pings, and TLS with k.
+// MaxControlLine is the longest protocol line a peer takes from a client
+// (nats-server's max_control_line; its default is 4 KiB).
+const MaxControlLine = 16 << 10
+
 func (c Config) baseOptions(o *server.Options, k *certs) {
 	host, port := hostPort(c.Listen)
 	o.ServerName = c.Name
@@ -96,6 +100,10 @@ func (c Config) baseOptions(o *server.Options, k *certs) {
 	o.JetStreamMaxStore = c.MaxStore
 	o.SyncAlways = c.SyncAlways
 	o.NoSigs = true // the process owns its signals
+	// A user's JWT travels in its CONNECT line: a NOC's (consumer names,
+	// alarm actions, denials of the secret buckets) with 63-character
+	// names passes nats-server's default 4 KiB (TestPermissionsFitConnect).
+	o.MaxControlLine = MaxControlLine
 	// A leaf link that dies silently (a WAN cut that drops packets rather
 	// than resetting connections) is closed after pingsOut unanswered
 	// pings, on each side: central then stops counting the site as

@@ -76,6 +76,9 @@ type TenantLease struct {
 // account with an EVENTS stream), over connections signed with the peer's
 // own key there (centralSigner), as the source watch does.
 func (p *Peer) superviseTenants(ctx context.Context) {
+	if p.cfg.NoTenantWorkers {
+		return
+	}
 	running := map[string]context.CancelFunc{}
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -176,8 +176,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
 		}
 		// Alarm actions as itself only (the processor takes the user
-		// from the subject): ack, unack, comment; never clear.
-		pub.Allow.Add(alarmActions(name, "ack", "unack", "comment")...)
+		// from the subject): ack, unack, comment; never clear (one
+		// wildcard and one denial: each subject naming the user costs
+		// the JWT room).
+		pub.Allow.Add(alarmActions(name, "*")...)
+		pub.Deny.Add(alarmActions("*", "clear")...)
 		pub.Deny.Add(denyRead(secretStream)...)
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:

@@ -13,6 +13,7 @@ import (
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/notify"
+	"github.com/meshmon/meshmon/peer"
 )
 
 // TestRunFailoverToAnotherCentralPeer: a clustered central (three peers,
@@ -25,7 +26,9 @@ func TestRunFailoverToAnotherCentralPeer(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: t.TempDir(), Prefix: "nf-", Central: 3})
+	m, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: t.TempDir(), Prefix: "nf-", Central: 3,
+		// The test runs the runners itself, not the peers' own.
+		Configure: func(_ int, c *peer.Config) { c.NoTenantWorkers = true }})
 	if err != nil {
 		t.Fatal(err)
 	}
