@@ -134,7 +134,11 @@ func settled(live []*member, devices int) (meshmon.Assignment, error) {
 // TestGroupFailover: three members share the devices; a crashed member's
 // devices go to the others and no other device moves; a crashed leader is
 // replaced and its devices too; a member that comes back takes its share.
+// The assignment is stored in shards of four devices, and once settled no
+// shard but the assignment's is left.
 func TestGroupFailover(t *testing.T) {
+	defer func(n int) { shardDevices = n }(shardDevices)
+	shardDevices = 4
 	ts, _, js := runJS(t)
 	ctx := testCtx(t)
 	inv, err := OpenInventory(ctx, js)
@@ -205,6 +209,28 @@ func TestGroupFailover(t *testing.T) {
 	if st.Leader != members[0].name || st.Assigned != n || st.Unassigned != 0 || st.Revision != a.Revision {
 		t.Fatalf("status: %+v", st)
 	}
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, GroupAssignmentKey("hq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, ok, err := decodeIndex(e.Value())
+	if err != nil || !ok || len(idx.Shards) != (n+3)/4 {
+		t.Fatalf("the index: %v, %v, %d shards", ok, err, len(idx.Shards))
+	}
+	eventually.NoError(t, 10*time.Second, "the assignment's shards only", func() error {
+		keys := shardKeys(ctx, t, kv)
+		for _, h := range idx.Shards {
+			delete(keys, ShardKey("hq", h))
+		}
+		if len(keys) > 0 {
+			return fmt.Errorf("shards of no assignment: %v", keys)
+		}
+		return nil
+	})
 }
 
 // TestGroupSurvivesPeerRestart: the peer dies and comes back on the same

@@ -88,6 +88,77 @@ type bench struct {
 
 	smu     sync.Mutex
 	samples []arrival
+	group   []groupEvent // the lease and the assignment as they changed
+}
+
+// groupEvent is one change of the group's lease or assignment as it
+// reached the benchmark: who holds the lease ("" when it lapsed), or the
+// members of an assignment.
+type groupEvent struct {
+	at      time.Time
+	lease   bool
+	holder  string
+	members []string
+}
+
+// watchGroup records each change of the lease and the assignment's index.
+func (b *bench) watchGroup(ctx context.Context) error {
+	kv, err := b.js.KeyValue(ctx, bus.GroupBucket)
+	if err != nil {
+		return err
+	}
+	for _, key := range []string{bus.GroupLeaderKey(site), bus.GroupAssignmentKey(site)} {
+		w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
+		if err != nil {
+			return err
+		}
+		go func() {
+			for e := range w.Updates() {
+				if e == nil {
+					continue
+				}
+				ev := groupEvent{at: time.Now(), lease: e.Key() == bus.GroupLeaderKey(site)}
+				var v struct {
+					Name    string   `json:"name"`
+					Members []string `json:"members"`
+				}
+				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &v) == nil {
+					ev.holder, ev.members = v.Name, v.Members
+				}
+				b.smu.Lock()
+				b.group = append(b.group, ev)
+				b.smu.Unlock()
+			}
+		}()
+	}
+	return nil
+}
+
+// phases says when, after the kill at killed, the lease lapsed and passed
+// to another member, and when the first assignment without dead came.
+func (b *bench) phases(killed time.Time, dead string) string {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	var lapsed, won, assigned time.Duration
+	for _, e := range b.group {
+		d := e.at.Sub(killed)
+		switch {
+		case d < 0:
+		case e.lease && e.holder == "" && lapsed == 0:
+			lapsed = d
+		case e.lease && e.holder != "" && e.holder != dead && won == 0:
+			won = d
+		case !e.lease && e.members != nil && !slices.Contains(e.members, dead) && assigned == 0:
+			assigned = d
+		}
+	}
+	r := func(d time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("lease lapsed %s, won %s, assignment %s", r(lapsed), r(won), r(assigned))
 }
 
 // arrival is one sample as it reached the benchmark.
@@ -179,12 +250,7 @@ func (b *bench) assignment(ctx context.Context) (meshmon.Assignment, string, err
 			leader = l.Name
 		}
 	}
-	e, err := kv.Get(ctx, bus.GroupAssignmentKey(site))
-	if err != nil {
-		return meshmon.Assignment{}, leader, err
-	}
-	a, err := bus.DecodeAssignment(e.Value())
-	a.Revision = e.Revision()
+	a, err := bus.ReadAssignment(ctx, kv, site)
 	return a, leader, err
 }
 
@@ -270,6 +336,11 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	if err != nil {
 		return err
 	}
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := b.watchGroup(wctx); err != nil {
+		return err
+	}
 	fmt.Printf("site %s: %d devices (interval %s), %d pollers, leader %s\n", site, devices, interval, npollers, leader)
 	var all []time.Duration
 	for k := range kills {
@@ -309,8 +380,8 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		}
 		slices.Sort(ts)
 		all = append(all, ts...)
-		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s\n", k+1, killed.Format("15:04:05.000"),
-			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100))
+		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
+			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
 		if err := b.startPoller(dead); err != nil {
 			return err
 		}
