@@ -160,16 +160,18 @@ var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.Kind
 	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
 
 // lastStatesChunk is how many devices one consumer of LastStates reads:
-// its filter subjects (seven a device) stay far below the 1 MB of a
-// request however many devices move, and the server, which compares a
-// new consumer's filter subjects with each other, creates it quickly
-// (BenchmarkLastStatesChunk: 500 devices in consumers of 64 took 1.7 s on
-// a loaded 2-core machine, in consumers of 256 more than 5 s each). A
-// variable for that benchmark.
+// its filter subjects (one a device) stay far below the 1 MB of a request
+// however many devices move, and the server, which compares a new
+// consumer's filter subjects with each other, creates it quickly. With
+// seven filters a device (one a state kind) and every message of them
+// delivered, 500 devices in consumers of 64 took 2.3 to 4.8 s on a loaded
+// 2-core machine (BenchmarkLastStatesChunk); see docs/operations.md for
+// the figures since. A variable for that benchmark.
 var lastStatesChunk = 64
 
 // LastStates returns, for each of devices, the state (up or down) of each
-// of its checks as the site's events last announced it: a member that
+// of its checks as the site's events last announced it (the last event of
+// each of its subjects, the later of a check's down and up): a member that
 // takes devices over starts from there, so it does not announce again what
 // the previous owner did. It reads them all at once (one consumer for
 // every lastStatesChunk devices, read side by side), within ctx; a device
@@ -184,16 +186,15 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
 	var mu sync.Mutex
+	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
 	var wg sync.WaitGroup
 	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
 	sem := make(chan struct{}, 4)
 	for i := 0; i < len(devices); i += lastStatesChunk {
 		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
-		filters := make([]string, 0, len(chunk)*len(stateKinds))
+		filters := make([]string, 0, len(chunk))
 		for _, d := range chunk {
-			for _, k := range stateKinds {
-				filters = append(filters, EventFilter(g.cfg.Site, d, k))
-			}
+			filters = append(filters, EventFilter(g.cfg.Site, d, ""))
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -201,12 +202,22 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
 				var ev meshmon.Event
 				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
-				if len(parts) != 4 || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+				if len(parts) != 4 || !slices.Contains(stateKinds, parts[3]) || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
 					return
 				}
-				dev := parts[2]
+				meta, err := m.Metadata()
+				if err != nil {
+					return
+				}
+				dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
 				mu.Lock()
 				defer mu.Unlock()
+				// The last of each kind comes: a check's state is in
+				// the later of its kinds (down and up).
+				if meta.Sequence.Stream < seqs[key] {
+					return
+				}
+				seqs[key] = meta.Sequence.Stream
 				if out[dev] == nil {
 					out[dev] = map[string]string{}
 				}
@@ -221,11 +232,12 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	return out, nil
 }
 
-// readStream hands f every message of stream s on filters, in order, and
-// removes its consumer after: a stream takes 1,000 consumers by default,
-// and one left to time out per read would soon use them up.
+// readStream hands f the last message of each subject of stream s on
+// filters and removes its consumer after: a stream takes 1,000 consumers
+// by default, and one left to time out per read would soon use them up.
 func readStream(ctx context.Context, s jetstream.Stream, filters []string, f func(jetstream.Msg)) error {
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second})
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -360,14 +372,25 @@ var errReconnected = errors.New("reconnected to the peer")
 
 // live returns the members that count as alive at now, sorted: the
 // leader itself (it runs, so its poller does), every member heard from
-// within timeout, and, during the first timeout of the view, every member
-// of the current assignment: after a reconnection (or a restart of the
-// peer) the heartbeats the peer holds may be old and new ones take a
-// moment to arrive; the members must not lose their devices meanwhile.
+// within timeout of now or of the newest heartbeat seen, and, during the
+// first timeout of the view, every member of the current assignment: after
+// a reconnection (or a restart of the peer) the heartbeats the peer holds
+// may be old and new ones take a moment to arrive; the members must not
+// lose their devices meanwhile. A member is out only when others were
+// heard from since its last heartbeat by more than timeout: a leader that
+// the machine starved, or whose watch lags, sees every heartbeat late, and
+// took every member for dead at once (the group moved every device on a
+// loaded machine, issue 23).
 func (v *groupView) live(self string, now time.Time, timeout time.Duration) []string {
+	var newest time.Time
+	for _, seen := range v.members {
+		if seen.After(newest) {
+			newest = seen
+		}
+	}
 	live := []string{self}
 	for m, seen := range v.members {
-		if m != self && now.Sub(seen) <= timeout {
+		if m != self && (now.Sub(seen) <= timeout || newest.Sub(seen) <= timeout) {
 			live = append(live, m)
 		}
 	}

@@ -422,3 +422,31 @@ func TestRegistryKeys(t *testing.T) {
 		t.Fatalf("a heartbeat without a site: %v, want ErrInvalidName", err)
 	}
 }
+
+// TestGroupLive: a member is out once others were heard from more than the
+// timeout after its last heartbeat, not merely when its heartbeat is old:
+// a leader that sees every heartbeat late keeps them all.
+func TestGroupLive(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	s := time.Second
+	for _, c := range []struct {
+		name    string
+		members map[string]time.Duration // last heartbeat, after t0
+		now     time.Duration
+		want    []string
+	}{
+		{"all fresh", map[string]time.Duration{"p1": 0, "p2": 0, "p3": 0}, s / 2, []string{"p1", "p2", "p3"}},
+		{"p3 silent", map[string]time.Duration{"p1": 3 * s, "p2": 3 * s, "p3": 0}, 3 * s, []string{"p1", "p2"}},
+		{"the leader late", map[string]time.Duration{"p1": 0, "p2": 0, "p3": 0}, 5 * s, []string{"p1", "p2", "p3"}},
+		{"p3 silent, the leader late", map[string]time.Duration{"p1": 2 * s, "p2": 2 * s, "p3": 0}, 9 * s, []string{"p1", "p2"}},
+		{"within the timeout of the newest", map[string]time.Duration{"p1": 2 * s, "p2": 2 * s, "p3": s}, 9 * s, []string{"p1", "p2", "p3"}},
+	} {
+		v := &groupView{members: map[string]time.Time{}, start: t0.Add(-time.Hour)}
+		for m, d := range c.members {
+			v.members[m] = t0.Add(d)
+		}
+		if got := v.live("p1", t0.Add(c.now), s); !slices.Equal(got, c.want) {
+			t.Errorf("%s: live %v, want %v", c.name, got, c.want)
+		}
+	}
+}
