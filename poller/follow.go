@@ -78,6 +78,8 @@ func (p *Poller) heartbeat(ctx context.Context) {
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatEvery)
 		if err := p.reg.Heartbeat(hctx, info); err != nil && ctx.Err() == nil {
 			p.log.Debug("heartbeat", "err", err)
+		} else if err == nil {
+			p.heartbeatOK.Store(time.Now().UnixNano())
 		}
 		cancel()
 		select {

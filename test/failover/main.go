@@ -51,6 +51,8 @@ func main() {
 	pollers := flag.Int("pollers", 3, "members of the group")
 	kills := flag.Int("kills", 3, "SIGKILLs, each followed by a restart of the member killed")
 	victim := flag.String("victim", "leader", "whom to kill: leader or member")
+	signal := flag.String("signal", "kill", "kill (SIGKILL, then a restart), term (SIGTERM: a graceful leave, then a restart) or stop (SIGSTOP, then SIGCONT: its samples under the assignment before the hand-over are counted)")
+	workers := flag.Int("workers", 0, "the pollers' --workers (0: their default)")
 	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "meshmon-failover-")
@@ -66,6 +68,11 @@ func main() {
 			fmt.Println("logs in", dir)
 		}
 	}()
+	sig, ok := map[string]syscall.Signal{"kill": syscall.SIGKILL, "term": syscall.SIGTERM, "stop": syscall.SIGSTOP}[*signal]
+	if !ok {
+		fail(fmt.Errorf("-signal %q: use kill, term or stop", *signal))
+	}
+	b.sig, b.workers = sig, *workers
 	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
 		b.stopAll()
 		fmt.Fprintln(os.Stderr, "failover:", err, "(logs in "+dir+")")
@@ -80,6 +87,8 @@ func fail(err error) {
 }
 
 type bench struct {
+	sig           syscall.Signal
+	workers       int
 	bin, dir, url string
 	mu            sync.Mutex
 	procs         map[string]*exec.Cmd
@@ -96,6 +105,7 @@ type bench struct {
 // members of an assignment.
 type groupEvent struct {
 	at      time.Time
+	rev     uint64
 	lease   bool
 	holder  string
 	members []string
@@ -117,7 +127,7 @@ func (b *bench) watchGroup(ctx context.Context) error {
 				if e == nil {
 					continue
 				}
-				ev := groupEvent{at: time.Now(), lease: e.Key() == bus.GroupLeaderKey(site)}
+				ev := groupEvent{at: time.Now(), rev: e.Revision(), lease: e.Key() == bus.GroupLeaderKey(site)}
 				var v struct {
 					Name    string   `json:"name"`
 					Members []string `json:"members"`
@@ -132,6 +142,33 @@ func (b *bench) watchGroup(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// handover is the revision of the first assignment without dead after
+// killed (0 if none came).
+func (b *bench) handover(killed time.Time, dead string) uint64 {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	for _, e := range b.group {
+		if !e.lease && e.at.After(killed) && e.members != nil && !slices.Contains(e.members, dead) {
+			return e.rev
+		}
+	}
+	return 0
+}
+
+// stale counts the samples of dead's devices that dead published after
+// the hand-over, polled under an older assignment than handover.
+func (b *bench) stale(dead string, handover uint64) int {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	n := 0
+	for _, s := range b.samples {
+		if s.poller == dead && s.rev < handover {
+			n++
+		}
+	}
+	return n
 }
 
 // phases says when, after the kill at killed, the lease lapsed and passed
@@ -165,6 +202,7 @@ func (b *bench) phases(killed time.Time, dead string) string {
 type arrival struct {
 	device, poller string
 	at             time.Time
+	rev            uint64 // the assignment it was polled under
 }
 
 func freePort() int {
@@ -217,6 +255,12 @@ func (b *bench) kill(name string, sig syscall.Signal) {
 	}
 }
 
+func (b *bench) proc(name string) *exec.Cmd {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.procs[name]
+}
+
 func (b *bench) stopAll() {
 	b.mu.Lock()
 	names := make([]string, 0, len(b.procs))
@@ -235,6 +279,9 @@ func (b *bench) global() []string {
 
 func (b *bench) startPoller(name string) error {
 	args := append(b.global(), "poller", "run", "--site", site, "--name", name, "--data-dir", filepath.Join(b.dir, name), "--flap-changes", "0")
+	if b.workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(b.workers))
+	}
 	return b.start(name, "poller started", args...)
 }
 
@@ -307,7 +354,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		var s meshmon.Sample
 		if json.Unmarshal(m.Data, &s) == nil && s.Check == "system" {
 			b.smu.Lock()
-			b.samples = append(b.samples, arrival{s.Device, s.Poller, at})
+			b.samples = append(b.samples, arrival{s.Device, s.Poller, at, s.Assignment})
 			b.smu.Unlock()
 		}
 	})
@@ -358,7 +405,12 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		b.samples = b.samples[:0]
 		b.smu.Unlock()
 		killed := time.Now()
-		b.kill(dead, syscall.SIGKILL)
+		cmd := b.proc(dead)
+		if b.sig == syscall.SIGSTOP {
+			_ = cmd.Process.Signal(syscall.SIGSTOP)
+		} else {
+			b.kill(dead, b.sig)
+		}
 		first := map[string]time.Duration{}
 		for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -382,7 +434,17 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		all = append(all, ts...)
 		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
-		if err := b.startPoller(dead); err != nil {
+		if b.sig == syscall.SIGSTOP {
+			// Resumed: it must not publish what it polls under the
+			// assignment it had before it hung.
+			rev := b.handover(killed, dead)
+			b.smu.Lock()
+			b.samples = b.samples[:0]
+			b.smu.Unlock()
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			time.Sleep(3 * interval)
+			fmt.Printf("  resumed %s: %d samples published under an assignment before the hand-over (revision %d)\n", dead, b.stale(dead, rev), rev)
+		} else if err := b.startPoller(dead); err != nil {
 			return err
 		}
 		if a, leader, err = b.settle(members, devices); err != nil {
@@ -390,7 +452,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		}
 	}
 	slices.Sort(all)
-	fmt.Printf("RESULT devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", devices, interval, kills, victim,
+	fmt.Printf("RESULT %s devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", b.sig, devices, interval, kills, victim,
 		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
 	return nil
 }
