@@ -97,6 +97,7 @@ type Poller struct {
 	// When the last heartbeat was stored and the assignment last read from
 	// the peer (Unix nanoseconds): see mayBeStale.
 	heartbeatOK, refreshedAt atomic.Int64
+	hung                     atomic.Bool // a heartbeat came more than the member timeout after the one before
 
 	wake  chan struct{} // something was spooled
 	traps chan queuedTrap

@@ -145,30 +145,34 @@ func (b *bench) watchGroup(ctx context.Context) error {
 }
 
 // handover is the revision of the first assignment without dead after
-// killed (0 if none came).
-func (b *bench) handover(killed time.Time, dead string) uint64 {
+// killed, and when it reached the benchmark (0 if none came).
+func (b *bench) handover(killed time.Time, dead string) (uint64, time.Time) {
 	b.smu.Lock()
 	defer b.smu.Unlock()
 	for _, e := range b.group {
 		if !e.lease && e.at.After(killed) && e.members != nil && !slices.Contains(e.members, dead) {
-			return e.rev
+			return e.rev, e.at
 		}
 	}
-	return 0
+	return 0, time.Time{}
 }
 
-// stale counts the samples of dead's devices that dead published after
-// the hand-over, polled under an older assignment than handover.
-func (b *bench) stale(dead string, handover uint64) int {
+// stale counts the samples that dead published after it resumed, observed
+// after the hand-over (at) under an older assignment than rev: polled
+// under the assignment it had before it hung. (What it observed before the
+// hand-over is its to publish.)
+func (b *bench) stale(dead string, rev uint64, at time.Time) (stale, late int) {
 	b.smu.Lock()
 	defer b.smu.Unlock()
-	n := 0
 	for _, s := range b.samples {
-		if s.poller == dead && s.rev < handover {
-			n++
+		if s.poller == dead && s.rev < rev {
+			late++
+			if s.observed.After(at) {
+				stale++
+			}
 		}
 	}
-	return n
+	return stale, late
 }
 
 // phases says when, after the kill at killed, the lease lapsed and passed
@@ -201,7 +205,7 @@ func (b *bench) phases(killed time.Time, dead string) string {
 // arrival is one sample as it reached the benchmark.
 type arrival struct {
 	device, poller string
-	at             time.Time
+	at, observed   time.Time
 	rev            uint64 // the assignment it was polled under
 }
 
@@ -354,7 +358,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		var s meshmon.Sample
 		if json.Unmarshal(m.Data, &s) == nil && s.Check == "system" {
 			b.smu.Lock()
-			b.samples = append(b.samples, arrival{s.Device, s.Poller, at, s.Assignment})
+			b.samples = append(b.samples, arrival{s.Device, s.Poller, at, s.Time, s.Assignment})
 			b.smu.Unlock()
 		}
 	})
@@ -437,13 +441,14 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		if b.sig == syscall.SIGSTOP {
 			// Resumed: it must not publish what it polls under the
 			// assignment it had before it hung.
-			rev := b.handover(killed, dead)
+			rev, at := b.handover(killed, dead)
 			b.smu.Lock()
 			b.samples = b.samples[:0]
 			b.smu.Unlock()
 			_ = cmd.Process.Signal(syscall.SIGCONT)
 			time.Sleep(3 * interval)
-			fmt.Printf("  resumed %s: %d samples published under an assignment before the hand-over (revision %d)\n", dead, b.stale(dead, rev), rev)
+			stale, late := b.stale(dead, rev, at)
+			fmt.Printf("  resumed %s: %d samples observed after the hand-over (revision %d) under an older assignment (%d observed before it, published after the resume)\n", dead, stale, rev, late-stale)
 		} else if err := b.startPoller(dead); err != nil {
 			return err
 		}
