@@ -144,6 +144,20 @@ func (b *bench) watchGroup(ctx context.Context) error {
 	return nil
 }
 
+// resume SIGCONTs dead, stopped at killed, and counts what it publishes
+// under the assignment it had before it hung: it must publish nothing it
+// observed after the hand-over under it.
+func (b *bench) resume(cmd *exec.Cmd, dead string, killed time.Time, interval time.Duration) {
+	rev, at := b.handover(killed, dead)
+	b.smu.Lock()
+	b.samples = b.samples[:0]
+	b.smu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	time.Sleep(3 * interval)
+	stale, late := b.stale(dead, rev, at)
+	fmt.Printf("  resumed %s: %d samples observed after the hand-over (revision %d) under an older assignment (%d observed before it, published after the resume)\n", dead, stale, rev, late-stale)
+}
+
 // handover is the revision of the first assignment without dead after
 // killed, and when it reached the benchmark (0 if none came).
 func (b *bench) handover(killed time.Time, dead string) (uint64, time.Time) {
@@ -415,20 +429,9 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		} else {
 			b.kill(dead, b.sig)
 		}
-		first := map[string]time.Duration{}
-		for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("kill %d: %d of %s's %d devices sampled by another member within 2 minutes", k+1, len(first), dead, len(own))
-			}
-			b.smu.Lock()
-			for _, s := range b.samples {
-				if own[s.device] && s.poller != dead {
-					if _, ok := first[s.device]; !ok {
-						first[s.device] = s.at.Sub(killed)
-					}
-				}
-			}
-			b.smu.Unlock()
+		first, err := b.firstSamples(own, dead, killed)
+		if err != nil {
+			return fmt.Errorf("kill %d: %w", k+1, err)
 		}
 		var ts []time.Duration
 		for _, d := range first {
@@ -439,16 +442,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
 		if b.sig == syscall.SIGSTOP {
-			// Resumed: it must not publish what it polls under the
-			// assignment it had before it hung.
-			rev, at := b.handover(killed, dead)
-			b.smu.Lock()
-			b.samples = b.samples[:0]
-			b.smu.Unlock()
-			_ = cmd.Process.Signal(syscall.SIGCONT)
-			time.Sleep(3 * interval)
-			stale, late := b.stale(dead, rev, at)
-			fmt.Printf("  resumed %s: %d samples observed after the hand-over (revision %d) under an older assignment (%d observed before it, published after the resume)\n", dead, stale, rev, late-stale)
+			b.resume(cmd, dead, killed, interval)
 		} else if err := b.startPoller(dead); err != nil {
 			return err
 		}
@@ -460,6 +454,27 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	fmt.Printf("RESULT %s devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", b.sig, devices, interval, kills, victim,
 		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
 	return nil
+}
+
+// firstSamples waits for the first sample of each of own from another
+// poller than dead and returns how long after killed each came.
+func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, error) {
+	first := map[string]time.Duration{}
+	for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
+		}
+		b.smu.Lock()
+		for _, s := range b.samples {
+			if own[s.device] && s.poller != dead {
+				if _, ok := first[s.device]; !ok {
+					first[s.device] = s.at.Sub(killed)
+				}
+			}
+		}
+		b.smu.Unlock()
+	}
+	return first, nil
 }
 
 func pct(ts []time.Duration, p int) string {
