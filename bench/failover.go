@@ -290,16 +290,7 @@ func (r *failoverRun) assignment() (meshmon.Assignment, error) {
 	if err != nil {
 		return meshmon.Assignment{}, err
 	}
-	e, err := kv.Get(r.ctx, bus.GroupAssignmentKey(r.cfg.Site))
-	if err != nil {
-		return meshmon.Assignment{}, err
-	}
-	a, err := bus.DecodeAssignment(e.Value())
-	if err != nil {
-		return a, err
-	}
-	a.Revision = e.Revision()
-	return a, nil
+	return bus.ReadAssignment(r.ctx, kv, r.cfg.Site)
 }
 
 // settled waits for an assignment of every device to exactly the members

@@ -63,10 +63,11 @@ func TestAssignmentEncodingSize(t *testing.T) {
 	}
 }
 
-// TestGroupAssignmentOf50000Devices: a leader publishes the assignment of
-// a site of 50,000 devices through a real server, and a member reads it
-// back whole, from the watch and from Current.
-func TestGroupAssignmentOf50000Devices(t *testing.T) {
+// TestGroupReadsAnEarlierReleasesAssignment: a leader of an earlier
+// release stores the assignment of a site of 50,000 devices whole, as one
+// gzipped value, and a member of this release reads it, from the watch and
+// from Current (an upgrade, the members first).
+func TestGroupReadsAnEarlierReleasesAssignment(t *testing.T) {
 	ts, _, js := runJS(t)
 	ctx := testCtx(t)
 	a := bigAssignment(50_000)

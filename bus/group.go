@@ -23,8 +23,9 @@ import (
 // the last revision to renew, a per-key TTL so that it lapses when its
 // holder dies). The leader assigns every device of the site's inventory to
 // one live member (meshmon.NextAssignment, a pure function) and writes the
-// assignment at GroupAssignmentKey (EncodeAssignment), by revision, so a
-// deposed leader cannot overwrite a newer one. Every member watches the
+// assignment's index at GroupAssignmentKey, by revision, so a deposed
+// leader cannot overwrite a newer one, and its shards beside it (see
+// assignment.go). Every member watches the
 // assignment and polls what it is given. Every key carries the site (see
 // PollerKey). This file is the mechanism: the watches, the lease, the
 // writes; the decisions are meshmon.NextAssignment's and lead's.
@@ -93,6 +94,9 @@ type Group struct {
 	// connection came back goes on renewing it. Only Run's goroutine
 	// uses it.
 	elector *Elector
+	// The shards of the assignment this member read or wrote last; only
+	// Run's goroutine uses it.
+	reader *assignmentReader
 
 	mu      sync.Mutex
 	leading bool
@@ -133,6 +137,7 @@ func (g *Group) bind(ctx context.Context) error {
 	}
 	g.group, g.pollers, g.devices = group, pollers, devices
 	g.elector = NewElector(g.js, group, GroupBucket, GroupLeaderKey(g.cfg.Site), g.cfg.Lease)
+	g.reader = &assignmentReader{kv: group, site: g.cfg.Site}
 	return nil
 }
 
@@ -146,19 +151,7 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 	if err := g.bind(ctx); err != nil {
 		return meshmon.Assignment{}, err
 	}
-	e, err := g.group.Get(ctx, GroupAssignmentKey(g.cfg.Site))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return meshmon.Assignment{}, nil
-	}
-	if err != nil {
-		return meshmon.Assignment{}, fmt.Errorf("poller group assignment: %w", err)
-	}
-	a, err := DecodeAssignment(e.Value())
-	if err != nil {
-		return meshmon.Assignment{}, err
-	}
-	a.Revision = e.Revision()
-	return a, nil
+	return ReadAssignment(ctx, g.group, g.cfg.Site)
 }
 
 // stateKinds are the kinds of the site's events that carry a check's
@@ -167,16 +160,18 @@ var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.Kind
 	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
 
 // lastStatesChunk is how many devices one consumer of LastStates reads:
-// its filter subjects (seven a device) stay far below the 1 MB of a
-// request however many devices move, and the server, which compares a
-// new consumer's filter subjects with each other, creates it quickly
-// (BenchmarkLastStatesChunk: 500 devices in consumers of 64 took 1.7 s on
-// a loaded 2-core machine, in consumers of 256 more than 5 s each). A
-// variable for that benchmark.
+// its filter subjects (one a device) stay far below the 1 MB of a request
+// however many devices move, and the server, which compares a new
+// consumer's filter subjects with each other, creates it quickly. With
+// seven filters a device (one a state kind) and every message of them
+// delivered, 500 devices in consumers of 64 took 2.3 to 4.8 s on a loaded
+// 2-core machine (BenchmarkLastStatesChunk); see docs/operations.md for
+// the figures since. A variable for that benchmark.
 var lastStatesChunk = 64
 
 // LastStates returns, for each of devices, the state (up or down) of each
-// of its checks as the site's events last announced it: a member that
+// of its checks as the site's events last announced it (the last event of
+// each of its subjects, the later of a check's down and up): a member that
 // takes devices over starts from there, so it does not announce again what
 // the previous owner did. It reads them all at once (one consumer for
 // every lastStatesChunk devices, read side by side), within ctx; a device
@@ -191,16 +186,15 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
 	var mu sync.Mutex
+	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
 	var wg sync.WaitGroup
 	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
 	sem := make(chan struct{}, 4)
 	for i := 0; i < len(devices); i += lastStatesChunk {
 		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
-		filters := make([]string, 0, len(chunk)*len(stateKinds))
+		filters := make([]string, 0, len(chunk))
 		for _, d := range chunk {
-			for _, k := range stateKinds {
-				filters = append(filters, EventFilter(g.cfg.Site, d, k))
-			}
+			filters = append(filters, EventFilter(g.cfg.Site, d, ""))
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -208,12 +202,22 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
 				var ev meshmon.Event
 				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
-				if len(parts) != 4 || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+				if len(parts) != 4 || !slices.Contains(stateKinds, parts[3]) || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
 					return
 				}
-				dev := parts[2]
+				meta, err := m.Metadata()
+				if err != nil {
+					return
+				}
+				dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
 				mu.Lock()
 				defer mu.Unlock()
+				// The last of each kind comes: a check's state is in
+				// the later of its kinds (down and up).
+				if meta.Sequence.Stream < seqs[key] {
+					return
+				}
+				seqs[key] = meta.Sequence.Stream
 				if out[dev] == nil {
 					out[dev] = map[string]string{}
 				}
@@ -228,11 +232,12 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	return out, nil
 }
 
-// readStream hands f every message of stream s on filters, in order, and
-// removes its consumer after: a stream takes 1,000 consumers by default,
-// and one left to time out per read would soon use them up.
+// readStream hands f the last message of each subject of stream s on
+// filters and removes its consumer after: a stream takes 1,000 consumers
+// by default, and one left to time out per read would soon use them up.
 func readStream(ctx context.Context, s jetstream.Stream, filters []string, f func(jetstream.Msg)) error {
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second})
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -333,12 +338,27 @@ type groupView struct {
 	members    map[string]time.Time // poller -> when its last heartbeat was seen
 	devices    map[string]int       // device -> weight
 	current    meshmon.Assignment
-	synced     int       // watches past their initial replay (assignment, members, devices)
-	free       bool      // the lease lapsed or was given up
-	leaseSeen  bool      // the leader watch delivered a lease
-	tried      time.Time // when this member last stood for leader
-	start      time.Time // when the watches began
-	reconnects uint64    // the connection's reconnections when they began
+	pending    jetstream.KeyValueEntry // a newer assignment not read yet (the peer did not answer)
+	swept      bool                    // this view stored an assignment and swept the unused shards
+	deviceEvts uint64                  // inventory changes seen
+	unchanged  decision                // the last decision that changed nothing
+	synced     int                     // watches past their initial replay (assignment, members, devices)
+	free       bool                    // the lease lapsed or was given up
+	leaseSeen  bool                    // the leader watch delivered a lease
+	tried      time.Time               // when this member last stood for leader
+	start      time.Time               // when the watches began
+	reconnects uint64                  // the connection's reconnections when they began
+}
+
+// decision is what the leader decided an assignment from: the
+// assignment's revision, the inventory changes seen and the live members.
+// While they stay the same so does the decision (NextAssignment is a pure
+// function of them but the time, which it uses only for what moves), so
+// the leader does not compute it again every tick: with 100,000 devices it
+// takes a third of a second of CPU.
+type decision struct {
+	rev, devices uint64
+	live         []string
 }
 
 // reconnected reports whether the connection to the peer was re-established
@@ -352,14 +372,25 @@ var errReconnected = errors.New("reconnected to the peer")
 
 // live returns the members that count as alive at now, sorted: the
 // leader itself (it runs, so its poller does), every member heard from
-// within timeout, and, during the first timeout of the view, every member
-// of the current assignment: after a reconnection (or a restart of the
-// peer) the heartbeats the peer holds may be old and new ones take a
-// moment to arrive; the members must not lose their devices meanwhile.
+// within timeout of now or of the newest heartbeat seen, and, during the
+// first timeout of the view, every member of the current assignment: after
+// a reconnection (or a restart of the peer) the heartbeats the peer holds
+// may be old and new ones take a moment to arrive; the members must not
+// lose their devices meanwhile. A member is out only when others were
+// heard from since its last heartbeat by more than timeout: a leader that
+// the machine starved, or whose watch lags, sees every heartbeat late, and
+// took every member for dead at once (the group moved every device on a
+// loaded machine, issue 23).
 func (v *groupView) live(self string, now time.Time, timeout time.Duration) []string {
+	var newest time.Time
+	for _, seen := range v.members {
+		if seen.After(newest) {
+			newest = seen
+		}
+	}
 	live := []string{self}
 	for m, seen := range v.members {
-		if m != self && now.Sub(seen) <= timeout {
+		if m != self && (now.Sub(seen) <= timeout || newest.Sub(seen) <= timeout) {
 			live = append(live, m)
 		}
 	}
@@ -401,7 +432,7 @@ func (g *Group) run(ctx context.Context) error {
 			if !ok {
 				return errors.New("assignment watch closed")
 			}
-			g.onAssignment(v, e)
+			g.onAssignment(ctx, v, e)
 		case e, ok := <-w.leader.Updates():
 			if !ok {
 				return errors.New("leader watch closed")
@@ -418,6 +449,9 @@ func (g *Group) run(ctx context.Context) error {
 			}
 			v.onDevice(e)
 		case <-tick.C:
+			if v.pending != nil {
+				g.onAssignment(ctx, v, v.pending)
+			}
 		}
 		if g.reconnected(v) {
 			return errReconnected
@@ -468,26 +502,40 @@ func gone(e jetstream.KeyValueEntry) bool {
 	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 }
 
-// onAssignment takes a newer assignment and delivers it; nil marks the
-// watch's initial values done.
-func (g *Group) onAssignment(v *groupView, e jetstream.KeyValueEntry) {
+// assignmentReadWait bounds the read of an assignment's shards; one not
+// read in time is read again at the next tick.
+const assignmentReadWait = 5 * time.Second
+
+// onAssignment reads a newer assignment (the shards this member lacks) and
+// delivers it; nil marks the watch's initial values done.
+func (g *Group) onAssignment(ctx context.Context, v *groupView, e jetstream.KeyValueEntry) {
 	if e == nil {
 		v.synced++
 		return
 	}
-	if gone(e) {
+	v.pending = nil
+	if gone(e) || e.Revision() <= v.current.Revision {
 		return
 	}
-	a, err := DecodeAssignment(e.Value())
-	if err != nil {
+	rctx, cancel := context.WithTimeout(ctx, assignmentReadWait)
+	defer cancel()
+	a, err := g.reader.read(rctx, e.Value())
+	switch {
+	case errors.Is(err, errShardGone):
+		// Replaced while read: the watch brings the newer one.
+		g.log.Debug("poller group: assignment replaced while read", "revision", e.Revision())
+		return
+	case err != nil && ctx.Err() == nil && rctx.Err() != nil:
+		v.pending = e
+		g.log.Warn("poller group: assignment not read in time; again shortly", "revision", e.Revision(), "err", err)
+		return
+	case err != nil:
 		g.log.Warn("poller group: undecodable assignment", "revision", e.Revision(), "err", err)
 		return
 	}
 	a.Revision = e.Revision()
-	if a.Revision > v.current.Revision {
-		v.current = a
-		g.deliver(a)
-	}
+	v.current = a
+	g.deliver(a)
 }
 
 // onLease notes whether the lease is free, and steps down when another
@@ -524,6 +572,9 @@ func (v *groupView) onMember(prefix string, e jetstream.KeyValueEntry) {
 
 // onDevice notes a device's weight (or its removal).
 func (v *groupView) onDevice(e jetstream.KeyValueEntry) {
+	if e != nil {
+		v.deviceEvts++
+	}
 	switch {
 	case e == nil:
 		v.synced++
@@ -556,36 +607,36 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
-	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
-	if !changed {
+	d := decision{rev: v.current.Revision, devices: v.deviceEvts, live: live}
+	if d.rev != 0 && d.rev == v.unchanged.rev && d.devices == v.unchanged.devices && slices.Equal(d.live, v.unchanged.live) {
 		return
 	}
-	b, err := EncodeAssignment(a)
-	if err == nil && int64(len(b)) > g.js.Conn().MaxPayload() {
-		err = fmt.Errorf("%d bytes, more than the peer's largest message (%d)", len(b), g.js.Conn().MaxPayload())
-	}
-	if err != nil {
-		g.log.Error("poller group: assignment not published", "devices", len(a.Owners), "err", err)
+	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	if !changed {
+		v.unchanged = d
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
 	defer cancel()
-	var rev uint64
-	if v.current.Revision == 0 {
-		rev, err = g.group.Create(actx, GroupAssignmentKey(g.cfg.Site), b)
-	} else {
-		rev, err = g.group.Update(actx, GroupAssignmentKey(g.cfg.Site), b, v.current.Revision)
-	}
-	if err != nil {
+	rev, n, err := g.reader.publish(actx, v.current.Revision, a, g.js.Conn().MaxPayload())
+	if errors.Is(err, jetstream.ErrKeyExists) {
 		// A newer assignment than this member has seen: the watch brings it.
 		g.log.Debug("poller group: publish assignment", "err", err)
 		return
 	}
+	if err != nil {
+		g.log.Warn("poller group: assignment not published", "devices", len(a.Owners), "err", err)
+		return
+	}
 	a.Revision = rev
 	g.log.Info("poller group: assignment", "revision", rev, "members", len(live), "devices", len(a.Owners),
-		"moved", meshmon.Moved(v.current, a), "bytes", len(b))
+		"moved", meshmon.Moved(v.current, a), "bytes", n)
 	v.current = a
 	g.deliver(a)
+	if !v.swept {
+		v.swept = true
+		g.reader.sweep(actx, rev)
+	}
 }
 
 // stand tries to take the lease.
@@ -659,15 +710,11 @@ func ReadSiteGroupStatus(ctx context.Context, js jetstream.JetStream, site strin
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return st, fmt.Errorf("poller group leader: %w", err)
 	}
-	var a meshmon.Assignment
-	if e, err := kv.Get(ctx, GroupAssignmentKey(site)); err == nil {
-		if a, err = DecodeAssignment(e.Value()); err != nil {
-			return st, err
-		}
-		st.Revision = e.Revision()
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, fmt.Errorf("poller group assignment: %w", err)
+	a, err := ReadAssignment(ctx, kv, site)
+	if err != nil {
+		return st, err
 	}
+	st.Revision = a.Revision
 	count := map[string]int{}
 	for _, p := range a.Owners {
 		count[p]++

@@ -134,7 +134,11 @@ func settled(live []*member, devices int) (meshmon.Assignment, error) {
 // TestGroupFailover: three members share the devices; a crashed member's
 // devices go to the others and no other device moves; a crashed leader is
 // replaced and its devices too; a member that comes back takes its share.
+// The assignment is stored in shards of four devices, and once settled no
+// shard but the assignment's is left.
 func TestGroupFailover(t *testing.T) {
+	defer func(n int) { shardDevices = n }(shardDevices)
+	shardDevices = 4
 	ts, _, js := runJS(t)
 	ctx := testCtx(t)
 	inv, err := OpenInventory(ctx, js)
@@ -205,6 +209,28 @@ func TestGroupFailover(t *testing.T) {
 	if st.Leader != members[0].name || st.Assigned != n || st.Unassigned != 0 || st.Revision != a.Revision {
 		t.Fatalf("status: %+v", st)
 	}
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, GroupAssignmentKey("hq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, ok, err := decodeIndex(e.Value())
+	if err != nil || !ok || len(idx.Shards) != (n+3)/4 {
+		t.Fatalf("the index: %v, %v, %d shards", ok, err, len(idx.Shards))
+	}
+	eventually.NoError(t, 10*time.Second, "the assignment's shards only", func() error {
+		keys := shardKeys(ctx, t, kv)
+		for _, h := range idx.Shards {
+			delete(keys, ShardKey("hq", h))
+		}
+		if len(keys) > 0 {
+			return fmt.Errorf("shards of no assignment: %v", keys)
+		}
+		return nil
+	})
 }
 
 // TestGroupSurvivesPeerRestart: the peer dies and comes back on the same
@@ -394,5 +420,33 @@ func TestRegistryKeys(t *testing.T) {
 	}
 	if err := reg.Heartbeat(ctx, meshmon.PollerInfo{Name: "p1"}); !errors.Is(err, meshmon.ErrInvalidName) {
 		t.Fatalf("a heartbeat without a site: %v, want ErrInvalidName", err)
+	}
+}
+
+// TestGroupLive: a member is out once others were heard from more than the
+// timeout after its last heartbeat, not merely when its heartbeat is old:
+// a leader that sees every heartbeat late keeps them all.
+func TestGroupLive(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	s := time.Second
+	for _, c := range []struct {
+		name    string
+		members map[string]time.Duration // last heartbeat, after t0
+		now     time.Duration
+		want    []string
+	}{
+		{"all fresh", map[string]time.Duration{"p1": 0, "p2": 0, "p3": 0}, s / 2, []string{"p1", "p2", "p3"}},
+		{"p3 silent", map[string]time.Duration{"p1": 3 * s, "p2": 3 * s, "p3": 0}, 3 * s, []string{"p1", "p2"}},
+		{"the leader late", map[string]time.Duration{"p1": 0, "p2": 0, "p3": 0}, 5 * s, []string{"p1", "p2", "p3"}},
+		{"p3 silent, the leader late", map[string]time.Duration{"p1": 2 * s, "p2": 2 * s, "p3": 0}, 9 * s, []string{"p1", "p2"}},
+		{"within the timeout of the newest", map[string]time.Duration{"p1": 2 * s, "p2": 2 * s, "p3": s}, 9 * s, []string{"p1", "p2", "p3"}},
+	} {
+		v := &groupView{members: map[string]time.Time{}, start: t0.Add(-time.Hour)}
+		for m, d := range c.members {
+			v.members[m] = t0.Add(d)
+		}
+		if got := v.live("p1", t0.Add(c.now), s); !slices.Equal(got, c.want) {
+			t.Errorf("%s: live %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -137,3 +137,31 @@ func BenchmarkLastStatesChunk(b *testing.B) {
 		})
 	}
 }
+
+// TestLastStatesLaterKindWins: a check's state is that of the later of its
+// kinds, whichever subject it is on (only each subject's last event is
+// read): up then down is down, down then up is up.
+func TestLastStatesLaterKindWins(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	for _, e := range []struct{ dev, kind, state string }{
+		{"a", meshmon.KindNodeDown, "down"}, {"a", meshmon.KindNodeUp, "up"}, {"a", meshmon.KindNodeDown, "down"},
+		{"b", meshmon.KindNodeUp, "up"}, {"b", meshmon.KindNodeDown, "down"}, {"b", meshmon.KindNodeUp, "up"},
+	} {
+		b, _ := json.Marshal(meshmon.Event{Subject: e.dev, Data: meshmon.EventData{Site: "hq", Device: e.dev, Kind: e.kind, Check: "icmp", State: e.state}})
+		if _, err := js.Publish(ctx, meshmon.EventSubject("hq", e.dev, e.kind), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := NewGroup(js, DefaultGroupConfig("p1", "i1", "hq"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := g.LastStates(ctx, []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["a"]["icmp"] != "down" || got["b"]["icmp"] != "up" {
+		t.Fatalf("last states %v, want a down and b up", got)
+	}
+}

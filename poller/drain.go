@@ -33,9 +33,10 @@ func (p *Poller) drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		if fenced != nil {
 			fenced.dropped = 0
-			// Back from a cut: what was spooled meanwhile is judged
-			// against the assignment of now, not the one before the cut.
-			if away {
+			// Back from a cut, or from a hang (SIGSTOP, a starved
+			// process): what was spooled meanwhile is judged against the
+			// assignment of now, not the one before.
+			if away || p.mayBeStale() {
 				if err := p.refreshAssignment(ctx); err != nil {
 					if why != "disk full" && peerDiskFull(ctx, p.pub, p.cfg.PublishTimeout) {
 						spooled, _, _ := p.store.SpoolStats()

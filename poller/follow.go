@@ -78,6 +78,13 @@ func (p *Poller) heartbeat(ctx context.Context) {
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.HeartbeatEvery)
 		if err := p.reg.Heartbeat(hctx, info); err != nil && ctx.Err() == nil {
 			p.log.Debug("heartbeat", "err", err)
+		} else if err == nil {
+			now := time.Now().UnixNano()
+			if last := p.heartbeatOK.Swap(now); last != 0 && now-last > p.cfg.MemberTimeout.Nanoseconds() {
+				// Back from a hang: the drainer may not have
+				// noticed it yet.
+				p.hung.Store(true)
+			}
 		}
 		cancel()
 		select {

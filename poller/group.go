@@ -102,10 +102,26 @@ func (p *Poller) refreshAssignment(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.refreshedAt.Store(time.Now().UnixNano())
+	p.hung.Store(false)
 	if a.Revision > 0 {
 		p.assign(ctx, a)
 	}
 	return nil
+}
+
+// mayBeStale reports whether the group may have given this poller's
+// devices to others without its knowing: no heartbeat of its own was
+// stored for longer than the member timeout (the process was stopped or
+// starved, or the peer did not answer), now or before the last one (the
+// heartbeat may run first when a stopped process resumes), and it has not
+// read the assignment since. Its connection may have stayed up
+// throughout, so nothing else tells it: the watch delivers the newer
+// assignment only after the polls it made meanwhile were spooled.
+func (p *Poller) mayBeStale() bool {
+	now := time.Now().UnixNano()
+	limit := p.cfg.MemberTimeout.Nanoseconds()
+	return p.hung.Load() || now-p.heartbeatOK.Load() > limit && now-p.refreshedAt.Load() > limit
 }
 
 // groupChange records an inventory change in group mode and applies it to

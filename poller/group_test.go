@@ -136,14 +136,9 @@ func TestPollerGroupSharesDevices(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
-			if err != nil {
+			if a, err = bus.ReadAssignment(ctx, kv, "lab"); err != nil || len(a.Members) != members {
 				return false
 			}
-			if a, err = bus.DecodeAssignment(ent.Value()); err != nil || len(a.Members) != members {
-				return false
-			}
-			a.Revision = ent.Revision()
 			last, err := e.lastSamples(devices)
 			if err != nil {
 				return false
@@ -213,13 +208,7 @@ func TestPollerGroupPartition(t *testing.T) {
 		if err != nil {
 			return meshmon.Assignment{}, err
 		}
-		ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
-		if err != nil {
-			return meshmon.Assignment{}, err
-		}
-		a, err := bus.DecodeAssignment(ent.Value())
-		a.Revision = ent.Revision()
-		return a, err
+		return bus.ReadAssignment(ctx, kv, "lab")
 	}
 	eventually.True(t, 20*time.Second, "both members polling", func() bool {
 		a, err := owners()
@@ -293,11 +282,7 @@ func TestPollerGroupHandsOverStates(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		ent, err := kv.Get(ctx, bus.GroupAssignmentKey("lab"))
-		if err != nil {
-			return false
-		}
-		a, err = bus.DecodeAssignment(ent.Value())
+		a, err = bus.ReadAssignment(ctx, kv, "lab")
 		return err == nil && len(a.Members) == 2
 	})
 	var dev string

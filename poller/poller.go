@@ -96,6 +96,11 @@ type Poller struct {
 	assignRev   atomic.Uint64 // the assignment revision polls are made under
 	supersededN atomic.Uint64 // spooled observations dropped: another member polled the device then
 
+	// When the last heartbeat was stored and the assignment last read from
+	// the peer (Unix nanoseconds): see mayBeStale.
+	heartbeatOK, refreshedAt atomic.Int64
+	hung                     atomic.Bool // a heartbeat came more than the member timeout after the one before
+
 	wake  chan struct{} // something was spooled
 	traps chan queuedTrap
 	ready chan struct{}

@@ -87,6 +87,7 @@ func TestPollerKVPermissions(t *testing.T) {
 		{bus.PollersBucket, bus.PollerKey("s1", "p1")},
 		{bus.GroupBucket, bus.GroupLeaderKey("s1")},
 		{bus.GroupBucket, bus.GroupAssignmentKey("s1")},
+		{bus.GroupBucket, bus.ShardKey("s1", "0123456789abcdef")}, // a shard of it
 	} {
 		if err := put(ok.bucket, ok.key); err != nil {
 			t.Errorf("%s %s: %v", ok.bucket, ok.key, err)
@@ -97,6 +98,7 @@ func TestPollerKVPermissions(t *testing.T) {
 		{bus.PollersBucket, bus.PollerKey("s2", "p1")}, // its name at another site
 		{bus.GroupBucket, bus.GroupLeaderKey("s2")},    // another site's group
 		{bus.GroupBucket, bus.GroupAssignmentKey("s2")},
+		{bus.GroupBucket, bus.ShardKey("s2", "0123456789abcdef")},
 		{bus.GroupBucket, "leader"}, // the keys of an older release
 		{bus.DevicesBucket, "d1"},
 	} {

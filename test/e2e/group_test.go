@@ -108,11 +108,7 @@ func TestPollerGroupFailover(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			e, err := kv.Get(context.Background(), bus.GroupAssignmentKey(s.name))
-			if err != nil {
-				return false
-			}
-			a, err := bus.DecodeAssignment(e.Value())
+			a, err := bus.ReadAssignment(context.Background(), kv, s.name)
 			if err != nil {
 				return false
 			}
@@ -127,8 +123,8 @@ func TestPollerGroupFailover(t *testing.T) {
 				if json.Unmarshal(msgs[len(msgs)-1].Data, &smp) != nil {
 					return false
 				}
-				if smp.Poller != owners[d] || smp.Assignment != e.Revision() {
-					why = fmt.Sprintf("%s: newest sample by %s under revision %d; owner %s, revision %d", d, smp.Poller, smp.Assignment, owners[d], e.Revision())
+				if smp.Poller != owners[d] || smp.Assignment != a.Revision {
+					why = fmt.Sprintf("%s: newest sample by %s under revision %d; owner %s, revision %d", d, smp.Poller, smp.Assignment, owners[d], a.Revision)
 					return false
 				}
 			}

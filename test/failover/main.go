@@ -51,6 +51,8 @@ func main() {
 	pollers := flag.Int("pollers", 3, "members of the group")
 	kills := flag.Int("kills", 3, "SIGKILLs, each followed by a restart of the member killed")
 	victim := flag.String("victim", "leader", "whom to kill: leader or member")
+	signal := flag.String("signal", "kill", "kill (SIGKILL, then a restart), term (SIGTERM: a graceful leave, then a restart) or stop (SIGSTOP, then SIGCONT: its samples under the assignment before the hand-over are counted)")
+	workers := flag.Int("workers", 0, "the pollers' --workers (0: their default)")
 	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "meshmon-failover-")
@@ -66,6 +68,11 @@ func main() {
 			fmt.Println("logs in", dir)
 		}
 	}()
+	sig, ok := map[string]syscall.Signal{"kill": syscall.SIGKILL, "term": syscall.SIGTERM, "stop": syscall.SIGSTOP}[*signal]
+	if !ok {
+		fail(fmt.Errorf("-signal %q: use kill, term or stop", *signal))
+	}
+	b.sig, b.workers = sig, *workers
 	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
 		b.stopAll()
 		fmt.Fprintln(os.Stderr, "failover:", err, "(logs in "+dir+")")
@@ -80,6 +87,8 @@ func fail(err error) {
 }
 
 type bench struct {
+	sig           syscall.Signal
+	workers       int
 	bin, dir, url string
 	mu            sync.Mutex
 	procs         map[string]*exec.Cmd
@@ -88,12 +97,130 @@ type bench struct {
 
 	smu     sync.Mutex
 	samples []arrival
+	group   []groupEvent // the lease and the assignment as they changed
+}
+
+// groupEvent is one change of the group's lease or assignment as it
+// reached the benchmark: who holds the lease ("" when it lapsed), or the
+// members of an assignment.
+type groupEvent struct {
+	at      time.Time
+	rev     uint64
+	lease   bool
+	holder  string
+	members []string
+}
+
+// watchGroup records each change of the lease and the assignment's index.
+func (b *bench) watchGroup(ctx context.Context) error {
+	kv, err := b.js.KeyValue(ctx, bus.GroupBucket)
+	if err != nil {
+		return err
+	}
+	for _, key := range []string{bus.GroupLeaderKey(site), bus.GroupAssignmentKey(site)} {
+		w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
+		if err != nil {
+			return err
+		}
+		go func() {
+			for e := range w.Updates() {
+				if e == nil {
+					continue
+				}
+				ev := groupEvent{at: time.Now(), rev: e.Revision(), lease: e.Key() == bus.GroupLeaderKey(site)}
+				var v struct {
+					Name    string   `json:"name"`
+					Members []string `json:"members"`
+				}
+				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &v) == nil {
+					ev.holder, ev.members = v.Name, v.Members
+				}
+				b.smu.Lock()
+				b.group = append(b.group, ev)
+				b.smu.Unlock()
+			}
+		}()
+	}
+	return nil
+}
+
+// resume SIGCONTs dead, stopped at killed, and counts what it publishes
+// under the assignment it had before it hung: it must publish nothing it
+// observed after the hand-over under it.
+func (b *bench) resume(cmd *exec.Cmd, dead string, killed time.Time, interval time.Duration) {
+	rev, at := b.handover(killed, dead)
+	b.smu.Lock()
+	b.samples = b.samples[:0]
+	b.smu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	time.Sleep(3 * interval)
+	stale, late := b.stale(dead, rev, at)
+	fmt.Printf("  resumed %s: %d samples observed after the hand-over (revision %d) under an older assignment (%d observed before it, published after the resume)\n", dead, stale, rev, late-stale)
+}
+
+// handover is the revision of the first assignment without dead after
+// killed, and when it reached the benchmark (0 if none came).
+func (b *bench) handover(killed time.Time, dead string) (uint64, time.Time) {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	for _, e := range b.group {
+		if !e.lease && e.at.After(killed) && e.members != nil && !slices.Contains(e.members, dead) {
+			return e.rev, e.at
+		}
+	}
+	return 0, time.Time{}
+}
+
+// stale counts the samples that dead published after it resumed, observed
+// after the hand-over (at) under an older assignment than rev: polled
+// under the assignment it had before it hung. (What it observed before the
+// hand-over is its to publish.)
+func (b *bench) stale(dead string, rev uint64, at time.Time) (stale, late int) {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	for _, s := range b.samples {
+		if s.poller == dead && s.rev < rev {
+			late++
+			if s.observed.After(at) {
+				stale++
+			}
+		}
+	}
+	return stale, late
+}
+
+// phases says when, after the kill at killed, the lease lapsed and passed
+// to another member, and when the first assignment without dead came.
+func (b *bench) phases(killed time.Time, dead string) string {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	var lapsed, won, assigned time.Duration
+	for _, e := range b.group {
+		d := e.at.Sub(killed)
+		switch {
+		case d < 0:
+		case e.lease && e.holder == "" && lapsed == 0:
+			lapsed = d
+		case e.lease && e.holder != "" && e.holder != dead && won == 0:
+			won = d
+		case !e.lease && e.members != nil && !slices.Contains(e.members, dead) && assigned == 0:
+			assigned = d
+		}
+	}
+	r := func(d time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("lease lapsed %s, won %s, assignment %s", r(lapsed), r(won), r(assigned))
 }
 
 // arrival is one sample as it reached the benchmark.
 type arrival struct {
 	device, poller string
-	at             time.Time
+	at, observed   time.Time
+	rev            uint64 // the assignment it was polled under
 }
 
 func freePort() int {
@@ -146,6 +273,12 @@ func (b *bench) kill(name string, sig syscall.Signal) {
 	}
 }
 
+func (b *bench) proc(name string) *exec.Cmd {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.procs[name]
+}
+
 func (b *bench) stopAll() {
 	b.mu.Lock()
 	names := make([]string, 0, len(b.procs))
@@ -164,6 +297,9 @@ func (b *bench) global() []string {
 
 func (b *bench) startPoller(name string) error {
 	args := append(b.global(), "poller", "run", "--site", site, "--name", name, "--data-dir", filepath.Join(b.dir, name), "--flap-changes", "0")
+	if b.workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(b.workers))
+	}
 	return b.start(name, "poller started", args...)
 }
 
@@ -179,12 +315,7 @@ func (b *bench) assignment(ctx context.Context) (meshmon.Assignment, string, err
 			leader = l.Name
 		}
 	}
-	e, err := kv.Get(ctx, bus.GroupAssignmentKey(site))
-	if err != nil {
-		return meshmon.Assignment{}, leader, err
-	}
-	a, err := bus.DecodeAssignment(e.Value())
-	a.Revision = e.Revision()
+	a, err := bus.ReadAssignment(ctx, kv, site)
 	return a, leader, err
 }
 
@@ -241,7 +372,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		var s meshmon.Sample
 		if json.Unmarshal(m.Data, &s) == nil && s.Check == "system" {
 			b.smu.Lock()
-			b.samples = append(b.samples, arrival{s.Device, s.Poller, at})
+			b.samples = append(b.samples, arrival{s.Device, s.Poller, at, s.Time, s.Assignment})
 			b.smu.Unlock()
 		}
 	})
@@ -270,6 +401,11 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	if err != nil {
 		return err
 	}
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := b.watchGroup(wctx); err != nil {
+		return err
+	}
 	fmt.Printf("site %s: %d devices (interval %s), %d pollers, leader %s\n", site, devices, interval, npollers, leader)
 	var all []time.Duration
 	for k := range kills {
@@ -287,21 +423,15 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		b.samples = b.samples[:0]
 		b.smu.Unlock()
 		killed := time.Now()
-		b.kill(dead, syscall.SIGKILL)
-		first := map[string]time.Duration{}
-		for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("kill %d: %d of %s's %d devices sampled by another member within 2 minutes", k+1, len(first), dead, len(own))
-			}
-			b.smu.Lock()
-			for _, s := range b.samples {
-				if own[s.device] && s.poller != dead {
-					if _, ok := first[s.device]; !ok {
-						first[s.device] = s.at.Sub(killed)
-					}
-				}
-			}
-			b.smu.Unlock()
+		cmd := b.proc(dead)
+		if b.sig == syscall.SIGSTOP {
+			_ = cmd.Process.Signal(syscall.SIGSTOP)
+		} else {
+			b.kill(dead, b.sig)
+		}
+		first, err := b.firstSamples(own, dead, killed)
+		if err != nil {
+			return fmt.Errorf("kill %d: %w", k+1, err)
 		}
 		var ts []time.Duration
 		for _, d := range first {
@@ -309,9 +439,11 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		}
 		slices.Sort(ts)
 		all = append(all, ts...)
-		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s\n", k+1, killed.Format("15:04:05.000"),
-			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100))
-		if err := b.startPoller(dead); err != nil {
+		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
+			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
+		if b.sig == syscall.SIGSTOP {
+			b.resume(cmd, dead, killed, interval)
+		} else if err := b.startPoller(dead); err != nil {
 			return err
 		}
 		if a, leader, err = b.settle(members, devices); err != nil {
@@ -319,9 +451,30 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		}
 	}
 	slices.Sort(all)
-	fmt.Printf("RESULT devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", devices, interval, kills, victim,
+	fmt.Printf("RESULT %s devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", b.sig, devices, interval, kills, victim,
 		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
 	return nil
+}
+
+// firstSamples waits for the first sample of each of own from another
+// poller than dead and returns how long after killed each came.
+func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, error) {
+	first := map[string]time.Duration{}
+	for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
+		}
+		b.smu.Lock()
+		for _, s := range b.samples {
+			if own[s.device] && s.poller != dead {
+				if _, ok := first[s.device]; !ok {
+					first[s.device] = s.at.Sub(killed)
+				}
+			}
+		}
+		b.smu.Unlock()
+	}
+	return first, nil
 }
 
 func pct(ts []time.Duration, p int) string {
