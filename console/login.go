@@ -117,7 +117,7 @@ func (s *Server) loginSession(r *http.Request) (*session, error) {
 	if err != nil {
 		return nil, refuse(http.StatusUnauthorized, "central refused the credential: %v", err)
 	}
-	se, ok := s.sessions.add(nc, who)
+	se, ok := s.sessions.add(nc, who, opts)
 	if !ok {
 		nc.Close()
 		return nil, refuse(http.StatusServiceUnavailable, "the console holds %d sessions, its limit; try again later", s.cfg.MaxSessions)

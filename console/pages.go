@@ -146,7 +146,7 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 		}
 		gctx, cancel := context.WithTimeout(ctx, groupTimeout)
 		defer cancel()
-		if g, err := readGroup(gctx, se.js, n[0], s.cfg.Now()); err != nil {
+		if g, err := s.readSiteGroup(gctx, se, n[0]); err != nil {
 			d.GroupError = "the site did not answer over its link: " + err.Error()
 		} else {
 			d.Group = &g

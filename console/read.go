@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
@@ -210,11 +211,27 @@ type siteGroup struct {
 	Pollers []meshmon.PollerInfo
 }
 
+// readSiteGroup reads a site's poller group over a connection of the
+// session's user that takes its replies on the site's task reply prefix
+// (bus.SiteInboxPrefix): the only replies a site's link carries back to
+// central (tenancy), so the site's JetStream API answers there and not on
+// the user's own inbox.
+func (s *Server) readSiteGroup(ctx context.Context, se *session, site string) (siteGroup, error) {
+	opts := append(slices.Clone(se.opts), nats.Name("meshmon-console "+se.who.User+" site "+site),
+		nats.CustomInboxPrefix(bus.SiteInboxPrefix(site)), nats.NoReconnect())
+	nc, err := s.cfg.Dial(ctx, opts...)
+	if err != nil {
+		return siteGroup{}, err
+	}
+	defer nc.Close()
+	return readGroup(ctx, nc, site, s.cfg.Now())
+}
+
 // readGroup reads a site's pollers and poller group from the site peer,
 // over its leaf link: a tenant admin's credential may ask the site's
 // JetStream API, a NOC's may not (tenancy's permissions).
-func readGroup(ctx context.Context, js jetstream.JetStream, site string, now time.Time) (siteGroup, error) {
-	sjs, err := jetstream.NewWithDomain(js.Conn(), site)
+func readGroup(ctx context.Context, nc *nats.Conn, site string, now time.Time) (siteGroup, error) {
+	sjs, err := jetstream.NewWithDomain(nc, site)
 	if err != nil {
 		return siteGroup{}, err
 	}

@@ -41,7 +41,11 @@ type session struct {
 	who      viewer
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	created  time.Time
+	// opts are the options nc was dialled with (the user's credential),
+	// for a connection of the same user that takes its replies elsewhere
+	// (siteConn).
+	opts    []nats.Option
+	created time.Time
 	// reads lets one page read at a time: a tenant's NOC user owns a
 	// few consumer names only (tenancy.ConsumerSlots).
 	reads chan struct{}
@@ -73,11 +77,11 @@ func newSessions(cfg Config) *sessions { return &sessions{cfg: cfg, m: map[strin
 
 // add makes a session of nc for who; false when the console holds
 // MaxSessions already.
-func (ss *sessions) add(nc *nats.Conn, who viewer) (*session, bool) {
+func (ss *sessions) add(nc *nats.Conn, who viewer, opts []nats.Option) (*session, bool) {
 	// Central's JetStream domain: a valid name, so no error.
 	js, _ := jetstream.NewWithDomain(nc, bus.HubDomain)
 	now := ss.cfg.Now()
-	se := &session{id: randomToken(), csrf: randomToken(), who: who, nc: nc, js: js, created: now, lastUsed: now, reads: make(chan struct{}, 1)}
+	se := &session{id: randomToken(), csrf: randomToken(), who: who, nc: nc, js: js, opts: opts, created: now, lastUsed: now, reads: make(chan struct{}, 1)}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if len(ss.m) >= ss.cfg.MaxSessions {
