@@ -71,7 +71,7 @@ func (p *Peer) Metrics() prometheus.Collector {
 	p.metricsOnce.Do(func() {
 		p.metrics = &peerMetrics{p: p, delay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshmon_peer_event_store_delay_seconds",
-			Help:    "Site: from an event's observation (its time) to its arrival at the peer that stores it in EVENTS.",
+			Help:    "Site: from an event's observation (its time) to its storing in EVENTS (its republish on stored.ev.>).",
 			Buckets: delayBuckets,
 		})}
 		if p.cfg.Role == RoleSite && p.Server() != nil {
@@ -201,8 +201,13 @@ func (m *peerMetrics) collectSources(ch chan<- prometheus.Metric, tenant string,
 const delayQueue = "meshmon-metrics-delay"
 
 // watchDelays subscribes, in each account the site keeps streams in, to
-// the events' subjects, and observes the delay of every event stored from
-// then on (its time to its arrival here). It returns once the
+// the stored feed of its events (EVENTS republishes each on stored.ev.>
+// as it stores it), and observes the delay of every event stored from
+// then on (its time to its storing). Not to ev.> itself: a subscriber
+// there answers nothing, yet it counts as a responder, so a publish made
+// while the stream does not exist yet (a site cluster before its quorum)
+// would wait out its timeout instead of failing at once with no
+// responders (TestSiteCluster hung so). It returns once the
 // subscriptions are in place; they end when the peer closes.
 func (m *peerMetrics) watchDelays() {
 	p := m.p
@@ -222,7 +227,7 @@ func (m *peerMetrics) watchDelays() {
 		var ev struct {
 			Time time.Time `json:"time"`
 		}
-		if !strings.HasPrefix(msg.Subject, "ev.") || json.Unmarshal(msg.Data, &ev) != nil || ev.Time.IsZero() {
+		if !strings.HasPrefix(msg.Subject, bus.StoredPrefix+"ev.") || json.Unmarshal(msg.Data, &ev) != nil || ev.Time.IsZero() {
 			return
 		}
 		m.delay.Observe(max(0, time.Since(ev.Time).Seconds()))
@@ -235,14 +240,14 @@ func (m *peerMetrics) watchDelays() {
 			continue
 		}
 		conns = append(conns, nc)
-		sub, err := nc.QueueSubscribe(bus.EventsSubjects, delayQueue, observe)
+		sub, err := nc.QueueSubscribe(bus.StoredPrefix+bus.EventsSubjects, delayQueue, observe)
 		if err == nil {
 			// Behind, it drops what it would observe, never the publisher's.
 			_ = sub.SetPendingLimits(64<<10, 64<<20)
 			err = nc.FlushTimeout(5 * time.Second)
 		}
 		if err != nil {
-			p.log.Warn("metrics: subscribe", "subject", bus.EventsSubjects, "err", err)
+			p.log.Warn("metrics: subscribe", "subject", bus.StoredPrefix+bus.EventsSubjects, "err", err)
 		}
 	}
 	p.background(func(ctx context.Context) {

@@ -223,11 +223,13 @@ func peerRun(c *cli.Context) error {
 	if con != nil {
 		defer con.Close()
 	}
-	ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
-	if err != nil {
-		return err
+	if c.String("metrics-listen") != "" { // p.Metrics starts the delay watch
+		ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
 	}
-	defer ms.Close()
 	if cfg.Auth == (peer.Auth{}) && cfg.Trust == "" && len(cfg.Tenants) == 0 {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
