@@ -97,8 +97,10 @@ func TestAttacks(t *testing.T) {
 	publish("s2", 100, "a")
 	// A fresh site's first events can take tens of seconds to reach an
 	// operator-mode central (docs/tenancy.md, Not done yet).
+	published := time.Now()
 	for _, site := range []string{"s1", "s2"} {
 		eventually.True(t, 90*time.Second, site+"'s first events at central", func() bool { return centralCount("ev."+site+".>") == want[site] })
+		t.Logf("%s's first events at central %s after they were published", site, time.Since(published).Round(time.Millisecond))
 	}
 
 	// --- NOC ---
@@ -293,10 +295,13 @@ func TestAttacks(t *testing.T) {
 	// Afterwards: every site's link still carries, and central holds
 	// every event of every site, none forged; the NOC's feed and the ops
 	// view saw exactly those.
+	t.Logf("attacks done %s after the first events were published", time.Since(published).Round(time.Millisecond))
 	publish("s1", 100, "b")
 	publish("s2", 100, "b")
+	published = time.Now()
 	for _, site := range []string{"s1", "s2"} {
 		eventually.True(t, 60*time.Second, site+"'s events at central after the attacks", func() bool { return centralCount("ev."+site+".>") == want[site] })
+		t.Logf("%s's events after the attacks at central %s after they were published", site, time.Since(published).Round(time.Millisecond))
 	}
 	if n := centralCount("ev.s1.forged.>"); n != 0 {
 		t.Errorf("central holds %d forged events", n)
