@@ -28,7 +28,11 @@ func natsCLI(t *testing.T, bin string, args ...string) (string, bool) {
 	args = withInboxPrefix(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	began := time.Now()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Logf("SLOW %s: nats %s", d.Round(time.Millisecond), strings.Join(args, " "))
+	}
 	return string(out), err == nil
 }
 
@@ -266,9 +270,16 @@ func TestTenantsWalledOff(t *testing.T) {
 	central.stopClean()
 }
 
-// tenantCutFor is how long TestTenantsWalledOff cuts a site's WAN: two
-// minutes, or MESHMON_E2E_WAN_CUT.
-func tenantCutFor() time.Duration { return meshCutFor() }
+// tenantCutFor is how long TestTenantsWalledOff cuts a site's WAN: 45 s
+// (longer than the leaf link's pings take to find the cut, and than the
+// sources' first retries), or MESHMON_E2E_WAN_CUT. TestMeshFaults cuts
+// for two minutes; the tenancy test is about walls, not outages.
+func tenantCutFor() time.Duration {
+	if os.Getenv("MESHMON_E2E_WAN_CUT") != "" {
+		return meshCutFor()
+	}
+	return 45 * time.Second
+}
 
 // TestTenantPoP runs one site that serves two tenants (an ISP's point of
 // presence), all real processes: each tenant's poller credential publishes
