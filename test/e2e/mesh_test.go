@@ -134,7 +134,11 @@ func newMesh(t *testing.T) *mesh {
 	m.trap = freePort(t, "udp")
 	m.poller = runMeshmon(t, "poller", "--server", m.site.url(), "--user", meshUser, "--password", meshPassword,
 		"poller", "run", "--site", "wan", "--name", "p1", "--data-dir", filepath.Join(dir, "poller"),
-		"--trap-listen", "127.0.0.1:"+strconv.Itoa(m.trap))
+		"--trap-listen", "127.0.0.1:"+strconv.Itoa(m.trap),
+		// At 1,000 traps/s the default queue (4,096) lasts 4 s of stalled
+		// spool writes, which a machine at load average 32-36 outlasted:
+		// this one lasts a minute.
+		"--trap-queue", "65536")
 	m.poller.waitOutput(`poller started`, 30*time.Second)
 
 	var err error
