@@ -41,7 +41,10 @@ type Config struct {
 	// go to the others. HeartbeatEvery must be well below MemberTimeout.
 	GroupLease    time.Duration
 	MemberTimeout time.Duration
-	TrapQueue     int // traps waiting to be processed; past it traps are dropped and counted
+	// TrapQueue is how many received traps may wait to be committed to the
+	// spool; past it traps are dropped and counted (Stats.TrapsDropped).
+	// Its slots are allocated at start, so it is bounded (1 to MaxTrapQueue).
+	TrapQueue int
 	// TopologyInterval is how often a device's LLDP and CDP neighbours are
 	// read (at its first SNMP poll, then at the first poll this long after
 	// the last reading) and published as its lldp sample; 0 turns it off.
@@ -50,6 +53,9 @@ type Config struct {
 	Version string           // reported in heartbeats
 	Now     func() time.Time // clock; tests replace it
 }
+
+// MaxTrapQueue is the largest Config.TrapQueue: 1,048,576 traps.
+const MaxTrapQueue = 1 << 20
 
 // DefaultConfig returns a Config with every tunable set; Name, Tenant and
 // Site still need values.
@@ -111,8 +117,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("poller member timeout %s must be at least two heartbeats (%s)", c.MemberTimeout, 2*c.HeartbeatEvery)
 	case c.TopologyInterval < 0:
 		return fmt.Errorf("topology interval %s must not be negative (0 turns it off)", c.TopologyInterval)
-	case c.TrapQueue < 1:
-		return errors.New("poller trap queue must be at least 1")
+	case c.TrapQueue < 1 || c.TrapQueue > MaxTrapQueue:
+		return fmt.Errorf("poller trap queue %d is out of range; use 1 to %d", c.TrapQueue, MaxTrapQueue)
 	case c.Now == nil:
 		return errors.New("poller clock (Now) is nil")
 	}

@@ -54,6 +54,7 @@ func TestConfigValidateSentinel(t *testing.T) {
 		"batch size":      func(c *Config) { c.BatchSize = 0 },
 		"publish timeout": func(c *Config) { c.PublishTimeout = time.Millisecond },
 		"trap queue":      func(c *Config) { c.TrapQueue = 0 },
+		"trap queue max":  func(c *Config) { c.TrapQueue = MaxTrapQueue + 1 },
 		"clock":           func(c *Config) { c.Now = nil },
 		"trap users":      func(c *Config) { c.TrapUsers.Users = []TrapUser{{}} },
 		"trap listen":     func(c *Config) { c.TrapListen = "nowhere" },

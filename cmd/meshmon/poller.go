@@ -34,6 +34,7 @@ func pollerCommand() *cli.Command {
 				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
 				&cli.IntFlag{Name: "workers", Value: def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once"},
 				&cli.StringFlag{Name: "trap-listen", EnvVars: env("TRAP_LISTEN"), Usage: "UDP address for SNMP traps, e.g. 0.0.0.0:162 (off when empty)"},
+				&cli.IntFlag{Name: "trap-queue", Value: def.TrapQueue, EnvVars: env("TRAP_QUEUE"), Usage: fmt.Sprintf("received traps that may wait to be spooled; past it traps are dropped and counted (1 to %d)", poller.MaxTrapQueue)},
 				&cli.StringFlag{Name: "trap-users-file", EnvVars: env("TRAP_USERS_FILE"), Usage: "YAML file of the SNMPv3 users whose traps and informs are accepted (mode 0600; v3 is dropped without it)"},
 				&cli.StringFlag{Name: "icmp-mode", Value: "auto", EnvVars: env("ICMP_MODE"), Usage: "auto, unprivileged or privileged"},
 				&cli.IntFlag{Name: "icmp-count", Value: def.ICMPCount, EnvVars: env("ICMP_COUNT"), Usage: "echo requests per ICMP probe"},
@@ -81,6 +82,7 @@ func pollerRun(c *cli.Context) error {
 	}
 	cfg.Workers = c.Int("workers")
 	cfg.TrapListen = c.String("trap-listen")
+	cfg.TrapQueue = c.Int("trap-queue")
 	if path := c.String("trap-users-file"); path != "" {
 		if cfg.TrapUsers, err = poller.LoadTrapUsers(path); err != nil {
 			return err

@@ -72,6 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"short leaf password", []string{"peer", "run", "--role", "central", "--leaf-listen", "127.0.0.1:0", "--leaf-password", "short", "--data-dir", "/nonexistent"}, "leaf password"},
 		{"reserved site", []string{"peer", "run", "--site", "hub", "--data-dir", "/nonexistent"}, "reserved"},
 		{"site add at a site peer", []string{"site", "add", "paris"}, "central"},
+		{"trap queue out of range", []string{"poller", "run", "--site", "x", "--data-dir", "/nonexistent", "--trap-queue", "0"}, "trap queue 0 is out of range; use 1 to 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

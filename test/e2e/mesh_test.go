@@ -134,7 +134,11 @@ func newMesh(t *testing.T) *mesh {
 	m.trap = freePort(t, "udp")
 	m.poller = runMeshmon(t, "poller", "--server", m.site.url(), "--user", meshUser, "--password", meshPassword,
 		"poller", "run", "--site", "wan", "--name", "p1", "--data-dir", filepath.Join(dir, "poller"),
-		"--trap-listen", "127.0.0.1:"+strconv.Itoa(m.trap))
+		"--trap-listen", "127.0.0.1:"+strconv.Itoa(m.trap),
+		// At 1,000 traps/s the default queue (4,096) lasts 4 s of stalled
+		// spool writes, which a machine at load average 32-36 outlasted:
+		// this one lasts a minute.
+		"--trap-queue", "65536")
 	m.poller.waitOutput(`poller started`, 30*time.Second)
 
 	var err error
@@ -292,10 +296,7 @@ func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
 	// messages here.
 	cfg := jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Minute}
-	cons, err := st.CreateConsumer(ctx, cfg)
-	if err != nil {
-		t.Fatalf("consumer: %v", err)
-	}
+	cons := completeConsumer(t, ctx, st, cfg, want)
 	var out []idMsg
 	// A read that brings nothing for readStall has stopped. Seen twice in
 	// five runs under load, at central after step 8: a consumer (one
@@ -350,15 +351,51 @@ func readEvents(t *testing.T, js jetstream.JetStream, filter string) []idMsg {
 		t.Log(stalled + "; reading on through a new consumer")
 		_ = st.DeleteConsumer(ctx, cons.CachedInfo().Name)
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
-		if cons, err = st.CreateConsumer(ctx, cfg); err != nil {
-			t.Fatalf("consumer: %v", err)
-		}
+		cons = completeConsumer(t, ctx, st, cfg, want-uint64(len(out)))
 		progress = time.Now()
 	}
 	if empty > 0 {
 		t.Logf("read %d events on %s through %s; %d fetches came back empty", len(out), filter, js.Conn().ConnectedServerName(), empty)
 	}
 	return out
+}
+
+// completeConsumer makes a consumer of cfg on st whose peer holds the
+// want messages it is to deliver, as the stream's leader counted them.
+// nats-server 2.15.3 places a consumer of one replica on any peer of the
+// stream, one still catching up included (after it joined the stream, or
+// came back with an empty disk): the catch-up runs apart from the stream's
+// Raft log (jetstream_cluster.go, processSnapshot: PauseApply, then
+// processCatchupMsg), so that peer reports itself current while its store
+// holds only a prefix, and a consumer there has only that prefix pending,
+// and gets the rest as fast as the catch-up goes (which retries after 10 s
+// without progress). Such a consumer is removed and made again, until one
+// lands on a peer that holds everything.
+func completeConsumer(t *testing.T, ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig, want uint64) jetstream.Consumer {
+	t.Helper()
+	var cons jetstream.Consumer
+	tries := 0
+	eventually.NoError(t, 2*time.Minute, "a consumer on a peer that holds every event", func() error {
+		c, err := st.CreateConsumer(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		tries++
+		if info := c.CachedInfo(); info.NumPending < want {
+			_ = st.DeleteConsumer(ctx, info.Name)
+			where := ""
+			if info.Cluster != nil {
+				where = info.Cluster.Leader
+			}
+			return fmt.Errorf("a consumer on %s has %d of %d events pending: that peer is still catching up", where, info.NumPending, want)
+		}
+		cons = c
+		return nil
+	})
+	if tries > 1 {
+		t.Logf("%d consumers made before one was on a peer holding all %d events", tries, want)
+	}
+	return cons
 }
 
 // consumerDiag describes a consumer for a failure message: where it runs
