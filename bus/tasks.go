@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type TaskHandler interface {
 	Owns(device string) bool
 	Whois(device string) (owner string, known bool)
 	Task(ctx context.Context, req meshmon.TaskRequest, send func(meshmon.TaskReply) error) error
+	Refused(req meshmon.TaskRequest, reason error)
 }
 
 // TaskServer serves a poller's tasks over its connection to its site peer.
@@ -74,35 +76,41 @@ type serving struct {
 	ctx          context.Context
 	wg           sync.WaitGroup
 	mu           sync.Mutex
-	running      map[string]context.CancelFunc
+	running      map[string]runningTask
+}
+
+// runningTask is a task being run: its cancel, and who may call it.
+type runningTask struct {
+	cancel context.CancelFunc
+	by     string
 }
 
 // Serve subscribes the poller to its site's task subjects and runs each
 // task it is to answer with h, until ctx is done; then it stops the tasks
 // that run and waits for them.
 func (s *TaskServer) Serve(ctx context.Context, site, poller string, h TaskHandler) error {
-	sv := &serving{s: s, site: site, poller: poller, h: h, ctx: ctx, running: map[string]context.CancelFunc{}}
+	sv := &serving{s: s, site: site, poller: poller, h: h, ctx: ctx, running: map[string]runningTask{}}
 	var subs []*nats.Subscription
 	defer func() {
 		for _, sub := range subs {
 			_ = sub.Unsubscribe()
 		}
 		sv.mu.Lock()
-		for _, c := range sv.running {
-			c()
+		for _, r := range sv.running {
+			r.cancel()
 		}
 		sv.mu.Unlock()
 		sv.wg.Wait()
 	}()
 	for _, v := range []string{meshmon.TaskPollNow, meshmon.TaskWalk, meshmon.TaskCancel} {
-		sub, err := s.nc.Subscribe(meshmon.TaskSubject(site, v), sv.handle)
+		sub, err := s.nc.Subscribe(meshmon.TaskVerbSubject(site, v), sv.handle)
 		if err != nil {
 			return fmt.Errorf("subscribe to tasks: %w", err)
 		}
 		subs = append(subs, sub)
 	}
 	for _, v := range []string{meshmon.TaskPing, meshmon.TaskSNMPGet, meshmon.TaskDiscover, meshmon.TaskWhois} {
-		sub, err := s.nc.QueueSubscribe(meshmon.TaskSubject(site, v), TaskQueue, sv.handle)
+		sub, err := s.nc.QueueSubscribe(meshmon.TaskVerbSubject(site, v), TaskQueue, sv.handle)
 		if err != nil {
 			return fmt.Errorf("subscribe to tasks: %w", err)
 		}
@@ -115,38 +123,53 @@ func (s *TaskServer) Serve(ctx context.Context, site, poller string, h TaskHandl
 	return nil
 }
 
-// handle takes one request.
+// handle takes one request. The requester is the subject's user, never
+// what the request says (meshmon.TaskRequester). A request the site will
+// not run is refused: answered with TaskCodeRefused and recorded
+// (TaskHandler.Refused). A device task is refused by every poller that
+// sees it refused (they know the same inventory) and their records share
+// one message id; one that another poller owns is left to it.
 func (sv *serving) handle(m *nats.Msg) {
-	var req meshmon.TaskRequest
-	if err := json.Unmarshal(m.Data, &req); err != nil || req.Site != sv.site {
-		return // not a request of ours: nothing to answer
+	by, err := meshmon.TaskRequester(m.Subject)
+	if err != nil {
+		return // not a request: the subscriptions take only requests
 	}
+	var req meshmon.TaskRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		sum := sha256.Sum256(m.Data)
+		req = meshmon.TaskRequest{ID: fmt.Sprintf("invalid-%x", sum[:8]), Verb: lastToken(m.Subject), Site: sv.site}
+		sv.refuse(req, by, fmt.Errorf("the request is not a task request (JSON): %w", err))
+		return
+	}
+	req.By = by
 	switch req.Verb {
 	case meshmon.TaskCancel:
 		sv.mu.Lock()
-		if c := sv.running[req.ID]; c != nil {
-			c()
+		if r, ok := sv.running[req.ID]; ok && r.by == by {
+			r.cancel() // only its requester stops a task
 		}
 		sv.mu.Unlock()
 		return
 	case meshmon.TaskWhois:
-		owner, known := sv.h.Whois(req.Device)
-		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
+		sv.whois(req)
+		return
+	}
+	if err := sv.check(m.Subject, req); err != nil {
+		sv.refuse(req, by, err)
 		return
 	}
 	if meshmon.IsDeviceTask(req.Verb) && !sv.h.Owns(req.Device) {
-		// The owner answers. A poller the assignment names but that
-		// has not taken the device on yet says so rather than leave
-		// the requester waiting.
-		if owner, _ := sv.h.Whois(req.Device); owner == sv.poller {
-			sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeFailed,
-				Error: fmt.Sprintf("poller %s is taking device %s on; try again in a moment", sv.poller, req.Device)})
+		switch owner, known := sv.h.Whois(req.Device); {
+		case !known:
+			sv.refuse(req, by, fmt.Errorf("site %s has no device %s", sv.site, req.Device))
+		case owner == "":
+			sv.refuse(req, by, fmt.Errorf("no poller owns device %s at site %s", req.Device, sv.site))
+		case owner == sv.poller:
+			// The assignment names this poller, which has not taken
+			// the device on yet.
+			sv.refuse(req, by, fmt.Errorf("poller %s is taking device %s on; try again in a moment", sv.poller, req.Device))
 		}
-		return
-	}
-	if err := req.Validate(); err != nil {
-		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Error: err.Error(), Code: meshmon.TaskCodeFailed})
-		return
+		return // the owner answers
 	}
 	timeout := min(time.Duration(req.Timeout), MaxTaskTimeout)
 	if timeout <= 0 {
@@ -156,17 +179,57 @@ func (sv *serving) handle(m *nats.Msg) {
 	sv.mu.Lock()
 	busy := len(sv.running) >= MaxConcurrentTasks
 	if !busy {
-		sv.running[req.ID] = cancel
+		sv.running[req.ID] = runningTask{cancel: cancel, by: by}
 	}
 	sv.mu.Unlock()
 	if busy {
 		cancel()
-		sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeFailed,
-			Error: fmt.Sprintf("poller %s is busy: %d tasks run already; try again later", sv.poller, MaxConcurrentTasks)})
+		sv.refuse(req, by, fmt.Errorf("poller %s is busy: %d tasks run already; try again later", sv.poller, MaxConcurrentTasks))
 		return
 	}
 	sv.wg.Go(func() { sv.run(ctx, cancel, req) })
 }
+
+// check checks a request against the rules and its subject.
+func (sv *serving) check(subject string, req meshmon.TaskRequest) error {
+	if req.Site != sv.site {
+		return fmt.Errorf("site %q: the request came for site %s", req.Site, sv.site)
+	}
+	if v := lastToken(subject); req.Verb != v {
+		return fmt.Errorf("verb %q: the request came on the subject of %s", req.Verb, v)
+	}
+	return req.Validate()
+}
+
+// whois answers who owns a device; when the site cannot run the device
+// task it precedes (no such device, no owner), it records that task as
+// refused.
+func (sv *serving) whois(req meshmon.TaskRequest) {
+	owner, known := sv.h.Whois(req.Device)
+	if req.For != "" && (!known || owner == "") {
+		t := req
+		t.ID, t.Verb, t.For = strings.TrimSuffix(req.ID, WhoisSuffix), req.For, ""
+		reason := fmt.Errorf("site %s has no device %s", sv.site, req.Device)
+		if known {
+			reason = fmt.Errorf("no poller owns device %s at site %s", req.Device, sv.site)
+		}
+		sv.h.Refused(t, reason)
+	}
+	sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
+}
+
+// WhoisSuffix ends the id of the whois that precedes a device task.
+const WhoisSuffix = "-whois"
+
+// refuse answers a request the site will not run and records it.
+func (sv *serving) refuse(req meshmon.TaskRequest, by string, reason error) {
+	req.By = by
+	sv.h.Refused(req, reason)
+	sv.s.log.Info("task refused", "id", req.ID, "verb", req.Verb, "by", by, "target", req.Target(), "err", reason)
+	sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeRefused, Error: reason.Error()})
+}
+
+func lastToken(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
 
 // run runs one task and sends its replies, the last with Done.
 func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshmon.TaskRequest) {
@@ -230,6 +293,9 @@ func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt Ta
 	if err := req.Validate(); err != nil {
 		return err
 	}
+	if err := meshmon.ValidateName("user", req.By); err != nil {
+		return fmt.Errorf("task %s: the requester (by): %w", req.Verb, err)
+	}
 	if opt.Reach <= 0 {
 		opt.Reach = DefaultReach
 	}
@@ -262,6 +328,7 @@ func waitTask(ctx context.Context, req meshmon.TaskRequest, opt TaskOptions, rep
 		deadline = time.Now().Add(MaxTaskTimeout + opt.Reach)
 	}
 	answered := false
+	seq := map[string]int{} // the last Seq of each poller's replies
 	for {
 		wait := time.Until(deadline)
 		if !answered {
@@ -291,6 +358,16 @@ func waitTask(ctx context.Context, req meshmon.TaskRequest, opt TaskOptions, rep
 				continue
 			}
 			answered = true
+			if r.Seq > 0 {
+				// One poller runs a task and numbers its replies: a gap
+				// is a reply lost (a slow consumer), and the result
+				// would not be whole.
+				if r.Seq != seq[r.Poller]+1 {
+					return fmt.Errorf("%w: %s at site %s: reply %d of poller %s came after reply %d; a reply was lost",
+						ErrTaskFailed, req.Verb, req.Site, r.Seq, r.Poller, seq[r.Poller])
+				}
+				seq[r.Poller] = r.Seq
+			}
 			opt.OnReply(r)
 			if !r.Done {
 				continue
@@ -309,6 +386,8 @@ func taskError(req meshmon.TaskRequest, r meshmon.TaskReply) error {
 		return fmt.Errorf("%w: task %s at site %s (poller %s): %s", ErrTaskTimeout, req.Verb, req.Site, r.Poller, r.Error)
 	case meshmon.TaskCodeNoDevice:
 		return fmt.Errorf("%w: device %s at site %s", ErrTaskDevice, req.Device, req.Site)
+	case meshmon.TaskCodeRefused:
+		return fmt.Errorf("%w: %s at site %s (poller %s): %s", ErrTaskRefused, req.Verb, req.Site, r.Poller, r.Error)
 	}
 	return fmt.Errorf("%w: %s at site %s (poller %s): %s", ErrTaskFailed, req.Verb, req.Site, r.Poller, r.Error)
 }
@@ -325,7 +404,8 @@ func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), err
 		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
 	}
 	_ = sub.SetPendingLimits(-1, -1)
-	if err := nc.Publish(meshmon.TaskSubject(req.Site, req.Verb), b); err != nil {
+	subject := meshmon.TaskSubject(req.Site, req.By, req.Verb)
+	if err := nc.Publish(subject, b); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
 	}
@@ -335,7 +415,10 @@ func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), err
 		_ = sub.Unsubscribe()
 		return nil, nil, fmt.Errorf("task %s at site %s: %w", req.Verb, req.Site, err)
 	}
-	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), "Permissions Violation") {
+	// (The connection's last error stays: match this subject's only.
+	// Permissions do not change while connected, so a violation there is
+	// this request's.)
+	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), fmt.Sprintf("Permissions Violation for Publish to %q", subject)) {
 		_ = sub.Unsubscribe()
 		return nil, nil, fmt.Errorf("task %s at site %s: %w", req.Verb, req.Site, err)
 	}
@@ -344,7 +427,7 @@ func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), err
 
 // whois asks any poller of the site who owns the device.
 func whois(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, reach time.Duration) error {
-	q := meshmon.TaskRequest{ID: req.ID + "-whois", Verb: meshmon.TaskWhois, Site: req.Site, Device: req.Device, By: req.By}
+	q := meshmon.TaskRequest{ID: req.ID + WhoisSuffix, Verb: meshmon.TaskWhois, For: req.Verb, Site: req.Site, Device: req.Device, By: req.By}
 	replies, stop, err := send(nc, q)
 	if err != nil {
 		return err
@@ -377,7 +460,7 @@ func whois(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, reach ti
 // cancelTask asks the site to stop req; best effort.
 func cancelTask(nc *nats.Conn, req meshmon.TaskRequest) {
 	b, _ := json.Marshal(meshmon.TaskRequest{ID: req.ID, Verb: meshmon.TaskCancel, Site: req.Site, By: req.By})
-	if nc.Publish(meshmon.TaskSubject(req.Site, meshmon.TaskCancel), b) == nil {
+	if nc.Publish(meshmon.TaskSubject(req.Site, req.By, meshmon.TaskCancel), b) == nil {
 		_ = nc.FlushTimeout(time.Second)
 	}
 }

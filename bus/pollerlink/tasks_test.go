@@ -260,7 +260,7 @@ func (m *taskMesh) centralInventory(ctx context.Context) *bus.Inventory {
 }
 
 func task(verb string) meshmon.TaskRequest {
-	return meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: "hq", By: "tester", Timeout: meshmon.Duration(30 * time.Second)}
+	return meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: "hq", By: tenancy.AdminCredsUser, Timeout: meshmon.Duration(30 * time.Second)}
 }
 
 // collect runs req from central and returns its replies.
@@ -394,7 +394,10 @@ func TestTasksFromCentral(t *testing.T) {
 	}
 	m.waitAudit(ctx, 5) // poll-now, walk, snmp-get, ping, discover; not the refused one
 
+	m.refusedAudit(ctx)
+	m.spoof(ctx)
 	m.cancelled(ctx)
+	m.bigWalk(ctx, inv)
 	m.snmpd(ctx, inv)
 
 	m.proxy.Cut(true)
@@ -450,7 +453,7 @@ func (m *taskMesh) waitAudit(ctx context.Context, n int) {
 	if err := json.Unmarshal(msg.Data, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if a := ev.Data.Task; a == nil || a.Verb != meshmon.TaskDiscover || a.By != "tester" || a.Result != "ok" || a.Found < 12 || ev.Data.Poller != "p1" {
+	if a := ev.Data.Task; a == nil || a.Verb != meshmon.TaskDiscover || a.By != tenancy.AdminCredsUser || a.Result != "ok" || a.Found < 12 || ev.Data.Poller != "p1" {
 		t.Fatalf("the discovery's audit event: %+v", ev.Data)
 	}
 }
@@ -479,6 +482,152 @@ func varbinds(rs []meshmon.TaskReply) int {
 		n += len(r.Varbinds)
 	}
 	return n
+}
+
+// lastTaskEvent is the newest audit event on subject at central.
+func (m *taskMesh) lastTaskEvent(ctx context.Context, subject string) (*meshmon.TaskAudit, error) {
+	js, err := jetstream.New(m.admin)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return nil, err
+	}
+	var ev meshmon.Event
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		return nil, err
+	}
+	if ev.Data.Task == nil {
+		return nil, fmt.Errorf("event %s has no task record", subject)
+	}
+	return ev.Data.Task, nil
+}
+
+// refusedAudit: the poll-now of a device hq lacks, refused, is recorded
+// as refused, with the reason, by its verified requester.
+func (m *taskMesh) refusedAudit(ctx context.Context) {
+	t := m.t
+	eventually.NoError(t, 30*time.Second, "the refused poll-now's audit event", func() error {
+		a, err := m.lastTaskEvent(ctx, "ev.hq.nope.task")
+		if err != nil {
+			return err
+		}
+		if a.Verb != meshmon.TaskPollNow || a.Result != meshmon.TaskCodeRefused || a.By != tenancy.AdminCredsUser || a.Error != "site hq has no device nope" {
+			t.Fatalf("the refused poll-now's record: %+v", a)
+		}
+		return nil
+	})
+}
+
+// spoof: with the admin's credential, a request on another user's
+// subject is refused by the server, and a request that names another
+// user in its body is recorded as the admin's.
+func (m *taskMesh) spoof(ctx context.Context) {
+	t := m.t
+	body := []byte(`{"id":"spoofed1","verb":"ping","site":"hq","by":"mallory","address":"127.0.0.1"}`)
+	creds, err := m.st.AdminCreds("acme", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := connectCreds(t, m.central.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(meshmon.TaskSubject("hq", "mallory", meshmon.TaskPing), body); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 5*time.Second, "the server's refusal of a request as mallory", func() error {
+		if err := nc.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+			return fmt.Errorf("last error %v", err)
+		}
+		return nil
+	})
+	if err := nc.Publish(meshmon.TaskSubject("hq", tenancy.AdminCredsUser, meshmon.TaskPing), body); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 30*time.Second, "the ping's audit event", func() error {
+		a, err := m.lastTaskEvent(ctx, "ev.hq._site.task")
+		if err != nil {
+			return err
+		}
+		if a.ID != "spoofed1" {
+			return fmt.Errorf("last site task %s", a.ID)
+		}
+		if a.By != tenancy.AdminCredsUser {
+			t.Fatalf("a request saying by mallory on %s's subject was recorded as by %q", tenancy.AdminCredsUser, a.By)
+		}
+		return nil
+	})
+}
+
+// bigWalk: a walk of an agent's ifTable with 64 interfaces (8 columns of
+// 64 rows), from central, comes back in replies of 100 objects, numbered without a
+// gap (RunTask checks), whole and in order: the OIDs a walk at the site's
+// side gets, in the same order.
+func (m *taskMesh) bigWalk(ctx context.Context, inv *bus.Inventory) {
+	t := m.t
+	port, err := freeport.Port("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sim.DefaultConfig()
+	base := m.prefix.Addr().As4()
+	base[2]++ // the /24 after the agents' (their /22 is theirs)
+	base[3] = 1
+	cfg.Agents, cfg.BaseAddr, cfg.Port, cfg.Interfaces, cfg.NamePrefix = 1, netip.AddrFrom4(base), port, 64, "big"
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	d := s.Agents()[0].Device(time.Hour, time.Second, "public")
+	if _, err := inv.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	const ifTable = "1.3.6.1.2.1.2.2"
+	pr, err := poller.NewSNMPProber(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	if err := pr.Walk(ctx, ifTable, func(v meshmon.Varbind) error { want = append(want, v.OID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	req := task(meshmon.TaskWalk)
+	req.Device, req.OIDs = d.Name, []string{ifTable}
+	var replies []meshmon.TaskReply
+	eventually.NoError(t, 30*time.Second, "walk of "+d.Name, func() (err error) {
+		req.ID = nuid.Next()
+		replies, err = collectReach(ctx, m.admin, req, time.Second)
+		return err
+	})
+	chunks := 0
+	var got []string
+	for _, r := range replies {
+		if len(r.Varbinds) > 0 {
+			chunks++
+		}
+		for _, v := range r.Varbinds {
+			got = append(got, v.OID)
+		}
+	}
+	if len(want) < 8*64 || chunks != (len(want)+99)/100 {
+		t.Fatalf("walk of %s's ifTable: %d objects in %d replies", d.Name, len(want), chunks)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("walk of %s from central: %d objects, want the %d of a walk at the site, in order", d.Name, len(got), len(want))
+	}
 }
 
 // cancelled: a discovery the requester gives up (Ctrl-C) stops at the

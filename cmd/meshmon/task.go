@@ -44,6 +44,7 @@ func taskCommand() *cli.Command {
 				Flags: common(10*time.Minute, port, credentialsFlag(),
 					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
 					&cli.BoolFlag{Name: "allow-large", Usage: "allow a prefix larger than a /22 (up to a /16)"},
+					&cli.BoolFlag{Name: "snmp-without-ping", Usage: "try SNMP at every address, not only at those that answer ICMP (finds agents behind a filter that drops pings)"},
 					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
 					&cli.BoolFlag{Name: "add", Usage: "add the candidates that answered SNMP to the site's inventory"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add adds"},
@@ -119,6 +120,7 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 			return req, fmt.Errorf("--cidr is required: the IPv4 prefix to sweep (see '%s --help')", c.Command.HelpName)
 		}
 		req.CIDR, req.AllowLarge, req.Rate = c.String("cidr"), c.Bool("allow-large"), c.Int("rate")
+		req.SNMPWithoutPing = c.Bool("snmp-without-ping")
 	}
 	if c.IsSet("snmp-port") {
 		req.Port = c.Int("snmp-port")
@@ -138,7 +140,8 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	return req, req.Validate()
 }
 
-// requester is the user the credentials name, for the audit record.
+// requester is the user the credentials name: the requests go on its
+// subject, the only one its permissions allow (docs/tasks.md).
 func requester(c *cli.Context) string {
 	if f := c.String("creds"); f != "" {
 		if b, err := os.ReadFile(f); err == nil {
@@ -147,5 +150,8 @@ func requester(c *cli.Context) string {
 			}
 		}
 	}
-	return c.String("user")
+	if u := c.String("user"); u != "" {
+		return u
+	}
+	return "anonymous" // a mesh without authentication
 }

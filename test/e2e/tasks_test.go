@@ -18,7 +18,9 @@ import (
 // real processes, and from central, with the meshmon CLI and an admin
 // credential, adds a device to hq's inventory and runs tasks on it. With
 // the stock nats CLI as an attacker it checks that a NOC and a poller
-// credential may neither send a task nor read the replies, and with the
+// credential may neither send a task nor read the replies, that an admin
+// can neither send as another user nor have the site record another
+// requester than itself, that a refused request is recorded, and with the
 // meshmon CLI that another tenant's admin reaches no site of acme's.
 func TestTasksFromCentralCLI(t *testing.T) {
 	natsBin := need(t, "nats")
@@ -79,12 +81,15 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	}
 
 	// Attackers. The stock nats CLI with a NOC's and a poller's
-	// credential, at central and at the site: no task sent, no reply read.
-	for _, c := range []struct{ who, url, creds string }{
-		{"noc at central", curl, creds["noc"]}, {"poller at central", curl, creds["p1"]},
-		{"noc at hq", hqURL, creds["noc"]}, {"poller at hq", hqURL, creds["p1"]},
+	// credential, at central and at the site: no task sent, not even on
+	// their own user's subject, and no reply read.
+	ping := `{"id":"x","verb":"ping","site":"hq","address":"127.0.0.1"}`
+	for _, c := range []struct{ who, url, creds, user string }{
+		{"noc at central", curl, creds["noc"], "noc"}, {"poller at central", curl, creds["p1"], "p1"},
+		{"noc at hq", hqURL, creds["noc"], "noc"}, {"poller at hq", hqURL, creds["p1"], "p1"},
+		{"noc as admin", curl, creds["noc"], "admin"},
 	} {
-		out, ok := natsCLI(t, natsBin, "--server", c.url, "--creds", c.creds, "pub", "ctl.hq.ping", `{"id":"x","verb":"ping","site":"hq","address":"127.0.0.1"}`)
+		out, ok := natsCLI(t, natsBin, "--server", c.url, "--creds", c.creds, "pub", "ctl.hq.req."+c.user+".ping", ping)
 		if ok || !strings.Contains(out, "Permissions Violation") {
 			t.Errorf("%s published a task request: %s", c.who, out)
 		}
@@ -92,6 +97,54 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["noc"], "sub", "ctl.hq.reply.>", "--count", "1", "--timeout", "2s")
 	if ok || !strings.Contains(out, "Permissions Violation") {
 		t.Errorf("noc subscribed to task replies: %s", out)
+	}
+	// The admin may not send as another user, nor as the ops realm; what
+	// it sends on its own subject is recorded as its own, whatever the
+	// request says.
+	for _, subj := range []string{"ctl.hq.req.noc.ping", "ctl.hq.ops.admin.ping", "ctl.hq.reply.x"} {
+		if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", subj, ping); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("admin published on %s: %s", subj, out)
+		}
+	}
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", "ctl.hq.req.admin.ping",
+		`{"id":"spoof1","verb":"ping","site":"hq","by":"noc","address":"127.0.0.1"}`); !ok {
+		t.Fatalf("admin's own task request: %s", out)
+	}
+	// Refused at the site (too large), and recorded so.
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", "ctl.hq.req.admin.discover",
+		`{"id":"big1","verb":"discover","site":"hq","cidr":"10.0.0.0/16"}`); !ok {
+		t.Fatalf("admin's discover request: %s", out)
+	}
+	audit := map[string]string{}
+	eventually.True(t, 30*time.Second, "the audit events of spoof1 and big1 at central", func() bool {
+		out, _, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
+		if code != 0 {
+			return false
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var ev struct {
+				Data struct {
+					Task *struct{ ID, By, Result, Error string } `json:"task"`
+				} `json:"data"`
+			}
+			if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
+				a := ev.Data.Task
+				audit[a.ID] = a.By + " " + a.Result + " " + a.Error
+			}
+		}
+		return audit["spoof1"] != "" && audit["big1"] != ""
+	})
+	if audit["spoof1"] != "admin ok " {
+		t.Errorf("a ping sent by admin saying by noc recorded as %q", audit["spoof1"])
+	}
+	if !strings.HasPrefix(audit["big1"], "admin refused cidr \"10.0.0.0/16\" has 65536 addresses") {
+		t.Errorf("a discovery of a /16 without --allow-large recorded as %q", audit["big1"])
+	}
+	// Another tenant's admin, with the stock CLI: its requests stay in its
+	// own account, where no site hq answers, and it reads none of acme's
+	// replies.
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["badmin"], "req", "ctl.hq.req.badmin.ping", ping, "--timeout", "2s"); ok {
+		t.Errorf("beta's admin got an answer from a site hq: %s", out)
 	}
 	// The meshmon CLI says so in one line.
 	_, stderr, code := run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
