@@ -186,7 +186,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:
 		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
-		pub.Allow.Add(taskRequestsBy(name)) // tasks at any site, as itself
+		pub.Allow.Add(taskRequestsBy(name))       // tasks at any site, as itself
 		pub.Allow.Add(alarmActions(name, ">")...) // every action, as itself
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
@@ -240,9 +240,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 // the other. taskRequestsBy are the requests a tenant user called name
 // may send: at any site, as itself only (the site takes the requester
 // from the subject, so a user cannot claim to be another).
-func taskRequests(site string) string   { return "ctl." + site + ".*.*.*" }
-func taskReplies(site string) string    { return "ctl." + site + ".reply.>" }
-func taskRequestsBy(name string) string { return "ctl.*." + meshmon.TaskRealmTenant + "." + name + ".*" }
+func taskRequests(site string) string { return "ctl." + site + ".*.*.*" }
+func taskReplies(site string) string  { return "ctl." + site + ".reply.>" }
+func taskRequestsBy(name string) string {
+	return "ctl.*." + meshmon.TaskRealmTenant + "." + name + ".*"
+}
 
 // alarmActions are the subjects of the alarm actions (verbs, or ">") the
 // user called name may request: alarmop.<name>.<verb> (alarmbus.ActionSubject;
