@@ -90,6 +90,23 @@ func TaskRequester(subject string) (string, error) {
 	return "", fmt.Errorf("subject %q: realm %q: use %s or %s", subject, tok[2], TaskRealmTenant, TaskRealmOps)
 }
 
+// TaskReplySubjectBy returns the subject of the replies of task id at
+// site for its requester by (TaskRequester): TaskReplySubject for a
+// tenant's user, ctl.<site>.reply.ops.<user>.<id> for a user of the ops
+// account, which the tenant exports to the ops account (and nothing else
+// of its replies: an admin's 'device --site' replies carry secrets).
+func TaskReplySubjectBy(site, by, id string) string {
+	if u, ok := strings.CutPrefix(by, TaskRealmOps+":"); ok {
+		return "ctl." + site + ".reply." + TaskRealmOps + "." + u + "." + id
+	}
+	return TaskReplySubject(site, id)
+}
+
+// TaskOpsPrefix is what the ops account puts before a tenant's task
+// subjects (TaskOpsSubject, TaskReplySubjectBy) to reach that tenant:
+// tenants.<tenant>. (the ops account's imports, package tenancy).
+func TaskOpsPrefix(tenant string) string { return "tenants." + tenant + "." }
+
 // TaskReplySubject returns the subject of the replies of task id at site:
 // ctl.<site>.reply.<id>. Replies go there rather than to the requester's
 // inbox so that a site's link and its pollers may publish its own site's

@@ -215,7 +215,7 @@ func (sv *serving) whois(req meshmon.TaskRequest) {
 		}
 		sv.h.Refused(t, reason)
 	}
-	sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
+	sv.reply(req, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Owner: owner, Known: known})
 }
 
 // WhoisSuffix ends the id of the whois that precedes a device task.
@@ -226,7 +226,7 @@ func (sv *serving) refuse(req meshmon.TaskRequest, by string, reason error) {
 	req.By = by
 	sv.h.Refused(req, reason)
 	sv.s.log.Info("task refused", "id", req.ID, "verb", req.Verb, "by", by, "target", req.Target(), "err", reason)
-	sv.reply(req.ID, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeRefused, Error: reason.Error()})
+	sv.reply(req, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeRefused, Error: reason.Error()})
 }
 
 func lastToken(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
@@ -243,7 +243,7 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 	send := func(r meshmon.TaskReply) error {
 		seq++
 		r.ID, r.Poller, r.Seq = req.ID, sv.poller, seq
-		return sv.reply(req.ID, r)
+		return sv.reply(req, r)
 	}
 	// An acknowledgement first: the requester knows the site took the
 	// task, however long its first result takes.
@@ -259,13 +259,14 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 	sv.s.log.Info("task", "id", req.ID, "verb", req.Verb, "by", req.By, "target", req.Target(), "err", err)
 }
 
-// reply sends r on the replies subject of task id.
-func (sv *serving) reply(id string, r meshmon.TaskReply) error {
+// reply sends r on the replies subject of req, its requester's
+// (meshmon.TaskReplySubjectBy).
+func (sv *serving) reply(req meshmon.TaskRequest, r meshmon.TaskReply) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return sv.s.nc.Publish(meshmon.TaskReplySubject(sv.site, id), b)
+	return sv.s.nc.Publish(meshmon.TaskReplySubjectBy(sv.site, req.By, req.ID), b)
 }
 
 // TaskOptions are how RunTask waits.
@@ -280,6 +281,27 @@ type TaskOptions struct {
 	// OnReply is called with each reply, the last included, from one
 	// goroutine.
 	OnReply func(meshmon.TaskReply)
+	// OpsTenant, for a user of the ops account, is the tenant whose site
+	// runs the task: the requests go on the ops account's import of that
+	// tenant's tasks (meshmon.TaskOpsPrefix), as the ops realm's.
+	OpsTenant string
+}
+
+// route is where a requester's requests and replies go.
+type route struct{ opsTenant string }
+
+func (rt route) request(req meshmon.TaskRequest, verb string) string {
+	if rt.opsTenant == "" {
+		return meshmon.TaskSubject(req.Site, req.By, verb)
+	}
+	return meshmon.TaskOpsPrefix(rt.opsTenant) + meshmon.TaskOpsSubject(req.Site, req.By, verb)
+}
+
+func (rt route) replies(req meshmon.TaskRequest) string {
+	if rt.opsTenant == "" {
+		return meshmon.TaskReplySubject(req.Site, req.ID)
+	}
+	return meshmon.TaskOpsPrefix(rt.opsTenant) + meshmon.TaskReplySubjectBy(req.Site, meshmon.TaskRealmOps+":"+req.By, req.ID)
 }
 
 // DefaultReach is TaskOptions.Reach's default.
@@ -302,19 +324,25 @@ func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt Ta
 	if opt.OnReply == nil {
 		opt.OnReply = func(meshmon.TaskReply) {}
 	}
-	if meshmon.IsDeviceTask(req.Verb) {
-		if err := whois(ctx, nc, req, opt.Reach); err != nil {
+	if opt.OpsTenant != "" {
+		if err := meshmon.ValidateName("tenant", opt.OpsTenant); err != nil {
 			return err
 		}
 	}
-	replies, stop, err := send(nc, req)
+	rt := route{opsTenant: opt.OpsTenant}
+	if meshmon.IsDeviceTask(req.Verb) {
+		if err := whois(ctx, nc, rt, req, opt.Reach); err != nil {
+			return err
+		}
+	}
+	replies, stop, err := send(nc, rt, req)
 	if err != nil {
 		return err
 	}
 	defer stop()
 	err = waitTask(ctx, req, opt, replies)
 	if err != nil && !errors.Is(err, ErrTaskFailed) && !errors.Is(err, ErrSiteOffline) {
-		cancelTask(nc, req)
+		cancelTask(nc, rt, req)
 	}
 	return err
 }
@@ -393,18 +421,18 @@ func taskError(req meshmon.TaskRequest, r meshmon.TaskReply) error {
 }
 
 // send subscribes to the replies of req and sends it; stop unsubscribes.
-func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), error) {
+func send(nc *nats.Conn, rt route, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
 	}
 	replies := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(meshmon.TaskReplySubject(req.Site, req.ID), replies)
+	sub, err := nc.ChanSubscribe(rt.replies(req), replies)
 	if err != nil {
 		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
 	}
 	_ = sub.SetPendingLimits(-1, -1)
-	subject := meshmon.TaskSubject(req.Site, req.By, req.Verb)
+	subject := rt.request(req, req.Verb)
 	if err := nc.Publish(subject, b); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, nil, fmt.Errorf("task %s: %w", req.Verb, err)
@@ -426,9 +454,9 @@ func send(nc *nats.Conn, req meshmon.TaskRequest) (<-chan *nats.Msg, func(), err
 }
 
 // whois asks any poller of the site who owns the device.
-func whois(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, reach time.Duration) error {
+func whois(ctx context.Context, nc *nats.Conn, rt route, req meshmon.TaskRequest, reach time.Duration) error {
 	q := meshmon.TaskRequest{ID: req.ID + WhoisSuffix, Verb: meshmon.TaskWhois, For: req.Verb, Site: req.Site, Device: req.Device, By: req.By}
-	replies, stop, err := send(nc, q)
+	replies, stop, err := send(nc, rt, q)
 	if err != nil {
 		return err
 	}
@@ -458,9 +486,9 @@ func whois(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, reach ti
 }
 
 // cancelTask asks the site to stop req; best effort.
-func cancelTask(nc *nats.Conn, req meshmon.TaskRequest) {
+func cancelTask(nc *nats.Conn, rt route, req meshmon.TaskRequest) {
 	b, _ := json.Marshal(meshmon.TaskRequest{ID: req.ID, Verb: meshmon.TaskCancel, Site: req.Site, By: req.By})
-	if nc.Publish(meshmon.TaskSubject(req.Site, req.By, meshmon.TaskCancel), b) == nil {
+	if nc.Publish(rt.request(req, meshmon.TaskCancel), b) == nil {
 		_ = nc.FlushTimeout(time.Second)
 	}
 }

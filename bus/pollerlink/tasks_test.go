@@ -97,6 +97,13 @@ func startTaskMesh(t testing.TB, agents int) *taskMesh {
 	}
 	m.admin = m.tenant(ctx, sys, "acme", "hq")
 	m.tenant(ctx, sys, "beta", "")
+	ops, err := st.OpsAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, ops); err != nil {
+		t.Fatal(err)
+	}
 
 	bundle, err := st.IssueSite("acme", "hq")
 	if err != nil {
@@ -396,6 +403,7 @@ func TestTasksFromCentral(t *testing.T) {
 
 	m.refusedAudit(ctx)
 	m.spoof(ctx)
+	m.opsTasks(ctx)
 	m.cancelled(ctx)
 	m.bigWalk(ctx, inv)
 	m.snmpd(ctx, inv)
@@ -566,6 +574,89 @@ func (m *taskMesh) spoof(ctx context.Context) {
 		}
 		return nil
 	})
+}
+
+// opsTasks: a user of the ops account runs a task at acme's site hq, as
+// itself, recorded as ops:<user>; it cannot send as another ops user nor
+// as a tenant's user, and tenant beta has no site hq.
+func (m *taskMesh) opsTasks(ctx context.Context) {
+	t := m.t
+	creds, err := m.st.OpsCreds("olga", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := connectCreds(t, m.central.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := task(meshmon.TaskSNMPGet)
+	a := m.sim.Agents()[3]
+	req.By, req.Address, req.Port, req.OIDs = "olga", a.Addr().Addr().String(), int(a.Addr().Port()), []string{"1.3.6.1.2.1.1.5.0"}
+	replies, err := collectOps(ctx, nc, req, "acme")
+	if err != nil {
+		t.Fatalf("snmp-get by ops user olga at acme's hq: %v", err)
+	}
+	if vb := allVarbinds(replies); len(vb) != 1 || vb[0].Value != a.Name() {
+		t.Fatalf("snmp-get by olga: %+v", vb)
+	}
+	eventually.NoError(t, 30*time.Second, "olga's audit event", func() error {
+		au, err := m.lastTaskEvent(ctx, "ev.hq._site.task")
+		if err != nil {
+			return err
+		}
+		if au.ID != req.ID {
+			return fmt.Errorf("last site task %s", au.ID)
+		}
+		if au.By != "ops:olga" {
+			t.Fatalf("olga's snmp-get recorded as by %q, want ops:olga", au.By)
+		}
+		return nil
+	})
+	// Device tasks too (the whois goes the same way).
+	req = task(meshmon.TaskPollNow)
+	req.By, req.Device = "olga", m.sim.Agents()[0].Name()
+	if replies, err = collectOps(ctx, nc, req, "acme"); err != nil || !strings.Contains(samples(replies), "system") {
+		t.Fatalf("poll-now by olga: %v, %q", err, samples(replies))
+	}
+	// Not as another: the server refuses.
+	for _, subj := range []string{
+		meshmon.TaskOpsPrefix("acme") + meshmon.TaskOpsSubject("hq", "ivan", meshmon.TaskPing),
+		meshmon.TaskOpsPrefix("acme") + meshmon.TaskSubject("hq", "olga", meshmon.TaskPing),
+		meshmon.TaskSubject("hq", "olga", meshmon.TaskPing),
+	} {
+		req := task(meshmon.TaskPing)
+		req.By, req.Address = "olga", "127.0.0.1"
+		b, _ := json.Marshal(req)
+		onc, err := connectCreds(t, m.central.ClientURL(), creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = onc.Publish(subj, b)
+		_ = onc.Flush()
+		eventually.NoError(t, 5*time.Second, "the server's refusal of "+subj, func() error {
+			if err := onc.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+				return fmt.Errorf("last error %v", err)
+			}
+			return nil
+		})
+	}
+	// Tenant beta has no site hq: nothing answers.
+	req = task(meshmon.TaskPing)
+	req.By, req.Address = "olga", "127.0.0.1"
+	if err := bus.RunTask(ctx, nc, req, bus.TaskOptions{Reach: time.Second, OpsTenant: "beta"}); !errors.Is(err, bus.ErrSiteOffline) {
+		t.Fatalf("ping by olga at beta's hq: %v, want %v", err, bus.ErrSiteOffline)
+	}
+}
+
+func collectOps(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, tenant string) ([]meshmon.TaskReply, error) {
+	var mu sync.Mutex
+	var out []meshmon.TaskReply
+	err := bus.RunTask(ctx, nc, req, bus.TaskOptions{Reach: 5 * time.Second, OpsTenant: tenant, OnReply: func(r meshmon.TaskReply) {
+		mu.Lock()
+		out = append(out, r)
+		mu.Unlock()
+	}})
+	return out, err
 }
 
 // bigWalk: a walk of an agent's ifTable with 64 interfaces (8 columns of

@@ -22,6 +22,7 @@ func taskCommand() *cli.Command {
 	common := func(timeout time.Duration, more ...cli.Flag) []cli.Flag {
 		return append([]cli.Flag{
 			&cli.StringFlag{Name: "site", Usage: "the site that runs the task (required)"},
+			&cli.StringFlag{Name: "tenant", Usage: "with an ops credential: the tenant whose site runs the task"},
 			&cli.DurationFlag{Name: "task-timeout", Value: timeout, Usage: "how long the task may run; the site stops it then"},
 			&cli.DurationFlag{Name: "reach", Value: bus.DefaultReach, Usage: "how long the site has to answer at all before it counts as offline"},
 			jsonFlag(),
@@ -73,7 +74,7 @@ func taskAction(minArgs, maxArgs int) cli.ActionFunc {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		out := newTaskOutput(c, req)
-		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply}
+		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
 		if req.Verb == meshmon.TaskDiscover {
 			opt.Idle = max(opt.Reach, 2*time.Second)
 		}
@@ -103,7 +104,16 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	if c.String("site") == "" {
 		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
 	}
-	req := meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: c.String("site"), By: requester(c),
+	id := requester(c)
+	switch {
+	case id.Role == tenancy.RoleOps && c.String("tenant") == "":
+		return meshmon.TaskRequest{}, errors.New("--tenant is required with an ops credential: the tenant whose site runs the task")
+	case id.Role != tenancy.RoleOps && c.String("tenant") != "":
+		return meshmon.TaskRequest{}, errors.New("--tenant is for an ops credential; a tenant's credential runs tasks at its own tenant's sites")
+	case id.Role == tenancy.RoleOps && c.Bool("add"):
+		return meshmon.TaskRequest{}, errors.New("--add: an ops credential cannot change a tenant's inventory; use the tenant's admin credential")
+	}
+	req := meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: c.String("site"), By: id.User,
 		Timeout: meshmon.Duration(c.Duration("task-timeout"))}
 	args := c.Args().Slice()
 	switch verb {
@@ -140,18 +150,18 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	return req, req.Validate()
 }
 
-// requester is the user the credentials name: the requests go on its
+// requester is who the credentials name: the requests go on its user's
 // subject, the only one its permissions allow (docs/tasks.md).
-func requester(c *cli.Context) string {
+func requester(c *cli.Context) tenancy.Identity {
 	if f := c.String("creds"); f != "" {
 		if b, err := os.ReadFile(f); err == nil {
 			if id, err := tenancy.CredsIdentity(b); err == nil {
-				return id.User
+				return id
 			}
 		}
 	}
 	if u := c.String("user"); u != "" {
-		return u
+		return tenancy.Identity{User: u}
 	}
-	return "anonymous" // a mesh without authentication
+	return tenancy.Identity{User: "anonymous"} // a mesh without authentication
 }

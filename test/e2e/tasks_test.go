@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -146,8 +147,37 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	if out, _ := natsCLI(t, natsBin, "--server", curl, "--creds", creds["badmin"], "req", "ctl.hq.req.badmin.ping", ping, "--timeout", "2s"); !strings.Contains(out, "No responders") {
 		t.Errorf("beta's admin's request on ctl.hq.req.badmin.ping: %s; want no responders", out)
 	}
+	// The ops account's user runs tasks at acme's hq with --tenant, as
+	// itself: recorded as ops:olga; it cannot send as another ops user
+	// or as a tenant's user.
+	opsCreds := filepath.Join(dir, "olga.creds")
+	cli("tenant", "creds", "--ops", "--keys", keys, "--user", "olga", "--out", opsCreds)
+	var get struct {
+		Varbinds []struct{ Value string } `json:"varbinds"`
+	}
+	out, stderr, code := run(t, "--server", curl, "--creds", opsCreds, "task", "snmp-get", "--tenant", "acme", "--site", "hq", "--json",
+		"--snmp-port", strconv.Itoa(int(a.Addr().Port())), a.Addr().Addr().String(), "1.3.6.1.2.1.1.5.0")
+	if code != 0 || json.Unmarshal([]byte(out), &get) != nil || len(get.Varbinds) != 1 || get.Varbinds[0].Value != a.Name() {
+		t.Fatalf("snmp-get by ops user olga at acme's hq: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, stderr, code := run(t, "--server", curl, "--creds", opsCreds, "task", "ping", "--site", "hq", "127.0.0.1"); code != 1 || !strings.Contains(stderr, "--tenant is required") {
+		t.Errorf("task ping by olga without --tenant: exit %d, %q", code, stderr)
+	}
+	for _, subj := range []string{"tenants.acme.ctl.hq.ops.ivan.ping", "tenants.acme.ctl.hq.req.admin.ping", "tenants.acme.ctl.hq.reply.ops.olga.x"} {
+		if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", opsCreds, "pub", subj, ping); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("ops user olga published on %s: %s", subj, out)
+		}
+	}
+	eventually.NoError(t, 30*time.Second, "olga's snmp-get recorded at central", func() error {
+		out, stderr, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
+		if code != 0 || !strings.Contains(out, `"by":"ops:olga"`) || !strings.Contains(out, `"verb":"snmp-get"`) {
+			return fmt.Errorf("exit %d\n%s\n%s", code, out, stderr)
+		}
+		return nil
+	})
+
 	// The meshmon CLI says so in one line.
-	_, stderr, code := run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
+	_, stderr, code = run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
 	if code != 1 || !strings.Contains(stderr, "Permissions Violation") {
 		t.Errorf("task ping with a NOC credential: exit %d, %q", code, stderr)
 	}
