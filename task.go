@@ -162,8 +162,8 @@ type TaskRequest struct {
 // Validate checks the request's fields for its verb and names the first
 // that breaks a rule.
 func (r *TaskRequest) Validate() error {
-	if r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
-		return fmt.Errorf("task id %q: use 1 to 64 letters, digits, _ and -", r.ID)
+	if err := ValidateTaskID(r.ID); err != nil {
+		return err
 	}
 	if err := ValidateName("site", r.Site); err != nil {
 		return err
@@ -195,6 +195,15 @@ func (r *TaskRequest) Validate() error {
 	}
 	if r.Port < 0 || r.Port > 65535 {
 		return fmt.Errorf("port %d is out of range; use 1 to 65535", r.Port)
+	}
+	return nil
+}
+
+// ValidateTaskID checks a task's id: one subject token of 1 to 64
+// letters, digits, _ and - (its replies' subject ends with it).
+func ValidateTaskID(id string) error {
+	if id == "" || len(id) > 64 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+		return fmt.Errorf("task id %q: use 1 to 64 letters, digits, _ and -", id)
 	}
 	return nil
 }

@@ -205,6 +205,10 @@ func (sv *serving) check(subject string, req meshmon.TaskRequest) error {
 // task it precedes (no such device, no owner), it records that task as
 // refused.
 func (sv *serving) whois(req meshmon.TaskRequest) {
+	if err := req.Validate(); err != nil {
+		sv.refuse(req, req.By, err)
+		return
+	}
 	owner, known := sv.h.Whois(req.Device)
 	if req.For != "" && (!known || owner == "") {
 		t := req
@@ -221,11 +225,16 @@ func (sv *serving) whois(req meshmon.TaskRequest) {
 // WhoisSuffix ends the id of the whois that precedes a device task.
 const WhoisSuffix = "-whois"
 
-// refuse answers a request the site will not run and records it.
+// refuse answers a request the site will not run and records it. A
+// request whose id is no valid id is not answered: its replies' subject
+// would reach beyond its requester's (a dotted id).
 func (sv *serving) refuse(req meshmon.TaskRequest, by string, reason error) {
 	req.By = by
 	sv.h.Refused(req, reason)
 	sv.s.log.Info("task refused", "id", req.ID, "verb", req.Verb, "by", by, "target", req.Target(), "err", reason)
+	if meshmon.ValidateTaskID(req.ID) != nil {
+		return
+	}
 	sv.reply(req, meshmon.TaskReply{ID: req.ID, Poller: sv.poller, Done: true, Code: meshmon.TaskCodeRefused, Error: reason.Error()})
 }
 

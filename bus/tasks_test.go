@@ -156,8 +156,8 @@ func TestTaskRouting(t *testing.T) {
 // TestTaskRequester: the site takes the requester from the subject, not
 // from the request; it refuses, answers and records bad input, a
 // request for another site or verb than its subject's, and a device task
-// of a device it lacks (every poller records it, under one task id); a
-// cancel by another user stops nothing.
+// of a device it lacks (every poller records it, under one task id); it
+// answers no dotted id; a cancel by another user stops nothing.
 func TestTaskRequester(t *testing.T) {
 	ts, nc, _ := runJS(t)
 	ctx := testCtx(t)
@@ -251,6 +251,40 @@ func TestTaskRequester(t *testing.T) {
 			}
 		}
 	}
+
+	// A dotted id is recorded but not answered: its replies' subject
+	// would be another requester's (here an ops user's).
+	all, err := nc.SubscribeSync("ctl.hq.reply.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ops.olga.x", "dotted-after"} {
+		if err := nc.Publish(meshmon.TaskSubject("hq", "ann", meshmon.TaskPollNow), []byte(`{"id":"`+id+`","verb":"poll-now","site":"hq","device":"nope"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both pollers take poll-now in order: once each answered the second,
+	// each has dealt with the first.
+	answered := map[string]bool{}
+	for len(answered) < 2 {
+		m, err := all.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the replies to dotted-after: %v", err)
+		}
+		if strings.HasPrefix(m.Subject, "ctl.hq.reply.ops.") {
+			t.Fatalf("a reply on %s", m.Subject)
+		}
+		if m.Subject != meshmon.TaskReplySubject("hq", "dotted-after") {
+			continue // a late reply of an earlier request
+		}
+		var r meshmon.TaskReply
+		_ = json.Unmarshal(m.Data, &r)
+		answered[r.Poller] = true
+	}
+	_ = all.Unsubscribe()
+	eventually.True(t, 5*time.Second, "the dotted id's refusal recorded", func() bool {
+		return len(p1.refusals("ops.olga.x")) == 1 && len(p2.refusals("ops.olga.x")) == 1
+	})
 
 	// A cancel by bob does not stop ann's walk; ann's does.
 	wctx, wcancel := context.WithCancel(ctx)
