@@ -17,11 +17,13 @@ import (
 )
 
 // On-demand tasks (docs/tasks.md): an operator's request on
-// ctl.<site>.<verb> in the tenant's account, which central carries over the
-// site's leaf link to the site's pollers; the replies go back to the
-// requester's inbox the same way. Device verbs reach every poller of the
-// site and only the device's owner answers; site verbs reach one poller of
-// the site's queue group.
+// ctl.<site>.req.<user>.<verb> in the tenant's account (or
+// ctl.<site>.ops.<user>.<verb>, from the ops account), which central
+// carries over the site's leaf link to the site's pollers; the replies go
+// back on ctl.<site>.reply.<id> the same way. The site takes the requester
+// from the subject, which the requester's permissions pin to its own
+// name. Device verbs reach every poller of the site and only the device's
+// owner answers; site verbs reach one poller of the site's queue group.
 
 // SiteInboxPrefix is the inbox prefix of a connection at central that
 // reaches a site's JetStream domain across its leaf link ('device
@@ -319,7 +321,7 @@ const DefaultReach = 5 * time.Second
 // RunTask runs req at its site over nc and waits for its replies until the
 // last, req.Timeout, or the end of ctx; when it gives up it asks the site
 // to stop the task. It fails with an error wrapping ErrSiteOffline,
-// ErrNoOwner, ErrTaskDevice, ErrTaskTimeout, ErrTaskFailed, or ctx's error.
+// ErrNoOwner, ErrTaskDevice, ErrTaskRefused, ErrTaskTimeout, ErrTaskFailed (a reply lost too), or ctx's error. req.By must be the user of nc's credential: its requests go on that user's subject.
 func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt TaskOptions) error {
 	if err := req.Validate(); err != nil {
 		return err
