@@ -321,7 +321,9 @@ const DefaultReach = 5 * time.Second
 // RunTask runs req at its site over nc and waits for its replies until the
 // last, req.Timeout, or the end of ctx; when it gives up it asks the site
 // to stop the task. It fails with an error wrapping ErrSiteOffline,
-// ErrNoOwner, ErrTaskDevice, ErrTaskRefused, ErrTaskTimeout, ErrTaskFailed (a reply lost too), or ctx's error. req.By must be the user of nc's credential: its requests go on that user's subject.
+// ErrNoOwner, ErrTaskDevice, ErrTaskRefused, ErrTaskTimeout, ErrTaskFailed
+// (a reply lost too), or ctx's error. req.By must be the user of nc's
+// credential: the requests go on that user's subject.
 func RunTask(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, opt TaskOptions) error {
 	if err := req.Validate(); err != nil {
 		return err
