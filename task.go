@@ -43,9 +43,69 @@ const KindTask = "task"
 // letter or digit.
 const SiteTaskDevice = "_site"
 
-// TaskSubject returns the subject of a verb's requests at site:
-// ctl.<site>.<verb>.
-func TaskSubject(site, verb string) string { return "ctl." + site + "." + verb }
+// TaskSubject returns the subject of user's requests of verb at site:
+// ctl.<site>.req.<user>.<verb>. The user is in the subject so that the
+// site can take the requester from it: a tenant user's permissions allow
+// its own name only (tenancy), so the name is the credential's, not what
+// the requester says.
+func TaskSubject(site, user, verb string) string {
+	return "ctl." + site + "." + TaskRealmTenant + "." + user + "." + verb
+}
+
+// TaskOpsSubject is TaskSubject for a user of the ops (MSP operator)
+// account: ctl.<site>.ops.<user>.<verb> in the tenant's account, where the
+// ops account's import of the tenant's tasks maps its own subject.
+func TaskOpsSubject(site, user, verb string) string {
+	return "ctl." + site + "." + TaskRealmOps + "." + user + "." + verb
+}
+
+// Task request realms: the third token of a request's subject, which says
+// whose user the fourth names.
+const (
+	TaskRealmTenant = "req" // a user of the tenant's account
+	TaskRealmOps    = "ops" // a user of the ops account
+)
+
+// TaskVerbSubject is what a site's pollers subscribe to for verb:
+// every realm's and user's requests, ctl.<site>.*.*.<verb>.
+func TaskVerbSubject(site, verb string) string { return "ctl." + site + ".*.*." + verb }
+
+// TaskRequester reads who sent a request from its subject (TaskSubject,
+// TaskOpsSubject): the user for a tenant's user, "ops:<user>" for a user
+// of the ops account. It fails on a subject of another form.
+func TaskRequester(subject string) (string, error) {
+	tok := strings.Split(subject, ".")
+	if len(tok) != 5 || tok[0] != "ctl" {
+		return "", fmt.Errorf("subject %q is not a task request (ctl.<site>.<realm>.<user>.<verb>)", subject)
+	}
+	if err := ValidateName("user", tok[3]); err != nil {
+		return "", fmt.Errorf("subject %q: %w", subject, err)
+	}
+	switch tok[2] {
+	case TaskRealmTenant:
+		return tok[3], nil
+	case TaskRealmOps:
+		return TaskRealmOps + ":" + tok[3], nil
+	}
+	return "", fmt.Errorf("subject %q: realm %q: use %s or %s", subject, tok[2], TaskRealmTenant, TaskRealmOps)
+}
+
+// TaskReplySubjectBy returns the subject of the replies of task id at
+// site for its requester by (TaskRequester): TaskReplySubject for a
+// tenant's user, ctl.<site>.reply.ops.<user>.<id> for a user of the ops
+// account, which the tenant exports to the ops account (and nothing else
+// of its replies: an admin's 'device --site' replies carry secrets).
+func TaskReplySubjectBy(site, by, id string) string {
+	if u, ok := strings.CutPrefix(by, TaskRealmOps+":"); ok {
+		return "ctl." + site + ".reply." + TaskRealmOps + "." + u + "." + id
+	}
+	return TaskReplySubject(site, id)
+}
+
+// TaskOpsPrefix is what the ops account puts before a tenant's task
+// subjects (TaskOpsSubject, TaskReplySubjectBy) to reach that tenant:
+// tenants.<tenant>. (the ops account's imports, package tenancy).
+func TaskOpsPrefix(tenant string) string { return "tenants." + tenant + "." }
 
 // TaskReplySubject returns the subject of the replies of task id at site:
 // ctl.<site>.reply.<id>. Replies go there rather than to the requester's
@@ -68,10 +128,15 @@ const (
 
 // TaskRequest is one task, as the CLI sends it.
 type TaskRequest struct {
-	ID         string   `json:"id"`   // unique per run; the key of a cancel
-	Verb       string   `json:"verb"` // one of TaskVerbs, TaskWhois or TaskCancel
-	Site       string   `json:"site"`
-	By         string   `json:"by,omitempty"` // the requester's user, as its credential names it
+	ID   string `json:"id"`   // unique per run; the key of a cancel
+	Verb string `json:"verb"` // one of TaskVerbs, TaskWhois or TaskCancel
+	Site string `json:"site"`
+	// By is the requester's user. The site ignores what the request
+	// says and takes it from the subject (TaskRequester).
+	By string `json:"by,omitempty"`
+	// For is, in a TaskWhois, the verb of the device task it precedes
+	// (a refusal is recorded as that task's).
+	For        string   `json:"for,omitempty"`
 	Device     string   `json:"device,omitempty"`
 	Address    string   `json:"address,omitempty"`
 	OIDs       []string `json:"oids,omitempty"`
@@ -81,6 +146,12 @@ type TaskRequest struct {
 	Rate int `json:"rate,omitempty"`
 	// Port is the SNMP port a discovery or snmp-get tries (0: 161).
 	Port int `json:"port,omitempty"`
+	// SNMPWithoutPing makes a discovery try SNMP at every address of
+	// its prefix, not only at those that answered the ICMP sweep: it
+	// finds the agents behind a filter that drops echo requests, at the
+	// cost of an SNMP try per credential at every address (the same
+	// rate bound).
+	SNMPWithoutPing bool `json:"snmp_without_ping,omitempty"`
 	// Credentials are tried by a discovery before the site's own (the
 	// SNMP settings of its inventory). Secrets: sent only to the site.
 	Credentials []SNMP `json:"credentials,omitempty"`
@@ -91,8 +162,8 @@ type TaskRequest struct {
 // Validate checks the request's fields for its verb and names the first
 // that breaks a rule.
 func (r *TaskRequest) Validate() error {
-	if r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
-		return fmt.Errorf("task id %q: use 1 to 64 letters, digits, _ and -", r.ID)
+	if err := ValidateTaskID(r.ID); err != nil {
+		return err
 	}
 	if err := ValidateName("site", r.Site); err != nil {
 		return err
@@ -124,6 +195,15 @@ func (r *TaskRequest) Validate() error {
 	}
 	if r.Port < 0 || r.Port > 65535 {
 		return fmt.Errorf("port %d is out of range; use 1 to 65535", r.Port)
+	}
+	return nil
+}
+
+// ValidateTaskID checks a task's id: one subject token of 1 to 64
+// letters, digits, _ and - (its replies' subject ends with it).
+func ValidateTaskID(id string) error {
+	if id == "" || len(id) > 64 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+		return fmt.Errorf("task id %q: use 1 to 64 letters, digits, _ and -", id)
 	}
 	return nil
 }
@@ -228,6 +308,9 @@ const (
 	TaskCodeCancelled = "cancelled"
 	TaskCodeTimeout   = "timeout"
 	TaskCodeFailed    = "failed"
+	// TaskCodeRefused: the site did not run the task (bad input, no such
+	// device, no owner, too large, busy); the audit event says why.
+	TaskCodeRefused = "refused"
 )
 
 // TaskProgress is how far a long task is.

@@ -82,3 +82,28 @@ func TestCandidateName(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskRequester: the requester comes from the subject's realm and
+// user tokens; anything else is no request.
+func TestTaskRequester(t *testing.T) {
+	for _, c := range []struct{ subject, want string }{
+		{meshmon.TaskSubject("hq", "ann", meshmon.TaskPing), "ann"},
+		{meshmon.TaskOpsSubject("hq", "olga", meshmon.TaskWalk), "ops:olga"},
+		{"ctl.hq.ping", ""},
+		{"ctl.hq.reply.x", ""},
+		{"ctl.hq.admin.ann.ping", ""},
+		{"ctl.hq.req.Ann.ping", ""},
+		{"mx.hq.req.ann.ping", ""},
+	} {
+		got, err := meshmon.TaskRequester(c.subject)
+		if got != c.want || (err == nil) != (c.want != "") {
+			t.Errorf("TaskRequester(%q) = %q, %v; want %q", c.subject, got, err, c.want)
+		}
+	}
+	if got := meshmon.TaskReplySubjectBy("hq", "ops:olga", "x1"); got != "ctl.hq.reply.ops.olga.x1" {
+		t.Errorf("an ops user's replies on %s", got)
+	}
+	if got := meshmon.TaskReplySubjectBy("hq", "ann", "x1"); got != meshmon.TaskReplySubject("hq", "x1") {
+		t.Errorf("a tenant user's replies on %s", got)
+	}
+}

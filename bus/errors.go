@@ -78,6 +78,10 @@ var ErrTaskDevice = errors.New("no such device at the site")
 // failed; the error carries the site's reason.
 var ErrTaskFailed = errors.New("task failed")
 
+// ErrTaskRefused is wrapped by RunTask when the site refused to run the
+// task (bad input, too large, busy); the site records the refusal.
+var ErrTaskRefused = errors.New("task refused")
+
 // ErrTaskTimeout is wrapped by RunTask when the task did not end within
 // its timeout, or the site stopped answering while it ran.
 var ErrTaskTimeout = errors.New("task timed out")

@@ -11,21 +11,13 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// CandidateAdd is what AddCandidates did with one candidate.
-type CandidateAdd struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	Result  string `json:"result"` // "added", "exists" or "failed"
-	Error   string `json:"error,omitempty"`
-}
-
 // AddCandidates adds the candidates of a discovery that answered SNMP to
 // the site's inventory inv (opened from central in the site's domain), with
 // the credential each answered with: the request's own (creds, by index)
 // or that of the inventory device it names. port is the SNMP port the
 // discovery used (0: 161), interval the devices' poll interval.
-func AddCandidates(ctx context.Context, inv *Inventory, cands []meshmon.Candidate, creds []meshmon.SNMP, port int, interval time.Duration) []CandidateAdd {
-	var out []CandidateAdd
+func AddCandidates(ctx context.Context, inv *Inventory, cands []meshmon.Candidate, creds []meshmon.SNMP, port int, interval time.Duration) []meshmon.CandidateAdd {
+	var out []meshmon.CandidateAdd
 	for _, c := range cands {
 		if !c.SNMP {
 			continue
@@ -34,7 +26,7 @@ func AddCandidates(ctx context.Context, inv *Inventory, cands []meshmon.Candidat
 		if name == "" {
 			name = meshmon.CandidateName(c)
 		}
-		r := CandidateAdd{Name: name, Address: c.Address, Result: "added"}
+		r := meshmon.CandidateAdd{Name: name, Address: c.Address, Result: "added"}
 		s, err := candidateSNMP(ctx, inv, c.Credential, creds)
 		if err == nil {
 			s.Port = port

@@ -13,7 +13,8 @@ import (
 )
 
 // Discovery: an ICMP sweep of a prefix, then SNMP at the addresses that
-// answered (at every address when this poller may not ping), trying each
+// answered (at every address when this poller may not ping, or when the
+// request says SNMPWithoutPing), trying each
 // credential until one answers. Probes are rate limited (a probe is one
 // echo request or one SNMP try), run discoverWorkers at a time, and end
 // when ctx does.
@@ -61,6 +62,9 @@ func (p *Poller) discover(ctx context.Context, req meshmon.TaskRequest, send fun
 		for _, a := range alive {
 			icmp[a] = true
 		}
+	}
+	if req.SNMPWithoutPing {
+		alive = addrs // the agents behind a filter that drops pings too
 	}
 	d.identify(ctx, alive, icmp)
 	stop()

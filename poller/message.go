@@ -80,7 +80,8 @@ func (p *Poller) eventMessage(d *meshmon.Device, slot, at time.Time, key string,
 }
 
 // sampleMessage builds the outgoing message of one check's metric samples.
-func (p *Poller) sampleMessage(d *meshmon.Device, slot, at time.Time, s meshmon.Sample) (meshmon.Message, error) {
+// It fills in s's time, names and assignment.
+func (p *Poller) sampleMessage(d *meshmon.Device, slot, at time.Time, s *meshmon.Sample) (meshmon.Message, error) {
 	s.Time, s.Tenant, s.Site, s.Device, s.Poller = at.UTC(), p.cfg.Tenant, p.cfg.Site, d.Name, p.cfg.Name
 	s.Assignment = p.assignRev.Load()
 	b, err := json.Marshal(s)

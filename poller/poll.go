@@ -21,16 +21,17 @@ const (
 
 // observation collects what one poll produced, to be committed at once.
 type observation struct {
-	p      *Poller
-	t      *target
-	slot   time.Time
-	at     time.Time
-	msgs   []meshmon.Message
-	states []storage.StateUpdate
-	next   map[string]checkState // new check states, applied after commit
-	gone   []string              // check states to forget, after commit
-	uptime *uptimeState          // new uptime view, applied after commit
-	lldpAt time.Time             // neighbours read at, applied after commit
+	p       *Poller
+	t       *target
+	slot    time.Time
+	at      time.Time
+	msgs    []meshmon.Message
+	states  []storage.StateUpdate
+	next    map[string]checkState // new check states, applied after commit
+	gone    []string              // check states to forget, after commit
+	uptime  *uptimeState          // new uptime view, applied after commit
+	lldpAt  time.Time             // neighbours read at, applied after commit
+	samples []meshmon.Sample      // what the poll read (a poll-now returns it)
 }
 
 func (o *observation) event(data meshmon.EventData) {
@@ -43,12 +44,13 @@ func (o *observation) event(data meshmon.EventData) {
 }
 
 func (o *observation) sample(s meshmon.Sample) {
-	m, err := o.p.sampleMessage(&o.t.dev, o.slot, o.at, s)
+	m, err := o.p.sampleMessage(&o.t.dev, o.slot, o.at, &s)
 	if err != nil {
 		o.p.log.Error("build sample", "device", o.t.dev.Name, "err", err)
 		return
 	}
 	o.msgs = append(o.msgs, m)
+	o.samples = append(o.samples, s)
 }
 
 func (o *observation) put(key string, v any) {
@@ -162,8 +164,9 @@ func (p *Poller) load(t *target) {
 	t.loaded = true
 }
 
-// poll probes one device once and commits what it saw.
-func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
+// poll probes one device once, commits what it saw and returns its
+// samples (none when it was stopped or the device left meanwhile).
+func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.Sample {
 	p.load(t)
 	d := &t.dev
 	o := &observation{p: p, t: t, slot: slot, next: make(map[string]checkState)}
@@ -177,7 +180,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 		} else {
 			r := p.icmp.Ping(ctx, d.Address, d.TimeoutOrDefault())
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
 			o.reach(meshmon.CheckICMP, r.OK, r.Reason)
 			o.sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
@@ -209,7 +212,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 			r = SNMPResult{Reason: "snmp client could not be built"}
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
@@ -222,10 +225,10 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 	gone := t.replaced || t.deleted
 	p.mu.Unlock()
 	if gone {
-		return // the next target of this name polls afresh
+		return nil // the next target of this name polls afresh
 	}
 	if err := p.commit(o.msgs, o.states); err != nil {
-		return // state is left as it was, so the change is seen again on the next poll
+		return nil // state is left as it was, so the change is seen again on the next poll
 	}
 	for k, s := range o.next {
 		t.states[k] = s
@@ -242,6 +245,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) {
 	if !o.lldpAt.IsZero() {
 		t.lldpAt = o.lldpAt
 	}
+	return o.samples
 }
 
 // observeNeighbors reads the device's LLDP and CDP neighbours when they are

@@ -131,6 +131,11 @@ type target struct {
 	uptimeOK bool
 	counters map[int]counterState
 	lldpAt   time.Time // when its neighbours were last read; zero: not yet
+
+	// A poll-now (a task) holds the device busy: the scheduled poll the
+	// dispatcher skips meanwhile is kept in missed and polled after it.
+	pollingNow bool
+	missed     *entry
 }
 
 // New returns a poller. store is its own bbolt file; pub, inv and reg talk to

@@ -122,7 +122,11 @@ func (p *Poller) dispatch(ctx context.Context, jobs chan<- job) {
 		t, ok := p.devices[e.name]
 		if !ok || t.gen != e.gen || p.busy[e.name] {
 			// Stale, or being polled: the worker polling it schedules the
-			// current target when it is done.
+			// current target when it is done; a poll-now, which does not,
+			// polls the skipped entry after it.
+			if ok && t.gen == e.gen && t.pollingNow {
+				t.missed = &e
+			}
 			p.mu.Unlock()
 			continue
 		}
@@ -166,6 +170,12 @@ func (p *Poller) finish(j job) {
 		p.sched.add(j.name, t.gen, at, slot)
 		return
 	}
+	p.retire(j.name, t)
+}
+
+// retire ends a target that changed or left while it was polled: it
+// forgets a deleted device's state and releases the name. p.mu is held.
+func (p *Poller) retire(name string, t *target) {
 	if t.snmp != nil {
 		t.snmp.Close()
 	}
@@ -173,10 +183,10 @@ func (p *Poller) finish(j job) {
 		// Forget outside p.mu (an fsynced write); the name stays busy
 		// meanwhile.
 		p.mu.Unlock()
-		p.forget(j.name)
+		p.forget(name)
 		p.mu.Lock()
 	}
-	p.release(j.name)
+	p.release(name)
 }
 
 type entryHeap []entry

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // TaskServer is the transport of on-demand tasks (package bus/pollerlink
@@ -30,6 +31,10 @@ type TaskHandler interface {
 	// server sends the final one with Task's error). send is called from
 	// one goroutine at a time.
 	Task(ctx context.Context, req meshmon.TaskRequest, send func(meshmon.TaskReply) error) error
+	// Refused records a request the site did not run, and why (bad
+	// input, no such device, no owner, busy). Every poller that sees a
+	// device task refused records it, under one message id.
+	Refused(req meshmon.TaskRequest, reason error)
 }
 
 // Owns reports whether the poller polls the device now.
@@ -132,65 +137,70 @@ func (p *Poller) runTask(ctx context.Context, req meshmon.TaskRequest, send func
 	return 0, fmt.Errorf("%w: verb %q is not a task a poller runs", ErrTaskFailed, req.Verb)
 }
 
-// pollNow probes the device now, with probes of its own (the scheduled
-// poll keeps its state), and replies with the readings as samples. It
-// publishes no samples or events but the task's audit event.
+// pollNow polls the device now, as its scheduled poll would: its samples
+// and events go out on their usual subjects (with message ids of the
+// poll's own time, not of an interval slot) and its state moves on; the
+// reply carries the samples. It waits for a poll of the device that is
+// running, and the scheduled poll it holds up runs after it.
 func (p *Poller) pollNow(ctx context.Context, req meshmon.TaskRequest, send func(meshmon.TaskReply) error) error {
-	d, ok := p.device(req.Device)
-	if !ok {
-		return ErrTaskNotOwned
+	t, err := p.takeNow(ctx, req.Device)
+	if err != nil {
+		return err
 	}
-	now := p.cfg.Now().UTC()
-	sample := func(s meshmon.Sample) meshmon.Sample {
-		s.Time, s.Tenant, s.Site, s.Device, s.Poller = now, p.cfg.Tenant, p.cfg.Site, d.Name, p.cfg.Name
-		s.Assignment = p.assignRev.Load()
-		return s
-	}
-	var out []meshmon.Sample
-	var fails []string
-	if d.Has(meshmon.CheckICMP) && p.icmpDenied == nil {
-		r := p.icmp.Ping(ctx, d.Address, d.TimeoutOrDefault())
-		out = append(out, sample(meshmon.Sample{Check: meshmon.CheckICMP, Values: map[string]float64{
-			"up": b2f(r.OK), "sent": float64(r.Sent), "received": float64(r.Received), "loss_ratio": r.Loss,
-			"rtt_avg_ms": ms(r.RTTAvg), "duration_ms": ms(r.Took)}}))
-		if !r.OK {
-			fails = append(fails, "icmp: "+r.Reason)
-		}
-	}
-	if d.Has(meshmon.CheckSNMP) {
-		pr, err := NewSNMPProber(d)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrTaskFailed, err)
-		}
-		r := pr.Poll(ctx)
-		if r.OK {
-			out = append(out, sample(meshmon.Sample{Check: "system",
-				Values: map[string]float64{"uptime_seconds": float64(r.SysUpTime) / 100, "duration_ms": ms(r.Took), "interfaces": float64(len(r.Interfaces))},
-				Labels: map[string]string{"sys_name": r.SysName, "sys_descr": r.SysDescr, "sys_object_id": r.SysObjectID}}))
-			rows := make([]meshmon.InterfaceSample, 0, len(r.Interfaces))
-			for _, row := range r.Interfaces {
-				name := row.Name
-				if name == "" {
-					name = row.Descr
-				}
-				rows = append(rows, meshmon.InterfaceSample{Index: row.Index, Name: name, AdminStatus: ifStatus(row.AdminStatus),
-					OperStatus: ifStatus(row.OperStatus), InOctets: row.InOctets, OutOctets: row.OutOctets, HighCounter: row.HC})
-			}
-			out = append(out, sample(meshmon.Sample{Check: "if", Interfaces: rows}))
-		} else {
-			fails = append(fails, "snmp: "+r.Reason)
-		}
-	}
+	samples := p.poll(ctx, t, p.cfg.Now())
+	p.finishNow(req.Device, t)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := send(meshmon.TaskReply{Samples: out}); err != nil {
+	if err := send(meshmon.TaskReply{Samples: samples}); err != nil {
 		return err
 	}
-	if len(out) == 0 && len(fails) > 0 {
-		return fmt.Errorf("%w: device %s: %v", ErrTaskFailed, d.Name, fails)
+	if len(samples) == 0 {
+		return fmt.Errorf("%w: device %s answered no probe (its events say why)", ErrTaskFailed, req.Device)
 	}
 	return nil
+}
+
+// takeNow holds the device busy for a poll-now, once no other poll of it
+// runs. It returns ErrTaskNotOwned if the poller does not poll it.
+func (p *Poller) takeNow(ctx context.Context, name string) (*target, error) {
+	b := backoff.New(10*time.Millisecond, 200*time.Millisecond)
+	for {
+		p.mu.Lock()
+		t, ok := p.devices[name]
+		if !ok {
+			p.mu.Unlock()
+			return nil, ErrTaskNotOwned
+		}
+		if !p.busy[name] {
+			p.busy[name], t.pollingNow = true, true
+			p.mu.Unlock()
+			return t, nil
+		}
+		p.mu.Unlock()
+		if !b.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// finishNow releases a device after a poll-now: the scheduled poll the
+// dispatcher skipped meanwhile, if any, runs now; a device that changed or
+// left meanwhile is dealt with as finish does.
+func (p *Poller) finishNow(name string, t *target) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.pollingNow = false
+	missed := t.missed
+	t.missed = nil
+	if t.replaced || t.deleted {
+		p.retire(name, t)
+		return
+	}
+	delete(p.busy, name)
+	if missed != nil {
+		p.sched.add(name, t.gen, p.cfg.Now(), missed.slot)
+	}
 }
 
 // walkChunk is how many objects a walk sends per reply.
@@ -339,21 +349,36 @@ func (p *Poller) audit(req meshmon.TaskRequest, took time.Duration, found int, e
 	if err != nil {
 		a.Result, a.Error = TaskCode(err), err.Error()
 	}
+	now := p.cfg.Now()
+	p.commitAudit(req, a, now, "task/"+req.ID)
+}
+
+// Refused records a request the site refused, with result refused and
+// the reason. Its message id is a function of the task's id and device
+// alone, so the records of the pollers that all refuse one device task
+// are one.
+func (p *Poller) Refused(req meshmon.TaskRequest, reason error) {
+	a := &meshmon.TaskAudit{ID: req.ID, Verb: req.Verb, By: req.By, Target: req.Target(), Result: meshmon.TaskCodeRefused, Error: reason.Error()}
+	p.commitAudit(req, a, time.Time{}, "task/"+req.ID+"/refused")
+}
+
+// commitAudit commits the audit event of a, its id made of key and slot.
+func (p *Poller) commitAudit(req meshmon.TaskRequest, a *meshmon.TaskAudit, slot time.Time, key string) {
 	d := meshmon.Device{Name: meshmon.SiteTaskDevice, Address: req.Address}
-	if meshmon.IsDeviceTask(req.Verb) {
+	if meshmon.IsDeviceTask(req.Verb) && meshmon.ValidateName("device", req.Device) == nil {
+		d = meshmon.Device{Name: req.Device}
 		if dev, ok := p.device(req.Device); ok {
 			d = dev
 		}
 	}
 	msg := fmt.Sprintf("task %s %s by %s: %s", req.Verb, a.Target, orUnknown(req.By), a.Result)
-	if err != nil {
-		msg += ": " + err.Error()
+	if a.Error != "" {
+		msg += ": " + a.Error
 	}
-	now := p.cfg.Now()
-	m, merr := p.eventMessage(&d, now, now, "task/"+req.ID, meshmon.EventData{Kind: meshmon.KindTask, Check: meshmon.KindTask,
+	m, err := p.eventMessage(&d, slot, p.cfg.Now(), key, meshmon.EventData{Kind: meshmon.KindTask, Check: meshmon.KindTask,
 		Severity: meshmon.SeverityInfo, Message: msg, Task: a})
-	if merr != nil {
-		p.log.Error("build task audit event", "task", req.ID, "err", merr)
+	if err != nil {
+		p.log.Error("build task audit event", "task", req.ID, "err", err)
 		return
 	}
 	_ = p.commit([]meshmon.Message{m}, nil) // commit logs a failure

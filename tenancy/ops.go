@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+
+	"github.com/meshmon/meshmon"
 )
 
 // The ops (MSP operator) account's consolidated view: every tenant exports
@@ -37,6 +39,42 @@ func exportEvents(ac *jwt.AccountClaims) {
 	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
 }
 
+// Tasks from the ops account (docs/tasks.md): every tenant exports, as a
+// service, the task requests of the ops realm, ctl.<site>.ops.<user>.<verb>,
+// and, as a stream, their replies, ctl.<site>.reply.ops.>; the ops
+// account imports them under tenants.<tenant>. (meshmon.TaskOpsPrefix).
+// An ops user's permissions allow its own name only, so the site records
+// who ran the task as ops:<user>.
+const (
+	exportedTaskRequests = "ctl.*.ops.*.*"
+	exportedTaskReplies  = "ctl.*.reply.ops.>"
+)
+
+// exportTasks lets the ops account send the tenant the ops realm's task
+// requests and read their replies.
+func exportTasks(ac *jwt.AccountClaims) {
+	for _, e := range ac.Exports {
+		if e.Subject == exportedTaskRequests {
+			return
+		}
+	}
+	ac.Exports = append(ac.Exports,
+		&jwt.Export{Name: "meshmon ops tasks", Subject: exportedTaskRequests, Type: jwt.Service},
+		&jwt.Export{Name: "meshmon ops task replies", Subject: exportedTaskReplies, Type: jwt.Stream})
+}
+
+// importTasks are the ops account's imports of tenant's tasks, whose
+// account key is key.
+func importTasks(tenant, key string) []*jwt.Import {
+	p := meshmon.TaskOpsPrefix(tenant)
+	return []*jwt.Import{
+		{Name: tenant + " tasks", Subject: exportedTaskRequests, Account: key, Type: jwt.Service,
+			LocalSubject: jwt.RenamingSubject(p + "ctl.$1.ops.$2.$3")},
+		{Name: tenant + " task replies", Subject: exportedTaskReplies, Account: key, Type: jwt.Stream,
+			LocalSubject: jwt.RenamingSubject(p + "ctl.$1.reply.ops.>")},
+	}
+}
+
 // OpsAccount signs the ops account's JWT again, importing the events of
 // every tenant in the store; push it after a tenant is created or removed.
 func (s *Store) OpsAccount() (string, error) {
@@ -56,6 +94,7 @@ func (s *Store) OpsAccount() (string, error) {
 		}
 		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
+		ac.Imports.Add(importTasks(n, tc.Subject)...)
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
 		return "", err
@@ -65,14 +104,24 @@ func (s *Store) OpsAccount() (string, error) {
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the
-// consolidated view (tenants.>), valid for ttl (0: no expiry).
+// consolidated view (tenants.>) and runs tasks at any tenant's sites as
+// itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>), valid for ttl
+// (0: no expiry). It reads every ops user's task replies
+// (tenants.<tenant>.ctl.<site>.reply.ops.>), none of a tenant's own users'.
 func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
+	if err := meshmon.ValidateName("user", name); err != nil {
+		return nil, err
+	}
 	return s.accountCreds(opsDir, name, ttl, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("meshmon-role:" + string(RoleOps))
 		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
-		uc.Pub.Allow.Add("_INBOX.>")
-		uc.Pub.Deny.Add(">")
+		uc.Pub.Allow.Add("tenants.*.ctl.*." + meshmon.TaskRealmOps + "." + name + ".*")
 	})
 }
+
+// RoleOps is the role of a user of the ops account (OpsCreds): not a
+// tenant's.
+const RoleOps Role = "ops"
 
 // ReaderCreds issues credentials of a NOC user of the tenant that is not
 // recorded (the CLI's own, for reading the tenant's streams), valid for ttl.

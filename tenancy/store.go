@@ -152,6 +152,7 @@ func (s *Store) newAccount(sub, name string, limits *Limits) (string, error) {
 	if limits != nil { // a tenant
 		limits.apply(ac)
 		exportEvents(ac)
+		exportTasks(ac)
 	}
 	if err := s.saveAccount(sub, ac); err != nil {
 		return "", err
@@ -167,6 +168,7 @@ func (s *Store) saveAccount(sub string, ac *jwt.AccountClaims) error {
 	}
 	if strings.HasPrefix(sub, tenantsDir+string(filepath.Separator)) {
 		exportEvents(ac) // a tenant signed before the stored feed
+		exportTasks(ac)  // or before the ops account's tasks
 	}
 	ac.IssuedAt = 0 // Encode sets it; two saves in one second still differ by content
 	tok, err := ac.Encode(op)

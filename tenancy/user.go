@@ -141,8 +141,9 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// At its site: its subjects, its site's buckets, and its own
 		// consumers on the streams (bucket watches, the last states it
 		// reads back from EVENTS), through the server it is on only.
-		// Its site's task requests (ctl.<site>.<verb>, one token: not the
-		// replies) and its site's task replies (bus.TaskServer).
+		// Its site's task requests (ctl.<site>.<realm>.<user>.<verb>,
+		// five tokens: not the replies) and its site's task replies
+		// (bus.TaskServer).
 		sub.Allow.Add(InboxPrefix(name)+".>", taskRequests(site))
 		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>", taskReplies(site))
 		// Its own heartbeat and its site's group keys only (poller_perms.go).
@@ -184,7 +185,8 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		pub.Deny.Add(denyRead(secretStream)...)
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 	case RoleAdmin:
-		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>", "ctl.>")
+		pub.Allow.Add("$JS.API.>", "$JS.*.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>", "meshmon.>")
+		pub.Allow.Add(taskRequestsBy(name))       // tasks at any site, as itself
 		pub.Allow.Add(alarmActions(name, ">")...) // every action, as itself
 		pub.Deny.Add("ev.>", "mx.>")
 		sub.Allow.Add(">")
@@ -230,13 +232,19 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 	return pub, sub, resp
 }
 
-// taskRequests are a site's task requests, ctl.<site>.<verb>
-// (meshmon.TaskSubject), and taskReplies their replies,
-// ctl.<site>.reply.<id> (meshmon.TaskReplySubject): admins send the
-// requests from central, the site's link carries them to the site and
-// only its replies back, and its pollers take the one and send the other.
-func taskRequests(site string) string { return "ctl." + site + ".*" }
+// taskRequests are a site's task requests,
+// ctl.<site>.<realm>.<user>.<verb> (meshmon.TaskSubject), and taskReplies
+// their replies, ctl.<site>.reply.<id> (meshmon.TaskReplySubject): admins
+// send the requests from central, the site's link carries them to the
+// site and only its replies back, and its pollers take the one and send
+// the other. taskRequestsBy are the requests a tenant user called name
+// may send: at any site, as itself only (the site takes the requester
+// from the subject, so a user cannot claim to be another).
+func taskRequests(site string) string { return "ctl." + site + ".*.*.*" }
 func taskReplies(site string) string  { return "ctl." + site + ".reply.>" }
+func taskRequestsBy(name string) string {
+	return "ctl.*." + meshmon.TaskRealmTenant + "." + name + ".*"
+}
 
 // alarmActions are the subjects of the alarm actions (verbs, or ">") the
 // user called name may request: alarmop.<name>.<verb> (alarmbus.ActionSubject;

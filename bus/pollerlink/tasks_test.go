@@ -97,6 +97,13 @@ func startTaskMesh(t testing.TB, agents int) *taskMesh {
 	}
 	m.admin = m.tenant(ctx, sys, "acme", "hq")
 	m.tenant(ctx, sys, "beta", "")
+	ops, err := st.OpsAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, ops); err != nil {
+		t.Fatal(err)
+	}
 
 	bundle, err := st.IssueSite("acme", "hq")
 	if err != nil {
@@ -260,7 +267,7 @@ func (m *taskMesh) centralInventory(ctx context.Context) *bus.Inventory {
 }
 
 func task(verb string) meshmon.TaskRequest {
-	return meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: "hq", By: "tester", Timeout: meshmon.Duration(30 * time.Second)}
+	return meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: "hq", By: tenancy.AdminCredsUser, Timeout: meshmon.Duration(30 * time.Second)}
 }
 
 // collect runs req from central and returns its replies.
@@ -394,7 +401,11 @@ func TestTasksFromCentral(t *testing.T) {
 	}
 	m.waitAudit(ctx, 5) // poll-now, walk, snmp-get, ping, discover; not the refused one
 
+	m.refusedAudit(ctx)
+	m.spoof(ctx)
+	m.opsTasks(ctx)
 	m.cancelled(ctx)
+	m.bigWalk(ctx, inv)
 	m.snmpd(ctx, inv)
 
 	m.proxy.Cut(true)
@@ -450,7 +461,7 @@ func (m *taskMesh) waitAudit(ctx context.Context, n int) {
 	if err := json.Unmarshal(msg.Data, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if a := ev.Data.Task; a == nil || a.Verb != meshmon.TaskDiscover || a.By != "tester" || a.Result != "ok" || a.Found < 12 || ev.Data.Poller != "p1" {
+	if a := ev.Data.Task; a == nil || a.Verb != meshmon.TaskDiscover || a.By != tenancy.AdminCredsUser || a.Result != "ok" || a.Found < 12 || ev.Data.Poller != "p1" {
 		t.Fatalf("the discovery's audit event: %+v", ev.Data)
 	}
 }
@@ -479,6 +490,235 @@ func varbinds(rs []meshmon.TaskReply) int {
 		n += len(r.Varbinds)
 	}
 	return n
+}
+
+// lastTaskEvent is the newest audit event on subject at central.
+func (m *taskMesh) lastTaskEvent(ctx context.Context, subject string) (*meshmon.TaskAudit, error) {
+	js, err := jetstream.New(m.admin)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return nil, err
+	}
+	var ev meshmon.Event
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		return nil, err
+	}
+	if ev.Data.Task == nil {
+		return nil, fmt.Errorf("event %s has no task record", subject)
+	}
+	return ev.Data.Task, nil
+}
+
+// refusedAudit: the poll-now of a device hq lacks, refused, is recorded
+// as refused, with the reason, by its verified requester.
+func (m *taskMesh) refusedAudit(ctx context.Context) {
+	t := m.t
+	eventually.NoError(t, 30*time.Second, "the refused poll-now's audit event", func() error {
+		a, err := m.lastTaskEvent(ctx, "ev.hq.nope.task")
+		if err != nil {
+			return err
+		}
+		if a.Verb != meshmon.TaskPollNow || a.Result != meshmon.TaskCodeRefused || a.By != tenancy.AdminCredsUser || a.Error != "site hq has no device nope" {
+			t.Fatalf("the refused poll-now's record: %+v", a)
+		}
+		return nil
+	})
+}
+
+// spoof: with the admin's credential, a request on another user's
+// subject is refused by the server, and a request that names another
+// user in its body is recorded as the admin's.
+func (m *taskMesh) spoof(ctx context.Context) {
+	t := m.t
+	body := []byte(`{"id":"spoofed1","verb":"ping","site":"hq","by":"mallory","address":"127.0.0.1"}`)
+	creds, err := m.st.AdminCreds("acme", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := connectCreds(t, m.central.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(meshmon.TaskSubject("hq", "mallory", meshmon.TaskPing), body); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 5*time.Second, "the server's refusal of a request as mallory", func() error {
+		if err := nc.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+			return fmt.Errorf("last error %v", err)
+		}
+		return nil
+	})
+	if err := nc.Publish(meshmon.TaskSubject("hq", tenancy.AdminCredsUser, meshmon.TaskPing), body); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 30*time.Second, "the ping's audit event", func() error {
+		a, err := m.lastTaskEvent(ctx, "ev.hq._site.task")
+		if err != nil {
+			return err
+		}
+		if a.ID != "spoofed1" {
+			return fmt.Errorf("last site task %s", a.ID)
+		}
+		if a.By != tenancy.AdminCredsUser {
+			t.Fatalf("a request saying by mallory on %s's subject was recorded as by %q", tenancy.AdminCredsUser, a.By)
+		}
+		return nil
+	})
+}
+
+// opsTasks: a user of the ops account runs a task at acme's site hq, as
+// itself, recorded as ops:<user>; it cannot send as another ops user nor
+// as a tenant's user, and tenant beta has no site hq.
+func (m *taskMesh) opsTasks(ctx context.Context) {
+	t := m.t
+	creds, err := m.st.OpsCreds("olga", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := connectCreds(t, m.central.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := task(meshmon.TaskSNMPGet)
+	a := m.sim.Agents()[3]
+	req.By, req.Address, req.Port, req.OIDs = "olga", a.Addr().Addr().String(), int(a.Addr().Port()), []string{"1.3.6.1.2.1.1.5.0"}
+	replies, err := collectOps(ctx, nc, req, "acme")
+	if err != nil {
+		t.Fatalf("snmp-get by ops user olga at acme's hq: %v", err)
+	}
+	if vb := allVarbinds(replies); len(vb) != 1 || vb[0].Value != a.Name() {
+		t.Fatalf("snmp-get by olga: %+v", vb)
+	}
+	eventually.NoError(t, 30*time.Second, "olga's audit event", func() error {
+		au, err := m.lastTaskEvent(ctx, "ev.hq._site.task")
+		if err != nil {
+			return err
+		}
+		if au.ID != req.ID {
+			return fmt.Errorf("last site task %s", au.ID)
+		}
+		if au.By != "ops:olga" {
+			t.Fatalf("olga's snmp-get recorded as by %q, want ops:olga", au.By)
+		}
+		return nil
+	})
+	// Device tasks too (the whois goes the same way).
+	req = task(meshmon.TaskPollNow)
+	req.By, req.Device = "olga", m.sim.Agents()[0].Name()
+	if replies, err = collectOps(ctx, nc, req, "acme"); err != nil || !strings.Contains(samples(replies), "system") {
+		t.Fatalf("poll-now by olga: %v, %q", err, samples(replies))
+	}
+	// Not as another: the server refuses.
+	for _, subj := range []string{
+		meshmon.TaskOpsPrefix("acme") + meshmon.TaskOpsSubject("hq", "ivan", meshmon.TaskPing),
+		meshmon.TaskOpsPrefix("acme") + meshmon.TaskSubject("hq", "olga", meshmon.TaskPing),
+		meshmon.TaskSubject("hq", "olga", meshmon.TaskPing),
+	} {
+		req := task(meshmon.TaskPing)
+		req.By, req.Address = "olga", "127.0.0.1"
+		b, _ := json.Marshal(req)
+		onc, err := connectCreds(t, m.central.ClientURL(), creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = onc.Publish(subj, b)
+		_ = onc.Flush()
+		eventually.NoError(t, 5*time.Second, "the server's refusal of "+subj, func() error {
+			if err := onc.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+				return fmt.Errorf("last error %v", err)
+			}
+			return nil
+		})
+	}
+	// Tenant beta has no site hq: nothing answers.
+	req = task(meshmon.TaskPing)
+	req.By, req.Address = "olga", "127.0.0.1"
+	if err := bus.RunTask(ctx, nc, req, bus.TaskOptions{Reach: time.Second, OpsTenant: "beta"}); !errors.Is(err, bus.ErrSiteOffline) {
+		t.Fatalf("ping by olga at beta's hq: %v, want %v", err, bus.ErrSiteOffline)
+	}
+}
+
+func collectOps(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, tenant string) ([]meshmon.TaskReply, error) {
+	var mu sync.Mutex
+	var out []meshmon.TaskReply
+	err := bus.RunTask(ctx, nc, req, bus.TaskOptions{Reach: 5 * time.Second, OpsTenant: tenant, OnReply: func(r meshmon.TaskReply) {
+		mu.Lock()
+		out = append(out, r)
+		mu.Unlock()
+	}})
+	return out, err
+}
+
+// bigWalk: a walk of an agent's ifTable with 64 interfaces (8 columns of
+// 64 rows), from central, comes back in replies of 100 objects, numbered without a
+// gap (RunTask checks), whole and in order: the OIDs a walk at the site's
+// side gets, in the same order.
+func (m *taskMesh) bigWalk(ctx context.Context, inv *bus.Inventory) {
+	t := m.t
+	port, err := freeport.Port("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sim.DefaultConfig()
+	base := m.prefix.Addr().As4()
+	base[2]++ // the /24 after the agents' (their /22 is theirs)
+	base[3] = 1
+	cfg.Agents, cfg.BaseAddr, cfg.Port, cfg.Interfaces, cfg.NamePrefix = 1, netip.AddrFrom4(base), port, 64, "big"
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	d := s.Agents()[0].Device(time.Hour, time.Second, "public")
+	if _, err := inv.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	const ifTable = "1.3.6.1.2.1.2.2"
+	pr, err := poller.NewSNMPProber(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	if err := pr.Walk(ctx, ifTable, func(v meshmon.Varbind) error { want = append(want, v.OID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	req := task(meshmon.TaskWalk)
+	req.Device, req.OIDs = d.Name, []string{ifTable}
+	var replies []meshmon.TaskReply
+	eventually.NoError(t, 30*time.Second, "walk of "+d.Name, func() (err error) {
+		req.ID = nuid.Next()
+		replies, err = collectReach(ctx, m.admin, req, time.Second)
+		return err
+	})
+	chunks := 0
+	var got []string
+	for _, r := range replies {
+		if len(r.Varbinds) > 0 {
+			chunks++
+		}
+		for _, v := range r.Varbinds {
+			got = append(got, v.OID)
+		}
+	}
+	if len(want) < 8*64 || chunks != (len(want)+99)/100 {
+		t.Fatalf("walk of %s's ifTable: %d objects in %d replies", d.Name, len(want), chunks)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("walk of %s from central: %d objects, want the %d of a walk at the site, in order", d.Name, len(got), len(want))
+	}
 }
 
 // cancelled: a discovery the requester gives up (Ctrl-C) stops at the

@@ -22,6 +22,7 @@ func taskCommand() *cli.Command {
 	common := func(timeout time.Duration, more ...cli.Flag) []cli.Flag {
 		return append([]cli.Flag{
 			&cli.StringFlag{Name: "site", Usage: "the site that runs the task (required)"},
+			&cli.StringFlag{Name: "tenant", Usage: "with an ops credential: the tenant whose site runs the task"},
 			&cli.DurationFlag{Name: "task-timeout", Value: timeout, Usage: "how long the task may run; the site stops it then"},
 			&cli.DurationFlag{Name: "reach", Value: bus.DefaultReach, Usage: "how long the site has to answer at all before it counts as offline"},
 			jsonFlag(),
@@ -44,6 +45,7 @@ func taskCommand() *cli.Command {
 				Flags: common(10*time.Minute, port, credentialsFlag(),
 					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
 					&cli.BoolFlag{Name: "allow-large", Usage: "allow a prefix larger than a /22 (up to a /16)"},
+					&cli.BoolFlag{Name: "snmp-without-ping", Usage: "try SNMP at every address, not only at those that answer ICMP (finds agents behind a filter that drops pings)"},
 					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
 					&cli.BoolFlag{Name: "add", Usage: "add the candidates that answered SNMP to the site's inventory"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add adds"},
@@ -72,7 +74,7 @@ func taskAction(minArgs, maxArgs int) cli.ActionFunc {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		out := newTaskOutput(c, req)
-		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply}
+		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
 		if req.Verb == meshmon.TaskDiscover {
 			opt.Idle = max(opt.Reach, 2*time.Second)
 		}
@@ -102,7 +104,16 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	if c.String("site") == "" {
 		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
 	}
-	req := meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: c.String("site"), By: requester(c),
+	id := requester(c)
+	switch {
+	case id.Role == tenancy.RoleOps && c.String("tenant") == "":
+		return meshmon.TaskRequest{}, errors.New("--tenant is required with an ops credential: the tenant whose site runs the task")
+	case id.Role != tenancy.RoleOps && c.String("tenant") != "":
+		return meshmon.TaskRequest{}, errors.New("--tenant is for an ops credential; a tenant's credential runs tasks at its own tenant's sites")
+	case id.Role == tenancy.RoleOps && c.Bool("add"):
+		return meshmon.TaskRequest{}, errors.New("--add: an ops credential cannot change a tenant's inventory; use the tenant's admin credential")
+	}
+	req := meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: c.String("site"), By: id.User,
 		Timeout: meshmon.Duration(c.Duration("task-timeout"))}
 	args := c.Args().Slice()
 	switch verb {
@@ -119,6 +130,7 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 			return req, fmt.Errorf("--cidr is required: the IPv4 prefix to sweep (see '%s --help')", c.Command.HelpName)
 		}
 		req.CIDR, req.AllowLarge, req.Rate = c.String("cidr"), c.Bool("allow-large"), c.Int("rate")
+		req.SNMPWithoutPing = c.Bool("snmp-without-ping")
 	}
 	if c.IsSet("snmp-port") {
 		req.Port = c.Int("snmp-port")
@@ -138,14 +150,18 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	return req, req.Validate()
 }
 
-// requester is the user the credentials name, for the audit record.
-func requester(c *cli.Context) string {
+// requester is who the credentials name: the requests go on its user's
+// subject, the only one its permissions allow (docs/tasks.md).
+func requester(c *cli.Context) tenancy.Identity {
 	if f := c.String("creds"); f != "" {
 		if b, err := os.ReadFile(f); err == nil {
 			if id, err := tenancy.CredsIdentity(b); err == nil {
-				return id.User
+				return id
 			}
 		}
 	}
-	return c.String("user")
+	if u := c.String("user"); u != "" {
+		return tenancy.Identity{User: u}
+	}
+	return tenancy.Identity{User: "anonymous"} // a mesh without authentication
 }

@@ -395,7 +395,7 @@ func opsCreds(c *cli.Context) error {
 		if err := tenancy.WriteFile(out, creds); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)
+		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.> and run tasks at its sites (task --tenant); keep them secret\n", out)
 		return nil
 	}
 	_, err = os.Stdout.Write(creds)

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +19,9 @@ import (
 // real processes, and from central, with the meshmon CLI and an admin
 // credential, adds a device to hq's inventory and runs tasks on it. With
 // the stock nats CLI as an attacker it checks that a NOC and a poller
-// credential may neither send a task nor read the replies, and with the
+// credential may neither send a task nor read the replies, that an admin
+// can neither send as another user nor have the site record another
+// requester than itself, that a refused request is recorded, and with the
 // meshmon CLI that another tenant's admin reaches no site of acme's.
 func TestTasksFromCentralCLI(t *testing.T) {
 	natsBin := need(t, "nats")
@@ -79,12 +82,15 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	}
 
 	// Attackers. The stock nats CLI with a NOC's and a poller's
-	// credential, at central and at the site: no task sent, no reply read.
-	for _, c := range []struct{ who, url, creds string }{
-		{"noc at central", curl, creds["noc"]}, {"poller at central", curl, creds["p1"]},
-		{"noc at hq", hqURL, creds["noc"]}, {"poller at hq", hqURL, creds["p1"]},
+	// credential, at central and at the site: no task sent, not even on
+	// their own user's subject, and no reply read.
+	ping := `{"id":"x","verb":"ping","site":"hq","address":"127.0.0.1"}`
+	for _, c := range []struct{ who, url, creds, user string }{
+		{"noc at central", curl, creds["noc"], "noc"}, {"poller at central", curl, creds["p1"], "p1"},
+		{"noc at hq", hqURL, creds["noc"], "noc"}, {"poller at hq", hqURL, creds["p1"], "p1"},
+		{"noc as admin", curl, creds["noc"], "admin"},
 	} {
-		out, ok := natsCLI(t, natsBin, "--server", c.url, "--creds", c.creds, "pub", "ctl.hq.ping", `{"id":"x","verb":"ping","site":"hq","address":"127.0.0.1"}`)
+		out, ok := natsCLI(t, natsBin, "--server", c.url, "--creds", c.creds, "pub", "ctl.hq.req."+c.user+".ping", ping)
 		if ok || !strings.Contains(out, "Permissions Violation") {
 			t.Errorf("%s published a task request: %s", c.who, out)
 		}
@@ -93,8 +99,85 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	if ok || !strings.Contains(out, "Permissions Violation") {
 		t.Errorf("noc subscribed to task replies: %s", out)
 	}
+	// The admin may not send as another user, nor as the ops realm; what
+	// it sends on its own subject is recorded as its own, whatever the
+	// request says.
+	for _, subj := range []string{"ctl.hq.req.noc.ping", "ctl.hq.ops.admin.ping", "ctl.hq.reply.x"} {
+		if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", subj, ping); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("admin published on %s: %s", subj, out)
+		}
+	}
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", "ctl.hq.req.admin.ping",
+		`{"id":"spoof1","verb":"ping","site":"hq","by":"noc","address":"127.0.0.1"}`); !ok {
+		t.Fatalf("admin's own task request: %s", out)
+	}
+	// Refused at the site (too large), and recorded so.
+	if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", creds["admin"], "pub", "ctl.hq.req.admin.discover",
+		`{"id":"big1","verb":"discover","site":"hq","cidr":"10.0.0.0/16"}`); !ok {
+		t.Fatalf("admin's discover request: %s", out)
+	}
+	audit := map[string]string{}
+	eventually.True(t, 30*time.Second, "the audit events of spoof1 and big1 at central", func() bool {
+		out, _, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
+		if code != 0 {
+			return false
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var ev struct {
+				Data struct {
+					Task *struct{ ID, By, Result, Error string } `json:"task"`
+				} `json:"data"`
+			}
+			if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
+				a := ev.Data.Task
+				audit[a.ID] = a.By + " " + a.Result + " " + a.Error
+			}
+		}
+		return audit["spoof1"] != "" && audit["big1"] != ""
+	})
+	if audit["spoof1"] != "admin ok " {
+		t.Errorf("a ping sent by admin saying by noc recorded as %q", audit["spoof1"])
+	}
+	if !strings.HasPrefix(audit["big1"], "admin refused cidr \"10.0.0.0/16\" has 65536 addresses") {
+		t.Errorf("a discovery of a /16 without --allow-large recorded as %q", audit["big1"])
+	}
+	// Another tenant's admin, with the stock CLI: its requests stay in its
+	// own account, where no site hq answers, and it reads none of acme's
+	// replies.
+	if out, _ := natsCLI(t, natsBin, "--server", curl, "--creds", creds["badmin"], "req", "ctl.hq.req.badmin.ping", ping, "--timeout", "2s"); !strings.Contains(out, "No responders") {
+		t.Errorf("beta's admin's request on ctl.hq.req.badmin.ping: %s; want no responders", out)
+	}
+	// The ops account's user runs tasks at acme's hq with --tenant, as
+	// itself: recorded as ops:olga; it cannot send as another ops user
+	// or as a tenant's user.
+	opsCreds := filepath.Join(dir, "olga.creds")
+	cli("tenant", "creds", "--ops", "--keys", keys, "--user", "olga", "--out", opsCreds)
+	var get struct {
+		Varbinds []struct{ Value string } `json:"varbinds"`
+	}
+	out, stderr, code := run(t, "--server", curl, "--creds", opsCreds, "task", "snmp-get", "--tenant", "acme", "--site", "hq", "--json",
+		"--snmp-port", strconv.Itoa(int(a.Addr().Port())), a.Addr().Addr().String(), "1.3.6.1.2.1.1.5.0")
+	if code != 0 || json.Unmarshal([]byte(out), &get) != nil || len(get.Varbinds) != 1 || get.Varbinds[0].Value != a.Name() {
+		t.Fatalf("snmp-get by ops user olga at acme's hq: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, stderr, code := run(t, "--server", curl, "--creds", opsCreds, "task", "ping", "--site", "hq", "127.0.0.1"); code != 1 || !strings.Contains(stderr, "--tenant is required") {
+		t.Errorf("task ping by olga without --tenant: exit %d, %q", code, stderr)
+	}
+	for _, subj := range []string{"tenants.acme.ctl.hq.ops.ivan.ping", "tenants.acme.ctl.hq.req.admin.ping", "tenants.acme.ctl.hq.reply.ops.olga.x"} {
+		if out, ok := natsCLI(t, natsBin, "--server", curl, "--creds", opsCreds, "pub", subj, ping); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("ops user olga published on %s: %s", subj, out)
+		}
+	}
+	eventually.NoError(t, 30*time.Second, "olga's snmp-get recorded at central", func() error {
+		out, stderr, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
+		if code != 0 || !strings.Contains(out, `"by":"ops:olga"`) || !strings.Contains(out, `"verb":"snmp-get"`) {
+			return fmt.Errorf("exit %d\n%s\n%s", code, out, stderr)
+		}
+		return nil
+	})
+
 	// The meshmon CLI says so in one line.
-	_, stderr, code := run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
+	_, stderr, code = run(t, "--server", curl, "--creds", creds["noc"], "task", "ping", "--site", "hq", "127.0.0.1")
 	if code != 1 || !strings.Contains(stderr, "Permissions Violation") {
 		t.Errorf("task ping with a NOC credential: exit %d, %q", code, stderr)
 	}

@@ -1,0 +1,134 @@
+package meshmon
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// CandidateAdd is what adding one discovered candidate to a site's
+// inventory did ('task discover --add').
+type CandidateAdd struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Result  string `json:"result"` // "added", "exists" or "failed"
+	Error   string `json:"error,omitempty"`
+}
+
+// TaskResult gathers a task's replies: what 'task ... --json' prints.
+type TaskResult struct {
+	ID         string         `json:"id"`
+	Site       string         `json:"site"`
+	Verb       string         `json:"verb"`
+	Poller     string         `json:"poller,omitempty"`
+	Samples    []Sample       `json:"samples,omitempty"`
+	Varbinds   []Varbind      `json:"varbinds,omitempty"`
+	Ping       *PingResult    `json:"ping,omitempty"`
+	Candidates []Candidate    `json:"candidates,omitempty"`
+	Added      []CandidateAdd `json:"added,omitempty"`
+}
+
+// Add adds one reply's results; with keepVarbinds false it leaves its
+// varbinds out (a walk printed as it comes keeps none).
+func (r *TaskResult) Add(rep TaskReply, keepVarbinds bool) {
+	r.Poller = rep.Poller
+	r.Samples = append(r.Samples, rep.Samples...)
+	r.Candidates = append(r.Candidates, rep.Candidates...)
+	if rep.Ping != nil {
+		r.Ping = rep.Ping
+	}
+	if keepVarbinds {
+		r.Varbinds = append(r.Varbinds, rep.Varbinds...)
+	}
+}
+
+// WriteTaskResult prints a finished task's result for people.
+func WriteTaskResult(w io.Writer, r *TaskResult) {
+	SortCandidates(r.Candidates)
+	switch r.Verb {
+	case TaskPollNow:
+		WriteSamples(w, r.Samples)
+	case TaskSNMPGet, TaskWalk:
+		WriteVarbinds(w, r.Varbinds)
+	case TaskPing:
+		if p := r.Ping; p != nil {
+			fmt.Fprintf(w, "%s answers from site %s: %d/%d replies, rtt avg %.2f ms\n", p.Address, r.Site, p.Received, p.Sent, p.RTTAvgMS)
+		}
+	case TaskDiscover:
+		WriteCandidates(w, r.Candidates)
+		for _, a := range r.Added {
+			line := fmt.Sprintf("device %s (%s): %s", a.Name, a.Address, a.Result)
+			if a.Error != "" {
+				line += ": " + a.Error
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// WriteProgress prints a long task's progress in one line.
+func WriteProgress(w io.Writer, req TaskRequest, p TaskProgress) {
+	fmt.Fprintf(w, "%s %s at %s: %s %d/%d, %d found\n", req.Verb, req.Target(), req.Site, p.Phase, p.Done, p.Total, p.Found)
+}
+
+// WriteVarbinds prints SNMP objects, one a line.
+func WriteVarbinds(w io.Writer, vbs []Varbind) {
+	for _, v := range vbs {
+		fmt.Fprintf(w, "%s = %s: %s\n", v.OID, v.Type, v.Value)
+	}
+}
+
+// WriteSamples prints samples, one a line, with their interfaces below.
+func WriteSamples(w io.Writer, ss []Sample) {
+	for _, s := range ss {
+		var parts []string
+		for _, k := range sortedKeys(s.Labels) {
+			parts = append(parts, k+"="+s.Labels[k])
+		}
+		for _, k := range sortedKeys(s.Values) {
+			parts = append(parts, fmt.Sprintf("%s=%g", k, s.Values[k]))
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", s.Device, s.Check, strings.Join(parts, " "))
+		for _, i := range s.Interfaces {
+			fmt.Fprintf(w, "  if %d %s: admin %s, oper %s, in %d, out %d octets\n", i.Index, i.Name, i.AdminStatus, i.OperStatus, i.InOctets, i.OutOctets)
+		}
+	}
+}
+
+// WriteCandidates prints the candidates that answered SNMP as a table,
+// and how many more answered ICMP only.
+func WriteCandidates(w io.Writer, cs []Candidate) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tNAME\tICMP\tSNMP\tSYSOBJECTID\tIFS\tCREDENTIAL\tSYSDESCR")
+	icmpOnly := 0
+	for _, c := range cs {
+		if !c.SNMP {
+			icmpOnly++
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%s\t%s\n", c.Address, c.Name, c.ICMP, c.Version, c.SysObjectID, c.Interfaces, c.Credential, firstLine(c.SysDescr))
+	}
+	_ = tw.Flush()
+	if icmpOnly > 0 {
+		fmt.Fprintf(w, "%d more addresses answer ICMP only (--json lists them)\n", icmpOnly)
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
