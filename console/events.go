@@ -177,11 +177,62 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session)
 // keep it open and a dead client is noticed.
 const sseHeartbeat = 15 * time.Second
 
+// sseRetry is how long a browser waits before it reconnects a dropped
+// stream (the SSE retry field, in milliseconds).
+const sseRetry = 1000
+
+// lastEventID reads where a reconnecting EventSource stands: the
+// Last-Event-ID it sends back, which is the EVENTS stream sequence of the
+// last event it was sent (or that the stream had passed when it went
+// live). Zero: a first connection. The error wraps errBadInput.
+func lastEventID(r *http.Request) (uint64, error) {
+	s := r.Header.Get("Last-Event-ID")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: Last-Event-ID %q is not a stream sequence (a positive integer)", errBadInput, s)
+	}
+	return n, nil
+}
+
+// sseWriter writes server-sent events and flushes each.
+type sseWriter struct {
+	w http.ResponseWriter
+	f http.Flusher
+}
+
+// send writes one event; id, when not zero, becomes the browser's
+// Last-Event-ID.
+func (sw sseWriter) send(event string, id uint64, v any) error {
+	b, _ := json.Marshal(v)
+	var err error
+	if id != 0 {
+		_, err = fmt.Fprintf(sw.w, "id: %d\nevent: %s\ndata: %s\n\n", id, event, b)
+	} else {
+		_, err = fmt.Fprintf(sw.w, "event: %s\ndata: %s\n\n", event, b)
+	}
+	if err == nil {
+		sw.f.Flush()
+	}
+	return err
+}
+
 // eventStream sends events as server-sent events: with since, the
-// replay from then first (a tenant's credential), then every event
-// stored from now on, as central stores it.
+// replay from then first, then every event stored from now on, as
+// central stores it. Each event of a tenant's stream carries its stream
+// sequence as its id, and so does "live" (the sequence the stream had
+// reached): a browser that reconnects sends the last one back
+// (Last-Event-ID) and gets what was stored after it, then live, with
+// nothing lost and nothing twice.
 func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session) {
 	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resume, err := lastEventID(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -197,7 +248,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	}
 	// Subscribe first, so that nothing stored between the replay's end
 	// and the subscription is missed; what both deliver is sent once.
-	live := make(chan *nats.Msg, 1024)
+	live := make(chan *nats.Msg, liveBuffer)
 	sub, err := se.nc.ChanSubscribe(f.liveSubject(se.who), live)
 	if err != nil {
 		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
@@ -208,6 +259,13 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	// stored from then on reaches the page.
 	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	err = se.nc.FlushWithContext(fctx)
+	var mark uint64
+	if err == nil && !se.who.Ops {
+		// Where the stream stands now: the events up to it were stored
+		// before the page went live (a replay sends them), the rest come
+		// live.
+		mark, err = lastSeq(fctx, se)
+	}
 	cancel()
 	if err != nil {
 		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
@@ -217,39 +275,59 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
-		b, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		flusher.Flush()
-		return nil
-	}
+	sw := sseWriter{w: w, f: flusher}
+	fmt.Fprintf(w, "retry: %d\n\n", sseRetry)
 	ctx := r.Context()
-	var replayed uint64
-	if !f.Since.IsZero() {
-		if se.who.Ops {
-			send("notice", "the ops credential reads live events only; showing live events")
-		} else if replayed, err = s.replay(ctx, se, f, send); err != nil {
-			send("notice", "replay: "+err.Error())
+	switch {
+	case se.who.Ops && (resume != 0 || !f.Since.IsZero()):
+		sw.send("notice", 0, "the ops credential reads live events only; showing live events")
+	case resume != 0 || !f.Since.IsZero():
+		opts := bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since, StartSeq: resume + 1}
+		if resume == 0 {
+			opts.StartSeq = 0
 		}
+		last, err := s.replay(ctx, se, f, opts, sw)
+		if err != nil && resume != 0 {
+			// Going live now would skip what the replay did not send:
+			// the browser reconnects from where it stands and tries again.
+			sw.send("notice", 0, "resume: "+err.Error()+"; reconnecting")
+			return
+		}
+		if err != nil {
+			sw.send("notice", 0, "replay: "+err.Error())
+		}
+		mark = max(mark, last)
 	}
-	send("live", "live")
-	s.streamLive(ctx, se, f, live, replayed, send)
+	sw.send("live", mark, "live")
+	s.streamLive(ctx, se, f, sub, live, mark, sw)
 }
 
-// replay sends the events the filter selects stored since its time; it
-// returns the stream sequence of the last one.
-func (s *Server) replay(ctx context.Context, se *session, f eventFilter, send func(string, any) error) (uint64, error) {
+// liveBuffer is how many live events may wait for a slow browser; past
+// it the subscription drops them and the stream ends, so that the
+// browser reconnects and replays from its last event.
+const liveBuffer = 1024
+
+// lastSeq is the EVENTS stream's last sequence, as its leader says.
+func lastSeq(ctx context.Context, se *session) (uint64, error) {
+	st, err := se.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", bus.EventsStream, err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
+// replay sends the events the filter selects from where opts starts; it
+// returns the stream sequence of the last one it passed.
+func (s *Server) replay(ctx context.Context, se *session, f eventFilter, opts bus.TailOptions, sw sseWriter) (uint64, error) {
 	if err := se.acquire(ctx); err != nil {
 		return 0, err
 	}
 	defer se.release()
 	var last uint64
-	err := bus.Tail(ctx, se.js, bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since}, func(m bus.TailMsg) error {
+	err := bus.Tail(ctx, se.js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
 		if r, ok := rowOf("", m.Seq, m.Data); ok && f.match(r) {
-			return send("ev", r)
+			return sw.send("ev", m.Seq, r)
 		}
 		return nil
 	})
@@ -257,8 +335,11 @@ func (s *Server) replay(ctx context.Context, se *session, f eventFilter, send fu
 }
 
 // streamLive sends each live event the filter selects until the client
-// goes; events the replay sent already (by stream sequence) are skipped.
-func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, live <-chan *nats.Msg, replayed uint64, send func(string, any) error) {
+// goes; events up to mark (sent by the replay, or stored before the page
+// went live) are skipped. When the subscription drops events (the
+// browser reads slower than central stores) the stream ends: the
+// browser reconnects from its last event and replays the rest.
+func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, sub *nats.Subscription, live <-chan *nats.Msg, mark uint64, sw sseWriter) {
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
 	for {
@@ -266,24 +347,31 @@ func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, liv
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if send("beat", s.cfg.Now().UTC()) != nil {
+			if sw.send("beat", 0, s.cfg.Now().UTC()) != nil {
 				return
 			}
 		case m := <-live:
+			if n, _ := sub.Dropped(); n > 0 && !se.who.Ops {
+				sw.send("notice", 0, "the page fell behind; catching up")
+				return
+			}
 			seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-			if seq != 0 && seq <= replayed {
+			if seq != 0 && seq <= mark {
 				continue
 			}
 			tenant := ""
+			id := seq
 			if se.who.Ops {
 				// tenants.<tenant>.ev...: the import's prefix names it.
+				// Its sequence is of that tenant's stream: no id.
 				tenant, _, _ = strings.Cut(strings.TrimPrefix(m.Subject, "tenants."), ".")
+				id = 0
 			}
 			r, ok := rowOf(tenant, seq, m.Data)
 			if !ok || !f.match(r) {
 				continue
 			}
-			if send("ev", r) != nil {
+			if sw.send("ev", id, r) != nil {
 				return
 			}
 		}
