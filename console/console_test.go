@@ -385,6 +385,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", func(c *console.Config) { c.Listen = "nohost" }, "not host:port"},
 		{"no dial", func(c *console.Config) { c.Dial = nil }, "dial is not set"},
 		{"max below idle", func(c *console.Config) { c.SessionMax = time.Minute }, "session max"},
+		{"no login failures", func(c *console.Config) { c.LoginFailures = 0 }, "login failures 0 must be at least 1"},
+		{"no login window", func(c *console.Config) { c.LoginWindow = 0 }, "login window"},
+		{"no lockout", func(c *console.Config) { c.LoginLockout = -time.Second }, "login lockout"},
 	} {
 		cfg := console.DefaultConfig()
 		cfg.Listen, cfg.Insecure = "127.0.0.1:0", true

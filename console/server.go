@@ -56,13 +56,20 @@ type Config struct {
 	SessionMax  time.Duration
 	// MaxSessions bounds the sessions (each holds a NATS connection).
 	MaxSessions int
-	Log         *slog.Logger
-	Now         func() time.Time
+	// LoginFailures refused logins within LoginWindow, from one client
+	// address or for one user, refuse that address or user for
+	// LoginLockout (429) before central sees its credential.
+	LoginFailures int
+	LoginWindow   time.Duration
+	LoginLockout  time.Duration
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // DefaultConfig returns a Config with the session defaults set.
 func DefaultConfig() Config {
-	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions, Now: time.Now}
+	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions,
+		LoginFailures: DefaultLoginFailures, LoginWindow: DefaultLoginWindow, LoginLockout: DefaultLoginLockout, Now: time.Now}
 }
 
 // Validate reports the first problem, naming the field and the rule; the
@@ -84,6 +91,12 @@ func (c Config) Validate() error {
 		return bad("session max %s must be at least the idle time %s", c.SessionMax, c.SessionIdle)
 	case c.MaxSessions < 1:
 		return bad("max sessions %d must be at least 1", c.MaxSessions)
+	case c.LoginFailures < 1:
+		return bad("login failures %d must be at least 1", c.LoginFailures)
+	case c.LoginWindow <= 0:
+		return bad("login window %s must be positive", c.LoginWindow)
+	case c.LoginLockout <= 0:
+		return bad("login lockout %s must be positive", c.LoginLockout)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("listen %q is not host:port", c.Listen)
@@ -97,6 +110,7 @@ type Server struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	sessions *sessions
+	limiter  *loginLimiter
 	mux      *http.ServeMux
 
 	ctx    context.Context // ends every handler's request at Close
@@ -127,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: log.With("component", "console"), pages: pages}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = newSessions(cfg)
+	s.limiter = newLoginLimiter(cfg)
 	s.mux = s.routes()
 	return s, nil
 }
