@@ -67,3 +67,88 @@ func TestLoginLimits(t *testing.T) {
 		f.clock.add(console.DefaultLoginWindow/(console.DefaultLoginFailures-1) + time.Second)
 	}
 }
+
+// TestForgedCookies: a session cookie altered, made up, of another
+// console, of an ended session or of an expired one reaches nothing.
+func TestForgedCookies(t *testing.T) {
+	f := newFixture(t, false)
+	c := f.client(t)
+	f.login(t, c)
+	u, _ := url.Parse(f.srv.URL)
+	var id string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "meshmon_session" {
+			id = ck.Value
+		}
+	}
+	if id == "" {
+		t.Fatal("no session cookie after login")
+	}
+	other := newFixture(t, false)
+	oc := other.client(t)
+	other.login(t, oc)
+	otherURL, _ := url.Parse(other.srv.URL)
+	var otherID string
+	for _, ck := range oc.Jar.Cookies(otherURL) {
+		if ck.Name == "meshmon_session" {
+			otherID = ck.Value
+		}
+	}
+	flip := []byte(id)
+	flip[len(flip)/2] ^= 1
+	// refused checks that a browser holding only the cookie value reaches
+	// no page and no stream.
+	refused := func(what, value string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/", nil)
+		req.AddCookie(&http.Cookie{Name: "meshmon_session", Value: value})
+		resp, err := f.srv.Client().Transport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+			t.Errorf("%s: / answers %d %s, want a redirect to the login page", what, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		req, _ = http.NewRequest(http.MethodGet, f.srv.URL+"/events/stream", nil)
+		req.AddCookie(&http.Cookie{Name: "meshmon_session", Value: value})
+		if resp, err = f.srv.Client().Transport.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: the event stream answers %d, want 401", what, resp.StatusCode)
+		}
+	}
+	for _, tc := range []struct{ what, value string }{
+		{"one bit altered", string(flip)},
+		{"cut short", id[:len(id)-1]},
+		{"made longer", id + "A"},
+		{"made up", strings.Repeat("A", len(id))},
+		{"another console's session", otherID},
+		{"huge", strings.Repeat("x", 8<<10)},
+	} {
+		refused(tc.what, tc.value)
+	}
+	// The real one still works; once it has idled out it does not, and
+	// stays ended when the clock would allow it again.
+	if status, _ := get(t, c, f.srv.URL+"/alarms"); status != http.StatusOK {
+		t.Fatalf("the session's own cookie: %d", status)
+	}
+	f.clock.add(console.DefaultSessionIdle + time.Second)
+	refused("an expired session", id)
+	f.clock.add(-console.DefaultSessionIdle)
+	refused("an expired session, the clock set back", id)
+	// An ended session (logout) stays ended.
+	f.login(t, c)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "meshmon_session" {
+			id = ck.Value
+		}
+	}
+	tok := csrf(t, c, f.srv.URL+"/")
+	if resp, err := c.PostForm(f.srv.URL+"/logout", url.Values{"csrf": {tok}}); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %v", err)
+	}
+	refused("a logged-out session", id)
+}
