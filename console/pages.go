@@ -92,6 +92,11 @@ type siteData struct {
 	Devices    []deviceState
 	Group      *siteGroup
 	GroupError string
+	// Links are the site's links as its devices' latest LLDP and CDP
+	// neighbours report them, drawn as Topology.
+	Links         []meshmon.Link
+	Topology      template.HTML
+	TopologyError string
 }
 
 // findSite returns the site's link, errNotFound when the credential's
@@ -140,6 +145,7 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 		if d.Devices, err = deviceStates(ctx, se.js, n[0], ""); err != nil {
 			return err
 		}
+		readTopology(ctx, se, n[0], &d)
 		if se.who.Role == "noc" {
 			d.GroupError = "a NOC's credential may not ask the site; a tenant admin's shows the poller group here"
 			return nil
@@ -158,6 +164,21 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 		return
 	}
 	s.renderFor(w, se, http.StatusOK, "site", "sites", "Site "+n[0], d)
+}
+
+// readTopology reads the site's links as `meshmon topology --site`
+// does, from the lldp samples central holds, and draws them; a failed
+// read is said on the page, which shows the rest.
+func readTopology(ctx context.Context, se *session, site string, d *siteData) {
+	devs, err := bus.ReadNeighbors(ctx, se.js, site)
+	if err != nil {
+		d.TopologyError = err.Error()
+		return
+	}
+	d.Links = meshmon.Links(devs, nil)
+	if len(d.Links) > 0 {
+		d.Topology = topologySVG(site, d.Links, 720, 420)
+	}
 }
 
 // deviceData is a device's page.
