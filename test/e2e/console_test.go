@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,8 +65,9 @@ type consoleMesh struct {
 	caFile   string
 	creds    map[string]string // acme-noc, acme-admin, beta-noc: .creds files
 	agents   []*sim.Agent
-	control  string // the simulator's fault control API
-	beta     string // a device name of beta's (never at acme's)
+	links    []sim.Link // the simulated LLDP topology
+	control  string     // the simulator's fault control API
+	beta     string     // a device name of beta's (never at acme's)
 	dir      string
 	centralP *proc
 }
@@ -108,10 +111,22 @@ func startConsoleMesh(t *testing.T) *consoleMesh {
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
 	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
 
-	// Two simulated devices at s1, polled every second, and the
-	// simulator's fault control API.
-	sm := startSim(t, "cons", "127.81.0.1", 2)
-	m.agents = sm.Agents()
+	// Two simulated devices at s1, polled every second, linked in an
+	// LLDP tree (with the uplink outside the site), and the simulator's
+	// fault control API.
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr, scfg.Topology = 2, "cons", mustAddr("127.81.0.1"), sim.TopologyTree
+	sm, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(context.Background())
+	t.Cleanup(stopSim)
+	if err := sm.Start(simCtx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sm.Close() })
+	m.agents, m.links = sm.Agents(), sm.Links()
 	ctl := httptest.NewServer(sim.ControlHandler(sm))
 	t.Cleanup(ctl.Close)
 	m.control = ctl.URL
@@ -212,6 +227,22 @@ func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act
 	}
 	t.Fatalf("%s ended without an event: %v", path, lines.Err())
 	return nil
+}
+
+// cookieOnly is a client that holds nothing but c's session cookie.
+func cookieOnly(t *testing.T, m *consoleMesh, c *http.Client) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(m.console)
+	jar, _ := cookiejar.New(nil)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "meshmon_session" {
+			jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: "/"}})
+		}
+	}
+	if len(jar.Cookies(u)) != 1 {
+		t.Fatal("no session cookie to replay")
+	}
+	return &http.Client{Jar: jar, Timeout: c.Timeout, Transport: c.Transport, CheckRedirect: c.CheckRedirect}
 }
 
 func httpGet(t *testing.T, c *http.Client, u string) (int, string) {
@@ -318,6 +349,34 @@ func TestConsole(t *testing.T) {
 	}
 	shoot(t, ctx, shots, "1-sites")
 
+	// The site page draws the simulated LLDP topology: every link, the
+	// agents and the uplink outside the site.
+	eventually.True(t, 30*time.Second, "s1's links on its page", func() bool {
+		_, body := httpGet(t, admin, m.console+"/sites/s1")
+		return strings.Count(body, `<line class="link`) == len(m.links)
+	})
+	runIn(t, ctx, 20*time.Second, "site page",
+		chromedp.Navigate(m.console+"/sites/s1"),
+		chromedp.WaitVisible(chromedp.CSS(`#topology line.link`)))
+	drawn := value(t, ctx, 5*time.Second, "topology", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#topology line.link")).map(l => [l.dataset.a, l.dataset.b].sort().join(" -- "))`))
+	var want []string
+	for _, l := range m.links {
+		ends := []string{l.A.Device, l.B.Device}
+		slices.Sort(ends)
+		want = append(want, strings.Join(ends, " -- "))
+	}
+	slices.Sort(drawn)
+	slices.Sort(want)
+	if !slices.Equal(drawn, want) {
+		t.Fatalf("the site page draws the links %q, want the simulated %q", drawn, want)
+	}
+	unknown := value(t, ctx, 5*time.Second, "uplink", chromedp.Evaluate[int](`document.querySelectorAll('#topology .node.unknown').length`))
+	if unknown != 1 {
+		t.Fatalf("%d unknown nodes drawn, want the uplink only", unknown)
+	}
+	shoot(t, ctx, shots, "1b-site-topology")
+
 	// The live events page, filtered to s1; an interface of the device
 	// goes down.
 	runIn(t, ctx, 20*time.Second, "events page",
@@ -398,6 +457,18 @@ func TestConsole(t *testing.T) {
 	for _, u := range []string{"/sites/s1", "/sites/s1/devices/" + dev} {
 		if status, _ := httpGet(t, beta, m.console+u); status != http.StatusNotFound {
 			t.Fatalf("beta's NOC at %s: %d", u, status)
+		}
+	}
+	// beta's session cookie, replayed by a client that holds only it,
+	// reaches beta's pages and none of acme's: the session is the
+	// credential's, whatever the URL names.
+	replayed := cookieOnly(t, m, beta)
+	if status, body := httpGet(t, replayed, m.console+"/"); status != http.StatusOK || !strings.Contains(body, `data-site="s2"`) || strings.Contains(body, `data-site="s1"`) {
+		t.Fatalf("beta's replayed cookie at /: %d\n%s", status, body)
+	}
+	for _, u := range []string{"/sites/s1", "/sites/s1/devices/" + dev, "/events/stream?tenant=acme"} {
+		if status, _ := httpGet(t, replayed, m.console+u); status != http.StatusNotFound {
+			t.Fatalf("beta's replayed cookie at %s: %d", u, status)
 		}
 	}
 
