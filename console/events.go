@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -167,9 +168,6 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session)
 		return
 	}
 	d := eventsData{Filter: f, Query: f.query(), Kinds: meshmon.Kinds, Severities: severities, Ops: se.who.Ops}
-	if se.who.Ops && !f.Since.IsZero() {
-		d.Notice = "The ops credential reads every tenant's live events only; a replay from a time reads a tenant's stream with that tenant's credential."
-	}
 	s.renderFor(w, se, http.StatusOK, "events", "events", "Events", d)
 }
 
@@ -181,21 +179,10 @@ const sseHeartbeat = 15 * time.Second
 // stream (the SSE retry field, in milliseconds).
 const sseRetry = 1000
 
-// lastEventID reads where a reconnecting EventSource stands: the
-// Last-Event-ID it sends back, which is the EVENTS stream sequence of the
-// last event it was sent (or that the stream had passed when it went
-// live). Zero: a first connection. The error wraps errBadInput.
-func lastEventID(r *http.Request) (uint64, error) {
-	s := r.Header.Get("Last-Event-ID")
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w: Last-Event-ID %q is not a stream sequence (a positive integer)", errBadInput, s)
-	}
-	return n, nil
-}
+// liveBuffer is how many live events may wait for a slow browser; past
+// it the subscription drops them and the stream ends, so that the
+// browser reconnects and replays from its last event.
+const liveBuffer = 1024
 
 // sseWriter writes server-sent events and flushes each.
 type sseWriter struct {
@@ -203,13 +190,13 @@ type sseWriter struct {
 	f http.Flusher
 }
 
-// send writes one event; id, when not zero, becomes the browser's
+// send writes one event; id, when not empty, becomes the browser's
 // Last-Event-ID.
-func (sw sseWriter) send(event string, id uint64, v any) error {
+func (sw sseWriter) send(event, id string, v any) error {
 	b, _ := json.Marshal(v)
 	var err error
-	if id != 0 {
-		_, err = fmt.Fprintf(sw.w, "id: %d\nevent: %s\ndata: %s\n\n", id, event, b)
+	if id != "" {
+		_, err = fmt.Fprintf(sw.w, "id: %s\nevent: %s\ndata: %s\n\n", id, event, b)
 	} else {
 		_, err = fmt.Fprintf(sw.w, "event: %s\ndata: %s\n\n", event, b)
 	}
@@ -221,24 +208,32 @@ func (sw sseWriter) send(event string, id uint64, v any) error {
 
 // eventStream sends events as server-sent events: with since, the
 // replay from then first, then every event stored from now on, as
-// central stores it. Each event of a tenant's stream carries its stream
-// sequence as its id, and so does "live" (the sequence the stream had
-// reached): a browser that reconnects sends the last one back
-// (Last-Event-ID) and gets what was stored after it, then live, with
-// nothing lost and nothing twice.
+// central stores it. Each event carries the page's cursor as its id (the
+// stream sequence it was stored under; for the ops credential, each
+// tenant's), and so does "live" (where the streams stood): a browser that
+// reconnects sends the last one back (Last-Event-ID) and gets what was
+// stored after it, then live, with nothing lost and nothing twice.
 func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session) {
 	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	var resume cursor
+	if err == nil {
+		resume, err = parseCursor(r.Header.Get("Last-Event-ID"))
 	}
-	resume, err := lastEventID(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if err := f.visible(se.who); err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	feeds, err := s.feeds(se, f)
+	if err != nil {
+		status := http.StatusBadGateway
+		if errors.Is(err, errNotFound) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), status)
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -256,15 +251,16 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	}
 	defer sub.Unsubscribe()
 	// The server takes the subscription before "live" is said: what is
-	// stored from then on reaches the page.
+	// stored from then on reaches the page. Where each stream stands
+	// now: the events up to there were stored before the page went live
+	// (a replay sends them), the rest come live.
+	mark := cursor{}
 	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	err = se.nc.FlushWithContext(fctx)
-	var mark uint64
-	if err == nil && !se.who.Ops {
-		// Where the stream stands now: the events up to it were stored
-		// before the page went live (a replay sends them), the rest come
-		// live.
-		mark, err = lastSeq(fctx, se)
+	for _, fd := range feeds {
+		if err == nil {
+			mark[fd.tenant], err = lastSeq(fctx, fd.js)
+		}
 	}
 	cancel()
 	if err != nil {
@@ -277,57 +273,62 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	w.WriteHeader(http.StatusOK)
 	sw := sseWriter{w: w, f: flusher}
 	fmt.Fprintf(w, "retry: %d\n\n", sseRetry)
-	ctx := r.Context()
-	switch {
-	case se.who.Ops && (resume != 0 || !f.Since.IsZero()):
-		sw.send("notice", 0, "the ops credential reads live events only; showing live events")
-	case resume != 0 || !f.Since.IsZero():
-		opts := bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since, StartSeq: resume + 1}
-		if resume == 0 {
-			opts.StartSeq = 0
-		}
-		last, err := s.replay(ctx, se, f, opts, sw)
-		if err != nil && resume != 0 {
-			// Going live now would skip what the replay did not send:
-			// the browser reconnects from where it stands and tries again.
-			sw.send("notice", 0, "resume: "+err.Error()+"; reconnecting")
+	if resume != nil || !f.Since.IsZero() {
+		if feeds == nil {
+			sw.send("notice", "", "this console reads no tenant's stream for the ops credential (central without accounts); showing live events")
+		} else if !s.replayFeeds(r.Context(), se, f, feeds, resume, mark, sw) {
 			return
 		}
-		if err != nil {
-			sw.send("notice", 0, "replay: "+err.Error())
+	}
+	sw.send("live", mark.String(), "live")
+	s.streamLive(r.Context(), se, f, sub, live, mark, sw)
+}
+
+// replayFeeds replays each feed from where resume says (the rest of the
+// stream after it), or else from the filter's since, and moves mark past
+// what it sent. It returns false when the stream must end: a resume
+// that could not replay everything (the browser reconnects from where
+// it stands and tries again, rather than go live past what it missed).
+func (s *Server) replayFeeds(ctx context.Context, se *session, f eventFilter, feeds []feed, resume, mark cursor, sw sseWriter) bool {
+	// at is where the page stands as the replay goes: what the browser
+	// would resume from if it dropped now.
+	at := resume.clone()
+	for _, fd := range feeds {
+		opts := bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since}
+		from, resuming := resume[fd.tenant]
+		switch {
+		case resuming:
+			opts.StartSeq = from + 1
+		case f.Since.IsZero():
+			continue // a tenant new since the page went live: live on
 		}
-		mark = max(mark, last)
+		last, err := s.replay(ctx, se, fd, f, opts, at, sw)
+		if err != nil && resuming {
+			sw.send("notice", "", "resume: "+err.Error()+"; reconnecting")
+			return false
+		}
+		if err != nil {
+			sw.send("notice", "", "replay: "+err.Error())
+		}
+		mark[fd.tenant] = max(mark[fd.tenant], last)
 	}
-	sw.send("live", mark, "live")
-	s.streamLive(ctx, se, f, sub, live, mark, sw)
+	return true
 }
 
-// liveBuffer is how many live events may wait for a slow browser; past
-// it the subscription drops them and the stream ends, so that the
-// browser reconnects and replays from its last event.
-const liveBuffer = 1024
-
-// lastSeq is the EVENTS stream's last sequence, as its leader says.
-func lastSeq(ctx context.Context, se *session) (uint64, error) {
-	st, err := se.js.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", bus.EventsStream, err)
-	}
-	return st.CachedInfo().State.LastSeq, nil
-}
-
-// replay sends the events the filter selects from where opts starts; it
-// returns the stream sequence of the last one it passed.
-func (s *Server) replay(ctx context.Context, se *session, f eventFilter, opts bus.TailOptions, sw sseWriter) (uint64, error) {
+// replay sends the events of one feed the filter selects from where opts
+// starts, each with the cursor at (moved to it) as its id; it returns the
+// stream sequence of the last one it passed.
+func (s *Server) replay(ctx context.Context, se *session, fd feed, f eventFilter, opts bus.TailOptions, at cursor, sw sseWriter) (uint64, error) {
 	if err := se.acquire(ctx); err != nil {
 		return 0, err
 	}
 	defer se.release()
 	var last uint64
-	err := bus.Tail(ctx, se.js, opts, func(m bus.TailMsg) error {
+	err := bus.Tail(ctx, fd.js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
-		if r, ok := rowOf("", m.Seq, m.Data); ok && f.match(r) {
-			return sw.send("ev", m.Seq, r)
+		if r, ok := rowOf(fd.tenant, m.Seq, m.Data); ok && f.match(r) {
+			at[fd.tenant] = m.Seq
+			return sw.send("ev", at.String(), r)
 		}
 		return nil
 	})
@@ -339,37 +340,41 @@ func (s *Server) replay(ctx context.Context, se *session, f eventFilter, opts bu
 // went live) are skipped. When the subscription drops events (the
 // browser reads slower than central stores) the stream ends: the
 // browser reconnects from its last event and replays the rest.
-func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, sub *nats.Subscription, live <-chan *nats.Msg, mark uint64, sw sseWriter) {
+func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, sub *nats.Subscription, live <-chan *nats.Msg, mark cursor, sw sseWriter) {
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
+	at := mark.clone()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if sw.send("beat", 0, s.cfg.Now().UTC()) != nil {
+			if sw.send("beat", "", s.cfg.Now().UTC()) != nil {
 				return
 			}
 		case m := <-live:
-			if n, _ := sub.Dropped(); n > 0 && !se.who.Ops {
-				sw.send("notice", 0, "the page fell behind; catching up")
+			if n, _ := sub.Dropped(); n > 0 && len(mark) > 0 {
+				sw.send("notice", "", "the page fell behind; catching up")
 				return
 			}
 			seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-			if seq != 0 && seq <= mark {
-				continue
-			}
 			tenant := ""
-			id := seq
 			if se.who.Ops {
 				// tenants.<tenant>.ev...: the import's prefix names it.
-				// Its sequence is of that tenant's stream: no id.
 				tenant, _, _ = strings.Cut(strings.TrimPrefix(m.Subject, "tenants."), ".")
-				id = 0
+			}
+			if seq != 0 && seq <= mark[tenant] {
+				continue
 			}
 			r, ok := rowOf(tenant, seq, m.Data)
 			if !ok || !f.match(r) {
 				continue
+			}
+			id := ""
+			if _, known := mark[tenant]; known && seq != 0 {
+				// A tenant whose stream the page reads: its cursor moves.
+				at[tenant] = seq
+				id = at.String()
 			}
 			if sw.send("ev", id, r) != nil {
 				return

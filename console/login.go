@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -202,7 +203,7 @@ func credsLogin(creds []byte) (opts []nats.Option, who viewer, key string, err e
 	if err != nil {
 		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: %v", err)
 	}
-	who = viewer{User: id.User, Tenant: id.Tenant, Role: string(id.Role)}
+	who = viewer{User: id.User, Tenant: id.Tenant, Role: string(id.Role), Account: cmp.Or(uc.IssuerAccount, uc.Issuer)}
 	switch id.Role {
 	case tenancy.RoleNOC, tenancy.RoleAdmin:
 	case "":

@@ -15,9 +15,10 @@ import (
 	"github.com/meshmon/meshmon/bus"
 )
 
-// opsNotice is what the pages that read a tenant's streams say to the ops
-// account's credential, which reads the tenants' live events only.
-const opsNotice = "The ops credential reads every tenant's live events (Events). Sites, devices, history and alarms live in each tenant's account: log in with that tenant's credential."
+// opsNotice is what the pages that read a tenant's sites, devices and
+// alarms say to the ops account's credential, which reads the tenants'
+// events only.
+const opsNotice = "The ops credential reads every tenant's events, live and replayed from a time (Events). Sites, devices and alarms live in each tenant's account: log in with that tenant's credential."
 
 // read runs f with the session's read slot and a deadline.
 func (s *Server) read(r *http.Request, se *session, f func(ctx context.Context) error) error {

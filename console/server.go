@@ -46,6 +46,12 @@ type Config struct {
 	Insecure bool
 	// Dial connects to central as the user who logs in.
 	Dial Dialer
+	// AccountJWT returns the JWT of an account central knows (its
+	// resolver's), nil at a central without accounts: the console reads
+	// the ops account's to learn which tenants' events it imports, and
+	// so replays. What it may read stays what NATS lets the ops
+	// credential read.
+	AccountJWT func(account string) (string, error)
 	// PasswordLogin offers a user and password on the login page: a
 	// central with its own users (--auth-user) rather than tenants'
 	// credentials.

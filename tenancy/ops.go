@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -10,7 +11,8 @@ import (
 // the events its streams store (stored.ev.>, as central's EVENTS
 // republishes them) and the ops account imports each tenant's under
 // tenants.<tenant>.ev.>. Imports carry live traffic only; a replay reads
-// the tenants' streams. The raw ev.> is not exported: at central only a
+// the tenants' streams, through the replay API each tenant exports to the
+// ops account (opsReplayAPI). The raw ev.> is not exported: at central only a
 // client publishes there (a poller's credential used at central), and
 // what it publishes is stored nowhere.
 //
@@ -25,16 +27,56 @@ func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
 // exportedEvents is the subject a tenant exports to the ops account.
 const exportedEvents = "stored.ev.>"
 
-// exportEvents lets the ops account import the tenant's stored events; it
-// drops the export of the raw ev.> of accounts signed before.
+// The ops account's replay of a tenant's events: the tenant exports the
+// JetStream API requests a replay of its EVENTS stream makes (stream
+// info, a message get, making an ordered consumer and pulling from it)
+// and nothing else: no other stream, no delete, no update, no publish.
+// The ops account imports them under OpsAPIPrefix(tenant), where a
+// client reads them with jetstream.NewWithAPIPrefix.
+var opsReplayAPI = []struct {
+	subject string
+	stream  bool // answered with many messages (a pull's deliveries)
+}{
+	{"STREAM.INFO.EVENTS", false},
+	{"STREAM.MSG.GET.EVENTS", false},
+	{"CONSUMER.CREATE.EVENTS.>", false},
+	{"CONSUMER.MSG.NEXT.EVENTS.*", true},
+}
+
+// OpsAPIPrefix is the JetStream API prefix under which the ops account
+// reads the tenant's EVENTS stream (replays only).
+func OpsAPIPrefix(tenant string) string { return "tenants." + tenant + ".js.API" }
+
+// OpsTenant is the tenant whose API an ops account's import of subject
+// (as its account JWT lists it) reaches, and whether it is one.
+func OpsTenant(localSubject string) (string, bool) {
+	rest, ok := strings.CutPrefix(localSubject, "tenants.")
+	if !ok {
+		return "", false
+	}
+	tenant, api, ok := strings.Cut(rest, ".")
+	return tenant, ok && api == "js.API.STREAM.INFO.EVENTS"
+}
+
+// exportEvents lets the ops account import the tenant's stored events and
+// replay its EVENTS stream; it drops the export of the raw ev.> of
+// accounts signed before.
 func exportEvents(ac *jwt.AccountClaims) {
 	var out jwt.Exports
 	for _, e := range ac.Exports {
-		if e.Subject != "ev.>" && e.Subject != exportedEvents {
+		if e.Subject != "ev.>" && e.Subject != exportedEvents && !strings.HasPrefix(string(e.Subject), "$JS.API.") {
 			out = append(out, e)
 		}
 	}
-	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
+	out = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
+	for _, api := range opsReplayAPI {
+		e := &jwt.Export{Name: "meshmon ops replay", Subject: jwt.Subject("$JS.API." + api.subject), Type: jwt.Service}
+		if api.stream {
+			e.ResponseType = jwt.ResponseTypeStream
+		}
+		out = append(out, e)
+	}
+	ac.Exports = out
 }
 
 // OpsAccount signs the ops account's JWT again, importing the events of
@@ -56,6 +98,10 @@ func (s *Store) OpsAccount() (string, error) {
 		}
 		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
+		for _, api := range opsReplayAPI {
+			ac.Imports.Add(&jwt.Import{Name: n + " replay", Subject: jwt.Subject("$JS.API." + api.subject), Account: tc.Subject,
+				LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + "." + api.subject), Type: jwt.Service})
+		}
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
 		return "", err
@@ -65,12 +111,18 @@ func (s *Store) OpsAccount() (string, error) {
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the
-// consolidated view (tenants.>), valid for ttl (0: no expiry).
+// consolidated view (tenants.>) and replays the tenants' EVENTS streams
+// through the ops account's imports (OpsAPIPrefix): it publishes nothing
+// else. Valid for ttl (0: no expiry).
 func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 	return s.accountCreds(opsDir, name, ttl, func(uc *jwt.UserClaims) {
 		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
-		uc.Pub.Allow.Add("_INBOX.>")
-		uc.Pub.Deny.Add(">")
+		// The imported requests only: a request the imports do not
+		// carry (a replay's removal of its consumer) is refused at
+		// once rather than left unanswered.
+		for _, api := range opsReplayAPI {
+			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api.subject)
+		}
 	})
 }
 

@@ -191,13 +191,25 @@ func (m *consoleMesh) consoleClient(t *testing.T, credsFile string) *http.Client
 	return c
 }
 
-// streamEvent opens the console's event stream at path, runs act once it
-// is live, and returns the first event it sends.
-func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act func()) map[string]any {
+// sseEv is an event the console's stream sent: its data, its id, and
+// whether it came before "live" (a replay's).
+type sseEv struct {
+	data     map[string]any
+	id       string
+	replayed bool
+}
+
+// streamEvent opens the console's event stream at path (resuming from
+// lastID when set), runs act once it is live, and returns the first event
+// it sends.
+func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path, lastID string, act func()) sseEv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.console+path, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	sc := *c
 	sc.Timeout = 0
 	resp, err := sc.Do(req)
@@ -209,24 +221,28 @@ func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act
 		t.Fatalf("%s: %d", path, resp.StatusCode)
 	}
 	lines := bufio.NewScanner(resp.Body)
-	var event string
+	var event, id string
+	isLive := false
 	for lines.Scan() {
 		l := lines.Text()
 		switch {
+		case strings.HasPrefix(l, "id: "):
+			id = l[len("id: "):]
 		case strings.HasPrefix(l, "event: "):
 			event = l[len("event: "):]
 		case strings.HasPrefix(l, "data: ") && event == "live":
+			isLive = true
 			act()
 		case strings.HasPrefix(l, "data: ") && event == "ev":
 			var ev map[string]any
 			if err := json.Unmarshal([]byte(l[len("data: "):]), &ev); err != nil {
 				t.Fatal(err)
 			}
-			return ev
+			return sseEv{data: ev, id: id, replayed: !isLive}
 		}
 	}
 	t.Fatalf("%s ended without an event: %v", path, lines.Err())
-	return nil
+	return sseEv{}
 }
 
 // cookieOnly is a client that holds nothing but c's session cookie.
@@ -481,9 +497,22 @@ func TestConsole(t *testing.T) {
 	if status, _ := httpGet(t, ops, m.console+"/sites/s1"); status != http.StatusNotFound {
 		t.Fatalf("ops at /sites/s1: %d", status)
 	}
-	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
-	if ev["tenant"] != "acme" || ev["device"] != m.agents[1].Name() {
+	// The history view too: a replay of every tenant's stream, through
+	// the ops account's imports of each tenant's replay API.
+	old := m.streamEvent(t, ops, "/events/stream?kind=if_down&since=15m", "", func() {})
+	if !old.replayed || old.data["tenant"] != "acme" || old.data["device"] != dev || !strings.HasPrefix(old.id, "acme:") {
+		t.Fatalf("ops replay: first event %+v, want acme's if_down of %s, replayed, with acme's sequence as its id", old, dev)
+	}
+	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", "", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
+	if ev.data["tenant"] != "acme" || ev.data["device"] != m.agents[1].Name() {
 		t.Fatalf("ops live event %v", ev)
+	}
+	// A reconnect from the replay's first event (the same URL, as
+	// EventSource does) resumes after it: the next is the one that came
+	// live since, sent before going live.
+	next := m.streamEvent(t, ops, "/events/stream?kind=if_down&since=15m", old.id, func() {})
+	if !next.replayed || next.data["device"] != m.agents[1].Name() {
+		t.Fatalf("ops resumed from %s: first %+v, want %s's if_down, replayed", old.id, next, m.agents[1].Name())
 	}
 
 	// Logging out ends the session.
