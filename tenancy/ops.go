@@ -27,35 +27,37 @@ func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
 // exportedEvents is the subject a tenant exports to the ops account.
 const exportedEvents = "stored.ev.>"
 
-// The ops account's replay of a tenant's events: the tenant exports the
-// JetStream API requests a replay of its EVENTS stream makes (stream
-// info, a message get, making an ordered consumer and pulling from it)
-// and nothing else: no other stream, no delete, no update, no publish.
-// The ops account imports them under OpsAPIPrefix(tenant), where a
-// client reads them with jetstream.NewWithAPIPrefix.
-var opsReplayAPI = []struct {
-	subject string
-	stream  bool // answered with many messages (a pull's deliveries)
-}{
-	{"STREAM.INFO.EVENTS", false},
-	{"STREAM.MSG.GET.EVENTS", false},
-	{"CONSUMER.CREATE.EVENTS.>", false},
-	{"CONSUMER.MSG.NEXT.EVENTS.*", true},
-}
+// The ops account's replay of a tenant's events: the tenant exports its
+// JetStream API ($JS.API.>) as a service and the ops account imports it
+// under OpsAPIPrefix(tenant), where a client reads it with
+// jetstream.NewWithAPIPrefix. One import per tenant, not one per request,
+// keeps the ops account's JWT, pushed on every create, within NATS's
+// message size for a thousand tenants (docs/tenancy.md). What an ops user
+// may request through it is fenced by its permissions (OpsCreds): the
+// requests of a replay of EVENTS (opsReplayAPI) and nothing else; no
+// other stream, no delete, no update. Only the key store signs ops users,
+// as it signs the accounts.
+const opsExportedAPI = "$JS.API.>"
+
+// opsReplayAPI are the JetStream API requests (after $JS.API.) of a replay
+// of EVENTS: stream info, a message get, making an ordered consumer and
+// pulling from it.
+var opsReplayAPI = []string{"STREAM.INFO.EVENTS", "STREAM.MSG.GET.EVENTS", "CONSUMER.CREATE.EVENTS.>", "CONSUMER.MSG.NEXT.EVENTS.*"}
 
 // OpsAPIPrefix is the JetStream API prefix under which the ops account
 // reads the tenant's EVENTS stream (replays only).
 func OpsAPIPrefix(tenant string) string { return "tenants." + tenant + ".js.API" }
 
-// OpsTenant is the tenant whose API an ops account's import of subject
-// (as its account JWT lists it) reaches, and whether it is one.
+// OpsTenant is the tenant whose JetStream API an ops account's import
+// with localSubject (as its account JWT lists it) reaches, and whether it
+// is one.
 func OpsTenant(localSubject string) (string, bool) {
 	rest, ok := strings.CutPrefix(localSubject, "tenants.")
 	if !ok {
 		return "", false
 	}
 	tenant, api, ok := strings.Cut(rest, ".")
-	return tenant, ok && api == "js.API.STREAM.INFO.EVENTS"
+	return tenant, ok && api == "js.API.>"
 }
 
 // exportEvents lets the ops account import the tenant's stored events and
@@ -68,15 +70,9 @@ func exportEvents(ac *jwt.AccountClaims) {
 			out = append(out, e)
 		}
 	}
-	out = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
-	for _, api := range opsReplayAPI {
-		e := &jwt.Export{Name: "meshmon ops replay", Subject: jwt.Subject("$JS.API." + api.subject), Type: jwt.Service}
-		if api.stream {
-			e.ResponseType = jwt.ResponseTypeStream
-		}
-		out = append(out, e)
-	}
-	ac.Exports = out
+	// A pull's deliveries answer one request with many messages.
+	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream},
+		&jwt.Export{Name: "meshmon ops replay", Subject: opsExportedAPI, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream})
 }
 
 // OpsAccount signs the ops account's JWT again, importing the events of
@@ -98,10 +94,8 @@ func (s *Store) OpsAccount() (string, error) {
 		}
 		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
-		for _, api := range opsReplayAPI {
-			ac.Imports.Add(&jwt.Import{Name: n + " replay", Subject: jwt.Subject("$JS.API." + api.subject), Account: tc.Subject,
-				LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + "." + api.subject), Type: jwt.Service})
-		}
+		ac.Imports.Add(&jwt.Import{Subject: opsExportedAPI, Account: tc.Subject,
+			LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + ".>"), Type: jwt.Service})
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
 		return "", err
@@ -121,7 +115,7 @@ func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 		// carry (a replay's removal of its consumer) is refused at
 		// once rather than left unanswered.
 		for _, api := range opsReplayAPI {
-			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api.subject)
+			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api)
 		}
 	})
 }
