@@ -60,6 +60,9 @@ func newFixture(t *testing.T, tlsOn bool) *fixture {
 	pc.Role, pc.Name, pc.Listen, pc.DataDir = peer.RoleCentral, "central", "127.0.0.1:0", filepath.Join(t.TempDir(), "central")
 	pc.Auth = peer.Auth{User: testUser, Password: testPassword}
 	pc.LeafPassword = "leaf-password-long-enough"
+	// No alarm processor: the alarms bucket is the tests' to make (or
+	// not), not a race with the tenant's workers.
+	pc.NoTenantWorkers = true
 	p, err := meshtest.Start(ctx, pc, nil)
 	if err != nil {
 		t.Fatal(err)
