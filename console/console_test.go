@@ -60,6 +60,9 @@ func newFixture(t *testing.T, tlsOn bool) *fixture {
 	pc.Role, pc.Name, pc.Listen, pc.DataDir = peer.RoleCentral, "central", "127.0.0.1:0", filepath.Join(t.TempDir(), "central")
 	pc.Auth = peer.Auth{User: testUser, Password: testPassword}
 	pc.LeafPassword = "leaf-password-long-enough"
+	// No alarm processor: the alarms bucket is the tests' to make (or
+	// not), not a race with the tenant's workers.
+	pc.NoTenantWorkers = true
 	p, err := meshtest.Start(ctx, pc, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -385,6 +388,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", func(c *console.Config) { c.Listen = "nohost" }, "not host:port"},
 		{"no dial", func(c *console.Config) { c.Dial = nil }, "dial is not set"},
 		{"max below idle", func(c *console.Config) { c.SessionMax = time.Minute }, "session max"},
+		{"no login failures", func(c *console.Config) { c.LoginFailures = 0 }, "login failures 0 must be at least 1"},
+		{"no login window", func(c *console.Config) { c.LoginWindow = 0 }, "login window"},
+		{"no lockout", func(c *console.Config) { c.LoginLockout = -time.Second }, "login lockout"},
 	} {
 		cfg := console.DefaultConfig()
 		cfg.Listen, cfg.Insecure = "127.0.0.1:0", true

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -167,9 +168,6 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session)
 		return
 	}
 	d := eventsData{Filter: f, Query: f.query(), Kinds: meshmon.Kinds, Severities: severities, Ops: se.who.Ops}
-	if se.who.Ops && !f.Since.IsZero() {
-		d.Notice = "The ops credential reads every tenant's live events only; a replay from a time reads a tenant's stream with that tenant's credential."
-	}
 	s.renderFor(w, se, http.StatusOK, "events", "events", "Events", d)
 }
 
@@ -177,17 +175,65 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, se *session)
 // keep it open and a dead client is noticed.
 const sseHeartbeat = 15 * time.Second
 
+// sseRetry is how long a browser waits before it reconnects a dropped
+// stream (the SSE retry field, in milliseconds).
+const sseRetry = 1000
+
+// liveBuffer is how many live events may wait for a slow browser; past
+// it the subscription drops them and the stream ends, so that the
+// browser reconnects and replays from its last event.
+const liveBuffer = 1024
+
+// sseWriter writes server-sent events and flushes each.
+type sseWriter struct {
+	w http.ResponseWriter
+	f http.Flusher
+}
+
+// send writes one event; id, when not empty, becomes the browser's
+// Last-Event-ID.
+func (sw sseWriter) send(event, id string, v any) error {
+	b, _ := json.Marshal(v)
+	var err error
+	if id != "" {
+		_, err = fmt.Fprintf(sw.w, "id: %s\nevent: %s\ndata: %s\n\n", id, event, b)
+	} else {
+		_, err = fmt.Fprintf(sw.w, "event: %s\ndata: %s\n\n", event, b)
+	}
+	if err == nil {
+		sw.f.Flush()
+	}
+	return err
+}
+
 // eventStream sends events as server-sent events: with since, the
-// replay from then first (a tenant's credential), then every event
-// stored from now on, as central stores it.
+// replay from then first, then every event stored from now on, as
+// central stores it. Each event carries the page's cursor as its id (the
+// stream sequence it was stored under; for the ops credential, each
+// tenant's), and so does "live" (where the streams stood): a browser that
+// reconnects sends the last one back (Last-Event-ID) and gets what was
+// stored after it, then live, with nothing lost and nothing twice.
 func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session) {
 	f, err := parseFilter(r.URL.Query(), s.cfg.Now())
+	var resume cursor
+	if err == nil {
+		resume, err = parseCursor(r.Header.Get("Last-Event-ID"))
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if err := f.visible(se.who); err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	feeds, err := s.feeds(se, f)
+	if err != nil {
+		status := http.StatusBadGateway
+		if errors.Is(err, errNotFound) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), status)
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -197,7 +243,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	}
 	// Subscribe first, so that nothing stored between the replay's end
 	// and the subscription is missed; what both deliver is sent once.
-	live := make(chan *nats.Msg, 1024)
+	live := make(chan *nats.Msg, liveBuffer)
 	sub, err := se.nc.ChanSubscribe(f.liveSubject(se.who), live)
 	if err != nil {
 		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
@@ -205,9 +251,17 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	}
 	defer sub.Unsubscribe()
 	// The server takes the subscription before "live" is said: what is
-	// stored from then on reaches the page.
+	// stored from then on reaches the page. Where each stream stands
+	// now: the events up to there were stored before the page went live
+	// (a replay sends them), the rest come live.
+	mark := cursor{}
 	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	err = se.nc.FlushWithContext(fctx)
+	for _, fd := range feeds {
+		if err == nil {
+			mark[fd.tenant], err = lastSeq(fctx, fd.js)
+		}
+	}
 	cancel()
 	if err != nil {
 		http.Error(w, "subscribe: "+err.Error(), http.StatusBadGateway)
@@ -217,39 +271,64 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
-		b, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		flusher.Flush()
-		return nil
-	}
-	ctx := r.Context()
-	var replayed uint64
-	if !f.Since.IsZero() {
-		if se.who.Ops {
-			send("notice", "the ops credential reads live events only; showing live events")
-		} else if replayed, err = s.replay(ctx, se, f, send); err != nil {
-			send("notice", "replay: "+err.Error())
+	sw := sseWriter{w: w, f: flusher}
+	fmt.Fprintf(w, "retry: %d\n\n", sseRetry)
+	if resume != nil || !f.Since.IsZero() {
+		if feeds == nil {
+			sw.send("notice", "", "this console reads no tenant's stream for the ops credential (central without accounts); showing live events")
+		} else if !s.replayFeeds(r.Context(), se, f, feeds, resume, mark, sw) {
+			return
 		}
 	}
-	send("live", "live")
-	s.streamLive(ctx, se, f, live, replayed, send)
+	sw.send("live", mark.String(), "live")
+	s.streamLive(r.Context(), se, f, sub, live, mark, sw)
 }
 
-// replay sends the events the filter selects stored since its time; it
-// returns the stream sequence of the last one.
-func (s *Server) replay(ctx context.Context, se *session, f eventFilter, send func(string, any) error) (uint64, error) {
+// replayFeeds replays each feed from where resume says (the rest of the
+// stream after it), or else from the filter's since, and moves mark past
+// what it sent. It returns false when the stream must end: a resume
+// that could not replay everything (the browser reconnects from where
+// it stands and tries again, rather than go live past what it missed).
+func (s *Server) replayFeeds(ctx context.Context, se *session, f eventFilter, feeds []feed, resume, mark cursor, sw sseWriter) bool {
+	// at is where the page stands as the replay goes: what the browser
+	// would resume from if it dropped now.
+	at := resume.clone()
+	for _, fd := range feeds {
+		opts := bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since}
+		from, resuming := resume[fd.tenant]
+		switch {
+		case resuming:
+			opts.StartSeq = from + 1
+		case f.Since.IsZero():
+			continue // a tenant new since the page went live: live on
+		}
+		last, err := s.replay(ctx, se, fd, f, opts, at, sw)
+		if err != nil && resuming {
+			sw.send("notice", "", "resume: "+err.Error()+"; reconnecting")
+			return false
+		}
+		if err != nil {
+			sw.send("notice", "", "replay: "+err.Error())
+		}
+		mark[fd.tenant] = max(mark[fd.tenant], last)
+	}
+	return true
+}
+
+// replay sends the events of one feed the filter selects from where opts
+// starts, each with the cursor at (moved to it) as its id; it returns the
+// stream sequence of the last one it passed.
+func (s *Server) replay(ctx context.Context, se *session, fd feed, f eventFilter, opts bus.TailOptions, at cursor, sw sseWriter) (uint64, error) {
 	if err := se.acquire(ctx); err != nil {
 		return 0, err
 	}
 	defer se.release()
 	var last uint64
-	err := bus.Tail(ctx, se.js, bus.TailOptions{Subject: bus.EventFilter(f.Site, f.Device, f.Kind), Since: f.Since}, func(m bus.TailMsg) error {
+	err := bus.Tail(ctx, fd.js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
-		if r, ok := rowOf("", m.Seq, m.Data); ok && f.match(r) {
-			return send("ev", r)
+		if r, ok := rowOf(fd.tenant, m.Seq, m.Data); ok && f.match(r) {
+			at[fd.tenant] = m.Seq
+			return sw.send("ev", at.String(), r)
 		}
 		return nil
 	})
@@ -257,33 +336,47 @@ func (s *Server) replay(ctx context.Context, se *session, f eventFilter, send fu
 }
 
 // streamLive sends each live event the filter selects until the client
-// goes; events the replay sent already (by stream sequence) are skipped.
-func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, live <-chan *nats.Msg, replayed uint64, send func(string, any) error) {
+// goes; events up to mark (sent by the replay, or stored before the page
+// went live) are skipped. When the subscription drops events (the
+// browser reads slower than central stores) the stream ends: the
+// browser reconnects from its last event and replays the rest.
+func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, sub *nats.Subscription, live <-chan *nats.Msg, mark cursor, sw sseWriter) {
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
+	at := mark.clone()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if send("beat", s.cfg.Now().UTC()) != nil {
+			if sw.send("beat", "", s.cfg.Now().UTC()) != nil {
 				return
 			}
 		case m := <-live:
-			seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-			if seq != 0 && seq <= replayed {
-				continue
+			if n, _ := sub.Dropped(); n > 0 && len(mark) > 0 {
+				sw.send("notice", "", "the page fell behind; catching up")
+				return
 			}
+			seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 			tenant := ""
 			if se.who.Ops {
 				// tenants.<tenant>.ev...: the import's prefix names it.
 				tenant, _, _ = strings.Cut(strings.TrimPrefix(m.Subject, "tenants."), ".")
 			}
+			if seq != 0 && seq <= mark[tenant] {
+				continue
+			}
 			r, ok := rowOf(tenant, seq, m.Data)
 			if !ok || !f.match(r) {
 				continue
 			}
-			if send("ev", r) != nil {
+			id := ""
+			if _, known := mark[tenant]; known && seq != 0 {
+				// A tenant whose stream the page reads: its cursor moves.
+				at[tenant] = seq
+				id = at.String()
+			}
+			if sw.send("ev", id, r) != nil {
 				return
 			}
 		}

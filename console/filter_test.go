@@ -69,3 +69,42 @@ func TestChartsEscapeText(t *testing.T) {
 		t.Fatalf("empty chart:\n%s", empty)
 	}
 }
+
+func TestCursor(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want cursor
+		bad  bool
+	}{
+		{id: "", want: nil},
+		{id: "812", want: cursor{"": 812}},
+		{id: "acme:812,beta:40", want: cursor{"acme": 812, "beta": 40}},
+		{id: "beta:0", want: cursor{"beta": 0}},
+		{id: "-1", bad: true},
+		{id: "abc", bad: true},
+		{id: "acme:", bad: true},
+		{id: ":5", bad: true},
+		{id: "acme:5,,beta:1", bad: true},
+		{id: "acme:x", bad: true},
+	} {
+		c, err := parseCursor(tc.id)
+		if tc.bad {
+			if !errors.Is(err, errBadInput) || !strings.Contains(err.Error(), "Last-Event-ID") {
+				t.Errorf("%q: %v, want a bad input naming Last-Event-ID", tc.id, err)
+			}
+			continue
+		}
+		if err != nil || len(c) != len(tc.want) {
+			t.Errorf("%q: %v %v, want %v", tc.id, c, err, tc.want)
+			continue
+		}
+		for k, v := range tc.want {
+			if c[k] != v {
+				t.Errorf("%q: %v, want %v", tc.id, c, tc.want)
+			}
+		}
+		if tc.id != "" && c.String() != tc.id {
+			t.Errorf("%q reads back as %q", tc.id, c.String())
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,16 +55,22 @@ func refuse(status int, format string, a ...any) error {
 // central takes it, starts a session of it.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4*maxCredsBytes)
-	se, err := s.loginSession(r)
+	addr := clientKey(r)
+	se, user, err := s.loginSession(w, r, addr)
 	if err != nil {
 		var le *loginError
 		if !errors.As(err, &le) {
 			le = &loginError{status: http.StatusBadRequest, msg: err.Error()}
 		}
+		if le.status == http.StatusUnauthorized {
+			// Central refused the credential: what guessing looks like.
+			s.limiter.failed(addr, user)
+		}
 		s.log.Info("console login refused", "remote", r.RemoteAddr, "err", le.msg)
 		s.showLogin(w, le.status, le.msg)
 		return
 	}
+	s.limiter.succeeded(addr, user)
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		// A login replaces the browser's session: the old one's
 		// connection does not linger until it expires.
@@ -77,52 +84,68 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// loginSession checks the form and its credential and makes the session.
-func (s *Server) loginSession(r *http.Request) (*session, error) {
+// loginSession checks the login limits, the form and its credential and
+// makes the session. It returns the limiter's key of the user the form
+// names, once known. A client or user locked out by the limits is refused
+// before central sees its credential.
+func (s *Server) loginSession(w http.ResponseWriter, r *http.Request, addr string) (*session, string, error) {
+	if left, key := s.limiter.locked(addr); left > 0 {
+		return nil, "", tooMany(w, left, key, s.cfg)
+	}
 	if err := r.ParseMultipartForm(4 * maxCredsBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		return nil, refuse(http.StatusBadRequest, "the login form could not be read: %v", err)
+		return nil, "", refuse(http.StatusBadRequest, "the login form could not be read: %v", err)
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || !sameOrigin(r) || !sameToken(r.PostFormValue("csrf"), c.Value) {
-		return nil, refuse(http.StatusForbidden, "csrf: the login form's token does not match; reload the page and try again")
+		return nil, "", refuse(http.StatusForbidden, "csrf: the login form's token does not match; reload the page and try again")
 	}
-	creds, err := postedCreds(r)
+	opts, who, user, err := s.loginCredential(r)
 	if err != nil {
-		return nil, err
+		return nil, user, err
 	}
-	user, password := r.PostFormValue("user"), r.PostFormValue("password")
-	var opts []nats.Option
-	var who viewer
-	switch {
-	case len(creds) > 0 && (user != "" || password != ""):
-		return nil, refuse(http.StatusBadRequest, "creds and user/password are alternatives; give one")
-	case len(creds) > 0:
-		if opts, who, err = credsLogin(creds); err != nil {
-			return nil, err
-		}
-	case !s.cfg.PasswordLogin:
-		return nil, refuse(http.StatusBadRequest, "creds: upload or paste the .creds file 'meshmon tenant creds' wrote")
-	case user == "" || password == "":
-		return nil, refuse(http.StatusBadRequest, "user and password: give both, or a .creds file")
-	default:
-		opts, who = []nats.Option{nats.UserInfo(user, password)}, viewer{User: user}
+	if left, key := s.limiter.locked(user); left > 0 {
+		return nil, user, tooMany(w, left, key, s.cfg)
 	}
+	full := refuse(http.StatusServiceUnavailable, "the console holds %d sessions, its limit; try again later", s.cfg.MaxSessions)
 	if s.sessions.count() >= s.cfg.MaxSessions {
-		return nil, refuse(http.StatusServiceUnavailable, "the console holds %d sessions, its limit; try again later", s.cfg.MaxSessions)
+		return nil, user, full
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	opts = append(opts, nats.Name("meshmon-console "+who.User), nats.MaxReconnects(-1))
 	nc, err := s.cfg.Dial(ctx, opts...)
 	if err != nil {
-		return nil, refuse(http.StatusUnauthorized, "central refused the credential: %v", err)
+		return nil, user, refuse(http.StatusUnauthorized, "central refused the credential: %v", err)
 	}
 	se, ok := s.sessions.add(nc, who, opts)
 	if !ok {
 		nc.Close()
-		return nil, refuse(http.StatusServiceUnavailable, "the console holds %d sessions, its limit; try again later", s.cfg.MaxSessions)
+		return nil, user, full
 	}
-	return se, nil
+	return se, user, nil
+}
+
+// loginCredential reads the form's credential: the options to dial
+// with, whom it speaks for, and the limiter's key of its user (the
+// password login's user, or the .creds user's public key and name).
+func (s *Server) loginCredential(r *http.Request) ([]nats.Option, viewer, string, error) {
+	creds, err := postedCreds(r)
+	if err != nil {
+		return nil, viewer{}, "", err
+	}
+	user, password := r.PostFormValue("user"), r.PostFormValue("password")
+	switch {
+	case len(creds) > 0 && (user != "" || password != ""):
+		return nil, viewer{}, "", refuse(http.StatusBadRequest, "creds and user/password are alternatives; give one")
+	case len(creds) > 0:
+		opts, who, key, err := credsLogin(creds)
+		return opts, who, key, err
+	case !s.cfg.PasswordLogin:
+		return nil, viewer{}, "", refuse(http.StatusBadRequest, "creds: upload or paste the .creds file 'meshmon tenant creds' wrote")
+	case user == "" || password == "":
+		return nil, viewer{}, "", refuse(http.StatusBadRequest, "user and password: give both, or a .creds file")
+	}
+	return []nats.Option{nats.UserInfo(user, password)}, viewer{User: user}, "user " + user, nil
 }
 
 // postedCreds is the .creds file uploaded (field creds_file) or pasted
@@ -151,44 +174,48 @@ func postedCreds(r *http.Request) ([]byte, error) {
 	return nil, nil
 }
 
-// credsLogin reads a .creds file's user JWT and seed, and whom it speaks
-// for. Central checks the signature at connect; here only the form.
-func credsLogin(creds []byte) ([]nats.Option, viewer, error) {
+// credsLogin reads a .creds file's user JWT and seed, whom it speaks
+// for, and the limiter's key of its user (its name and public key, once
+// the JWT parses). Central checks the signature at connect; here only
+// the form.
+func credsLogin(creds []byte) (opts []nats.Option, who viewer, key string, err error) {
 	if !strings.Contains(string(creds), "-----BEGIN NATS USER JWT-----") {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: not a .creds file (no BEGIN NATS USER JWT block)")
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: not a .creds file (no BEGIN NATS USER JWT block)")
 	}
 	tok, err := jwt.ParseDecoratedJWT(creds)
 	if err != nil {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: the user JWT does not parse: %v", err)
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: the user JWT does not parse: %v", err)
 	}
-	if _, err := jwt.DecodeUserClaims(tok); err != nil {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: the JWT is not a user's: %v", err)
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: the JWT is not a user's: %v", err)
 	}
+	key = "user " + uc.Name + " (" + uc.Subject + ")"
 	kp, err := jwt.ParseDecoratedNKey(creds)
 	if err != nil {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: no user seed: %v", err)
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: no user seed: %v", err)
 	}
 	seed, err := kp.Seed()
 	if err != nil {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: the seed is not a user's: %v", err)
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: the seed is not a user's: %v", err)
 	}
 	id, err := tenancy.CredsIdentity(creds)
 	if err != nil {
-		return nil, viewer{}, refuse(http.StatusBadRequest, "creds: %v", err)
+		return nil, viewer{}, key, refuse(http.StatusBadRequest, "creds: %v", err)
 	}
-	who := viewer{User: id.User, Tenant: id.Tenant, Role: string(id.Role)}
+	who = viewer{User: id.User, Tenant: id.Tenant, Role: string(id.Role), Account: cmp.Or(uc.IssuerAccount, uc.Issuer)}
 	switch id.Role {
 	case tenancy.RoleNOC, tenancy.RoleAdmin:
 	case "":
 		// No meshmon tenant user: the ops account's (tenant creds --ops).
 		who.Ops = true
 	default:
-		return nil, viewer{}, refuse(http.StatusForbidden, "creds: a %s's credential does not log in to the console; use a NOC's, an admin's or the ops account's", id.Role)
+		return nil, viewer{}, key, refuse(http.StatusForbidden, "creds: a %s's credential does not log in to the console; use a NOC's, an admin's or the ops account's", id.Role)
 	}
-	opts := []nats.Option{nats.UserJWTAndSeed(tok, string(seed))}
+	opts = []nats.Option{nats.UserJWTAndSeed(tok, string(seed))}
 	if id.Role != "" {
 		// A tenant user reads its replies on its own inbox prefix only.
 		opts = append(opts, nats.CustomInboxPrefix(tenancy.InboxPrefix(id.User)))
 	}
-	return opts, who, nil
+	return opts, who, key, nil
 }

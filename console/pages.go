@@ -15,9 +15,10 @@ import (
 	"github.com/meshmon/meshmon/bus"
 )
 
-// opsNotice is what the pages that read a tenant's streams say to the ops
-// account's credential, which reads the tenants' live events only.
-const opsNotice = "The ops credential reads every tenant's live events (Events). Sites, devices, history and alarms live in each tenant's account: log in with that tenant's credential."
+// opsNotice is what the pages that read a tenant's sites, devices and
+// alarms say to the ops account's credential, which reads the tenants'
+// events only.
+const opsNotice = "The ops credential reads every tenant's events, live and replayed from a time (Events). Sites, devices and alarms live in each tenant's account: log in with that tenant's credential."
 
 // read runs f with the session's read slot and a deadline.
 func (s *Server) read(r *http.Request, se *session, f func(ctx context.Context) error) error {
@@ -92,6 +93,11 @@ type siteData struct {
 	Devices    []deviceState
 	Group      *siteGroup
 	GroupError string
+	// Links are the site's links as its devices' latest LLDP and CDP
+	// neighbours report them, drawn as Topology.
+	Links         []meshmon.Link
+	Topology      template.HTML
+	TopologyError string
 }
 
 // findSite returns the site's link, errNotFound when the credential's
@@ -140,6 +146,7 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 		if d.Devices, err = deviceStates(ctx, se.js, n[0], ""); err != nil {
 			return err
 		}
+		readTopology(ctx, se, n[0], &d)
 		if se.who.Role == "noc" {
 			d.GroupError = "a NOC's credential may not ask the site; a tenant admin's shows the poller group here"
 			return nil
@@ -158,6 +165,21 @@ func (s *Server) sitePage(w http.ResponseWriter, r *http.Request, se *session) {
 		return
 	}
 	s.renderFor(w, se, http.StatusOK, "site", "sites", "Site "+n[0], d)
+}
+
+// readTopology reads the site's links as `meshmon topology --site`
+// does, from the lldp samples central holds, and draws them; a failed
+// read is said on the page, which shows the rest.
+func readTopology(ctx context.Context, se *session, site string, d *siteData) {
+	devs, err := bus.ReadNeighbors(ctx, se.js, site)
+	if err != nil {
+		d.TopologyError = err.Error()
+		return
+	}
+	d.Links = meshmon.Links(devs, nil)
+	if len(d.Links) > 0 {
+		d.Topology = topologySVG(site, d.Links, 720, 420)
+	}
 }
 
 // deviceData is a device's page.

@@ -46,6 +46,12 @@ type Config struct {
 	Insecure bool
 	// Dial connects to central as the user who logs in.
 	Dial Dialer
+	// AccountJWT returns the JWT of an account central knows (its
+	// resolver's), nil at a central without accounts: the console reads
+	// the ops account's to learn which tenants' events it imports, and
+	// so replays. What it may read stays what NATS lets the ops
+	// credential read.
+	AccountJWT func(account string) (string, error)
 	// PasswordLogin offers a user and password on the login page: a
 	// central with its own users (--auth-user) rather than tenants'
 	// credentials.
@@ -56,13 +62,20 @@ type Config struct {
 	SessionMax  time.Duration
 	// MaxSessions bounds the sessions (each holds a NATS connection).
 	MaxSessions int
-	Log         *slog.Logger
-	Now         func() time.Time
+	// LoginFailures refused logins within LoginWindow, from one client
+	// address or for one user, refuse that address or user for
+	// LoginLockout (429) before central sees its credential.
+	LoginFailures int
+	LoginWindow   time.Duration
+	LoginLockout  time.Duration
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // DefaultConfig returns a Config with the session defaults set.
 func DefaultConfig() Config {
-	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions, Now: time.Now}
+	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions,
+		LoginFailures: DefaultLoginFailures, LoginWindow: DefaultLoginWindow, LoginLockout: DefaultLoginLockout, Now: time.Now}
 }
 
 // Validate reports the first problem, naming the field and the rule; the
@@ -84,6 +97,12 @@ func (c Config) Validate() error {
 		return bad("session max %s must be at least the idle time %s", c.SessionMax, c.SessionIdle)
 	case c.MaxSessions < 1:
 		return bad("max sessions %d must be at least 1", c.MaxSessions)
+	case c.LoginFailures < 1:
+		return bad("login failures %d must be at least 1", c.LoginFailures)
+	case c.LoginWindow <= 0:
+		return bad("login window %s must be positive", c.LoginWindow)
+	case c.LoginLockout <= 0:
+		return bad("login lockout %s must be positive", c.LoginLockout)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("listen %q is not host:port", c.Listen)
@@ -97,6 +116,7 @@ type Server struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	sessions *sessions
+	limiter  *loginLimiter
 	mux      *http.ServeMux
 
 	ctx    context.Context // ends every handler's request at Close
@@ -127,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: log.With("component", "console"), pages: pages}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = newSessions(cfg)
+	s.limiter = newLoginLimiter(cfg)
 	s.mux = s.routes()
 	return s, nil
 }

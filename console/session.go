@@ -29,9 +29,12 @@ type viewer struct {
 	User   string
 	Tenant string // empty for the ops account and a central without tenants
 	Role   string // noc, admin; empty for ops and a password login
-	// Ops: the ops account's credential, which reads every tenant's live
-	// events through its imports and nothing else.
+	// Ops: the ops account's credential, which reads every tenant's
+	// events through its imports (live, and replays of their EVENTS
+	// streams) and nothing else.
 	Ops bool
+	// Account is the public key of the credential's account.
+	Account string
 }
 
 // session is one logged-in user: the NATS connection made with its

@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -12,7 +13,8 @@ import (
 // the events its streams store (stored.ev.>, as central's EVENTS
 // republishes them) and the ops account imports each tenant's under
 // tenants.<tenant>.ev.>. Imports carry live traffic only; a replay reads
-// the tenants' streams. The raw ev.> is not exported: at central only a
+// the tenants' streams, through the replay API each tenant exports to the
+// ops account (opsReplayAPI). The raw ev.> is not exported: at central only a
 // client publishes there (a poller's credential used at central), and
 // what it publishes is stored nowhere.
 //
@@ -27,16 +29,52 @@ func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
 // exportedEvents is the subject a tenant exports to the ops account.
 const exportedEvents = "stored.ev.>"
 
-// exportEvents lets the ops account import the tenant's stored events; it
-// drops the export of the raw ev.> of accounts signed before.
+// The ops account's replay of a tenant's events: the tenant exports its
+// JetStream API ($JS.API.>) as a service and the ops account imports it
+// under OpsAPIPrefix(tenant), where a client reads it with
+// jetstream.NewWithAPIPrefix. One import per tenant, not one per request,
+// keeps the ops account's JWT, pushed on every create, within NATS's
+// message size for a thousand tenants (docs/tenancy.md). What an ops user
+// may request through it is fenced by its permissions (OpsCreds): the
+// requests of a replay of EVENTS (opsReplayAPI) and nothing else; no
+// other stream, no delete, no update. Only the key store signs ops users,
+// as it signs the accounts.
+const opsExportedAPI = "$JS.API.>"
+
+// opsReplayAPI are the JetStream API requests (after $JS.API.) of a replay
+// of EVENTS: stream info, a message get, making an ordered consumer and
+// pulling from it.
+var opsReplayAPI = []string{"STREAM.INFO.EVENTS", "STREAM.MSG.GET.EVENTS", "CONSUMER.CREATE.EVENTS.>", "CONSUMER.MSG.NEXT.EVENTS.*"}
+
+// OpsAPIPrefix is the JetStream API prefix under which the ops account
+// reads the tenant's EVENTS stream (replays only).
+func OpsAPIPrefix(tenant string) string { return "tenants." + tenant + ".js.API" }
+
+// OpsTenant is the tenant whose JetStream API an ops account's import
+// with localSubject (as its account JWT lists it) reaches, and whether it
+// is one.
+func OpsTenant(localSubject string) (string, bool) {
+	rest, ok := strings.CutPrefix(localSubject, "tenants.")
+	if !ok {
+		return "", false
+	}
+	tenant, api, ok := strings.Cut(rest, ".")
+	return tenant, ok && api == "js.API.>"
+}
+
+// exportEvents lets the ops account import the tenant's stored events and
+// replay its EVENTS stream; it drops the export of the raw ev.> of
+// accounts signed before.
 func exportEvents(ac *jwt.AccountClaims) {
 	var out jwt.Exports
 	for _, e := range ac.Exports {
-		if e.Subject != "ev.>" && e.Subject != exportedEvents {
+		if e.Subject != "ev.>" && e.Subject != exportedEvents && !strings.HasPrefix(string(e.Subject), "$JS.API.") {
 			out = append(out, e)
 		}
 	}
-	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream})
+	// A pull's deliveries answer one request with many messages.
+	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream},
+		&jwt.Export{Name: "meshmon ops replay", Subject: opsExportedAPI, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream})
 }
 
 // Tasks from the ops account (docs/tasks.md): every tenant exports, as a
@@ -68,9 +106,9 @@ func exportTasks(ac *jwt.AccountClaims) {
 func importTasks(tenant, key string) []*jwt.Import {
 	p := meshmon.TaskOpsPrefix(tenant)
 	return []*jwt.Import{
-		{Name: tenant + " tasks", Subject: exportedTaskRequests, Account: key, Type: jwt.Service,
+		{Subject: exportedTaskRequests, Account: key, Type: jwt.Service,
 			LocalSubject: jwt.RenamingSubject(p + "ctl.$1.ops.$2.$3")},
-		{Name: tenant + " task replies", Subject: exportedTaskReplies, Account: key, Type: jwt.Stream,
+		{Subject: exportedTaskReplies, Account: key, Type: jwt.Stream,
 			LocalSubject: jwt.RenamingSubject(p + "ctl.$1.reply.ops.>")},
 	}
 }
@@ -95,6 +133,8 @@ func (s *Store) OpsAccount() (string, error) {
 		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
 		ac.Imports.Add(importTasks(n, tc.Subject)...)
+		ac.Imports.Add(&jwt.Import{Subject: opsExportedAPI, Account: tc.Subject,
+			LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + ".>"), Type: jwt.Service})
 	}
 	if err := s.saveAccount(opsDir, ac); err != nil {
 		return "", err
@@ -104,10 +144,12 @@ func (s *Store) OpsAccount() (string, error) {
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the
-// consolidated view (tenants.>) and runs tasks at any tenant's sites as
-// itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>), valid for ttl
-// (0: no expiry). It reads every ops user's task replies
-// (tenants.<tenant>.ctl.<site>.reply.ops.>), none of a tenant's own users'.
+// consolidated view (tenants.>), replays the tenants' EVENTS streams
+// through the ops account's imports (OpsAPIPrefix), and runs tasks at any
+// tenant's sites as itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>);
+// it publishes nothing else. Valid for ttl (0: no expiry). It reads every
+// ops user's task replies (tenants.<tenant>.ctl.<site>.reply.ops.>), none
+// of a tenant's own users'.
 func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 	if err := meshmon.ValidateName("user", name); err != nil {
 		return nil, err
@@ -116,6 +158,12 @@ func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 		uc.Tags.Add("meshmon-role:" + string(RoleOps))
 		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
 		uc.Pub.Allow.Add("tenants.*.ctl.*." + meshmon.TaskRealmOps + "." + name + ".*")
+		// The imported requests only: a request the imports do not
+		// carry (a replay's removal of its consumer) is refused at
+		// once rather than left unanswered.
+		for _, api := range opsReplayAPI {
+			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api)
+		}
 	})
 }
 

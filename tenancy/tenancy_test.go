@@ -378,6 +378,40 @@ func TestOperatorMode(t *testing.T) {
 			t.Fatalf("the ops view saw %v, not %s", seen, want)
 		}
 	}
+	// The ops credential replays each tenant's EVENTS through its
+	// imports, and can do nothing else there.
+	for _, tn := range []string{"acme", "beta"} {
+		ojs, err := jetstream.NewWithAPIPrefix(ops, tenancy.OpsAPIPrefix(tn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var replayed []string
+		err = bus.Tail(ctx, ojs, bus.TailOptions{Stream: bus.EventsStream, StartSeq: 1}, func(m bus.TailMsg) error {
+			replayed = append(replayed, m.Subject)
+			return nil
+		})
+		if err != nil || len(replayed) != 1 || replayed[0] != "ev.s1.d1.trap" {
+			t.Fatalf("the ops replay of %s's EVENTS: %v %v", tn, replayed, err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		if err := ojs.DeleteStream(rctx, bus.EventsStream); err == nil {
+			t.Fatalf("the ops credential deleted %s's EVENTS", tn)
+		}
+		if _, err := ojs.Stream(rctx, "METRICS"); err == nil {
+			t.Fatalf("the ops credential read %s's METRICS", tn)
+		}
+		rcancel()
+	}
+	if err := ops.Publish("tenants.acme.ev.s1.d1.trap", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 5*time.Second, "the permissions violation of an ops publish", func() error {
+		if err := ops.LastError(); err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+			return fmt.Errorf("the ops credential published to tenants.acme.ev.s1.d1.trap: %v", err)
+		}
+		return nil
+	})
+
 	// The NOC cannot publish, and its JetStream API is read-only.
 	js, err := jetstream.New(nocA)
 	if err != nil {

@@ -39,6 +39,9 @@ func startConsole(c *cli.Context, p *peer.Peer, log *slog.Logger) (*console.Serv
 	cfg := console.DefaultConfig()
 	cfg.Listen, cfg.TLS, cfg.Insecure = addr, p.ServerTLS(), pc.Insecure
 	cfg.Dial = p.DialAs
+	if ar := p.Server().AccountResolver(); ar != nil {
+		cfg.AccountJWT = ar.Fetch
+	}
 	cfg.PasswordLogin = pc.Trust == "" && pc.Auth.User != ""
 	cfg.SessionIdle, cfg.SessionMax = c.Duration("console-session-idle"), c.Duration("console-session-max")
 	cfg.Log = log

@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,8 +65,9 @@ type consoleMesh struct {
 	caFile   string
 	creds    map[string]string // acme-noc, acme-admin, beta-noc: .creds files
 	agents   []*sim.Agent
-	control  string // the simulator's fault control API
-	beta     string // a device name of beta's (never at acme's)
+	links    []sim.Link // the simulated LLDP topology
+	control  string     // the simulator's fault control API
+	beta     string     // a device name of beta's (never at acme's)
 	dir      string
 	centralP *proc
 }
@@ -108,10 +111,22 @@ func startConsoleMesh(t *testing.T) *consoleMesh {
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
 	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
 
-	// Two simulated devices at s1, polled every second, and the
-	// simulator's fault control API.
-	sm := startSim(t, "cons", "127.81.0.1", 2)
-	m.agents = sm.Agents()
+	// Two simulated devices at s1, polled every second, linked in an
+	// LLDP tree (with the uplink outside the site), and the simulator's
+	// fault control API.
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr, scfg.Topology = 2, "cons", mustAddr("127.81.0.1"), sim.TopologyTree
+	sm, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(context.Background())
+	t.Cleanup(stopSim)
+	if err := sm.Start(simCtx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sm.Close() })
+	m.agents, m.links = sm.Agents(), sm.Links()
 	ctl := httptest.NewServer(sim.ControlHandler(sm))
 	t.Cleanup(ctl.Close)
 	m.control = ctl.URL
@@ -176,13 +191,25 @@ func (m *consoleMesh) consoleClient(t *testing.T, credsFile string) *http.Client
 	return c
 }
 
-// streamEvent opens the console's event stream at path, runs act once it
-// is live, and returns the first event it sends.
-func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act func()) map[string]any {
+// sseEv is an event the console's stream sent: its data, its id, and
+// whether it came before "live" (a replay's).
+type sseEv struct {
+	data     map[string]any
+	id       string
+	replayed bool
+}
+
+// streamEvent opens the console's event stream at path (resuming from
+// lastID when set), runs act once it is live, and returns the first event
+// it sends.
+func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path, lastID string, act func()) sseEv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.console+path, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	sc := *c
 	sc.Timeout = 0
 	resp, err := sc.Do(req)
@@ -194,24 +221,44 @@ func (m *consoleMesh) streamEvent(t *testing.T, c *http.Client, path string, act
 		t.Fatalf("%s: %d", path, resp.StatusCode)
 	}
 	lines := bufio.NewScanner(resp.Body)
-	var event string
+	var event, id string
+	isLive := false
 	for lines.Scan() {
 		l := lines.Text()
 		switch {
+		case strings.HasPrefix(l, "id: "):
+			id = l[len("id: "):]
 		case strings.HasPrefix(l, "event: "):
 			event = l[len("event: "):]
 		case strings.HasPrefix(l, "data: ") && event == "live":
+			isLive = true
 			act()
 		case strings.HasPrefix(l, "data: ") && event == "ev":
 			var ev map[string]any
 			if err := json.Unmarshal([]byte(l[len("data: "):]), &ev); err != nil {
 				t.Fatal(err)
 			}
-			return ev
+			return sseEv{data: ev, id: id, replayed: !isLive}
 		}
 	}
 	t.Fatalf("%s ended without an event: %v", path, lines.Err())
-	return nil
+	return sseEv{}
+}
+
+// cookieOnly is a client that holds nothing but c's session cookie.
+func cookieOnly(t *testing.T, m *consoleMesh, c *http.Client) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(m.console)
+	jar, _ := cookiejar.New(nil)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "meshmon_session" {
+			jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: "/"}})
+		}
+	}
+	if len(jar.Cookies(u)) != 1 {
+		t.Fatal("no session cookie to replay")
+	}
+	return &http.Client{Jar: jar, Timeout: c.Timeout, Transport: c.Transport, CheckRedirect: c.CheckRedirect}
 }
 
 func httpGet(t *testing.T, c *http.Client, u string) (int, string) {
@@ -318,6 +365,34 @@ func TestConsole(t *testing.T) {
 	}
 	shoot(t, ctx, shots, "1-sites")
 
+	// The site page draws the simulated LLDP topology: every link, the
+	// agents and the uplink outside the site.
+	eventually.True(t, 30*time.Second, "s1's links on its page", func() bool {
+		_, body := httpGet(t, admin, m.console+"/sites/s1")
+		return strings.Count(body, `<line class="link`) == len(m.links)
+	})
+	runIn(t, ctx, 20*time.Second, "site page",
+		chromedp.Navigate(m.console+"/sites/s1"),
+		chromedp.WaitVisible(chromedp.CSS(`#topology line.link`)))
+	drawn := value(t, ctx, 5*time.Second, "topology", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#topology line.link")).map(l => [l.dataset.a, l.dataset.b].sort().join(" -- "))`))
+	var want []string
+	for _, l := range m.links {
+		ends := []string{l.A.Device, l.B.Device}
+		slices.Sort(ends)
+		want = append(want, strings.Join(ends, " -- "))
+	}
+	slices.Sort(drawn)
+	slices.Sort(want)
+	if !slices.Equal(drawn, want) {
+		t.Fatalf("the site page draws the links %q, want the simulated %q", drawn, want)
+	}
+	unknown := value(t, ctx, 5*time.Second, "uplink", chromedp.Evaluate[int](`document.querySelectorAll('#topology .node.unknown').length`))
+	if unknown != 1 {
+		t.Fatalf("%d unknown nodes drawn, want the uplink only", unknown)
+	}
+	shoot(t, ctx, shots, "1b-site-topology")
+
 	// The live events page, filtered to s1; an interface of the device
 	// goes down.
 	runIn(t, ctx, 20*time.Second, "events page",
@@ -400,6 +475,18 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("beta's NOC at %s: %d", u, status)
 		}
 	}
+	// beta's session cookie, replayed by a client that holds only it,
+	// reaches beta's pages and none of acme's: the session is the
+	// credential's, whatever the URL names.
+	replayed := cookieOnly(t, m, beta)
+	if status, body := httpGet(t, replayed, m.console+"/"); status != http.StatusOK || !strings.Contains(body, `data-site="s2"`) || strings.Contains(body, `data-site="s1"`) {
+		t.Fatalf("beta's replayed cookie at /: %d\n%s", status, body)
+	}
+	for _, u := range []string{"/sites/s1", "/sites/s1/devices/" + dev, "/events/stream?tenant=acme"} {
+		if status, _ := httpGet(t, replayed, m.console+u); status != http.StatusNotFound {
+			t.Fatalf("beta's replayed cookie at %s: %d", u, status)
+		}
+	}
 
 	// The ops account's credential: every tenant's live events, filtered
 	// to one; no tenant's sites.
@@ -410,9 +497,22 @@ func TestConsole(t *testing.T) {
 	if status, _ := httpGet(t, ops, m.console+"/sites/s1"); status != http.StatusNotFound {
 		t.Fatalf("ops at /sites/s1: %d", status)
 	}
-	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
-	if ev["tenant"] != "acme" || ev["device"] != m.agents[1].Name() {
+	// The history view too: a replay of every tenant's stream, through
+	// the ops account's imports of each tenant's replay API.
+	old := m.streamEvent(t, ops, "/events/stream?kind=if_down&since=15m", "", func() {})
+	if !old.replayed || old.data["tenant"] != "acme" || old.data["device"] != dev || !strings.HasPrefix(old.id, "acme:") {
+		t.Fatalf("ops replay: first event %+v, want acme's if_down of %s, replayed, with acme's sequence as its id", old, dev)
+	}
+	ev := m.streamEvent(t, ops, "/events/stream?tenant=acme&kind=if_down", "", func() { m.fault(t, "/agents/"+m.agents[1].Name()+"/if/2/down") })
+	if ev.data["tenant"] != "acme" || ev.data["device"] != m.agents[1].Name() {
 		t.Fatalf("ops live event %v", ev)
+	}
+	// A reconnect from the replay's first event (the same URL, as
+	// EventSource does) resumes after it: the next is the one that came
+	// live since, sent before going live.
+	next := m.streamEvent(t, ops, "/events/stream?kind=if_down&since=15m", old.id, func() {})
+	if !next.replayed || next.data["device"] != m.agents[1].Name() {
+		t.Fatalf("ops resumed from %s: first %+v, want %s's if_down, replayed", old.id, next, m.agents[1].Name())
 	}
 
 	// Logging out ends the session.
