@@ -23,7 +23,7 @@ const (
 )
 
 // Kinds lists every event kind, for the CLI's --kind and for validation.
-var Kinds = []string{KindNodeDown, KindNodeUp, KindSNMPUnreachable, KindSNMPReachable, KindIfDown, KindIfUp, KindReboot, KindFlapping, KindTrap}
+var Kinds = []string{KindNodeDown, KindNodeUp, KindSNMPUnreachable, KindSNMPReachable, KindIfDown, KindIfUp, KindReboot, KindFlapping, KindTrap, KindTask}
 
 // Severities of events.
 const (
