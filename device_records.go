@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 )
@@ -99,4 +100,24 @@ func (d Device) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "parent:\t%s\n", d.Parent)
 	}
 	return tw.Flush()
+}
+
+// ReadDevices reads the devices of a JSON file as ParseDevices does
+// ('meshmon device import FILE'); path "-" reads stdin.
+func ReadDevices(path string, stdin io.Reader) ([]Device, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	devs, err := ParseDevices(b)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return devs, nil
 }

@@ -10,6 +10,10 @@ var ErrDeviceExists = errors.New("device already exists")
 // no device of that name is in the inventory.
 var ErrDeviceNotFound = errors.New("device not found")
 
+// ErrNoParent is returned by Inventory.Add when the device's parent is
+// not in the inventory.
+var ErrNoParent = errors.New("no such device at this site; add the parent first")
+
 // ErrNoServer is wrapped by ConnectWait when no server answered at the
 // configured URL before the context was done.
 var ErrNoServer = errors.New("no server answering")

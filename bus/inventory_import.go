@@ -3,6 +3,11 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
 )
@@ -38,4 +43,35 @@ func (inv *Inventory) Import(ctx context.Context, devs []meshmon.Device, replace
 		names = append(names, d.Name)
 	}
 	return names, nil
+}
+
+// Add stores d: replacing a device of the same name if replace is set
+// (replaced says whether it did), else failing with an error wrapping
+// ErrDeviceExists when one exists. A device with a Parent needs the parent
+// stored first: an error wrapping ErrNoParent otherwise.
+func (inv *Inventory) Add(ctx context.Context, d meshmon.Device, replace bool) (rev uint64, replaced bool, err error) {
+	if d.Parent != "" {
+		if _, err := inv.Get(ctx, d.Parent); errors.Is(err, ErrDeviceNotFound) {
+			return 0, false, fmt.Errorf("--parent %s: %w", d.Parent, ErrNoParent)
+		} else if err != nil {
+			return 0, false, err
+		}
+	}
+	if replace {
+		return inv.Upsert(ctx, d)
+	}
+	rev, err = inv.Create(ctx, d)
+	return rev, false, err
+}
+
+// OpenSiteInventory is OpenInventory over js, a connection to central in
+// site's JetStream domain: the site's inventory, reached across its leaf
+// link. A site that does not answer within ctx is an error wrapping
+// ErrSiteOffline; wait is how long it was given (for the message).
+func OpenSiteInventory(ctx context.Context, js jetstream.JetStream, site string, wait time.Duration) (*Inventory, error) {
+	inv, err := OpenInventory(ctx, js)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", ErrSiteOffline, site, wait)
+	}
+	return inv, err
 }
