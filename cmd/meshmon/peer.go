@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
 
@@ -97,9 +96,7 @@ func peerCommand() *cli.Command {
 	}
 }
 
-// peerReady is 'peer ready': bus.CheckReady, tried again (after 250 ms,
-// doubling up to 2 s, jittered: internal/backoff) until it passes or
-// --timeout ends.
+// peerReady is 'peer ready': bus.WaitReady until --timeout ends.
 func peerReady(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
@@ -119,15 +116,10 @@ func peerReady(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	for b := backoff.New(250*time.Millisecond, 2*time.Second); ; {
-		err := bus.CheckReady(ctx, js)
-		if err == nil {
-			return nil
-		}
-		if !b.Wait(ctx) {
-			return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
-		}
+	if err := bus.WaitReady(ctx, js); err != nil {
+		return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
 	}
+	return nil
 }
 
 // removeCtx bounds a peer removal: it waits for the cluster's meta leader,
@@ -148,11 +140,7 @@ func peerRemove(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		sys, err := st.SystemCreds(time.Minute)
-		if err != nil {
-			return err
-		}
-		nc, err := connectAs(c, sys, "meshmon-cli-system")
+		nc, err := dialers(c).SystemConn(st)
 		if err != nil {
 			return fmt.Errorf("connect to central as the system account: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
@@ -154,6 +153,21 @@ func tenantArg(c *cli.Context) (string, error) {
 	return name, meshmon.ValidateName("tenant", name)
 }
 
+// openTenant opens the key store and reads the tenant the single NAME
+// argument names.
+func openTenant(c *cli.Context) (string, *tenancy.Store, tenancy.Tenant, error) {
+	name, err := tenantArg(c)
+	if err != nil {
+		return "", nil, tenancy.Tenant{}, err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return "", nil, tenancy.Tenant{}, err
+	}
+	t, err := st.Tenant(name)
+	return name, st, t, err
+}
+
 // connectAs connects to central with in-memory credentials.
 func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	auth, err := tenancy.CredsOption(creds)
@@ -192,11 +206,7 @@ func tenantCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sysCreds, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	sys, err := dialers(c).SystemConn(st)
 	if err != nil {
 		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
@@ -234,15 +244,7 @@ func tenantList(c *cli.Context) error {
 }
 
 func tenantShow(c *cli.Context) error {
-	name, err := tenantArg(c)
-	if err != nil {
-		return err
-	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	t, err := st.Tenant(name)
+	name, st, t, err := openTenant(c)
 	if err != nil {
 		return err
 	}
@@ -257,15 +259,7 @@ func tenantShow(c *cli.Context) error {
 }
 
 func tenantLimits(c *cli.Context) error {
-	name, err := tenantArg(c)
-	if err != nil {
-		return err
-	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	t, err := st.Tenant(name)
+	name, st, t, err := openTenant(c)
 	if err != nil {
 		return err
 	}
@@ -286,22 +280,11 @@ func tenantLimits(c *cli.Context) error {
 }
 
 func tenantRm(c *cli.Context) error {
-	name, err := tenantArg(c)
+	name, st, _, err := openTenant(c)
 	if err != nil {
 		return err
 	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	if _, err := st.Tenant(name); err != nil {
-		return err
-	}
-	sysCreds, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	sys, err := dialers(c).SystemConn(st)
 	if err != nil {
 		return err
 	}
