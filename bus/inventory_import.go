@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // Upsert stores d, replacing a device of the same name, and says whether
@@ -74,4 +76,31 @@ func OpenSiteInventory(ctx context.Context, js jetstream.JetStream, site string,
 		return nil, fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", ErrSiteOffline, site, wait)
 	}
 	return inv, err
+}
+
+// ImportWait imports devs (replacing devices of the same names) into the
+// inventory js reaches, asking again every second, each try bounded by
+// 10 s, while the peer does not answer or has no inventory yet (a lab
+// starts everything at once). It returns nil once they are stored, or
+// when ctx ends first.
+func ImportWait(ctx context.Context, js jetstream.JetStream, devs []meshmon.Device, log *slog.Logger) error {
+	for b := backoff.New(time.Second, time.Second); ; {
+		err := func() error {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			inv, err := OpenInventory(actx, js)
+			if err != nil {
+				return err
+			}
+			_, err = inv.Import(actx, devs, true)
+			return err
+		}()
+		if err == nil {
+			return nil
+		}
+		log.Info("waiting for the peer to import the devices", "err", err)
+		if !b.Wait(ctx) {
+			return nil
+		}
+	}
 }
