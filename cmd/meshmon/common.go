@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // Global flags: where the peer is and who we are to it.
@@ -101,27 +102,11 @@ func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
-	return newLoggerFormat(w, c.String("log-level"), c.String("log-format"))
+	return cliflags.Logger(w, c.String("log-level"), c.String("log-format"))
 }
 
-func newLoggerLevel(w io.Writer, level string) (*slog.Logger, error) {
-	return newLoggerFormat(w, level, "text")
-}
-
-func newLoggerFormat(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
-}
+// readSecret reads a secret from a file, without its trailing newline.
+var readSecret = cliflags.ReadSecret
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -129,28 +114,19 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+func printJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
 // configFlag is --config FILE: a YAML file whose keys are the command's flag
 // names. Flags given on the command line or in the environment win.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{"MESHMON_CONFIG"}, Usage: "YAML file whose keys are this command's flag names"}
-}
-
-// parseSince reads --since: a duration back from now ("15m") or a time
-// (RFC 3339).
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("--since %q: the duration must be positive (how far back)", s)
-		}
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("--since %q: want a duration back from now (15m, 2h) or an RFC 3339 time (2026-01-02T15:04:05Z)", s)
 }
 
 // required fails unless every named flag has a value from the command

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/internal/demo"
 )
 
@@ -50,7 +51,7 @@ func demoRun(c *cli.Context) error {
 		return err
 	}
 	if c.String("log-level") == "info" && !c.IsSet("log-level") {
-		log, _ = newLoggerLevel(os.Stderr, "warn")
+		log, _ = cliflags.Logger(os.Stderr, "warn", "text")
 	}
 
 	return demo.Run(ctx, demo.RunConfig{

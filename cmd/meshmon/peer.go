@@ -264,7 +264,8 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 		return cfg, fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
 	cfg.Site = c.String("site")
-	tokens, err := joinTokens(c)
+	files, err := cliflags.Files(c, "join-file")
+	tokens := append(c.StringSlice("join"), files...)
 	if err != nil {
 		return cfg, err
 	}
@@ -318,7 +319,7 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 // peerAuth sets cfg's client authentication and the monitor's user and
 // password from the --auth-* and --http-* flags.
 func peerAuth(c *cli.Context, cfg *peer.Config) error {
-	pw, err := secretFlag(c, "auth-password")
+	pw, err := cliflags.Secret(c, "auth-password")
 	if err != nil {
 		return err
 	}
@@ -335,47 +336,4 @@ func peerAuth(c *cli.Context, cfg *peer.Config) error {
 		cfg.HTTPUser = u
 	}
 	return nil
-}
-
-// secretFlag is the value of flag name, or the content of the file that
-// flag name-file names (which keeps the secret out of argv); not both.
-func secretFlag(c *cli.Context, name string) (string, error) {
-	v, f := c.String(name), c.String(name+"-file")
-	if v != "" && f != "" {
-		return "", fmt.Errorf("--%s and --%s-file are alternatives; give one", name, name)
-	}
-	if f == "" {
-		return v, nil
-	}
-	s, err := readSecret(f)
-	if err != nil {
-		return "", fmt.Errorf("--%s-file: %w", name, err)
-	}
-	return s, nil
-}
-
-// readSecret reads a secret from a file, without its trailing newline.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
-}
-
-// joinTokens is --join and the content of each --join-file.
-func joinTokens(c *cli.Context) ([]string, error) {
-	tokens := c.StringSlice("join")
-	for _, f := range c.StringSlice("join-file") {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--join-file: %w", err)
-		}
-		tokens = append(tokens, string(b))
-	}
-	return tokens, nil
 }

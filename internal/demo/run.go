@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/sim"
 )
@@ -56,12 +55,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		defer d.RunFaults(ctx, cfg.FaultsEvery, faultReport(cfg, logOf(cfg.Log)))()
 	}
 	err = bus.Tail(ctx, d.JS, bus.TailOptions{Stream: bus.EventsStream, Subject: "ev.>", Live: true}, func(m bus.TailMsg) error {
-		if cfg.JSON {
-			fmt.Fprintf(cfg.Out, "%s\n", m.Data)
-		} else {
-			fmt.Fprintln(cfg.Out, meshmon.FormatEvent(m.Subject, m.Data))
-		}
-		return nil
+		return bus.WriteEvent(cfg.Out, m, cfg.JSON)
 	})
 	if ctx.Err() != nil {
 		st := d.Poller.Stats()
