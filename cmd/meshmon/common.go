@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -121,6 +122,23 @@ func printJSONLine(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
+}
+
+// output prints v as JSON with --json, else the text of format.
+func output(c *cli.Context, v any, format string, args ...any) error {
+	if c.Bool("json") {
+		return printJSON(os.Stdout, v)
+	}
+	_, err := fmt.Printf(format, args...)
+	return err
+}
+
+// show prints v as JSON with --json, else as text writes it.
+func show(c *cli.Context, v any, text func(io.Writer) error) error {
+	if c.Bool("json") {
+		return printJSON(os.Stdout, v)
+	}
+	return text(os.Stdout)
 }
 
 // configFlag is --config FILE: a YAML file whose keys are the command's flag

@@ -126,11 +126,7 @@ func deviceAdd(c *cli.Context) error {
 	if replaced {
 		verb = "replaced"
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, deviceResult{Result: verb, Name: d.Name, Device: ptr(d.Redacted())})
-	}
-	fmt.Printf("device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
-	return nil
+	return output(c, deviceResult{Result: verb, Name: d.Name, Device: ptr(d.Redacted())}, "device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
 }
 
 // withInventory connects to the peer, opens the inventory (of --site's,
@@ -203,10 +199,7 @@ func deviceShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, shown(c, d))
-	}
-	return d.WriteText(os.Stdout)
+	return show(c, shown(c, d), d.WriteText)
 }
 
 func deviceRm(c *cli.Context) error {
@@ -220,11 +213,7 @@ func deviceRm(c *cli.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, deviceResult{Result: "removed", Name: name})
-	}
-	fmt.Printf("device %s removed\n", name)
-	return nil
+	return output(c, deviceResult{Result: "removed", Name: name}, "device %s removed\n", name)
 }
 
 // deviceResult is what device add and rm print with --json.

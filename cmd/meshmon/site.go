@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -188,11 +189,7 @@ func siteRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "site": name})
-	}
-	fmt.Printf("site %s removed; central stopped sourcing it and keeps what it holds\n", name)
-	return nil
+	return output(c, map[string]string{"result": "removed", "site": name}, "site %s removed; central stopped sourcing it and keeps what it holds\n", name)
 }
 
 func siteList(c *cli.Context) error {
@@ -206,10 +203,7 @@ func siteList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, links)
-	}
-	return bus.WriteSiteLinks(os.Stdout, links)
+	return show(c, links, func(w io.Writer) error { return bus.WriteSiteLinks(w, links) })
 }
 
 // siteAddTenant adds a site to a tenant on a central in operator mode: it

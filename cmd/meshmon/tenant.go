@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -237,10 +238,7 @@ func tenantList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, ts)
-	}
-	return provision.WriteTenants(os.Stdout, ts)
+	return show(c, ts, func(w io.Writer) error { return provision.WriteTenants(w, ts) })
 }
 
 func tenantShow(c *cli.Context) error {
@@ -252,10 +250,7 @@ func tenantShow(c *cli.Context) error {
 	u, err := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
 	cancel()
 	rep := provision.NewTenantReport(t, u, err)
-	if c.Bool("json") {
-		return printJSON(os.Stdout, rep)
-	}
-	return rep.WriteText(os.Stdout)
+	return show(c, rep, rep.WriteText)
 }
 
 func tenantLimits(c *cli.Context) error {
@@ -272,11 +267,7 @@ func tenantLimits(c *cli.Context) error {
 	if t, err = provision.SetLimits(ctx, st, dialers(c), name, lim); err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, t)
-	}
-	fmt.Printf("tenant %s: limits changed and pushed to central\n", name)
-	return nil
+	return output(c, t, "tenant %s: limits changed and pushed to central\n", name)
 }
 
 func tenantRm(c *cli.Context) error {
@@ -295,11 +286,7 @@ func tenantRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
-	}
-	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
-	return nil
+	return output(c, map[string]string{"result": "removed", "tenant": name}, "tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
 }
 
 func tenantCreds(c *cli.Context) error {
@@ -330,11 +317,7 @@ func tenantCreds(c *cli.Context) error {
 		if err := provision.Revoke(ctx, st, dialers(c), name, revoke); err != nil {
 			return err
 		}
-		if c.Bool("json") {
-			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": revoke})
-		}
-		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
-		return nil
+		return output(c, map[string]string{"result": "revoked", "tenant": name, "user": revoke}, "user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
 	}
 	u, creds, err := provision.IssueCreds(ctx, st, dialers(c), name, c.String("user"), role, c.String("site"))
 	if err != nil {

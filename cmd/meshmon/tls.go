@@ -70,11 +70,7 @@ func tlsCA(c *cli.Context) error {
 
 func printCA(c *cli.Context, dir string, ca *pki.CA, verb string) error {
 	cert := filepath.Join(dir, pki.CAFile)
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]any{"result": verb, "ca": cert, "key": filepath.Join(dir, pki.CAKey), "not_after": ca.Cert.NotAfter.UTC()})
-	}
-	fmt.Printf("CA %s in %s (valid until %s); keep %s off the peers\n", verb, cert, ca.Cert.NotAfter.UTC().Format(time.DateOnly), pki.CAKey)
-	return nil
+	return output(c, map[string]any{"result": verb, "ca": cert, "key": filepath.Join(dir, pki.CAKey), "not_after": ca.Cert.NotAfter.UTC()}, "CA %s in %s (valid until %s); keep %s off the peers\n", verb, cert, ca.Cert.NotAfter.UTC().Format(time.DateOnly), pki.CAKey)
 }
 
 func tlsIssue(c *cli.Context) error {
