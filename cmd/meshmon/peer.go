@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
@@ -134,33 +135,32 @@ func peerRemove(c *cli.Context) error {
 		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
 	}
 	name, force := c.Args().First(), c.Bool("force")
-	var left []string
+	// In operator mode as the system account, else over the peer's
+	// request subject.
+	var nc *nats.Conn
+	remove := bus.RemovePeer
 	if dir := c.String("keys"); dir != "" {
 		st, err := tenancy.Open(dir)
 		if err != nil {
 			return err
 		}
-		nc, err := dialers(c).SystemConn(st)
-		if err != nil {
+		if nc, err = dialers(c).SystemConn(st); err != nil {
 			return fmt.Errorf("connect to central as the system account: %w", err)
 		}
-		defer nc.Close()
-		ctx, cancel := removeCtx(c)
-		defer cancel()
-		if left, err = bus.RemoveClusterPeer(ctx, nc, name, force); err != nil {
-			return err
-		}
+		remove = bus.RemoveClusterPeer
 	} else {
 		cl, err := connect(c)
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		ctx, cancel := removeCtx(c)
-		defer cancel()
-		if left, err = bus.RemovePeer(ctx, cl.nc, name, force); err != nil {
-			return err
-		}
+		nc = cl.nc
+	}
+	defer nc.Close()
+	ctx, cancel := removeCtx(c)
+	defer cancel()
+	left, err := remove(ctx, nc, name, force)
+	if err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]any{"removed": name, "members": left})

@@ -51,15 +51,7 @@ func runInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, path, caFile := in.Trust, in.TrustFile, in.CAFile
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount, "ca": caFile})
-	}
-	fmt.Printf("key store created in %s (keep it private: it signs every tenant)\n", dir)
-	fmt.Printf("the mesh's CA is %s: 'meshmon tls issue --ca-dir %s ...' issues each peer's certificate\n", caFile, filepath.Join(dir, "ca"))
-	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
-	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
-	return nil
+	return show(c, in.Report(dir), func(w io.Writer) error { return in.WriteText(w, dir) })
 }
 
 // limitFlags set a tenant's limits; create takes their defaults, limits
@@ -218,12 +210,8 @@ func tenantCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, t)
-	}
-	fmt.Printf("tenant %s created: account %s, streams EVENTS and METRICS at %d replica(s)\n", name, t.Account, replicas)
-	fmt.Printf("issue its users with: meshmon tenant creds %s --role noc|poller|admin|leaf\n", name)
-	return nil
+	return output(c, t, "tenant %s created: account %s, streams EVENTS and METRICS at %d replica(s)\n"+
+		"issue its users with: meshmon tenant creds %s --role noc|poller|admin|leaf\n", name, t.Account, replicas, name)
 }
 
 func tenantList(c *cli.Context) error {
