@@ -75,22 +75,9 @@ func connectSite(c *cli.Context, site string) (*client, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	var opts []nats.Option
-	if site != "" {
-		// The site's link carries back the site's task replies only.
-		opts = append(opts, nats.CustomInboxPrefix(bus.SiteInboxPrefix(site)))
-	}
-	nc, err := bus.ConnectWait(ctx, cfg, opts...)
+	nc, js, err := bus.ConnectDomain(ctx, cfg, site)
 	if err != nil {
 		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if site != "" && err == nil {
-		js, err = jetstream.NewWithDomain(nc, site)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &client{nc: nc, js: js}, nil
 }
