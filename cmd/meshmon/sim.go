@@ -68,27 +68,10 @@ func simConfig(c *cli.Context) (sim.Config, error) {
 	cfg.BaseAddr = base
 	cfg.Port = c.Int("port")
 	cfg.NamePrefix = c.String("name-prefix")
-	cfg.Versions = nil
-	for _, v := range strings.Split(c.String("versions"), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			cfg.Versions = append(cfg.Versions, v)
-		}
-	}
+	cfg.Versions = sim.SplitVersions(c.String("versions"))
 	cfg.Community = c.String("community")
-	cfg.Users = []sim.V3User{{
-		Name:         c.String("v3-user"),
-		AuthProtocol: strings.ToUpper(c.String("v3-auth-proto")),
-		AuthPassword: c.String("v3-auth-pass"),
-		PrivProtocol: strings.ToUpper(c.String("v3-priv-proto")),
-		PrivPassword: c.String("v3-priv-pass"),
-	}}
-	if cfg.Users[0].AuthProtocol == "" {
-		cfg.Users[0].AuthPassword = ""
-		cfg.Users[0].PrivProtocol, cfg.Users[0].PrivPassword = "", ""
-	}
-	if cfg.Users[0].PrivProtocol == "" {
-		cfg.Users[0].PrivPassword = ""
-	}
+	cfg.Users = []sim.V3User{sim.NewV3User(c.String("v3-user"), c.String("v3-auth-proto"), c.String("v3-auth-pass"),
+		c.String("v3-priv-proto"), c.String("v3-priv-pass"))}
 	cfg.Interfaces = c.Int("interfaces")
 	cfg.Topology = c.String("topology")
 	cfg.TrapTarget = c.String("trap-target")
