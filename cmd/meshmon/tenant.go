@@ -311,18 +311,27 @@ func tenantCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if out := c.String("out"); out != "" {
-		if err := tenancy.WriteFile(out, creds); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
+	return writeCreds(c, creds, func(out string) error {
 		if c.Bool("json") {
 			return printJSON(os.Stdout, map[string]any{"result": "issued", "tenant": name, "user": u, "creds": out})
 		}
 		fmt.Fprintf(os.Stderr, "credentials of %s (%s) of tenant %s written to %s; keep them secret\n", u.Name, u.Role, name, out)
 		return nil
+	})
+}
+
+// writeCreds writes creds to --out (mode 0600) and then calls written,
+// which says so; without --out, to stdout.
+func writeCreds(c *cli.Context, creds []byte, written func(out string) error) error {
+	out := c.String("out")
+	if out == "" {
+		_, err := os.Stdout.Write(creds)
+		return err
 	}
-	_, err = os.Stdout.Write(creds)
-	return err
+	if err := tenancy.WriteFile(out, creds); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	return written(out)
 }
 
 // opsCreds issues credentials of the ops account's consolidated view.
@@ -345,13 +354,8 @@ func opsCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if out := c.String("out"); out != "" {
-		if err := tenancy.WriteFile(out, creds); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)
-		return nil
-	}
-	_, err = os.Stdout.Write(creds)
-	return err
+	return writeCreds(c, creds, func(out string) error {
+		_, err := fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.>; keep them secret\n", out)
+		return err
+	})
 }
