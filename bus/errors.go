@@ -85,3 +85,9 @@ var ErrTaskFailed = errors.New("task failed")
 // ErrTaskTimeout is wrapped by RunTask when the task did not end within
 // its timeout, or the site stopped answering while it ran.
 var ErrTaskTimeout = errors.New("task timed out")
+
+// ErrAtomicRefused is wrapped by PublishAtomic when the server refused the
+// batch whole (a duplicate Nats-Msg-Id in it, atomic publish not allowed on
+// the stream, ...): nothing of it is stored, and the caller publishes the
+// messages one by one instead.
+var ErrAtomicRefused = errors.New("atomic batch refused")

@@ -2,7 +2,6 @@ package selfmetrics
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -17,11 +16,6 @@ type Files struct {
 	CertFile, KeyFile string
 	Password          string // read from --metrics-password-file
 }
-
-var (
-	errPlaintextCert = errors.New("--metrics-plaintext with --metrics-tls-cert: give one or the other")
-	errCertKey       = errors.New("--metrics-tls-cert and --metrics-tls-key go together; give both")
-)
 
 // Check checks f before the process starts what takes time, without
 // reading a file; own: the process has a certificate of its own to serve

@@ -3,7 +3,6 @@ package provision
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -16,9 +15,6 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
 )
-
-// errNoTenants: TailTenants of a key store without tenants.
-var errNoTenants = errors.New("the key store has no tenants; 'meshmon tenant create NAME' creates one")
 
 // TailTenants tails every tenant's EVENTS stream at central (bus.Tail with
 // opts), each over a connection of its own from dial as a reader of that
