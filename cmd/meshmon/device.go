@@ -126,7 +126,8 @@ func deviceAdd(c *cli.Context) error {
 	if replaced {
 		verb = "replaced"
 	}
-	return output(c, deviceResult{Result: verb, Name: d.Name, Device: ptr(d.Redacted())}, "device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
+	ch := meshmon.NewDeviceChange(verb, d)
+	return show(c, ch, ch.WriteText)
 }
 
 // withInventory connects to the peer, opens the inventory (of --site's,
@@ -213,14 +214,8 @@ func deviceRm(c *cli.Context) error {
 	} else if err != nil {
 		return err
 	}
-	return output(c, deviceResult{Result: "removed", Name: name}, "device %s removed\n", name)
-}
-
-// deviceResult is what device add and rm print with --json.
-type deviceResult struct {
-	Result string          `json:"result"` // added, replaced or removed
-	Name   string          `json:"name,omitempty"`
-	Device *meshmon.Device `json:"device,omitempty"`
+	ch := meshmon.NewDeviceChange("removed", meshmon.Device{Name: name})
+	return show(c, ch, ch.WriteText)
 }
 
 // siteFlag reaches a site's inventory from central.
@@ -273,5 +268,3 @@ func deviceImport(c *cli.Context) error {
 	fmt.Printf("%d devices imported\n", len(names))
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }
