@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 )
@@ -99,4 +100,53 @@ func (d Device) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "parent:\t%s\n", d.Parent)
 	}
 	return tw.Flush()
+}
+
+// ReadDevices reads the devices of a JSON file as ParseDevices does
+// ('meshmon device import FILE'); path "-" reads stdin.
+func ReadDevices(path string, stdin io.Reader) ([]Device, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	devs, err := ParseDevices(b)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return devs, nil
+}
+
+// DeviceChange is what 'device add' and 'device rm' print: with --json as
+// it is, else as WriteText has it.
+type DeviceChange struct {
+	Result string  `json:"result"` // added, replaced or removed
+	Name   string  `json:"name,omitempty"`
+	Device *Device `json:"device,omitempty"` // the device added or replaced, secrets masked
+}
+
+// NewDeviceChange is the change result made to d; secrets masked.
+func NewDeviceChange(result string, d Device) DeviceChange {
+	ch := DeviceChange{Result: result, Name: d.Name}
+	if result != "removed" {
+		r := d.Redacted()
+		ch.Device = &r
+	}
+	return ch
+}
+
+// WriteText writes the change as one line.
+func (ch DeviceChange) WriteText(w io.Writer) error {
+	var err error
+	if d := ch.Device; d != nil {
+		_, err = fmt.Fprintf(w, "device %s %s (%s, checks %s, every %s)\n", d.Name, ch.Result, d.Address, strings.Join(d.Checks, ","), d.Interval)
+	} else {
+		_, err = fmt.Fprintf(w, "device %s %s\n", ch.Name, ch.Result)
+	}
+	return err
 }

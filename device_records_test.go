@@ -2,6 +2,7 @@ package meshmon
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -90,5 +91,28 @@ func TestWriteDevices(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "s3cret") {
 		t.Errorf("device show prints the community:\n%s", b.String())
+	}
+}
+
+// TestDeviceChange: what device add and rm print, as text and as JSON
+// (secrets masked).
+func TestDeviceChange(t *testing.T) {
+	d := Device{Name: "sw1", Address: "10.0.0.1", Checks: []string{CheckICMP, CheckSNMP}, Interval: Duration(time.Minute),
+		SNMP: &SNMP{Version: SNMPv2c, Community: "secret"}}
+	for _, tt := range []struct {
+		ch         DeviceChange
+		text, json string
+	}{
+		{NewDeviceChange("added", d), "device sw1 added (10.0.0.1, checks icmp,snmp, every 1m0s)\n", `"community":"********"`},
+		{NewDeviceChange("removed", Device{Name: "sw1"}), "device sw1 removed\n", `{"result":"removed","name":"sw1"}`},
+	} {
+		var b strings.Builder
+		if err := tt.ch.WriteText(&b); err != nil || b.String() != tt.text {
+			t.Errorf("text %q, %v; want %q", b.String(), err, tt.text)
+		}
+		j, err := json.Marshal(tt.ch)
+		if err != nil || !strings.Contains(string(j), tt.json) {
+			t.Errorf("json %s, %v; want it to hold %s", j, err, tt.json)
+		}
 	}
 }

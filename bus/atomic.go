@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,12 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
-
-// ErrAtomicRefused is wrapped by PublishAtomic when the server refused the
-// batch whole (a duplicate Nats-Msg-Id in it, atomic publish not allowed on
-// the stream, ...): nothing of it is stored, and the caller publishes the
-// messages one by one instead.
-var ErrAtomicRefused = errors.New("atomic batch refused")
 
 // PublishAtomic publishes msgs (1 to DefaultMaxAtomic, all for one stream
 // that allows atomic publish, headers such as Nats-Msg-Id set by the

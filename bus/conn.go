@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/meshmon/meshmon/internal/backoff"
@@ -402,4 +403,29 @@ func ConnLogger(log *slog.Logger) nats.Option {
 		}
 		return nil
 	}
+}
+
+// ConnectDomain is ConnectWait and JetStream in site's JetStream domain,
+// reached from central ("": the JetStream of the peer connected to). The
+// connection's inbox is the site's task reply prefix (SiteInboxPrefix):
+// the site's link carries back only its task replies. The caller closes
+// the connection.
+func ConnectDomain(ctx context.Context, cfg ConnConfig, site string) (*nats.Conn, jetstream.JetStream, error) {
+	var opts []nats.Option
+	if site != "" {
+		opts = append(opts, nats.CustomInboxPrefix(SiteInboxPrefix(site)))
+	}
+	nc, err := ConnectWait(ctx, cfg, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if site != "" && err == nil {
+		js, err = jetstream.NewWithDomain(nc, site)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
 }

@@ -10,6 +10,10 @@ var ErrDeviceExists = errors.New("device already exists")
 // no device of that name is in the inventory.
 var ErrDeviceNotFound = errors.New("device not found")
 
+// ErrNoParent is returned by Inventory.Add when the device's parent is
+// not in the inventory.
+var ErrNoParent = errors.New("no such device at this site; add the parent first")
+
 // ErrNoServer is wrapped by ConnectWait when no server answered at the
 // configured URL before the context was done.
 var ErrNoServer = errors.New("no server answering")
@@ -85,3 +89,9 @@ var ErrTaskRefused = errors.New("task refused")
 // ErrTaskTimeout is wrapped by RunTask when the task did not end within
 // its timeout, or the site stopped answering while it ran.
 var ErrTaskTimeout = errors.New("task timed out")
+
+// ErrAtomicRefused is wrapped by PublishAtomic when the server refused the
+// batch whole (a duplicate Nats-Msg-Id in it, atomic publish not allowed on
+// the stream, ...): nothing of it is stored, and the caller publishes the
+// messages one by one instead.
+var ErrAtomicRefused = errors.New("atomic batch refused")

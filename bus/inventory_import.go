@@ -3,8 +3,15 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // Upsert stores d, replacing a device of the same name, and says whether
@@ -38,4 +45,62 @@ func (inv *Inventory) Import(ctx context.Context, devs []meshmon.Device, replace
 		names = append(names, d.Name)
 	}
 	return names, nil
+}
+
+// Add stores d: replacing a device of the same name if replace is set
+// (replaced says whether it did), else failing with an error wrapping
+// ErrDeviceExists when one exists. A device with a Parent needs the parent
+// stored first: an error wrapping ErrNoParent otherwise.
+func (inv *Inventory) Add(ctx context.Context, d meshmon.Device, replace bool) (rev uint64, replaced bool, err error) {
+	if d.Parent != "" {
+		if _, err := inv.Get(ctx, d.Parent); errors.Is(err, ErrDeviceNotFound) {
+			return 0, false, fmt.Errorf("--parent %s: %w", d.Parent, ErrNoParent)
+		} else if err != nil {
+			return 0, false, err
+		}
+	}
+	if replace {
+		return inv.Upsert(ctx, d)
+	}
+	rev, err = inv.Create(ctx, d)
+	return rev, false, err
+}
+
+// OpenSiteInventory is OpenInventory over js, a connection to central in
+// site's JetStream domain: the site's inventory, reached across its leaf
+// link. A site that does not answer within ctx is an error wrapping
+// ErrSiteOffline; wait is how long it was given (for the message).
+func OpenSiteInventory(ctx context.Context, js jetstream.JetStream, site string, wait time.Duration) (*Inventory, error) {
+	inv, err := OpenInventory(ctx, js)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", ErrSiteOffline, site, wait)
+	}
+	return inv, err
+}
+
+// ImportWait imports devs (replacing devices of the same names) into the
+// inventory js reaches, asking again every second, each try bounded by
+// 10 s, while the peer does not answer or has no inventory yet (a lab
+// starts everything at once). It returns nil once they are stored, or
+// when ctx ends first.
+func ImportWait(ctx context.Context, js jetstream.JetStream, devs []meshmon.Device, log *slog.Logger) error {
+	for b := backoff.New(time.Second, time.Second); ; {
+		err := func() error {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			inv, err := OpenInventory(actx, js)
+			if err != nil {
+				return err
+			}
+			_, err = inv.Import(actx, devs, true)
+			return err
+		}()
+		if err == nil {
+			return nil
+		}
+		log.Info("waiting for the peer to import the devices", "err", err)
+		if !b.Wait(ctx) {
+			return nil
+		}
+	}
 }

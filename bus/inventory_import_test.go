@@ -3,7 +3,9 @@ package bus
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshmon/meshmon"
 )
@@ -39,5 +41,84 @@ func TestInventoryUpsertImport(t *testing.T) {
 	names, err = inv.Import(ctx, []meshmon.Device{testDevice("sw1"), testDevice("sw3")}, true)
 	if err != nil || !slices.Equal(names, []string{"sw1", "sw3"}) {
 		t.Fatalf("import with replace: %v, %v", names, err)
+	}
+}
+
+// TestInventoryAdd: Add refuses a device whose parent is not stored
+// (ErrNoParent), creates one that is new, refuses one that exists
+// (ErrDeviceExists) unless it replaces, and says whether it replaced.
+func TestInventoryAdd(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := testDevice("ap1")
+	child.Parent = "sw1"
+	if _, _, err := inv.Add(ctx, child, false); !errors.Is(err, ErrNoParent) {
+		t.Fatalf("add ap1 before its parent: %v; want ErrNoParent", err)
+	}
+	if _, replaced, err := inv.Add(ctx, testDevice("sw1"), false); err != nil || replaced {
+		t.Fatalf("add sw1: replaced %v, %v", replaced, err)
+	}
+	if _, _, err := inv.Add(ctx, child, false); err != nil {
+		t.Fatalf("add ap1 after its parent: %v", err)
+	}
+	if _, _, err := inv.Add(ctx, testDevice("sw1"), false); !errors.Is(err, ErrDeviceExists) {
+		t.Fatalf("add sw1 again: %v; want ErrDeviceExists", err)
+	}
+	if _, replaced, err := inv.Add(ctx, testDevice("sw1"), true); err != nil || !replaced {
+		t.Fatalf("replace sw1: replaced %v, %v", replaced, err)
+	}
+}
+
+// TestSiteJoin: the join info of a site central sources, ErrSiteNotFound
+// for another; AddSiteJoin of a site that exists returns its join info
+// with ErrSiteExists.
+func TestSiteJoin(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	if err := EnsureCentral(ctx, js, DefaultStreamLimits()); err != nil {
+		t.Fatal(err)
+	}
+	if err := PublishJoin(ctx, js, "c1", JoinInfo{Central: []string{"nats-leaf://c1:7422"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SiteJoin(ctx, js, "paris"); !errors.Is(err, ErrSiteNotFound) {
+		t.Fatalf("join info of an unknown site: %v; want ErrSiteNotFound", err)
+	}
+	if _, err := AddSiteJoin(ctx, js, "paris", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := SiteJoin(ctx, js, "paris")
+	if err != nil || len(info.Central) != 1 {
+		t.Fatalf("join info of paris: %+v, %v", info, err)
+	}
+	if again, err := AddSiteJoin(ctx, js, "paris", 1, time.Now()); !errors.Is(err, ErrSiteExists) || len(again.Central) != 1 {
+		t.Fatalf("paris added again: %+v, %v; want its join info and ErrSiteExists", again, err)
+	}
+}
+
+// TestCheckedEventFilter: each part is checked, the flag at fault named.
+func TestCheckedEventFilter(t *testing.T) {
+	for _, tt := range []struct {
+		site, device, kind string
+		want, err          string
+	}{
+		{"", "", "", "ev.*.*.*", ""},
+		{"hq", "sw1", meshmon.KindNodeDown, "ev.hq.sw1.node_down", ""},
+		{"hq", "", "", "ev.hq.*.*", ""},
+		{"", "", "bogus", "", `--kind "bogus": not an event kind`},
+		{"A B", "", "", "", "--site: "},
+		{"hq", "sw.1", "", "", "--device: "},
+	} {
+		got, err := CheckedEventFilter(tt.site, tt.device, tt.kind)
+		if tt.err == "" && (err != nil || got != tt.want) {
+			t.Errorf("%q %q %q: %q, %v; want %q", tt.site, tt.device, tt.kind, got, err, tt.want)
+		}
+		if tt.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.err)) {
+			t.Errorf("%q %q %q: %v; want an error beginning %q", tt.site, tt.device, tt.kind, err, tt.err)
+		}
 	}
 }

@@ -36,3 +36,31 @@ func JoinWait(ctx context.Context, js jetstream.JetStream, want int) (JoinInfo, 
 		}
 	}
 }
+
+// AddSiteJoin adds site at central (AddSite) and returns the join info
+// its peer needs (JoinWait for wantCentral peers). The join info comes
+// first: a central without a leaf listener cannot take sites, and nothing
+// is recorded then. A site that exists is an error wrapping ErrSiteExists,
+// returned with the join info.
+func AddSiteJoin(ctx context.Context, js jetstream.JetStream, site string, wantCentral int, now time.Time) (JoinInfo, error) {
+	info, err := JoinWait(ctx, js, wantCentral)
+	if err != nil {
+		return info, err
+	}
+	return info, AddSite(ctx, js, site, now)
+}
+
+// SiteJoin is the join info of a site central sources already; an error
+// wrapping ErrSiteNotFound for another.
+func SiteJoin(ctx context.Context, js jetstream.JetStream, site string) (JoinInfo, error) {
+	sites, err := Sites(ctx, js)
+	if err != nil {
+		return JoinInfo{}, err
+	}
+	for _, s := range sites {
+		if s.Name == site {
+			return Join(ctx, js)
+		}
+	}
+	return JoinInfo{}, fmt.Errorf("site %s: %w", site, ErrSiteNotFound)
+}

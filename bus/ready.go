@@ -3,8 +3,11 @@ package bus
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // CheckReady returns nil when the peer js reaches serves everything its
@@ -43,4 +46,16 @@ func CheckReady(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	return nil
+}
+
+// WaitReady is CheckReady tried again (after 250 ms, doubling up to 2 s,
+// jittered: internal/backoff) until it passes or ctx ends; it then returns
+// CheckReady's last error.
+func WaitReady(ctx context.Context, js jetstream.JetStream) error {
+	for b := backoff.New(250*time.Millisecond, 2*time.Second); ; {
+		err := CheckReady(ctx, js)
+		if err == nil || !b.Wait(ctx) {
+			return err
+		}
+	}
 }

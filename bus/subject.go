@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/meshmon/meshmon"
@@ -64,6 +66,24 @@ const StoredPrefix = "stored."
 // in place of every empty part: EventFilter("hq", "", "") is "ev.hq.*.*".
 func EventFilter(site, device, kind string) string {
 	return "ev." + orStar(site) + "." + orStar(device) + "." + orStar(kind)
+}
+
+// CheckedEventFilter is EventFilter of the parts a command was given
+// (--site, --device, --kind), each checked: a kind among meshmon.Kinds,
+// every part a name. Its errors name the flag.
+func CheckedEventFilter(site, device, kind string) (string, error) {
+	if kind != "" && !slices.Contains(meshmon.Kinds, kind) {
+		return "", fmt.Errorf("--kind %q: not an event kind; kinds are %s", kind, strings.Join(meshmon.Kinds, ", "))
+	}
+	for _, f := range []struct{ name, v string }{{"site", site}, {"device", device}, {"kind", kind}} {
+		if f.v == "" {
+			continue
+		}
+		if err := meshmon.ValidateName(f.name, f.v); err != nil {
+			return "", fmt.Errorf("--%s: %w", f.name, err)
+		}
+	}
+	return EventFilter(site, device, kind), nil
 }
 
 // MetricFilter returns a subject filter over metric samples, with "*" in

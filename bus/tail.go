@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
 )
 
 // TailOptions selects what Tail delivers.
@@ -340,4 +343,17 @@ func tailOnce(ctx context.Context, js jetstream.JetStream, stream, owner string,
 			return true, nil
 		}
 	}
+}
+
+// WriteEvent writes the event m carries to w as 'meshmon events tail'
+// prints it: one line, meshmon.FormatEvent's, or with asJSON the event as
+// it is stored.
+func WriteEvent(w io.Writer, m TailMsg, asJSON bool) error {
+	var err error
+	if asJSON {
+		_, err = fmt.Fprintf(w, "%s\n", m.Data)
+	} else {
+		_, err = fmt.Fprintln(w, meshmon.FormatEvent(m.Subject, m.Data))
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package peer
+package peer_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/alarmbus"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/peer"
 )
 
 // publishStateEvents publishes, at a site, kind events of each device.
@@ -31,22 +33,24 @@ func publishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, parent
 		b, _ := json.Marshal(ev)
 		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: d, Kind: kind, Time: now, ID: ev.ID, Data: b})
 	}
-	if got, err := bus.NewPublisher(js).PublishBatch(testCtx(t), msgs); err != nil || got != len(msgs) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := bus.NewPublisher(js).PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
 		t.Fatalf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
 	}
 }
 
 // leaseHolder reads which peer holds the tenant's lease.
 func leaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
-	kv, err := js.KeyValue(ctx, TenantLeaseBucket)
+	kv, err := js.KeyValue(ctx, peer.TenantLeaseBucket)
 	if err != nil {
 		return "", err
 	}
-	e, err := kv.Get(ctx, TenantLeaseKey)
+	e, err := kv.Get(ctx, peer.TenantLeaseKey)
 	if err != nil {
 		return "", err
 	}
-	var l TenantLease
+	var l peer.TenantLease
 	return l.Peer, json.Unmarshal(e.Value(), &l)
 }
 
@@ -60,26 +64,14 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-peer central and a site")
 	}
-	ctx := testCtx(t)
-	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	var central []*Peer
-	for i := range 3 {
-		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
-		joinCluster(&cfg, routes, i)
-		central = append(central, startPeer(t, cfg))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m := startMesh(t, 3, nil)
+	central, cjs := m.Central, m.CentralJS
+	_, pjs, err := m.AddSite(ctx, "paris")
+	if err != nil {
+		t.Fatal(err)
 	}
-	waitStreamsReady(t, central...)
-	cjs := peerJS(t, central[0])
-	eventually.NoError(t, 30*time.Second, "central adding site paris", func() error { return bus.AddSite(ctx, cjs, "paris", time.Now()) })
-	var join bus.JoinInfo
-	eventually.NoError(t, 20*time.Second, "the join info", func() (err error) {
-		join, err = bus.Join(ctx, cjs)
-		if err == nil && len(join.Central) < 3 {
-			err = fmt.Errorf("%d of 3 central peers published their leaf URL", len(join.Central))
-		}
-		return err
-	})
-	pjs := peerJS(t, startPeer(t, siteConfig(t, "paris", join)))
 	kids := make([]string, 20)
 	for i := range kids {
 		kids[i] = fmt.Sprintf("d%02d", i)
@@ -105,13 +97,17 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 		holder, err = leaseHolder(ctx, cjs)
 		return err
 	})
-	i := slices.IndexFunc(central, func(p *Peer) bool { return p.cfg.Name == holder })
+	i := slices.IndexFunc(central, func(p *peer.Peer) bool { return p.Config().Name == holder })
 	if i < 0 {
 		t.Fatalf("lease held by %q, no central peer", holder)
 	}
 	central[i].Close()
 	rest := slices.Delete(slices.Clone(central), i, i+1)
-	cjs = peerJS(t, rest[0])
+	cjs, closeJS, err := meshtest.JetStream(rest[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeJS()
 	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", "router")
 	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", kids...)
 	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {

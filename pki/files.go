@@ -3,8 +3,10 @@ package pki
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -81,9 +83,16 @@ type IssuedFiles struct {
 // existing file) and the CA's certificate: one name into out itself;
 // several each into out/NAME, valid for its name as a host too, with
 // out/CAFile beside them for clients. Directories are made (0700) as
-// needed. Errors name the certificate and the flag of 'meshmon tls issue'
-// at fault.
+// needed. Hosts are trimmed of spaces, empty ones left out. Errors name
+// the certificate and the flag of 'meshmon tls issue' at fault.
 func (ca *CA) IssueInto(out string, names, hosts []string, now time.Time, validity time.Duration) ([]IssuedFiles, error) {
+	var trimmed []string
+	for _, h := range hosts {
+		if h = strings.TrimSpace(h); h != "" {
+			trimmed = append(trimmed, h)
+		}
+	}
+	hosts = trimmed
 	var done []IssuedFiles
 	for _, name := range names {
 		dir, hs := out, hosts
@@ -102,6 +111,26 @@ func (ca *CA) IssueInto(out string, names, hosts []string, now time.Time, validi
 		}
 	}
 	return done, nil
+}
+
+// WriteText writes what 'meshmon tls issue' prints of f: the flags a
+// peer runs with.
+func (f IssuedFiles) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", f.Name, strings.Join(f.Hosts, ", "), f.Cert, f.Key, f.CA)
+	return err
+}
+
+// OpenCA loads the CA saved in dir; with create, a CA named name is made
+// and saved there when there is none.
+func OpenCA(dir, name string, create bool, now time.Time) (*CA, error) {
+	ca, err := LoadCA(dir)
+	if err == nil || !create || !errors.Is(err, os.ErrNotExist) {
+		return ca, err
+	}
+	if ca, err = NewCA(name, now); err != nil {
+		return nil, err
+	}
+	return ca, ca.Save(dir)
 }
 
 // issueDir issues a certificate and writes it, its key and the CA into dir.

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,5 +51,23 @@ func TestIssueInto(t *testing.T) {
 	}
 	if _, err := ca.IssueInto(out, []string{"c"}, nil, now, -time.Hour); err == nil || err.Error() != "c: --validity must be more than 0" {
 		t.Errorf("negative validity: %v", err)
+	}
+}
+
+// TestOpenCA: a CA that is not there is an error unless OpenCA makes it;
+// made, it is the one loaded next.
+func TestOpenCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	now := time.Now()
+	if _, err := OpenCA(dir, "test CA", false, now); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("no CA, not made: %v; want os.ErrNotExist", err)
+	}
+	made, err := OpenCA(dir, "test CA", true, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenCA(dir, "other", true, now)
+	if err != nil || !again.Cert.Equal(made.Cert) {
+		t.Fatalf("opened again: %v; want the CA made", err)
 	}
 }

@@ -40,10 +40,6 @@ const (
 	KeyFile  = "key.pem"
 )
 
-// ErrInvalid is wrapped by the errors of bad input: a name or host that
-// cannot go in a certificate, a file that holds no certificate or key.
-var ErrInvalid = errors.New("pki")
-
 // CA is a certificate authority: its certificate and private key.
 type CA struct {
 	Cert    *x509.Certificate

@@ -76,6 +76,34 @@ type V3User struct {
 	PrivPassword string
 }
 
+// NewV3User is a user with the protocols upper-cased and what its security
+// level leaves out dropped: no auth protocol, no pass phrases nor privacy
+// (noAuthNoPriv); no privacy protocol, no privacy pass phrase (authNoPriv).
+// The flags of 'meshmon sim' give every field a default.
+func NewV3User(name, authProto, authPass, privProto, privPass string) V3User {
+	u := V3User{Name: name, AuthProtocol: strings.ToUpper(authProto), AuthPassword: authPass,
+		PrivProtocol: strings.ToUpper(privProto), PrivPassword: privPass}
+	if u.AuthProtocol == "" {
+		u.AuthPassword, u.PrivProtocol, u.PrivPassword = "", "", ""
+	}
+	if u.PrivProtocol == "" {
+		u.PrivPassword = ""
+	}
+	return u
+}
+
+// SplitVersions is a comma-separated list of SNMP versions, trimmed, empty
+// ones left out.
+func SplitVersions(s string) []string {
+	var vs []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
 // DefaultConfig returns a config for 10 agents from 127.77.0.1 on kernel
 // chosen ports, serving v1, v2c (community "public") and v3 (user "meshmon",
 // SHA/AES, pass phrases "meshmon-auth" and "meshmon-priv").

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,4 +96,24 @@ func compare(a, b []uint32) int {
 		}
 	}
 	return len(a) - len(b)
+}
+
+// TestNewV3User: protocols upper-cased; what the security level leaves
+// out is dropped.
+func TestNewV3User(t *testing.T) {
+	for _, tt := range []struct {
+		in   [4]string // auth proto, auth pass, priv proto, priv pass
+		want V3User
+	}{
+		{[4]string{"sha", "a", "aes", "p"}, V3User{"u", "SHA", "a", "AES", "p"}},
+		{[4]string{"sha", "a", "", "p"}, V3User{"u", "SHA", "a", "", ""}},
+		{[4]string{"", "a", "aes", "p"}, V3User{Name: "u"}},
+	} {
+		if got := NewV3User("u", tt.in[0], tt.in[1], tt.in[2], tt.in[3]); got != tt.want {
+			t.Errorf("NewV3User(%q) = %+v; want %+v", tt.in, got, tt.want)
+		}
+	}
+	if got := SplitVersions(" 1, ,2c,3 "); !slices.Equal(got, []string{"1", "2c", "3"}) {
+		t.Errorf("SplitVersions = %q", got)
+	}
 }

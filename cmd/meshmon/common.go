@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // Global flags: where the peer is and who we are to it.
@@ -73,22 +75,9 @@ func connectSite(c *cli.Context, site string) (*client, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	var opts []nats.Option
-	if site != "" {
-		// The site's link carries back the site's task replies only.
-		opts = append(opts, nats.CustomInboxPrefix(bus.SiteInboxPrefix(site)))
-	}
-	nc, err := bus.ConnectWait(ctx, cfg, opts...)
+	nc, js, err := bus.ConnectDomain(ctx, cfg, site)
 	if err != nil {
 		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if site != "" && err == nil {
-		js, err = jetstream.NewWithDomain(nc, site)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &client{nc: nc, js: js}, nil
 }
@@ -101,27 +90,11 @@ func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
-	return newLoggerFormat(w, c.String("log-level"), c.String("log-format"))
+	return cliflags.Logger(w, c.String("log-level"), c.String("log-format"))
 }
 
-func newLoggerLevel(w io.Writer, level string) (*slog.Logger, error) {
-	return newLoggerFormat(w, level, "text")
-}
-
-func newLoggerFormat(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
-}
+// readSecret reads a secret from a file, without its trailing newline.
+var readSecret = cliflags.ReadSecret
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -129,28 +102,36 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+func printJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// output prints v as JSON with --json, else the text of format.
+func output(c *cli.Context, v any, format string, args ...any) error {
+	if c.Bool("json") {
+		return printJSON(os.Stdout, v)
+	}
+	_, err := fmt.Printf(format, args...)
+	return err
+}
+
+// show prints v as JSON with --json, else as text writes it.
+func show(c *cli.Context, v any, text func(io.Writer) error) error {
+	if c.Bool("json") {
+		return printJSON(os.Stdout, v)
+	}
+	return text(os.Stdout)
+}
+
 // configFlag is --config FILE: a YAML file whose keys are the command's flag
 // names. Flags given on the command line or in the environment win.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{"MESHMON_CONFIG"}, Usage: "YAML file whose keys are this command's flag names"}
-}
-
-// parseSince reads --since: a duration back from now ("15m") or a time
-// (RFC 3339).
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("--since %q: the duration must be positive (how far back)", s)
-		}
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("--since %q: want a duration back from now (15m, 2h) or an RFC 3339 time (2026-01-02T15:04:05Z)", s)
 }
 
 // required fails unless every named flag has a value from the command

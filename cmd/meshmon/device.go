@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon"
@@ -114,18 +113,7 @@ func deviceAdd(c *cli.Context) error {
 	}
 	replaced := false
 	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		if d.Parent != "" {
-			if _, err := inv.Get(ctx, d.Parent); errors.Is(err, bus.ErrDeviceNotFound) {
-				return fmt.Errorf("--parent %s: no such device at this site; add the parent first", d.Parent)
-			} else if err != nil {
-				return err
-			}
-		}
-		if !c.Bool("replace") {
-			d.Revision, err = inv.Create(ctx, d)
-			return err
-		}
-		d.Revision, replaced, err = inv.Upsert(ctx, d)
+		d.Revision, replaced, err = inv.Add(ctx, d, c.Bool("replace"))
 		return err
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
@@ -138,11 +126,8 @@ func deviceAdd(c *cli.Context) error {
 	if replaced {
 		verb = "replaced"
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, deviceResult{Result: verb, Name: d.Name, Device: ptr(d.Redacted())})
-	}
-	fmt.Printf("device %s %s (%s, checks %s, every %s)\n", d.Name, verb, d.Address, strings.Join(d.Checks, ","), d.Interval)
-	return nil
+	ch := meshmon.NewDeviceChange(verb, d)
+	return show(c, ch, ch.WriteText)
 }
 
 // withInventory connects to the peer, opens the inventory (of --site's,
@@ -167,10 +152,13 @@ func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context,
 	defer cl.Close()
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	inv, err := bus.OpenInventory(ctx, cl.js)
-	if site != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
-		return fmt.Errorf("%w: site %s is offline or unknown (no answer from its JetStream domain in %s)", bus.ErrSiteOffline, site, c.Duration("timeout"))
+	open := bus.OpenInventory
+	if site != "" {
+		open = func(ctx context.Context, js jetstream.JetStream) (*bus.Inventory, error) {
+			return bus.OpenSiteInventory(ctx, js, site, c.Duration("timeout"))
+		}
 	}
+	inv, err := open(ctx, cl.js)
 	if err != nil {
 		return err
 	}
@@ -212,10 +200,7 @@ func deviceShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, shown(c, d))
-	}
-	return d.WriteText(os.Stdout)
+	return show(c, shown(c, d), d.WriteText)
 }
 
 func deviceRm(c *cli.Context) error {
@@ -229,18 +214,8 @@ func deviceRm(c *cli.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, deviceResult{Result: "removed", Name: name})
-	}
-	fmt.Printf("device %s removed\n", name)
-	return nil
-}
-
-// deviceResult is what device add and rm print with --json.
-type deviceResult struct {
-	Result string          `json:"result"` // added, replaced or removed
-	Name   string          `json:"name,omitempty"`
-	Device *meshmon.Device `json:"device,omitempty"`
+	ch := meshmon.NewDeviceChange("removed", meshmon.Device{Name: name})
+	return show(c, ch, ch.WriteText)
 }
 
 // siteFlag reaches a site's inventory from central.
@@ -266,20 +241,9 @@ func deviceImport(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("'%s' takes one argument, the JSON file ('-' for stdin); got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
 	}
-	path := c.Args().First()
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(path)
-	}
+	devs, err := meshmon.ReadDevices(c.Args().First(), os.Stdin)
 	if err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
-	devs, err := meshmon.ParseDevices(b)
-	if err != nil {
-		return fmt.Errorf("import %s: %w", path, err)
+		return err
 	}
 	var names []string
 	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
@@ -304,5 +268,3 @@ func deviceImport(c *cli.Context) error {
 	fmt.Printf("%d devices imported\n", len(names))
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -46,29 +41,23 @@ func eventsCommand() *cli.Command {
 }
 
 func eventsTail(c *cli.Context) error {
-	since, err := parseSince(c.String("since"), time.Now())
+	since, err := cliflags.Since(c.String("since"), time.Now())
 	if err != nil {
 		return err
 	}
 	if c.IsSet("since") && c.IsSet("seq") {
 		return errors.New("--since and --seq both say where to start; give one")
 	}
-	if k := c.String("kind"); k != "" && !slices.Contains(meshmon.Kinds, k) {
-		return fmt.Errorf("--kind %q: not an event kind; kinds are %s", k, strings.Join(meshmon.Kinds, ", "))
-	}
-	for _, f := range []string{"site", "device", "kind"} {
-		if v := c.String(f); v != "" {
-			if err := meshmon.ValidateName(f, v); err != nil {
-				return fmt.Errorf("--%s: %w", f, err)
-			}
-		}
+	filter, err := bus.CheckedEventFilter(c.String("site"), c.String("device"), c.String("kind"))
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	asJSON := c.Bool("json")
 	opts := bus.TailOptions{
 		Stream:   bus.EventsStream,
-		Subject:  bus.EventFilter(c.String("site"), c.String("device"), c.String("kind")),
+		Subject:  filter,
 		Since:    since,
 		StartSeq: c.Uint64("seq"),
 		Live:     !c.Bool("no-follow"),
@@ -84,14 +73,7 @@ func eventsTail(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
-	err = bus.Tail(ctx, cl.js, opts, func(m bus.TailMsg) error {
-		if asJSON {
-			_, err := fmt.Fprintf(os.Stdout, "%s\n", m.Data)
-			return err
-		}
-		fmt.Println(meshmon.FormatEvent(m.Subject, m.Data))
-		return nil
-	})
+	err = bus.Tail(ctx, cl.js, opts, func(m bus.TailMsg) error { return bus.WriteEvent(os.Stdout, m, asJSON) })
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -110,23 +92,6 @@ func tailAllTenants(ctx context.Context, c *cli.Context, opts bus.TailOptions, a
 		return connectAs(c, creds, "meshmon-tail-"+tenant)
 	}
 	return provision.TailTenants(ctx, st, dial, opts, func(tenant string, m bus.TailMsg) error {
-		if asJSON {
-			ev := json.RawMessage(m.Data)
-			if !json.Valid(m.Data) {
-				ev, _ = json.Marshal(string(m.Data))
-			}
-			return printJSONLine(os.Stdout, map[string]any{"tenant": tenant, "subject": m.Subject, "seq": m.Seq, "event": ev})
-		}
-		fmt.Printf("%-12s %s\n", tenant, meshmon.FormatEvent(m.Subject, m.Data))
-		return nil
+		return provision.WriteTenantEvent(os.Stdout, tenant, m, asJSON)
 	})
-}
-
-func printJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
 }

@@ -31,66 +31,36 @@ func metricsFlags(env func(string) []string, ownCert bool) []cli.Flag {
 	return fs
 }
 
+// metricsFiles is the listener the --metrics-* flags describe; the
+// password file is read only when read is set (to serve).
+func metricsFiles(c *cli.Context, read bool) (selfmetrics.Files, error) {
+	f := selfmetrics.Files{Listen: c.String("metrics-listen"), User: c.String("metrics-user"), Plaintext: c.Bool("metrics-plaintext"),
+		CertFile: c.String("metrics-tls-cert"), KeyFile: c.String("metrics-tls-key")}
+	if pf := c.String("metrics-password-file"); read && f.Listen != "" && pf != "" {
+		pw, err := readSecret(pf)
+		if err != nil {
+			return f, fmt.Errorf("--metrics-password-file: %w", err)
+		}
+		f.Password = pw
+	}
+	return f, nil
+}
+
 // checkMetrics checks the --metrics-* flags before the process starts
 // what takes time: ownCert says whether the process has a certificate of
 // its own to serve them with (a peer's --tls-cert).
 func checkMetrics(c *cli.Context, ownCert bool) error {
-	if c.String("metrics-listen") == "" {
-		return nil
-	}
-	cfg := selfmetrics.Config{Listen: c.String("metrics-listen"), Plaintext: c.Bool("metrics-plaintext"), User: c.String("metrics-user")}
-	cert, key := c.String("metrics-tls-cert"), c.String("metrics-tls-key")
-	switch {
-	case cfg.Plaintext && (cert != "" || key != ""):
-		return fmt.Errorf("--metrics-plaintext with --metrics-tls-cert: give one or the other")
-	case (cert == "") != (key == ""):
-		return fmt.Errorf("--metrics-tls-cert and --metrics-tls-key go together; give both")
-	}
-	if !cfg.Plaintext && (ownCert || c.String("metrics-tls-cert") != "" || c.String("metrics-tls-key") != "") {
-		cfg.TLS = &tls.Config{}
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("--metrics-listen: %w", err)
-	}
-	return nil
+	f, _ := metricsFiles(c, false)
+	return f.Check(ownCert)
 }
 
 // serveMetrics starts the metrics listener of --metrics-listen with cs;
 // nil without the flag. own is the process's own TLS config (a peer's),
 // nil when it has none.
 func serveMetrics(c *cli.Context, own *tls.Config, log *slog.Logger, cs ...prometheus.Collector) (*selfmetrics.Server, error) {
-	addr := c.String("metrics-listen")
-	if addr == "" {
-		return nil, nil
-	}
-	cfg := selfmetrics.Config{Listen: addr, TLS: own, Plaintext: c.Bool("metrics-plaintext"), User: c.String("metrics-user")}
-	if cfg.Plaintext {
-		cfg.TLS = nil
-	}
-	if cert, key := c.String("metrics-tls-cert"), c.String("metrics-tls-key"); cert != "" || key != "" {
-		if cert == "" || key == "" {
-			return nil, fmt.Errorf("--metrics-tls-cert and --metrics-tls-key go together; give both")
-		}
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("--metrics-tls-cert: %w", err)
-		}
-		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
-		if cfg.Plaintext {
-			return nil, fmt.Errorf("--metrics-plaintext with --metrics-tls-cert: give one or the other")
-		}
-	}
-	if f := c.String("metrics-password-file"); f != "" {
-		pw, err := readSecret(f)
-		if err != nil {
-			return nil, fmt.Errorf("--metrics-password-file: %w", err)
-		}
-		cfg.Password = pw
-	}
-	s, err := selfmetrics.Serve(cfg, selfmetrics.NewRegistry(cs...), log)
+	f, err := metricsFiles(c, true)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-listen: %w", err)
+		return nil, err
 	}
-	log.Info("serving metrics", "url", s.URL())
-	return s, nil
+	return f.Serve(own, log, cs...)
 }

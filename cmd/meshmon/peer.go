@@ -10,11 +10,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/tenancy"
 
@@ -97,9 +97,7 @@ func peerCommand() *cli.Command {
 	}
 }
 
-// peerReady is 'peer ready': bus.CheckReady, tried again (after 250 ms,
-// doubling up to 2 s, jittered: internal/backoff) until it passes or
-// --timeout ends.
+// peerReady is 'peer ready': bus.WaitReady until --timeout ends.
 func peerReady(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
@@ -119,15 +117,10 @@ func peerReady(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	for b := backoff.New(250*time.Millisecond, 2*time.Second); ; {
-		err := bus.CheckReady(ctx, js)
-		if err == nil {
-			return nil
-		}
-		if !b.Wait(ctx) {
-			return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
-		}
+	if err := bus.WaitReady(ctx, js); err != nil {
+		return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
 	}
+	return nil
 }
 
 // removeCtx bounds a peer removal: it waits for the cluster's meta leader,
@@ -142,37 +135,32 @@ func peerRemove(c *cli.Context) error {
 		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
 	}
 	name, force := c.Args().First(), c.Bool("force")
-	var left []string
+	// In operator mode as the system account, else over the peer's
+	// request subject.
+	var nc *nats.Conn
+	remove := bus.RemovePeer
 	if dir := c.String("keys"); dir != "" {
 		st, err := tenancy.Open(dir)
 		if err != nil {
 			return err
 		}
-		sys, err := st.SystemCreds(time.Minute)
-		if err != nil {
-			return err
-		}
-		nc, err := connectAs(c, sys, "meshmon-cli-system")
-		if err != nil {
+		if nc, err = dialers(c).SystemConn(st); err != nil {
 			return fmt.Errorf("connect to central as the system account: %w", err)
 		}
-		defer nc.Close()
-		ctx, cancel := removeCtx(c)
-		defer cancel()
-		if left, err = bus.RemoveClusterPeer(ctx, nc, name, force); err != nil {
-			return err
-		}
+		remove = bus.RemoveClusterPeer
 	} else {
 		cl, err := connect(c)
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		ctx, cancel := removeCtx(c)
-		defer cancel()
-		if left, err = bus.RemovePeer(ctx, cl.nc, name, force); err != nil {
-			return err
-		}
+		nc = cl.nc
+	}
+	defer nc.Close()
+	ctx, cancel := removeCtx(c)
+	defer cancel()
+	left, err := remove(ctx, nc, name, force)
+	if err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(os.Stdout, map[string]any{"removed": name, "members": left})
@@ -276,7 +264,8 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 		return cfg, fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
 	cfg.Site = c.String("site")
-	tokens, err := joinTokens(c)
+	files, err := cliflags.Files(c, "join-file")
+	tokens := append(c.StringSlice("join"), files...)
 	if err != nil {
 		return cfg, err
 	}
@@ -330,7 +319,7 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 // peerAuth sets cfg's client authentication and the monitor's user and
 // password from the --auth-* and --http-* flags.
 func peerAuth(c *cli.Context, cfg *peer.Config) error {
-	pw, err := secretFlag(c, "auth-password")
+	pw, err := cliflags.Secret(c, "auth-password")
 	if err != nil {
 		return err
 	}
@@ -347,47 +336,4 @@ func peerAuth(c *cli.Context, cfg *peer.Config) error {
 		cfg.HTTPUser = u
 	}
 	return nil
-}
-
-// secretFlag is the value of flag name, or the content of the file that
-// flag name-file names (which keeps the secret out of argv); not both.
-func secretFlag(c *cli.Context, name string) (string, error) {
-	v, f := c.String(name), c.String(name+"-file")
-	if v != "" && f != "" {
-		return "", fmt.Errorf("--%s and --%s-file are alternatives; give one", name, name)
-	}
-	if f == "" {
-		return v, nil
-	}
-	s, err := readSecret(f)
-	if err != nil {
-		return "", fmt.Errorf("--%s-file: %w", name, err)
-	}
-	return s, nil
-}
-
-// readSecret reads a secret from a file, without its trailing newline.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
-}
-
-// joinTokens is --join and the content of each --join-file.
-func joinTokens(c *cli.Context) ([]string, error) {
-	tokens := c.StringSlice("join")
-	for _, f := range c.StringSlice("join-file") {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--join-file: %w", err)
-		}
-		tokens = append(tokens, string(b))
-	}
-	return tokens, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -54,38 +55,33 @@ func pollerCommand() *cli.Command {
 	}
 }
 
-func pollerRun(c *cli.Context) error {
-	if err := cliflags.ApplyConfig(c); err != nil {
-		return err
-	}
+// pollerConfig is the poller.ServiceConfig of 'poller run's flags.
+func pollerConfig(c *cli.Context, log *slog.Logger) (poller.ServiceConfig, error) {
 	cfg := poller.DefaultConfig()
 	cfg.Name = c.String("name")
 	cfg.Site = c.String("site")
 	cfg.Tenant = c.String("tenant")
 	if err := pollerIdentity(c, &cfg); err != nil {
-		return err
+		return poller.ServiceConfig{}, err
 	}
 	if cfg.Site == "" {
 		if err := required(c, "MESHMON_POLLER_", "site"); err != nil {
-			return err
+			return poller.ServiceConfig{}, err
 		}
 	}
 	if err := required(c, "MESHMON_POLLER_", "data-dir"); err != nil {
-		return err
+		return poller.ServiceConfig{}, err
 	}
 	if err := checkMetrics(c, false); err != nil {
-		return err
+		return poller.ServiceConfig{}, err
 	}
-	log, err := newLogger(c, os.Stderr)
-	if err != nil {
-		return err
-	}
+	var err error
 	cfg.Workers = c.Int("workers")
 	cfg.TrapListen = c.String("trap-listen")
 	cfg.TrapQueue = c.Int("trap-queue")
 	if path := c.String("trap-users-file"); path != "" {
 		if cfg.TrapUsers, err = poller.LoadTrapUsers(path); err != nil {
-			return err
+			return poller.ServiceConfig{}, err
 		}
 		if open, mode, err := poller.TrapUsersFileMode(path); err == nil && open {
 			log.Warn("the trap users file holds SNMPv3 pass phrases but others may read it; chmod 600 it", "file", path, "mode", fmt.Sprintf("%04o", mode))
@@ -103,18 +99,30 @@ func pollerRun(c *cli.Context) error {
 	cfg.GroupLease = c.Duration("group-lease")
 	cfg.Version = version
 	if cfg.ICMPMode, err = poller.ParseICMPMode(c.String("icmp-mode")); err != nil {
-		return err
+		return poller.ServiceConfig{}, err
 	}
 	if err := cfg.Validate(); err != nil {
+		return poller.ServiceConfig{}, err
+	}
+	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: cliflags.SizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
+	return scfg, scfg.Validate()
+}
+
+func pollerRun(c *cli.Context) error {
+	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
+	log, err := newLogger(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	scfg, err := pollerConfig(c, log)
+	if err != nil {
+		return err
+	}
+	cfg := scfg.Config
 	ccfg := connConfig(c, "meshmon-poller-"+cfg.Name)
 	if err := ccfg.Validate(); err != nil {
-		return err
-	}
-
-	scfg := poller.ServiceConfig{Config: cfg, DataDir: c.String("data-dir"), SpoolMaxBytes: cliflags.SizeOf(c, "spool-max-bytes"), PeerWait: c.Duration("timeout")}
-	if err := scfg.Validate(); err != nil {
 		return err
 	}
 

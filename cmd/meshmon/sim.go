@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -71,27 +68,10 @@ func simConfig(c *cli.Context) (sim.Config, error) {
 	cfg.BaseAddr = base
 	cfg.Port = c.Int("port")
 	cfg.NamePrefix = c.String("name-prefix")
-	cfg.Versions = nil
-	for _, v := range strings.Split(c.String("versions"), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			cfg.Versions = append(cfg.Versions, v)
-		}
-	}
+	cfg.Versions = sim.SplitVersions(c.String("versions"))
 	cfg.Community = c.String("community")
-	cfg.Users = []sim.V3User{{
-		Name:         c.String("v3-user"),
-		AuthProtocol: strings.ToUpper(c.String("v3-auth-proto")),
-		AuthPassword: c.String("v3-auth-pass"),
-		PrivProtocol: strings.ToUpper(c.String("v3-priv-proto")),
-		PrivPassword: c.String("v3-priv-pass"),
-	}}
-	if cfg.Users[0].AuthProtocol == "" {
-		cfg.Users[0].AuthPassword = ""
-		cfg.Users[0].PrivProtocol, cfg.Users[0].PrivPassword = "", ""
-	}
-	if cfg.Users[0].PrivProtocol == "" {
-		cfg.Users[0].PrivPassword = ""
-	}
+	cfg.Users = []sim.V3User{sim.NewV3User(c.String("v3-user"), c.String("v3-auth-proto"), c.String("v3-auth-pass"),
+		c.String("v3-priv-proto"), c.String("v3-priv-pass"))}
 	cfg.Interfaces = c.Int("interfaces")
 	cfg.Topology = c.String("topology")
 	cfg.TrapTarget = c.String("trap-target")
@@ -152,30 +132,7 @@ func simRun(c *cli.Context) error {
 		}
 	}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	if ln != nil {
-		fmt.Fprintf(os.Stderr, "control API: http://%s/agents\n", ln.Addr())
-		wg.Go(func() {
-			if err := sim.ServeControl(ctx, s, ln); err != nil {
-				log.Error("sim: control API", "err", err)
-			}
-		})
-	}
-	if every := c.Duration("faults-every"); every > 0 {
-		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x73696d))
-		wg.Go(func() {
-			s.RunFaults(ctx, every, rng, func(did string, err error) {
-				if err != nil {
-					log.Warn("sim: fault", "err", err)
-					return
-				}
-				fmt.Fprintf(os.Stderr, "%s fault: %s\n", time.Now().Format("15:04:05"), did)
-			})
-		})
-	}
-	<-ctx.Done()
-	fmt.Fprintf(os.Stderr, "stopping; %d requests answered\n", s.Answered())
+	s.Run(ctx, sim.RunOptions{Control: ln, FaultsEvery: c.Duration("faults-every"), Out: os.Stderr, Log: log})
 	return nil
 }
 
@@ -193,25 +150,9 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 	if err != nil {
 		return err
 	}
-	iv := c.Duration("interval")
-	for b := backoff.New(time.Second, time.Second); ; {
-		err := func() error {
-			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			inv, err := bus.OpenInventory(actx, js)
-			if err != nil {
-				return err
-			}
-			_, err = inv.Import(actx, s.Devices(iv, time.Second, cfg.Community), true)
-			return err
-		}()
-		if err == nil {
-			log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)
-			return nil
-		}
-		log.Info("sim: waiting for the site peer to add the devices", "err", err)
-		if !b.Wait(ctx) {
-			return nil
-		}
+	if err := bus.ImportWait(ctx, js, s.Devices(c.Duration("interval"), time.Second, cfg.Community), log); err != nil || ctx.Err() != nil {
+		return err
 	}
+	log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -137,17 +138,14 @@ func siteAdd(c *cli.Context) error {
 		return siteAddTenant(c, name)
 	}
 	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) error {
-		// Join info first: a central without a leaf listener cannot take
-		// sites, and nothing should be recorded then.
-		var few *bus.TooFewCentralError
-		if info, err = bus.JoinWait(ctx, cl.js, c.Int("wait-central")); errors.As(err, &few) {
-			return fmt.Errorf("%w (see --wait-central)", err)
-		} else if err != nil {
-			return err
-		}
-		return bus.AddSite(ctx, cl.js, name, time.Now())
+	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
+		info, err = bus.AddSiteJoin(ctx, cl.js, name, c.Int("wait-central"), time.Now())
+		return err
 	})
+	var few *bus.TooFewCentralError
+	if errors.As(err, &few) {
+		return fmt.Errorf("%w (see --wait-central)", err)
+	}
 	if errors.Is(err, bus.ErrSiteExists) && c.Bool("exist-ok") {
 		return printJoin(c, "exists", name, info)
 	}
@@ -166,21 +164,13 @@ func siteJoin(c *cli.Context) error {
 		return err
 	}
 	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) error {
-		sites, err := bus.Sites(ctx, cl.js)
-		if err != nil {
-			return err
-		}
-		found := false
-		for _, s := range sites {
-			found = found || s.Name == name
-		}
-		if !found {
-			return fmt.Errorf("site %s not found; 'meshmon site add %s' adds it", name, name)
-		}
-		info, err = bus.Join(ctx, cl.js)
+	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
+		info, err = bus.SiteJoin(ctx, cl.js, name)
 		return err
 	})
+	if errors.Is(err, bus.ErrSiteNotFound) {
+		return fmt.Errorf("site %s not found; 'meshmon site add %s' adds it", name, name)
+	}
 	if err != nil {
 		return err
 	}
@@ -199,11 +189,7 @@ func siteRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "site": name})
-	}
-	fmt.Printf("site %s removed; central stopped sourcing it and keeps what it holds\n", name)
-	return nil
+	return output(c, map[string]string{"result": "removed", "site": name}, "site %s removed; central stopped sourcing it and keeps what it holds\n", name)
 }
 
 func siteList(c *cli.Context) error {
@@ -217,10 +203,7 @@ func siteList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, links)
-	}
-	return bus.WriteSiteLinks(os.Stdout, links)
+	return show(c, links, func(w io.Writer) error { return bus.WriteSiteLinks(w, links) })
 }
 
 // siteAddTenant adds a site to a tenant on a central in operator mode: it
@@ -260,11 +243,9 @@ func siteAddTenant(c *cli.Context, name string) error {
 	}
 	ctx, cancel := pushCtx(c)
 	defer cancel()
-	b, err := provision.SiteJoin(ctx, st, dialers(c), tenant, name)
+	info, err := provision.SiteJoinInfo(ctx, st, dialers(c), tenant, name, central, ca)
 	if err != nil {
 		return err
 	}
-	return printJoin(c, "added", name, bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(b.LeafCreds),
-		Operator: b.Trust.Operator, SystemAccount: b.Trust.SystemAccount, Preload: b.Trust.Preload,
-		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds), CA: string(ca)})
+	return printJoin(c, "added", name, info)
 }

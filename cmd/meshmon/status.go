@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -38,10 +37,7 @@ func status(c *cli.Context) error {
 	}); err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, rep)
-	}
-	return rep.WriteText(os.Stdout)
+	return show(c, rep, rep.WriteText)
 }
 
 // credsRole is the role of the tenant user whose --creds the command runs

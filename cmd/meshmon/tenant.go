@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
@@ -51,15 +51,7 @@ func runInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, path, caFile := in.Trust, in.TrustFile, in.CAFile
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "created", "keys": dir, "trust": path, "system_account": trust.SystemAccount, "ca": caFile})
-	}
-	fmt.Printf("key store created in %s (keep it private: it signs every tenant)\n", dir)
-	fmt.Printf("the mesh's CA is %s: 'meshmon tls issue --ca-dir %s ...' issues each peer's certificate\n", caFile, filepath.Join(dir, "ca"))
-	fmt.Printf("central peers run with the trust file, which holds no key:\n\n  meshmon peer run --role central --trust %s ...\n\n", path)
-	fmt.Printf("then: meshmon tenant create NAME --keys %s --server URL\n", dir)
-	return nil
+	return show(c, in.Report(dir), func(w io.Writer) error { return in.WriteText(w, dir) })
 }
 
 // limitFlags set a tenant's limits; create takes their defaults, limits
@@ -154,6 +146,21 @@ func tenantArg(c *cli.Context) (string, error) {
 	return name, meshmon.ValidateName("tenant", name)
 }
 
+// openTenant opens the key store and reads the tenant the single NAME
+// argument names.
+func openTenant(c *cli.Context) (string, *tenancy.Store, tenancy.Tenant, error) {
+	name, err := tenantArg(c)
+	if err != nil {
+		return "", nil, tenancy.Tenant{}, err
+	}
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return "", nil, tenancy.Tenant{}, err
+	}
+	t, err := st.Tenant(name)
+	return name, st, t, err
+}
+
 // connectAs connects to central with in-memory credentials.
 func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
 	auth, err := tenancy.CredsOption(creds)
@@ -192,11 +199,7 @@ func tenantCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sysCreds, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	sys, err := dialers(c).SystemConn(st)
 	if err != nil {
 		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
@@ -207,12 +210,8 @@ func tenantCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, t)
-	}
-	fmt.Printf("tenant %s created: account %s, streams EVENTS and METRICS at %d replica(s)\n", name, t.Account, replicas)
-	fmt.Printf("issue its users with: meshmon tenant creds %s --role noc|poller|admin|leaf\n", name)
-	return nil
+	return output(c, t, "tenant %s created: account %s, streams EVENTS and METRICS at %d replica(s)\n"+
+		"issue its users with: meshmon tenant creds %s --role noc|poller|admin|leaf\n", name, t.Account, replicas, name)
 }
 
 func tenantList(c *cli.Context) error {
@@ -227,22 +226,11 @@ func tenantList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, ts)
-	}
-	return provision.WriteTenants(os.Stdout, ts)
+	return show(c, ts, func(w io.Writer) error { return provision.WriteTenants(w, ts) })
 }
 
 func tenantShow(c *cli.Context) error {
-	name, err := tenantArg(c)
-	if err != nil {
-		return err
-	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	t, err := st.Tenant(name)
+	name, st, t, err := openTenant(c)
 	if err != nil {
 		return err
 	}
@@ -250,22 +238,11 @@ func tenantShow(c *cli.Context) error {
 	u, err := provision.TenantUsage(ctx, st, dialers(c).Admin, name)
 	cancel()
 	rep := provision.NewTenantReport(t, u, err)
-	if c.Bool("json") {
-		return printJSON(os.Stdout, rep)
-	}
-	return rep.WriteText(os.Stdout)
+	return show(c, rep, rep.WriteText)
 }
 
 func tenantLimits(c *cli.Context) error {
-	name, err := tenantArg(c)
-	if err != nil {
-		return err
-	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	t, err := st.Tenant(name)
+	name, st, t, err := openTenant(c)
 	if err != nil {
 		return err
 	}
@@ -278,30 +255,15 @@ func tenantLimits(c *cli.Context) error {
 	if t, err = provision.SetLimits(ctx, st, dialers(c), name, lim); err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, t)
-	}
-	fmt.Printf("tenant %s: limits changed and pushed to central\n", name)
-	return nil
+	return output(c, t, "tenant %s: limits changed and pushed to central\n", name)
 }
 
 func tenantRm(c *cli.Context) error {
-	name, err := tenantArg(c)
+	name, st, _, err := openTenant(c)
 	if err != nil {
 		return err
 	}
-	st, err := tenancy.Open(c.String("keys"))
-	if err != nil {
-		return err
-	}
-	if _, err := st.Tenant(name); err != nil {
-		return err
-	}
-	sysCreds, err := st.SystemCreds(time.Minute)
-	if err != nil {
-		return err
-	}
-	sys, err := connectAs(c, sysCreds, "meshmon-cli-system")
+	sys, err := dialers(c).SystemConn(st)
 	if err != nil {
 		return err
 	}
@@ -312,11 +274,7 @@ func tenantRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "tenant": name})
-	}
-	fmt.Printf("tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
-	return nil
+	return output(c, map[string]string{"result": "removed", "tenant": name}, "tenant %s removed: %d streams deleted, its account gone from central, its keys from the store\n", name, n)
 }
 
 func tenantCreds(c *cli.Context) error {
@@ -347,28 +305,33 @@ func tenantCreds(c *cli.Context) error {
 		if err := provision.Revoke(ctx, st, dialers(c), name, revoke); err != nil {
 			return err
 		}
-		if c.Bool("json") {
-			return printJSON(os.Stdout, map[string]string{"result": "revoked", "tenant": name, "user": revoke})
-		}
-		fmt.Printf("user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
-		return nil
+		return output(c, map[string]string{"result": "revoked", "tenant": name, "user": revoke}, "user %s of tenant %s revoked: central refuses its credentials from now on, the tenant's sites once they see the change\n", revoke, name)
 	}
 	u, creds, err := provision.IssueCreds(ctx, st, dialers(c), name, c.String("user"), role, c.String("site"))
 	if err != nil {
 		return err
 	}
-	if out := c.String("out"); out != "" {
-		if err := tenancy.WriteFile(out, creds); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
+	return writeCreds(c, creds, func(out string) error {
 		if c.Bool("json") {
 			return printJSON(os.Stdout, map[string]any{"result": "issued", "tenant": name, "user": u, "creds": out})
 		}
 		fmt.Fprintf(os.Stderr, "credentials of %s (%s) of tenant %s written to %s; keep them secret\n", u.Name, u.Role, name, out)
 		return nil
+	})
+}
+
+// writeCreds writes creds to --out (mode 0600) and then calls written,
+// which says so; without --out, to stdout.
+func writeCreds(c *cli.Context, creds []byte, written func(out string) error) error {
+	out := c.String("out")
+	if out == "" {
+		_, err := os.Stdout.Write(creds)
+		return err
 	}
-	_, err = os.Stdout.Write(creds)
-	return err
+	if err := tenancy.WriteFile(out, creds); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	return written(out)
 }
 
 // opsCreds issues credentials of the ops account's consolidated view.
@@ -391,13 +354,8 @@ func opsCreds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if out := c.String("out"); out != "" {
-		if err := tenancy.WriteFile(out, creds); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.> and run tasks at its sites (task --tenant); keep them secret\n", out)
-		return nil
-	}
-	_, err = os.Stdout.Write(creds)
-	return err
+	return writeCreds(c, creds, func(out string) error {
+		_, err := fmt.Fprintf(os.Stderr, "ops credentials written to %s: they read every tenant's events on tenants.<tenant>.ev.> and run tasks at its sites (task --tenant); keep them secret\n", out)
+		return err
+	})
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"errors"
-	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -70,42 +68,27 @@ func tlsCA(c *cli.Context) error {
 
 func printCA(c *cli.Context, dir string, ca *pki.CA, verb string) error {
 	cert := filepath.Join(dir, pki.CAFile)
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]any{"result": verb, "ca": cert, "key": filepath.Join(dir, pki.CAKey), "not_after": ca.Cert.NotAfter.UTC()})
-	}
-	fmt.Printf("CA %s in %s (valid until %s); keep %s off the peers\n", verb, cert, ca.Cert.NotAfter.UTC().Format(time.DateOnly), pki.CAKey)
-	return nil
+	return output(c, map[string]any{"result": verb, "ca": cert, "key": filepath.Join(dir, pki.CAKey), "not_after": ca.Cert.NotAfter.UTC()}, "CA %s in %s (valid until %s); keep %s off the peers\n", verb, cert, ca.Cert.NotAfter.UTC().Format(time.DateOnly), pki.CAKey)
 }
 
 func tlsIssue(c *cli.Context) error {
-	caDir := c.String("ca-dir")
-	ca, err := pki.LoadCA(caDir)
-	if err != nil && c.Bool("init-ca") && errors.Is(err, os.ErrNotExist) {
-		if ca, err = pki.NewCA("meshmon mesh CA", time.Now()); err == nil {
-			err = ca.Save(caDir)
-		}
-	}
+	ca, err := pki.OpenCA(c.String("ca-dir"), "meshmon mesh CA", c.Bool("init-ca"), time.Now())
 	if err != nil {
 		return err
 	}
-	var hosts []string
-	for _, h := range c.StringSlice("host") {
-		if h = strings.TrimSpace(h); h != "" {
-			hosts = append(hosts, h)
-		}
-	}
-	done, err := ca.IssueInto(c.String("out-dir"), c.StringSlice("name"), hosts, time.Now(), c.Duration("validity"))
+	done, err := ca.IssueInto(c.String("out-dir"), c.StringSlice("name"), c.StringSlice("host"), time.Now(), c.Duration("validity"))
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if len(done) == 1 {
-			return printJSON(os.Stdout, done[0])
+	if c.Bool("json") && len(done) == 1 {
+		return printJSON(os.Stdout, done[0])
+	}
+	return show(c, done, func(w io.Writer) error {
+		for _, d := range done {
+			if err := d.WriteText(w); err != nil {
+				return err
+			}
 		}
-		return printJSON(os.Stdout, done)
-	}
-	for _, d := range done {
-		fmt.Printf("issued %s for %s:\n  --tls-cert %s --tls-key %s --tls-ca %s\n", d.Name, strings.Join(d.Hosts, ", "), d.Cert, d.Key, d.CA)
-	}
-	return nil
+		return nil
+	})
 }

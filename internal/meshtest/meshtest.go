@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/internal/freeport"
 	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/peer"
@@ -218,18 +219,14 @@ func (m *Mesh) waitCentral(ctx context.Context) error {
 // waitJoin waits up to 30 s for n central peers to publish their leaf URLs.
 func waitJoin(ctx context.Context, js jetstream.JetStream, n int) (bus.JoinInfo, error) {
 	var join bus.JoinInfo
-	var err error
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for start := time.Now(); len(join.Central) < n; {
-		if join, err = bus.Join(ctx, js); (err != nil || len(join.Central) < n) && time.Since(start) > 30*time.Second {
-			return join, fmt.Errorf("central peers did not publish their leaf URLs: %v", err)
+	err := retry(ctx, func() (err error) {
+		if join, err = bus.Join(ctx, js); err == nil && len(join.Central) < n {
+			err = fmt.Errorf("%d of %d central peers published their leaf URL", len(join.Central), n)
 		}
-		select {
-		case <-ctx.Done():
-			return join, ctx.Err()
-		case <-t.C:
-		}
+		return err
+	})
+	if err != nil {
+		return join, fmt.Errorf("central peers did not publish their leaf URLs: %w", err)
 	}
 	return join, nil
 }
@@ -238,20 +235,21 @@ func waitJoin(ctx context.Context, js jetstream.JetStream, n int) (bus.JoinInfo,
 // bucket, replicated, may not answer yet when the streams are made, and
 // AddSite reads it.
 func waitSites(ctx context.Context, js jetstream.JetStream) error {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for start := time.Now(); ; {
-		_, err := bus.Sites(ctx, js)
-		if err == nil {
-			return nil
-		}
-		if time.Since(start) > 30*time.Second {
-			return fmt.Errorf("central does not list its sites: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+	if err := retry(ctx, func() error { _, err := bus.Sites(ctx, js); return err }); err != nil {
+		return fmt.Errorf("central does not list its sites: %w", err)
+	}
+	return nil
+}
+
+// retry calls f until it succeeds, for up to 30 s or until ctx ends,
+// 100 ms apart at first (internal/backoff); it returns f's last error.
+func retry(ctx context.Context, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for b := backoff.New(100*time.Millisecond, time.Second); ; {
+		err := f()
+		if err == nil || !b.Wait(ctx) {
+			return err
 		}
 	}
 }

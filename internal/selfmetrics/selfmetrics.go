@@ -24,10 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// ErrNoTLS is returned by Config.Validate when the listener has neither a
-// certificate nor Plaintext.
-var ErrNoTLS = errors.New("metrics listener has no certificate")
-
 // Config is how a process serves its metrics.
 type Config struct {
 	// Listen is host:port; a host left out means 127.0.0.1.

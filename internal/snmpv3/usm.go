@@ -8,7 +8,6 @@ package snmpv3
 
 import (
 	"crypto/hmac"
-	"errors"
 
 	"github.com/gosnmp/gosnmp"
 
@@ -68,9 +67,6 @@ type Header struct {
 	AuthStart int // offset of msgAuthenticationParameters' value in the message
 	AuthLen   int
 }
-
-// ErrBER is returned for a message that is not well-formed BER.
-var ErrBER = errors.New("malformed BER")
 
 // TLV reads the tag-length-value at b[off:] and returns the tag and the
 // value's bounds, or ErrBER.

@@ -22,6 +22,16 @@ type Dialers struct {
 	Admin  Dialer
 }
 
+// SystemConn connects to central as the store's system account, with a
+// credential valid for a minute. The caller closes the connection.
+func (d Dialers) SystemConn(st *tenancy.Store) (*nats.Conn, error) {
+	creds, err := st.SystemCreds(time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return d.System(creds)
+}
+
 // AdminJS connects to central as a short-lived admin of tenant, to
 // JetStream in the hub domain. The caller closes the connection.
 func AdminJS(st *tenancy.Store, dial Dialer, tenant string) (*nats.Conn, jetstream.JetStream, error) {
@@ -156,4 +166,17 @@ func TenantUsage(ctx context.Context, st *tenancy.Store, dial Dialer, tenant str
 	}
 	defer nc.Close()
 	return ReadUsage(ctx, js)
+}
+
+// SiteJoinInfo is SiteJoin as the join info of the site's token: the
+// site dials central's leaf URLs, and verifies central against ca (PEM;
+// none when empty).
+func SiteJoinInfo(ctx context.Context, st *tenancy.Store, d Dialers, tenant, site string, central []string, ca []byte) (bus.JoinInfo, error) {
+	b, err := SiteJoin(ctx, st, d, tenant, site)
+	if err != nil {
+		return bus.JoinInfo{}, err
+	}
+	return bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(b.LeafCreds),
+		Operator: b.Trust.Operator, SystemAccount: b.Trust.SystemAccount, Preload: b.Trust.Preload,
+		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds), CA: string(ca)}, nil
 }

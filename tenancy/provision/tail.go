@@ -2,20 +2,19 @@ package provision
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
 )
-
-// errNoTenants: TailTenants of a key store without tenants.
-var errNoTenants = errors.New("the key store has no tenants; 'meshmon tenant create NAME' creates one")
 
 // TailTenants tails every tenant's EVENTS stream at central (bus.Tail with
 // opts), each over a connection of its own from dial as a reader of that
@@ -82,4 +81,25 @@ func TailTenants(ctx context.Context, st *tenancy.Store, dial func(tenant string
 	default:
 		return nil
 	}
+}
+
+// WriteTenantEvent writes the event m of tenant to w as 'meshmon events
+// tail --all-tenants' prints it: the tenant, then meshmon.FormatEvent's
+// line; with asJSON one object a line with the tenant, subject, sequence
+// and the event (a string when it is not JSON).
+func WriteTenantEvent(w io.Writer, tenant string, m bus.TailMsg, asJSON bool) error {
+	if !asJSON {
+		_, err := fmt.Fprintf(w, "%-12s %s\n", tenant, meshmon.FormatEvent(m.Subject, m.Data))
+		return err
+	}
+	ev := json.RawMessage(m.Data)
+	if !json.Valid(m.Data) {
+		ev, _ = json.Marshal(string(m.Data))
+	}
+	b, err := json.Marshal(map[string]any{"tenant": tenant, "subject": m.Subject, "seq": m.Seq, "event": ev})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }
