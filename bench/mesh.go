@@ -20,7 +20,6 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/internal/meshtest"
 )
 
@@ -40,6 +39,8 @@ type meshBenchResult struct {
 	LatencyEvents     int     `json:"latency_events"`
 	LatencyP50        string  `json:"latency_p50"`
 	LatencyP99        string  `json:"latency_p99"`
+	LatencyMax        string  `json:"latency_max"`
+	LatencyHops       []hop   `json:"latency_hops"`
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
@@ -144,7 +145,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	if err := res.latency(ctx, out, mesh, total, perSite*(1+nCuts), bc.LatencyFor); err != nil {
+	if err := res.latency(ctx, out, dir, mesh, perSite*(1+nCuts), bc.LatencyFor); err != nil {
 		return err
 	}
 	return res.print(bc)
@@ -227,90 +228,6 @@ func waitCentral(ctx context.Context, js jetstream.JetStream, want int, within t
 	}
 }
 
-// latencyRun publishes at rate per second, split over the sites, in batches
-// of 10 ms, for d, and returns for every event the time from its observation
-// (its "time") to its storing at central.
-func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.JetStream, already, firstN, rate int, d time.Duration) ([]time.Duration, error) {
-	s, err := cjs.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		return nil, err
-	}
-	startSeq := s.CachedInfo().State.LastSeq + 1
-	n := int(float64(rate) * d.Seconds())
-	per := max(n/len(sites), 1)
-	var wg sync.WaitGroup
-	errs := make([]error, len(sites))
-	start := time.Now()
-	for i, js := range sites {
-		wg.Go(func() {
-			site := fmt.Sprintf("s%d", i+1)
-			pub := bus.NewPublisher(js)
-			tick := 10 * time.Millisecond
-			perTick := max(per*int(tick)/int(d), 1)
-			for k := 0; k < per; k += perTick {
-				due := start.Add(time.Duration(k/perTick) * tick)
-				if w := time.Until(due); w > 0 {
-					time.Sleep(w)
-				}
-				msgs := make([]meshmon.Message, 0, perTick)
-				for j := k; j < min(k+perTick, per); j++ {
-					msgs = append(msgs, benchEvent(site, firstN+j, time.Now()))
-				}
-				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
-					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	want := per * len(sites)
-	if err := waitCentral(ctx, cjs, already+want, 2*time.Minute); err != nil {
-		return nil, err
-	}
-	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: startSeq, InactiveThreshold: time.Minute})
-	if err != nil {
-		return nil, err
-	}
-	var lat []time.Duration
-	// A fetch that brings nothing is asked again until nothing has come
-	// for readStall: the consumer, just made on central's cluster, may be
-	// led by another peer that does not take pull requests yet, and the
-	// server answers the first ones 503, no responders (the run failed
-	// so, reading 0 events, in 2 of 5 runs on a loaded machine).
-	const readStall = 30 * time.Second
-	progress := time.Now()
-	for len(lat) < want {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			var ev meshmon.Event
-			if err != nil || json.Unmarshal(m.Data(), &ev) != nil {
-				continue
-			}
-			lat = append(lat, md.Timestamp.Sub(ev.Time))
-		}
-		switch {
-		case got > 0:
-			progress = time.Now()
-		case time.Since(progress) > readStall:
-			return nil, fmt.Errorf("latency: read %d of %d events at central, then nothing for %s (%v)", len(lat), want, readStall, batch.Error())
-		case !backoff.Sleep(ctx, 100*time.Millisecond):
-			return nil, ctx.Err()
-		}
-	}
-	return lat, nil
-}
-
 var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) msgs/sec`)
 
 // natsBench runs the stock nats CLI's JetStream publish benchmark against
@@ -381,7 +298,10 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", res.Sites, res.IngestPerSec)
 	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
-	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99)
+	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	for _, h := range res.LatencyHops {
+		fmt.Fprintf(tw, "  %s\tp50 %s, p99 %s, max %s\n", h.Name, h.P50, h.P99, h.Max)
+	}
 	if res.NatsBenchPerSec > 0 {
 		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
 	}
@@ -389,20 +309,27 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 }
 
 // latency measures, at res.LatencyRate for latencyFor, the time from an
-// event's observation to its storing at central (after total events, the
-// sites' numbers from firstN on), then 'nats bench js pub' against the
-// same central cluster.
-func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, total, firstN int, latencyFor time.Duration) error {
-	// 3. Latency at a steady rate: observation time to central's store time.
-	lat, err := latencyRun(ctx, mesh.SiteJS, mesh.CentralJS, total, firstN, res.LatencyRate, latencyFor)
+// event's observation to its storing at central, hop by hop (the sites'
+// event numbers from firstN on; the spools in dir), then 'nats bench js
+// pub' against the same central cluster.
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, firstN int, latencyFor time.Duration) error {
+	// 3. Latency at a steady rate: observation time to central's store
+	// time, and each hop on the way.
+	events, err := latencyRun(ctx, dir, mesh.SiteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
 	if err != nil {
 		return err
 	}
-	res.LatencyEvents = len(lat)
+	lat := make([]time.Duration, 0, len(events))
+	for _, e := range events {
+		lat = append(lat, e.centralStored.Sub(e.observed))
+	}
 	slices.Sort(lat)
-	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
-	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
-	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99)
+	res.LatencyEvents = len(lat)
+	res.LatencyP50, res.LatencyP99, res.LatencyMax = hopQuantile(lat, 50), hopQuantile(lat, 99), hopQuantile(lat, 100)
+	res.LatencyHops = hopStats(events)
+	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
+		res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	printHops(out, res.LatencyHops)
 
 	// 4. The stock nats CLI against the same central cluster.
 	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents); why != "" {

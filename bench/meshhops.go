@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
+	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/storage"
+)
+
+// The latency run follows each event along the path a poller's event
+// takes, and times it at every point it passes:
+//
+//	observed -> spooled (the poller's bbolt spool, fsynced)
+//	         -> site stored (the site stream's timestamp of it)
+//	         -> central stored (the timestamp central's stream leader gave
+//	            it as it took it from the site's source consumer)
+//	         -> central committed (a consumer on central received it: the
+//	            R3 commit, then the delivery)
+//
+// and, beside the chain, site acked: when the site's ack reached the
+// drain, after the site's fsync.
+type eventTimes struct {
+	observed, spooled, acked, siteStored, centralStored, committed time.Time
+}
+
+// hop is one leg of the path, timed for every event.
+type hop struct {
+	Name string `json:"hop"`
+	P50  string `json:"p50"`
+	P99  string `json:"p99"`
+	Max  string `json:"max"`
+}
+
+// hops are the legs of the path (see eventTimes).
+var hops = []struct {
+	name     string
+	from, to func(eventTimes) time.Time
+}{
+	{"poller spool commit (observed -> spooled)", func(e eventTimes) time.Time { return e.observed }, func(e eventTimes) time.Time { return e.spooled }},
+	{"drain + site store (spooled -> site stored)", func(e eventTimes) time.Time { return e.spooled }, func(e eventTimes) time.Time { return e.siteStored }},
+	{"site fsync + ack (site stored -> ack at the drain)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.acked }},
+	{"source over the leaf (site stored -> central stored)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.centralStored }},
+	{"central R3 commit + delivery (central stored -> consumer)", func(e eventTimes) time.Time { return e.centralStored }, func(e eventTimes) time.Time { return e.committed }},
+	{"end to end (observed -> central consumer)", func(e eventTimes) time.Time { return e.observed }, func(e eventTimes) time.Time { return e.committed }},
+}
+
+// hopStats times every hop over events, in hops' order.
+func hopStats(events map[string]*eventTimes) []hop {
+	out := make([]hop, 0, len(hops))
+	for _, h := range hops {
+		d := make([]time.Duration, 0, len(events))
+		for _, e := range events {
+			d = append(d, h.to(*e).Sub(h.from(*e)))
+		}
+		slices.Sort(d)
+		out = append(out, hop{Name: h.name, P50: hopQuantile(d, 50), P99: hopQuantile(d, 99), Max: hopQuantile(d, 100)})
+	}
+	return out
+}
+
+func hopQuantile(d []time.Duration, pct int) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	return d[min(len(d)*pct/100, len(d)-1)].Round(100 * time.Microsecond).String()
+}
+
+func printHops(w io.Writer, hs []hop) {
+	for _, h := range hs {
+		fmt.Fprintf(w, "  %-58s p50 %-9s p99 %-9s max %s\n", h.Name, h.P50, h.P99, h.Max)
+	}
+}
+
+// latencyTrace is one latency run: the times of its events by id.
+type latencyTrace struct {
+	mu     sync.Mutex
+	events map[string]*eventTimes
+}
+
+func (lt *latencyTrace) at(id string) *eventTimes {
+	e := lt.events[id]
+	if e == nil {
+		e = &eventTimes{}
+		lt.events[id] = e
+	}
+	return e
+}
+
+// timedPublisher is the drain's publisher: it notes when each message's
+// ack came back.
+type timedPublisher struct {
+	pub *bus.Publisher
+	lt  *latencyTrace
+}
+
+func (p timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error) {
+	n, err := p.pub.PublishBatch(ctx, msgs)
+	now := time.Now()
+	p.lt.mu.Lock()
+	defer p.lt.mu.Unlock()
+	for _, m := range msgs[:n] {
+		p.lt.at(m.ID).acked = now
+	}
+	return n, err
+}
+
+// siteSpooler is one site's poller path in the latency run: a spool that
+// takes each tick's events in one commit, and a drain that publishes them
+// to the site as the poller's does (poller.DrainOnce).
+type siteSpooler struct {
+	site  string
+	store *storage.DB
+	pub   timedPublisher
+	wake  chan struct{}
+}
+
+// commit spools msgs, observed at their Time, and wakes the drain.
+func (s *siteSpooler) commit(lt *latencyTrace, msgs []meshmon.Message) error {
+	if err := s.store.Commit(msgs, nil); err != nil {
+		return fmt.Errorf("spool at %s: %w", s.site, err)
+	}
+	now := time.Now()
+	lt.mu.Lock()
+	for _, m := range msgs {
+		e := lt.at(m.ID)
+		e.observed, e.spooled = m.Time, now
+	}
+	lt.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// drain publishes the spool until ctx is done and the spool is empty.
+func (s *siteSpooler) drain(ctx context.Context, done <-chan struct{}) error {
+	batch := poller.DefaultConfig().BatchSize
+	for {
+		n, read, err := poller.DrainOnce(ctx, s.store, s.pub, batch, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("drain at %s: %w", s.site, err)
+		}
+		if read > 0 || n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			if n, _, err := s.store.SpoolStats(); err != nil || n == 0 {
+				return err
+			}
+		case <-s.wake:
+		}
+	}
+}
+
+// latencyRun publishes at rate per second, split over the sites, in ticks
+// of 10 ms, for d, through a poller spool and drain per site, and times
+// every event at each point of its path (eventTimes). It returns the
+// events, and from each its time from observation to central's store
+// (central stored).
+func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cjs jetstream.JetStream, firstN, rate int, d time.Duration) (map[string]*eventTimes, error) {
+	lt := &latencyTrace{events: map[string]*eventTimes{}}
+	s, err := cjs.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	startSeq := s.CachedInfo().State.LastSeq + 1
+	per := max(int(float64(rate)*d.Seconds())/len(sites), 1)
+	want := per * len(sites)
+	// Central's consumer runs through the run: it times each event as it
+	// is committed, not once the run is over.
+	watched := make(chan error, 1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() { watched <- watchCentral(wctx, s, startSeq, want, lt) }()
+
+	siteStart := make([]uint64, len(sites))
+	for i, js := range sites {
+		ss, err := js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			return nil, err
+		}
+		siteStart[i] = ss.CachedInfo().State.LastSeq + 1
+	}
+	if err := spoolAndDrain(ctx, dir, sites, lt, firstN, per, d); err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-watched:
+		if err != nil {
+			return nil, err
+		}
+	case <-time.After(2 * time.Minute):
+		return nil, fmt.Errorf("latency: central did not commit the run's %d events within 2 minutes", want)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for i, js := range sites {
+		if err := readSiteStored(ctx, js, siteStart[i], per, lt); err != nil {
+			return nil, err
+		}
+	}
+	return lt.events, nil
+}
+
+// spoolAndDrain runs each site's spool and drain (siteSpooler) for d at
+// per events per site in all, observed in ticks of 10 ms.
+func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream, lt *latencyTrace, firstN, per int, d time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2*len(sites))
+	start := time.Now()
+	for i, js := range sites {
+		site := fmt.Sprintf("s%d", i+1)
+		store, err := storage.Open(filepath.Join(dir, "spool-"+site+".db"), storage.Options{})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		sp := &siteSpooler{site: site, store: store, pub: timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
+		done := make(chan struct{})
+		wg.Go(func() { errs[2*i+1] = sp.drain(ctx, done) })
+		wg.Go(func() {
+			defer close(done)
+			tick := 10 * time.Millisecond
+			perTick := max(per*int(tick)/int(d), 1)
+			for k := 0; k < per; k += perTick {
+				if w := time.Until(start.Add(time.Duration(k/perTick) * tick)); w > 0 && !backoff.Sleep(ctx, w) {
+					errs[2*i] = ctx.Err()
+					return
+				}
+				msgs := make([]meshmon.Message, 0, perTick)
+				for j := k; j < min(k+perTick, per); j++ {
+					msgs = append(msgs, benchEvent(site, firstN+j, time.Now()))
+				}
+				if errs[2*i] = sp.commit(lt, msgs); errs[2*i] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// watchCentral reads central's stream from startSeq as it is committed,
+// until it has want events, and notes when each was stored (its
+// timestamp) and received.
+func watchCentral(ctx context.Context, s jetstream.Stream, startSeq uint64, want int, lt *latencyTrace) error {
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
+	if err != nil {
+		return fmt.Errorf("latency: central consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("latency: central consumer: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for got := 0; got < want; {
+		m, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("latency: central consumer, %d of %d events read: %w", got, want, err)
+		}
+		now := time.Now()
+		id, ts, ok := eventStamp(m)
+		if !ok {
+			continue
+		}
+		lt.mu.Lock()
+		e := lt.at(id)
+		e.centralStored, e.committed = ts, now
+		lt.mu.Unlock()
+		got++
+	}
+	return nil
+}
+
+// readSiteStored reads n events of a site's stream from seq and notes when
+// the site stored each.
+func readSiteStored(ctx context.Context, js jetstream.JetStream, seq uint64, n int, lt *latencyTrace) error {
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return err
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
+	if err != nil {
+		return err
+	}
+	for got := 0; got < n; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		k := 0
+		for m := range batch.Messages() {
+			k++
+			if id, ts, ok := eventStamp(m); ok {
+				lt.mu.Lock()
+				lt.at(id).siteStored = ts
+				lt.mu.Unlock()
+			}
+		}
+		if k == 0 {
+			return fmt.Errorf("latency: site stream: read %d of %d events, then nothing (%v)", got, n, batch.Error())
+		}
+		got += k
+	}
+	return nil
+}
+
+// eventStamp is a stored event's id and the time its stream stored it.
+func eventStamp(m jetstream.Msg) (string, time.Time, bool) {
+	md, err := m.Metadata()
+	var ev meshmon.Event
+	if err != nil || json.Unmarshal(m.Data(), &ev) != nil {
+		return "", time.Time{}, false
+	}
+	return ev.ID, md.Timestamp, true
+}
