@@ -27,6 +27,8 @@ import (
 type meshBenchResult struct {
 	Sites             int     `json:"sites"`
 	IngestEvents      int     `json:"ingest_events"`
+	SiteProcesses     bool    `json:"site_processes"`
+	SitesStoredPerSec float64 `json:"sites_stored_per_sec"`
 	IngestPerSec      float64 `json:"central_ingest_per_sec"`
 	CatchUpEvents     int     `json:"catch_up_events"`
 	CatchUpPerSec     float64 `json:"catch_up_per_sec"`
@@ -77,15 +79,18 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	defer mesh.Close()
 	cjs := mesh.CentralJS
 	cutLinks := func(cut bool) { mesh.CutWAN(cut, cutMode == "silent") }
-	for i := range nSites {
-		if _, _, err := mesh.AddSite(ctx, fmt.Sprintf("s%d", i+1)); err != nil {
-			return err
-		}
+	siteJS, closeSites, err := startSites(ctx, bc, dir, mesh)
+	if err != nil {
+		return err
 	}
-	siteJS := mesh.SiteJS
-	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; all in this process\n", nSites)
+	defer closeSites()
+	where := "all in this process"
+	if bc.SiteProcesses {
+		where = "central in this process, each site in a process of its own"
+	}
+	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; %s\n", nSites, where)
 
-	res := meshBenchResult{Sites: nSites, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
+	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
 	total := 0
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
@@ -94,12 +99,14 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
 		return err
 	}
+	res.SitesStoredPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
 	total += nSites * perSite
 	if err := waitCentral(ctx, cjs, total, 5*time.Minute); err != nil {
 		return err
 	}
 	res.IngestPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
-	fmt.Fprintf(out, "ingest: %d events from %d sites stored at central at %.0f events/s\n", nSites*perSite, nSites, res.IngestPerSec)
+	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s\n",
+		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec)
 
 	// 2. Catch-up: every site's WAN link is cut while the sites take
 	// events, for cutFor (long enough for central's source consumers to
@@ -145,7 +152,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	if err := res.latency(ctx, out, dir, mesh, perSite*(1+nCuts), bc.LatencyFor); err != nil {
+	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+nCuts), bc.LatencyFor); err != nil {
 		return err
 	}
 	return res.print(bc)
@@ -295,7 +302,12 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	}
 	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", res.Sites, res.IngestPerSec)
+	sites := "in this process"
+	if res.SiteProcesses {
+		sites = "in their own processes"
+	}
+	fmt.Fprintf(tw, "central ingest from %d sites (%s)\t%.0f events/s\n", res.Sites, sites, res.IngestPerSec)
+	fmt.Fprintf(tw, "the sites' own stores, same run\t%.0f events/s\n", res.SitesStoredPerSec)
 	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
 	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
@@ -312,10 +324,10 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 // event's observation to its storing at central, hop by hop (the sites'
 // event numbers from firstN on; the spools in dir), then 'nats bench js
 // pub' against the same central cluster.
-func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, firstN int, latencyFor time.Duration) error {
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
-	events, err := latencyRun(ctx, dir, mesh.SiteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
+	events, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
 	if err != nil {
 		return err
 	}

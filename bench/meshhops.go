@@ -24,6 +24,7 @@ import (
 // takes, and times it at every point it passes:
 //
 //	observed -> spooled (the poller's bbolt spool, fsynced)
+//	         -> sent (the drain read it from the spool and published it)
 //	         -> site stored (the site stream's timestamp of it)
 //	         -> central stored (the timestamp central's stream leader gave
 //	            it as it took it from the site's source consumer)
@@ -33,7 +34,7 @@ import (
 // and, beside the chain, site acked: when the site's ack reached the
 // drain, after the site's fsync.
 type eventTimes struct {
-	observed, spooled, acked, siteStored, centralStored, committed time.Time
+	observed, spooled, sent, acked, siteStored, centralStored, committed time.Time
 }
 
 // hop is one leg of the path, timed for every event.
@@ -50,7 +51,8 @@ var hops = []struct {
 	from, to func(eventTimes) time.Time
 }{
 	{"poller spool commit (observed -> spooled)", func(e eventTimes) time.Time { return e.observed }, func(e eventTimes) time.Time { return e.spooled }},
-	{"drain + site store (spooled -> site stored)", func(e eventTimes) time.Time { return e.spooled }, func(e eventTimes) time.Time { return e.siteStored }},
+	{"wait in the spool (spooled -> sent by the drain)", func(e eventTimes) time.Time { return e.spooled }, func(e eventTimes) time.Time { return e.sent }},
+	{"site store (sent -> site stored)", func(e eventTimes) time.Time { return e.sent }, func(e eventTimes) time.Time { return e.siteStored }},
 	{"site fsync + ack (site stored -> ack at the drain)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.acked }},
 	{"source over the leaf (site stored -> central stored)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.centralStored }},
 	{"central R3 commit + delivery (central stored -> consumer)", func(e eventTimes) time.Time { return e.centralStored }, func(e eventTimes) time.Time { return e.committed }},
@@ -99,20 +101,22 @@ func (lt *latencyTrace) at(id string) *eventTimes {
 	return e
 }
 
-// timedPublisher is the drain's publisher: it notes when each message's
-// ack came back.
+// timedPublisher is the drain's publisher: it notes when each message was
+// sent and when its ack came back.
 type timedPublisher struct {
 	pub *bus.Publisher
 	lt  *latencyTrace
 }
 
 func (p timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error) {
+	sent := time.Now()
 	n, err := p.pub.PublishBatch(ctx, msgs)
 	now := time.Now()
 	p.lt.mu.Lock()
 	defer p.lt.mu.Unlock()
 	for _, m := range msgs[:n] {
-		p.lt.at(m.ID).acked = now
+		e := p.lt.at(m.ID)
+		e.sent, e.acked = sent, now
 	}
 	return n, err
 }
