@@ -43,6 +43,7 @@ type meshBenchResult struct {
 	LatencyP99        string  `json:"latency_p99"`
 	LatencyMax        string  `json:"latency_max"`
 	LatencyHops       []hop   `json:"latency_hops"`
+	LatencyDrain      string  `json:"latency_drain"`
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
@@ -327,10 +328,11 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
-	events, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
+	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
 	if err != nil {
 		return err
 	}
+	events := lt.events
 	lat := make([]time.Duration, 0, len(events))
 	for _, e := range events {
 		lat = append(lat, e.centralStored.Sub(e.observed))
@@ -342,6 +344,8 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
 		res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
 	printHops(out, res.LatencyHops)
+	res.LatencyDrain = lt.drainStats()
+	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)
 
 	// 4. The stock nats CLI against the same central cluster.
 	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents); why != "" {

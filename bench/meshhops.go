@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
@@ -28,8 +29,9 @@ import (
 //	         -> site stored (the site stream's timestamp of it)
 //	         -> central stored (the timestamp central's stream leader gave
 //	            it as it took it from the site's source consumer)
-//	         -> central committed (a consumer on central received it: the
-//	            R3 commit, then the delivery)
+//	         -> central committed (central's stored feed carried it to a
+//	            subscriber on central: the leader republishes a message
+//	            there once the R3 commit applied it)
 //
 // and, beside the chain, site acked: when the site's ack reached the
 // drain, after the site's fsync.
@@ -55,8 +57,8 @@ var hops = []struct {
 	{"site store (sent -> site stored)", func(e eventTimes) time.Time { return e.sent }, func(e eventTimes) time.Time { return e.siteStored }},
 	{"site fsync + ack (site stored -> ack at the drain)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.acked }},
 	{"source over the leaf (site stored -> central stored)", func(e eventTimes) time.Time { return e.siteStored }, func(e eventTimes) time.Time { return e.centralStored }},
-	{"central R3 commit + delivery (central stored -> consumer)", func(e eventTimes) time.Time { return e.centralStored }, func(e eventTimes) time.Time { return e.committed }},
-	{"end to end (observed -> central consumer)", func(e eventTimes) time.Time { return e.observed }, func(e eventTimes) time.Time { return e.committed }},
+	{"central R3 commit (central stored -> stored feed)", func(e eventTimes) time.Time { return e.centralStored }, func(e eventTimes) time.Time { return e.committed }},
+	{"end to end (observed -> central committed)", func(e eventTimes) time.Time { return e.observed }, func(e eventTimes) time.Time { return e.committed }},
 }
 
 // hopStats times every hop over events, in hops' order.
@@ -90,6 +92,21 @@ func printHops(w io.Writer, hs []hop) {
 type latencyTrace struct {
 	mu     sync.Mutex
 	events map[string]*eventTimes
+	// The drains' batches, all sites together (see timedPublisher).
+	gaps    []time.Duration
+	batches []int
+}
+
+// drainStats describes the drains' batches: their sizes, and the time
+// from one batch's ack to the next batch's send.
+func (lt *latencyTrace) drainStats() string {
+	slices.Sort(lt.gaps)
+	slices.Sort(lt.batches)
+	if len(lt.batches) == 0 {
+		return "no batches"
+	}
+	return fmt.Sprintf("%d batches of p50 %d, max %d events; from an ack to the next send (the spool's ack commit, its next read) p50 %s, p99 %s, max %s",
+		len(lt.batches), lt.batches[len(lt.batches)/2], lt.batches[len(lt.batches)-1], hopQuantile(lt.gaps, 50), hopQuantile(lt.gaps, 99), hopQuantile(lt.gaps, 100))
 }
 
 func (lt *latencyTrace) at(id string) *eventTimes {
@@ -103,15 +120,27 @@ func (lt *latencyTrace) at(id string) *eventTimes {
 
 // timedPublisher is the drain's publisher: it notes when each message was
 // sent and when its ack came back.
+// It is used by one drain.
 type timedPublisher struct {
 	pub *bus.Publisher
 	lt  *latencyTrace
+	// lastAck is when the last batch's ack came back; gaps are the times
+	// from each ack to the next batch's send (the drain's spool ack and
+	// its next read), and batches the size of each batch.
+	lastAck time.Time
+	gaps    []time.Duration
+	batches []int
 }
 
-func (p timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error) {
+func (p *timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (int, error) {
 	sent := time.Now()
+	if !p.lastAck.IsZero() {
+		p.gaps = append(p.gaps, sent.Sub(p.lastAck))
+	}
+	p.batches = append(p.batches, len(msgs))
 	n, err := p.pub.PublishBatch(ctx, msgs)
 	now := time.Now()
+	p.lastAck = now
 	p.lt.mu.Lock()
 	defer p.lt.mu.Unlock()
 	for _, m := range msgs[:n] {
@@ -127,7 +156,7 @@ func (p timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Message
 type siteSpooler struct {
 	site  string
 	store *storage.DB
-	pub   timedPublisher
+	pub   *timedPublisher
 	wake  chan struct{}
 }
 
@@ -175,25 +204,23 @@ func (s *siteSpooler) drain(ctx context.Context, done <-chan struct{}) error {
 
 // latencyRun publishes at rate per second, split over the sites, in ticks
 // of 10 ms, for d, through a poller spool and drain per site, and times
-// every event at each point of its path (eventTimes). It returns the
-// events, and from each its time from observation to central's store
-// (central stored).
-func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cjs jetstream.JetStream, firstN, rate int, d time.Duration) (map[string]*eventTimes, error) {
+// every event at each point of its path (eventTimes) and the drains'
+// batches.
+func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cjs jetstream.JetStream, firstN, rate int, d time.Duration) (*latencyTrace, error) {
 	lt := &latencyTrace{events: map[string]*eventTimes{}}
-	s, err := cjs.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		return nil, err
-	}
-	startSeq := s.CachedInfo().State.LastSeq + 1
 	per := max(int(float64(rate)*d.Seconds())/len(sites), 1)
 	want := per * len(sites)
-	// Central's consumer runs through the run: it times each event as it
-	// is committed, not once the run is over.
-	watched := make(chan error, 1)
+	// Central's stored feed is followed through the run: it times each
+	// event as it is committed, not once the run is over.
+	watched, ready := make(chan error, 1), make(chan struct{})
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go func() { watched <- watchCentral(wctx, s, startSeq, want, lt) }()
-
+	go func() { watched <- watchCentral(wctx, cjs.Conn(), want, lt, ready) }()
+	select {
+	case <-ready:
+	case err := <-watched:
+		return nil, err
+	}
 	siteStart := make([]uint64, len(sites))
 	for i, js := range sites {
 		ss, err := js.Stream(ctx, bus.EventsStream)
@@ -220,7 +247,7 @@ func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cj
 			return nil, err
 		}
 	}
-	return lt.events, nil
+	return lt, nil
 }
 
 // spoolAndDrain runs each site's spool and drain (siteSpooler) for d at
@@ -236,9 +263,14 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 			return err
 		}
 		defer store.Close()
-		sp := &siteSpooler{site: site, store: store, pub: timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
+		sp := &siteSpooler{site: site, store: store, pub: &timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
 		done := make(chan struct{})
-		wg.Go(func() { errs[2*i+1] = sp.drain(ctx, done) })
+		wg.Go(func() {
+			errs[2*i+1] = sp.drain(ctx, done)
+			lt.mu.Lock()
+			defer lt.mu.Unlock()
+			lt.gaps, lt.batches = append(lt.gaps, sp.pub.gaps...), append(lt.batches, sp.pub.batches...)
+		})
 		wg.Go(func() {
 			defer close(done)
 			tick := 10 * time.Millisecond
@@ -262,33 +294,38 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 	return errors.Join(errs...)
 }
 
-// watchCentral reads central's stream from startSeq as it is committed,
-// until it has want events, and notes when each was stored (its
-// timestamp) and received.
-func watchCentral(ctx context.Context, s jetstream.Stream, startSeq uint64, want int, lt *latencyTrace) error {
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
+// watchCentral follows central's stored feed (bus.StoredPrefix: what
+// central's stream leader republishes of each message once it is
+// committed) until it has seen want of the run's events, and notes when
+// each was stored (its Nats-Time-Stamp) and seen. ready is closed once it
+// listens.
+func watchCentral(ctx context.Context, nc *nats.Conn, want int, lt *latencyTrace, ready chan<- struct{}) error {
+	msgs := make(chan *nats.Msg, 64*1024)
+	sub, err := nc.ChanSubscribe(bus.StoredPrefix+"ev.>", msgs)
 	if err != nil {
-		return fmt.Errorf("latency: central consumer: %w", err)
+		return fmt.Errorf("latency: central's stored feed: %w", err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("latency: central consumer: %w", err)
+	defer func() { _ = sub.Unsubscribe() }()
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("latency: central's stored feed: %w", err)
 	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
+	close(ready)
 	for got := 0; got < want; {
-		m, err := it.Next()
-		if err != nil {
-			return fmt.Errorf("latency: central consumer, %d of %d events read: %w", got, want, err)
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("latency: central's stored feed, %d of %d events seen: %w", got, want, ctx.Err())
+		case m = <-msgs:
 		}
 		now := time.Now()
-		id, ts, ok := eventStamp(m)
-		if !ok {
+		var ev meshmon.Event
+		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		if err != nil || json.Unmarshal(m.Data, &ev) != nil {
 			continue
 		}
 		lt.mu.Lock()
-		e := lt.at(id)
+		e := lt.at(ev.ID)
 		e.centralStored, e.committed = ts, now
 		lt.mu.Unlock()
 		got++
