@@ -86,6 +86,9 @@ type MeshConfig struct {
 	// peer run', Meshmon's), on a leaf link through the same WAN proxies,
 	// instead of in this process beside central.
 	SiteProcesses bool
+	// DrainBatch is the latency run's poller publish batch (the poller's
+	// BatchSize).
+	DrainBatch int
 	// Meshmon is the meshmon executable of the site processes; empty:
 	// this process's executable.
 	Meshmon string

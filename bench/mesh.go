@@ -38,6 +38,7 @@ type meshBenchResult struct {
 	CatchUpStartP50   string  `json:"catch_up_started_after_p50"`
 	CatchUpStartMax   string  `json:"catch_up_started_after_max"`
 	LatencyRate       int     `json:"latency_rate_per_sec"`
+	DrainBatch        int     `json:"latency_drain_batch"`
 	LatencyEvents     int     `json:"latency_events"`
 	LatencyP50        string  `json:"latency_p50"`
 	LatencyP99        string  `json:"latency_p99"`
@@ -91,7 +92,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; %s\n", nSites, where)
 
-	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
+	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate, DrainBatch: bc.DrainBatch}
 	total := 0
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
@@ -328,7 +329,7 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
-	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, latencyFor)
+	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)
 	if err != nil {
 		return err
 	}
@@ -341,8 +342,8 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	res.LatencyEvents = len(lat)
 	res.LatencyP50, res.LatencyP99, res.LatencyMax = hopQuantile(lat, 50), hopQuantile(lat, 99), hopQuantile(lat, 100)
 	res.LatencyHops = hopStats(events)
-	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
-		res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	fmt.Fprintf(out, "latency at %d events/s (drain batch %d): %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
+		res.LatencyRate, res.DrainBatch, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
 	printHops(out, res.LatencyHops)
 	res.LatencyDrain = lt.drainStats()
 	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)
@@ -362,6 +363,9 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 func (bc MeshConfig) validate() error {
 	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
 		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.DrainBatch < 1 || bc.DrainBatch > 10000 {
+		return fmt.Errorf("--drain-batch %d: must be 1 to 10000, as the poller's batch", bc.DrainBatch)
 	}
 	if bc.CutMode != "silent" && bc.CutMode != "loud" {
 		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", bc.CutMode)

@@ -180,8 +180,7 @@ func (s *siteSpooler) commit(lt *latencyTrace, msgs []meshmon.Message) error {
 }
 
 // drain publishes the spool until ctx is done and the spool is empty.
-func (s *siteSpooler) drain(ctx context.Context, done <-chan struct{}) error {
-	batch := poller.DefaultConfig().BatchSize
+func (s *siteSpooler) drain(ctx context.Context, batch int, done <-chan struct{}) error {
 	for {
 		n, read, err := poller.DrainOnce(ctx, s.store, s.pub, batch, 10*time.Second)
 		if err != nil {
@@ -203,10 +202,10 @@ func (s *siteSpooler) drain(ctx context.Context, done <-chan struct{}) error {
 }
 
 // latencyRun publishes at rate per second, split over the sites, in ticks
-// of 10 ms, for d, through a poller spool and drain per site, and times
+// of 10 ms, for d, through a poller spool and drain (of batch) per site, and times
 // every event at each point of its path (eventTimes) and the drains'
 // batches.
-func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cjs jetstream.JetStream, firstN, rate int, d time.Duration) (*latencyTrace, error) {
+func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cjs jetstream.JetStream, firstN, rate, batch int, d time.Duration) (*latencyTrace, error) {
 	lt := &latencyTrace{events: map[string]*eventTimes{}}
 	per := max(int(float64(rate)*d.Seconds())/len(sites), 1)
 	want := per * len(sites)
@@ -229,7 +228,7 @@ func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cj
 		}
 		siteStart[i] = ss.CachedInfo().State.LastSeq + 1
 	}
-	if err := spoolAndDrain(ctx, dir, sites, lt, firstN, per, d); err != nil {
+	if err := spoolAndDrain(ctx, dir, sites, lt, firstN, per, batch, d); err != nil {
 		return nil, err
 	}
 	select {
@@ -252,7 +251,7 @@ func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cj
 
 // spoolAndDrain runs each site's spool and drain (siteSpooler) for d at
 // per events per site in all, observed in ticks of 10 ms.
-func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream, lt *latencyTrace, firstN, per int, d time.Duration) error {
+func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream, lt *latencyTrace, firstN, per, batch int, d time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2*len(sites))
 	start := time.Now()
@@ -266,7 +265,7 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 		sp := &siteSpooler{site: site, store: store, pub: &timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
 		done := make(chan struct{})
 		wg.Go(func() {
-			errs[2*i+1] = sp.drain(ctx, done)
+			errs[2*i+1] = sp.drain(ctx, batch, done)
 			lt.mu.Lock()
 			defer lt.mu.Unlock()
 			lt.gaps, lt.batches = append(lt.gaps, sp.pub.gaps...), append(lt.batches, sp.pub.batches...)
