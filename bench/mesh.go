@@ -335,8 +335,17 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	}
 	events := lt.events
 	lat := make([]time.Duration, 0, len(events))
+	incomplete := 0
 	for _, e := range events {
+		if !e.complete() {
+			incomplete++
+			continue
+		}
 		lat = append(lat, e.centralStored.Sub(e.observed))
+	}
+	if incomplete > 0 {
+		// Not seen at some point of its path: counted, not timed.
+		fmt.Fprintf(out, "latency: %d events were not seen at every point of their path and are left out\n", incomplete)
 	}
 	slices.Sort(lat)
 	res.LatencyEvents = len(lat)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +69,9 @@ func hopStats(events map[string]*eventTimes) []hop {
 	for _, h := range hops {
 		d := make([]time.Duration, 0, len(events))
 		for _, e := range events {
-			d = append(d, h.to(*e).Sub(h.from(*e)))
+			if e.complete() {
+				d = append(d, h.to(*e).Sub(h.from(*e)))
+			}
 		}
 		slices.Sort(d)
 		out = append(out, hop{Name: h.name, P50: hopQuantile(d, 50), P99: hopQuantile(d, 99), Max: hopQuantile(d, 100)})
@@ -214,7 +218,7 @@ func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cj
 	watched, ready := make(chan error, 1), make(chan struct{})
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go func() { watched <- watchCentral(wctx, cjs.Conn(), want, lt, ready) }()
+	go func() { watched <- watchCentral(wctx, cjs.Conn(), firstN, want, lt, ready) }()
 	select {
 	case <-ready:
 	case err := <-watched:
@@ -298,7 +302,7 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 // committed) until it has seen want of the run's events, and notes when
 // each was stored (its Nats-Time-Stamp) and seen. ready is closed once it
 // listens.
-func watchCentral(ctx context.Context, nc *nats.Conn, want int, lt *latencyTrace, ready chan<- struct{}) error {
+func watchCentral(ctx context.Context, nc *nats.Conn, firstN, want int, lt *latencyTrace, ready chan<- struct{}) error {
 	msgs := make(chan *nats.Msg, 64*1024)
 	sub, err := nc.ChanSubscribe(bus.StoredPrefix+"ev.>", msgs)
 	if err != nil {
@@ -320,7 +324,7 @@ func watchCentral(ctx context.Context, nc *nats.Conn, want int, lt *latencyTrace
 		now := time.Now()
 		var ev meshmon.Event
 		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		if err != nil || json.Unmarshal(m.Data, &ev) != nil {
+		if err != nil || json.Unmarshal(m.Data, &ev) != nil || !ofRun(ev.ID, firstN) {
 			continue
 		}
 		lt.mu.Lock()
@@ -330,6 +334,25 @@ func watchCentral(ctx context.Context, nc *nats.Conn, want int, lt *latencyTrace
 		got++
 	}
 	return nil
+}
+
+// ofRun reports whether id (benchEvent's, <site>-<n>) is of the latency
+// run, whose events are numbered from firstN: central's stored feed
+// carries whatever central stores, a late copy of an earlier event too.
+func ofRun(id string, firstN int) bool {
+	_, num, ok := strings.Cut(id, "-")
+	n, err := strconv.Atoi(num)
+	return ok && err == nil && n >= firstN
+}
+
+// complete reports whether e was timed at every point of its path.
+func (e eventTimes) complete() bool {
+	for _, t := range []time.Time{e.observed, e.spooled, e.sent, e.acked, e.siteStored, e.centralStored, e.committed} {
+		if t.IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 // readSiteStored reads n events of a site's stream from seq and notes when
