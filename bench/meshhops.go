@@ -258,7 +258,7 @@ func latencyRun(ctx context.Context, dir string, sites []jetstream.JetStream, cj
 func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream, lt *latencyTrace, firstN, per, batch int, d time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2*len(sites))
-	start := time.Now()
+	spoolers := make([]*siteSpooler, len(sites))
 	for i, js := range sites {
 		site := fmt.Sprintf("s%d", i+1)
 		store, err := storage.Open(filepath.Join(dir, "spool-"+site+".db"), storage.Options{})
@@ -266,7 +266,11 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 			return err
 		}
 		defer store.Close()
-		sp := &siteSpooler{site: site, store: store, pub: &timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
+		spoolers[i] = &siteSpooler{site: site, store: store, pub: &timedPublisher{pub: bus.NewPublisher(js), lt: lt}, wake: make(chan struct{}, 1)}
+	}
+	start := time.Now()
+	for i, sp := range spoolers {
+		site := sp.site
 		done := make(chan struct{})
 		wg.Go(func() {
 			errs[2*i+1] = sp.drain(ctx, batch, done)
