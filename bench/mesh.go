@@ -56,7 +56,6 @@ type meshBenchResult struct {
 // data directory and real leaf links.
 func Mesh(ctx context.Context, bc MeshConfig) error {
 	nSites, perSite, rate := bc.Sites, bc.Events, bc.Rate
-	nCuts, cutFor, cutMode := bc.Cuts, bc.CutFor, bc.CutMode
 	if err := bc.validate(); err != nil {
 		return err
 	}
@@ -80,7 +79,6 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	defer mesh.Close()
 	cjs := mesh.CentralJS
-	cutLinks := func(cut bool) { mesh.CutWAN(cut, cutMode == "silent") }
 	siteJS, closeSites, err := startSites(ctx, bc, dir, mesh)
 	if err != nil {
 		return err
@@ -110,6 +108,20 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s\n",
 		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec)
 
+	if err := res.catchUp(ctx, out, bc, mesh, siteJS, total); err != nil {
+		return err
+	}
+	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+bc.Cuts), bc.LatencyFor); err != nil {
+		return err
+	}
+	return res.print(bc)
+}
+
+// catchUp cuts every site's WAN link bc.Cuts times, central holding total
+// events before the first, and times each catch-up.
+func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshConfig, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, total int) error {
+	nSites, perSite, cjs, plog := bc.Sites, bc.Events, mesh.CentralJS, bc.PeerLog
+	cutLinks := func(cut bool) { mesh.CutWAN(cut, bc.CutMode == "silent") }
 	// 2. Catch-up: every site's WAN link is cut while the sites take
 	// events, for cutFor (long enough for central's source consumers to
 	// fail and back off); then it returns and central sources the backlog.
@@ -117,14 +129,14 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	// returned, and how fast the backlog came in.
 	var starts []time.Duration
 	var rates []float64
-	for cut := range nCuts {
+	for cut := range bc.Cuts {
 		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
 		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
 			return err
 		}
-		if err := waitCtx(ctx, time.Until(cutAt.Add(cutFor))); err != nil {
+		if err := waitCtx(ctx, time.Until(cutAt.Add(bc.CutFor))); err != nil {
 			return err
 		}
 		before, err := centralBySite(ctx, cjs)
@@ -149,15 +161,12 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
-	res.Cuts, res.CutFor, res.CutMode = nCuts, cutFor.String(), cutMode
+	res.Cuts, res.CutFor, res.CutMode = bc.Cuts, bc.CutFor.String(), bc.CutMode
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+nCuts), bc.LatencyFor); err != nil {
-		return err
-	}
-	return res.print(bc)
+	return nil
 }
 
 // benchEvent is one event of a site, numbered n, observed now.
