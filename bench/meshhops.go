@@ -307,13 +307,14 @@ func spoolAndDrain(ctx context.Context, dir string, sites []jetstream.JetStream,
 // each was stored (its Nats-Time-Stamp) and seen. ready is closed once it
 // listens.
 func watchCentral(ctx context.Context, nc *nats.Conn, firstN, want int, lt *latencyTrace, ready chan<- struct{}) error {
-	msgs := make(chan *nats.Msg, 64*1024)
+	// Room for every event of the run: a full channel would drop messages
+	// (a slow consumer) and the run would wait for them in vain.
+	msgs := make(chan *nats.Msg, want+1024)
 	sub, err := nc.ChanSubscribe(bus.StoredPrefix+"ev.>", msgs)
 	if err != nil {
 		return fmt.Errorf("latency: central's stored feed: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	_ = sub.SetPendingLimits(-1, -1)
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("latency: central's stored feed: %w", err)
 	}
