@@ -82,6 +82,16 @@ type MeshConfig struct {
 	CutMode    string        // "silent" (the links drop packets) or "loud" (closed at once)
 	LatencyFor time.Duration // length of the latency run
 	PeerLog    *slog.Logger  // the peers' log; nil: they log nothing
+	// SiteProcesses runs each site peer in a process of its own ('meshmon
+	// peer run', Meshmon's), on a leaf link through the same WAN proxies,
+	// instead of in this process beside central.
+	SiteProcesses bool
+	// DrainBatch is the latency run's poller publish batch (the poller's
+	// BatchSize).
+	DrainBatch int
+	// Meshmon is the meshmon executable of the site processes; empty:
+	// this process's executable.
+	Meshmon string
 }
 
 // FailoverConfig is 'meshmon bench failover'.

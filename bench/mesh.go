@@ -20,7 +20,6 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/internal/meshtest"
 )
 
@@ -28,6 +27,8 @@ import (
 type meshBenchResult struct {
 	Sites             int     `json:"sites"`
 	IngestEvents      int     `json:"ingest_events"`
+	SiteProcesses     bool    `json:"site_processes"`
+	SitesStoredPerSec float64 `json:"sites_stored_per_sec"`
 	IngestPerSec      float64 `json:"central_ingest_per_sec"`
 	CatchUpEvents     int     `json:"catch_up_events"`
 	CatchUpPerSec     float64 `json:"catch_up_per_sec"`
@@ -37,9 +38,13 @@ type meshBenchResult struct {
 	CatchUpStartP50   string  `json:"catch_up_started_after_p50"`
 	CatchUpStartMax   string  `json:"catch_up_started_after_max"`
 	LatencyRate       int     `json:"latency_rate_per_sec"`
+	DrainBatch        int     `json:"latency_drain_batch"`
 	LatencyEvents     int     `json:"latency_events"`
 	LatencyP50        string  `json:"latency_p50"`
 	LatencyP99        string  `json:"latency_p99"`
+	LatencyMax        string  `json:"latency_max"`
+	LatencyHops       []hop   `json:"latency_hops"`
+	LatencyDrain      string  `json:"latency_drain"`
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
@@ -51,7 +56,6 @@ type meshBenchResult struct {
 // data directory and real leaf links.
 func Mesh(ctx context.Context, bc MeshConfig) error {
 	nSites, perSite, rate := bc.Sites, bc.Events, bc.Rate
-	nCuts, cutFor, cutMode := bc.Cuts, bc.CutFor, bc.CutMode
 	if err := bc.validate(); err != nil {
 		return err
 	}
@@ -75,16 +79,18 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	defer mesh.Close()
 	cjs := mesh.CentralJS
-	cutLinks := func(cut bool) { mesh.CutWAN(cut, cutMode == "silent") }
-	for i := range nSites {
-		if _, _, err := mesh.AddSite(ctx, fmt.Sprintf("s%d", i+1)); err != nil {
-			return err
-		}
+	siteJS, closeSites, err := startSites(ctx, bc, dir, mesh)
+	if err != nil {
+		return err
 	}
-	siteJS := mesh.SiteJS
-	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; all in this process\n", nSites)
+	defer closeSites()
+	where := "all in this process"
+	if bc.SiteProcesses {
+		where = "central in this process, each site in a process of its own"
+	}
+	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; %s\n", nSites, where)
 
-	res := meshBenchResult{Sites: nSites, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate}
+	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate, DrainBatch: bc.DrainBatch}
 	total := 0
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
@@ -93,13 +99,30 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
 		return err
 	}
+	res.SitesStoredPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
 	total += nSites * perSite
 	if err := waitCentral(ctx, cjs, total, 5*time.Minute); err != nil {
 		return err
 	}
 	res.IngestPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
-	fmt.Fprintf(out, "ingest: %d events from %d sites stored at central at %.0f events/s\n", nSites*perSite, nSites, res.IngestPerSec)
+	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s\n",
+		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec)
+	res.natsAnchor(ctx, out, mesh)
 
+	if err := res.catchUp(ctx, out, bc, mesh, siteJS, total); err != nil {
+		return err
+	}
+	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+bc.Cuts), bc.LatencyFor); err != nil {
+		return err
+	}
+	return res.print(bc)
+}
+
+// catchUp cuts every site's WAN link bc.Cuts times, central holding total
+// events before the first, and times each catch-up.
+func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshConfig, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, total int) error {
+	nSites, perSite, cjs, plog := bc.Sites, bc.Events, mesh.CentralJS, bc.PeerLog
+	cutLinks := func(cut bool) { mesh.CutWAN(cut, bc.CutMode == "silent") }
 	// 2. Catch-up: every site's WAN link is cut while the sites take
 	// events, for cutFor (long enough for central's source consumers to
 	// fail and back off); then it returns and central sources the backlog.
@@ -107,14 +130,14 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	// returned, and how fast the backlog came in.
 	var starts []time.Duration
 	var rates []float64
-	for cut := range nCuts {
+	for cut := range bc.Cuts {
 		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
 		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
 			return err
 		}
-		if err := waitCtx(ctx, time.Until(cutAt.Add(cutFor))); err != nil {
+		if err := waitCtx(ctx, time.Until(cutAt.Add(bc.CutFor))); err != nil {
 			return err
 		}
 		before, err := centralBySite(ctx, cjs)
@@ -139,15 +162,12 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
-	res.Cuts, res.CutFor, res.CutMode = nCuts, cutFor.String(), cutMode
+	res.Cuts, res.CutFor, res.CutMode = bc.Cuts, bc.CutFor.String(), bc.CutMode
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
 
-	if err := res.latency(ctx, out, mesh, total, perSite*(1+nCuts), bc.LatencyFor); err != nil {
-		return err
-	}
-	return res.print(bc)
+	return nil
 }
 
 // benchEvent is one event of a site, numbered n, observed now.
@@ -227,90 +247,6 @@ func waitCentral(ctx context.Context, js jetstream.JetStream, want int, within t
 	}
 }
 
-// latencyRun publishes at rate per second, split over the sites, in batches
-// of 10 ms, for d, and returns for every event the time from its observation
-// (its "time") to its storing at central.
-func latencyRun(ctx context.Context, sites []jetstream.JetStream, cjs jetstream.JetStream, already, firstN, rate int, d time.Duration) ([]time.Duration, error) {
-	s, err := cjs.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		return nil, err
-	}
-	startSeq := s.CachedInfo().State.LastSeq + 1
-	n := int(float64(rate) * d.Seconds())
-	per := max(n/len(sites), 1)
-	var wg sync.WaitGroup
-	errs := make([]error, len(sites))
-	start := time.Now()
-	for i, js := range sites {
-		wg.Go(func() {
-			site := fmt.Sprintf("s%d", i+1)
-			pub := bus.NewPublisher(js)
-			tick := 10 * time.Millisecond
-			perTick := max(per*int(tick)/int(d), 1)
-			for k := 0; k < per; k += perTick {
-				due := start.Add(time.Duration(k/perTick) * tick)
-				if w := time.Until(due); w > 0 {
-					time.Sleep(w)
-				}
-				msgs := make([]meshmon.Message, 0, perTick)
-				for j := k; j < min(k+perTick, per); j++ {
-					msgs = append(msgs, benchEvent(site, firstN+j, time.Now()))
-				}
-				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
-					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	want := per * len(sites)
-	if err := waitCentral(ctx, cjs, already+want, 2*time.Minute); err != nil {
-		return nil, err
-	}
-	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: startSeq, InactiveThreshold: time.Minute})
-	if err != nil {
-		return nil, err
-	}
-	var lat []time.Duration
-	// A fetch that brings nothing is asked again until nothing has come
-	// for readStall: the consumer, just made on central's cluster, may be
-	// led by another peer that does not take pull requests yet, and the
-	// server answers the first ones 503, no responders (the run failed
-	// so, reading 0 events, in 2 of 5 runs on a loaded machine).
-	const readStall = 30 * time.Second
-	progress := time.Now()
-	for len(lat) < want {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			var ev meshmon.Event
-			if err != nil || json.Unmarshal(m.Data(), &ev) != nil {
-				continue
-			}
-			lat = append(lat, md.Timestamp.Sub(ev.Time))
-		}
-		switch {
-		case got > 0:
-			progress = time.Now()
-		case time.Since(progress) > readStall:
-			return nil, fmt.Errorf("latency: read %d of %d events at central, then nothing for %s (%v)", len(lat), want, readStall, batch.Error())
-		case !backoff.Sleep(ctx, 100*time.Millisecond):
-			return nil, ctx.Err()
-		}
-	}
-	return lat, nil
-}
-
 var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) msgs/sec`)
 
 // natsBench runs the stock nats CLI's JetStream publish benchmark against
@@ -378,10 +314,18 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	}
 	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "central ingest from %d sites\t%.0f events/s\n", res.Sites, res.IngestPerSec)
+	sites := "in this process"
+	if res.SiteProcesses {
+		sites = "in their own processes"
+	}
+	fmt.Fprintf(tw, "central ingest from %d sites (%s)\t%.0f events/s\n", res.Sites, sites, res.IngestPerSec)
+	fmt.Fprintf(tw, "the sites' own stores, same run\t%.0f events/s\n", res.SitesStoredPerSec)
 	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
-	fmt.Fprintf(tw, "latency p50 / p99 at %d events/s\t%s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99)
+	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	for _, h := range res.LatencyHops {
+		fmt.Fprintf(tw, "  %s\tp50 %s, p99 %s, max %s\n", h.Name, h.P50, h.P99, h.Max)
+	}
 	if res.NatsBenchPerSec > 0 {
 		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
 	}
@@ -389,36 +333,63 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 }
 
 // latency measures, at res.LatencyRate for latencyFor, the time from an
-// event's observation to its storing at central (after total events, the
-// sites' numbers from firstN on), then 'nats bench js pub' against the
-// same central cluster.
-func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, total, firstN int, latencyFor time.Duration) error {
-	// 3. Latency at a steady rate: observation time to central's store time.
-	lat, err := latencyRun(ctx, mesh.SiteJS, mesh.CentralJS, total, firstN, res.LatencyRate, latencyFor)
+// event's observation to its storing at central, hop by hop (the sites'
+// event numbers from firstN on; the spools in dir).
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
+	// 3. Latency at a steady rate: observation time to central's store
+	// time, and each hop on the way.
+	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)
 	if err != nil {
 		return err
 	}
-	res.LatencyEvents = len(lat)
+	events := lt.events
+	lat := make([]time.Duration, 0, len(events))
+	incomplete := 0
+	for _, e := range events {
+		if !e.complete() {
+			incomplete++
+			continue
+		}
+		lat = append(lat, e.centralStored.Sub(e.observed))
+	}
+	if incomplete > 0 {
+		// Not seen at some point of its path: counted, not timed.
+		fmt.Fprintf(out, "latency: %d events were not seen at every point of their path and are left out\n", incomplete)
+	}
 	slices.Sort(lat)
-	res.LatencyP50 = lat[len(lat)/2].Round(100 * time.Microsecond).String()
-	res.LatencyP99 = lat[len(lat)*99/100].Round(100 * time.Microsecond).String()
-	fmt.Fprintf(out, "latency at %d events/s: %d events, observation to central p50 %s, p99 %s\n", res.LatencyRate, len(lat), res.LatencyP50, res.LatencyP99)
+	res.LatencyEvents = len(lat)
+	res.LatencyP50, res.LatencyP99, res.LatencyMax = hopQuantile(lat, 50), hopQuantile(lat, 99), hopQuantile(lat, 100)
+	res.LatencyHops = hopStats(events)
+	fmt.Fprintf(out, "latency at %d events/s (drain batch %d): %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
+		res.LatencyRate, res.DrainBatch, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	printHops(out, res.LatencyHops)
+	res.LatencyDrain = lt.drainStats()
+	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)
 
-	// 4. The stock nats CLI against the same central cluster.
-	if perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents); why != "" {
+	return nil
+}
+
+// natsAnchor runs the stock nats CLI against the same central cluster
+// (natsBench), right after the ingest run, so that the two rates share the
+// machine's load of the moment as closely as they can.
+func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh) {
+	perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+	if why != "" {
 		res.NatsBenchSkipped = why
 		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
-	} else {
-		res.NatsBenchPerSec = perSec
-		res.IngestVsNatsBench = res.IngestPerSec / perSec
-		fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+		return
 	}
-	return nil
+	res.NatsBenchPerSec = perSec
+	res.IngestVsNatsBench = res.IngestPerSec / perSec
+	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
 }
 
 func (bc MeshConfig) validate() error {
 	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
 		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.DrainBatch < 1 || bc.DrainBatch > 10000 {
+		return fmt.Errorf("--drain-batch %d: must be 1 to 10000, as the poller's batch", bc.DrainBatch)
 	}
 	if bc.CutMode != "silent" && bc.CutMode != "loud" {
 		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", bc.CutMode)

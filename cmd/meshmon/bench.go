@@ -89,9 +89,8 @@ func benchTrapsCommand() *cli.Command {
 
 func benchMeshCommand() *cli.Command {
 	return &cli.Command{
-		Name: "mesh",
-		Usage: "central ingest from several sites, catch-up after a WAN cut, and observation-to-central latency, " +
-			"against 'nats bench js pub' on the same central cluster",
+		Name:  "mesh",
+		Usage: "central ingest from several sites, catch-up after a WAN cut, and observation-to-central latency hop by hop, against 'nats bench js pub' on the same central cluster",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "sites", Value: 3, Usage: "site peers"},
 			&cli.IntFlag{Name: "events", Value: 20000, Usage: "events per site for the ingest run, and piled up per site during the WAN cut"},
@@ -100,11 +99,13 @@ func benchMeshCommand() *cli.Command {
 			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
 			&cli.StringFlag{Name: "cut-mode", Value: "silent", Usage: "how the WAN is cut: 'silent' loses what the links carry until their ends give up on them, as a link that drops packets does; 'loud' closes the links at once"},
 			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
+			&cli.IntFlag{Name: "drain-batch", Value: poller.DefaultConfig().BatchSize, Usage: "the latency run's poller publish batch"},
+			&cli.BoolFlag{Name: "site-processes", Usage: "run each site peer in a process of its own ('meshmon peer run') instead of in this process"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg := bench.MeshConfig{Output: benchOutput(c), Sites: c.Int("sites"), Events: c.Int("events"), Rate: c.Int("rate"),
-				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for")}
+				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for"), SiteProcesses: c.Bool("site-processes"), DrainBatch: c.Int("drain-batch")}
 			// The peers log only when asked to (--log-level given), to stderr.
 			if c.IsSet("log-level") {
 				var err error
@@ -119,9 +120,8 @@ func benchMeshCommand() *cli.Command {
 
 func benchFailoverCommand() *cli.Command {
 	return &cli.Command{
-		Name: "failover",
-		Usage: "crash poller group members again and again: time from the dead poller's last heartbeat to its " +
-			"successor's first poll of each of its devices, and devices moved when a member joins",
+		Name:  "failover",
+		Usage: "crash poller group members again and again: time from the dead poller's last heartbeat to its successor's first poll of each of its devices, and devices moved when a member joins",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "pollers", Value: 3, Usage: "members of the group"},
 			&cli.IntFlag{Name: "devices", Value: 30, Usage: "simulated SNMP devices"},

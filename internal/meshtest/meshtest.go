@@ -278,6 +278,15 @@ func (m *Mesh) AddSite(ctx context.Context, name string) (*peer.Peer, jetstream.
 	return p, js, nil
 }
 
+// JoinToken is the join token of site, whose link goes through the WAN
+// proxies: what 'meshmon peer run --join' of a site peer in another
+// process takes. The site must be added at central (bus.AddSite).
+func (m *Mesh) JoinToken(site string) string {
+	info := m.join
+	info.Central = m.viaProxy
+	return bus.JoinToken(site, info)
+}
+
 // CutWAN starts (cut) or ends a WAN outage of every site. A silent cut
 // loses what the links carry until their ends give up on them, as a link
 // that drops packets does; a loud one closes the links at once.
