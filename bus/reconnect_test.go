@@ -38,11 +38,16 @@ func TestPublishBatchRetriesAfterReconnect(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer hole.Close()
-			taken := make(chan struct{}, 1)
+			// taken is closed once the hole holds all the publisher sends
+			// before it waits (one atomic batch, or one message at a
+			// time): a request still on its way when the server stops
+			// could find the hole gone first and be answered "no
+			// responders".
+			taken := make(chan struct{})
+			n, sent := 0, min(maxAtomic, 50)
 			if _, err := hole.Subscribe("ev.>", func(*nats.Msg) {
-				select {
-				case taken <- struct{}{}:
-				default:
+				if n++; n == sent {
+					close(taken)
 				}
 			}); err != nil {
 				t.Fatal(err)
