@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -42,10 +43,28 @@ func MakeStreams(ctx context.Context, js jetstream.JetStream, t tenancy.Tenant, 
 	if err := bus.WaitJetStream(ctx, js); err != nil {
 		return fmt.Errorf("the tenant's account: %w", err)
 	}
-	if err := bus.EnsureCentral(ctx, js, StreamLimits(t.Limits, replicas)); err != nil {
-		return err
+	// The peer that answered may hold the account before the one that
+	// leads the cluster's metadata does: until then a stream's creation
+	// is refused as "jetstream not enabled" or goes unanswered (seen in
+	// 'bench tenants' under load, at the 78th tenant's bucket and the
+	// 133rd's METRICS stream). Both steps are idempotent.
+	b := backoff.New(100*time.Millisecond, 2*time.Second)
+	for {
+		err := bus.EnsureCentral(ctx, js, StreamLimits(t.Limits, replicas))
+		if err == nil {
+			err = bus.PutAccountJWT(ctx, js, t.JWT, replicas)
+		}
+		if err == nil || !accountSettling(err) || !b.Wait(ctx) {
+			return err
+		}
 	}
-	return bus.PutAccountJWT(ctx, js, t.JWT, replicas)
+}
+
+// accountSettling reports whether err is what a cluster answers while a
+// new account's JWT reaches its members: worth asking again.
+func accountSettling(err error) bool {
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout)
 }
 
 // Create creates tenant name with limits lim: it signs the tenant's
