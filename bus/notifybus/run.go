@@ -55,7 +55,7 @@ type Config struct {
 // DefaultConfig is the runner of a tenant as Run starts it.
 func DefaultConfig(tenant string) Config {
 	return Config{Tenant: tenant, Now: time.Now, Tick: time.Second, RetryFirst: 2 * time.Second, RetryMax: 5 * time.Minute,
-		SendTimeout: 30 * time.Second, ClaimMargin: 5 * time.Second, LateQuiet: 5 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
+		SendTimeout: 15 * time.Second, ClaimMargin: 5 * time.Second, LateQuiet: 5 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
 }
 
 // Run runs the tenant's notifications on nc, a connection in the
