@@ -84,6 +84,7 @@ func ruleFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "kind", Usage: "match these kinds (node_down, if_down, ...); none: any"},
 		&cli.StringSliceFlag{Name: "channel", Usage: "channels to page (required)"},
 		&cli.StringSliceFlag{Name: "escalate", Usage: "AFTER=CHANNEL: page CHANNEL too when the alarm is unacknowledged AFTER (15m) its page; repeat in order"},
+		&cli.BoolFlag{Name: "actions", Usage: "page the NOC's acknowledgements, unacknowledgements and comments of the matching alarms too"},
 	}
 }
 
@@ -264,7 +265,7 @@ func notifyRuleAdd(c *cli.Context) error {
 		return err
 	}
 	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
-		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel")}
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions")}
 	for _, e := range c.StringSlice("escalate") {
 		after, ch, ok := strings.Cut(e, "=")
 		d, err := time.ParseDuration(after)
