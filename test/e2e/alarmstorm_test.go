@@ -336,8 +336,18 @@ func TestAlarmStormLeaderKilled(t *testing.T) {
 	if err := os.WriteFile(secret, []byte(stormSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	central("notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.srv.URL, "--secret-file", secret,
-		"--allow-plaintext", "--rate-per-minute", "0")
+	// The first command makes the notification buckets, R3, on a central
+	// just started: on a busy machine their placement may outlast one
+	// command's timeout; the command is run again (--replace: it may have
+	// been stored).
+	eventually.NoError(t, 60*time.Second, "the webhook channel added", func() error {
+		_, e, code := run(t, m.centralCLI("notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.srv.URL,
+			"--secret-file", secret, "--allow-plaintext", "--rate-per-minute", "0", "--replace")...)
+		if code != 0 {
+			return errors.New(e)
+		}
+		return nil
+	})
 	central("notify", "rule", "add", "all", "--channel", "hook")
 
 	scfg := sim.DefaultConfig()
