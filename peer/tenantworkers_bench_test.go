@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -116,6 +117,17 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 	runtime.ReadMemStats(&ms)
 	streams, consumers := jsCount(p.Server(), "")
 	cpu0, t0 := cpuTime(), time.Now()
+	if f := os.Getenv("MESHMON_BENCH_IDLE_PROFILE"); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close()
+		if err := pprof.StartCPUProfile(w); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	idle := 10 * time.Second
 	<-time.After(idle) // the measured window, not synchronisation
 	cpu := float64(cpuTime()-cpu0) / float64(time.Since(t0))
