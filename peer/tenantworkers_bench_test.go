@@ -77,7 +77,7 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 		if err != nil {
 			return nil, err
 		}
-		return nats.Connect(p.ClientURL(), auth)
+		return nats.Connect(p.ClientURL(), auth, nats.Timeout(30*time.Second)) // a server busy with the workers of many tenants
 	}
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {
@@ -92,7 +92,7 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 	lim.DiskBytes = disk
 	start := time.Now()
 	for i := range n {
-		cctx, c := context.WithTimeout(ctx, time.Minute)
+		cctx, c := context.WithTimeout(ctx, 2*time.Minute)
 		_, _, err := provision.Create(cctx, st, sys, dial, fmt.Sprintf("t%05d", i), lim, 1)
 		c()
 		if err != nil {
