@@ -92,9 +92,18 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 	lim.DiskBytes = disk
 	start := time.Now()
 	for i := range n {
-		cctx, c := context.WithTimeout(ctx, 2*time.Minute)
-		_, _, err := provision.Create(cctx, st, sys, dial, fmt.Sprintf("t%05d", i), lim, 1)
-		c()
+		// A create that fails (a new account's JetStream not ready yet
+		// on a busy server) is made again under another name.
+		var err error
+		for try := range 3 {
+			cctx, c := context.WithTimeout(ctx, 2*time.Minute)
+			_, _, err = provision.Create(cctx, st, sys, dial, fmt.Sprintf("t%05d-%d", i, try), lim, 1)
+			c()
+			if err == nil {
+				break
+			}
+			b.Logf("tenant %d, try %d: %v", i, try+1, err)
+		}
 		if err != nil {
 			b.Fatalf("tenant %d: %v", i, err)
 		}
@@ -105,10 +114,10 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 		eventually.True(b, 20*time.Minute, "every tenant's ALARMS stream and notify consumer", func() bool {
 			s, c := jsCount(p.Server(), alarm.Stream)
 			l, _ := jsCount(p.Server(), "NOTIFY_LOG")
-			if s != n || c < n || l != n {
+			if s < n || c < n || l < n {
 				b.Logf("%d ALARMS, %d consumers, %d NOTIFY_LOG", s, c, l)
 			}
-			return s == n && c >= n && l == n
+			return s >= n && c >= n && l >= n
 		})
 	}
 	ready := time.Since(start)
