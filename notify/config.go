@@ -140,6 +140,10 @@ type Rule struct {
 	// an acknowledgement, a clear, a maintenance window or the alarm
 	// becoming a symptom stops them.
 	Escalation []Step `json:"escalation,omitempty"`
+	// Actions pages the NOC's acknowledgements, unacknowledgements and
+	// comments of the rule's alarms too (a clear by hand pages as any
+	// clear does).
+	Actions bool `json:"actions,omitempty"`
 }
 
 // Severities an alarm can have.

@@ -16,8 +16,11 @@ type Item struct {
 	ID   string `json:"id"`
 	What string `json:"what"` // the change's What, or "escalation"
 	// Step is the escalation step (1 for the first), for an escalation.
-	Step int       `json:"step,omitempty"`
-	Rule string    `json:"rule"`
+	Step int    `json:"step,omitempty"`
+	Rule string `json:"rule"`
+	// By is the user of a NOC action (acked, unacked, commented, a clear
+	// by hand), as the server proved it.
+	By   string    `json:"by,omitempty"`
 	Late bool      `json:"late,omitempty"`
 	At   time.Time `json:"at"`
 	// Alarm is the alarm as the change left it.
@@ -53,7 +56,9 @@ type Decision struct {
 //   - maintenance: a window beginning stops the escalations; one ending
 //     over an alarm still open and unacknowledged pages it then (what was
 //     held);
-//   - repeated and commented call for nothing.
+//   - repeated and commented call for nothing;
+//   - acked, unacked and commented page the channels of the rules that
+//     ask for the NOC's actions (Rule.Actions).
 //
 // A symptom, or an alarm in a maintenance window, never pages. A late
 // change's items carry Late: they are summarised, not paged one by one.
@@ -62,16 +67,18 @@ func Decide(c alarm.Change, rules []Rule, now time.Time) Decision {
 	open := a.State == alarm.StateOpen
 	held := a.SymptomOf != "" || a.Maintenance != ""
 	var d Decision
-	page, escalate := false, false
+	page, escalate, action := false, false, false
 	switch c.What {
 	case alarm.WhatOpened, alarm.WhatSeverity:
 		page, escalate = open, open
 	case alarm.WhatCleared:
 		page, d.Cancel = true, true
 	case alarm.WhatAcked:
-		d.Cancel = true
+		d.Cancel, action = true, true
 	case alarm.WhatUnacked:
-		d.Cancel, escalate = true, open
+		d.Cancel, escalate, action = true, open, true
+	case alarm.WhatCommented:
+		action = true
 	case alarm.WhatSymptom:
 		d.Cancel = a.SymptomOf != ""
 		page, escalate = open && a.SymptomOf == "", open && a.SymptomOf == ""
@@ -88,10 +95,10 @@ func Decide(c alarm.Change, rules []Rule, now time.Time) Decision {
 		if !r.Matches(a) {
 			continue
 		}
-		if page {
+		if page || action && r.Actions {
 			for _, ch := range r.Channels {
 				if !slices.ContainsFunc(d.Sends, func(s Send) bool { return s.Channel == ch }) {
-					d.Sends = append(d.Sends, Send{Channel: ch, Item: Item{ID: c.MsgID(), What: c.What, Rule: r.Name, Late: c.Late, At: c.At, Alarm: a}})
+					d.Sends = append(d.Sends, Send{Channel: ch, Item: Item{ID: c.MsgID(), What: c.What, Rule: r.Name, By: c.By, Late: c.Late, At: c.At, Alarm: a}})
 				}
 			}
 		}

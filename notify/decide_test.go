@@ -1,6 +1,8 @@
 package notify_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +83,48 @@ func TestDecide(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecideActions: a rule with Actions pages the NOC's acknowledgement,
+// unacknowledgement and comment of its alarms, naming the user; rules
+// without it stay quiet; a symptom's actions never page.
+func TestDecideActions(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC)
+	rs := append(slices.Clone(rules), notify.Rule{Name: "noc", Sites: []string{"paris"}, Channels: []string{"noc-chat", "chat"}, Actions: true})
+	by := func(c alarm.Change) alarm.Change { c.By = "alice"; return c }
+	for _, tc := range []struct {
+		name  string
+		c     alarm.Change
+		sends []string
+	}{
+		{"acked", by(change(alarm.WhatAcked, func(a *alarm.Alarm) { a.Acked, a.AckedBy = true, "alice" })), []string{"noc-chat", "chat"}},
+		{"unacked", by(change(alarm.WhatUnacked, nil)), []string{"noc-chat", "chat"}},
+		{"commented", by(change(alarm.WhatCommented, nil)), []string{"noc-chat", "chat"}},
+		{"repeated", change(alarm.WhatRepeated, nil), nil},
+		{"a symptom acked", by(change(alarm.WhatAcked, func(a *alarm.Alarm) { a.Acked, a.SymptomOf = true, "paris.core.icmp" })), nil},
+		{"another site acked", by(change(alarm.WhatAcked, func(a *alarm.Alarm) { a.Site, a.Acked = "lyon", true })), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := notify.Decide(tc.c, rs, now)
+			var got []string
+			for _, s := range d.Sends {
+				got = append(got, s.Channel)
+				if s.Item.By != "alice" || s.Item.What != tc.c.What {
+					t.Errorf("item %+v: want by alice, what %s", s.Item, tc.c.What)
+				}
+			}
+			if !slices.Equal(got, tc.sends) {
+				t.Fatalf("sends %v, want %v", got, tc.sends)
+			}
+		})
+	}
+	c := by(change(alarm.WhatCommented, func(a *alarm.Alarm) {
+		a.Comments = []alarm.Comment{{By: "alice", At: now, Text: "fibre cut\nat the river"}}
+	}))
+	m := notify.Message{Items: []notify.Item{notify.Decide(c, rs, now).Sends[0].Item}}
+	if !strings.Contains(m.Subject(), "commented by alice") || !strings.Contains(m.Text(), "comment by alice: fibre cut at the river") {
+		t.Errorf("subject %q, text %q: want who commented and what", m.Subject(), m.Text())
 	}
 }
 

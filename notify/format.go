@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/meshmon/meshmon/alarm"
 )
 
 // Envelope is a webhook's JSON body: the message, named by its delivery
@@ -42,6 +44,10 @@ func (m Message) Text() string {
 		if a.Acked {
 			fmt.Fprintf(&b, "acknowledged by %s\n", a.AckedBy)
 		}
+		if it := m.Items[0]; it.What == alarm.WhatCommented && len(a.Comments) > 0 {
+			last := a.Comments[len(a.Comments)-1]
+			fmt.Fprintf(&b, "comment by %s: %s\n", last.By, oneLine(last.Text))
+		}
 		return b.String()
 	}
 	b.WriteString("\n")
@@ -56,6 +62,9 @@ func itemLine(it Item) string {
 	what := it.What
 	if it.What == WhatEscalation {
 		what = fmt.Sprintf("ESCALATION %d, still unacknowledged", it.Step)
+	}
+	if it.By != "" {
+		what += " by " + it.By
 	}
 	return fmt.Sprintf("[meshmon] %s %s: %s/%s %s: %s", strings.ToUpper(a.Severity), what, a.Site, a.Device, a.Kind, a.Message)
 }

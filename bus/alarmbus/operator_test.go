@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,6 +181,32 @@ func TestOperatorModeNOCActions(t *testing.T) {
 	cs, err = alarmbus.Act(ctx, admin, "meshmon-cli", alarm.Action{Verb: alarm.VerbClear, ID: id})
 	if err != nil || cs[0].Alarm.ClearedBy != "meshmon-cli" {
 		t.Fatalf("admin clear: %+v, %v", cs, err)
+	}
+
+	// Every action is a change in ALARMS: who (the user its credential
+	// proved, not the body's), what, when.
+	ajs, _ := jetstream.New(admin)
+	s, err := ajs.Stream(ctx, alarm.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seq := uint64(1); seq <= s.CachedInfo().State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c alarm.Change
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.At.IsZero() {
+			t.Errorf("change %s (%s) has no time", c.MsgID(), c.What)
+		}
+		got = append(got, c.What+" "+c.By)
+	}
+	if want := []string{"opened ", "acked noc", "commented noc", "cleared meshmon-cli"}; !slices.Equal(got, want) {
+		t.Errorf("ALARMS: %q, want %q", got, want)
 	}
 }
 

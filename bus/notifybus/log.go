@@ -14,38 +14,63 @@ import (
 
 // record appends attempts of one message to the log, one per item, with
 // a context of its own: an attempt that was made is recorded even when
-// the runner is being stopped.
-func (s *Store) record(ctx context.Context, a Attempt, items []notify.Item) error {
+// the runner is being stopped. It returns each item's log sequence.
+func (s *Store) record(ctx context.Context, a Attempt, items []notify.Item) ([]uint64, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	seqs := make([]uint64, 0, len(items))
 	for _, it := range items {
 		a.Item, a.Alarm, a.What = it.ID, it.Alarm.ID, it.What
 		b, err := json.Marshal(a)
 		if err != nil {
-			return err
+			return seqs, err
 		}
-		if _, err := s.js.Publish(ctx, LogSubject(a.Channel, it.ID), b); err != nil {
-			return fmt.Errorf("delivery log: %w", err)
+		ack, err := s.js.Publish(ctx, LogSubject(a.Channel, it.ID), b)
+		if err != nil {
+			return seqs, fmt.Errorf("delivery log: %w", err)
 		}
+		seqs = append(seqs, ack.Sequence)
 	}
-	return nil
+	return seqs, nil
 }
 
-// delivered reports whether the log holds a delivery of the item on the
-// channel: its last attempt there was delivered.
-func (s *Store) delivered(ctx context.Context, channel, item string) (bool, error) {
-	m, err := s.log.GetLastMsgForSubject(ctx, LogSubject(channel, item))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
+// claim records a's claim (OutcomeSending) on one item, provided the
+// item's last attempt in the log is still the one at seq (0: none): of
+// two runners claiming an item at once, one wins. It returns the
+// claim's sequence; errClaimed when the log moved.
+func (s *Store) claim(ctx context.Context, a Attempt, it notify.Item, seq uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	a.Item, a.Alarm, a.What = it.ID, it.Alarm.ID, it.What
+	b, err := json.Marshal(a)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := s.js.Publish(ctx, LogSubject(a.Channel, it.ID), b, jetstream.WithExpectLastSequencePerSubject(seq))
+	if isStale(err) {
+		return 0, errClaimed
 	}
 	if err != nil {
-		return false, err
+		return 0, fmt.Errorf("delivery log: claim: %w", err)
 	}
+	return ack.Sequence, nil
+}
+
+// lastAttempt returns the item's last attempt on the channel and its
+// log sequence (0: none).
+func (s *Store) lastAttempt(ctx context.Context, channel, item string) (Attempt, uint64, error) {
 	var a Attempt
-	if err := json.Unmarshal(m.Data, &a); err != nil {
-		return false, err
+	m, err := s.log.GetLastMsgForSubject(ctx, LogSubject(channel, item))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return a, 0, nil
 	}
-	return a.Outcome == OutcomeDelivered, nil
+	if err != nil {
+		return a, 0, err
+	}
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return a, 0, fmt.Errorf("delivery log %s: %w", m.Subject, err)
+	}
+	return a, m.Sequence, nil
 }
 
 // Log reads the last limit attempts (0: all) of channel ("": every
@@ -93,4 +118,17 @@ func (s *Store) Log(ctx context.Context, channel string, limit int) ([]Attempt, 
 			return out, nil
 		}
 	}
+}
+
+// OutboxLen returns how many items wait in the outbox.
+func (s *Store) OutboxLen(ctx context.Context) (int, error) {
+	keys, err := s.outbox.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	return n, nil
 }

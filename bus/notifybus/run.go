@@ -1,6 +1,7 @@
 package notifybus
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/alarm"
@@ -20,6 +22,10 @@ import (
 // Config is how a runner runs; DefaultConfig is what Run uses.
 type Config struct {
 	Tenant string
+	// Holder names who runs the runner (a central peer's name), in its
+	// claims in the delivery log; a random suffix makes each Run's
+	// claims its own.
+	Holder string
 	Log    *slog.Logger // nil: no log
 	Now    func() time.Time
 	// Tick is how often the outbox, the escalations and the
@@ -31,6 +37,11 @@ type Config struct {
 	// finishes the attempt in flight (and records it) before it
 	// returns, so it returns within about SendTimeout.
 	SendTimeout time.Duration
+	// ClaimMargin is added to SendTimeout in a claim, for the clocks of
+	// the central peers, which may differ by this much: another runner
+	// finding the claim unresolved waits that long before it logs the
+	// item uncertain.
+	ClaimMargin time.Duration
 	// Late changes go as one summary once the runner has applied every
 	// change in the stream and none has come late for LateQuiet (the
 	// catch-up is over), or once the oldest has waited LateWait.
@@ -44,7 +55,7 @@ type Config struct {
 // DefaultConfig is the runner of a tenant as Run starts it.
 func DefaultConfig(tenant string) Config {
 	return Config{Tenant: tenant, Now: time.Now, Tick: time.Second, RetryFirst: 2 * time.Second, RetryMax: 5 * time.Minute,
-		SendTimeout: 30 * time.Second, LateQuiet: 5 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
+		SendTimeout: 15 * time.Second, ClaimMargin: 5 * time.Second, LateQuiet: 5 * time.Second, LateWait: time.Minute, AckWait: 30 * time.Second}
 }
 
 // Run runs the tenant's notifications on nc, a connection in the
@@ -53,8 +64,11 @@ func DefaultConfig(tenant string) Config {
 // stream, consumes it with the durable consumer Consumer, and delivers
 // and escalates from the buckets of Store, so it may be stopped and
 // started again, here or on another central peer, without losing or
-// repeating a notification. Only one Run per tenant at a time: two at
-// once may deliver a notification twice (the lead's lease sees to it).
+// repeating a notification. Each item is claimed in the delivery log
+// before it is sent, so no two runners send it, even two at once, and a
+// runner that dies with it in flight leaves it sent at most once
+// (OutcomeUncertain). One Run per tenant is meant (the lease of the
+// central peers sees to it).
 func Run(ctx context.Context, nc *nats.Conn, tenant string) error {
 	return RunConfig(ctx, nc, DefaultConfig(tenant))
 }
@@ -80,7 +94,8 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	r := &runner{cfg: cfg, log: cfg.Log.With("tenant", cfg.Tenant), wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{}, checked: map[string]bool{}}
+		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{},
+		id: cmp.Or(cfg.Holder, "runner") + "." + nuid.Next(), known: map[string]uint64{}, unrecorded: map[string]Attempt{}}
 	cons, err := r.setup(ctx, js)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -120,8 +135,14 @@ type runner struct {
 	caughtUp    atomic.Bool   // the consumer has nothing pending
 	lastSeq     atomic.Uint64 // the ALARMS sequence of the last change applied
 
-	chans   map[string]*chanState // work only
-	checked map[string]bool       // outbox keys the log said were not delivered yet (work only)
+	// id names this Run in its claims.
+	id string
+	// Work only: the outbox keys read in the log, to send, with the log
+	// sequence of their last attempt (a claim is on condition that it is
+	// still the last); and the attempts made whose record failed.
+	chans      map[string]*chanState
+	known      map[string]uint64
+	unrecorded map[string]Attempt
 }
 
 // chanState is a channel's rate limit and retry state.

@@ -138,7 +138,8 @@ type receiver struct {
 	srv    *httptest.Server
 
 	mu     sync.Mutex
-	fail   int // answer 503 to this many requests first
+	fail   int           // answer 503 to this many requests first
+	delay  time.Duration // answer each request this late
 	block  chan struct{}
 	seen   chan struct{} // a request arrived (block set)
 	got    []notify.Envelope
@@ -157,9 +158,12 @@ func newReceiver(t testing.TB, secret string) *receiver {
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
-	block, seen := r.block, r.seen
+	block, seen, delay := r.block, r.seen, r.delay
 	r.block = nil
 	r.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay) // a slow receiver, not synchronisation
+	}
 	if block != nil {
 		close(seen)
 		<-block

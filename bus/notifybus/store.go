@@ -51,6 +51,15 @@ const (
 	OutcomeDelivered = "delivered" // the channel took it
 	OutcomeFailed    = "failed"    // it did not; the item stays in the outbox and is tried again
 	OutcomeDropped   = "dropped"   // the channel no longer exists
+	// OutcomeSending is the claim a runner records just before it
+	// sends: no other runner sends the item while it holds (until
+	// Until), and one that finds it later, never resolved, does not send
+	// the item again (OutcomeUncertain).
+	OutcomeSending = "sending"
+	// OutcomeUncertain: the item was in flight when its runner died
+	// (its claim expired unresolved); it may or may not have reached the
+	// channel and is not sent again.
+	OutcomeUncertain = "uncertain"
 )
 
 // Attempt is one delivery attempt of one item, as the log keeps it.
@@ -67,6 +76,10 @@ type Attempt struct {
 	At       time.Time `json:"at"`
 	Outcome  string    `json:"outcome"`
 	Error    string    `json:"error,omitempty"`
+	// Holder and Until are a claim's (OutcomeSending): the runner that
+	// sends, and when its send has ended at the latest.
+	Holder string    `json:"holder,omitempty"`
+	Until  time.Time `json:"until,omitzero"`
 }
 
 // Store is a tenant's notification state at central.

@@ -209,12 +209,11 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 	if !ok {
 		for _, o := range entries {
 			a := Attempt{Channel: name, Delivery: o.Item.ID + "." + name, Items: 1, At: now, Outcome: OutcomeDropped, Error: "no such channel: it was removed"}
-			if err := r.st.record(ctx, a, []notify.Item{o.Item}); err != nil {
+			if _, err := r.st.record(ctx, a, []notify.Item{o.Item}); err != nil {
 				return len(entries), err
 			}
 			r.log.Warn("notify: channel removed, notification dropped", "channel", name, "item", o.Item.ID)
-			_ = r.st.outbox.Delete(ctx, outboxKey(name, o.Item.ID))
-			delete(r.checked, outboxKey(name, o.Item.ID))
+			r.done(ctx, outboxKey(name, o.Item.ID))
 		}
 		return 0, nil
 	}
@@ -228,20 +227,20 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		}
 		return strings.Compare(a.Item.ID, b.Item.ID)
 	})
-	items, oldest, newest, err := r.pending(ctx, name, entries)
+	items, oldest, newest, waiting, err := r.pending(ctx, name, entries)
 	if err != nil {
 		return len(entries), err
 	}
 	lateReady := !oldest.IsZero() && (caughtUp && now.Sub(newest) >= r.cfg.LateQuiet || now.Sub(oldest) >= r.cfg.LateWait)
 	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
 	if len(msgs) == 0 {
-		return len(items), nil
+		return len(items) + waiting, nil
 	}
 	secret, err := r.st.Secret(ctx, name)
 	if err != nil {
-		return len(items), err
+		return len(items) + waiting, err
 	}
-	left := len(items)
+	left := len(items) + waiting
 	for _, m := range msgs {
 		if ctx.Err() != nil || !cs.bucket.Take(now) {
 			break
@@ -254,24 +253,23 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 	return left, nil
 }
 
-// pending drops the entries the log says were delivered (a runner that
-// died before it emptied the outbox) and returns the rest's items, and
-// when the oldest and the newest late one were queued (zero: none). The
-// log is asked once per item per runner: while this runner runs, only it
-// delivers.
-func (r *runner) pending(ctx context.Context, channel string, entries []outboxEntry) (items []notify.Item, oldest, newest time.Time, err error) {
+// pending returns the items of entries to send, and when the oldest and
+// the newest late one were queued (zero: none), and how many wait on
+// another runner's claim. Each item's delivery log is read once per
+// runner (resolve), and again only when a claim finds it moved.
+func (r *runner) pending(ctx context.Context, channel string, entries []outboxEntry) (items []notify.Item, oldest, newest time.Time, waiting int, err error) {
 	for _, o := range entries {
-		key := outboxKey(channel, o.Item.ID)
-		if !r.checked[key] {
-			done, err := r.st.delivered(ctx, channel, o.Item.ID)
+		if _, ok := r.known[outboxKey(channel, o.Item.ID)]; !ok {
+			send, wait, err := r.resolve(ctx, channel, o.Item)
 			if err != nil {
-				return nil, oldest, newest, err
+				return nil, oldest, newest, waiting, err
 			}
-			if done {
-				_ = r.st.outbox.Delete(ctx, key)
+			if wait {
+				waiting++
+			}
+			if !send {
 				continue
 			}
-			r.checked[key] = true
 		}
 		if o.Item.Late {
 			if oldest.IsZero() || o.Queued.Before(oldest) {
@@ -283,13 +281,66 @@ func (r *runner) pending(ctx context.Context, channel string, entries []outboxEn
 		}
 		items = append(items, o.Item)
 	}
-	return items, oldest, newest, nil
+	return items, oldest, newest, waiting, nil
+}
+
+// resolve reads the item's last attempt on the channel and says whether
+// to send it, or to wait: delivered, dropped or uncertain already, it is
+// removed from the outbox (a runner that died before it emptied it);
+// claimed by another runner whose send may not have ended, it waits;
+// claimed by one whose send has ended without a record (it died in
+// flight), it is logged uncertain and removed, not sent again.
+func (r *runner) resolve(ctx context.Context, channel string, it notify.Item) (send, wait bool, err error) {
+	key := outboxKey(channel, it.ID)
+	a, seq, err := r.st.lastAttempt(ctx, channel, it.ID)
+	if err != nil {
+		return false, false, err
+	}
+	if u, ok := r.unrecorded[key]; ok && a.Outcome == OutcomeSending && a.Holder == r.id {
+		seqs, err := r.st.record(ctx, u, []notify.Item{it})
+		if err != nil {
+			return false, false, err
+		}
+		delete(r.unrecorded, key)
+		a, seq = u, seqs[0]
+	}
+	now := r.cfg.Now()
+	switch {
+	case a.Outcome == OutcomeDelivered || a.Outcome == OutcomeDropped || a.Outcome == OutcomeUncertain:
+		r.done(ctx, key)
+		return false, false, nil
+	case a.Outcome == OutcomeSending && a.Holder != r.id && now.Before(a.Until):
+		return false, true, nil
+	case a.Outcome == OutcomeSending && a.Holder != r.id:
+		u := a
+		u.Outcome, u.At, u.Holder, u.Until = OutcomeUncertain, now, "", time.Time{}
+		u.Error = "in flight when its runner (" + a.Holder + ") stopped: not sent again"
+		if _, err := r.st.claim(ctx, u, it, seq); err != nil {
+			return false, !errors.Is(err, errClaimed), nil // moved: read again next pass
+		}
+		r.log.Warn("notify: in flight when its runner stopped; not sent again", "channel", channel, "item", it.ID, "delivery", a.Delivery, "runner", a.Holder)
+		r.done(ctx, key)
+		return false, false, nil
+	}
+	r.known[key] = seq
+	return true, false, nil
+}
+
+// done removes an item from the outbox.
+func (r *runner) done(ctx context.Context, key string) {
+	_ = r.st.outbox.Delete(context.WithoutCancel(ctx), key)
+	delete(r.known, key)
 }
 
 // send makes one attempt of one message and records it; it reports
-// whether the channel took it.
+// whether the channel took it. It claims each item first (claimSend):
+// no other runner sends them until the claim is resolved or has
+// expired, and none sends them again after.
 func (r *runner) send(ctx context.Context, cs *chanState, secret []byte, m notify.Message) bool {
 	delivery := deliveryID(cs.ch.Name, m)
+	if !r.claimSend(ctx, cs.ch.Name, delivery, m) {
+		return false
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SendTimeout)
 	err := r.sender.Send(sctx, r.cfg.Tenant, cs.ch, secret, delivery, m)
 	cancel()
@@ -302,9 +353,20 @@ func (r *runner) send(ctx context.Context, cs *chanState, secret []byte, m notif
 	} else {
 		cs.retry.Reset()
 	}
-	if rerr := r.st.record(ctx, a, m.Items); rerr != nil {
-		// Delivered but not recorded: the next attempt sends it again
-		// with the same delivery ID.
+	seqs, rerr := r.st.record(ctx, a, m.Items)
+	for i, it := range m.Items {
+		key := outboxKey(cs.ch.Name, it.ID)
+		if i < len(seqs) {
+			r.known[key] = seqs[i]
+			continue
+		}
+		// Sent but not recorded: the claim stays, so no other runner
+		// sends it; this one records the outcome when it reads the item
+		// again (resolve).
+		r.unrecorded[key] = a
+		delete(r.known, key)
+	}
+	if rerr != nil {
 		r.log.Warn("notify: delivery not recorded", "channel", cs.ch.Name, "delivery", delivery, "err", rerr)
 		return false
 	}
@@ -312,9 +374,37 @@ func (r *runner) send(ctx context.Context, cs *chanState, secret []byte, m notif
 		return false
 	}
 	for _, it := range m.Items {
-		key := outboxKey(cs.ch.Name, it.ID)
-		_ = r.st.outbox.Delete(context.WithoutCancel(ctx), key)
-		delete(r.checked, key)
+		r.done(ctx, outboxKey(cs.ch.Name, it.ID))
+	}
+	return true
+}
+
+// claimSend claims each item of m for this runner, on condition that its
+// log has not moved since this runner read it. When one claim fails, the
+// items claimed before it are released (a failed attempt, not sent) and
+// it reports false.
+func (r *runner) claimSend(ctx context.Context, channel, delivery string, m notify.Message) bool {
+	now := r.cfg.Now()
+	c := Attempt{Channel: channel, Delivery: delivery, Items: len(m.Items), Reason: m.Reason, At: now, Outcome: OutcomeSending,
+		Holder: r.id, Until: now.Add(r.cfg.SendTimeout + r.cfg.ClaimMargin)}
+	for i, it := range m.Items {
+		key := outboxKey(channel, it.ID)
+		seq, err := r.st.claim(ctx, c, it, r.known[key])
+		if err == nil {
+			r.known[key] = seq
+			continue
+		}
+		delete(r.known, key)
+		if ctx.Err() == nil {
+			r.log.Warn("notify: claim", "channel", channel, "item", it.ID, "err", err)
+		}
+		rel := c
+		rel.Outcome, rel.Error, rel.Holder, rel.Until = OutcomeFailed, "not sent: "+err.Error(), "", time.Time{}
+		_, _ = r.st.record(ctx, rel, m.Items[:i])
+		for _, it := range m.Items[:i] {
+			delete(r.known, outboxKey(channel, it.ID))
+		}
+		return false
 	}
 	return true
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -84,6 +83,7 @@ func ruleFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "kind", Usage: "match these kinds (node_down, if_down, ...); none: any"},
 		&cli.StringSliceFlag{Name: "channel", Usage: "channels to page (required)"},
 		&cli.StringSliceFlag{Name: "escalate", Usage: "AFTER=CHANNEL: page CHANNEL too when the alarm is unacknowledged AFTER (15m) its page; repeat in order"},
+		&cli.BoolFlag{Name: "actions", Usage: "page the NOC's acknowledgements, unacknowledgements and comments of the matching alarms too"},
 	}
 }
 
@@ -170,15 +170,8 @@ func printDone(c *cli.Context, what, name, verb string) error {
 	return nil
 }
 
-// channelView is a channel as list prints it: no secret, only whether
-// one is set.
-type channelView struct {
-	notify.Channel
-	SecretSet bool `json:"secret_set"`
-}
-
 func notifyChannelList(c *cli.Context) error {
-	var out []channelView
+	var out []notify.ChannelView
 	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
 		set, err := st.Settings(ctx)
 		if err != nil {
@@ -189,7 +182,7 @@ func notifyChannelList(c *cli.Context) error {
 			if err != nil {
 				return err
 			}
-			out = append(out, channelView{Channel: set.Channels[n], SecretSet: sec != nil})
+			out = append(out, notify.ChannelView{Channel: set.Channels[n], SecretSet: sec != nil})
 		}
 		return nil
 	})
@@ -198,31 +191,11 @@ func notifyChannelList(c *cli.Context) error {
 	}
 	if c.Bool("json") {
 		if out == nil {
-			out = []channelView{}
+			out = []notify.ChannelView{}
 		}
 		return printJSON(os.Stdout, out)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tTYPE\tTARGET\tRATE\tSECRET")
-	for _, v := range out {
-		target := v.URL
-		switch v.Type {
-		case notify.TypeSlack, notify.TypeTeams:
-			target = "(URL in the secret)"
-		case notify.TypeEmail:
-			target = v.SMTP + " -> " + strings.Join(v.To, ",")
-		}
-		rate := "no limit"
-		if v.RatePerMinute > 0 {
-			rate = fmt.Sprintf("%g/min, burst %d", v.RatePerMinute, v.Burst)
-		}
-		sec := "-"
-		if v.SecretSet {
-			sec = "set"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Type, target, rate, sec)
-	}
-	return w.Flush()
+	return notify.WriteChannels(os.Stdout, out)
 }
 
 func notifyChannelRm(c *cli.Context) error {
@@ -264,14 +237,13 @@ func notifyRuleAdd(c *cli.Context) error {
 		return err
 	}
 	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
-		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel")}
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions")}
 	for _, e := range c.StringSlice("escalate") {
-		after, ch, ok := strings.Cut(e, "=")
-		d, err := time.ParseDuration(after)
-		if !ok || err != nil || d <= 0 {
-			return fmt.Errorf("--escalate %q: want AFTER=CHANNEL, like 15m=oncall", e)
+		step, err := notify.ParseStep(e)
+		if err != nil {
+			return fmt.Errorf("--escalate: %w", err)
 		}
-		r.Escalation = append(r.Escalation, notify.Step{After: d, Channel: ch})
+		r.Escalation = append(r.Escalation, step)
 	}
 	if err := r.Validate(nil); err != nil {
 		return err
@@ -298,23 +270,7 @@ func notifyRuleList(c *cli.Context) error {
 		}
 		return printJSON(os.Stdout, rules)
 	}
-	any := func(l []string) string {
-		if len(l) == 0 {
-			return "*"
-		}
-		return strings.Join(l, ",")
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tSEVERITY\tSITE\tDEVICE\tKIND\tCHANNELS\tESCALATION")
-	for _, r := range rules {
-		var esc []string
-		for _, s := range r.Escalation {
-			esc = append(esc, s.After.String()+"="+s.Channel)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, any(r.Severities), any(r.Sites), any(r.Devices), any(r.Kinds),
-			strings.Join(r.Channels, ","), strings.Join(esc, " "))
-	}
-	return w.Flush()
+	return notify.WriteRules(os.Stdout, rules)
 }
 
 func notifyRuleRm(c *cli.Context) error {
@@ -353,10 +309,5 @@ func notifyLog(c *cli.Context) error {
 		}
 		return nil
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TIME\tCHANNEL\tOUTCOME\tITEM\tDELIVERY\tERROR")
-	for _, a := range log {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Local().Format(time.DateTime), a.Channel, a.Outcome, a.Item, a.Delivery, a.Error)
-	}
-	return w.Flush()
+	return notifybus.WriteLog(os.Stdout, log)
 }

@@ -313,8 +313,9 @@ func (m *mesh) notifyDone() bool {
 // SIGKILLed with a page in flight; then everything comes back. ALARMS holds
 // each change once (by MsgID), each alarm opened once and cleared once; the
 // receiver got, HMAC-signed, one page per opening and clear of the router
-// and of the independent devices, none of a symptom; the only page twice is
-// the one in flight at the kill, under the same X-Meshmon-Delivery.
+// and of the independent devices, none of a symptom, none twice: the page in
+// flight at the kill reached the receiver once, and the new lease holder
+// logged it uncertain instead of sending it again.
 func TestAlarmStormLeaderKilled(t *testing.T) {
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -335,8 +336,18 @@ func TestAlarmStormLeaderKilled(t *testing.T) {
 	if err := os.WriteFile(secret, []byte(stormSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	central("notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.srv.URL, "--secret-file", secret,
-		"--allow-plaintext", "--rate-per-minute", "0")
+	// The first command makes the notification buckets, R3, on a central
+	// just started: on a busy machine their placement may outlast one
+	// command's timeout; the command is run again (--replace: it may have
+	// been stored).
+	eventually.NoError(t, 60*time.Second, "the webhook channel added", func() error {
+		_, e, code := run(t, m.centralCLI("notify", "channel", "add", "hook", "--type", "webhook", "--url", rcv.srv.URL,
+			"--secret-file", secret, "--allow-plaintext", "--rate-per-minute", "0", "--replace")...)
+		if code != 0 {
+			return errors.New(e)
+		}
+		return nil
+	})
 	central("notify", "rule", "add", "all", "--channel", "hook")
 
 	scfg := sim.DefaultConfig()
@@ -464,7 +475,35 @@ func TestAlarmStormLeaderKilled(t *testing.T) {
 		return err == nil
 	})
 	checkStormAlarms(t, cs, routerID, children, independent)
-	checkStormPages(t, rcv.snapshot(), routerID, independent)
+	pages := rcv.snapshot()
+	checkStormPages(t, pages, routerID, independent)
+	checkInFlightUncertain(t, m, pages[heldPage-1])
+}
+
+// checkInFlightUncertain: the delivery log says the page in flight at the
+// kill is uncertain (its claim expired unresolved), not sent again.
+func checkInFlightUncertain(t *testing.T, m *mesh, held stormPage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := notifybus.Open(ctx, m.cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := st.Log(ctx, "hook", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last notifybus.Attempt
+	for _, a := range log {
+		if a.Delivery == held.header {
+			last = a
+		}
+	}
+	if last.Outcome != notifybus.OutcomeUncertain {
+		t.Errorf("the page in flight at the kill (%s): last logged %q, want %q", held.header, last.Outcome, notifybus.OutcomeUncertain)
+	}
+	t.Logf("in flight at the kill: %s, logged %s: %s", held.header, last.Outcome, last.Error)
 }
 
 // checkStormAlarms: each change once by MsgID, each alarm's changes in
@@ -514,9 +553,7 @@ func checkStormAlarms(t *testing.T, cs []stormChange, routerID string, children,
 }
 
 // checkStormPages: every page signed; one page per opening and clear of
-// the router and the independent devices, none of a symptom; a page twice
-// only under one delivery ID, and at most one such (the one in flight at
-// the kill).
+// the router and the independent devices, none of a symptom, none twice.
 func checkStormPages(t *testing.T, pages []stormPage, routerID string, independent []*sim.Agent) {
 	t.Helper()
 	want := map[string]bool{} // alarm id + " " + what
@@ -554,10 +591,7 @@ func checkStormPages(t *testing.T, pages []stormPage, routerID string, independe
 		}
 		if len(ds) > 1 {
 			dups += len(ds) - 1
-			t.Logf("item %s paged %d times, deliveries %v", id, len(ds), ds)
-			if len(slices.Compact(slices.Clone(ds))) != 1 {
-				t.Errorf("item %s paged under different delivery IDs: %v", id, ds)
-			}
+			t.Errorf("item %s paged %d times, deliveries %v", id, len(ds), ds)
 		}
 	}
 	for w := range want {
@@ -565,8 +599,5 @@ func checkStormPages(t *testing.T, pages []stormPage, routerID string, independe
 			t.Errorf("never paged: %s", w)
 		}
 	}
-	if dups > 1 {
-		t.Errorf("%d pages twice, want at most the one in flight at the kill", dups)
-	}
-	t.Logf("receiver: %d pages, %d items, %d twice (the page in flight at the kill)", len(pages), len(got), dups)
+	t.Logf("receiver: %d pages, %d items, %d twice", len(pages), len(got), dups)
 }

@@ -1,0 +1,234 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/bus/alarmbus"
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// opPublishStateEvents and opLeaseHolder are tenantworkers_test.go's
+// publishStateEvents and leaseHolder, for this test of package peer (it
+// starts its cluster with the package's own operator-mode helpers).
+
+// opPublishStateEvents publishes, at a site, kind events of each device.
+func opPublishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, parent string, devices ...string) {
+	t.Helper()
+	var msgs []meshmon.Message
+	for _, d := range devices {
+		now := time.Now().UTC()
+		ev := meshmon.Event{SpecVersion: "1.0", ID: fmt.Sprintf("%s-%s-%d", d, kind, now.UnixNano()), Type: meshmon.EventTypePrefix + kind, Time: now, Subject: d,
+			Data: meshmon.EventData{Site: site, Device: d, Kind: kind, Check: meshmon.CheckICMP, Severity: meshmon.SeverityCritical}}
+		if d != "router" {
+			ev.Data.Parent = parent
+		}
+		b, _ := json.Marshal(ev)
+		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: d, Kind: kind, Time: now, ID: ev.ID, Data: b})
+	}
+	if got, err := bus.NewPublisher(js).PublishBatch(testCtx(t), msgs); err != nil || got != len(msgs) {
+		t.Fatalf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
+	}
+}
+
+// opLeaseHolder reads which peer holds the tenant's lease.
+func opLeaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
+	kv, err := js.KeyValue(ctx, TenantLeaseBucket)
+	if err != nil {
+		return "", err
+	}
+	e, err := kv.Get(ctx, TenantLeaseKey)
+	if err != nil {
+		return "", err
+	}
+	var l TenantLease
+	return l.Peer, json.Unmarshal(e.Value(), &l)
+}
+
+// TestTenantWorkersMoveWithTheLeaseOperator: the same in operator mode,
+// short: a three-peer central trusting an operator, one tenant whose
+// streams are R3 in its own account; the peer holding the tenant's lease
+// (in that account) closes between a router's fall and its recovery; the
+// next holder, acting in the account over its own signed connection,
+// applies the recovery: each change once, in order.
+func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-peer central in operator mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustFile := filepath.Join(t.TempDir(), "trust.json")
+	if b, err := json.Marshal(trust); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var central []*Peer
+	var urls []string
+	for i := range 3 {
+		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
+		cfg.Trust, cfg.LeafPassword = trustFile, ""
+		joinCluster(&cfg, routes, i)
+		central = append(central, startPeer(t, cfg))
+		urls = append(urls, central[i].ClientURL())
+	}
+	connect := func(creds []byte) *nats.Conn {
+		t.Helper()
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(strings.Join(urls, ","), auth, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStreamsReady(t, central...)
+	eventually.True(t, time.Minute, "the cluster's routes and its JetStream leader", func() bool {
+		for _, p := range central {
+			if p.Server().NumRoutes() < 2 {
+				return false
+			}
+		}
+		return slices.ContainsFunc(central, func(p *Peer) bool { return p.Server().JetStreamIsLeader() })
+	})
+	sys := connect(sysCreds)
+	tn, err := st.CreateTenant("acme", tenancy.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn, _, err = st.EnsurePollerKey("acme", "par"); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, time.Minute, "the tenant's account pushed", func() error { return tenancy.Push(ctx, sys, tn.JWT) })
+	adminCreds, err := st.AdminCreds("acme", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cjs, err := jetstream.New(connect(adminCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := bus.DefaultStreamLimits()
+	lim.EventsMaxBytes, lim.MetricsMaxBytes, lim.Replicas = 64<<20, 16<<20, 3
+	eventually.NoError(t, time.Minute, "the tenant's streams, R3", func() error {
+		ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return bus.EnsureStreams(ectx, cjs, lim) // EVENTS on its subjects: the test publishes as the site would
+	})
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pjs, err := jetstream.New(connect(pollerCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids := []string{"d1", "d2", "d3"}
+	publish := func(kind string) {
+		t.Helper()
+		for _, d := range append([]string{"router"}, kids...) {
+			ev := meshmon.Event{SpecVersion: "1.0", Time: time.Now().UTC(), Type: meshmon.EventTypePrefix + kind, Subject: d,
+				Data: meshmon.EventData{Tenant: "acme", Site: "par", Device: d, Kind: kind, Check: meshmon.CheckICMP, Severity: meshmon.SeverityCritical}}
+			if d != "router" {
+				ev.Data.Parent = "router"
+			}
+			b, _ := json.Marshal(ev)
+			eventually.NoError(t, time.Minute, "publish "+kind+" of "+d, func() error {
+				_, err := pjs.Publish(ctx, meshmon.EventSubject("par", d, kind), b)
+				return err
+			})
+		}
+	}
+	publish(meshmon.KindNodeDown)
+	var holder string
+	eventually.NoError(t, 90*time.Second, "the alarms, and the lease's holder", func() error {
+		as, err := alarmbus.List(ctx, cjs)
+		if err == nil && len(as) != 1+len(kids) {
+			err = fmt.Errorf("%d alarms, want %d", len(as), 1+len(kids))
+		}
+		if err != nil {
+			return err
+		}
+		holder, err = opLeaseHolder(ctx, cjs)
+		return err
+	})
+	i := slices.IndexFunc(central, func(p *Peer) bool { return p.cfg.Name == holder })
+	if i < 0 {
+		t.Fatalf("lease held by %q, no central peer", holder)
+	}
+	central[i].Close()
+	publish(meshmon.KindNodeUp)
+	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
+		as, err := alarmbus.List(ctx, cjs)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.State != alarm.StateCleared {
+				return fmt.Errorf("alarm %s is %s", a.ID, a.State)
+			}
+		}
+		h, err := opLeaseHolder(ctx, cjs)
+		if err == nil && h == holder {
+			err = fmt.Errorf("the lease still names %s", h)
+		}
+		return err
+	})
+	s, err := cjs.Stream(ctx, alarm.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string][]string{}
+	for seq := uint64(1); seq <= s.CachedInfo().State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c alarm.Change
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			t.Fatal(err)
+		}
+		if want := uint64(len(seen[c.Alarm.ID]) + 1); c.Alarm.Seq != want {
+			t.Fatalf("change %s is seq %d of its alarm, want %d (twice, or one lost)", c.MsgID(), c.Alarm.Seq, want)
+		}
+		seen[c.Alarm.ID] = append(seen[c.Alarm.ID], c.What)
+	}
+	if got := seen["par.router.icmp"]; !slices.Equal(got, []string{"opened", "cleared"}) {
+		t.Fatalf("router's changes: %v", got)
+	}
+	for _, k := range kids {
+		if got := seen[alarm.ID("par", k, "icmp")]; !slices.Equal(got, []string{"opened", "symptom", "cleared"}) {
+			t.Fatalf("%s's changes: %v", k, got)
+		}
+	}
+}
