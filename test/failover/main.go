@@ -53,6 +53,9 @@ func main() {
 	victim := flag.String("victim", "leader", "whom to kill: leader or member")
 	signal := flag.String("signal", "kill", "kill (SIGKILL, then a restart), term (SIGTERM: a graceful leave, then a restart) or stop (SIGSTOP, then SIGCONT: its samples under the assignment before the hand-over are counted)")
 	workers := flag.Int("workers", 0, "the pollers' --workers (0: their default)")
+	soak := flag.Duration("soak", 0, "instead of killing: watch the group of live members this long and count the devices moved from a live poller (false failovers)")
+	heartbeat := flag.Duration("heartbeat", 0, "the pollers' --heartbeat (0: their default)")
+	memberTimeout := flag.Duration("member-timeout", 0, "the pollers' --member-timeout (0: their default)")
 	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "meshmon-failover-")
@@ -72,7 +75,7 @@ func main() {
 	if !ok {
 		fail(fmt.Errorf("-signal %q: use kill, term or stop", *signal))
 	}
-	b.sig, b.workers = sig, *workers
+	b.sig, b.workers, b.soakFor, b.heartbeat, b.memberTimeout = sig, *workers, *soak, *heartbeat, *memberTimeout
 	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
 		b.stopAll()
 		fmt.Fprintln(os.Stderr, "failover:", err, "(logs in "+dir+")")
@@ -89,6 +92,9 @@ func fail(err error) {
 type bench struct {
 	sig           syscall.Signal
 	workers       int
+	soakFor       time.Duration
+	heartbeat     time.Duration
+	memberTimeout time.Duration
 	bin, dir, url string
 	mu            sync.Mutex
 	procs         map[string]*exec.Cmd
@@ -300,6 +306,12 @@ func (b *bench) startPoller(name string) error {
 	if b.workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(b.workers))
 	}
+	if b.heartbeat > 0 {
+		args = append(args, "--heartbeat", b.heartbeat.String())
+	}
+	if b.memberTimeout > 0 {
+		args = append(args, "--member-timeout", b.memberTimeout.String())
+	}
 	return b.start(name, "poller started", args...)
 }
 
@@ -407,6 +419,9 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		return err
 	}
 	fmt.Printf("site %s: %d devices (interval %s), %d pollers, leader %s\n", site, devices, interval, npollers, leader)
+	if b.soakFor > 0 {
+		return b.soak(wctx, b.soakFor, members, a)
+	}
 	var all []time.Duration
 	for k := range kills {
 		dead := leader
