@@ -50,9 +50,10 @@ type GroupConfig struct {
 }
 
 // DefaultGroupConfig returns the default timings: a 1 s lease and a member
-// timeout of 1 s, for failover under 2 s with heartbeats every 250 ms.
+// timeout of 500 ms, with heartbeats every 100 ms (see docs/operations.md
+// for how they were chosen).
 func DefaultGroupConfig(name, instance, site string) GroupConfig {
-	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: time.Second, Tick: 100 * time.Millisecond}
+	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: 500 * time.Millisecond, Tick: 100 * time.Millisecond}
 }
 
 // Validate checks every field and names the first that breaks a rule.
@@ -344,6 +345,8 @@ type groupView struct {
 	unchanged  decision                // the last decision that changed nothing
 	synced     int                     // watches past their initial replay (assignment, members, devices)
 	free       bool                    // the lease lapsed or was given up
+	holder     string                  // who holds the lease, as last seen ("" when free)
+	leaseRev   uint64                  // the lease's revision, as last seen
 	leaseSeen  bool                    // the leader watch delivered a lease
 	tried      time.Time               // when this member last stood for leader
 	start      time.Time               // when the watches began
@@ -547,6 +550,11 @@ func (g *Group) onLease(v *groupView, e jetstream.KeyValueEntry) {
 	}
 	v.leaseSeen = true
 	v.free = gone(e)
+	v.holder, v.leaseRev = "", e.Revision()
+	var l LeaderLease
+	if !v.free && json.Unmarshal(e.Value(), &l) == nil {
+		v.holder = l.Name
+	}
 	if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
 		// Someone else holds the lease now.
 		g.setLeading(false, "another member holds the lease")
@@ -600,6 +608,8 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		g.renew(ctx)
 	case !g.Leading() && (v.free || now.Sub(v.tried) > g.cfg.Lease):
 		g.stand(ctx, v)
+	case !g.Leading() && g.holderDead(v, now):
+		g.supplant(ctx, v)
 	}
 	if !g.Leading() || v.synced < 3 || g.reconnected(v) {
 		// (A lease won or renewed over a new connection: the view is
@@ -649,6 +659,36 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 		return // held by another member, or the peer is away
 	}
 	v.free = false
+	g.setLeading(true, "")
+}
+
+// holderDead reports whether the lease's holder is another member whose
+// heartbeats say it is dead (by the same rule as the assignment's, see
+// groupView.live), once this member's view of the heartbeats is complete
+// and a member timeout old: the others need not wait for its lease to
+// lapse (issue 23: the lease added up to a second to a leader's failover).
+func (g *Group) holderDead(v *groupView, now time.Time) bool {
+	if v.free || v.holder == "" || v.holder == g.cfg.Name || v.synced < 3 || now.Sub(v.start) <= g.cfg.MemberTimeout ||
+		now.Sub(v.tried) < g.cfg.Tick {
+		return false
+	}
+	if _, heard := v.members[v.holder]; !heard {
+		return false // a holder without heartbeats (or whose heartbeat expired): its lease tells
+	}
+	return !slices.Contains(v.live(g.cfg.Name, now, g.cfg.MemberTimeout), v.holder)
+}
+
+// supplant takes the lease from a holder judged dead (holderDead).
+func (g *Group) supplant(ctx context.Context, v *groupView) {
+	v.tried = time.Now()
+	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: time.Now().UTC()})
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
+	defer cancel()
+	if won, _ := g.elector.Supplant(actx, b, v.leaseRev); !won {
+		return // renewed or taken since, or the peer is away
+	}
+	g.log.Warn("poller group: took the lease from a leader without heartbeats", "leader", v.holder, "member_timeout", g.cfg.MemberTimeout)
+	v.holder = g.cfg.Name
 	g.setLeading(true, "")
 }
 
