@@ -337,6 +337,7 @@ func (g *Group) Run(ctx context.Context) {
 // groupView is what a member knows of the group.
 type groupView struct {
 	members    map[string]time.Time // poller -> when its last heartbeat was seen
+	left       map[string]bool      // pollers whose heartbeat was removed (they left) since the view began
 	devices    map[string]int       // device -> weight
 	current    meshmon.Assignment
 	pending    jetstream.KeyValueEntry // a newer assignment not read yet (the peer did not answer)
@@ -376,7 +377,8 @@ var errReconnected = errors.New("reconnected to the peer")
 // live returns the members that count as alive at now, sorted: the
 // leader itself (it runs, so its poller does), every member heard from
 // within timeout of now or of the newest heartbeat seen, and, during the
-// first timeout of the view, every member of the current assignment: after
+// first timeout of the view, every member of the current assignment that
+// did not leave meanwhile (its heartbeat removed: SIGTERM): after
 // a reconnection (or a restart of the peer) the heartbeats the peer holds
 // may be old and new ones take a moment to arrive; the members must not
 // lose their devices meanwhile. A member is out only when others were
@@ -399,7 +401,7 @@ func (v *groupView) live(self string, now time.Time, timeout time.Duration) []st
 	}
 	if now.Sub(v.start) <= timeout {
 		for _, m := range v.current.Members {
-			if !slices.Contains(live, m) {
+			if !slices.Contains(live, m) && !v.left[m] {
 				live = append(live, m)
 			}
 		}
@@ -419,7 +421,7 @@ func (g *Group) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v := &groupView{members: map[string]time.Time{}, devices: map[string]int{}, start: time.Now()}
+	v := &groupView{members: map[string]time.Time{}, left: map[string]bool{}, devices: map[string]int{}, start: time.Now()}
 	// Watches that outlive a reconnection can miss what changed while the
 	// peer was away (a restarted peer forgets them, and they notice only
 	// after missing their idle heartbeats, seconds later): start them
@@ -567,14 +569,18 @@ func (v *groupView) onMember(prefix string, e jetstream.KeyValueEntry) {
 	case e == nil:
 		v.synced++
 	case gone(e):
-		delete(v.members, strings.TrimPrefix(e.Key(), prefix))
+		name := strings.TrimPrefix(e.Key(), prefix)
+		delete(v.members, name)
+		v.left[name] = true
 	default:
 		// The heartbeat's stamp, unless the peer's clock is ahead.
 		seen := e.Created()
 		if now := time.Now(); seen.After(now) {
 			seen = now
 		}
-		v.members[strings.TrimPrefix(e.Key(), prefix)] = seen
+		name := strings.TrimPrefix(e.Key(), prefix)
+		v.members[name] = seen
+		delete(v.left, name)
 	}
 }
 

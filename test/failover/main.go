@@ -456,6 +456,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		all = append(all, ts...)
 		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
+		fmt.Printf("  %s\n", b.survivorPhases(members, dead, killed))
 		if b.sig == syscall.SIGSTOP {
 			b.resume(cmd, dead, killed, interval)
 		} else if err := b.startPoller(dead); err != nil {
