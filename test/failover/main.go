@@ -401,6 +401,11 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 			return err
 		}
 	}
+	// The pollers start on the whole inventory: one assignment rather
+	// than one a device added (10,000 of those did not settle in minutes).
+	if err := b.waitInventory(devices); err != nil {
+		return err
+	}
 	var members []string
 	for i := range npollers {
 		name := fmt.Sprintf("p%d", i+1)
@@ -470,6 +475,26 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	fmt.Printf("RESULT %s devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", b.sig, devices, interval, kills, victim,
 		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
 	return nil
+}
+
+// waitInventory waits until the site's inventory holds n devices.
+func (b *bench) waitInventory(n int) error {
+	var have uint64
+	for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		kv, err := b.js.KeyValue(ctx, bus.DevicesBucket)
+		if err == nil {
+			var st jetstream.KeyValueStatus
+			if st, err = kv.Status(ctx); err == nil {
+				have = st.Values()
+			}
+		}
+		cancel()
+		if have >= uint64(n) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%d of %d devices in the inventory after 15 minutes", have, n)
 }
 
 // firstSamples waits for the first sample of each of own from another
