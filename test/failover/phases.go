@@ -19,7 +19,7 @@ func (b *bench) survivorPhases(members []string, dead string, killed time.Time) 
 		if m == dead {
 			continue
 		}
-		assigned, took, read := b.logPhase(m, killed)
+		assigned, took, read := b.logPhase(m, killed, len(members)-1)
 		r := func(d time.Duration) string {
 			if d <= 0 {
 				return "-"
@@ -31,9 +31,9 @@ func (b *bench) survivorPhases(members []string, dead string, killed time.Time) 
 	return strings.Join(parts, "; ")
 }
 
-// logPhase finds, in member's log, the first assignment after killed and
-// the first take-over after that.
-func (b *bench) logPhase(member string, killed time.Time) (assigned, took time.Duration, read string) {
+// logPhase finds, in member's log, the first assignment of n members
+// after killed and the first take-over after that.
+func (b *bench) logPhase(member string, killed time.Time, n int) (assigned, took time.Duration, read string) {
 	read = "-"
 	f, err := os.Open(filepath.Join(b.dir, member+".log"))
 	if err != nil {
@@ -53,7 +53,7 @@ func (b *bench) logPhase(member string, killed time.Time) (assigned, took time.D
 			continue
 		}
 		switch {
-		case assigned == 0 && strings.Contains(line, " msg=assignment "):
+		case assigned == 0 && strings.Contains(line, " msg=assignment ") && strings.HasSuffix(line, fmt.Sprintf(" members=%d", n)):
 			assigned = at.Sub(killed)
 		case assigned != 0 && strings.Contains(line, `msg="took devices over"`):
 			took = at.Sub(killed)
