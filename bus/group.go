@@ -344,6 +344,8 @@ type groupView struct {
 	swept      bool                    // this view stored an assignment and swept the unused shards
 	deviceEvts uint64                  // inventory changes seen
 	unchanged  decision                // the last decision that changed nothing
+	draft      meshmon.Assignment      // an assignment not published yet (the time ran out), for draftFor
+	draftFor   decision
 	synced     int                     // watches past their initial replay (assignment, members, devices)
 	free       bool                    // the lease lapsed or was given up
 	holder     string                  // who holds the lease, as last seen ("" when free)
@@ -363,6 +365,10 @@ type groupView struct {
 type decision struct {
 	rev, devices uint64
 	live         []string
+}
+
+func sameDecision(a, b decision) bool {
+	return a.rev == b.rev && a.devices == b.devices && slices.Equal(a.live, b.live)
 }
 
 // reconnected reports whether the connection to the peer was re-established
@@ -624,10 +630,16 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 	}
 	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
 	d := decision{rev: v.current.Revision, devices: v.deviceEvts, live: live}
-	if d.rev != 0 && d.rev == v.unchanged.rev && d.devices == v.unchanged.devices && slices.Equal(d.live, v.unchanged.live) {
+	if d.rev != 0 && sameDecision(d, v.unchanged) {
 		return
 	}
-	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	a, changed := v.draft, true
+	if v.draft.Owners == nil || !sameDecision(d, v.draftFor) {
+		// (The same decision again is the draft that was not published:
+		// the same shards, of which those written are not written again.)
+		a, changed = meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	}
+	v.draft = meshmon.Assignment{}
 	if !changed {
 		v.unchanged = d
 		return
@@ -641,6 +653,7 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	if err != nil {
+		v.draft, v.draftFor = a, d
 		g.log.Warn("poller group: assignment not published", "devices", len(a.Owners), "err", err)
 		return
 	}

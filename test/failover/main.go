@@ -449,7 +449,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		} else {
 			b.kill(dead, b.sig)
 		}
-		first, err := b.firstSamples(own, dead, killed)
+		first, polled, err := b.firstSamples(own, dead, killed)
 		if err != nil {
 			return fmt.Errorf("kill %d: %w", k+1, err)
 		}
@@ -461,7 +461,8 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		all = append(all, ts...)
 		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
-		fmt.Printf("  %s\n", b.survivorPhases(members, dead, killed))
+		slices.Sort(polled)
+		fmt.Printf("  polled (the samples' time): p50 %s max %s; %s\n", pct(polled, 50), pct(polled, 100), b.survivorPhases(members, dead, killed))
 		if b.sig == syscall.SIGSTOP {
 			b.resume(cmd, dead, killed, interval)
 		} else if err := b.startPoller(dead); err != nil {
@@ -499,23 +500,27 @@ func (b *bench) waitInventory(n int) error {
 
 // firstSamples waits for the first sample of each of own from another
 // poller than dead and returns how long after killed each came.
-func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, error) {
+// It also returns when those samples were observed (their time), after
+// killed: the rest is the way from the survivor's spool to the peer.
+func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, []time.Duration, error) {
 	first := map[string]time.Duration{}
+	var polled []time.Duration
 	for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
+			return nil, nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
 		}
 		b.smu.Lock()
 		for _, s := range b.samples {
 			if own[s.device] && s.poller != dead {
 				if _, ok := first[s.device]; !ok {
 					first[s.device] = s.at.Sub(killed)
+					polled = append(polled, s.observed.Sub(killed))
 				}
 			}
 		}
 		b.smu.Unlock()
 	}
-	return first, nil
+	return first, polled, nil
 }
 
 func pct(ts []time.Duration, p int) string {
