@@ -346,14 +346,14 @@ type groupView struct {
 	unchanged  decision                // the last decision that changed nothing
 	draft      meshmon.Assignment      // an assignment not published yet (the time ran out), for draftFor
 	draftFor   decision
-	synced     int                     // watches past their initial replay (assignment, members, devices)
-	free       bool                    // the lease lapsed or was given up
-	holder     string                  // who holds the lease, as last seen ("" when free)
-	leaseRev   uint64                  // the lease's revision, as last seen
-	leaseSeen  bool                    // the leader watch delivered a lease
-	tried      time.Time               // when this member last stood for leader
-	start      time.Time               // when the watches began
-	reconnects uint64                  // the connection's reconnections when they began
+	synced     int       // watches past their initial replay (assignment, members, devices)
+	free       bool      // the lease lapsed or was given up
+	holder     string    // who holds the lease, as last seen ("" when free)
+	leaseRev   uint64    // the lease's revision, as last seen
+	leaseSeen  bool      // the leader watch delivered a lease
+	tried      time.Time // when this member last stood for leader
+	start      time.Time // when the watches began
+	reconnects uint64    // the connection's reconnections when they began
 }
 
 // decision is what the leader decided an assignment from: the
