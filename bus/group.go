@@ -170,13 +170,24 @@ var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.Kind
 // the figures since. A variable for that benchmark.
 var lastStatesChunk = 64
 
+// lastStatesSiteWide is how many devices LastStates reads with per-device
+// filters at most; for more it reads the last state events of the whole
+// site in one consumer (one filter a state kind) and keeps those of the
+// devices asked for: a take-over of thousands of devices (10,000 and
+// 30,000 per site, issue 23) made tens of consumers, four at a time, each
+// created in 0.1 to 1 s on a loaded machine. Past it, one read costs the
+// site's state subjects rather than the devices moved. A variable for the
+// tests.
+var lastStatesSiteWide = 4 * lastStatesChunk
+
 // LastStates returns, for each of devices, the state (up or down) of each
 // of its checks as the site's events last announced it (the last event of
 // each of its subjects, the later of a check's down and up): a member that
 // takes devices over starts from there, so it does not announce again what
 // the previous owner did. It reads them all at once (one consumer for
-// every lastStatesChunk devices, read side by side), within ctx; a device
-// the events say nothing of is absent from the result.
+// every lastStatesChunk devices, read side by side, or one for the whole
+// site past lastStatesSiteWide devices), within ctx; a device the events
+// say nothing of is absent from the result.
 func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
 	out := make(map[string]map[string]string, len(devices))
 	if len(devices) == 0 {
@@ -186,44 +197,61 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	if err != nil {
 		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
-	var mu sync.Mutex
-	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
-	var wg sync.WaitGroup
-	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
-	sem := make(chan struct{}, 4)
-	for i := 0; i < len(devices); i += lastStatesChunk {
-		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
-		filters := make([]string, 0, len(chunk))
-		for _, d := range chunk {
+	var chunks [][]string // the filters of each consumer
+	var want map[string]bool
+	if len(devices) > lastStatesSiteWide {
+		want = make(map[string]bool, len(devices))
+		for _, d := range devices {
+			want[d] = true
+		}
+		var filters []string
+		for _, k := range stateKinds {
+			filters = append(filters, EventFilter(g.cfg.Site, "", k))
+		}
+		chunks = append(chunks, filters)
+	}
+	for i := 0; want == nil && i < len(devices); i += lastStatesChunk {
+		var filters []string
+		for _, d := range devices[i:min(i+lastStatesChunk, len(devices))] {
 			filters = append(filters, EventFilter(g.cfg.Site, d, ""))
 		}
+		chunks = append(chunks, filters)
+	}
+	var mu sync.Mutex
+	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
+	keep := func(m jetstream.Msg) {
+		var ev meshmon.Event
+		parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
+		if len(parts) != 4 || want != nil && !want[parts[2]] || !slices.Contains(stateKinds, parts[3]) ||
+			json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+			return
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
+		mu.Lock()
+		defer mu.Unlock()
+		// The last of each kind comes: a check's state is in the later
+		// of its kinds (down and up).
+		if meta.Sequence.Stream < seqs[key] {
+			return
+		}
+		seqs[key] = meta.Sequence.Stream
+		if out[dev] == nil {
+			out[dev] = map[string]string{}
+		}
+		out[dev][ev.Data.Check] = ev.Data.State
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(chunks))
+	sem := make(chan struct{}, 4)
+	for i, filters := range chunks {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
-				var ev meshmon.Event
-				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
-				if len(parts) != 4 || !slices.Contains(stateKinds, parts[3]) || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
-					return
-				}
-				meta, err := m.Metadata()
-				if err != nil {
-					return
-				}
-				dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
-				mu.Lock()
-				defer mu.Unlock()
-				// The last of each kind comes: a check's state is in
-				// the later of its kinds (down and up).
-				if meta.Sequence.Stream < seqs[key] {
-					return
-				}
-				seqs[key] = meta.Sequence.Stream
-				if out[dev] == nil {
-					out[dev] = map[string]string{}
-				}
-				out[dev][ev.Data.Check] = ev.Data.State
-			})
+			errs[i] = readStream(ctx, stream, filters, keep)
 		})
 	}
 	wg.Wait()
