@@ -125,6 +125,7 @@ func benchFailoverCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "pollers", Value: 3, Usage: "members of the group"},
 			&cli.IntFlag{Name: "devices", Value: 30, Usage: "simulated SNMP devices"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "the devices' poll interval"},
 			&cli.IntFlag{Name: "failovers", Value: 20, Usage: "crashes, every other one of the leader"},
 			&cli.DurationFlag{Name: "member-timeout", Value: poller.DefaultConfig().MemberTimeout, Usage: "the group's member timeout"},
 			&cli.DurationFlag{Name: "heartbeat", Value: poller.DefaultConfig().HeartbeatEvery, Usage: "the members' heartbeat interval"},
@@ -132,7 +133,8 @@ func benchFailoverCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			return bench.Failover(c.Context, bench.FailoverConfig{Output: benchOutput(c), Pollers: c.Int("pollers"), Devices: c.Int("devices"),
-				Failovers: c.Int("failovers"), MemberTimeout: c.Duration("member-timeout"), Heartbeat: c.Duration("heartbeat"), Version: version})
+				Failovers: c.Int("failovers"), MemberTimeout: c.Duration("member-timeout"), Heartbeat: c.Duration("heartbeat"),
+				Interval: c.Duration("interval"), Version: version})
 		},
 	}
 }

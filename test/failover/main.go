@@ -56,6 +56,7 @@ func main() {
 	soak := flag.Duration("soak", 0, "instead of killing: watch the group of live members this long and count the devices moved from a live poller (false failovers)")
 	heartbeat := flag.Duration("heartbeat", 0, "the pollers' --heartbeat (0: their default)")
 	memberTimeout := flag.Duration("member-timeout", 0, "the pollers' --member-timeout (0: their default)")
+	extra := flag.String("poller-args", "", "more flags for the pollers, separated by spaces (\"--batch 1024\")")
 	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "meshmon-failover-")
@@ -75,6 +76,7 @@ func main() {
 	if !ok {
 		fail(fmt.Errorf("-signal %q: use kill, term or stop", *signal))
 	}
+	b.extra = strings.Fields(*extra)
 	b.sig, b.workers, b.soakFor, b.heartbeat, b.memberTimeout = sig, *workers, *soak, *heartbeat, *memberTimeout
 	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
 		b.stopAll()
@@ -95,6 +97,7 @@ type bench struct {
 	soakFor       time.Duration
 	heartbeat     time.Duration
 	memberTimeout time.Duration
+	extra         []string // more flags for the pollers
 	bin, dir, url string
 	mu            sync.Mutex
 	procs         map[string]*exec.Cmd
@@ -312,6 +315,7 @@ func (b *bench) startPoller(name string) error {
 	if b.memberTimeout > 0 {
 		args = append(args, "--member-timeout", b.memberTimeout.String())
 	}
+	args = append(args, b.extra...)
 	return b.start(name, "poller started", args...)
 }
 
