@@ -119,3 +119,44 @@ func TestSupersededWhileAway(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersededStaleRevision: a member that hung through its device's
+// hand-over and its return drops what it observed of the device since its
+// return under an assignment made before the return (the revision no
+// longer says who owned it), and keeps what it observed under the
+// assignment that gave the device back.
+func TestSupersededStaleRevision(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	p, err := New(cfg, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	lost := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC)
+	back := lost.Add(time.Minute)
+	p.gs.inventory["d1"] = meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
+	p.gs.remember(meshmon.Assignment{Revision: 3, Time: lost.Add(-time.Hour)})
+	p.gs.latest = meshmon.Assignment{Revision: 9, Time: back,
+		Owners: map[string]string{"d1": "p1"},
+		Since:  map[string]time.Time{"d1": back},
+		Prev:   map[string]meshmon.Spell{"d1": {Poller: "p2", Since: lost}},
+	}
+	p.gs.remember(p.gs.latest)
+	for _, c := range []struct {
+		rev  string
+		want bool
+	}{
+		{`"assignment":3`, true},          // polled under the assignment it had before it hung
+		{`"assignment":5`, true},          // an assignment it never applied, older than the current one
+		{`"assignment":9`, false},         // under the assignment that gave it back
+		{`"data":{"assignment":3}`, true}, // an event
+		{`"time":"x"`, false},             // no revision
+	} {
+		m := observedMsg(meshmon.StreamMetrics, "d1", "system", back.Add(time.Second))
+		m.Data = []byte("{" + c.rev + "}")
+		if got := p.superseded(m); got != c.want {
+			t.Errorf("%s: superseded %v, want %v", c.rev, got, c.want)
+		}
+	}
+}
