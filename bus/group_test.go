@@ -46,7 +46,9 @@ func startMember(t *testing.T, url, name string) *member {
 		t.Fatal(err)
 	}
 	reg.TTL = 15 * time.Second
-	m.group, err = NewGroup(js, DefaultGroupConfig(name, name+"-instance", "hq"), testLog(name))
+	cfg := DefaultGroupConfig(name, name+"-instance", "hq")
+	cfg.MemberTimeout = time.Second // the tests' own timing, shorter than the default
+	m.group, err = NewGroup(js, cfg, testLog(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		PublishTimeout:   10 * time.Second,
 		HeartbeatEvery:   100 * time.Millisecond,
 		GroupLease:       time.Second,
-		MemberTimeout:    500 * time.Millisecond,
+		MemberTimeout:    2 * time.Second,
 		TrapQueue:        4096,
 		TopologyInterval: 10 * time.Minute,
 		Now:              time.Now,
