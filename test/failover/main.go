@@ -396,18 +396,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		return err
 	}
 	defer sub.Unsubscribe()
-	per := (devices + sims - 1) / sims
-	for i := range sims {
-		n := min(per, devices-i*per)
-		base := fmt.Sprintf("127.%d.0.1", 90+i)
-		if err := b.start(fmt.Sprintf("sim%d", i+1), "", append(b.global(), "sim", "--agents", strconv.Itoa(n), "--base-addr", base,
-			"--name-prefix", fmt.Sprintf("s%d", i+1), "--versions", "2c", "--add-devices", "--interval", interval.String())...); err != nil {
-			return err
-		}
-	}
-	// The pollers start on the whole inventory: one assignment rather
-	// than one a device added (10,000 of those did not settle in minutes).
-	if err := b.waitInventory(devices); err != nil {
+	if err := b.startSims(devices, sims, interval); err != nil {
 		return err
 	}
 	var members []string
@@ -480,6 +469,23 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	fmt.Printf("RESULT %s devices %d interval %s kills %d (%s) moved %d: p50 %s p95 %s max %s\n", b.sig, devices, interval, kills, victim,
 		len(all), pct(all, 50), pct(all, 95), pct(all, 100))
 	return nil
+}
+
+// startSims starts sims simulator processes sharing devices, and waits
+// until the inventory holds them all: the pollers start on the whole
+// inventory, one assignment rather than one a device added (10,000 of
+// those did not settle in minutes).
+func (b *bench) startSims(devices, sims int, interval time.Duration) error {
+	per := (devices + sims - 1) / sims
+	for i := range sims {
+		n := min(per, devices-i*per)
+		base := fmt.Sprintf("127.%d.0.1", 90+i)
+		if err := b.start(fmt.Sprintf("sim%d", i+1), "", append(b.global(), "sim", "--agents", strconv.Itoa(n), "--base-addr", base,
+			"--name-prefix", fmt.Sprintf("s%d", i+1), "--versions", "2c", "--add-devices", "--interval", interval.String())...); err != nil {
+			return err
+		}
+	}
+	return b.waitInventory(devices)
 }
 
 // waitInventory waits until the site's inventory holds n devices.
