@@ -7,9 +7,13 @@
 //	go build -o /tmp/meshmon ./cmd/meshmon
 //	go run ./test/failover -meshmon /tmp/meshmon -devices 1500 -interval 5s -kills 3
 //
-// It prints one line per kill and, at the end, p50/p95/max over every moved
-// device of every kill. The processes' logs stay in the printed directory
-// with -keep.
+// It prints one line per kill, with its phases (when the lease passed on
+// and the next assignment came, when each survivor took the devices over
+// and read their last states, when they were polled), and, at the end,
+// p50/p95/max over every moved device of every kill. With -soak D it kills
+// nothing: it watches the live group for D and counts the devices moved
+// from a live poller (soak.go). The processes' logs stay in the printed
+// directory with -keep.
 package main
 
 import (
