@@ -121,10 +121,10 @@ func TestSupersededWhileAway(t *testing.T) {
 }
 
 // TestSupersededStaleRevision: a member that hung through its device's
-// hand-over and its return drops what it observed of the device since its
-// return under an assignment made before the return (the revision no
-// longer says who owned it), and keeps what it observed under the
-// assignment that gave the device back.
+// hand-over and its return drops the samples it took of the device since
+// its return under an assignment made before the return (the revision no
+// longer says who owned it), and keeps those under the assignment that
+// gave the device back, and events.
 func TestSupersededStaleRevision(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Site = "p1", "lab"
@@ -144,16 +144,17 @@ func TestSupersededStaleRevision(t *testing.T) {
 	}
 	p.gs.remember(p.gs.latest)
 	for _, c := range []struct {
-		rev  string
-		want bool
+		stream meshmon.Stream
+		rev    string
+		want   bool
 	}{
-		{`"assignment":3`, true},          // polled under the assignment it had before it hung
-		{`"assignment":5`, true},          // an assignment it never applied, older than the current one
-		{`"assignment":9`, false},         // under the assignment that gave it back
-		{`"data":{"assignment":3}`, true}, // an event
-		{`"time":"x"`, false},             // no revision
+		{meshmon.StreamMetrics, `"assignment":3`, true},          // polled under the assignment it had before it hung
+		{meshmon.StreamMetrics, `"assignment":5`, true},          // an assignment it never applied, older than the current one
+		{meshmon.StreamMetrics, `"assignment":9`, false},         // under the assignment that gave it back
+		{meshmon.StreamMetrics, `"time":"x"`, false},             // no revision
+		{meshmon.StreamEvents, `"data":{"assignment":3}`, false}, // an event: its state change is committed
 	} {
-		m := observedMsg(meshmon.StreamMetrics, "d1", "system", back.Add(time.Second))
+		m := observedMsg(c.stream, "d1", "if_down", back.Add(time.Second))
 		m.Data = []byte("{" + c.rev + "}")
 		if got := p.superseded(m); got != c.want {
 			t.Errorf("%s: superseded %v, want %v", c.rev, got, c.want)

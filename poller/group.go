@@ -386,13 +386,15 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 	owner, since, prev := p.gs.latest.Owners[dev], p.gs.latest.Since[dev], p.gs.latest.Prev[dev]
 	interval := p.gs.inventory[dev].Interval.D()
 	p.gmu.Unlock()
-	if owner == p.cfg.Name && prev.Poller != "" && prev.Poller != p.cfg.Name && !m.Time.Before(since.Truncate(max(interval, 1))) {
-		// The device came back to this poller from another: an
-		// observation of its current spell polled under an assignment
-		// made before the spell began (the poller hung through the
-		// hand-over and the return) carries a revision that no longer
-		// says who owned it. Dropped: the next poll is under the
-		// current one.
+	if m.Stream == meshmon.StreamMetrics && owner == p.cfg.Name && prev.Poller != "" && prev.Poller != p.cfg.Name &&
+		!m.Time.Before(since.Truncate(max(interval, 1))) {
+		// The device came back to this poller from another: a sample
+		// of its current spell polled under an assignment made before
+		// the spell began (the poller hung through the hand-over and
+		// the return) carries a revision that no longer says who owned
+		// it. Dropped: the next poll is under the current one. (An
+		// event is kept: its state change is committed, and would not
+		// be announced again.)
 		if r := messageAssignment(m); r != 0 && r < latest {
 			p.gmu.Lock()
 			made, ok := p.gs.applied[r]
