@@ -492,20 +492,24 @@ func (b *bench) startSims(devices, sims int, interval time.Duration) error {
 	return b.waitInventory(devices)
 }
 
-// waitInventory waits until the site's inventory holds n devices.
+// waitInventory waits until the site's inventory holds n devices (n keys:
+// a put retried after a timeout may have stored two values of one).
 func (b *bench) waitInventory(n int) error {
-	var have uint64
+	var have int
 	for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		kv, err := b.js.KeyValue(ctx, bus.DevicesBucket)
 		if err == nil {
-			var st jetstream.KeyValueStatus
-			if st, err = kv.Status(ctx); err == nil {
-				have = st.Values()
+			var keys jetstream.KeyLister
+			if keys, err = kv.ListKeys(ctx); err == nil {
+				have = 0
+				for range keys.Keys() {
+					have++
+				}
 			}
 		}
 		cancel()
-		if have >= uint64(n) {
+		if have >= n {
 			return nil
 		}
 	}
