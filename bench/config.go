@@ -99,6 +99,7 @@ type FailoverConfig struct {
 	Output
 	Pollers, Devices, Failovers int
 	MemberTimeout, Heartbeat    time.Duration
+	Interval                    time.Duration // the devices' poll interval; 0: a minute
 	Version                     string
 }
 

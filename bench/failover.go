@@ -30,7 +30,9 @@ type failoverBenchResult struct {
 	Pollers       int     `json:"pollers"`
 	Devices       int     `json:"devices"`
 	Failovers     int     `json:"failovers"`
+	Interval      string  `json:"interval"`
 	FailoverP50   string  `json:"failover_p50"`
+	FailoverP95   string  `json:"failover_p95"`
 	FailoverMax   string  `json:"failover_max"`
 	MovedOnJoin   float64 `json:"devices_moved_per_join"`
 	FairShare     float64 `json:"fair_share"`
@@ -94,6 +96,12 @@ func Failover(ctx context.Context, bc FailoverConfig) error {
 	if nPollers < 2 || nPollers > 20 || nDevices < 1 || nDevices > 5000 || nFail < 1 {
 		return errors.New("--pollers must be 2 to 20, --devices 1 to 5000 and --failovers at least 1")
 	}
+	if bc.Interval == 0 {
+		bc.Interval = time.Minute
+	}
+	if bc.Interval < time.Second {
+		return fmt.Errorf("--interval %s: use at least 1s", bc.Interval)
+	}
 	out := bc.stdout()
 	if bc.JSON {
 		out = bc.stderr()
@@ -131,7 +139,7 @@ func Failover(ctx context.Context, bc FailoverConfig) error {
 	}
 	fmt.Fprintf(out, "group: %d pollers, %d devices; member timeout %s, heartbeat %s\n", nPollers, nDevices, r.cfg.MemberTimeout, r.cfg.HeartbeatEvery)
 
-	res := failoverBenchResult{Pollers: nPollers, Devices: nDevices, Failovers: nFail, FairShare: float64(nDevices) / float64(nPollers)}
+	res := failoverBenchResult{Pollers: nPollers, Devices: nDevices, Interval: bc.Interval.String(), Failovers: nFail, FairShare: float64(nDevices) / float64(nPollers)}
 	var times []time.Duration
 	moved := 0
 	for i := range nFail {
@@ -153,6 +161,7 @@ func Failover(ctx context.Context, bc FailoverConfig) error {
 	}
 	slices.Sort(times)
 	res.FailoverP50 = times[len(times)/2].Round(time.Millisecond).String()
+	res.FailoverP95 = times[min(len(times)-1, len(times)*95/100)].Round(time.Millisecond).String()
 	res.FailoverMax = times[len(times)-1].Round(time.Millisecond).String()
 	res.MovedOnJoin = float64(moved) / float64(nFail)
 	return res.print(bc)
@@ -164,7 +173,8 @@ func (res failoverBenchResult) print(bc FailoverConfig) error {
 	}
 	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "failover (last heartbeat to the successor's first poll of each device)\tp50 %s, max %s over %d crashes (%d of the leader)\n", res.FailoverP50, res.FailoverMax, res.Failovers, res.LeaderCrashes)
+	fmt.Fprintf(tw, "failover (last heartbeat to the successor's first poll of each device)\tp50 %s, p95 %s, max %s over %d crashes (%d of the leader); %d devices every %s\n",
+		res.FailoverP50, res.FailoverP95, res.FailoverMax, res.Failovers, res.LeaderCrashes, res.Devices, res.Interval)
 	fmt.Fprintf(tw, "devices moved when a member joins\t%.1f (its fair share: %.1f of %d)\n", res.MovedOnJoin, res.FairShare, res.Devices)
 	return tw.Flush()
 }
@@ -209,7 +219,7 @@ func (r *failoverRun) setup() (stop func(), err error) {
 	}
 	for _, a := range sm.Agents() {
 		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
-			Interval: meshmon.Duration(time.Minute), Timeout: meshmon.Duration(500 * time.Millisecond),
+			Interval: meshmon.Duration(r.bc.Interval), Timeout: meshmon.Duration(500 * time.Millisecond),
 			SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
 		if _, err := inv.Put(ctx, d); err != nil {
 			return stop, err

@@ -148,6 +148,11 @@ type assignmentReader struct {
 	kv   jetstream.KeyValue
 	site string
 	have map[string]shard // content hash -> shard, of the last assignment read
+	// Shards this member wrote for an index that it did not store yet
+	// (content hash -> revision): a publish that timed out part way is
+	// tried again with the same assignment, and writes only the rest.
+	// Forgotten when an assignment is read.
+	written map[string]uint64
 }
 
 // read is the assignment whose index (or whole value, as earlier releases
@@ -155,6 +160,7 @@ type assignmentReader struct {
 // errShardGone when one of them is gone. On success the reader keeps the
 // shards of this assignment only.
 func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assignment, error) {
+	r.written = nil
 	idx, ok, err := decodeIndex(value)
 	if err != nil {
 		return meshmon.Assignment{}, err

@@ -281,3 +281,51 @@ func BenchmarkAssignmentStore(b *testing.B) {
 		})
 	}
 }
+
+// TestAssignmentPublishResumes: a publish whose index is not stored keeps
+// the shards it wrote, and the same assignment published again writes the
+// index only (a leader on a loaded machine ran out of time every attempt,
+// each writing every shard again); a member reads it whole.
+func TestAssignmentPublishResumes(t *testing.T) {
+	_, nc, js := runJS(t)
+	ctx := testCtx(t)
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := &assignmentReader{kv: kv, site: "hq"}
+	a := bigAssignment(3_000)
+	if _, _, err := leader.publish(ctx, 7, a, nc.MaxPayload()); err == nil {
+		t.Fatal("an index at a revision that is not there was stored")
+	}
+	if len(leader.written) != 3 {
+		t.Fatalf("the leader kept %d shards written, want 3", len(leader.written))
+	}
+	rev, n, err := leader.publish(ctx, 0, a, nc.MaxPayload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, _ := splitIndexSize(t, a)
+	if n != index {
+		t.Fatalf("the second attempt wrote %d bytes, want the index's %d only", n, index)
+	}
+	e, err := kv.Get(ctx, GroupAssignmentKey("hq"))
+	if err != nil || e.Revision() != rev {
+		t.Fatalf("the index: %v, %v", e, err)
+	}
+	got, err := (&assignmentReader{kv: kv, site: "hq"}).read(ctx, e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAssignment(t, got, a)
+}
+
+// splitIndexSize is the size of a's index and the number of its shards.
+func splitIndexSize(t *testing.T, a meshmon.Assignment) (int, int) {
+	t.Helper()
+	index, parts, _, err := splitAssignment(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(index), len(parts)
+}

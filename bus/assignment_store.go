@@ -21,7 +21,9 @@ const storeParallel = 8
 // the bytes it wrote. Once the index is stored r holds a's shards, and the
 // shards of the assignment it replaced that a does not use are removed.
 // When the index is not stored (a newer assignment is there: the watch
-// brings it) r is unchanged.
+// brings it; or the time ran out) r keeps only the shards it wrote, so that
+// the same assignment published again writes the rest (the group keeps it
+// while its inputs stay the same).
 func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.Assignment, maxPayload int64) (uint64, int, error) {
 	index, parts, values, err := splitAssignment(a)
 	if err != nil {
@@ -33,7 +35,8 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 		if int64(len(b)) > maxPayload {
 			return 0, 0, fmt.Errorf("a shard of %d bytes, more than the peer's largest message (%d)", len(b), maxPayload)
 		}
-		if _, ok := r.have[h]; !ok {
+		_, had := r.have[h]
+		if _, ok := r.written[h]; !ok && !had {
 			hs = append(hs, h)
 			written += len(b)
 		}
@@ -43,6 +46,14 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 	r.each(hs, func(i int, h string) {
 		revs[i], errs[i] = r.kv.Put(ctx, ShardKey(r.site, h), values[h])
 	})
+	if r.written == nil {
+		r.written = map[string]uint64{}
+	}
+	for i, h := range hs {
+		if errs[i] == nil {
+			r.written[h] = revs[i]
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return 0, 0, fmt.Errorf("poller group assignment shards: %w", err)
 	}
@@ -58,12 +69,20 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 	have := make(map[string]shard, len(parts))
 	for h, p := range parts {
 		have[h] = shard{part: p, rev: r.have[h].rev}
-	}
-	for i, h := range hs {
-		have[h] = shard{part: parts[h], rev: revs[i]}
+		if rev, ok := r.written[h]; ok {
+			have[h] = shard{part: p, rev: rev}
+		}
 	}
 	old := r.have
-	r.have = have
+	if old == nil {
+		old = map[string]shard{}
+	}
+	for h, rev := range r.written {
+		if _, ok := have[h]; !ok {
+			old[h] = shard{rev: rev} // written for an attempt that changed since
+		}
+	}
+	r.have, r.written = have, nil
 	var gone []shard
 	var goneKeys []string
 	for h, s := range old {

@@ -50,6 +50,24 @@ func (e *Elector) Campaign(ctx context.Context, value []byte) (bool, error) {
 	return true, nil
 }
 
+// Supplant takes the lease from a holder its caller judged dead (by the
+// holder's heartbeats, long before its lease lapses): a publish of value
+// that expects rev, the lease's revision as the caller last saw it, so
+// that it fails when the holder renewed since or another candidate
+// supplanted it first. The former holder's next renewal fails with
+// ErrLeaseLost; until then it stops acting on its own once three quarters
+// of its lease have passed (see Group.lead), and whatever it writes by
+// revision meanwhile fails.
+func (e *Elector) Supplant(ctx context.Context, value []byte, rev uint64) (bool, error) {
+	sent := time.Now()
+	ack, err := e.js.Publish(ctx, e.subject, value, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(e.ttl))
+	if err != nil {
+		return false, err
+	}
+	e.value, e.rev, e.renewedAt = bytes.Clone(value), ack.Sequence, sent
+	return true, nil
+}
+
 // Renew extends the lease this candidate holds. It wraps ErrLeaseLost when
 // the key changed hands; any other error (a timeout) leaves the lease as
 // it was, to be renewed again before it lapses. A key that moved on but

@@ -105,3 +105,46 @@ func TestElector(t *testing.T) {
 		t.Fatalf("a's resignation touched b's lease: %v, %v", e, err)
 	}
 }
+
+// TestElectorSupplant: a candidate takes the lease from a holder judged
+// dead by the revision it saw, not by waiting for the lease to lapse; a
+// holder that renewed since keeps it, and the supplanted holder's next
+// renewal fails with ErrLeaseLost.
+func TestElectorSupplant(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewElector(js, kv, GroupBucket, GroupLeaderKey("hq"), 10*time.Second)
+	b := NewElector(js, kv, GroupBucket, GroupLeaderKey("hq"), 10*time.Second)
+	if won, err := a.Campaign(ctx, []byte("a")); !won || err != nil {
+		t.Fatalf("a: won %v, %v", won, err)
+	}
+	seen, err := kv.Get(ctx, GroupLeaderKey("hq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if won, err := b.Supplant(ctx, []byte("b"), seen.Revision()); won || err == nil {
+		t.Fatalf("b supplants a lease renewed since it saw it: won %v, %v", won, err)
+	}
+	if seen, err = kv.Get(ctx, GroupLeaderKey("hq")); err != nil {
+		t.Fatal(err)
+	}
+	if won, err := b.Supplant(ctx, []byte("b"), seen.Revision()); !won || err != nil {
+		t.Fatalf("b supplants the lease as it saw it: won %v, %v", won, err)
+	}
+	if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a renews after b supplanted it: %v", err)
+	}
+	if err := b.Renew(ctx); err != nil {
+		t.Fatalf("b renews the lease it took: %v", err)
+	}
+	if e, err := kv.Get(ctx, GroupLeaderKey("hq")); err != nil || string(e.Value()) != "b" {
+		t.Fatalf("the lease after b took it: %v, %v", e, err)
+	}
+}

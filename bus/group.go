@@ -50,9 +50,11 @@ type GroupConfig struct {
 }
 
 // DefaultGroupConfig returns the default timings: a 1 s lease and a member
-// timeout of 1 s, for failover under 2 s with heartbeats every 250 ms.
+// timeout of 2 s, with heartbeats every 100 ms. On a loaded 2-core machine
+// a 500 ms member timeout moved devices from live members within minutes;
+// 2 s moved none in an hour (docs/operations.md).
 func DefaultGroupConfig(name, instance, site string) GroupConfig {
-	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: time.Second, Tick: 100 * time.Millisecond}
+	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: 2 * time.Second, Tick: 100 * time.Millisecond}
 }
 
 // Validate checks every field and names the first that breaks a rule.
@@ -169,13 +171,24 @@ var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.Kind
 // the figures since. A variable for that benchmark.
 var lastStatesChunk = 64
 
+// lastStatesSiteWide is how many devices LastStates reads with per-device
+// filters at most; for more it reads the last state events of the whole
+// site in one consumer (one filter a state kind) and keeps those of the
+// devices asked for: a take-over of thousands of devices (10,000 and
+// 30,000 per site, issue 23) made tens of consumers, four at a time, each
+// created in 0.1 to 1 s on a loaded machine. Past it, one read costs the
+// site's state subjects rather than the devices moved. A variable for the
+// tests.
+var lastStatesSiteWide = 4 * lastStatesChunk
+
 // LastStates returns, for each of devices, the state (up or down) of each
 // of its checks as the site's events last announced it (the last event of
 // each of its subjects, the later of a check's down and up): a member that
 // takes devices over starts from there, so it does not announce again what
 // the previous owner did. It reads them all at once (one consumer for
-// every lastStatesChunk devices, read side by side), within ctx; a device
-// the events say nothing of is absent from the result.
+// every lastStatesChunk devices, read side by side, or one for the whole
+// site past lastStatesSiteWide devices), within ctx; a device the events
+// say nothing of is absent from the result.
 func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
 	out := make(map[string]map[string]string, len(devices))
 	if len(devices) == 0 {
@@ -185,44 +198,61 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	if err != nil {
 		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
-	var mu sync.Mutex
-	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
-	var wg sync.WaitGroup
-	errs := make([]error, (len(devices)+lastStatesChunk-1)/lastStatesChunk)
-	sem := make(chan struct{}, 4)
-	for i := 0; i < len(devices); i += lastStatesChunk {
-		chunk := devices[i:min(i+lastStatesChunk, len(devices))]
-		filters := make([]string, 0, len(chunk))
-		for _, d := range chunk {
+	var chunks [][]string // the filters of each consumer
+	var want map[string]bool
+	if len(devices) > lastStatesSiteWide {
+		want = make(map[string]bool, len(devices))
+		for _, d := range devices {
+			want[d] = true
+		}
+		var filters []string
+		for _, k := range stateKinds {
+			filters = append(filters, EventFilter(g.cfg.Site, "", k))
+		}
+		chunks = append(chunks, filters)
+	}
+	for i := 0; want == nil && i < len(devices); i += lastStatesChunk {
+		var filters []string
+		for _, d := range devices[i:min(i+lastStatesChunk, len(devices))] {
 			filters = append(filters, EventFilter(g.cfg.Site, d, ""))
 		}
+		chunks = append(chunks, filters)
+	}
+	var mu sync.Mutex
+	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
+	keep := func(m jetstream.Msg) {
+		var ev meshmon.Event
+		parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
+		if len(parts) != 4 || want != nil && !want[parts[2]] || !slices.Contains(stateKinds, parts[3]) ||
+			json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+			return
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
+		mu.Lock()
+		defer mu.Unlock()
+		// The last of each kind comes: a check's state is in the later
+		// of its kinds (down and up).
+		if meta.Sequence.Stream < seqs[key] {
+			return
+		}
+		seqs[key] = meta.Sequence.Stream
+		if out[dev] == nil {
+			out[dev] = map[string]string{}
+		}
+		out[dev][ev.Data.Check] = ev.Data.State
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(chunks))
+	sem := make(chan struct{}, 4)
+	for i, filters := range chunks {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i/lastStatesChunk] = readStream(ctx, stream, filters, func(m jetstream.Msg) {
-				var ev meshmon.Event
-				parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
-				if len(parts) != 4 || !slices.Contains(stateKinds, parts[3]) || json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
-					return
-				}
-				meta, err := m.Metadata()
-				if err != nil {
-					return
-				}
-				dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
-				mu.Lock()
-				defer mu.Unlock()
-				// The last of each kind comes: a check's state is in
-				// the later of its kinds (down and up).
-				if meta.Sequence.Stream < seqs[key] {
-					return
-				}
-				seqs[key] = meta.Sequence.Stream
-				if out[dev] == nil {
-					out[dev] = map[string]string{}
-				}
-				out[dev][ev.Data.Check] = ev.Data.State
-			})
+			errs[i] = readStream(ctx, stream, filters, keep)
 		})
 	}
 	wg.Wait()
@@ -336,18 +366,23 @@ func (g *Group) Run(ctx context.Context) {
 // groupView is what a member knows of the group.
 type groupView struct {
 	members    map[string]time.Time // poller -> when its last heartbeat was seen
+	left       map[string]bool      // pollers whose heartbeat was removed (they left) since the view began
 	devices    map[string]int       // device -> weight
 	current    meshmon.Assignment
 	pending    jetstream.KeyValueEntry // a newer assignment not read yet (the peer did not answer)
 	swept      bool                    // this view stored an assignment and swept the unused shards
 	deviceEvts uint64                  // inventory changes seen
 	unchanged  decision                // the last decision that changed nothing
-	synced     int                     // watches past their initial replay (assignment, members, devices)
-	free       bool                    // the lease lapsed or was given up
-	leaseSeen  bool                    // the leader watch delivered a lease
-	tried      time.Time               // when this member last stood for leader
-	start      time.Time               // when the watches began
-	reconnects uint64                  // the connection's reconnections when they began
+	draft      meshmon.Assignment      // an assignment not published yet (the time ran out), for draftFor
+	draftFor   decision
+	synced     int       // watches past their initial replay (assignment, members, devices)
+	free       bool      // the lease lapsed or was given up
+	holder     string    // who holds the lease, as last seen ("" when free)
+	leaseRev   uint64    // the lease's revision, as last seen
+	leaseSeen  bool      // the leader watch delivered a lease
+	tried      time.Time // when this member last stood for leader
+	start      time.Time // when the watches began
+	reconnects uint64    // the connection's reconnections when they began
 }
 
 // decision is what the leader decided an assignment from: the
@@ -359,6 +394,10 @@ type groupView struct {
 type decision struct {
 	rev, devices uint64
 	live         []string
+}
+
+func sameDecision(a, b decision) bool {
+	return a.rev == b.rev && a.devices == b.devices && slices.Equal(a.live, b.live)
 }
 
 // reconnected reports whether the connection to the peer was re-established
@@ -373,7 +412,8 @@ var errReconnected = errors.New("reconnected to the peer")
 // live returns the members that count as alive at now, sorted: the
 // leader itself (it runs, so its poller does), every member heard from
 // within timeout of now or of the newest heartbeat seen, and, during the
-// first timeout of the view, every member of the current assignment: after
+// first timeout of the view, every member of the current assignment that
+// did not leave meanwhile (its heartbeat removed: SIGTERM): after
 // a reconnection (or a restart of the peer) the heartbeats the peer holds
 // may be old and new ones take a moment to arrive; the members must not
 // lose their devices meanwhile. A member is out only when others were
@@ -396,7 +436,7 @@ func (v *groupView) live(self string, now time.Time, timeout time.Duration) []st
 	}
 	if now.Sub(v.start) <= timeout {
 		for _, m := range v.current.Members {
-			if !slices.Contains(live, m) {
+			if !slices.Contains(live, m) && !v.left[m] {
 				live = append(live, m)
 			}
 		}
@@ -416,7 +456,7 @@ func (g *Group) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v := &groupView{members: map[string]time.Time{}, devices: map[string]int{}, start: time.Now()}
+	v := &groupView{members: map[string]time.Time{}, left: map[string]bool{}, devices: map[string]int{}, start: time.Now()}
 	// Watches that outlive a reconnection can miss what changed while the
 	// peer was away (a restarted peer forgets them, and they notice only
 	// after missing their idle heartbeats, seconds later): start them
@@ -547,6 +587,11 @@ func (g *Group) onLease(v *groupView, e jetstream.KeyValueEntry) {
 	}
 	v.leaseSeen = true
 	v.free = gone(e)
+	v.holder, v.leaseRev = "", e.Revision()
+	var l LeaderLease
+	if !v.free && json.Unmarshal(e.Value(), &l) == nil {
+		v.holder = l.Name
+	}
 	if mine := g.elector.Observed(e); !gone(e) && !mine && g.Leading() {
 		// Someone else holds the lease now.
 		g.setLeading(false, "another member holds the lease")
@@ -559,14 +604,18 @@ func (v *groupView) onMember(prefix string, e jetstream.KeyValueEntry) {
 	case e == nil:
 		v.synced++
 	case gone(e):
-		delete(v.members, strings.TrimPrefix(e.Key(), prefix))
+		name := strings.TrimPrefix(e.Key(), prefix)
+		delete(v.members, name)
+		v.left[name] = true
 	default:
 		// The heartbeat's stamp, unless the peer's clock is ahead.
 		seen := e.Created()
 		if now := time.Now(); seen.After(now) {
 			seen = now
 		}
-		v.members[strings.TrimPrefix(e.Key(), prefix)] = seen
+		name := strings.TrimPrefix(e.Key(), prefix)
+		v.members[name] = seen
+		delete(v.left, name)
 	}
 }
 
@@ -600,6 +649,8 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		g.renew(ctx)
 	case !g.Leading() && (v.free || now.Sub(v.tried) > g.cfg.Lease):
 		g.stand(ctx, v)
+	case !g.Leading() && g.holderDead(v, now):
+		g.supplant(ctx, v)
 	}
 	if !g.Leading() || v.synced < 3 || g.reconnected(v) {
 		// (A lease won or renewed over a new connection: the view is
@@ -608,10 +659,16 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 	}
 	live := v.live(g.cfg.Name, now, g.cfg.MemberTimeout)
 	d := decision{rev: v.current.Revision, devices: v.deviceEvts, live: live}
-	if d.rev != 0 && d.rev == v.unchanged.rev && d.devices == v.unchanged.devices && slices.Equal(d.live, v.unchanged.live) {
+	if d.rev != 0 && sameDecision(d, v.unchanged) {
 		return
 	}
-	a, changed := meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	a, changed := v.draft, true
+	if v.draft.Owners == nil || !sameDecision(d, v.draftFor) {
+		// (The same decision again is the draft that was not published:
+		// the same shards, of which those written are not written again.)
+		a, changed = meshmon.NextAssignment(v.current, g.cfg.Name, live, v.devices, now)
+	}
+	v.draft = meshmon.Assignment{}
 	if !changed {
 		v.unchanged = d
 		return
@@ -625,6 +682,7 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 		return
 	}
 	if err != nil {
+		v.draft, v.draftFor = a, d
 		g.log.Warn("poller group: assignment not published", "devices", len(a.Owners), "err", err)
 		return
 	}
@@ -649,6 +707,36 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 		return // held by another member, or the peer is away
 	}
 	v.free = false
+	g.setLeading(true, "")
+}
+
+// holderDead reports whether the lease's holder is another member whose
+// heartbeats say it is dead (by the same rule as the assignment's, see
+// groupView.live), once this member's view of the heartbeats is complete
+// and a member timeout old: the others need not wait for its lease to
+// lapse (issue 23: the lease added up to a second to a leader's failover).
+func (g *Group) holderDead(v *groupView, now time.Time) bool {
+	if v.free || v.holder == "" || v.holder == g.cfg.Name || v.synced < 3 || now.Sub(v.start) <= g.cfg.MemberTimeout ||
+		now.Sub(v.tried) < g.cfg.Tick {
+		return false
+	}
+	if _, heard := v.members[v.holder]; !heard {
+		return false // a holder without heartbeats (or whose heartbeat expired): its lease tells
+	}
+	return !slices.Contains(v.live(g.cfg.Name, now, g.cfg.MemberTimeout), v.holder)
+}
+
+// supplant takes the lease from a holder judged dead (holderDead).
+func (g *Group) supplant(ctx context.Context, v *groupView) {
+	v.tried = time.Now()
+	b, _ := json.Marshal(LeaderLease{Name: g.cfg.Name, Instance: g.cfg.Instance, Since: time.Now().UTC()})
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/2)
+	defer cancel()
+	if won, _ := g.elector.Supplant(actx, b, v.leaseRev); !won {
+		return // renewed or taken since, or the peer is away
+	}
+	g.log.Warn("poller group: took the lease from a leader without heartbeats", "leader", v.holder, "member_timeout", g.cfg.MemberTimeout)
+	v.holder = g.cfg.Name
 	g.setLeading(true, "")
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
@@ -45,7 +46,9 @@ func startMember(t *testing.T, url, name string) *member {
 		t.Fatal(err)
 	}
 	reg.TTL = 15 * time.Second
-	m.group, err = NewGroup(js, DefaultGroupConfig(name, name+"-instance", "hq"), testLog(name))
+	cfg := DefaultGroupConfig(name, name+"-instance", "hq")
+	cfg.MemberTimeout = time.Second // the tests' own timing, shorter than the default
+	m.group, err = NewGroup(js, cfg, testLog(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,3 +453,54 @@ func TestGroupLive(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupHolderDead: a member takes the lease from a holder whose
+// heartbeats stopped (by the rule of TestGroupLive) once its view is
+// complete and a member timeout old; not from a holder it never heard
+// from, not from itself, not while the lease is free, and a member that
+// left counts as out even in the view's first member timeout.
+func TestGroupHolderDead(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	s := time.Second
+	g := &Group{cfg: GroupConfig{Name: "p2", MemberTimeout: s, Tick: 100 * time.Millisecond}}
+	for _, c := range []struct {
+		name    string
+		holder  string
+		free    bool
+		members map[string]time.Duration // last heartbeat, after t0
+		start   time.Duration            // the view's start, after t0
+		want    bool
+	}{
+		{"the holder silent", "p1", false, map[string]time.Duration{"p1": 0, "p2": 3 * s, "p3": 3 * s}, -time.Hour, true},
+		{"the holder fresh", "p1", false, map[string]time.Duration{"p1": 3 * s, "p2": 3 * s, "p3": 3 * s}, -time.Hour, false},
+		{"within the timeout of the newest", "p1", false, map[string]time.Duration{"p1": 2 * s, "p2": 2 * s, "p3": 2 * s}, -time.Hour, false},
+		{"never heard from", "p9", false, map[string]time.Duration{"p2": 3 * s, "p3": 3 * s}, -time.Hour, false},
+		{"held by this member", "p2", false, map[string]time.Duration{"p2": 0, "p3": 3 * s}, -time.Hour, false},
+		{"free", "", true, map[string]time.Duration{"p1": 0, "p2": 3 * s}, -time.Hour, false},
+		{"a young view", "p1", false, map[string]time.Duration{"p1": 0, "p2": 3 * s, "p3": 3 * s}, 2500 * time.Millisecond, false},
+	} {
+		v := &groupView{members: map[string]time.Time{}, left: map[string]bool{}, holder: c.holder, free: c.free, synced: 3, start: t0.Add(c.start)}
+		for m, d := range c.members {
+			v.members[m] = t0.Add(d)
+		}
+		if got := g.holderDead(v, t0.Add(3*s)); got != c.want {
+			t.Errorf("%s: holder dead %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A member that left is out at once, before the view is a timeout old.
+	v := &groupView{members: map[string]time.Time{"p1": t0, "p2": t0}, left: map[string]bool{}, start: t0,
+		current: meshmon.Assignment{Members: []string{"p1", "p2", "p3"}}}
+	v.onMember("hq.", leftEntry{key: "hq.p3"})
+	if got := v.live("p1", t0.Add(s/2), s); !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Errorf("after p3 left: live %v, want [p1 p2]", got)
+	}
+}
+
+// leftEntry is a watch's delete of key.
+type leftEntry struct {
+	jetstream.KeyValueEntry
+	key string
+}
+
+func (d leftEntry) Key() string                     { return d.key }
+func (d leftEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValueDelete }

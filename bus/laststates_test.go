@@ -165,3 +165,30 @@ func TestLastStatesLaterKindWins(t *testing.T) {
 		t.Fatalf("last states %v, want a down and b up", got)
 	}
 }
+
+// TestLastStatesSiteWide: past lastStatesSiteWide devices LastStates reads
+// the whole site's state events in one consumer and returns those of the
+// devices asked for only, as the per-device read does.
+func TestLastStatesSiteWide(t *testing.T) {
+	_, _, js := runJS(t)
+	names := publishStates(t, js, 120)
+	defer func(n int) { lastStatesSiteWide = n }(lastStatesSiteWide)
+	lastStatesSiteWide = 40
+	g, err := NewGroup(js, DefaultGroupConfig("p1", "i1", "hq"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := names[:100]
+	got, err := g.LastStates(testCtx(t), append(asked, "silent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(asked) {
+		t.Fatalf("states of %d devices, want %d", len(got), len(asked))
+	}
+	for _, d := range asked {
+		if s := got[d]; len(s) != 2 || s["icmp"] != "up" || s["if.2"] != "down" {
+			t.Fatalf("%s: %v, want icmp up and if.2 down", d, s)
+		}
+	}
+}

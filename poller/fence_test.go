@@ -119,3 +119,45 @@ func TestSupersededWhileAway(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersededStaleRevision: a member that hung through its device's
+// hand-over and its return drops the samples it took of the device since
+// its return under an assignment made before the return (the revision no
+// longer says who owned it), and keeps those under the assignment that
+// gave the device back, and events.
+func TestSupersededStaleRevision(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	p, err := New(cfg, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	lost := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC)
+	back := lost.Add(time.Minute)
+	p.gs.inventory["d1"] = meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
+	p.gs.remember(meshmon.Assignment{Revision: 3, Time: lost.Add(-time.Hour)})
+	p.gs.latest = meshmon.Assignment{Revision: 9, Time: back,
+		Owners: map[string]string{"d1": "p1"},
+		Since:  map[string]time.Time{"d1": back},
+		Prev:   map[string]meshmon.Spell{"d1": {Poller: "p2", Since: lost}},
+	}
+	p.gs.remember(p.gs.latest)
+	for _, c := range []struct {
+		stream meshmon.Stream
+		rev    string
+		want   bool
+	}{
+		{meshmon.StreamMetrics, `"assignment":3`, true},          // polled under the assignment it had before it hung
+		{meshmon.StreamMetrics, `"assignment":5`, true},          // an assignment it never applied, older than the current one
+		{meshmon.StreamMetrics, `"assignment":9`, false},         // under the assignment that gave it back
+		{meshmon.StreamMetrics, `"time":"x"`, false},             // no revision
+		{meshmon.StreamEvents, `"data":{"assignment":3}`, false}, // an event: its state change is committed
+	} {
+		m := observedMsg(c.stream, "d1", "if_down", back.Add(time.Second))
+		m.Data = []byte("{" + c.rev + "}")
+		if got := p.superseded(m); got != c.want {
+			t.Errorf("%s: superseded %v, want %v", c.rev, got, c.want)
+		}
+	}
+}

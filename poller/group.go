@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"time"
 
@@ -56,7 +57,14 @@ type groupState struct {
 	synced    bool                      // the inventory was read in full
 	owned     map[string]bool           // nil until the first assignment
 	latest    meshmon.Assignment        // the newest assignment seen
+	// applied is when each of the last assignments this poller applied
+	// was made (revision -> its Time), for superseded.
+	applied map[uint64]time.Time
 }
+
+// appliedKept is how many of the last assignments applied a poller
+// remembers the time of.
+const appliedKept = 256
 
 // followGroup applies every assignment of the group until ctx is done.
 func (p *Poller) followGroup(ctx context.Context) {
@@ -85,6 +93,7 @@ func (p *Poller) assign(ctx context.Context, a meshmon.Assignment) {
 	}
 	p.gs.owned = owned
 	p.gs.latest = a
+	p.gs.remember(a)
 	p.gmu.Unlock()
 	p.assignRev.Store(a.Revision)
 	p.log.Info("assignment", "revision", a.Revision, "leader", a.Leader, "devices", len(owned), "members", len(a.Members))
@@ -322,6 +331,18 @@ func (p *Poller) takeOver(ctx context.Context, devices []string) {
 	p.log.Info("took devices over", "devices", len(devices), "with_states", len(last), "read", time.Since(start).Round(time.Millisecond))
 }
 
+// remember notes when a was made, forgetting the oldest beyond
+// appliedKept.
+func (gs *groupState) remember(a meshmon.Assignment) {
+	if gs.applied == nil {
+		gs.applied = map[uint64]time.Time{}
+	}
+	gs.applied[a.Revision] = a.Time
+	if len(gs.applied) > appliedKept {
+		delete(gs.applied, slices.Min(slices.Collect(maps.Keys(gs.applied))))
+	}
+}
+
 // forget drops d from the inventory.
 func (gs *groupState) forget(d meshmon.Device) {
 	delete(gs.inventory, d.Name)
@@ -361,9 +382,28 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 	}
 	dev := m.Device
 	p.gmu.Lock()
+	latest := p.gs.latest.Revision
 	owner, since, prev := p.gs.latest.Owners[dev], p.gs.latest.Since[dev], p.gs.latest.Prev[dev]
 	interval := p.gs.inventory[dev].Interval.D()
 	p.gmu.Unlock()
+	if m.Stream == meshmon.StreamMetrics && owner == p.cfg.Name && prev.Poller != "" && prev.Poller != p.cfg.Name &&
+		!m.Time.Before(since.Truncate(max(interval, 1))) {
+		// The device came back to this poller from another: a sample
+		// of its current spell polled under an assignment made before
+		// the spell began (the poller hung through the hand-over and
+		// the return) carries a revision that no longer says who owned
+		// it. Dropped: the next poll is under the current one. (An
+		// event is kept: its state change is committed, and would not
+		// be announced again.)
+		if r := messageAssignment(m); r != 0 && r < latest {
+			p.gmu.Lock()
+			made, ok := p.gs.applied[r]
+			p.gmu.Unlock()
+			if !ok || made.Before(since) {
+				return true
+			}
+		}
+	}
 	// The spell of another poller, from its slot on: that poller polled
 	// the device at once when it got it, in that slot.
 	other := func(poller string, from, until time.Time) (time.Time, time.Time, bool) {
@@ -391,6 +431,21 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 		}
 	}
 	return false
+}
+
+// messageAssignment is the assignment revision that m (a sample or an
+// event) was polled under; 0 when it carries none.
+func messageAssignment(m meshmon.Message) uint64 {
+	var v struct {
+		Assignment uint64 `json:"assignment"`
+		Data       struct {
+			Assignment uint64 `json:"assignment"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(m.Data, &v) != nil {
+		return 0
+	}
+	return max(v.Assignment, v.Data.Assignment)
 }
 
 // fencedPublisher publishes the spool of a poller in a group, less the

@@ -54,13 +54,15 @@ func (e *env) runMemberVia(name, url string) (func(), *poller.Poller) {
 	}
 	cfg := poller.DefaultConfig()
 	cfg.Name, cfg.Site = name, "lab"
-	cfg.HeartbeatEvery = 250 * time.Millisecond
+	cfg.HeartbeatEvery, cfg.MemberTimeout = 250*time.Millisecond, time.Second
 	cfg.PublishTimeout = time.Second
 	p, err := poller.New(cfg, nil, store, bus.NewPublisher(js), inv, reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	g, err := bus.NewGroup(js, bus.DefaultGroupConfig(name, name, "lab"), nil)
+	gcfg := bus.DefaultGroupConfig(name, name, "lab")
+	gcfg.MemberTimeout = time.Second // the tests' own timing, shorter than the default
+	g, err := bus.NewGroup(js, gcfg, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ type groupStatus struct {
 // its interval plus the failover time.
 func TestPollerGroupFailover(t *testing.T) {
 	const interval = 2 * time.Second
-	s := newSite(t, "grp", "--flap-changes", "0")
+	s := newSite(t, "grp", "--flap-changes", "0", "--member-timeout", "1s") // the test's own timing, shorter than the default
 
 	scfg := sim.DefaultConfig()
 	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr = 12, "gd", mustAddr("127.79.0.1")
@@ -68,7 +68,7 @@ func TestPollerGroupFailover(t *testing.T) {
 			data = s.pollDir // newSite's poller: a restart keeps its store, so its name
 		}
 		args := append(append([]string{}, s.global...), "poller", "run", "--site", s.name, "--name", name,
-			"--data-dir", data, "--flap-changes", "0")
+			"--data-dir", data, "--flap-changes", "0", "--member-timeout", "1s")
 		members[name] = runMeshmon(t, name, args...)
 		members[name].waitOutput(`poller started`, 30*time.Second)
 	}

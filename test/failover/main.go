@@ -7,9 +7,13 @@
 //	go build -o /tmp/meshmon ./cmd/meshmon
 //	go run ./test/failover -meshmon /tmp/meshmon -devices 1500 -interval 5s -kills 3
 //
-// It prints one line per kill and, at the end, p50/p95/max over every moved
-// device of every kill. The processes' logs stay in the printed directory
-// with -keep.
+// It prints one line per kill, with its phases (when the lease passed on
+// and the next assignment came, when each survivor took the devices over
+// and read their last states, when they were polled), and, at the end,
+// p50/p95/max over every moved device of every kill. With -soak D it kills
+// nothing: it watches the live group for D and counts the devices moved
+// from a live poller (soak.go). The processes' logs stay in the printed
+// directory with -keep.
 package main
 
 import (
@@ -53,6 +57,10 @@ func main() {
 	victim := flag.String("victim", "leader", "whom to kill: leader or member")
 	signal := flag.String("signal", "kill", "kill (SIGKILL, then a restart), term (SIGTERM: a graceful leave, then a restart) or stop (SIGSTOP, then SIGCONT: its samples under the assignment before the hand-over are counted)")
 	workers := flag.Int("workers", 0, "the pollers' --workers (0: their default)")
+	soak := flag.Duration("soak", 0, "instead of killing: watch the group of live members this long and count the devices moved from a live poller (false failovers)")
+	heartbeat := flag.Duration("heartbeat", 0, "the pollers' --heartbeat (0: their default)")
+	memberTimeout := flag.Duration("member-timeout", 0, "the pollers' --member-timeout (0: their default)")
+	extra := flag.String("poller-args", "", "more flags for the pollers, separated by spaces (\"--batch 1024\")")
 	keep := flag.Bool("keep", false, "keep the directory of the processes' data and logs")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "meshmon-failover-")
@@ -72,7 +80,8 @@ func main() {
 	if !ok {
 		fail(fmt.Errorf("-signal %q: use kill, term or stop", *signal))
 	}
-	b.sig, b.workers = sig, *workers
+	b.extra = strings.Fields(*extra)
+	b.sig, b.workers, b.soakFor, b.heartbeat, b.memberTimeout = sig, *workers, *soak, *heartbeat, *memberTimeout
 	if err := b.run(*devices, *sims, *interval, *pollers, *kills, *victim); err != nil {
 		b.stopAll()
 		fmt.Fprintln(os.Stderr, "failover:", err, "(logs in "+dir+")")
@@ -89,6 +98,10 @@ func fail(err error) {
 type bench struct {
 	sig           syscall.Signal
 	workers       int
+	soakFor       time.Duration
+	heartbeat     time.Duration
+	memberTimeout time.Duration
+	extra         []string // more flags for the pollers
 	bin, dir, url string
 	mu            sync.Mutex
 	procs         map[string]*exec.Cmd
@@ -300,6 +313,13 @@ func (b *bench) startPoller(name string) error {
 	if b.workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(b.workers))
 	}
+	if b.heartbeat > 0 {
+		args = append(args, "--heartbeat", b.heartbeat.String())
+	}
+	if b.memberTimeout > 0 {
+		args = append(args, "--member-timeout", b.memberTimeout.String())
+	}
+	args = append(args, b.extra...)
 	return b.start(name, "poller started", args...)
 }
 
@@ -380,14 +400,8 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		return err
 	}
 	defer sub.Unsubscribe()
-	per := (devices + sims - 1) / sims
-	for i := range sims {
-		n := min(per, devices-i*per)
-		base := fmt.Sprintf("127.%d.0.1", 90+i)
-		if err := b.start(fmt.Sprintf("sim%d", i+1), "", append(b.global(), "sim", "--agents", strconv.Itoa(n), "--base-addr", base,
-			"--name-prefix", fmt.Sprintf("s%d", i+1), "--versions", "2c", "--add-devices", "--interval", interval.String())...); err != nil {
-			return err
-		}
+	if err := b.startSims(devices, sims, interval); err != nil {
+		return err
 	}
 	var members []string
 	for i := range npollers {
@@ -407,6 +421,9 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		return err
 	}
 	fmt.Printf("site %s: %d devices (interval %s), %d pollers, leader %s\n", site, devices, interval, npollers, leader)
+	if b.soakFor > 0 {
+		return b.soak(wctx, b.soakFor, members, a)
+	}
 	var all []time.Duration
 	for k := range kills {
 		dead := leader
@@ -429,7 +446,7 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		} else {
 			b.kill(dead, b.sig)
 		}
-		first, err := b.firstSamples(own, dead, killed)
+		first, polled, err := b.firstSamples(own, dead, killed)
 		if err != nil {
 			return fmt.Errorf("kill %d: %w", k+1, err)
 		}
@@ -441,6 +458,8 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 		all = append(all, ts...)
 		fmt.Printf("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 			dead, dead == leader, len(own), pct(ts, 50), pct(ts, 95), pct(ts, 100), b.phases(killed, dead), pct(ts, 0))
+		slices.Sort(polled)
+		fmt.Printf("  polled (the samples' time): p50 %s max %s; %s\n", pct(polled, 50), pct(polled, 100), b.survivorPhases(members, dead, killed))
 		if b.sig == syscall.SIGSTOP {
 			b.resume(cmd, dead, killed, interval)
 		} else if err := b.startPoller(dead); err != nil {
@@ -456,25 +475,70 @@ func (b *bench) run(devices, sims int, interval time.Duration, npollers, kills i
 	return nil
 }
 
+// startSims starts sims simulator processes sharing devices, and waits
+// until the inventory holds them all: the pollers start on the whole
+// inventory, one assignment rather than one a device added (10,000 of
+// those did not settle in minutes).
+func (b *bench) startSims(devices, sims int, interval time.Duration) error {
+	per := (devices + sims - 1) / sims
+	for i := range sims {
+		n := min(per, devices-i*per)
+		base := fmt.Sprintf("127.%d.0.1", 90+i)
+		if err := b.start(fmt.Sprintf("sim%d", i+1), "", append(b.global(), "sim", "--agents", strconv.Itoa(n), "--base-addr", base,
+			"--name-prefix", fmt.Sprintf("s%d", i+1), "--versions", "2c", "--add-devices", "--interval", interval.String())...); err != nil {
+			return err
+		}
+	}
+	return b.waitInventory(devices)
+}
+
+// waitInventory waits until the site's inventory holds n devices (n keys:
+// a put retried after a timeout may have stored two values of one).
+func (b *bench) waitInventory(n int) error {
+	var have int
+	for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		kv, err := b.js.KeyValue(ctx, bus.DevicesBucket)
+		if err == nil {
+			var keys jetstream.KeyLister
+			if keys, err = kv.ListKeys(ctx); err == nil {
+				have = 0
+				for range keys.Keys() {
+					have++
+				}
+			}
+		}
+		cancel()
+		if have >= n {
+			return nil
+		}
+	}
+	return fmt.Errorf("%d of %d devices in the inventory after 15 minutes", have, n)
+}
+
 // firstSamples waits for the first sample of each of own from another
 // poller than dead and returns how long after killed each came.
-func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, error) {
+// It also returns when those samples were observed (their time), after
+// killed: the rest is the way from the survivor's spool to the peer.
+func (b *bench) firstSamples(own map[string]bool, dead string, killed time.Time) (map[string]time.Duration, []time.Duration, error) {
 	first := map[string]time.Duration{}
+	var polled []time.Duration
 	for deadline := time.Now().Add(2 * time.Minute); len(first) < len(own); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
+			return nil, nil, fmt.Errorf("%d of %s's %d devices sampled by another member within 2 minutes", len(first), dead, len(own))
 		}
 		b.smu.Lock()
 		for _, s := range b.samples {
 			if own[s.device] && s.poller != dead {
 				if _, ok := first[s.device]; !ok {
 					first[s.device] = s.at.Sub(killed)
+					polled = append(polled, s.observed.Sub(killed))
 				}
 			}
 		}
 		b.smu.Unlock()
 	}
-	return first, nil
+	return first, polled, nil
 }
 
 func pct(ts []time.Duration, p int) string {
