@@ -125,13 +125,28 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Description: "meshmon notification delivery attempts",
 			Subjects: []string{"notify.log.>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: 30 * 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld, Replicas: replicas})
+			MaxAge: 30 * 24 * time.Hour, MaxBytes: logMaxBytes(ctx, js, replicas), Discard: jetstream.DiscardOld, Replicas: replicas})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", LogStream, err)
 	}
 	st.log = s
 	return st, nil
+}
+
+// logMaxBytes sizes the delivery log: 256 MiB, or a twentieth of the
+// account's disk (divided among the replicas, at least 1 MiB) when that is
+// less. A tenant's EVENTS and METRICS take 45% of its disk each
+// (provision.StreamLimits), and a stream's size is reserved whole: a
+// fixed 256 MiB did not fit a tenant of less than about 2.5 GiB, whose
+// runner then failed to open its store again and again.
+func logMaxBytes(ctx context.Context, js jetstream.JetStream, replicas int) int64 {
+	const most = 256 << 20
+	info, err := js.AccountInfo(ctx)
+	if err != nil || info.Limits.MaxStore <= 0 {
+		return most
+	}
+	return min(most, max(info.Limits.MaxStore/20/int64(max(replicas, 1)), 1<<20))
 }
 
 // Settings are the tenant's channels and rules.

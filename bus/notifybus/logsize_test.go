@@ -1,0 +1,60 @@
+package notifybus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus/notifybus"
+)
+
+// TestOpenFitsASmallTenant: a tenant's account with 64 MiB of disk opens
+// its notification store, and the delivery log fits in it (a fixed
+// 256 MiB log was refused, and the runner failed again and again).
+func TestOpenFitsASmallTenant(t *testing.T) {
+	acc := server.NewAccount("T")
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Accounts: []*server.Account{acc}, Users: []*server.User{{Username: "u", Password: "p", Account: acc}}}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	a, err := srv.LookupAccount("T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const disk = 64 << 20
+	if err := a.EnableJetStream(map[string]server.JetStreamAccountLimits{"": {MaxStore: disk, MaxMemory: -1, MaxStreams: -1, MaxConsumers: -1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("u", "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := notifybus.Open(ctx, js); err != nil {
+		t.Fatalf("open a 64 MiB tenant's notification store: %v", err)
+	}
+	s, err := js.Stream(ctx, notifybus.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxBytes; got <= 0 || got > disk/10 {
+		t.Errorf("delivery log of a 64 MiB tenant: %d bytes, want 1 to %d", got, disk/10)
+	}
+}
