@@ -206,8 +206,9 @@ func credsLogin(creds []byte) (opts []nats.Option, who viewer, key string, err e
 	who = viewer{User: id.User, Tenant: id.Tenant, Role: string(id.Role), Account: cmp.Or(uc.IssuerAccount, uc.Issuer)}
 	switch id.Role {
 	case tenancy.RoleNOC, tenancy.RoleAdmin:
-	case "":
-		// No meshmon tenant user: the ops account's (tenant creds --ops).
+	case "", tenancy.RoleOps:
+		// The ops account's (tenant creds --ops; issued before tasks
+		// from the ops account, its users had no role).
 		who.Ops = true
 	default:
 		return nil, viewer{}, key, refuse(http.StatusForbidden, "creds: a %s's credential does not log in to the console; use a NOC's, an admin's or the ops account's", id.Role)
