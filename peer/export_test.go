@@ -6,4 +6,7 @@ var (
 	PublishSite = publishSite
 	WaitCount   = waitCount
 	PeerJS      = peerJS
+
+	PublishStateEvents = publishStateEvents
+	LeaseHolder        = leaseHolder
 )

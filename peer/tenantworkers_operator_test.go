@@ -22,12 +22,8 @@ import (
 	"github.com/meshmon/meshmon/tenancy"
 )
 
-// opPublishStateEvents and opLeaseHolder are tenantworkers_test.go's
-// publishStateEvents and leaseHolder, for this test of package peer (it
-// starts its cluster with the package's own operator-mode helpers).
-
-// opPublishStateEvents publishes, at a site, kind events of each device.
-func opPublishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, parent string, devices ...string) {
+// publishStateEvents publishes, at a site, kind events of each device.
+func publishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, parent string, devices ...string) {
 	t.Helper()
 	var msgs []meshmon.Message
 	for _, d := range devices {
@@ -45,8 +41,8 @@ func opPublishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, pare
 	}
 }
 
-// opLeaseHolder reads which peer holds the tenant's lease.
-func opLeaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
+// leaseHolder reads which peer holds the tenant's lease.
+func leaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
 	kv, err := js.KeyValue(ctx, TenantLeaseBucket)
 	if err != nil {
 		return "", err
@@ -179,7 +175,7 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		holder, err = opLeaseHolder(ctx, cjs)
+		holder, err = leaseHolder(ctx, cjs)
 		return err
 	})
 	i := slices.IndexFunc(central, func(p *Peer) bool { return p.cfg.Name == holder })
@@ -198,7 +194,7 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 				return fmt.Errorf("alarm %s is %s", a.ID, a.State)
 			}
 		}
-		h, err := opLeaseHolder(ctx, cjs)
+		h, err := leaseHolder(ctx, cjs)
 		if err == nil && h == holder {
 			err = fmt.Errorf("the lease still names %s", h)
 		}

@@ -8,51 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/alarm"
-	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/alarmbus"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/peer"
 )
-
-// publishStateEvents publishes, at a site, kind events of each device.
-func publishStateEvents(t *testing.T, js jetstream.JetStream, site, kind, parent string, devices ...string) {
-	t.Helper()
-	var msgs []meshmon.Message
-	for _, d := range devices {
-		now := time.Now().UTC()
-		ev := meshmon.Event{SpecVersion: "1.0", ID: fmt.Sprintf("%s-%s-%d", d, kind, now.UnixNano()), Type: meshmon.EventTypePrefix + kind, Time: now, Subject: d,
-			Data: meshmon.EventData{Site: site, Device: d, Kind: kind, Check: meshmon.CheckICMP, Severity: meshmon.SeverityCritical}}
-		if d != "router" {
-			ev.Data.Parent = parent
-		}
-		b, _ := json.Marshal(ev)
-		msgs = append(msgs, meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: d, Kind: kind, Time: now, ID: ev.ID, Data: b})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if got, err := bus.NewPublisher(js).PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
-		t.Fatalf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
-	}
-}
-
-// leaseHolder reads which peer holds the tenant's lease.
-func leaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
-	kv, err := js.KeyValue(ctx, peer.TenantLeaseBucket)
-	if err != nil {
-		return "", err
-	}
-	e, err := kv.Get(ctx, peer.TenantLeaseKey)
-	if err != nil {
-		return "", err
-	}
-	var l peer.TenantLease
-	return l.Peer, json.Unmarshal(e.Value(), &l)
-}
 
 // TestTenantWorkersMoveWithTheLease: on a three-peer central, one peer
 // holds the lease and runs the alarm processor; a router and the devices
@@ -76,8 +38,8 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	for i := range kids {
 		kids[i] = fmt.Sprintf("d%02d", i)
 	}
-	publishStateEvents(t, pjs, "paris", meshmon.KindNodeDown, "router", "router")
-	publishStateEvents(t, pjs, "paris", meshmon.KindNodeDown, "router", kids...)
+	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeDown, "router", "router")
+	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeDown, "router", kids...)
 
 	var holder string
 	eventually.NoError(t, 60*time.Second, "the alarms of the storm", func() error {
@@ -94,7 +56,7 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 		if len(as) != 21 || symptoms != 20 {
 			return fmt.Errorf("%d alarms, %d symptoms; want 21, 20", len(as), symptoms)
 		}
-		holder, err = leaseHolder(ctx, cjs)
+		holder, err = peer.LeaseHolder(ctx, cjs)
 		return err
 	})
 	i := slices.IndexFunc(central, func(p *peer.Peer) bool { return p.Config().Name == holder })
@@ -108,8 +70,8 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeJS()
-	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", "router")
-	publishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", kids...)
+	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", "router")
+	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", kids...)
 	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
@@ -122,7 +84,7 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 		}
 		return nil
 	})
-	if h, err := leaseHolder(ctx, cjs); err != nil || h == holder {
+	if h, err := peer.LeaseHolder(ctx, cjs); err != nil || h == holder {
 		t.Fatalf("lease held by %q (%v) after %s closed", h, err, holder)
 	}
 	// Each alarm's changes once each, in order: the router opened and
