@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,9 +26,18 @@ import (
 
 // centralSigner is a central peer's own signing key for the accounts its
 // source watch acts in.
+//
+// Its users (the source watch, the tenant workers) put the key in force one
+// at a time (mu): each update of an account's signing keys makes the server
+// renew, for every client of an account importing the account's streams
+// (the ops account's consolidated view), the subscriptions that carry the
+// import, and two renewals of one client at once leave it subscribed
+// twice, so that it gets every event of the tenant twice (nats-server
+// 2.15.3, client.processSubsOnConfigReload; TestOpsViewOnceThroughKeyUpdates).
 type centralSigner struct {
 	sk  nkeys.KeyPair
 	pub string
+	mu  sync.Mutex // held while the key is put in force (addKey)
 }
 
 func newCentralSigner() (*centralSigner, error) {
@@ -72,6 +82,8 @@ func (c *centralSigner) conn(srv *server.Server, account, name string) (*nats.Co
 // read and the update) would be overwritten by the older claims: the JWT is
 // read again after, and applied again if it changed.
 func (c *centralSigner) addKey(srv *server.Server, account string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	acc, err := srv.LookupAccount(account)
 	if err != nil {
 		return fmt.Errorf("account %s: %w", account, err)
