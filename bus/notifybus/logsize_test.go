@@ -58,3 +58,46 @@ func TestOpenFitsASmallTenant(t *testing.T) {
 		t.Errorf("delivery log of a 64 MiB tenant: %d bytes, want 1 to %d", got, disk/10)
 	}
 }
+
+// TestOpenFitsAFullPeer: outside operator mode the account has no limit to
+// size the delivery log by, and a peer whose streams reserve most of its
+// disk has no room for 256 MiB: the log is made smaller, not refused (a
+// central peer on a small disk refused it again and again).
+func TestOpenFitsAFullPeer(t *testing.T) {
+	const disk = 300 << 20
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: disk, NoLog: true, NoSigs: true}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// EVENTS and METRICS, say, reserve all but 100 MiB.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BIG", Subjects: []string{"big"}, MaxBytes: disk - 100<<20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notifybus.Open(ctx, js); err != nil {
+		t.Fatalf("open the notification store on a nearly full peer: %v", err)
+	}
+	s, err := js.Stream(ctx, notifybus.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxBytes; got <= 0 || got > 100<<20 {
+		t.Errorf("delivery log on a peer with 100 MiB left: %d bytes, want 1 to %d", got, 100<<20)
+	}
+}

@@ -123,9 +123,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	}
 	s, err := js.Stream(ctx, LogStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Description: "meshmon notification delivery attempts",
-			Subjects: []string{"notify.log.>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: 30 * 24 * time.Hour, MaxBytes: logMaxBytes(ctx, js, replicas), Discard: jetstream.DiscardOld, Replicas: replicas})
+		s, err = createLog(ctx, js, replicas, logMaxBytes(ctx, js, replicas))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", LogStream, err)
@@ -147,6 +145,40 @@ func logMaxBytes(ctx context.Context, js jetstream.JetStream, replicas int) int6
 		return most
 	}
 	return min(most, max(info.Limits.MaxStore/20/int64(max(replicas, 1)), 1<<20))
+}
+
+// createLog makes the delivery log at size, or at half of it, and so on
+// down to 1 MiB, while its peers have no room for it. A stream's size is
+// reserved whole on each replica's peer, and outside operator mode the
+// account has no limit to size it by (logMaxBytes): a central peer whose
+// disk EVENTS and METRICS nearly fill refused 256 MiB again and again.
+func createLog(ctx context.Context, js jetstream.JetStream, replicas int, size int64) (jetstream.Stream, error) {
+	for {
+		s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: LogStream, Description: "meshmon notification delivery attempts",
+			Subjects: []string{"notify.log.>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			MaxAge: 30 * 24 * time.Hour, MaxBytes: size, Discard: jetstream.DiscardOld, Replicas: replicas})
+		if err == nil || size <= 1<<20 || !noRoom(err) {
+			return s, err
+		}
+		size = max(size/2, 1<<20)
+	}
+}
+
+// noRoom reports whether err is JetStream's refusal of a stream for want
+// of storage: on the peer (10047), in the account (10023), or on enough
+// peers to place its replicas (10005).
+func noRoom(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode {
+	case 10047, 10023:
+		return true
+	case 10005:
+		return strings.Contains(api.Description, "insufficient")
+	}
+	return false
 }
 
 // Settings are the tenant's channels and rules.
