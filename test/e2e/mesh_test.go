@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -443,10 +444,31 @@ func (m *mesh) waitCaughtUp(within time.Duration) time.Duration {
 		}
 		if time.Since(start) > within {
 			m.checkCentralKeepsAll()
+			m.logPeerNotes()
 			m.t.Fatalf("timed out after %s waiting for central to hold every event of the site: the site holds %d (%v), central %d (%v)\nsite: %s\ncentral: %s",
 				within, s, err1, c, err2, streamDiag(m.sjs), streamDiag(m.cjs))
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// logPeerNotes logs, as the test's own lines (which CI's summary of a
+// failing test repeats), the last things each central peer and the site
+// logged, but for its attempts to reach a stopped peer.
+func (m *mesh) logPeerNotes() {
+	m.t.Helper()
+	for _, p := range append(slices.Clone(m.central), m.site) {
+		if p.proc == nil {
+			continue
+		}
+		var notes []string
+		for _, l := range strings.Split(p.proc.out.String(), "\n") {
+			if l != "" && !strings.Contains(l, "Error trying to connect to route") && !strings.Contains(l, "Route connection created") && !strings.Contains(l, "Router connection closed") {
+				notes = append(notes, l)
+			}
+		}
+		notes = notes[max(0, len(notes)-12):]
+		m.t.Logf("%s last logged (%d lines):\n%s", p.name, len(notes), strings.Join(notes, "\n"))
 	}
 }
 
@@ -532,12 +554,15 @@ func (m *mesh) cutWAN(t *testing.T) (restore func()) {
 }
 
 // peerLogLevel is the peers' --log-level: MESHMON_E2E_PEER_LOG_LEVEL, or
-// warn (keep their output with MESHMON_E2E_LOGS).
+// info (keep their output with MESHMON_E2E_LOGS): a failing test prints
+// each process's last lines, and a stall is traced by what the servers
+// said at info (stream leaders, catch-ups, sources set again), about 600
+// lines a peer in TestMeshFaults.
 func peerLogLevel() string {
 	if v := os.Getenv("MESHMON_E2E_PEER_LOG_LEVEL"); v != "" {
 		return v
 	}
-	return "warn"
+	return "info"
 }
 
 func meshLoadRate() int {
