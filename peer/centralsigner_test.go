@@ -2,10 +2,7 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,23 +24,7 @@ import (
 func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := st.Trust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(t.TempDir(), "trust.json")
-	if b, err := json.Marshal(trust); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := centralConfig(t, "c1")
-	cfg.Trust, cfg.LeafPassword = trustFile, ""
-	p := startPeer(t, cfg)
+	st, p := startOperatorCentral(t)
 	connect := func(creds []byte) *nats.Conn {
 		t.Helper()
 		auth, err := tenancy.CredsOption(creds)

@@ -54,6 +54,10 @@ type Peer struct {
 	signer     *centralSigner
 	signerErr  error
 
+	// tenantLooks counts superviseTenants' looks for tenants to run
+	// workers for (tests wait on it).
+	tenantLooks atomic.Int64
+
 	// The peer's background work (see maintain and watchSources), until
 	// Close.
 	bg     context.Context

@@ -107,6 +107,7 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 					delete(running, acc)
 				}
 			}
+			p.tenantLooks.Add(1)
 		}
 		select {
 		case <-ctx.Done():
@@ -117,8 +118,16 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 }
 
 // tenantAccounts returns the accounts to run workers in, account -> tenant
-// name: the peer's one account (tenant "") with its own users, or every
-// account with an EVENTS stream in operator mode.
+// name: the peer's one account (tenant "") with its own users, or, in
+// operator mode, every account whose EVENTS stream has stored an event.
+//
+// A tenant's workers start at its first event, not at its creation: a
+// tenant without events has no alarm to keep or notify, and the workers
+// of each tenant cost ten streams, four consumers, about 1.4 MiB and 63
+// goroutines (docs/alarms.md), so that one peer could not carry a thousand
+// idle tenants. The first event is processed as any other (the alarm
+// processor starts from the stream's beginning), at most tenantsEvery
+// later.
 func (p *Peer) tenantAccounts(srv *server.Server) map[string]string {
 	if !p.cfg.operatorMode() {
 		return map[string]string{"": ""}
@@ -130,7 +139,7 @@ func (p *Peer) tenantAccounts(srv *server.Server) map[string]string {
 	out := map[string]string{}
 	for _, ad := range info.AccountDetails {
 		for _, sd := range ad.Streams {
-			if sd.Name == bus.EventsStream {
+			if sd.Name == bus.EventsStream && sd.State.LastSeq > 0 {
 				name := ad.Name // the account's name tag: the tenant
 				if name == "" || name == ad.Id {
 					name = ad.Id

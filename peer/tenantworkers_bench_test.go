@@ -15,8 +15,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
@@ -95,9 +98,10 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 		// A create that fails (a new account's JetStream not ready yet
 		// on a busy server) is made again under another name.
 		var err error
+		var tn tenancy.Tenant
 		for try := range 3 {
 			cctx, c := context.WithTimeout(ctx, 2*time.Minute)
-			_, _, err = provision.Create(cctx, st, sys, dial, fmt.Sprintf("t%05d-%d", i, try), lim, 1)
+			tn, _, err = provision.Create(cctx, st, sys, dial, fmt.Sprintf("t%05d-%d", i, try), lim, 1)
 			c()
 			if err == nil {
 				break
@@ -106,6 +110,10 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 		}
 		if err != nil {
 			b.Fatalf("tenant %d: %v", i, err)
+		}
+		if workers {
+			// A tenant's workers start at its first event.
+			firstEvent(b, p, tn.Account)
 		}
 	}
 	created := time.Since(start)
@@ -175,4 +183,43 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// firstEvent stores one event in the EVENTS stream of account, over an
+// in-process connection the peer signs there (as its own workers' is),
+// which is then the stream's subject too.
+func firstEvent(b *testing.B, p *Peer, account string) {
+	b.Helper()
+	signer, err := p.centralSigner()
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, err := signer.conn(p.Server(), account, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := meshmon.Event{SpecVersion: "1.0", ID: "bench-1", Type: meshmon.EventTypePrefix + meshmon.KindNodeDown, Time: time.Now().UTC(), Subject: "d1",
+		Data: meshmon.EventData{Site: "bench", Device: "d1", Kind: meshmon.KindNodeDown, Check: meshmon.CheckICMP, Severity: meshmon.SeverityCritical}}
+	data, _ := json.Marshal(ev)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Central's EVENTS takes events from its sites' streams only: here it
+	// takes the bench's subject too, as a site's would.
+	s, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"ev.bench.>"}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		b.Fatalf("EVENTS of %s takes the bench's subject: %v", account, err)
+	}
+	if _, err := js.Publish(ctx, meshmon.EventSubject("bench", "d1", meshmon.KindNodeDown), data); err != nil {
+		b.Fatalf("first event of %s: %v", account, err)
+	}
 }

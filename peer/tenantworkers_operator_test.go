@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,114 @@ func leaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
 	}
 	var l TenantLease
 	return l.Peer, json.Unmarshal(e.Value(), &l)
+}
+
+// startOperatorCentral starts one central peer in operator mode, on a key
+// store of its own.
+func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
+	t.Helper()
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustFile := filepath.Join(t.TempDir(), "trust.json")
+	if b, err := json.Marshal(trust); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := centralConfig(t, "c1")
+	cfg.Trust, cfg.LeafPassword = trustFile, ""
+	return st, startPeer(t, cfg)
+}
+
+// TestTenantWorkersStartAtTheFirstEvent: in operator mode a tenant's
+// workers (ten streams, four consumers, 63 goroutines) start at its first
+// event, not at its creation; before it, the tenant lists no alarm and
+// takes a maintenance window all the same.
+func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, p := startOperatorCentral(t)
+	connect := func(creds []byte) *nats.Conn {
+		t.Helper()
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(p.ClientURL(), auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	tn, _, err := st.EnsurePollerKey("acme", "par")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, connect(sysCreds), tn.JWT); err != nil {
+		t.Fatal(err)
+	}
+	adminCreds, err := st.AdminCreds("acme", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cjs, err := jetstream.New(connect(adminCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := bus.DefaultStreamLimits()
+	lim.EventsMaxBytes, lim.MetricsMaxBytes = 16<<20, 16<<20
+	eventually.NoError(t, time.Minute, "the tenant's streams", func() error { return bus.EnsureStreams(ctx, cjs, lim) })
+
+	// Two looks for tenants after its EVENTS exists: the second began
+	// after the stream was made.
+	looks := p.tenantLooks.Load()
+	eventually.True(t, 30*time.Second, "two looks for tenants", func() bool { return p.tenantLooks.Load() >= looks+2 })
+	for _, name := range []string{alarm.Stream, "KV_" + TenantLeaseBucket} {
+		if _, err := cjs.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatalf("stream %s of a tenant without events: %v, want none", name, err)
+		}
+	}
+	if as, err := alarmbus.List(ctx, cjs); err != nil || len(as) != 0 {
+		t.Fatalf("alarms of a tenant without events: %v, %v; want none", as, err)
+	}
+	w := alarm.Window{ID: "upgrade", Site: "par", Start: time.Now().UTC(), Duration: meshmon.Duration(time.Hour), TZ: "UTC"}
+	if err := alarmbus.AddWindow(ctx, cjs, w); err != nil {
+		t.Fatalf("a window before the tenant's first event: %v", err)
+	}
+
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pjs, err := jetstream.New(connect(pollerCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "router")
+	eventually.NoError(t, time.Minute, "the first event's alarm", func() error {
+		as, err := alarmbus.List(ctx, cjs)
+		if err == nil && len(as) != 1 {
+			err = fmt.Errorf("%d alarms, want 1", len(as))
+		}
+		return err
+	})
+	if ws, err := alarmbus.ListWindows(ctx, cjs); err != nil || len(ws) != 1 {
+		t.Fatalf("windows after the workers started: %v, %v; want the one added before", ws, err)
+	}
 }
 
 // TestTenantWorkersMoveWithTheLeaseOperator: the same in operator mode,

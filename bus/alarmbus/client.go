@@ -23,11 +23,12 @@ var ErrNoProcessor = errors.New("no alarm processor answered")
 
 // List reads every alarm of the tenant that js reaches, from the alarms
 // bucket (a NOC's credential may: it reads through a consumer of its own
-// names).
+// names). A tenant without the bucket has no alarm: central's alarm
+// processor makes it at the tenant's first event.
 func List(ctx context.Context, js jetstream.JetStream) ([]alarm.Alarm, error) {
 	entries, err := bus.ReadBucket(ctx, js, alarm.Bucket)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("no alarms bucket: the alarm processor has not run for this tenant at central yet: %w", err)
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
@@ -63,7 +64,8 @@ func Get(ctx context.Context, js jetstream.JetStream, id string) (alarm.Alarm, e
 // Act asks the tenant's alarm processor to take an action as user (the
 // name its credential allows on ActionSubject) and returns the changes it
 // made. No answer (a processor moving to another peer) is asked again
-// until ctx is done. The processor's refusal is an error wrapping the
+// until ctx is done, but for a tenant that has had no event yet, which has
+// no processor and no alarm (ErrNotFound at once). The processor's refusal is an error wrapping the
 // alarm package's (ErrNotFound, ErrNotOpen, ErrNoChange,
 // ErrInvalidAction); a permission violation is the server's.
 func Act(ctx context.Context, nc *nats.Conn, user string, a alarm.Action) ([]alarm.Change, error) {
@@ -81,6 +83,9 @@ func Act(ctx context.Context, nc *nats.Conn, user string, a alarm.Action) ([]ala
 			return nil, fmt.Errorf("%s %s: %w: this credential may not request %s (a NOC may ack, unack and comment as itself; clear takes an admin's)", a.Verb, a.ID, le, subj)
 		}
 		if errors.Is(err, nats.ErrNoResponders) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+			if noAlarmsYet(ctx, nc) {
+				return nil, fmt.Errorf("%s %s: %w: the tenant has had no alarm yet (central keeps a tenant's alarms from its first event)", a.Verb, a.ID, alarm.ErrNotFound)
+			}
 			if !retry.Wait(ctx) {
 				return nil, fmt.Errorf("%s %s: %w (the tenant's alarms run at central)", a.Verb, a.ID, ErrNoProcessor)
 			}
@@ -98,6 +103,18 @@ func Act(ctx context.Context, nc *nats.Conn, user string, a alarm.Action) ([]ala
 		}
 		return r.Changes, nil
 	}
+}
+
+// noAlarmsYet reports whether the tenant of nc has no alarms bucket: its
+// alarm processor, which makes it, starts at the tenant's first event, so
+// no processor answers for a tenant without one.
+func noAlarmsYet(ctx context.Context, nc *nats.Conn) bool {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	_, err = js.KeyValue(ctx, alarm.Bucket)
+	return errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
 // replyError turns a processor's refusal back into an error that wraps
@@ -128,12 +145,22 @@ func (e *refusal) Error() string { return e.msg }
 func (e *refusal) Unwrap() error { return e.base }
 
 // AddWindow stores a maintenance window (validated); it fails when one of
-// that ID exists.
+// that ID exists. A tenant that has had no event yet has no buckets of
+// its alarms (central's alarm processor makes them at its first event):
+// they are made here, as the processor makes them (Ensure).
 func AddWindow(ctx context.Context, js jetstream.JetStream, w alarm.Window) error {
 	if err := w.Validate(); err != nil {
 		return err
 	}
 	kv, err := js.KeyValue(ctx, alarm.MaintenanceBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		var replicas int
+		if replicas, err = eventsReplicas(ctx, js); err == nil {
+			if err = Ensure(ctx, js, replicas); err == nil {
+				kv, err = js.KeyValue(ctx, alarm.MaintenanceBucket)
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("maintenance bucket (made by the alarm processor at central): %w", err)
 	}
@@ -152,6 +179,9 @@ func AddWindow(ctx context.Context, js jetstream.JetStream, w alarm.Window) erro
 // ListWindows reads the maintenance windows.
 func ListWindows(ctx context.Context, js jetstream.JetStream) ([]alarm.Window, error) {
 	entries, err := bus.ReadBucket(ctx, js, alarm.MaintenanceBucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // no window yet (AddWindow makes the bucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("maintenance bucket: %w", err)
 	}
