@@ -31,6 +31,14 @@ type TailOptions struct {
 	// Stream is the stream to read; empty means the one that holds
 	// Subject, or EventsStream.
 	Stream string
+	// KeepConsumer leaves the tail's consumer to go by itself, after its
+	// inactive threshold (tailLinger), for a credential that may make
+	// consumers of any name but not remove them (the ops account's replay
+	// of a tenant's stream: tenancy.OpsCreds): the server refuses such a
+	// removal at once but logs it as an error. The consumer is an ordered
+	// one of a name of its own, never one of the user's few names (which
+	// it would hold until it went).
+	KeepConsumer bool
 }
 
 // TailMsg is one message delivered by Tail.
@@ -176,7 +184,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}
 	}
 
-	if owner := consumerOwner(js); owner != "" {
+	if owner := consumerOwner(js); owner != "" && !opts.KeepConsumer {
 		return tailOwned(ctx, js, stream, owner, cfg, opts.Live, end, fn)
 	}
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
@@ -187,7 +195,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 	// lost peer; the one current at the end is removed here (the ones
 	// before, by the client as it replaces them).
 	defer func() {
-		if info := cons.CachedInfo(); info != nil {
+		if info := cons.CachedInfo(); info != nil && !opts.KeepConsumer {
 			dropConsumer(ctx, js, stream, info.Name)
 		}
 	}()
