@@ -17,13 +17,24 @@ func consoleFlags(env func(string) []string) []cli.Flag {
 		&cli.StringFlag{Name: "console-listen", EnvVars: env("CONSOLE_LISTEN"), Usage: "central: serve the web console on host:port (a host left out means 127.0.0.1), HTTPS with the peer's certificate (plaintext only with --insecure); users log in with their .creds (off when empty)"},
 		&cli.DurationFlag{Name: "console-session-idle", Value: def.SessionIdle, EnvVars: env("CONSOLE_SESSION_IDLE"), Usage: "central: a console session unused this long ends"},
 		&cli.DurationFlag{Name: "console-session-max", Value: def.SessionMax, EnvVars: env("CONSOLE_SESSION_MAX"), Usage: "central: a console session ends this long after login"},
+		&cli.IntFlag{Name: "console-login-failures", Value: def.LoginFailures, EnvVars: env("CONSOLE_LOGIN_FAILURES"), Usage: "central: this many logins central refused within --console-login-window, from one address or for one user, lock it out"},
+		&cli.DurationFlag{Name: "console-login-window", Value: def.LoginWindow, EnvVars: env("CONSOLE_LOGIN_WINDOW"), Usage: "central: the window the console counts refused logins over"},
+		&cli.DurationFlag{Name: "console-login-lockout", Value: def.LoginLockout, EnvVars: env("CONSOLE_LOGIN_LOCKOUT"), Usage: "central: how long a locked-out address or user is refused (429)"},
 	}
 }
 
-// checkConsoleFlags refuses the console on a site peer, before it starts.
+// checkConsoleFlags refuses the console on a site peer, and login limits
+// that would not limit, before the peer starts.
 func checkConsoleFlags(c *cli.Context, role string) error {
-	if c.String("console-listen") != "" && role != peer.RoleCentral {
+	switch {
+	case c.String("console-listen") != "" && role != peer.RoleCentral:
 		return fmt.Errorf("--console-listen: only a central peer (--role central) serves the console")
+	case c.Int("console-login-failures") < 1:
+		return fmt.Errorf("--console-login-failures: %d: must be at least 1", c.Int("console-login-failures"))
+	case c.Duration("console-login-window") <= 0:
+		return fmt.Errorf("--console-login-window: %s: must be positive", c.Duration("console-login-window"))
+	case c.Duration("console-login-lockout") <= 0:
+		return fmt.Errorf("--console-login-lockout: %s: must be positive", c.Duration("console-login-lockout"))
 	}
 	return nil
 }
@@ -44,6 +55,7 @@ func startConsole(c *cli.Context, p *peer.Peer, log *slog.Logger) (*console.Serv
 	}
 	cfg.PasswordLogin = pc.Trust == "" && pc.Auth.User != ""
 	cfg.SessionIdle, cfg.SessionMax = c.Duration("console-session-idle"), c.Duration("console-session-max")
+	cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout = c.Int("console-login-failures"), c.Duration("console-login-window"), c.Duration("console-login-lockout")
 	cfg.Log = log
 	s, err := console.New(cfg)
 	if err != nil {

@@ -527,9 +527,20 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#login")))
 }
 
-// TestConsoleFlags: a site peer refuses --console-listen, in one line.
+// TestConsoleFlags: a site peer refuses --console-listen, and a central
+// login limits that would not limit, each in one line.
 func TestConsoleFlags(t *testing.T) {
 	_, stderr, code := run(t, "peer", "run", "--role", "site", "--site", "s1", "--listen", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0")
 	checkOneLineError(t, "", stderr, code, "--console-listen: only a central peer (--role central) serves the console")
+	// Login limits that would not limit.
+	for flag, want := range map[string]string{
+		"--console-login-failures=0":  "--console-login-failures: 0: must be at least 1",
+		"--console-login-window=0s":   "--console-login-window: 0s: must be positive",
+		"--console-login-lockout=-1m": "--console-login-lockout: -1m0s: must be positive",
+	} {
+		_, stderr, code := run(t, "peer", "run", "--role", "central", "--name", "c1", "--listen", "127.0.0.1:0",
+			"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0", flag)
+		checkOneLineError(t, "", stderr, code, want)
+	}
 }
