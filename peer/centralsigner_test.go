@@ -25,19 +25,7 @@ func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, p := startOperatorCentral(t)
-	connect := func(creds []byte) *nats.Conn {
-		t.Helper()
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(p.ClientURL(), auth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	connect := func(creds []byte) *nats.Conn { return credsConn(t, p.ClientURL(), creds) }
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {
 		t.Fatal(err)

@@ -2,18 +2,14 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
@@ -70,22 +66,8 @@ func (r *recordedLog) setAgain(account string) bool {
 func TestOperatorCentralWatchesSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := st.Trust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(t.TempDir(), "trust.json")
-	if b, err := json.Marshal(trust); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := centralConfig(t, "c1")
-	ccfg.Trust, ccfg.LeafPassword = trustFile, ""
+	st, trustFile := operatorStore(t)
+	ccfg := operatorCentralConfig(t, "c1", trustFile)
 	rec := &recordedLog{}
 	central, err := New(ccfg, slog.New(rec))
 	if err != nil {
@@ -95,24 +77,11 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(central.Close)
-	connect := func(url string, creds []byte) *nats.Conn {
-		t.Helper()
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(url, auth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := connect(central.ClientURL(), sysCreds)
+	sys := credsConn(t, central.ClientURL(), sysCreds)
 
 	// The tenant, its central streams and its site hq, as tenant create
 	// and site add --tenant make them.
@@ -130,7 +99,7 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cjs, err := jetstream.New(connect(central.ClientURL(), adminCreds))
+	cjs, err := jetstream.New(credsConn(t, central.ClientURL(), adminCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +134,7 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 	scfg.Central = []string{"nats-leaf://" + px.Addr()}
 	scfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
 	site := startPeer(t, scfg)
-	sjs, err := jetstream.New(connect(site.ClientURL(), pollerCreds))
+	sjs, err := jetstream.New(credsConn(t, site.ClientURL(), pollerCreds))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,14 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
@@ -155,36 +152,9 @@ func spread(ds []time.Duration) string {
 // how to publish at a member as the tenant's poller.
 func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStream, func(*Peer) jetstream.JetStream) {
 	t.Helper()
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := st.Trust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(t.TempDir(), "trust.json")
-	if b, err := json.Marshal(trust); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := centralConfig(t, "c1")
-	ccfg.Trust, ccfg.LeafPassword = trustFile, ""
+	st, trustFile := operatorStore(t)
+	ccfg := operatorCentralConfig(t, "c1", trustFile)
 	central := startPeer(t, ccfg)
-	connect := func(url string, creds []byte) *nats.Conn {
-		t.Helper()
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(url, auth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {
 		t.Fatal(err)
@@ -196,14 +166,14 @@ func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStr
 	if tn, _, err = st.EnsurePollerKey("acme", "paris"); err != nil {
 		t.Fatal(err)
 	}
-	if err := tenancy.Push(ctx, connect(central.ClientURL(), sysCreds), tn.JWT); err != nil {
+	if err := tenancy.Push(ctx, credsConn(t, central.ClientURL(), sysCreds), tn.JWT); err != nil {
 		t.Fatal(err)
 	}
 	adminCreds, err := st.AdminCreds("acme", 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cjs, err := jetstream.New(connect(central.ClientURL(), adminCreds))
+	cjs, err := jetstream.New(credsConn(t, central.ClientURL(), adminCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +206,7 @@ func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStr
 		members[i] = cfg
 	}
 	publisher := func(p *Peer) jetstream.JetStream {
-		js, err := jetstream.New(connect(p.ClientURL(), pollerCreds))
+		js, err := jetstream.New(credsConn(t, p.ClientURL(), pollerCreds))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,9 +56,9 @@ func leaseHolder(ctx context.Context, js jetstream.JetStream) (string, error) {
 	return l.Peer, json.Unmarshal(e.Value(), &l)
 }
 
-// startOperatorCentral starts one central peer in operator mode, on a key
-// store of its own.
-func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
+// operatorStore makes a key store, as meshmon init does, and the trust
+// file central peers run with in operator mode.
+func operatorStore(t *testing.T) (st *tenancy.Store, trustFile string) {
 	t.Helper()
 	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
 	if err != nil {
@@ -68,15 +68,45 @@ func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trustFile := filepath.Join(t.TempDir(), "trust.json")
+	trustFile = filepath.Join(t.TempDir(), "trust.json")
 	if b, err := json.Marshal(trust); err != nil {
 		t.Fatal(err)
 	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := centralConfig(t, "c1")
+	return st, trustFile
+}
+
+// operatorCentralConfig is the config of a central peer in operator mode
+// on trustFile (operatorStore).
+func operatorCentralConfig(t *testing.T, name, trustFile string) Config {
+	cfg := centralConfig(t, name)
 	cfg.Trust, cfg.LeafPassword = trustFile, ""
-	return st, startPeer(t, cfg)
+	return cfg
+}
+
+// startOperatorCentral starts one central peer in operator mode, on a key
+// store of its own.
+func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
+	t.Helper()
+	st, trustFile := operatorStore(t)
+	return st, startPeer(t, operatorCentralConfig(t, "c1", trustFile))
+}
+
+// credsConn connects to url with creds (a .creds file's bytes), closed
+// when the test ends.
+func credsConn(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	auth, err := tenancy.CredsOption(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(opts, auth)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // TestTenantWorkersStartAtTheFirstEvent: in operator mode a tenant's
@@ -87,19 +117,7 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, p := startOperatorCentral(t)
-	connect := func(creds []byte) *nats.Conn {
-		t.Helper()
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(p.ClientURL(), auth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	connect := func(creds []byte) *nats.Conn { return credsConn(t, p.ClientURL(), creds) }
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {
 		t.Fatal(err)
@@ -176,42 +194,18 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := st.Trust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(t.TempDir(), "trust.json")
-	if b, err := json.Marshal(trust); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(trustFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	st, trustFile := operatorStore(t)
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var central []*Peer
 	var urls []string
 	for i := range 3 {
-		cfg := centralConfig(t, fmt.Sprintf("c%d", i+1))
-		cfg.Trust, cfg.LeafPassword = trustFile, ""
+		cfg := operatorCentralConfig(t, fmt.Sprintf("c%d", i+1), trustFile)
 		joinCluster(&cfg, routes, i)
 		central = append(central, startPeer(t, cfg))
 		urls = append(urls, central[i].ClientURL())
 	}
 	connect := func(creds []byte) *nats.Conn {
-		t.Helper()
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(strings.Join(urls, ","), auth, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
+		return credsConn(t, strings.Join(urls, ","), creds, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	}
 	sysCreds, err := st.SystemCreds(0)
 	if err != nil {

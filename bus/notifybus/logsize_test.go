@@ -19,15 +19,7 @@ func TestOpenFitsASmallTenant(t *testing.T) {
 	acc := server.NewAccount("T")
 	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Accounts: []*server.Account{acc}, Users: []*server.User{{Username: "u", Password: "p", Account: acc}}}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	srv := startServer(t, opts)
 	a, err := srv.LookupAccount("T")
 	if err != nil {
 		t.Fatal(err)
@@ -36,15 +28,7 @@ func TestOpenFitsASmallTenant(t *testing.T) {
 	if err := a.EnableJetStream(map[string]server.JetStreamAccountLimits{"": {MaxStore: disk, MaxMemory: -1, MaxStreams: -1, MaxConsumers: -1}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("u", "p"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJS(t, srv, nats.UserInfo("u", "p"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := notifybus.Open(ctx, js); err != nil {
@@ -66,24 +50,7 @@ func TestOpenFitsASmallTenant(t *testing.T) {
 func TestOpenFitsAFullPeer(t *testing.T) {
 	const disk = 300 << 20
 	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: disk, NoLog: true, NoSigs: true}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJS(t, startServer(t, opts))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// EVENTS and METRICS, say, reserve all but 100 MiB.
@@ -100,4 +67,34 @@ func TestOpenFitsAFullPeer(t *testing.T) {
 	if got := s.CachedInfo().Config.MaxBytes; got <= 0 || got > 100<<20 {
 		t.Errorf("delivery log on a peer with 100 MiB left: %d bytes, want 1 to %d", got, 100<<20)
 	}
+}
+
+// startServer runs a nats-server of opts until the test ends.
+func startServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return srv
+}
+
+// connectJS connects to srv with opts, until the test ends.
+func connectJS(t *testing.T, srv *server.Server, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
