@@ -157,6 +157,24 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 		t.Fatalf("alarms of a tenant without events: %v, %v; want none", as, err)
 	}
 	w := alarm.Window{ID: "upgrade", Site: "par", Start: time.Now().UTC(), Duration: meshmon.Duration(time.Hour), TZ: "UTC"}
+	// A NOC may not: it makes no bucket, as it may write none.
+	_, nocCreds, err := st.IssueUser("acme", "noc", tenancy.RoleNOC, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	njs, err := jetstream.New(credsConn(t, p.ClientURL(), nocCreds, nats.CustomInboxPrefix(tenancy.InboxPrefix("noc"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nctx, ncancel := context.WithTimeout(ctx, 5*time.Second)
+	err = alarmbus.AddWindow(nctx, njs, w)
+	ncancel()
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Fatalf("a NOC's maintenance window: %v, want a permissions violation", err)
+	}
+	if _, serr := cjs.Stream(ctx, "KV_"+alarm.MaintenanceBucket); !errors.Is(serr, jetstream.ErrStreamNotFound) {
+		t.Fatalf("a NOC's refused window (%v) left the maintenance bucket: %v", err, serr)
+	}
 	if err := alarmbus.AddWindow(ctx, cjs, w); err != nil {
 		t.Fatalf("a window before the tenant's first event: %v", err)
 	}

@@ -161,6 +161,9 @@ func AddWindow(ctx context.Context, js jetstream.JetStream, w alarm.Window) erro
 			}
 		}
 	}
+	if le := js.Conn().LastError(); err != nil && errors.Is(le, nats.ErrPermissionViolation) {
+		return fmt.Errorf("maintenance window %s: %w: this credential may not make the tenant's alarm buckets (a tenant admin's may)", w.ID, le)
+	}
 	if err != nil {
 		return fmt.Errorf("maintenance bucket (made by the alarm processor at central): %w", err)
 	}
