@@ -272,8 +272,7 @@ func (r *failoverRun) startMember(name string) (*benchMember, error) {
 	if err != nil {
 		return nil, err
 	}
-	seat := poller.GroupSeat{Name: mc.Name, Instance: mc.Instance, Site: mc.Site, Lease: mc.GroupLease, MemberTimeout: mc.MemberTimeout}
-	if m.group, err = bus.NewGroup(mjs, pollerlink.GroupConfig(seat), nil); err != nil {
+	if m.group, err = bus.NewGroup(mjs, pollerlink.GroupConfig(mc.Seat()), nil); err != nil {
 		return nil, err
 	}
 	pl.JoinGroup(m.group)

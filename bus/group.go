@@ -47,14 +47,23 @@ type GroupConfig struct {
 	// Tick is how often the leader looks at the group when nothing
 	// changed.
 	Tick time.Duration
+	// Probe is how late a member's heartbeat may be before it is asked
+	// whether its connection is still up (see presence.go): one whose
+	// connection closed is out at once, without waiting for
+	// MemberTimeout. 0 turns it off; else at least Tick and below
+	// MemberTimeout.
+	Probe time.Duration
 }
 
 // DefaultGroupConfig returns the default timings: a 1 s lease and a member
-// timeout of 2 s, with heartbeats every 100 ms. On a loaded 2-core machine
-// a 500 ms member timeout moved devices from live members within minutes;
-// 2 s moved none in an hour (docs/operations.md).
+// timeout of 2 s, with heartbeats every 100 ms, and a probe of a member
+// three heartbeats late. On a loaded 2-core machine a 500 ms member
+// timeout moved devices from live members within minutes; 2 s moved none
+// in an hour (docs/operations.md). The probe moves a dead member's devices
+// sooner than that.
 func DefaultGroupConfig(name, instance, site string) GroupConfig {
-	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: 2 * time.Second, Tick: 100 * time.Millisecond}
+	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: 2 * time.Second,
+		Tick: 100 * time.Millisecond, Probe: 300 * time.Millisecond}
 }
 
 // Validate checks every field and names the first that breaks a rule.
@@ -72,6 +81,8 @@ func (c GroupConfig) Validate() error {
 		return fmt.Errorf("group member timeout %s is too short; use at least 200ms", c.MemberTimeout)
 	case c.Tick < 10*time.Millisecond || c.Tick > c.MemberTimeout:
 		return fmt.Errorf("group tick %s: use at least 10ms and at most the member timeout", c.Tick)
+	case c.Probe != 0 && (c.Probe < c.Tick || c.Probe >= c.MemberTimeout):
+		return fmt.Errorf("group probe %s: use 0 (off), or at least the tick (%s) and less than the member timeout (%s)", c.Probe, c.Tick, c.MemberTimeout)
 	}
 	return nil
 }
@@ -339,6 +350,13 @@ func (g *Group) deliver(a meshmon.Assignment) {
 // free, and leads while it holds it. On the way out a leader gives up its
 // lease so that another member takes over at once.
 func (g *Group) Run(ctx context.Context) {
+	if g.cfg.Probe > 0 {
+		if sub, err := g.answerPresence(); err != nil {
+			g.log.Warn("poller group: not answering presence probes; a crash is noticed after the member timeout", "err", err)
+		} else {
+			defer func() { _ = sub.Unsubscribe() }()
+		}
+	}
 	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := g.run(ctx)
@@ -383,6 +401,7 @@ type groupView struct {
 	tried      time.Time // when this member last stood for leader
 	start      time.Time // when the watches began
 	reconnects uint64    // the connection's reconnections when they began
+	presence   presence  // what probes found of the members' connections
 }
 
 // decision is what the leader decided an assignment from: the
@@ -420,7 +439,8 @@ var errReconnected = errors.New("reconnected to the peer")
 // heard from since its last heartbeat by more than timeout: a leader that
 // the machine starved, or whose watch lags, sees every heartbeat late, and
 // took every member for dead at once (the group moved every device on a
-// loaded machine, issue 23).
+// loaded machine, issue 23). A member whose connection a probe found
+// closed since its last heartbeat is out at once (presence.go).
 func (v *groupView) live(self string, now time.Time, timeout time.Duration) []string {
 	var newest time.Time
 	for _, seen := range v.members {
@@ -430,13 +450,13 @@ func (v *groupView) live(self string, now time.Time, timeout time.Duration) []st
 	}
 	live := []string{self}
 	for m, seen := range v.members {
-		if m != self && (now.Sub(seen) <= timeout || newest.Sub(seen) <= timeout) {
+		if m != self && !v.presence.isGone(m, seen) && (now.Sub(seen) <= timeout || newest.Sub(seen) <= timeout) {
 			live = append(live, m)
 		}
 	}
 	if now.Sub(v.start) <= timeout {
 		for _, m := range v.current.Members {
-			if !slices.Contains(live, m) && !v.left[m] {
+			if !slices.Contains(live, m) && !v.left[m] && !v.presence.isGone(m, v.members[m]) {
 				live = append(live, m)
 			}
 		}
@@ -456,7 +476,8 @@ func (g *Group) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v := &groupView{members: map[string]time.Time{}, left: map[string]bool{}, devices: map[string]int{}, start: time.Now()}
+	v := &groupView{members: map[string]time.Time{}, left: map[string]bool{}, devices: map[string]int{}, start: time.Now(),
+		presence: newPresence()}
 	// Watches that outlive a reconnection can miss what changed while the
 	// peer was away (a restarted peer forgets them, and they notice only
 	// after missing their idle heartbeats, seconds later): start them
@@ -488,6 +509,8 @@ func (g *Group) run(ctx context.Context) error {
 				return errors.New("device watch closed")
 			}
 			v.onDevice(e)
+		case r := <-v.presence.results:
+			g.onProbe(v, r)
 		case <-tick.C:
 			if v.pending != nil {
 				g.onAssignment(ctx, v, v.pending)
@@ -641,6 +664,7 @@ func (v *groupView) onDevice(e jetstream.KeyValueEntry) {
 // (meshmon.NextAssignment).
 func (g *Group) lead(ctx context.Context, v *groupView) {
 	now := time.Now()
+	g.probe(ctx, v, now)
 	if g.Leading() && now.Sub(g.elector.RenewedAt()) > g.cfg.Lease*3/4 {
 		g.setLeading(false, "could not renew the lease in time")
 	}
@@ -715,12 +739,20 @@ func (g *Group) stand(ctx context.Context, v *groupView) {
 // groupView.live), once this member's view of the heartbeats is complete
 // and a member timeout old: the others need not wait for its lease to
 // lapse (issue 23: the lease added up to a second to a leader's failover).
+// A holder whose connection a probe found closed (presence.go) is dead at
+// once, however young the view.
 func (g *Group) holderDead(v *groupView, now time.Time) bool {
-	if v.free || v.holder == "" || v.holder == g.cfg.Name || v.synced < 3 || now.Sub(v.start) <= g.cfg.MemberTimeout ||
-		now.Sub(v.tried) < g.cfg.Tick {
+	if v.free || v.holder == "" || v.holder == g.cfg.Name || v.synced < 3 || now.Sub(v.tried) < g.cfg.Tick {
 		return false
 	}
-	if _, heard := v.members[v.holder]; !heard {
+	seen, heard := v.members[v.holder]
+	if heard && v.presence.isGone(v.holder, seen) {
+		return true
+	}
+	if now.Sub(v.start) <= g.cfg.MemberTimeout {
+		return false
+	}
+	if !heard {
 		return false // a holder without heartbeats (or whose heartbeat expired): its lease tells
 	}
 	return !slices.Contains(v.live(g.cfg.Name, now, g.cfg.MemberTimeout), v.holder)

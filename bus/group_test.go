@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ type member struct {
 	group  *Group
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// silent stops its heartbeats (a hung or starved process whose
+	// connection the server still holds).
+	silent atomic.Bool
 
 	mu   sync.Mutex
 	last meshmon.Assignment
@@ -36,6 +40,13 @@ type member struct {
 }
 
 func startMember(t *testing.T, url, name string) *member {
+	t.Helper()
+	return startMemberWith(t, url, name, nil)
+}
+
+// startMemberWith starts a member whose group configuration set changes
+// (nil: the tests' default).
+func startMemberWith(t *testing.T, url, name string, set func(*GroupConfig)) *member {
 	t.Helper()
 	nc, js := connect(t, url)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,13 +59,18 @@ func startMember(t *testing.T, url, name string) *member {
 	reg.TTL = 15 * time.Second
 	cfg := DefaultGroupConfig(name, name+"-instance", "hq")
 	cfg.MemberTimeout = time.Second // the tests' own timing, shorter than the default
+	if set != nil {
+		set(&cfg)
+	}
 	m.group, err = NewGroup(js, cfg, testLog(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.wg.Go(func() {
 		for ctx.Err() == nil {
-			_ = reg.Heartbeat(ctx, meshmon.PollerInfo{Name: name, Site: "hq"})
+			if !m.silent.Load() {
+				_ = reg.Heartbeat(ctx, meshmon.PollerInfo{Name: name, Site: "hq"})
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(250 * time.Millisecond):
@@ -487,8 +503,16 @@ func TestGroupHolderDead(t *testing.T) {
 			t.Errorf("%s: holder dead %v, want %v", c.name, got, c.want)
 		}
 	}
+	// A holder whose connection a probe found closed is dead at once,
+	// before the view is a timeout old.
+	v := &groupView{members: map[string]time.Time{"p1": t0, "p2": t0.Add(s)}, left: map[string]bool{}, holder: "p1", synced: 3,
+		start: t0.Add(s), presence: newPresence()}
+	v.presence.gone["p1"] = t0
+	if !g.holderDead(v, t0.Add(s+s/2)) {
+		t.Errorf("a holder found gone in a young view: not dead")
+	}
 	// A member that left is out at once, before the view is a timeout old.
-	v := &groupView{members: map[string]time.Time{"p1": t0, "p2": t0}, left: map[string]bool{}, start: t0,
+	v = &groupView{members: map[string]time.Time{"p1": t0, "p2": t0}, left: map[string]bool{}, start: t0,
 		current: meshmon.Assignment{Members: []string{"p1", "p2", "p3"}}}
 	v.onMember("hq.", leftEntry{key: "hq.p3"})
 	if got := v.live("p1", t0.Add(s/2), s); !slices.Equal(got, []string{"p1", "p2"}) {

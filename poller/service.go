@@ -30,10 +30,27 @@ type Claimer interface {
 }
 
 // GroupSeat is what a poller brings to its site's group: who it is and the
-// group's timings (Config.GroupLease and Config.MemberTimeout).
+// group's timings (Config.GroupLease, Config.MemberTimeout and
+// Config.HeartbeatEvery).
 type GroupSeat struct {
-	Name, Instance, Site string
-	Lease, MemberTimeout time.Duration
+	Name, Instance, Site            string
+	Lease, MemberTimeout, Heartbeat time.Duration
+}
+
+// ProbeAfter is how late the seat's heartbeats may be before the group
+// asks whether its connection is still up, and takes it for dead at once
+// when it is not: three heartbeats, at most half the member timeout; 0
+// (no probes, only the member timeout) without a heartbeat interval.
+func (s GroupSeat) ProbeAfter() time.Duration {
+	if s.Heartbeat <= 0 {
+		return 0
+	}
+	return min(3*s.Heartbeat, s.MemberTimeout/2)
+}
+
+// Seat is the poller's seat in its site's group.
+func (c Config) Seat() GroupSeat {
+	return GroupSeat{Name: c.Name, Instance: c.Instance, Site: c.Site, Lease: c.GroupLease, MemberTimeout: c.MemberTimeout, Heartbeat: c.HeartbeatEvery}
 }
 
 // GroupMember is a seat in a poller group: the Group a poller follows and
@@ -227,8 +244,7 @@ func (s *Service) start(ctx context.Context) (err error) {
 	}
 	var group GroupMember
 	if s.link.NewGroup != nil {
-		c := s.cfg
-		if group, err = s.link.NewGroup(GroupSeat{Name: c.Name, Instance: c.Instance, Site: c.Site, Lease: c.GroupLease, MemberTimeout: c.MemberTimeout}); err != nil {
+		if group, err = s.link.NewGroup(s.cfg.Seat()); err != nil {
 			return err
 		}
 		p.JoinGroup(group)

@@ -3,14 +3,17 @@ package tenancy_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -111,6 +114,44 @@ func TestPollerKVPermissions(t *testing.T) {
 			}
 		}
 	}
+
+	// The group's presence probes (bus.PresenceSubject): p1 answers on
+	// its own subject, another poller of its site asks there and gets the
+	// answer; that poller may not answer for p1.
+	poller := func(name string, creds []byte) *nats.Conn {
+		auth, err := tenancy.CredsOption(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, auth, nats.CustomInboxPrefix(tenancy.InboxPrefix(name)), nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	p1 := poller("p1", creds)
+	if _, err := p1.Subscribe(bus.PresenceSubject("s1", "p1"), func(m *nats.Msg) { _ = m.Respond([]byte("p1 here")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Flush(); err != nil || p1.LastError() != nil {
+		t.Fatalf("p1's presence subscription: %v, %v", err, p1.LastError())
+	}
+	_, creds2, err := st.IssueUser("acme", "p2", tenancy.RolePoller, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := poller("p2", creds2)
+	if m, err := p2.Request(bus.PresenceSubject("s1", "p1"), nil, 5*time.Second); err != nil || string(m.Data) != "p1 here" {
+		t.Fatalf("p2 asking for p1's presence: %v", err)
+	}
+	if _, err := p2.Subscribe(bus.PresenceSubject("s1", "p1"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 5*time.Second, "p2's subscription to p1's presence refused", func() bool {
+		err := p2.LastError()
+		return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), "Subscription")
+	})
 }
 
 // TestPollerSiteKey: each site's pollers get one signing key of the

@@ -146,6 +146,12 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// (bus.TaskServer).
 		sub.Allow.Add(InboxPrefix(name)+".>", taskRequests(site))
 		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>", taskReplies(site))
+		// Its group's presence probes (bus.PresenceSubject): it answers
+		// on its own subject only, so no credential answers for a dead
+		// poller, and asks its site's members.
+		sub.Allow.Add(presenceSubject(site, name))
+		pub.Allow.Add(presenceSubject(site, "*"))
+		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		// Its own heartbeat and its site's group keys only (poller_perms.go).
 		pub.Allow.Add(pollerKVPublish(site, name)...)
 		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
@@ -231,6 +237,10 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 	}
 	return pub, sub, resp
 }
+
+// presenceSubject is bus.PresenceSubject: where a poller answers its
+// group's presence probes.
+func presenceSubject(site, poller string) string { return "meshmon.group." + site + ".alive." + poller }
 
 // taskRequests are a site's task requests,
 // ctl.<site>.<realm>.<user>.<verb> (meshmon.TaskSubject), and taskReplies

@@ -103,10 +103,17 @@ func (c *Conn) Link() poller.Link {
 // Close closes the connection.
 func (c *Conn) Close() { c.nc.Close() }
 
-// GroupConfig is the poller group configuration of a poller's seat.
+// GroupConfig is the poller group configuration of a poller's seat: a
+// member is probed (bus.GroupConfig.Probe) once its heartbeats are
+// poller.GroupSeat.ProbeAfter late.
 func GroupConfig(s poller.GroupSeat) bus.GroupConfig {
+	tick := min(100*time.Millisecond, s.MemberTimeout/4)
+	probe := s.ProbeAfter()
+	if probe != 0 {
+		probe = max(probe, tick)
+	}
 	return bus.GroupConfig{Name: s.Name, Instance: s.Instance, Site: s.Site, Lease: s.Lease,
-		MemberTimeout: s.MemberTimeout, Tick: min(100*time.Millisecond, s.MemberTimeout/4)}
+		MemberTimeout: s.MemberTimeout, Tick: tick, Probe: probe}
 }
 
 // taskServer serves a poller's tasks with bus.TaskServer.
