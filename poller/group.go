@@ -161,7 +161,7 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 	case c.Deleted:
 		p.remove(c.Name)
 	case synced && owned:
-		p.upsert(c.Device, true, false)
+		p.upsert(c.Device, true, false, false)
 	}
 }
 
@@ -219,9 +219,28 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 		p.log.Warn("cache devices", "devices", len(gained), "err", err)
 		cached = false
 	}
-	for _, d := range want {
-		p.upsert(d, !cached || have[d.Name], spread)
+	moved := map[string]bool{}
+	if !spread {
+		moved = p.movedIn(names)
 	}
+	for _, d := range want {
+		p.upsert(d, !cached || have[d.Name], spread, moved[d.Name])
+	}
+}
+
+// movedIn are the devices of names that the newest assignment moved to
+// this poller from another member (a device new to the group has none
+// before).
+func (p *Poller) movedIn(names []string) map[string]bool {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	out := map[string]bool{}
+	for _, n := range names {
+		if prev := p.gs.latest.Prev[n].Poller; prev != "" && prev != p.cfg.Name {
+			out[n] = true
+		}
+	}
+	return out
 }
 
 // countMovedOut counts the devices of lost that are still in the
