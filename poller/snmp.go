@@ -537,11 +537,18 @@ func columnIndex(prefix, oid string) (int, bool) {
 
 // oidLess reports whether OID a sorts before OID b (lexicographic by
 // sub-identifier, as SNMP orders the MIB).
+// It runs for every varbind of a walk, so it reads the sub-identifiers in
+// place rather than splitting the strings (which made it 5% of a busy
+// poller's CPU, with the garbage).
 func oidLess(a, b string) bool {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		x, errx := strconv.ParseUint(as[i], 10, 64)
-		y, erry := strconv.ParseUint(bs[i], 10, 64)
+	na, nb := strings.Count(a, ".")+1, strings.Count(b, ".")+1
+	ra, rb := a, b
+	for i := 0; i < na && i < nb; i++ {
+		var sa, sb string
+		sa, ra, _ = strings.Cut(ra, ".")
+		sb, rb, _ = strings.Cut(rb, ".")
+		x, errx := strconv.ParseUint(sa, 10, 64)
+		y, erry := strconv.ParseUint(sb, 10, 64)
 		if errx != nil || erry != nil {
 			return a < b
 		}
@@ -549,7 +556,7 @@ func oidLess(a, b string) bool {
 			return x < y
 		}
 	}
-	return len(as) < len(bs)
+	return na < nb
 }
 
 // pduString renders a string-like value: OctetString as text, an OID

@@ -607,10 +607,17 @@ func TestOIDLess(t *testing.T) {
 		{"1.3.6.1.2.1.2.2.1.2.10", "1.3.6.1.2.1.2.2.1.2.9", false},
 		{"1.3.6.1.2.1.2.2.1.2.1", "1.3.6.1.2.1.2.2.1.2.1", false},
 		{"1.3.6.1.2.1.2.2.1.3", "1.3.6.1.2.1.2.2.1.2.5", false},
+		{"1.3.6.1", "1.3.6.1.0", true},
+		{"1.3.6.1.0", "1.3.6.1", false},
+		{".1.3.6.1.9", ".1.3.6.1.10", false}, // not numeric (the leading dot): compared as text
+		{"", "1", true},
 	}
 	for _, tt := range tests {
 		if got := oidLess(tt.a, tt.b); got != tt.want {
 			t.Errorf("oidLess(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
+	}
+	if n := testing.AllocsPerRun(100, func() { oidLess("1.3.6.1.2.1.2.2.1.2.9", "1.3.6.1.2.1.2.2.1.2.10") }); n != 0 {
+		t.Errorf("oidLess allocates %v times a call, want 0: it runs for every varbind of a walk", n)
 	}
 }
