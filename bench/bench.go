@@ -95,8 +95,10 @@ func Publish(ctx context.Context, bc PublishConfig) error {
 	workers := max(bc.Workers, 1)
 	errc := commitAll(store, n, per, workers, payload)
 	done, producing := 0, true
+	drainer := poller.NewDrainer(store, pub, bc.Batch, 30*time.Second)
+	defer drainer.Close()
 	for done < n {
-		pn, _, err := poller.DrainOnce(ctx, store, pub, bc.Batch, 30*time.Second)
+		pn, _, err := drainer.Once(ctx)
 		if err != nil {
 			return fmt.Errorf("poller path: %w", err)
 		}

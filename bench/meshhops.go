@@ -156,7 +156,7 @@ func (p *timedPublisher) PublishBatch(ctx context.Context, msgs []meshmon.Messag
 
 // siteSpooler is one site's poller path in the latency run: a spool that
 // takes each tick's events in one commit, and a drain that publishes them
-// to the site as the poller's does (poller.DrainOnce).
+// to the site as the poller's does (poller.Drainer).
 type siteSpooler struct {
 	site  string
 	store *storage.DB
@@ -185,8 +185,10 @@ func (s *siteSpooler) commit(lt *latencyTrace, msgs []meshmon.Message) error {
 
 // drain publishes the spool until ctx is done and the spool is empty.
 func (s *siteSpooler) drain(ctx context.Context, batch int, done <-chan struct{}) error {
+	drainer := poller.NewDrainer(s.store, s.pub, batch, 10*time.Second)
+	defer drainer.Close()
 	for {
-		n, read, err := poller.DrainOnce(ctx, s.store, s.pub, batch, 10*time.Second)
+		n, read, err := drainer.Once(ctx)
 		if err != nil {
 			return fmt.Errorf("drain at %s: %w", s.site, err)
 		}

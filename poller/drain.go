@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/meshmon/meshmon"
@@ -30,6 +31,8 @@ func (p *Poller) drain(ctx context.Context) {
 		fenced = &fencedPublisher{p: p, pub: p.pub}
 		pub = fenced
 	}
+	drainer := NewDrainer(p.store, pub, p.cfg.BatchSize, p.cfg.PublishTimeout)
+	defer drainer.Close()
 	for ctx.Err() == nil {
 		if fenced != nil {
 			fenced.dropped = 0
@@ -48,7 +51,7 @@ func (p *Poller) drain(ctx context.Context) {
 				}
 			}
 		}
-		n, batch, err := DrainOnce(ctx, p.store, pub, p.cfg.BatchSize, p.cfg.PublishTimeout)
+		n, batch, err := drainer.Once(ctx)
 		if fenced != nil {
 			n -= fenced.dropped
 		}
@@ -149,6 +152,101 @@ func waitConnected(ctx context.Context, pub Publisher) bool {
 // errSpoolRead marks a failure of the local spool, not of the peer.
 var errSpoolRead = errors.New("spool")
 
+// A Drainer sends the spool in order, as DrainOnce does, with the removal
+// of what the peer confirmed (the spool's Ack, an fsync) committed in the
+// background while it sends the next batch: the ack commit had been on
+// every batch's path, and so in every event's wait in the spool
+// (docs/performance.md). It reads on after the last message confirmed.
+// A crash before an ack is committed re-sends those messages, which the
+// stream drops as duplicates by message id, as when the crash came between
+// the confirmation and the ack before. One goroutine calls Once; Close
+// commits the last ack.
+type Drainer struct {
+	store   *storage.DB
+	pub     Publisher
+	batch   int
+	timeout time.Duration
+	sent    uint64 // the newest Seq the peer confirmed
+
+	mu    sync.Mutex
+	want  uint64 // the Ack asked for
+	err   error  // of the last Ack committed, until Once returns it
+	wake  chan struct{}
+	done  chan struct{}
+	close sync.Once
+}
+
+// NewDrainer returns a Drainer of store's spool to pub, batch messages at
+// a time, each batch's publish bounded by timeout.
+func NewDrainer(store *storage.DB, pub Publisher, batch int, timeout time.Duration) *Drainer {
+	d := &Drainer{store: store, pub: pub, batch: batch, timeout: timeout, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go d.acks()
+	return d
+}
+
+// acks commits the newest Ack asked for, until Close.
+func (d *Drainer) acks() {
+	var acked uint64
+	for {
+		_, open := <-d.wake
+		d.mu.Lock()
+		upTo := d.want
+		d.mu.Unlock()
+		if upTo > acked {
+			err := d.store.Ack(upTo)
+			d.mu.Lock()
+			if err != nil {
+				d.err = err
+			} else {
+				acked = upTo
+			}
+			d.mu.Unlock()
+		}
+		if !open {
+			close(d.done)
+			return
+		}
+	}
+}
+
+// ack asks for the spool's entries up to seq to be removed.
+func (d *Drainer) ack(seq uint64) {
+	d.mu.Lock()
+	d.want = max(d.want, seq)
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close commits the last ack and stops; the spool stays open.
+func (d *Drainer) Close() {
+	d.close.Do(func() { close(d.wake) })
+	<-d.done
+}
+
+// Once publishes up to a batch of the oldest spooled messages not yet
+// confirmed, as DrainOnce does, and has those the peer confirms removed
+// from the spool in the background; an ack that failed is returned by the
+// next Once (the messages stay spooled and are sent again after a
+// restart, and deduplicated).
+func (d *Drainer) Once(ctx context.Context) (published, read int, err error) {
+	d.mu.Lock()
+	aerr := d.err
+	d.err = nil
+	d.mu.Unlock()
+	if aerr != nil {
+		return 0, 0, fmt.Errorf("%w: ack: %w", errSpoolRead, aerr)
+	}
+	entries, err := d.store.PeekAfter(d.sent, d.batch)
+	return publishEntries(ctx, d.store, d.pub, entries, err, d.timeout, func(seq uint64) error {
+		d.sent = seq
+		d.ack(seq)
+		return nil
+	})
+}
+
 // DrainOnce publishes up to batch of the oldest spooled messages and removes
 // from the spool those the publisher confirms. It returns how many were
 // published and how many it read (0 when the spool is empty). A message the
@@ -158,6 +256,13 @@ var errSpoolRead = errors.New("spool")
 // in the spool to be tried again.
 func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int, timeout time.Duration) (published, read int, err error) {
 	entries, err := store.Peek(batch)
+	return publishEntries(ctx, store, pub, entries, err, timeout, store.Ack)
+}
+
+// publishEntries publishes entries (read from store with err) and calls
+// ack with the Seq of the last one the peer confirmed, as DrainOnce says.
+func publishEntries(ctx context.Context, store *storage.DB, pub Publisher, entries []storage.Entry, err error, timeout time.Duration,
+	ack func(upTo uint64) error) (published, read int, _ error) {
 	var bad *storage.EntryError
 	if errors.As(err, &bad) {
 		// An entry that cannot be decoded would block the spool for good.
@@ -180,7 +285,7 @@ func DrainOnce(ctx context.Context, store *storage.DB, pub Publisher, batch int,
 	n, err := pub.PublishBatch(bctx, msgs)
 	cancel()
 	if n > 0 {
-		if aerr := store.Ack(entries[n-1].Seq); aerr != nil {
+		if aerr := ack(entries[n-1].Seq); aerr != nil {
 			// Published but still spooled: re-sent later, and deduplicated.
 			return n, len(entries), fmt.Errorf("%w: ack: %w", errSpoolRead, aerr)
 		}

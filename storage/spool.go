@@ -191,14 +191,19 @@ func putCounters(meta *bolt.Bucket, n uint64, size int64) error {
 // removing them. It returns nothing when max is not positive. An entry that
 // cannot be decoded stops it with an *EntryError (wrapping ErrCorrupt) that
 // names the entry's Seq, so the caller can Drop it.
-func (db *DB) Peek(max int) ([]Entry, error) {
+func (db *DB) Peek(max int) ([]Entry, error) { return db.PeekAfter(0, max) }
+
+// PeekAfter is Peek of the entries whose Seq is above after: a sender
+// whose earlier entries are confirmed, with their Ack still being
+// committed, reads on from there.
+func (db *DB) PeekAfter(after uint64, max int) ([]Entry, error) {
 	if max <= 0 {
 		return nil, nil
 	}
 	var out []Entry
 	err := db.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSpool).Cursor()
-		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
 			m, err := decodeMessage(v)
 			if err != nil {

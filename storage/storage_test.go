@@ -265,6 +265,12 @@ func TestSpoolOrderAcrossReopen(t *testing.T) {
 	if err != nil || len(first2) != 2 || first2[1].Seq != es[1].Seq {
 		t.Fatalf("Peek(2) = %+v, %v; want the two oldest", first2, err)
 	}
+	if next2, err := db.PeekAfter(es[1].Seq, 2); err != nil || len(next2) != 2 || next2[0].Seq != es[2].Seq || next2[1].Seq != es[3].Seq {
+		t.Fatalf("PeekAfter(%d, 2) = %+v, %v; want the third and fourth", es[1].Seq, next2, err)
+	}
+	if none, err := db.PeekAfter(es[4].Seq, 2); err != nil || len(none) != 0 {
+		t.Fatalf("PeekAfter the newest = %+v, %v; want nothing", none, err)
+	}
 	if err := db.Ack(es[1].Seq); err != nil {
 		t.Fatal(err)
 	}
