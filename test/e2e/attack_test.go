@@ -7,6 +7,7 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -380,4 +381,212 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTaskAttacks runs a central peer in operator mode with one tenant and
+// two sites, s1 with a poller, all real processes, and tries with the
+// stock nats CLI to reach s1's tasks with s2's credentials: its poller's,
+// as a client at central and at both sites, and its join token's leaf
+// user, through a stock nats-server that dials central as a leaf. None
+// sends a request to s1, reads a request or a reply of s1's, or answers in
+// s1's place; at its own site s2's poller neither sends a request in the
+// ops realm nor reads its site's replies; a NOC and s1's poller read no
+// site's requests. s1's poller's own push consumer delivering an event it
+// wrote, shaped as a request, on the admin's task subject runs nothing.
+// Afterwards s1 has run the admin's tasks only, and the admin's watch at
+// central and at s1 saw none of the forged messages.
+func TestTaskAttacks(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	_, keys, curl, lport := startOperatorCentral(t, dir)
+	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
+	cli("tenant", "create", "acme", "--keys", keys)
+	sites, tokens := map[string]string{}, map[string]string{}
+	for _, site := range []string{"s1", "s2"} {
+		token := filepath.Join(dir, site+".token")
+		cli("site", "add", site, "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		port := freePort(t, "tcp")
+		p := runMeshmon(t, site, "peer", "run", "--role", "site", "--name", site+"-peer", "--join-file", token,
+			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, site))
+		p.waitOutput(`peer `+site+`-peer ready`, 30*time.Second)
+		sites[site], tokens[site] = "nats://127.0.0.1:"+strconv.Itoa(port), token
+	}
+	sites["central"] = curl
+	creds := func(args ...string) string {
+		f := filepath.Join(dir, strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", "acme", "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	admin, noc := creds("--role", "admin", "--user", "boss"), creds("--role", "noc", "--user", "nina")
+	p1, p2 := creds("--role", "poller", "--site", "s1", "--user", "p1"), creds("--role", "poller", "--site", "s2", "--user", "p2")
+	poller := runMeshmon(t, "poller-s1", "--server", sites["s1"], "--creds", p1, "poller", "run", "--data-dir", filepath.Join(dir, "p1"))
+	poller.waitOutput(`poller started`, 30*time.Second)
+
+	// What crosses at central and at s1, as the admin sees it.
+	watch := map[string]*proc{}
+	for _, at := range []string{"central", "s1"} {
+		watch[at] = start(t, "nats sub ctl.> at "+at, natsBin, withInboxPrefix([]string{"--server", sites[at], "--creds", admin, "sub", "ctl.>"})...)
+		watch[at].waitOutput(`Subscribing on ctl\.>`, 10*time.Second)
+	}
+	tasks := 0
+	task := func() {
+		t.Helper()
+		eventually.True(t, 30*time.Second, "the admin's task ping at s1", func() bool {
+			_, _, code := run(t, "--server", curl, "--creds", admin, "task", "ping", "--site", "s1", "127.0.0.1", "--reach", "2s")
+			return code == 0
+		})
+		tasks++
+	}
+	task()
+	// A real task's id, for a forged reply to it.
+	realID := regexp.MustCompile(`Received on "ctl\.s1\.reply\.([A-Za-z0-9]+)"`).FindStringSubmatch(watch["central"].out.String())
+	if realID == nil {
+		t.Fatalf("no reply of the admin's task at central:\n%s", watch["central"].out.String())
+	}
+
+	// refused: the server refuses the connection, publish or
+	// subscription, and says so.
+	refused := func(what, server, credsFile string, args ...string) {
+		t.Helper()
+		out, ok := natsCLI(t, natsBin, append([]string{"--server", sites[server], "--creds", credsFile, "--timeout", "1s"}, args...)...)
+		if ok || !strings.Contains(out, "Violation") {
+			t.Errorf("%s at %s was not refused (exit ok %v): %s", what, server, ok, tail(out, 5))
+		}
+	}
+	forged := func(id string) string { return `{"id":"` + id + `","verb":"ping","site":"s1","address":"127.0.0.1"}` }
+
+	// --- s2's poller ---
+	// At central and at its own site: no request to s1 in either realm,
+	// as itself or as the admin, no reply to s1's task, and none of s1's
+	// requests or replies read. At s1 it does not connect.
+	for _, at := range []string{"central", "s2", "s1"} {
+		for _, subj := range []string{"ctl.s1.req.p2.ping", "ctl.s1.req.boss.ping", "ctl.s1.ops.p2.ping", "ctl.s1.reply." + realID[1]} {
+			refused("s2's poller publishing on "+subj, at, p2, "pub", subj, forged("forged-p2-"+at))
+		}
+		for _, subj := range []string{"ctl.s1.*.*.*", "ctl.s1.req.*.*", "ctl.s1.reply.>", "ctl.*.reply.>", "ctl.*.req.*.*", "ctl.>"} {
+			refused("s2's poller subscribing to "+subj, at, p2, "sub", subj, "--count", "1")
+		}
+	}
+	// At its own site, beyond what a poller needs: a request in the ops
+	// realm, and its own site's replies (it sends them, never reads them).
+	refused("s2's poller publishing on ctl.s2.ops.p2.ping", "s2", p2, "pub", "ctl.s2.ops.p2.ping", forged("forged-p2-ops"))
+	refused("s2's poller subscribing to ctl.s2.reply.>", "s2", p2, "sub", "ctl.s2.reply.>", "--count", "1")
+
+	// --- a NOC and s1's poller: no site's requests read ---
+	for _, at := range []string{"central", "s1"} {
+		for _, subj := range []string{"ctl.*.req.*.*", "ctl.*.ops.*.*", "ctl.s1.req.>", "ctl.*.*.*.*"} {
+			refused("the NOC subscribing to "+subj, at, noc, "sub", subj, "--count", "1")
+		}
+		for _, subj := range []string{"ctl.*.req.*.*", "ctl.*.ops.*.*", "ctl.s2.req.*.*", "ctl.*.reply.>"} {
+			refused("s1's poller subscribing to "+subj, at, p1, "sub", subj, "--count", "1")
+		}
+	}
+
+	// --- s2's join token, as a leaf ---
+	// A stock nats-server dials central with s2's leaf credential: it
+	// takes none of s1's requests or replies, and what it sends on s1's
+	// subjects reaches neither central's subscribers nor s1.
+	_, info, err := bus.ParseJoinToken(strings.TrimSpace(readFile(t, tokens["s2"])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafCreds := filepath.Join(dir, "s2-leaf.creds")
+	if err := os.WriteFile(leafCreds, []byte(info.Creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rogue := rogueLeaf(t, "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), leafCreds)
+	got := map[string]*nats.Subscription{}
+	for _, subj := range []string{"ctl.s1.>", "ctl.*.reply.>", "ctl.*.req.*.*", "ctl.s1.req.boss.ping"} {
+		sub, err := rogue.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[subj] = sub
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for subj, body := range map[string]string{
+		"ctl.s1.req.boss.ping":           forged("forged-leaf-req"),
+		"ctl.s1.ops.olga.ping":           forged("forged-leaf-ops"),
+		"ctl.s1.req.boss.cancel":         `{"id":"forged-leaf-cancel","verb":"cancel","site":"s1"}`,
+		"ctl.s1.reply." + realID[1]:      `{"id":"forged-leaf-reply","done":true}`,
+		"ctl.s1.reply.ops.olga.forged-x": `{"id":"forged-leaf-ops-reply","done":true}`,
+	} {
+		if err := rogue.Publish(subj, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Its requests to s1 go unanswered.
+	if m, err := rogue.Request("ctl.s1.req.boss.ping", []byte(forged("forged-leaf-request")), 2*time.Second); err == nil {
+		t.Errorf("the rogue leaf's task request to s1 was answered: %s", m.Data)
+	}
+
+	// --- s1's poller's own push consumer ---
+	// It writes an event shaped as the admin's request and has its
+	// consumer deliver it on the admin's task subject, to which it
+	// subscribes so the consumer has interest: nats-server does not check
+	// a deliver subject against the creator's permissions, but a delivery
+	// keeps the stored message's subject (ev.s1.…), which the site's
+	// pollers do not take for a request.
+	if out, ok := natsCLI(t, natsBin, "--server", sites["s1"], "--creds", p1, "pub", "ev.s1.x.trap", forged("redirected"), "--jetstream"); !ok {
+		t.Fatalf("s1's poller's event: %s", tail(out, 5))
+	}
+	hold := start(t, "nats sub as s1's poller", natsBin, withInboxPrefix([]string{"--server", sites["s1"], "--creds", p1, "sub", "ctl.s1.req.boss.ping"})...)
+	hold.waitOutput(`Subscribing on`, 10*time.Second)
+	if out, ok := natsCLI(t, natsBin, "--server", sites["s1"], "--creds", p1, "req", "$JS.API.CONSUMER.CREATE.EVENTS.p1.ev.s1.x.trap",
+		`{"stream_name":"EVENTS","config":{"name":"p1","filter_subject":"ev.s1.x.trap","deliver_subject":"ctl.s1.req.boss.ping","deliver_policy":"all","ack_policy":"none"}}`); !ok || !strings.Contains(out, `"created"`) {
+		t.Fatalf("s1's poller's push consumer: %s", tail(out, 5))
+	}
+	hold.waitOutput(`"id":"redirected"`, 10*time.Second)
+
+	// Afterwards: the admin's tasks run, and s1 ran those only.
+	task()
+	type audit struct{ ID, By, Result string }
+	var audits []audit
+	eventually.True(t, 30*time.Second, "the audit events of the admin's tasks at central", func() bool {
+		out, _, code := run(t, "--server", curl, "--creds", admin, "events", "tail", "--site", "s1", "--since", "1h", "--no-follow", "--json")
+		if code != 0 {
+			return false
+		}
+		audits = nil
+		for _, l := range lines(out) {
+			var ev struct {
+				Data struct {
+					Task *audit `json:"task"`
+				} `json:"data"`
+			}
+			if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
+				audits = append(audits, *ev.Data.Task)
+			}
+		}
+		return len(audits) >= tasks
+	})
+	for _, a := range audits {
+		if a.By != "boss" || a.Result != "ok" || strings.HasPrefix(a.ID, "forged") || a.ID == "redirected" {
+			t.Errorf("s1 ran a task it was not asked by the admin: %+v", a)
+		}
+	}
+	if len(audits) != tasks {
+		t.Errorf("s1 recorded %d tasks, want the admin's %d: %+v", len(audits), tasks, audits)
+	}
+	for at, w := range watch {
+		if strings.Contains(w.out.String(), "forged") {
+			t.Errorf("a forged task message reached the admin's watch at %s:\n%s", at, w.out.String())
+		}
+	}
+	for subj, sub := range got {
+		for {
+			m, err := sub.NextMsg(10 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if !strings.Contains(string(m.Data), "forged") {
+				t.Errorf("the rogue leaf got %s on %s from central: %s", m.Subject, subj, m.Data)
+			}
+		}
+	}
 }
