@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -299,6 +300,121 @@ func TestAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// --- another tenant's users ---
+	// No tenant's user reaches another tenant's JetStream API: the ops
+	// account's prefix for it is no subject of theirs to publish, and
+	// the other tenant's site domain is not in their account.
+	cli("tenant", "create", "beta", "--keys", keys)
+	cli("site", "add", "b1", "--tenant", "beta", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", filepath.Join(dir, "b1.token"))
+	betaCreds := func(args ...string) string {
+		f := filepath.Join(dir, "beta"+strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", "beta", "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	betaAdmin := betaCreds("--role", "admin", "--user", "bert")
+	betaUsers := map[string]string{"beta's admin": betaAdmin, "beta's NOC": betaCreds("--role", "noc", "--user", "bea"),
+		"beta's poller": betaCreds("--role", "poller", "--site", "b1", "--user", "pb")}
+	acmeUsers := map[string]string{"acme's admin": admin, "acme's NOC": alice, "s1's poller": poller["s1"]}
+	eventsBefore := streamState(t, natsBin, curl, admin, "EVENTS")
+	// pubRefused: the server refuses the publish, and says so.
+	pubRefused := func(who, credsFile, subj, body string) {
+		t.Helper()
+		if out, ok := natsTry(curl, credsFile, "pub", subj, body); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("%s published on %s (exit ok %v): %s", who, subj, ok, tail(out, 5))
+		}
+	}
+	for who, c := range betaUsers {
+		for _, subj := range []string{"tenants.acme.js.API.STREAM.PURGE.EVENTS", "tenants.acme.js.API.STREAM.INFO.EVENTS", "$JS.s1.API.STREAM.PURGE.EVENTS"} {
+			if who == "beta's admin" && strings.HasPrefix(subj, "$JS.") {
+				continue // its own account's, below
+			}
+			pubRefused(who, c, subj, "{}")
+		}
+	}
+	// beta's admin may send JetStream requests to any domain of its own
+	// account: acme's site's is none of them.
+	for _, api := range []string{"STREAM.PURGE.EVENTS", "STREAM.INFO.EVENTS"} {
+		out, _ = natsTry(curl, betaAdmin, "req", "$JS.s1.API."+api, "{}")
+		unanswered("beta's admin's request on $JS.s1.API."+api, out)
+	}
+	for who, c := range acmeUsers {
+		for _, subj := range []string{"tenants.beta.js.API.STREAM.PURGE.EVENTS", "tenants.acme.js.API.STREAM.PURGE.EVENTS"} {
+			pubRefused(who, c, subj, "{}")
+		}
+	}
+	out, ok = natsTry(sites["s1"], betaAdmin, "stream", "info", "EVENTS")
+	if ok || !strings.Contains(out, "Authorization Violation") {
+		t.Errorf("beta's admin connected at acme's site s1: %s", tail(out, 5))
+	}
+
+	// --- the ops replay ---
+	// An ops user reads a tenant's EVENTS through the ops account's
+	// import of the tenant's JetStream API: stream info, message get,
+	// consumers on EVENTS and their pulls. Nothing else: no delete,
+	// purge or update of the stream or its messages, no consumer
+	// removed, no other stream read or listed, no request of the
+	// account's or the cluster's, for any tenant; and no JetStream API of
+	// its own account's or central's.
+	if out, ok := natsAs(curl, opsCreds, "--js-api-prefix", "tenants.acme.js.API", "stream", "info", "EVENTS", "--json"); !ok ||
+		!strings.Contains(out, `"messages": `+strconv.Itoa(want["s1"]+want["s2"])+",") {
+		t.Errorf("the ops user's stream info of acme's EVENTS: %s", tail(out, 20))
+	}
+	// A publish refused is a request refused, whatever it asks: the
+	// publishes show the server's refusal; a few requests show that
+	// nothing answers.
+	beyond := [][2]string{
+		{"STREAM.DELETE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", `{"filter":"ev.s1.>"}`},
+		{"STREAM.UPDATE.EVENTS", `{"name":"EVENTS","subjects":["EVENTS"],"max_msgs":1}`}, {"STREAM.MSG.DELETE.EVENTS", `{"seq":1}`},
+		{"STREAM.CREATE.EVENTS2", `{"name":"EVENTS2","subjects":["x.>"]}`}, {"STREAM.SNAPSHOT.EVENTS", `{"deliver_subject":"_INBOX.snap"}`},
+		{"STREAM.LEADER.STEPDOWN.EVENTS", ""}, {"DIRECT.GET.EVENTS", `{"seq":1}`},
+		{"CONSUMER.DELETE.EVENTS.bob", ""}, {"CONSUMER.INFO.EVENTS.bob", ""}, {"CONSUMER.LIST.EVENTS", ""},
+		{"CONSUMER.PAUSE.EVENTS.bob", `{"pause_until":"2100-01-01T00:00:00Z"}`}, {"CONSUMER.LEADER.STEPDOWN.EVENTS.bob", ""},
+		{"STREAM.INFO.METRICS", ""}, {"STREAM.MSG.GET.METRICS", `{"seq":1}`}, {"CONSUMER.CREATE.METRICS.x", `{"stream_name":"METRICS","config":{"name":"x"}}`},
+		{"CONSUMER.MSG.NEXT.METRICS.x", ""}, {"STREAM.INFO.KV_notify_secrets", ""}, {"STREAM.MSG.GET.KV_notify_secrets", `{"last_by_subj":"$KV.notify_secrets.x"}`},
+		{"STREAM.INFO.KV_tenant", ""}, {"STREAM.LIST", ""}, {"INFO", ""}, {"ACCOUNT.PURGE", ""},
+		{"META.LEADER.STEPDOWN", ""}, {"SERVER.REMOVE", `{"peer":"c1"}`},
+	}
+	for i, req := range beyond {
+		for _, prefix := range []string{"tenants.acme.js.API.", "tenants.beta.js.API."} {
+			if prefix == "tenants.beta.js.API." && i%4 != 0 {
+				continue // a sample of them at a second tenant
+			}
+			pubRefused("the ops user", opsCreds, prefix+req[0], req[1])
+		}
+		if i < 2 {
+			out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
+			unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+		}
+	}
+	for _, subj := range []string{"$JS.API.STREAM.PURGE.EVENTS", "$JS.API.STREAM.LIST", "$JS.hub.API.STREAM.DELETE.EVENTS", "$JS.s1.API.STREAM.PURGE.EVENTS"} {
+		pubRefused("the ops user", opsCreds, subj, "{}")
+	}
+	// The stock CLI's own commands, through the prefix, fail.
+	for _, args := range [][]string{
+		{"stream", "purge", "EVENTS", "-f"}, {"stream", "edit", "EVENTS", "--max-msgs", "1", "-f"}, {"consumer", "rm", "EVENTS", "bob", "-f"},
+	} {
+		if out, ok := natsTry(curl, opsCreds, append([]string{"--js-api-prefix", "tenants.acme.js.API"}, args...)...); ok {
+			t.Errorf("the ops user's nats %s worked: %s", strings.Join(args, " "), tail(out, 5))
+		}
+	}
+	// Without effect: acme's EVENTS holds the same messages, from the
+	// same first sequence, with the same configuration.
+	if after := streamState(t, natsBin, curl, admin, "EVENTS"); after != eventsBefore {
+		t.Errorf("acme's EVENTS changed under the ops user's attempts:\nbefore %+v\nafter  %+v", eventsBefore, after)
+	}
+	// Not fenced (docs/security.md): a consumer's name is one subject
+	// token, and an ordered consumer takes a new random one, so the ops
+	// user may create or update any consumer on EVENTS, a tenant user's
+	// included, and pull from it.
+	if out, ok := natsAs(curl, bob, "consumer", "add", "EVENTS", "bob-1", "--pull", "--deliver", "all", "--ack", "explicit", "--defaults"); !ok {
+		t.Fatalf("bob makes his consumer bob-1: %s", tail(out, 5))
+	}
+	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.CREATE.EVENTS.bob-1",
+		`{"stream_name":"EVENTS","config":{"durable_name":"bob-1","deliver_policy":"all","ack_policy":"explicit","description":"changed by ops"}}`)
+	t.Logf("the ops user updated bob's consumer bob-1: %v", strings.Contains(out, "changed by ops"))
+	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.MSG.NEXT.EVENTS.bob-1", `{"batch":1,"expires":500000000}`)
+	t.Logf("the ops user took a message of bob's consumer bob-1: %v", strings.Contains(out, "-event"))
+
 	// Afterwards: every site's link still carries, and central holds
 	// every event of every site, none forged; the NOC's feed and the ops
 	// view saw exactly those.
@@ -589,4 +705,25 @@ func TestTaskAttacks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// streamState is a stream's state and configuration, as user reads them
+// with the stock nats CLI at server: what an attack on the stream would
+// change.
+func streamState(t *testing.T, natsBin, server, user, stream string) string {
+	t.Helper()
+	out, ok := natsCLI(t, natsBin, "--server", server, "--creds", user, "stream", "info", stream, "--json")
+	var info struct {
+		Config json.RawMessage `json:"config"`
+		State  struct {
+			Msgs     uint64 `json:"messages"`
+			FirstSeq uint64 `json:"first_seq"`
+			LastSeq  uint64 `json:"last_seq"`
+			Deleted  uint64 `json:"num_deleted"`
+		} `json:"state"`
+	}
+	if !ok || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("stream info %s: %s", stream, tail(out, 10))
+	}
+	return fmt.Sprintf("%d messages, sequences %d to %d, %d deleted; config %s", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq, info.State.Deleted, info.Config)
 }
