@@ -544,10 +544,13 @@ func TestTaskAttacks(t *testing.T) {
 		watch[at] = start(t, "nats sub ctl.> at "+at, natsBin, withInboxPrefix([]string{"--server", sites[at], "--creds", admin, "sub", "ctl.>"})...)
 		watch[at].waitOutput(`Subscribing on ctl\.>`, 10*time.Second)
 	}
-	tasks := 0
+	// tasks the admin ran, of tries: a try that failed (the poller not
+	// in its group yet) may still have run late.
+	tasks, tries := 0, 0
 	task := func() {
 		t.Helper()
 		eventually.True(t, 30*time.Second, "the admin's task ping at s1", func() bool {
+			tries++
 			_, _, code := run(t, "--server", curl, "--creds", admin, "task", "ping", "--site", "s1", "127.0.0.1", "--reach", "2s")
 			return code == 0
 		})
@@ -686,8 +689,8 @@ func TestTaskAttacks(t *testing.T) {
 			t.Errorf("s1 ran a task it was not asked by the admin: %+v", a)
 		}
 	}
-	if len(audits) != tasks {
-		t.Errorf("s1 recorded %d tasks, want the admin's %d: %+v", len(audits), tasks, audits)
+	if len(audits) > tries {
+		t.Errorf("s1 recorded %d tasks, the admin ran %d (in %d tries): %+v", len(audits), tasks, tries, audits)
 	}
 	for at, w := range watch {
 		if strings.Contains(w.out.String(), "forged") {
