@@ -503,7 +503,8 @@ func readFile(t *testing.T, path string) string {
 // two sites, s1 with a poller, all real processes, and tries with the
 // stock nats CLI to reach s1's tasks with s2's credentials: its poller's,
 // as a client at central and at both sites, and its join token's leaf
-// user, through a stock nats-server that dials central as a leaf. None
+// user, through a stock nats-server that dials central as a leaf (as a
+// client it connects nowhere). None
 // sends a request to s1, reads a request or a reply of s1's, or answers in
 // s1's place; at its own site s2's poller neither sends a request in the
 // ops realm nor reads its site's replies; a NOC and s1's poller read no
@@ -609,9 +610,20 @@ func TestTaskAttacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leafCreds := filepath.Join(dir, "s2-leaf.creds")
-	if err := os.WriteFile(leafCreds, []byte(info.Creds), 0o600); err != nil {
-		t.Fatal(err)
+	leafCreds, upkeepCreds := filepath.Join(dir, "s2-leaf.creds"), filepath.Join(dir, "s2-upkeep.creds")
+	for f, c := range map[string]string{leafCreds: info.Creds, upkeepCreds: info.UpkeepCreds} {
+		if err := os.WriteFile(f, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As a client, its users connect nowhere.
+	for _, at := range []string{"central", "s2", "s1"} {
+		for what, c := range map[string]string{"leaf": leafCreds, "upkeep": upkeepCreds} {
+			out, ok := natsCLI(t, natsBin, "--server", sites[at], "--creds", c, "pub", "ctl.s1.req.boss.ping", forged("forged-"+what+"-client"))
+			if ok || !strings.Contains(out, "Authorization Violation") {
+				t.Errorf("s2's token's %s user connected as a client at %s: %s", what, at, tail(out, 5))
+			}
+		}
 	}
 	rogue := rogueLeaf(t, "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), leafCreds)
 	got := map[string]*nats.Subscription{}
