@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -298,6 +300,121 @@ func TestAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// --- another tenant's users ---
+	// No tenant's user reaches another tenant's JetStream API: the ops
+	// account's prefix for it is no subject of theirs to publish, and
+	// the other tenant's site domain is not in their account.
+	cli("tenant", "create", "beta", "--keys", keys)
+	cli("site", "add", "b1", "--tenant", "beta", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", filepath.Join(dir, "b1.token"))
+	betaCreds := func(args ...string) string {
+		f := filepath.Join(dir, "beta"+strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", "beta", "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	betaAdmin := betaCreds("--role", "admin", "--user", "bert")
+	betaUsers := map[string]string{"beta's admin": betaAdmin, "beta's NOC": betaCreds("--role", "noc", "--user", "bea"),
+		"beta's poller": betaCreds("--role", "poller", "--site", "b1", "--user", "pb")}
+	acmeUsers := map[string]string{"acme's admin": admin, "acme's NOC": alice, "s1's poller": poller["s1"]}
+	eventsBefore := streamState(t, natsBin, curl, admin, "EVENTS")
+	// pubRefused: the server refuses the publish, and says so.
+	pubRefused := func(who, credsFile, subj, body string) {
+		t.Helper()
+		if out, ok := natsTry(curl, credsFile, "pub", subj, body); ok || !strings.Contains(out, "Permissions Violation") {
+			t.Errorf("%s published on %s (exit ok %v): %s", who, subj, ok, tail(out, 5))
+		}
+	}
+	for who, c := range betaUsers {
+		for _, subj := range []string{"tenants.acme.js.API.STREAM.PURGE.EVENTS", "tenants.acme.js.API.STREAM.INFO.EVENTS", "$JS.s1.API.STREAM.PURGE.EVENTS"} {
+			if who == "beta's admin" && strings.HasPrefix(subj, "$JS.") {
+				continue // its own account's, below
+			}
+			pubRefused(who, c, subj, "{}")
+		}
+	}
+	// beta's admin may send JetStream requests to any domain of its own
+	// account: acme's site's is none of them.
+	for _, api := range []string{"STREAM.PURGE.EVENTS", "STREAM.INFO.EVENTS"} {
+		out, _ = natsTry(curl, betaAdmin, "req", "$JS.s1.API."+api, "{}")
+		unanswered("beta's admin's request on $JS.s1.API."+api, out)
+	}
+	for who, c := range acmeUsers {
+		for _, subj := range []string{"tenants.beta.js.API.STREAM.PURGE.EVENTS", "tenants.acme.js.API.STREAM.PURGE.EVENTS"} {
+			pubRefused(who, c, subj, "{}")
+		}
+	}
+	out, ok = natsTry(sites["s1"], betaAdmin, "stream", "info", "EVENTS")
+	if ok || !strings.Contains(out, "Authorization Violation") {
+		t.Errorf("beta's admin connected at acme's site s1: %s", tail(out, 5))
+	}
+
+	// --- the ops replay ---
+	// An ops user reads a tenant's EVENTS through the ops account's
+	// import of the tenant's JetStream API: stream info, message get,
+	// consumers on EVENTS and their pulls. Nothing else: no delete,
+	// purge or update of the stream or its messages, no consumer
+	// removed, no other stream read or listed, no request of the
+	// account's or the cluster's, for any tenant; and no JetStream API of
+	// its own account's or central's.
+	if out, ok := natsAs(curl, opsCreds, "--js-api-prefix", "tenants.acme.js.API", "stream", "info", "EVENTS", "--json"); !ok ||
+		!strings.Contains(out, `"messages": `+strconv.Itoa(want["s1"]+want["s2"])+",") {
+		t.Errorf("the ops user's stream info of acme's EVENTS: %s", tail(out, 20))
+	}
+	// A publish refused is a request refused, whatever it asks: the
+	// publishes show the server's refusal; a few requests show that
+	// nothing answers.
+	beyond := [][2]string{
+		{"STREAM.DELETE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", `{"filter":"ev.s1.>"}`},
+		{"STREAM.UPDATE.EVENTS", `{"name":"EVENTS","subjects":["EVENTS"],"max_msgs":1}`}, {"STREAM.MSG.DELETE.EVENTS", `{"seq":1}`},
+		{"STREAM.CREATE.EVENTS2", `{"name":"EVENTS2","subjects":["x.>"]}`}, {"STREAM.SNAPSHOT.EVENTS", `{"deliver_subject":"_INBOX.snap"}`},
+		{"STREAM.LEADER.STEPDOWN.EVENTS", ""}, {"DIRECT.GET.EVENTS", `{"seq":1}`},
+		{"CONSUMER.DELETE.EVENTS.bob", ""}, {"CONSUMER.INFO.EVENTS.bob", ""}, {"CONSUMER.LIST.EVENTS", ""},
+		{"CONSUMER.PAUSE.EVENTS.bob", `{"pause_until":"2100-01-01T00:00:00Z"}`}, {"CONSUMER.LEADER.STEPDOWN.EVENTS.bob", ""},
+		{"STREAM.INFO.METRICS", ""}, {"STREAM.MSG.GET.METRICS", `{"seq":1}`}, {"CONSUMER.CREATE.METRICS.x", `{"stream_name":"METRICS","config":{"name":"x"}}`},
+		{"CONSUMER.MSG.NEXT.METRICS.x", ""}, {"STREAM.INFO.KV_notify_secrets", ""}, {"STREAM.MSG.GET.KV_notify_secrets", `{"last_by_subj":"$KV.notify_secrets.x"}`},
+		{"STREAM.INFO.KV_tenant", ""}, {"STREAM.LIST", ""}, {"INFO", ""}, {"ACCOUNT.PURGE", ""},
+		{"META.LEADER.STEPDOWN", ""}, {"SERVER.REMOVE", `{"peer":"c1"}`},
+	}
+	for i, req := range beyond {
+		for _, prefix := range []string{"tenants.acme.js.API.", "tenants.beta.js.API."} {
+			if prefix == "tenants.beta.js.API." && i%4 != 0 {
+				continue // a sample of them at a second tenant
+			}
+			pubRefused("the ops user", opsCreds, prefix+req[0], req[1])
+		}
+		if i < 2 {
+			out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
+			unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+		}
+	}
+	for _, subj := range []string{"$JS.API.STREAM.PURGE.EVENTS", "$JS.API.STREAM.LIST", "$JS.hub.API.STREAM.DELETE.EVENTS", "$JS.s1.API.STREAM.PURGE.EVENTS"} {
+		pubRefused("the ops user", opsCreds, subj, "{}")
+	}
+	// The stock CLI's own commands, through the prefix, fail.
+	for _, args := range [][]string{
+		{"stream", "purge", "EVENTS", "-f"}, {"stream", "edit", "EVENTS", "--max-msgs", "1", "-f"}, {"consumer", "rm", "EVENTS", "bob", "-f"},
+	} {
+		if out, ok := natsTry(curl, opsCreds, append([]string{"--js-api-prefix", "tenants.acme.js.API"}, args...)...); ok {
+			t.Errorf("the ops user's nats %s worked: %s", strings.Join(args, " "), tail(out, 5))
+		}
+	}
+	// Without effect: acme's EVENTS holds the same messages, from the
+	// same first sequence, with the same configuration.
+	if after := streamState(t, natsBin, curl, admin, "EVENTS"); after != eventsBefore {
+		t.Errorf("acme's EVENTS changed under the ops user's attempts:\nbefore %+v\nafter  %+v", eventsBefore, after)
+	}
+	// Not fenced (docs/security.md): a consumer's name is one subject
+	// token, and an ordered consumer takes a new random one, so the ops
+	// user may create or update any consumer on EVENTS, a tenant user's
+	// included, and pull from it.
+	if out, ok := natsAs(curl, bob, "consumer", "add", "EVENTS", "bob-1", "--pull", "--deliver", "all", "--ack", "explicit", "--defaults"); !ok {
+		t.Fatalf("bob makes his consumer bob-1: %s", tail(out, 5))
+	}
+	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.CREATE.EVENTS.bob-1",
+		`{"stream_name":"EVENTS","config":{"durable_name":"bob-1","deliver_policy":"all","ack_policy":"explicit","description":"changed by ops"}}`)
+	t.Logf("the ops user updated bob's consumer bob-1: %v", strings.Contains(out, "changed by ops"))
+	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.MSG.NEXT.EVENTS.bob-1", `{"batch":1,"expires":500000000}`)
+	t.Logf("the ops user took a message of bob's consumer bob-1: %v", strings.Contains(out, "-event"))
+
 	// Afterwards: every site's link still carries, and central holds
 	// every event of every site, none forged; the NOC's feed and the ops
 	// view saw exactly those.
@@ -380,4 +497,248 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTaskAttacks runs a central peer in operator mode with one tenant and
+// two sites, s1 with a poller, all real processes, and tries with the
+// stock nats CLI to reach s1's tasks with s2's credentials: its poller's,
+// as a client at central and at both sites, and its join token's leaf
+// user, through a stock nats-server that dials central as a leaf (as a
+// client it connects nowhere). None
+// sends a request to s1, reads a request or a reply of s1's, or answers in
+// s1's place; at its own site s2's poller neither sends a request in the
+// ops realm nor reads its site's replies; a NOC and s1's poller read no
+// site's requests. s1's poller's own push consumer delivering an event it
+// wrote, shaped as a request, on the admin's task subject runs nothing.
+// Afterwards s1 has run the admin's tasks only, and the admin's watch at
+// central and at s1 saw none of the forged messages.
+func TestTaskAttacks(t *testing.T) {
+	natsBin := need(t, "nats")
+	dir := t.TempDir()
+	_, keys, curl, lport := startOperatorCentral(t, dir)
+	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
+	cli("tenant", "create", "acme", "--keys", keys)
+	sites, tokens := map[string]string{}, map[string]string{}
+	for _, site := range []string{"s1", "s2"} {
+		token := filepath.Join(dir, site+".token")
+		cli("site", "add", site, "--tenant", "acme", "--keys", keys, "--central", "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), "--token-file", token)
+		port := freePort(t, "tcp")
+		p := runMeshmon(t, site, "peer", "run", "--role", "site", "--name", site+"-peer", "--join-file", token,
+			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, site))
+		p.waitOutput(`peer `+site+`-peer ready`, 30*time.Second)
+		sites[site], tokens[site] = "nats://127.0.0.1:"+strconv.Itoa(port), token
+	}
+	sites["central"] = curl
+	creds := func(args ...string) string {
+		f := filepath.Join(dir, strings.Join(args, "-")+".creds")
+		cli(append([]string{"tenant", "creds", "acme", "--keys", keys, "--out", f}, args...)...)
+		return f
+	}
+	admin, noc := creds("--role", "admin", "--user", "boss"), creds("--role", "noc", "--user", "nina")
+	p1, p2 := creds("--role", "poller", "--site", "s1", "--user", "p1"), creds("--role", "poller", "--site", "s2", "--user", "p2")
+	poller := runMeshmon(t, "poller-s1", "--server", sites["s1"], "--creds", p1, "poller", "run", "--data-dir", filepath.Join(dir, "p1"))
+	poller.waitOutput(`poller started`, 30*time.Second)
+
+	// What crosses at central and at s1, as the admin sees it.
+	watch := map[string]*proc{}
+	for _, at := range []string{"central", "s1"} {
+		watch[at] = start(t, "nats sub ctl.> at "+at, natsBin, withInboxPrefix([]string{"--server", sites[at], "--creds", admin, "sub", "ctl.>"})...)
+		watch[at].waitOutput(`Subscribing on ctl\.>`, 10*time.Second)
+	}
+	// tasks the admin ran, of tries: a try that failed (the poller not
+	// in its group yet) may still have run late.
+	tasks, tries := 0, 0
+	task := func() {
+		t.Helper()
+		eventually.True(t, 30*time.Second, "the admin's task ping at s1", func() bool {
+			tries++
+			_, _, code := run(t, "--server", curl, "--creds", admin, "task", "ping", "--site", "s1", "127.0.0.1", "--reach", "2s")
+			return code == 0
+		})
+		tasks++
+	}
+	task()
+	// A real task's id, for a forged reply to it.
+	realID := regexp.MustCompile(`Received on "ctl\.s1\.reply\.([A-Za-z0-9]+)"`).FindStringSubmatch(watch["central"].out.String())
+	if realID == nil {
+		t.Fatalf("no reply of the admin's task at central:\n%s", watch["central"].out.String())
+	}
+
+	// refused: the server refuses the connection, publish or
+	// subscription, and says so.
+	refused := func(what, server, credsFile string, args ...string) {
+		t.Helper()
+		out, ok := natsCLI(t, natsBin, append([]string{"--server", sites[server], "--creds", credsFile, "--timeout", "1s"}, args...)...)
+		if ok || !strings.Contains(out, "Violation") {
+			t.Errorf("%s at %s was not refused (exit ok %v): %s", what, server, ok, tail(out, 5))
+		}
+	}
+	forged := func(id string) string { return `{"id":"` + id + `","verb":"ping","site":"s1","address":"127.0.0.1"}` }
+
+	// --- s2's poller ---
+	// At central and at its own site: no request to s1 in either realm,
+	// as itself or as the admin, no reply to s1's task, and none of s1's
+	// requests or replies read. At s1 it does not connect.
+	for _, at := range []string{"central", "s2", "s1"} {
+		for _, subj := range []string{"ctl.s1.req.p2.ping", "ctl.s1.req.boss.ping", "ctl.s1.ops.p2.ping", "ctl.s1.reply." + realID[1]} {
+			refused("s2's poller publishing on "+subj, at, p2, "pub", subj, forged("forged-p2-"+at))
+		}
+		for _, subj := range []string{"ctl.s1.*.*.*", "ctl.s1.req.*.*", "ctl.s1.reply.>", "ctl.*.reply.>", "ctl.*.req.*.*", "ctl.>"} {
+			refused("s2's poller subscribing to "+subj, at, p2, "sub", subj, "--count", "1")
+		}
+	}
+	// At its own site, beyond what a poller needs: a request in the ops
+	// realm, and its own site's replies (it sends them, never reads them).
+	refused("s2's poller publishing on ctl.s2.ops.p2.ping", "s2", p2, "pub", "ctl.s2.ops.p2.ping", forged("forged-p2-ops"))
+	refused("s2's poller subscribing to ctl.s2.reply.>", "s2", p2, "sub", "ctl.s2.reply.>", "--count", "1")
+
+	// --- a NOC and s1's poller: no site's requests read ---
+	for _, at := range []string{"central", "s1"} {
+		for _, subj := range []string{"ctl.*.req.*.*", "ctl.*.ops.*.*", "ctl.s1.req.>", "ctl.*.*.*.*"} {
+			refused("the NOC subscribing to "+subj, at, noc, "sub", subj, "--count", "1")
+		}
+		for _, subj := range []string{"ctl.*.req.*.*", "ctl.*.ops.*.*", "ctl.s2.req.*.*", "ctl.*.reply.>"} {
+			refused("s1's poller subscribing to "+subj, at, p1, "sub", subj, "--count", "1")
+		}
+	}
+
+	// --- s2's join token, as a leaf ---
+	// A stock nats-server dials central with s2's leaf credential: it
+	// takes none of s1's requests or replies, and what it sends on s1's
+	// subjects reaches neither central's subscribers nor s1.
+	_, info, err := bus.ParseJoinToken(strings.TrimSpace(readFile(t, tokens["s2"])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafCreds, upkeepCreds := filepath.Join(dir, "s2-leaf.creds"), filepath.Join(dir, "s2-upkeep.creds")
+	for f, c := range map[string]string{leafCreds: info.Creds, upkeepCreds: info.UpkeepCreds} {
+		if err := os.WriteFile(f, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As a client, its users connect nowhere.
+	for _, at := range []string{"central", "s2", "s1"} {
+		for what, c := range map[string]string{"leaf": leafCreds, "upkeep": upkeepCreds} {
+			out, ok := natsCLI(t, natsBin, "--server", sites[at], "--creds", c, "pub", "ctl.s1.req.boss.ping", forged("forged-"+what+"-client"))
+			if ok || !strings.Contains(out, "Authorization Violation") {
+				t.Errorf("s2's token's %s user connected as a client at %s: %s", what, at, tail(out, 5))
+			}
+		}
+	}
+	rogue := rogueLeaf(t, "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), leafCreds)
+	got := map[string]*nats.Subscription{}
+	for _, subj := range []string{"ctl.s1.>", "ctl.*.reply.>", "ctl.*.req.*.*", "ctl.s1.req.boss.ping"} {
+		sub, err := rogue.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[subj] = sub
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for subj, body := range map[string]string{
+		"ctl.s1.req.boss.ping":           forged("forged-leaf-req"),
+		"ctl.s1.ops.olga.ping":           forged("forged-leaf-ops"),
+		"ctl.s1.req.boss.cancel":         `{"id":"forged-leaf-cancel","verb":"cancel","site":"s1"}`,
+		"ctl.s1.reply." + realID[1]:      `{"id":"forged-leaf-reply","done":true}`,
+		"ctl.s1.reply.ops.olga.forged-x": `{"id":"forged-leaf-ops-reply","done":true}`,
+	} {
+		if err := rogue.Publish(subj, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Its requests to s1 go unanswered.
+	if m, err := rogue.Request("ctl.s1.req.boss.ping", []byte(forged("forged-leaf-request")), 2*time.Second); err == nil {
+		t.Errorf("the rogue leaf's task request to s1 was answered: %s", m.Data)
+	}
+
+	// --- s1's poller's own push consumer ---
+	// It writes an event shaped as the admin's request and has its
+	// consumer deliver it on the admin's task subject, to which it
+	// subscribes so the consumer has interest: nats-server does not check
+	// a deliver subject against the creator's permissions, but a delivery
+	// keeps the stored message's subject (ev.s1.…), which the site's
+	// pollers do not take for a request.
+	if out, ok := natsCLI(t, natsBin, "--server", sites["s1"], "--creds", p1, "pub", "ev.s1.x.trap", forged("redirected"), "--jetstream"); !ok {
+		t.Fatalf("s1's poller's event: %s", tail(out, 5))
+	}
+	hold := start(t, "nats sub as s1's poller", natsBin, withInboxPrefix([]string{"--server", sites["s1"], "--creds", p1, "sub", "ctl.s1.req.boss.ping"})...)
+	hold.waitOutput(`Subscribing on`, 10*time.Second)
+	if out, ok := natsCLI(t, natsBin, "--server", sites["s1"], "--creds", p1, "req", "$JS.API.CONSUMER.CREATE.EVENTS.p1.ev.s1.x.trap",
+		`{"stream_name":"EVENTS","config":{"name":"p1","filter_subject":"ev.s1.x.trap","deliver_subject":"ctl.s1.req.boss.ping","deliver_policy":"all","ack_policy":"none"}}`); !ok || !strings.Contains(out, `"created"`) {
+		t.Fatalf("s1's poller's push consumer: %s", tail(out, 5))
+	}
+	hold.waitOutput(`"id":"redirected"`, 10*time.Second)
+
+	// Afterwards: the admin's tasks run, and s1 ran those only.
+	task()
+	type audit struct{ ID, By, Result string }
+	var audits []audit
+	eventually.True(t, 30*time.Second, "the audit events of the admin's tasks at central", func() bool {
+		out, _, code := run(t, "--server", curl, "--creds", admin, "events", "tail", "--site", "s1", "--since", "1h", "--no-follow", "--json")
+		if code != 0 {
+			return false
+		}
+		audits = nil
+		for _, l := range lines(out) {
+			var ev struct {
+				Data struct {
+					Task *audit `json:"task"`
+				} `json:"data"`
+			}
+			if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
+				audits = append(audits, *ev.Data.Task)
+			}
+		}
+		return len(audits) >= tasks
+	})
+	for _, a := range audits {
+		if a.By != "boss" || a.Result != "ok" || strings.HasPrefix(a.ID, "forged") || a.ID == "redirected" {
+			t.Errorf("s1 ran a task it was not asked by the admin: %+v", a)
+		}
+	}
+	if len(audits) > tries {
+		t.Errorf("s1 recorded %d tasks, the admin ran %d (in %d tries): %+v", len(audits), tasks, tries, audits)
+	}
+	for at, w := range watch {
+		if strings.Contains(w.out.String(), "forged") {
+			t.Errorf("a forged task message reached the admin's watch at %s:\n%s", at, w.out.String())
+		}
+	}
+	for subj, sub := range got {
+		for {
+			m, err := sub.NextMsg(10 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if !strings.Contains(string(m.Data), "forged") {
+				t.Errorf("the rogue leaf got %s on %s from central: %s", m.Subject, subj, m.Data)
+			}
+		}
+	}
+}
+
+// streamState is a stream's state and configuration, as user reads them
+// with the stock nats CLI at server: what an attack on the stream would
+// change.
+func streamState(t *testing.T, natsBin, server, user, stream string) string {
+	t.Helper()
+	out, ok := natsCLI(t, natsBin, "--server", server, "--creds", user, "stream", "info", stream, "--json")
+	var info struct {
+		Config json.RawMessage `json:"config"`
+		State  struct {
+			Msgs     uint64 `json:"messages"`
+			FirstSeq uint64 `json:"first_seq"`
+			LastSeq  uint64 `json:"last_seq"`
+			Deleted  uint64 `json:"num_deleted"`
+		} `json:"state"`
+	}
+	if !ok || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("stream info %s: %s", stream, tail(out, 10))
+	}
+	return fmt.Sprintf("%d messages, sequences %d to %d, %d deleted; config %s", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq, info.State.Deleted, info.Config)
 }
