@@ -31,13 +31,42 @@ func consumerOwner(js jetstream.JetStream) string {
 	return u
 }
 
+// ownedNames are the names the consumers of the user js speaks for may
+// have: an ops user's, reading a tenant's stream through the ops
+// account's import of the tenant's JetStream API (tenancy.OpsAPIPrefix),
+// tenancy.OpsConsumerNames; a tenant user's, tenancy.ConsumerNames; none
+// when js speaks for no user.
+func ownedNames(js jetstream.JetStream) []string {
+	owner := consumerOwner(js)
+	switch {
+	case owner == "":
+		return nil
+	case isOpsReplay(js):
+		return tenancy.OpsConsumerNames(owner)
+	}
+	return tenancy.ConsumerNames(owner)
+}
+
+// isOpsReplay reports whether js reaches a tenant's JetStream API through
+// the ops account's import of it.
+func isOpsReplay(js jetstream.JetStream) bool {
+	_, ok := tenancy.OpsTenant(apiPrefix(js) + ">")
+	return ok
+}
+
 // createOwned creates a consumer of stream with cfg under the first of
 // owner's consumer names that is free.
 func createOwned(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	return createNamed(ctx, js, stream, tenancy.ConsumerNames(owner), cfg)
+}
+
+// createNamed creates a consumer of stream with cfg under the first of
+// names that is free.
+func createNamed(ctx context.Context, js jetstream.JetStream, stream string, names []string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	// A description of its own makes the config differ from any other's,
 	// so a name in use is refused, not shared.
-	cfg.Description = "meshmon " + owner + " " + nuid.Next()
-	for _, name := range tenancy.ConsumerNames(owner) {
+	cfg.Description = "meshmon " + names[0] + " " + nuid.Next()
+	for _, name := range names {
 		cfg.Name, cfg.Durable = name, ""
 		c, err := js.CreateConsumer(ctx, stream, cfg)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
@@ -45,8 +74,8 @@ func createOwned(ctx context.Context, js jetstream.JetStream, stream, owner stri
 		}
 		return c, err
 	}
-	return nil, fmt.Errorf("consumer on %s: %w: user %s has %d consumers there already (names %s to %s)", stream, ErrNoConsumerName,
-		owner, tenancy.ConsumerSlots, owner, tenancy.ConsumerNames(owner)[tenancy.ConsumerSlots-1])
+	return nil, fmt.Errorf("consumer on %s: %w: this user has %d consumers there already (names %s to %s)", stream, ErrNoConsumerName,
+		len(names), names[0], names[len(names)-1])
 }
 
 // deleteOwned removes a consumer made by createOwned (or another that its

@@ -31,14 +31,6 @@ type TailOptions struct {
 	// Stream is the stream to read; empty means the one that holds
 	// Subject, or EventsStream.
 	Stream string
-	// KeepConsumer leaves the tail's consumer to go by itself, after its
-	// inactive threshold (tailLinger), for a credential that may make
-	// consumers of any name but not remove them (the ops account's replay
-	// of a tenant's stream: tenancy.OpsCreds): the server refuses such a
-	// removal at once but logs it as an error. The consumer is an ordered
-	// one of a name of its own, never one of the user's few names (which
-	// it would hold until it went).
-	KeepConsumer bool
 }
 
 // TailMsg is one message delivered by Tail.
@@ -184,8 +176,8 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}
 	}
 
-	if owner := consumerOwner(js); owner != "" && !opts.KeepConsumer {
-		return tailOwned(ctx, js, stream, owner, cfg, opts.Live, end, fn)
+	if names := ownedNames(js); len(names) > 0 {
+		return tailOwned(ctx, js, stream, names, cfg, opts.Live, end, fn)
 	}
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
@@ -195,7 +187,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 	// lost peer; the one current at the end is removed here (the ones
 	// before, by the client as it replaces them).
 	defer func() {
-		if info := cons.CachedInfo(); info != nil && !opts.KeepConsumer {
+		if info := cons.CachedInfo(); info != nil {
 			dropConsumer(ctx, js, stream, info.Name)
 		}
 	}()
@@ -258,12 +250,12 @@ func nextMsg(ctx context.Context, it jetstream.MessagesContext, live bool) (jets
 	return it.Next(jetstream.NextContext(wctx))
 }
 
-// tailOwned is Tail for a tenant user, whose consumers may have its own
-// names only (an ordered consumer takes a new name each time it starts
-// again): one consumer of its names, without acks, made again after the
-// last message delivered when a message goes missing or the consumer
-// fails, and removed at the end.
-func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string, ocfg jetstream.OrderedConsumerConfig,
+// tailOwned is Tail for a user whose consumers may have its own names
+// only (an ordered consumer takes a new name each time it starts again):
+// one consumer of names, without acks, made again after the last message
+// delivered when a message goes missing or the consumer fails, and
+// removed at the end.
+func tailOwned(ctx context.Context, js jetstream.JetStream, stream string, names []string, ocfg jetstream.OrderedConsumerConfig,
 	live bool, end replayEnd, fn func(TailMsg) error) error {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     ocfg.DeliverPolicy,
@@ -278,7 +270,7 @@ func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string
 	var delivered uint64
 	idleSince := time.Now()
 	for {
-		done, err := tailOnce(ctx, js, stream, owner, cfg, live, end, &delivered, &idleSince, fn)
+		done, err := tailOnce(ctx, js, stream, names, cfg, live, end, &delivered, &idleSince, fn)
 		if done || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -307,9 +299,9 @@ func tailOwned(ctx context.Context, js jetstream.JetStream, stream, owner string
 // tailOnce runs one consumer of tailOwned. It reports whether the tail is
 // over (with its error); delivered is the stream sequence of the last
 // message delivered, idleSince when the last one was.
-func tailOnce(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig,
+func tailOnce(ctx context.Context, js jetstream.JetStream, stream string, names []string, cfg jetstream.ConsumerConfig,
 	live bool, end replayEnd, delivered *uint64, idleSince *time.Time, fn func(TailMsg) error) (bool, error) {
-	cons, err := createOwned(ctx, js, stream, owner, cfg)
+	cons, err := createNamed(ctx, js, stream, names, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return true, nil

@@ -324,9 +324,6 @@ func (s *Server) replay(ctx context.Context, se *session, fd feed, f eventFilter
 	}
 	defer se.release()
 	var last uint64
-	// The ops credential may not remove the consumers it reads a tenant
-	// through (tenancy.OpsCreds): they go by themselves.
-	opts.KeepConsumer = fd.tenant != ""
 	err := bus.Tail(ctx, fd.js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
 		if r, ok := rowOf(fd.tenant, m.Seq, m.Data); ok && f.match(r) {

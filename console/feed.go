@@ -18,8 +18,8 @@ import (
 // through the session's JetStream (a tenant's credential; tenant empty),
 // or a tenant's through the ops account's imports of its replay API
 // (tenancy.OpsAPIPrefix): what the ops credential may read of it is what
-// those imports carry, stream info, a message get and an ordered
-// consumer, and nothing else.
+// those imports carry, stream info, a message get and consumers of the
+// ops user's own names (tenancy.OpsConsumerNames), and nothing else.
 type feed struct {
 	tenant string
 	js     jetstream.JetStream

@@ -36,15 +36,24 @@ const exportedEvents = "stored.ev.>"
 // keeps the ops account's JWT, pushed on every create, within NATS's
 // message size for a thousand tenants (docs/tenancy.md). What an ops user
 // may request through it is fenced by its permissions (OpsCreds): the
-// requests of a replay of EVENTS (opsReplayAPI) and nothing else; no
-// other stream, no delete, no update. Only the key store signs ops users,
+// requests of a replay of EVENTS (opsReplayAPI), on consumers of its own
+// names, and nothing else; no other stream, no stream delete or update,
+// no tenant user's consumer. Only the key store signs ops users,
 // as it signs the accounts.
 const opsExportedAPI = "$JS.API.>"
 
 // opsReplayAPI are the JetStream API requests (after $JS.API.) of a replay
-// of EVENTS: stream info, a message get, making an ordered consumer and
-// pulling from it.
-var opsReplayAPI = []string{"STREAM.INFO.EVENTS", "STREAM.MSG.GET.EVENTS", "CONSUMER.CREATE.EVENTS.>", "CONSUMER.MSG.NEXT.EVENTS.*"}
+// of EVENTS by the ops user called user: stream info, a message get, and
+// making, pulling from and removing a consumer of its own names
+// (OpsConsumerNames), never another's.
+func opsReplayAPI(user string) []string {
+	out := []string{"STREAM.INFO.EVENTS", "STREAM.MSG.GET.EVENTS"}
+	for _, n := range OpsConsumerNames(user) {
+		out = append(out, "CONSUMER.CREATE.EVENTS."+n, "CONSUMER.CREATE.EVENTS."+n+".>", "CONSUMER.MSG.NEXT.EVENTS."+n,
+			"CONSUMER.DELETE.EVENTS."+n)
+	}
+	return out
+}
 
 // OpsAPIPrefix is the JetStream API prefix under which the ops account
 // reads the tenant's EVENTS stream (replays only).
@@ -158,10 +167,8 @@ func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 		uc.Tags.Add("meshmon-role:" + string(RoleOps))
 		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
 		uc.Pub.Allow.Add("tenants.*.ctl.*." + meshmon.TaskRealmOps + "." + name + ".*")
-		// The imported requests only: a request the imports do not
-		// carry (a replay's removal of its consumer) is refused at
-		// once rather than left unanswered.
-		for _, api := range opsReplayAPI {
+		// The replay's requests only, on consumers of its own names.
+		for _, api := range opsReplayAPI(name) {
 			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api)
 		}
 	})

@@ -350,9 +350,10 @@ func TestAttacks(t *testing.T) {
 	// --- the ops replay ---
 	// An ops user reads a tenant's EVENTS through the ops account's
 	// import of the tenant's JetStream API: stream info, message get,
-	// consumers on EVENTS and their pulls. Nothing else: no delete,
-	// purge or update of the stream or its messages, no consumer
-	// removed, no other stream read or listed, no request of the
+	// consumers of its own names on EVENTS, their pulls and removal.
+	// Nothing else: no delete, purge or update of the stream or its
+	// messages, no other consumer removed, no other stream read or
+	// listed, no request of the
 	// account's or the cluster's, for any tenant; and no JetStream API of
 	// its own account's or central's.
 	if out, ok := natsAs(curl, opsCreds, "--js-api-prefix", "tenants.acme.js.API", "stream", "info", "EVENTS", "--json"); !ok ||
@@ -402,18 +403,35 @@ func TestAttacks(t *testing.T) {
 	if after := streamState(t, natsBin, curl, admin, "EVENTS"); after != eventsBefore {
 		t.Errorf("acme's EVENTS changed under the ops user's attempts:\nbefore %+v\nafter  %+v", eventsBefore, after)
 	}
-	// Not fenced (docs/security.md): a consumer's name is one subject
-	// token, and an ordered consumer takes a new random one, so the ops
-	// user may create or update any consumer on EVENTS, a tenant user's
-	// included, and pull from it.
+	// The ops user's consumers have names of its own
+	// (tenancy.OpsConsumerNames: OPS-ops, OPS-ops-1, ...), which no
+	// tenant user's can have: it makes, reads and removes those, and
+	// updates, reads or removes no tenant user's.
 	if out, ok := natsAs(curl, bob, "consumer", "add", "EVENTS", "bob-1", "--pull", "--deliver", "all", "--ack", "explicit", "--defaults"); !ok {
 		t.Fatalf("bob makes his consumer bob-1: %s", tail(out, 5))
 	}
-	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.CREATE.EVENTS.bob-1",
-		`{"stream_name":"EVENTS","config":{"durable_name":"bob-1","deliver_policy":"all","ack_policy":"explicit","description":"changed by ops"}}`)
-	t.Logf("the ops user updated bob's consumer bob-1: %v", strings.Contains(out, "changed by ops"))
-	out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.MSG.NEXT.EVENTS.bob-1", `{"batch":1,"expires":500000000}`)
-	t.Logf("the ops user took a message of bob's consumer bob-1: %v", strings.Contains(out, "-event"))
+	for _, req := range [][2]string{
+		{"CONSUMER.CREATE.EVENTS.bob-1", `{"stream_name":"EVENTS","config":{"durable_name":"bob-1","deliver_policy":"all","ack_policy":"explicit","description":"changed by ops"}}`},
+		{"CONSUMER.MSG.NEXT.EVENTS.bob-1", `{"batch":1,"expires":500000000}`},
+		{"CONSUMER.CREATE.EVENTS.x", `{"stream_name":"EVENTS","config":{"name":"x","deliver_policy":"all","ack_policy":"none","inactive_threshold":2000000000}}`},
+		{"CONSUMER.CREATE.EVENTS.bob-1.ev.>", `{"stream_name":"EVENTS","config":{"durable_name":"bob-1","filter_subject":"ev.>","ack_policy":"explicit"}}`},
+	} {
+		pubRefused("the ops user", opsCreds, "tenants.acme.js.API."+req[0], req[1])
+		out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
+		unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+	}
+	if out, ok := natsAs(curl, bob, "consumer", "info", "EVENTS", "bob-1", "--json"); !ok || strings.Contains(out, "changed by ops") ||
+		!strings.Contains(out, `"num_ack_pending": 0`) {
+		t.Errorf("bob's consumer bob-1 after the ops user's attempts (changed, or a message taken): %s", tail(out, 30))
+	}
+	if out, ok := natsAs(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.CREATE.EVENTS.OPS-ops",
+		`{"stream_name":"EVENTS","config":{"name":"OPS-ops","deliver_policy":"all","ack_policy":"none","inactive_threshold":5000000000}}`); !ok ||
+		!strings.Contains(out, `"name":"OPS-ops"`) {
+		t.Errorf("the ops user making its own consumer OPS-ops: %s", tail(out, 5))
+	}
+	if out, ok := natsAs(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.DELETE.EVENTS.OPS-ops", ""); !ok || !strings.Contains(out, `"success":true`) {
+		t.Errorf("the ops user removing its own consumer OPS-ops: %s", tail(out, 5))
+	}
 
 	// Afterwards: every site's link still carries, and central holds
 	// every event of every site, none forged; the NOC's feed and the ops
