@@ -248,6 +248,11 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 	out := make(chan eventMsg, BatchMax)
 	wg.Go(func() { <-ctx.Done(); it.Stop() })
 	wg.Go(func() {
+		// Undecodable events (a poller's credential may publish anything
+		// on its site's subjects) are logged once a minute at most, with
+		// how many there were: one line each flooded central's log.
+		var undecodable int
+		var warned time.Time
 		for {
 			m, err := it.Next()
 			var e eventMsg
@@ -258,7 +263,12 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 			} else {
 				e.seq = md.Sequence.Stream
 				if jerr := json.Unmarshal(m.Data(), &e.ev); jerr != nil {
-					r.Log.Warn("alarm processor: an event that does not decode changes nothing", "seq", e.seq, "err", jerr)
+					undecodable++
+					if now := time.Now(); now.Sub(warned) >= time.Minute {
+						r.Log.Warn("alarm processor: events that do not decode change nothing (logged once a minute at most)",
+							"seq", e.seq, "err", jerr, "undecodable_since_last_logged", undecodable)
+						warned, undecodable = now, 0
+					}
 					e.ev = meshmon.Event{}
 				}
 			}
