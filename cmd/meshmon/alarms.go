@@ -52,14 +52,6 @@ func alarmsCommand() *cli.Command {
 	}
 }
 
-// alarmIDArg returns the alarm ID argument (and the comment's text).
-func alarmIDArg(c *cli.Context, want int) ([]string, error) {
-	if c.NArg() != want {
-		return nil, fmt.Errorf("'%s' takes %s; got %d arguments (see '%s --help')", c.Command.HelpName, c.Command.ArgsUsage, c.NArg(), c.Command.HelpName)
-	}
-	return c.Args().Slice(), nil
-}
-
 func alarmsList(c *cli.Context) error {
 	f := alarm.Filter{Site: c.String("site"), Device: c.String("device"), Severity: c.String("severity"), State: c.String("state")}
 	if f.State == "all" {
@@ -87,13 +79,9 @@ func alarmsList(c *cli.Context) error {
 }
 
 func alarmsShow(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
-		return err
-	}
 	var a alarm.Alarm
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		a, err = alarmbus.Get(ctx, cl.js, args[0])
+	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
+		a, err = alarmbus.Get(ctx, cl.js, c.Args().First())
 		return err
 	})
 	if err != nil {
@@ -106,14 +94,6 @@ func alarmsShow(c *cli.Context) error {
 }
 
 func alarmsAct(c *cli.Context, verb string) error {
-	want := 1
-	if verb == alarm.VerbComment {
-		want = 2
-	}
-	args, err := alarmIDArg(c, want)
-	if err != nil {
-		return err
-	}
 	user, role, err := actingUser(c)
 	if err != nil {
 		return err
@@ -121,9 +101,9 @@ func alarmsAct(c *cli.Context, verb string) error {
 	if role == tenancy.RoleNOC && verb == alarm.VerbClear {
 		return errors.New("clear takes an admin's credential; a NOC may ack, unack and comment")
 	}
-	act := alarm.Action{Verb: verb, ID: args[0], Text: c.String("comment"), By: user}
+	act := alarm.Action{Verb: verb, ID: c.Args().First(), Text: c.String("comment"), By: user}
 	if verb == alarm.VerbComment {
-		act.Text = args[1]
+		act.Text = c.Args().Get(1)
 	}
 	if err := act.Validate(); err != nil {
 		return err
@@ -227,11 +207,7 @@ func maintenanceWindow(c *cli.Context, id string) (alarm.Window, error) {
 }
 
 func maintenanceAdd(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
-		return err
-	}
-	w, err := maintenanceWindow(c, args[0])
+	w, err := maintenanceWindow(c, c.Args().First())
 	if err != nil {
 		return err
 	}
@@ -265,16 +241,9 @@ func maintenanceList(c *cli.Context) error {
 }
 
 func maintenanceRm(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
+	id := c.Args().First()
+	if err := withCentral(c, func(ctx context.Context, cl *client) error { return alarmbus.RemoveWindow(ctx, cl.js, id) }); err != nil {
 		return err
 	}
-	if err := withCentral(c, func(ctx context.Context, cl *client) error { return alarmbus.RemoveWindow(ctx, cl.js, args[0]) }); err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "id": args[0]})
-	}
-	fmt.Printf("maintenance window %s removed\n", args[0])
-	return nil
+	return output(c, map[string]string{"result": "removed", "id": id}, "maintenance window %s removed\n", id)
 }

@@ -59,11 +59,8 @@ func deviceCommand() *cli.Command {
 	}
 }
 
-// nameArg returns the single NAME argument, validated.
+// nameArg returns the NAME argument, validated.
 func nameArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the device name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name := c.Args().First()
 	return name, meshmon.ValidateName("device name", name)
 }
@@ -238,9 +235,6 @@ func shown(c *cli.Context, d meshmon.Device) meshmon.Device {
 // deviceImport adds the devices of a JSON file: one device object or a list.
 // Every device is checked before any is written.
 func deviceImport(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("'%s' takes one argument, the JSON file ('-' for stdin); got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	devs, err := meshmon.ReadDevices(c.Args().First(), os.Stdin)
 	if err != nil {
 		return err

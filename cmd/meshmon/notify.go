@@ -104,10 +104,9 @@ func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store
 	return fn(ctx, st)
 }
 
+// notifyName returns the NAME argument, the name of a what (channel or
+// rule), validated.
 func notifyName(c *cli.Context, what string) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the %s name; got %d (see '%s --help')", c.Command.HelpName, what, c.NArg(), c.Command.HelpName)
-	}
 	name := c.Args().First()
 	return name, meshmon.ValidateName(what+" name", name)
 }

@@ -99,9 +99,6 @@ func peerCommand() *cli.Command {
 
 // peerReady is 'peer ready': bus.WaitReady until --timeout ends.
 func peerReady(c *cli.Context) error {
-	if c.NArg() != 0 {
-		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	cfg := connConfig(c, "meshmon-ready")
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -131,9 +128,6 @@ func removeCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func peerRemove(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name, force := c.Args().First(), c.Bool("force")
 	// In operator mode as the system account, else over the peer's
 	// request subject.

@@ -48,11 +48,8 @@ func tokenFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600; default SITE.token, or TENANT-SITE.token, in the working directory; with --json only if given); the command printed reads the file, the token never shows on the screen or in argv (--json still includes it)"}
 }
 
-// siteArg returns the single NAME argument, validated.
+// siteArg returns the NAME argument, validated.
 func siteArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the site name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name := c.Args().First()
 	if err := meshmon.ValidateName("site", name); err != nil {
 		return "", err

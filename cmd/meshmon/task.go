@@ -34,13 +34,13 @@ func taskCommand() *cli.Command {
 		Usage: "act on a site now, from central, over the link the site dialled (see docs/tasks.md)",
 		Subcommands: []*cli.Command{
 			{Name: meshmon.TaskPollNow, Usage: "poll a device now and print the fresh readings", ArgsUsage: "DEVICE",
-				Flags: common(30 * time.Second), Action: taskAction(1, 1)},
+				Flags: common(30 * time.Second), Action: taskAction},
 			{Name: meshmon.TaskWalk, Usage: "SNMP walk of a device's subtree, printed as it comes", ArgsUsage: "DEVICE OID",
-				Flags: common(2 * time.Minute), Action: taskAction(2, 2)},
+				Flags: common(2 * time.Minute), Action: taskAction},
 			{Name: meshmon.TaskPing, Usage: "ICMP echo to an address, from the site", ArgsUsage: "ADDRESS",
-				Flags: common(15 * time.Second), Action: taskAction(1, 1)},
+				Flags: common(15 * time.Second), Action: taskAction},
 			{Name: meshmon.TaskSNMPGet, Usage: "SNMP GET at an address, from the site, with the first credential that answers", ArgsUsage: "ADDRESS OID...",
-				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction(2, -1)},
+				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction},
 			{Name: meshmon.TaskDiscover, Usage: "ICMP sweep of a prefix, then SNMP with the site's credentials; prints the candidates",
 				Flags: common(10*time.Minute, port, credentialsFlag(),
 					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
@@ -49,7 +49,7 @@ func taskCommand() *cli.Command {
 					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
 					&cli.BoolFlag{Name: "add", Usage: "add the candidates that answered SNMP to the site's inventory"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add adds"},
-				), Action: taskAction(0, 0)},
+				), Action: taskAction},
 		},
 	}
 }
@@ -58,49 +58,42 @@ func credentialsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "credentials", Usage: "JSON file of SNMP settings to try first (a list of {version, community, user, auth_protocol, ...}); the site's own follow"}
 }
 
-// taskAction runs the subcommand's task with between min and max
-// positional arguments (max -1: no limit).
-func taskAction(minArgs, maxArgs int) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		req, err := taskRequest(c, minArgs, maxArgs)
-		if err != nil {
-			return err
-		}
-		cl, err := connect(c)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		out := newTaskOutput(c, req)
-		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
-		if req.Verb == meshmon.TaskDiscover {
-			opt.Idle = max(opt.Reach, 2*time.Second)
-		}
-		err = bus.RunTask(ctx, cl.nc, req, opt)
-		if errors.Is(err, context.Canceled) && c.Context.Err() == nil {
-			return fmt.Errorf("task %s interrupted; asked site %s to stop it", req.ID, req.Site)
-		}
-		if err != nil {
-			return err
-		}
-		if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
-			if err := out.add(c, req); err != nil {
-				return err
-			}
-		}
-		return out.finish()
+// taskAction runs the subcommand's task.
+func taskAction(c *cli.Context) error {
+	req, err := taskRequest(c)
+	if err != nil {
+		return err
 	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := newTaskOutput(c, req)
+	opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
+	if req.Verb == meshmon.TaskDiscover {
+		opt.Idle = max(opt.Reach, 2*time.Second)
+	}
+	err = bus.RunTask(ctx, cl.nc, req, opt)
+	if errors.Is(err, context.Canceled) && c.Context.Err() == nil {
+		return fmt.Errorf("task %s interrupted; asked site %s to stop it", req.ID, req.Site)
+	}
+	if err != nil {
+		return err
+	}
+	if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
+		if err := out.add(c, req); err != nil {
+			return err
+		}
+	}
+	return out.finish()
 }
 
 // taskRequest builds the request from the flags and arguments.
-func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, error) {
+func taskRequest(c *cli.Context) (meshmon.TaskRequest, error) {
 	verb := c.Command.Name
-	n := c.NArg()
-	if n < minArgs || maxArgs >= 0 && n > maxArgs {
-		return meshmon.TaskRequest{}, fmt.Errorf("'%s' takes %s; got %d arguments (see '%s --help')", c.Command.HelpName, c.Command.ArgsUsage, n, c.Command.HelpName)
-	}
 	if c.String("site") == "" {
 		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
 	}

@@ -40,9 +40,6 @@ func initCommand() *cli.Command {
 }
 
 func runInit(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("'meshmon init' takes no arguments; got %q", c.Args().Slice())
-	}
 	dir := c.String("keys")
 	in, err := provision.Init(dir, c.String("operator"))
 	if errors.Is(err, tenancy.ErrExists) {
@@ -122,7 +119,7 @@ func tenantCommand() *cli.Command {
 			{
 				Name:      "creds",
 				Usage:     "issue a user's credentials (--role poller|noc|admin|leaf), or revoke them (--revoke USER)",
-				ArgsUsage: "TENANT",
+				ArgsUsage: "[TENANT]",
 				Flags: append(append([]cli.Flag{}, store...),
 					&cli.StringFlag{Name: "role", Usage: "poller (publishes one site's events), noc (reads and replays), admin (manages devices and streams), leaf (a site's link)"},
 					&cli.StringFlag{Name: "user", Usage: "the user's name (default: the role, or the role and site)"},
@@ -137,11 +134,8 @@ func tenantCommand() *cli.Command {
 	}
 }
 
-// tenantArg returns the single NAME argument, validated.
+// tenantArg returns the NAME (or TENANT) argument, validated.
 func tenantArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the tenant name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name := c.Args().First()
 	return name, meshmon.ValidateName("tenant", name)
 }
@@ -215,9 +209,6 @@ func tenantCreate(c *cli.Context) error {
 }
 
 func tenantList(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("'meshmon tenant list' takes no arguments")
-	}
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
 		return err
@@ -280,6 +271,9 @@ func tenantRm(c *cli.Context) error {
 func tenantCreds(c *cli.Context) error {
 	if c.Bool("ops") {
 		return opsCreds(c)
+	}
+	if c.NArg() == 0 {
+		return fmt.Errorf("'%s' takes one argument without --ops, the tenant name; got 0 (see '%s --help')", c.Command.HelpName, c.Command.HelpName)
 	}
 	name, err := tenantArg(c)
 	if err != nil {
