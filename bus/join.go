@@ -93,8 +93,9 @@ func NewJoinResult(result, site string, info JoinInfo, file string) JoinResult {
 
 // WriteText writes the result for people: where the token is and the
 // command to run at the site; never the token itself.
-func (r JoinResult) WriteText(w io.Writer) {
+func (r JoinResult) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "site %s %s; central dials nothing: the site peer dials %v\n", r.Site, r.Result, r.Central)
-	fmt.Fprintf(w, "join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
+	_, err := fmt.Fprintf(w, "join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
 		r.TokenFile, r.Command)
+	return err
 }
