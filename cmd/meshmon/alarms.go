@@ -60,37 +60,21 @@ func alarmsList(c *cli.Context) error {
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
-	var all []alarm.Alarm
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		all, err = alarmbus.List(ctx, cl.js)
-		return err
-	})
+	all, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Alarm, error) { return alarmbus.List(ctx, cl.js) })
 	if err != nil {
 		return err
 	}
-	as := alarm.Select(all, f)
-	if c.Bool("json") {
-		if as == nil {
-			as = []alarm.Alarm{}
-		}
-		return printJSON(os.Stdout, as)
-	}
-	return alarm.WriteAlarms(os.Stdout, as)
+	return showList(c, alarm.Select(all, f), alarm.WriteAlarms)
 }
 
 func alarmsShow(c *cli.Context) error {
-	var a alarm.Alarm
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		a, err = alarmbus.Get(ctx, cl.js, c.Args().First())
-		return err
+	a, err := ask(c, withCentral, func(ctx context.Context, cl *client) (alarm.Alarm, error) {
+		return alarmbus.Get(ctx, cl.js, c.Args().First())
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, a)
-	}
-	return a.WriteText(os.Stdout)
+	return show(c, a, a.WriteText)
 }
 
 func alarmsAct(c *cli.Context, verb string) error {
@@ -108,19 +92,13 @@ func alarmsAct(c *cli.Context, verb string) error {
 	if err := act.Validate(); err != nil {
 		return err
 	}
-	var cs []alarm.Change
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		cs, err = alarmbus.Act(ctx, cl.nc, user, act)
-		return err
+	cs, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Change, error) {
+		return alarmbus.Act(ctx, cl.nc, user, act)
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, cs)
-	}
-	fmt.Printf("alarm %s %s by %s\n", act.ID, cs[0].What, user)
-	return nil
+	return output(c, cs, "alarm %s %s by %s\n", act.ID, cs[0].What, user)
 }
 
 // actingUser is the user an action is taken as: the credential's user
@@ -215,29 +193,15 @@ func maintenanceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, w)
-	}
-	fmt.Printf("maintenance window %s added\n", w.ID)
-	return nil
+	return output(c, w, "maintenance window %s added\n", w.ID)
 }
 
 func maintenanceList(c *cli.Context) error {
-	var ws []alarm.Window
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		ws, err = alarmbus.ListWindows(ctx, cl.js)
-		return err
-	})
+	ws, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Window, error) { return alarmbus.ListWindows(ctx, cl.js) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if ws == nil {
-			ws = []alarm.Window{}
-		}
-		return printJSON(os.Stdout, ws)
-	}
-	return alarm.WriteWindows(os.Stdout, ws)
+	return showList(c, ws, alarm.WriteWindows)
 }
 
 func maintenanceRm(c *cli.Context) error {

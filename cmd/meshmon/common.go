@@ -128,6 +128,25 @@ func show(c *cli.Context, v any, text func(io.Writer) error) error {
 	return text(os.Stdout)
 }
 
+// showList is show for a list: with --json an empty one is [], not null.
+func showList[T any](c *cli.Context, vs []T, text func(io.Writer, []T) error) error {
+	if c.Bool("json") && vs == nil {
+		vs = []T{}
+	}
+	return show(c, vs, func(w io.Writer) error { return text(w, vs) })
+}
+
+// ask runs fn within with (withCentral, withInventory, withNotify: a
+// connection and one request timeout) and returns what fn read.
+func ask[S, T any](c *cli.Context, with func(*cli.Context, func(context.Context, S) error) error, fn func(context.Context, S) (T, error)) (T, error) {
+	var v T
+	err := with(c, func(ctx context.Context, s S) (err error) {
+		v, err = fn(ctx, s)
+		return err
+	})
+	return v, err
+}
+
 // configFlag is --config FILE: a YAML file whose keys are the command's flag
 // names. Flags given on the command line or in the environment win.
 func configFlag() cli.Flag {

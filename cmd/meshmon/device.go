@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -163,22 +164,15 @@ func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context,
 }
 
 func deviceList(c *cli.Context) error {
-	var devs []meshmon.Device
-	err := withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		devs, err = inv.List(ctx)
-		return err
-	})
+	devs, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) ([]meshmon.Device, error) { return inv.List(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		out := make([]meshmon.Device, len(devs))
-		for i, d := range devs {
-			out[i] = shown(c, d)
-		}
-		return printJSON(os.Stdout, out)
+	out := make([]meshmon.Device, len(devs))
+	for i, d := range devs {
+		out[i] = shown(c, d)
 	}
-	return meshmon.WriteDevices(os.Stdout, devs)
+	return show(c, out, func(w io.Writer) error { return meshmon.WriteDevices(w, devs) })
 }
 
 func deviceShow(c *cli.Context) error {
@@ -186,11 +180,7 @@ func deviceShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var d meshmon.Device
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		d, err = inv.Get(ctx, name)
-		return err
-	})
+	d, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) (meshmon.Device, error) { return inv.Get(ctx, name) })
 	if errors.Is(err, bus.ErrDeviceNotFound) {
 		return fmt.Errorf("device %s not found", name)
 	}
@@ -239,26 +229,21 @@ func deviceImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var names []string
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		names, err = inv.Import(ctx, devs, c.Bool("replace"))
+	names, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) ([]string, error) {
+		names, err := inv.Import(ctx, devs, c.Bool("replace"))
 		if errors.Is(err, bus.ErrDeviceExists) {
-			return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
+			return nil, fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
 		}
 		if err != nil {
-			return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
+			return nil, fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
 		}
-		return nil
+		return names, nil
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, struct {
-			Result string   `json:"result"`
-			Names  []string `json:"names"`
-		}{"imported", names})
-	}
-	fmt.Printf("%d devices imported\n", len(names))
-	return nil
+	return output(c, struct {
+		Result string   `json:"result"`
+		Names  []string `json:"names"`
+	}{"imported", names}, "%d devices imported\n", len(names))
 }

@@ -161,40 +161,17 @@ func warnLoosePerms(path string) {
 	}
 }
 
+// printDone says a channel or rule (what) was added or removed (verb).
 func printDone(c *cli.Context, what, name, verb string) error {
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": verb, what: name})
-	}
-	fmt.Printf("%s %s %s\n", what, name, verb)
-	return nil
+	return output(c, map[string]string{"result": verb, what: name}, "%s %s %s\n", what, name, verb)
 }
 
 func notifyChannelList(c *cli.Context) error {
-	var out []notify.ChannelView
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		set, err := st.Settings(ctx)
-		if err != nil {
-			return err
-		}
-		for _, n := range set.ChannelNames() {
-			sec, err := st.Secret(ctx, n)
-			if err != nil {
-				return err
-			}
-			out = append(out, notify.ChannelView{Channel: set.Channels[n], SecretSet: sec != nil})
-		}
-		return nil
-	})
+	chs, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) ([]notify.ChannelView, error) { return st.Channels(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if out == nil {
-			out = []notify.ChannelView{}
-		}
-		return printJSON(os.Stdout, out)
-	}
-	return notify.WriteChannels(os.Stdout, out)
+	return showList(c, chs, notify.WriteChannels)
 }
 
 func notifyChannelRm(c *cli.Context) error {
@@ -213,21 +190,16 @@ func notifyChannelTest(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var delivery string
-	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		sctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	delivery, err := ask(c, withNotify, func(_ context.Context, st *notifybus.Store) (string, error) {
+		ctx, cancel := context.WithTimeout(c.Context, 30*time.Second) // a delivery, not a request
 		defer cancel()
-		delivery, err = st.Test(sctx, c.String("tenant"), name, &notify.Sender{})
-		return err
+		return st.Test(ctx, c.String("tenant"), name, &notify.Sender{})
 	})
 	if err != nil {
 		return fmt.Errorf("channel %s: test: %w", name, err)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "delivered", "channel": name, "delivery": delivery})
-	}
-	fmt.Printf("channel %s: test delivered (%s %s)\n", name, notify.HeaderDelivery, delivery)
-	return nil
+	return output(c, map[string]string{"result": "delivered", "channel": name, "delivery": delivery},
+		"channel %s: test delivered (%s %s)\n", name, notify.HeaderDelivery, delivery)
 }
 
 func notifyRuleAdd(c *cli.Context) error {
@@ -254,22 +226,11 @@ func notifyRuleAdd(c *cli.Context) error {
 }
 
 func notifyRuleList(c *cli.Context) error {
-	var rules []notify.Rule
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		set, err := st.Settings(ctx)
-		rules = set.Rules
-		return err
-	})
+	set, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) (notifybus.Settings, error) { return st.Settings(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if rules == nil {
-			rules = []notify.Rule{}
-		}
-		return printJSON(os.Stdout, rules)
-	}
-	return notify.WriteRules(os.Stdout, rules)
+	return showList(c, set.Rules, notify.WriteRules)
 }
 
 func notifyRuleRm(c *cli.Context) error {
@@ -292,10 +253,8 @@ func notifyLog(c *cli.Context) error {
 	if c.Int("limit") < 0 {
 		return errors.New("--limit must not be negative")
 	}
-	var log []notifybus.Attempt
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) (err error) {
-		log, err = st.Log(ctx, c.String("channel"), c.Int("limit"))
-		return err
+	log, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) ([]notifybus.Attempt, error) {
+		return st.Log(ctx, c.String("channel"), c.Int("limit"))
 	})
 	if err != nil {
 		return err

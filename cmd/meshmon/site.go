@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -119,11 +118,7 @@ func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
 		}
 		res.TokenFile = file
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
-	}
-	res.WriteText(os.Stdout)
-	return nil
+	return show(c, res, res.WriteText)
 }
 
 func siteAdd(c *cli.Context) error {
@@ -134,10 +129,8 @@ func siteAdd(c *cli.Context) error {
 	if c.String("tenant") != "" {
 		return siteAddTenant(c, name)
 	}
-	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		info, err = bus.AddSiteJoin(ctx, cl.js, name, c.Int("wait-central"), time.Now())
-		return err
+	info, err := ask(c, withCentral, func(ctx context.Context, cl *client) (bus.JoinInfo, error) {
+		return bus.AddSiteJoin(ctx, cl.js, name, c.Int("wait-central"), time.Now())
 	})
 	var few *bus.TooFewCentralError
 	if errors.As(err, &few) {
@@ -160,11 +153,7 @@ func siteJoin(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		info, err = bus.SiteJoin(ctx, cl.js, name)
-		return err
-	})
+	info, err := ask(c, withCentral, func(ctx context.Context, cl *client) (bus.JoinInfo, error) { return bus.SiteJoin(ctx, cl.js, name) })
 	if errors.Is(err, bus.ErrSiteNotFound) {
 		return fmt.Errorf("site %s not found; 'meshmon site add %s' adds it", name, name)
 	}
@@ -190,17 +179,17 @@ func siteRm(c *cli.Context) error {
 }
 
 func siteList(c *cli.Context) error {
-	var links []bus.SiteLink
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		if links, _, err = bus.CentralStatus(ctx, cl.js); err == nil && credsRole(c) != tenancy.RoleNOC {
+	links, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]bus.SiteLink, error) {
+		links, _, err := bus.CentralStatus(ctx, cl.js)
+		if err == nil && credsRole(c) != tenancy.RoleNOC {
 			bus.AskSites(ctx, cl.js, links)
 		}
-		return err
+		return links, err
 	})
 	if err != nil {
 		return err
 	}
-	return show(c, links, func(w io.Writer) error { return bus.WriteSiteLinks(w, links) })
+	return showList(c, links, bus.WriteSiteLinks)
 }
 
 // siteAddTenant adds a site to a tenant on a central in operator mode: it

@@ -217,7 +217,7 @@ func tenantList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return show(c, ts, func(w io.Writer) error { return provision.WriteTenants(w, ts) })
+	return showList(c, ts, provision.WriteTenants)
 }
 
 func tenantShow(c *cli.Context) error {

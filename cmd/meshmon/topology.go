@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,11 +28,10 @@ func topology(c *cli.Context) error {
 	if c.String("site") == "" {
 		return fmt.Errorf("--site is required (see '%s --help')", c.Command.HelpName)
 	}
-	var devs []meshmon.DeviceNeighbors
-	err := withCentral(c, func(ctx context.Context, cl *client) error {
+	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) (devs []meshmon.DeviceNeighbors, err error) {
 		// Tried again while a leader moves or a peer restarts, until
 		// --timeout, as status does.
-		return bus.Retry(ctx, func(ctx context.Context) (err error) {
+		return devs, bus.Retry(ctx, func(ctx context.Context) (err error) {
 			devs, err = bus.ReadNeighbors(ctx, cl.js, c.String("site"))
 			return err
 		})
@@ -41,12 +39,5 @@ func topology(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	links := meshmon.Links(devs, nil)
-	if c.Bool("json") {
-		if links == nil {
-			links = []meshmon.Link{}
-		}
-		return printJSON(os.Stdout, links)
-	}
-	return meshmon.WriteLinks(os.Stdout, links)
+	return showList(c, meshmon.Links(devs, nil), meshmon.WriteLinks)
 }
