@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -192,32 +191,15 @@ func siteList(c *cli.Context) error {
 	return showList(c, links, bus.WriteSiteLinks)
 }
 
-// siteAddTenant adds a site to a tenant on a central in operator mode: it
-// issues the site's leaf user in the tenant's account and has central
-// source the site.
+// siteAddTenant adds a site to a tenant on a central in operator mode
+// (provision.AddSite): central sources it and its leaf user is issued.
 func siteAddTenant(c *cli.Context, name string) error {
-	tenant := c.String("tenant")
-	central := c.StringSlice("central")
+	tenant, central := c.String("tenant"), c.StringSlice("central")
 	if len(central) == 0 {
 		return errors.New("--central is required with --tenant: central's leaf URLs, nats-leaf://host:port, that the site dials")
 	}
-	for _, u := range central {
-		if !strings.Contains(u, "://") {
-			return fmt.Errorf("--central %q: give a URL, nats-leaf://host:port", u)
-		}
-	}
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
-		return err
-	}
-	if _, err := st.Tenant(tenant); err != nil {
-		return err
-	}
-	err = withCentral(c, func(ctx context.Context, cl *client) error { return bus.AddSite(ctx, cl.js, name, time.Now()) })
-	if errors.Is(err, bus.ErrSiteExists) && !c.Bool("exist-ok") {
-		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its users ('meshmon tenant creds %s --revoke leaf-%s', and site-%s) and add it with --exist-ok", name, tenant, tenant, name, name)
-	}
-	if err != nil && !errors.Is(err, bus.ErrSiteExists) {
 		return err
 	}
 	// The token pins the CA this command verified central against.
@@ -227,9 +209,12 @@ func siteAddTenant(c *cli.Context, name string) error {
 			return fmt.Errorf("--tlsca: %w", err)
 		}
 	}
-	ctx, cancel := pushCtx(c)
+	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("timeout")) // the site's record, then a push
 	defer cancel()
-	info, err := provision.SiteJoinInfo(ctx, st, dialers(c), tenant, name, central, ca)
+	info, err := provision.AddSite(ctx, st, dialers(c), tenant, name, central, ca, c.Bool("exist-ok"))
+	if errors.Is(err, bus.ErrSiteExists) {
+		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its users ('meshmon tenant creds %s --revoke leaf-%s', and site-%s) and add it with --exist-ok", name, tenant, tenant, name, name)
+	}
 	if err != nil {
 		return err
 	}
