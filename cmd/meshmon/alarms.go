@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -109,11 +108,7 @@ func actingUser(c *cli.Context) (string, tenancy.Role, error) {
 		return tenancy.AdminCredsUser, tenancy.RoleAdmin, nil
 	}
 	if f := c.String("creds"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", "", fmt.Errorf("--creds: %w", err)
-		}
-		id, err := tenancy.CredsIdentity(b)
+		id, err := tenancy.CredsFileIdentity(f)
 		if err != nil {
 			return "", "", fmt.Errorf("--creds: %w", err)
 		}

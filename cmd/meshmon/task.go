@@ -147,10 +147,8 @@ func taskRequest(c *cli.Context) (meshmon.TaskRequest, error) {
 // subject, the only one its permissions allow (docs/tasks.md).
 func requester(c *cli.Context) tenancy.Identity {
 	if f := c.String("creds"); f != "" {
-		if b, err := os.ReadFile(f); err == nil {
-			if id, err := tenancy.CredsIdentity(b); err == nil {
-				return id
-			}
+		if id, err := tenancy.CredsFileIdentity(f); err == nil {
+			return id
 		}
 	}
 	if u := c.String("user"); u != "" {
