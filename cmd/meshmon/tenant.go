@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -56,8 +57,8 @@ func runInit(c *cli.Context) error {
 func limitFlags() []cli.Flag {
 	d := tenancy.DefaultLimits()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "disk", Value: meshmon.FormatSize(d.DiskBytes), Usage: "JetStream disk the tenant may use (e.g. 20GiB)"},
-		&cli.StringFlag{Name: "memory", Value: meshmon.FormatSize(d.MemoryBytes), Usage: "JetStream memory the tenant may use"},
+		cliflags.SizeFlag("disk", d.DiskBytes, nil, "JetStream disk the tenant may use"),
+		cliflags.SizeFlag("memory", d.MemoryBytes, nil, "JetStream memory the tenant may use"),
 		&cli.Int64Flag{Name: "streams", Value: d.Streams, Usage: "JetStream streams and buckets"},
 		&cli.Int64Flag{Name: "consumers", Value: d.Consumers, Usage: "JetStream consumers"},
 		&cli.Int64Flag{Name: "connections", Value: d.Conns, Usage: "client connections"},
@@ -68,25 +69,17 @@ func limitFlags() []cli.Flag {
 // limitsFrom applies the limit flags to lim: all of them (create) or only
 // those set (limits).
 func limitsFrom(c *cli.Context, lim tenancy.Limits, onlySet bool) (tenancy.Limits, error) {
+	size := func(name string) int64 { return cliflags.SizeOf(c, name) }
 	for _, f := range []struct {
 		name string
+		get  func(string) int64
 		v    *int64
-	}{{"disk", &lim.DiskBytes}, {"memory", &lim.MemoryBytes}} {
-		if onlySet && !c.IsSet(f.name) {
-			continue
-		}
-		n, err := meshmon.ParseSize(c.String(f.name))
-		if err != nil {
-			return lim, fmt.Errorf("--%s: %w", f.name, err)
-		}
-		*f.v = n
-	}
-	for _, f := range []struct {
-		name string
-		v    *int64
-	}{{"streams", &lim.Streams}, {"consumers", &lim.Consumers}, {"connections", &lim.Conns}, {"leafs", &lim.LeafConns}} {
+	}{
+		{"disk", size, &lim.DiskBytes}, {"memory", size, &lim.MemoryBytes}, {"streams", c.Int64, &lim.Streams},
+		{"consumers", c.Int64, &lim.Consumers}, {"connections", c.Int64, &lim.Conns}, {"leafs", c.Int64, &lim.LeafConns},
+	} {
 		if !onlySet || c.IsSet(f.name) {
-			*f.v = c.Int64(f.name)
+			*f.v = f.get(f.name)
 		}
 	}
 	return lim, lim.Validate()
