@@ -84,6 +84,23 @@ func connectSite(c *cli.Context, site string) (*client, error) {
 
 func (cl *client) Close() { cl.nc.Close() }
 
+// withPeer connects to the peer and runs fn within one request timeout.
+func withPeer(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	return cl.run(c, fn)
+}
+
+// run runs fn within one request timeout, then closes the connection.
+func (cl *client) run(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return fn(ctx, cl)
+}
+
 // opCtx bounds one request to the peer.
 func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration("timeout"))

@@ -147,20 +147,19 @@ func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
 	open := bus.OpenInventory
 	if site != "" {
 		open = func(ctx context.Context, js jetstream.JetStream) (*bus.Inventory, error) {
 			return bus.OpenSiteInventory(ctx, js, site, c.Duration("timeout"))
 		}
 	}
-	inv, err := open(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, inv)
+	return cl.run(c, func(ctx context.Context, cl *client) error {
+		inv, err := open(ctx, cl.js)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, inv)
+	})
 }
 
 func deviceList(c *cli.Context) error {

@@ -90,18 +90,13 @@ func ruleFlags() []cli.Flag {
 // withNotify connects, opens the tenant's notification store and runs fn
 // within one request timeout.
 func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store) error) error {
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	st, err := notifybus.Open(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, st)
+	return withPeer(c, func(ctx context.Context, cl *client) error {
+		st, err := notifybus.Open(ctx, cl.js)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, st)
+	})
 }
 
 // notifyName returns the NAME argument, the name of a what (channel or

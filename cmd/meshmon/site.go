@@ -67,27 +67,19 @@ func tenantFlag() cli.Flag {
 // withCentral connects (as the tenant's admin with --tenant) and runs fn
 // within one request timeout.
 func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
-	var cl *client
-	if t := c.String("tenant"); t != "" {
-		st, err := tenancy.Open(c.String("keys"))
-		if err != nil {
-			return err
-		}
-		nc, js, err := provision.AdminJS(st, dialers(c).Admin, t)
-		if err != nil {
-			return err
-		}
-		cl = &client{nc: nc, js: js}
-	} else {
-		var err error
-		if cl, err = connect(c); err != nil {
-			return err
-		}
+	t := c.String("tenant")
+	if t == "" {
+		return withPeer(c, fn)
 	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	return fn(ctx, cl)
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
+	}
+	nc, js, err := provision.AdminJS(st, dialers(c).Admin, t)
+	if err != nil {
+		return err
+	}
+	return (&client{nc: nc, js: js}).run(c, fn)
 }
 
 // joinFile is where site add writes the join token when not told

@@ -31,10 +31,11 @@ func topology(c *cli.Context) error {
 	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) (devs []meshmon.DeviceNeighbors, err error) {
 		// Tried again while a leader moves or a peer restarts, until
 		// --timeout, as status does.
-		return devs, bus.Retry(ctx, func(ctx context.Context) (err error) {
+		err = bus.Retry(ctx, func(ctx context.Context) (err error) {
 			devs, err = bus.ReadNeighbors(ctx, cl.js, c.String("site"))
 			return err
 		})
+		return devs, err
 	})
 	if err != nil {
 		return err
