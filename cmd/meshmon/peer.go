@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
@@ -105,15 +104,11 @@ func peerReady(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, err := bus.ConnectWait(ctx, cfg)
+	nc, js, err := bus.ConnectDomain(ctx, cfg, "")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	if err := bus.WaitReady(ctx, js); err != nil {
 		return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
 	}
