@@ -71,8 +71,8 @@ func taskAction(c *cli.Context) error {
 	defer cl.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	out := newTaskOutput(c, req)
-	opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
+	out := meshmon.NewTaskPrinter(req, c.Bool("json"), os.Stdout, os.Stderr)
+	opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.Reply, OpsTenant: c.String("tenant")}
 	if req.Verb == meshmon.TaskDiscover {
 		opt.Idle = max(opt.Reach, 2*time.Second)
 	}
@@ -84,11 +84,16 @@ func taskAction(c *cli.Context) error {
 		return err
 	}
 	if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
-		if err := out.add(c, req); err != nil {
+		// The SNMP candidates go to the site's inventory, from here.
+		err := withInventorySite(c, req.Site, func(ctx context.Context, inv *bus.Inventory) error {
+			out.Result.Added = bus.AddCandidates(ctx, inv, out.Result.Candidates, req.Credentials, req.Port, c.Duration("interval"))
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
-	return out.finish()
+	return out.Finish()
 }
 
 // taskRequest builds the request from the flags and arguments.
