@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -168,16 +167,4 @@ func ask[S, T any](c *cli.Context, with func(*cli.Context, func(context.Context,
 // names. Flags given on the command line or in the environment win.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{"MESHMON_CONFIG"}, Usage: "YAML file whose keys are this command's flag names"}
-}
-
-// required fails unless every named flag has a value from the command
-// line, the environment or --config.
-func required(c *cli.Context, envPrefix string, names ...string) error {
-	for _, n := range names {
-		if c.String(n) == "" {
-			env := envPrefix + strings.ToUpper(strings.ReplaceAll(n, "-", "_"))
-			return fmt.Errorf("--%s is required (flag, %s, or key %q in --config)", n, env, n)
-		}
-	}
-	return nil
 }

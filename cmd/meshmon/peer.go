@@ -166,7 +166,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
-	if err := required(c, "MESHMON_PEER_", "data-dir"); err != nil {
+	if err := cliflags.Required(c, "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)

@@ -64,11 +64,11 @@ func pollerConfig(c *cli.Context, cfg *poller.ServiceConfig, log *slog.Logger) e
 		return err
 	}
 	if cfg.Site == "" {
-		if err := required(c, "MESHMON_POLLER_", "site"); err != nil {
+		if err := cliflags.Required(c, "site"); err != nil {
 			return err
 		}
 	}
-	if err := required(c, "MESHMON_POLLER_", "data-dir"); err != nil {
+	if err := cliflags.Required(c, "data-dir"); err != nil {
 		return err
 	}
 	if err := checkMetrics(c, false); err != nil {

@@ -1,6 +1,7 @@
 package cliflags
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,5 +106,45 @@ func TestArgs(t *testing.T) {
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%q: %v, want one with %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// TestRequired: a required flag without a value is named with where it
+// may come from: the command line, its environment variable, --config.
+func TestRequired(t *testing.T) {
+	var err error
+	app := &cli.App{Name: "t", ExitErrHandler: func(*cli.Context, error) {}, Commands: []*cli.Command{{
+		Name:  "run",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "data-dir", EnvVars: []string{"T_DATA_DIR"}}, &cli.StringFlag{Name: "site"}},
+		Action: func(c *cli.Context) error {
+			err = Required(c, "data-dir", "site")
+			return nil
+		},
+	}}}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"t", "run"}, `--data-dir is required (flag, T_DATA_DIR, or key "data-dir" in --config)`},
+		{[]string{"t", "run", "--data-dir", "/d"}, `--site is required (flag, or key "site" in --config)`},
+		{[]string{"t", "run", "--data-dir", "/d", "--site", "paris"}, ""},
+	} {
+		if runErr := app.Run(tt.args); runErr != nil {
+			t.Fatal(runErr)
+		}
+		if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && got != tt.want {
+			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestOneLine: an error of several lines prints on one, and an exit error
+// without a message as "failed".
+func TestOneLine(t *testing.T) {
+	if got := OneLine(errors.New("stream EVENTS:\nno leader\r\n")); got != "stream EVENTS: no leader  " {
+		t.Errorf("OneLine: %q", got)
+	}
+	if got := OneLine(cli.Exit("", 1)); got != "failed" {
+		t.Errorf("OneLine of an empty exit: %q, want failed", got)
 	}
 }
