@@ -118,15 +118,6 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
-
 // output prints v as JSON with --json, else the text of format.
 func output(c *cli.Context, v any, format string, args ...any) error {
 	if c.Bool("json") {

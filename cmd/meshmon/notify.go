@@ -255,12 +255,7 @@ func notifyLog(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		for _, a := range log {
-			if err := printJSONLine(os.Stdout, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return notifybus.WriteLogJSON(os.Stdout, log)
 	}
 	return notifybus.WriteLog(os.Stdout, log)
 }
