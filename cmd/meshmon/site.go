@@ -9,7 +9,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
@@ -49,13 +48,7 @@ func tokenFileFlag() cli.Flag {
 // siteArg returns the NAME argument, validated.
 func siteArg(c *cli.Context) (string, error) {
 	name := c.Args().First()
-	if err := meshmon.ValidateName("site", name); err != nil {
-		return "", err
-	}
-	if name == bus.HubDomain {
-		return "", fmt.Errorf("site %q is reserved for central's JetStream domain", name)
-	}
-	return name, nil
+	return name, bus.ValidateSite(name)
 }
 
 // tenantFlag is --tenant: the command works in that tenant's account on a
