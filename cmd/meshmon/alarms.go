@@ -132,7 +132,7 @@ func maintenanceCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "site", Usage: "the site (with --device: the device's)"},
 					&cli.StringFlag{Name: "device", Usage: "the device (needs --site)"},
-					&cli.StringFlag{Name: "start", Usage: "the (first) start: RFC 3339, or 2026-12-03T22:00 in --tz (required)"},
+					&cli.StringFlag{Name: "start", Required: true, Usage: "the (first) start: RFC 3339, or 2026-12-03T22:00 in --tz (required)"},
 					&cli.DurationFlag{Name: "duration", Usage: "how long each occurrence lasts (or --end)"},
 					&cli.StringFlag{Name: "end", Usage: "the (first) end, as --start (or --duration)"},
 					&cli.StringFlag{Name: "every", Usage: "daily or weekly; one-off without"},
@@ -150,9 +150,6 @@ func maintenanceCommand() *cli.Command {
 }
 
 func maintenanceWindow(c *cli.Context, id string) (alarm.Window, error) {
-	if c.String("start") == "" {
-		return alarm.Window{}, fmt.Errorf("--start is required: the window's (first) start (see '%s --help')", c.Command.HelpName)
-	}
 	start, err := alarm.ParseStart(c.String("start"), c.String("tz"))
 	if err != nil {
 		return alarm.Window{}, fmt.Errorf("--start: %w", err)

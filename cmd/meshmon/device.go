@@ -26,7 +26,7 @@ func deviceCommand() *cli.Command {
 				Usage:     "add a device (or replace one with --replace)",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "IP address or host name (required)"},
+					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Required: true, Usage: "IP address or host name (required)"},
 					&cli.StringSliceFlag{Name: "checks", Value: cli.NewStringSlice(meshmon.CheckICMP, meshmon.CheckSNMP), Usage: "icmp, snmp or both"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between polls"},
 					&cli.DurationFlag{Name: "probe-timeout", Usage: "per SNMP request or ICMP probe", DefaultText: meshmon.DefaultTimeout.String()},
@@ -101,9 +101,6 @@ func deviceAdd(c *cli.Context) error {
 	name, err := nameArg(c)
 	if err != nil {
 		return err
-	}
-	if c.String("address") == "" {
-		return fmt.Errorf("--address is required: the device's IP address or host name (see '%s --help')", c.Command.HelpName)
 	}
 	d, err := deviceFromFlags(c, name)
 	if err != nil {

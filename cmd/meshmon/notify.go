@@ -61,7 +61,7 @@ func notifyCommand() *cli.Command {
 
 func channelFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "type", Usage: "webhook, slack (Slack, Mattermost, Discord's /slack URL), teams or email (required)"},
+		&cli.StringFlag{Name: "type", Required: true, Usage: "webhook, slack (Slack, Mattermost, Discord's /slack URL), teams or email (required)"},
 		&cli.StringFlag{Name: "url", Usage: "webhook: the URL to POST to"},
 		&cli.StringFlag{Name: "secret-file", Usage: "file holding the secret: webhook HMAC key; slack/teams: the webhook URL; email: the SMTP password"},
 		&cli.StringFlag{Name: "smtp", Usage: "email: SMTP server host:port (587: submission with STARTTLS)"},
@@ -114,9 +114,6 @@ func notifyChannelAdd(c *cli.Context) error {
 	ch := notify.Channel{Name: name, Type: c.String("type"), URL: c.String("url"), SMTP: c.String("smtp"), From: c.String("from"),
 		To: c.StringSlice("to"), SMTPUser: c.String("smtp-user"), AllowPlaintext: c.Bool("allow-plaintext"),
 		RatePerMinute: c.Float64("rate-per-minute"), Burst: c.Int("burst")}
-	if ch.Type == "" {
-		return fmt.Errorf("--type is required: %s", strings.Join(notify.Types, ", "))
-	}
 	if f := c.String("smtp-ca"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -21,7 +21,7 @@ import (
 func taskCommand() *cli.Command {
 	common := func(timeout time.Duration, more ...cli.Flag) []cli.Flag {
 		return append([]cli.Flag{
-			&cli.StringFlag{Name: "site", Usage: "the site that runs the task (required)"},
+			&cli.StringFlag{Name: "site", Required: true, Usage: "the site that runs the task (required)"},
 			&cli.StringFlag{Name: "tenant", Usage: "with an ops credential: the tenant whose site runs the task"},
 			&cli.DurationFlag{Name: "task-timeout", Value: timeout, Usage: "how long the task may run; the site stops it then"},
 			&cli.DurationFlag{Name: "reach", Value: bus.DefaultReach, Usage: "how long the site has to answer at all before it counts as offline"},
@@ -43,7 +43,7 @@ func taskCommand() *cli.Command {
 				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction},
 			{Name: meshmon.TaskDiscover, Usage: "ICMP sweep of a prefix, then SNMP with the site's credentials; prints the candidates",
 				Flags: common(10*time.Minute, port, credentialsFlag(),
-					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
+					&cli.StringFlag{Name: "cidr", Required: true, Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
 					&cli.BoolFlag{Name: "allow-large", Usage: "allow a prefix larger than a /22 (up to a /16)"},
 					&cli.BoolFlag{Name: "snmp-without-ping", Usage: "try SNMP at every address, not only at those that answer ICMP (finds agents behind a filter that drops pings)"},
 					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
@@ -99,9 +99,6 @@ func taskAction(c *cli.Context) error {
 // taskRequest builds the request from the flags and arguments.
 func taskRequest(c *cli.Context) (meshmon.TaskRequest, error) {
 	verb := c.Command.Name
-	if c.String("site") == "" {
-		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
-	}
 	id := requester(c)
 	switch {
 	case id.Role == tenancy.RoleOps && c.String("tenant") == "":
@@ -124,9 +121,6 @@ func taskRequest(c *cli.Context) (meshmon.TaskRequest, error) {
 	case meshmon.TaskSNMPGet:
 		req.Address, req.OIDs = args[0], args[1:]
 	case meshmon.TaskDiscover:
-		if c.String("cidr") == "" {
-			return req, fmt.Errorf("--cidr is required: the IPv4 prefix to sweep (see '%s --help')", c.Command.HelpName)
-		}
 		req.CIDR, req.AllowLarge, req.Rate = c.String("cidr"), c.Bool("allow-large"), c.Int("rate")
 		req.SNMPWithoutPing = c.Bool("snmp-without-ping")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,7 +14,7 @@ func topologyCommand() *cli.Command {
 		Name:  "topology",
 		Usage: "print a site's links, from its devices' latest LLDP and CDP neighbours (the lldp samples in METRICS)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "site", Usage: "the site whose links to print (required)"},
+			&cli.StringFlag{Name: "site", Required: true, Usage: "the site whose links to print (required)"},
 			jsonFlag(), tenantFlag(), keysFlag(),
 		},
 		Action: topology,
@@ -23,11 +22,6 @@ func topologyCommand() *cli.Command {
 }
 
 func topology(c *cli.Context) error {
-	// Checked here rather than with Required: urfave/cli prints the help
-	// on stdout for a missing required flag.
-	if c.String("site") == "" {
-		return fmt.Errorf("--site is required (see '%s --help')", c.Command.HelpName)
-	}
 	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) (devs []meshmon.DeviceNeighbors, err error) {
 		// Tried again while a leader moves or a peer restarts, until
 		// --timeout, as status does.

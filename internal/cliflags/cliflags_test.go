@@ -31,7 +31,8 @@ func testApp(got *[]string) *cli.App {
 	}, {Name: "noargs", Action: func(*cli.Context) error { return nil }},
 		{Name: "get", ArgsUsage: "ADDRESS OID...", Action: func(*cli.Context) error { return nil }},
 		{Name: "creds", ArgsUsage: "[TENANT]", Action: func(*cli.Context) error { return nil }},
-		{Name: "comment", ArgsUsage: "ID TEXT", Action: func(*cli.Context) error { return nil }}}
+		{Name: "comment", ArgsUsage: "ID TEXT", Action: func(*cli.Context) error { return nil }},
+		{Name: "walk", Flags: []cli.Flag{&cli.StringFlag{Name: "site", Required: true, Usage: "the site that walks (required)"}}, Action: func(*cli.Context) error { return nil }}}
 	ScriptFriendly(app)
 	return app
 }
@@ -74,13 +75,14 @@ func TestCLIFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `'t noargs' takes no arguments; got "x"`) {
 		t.Errorf("extra argument: %v", err)
 	}
-	if err := UnknownCommand(testApp(&got), []string{"t", "walk"}); err == nil || !strings.Contains(err.Error(), "'t walk' is not a command; commands are run, noargs, get, creds, comment") {
+	if err := UnknownCommand(testApp(&got), []string{"t", "ping"}); err == nil || !strings.Contains(err.Error(), "'t ping' is not a command; commands are run, noargs, get, creds, comment, walk") {
 		t.Errorf("unknown command: %v", err)
 	}
 }
 
 // TestArgs: a command takes the arguments its ArgsUsage names, and says
-// which when it gets others.
+// which when it gets others; a required flag missing is named with what it
+// is for.
 func TestArgs(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -96,6 +98,8 @@ func TestArgs(t *testing.T) {
 		{[]string{"comment", "a1", "looked at it"}, ""},
 		{[]string{"comment", "a1"}, "'t comment' takes two arguments, ID TEXT; got 1"},
 		{[]string{"noargs", "x", "y"}, `'t noargs' takes no arguments; got "x y"`},
+		{[]string{"walk"}, "--site is required: the site that walks (see 't walk --help')"},
+		{[]string{"walk", "--site", "paris"}, ""},
 	}
 	for _, tt := range tests {
 		var got []string

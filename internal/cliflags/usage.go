@@ -9,9 +9,10 @@ import (
 
 // ScriptFriendly makes every command of app fail the same way on bad
 // usage: one line on stderr with a hint to --help, exit 1, nothing on
-// stdout; and a command gets as many positional arguments as its
-// ArgsUsage names (none without), or fails naming them, before its action
-// runs.
+// stdout. Before its action runs, a command gets as many positional
+// arguments as its ArgsUsage names (none without), and a value for each
+// flag marked Required, or fails naming what is missing and what it is
+// for.
 func ScriptFriendly(app *cli.App) {
 	onUsage := func(c *cli.Context, err error, _ bool) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.Command.HelpName)
@@ -28,16 +29,43 @@ func ScriptFriendly(app *cli.App) {
 			if cmd.Action == nil {
 				continue
 			}
-			action, args := cmd.Action, argsOf(parent, cmd.ArgsUsage)
+			action, args, required := cmd.Action, argsOf(parent, cmd.ArgsUsage), takeRequired(cmd)
 			cmd.Action = func(c *cli.Context) error {
 				if err := args.check(c); err != nil {
 					return err
+				}
+				for _, f := range required {
+					if name := f.Names()[0]; !c.IsSet(name) {
+						what := strings.Replace(f.GetUsage(), " (required)", "", 1)
+						return fmt.Errorf("--%s is required: %s (see '%s --help')", name, what, c.Command.HelpName)
+					}
 				}
 				return action(c)
 			}
 		}
 	}
 	walk(app.Name, app.Commands)
+}
+
+// takeRequired returns cmd's flags marked Required and takes the mark off:
+// urfave/cli's own check would say only 'Required flag "site" not set'.
+func takeRequired(cmd *cli.Command) []cli.DocGenerationFlag {
+	var out []cli.DocGenerationFlag
+	for _, f := range cmd.Flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.Required {
+				f.Required = false
+				out = append(out, f)
+			}
+		case *cli.StringSliceFlag:
+			if f.Required {
+				f.Required = false
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // args is what a command's ArgsUsage asks for: "NAME", "ID TEXT",
