@@ -136,13 +136,9 @@ func notifyChannelAdd(c *cli.Context) error {
 	if ch.AllowPlaintext {
 		fmt.Fprintf(os.Stderr, "meshmon: warning: channel %s may send without TLS (--allow-plaintext)\n", name)
 	}
-	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+	return notifyDone(c, "channel", name, "added", func(ctx context.Context, st *notifybus.Store) error {
 		return st.PutChannel(ctx, ch, secret, c.Bool("replace"))
 	})
-	if err != nil {
-		return err
-	}
-	return printDone(c, "channel", name, "added")
 }
 
 // warnLoosePerms warns when a secret file is readable by others than
@@ -153,8 +149,12 @@ func warnLoosePerms(path string) {
 	}
 }
 
-// printDone says a channel or rule (what) was added or removed (verb).
-func printDone(c *cli.Context, what, name, verb string) error {
+// notifyDone runs fn on the tenant's notification store (withNotify), then
+// says that the channel or rule (what) name was added or removed (verb).
+func notifyDone(c *cli.Context, what, name, verb string, fn func(ctx context.Context, st *notifybus.Store) error) error {
+	if err := withNotify(c, fn); err != nil {
+		return err
+	}
 	return output(c, map[string]string{"result": verb, what: name}, "%s %s %s\n", what, name, verb)
 }
 
@@ -171,10 +171,7 @@ func notifyChannelRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteChannel(ctx, name) }); err != nil {
-		return err
-	}
-	return printDone(c, "channel", name, "removed")
+	return notifyDone(c, "channel", name, "removed", func(ctx context.Context, st *notifybus.Store) error { return st.DeleteChannel(ctx, name) })
 }
 
 func notifyChannelTest(c *cli.Context) error {
@@ -211,10 +208,7 @@ func notifyRuleAdd(c *cli.Context) error {
 	if err := r.Validate(nil); err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.PutRule(ctx, r, c.Bool("replace")) }); err != nil {
-		return err
-	}
-	return printDone(c, "rule", name, "added")
+	return notifyDone(c, "rule", name, "added", func(ctx context.Context, st *notifybus.Store) error { return st.PutRule(ctx, r, c.Bool("replace")) })
 }
 
 func notifyRuleList(c *cli.Context) error {
@@ -230,10 +224,7 @@ func notifyRuleRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteRule(ctx, name) }); err != nil {
-		return err
-	}
-	return printDone(c, "rule", name, "removed")
+	return notifyDone(c, "rule", name, "removed", func(ctx context.Context, st *notifybus.Store) error { return st.DeleteRule(ctx, name) })
 }
 
 func notifyLog(c *cli.Context) error {

@@ -334,10 +334,7 @@ func opsCreds(c *cli.Context) error {
 	if user == "" {
 		user = "ops"
 	}
-	if err := meshmon.ValidateName("user", user); err != nil {
-		return err
-	}
-	creds, err := st.OpsCreds(user, 0)
+	creds, err := st.OpsCreds(user, 0) // which checks the name
 	if err != nil {
 		return err
 	}
