@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -121,8 +120,7 @@ func pollerRun(c *cli.Context, cfg *poller.ServiceConfig) error {
 	}
 	// The metrics report the poller once it has started (Start waits up
 	// to --timeout for the peer first).
-	var running atomic.Pointer[poller.Poller]
-	ms, err := serveMetrics(c, nil, log, poller.Collector(running.Load))
+	ms, err := serveMetrics(c, nil, log, poller.Collector(svc.Poller))
 	if err != nil {
 		return err
 	}
@@ -133,7 +131,6 @@ func pollerRun(c *cli.Context, cfg *poller.ServiceConfig) error {
 		}
 		return err
 	}
-	running.Store(svc.Poller())
 	select {
 	case <-ctx.Done():
 	case <-svc.Done():
