@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -551,6 +552,33 @@ func TestTLSWatch(t *testing.T) {
 	ctx := testCtx(t)
 	ccc := bus.ConnConfig{URL: p.ClientURL(), CAFile: k.caFile()}
 	fresh := k.issueTo("watch", cfg.TLS)
+	eventually.NoError(t, 10*time.Second, "the fresh certificate to be served", func() error {
+		nc, err := bus.ConnectWait(ctx, ccc)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if got := servedSerial(t, nc); got != fresh.SerialNumber.String() {
+			return fmt.Errorf("served serial %s, want %s", got, fresh.SerialNumber)
+		}
+		return nil
+	})
+}
+
+// TestReloadOnSIGHUP: new certificate files are taken on a SIGHUP, with
+// the watch off.
+func TestReloadOnSIGHUP(t *testing.T) {
+	k := newTestPKI(t)
+	cfg := tlsConfig(t, "hup", k)
+	cfg.TLS.Watch = -1
+	p := startPeer(t, cfg)
+	p.ReloadOnSIGHUP()
+	ctx := testCtx(t)
+	ccc := bus.ConnConfig{URL: p.ClientURL(), CAFile: k.caFile()}
+	fresh := k.issueTo("hup", cfg.TLS)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
 	eventually.NoError(t, 10*time.Second, "the fresh certificate to be served", func() error {
 		nc, err := bus.ConnectWait(ctx, ccc)
 		if err != nil {

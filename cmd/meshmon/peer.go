@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -192,7 +191,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 		return err
 	}
 	defer p.Close()
-	reloadOnHUP(ctx, p, log)
+	p.ReloadOnSIGHUP()
 	con, err := startConsole(c, p, log)
 	if err != nil {
 		return err
@@ -223,26 +222,6 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
-}
-
-// reloadOnHUP reloads the peer's certificate files on SIGHUP (rotation
-// without downtime) until ctx is done.
-func reloadOnHUP(ctx context.Context, p *peer.Peer, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := p.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: the certificate stays as it was", "err", err)
-				}
-			}
-		}
-	}()
 }
 
 // peerConfig checks and completes cfg, which 'peer run's flags set.
