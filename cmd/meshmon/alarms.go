@@ -53,9 +53,6 @@ func alarmsCommand() *cli.Command {
 
 func alarmsList(c *cli.Context) error {
 	f := alarm.Filter{Site: c.String("site"), Device: c.String("device"), Severity: c.String("severity"), State: c.String("state")}
-	if f.State == "all" {
-		f.State = ""
-	}
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("--%w", err)
 	}

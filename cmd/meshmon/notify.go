@@ -196,15 +196,12 @@ func notifyRuleAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
-		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions")}
-	for _, e := range c.StringSlice("escalate") {
-		step, err := notify.ParseStep(e)
-		if err != nil {
-			return fmt.Errorf("--escalate: %w", err)
-		}
-		r.Escalation = append(r.Escalation, step)
+	steps, err := notify.ParseSteps(c.StringSlice("escalate"))
+	if err != nil {
+		return fmt.Errorf("--escalate: %w", err)
 	}
+	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions"), Escalation: steps}
 	if err := r.Validate(nil); err != nil {
 		return err
 	}

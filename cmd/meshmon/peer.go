@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -151,14 +150,8 @@ func peerRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]any{"removed": name, "members": left})
-	}
-	fmt.Printf("peer %s removed from the cluster; members left: %s\n", name, strings.Join(left, ", "))
-	if len(left) < 3 {
-		fmt.Printf("fewer than three members are left: start another central peer (--routes to these) so the streams have three replicas again\n")
-	}
-	return nil
+	rep := bus.PeerRemoved{Members: left, Removed: name}
+	return show(c, rep, rep.WriteText)
 }
 
 func peerRun(c *cli.Context, cfg *peer.Config) error {
