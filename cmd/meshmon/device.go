@@ -106,10 +106,8 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	replaced := false
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		d.Revision, replaced, err = inv.Add(ctx, d, c.Bool("replace"))
-		return err
+	ch, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) (meshmon.DeviceChange, error) {
+		return inv.Add(ctx, d, c.Bool("replace"))
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
 		return fmt.Errorf("device %s already exists; use --replace to change it", name)
@@ -117,11 +115,6 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	verb := "added"
-	if replaced {
-		verb = "replaced"
-	}
-	ch := meshmon.NewDeviceChange(verb, d)
 	return show(c, ch, ch.WriteText)
 }
 
