@@ -189,9 +189,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 	if err != nil {
 		return err
 	}
-	if con != nil {
-		defer con.Close()
-	}
+	defer con.Close()
 	if c.String("metrics-listen") != "" { // p.Metrics starts the delay watch
 		ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
 		if err != nil {
@@ -203,7 +201,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": consoleURL(con)}); err != nil {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": con.URL()}); err != nil {
 			return err
 		}
 	} else {
