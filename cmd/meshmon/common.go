@@ -68,13 +68,9 @@ func connect(c *cli.Context) (*client, error) { return connectSite(c, "") }
 // connectSite connects for site's JetStream domain, from central ("": the
 // peer's own).
 func connectSite(c *cli.Context, site string) (*client, error) {
-	cfg := connConfig(c, "meshmon-cli")
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, js, err := bus.ConnectDomain(ctx, cfg, site)
+	nc, js, err := bus.ConnectDomain(ctx, connConfig(c, "meshmon-cli"), site) // which validates it
 	if err != nil {
 		return nil, err
 	}

@@ -97,13 +97,9 @@ func peerCommand() *cli.Command {
 
 // peerReady is 'peer ready': bus.WaitReady until --timeout ends.
 func peerReady(c *cli.Context) error {
-	cfg := connConfig(c, "meshmon-ready")
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, js, err := bus.ConnectDomain(ctx, cfg, "")
+	nc, js, err := bus.ConnectDomain(ctx, connConfig(c, "meshmon-ready"), "") // which validates it
 	if err != nil {
 		return err
 	}

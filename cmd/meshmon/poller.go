@@ -102,14 +102,9 @@ func pollerRun(c *cli.Context, cfg *poller.ServiceConfig) error {
 	if err := pollerConfig(c, cfg, log); err != nil {
 		return err
 	}
-	ccfg := connConfig(c, "meshmon-poller-"+cfg.Name)
-	if err := ccfg.Validate(); err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	conn, err := pollerlink.Connect(ccfg, log)
+	conn, err := pollerlink.Connect(connConfig(c, "meshmon-poller-"+cfg.Name), log) // which validates it
 	if err != nil {
 		return err
 	}
