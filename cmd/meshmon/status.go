@@ -19,15 +19,13 @@ func statusCommand() *cli.Command {
 }
 
 func status(c *cli.Context) error {
-	rep, err := ask(c, withPeer, func(ctx context.Context, cl *client) (rep bus.StatusReport, err error) {
+	rep, err := ask(c, withPeer, func(ctx context.Context, cl *client) (bus.StatusReport, error) {
 		// Each read is tried again while a leader moves or a peer restarts
 		// (a JetStream request then goes unanswered, or has no responders),
 		// until --timeout.
-		err = bus.Retry(ctx, func(ctx context.Context) (err error) {
-			rep, err = bus.ReadStatus(ctx, cl.nc, cl.js, credsRole(c) == tenancy.RoleNOC)
-			return err
+		return bus.Retried(ctx, func(ctx context.Context) (bus.StatusReport, error) {
+			return bus.ReadStatus(ctx, cl.nc, cl.js, credsRole(c) == tenancy.RoleNOC)
 		})
-		return rep, err
 	})
 	if err != nil {
 		return err

@@ -22,14 +22,12 @@ func topologyCommand() *cli.Command {
 }
 
 func topology(c *cli.Context) error {
-	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) (devs []meshmon.DeviceNeighbors, err error) {
+	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]meshmon.DeviceNeighbors, error) {
 		// Tried again while a leader moves or a peer restarts, until
 		// --timeout, as status does.
-		err = bus.Retry(ctx, func(ctx context.Context) (err error) {
-			devs, err = bus.ReadNeighbors(ctx, cl.js, c.String("site"))
-			return err
+		return bus.Retried(ctx, func(ctx context.Context) ([]meshmon.DeviceNeighbors, error) {
+			return bus.ReadNeighbors(ctx, cl.js, c.String("site"))
 		})
-		return devs, err
 	})
 	if err != nil {
 		return err
