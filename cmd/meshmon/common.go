@@ -39,12 +39,9 @@ func jsonFlag() cli.Flag {
 
 // connConfig is the connection the global flags describe.
 func connConfig(c *cli.Context, name string) bus.ConnConfig {
-	pw := c.String("password")
-	if f := c.String("password-file"); f != "" && pw == "" {
-		// (A file that cannot be read leaves the password empty, and
-		// Validate names what is missing; checkGlobals reports the file.)
-		pw, _ = readSecret(f)
-	}
+	// (A file that cannot be read leaves the password empty, and Validate
+	// names what is missing; checkGlobals reports the file.)
+	pw, _ := cliflags.Secret(c, "password")
 	return bus.ConnConfig{
 		URL:          c.String("server"),
 		User:         c.String("user"),
