@@ -84,6 +84,16 @@ type JoinResult struct {
 	TokenFile string `json:"token_file,omitempty"`
 }
 
+// JoinFile is where a site's join token is written when no file is named:
+// SITE.token in the working directory, or TENANT-SITE.token for a tenant's
+// site (a site may serve several tenants).
+func JoinFile(tenant, site string) string {
+	if tenant != "" {
+		return tenant + "-" + site + ".token"
+	}
+	return site + ".token"
+}
+
 // NewJoinResult is site's token of info, with the command that reads it
 // from file (by its base name: the file is copied to the site machine).
 func NewJoinResult(result, site string, info JoinInfo, file string) JoinResult {

@@ -75,26 +75,16 @@ func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error)
 	return (&client{nc: nc, js: js}).run(c, fn)
 }
 
-// joinFile is where site add writes the join token when not told
-// (--token-file): a file in the working directory, named for the site (and
-// the tenant, as a site may serve several).
-func joinFile(c *cli.Context, site string) string {
-	if f := c.String("token-file"); f != "" {
-		return f
-	}
-	if t := c.String("tenant"); t != "" {
-		return t + "-" + site + ".token"
-	}
-	return site + ".token"
-}
-
 // printJoin writes the join token to a file (mode 0600) and prints the
 // command that reads it: a token in a command line is readable by every
 // local user (/proc/PID/cmdline) and stays in shell histories. With --json
 // the token is in the output for scripts, and a file is written only when
 // --token-file names one.
 func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
-	file := joinFile(c, site)
+	file := c.String("token-file")
+	if file == "" {
+		file = bus.JoinFile(c.String("tenant"), site)
+	}
 	res := bus.NewJoinResult(verb, site, info, file)
 	if c.String("token-file") != "" || !c.Bool("json") {
 		if err := tenancy.WriteFile(file, []byte(res.Token+"\n")); err != nil {
