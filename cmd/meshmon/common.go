@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/cliflags"
 )
@@ -91,6 +92,13 @@ func (cl *client) run(c *cli.Context, fn func(ctx context.Context, cl *client) e
 	ctx, cancel := opCtx(c)
 	defer cancel()
 	return fn(ctx, cl)
+}
+
+// nameArg returns the first argument (NAME, TENANT), validated as the name
+// of what.
+func nameArg(c *cli.Context, what string) (string, error) {
+	name := c.Args().First()
+	return name, meshmon.ValidateName(what, name)
 }
 
 // opCtx bounds one request to the peer.

@@ -60,12 +60,6 @@ func deviceCommand() *cli.Command {
 	}
 }
 
-// nameArg returns the NAME argument, validated.
-func nameArg(c *cli.Context) (string, error) {
-	name := c.Args().First()
-	return name, meshmon.ValidateName("device name", name)
-}
-
 // deviceFromFlags builds a device from add's flags and validates it.
 func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
 	d := meshmon.Device{
@@ -98,7 +92,7 @@ func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
 }
 
 func deviceAdd(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
 	}
@@ -165,7 +159,7 @@ func deviceList(c *cli.Context) error {
 }
 
 func deviceShow(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
 	}
@@ -180,7 +174,7 @@ func deviceShow(c *cli.Context) error {
 }
 
 func deviceRm(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
 	}

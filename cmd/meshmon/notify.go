@@ -99,15 +99,8 @@ func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store
 	})
 }
 
-// notifyName returns the NAME argument, the name of a what (channel or
-// rule), validated.
-func notifyName(c *cli.Context, what string) (string, error) {
-	name := c.Args().First()
-	return name, meshmon.ValidateName(what+" name", name)
-}
-
 func notifyChannelAdd(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
@@ -167,7 +160,7 @@ func notifyChannelList(c *cli.Context) error {
 }
 
 func notifyChannelRm(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
@@ -175,7 +168,7 @@ func notifyChannelRm(c *cli.Context) error {
 }
 
 func notifyChannelTest(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
@@ -192,7 +185,7 @@ func notifyChannelTest(c *cli.Context) error {
 }
 
 func notifyRuleAdd(c *cli.Context) error {
-	name, err := notifyName(c, "rule")
+	name, err := nameArg(c, "rule name")
 	if err != nil {
 		return err
 	}
@@ -217,7 +210,7 @@ func notifyRuleList(c *cli.Context) error {
 }
 
 func notifyRuleRm(c *cli.Context) error {
-	name, err := notifyName(c, "rule")
+	name, err := nameArg(c, "rule name")
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/tenancy"
@@ -127,16 +126,10 @@ func tenantCommand() *cli.Command {
 	}
 }
 
-// tenantArg returns the NAME (or TENANT) argument, validated.
-func tenantArg(c *cli.Context) (string, error) {
-	name := c.Args().First()
-	return name, meshmon.ValidateName("tenant", name)
-}
-
 // openTenant opens the key store and reads the tenant the single NAME
 // argument names.
 func openTenant(c *cli.Context) (string, *tenancy.Store, tenancy.Tenant, error) {
-	name, err := tenantArg(c)
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return "", nil, tenancy.Tenant{}, err
 	}
@@ -174,7 +167,7 @@ func pushCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func tenantCreate(c *cli.Context) error {
-	name, err := tenantArg(c)
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return err
 	}
@@ -191,7 +184,7 @@ func tenantCreate(c *cli.Context) error {
 		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
 	defer sys.Close()
-	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
+	ctx, cancel := pushCtx(c)
 	defer cancel()
 	t, replicas, err := provision.Create(ctx, st, sys, dialers(c).Admin, name, lim, c.Int("replicas"))
 	if err != nil {
@@ -268,7 +261,7 @@ func tenantCreds(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return fmt.Errorf("'%s' takes one argument without --ops, the tenant name; got 0 (see '%s --help')", c.Command.HelpName, c.Command.HelpName)
 	}
-	name, err := tenantArg(c)
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return err
 	}
