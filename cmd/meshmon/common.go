@@ -144,8 +144,9 @@ func showList[T any](c *cli.Context, vs []T, text func(io.Writer, []T) error) er
 	return show(c, vs, func(w io.Writer) error { return text(w, vs) })
 }
 
-// ask runs fn within with (withCentral, withInventory, withNotify: a
-// connection and one request timeout) and returns what fn read.
+// ask runs fn within with (withPeer, withCentral, withInventory,
+// withNotify: a connection and one request timeout) and returns what fn
+// read.
 func ask[S, T any](c *cli.Context, with func(*cli.Context, func(context.Context, S) error) error, fn func(context.Context, S) (T, error)) (T, error) {
 	var v T
 	err := with(c, func(ctx context.Context, s S) (err error) {
