@@ -313,6 +313,10 @@ const (
 	TaskCodeRefused = "refused"
 )
 
+// TaskStarted is the TaskProgress phase of the first reply of every task,
+// which the site sends as it takes the task.
+const TaskStarted = "started"
+
 // TaskProgress is how far a long task is.
 type TaskProgress struct {
 	Phase string `json:"phase"` // "icmp", "snmp", "walk"

@@ -1,11 +1,13 @@
 package meshmon
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // CandidateAdd is what adding one discovered candidate to a site's
@@ -42,6 +44,55 @@ func (r *TaskResult) Add(rep TaskReply, keepVarbinds bool) {
 	if keepVarbinds {
 		r.Varbinds = append(r.Varbinds, rep.Varbinds...)
 	}
+}
+
+// TaskPrinter prints a task's replies for 'meshmon task': a walk's objects
+// as they come, a discovery's progress on Progress (at most once a second,
+// and its last), the rest once the task is done (Finish). Its methods are
+// not safe for concurrent use.
+type TaskPrinter struct {
+	Out, Progress io.Writer
+	JSON          bool             // Finish prints the result as JSON; nothing is streamed
+	Now           func() time.Time // NewTaskPrinter sets time.Now
+	Result        TaskResult
+	req           TaskRequest
+	lastProgress  time.Time
+}
+
+// NewTaskPrinter prints the replies to req on out, and a discovery's
+// progress on progress.
+func NewTaskPrinter(req TaskRequest, asJSON bool, out, progress io.Writer) *TaskPrinter {
+	return &TaskPrinter{Out: out, Progress: progress, JSON: asJSON, Now: time.Now, req: req,
+		Result: TaskResult{ID: req.ID, Site: req.Site, Verb: req.Verb}}
+}
+
+// Reply takes one reply of the task.
+func (p *TaskPrinter) Reply(r TaskReply) {
+	streamed := p.req.Verb == TaskWalk && !p.JSON
+	if streamed {
+		WriteVarbinds(p.Out, r.Varbinds)
+	}
+	p.Result.Add(r, !streamed)
+	pr := r.Progress
+	if pr == nil || pr.Phase == TaskStarted || p.req.Verb != TaskDiscover {
+		return
+	}
+	if now := p.Now(); now.Sub(p.lastProgress) >= time.Second || r.Done {
+		p.lastProgress = now
+		WriteProgress(p.Progress, p.req, *pr)
+	}
+}
+
+// Finish prints the result: WriteTaskResult, or with JSON the TaskResult.
+func (p *TaskPrinter) Finish() error {
+	if !p.JSON {
+		WriteTaskResult(p.Out, &p.Result)
+		return nil
+	}
+	SortCandidates(p.Result.Candidates)
+	enc := json.NewEncoder(p.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p.Result)
 }
 
 // WriteTaskResult prints a finished task's result for people.

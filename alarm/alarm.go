@@ -18,6 +18,7 @@ import (
 const (
 	StateOpen    = "open"    // the failure holds
 	StateCleared = "cleared" // its recovery arrived, or a NOC cleared it
+	StateAll     = "all"     // in a Filter: open and cleared, as ""
 )
 
 // What a Change records.

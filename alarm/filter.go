@@ -13,7 +13,7 @@ type Filter struct {
 	Site     string
 	Device   string
 	Severity string // a meshmon.Severity*
-	State    string // StateOpen, StateCleared, or "" for both
+	State    string // StateOpen, StateCleared, or StateAll ("" too) for both
 }
 
 // Severities an alarm can have, worst first.
@@ -24,8 +24,8 @@ func (f Filter) Validate() error {
 	if f.Severity != "" && !slices.Contains(Severities, f.Severity) {
 		return fmt.Errorf("severity %q is unknown; use one of %s", f.Severity, strings.Join(Severities, ", "))
 	}
-	if f.State != "" && f.State != StateOpen && f.State != StateCleared {
-		return fmt.Errorf("state %q is unknown; use %s or %s", f.State, StateOpen, StateCleared)
+	if f.State != "" && f.State != StateOpen && f.State != StateCleared && f.State != StateAll {
+		return fmt.Errorf("state %q is unknown; use %s, %s or %s", f.State, StateOpen, StateCleared, StateAll)
 	}
 	return nil
 }
@@ -33,7 +33,7 @@ func (f Filter) Validate() error {
 // Match reports whether a is selected.
 func (f Filter) Match(a *Alarm) bool {
 	return (f.Site == "" || a.Site == f.Site) && (f.Device == "" || a.Device == f.Device) &&
-		(f.Severity == "" || a.Severity == f.Severity) && (f.State == "" || a.State == f.State)
+		(f.Severity == "" || a.Severity == f.Severity) && (f.State == "" || f.State == StateAll || a.State == f.State)
 }
 
 // Select returns the alarms f selects, worst first: open before cleared,

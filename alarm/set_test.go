@@ -265,6 +265,7 @@ func TestFilterSelect(t *testing.T) {
 		{Filter{}, []string{"par.r1.icmp", "par.r2.snmp", "par.r1.if_1", "par.r2.icmp"}},
 		{Filter{State: StateOpen, Severity: meshmon.SeverityMajor}, []string{"par.r2.snmp", "par.r1.if_1"}},
 		{Filter{Device: "r2"}, []string{"par.r2.snmp", "par.r2.icmp"}},
+		{Filter{Device: "r2", State: StateAll}, []string{"par.r2.snmp", "par.r2.icmp"}},
 		{Filter{Site: "ber"}, nil},
 	}
 	for _, c := range cases {
@@ -274,5 +275,8 @@ func TestFilterSelect(t *testing.T) {
 	}
 	if err := (Filter{Severity: "bad"}).Validate(); err == nil {
 		t.Error("a bad severity passes")
+	}
+	if err := (Filter{State: StateAll}).Validate(); err != nil {
+		t.Errorf("state all: %v", err)
 	}
 }

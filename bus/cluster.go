@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -181,6 +182,22 @@ func clusterMembers(ctx context.Context, sys *nats.Conn) (string, map[string]pee
 		}
 	}
 	return meta.Name, members, nil
+}
+
+// PeerRemoved is what 'peer rm' prints: the member removed and those left.
+type PeerRemoved struct {
+	Members []string `json:"members"`
+	Removed string   `json:"removed"`
+}
+
+// WriteText writes the removal for people, and says so when fewer than
+// three members are left to hold three replicas.
+func (r PeerRemoved) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "peer %s removed from the cluster; members left: %s\n", r.Removed, strings.Join(r.Members, ", "))
+	if err == nil && len(r.Members) < 3 {
+		_, err = fmt.Fprintf(w, "fewer than three members are left: start another central peer (--routes to these) so the streams have three replicas again\n")
+	}
+	return err
 }
 
 // RemoveClusterPeer removes the member name from the JetStream cluster, over

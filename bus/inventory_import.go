@@ -47,23 +47,33 @@ func (inv *Inventory) Import(ctx context.Context, devs []meshmon.Device, replace
 	return names, nil
 }
 
-// Add stores d: replacing a device of the same name if replace is set
-// (replaced says whether it did), else failing with an error wrapping
-// ErrDeviceExists when one exists. A device with a Parent needs the parent
-// stored first: an error wrapping ErrNoParent otherwise.
-func (inv *Inventory) Add(ctx context.Context, d meshmon.Device, replace bool) (rev uint64, replaced bool, err error) {
+// Add stores d: replacing a device of the same name if replace is set,
+// else failing with an error wrapping ErrDeviceExists when one exists. A
+// device with a Parent needs the parent stored first: an error wrapping
+// ErrNoParent otherwise. The change it returns says "added" or "replaced"
+// ('device add' prints it).
+func (inv *Inventory) Add(ctx context.Context, d meshmon.Device, replace bool) (meshmon.DeviceChange, error) {
 	if d.Parent != "" {
 		if _, err := inv.Get(ctx, d.Parent); errors.Is(err, ErrDeviceNotFound) {
-			return 0, false, fmt.Errorf("--parent %s: %w", d.Parent, ErrNoParent)
+			return meshmon.DeviceChange{}, fmt.Errorf("--parent %s: %w", d.Parent, ErrNoParent)
 		} else if err != nil {
-			return 0, false, err
+			return meshmon.DeviceChange{}, err
 		}
 	}
+	var err error
+	replaced := false
 	if replace {
-		return inv.Upsert(ctx, d)
+		d.Revision, replaced, err = inv.Upsert(ctx, d)
+	} else {
+		d.Revision, err = inv.Create(ctx, d)
 	}
-	rev, err = inv.Create(ctx, d)
-	return rev, false, err
+	if err != nil {
+		return meshmon.DeviceChange{}, err
+	}
+	if replaced {
+		return meshmon.NewDeviceChange("replaced", d), nil
+	}
+	return meshmon.NewDeviceChange("added", d), nil
 }
 
 // OpenSiteInventory is OpenInventory over js, a connection to central in

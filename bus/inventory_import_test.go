@@ -56,20 +56,20 @@ func TestInventoryAdd(t *testing.T) {
 	}
 	child := testDevice("ap1")
 	child.Parent = "sw1"
-	if _, _, err := inv.Add(ctx, child, false); !errors.Is(err, ErrNoParent) {
+	if _, err := inv.Add(ctx, child, false); !errors.Is(err, ErrNoParent) {
 		t.Fatalf("add ap1 before its parent: %v; want ErrNoParent", err)
 	}
-	if _, replaced, err := inv.Add(ctx, testDevice("sw1"), false); err != nil || replaced {
-		t.Fatalf("add sw1: replaced %v, %v", replaced, err)
+	if ch, err := inv.Add(ctx, testDevice("sw1"), false); err != nil || ch.Result != "added" || ch.Device.Revision == 0 {
+		t.Fatalf("add sw1: %+v, %v; want it added at a revision", ch, err)
 	}
-	if _, _, err := inv.Add(ctx, child, false); err != nil {
+	if _, err := inv.Add(ctx, child, false); err != nil {
 		t.Fatalf("add ap1 after its parent: %v", err)
 	}
-	if _, _, err := inv.Add(ctx, testDevice("sw1"), false); !errors.Is(err, ErrDeviceExists) {
+	if _, err := inv.Add(ctx, testDevice("sw1"), false); !errors.Is(err, ErrDeviceExists) {
 		t.Fatalf("add sw1 again: %v; want ErrDeviceExists", err)
 	}
-	if _, replaced, err := inv.Add(ctx, testDevice("sw1"), true); err != nil || !replaced {
-		t.Fatalf("replace sw1: replaced %v, %v", replaced, err)
+	if ch, err := inv.Add(ctx, testDevice("sw1"), true); err != nil || ch.Result != "replaced" {
+		t.Fatalf("replace sw1: %+v, %v", ch, err)
 	}
 }
 

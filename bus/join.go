@@ -84,6 +84,16 @@ type JoinResult struct {
 	TokenFile string `json:"token_file,omitempty"`
 }
 
+// JoinFile is where a site's join token is written when no file is named:
+// SITE.token in the working directory, or TENANT-SITE.token for a tenant's
+// site (a site may serve several tenants).
+func JoinFile(tenant, site string) string {
+	if tenant != "" {
+		return tenant + "-" + site + ".token"
+	}
+	return site + ".token"
+}
+
 // NewJoinResult is site's token of info, with the command that reads it
 // from file (by its base name: the file is copied to the site machine).
 func NewJoinResult(result, site string, info JoinInfo, file string) JoinResult {
@@ -93,8 +103,9 @@ func NewJoinResult(result, site string, info JoinInfo, file string) JoinResult {
 
 // WriteText writes the result for people: where the token is and the
 // command to run at the site; never the token itself.
-func (r JoinResult) WriteText(w io.Writer) {
+func (r JoinResult) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "site %s %s; central dials nothing: the site peer dials %v\n", r.Site, r.Result, r.Central)
-	fmt.Fprintf(w, "join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
+	_, err := fmt.Fprintf(w, "join token written to %s (mode 0600; it holds the tenant's leaf credential: keep it secret).\ncopy it to the site machine and run:\n\n  %s\n",
 		r.TokenFile, r.Command)
+	return err
 }

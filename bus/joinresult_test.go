@@ -8,8 +8,12 @@ import (
 
 // TestJoinResult: site add's result carries a token that parses back to
 // the site and its join info, a command that reads the token from the
-// file's base name, and for people never the token itself.
+// file's base name, and for people never the token itself; the token
+// file is named for the site (and tenant).
 func TestJoinResult(t *testing.T) {
+	if f, g := JoinFile("", "paris"), JoinFile("acme", "paris"); f != "paris.token" || g != "acme-paris.token" {
+		t.Errorf("join files: %s and %s", f, g)
+	}
 	info := JoinInfo{Tenant: "default", Central: []string{"nats-leaf://central:7422"}, User: "leaf", Password: "secret-secret"}
 	r := NewJoinResult("added", "paris", info, "/tmp/x/paris.token")
 	site, got, err := ParseJoinToken(r.Token)

@@ -189,10 +189,22 @@ func setSources(ctx context.Context, js jetstream.JetStream, sites []string) err
 	return nil
 }
 
+// ValidateSite checks a site's name: a name (meshmon.ValidateName), and
+// not HubDomain, central's JetStream domain.
+func ValidateSite(site string) error {
+	if err := meshmon.ValidateName("site", site); err != nil {
+		return err
+	}
+	if site == HubDomain {
+		return fmt.Errorf("site %q is reserved for central's JetStream domain", site)
+	}
+	return nil
+}
+
 // AddSite records site at central and starts sourcing its streams. It fails
 // with an error wrapping ErrSiteExists if it is there already.
 func AddSite(ctx context.Context, js jetstream.JetStream, site string, now time.Time) error {
-	if err := meshmon.ValidateName("site", site); err != nil {
+	if err := ValidateSite(site); err != nil {
 		return err
 	}
 	kv, err := js.KeyValue(ctx, SitesBucket)

@@ -44,6 +44,16 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 	}
 }
 
+// Retried is Retry for a read: it returns the value of f's last attempt.
+func Retried[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	var v T
+	err := Retry(ctx, func(ctx context.Context) (err error) {
+		v, err = f(ctx)
+		return err
+	})
+	return v, err
+}
+
 // noRespondersTries bounds the tries of a request that has no responders
 // where a caller does not go through Retry.
 const noRespondersTries = 20

@@ -71,11 +71,8 @@ type replayEnd struct {
 // restarted), whose NumPending is 0 at the end of what it holds, not of
 // what the stream holds.
 func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts TailOptions) (replayEnd, error) {
-	var s jetstream.Stream
-	if err := Retry(ctx, func(ctx context.Context) (err error) {
-		s, err = js.Stream(ctx, stream)
-		return err
-	}); err != nil {
+	s, err := Retried(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, stream) })
+	if err != nil {
 		return replayEnd{}, fmt.Errorf("tail %s: stream info: %w", stream, err)
 	}
 	end := replayEnd{stream: stream, s: s}
@@ -85,10 +82,8 @@ func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts Ta
 		return end, nil
 	}
 	if opts.Subject != "" {
-		var m *jetstream.RawStreamMsg
-		err := Retry(ctx, func(ctx context.Context) (err error) {
-			m, err = s.GetLastMsgForSubject(ctx, opts.Subject)
-			return err
+		m, err := Retried(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.GetLastMsgForSubject(ctx, opts.Subject)
 		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return end, nil

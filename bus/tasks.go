@@ -31,10 +31,6 @@ import (
 // ctl.<site>.reply.>, and no other inbox.
 func SiteInboxPrefix(site string) string { return "ctl." + site + ".reply" }
 
-// TaskStarted is the phase of the first reply of every task, which the
-// site sends as it takes the task.
-const TaskStarted = "started"
-
 // TaskQueue is the queue group of a site's pollers for site verbs.
 const TaskQueue = "pollers"
 
@@ -258,7 +254,7 @@ func (sv *serving) run(ctx context.Context, cancel context.CancelFunc, req meshm
 	}
 	// An acknowledgement first: the requester knows the site took the
 	// task, however long its first result takes.
-	err := send(meshmon.TaskReply{Progress: &meshmon.TaskProgress{Phase: TaskStarted}})
+	err := send(meshmon.TaskReply{Progress: &meshmon.TaskProgress{Phase: meshmon.TaskStarted}})
 	if err == nil {
 		err = sv.h.Task(ctx, req, send)
 	}

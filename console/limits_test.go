@@ -152,3 +152,13 @@ func TestForgedCookies(t *testing.T) {
 	}
 	refused("a logged-out session", id)
 }
+
+// TestNilServer: a peer without a console holds a nil *Server, which has
+// no URL and closes.
+func TestNilServer(t *testing.T) {
+	var s *console.Server
+	s.Close()
+	if u := s.URL(); u != "" {
+		t.Errorf("URL of no console: %q", u)
+	}
+}

@@ -234,8 +234,12 @@ func (s *Server) Addr() string {
 }
 
 // Close ends every request and session and stops listening; it waits for
-// the console's goroutines. It is safe to call more than once.
+// the console's goroutines. It is safe to call more than once, and on a nil
+// Server (a peer that serves no console).
 func (s *Server) Close() {
+	if s == nil {
+		return
+	}
 	s.once.Do(func() {
 		s.cancel()
 		if s.srv != nil {
@@ -250,9 +254,10 @@ func (s *Server) Close() {
 	})
 }
 
-// URL is the console's address as a browser opens it; empty before Start.
+// URL is the console's address as a browser opens it; empty before Start,
+// and for a nil Server.
 func (s *Server) URL() string {
-	if s.ln == nil {
+	if s == nil || s.ln == nil {
 		return ""
 	}
 	if s.cfg.TLS == nil {

@@ -65,6 +65,19 @@ func WriteRules(out io.Writer, rules []Rule) error {
 	return w.Flush()
 }
 
+// ParseSteps parses escalation steps, in order (ParseStep).
+func ParseSteps(ss []string) ([]Step, error) {
+	var steps []Step
+	for _, s := range ss {
+		step, err := ParseStep(s)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, step)
+	}
+	return steps, nil
+}
+
 // ParseStep parses an escalation step, AFTER=CHANNEL (15m=oncall).
 func ParseStep(s string) (Step, error) {
 	after, ch, ok := strings.Cut(s, "=")

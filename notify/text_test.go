@@ -21,6 +21,16 @@ func TestParseStep(t *testing.T) {
 	}
 }
 
+func TestParseSteps(t *testing.T) {
+	steps, err := notify.ParseSteps([]string{"15m=oncall", "1h=manager"})
+	if err != nil || len(steps) != 2 || steps[1].After != time.Hour || steps[1].Channel != "manager" {
+		t.Fatalf("two steps: %+v, %v", steps, err)
+	}
+	if _, err := notify.ParseSteps([]string{"15m=oncall", "later"}); !errors.Is(err, notify.ErrInvalid) {
+		t.Errorf("a bad second step: %v", err)
+	}
+}
+
 func TestWriteRules(t *testing.T) {
 	var b strings.Builder
 	err := notify.WriteRules(&b, []notify.Rule{{Name: "noc", Sites: []string{"par"}, Channels: []string{"chat"}, Actions: true,

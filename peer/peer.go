@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -393,6 +394,28 @@ func (p *Peer) watchTLS(ctx context.Context) {
 			p.log.Error("certificate files changed; the certificate stays as it was", "err", err)
 		}
 	}
+}
+
+// ReloadOnSIGHUP makes a started peer reload its certificate files
+// (ReloadTLS) on every SIGHUP until it closes: a rotation without downtime,
+// as 'peer run' does. Without it a SIGHUP does to the process what it
+// would (a peer without TLS ignores it with it).
+func (p *Peer) ReloadOnSIGHUP() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	p.background(func(ctx context.Context) {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := p.ReloadTLS(); err != nil {
+					p.log.Error("SIGHUP: the certificate stays as it was", "err", err)
+				}
+			}
+		}
+	})
 }
 
 // HTTPAddr is where the monitor listens, host:port with the actual port;

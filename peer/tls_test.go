@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -548,9 +549,30 @@ func TestTLSWatch(t *testing.T) {
 	cfg := tlsConfig(t, "watch", k)
 	cfg.TLS.Watch = 50 * time.Millisecond
 	p := startPeer(t, cfg)
+	fresh := k.issueTo("watch", cfg.TLS)
+	waitServed(t, p, k, fresh)
+}
+
+// TestReloadOnSIGHUP: new certificate files are taken on a SIGHUP, with
+// the watch off.
+func TestReloadOnSIGHUP(t *testing.T) {
+	k := newTestPKI(t)
+	cfg := tlsConfig(t, "hup", k)
+	cfg.TLS.Watch = -1
+	p := startPeer(t, cfg)
+	p.ReloadOnSIGHUP()
+	fresh := k.issueTo("hup", cfg.TLS)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, p, k, fresh)
+}
+
+// waitServed waits until a new client of p gets the certificate fresh.
+func waitServed(t *testing.T, p *Peer, k *testPKI, fresh *x509.Certificate) {
+	t.Helper()
 	ctx := testCtx(t)
 	ccc := bus.ConnConfig{URL: p.ClientURL(), CAFile: k.caFile()}
-	fresh := k.issueTo("watch", cfg.TLS)
 	eventually.NoError(t, 10*time.Second, "the fresh certificate to be served", func() error {
 		nc, err := bus.ConnectWait(ctx, ccc)
 		if err != nil {

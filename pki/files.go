@@ -120,6 +120,17 @@ func (f IssuedFiles) WriteText(w io.Writer) error {
 	return err
 }
 
+// WriteIssued writes each of done as WriteText does: what 'meshmon tls
+// issue' prints.
+func WriteIssued(w io.Writer, done []IssuedFiles) error {
+	for _, f := range done {
+		if err := f.WriteText(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // OpenCA loads the CA saved in dir; with create, a CA named name is made
 // and saved there when there is none.
 func OpenCA(dir, name string, create bool, now time.Time) (*CA, error) {

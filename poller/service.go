@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshmon/meshmon"
@@ -122,7 +123,7 @@ type Service struct {
 	startOnce sync.Once
 	closeOnce sync.Once
 	startErr  error
-	p         *Poller
+	p         atomic.Pointer[Poller]
 	cancel    context.CancelFunc
 	ready     chan struct{} // closed once the poller is ready
 	done      chan struct{} // closed once everything stopped
@@ -179,8 +180,9 @@ func (s *Service) Err() error {
 }
 
 // Poller is the running poller (its Stats, its trap address), or nil
-// before a successful Start.
-func (s *Service) Poller() *Poller { return s.p }
+// before a successful Start. It may be called while Start runs (a metrics
+// scrape: Collector(s.Poller)).
+func (s *Service) Poller() *Poller { return s.p.Load() }
 
 // Close stops the poller and its group seat, waits for them and closes the
 // store. It returns why the service stopped, as Err does; a second Close
@@ -249,7 +251,7 @@ func (s *Service) start(ctx context.Context) (err error) {
 		}
 		p.JoinGroup(group)
 	}
-	s.p = p
+	s.p.Store(p)
 	rctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	go s.run(rctx, cancel, store, group, verified)
@@ -291,7 +293,7 @@ func (s *Service) verify(ctx context.Context) error {
 // until ctx is done or the poller stops; then it closes the store and done.
 func (s *Service) run(ctx context.Context, cancel context.CancelFunc, store *storage.DB, group GroupMember, verified bool) {
 	perr := make(chan error, 1)
-	go func() { perr <- s.p.Run(ctx) }()
+	go func() { perr <- s.p.Load().Run(ctx) }()
 	var identityErr error
 	seat := make(chan struct{})
 	go func() {
@@ -325,7 +327,7 @@ func (s *Service) run(ctx context.Context, cancel context.CancelFunc, store *sto
 	var err error
 	select {
 	case err = <-perr:
-	case <-s.p.Ready():
+	case <-s.p.Load().Ready():
 		close(s.ready)
 		err = <-perr
 	}
@@ -344,7 +346,7 @@ func (s *Service) run(ctx context.Context, cancel context.CancelFunc, store *sto
 func (s *Service) serveTasks(ctx context.Context) {
 	b := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
-		err := s.link.Tasks.Serve(ctx, s.cfg.Site, s.cfg.Name, s.p)
+		err := s.link.Tasks.Serve(ctx, s.cfg.Site, s.cfg.Name, s.p.Load())
 		if ctx.Err() != nil {
 			return
 		}

@@ -505,18 +505,18 @@ type Identity struct {
 // is at path; empty when there is no such file or it holds no meshmon
 // tenant user.
 func CredsFileRole(path string) Role {
-	if path == "" {
-		return ""
-	}
+	id, _ := CredsFileIdentity(path)
+	return id.Role
+}
+
+// CredsFileIdentity is the identity of the user in the .creds file at path
+// (CredsIdentity).
+func CredsFileIdentity(path string) (Identity, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return Identity{}, err
 	}
-	id, err := CredsIdentity(b)
-	if err != nil {
-		return ""
-	}
-	return id.Role
+	return CredsIdentity(b)
 }
 
 // CredsIdentity reads the identity of the user in a .creds file's content.

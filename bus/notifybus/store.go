@@ -325,6 +325,24 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	return e.Value(), nil
 }
 
+// Channels lists the channels by name, each with whether its secret is
+// set (never the secret itself): what 'notify channel list' prints.
+func (s *Store) Channels(ctx context.Context) ([]notify.ChannelView, error) {
+	set, err := s.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []notify.ChannelView{}
+	for _, n := range set.ChannelNames() {
+		sec, err := s.Secret(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, notify.ChannelView{Channel: set.Channels[n], SecretSet: sec != nil})
+	}
+	return out, nil
+}
+
 // PutRule adds a rule (or, with replace, replaces one); every channel
 // it names must exist. It returns ErrExists when the rule exists and
 // replace is false.

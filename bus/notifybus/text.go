@@ -1,6 +1,7 @@
 package notifybus
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -15,4 +16,16 @@ func WriteLog(out io.Writer, log []Attempt) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Local().Format(time.DateTime), a.Channel, a.Outcome, a.Item, a.Delivery, a.Error)
 	}
 	return w.Flush()
+}
+
+// WriteLogJSON writes delivery attempts as JSON, one object a line (what
+// 'notify log --json' prints, for tools that read a line at a time).
+func WriteLogJSON(out io.Writer, log []Attempt) error {
+	enc := json.NewEncoder(out)
+	for _, a := range log {
+		if err := enc.Encode(a); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -52,68 +51,29 @@ func alarmsCommand() *cli.Command {
 	}
 }
 
-// alarmIDArg returns the alarm ID argument (and the comment's text).
-func alarmIDArg(c *cli.Context, want int) ([]string, error) {
-	if c.NArg() != want {
-		return nil, fmt.Errorf("'%s' takes %s; got %d arguments (see '%s --help')", c.Command.HelpName, c.Command.ArgsUsage, c.NArg(), c.Command.HelpName)
-	}
-	return c.Args().Slice(), nil
-}
-
 func alarmsList(c *cli.Context) error {
 	f := alarm.Filter{Site: c.String("site"), Device: c.String("device"), Severity: c.String("severity"), State: c.String("state")}
-	if f.State == "all" {
-		f.State = ""
-	}
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
-	var all []alarm.Alarm
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		all, err = alarmbus.List(ctx, cl.js)
-		return err
-	})
+	all, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Alarm, error) { return alarmbus.List(ctx, cl.js) })
 	if err != nil {
 		return err
 	}
-	as := alarm.Select(all, f)
-	if c.Bool("json") {
-		if as == nil {
-			as = []alarm.Alarm{}
-		}
-		return printJSON(os.Stdout, as)
-	}
-	return alarm.WriteAlarms(os.Stdout, as)
+	return showList(c, alarm.Select(all, f), alarm.WriteAlarms)
 }
 
 func alarmsShow(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
-		return err
-	}
-	var a alarm.Alarm
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		a, err = alarmbus.Get(ctx, cl.js, args[0])
-		return err
+	a, err := ask(c, withCentral, func(ctx context.Context, cl *client) (alarm.Alarm, error) {
+		return alarmbus.Get(ctx, cl.js, c.Args().First())
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, a)
-	}
-	return a.WriteText(os.Stdout)
+	return show(c, a, a.WriteText)
 }
 
 func alarmsAct(c *cli.Context, verb string) error {
-	want := 1
-	if verb == alarm.VerbComment {
-		want = 2
-	}
-	args, err := alarmIDArg(c, want)
-	if err != nil {
-		return err
-	}
 	user, role, err := actingUser(c)
 	if err != nil {
 		return err
@@ -121,26 +81,20 @@ func alarmsAct(c *cli.Context, verb string) error {
 	if role == tenancy.RoleNOC && verb == alarm.VerbClear {
 		return errors.New("clear takes an admin's credential; a NOC may ack, unack and comment")
 	}
-	act := alarm.Action{Verb: verb, ID: args[0], Text: c.String("comment"), By: user}
+	act := alarm.Action{Verb: verb, ID: c.Args().First(), Text: c.String("comment"), By: user}
 	if verb == alarm.VerbComment {
-		act.Text = args[1]
+		act.Text = c.Args().Get(1)
 	}
 	if err := act.Validate(); err != nil {
 		return err
 	}
-	var cs []alarm.Change
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		cs, err = alarmbus.Act(ctx, cl.nc, user, act)
-		return err
+	cs, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Change, error) {
+		return alarmbus.Act(ctx, cl.nc, user, act)
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, cs)
-	}
-	fmt.Printf("alarm %s %s by %s\n", act.ID, cs[0].What, user)
-	return nil
+	return output(c, cs, "alarm %s %s by %s\n", act.ID, cs[0].What, user)
 }
 
 // actingUser is the user an action is taken as: the credential's user
@@ -151,11 +105,7 @@ func actingUser(c *cli.Context) (string, tenancy.Role, error) {
 		return tenancy.AdminCredsUser, tenancy.RoleAdmin, nil
 	}
 	if f := c.String("creds"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", "", fmt.Errorf("--creds: %w", err)
-		}
-		id, err := tenancy.CredsIdentity(b)
+		id, err := tenancy.CredsFileIdentity(f)
 		if err != nil {
 			return "", "", fmt.Errorf("--creds: %w", err)
 		}
@@ -179,7 +129,7 @@ func maintenanceCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "site", Usage: "the site (with --device: the device's)"},
 					&cli.StringFlag{Name: "device", Usage: "the device (needs --site)"},
-					&cli.StringFlag{Name: "start", Usage: "the (first) start: RFC 3339, or 2026-12-03T22:00 in --tz (required)"},
+					&cli.StringFlag{Name: "start", Required: true, Usage: "the (first) start: RFC 3339, or 2026-12-03T22:00 in --tz (required)"},
 					&cli.DurationFlag{Name: "duration", Usage: "how long each occurrence lasts (or --end)"},
 					&cli.StringFlag{Name: "end", Usage: "the (first) end, as --start (or --duration)"},
 					&cli.StringFlag{Name: "every", Usage: "daily or weekly; one-off without"},
@@ -197,9 +147,6 @@ func maintenanceCommand() *cli.Command {
 }
 
 func maintenanceWindow(c *cli.Context, id string) (alarm.Window, error) {
-	if c.String("start") == "" {
-		return alarm.Window{}, fmt.Errorf("--start is required: the window's (first) start (see '%s --help')", c.Command.HelpName)
-	}
 	start, err := alarm.ParseStart(c.String("start"), c.String("tz"))
 	if err != nil {
 		return alarm.Window{}, fmt.Errorf("--start: %w", err)
@@ -227,11 +174,7 @@ func maintenanceWindow(c *cli.Context, id string) (alarm.Window, error) {
 }
 
 func maintenanceAdd(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
-		return err
-	}
-	w, err := maintenanceWindow(c, args[0])
+	w, err := maintenanceWindow(c, c.Args().First())
 	if err != nil {
 		return err
 	}
@@ -239,42 +182,21 @@ func maintenanceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, w)
-	}
-	fmt.Printf("maintenance window %s added\n", w.ID)
-	return nil
+	return output(c, w, "maintenance window %s added\n", w.ID)
 }
 
 func maintenanceList(c *cli.Context) error {
-	var ws []alarm.Window
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		ws, err = alarmbus.ListWindows(ctx, cl.js)
-		return err
-	})
+	ws, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]alarm.Window, error) { return alarmbus.ListWindows(ctx, cl.js) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if ws == nil {
-			ws = []alarm.Window{}
-		}
-		return printJSON(os.Stdout, ws)
-	}
-	return alarm.WriteWindows(os.Stdout, ws)
+	return showList(c, ws, alarm.WriteWindows)
 }
 
 func maintenanceRm(c *cli.Context) error {
-	args, err := alarmIDArg(c, 1)
-	if err != nil {
+	id := c.Args().First()
+	if err := withCentral(c, func(ctx context.Context, cl *client) error { return alarmbus.RemoveWindow(ctx, cl.js, id) }); err != nil {
 		return err
 	}
-	if err := withCentral(c, func(ctx context.Context, cl *client) error { return alarmbus.RemoveWindow(ctx, cl.js, args[0]) }); err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "removed", "id": args[0]})
-	}
-	fmt.Printf("maintenance window %s removed\n", args[0])
-	return nil
+	return output(c, map[string]string{"result": "removed", "id": id}, "maintenance window %s removed\n", id)
 }

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bench"
+	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/poller"
 )
 
@@ -147,17 +146,13 @@ func benchTenantsCommand() *cli.Command {
 			&cli.IntFlag{Name: "tenants", Value: 1000, Usage: "tenants to create"},
 			&cli.IntFlag{Name: "msgs", Value: 20000, Usage: "messages of one ingest run"},
 			&cli.IntFlag{Name: "size", Value: 512, Usage: "message size in bytes"},
-			&cli.StringFlag{Name: "disk", Value: "64MiB", Usage: "each tenant's disk limit"},
+			cliflags.SizeFlag("disk", 64<<20, nil, "each tenant's disk limit"),
 			&cli.IntFlag{Name: "neighbour-rate", Value: 1000, Usage: "messages a second the tenant over its disk limit publishes during the first neighbour run"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			disk, err := meshmon.ParseSize(c.String("disk"))
-			if err != nil {
-				return fmt.Errorf("--disk: %w", err)
-			}
 			return bench.Tenants(c.Context, bench.TenantsConfig{Output: benchOutput(c), Tenants: c.Int("tenants"), Msgs: c.Int("msgs"),
-				Size: c.Int("size"), Disk: disk, NeighbourRate: c.Int("neighbour-rate")})
+				Size: c.Int("size"), Disk: cliflags.SizeOf(c, "disk"), NeighbourRate: c.Int("neighbour-rate")})
 		},
 	}
 }

@@ -7,13 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/cliflags"
 )
@@ -40,12 +40,9 @@ func jsonFlag() cli.Flag {
 
 // connConfig is the connection the global flags describe.
 func connConfig(c *cli.Context, name string) bus.ConnConfig {
-	pw := c.String("password")
-	if f := c.String("password-file"); f != "" && pw == "" {
-		// (A file that cannot be read leaves the password empty, and
-		// Validate names what is missing; checkGlobals reports the file.)
-		pw, _ = readSecret(f)
-	}
+	// (A file that cannot be read leaves the password empty, and Validate
+	// names what is missing; checkGlobals reports the file.)
+	pw, _ := cliflags.Secret(c, "password")
 	return bus.ConnConfig{
 		URL:          c.String("server"),
 		User:         c.String("user"),
@@ -69,13 +66,9 @@ func connect(c *cli.Context) (*client, error) { return connectSite(c, "") }
 // connectSite connects for site's JetStream domain, from central ("": the
 // peer's own).
 func connectSite(c *cli.Context, site string) (*client, error) {
-	cfg := connConfig(c, "meshmon-cli")
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, js, err := bus.ConnectDomain(ctx, cfg, site)
+	nc, js, err := bus.ConnectDomain(ctx, connConfig(c, "meshmon-cli"), site) // which validates it
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +76,30 @@ func connectSite(c *cli.Context, site string) (*client, error) {
 }
 
 func (cl *client) Close() { cl.nc.Close() }
+
+// withPeer connects to the peer and runs fn within one request timeout.
+func withPeer(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	return cl.run(c, fn)
+}
+
+// run runs fn within one request timeout, then closes the connection.
+func (cl *client) run(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
+	defer cl.Close()
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+// nameArg returns the first argument (NAME, TENANT), validated as the name
+// of what.
+func nameArg(c *cli.Context, what string) (string, error) {
+	name := c.Args().First()
+	return name, meshmon.ValidateName(what, name)
+}
 
 // opCtx bounds one request to the peer.
 func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
@@ -102,15 +119,6 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
-
 // output prints v as JSON with --json, else the text of format.
 func output(c *cli.Context, v any, format string, args ...any) error {
 	if c.Bool("json") {
@@ -128,20 +136,28 @@ func show(c *cli.Context, v any, text func(io.Writer) error) error {
 	return text(os.Stdout)
 }
 
+// showList is show for a list: with --json an empty one is [], not null.
+func showList[T any](c *cli.Context, vs []T, text func(io.Writer, []T) error) error {
+	if c.Bool("json") && vs == nil {
+		vs = []T{}
+	}
+	return show(c, vs, func(w io.Writer) error { return text(w, vs) })
+}
+
+// ask runs fn within with (withPeer, withCentral, withInventory,
+// withNotify: a connection and one request timeout) and returns what fn
+// read.
+func ask[S, T any](c *cli.Context, with func(*cli.Context, func(context.Context, S) error) error, fn func(context.Context, S) (T, error)) (T, error) {
+	var v T
+	err := with(c, func(ctx context.Context, s S) (err error) {
+		v, err = fn(ctx, s)
+		return err
+	})
+	return v, err
+}
+
 // configFlag is --config FILE: a YAML file whose keys are the command's flag
 // names. Flags given on the command line or in the environment win.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{"MESHMON_CONFIG"}, Usage: "YAML file whose keys are this command's flag names"}
-}
-
-// required fails unless every named flag has a value from the command
-// line, the environment or --config.
-func required(c *cli.Context, envPrefix string, names ...string) error {
-	for _, n := range names {
-		if c.String(n) == "" {
-			env := envPrefix + strings.ToUpper(strings.ReplaceAll(n, "-", "_"))
-			return fmt.Errorf("--%s is required (flag, %s, or key %q in --config)", n, env, n)
-		}
-	}
-	return nil
 }

@@ -66,11 +66,3 @@ func startConsole(c *cli.Context, p *peer.Peer, log *slog.Logger) (*console.Serv
 	}
 	return s, nil
 }
-
-// consoleURL is the console's URL for peer run --json; empty without one.
-func consoleURL(s *console.Server) string {
-	if s == nil {
-		return ""
-	}
-	return s.URL()
-}

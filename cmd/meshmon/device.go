@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func deviceCommand() *cli.Command {
 				Usage:     "add a device (or replace one with --replace)",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "IP address or host name (required)"},
+					&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Required: true, Usage: "IP address or host name (required)"},
 					&cli.StringSliceFlag{Name: "checks", Value: cli.NewStringSlice(meshmon.CheckICMP, meshmon.CheckSNMP), Usage: "icmp, snmp or both"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between polls"},
 					&cli.DurationFlag{Name: "probe-timeout", Usage: "per SNMP request or ICMP probe", DefaultText: meshmon.DefaultTimeout.String()},
@@ -57,15 +58,6 @@ func deviceCommand() *cli.Command {
 			{Name: "rm", Usage: "remove a device", ArgsUsage: "NAME", Flags: []cli.Flag{jsonFlag(), siteFlag()}, Action: deviceRm},
 		},
 	}
-}
-
-// nameArg returns the single NAME argument, validated.
-func nameArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the device name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
-	name := c.Args().First()
-	return name, meshmon.ValidateName("device name", name)
 }
 
 // deviceFromFlags builds a device from add's flags and validates it.
@@ -100,21 +92,16 @@ func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
 }
 
 func deviceAdd(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
-	}
-	if c.String("address") == "" {
-		return fmt.Errorf("--address is required: the device's IP address or host name (see '%s --help')", c.Command.HelpName)
 	}
 	d, err := deviceFromFlags(c, name)
 	if err != nil {
 		return err
 	}
-	replaced := false
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		d.Revision, replaced, err = inv.Add(ctx, d, c.Bool("replace"))
-		return err
+	ch, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) (meshmon.DeviceChange, error) {
+		return inv.Add(ctx, d, c.Bool("replace"))
 	})
 	if errors.Is(err, bus.ErrDeviceExists) {
 		return fmt.Errorf("device %s already exists; use --replace to change it", name)
@@ -122,11 +109,6 @@ func deviceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	verb := "added"
-	if replaced {
-		verb = "replaced"
-	}
-	ch := meshmon.NewDeviceChange(verb, d)
 	return show(c, ch, ch.WriteText)
 }
 
@@ -149,51 +131,39 @@ func withInventorySite(c *cli.Context, site string, fn func(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
 	open := bus.OpenInventory
 	if site != "" {
 		open = func(ctx context.Context, js jetstream.JetStream) (*bus.Inventory, error) {
 			return bus.OpenSiteInventory(ctx, js, site, c.Duration("timeout"))
 		}
 	}
-	inv, err := open(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, inv)
+	return cl.run(c, func(ctx context.Context, cl *client) error {
+		inv, err := open(ctx, cl.js)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, inv)
+	})
 }
 
 func deviceList(c *cli.Context) error {
-	var devs []meshmon.Device
-	err := withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		devs, err = inv.List(ctx)
-		return err
-	})
+	devs, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) ([]meshmon.Device, error) { return inv.List(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		out := make([]meshmon.Device, len(devs))
-		for i, d := range devs {
-			out[i] = shown(c, d)
-		}
-		return printJSON(os.Stdout, out)
+	out := make([]meshmon.Device, len(devs))
+	for i, d := range devs {
+		out[i] = shown(c, d)
 	}
-	return meshmon.WriteDevices(os.Stdout, devs)
+	return show(c, out, func(w io.Writer) error { return meshmon.WriteDevices(w, devs) })
 }
 
 func deviceShow(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
 	}
-	var d meshmon.Device
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		d, err = inv.Get(ctx, name)
-		return err
-	})
+	d, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) (meshmon.Device, error) { return inv.Get(ctx, name) })
 	if errors.Is(err, bus.ErrDeviceNotFound) {
 		return fmt.Errorf("device %s not found", name)
 	}
@@ -204,7 +174,7 @@ func deviceShow(c *cli.Context) error {
 }
 
 func deviceRm(c *cli.Context) error {
-	name, err := nameArg(c)
+	name, err := nameArg(c, "device name")
 	if err != nil {
 		return err
 	}
@@ -238,33 +208,25 @@ func shown(c *cli.Context, d meshmon.Device) meshmon.Device {
 // deviceImport adds the devices of a JSON file: one device object or a list.
 // Every device is checked before any is written.
 func deviceImport(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("'%s' takes one argument, the JSON file ('-' for stdin); got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	devs, err := meshmon.ReadDevices(c.Args().First(), os.Stdin)
 	if err != nil {
 		return err
 	}
-	var names []string
-	err = withInventory(c, func(ctx context.Context, inv *bus.Inventory) (err error) {
-		names, err = inv.Import(ctx, devs, c.Bool("replace"))
+	names, err := ask(c, withInventory, func(ctx context.Context, inv *bus.Inventory) ([]string, error) {
+		names, err := inv.Import(ctx, devs, c.Bool("replace"))
 		if errors.Is(err, bus.ErrDeviceExists) {
-			return fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
+			return nil, fmt.Errorf("device %s already exists; use --replace to change it (%d of %d imported)", devs[len(names)].Name, len(names), len(devs))
 		}
 		if err != nil {
-			return fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
+			return nil, fmt.Errorf("%w (%d of %d imported)", err, len(names), len(devs))
 		}
-		return nil
+		return names, nil
 	})
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, struct {
-			Result string   `json:"result"`
-			Names  []string `json:"names"`
-		}{"imported", names})
-	}
-	fmt.Printf("%d devices imported\n", len(names))
-	return nil
+	return output(c, struct {
+		Result string   `json:"result"`
+		Names  []string `json:"names"`
+	}{"imported", names}, "%d devices imported\n", len(names))
 }

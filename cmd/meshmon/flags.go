@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshmon/meshmon/internal/cliflags"
 )
 
 // checkGlobals validates the global flags before any command runs, so a bad
@@ -12,13 +14,8 @@ func checkGlobals(c *cli.Context) error {
 	if _, err := newLogger(c, nil); err != nil {
 		return err
 	}
-	if f := c.String("password-file"); f != "" {
-		if c.String("password") != "" {
-			return fmt.Errorf("--password and --password-file are alternatives; give one")
-		}
-		if _, err := readSecret(f); err != nil {
-			return fmt.Errorf("--password-file: %w", err)
-		}
+	if _, err := cliflags.Secret(c, "password"); err != nil {
+		return err
 	}
 	if d := c.Duration("timeout"); d <= 0 {
 		return fmt.Errorf("--timeout %s: must be more than 0 (how long to wait for the peer)", d)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -16,13 +15,8 @@ import (
 var version = "dev"
 
 func main() {
-	app := newApp()
-	err := cliflags.UnknownCommand(app, os.Args)
-	if err == nil {
-		err = app.Run(cliflags.Interspersed(app, os.Args))
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "meshmon: "+oneLine(err))
+	if err := cliflags.Run(newApp(), os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "meshmon: "+cliflags.OneLine(err))
 		os.Exit(1)
 	}
 }
@@ -59,19 +53,4 @@ func newApp() *cli.App {
 	}
 	cliflags.ScriptFriendly(app)
 	return app
-}
-
-// oneLine flattens an error to a single line for stderr.
-func oneLine(err error) string {
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) && ec.Error() == "" {
-		return "failed"
-	}
-	s := []rune(err.Error())
-	for i, r := range s {
-		if r == '\n' || r == '\r' {
-			s[i] = ' '
-		}
-	}
-	return string(s)
 }

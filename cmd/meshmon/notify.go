@@ -61,7 +61,7 @@ func notifyCommand() *cli.Command {
 
 func channelFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "type", Usage: "webhook, slack (Slack, Mattermost, Discord's /slack URL), teams or email (required)"},
+		&cli.StringFlag{Name: "type", Required: true, Usage: "webhook, slack (Slack, Mattermost, Discord's /slack URL), teams or email (required)"},
 		&cli.StringFlag{Name: "url", Usage: "webhook: the URL to POST to"},
 		&cli.StringFlag{Name: "secret-file", Usage: "file holding the secret: webhook HMAC key; slack/teams: the webhook URL; email: the SMTP password"},
 		&cli.StringFlag{Name: "smtp", Usage: "email: SMTP server host:port (587: submission with STARTTLS)"},
@@ -90,39 +90,23 @@ func ruleFlags() []cli.Flag {
 // withNotify connects, opens the tenant's notification store and runs fn
 // within one request timeout.
 func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store) error) error {
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	st, err := notifybus.Open(ctx, cl.js)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, st)
-}
-
-func notifyName(c *cli.Context, what string) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the %s name; got %d (see '%s --help')", c.Command.HelpName, what, c.NArg(), c.Command.HelpName)
-	}
-	name := c.Args().First()
-	return name, meshmon.ValidateName(what+" name", name)
+	return withPeer(c, func(ctx context.Context, cl *client) error {
+		st, err := notifybus.Open(ctx, cl.js)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, st)
+	})
 }
 
 func notifyChannelAdd(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
 	ch := notify.Channel{Name: name, Type: c.String("type"), URL: c.String("url"), SMTP: c.String("smtp"), From: c.String("from"),
 		To: c.StringSlice("to"), SMTPUser: c.String("smtp-user"), AllowPlaintext: c.Bool("allow-plaintext"),
 		RatePerMinute: c.Float64("rate-per-minute"), Burst: c.Int("burst")}
-	if ch.Type == "" {
-		return fmt.Errorf("--type is required: %s", strings.Join(notify.Types, ", "))
-	}
 	if f := c.String("smtp-ca"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -145,13 +129,9 @@ func notifyChannelAdd(c *cli.Context) error {
 	if ch.AllowPlaintext {
 		fmt.Fprintf(os.Stderr, "meshmon: warning: channel %s may send without TLS (--allow-plaintext)\n", name)
 	}
-	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
+	return notifyDone(c, "channel", name, "added", func(ctx context.Context, st *notifybus.Store) error {
 		return st.PutChannel(ctx, ch, secret, c.Bool("replace"))
 	})
-	if err != nil {
-		return err
-	}
-	return printDone(c, "channel", name, "added")
 }
 
 // warnLoosePerms warns when a secret file is readable by others than
@@ -162,126 +142,79 @@ func warnLoosePerms(path string) {
 	}
 }
 
-func printDone(c *cli.Context, what, name, verb string) error {
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": verb, what: name})
+// notifyDone runs fn on the tenant's notification store (withNotify), then
+// says that the channel or rule (what) name was added or removed (verb).
+func notifyDone(c *cli.Context, what, name, verb string, fn func(ctx context.Context, st *notifybus.Store) error) error {
+	if err := withNotify(c, fn); err != nil {
+		return err
 	}
-	fmt.Printf("%s %s %s\n", what, name, verb)
-	return nil
+	return output(c, map[string]string{"result": verb, what: name}, "%s %s %s\n", what, name, verb)
 }
 
 func notifyChannelList(c *cli.Context) error {
-	var out []notify.ChannelView
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		set, err := st.Settings(ctx)
-		if err != nil {
-			return err
-		}
-		for _, n := range set.ChannelNames() {
-			sec, err := st.Secret(ctx, n)
-			if err != nil {
-				return err
-			}
-			out = append(out, notify.ChannelView{Channel: set.Channels[n], SecretSet: sec != nil})
-		}
-		return nil
-	})
+	chs, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) ([]notify.ChannelView, error) { return st.Channels(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if out == nil {
-			out = []notify.ChannelView{}
-		}
-		return printJSON(os.Stdout, out)
-	}
-	return notify.WriteChannels(os.Stdout, out)
+	return showList(c, chs, notify.WriteChannels)
 }
 
 func notifyChannelRm(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteChannel(ctx, name) }); err != nil {
-		return err
-	}
-	return printDone(c, "channel", name, "removed")
+	return notifyDone(c, "channel", name, "removed", func(ctx context.Context, st *notifybus.Store) error { return st.DeleteChannel(ctx, name) })
 }
 
 func notifyChannelTest(c *cli.Context) error {
-	name, err := notifyName(c, "channel")
+	name, err := nameArg(c, "channel name")
 	if err != nil {
 		return err
 	}
-	var delivery string
-	err = withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		sctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	delivery, err := ask(c, withNotify, func(_ context.Context, st *notifybus.Store) (string, error) {
+		ctx, cancel := context.WithTimeout(c.Context, 30*time.Second) // a delivery, not a request
 		defer cancel()
-		delivery, err = st.Test(sctx, c.String("tenant"), name, &notify.Sender{})
-		return err
+		return st.Test(ctx, c.String("tenant"), name, &notify.Sender{})
 	})
 	if err != nil {
 		return fmt.Errorf("channel %s: test: %w", name, err)
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]string{"result": "delivered", "channel": name, "delivery": delivery})
-	}
-	fmt.Printf("channel %s: test delivered (%s %s)\n", name, notify.HeaderDelivery, delivery)
-	return nil
+	return output(c, map[string]string{"result": "delivered", "channel": name, "delivery": delivery},
+		"channel %s: test delivered (%s %s)\n", name, notify.HeaderDelivery, delivery)
 }
 
 func notifyRuleAdd(c *cli.Context) error {
-	name, err := notifyName(c, "rule")
+	name, err := nameArg(c, "rule name")
 	if err != nil {
 		return err
 	}
-	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
-		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions")}
-	for _, e := range c.StringSlice("escalate") {
-		step, err := notify.ParseStep(e)
-		if err != nil {
-			return fmt.Errorf("--escalate: %w", err)
-		}
-		r.Escalation = append(r.Escalation, step)
+	steps, err := notify.ParseSteps(c.StringSlice("escalate"))
+	if err != nil {
+		return fmt.Errorf("--escalate: %w", err)
 	}
+	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions"), Escalation: steps}
 	if err := r.Validate(nil); err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.PutRule(ctx, r, c.Bool("replace")) }); err != nil {
-		return err
-	}
-	return printDone(c, "rule", name, "added")
+	return notifyDone(c, "rule", name, "added", func(ctx context.Context, st *notifybus.Store) error { return st.PutRule(ctx, r, c.Bool("replace")) })
 }
 
 func notifyRuleList(c *cli.Context) error {
-	var rules []notify.Rule
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error {
-		set, err := st.Settings(ctx)
-		rules = set.Rules
-		return err
-	})
+	set, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) (notifybus.Settings, error) { return st.Settings(ctx) })
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		if rules == nil {
-			rules = []notify.Rule{}
-		}
-		return printJSON(os.Stdout, rules)
-	}
-	return notify.WriteRules(os.Stdout, rules)
+	return showList(c, set.Rules, notify.WriteRules)
 }
 
 func notifyRuleRm(c *cli.Context) error {
-	name, err := notifyName(c, "rule")
+	name, err := nameArg(c, "rule name")
 	if err != nil {
 		return err
 	}
-	if err := withNotify(c, func(ctx context.Context, st *notifybus.Store) error { return st.DeleteRule(ctx, name) }); err != nil {
-		return err
-	}
-	return printDone(c, "rule", name, "removed")
+	return notifyDone(c, "rule", name, "removed", func(ctx context.Context, st *notifybus.Store) error { return st.DeleteRule(ctx, name) })
 }
 
 func notifyLog(c *cli.Context) error {
@@ -293,21 +226,14 @@ func notifyLog(c *cli.Context) error {
 	if c.Int("limit") < 0 {
 		return errors.New("--limit must not be negative")
 	}
-	var log []notifybus.Attempt
-	err := withNotify(c, func(ctx context.Context, st *notifybus.Store) (err error) {
-		log, err = st.Log(ctx, c.String("channel"), c.Int("limit"))
-		return err
+	log, err := ask(c, withNotify, func(ctx context.Context, st *notifybus.Store) ([]notifybus.Attempt, error) {
+		return st.Log(ctx, c.String("channel"), c.Int("limit"))
 	})
 	if err != nil {
 		return err
 	}
 	if c.Bool("json") {
-		for _, a := range log {
-			if err := printJSONLine(os.Stdout, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return notifybus.WriteLogJSON(os.Stdout, log)
 	}
 	return notifybus.WriteLog(os.Stdout, log)
 }

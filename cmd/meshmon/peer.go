@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshmon/meshmon/bus"
@@ -22,6 +19,7 @@ import (
 )
 
 func peerCommand() *cli.Command {
+	// The flags set def's fields; peerConfig checks and completes it.
 	def := peer.DefaultConfig()
 	lim := bus.DefaultStreamLimits()
 	env := func(n string) []string { return []string{"MESHMON_PEER_" + n} }
@@ -33,43 +31,43 @@ func peerCommand() *cli.Command {
 			Usage: "run a site or central peer until SIGINT or SIGTERM",
 			Flags: append([]cli.Flag{
 				configFlag(),
-				&cli.StringFlag{Name: "name", EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
-				&cli.StringFlag{Name: "role", Value: peer.RoleSite, EnvVars: env("ROLE"), Usage: "site or central"},
-				&cli.StringFlag{Name: "site", EnvVars: env("SITE"), Usage: "site name; also the JetStream domain (site role; taken from --join when not given)"},
+				&cli.StringFlag{Name: "name", Destination: &def.Name, EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
+				&cli.StringFlag{Name: "role", Value: peer.RoleSite, Destination: &def.Role, EnvVars: env("ROLE"), Usage: "site or central"},
+				&cli.StringFlag{Name: "site", Destination: &def.Site, EnvVars: env("SITE"), Usage: "site name; also the JetStream domain (site role; taken from --join when not given)"},
 				&cli.StringSliceFlag{Name: "join", EnvVars: env("JOIN"), Usage: "join token from 'meshmon site add' (site role): central's URLs and the leaf credential; one per tenant the site serves"},
 				&cli.StringSliceFlag{Name: "join-file", EnvVars: env("JOIN_FILE"), Usage: "file holding a join token; repeat it for each tenant the site serves"},
-				&cli.StringFlag{Name: "cluster-name", EnvVars: env("CLUSTER_NAME"), Usage: "cluster name, the same on every member (default: meshmon-<domain>)"},
-				&cli.StringFlag{Name: "cluster-listen", EnvVars: env("CLUSTER_LISTEN"), Usage: "route address host:port; set it to cluster this peer with --routes"},
+				&cli.StringFlag{Name: "cluster-name", Destination: &def.Cluster.Name, EnvVars: env("CLUSTER_NAME"), Usage: "cluster name, the same on every member (default: meshmon-<domain>)"},
+				&cli.StringFlag{Name: "cluster-listen", Destination: &def.Cluster.Listen, EnvVars: env("CLUSTER_LISTEN"), Usage: "route address host:port; set it to cluster this peer with --routes"},
 				&cli.StringSliceFlag{Name: "routes", EnvVars: env("ROUTES"), Usage: "the other members' route URLs, nats-route://host:port, comma separated"},
-				&cli.DurationFlag{Name: "leaf-dial-timeout", Value: peer.DefaultLeafDialTimeout, EnvVars: env("LEAF_DIAL_TIMEOUT"), Usage: "site: how long one attempt to reach central may take (raise it for satellite links)"},
-				&cli.StringFlag{Name: "leaf-listen", EnvVars: env("LEAF_LISTEN"), Usage: "central: address sites dial in on, host:port (sites open no port)"},
-				&cli.StringFlag{Name: "leaf-advertise", EnvVars: env("LEAF_ADVERTISE"), Usage: "central: host:port sites are told to dial, when it is not --leaf-listen"},
+				&cli.DurationFlag{Name: "leaf-dial-timeout", Value: peer.DefaultLeafDialTimeout, Destination: &def.LeafDialTimeout, EnvVars: env("LEAF_DIAL_TIMEOUT"), Usage: "site: how long one attempt to reach central may take (raise it for satellite links)"},
+				&cli.StringFlag{Name: "leaf-listen", Destination: &def.LeafListen, EnvVars: env("LEAF_LISTEN"), Usage: "central: address sites dial in on, host:port (sites open no port)"},
+				&cli.StringFlag{Name: "leaf-advertise", Destination: &def.LeafAdvertise, EnvVars: env("LEAF_ADVERTISE"), Usage: "central: host:port sites are told to dial, when it is not --leaf-listen"},
 				&cli.StringFlag{Name: "leaf-password", EnvVars: env("LEAF_PASSWORD"), Usage: "central: the tenant's leaf password, the same on every central peer (12 characters or more)"},
-				&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: env("LISTEN"), Usage: "client address host:port (port 0 picks one)"},
-				&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Usage: "where JetStream keeps its files"},
-				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
-				&cli.StringFlag{Name: "trust", EnvVars: env("TRUST"), Usage: "central: the trust.json of 'meshmon init': operator mode, one account per tenant, users from 'meshmon tenant creds'"},
-				&cli.StringFlag{Name: "auth-user", EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
+				&cli.StringFlag{Name: "listen", Value: def.Listen, Destination: &def.Listen, EnvVars: env("LISTEN"), Usage: "client address host:port (port 0 picks one)"},
+				&cli.StringFlag{Name: "data-dir", Destination: &def.DataDir, EnvVars: env("DATA_DIR"), Usage: "where JetStream keeps its files"},
+				&cli.BoolFlag{Name: "sync-always", Value: def.SyncAlways, Destination: &def.SyncAlways, EnvVars: env("SYNC_ALWAYS"), Usage: "fsync every write (set false to fsync every 2 minutes: faster, may lose acknowledged writes on power loss)"},
+				&cli.StringFlag{Name: "trust", Destination: &def.Trust, EnvVars: env("TRUST"), Usage: "central: the trust.json of 'meshmon init': operator mode, one account per tenant, users from 'meshmon tenant creds'"},
+				&cli.StringFlag{Name: "auth-user", Destination: &def.Auth.User, EnvVars: env("AUTH_USER"), Usage: "require this user name from clients"},
 				&cli.StringFlag{Name: "auth-password", EnvVars: env("AUTH_PASSWORD"), Usage: "password for --auth-user, 12 characters or more (prefer --auth-password-file: argv is readable by every local user)"},
 				&cli.StringFlag{Name: "auth-password-file", EnvVars: env("AUTH_PASSWORD_FILE"), Usage: "file holding the password for --auth-user"},
-				&cli.StringFlag{Name: "auth-nkey", EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
+				&cli.StringFlag{Name: "auth-nkey", Destination: &def.Auth.NKey, EnvVars: env("AUTH_NKEY"), Usage: "require this user nkey (public key, U...) from clients"},
 				cliflags.AgeFlag("events-max-age", lim.EventsMaxAge, env("EVENTS_MAX_AGE"), "how long EVENTS keeps events"),
 				cliflags.SizeFlag("events-max-bytes", lim.EventsMaxBytes, env("EVENTS_MAX_BYTES"), "EVENTS size limit"),
 				cliflags.AgeFlag("metrics-max-age", lim.MetricsMaxAge, env("METRICS_MAX_AGE"), "how long METRICS keeps samples"),
 				cliflags.SizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
 				cliflags.AgeFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
 				cliflags.AgeFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
-				&cli.StringFlag{Name: "http", EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
+				&cli.StringFlag{Name: "http", Destination: &def.HTTPListen, EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
 				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user)"},
 				&cli.StringFlag{Name: "http-password-file", EnvVars: env("HTTP_PASSWORD_FILE"), Usage: "file holding the monitor's password (default: the --auth-user password)"},
-				&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "the peer's certificate (PEM), from 'meshmon tls issue'; served on every listener"},
-				&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "the certificate's private key (PEM)"},
-				&cli.StringFlag{Name: "tls-ca", EnvVars: env("TLS_CA"), Usage: "the mesh's CA (PEM): route members are verified against it both ways"},
-				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
-				&cli.BoolFlag{Name: "insecure", EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
+				&cli.StringFlag{Name: "tls-cert", Destination: &def.TLS.Cert, EnvVars: env("TLS_CERT"), Usage: "the peer's certificate (PEM), from 'meshmon tls issue'; served on every listener"},
+				&cli.StringFlag{Name: "tls-key", Destination: &def.TLS.Key, EnvVars: env("TLS_KEY"), Usage: "the certificate's private key (PEM)"},
+				&cli.StringFlag{Name: "tls-ca", Destination: &def.TLS.CA, EnvVars: env("TLS_CA"), Usage: "the mesh's CA (PEM): route members are verified against it both ways"},
+				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, Destination: &def.TLS.Watch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
+				&cli.BoolFlag{Name: "insecure", Destination: &def.Insecure, EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
 			}, append(consoleFlags(env), metricsFlags(env, true)...)...),
-			Action: peerRun,
+			Action: func(c *cli.Context) error { return peerRun(c, &def) },
 		}, {
 			Name:      "rm",
 			Usage:     "remove a central peer that is gone for good from its cluster (its replicas move to the other peers)",
@@ -99,24 +97,13 @@ func peerCommand() *cli.Command {
 
 // peerReady is 'peer ready': bus.WaitReady until --timeout ends.
 func peerReady(c *cli.Context) error {
-	if c.NArg() != 0 {
-		return fmt.Errorf("'%s' takes no arguments; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
-	cfg := connConfig(c, "meshmon-ready")
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	nc, err := bus.ConnectWait(ctx, cfg)
+	nc, js, err := bus.ConnectDomain(ctx, connConfig(c, "meshmon-ready"), "") // which validates it
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	if err := bus.WaitReady(ctx, js); err != nil {
 		return fmt.Errorf("%w (after --timeout %s)", err, c.Duration("timeout"))
 	}
@@ -131,9 +118,6 @@ func removeCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func peerRemove(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("'%s' takes one argument, the peer's name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name, force := c.Args().First(), c.Bool("force")
 	// In operator mode as the system account, else over the peer's
 	// request subject.
@@ -162,29 +146,22 @@ func peerRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, map[string]any{"removed": name, "members": left})
-	}
-	fmt.Printf("peer %s removed from the cluster; members left: %s\n", name, strings.Join(left, ", "))
-	if len(left) < 3 {
-		fmt.Printf("fewer than three members are left: start another central peer (--routes to these) so the streams have three replicas again\n")
-	}
-	return nil
+	rep := bus.PeerRemoved{Members: left, Removed: name}
+	return show(c, rep, rep.WriteText)
 }
 
-func peerRun(c *cli.Context) error {
+func peerRun(c *cli.Context, cfg *peer.Config) error {
 	if err := cliflags.ApplyConfig(c); err != nil {
 		return err
 	}
-	if err := required(c, "MESHMON_PEER_", "data-dir"); err != nil {
+	if err := cliflags.Required(c, "data-dir"); err != nil {
 		return err
 	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
 	}
-	cfg, err := peerConfig(c)
-	if err != nil {
+	if err := peerConfig(c, cfg); err != nil {
 		return err
 	}
 	if err := checkConsoleFlags(c, cfg.Role); err != nil {
@@ -193,7 +170,7 @@ func peerRun(c *cli.Context) error {
 	if err := checkMetrics(c, cfg.TLS.Cert != ""); err != nil {
 		return err
 	}
-	p, err := peer.New(cfg, log)
+	p, err := peer.New(*cfg, log)
 	if err != nil {
 		return err
 	}
@@ -203,14 +180,12 @@ func peerRun(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
-	reloadOnHUP(ctx, p, log)
+	p.ReloadOnSIGHUP()
 	con, err := startConsole(c, p, log)
 	if err != nil {
 		return err
 	}
-	if con != nil {
-		defer con.Close()
-	}
+	defer con.Close()
 	if c.String("metrics-listen") != "" { // p.Metrics starts the delay watch
 		ms, err := serveMetrics(c, p.ServerTLS(), log, p.Metrics())
 		if err != nil {
@@ -222,7 +197,7 @@ func peerRun(c *cli.Context) error {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": consoleURL(con)}); err != nil {
+		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": con.URL()}); err != nil {
 			return err
 		}
 	} else {
@@ -236,74 +211,41 @@ func peerRun(c *cli.Context) error {
 	return nil
 }
 
-// reloadOnHUP reloads the peer's certificate files on SIGHUP (rotation
-// without downtime) until ctx is done.
-func reloadOnHUP(ctx context.Context, p *peer.Peer, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := p.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: the certificate stays as it was", "err", err)
-				}
-			}
-		}
-	}()
-}
-
-// peerConfig is the peer.Config of 'peer run's flags.
-func peerConfig(c *cli.Context) (peer.Config, error) {
-	cfg := peer.DefaultConfig()
-	cfg.Role = c.String("role")
+// peerConfig checks and completes cfg, which 'peer run's flags set.
+func peerConfig(c *cli.Context, cfg *peer.Config) error {
 	if cfg.Role != peer.RoleSite && cfg.Role != peer.RoleCentral {
-		return cfg, fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
+		return fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
-	cfg.Site = c.String("site")
 	files, err := cliflags.Files(c, "join-file")
 	tokens := append(c.StringSlice("join"), files...)
 	if err != nil {
-		return cfg, err
+		return err
 	}
 	if err := cfg.ApplyJoin(tokens); err != nil {
-		return cfg, err
+		return err
 	}
 	switch {
 	case cfg.Role == peer.RoleCentral:
 		cfg.Site = ""
 	case cfg.Site == "":
-		return cfg, fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
+		return fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
 	}
-	cfg.Name = c.String("name")
 	if cfg.Name == "" {
 		cfg.Name = cfg.Domain()
 		if cfg.Role == peer.RoleCentral {
 			cfg.Name = "central"
 		}
 	}
-	cfg.Cluster = peer.Cluster{Name: c.String("cluster-name"), Listen: c.String("cluster-listen"), Routes: c.StringSlice("routes")}
-	cfg.LeafListen = c.String("leaf-listen")
-	cfg.LeafDialTimeout = c.Duration("leaf-dial-timeout")
-	cfg.LeafAdvertise = c.String("leaf-advertise")
+	cfg.Cluster.Routes = c.StringSlice("routes")
 	if cfg.Role == peer.RoleCentral {
 		cfg.LeafPassword = c.String("leaf-password")
 	}
-	cfg.Listen = c.String("listen")
-	cfg.DataDir = c.String("data-dir")
-	cfg.SyncAlways = c.Bool("sync-always")
-	if err := peerAuth(c, &cfg); err != nil {
-		return cfg, err
+	if err := peerAuth(c, cfg); err != nil {
+		return err
 	}
-	cfg.TLS = peer.TLS{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), Watch: c.Duration("tls-watch")}
 	if cfg.TLS.Watch == 0 {
 		cfg.TLS.Watch = -1 // never
 	}
-	cfg.Insecure = c.Bool("insecure")
-	cfg.Trust = c.String("trust")
 	cfg.Limits.EventsMaxAge = cliflags.AgeOf(c, "events-max-age")
 	cfg.Limits.EventsMaxBytes = cliflags.SizeOf(c, "events-max-bytes")
 	cfg.Limits.MetricsMaxAge = cliflags.AgeOf(c, "metrics-max-age")
@@ -313,7 +255,7 @@ func peerConfig(c *cli.Context) (peer.Config, error) {
 	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
 	cfg.Limits.EventsDuplicates = cliflags.AgeOf(c, "events-dedup-window")
 	cfg.Limits.MetricsDuplicates = cliflags.AgeOf(c, "metrics-dedup-window")
-	return cfg, nil
+	return nil
 }
 
 // peerAuth sets cfg's client authentication and the monitor's user and
@@ -323,8 +265,7 @@ func peerAuth(c *cli.Context, cfg *peer.Config) error {
 	if err != nil {
 		return err
 	}
-	cfg.Auth = peer.Auth{User: c.String("auth-user"), Password: pw, NKey: c.String("auth-nkey")}
-	cfg.HTTPListen = c.String("http")
+	cfg.Auth.Password = pw
 	cfg.HTTPUser, cfg.HTTPPassword = cfg.Auth.User, cfg.Auth.Password
 	if f := c.String("http-password-file"); f != "" {
 		if cfg.HTTPPassword, err = readSecret(f); err != nil {

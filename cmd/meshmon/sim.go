@@ -21,6 +21,7 @@ import (
 )
 
 func simCommand() *cli.Command {
+	// The flags set d's fields; simConfig checks and completes it.
 	d := sim.DefaultConfig()
 	u := d.Users[0]
 	return &cli.Command{
@@ -31,64 +32,50 @@ func simCommand() *cli.Command {
 			"  curl -X POST http://ADDR/agents/sim-00001/down   (also /up, /reboot, /if/2/down, /if/2/up,\n" +
 			"  /delay?d=500ms, /trap?target=host:port&version=2c; POST /fault injects a random one; GET /agents lists them)",
 		Flags: append([]cli.Flag{
-			&cli.IntFlag{Name: "agents", Value: d.Agents, Usage: "number of agents"},
+			&cli.IntFlag{Name: "agents", Value: d.Agents, Destination: &d.Agents, Usage: "number of agents"},
 			&cli.StringFlag{Name: "base-addr", Value: d.BaseAddr.String(), Usage: "IPv4 address of the first agent; the others follow"},
-			&cli.IntFlag{Name: "port", Value: d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent"},
-			&cli.StringFlag{Name: "name-prefix", Value: d.NamePrefix, Usage: "device names are <prefix>-00001, ..."},
+			&cli.IntFlag{Name: "port", Value: d.Port, Destination: &d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent"},
+			&cli.StringFlag{Name: "name-prefix", Value: d.NamePrefix, Destination: &d.NamePrefix, Usage: "device names are <prefix>-00001, ..."},
 			&cli.StringFlag{Name: "versions", Value: strings.Join(d.Versions, ","), Usage: "SNMP versions served, comma separated: 1, 2c, 3"},
-			&cli.StringFlag{Name: "community", Value: d.Community, Usage: "v1/v2c community (and of the traps)"},
+			&cli.StringFlag{Name: "community", Value: d.Community, Destination: &d.Community, Usage: "v1/v2c community (and of the traps)"},
 			&cli.StringFlag{Name: "v3-user", Value: u.Name, Usage: "SNMPv3 USM user"},
 			&cli.StringFlag{Name: "v3-auth-proto", Value: u.AuthProtocol, Usage: "v3 auth protocol: " + strings.Join(meshmon.AuthProtocols, ", ") + ", or empty for noAuthNoPriv"},
 			&cli.StringFlag{Name: "v3-auth-pass", Value: u.AuthPassword, Usage: "v3 auth pass phrase"},
 			&cli.StringFlag{Name: "v3-priv-proto", Value: u.PrivProtocol, Usage: "v3 privacy protocol: " + strings.Join(meshmon.PrivProtocols, ", ") + ", or empty for authNoPriv"},
 			&cli.StringFlag{Name: "v3-priv-pass", Value: u.PrivPassword, Usage: "v3 privacy pass phrase"},
-			&cli.IntFlag{Name: "interfaces", Value: d.Interfaces, Usage: "interfaces per agent"},
-			&cli.StringFlag{Name: "topology", Usage: "link the agents in their LLDP (and, every third agent, CDP) tables: ring or tree (none by default)"},
-			&cli.StringFlag{Name: "trap-target", Usage: "host:port that receives the traps of random faults"},
-			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Usage: "version of those traps: 1, 2c or 3 (as the --v3-user)"},
+			&cli.IntFlag{Name: "interfaces", Value: d.Interfaces, Destination: &d.Interfaces, Usage: "interfaces per agent"},
+			&cli.StringFlag{Name: "topology", Destination: &d.Topology, Usage: "link the agents in their LLDP (and, every third agent, CDP) tables: ring or tree (none by default)"},
+			&cli.StringFlag{Name: "trap-target", Destination: &d.TrapTarget, Usage: "host:port that receives the traps of random faults"},
+			&cli.StringFlag{Name: "trap-version", Value: d.TrapVersion, Destination: &d.TrapVersion, Usage: "version of those traps: 1, 2c or 3 (as the --v3-user)"},
 			&cli.DurationFlag{Name: "faults-every", Usage: "inject a random fault this often (0: never)"},
-			&cli.DurationFlag{Name: "down-for", Value: d.DownFor, Usage: "how long a random 'device down' fault lasts"},
+			&cli.DurationFlag{Name: "down-for", Value: d.DownFor, Destination: &d.DownFor, Usage: "how long a random 'device down' fault lasts"},
 			&cli.StringFlag{Name: "control", Usage: "serve the fault-injection HTTP API on this loopback address, e.g. 127.0.0.1:0"},
 			&cli.BoolFlag{Name: "add-devices", Usage: "add every agent to the inventory of the site peer at --server (waits for the peer; replaces devices of the same names)"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add-devices adds"},
 			jsonFlag(),
 		}, metricsFlags(func(n string) []string { return []string{"MESHMON_SIM_" + n} }, false)...),
-		Action: simRun,
+		Action: func(c *cli.Context) error { return simRun(c, &d) },
 	}
 }
 
-// simConfig turns the flags into a sim.Config.
-func simConfig(c *cli.Context) (sim.Config, error) {
-	cfg := sim.DefaultConfig()
+// simConfig checks and completes cfg, which the flags set.
+func simConfig(c *cli.Context, cfg *sim.Config) error {
 	base, err := netip.ParseAddr(c.String("base-addr"))
 	if err != nil {
-		return cfg, fmt.Errorf("--base-addr %q: not an IP address", c.String("base-addr"))
+		return fmt.Errorf("--base-addr %q: not an IP address", c.String("base-addr"))
 	}
-	cfg.Agents = c.Int("agents")
 	cfg.BaseAddr = base
-	cfg.Port = c.Int("port")
-	cfg.NamePrefix = c.String("name-prefix")
 	cfg.Versions = sim.SplitVersions(c.String("versions"))
-	cfg.Community = c.String("community")
 	cfg.Users = []sim.V3User{sim.NewV3User(c.String("v3-user"), c.String("v3-auth-proto"), c.String("v3-auth-pass"),
 		c.String("v3-priv-proto"), c.String("v3-priv-pass"))}
-	cfg.Interfaces = c.Int("interfaces")
-	cfg.Topology = c.String("topology")
-	cfg.TrapTarget = c.String("trap-target")
-	cfg.TrapVersion = c.String("trap-version")
-	cfg.DownFor = c.Duration("down-for")
 	if c.Duration("faults-every") < 0 {
-		return cfg, fmt.Errorf("--faults-every %s must not be negative", c.Duration("faults-every"))
+		return fmt.Errorf("--faults-every %s must not be negative", c.Duration("faults-every"))
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return cfg.Validate()
 }
 
-func simRun(c *cli.Context) error {
-	cfg, err := simConfig(c)
-	if err != nil {
+func simRun(c *cli.Context, cfg *sim.Config) error {
+	if err := simConfig(c, cfg); err != nil {
 		return err
 	}
 	if err := checkMetrics(c, false); err != nil {
@@ -110,7 +97,7 @@ func simRun(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	s, err := sim.New(cfg)
+	s, err := sim.New(*cfg)
 	if err != nil {
 		return err
 	}
@@ -127,7 +114,7 @@ func simRun(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("add-devices") {
-		if err := addSimDevices(ctx, c, s, cfg, log); err != nil {
+		if err := addSimDevices(ctx, c, s, cfg.Community, log); err != nil {
 			return err
 		}
 	}
@@ -139,7 +126,7 @@ func simRun(c *cli.Context) error {
 // addSimDevices puts every agent into the inventory of the site peer the
 // global flags name, waiting for the peer to answer and its streams to
 // exist (a lab or compose file starts everything at once).
-func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Config, log *slog.Logger) error {
+func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, community string, log *slog.Logger) error {
 	ccfg := connConfig(c, "meshmon-sim")
 	nc, err := bus.Connect(ccfg)
 	if err != nil {
@@ -150,7 +137,7 @@ func addSimDevices(ctx context.Context, c *cli.Context, s *sim.Sim, cfg sim.Conf
 	if err != nil {
 		return err
 	}
-	if err := bus.ImportWait(ctx, js, s.Devices(c.Duration("interval"), time.Second, cfg.Community), log); err != nil || ctx.Err() != nil {
+	if err := bus.ImportWait(ctx, js, s.Devices(c.Duration("interval"), time.Second, community), log); err != nil || ctx.Err() != nil {
 		return err
 	}
 	log.Info("sim: devices added to the inventory", "devices", len(s.Agents()), "server", ccfg.URL)

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
@@ -48,19 +45,10 @@ func tokenFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: "token-file", Usage: "write the join token to this file (mode 0600; default SITE.token, or TENANT-SITE.token, in the working directory; with --json only if given); the command printed reads the file, the token never shows on the screen or in argv (--json still includes it)"}
 }
 
-// siteArg returns the single NAME argument, validated.
+// siteArg returns the NAME argument, validated.
 func siteArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the site name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
 	name := c.Args().First()
-	if err := meshmon.ValidateName("site", name); err != nil {
-		return "", err
-	}
-	if name == bus.HubDomain {
-		return "", fmt.Errorf("site %q is reserved for central's JetStream domain", name)
-	}
-	return name, nil
+	return name, bus.ValidateSite(name)
 }
 
 // tenantFlag is --tenant: the command works in that tenant's account on a
@@ -72,40 +60,19 @@ func tenantFlag() cli.Flag {
 // withCentral connects (as the tenant's admin with --tenant) and runs fn
 // within one request timeout.
 func withCentral(c *cli.Context, fn func(ctx context.Context, cl *client) error) error {
-	var cl *client
-	if t := c.String("tenant"); t != "" {
-		st, err := tenancy.Open(c.String("keys"))
-		if err != nil {
-			return err
-		}
-		nc, js, err := provision.AdminJS(st, dialers(c).Admin, t)
-		if err != nil {
-			return err
-		}
-		cl = &client{nc: nc, js: js}
-	} else {
-		var err error
-		if cl, err = connect(c); err != nil {
-			return err
-		}
+	t := c.String("tenant")
+	if t == "" {
+		return withPeer(c, fn)
 	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	return fn(ctx, cl)
-}
-
-// joinFile is where site add writes the join token when not told
-// (--token-file): a file in the working directory, named for the site (and
-// the tenant, as a site may serve several).
-func joinFile(c *cli.Context, site string) string {
-	if f := c.String("token-file"); f != "" {
-		return f
+	st, err := tenancy.Open(c.String("keys"))
+	if err != nil {
+		return err
 	}
-	if t := c.String("tenant"); t != "" {
-		return t + "-" + site + ".token"
+	nc, js, err := provision.AdminJS(st, dialers(c).Admin, t)
+	if err != nil {
+		return err
 	}
-	return site + ".token"
+	return (&client{nc: nc, js: js}).run(c, fn)
 }
 
 // printJoin writes the join token to a file (mode 0600) and prints the
@@ -114,7 +81,10 @@ func joinFile(c *cli.Context, site string) string {
 // the token is in the output for scripts, and a file is written only when
 // --token-file names one.
 func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
-	file := joinFile(c, site)
+	file := c.String("token-file")
+	if file == "" {
+		file = bus.JoinFile(c.String("tenant"), site)
+	}
 	res := bus.NewJoinResult(verb, site, info, file)
 	if c.String("token-file") != "" || !c.Bool("json") {
 		if err := tenancy.WriteFile(file, []byte(res.Token+"\n")); err != nil {
@@ -122,11 +92,7 @@ func printJoin(c *cli.Context, verb, site string, info bus.JoinInfo) error {
 		}
 		res.TokenFile = file
 	}
-	if c.Bool("json") {
-		return printJSON(os.Stdout, res)
-	}
-	res.WriteText(os.Stdout)
-	return nil
+	return show(c, res, res.WriteText)
 }
 
 func siteAdd(c *cli.Context) error {
@@ -137,10 +103,8 @@ func siteAdd(c *cli.Context) error {
 	if c.String("tenant") != "" {
 		return siteAddTenant(c, name)
 	}
-	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		info, err = bus.AddSiteJoin(ctx, cl.js, name, c.Int("wait-central"), time.Now())
-		return err
+	info, err := ask(c, withCentral, func(ctx context.Context, cl *client) (bus.JoinInfo, error) {
+		return bus.AddSiteJoin(ctx, cl.js, name, c.Int("wait-central"), time.Now())
 	})
 	var few *bus.TooFewCentralError
 	if errors.As(err, &few) {
@@ -163,11 +127,7 @@ func siteJoin(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var info bus.JoinInfo
-	err = withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		info, err = bus.SiteJoin(ctx, cl.js, name)
-		return err
-	})
+	info, err := ask(c, withCentral, func(ctx context.Context, cl *client) (bus.JoinInfo, error) { return bus.SiteJoin(ctx, cl.js, name) })
 	if errors.Is(err, bus.ErrSiteNotFound) {
 		return fmt.Errorf("site %s not found; 'meshmon site add %s' adds it", name, name)
 	}
@@ -193,45 +153,28 @@ func siteRm(c *cli.Context) error {
 }
 
 func siteList(c *cli.Context) error {
-	var links []bus.SiteLink
-	err := withCentral(c, func(ctx context.Context, cl *client) (err error) {
-		if links, _, err = bus.CentralStatus(ctx, cl.js); err == nil && credsRole(c) != tenancy.RoleNOC {
+	links, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]bus.SiteLink, error) {
+		links, _, err := bus.CentralStatus(ctx, cl.js)
+		if err == nil && credsRole(c) != tenancy.RoleNOC {
 			bus.AskSites(ctx, cl.js, links)
 		}
-		return err
+		return links, err
 	})
 	if err != nil {
 		return err
 	}
-	return show(c, links, func(w io.Writer) error { return bus.WriteSiteLinks(w, links) })
+	return showList(c, links, bus.WriteSiteLinks)
 }
 
-// siteAddTenant adds a site to a tenant on a central in operator mode: it
-// issues the site's leaf user in the tenant's account and has central
-// source the site.
+// siteAddTenant adds a site to a tenant on a central in operator mode
+// (provision.AddSite): central sources it and its leaf user is issued.
 func siteAddTenant(c *cli.Context, name string) error {
-	tenant := c.String("tenant")
-	central := c.StringSlice("central")
+	tenant, central := c.String("tenant"), c.StringSlice("central")
 	if len(central) == 0 {
 		return errors.New("--central is required with --tenant: central's leaf URLs, nats-leaf://host:port, that the site dials")
 	}
-	for _, u := range central {
-		if !strings.Contains(u, "://") {
-			return fmt.Errorf("--central %q: give a URL, nats-leaf://host:port", u)
-		}
-	}
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
-		return err
-	}
-	if _, err := st.Tenant(tenant); err != nil {
-		return err
-	}
-	err = withCentral(c, func(ctx context.Context, cl *client) error { return bus.AddSite(ctx, cl.js, name, time.Now()) })
-	if errors.Is(err, bus.ErrSiteExists) && !c.Bool("exist-ok") {
-		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its users ('meshmon tenant creds %s --revoke leaf-%s', and site-%s) and add it with --exist-ok", name, tenant, tenant, name, name)
-	}
-	if err != nil && !errors.Is(err, bus.ErrSiteExists) {
 		return err
 	}
 	// The token pins the CA this command verified central against.
@@ -241,9 +184,12 @@ func siteAddTenant(c *cli.Context, name string) error {
 			return fmt.Errorf("--tlsca: %w", err)
 		}
 	}
-	ctx, cancel := pushCtx(c)
+	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("timeout")) // the site's record, then a push
 	defer cancel()
-	info, err := provision.SiteJoinInfo(ctx, st, dialers(c), tenant, name, central, ca)
+	info, err := provision.AddSite(ctx, st, dialers(c), tenant, name, central, ca, c.Bool("exist-ok"))
+	if errors.Is(err, bus.ErrSiteExists) {
+		return fmt.Errorf("site %s of tenant %s already exists; to give it a new token, revoke its users ('meshmon tenant creds %s --revoke leaf-%s', and site-%s) and add it with --exist-ok", name, tenant, tenant, name, name)
+	}
 	if err != nil {
 		return err
 	}

@@ -19,22 +19,15 @@ func statusCommand() *cli.Command {
 }
 
 func status(c *cli.Context) error {
-	cl, err := connect(c)
+	rep, err := ask(c, withPeer, func(ctx context.Context, cl *client) (bus.StatusReport, error) {
+		// Each read is tried again while a leader moves or a peer restarts
+		// (a JetStream request then goes unanswered, or has no responders),
+		// until --timeout.
+		return bus.Retried(ctx, func(ctx context.Context) (bus.StatusReport, error) {
+			return bus.ReadStatus(ctx, cl.nc, cl.js, credsRole(c) == tenancy.RoleNOC)
+		})
+	})
 	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := opCtx(c)
-	defer cancel()
-
-	// Each read is tried again while a leader moves or a peer restarts
-	// (a JetStream request then goes unanswered, or has no responders),
-	// until --timeout.
-	var rep bus.StatusReport
-	if err := bus.Retry(ctx, func(ctx context.Context) (err error) {
-		rep, err = bus.ReadStatus(ctx, cl.nc, cl.js, credsRole(c) == tenancy.RoleNOC)
-		return err
-	}); err != nil {
 		return err
 	}
 	return show(c, rep, rep.WriteText)

@@ -21,7 +21,7 @@ import (
 func taskCommand() *cli.Command {
 	common := func(timeout time.Duration, more ...cli.Flag) []cli.Flag {
 		return append([]cli.Flag{
-			&cli.StringFlag{Name: "site", Usage: "the site that runs the task (required)"},
+			&cli.StringFlag{Name: "site", Required: true, Usage: "the site that runs the task (required)"},
 			&cli.StringFlag{Name: "tenant", Usage: "with an ops credential: the tenant whose site runs the task"},
 			&cli.DurationFlag{Name: "task-timeout", Value: timeout, Usage: "how long the task may run; the site stops it then"},
 			&cli.DurationFlag{Name: "reach", Value: bus.DefaultReach, Usage: "how long the site has to answer at all before it counts as offline"},
@@ -34,22 +34,22 @@ func taskCommand() *cli.Command {
 		Usage: "act on a site now, from central, over the link the site dialled (see docs/tasks.md)",
 		Subcommands: []*cli.Command{
 			{Name: meshmon.TaskPollNow, Usage: "poll a device now and print the fresh readings", ArgsUsage: "DEVICE",
-				Flags: common(30 * time.Second), Action: taskAction(1, 1)},
+				Flags: common(30 * time.Second), Action: taskAction},
 			{Name: meshmon.TaskWalk, Usage: "SNMP walk of a device's subtree, printed as it comes", ArgsUsage: "DEVICE OID",
-				Flags: common(2 * time.Minute), Action: taskAction(2, 2)},
+				Flags: common(2 * time.Minute), Action: taskAction},
 			{Name: meshmon.TaskPing, Usage: "ICMP echo to an address, from the site", ArgsUsage: "ADDRESS",
-				Flags: common(15 * time.Second), Action: taskAction(1, 1)},
+				Flags: common(15 * time.Second), Action: taskAction},
 			{Name: meshmon.TaskSNMPGet, Usage: "SNMP GET at an address, from the site, with the first credential that answers", ArgsUsage: "ADDRESS OID...",
-				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction(2, -1)},
+				Flags: common(15*time.Second, port, credentialsFlag()), Action: taskAction},
 			{Name: meshmon.TaskDiscover, Usage: "ICMP sweep of a prefix, then SNMP with the site's credentials; prints the candidates",
 				Flags: common(10*time.Minute, port, credentialsFlag(),
-					&cli.StringFlag{Name: "cidr", Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
+					&cli.StringFlag{Name: "cidr", Required: true, Usage: "the IPv4 prefix to sweep (required), at most a /22 without --allow-large"},
 					&cli.BoolFlag{Name: "allow-large", Usage: "allow a prefix larger than a /22 (up to a /16)"},
 					&cli.BoolFlag{Name: "snmp-without-ping", Usage: "try SNMP at every address, not only at those that answer ICMP (finds agents behind a filter that drops pings)"},
 					&cli.IntFlag{Name: "rate", Value: meshmon.DiscoverDefaultRate, Usage: "probes a second at most"},
 					&cli.BoolFlag{Name: "add", Usage: "add the candidates that answered SNMP to the site's inventory"},
 					&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "poll interval of the devices --add adds"},
-				), Action: taskAction(0, 0)},
+				), Action: taskAction},
 		},
 	}
 }
@@ -58,52 +58,47 @@ func credentialsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "credentials", Usage: "JSON file of SNMP settings to try first (a list of {version, community, user, auth_protocol, ...}); the site's own follow"}
 }
 
-// taskAction runs the subcommand's task with between min and max
-// positional arguments (max -1: no limit).
-func taskAction(minArgs, maxArgs int) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		req, err := taskRequest(c, minArgs, maxArgs)
-		if err != nil {
-			return err
-		}
-		cl, err := connect(c)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		out := newTaskOutput(c, req)
-		opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.reply, OpsTenant: c.String("tenant")}
-		if req.Verb == meshmon.TaskDiscover {
-			opt.Idle = max(opt.Reach, 2*time.Second)
-		}
-		err = bus.RunTask(ctx, cl.nc, req, opt)
-		if errors.Is(err, context.Canceled) && c.Context.Err() == nil {
-			return fmt.Errorf("task %s interrupted; asked site %s to stop it", req.ID, req.Site)
-		}
-		if err != nil {
-			return err
-		}
-		if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
-			if err := out.add(c, req); err != nil {
-				return err
-			}
-		}
-		return out.finish()
+// taskAction runs the subcommand's task.
+func taskAction(c *cli.Context) error {
+	req, err := taskRequest(c)
+	if err != nil {
+		return err
 	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := meshmon.NewTaskPrinter(req, c.Bool("json"), os.Stdout, os.Stderr)
+	opt := bus.TaskOptions{Reach: c.Duration("reach"), OnReply: out.Reply, OpsTenant: c.String("tenant")}
+	if req.Verb == meshmon.TaskDiscover {
+		opt.Idle = max(opt.Reach, 2*time.Second)
+	}
+	err = bus.RunTask(ctx, cl.nc, req, opt)
+	if errors.Is(err, context.Canceled) && c.Context.Err() == nil {
+		return fmt.Errorf("task %s interrupted; asked site %s to stop it", req.ID, req.Site)
+	}
+	if err != nil {
+		return err
+	}
+	if req.Verb == meshmon.TaskDiscover && c.Bool("add") {
+		// The SNMP candidates go to the site's inventory, from here.
+		err := withInventorySite(c, req.Site, func(ctx context.Context, inv *bus.Inventory) error {
+			out.Result.Added = bus.AddCandidates(ctx, inv, out.Result.Candidates, req.Credentials, req.Port, c.Duration("interval"))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return out.Finish()
 }
 
 // taskRequest builds the request from the flags and arguments.
-func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, error) {
+func taskRequest(c *cli.Context) (meshmon.TaskRequest, error) {
 	verb := c.Command.Name
-	n := c.NArg()
-	if n < minArgs || maxArgs >= 0 && n > maxArgs {
-		return meshmon.TaskRequest{}, fmt.Errorf("'%s' takes %s; got %d arguments (see '%s --help')", c.Command.HelpName, c.Command.ArgsUsage, n, c.Command.HelpName)
-	}
-	if c.String("site") == "" {
-		return meshmon.TaskRequest{}, fmt.Errorf("--site is required: the site that runs the task (see '%s --help')", c.Command.HelpName)
-	}
 	id := requester(c)
 	switch {
 	case id.Role == tenancy.RoleOps && c.String("tenant") == "":
@@ -126,9 +121,6 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 	case meshmon.TaskSNMPGet:
 		req.Address, req.OIDs = args[0], args[1:]
 	case meshmon.TaskDiscover:
-		if c.String("cidr") == "" {
-			return req, fmt.Errorf("--cidr is required: the IPv4 prefix to sweep (see '%s --help')", c.Command.HelpName)
-		}
 		req.CIDR, req.AllowLarge, req.Rate = c.String("cidr"), c.Bool("allow-large"), c.Int("rate")
 		req.SNMPWithoutPing = c.Bool("snmp-without-ping")
 	}
@@ -154,10 +146,8 @@ func taskRequest(c *cli.Context, minArgs, maxArgs int) (meshmon.TaskRequest, err
 // subject, the only one its permissions allow (docs/tasks.md).
 func requester(c *cli.Context) tenancy.Identity {
 	if f := c.String("creds"); f != "" {
-		if b, err := os.ReadFile(f); err == nil {
-			if id, err := tenancy.CredsIdentity(b); err == nil {
-				return id
-			}
+		if id, err := tenancy.CredsFileIdentity(f); err == nil {
+			return id
 		}
 	}
 	if u := c.String("user"); u != "" {

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/cliflags"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -40,9 +40,6 @@ func initCommand() *cli.Command {
 }
 
 func runInit(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("'meshmon init' takes no arguments; got %q", c.Args().Slice())
-	}
 	dir := c.String("keys")
 	in, err := provision.Init(dir, c.String("operator"))
 	if errors.Is(err, tenancy.ErrExists) {
@@ -59,8 +56,8 @@ func runInit(c *cli.Context) error {
 func limitFlags() []cli.Flag {
 	d := tenancy.DefaultLimits()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "disk", Value: meshmon.FormatSize(d.DiskBytes), Usage: "JetStream disk the tenant may use (e.g. 20GiB)"},
-		&cli.StringFlag{Name: "memory", Value: meshmon.FormatSize(d.MemoryBytes), Usage: "JetStream memory the tenant may use"},
+		cliflags.SizeFlag("disk", d.DiskBytes, nil, "JetStream disk the tenant may use"),
+		cliflags.SizeFlag("memory", d.MemoryBytes, nil, "JetStream memory the tenant may use"),
 		&cli.Int64Flag{Name: "streams", Value: d.Streams, Usage: "JetStream streams and buckets"},
 		&cli.Int64Flag{Name: "consumers", Value: d.Consumers, Usage: "JetStream consumers"},
 		&cli.Int64Flag{Name: "connections", Value: d.Conns, Usage: "client connections"},
@@ -71,25 +68,17 @@ func limitFlags() []cli.Flag {
 // limitsFrom applies the limit flags to lim: all of them (create) or only
 // those set (limits).
 func limitsFrom(c *cli.Context, lim tenancy.Limits, onlySet bool) (tenancy.Limits, error) {
+	size := func(name string) int64 { return cliflags.SizeOf(c, name) }
 	for _, f := range []struct {
 		name string
+		get  func(string) int64
 		v    *int64
-	}{{"disk", &lim.DiskBytes}, {"memory", &lim.MemoryBytes}} {
-		if onlySet && !c.IsSet(f.name) {
-			continue
-		}
-		n, err := meshmon.ParseSize(c.String(f.name))
-		if err != nil {
-			return lim, fmt.Errorf("--%s: %w", f.name, err)
-		}
-		*f.v = n
-	}
-	for _, f := range []struct {
-		name string
-		v    *int64
-	}{{"streams", &lim.Streams}, {"consumers", &lim.Consumers}, {"connections", &lim.Conns}, {"leafs", &lim.LeafConns}} {
+	}{
+		{"disk", size, &lim.DiskBytes}, {"memory", size, &lim.MemoryBytes}, {"streams", c.Int64, &lim.Streams},
+		{"consumers", c.Int64, &lim.Consumers}, {"connections", c.Int64, &lim.Conns}, {"leafs", c.Int64, &lim.LeafConns},
+	} {
 		if !onlySet || c.IsSet(f.name) {
-			*f.v = c.Int64(f.name)
+			*f.v = f.get(f.name)
 		}
 	}
 	return lim, lim.Validate()
@@ -122,7 +111,7 @@ func tenantCommand() *cli.Command {
 			{
 				Name:      "creds",
 				Usage:     "issue a user's credentials (--role poller|noc|admin|leaf), or revoke them (--revoke USER)",
-				ArgsUsage: "TENANT",
+				ArgsUsage: "[TENANT]",
 				Flags: append(append([]cli.Flag{}, store...),
 					&cli.StringFlag{Name: "role", Usage: "poller (publishes one site's events), noc (reads and replays), admin (manages devices and streams), leaf (a site's link)"},
 					&cli.StringFlag{Name: "user", Usage: "the user's name (default: the role, or the role and site)"},
@@ -137,19 +126,10 @@ func tenantCommand() *cli.Command {
 	}
 }
 
-// tenantArg returns the single NAME argument, validated.
-func tenantArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("'%s' takes one argument, the tenant name; got %d (see '%s --help')", c.Command.HelpName, c.NArg(), c.Command.HelpName)
-	}
-	name := c.Args().First()
-	return name, meshmon.ValidateName("tenant", name)
-}
-
 // openTenant opens the key store and reads the tenant the single NAME
 // argument names.
 func openTenant(c *cli.Context) (string, *tenancy.Store, tenancy.Tenant, error) {
-	name, err := tenantArg(c)
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return "", nil, tenancy.Tenant{}, err
 	}
@@ -187,7 +167,7 @@ func pushCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 }
 
 func tenantCreate(c *cli.Context) error {
-	name, err := tenantArg(c)
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return err
 	}
@@ -204,7 +184,7 @@ func tenantCreate(c *cli.Context) error {
 		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
 	defer sys.Close()
-	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("timeout"))
+	ctx, cancel := pushCtx(c)
 	defer cancel()
 	t, replicas, err := provision.Create(ctx, st, sys, dialers(c).Admin, name, lim, c.Int("replicas"))
 	if err != nil {
@@ -215,9 +195,6 @@ func tenantCreate(c *cli.Context) error {
 }
 
 func tenantList(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("'meshmon tenant list' takes no arguments")
-	}
 	st, err := tenancy.Open(c.String("keys"))
 	if err != nil {
 		return err
@@ -226,7 +203,7 @@ func tenantList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return show(c, ts, func(w io.Writer) error { return provision.WriteTenants(w, ts) })
+	return showList(c, ts, provision.WriteTenants)
 }
 
 func tenantShow(c *cli.Context) error {
@@ -281,7 +258,10 @@ func tenantCreds(c *cli.Context) error {
 	if c.Bool("ops") {
 		return opsCreds(c)
 	}
-	name, err := tenantArg(c)
+	if c.NArg() == 0 {
+		return fmt.Errorf("'%s' takes one argument without --ops, the tenant name; got 0 (see '%s --help')", c.Command.HelpName, c.Command.HelpName)
+	}
+	name, err := nameArg(c, "tenant")
 	if err != nil {
 		return err
 	}
@@ -347,10 +327,7 @@ func opsCreds(c *cli.Context) error {
 	if user == "" {
 		user = "ops"
 	}
-	if err := meshmon.ValidateName("user", user); err != nil {
-		return err
-	}
-	creds, err := st.OpsCreds(user, 0)
+	creds, err := st.OpsCreds(user, 0) // which checks the name
 	if err != nil {
 		return err
 	}

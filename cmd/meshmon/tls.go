@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -83,12 +82,5 @@ func tlsIssue(c *cli.Context) error {
 	if c.Bool("json") && len(done) == 1 {
 		return printJSON(os.Stdout, done[0])
 	}
-	return show(c, done, func(w io.Writer) error {
-		for _, d := range done {
-			if err := d.WriteText(w); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return showList(c, done, pki.WriteIssued)
 }

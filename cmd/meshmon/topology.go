@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,7 +14,7 @@ func topologyCommand() *cli.Command {
 		Name:  "topology",
 		Usage: "print a site's links, from its devices' latest LLDP and CDP neighbours (the lldp samples in METRICS)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "site", Usage: "the site whose links to print (required)"},
+			&cli.StringFlag{Name: "site", Required: true, Usage: "the site whose links to print (required)"},
 			jsonFlag(), tenantFlag(), keysFlag(),
 		},
 		Action: topology,
@@ -24,29 +22,15 @@ func topologyCommand() *cli.Command {
 }
 
 func topology(c *cli.Context) error {
-	// Checked here rather than with Required: urfave/cli prints the help
-	// on stdout for a missing required flag.
-	if c.String("site") == "" {
-		return fmt.Errorf("--site is required (see '%s --help')", c.Command.HelpName)
-	}
-	var devs []meshmon.DeviceNeighbors
-	err := withCentral(c, func(ctx context.Context, cl *client) error {
+	devs, err := ask(c, withCentral, func(ctx context.Context, cl *client) ([]meshmon.DeviceNeighbors, error) {
 		// Tried again while a leader moves or a peer restarts, until
 		// --timeout, as status does.
-		return bus.Retry(ctx, func(ctx context.Context) (err error) {
-			devs, err = bus.ReadNeighbors(ctx, cl.js, c.String("site"))
-			return err
+		return bus.Retried(ctx, func(ctx context.Context) ([]meshmon.DeviceNeighbors, error) {
+			return bus.ReadNeighbors(ctx, cl.js, c.String("site"))
 		})
 	})
 	if err != nil {
 		return err
 	}
-	links := meshmon.Links(devs, nil)
-	if c.Bool("json") {
-		if links == nil {
-			links = []meshmon.Link{}
-		}
-		return printJSON(os.Stdout, links)
-	}
-	return meshmon.WriteLinks(os.Stdout, links)
+	return showList(c, meshmon.Links(devs, nil), meshmon.WriteLinks)
 }

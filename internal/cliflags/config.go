@@ -1,6 +1,7 @@
 // Package cliflags extends urfave/cli v2 for meshmon's command: flags
 // loaded from a YAML file (--config), positional arguments allowed among
-// flags, one-line usage errors, and size and age flags with units.
+// flags and counted from each command's ArgsUsage, one-line usage errors,
+// and size and age flags with units.
 package cliflags
 
 import (

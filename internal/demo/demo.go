@@ -40,6 +40,18 @@ type Config struct {
 	Log      *slog.Logger
 }
 
+// Validate checks the demo's size: 1 to 10,000 devices, polled every
+// second at most.
+func (c Config) Validate() error {
+	if c.Devices < 1 || c.Devices > 10000 {
+		return fmt.Errorf("demo devices %d is out of range; use 1 to 10000", c.Devices)
+	}
+	if c.Interval < time.Second {
+		return fmt.Errorf("demo interval %s is too short; use at least 1s", c.Interval)
+	}
+	return nil
+}
+
 // PollerName is the name of the demo's poller.
 const PollerName = "demo-poller"
 

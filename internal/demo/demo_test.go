@@ -11,6 +11,20 @@ import (
 	"github.com/meshmon/meshmon/internal/eventually"
 )
 
+// TestConfigValidate: a demo of 1 to 10,000 devices, polled every second
+// at most.
+func TestConfigValidate(t *testing.T) {
+	for _, tt := range []struct {
+		devices  int
+		interval time.Duration
+		ok       bool
+	}{{1, time.Second, true}, {10000, time.Minute, true}, {0, time.Second, false}, {10001, time.Second, false}, {20, 500 * time.Millisecond, false}} {
+		if err := (Config{Devices: tt.devices, Interval: tt.interval}).Validate(); (err == nil) != tt.ok {
+			t.Errorf("%d devices every %s: %v", tt.devices, tt.interval, err)
+		}
+	}
+}
+
 // TestDemo: the demo's peer, poller and devices run: the devices are in
 // the inventory, the poller publishes their samples to the peer, faults
 // are injected, and Close stops it all.

@@ -25,6 +25,9 @@ type RunConfig struct {
 // Run starts the demo and prints its events to Out until ctx is done; a
 // demo that ctx stopped while it started is no error.
 func Run(ctx context.Context, cfg RunConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "meshmon-demo-")
 		if err != nil {

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -179,4 +180,31 @@ func SiteJoinInfo(ctx context.Context, st *tenancy.Store, d Dialers, tenant, sit
 	return bus.JoinInfo{Tenant: tenant, Central: central, Creds: string(b.LeafCreds),
 		Operator: b.Trust.Operator, SystemAccount: b.Trust.SystemAccount, Preload: b.Trust.Preload,
 		Account: b.Account, AccountJWT: b.AccountJWT, UpkeepCreds: string(b.UpkeepCreds), CA: string(ca)}, nil
+}
+
+// AddSite adds site to tenant at central: central sources it (as the
+// tenant's admin), and the site's leaf user is issued into the join info
+// of its token (SiteJoinInfo), which dials central's leaf URLs and
+// verifies central against ca (PEM; none when empty). A site central
+// sources already fails with an error wrapping bus.ErrSiteExists unless
+// existOK, which issues its token again.
+func AddSite(ctx context.Context, st *tenancy.Store, d Dialers, tenant, site string, central []string, ca []byte, existOK bool) (bus.JoinInfo, error) {
+	for _, u := range central {
+		if !strings.Contains(u, "://") {
+			return bus.JoinInfo{}, fmt.Errorf("central's leaf URL %q: give a URL, nats-leaf://host:port", u)
+		}
+	}
+	if _, err := st.Tenant(tenant); err != nil {
+		return bus.JoinInfo{}, err
+	}
+	nc, js, err := AdminJS(st, d.Admin, tenant)
+	if err != nil {
+		return bus.JoinInfo{}, err
+	}
+	err = bus.AddSite(ctx, js, site, time.Now())
+	nc.Close()
+	if err != nil && !(existOK && errors.Is(err, bus.ErrSiteExists)) {
+		return bus.JoinInfo{}, err
+	}
+	return SiteJoinInfo(ctx, st, d, tenant, site, central, ca)
 }

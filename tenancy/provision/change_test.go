@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,7 +35,8 @@ func accountJWT(t *testing.T, ctx context.Context, st *tenancy.Store, d provisio
 	return string(e.Value())
 }
 
-// TestChanges: a site's join, a poller's credentials (with the site's
+// TestChanges: a site added (once, or again with existOK once its users are
+// revoked), a site's join, a poller's credentials (with the site's
 // poller key pushed first), a revocation and new limits reach central, as
 // the tenant's bucket and central's answers to the credentials show.
 func TestChanges(t *testing.T) {
@@ -45,6 +47,26 @@ func TestChanges(t *testing.T) {
 	d := provision.Dialers{System: dialer(t, url), Admin: dialer(t, url)}
 	if _, _, err := provision.Create(ctx, st, sys, d.Admin, "acme", tenancy.DefaultLimits(), 1); err != nil {
 		t.Fatal(err)
+	}
+
+	central := []string{"nats-leaf://central.example:7422"}
+	info, err := provision.AddSite(ctx, st, d, "acme", "nice", central, nil, false)
+	if err != nil || info.Tenant != "acme" || info.Creds == "" || !slices.Equal(info.Central, central) {
+		t.Fatalf("add a site: %+v, %v; want the join info of acme's site", info, err)
+	}
+	if _, err := provision.AddSite(ctx, st, d, "acme", "nice", central, nil, false); !errors.Is(err, bus.ErrSiteExists) {
+		t.Fatalf("add the site again: %v, want %v", err, bus.ErrSiteExists)
+	}
+	for _, u := range []string{"leaf-nice", "site-nice"} {
+		if err := provision.Revoke(ctx, st, d, "acme", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := provision.AddSite(ctx, st, d, "acme", "nice", central, nil, true); err != nil || info.Creds == "" {
+		t.Fatalf("add the site again, existOK, its users revoked: %+v, %v; want a new token", info, err)
+	}
+	if _, err := provision.AddSite(ctx, st, d, "acme", "cannes", []string{"central.example:7422"}, nil, false); err == nil {
+		t.Fatal("a central leaf URL without a scheme is taken")
 	}
 
 	b, err := provision.SiteJoin(ctx, st, d, "acme", "paris")
