@@ -102,6 +102,17 @@ func testLog(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("member", name)
 }
 
+// putDevices puts n devices, d00 onwards, into inv.
+func putDevices(t *testing.T, inv *Inventory, n int) {
+	t.Helper()
+	for i := range n {
+		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		if _, err := inv.Put(testCtx(t), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (m *member) crash() {
 	m.nc.Close()
 	m.cancel()
@@ -165,12 +176,7 @@ func TestGroupFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 30
-	for i := range n {
-		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
-		if _, err := inv.Put(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putDevices(t, inv, n)
 	url := ts.srv.ClientURL()
 	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2"), startMember(t, url, "p3")}
 	var a meshmon.Assignment
@@ -269,12 +275,7 @@ func TestGroupSurvivesPeerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 10
-	for i := range n {
-		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
-		if _, err := inv.Put(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putDevices(t, inv, n)
 	url := ts.srv.ClientURL()
 	members := []*member{startMember(t, url, "p1"), startMember(t, url, "p2")}
 	var a meshmon.Assignment
@@ -333,12 +334,7 @@ func TestGroupKeysPerSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 4
-	for i := range n {
-		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
-		if _, err := inv.Put(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putDevices(t, inv, n)
 	// Site "other" squats: a lease without TTL, an assignment that gives
 	// every device to its own poller, and that poller's heartbeat.
 	group, err := js.KeyValue(ctx, GroupBucket)

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -25,12 +24,7 @@ func TestGroupPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 30
-	for i := range n {
-		d := meshmon.Device{Name: fmt.Sprintf("d%02d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
-		if _, err := inv.Put(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putDevices(t, inv, n)
 	const timeout = time.Minute // no move in this test waits for it
 	long := func(c *GroupConfig) { c.MemberTimeout = timeout }
 	url := ts.srv.ClientURL()
