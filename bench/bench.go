@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,11 +219,20 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	if err := waitCtx(ctx, iv+iv/2); err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(bc.CPUProfile)
+	if err != nil {
+		return err
+	}
 	s0, cpu0, t0 := po.Stats(), cpuTime(), time.Now()
 	if err := waitCtx(ctx, window); err != nil {
+		stopProfile()
 		return err
 	}
 	s1, cpu1, el := po.Stats(), cpuTime(), time.Since(t0)
+	stopProfile()
+	if err := writeHeapProfile(bc.HeapProfile); err != nil {
+		return err
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 
@@ -403,4 +413,38 @@ func commitAll(store *storage.DB, n, per, workers int, payload []byte) <-chan er
 		errc <- firstErr
 	}()
 	return errc
+}
+
+// startCPUProfile starts a CPU profile into path (nothing when path is
+// empty) and returns what stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes a heap profile into path (nothing when path is
+// empty).
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
 }

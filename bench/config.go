@@ -56,6 +56,10 @@ type PollConfig struct {
 	Workers    int           // poller workers
 	Interfaces int           // interfaces per simulated device
 	Version    string        // the poller's, in its heartbeats
+	// CPUProfile and HeapProfile, when set, are files for a CPU profile
+	// of the measurement window and a heap profile at its end (this
+	// process: the poller alone).
+	CPUProfile, HeapProfile string
 	// Meshmon is the meshmon executable whose 'peer run' and 'sim' run as
 	// child processes; empty: this process's executable.
 	Meshmon string
