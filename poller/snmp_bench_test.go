@@ -1,0 +1,59 @@
+package poller
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/sim"
+)
+
+// BenchmarkSNMPPoll polls simulated v2c agents one after the other, the
+// system group and a four-row interface table each, with the client pool
+// (as the poller runs) and without it (a client connected afresh for every
+// poll, as before the pool). Compare B/op and allocs/op:
+//
+//	go test -run - -bench SNMPPoll -benchmem ./poller
+func BenchmarkSNMPPoll(b *testing.B) {
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = 64, "b"
+	scfg.BaseAddr = netip.MustParseAddr("127.91.0.1")
+	s, err := sim.New(scfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	var probers []*SNMPProber
+	for _, a := range s.Agents() {
+		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+			Interval: meshmon.Duration(time.Minute), Timeout: meshmon.Duration(time.Second),
+			SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
+		p, err := NewSNMPProber(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		probers = append(probers, p)
+	}
+	for _, tc := range []struct {
+		name string
+		max  int
+	}{{"pooled", 256}, {"unpooled", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			saved := clients.max
+			clients.max = tc.max
+			b.Cleanup(func() { clients.max = saved })
+			b.ReportAllocs()
+			ctx := context.Background()
+			for i := 0; b.Loop(); i++ {
+				if r := probers[i%len(probers)].Poll(ctx); !r.OK {
+					b.Fatalf("poll: %s: %v", r.Reason, r.Err)
+				}
+			}
+		})
+	}
+}
