@@ -128,7 +128,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 		for _, name := range names {
 			a := accounts[name]
 			if a == nil {
-				a = &watchedAccount{name: name, w: newSourceWatch()}
+				a = &watchedAccount{name: name, w: newSourceWatch(), pw: newProgressWatch()}
 				if signer == nil {
 					a.dial = func() (*nats.Conn, error) { return p.InProcessConn(nats.Name("meshmon-peer-sources")) }
 				} else {
@@ -145,6 +145,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 type watchedAccount struct {
 	name string
 	w    *sourceWatch
+	pw   *progressWatch
 	dial func() (*nats.Conn, error)
 	nc   *nats.Conn // made on the first action, again once closed
 	js   jetstream.JetStream
@@ -195,7 +196,8 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 		return
 	}
 	plan := a.w.decide(snap, now)
-	if len(plan.nudge) == 0 && len(plan.ask) == 0 {
+	probe := a.pw.toProbe(snap, plan.ask, now)
+	if len(plan.nudge) == 0 && len(plan.ask) == 0 && len(probe) == 0 {
 		return
 	}
 	nc, js, err := a.conn()
@@ -209,22 +211,48 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 		p.log.Debug("peer source watch: the site is back; nudging its source", "account", a.name, "stream", k.stream, "site", k.site)
 		nudgeSource(nc, k)
 	}
-	if len(plan.ask) == 0 {
-		return
-	}
 	// A link cut silently still looks up until its pings fail (up to 20 s):
 	// only a site that answers is set again. EVENTS and METRICS are set
 	// again side by side: each takes two replicated stream updates.
 	var wg sync.WaitGroup
-	for stream, sites := range a.w.kick(plan.ask, sitesAnswering(nc, plan.ask), now) {
-		wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites) })
+	if len(plan.ask) > 0 {
+		for stream, sites := range a.w.kick(plan.ask, sitesAnswering(nc, plan.ask), now) {
+			wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites, kickSilent) })
+		}
+	}
+	if len(probe) > 0 {
+		answers := sitesProgress(nc, probe)
+		stuck := a.pw.judge(answers, now)
+		for _, k := range stuck {
+			pr := answers[k]
+			p.log.Warn("source made no progress: the site's consumer holds messages for central and delivers none, or central acknowledges none; setting the source again",
+				"account", a.name, "stream", k.stream, "site", k.site, "delivered", pr.delivered, "acknowledged", pr.acked, "held", pr.held, "unmoved_for_more_than", kickStale)
+		}
+		for stream, sites := range byStream(stuck) {
+			wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites, kickStuck) })
+		}
 	}
 	wg.Wait()
 }
 
+// Why a source is set again, as logged.
+const (
+	kickSilent = "the site is reachable but its source stayed silent"
+	kickStuck  = "the site holds messages for central but its source consumer made no progress"
+)
+
+// byStream groups keys by stream, the sites of each in the keys' order.
+func byStream(keys []sourceKey) map[string][]string {
+	out := map[string][]string{}
+	for _, k := range keys {
+		out[k.stream] = append(out[k.stream], k.site)
+	}
+	return out
+}
+
 // kickSources sets the sources of stream from sites again (see
 // watchSources).
-func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, account, stream string, sites []string) {
+func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, account, stream string, sites []string, why string) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := bus.KickSources(actx, js, stream, sites)
@@ -232,7 +260,7 @@ func (p *Peer) kickSources(ctx context.Context, js jetstream.JetStream, account,
 	case err != nil && ctx.Err() == nil:
 		p.log.Warn("set stalled sources again", "account", account, "stream", stream, "sites", sites, "err", err)
 	case err == nil:
-		p.log.Info("set sources again: the site is reachable but its source stayed silent", "account", account, "stream", stream, "sites", sites, "silent_for_more_than", kickStale)
+		p.log.Info("set sources again: "+why, "account", account, "stream", stream, "sites", sites, "for_more_than", kickStale)
 	}
 }
 
