@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -23,6 +24,10 @@ const (
 	discoverWorkers = 64
 	discoverTimeout = time.Second // per echo and per SNMP try
 	progressEvery   = 500 * time.Millisecond
+	// maxCandidateBytes bounds the candidates of one reply, well within
+	// NATS's default 1 MiB payload: what 64 workers find in half a second
+	// might not fit one.
+	maxCandidateBytes = 256 << 10
 )
 
 // discovery is one run: its replies are sent from one goroutine at a
@@ -105,12 +110,36 @@ func (d *discovery) reportProgress(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// flushLocked sends the progress and the candidates not sent yet.
+// flushLocked sends the progress and the candidates not sent yet, in as
+// many replies as keep each one's candidates within maxCandidateBytes.
 func (d *discovery) flushLocked() error {
 	prog := d.prog
-	err := d.send(meshmon.TaskReply{Progress: &prog, Candidates: d.found})
+	batches := splitCandidates(d.found, maxCandidateBytes)
 	d.found = nil
-	return err
+	for _, b := range batches {
+		if err := d.send(meshmon.TaskReply{Progress: &prog, Candidates: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitCandidates cuts cs into batches of at most limit bytes of JSON each
+// (a candidate larger than that goes alone); there is always one batch, maybe
+// empty.
+func splitCandidates(cs []meshmon.Candidate, limit int) [][]meshmon.Candidate {
+	out := [][]meshmon.Candidate{nil}
+	size := 0
+	for _, c := range cs {
+		b, _ := json.Marshal(c) // plain fields: cannot fail
+		last := len(out) - 1
+		if size+len(b) > limit && len(out[last]) > 0 {
+			out, last, size = append(out, nil), last+1, 0
+		}
+		out[last] = append(out[last], c)
+		size += len(b) + 1
+	}
+	return out
 }
 
 func (d *discovery) phase(name string, total int) {
