@@ -15,18 +15,19 @@ import (
 
 // Discovery: an ICMP sweep of a prefix, then SNMP at the addresses that
 // answered (at every address when this poller may not ping, or when the
-// request says SNMPWithoutPing), trying each
-// credential until one answers. Probes are rate limited (a probe is one
-// echo request or one SNMP try), run discoverWorkers at a time, and end
-// when ctx does.
+// request says SNMPWithoutPing), trying each credential until one answers,
+// then the LLDP and CDP neighbours of each agent that did. Probes are rate
+// limited (a probe is one echo request, one SNMP try, or one agent's
+// neighbour reading), run discoverWorkers at a time, and end when ctx
+// does.
 
 const (
 	discoverWorkers = 64
 	discoverTimeout = time.Second // per echo and per SNMP try
 	progressEvery   = 500 * time.Millisecond
 	// maxCandidateBytes bounds the candidates of one reply, well within
-	// NATS's default 1 MiB payload: what 64 workers find in half a second
-	// might not fit one.
+	// NATS's default 1 MiB payload: what 64 workers find in half a second,
+	// switches with their neighbours, might not fit one.
 	maxCandidateBytes = 256 << 10
 )
 
@@ -228,6 +229,7 @@ func (d *discovery) identify(ctx context.Context, alive []netip.Addr, icmp map[n
 			if err == nil {
 				got.ICMP, got.Credential = c.ICMP, cr.ref
 				got.Name = meshmon.CandidateName(got)
+				got.Neighbors = d.neighbors(ctx, a, cr)
 				c = got
 				break
 			}
@@ -241,4 +243,25 @@ func (d *discovery) identify(ctx context.Context, alive []netip.Addr, icmp map[n
 			d.step(nil)
 		}
 	})
+}
+
+// neighbors reads the LLDP and CDP neighbours of the agent at a with the
+// credential that answered it, as one probe of the rate: a few GETBULKs,
+// each of one try and one retry (the agent is known to be there, and a lost
+// packet should not lose its links). A failed reading is logged and
+// leaves the candidate without neighbours.
+func (d *discovery) neighbors(ctx context.Context, a netip.Addr, cr credential) []meshmon.Neighbor {
+	if d.lim.Wait(ctx) != nil {
+		return nil
+	}
+	dev := probeDevice(a.String(), cr.snmp, d.req.Port, discoverTimeout)
+	dev.Retries = 1
+	nt, err := ReadNeighbors(ctx, dev)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.p.log.Warn("discover: read neighbours", "task", d.req.ID, "address", a, "err", err)
+		}
+		return nil
+	}
+	return nt.Neighbors
 }

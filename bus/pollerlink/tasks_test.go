@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,8 @@ import (
 
 // taskMesh is a central peer in operator mode with tenant acme and its
 // site hq, linked through a WAN proxy the test can cut, a poller of hq
-// and simulated agents on one UDP port.
+// and simulated agents on one UDP port, linked to each other in a
+// topology (sim.Config.Topology) or not.
 type taskMesh struct {
 	t       testing.TB
 	st      *tenancy.Store
@@ -60,7 +62,7 @@ func connectCreds(t testing.TB, url string, creds []byte, opts ...nats.Option) (
 	return nc, err
 }
 
-func startTaskMesh(t testing.TB, agents int) *taskMesh {
+func startTaskMesh(t testing.TB, agents int, topology string) *taskMesh {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	m := &taskMesh{t: t, dir: t.TempDir()}
@@ -121,7 +123,7 @@ func startTaskMesh(t testing.TB, agents int) *taskMesh {
 		LeafCreds: string(bundle.LeafCreds), UpkeepCreds: string(bundle.UpkeepCreds)}}
 	m.site = startPeer(t, ctx, scfg)
 
-	m.startSim(ctx, agents)
+	m.startSim(ctx, agents, topology)
 	m.startPoller(ctx, "p1")
 	return m
 }
@@ -183,8 +185,9 @@ func startPeer(t testing.TB, ctx context.Context, cfg peer.Config) *peer.Peer {
 	return p
 }
 
-// startSim starts agents on one free UDP port in a /24 of their own.
-func (m *taskMesh) startSim(ctx context.Context, agents int) {
+// startSim starts agents on one free UDP port in a /24 of their own (a
+// /22 for more than 254), with 2 interfaces each, 3 in a topology.
+func (m *taskMesh) startSim(ctx context.Context, agents int, topology string) {
 	t := m.t
 	port, err := freeport.Port("udp")
 	if err != nil {
@@ -194,7 +197,10 @@ func (m *taskMesh) startSim(ctx context.Context, agents int) {
 	// and .255).
 	base := netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(100)), byte(4 * rand.IntN(63)), 1})
 	cfg := sim.DefaultConfig()
-	cfg.Agents, cfg.BaseAddr, cfg.Port, cfg.Interfaces = agents, base, port, 2
+	cfg.Agents, cfg.BaseAddr, cfg.Port, cfg.Interfaces, cfg.Topology = agents, base, port, 2, topology
+	if topology != sim.TopologyNone {
+		cfg.Interfaces = 3
+	}
 	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -288,12 +294,13 @@ func collectReach(ctx context.Context, nc *nats.Conn, req meshmon.TaskRequest, r
 
 // TestTasksFromCentral: from central, over the leaf link hq dialled, an
 // admin adds devices to hq's inventory and runs each task against
-// simulated agents; the owner answers device tasks; discovery of the
-// agents' /24 finds every agent by SNMP with the site's community; every
-// run is an audit event in central's EVENTS; with the link cut each task
-// fails within its timeout as the site being offline.
+// simulated agents linked in a ring; the owner answers device tasks;
+// discovery of the agents' /24 finds every agent by SNMP with the site's
+// community, and their neighbours make exactly the simulator's links;
+// every run is an audit event in central's EVENTS; with the link cut each
+// task fails within its timeout as the site being offline.
 func TestTasksFromCentral(t *testing.T) {
-	m := startTaskMesh(t, 12)
+	m := startTaskMesh(t, 12, sim.TopologyRing)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -374,6 +381,7 @@ func TestTasksFromCentral(t *testing.T) {
 	if progress == 0 {
 		t.Error("discovery sent no progress")
 	}
+	checkCandidateLinks(t, replies, m.sim.Links())
 	// --add: the candidates into hq's inventory, from central, with the
 	// credential each answered with; the two devices there are left.
 	var cands []meshmon.Candidate
@@ -422,6 +430,45 @@ func TestTasksFromCentral(t *testing.T) {
 		}
 	}
 	m.proxy.Cut(false)
+}
+
+// checkCandidateLinks: the links that a discovery's candidates' neighbours
+// make (meshmon.Links, as `meshmon topology` maps them) are exactly the
+// simulator's, in any orientation; each link between two agents is seen
+// from both ends, and the uplink's far end is unknown.
+func checkCandidateLinks(t *testing.T, replies []meshmon.TaskReply, want []sim.Link) {
+	t.Helper()
+	var devs []meshmon.DeviceNeighbors
+	for _, r := range replies {
+		for _, c := range r.Candidates {
+			if c.SNMP {
+				devs = append(devs, meshmon.DeviceNeighbors{Device: c.SysName, Address: c.Address,
+					Table: meshmon.NeighborTable{Local: meshmon.LocalIdentity{SysName: c.SysName}, Neighbors: c.Neighbors}})
+			}
+		}
+	}
+	key := func(a, ap, b, bp string) string {
+		if a > b {
+			a, ap, b, bp = b, bp, a, ap
+		}
+		return a + ":" + ap + "-" + b + ":" + bp
+	}
+	var got, w []string
+	links := meshmon.Links(devs, nil)
+	for _, l := range links {
+		got = append(got, key(l.A.Device, l.A.Port, l.B.Device, l.B.Port))
+		if uplink := l.B.Device == sim.UplinkSysName; uplink == l.B.Known || !uplink && !l.Both {
+			t.Errorf("link %+v: want both ends seen, or an unknown uplink", l)
+		}
+	}
+	for _, l := range want {
+		w = append(w, key(l.A.Device, l.A.Port, l.B.Device, l.B.Port))
+	}
+	slices.Sort(got)
+	slices.Sort(w)
+	if !slices.Equal(got, w) {
+		t.Errorf("links of the discovered neighbours:\n got %v\nwant %v", got, w)
+	}
 }
 
 // waitAudit waits until central's EVENTS holds n task audit events of hq.
@@ -848,7 +895,7 @@ func startSNMPD(t testing.TB) int {
 // link, at the highest rate, and prints the addresses swept and the agents
 // found a second. Run: go test -run - -bench Discover22 ./bus/pollerlink/
 func BenchmarkDiscover22(b *testing.B) {
-	m := startTaskMesh(b, 1016)
+	m := startTaskMesh(b, 1016, sim.TopologyNone)
 	ctx := context.Background()
 	eventually.NoError(b, 30*time.Second, "the site's poller to take tasks", func() error {
 		req := task(meshmon.TaskSNMPGet)
