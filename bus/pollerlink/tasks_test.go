@@ -978,22 +978,26 @@ func startDiscover22(tb testing.TB) (discover func()) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		found := map[string]bool{}
+		found, icmpOnly := map[string]bool{}, map[string]bool{}
 		for _, r := range replies {
 			for _, c := range r.Candidates {
 				if c.SNMP {
 					found[c.SysName] = true
+				} else if c.ICMP {
+					icmpOnly[c.Address] = true
 				}
 			}
 		}
-		missing := 0
+		// Which were missed, and whether the sweep or SNMP missed them.
+		var missing []string
 		for _, a := range m.sim.Agents() {
 			if !found[a.Name()] {
-				missing++
+				missing = append(missing, fmt.Sprintf("%s (%s, answered ICMP: %v)", a.Name(), a.Addr().Addr(), icmpOnly[a.Addr().Addr().String()]))
 			}
 		}
-		if len(m.sim.Agents()) != 1016 || missing > 0 || len(found) != 1016 {
-			tb.Fatalf("discovery of %s found %d agents by SNMP, %d of the %d simulated missing; want all 1016", m.prefix, len(found), missing, len(m.sim.Agents()))
+		if len(m.sim.Agents()) != 1016 || len(missing) > 0 || len(found) != 1016 {
+			tb.Fatalf("discovery of %s found %d agents by SNMP, %d of the %d simulated missing; want all 1016: %s",
+				m.prefix, len(found), len(missing), len(m.sim.Agents()), strings.Join(missing, ", "))
 		}
 	}
 }
