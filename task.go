@@ -352,6 +352,10 @@ type Candidate struct {
 	Credential string `json:"credential,omitempty"`
 	// Name is the device name it gets in the inventory.
 	Name string `json:"name,omitempty"`
+	// Neighbors are its LLDP and CDP neighbours, read with the credential
+	// that answered: none when it serves neither LLDP-MIB nor
+	// CISCO-CDP-MIB, or when reading them failed (the poller logs why).
+	Neighbors []Neighbor `json:"neighbors,omitempty"`
 }
 
 // TaskAudit is the record of a task run in its audit event (kind task).

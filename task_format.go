@@ -1,6 +1,7 @@
 package meshmon
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -149,22 +150,42 @@ func WriteSamples(w io.Writer, ss []Sample) {
 }
 
 // WriteCandidates prints the candidates that answered SNMP as a table,
-// and how many more answered ICMP only.
+// and how many more answered ICMP only. NEIGHBORS names a candidate's
+// first two LLDP or CDP neighbours and counts the rest ("sw2,sw3 +4";
+// "-" for none).
 func WriteCandidates(w io.Writer, cs []Candidate) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tNAME\tICMP\tSNMP\tSYSOBJECTID\tIFS\tCREDENTIAL\tSYSDESCR")
+	fmt.Fprintln(tw, "ADDRESS\tNAME\tICMP\tSNMP\tSYSOBJECTID\tIFS\tCREDENTIAL\tNEIGHBORS\tSYSDESCR")
 	icmpOnly := 0
 	for _, c := range cs {
 		if !c.SNMP {
 			icmpOnly++
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%s\t%s\n", c.Address, c.Name, c.ICMP, c.Version, c.SysObjectID, c.Interfaces, c.Credential, firstLine(c.SysDescr))
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Address, c.Name, c.ICMP, c.Version, c.SysObjectID, c.Interfaces, c.Credential,
+			neighborNames(c.Neighbors, 2), firstLine(c.SysDescr))
 	}
 	_ = tw.Flush()
 	if icmpOnly > 0 {
 		fmt.Fprintf(w, "%d more addresses answer ICMP only (--json lists them)\n", icmpOnly)
 	}
+}
+
+// neighborNames names up to n neighbours (sys name, else chassis id, else
+// address) and counts the others.
+func neighborNames(ns []Neighbor, n int) string {
+	if len(ns) == 0 {
+		return "-"
+	}
+	var names []string
+	for _, nb := range ns[:min(n, len(ns))] {
+		names = append(names, cmp.Or(nb.SysName, nb.ChassisID, nb.Address, "?"))
+	}
+	s := strings.Join(names, ",")
+	if len(ns) > n {
+		s += fmt.Sprintf(" +%d", len(ns)-n)
+	}
+	return s
 }
 
 func firstLine(s string) string {

@@ -55,3 +55,33 @@ func TestTaskPrinter(t *testing.T) {
 		t.Errorf("discovery's progress: %q; want the first, one a second later and the last", lines)
 	}
 }
+
+// TestWriteCandidates: one row a candidate that answered SNMP, its
+// neighbours named in short; those that answered ICMP only are counted.
+func TestWriteCandidates(t *testing.T) {
+	nb := func(sysName, chassis string) meshmon.Neighbor {
+		return meshmon.Neighbor{Protocol: meshmon.ProtocolLLDP, SysName: sysName, ChassisID: chassis}
+	}
+	var out bytes.Buffer
+	meshmon.WriteCandidates(&out, []meshmon.Candidate{
+		{Address: "192.0.2.1", ICMP: true, SNMP: true, Name: "core", Version: "2c", Interfaces: 48, Credential: "device:sw1",
+			Neighbors: []meshmon.Neighbor{nb("edge1", ""), nb("", "02:00:5e:00:53:01"), nb("edge2", ""), nb("edge3", "")}},
+		{Address: "192.0.2.2", ICMP: true, SNMP: true, Name: "edge1", Version: "2c", Interfaces: 8, Credential: "request:0",
+			Neighbors: []meshmon.Neighbor{nb("core.example.net", "")}},
+		{Address: "192.0.2.3", SNMP: true, Name: "printer", Version: "1", SysObjectID: ".1.3.6.1.4.1.11", Credential: "request:0"},
+		{Address: "192.0.2.4", ICMP: true},
+	})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{"NEIGHBORS", "edge1,02:00:5e:00:53:01 +2", "core.example.net", "printer", "1 more addresses answer ICMP only"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %q, want %q in it", i, lines[i], w)
+		}
+	}
+	if f := strings.Fields(lines[3]); len(f) < 8 || f[7] != "-" {
+		t.Errorf("a candidate without neighbours: %q, want - under NEIGHBORS", lines[3])
+	}
+}

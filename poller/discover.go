@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -14,15 +15,20 @@ import (
 
 // Discovery: an ICMP sweep of a prefix, then SNMP at the addresses that
 // answered (at every address when this poller may not ping, or when the
-// request says SNMPWithoutPing), trying each
-// credential until one answers. Probes are rate limited (a probe is one
-// echo request or one SNMP try), run discoverWorkers at a time, and end
-// when ctx does.
+// request says SNMPWithoutPing), trying each credential until one answers,
+// then the LLDP and CDP neighbours of each agent that did. Probes are rate
+// limited (a probe is one echo request, one SNMP try, or one agent's
+// neighbour reading), run discoverWorkers at a time, and end when ctx
+// does.
 
 const (
 	discoverWorkers = 64
 	discoverTimeout = time.Second // per echo and per SNMP try
 	progressEvery   = 500 * time.Millisecond
+	// maxCandidateBytes bounds the candidates of one reply, well within
+	// NATS's default 1 MiB payload: what 64 workers find in half a second,
+	// switches with their neighbours, might not fit one.
+	maxCandidateBytes = 256 << 10
 )
 
 // discovery is one run: its replies are sent from one goroutine at a
@@ -105,12 +111,36 @@ func (d *discovery) reportProgress(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// flushLocked sends the progress and the candidates not sent yet.
+// flushLocked sends the progress and the candidates not sent yet, in as
+// many replies as keep each one's candidates within maxCandidateBytes.
 func (d *discovery) flushLocked() error {
 	prog := d.prog
-	err := d.send(meshmon.TaskReply{Progress: &prog, Candidates: d.found})
+	batches := splitCandidates(d.found, maxCandidateBytes)
 	d.found = nil
-	return err
+	for _, b := range batches {
+		if err := d.send(meshmon.TaskReply{Progress: &prog, Candidates: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitCandidates cuts cs into batches of at most limit bytes of JSON each
+// (a candidate larger than that goes alone); there is always one batch, maybe
+// empty.
+func splitCandidates(cs []meshmon.Candidate, limit int) [][]meshmon.Candidate {
+	out := [][]meshmon.Candidate{nil}
+	size := 0
+	for _, c := range cs {
+		b, _ := json.Marshal(c) // plain fields: cannot fail
+		last := len(out) - 1
+		if size+len(b) > limit && len(out[last]) > 0 {
+			out, last, size = append(out, nil), last+1, 0
+		}
+		out[last] = append(out[last], c)
+		size += len(b) + 1
+	}
+	return out
 }
 
 func (d *discovery) phase(name string, total int) {
@@ -199,6 +229,7 @@ func (d *discovery) identify(ctx context.Context, alive []netip.Addr, icmp map[n
 			if err == nil {
 				got.ICMP, got.Credential = c.ICMP, cr.ref
 				got.Name = meshmon.CandidateName(got)
+				got.Neighbors = d.neighbors(ctx, a, cr)
 				c = got
 				break
 			}
@@ -212,4 +243,25 @@ func (d *discovery) identify(ctx context.Context, alive []netip.Addr, icmp map[n
 			d.step(nil)
 		}
 	})
+}
+
+// neighbors reads the LLDP and CDP neighbours of the agent at a with the
+// credential that answered it, as one probe of the rate: a few GETBULKs,
+// each of one try and one retry (the agent is known to be there, and a lost
+// packet should not lose its links). A failed reading is logged and
+// leaves the candidate without neighbours.
+func (d *discovery) neighbors(ctx context.Context, a netip.Addr, cr credential) []meshmon.Neighbor {
+	if d.lim.Wait(ctx) != nil {
+		return nil
+	}
+	dev := probeDevice(a.String(), cr.snmp, d.req.Port, discoverTimeout)
+	dev.Retries = 1
+	nt, err := ReadNeighbors(ctx, dev)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.p.log.Warn("discover: read neighbours", "task", d.req.ID, "address", a, "err", err)
+		}
+		return nil
+	}
+	return nt.Neighbors
 }

@@ -4,20 +4,27 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/sim"
 )
 
 // TestTasksFromCentralCLI runs a central peer in operator mode, a site hq
 // of tenant acme that dials it, a poller at hq and simulated agents, all
 // real processes, and from central, with the meshmon CLI and an admin
-// credential, adds a device to hq's inventory and runs tasks on it. With
+// credential, adds, lists, shows, imports and removes devices of hq's
+// inventory and runs tasks on them, and interrupts a discovery. With
 // the stock nats CLI as an attacker it checks that a NOC and a poller
 // credential may neither send a task nor read the replies, that an admin
 // can neither send as another user nor have the site record another
@@ -61,6 +68,7 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	if out, _, code := admin("device", "list", "--site", "hq", "--json"); code != 0 || !strings.Contains(out, a.Name()) {
 		t.Fatalf("device list --site hq from central: exit %d\n%s", code, out)
 	}
+	deviceSite(t, admin, dir, a, sm.Agents()[1])
 	poller := runMeshmon(t, "poller-hq", "--server", hqURL, "--creds", creds["p1"], "poller", "run", "--data-dir", filepath.Join(dir, "p1"))
 	poller.waitOutput(`poller started`, 30*time.Second)
 
@@ -116,23 +124,9 @@ func TestTasksFromCentralCLI(t *testing.T) {
 		`{"id":"big1","verb":"discover","site":"hq","cidr":"10.0.0.0/16"}`); !ok {
 		t.Fatalf("admin's discover request: %s", out)
 	}
-	audit := map[string]string{}
+	var audit map[string]string
 	eventually.True(t, 30*time.Second, "the audit events of spoof1 and big1 at central", func() bool {
-		out, _, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
-		if code != 0 {
-			return false
-		}
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			var ev struct {
-				Data struct {
-					Task *struct{ ID, By, Result, Error string } `json:"task"`
-				} `json:"data"`
-			}
-			if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
-				a := ev.Data.Task
-				audit[a.ID] = a.By + " " + a.Result + " " + a.Error
-			}
-		}
+		audit = taskAudit(admin)
 		return audit["spoof1"] != "" && audit["big1"] != ""
 	})
 	if audit["spoof1"] != "admin ok " {
@@ -191,11 +185,105 @@ func TestTasksFromCentralCLI(t *testing.T) {
 		t.Errorf("device list --site hq by beta's admin: exit %d, %q", code, stderr)
 	}
 
+	interruptDiscovery(t, curl, creds["admin"], admin)
+
 	// The site stopped: the admin's task fails within its reach, clearly.
 	site.stop()
 	start := time.Now()
 	_, stderr, code = admin("task", "poll-now", "--site", "hq", a.Name(), "--reach", "2s")
 	if code != 1 || !strings.Contains(stderr, "site hq is offline") || time.Since(start) > 10*time.Second {
 		t.Errorf("poll-now with hq down: exit %d after %s, %q", code, time.Since(start), stderr)
+	}
+}
+
+// cliFunc runs a meshmon command and returns its stdout, stderr and exit code.
+type cliFunc func(args ...string) (string, string, int)
+
+// taskAudit reads hq's task audit events at central: by task id, "<by>
+// <result> <error>" (nil when the command fails).
+func taskAudit(admin cliFunc) map[string]string {
+	out, _, code := admin("events", "tail", "--site", "hq", "--since", "1h", "--no-follow", "--json")
+	if code != 0 {
+		return nil
+	}
+	audit := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Data struct {
+				Task *struct{ ID, By, Result, Error string } `json:"task"`
+			} `json:"data"`
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Data.Task != nil {
+			a := ev.Data.Task
+			audit[a.ID] = a.By + " " + a.Result + " " + a.Error
+		}
+	}
+	return audit
+}
+
+// deviceSite: from central, `device show`, `import` and `rm --site hq`
+// work on hq's inventory across its link: a shows as added (its community
+// masked), b is imported from a file with its community, shown, removed,
+// and then not found.
+func deviceSite(t *testing.T, admin cliFunc, dir string, a, b *sim.Agent) {
+	t.Helper()
+	var d meshmon.Device
+	out, stderr, code := admin("device", "show", "--site", "hq", a.Name(), "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.Name != a.Name() || d.Address != a.Addr().Addr().String() || d.SNMP == nil || d.SNMP.Community == "public" {
+		t.Fatalf("device show --site hq %s from central: exit %d, %+v\n%s%s", a.Name(), code, d, out, stderr)
+	}
+	file := filepath.Join(dir, "import.json")
+	body, err := json.Marshal([]meshmon.Device{b.Device(time.Minute, time.Second, "e2e-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := admin("device", "import", "--site", "hq", file); code != 0 || !strings.Contains(out, "1 devices imported") {
+		t.Fatalf("device import --site hq from central: exit %d\n%s%s", code, out, stderr)
+	}
+	out, stderr, code = admin("device", "show", "--site", "hq", b.Name(), "--json", "--show-secrets")
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.Name != b.Name() || d.SNMP == nil || d.SNMP.Community != "e2e-secret" {
+		t.Fatalf("device show --site hq %s --show-secrets after its import: exit %d, %+v\n%s%s", b.Name(), code, d, out, stderr)
+	}
+	if out, stderr, code := admin("device", "rm", "--site", "hq", b.Name()); code != 0 {
+		t.Fatalf("device rm --site hq %s from central: exit %d\n%s%s", b.Name(), code, out, stderr)
+	}
+	if _, stderr, code := admin("device", "show", "--site", "hq", b.Name()); code != 1 || !strings.Contains(stderr, "device "+b.Name()+" not found") {
+		t.Fatalf("device show --site hq %s after its rm: exit %d, %q", b.Name(), code, stderr)
+	}
+	if out, _, code := admin("device", "list", "--site", "hq", "--json"); code != 0 || strings.Contains(out, b.Name()) || !strings.Contains(out, a.Name()) {
+		t.Fatalf("device list --site hq after rm of %s: exit %d\n%s", b.Name(), code, out)
+	}
+}
+
+// interruptDiscovery: Ctrl-C of a running `task discover` stops it: the
+// CLI exits 1 saying it asked the site to stop the task, and the task's
+// audit event at central says cancelled.
+func interruptDiscovery(t *testing.T, curl, creds string, admin cliFunc) {
+	t.Helper()
+	p := runMeshmon(t, "discover-ctrl-c", "--server", curl, "--creds", creds, "task", "discover", "--site", "hq",
+		"--cidr", "127.83.0.0/24", "--rate", "5") // 254 addresses: 50 s at least
+	p.waitOutput(`discover 127\.83\.0\.0/24 at hq: (icmp|snmp) \d+/254`, 30*time.Second)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("task discover still runs 15s after SIGINT:\n%s", tail(p.out.String(), 20))
+	}
+	out := p.out.String()
+	m := regexp.MustCompile(`task (\S+) interrupted; asked site hq to stop it`).FindStringSubmatch(out)
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 || m == nil {
+		t.Fatalf("task discover after SIGINT: %v, want exit 1 and \"interrupted; asked site hq to stop it\":\n%s", p.err, tail(out, 20))
+	}
+	eventually.True(t, 30*time.Second, "the interrupted discovery's audit event at central", func() bool {
+		return taskAudit(admin)[m[1]] != ""
+	})
+	if got := taskAudit(admin)[m[1]]; !strings.HasPrefix(got, "admin cancelled") {
+		t.Errorf("the interrupted discovery %s recorded as %q, want admin cancelled", m[1], got)
 	}
 }
