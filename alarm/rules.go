@@ -34,13 +34,14 @@ var trapRules = map[string]rule{
 }
 
 // classify returns what an event does to the alarms: failure kinds open
-// the alarm of their check, recoveries clear it, trap rules do either;
+// the alarm of their check, recoveries clear it (stable is the recovery of
+// reboot flapping, whose check has no up state), trap rules do either;
 // anything else (a reboot, an unknown trap) does nothing.
 func classify(d meshmon.EventData) rule {
 	switch d.Kind {
 	case meshmon.KindNodeDown, meshmon.KindSNMPUnreachable, meshmon.KindIfDown, meshmon.KindFlapping:
 		return rule{op: opOpen, check: d.Check, severity: d.Severity}
-	case meshmon.KindNodeUp, meshmon.KindSNMPReachable, meshmon.KindIfUp:
+	case meshmon.KindNodeUp, meshmon.KindSNMPReachable, meshmon.KindIfUp, meshmon.KindStable:
 		return rule{op: opClear, check: d.Check}
 	case meshmon.KindTrap:
 		return classifyTrap(d.Trap)
