@@ -73,3 +73,9 @@ func classifyTrap(tr *meshmon.Trap) rule {
 func correlated(check string) bool {
 	return check == meshmon.CheckICMP || check == meshmon.CheckSNMP
 }
+
+// Correlatable reports whether the alarm may be, or become, a symptom of
+// its device's parent: an unreachable alarm (ICMP or SNMP) of a device that
+// names a parent. Whether it is one depends on which event came first, so
+// notifications let such an alarm settle before they page it.
+func (a Alarm) Correlatable() bool { return a.Parent != "" && correlated(a.Check) }
