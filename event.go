@@ -18,12 +18,13 @@ const (
 	KindIfUp            = "if_up"            // ifOperStatus is up again
 	KindReboot          = "reboot"           // sysUpTime went backwards
 	KindFlapping        = "flapping"         // a check changes state too often; its events are held back
+	KindStable          = "stable"           // a device that rebooted too often has not for a whole flap window
 	KindTrap            = "trap"             // an SNMP trap or inform was received
 	// KindTask (task.go) records an on-demand task run at the site.
 )
 
 // Kinds lists every event kind, for the CLI's --kind and for validation.
-var Kinds = []string{KindNodeDown, KindNodeUp, KindSNMPUnreachable, KindSNMPReachable, KindIfDown, KindIfUp, KindReboot, KindFlapping, KindTrap, KindTask}
+var Kinds = []string{KindNodeDown, KindNodeUp, KindSNMPUnreachable, KindSNMPReachable, KindIfDown, KindIfUp, KindReboot, KindFlapping, KindStable, KindTrap, KindTask}
 
 // Severities of events.
 const (

@@ -16,5 +16,9 @@ var ErrNoChange = errors.New("nothing to change")
 // ErrInvalidAction is wrapped by Action.Validate.
 var ErrInvalidAction = errors.New("invalid action")
 
+// ErrWindowNotFound is wrapped by the removal of a maintenance window that
+// does not exist.
+var ErrWindowNotFound = errors.New("maintenance window does not exist")
+
 // ErrInvalidWindow is wrapped by Window.Validate.
 var ErrInvalidWindow = errors.New("invalid maintenance window")

@@ -133,8 +133,8 @@ func (w *Window) lastStart(t time.Time) (time.Time, bool) {
 	return c, !c.Before(w.Start)
 }
 
-// windowAt returns the ID of the first window over the device that is
-// active at t, or "".
+// windowAt returns the ID of the first window (by ID) over the device that
+// is active at t, or "".
 func (s *Set) windowAt(site, device string, t time.Time) string {
 	for i := range s.windows {
 		w := &s.windows[i]

@@ -109,3 +109,35 @@ func TestMaintenanceOnAlarms(t *testing.T) {
 		t.Fatalf("window ended: %v", whats(c))
 	}
 }
+
+// TestOverlappingWindowsInAnyOrder: of two windows over an alarm, the one
+// it carries does not depend on the order the windows were given in (the
+// processor hands them over from a map), so handing them over again makes
+// no maintenance change.
+func TestOverlappingWindowsInAnyOrder(t *testing.T) {
+	var ws []Window
+	for _, w := range []Window{
+		{ID: "tenant-wide", Start: t0, Duration: meshmon.Duration(time.Hour)},
+		{ID: "core-swap", Site: "par", Device: "r1", Start: t0, Duration: meshmon.Duration(time.Hour)},
+		{ID: "par-night", Site: "par", Start: t0, Duration: meshmon.Duration(time.Hour)},
+	} {
+		if err := w.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	s := NewSet("acme")
+	s.SetWindows(ws)
+	if c := s.Apply(ev("r1", "", meshmon.KindNodeDown, "icmp", time.Minute), 1, t0.Add(time.Minute)); c[0].Alarm.Maintenance != "core-swap" {
+		t.Fatalf("alarm opened in three windows carries %q, want the first by ID (core-swap)", c[0].Alarm.Maintenance)
+	}
+	for _, order := range [][]int{{2, 1, 0}, {1, 0, 2}, {0, 2, 1}} {
+		s.SetWindows([]Window{ws[order[0]], ws[order[1]], ws[order[2]]})
+		if c := s.Tick(t0.Add(2 * time.Minute)); len(c) != 0 {
+			t.Fatalf("the same windows in order %v: changes %v (now %q)", order, whats(c), c[0].Alarm.Maintenance)
+		}
+	}
+	if got := s.Windows(); got[0].ID != "core-swap" || got[1].ID != "par-night" || got[2].ID != "tenant-wide" {
+		t.Fatalf("windows %v, want by ID", got)
+	}
+}

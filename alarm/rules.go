@@ -34,13 +34,14 @@ var trapRules = map[string]rule{
 }
 
 // classify returns what an event does to the alarms: failure kinds open
-// the alarm of their check, recoveries clear it, trap rules do either;
+// the alarm of their check, recoveries clear it (stable is the recovery of
+// reboot flapping, whose check has no up state), trap rules do either;
 // anything else (a reboot, an unknown trap) does nothing.
 func classify(d meshmon.EventData) rule {
 	switch d.Kind {
 	case meshmon.KindNodeDown, meshmon.KindSNMPUnreachable, meshmon.KindIfDown, meshmon.KindFlapping:
 		return rule{op: opOpen, check: d.Check, severity: d.Severity}
-	case meshmon.KindNodeUp, meshmon.KindSNMPReachable, meshmon.KindIfUp:
+	case meshmon.KindNodeUp, meshmon.KindSNMPReachable, meshmon.KindIfUp, meshmon.KindStable:
 		return rule{op: opClear, check: d.Check}
 	case meshmon.KindTrap:
 		return classifyTrap(d.Trap)
@@ -72,3 +73,9 @@ func classifyTrap(tr *meshmon.Trap) rule {
 func correlated(check string) bool {
 	return check == meshmon.CheckICMP || check == meshmon.CheckSNMP
 }
+
+// Correlatable reports whether the alarm may be, or become, a symptom of
+// its device's parent: an unreachable alarm (ICMP or SNMP) of a device that
+// names a parent. Whether it is one depends on which event came first, so
+// notifications let such an alarm settle before they page it.
+func (a Alarm) Correlatable() bool { return a.Parent != "" && correlated(a.Check) }

@@ -102,10 +102,16 @@ func (s *Set) Applied() uint64 {
 }
 
 // SetWindows replaces the maintenance windows. Alarms pick them up at
-// their next change, or at Tick.
-func (s *Set) SetWindows(ws []Window) { s.windows = slices.Clone(ws) }
+// their next change, or at Tick. They are kept by ID, so that of two
+// windows over an alarm it carries the same one (the first by ID) however
+// they were handed over: the processor reads them from a map, and a
+// window ID that flipped would be a maintenance change that is none.
+func (s *Set) SetWindows(ws []Window) {
+	s.windows = slices.Clone(ws)
+	slices.SortStableFunc(s.windows, func(a, b Window) int { return strings.Compare(a.ID, b.ID) })
+}
 
-// Windows returns the maintenance windows.
+// Windows returns the maintenance windows, by ID.
 func (s *Set) Windows() []Window { return slices.Clone(s.windows) }
 
 // Apply folds one event, at sequence seq of the tenant's EVENTS stream at

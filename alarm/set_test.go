@@ -89,6 +89,26 @@ func TestApplyLate(t *testing.T) {
 	}
 }
 
+// TestApplyRebootFlapping: reboot flapping opens the device's uptime alarm,
+// and the stable event the poller sends once the reboots stop clears it.
+func TestApplyRebootFlapping(t *testing.T) {
+	s := NewSet("acme")
+	steps := []struct {
+		ev   meshmon.Event
+		want []string
+	}{
+		{ev("r1", "", meshmon.KindReboot, "uptime", 0), nil},
+		{ev("r1", "", meshmon.KindFlapping, "uptime", time.Second), []string{"opened par.r1.uptime"}},
+		{ev("r1", "", meshmon.KindStable, "uptime", time.Hour), []string{"cleared par.r1.uptime"}},
+		{ev("r1", "", meshmon.KindStable, "uptime", 2*time.Hour), nil},
+	}
+	for i, st := range steps {
+		if got := s.Apply(st.ev, uint64(i+1), st.ev.Time); !slices.Equal(whats(got), st.want) {
+			t.Fatalf("step %d: changes %v, want %v", i, whats(got), st.want)
+		}
+	}
+}
+
 func TestApplyTrapRules(t *testing.T) {
 	s := NewSet("acme")
 	trap := func(label, idx string) meshmon.Event {

@@ -144,6 +144,27 @@ type Rule struct {
 	// comments of the rule's alarms too (a clear by hand pages as any
 	// clear does).
 	Actions bool `json:"actions,omitempty"`
+	// Settle is how long a page of a correlatable alarm (Alarm.Correlatable)
+	// waits before it goes, so that the parent's alarm, which may arrive
+	// after its children's, can make it a symptom; 0 is DefaultSettle.
+	Settle time.Duration `json:"settle,omitempty"`
+}
+
+// DefaultSettle is a rule's Settle when it sets none: a parent polled at
+// the default 10 s interval, down after 2 polls, is down within about 20 s
+// of its children, whose alarms it then makes symptoms.
+const DefaultSettle = 30 * time.Second
+
+// MaxSettle bounds a rule's Settle: a real outage of a device behind a
+// parent pages that much later.
+const MaxSettle = time.Hour
+
+// SettleTime is the rule's Settle, or DefaultSettle.
+func (r Rule) SettleTime() time.Duration {
+	if r.Settle > 0 {
+		return r.Settle
+	}
+	return DefaultSettle
 }
 
 // Severities an alarm can have.
@@ -172,6 +193,9 @@ func (r Rule) Validate(channels []string) error {
 	}
 	if len(r.Channels) == 0 {
 		return bad("channels: name at least one channel")
+	}
+	if r.Settle < 0 || r.Settle > MaxSettle {
+		return bad("settle %s: want 0 (the default, %s) up to %s", r.Settle, DefaultSettle, MaxSettle)
 	}
 	all := slices.Clone(r.Channels)
 	var last time.Duration

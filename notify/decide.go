@@ -34,6 +34,15 @@ const WhatEscalation = "escalation"
 type Send struct {
 	Channel string
 	Item    Item
+	// HoldUntil, when set, holds a page of a correlatable alarm back
+	// until then (the rule's settle time): the runner then reads the
+	// alarm again and sends the page only if it is still open, not a
+	// symptom and not in maintenance.
+	HoldUntil time.Time
+	// IfPaged is set on the clear of a correlatable alarm: when a page of
+	// the same opening is still held back on the channel, neither goes
+	// (the alarm cleared before it settled, and never paged).
+	IfPaged bool
 }
 
 // Decision is what one alarm change calls for.
@@ -59,6 +68,14 @@ type Decision struct {
 //   - repeated and commented call for nothing;
 //   - acked, unacked and commented page the channels of the rules that
 //     ask for the NOC's actions (Rule.Actions).
+//
+// A correlatable alarm (Alarm.Correlatable: an unreachable alarm of a
+// device with a parent) may become a symptom after it opened, when its
+// parent's alarm comes later, and may clear just after it stopped being
+// one, when the parent recovered first. So its pages (an opening, a
+// severity change, the end of a symptom or of a maintenance window) are
+// held for the rule's settle time (HoldUntil), and its clear goes only if
+// no page of that opening is still held (IfPaged).
 //
 // A symptom, or an alarm in a maintenance window, never pages. A late
 // change's items carry Late: they are summarised, not paged one by one.
@@ -97,9 +114,18 @@ func Decide(c alarm.Change, rules []Rule, now time.Time) Decision {
 		}
 		if page || action && r.Actions {
 			for _, ch := range r.Channels {
-				if !slices.ContainsFunc(d.Sends, func(s Send) bool { return s.Channel == ch }) {
-					d.Sends = append(d.Sends, Send{Channel: ch, Item: Item{ID: c.MsgID(), What: c.What, Rule: r.Name, By: c.By, Late: c.Late, At: c.At, Alarm: a}})
+				if slices.ContainsFunc(d.Sends, func(s Send) bool { return s.Channel == ch }) {
+					continue
 				}
+				s := Send{Channel: ch, Item: Item{ID: c.MsgID(), What: c.What, Rule: r.Name, By: c.By, Late: c.Late, At: c.At, Alarm: a}}
+				switch {
+				case !page || !a.Correlatable():
+				case c.What == alarm.WhatCleared:
+					s.IfPaged = true
+				default:
+					s.HoldUntil = now.Add(r.SettleTime())
+				}
+				d.Sends = append(d.Sends, s)
 			}
 		}
 		if escalate && len(r.Escalation) > 0 {

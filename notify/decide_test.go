@@ -229,3 +229,55 @@ func TestBucket(t *testing.T) {
 		t.Fatalf("no limit: %d tokens, want -1", n)
 	}
 }
+
+// TestDecideSettle: the pages of a correlatable alarm (an unreachable
+// alarm of a device with a parent) are held for the rule's settle time,
+// and its clear goes only if none of them is still held; other alarms,
+// and the NOC's actions, are not held.
+func TestDecideSettle(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC)
+	rs := []notify.Rule{
+		{Name: "a", Channels: []string{"pager"}, Actions: true},
+		{Name: "b", Channels: []string{"chat"}, Settle: 5 * time.Second},
+	}
+	child := func(a *alarm.Alarm) { a.Device, a.ID, a.Parent = "sw7", "paris.sw7.icmp", "rtr1" }
+	type want struct {
+		hold    []time.Duration // per send, from now (-1: not held)
+		ifPaged bool
+	}
+	for _, tc := range []struct {
+		name string
+		c    alarm.Change
+		want want
+	}{
+		{"a child's opening is held", change(alarm.WhatOpened, child), want{hold: []time.Duration{notify.DefaultSettle, 5 * time.Second}}},
+		{"a child's snmp alarm too", change(alarm.WhatOpened, func(a *alarm.Alarm) { child(a); a.Check, a.ID = "snmp", "paris.sw7.snmp" }), want{hold: []time.Duration{notify.DefaultSettle, 5 * time.Second}}},
+		{"a child's severity change is held", change(alarm.WhatSeverity, child), want{hold: []time.Duration{notify.DefaultSettle, 5 * time.Second}}},
+		{"the end of a child's symptom is held", change(alarm.WhatSymptom, child), want{hold: []time.Duration{notify.DefaultSettle, 5 * time.Second}}},
+		{"the end of a window over a child is held", change(alarm.WhatMaintenance, child), want{hold: []time.Duration{notify.DefaultSettle, 5 * time.Second}}},
+		{"a child's clear goes if it paged", change(alarm.WhatCleared, func(a *alarm.Alarm) { child(a); a.State = alarm.StateCleared }), want{hold: []time.Duration{-1, -1}, ifPaged: true}},
+		{"an ack of a child is not held", change(alarm.WhatAcked, func(a *alarm.Alarm) { child(a); a.Acked = true }), want{hold: []time.Duration{-1}}},
+		{"a device without a parent pages at once", change(alarm.WhatOpened, nil), want{hold: []time.Duration{-1, -1}}},
+		{"a child's interface alarm pages at once", change(alarm.WhatOpened, func(a *alarm.Alarm) { child(a); a.Check, a.ID = "if.2", "paris.sw7.if_2" }), want{hold: []time.Duration{-1, -1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := notify.Decide(tc.c, rs, now)
+			if len(d.Sends) != len(tc.want.hold) {
+				t.Fatalf("sends %+v, want %d", d.Sends, len(tc.want.hold))
+			}
+			for i, s := range d.Sends {
+				var got time.Duration = -1
+				if !s.HoldUntil.IsZero() {
+					got = s.HoldUntil.Sub(now)
+				}
+				if got != tc.want.hold[i] || s.IfPaged != tc.want.ifPaged {
+					t.Errorf("send to %s: held %s if paged %v, want %s %v", s.Channel, got, s.IfPaged, tc.want.hold[i], tc.want.ifPaged)
+				}
+			}
+		})
+	}
+	bad := notify.Rule{Name: "x", Channels: []string{"pager"}, Settle: 2 * time.Hour}
+	if err := bad.Validate(nil); err == nil {
+		t.Fatal("a settle time of 2h is valid")
+	}
+}

@@ -49,7 +49,7 @@ func WriteRules(out io.Writer, rules []Rule) error {
 		return strings.Join(l, ",")
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tSEVERITY\tSITE\tDEVICE\tKIND\tCHANNELS\tESCALATION\tACTIONS")
+	fmt.Fprintln(w, "NAME\tSEVERITY\tSITE\tDEVICE\tKIND\tCHANNELS\tESCALATION\tACTIONS\tSETTLE")
 	for _, r := range rules {
 		var esc []string
 		for _, s := range r.Escalation {
@@ -59,8 +59,8 @@ func WriteRules(out io.Writer, rules []Rule) error {
 		if r.Actions {
 			actions = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, any(r.Severities), any(r.Sites), any(r.Devices), any(r.Kinds),
-			strings.Join(r.Channels, ","), strings.Join(esc, " "), actions)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, any(r.Severities), any(r.Sites), any(r.Devices), any(r.Kinds),
+			strings.Join(r.Channels, ","), strings.Join(esc, " "), actions, r.SettleTime())
 	}
 	return w.Flush()
 }

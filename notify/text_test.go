@@ -34,8 +34,9 @@ func TestParseSteps(t *testing.T) {
 func TestWriteRules(t *testing.T) {
 	var b strings.Builder
 	err := notify.WriteRules(&b, []notify.Rule{{Name: "noc", Sites: []string{"par"}, Channels: []string{"chat"}, Actions: true,
-		Escalation: []notify.Step{{After: 15 * time.Minute, Channel: "oncall"}}}})
-	if err != nil || !strings.Contains(b.String(), "noc") || !strings.Contains(b.String(), "15m0s=oncall") || !strings.Contains(b.String(), "yes") {
+		Escalation: []notify.Step{{After: 15 * time.Minute, Channel: "oncall"}}, Settle: 45 * time.Second}})
+	if err != nil || !strings.Contains(b.String(), "noc") || !strings.Contains(b.String(), "15m0s=oncall") || !strings.Contains(b.String(), "yes") ||
+		!strings.Contains(b.String(), "45s") {
 		t.Fatalf("%v:\n%s", err, b.String())
 	}
 }

@@ -79,6 +79,9 @@ func (o *observation) check(check, obs, reason string, ev meshmon.EventData) {
 		} else {
 			d.Kind = kindFor(check, a.To)
 			d.Message = describe(d.Kind, check, ev, reason)
+			if a.Settled {
+				d.Message += fmt.Sprintf(" (stable for %s after flapping)", o.p.cfg.Damping.FlapWindow)
+			}
 		}
 		if a.To == stateDown {
 			d.Reason = reason
@@ -281,11 +284,11 @@ func (p *Poller) observeNeighbors(ctx context.Context, o *observation) {
 func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState {
 	t := o.t
 	up, rebooted := observeUptime(t.uptime, t.uptimeOK, r.SysUpTime, o.at)
-	verdict := pointHeld
+	verdict, settled := pointHeld, false
 	if rebooted {
 		up.Reboots, verdict = p.cfg.Damping.point(up.Reboots, o.at)
 	} else {
-		up.Reboots = p.cfg.Damping.settle(up.Reboots, o.at)
+		up.Reboots, settled = p.cfg.Damping.settle(up.Reboots, o.at)
 	}
 	switch {
 	case rebooted && verdict == pointAnnounce:
@@ -302,6 +305,14 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 			Check:   keyUptime,
 			Message: fmt.Sprintf("device reboots too often: %d reboots in %s; further reboot events are held back until it is stable for %s", len(up.Reboots.Times), p.cfg.Damping.FlapWindow, p.cfg.Damping.FlapWindow),
 			State:   "rebooting",
+		})
+	case settled:
+		o.event(meshmon.EventData{
+			Kind:     meshmon.KindStable,
+			Check:    keyUptime,
+			Message:  fmt.Sprintf("device has not rebooted for %s: reboot events are sent again", p.cfg.Damping.FlapWindow),
+			Previous: "rebooting",
+			State:    "stable",
 		})
 	}
 	if !t.uptimeOK || up.BootTime != t.uptime.BootTime || rebooted || !sameRepeats(up.Reboots, t.uptime.Reboots) {

@@ -20,8 +20,10 @@ type Damping struct {
 	// FlapChanges transitions within FlapWindow mark a check as flapping:
 	// one "flapping" event is sent and further transitions are held back
 	// until the check has been stable for a whole FlapWindow; then the
-	// state it settled in is announced if it differs from the last one
-	// announced.
+	// state it settled in is announced, even when it is the one last
+	// announced before the flap: the flapping event opened (or repeated)
+	// the check's alarm, and the settled state is what clears it, or
+	// makes it the failure again.
 	FlapChanges int
 	FlapWindow  time.Duration
 }
@@ -47,6 +49,7 @@ type checkState struct {
 type announcement struct {
 	From, To string
 	Flapping bool // the check just started flapping; To is its current state
+	Settled  bool // the check stopped flapping: To is the state it settled in
 }
 
 // observe feeds one observation into the state machine and returns the new
@@ -85,10 +88,8 @@ func (d Damping) observe(s checkState, obs string, now time.Time) (checkState, [
 	switch {
 	case s.Flapping && len(s.Changes) == 0:
 		s.Flapping = false
-		if s.State != s.Reported {
-			out = append(out, announcement{From: s.Reported, To: s.State})
-			s.Reported = s.State
-		}
+		out = append(out, announcement{From: s.Reported, To: s.State, Settled: true})
+		s.Reported = s.State
 	case s.Flapping:
 	case d.FlapChanges > 0 && len(s.Changes) >= d.FlapChanges:
 		s.Flapping = true
@@ -200,13 +201,16 @@ func (d Damping) point(r repeats, now time.Time) (repeats, pointVerdict) {
 }
 
 // settle forgets occurrences older than FlapWindow and lifts the hold once
-// none is left.
-func (d Damping) settle(r repeats, now time.Time) repeats {
+// none is left; ended reports that it lifted it now: the flapping is over,
+// and is to be announced as such (the flapping event opened an alarm that
+// nothing else clears).
+func (d Damping) settle(r repeats, now time.Time) (_ repeats, ended bool) {
 	r.Times = pruneBefore(r.Times, now.Add(-d.FlapWindow))
-	if len(r.Times) == 0 {
+	if len(r.Times) == 0 && r.Held {
 		r.Held = false
+		return r, true
 	}
-	return r
+	return r, false
 }
 
 func absDur(d time.Duration) time.Duration {

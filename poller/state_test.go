@@ -72,7 +72,7 @@ func TestDampingFlapEnds(t *testing.T) {
 	// Stable for a whole window: the state it settled in (up) differs from
 	// the last announced (down), so it is announced.
 	s, a = d.observe(s, stateUp, t0.Add(2*time.Minute))
-	if s.Flapping || len(a) != 1 || a[0] != (announcement{From: stateDown, To: stateUp}) {
+	if s.Flapping || len(a) != 1 || a[0] != (announcement{From: stateDown, To: stateUp, Settled: true}) {
 		t.Fatalf("after the window want down->up announced, got %+v (flapping=%v)", a, s.Flapping)
 	}
 	// Had it settled where it was last announced, nothing more is said.
@@ -142,13 +142,17 @@ func TestDampingPoint(t *testing.T) {
 		t.Fatalf("verdicts %v, want %v", got, want)
 	}
 	// Still held within the window of the last one.
-	if r = d.settle(r, t0.Add(14*time.Minute)); !r.Held {
+	var ended bool
+	if r, ended = d.settle(r, t0.Add(14*time.Minute)); !r.Held || ended {
 		t.Fatal("hold lifted before a quiet window")
 	}
-	// A whole quiet window lifts the hold; the next one is news again.
-	r = d.settle(r, t0.Add(16*time.Minute))
-	if r.Held || len(r.Times) != 0 {
-		t.Fatalf("after a quiet window: %+v", r)
+	// A whole quiet window lifts the hold, once; the next one is news again.
+	r, ended = d.settle(r, t0.Add(16*time.Minute))
+	if r.Held || len(r.Times) != 0 || !ended {
+		t.Fatalf("after a quiet window: %+v, ended %v", r, ended)
+	}
+	if _, ended = d.settle(r, t0.Add(17*time.Minute)); ended {
+		t.Fatal("the end of the flapping told twice")
 	}
 	if _, v := d.point(r, t0.Add(17*time.Minute)); v != pointAnnounce {
 		t.Fatalf("first reboot after the quiet window: %v", v)

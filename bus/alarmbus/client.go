@@ -199,15 +199,20 @@ func ListWindows(ctx context.Context, js jetstream.JetStream) ([]alarm.Window, e
 	return out, nil
 }
 
-// RemoveWindow removes a maintenance window; it wraps alarm.ErrNotFound
-// when there is none of that ID.
+// RemoveWindow removes a maintenance window; it wraps
+// alarm.ErrWindowNotFound, naming the window, when there is none of that
+// ID (or no window at all yet).
 func RemoveWindow(ctx context.Context, js jetstream.JetStream, id string) error {
+	notFound := fmt.Errorf("%w: %s (meshmon maintenance list shows the windows)", alarm.ErrWindowNotFound, id)
 	kv, err := js.KeyValue(ctx, alarm.MaintenanceBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return notFound // no window was ever added
+	}
 	if err != nil {
 		return fmt.Errorf("maintenance bucket: %w", err)
 	}
 	if _, err := kv.Get(ctx, id); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return fmt.Errorf("maintenance window %s: %w", id, alarm.ErrNotFound)
+		return notFound
 	} else if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -357,7 +358,35 @@ func TestMaintenanceWindow(t *testing.T) {
 	if err := RemoveWindow(ctx, js, "swap"); err != nil {
 		t.Fatal(err)
 	}
-	if err := RemoveWindow(ctx, js, "swap"); !errors.Is(err, alarm.ErrNotFound) {
+	if err := RemoveWindow(ctx, js, "swap"); !errors.Is(err, alarm.ErrWindowNotFound) {
 		t.Fatalf("remove twice: %v", err)
 	}
+}
+
+// TestRemoveUnknownWindow: removing a window that does not exist says so,
+// naming it, whether the tenant has a maintenance bucket yet or not; it is
+// not an alarm that is missing.
+func TestRemoveUnknownWindow(t *testing.T) {
+	srv := startJS(t)
+	_, js := dial(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	check := func(when string) {
+		t.Helper()
+		err := RemoveWindow(ctx, js, "nightly")
+		if !errors.Is(err, alarm.ErrWindowNotFound) || errors.Is(err, alarm.ErrNotFound) {
+			t.Fatalf("%s: remove an unknown window: %v, want ErrWindowNotFound", when, err)
+		}
+		// What the operator reads must name the window it did not find.
+		if !strings.Contains(err.Error(), "nightly") {
+			t.Fatalf("%s: %q does not name the window", when, err)
+		}
+	}
+	check("no maintenance bucket yet")
+	runProcessor(t, srv)
+	eventually.NoError(t, 20*time.Second, "the maintenance bucket", func() error {
+		_, err := js.KeyValue(ctx, alarm.MaintenanceBucket)
+		return err
+	})
+	check("with the bucket")
 }

@@ -19,6 +19,12 @@ type outboxEntry struct {
 	Channel string      `json:"channel"`
 	Item    notify.Item `json:"item"`
 	Queued  time.Time   `json:"queued"`
+	// HoldUntil and IfPaged are the Send's: a page of a correlatable
+	// alarm held for its settle time, and the clear that goes only if
+	// no page of its opening is still held (see settle). Kept in the
+	// outbox, they survive a runner's failover as the entry does.
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+	IfPaged   bool      `json:"if_paged,omitempty"`
 }
 
 func outboxKey(channel, item string) string { return channel + "." + item }
@@ -150,7 +156,7 @@ func (r *runner) poke() {
 
 // enqueue puts a send in the outbox unless it is there already.
 func (s *Store) enqueue(ctx context.Context, snd notify.Send, now time.Time) error {
-	b, err := json.Marshal(outboxEntry{Channel: snd.Channel, Item: snd.Item, Queued: now})
+	b, err := json.Marshal(outboxEntry{Channel: snd.Channel, Item: snd.Item, Queued: now, HoldUntil: snd.HoldUntil, IfPaged: snd.IfPaged})
 	if err != nil {
 		return err
 	}

@@ -143,6 +143,9 @@ type runner struct {
 	chans      map[string]*chanState
 	known      map[string]uint64
 	unrecorded map[string]Attempt
+	// alarms is the tenant's alarms bucket, which held pages are checked
+	// against (settle), once it exists; work only.
+	alarms jetstream.KeyValue
 }
 
 // chanState is a channel's rate limit and retry state.

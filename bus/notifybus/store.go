@@ -60,6 +60,11 @@ const (
 	// (its claim expired unresolved); it may or may not have reached the
 	// channel and is not sent again.
 	OutcomeUncertain = "uncertain"
+	// OutcomeWithdrawn: a page of a correlatable alarm, held for its
+	// settle time, was not sent, because the alarm became a symptom (or
+	// went into maintenance, or cleared) meanwhile; or the clear of such
+	// an alarm whose page was withdrawn so. Error says which.
+	OutcomeWithdrawn = "withdrawn"
 )
 
 // Attempt is one delivery attempt of one item, as the log keeps it.

@@ -221,6 +221,10 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 	if now.Before(cs.retryAt) {
 		return len(entries), nil
 	}
+	entries, held, err := r.settle(ctx, name, entries, caughtUp, now)
+	if err != nil {
+		return len(entries) + held, err
+	}
 	slices.SortStableFunc(entries, func(a, b outboxEntry) int {
 		if c := a.Queued.Compare(b.Queued); c != 0 {
 			return c
@@ -232,6 +236,7 @@ func (r *runner) deliverChannel(ctx context.Context, name string, entries []outb
 		return len(entries), err
 	}
 	lateReady := !oldest.IsZero() && (caughtUp && now.Sub(newest) >= r.cfg.LateQuiet || now.Sub(oldest) >= r.cfg.LateWait)
+	waiting += held
 	msgs := notify.Batch(items, cs.bucket.Tokens(now), lateReady)
 	if len(msgs) == 0 {
 		return len(items) + waiting, nil
@@ -306,7 +311,7 @@ func (r *runner) resolve(ctx context.Context, channel string, it notify.Item) (s
 	}
 	now := r.cfg.Now()
 	switch {
-	case a.Outcome == OutcomeDelivered || a.Outcome == OutcomeDropped || a.Outcome == OutcomeUncertain:
+	case a.Outcome == OutcomeDelivered || a.Outcome == OutcomeDropped || a.Outcome == OutcomeUncertain || a.Outcome == OutcomeWithdrawn:
 		r.done(ctx, key)
 		return false, false, nil
 	case a.Outcome == OutcomeSending && a.Holder != r.id && now.Before(a.Until):

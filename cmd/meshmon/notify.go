@@ -84,6 +84,7 @@ func ruleFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "channel", Usage: "channels to page (required)"},
 		&cli.StringSliceFlag{Name: "escalate", Usage: "AFTER=CHANNEL: page CHANNEL too when the alarm is unacknowledged AFTER (15m) its page; repeat in order"},
 		&cli.BoolFlag{Name: "actions", Usage: "page the NOC's acknowledgements, unacknowledgements and comments of the matching alarms too"},
+		&cli.DurationFlag{Name: "settle", Usage: "hold the pages of a device behind a parent this long (0: the default, 30s), so that its parent's alarm can make them symptoms"},
 	}
 }
 
@@ -194,7 +195,8 @@ func notifyRuleAdd(c *cli.Context) error {
 		return fmt.Errorf("--escalate: %w", err)
 	}
 	r := notify.Rule{Name: name, Severities: c.StringSlice("severity"), Sites: c.StringSlice("site"), Devices: c.StringSlice("device"),
-		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions"), Escalation: steps}
+		Kinds: c.StringSlice("kind"), Channels: c.StringSlice("channel"), Actions: c.Bool("actions"), Escalation: steps,
+		Settle: c.Duration("settle")}
 	if err := r.Validate(nil); err != nil {
 		return err
 	}
