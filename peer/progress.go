@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -113,22 +112,9 @@ func (w *progressWatch) judge(answers map[sourceKey]siteProgress, now time.Time)
 // consumer stands; a site that does not answer within answerWithin is left
 // out.
 func sitesProgress(nc *nats.Conn, keys []sourceKey) map[sourceKey]siteProgress {
-	var mu sync.Mutex
-	out := map[sourceKey]siteProgress{}
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		wg.Go(func() {
-			p, ok := askProgress(nc, k, siteReplyInbox(k.site), answerWithin)
-			if !ok {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			out[k] = p
-		})
-	}
-	wg.Wait()
-	return out
+	return askSites(keys, func(k sourceKey) (siteProgress, bool) {
+		return askProgress(nc, k, siteReplyInbox(k.site), answerWithin)
+	})
 }
 
 // askProgress asks the site's JetStream for the source's consumer

@@ -315,19 +315,34 @@ func observeReach(acc *server.Account, keys []sourceKey) map[sourceKey]bool {
 // sitesAnswering asks the JetStream of each source's site, side by side,
 // for its stream, and reports which sites answered within answerWithin.
 func sitesAnswering(nc *nats.Conn, keys []sourceKey) map[string]bool {
-	var mu sync.Mutex
 	answered := map[string]bool{}
+	for k := range askSites(keys, func(k sourceKey) (struct{}, bool) {
+		return struct{}{}, siteAnswers(nc, k, siteReplyInbox(k.site), answerWithin)
+	}) {
+		answered[k.site] = true
+	}
+	return answered
+}
+
+// askSites runs ask for each of keys side by side and returns the answers
+// of those for which it reports one.
+func askSites[T any](keys []sourceKey, ask func(sourceKey) (T, bool)) map[sourceKey]T {
+	var mu sync.Mutex
+	out := map[sourceKey]T{}
 	var wg sync.WaitGroup
 	for _, k := range keys {
 		wg.Go(func() {
-			ok := siteAnswers(nc, k, siteReplyInbox(k.site), answerWithin)
+			v, ok := ask(k)
+			if !ok {
+				return
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			answered[k.site] = answered[k.site] || ok
+			out[k] = v
 		})
 	}
 	wg.Wait()
-	return answered
+	return out
 }
 
 // siteReplyInbox is a new subject for a site's answer. A site's link
