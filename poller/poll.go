@@ -209,9 +209,12 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 			t.snmp = pr
 		}
 		var r SNMPResult
-		if t.snmp != nil {
+		switch {
+		case t.snmp != nil && t.check:
+			r = t.snmp.PollSystem(ctx)
+		case t.snmp != nil:
 			r = t.snmp.Poll(ctx)
-		} else {
+		default:
 			r = SNMPResult{Reason: "snmp client could not be built"}
 		}
 		if ctx.Err() != nil {
@@ -220,7 +223,9 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
 			counters = p.observeSNMP(o, r)
-			p.observeNeighbors(ctx, o)
+			if !r.SystemOnly {
+				p.observeNeighbors(ctx, o)
+			}
 		}
 	}
 
@@ -248,6 +253,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 	if !o.lldpAt.IsZero() {
 		t.lldpAt = o.lldpAt
 	}
+	t.check = false
 	return o.samples
 }
 
@@ -320,10 +326,18 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 	}
 	o.uptime = &up
 
-	o.sample(meshmon.Sample{Check: "system",
-		Values: map[string]float64{"uptime_seconds": float64(r.SysUpTime) / 100, "duration_ms": ms(r.Took), "interfaces": float64(len(r.Interfaces))},
+	sys := meshmon.Sample{Check: "system",
+		Values: map[string]float64{"uptime_seconds": float64(r.SysUpTime) / 100, "duration_ms": ms(r.Took)},
 		Labels: map[string]string{"sys_name": r.SysName, "sys_descr": r.SysDescr, "sys_object_id": r.SysObjectID},
-	})
+	}
+	if r.SystemOnly {
+		// The interfaces were not read: their states and counters stay
+		// as they were.
+		o.sample(sys)
+		return nil
+	}
+	sys.Values["interfaces"] = float64(len(r.Interfaces))
+	o.sample(sys)
 
 	counters := make(map[int]counterState, len(r.Interfaces))
 	rows := make([]meshmon.InterfaceSample, 0, len(r.Interfaces))

@@ -131,6 +131,10 @@ type target struct {
 	uptimeOK bool
 	counters map[int]counterState
 	lldpAt   time.Time // when its neighbours were last read; zero: not yet
+	// check: taken over from another member and not polled here yet; its
+	// first poll reads the system group only, the next one (at its own
+	// slot) the interfaces too.
+	check bool
 
 	// A poll-now (a task) holds the device busy: the scheduled poll the
 	// dispatcher skips meanwhile is kept in missed and polled after it.
@@ -355,6 +359,12 @@ func (p *Poller) upsert(d meshmon.Device, cache, spread, movedIn bool) {
 		// reading costs about a tenth of a second (issue 23).
 		nt.lldpAt = now.Add(-every + 2*offset(d.Name, every))
 	}
+	// Its first poll here only checks it (reachability and sysUpTime):
+	// reading the interface tables of a third of a site at once took
+	// seconds on two cores (issue 23). The full poll follows at the
+	// device's own offset in its next slot, as it would have at the
+	// member that left.
+	nt.check = movedIn && !spread
 	at := now
 	if spread {
 		at = now.Add(offset(d.Name, d.Interval.D()))

@@ -34,7 +34,11 @@ type SNMPResult struct {
 	SysName, SysDescr, SysObjectID string
 	SysUpTime                      uint32  // TimeTicks (1/100 s)
 	Interfaces                     []IfRow // ordered by ifIndex
-	Took                           time.Duration
+	// SystemOnly: the poll read the system group and not the interface
+	// table (PollSystem), so Interfaces says nothing of the device's
+	// interfaces.
+	SystemOnly bool
+	Took       time.Duration
 }
 
 // IfRow is one row of ifTable joined with ifXTable.
@@ -248,21 +252,35 @@ func (cp *clientPool) put(c *gosnmp.GoSNMP) {
 // rediscovers the engine and tries once more, so a reboot costs no failed
 // poll.
 func (p *SNMPProber) Poll(ctx context.Context) SNMPResult {
+	return p.pollTimed(ctx, true)
+}
+
+// PollSystem is Poll without the interface table: one GET of the system
+// group, which says whether the agent answers and whether it rebooted. A
+// poller checks a device it takes over from another member this way first
+// (issue 23: a failover checks a third of a site at once), and reads its
+// interfaces at the device's own slot in the interval.
+func (p *SNMPProber) PollSystem(ctx context.Context) SNMPResult {
+	return p.pollTimed(ctx, false)
+}
+
+func (p *SNMPProber) pollTimed(ctx context.Context, walk bool) SNMPResult {
 	start := time.Now()
-	res := p.poll(ctx)
+	res := p.poll(ctx, walk)
 	if !res.OK && ctx.Err() == nil &&
 		(errors.Is(res.Err, ErrSNMPNotInTimeWindow) || errors.Is(res.Err, ErrSNMPUnknownEngine)) {
 		// poll dropped the client, so this discovers the engine afresh.
-		res = p.poll(ctx)
+		res = p.poll(ctx, walk)
 	}
+	res.SystemOnly = !walk
 	res.Took = time.Since(start)
 	return res
 }
 
-// poll does one attempt. On any failure it drops the client, so that the
-// next attempt starts with a fresh socket and, for v3, a fresh engine
-// discovery.
-func (p *SNMPProber) poll(ctx context.Context) (res SNMPResult) {
+// poll does one attempt: the system group, then, with walk, the interface
+// table. On any failure it drops the client, so that the next attempt
+// starts with a fresh socket and, for v3, a fresh engine discovery.
+func (p *SNMPProber) poll(ctx context.Context, walk bool) (res SNMPResult) {
 	fail := func(err error) SNMPResult {
 		if rec, ok := p.connRecorder(); ok {
 			if rep := unauthenticatedReport(p.dev.SNMP.User, rec.last); rep != nil {
@@ -315,14 +333,16 @@ func (p *SNMPProber) poll(ctx context.Context) (res SNMPResult) {
 	if err := p.getSystem(c, &res); err != nil {
 		return fail(fmt.Errorf("get system group: %w", err))
 	}
-	ifs, err := p.walkInterfaces(c)
-	if err != nil {
-		return fail(fmt.Errorf("walk interfaces: %w", err))
+	if walk {
+		ifs, err := p.walkInterfaces(c)
+		if err != nil {
+			return fail(fmt.Errorf("walk interfaces: %w", err))
+		}
+		res.Interfaces = ifs
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	res.Interfaces = ifs
 	res.OK = true
 	if c.Version == gosnmp.Version3 {
 		p.usm = c.SecurityParameters.Copy()

@@ -1,12 +1,17 @@
 package poller
 
 import (
+	"context"
 	"maps"
+	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/sim"
+	"github.com/meshmon/meshmon/storage"
 )
 
 // TestMovedInReadsNeighborsLater: a device the group moved to this poller
@@ -38,5 +43,79 @@ func TestMovedInReadsNeighborsLater(t *testing.T) {
 	due := p.devices["moved"].lldpAt.Add(every)
 	if want := now.Add(2 * offset("moved", every)); !due.Equal(want) || !due.After(now) || due.After(now.Add(every)) {
 		t.Errorf("a moved device's neighbours due at %s; want %s, within the interval (%s) from now", due, want, every)
+	}
+}
+
+// TestMovedInIsCheckedFirst: a device the group moved to this poller is
+// first checked with the system group alone (a failover checks a third of
+// a site at once), and its next poll reads the interfaces as well; a
+// device new to the group, or one an operator polls now, is polled in
+// full at once.
+func TestMovedInIsCheckedFirst(t *testing.T) {
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = 2, "c"
+	scfg.BaseAddr = netip.MustParseAddr("127.92.0.1")
+	s, err := sim.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Tenant, cfg.Site = "p2", "acme", "lab"
+	p, err := New(cfg, nil, store, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := func(a *sim.Agent) meshmon.Device {
+		return meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+			Interval: meshmon.Duration(time.Minute), Timeout: meshmon.Duration(time.Second),
+			SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
+	}
+	// checks are the samples' checks, sorted; the system sample counts
+	// the interfaces only when they were read.
+	checks := func(samples []meshmon.Sample) []string {
+		var out []string
+		counted := false
+		for _, s := range samples {
+			out = append(out, s.Check)
+			if _, ok := s.Values["interfaces"]; ok && s.Check == "system" {
+				counted = true
+			}
+		}
+		if counted != slices.Contains(out, "if") {
+			t.Errorf("samples %v: the system sample counts interfaces: %v", out, counted)
+		}
+		slices.Sort(out)
+		return out
+	}
+	ctx := context.Background()
+	moved, fresh := device(s.Agents()[0]), device(s.Agents()[1])
+	p.upsert(moved, false, false, true)
+	p.upsert(fresh, false, false, false)
+	for i, want := range [][]string{{"system"}, {"if", "system"}} {
+		if got := checks(p.poll(ctx, p.devices[moved.Name], time.Now())); !slices.Equal(got, want) {
+			t.Errorf("moved in, poll %d: samples %v, want %v", i+1, got, want)
+		}
+	}
+	if got := checks(p.poll(ctx, p.devices[fresh.Name], time.Now())); !slices.Equal(got, []string{"if", "lldp", "system"}) {
+		t.Errorf("new to the group, first poll: samples %v, want [if lldp system]", got)
+	}
+	// Moved in again: an operator's poll-now reads it all.
+	p.remove(moved.Name)
+	p.upsert(moved, false, false, true)
+	var reply meshmon.TaskReply
+	if err := p.pollNow(ctx, meshmon.TaskRequest{Device: moved.Name}, func(r meshmon.TaskReply) error { reply = r; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := checks(reply.Samples); !slices.Equal(got, []string{"if", "system"}) {
+		t.Errorf("poll-now of a device just moved in: samples %v, want [if system]", got)
 	}
 }

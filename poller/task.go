@@ -147,6 +147,7 @@ func (p *Poller) pollNow(ctx context.Context, req meshmon.TaskRequest, send func
 	if err != nil {
 		return err
 	}
+	t.check = false // an operator asking for a poll gets all of it
 	samples := p.poll(ctx, t, p.cfg.Now())
 	p.finishNow(req.Device, t)
 	if err := ctx.Err(); err != nil {
