@@ -89,28 +89,35 @@ func OpenSiteInventory(ctx context.Context, js jetstream.JetStream, site string,
 }
 
 // ImportWait imports devs (replacing devices of the same names) into the
-// inventory js reaches, asking again every second, each try bounded by
-// 10 s, while the peer does not answer or has no inventory yet (a lab
-// starts everything at once). It returns nil once they are stored, or
-// when ctx ends first.
+// inventory js reaches, asking again every second while the peer does not
+// answer or has no inventory yet (a lab starts everything at once). It
+// stores them 100 at a time, each hundred bounded by 10 s, and a retry
+// goes on from the first device not yet stored: a slow peer makes it
+// slower, never endless (it used to start over with all of them). It
+// returns nil once they are stored, or when ctx ends first.
 func ImportWait(ctx context.Context, js jetstream.JetStream, devs []meshmon.Device, log *slog.Logger) error {
-	for b := backoff.New(time.Second, time.Second); ; {
-		err := func() error {
-			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			inv, err := OpenInventory(actx, js)
+	var inv *Inventory
+	try := func() error {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if inv == nil {
+			i, err := OpenInventory(actx, js)
 			if err != nil {
 				return err
 			}
-			_, err = inv.Import(actx, devs, true)
-			return err
-		}()
-		if err == nil {
-			return nil
+			inv = i
 		}
-		log.Info("waiting for the peer to import the devices", "err", err)
-		if !b.Wait(ctx) {
-			return nil
+		done, err := inv.Import(actx, devs[:min(len(devs), 100)], true)
+		devs = devs[len(done):]
+		return err
+	}
+	for b := backoff.New(time.Second, time.Second); len(devs) > 0; {
+		if err := try(); err != nil {
+			log.Info("waiting for the peer to import the devices", "left", len(devs), "err", err)
+			if !b.Wait(ctx) {
+				return nil
+			}
 		}
 	}
+	return nil
 }

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -120,5 +122,27 @@ func TestCheckedEventFilter(t *testing.T) {
 		if tt.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.err)) {
 			t.Errorf("%q %q %q: %v; want an error beginning %q", tt.site, tt.device, tt.kind, err, tt.err)
 		}
+	}
+}
+
+// TestImportWaitStoresEveryDevice: ImportWait stores a list longer than
+// one of its tries (100 devices) whole.
+func TestImportWaitStoresEveryDevice(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	var devs []meshmon.Device
+	for i := range 250 {
+		devs = append(devs, testDevice(fmt.Sprintf("sw%03d", i)))
+	}
+	if err := ImportWait(ctx, js, devs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := inv.List(ctx)
+	if err != nil || len(got) != len(devs) {
+		t.Fatalf("%d devices stored (%v), want %d", len(got), err, len(devs))
 	}
 }
