@@ -73,6 +73,50 @@ func TestInventoryAdd(t *testing.T) {
 	}
 }
 
+// TestInventoryUpdate: Update stores a device read at its current
+// revision, and refuses (ErrDeviceChanged) one that changed or was
+// removed since it was read.
+func TestInventoryUpdate(t *testing.T) {
+	_, _, js := runJS(t)
+	ctx := testCtx(t)
+	inv, err := OpenInventory(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"sw1", "ap1"} {
+		if _, err := inv.Put(ctx, testDevice(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := inv.Get(ctx, "ap1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Parent = "sw1"
+	if d.Revision, err = inv.Update(ctx, d); err != nil {
+		t.Fatalf("update ap1 at its revision: %v", err)
+	}
+	if got, err := inv.Get(ctx, "ap1"); err != nil || got.Parent != "sw1" || got.Revision != d.Revision {
+		t.Fatalf("ap1 after its update: %+v, %v", got, err)
+	}
+	stale := d
+	if _, err := inv.Put(ctx, d); err != nil { // another writer
+		t.Fatal(err)
+	}
+	if _, err := inv.Update(ctx, stale); !errors.Is(err, ErrDeviceChanged) {
+		t.Fatalf("update of ap1 changed since: %v; want ErrDeviceChanged", err)
+	}
+	if d, err = inv.Get(ctx, "ap1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Delete(ctx, "ap1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Update(ctx, d); !errors.Is(err, ErrDeviceChanged) {
+		t.Fatalf("update of ap1 removed since: %v; want ErrDeviceChanged", err)
+	}
+}
+
 // TestSiteJoin: the join info of a site central sources, ErrSiteNotFound
 // for another; AddSiteJoin of a site that exists returns its join info
 // with ErrSiteExists.
