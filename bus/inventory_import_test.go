@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -10,16 +11,23 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// TestInventoryUpsertImport: Upsert says whether it replaced; Import stops
-// at the first device that exists unless it replaces, keeping those
-// before it.
-func TestInventoryUpsertImport(t *testing.T) {
+// testInventory is the inventory of a server of its own.
+func testInventory(t *testing.T) (context.Context, *Inventory) {
+	t.Helper()
 	_, _, js := runJS(t)
 	ctx := testCtx(t)
 	inv, err := OpenInventory(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, inv
+}
+
+// TestInventoryUpsertImport: Upsert says whether it replaced; Import stops
+// at the first device that exists unless it replaces, keeping those
+// before it.
+func TestInventoryUpsertImport(t *testing.T) {
+	ctx, inv := testInventory(t)
 	if _, replaced, err := inv.Upsert(ctx, testDevice("sw1")); err != nil || replaced {
 		t.Fatalf("upsert of a new device: replaced %v, %v", replaced, err)
 	}
@@ -48,12 +56,7 @@ func TestInventoryUpsertImport(t *testing.T) {
 // (ErrNoParent), creates one that is new, refuses one that exists
 // (ErrDeviceExists) unless it replaces, and says whether it replaced.
 func TestInventoryAdd(t *testing.T) {
-	_, _, js := runJS(t)
-	ctx := testCtx(t)
-	inv, err := OpenInventory(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, inv := testInventory(t)
 	child := testDevice("ap1")
 	child.Parent = "sw1"
 	if _, err := inv.Add(ctx, child, false); !errors.Is(err, ErrNoParent) {
@@ -77,12 +80,7 @@ func TestInventoryAdd(t *testing.T) {
 // revision, and refuses (ErrDeviceChanged) one that changed or was
 // removed since it was read.
 func TestInventoryUpdate(t *testing.T) {
-	_, _, js := runJS(t)
-	ctx := testCtx(t)
-	inv, err := OpenInventory(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, inv := testInventory(t)
 	for _, n := range []string{"sw1", "ap1"} {
 		if _, err := inv.Put(ctx, testDevice(n)); err != nil {
 			t.Fatal(err)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/alarm"
 	"github.com/meshmon/meshmon/bus"
@@ -138,10 +136,6 @@ func TestTopologyParentsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- alarmbus.Worker(nil)(pctx, nc, "") }()
@@ -166,7 +160,7 @@ func TestTopologyParentsCommand(t *testing.T) {
 			t.Fatalf("the alarm processor stopped: %v", err)
 		default:
 		}
-		as, err := alarmbus.List(ctx, js)
+		as, err := alarmbus.List(ctx, d.JS)
 		if err != nil {
 			return err
 		}
