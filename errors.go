@@ -18,3 +18,7 @@ var ErrRejected = errors.New("message rejected")
 // messages and retries later: the peer resumes storing by itself once its
 // disk has room.
 var ErrPeerDiskFull = errors.New("peer disk full")
+
+// ErrInvalidRoot is wrapped by PlanParents when a root is not a device of
+// the site or has no link to one.
+var ErrInvalidRoot = errors.New("invalid root")

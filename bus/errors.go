@@ -10,6 +10,10 @@ var ErrDeviceExists = errors.New("device already exists")
 // no device of that name is in the inventory.
 var ErrDeviceNotFound = errors.New("device not found")
 
+// ErrDeviceChanged is wrapped by Inventory.Update when the device changed,
+// or was removed, since the revision it was read at.
+var ErrDeviceChanged = errors.New("device changed since it was read; read it again")
+
 // ErrNoParent is returned by Inventory.Add when the device's parent is
 // not in the inventory.
 var ErrNoParent = errors.New("no such device at this site; add the parent first")

@@ -79,6 +79,26 @@ func (inv *Inventory) Create(ctx context.Context, d meshmon.Device) (rev uint64,
 	return rev, nil
 }
 
+// Update stores d in place of the device of the same name on condition
+// that it is still at d.Revision (as Get or List read it), and returns the
+// new revision. It returns an error wrapping ErrDeviceChanged if the
+// device changed or was removed since, or meshmon.ErrInvalidDevice if d
+// is invalid.
+func (inv *Inventory) Update(ctx context.Context, d meshmon.Device) (rev uint64, err error) {
+	b, err := encodeDevice(d)
+	if err != nil {
+		return 0, err
+	}
+	rev, err = inv.kv.Update(ctx, d.Name, b, d.Revision)
+	if errors.Is(err, jetstream.ErrKeyExists) { // and ErrKeyRevisionMismatch
+		return 0, fmt.Errorf("update device %s at revision %d: %w", d.Name, d.Revision, ErrDeviceChanged)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update device %s: %w", d.Name, err)
+	}
+	return rev, nil
+}
+
 // Get returns the device called name, with Revision set. It returns an
 // error wrapping ErrDeviceNotFound if there is none.
 func (inv *Inventory) Get(ctx context.Context, name string) (meshmon.Device, error) {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,16 +13,23 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// TestInventoryUpsertImport: Upsert says whether it replaced; Import stops
-// at the first device that exists unless it replaces, keeping those
-// before it.
-func TestInventoryUpsertImport(t *testing.T) {
+// testInventory is the inventory of a server of its own.
+func testInventory(t *testing.T) (context.Context, *Inventory) {
+	t.Helper()
 	_, _, js := runJS(t)
 	ctx := testCtx(t)
 	inv, err := OpenInventory(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, inv
+}
+
+// TestInventoryUpsertImport: Upsert says whether it replaced; Import stops
+// at the first device that exists unless it replaces, keeping those
+// before it.
+func TestInventoryUpsertImport(t *testing.T) {
+	ctx, inv := testInventory(t)
 	if _, replaced, err := inv.Upsert(ctx, testDevice("sw1")); err != nil || replaced {
 		t.Fatalf("upsert of a new device: replaced %v, %v", replaced, err)
 	}
@@ -50,12 +58,7 @@ func TestInventoryUpsertImport(t *testing.T) {
 // (ErrNoParent), creates one that is new, refuses one that exists
 // (ErrDeviceExists) unless it replaces, and says whether it replaced.
 func TestInventoryAdd(t *testing.T) {
-	_, _, js := runJS(t)
-	ctx := testCtx(t)
-	inv, err := OpenInventory(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, inv := testInventory(t)
 	child := testDevice("ap1")
 	child.Parent = "sw1"
 	if _, err := inv.Add(ctx, child, false); !errors.Is(err, ErrNoParent) {
@@ -72,6 +75,45 @@ func TestInventoryAdd(t *testing.T) {
 	}
 	if ch, err := inv.Add(ctx, testDevice("sw1"), true); err != nil || ch.Result != "replaced" {
 		t.Fatalf("replace sw1: %+v, %v", ch, err)
+	}
+}
+
+// TestInventoryUpdate: Update stores a device read at its current
+// revision, and refuses (ErrDeviceChanged) one that changed or was
+// removed since it was read.
+func TestInventoryUpdate(t *testing.T) {
+	ctx, inv := testInventory(t)
+	for _, n := range []string{"sw1", "ap1"} {
+		if _, err := inv.Put(ctx, testDevice(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := inv.Get(ctx, "ap1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Parent = "sw1"
+	if d.Revision, err = inv.Update(ctx, d); err != nil {
+		t.Fatalf("update ap1 at its revision: %v", err)
+	}
+	if got, err := inv.Get(ctx, "ap1"); err != nil || got.Parent != "sw1" || got.Revision != d.Revision {
+		t.Fatalf("ap1 after its update: %+v, %v", got, err)
+	}
+	stale := d
+	if _, err := inv.Put(ctx, d); err != nil { // another writer
+		t.Fatal(err)
+	}
+	if _, err := inv.Update(ctx, stale); !errors.Is(err, ErrDeviceChanged) {
+		t.Fatalf("update of ap1 changed since: %v; want ErrDeviceChanged", err)
+	}
+	if d, err = inv.Get(ctx, "ap1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Delete(ctx, "ap1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Update(ctx, d); !errors.Is(err, ErrDeviceChanged) {
+		t.Fatalf("update of ap1 removed since: %v; want ErrDeviceChanged", err)
 	}
 }
 

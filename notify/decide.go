@@ -75,7 +75,14 @@ type Decision struct {
 // one, when the parent recovered first. So its pages (an opening, a
 // severity change, the end of a symptom or of a maintenance window) are
 // held for the rule's settle time (HoldUntil), and its clear goes only if
-// no page of that opening is still held (IfPaged).
+// no page of that opening is still held (IfPaged). Its escalation counts
+// from the end of the settle time, when the held page goes: with a settle
+// time of 30 s and a first step after 1 min, the step's channel is paged
+// a minute after the first page, not 30 s after it. A held page that is
+// withdrawn instead (the alarm cleared, became a symptom or went into
+// maintenance within the settle time) does not escalate: each of those
+// changes stops the escalation (Cancel) before its first step is due, and
+// the runner escalates only once it has applied every change.
 //
 // A symptom, or an alarm in a maintenance window, never pages. A late
 // change's items carry Late: they are summarised, not paged one by one.
@@ -129,7 +136,12 @@ func Decide(c alarm.Change, rules []Rule, now time.Time) Decision {
 			}
 		}
 		if escalate && len(r.Escalation) > 0 {
-			d.Schedule = append(d.Schedule, Pending{AlarmID: a.ID, Rule: r.Name, Opened: a.Opened, Origin: c.MsgID(), Since: now, Alarm: a})
+			since := now
+			if page && a.Correlatable() {
+				// Its page is held: the steps count from its release.
+				since = now.Add(r.SettleTime())
+			}
+			d.Schedule = append(d.Schedule, Pending{AlarmID: a.ID, Rule: r.Name, Opened: a.Opened, Origin: c.MsgID(), Since: since, Alarm: a})
 		}
 	}
 	return d
@@ -138,13 +150,15 @@ func Decide(c alarm.Change, rules []Rule, now time.Time) Decision {
 // Pending is an alarm's escalation under one rule: the steps not taken
 // yet, counted from Since.
 type Pending struct {
-	AlarmID string      `json:"alarm_id"`
-	Rule    string      `json:"rule"`
-	Opened  int         `json:"opened"` // the alarm's Opened when it started
-	Origin  string      `json:"origin"` // the MsgID of the change that started it
-	Since   time.Time   `json:"since"`
-	Step    int         `json:"step"` // steps taken so far
-	Alarm   alarm.Alarm `json:"alarm"`
+	AlarmID string `json:"alarm_id"`
+	Rule    string `json:"rule"`
+	Opened  int    `json:"opened"` // the alarm's Opened when it started
+	Origin  string `json:"origin"` // the MsgID of the change that started it
+	// Since is when the change that started it paged: the change, or,
+	// for a page held for the rule's settle time, the end of that time.
+	Since time.Time   `json:"since"`
+	Step  int         `json:"step"` // steps taken so far
+	Alarm alarm.Alarm `json:"alarm"`
 }
 
 // Key is the pending escalation's key: the alarm's ID and the rule.

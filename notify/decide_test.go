@@ -281,3 +281,55 @@ func TestDecideSettle(t *testing.T) {
 		t.Fatal("a settle time of 2h is valid")
 	}
 }
+
+// TestEscalationOfAHeldPage: the escalation of a correlatable alarm, whose
+// page is held for the rule's settle time, counts from the end of that
+// time, when the page goes; other escalations count from the change. With
+// a settle time of 30 s and a step after 1 min, the step's channel is
+// paged 1 min after the first page (90 s after the change), not 30 s
+// after it.
+func TestEscalationOfAHeldPage(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC)
+	esc := []notify.Step{{After: time.Minute, Channel: "oncall"}}
+	rs := []notify.Rule{
+		{Name: "a", Channels: []string{"pager"}, Settle: 30 * time.Second, Escalation: esc},
+		{Name: "b", Channels: []string{"chat"}, Escalation: esc}, // the default settle time
+	}
+	child := func(a *alarm.Alarm) { a.Device, a.ID, a.Parent = "sw7", "paris.sw7.icmp", "rtr1" }
+	for _, tc := range []struct {
+		name  string
+		c     alarm.Change
+		since []time.Duration // per rule, from now
+	}{
+		{"a child's opening", change(alarm.WhatOpened, child), []time.Duration{30 * time.Second, notify.DefaultSettle}},
+		{"a child's severity change", change(alarm.WhatSeverity, child), []time.Duration{30 * time.Second, notify.DefaultSettle}},
+		{"the end of a child's symptom", change(alarm.WhatSymptom, child), []time.Duration{30 * time.Second, notify.DefaultSettle}},
+		{"the end of a window over a child", change(alarm.WhatMaintenance, child), []time.Duration{30 * time.Second, notify.DefaultSettle}},
+		{"a child unacked: nothing is paged, nothing held", change(alarm.WhatUnacked, child), []time.Duration{0, 0}},
+		{"a device without a parent", change(alarm.WhatOpened, nil), []time.Duration{0, 0}},
+		{"a child's interface alarm", change(alarm.WhatOpened, func(a *alarm.Alarm) { child(a); a.Check, a.ID = "if.2", "paris.sw7.if_2" }), []time.Duration{0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := notify.Decide(tc.c, rs, now)
+			if len(d.Schedule) != len(tc.since) {
+				t.Fatalf("schedule %+v, want %d", d.Schedule, len(tc.since))
+			}
+			for i, p := range d.Schedule {
+				if got := p.Since.Sub(now); got != tc.since[i] {
+					t.Errorf("rule %s: since %s, want %s", p.Rule, got, tc.since[i])
+				}
+				// Held or not, its page goes at Since and the step a minute
+				// later, not before.
+				for _, at := range []time.Duration{0, time.Minute - time.Second} {
+					if s, rest := notify.Escalate(p, rs[i], p.Since.Add(at)); s != nil || rest == nil {
+						t.Errorf("rule %s: escalated %s after its page", p.Rule, at)
+					}
+				}
+				s, rest := notify.Escalate(p, rs[i], p.Since.Add(time.Minute))
+				if s == nil || rest != nil || s.Channel != "oncall" || !s.Item.At.Equal(p.Since.Add(time.Minute)) {
+					t.Errorf("rule %s: a minute after its page: %+v, rest %+v", p.Rule, s, rest)
+				}
+			}
+		})
+	}
+}

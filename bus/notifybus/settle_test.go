@@ -208,3 +208,94 @@ func TestRunRouterWith50ChildrenPagesOnce(t *testing.T) {
 		t.Fatalf("log: %d withdrawn, want 150", withdrawn)
 	}
 }
+
+// TestRunEscalatesFromTheHeldPage: with a settle time of 30 s and a step
+// after 1 min, a correlatable alarm (a device behind a parent) that falls
+// alone pages at 30 s and escalates at 90 s, a minute after its page, not
+// at 60 s; an alarm without a parent, which falls at the same time, pages
+// at once and escalates at 60 s; one whose held page is withdrawn (its
+// parent fell within the settle time) never escalates. Real JetStream, the
+// real alarm.Set, a fake clock and real webhook receivers.
+func TestRunEscalatesFromTheHeldPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first, oncall := newReceiver(t, "k"), newReceiver(t, "k")
+	e.webhook(t, "first", first.srv.URL, "k", 0, 0)
+	e.webhook(t, "oncall", oncall.srv.URL, "k", 0, 0)
+	const settle, after = 30 * time.Second, time.Minute
+	e.rule(t, notify.Rule{Name: "all", Channels: []string{"first"}, Settle: settle,
+		Escalation: []notify.Step{{After: after, Channel: "oncall"}}})
+	t0 := time.Now().UTC()
+	clock := &fakeClock{t: t0}
+	cfg := testConfig()
+	cfg.Now = clock.Now
+	e.run(t, cfg)
+	p := newProcessor(t, e, clock)
+	// items are the items a receiver got, by device.
+	items := func(r *receiver) map[string][]notify.Item {
+		msgs, _, _, _ := r.snapshot()
+		out := map[string][]notify.Item{}
+		for _, m := range msgs {
+			for _, it := range m.Items {
+				out[it.Alarm.Device] = append(out[it.Alarm.Device], it)
+			}
+		}
+		return out
+	}
+
+	p.event(t, "sw1", "rtr", meshmon.KindNodeDown) // alone behind its parent
+	p.event(t, "solo", "", meshmon.KindNodeDown)   // no parent
+	p.event(t, "sw3", "rtr3", meshmon.KindNodeDown)
+	// Applied at t0: the runner decides on its clock.
+	e.waitApplied(t)
+	clock.Add(5 * time.Second)
+	p.event(t, "rtr3", "", meshmon.KindNodeDown) // sw3 becomes its symptom
+	e.waitApplied(t)
+	eventually.True(t, 30*time.Second, "solo and rtr3 paged at once", func() bool {
+		got := items(first)
+		return len(got["solo"]) == 1 && len(got["rtr3"]) == 1
+	})
+
+	clock.Add(settle - 5*time.Second) // t0+30s: sw1's page goes, sw3's is withdrawn
+	eventually.True(t, 30*time.Second, "sw1 paged after its settle time", func() bool { return len(items(first)["sw1"]) == 1 })
+	e.waitOutboxEmpty(t)
+
+	// t0+65s: solo's and rtr3's steps are due, in the same pass as sw1's
+	// would be if it counted from its change.
+	clock.Add(35 * time.Second)
+	eventually.True(t, 30*time.Second, "solo and rtr3 escalated", func() bool {
+		got := items(oncall)
+		return len(got["solo"]) == 1 && len(got["rtr3"]) == 1
+	})
+	e.waitOutboxEmpty(t)
+	if got := items(oncall); len(got["sw1"]) != 0 || len(got["sw3"]) != 0 {
+		t.Fatalf("at t0+65s, oncall got sw1 %v and sw3 %v; want nothing before t0+90s, and nothing of sw3", got["sw1"], got["sw3"])
+	}
+
+	clock.Add(25 * time.Second) // t0+90s: a minute after sw1's page
+	eventually.True(t, 30*time.Second, "sw1 escalated", func() bool { return len(items(oncall)["sw1"]) == 1 })
+	e.waitOutboxEmpty(t)
+	got := items(oncall)
+	if it := got["sw1"][0]; it.What != notify.WhatEscalation || !it.At.Equal(t0.Add(settle+after)) {
+		t.Errorf("sw1's escalation: %s at t0+%s, want an escalation at t0+%s", it.What, it.At.Sub(t0), settle+after)
+	}
+	if it := got["solo"][0]; !it.At.Equal(t0.Add(after)) {
+		t.Errorf("solo's escalation at t0+%s, want t0+%s", it.At.Sub(t0), after)
+	}
+	if len(got["sw3"]) != 0 || len(items(first)["sw3"]) != 0 {
+		t.Errorf("sw3, a symptom within its settle time, paged %v, escalated %v; want neither", items(first)["sw3"], got["sw3"])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, notifybus.EscalationsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		t.Errorf("escalation %s still pending", k)
+	}
+}

@@ -142,14 +142,14 @@ func openTenant(c *cli.Context) (string, *tenancy.Store, tenancy.Tenant, error) 
 }
 
 // connectAs connects to central with in-memory credentials.
-func connectAs(c *cli.Context, creds []byte, name string) (*nats.Conn, error) {
+func connectAs(c *cli.Context, creds []byte, name string, opts ...nats.Option) (*nats.Conn, error) {
 	auth, err := tenancy.CredsOption(creds)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, auth)
+	return bus.ConnectWait(ctx, bus.ConnConfig{URL: c.String("server"), CAFile: c.String("tlsca"), Name: name}, append(opts, auth)...)
 }
 
 // dialers connect to central as the global flags say.

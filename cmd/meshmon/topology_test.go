@@ -69,20 +69,7 @@ func TestTopologyCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out := filepath.Join(t.TempDir(), "out.json")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout := os.Stdout
-	os.Stdout = f
-	err = newApp().Run([]string{"meshmon", "--server", p.ClientURL(), "topology", "--site", "hq", "--json"})
-	os.Stdout = stdout
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(out)
+	b, err := stdoutOf(t, "--server", p.ClientURL(), "topology", "--site", "hq", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,4 +96,25 @@ func TestTopologyCommand(t *testing.T) {
 			t.Fatalf("topology %q succeeded", args)
 		}
 	}
+}
+
+// stdoutOf runs the command line args and returns what it printed on
+// stdout.
+func stdoutOf(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "stdout")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = f
+	err = newApp().Run(append([]string{"meshmon"}, args...))
+	os.Stdout = stdout
+	f.Close()
+	b, rerr := os.ReadFile(out)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	return b, err
 }

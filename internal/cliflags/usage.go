@@ -22,10 +22,9 @@ func ScriptFriendly(app *cli.App) {
 	walk = func(parent string, cmds []*cli.Command) {
 		for _, cmd := range cmds {
 			cmd.OnUsageError = onUsage
-			if len(cmd.Subcommands) > 0 {
-				walk(cmd.Name, cmd.Subcommands)
-				continue
-			}
+			// A command may have subcommands and an action of its own
+			// ('topology' and 'topology parents').
+			walk(cmd.Name, cmd.Subcommands)
 			if cmd.Action == nil {
 				continue
 			}
