@@ -3,7 +3,6 @@ package poller_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -66,11 +65,7 @@ func TestTakeOverFlappingAlarmsClear(t *testing.T) {
 	flap.Down(false)
 	e.waitKinds(flap.Name(), meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable, meshmon.KindSNMPUnreachable, meshmon.KindFlapping)
 	reboots := []string{meshmon.KindReboot, meshmon.KindReboot, meshmon.KindReboot, meshmon.KindFlapping}
-	for i := range reboots {
-		eventually.True(t, 20*time.Second, "uptime past 3s", func() bool { return boots.Uptime() > 3*time.Second })
-		boots.Reboot()
-		e.waitKinds(boots.Name(), reboots[:i+1]...)
-	}
+	e.rebootUntil(boots, reboots)
 
 	crash()
 	eventually.True(t, 20*time.Second, "g2 to poll both", func() bool {
@@ -97,21 +92,7 @@ func TestTakeOverFlappingAlarmsClear(t *testing.T) {
 	settled(flap.Name(), meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable, meshmon.KindSNMPUnreachable, meshmon.KindFlapping, meshmon.KindSNMPReachable)
 	settled(boots.Name(), append(reboots, meshmon.KindStable)...)
 
-	set := alarm.NewSet("default")
-	var seen []string
-	for i, ev := range e.events("ev.lab.>") {
-		for _, c := range set.Apply(ev, uint64(i+1), ev.Time) {
-			seen = append(seen, c.What+" "+c.Alarm.ID)
-		}
-	}
-	for _, id := range []string{alarm.ID("lab", flap.Name(), meshmon.CheckSNMP), alarm.ID("lab", boots.Name(), "uptime")} {
-		if !slices.Contains(seen, alarm.WhatOpened+" "+id) {
-			t.Errorf("alarm %s never opened: changes %v", id, seen)
-		}
-		if got, _ := set.Get(id); got.State != alarm.StateCleared {
-			t.Errorf("alarm %s is %s after the flapping settled at the poller that took it over, want cleared: changes %v", id, got.State, seen)
-		}
-	}
+	e.checkOpenedAndCleared(alarm.ID("lab", flap.Name(), meshmon.CheckSNMP), alarm.ID("lab", boots.Name(), "uptime"))
 }
 
 // polledBy counts the samples of samples that poller made.

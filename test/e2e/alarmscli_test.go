@@ -47,19 +47,8 @@ func TestAlarmsCLI(t *testing.T) {
 		return append([]string{"--server", curl, "--creds", c}, args...)
 	}
 
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr = 3, "cli", mustAddr("127.76.0.1")
-	sm, err := sim.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := sm.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sm.Close() })
-	a0, a1, a2 := sm.Agents()[0], sm.Agents()[1], sm.Agents()[2]
+	agents := startSim(t, "cli", "127.76.0.1", 3).Agents()
+	a0, a1, a2 := agents[0], agents[1], agents[2]
 	// s1 polls a0 and a1 (SNMP) and "dead", which answers no ping (an
 	// address of TEST-NET-1); s2 polls a2.
 	bySite := map[string][]*sim.Agent{"s1": {a0, a1}, "s2": {a2}}
@@ -84,9 +73,7 @@ func TestAlarmsCLI(t *testing.T) {
 			"--data-dir", filepath.Join(dir, "p-"+s), "--down-after", "1", "--up-after", "1")
 		poller.waitOutput(`poller started`, 30*time.Second)
 	}
-	eventually.True(t, 30*time.Second, "every device answering its polls", func() bool {
-		return a0.Answered() > 0 && a1.Answered() > 0 && a2.Answered() > 0
-	})
+	waitAnswered(t, agents)
 	a0.Down(true)
 	if err := a1.SetIfOper(1, false); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -151,37 +150,13 @@ func TestSiteCutAlarmsPageOnce(t *testing.T) {
 	})
 	cli("notify", "rule", "add", "all", "--channel", "hook")
 
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix, scfg.BaseAddr = 6, "cut", mustAddr("127.77.0.1")
-	sm, err := sim.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := sm.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sm.Close() })
-	agents := sm.Agents()
+	agents := startSim(t, "cut", "127.77.0.1", 6).Agents()
 	var devs []meshmon.Device
 	for _, a := range agents {
 		devs = append(devs, a.Device(time.Second, time.Second, "public"))
 	}
-	b, _ := json.Marshal(devs)
-	imp := filepath.Join(dir, "devices.json")
-	if err := os.WriteFile(imp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	siteCLI("device", "import", imp)
-	eventually.True(t, 30*time.Second, "every device answering its polls", func() bool {
-		for _, a := range agents {
-			if a.Answered() == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	importDevices(t, dir, siteCLI, devs)
+	waitAnswered(t, agents)
 	// first goes down before the cut and comes back at its start; during
 	// go down at its start, flap goes down and back up; last goes down at
 	// its end; the sixth stays up.
