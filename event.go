@@ -80,6 +80,16 @@ type EventData struct {
 	Task *TaskAudit `json:"task,omitempty"`
 }
 
+// LastState is what a site's events last said of one check of a device:
+// the kind of the last event that carried the check's state, and that
+// state ("up", "down"; "rebooting" and "stable" for uptime). A poller
+// that takes the device over starts from it; the kind tells it whether
+// the check was flapping.
+type LastState struct {
+	Kind  string
+	State string
+}
+
 // Trap is what a received SNMP trap carried.
 type Trap struct {
 	Version   string            `json:"version"` // "1", "2c" or "3"

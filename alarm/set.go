@@ -8,10 +8,10 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// LateAfter is how long after its time an event may be applied before the
-// changes it makes are Late: a site catching up after its link to central
-// was cut.
-const LateAfter = time.Minute
+// DefaultLateAfter is how long after its time an event may be applied
+// before the changes it makes are Late (a site catching up after its link
+// to central was cut), when a Set says nothing else.
+const DefaultLateAfter = time.Minute
 
 // Set is one tenant's alarms and what folding events into them needs: the
 // state machine of the alarms. It is pure (no I/O, no clock: every method
@@ -20,6 +20,10 @@ const LateAfter = time.Minute
 // MsgIDs. It is not safe for concurrent use: one goroutine (the tenant's
 // processor) owns it.
 type Set struct {
+	// LateAfter is how long after its time an event may be applied
+	// before the changes it makes are Late; 0 is DefaultLateAfter.
+	LateAfter time.Duration
+
 	tenant  string
 	alarms  map[string]*Alarm
 	windows []Window
@@ -133,7 +137,11 @@ func (s *Set) Apply(ev meshmon.Event, seq uint64, now time.Time) []Change {
 		return nil
 	}
 	id := ID(d.Site, d.Device, r.check)
-	late := now.Sub(ev.Time) > LateAfter
+	lateAfter := s.LateAfter
+	if lateAfter <= 0 {
+		lateAfter = DefaultLateAfter
+	}
+	late := now.Sub(ev.Time) > lateAfter
 	var out []Change
 	a := s.alarms[id]
 	if a == nil || a.EventSeq < seq {

@@ -81,11 +81,19 @@ func TestApplyIdempotentBySeq(t *testing.T) {
 func TestApplyLate(t *testing.T) {
 	s := NewSet("acme")
 	e := ev("r1", "", meshmon.KindNodeDown, "icmp", 0)
-	if c := s.Apply(e, 1, t0.Add(LateAfter)); c[0].Late {
+	if c := s.Apply(e, 1, t0.Add(DefaultLateAfter)); c[0].Late {
 		t.Fatal("a change applied a minute after its event is late")
 	}
 	if c := s.Apply(ev("r1", "", meshmon.KindNodeUp, "icmp", time.Second), 2, t0.Add(2*time.Minute)); !c[0].Late {
 		t.Fatal("a change applied two minutes after its event is not late")
+	}
+	s = NewSet("acme")
+	s.LateAfter = 10 * time.Second
+	if c := s.Apply(e, 1, t0.Add(10*time.Second)); c[0].Late {
+		t.Fatal("a change applied its LateAfter (10 s) after its event is late")
+	}
+	if c := s.Apply(ev("r1", "", meshmon.KindNodeUp, "icmp", time.Second), 2, t0.Add(12*time.Second)); !c[0].Late {
+		t.Fatal("a change applied 11 s after its event, with a LateAfter of 10 s, is not late")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -168,9 +169,10 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 }
 
 // stateKinds are the kinds of the site's events that carry a check's
-// state; not traps: a device may send many.
+// state; not traps: a device may send many. Stable ends a reboot flap,
+// so it is the later of uptime's two.
 var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
-	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
+	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping, meshmon.KindStable}
 
 // lastStatesChunk is how many devices one consumer of LastStates reads:
 // its filter subjects (one a device) stay far below the 1 MB of a request
@@ -192,16 +194,20 @@ var lastStatesChunk = 64
 // tests.
 var lastStatesSiteWide = 4 * lastStatesChunk
 
-// LastStates returns, for each of devices, the state (up or down) of each
-// of its checks as the site's events last announced it (the last event of
-// each of its subjects, the later of a check's down and up): a member that
-// takes devices over starts from there, so it does not announce again what
-// the previous owner did. It reads them all at once (one consumer for
-// every lastStatesChunk devices, read side by side, or one for the whole
-// site past lastStatesSiteWide devices), within ctx; a device the events
-// say nothing of is absent from the result.
-func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error) {
-	out := make(map[string]map[string]string, len(devices))
+// LastStates returns, for each of devices, the state of each of its
+// checks as the site's events last announced it, with the kind of that
+// event (the later of a check's down, up, flapping and stable): a member
+// that takes devices over starts from there, so it does not announce
+// again what the previous owner did, and ends a flap the previous owner
+// began. It reads the last event of each subject, all devices at once
+// (one consumer for every lastStatesChunk devices, read side by side, or
+// one for the whole site past lastStatesSiteWide devices), and then every
+// flapping event of the devices that have one: their checks share that
+// subject, so its last hides the flaps of the others (a device that goes
+// down and up flaps its icmp and its snmp). Within ctx; a device the
+// events say nothing of is absent from the result.
+func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]meshmon.LastState, error) {
+	out := make(map[string]map[string]meshmon.LastState, len(devices))
 	if len(devices) == 0 {
 		return out, nil
 	}
@@ -221,16 +227,12 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 			filters = append(filters, EventFilter(g.cfg.Site, "", k))
 		}
 		chunks = append(chunks, filters)
-	}
-	for i := 0; want == nil && i < len(devices); i += lastStatesChunk {
-		var filters []string
-		for _, d := range devices[i:min(i+lastStatesChunk, len(devices))] {
-			filters = append(filters, EventFilter(g.cfg.Site, d, ""))
-		}
-		chunks = append(chunks, filters)
+	} else {
+		chunks = g.deviceFilters(devices, "")
 	}
 	var mu sync.Mutex
 	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
+	flapped := map[string]bool{}   // devices with a flapping event
 	keep := func(m jetstream.Msg) {
 		var ev meshmon.Event
 		parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
@@ -245,17 +247,48 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
 		mu.Lock()
 		defer mu.Unlock()
-		// The last of each kind comes: a check's state is in the later
-		// of its kinds (down and up).
+		if parts[3] == meshmon.KindFlapping {
+			flapped[dev] = true
+		}
+		// A check's state is in the later of its kinds.
 		if meta.Sequence.Stream < seqs[key] {
 			return
 		}
 		seqs[key] = meta.Sequence.Stream
 		if out[dev] == nil {
-			out[dev] = map[string]string{}
+			out[dev] = map[string]meshmon.LastState{}
 		}
-		out[dev][ev.Data.Check] = ev.Data.State
+		out[dev][ev.Data.Check] = meshmon.LastState{Kind: ev.Data.Kind, State: ev.Data.State}
 	}
+	if err := readChunks(ctx, stream, chunks, jetstream.DeliverLastPerSubjectPolicy, keep); err != nil {
+		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
+	}
+	if len(flapped) > 0 {
+		chunks = g.deviceFilters(slices.Sorted(maps.Keys(flapped)), meshmon.KindFlapping)
+		if err := readChunks(ctx, stream, chunks, jetstream.DeliverAllPolicy, keep); err != nil {
+			return nil, fmt.Errorf("flapping events of %d devices: %w", len(flapped), err)
+		}
+	}
+	return out, nil
+}
+
+// deviceFilters are the filters of the site's events of kind ("" any) of
+// devices, lastStatesChunk devices a consumer.
+func (g *Group) deviceFilters(devices []string, kind string) [][]string {
+	var chunks [][]string
+	for i := 0; i < len(devices); i += lastStatesChunk {
+		var filters []string
+		for _, d := range devices[i:min(i+lastStatesChunk, len(devices))] {
+			filters = append(filters, EventFilter(g.cfg.Site, d, kind))
+		}
+		chunks = append(chunks, filters)
+	}
+	return chunks
+}
+
+// readChunks reads s with one consumer for each filters of chunks, four
+// at a time, handing f the messages policy delivers.
+func readChunks(ctx context.Context, s jetstream.Stream, chunks [][]string, policy jetstream.DeliverPolicy, f func(jetstream.Msg)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(chunks))
 	sem := make(chan struct{}, 4)
@@ -263,21 +296,19 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = readStream(ctx, stream, filters, keep)
+			errs[i] = readStream(ctx, s, filters, policy, f)
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
-	}
-	return out, nil
+	return errors.Join(errs...)
 }
 
-// readStream hands f the last message of each subject of stream s on
-// filters and removes its consumer after: a stream takes 1,000 consumers
-// by default, and one left to time out per read would soon use them up.
-func readStream(ctx context.Context, s jetstream.Stream, filters []string, f func(jetstream.Msg)) error {
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+// readStream hands f the messages of stream s on filters that policy
+// delivers (the last of each subject, or all) and removes its consumer
+// after: a stream takes 1,000 consumers by default, and one left to time
+// out per read would soon use them up.
+func readStream(ctx context.Context, s jetstream.Stream, filters []string, policy jetstream.DeliverPolicy, f func(jetstream.Msg)) error {
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: policy,
 		InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func TestLastStatesOfManyDevices(t *testing.T) {
 		t.Fatalf("states of %d devices, want %d", len(got), len(names))
 	}
 	for _, d := range names {
-		if s := got[d]; len(s) != 2 || s["icmp"] != "up" || s["if.2"] != "down" {
+		if s := got[d]; len(s) != 2 || s["icmp"].State != "up" || s["if.2"].State != "down" {
 			t.Fatalf("%s: %v, want icmp up and if.2 down", d, s)
 		}
 	}
@@ -140,15 +141,20 @@ func BenchmarkLastStatesChunk(b *testing.B) {
 
 // TestLastStatesLaterKindWins: a check's state is that of the later of its
 // kinds, whichever subject it is on (only each subject's last event is
-// read): up then down is down, down then up is up.
+// read), with that kind: up then down is down, down then up is up, a
+// flapping after up is flapping, though another check's flapping came
+// after it on the same subject, and a stable after a reboot flap is
+// stable.
 func TestLastStatesLaterKindWins(t *testing.T) {
 	_, _, js := runJS(t)
 	ctx := testCtx(t)
-	for _, e := range []struct{ dev, kind, state string }{
-		{"a", meshmon.KindNodeDown, "down"}, {"a", meshmon.KindNodeUp, "up"}, {"a", meshmon.KindNodeDown, "down"},
-		{"b", meshmon.KindNodeUp, "up"}, {"b", meshmon.KindNodeDown, "down"}, {"b", meshmon.KindNodeUp, "up"},
+	for _, e := range []struct{ dev, kind, check, state string }{
+		{"a", meshmon.KindNodeDown, "icmp", "down"}, {"a", meshmon.KindNodeUp, "icmp", "up"}, {"a", meshmon.KindNodeDown, "icmp", "down"},
+		{"b", meshmon.KindNodeUp, "icmp", "up"}, {"b", meshmon.KindNodeDown, "icmp", "down"}, {"b", meshmon.KindNodeUp, "icmp", "up"},
+		{"c", meshmon.KindNodeUp, "icmp", "up"}, {"c", meshmon.KindFlapping, "icmp", "up"},
+		{"c", meshmon.KindFlapping, "uptime", "rebooting"}, {"c", meshmon.KindStable, "uptime", "stable"},
 	} {
-		b, _ := json.Marshal(meshmon.Event{Subject: e.dev, Data: meshmon.EventData{Site: "hq", Device: e.dev, Kind: e.kind, Check: "icmp", State: e.state}})
+		b, _ := json.Marshal(meshmon.Event{Subject: e.dev, Data: meshmon.EventData{Site: "hq", Device: e.dev, Kind: e.kind, Check: e.check, State: e.state}})
 		if _, err := js.Publish(ctx, meshmon.EventSubject("hq", e.dev, e.kind), b); err != nil {
 			t.Fatal(err)
 		}
@@ -157,12 +163,17 @@ func TestLastStatesLaterKindWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := g.LastStates(ctx, []string{"a", "b"})
+	got, err := g.LastStates(ctx, []string{"a", "b", "c"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["a"]["icmp"] != "down" || got["b"]["icmp"] != "up" {
-		t.Fatalf("last states %v, want a down and b up", got)
+	want := map[string]map[string]meshmon.LastState{
+		"a": {"icmp": {Kind: meshmon.KindNodeDown, State: "down"}},
+		"b": {"icmp": {Kind: meshmon.KindNodeUp, State: "up"}},
+		"c": {"icmp": {Kind: meshmon.KindFlapping, State: "up"}, "uptime": {Kind: meshmon.KindStable, State: "stable"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("last states %v, want %v", got, want)
 	}
 }
 
@@ -187,7 +198,7 @@ func TestLastStatesSiteWide(t *testing.T) {
 		t.Fatalf("states of %d devices, want %d", len(got), len(asked))
 	}
 	for _, d := range asked {
-		if s := got[d]; len(s) != 2 || s["icmp"] != "up" || s["if.2"] != "down" {
+		if s := got[d]; len(s) != 2 || s["icmp"].State != "up" || s["if.2"].State != "down" {
 			t.Fatalf("%s: %v, want icmp up and if.2 down", d, s)
 		}
 	}

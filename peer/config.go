@@ -131,6 +131,11 @@ type Config struct {
 	// test or bench that runs its own, or a central whose alarms are
 	// processed elsewhere.
 	NoTenantWorkers bool `json:"no_tenant_workers,omitempty"`
+	// AlarmLateAfter (central) is how long after its time an event may
+	// reach the alarm processor before the changes it makes are late,
+	// which notifications summarise instead of paging each; 0 is
+	// alarm.DefaultLateAfter (a minute).
+	AlarmLateAfter time.Duration `json:"alarm_late_after,omitempty"`
 }
 
 // MinPasswordLen is the shortest password a peer takes for its clients,
@@ -251,6 +256,9 @@ func (c Config) validateCentral() error {
 	}
 	if len(c.Tenants) > 0 {
 		return invalid("tenants are for site peers; central takes them through its resolver (--trust)")
+	}
+	if c.AlarmLateAfter < 0 {
+		return invalid("alarm late after %s must not be negative (0: the default, a minute)", c.AlarmLateAfter)
 	}
 	if c.Trust != "" {
 		if !c.Auth.None() {

@@ -88,6 +88,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no trust file", func(c *Config) { c.Role, c.Trust = RoleCentral, "/nonexistent/trust.json" }, "trust file"},
 		{"tenants at central", func(c *Config) { c.Role, c.Tenants = RoleCentral, []SiteTenant{{Name: "acme"}} }, "tenants are for site peers"},
 		{"tenants without trust", func(c *Config) { c.Tenants = []SiteTenant{{Name: "acme"}} }, "operator's trust"},
+		{"alarm late after", func(c *Config) { c.Role, c.AlarmLateAfter = RoleCentral, -time.Second }, "alarm late after -1s must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

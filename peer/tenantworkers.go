@@ -31,8 +31,8 @@ type TenantWorker func(ctx context.Context, nc *nats.Conn, tenant string) error
 // one line here.
 func (p *Peer) tenantWorkers() []TenantWorker {
 	return []TenantWorker{
-		alarmbus.Worker(p.log),          // alarm state from EVENTS (issue 22)
-		notifyWorker(p.cfg.Name, p.log), // notifications of the alarms' changes
+		alarmbus.Worker(p.log, p.cfg.AlarmLateAfter), // alarm state from EVENTS (issue 22)
+		notifyWorker(p.cfg.Name, p.log),              // notifications of the alarms' changes
 	}
 }
 

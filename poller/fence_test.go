@@ -16,7 +16,7 @@ func (g stubGroup) Current(context.Context) (meshmon.Assignment, error) {
 	return meshmon.Assignment{}, nil
 }
 
-func (g stubGroup) LastStates(context.Context, []string) (map[string]map[string]string, error) {
+func (g stubGroup) LastStates(context.Context, []string) (map[string]map[string]meshmon.LastState, error) {
 	return nil, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/meshmon/meshmon/alarm"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/sim"
 )
 
 // TestPollerFlappingAlarmsClear flaps one simulated agent's SNMP (caught on
@@ -35,13 +36,7 @@ func TestPollerFlappingAlarmsClear(t *testing.T) {
 	flap.Down(false)
 
 	want := []string{meshmon.KindReboot, meshmon.KindReboot, meshmon.KindFlapping}
-	for i := range want {
-		// Up long enough that the poll before the reboot saw a sysUpTime
-		// greater than the one after: it went backwards.
-		eventually.True(t, 20*time.Second, "uptime past 3s", func() bool { return boots.Uptime() > 3*time.Second })
-		boots.Reboot()
-		e.waitKinds(boots.Name(), want[:i+1]...)
-	}
+	e.rebootUntil(boots, want)
 
 	// Stable for the window: the settled state of each is announced.
 	settled := func(dev string, want ...string) {
@@ -52,6 +47,14 @@ func TestPollerFlappingAlarmsClear(t *testing.T) {
 	settled(flap.Name(), meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable, meshmon.KindFlapping, meshmon.KindSNMPReachable)
 	settled(boots.Name(), append(want, meshmon.KindStable)...)
 
+	e.checkOpenedAndCleared(alarm.ID("lab", flap.Name(), meshmon.CheckSNMP), alarm.ID("lab", boots.Name(), "uptime"))
+}
+
+// checkOpenedAndCleared folds the site's events into central's alarms, as
+// the alarm processor would, and checks that each alarm of ids opened and
+// is cleared.
+func (e *env) checkOpenedAndCleared(ids ...string) {
+	e.t.Helper()
 	set := alarm.NewSet("default")
 	var seen []string
 	for i, ev := range e.events("ev.lab.>") {
@@ -59,12 +62,25 @@ func TestPollerFlappingAlarmsClear(t *testing.T) {
 			seen = append(seen, c.What+" "+c.Alarm.ID)
 		}
 	}
-	for _, id := range []string{alarm.ID("lab", flap.Name(), meshmon.CheckSNMP), alarm.ID("lab", boots.Name(), "uptime")} {
+	for _, id := range ids {
 		if !slices.Contains(seen, alarm.WhatOpened+" "+id) {
-			t.Errorf("alarm %s never opened: changes %v", id, seen)
+			e.t.Errorf("alarm %s never opened: changes %v", id, seen)
 		}
 		if got, _ := set.Get(id); got.State != alarm.StateCleared {
-			t.Errorf("alarm %s is %s after the flapping settled, want cleared: changes %v", id, got.State, seen)
+			e.t.Errorf("alarm %s is %s after the flapping settled, want cleared: changes %v", id, got.State, seen)
 		}
+	}
+}
+
+// rebootUntil reboots agent once for each of want, waiting after each for
+// the device's events to be want up to it.
+func (e *env) rebootUntil(agent *sim.Agent, want []string) {
+	e.t.Helper()
+	for i := range want {
+		// Up long enough that the poll before the reboot saw a sysUpTime
+		// greater than the one after: it went backwards.
+		eventually.True(e.t, 20*time.Second, "uptime past 3s", func() bool { return agent.Uptime() > 3*time.Second })
+		agent.Reboot()
+		e.waitKinds(agent.Name(), want[:i+1]...)
 	}
 }

@@ -33,11 +33,11 @@ type AssignmentReader interface {
 }
 
 // StateReader tells what the site's events last said of the checks of
-// devices (device -> check -> "up" or "down"), in one read: a poller that
-// takes devices over starts from there. A device the events say nothing of
-// may be absent.
+// devices (device -> check -> the kind and state of the last event of
+// the check's state), in one read: a poller that takes devices over
+// starts from there. A device the events say nothing of may be absent.
 type StateReader interface {
-	LastStates(ctx context.Context, devices []string) (map[string]map[string]string, error)
+	LastStates(ctx context.Context, devices []string) (map[string]map[string]meshmon.LastState, error)
 }
 
 // takeOverWait bounds the read of the last states of the devices an
@@ -334,7 +334,11 @@ func (p *Poller) takeOver(ctx context.Context, devices []string) {
 	var ups []storage.StateUpdate
 	for device, checks := range last {
 		for check, st := range checks {
-			b, err := json.Marshal(checkState{State: st, Reported: st, Since: now})
+			v, ok := seedState(check, st, now)
+			if !ok {
+				continue
+			}
+			b, err := json.Marshal(v)
 			if err != nil {
 				continue
 			}
@@ -348,6 +352,30 @@ func (p *Poller) takeOver(ctx context.Context, devices []string) {
 		}
 	}
 	p.log.Info("took devices over", "devices", len(devices), "with_states", len(last), "read", time.Since(start).Round(time.Millisecond))
+}
+
+// seedState is the state a poller taking a device over at now stores for
+// one check from what the site's events last said of it; false: none.
+// A check whose last event is flapping was held back by the previous
+// owner, which would have announced the state it settled in once stable
+// for a flap window: the new owner holds it as flapping from now, so it
+// announces that state after a whole window (a flapping alarm clears, or
+// becomes the failure again) instead of taking the flap's state as news
+// or never announcing it. The uptime check is a device's reboot history,
+// not an up/down state: a reboot flap goes on as held reboots from now
+// (a stable event a window later), and its other states seed nothing
+// (the first poll reads the uptime afresh).
+func seedState(check string, st meshmon.LastState, now time.Time) (any, bool) {
+	flapping := st.Kind == meshmon.KindFlapping
+	switch {
+	case check == keyUptime && flapping:
+		return uptimeState{Reboots: repeats{Times: []time.Time{now}, Held: true}}, true
+	case check == keyUptime:
+		return nil, false
+	case flapping:
+		return checkState{State: st.State, Reported: st.State, Flapping: true, Changes: []time.Time{now}, Since: now}, true
+	}
+	return checkState{State: st.State, Reported: st.State, Since: now}, true
 }
 
 // remember notes when a was made, forgetting the oldest beyond

@@ -35,6 +35,13 @@ func (e *env) runMember(name string) func() {
 // runMemberVia is runMember with the poller connecting to url.
 func (e *env) runMemberVia(name, url string) (func(), *poller.Poller) {
 	e.t.Helper()
+	return e.runMemberWith(name, url, nil)
+}
+
+// runMemberWith is runMemberVia with cfgMod applied to the poller's
+// config.
+func (e *env) runMemberWith(name, url string, cfgMod func(*poller.Config)) (func(), *poller.Poller) {
+	e.t.Helper()
 	store, err := storage.Open(filepath.Join(e.dir, "poller-"+name+".db"), storage.Options{})
 	if err != nil {
 		e.t.Fatal(err)
@@ -56,6 +63,9 @@ func (e *env) runMemberVia(name, url string) (func(), *poller.Poller) {
 	cfg.Name, cfg.Site = name, "lab"
 	cfg.HeartbeatEvery, cfg.MemberTimeout = 250*time.Millisecond, time.Second
 	cfg.PublishTimeout = time.Second
+	if cfgMod != nil {
+		cfgMod(&cfg)
+	}
 	p, err := poller.New(cfg, nil, store, bus.NewPublisher(js), inv, reg)
 	if err != nil {
 		e.t.Fatal(err)

@@ -150,8 +150,11 @@ func (p *Poller) load(t *target) {
 		var err error
 		switch k {
 		case keyUptime:
+			// The reboot history of a device taken over while it
+			// flapped comes without a reading (takeOver): its first
+			// poll reads the uptime afresh.
 			err = json.Unmarshal(v, &t.uptime)
-			t.uptimeOK = err == nil
+			t.uptimeOK = err == nil && !t.uptime.At.IsZero()
 		case keyCounters:
 			err = json.Unmarshal(v, &t.counters)
 		default:

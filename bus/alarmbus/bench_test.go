@@ -37,7 +37,7 @@ func BenchmarkProcessor(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	nc, _ := dial(b, srv)
-	go func() { done <- Worker(nil)(ctx, nc, "") }()
+	go func() { done <- Worker(nil, 0)(ctx, nc, "") }()
 	for checkpoint(js) < uint64(len(evs)) {
 		select {
 		case err := <-done:

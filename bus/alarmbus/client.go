@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,7 +180,7 @@ func AddWindow(ctx context.Context, js jetstream.JetStream, w alarm.Window) erro
 	return nil
 }
 
-// ListWindows reads the maintenance windows.
+// ListWindows reads the maintenance windows, sorted by ID.
 func ListWindows(ctx context.Context, js jetstream.JetStream) ([]alarm.Window, error) {
 	entries, err := bus.ReadBucket(ctx, js, alarm.MaintenanceBucket)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -196,6 +197,7 @@ func ListWindows(ctx context.Context, js jetstream.JetStream) ([]alarm.Window, e
 		}
 		out = append(out, w)
 	}
+	slices.SortFunc(out, func(a, b alarm.Window) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

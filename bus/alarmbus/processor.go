@@ -51,13 +51,17 @@ type Processor struct {
 	Tenant string
 	Log    *slog.Logger
 	Now    func() time.Time // time.Now if nil
+	// LateAfter is alarm.Set's: how long after its time an event may be
+	// applied before its changes are late; 0 is alarm.DefaultLateAfter.
+	LateAfter time.Duration
 }
 
 // Worker returns the processor as a tenant worker (peer's tenant workers
-// run it in the account of tenant, "" for a central with its own users).
-func Worker(log *slog.Logger) func(ctx context.Context, nc *nats.Conn, tenant string) error {
+// run it in the account of tenant, "" for a central with its own users),
+// with lateAfter as its LateAfter.
+func Worker(log *slog.Logger, lateAfter time.Duration) func(ctx context.Context, nc *nats.Conn, tenant string) error {
 	return func(ctx context.Context, nc *nats.Conn, tenant string) error {
-		return (&Processor{Tenant: tenant, Log: log}).Run(ctx, nc)
+		return (&Processor{Tenant: tenant, Log: log, LateAfter: lateAfter}).Run(ctx, nc)
 	}
 }
 
@@ -85,6 +89,7 @@ func (p *Processor) Run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	r := &run{Processor: p, js: js, set: alarm.NewSet(p.Tenant)}
+	r.set.LateAfter = p.LateAfter
 	if err := r.start(ctx); err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ func runProcessor(t *testing.T, srv *server.Server) *processor {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &processor{nc: nc}
 	var wg sync.WaitGroup
-	wg.Go(func() { p.err = Worker(nil)(ctx, nc, "") })
+	wg.Go(func() { p.err = Worker(nil, 0)(ctx, nc, "") })
 	var once sync.Once
 	p.stop = func() { once.Do(func() { nc.Close(); cancel(); wg.Wait() }) }
 	t.Cleanup(p.stop)

@@ -147,6 +147,9 @@ func maintenanceCommand() *cli.Command {
 }
 
 func maintenanceWindow(c *cli.Context, id string) (alarm.Window, error) {
+	if _, err := time.LoadLocation(c.String("tz")); err != nil || c.String("tz") == "" {
+		return alarm.Window{}, fmt.Errorf("--tz %q: not an IANA time zone (e.g. Europe/Paris, or UTC)", c.String("tz"))
+	}
 	start, err := alarm.ParseStart(c.String("start"), c.String("tz"))
 	if err != nil {
 		return alarm.Window{}, fmt.Errorf("--start: %w", err)

@@ -377,21 +377,8 @@ func TestAlarmStormLeaderKilled(t *testing.T) {
 		}
 		devs = append(devs, d)
 	}
-	b, _ := json.Marshal(devs)
-	imp := filepath.Join(dir, "devices.json")
-	if err := os.WriteFile(imp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	site("device", "import", imp)
-	// Every agent polled once: its baseline is up.
-	eventually.True(t, 30*time.Second, "every device answering its polls", func() bool {
-		for _, a := range agents {
-			if a.Answered() == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	importDevices(t, dir, site, devs)
+	waitAnswered(t, agents)
 
 	// The storm: the router falls first (its alarm opens, and pages), then
 	// every device; the children's alarms open as its symptoms.

@@ -30,6 +30,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
+	"github.com/meshmon/meshmon/sim"
 )
 
 var meshmonBin string
@@ -384,3 +385,32 @@ func execOut(name string, args ...string) (string, error) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// importDevices adds devs to a site with 'meshmon device import', run by
+// cli (a site's command runner), from a file in dir.
+func importDevices(t *testing.T, dir string, cli func(args ...string) string, devs []meshmon.Device) {
+	t.Helper()
+	b, err := json.Marshal(devs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "devices.json")
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli("device", "import", f)
+}
+
+// waitAnswered waits until every agent has answered a poll: its baseline
+// is up.
+func waitAnswered(t *testing.T, agents []*sim.Agent) {
+	t.Helper()
+	eventually.True(t, 30*time.Second, "every device answering its polls", func() bool {
+		for _, a := range agents {
+			if a.Answered() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
