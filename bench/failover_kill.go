@@ -59,7 +59,7 @@ func (s *failoverSite) killOne(ctx context.Context, k int, size FailoverSize, me
 	kr.first, kr.polled = first, polled
 	kr.SampleP50, kr.SampleP95, kr.SampleMax = pct(first, 50), pct(first, 95), pct(first, 100)
 	kr.PolledP50, kr.PolledMax = pct(polled, 50), pct(polled, 100)
-	kr.Phases = s.phases(killed, dead)
+	kr.Phases = s.phases(killed, dead, leader)
 	s.out("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 		dead, kr.Leader, len(own), kr.SampleP50, kr.SampleP95, kr.SampleMax, kr.Phases, pct(first, 0))
 	s.out("  polled (the samples' time): p50 %s max %s; %s\n", kr.PolledP50, kr.PolledMax, s.survivorPhases(members, dead, killed))

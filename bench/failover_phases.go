@@ -117,17 +117,23 @@ func (s *failoverSite) stale(dead string, rev uint64, at time.Time) (stale, late
 
 // phases says when, after the kill at killed, the lease lapsed and passed
 // to another member, and when the first assignment without dead came.
-func (s *failoverSite) phases(killed time.Time, dead string) string {
+// When dead did not lead (leader did), the lease neither lapses nor
+// passes on ("-").
+func (s *failoverSite) phases(killed time.Time, dead, leader string) string {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	var lapsed, won, assigned time.Duration
+	held := leader // the lease's holder at the kill: its renewals are not a win
 	for _, e := range s.group {
 		d := e.at.Sub(killed)
 		switch {
 		case d < 0:
+			if e.lease {
+				held = e.holder
+			}
 		case e.lease && e.holder == "" && lapsed == 0:
 			lapsed = d
-		case e.lease && e.holder != "" && e.holder != dead && won == 0:
+		case e.lease && e.holder != "" && e.holder != dead && e.holder != held && won == 0:
 			won = d
 		case !e.lease && e.members != nil && !slices.Contains(e.members, dead) && assigned == 0:
 			assigned = d
