@@ -34,13 +34,9 @@ type failoverResult struct {
 	// Owned is the victims' devices over every kill, Moved the devices
 	// their leaves moved: equal when a leave moves the leaver's devices
 	// and no other.
-	Owned     int    `json:"owned"`
-	Moved     int    `json:"moved"`
-	SampleP50 string `json:"kill_to_sample_p50"`
-	SampleP95 string `json:"kill_to_sample_p95"`
-	SampleMax string `json:"kill_to_sample_max"`
-	PolledP50 string `json:"polled_p50"`
-	PolledMax string `json:"polled_max"`
+	Owned int `json:"owned"`
+	Moved int `json:"moved"`
+	failoverTimes
 	// RejoinMoved is the devices each return of a victim moved, against
 	// FairShare (devices / pollers).
 	RejoinMoved []int          `json:"rejoin_moved"`
@@ -214,8 +210,7 @@ func (r *failoverResult) sum() {
 	}
 	slices.Sort(first)
 	slices.Sort(polled)
-	r.SampleP50, r.SampleP95, r.SampleMax = pct(first, 50), pct(first, 95), pct(first, 100)
-	r.PolledP50, r.PolledMax = pct(polled, 50), pct(polled, 100)
+	r.failoverTimes = timesOf(first, polled)
 }
 
 func ints(ns []int) string {

@@ -18,15 +18,8 @@ type failoverKill struct {
 	// Moved is the devices the leave moved: the assignment the group
 	// settled on without the victim against the one before the kill.
 	Moved int `json:"moved"`
-	// SampleP50.. are kill → the first sample of each moved device from
-	// a survivor, as it reached the benchmark; PolledP50.. are the same
-	// samples' own time (when the survivor polled).
-	SampleP50 string `json:"kill_to_sample_p50"`
-	SampleP95 string `json:"kill_to_sample_p95"`
-	SampleMax string `json:"kill_to_sample_max"`
-	PolledP50 string `json:"polled_p50"`
-	PolledMax string `json:"polled_max"`
-	Phases    string `json:"phases"`
+	failoverTimes
+	Phases string `json:"phases"`
 	// RejoinMoved is the devices the victim's return moved.
 	RejoinMoved int `json:"rejoin_moved"`
 	// Duplicates is the devices that, once the group settled after the
@@ -37,6 +30,25 @@ type failoverKill struct {
 	Stale int `json:"stale,omitempty"`
 
 	first, polled []time.Duration
+}
+
+// failoverTimes is how long after the kills the moved devices' first
+// samples from a survivor came.
+type failoverTimes struct {
+	// SampleP50.. are kill → the first sample of each moved device, as it
+	// reached the benchmark; PolledP50.. are the same samples' own time
+	// (when the survivor polled).
+	SampleP50 string `json:"kill_to_sample_p50"`
+	SampleP95 string `json:"kill_to_sample_p95"`
+	SampleMax string `json:"kill_to_sample_max"`
+	PolledP50 string `json:"polled_p50"`
+	PolledMax string `json:"polled_max"`
+}
+
+// timesOf is the percentiles of first and polled, both sorted.
+func timesOf(first, polled []time.Duration) failoverTimes {
+	return failoverTimes{SampleP50: pct(first, 50), SampleP95: pct(first, 95), SampleMax: pct(first, 100),
+		PolledP50: pct(polled, 50), PolledMax: pct(polled, 100)}
 }
 
 // killOne kills (or stops) a member of the settled group a, led by
@@ -57,8 +69,7 @@ func (s *failoverSite) killOne(ctx context.Context, k int, size FailoverSize, me
 		return kr, a, leader, fmt.Errorf("kill %d: %w", k+1, err)
 	}
 	kr.first, kr.polled = first, polled
-	kr.SampleP50, kr.SampleP95, kr.SampleMax = pct(first, 50), pct(first, 95), pct(first, 100)
-	kr.PolledP50, kr.PolledMax = pct(polled, 50), pct(polled, 100)
+	kr.failoverTimes = timesOf(first, polled)
 	kr.Phases = s.phases(killed, dead, leader)
 	s.out("kill %d at %s: %s (leader %v), %d devices moved: p50 %s p95 %s max %s (%s; first sample %s)\n", k+1, killed.Format("15:04:05.000"),
 		dead, kr.Leader, len(own), kr.SampleP50, kr.SampleP95, kr.SampleMax, kr.Phases, pct(first, 0))

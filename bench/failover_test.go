@@ -57,12 +57,21 @@ func TestFailoverProcesses(t *testing.T) {
 	}
 }
 
+func ms(ns ...int) []time.Duration {
+	ds := make([]time.Duration, len(ns))
+	for i, n := range ns {
+		ds[i] = time.Duration(n) * time.Millisecond
+	}
+	return ds
+}
+
 // TestFailoverTable checks the summary's shape: a header and a row a size.
 func TestFailoverTable(t *testing.T) {
 	var b bytes.Buffer
 	rs := []failoverResult{
-		{Devices: 60, Interval: "1s", Signal: "kill", Victim: "leader", Kills: 3, Owned: 60, Moved: 60, SampleP50: "350ms", SampleP95: "360ms", SampleMax: "360ms",
-			PolledP50: "300ms", PolledMax: "340ms", RejoinMoved: []int{20, 20, 20}, FairShare: 20, Load: "1.00 1.00 1.00 → 2.00 1.00 1.00"},
+		{Devices: 60, Interval: "1s", Signal: "kill", Victim: "leader", Kills: 3, Owned: 60, Moved: 60,
+			failoverTimes: timesOf(ms(300, 350, 360), ms(290, 300, 340)),
+			RejoinMoved:   []int{20, 20, 20}, FairShare: 20, Load: "1.00 1.00 1.00 → 2.00 1.00 1.00"},
 		{Devices: 1500, Interval: "5s", Soak: &failoverSoak{For: "1m0s"}, Load: "2.00 1.00 1.00 → 2.00 1.00 1.00"},
 	}
 	if err := printFailover(&b, rs); err != nil {
