@@ -98,13 +98,37 @@ type MeshConfig struct {
 	Meshmon string
 }
 
-// FailoverConfig is 'meshmon bench failover'.
+// FailoverConfig is 'meshmon bench failover': a poller group of real
+// processes at each size in turn, its members killed one at a time.
 type FailoverConfig struct {
 	Output
-	Pollers, Devices, Failovers int
-	MemberTimeout, Heartbeat    time.Duration
-	Interval                    time.Duration // the devices' poll interval; 0: a minute
-	Version                     string
+	Sizes   []FailoverSize // one site each, in turn
+	Pollers int            // members of each site's group
+	Kills   int            // kills of each size, each followed by the victim's return
+	Signal  string         // "kill" (SIGKILL), "term" (SIGTERM) or "stop" (SIGSTOP, then SIGCONT)
+	Victim  string         // "leader" or "member"
+	// Sims is the simulator processes of each size; 0: one per 15,000
+	// devices (a simulator holds a socket a device, and the open-files
+	// hard limit is often 20,000).
+	Sims int
+	// Workers, Heartbeat and MemberTimeout are the pollers' flags of
+	// those names; 0: their default.
+	Workers                  int
+	Heartbeat, MemberTimeout time.Duration
+	PollerArgs               []string // more flags for the pollers
+	// Soak, when set, kills nothing: it watches each size's group of live
+	// members this long and counts the devices moved from a live poller.
+	Soak time.Duration
+	Keep bool // keep the directory of the processes' data and logs
+	// Meshmon is the meshmon executable of the peer, the simulators and
+	// the pollers; empty: this process's executable.
+	Meshmon string
+}
+
+// FailoverSize is one site of 'meshmon bench failover'.
+type FailoverSize struct {
+	Devices  int
+	Interval time.Duration // the devices' poll interval
 }
 
 // TenantsConfig is 'meshmon bench tenants'.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -122,22 +125,58 @@ func benchMeshCommand() *cli.Command {
 
 func benchFailoverCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "failover",
-		Usage: "crash poller group members again and again: last heartbeat to the successor's first poll, devices moved on a join",
+		Name: "failover",
+		Usage: "a poller group of real processes at each size: kill a member again and again; kill to each moved device's first sample, " +
+			"devices moved by each leave and return, devices polled twice",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "devices", Value: "60", Usage: "simulated devices, one size or several (60,1500,10000), one run each"},
+			&cli.StringFlag{Name: "interval", Value: "1s", Usage: "the devices' poll interval: one for every size, or one per size (1s,5s,60s)"},
+			&cli.IntFlag{Name: "kills", Value: 3, Usage: "kills of each size, each followed by the victim's return"},
+			&cli.StringFlag{Name: "signal", Value: "kill", Usage: "kill (SIGKILL, then a restart), term (SIGTERM: a graceful leave, then a restart) or stop (SIGSTOP, then SIGCONT: its samples under the assignment before the hand-over are counted)"},
+			&cli.StringFlag{Name: "victim", Value: "leader", Usage: "whom to kill: leader or member"},
 			&cli.IntFlag{Name: "pollers", Value: 3, Usage: "members of the group"},
-			&cli.IntFlag{Name: "devices", Value: 30, Usage: "simulated SNMP devices"},
-			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "the devices' poll interval"},
-			&cli.IntFlag{Name: "failovers", Value: 20, Usage: "crashes, every other one of the leader"},
-			&cli.DurationFlag{Name: "member-timeout", Value: poller.DefaultConfig().MemberTimeout, Usage: "the group's member timeout"},
-			&cli.DurationFlag{Name: "heartbeat", Value: poller.DefaultConfig().HeartbeatEvery, Usage: "the members' heartbeat interval"},
+			&cli.IntFlag{Name: "sims", Usage: "simulator processes sharing each size's devices (0: one per 15,000 devices; each holds a socket a device)"},
+			&cli.IntFlag{Name: "workers", Usage: "the pollers' --workers (0: their default)"},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "the pollers' --heartbeat (0: their default)"},
+			&cli.DurationFlag{Name: "member-timeout", Usage: "the pollers' --member-timeout (0: their default)"},
+			&cli.StringFlag{Name: "poller-args", Usage: "more flags for the pollers, separated by spaces (\"--batch 1024\")"},
+			&cli.DurationFlag{Name: "soak", Usage: "instead of killing: watch each size's group of live members this long and count the devices moved from a live poller (false failovers)"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the directory of the processes' data and logs (it is kept after an error)"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			return bench.Failover(c.Context, bench.FailoverConfig{Output: benchOutput(c), Pollers: c.Int("pollers"), Devices: c.Int("devices"), Interval: c.Duration("interval"),
-				Failovers: c.Int("failovers"), MemberTimeout: c.Duration("member-timeout"), Heartbeat: c.Duration("heartbeat"), Version: version})
+			sizes, err := failoverSizes(c.String("devices"), c.String("interval"))
+			if err != nil {
+				return err
+			}
+			return bench.Failover(c.Context, bench.FailoverConfig{Output: benchOutput(c), Sizes: sizes, Pollers: c.Int("pollers"), Kills: c.Int("kills"),
+				Signal: c.String("signal"), Victim: c.String("victim"), Sims: c.Int("sims"), Workers: c.Int("workers"), Heartbeat: c.Duration("heartbeat"),
+				MemberTimeout: c.Duration("member-timeout"), PollerArgs: strings.Fields(c.String("poller-args")), Soak: c.Duration("soak"), Keep: c.Bool("keep")})
 		},
 	}
+}
+
+// failoverSizes pairs --devices (a list) with --interval (one for every
+// size, or a list as long as --devices).
+func failoverSizes(devices, intervals string) ([]bench.FailoverSize, error) {
+	ds, is := strings.Split(devices, ","), strings.Split(intervals, ",")
+	if len(is) != 1 && len(is) != len(ds) {
+		return nil, fmt.Errorf("--interval %q: %d intervals for the %d sizes of --devices; give one for every size or one per size", intervals, len(is), len(ds))
+	}
+	sizes := make([]bench.FailoverSize, len(ds))
+	for i, d := range ds {
+		n, err := strconv.Atoi(strings.TrimSpace(d))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--devices %q: %q is not a device count (a whole number, 1 or more)", devices, d)
+		}
+		iv := is[min(i, len(is)-1)]
+		dur, err := time.ParseDuration(strings.TrimSpace(iv))
+		if err != nil || dur < time.Second {
+			return nil, fmt.Errorf("--interval %q: %q is not an interval of 1s or more (1s, 5s, 1m)", intervals, iv)
+		}
+		sizes[i] = bench.FailoverSize{Devices: n, Interval: dur}
+	}
+	return sizes, nil
 }
 
 func benchTenantsCommand() *cli.Command {

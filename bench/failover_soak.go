@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -16,6 +16,15 @@ import (
 	"github.com/meshmon/meshmon/bus"
 )
 
+// failoverSoak is what a soak saw.
+type failoverSoak struct {
+	For         string `json:"for"`
+	Assignments int    `json:"assignments"`
+	Short       int    `json:"assignments_without_every_member"`
+	Moved       int    `json:"moved_from_a_live_poller"`
+	Lags        string `json:"heartbeats"`
+}
+
 // soak watches a settled group of live members for d without killing any:
 // every device the assignment moves meanwhile moved away from a live
 // poller (a false failover). It also records how far each member's
@@ -23,30 +32,30 @@ import (
 // them: the leader takes a member for dead only when both that and the
 // time since its last heartbeat pass the member timeout, so the largest
 // lag seen is the shortest member timeout that would have moved nothing.
-func (b *bench) soak(ctx context.Context, d time.Duration, members []string, a meshmon.Assignment) error {
-	kv, err := b.js.KeyValue(ctx, bus.PollersBucket)
+func (fs *failoverSite) soak(ctx context.Context, d time.Duration, members []string, a meshmon.Assignment) (failoverSoak, error) {
+	kv, err := fs.js.KeyValue(ctx, bus.PollersBucket)
 	if err != nil {
-		return err
+		return failoverSoak{}, err
 	}
-	hw, err := kv.Watch(ctx, bus.PollerKey(site, "")+"*", jetstream.UpdatesOnly())
+	gkv, err := fs.js.KeyValue(ctx, bus.GroupBucket)
 	if err != nil {
-		return err
+		return failoverSoak{}, err
 	}
-	defer hw.Stop()
-	gkv, err := b.js.KeyValue(ctx, bus.GroupBucket)
-	if err != nil {
-		return err
-	}
-	aw, err := gkv.Watch(ctx, bus.GroupAssignmentKey(site), jetstream.UpdatesOnly())
-	if err != nil {
-		return err
-	}
-	defer aw.Stop()
-	s := &soakStats{last: map[string]time.Time{}, prev: a}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	go s.heartbeats(hw)
-	go s.assignments(ctx, b, aw, members)
+	hw, err := kv.Watch(ctx, bus.PollerKey(failoverSiteName, "")+"*", jetstream.UpdatesOnly())
+	if err != nil {
+		return failoverSoak{}, err
+	}
+	aw, err := gkv.Watch(ctx, bus.GroupAssignmentKey(failoverSiteName), jetstream.UpdatesOnly())
+	if err != nil {
+		return failoverSoak{}, err
+	}
+	s := &soakStats{last: map[string]time.Time{}, prev: a}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.heartbeats(ctx, hw) })
+	wg.Go(func() { s.assignments(ctx, fs, aw, members) })
+	defer wg.Wait()
 	start := time.Now()
 	report := time.NewTicker(time.Minute)
 	defer report.Stop()
@@ -54,20 +63,30 @@ func (b *bench) soak(ctx context.Context, d time.Duration, members []string, a m
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			n, moved, short := s.count, s.moved, s.short
+			res := failoverSoak{For: time.Since(start).Round(time.Second).String(), Assignments: s.count, Short: s.short, Moved: s.moved}
 			s.mu.Unlock()
-			fmt.Printf("SOAK %s devices %d pollers %d: assignments %d (%d without every member), devices moved from a live poller %d; %s\n",
-				time.Since(start).Round(time.Second), len(a.Owners), len(members), n, short, moved, s.lags())
-			return nil
+			res.Lags = s.lags()
+			fs.out("SOAK %s devices %d pollers %d: assignments %d (%d without every member), devices moved from a live poller %d; %s\n",
+				res.For, len(a.Owners), len(members), res.Assignments, res.Short, res.Moved, res.Lags)
+			return res, nil
 		case <-report.C:
-			load, _ := os.ReadFile("/proc/loadavg")
 			s.mu.Lock()
 			n, moved := s.count, s.moved
 			s.mu.Unlock()
-			fmt.Printf("%s soak %s: assignments %d, moved from a live poller %d; %s; load %s\n", time.Now().UTC().Format("15:04:05"),
-				time.Since(start).Round(time.Second), n, moved, s.lags(), strings.Join(strings.Fields(string(load))[:3], " "))
+			fs.out("%s soak %s: assignments %d, moved from a live poller %d; %s; load %s\n", time.Now().UTC().Format("15:04:05"),
+				time.Since(start).Round(time.Second), n, moved, s.lags(), loadAverage())
 		}
 	}
+}
+
+// loadAverage is the machine's load average over 1, 5 and 15 minutes, or
+// "?" where /proc/loadavg cannot be read.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 // soakStats is what soak saw.
@@ -84,13 +103,14 @@ type soakStats struct {
 	moved int
 }
 
-// heartbeats records the members' heartbeats until the watch stops.
-func (s *soakStats) heartbeats(w jetstream.KeyWatcher) {
-	for e := range w.Updates() {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
+// heartbeats records the members' heartbeats until ctx ends.
+func (s *soakStats) heartbeats(ctx context.Context, w jetstream.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	for e := range watched(ctx, w) {
+		if e.Operation() != jetstream.KeyValuePut {
 			continue
 		}
-		name := strings.TrimPrefix(e.Key(), bus.PollerKey(site, ""))
+		name := strings.TrimPrefix(e.Key(), bus.PollerKey(failoverSiteName, ""))
 		at := e.Created()
 		s.mu.Lock()
 		if prev, ok := s.last[name]; ok {
@@ -111,11 +131,11 @@ func (s *soakStats) heartbeats(w jetstream.KeyWatcher) {
 // assignments counts each new assignment and the devices it moved from
 // the one before; every member is alive, so each move is a false
 // failover.
-func (s *soakStats) assignments(ctx context.Context, b *bench, w jetstream.KeyWatcher, members []string) {
-	all := slices.Clone(members)
-	slices.Sort(all)
-	for e := range w.Updates() {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
+func (s *soakStats) assignments(ctx context.Context, fs *failoverSite, w jetstream.KeyWatcher, members []string) {
+	defer func() { _ = w.Stop() }()
+	all := slices.Sorted(slices.Values(members))
+	for e := range watched(ctx, w) {
+		if e.Operation() != jetstream.KeyValuePut {
 			continue
 		}
 		var idx struct {
@@ -123,7 +143,7 @@ func (s *soakStats) assignments(ctx context.Context, b *bench, w jetstream.KeyWa
 		}
 		_ = json.Unmarshal(e.Value(), &idx)
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		a, _, err := b.assignment(rctx)
+		a, _, err := fs.assignment(rctx)
 		cancel()
 		s.mu.Lock()
 		s.count++
@@ -137,7 +157,7 @@ func (s *soakStats) assignments(ctx context.Context, b *bench, w jetstream.KeyWa
 			s.prev = a
 		}
 		s.mu.Unlock()
-		fmt.Printf("%s soak: assignment %d (members %v of %v) moved %d devices (-1: not read: %v)\n", time.Now().UTC().Format("15:04:05"), e.Revision(), idx.Members, all, n, err)
+		fs.out("%s soak: assignment %d (members %v of %v) moved %d devices (-1: not read: %v)\n", time.Now().UTC().Format("15:04:05"), e.Revision(), idx.Members, all, n, err)
 	}
 }
 
