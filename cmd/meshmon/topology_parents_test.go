@@ -138,7 +138,7 @@ func TestTopologyParentsCommand(t *testing.T) {
 	defer nc.Close()
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- alarmbus.Worker(nil)(pctx, nc, "") }()
+	go func() { done <- alarmbus.Worker(nil, 0)(pctx, nc, "") }()
 	defer func() { stop(); <-done }()
 	d2, err := inv.Get(ctx, dev(2))
 	if err != nil {
