@@ -13,7 +13,8 @@ import (
 // BenchmarkSNMPPoll polls simulated v2c agents one after the other, the
 // system group and a four-row interface table each, with the client pool
 // (as the poller runs) and without it (a client connected afresh for every
-// poll, as before the pool). Compare B/op and allocs/op:
+// poll, as before the pool), and the system group alone (PollSystem, a
+// take-over's first poll). Compare B/op and allocs/op:
 //
 //	go test -run - -bench SNMPPoll -benchmem ./poller
 func BenchmarkSNMPPoll(b *testing.B) {
@@ -40,9 +41,10 @@ func BenchmarkSNMPPoll(b *testing.B) {
 		probers = append(probers, p)
 	}
 	for _, tc := range []struct {
-		name string
-		max  int
-	}{{"pooled", 256}, {"unpooled", 0}} {
+		name   string
+		max    int
+		system bool // PollSystem: the first poll of a device taken over
+	}{{"pooled", 256, false}, {"unpooled", 0, false}, {"system", 256, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			saved := clients.max
 			clients.max = tc.max
@@ -50,7 +52,11 @@ func BenchmarkSNMPPoll(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()
 			for i := 0; b.Loop(); i++ {
-				if r := probers[i%len(probers)].Poll(ctx); !r.OK {
+				poll := probers[i%len(probers)].Poll
+				if tc.system {
+					poll = probers[i%len(probers)].PollSystem
+				}
+				if r := poll(ctx); !r.OK {
 					b.Fatalf("poll: %s: %v", r.Reason, r.Err)
 				}
 			}
