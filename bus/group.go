@@ -174,6 +174,11 @@ func (g *Group) Current(ctx context.Context) (meshmon.Assignment, error) {
 var stateKinds = []string{meshmon.KindNodeDown, meshmon.KindNodeUp, meshmon.KindSNMPUnreachable, meshmon.KindSNMPReachable,
 	meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping, meshmon.KindStable}
 
+// sharedKinds are the state kinds whose subject (ev.<site>.<device>.<kind>)
+// several checks of a device share: every interface's if_down, and the
+// flapping of any check.
+var sharedKinds = []string{meshmon.KindIfDown, meshmon.KindIfUp, meshmon.KindFlapping}
+
 // lastStatesChunk is how many devices one consumer of LastStates reads:
 // its filter subjects (one a device) stay far below the 1 MB of a request
 // however many devices move, and the server, which compares a new
@@ -202,10 +207,11 @@ var lastStatesSiteWide = 4 * lastStatesChunk
 // began. It reads the last event of each subject, all devices at once
 // (one consumer for every lastStatesChunk devices, read side by side, or
 // one for the whole site past lastStatesSiteWide devices), and then every
-// flapping event of the devices that have one: their checks share that
-// subject, so its last hides the flaps of the others (a device that goes
-// down and up flaps its icmp and its snmp). Within ctx; a device the
-// events say nothing of is absent from the result.
+// event of the shared kinds (sharedKinds) of the devices that have one:
+// several checks share those subjects, so their last hides the others (a
+// device that goes down and up flaps its icmp and its snmp; two
+// interfaces down share if_down). Within ctx; a device the events say
+// nothing of is absent from the result.
 func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]map[string]meshmon.LastState, error) {
 	out := make(map[string]map[string]meshmon.LastState, len(devices))
 	if len(devices) == 0 {
@@ -228,11 +234,11 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		}
 		chunks = append(chunks, filters)
 	} else {
-		chunks = g.deviceFilters(devices, "")
+		chunks = g.deviceFilters(devices)
 	}
 	var mu sync.Mutex
 	seqs := map[[2]string]uint64{} // device and check -> the sequence of the state kept
-	flapped := map[string]bool{}   // devices with a flapping event
+	shared := map[string]bool{}    // devices with an event of a shared kind
 	keep := func(m jetstream.Msg) {
 		var ev meshmon.Event
 		parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
@@ -247,8 +253,8 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		dev, key := parts[2], [2]string{parts[2], ev.Data.Check}
 		mu.Lock()
 		defer mu.Unlock()
-		if parts[3] == meshmon.KindFlapping {
-			flapped[dev] = true
+		if slices.Contains(sharedKinds, parts[3]) {
+			shared[dev] = true
 		}
 		// A check's state is in the later of its kinds.
 		if meta.Sequence.Stream < seqs[key] {
@@ -263,23 +269,34 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 	if err := readChunks(ctx, stream, chunks, jetstream.DeliverLastPerSubjectPolicy, keep); err != nil {
 		return nil, fmt.Errorf("last states of %d devices: %w", len(devices), err)
 	}
-	if len(flapped) > 0 {
-		chunks = g.deviceFilters(slices.Sorted(maps.Keys(flapped)), meshmon.KindFlapping)
+	if len(shared) > 0 {
+		chunks = g.deviceFilters(slices.Sorted(maps.Keys(shared)), sharedKinds...)
+		if len(shared) > lastStatesSiteWide {
+			chunks = [][]string{nil}
+			for _, k := range sharedKinds {
+				chunks[0] = append(chunks[0], EventFilter(g.cfg.Site, "", k))
+			}
+		}
 		if err := readChunks(ctx, stream, chunks, jetstream.DeliverAllPolicy, keep); err != nil {
-			return nil, fmt.Errorf("flapping events of %d devices: %w", len(flapped), err)
+			return nil, fmt.Errorf("flapping and interface events of %d devices: %w", len(shared), err)
 		}
 	}
 	return out, nil
 }
 
-// deviceFilters are the filters of the site's events of kind ("" any) of
-// devices, lastStatesChunk devices a consumer.
-func (g *Group) deviceFilters(devices []string, kind string) [][]string {
+// deviceFilters are the filters of the site's events of devices, of kinds
+// (none: any), lastStatesChunk devices a consumer.
+func (g *Group) deviceFilters(devices []string, kinds ...string) [][]string {
+	if len(kinds) == 0 {
+		kinds = []string{""}
+	}
 	var chunks [][]string
 	for i := 0; i < len(devices); i += lastStatesChunk {
 		var filters []string
 		for _, d := range devices[i:min(i+lastStatesChunk, len(devices))] {
-			filters = append(filters, EventFilter(g.cfg.Site, d, kind))
+			for _, k := range kinds {
+				filters = append(filters, EventFilter(g.cfg.Site, d, k))
+			}
 		}
 		chunks = append(chunks, filters)
 	}

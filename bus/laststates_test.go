@@ -144,7 +144,8 @@ func BenchmarkLastStatesChunk(b *testing.B) {
 // read), with that kind: up then down is down, down then up is up, a
 // flapping after up is flapping, though another check's flapping came
 // after it on the same subject, and a stable after a reboot flap is
-// stable.
+// stable; of two interfaces down, one back up, each has its own state
+// although they share the if_down and if_up subjects.
 func TestLastStatesLaterKindWins(t *testing.T) {
 	_, _, js := runJS(t)
 	ctx := testCtx(t)
@@ -153,6 +154,8 @@ func TestLastStatesLaterKindWins(t *testing.T) {
 		{"b", meshmon.KindNodeUp, "icmp", "up"}, {"b", meshmon.KindNodeDown, "icmp", "down"}, {"b", meshmon.KindNodeUp, "icmp", "up"},
 		{"c", meshmon.KindNodeUp, "icmp", "up"}, {"c", meshmon.KindFlapping, "icmp", "up"},
 		{"c", meshmon.KindFlapping, "uptime", "rebooting"}, {"c", meshmon.KindStable, "uptime", "stable"},
+		{"d", meshmon.KindIfDown, "if.1", "down"}, {"d", meshmon.KindIfDown, "if.2", "down"}, {"d", meshmon.KindIfDown, "if.3", "down"},
+		{"d", meshmon.KindIfUp, "if.1", "up"}, {"d", meshmon.KindIfUp, "if.3", "up"},
 	} {
 		b, _ := json.Marshal(meshmon.Event{Subject: e.dev, Data: meshmon.EventData{Site: "hq", Device: e.dev, Kind: e.kind, Check: e.check, State: e.state}})
 		if _, err := js.Publish(ctx, meshmon.EventSubject("hq", e.dev, e.kind), b); err != nil {
@@ -163,7 +166,7 @@ func TestLastStatesLaterKindWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := g.LastStates(ctx, []string{"a", "b", "c"})
+	got, err := g.LastStates(ctx, []string{"a", "b", "c", "d"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +174,7 @@ func TestLastStatesLaterKindWins(t *testing.T) {
 		"a": {"icmp": {Kind: meshmon.KindNodeDown, State: "down"}},
 		"b": {"icmp": {Kind: meshmon.KindNodeUp, State: "up"}},
 		"c": {"icmp": {Kind: meshmon.KindFlapping, State: "up"}, "uptime": {Kind: meshmon.KindStable, State: "stable"}},
+		"d": {"if.1": {Kind: meshmon.KindIfUp, State: "up"}, "if.2": {Kind: meshmon.KindIfDown, State: "down"}, "if.3": {Kind: meshmon.KindIfUp, State: "up"}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("last states %v, want %v", got, want)
