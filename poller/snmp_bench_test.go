@@ -18,17 +18,7 @@ import (
 //
 //	go test -run - -bench SNMPPoll -benchmem ./poller
 func BenchmarkSNMPPoll(b *testing.B) {
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix = 64, "b"
-	scfg.BaseAddr = netip.MustParseAddr("127.91.0.1")
-	s, err := sim.New(scfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := startSim(b, 64, "b", "127.91.0.1")
 	var probers []*SNMPProber
 	for _, a := range s.Agents() {
 		d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
@@ -62,4 +52,21 @@ func BenchmarkSNMPPoll(b *testing.B) {
 			}
 		})
 	}
+}
+
+// startSim starts a simulator of n v2c agents named prefix-NNNNN from the
+// address base, closed when tb ends.
+func startSim(tb testing.TB, n int, prefix, base string) *sim.Sim {
+	scfg := sim.DefaultConfig()
+	scfg.Agents, scfg.NamePrefix = n, prefix
+	scfg.BaseAddr = netip.MustParseAddr(base)
+	s, err := sim.New(scfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
 }

@@ -3,7 +3,6 @@ package poller
 import (
 	"context"
 	"maps"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -52,17 +51,7 @@ func TestMovedInReadsNeighborsLater(t *testing.T) {
 // device new to the group, or one an operator polls now, is polled in
 // full at once.
 func TestMovedInIsCheckedFirst(t *testing.T) {
-	scfg := sim.DefaultConfig()
-	scfg.Agents, scfg.NamePrefix = 2, "c"
-	scfg.BaseAddr = netip.MustParseAddr("127.92.0.1")
-	s, err := sim.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := startSim(t, 2, "c", "127.92.0.1")
 	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
