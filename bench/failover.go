@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -19,8 +18,6 @@ import (
 // default: it holds a socket a device, and the open-files hard limit is
 // often 20,000.
 const simPerProcess = 15_000
-
-var failoverSignals = map[string]syscall.Signal{"kill": syscall.SIGKILL, "term": syscall.SIGTERM, "stop": syscall.SIGSTOP}
 
 // failoverResult is what one size of 'meshmon bench failover' measured.
 type failoverResult struct {
@@ -101,7 +98,7 @@ func (bc FailoverConfig) validate() error {
 	case bc.Kills < 1 && bc.Soak == 0:
 		return fmt.Errorf("--kills %d: use at least 1 (or --soak)", bc.Kills)
 	case failoverSignals[bc.Signal] == 0:
-		return fmt.Errorf("--signal %q: use kill, term or stop", bc.Signal)
+		return fmt.Errorf("--signal %q: use %s", bc.Signal, failoverSignalNames)
 	case bc.Victim != "leader" && bc.Victim != "member":
 		return fmt.Errorf("--victim %q: use leader or member", bc.Victim)
 	case bc.Sims < 0:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/meshmon/meshmon"
@@ -80,9 +79,9 @@ func (s *failoverSite) killOne(ctx context.Context, k int, size FailoverSize, me
 	}
 	kr.Moved = meshmon.Moved(a, left)
 	rev, at := s.handover(killed, dead)
-	if s.sig == syscall.SIGSTOP {
+	if s.sig == sigStop {
 		s.forget()
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.cmd.Process.Signal(sigCont)
 	} else if err := s.restartPoller(ctx, dead, p); err != nil {
 		return kr, a, leader, err
 	}
@@ -90,7 +89,7 @@ func (s *failoverSite) killOne(ctx context.Context, k int, size FailoverSize, me
 	if err != nil {
 		return kr, a, leader, fmt.Errorf("kill %d: %s's return: %w", k+1, dead, err)
 	}
-	if s.sig == syscall.SIGSTOP {
+	if s.sig == sigStop {
 		var late int
 		kr.Stale, late = s.stale(dead, rev, at)
 		s.out("  resumed %s: %d samples observed after the hand-over (revision %d) under an older assignment (%d observed before it, published after the resume)\n",

@@ -106,7 +106,7 @@ func (s *failoverSite) start(ctx context.Context, name string, ready *regexp.Reg
 func (s *failoverSite) signal(name string, sig syscall.Signal) *failoverProc {
 	s.mu.Lock()
 	p := s.proc[name]
-	if sig != syscall.SIGSTOP {
+	if sig != sigStop {
 		delete(s.proc, name)
 	}
 	s.mu.Unlock()
