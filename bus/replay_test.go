@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -133,6 +134,8 @@ func replayCheck(ctx context.Context, js jetstream.JetStream, opts TailOptions, 
 		return false, nil, disorder
 	case failure != nil:
 		return false, failure, nil
+	case ctx.Err() != nil: // Tail returns nil when its caller gives up
+		return false, fmt.Errorf("replay of %+v: gave up after %d messages: %w", opts, n, ctx.Err()), nil
 	case n != want:
 		return false, nil, fmt.Errorf("replay of %+v delivered %d messages, want %d, without an error", opts, n, want)
 	}
@@ -407,4 +410,104 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// TestReplayLeavesACatchingUpPeer: a follower comes back with an empty
+// disk and catches up on a stream of many messages. A consumer that
+// nats-server places on it while it does counts only what it holds so far;
+// a replay refuses such a consumer (replayEnd.behind) and makes another,
+// and every replay through every server, from the follower's return until
+// it is current, delivers every message.
+func TestReplayLeavesACatchingUpPeer(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, js0 := connect(t, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js0, lim)
+	})
+	const total = 60000
+	p := NewPublisher(js0)
+	for i := 0; i < total; i += 1000 {
+		if n, err := p.PublishBatch(ctx, makeMsgs(fmt.Sprint("m", i), 1000, 256)); err != nil || n != 1000 {
+			t.Fatalf("publish: %d, %v", n, err)
+		}
+	}
+	eventually.NoError(t, time.Minute, "the events stream current", func() error { return streamCurrent(ctx, js0, EventsStream, total) })
+
+	// A follower back with an empty disk.
+	l := c.leader(EventsStream)
+	f := (l + 1) % 3
+	if l < 0 {
+		t.Fatal("no leader")
+	}
+	c.srvs[f].Shutdown()
+	c.srvs[f].WaitForShutdown()
+	if err := os.RemoveAll(c.opts[f].StoreDir); err != nil {
+		t.Fatal(err)
+	}
+	c.srvs[f] = c.start(f)
+	back := time.Now()
+	var jss []jetstream.JetStream
+	for _, s := range c.srvs {
+		_, js := connect(t, s.ClientURL())
+		jss = append(jss, js)
+	}
+	s, err := Retried(ctx, func(ctx context.Context) (jetstream.Stream, error) { return jss[l].Stream(ctx, EventsStream) })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The server's side, when the catch-up is slow enough to see it: a
+	// consumer placed on the follower counts less than the stream holds,
+	// and the replay's check refuses it.
+	end := replayEnd{stream: EventsStream, seq: total, s: s}
+	cfg := jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true, Replicas: 1}
+	for range 40 {
+		cons, err := s.CreateConsumer(ctx, cfg)
+		if err != nil {
+			continue // the follower not yet back in the meta group
+		}
+		ci := cons.CachedInfo()
+		_ = s.DeleteConsumer(ctx, ci.Name)
+		if ci.Cluster == nil || ci.Cluster.Leader != c.names[f] {
+			continue
+		}
+		why := end.behind(ctx, ci)
+		t.Logf("a consumer on the follower %s after its return: %d of %d pending; refused: %q",
+			time.Since(back).Round(time.Millisecond), ci.NumPending, total, why)
+		if ci.NumPending == 0 && why == "" {
+			t.Fatalf("a consumer with nothing pending of %d was taken", total)
+		}
+		break
+	}
+
+	// Replays through each server until the follower is current, and once
+	// more after: each delivers every message.
+	replays := 0
+	for current := false; !current; {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		current = streamCurrent(cctx, jss[l], EventsStream, total) == nil
+		cancel()
+		for _, js := range jss {
+			start := time.Now()
+			ok, failure, err := replayCheck(ctx, js, TailOptions{StartSeq: 1}, total)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				t.Fatalf("replay through %s %s after the follower's return: %v", js.Conn().ConnectedServerName(), time.Since(back).Round(time.Millisecond), failure)
+			}
+			replays++
+			t.Logf("replay through %s: %d messages in %s", js.Conn().ConnectedServerName(), total, time.Since(start).Round(time.Millisecond))
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the follower never became current")
+		}
+	}
+	t.Logf("%d complete replays", replays)
 }

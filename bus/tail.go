@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/meshmon/meshmon"
 )
@@ -103,23 +104,27 @@ func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts Ta
 	return end, nil
 }
 
-// waited decides, after a replay has waited idle for its next message since
-// since, whether it goes on waiting. It fails with an error wrapping
+// waited decides, after a replay has waited idle for its next message,
+// whether it goes on waiting. It fails with an error wrapping
 // ErrReplayIncomplete when the stream no longer holds the end (its limits
 // or a purge removed it during the replay) or the replay has waited
 // replayStall.
-func (e replayEnd) waited(ctx context.Context, delivered uint64, since time.Time) error {
+func (e replayEnd) waited(ctx context.Context, st tailState) error {
 	err := Retry(ctx, func(ctx context.Context) error {
 		_, err := e.s.GetMsg(ctx, e.seq)
 		return err
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("tail %s: %w: delivered up to sequence %d, and the stream no longer holds sequence %d, where the replay ends (removed while replaying)",
-			e.stream, ErrReplayIncomplete, delivered, e.seq)
+			e.stream, ErrReplayIncomplete, st.delivered, e.seq)
 	}
-	if idle := time.Since(since); idle >= replayStall {
-		return fmt.Errorf("tail %s: %w: delivered up to sequence %d of %d, then nothing for %s",
-			e.stream, ErrReplayIncomplete, delivered, e.seq, idle.Round(time.Second))
+	if idle := time.Since(st.idleSince); idle >= replayStall {
+		why := ""
+		if st.behind != "" {
+			why = "; the last consumer made was behind the stream's leader: " + st.behind
+		}
+		return fmt.Errorf("tail %s: %w: delivered up to sequence %d of %d, then nothing for %s%s",
+			e.stream, ErrReplayIncomplete, st.delivered, e.seq, idle.Round(time.Second), why)
 	}
 	return nil
 }
@@ -171,19 +176,28 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		}
 	}
 
-	if names := ownedNames(js); len(names) > 0 {
-		return tailOwned(ctx, js, stream, names, cfg, opts.Live, end, fn)
+	// A replay makes its consumers itself, to place them on a peer that
+	// holds its end; so does a user whose consumers may have its own
+	// names only.
+	names := ownedNames(js)
+	if len(names) > 0 || !opts.Live {
+		return tailMade(ctx, js, stream, names, cfg, opts.Live, end, fn)
 	}
+	return tailOrdered(ctx, js, stream, cfg, fn)
+}
+
+// tailOrdered is a live Tail through an ordered consumer, which the client
+// makes again under a new name after a gap or a lost peer.
+func tailOrdered(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(TailMsg) error) error {
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("tail %s: consumer: %w", stream, err)
 	}
-	// An ordered consumer is made again under a new name after a gap or a
-	// lost peer; the one current at the end is removed here (the ones
-	// before, by the client as it replaces them).
+	// The consumer current at the end is removed here (the ones before, by
+	// the client as it replaces them).
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
-			dropConsumer(ctx, js, stream, info.Name)
+			_ = dropConsumer(ctx, js, stream, info.Name)
 		}
 	}()
 	it, err := cons.Messages(tailPull...)
@@ -191,24 +205,10 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		return fmt.Errorf("tail %s: consumer: %w", stream, err)
 	}
 	defer it.Stop()
-
-	var delivered uint64
-	idleSince := time.Now()
 	for {
-		m, err := nextMsg(ctx, it, opts.Live)
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.Is(err, context.DeadlineExceeded):
-				if err := end.waited(ctx, delivered, idleSince); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return err
-				}
-				continue
-			case errors.Is(err, jetstream.ErrMsgIteratorClosed) && opts.Live:
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
 			}
 			return fmt.Errorf("tail %s: %w", stream, err)
@@ -217,19 +217,8 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		if err != nil {
 			return fmt.Errorf("tail %s: %w", stream, err)
 		}
-		idleSince = time.Now()
-		if err := fn(TailMsg{
-			Subject: m.Subject(),
-			Seq:     meta.Sequence.Stream,
-			Time:    meta.Timestamp,
-			Data:    m.Data(),
-			Header:  m.Headers(),
-		}); err != nil {
+		if err := fn(TailMsg{Subject: m.Subject(), Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data(), Header: m.Headers()}); err != nil {
 			return err
-		}
-		delivered = meta.Sequence.Stream
-		if !opts.Live && delivered >= end.seq {
-			return nil
 		}
 	}
 }
@@ -245,12 +234,22 @@ func nextMsg(ctx context.Context, it jetstream.MessagesContext, live bool) (jets
 	return it.Next(jetstream.NextContext(wctx))
 }
 
-// tailOwned is Tail for a user whose consumers may have its own names
-// only (an ordered consumer takes a new name each time it starts again):
-// one consumer of names, without acks, made again after the last message
-// delivered when a message goes missing or the consumer fails, and
-// removed at the end.
-func tailOwned(ctx context.Context, js jetstream.JetStream, stream string, names []string, ocfg jetstream.OrderedConsumerConfig,
+// replayMove is how long a replay waits for its next message before it
+// drops its consumer and makes another from the last message delivered:
+// nats-server places each consumer anew, and a consumer stuck on one peer
+// (one still catching up on the stream, which gets its messages only as
+// fast as the catch-up stores them) gives way to one on a peer that holds
+// them.
+const replayMove = 4 * time.Second
+
+// tailMade is Tail with consumers it makes itself, one after the other:
+// for a replay, whose consumer must be on a peer that holds the stream up
+// to the replay's end, and for a user whose consumers may have its own
+// names only (names; an ordered consumer takes a new name each time it
+// starts again). Each consumer, without acks, is made again after the last
+// message delivered when a message goes missing, the consumer fails, or a
+// replay's consumer stalls (replayMove); each is removed when done with.
+func tailMade(ctx context.Context, js jetstream.JetStream, stream string, names []string, ocfg jetstream.OrderedConsumerConfig,
 	live bool, end replayEnd, fn func(TailMsg) error) error {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     ocfg.DeliverPolicy,
@@ -262,21 +261,20 @@ func tailOwned(ctx context.Context, js jetstream.JetStream, stream string, names
 		MemoryStorage:     true,
 		Replicas:          1,
 	}
-	var delivered uint64
-	idleSince := time.Now()
+	st := tailState{idleSince: time.Now()}
 	for {
-		done, err := tailOnce(ctx, js, stream, names, cfg, live, end, &delivered, &idleSince, fn)
+		done, err := tailOnce(ctx, js, stream, names, cfg, live, end, &st, fn)
 		if done || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if delivered > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, delivered+1, nil
+		if st.delivered > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, st.delivered+1, nil
 		}
 		if !live {
-			if err := end.waited(ctx, delivered, idleSince); err != nil {
+			if err := end.waited(ctx, st); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -286,16 +284,28 @@ func tailOwned(ctx context.Context, js jetstream.JetStream, stream string, names
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(tailAgain):
 		}
 	}
 }
 
-// tailOnce runs one consumer of tailOwned. It reports whether the tail is
-// over (with its error); delivered is the stream sequence of the last
-// message delivered, idleSince when the last one was.
+// tailAgain is the pause before a tail makes its consumer again.
+const tailAgain = 250 * time.Millisecond
+
+// tailState is where a tail stands, across its consumers.
+type tailState struct {
+	delivered uint64    // the stream sequence of the last message delivered
+	idleSince time.Time // when it was (or when the tail started)
+	behind    string    // why the last consumer refused was (replayEnd.behind)
+}
+
+// tailOnce runs one consumer of tailMade. It reports whether the tail is
+// over (with its error).
 func tailOnce(ctx context.Context, js jetstream.JetStream, stream string, names []string, cfg jetstream.ConsumerConfig,
-	live bool, end replayEnd, delivered *uint64, idleSince *time.Time, fn func(TailMsg) error) (bool, error) {
+	live bool, end replayEnd, st *tailState, fn func(TailMsg) error) (bool, error) {
+	if len(names) == 0 {
+		names = []string{nuid.Next()} // as an ordered consumer names itself
+	}
 	cons, err := createNamed(ctx, js, stream, names, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -303,7 +313,12 @@ func tailOnce(ctx context.Context, js jetstream.JetStream, stream string, names 
 		}
 		return true, fmt.Errorf("tail %s: %w", stream, err)
 	}
-	defer deleteOwned(ctx, js, stream, cons)
+	defer func() { _ = dropConsumer(ctx, js, stream, cons.CachedInfo().Name) }()
+	if !live {
+		if st.behind = end.behind(ctx, cons.CachedInfo()); st.behind != "" {
+			return false, nil // made again, and placed anew
+		}
+	}
 	it, err := cons.Messages(append(tailPull, jetstream.WithMessagesErrOnMissingHeartbeat(true))...)
 	if err != nil {
 		return false, nil
@@ -317,8 +332,11 @@ func tailOnce(ctx context.Context, js jetstream.JetStream, stream string, names 
 			case ctx.Err() != nil:
 				return true, nil
 			case errors.Is(err, context.DeadlineExceeded):
-				if err := end.waited(ctx, *delivered, *idleSince); err != nil {
+				if err := end.waited(ctx, *st); err != nil {
 					return true, err
+				}
+				if time.Since(st.idleSince) >= replayMove {
+					return false, nil // stalled: made again, and placed anew
 				}
 				continue
 			}
@@ -329,15 +347,50 @@ func tailOnce(ctx context.Context, js jetstream.JetStream, stream string, names 
 			return false, nil // a gap: made again after delivered
 		}
 		want++
-		*idleSince = time.Now()
+		st.idleSince = time.Now()
 		if err := fn(TailMsg{Subject: m.Subject(), Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data(), Header: m.Headers()}); err != nil {
 			return true, err
 		}
-		*delivered = meta.Sequence.Stream
-		if !live && *delivered >= end.seq {
+		st.delivered = meta.Sequence.Stream
+		if !live && st.delivered >= end.seq {
 			return true, nil
 		}
 	}
+}
+
+// replayInfoWait bounds the stream info a replay asks for each consumer it
+// makes: while the stream's leadership moves, the request goes unanswered
+// until a new leader is elected.
+const replayInfoWait = 2 * time.Second
+
+// behind says why a replay's new consumer cannot deliver up to the
+// replay's end at once, or returns "". nats-server places a consumer of
+// one replica on any peer of its stream, one still catching up included
+// (a peer just back, or one that took a lost peer's replica): such a
+// consumer counts as pending only what its peer has stored so far, and
+// gets the rest only as fast as the catch-up stores it (docs/mesh.md,
+// Known limits). It is behind when it has nothing pending, though the
+// replay's end is still to come, or when the stream's leader does not
+// count its peer current.
+func (e replayEnd) behind(ctx context.Context, ci *jetstream.ConsumerInfo) string {
+	if ci.NumPending == 0 {
+		return "nothing pending"
+	}
+	if ci.Cluster == nil || ci.Cluster.Leader == "" || e.s.CachedInfo().Config.Replicas < 2 {
+		return "" // one copy of the stream: nowhere else to go
+	}
+	ictx, cancel := context.WithTimeout(ctx, replayInfoWait)
+	defer cancel()
+	info, err := e.s.Info(ictx)
+	if err != nil || info.Cluster == nil {
+		return "" // not known: the consumer's stall, if any, moves it
+	}
+	for _, r := range info.Cluster.Replicas {
+		if r.Name == ci.Cluster.Leader && (!r.Current || r.Offline) {
+			return fmt.Sprintf("on %s, which the stream's leader does not count current (lag %d)", r.Name, r.Lag)
+		}
+	}
+	return ""
 }
 
 // WriteEvent writes the event m carries to w as 'meshmon events tail'
