@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -152,7 +153,7 @@ type assignmentReader struct {
 	// (content hash -> revision): a publish that timed out part way is
 	// tried again with the same assignment, and writes only the rest.
 	// Forgotten when an assignment is read.
-	written map[string]uint64
+	written map[string]shard
 }
 
 // read is the assignment whose index (or whole value, as earlier releases
@@ -160,6 +161,7 @@ type assignmentReader struct {
 // errShardGone when one of them is gone. On success the reader keeps the
 // shards of this assignment only.
 func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assignment, error) {
+	written := r.written
 	r.written = nil
 	idx, ok, err := decodeIndex(value)
 	if err != nil {
@@ -169,9 +171,19 @@ func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assi
 		r.have = nil
 		return DecodeAssignment(value)
 	}
+	// The shards this member wrote for an index whose store it did not see
+	// answered (the index may be that one) need no fetch.
+	held := r.have
+	if len(written) > 0 {
+		held = maps.Clone(r.have)
+		if held == nil {
+			held = map[string]shard{}
+		}
+		maps.Copy(held, written)
+	}
 	var missing []string
 	for _, h := range idx.Shards {
-		if _, ok := r.have[h]; !ok && !slices.Contains(missing, h) {
+		if _, ok := held[h]; !ok && !slices.Contains(missing, h) {
 			missing = append(missing, h)
 		}
 	}
@@ -192,7 +204,7 @@ func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assi
 	}
 	have := make(map[string]shard, len(idx.Shards))
 	for _, h := range idx.Shards {
-		if s, ok := r.have[h]; ok {
+		if s, ok := held[h]; ok {
 			have[h] = s
 		}
 	}

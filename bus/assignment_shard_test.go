@@ -112,7 +112,7 @@ func TestAssignmentStore(t *testing.T) {
 	// 5,000 devices, three members: five shards.
 	a1 := bigAssignment(5_000)
 	a1.Members = []string{"poller-1", "poller-2", "poller-3"}
-	rev1, _, err := leader.publish(ctx, 0, a1, max)
+	rev1, _, _, err := leader.publish(ctx, 0, a1, max)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +128,11 @@ func TestAssignmentStore(t *testing.T) {
 	a2.Owners, a2.Since = maps.Clone(a1.Owners), maps.Clone(a1.Since)
 	a2.Owners["site-device-new"], a2.Since["site-device-new"] = "poller-3", a1.Time
 	old := maps.Clone(leader.have)
-	rev2, _, err := leader.publish(ctx, rev1, a2, max)
+	rev2, _, gone, err := leader.publish(ctx, rev1, a2, max)
 	if err != nil {
 		t.Fatal(err)
 	}
+	leader.removeShards(ctx, gone)
 	got, n = fetched(member, index().Value())
 	sameAssignment(t, got, a2)
 	if n != 1 {
@@ -149,7 +150,7 @@ func TestAssignmentStore(t *testing.T) {
 	// A deposed leader, still at revision 1, stores nothing.
 	deposed := &assignmentReader{kv: kv, site: "hq", have: old}
 	a3 := bigAssignment(5_000)
-	if _, _, err := deposed.publish(ctx, rev1, a3, max); !errors.Is(err, jetstream.ErrKeyExists) {
+	if _, _, _, err := deposed.publish(ctx, rev1, a3, max); !errors.Is(err, jetstream.ErrKeyExists) {
 		t.Fatalf("a deposed leader's assignment: %v, want ErrKeyExists", err)
 	}
 	if e := index(); e.Revision() != rev2 {
@@ -167,16 +168,19 @@ func TestAssignmentStore(t *testing.T) {
 	}
 	// The shards it wrote for nothing are swept by a leader, but for one
 	// written after the leader's assignment.
-	leader.sweep(ctx, rev2)
+	leader.removeShards(ctx, leader.sweep(ctx, rev2, leader.holding()))
 	late, err := kv.Put(ctx, ShardKey("hq", "0123456789abcdef"), []byte("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev3, _, err := leader.publish(ctx, rev2, a2, max) // nothing to write but the index
+	rev3, _, gone, err := leader.publish(ctx, rev2, a2, max) // nothing to write but the index
 	if err != nil {
 		t.Fatal(err)
 	}
-	leader.sweep(ctx, rev2)
+	if len(gone) != 0 {
+		t.Fatalf("the same assignment again leaves %d shards to remove, want none", len(gone))
+	}
+	leader.removeShards(ctx, leader.sweep(ctx, rev2, leader.holding()))
 	keys := shardKeys(ctx, t, kv)
 	if len(keys) != len(leader.have)+1 || keys[ShardKey("hq", "0123456789abcdef")] != late {
 		t.Fatalf("after the sweep: %v; want the assignment's %d shards and the late one", keys, len(leader.have))
@@ -238,7 +242,7 @@ func BenchmarkAssignmentStore(b *testing.B) {
 				leader := &assignmentReader{kv: kv, site: "hq"}
 				member := &assignmentReader{kv: kv, site: "hq"}
 				start = time.Now()
-				rev, w, err := leader.publish(ctx, 0, a, nc.MaxPayload())
+				rev, w, _, err := leader.publish(ctx, 0, a, nc.MaxPayload())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -252,7 +256,7 @@ func BenchmarkAssignmentStore(b *testing.B) {
 				}
 				readAll += time.Since(start)
 				start = time.Now()
-				if _, w, err = leader.publish(ctx, rev, moved, nc.MaxPayload()); err != nil {
+				if _, w, _, err = leader.publish(ctx, rev, moved, nc.MaxPayload()); err != nil {
 					b.Fatal(err)
 				}
 				storeMove += time.Since(start)
@@ -295,13 +299,13 @@ func TestAssignmentPublishResumes(t *testing.T) {
 	}
 	leader := &assignmentReader{kv: kv, site: "hq"}
 	a := bigAssignment(3_000)
-	if _, _, err := leader.publish(ctx, 7, a, nc.MaxPayload()); err == nil {
+	if _, _, _, err := leader.publish(ctx, 7, a, nc.MaxPayload()); err == nil {
 		t.Fatal("an index at a revision that is not there was stored")
 	}
 	if len(leader.written) != 3 {
 		t.Fatalf("the leader kept %d shards written, want 3", len(leader.written))
 	}
-	rev, n, err := leader.publish(ctx, 0, a, nc.MaxPayload())
+	rev, n, _, err := leader.publish(ctx, 0, a, nc.MaxPayload())
 	if err != nil {
 		t.Fatal(err)
 	}

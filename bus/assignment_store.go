@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -17,23 +16,24 @@ const storeParallel = 8
 
 // publish stores a as the assignment that follows the one r read or wrote
 // last, at revision base (0: none yet): the shards r does not hold, side by
-// side, then the index by revision. It returns the index's revision and
-// the bytes it wrote. Once the index is stored r holds a's shards, and the
-// shards of the assignment it replaced that a does not use are removed.
+// side, then the index by revision. It returns the index's revision, the
+// bytes it wrote, and the shards that no longer serve (content hash ->
+// revision), for removeShards. Once the index is stored r holds a's
+// shards.
 // When the index is not stored (a newer assignment is there: the watch
 // brings it; or the time ran out) r keeps only the shards it wrote, so that
 // the same assignment published again writes the rest (the group keeps it
 // while its inputs stay the same).
-func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.Assignment, maxPayload int64) (uint64, int, error) {
+func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.Assignment, maxPayload int64) (uint64, int, map[string]uint64, error) {
 	index, parts, values, err := splitAssignment(a)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	written := len(index)
 	var hs []string
 	for h, b := range values {
 		if int64(len(b)) > maxPayload {
-			return 0, 0, fmt.Errorf("a shard of %d bytes, more than the peer's largest message (%d)", len(b), maxPayload)
+			return 0, 0, nil, fmt.Errorf("a shard of %d bytes, more than the peer's largest message (%d)", len(b), maxPayload)
 		}
 		_, had := r.have[h]
 		if _, ok := r.written[h]; !ok && !had {
@@ -47,15 +47,19 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 		revs[i], errs[i] = r.kv.Put(ctx, ShardKey(r.site, h), values[h])
 	})
 	if r.written == nil {
-		r.written = map[string]uint64{}
+		r.written = map[string]shard{}
 	}
+	failed := 0
+	var first error
 	for i, h := range hs {
 		if errs[i] == nil {
-			r.written[h] = revs[i]
+			r.written[h] = shard{part: parts[h], rev: revs[i]}
+		} else if failed++; first == nil {
+			first = errs[i]
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return 0, 0, fmt.Errorf("poller group assignment shards: %w", err)
+	if failed > 0 {
+		return 0, 0, nil, fmt.Errorf("poller group assignment shards: %d of %d not written (the rest are kept for the next try): %w", failed, len(hs), first)
 	}
 	var rev uint64
 	if base == 0 {
@@ -64,35 +68,53 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 		rev, err = r.kv.Update(ctx, GroupAssignmentKey(r.site), index, base)
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	have := make(map[string]shard, len(parts))
 	for h, p := range parts {
 		have[h] = shard{part: p, rev: r.have[h].rev}
-		if rev, ok := r.written[h]; ok {
-			have[h] = shard{part: p, rev: rev}
+		if w, ok := r.written[h]; ok {
+			have[h] = shard{part: p, rev: w.rev}
 		}
 	}
 	old := r.have
 	if old == nil {
 		old = map[string]shard{}
 	}
-	for h, rev := range r.written {
+	for h, w := range r.written {
 		if _, ok := have[h]; !ok {
-			old[h] = shard{rev: rev} // written for an attempt that changed since
+			old[h] = shard{rev: w.rev} // written for an attempt that changed since
 		}
 	}
 	r.have, r.written = have, nil
-	var gone []shard
-	var goneKeys []string
+	gone := map[string]uint64{}
 	for h, s := range old {
-		if _, ok := have[h]; !ok {
-			gone = append(gone, s)
-			goneKeys = append(goneKeys, h)
+		if _, ok := have[h]; !ok && s.rev != 0 {
+			gone[h] = s.rev
 		}
 	}
-	r.each(goneKeys, func(i int, h string) { r.remove(ctx, h, gone[i].rev) })
-	return rev, written, nil
+	return rev, written, gone, nil
+}
+
+// holding returns the content hashes of the shards r holds.
+func (r *assignmentReader) holding() map[string]bool {
+	held := make(map[string]bool, len(r.have))
+	for h := range r.have {
+		held[h] = true
+	}
+	return held
+}
+
+// removeShards removes the shards gone (content hash -> revision) that
+// publish or holding named, each if its key is still at that revision.
+// It uses no state of r but the bucket, so it may run beside r's next
+// publish.
+func (r *assignmentReader) removeShards(ctx context.Context, gone map[string]uint64) {
+	hs := make([]string, 0, len(gone))
+	for h := range gone {
+		hs = append(hs, h)
+	}
+	r.each(hs, func(_ int, h string) { r.remove(ctx, h, gone[h]) })
 }
 
 // remove purges the shard h if its key is still at rev: a newer leader
@@ -106,29 +128,29 @@ func (r *assignmentReader) remove(ctx context.Context, h string, rev uint64) {
 	_ = r.kv.Purge(ctx, ShardKey(r.site, h), jetstream.LastRevision(rev), jetstream.PurgeTTL(pollersMarkerTTL))
 }
 
-// sweep removes the shards that no assignment uses: those a leader wrote
-// and then could not store its index, or died before it did. Only shards
-// written before the index at rev, which r holds, are removed: a later one
-// may be a newer leader's.
-func (r *assignmentReader) sweep(ctx context.Context, rev uint64) {
+// sweep returns the shards that no assignment uses, for removeShards:
+// those a leader wrote and then could not store its index, or died before
+// it did. Only shards written before the index at rev, which r holds, are
+// named: a later one may be a newer leader's. held is what holding
+// returned when the index at rev was stored; sweep uses no other state of
+// r, so it may run beside r's next publish.
+func (r *assignmentReader) sweep(ctx context.Context, rev uint64, held map[string]bool) map[string]uint64 {
 	w, err := r.kv.Watch(ctx, ShardKey(r.site, "*"), jetstream.MetaOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
-		return
+		return nil
 	}
 	defer func() { _ = w.Stop() }()
-	var keys []string
-	var revs []uint64
+	unused := map[string]uint64{}
 	for e := range w.Updates() {
 		if e == nil {
 			break
 		}
 		h := e.Key()[len(ShardKey(r.site, "")):]
-		if _, ok := r.have[h]; !ok && e.Revision() < rev {
-			keys = append(keys, h)
-			revs = append(revs, e.Revision())
+		if !held[h] && e.Revision() < rev {
+			unused[h] = e.Revision()
 		}
 	}
-	r.each(keys, func(i int, h string) { r.remove(ctx, h, revs[i]) })
+	return unused
 }
 
 // each calls f for every element of hs, storeParallel at a time, and

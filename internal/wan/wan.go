@@ -3,6 +3,7 @@
 package wan
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ type Proxy struct {
 	mu    sync.Mutex
 	cut   bool // new connections are closed at once
 	drop  bool // what connections carry is lost
+	delay time.Duration
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 }
@@ -58,11 +60,13 @@ func (p *Proxy) accept() {
 		p.conns[c], p.conns[u] = true, true
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
+			out, stop := p.delayLine(dst)
+			defer stop()
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := src.Read(buf)
 				if n > 0 && !p.dropping() {
-					if _, werr := dst.Write(buf[:n]); werr != nil {
+					if werr := out(buf[:n]); werr != nil {
 						break
 					}
 				}
@@ -80,6 +84,54 @@ func (p *Proxy) accept() {
 		p.wg.Go(func() { pipe(u, c) })
 		p.wg.Go(func() { pipe(c, u) })
 	}
+}
+
+// delayLine returns how a pipe writes to dst: at once, or, with a delay
+// set, through a queue that writes each chunk the delay after it was read
+// (a link's latency, not a limit on its rate). stop ends the queue.
+func (p *Proxy) delayLine(dst net.Conn) (out func([]byte) error, stop func()) {
+	p.mu.Lock()
+	delay := p.delay
+	p.mu.Unlock()
+	if delay <= 0 {
+		return func(b []byte) error { _, err := dst.Write(b); return err }, func() {}
+	}
+	type chunk struct {
+		due  time.Time
+		data []byte
+	}
+	q := make(chan chunk, 4096)
+	failed := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range q {
+			time.Sleep(time.Until(c.due))
+			if _, err := dst.Write(c.data); err != nil {
+				close(failed)
+				for range q {
+				}
+				return
+			}
+		}
+	}()
+	out = func(b []byte) error {
+		select {
+		case q <- chunk{due: time.Now().Add(delay), data: bytes.Clone(b)}:
+			return nil
+		case <-failed:
+			return net.ErrClosed
+		}
+	}
+	return out, func() { close(q); <-done }
+}
+
+// Delay sets the latency, each way, of the connections made from now on
+// (0: none).
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
 }
 
 func (p *Proxy) dropping() bool {
