@@ -211,6 +211,9 @@ func Poll(ctx context.Context, bc PollConfig) error {
 
 	cfg := poller.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.Workers, cfg.Version = "bench", "bench", bc.Workers, bc.Version
+	if bc.NoTopology {
+		cfg.TopologyInterval = 0
+	}
 	log := errorLogger(bc.stderr())
 	po, stop, err := pollerlink.StartReady(ctx, pollerService(cfg, dir), ccfg, log)
 	if err != nil {
