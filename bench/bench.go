@@ -27,6 +27,7 @@ import (
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/internal/meshtest"
 	"github.com/meshmon/meshmon/poller"
+	"github.com/meshmon/meshmon/sim"
 	"github.com/meshmon/meshmon/storage"
 )
 
@@ -150,8 +151,8 @@ type pollResult struct {
 // this process's CPU and memory are the poller's alone.
 func Poll(ctx context.Context, bc PollConfig) error {
 	n, iv, window := bc.Devices, bc.Interval, bc.Measure
-	if n < 1 || n > sim60k {
-		return fmt.Errorf("--devices %d is out of range; use 1 to %d", n, sim60k)
+	if n < 1 || n > sim.MaxSharedAgents {
+		return fmt.Errorf("--devices %d is out of range; use 1 to %d", n, sim.MaxSharedAgents)
 	}
 	if iv < time.Second || window < iv {
 		return fmt.Errorf("--interval must be at least 1s and --measure at least one interval")
@@ -210,6 +211,9 @@ func Poll(ctx context.Context, bc PollConfig) error {
 
 	cfg := poller.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.Workers, cfg.Version = "bench", "bench", bc.Workers, bc.Version
+	if bc.NoTopology {
+		cfg.TopologyInterval = 0
+	}
 	log := errorLogger(bc.stderr())
 	po, stop, err := pollerlink.StartReady(ctx, pollerService(cfg, dir), ccfg, log)
 	if err != nil {
@@ -249,8 +253,6 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	r.OnSchedule = r.Late == 0 && float64(r.PollsDone) >= 0.95*r.PollsExpected
 	return r.print(bc)
 }
-
-const sim60k = 60000
 
 type simAgent struct {
 	Name    string `json:"name"`
@@ -330,7 +332,10 @@ func rssMiB() float64 {
 // startSim runs 'meshmon sim' of n devices with interfaces each as a child
 // process and returns its agents and the function that stops it.
 func startSim(ctx context.Context, self string, stderr io.Writer, n, interfaces int) ([]simAgent, func(), error) {
-	simCmd := exec.CommandContext(ctx, self, "--log-level", "error", "sim", "--agents", strconv.Itoa(n), "--interfaces", strconv.Itoa(interfaces), "--base-addr", "127.80.0.1", "--json")
+	// One socket for all the agents, so the open-files limit does not cap
+	// the devices (on Linux; elsewhere the sim binds a socket each).
+	simCmd := exec.CommandContext(ctx, self, "--log-level", "error", "sim", "--agents", strconv.Itoa(n), "--interfaces", strconv.Itoa(interfaces),
+		"--base-addr", "127.80.0.1", "--shared-socket", "--json")
 	simOut, err := simCmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, err

@@ -56,6 +56,11 @@ type PollConfig struct {
 	Workers    int           // poller workers
 	Interfaces int           // interfaces per simulated device
 	Version    string        // the poller's, in its heartbeats
+	// NoTopology turns the poller's LLDP/CDP neighbour reads off
+	// (TopologyInterval 0): each device's first poll does not walk its
+	// neighbour tables, which a run that never gets past the first cycle
+	// otherwise measures.
+	NoTopology bool
 	// CPUProfile and HeapProfile, when set, are files for a CPU profile
 	// of the measurement window and a heap profile at its end (this
 	// process: the poller alone).

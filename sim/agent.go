@@ -29,7 +29,8 @@ const (
 	maxDelayed = 1024
 )
 
-// Agent is one simulated SNMP agent with its own UDP socket. Its fault
+// Agent is one simulated SNMP agent at its own address, on its own UDP
+// socket or on the socket the Sim's agents share (Config.SharedSocket). Its fault
 // methods (Down, SetIfOper, Reboot, SetDelay, SetCounterBase) may be called
 // concurrently with serving and with each other.
 type Agent struct {
@@ -41,8 +42,8 @@ type Agent struct {
 	engineID string
 	keys     []userKeys // localized USM keys, one per Sim user
 
-	conn *net.UDPConn
-	addr netip.AddrPort
+	conn *net.UDPConn   // its own socket; nil when it shares the Sim's
+	addr netip.AddrPort // set by Start
 
 	down     atomic.Bool
 	delay    atomic.Int64 // time.Duration
@@ -60,7 +61,9 @@ type Agent struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
-	wg        sync.WaitGroup
+	lifeMu    sync.Mutex // guards closed and wg.Add
+	closed    bool
+	wg        sync.WaitGroup // its reader, and answers held back by SetDelay
 }
 
 // ifState is the state of one interface. Octet counters are linear in
@@ -91,7 +94,7 @@ func (a *Agent) Name() string { return a.name }
 // Addr returns the bound address; before Start it is the address the agent
 // will bind, with port 0 unless Config.Port is set.
 func (a *Agent) Addr() netip.AddrPort {
-	if a.conn == nil {
+	if !a.addr.IsValid() {
 		return netip.AddrPortFrom(a.bindAddr, uint16(a.sim.cfg.Port))
 	}
 	return a.addr
@@ -138,9 +141,14 @@ func (a *Agent) Uptime() time.Duration {
 }
 
 // Close stops the agent and waits for its goroutines. It is idempotent.
+// An agent on its own socket closes it (the kernel then answers port
+// unreachable); one on the shared socket stays silent from then on.
 func (a *Agent) Close() error {
 	var err error
 	a.closeOnce.Do(func() {
+		a.lifeMu.Lock()
+		a.closed = true
+		a.lifeMu.Unlock()
 		close(a.done)
 		if a.conn != nil {
 			err = a.conn.Close()
@@ -199,7 +207,7 @@ func (a *Agent) snapshot() *snapshot {
 	return a.snapshotLocked(a.sim.now())
 }
 
-// serve reads requests until the socket is closed.
+// serve reads requests from the agent's own socket until it is closed.
 func (a *Agent) serve() {
 	defer a.wg.Done()
 	buf := make([]byte, maxRequestSize)
@@ -217,27 +225,51 @@ func (a *Agent) serve() {
 			a.sim.log.Debug("sim: read", "agent", a.name, "err", err)
 			continue
 		}
-		if n >= len(buf) {
-			a.sim.log.Debug("sim: request too large, dropped", "agent", a.name, "from", from)
-			continue
-		}
-		if a.down.Load() {
-			continue
-		}
-		if d := time.Duration(a.delay.Load()); d > 0 {
-			held := a.delayed.Add(1)
-			if held > maxDelayed {
-				a.delayed.Add(-1)
-				continue
-			}
-			for peak := a.peakDelayed.Load(); held > peak && !a.peakDelayed.CompareAndSwap(peak, held); peak = a.peakDelayed.Load() {
-			}
-			a.wg.Add(1)
-			go a.respondAfter(d, bytes.Clone(buf[:n]), from)
-			continue
-		}
-		a.respond(buf[:n], from)
+		a.receive(buf, n, from)
 	}
+}
+
+// receive answers (or drops) one request of n bytes read into buf, which
+// the caller reuses once it returns. It may run on several goroutines at
+// once (the shared socket's readers).
+func (a *Agent) receive(buf []byte, n int, from netip.AddrPort) {
+	if n >= len(buf) {
+		a.sim.log.Debug("sim: request too large, dropped", "agent", a.name, "from", from)
+		return
+	}
+	if a.down.Load() {
+		return
+	}
+	a.lifeMu.Lock()
+	if a.closed {
+		a.lifeMu.Unlock()
+		return
+	}
+	a.wg.Add(1)
+	a.lifeMu.Unlock()
+	if d := time.Duration(a.delay.Load()); d > 0 {
+		held := a.delayed.Add(1)
+		if held > maxDelayed {
+			a.delayed.Add(-1)
+			a.wg.Done()
+			return
+		}
+		for peak := a.peakDelayed.Load(); held > peak && !a.peakDelayed.CompareAndSwap(peak, held); peak = a.peakDelayed.Load() {
+		}
+		go a.respondAfter(d, bytes.Clone(buf[:n]), from)
+		return
+	}
+	defer a.wg.Done()
+	a.respond(buf[:n], from)
+}
+
+// send sends b to `to` from the agent's address and port.
+func (a *Agent) send(b []byte, to netip.AddrPort) error {
+	if a.conn == nil {
+		return a.sim.shared.writeFrom(b, a.bindAddr, to)
+	}
+	_, err := a.conn.WriteToUDPAddrPort(b, to)
+	return err
 }
 
 // respondAfter answers a request after d, unless the agent closes first.
@@ -265,7 +297,7 @@ func (a *Agent) respond(req []byte, from netip.AddrPort) {
 	// find it counted (counting after the write raced with the reader).
 	a.answered.Add(1)
 	a.sim.answered.Add(1)
-	if _, err := a.conn.WriteToUDPAddrPort(out, from); err != nil {
+	if err := a.send(out, from); err != nil {
 		a.answered.Add(^uint64(0))
 		a.sim.answered.Add(^uint64(0))
 		a.sim.log.Debug("sim: write", "agent", a.name, "to", from, "err", err)

@@ -15,9 +15,14 @@ import (
 
 // Limits on a Config.
 const (
-	MaxAgents     = 60000 // about what fits in 127.0.0.0/8 above the default base, with room to spare
-	MaxInterfaces = 1000
-	minPassword   = 8 // RFC 3414 minimum pass phrase length
+	// MaxAgents caps agents on a socket each: about what the open-files
+	// limit of a generous host allows.
+	MaxAgents = 60000
+	// MaxSharedAgents caps agents on a shared socket (Config.SharedSocket):
+	// memory, not sockets, is the limit there.
+	MaxSharedAgents = 500000
+	MaxInterfaces   = 1000
+	minPassword     = 8 // RFC 3414 minimum pass phrase length
 )
 
 // Config describes a simulated fleet. The zero value is not valid; start from
@@ -31,8 +36,18 @@ type Config struct {
 	// setup.
 	BaseAddr netip.Addr
 	// Port is the UDP port every agent binds; 0 lets the kernel choose one
-	// per agent (tests must use 0).
+	// per agent, or one for the shared socket (tests must use 0).
 	Port int
+	// SharedSocket serves every agent from one UDP socket bound to the
+	// wildcard address on Port, instead of a socket per agent, so a fleet
+	// can outgrow the open-files limit (up to MaxSharedAgents). It learns
+	// each request's destination address (IP_PKTINFO), which names the
+	// agent, and answers from it. What differs: the socket takes Port on
+	// every local address, so no other socket may hold it on any address;
+	// a datagram to an address of no agent, or to a closed agent, gets no
+	// answer rather than port unreachable. Linux only; elsewhere it is
+	// ignored and each agent binds its own socket.
+	SharedSocket bool
 	// NamePrefix names the devices: "<prefix>-00001", "<prefix>-00002", ...
 	NamePrefix string
 	// Versions lists the SNMP versions served: meshmon.SNMPv1, SNMPv2c,
@@ -134,8 +149,12 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
 	}
-	if c.Agents < 1 || c.Agents > MaxAgents {
-		return bad("agents %d is out of range; use 1 to %d", c.Agents, MaxAgents)
+	if maxAgents := c.maxAgents(); c.Agents < 1 || c.Agents > maxAgents {
+		hint := ""
+		if maxAgents == MaxAgents && sharedSupported {
+			hint = fmt.Sprintf(" (up to %d on a shared socket)", MaxSharedAgents)
+		}
+		return bad("agents %d is out of range; use 1 to %d%s", c.Agents, maxAgents, hint)
 	}
 	if !c.BaseAddr.Is4() {
 		return bad("base address %q must be an IPv4 address", c.BaseAddr)
@@ -205,6 +224,14 @@ func (c *Config) Validate() error {
 		return bad("down-for %s must not be negative", c.DownFor)
 	}
 	return nil
+}
+
+// maxAgents is the most agents c may have: more on a shared socket.
+func (c *Config) maxAgents() int {
+	if c.SharedSocket && sharedSupported {
+		return MaxSharedAgents
+	}
+	return MaxAgents
 }
 
 func (u *V3User) validate() error {

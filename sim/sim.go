@@ -1,6 +1,7 @@
 // Package sim simulates a fleet of SNMP agents for meshmon's demo, tests and
-// benchmarks. Each agent is a real SNMP v1/v2c/v3 (USM) agent on its own UDP
-// socket and loopback address, built on gosnmp's packet encoding, with a
+// benchmarks. Each agent is a real SNMP v1/v2c/v3 (USM) agent at its own
+// loopback address, on its own UDP socket or (Config.SharedSocket, Linux)
+// on one socket all agents share, built on gosnmp's packet encoding, with a
 // small MIB (system group, ifTable, ifXTable) whose uptime and counters move
 // with time, and faults that can be injected on command: down, interface
 // down, reboot, slow answers and traps.
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,12 @@ type Sim struct {
 	agents []*Agent
 	byName map[string]*Agent
 	serve  [4]bool // by gosnmp.SnmpVersion
+
+	// shared is the socket every agent shares (Config.SharedSocket), read
+	// by the readers goroutines, which dispatch by destination address.
+	shared  *sharedConn
+	byAddr  map[netip.Addr]*Agent
+	readers sync.WaitGroup
 
 	// Shared, read-only decoders: gosnmp's UnmarshalTrap does not write to
 	// its receiver (SnmpDecodePacket does, so it is not used).
@@ -141,9 +149,10 @@ func ifRates(agent, ifIndex int) (in, out uint64) {
 	return lo + h%span, lo + (h>>20)%span
 }
 
-// Start binds every agent's socket and starts serving. If a bind fails it
-// closes what it bound and returns an error naming the address. ctx bounds
-// the binding only; the agents run until Close.
+// Start binds every agent's socket, or the one they share
+// (Config.SharedSocket), and starts serving. If a bind fails it closes what
+// it bound and returns an error naming the address. ctx bounds the binding
+// only; the agents run until Close.
 func (s *Sim) Start(ctx context.Context) error {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
@@ -154,6 +163,9 @@ func (s *Sim) Start(ctx context.Context) error {
 	case <-s.done:
 		return fmt.Errorf("start simulator: %w", ErrClosed)
 	default:
+	}
+	if s.cfg.SharedSocket && sharedSupported {
+		return s.startShared()
 	}
 	bound := 0
 	fail := func(err error) error {
@@ -171,7 +183,7 @@ func (s *Sim) Start(ctx context.Context) error {
 		if err != nil {
 			hint := ""
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				hint = " (one socket per agent: raise the open-files limit, ulimit -n)"
+				hint = " (one socket per agent: raise the open-files limit, ulimit -n, or let the agents share a socket)"
 			}
 			return fail(fmt.Errorf("start simulator: bind agent %s on %s: %w%s", a.name, addr, err, hint))
 		}
@@ -189,6 +201,78 @@ func (s *Sim) Start(ctx context.Context) error {
 	return nil
 }
 
+// startShared binds the socket the agents share and starts its readers:
+// as many as there are CPUs, each answering what it read before it reads
+// again (answers held back by SetDelay wait on their own goroutines).
+func (s *Sim) startShared() error {
+	// The wildcard binds whatever the addresses are; a datagram to one that
+	// is not local would never arrive, so each is bound once to check
+	// (all of 127.0.0.0/8 is local on Linux).
+	for _, a := range s.agents {
+		if a.bindAddr.IsLoopback() {
+			continue
+		}
+		addr := netip.AddrPortFrom(a.bindAddr, 0)
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return fmt.Errorf("start simulator: agent %s: address %s is not local: %w", a.name, addr, err)
+		}
+		_ = c.Close()
+	}
+	c, err := listenShared(s.cfg.Port)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = " (the agents share one socket on the wildcard address: another socket holds that port on some address; choose another port)"
+		}
+		return fmt.Errorf("start simulator: bind the agents' shared socket on 0.0.0.0:%d: %w%s", s.cfg.Port, err, hint)
+	}
+	s.shared = c
+	s.byAddr = make(map[netip.Addr]*Agent, len(s.agents))
+	port := c.port()
+	for _, a := range s.agents {
+		a.addr = netip.AddrPortFrom(a.bindAddr, port)
+		s.byAddr[a.bindAddr] = a
+	}
+	for range max(2, runtime.GOMAXPROCS(0)) {
+		s.readers.Add(1)
+		go s.serveShared()
+	}
+	s.started.Store(true)
+	s.log.Info("sim: started", "agents", len(s.agents), "shared_socket", true, "port", port,
+		"first", s.agents[0].addr, "last", s.agents[len(s.agents)-1].addr)
+	return nil
+}
+
+// serveShared reads requests from the shared socket until it is closed and
+// hands each to the agent at its destination address. Datagrams to other
+// addresses on the port are dropped.
+func (s *Sim) serveShared() {
+	defer s.readers.Done()
+	buf := make([]byte, maxRequestSize)
+	for {
+		n, from, dst, err := s.shared.read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			s.log.Debug("sim: read shared socket", "err", err)
+			continue
+		}
+		a := s.byAddr[dst]
+		if a == nil {
+			s.log.Debug("sim: datagram for no agent, dropped", "to", dst, "from", from)
+			continue
+		}
+		a.receive(buf, n, from)
+	}
+}
+
 // Started reports whether Start has bound the agents.
 func (s *Sim) Started() bool { return s.started.Load() }
 
@@ -202,6 +286,10 @@ func (s *Sim) Close() error {
 		close(s.done)
 		s.startMu.Lock() // a concurrent Start finishes first
 		defer s.startMu.Unlock()
+		if s.shared != nil {
+			_ = s.shared.Close()
+			s.readers.Wait()
+		}
 		var wg sync.WaitGroup
 		for part := range slices.Chunk(s.agents, 256) {
 			wg.Go(func() {

@@ -38,7 +38,7 @@ func (a *Agent) SendTrap(ctx context.Context, target, version string) error {
 // current ifOperStatus) for ifIndex to target (host:port), in version "1"
 // or "2c" with the Sim's community, or "3" as the Sim's first v3 user (at
 // its security level; the agent is the authoritative engine of its traps).
-// It goes out of the agent's own socket, so the receiver sees the agent's
+// It goes out from the agent's address and port, so the receiver sees the agent's
 // address as the source. v2c and v3 traps carry sysUpTime.0 and
 // snmpTrapOID.0 first, then ifIndex, ifAdminStatus and ifOperStatus; v1
 // traps carry generic-trap linkDown(2) or linkUp(3).
@@ -57,7 +57,7 @@ func (a *Agent) SendLinkTrap(ctx context.Context, target, version string, ifInde
 }
 
 func (a *Agent) sendTrap(ctx context.Context, target, version string, kind trapKind, ifIndex int) error {
-	if a.conn == nil {
+	if !a.addr.IsValid() {
 		return fmt.Errorf("send trap from %s: %w", a.name, ErrNotStarted)
 	}
 	if a.down.Load() {
@@ -130,7 +130,7 @@ func (a *Agent) sendTrap(ctx context.Context, target, version string, kind trapK
 	if err != nil {
 		return fmt.Errorf("send trap from %s: marshal: %w", a.name, err)
 	}
-	if _, err := a.conn.WriteToUDPAddrPort(out, to); err != nil {
+	if err := a.send(out, to); err != nil {
 		return fmt.Errorf("send trap from %s to %s: %w", a.name, to, err)
 	}
 	return nil

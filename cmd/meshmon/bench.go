@@ -62,6 +62,7 @@ func benchPollCommand() *cli.Command {
 			&cli.DurationFlag{Name: "measure", Value: 2 * time.Minute, Usage: "measurement window, after one interval of warm-up"},
 			&cli.IntFlag{Name: "workers", Value: poller.DefaultConfig().Workers, Usage: "poller workers"},
 			&cli.IntFlag{Name: "interfaces", Value: 4, Usage: "interfaces per simulated device"},
+			&cli.BoolFlag{Name: "no-topology", Usage: "the poller reads no LLDP/CDP neighbours (its --topology-interval 0; by default each device's first poll reads them)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the poller over the measurement window to this `FILE`"},
 			&cli.StringFlag{Name: "heap-profile", Usage: "write a heap profile of the poller at the end of the window to this `FILE`"},
 			jsonFlag(),
@@ -69,7 +70,7 @@ func benchPollCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			return bench.Poll(c.Context, bench.PollConfig{Output: benchOutput(c), Devices: c.Int("devices"), Interval: c.Duration("interval"),
 				Measure: c.Duration("measure"), Workers: c.Int("workers"), Interfaces: c.Int("interfaces"), Version: version,
-				CPUProfile: c.String("cpu-profile"), HeapProfile: c.String("heap-profile")})
+				NoTopology: c.Bool("no-topology"), CPUProfile: c.String("cpu-profile"), HeapProfile: c.String("heap-profile")})
 		},
 	}
 }

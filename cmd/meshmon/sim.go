@@ -28,13 +28,17 @@ func simCommand() *cli.Command {
 		Name:  "sim",
 		Usage: "run simulated SNMP agents (v1, v2c, v3) on loopback addresses, with faults on command",
 		Description: "Each agent binds its own address from --base-addr on (all of 127.0.0.0/8 is local on Linux)\n" +
-			"and answers the system group, ifTable and ifXTable. With --control, faults can be injected over HTTP:\n" +
+			"and answers the system group, ifTable and ifXTable. Each has a socket of its own, so the open-files limit caps\n" +
+			"the agents, unless --shared-socket serves them all from one (Linux). With --control, faults can be injected over HTTP:\n" +
 			"  curl -X POST http://ADDR/agents/sim-00001/down   (also /up, /reboot, /if/2/down, /if/2/up,\n" +
 			"  /delay?d=500ms, /trap?target=host:port&version=2c; POST /fault injects a random one; GET /agents lists them)",
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "agents", Value: d.Agents, Destination: &d.Agents, Usage: "number of agents"},
 			&cli.StringFlag{Name: "base-addr", Value: d.BaseAddr.String(), Usage: "IPv4 address of the first agent; the others follow"},
-			&cli.IntFlag{Name: "port", Value: d.Port, Destination: &d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent"},
+			&cli.IntFlag{Name: "port", Value: d.Port, Destination: &d.Port, Usage: "UDP port of every agent; 0 lets the kernel choose one per agent (one for all with --shared-socket)"},
+			&cli.BoolFlag{Name: "shared-socket", Destination: &d.SharedSocket, Usage: fmt.Sprintf("serve every agent from one UDP socket on the wildcard address and --port, "+
+				"answering from each agent's address: no open-files limit, up to %d agents (Linux; no other socket may hold the port on any address, "+
+				"and addresses of no agent stay silent instead of port unreachable)", sim.MaxSharedAgents)},
 			&cli.StringFlag{Name: "name-prefix", Value: d.NamePrefix, Destination: &d.NamePrefix, Usage: "device names are <prefix>-00001, ..."},
 			&cli.StringFlag{Name: "versions", Value: strings.Join(d.Versions, ","), Usage: "SNMP versions served, comma separated: 1, 2c, 3"},
 			&cli.StringFlag{Name: "community", Value: d.Community, Destination: &d.Community, Usage: "v1/v2c community (and of the traps)"},
