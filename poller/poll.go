@@ -219,7 +219,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 
 	if d.Has(meshmon.CheckSNMP) {
 		if t.snmp == nil {
-			pr, err := NewSNMPProber(*d)
+			pr, err := newSNMPProber(d)
 			if err != nil {
 				p.log.Error("snmp client", "device", d.Name, "err", err)
 			}
