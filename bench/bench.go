@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -144,6 +145,20 @@ type pollResult struct {
 	Spooled        int     `json:"spooled_at_end"`
 	OnSchedule     bool    `json:"on_schedule"`
 	BaselineRSSMiB float64 `json:"baseline_rss_mib"`
+	// Where the RSS is: anonymous memory (the Go heap, stacks, the
+	// runtime's own) and pages of files (bbolt maps its file), and of the
+	// Go heap what is live, what the collector lets it grow to, and what
+	// it holds without having returned it to the system.
+	RSSAnonMiB      float64 `json:"rss_anon_mib"`
+	RSSFileMiB      float64 `json:"rss_file_mib"`
+	BaseAnonMiB     float64 `json:"baseline_rss_anon_mib"`
+	BaseFileMiB     float64 `json:"baseline_rss_file_mib"`
+	HeapLiveMiB     float64 `json:"heap_live_mib"`
+	HeapGoalMiB     float64 `json:"heap_goal_mib"`
+	HeapUnusedMiB   float64 `json:"heap_idle_unreleased_mib"`
+	StacksMiB       float64 `json:"stacks_mib"`
+	RuntimeOtherMiB float64 `json:"runtime_other_mib"`
+	Goroutines      int     `json:"goroutines"`
 }
 
 // Poll measures one poller's capacity: polls on schedule, CPU and memory
@@ -172,7 +187,8 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	}
 	defer os.RemoveAll(dir)
 	out := bc.stderr()
-	baseRSS := rssMiB()
+	base := procStatus()
+	baseRSS := base["VmRSS"]
 
 	peerURL, stopPeer, err := child(ctx, self, `peer \S+ ready on (\S+)`, "--log-level", "error", "peer", "run", "--insecure", "--site", "bench", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "peer"))
 	if err != nil {
@@ -239,14 +255,20 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	rss := procStatus()
 
 	r := pollResult{
 		Devices: n, Interval: iv.String(), Window: el.Round(time.Second).String(),
 		PollsDone: s1.Polls - s0.Polls, PollsExpected: float64(n) * el.Seconds() / iv.Seconds(),
 		Late: s1.Late - s0.Late, LagMax: s1.LagMax.Round(time.Millisecond).String(),
 		CPUCores: (cpu1 - cpu0).Seconds() / el.Seconds(),
-		RSSMiB:   rssMiB(), HeapMiB: float64(ms.HeapInuse) / (1 << 20), BaselineRSSMiB: baseRSS,
+		RSSMiB:   rss["VmRSS"], HeapMiB: bytesMiB(ms.HeapInuse), BaselineRSSMiB: baseRSS,
 		Published: s1.Published, Spooled: s1.Spooled,
+		RSSAnonMiB: rss["RssAnon"], RSSFileMiB: rss["RssFile"] + rss["RssShmem"],
+		BaseAnonMiB: base["RssAnon"], BaseFileMiB: base["RssFile"] + base["RssShmem"],
+		HeapLiveMiB: liveHeapMiB(), HeapGoalMiB: bytesMiB(ms.NextGC), HeapUnusedMiB: bytesMiB(ms.HeapIdle - ms.HeapReleased),
+		StacksMiB: bytesMiB(ms.StackSys), RuntimeOtherMiB: bytesMiB(ms.MSpanSys + ms.MCacheSys + ms.BuckHashSys + ms.GCSys + ms.OtherSys),
+		Goroutines: runtime.NumGoroutine(),
 	}
 	r.CPUPer1000 = r.CPUCores / float64(n) * 1000
 	r.RSSPer1000MiB = (r.RSSMiB - baseRSS) / float64(n) * 1000
@@ -314,19 +336,33 @@ func waitCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// rssMiB is this process's resident set size from /proc/self/status.
-func rssMiB() float64 {
+// procStatus is the sizes in kB of /proc/self/status, in MiB, by name
+// (VmRSS, RssAnon, RssFile, ...); empty where there is no /proc.
+func procStatus() map[string]float64 {
+	m := map[string]float64{}
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return m
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) == 3 && f[2] == "kB" {
 			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+			m[strings.TrimSuffix(f[0], ":")] = kb / 1024
 		}
 	}
-	return 0
+	return m
+}
+
+func bytesMiB(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// liveHeapMiB is the heap the last collection found live, in MiB.
+func liveHeapMiB() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return bytesMiB(s[0].Value.Uint64())
 }
 
 // startSim runs 'meshmon sim' of n devices with interfaces each as a child
@@ -371,6 +407,11 @@ func (r pollResult) print(bc PollConfig) error {
 	fmt.Fprintf(tw, "RSS (MiB)\t%.1f (%.1f before the poller)\n", r.RSSMiB, r.BaselineRSSMiB)
 	fmt.Fprintf(tw, "RSS per 1,000 devices (MiB)\t%.2f\n", r.RSSPer1000MiB)
 	fmt.Fprintf(tw, "Go heap in use (MiB)\t%.1f\n", r.HeapMiB)
+	fmt.Fprintf(tw, "  RSS anonymous / of files (MiB)\t%.1f / %.1f (%.1f / %.1f before the poller)\n", r.RSSAnonMiB, r.RSSFileMiB, r.BaseAnonMiB, r.BaseFileMiB)
+	fmt.Fprintf(tw, "  heap live at the last GC / GC goal (MiB)\t%.1f / %.1f\n", r.HeapLiveMiB, r.HeapGoalMiB)
+	fmt.Fprintf(tw, "  heap free, not returned to the OS (MiB)\t%.1f\n", r.HeapUnusedMiB)
+	fmt.Fprintf(tw, "  stacks / runtime metadata (MiB)\t%.1f / %.1f\n", r.StacksMiB, r.RuntimeOtherMiB)
+	fmt.Fprintf(tw, "  goroutines\t%d\n", r.Goroutines)
 	fmt.Fprintf(tw, "messages published\t%d (%d still spooled)\n", r.Published, r.Spooled)
 	return tw.Flush()
 }

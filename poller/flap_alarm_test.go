@@ -2,11 +2,14 @@ package poller
 
 import (
 	"encoding/json"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/storage"
 )
 
 // flapRig runs one device's observations through the poller's own event
@@ -29,8 +32,13 @@ func newFlapRig(t *testing.T) *flapRig {
 	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "par"
 	cfg.Damping = DefaultDamping()
 	cfg.Now = func() time.Time { return r.at }
-	r.p = &Poller{cfg: cfg}
-	r.tg = &target{dev: meshmon.Device{Name: "sw1", Address: "192.0.2.1"}, states: map[string]checkState{}}
+	store, err := storage.Open(filepath.Join(t.TempDir(), "poller.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	r.p = &Poller{cfg: cfg, store: store, log: slog.New(slog.DiscardHandler)}
+	r.tg = &target{dev: meshmon.Device{Name: "sw1", Address: "192.0.2.1"}}
 	r.set = alarm.NewSet("acme")
 	return r
 }
@@ -40,13 +48,13 @@ func newFlapRig(t *testing.T) *flapRig {
 // moves on by a poll interval and the uptime with it.
 func (r *flapRig) poll(reached bool) {
 	r.t.Helper()
-	o := &observation{p: r.p, t: r.tg, slot: r.at, next: map[string]checkState{}}
+	o := &observation{p: r.p, t: r.tg, slot: r.at, prev: r.p.readState(r.tg)}
 	o.reach(meshmon.CheckICMP, reached, "timeout")
 	if reached {
 		r.p.observeSNMP(o, SNMPResult{OK: true, SysUpTime: r.uptime})
 	}
-	for k, s := range o.next {
-		r.tg.states[k] = s
+	if err := r.p.store.Commit(nil, o.states); err != nil {
+		r.t.Fatal(err)
 	}
 	if o.uptime != nil {
 		r.tg.uptime, r.tg.uptimeOK = *o.uptime, true

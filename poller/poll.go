@@ -21,17 +21,25 @@ const (
 
 // observation collects what one poll produced, to be committed at once.
 type observation struct {
-	p       *Poller
-	t       *target
-	slot    time.Time
-	at      time.Time
+	p    *Poller
+	t    *target
+	slot time.Time
+	at   time.Time
+	// prev is the device's state as its last poll committed it, read from
+	// the store for this poll (readState).
+	prev    polledState
 	msgs    []meshmon.Message
 	states  []storage.StateUpdate
-	next    map[string]checkState // new check states, applied after commit
-	gone    []string              // check states to forget, after commit
-	uptime  *uptimeState          // new uptime view, applied after commit
-	lldpAt  time.Time             // neighbours read at, applied after commit
-	samples []meshmon.Sample      // what the poll read (a poll-now returns it)
+	uptime  *uptimeState     // new uptime view, applied after commit
+	lldpAt  time.Time        // neighbours read at, applied after commit
+	samples []meshmon.Sample // what the poll read (a poll-now returns it)
+}
+
+// polledState is what a poll starts from: the check states and interface
+// counters its device's last poll committed to the store.
+type polledState struct {
+	checks   map[string]checkState
+	counters map[int]counterState
 }
 
 func (o *observation) event(data meshmon.EventData) {
@@ -65,7 +73,7 @@ func (o *observation) put(key string, v any) {
 // check feeds one up/down observation of a check into its state machine and
 // records the events it decides on.
 func (o *observation) check(check, obs, reason string, ev meshmon.EventData) {
-	prev := o.t.states[check]
+	prev := o.prev.checks[check]
 	next, anns := o.p.cfg.Damping.observe(prev, obs, o.at)
 	if obs == stateDown {
 		next.Reason = reason
@@ -89,7 +97,6 @@ func (o *observation) check(check, obs, reason string, ev meshmon.EventData) {
 		o.event(d)
 	}
 	if !sameState(prev, next) {
-		o.next[check] = next
 		o.put(check, next)
 	}
 }
@@ -135,13 +142,18 @@ func describe(kind, check string, ev meshmon.EventData, reason string) string {
 	return kind + " on " + check
 }
 
-// load reads a target's persisted state the first time it is polled.
-func (p *Poller) load(t *target) {
-	if t.loaded {
-		return
-	}
-	t.states = make(map[string]checkState)
-	t.counters = make(map[int]counterState)
+// readState reads what a poll of t starts from. The check states and
+// counters are read from the store at every poll, not kept in memory
+// between polls: every poll commits what changed of them (the counters at
+// every full poll), so the store's copy is the same, and its pages are
+// resident anyway; a copy in the heap, a map of checks and a map of
+// counters per device, was 1.7 KiB a device, twice over with the
+// collector's headroom (issue 19). The uptime view is read only at the
+// first poll and kept in the target: a poll stores it only when the boot
+// time or the reboot history changes, not the reading of every poll.
+// A state that cannot be read or decoded starts afresh, with a warning.
+func (p *Poller) readState(t *target) polledState {
+	st := polledState{checks: make(map[string]checkState), counters: make(map[int]counterState)}
 	all, err := p.store.States(t.dev.Name)
 	if err != nil {
 		p.log.Warn("read device state", "device", t.dev.Name, "err", err)
@@ -150,17 +162,20 @@ func (p *Poller) load(t *target) {
 		var err error
 		switch k {
 		case keyUptime:
+			if t.loaded {
+				continue
+			}
 			// The reboot history of a device taken over while it
 			// flapped comes without a reading (takeOver): its first
 			// poll reads the uptime afresh.
 			err = json.Unmarshal(v, &t.uptime)
 			t.uptimeOK = err == nil && !t.uptime.At.IsZero()
 		case keyCounters:
-			err = json.Unmarshal(v, &t.counters)
+			err = json.Unmarshal(v, &st.counters)
 		default:
 			var s checkState
 			if err = json.Unmarshal(v, &s); err == nil {
-				t.states[k] = s
+				st.checks[k] = s
 			}
 		}
 		if err != nil {
@@ -168,14 +183,14 @@ func (p *Poller) load(t *target) {
 		}
 	}
 	t.loaded = true
+	return st
 }
 
 // poll probes one device once, commits what it saw and returns its
 // samples (none when it was stopped or the device left meanwhile).
 func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.Sample {
-	p.load(t)
 	d := &t.dev
-	o := &observation{p: p, t: t, slot: slot, next: make(map[string]checkState)}
+	o := &observation{p: p, t: t, slot: slot, prev: p.readState(t)}
 
 	if d.Has(meshmon.CheckICMP) {
 		if p.icmpDenied != nil {
@@ -202,10 +217,9 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 		}
 	}
 
-	var counters map[int]counterState
 	if d.Has(meshmon.CheckSNMP) {
 		if t.snmp == nil {
-			pr, err := NewSNMPProber(*d)
+			pr, err := newSNMPProber(d)
 			if err != nil {
 				p.log.Error("snmp client", "device", d.Name, "err", err)
 			}
@@ -225,7 +239,7 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 		}
 		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
-			counters = p.observeSNMP(o, r)
+			p.observeSNMP(o, r)
 			if !r.SystemOnly {
 				p.observeNeighbors(ctx, o)
 			}
@@ -241,17 +255,8 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 	if err := p.commit(o.msgs, o.states); err != nil {
 		return nil // state is left as it was, so the change is seen again on the next poll
 	}
-	for k, s := range o.next {
-		t.states[k] = s
-	}
-	for _, k := range o.gone {
-		delete(t.states, k)
-	}
 	if o.uptime != nil {
 		t.uptime, t.uptimeOK = *o.uptime, true
-	}
-	if counters != nil {
-		t.counters = counters
 	}
 	if !o.lldpAt.IsZero() {
 		t.lldpAt = o.lldpAt
@@ -289,8 +294,8 @@ func (p *Poller) observeNeighbors(ctx context.Context, o *observation) {
 }
 
 // observeSNMP turns a successful SNMP poll into reboot and interface events
-// and metric samples; it returns the new interface counters.
-func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState {
+// and metric samples, and the interface counters to store.
+func (p *Poller) observeSNMP(o *observation, r SNMPResult) {
 	t := o.t
 	up, rebooted := observeUptime(t.uptime, t.uptimeOK, r.SysUpTime, o.at)
 	verdict, settled := pointHeld, false
@@ -337,7 +342,7 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 		// The interfaces were not read: their states and counters stay
 		// as they were.
 		o.sample(sys)
-		return nil
+		return
 	}
 	sys.Values["interfaces"] = float64(len(r.Interfaces))
 	o.sample(sys)
@@ -356,7 +361,7 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 			InOctets: row.InOctets, OutOctets: row.OutOctets, HighCounter: row.HC,
 		}
 		cur := counterState{In: row.InOctets, Out: row.OutOctets, HC: row.HC, At: o.at}
-		if prev, ok := t.counters[row.Index]; ok && !rebooted && prev.HC == row.HC {
+		if prev, ok := o.prev.counters[row.Index]; ok && !rebooted && prev.HC == row.HC {
 			if secs := o.at.Sub(prev.At).Seconds(); secs > 0 {
 				bits := 32
 				if row.HC {
@@ -390,15 +395,13 @@ func (p *Poller) observeSNMP(o *observation, r SNMPResult) map[int]counterState 
 		o.check(check, obs, "ifOperStatus "+s.OperStatus, meshmon.EventData{IfIndex: row.Index, IfName: name})
 	}
 	// Interfaces that vanished take their state with them.
-	for k := range t.states {
+	for k := range o.prev.checks {
 		if strings.HasPrefix(k, "if.") && !seen[k] {
-			o.gone = append(o.gone, k)
 			o.states = append(o.states, storage.StateUpdate{Device: t.dev.Name, Check: k})
 		}
 	}
 	o.put(keyCounters, counters)
 	o.sample(meshmon.Sample{Check: "if", Interfaces: rows})
-	return counters
 }
 
 var ifStatuses = map[int]string{1: "up", 2: "down", 3: "testing", 4: "unknown", 5: "dormant", 6: "notPresent", 7: "lowerLayerDown"}

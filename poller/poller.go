@@ -124,12 +124,12 @@ type target struct {
 	replaced bool   // a newer target of the same name took over
 	deleted  bool   // the device left the inventory
 
-	snmp     *SNMPProber
+	snmp *SNMPProber
+	// loaded: uptime was read from the store (at the first poll). The
+	// check states and counters stay in the store (see readState).
 	loaded   bool
-	states   map[string]checkState
 	uptime   uptimeState
 	uptimeOK bool
-	counters map[int]counterState
 	lldpAt   time.Time // when its neighbours were last read; zero: not yet
 	// check: taken over from another member and not polled here yet; its
 	// first poll reads the system group only, the next one (at its own
@@ -339,7 +339,7 @@ func (p *Poller) upsert(d meshmon.Device, cache, spread, movedIn bool) {
 		t.replaced = true
 		if !p.busy[d.Name] {
 			// Same device, new settings: keep what was learnt about it.
-			nt.states, nt.uptime, nt.uptimeOK, nt.counters, nt.loaded = t.states, t.uptime, t.uptimeOK, t.counters, t.loaded
+			nt.uptime, nt.uptimeOK, nt.loaded = t.uptime, t.uptimeOK, t.loaded
 			if t.snmp != nil {
 				t.snmp.Close()
 			}

@@ -58,7 +58,10 @@ type IfRow struct {
 // An SNMPProber is not safe for concurrent use: one goroutine at a time may
 // call Poll and Close (the poller's per-device loop).
 type SNMPProber struct {
-	dev          meshmon.Device
+	// dev is the poller's target's own device (never changed: a changed
+	// device is a new target), not a copy: a poller keeps a prober a
+	// device.
+	dev          *meshmon.Device
 	client       *gosnmp.GoSNMP // open only during a poll
 	bulkVarbinds int            // varbinds asked for per GETBULK; tests lower it
 	// usm is the SNMPv3 engine state (engine id, boots, time and localized
@@ -73,6 +76,12 @@ type SNMPProber struct {
 // by the first Poll. It returns an error wrapping ErrSNMPConfig when d has no
 // usable SNMP settings (d.Validate catches all of them earlier).
 func NewSNMPProber(d meshmon.Device) (*SNMPProber, error) {
+	return newSNMPProber(&d)
+}
+
+// newSNMPProber is NewSNMPProber of a device that is not changed while the
+// prober lives.
+func newSNMPProber(d *meshmon.Device) (*SNMPProber, error) {
 	p := &SNMPProber{dev: d, bulkVarbinds: defaultBulkVarbinds}
 	if _, err := p.newClient(); err != nil {
 		return nil, err
