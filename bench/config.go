@@ -96,6 +96,11 @@ type MeshConfig struct {
 	// Meshmon is the meshmon executable of the site processes; empty:
 	// this process's executable.
 	Meshmon string
+	// CPUProfile, when set, is a prefix: the ingest run's CPU profile of
+	// this process goes to CPUProfile+"-ingest.pprof" and that of the
+	// nats bench anchor (the central servers' side) to
+	// CPUProfile+"-natsbench.pprof".
+	CPUProfile string
 }
 
 // FailoverConfig is 'meshmon bench failover': a poller group of real

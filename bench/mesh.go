@@ -48,6 +48,21 @@ type meshBenchResult struct {
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
+	// IngestCores and NatsBenchCores are the CPU this process used over
+	// each run, in cores (CPU time over wall time); NatsBenchCLICores is
+	// the nats CLI's own.
+	IngestCores       float64 `json:"ingest_cores"`
+	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
+	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
+}
+
+// profilePath is the file of the CPU profile of run under prefix, or ""
+// when there is no prefix.
+func profilePath(prefix, run string) string {
+	if prefix == "" {
+		return ""
+	}
+	return prefix + "-" + run + ".pprof"
 }
 
 // Mesh measures central ingest from several sites, catch-up after WAN
@@ -95,19 +110,30 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
 	// central store it all?
-	t0 := time.Now()
+	stopProfile, err := startCPUProfile(profilePath(bc.CPUProfile, "ingest"))
+	if err != nil {
+		return err
+	}
+	t0, cpu0 := time.Now(), cpuTime()
 	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
+		stopProfile()
 		return err
 	}
 	res.SitesStoredPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
 	total += nSites * perSite
-	if err := waitCentral(ctx, cjs, total, 5*time.Minute); err != nil {
+	err = waitCentral(ctx, cjs, total, 5*time.Minute)
+	stopProfile()
+	if err != nil {
 		return err
 	}
-	res.IngestPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
-	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s\n",
-		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec)
-	res.natsAnchor(ctx, out, mesh)
+	took := time.Since(t0)
+	res.IngestPerSec = float64(nSites*perSite) / took.Seconds()
+	res.IngestCores = (cpuTime() - cpu0).Seconds() / took.Seconds()
+	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s; this process used %.2f cores\n",
+		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec, res.IngestCores)
+	if err := res.natsAnchor(ctx, out, mesh, profilePath(bc.CPUProfile, "natsbench")); err != nil {
+		return err
+	}
 
 	if err := res.catchUp(ctx, out, bc, mesh, siteJS, total); err != nil {
 		return err
@@ -252,25 +278,27 @@ var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) 
 // natsBench runs the stock nats CLI's JetStream publish benchmark against
 // url: an R3 file stream, 512 B messages, as many as the ingest run stored.
 // It returns msgs/s, or why it did not run.
-func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
+// It returns msgs/s and the CPU time the CLI used, or why it did not run.
+func natsBench(ctx context.Context, url string, msgs int) (float64, time.Duration, string) {
 	bin, err := exec.LookPath("nats")
 	if err != nil {
-		return 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
+		return 0, 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
+	cmd := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
 		"--create", "--replicas", "3", "--storage", "file", "--msgs", strconv.Itoa(msgs), "--size", "512",
-		"--stream", "benchstream", "--no-progress").CombinedOutput()
+		"--stream", "benchstream", "--no-progress")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
+		return 0, 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	m := natsBenchRate.FindStringSubmatch(string(out))
 	if m == nil {
-		return 0, "could not read the rate from nats bench's output"
+		return 0, 0, "could not read the rate from nats bench's output"
 	}
 	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
-	return v, ""
+	return v, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), ""
 }
 
 // waitCatchUp waits up to 5 minutes for central to hold total events, the
@@ -372,16 +400,27 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 // natsAnchor runs the stock nats CLI against the same central cluster
 // (natsBench), right after the ingest run, so that the two rates share the
 // machine's load of the moment as closely as they can.
-func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh) {
-	perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+// A CPU profile of this process over it goes to profile, if set.
+func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, profile string) error {
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		return err
+	}
+	t0, cpu0 := time.Now(), cpuTime()
+	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+	took, cpu := time.Since(t0), cpuTime()-cpu0
+	stopProfile()
 	if why != "" {
 		res.NatsBenchSkipped = why
 		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
-		return
+		return nil
 	}
 	res.NatsBenchPerSec = perSec
 	res.IngestVsNatsBench = res.IngestPerSec / perSec
-	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+	res.NatsBenchCores, res.NatsBenchCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
+	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f; this process used %.2f cores, the nats CLI %.2f (over the CLI's whole run, its stream's creation included)\n",
+		perSec, res.IngestVsNatsBench, res.NatsBenchCores, res.NatsBenchCLICores)
+	return nil
 }
 
 func (bc MeshConfig) validate() error {
