@@ -101,6 +101,9 @@ type MeshConfig struct {
 	// nats bench anchor (the central servers' side) to
 	// CPUProfile+"-natsbench.pprof".
 	CPUProfile string
+	// CentralNoSync runs central's peers without SyncAlways (the sites
+	// keep it), to measure what fsyncing every write costs there.
+	CentralNoSync bool
 }
 
 // FailoverConfig is 'meshmon bench failover': a poller group of real

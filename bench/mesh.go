@@ -21,6 +21,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/peer"
 )
 
 // meshBenchResult is what `meshmon bench mesh` measured.
@@ -54,6 +55,10 @@ type meshBenchResult struct {
 	IngestCores       float64 `json:"ingest_cores"`
 	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
 	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
+	// IngestSources and LatencySources are the sites' source consumers
+	// as sampled over each run (sourceWatch).
+	IngestSources  sourceStats `json:"ingest_sources"`
+	LatencySources sourceStats `json:"latency_sources"`
 }
 
 // profilePath is the file of the CPU profile of run under prefix, or ""
@@ -88,7 +93,8 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	// dials central through a proxy per central peer that the catch-up
 	// run cuts like a WAN outage.
 	plog := bc.PeerLog
-	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog})
+	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog,
+		Configure: func(_ int, c *peer.Config) { c.SyncAlways = !bc.CentralNoSync }})
 	if err != nil {
 		return err
 	}
@@ -103,7 +109,11 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if bc.SiteProcesses {
 		where = "central in this process, each site in a process of its own"
 	}
-	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; %s\n", nSites, where)
+	sync := "fsync every write"
+	if bc.CentralNoSync {
+		sync = "no fsync of each write: nats-server's sync interval"
+	}
+	fmt.Fprintf(out, "central: 3 clustered peers (R3, %s); %d sites, one peer each (fsync every write), on leaf links; %s\n", sync, nSites, where)
 
 	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate, DrainBatch: bc.DrainBatch}
 	total := 0
@@ -115,13 +125,16 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 		return err
 	}
 	t0, cpu0 := time.Now(), cpuTime()
+	sw := watchSources(ctx, siteJS)
 	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
+		sw.stop()
 		stopProfile()
 		return err
 	}
 	res.SitesStoredPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
 	total += nSites * perSite
 	err = waitCentral(ctx, cjs, total, 5*time.Minute)
+	res.IngestSources = sw.stop()
 	stopProfile()
 	if err != nil {
 		return err
@@ -131,6 +144,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	res.IngestCores = (cpuTime() - cpu0).Seconds() / took.Seconds()
 	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s; this process used %.2f cores\n",
 		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec, res.IngestCores)
+	fmt.Fprintf(out, "  ingest: %s\n", res.IngestSources)
 	if err := res.natsAnchor(ctx, out, mesh, profilePath(bc.CPUProfile, "natsbench")); err != nil {
 		return err
 	}
@@ -366,7 +380,9 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
+	sw := watchSources(ctx, siteJS)
 	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)
+	res.LatencySources = sw.stop()
 	if err != nil {
 		return err
 	}
@@ -393,6 +409,7 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	printHops(out, res.LatencyHops)
 	res.LatencyDrain = lt.drainStats()
 	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)
+	fmt.Fprintf(out, "  the sources: %s\n", res.LatencySources)
 
 	return nil
 }
