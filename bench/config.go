@@ -104,6 +104,11 @@ type MeshConfig struct {
 	// CentralNoSync runs central's peers without SyncAlways (the sites
 	// keep it), to measure what fsyncing every write costs there.
 	CentralNoSync bool
+	// Publishers is how many publishers each site's events go through
+	// in the ingest run and the cuts, each with one atomic batch in
+	// flight; more than one lets the sites store faster than one batch
+	// at a time allows.
+	Publishers int
 }
 
 // FailoverConfig is 'meshmon bench failover': a poller group of real

@@ -126,7 +126,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	t0, cpu0 := time.Now(), cpuTime()
 	sw := watchSources(ctx, siteJS)
-	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
+	if err := publishAll(ctx, siteJS, 0, perSite, bc.Publishers); err != nil {
 		sw.stop()
 		stopProfile()
 		return err
@@ -174,7 +174,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
-		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
+		if err := publishAll(ctx, siteJS, from, perSite, bc.Publishers); err != nil {
 			return err
 		}
 		if err := waitCtx(ctx, time.Until(cutAt.Add(bc.CutFor))); err != nil {
@@ -222,25 +222,31 @@ func benchEvent(site string, n int, now time.Time) meshmon.Message {
 	return meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: dev, Kind: meshmon.KindTrap, Time: now, ID: id, Data: b}
 }
 
-// publishAll publishes n events at every site at once, numbered from first.
-func publishAll(ctx context.Context, sites []jetstream.JetStream, first, n int) error {
+// publishAll publishes n events at every site at once, numbered from
+// first, through publishers batch publishers a site, each with its own
+// share of the numbers and one atomic batch of 100 in flight.
+func publishAll(ctx context.Context, sites []jetstream.JetStream, first, n, publishers int) error {
+	publishers = max(publishers, 1)
 	var wg sync.WaitGroup
-	errs := make([]error, len(sites))
+	errs := make([]error, len(sites)*publishers)
 	for i, js := range sites {
-		wg.Go(func() {
-			site := fmt.Sprintf("s%d", i+1)
-			pub := bus.NewPublisher(js)
-			for k := first; k < first+n; k += 100 {
-				msgs := make([]meshmon.Message, 0, 100)
-				for j := k; j < min(k+100, first+n); j++ {
-					msgs = append(msgs, benchEvent(site, j, time.Now()))
+		site := fmt.Sprintf("s%d", i+1)
+		for p := range publishers {
+			lo, hi := first+n*p/publishers, first+n*(p+1)/publishers
+			wg.Go(func() {
+				pub := bus.NewPublisher(js)
+				for k := lo; k < hi; k += 100 {
+					msgs := make([]meshmon.Message, 0, 100)
+					for j := k; j < min(k+100, hi); j++ {
+						msgs = append(msgs, benchEvent(site, j, time.Now()))
+					}
+					if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
+						errs[i*publishers+p] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
+						return
+					}
 				}
-				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
-					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
-					return
-				}
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -443,6 +449,9 @@ func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh 
 func (bc MeshConfig) validate() error {
 	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
 		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.Publishers < 1 || bc.Publishers > 64 {
+		return fmt.Errorf("--publishers %d: must be 1 to 64", bc.Publishers)
 	}
 	if bc.DrainBatch < 1 || bc.DrainBatch > 10000 {
 		return fmt.Errorf("--drain-batch %d: must be 1 to 10000, as the poller's batch", bc.DrainBatch)

@@ -55,11 +55,17 @@ func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch
 		for {
 			for _, js := range sites {
 				c, err := js.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
+				if ctx.Err() != nil {
+					return // stopped: a request cut short is no failed sample
+				}
 				if err != nil {
 					w.noteErr(err)
 					continue
 				}
 				info, err := c.Info(ctx)
+				if ctx.Err() != nil {
+					return
+				}
 				if err != nil {
 					w.noteErr(err)
 					continue
