@@ -101,6 +101,19 @@ type MeshConfig struct {
 	// Meshmon is the meshmon executable of the site processes; empty:
 	// this process's executable.
 	Meshmon string
+	// CPUProfile, when set, is a prefix: the ingest run's CPU profile of
+	// this process goes to CPUProfile+"-ingest.pprof" and that of the
+	// nats bench anchor (the central servers' side) to
+	// CPUProfile+"-natsbench.pprof".
+	CPUProfile string
+	// CentralNoSync runs central's peers without SyncAlways (the sites
+	// keep it), to measure what fsyncing every write costs there.
+	CentralNoSync bool
+	// Publishers is how many publishers each site's events go through
+	// in the ingest run and the cuts, each with one atomic batch in
+	// flight; more than one lets the sites store faster than one batch
+	// at a time allows.
+	Publishers int
 }
 
 // FailoverConfig is 'meshmon bench failover': a poller group of real

@@ -21,6 +21,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/peer"
 )
 
 // meshBenchResult is what `meshmon bench mesh` measured.
@@ -48,6 +49,25 @@ type meshBenchResult struct {
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
 	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
+	// IngestCores and NatsBenchCores are the CPU this process used over
+	// each run, in cores (CPU time over wall time); NatsBenchCLICores is
+	// the nats CLI's own.
+	IngestCores       float64 `json:"ingest_cores"`
+	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
+	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
+	// IngestSources and LatencySources are the sites' source consumers
+	// as sampled over each run (sourceWatch).
+	IngestSources  sourceStats `json:"ingest_sources"`
+	LatencySources sourceStats `json:"latency_sources"`
+}
+
+// profilePath is the file of the CPU profile of run under prefix, or ""
+// when there is no prefix.
+func profilePath(prefix, run string) string {
+	if prefix == "" {
+		return ""
+	}
+	return prefix + "-" + run + ".pprof"
 }
 
 // Mesh measures central ingest from several sites, catch-up after WAN
@@ -73,7 +93,8 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	// dials central through a proxy per central peer that the catch-up
 	// run cuts like a WAN outage.
 	plog := bc.PeerLog
-	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog})
+	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog,
+		Configure: func(_ int, c *peer.Config) { c.SyncAlways = !bc.CentralNoSync }})
 	if err != nil {
 		return err
 	}
@@ -88,26 +109,45 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if bc.SiteProcesses {
 		where = "central in this process, each site in a process of its own"
 	}
-	fmt.Fprintf(out, "central: 3 clustered peers (R3, fsync every write); %d sites, one peer each, on leaf links; %s\n", nSites, where)
+	sync := "fsync every write"
+	if bc.CentralNoSync {
+		sync = "no fsync of each write: nats-server's sync interval"
+	}
+	fmt.Fprintf(out, "central: 3 clustered peers (R3, %s); %d sites, one peer each (fsync every write), on leaf links; %s\n", sync, nSites, where)
 
 	res := meshBenchResult{Sites: nSites, SiteProcesses: bc.SiteProcesses, IngestEvents: nSites * perSite, CatchUpEvents: nSites * perSite, LatencyRate: rate, DrainBatch: bc.DrainBatch}
 	total := 0
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
 	// central store it all?
-	t0 := time.Now()
-	if err := publishAll(ctx, siteJS, 0, perSite); err != nil {
+	stopProfile, err := startCPUProfile(profilePath(bc.CPUProfile, "ingest"))
+	if err != nil {
+		return err
+	}
+	t0, cpu0 := time.Now(), cpuTime()
+	sw := watchSources(ctx, siteJS)
+	if err := publishAll(ctx, siteJS, 0, perSite, bc.Publishers); err != nil {
+		sw.stop()
+		stopProfile()
 		return err
 	}
 	res.SitesStoredPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
 	total += nSites * perSite
-	if err := waitCentral(ctx, cjs, total, 5*time.Minute); err != nil {
+	err = waitCentral(ctx, cjs, total, 5*time.Minute)
+	res.IngestSources = sw.stop()
+	stopProfile()
+	if err != nil {
 		return err
 	}
-	res.IngestPerSec = float64(nSites*perSite) / time.Since(t0).Seconds()
-	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s\n",
-		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec)
-	res.natsAnchor(ctx, out, mesh)
+	took := time.Since(t0)
+	res.IngestPerSec = float64(nSites*perSite) / took.Seconds()
+	res.IngestCores = (cpuTime() - cpu0).Seconds() / took.Seconds()
+	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s; this process used %.2f cores\n",
+		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec, res.IngestCores)
+	fmt.Fprintf(out, "  ingest: %s\n", res.IngestSources)
+	if err := res.natsAnchor(ctx, out, mesh, profilePath(bc.CPUProfile, "natsbench")); err != nil {
+		return err
+	}
 
 	if err := res.catchUp(ctx, out, bc, mesh, siteJS, total); err != nil {
 		return err
@@ -134,7 +174,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
-		if err := publishAll(ctx, siteJS, from, perSite); err != nil {
+		if err := publishAll(ctx, siteJS, from, perSite, bc.Publishers); err != nil {
 			return err
 		}
 		if err := waitCtx(ctx, time.Until(cutAt.Add(bc.CutFor))); err != nil {
@@ -182,25 +222,31 @@ func benchEvent(site string, n int, now time.Time) meshmon.Message {
 	return meshmon.Message{Stream: meshmon.StreamEvents, Site: site, Device: dev, Kind: meshmon.KindTrap, Time: now, ID: id, Data: b}
 }
 
-// publishAll publishes n events at every site at once, numbered from first.
-func publishAll(ctx context.Context, sites []jetstream.JetStream, first, n int) error {
+// publishAll publishes n events at every site at once, numbered from
+// first, through publishers batch publishers a site, each with its own
+// share of the numbers and one atomic batch of 100 in flight.
+func publishAll(ctx context.Context, sites []jetstream.JetStream, first, n, publishers int) error {
+	publishers = max(publishers, 1)
 	var wg sync.WaitGroup
-	errs := make([]error, len(sites))
+	errs := make([]error, len(sites)*publishers)
 	for i, js := range sites {
-		wg.Go(func() {
-			site := fmt.Sprintf("s%d", i+1)
-			pub := bus.NewPublisher(js)
-			for k := first; k < first+n; k += 100 {
-				msgs := make([]meshmon.Message, 0, 100)
-				for j := k; j < min(k+100, first+n); j++ {
-					msgs = append(msgs, benchEvent(site, j, time.Now()))
+		site := fmt.Sprintf("s%d", i+1)
+		for p := range publishers {
+			lo, hi := first+n*p/publishers, first+n*(p+1)/publishers
+			wg.Go(func() {
+				pub := bus.NewPublisher(js)
+				for k := lo; k < hi; k += 100 {
+					msgs := make([]meshmon.Message, 0, 100)
+					for j := k; j < min(k+100, hi); j++ {
+						msgs = append(msgs, benchEvent(site, j, time.Now()))
+					}
+					if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
+						errs[i*publishers+p] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
+						return
+					}
 				}
-				if got, err := pub.PublishBatch(ctx, msgs); err != nil || got != len(msgs) {
-					errs[i] = fmt.Errorf("publish at %s: %d of %d, %v", site, got, len(msgs), err)
-					return
-				}
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -252,25 +298,27 @@ var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) 
 // natsBench runs the stock nats CLI's JetStream publish benchmark against
 // url: an R3 file stream, 512 B messages, as many as the ingest run stored.
 // It returns msgs/s, or why it did not run.
-func natsBench(ctx context.Context, url string, msgs int) (float64, string) {
+// It returns msgs/s and the CPU time the CLI used, or why it did not run.
+func natsBench(ctx context.Context, url string, msgs int) (float64, time.Duration, string) {
 	bin, err := exec.LookPath("nats")
 	if err != nil {
-		return 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
+		return 0, 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
+	cmd := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
 		"--create", "--replicas", "3", "--storage", "file", "--msgs", strconv.Itoa(msgs), "--size", "512",
-		"--stream", "benchstream", "--no-progress").CombinedOutput()
+		"--stream", "benchstream", "--no-progress")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
+		return 0, 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	m := natsBenchRate.FindStringSubmatch(string(out))
 	if m == nil {
-		return 0, "could not read the rate from nats bench's output"
+		return 0, 0, "could not read the rate from nats bench's output"
 	}
 	v, _ := strconv.ParseFloat(strings.ReplaceAll(m[1], ",", ""), 64)
-	return v, ""
+	return v, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), ""
 }
 
 // waitCatchUp waits up to 5 minutes for central to hold total events, the
@@ -338,7 +386,9 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
+	sw := watchSources(ctx, siteJS)
 	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)
+	res.LatencySources = sw.stop()
 	if err != nil {
 		return err
 	}
@@ -365,6 +415,7 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	printHops(out, res.LatencyHops)
 	res.LatencyDrain = lt.drainStats()
 	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)
+	fmt.Fprintf(out, "  the sources: %s\n", res.LatencySources)
 
 	return nil
 }
@@ -372,21 +423,35 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 // natsAnchor runs the stock nats CLI against the same central cluster
 // (natsBench), right after the ingest run, so that the two rates share the
 // machine's load of the moment as closely as they can.
-func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh) {
-	perSec, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+// A CPU profile of this process over it goes to profile, if set.
+func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, profile string) error {
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		return err
+	}
+	t0, cpu0 := time.Now(), cpuTime()
+	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+	took, cpu := time.Since(t0), cpuTime()-cpu0
+	stopProfile()
 	if why != "" {
 		res.NatsBenchSkipped = why
 		fmt.Fprintf(out, "nats bench js pub: skipped (%s)\n", why)
-		return
+		return nil
 	}
 	res.NatsBenchPerSec = perSec
 	res.IngestVsNatsBench = res.IngestPerSec / perSec
-	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f\n", perSec, res.IngestVsNatsBench)
+	res.NatsBenchCores, res.NatsBenchCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
+	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f; this process used %.2f cores, the nats CLI %.2f (over the CLI's whole run, its stream's creation included)\n",
+		perSec, res.IngestVsNatsBench, res.NatsBenchCores, res.NatsBenchCLICores)
+	return nil
 }
 
 func (bc MeshConfig) validate() error {
 	if bc.Sites < 1 || bc.Sites > 20 || bc.Events < 100 || bc.Rate < 1 || bc.Cuts < 1 || bc.CutFor < 0 {
 		return errors.New("--sites must be 1 to 20, --events at least 100, --rate and --cuts at least 1, and --cut-for not negative")
+	}
+	if bc.Publishers < 1 || bc.Publishers > 64 {
+		return fmt.Errorf("--publishers %d: must be 1 to 64", bc.Publishers)
 	}
 	if bc.DrainBatch < 1 || bc.DrainBatch > 10000 {
 		return fmt.Errorf("--drain-batch %d: must be 1 to 10000, as the poller's batch", bc.DrainBatch)

@@ -1,0 +1,105 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// sourceWatch samples, at every site, the durable consumer central
+// sources EVENTS through: how many deliveries wait for central's flow
+// control reply (its acks) and how many stored events it has not
+// delivered yet. A consumer at its MaxAckPending delivers nothing until
+// central answers its flow control, so the samples say whether central's
+// answers, rather than the link or the site, hold sourcing back.
+type sourceWatch struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	st     sourceStats
+}
+
+// sourceStats is what a sourceWatch saw.
+type sourceStats struct {
+	Samples       int    `json:"samples"`
+	AtLimit       int    `json:"samples_at_max_ack_pending"` // a site's consumer at its MaxAckPending
+	MaxAckPending int    `json:"max_ack_pending_limit"`
+	MaxAckPend    int    `json:"ack_pending_max"`  // the most deliveries awaiting central's reply, any site
+	MaxUndeliv    int    `json:"undelivered_max"`  // the most stored events not delivered yet, any site
+	Errors        int    `json:"errors,omitempty"` // samples that failed
+	LastErr       string `json:"last_error,omitempty"`
+}
+
+func (s sourceStats) String() string {
+	return fmt.Sprintf("%d samples of the sites' source consumers: deliveries awaiting central's flow-control reply at most %d (limit %d; at the limit in %d samples), stored events not yet delivered at most %d",
+		s.Samples, s.MaxAckPend, s.MaxAckPending, s.AtLimit, s.MaxUndeliv) + s.errors()
+}
+
+func (s sourceStats) errors() string {
+	if s.Errors == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d samples failed, the last: %s)", s.Errors, s.LastErr)
+}
+
+// watchSources starts a sourceWatch over sites, sampling every 50 ms.
+func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &sourceWatch{cancel: cancel}
+	w.wg.Go(func() {
+		for {
+			for _, js := range sites {
+				c, err := js.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
+				if ctx.Err() != nil {
+					return // stopped: a request cut short is no failed sample
+				}
+				if err != nil {
+					w.noteErr(err)
+					continue
+				}
+				info, err := c.Info(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					w.noteErr(err)
+					continue
+				}
+				w.mu.Lock()
+				w.st.Samples++
+				w.st.MaxAckPending = info.Config.MaxAckPending
+				w.st.MaxAckPend = max(w.st.MaxAckPend, info.NumAckPending)
+				w.st.MaxUndeliv = max(w.st.MaxUndeliv, int(info.NumPending))
+				if info.Config.MaxAckPending > 0 && info.NumAckPending >= info.Config.MaxAckPending {
+					w.st.AtLimit++
+				}
+				w.mu.Unlock()
+			}
+			if waitCtx(ctx, 50*time.Millisecond) != nil {
+				return
+			}
+		}
+	})
+	return w
+}
+
+func (w *sourceWatch) noteErr(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.st.Errors++
+	w.st.LastErr = err.Error()
+}
+
+// stop ends the watch and returns what it saw.
+func (w *sourceWatch) stop() sourceStats {
+	w.cancel()
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st
+}
