@@ -154,6 +154,13 @@ type assignmentReader struct {
 	// tried again with the same assignment, and writes only the rest.
 	// Forgotten when an assignment is read.
 	written map[string]shard
+
+	// Shard writes still out (content hash), and those answered after the
+	// try that sent them gave up, not yet taken into written (takeLate).
+	// The writes run beside the group's loop; mu guards these two.
+	mu      sync.Mutex
+	pending map[string]bool
+	late    map[string]shard
 }
 
 // read is the assignment whose index (or whole value, as earlier releases
@@ -161,6 +168,7 @@ type assignmentReader struct {
 // errShardGone when one of them is gone. On success the reader keeps the
 // shards of this assignment only.
 func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assignment, error) {
+	r.takeLate()
 	written := r.written
 	r.written = nil
 	idx, ok, err := decodeIndex(value)
@@ -190,7 +198,7 @@ func (r *assignmentReader) read(ctx context.Context, value []byte) (meshmon.Assi
 	got := make([]shard, len(missing))
 	errs := make([]error, len(missing))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, storeParallel)
 	for i, h := range missing {
 		wg.Go(func() {
 			sem <- struct{}{}

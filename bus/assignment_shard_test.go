@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/wan"
 )
 
 // sameAssignment fails unless got holds what want does (but its revision).
@@ -332,4 +335,52 @@ func splitIndexSize(t *testing.T, a meshmon.Assignment) (int, int) {
 		t.Fatal(err)
 	}
 	return len(index), len(parts)
+}
+
+// TestAssignmentPublishTakesLateWrites: shard writes answered after the try
+// that sent them gave up (a slow peer) count for the next try, which sends
+// none of them again and writes the index only.
+func TestAssignmentPublishTakesLateWrites(t *testing.T) {
+	ts, nc, _ := runJS(t)
+	ctx := testCtx(t)
+	slow, err := wan.NewProxy(strings.TrimPrefix(ts.srv.ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.Delay(200 * time.Millisecond)
+	_, js := connect(t, "nats://"+slow.Addr())
+	kv, err := js.KeyValue(ctx, GroupBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := &assignmentReader{kv: kv, site: "hq"}
+	a := bigAssignment(3_000)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond) // less than a round trip
+	_, _, _, err = leader.publish(short, 0, a, nc.MaxPayload())
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "3 of 3 not written yet") {
+		t.Fatalf("a try shorter than a round trip: %v, want 3 of 3 shards not written yet", err)
+	}
+	eventually.True(t, 10*time.Second, "the shard writes answered", func() bool {
+		leader.mu.Lock()
+		defer leader.mu.Unlock()
+		return len(leader.pending) == 0
+	})
+	_, n, _, err := leader.publish(ctx, 0, a, nc.MaxPayload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if index, _ := splitIndexSize(t, a); n != index {
+		t.Fatalf("the next try wrote %d bytes, want the index's %d only", n, index)
+	}
+	e, err := kv.Get(ctx, GroupAssignmentKey("hq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&assignmentReader{kv: kv, site: "hq"}).read(ctx, e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAssignment(t, got, a)
 }

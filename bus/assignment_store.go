@@ -1,9 +1,12 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -11,8 +14,10 @@ import (
 )
 
 // storeParallel is how many shard writes, reads or removals one member has
-// in flight at once.
-const storeParallel = 8
+// in flight at once: a failover rewrites most of a site's shards (30 at
+// 30,000 devices), and on a starved peer each write takes a good part of
+// the half lease the leader gives them, so they go out together.
+const storeParallel = 32
 
 // publish stores a as the assignment that follows the one r read or wrote
 // last, at revision base (0: none yet): the shards r does not hold, side by
@@ -29,37 +34,64 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 	if err != nil {
 		return 0, 0, nil, err
 	}
+	r.takeLate()
 	written := len(index)
 	var hs []string
+	r.mu.Lock()
 	for h, b := range values {
 		if int64(len(b)) > maxPayload {
+			r.mu.Unlock()
 			return 0, 0, nil, fmt.Errorf("a shard of %d bytes, more than the peer's largest message (%d)", len(b), maxPayload)
 		}
 		_, had := r.have[h]
-		if _, ok := r.written[h]; !ok && !had {
+		if _, ok := r.written[h]; !ok && !had && !r.pending[h] {
 			hs = append(hs, h)
 			written += len(b)
 		}
 	}
-	revs := make([]uint64, len(hs))
-	errs := make([]error, len(hs))
-	r.each(hs, func(i int, h string) {
-		revs[i], errs[i] = r.kv.Put(ctx, ShardKey(r.site, h), values[h])
-	})
-	if r.written == nil {
-		r.written = map[string]shard{}
+	if r.pending == nil {
+		r.pending, r.late = map[string]bool{}, map[string]shard{}
 	}
-	failed := 0
+	for _, h := range hs {
+		r.pending[h] = true
+	}
+	r.mu.Unlock()
+	// The writes outlive this try (shardWriteWait): on a starved peer the
+	// answers come after the leader's half lease, and a write answered
+	// late is one the next try need not send again (takeLate).
+	done := make(chan error, len(hs))
+	go r.each(hs, func(_ int, h string) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shardWriteWait)
+		defer cancel()
+		rev, err := r.kv.Put(wctx, ShardKey(r.site, h), values[h])
+		r.mu.Lock()
+		delete(r.pending, h)
+		if err == nil {
+			r.late[h] = shard{part: parts[h], rev: rev}
+		}
+		r.mu.Unlock()
+		done <- err
+	})
+	answered, failed := 0, 0
 	var first error
-	for i, h := range hs {
-		if errs[i] == nil {
-			r.written[h] = shard{part: parts[h], rev: revs[i]}
-		} else if failed++; first == nil {
-			first = errs[i]
+wait:
+	for answered < len(hs) {
+		select {
+		case err := <-done:
+			answered++
+			if err != nil {
+				if failed++; first == nil {
+					first = err
+				}
+			}
+		case <-ctx.Done():
+			first = cmp.Or(first, ctx.Err())
+			break wait
 		}
 	}
-	if failed > 0 {
-		return 0, 0, nil, fmt.Errorf("poller group assignment shards: %d of %d not written (the rest are kept for the next try): %w", failed, len(hs), first)
+	r.takeLate()
+	if left := len(hs) - answered + failed; left > 0 {
+		return 0, 0, nil, fmt.Errorf("poller group assignment shards: %d of %d not written yet (the next try writes the rest): %w", left, len(hs), first)
 	}
 	var rev uint64
 	if base == 0 {
@@ -94,6 +126,25 @@ func (r *assignmentReader) publish(ctx context.Context, base uint64, a meshmon.A
 		}
 	}
 	return rev, written, gone, nil
+}
+
+// shardWriteWait bounds one shard write, which may outlive the try that
+// sent it.
+const shardWriteWait = 10 * time.Second
+
+// takeLate takes the shard writes answered since the last look into
+// r.written.
+func (r *assignmentReader) takeLate() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.late) == 0 {
+		return
+	}
+	if r.written == nil {
+		r.written = map[string]shard{}
+	}
+	maps.Copy(r.written, r.late)
+	clear(r.late)
 }
 
 // holding returns the content hashes of the shards r holds.

@@ -714,7 +714,14 @@ func (g *Group) lead(ctx context.Context, v *groupView) {
 	now := time.Now()
 	g.probe(ctx, v, now)
 	if g.Leading() && now.Sub(g.elector.RenewedAt()) > g.cfg.Lease*3/4 {
-		g.setLeading(false, "could not renew the lease in time")
+		// Past three quarters of the lease without a renewal (a starved
+		// process, a slow peer): it stops acting unless a renewal within
+		// what is left of the lease shows the lease is still its own. A
+		// renewal expects the lease's revision, so it fails once the lease
+		// lapsed or passed to another member.
+		if left := g.elector.RenewedAt().Add(g.cfg.Lease).Sub(now); left <= 0 || !g.renewWithin(ctx, left) {
+			g.setLeading(false, "could not renew the lease in time")
+		}
 	}
 	switch {
 	case g.Leading() && now.Sub(g.elector.RenewedAt()) >= g.cfg.Lease/4:
@@ -848,12 +855,18 @@ func (g *Group) supplant(ctx context.Context, v *groupView) {
 
 // renew extends the lease this member holds; a renewal that times out is
 // tried again next tick, until three quarters of the lease have passed.
-func (g *Group) renew(ctx context.Context) {
-	actx, cancel := context.WithTimeout(ctx, g.cfg.Lease/4)
+func (g *Group) renew(ctx context.Context) { g.renewWithin(ctx, g.cfg.Lease/4) }
+
+// renewWithin renews the lease, waiting at most wait for the answer, and
+// reports whether it did.
+func (g *Group) renewWithin(ctx context.Context, wait time.Duration) bool {
+	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if err := g.elector.Renew(actx); errors.Is(err, ErrLeaseLost) {
+	err := g.elector.Renew(actx)
+	if errors.Is(err, ErrLeaseLost) {
 		g.setLeading(false, err.Error())
 	}
+	return err == nil
 }
 
 // GroupMember is one member of a poller group as status shows it.
