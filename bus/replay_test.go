@@ -81,6 +81,22 @@ func (c *testCluster) start(i int) *server.Server {
 	return srv
 }
 
+// ensureStreams connects to the first server and ensures meshmon's streams
+// with three replicas, once the cluster has a meta leader (a request made
+// before goes unanswered: each try waits 5 s at most).
+func (c *testCluster) ensureStreams(ctx context.Context) jetstream.JetStream {
+	c.tb.Helper()
+	_, js := connect(c.tb, c.srvs[0].ClientURL())
+	lim := DefaultStreamLimits()
+	lim.Replicas = 3
+	eventually.NoError(c.tb, time.Minute, "the meta leader elected and the streams ensured", func() error {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return EnsureStreams(ectx, js, lim)
+	})
+	return js
+}
+
 // leader is the index of the server that leads stream.
 func (c *testCluster) leader(stream string) int {
 	for i, s := range c.srvs {
@@ -154,14 +170,7 @@ func TestReplayCompleteThroughRestartAndLeaderMove(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_, js0 := connect(t, c.srvs[0].ClientURL())
-	lim := DefaultStreamLimits()
-	lim.Replicas = 3
-	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error { // the meta leader is elected
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return EnsureStreams(ectx, js0, lim)
-	})
+	js0 := c.ensureStreams(ctx)
 	p := NewPublisher(js0)
 	const before, during = 500, 3000
 	if n, err := p.PublishBatch(ctx, makeMsgs("before", before, 256)); err != nil || n != before {
@@ -325,14 +334,7 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	_, js := connect(t, c.srvs[0].ClientURL())
-	lim := DefaultStreamLimits()
-	lim.Replicas = 3
-	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error { // the meta leader is elected
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return EnsureStreams(ectx, js, lim)
-	})
+	js := c.ensureStreams(ctx)
 	reg, err := OpenRegistry(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -422,14 +424,7 @@ func TestReplayLeavesACatchingUpPeer(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_, js0 := connect(t, c.srvs[0].ClientURL())
-	lim := DefaultStreamLimits()
-	lim.Replicas = 3
-	eventually.NoError(t, time.Minute, "the meta leader elected and the streams ensured", func() error {
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return EnsureStreams(ectx, js0, lim)
-	})
+	js0 := c.ensureStreams(ctx)
 	const total = 60000
 	p := NewPublisher(js0)
 	for i := 0; i < total; i += 1000 {
