@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/internal/backoff"
 )
 
 // The mesh: each site peer keeps its own EVENTS and METRICS in its own
@@ -137,12 +138,43 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 		// stores it, once, catch-up included, on the stored feed
 		// (StoredPrefix; a site's own feed does not cross its link).
 		cfg.Subjects = nil
+		// The sites read above may be short of the truth: the bucket is
+		// read through a consumer that nats-server may place on a
+		// replica still catching up, a peer's own just after its
+		// restart. Sources are only ever added here (editSources);
+		// RemoveSite alone drops one. (Setting exactly what was read
+		// dropped a site's sources after a central peer's SIGKILL and
+		// restart, and central held none of its events from then on:
+		// TestMeshFaults, CI of 2026-12-04.)
 		cfg.Sources = siteSources(cfg.Name, names)
+		if s, err := js.Stream(ctx, cfg.Name); err == nil {
+			cfg.Sources = s.CachedInfo().Config.Sources
+		}
 		if err := ensureStream(ctx, js, cfg); err != nil {
 			return err
 		}
 	}
-	return nil
+	return editSources(ctx, js, func(have []string) []string { return withSites(have, names...) })
+}
+
+// sourceSites lists the sites of a central stream's sources, in order.
+func sourceSites(srcs []*jetstream.StreamSource) []string {
+	out := make([]string, 0, len(srcs))
+	for _, src := range srcs {
+		site := sourceSite(src.External)
+		if site == "" {
+			site = src.Domain
+		}
+		out = append(out, site)
+	}
+	return out
+}
+
+// withSites returns sites with more added, sorted, each once.
+func withSites(sites []string, more ...string) []string {
+	out := slices.Concat(sites, more)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // siteSources is the source list of a central stream for sites.
@@ -173,20 +205,101 @@ func SourceSite(apiPrefix string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(apiPrefix, "$JS."), ".API")
 }
 
-// setSources makes each central stream source exactly sites.
-func setSources(ctx context.Context, js jetstream.JetStream, sites []string) error {
-	for _, name := range []string{EventsStream, MetricsStream} {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return fmt.Errorf("central stream %s: %w (is this a central peer?)", name, err)
+// editSources changes the sources of each central stream to what edit
+// returns for the sites it sources now, read from the stream's leader.
+// Stream updates have no compare-and-set, so a change takes central's
+// sources lock (lockSources) first, and an edit that changes nothing takes
+// nothing. It reads each stream again after its update, until it holds
+// what edit asks of it.
+func editSources(ctx context.Context, js jetstream.JetStream, edit func([]string) []string) error {
+	var unlock func()
+	defer func() {
+		if unlock != nil {
+			unlock()
 		}
-		cfg := s.CachedInfo().Config
-		cfg.Sources = siteSources(name, sites)
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("update sources of %s: %w", name, err)
+	}()
+	for _, name := range []string{EventsStream, MetricsStream} {
+		for try := 0; ; try++ {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return fmt.Errorf("central stream %s: %w (is this a central peer?)", name, err)
+			}
+			cfg := s.CachedInfo().Config
+			have := sourceSites(cfg.Sources)
+			want := edit(have)
+			if slices.Equal(have, want) {
+				break
+			}
+			if unlock == nil {
+				if unlock, err = lockSources(ctx, js); err != nil {
+					return err
+				}
+				try--
+				continue // read again under the lock
+			}
+			if try == editSourcesTries {
+				return fmt.Errorf("update sources of %s: still %v after %d updates, not %v", name, have, try, want)
+			}
+			cfg.Sources = siteSources(name, want)
+			_, err = js.UpdateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamSourceNotSupported) {
+				// nats.go's word for an answer with other sources than
+				// asked for: read again.
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("update sources of %s: %w", name, err)
+			}
 		}
 	}
 	return nil
+}
+
+// editSourcesTries bounds editSources' updates of one stream.
+const editSourcesTries = 5
+
+// The lock over central's streams' sources: a key in CentralBucket,
+// created by its holder and deleted when done; one left by a holder that
+// died is taken over once sourcesLockStale old.
+const (
+	sourcesLockKey   = "lock.sources"
+	sourcesLockStale = 30 * time.Second
+)
+
+// lockSources takes the lock over central's sources, waiting while
+// another holds it, and returns its release.
+func lockSources(ctx context.Context, js jetstream.JetStream) (func(), error) {
+	kv, err := js.KeyValue(ctx, CentralBucket)
+	if err != nil {
+		return nil, fmt.Errorf("lock central's sources: %w", err)
+	}
+	release := func(rev uint64) func() {
+		return func() {
+			// Past a caller's deadline too: a lock left behind holds up
+			// the next change by sourcesLockStale.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = kv.Delete(dctx, sourcesLockKey, jetstream.LastRevision(rev))
+		}
+	}
+	wait := backoff.New(20*time.Millisecond, 500*time.Millisecond)
+	for {
+		rev, err := kv.Create(ctx, sourcesLockKey, nil)
+		if err == nil {
+			return release(rev), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("lock central's sources: %w", err)
+		}
+		if e, err := kv.Get(ctx, sourcesLockKey); err == nil && time.Since(e.Created()) > sourcesLockStale {
+			if rev, err := kv.Update(ctx, sourcesLockKey, nil, e.Revision()); err == nil {
+				return release(rev), nil
+			}
+		}
+		if !wait.Wait(ctx) {
+			return nil, fmt.Errorf("lock central's sources: another change holds it (%s in bucket %s): %w", sourcesLockKey, CentralBucket, ctx.Err())
+		}
+	}
 }
 
 // ValidateSite checks a site's name: a name (meshmon.ValidateName), and
@@ -212,12 +325,20 @@ func AddSite(ctx context.Context, js jetstream.JetStream, site string, now time.
 		return fmt.Errorf("add site %s: %w (is this a central peer?)", site, err)
 	}
 	b, _ := json.Marshal(SiteRecord{Name: site, Added: now.UTC()})
-	if _, err := kv.Create(ctx, site, b); errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("add site %s: %w", site, ErrSiteExists)
-	} else if err != nil {
+	_, err = kv.Create(ctx, site, b)
+	exists := errors.Is(err, jetstream.ErrKeyExists)
+	if err != nil && !exists {
 		return fmt.Errorf("add site %s: %w", site, err)
 	}
-	return syncSources(ctx, js)
+	// A site already known gets its sources too, should an earlier add
+	// have stopped between the bucket and the streams.
+	if err := editSources(ctx, js, func(have []string) []string { return withSites(have, site) }); err != nil {
+		return fmt.Errorf("add site %s: %w", site, err)
+	}
+	if exists {
+		return fmt.Errorf("add site %s: %w", site, ErrSiteExists)
+	}
+	return nil
 }
 
 // RemoveSite stops sourcing site and forgets it. What central already holds
@@ -236,23 +357,19 @@ func RemoveSite(ctx context.Context, js jetstream.JetStream, site string) error 
 	} else if err != nil {
 		return fmt.Errorf("remove site %s: %w", site, err)
 	}
+	// Sources first: a remove that stops between the two leaves the site
+	// known, and EnsureCentral sources it again, rather than a source of a
+	// site central no longer lists.
+	drop := func(have []string) []string {
+		return slices.DeleteFunc(slices.Clone(have), func(s string) bool { return s == site })
+	}
+	if err := editSources(ctx, js, drop); err != nil {
+		return fmt.Errorf("remove site %s: %w", site, err)
+	}
 	if err := kv.Delete(ctx, site); err != nil {
 		return fmt.Errorf("remove site %s: %w", site, err)
 	}
-	return syncSources(ctx, js)
-}
-
-// syncSources sets the central streams' sources to the sites in the bucket.
-func syncSources(ctx context.Context, js jetstream.JetStream) error {
-	sites, err := Sites(ctx, js)
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(sites))
-	for i, s := range sites {
-		names[i] = s.Name
-	}
-	return setSources(ctx, js, names)
+	return nil
 }
 
 // Sites lists the sites central sources, sorted by name.

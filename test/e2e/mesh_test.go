@@ -509,6 +509,9 @@ func streamDiag(js jetstream.JetStream) string {
 			s += fmt.Sprintf(" [%s current %v lag %d]", r.Name, r.Current, r.Lag)
 		}
 	}
+	if len(info.Sources) == 0 && info.Config.Subjects == nil {
+		s += " no sources"
+	}
 	for _, src := range info.Sources {
 		s += fmt.Sprintf(" source %s lag %d active %s", src.Name, src.Lag, src.Active)
 		if src.Error != nil {
