@@ -36,23 +36,48 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	prefix := "$KV." + bucket + "."
 	stream := "KV_" + bucket
 	owner := consumerOwner(js)
-	c, err := createReader(ctx, js, stream, owner, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
-		FilterSubject:     prefix + ">",
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: readBucketLinger,
-		MemoryStorage:     true,
-		Replicas:          1,
-	})
-	if err != nil {
-		return nil, err
+	drop := func(c jetstream.Consumer) {
+		if owner != "" {
+			// One of the user's few names: give it back before returning.
+			deleteOwned(ctx, js, stream, c)
+		} else {
+			_ = dropConsumer(ctx, js, stream, c.CachedInfo().Name)
+		}
 	}
-	if owner != "" {
-		// One of the user's few names: give it back before returning.
-		defer deleteOwned(ctx, js, stream, c)
-	} else {
-		defer dropConsumer(ctx, js, stream, c.CachedInfo().Name)
+	// nats-server places the consumer on any replica of the bucket,
+	// one still catching up included (a peer's own just after its
+	// restart), which then reads short. The consumer is taken only if what
+	// it counts to deliver, one message per key, covers the keys the
+	// stream's leader counted just before; otherwise another is made,
+	// placed anew. (A central peer's start that read the sites short
+	// dropped their sources: TestCentralPeerRestartKeepsSources.)
+	var c jetstream.Consumer
+	short := backoff.New(50*time.Millisecond, 500*time.Millisecond)
+	for try := 1; ; try++ {
+		keys, counted := leaderKeys(ctx, js, stream)
+		var err error
+		c, err = createReader(ctx, js, stream, owner, jetstream.ConsumerConfig{
+			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+			FilterSubject:     prefix + ">",
+			AckPolicy:         jetstream.AckNonePolicy,
+			InactiveThreshold: readBucketLinger,
+			MemoryStorage:     true,
+			Replicas:          1,
+		})
+		if err != nil {
+			return nil, err
+		}
+		pending := c.CachedInfo().NumPending
+		if !counted || pending >= keys {
+			break
+		}
+		drop(c)
+		if try == shortReaderTries || !short.Wait(ctx) {
+			return nil, fmt.Errorf("read bucket %s: %d tries placed its reader on a replica short of the leader's keys (%d of %d): %w",
+				bucket, try, pending, keys, ErrReplicaBehind)
+		}
 	}
+	defer drop(c)
 	r := bucketReader{prefix: prefix, at: map[string]int{}}
 	left := c.CachedInfo().NumPending
 	retry := backoff.New(10*time.Millisecond, 250*time.Millisecond)
@@ -93,6 +118,21 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 		}
 	}
 	return r.live(), nil
+}
+
+// shortReaderTries bounds the consumers readBucket makes while each is
+// placed on a replica that reads short (about 5 s of tries).
+const shortReaderTries = 12
+
+// leaderKeys is how many keys (subjects with a message) the stream's
+// leader counts; counted is false when its info could not be had (a user
+// not allowed it reads without the check).
+func leaderKeys(ctx context.Context, js jetstream.JetStream, stream string) (keys uint64, counted bool) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, false
+	}
+	return s.CachedInfo().State.NumSubjects, true
 }
 
 // createReader creates readBucket's consumer: one of the user's own names

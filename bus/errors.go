@@ -99,3 +99,7 @@ var ErrTaskTimeout = errors.New("task timed out")
 // the stream, ...): nothing of it is stored, and the caller publishes the
 // messages one by one instead.
 var ErrAtomicRefused = errors.New("atomic batch refused")
+
+// ErrReplicaBehind is wrapped by a read that found every replica it was
+// placed on short of what the stream's leader holds, until it gave up.
+var ErrReplicaBehind = errors.New("replica behind the stream's leader")

@@ -142,7 +142,8 @@ func TestAddSitesConcurrently(t *testing.T) {
 // TestCentralPeerRestartKeepsSources: a central peer started again after
 // sites were added while it was down runs EnsureCentral, as a peer does on
 // every start, while its replica of the sites bucket catches up; central's
-// streams keep sourcing every site throughout.
+// streams keep sourcing every site throughout, and every list of the
+// sites through it is whole.
 func TestCentralPeerRestartKeepsSources(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -173,11 +174,18 @@ func TestCentralPeerRestartKeepsSources(t *testing.T) {
 	c.srvs[2] = c.start(2)
 	_, rjs := connect(t, c.srvs[2].ClientURL())
 	until := time.Now().Add(5 * time.Second)
-	ensured := 0
+	ensured, read := 0, 0
 	for time.Now().Before(until) {
 		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if EnsureCentral(ectx, rjs, lim) == nil {
 			ensured++
+		}
+		// A read of the bucket through the restarted peer is whole or an
+		// error, never short.
+		if listed, err := Sites(ectx, rjs); err == nil && len(listed) != len(sites) {
+			t.Fatalf("after %d starts of the restarted peer: it lists %d sites, want %d", ensured, len(listed), len(sites))
+		} else if err == nil {
+			read++
 		}
 		cancel()
 		for name, have := range centralSources(t, ctx, js) {
@@ -189,5 +197,5 @@ func TestCentralPeerRestartKeepsSources(t *testing.T) {
 	if ensured == 0 {
 		t.Fatal("EnsureCentral never succeeded on the restarted peer")
 	}
-	t.Logf("EnsureCentral ran %d times on the restarted peer; every site stayed sourced", ensured)
+	t.Logf("EnsureCentral ran %d times on the restarted peer; every site stayed sourced; %d reads of the sites through it, each whole", ensured, read)
 }
