@@ -18,7 +18,7 @@ func (c *Config) ApplyJoin(tokens []string) error {
 		return nil
 	}
 	if c.Role != RoleSite {
-		return errors.New("--join is for site peers; central peers cluster with --routes")
+		return errors.New("--join and --join-file are for site peers; central peers cluster with --routes")
 	}
 	type parsed struct {
 		site string

@@ -63,7 +63,7 @@ func TestConfigApplyJoin(t *testing.T) {
 		tokens []string
 		want   string
 	}{
-		{"central", central, []string{plain}, "--join is for site peers"},
+		{"central", central, []string{plain}, "--join and --join-file are for site peers"},
 		{"other site", site("lyon"), []string{plain}, "--site lyon does not match the join token, which is for site paris"},
 		{"two sites", site(""), []string{plain, lyon}, "the join tokens are for sites paris and lyon"},
 		{"two plain", site(""), []string{plain, plain}, "several join tokens are for a central in operator mode"},

@@ -219,10 +219,16 @@ func peerConfig(c *cli.Context, cfg *peer.Config) error {
 		return fmt.Errorf("--role %q: want %s or %s", cfg.Role, peer.RoleSite, peer.RoleCentral)
 	}
 	files, err := cliflags.Files(c, "join-file")
-	tokens := append(c.StringSlice("join"), files...)
 	if err != nil {
 		return err
 	}
+	// A damaged token names the file it came from.
+	for i, tok := range files {
+		if _, _, err := bus.ParseJoinToken(tok); err != nil {
+			return fmt.Errorf("--join-file %s: %w", c.StringSlice("join-file")[i], err)
+		}
+	}
+	tokens := append(c.StringSlice("join"), files...)
 	if err := cfg.ApplyJoin(tokens); err != nil {
 		return err
 	}
