@@ -103,3 +103,6 @@ var ErrAtomicRefused = errors.New("atomic batch refused")
 // ErrReplicaBehind is wrapped by a read that found every replica it was
 // placed on short of what the stream's leader holds, until it gave up.
 var ErrReplicaBehind = errors.New("replica behind the stream's leader")
+
+// ErrParentLoop is wrapped when a device's parents would lead back to it.
+var ErrParentLoop = errors.New("parents would make a loop; a device cannot be its own ancestor")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,22 @@ func (inv *Inventory) Upsert(ctx context.Context, d meshmon.Device) (rev uint64,
 // wrapping ErrDeviceExists). It returns the names stored, also on error:
 // devices before the failing one stay stored.
 func (inv *Inventory) Import(ctx context.Context, devs []meshmon.Device, replace bool) ([]string, error) {
+	// Parents as they will be: the batch's own over the stored ones.
+	batch := make(map[string]string, len(devs))
+	for _, d := range devs {
+		batch[d.Name] = d.Parent
+	}
+	parentOf := func(name string) (string, error) {
+		if p, ok := batch[name]; ok {
+			return p, nil
+		}
+		return inv.parentOf(ctx, name)
+	}
+	for _, d := range devs {
+		if err := checkParentLoop(d.Name, d.Parent, parentOf); err != nil {
+			return nil, fmt.Errorf("device %s: parent %s: %w", d.Name, d.Parent, err)
+		}
+	}
 	names := make([]string, 0, len(devs))
 	for _, d := range devs {
 		var err error
@@ -58,6 +75,9 @@ func (inv *Inventory) Add(ctx context.Context, d meshmon.Device, replace bool) (
 			return meshmon.DeviceChange{}, fmt.Errorf("--parent %s: %w", d.Parent, ErrNoParent)
 		} else if err != nil {
 			return meshmon.DeviceChange{}, err
+		}
+		if err := checkParentLoop(d.Name, d.Parent, func(name string) (string, error) { return inv.parentOf(ctx, name) }); err != nil {
+			return meshmon.DeviceChange{}, fmt.Errorf("--parent %s: %w", d.Parent, err)
 		}
 	}
 	var err error
@@ -118,6 +138,43 @@ func ImportWait(ctx context.Context, js jetstream.JetStream, devs []meshmon.Devi
 				return nil
 			}
 		}
+	}
+	return nil
+}
+
+// parentOf is the parent of the stored device name ("" for a root).
+func (inv *Inventory) parentOf(ctx context.Context, name string) (string, error) {
+	d, err := inv.Get(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return d.Parent, nil
+}
+
+// checkParentLoop follows the parents of a device called name whose
+// parent is to be parent (parentOf reads each next one), and fails with
+// an error wrapping ErrParentLoop, naming the loop, if they lead back to
+// it. A parent that is not stored ends the chain.
+func checkParentLoop(name, parent string, parentOf func(string) (string, error)) error {
+	chain := []string{name}
+	seen := map[string]bool{name: true}
+	for p := parent; p != ""; {
+		chain = append(chain, p)
+		if p == name {
+			return fmt.Errorf("%w: %s", ErrParentLoop, strings.Join(chain, " -> "))
+		}
+		if seen[p] {
+			return nil // a loop above that does not pass through name: not this change's
+		}
+		seen[p] = true
+		next, err := parentOf(p)
+		if errors.Is(err, ErrDeviceNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p = next
 	}
 	return nil
 }

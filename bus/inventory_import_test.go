@@ -78,6 +78,50 @@ func TestInventoryAdd(t *testing.T) {
 	}
 }
 
+// TestInventoryParentLoop: neither Add nor Import stores a device whose
+// parents would lead back to it; the error names the loop, and an import
+// that would make one stores nothing.
+func TestInventoryParentLoop(t *testing.T) {
+	ctx, inv := testInventory(t)
+	core := testDevice("core")
+	dist := testDevice("dist")
+	dist.Parent = "core"
+	acc := testDevice("acc")
+	acc.Parent = "dist"
+	for _, d := range []meshmon.Device{core, dist, acc} {
+		if _, err := inv.Add(ctx, d, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core.Parent = "acc"
+	_, err := inv.Add(ctx, core, true)
+	if !errors.Is(err, ErrParentLoop) || !strings.Contains(err.Error(), "core -> acc -> dist -> core") {
+		t.Fatalf("make core a child of acc: %v; want ErrParentLoop naming core -> acc -> dist -> core", err)
+	}
+	self := testDevice("dist")
+	self.Parent = "dist"
+	if _, err := inv.Add(ctx, self, true); !errors.Is(err, ErrParentLoop) {
+		t.Fatalf("make dist its own parent: %v; want ErrParentLoop", err)
+	}
+	// In one file: a loop among new devices, and one through a stored one.
+	a, b := testDevice("a"), testDevice("b")
+	a.Parent, b.Parent = "b", "a"
+	if names, err := inv.Import(ctx, []meshmon.Device{a, b}, true); !errors.Is(err, ErrParentLoop) || len(names) != 0 {
+		t.Fatalf("import a and b, each the other's parent: %v, %v; want ErrParentLoop and nothing stored", names, err)
+	}
+	if names, err := inv.Import(ctx, []meshmon.Device{testDevice("x"), core}, true); !errors.Is(err, ErrParentLoop) || len(names) != 0 {
+		t.Fatalf("import core under acc: %v, %v; want ErrParentLoop and nothing stored", names, err)
+	}
+	if got, err := inv.Get(ctx, "core"); err != nil || got.Parent != "" {
+		t.Fatalf("core after the refused changes: %+v, %v; want it a root still", got, err)
+	}
+	// Moving a subtree elsewhere is no loop.
+	acc.Parent = "core"
+	if _, err := inv.Add(ctx, acc, true); err != nil {
+		t.Fatalf("move acc under core: %v", err)
+	}
+}
+
 // TestInventoryUpdate: Update stores a device read at its current
 // revision, and refuses (ErrDeviceChanged) one that changed or was
 // removed since it was read.
