@@ -38,24 +38,26 @@ func wantSources(t *testing.T, ctx context.Context, js jetstream.JetStream, site
 	}
 }
 
+// startCentral starts one server with central's streams and buckets.
+func startCentral(t *testing.T) (context.Context, *testServer, jetstream.JetStream) {
+	t.Helper()
+	ts := startServer(t, serverOpts(t, t.TempDir()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	_, js := connect(t, ts.srv.ClientURL())
+	if err := EnsureCentral(ctx, js, DefaultStreamLimits()); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, ts, js
+}
+
 // TestEnsureCentralKeepsSources: a central peer that starts while its
 // view of the sites bucket lacks a site (a replica still catching up, as
 // its own is after a restart) keeps sourcing that site. Only RemoveSite
 // stops it. A site added again gets its sources back, should an earlier
 // add have stopped between the bucket and the streams.
 func TestEnsureCentralKeepsSources(t *testing.T) {
-	ts := startServer(t, serverOpts(t, t.TempDir()))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc, err := nats.Connect(ts.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if err := EnsureCentral(ctx, js, DefaultStreamLimits()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, js := startCentral(t)
 	for _, site := range []string{"paris", "lyon"} {
 		if err := AddSite(ctx, js, site, time.Now()); err != nil {
 			t.Fatal(err)
@@ -100,18 +102,7 @@ func TestEnsureCentralKeepsSources(t *testing.T) {
 // TestAddSitesConcurrently: sites added at once, each by its own
 // connection, are all sourced: no add undoes another's.
 func TestAddSitesConcurrently(t *testing.T) {
-	ts := startServer(t, serverOpts(t, t.TempDir()))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc, err := nats.Connect(ts.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if err := EnsureCentral(ctx, js, DefaultStreamLimits()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, ts, js := startCentral(t)
 	var sites []string
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
