@@ -594,7 +594,7 @@ func (g *Group) watch(ctx context.Context) (groupWatches, error) {
 	if w.members, err = g.pollers.Watch(ctx, w.memberPrefix+"*"); err != nil {
 		return w, fmt.Errorf("watch members: %w", err)
 	}
-	if w.devices, err = g.devices.WatchAll(ctx); err != nil {
+	if w.devices, err = WatchAllWhole(ctx, g.js, g.devices); err != nil {
 		return w, fmt.Errorf("watch devices: %w", err)
 	}
 	return w, nil

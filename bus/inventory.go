@@ -161,7 +161,7 @@ func (inv *Inventory) Delete(ctx context.Context, name string) error {
 // when ctx is done, so the caller must cancel ctx (or drain the channel)
 // to release it. A value that does not decode is skipped.
 func (inv *Inventory) Watch(ctx context.Context) (<-chan meshmon.InventoryChange, error) {
-	w, err := inv.kv.WatchAll(ctx)
+	w, err := WatchAllWhole(ctx, inv.js, inv.kv)
 	if err != nil {
 		return nil, fmt.Errorf("watch devices: %w", err)
 	}

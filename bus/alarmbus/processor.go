@@ -482,7 +482,7 @@ func (r *run) watchWindows(ctx context.Context, wg *sync.WaitGroup) (<-chan []al
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(ctx)
+	w, err := bus.WatchAllWhole(ctx, r.js, kv)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/backoff"
 )
 
@@ -24,7 +25,7 @@ func (r *runner) watchConfig(ctx context.Context) {
 }
 
 func (r *runner) watchOnce(ctx context.Context) error {
-	w, err := r.st.cfg.WatchAll(ctx)
+	w, err := bus.WatchAllWhole(ctx, r.st.js, r.st.cfg)
 	if err != nil {
 		return err
 	}
