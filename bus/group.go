@@ -591,7 +591,7 @@ func (g *Group) watch(ctx context.Context) (groupWatches, error) {
 	// The site's members only: a heartbeat under another site's key
 	// (written here by a poller of that site) is no member of this group.
 	w.memberPrefix = PollerKey(g.cfg.Site, "")
-	if w.members, err = g.pollers.Watch(ctx, w.memberPrefix+"*"); err != nil {
+	if w.members, err = WatchWhole(ctx, g.js, g.pollers, w.memberPrefix+"*"); err != nil {
 		return w, fmt.Errorf("watch members: %w", err)
 	}
 	if w.devices, err = WatchAllWhole(ctx, g.js, g.devices); err != nil {

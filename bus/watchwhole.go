@@ -20,23 +20,41 @@ import (
 // then assign no device, and a poller drop every device, until the rest
 // came.
 
-// shortWatchTries bounds the watches WatchAllWhole opens while each is
+// shortWatchTries bounds the watches WatchWhole opens while each is
 // placed on a replica that reads short (about 5 s of tries); the last is
 // taken as it is, its late values coming as changes.
 const shortWatchTries = 12
 
-// WatchAllWhole opens a watch of every key of kv (deletions included)
-// and returns it once its initial values cover the keys the stream's
-// leader counted just before; a watch that reads short is stopped and
-// opened again, placed anew. Its initial values are delivered again by
-// the returned watch, then the done mark (nil), then its changes. A user
-// not allowed the stream's info gets the first watch as it is.
+// WatchAllWhole is WatchWhole of every key of kv.
 func WatchAllWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	return WatchWhole(ctx, js, kv, ">")
+}
+
+// WatchWhole opens a watch of the keys of kv that keys matches
+// (deletions included) and returns it once its initial values cover the
+// keys the stream's leader counted just before; a watch that reads short
+// is stopped and opened again, placed anew. Its initial values are
+// delivered again by the returned watch, then the done mark (nil), then
+// its changes. A user not allowed the stream's info gets the first watch
+// as it is.
+func WatchWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, keys string) (jetstream.KeyWatcher, error) {
 	stream := "KV_" + kv.Bucket()
 	short := backoff.New(50*time.Millisecond, 500*time.Millisecond)
 	for try := 1; ; try++ {
-		keys, counted := leaderKeys(ctx, js, stream)
-		w, err := kv.WatchAll(ctx)
+		var want uint64
+		var counted bool
+		if keys == ">" {
+			want, counted = leaderKeys(ctx, js, stream)
+		} else {
+			want, counted = leaderKeysMatching(ctx, js, stream, "$KV."+kv.Bucket()+"."+keys)
+		}
+		var w jetstream.KeyWatcher
+		var err error
+		if keys == ">" {
+			w, err = kv.WatchAll(ctx)
+		} else {
+			w, err = kv.Watch(ctx, keys)
+		}
 		if err != nil || !counted {
 			return w, err
 		}
@@ -57,7 +75,7 @@ func WatchAllWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.Key
 				return nil, ctx.Err()
 			}
 		}
-		if uint64(len(initial)) >= keys || try == shortWatchTries {
+		if uint64(len(initial)) >= want || try == shortWatchTries {
 			return newReplayWatcher(w, initial), nil
 		}
 		_ = w.Stop()
@@ -117,4 +135,19 @@ func (r *replayWatcher) Updates() <-chan jetstream.KeyValueEntry { return r.ch }
 func (r *replayWatcher) Stop() error {
 	r.once.Do(func() { close(r.done) })
 	return r.KeyWatcher.Stop()
+}
+
+// leaderKeysMatching is how many subjects that filter matches the stream's
+// leader counts with a message; counted is false when its info could not
+// be had.
+func leaderKeysMatching(ctx context.Context, js jetstream.JetStream, stream, filter string) (keys uint64, counted bool) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, false
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, false
+	}
+	return uint64(len(info.State.Subjects)), true
 }
