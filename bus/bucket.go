@@ -125,15 +125,23 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 const shortReaderTries = 12
 
 // leaderKeys is how many keys (subjects with a message) the stream's
-// leader counts; counted is false when its info could not be had (a user
-// not allowed it reads without the check).
+// leader counts; counted is false when its info could not be had within
+// leaderInfoWait (a user not allowed it, or a stream without a leader for
+// the moment, reads without the check).
 func leaderKeys(ctx context.Context, js jetstream.JetStream, stream string) (keys uint64, counted bool) {
+	ctx, cancel := context.WithTimeout(ctx, leaderInfoWait)
+	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, false
 	}
 	return s.CachedInfo().State.NumSubjects, true
 }
+
+// leaderInfoWait bounds the wait for a stream's info from its leader: a
+// request sent while the stream has no leader goes unanswered, and a
+// read or a watch goes on without the check rather than wait with it.
+const leaderInfoWait = 2 * time.Second
 
 // createReader creates readBucket's consumer: one of the user's own names
 // when owner is set. No responders means the API is not there for a moment

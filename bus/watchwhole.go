@@ -110,7 +110,8 @@ func (r *replayWatcher) feed(initial []jetstream.KeyValueEntry) {
 			return false
 		}
 	}
-	for _, e := range initial {
+	for i, e := range initial {
+		initial[i] = nil // fed: not kept for as long as the watch runs
 		if !send(e) {
 			return
 		}
@@ -139,8 +140,10 @@ func (r *replayWatcher) Stop() error {
 
 // leaderKeysMatching is how many subjects that filter matches the stream's
 // leader counts with a message; counted is false when its info could not
-// be had.
+// be had within leaderInfoWait.
 func leaderKeysMatching(ctx context.Context, js jetstream.JetStream, stream, filter string) (keys uint64, counted bool) {
+	ctx, cancel := context.WithTimeout(ctx, leaderInfoWait)
+	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, false

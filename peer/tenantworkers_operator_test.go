@@ -189,6 +189,10 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 	}
 	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "router")
 	eventually.NoError(t, time.Minute, "the first event's alarm", func() error {
+		// Each try has its own deadline: a request sent while a stream
+		// has no leader goes unanswered.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		as, err := alarmbus.List(ctx, cjs)
 		if err == nil && len(as) != 1 {
 			err = fmt.Errorf("%d alarms, want 1", len(as))
@@ -289,6 +293,10 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 	publish(meshmon.KindNodeDown)
 	var holder string
 	eventually.NoError(t, 90*time.Second, "the alarms, and the lease's holder", func() error {
+		// Each try has its own deadline: a request sent while a stream
+		// has no leader goes unanswered.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		as, err := alarmbus.List(ctx, cjs)
 		if err == nil && len(as) != 1+len(kids) {
 			err = fmt.Errorf("%d alarms, want %d", len(as), 1+len(kids))
@@ -306,6 +314,10 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 	central[i].Close()
 	publish(meshmon.KindNodeUp)
 	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
+		// Each try has its own deadline: a request sent while a stream
+		// has no leader goes unanswered.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
 			return err

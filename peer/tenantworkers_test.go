@@ -43,6 +43,10 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 
 	var holder string
 	eventually.NoError(t, 60*time.Second, "the alarms of the storm", func() error {
+		// Each try has its own deadline: a request sent while a stream
+		// has no leader goes unanswered.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
 			return err
@@ -73,6 +77,10 @@ func TestTenantWorkersMoveWithTheLease(t *testing.T) {
 	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", "router")
 	peer.PublishStateEvents(t, pjs, "paris", meshmon.KindNodeUp, "router", kids...)
 	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
+		// Each try has its own deadline: a request sent while a stream
+		// has no leader goes unanswered.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		as, err := alarmbus.List(ctx, cjs)
 		if err != nil {
 			return err
