@@ -76,7 +76,7 @@ func WatchWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVal
 			}
 		}
 		if uint64(len(initial)) >= want || try == shortWatchTries {
-			return newReplayWatcher(w, initial), nil
+			return newReplayWatcher(ctx, w, initial), nil
 		}
 		_ = w.Stop()
 		if !short.Wait(ctx) {
@@ -86,7 +86,11 @@ func WatchWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVal
 }
 
 // replayWatcher delivers a watch's initial values, read already, then its
-// done mark, then what the watch delivers.
+// done mark, then what the watch delivers, until the watch ends, is
+// stopped, or the context it was opened with is done. (The last does not
+// wait for the watch to end by itself: a watch whose connection closed
+// while the processor's test stopped it was seen never to close its
+// channel, and the processor waited for it for the rest of the run.)
 type replayWatcher struct {
 	jetstream.KeyWatcher
 	ch   chan jetstream.KeyValueEntry
@@ -94,19 +98,21 @@ type replayWatcher struct {
 	once sync.Once
 }
 
-func newReplayWatcher(w jetstream.KeyWatcher, initial []jetstream.KeyValueEntry) *replayWatcher {
+func newReplayWatcher(ctx context.Context, w jetstream.KeyWatcher, initial []jetstream.KeyValueEntry) *replayWatcher {
 	r := &replayWatcher{KeyWatcher: w, ch: make(chan jetstream.KeyValueEntry, 256), done: make(chan struct{})}
-	go r.feed(initial)
+	go r.feed(ctx, initial)
 	return r
 }
 
-func (r *replayWatcher) feed(initial []jetstream.KeyValueEntry) {
+func (r *replayWatcher) feed(ctx context.Context, initial []jetstream.KeyValueEntry) {
 	defer close(r.ch)
 	send := func(e jetstream.KeyValueEntry) bool {
 		select {
 		case r.ch <- e:
 			return true
 		case <-r.done:
+			return false
+		case <-ctx.Done():
 			return false
 		}
 	}
@@ -126,6 +132,8 @@ func (r *replayWatcher) feed(initial []jetstream.KeyValueEntry) {
 				return
 			}
 		case <-r.done:
+			return
+		case <-ctx.Done():
 			return
 		}
 	}
