@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
@@ -154,7 +155,59 @@ func EnsureCentral(ctx context.Context, js jetstream.JetStream, lim StreamLimits
 			return err
 		}
 	}
-	return editSources(ctx, js, func(have []string) []string { return withSites(have, names...) })
+	return addListedSources(ctx, js, names)
+}
+
+// addListedSources adds the sources of each of sites that central's
+// streams lack and the sites bucket's leader still lists. The sites come
+// from an earlier read, which a concurrent RemoveSite may have overtaken:
+// RemoveSite deletes the entry before it lets go of the sources lock, and
+// the edit is asked again under the lock, so a removed site is not sourced
+// again. A site whose entry cannot be had from the leader is sourced: a
+// source too many is mended by site rm, one too few loses events.
+func addListedSources(ctx context.Context, js jetstream.JetStream, sites []string) error {
+	return editSources(ctx, js, func(have []string) []string {
+		out := slices.Clone(have)
+		for _, site := range sites {
+			if !slices.Contains(have, site) && siteListed(ctx, js, site) {
+				out = append(out, site)
+			}
+		}
+		return withSites(out)
+	})
+}
+
+// siteListed tells whether the sites bucket's leader holds site, asked
+// with a stream message get, which its leader alone answers (a KV get is a
+// direct get, which any replica answers, one behind included). It is true
+// when the leader's answer cannot be had within leaderInfoWait.
+func siteListed(ctx context.Context, js jetstream.JetStream, site string) bool {
+	ctx, cancel := context.WithTimeout(ctx, leaderInfoWait)
+	defer cancel()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + SitesBucket + "." + site})
+	m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.MSG.GET.KV_"+SitesBucket, req)
+	if err != nil {
+		return true
+	}
+	var resp struct {
+		Message *struct {
+			Header []byte `json:"hdrs"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode int `json:"err_code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return true
+	}
+	if resp.Error != nil {
+		return resp.Error.ErrCode != int(jetstream.JSErrCodeMessageNotFound)
+	}
+	if resp.Message == nil || len(resp.Message.Header) == 0 {
+		return true
+	}
+	h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+	return err != nil || !deleted(h)
 }
 
 // sourceSites lists the sites of a central stream's sources, in order.

@@ -190,3 +190,32 @@ func TestCentralPeerRestartKeepsSources(t *testing.T) {
 	}
 	t.Logf("EnsureCentral ran %d times on the restarted peer; every site stayed sourced; %d reads of the sites through it, each whole", ensured, read)
 }
+
+// TestStartAfterSiteRemoveKeepsItRemoved: a central peer's start that
+// read the sites bucket just before a site rm (the race: the read, then
+// the remove, then the start's edit) does not source the removed site
+// again, while a listed site it lacks is sourced.
+func TestStartAfterSiteRemoveKeepsItRemoved(t *testing.T) {
+	ctx, _, js := startCentral(t)
+	for _, site := range []string{"paris", "lyon", "nice"} {
+		if err := AddSite(ctx, js, site, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveSite(ctx, js, "lyon"); err != nil {
+		t.Fatal(err)
+	}
+	// nice listed but not sourced (an add that stopped between the two).
+	if err := editSources(ctx, js, func(have []string) []string {
+		return slices.DeleteFunc(slices.Clone(have), func(s string) bool { return s == "nice" })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantSources(t, ctx, js, "paris")
+	// What the start read before the remove: all three, and a site never
+	// added at all.
+	if err := addListedSources(ctx, js, []string{"lyon", "nice", "paris", "rome"}); err != nil {
+		t.Fatal(err)
+	}
+	wantSources(t, ctx, js, "nice", "paris")
+}
