@@ -54,7 +54,7 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 	var c jetstream.Consumer
 	short := backoff.New(50*time.Millisecond, 500*time.Millisecond)
 	for try := 1; ; try++ {
-		keys, counted := leaderKeys(ctx, js, stream)
+		keys, counted := leaderKeys(ctx, js, stream, "")
 		var err error
 		c, err = createReader(ctx, js, stream, owner, jetstream.ConsumerConfig{
 			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
@@ -125,17 +125,25 @@ func readBucket(ctx context.Context, js jetstream.JetStream, bucket string) ([]b
 const shortReaderTries = 12
 
 // leaderKeys is how many keys (subjects with a message) the stream's
-// leader counts; counted is false when its info could not be had within
-// leaderInfoWait (a user not allowed it, or a stream without a leader for
-// the moment, reads without the check).
-func leaderKeys(ctx context.Context, js jetstream.JetStream, stream string) (keys uint64, counted bool) {
+// leader counts, of those filter matches when it is set; counted is false
+// when its info could not be had within leaderInfoWait (a user not allowed
+// it, or a stream without a leader for the moment, reads without the
+// check).
+func leaderKeys(ctx context.Context, js jetstream.JetStream, stream, filter string) (keys uint64, counted bool) {
 	ctx, cancel := context.WithTimeout(ctx, leaderInfoWait)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, false
 	}
-	return s.CachedInfo().State.NumSubjects, true
+	if filter == "" {
+		return s.CachedInfo().State.NumSubjects, true
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, false
+	}
+	return uint64(len(info.State.Subjects)), true
 }
 
 // leaderInfoWait bounds the wait for a stream's info from its leader: a

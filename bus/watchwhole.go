@@ -41,20 +41,12 @@ func WatchWhole(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVal
 	stream := "KV_" + kv.Bucket()
 	short := backoff.New(50*time.Millisecond, 500*time.Millisecond)
 	for try := 1; ; try++ {
-		var want uint64
-		var counted bool
-		if keys == ">" {
-			want, counted = leaderKeys(ctx, js, stream)
-		} else {
-			want, counted = leaderKeysMatching(ctx, js, stream, "$KV."+kv.Bucket()+"."+keys)
+		filter := "" // every key: the leader's count of subjects
+		if keys != ">" {
+			filter = "$KV." + kv.Bucket() + "." + keys
 		}
-		var w jetstream.KeyWatcher
-		var err error
-		if keys == ">" {
-			w, err = kv.WatchAll(ctx)
-		} else {
-			w, err = kv.Watch(ctx, keys)
-		}
+		want, counted := leaderKeys(ctx, js, stream, filter)
+		w, err := kv.Watch(ctx, keys)
 		if err != nil || !counted {
 			return w, err
 		}
@@ -144,21 +136,4 @@ func (r *replayWatcher) Updates() <-chan jetstream.KeyValueEntry { return r.ch }
 func (r *replayWatcher) Stop() error {
 	r.once.Do(func() { close(r.done) })
 	return r.KeyWatcher.Stop()
-}
-
-// leaderKeysMatching is how many subjects that filter matches the stream's
-// leader counts with a message; counted is false when its info could not
-// be had within leaderInfoWait.
-func leaderKeysMatching(ctx context.Context, js jetstream.JetStream, stream, filter string) (keys uint64, counted bool) {
-	ctx, cancel := context.WithTimeout(ctx, leaderInfoWait)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, false
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		return 0, false
-	}
-	return uint64(len(info.State.Subjects)), true
 }
