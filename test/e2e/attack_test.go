@@ -218,6 +218,30 @@ func TestAttacks(t *testing.T) {
 	if _, stderr, code := run(t, "--server", sites["s1"], "--creds", alice, "device", "list"); code == 0 {
 		t.Errorf("alice listed the devices: %s", stderr)
 	}
+	// Central's sources lock and sites: a NOC or a poller that could
+	// write them would hold up every site add and rm for 30 s, or make
+	// central source a site of its choosing.
+	for who, c := range map[string]string{"alice": alice, "the s1 poller": poller["s1"]} {
+		for _, args := range [][]string{
+			{"kv", "put", "central", "lock.sources", "x"},
+			{"kv", "create", "central", "lock.sources", "x"},
+			{"kv", "del", "central", "lock.sources", "-f"},
+			{"kv", "put", "sites", "evil", `{"name":"evil"}`},
+		} {
+			out, ok = natsTry(curl, c, args...)
+			refused(who+": nats "+strings.Join(args, " "), out, ok)
+		}
+		// The stock nats req exits 0 on a publish it may not send: no
+		// answer (a store would send one) is the refusal.
+		out, _ = natsTry(curl, c, "req", "$KV.central.lock.sources", "x")
+		unanswered(who+": nats req $KV.central.lock.sources", out)
+	}
+	if out, ok := natsAs(curl, admin, "kv", "get", "central", "lock.sources"); ok {
+		t.Errorf("central's sources lock is held after the attempts: %s", out)
+	}
+	if out := mustRun(t, "--server", curl, "--creds", admin, "site", "list"); strings.Contains(out, "evil") || !strings.Contains(out, "s1") {
+		t.Errorf("a site was added by a NOC or a poller:\n%s", out)
+	}
 	// What a NOC still does with meshmon: status at central and at the
 	// site, and a replay of events.
 	mustRun(t, "--server", curl, "--creds", alice, "status")
