@@ -98,7 +98,7 @@ func TestSupersededWhileAway(t *testing.T) {
 	p.JoinGroup(stubGroup{})
 	lost := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC)
 	back := lost.Add(time.Minute)
-	p.gs.inventory["d1"] = meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
+	p.gs.inventory["d1"] = &meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
 	p.gs.latest = meshmon.Assignment{
 		Owners: map[string]string{"d1": "p1"},
 		Since:  map[string]time.Time{"d1": back},
@@ -135,7 +135,7 @@ func TestSupersededStaleRevision(t *testing.T) {
 	p.JoinGroup(stubGroup{})
 	lost := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC)
 	back := lost.Add(time.Minute)
-	p.gs.inventory["d1"] = meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
+	p.gs.inventory["d1"] = &meshmon.Device{Name: "d1", Interval: meshmon.Duration(time.Second)}
 	p.gs.remember(meshmon.Assignment{Revision: 3, Time: lost.Add(-time.Hour)})
 	p.gs.latest = meshmon.Assignment{Revision: 9, Time: back,
 		Owners: map[string]string{"d1": "p1"},

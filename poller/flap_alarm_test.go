@@ -38,7 +38,7 @@ func newFlapRig(t *testing.T) *flapRig {
 	}
 	t.Cleanup(func() { store.Close() })
 	r.p = &Poller{cfg: cfg, store: store, log: slog.New(slog.DiscardHandler)}
-	r.tg = &target{dev: meshmon.Device{Name: "sw1", Address: "192.0.2.1"}}
+	r.tg = &target{dev: &meshmon.Device{Name: "sw1", Address: "192.0.2.1"}}
 	r.set = alarm.NewSet("acme")
 	return r
 }

@@ -54,7 +54,7 @@ func (p *Poller) followInventory(ctx context.Context) {
 				if !synced {
 					seen[c.Device.Name] = true
 				}
-				p.upsert(c.Device, true, c.Initial, false)
+				p.upsert(&c.Device, true, c.Initial, false)
 			}
 		}
 		// The watch ended (the peer went away): a first, short wait

@@ -52,11 +52,11 @@ func (p *Poller) JoinGroup(g Group) { p.group = g }
 // groupState is what a poller in a group knows of the inventory and of its
 // share; guarded by Poller.gmu.
 type groupState struct {
-	inventory map[string]meshmon.Device // every device of the site
-	byAddr    map[string]string         // address -> name, of inventory
-	synced    bool                      // the inventory was read in full
-	owned     map[string]bool           // nil until the first assignment
-	latest    meshmon.Assignment        // the newest assignment seen
+	inventory map[string]*meshmon.Device // every device of the site, without its Revision; shared with the targets
+	byAddr    map[string]string          // address -> name, of inventory
+	synced    bool                       // the inventory was read in full
+	owned     map[string]bool            // nil until the first assignment
+	latest    meshmon.Assignment         // the newest assignment seen
 	// applied is when each of the last assignments this poller applied
 	// was made (revision -> its Time), for superseded.
 	applied map[uint64]time.Time
@@ -136,12 +136,13 @@ func (p *Poller) mayBeStale() bool {
 // groupChange records an inventory change in group mode and applies it to
 // what the poller polls.
 func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
+	var dev *meshmon.Device // the device changed, shared by the inventory and its target
 	p.gmu.Lock()
 	switch {
 	case c.Synced:
-		for name, d := range p.gs.inventory {
+		for name := range p.gs.inventory {
 			if !seen[name] {
-				p.gs.forget(d)
+				p.gs.forget(name)
 			}
 		}
 		p.gs.synced = true
@@ -149,11 +150,14 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 		p.reconcile(context.Background(), true) // spread: it takes nothing over
 		return
 	case c.Deleted:
-		p.gs.forget(p.gs.inventory[c.Name])
+		p.gs.forget(c.Name)
 	default:
-		p.gs.forget(p.gs.inventory[c.Device.Name])
-		p.gs.inventory[c.Device.Name] = c.Device
-		p.gs.byAddr[c.Device.Address] = c.Device.Name
+		d := c.Device
+		d.Revision = 0
+		dev = &d
+		p.gs.forget(d.Name)
+		p.gs.inventory[d.Name] = dev
+		p.gs.byAddr[d.Address] = d.Name
 	}
 	synced, owned := p.gs.synced, p.gs.owned[c.Name]
 	p.gmu.Unlock()
@@ -161,7 +165,7 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 	case c.Deleted:
 		p.remove(c.Name)
 	case synced && owned:
-		p.upsert(c.Device, true, false, false)
+		p.upsert(dev, true, false, false)
 	}
 }
 
@@ -176,7 +180,7 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 		p.gmu.Unlock()
 		return
 	}
-	want := make([]meshmon.Device, 0, len(p.gs.owned))
+	want := make([]*meshmon.Device, 0, len(p.gs.owned))
 	keep := make(map[string]bool, len(p.gs.owned))
 	for name := range p.gs.owned {
 		if d, ok := p.gs.inventory[name]; ok {
@@ -204,9 +208,8 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 		if have[d.Name] {
 			continue
 		}
-		d.Revision = 0 // as upsert caches it
 		if d.Validate() == nil {
-			gained = append(gained, d)
+			gained = append(gained, *d)
 			names = append(names, d.Name)
 		}
 	}
@@ -338,9 +341,12 @@ func (p *Poller) takeOver(ctx context.Context, devices []string) {
 			if !ok {
 				continue
 			}
-			b, err := json.Marshal(v)
-			if err != nil {
-				continue
+			var b []byte
+			switch v := v.(type) {
+			case checkState:
+				b = encodeCheck(v)
+			default:
+				b = mustJSON(v)
 			}
 			ups = append(ups, storage.StateUpdate{Device: device, Check: check, Value: b})
 		}
@@ -390,9 +396,13 @@ func (gs *groupState) remember(a meshmon.Assignment) {
 	}
 }
 
-// forget drops d from the inventory.
-func (gs *groupState) forget(d meshmon.Device) {
-	delete(gs.inventory, d.Name)
+// forget drops the device of that name from the inventory.
+func (gs *groupState) forget(name string) {
+	d, ok := gs.inventory[name]
+	if !ok {
+		return
+	}
+	delete(gs.inventory, name)
 	if gs.byAddr[d.Address] == d.Name {
 		delete(gs.byAddr, d.Address)
 	}
@@ -403,11 +413,11 @@ func (gs *groupState) forget(d meshmon.Device) {
 func (p *Poller) deviceAt(addr string) (meshmon.Device, bool) {
 	p.gmu.Lock()
 	defer p.gmu.Unlock()
-	name, ok := p.gs.byAddr[addr]
+	d, ok := p.gs.inventory[p.gs.byAddr[addr]]
 	if !ok {
 		return meshmon.Device{}, false
 	}
-	return p.gs.inventory[name], true
+	return *d, true
 }
 
 // superseded reports whether m is an observation of a device that another
@@ -431,7 +441,10 @@ func (p *Poller) superseded(m meshmon.Message) bool {
 	p.gmu.Lock()
 	latest := p.gs.latest.Revision
 	owner, since, prev := p.gs.latest.Owners[dev], p.gs.latest.Since[dev], p.gs.latest.Prev[dev]
-	interval := p.gs.inventory[dev].Interval.D()
+	var interval time.Duration
+	if d, ok := p.gs.inventory[dev]; ok {
+		interval = d.Interval.D()
+	}
 	p.gmu.Unlock()
 	if m.Stream == meshmon.StreamMetrics && owner == p.cfg.Name && prev.Poller != "" && prev.Poller != p.cfg.Name &&
 		!m.Time.Before(since.Truncate(max(interval, 1))) {

@@ -43,7 +43,7 @@ type polledState struct {
 }
 
 func (o *observation) event(data meshmon.EventData) {
-	m, err := o.p.eventMessage(&o.t.dev, o.slot, o.at, "", data)
+	m, err := o.p.eventMessage(o.t.dev, o.slot, o.at, "", data)
 	if err != nil {
 		o.p.log.Error("build event", "device", o.t.dev.Name, "err", err)
 		return
@@ -52,7 +52,7 @@ func (o *observation) event(data meshmon.EventData) {
 }
 
 func (o *observation) sample(s meshmon.Sample) {
-	m, err := o.p.sampleMessage(&o.t.dev, o.slot, o.at, &s)
+	m, err := o.p.sampleMessage(o.t.dev, o.slot, o.at, &s)
 	if err != nil {
 		o.p.log.Error("build sample", "device", o.t.dev.Name, "err", err)
 		return
@@ -62,10 +62,18 @@ func (o *observation) sample(s meshmon.Sample) {
 }
 
 func (o *observation) put(key string, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		o.p.log.Error("encode state", "device", o.t.dev.Name, "key", key, "err", err)
-		return
+	var b []byte
+	switch v := v.(type) {
+	case checkState:
+		b = encodeCheck(v)
+	case map[int]counterState:
+		b = encodeCounters(v)
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			o.p.log.Error("encode state", "device", o.t.dev.Name, "key", key, "err", err)
+			return
+		}
 	}
 	o.states = append(o.states, storage.StateUpdate{Device: o.t.dev.Name, Check: key, Value: b})
 }
@@ -171,10 +179,10 @@ func (p *Poller) readState(t *target) polledState {
 			err = json.Unmarshal(v, &t.uptime)
 			t.uptimeOK = err == nil && !t.uptime.At.IsZero()
 		case keyCounters:
-			err = json.Unmarshal(v, &st.counters)
+			err = decodeCounters(v, &st.counters)
 		default:
 			var s checkState
-			if err = json.Unmarshal(v, &s); err == nil {
+			if err = decodeCheck(v, &s); err == nil {
 				st.checks[k] = s
 			}
 		}
@@ -189,7 +197,7 @@ func (p *Poller) readState(t *target) polledState {
 // poll probes one device once, commits what it saw and returns its
 // samples (none when it was stopped or the device left meanwhile).
 func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.Sample {
-	d := &t.dev
+	d := t.dev
 	o := &observation{p: p, t: t, slot: slot, prev: p.readState(t)}
 
 	if d.Has(meshmon.CheckICMP) {
@@ -274,7 +282,7 @@ func (p *Poller) observeNeighbors(ctx context.Context, o *observation) {
 	if every <= 0 || (!t.lldpAt.IsZero() && p.cfg.Now().Sub(t.lldpAt) < every) {
 		return
 	}
-	nt, err := ReadNeighbors(ctx, t.dev)
+	nt, err := ReadNeighbors(ctx, *t.dev)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("read neighbours", "device", t.dev.Name, "err", err)

@@ -119,7 +119,9 @@ type Poller struct {
 // target is one scheduled device. Its probe state is touched only by the
 // worker that polls it; the device is never polled twice at once.
 type target struct {
-	dev      meshmon.Device
+	// dev is shared with the group's copy of the inventory (groupState),
+	// and never changed through either: a changed device is a new one.
+	dev      *meshmon.Device
 	gen      uint64 // unique per target, so stale schedule entries are ignored
 	replaced bool   // a newer target of the same name took over
 	deleted  bool   // the device left the inventory
@@ -164,7 +166,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		busy:    make(map[string]bool),
 		byAddr:  make(map[string]string),
 		sched:   newScheduler(),
-		gs:      groupState{inventory: make(map[string]meshmon.Device), byAddr: make(map[string]string)},
+		gs:      groupState{inventory: make(map[string]*meshmon.Device), byAddr: make(map[string]string)},
 		wake:    make(chan struct{}, 1),
 		traps:   make(chan queuedTrap, cfg.TrapQueue),
 		ready:   make(chan struct{}),
@@ -248,7 +250,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.log.Warn("device cache unreadable; waiting for the inventory", "err", err)
 	}
 	for _, d := range cached {
-		p.upsert(d, false, true, false)
+		p.upsert(&d, false, true, false)
 	}
 	if p.cfg.TrapListen != "" {
 		p.trap = NewTrapListener(p.cfg.TrapListen, p.log, p.onTrap)
@@ -309,15 +311,19 @@ func (p *Poller) Run(ctx context.Context) error {
 // reads its neighbours later (see below). A device that breaks the
 // inventory's rules is skipped with a warning (it can only come from a
 // writer that bypassed validation).
-func (p *Poller) upsert(d meshmon.Device, cache, spread, movedIn bool) {
-	d.Revision = 0
+func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
+	if d.Revision != 0 {
+		c := *d
+		c.Revision = 0
+		d = &c
+	}
 	if err := d.Validate(); err != nil {
 		p.log.Warn("ignoring an invalid device from the inventory", "device", d.Name, "err", err)
 		return
 	}
 	p.mu.Lock()
 	t, ok := p.devices[d.Name]
-	same := ok && sameDevice(t.dev, d)
+	same := ok && sameDevice(*t.dev, *d)
 	p.mu.Unlock()
 	if same {
 		return
@@ -326,7 +332,7 @@ func (p *Poller) upsert(d meshmon.Device, cache, spread, movedIn bool) {
 	// dispatcher never wait on the disk. Changes of one device come from
 	// one goroutine, in order.
 	if cache {
-		if err := p.store.PutDevice(d); err != nil {
+		if err := p.store.PutDevice(*d); err != nil {
 			p.log.Warn("cache device", "device", d.Name, "err", err)
 		}
 	}

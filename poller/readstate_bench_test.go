@@ -1,7 +1,6 @@
 package poller
 
 import (
-	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -15,10 +14,31 @@ import (
 // BenchmarkReadState reads what a poll starts from (readState) for a
 // device with the SNMP check and four interfaces, as bench poll's devices
 // have: six check states and the counters, from the store. Every poll pays
-// it since the states are no longer kept in memory (issue 19):
+// it since the states are no longer kept in memory (issue 19). "binary" is
+// the form a poll stores now, "json" an earlier release's:
 //
 //	go test -run '^$' -bench ReadState -benchmem ./poller
 func BenchmarkReadState(b *testing.B) {
+	for _, form := range []struct {
+		name   string
+		encode func(v any) []byte
+	}{
+		{"binary", func(v any) []byte {
+			switch v := v.(type) {
+			case checkState:
+				return encodeCheck(v)
+			case map[int]counterState:
+				return encodeCounters(v)
+			}
+			return mustJSON(v)
+		}},
+		{"json", mustJSON},
+	} {
+		b.Run(form.name, func(b *testing.B) { benchReadState(b, form.encode) })
+	}
+}
+
+func benchReadState(b *testing.B, encode func(v any) []byte) {
 	store, err := storage.Open(filepath.Join(b.TempDir(), "poller.db"), storage.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -28,11 +48,10 @@ func BenchmarkReadState(b *testing.B) {
 	up := checkState{State: stateUp, Reported: stateUp, Since: now}
 	counters := map[int]counterState{}
 	var ups []storage.StateUpdate
+	var size int
 	put := func(check string, v any) {
-		j, err := json.Marshal(v)
-		if err != nil {
-			b.Fatal(err)
-		}
+		j := encode(v)
+		size += len(j)
 		ups = append(ups, storage.StateUpdate{Device: "sw1", Check: check, Value: j})
 	}
 	put(meshmon.CheckSNMP, up)
@@ -46,11 +65,12 @@ func BenchmarkReadState(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := &Poller{store: store, log: slog.New(slog.DiscardHandler)}
-	t := &target{dev: meshmon.Device{Name: "sw1"}}
+	t := &target{dev: &meshmon.Device{Name: "sw1"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if st := p.readState(t); len(st.checks) != 5 || len(st.counters) != 4 {
 			b.Fatalf("read %d checks and %d counters", len(st.checks), len(st.counters))
 		}
 	}
+	b.ReportMetric(float64(size), "stored-B")
 }

@@ -621,3 +621,34 @@ func TestOIDLess(t *testing.T) {
 		t.Errorf("oidLess allocates %v times a call, want 0: it runs for every varbind of a walk", n)
 	}
 }
+
+// TestClientPoolDropsIdle: clients left idle in the pool past its idle
+// time are dropped as polls give others back, down to what is in use.
+func TestClientPoolDropsIdle(t *testing.T) {
+	cp := clientPool{max: 8, idle: time.Minute}
+	long := time.Now().Add(-2 * time.Minute)
+	for range 5 {
+		cp.free = append(cp.free, pooledClient{c: &gosnmp.GoSNMP{}, back: long})
+	}
+	cp.put(&gosnmp.GoSNMP{}) // one given back now: the oldest goes
+	if n := cp.size(); n != 5 {
+		t.Fatalf("pool holds %d after a put, want 5", n)
+	}
+	// One poll at a time: each takes the client on top and gives it back.
+	for range 10 {
+		c := cp.take()
+		if c == nil {
+			t.Fatal("pool empty")
+		}
+		cp.put(c)
+	}
+	if n := cp.size(); n != 1 {
+		t.Fatalf("pool holds %d after polls one at a time, want 1", n)
+	}
+	// Clients given back within the idle time stay.
+	cp.put(&gosnmp.GoSNMP{})
+	cp.put(&gosnmp.GoSNMP{})
+	if n := cp.size(); n != 3 {
+		t.Fatalf("pool holds %d, want 3", n)
+	}
+}

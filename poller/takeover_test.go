@@ -33,8 +33,8 @@ func TestMovedInReadsNeighborsLater(t *testing.T) {
 	device := func(name string) meshmon.Device {
 		return meshmon.Device{Name: name, Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
 	}
-	p.upsert(device("moved"), false, false, true)
-	p.upsert(device("new"), false, false, false)
+	p.upsert(new(device("moved")), false, false, true)
+	p.upsert(new(device("new")), false, false, false)
 	every := cfg.TopologyInterval
 	if at := p.devices["new"].lldpAt; !at.IsZero() {
 		t.Errorf("a new device's neighbours were read at %s; want them due at its first poll", at)
@@ -87,8 +87,8 @@ func TestMovedInIsCheckedFirst(t *testing.T) {
 	}
 	ctx := context.Background()
 	moved, fresh := device(s.Agents()[0]), device(s.Agents()[1])
-	p.upsert(moved, false, false, true)
-	p.upsert(fresh, false, false, false)
+	p.upsert(new(moved), false, false, true)
+	p.upsert(new(fresh), false, false, false)
 	for i, want := range [][]string{{"system"}, {"if", "system"}} {
 		if got := checks(p.poll(ctx, p.devices[moved.Name], time.Now())); !slices.Equal(got, want) {
 			t.Errorf("moved in, poll %d: samples %v, want %v", i+1, got, want)
@@ -99,7 +99,7 @@ func TestMovedInIsCheckedFirst(t *testing.T) {
 	}
 	// Moved in again: an operator's poll-now reads it all.
 	p.remove(moved.Name)
-	p.upsert(moved, false, false, true)
+	p.upsert(new(moved), false, false, true)
 	var reply meshmon.TaskReply
 	if err := p.pollNow(ctx, meshmon.TaskRequest{Device: moved.Name}, func(r meshmon.TaskReply) error { reply = r; return nil }); err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ func (p *Poller) device(name string) (meshmon.Device, bool) {
 	if !ok {
 		return meshmon.Device{}, false
 	}
-	return t.dev, true
+	return *t.dev, true
 }
 
 // Whois tells who owns the device by the newest assignment this poller
@@ -76,13 +76,13 @@ func (p *Poller) siteDevices() []meshmon.Device {
 	if p.group != nil {
 		p.gmu.Lock()
 		for _, d := range p.gs.inventory {
-			out = append(out, d)
+			out = append(out, *d)
 		}
 		p.gmu.Unlock()
 	} else {
 		p.mu.Lock()
 		for _, t := range p.devices {
-			out = append(out, t.dev)
+			out = append(out, *t.dev)
 		}
 		p.mu.Unlock()
 	}

@@ -109,7 +109,7 @@ func (p *Poller) trapMessage(tr meshmon.Trap, now time.Time) (meshmon.Message, e
 	name, known := p.byAddr[tr.From]
 	var dev meshmon.Device
 	if known {
-		dev = p.devices[name].dev
+		dev = *p.devices[name].dev
 	}
 	p.mu.Unlock()
 	if !known && p.group != nil {
