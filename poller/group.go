@@ -153,7 +153,7 @@ func (p *Poller) groupChange(c meshmon.InventoryChange, seen map[string]bool) {
 		p.gs.forget(c.Name)
 	default:
 		d := c.Device
-		d.Revision = 0
+		d.Revision, d.SNMP = 0, p.snmpSet.intern(d.SNMP)
 		dev = &d
 		p.gs.forget(d.Name)
 		p.gs.inventory[d.Name] = dev

@@ -76,6 +76,7 @@ type Poller struct {
 	// icmpDenied is set at start when this process may not ping: ICMP
 	// checks then report unknown and never raise node_down.
 	icmpDenied error
+	snmpSet    snmpSettings // the devices' SNMP settings, one copy of each
 	source     string
 	start      time.Time
 
@@ -312,9 +313,9 @@ func (p *Poller) Run(ctx context.Context) error {
 // inventory's rules is skipped with a warning (it can only come from a
 // writer that bypassed validation).
 func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
-	if d.Revision != 0 {
+	if snmp := p.snmpSet.intern(d.SNMP); d.Revision != 0 || snmp != d.SNMP {
 		c := *d
-		c.Revision = 0
+		c.Revision, c.SNMP = 0, snmp
 		d = &c
 	}
 	if err := d.Validate(); err != nil {
