@@ -341,12 +341,9 @@ func (p *Poller) takeOver(ctx context.Context, devices []string) {
 			if !ok {
 				continue
 			}
-			var b []byte
-			switch v := v.(type) {
-			case checkState:
-				b = encodeCheck(v)
-			default:
-				b = mustJSON(v)
+			b, err := encodeState(v)
+			if err != nil {
+				continue
 			}
 			ups = append(ups, storage.StateUpdate{Device: device, Check: check, Value: b})
 		}

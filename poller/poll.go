@@ -62,18 +62,10 @@ func (o *observation) sample(s meshmon.Sample) {
 }
 
 func (o *observation) put(key string, v any) {
-	var b []byte
-	switch v := v.(type) {
-	case checkState:
-		b = encodeCheck(v)
-	case map[int]counterState:
-		b = encodeCounters(v)
-	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			o.p.log.Error("encode state", "device", o.t.dev.Name, "key", key, "err", err)
-			return
-		}
+	b, err := encodeState(v)
+	if err != nil {
+		o.p.log.Error("encode state", "device", o.t.dev.Name, "key", key, "err", err)
+		return
 	}
 	o.states = append(o.states, storage.StateUpdate{Device: o.t.dev.Name, Check: key, Value: b})
 }

@@ -23,15 +23,7 @@ func BenchmarkReadState(b *testing.B) {
 		name   string
 		encode func(v any) []byte
 	}{
-		{"binary", func(v any) []byte {
-			switch v := v.(type) {
-			case checkState:
-				return encodeCheck(v)
-			case map[int]counterState:
-				return encodeCounters(v)
-			}
-			return mustJSON(v)
-		}},
+		{"binary", func(v any) []byte { b, _ := encodeState(v); return b }},
 		{"json", mustJSON},
 	} {
 		b.Run(form.name, func(b *testing.B) { benchReadState(b, form.encode) })

@@ -20,6 +20,18 @@ const stateCodecV1 = 1
 
 var errStateTruncated = errors.New("truncated state")
 
+// encodeState encodes a state as it is stored: check states and counters
+// binary, anything else (the uptime view) as JSON.
+func encodeState(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case checkState:
+		return encodeCheck(v), nil
+	case map[int]counterState:
+		return encodeCounters(v), nil
+	}
+	return json.Marshal(v)
+}
+
 // encodeCounters encodes the counters of one poll: they share its time.
 func encodeCounters(m map[int]counterState) []byte {
 	idx := make([]int, 0, len(m))
@@ -175,24 +187,16 @@ func (r *stateReader) byte() byte {
 	return c
 }
 
-func (r *stateReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errStateTruncated
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *stateReader) uvarint() uint64 { return readNum(r, binary.Uvarint) }
 
-func (r *stateReader) varint() int64 {
+func (r *stateReader) varint() int64 { return readNum(r, binary.Varint) }
+
+// readNum reads one varint with read (binary.Uvarint or binary.Varint).
+func readNum[T uint64 | int64](r *stateReader, read func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	v, n := read(r.b)
 	if n <= 0 {
 		r.err = errStateTruncated
 		return 0
