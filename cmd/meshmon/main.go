@@ -15,7 +15,10 @@ import (
 var version = "dev"
 
 func main() {
-	if err := cliflags.Run(newApp(), os.Args); err != nil {
+	stop := startProfile()
+	err := cliflags.Run(newApp(), os.Args)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshmon: "+cliflags.OneLine(err))
 		os.Exit(1)
 	}
