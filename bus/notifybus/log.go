@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/notify"
 )
 
@@ -74,8 +75,17 @@ func (s *Store) lastAttempt(ctx context.Context, channel, item string) (Attempt,
 }
 
 // Log reads the last limit attempts (0: all) of channel ("": every
-// channel), oldest first.
+// channel), oldest first. A channel that is no channel name (a wildcard
+// or a dot in it would widen the log's filter) is an error.
 func (s *Store) Log(ctx context.Context, channel string, limit int) ([]Attempt, error) {
+	if channel != "" {
+		if err := meshmon.ValidateName("channel", channel); err != nil {
+			return nil, fmt.Errorf("notify log: %w", err)
+		}
+	}
+	if limit < 0 {
+		return nil, fmt.Errorf("notify log: limit %d is negative; use 0 for all", limit)
+	}
 	info, err := s.log.Info(ctx)
 	if err != nil {
 		return nil, err

@@ -558,3 +558,24 @@ func runnerGoroutines() []string {
 	}
 	return out
 }
+
+// TestLogRefusesABadChannel: a channel name with a wildcard or a dot
+// would widen the log's subject filter to other channels; Log refuses it,
+// and a negative limit, with an error naming the rule.
+func TestLogRefusesABadChannel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ch := range []string{"*", ">", "hook.>", "a.b", "hook*"} {
+		if _, err := e.st.Log(ctx, ch, 0); err == nil || !strings.Contains(err.Error(), "channel") {
+			t.Errorf("Log(%q): err %v, want one naming the channel", ch, err)
+		}
+	}
+	if _, err := e.st.Log(ctx, "hook", -1); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("Log with limit -1: err %v, want one naming the limit", err)
+	}
+	if _, err := e.st.Log(ctx, "hook", 0); err != nil {
+		t.Errorf("Log(hook): %v", err)
+	}
+}
