@@ -534,35 +534,23 @@ func (g *Group) run(ctx context.Context) error {
 	tick := time.NewTicker(g.cfg.Tick)
 	defer tick.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if err := g.step(ctx, v, w, tick.C); err != nil {
+			return err
+		}
+		// What else the watches hold is taken before leading: lead can
+		// wait up to half a lease on a slow peer, and leading after every
+		// single event let the watches fall seconds behind the peer (a
+		// new leader at 30,000 devices saw the assignment it had stored
+		// 5.5 s late, and meanwhile kept trying to store it again; issue
+		// 23). Not for longer than an eighth of a lease, so the lease is
+		// still renewed in time under a flood of events.
+		for until := time.Now().Add(g.cfg.Lease / 8); w.queued() > 0 && time.Now().Before(until); {
+			if err := g.step(ctx, v, w, tick.C); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
 			return nil
-		case e, ok := <-w.assignment.Updates():
-			if !ok {
-				return errors.New("assignment watch closed")
-			}
-			g.onAssignment(ctx, v, e)
-		case e, ok := <-w.leader.Updates():
-			if !ok {
-				return errors.New("leader watch closed")
-			}
-			g.onLease(v, e)
-		case e, ok := <-w.members.Updates():
-			if !ok {
-				return errors.New("member watch closed")
-			}
-			v.onMember(w.memberPrefix, e)
-		case e, ok := <-w.devices.Updates():
-			if !ok {
-				return errors.New("device watch closed")
-			}
-			v.onDevice(e)
-		case r := <-v.presence.results:
-			g.onProbe(v, r)
-		case <-tick.C:
-			if v.pending != nil {
-				g.onAssignment(ctx, v, v.pending)
-			}
 		}
 		if g.reconnected(v) {
 			return errReconnected
@@ -571,10 +559,51 @@ func (g *Group) run(ctx context.Context) error {
 	}
 }
 
+// step waits for one event of the group (a watch's update, a presence
+// probe's result or a tick) and takes it into v. It returns an error when
+// a watch closed, and nil, at once, when ctx is done.
+func (g *Group) step(ctx context.Context, v *groupView, w groupWatches, tick <-chan time.Time) error {
+	select {
+	case <-ctx.Done():
+	case e, ok := <-w.assignment.Updates():
+		if !ok {
+			return errors.New("assignment watch closed")
+		}
+		g.onAssignment(ctx, v, e)
+	case e, ok := <-w.leader.Updates():
+		if !ok {
+			return errors.New("leader watch closed")
+		}
+		g.onLease(v, e)
+	case e, ok := <-w.members.Updates():
+		if !ok {
+			return errors.New("member watch closed")
+		}
+		v.onMember(w.memberPrefix, e)
+	case e, ok := <-w.devices.Updates():
+		if !ok {
+			return errors.New("device watch closed")
+		}
+		v.onDevice(e)
+	case r := <-v.presence.results:
+		g.onProbe(v, r)
+	case <-tick:
+		if v.pending != nil {
+			g.onAssignment(ctx, v, v.pending)
+		}
+	}
+	return nil
+}
+
 // groupWatches are the four watches a member follows the group with.
 type groupWatches struct {
 	assignment, leader, members, devices jetstream.KeyWatcher
 	memberPrefix                         string // the key prefix of the site's members
+}
+
+// queued is how many updates the watches hold that were not taken yet.
+func (w groupWatches) queued() int {
+	return len(w.assignment.Updates()) + len(w.leader.Updates()) + len(w.members.Updates()) + len(w.devices.Updates())
 }
 
 // watch starts the watches of the assignment, the lease, the site's
