@@ -239,7 +239,7 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	if err := waitCtx(ctx, iv+iv/2); err != nil {
 		return err
 	}
-	stopProfile, err := startCPUProfile(bc.CPUProfile)
+	stopProfile, err := StartCPUProfile(bc.CPUProfile)
 	if err != nil {
 		return err
 	}
@@ -461,9 +461,9 @@ func commitAll(store *storage.DB, n, per, workers int, payload []byte) <-chan er
 	return errc
 }
 
-// startCPUProfile starts a CPU profile into path (nothing when path is
+// StartCPUProfile starts a CPU profile into path (nothing when path is
 // empty) and returns what stops it.
-func startCPUProfile(path string) (stop func(), err error) {
+func StartCPUProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
 	}

@@ -120,7 +120,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 
 	// 1. Ingest: every site publishes as fast as it can; how fast does
 	// central store it all?
-	stopProfile, err := startCPUProfile(profilePath(bc.CPUProfile, "ingest"))
+	stopProfile, err := StartCPUProfile(profilePath(bc.CPUProfile, "ingest"))
 	if err != nil {
 		return err
 	}
@@ -425,7 +425,7 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 // machine's load of the moment as closely as they can.
 // A CPU profile of this process over it goes to profile, if set.
 func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, profile string) error {
-	stopProfile, err := startCPUProfile(profile)
+	stopProfile, err := StartCPUProfile(profile)
 	if err != nil {
 		return err
 	}

@@ -541,10 +541,10 @@ func (g *Group) run(ctx context.Context) error {
 		// wait up to half a lease on a slow peer, and leading after every
 		// single event let the watches fall seconds behind the peer (a
 		// new leader at 30,000 devices saw the assignment it had stored
-		// 5.5 s late, and meanwhile kept trying to store it again; issue
-		// 23). Not for longer than an eighth of a lease, so the lease is
-		// still renewed in time under a flood of events.
-		for until := time.Now().Add(g.cfg.Lease / 8); w.queued() > 0 && time.Now().Before(until); {
+		// only 6.3 s after the kill, and meanwhile kept trying to store
+		// it again; issue 23). Not for longer than an eighth of a lease,
+		// so the lease is still renewed in time under a flood of events.
+		for until := time.Now().Add(g.cfg.Lease / 8); ctx.Err() == nil && w.queued() > 0 && time.Now().Before(until); {
 			if err := g.step(ctx, v, w, tick.C); err != nil {
 				return err
 			}

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
+
+	"github.com/meshmon/meshmon/bench"
 )
 
 // startProfile writes CPU profiles of this process to
@@ -23,26 +24,22 @@ func startProfile() func() {
 	go func() {
 		defer close(stopped)
 		for {
-			start := time.Now()
-			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("meshmon-%d-%s.pprof", os.Getpid(), start.UTC().Format("150405.000"))))
+			name := fmt.Sprintf("meshmon-%d-%s.pprof", os.Getpid(), time.Now().UTC().Format("150405.000"))
+			stop, err := bench.StartCPUProfile(filepath.Join(dir, name))
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "meshmon: MESHMON_CPU_PROFILE_DIR: "+err.Error())
-				return
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				f.Close()
 				fmt.Fprintln(os.Stderr, "meshmon: MESHMON_CPU_PROFILE_DIR: "+err.Error())
 				return
 			}
 			select {
 			case <-done:
-				pprof.StopCPUProfile()
-				f.Close()
-				return
 			case <-time.After(2 * time.Second):
 			}
-			pprof.StopCPUProfile()
-			f.Close()
+			stop()
+			select {
+			case <-done:
+				return
+			default:
+			}
 		}
 	}()
 	return func() { close(done); <-stopped }
