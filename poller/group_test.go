@@ -222,9 +222,11 @@ func TestPollerGroupPartition(t *testing.T) {
 		}
 		return bus.ReadAssignment(ctx, kv, "lab")
 	}
+	// Both polling means g1 has applied its share, not only that the
+	// leader stored it: cut before that, g1 has nothing to poll.
 	eventually.True(t, 20*time.Second, "both members polling", func() bool {
 		a, err := owners()
-		return err == nil && len(a.Members) == 2 && len(a.Owned("g1")) == 3
+		return err == nil && len(a.Members) == 2 && len(a.Owned("g1")) == 3 && cut.Stats().Devices == 3
 	})
 	px.Cut(true)
 	var takeover uint64 // the revision of the assignment that gave g2 every device
@@ -236,7 +238,12 @@ func TestPollerGroupPartition(t *testing.T) {
 	// g1 keeps polling and spooling meanwhile (two samples per poll):
 	// seconds of polls of its old devices pile up in its spool, the
 	// oldest well past the duplicate window when they reach the peer.
-	eventually.True(t, 30*time.Second, "g1 to spool", func() bool { return cut.Stats().Spooled >= 60 })
+	eventually.NoError(t, 30*time.Second, "g1 to spool", func() error {
+		if st := cut.Stats(); st.Spooled < 60 {
+			return fmt.Errorf("spooled %d of 60; devices %d, polls %d, late %d, dropped %d", st.Spooled, st.Devices, st.Polls, st.Late, st.Dropped)
+		}
+		return nil
+	})
 	px.Cut(false)
 	eventually.True(t, 30*time.Second, "g1 to drain its spool and take its share back", func() bool {
 		a, err := owners()
