@@ -97,10 +97,12 @@ func TestSiteRefusesTokenUsers(t *testing.T) {
 
 // TestLocalAccountClaims: the site's additions keep the account's own
 // signing keys and revocations, add its key, and revoke the token's users
-// up to now, never earlier than central did.
+// up to now, never earlier than central did; the ops view's imports are
+// central's, not the site's.
 func TestLocalAccountClaims(t *testing.T) {
 	ac := jwt.NewAccountClaims("ACCOUNT")
 	ac.SigningKeys.Add("CENTRALKEY")
+	ac.Imports.Add(&jwt.Import{Subject: "tenants.acme.ev.>", LocalSubject: "stored.ev.>", Account: "OPS", Type: jwt.Service})
 	ac.Revocations = jwt.RevocationList{"OTHER": 100, "LEAF": 5_000_000_000}
 	l := &localAccount{skPub: "SITEKEY", revoked: []string{"LEAF", "UPKEEP"}}
 	now := time.Unix(2_000_000_000, 0)
@@ -111,7 +113,10 @@ func TestLocalAccountClaims(t *testing.T) {
 	if got.Revocations["OTHER"] != 100 || got.Revocations["LEAF"] != 5_000_000_000 || got.Revocations["UPKEEP"] != now.Unix() {
 		t.Fatalf("revocations %v", got.Revocations)
 	}
-	if ac.SigningKeys.Contains("SITEKEY") || len(ac.Revocations) != 2 {
+	if len(got.Imports) != 0 {
+		t.Fatalf("the site applies the imports %v", got.Imports)
+	}
+	if ac.SigningKeys.Contains("SITEKEY") || len(ac.Revocations) != 2 || len(ac.Imports) != 1 {
 		t.Fatal("the claims given were changed")
 	}
 }

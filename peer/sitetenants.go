@@ -108,9 +108,12 @@ func newLocalAccount(t SiteTenant, site string) (*localAccount, error) {
 
 // claims returns ac with the site's additions: its signing key, the
 // token's users revoked (every JWT of theirs issued up to now), and
-// without the other sites' poller keys.
+// without the other sites' poller keys, and without imports: a tenant's
+// are of the ops account's view (tenancy.importOps), which is central's;
+// the tenant's messages reach it over the leaf link.
 func (l *localAccount) claims(ac *jwt.AccountClaims, now time.Time) *jwt.AccountClaims {
 	out := *ac
+	out.Imports = nil
 	out.SigningKeys = jwt.SigningKeys{}
 	for k, scope := range ac.SigningKeys {
 		if otherSitePoller(scope, l.site) {

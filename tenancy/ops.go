@@ -9,36 +9,124 @@ import (
 	"github.com/meshmon/meshmon"
 )
 
-// The ops (MSP operator) account's consolidated view: every tenant exports
-// the events its streams store (stored.ev.>, as central's EVENTS
-// republishes them) and the ops account imports each tenant's under
-// tenants.<tenant>.ev.>. Imports carry live traffic only; a replay reads
-// the tenants' streams, through the replay API each tenant exports to the
-// ops account (opsReplayAPI). The raw ev.> is not exported: at central only a
-// client publishes there (a poller's credential used at central), and
-// what it publishes is stored nowhere.
+// The ops (MSP operator) account's consolidated view. A tenant's events
+// (stored.ev.>, as central's EVENTS republishes them) and the ops realm
+// of its tasks reach the ops account through imports in the TENANT's
+// account JWT, from three exports of the ops account that serve every
+// tenant:
 //
-// The export needs no activation token: only the key store signs account
-// JWTs, so no account can import what the operator did not sign into it,
-// and an import without a token keeps the ops account's JWT, pushed on
-// every create, small (meshmon bench tenants prints its size).
+//   - the events, a service import of tenants.<tenant>.ev.> with
+//     stored.ev.> as its local subject: what the tenant's stream
+//     republishes there goes on to the ops account as well;
+//   - the task requests of ops users, a stream import of
+//     tenants.<tenant>.ctl.<site>.ops.<user>.<verb> as ctl.<site>.ops...;
+//   - their replies, a service import of tenants.<tenant>.ctl.<site>.reply.ops.>
+//     with ctl.<site>.reply.ops.> as its local subject.
+//
+// So the ops account's JWT grows by one import a tenant, not four (issue
+// 19: with four it passed NATS's 1 MB message size at about 1,100
+// tenants). That one is the replay of a tenant's EVENTS stream
+// (opsExportedAPI): a JetStream API request must come from the account
+// that imports the API.
+//
+// Imports carry live traffic only; a replay reads the tenants' streams.
+// The raw ev.> is not imported: at central only a client publishes there
+// (a poller's credential used at central), and what it publishes is
+// stored nowhere.
+//
+// The exports need no activation token, and the service exports'
+// wildcard lets any account import any tenant's slice: only the key store
+// signs account JWTs, so no account imports what the operator did not sign
+// into it, and it signs into each tenant's account that tenant's slice
+// only (importOps). A site strips the imports from the claims it applies
+// (peer/sitetenants.go): the ops view is central's.
 
 // OpsSubject is where the ops account sees a tenant's events.
 func OpsSubject(tenant string) string { return "tenants." + tenant + ".ev.>" }
 
-// exportedEvents is the subject a tenant exports to the ops account.
+// exportedEvents is the subject a tenant's events reach the ops account
+// from (the local subject of its import), and the subject of the stream
+// export of a tenant signed before the imports were turned around.
 const exportedEvents = "stored.ev.>"
+
+// The ops account's exports, one of each for every tenant.
+const (
+	opsExportedEvents       = "tenants.*.ev.>"              // a service: the tenants' events
+	opsExportedTaskRequests = "tenants.*.ctl.*.ops.*.*"     // a stream: ops users' task requests
+	opsExportedTaskReplies  = "tenants.*.ctl.*.reply.ops.>" // a service: their replies
+)
+
+// exportOps sets the ops account's exports.
+func exportOps(ac *jwt.AccountClaims) {
+	ac.Exports = jwt.Exports{
+		{Name: "meshmon ops view", Subject: opsExportedEvents, Type: jwt.Service},
+		{Name: "meshmon ops tasks", Subject: opsExportedTaskRequests, Type: jwt.Stream},
+		{Name: "meshmon ops task replies", Subject: opsExportedTaskReplies, Type: jwt.Service},
+	}
+}
+
+// importOps are the tenant's imports of its slice of the ops account's
+// exports; opsKey is the ops account's public key.
+func importOps(tenant, opsKey string) jwt.Imports {
+	p := meshmon.TaskOpsPrefix(tenant)
+	return jwt.Imports{
+		{Name: "meshmon ops view", Subject: jwt.Subject(OpsSubject(tenant)), Account: opsKey, Type: jwt.Service,
+			LocalSubject: exportedEvents},
+		{Name: "meshmon ops tasks", Subject: jwt.Subject(p + "ctl.*.ops.*.*"), Account: opsKey, Type: jwt.Stream,
+			LocalSubject: "ctl.$1.ops.$2.$3"},
+		{Name: "meshmon ops task replies", Subject: jwt.Subject(p + "ctl.*.reply.ops.>"), Account: opsKey, Type: jwt.Service,
+			LocalSubject: "ctl.$1.reply.ops.>"},
+	}
+}
+
+// signTenant sets what every tenant's account JWT carries for the ops
+// account: its imports of the ops view and the ops realm's tasks
+// (importOps) in place of any earlier, and the export of its JetStream API
+// for the ops account's replays, in place of the exports of a tenant
+// signed before (its stored events, its raw ev.>, its tasks).
+func signTenant(ac *jwt.AccountClaims, tenant, opsKey string) {
+	var ex jwt.Exports
+	for _, e := range ac.Exports {
+		switch string(e.Subject) {
+		case "ev.>", exportedEvents, exportedTaskRequests, exportedTaskReplies:
+		default:
+			if !strings.HasPrefix(string(e.Subject), "$JS.API.") {
+				ex = append(ex, e)
+			}
+		}
+	}
+	// A pull's deliveries answer one request with many messages.
+	ac.Exports = append(ex, &jwt.Export{Name: "meshmon ops replay", Subject: opsExportedAPI, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream})
+	var im jwt.Imports
+	for _, i := range ac.Imports {
+		if i.Account != opsKey {
+			im = append(im, i)
+		}
+	}
+	ac.Imports = append(im, importOps(tenant, opsKey)...)
+}
+
+// importsOps reports whether the tenant's claims import the ops view from
+// the ops account (opsKey), as every tenant signed by this release does.
+func importsOps(ac *jwt.AccountClaims, opsKey string) bool {
+	for _, i := range ac.Imports {
+		if i.Account == opsKey && i.Type == jwt.Service && string(i.LocalSubject) == exportedEvents {
+			return true
+		}
+	}
+	return false
+}
 
 // The ops account's replay of a tenant's events: the tenant exports its
 // JetStream API ($JS.API.>) as a service and the ops account imports it
 // under OpsAPIPrefix(tenant), where a client reads it with
 // jetstream.NewWithAPIPrefix. One import per tenant, not one per request,
 // keeps the ops account's JWT, pushed on every create, within NATS's
-// message size for a thousand tenants (docs/tenancy.md). What an ops user
-// may request through it is fenced by its permissions (OpsCreds): the
-// requests of a replay of EVENTS (opsReplayAPI), on consumers of its own
-// names, and nothing else; no other stream, no stream delete or update,
-// no tenant user's consumer. Only the key store signs ops users,
+// message size for about 4,500 tenants (docs/tenancy.md). What an ops
+// user may request through it is fenced by its permissions (OpsCreds):
+// the requests of a replay of EVENTS (opsReplayAPI), on consumers of its
+// own names, and nothing else; no other stream, no stream delete or
+// update, no tenant user's consumer. Only the key store signs ops users,
 // as it signs the accounts.
 const opsExportedAPI = "$JS.API.>"
 
@@ -71,50 +159,24 @@ func OpsTenant(localSubject string) (string, bool) {
 	return tenant, ok && api == "js.API.>"
 }
 
-// exportEvents lets the ops account import the tenant's stored events and
-// replay its EVENTS stream; it drops the export of the raw ev.> of
-// accounts signed before.
-func exportEvents(ac *jwt.AccountClaims) {
-	var out jwt.Exports
-	for _, e := range ac.Exports {
-		if e.Subject != "ev.>" && e.Subject != exportedEvents && !strings.HasPrefix(string(e.Subject), "$JS.API.") {
-			out = append(out, e)
-		}
-	}
-	// A pull's deliveries answer one request with many messages.
-	ac.Exports = append(out, &jwt.Export{Name: "meshmon events", Subject: exportedEvents, Type: jwt.Stream},
-		&jwt.Export{Name: "meshmon ops replay", Subject: opsExportedAPI, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream})
-}
-
-// Tasks from the ops account (docs/tasks.md): every tenant exports, as a
-// service, the task requests of the ops realm, ctl.<site>.ops.<user>.<verb>,
-// and, as a stream, their replies, ctl.<site>.reply.ops.>; the ops
-// account imports them under tenants.<tenant>. (meshmon.TaskOpsPrefix).
-// An ops user's permissions allow its own name only, so the site records
-// who ran the task as ops:<user>.
+// The exports of the ops realm of its tasks of a tenant signed before the
+// imports were turned around (the ops account imported them under
+// tenants.<tenant>., importTasksBefore): the requests, as a service, and
+// their replies, as a stream. signTenant drops them.
 const (
 	exportedTaskRequests = "ctl.*.ops.*.*"
 	exportedTaskReplies  = "ctl.*.reply.ops.>"
 )
 
-// exportTasks lets the ops account send the tenant the ops realm's task
-// requests and read their replies.
-func exportTasks(ac *jwt.AccountClaims) {
-	for _, e := range ac.Exports {
-		if e.Subject == exportedTaskRequests {
-			return
-		}
-	}
-	ac.Exports = append(ac.Exports,
-		&jwt.Export{Name: "meshmon ops tasks", Subject: exportedTaskRequests, Type: jwt.Service},
-		&jwt.Export{Name: "meshmon ops task replies", Subject: exportedTaskReplies, Type: jwt.Stream})
-}
-
-// importTasks are the ops account's imports of tenant's tasks, whose
-// account key is key.
-func importTasks(tenant, key string) []*jwt.Import {
+// importsBefore are the ops account's imports of the events and the tasks
+// of a tenant signed before the imports were turned around (whose
+// account key is key), kept so that its ops view works until the tenant
+// is signed again (any change of it: PushTenant then pushes the ops
+// account without them).
+func importsBefore(tenant, key string) []*jwt.Import {
 	p := meshmon.TaskOpsPrefix(tenant)
 	return []*jwt.Import{
+		{Name: tenant, Subject: exportedEvents, Account: key, LocalSubject: jwt.RenamingSubject(OpsSubject(tenant)), Type: jwt.Stream},
 		{Subject: exportedTaskRequests, Account: key, Type: jwt.Service,
 			LocalSubject: jwt.RenamingSubject(p + "ctl.$1.ops.$2.$3")},
 		{Subject: exportedTaskReplies, Account: key, Type: jwt.Stream,
@@ -122,8 +184,10 @@ func importTasks(tenant, key string) []*jwt.Import {
 	}
 }
 
-// OpsAccount signs the ops account's JWT again, importing the events of
-// every tenant in the store; push it after a tenant is created or removed.
+// OpsAccount signs the ops account's JWT again: its exports, and its
+// imports of every tenant's replay API (and of the events and tasks of a
+// tenant signed before the imports were turned around); push it after a
+// tenant is created or removed.
 func (s *Store) OpsAccount() (string, error) {
 	ac, _, err := s.account(opsDir)
 	if err != nil {
@@ -139,9 +203,9 @@ func (s *Store) OpsAccount() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ac.Imports.Add(&jwt.Import{Name: n, Subject: exportedEvents, Account: tc.Subject,
-			LocalSubject: jwt.RenamingSubject(OpsSubject(n)), Type: jwt.Stream})
-		ac.Imports.Add(importTasks(n, tc.Subject)...)
+		if !importsOps(tc, ac.Subject) {
+			ac.Imports.Add(importsBefore(n, tc.Subject)...)
+		}
 		ac.Imports.Add(&jwt.Import{Subject: opsExportedAPI, Account: tc.Subject,
 			LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + ".>"), Type: jwt.Service})
 	}
@@ -150,6 +214,24 @@ func (s *Store) OpsAccount() (string, error) {
 	}
 	_, tok, err := s.account(opsDir)
 	return tok, err
+}
+
+// OpsImportsBefore reports whether the ops account's JWT in the store
+// imports the events of the tenant whose account key is account the way of
+// a release before (the tenant's JWT, signed since, imports them from the
+// ops account instead): push the ops account again (OpsAccount) after the
+// tenant, or the ops view gets the tenant's events twice.
+func (s *Store) OpsImportsBefore(account string) (bool, error) {
+	ac, _, err := s.account(opsDir)
+	if err != nil {
+		return false, err
+	}
+	for _, i := range ac.Imports {
+		if i.Account == account && i.Type == jwt.Stream {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the

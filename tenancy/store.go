@@ -151,8 +151,6 @@ func (s *Store) newAccount(sub, name string, limits *Limits) (string, error) {
 	ac.SigningKeys.Add(skPub)
 	if limits != nil { // a tenant
 		limits.apply(ac)
-		exportEvents(ac)
-		exportTasks(ac)
 	}
 	if err := s.saveAccount(sub, ac); err != nil {
 		return "", err
@@ -166,9 +164,17 @@ func (s *Store) saveAccount(sub string, ac *jwt.AccountClaims) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(sub, tenantsDir+string(filepath.Separator)) {
-		exportEvents(ac) // a tenant signed before the stored feed
-		exportTasks(ac)  // or before the ops account's tasks
+	switch {
+	case sub == opsDir:
+		exportOps(ac)
+	case strings.HasPrefix(sub, tenantsDir+string(filepath.Separator)):
+		// Every signature of a tenant, a tenant signed by a release
+		// before included, gives it the ops view's imports.
+		ops, _, err := s.account(opsDir)
+		if err != nil {
+			return err
+		}
+		signTenant(ac, filepath.Base(sub), ops.Subject)
 	}
 	ac.IssuedAt = 0 // Encode sets it; two saves in one second still differ by content
 	tok, err := ac.Encode(op)

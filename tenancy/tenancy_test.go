@@ -573,3 +573,56 @@ func freeAddr(t *testing.T) string {
 	}
 	return addr
 }
+
+// TestOpsAccountGrowsByTheReplayOnly: each tenant's JWT imports its slice
+// of the ops view from the ops account's three exports, so the ops
+// account's JWT, pushed on every create, grows by one import a tenant
+// (its replay API), not four (issue 19: it passed 1 MB at about 1,100
+// tenants).
+func TestOpsAccountGrowsByTheReplayOnly(t *testing.T) {
+	st := newStore(t)
+	size := map[int]int{}
+	for i := 1; i <= 40; i++ {
+		if _, err := st.CreateTenant(fmt.Sprintf("tenant-%03d", i), tenancy.DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		if i == 20 || i == 40 {
+			tok, err := st.OpsAccount()
+			if err != nil {
+				t.Fatal(err)
+			}
+			size[i] = len(tok)
+		}
+	}
+	if per := (size[40] - size[20]) / 20; per > 300 {
+		t.Fatalf("the ops account's JWT grows by %d bytes a tenant (%d with 20, %d with 40); want one import's, under 300", per, size[20], size[40])
+	}
+	tok, err := st.OpsAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(oc.Exports) != 3 || len(oc.Imports) != 40 {
+		t.Fatalf("the ops account has %d exports and %d imports; want 3 and one a tenant", len(oc.Exports), len(oc.Imports))
+	}
+	tn, err := st.Tenant("tenant-007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(tn.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range ac.Imports {
+		if im.Account != oc.Subject || !strings.HasPrefix(string(im.Subject), "tenants.tenant-007.") {
+			t.Fatalf("tenant-007 imports %s from %s; want its own slice of the ops account's exports", im.Subject, im.Account)
+		}
+	}
+	if len(ac.Imports) != 3 {
+		t.Fatalf("tenant-007 has %d imports; want 3 (events, task requests, task replies)", len(ac.Imports))
+	}
+	t.Logf("ops account JWT: %d bytes with 20 tenants, %d with 40; a tenant's: %d", size[20], size[40], len(tn.JWT))
+}

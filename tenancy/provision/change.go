@@ -54,7 +54,10 @@ func AdminJS(st *tenancy.Store, dial Dialer, tenant string) (*nats.Conn, jetstre
 
 // PushTenant pushes t's account JWT to central's resolver, as the system
 // account, and records it in the tenant's bucket at central, as its
-// admin, where its sites follow it.
+// admin, where its sites follow it. The first push of a tenant signed by a
+// release before, since signed again, pushes the ops account too, without
+// its imports of the tenant's events and tasks (the tenant's JWT imports
+// them now; tenancy.OpsImportsBefore).
 func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Tenant) error {
 	sysCreds, err := st.SystemCreds(time.Minute)
 	if err != nil {
@@ -65,6 +68,9 @@ func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Ten
 		return fmt.Errorf("connect to central as the system account: %w", err)
 	}
 	err = tenancy.Push(ctx, sys, t.JWT)
+	if err == nil {
+		err = pushOpsAfter(ctx, st, sys, t)
+	}
 	sys.Close()
 	if err != nil {
 		return err
@@ -76,6 +82,23 @@ func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Ten
 	defer nc.Close()
 	if err := bus.PutAccountJWT(ctx, js, t.JWT, 1); err != nil {
 		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
+	}
+	return nil
+}
+
+// pushOpsAfter pushes the ops account over sys when its JWT still imports
+// the events of t, whose JWT pushed just before imports them itself.
+func pushOpsAfter(ctx context.Context, st *tenancy.Store, sys *nats.Conn, t tenancy.Tenant) error {
+	before, err := st.OpsImportsBefore(t.Account)
+	if err != nil || !before {
+		return err
+	}
+	ops, err := st.OpsAccount()
+	if err != nil {
+		return err
+	}
+	if err := tenancy.Push(ctx, sys, ops); err != nil {
+		return fmt.Errorf("the ops account, without its imports of tenant %s's events (the tenant's account imports them now): %w", t.Name, err)
 	}
 	return nil
 }
