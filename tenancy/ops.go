@@ -122,7 +122,7 @@ func importsOps(ac *jwt.AccountClaims, opsKey string) bool {
 // under OpsAPIPrefix(tenant), where a client reads it with
 // jetstream.NewWithAPIPrefix. One import per tenant, not one per request,
 // keeps the ops account's JWT, pushed on every create, within NATS's
-// message size for about 4,500 tenants (docs/tenancy.md). What an ops
+// message size for about 4,800 tenants (docs/tenancy.md). What an ops
 // user may request through it is fenced by its permissions (OpsCreds):
 // the requests of a replay of EVENTS (opsReplayAPI), on consumers of its
 // own names, and nothing else; no other stream, no stream delete or
