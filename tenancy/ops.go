@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -87,12 +88,8 @@ func importOps(tenant, opsKey string) jwt.Imports {
 func signTenant(ac *jwt.AccountClaims, tenant, opsKey string) {
 	var ex jwt.Exports
 	for _, e := range ac.Exports {
-		switch string(e.Subject) {
-		case "ev.>", exportedEvents, exportedTaskRequests, exportedTaskReplies:
-		default:
-			if !strings.HasPrefix(string(e.Subject), "$JS.API.") {
-				ex = append(ex, e)
-			}
+		if s := string(e.Subject); !slices.Contains(exportsBefore, s) && !strings.HasPrefix(s, "$JS.API.") {
+			ex = append(ex, e)
 		}
 	}
 	// A pull's deliveries answer one request with many messages.
@@ -161,12 +158,16 @@ func OpsTenant(localSubject string) (string, bool) {
 
 // The exports of the ops realm of its tasks of a tenant signed before the
 // imports were turned around (the ops account imported them under
-// tenants.<tenant>., importTasksBefore): the requests, as a service, and
-// their replies, as a stream. signTenant drops them.
+// tenants.<tenant>., importsBefore): the requests, as a service, and
+// their replies, as a stream.
 const (
 	exportedTaskRequests = "ctl.*.ops.*.*"
 	exportedTaskReplies  = "ctl.*.reply.ops.>"
 )
+
+// exportsBefore are the exports for the ops account of a tenant signed
+// before (its raw ev.> by a release before that), which signTenant drops.
+var exportsBefore = []string{"ev.>", exportedEvents, exportedTaskRequests, exportedTaskReplies}
 
 // importsBefore are the ops account's imports of the events and the tasks
 // of a tenant signed before the imports were turned around (whose
