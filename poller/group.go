@@ -228,9 +228,7 @@ func (p *Poller) reconcile(ctx context.Context, spread bool) {
 	if !spread {
 		moved = p.movedIn(names)
 	}
-	for _, d := range want {
-		p.upsert(d, !cached || have[d.Name], spread, moved[d.Name])
-	}
+	p.upsertAll(want, cached, spread, moved)
 	if !spread && len(names) > 0 {
 		// What a take-over spends between reading the states and the
 		// first polls (a failover at 30,000 devices saw its first sample

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -305,28 +304,69 @@ func (p *Poller) Run(ctx context.Context) error {
 	return nil
 }
 
+// upsertAll upserts the devices ds as reconcile wants them: a device
+// already scheduled is cached when it changed, a new one only unless
+// cached (the caller stored them in one transaction); those in moved were
+// taken over from another member. It takes the lock twice for the lot
+// and caches in one transaction: device by device, scheduling a take-over
+// of 5,000 devices beside the 10,000 kept took 194-431 ms at 30,000
+// devices with the pollers busy (issue 23), while its first polls waited.
+func (p *Poller) upsertAll(ds []*meshmon.Device, cached, spread bool, moved map[string]bool) {
+	type change struct {
+		d     *meshmon.Device
+		known bool
+	}
+	var changes []change
+	p.mu.Lock()
+	for _, d := range ds {
+		t, ok := p.devices[d.Name]
+		if !ok || !sameDevice(*t.dev, *d) {
+			changes = append(changes, change{d, ok})
+		}
+	}
+	p.mu.Unlock()
+	var ready []*meshmon.Device
+	var store []meshmon.Device
+	for _, c := range changes {
+		d, ok := p.checked(c.d)
+		if !ok {
+			continue
+		}
+		if c.known || !cached {
+			store = append(store, *d)
+		}
+		ready = append(ready, d)
+	}
+	if err := p.store.PutDevices(store); err != nil {
+		p.log.Warn("cache devices", "devices", len(store), "err", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now()
+	es := make([]entry, 0, len(ready))
+	for _, d := range ready {
+		es = append(es, p.installLocked(d, now, spread, moved[d.Name]))
+	}
+	p.sched.addAll(es)
+}
+
 // upsert adds or changes a device. A device that changed is polled at
 // once; with spread, its first poll waits for its offset in the interval,
 // so a poller starting with thousands of devices does not poll them all at
 // the same instant. A device movedIn from another member of the group
-// reads its neighbours later (see below). A device that breaks the
-// inventory's rules is skipped with a warning (it can only come from a
+// reads its neighbours later (see installLocked). A device that breaks
+// the inventory's rules is skipped with a warning (it can only come from a
 // writer that bypassed validation).
 func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
-	if snmp := p.snmpSet.intern(d.SNMP); d.Revision != 0 || snmp != d.SNMP {
-		c := *d
-		c.Revision, c.SNMP = 0, snmp
-		d = &c
-	}
-	if err := d.Validate(); err != nil {
-		p.log.Warn("ignoring an invalid device from the inventory", "device", d.Name, "err", err)
-		return
-	}
 	p.mu.Lock()
 	t, ok := p.devices[d.Name]
 	same := ok && sameDevice(*t.dev, *d)
 	p.mu.Unlock()
 	if same {
+		return
+	}
+	d, ok = p.checked(d)
+	if !ok {
 		return
 	}
 	// The fsynced write happens outside p.mu, so workers and the
@@ -339,7 +379,31 @@ func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t, ok = p.devices[d.Name]
+	e := p.installLocked(d, p.cfg.Now(), spread, movedIn)
+	p.sched.add(e.name, e.gen, e.at, e.slot)
+}
+
+// checked is d as the poller keeps it (its SNMP settings shared with the
+// other devices that have the same, no revision), and whether it is valid;
+// an invalid one is logged.
+func (p *Poller) checked(d *meshmon.Device) (*meshmon.Device, bool) {
+	if snmp := p.snmpSet.intern(d.SNMP); d.Revision != 0 || snmp != d.SNMP {
+		c := *d
+		c.Revision, c.SNMP = 0, snmp
+		d = &c
+	}
+	if err := d.Validate(); err != nil {
+		p.log.Warn("ignoring an invalid device from the inventory", "device", d.Name, "err", err)
+		return nil, false
+	}
+	return d, true
+}
+
+// installLocked makes d, checked, the device's target and returns its
+// first poll for the scheduler, at now (unless spread) in the slot of now.
+// p.mu is held.
+func (p *Poller) installLocked(d *meshmon.Device, now time.Time, spread, movedIn bool) entry {
+	t, ok := p.devices[d.Name]
 	p.nextGen++
 	nt := &target{dev: d, gen: p.nextGen}
 	if ok {
@@ -357,7 +421,6 @@ func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
 	}
 	p.devices[d.Name] = nt
 	p.byAddr[d.Address] = d.Name
-	now := p.cfg.Now()
 	if every := p.cfg.TopologyInterval; movedIn && every > 0 && nt.lldpAt.IsZero() {
 		// Taken over from another member, which read its neighbours
 		// within the interval: the first reading here comes at the
@@ -378,8 +441,7 @@ func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
 	}
 	// If the device is being polled right now the dispatcher skips this
 	// entry and the worker schedules the new target when it is done.
-	p.sched.add(d.Name, nt.gen, at, now)
-	p.log.Debug("device scheduled", "device", d.Name, "address", d.Address, "interval", d.Interval)
+	return entry{at: at, slot: now, name: d.Name, gen: nt.gen}
 }
 
 // remove stops polling a device and forgets its state. If a worker is
@@ -438,10 +500,14 @@ func (p *Poller) release(name string) {
 	}
 }
 
+// sameDevice reports whether a and b poll the same way: every setting
+// equal, whatever their revisions (TestSameDeviceSeesEveryField). It
+// runs for every kept device of every assignment, so it compares fields
+// rather than encodings.
 func sameDevice(a, b meshmon.Device) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	same := a.Name == b.Name && a.Address == b.Address && slices.Equal(a.Checks, b.Checks) &&
+		a.Interval == b.Interval && a.Timeout == b.Timeout && a.Retries == b.Retries && a.Parent == b.Parent
+	return same && (a.SNMP == b.SNMP || a.SNMP != nil && b.SNMP != nil && *a.SNMP == *b.SNMP)
 }
 
 // deviceNames returns the names of the scheduled devices.

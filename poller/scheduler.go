@@ -47,6 +47,28 @@ func (s *scheduler) add(name string, gen uint64, at, slotOf time.Time) {
 	}
 }
 
+// addAll schedules the polls es in one go: pushed one by one while they
+// are few against the heap, else appended and the heap made again.
+func (s *scheduler) addAll(es []entry) {
+	if len(es) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if len(es) < len(s.entries)/4 {
+		for _, e := range es {
+			heap.Push(&s.entries, e)
+		}
+	} else {
+		s.entries = append(s.entries, es...)
+		heap.Init(&s.entries)
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 // next returns the earliest entry without removing it.
 func (s *scheduler) next() (entry, bool) {
 	s.mu.Lock()
