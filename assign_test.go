@@ -1,8 +1,10 @@
 package meshmon
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -198,4 +200,132 @@ func TestNextAssignment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAssignAsByScan: Assign gives every device to the same member as the
+// release before it did, whose rebalancing scanned the most loaded
+// member's devices at every move (assignByScan, kept here as the
+// reference), on joins, leaves and new devices of mixed weights.
+func TestAssignAsByScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for run := range 300 {
+		devices := map[string]int{}
+		for i := range rng.IntN(400) {
+			devices[fmt.Sprintf("d%03d", i)] = 1 + rng.IntN(1+run%5)
+		}
+		var members []string
+		for i := range 1 + rng.IntN(5) {
+			members = append(members, fmt.Sprintf("p%d", i))
+		}
+		prev := map[string]string{}
+		for d := range devices {
+			if rng.IntN(4) > 0 {
+				prev[d] = fmt.Sprintf("p%d", rng.IntN(6)) // some left, some never were
+			}
+		}
+		got, want := Assign(devices, members, prev), assignByScan(devices, members, prev)
+		if !maps.Equal(got, want) {
+			t.Fatalf("run %d (%d devices, members %v): Assign and the scan differ on %d devices", run, len(devices), members, moved(want, got))
+		}
+	}
+}
+
+// BenchmarkAssignJoin: a third member joins a group of 30,000 devices, as
+// the leader computes it (NextAssignment).
+//
+//	go test -run '^$' -bench AssignJoin -benchmem .
+func BenchmarkAssignJoin(b *testing.B) {
+	devices := map[string]int{}
+	for i := range 30000 {
+		devices[fmt.Sprintf("dev%05d", i)] = 1 + i%3
+	}
+	now := time.Now()
+	prev, _ := NextAssignment(Assignment{}, "p2", []string{"p2", "p3"}, devices, now)
+	prev.Revision = 10
+	b.Run("assign", func(b *testing.B) {
+		for b.Loop() {
+			NextAssignment(prev, "p2", []string{"p1", "p2", "p3"}, devices, now)
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			assignByScan(devices, []string{"p1", "p2", "p3"}, prev.Owners)
+		}
+	})
+}
+
+// assignByScan is Assign as it was before its moves kept each member's
+// devices by weight: the reference of TestAssignAsByScan.
+func assignByScan(devices map[string]int, members []string, prev map[string]string) map[string]string {
+	out := make(map[string]string, len(devices))
+	if len(members) == 0 {
+		return out
+	}
+	load := make(map[string]int, len(members))
+	for _, m := range members {
+		load[m] = 0
+	}
+	names := make([]string, 0, len(devices))
+	for d := range devices {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	var loose []string
+	for _, d := range names {
+		if m, ok := prev[d]; ok {
+			if _, live := load[m]; live {
+				out[d] = m
+				load[m] += devices[d]
+				continue
+			}
+		}
+		loose = append(loose, d)
+	}
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	least := func() string {
+		return slices.MinFunc(sorted, func(a, b string) int { return cmp.Or(cmp.Compare(load[a], load[b]), cmp.Compare(a, b)) })
+	}
+	most := func() string {
+		return slices.MaxFunc(sorted, func(a, b string) int { return cmp.Or(cmp.Compare(load[a], load[b]), cmp.Compare(b, a)) })
+	}
+	// Heaviest first, each to the least loaded member.
+	slices.SortStableFunc(loose, func(a, b string) int { return cmp.Compare(devices[b], devices[a]) })
+	for _, d := range loose {
+		m := least()
+		out[d] = m
+		load[m] += devices[d]
+	}
+	// Move devices from the most to the least loaded member while that
+	// narrows their gap: a move of weight w narrows a gap g when w < g, and
+	// the sum of squared loads falls with every move, so this ends.
+	owned := make(map[string][]string, len(members))
+	for _, d := range names {
+		owned[out[d]] = append(owned[out[d]], d)
+	}
+	for range len(devices) + 1 {
+		hi, lo := most(), least()
+		gap := load[hi] - load[lo]
+		best, bestFit := -1, 0
+		for i, d := range owned[hi] {
+			w := devices[d]
+			if w >= gap {
+				continue
+			}
+			// The move that leaves the pair closest to even.
+			if fit := abs(gap - 2*w); best < 0 || fit < bestFit {
+				best, bestFit = i, fit
+			}
+		}
+		if best < 0 {
+			break
+		}
+		d := owned[hi][best]
+		owned[hi] = slices.Delete(owned[hi], best, best+1)
+		owned[lo] = append(owned[lo], d)
+		out[d] = lo
+		load[hi] -= devices[d]
+		load[lo] += devices[d]
+	}
+	return out
 }
