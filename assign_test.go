@@ -230,28 +230,33 @@ func TestAssignAsByScan(t *testing.T) {
 	}
 }
 
-// BenchmarkAssignJoin: a third member joins a group of 30,000 devices, as
-// the leader computes it (NextAssignment).
+// BenchmarkAssignJoin: a third member joins a group of 30,000 and of
+// 100,000 devices, as the leader computes it (NextAssignment), and at
+// 30,000 the rebalancing of the release before (assignByScan).
 //
 //	go test -run '^$' -bench AssignJoin -benchmem .
 func BenchmarkAssignJoin(b *testing.B) {
-	devices := map[string]int{}
-	for i := range 30000 {
-		devices[fmt.Sprintf("dev%05d", i)] = 1 + i%3
+	for _, n := range []int{30000, 100000} {
+		devices := map[string]int{}
+		for i := range n {
+			devices[fmt.Sprintf("dev%06d", i)] = 1 + i%3
+		}
+		now := time.Now()
+		prev, _ := NextAssignment(Assignment{}, "p2", []string{"p2", "p3"}, devices, now)
+		prev.Revision = 10
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				NextAssignment(prev, "p2", []string{"p1", "p2", "p3"}, devices, now)
+			}
+		})
+		if n == 30000 {
+			b.Run(fmt.Sprintf("devices=%d/scan", n), func(b *testing.B) {
+				for b.Loop() {
+					assignByScan(devices, []string{"p1", "p2", "p3"}, prev.Owners)
+				}
+			})
+		}
 	}
-	now := time.Now()
-	prev, _ := NextAssignment(Assignment{}, "p2", []string{"p2", "p3"}, devices, now)
-	prev.Revision = 10
-	b.Run("assign", func(b *testing.B) {
-		for b.Loop() {
-			NextAssignment(prev, "p2", []string{"p1", "p2", "p3"}, devices, now)
-		}
-	})
-	b.Run("scan", func(b *testing.B) {
-		for b.Loop() {
-			assignByScan(devices, []string{"p1", "p2", "p3"}, prev.Owners)
-		}
-	})
 }
 
 // assignByScan is Assign as it was before its moves kept each member's
