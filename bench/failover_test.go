@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshmon/meshmon/internal/eventually"
 )
 
 // TestFailoverProcesses runs 'meshmon bench failover' with real processes
@@ -93,4 +101,87 @@ func TestFailoverTable(t *testing.T) {
 			t.Errorf("row %d: %q does not match %s", i+1, lines[i+1], want)
 		}
 	}
+}
+
+// TestFailoverInterrupted: 'meshmon bench failover' stopped with SIGTERM
+// (or Ctrl-C) stops the site peer, the simulator and the pollers it
+// started before it exits. It used to exit at once and leave them
+// running, holding their ports and the simulator's addresses.
+func TestFailoverInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a peer, a simulator and three pollers")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("finds the bench's processes in /proc, and the simulator's agents listen on 127.90.0.1 and up, which only Linux routes without setup")
+	}
+	bin := filepath.Join(t.TempDir(), "meshmon")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/meshmon").CombinedOutput(); err != nil {
+		t.Fatalf("build meshmon: %v\n%s", err, out)
+	}
+	// Every process the bench starts inherits its environment, mark
+	// included: what is left of the run is what still has the mark.
+	mark := fmt.Sprintf("MESHMON_TEST_RUN=%d-%d", os.Getpid(), time.Now().UnixNano())
+	left := func() []string {
+		var pids []string
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+			if err == nil && slices.Contains(strings.Split(string(env), "\x00"), mark) {
+				pids = append(pids, d.Name())
+			}
+		}
+		return pids
+	}
+	var out syncBuffer
+	cmd := exec.Command(bin, "bench", "failover", "--devices", "60", "--interval", "1s", "--kills", "3")
+	cmd.Env = append(os.Environ(), mark)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		for _, pid := range left() { // what the test failed to see stopped
+			if n, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
+	// The site's line comes once the peer, the simulator and the
+	// pollers run.
+	eventually.True(t, time.Minute, "the bench's site line", func() bool { return strings.Contains(out.String(), "site fb: ") })
+	if n := len(left()); n < 5 {
+		t.Fatalf("%d processes of the run before the signal, want the bench, a peer, a simulator and pollers", n)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the bench did not exit within a minute of SIGTERM:\n%s", out.String())
+	}
+	if pids := left(); len(pids) > 0 {
+		t.Errorf("processes of the bench still running after it exited: %v\n%s", pids, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

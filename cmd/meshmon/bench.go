@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -21,6 +24,15 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure meshmon on this machine; prints tables",
+		// An interrupted bench (Ctrl-C, SIGTERM) stops the processes it
+		// started before it exits, rather than leave them running; a
+		// second signal ends it at once.
+		Before: func(c *cli.Context) error {
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			context.AfterFunc(ctx, stop)
+			c.Context = ctx
+			return nil
+		},
 		Subcommands: []*cli.Command{
 			benchPublishCommand(),
 			benchPollCommand(),
