@@ -13,12 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/syncbuf"
 )
 
 // TestFailoverProcesses runs 'meshmon bench failover' with real processes
@@ -132,7 +132,7 @@ func TestFailoverInterrupted(t *testing.T) {
 		}
 		return pids
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd := exec.Command(bin, "bench", "failover", "--devices", "60", "--interval", "1s", "--kills", "3")
 	cmd.Env = append(os.Environ(), mark)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -166,22 +166,4 @@ func TestFailoverInterrupted(t *testing.T) {
 	if pids := left(); len(pids) > 0 {
 		t.Errorf("processes of the bench still running after it exited: %v\n%s", pids, out.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/syncbuf"
 )
 
 func testConfig(t *testing.T) Config {
@@ -284,7 +283,7 @@ func TestNKeyAuthAndLogger(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Auth = Auth{NKey: pub}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	p, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -305,22 +304,4 @@ func TestNKeyAuthAndLogger(t *testing.T) {
 	if s := logs.String(); !strings.Contains(s, "level=INFO") || !strings.Contains(s, "Server is ready") {
 		t.Fatalf("server log not in slog:\n%s", s)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
+	"github.com/meshmon/meshmon/internal/syncbuf"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -88,30 +88,12 @@ func freePort(t *testing.T, network string) int {
 	return port
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a child process with its output captured.
 type proc struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
-	out    lockedBuffer
+	out    syncbuf.Buffer
 	done   chan struct{}
 	err    error
 	killed bool
