@@ -19,7 +19,7 @@ type Config struct {
 	Tenant   string // the tenant whose devices this poller watches
 	Site     string // the site; events go to ev.<site>.>
 
-	Workers int // probes running at once
+	Workers int // probes running at once, at most (workers start as polls are due and end when idle)
 
 	TrapListen string // UDP address for SNMP traps ("0.0.0.0:162"); empty turns traps off
 	// TrapUsers are the SNMPv3 users whose traps and informs the listener

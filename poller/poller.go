@@ -106,6 +106,11 @@ type Poller struct {
 	ready chan struct{}
 	trap  *TrapListener
 
+	// The workers running (dispatch starts them, up to Config.Workers),
+	// and how long one waits for a poll before it ends.
+	workers    atomic.Int64
+	workerIdle time.Duration
+
 	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, trapsCommitted, late atomic.Uint64
 	lagMax, lastDropLog                                                                       atomic.Int64
 	connected                                                                                 atomic.Bool
@@ -172,6 +177,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		ready:   make(chan struct{}),
 
 		pollSeconds: newPollHistogram(),
+		workerIdle:  workerIdle,
 	}
 	return p, nil
 }
@@ -274,10 +280,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
-	goFn(func(ctx context.Context) { p.dispatch(ctx, jobs) })
-	for range p.cfg.Workers {
-		goFn(func(ctx context.Context) { p.work(ctx, jobs) })
-	}
+	goFn(func(ctx context.Context) {
+		p.dispatch(ctx, jobs, func(first job) { goFn(func(ctx context.Context) { p.work(ctx, jobs, first) }) })
+	})
 	goFn(p.drain)
 	goFn(p.handleTraps)
 	if p.inv != nil {

@@ -34,7 +34,7 @@ func pollerCommand() *cli.Command {
 				&cli.StringFlag{Name: "site", Destination: &def.Site, EnvVars: env("SITE"), Usage: "site whose devices to poll (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "tenant", Value: def.Tenant, Destination: &def.Tenant, EnvVars: env("TENANT"), Usage: "tenant the site belongs to (taken from a poller credential, --creds, when not given)"},
 				&cli.StringFlag{Name: "data-dir", Destination: &cfg.DataDir, EnvVars: env("DATA_DIR"), Usage: "where the poller keeps its spool and state (bbolt)"},
-				&cli.IntFlag{Name: "workers", Value: def.Workers, Destination: &def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once"},
+				&cli.IntFlag{Name: "workers", Value: def.Workers, Destination: &def.Workers, EnvVars: env("WORKERS"), Usage: "probes running at once, at most (workers start as polls come due and end after 10s idle)"},
 				&cli.StringFlag{Name: "trap-listen", Destination: &def.TrapListen, EnvVars: env("TRAP_LISTEN"), Usage: "UDP address for SNMP traps, e.g. 0.0.0.0:162 (off when empty)"},
 				&cli.IntFlag{Name: "trap-queue", Value: def.TrapQueue, Destination: &def.TrapQueue, EnvVars: env("TRAP_QUEUE"), Usage: fmt.Sprintf("received traps that may wait to be spooled; past it traps are dropped and counted (1 to %d)", poller.MaxTrapQueue)},
 				&cli.StringFlag{Name: "trap-users-file", EnvVars: env("TRAP_USERS_FILE"), Usage: "YAML file of the SNMPv3 users whose traps and informs are accepted (mode 0600; v3 is dropped without it)"},
