@@ -79,6 +79,8 @@ func TestAssignmentShards(t *testing.T) {
 // removes no shard that a newer assignment uses; a leader sweeps the
 // shards of an assignment that was never stored.
 func TestAssignmentStore(t *testing.T) {
+	defer func(n int) { shardDevices = n }(shardDevices)
+	shardDevices = 1024 // the counts below are of shards of 1,024 devices
 	_, nc, js := runJS(t)
 	ctx := testCtx(t)
 	kv, err := js.KeyValue(ctx, GroupBucket)
@@ -294,6 +296,8 @@ func BenchmarkAssignmentStore(b *testing.B) {
 // index only (a leader on a loaded machine ran out of time every attempt,
 // each writing every shard again); a member reads it whole.
 func TestAssignmentPublishResumes(t *testing.T) {
+	defer func(n int) { shardDevices = n }(shardDevices)
+	shardDevices = 1024 // the counts below are of shards of 1,024 devices
 	_, nc, js := runJS(t)
 	ctx := testCtx(t)
 	kv, err := js.KeyValue(ctx, GroupBucket)
@@ -341,6 +345,8 @@ func splitIndexSize(t *testing.T, a meshmon.Assignment) (int, int) {
 // that sent them gave up (a slow peer) count for the next try, which sends
 // none of them again and writes the index only.
 func TestAssignmentPublishTakesLateWrites(t *testing.T) {
+	defer func(n int) { shardDevices = n }(shardDevices)
+	shardDevices = 1024 // the counts below are of shards of 1,024 devices
 	ts, nc, _ := runJS(t)
 	ctx := testCtx(t)
 	slow, err := wan.NewProxy(strings.TrimPrefix(ts.srv.ClientURL(), "nats://"))
