@@ -32,10 +32,7 @@ func TestFailoverProcesses(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the simulator's agents listen on 127.90.0.1 and up, which only Linux routes without setup")
 	}
-	bin := filepath.Join(t.TempDir(), "meshmon")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/meshmon").CombinedOutput(); err != nil {
-		t.Fatalf("build meshmon: %v\n%s", err, out)
-	}
+	bin := buildMeshmon(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -114,10 +111,7 @@ func TestFailoverInterrupted(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("finds the bench's processes in /proc, and the simulator's agents listen on 127.90.0.1 and up, which only Linux routes without setup")
 	}
-	bin := filepath.Join(t.TempDir(), "meshmon")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/meshmon").CombinedOutput(); err != nil {
-		t.Fatalf("build meshmon: %v\n%s", err, out)
-	}
+	bin := buildMeshmon(t)
 	// Every process the bench starts inherits its environment, mark
 	// included: what is left of the run is what still has the mark.
 	mark := fmt.Sprintf("MESHMON_TEST_RUN=%d-%d", os.Getpid(), time.Now().UnixNano())
@@ -166,4 +160,15 @@ func TestFailoverInterrupted(t *testing.T) {
 	if pids := left(); len(pids) > 0 {
 		t.Errorf("processes of the bench still running after it exited: %v\n%s", pids, out.String())
 	}
+}
+
+// buildMeshmon builds the meshmon command of this tree, for the benches
+// that start it as processes, and returns its path.
+func buildMeshmon(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "meshmon")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/meshmon").CombinedOutput(); err != nil {
+		t.Fatalf("build meshmon: %v\n%s", err, out)
+	}
+	return bin
 }
