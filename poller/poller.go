@@ -312,10 +312,13 @@ func (p *Poller) Run(ctx context.Context) error {
 // upsertAll upserts the devices ds as reconcile wants them: a device
 // already scheduled is cached when it changed, a new one only unless
 // cached (the caller stored them in one transaction); those in moved were
-// taken over from another member. It takes the lock twice for the lot
-// and caches in one transaction: device by device, scheduling a take-over
-// of 5,000 devices beside the 10,000 kept took 194-431 ms at 30,000
-// devices with the pollers busy (issue 23), while its first polls waited.
+// taken over from another member. The fsynced cache write happens
+// outside p.mu, so workers and the dispatcher never wait on the disk;
+// changes of one device come from one goroutine, in order. It takes the
+// lock twice for the lot and caches in one transaction: device by device,
+// scheduling a take-over of 5,000 devices beside the 10,000 kept took
+// 194-431 ms at 30,000 devices with the pollers busy (issue 23), while
+// its first polls waited.
 func (p *Poller) upsertAll(ds []*meshmon.Device, cached, spread bool, moved map[string]bool) {
 	type change struct {
 		d     *meshmon.Device
@@ -355,37 +358,20 @@ func (p *Poller) upsertAll(ds []*meshmon.Device, cached, spread bool, moved map[
 	p.sched.addAll(es)
 }
 
-// upsert adds or changes a device. A device that changed is polled at
-// once; with spread, its first poll waits for its offset in the interval,
-// so a poller starting with thousands of devices does not poll them all at
-// the same instant. A device movedIn from another member of the group
-// reads its neighbours later (see installLocked). A device that breaks
-// the inventory's rules is skipped with a warning (it can only come from a
+// upsert adds or changes a device (upsertAll of d alone; with cache, a
+// new device is cached too). A device that changed is polled at once;
+// with spread, its first poll waits for its offset in the interval, so a
+// poller starting with thousands of devices does not poll them all at the
+// same instant. A device movedIn from another member of the group reads
+// its neighbours later (see installLocked). A device that breaks the
+// inventory's rules is skipped with a warning (it can only come from a
 // writer that bypassed validation).
 func (p *Poller) upsert(d *meshmon.Device, cache, spread, movedIn bool) {
-	p.mu.Lock()
-	t, ok := p.devices[d.Name]
-	same := ok && sameDevice(*t.dev, *d)
-	p.mu.Unlock()
-	if same {
-		return
+	var moved map[string]bool
+	if movedIn {
+		moved = map[string]bool{d.Name: true}
 	}
-	d, ok = p.checked(d)
-	if !ok {
-		return
-	}
-	// The fsynced write happens outside p.mu, so workers and the
-	// dispatcher never wait on the disk. Changes of one device come from
-	// one goroutine, in order.
-	if cache {
-		if err := p.store.PutDevice(*d); err != nil {
-			p.log.Warn("cache device", "device", d.Name, "err", err)
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e := p.installLocked(d, p.cfg.Now(), spread, movedIn)
-	p.sched.add(e.name, e.gen, e.at, e.slot)
+	p.upsertAll([]*meshmon.Device{d}, !cache, spread, moved)
 }
 
 // checked is d as the poller keeps it (its SNMP settings shared with the
