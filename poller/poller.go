@@ -418,7 +418,7 @@ func (p *Poller) installLocked(d *meshmon.Device, now time.Time, spread, movedIn
 		// device's own offset in the interval, not with its first poll,
 		// since a failover polls a third of a site at once and each
 		// reading costs about a tenth of a second (issue 23).
-		nt.lldpAt = now.Add(-every + 2*offset(d.Name, every))
+		nt.lldpAt = now.Add(-every + offset(d.Name, every))
 	}
 	// Its first poll here only checks it (reachability and sysUpTime):
 	// reading the interface tables of a third of a site at once took

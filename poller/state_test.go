@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -159,12 +160,33 @@ func TestDampingPoint(t *testing.T) {
 	}
 }
 
+// TestOffsetsSpreadOverTheInterval: the devices' offsets fill the whole
+// interval evenly, so a poller's load is the same in every part of it (they
+// filled its first half, and a failover in that half polled at half speed).
+func TestOffsetsSpreadOverTheInterval(t *testing.T) {
+	const n, parts = 20000, 8
+	iv := time.Minute
+	var counts [parts]int
+	for i := range n {
+		off := offset(fmt.Sprintf("dev-%05d", i), iv)
+		if off < 0 || off >= iv {
+			t.Fatalf("offset %s outside [0, %s)", off, iv)
+		}
+		counts[off*parts/iv]++
+	}
+	for i, c := range counts {
+		if want := n / parts; c < want*9/10 || c > want*11/10 {
+			t.Errorf("eighth %d of the interval has %d devices, want %d ± 10%%: %v", i, c, want, counts)
+		}
+	}
+}
+
 func TestNextRun(t *testing.T) {
 	iv := 10 * time.Second
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	off := offset("dev", iv)
-	if off < 0 || off >= iv/2 {
-		t.Fatalf("offset %s outside [0, %s)", off, iv/2)
+	if off < 0 || off >= iv {
+		t.Fatalf("offset %s outside [0, %s)", off, iv)
 	}
 	slot, at := nextRun("dev", iv, t0, t0.Add(time.Second))
 	if !slot.Equal(t0.Add(iv)) || !at.Equal(slot.Add(off)) {
