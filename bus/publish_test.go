@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +67,46 @@ func BenchmarkPublishBatch(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkPublishSmallRuns compares, for the short runs a busy poller's
+// spool sends, an atomic batch (nats-server stages each in a store of its
+// own on disk) with the same run published message by message, pipelined
+// (MaxAtomic 1). It reports the throughput and the CPU this process (the
+// server with it) spent per message.
+func BenchmarkPublishSmallRuns(b *testing.B) {
+	for _, size := range []int{1, 2, 4, 8, 12, 16, 32, 64} {
+		for _, mode := range []string{"atomic", "pipelined"} {
+			b.Run(fmt.Sprintf("run=%d/%s", size, mode), func(b *testing.B) {
+				_, _, js := runJS(b)
+				p := NewPublisher(js)
+				if mode == "pipelined" {
+					p.MaxAtomic = 1
+				}
+				ctx := context.Background()
+				msgs := makeMsgs(nuid.Next(), b.N, 512)
+				b.ResetTimer()
+				start, cpu0 := time.Now(), processCPU()
+				for i := 0; i < len(msgs); i += size {
+					run := msgs[i:min(i+size, len(msgs))]
+					if n, err := p.PublishBatch(ctx, run); err != nil || n != len(run) {
+						b.Fatalf("publish: %d of %d: %v", n, len(run), err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+			})
+		}
+	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkPublishBatchResend measures the fallback path: every batch is
@@ -198,12 +239,12 @@ func storedIDs(t *testing.T, ctx context.Context, js jetstream.JetStream, stream
 }
 
 func TestPublishBatchOrderAndDedup(t *testing.T) {
-	for _, maxAtomic := range []int{1000, 7, 1} {
-		t.Run("max_atomic="+strconv.Itoa(maxAtomic), func(t *testing.T) {
+	for _, c := range []struct{ minAtomic, maxAtomic int }{{DefaultMinAtomic, 1000}, {2, 7}, {2, 1000}, {DefaultMinAtomic, 1}} {
+		t.Run(fmt.Sprintf("atomic=%d-%d", c.minAtomic, c.maxAtomic), func(t *testing.T) {
 			_, _, js := runJS(t)
 			ctx := testCtx(t)
 			p := NewPublisher(js)
-			p.MaxAtomic = maxAtomic
+			p.MinAtomic, p.MaxAtomic = c.minAtomic, c.maxAtomic
 			msgs := makeMsgs("m", 50, 32)
 			// Interleave a metric sample to split the runs.
 			msgs[20].Stream, msgs[20].Device, msgs[20].Kind = meshmon.StreamMetrics, "dev0", "icmp"
@@ -229,6 +270,41 @@ func TestPublishBatchOrderAndDedup(t *testing.T) {
 				t.Fatalf("metrics stored: %v", got)
 			}
 		})
+	}
+}
+
+// TestPublishBatchShortRunsOneByOne: a run shorter than MinAtomic goes
+// message by message, a longer one as an atomic batch (its messages carry
+// the batch headers on the wire).
+func TestPublishBatchShortRunsOneByOne(t *testing.T) {
+	_, nc, js := runJS(t)
+	ctx := testCtx(t)
+	sub, err := nc.SubscribeSync(meshmon.EventSubject("hq", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPublisher(js)
+	for _, n := range []int{DefaultMinAtomic - 1, DefaultMinAtomic} {
+		msgs := makeMsgs("s"+strconv.Itoa(n), n, 32)
+		if acked, err := p.PublishBatch(ctx, msgs); err != nil || acked != n {
+			t.Fatalf("run of %d: %d acked, %v", n, acked, err)
+		}
+		batched := 0
+		for range n {
+			m, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("run of %d: %v", n, err)
+			}
+			if m.Header.Get(hdrBatchID) != "" {
+				batched++
+			}
+		}
+		if want := map[bool]int{true: n, false: 0}[n >= DefaultMinAtomic]; batched != want {
+			t.Errorf("run of %d: %d messages sent in an atomic batch, want %d", n, batched, want)
+		}
 	}
 }
 
