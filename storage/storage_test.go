@@ -734,3 +734,52 @@ func TestInstanceIsKept(t *testing.T) {
 		t.Fatal("two files share an instance id")
 	}
 }
+
+// TestAckBesideCommits: acks written in the same group commits as
+// concurrent Commits delete exactly the entries up to their Seq, and the
+// spool's count and size stay those of what is left.
+func TestAckBesideCommits(t *testing.T) {
+	db := openT(t, filepath.Join(t.TempDir(), "poller.db"), Options{})
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if err := db.Commit([]meshmon.Message{msg(w*each + i)}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	// Ack what is spooled, a few entries at a time, while they write.
+	acked := uint64(0)
+	for range 300 {
+		es, err := db.PeekAfter(acked, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 0 {
+			continue
+		}
+		acked = es[len(es)-1].Seq
+		if err := db.Ack(acked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	left := peekAll(t, db)
+	var bytes int64
+	for _, e := range left {
+		if e.Seq <= acked {
+			t.Fatalf("entry %d left after an ack up to %d", e.Seq, acked)
+		}
+		bytes += int64(len(encodeMessage(e.Msg)))
+	}
+	if want := writers*each - int(acked); len(left) != want {
+		t.Fatalf("%d entries left, want %d (%d acked)", len(left), want, acked)
+	}
+	if n, size, err := db.SpoolStats(); err != nil || n != len(left) || size != bytes {
+		t.Fatalf("spool stats %d entries, %d bytes, %v; want %d, %d", n, size, err, len(left), bytes)
+	}
+}
