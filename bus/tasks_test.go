@@ -83,6 +83,18 @@ func code(err error) string {
 // stays silent; the errors name an unknown device, a device nobody owns
 // and a site nobody answers for; a task's timeout and its requester's
 // cancel stop it at the site.
+// waitServing waits until n task servers of site hq have subscribed:
+// one answering says nothing of the others, and a step that wants every
+// poller's answer (or that one did not run a task) fails under load
+// without it. Serve subscribes to whois last, and a connection's
+// subscriptions reach the server in order.
+func waitServing(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	eventually.True(t, 10*time.Second, fmt.Sprintf("%d pollers subscribed to the site's tasks", n), func() bool {
+		return ts.srv.GlobalAccount().Interest(meshmon.TaskSubject("hq", "ann", meshmon.TaskWhois)) == n
+	})
+}
+
 func TestTaskRouting(t *testing.T) {
 	ts, nc, _ := runJS(t)
 	ctx := testCtx(t)
@@ -97,6 +109,7 @@ func TestTaskRouting(t *testing.T) {
 		go func() { defer close(done); _ = srv.Serve(sctx, "hq", v.name, v) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
+	waitServing(t, ts, 2)
 	req := func(verb, device string, timeout time.Duration) meshmon.TaskRequest {
 		return meshmon.TaskRequest{ID: nuid.Next(), Verb: verb, Site: "hq", By: "ann", Device: device, OIDs: []string{"1.3"}, Timeout: meshmon.Duration(timeout)}
 	}
@@ -176,6 +189,7 @@ func TestTaskRequester(t *testing.T) {
 		r := meshmon.TaskRequest{ID: nuid.Next(), Verb: meshmon.TaskPing, Site: "hq", By: "ann", Address: "192.0.2.1", Timeout: meshmon.Duration(5 * time.Second)}
 		return RunTask(ctx, nc, r, TaskOptions{Reach: time.Second})
 	})
+	waitServing(t, ts, 2)
 
 	// raw sends body on subject and returns the final reply.
 	raw := func(subject, body string) meshmon.TaskReply {
@@ -269,7 +283,7 @@ func TestTaskRequester(t *testing.T) {
 	for len(answered) < 2 {
 		m, err := all.NextMsg(5 * time.Second)
 		if err != nil {
-			t.Fatalf("the replies to dotted-after: %v", err)
+			t.Fatalf("the replies to dotted-after: %v (answered by %v)", err, answered)
 		}
 		if strings.HasPrefix(m.Subject, "ctl.hq.reply.ops.") {
 			t.Fatalf("a reply on %s", m.Subject)
