@@ -769,17 +769,17 @@ func TestAckBesideCommits(t *testing.T) {
 	}
 	wg.Wait()
 	left := peekAll(t, db)
-	var bytes int64
+	var size int64
 	for _, e := range left {
 		if e.Seq <= acked {
 			t.Fatalf("entry %d left after an ack up to %d", e.Seq, acked)
 		}
-		bytes += int64(len(encodeMessage(e.Msg)))
+		size += int64(len(encodeMessage(e.Msg)))
 	}
 	if want := writers*each - int(acked); len(left) != want {
 		t.Fatalf("%d entries left, want %d (%d acked)", len(left), want, acked)
 	}
-	if n, size, err := db.SpoolStats(); err != nil || n != len(left) || size != bytes {
-		t.Fatalf("spool stats %d entries, %d bytes, %v; want %d, %d", n, size, err, len(left), bytes)
+	if n, got, err := db.SpoolStats(); err != nil || n != len(left) || got != size {
+		t.Fatalf("spool stats %d entries, %d bytes, %v; want %d, %d", n, got, err, len(left), size)
 	}
 }
