@@ -189,6 +189,16 @@ func (p *Poller) readState(t *target) polledState {
 // poll probes one device once, commits what it saw and returns its
 // samples (none when it was stopped or the device left meanwhile).
 func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.Sample {
+	o := p.probe(ctx, t, slot)
+	if o == nil {
+		return nil
+	}
+	return p.record(o)
+}
+
+// probe polls t's device once and returns what it saw, to be recorded;
+// nil when it was stopped or the device left meanwhile.
+func (p *Poller) probe(ctx context.Context, t *target, slot time.Time) *observation {
 	d := t.dev
 	o := &observation{p: p, t: t, slot: slot, prev: p.readState(t)}
 
@@ -252,6 +262,16 @@ func (p *Poller) poll(ctx context.Context, t *target, slot time.Time) []meshmon.
 	if gone {
 		return nil // the next target of this name polls afresh
 	}
+	return o
+}
+
+// record commits what a poll saw and applies it to its target; it
+// returns the poll's samples, none when the commit failed.
+func (p *Poller) record(o *observation) []meshmon.Sample {
+	if p.beforeRecord != nil {
+		p.beforeRecord(o)
+	}
+	t := o.t
 	if err := p.commit(o.msgs, o.states); err != nil {
 		return nil // state is left as it was, so the change is seen again on the next poll
 	}

@@ -110,6 +110,12 @@ type Poller struct {
 	// and how long one waits for a poll before it ends.
 	workers    atomic.Int64
 	workerIdle time.Duration
+	// The polls' records waiting for the spool's commit apart from their
+	// workers (run): a slot each in recording, at most recordsInFlight.
+	recording chan struct{}
+	recorders sync.WaitGroup
+	// beforeRecord, when set (tests), runs before each poll's record.
+	beforeRecord func(*observation)
 
 	polls, published, rejected, corrupt, dropped, trapsIn, trapsDropped, trapsCommitted, late atomic.Uint64
 	lagMax, lastDropLog                                                                       atomic.Int64
@@ -178,6 +184,7 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 
 		pollSeconds: newPollHistogram(),
 		workerIdle:  workerIdle,
+		recording:   make(chan struct{}, recordsInFlight(cfg.Workers)),
 	}
 	return p, nil
 }
@@ -297,6 +304,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	close(p.ready)
 	<-ctx.Done()
 	wg.Wait()
+	p.recorders.Wait()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
