@@ -108,3 +108,65 @@ func TestMovedInIsCheckedFirst(t *testing.T) {
 		t.Errorf("poll-now of a device just moved in: samples %v, want [if system]", got)
 	}
 }
+
+// TestTakeOverCachesTheDevices: the devices an assignment moves to this
+// poller are due at once, checked first, and cached (for a start without
+// the peer; reconcile writes the cache once they are due); the devices it
+// moves away leave the cache and the schedule.
+func TestTakeOverCachesTheDevices(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
+	p, err := New(cfg, nil, store, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	seen := map[string]bool{}
+	for _, name := range []string{"d1", "d2", "d3"} {
+		d := meshmon.Device{Name: name, Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		p.groupChange(meshmon.InventoryChange{Name: name, Device: d}, seen)
+		seen[name] = true
+	}
+	p.groupChange(meshmon.InventoryChange{Synced: true}, seen)
+	cachedNames := func() []string {
+		t.Helper()
+		ds, err := store.Devices()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, d := range ds {
+			names = append(names, d.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	ctx := context.Background()
+	p.assign(ctx, meshmon.Assignment{Revision: 1, Owners: map[string]string{"d1": "p1", "d2": "p2", "d3": "p2"}})
+	if got := cachedNames(); !slices.Equal(got, []string{"d1"}) {
+		t.Fatalf("cached after the first assignment: %v, want [d1]", got)
+	}
+	p.assign(ctx, meshmon.Assignment{Revision: 2, Owners: map[string]string{"d1": "p2", "d2": "p1", "d3": "p1"},
+		Prev: map[string]meshmon.Spell{"d1": {Poller: "p1"}, "d2": {Poller: "p2"}, "d3": {Poller: "p2"}}})
+	if got := cachedNames(); !slices.Equal(got, []string{"d2", "d3"}) {
+		t.Fatalf("cached after the take-over: %v, want [d2 d3]", got)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, name := range []string{"d2", "d3"} {
+		if tg := p.devices[name]; tg == nil || !tg.check {
+			t.Errorf("%s taken over: target %+v, want it scheduled with a check first", name, tg)
+		}
+	}
+	if _, ok := p.devices["d1"]; ok {
+		t.Error("d1 moved away is still polled")
+	}
+	if e, ok := p.sched.next(); !ok || e.at.After(time.Now()) {
+		t.Errorf("first entry due %v (%v); want the taken-over devices due now", e.at, ok)
+	}
+}
