@@ -58,13 +58,13 @@ type GroupConfig struct {
 
 // DefaultGroupConfig returns the default timings: a 1 s lease and a member
 // timeout of 2 s, with heartbeats every 100 ms, and a probe of a member
-// three heartbeats late. On a loaded 2-core machine a 500 ms member
+// two heartbeats late. On a loaded 2-core machine a 500 ms member
 // timeout moved devices from live members within minutes; 2 s moved none
 // in an hour (docs/operations.md). The probe moves a dead member's devices
 // sooner than that.
 func DefaultGroupConfig(name, instance, site string) GroupConfig {
 	return GroupConfig{Name: name, Instance: instance, Site: site, Lease: time.Second, MemberTimeout: 2 * time.Second,
-		Tick: 100 * time.Millisecond, Probe: 300 * time.Millisecond}
+		Tick: 100 * time.Millisecond, Probe: 200 * time.Millisecond}
 }
 
 // Validate checks every field and names the first that breaks a rule.
