@@ -45,6 +45,7 @@ func composeCmd(t *testing.T) []string {
 // commands, given the three central peers' published ports, to work still,
 // and the noc service to run on without a restart.
 func TestCompose(t *testing.T) {
+	t.Parallel() // see parallelTests
 	compose := composeCmd(t)
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "true" {

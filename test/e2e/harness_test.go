@@ -35,6 +35,16 @@ import (
 
 var meshmonBin string
 
+// parallelTests: TestMeshFaults runs beside TestCompose and the two site
+// cluster tests, after every other test (t.Parallel; go test -parallel
+// sets how many at once, GOMAXPROCS by default). Most of its 3 to 4
+// minutes are waits on its faults (a 2-minute WAN cut, a lost peer's
+// removal), and the other three, about 3 minutes one after the other,
+// wait on Compose and on their own cuts; one after the other the suite
+// took 15 minutes of the CI run's 25. Their faults cannot meet: each
+// cuts its own ports (iptables -w waits for another's change to the
+// rules, Docker's included), and freeport reserves a port across them.
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "meshmon-e2e-")
 	if err != nil {

@@ -538,7 +538,7 @@ func (m *mesh) cutWAN(t *testing.T) (restore func()) {
 			[]string{"OUTPUT", "-p", "tcp", "-s", "127.0.0.1", "--sport", p, "-j", "REJECT", "--reject-with", "tcp-reset"})
 	}
 	for _, r := range rules {
-		if out, err := exec.Command(ipt, append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(ipt, append([]string{"-w", "-I"}, r...)...).CombinedOutput(); err != nil {
 			t.Fatalf("iptables -I %v: %v\n%s", r, err, out)
 		}
 	}
@@ -546,7 +546,7 @@ func (m *mesh) cutWAN(t *testing.T) (restore func()) {
 	restore = func() {
 		once.Do(func() {
 			for _, r := range rules {
-				if out, err := exec.Command(ipt, append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+				if out, err := exec.Command(ipt, append([]string{"-w", "-D"}, r...)...).CombinedOutput(); err != nil {
 					t.Errorf("iptables -D %v: %v\n%s", r, err, out)
 				}
 			}
@@ -585,6 +585,7 @@ func meshCutFor() time.Duration {
 // TestMeshFaults runs the faults one after the other under a steady trap
 // load and checks central's events against the site's after each.
 func TestMeshFaults(t *testing.T) {
+	t.Parallel() // see parallelTests
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("TestMeshFaults needs root (iptables cuts the WAN link), and CI=true requires it to run")

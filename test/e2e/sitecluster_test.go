@@ -38,11 +38,17 @@ import (
 // tells lost from late: central must hold the 300 within a minute; if not,
 // it logs central's source and the site's consumer, waits two more minutes
 // and says which.
-func TestSiteCluster(t *testing.T) { testSiteCluster(t, false) }
+func TestSiteCluster(t *testing.T) {
+	t.Parallel() // see parallelTests
+	testSiteCluster(t, false)
+}
 
 // TestSiteClusterOperator is TestSiteCluster in operator mode: central
 // trusts an operator, and the site cluster serves one tenant.
-func TestSiteClusterOperator(t *testing.T) { testSiteCluster(t, true) }
+func TestSiteClusterOperator(t *testing.T) {
+	t.Parallel() // see parallelTests
+	testSiteCluster(t, true)
+}
 
 func testSiteCluster(t *testing.T, operator bool) {
 	dir := t.TempDir()
@@ -386,7 +392,7 @@ func dropLink(t *testing.T, addr string) (restore func()) {
 		{"OUTPUT", "-p", "tcp", "-s", "127.0.0.1", "--sport", port, "-j", "DROP"},
 	}
 	for _, r := range rules {
-		if out, err := exec.Command(ipt, append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(ipt, append([]string{"-w", "-I"}, r...)...).CombinedOutput(); err != nil {
 			t.Fatalf("iptables -I %v: %v\n%s", r, err, out)
 		}
 	}
@@ -394,7 +400,7 @@ func dropLink(t *testing.T, addr string) (restore func()) {
 	restore = func() {
 		once.Do(func() {
 			for _, r := range rules {
-				if out, err := exec.Command(ipt, append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+				if out, err := exec.Command(ipt, append([]string{"-w", "-D"}, r...)...).CombinedOutput(); err != nil {
 					t.Errorf("iptables -D %v: %v\n%s", r, err, out)
 				}
 			}
