@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -168,5 +169,56 @@ func TestTakeOverCachesTheDevices(t *testing.T) {
 	}
 	if e, ok := p.sched.next(); !ok || e.at.After(time.Now()) {
 		t.Errorf("first entry due %v (%v); want the taken-over devices due now", e.at, ok)
+	}
+}
+
+// TestTakeOverChecksTheUnpolledFirst takes over devices half way through
+// their slot: those whose offset has not come yet (the member that left
+// had not polled them in this slot) are checked first, those it would
+// have polled already after them, so that the checks' samples that
+// duplicate its samples come last in the spool (polledInSlot).
+func TestTakeOverChecksTheUnpolledFirst(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
+	now := time.Date(2026, 12, 5, 12, 0, 30, 0, time.UTC) // half way through the minute
+	cfg.Now = func() time.Time { return now }
+	p, err := New(cfg, nil, store, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	seen := map[string]bool{}
+	owners, moved, prev := map[string]string{}, map[string]string{}, map[string]meshmon.Spell{}
+	polled := map[string]bool{}
+	for i := range 40 {
+		name := fmt.Sprintf("d%d", i)
+		d := meshmon.Device{Name: name, Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
+		p.groupChange(meshmon.InventoryChange{Name: name, Device: d}, seen)
+		seen[name] = true
+		owners[name], moved[name], prev[name] = "p2", "p1", meshmon.Spell{Poller: "p2"}
+		polled[name] = offset(name, time.Minute) < 30*time.Second
+	}
+	p.groupChange(meshmon.InventoryChange{Synced: true}, seen)
+	ctx := context.Background()
+	p.assign(ctx, meshmon.Assignment{Revision: 1, Owners: owners})
+	p.assign(ctx, meshmon.Assignment{Revision: 2, Owners: moved, Prev: prev})
+	var order []string
+	for range len(owners) {
+		e := p.sched.pop()
+		order = append(order, e.name)
+	}
+	first := slices.IndexFunc(order, func(n string) bool { return polled[n] })
+	if first <= 0 || first == len(order) {
+		t.Fatalf("want devices of both kinds; order %v, polled in the slot %v", order, polled)
+	}
+	for _, n := range order[first:] {
+		if !polled[n] {
+			t.Errorf("%s, not polled in the slot yet, is checked after %s, which was: order %v", n, order[first], order)
+		}
 	}
 }
