@@ -115,18 +115,7 @@ func TestMovedInIsCheckedFirst(t *testing.T) {
 // the peer; reconcile writes the cache once they are due); the devices it
 // moves away leave the cache and the schedule.
 func TestTakeOverCachesTheDevices(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cfg := DefaultConfig()
-	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
-	p, err := New(cfg, nil, store, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.JoinGroup(stubGroup{})
+	p, store := groupMember(t, nil)
 	seen := map[string]bool{}
 	for _, name := range []string{"d1", "d2", "d3"} {
 		d := meshmon.Device{Name: name, Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(time.Minute)}
@@ -178,20 +167,8 @@ func TestTakeOverCachesTheDevices(t *testing.T) {
 // have polled already after them, so that the checks' samples that
 // duplicate its samples come last in the spool (polledInSlot).
 func TestTakeOverChecksTheUnpolledFirst(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cfg := DefaultConfig()
-	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
 	now := time.Date(2026, 12, 5, 12, 0, 30, 0, time.UTC) // half way through the minute
-	cfg.Now = func() time.Time { return now }
-	p, err := New(cfg, nil, store, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.JoinGroup(stubGroup{})
+	p, _ := groupMember(t, func() time.Time { return now })
 	seen := map[string]bool{}
 	owners, moved, prev := map[string]string{}, map[string]string{}, map[string]meshmon.Spell{}
 	polled := map[string]bool{}
@@ -221,4 +198,26 @@ func TestTakeOverChecksTheUnpolledFirst(t *testing.T) {
 			t.Errorf("%s, not polled in the slot yet, is checked after %s, which was: order %v", n, order[first], order)
 		}
 	}
+}
+
+// groupMember returns poller p1 of site lab in a group (stubGroup), on a
+// spool of its own, with the clock now (nil: the real one), not running.
+func groupMember(t *testing.T, now func() time.Time) (*Poller, *storage.DB) {
+	t.Helper()
+	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
+	if now != nil {
+		cfg.Now = now
+	}
+	p, err := New(cfg, nil, store, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.JoinGroup(stubGroup{})
+	return p, store
 }
