@@ -48,6 +48,17 @@ import (
 // atomic publish disabled, ...) it publishes that run again message by
 // message, pipelined, which stores what is new, acks what is duplicate and
 // pins down the index of a message that is refused for good.
+//
+// Duplicates come in spells: a poller group's take-over checks the devices
+// the member that left had already polled in this slot last, and each of
+// their samples has the id of that member's (issue 23); a retry after a
+// lost ack sends a tail the stream holds. A refused batch is not cheap
+// either: the server stages the whole batch before it finds the duplicate
+// at the commit, and at 30,000 devices a refusal took 0.1 to 0.9 s. So
+// while the last run sent held a duplicate (refused for one, or acked as
+// one message by message), the next goes message by message at once,
+// where a duplicate costs the server no write; the first run without one
+// brings the atomic batches back.
 
 // Default publisher settings.
 const (
@@ -106,6 +117,8 @@ type Publisher struct {
 
 	// noAtomic is set once a stream said atomic publish is disabled.
 	noAtomic atomic.Bool
+	// dups is set while the last run published held a duplicate id.
+	dups atomic.Bool
 }
 
 // NewPublisher returns a Publisher on js. js's own bound on pending async
@@ -162,7 +175,24 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 			}
 		}
 		run := msgs[acked:end]
-		if len(run) >= max(p.MinAtomic, 2) && !p.noAtomic.Load() {
+		atomicRun := len(run) >= max(p.MinAtomic, 2) && !p.noAtomic.Load()
+		if atomicRun && p.dups.Load() {
+			// In a spell of duplicates: the run's head, one by one, tells
+			// whether it goes on.
+			head := max(p.MinAtomic, 2)
+			n, dups, err := p.publishPipelined(ctx, run[:head], acked)
+			acked += n
+			if err != nil {
+				return acked, err
+			}
+			if dups == 0 {
+				// Over: the rest is a run of its own, atomic if long
+				// enough.
+				p.dups.Store(false)
+				continue
+			}
+			run, atomicRun = run[head:], false
+		} else if atomicRun {
 			err := p.publishAtomic(ctx, run)
 			if err == nil {
 				acked = end
@@ -172,18 +202,26 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 			if !errors.As(err, &apiErr) {
 				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
 			}
-			if apiErr.ErrorCode == codeStorageFull {
+			switch apiErr.ErrorCode {
+			case codeStorageFull:
 				// Nothing of the batch is stored; one by one would be
 				// refused alike.
 				return acked, fmt.Errorf("publish messages %d to %d (%s): %w", acked, end-1, stream, err)
-			}
-			if apiErr.ErrorCode == codeAtomicDisabled {
+			case codeAtomicDisabled:
 				p.noAtomic.Store(true)
+			case codeAtomicDuplicate:
+				p.dups.Store(true)
 			}
 			// Fall through: the run again, one message at a time.
 		}
-		n, err := p.publishPipelined(ctx, run, acked)
+		n, dups, err := p.publishPipelined(ctx, run, acked)
 		acked += n
+		if dups > 0 {
+			p.dups.Store(true)
+		} else if n >= max(p.MinAtomic, 2) {
+			// As many as the head above without a duplicate: over.
+			p.dups.Store(false)
+		}
 		if err != nil {
 			return acked, err
 		}
@@ -330,9 +368,10 @@ func (p *Publisher) publishAtomic(ctx context.Context, run []meshmon.Message) er
 
 // publishPipelined publishes run message by message without waiting for
 // each ack (at most MaxInFlight outstanding), then waits for the acks in
-// order. It returns how many leading messages are stored; base is the
-// index of run[0] in the caller's batch, for errors.
-func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message, base int) (acked int, err error) {
+// order. It returns how many leading messages are stored, and how many of
+// those the stream held already; base is the index of run[0] in the
+// caller's batch, for errors.
+func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message, base int) (acked, dups int, err error) {
 	window := p.MaxInFlight
 	if window <= 0 {
 		window = DefaultMaxInFlight
@@ -343,12 +382,23 @@ func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message,
 	futs := make([]jetstream.PubAckFuture, 0, len(run))
 	// sendErr is why the message after the last future was not sent.
 	var sendErr error
+	// next waits for the ack of the oldest message awaiting one.
+	next := func() error {
+		dup, err := await(ctx, futs[acked], base+acked, run[acked])
+		if err != nil {
+			return err
+		}
+		if dup {
+			dups++
+		}
+		acked++
+		return nil
+	}
 	for i, m := range run {
 		if i-acked >= window {
-			if err := await(ctx, futs[acked], base+acked, run[acked]); err != nil {
-				return acked, err
+			if err := next(); err != nil {
+				return acked, dups, err
 			}
-			acked++
 		}
 		nm := &nats.Msg{Subject: m.Subject(), Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.ID}}}
 		f, err := p.js.PublishMsgAsync(nm)
@@ -363,26 +413,26 @@ func (p *Publisher) publishPipelined(ctx context.Context, run []meshmon.Message,
 		futs = append(futs, f)
 	}
 	for acked < len(futs) {
-		if err := await(ctx, futs[acked], base+acked, run[acked]); err != nil {
-			return acked, err
+		if err := next(); err != nil {
+			return acked, dups, err
 		}
-		acked++
 	}
-	return acked, sendErr
+	return acked, dups, sendErr
 }
 
-// await waits for the ack of message i.
-func await(ctx context.Context, f jetstream.PubAckFuture, i int, m meshmon.Message) error {
+// await waits for the ack of message i, and reports whether the stream
+// held it already.
+func await(ctx context.Context, f jetstream.PubAckFuture, i int, m meshmon.Message) (dup bool, err error) {
 	select {
-	case <-f.Ok():
-		return nil
+	case ack := <-f.Ok():
+		return ack.Duplicate, nil
 	case err := <-f.Err():
 		if permanent(err) {
-			return rejected(i, m, err)
+			return false, rejected(i, m, err)
 		}
-		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), err)
+		return false, fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), err)
 	case <-ctx.Done():
-		return fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), ctx.Err())
+		return false, fmt.Errorf("publish message %d (%s): %w", i, m.Subject(), ctx.Err())
 	}
 }
 

@@ -43,6 +43,9 @@ func makeMsgs(prefix string, n, size int) []meshmon.Message {
 //	BenchmarkPublishBatchResend         5-7k (every batch sent twice, the
 //	                                    second time all duplicates: the
 //	                                    pipelined fallback)
+//	BenchmarkPublishBatchSpell          31-45k, 23-34k before the spells
+//	                                    went one by one (-benchtime
+//	                                    51200x, 2026-12-05)
 //	BenchmarkRawAsync                   2.7-3.2k (js.PublishAsync, one fsync
 //	                                    per message)
 //	BenchmarkAtomicBatch/batch=100      15-17k
@@ -125,6 +128,42 @@ func BenchmarkPublishBatchResend(b *testing.B) {
 			if n, err := p.PublishBatch(ctx, batch); err != nil || n != len(batch) {
 				b.Fatalf("publish batch: %d of %d: %v", n, len(batch), err)
 			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkPublishBatchSpell models a poller group's take-over (issue
+// 23): spells of 10 batches of 256 in which 15 of every 16 messages are
+// already stored (the checks of devices the member that left had polled
+// in the slot, with the survivor's own new samples between them), each
+// followed by 10 batches of new messages. msgs/s counts every message
+// sent, duplicate or not.
+func BenchmarkPublishBatchSpell(b *testing.B) {
+	const batch, spell = 256, 10
+	_, _, js := runJS(b)
+	p := NewPublisher(js)
+	ctx := context.Background()
+	msgs := makeMsgs(nuid.Next(), b.N, 512)
+	// Store the spells' duplicates first, as the member that left did.
+	var stored []meshmon.Message
+	for i := range msgs {
+		if (i/batch)%(2*spell) < spell && i%16 != 15 {
+			stored = append(stored, msgs[i])
+		}
+	}
+	for i := 0; i < len(stored); i += 1000 {
+		chunk := stored[i:min(i+1000, len(stored))]
+		if n, err := p.PublishBatch(ctx, chunk); err != nil || n != len(chunk) {
+			b.Fatalf("store the duplicates: %d of %d: %v", n, len(chunk), err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < len(msgs); i += batch {
+		run := msgs[i:min(i+batch, len(msgs))]
+		if n, err := p.PublishBatch(ctx, run); err != nil || n != len(run) {
+			b.Fatalf("publish batch: %d of %d: %v", n, len(run), err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
@@ -305,6 +344,79 @@ func TestPublishBatchShortRunsOneByOne(t *testing.T) {
 		if want := map[bool]int{true: n, false: 0}[n >= DefaultMinAtomic]; batched != want {
 			t.Errorf("run of %d: %d messages sent in an atomic batch, want %d", n, batched, want)
 		}
+	}
+}
+
+// TestPublishBatchDuplicateSpell: after a run held a duplicate, the next
+// run's head goes message by message, without the atomic attempt that the
+// server would refuse whole; when the head holds a duplicate too, so does
+// the rest, and when it holds none the rest goes as an atomic batch again.
+// Every message is stored once, in order.
+func TestPublishBatchDuplicateSpell(t *testing.T) {
+	_, nc, js := runJS(t)
+	ctx := testCtx(t)
+	sub, err := nc.SubscribeSync(meshmon.EventSubject("hq", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPublisher(js)
+	head := DefaultMinAtomic
+	n := 2*head + 4
+	msgs := makeMsgs("d", 5*n, 32)
+	runA, runB, runC, runD, runE := msgs[:n], msgs[n:2*n], msgs[2*n:3*n], msgs[3*n:4*n], msgs[4*n:]
+	// B's last message is A's first again; the last of C's head and C's
+	// last are B's second and third.
+	withDup := func(run []meshmon.Message, dup meshmon.Message, at int) []meshmon.Message {
+		r := append([]meshmon.Message{}, run...)
+		r[at] = dup
+		return r
+	}
+	steps := []struct {
+		name string
+		run  []meshmon.Message
+		// sent on the wire: in an atomic batch, message by message
+		batched, single int
+	}{
+		{"new run", runA, n, 0},
+		{"a duplicate: refused once, then one by one", withDup(runB, runA[0], n-1), n, n},
+		{"duplicates in the head and the rest: one by one at once", withDup(withDup(runC, runB[1], head-1), runB[2], n-1), 0, n},
+		{"no duplicate, after a spell: the head one by one, the rest atomic", runD, n - head, head},
+		{"no duplicate: atomic again", runE, n, 0},
+	}
+	for _, s := range steps {
+		if acked, err := p.PublishBatch(ctx, s.run); err != nil || acked != len(s.run) {
+			t.Fatalf("%s: %d acked, %v", s.name, acked, err)
+		}
+		batched, single := 0, 0
+		for range s.batched + s.single {
+			m, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if m.Header.Get(hdrBatchID) != "" {
+				batched++
+			} else {
+				single++
+			}
+		}
+		if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
+			t.Fatalf("%s: one more message on the wire than expected: %s", s.name, m.Header.Get(jetstream.MsgIDHeader))
+		}
+		if batched != s.batched || single != s.single {
+			t.Errorf("%s: %d sent in an atomic batch and %d one by one, want %d and %d", s.name, batched, single, s.batched, s.single)
+		}
+	}
+	var want []string
+	for i, m := range msgs {
+		if i != 2*n-1 && i != 2*n+head-1 && i != 3*n-1 {
+			want = append(want, m.ID)
+		}
+	}
+	if got := storedIDs(t, ctx, js, EventsStream); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("stored:\n got %v\nwant %v", got, want)
 	}
 }
 
