@@ -17,7 +17,7 @@ var pollBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30
 func newPollHistogram() prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "meshmon_poller_poll_duration_seconds",
-		Help:    "How long one poll of one device (every check of it) took.",
+		Help:    "How long one poll of one device (every check of it) took, without the wait for the spool's commit.",
 		Buckets: pollBuckets,
 	})
 }

@@ -227,11 +227,14 @@ func (p *Poller) run(ctx context.Context, j job) {
 	p.noteLag(p.cfg.Now().Sub(j.due), j.t.dev.Interval.D())
 	began := time.Now()
 	o := p.probe(ctx, j.t, j.slot)
+	// The poll's duration is the probe's: the record's wait for the
+	// spool's commit is the disk's, not the device's.
+	took := time.Since(began)
 	done := func() {
 		if o != nil {
 			p.record(o)
 		}
-		p.pollSeconds.Observe(time.Since(began).Seconds())
+		p.pollSeconds.Observe(took.Seconds())
 		p.polls.Add(1)
 		p.finish(j)
 	}

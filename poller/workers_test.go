@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/storage"
@@ -132,10 +134,22 @@ func TestRecordsWaitApartFromTheWorkers(t *testing.T) {
 	if n, _, err := store.SpoolStats(); err != nil || n != 0 {
 		t.Errorf("spool holds %d entries (%v) while the records wait; want 0", n, err)
 	}
+	// The records wait for hold; the polls' durations are their probes'
+	// (milliseconds on loopback), not that wait.
+	const hold = 2 * time.Second
+	held := time.Now()
+	eventually.True(t, 30*time.Second, "the records held", func() bool { return time.Since(held) >= hold })
 	letGo()
 	eventually.True(t, 30*time.Second, "six polls recorded", func() bool { return p.polls.Load() == 6 })
 	if n, _, err := store.SpoolStats(); err != nil || n < 6 {
 		t.Errorf("spool holds %d entries (%v) after six polls; want at least 6", n, err)
+	}
+	var m dto.Metric
+	if err := p.pollSeconds.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 6 || sum >= hold.Seconds() {
+		t.Errorf("poll duration: %d observations summing to %.3f s; want 6 of their probes only, not the %v their records waited", n, sum, hold)
 	}
 	mu.Lock()
 	defer mu.Unlock()
