@@ -191,7 +191,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []meshmon.Message) (a
 				p.dups.Store(false)
 				continue
 			}
-			run, atomicRun = run[head:], false
+			run = run[head:]
 		} else if atomicRun {
 			err := p.publishAtomic(ctx, run)
 			if err == nil {
