@@ -312,12 +312,11 @@ func TestPublishBatchOrderAndDedup(t *testing.T) {
 	}
 }
 
-// TestPublishBatchShortRunsOneByOne: a run shorter than MinAtomic goes
-// message by message, a longer one as an atomic batch (its messages carry
-// the batch headers on the wire).
-func TestPublishBatchShortRunsOneByOne(t *testing.T) {
-	_, nc, js := runJS(t)
-	ctx := testCtx(t)
+// wire is a subscription to the events as PublishBatch sends them.
+type wire struct{ *nats.Subscription }
+
+func watchWire(t *testing.T, nc *nats.Conn) wire {
+	t.Helper()
 	sub, err := nc.SubscribeSync(meshmon.EventSubject("hq", "*", "*"))
 	if err != nil {
 		t.Fatal(err)
@@ -325,22 +324,41 @@ func TestPublishBatchShortRunsOneByOne(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	return wire{sub}
+}
+
+// count reads the next n messages sent and counts those sent in an
+// atomic batch and those sent one by one.
+func (w wire) count(t *testing.T, n int) (batched, single int) {
+	t.Helper()
+	for range n {
+		m, err := w.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d of %d on the wire: %v", batched+single+1, n, err)
+		}
+		if m.Header.Get(hdrBatchID) != "" {
+			batched++
+		} else {
+			single++
+		}
+	}
+	return batched, single
+}
+
+// TestPublishBatchShortRunsOneByOne: a run shorter than MinAtomic goes
+// message by message, a longer one as an atomic batch (its messages carry
+// the batch headers on the wire).
+func TestPublishBatchShortRunsOneByOne(t *testing.T) {
+	_, nc, js := runJS(t)
+	ctx := testCtx(t)
+	wire := watchWire(t, nc)
 	p := NewPublisher(js)
 	for _, n := range []int{DefaultMinAtomic - 1, DefaultMinAtomic} {
 		msgs := makeMsgs("s"+strconv.Itoa(n), n, 32)
 		if acked, err := p.PublishBatch(ctx, msgs); err != nil || acked != n {
 			t.Fatalf("run of %d: %d acked, %v", n, acked, err)
 		}
-		batched := 0
-		for range n {
-			m, err := sub.NextMsg(5 * time.Second)
-			if err != nil {
-				t.Fatalf("run of %d: %v", n, err)
-			}
-			if m.Header.Get(hdrBatchID) != "" {
-				batched++
-			}
-		}
+		batched, _ := wire.count(t, n)
 		if want := map[bool]int{true: n, false: 0}[n >= DefaultMinAtomic]; batched != want {
 			t.Errorf("run of %d: %d messages sent in an atomic batch, want %d", n, batched, want)
 		}
@@ -355,13 +373,7 @@ func TestPublishBatchShortRunsOneByOne(t *testing.T) {
 func TestPublishBatchDuplicateSpell(t *testing.T) {
 	_, nc, js := runJS(t)
 	ctx := testCtx(t)
-	sub, err := nc.SubscribeSync(meshmon.EventSubject("hq", "*", "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	wire := watchWire(t, nc)
 	p := NewPublisher(js)
 	head := DefaultMinAtomic
 	n := 2*head + 4
@@ -390,19 +402,8 @@ func TestPublishBatchDuplicateSpell(t *testing.T) {
 		if acked, err := p.PublishBatch(ctx, s.run); err != nil || acked != len(s.run) {
 			t.Fatalf("%s: %d acked, %v", s.name, acked, err)
 		}
-		batched, single := 0, 0
-		for range s.batched + s.single {
-			m, err := sub.NextMsg(5 * time.Second)
-			if err != nil {
-				t.Fatalf("%s: %v", s.name, err)
-			}
-			if m.Header.Get(hdrBatchID) != "" {
-				batched++
-			} else {
-				single++
-			}
-		}
-		if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
+		batched, single := wire.count(t, s.batched+s.single)
+		if m, err := wire.NextMsg(50 * time.Millisecond); err == nil {
 			t.Fatalf("%s: one more message on the wire than expected: %s", s.name, m.Header.Get(jetstream.MsgIDHeader))
 		}
 		if batched != s.batched || single != s.single {
