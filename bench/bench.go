@@ -27,6 +27,7 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/pollerlink"
 	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/internal/proccpu"
 	"github.com/meshmon/meshmon/poller"
 	"github.com/meshmon/meshmon/sim"
 	"github.com/meshmon/meshmon/storage"
@@ -243,12 +244,12 @@ func Poll(ctx context.Context, bc PollConfig) error {
 	if err != nil {
 		return err
 	}
-	s0, cpu0, t0 := po.Stats(), cpuTime(), time.Now()
+	s0, cpu0, t0 := po.Stats(), proccpu.Used(), time.Now()
 	if err := waitCtx(ctx, window); err != nil {
 		stopProfile()
 		return err
 	}
-	s1, cpu1, el := po.Stats(), cpuTime(), time.Since(t0)
+	s1, cpu1, el := po.Stats(), proccpu.Used(), time.Since(t0)
 	stopProfile()
 	if err := writeHeapProfile(bc.HeapProfile); err != nil {
 		return err

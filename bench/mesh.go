@@ -21,6 +21,7 @@ import (
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/internal/proccpu"
 	"github.com/meshmon/meshmon/peer"
 )
 
@@ -124,7 +125,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if err != nil {
 		return err
 	}
-	t0, cpu0 := time.Now(), cpuTime()
+	t0, cpu0 := time.Now(), proccpu.Used()
 	sw := watchSources(ctx, siteJS)
 	if err := publishAll(ctx, siteJS, 0, perSite, bc.Publishers); err != nil {
 		sw.stop()
@@ -141,7 +142,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	}
 	took := time.Since(t0)
 	res.IngestPerSec = float64(nSites*perSite) / took.Seconds()
-	res.IngestCores = (cpuTime() - cpu0).Seconds() / took.Seconds()
+	res.IngestCores = (proccpu.Used() - cpu0).Seconds() / took.Seconds()
 	fmt.Fprintf(out, "ingest: %d events from %d sites stored at the sites at %.0f events/s and at central at %.0f events/s; this process used %.2f cores\n",
 		nSites*perSite, nSites, res.SitesStoredPerSec, res.IngestPerSec, res.IngestCores)
 	fmt.Fprintf(out, "  ingest: %s\n", res.IngestSources)
@@ -429,9 +430,9 @@ func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh 
 	if err != nil {
 		return err
 	}
-	t0, cpu0 := time.Now(), cpuTime()
+	t0, cpu0 := time.Now(), proccpu.Used()
 	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
-	took, cpu := time.Since(t0), cpuTime()-cpu0
+	took, cpu := time.Since(t0), proccpu.Used()-cpu0
 	stopProfile()
 	if why != "" {
 		res.NatsBenchSkipped = why

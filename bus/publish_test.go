@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/proccpu"
 )
 
 func makeMsgs(prefix string, n, size int) []meshmon.Message {
@@ -89,7 +89,7 @@ func BenchmarkPublishSmallRuns(b *testing.B) {
 				ctx := context.Background()
 				msgs := makeMsgs(nuid.Next(), b.N, 512)
 				b.ResetTimer()
-				start, cpu0 := time.Now(), processCPU()
+				start, cpu0 := time.Now(), proccpu.Used()
 				for i := 0; i < len(msgs); i += size {
 					run := msgs[i:min(i+size, len(msgs))]
 					if n, err := p.PublishBatch(ctx, run); err != nil || n != len(run) {
@@ -97,19 +97,10 @@ func BenchmarkPublishSmallRuns(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+				b.ReportMetric(float64((proccpu.Used()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 			})
 		}
 	}
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkPublishBatchResend measures the fallback path: every batch is

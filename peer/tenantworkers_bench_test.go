@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/meshmon/meshmon/alarm"
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/proccpu"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
@@ -133,7 +133,7 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	streams, consumers := jsCount(p.Server(), "")
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := proccpu.Used(), time.Now()
 	if f := os.Getenv("MESHMON_BENCH_IDLE_PROFILE"); f != "" {
 		w, err := os.Create(f)
 		if err != nil {
@@ -147,7 +147,7 @@ func benchTenantWorkers(b *testing.B, n int, workers bool) {
 	}
 	idle := 10 * time.Second
 	<-time.After(idle) // the measured window, not synchronisation
-	cpu := float64(cpuTime()-cpu0) / float64(time.Since(t0))
+	cpu := float64(proccpu.Used()-cpu0) / float64(time.Since(t0))
 	b.ReportMetric(float64(streams), "streams")
 	b.ReportMetric(float64(consumers), "consumers")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
@@ -174,15 +174,6 @@ func jsCount(srv *server.Server, name string) (streams, consumers int) {
 		}
 	}
 	return streams, consumers
-}
-
-// cpuTime is the user and system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // firstEvent stores one event in the EVENTS stream of account, over an

@@ -1,14 +1,15 @@
 //go:build unix
 
-package bench
+package proccpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the user plus system CPU time this process has used.
-func cpuTime() time.Duration {
+// Used is the user plus system CPU time this process has used, or 0 when
+// the kernel does not say.
+func Used() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
