@@ -53,11 +53,7 @@ func TestMovedInReadsNeighborsLater(t *testing.T) {
 // full at once.
 func TestMovedInIsCheckedFirst(t *testing.T) {
 	s := startSim(t, 2, "c", "127.92.0.1")
-	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := testSpool(t)
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Tenant, cfg.Site = "p2", "acme", "lab"
 	p, err := New(cfg, nil, store, nil, nil, nil)
@@ -200,15 +196,23 @@ func TestTakeOverChecksTheUnpolledFirst(t *testing.T) {
 	}
 }
 
-// groupMember returns poller p1 of site lab in a group (stubGroup), on a
-// spool of its own, with the clock now (nil: the real one), not running.
-func groupMember(t *testing.T, now func() time.Time) (*Poller, *storage.DB) {
+// testSpool opens a spool in the test's temporary directory, closed when
+// the test ends.
+func testSpool(t *testing.T) *storage.DB {
 	t.Helper()
 	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// groupMember returns poller p1 of site lab in a group (stubGroup), on a
+// spool of its own, with the clock now (nil: the real one), not running.
+func groupMember(t *testing.T, now func() time.Time) (*Poller, *storage.DB) {
+	t.Helper()
+	store := testSpool(t)
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Tenant, cfg.Site = "p1", "acme", "lab"
 	if now != nil {

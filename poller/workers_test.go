@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
-	"github.com/meshmon/meshmon/storage"
 )
 
 // TestWorkersComeAndGo: the workers start as polls come due, never more
@@ -27,11 +25,7 @@ func TestWorkersComeAndGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { silent.Close() })
-	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := testSpool(t)
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Site, cfg.Workers = "p1", "lab", 4
 	p, err := New(cfg, nil, store, nil, nil, nil)
@@ -80,11 +74,7 @@ func TestWorkersComeAndGo(t *testing.T) {
 // the records go on, and then all six do.
 func TestRecordsWaitApartFromTheWorkers(t *testing.T) {
 	s := startSim(t, 6, "r", "127.93.10.1")
-	store, err := storage.Open(filepath.Join(t.TempDir(), "spool.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := testSpool(t)
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Tenant, cfg.Site, cfg.Workers = "p1", "acme", "lab", 1
 	p, err := New(cfg, nil, store, nil, nil, nil)
