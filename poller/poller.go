@@ -376,7 +376,8 @@ func (p *Poller) upsertAll(ds []*meshmon.Device, cached, spread bool, moved map[
 // refused: at 30,000 devices the survivors' drains sent 256 messages in
 // 0.2 to 0.7 s while their spools grew to thousands (issue 23). Checked
 // after the others, they come last in the spool, and the others' new
-// samples go in whole batches.
+// samples go in whole batches (the publisher then sends that spell of
+// duplicates message by message, bus.Publisher.PublishBatch).
 func polledInSlot(name string, interval time.Duration, now time.Time) bool {
 	return interval > 0 && now.Sub(now.Truncate(interval)) > offset(name, interval)
 }
