@@ -48,6 +48,17 @@ func ReadNeighbors(ctx context.Context, d meshmon.Device) (meshmon.NeighborTable
 	defer c.Conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Conn.Close() })
 	defer stop()
+	nt, err := walkNeighbors(c)
+	if err != nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return nt, err
+}
+
+// walkNeighbors reads the neighbour table with c, a connected client: the
+// walks of ReadNeighbors, and of a poll that reads the neighbours in its
+// own session (SNMPProber.PollNeighbors).
+func walkNeighbors(c *gosnmp.GoSNMP) (meshmon.NeighborTable, error) {
 	var pdus []gosnmp.SnmpPDU
 	keep := func(v gosnmp.SnmpPDU) error { pdus = append(pdus, v); return nil }
 	for _, root := range []string{oidLLDPLocal, oidLLDPRemEntry, oidCDPCacheEnt, oidNbrIfName} {
@@ -58,9 +69,6 @@ func ReadNeighbors(ctx context.Context, d meshmon.Device) (meshmon.NeighborTable
 			err = c.BulkWalk(root, keep)
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
 			return meshmon.NeighborTable{}, fmt.Errorf("walk %s: %w", root, err)
 		}
 	}

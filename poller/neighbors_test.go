@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -87,7 +88,9 @@ func TestParseNeighbors(t *testing.T) {
 
 // TestReadNeighborsSimTopology reads every agent of a simulated ring and
 // tree over real SNMP (v1, v2c and v3) and maps the links: exactly the
-// simulator's.
+// simulator's. A poll that reads the neighbours in its own session
+// (PollNeighbors) reads the same table, twice in a row (the second with
+// the v3 engine the first found).
 func TestReadNeighborsSimTopology(t *testing.T) {
 	for _, topo := range []string{sim.TopologyRing, sim.TopologyTree} {
 		t.Run(topo, func(t *testing.T) {
@@ -116,6 +119,23 @@ func TestReadNeighborsSimTopology(t *testing.T) {
 				nt, err := ReadNeighbors(ctx, d)
 				if err != nil {
 					t.Fatalf("%s: %v", d.Name, err)
+				}
+				pr, err := NewSNMPProber(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
+					r := pr.PollNeighbors(ctx)
+					if !r.OK || r.NeighborsErr != nil || r.Neighbors == nil || len(r.Interfaces) == 0 {
+						t.Fatalf("%s: PollNeighbors: ok %v, %d interfaces, neighbours %v, %v, %v", d.Name, r.OK, len(r.Interfaces),
+							r.Neighbors != nil, r.NeighborsErr, r.Err)
+					}
+					if !reflect.DeepEqual(*r.Neighbors, nt) {
+						t.Fatalf("%s: PollNeighbors read %+v; ReadNeighbors %+v", d.Name, *r.Neighbors, nt)
+					}
+				}
+				if r := pr.Poll(ctx); !r.OK || r.Neighbors != nil {
+					t.Fatalf("%s: Poll: ok %v, neighbours %+v; want none read", d.Name, r.OK, r.Neighbors)
 				}
 				devs = append(devs, meshmon.DeviceNeighbors{Device: d.Name, Address: d.Address, Table: nt})
 			}

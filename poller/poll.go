@@ -239,6 +239,9 @@ func (p *Poller) probe(ctx context.Context, t *target, slot time.Time) *observat
 		switch {
 		case t.snmp != nil && t.check:
 			r = t.snmp.PollSystem(ctx)
+		case t.snmp != nil && p.neighborsDue(t) && p.takeNeighborSlot():
+			r = t.snmp.PollNeighbors(ctx)
+			<-p.neighborSlots
 		case t.snmp != nil:
 			r = t.snmp.Poll(ctx)
 		default:
@@ -250,9 +253,7 @@ func (p *Poller) probe(ctx context.Context, t *target, slot time.Time) *observat
 		o.reach(meshmon.CheckSNMP, r.OK, r.Reason)
 		if r.OK {
 			p.observeSNMP(o, r)
-			if !r.SystemOnly {
-				p.observeNeighbors(ctx, o)
-			}
+			p.observeNeighbors(o, r)
 		}
 	}
 
@@ -285,22 +286,44 @@ func (p *Poller) record(o *observation) []meshmon.Sample {
 	return o.samples
 }
 
-// observeNeighbors reads the device's LLDP and CDP neighbours when they are
-// due (see Config.TopologyInterval) and adds them as its lldp sample. A
-// failed reading is logged and tried again at the next poll.
-func (p *Poller) observeNeighbors(ctx context.Context, o *observation) {
-	t := o.t
+// neighborsDue reports whether t's LLDP and CDP neighbours are due to be
+// read (see Config.TopologyInterval): never yet, or not for the interval.
+func (p *Poller) neighborsDue(t *target) bool {
 	every := p.cfg.TopologyInterval
-	if every <= 0 || (!t.lldpAt.IsZero() && p.cfg.Now().Sub(t.lldpAt) < every) {
+	return every > 0 && (t.lldpAt.IsZero() || p.cfg.Now().Sub(t.lldpAt) >= every)
+}
+
+// takeNeighborSlot takes one of the slots of the neighbour readings that
+// may run at once (give it back to p.neighborSlots), or reports that all
+// are taken. A poll that finds none polls without the reading, which comes
+// at one of the device's next polls: a reading is several walks, about as
+// long as the poll itself, and each device's first poll reads them, so a
+// poller starting with 100,000 devices would otherwise read them all in
+// its first interval, beside the polls, and fall behind (issue 19).
+func (p *Poller) takeNeighborSlot() bool {
+	select {
+	case p.neighborSlots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// neighborReadings is how many neighbour readings a poller with workers
+// runs at once, at most: a quarter of its workers.
+func neighborReadings(workers int) int { return max(1, workers/4) }
+
+// observeNeighbors adds the neighbours the poll r read, if it read them,
+// as the device's lldp sample. A failed reading is logged and tried again
+// at the next poll.
+func (p *Poller) observeNeighbors(o *observation, r SNMPResult) {
+	if r.NeighborsErr != nil {
+		p.log.Warn("read neighbours", "device", o.t.dev.Name, "err", r.NeighborsErr)
+	}
+	if r.Neighbors == nil {
 		return
 	}
-	nt, err := ReadNeighbors(ctx, *t.dev)
-	if err != nil {
-		if ctx.Err() == nil {
-			p.log.Warn("read neighbours", "device", t.dev.Name, "err", err)
-		}
-		return
-	}
+	nt := r.Neighbors
 	o.lldpAt = p.cfg.Now()
 	labels := map[string]string{}
 	for k, v := range map[string]string{meshmon.LabelChassisID: nt.Local.ChassisID,

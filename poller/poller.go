@@ -114,6 +114,9 @@ type Poller struct {
 	// workers (run): a slot each in recording, at most recordsInFlight.
 	recording chan struct{}
 	recorders sync.WaitGroup
+	// The neighbour readings running: a slot each, at most
+	// neighborReadings (takeNeighborSlot).
+	neighborSlots chan struct{}
 	// beforeRecord, when set (tests), runs before each poll's record.
 	beforeRecord func(*observation)
 
@@ -185,6 +188,8 @@ func New(cfg Config, log *slog.Logger, store *storage.DB, pub Publisher, inv Inv
 		pollSeconds: newPollHistogram(),
 		workerIdle:  workerIdle,
 		recording:   make(chan struct{}, recordsInFlight(cfg.Workers)),
+
+		neighborSlots: make(chan struct{}, neighborReadings(cfg.Workers)),
 	}
 	return p, nil
 }

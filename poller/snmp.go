@@ -38,7 +38,13 @@ type SNMPResult struct {
 	// table (PollSystem), so Interfaces says nothing of the device's
 	// interfaces.
 	SystemOnly bool
-	Took       time.Duration
+	// Neighbors is the device's neighbour table, read in the poll's own
+	// session (PollNeighbors); nil when the poll did not read it, or when
+	// the reading failed (NeighborsErr says why: the poll itself is still
+	// good).
+	Neighbors    *meshmon.NeighborTable
+	NeighborsErr error
+	Took         time.Duration
 }
 
 // IfRow is one row of ifTable joined with ifXTable.
@@ -286,8 +292,26 @@ func (cp *clientPool) size() int {
 // rediscovers the engine and tries once more, so a reboot costs no failed
 // poll.
 func (p *SNMPProber) Poll(ctx context.Context) SNMPResult {
-	return p.pollTimed(ctx, true)
+	return p.pollTimed(ctx, pollFull)
 }
+
+// PollNeighbors is Poll, then the reading of the device's LLDP and CDP
+// neighbours (as ReadNeighbors) in the same session: its socket, and for
+// SNMPv3 the engine the poll found, with no client or discovery of its
+// own. A failed reading leaves the poll good (SNMPResult.NeighborsErr).
+func (p *SNMPProber) PollNeighbors(ctx context.Context) SNMPResult {
+	return p.pollTimed(ctx, pollNeighbors)
+}
+
+// What a poll reads: the system group only (pollSystem), with the
+// interface table (pollFull), and the neighbours too (pollNeighbors).
+type pollKind int
+
+const (
+	pollSystem pollKind = iota
+	pollFull
+	pollNeighbors
+)
 
 // PollSystem is Poll without the interface table: one GET of the system
 // group, which says whether the agent answers and whether it rebooted. A
@@ -295,26 +319,27 @@ func (p *SNMPProber) Poll(ctx context.Context) SNMPResult {
 // (issue 23: a failover checks a third of a site at once), and reads its
 // interfaces at the device's own slot in the interval.
 func (p *SNMPProber) PollSystem(ctx context.Context) SNMPResult {
-	return p.pollTimed(ctx, false)
+	return p.pollTimed(ctx, pollSystem)
 }
 
-func (p *SNMPProber) pollTimed(ctx context.Context, walk bool) SNMPResult {
+func (p *SNMPProber) pollTimed(ctx context.Context, kind pollKind) SNMPResult {
 	start := time.Now()
-	res := p.poll(ctx, walk)
+	res := p.poll(ctx, kind)
 	if !res.OK && ctx.Err() == nil &&
 		(errors.Is(res.Err, ErrSNMPNotInTimeWindow) || errors.Is(res.Err, ErrSNMPUnknownEngine)) {
 		// poll dropped the client, so this discovers the engine afresh.
-		res = p.poll(ctx, walk)
+		res = p.poll(ctx, kind)
 	}
-	res.SystemOnly = !walk
+	res.SystemOnly = kind == pollSystem
 	res.Took = time.Since(start)
 	return res
 }
 
-// poll does one attempt: the system group, then, with walk, the interface
-// table. On any failure it drops the client, so that the next attempt
-// starts with a fresh socket and, for v3, a fresh engine discovery.
-func (p *SNMPProber) poll(ctx context.Context, walk bool) (res SNMPResult) {
+// poll does one attempt: the system group, then (unless kind is
+// pollSystem) the interface table, then (pollNeighbors) the neighbours. On
+// any failure but the neighbours' it drops the client, so that the next
+// attempt starts with a fresh socket and, for v3, a fresh engine discovery.
+func (p *SNMPProber) poll(ctx context.Context, kind pollKind) (res SNMPResult) {
 	fail := func(err error) SNMPResult {
 		if rec, ok := p.connRecorder(); ok {
 			if rep := unauthenticatedReport(p.dev.SNMP.User, rec.last); rep != nil {
@@ -367,12 +392,19 @@ func (p *SNMPProber) poll(ctx context.Context, walk bool) (res SNMPResult) {
 	if err := p.getSystem(c, &res); err != nil {
 		return fail(fmt.Errorf("get system group: %w", err))
 	}
-	if walk {
+	if kind != pollSystem {
 		ifs, err := p.walkInterfaces(c)
 		if err != nil {
 			return fail(fmt.Errorf("walk interfaces: %w", err))
 		}
 		res.Interfaces = ifs
+	}
+	if kind == pollNeighbors && ctx.Err() == nil {
+		if nt, err := walkNeighbors(c); err != nil {
+			res.NeighborsErr = err
+		} else {
+			res.Neighbors = &nt
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)

@@ -106,6 +106,50 @@ func TestMovedInIsCheckedFirst(t *testing.T) {
 	}
 }
 
+// TestNeighborReadingsWaitForASlot: a poll reads the neighbours that are
+// due only when one of the poller's slots for them is free (a quarter of
+// its workers); without one it polls without them, and the next poll with
+// a slot reads them.
+func TestNeighborReadingsWaitForASlot(t *testing.T) {
+	s := startSim(t, 1, "n", "127.92.1.1")
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Tenant, cfg.Site, cfg.Workers = "p1", "acme", "lab", 4
+	p, err := New(cfg, nil, testSpool(t), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cap(p.neighborSlots); n != 1 {
+		t.Fatalf("%d slots for neighbour readings with 4 workers; want 1", n)
+	}
+	a := s.Agents()[0]
+	d := meshmon.Device{Name: a.Name(), Address: a.Addr().Addr().String(), Checks: []string{meshmon.CheckSNMP},
+		Interval: meshmon.Duration(time.Minute), Timeout: meshmon.Duration(time.Second),
+		SNMP: &meshmon.SNMP{Version: meshmon.SNMPv2c, Port: int(a.Addr().Port()), Community: "public"}}
+	p.upsert(&d, false, false, false)
+	checks := func() []string {
+		var out []string
+		for _, s := range p.poll(context.Background(), p.devices[d.Name], time.Now()) {
+			out = append(out, s.Check)
+		}
+		slices.Sort(out)
+		return out
+	}
+	p.neighborSlots <- struct{}{} // another poll's reading
+	if got := checks(); !slices.Equal(got, []string{"if", "system"}) {
+		t.Errorf("first poll, no slot free: samples %v, want [if system]", got)
+	}
+	<-p.neighborSlots
+	if got := checks(); !slices.Equal(got, []string{"if", "lldp", "system"}) {
+		t.Errorf("second poll, a slot free: samples %v, want [if lldp system]", got)
+	}
+	if n := len(p.neighborSlots); n != 0 {
+		t.Errorf("%d slots still taken after the poll", n)
+	}
+	if got := checks(); !slices.Equal(got, []string{"if", "system"}) {
+		t.Errorf("third poll, read within the interval: samples %v, want [if system]", got)
+	}
+}
+
 // TestTakeOverCachesTheDevices: the devices an assignment moves to this
 // poller are due at once, checked first, and cached (for a start without
 // the peer; reconcile writes the cache once they are due); the devices it

@@ -44,7 +44,7 @@ func pollerCommand() *cli.Command {
 				&cli.IntFlag{Name: "up-after", Value: def.Damping.UpAfter, Destination: &def.Damping.UpAfter, EnvVars: env("UP_AFTER"), Usage: "good polls in a row before an up event"},
 				&cli.IntFlag{Name: "flap-changes", Value: def.Damping.FlapChanges, Destination: &def.Damping.FlapChanges, EnvVars: env("FLAP_CHANGES"), Usage: "changes within --flap-window that make a check flapping (0 = off)"},
 				&cli.DurationFlag{Name: "flap-window", Value: def.Damping.FlapWindow, Destination: &def.Damping.FlapWindow, EnvVars: env("FLAP_WINDOW"), Usage: "window for flap detection"},
-				&cli.DurationFlag{Name: "topology-interval", Value: def.TopologyInterval, Destination: &def.TopologyInterval, EnvVars: env("TOPOLOGY_INTERVAL"), Usage: "how often each SNMP device's LLDP and CDP neighbours are read and published as its lldp sample (and at its first poll); 0 = off"},
+				&cli.DurationFlag{Name: "topology-interval", Value: def.TopologyInterval, Destination: &def.TopologyInterval, EnvVars: env("TOPOLOGY_INTERVAL"), Usage: "how often each SNMP device's LLDP and CDP neighbours are read and published as its lldp sample (and at its first poll, or a later one while a quarter of the workers read others); 0 = off"},
 				cliflags.SizeFlag("spool-max-bytes", 1<<30, env("SPOOL_MAX_BYTES"), "largest spool kept while the peer is away; 0 = the disk is the limit"),
 				&cli.IntFlag{Name: "batch", Value: def.BatchSize, Destination: &def.BatchSize, EnvVars: env("BATCH"), Usage: "messages per publish batch"},
 				&cli.DurationFlag{Name: "heartbeat", Value: def.HeartbeatEvery, Destination: &def.HeartbeatEvery, EnvVars: env("HEARTBEAT"), Usage: "how often the poller heartbeats to its group"},
