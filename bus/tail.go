@@ -25,6 +25,13 @@ type TailOptions struct {
 	// Since. With neither, only messages published from now on are
 	// delivered.
 	StartSeq uint64
+	// LastPerSubject replays the last message of each subject Subject
+	// matches, in stream order (with Live, then every new one); it wins
+	// over StartSeq and Since. When the replay has to make its consumer
+	// again part way, it delivers every message after the last one
+	// delivered, so a subject's message may come more than once: keep the
+	// last.
+	LastPerSubject bool
 	// Live keeps delivering new messages after the replay. Without it Tail
 	// returns once it has delivered every message on Subject that the
 	// stream's leader held at the start, or fails.
@@ -95,6 +102,7 @@ func findEnd(ctx context.Context, js jetstream.JetStream, stream string, opts Ta
 		seq, at = m.Sequence, m.Time
 	}
 	switch {
+	case opts.LastPerSubject:
 	case opts.StartSeq > 0 && opts.StartSeq > seq:
 		return end, nil
 	case opts.StartSeq == 0 && !opts.Since.IsZero() && at.Before(opts.Since):
@@ -156,6 +164,8 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, fn func
 		cfg.FilterSubjects = []string{opts.Subject}
 	}
 	switch {
+	case opts.LastPerSubject:
+		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
 	case opts.StartSeq > 0:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = opts.StartSeq
