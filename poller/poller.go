@@ -455,16 +455,16 @@ func (p *Poller) installLocked(d *meshmon.Device, now time.Time, spread, movedIn
 	// device's own offset in its next slot, as it would have at the
 	// member that left.
 	nt.check = movedIn && !spread
-	at := now
+	slot, at := now, now
 	switch {
 	case spread:
-		at = now.Add(offset(d.Name, d.Interval.D()))
+		slot, at = firstRun(d.Name, d.Interval.D(), now)
 	case nt.check && polledInSlot(d.Name, d.Interval.D(), now):
 		at = now.Add(time.Microsecond) // after the others: see polledInSlot
 	}
 	// If the device is being polled right now the dispatcher skips this
 	// entry and the worker schedules the new target when it is done.
-	return entry{at: at, slot: now, name: d.Name, gen: nt.gen}
+	return entry{at: at, slot: slot, name: d.Name, gen: nt.gen}
 }
 
 // remove stops polling a device and forgets its state. If a worker is

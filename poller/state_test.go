@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/meshmon/meshmon"
 )
 
 func TestDampingObserve(t *testing.T) {
@@ -177,6 +179,47 @@ func TestOffsetsSpreadOverTheInterval(t *testing.T) {
 	for i, c := range counts {
 		if want := n / parts; c < want*9/10 || c > want*11/10 {
 			t.Errorf("eighth %d of the interval has %d devices, want %d ± 10%%: %v", i, c, want, counts)
+		}
+	}
+}
+
+// TestFirstRunOncePerSlot: a poller that starts at any point of the
+// interval polls each device once in each slot from the start, at its
+// offset: its first poll and the next (nextRun) are one interval apart,
+// and the first comes within one interval of the start.
+func TestFirstRunOncePerSlot(t *testing.T) {
+	iv := time.Minute
+	grid := time.Date(2026, 12, 5, 17, 9, 0, 0, time.UTC)
+	for _, phase := range []time.Duration{0, time.Millisecond, 30 * time.Second, iv - 20*time.Millisecond} {
+		now := grid.Add(phase)
+		for i := range 1000 {
+			name := fmt.Sprintf("dev-%04d", i)
+			slot, at := firstRun(name, iv, now)
+			if at.Before(now) || !at.Before(now.Add(iv)) || !at.Equal(slot.Add(offset(name, iv))) || !slot.Equal(slot.Truncate(iv)) {
+				t.Fatalf("start at +%s: %s first polled at %s in slot %s; want its offset in a slot, within %s of the start", phase, name, at, slot, iv)
+			}
+			if next, nextAt := nextRun(name, iv, slot, at); !next.Equal(slot.Add(iv)) || nextAt.Sub(at) != iv {
+				t.Fatalf("start at +%s: %s polled at %s (slot %s), then at %s (slot %s); want one interval later, in the next slot",
+					phase, name, at, slot, nextAt, next)
+			}
+		}
+	}
+	// A poller's start schedules its devices so.
+	now := grid.Add(iv - 20*time.Millisecond)
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Site = "p1", "lab"
+	cfg.Now = func() time.Time { return now }
+	p, err := New(cfg, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		d := meshmon.Device{Name: fmt.Sprintf("dev-%04d", i), Address: "127.0.0.1", Checks: []string{meshmon.CheckICMP}, Interval: meshmon.Duration(iv)}
+		p.upsert(&d, false, true, false)
+	}
+	for _, e := range p.sched.entries {
+		if slot, at := firstRun(e.name, iv, now); !e.at.Equal(at) || !e.slot.Equal(slot) {
+			t.Errorf("%s scheduled at %s in slot %s; want %s in slot %s", e.name, e.at, e.slot, at, slot)
 		}
 	}
 }
