@@ -3,6 +3,8 @@ package storage
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/meshmon/meshmon"
 	bolt "go.etcd.io/bbolt"
@@ -46,10 +48,20 @@ func (db *DB) PutDevices(ds []meshmon.Device) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	// By name: bbolt inserts each key into its leaf's slice of keys, which
+	// within one transaction grows with every key; in any other order each
+	// insert moves the keys after it (100,000 devices: 4.86 to 4.90 s, against
+	// 0.24 to 0.25 s sorted, BenchmarkPutDevices), and a poller caches its
+	// first assignment in one call.
+	order := make([]int, len(ds))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ds[a].Name, ds[b].Name) })
 	err := db.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDevices)
-		for i, d := range ds {
-			if err := b.Put([]byte(d.Name), enc[i]); err != nil {
+		for _, i := range order {
+			if err := b.Put([]byte(ds[i].Name), enc[i]); err != nil {
 				return err
 			}
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/meshmon/meshmon/internal/eventually"
 )
 
-func openT(t *testing.T, path string, opt Options) *DB {
+func openT(t testing.TB, path string, opt Options) *DB {
 	t.Helper()
 	db, err := Open(path, opt)
 	if err != nil {
