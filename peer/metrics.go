@@ -115,7 +115,7 @@ func (m *peerMetrics) Collect(ch chan<- prometheus.Metric) {
 	if !srv.JetStreamEnabled() {
 		return
 	}
-	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true, Config: true})
+	info, err := jszAccounts(srv, server.JSzOptions{Streams: true, Consumer: true, Config: true})
 	if err != nil {
 		return
 	}

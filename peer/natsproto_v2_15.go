@@ -119,7 +119,7 @@ func observeSources(srv *server.Server, account string) ([]observedSource, error
 // EVENTS or METRICS with sources in other domains: in operator mode, the
 // tenants whose sources it watches.
 func sourcingAccounts(srv *server.Server) ([]string, error) {
-	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, StreamLeaderOnly: true})
+	info, err := jszAccounts(srv, server.JSzOptions{Streams: true, StreamLeaderOnly: true})
 	if err != nil {
 		return nil, err
 	}

@@ -132,7 +132,7 @@ func (p *Peer) tenantAccounts(srv *server.Server) map[string]string {
 	if !p.cfg.operatorMode() {
 		return map[string]string{"": ""}
 	}
-	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+	info, err := jszAccounts(srv, server.JSzOptions{Streams: true})
 	if err != nil {
 		return nil
 	}

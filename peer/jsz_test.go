@@ -1,0 +1,70 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// TestTenantAccountsPastJszDefault: the tenant workers find a tenant whose
+// account sorts after the 1,024th (Jsz's default page), on a server of
+// 1,100 JetStream accounts.
+func TestTenantAccountsPastJszDefault(t *testing.T) {
+	const n = 1100
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "listen: 127.0.0.1:-1\njetstream: {store_dir: %q}\naccounts: {\n", t.TempDir())
+	for i := range n {
+		fmt.Fprintf(&conf, "T%05d: {jetstream: enabled, users: [{user: T%05d, password: p}]}\n", i, i)
+	}
+	conf.WriteString("}\n")
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	last := fmt.Sprintf("T%05d", n-1)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(last, "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.EventsStream, Subjects: []string{"ev.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "ev.paris.r1.icmp", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true}); err != nil || len(info.AccountDetails) >= n {
+		t.Fatalf("Jsz's default page holds %d accounts (err %v): this test no longer tests the limit", len(info.AccountDetails), err)
+	}
+	p := &Peer{cfg: Config{Trust: "operator"}}
+	if got := p.tenantAccounts(srv); got[last] != last || len(got) != 1 {
+		t.Fatalf("tenant accounts %v, want only %s", got, last)
+	}
+}
