@@ -139,7 +139,7 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 			return err
 		}
 	}
-	ops, err := st.OpsAccount() // as the last create pushed it
+	ops, _, err := st.OpsAccount() // as the last create pushed it
 	if err != nil {
 		return err
 	}

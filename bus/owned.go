@@ -31,27 +31,14 @@ func consumerOwner(js jetstream.JetStream) string {
 	return u
 }
 
-// ownedNames are the names the consumers of the user js speaks for may
-// have: an ops user's, reading a tenant's stream through the ops
-// account's import of the tenant's JetStream API (tenancy.OpsAPIPrefix),
-// tenancy.OpsConsumerNames; a tenant user's, tenancy.ConsumerNames; none
-// when js speaks for no user.
+// ownedNames are the names the consumers of the tenant user js speaks for
+// may have (tenancy.ConsumerNames); none when js speaks for no user.
 func ownedNames(js jetstream.JetStream) []string {
 	owner := consumerOwner(js)
-	switch {
-	case owner == "":
+	if owner == "" {
 		return nil
-	case isOpsReplay(js):
-		return tenancy.OpsConsumerNames(owner)
 	}
 	return tenancy.ConsumerNames(owner)
-}
-
-// isOpsReplay reports whether js reaches a tenant's JetStream API through
-// the ops account's import of it.
-func isOpsReplay(js jetstream.JetStream) bool {
-	_, ok := tenancy.OpsTenant(apiPrefix(js) + ">")
-	return ok
 }
 
 // createOwned creates a consumer of stream with cfg under the first of

@@ -254,13 +254,11 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	// stored from then on reaches the page. Where each stream stands
 	// now: the events up to there were stored before the page went live
 	// (a replay sends them), the rest come live.
-	mark := cursor{}
+	var mark cursor
 	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	err = se.nc.FlushWithContext(fctx)
-	for _, fd := range feeds {
-		if err == nil {
-			mark[fd.tenant], err = lastSeq(fctx, fd.js)
-		}
+	if err == nil {
+		mark, err = s.marks(fctx, se, feeds)
 	}
 	cancel()
 	if err != nil {
@@ -323,8 +321,12 @@ func (s *Server) replay(ctx context.Context, se *session, fd feed, f eventFilter
 		return 0, err
 	}
 	defer se.release()
+	js, err := s.jetStream(fd)
+	if err != nil {
+		return 0, err
+	}
 	var last uint64
-	err := bus.Tail(ctx, fd.js, opts, func(m bus.TailMsg) error {
+	err = bus.Tail(ctx, js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
 		if r, ok := rowOf(fd.tenant, m.Seq, m.Data); ok && f.match(r) {
 			at[fd.tenant] = m.Seq

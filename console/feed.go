@@ -7,76 +7,101 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/tenancy"
 )
+
+// TenantEvents reads the tenants' EVENTS streams at central, for the ops
+// credential's events page: the ops account imports the tenants' live
+// events only, and reads none of their streams (its JWT would otherwise
+// grow with every tenant). A central peer provides it through its own
+// connection in each tenant's account (peer.Peer.TenantEvents); the
+// console reads EVENTS with it for a session of the ops credential only,
+// and nothing else.
+type TenantEvents interface {
+	// Tenants are the tenants whose EVENTS stream holds events, each
+	// with the stream's last sequence as this central peer holds it.
+	Tenants() (map[string]uint64, error)
+	// JetStream reaches the tenant's streams at central.
+	JetStream(tenant string) (jetstream.JetStream, error)
+}
 
 // feed is one EVENTS stream an events page reads: the tenant's own,
 // through the session's JetStream (a tenant's credential; tenant empty),
-// or a tenant's through the ops account's imports of its replay API
-// (tenancy.OpsAPIPrefix): what the ops credential may read of it is what
-// those imports carry, stream info, a message get and consumers of the
-// ops user's own names (tenancy.OpsConsumerNames), and nothing else.
+// or, for the ops credential, a tenant's through central's
+// (Config.Tenants; js nil until a replay reads it).
 type feed struct {
 	tenant string
 	js     jetstream.JetStream
 }
 
 // feeds are the streams the session's events page replays: its own, or
-// for the ops credential every tenant its account imports (only f's
-// tenant, when set). None for the ops credential at a central whose
-// accounts the console cannot read (AccountJWT unset).
+// for the ops credential every tenant's that holds events (only f's
+// tenant, when set). None for the ops credential at a central without
+// accounts (Tenants unset).
 func (s *Server) feeds(se *session, f eventFilter) ([]feed, error) {
 	if !se.who.Ops {
 		return []feed{{js: se.js}}, nil
 	}
-	tenants, err := s.opsTenants(se.who.Account)
-	if err != nil || tenants == nil {
-		return nil, err
+	if s.cfg.Tenants == nil {
+		return nil, nil
 	}
-	if f.Tenant != "" {
-		if !slices.Contains(tenants, f.Tenant) {
-			return nil, fmt.Errorf("tenant %s: %w with this credential", f.Tenant, errNotFound)
+	lasts, err := s.cfg.Tenants.Tenants()
+	if err != nil {
+		return nil, fmt.Errorf("the tenants' streams: %w", err)
+	}
+	tenants := make([]string, 0, len(lasts))
+	for t := range lasts {
+		if f.Tenant == "" || t == f.Tenant {
+			tenants = append(tenants, t)
 		}
-		tenants = []string{f.Tenant}
 	}
+	slices.Sort(tenants)
 	out := make([]feed, 0, len(tenants))
 	for _, t := range tenants {
-		js, err := jetstream.NewWithAPIPrefix(se.nc, tenancy.OpsAPIPrefix(t))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, feed{tenant: t, js: js})
+		out = append(out, feed{tenant: t})
 	}
 	return out, nil
 }
 
-// opsTenants are the tenants whose replay API the ops account imports,
-// sorted, as its account JWT (central's) lists them; nil when the
-// console cannot read accounts.
-func (s *Server) opsTenants(account string) ([]string, error) {
-	if s.cfg.AccountJWT == nil || account == "" {
-		return nil, nil
+// jetStream is the JetStream the feed's stream is read with.
+func (s *Server) jetStream(fd feed) (jetstream.JetStream, error) {
+	if fd.js != nil {
+		return fd.js, nil
 	}
-	tok, err := s.cfg.AccountJWT(account)
+	js, err := s.cfg.Tenants.JetStream(fd.tenant)
 	if err != nil {
-		return nil, fmt.Errorf("the ops account's JWT: %w", err)
+		return nil, fmt.Errorf("tenant %s's stream: %w", fd.tenant, err)
 	}
-	ac, err := jwt.DecodeAccountClaims(tok)
-	if err != nil {
-		return nil, fmt.Errorf("the ops account's JWT: %w", err)
-	}
-	out := []string{}
-	for _, im := range ac.Imports {
-		if t, ok := tenancy.OpsTenant(string(im.LocalSubject)); ok && im.Type == jwt.Service {
-			out = append(out, t)
+	return js, nil
+}
+
+// marks are where the feeds' streams stand (their last sequences), read
+// once the page's live subscription is in place.
+func (s *Server) marks(ctx context.Context, se *session, feeds []feed) (cursor, error) {
+	mark := cursor{}
+	if se.who.Ops {
+		if len(feeds) == 0 {
+			return mark, nil
 		}
+		lasts, err := s.cfg.Tenants.Tenants()
+		if err != nil {
+			return nil, fmt.Errorf("the tenants' streams: %w", err)
+		}
+		for _, fd := range feeds {
+			mark[fd.tenant] = lasts[fd.tenant]
+		}
+		return mark, nil
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	for _, fd := range feeds {
+		last, err := lastSeq(ctx, fd.js)
+		if err != nil {
+			return nil, err
+		}
+		mark[fd.tenant] = last
+	}
+	return mark, nil
 }
 
 // cursor is where an events page stands in each stream it reads: the

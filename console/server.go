@@ -46,12 +46,11 @@ type Config struct {
 	Insecure bool
 	// Dial connects to central as the user who logs in.
 	Dial Dialer
-	// AccountJWT returns the JWT of an account central knows (its
-	// resolver's), nil at a central without accounts: the console reads
-	// the ops account's to learn which tenants' events it imports, and
-	// so replays. What it may read stays what NATS lets the ops
-	// credential read.
-	AccountJWT func(account string) (string, error)
+	// Tenants reads the tenants' EVENTS streams for the ops credential's
+	// replays (its account imports their live events only); nil at a
+	// central without accounts, where the ops credential's events page
+	// is live only.
+	Tenants TenantEvents
 	// PasswordLogin offers a user and password on the login page: a
 	// central with its own users (--auth-user) rather than tenants'
 	// credentials.

@@ -42,7 +42,7 @@ func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
 		}
 		accounts = append(accounts, tn.Account)
 	}
-	ops, err := st.OpsAccount()
+	ops, _, err := st.OpsAccount()
 	if err != nil {
 		t.Fatal(err)
 	}

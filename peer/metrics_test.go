@@ -2,12 +2,12 @@ package peer
 
 import (
 	"fmt"
-	"github.com/meshmon/meshmon/internal/eventually"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/selfmetrics"
 )
 

@@ -55,6 +55,9 @@ type Peer struct {
 	signer     *centralSigner
 	signerErr  error
 
+	// workerConns are the tenant workers' connections, by tenant
+	// (TenantEvents reads over them).
+	workerConns sync.Map
 	// tenantLooks counts superviseTenants' looks for tenants to run
 	// workers for (tests wait on it).
 	tenantLooks atomic.Int64

@@ -132,22 +132,13 @@ func (p *Peer) tenantAccounts(srv *server.Server) map[string]string {
 	if !p.cfg.operatorMode() {
 		return map[string]string{"": ""}
 	}
-	info, err := jszAccounts(srv, server.JSzOptions{Streams: true})
+	accs, err := eventsAccounts(srv)
 	if err != nil {
 		return nil
 	}
 	out := map[string]string{}
-	for _, ad := range info.AccountDetails {
-		for _, sd := range ad.Streams {
-			if sd.Name == bus.EventsStream && sd.State.LastSeq > 0 {
-				name := ad.Name // the account's name tag: the tenant
-				if name == "" || name == ad.Id {
-					name = ad.Id
-				}
-				out[ad.Id] = name
-				break
-			}
-		}
+	for _, a := range accs {
+		out[a.id] = a.tenant
 	}
 	return out
 }
@@ -179,7 +170,9 @@ func (p *Peer) runTenant(ctx context.Context, srv *server.Server, account, tenan
 	for ctx.Err() == nil {
 		nc, err := p.dialTenant(srv, account)
 		if err == nil {
+			p.workerConns.Store(tenant, nc) // the console reads the tenant's events over it too
 			err = p.leadTenant(ctx, nc, tenant)
+			p.workerConns.CompareAndDelete(tenant, nc)
 			nc.Close()
 		}
 		if err != nil && ctx.Err() == nil {

@@ -1,6 +1,10 @@
 package tenancy
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -24,13 +28,16 @@ import (
 //   - their replies, a service import of tenants.<tenant>.ctl.<site>.reply.ops.>
 //     with ctl.<site>.reply.ops.> as its local subject.
 //
-// So the ops account's JWT grows by one import a tenant, not four (issue
-// 19: with four it passed NATS's 1 MB message size at about 1,100
-// tenants). That one is the replay of a tenant's EVENTS stream
-// (opsExportedAPI): a JetStream API request must come from the account
-// that imports the API.
+// So the ops account's JWT holds no import of a tenant and does not grow
+// with the tenants (issue 19: with four imports a tenant it passed NATS's
+// 1 MB message size at about 1,100 tenants, and with the one left, of each
+// tenant's JetStream API for replays, at about 4,800).
 //
-// Imports carry live traffic only; a replay reads the tenants' streams.
+// Imports carry live traffic only; a replay reads the tenants' streams,
+// which the ops account cannot: the console replays them for an ops
+// session through central's own connection in each tenant's account
+// (console.Config.Tenants), and `events tail --all-tenants` as a reader of
+// each tenant signed from the key store.
 // The raw ev.> is not imported: at central only a client publishes there
 // (a poller's credential used at central), and what it publishes is
 // stored nowhere.
@@ -66,6 +73,24 @@ func exportOps(ac *jwt.AccountClaims) {
 	}
 }
 
+// exportsOps reports whether ac has the ops account's exports (exportOps),
+// in any order.
+func exportsOps(ac *jwt.AccountClaims) bool {
+	want := &jwt.AccountClaims{}
+	exportOps(want)
+	key := func(e *jwt.Export) string { return e.Name + " " + string(e.Subject) + " " + e.Type.String() }
+	var have, wanted []string
+	for _, e := range ac.Exports {
+		have = append(have, key(e))
+	}
+	for _, e := range want.Exports {
+		wanted = append(wanted, key(e))
+	}
+	slices.Sort(have)
+	slices.Sort(wanted)
+	return slices.Equal(have, wanted)
+}
+
 // importOps are the tenant's imports of its slice of the ops account's
 // exports; opsKey is the ops account's public key.
 func importOps(tenant, opsKey string) jwt.Imports {
@@ -82,9 +107,9 @@ func importOps(tenant, opsKey string) jwt.Imports {
 
 // signTenant sets what every tenant's account JWT carries for the ops
 // account: its imports of the ops view and the ops realm's tasks
-// (importOps) in place of any earlier, and the export of its JetStream API
-// for the ops account's replays, in place of the exports of a tenant
-// signed before (its stored events, its raw ev.>, its tasks).
+// (importOps) in place of any earlier, and none of the exports of a tenant
+// signed before (its stored events, its raw ev.>, its tasks, its
+// JetStream API for the ops account's replays).
 func signTenant(ac *jwt.AccountClaims, tenant, opsKey string) {
 	var ex jwt.Exports
 	for _, e := range ac.Exports {
@@ -92,8 +117,7 @@ func signTenant(ac *jwt.AccountClaims, tenant, opsKey string) {
 			ex = append(ex, e)
 		}
 	}
-	// A pull's deliveries answer one request with many messages.
-	ac.Exports = append(ex, &jwt.Export{Name: "meshmon ops replay", Subject: opsExportedAPI, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream})
+	ac.Exports = ex
 	var im jwt.Imports
 	for _, i := range ac.Imports {
 		if i.Account != opsKey {
@@ -112,48 +136,6 @@ func importsOps(ac *jwt.AccountClaims, opsKey string) bool {
 		}
 	}
 	return false
-}
-
-// The ops account's replay of a tenant's events: the tenant exports its
-// JetStream API ($JS.API.>) as a service and the ops account imports it
-// under OpsAPIPrefix(tenant), where a client reads it with
-// jetstream.NewWithAPIPrefix. One import per tenant, not one per request,
-// keeps the ops account's JWT, pushed on every create, within NATS's
-// message size for about 4,800 tenants (docs/tenancy.md). What an ops
-// user may request through it is fenced by its permissions (OpsCreds):
-// the requests of a replay of EVENTS (opsReplayAPI), on consumers of its
-// own names, and nothing else; no other stream, no stream delete or
-// update, no tenant user's consumer. Only the key store signs ops users,
-// as it signs the accounts.
-const opsExportedAPI = "$JS.API.>"
-
-// opsReplayAPI are the JetStream API requests (after $JS.API.) of a replay
-// of EVENTS by the ops user called user: stream info, a message get, and
-// making, pulling from and removing a consumer of its own names
-// (OpsConsumerNames), never another's.
-func opsReplayAPI(user string) []string {
-	out := []string{"STREAM.INFO.EVENTS", "STREAM.MSG.GET.EVENTS"}
-	for _, n := range OpsConsumerNames(user) {
-		out = append(out, "CONSUMER.CREATE.EVENTS."+n, "CONSUMER.CREATE.EVENTS."+n+".>", "CONSUMER.MSG.NEXT.EVENTS."+n,
-			"CONSUMER.DELETE.EVENTS."+n)
-	}
-	return out
-}
-
-// OpsAPIPrefix is the JetStream API prefix under which the ops account
-// reads the tenant's EVENTS stream (replays only).
-func OpsAPIPrefix(tenant string) string { return "tenants." + tenant + ".js.API" }
-
-// OpsTenant is the tenant whose JetStream API an ops account's import
-// with localSubject (as its account JWT lists it) reaches, and whether it
-// is one.
-func OpsTenant(localSubject string) (string, bool) {
-	rest, ok := strings.CutPrefix(localSubject, "tenants.")
-	if !ok {
-		return "", false
-	}
-	tenant, api, ok := strings.Cut(rest, ".")
-	return tenant, ok && api == "js.API.>"
 }
 
 // The exports of the ops realm of its tasks of a tenant signed before the
@@ -185,36 +167,64 @@ func importsBefore(tenant, key string) []*jwt.Import {
 	}
 }
 
-// OpsAccount signs the ops account's JWT again: its exports, and its
-// imports of every tenant's replay API (and of the events and tasks of a
-// tenant signed before the imports were turned around); push it after a
-// tenant is created or removed.
-func (s *Store) OpsAccount() (string, error) {
-	ac, _, err := s.account(opsDir)
+// OpsAccount signs the ops account's JWT again when it changes: its
+// exports, and its imports of the events and tasks of each tenant signed
+// before the imports were turned around, for as long as it is (no import
+// of any other tenant, so that a tenant's create does not change it). It
+// returns the JWT and whether it differs from the key store's, without
+// saving it: push it to central, then save it (SaveOpsAccount), after a
+// tenant is created, removed or signed again. A push that fails is so
+// made again by the next.
+func (s *Store) OpsAccount() (tok string, changed bool, err error) {
+	ac, tok, err := s.account(opsDir)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	names, err := s.tenantNames()
+	// A tenant signed before: importsBefore, whose import of the events
+	// names the tenant.
+	keep := map[string]bool{} // account key -> its imports stay
+	for _, i := range ac.Imports {
+		if i.Type != jwt.Stream || string(i.Subject) != exportedEvents || i.Name == "" {
+			continue
+		}
+		tc, _, err := s.account(tenantDir(i.Name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist): // removed
+		case err != nil:
+			return "", false, err
+		default:
+			keep[i.Account] = tc.Subject == i.Account && !importsOps(tc, ac.Subject)
+		}
+	}
+	var im jwt.Imports
+	for _, i := range ac.Imports {
+		if keep[i.Account] {
+			im = append(im, i)
+		}
+	}
+	if len(im) == len(ac.Imports) && exportsOps(ac) {
+		return tok, false, nil
+	}
+	ac.Imports = im
+	tok, err = s.signAccount(opsDir, ac)
+	return tok, err == nil, err
+}
+
+// SaveOpsAccount keeps the ops account's JWT that OpsAccount signed (and
+// central took) in the key store.
+func (s *Store) SaveOpsAccount(tok string) error {
+	ac, err := jwt.DecodeAccountClaims(tok)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("the ops account's JWT: %w", err)
 	}
-	ac.Imports = nil
-	for _, n := range names {
-		tc, _, err := s.account(tenantDir(n)) // its key only: no users or stat
-		if err != nil {
-			return "", err
-		}
-		if !importsOps(tc, ac.Subject) {
-			ac.Imports.Add(importsBefore(n, tc.Subject)...)
-		}
-		ac.Imports.Add(&jwt.Import{Subject: opsExportedAPI, Account: tc.Subject,
-			LocalSubject: jwt.RenamingSubject(OpsAPIPrefix(n) + ".>"), Type: jwt.Service})
+	cur, _, err := s.account(opsDir)
+	if err != nil {
+		return err
 	}
-	if err := s.saveAccount(opsDir, ac); err != nil {
-		return "", err
+	if ac.Subject != cur.Subject {
+		return fmt.Errorf("the ops account's JWT: it is account %s's, not the ops account's (%s)", ac.Subject, cur.Subject)
 	}
-	_, tok, err := s.account(opsDir)
-	return tok, err
+	return s.writeFile(filepath.Join(opsDir, accountJWT), []byte(tok))
 }
 
 // OpsImportsBefore reports whether the ops account's JWT in the store
@@ -236,9 +246,8 @@ func (s *Store) OpsImportsBefore(account string) (bool, error) {
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the
-// consolidated view (tenants.>), replays the tenants' EVENTS streams
-// through the ops account's imports (OpsAPIPrefix), and runs tasks at any
-// tenant's sites as itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>);
+// consolidated view (tenants.>) and runs tasks at any tenant's sites as
+// itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>);
 // it publishes nothing else. Valid for ttl (0: no expiry). It reads every
 // ops user's task replies (tenants.<tenant>.ctl.<site>.reply.ops.>), none
 // of a tenant's own users'.
@@ -250,10 +259,6 @@ func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 		uc.Tags.Add("meshmon-role:" + string(RoleOps))
 		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
 		uc.Pub.Allow.Add("tenants.*.ctl.*." + meshmon.TaskRealmOps + "." + name + ".*")
-		// The replay's requests only, on consumers of its own names.
-		for _, api := range opsReplayAPI(name) {
-			uc.Pub.Allow.Add(OpsAPIPrefix("*") + "." + api)
-		}
 	})
 }
 

@@ -160,9 +160,19 @@ func (s *Store) newAccount(sub, name string, limits *Limits) (string, error) {
 
 // saveAccount signs ac with the operator's key and writes it to sub.
 func (s *Store) saveAccount(sub string, ac *jwt.AccountClaims) error {
-	op, err := s.readKey(operatorKey)
+	tok, err := s.signAccount(sub, ac)
 	if err != nil {
 		return err
+	}
+	return s.writeFile(filepath.Join(sub, accountJWT), []byte(tok))
+}
+
+// signAccount signs the claims of the account in sub, with what every
+// account of its kind carries set (saveAccount).
+func (s *Store) signAccount(sub string, ac *jwt.AccountClaims) (string, error) {
+	op, err := s.readKey(operatorKey)
+	if err != nil {
+		return "", err
 	}
 	switch {
 	case sub == opsDir:
@@ -172,16 +182,16 @@ func (s *Store) saveAccount(sub string, ac *jwt.AccountClaims) error {
 		// before included, gives it the ops view's imports.
 		ops, _, err := s.account(opsDir)
 		if err != nil {
-			return err
+			return "", err
 		}
 		signTenant(ac, filepath.Base(sub), ops.Subject)
 	}
 	ac.IssuedAt = 0 // Encode sets it; two saves in one second still differ by content
 	tok, err := ac.Encode(op)
 	if err != nil {
-		return fmt.Errorf("account %s: sign: %w", ac.Name, err)
+		return "", fmt.Errorf("account %s: sign: %w", ac.Name, err)
 	}
-	return s.writeFile(filepath.Join(sub, accountJWT), []byte(tok))
+	return tok, nil
 }
 
 // account reads the claims of the account in sub, and its JWT.

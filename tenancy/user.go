@@ -88,25 +88,6 @@ func ConsumerNames(name string) []string {
 	return out
 }
 
-// OpsConsumerSlots is how many consumers an ops user may keep on each
-// tenant's EVENTS: its console's replays, several tabs at a time.
-const OpsConsumerSlots = 8
-
-// OpsConsumerNames are the names an ops user called name may give its
-// consumers on a tenant's EVENTS (its replays, through the ops account's
-// import of the tenant's JetStream API): OPS-name, OPS-name-1, ...
-// OPS-name-(OpsConsumerSlots-1). A tenant's user names, and so its NOC
-// users' consumer names (ConsumerNames), start with a lowercase letter or
-// a digit, so none of these is ever a tenant user's consumer: the ops user
-// can create, read from and delete its own consumers only.
-func OpsConsumerNames(name string) []string {
-	out := []string{"OPS-" + name}
-	for i := 1; i < OpsConsumerSlots; i++ {
-		out = append(out, fmt.Sprintf("OPS-%s-%d", name, i))
-	}
-	return out
-}
-
 // The mesh's own consumers: central sources each site's streams through
 // them (bus.SourceConsumer). Only the site's upkeep user makes them.
 var sourceConsumers = [][2]string{{"EVENTS", "central-events"}, {"METRICS", "central-metrics"}}

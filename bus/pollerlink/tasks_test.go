@@ -99,7 +99,7 @@ func startTaskMesh(t testing.TB, agents int, topology string) *taskMesh {
 	}
 	m.admin = m.tenant(ctx, sys, "acme", "hq")
 	m.tenant(ctx, sys, "beta", "")
-	ops, err := st.OpsAccount()
+	ops, _, err := st.OpsAccount()
 	if err != nil {
 		t.Fatal(err)
 	}

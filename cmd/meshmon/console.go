@@ -50,8 +50,11 @@ func startConsole(c *cli.Context, p *peer.Peer, log *slog.Logger) (*console.Serv
 	cfg := console.DefaultConfig()
 	cfg.Listen, cfg.TLS, cfg.Insecure = addr, p.ServerTLS(), pc.Insecure
 	cfg.Dial = p.DialAs
-	if ar := p.Server().AccountResolver(); ar != nil {
-		cfg.AccountJWT = ar.Fetch
+	if p.Server().AccountResolver() != nil {
+		// Operator mode: the ops credential's replays read the tenants'
+		// streams through central's own connections (the connections
+		// end with the peer's server).
+		cfg.Tenants = p.TenantEvents()
 	}
 	cfg.PasswordLogin = pc.Trust == "" && pc.Auth.User != ""
 	cfg.SessionIdle, cfg.SessionMax = c.Duration("console-session-idle"), c.Duration("console-session-max")

@@ -57,7 +57,7 @@ func AdminJS(st *tenancy.Store, dial Dialer, tenant string) (*nats.Conn, jetstre
 // admin, where its sites follow it. The first push of a tenant signed by a
 // release before, since signed again, pushes the ops account too, without
 // its imports of the tenant's events and tasks (the tenant's JWT imports
-// them now; tenancy.OpsImportsBefore).
+// them now; tenancy.OpsAccount).
 func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Tenant) error {
 	sysCreds, err := st.SystemCreds(time.Minute)
 	if err != nil {
@@ -87,18 +87,11 @@ func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Ten
 }
 
 // pushOpsAfter pushes the ops account over sys when its JWT still imports
-// the events of t, whose JWT pushed just before imports them itself.
+// the events of t, whose JWT pushed just before imports them itself
+// (pushOps).
 func pushOpsAfter(ctx context.Context, st *tenancy.Store, sys *nats.Conn, t tenancy.Tenant) error {
-	before, err := st.OpsImportsBefore(t.Account)
-	if err != nil || !before {
-		return err
-	}
-	ops, err := st.OpsAccount()
-	if err != nil {
-		return err
-	}
-	if err := tenancy.Push(ctx, sys, ops); err != nil {
-		return fmt.Errorf("the ops account, without its imports of tenant %s's events (the tenant's account imports them now): %w", t.Name, err)
+	if err := pushOps(ctx, st, sys); err != nil {
+		return fmt.Errorf("%w (without its imports of tenant %s's events: the tenant's account imports them now)", err, t.Name)
 	}
 	return nil
 }

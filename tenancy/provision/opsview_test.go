@@ -37,9 +37,9 @@ func TestOpsViewOfATenantSignedBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := st.OpsAccount()
-	if err != nil {
-		t.Fatal(err)
+	ops, changed, err := st.OpsAccount()
+	if err != nil || changed {
+		t.Fatalf("the ops account of a tenant signed before: changed %v, %v; want it as that release signed it", changed, err)
 	}
 	for _, tok := range []string{before.JWT, ops} {
 		if err := tenancy.Push(ctx, sys, tok); err != nil {
@@ -120,7 +120,8 @@ func TestOpsViewOfATenantSignedBefore(t *testing.T) {
 
 // signBefore signs tenant's account JWT in st as a release before the ops
 // view's imports were turned around did: no imports, and exports of its
-// stored events, its JetStream API and its ops tasks.
+// stored events, its JetStream API and its ops tasks; and the ops
+// account's, with its imports of them.
 func signBefore(t *testing.T, st *tenancy.Store, tenant string) {
 	t.Helper()
 	dir := filepath.Join(st.Dir(), "tenants", tenant)
@@ -145,6 +146,26 @@ func signBefore(t *testing.T, st *tenancy.Store, tenant string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "account.jwt"), []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opsPath := filepath.Join(st.Dir(), "ops", "account.jwt")
+	b, err = os.ReadFile(opsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeAccountClaims(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := "tenants." + tenant + "."
+	oc.Imports.Add(
+		&jwt.Import{Name: tenant, Subject: "stored.ev.>", Account: ac.Subject, LocalSubject: jwt.RenamingSubject(p + "ev.>"), Type: jwt.Stream},
+		&jwt.Import{Subject: "ctl.*.ops.*.*", Account: ac.Subject, Type: jwt.Service, LocalSubject: jwt.RenamingSubject(p + "ctl.$1.ops.$2.$3")},
+		&jwt.Import{Subject: "ctl.*.reply.ops.>", Account: ac.Subject, Type: jwt.Stream, LocalSubject: jwt.RenamingSubject(p + "ctl.$1.reply.ops.>")})
+	if tok, err = oc.Encode(op); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(opsPath, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -100,17 +100,14 @@ func Create(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial Dialer,
 	return t, replicas, nil
 }
 
-// pushAccounts pushes t's account and the ops account over sys, then
+// pushAccounts pushes t's account, and the ops account when it changed,
+// over sys, then
 // connects as a short-lived admin of t, to JetStream in the hub domain.
 func pushAccounts(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial Dialer, t tenancy.Tenant) (*nats.Conn, jetstream.JetStream, error) {
 	if err := tenancy.Push(ctx, sys, t.JWT); err != nil {
 		return nil, nil, err
 	}
-	ops, err := st.OpsAccount()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := tenancy.Push(ctx, sys, ops); err != nil {
+	if err := pushOps(ctx, st, sys); err != nil {
 		return nil, nil, err
 	}
 	return AdminJS(st, dial, t.Name)
@@ -169,14 +166,25 @@ func Remove(ctx context.Context, st *tenancy.Store, sys *nats.Conn, dial Dialer,
 	if err := st.RemoveTenant(name); err != nil {
 		return n, err
 	}
-	ops, err := st.OpsAccount()
-	if err == nil {
-		err = tenancy.Push(ctx, sys, ops)
-	}
-	if err != nil {
-		return n, fmt.Errorf("tenant %s removed, but the ops view still lists it: %w", name, err)
+	if err := pushOps(ctx, st, sys); err != nil {
+		return n, fmt.Errorf("tenant %s removed, but the ops account still imports its events (it was signed before the tenants imported the ops view themselves): %w", name, err)
 	}
 	return n, nil
+}
+
+// pushOps pushes the ops account over sys, and keeps it in st, when it
+// changed (tenancy.OpsAccount): a tenant's create changes it only on the
+// first create after an upgrade from a release whose ops account
+// imported each tenant's replay API.
+func pushOps(ctx context.Context, st *tenancy.Store, sys *nats.Conn) error {
+	ops, changed, err := st.OpsAccount()
+	if err != nil || !changed {
+		return err
+	}
+	if err := tenancy.Push(ctx, sys, ops); err != nil {
+		return fmt.Errorf("the ops account: %w", err)
+	}
+	return st.SaveOpsAccount(ops)
 }
 
 // deleteStreams deletes every stream of tenant name as its admin, unless

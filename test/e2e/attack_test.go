@@ -372,22 +372,22 @@ func TestAttacks(t *testing.T) {
 	}
 
 	// --- the ops replay ---
-	// An ops user reads a tenant's EVENTS through the ops account's
-	// import of the tenant's JetStream API: stream info, message get,
-	// consumers of its own names on EVENTS, their pulls and removal.
-	// Nothing else: no delete, purge or update of the stream or its
-	// messages, no other consumer removed, no other stream read or
-	// listed, no request of the
-	// account's or the cluster's, for any tenant; and no JetStream API of
-	// its own account's or central's.
-	if out, ok := natsAs(curl, opsCreds, "--js-api-prefix", "tenants.acme.js.API", "stream", "info", "EVENTS", "--json"); !ok ||
-		!strings.Contains(out, `"messages": `+strconv.Itoa(want["s1"]+want["s2"])+",") {
-		t.Errorf("the ops user's stream info of acme's EVENTS: %s", tail(out, 20))
+	// The ops account imports the tenants' live events only: an ops user
+	// reaches no tenant's JetStream API (the console replays the tenants'
+	// streams for it through central's own connections). Not a replay's
+	// requests, under the prefix that reached them before
+	// (tenants.<tenant>.js.API), nor anything else there, for any tenant;
+	// and no JetStream API of its own account's or central's.
+	if out, ok := natsTry(curl, opsCreds, "--js-api-prefix", "tenants.acme.js.API", "stream", "info", "EVENTS", "--json"); ok {
+		t.Errorf("the ops user's stream info of acme's EVENTS worked: %s", tail(out, 20))
 	}
 	// A publish refused is a request refused, whatever it asks: the
 	// publishes show the server's refusal; a few requests show that
 	// nothing answers.
 	beyond := [][2]string{
+		{"STREAM.INFO.EVENTS", ""}, {"STREAM.MSG.GET.EVENTS", `{"seq":1}`},
+		{"CONSUMER.CREATE.EVENTS.OPS-ops", `{"stream_name":"EVENTS","config":{"name":"OPS-ops","deliver_policy":"all","ack_policy":"none","inactive_threshold":5000000000}}`},
+		{"CONSUMER.MSG.NEXT.EVENTS.OPS-ops", `{"batch":1,"expires":500000000}`}, {"CONSUMER.DELETE.EVENTS.OPS-ops", ""},
 		{"STREAM.DELETE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", ""}, {"STREAM.PURGE.EVENTS", `{"filter":"ev.s1.>"}`},
 		{"STREAM.UPDATE.EVENTS", `{"name":"EVENTS","subjects":["EVENTS"],"max_msgs":1}`}, {"STREAM.MSG.DELETE.EVENTS", `{"seq":1}`},
 		{"STREAM.CREATE.EVENTS2", `{"name":"EVENTS2","subjects":["x.>"]}`}, {"STREAM.SNAPSHOT.EVENTS", `{"deliver_subject":"_INBOX.snap"}`},
@@ -406,7 +406,7 @@ func TestAttacks(t *testing.T) {
 			}
 			pubRefused("the ops user", opsCreds, prefix+req[0], req[1])
 		}
-		if i < 2 {
+		if i < 3 {
 			out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
 			unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
 		}
@@ -427,10 +427,7 @@ func TestAttacks(t *testing.T) {
 	if after := streamState(t, natsBin, curl, admin, "EVENTS"); after != eventsBefore {
 		t.Errorf("acme's EVENTS changed under the ops user's attempts:\nbefore %+v\nafter  %+v", eventsBefore, after)
 	}
-	// The ops user's consumers have names of its own
-	// (tenancy.OpsConsumerNames: OPS-ops, OPS-ops-1, ...), which no
-	// tenant user's can have: it makes, reads and removes those, and
-	// updates, reads or removes no tenant user's.
+	// Nor does it update, read or remove a tenant user's consumer.
 	if out, ok := natsAs(curl, bob, "consumer", "add", "EVENTS", "bob-1", "--pull", "--deliver", "all", "--ack", "explicit", "--defaults"); !ok {
 		t.Fatalf("bob makes his consumer bob-1: %s", tail(out, 5))
 	}
@@ -447,14 +444,6 @@ func TestAttacks(t *testing.T) {
 	if out, ok := natsAs(curl, bob, "consumer", "info", "EVENTS", "bob-1", "--json"); !ok || strings.Contains(out, "changed by ops") ||
 		!strings.Contains(out, `"num_ack_pending": 0`) {
 		t.Errorf("bob's consumer bob-1 after the ops user's attempts (changed, or a message taken): %s", tail(out, 30))
-	}
-	if out, ok := natsAs(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.CREATE.EVENTS.OPS-ops",
-		`{"stream_name":"EVENTS","config":{"name":"OPS-ops","deliver_policy":"all","ack_policy":"none","inactive_threshold":5000000000}}`); !ok ||
-		!strings.Contains(out, `"name":"OPS-ops"`) {
-		t.Errorf("the ops user making its own consumer OPS-ops: %s", tail(out, 5))
-	}
-	if out, ok := natsAs(curl, opsCreds, "req", "tenants.acme.js.API.CONSUMER.DELETE.EVENTS.OPS-ops", ""); !ok || !strings.Contains(out, `"success":true`) {
-		t.Errorf("the ops user removing its own consumer OPS-ops: %s", tail(out, 5))
 	}
 
 	// Afterwards: every site's link still carries, and central holds

@@ -498,7 +498,8 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("ops at /sites/s1: %d", status)
 	}
 	// The history view too: a replay of every tenant's stream, through
-	// the ops account's imports of each tenant's replay API.
+	// central's own connection in each tenant's account (the ops account
+	// reads no tenant's stream).
 	old := m.streamEvent(t, ops, "/events/stream?kind=if_down&since=15m", "", func() {})
 	if !old.replayed || old.data["tenant"] != "acme" || old.data["device"] != dev || !strings.HasPrefix(old.id, "acme:") {
 		t.Fatalf("ops replay: first event %+v, want acme's if_down of %s, replayed, with acme's sequence as its id", old, dev)
@@ -514,8 +515,8 @@ func TestConsole(t *testing.T) {
 	if !next.replayed || next.data["device"] != m.agents[1].Name() {
 		t.Fatalf("ops resumed from %s: first %+v, want %s's if_down, replayed", old.id, next, m.agents[1].Name())
 	}
-	// The ops replays leave their consumers to go by themselves: central
-	// logs no refused removal (the ops credential may not remove them).
+	// The ops replays remove their consumers: central logs no refused
+	// removal.
 	if out := m.centralP.out.String(); strings.Contains(out, "CONSUMER.DELETE") {
 		t.Errorf("central logged a refused consumer removal of an ops replay:\n%s", tail(out, 20))
 	}

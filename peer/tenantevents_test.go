@@ -1,0 +1,104 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon"
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// TestTenantEventsReadsEachTenant: the console's reader of the tenants'
+// streams lists the tenants whose EVENTS holds events (with their last
+// sequences), none without, and reads each one's EVENTS in its own
+// account, over a connection of its own before the tenant's workers start
+// and over theirs after; a tenant without events it does not reach.
+func TestTenantEventsReadsEachTenant(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, p := startOperatorCentral(t)
+	connect := func(creds []byte) *nats.Conn { return credsConn(t, p.ClientURL(), creds) }
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := connect(sysCreds)
+	lim := bus.DefaultStreamLimits()
+	lim.EventsMaxBytes, lim.MetricsMaxBytes = 16<<20, 16<<20
+	js := map[string]jetstream.JetStream{}
+	for _, name := range []string{"acme", "beta"} {
+		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+			t.Fatal(err)
+		}
+		adminCreds, err := st.AdminCreds(name, 10*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if js[name], err = jetstream.New(connect(adminCreds)); err != nil {
+			t.Fatal(err)
+		}
+		eventually.NoError(t, time.Minute, name+"'s streams", func() error { return bus.EnsureStreams(ctx, js[name], lim) })
+	}
+	tn, _, err := st.EnsurePollerKey("acme", "par")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+		t.Fatal(err)
+	}
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pjs, err := jetstream.New(connect(pollerCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "r1", "r2")
+
+	te := p.TenantEvents()
+	defer te.Close()
+	tenants, err := te.Tenants()
+	if err != nil || len(tenants) != 1 || tenants["acme"] != 2 {
+		t.Fatalf("tenants %v, %v; want acme at 2 only (beta holds no events)", tenants, err)
+	}
+	read := func(how string) {
+		t.Helper()
+		ajs, err := te.JetStream("acme")
+		if err != nil {
+			t.Fatalf("%s: %v", how, err)
+		}
+		s, err := ajs.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatalf("%s: acme's EVENTS: %v", how, err)
+		}
+		m, err := s.GetMsg(ctx, 2)
+		if err != nil || m.Subject != "ev.par.r2.node_down" {
+			t.Fatalf("%s: acme's event 2: %v, %v", how, m, err)
+		}
+	}
+	read("over its own connection")
+	if _, err := te.JetStream("beta"); !errors.Is(err, errNoEvents) {
+		t.Fatalf("beta, without events: %v, want %v", err, errNoEvents)
+	}
+	if _, err := te.JetStream("nobody"); !errors.Is(err, errNoEvents) {
+		t.Fatalf("a tenant that is none: %v, want %v", err, errNoEvents)
+	}
+	eventually.True(t, 30*time.Second, "acme's workers' connection", func() bool {
+		_, ok := p.workerConns.Load("acme")
+		return ok
+	})
+	te.Close()
+	read("over the workers' connection")
+}
