@@ -63,7 +63,28 @@ const (
 	diskPoll = 250 * time.Millisecond
 	// diskRetryEvery paces attempts to start JetStream again.
 	diskRetryEvery = 2 * time.Second
+	// healthzShare and healthzMaxEvery pace the watch's looks at the
+	// server's health (healthEvery).
+	healthzShare    = 20
+	healthzMaxEvery = 5 * time.Second
 )
+
+// healthEvery is how long the disk watch waits, after a look at the
+// server's health that took took, before the next while the disk is not
+// near full: at least a twentieth of the time spent in it, within
+// diskPoll and healthzMaxEvery. A single server's health reads the
+// directory of every stream of every account (nats-server's healthz): with
+// thousands of tenants a look takes tens of milliseconds, and four a
+// second kept a core a third busy at 3,000 tenants, doing nothing else.
+func healthEvery(took time.Duration) time.Duration {
+	return min(max(diskPoll, healthzShare*took), healthzMaxEvery)
+}
+
+// nearFull reports whether the store's file system has less than four
+// times the room to resume (resumeFree) left: the disk watch then looks at
+// the server's health on every poll, since a full store shows there
+// first, as a stream's write error.
+func (o diskObs) nearFull() bool { return o.Size > 0 && o.Free < 4*resumeFree(o.Size) }
 
 // storeFullCode is the JetStream API error code of a refused write while
 // the store is full: JSStorageResourcesExceededErr, which JetStream itself
@@ -147,7 +168,7 @@ func (p *Peer) watchDisk(ctx context.Context) {
 	defer r.stop()
 	w := p.witnessPublishes()
 	defer w.stop()
-	var lastTry time.Time
+	var lastTry, nextHealth time.Time
 	t := time.NewTicker(diskPoll)
 	defer t.Stop()
 	for {
@@ -156,8 +177,13 @@ func (p *Peer) watchDisk(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		o := observeDisk(srv, p.cfg.StoreDir())
 		o.Refusing, o.LastTry = r.on(), lastTry
+		if o.Refusing || o.nearFull() || !now.Before(nextHealth) {
+			o.WriteErr = writeErr(srv, o)
+			nextHealth = now.Add(healthEvery(time.Since(now)))
+		}
 		switch decideDisk(o, time.Now()) {
 		case diskRefuse:
 			reason := o.WriteErr
@@ -197,20 +223,27 @@ func (p *Peer) watchDisk(ctx context.Context) {
 	}
 }
 
-// observeDisk reads the state of JetStream and of the store's file system.
+// observeDisk reads the state of JetStream and of the store's file system
+// (not the server's health: writeErr).
 func observeDisk(srv *server.Server, dir string) diskObs {
 	o := diskObs{Enabled: srv.JetStreamEnabled()}
 	o.Free, o.Size = diskSpace(dir)
-	if o.Enabled {
-		h := srv.Healthz(&server.HealthzOptions{Details: true})
-		for _, e := range h.Errors {
-			if e.Type == server.HealthzErrorStream && strings.Contains(e.Error, "write error") {
-				o.WriteErr = e.Error
-				break
-			}
+	return o
+}
+
+// writeErr is the write error of a stream that the server's health
+// reports, if any, while JetStream runs.
+func writeErr(srv *server.Server, o diskObs) string {
+	if !o.Enabled {
+		return ""
+	}
+	h := srv.Healthz(&server.HealthzOptions{Details: true})
+	for _, e := range h.Errors {
+		if e.Type == server.HealthzErrorStream && strings.Contains(e.Error, "write error") {
+			return e.Error
 		}
 	}
-	return o
+	return ""
 }
 
 // refusal answers publishes to the streams' subjects while JetStream is

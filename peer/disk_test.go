@@ -54,3 +54,43 @@ func TestOutOfSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthPaced: the disk watch looks at the server's health on every
+// poll while the disk is near full, and otherwise at most once per twenty
+// times as long as a look took, within diskPoll and healthzMaxEvery.
+func TestHealthPaced(t *testing.T) {
+	for _, c := range []struct {
+		took, want time.Duration
+	}{
+		{0, diskPoll},
+		{time.Millisecond, diskPoll},
+		{50 * time.Millisecond, time.Second},
+		{time.Second, healthzMaxEvery},
+	} {
+		if got := healthEvery(c.took); got != c.want {
+			t.Errorf("healthEvery(%s) = %s, want %s", c.took, got, c.want)
+		}
+	}
+	if got := paceAfter(time.Second, 10*time.Millisecond); got != time.Second {
+		t.Errorf("paceAfter(1s, 10ms) = %s, want 1s", got)
+	}
+	if got := paceAfter(time.Second, 100*time.Millisecond); got != 2*time.Second {
+		t.Errorf("paceAfter(1s, 100ms) = %s, want 2s", got)
+	}
+	const gb, mb = int64(1) << 30, int64(1) << 20
+	for _, c := range []struct {
+		obs  diskObs
+		want bool
+	}{
+		{diskObs{Free: 10 * gb, Size: 100 * gb}, false},
+		{diskObs{Free: 256 * mb, Size: 100 * gb}, false},
+		{diskObs{Free: 256*mb - 1, Size: 100 * gb}, true},
+		{diskObs{Free: 25 * mb, Size: 64 * mb}, true},
+		{diskObs{Free: 26 * mb, Size: 64 * mb}, false},
+		{diskObs{}, false},
+	} {
+		if got := c.obs.nearFull(); got != c.want {
+			t.Errorf("nearFull(%+v) = %v, want %v", c.obs, got, c.want)
+		}
+	}
+}

@@ -64,7 +64,7 @@ func TestTenantAccountsPastJszDefault(t *testing.T) {
 		t.Fatalf("Jsz's default page holds %d accounts (err %v): this test no longer tests the limit", len(info.AccountDetails), err)
 	}
 	p := &Peer{cfg: Config{Trust: "operator"}}
-	if got := p.tenantAccounts(srv); got[last] != last || len(got) != 1 {
+	if got, _ := p.tenantAccounts(srv); got[last] != last || len(got) != 1 {
 		t.Fatalf("tenant accounts %v, want only %s", got, last)
 	}
 }

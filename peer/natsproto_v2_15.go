@@ -115,24 +115,23 @@ func observeSources(srv *server.Server, account string) ([]observedSource, error
 	return out, nil
 }
 
-// sourcingAccounts lists the accounts in which this server leads a stream
-// EVENTS or METRICS with sources in other domains: in operator mode, the
-// tenants whose sources it watches.
-func sourcingAccounts(srv *server.Server) ([]string, error) {
-	info, err := jszAccounts(srv, server.JSzOptions{Streams: true, StreamLeaderOnly: true})
-	if err != nil {
-		return nil, err
-	}
+// sourcingAccounts lists the accounts in which the server named me leads
+// a stream EVENTS or METRICS with sources in other domains, by a look at
+// every account's streams (streamsLook): in operator mode, the tenants
+// whose sources it watches.
+func sourcingAccounts(info *server.JSInfo, me string) []string {
 	var out []string
 	for _, ad := range info.AccountDetails {
 		for _, sd := range ad.Streams {
-			if (sd.Name == bus.EventsStream || sd.Name == bus.MetricsStream) && slices.ContainsFunc(sd.Sources, func(s *server.StreamSourceInfo) bool { return s.External != nil }) {
+			leads := sd.Cluster == nil || sd.Cluster.Leader == me
+			if leads && (sd.Name == bus.EventsStream || sd.Name == bus.MetricsStream) &&
+				slices.ContainsFunc(sd.Sources, func(s *server.StreamSourceInfo) bool { return s.External != nil }) {
 				out = append(out, ad.Id) // Name is the account's name tag
 				break
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // nudgeSource wakes a source that waits on its site (see above): it asks

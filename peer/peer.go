@@ -58,6 +58,8 @@ type Peer struct {
 	// workerConns are the tenant workers' connections, by tenant
 	// (TenantEvents reads over them).
 	workerConns sync.Map
+	// streams is the last look at every account's streams.
+	streams streamsLook
 	// tenantLooks counts superviseTenants' looks for tenants to run
 	// workers for (tests wait on it).
 	tenantLooks atomic.Int64

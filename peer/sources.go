@@ -95,6 +95,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 	}()
 	var names []string
 	var listed time.Time
+	listEvery := sourcesFull
 	t := time.NewTicker(sourcesPoll)
 	defer t.Stop()
 	for {
@@ -111,12 +112,14 @@ func (p *Peer) watchSources(ctx context.Context) {
 		switch {
 		case signer == nil:
 			names = []string{p.cfg.Tenant}
-		case now.Sub(listed) >= sourcesFull:
+		case now.Sub(listed) >= listEvery:
 			listed = now
-			list, err := sourcingAccounts(srv)
+			info, took, err := p.streams.get(srv, sourcesFull)
 			if err != nil {
 				continue
 			}
+			listEvery = paceAfter(sourcesFull, took)
+			list := sourcingAccounts(info, srv.Name())
 			names = list
 			for name, a := range accounts {
 				if !slices.Contains(names, name) {

@@ -44,10 +44,11 @@ func (te *TenantEvents) Tenants() (map[string]uint64, error) {
 	if srv == nil {
 		return nil, errors.New("central is not running")
 	}
-	accs, err := eventsAccounts(srv)
+	info, err := jszAccounts(srv, server.JSzOptions{Streams: true})
 	if err != nil {
 		return nil, err
 	}
+	accs := eventsAccounts(info)
 	out := make(map[string]uint64, len(accs))
 	te.mu.Lock()
 	defer te.mu.Unlock()
@@ -104,13 +105,9 @@ type eventsAccount struct {
 	last       uint64
 }
 
-// eventsAccounts are the accounts at srv whose EVENTS stream holds
-// events, with the stream's last sequence there.
-func eventsAccounts(srv *server.Server) ([]eventsAccount, error) {
-	info, err := jszAccounts(srv, server.JSzOptions{Streams: true})
-	if err != nil {
-		return nil, err
-	}
+// eventsAccounts are the accounts whose EVENTS stream holds events, with
+// the stream's last sequence, by a look at every account's streams.
+func eventsAccounts(info *server.JSInfo) []eventsAccount {
 	var out []eventsAccount
 	for _, ad := range info.AccountDetails {
 		for _, sd := range ad.Streams {
@@ -124,5 +121,5 @@ func eventsAccounts(srv *server.Server) ([]eventsAccount, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }

@@ -88,11 +88,13 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 			stop()
 		}
 	}()
-	t := time.NewTicker(tenantsEvery)
+	t := time.NewTimer(tenantsEvery)
 	defer t.Stop()
 	for {
+		wait := tenantsEvery
 		if srv := p.Server(); srv != nil {
-			want := p.tenantAccounts(srv)
+			want, took := p.tenantAccounts(srv)
+			wait = paceAfter(tenantsEvery, took)
 			for acc, name := range want {
 				if _, ok := running[acc]; ok {
 					continue
@@ -109,6 +111,7 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 			}
 			p.tenantLooks.Add(1)
 		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -126,21 +129,24 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 // of each tenant cost ten streams, four consumers, about 1.4 MiB and 63
 // goroutines (docs/alarms.md), so that one peer could not carry a thousand
 // idle tenants. The first event is processed as any other (the alarm
-// processor starts from the stream's beginning), at most tenantsEvery
-// later.
-func (p *Peer) tenantAccounts(srv *server.Server) map[string]string {
+// processor starts from the stream's beginning), at most twice
+// tenantsEvery later: the peer looks every tenantsEvery (or twenty times
+// as long as a look takes, when longer: paceAfter), at a look of every
+// account's streams up to tenantsEvery old (streamsLook, shared with the
+// source watch).
+func (p *Peer) tenantAccounts(srv *server.Server) (map[string]string, time.Duration) {
 	if !p.cfg.operatorMode() {
-		return map[string]string{"": ""}
+		return map[string]string{"": ""}, 0
 	}
-	accs, err := eventsAccounts(srv)
+	info, took, err := p.streams.get(srv, tenantsEvery)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	out := map[string]string{}
-	for _, a := range accs {
+	for _, a := range eventsAccounts(info) {
 		out[a.id] = a.tenant
 	}
-	return out
+	return out, took
 }
 
 // dialTenant connects in process to the account (the peer's own when "").
