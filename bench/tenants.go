@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,24 +17,33 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/internal/meshtest"
+	"github.com/meshmon/meshmon/internal/proccpu"
 	"github.com/meshmon/meshmon/tenancy"
 	"github.com/meshmon/meshmon/tenancy/provision"
 )
 
 type tenantsBenchResult struct {
-	Tenants      int     `json:"tenants"`
-	CreateP50    string  `json:"create_p50"`
-	CreateP99    string  `json:"create_p99"`
-	CreateMax    string  `json:"create_max"`
-	CreateTotal  string  `json:"create_total"`
-	HeapBefore   int64   `json:"heap_bytes_before"`
-	HeapAfter    int64   `json:"heap_bytes_after"`
-	SysBefore    int64   `json:"sys_bytes_before"`
-	SysAfter     int64   `json:"sys_bytes_after"`
-	OpsJWTBytes  int     `json:"ops_jwt_bytes"`
-	IngestBefore float64 `json:"ingest_msgs_per_s_before"`
-	IngestAfter  float64 `json:"ingest_msgs_per_s_after"`
-	IngestRatio  float64 `json:"ingest_ratio_after_before"`
+	Tenants     int    `json:"tenants"`
+	CreateP50   string `json:"create_p50"`
+	CreateP99   string `json:"create_p99"`
+	CreateMax   string `json:"create_max"`
+	CreateTotal string `json:"create_total"`
+	HeapBefore  int64  `json:"heap_bytes_before"`
+	HeapAfter   int64  `json:"heap_bytes_after"`
+	SysBefore   int64  `json:"sys_bytes_before"`
+	SysAfter    int64  `json:"sys_bytes_after"`
+	OpsJWTBytes int    `json:"ops_jwt_bytes"`
+	// The process's CPU, in cores, over idleWindow with nothing asked of
+	// it, with one tenant and with all of them: what the tenants cost a
+	// central at rest (its looks over every account's streams).
+	IdleCoresBefore float64 `json:"idle_cores_before"`
+	IdleCoresAfter  float64 `json:"idle_cores_after"`
+	IngestBefore    float64 `json:"ingest_msgs_per_s_before"`
+	IngestAfter     float64 `json:"ingest_msgs_per_s_after"`
+	IngestRatio     float64 `json:"ingest_ratio_after_before"`
+	// The runs IngestBefore and IngestAfter are the medians of.
+	IngestBeforeRuns []float64 `json:"ingest_msgs_per_s_before_runs"`
+	IngestAfterRuns  []float64 `json:"ingest_msgs_per_s_after_runs"`
 	// With a neighbour tenant over its disk limit and publishing all the
 	// while (its publishes refused): at a poller's pace (NeighbourRate a
 	// second), and as fast as four publishers go; against IngestAfter.
@@ -121,7 +131,8 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 	ingest := func() (float64, error) { return ingestRun(ctx, ijs, msgs, size, disk) }
 	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs}
 	res.HeapBefore, res.SysBefore = heap()
-	if res.IngestBefore, err = ingest(); err != nil {
+	res.IdleCoresBefore = idleCores(ctx)
+	if res.IngestBefore, res.IngestBeforeRuns, err = medianOf(ingestRuns, ingest); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B); creating %d more tenants...\n", res.IngestBefore, size, n-1)
@@ -130,7 +141,8 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 		return err
 	}
 	res.HeapAfter, res.SysAfter = heap()
-	if res.IngestAfter, err = ingest(); err != nil {
+	res.IdleCoresAfter = idleCores(ctx)
+	if res.IngestAfter, res.IngestAfterRuns, err = medianOf(ingestRuns, ingest); err != nil {
 		return err
 	}
 	if n >= 2 {
@@ -275,11 +287,13 @@ func (res tenantsBenchResult) print(bc TenantsConfig) error {
 	}
 	tw := tabwriter.NewWriter(bc.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEASURE\tVALUE")
-	fmt.Fprintf(tw, "tenant create (sign, push, ops view, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, res.Tenants-1, res.CreateTotal)
+	fmt.Fprintf(tw, "tenant create (sign, push, streams)\tp50 %s, p99 %s, max %s; %d in %s\n", res.CreateP50, res.CreateP99, res.CreateMax, res.Tenants-1, res.CreateTotal)
 	fmt.Fprintf(tw, "memory of this process (peer and bench): live heap after GC / held from the OS\t%s / %s with 1 tenant, %s / %s with %d\n",
 		mib(res.HeapBefore), mib(res.SysBefore), mib(res.HeapAfter), mib(res.SysAfter), res.Tenants)
-	fmt.Fprintf(tw, "ops account JWT (pushed on every create)\t%d bytes\n", res.OpsJWTBytes)
-	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async)\t%.0f msg/s with 1 tenant, %.0f msg/s with %d: ratio %.2f\n", res.IngestMessages, res.MessageBytes, res.IngestBefore, res.IngestAfter, res.Tenants, res.IngestRatio)
+	fmt.Fprintf(tw, "ops account JWT (pushed when it changes, not on a create)\t%d bytes\n", res.OpsJWTBytes)
+	fmt.Fprintf(tw, "this process's CPU at rest, over %s\t%.3f cores with 1 tenant, %.3f with %d\n", idleWindow, res.IdleCoresBefore, res.IdleCoresAfter, res.Tenants)
+	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async; median of %d runs)\t%.0f msg/s with 1 tenant (%s), %.0f msg/s with %d (%s): ratio %.2f\n",
+		res.IngestMessages, res.MessageBytes, ingestRuns, res.IngestBefore, rates(res.IngestBeforeRuns), res.IngestAfter, res.Tenants, rates(res.IngestAfterRuns), res.IngestRatio)
 	if res.Tenants >= 2 {
 		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
 			res.NeighbourRate, res.IngestNeighbourPaced, res.NeighbourPacedRefused, res.NeighbourPacedRatio)
@@ -287,6 +301,48 @@ func (res tenantsBenchResult) print(bc TenantsConfig) error {
 			res.IngestNeighbourFlood, res.NeighbourFloodRefused, res.NeighbourFloodRatio)
 	}
 	return tw.Flush()
+}
+
+// ingestRuns is how many ingest runs the figures with one tenant and with
+// all of them are the medians of: one run's rate moves by half between
+// runs on this machine (fsync).
+const ingestRuns = 3
+
+// medianOf runs run n times and returns the median rate and every rate.
+func medianOf(n int, run func() (float64, error)) (float64, []float64, error) {
+	var all []float64
+	for range n {
+		r, err := run()
+		if err != nil {
+			return 0, all, err
+		}
+		all = append(all, r)
+	}
+	sorted := slices.Sorted(slices.Values(all))
+	return sorted[len(sorted)/2], all, nil
+}
+
+// rates lists rates as "4911, 5020, 4876".
+func rates(rs []float64) string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = fmt.Sprintf("%.0f", r)
+	}
+	return strings.Join(out, ", ")
+}
+
+// idleWindow is how long idleCores measures.
+const idleWindow = 10 * time.Second
+
+// idleCores is the CPU this process uses over idleWindow, in cores, with
+// nothing asked of it.
+func idleCores(ctx context.Context) float64 {
+	cpu0, t0 := proccpu.Used(), time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(idleWindow):
+	}
+	return (proccpu.Used() - cpu0).Seconds() / time.Since(t0).Seconds()
 }
 
 // ingestRun publishes msgs messages of size bytes into a stream of its own,
