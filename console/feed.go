@@ -20,6 +20,9 @@ import (
 // console reads EVENTS with it for a session of the ops credential only,
 // and nothing else.
 type TenantEvents interface {
+	// OpsAccount is the ops account's public key: only a session of
+	// one of its users reads the tenants' streams.
+	OpsAccount() string
 	// Tenants are the tenants whose EVENTS stream holds events, each
 	// with the stream's last sequence as this central peer holds it.
 	Tenants() (map[string]uint64, error)
@@ -39,12 +42,15 @@ type feed struct {
 // feeds are the streams the session's events page replays: its own, or
 // for the ops credential every tenant's that holds events (only f's
 // tenant, when set). None for the ops credential at a central without
-// accounts (Tenants unset).
+// accounts (Tenants unset), nor for a credential that looks like the ops
+// account's (no tenant role) but is another account's: central, not the
+// credential, reads the tenants' streams here, so the account decides,
+// as central authenticated it at login.
 func (s *Server) feeds(se *session, f eventFilter) ([]feed, error) {
 	if !se.who.Ops {
 		return []feed{{js: se.js}}, nil
 	}
-	if s.cfg.Tenants == nil {
+	if s.cfg.Tenants == nil || se.who.Account == "" || se.who.Account != s.cfg.Tenants.OpsAccount() {
 		return nil, nil
 	}
 	lasts, err := s.cfg.Tenants.Tenants()

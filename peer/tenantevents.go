@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/tenancy"
 )
 
 // TenantEvents reads the tenants' EVENTS streams at a central peer in
@@ -23,15 +25,33 @@ import (
 // it closes or the peer does.
 type TenantEvents struct {
 	p        *Peer
+	ops      string // the ops account's public key
 	mu       sync.Mutex
 	accounts map[string]string     // tenant -> account, as Tenants last read them
 	own      map[string]*nats.Conn // tenant -> the connection made here
 }
 
-// TenantEvents is the peer's reader of its tenants' EVENTS streams.
-func (p *Peer) TenantEvents() *TenantEvents {
-	return &TenantEvents{p: p, accounts: map[string]string{}, own: map[string]*nats.Conn{}}
+// TenantEvents is the peer's reader of its tenants' EVENTS streams; it
+// fails when the peer's trust file names no ops account.
+func (p *Peer) TenantEvents() (*TenantEvents, error) {
+	t, err := ReadTrust(p.cfg.Trust)
+	if err != nil {
+		return nil, err
+	}
+	ops := ""
+	for pub, tok := range t.Preload {
+		if ac, err := jwt.DecodeAccountClaims(tok); err == nil && pub != t.SystemAccount && ac.Name == tenancy.OpsAccount {
+			ops = pub
+		}
+	}
+	if ops == "" {
+		return nil, fmt.Errorf("trust file %s: no ops account (%q) among the accounts it preloads; use the trust.json meshmon init wrote", p.cfg.Trust, tenancy.OpsAccount)
+	}
+	return &TenantEvents{p: p, ops: ops, accounts: map[string]string{}, own: map[string]*nats.Conn{}}, nil
 }
+
+// OpsAccount is the ops account's public key.
+func (te *TenantEvents) OpsAccount() string { return te.ops }
 
 // errNoEvents: central holds no events of the tenant (or it is none).
 var errNoEvents = errors.New("central holds no events of it")

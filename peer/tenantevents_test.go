@@ -1,11 +1,13 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -67,8 +69,18 @@ func TestTenantEventsReadsEachTenant(t *testing.T) {
 	}
 	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "r1", "r2")
 
-	te := p.TenantEvents()
+	te, err := p.TenantEvents()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer te.Close()
+	opsCreds, err := st.OpsCreds("olga", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := tenancy.CredsIdentity(opsCreds); err != nil || te.OpsAccount() == "" || !credsOf(t, opsCreds, te.OpsAccount()) {
+		t.Fatalf("the ops account %q: not the one the store's ops user is of (%+v, %v)", te.OpsAccount(), id, err)
+	}
 	tenants, err := te.Tenants()
 	if err != nil || len(tenants) != 1 || tenants["acme"] != 2 {
 		t.Fatalf("tenants %v, %v; want acme at 2 only (beta holds no events)", tenants, err)
@@ -101,4 +113,18 @@ func TestTenantEventsReadsEachTenant(t *testing.T) {
 	})
 	te.Close()
 	read("over the workers' connection")
+}
+
+// credsOf reports whether the user of creds is of account.
+func credsOf(t *testing.T, creds []byte, account string) bool {
+	t.Helper()
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmp.Or(uc.IssuerAccount, uc.Issuer) == account
 }

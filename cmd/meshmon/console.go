@@ -54,7 +54,11 @@ func startConsole(c *cli.Context, p *peer.Peer, log *slog.Logger) (*console.Serv
 		// Operator mode: the ops credential's replays read the tenants'
 		// streams through central's own connections (the connections
 		// end with the peer's server).
-		cfg.Tenants = p.TenantEvents()
+		te, err := p.TenantEvents()
+		if err != nil {
+			return nil, fmt.Errorf("--console-listen: %w", err)
+		}
+		cfg.Tenants = te
 	}
 	cfg.PasswordLogin = pc.Trust == "" && pc.Auth.User != ""
 	cfg.SessionIdle, cfg.SessionMax = c.Duration("console-session-idle"), c.Duration("console-session-max")
