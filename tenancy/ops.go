@@ -184,8 +184,8 @@ func (s *Store) OpsAccount() (tok string, changed bool, err error) {
 	// names the tenant.
 	keep := map[string]bool{} // account key -> its imports stay
 	for _, i := range ac.Imports {
-		if i.Type != jwt.Stream || string(i.Subject) != exportedEvents || i.Name == "" {
-			continue
+		if i.Type != jwt.Stream || string(i.Subject) != exportedEvents || meshmon.ValidateName("tenant", i.Name) != nil {
+			continue // not a tenant's events (a name that is none is no directory of the store either)
 		}
 		tc, _, err := s.account(tenantDir(i.Name))
 		switch {
