@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -227,15 +226,6 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	feeds, err := s.feeds(se, f)
-	if err != nil {
-		status := http.StatusBadGateway
-		if errors.Is(err, errNotFound) {
-			status = http.StatusNotFound
-		}
-		http.Error(w, err.Error(), status)
-		return
-	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
@@ -254,11 +244,12 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, se *session
 	// stored from then on reaches the page. Where each stream stands
 	// now: the events up to there were stored before the page went live
 	// (a replay sends them), the rest come live.
+	var feeds []feed
 	var mark cursor
 	fctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	err = se.nc.FlushWithContext(fctx)
 	if err == nil {
-		mark, err = s.marks(fctx, se, feeds)
+		feeds, mark, err = s.feeds(fctx, se, f)
 	}
 	cancel()
 	if err != nil {

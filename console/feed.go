@@ -39,36 +39,41 @@ type feed struct {
 	js     jetstream.JetStream
 }
 
-// feeds are the streams the session's events page replays: its own, or
-// for the ops credential every tenant's that holds events (only f's
-// tenant, when set). None for the ops credential at a central without
-// accounts (Tenants unset), nor for a credential that looks like the ops
-// account's (no tenant role) but is another account's: central, not the
-// credential, reads the tenants' streams here, so the account decides,
-// as central authenticated it at login.
-func (s *Server) feeds(se *session, f eventFilter) ([]feed, error) {
+// feeds are the streams the session's events page replays, and where
+// each stands (its last sequence), read once the page's live subscription
+// is in place: its own, or for the ops credential every tenant's that
+// holds events (only f's tenant, when set), from one look at central's
+// streams. None for the ops credential at a central without accounts
+// (Tenants unset), nor for a credential that looks like the ops account's
+// (no tenant role) but is another account's: central, not the
+// credential, reads the tenants' streams here, so the account decides, as
+// central authenticated it at login.
+func (s *Server) feeds(ctx context.Context, se *session, f eventFilter) ([]feed, cursor, error) {
+	mark := cursor{}
 	if !se.who.Ops {
-		return []feed{{js: se.js}}, nil
+		last, err := lastSeq(ctx, se.js)
+		if err != nil {
+			return nil, nil, err
+		}
+		mark[""] = last
+		return []feed{{js: se.js}}, mark, nil
 	}
 	if s.cfg.Tenants == nil || se.who.Account == "" || se.who.Account != s.cfg.Tenants.OpsAccount() {
-		return nil, nil
+		return nil, mark, nil
 	}
 	lasts, err := s.cfg.Tenants.Tenants()
 	if err != nil {
-		return nil, fmt.Errorf("the tenants' streams: %w", err)
+		return nil, nil, fmt.Errorf("the tenants' streams: %w", err)
 	}
-	tenants := make([]string, 0, len(lasts))
-	for t := range lasts {
+	var out []feed
+	for t, last := range lasts {
 		if f.Tenant == "" || t == f.Tenant {
-			tenants = append(tenants, t)
+			out = append(out, feed{tenant: t})
+			mark[t] = last
 		}
 	}
-	slices.Sort(tenants)
-	out := make([]feed, 0, len(tenants))
-	for _, t := range tenants {
-		out = append(out, feed{tenant: t})
-	}
-	return out, nil
+	slices.SortFunc(out, func(a, b feed) int { return strings.Compare(a.tenant, b.tenant) })
+	return out, mark, nil
 }
 
 // jetStream is the JetStream the feed's stream is read with.
@@ -81,33 +86,6 @@ func (s *Server) jetStream(fd feed) (jetstream.JetStream, error) {
 		return nil, fmt.Errorf("tenant %s's stream: %w", fd.tenant, err)
 	}
 	return js, nil
-}
-
-// marks are where the feeds' streams stand (their last sequences), read
-// once the page's live subscription is in place.
-func (s *Server) marks(ctx context.Context, se *session, feeds []feed) (cursor, error) {
-	mark := cursor{}
-	if se.who.Ops {
-		if len(feeds) == 0 {
-			return mark, nil
-		}
-		lasts, err := s.cfg.Tenants.Tenants()
-		if err != nil {
-			return nil, fmt.Errorf("the tenants' streams: %w", err)
-		}
-		for _, fd := range feeds {
-			mark[fd.tenant] = lasts[fd.tenant]
-		}
-		return mark, nil
-	}
-	for _, fd := range feeds {
-		last, err := lastSeq(ctx, fd.js)
-		if err != nil {
-			return nil, err
-		}
-		mark[fd.tenant] = last
-	}
-	return mark, nil
 }
 
 // cursor is where an events page stands in each stream it reads: the

@@ -36,7 +36,7 @@ func TestFeedsOfTheOpsAccountOnly(t *testing.T) {
 		{who: viewer{Ops: true, Account: "ATENANT"}},
 		{who: viewer{Ops: true}},
 	} {
-		feeds, err := s.feeds(&session{who: tc.who}, tc.filter)
+		feeds, _, err := s.feeds(t.Context(), &session{who: tc.who}, tc.filter)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -74,8 +74,9 @@ const (
 // near full: at least a twentieth of the time spent in it, within
 // diskPoll and healthzMaxEvery. A single server's health reads the
 // directory of every stream of every account (nats-server's healthz): with
-// thousands of tenants a look takes tens of milliseconds, and four a
-// second kept a core a third busy at 3,000 tenants, doing nothing else.
+// thousands of tenants a look takes tens of milliseconds (about 260 ms at
+// 10,000), and four a second kept about 0.29 of a core busy at 3,000
+// tenants, doing nothing else.
 func healthEvery(took time.Duration) time.Duration {
 	return min(max(diskPoll, healthzShare*took), healthzMaxEvery)
 }
