@@ -114,6 +114,11 @@ type MeshConfig struct {
 	// flight; more than one lets the sites store faster than one batch
 	// at a time allows.
 	Publishers int
+	// LatencyTrace, when set, is a file the latency run writes every
+	// event's times to, one CSV row each (writeTrace), so that its tail
+	// can be placed in time: a stall of every event at once, or a few
+	// slow ones spread over the run.
+	LatencyTrace string
 }
 
 // FailoverConfig is 'meshmon bench failover': a poller group of real

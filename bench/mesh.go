@@ -53,9 +53,16 @@ type meshBenchResult struct {
 	// IngestCores and NatsBenchCores are the CPU this process used over
 	// each run, in cores (CPU time over wall time); NatsBenchCLICores is
 	// the nats CLI's own.
-	IngestCores       float64 `json:"ingest_cores"`
-	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
-	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
+	IngestCores  float64 `json:"ingest_cores"`
+	LatencyCores float64 `json:"latency_cores"`
+	// LatencyGCs is how many garbage collections this process made over
+	// the latency run, and LatencyLiveHeapMiB the heap the last found
+	// live: with every peer in this process, its collections' marking
+	// sets the tail (docs/performance.md).
+	LatencyGCs         uint64  `json:"latency_gcs"`
+	LatencyLiveHeapMiB float64 `json:"latency_live_heap_mib"`
+	NatsBenchCores     float64 `json:"nats_bench_cores,omitempty"`
+	NatsBenchCLICores  float64 `json:"nats_bench_cli_cores,omitempty"`
 	// IngestSources and LatencySources are the sites' source consumers
 	// as sampled over each run (sourceWatch).
 	IngestSources  sourceStats `json:"ingest_sources"`
@@ -153,7 +160,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	if err := res.catchUp(ctx, out, bc, mesh, siteJS, total); err != nil {
 		return err
 	}
-	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+bc.Cuts), bc.LatencyFor); err != nil {
+	if err := res.latency(ctx, out, dir, mesh, siteJS, perSite*(1+bc.Cuts), bc.LatencyFor, bc.LatencyTrace); err != nil {
 		return err
 	}
 	return res.print(bc)
@@ -384,15 +391,20 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 // latency measures, at res.LatencyRate for latencyFor, the time from an
 // event's observation to its storing at central, hop by hop (the sites'
 // event numbers from firstN on; the spools in dir).
-func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration) error {
+func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration, trace string) error {
 	// 3. Latency at a steady rate: observation time to central's store
 	// time, and each hop on the way.
 	sw := watchSources(ctx, siteJS)
+	t0, cpu0, gc0 := time.Now(), proccpu.Used(), gcCycles()
 	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)
 	res.LatencySources = sw.stop()
 	if err != nil {
 		return err
 	}
+	// Over the whole run: from its first event to central's commit of
+	// the last, and the sites' reading of their stored times after it.
+	res.LatencyCores = (proccpu.Used() - cpu0).Seconds() / time.Since(t0).Seconds()
+	res.LatencyGCs, res.LatencyLiveHeapMiB = gcCycles()-gc0, liveHeapMiB()
 	events := lt.events
 	lat := make([]time.Duration, 0, len(events))
 	incomplete := 0
@@ -411,8 +423,13 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 	res.LatencyEvents = len(lat)
 	res.LatencyP50, res.LatencyP99, res.LatencyMax = hopQuantile(lat, 50), hopQuantile(lat, 99), hopQuantile(lat, 100)
 	res.LatencyHops = hopStats(events)
-	fmt.Fprintf(out, "latency at %d events/s (drain batch %d): %d events, observation to central's store p50 %s, p99 %s, max %s; by hop:\n",
-		res.LatencyRate, res.DrainBatch, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax)
+	if trace != "" {
+		if err := writeTrace(trace, events); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "latency at %d events/s (drain batch %d): %d events, observation to central's store p50 %s, p99 %s, max %s; this process used %.2f cores and collected garbage %d times (%.0f MiB live); by hop:\n",
+		res.LatencyRate, res.DrainBatch, len(lat), res.LatencyP50, res.LatencyP99, res.LatencyMax, res.LatencyCores, res.LatencyGCs, res.LatencyLiveHeapMiB)
 	printHops(out, res.LatencyHops)
 	res.LatencyDrain = lt.drainStats()
 	fmt.Fprintf(out, "  the drains: %s\n", res.LatencyDrain)

@@ -2,10 +2,12 @@ package bench
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -403,4 +405,48 @@ func eventStamp(m jetstream.Msg) (string, time.Time, bool) {
 		return "", time.Time{}, false
 	}
 	return ev.ID, md.Timestamp, true
+}
+
+// writeTrace writes events to path as CSV, in the order they were
+// observed: the event's id and site, the time it was observed (Unix
+// milliseconds, to set beside logs and profiles), then the milliseconds from
+// the first observation at which it passed each point of its path
+// (eventTimes), and when the site's ack reached the drain. Events not timed at every point
+// are left out, as in the run's figures.
+func writeTrace(path string, events map[string]*eventTimes) error {
+	type row struct {
+		id string
+		e  eventTimes
+	}
+	rows := make([]row, 0, len(events))
+	var start time.Time
+	for id, e := range events {
+		if !e.complete() {
+			continue
+		}
+		rows = append(rows, row{id, *e})
+		if start.IsZero() || e.observed.Before(start) {
+			start = e.observed
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return a.e.observed.Compare(b.e.observed) })
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--latency-trace: %w", err)
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"id", "site", "observed_unix_ms", "observed_ms", "spooled_ms", "sent_ms", "site_stored_ms", "acked_ms", "central_stored_ms", "committed_ms"})
+	ms := func(t time.Time) string {
+		return strconv.FormatFloat(float64(t.Sub(start))/float64(time.Millisecond), 'f', 3, 64)
+	}
+	for _, r := range rows {
+		site, _, _ := strings.Cut(r.id, "-")
+		e := r.e
+		_ = w.Write([]string{r.id, site, strconv.FormatFloat(float64(e.observed.UnixMicro())/1000, 'f', 3, 64), ms(e.observed), ms(e.spooled), ms(e.sent), ms(e.siteStored), ms(e.acked), ms(e.centralStored), ms(e.committed)})
+	}
+	w.Flush()
+	if err := errors.Join(w.Error(), f.Close()); err != nil {
+		return fmt.Errorf("--latency-trace: %w", err)
+	}
+	return nil
 }

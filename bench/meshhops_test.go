@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,5 +47,35 @@ func TestHopStats(t *testing.T) {
 	}
 	if got := hopQuantile(nil, 50); got != "-" {
 		t.Errorf("quantile of nothing = %q, want -", got)
+	}
+}
+
+// TestWriteTrace: one row an event timed at every point, in the order
+// they were observed, each point in milliseconds from the first
+// observation; an event missing a point is left out.
+func TestWriteTrace(t *testing.T) {
+	t0 := time.UnixMilli(1_000_000)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	events := map[string]*eventTimes{
+		"s2-7": {observed: at(5), spooled: at(6), sent: at(8), siteStored: at(11), acked: at(15), centralStored: at(20), committed: at(26)},
+		"s1-3": {observed: at(0), spooled: at(1), sent: at(3), siteStored: at(6), acked: at(10), centralStored: at(15), committed: at(21)},
+		"s1-4": {observed: at(1), spooled: at(2)}, // never reached central
+	}
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	if err := writeTrace(path, events); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "id,site,observed_unix_ms,observed_ms,spooled_ms,sent_ms,site_stored_ms,acked_ms,central_stored_ms,committed_ms\n" +
+		"s1-3,s1,1000000.000,0.000,1.000,3.000,6.000,10.000,15.000,21.000\n" +
+		"s2-7,s2,1000005.000,5.000,6.000,8.000,11.000,15.000,20.000,26.000\n"
+	if string(got) != want {
+		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
+	}
+	if err := writeTrace(filepath.Join(t.TempDir(), "no", "such", "dir"), events); err == nil || !strings.Contains(err.Error(), "--latency-trace") {
+		t.Errorf("a trace to a missing directory: %v, want an error naming --latency-trace", err)
 	}
 }

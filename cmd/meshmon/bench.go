@@ -122,13 +122,14 @@ func benchMeshCommand() *cli.Command {
 			&cli.IntFlag{Name: "publishers", Value: 1, Usage: "publishers per site in the ingest run and the cuts, each with one batch of 100 in flight"},
 			&cli.BoolFlag{Name: "central-sync-always", Value: true, Usage: "central's peers fsync every write, as a central peer does by default; false measures them without (the sites keep it)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write CPU profiles of this process over the ingest run and over the nats bench anchor to `PREFIX`-ingest.pprof and PREFIX-natsbench.pprof"},
+			&cli.StringFlag{Name: "latency-trace", Usage: "write every event of the latency run to `FILE` (CSV: its site, and the milliseconds from the run's start at which it passed each point of its path)"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg := bench.MeshConfig{Output: benchOutput(c), Sites: c.Int("sites"), Events: c.Int("events"), Rate: c.Int("rate"),
 				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for"), SiteProcesses: c.Bool("site-processes"), DrainBatch: c.Int("drain-batch"),
 				CPUProfile: c.String("cpu-profile"), CentralNoSync: !c.Bool("central-sync-always"),
-				Publishers: c.Int("publishers")}
+				Publishers: c.Int("publishers"), LatencyTrace: c.String("latency-trace")}
 			// The peers log only when asked to (--log-level given), to stderr.
 			if c.IsSet("log-level") {
 				var err error
