@@ -137,6 +137,8 @@ func benchMeshCommand() *cli.Command {
 					return err
 				}
 			}
+			// The peers run in this process: as many Ps as 'peer run' gives one.
+			peerProcs()
 			return bench.Mesh(c.Context, cfg)
 		},
 	}
@@ -212,6 +214,7 @@ func benchTenantsCommand() *cli.Command {
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			peerProcs() // central runs in this process
 			return bench.Tenants(c.Context, bench.TenantsConfig{Output: benchOutput(c), Tenants: c.Int("tenants"), Msgs: c.Int("msgs"),
 				Size: c.Int("size"), Disk: cliflags.SizeOf(c, "disk"), NeighbourRate: c.Int("neighbour-rate")})
 		},

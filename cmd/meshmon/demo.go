@@ -31,6 +31,7 @@ func demoCommand() *cli.Command {
 }
 
 func demoRun(c *cli.Context) error {
+	peerProcs()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if d := c.Duration("duration"); d > 0 {

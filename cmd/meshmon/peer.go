@@ -172,6 +172,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 	if err := checkMetrics(c, cfg.TLS.Cert != ""); err != nil {
 		return err
 	}
+	peerProcs()
 	p, err := peer.New(*cfg, log)
 	if err != nil {
 		return err
