@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime"
+	"sync"
 )
 
 // extraPeerProcs is how many Ps a process that runs a peer has beyond Go's
@@ -23,11 +24,17 @@ import (
 const extraPeerProcs = 2
 
 // peerProcs gives this process extraPeerProcs more Ps than Go's default,
-// for the commands that run a peer in it. GOMAXPROCS in the environment
-// wins: an operator who set it keeps it.
-func peerProcs() {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + extraPeerProcs)
+// for the commands that run a peer in it; once, however often it is
+// called (a test runs several commands in one process). GOMAXPROCS in the
+// environment wins: an operator who set it keeps it.
+var peerProcs = peerProcsFor()
+
+// peerProcsFor returns a peerProcs of its own (for tests).
+func peerProcsFor() func() {
+	return sync.OnceFunc(func() {
+		if os.Getenv("GOMAXPROCS") != "" {
+			return
+		}
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + extraPeerProcs)
+	})
 }

@@ -6,20 +6,23 @@ import (
 )
 
 // TestPeerProcs: a process that runs a peer gets two more Ps than Go's
-// default, unless GOMAXPROCS is set in its environment.
+// default, once however often a command asks, and none when GOMAXPROCS is
+// set in its environment.
 func TestPeerProcs(t *testing.T) {
 	def := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(def) })
 
 	t.Setenv("GOMAXPROCS", "")
-	peerProcs()
+	procs := peerProcsFor()
+	procs()
+	procs()
 	if got, want := runtime.GOMAXPROCS(0), def+extraPeerProcs; got != want {
-		t.Errorf("GOMAXPROCS unset: %d Ps, want %d", got, want)
+		t.Errorf("GOMAXPROCS unset, asked twice: %d Ps, want %d", got, want)
 	}
 
 	runtime.GOMAXPROCS(def)
 	t.Setenv("GOMAXPROCS", "1")
-	peerProcs()
+	peerProcsFor()()
 	if got := runtime.GOMAXPROCS(0); got != def {
 		t.Errorf("GOMAXPROCS set by the operator: %d Ps, want %d (left alone)", got, def)
 	}
