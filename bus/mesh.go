@@ -48,8 +48,18 @@ func SourceDeliverSubject(site, stream string) string {
 }
 
 // sourceBatch bounds the messages a source consumer has in flight before
-// central's flow control answers.
-const sourceBatch = 10_000
+// central's flow control answers. It is set above what the consumer's
+// byte window (32 MiB) lets out, so that the window, not the count, asks
+// for flow control (at half of it), and the consumer keeps delivering
+// while the answer comes. At the count, an AckFlowControl consumer stops:
+// central's answer, its only ack, covers what central had when it took
+// the request, and a consumer left at its limit by it neither delivers
+// nor asks again until its next idle heartbeat, up to a second (nats-server
+// 2.15.3). With 10,000, `meshmon bench mesh` had a site's first events
+// wait up to 1.07 s after a catch-up and caught up at 16-17k events/s;
+// with 100,000, no such wait and 24-25k events/s, though every site
+// resumed about 0.6 s later after a cut (docs/performance.md).
+const sourceBatch = 100_000
 
 // EnsureSourceConsumers creates, at a site, the durable consumers central
 // sources EVENTS and METRICS through. It is idempotent; a site peer calls it
