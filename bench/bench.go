@@ -357,13 +357,20 @@ func procStatus() map[string]float64 {
 func bytesMiB(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // liveHeapMiB is the heap the last collection found live, in MiB.
-func liveHeapMiB() float64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+func liveHeapMiB() float64 { return bytesMiB(runtimeMetric("/gc/heap/live:bytes")) }
+
+// gcCycles is how many garbage collections this process has completed.
+func gcCycles() uint64 { return runtimeMetric("/gc/cycles/total:gc-cycles") }
+
+// runtimeMetric is the value of one of the runtime's uint64 metrics
+// (runtime/metrics), 0 if this Go has no such metric.
+func runtimeMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
-	return bytesMiB(s[0].Value.Uint64())
+	return s[0].Value.Uint64()
 }
 
 // startSim runs 'meshmon sim' of n devices with interfaces each as a child
@@ -494,14 +501,4 @@ func writeHeapProfile(path string) error {
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	return nil
-}
-
-// gcCycles is how many garbage collections this process has completed.
-func gcCycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
 }
