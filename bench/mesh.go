@@ -49,7 +49,11 @@ type meshBenchResult struct {
 	LatencyDrain      string  `json:"latency_drain"`
 	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
 	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
-	NatsBenchSkipped  string  `json:"nats_bench_skipped,omitempty"`
+	// CatchUpVsNatsBench is the catch-up's rate over the anchor's: central
+	// sourcing from sites that only serve what they stored, where the
+	// ingest run's sites store as they go and may bound it.
+	CatchUpVsNatsBench float64 `json:"catch_up_vs_nats_bench,omitempty"`
+	NatsBenchSkipped   string  `json:"nats_bench_skipped,omitempty"`
 	// IngestCores and NatsBenchCores are the CPU this process used over
 	// each run, in cores (CPU time over wall time); NatsBenchCLICores is
 	// the nats CLI's own.
@@ -205,8 +209,12 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		took := time.Since(restored)
 		starts = append(starts, first)
 		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
-		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned; %d events caught up at %.0f events/s\n",
-			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), nSites*perSite, rates[cut])
+		vsAnchor := ""
+		if res.NatsBenchPerSec > 0 {
+			vsAnchor = fmt.Sprintf(" (%.2f of nats bench)", rates[cut]/res.NatsBenchPerSec)
+		}
+		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned; %d events caught up at %.0f events/s%s\n",
+			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), nSites*perSite, rates[cut], vsAnchor)
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
@@ -214,6 +222,9 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
+	if res.NatsBenchPerSec > 0 {
+		res.CatchUpVsNatsBench = res.CatchUpPerSec / res.NatsBenchPerSec
+	}
 
 	return nil
 }
@@ -383,7 +394,7 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 		fmt.Fprintf(tw, "  %s\tp50 %s, p99 %s, max %s\n", h.Name, h.P50, h.P99, h.Max)
 	}
 	if res.NatsBenchPerSec > 0 {
-		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench)
+		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f, catch-up ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench, res.CatchUpVsNatsBench)
 	}
 	return tw.Flush()
 }
