@@ -160,6 +160,9 @@ type TenantsConfig struct {
 	Tenants, Msgs, Size int
 	Disk                int64 // each tenant's disk limit
 	NeighbourRate       int   // messages a second the tenant over its disk limit publishes
+	// Settle is how long the bench waits after the last create before it
+	// measures again (see Tenants).
+	Settle time.Duration
 }
 
 // pollerService is a poller service of cfg keeping its store in

@@ -44,6 +44,17 @@ type tenantsBenchResult struct {
 	// The runs IngestBefore and IngestAfter are the medians of.
 	IngestBeforeRuns []float64 `json:"ingest_msgs_per_s_before_runs"`
 	IngestAfterRuns  []float64 `json:"ingest_msgs_per_s_after_runs"`
+	// The store disk's rate of fsynced 512-byte appends (diskSyncRate)
+	// just before each of those runs, and the ingest ratio with each run
+	// taken against it: the tenant's ingest is bound by fsyncs, and a
+	// virtual disk's fsyncs speed up and slow down by half or more
+	// between minutes, so that the raw ratio can say more of the disk
+	// than of the tenants.
+	DiskSyncsBeforeRuns []float64 `json:"disk_syncs_per_s_before_runs"`
+	DiskSyncsAfterRuns  []float64 `json:"disk_syncs_per_s_after_runs"`
+	IngestRatioDisk     float64   `json:"ingest_ratio_after_before_per_disk_sync"`
+	// Settle is how long the bench waited after the last create.
+	Settle string `json:"settle"`
 	// With a neighbour tenant over its disk limit and publishing all the
 	// while (its publishes refused): at a poller's pace (NeighbourRate a
 	// second), and as fast as four publishers go; against IngestAfter.
@@ -129,22 +140,44 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 		return err
 	}
 	ingest := func() (float64, error) { return ingestRun(ctx, ijs, msgs, size, disk) }
-	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs}
+	var syncs []float64 // the disk's, before each anchored run
+	anchored := func() (float64, error) {
+		r, err := diskSyncRate(dir)
+		if err != nil {
+			return 0, err
+		}
+		syncs = append(syncs, r)
+		return ingest()
+	}
+	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs, Settle: bc.Settle.String()}
 	res.HeapBefore, res.SysBefore = heap()
 	res.IdleCoresBefore = idleCores(ctx)
-	if res.IngestBefore, res.IngestBeforeRuns, err = medianOf(ingestRuns, ingest); err != nil {
+	if res.IngestBefore, res.IngestBeforeRuns, err = medianOf(ingestRuns, anchored); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B); creating %d more tenants...\n", res.IngestBefore, size, n-1)
+	res.DiskSyncsBeforeRuns, syncs = syncs, nil
+	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B; the disk %s fsynced appends/s); creating %d more tenants...\n", res.IngestBefore, size, rates(res.DiskSyncsBeforeRuns), n-1)
 	times, total, err := createMany(out, n, create)
 	if err != nil {
 		return err
 	}
+	// nats-server writes each new stream's state file 2 to 2.5 minutes
+	// after its creation (filestore.go, flushStreamStateLoop), five a
+	// tenant: after thousands of creates those writes go on that long,
+	// and they are not what a central of that many tenants does at rest.
+	if bc.Settle > 0 {
+		fmt.Fprintf(out, "waiting %s for the new streams' first state writes (nats-server makes them 2 to 2.5 minutes after each creation)...\n", bc.Settle)
+		if err := waitCtx(ctx, bc.Settle); err != nil {
+			return err
+		}
+	}
 	res.HeapAfter, res.SysAfter = heap()
 	res.IdleCoresAfter = idleCores(ctx)
-	if res.IngestAfter, res.IngestAfterRuns, err = medianOf(ingestRuns, ingest); err != nil {
+	if res.IngestAfter, res.IngestAfterRuns, err = medianOf(ingestRuns, anchored); err != nil {
 		return err
 	}
+	res.DiskSyncsAfterRuns = syncs
+	res.IngestRatioDisk = perSync(res.IngestAfterRuns, res.DiskSyncsAfterRuns) / perSync(res.IngestBeforeRuns, res.DiskSyncsBeforeRuns)
 	if n >= 2 {
 		fmt.Fprintf(out, "filling tenant t00001's disk; then t00000 ingests while t00001 keeps publishing...\n")
 		if err := res.neighbours(ctx, st, dial, bc.NeighbourRate, ingest); err != nil {
@@ -294,6 +327,8 @@ func (res tenantsBenchResult) print(bc TenantsConfig) error {
 	fmt.Fprintf(tw, "this process's CPU at rest, over %s\t%.3f cores with 1 tenant, %.3f with %d\n", idleWindow, res.IdleCoresBefore, res.IdleCoresAfter, res.Tenants)
 	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async; median of %d runs)\t%.0f msg/s with 1 tenant (%s), %.0f msg/s with %d (%s): ratio %.2f\n",
 		res.IngestMessages, res.MessageBytes, ingestRuns, res.IngestBefore, rates(res.IngestBeforeRuns), res.IngestAfter, res.Tenants, rates(res.IngestAfterRuns), res.IngestRatio)
+	fmt.Fprintf(tw, "the same, each run over the disk's fsynced appends/s just before it	ratio %.2f (the disk: %s before, %s after; measured %s after the last create)\n",
+		res.IngestRatioDisk, rates(res.DiskSyncsBeforeRuns), rates(res.DiskSyncsAfterRuns), res.Settle)
 	if res.Tenants >= 2 {
 		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
 			res.NeighbourRate, res.IngestNeighbourPaced, res.NeighbourPacedRefused, res.NeighbourPacedRatio)
@@ -320,6 +355,45 @@ func medianOf(n int, run func() (float64, error)) (float64, []float64, error) {
 	}
 	sorted := slices.Sorted(slices.Values(all))
 	return sorted[len(sorted)/2], all, nil
+}
+
+// perSync is the median of the runs' rates, each over the disk's fsync
+// rate measured just before it.
+func perSync(runs, syncs []float64) float64 {
+	per := make([]float64, len(runs))
+	for i := range runs {
+		per[i] = runs[i] / syncs[i]
+	}
+	slices.Sort(per)
+	return per[len(per)/2]
+}
+
+// diskSyncFor is how long diskSyncRate appends.
+const diskSyncFor = time.Second
+
+// diskSyncRate appends 512 bytes and fsyncs, over and over for
+// diskSyncFor, to a file in dir (the store's file system), and returns
+// the appends a second: what the disk allows a stream that fsyncs every
+// write, at that moment.
+func diskSyncRate(dir string) (float64, error) {
+	f, err := os.CreateTemp(dir, "fsync-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 512)
+	n, start := 0, time.Now()
+	for time.Since(start) < diskSyncFor {
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // rates lists rates as "4911, 5020, 4876".
@@ -425,6 +499,9 @@ func (bc TenantsConfig) validate() (tenancy.Limits, error) {
 	lim := tenancy.DefaultLimits()
 	if n, msgs, size := bc.Tenants, bc.Msgs, bc.Size; n < 1 || n > 100_000 || msgs < 1 || size < 1 || size > 1<<20 {
 		return lim, errors.New("--tenants must be 1 to 100000, --msgs at least 1, --size 1 to 1048576")
+	}
+	if bc.Settle < 0 {
+		return lim, errors.New("--settle must not be negative")
 	}
 	if bc.NeighbourRate < 1 {
 		return lim, errors.New("--neighbour-rate must be at least 1 (messages a second)")
