@@ -492,18 +492,20 @@ func startSim(t *testing.T, prefix, base string, n int) *sim.Sim {
 // tenants, and a tenant over its disk limit stores none of the publishes
 // it keeps making while another ingests (the bench fails if it does).
 func TestBenchTenants(t *testing.T) {
-	out := mustRun(t, "bench", "tenants", "--tenants", "3", "--msgs", "500", "--json")
+	out := mustRun(t, "bench", "tenants", "--tenants", "3", "--msgs", "500", "--settle", "0s", "--json")
 	var res struct {
-		Tenants               int     `json:"tenants"`
-		IngestAfter           float64 `json:"ingest_msgs_per_s_after"`
-		IngestNeighbourPaced  float64 `json:"ingest_msgs_per_s_neighbour_paced"`
-		IngestNeighbourFlood  float64 `json:"ingest_msgs_per_s_neighbour_flood"`
-		NeighbourFloodRefused int     `json:"neighbour_flood_publishes_refused"`
+		Tenants               int       `json:"tenants"`
+		IngestAfter           float64   `json:"ingest_msgs_per_s_after"`
+		DiskSyncsAfter        []float64 `json:"disk_syncs_per_s_after_runs"`
+		IngestRatioDisk       float64   `json:"ingest_ratio_after_before_per_disk_sync"`
+		IngestNeighbourPaced  float64   `json:"ingest_msgs_per_s_neighbour_paced"`
+		IngestNeighbourFlood  float64   `json:"ingest_msgs_per_s_neighbour_flood"`
+		NeighbourFloodRefused int       `json:"neighbour_flood_publishes_refused"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("bench tenants --json printed %q: %v", out, err)
 	}
-	if res.Tenants != 3 || res.IngestAfter <= 0 || res.IngestNeighbourPaced <= 0 || res.IngestNeighbourFlood <= 0 || res.NeighbourFloodRefused == 0 {
+	if res.Tenants != 3 || res.IngestAfter <= 0 || len(res.DiskSyncsAfter) != 3 || res.IngestRatioDisk <= 0 || res.IngestNeighbourPaced <= 0 || res.IngestNeighbourFlood <= 0 || res.NeighbourFloodRefused == 0 {
 		t.Fatalf("bench tenants: %+v", res)
 	}
 }
