@@ -327,7 +327,7 @@ func (res tenantsBenchResult) print(bc TenantsConfig) error {
 	fmt.Fprintf(tw, "this process's CPU at rest, over %s\t%.3f cores with 1 tenant, %.3f with %d\n", idleWindow, res.IdleCoresBefore, res.IdleCoresAfter, res.Tenants)
 	fmt.Fprintf(tw, "one tenant's ingest (%d x %d B, async; median of %d runs)\t%.0f msg/s with 1 tenant (%s), %.0f msg/s with %d (%s): ratio %.2f\n",
 		res.IngestMessages, res.MessageBytes, ingestRuns, res.IngestBefore, rates(res.IngestBeforeRuns), res.IngestAfter, res.Tenants, rates(res.IngestAfterRuns), res.IngestRatio)
-	fmt.Fprintf(tw, "the same, each run over the disk's fsynced appends/s just before it	ratio %.2f (the disk: %s before, %s after; measured %s after the last create)\n",
+	fmt.Fprintf(tw, "the same, each run over the disk's fsynced appends/s just before it\tratio %.2f (the disk: %s before, %s after; measured %s after the last create)\n",
 		res.IngestRatioDisk, rates(res.DiskSyncsBeforeRuns), rates(res.DiskSyncsAfterRuns), res.Settle)
 	if res.Tenants >= 2 {
 		fmt.Fprintf(tw, "the same while another tenant, over its disk, publishes %d msg/s\t%.0f msg/s (%d of its publishes refused meanwhile): ratio %.2f to the run before\n",
