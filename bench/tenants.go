@@ -140,22 +140,25 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 		return err
 	}
 	ingest := func() (float64, error) { return ingestRun(ctx, ijs, msgs, size, disk) }
-	var syncs []float64 // the disk's, before each anchored run
-	anchored := func() (float64, error) {
-		r, err := diskSyncRate(dir)
-		if err != nil {
-			return 0, err
-		}
-		syncs = append(syncs, r)
-		return ingest()
+	// anchored runs ingestRuns ingests, each after a look at the disk's
+	// fsync rate: the median rate, every rate, and the disk's before each.
+	anchored := func() (median float64, runs, syncs []float64, err error) {
+		median, runs, err = medianOf(ingestRuns, func() (float64, error) {
+			r, err := diskSyncRate(dir)
+			if err != nil {
+				return 0, err
+			}
+			syncs = append(syncs, r)
+			return ingest()
+		})
+		return median, runs, syncs, err
 	}
 	res := tenantsBenchResult{Tenants: n, MessageBytes: size, IngestMessages: msgs, Settle: bc.Settle.String()}
 	res.HeapBefore, res.SysBefore = heap()
 	res.IdleCoresBefore = idleCores(ctx)
-	if res.IngestBefore, res.IngestBeforeRuns, err = medianOf(ingestRuns, anchored); err != nil {
+	if res.IngestBefore, res.IngestBeforeRuns, res.DiskSyncsBeforeRuns, err = anchored(); err != nil {
 		return err
 	}
-	res.DiskSyncsBeforeRuns, syncs = syncs, nil
 	fmt.Fprintf(out, "one tenant ingests %.0f msg/s (%d B; the disk %s fsynced appends/s); creating %d more tenants...\n", res.IngestBefore, size, rates(res.DiskSyncsBeforeRuns), n-1)
 	times, total, err := createMany(out, n, create)
 	if err != nil {
@@ -173,10 +176,9 @@ func Tenants(ctx context.Context, bc TenantsConfig) error {
 	}
 	res.HeapAfter, res.SysAfter = heap()
 	res.IdleCoresAfter = idleCores(ctx)
-	if res.IngestAfter, res.IngestAfterRuns, err = medianOf(ingestRuns, anchored); err != nil {
+	if res.IngestAfter, res.IngestAfterRuns, res.DiskSyncsAfterRuns, err = anchored(); err != nil {
 		return err
 	}
-	res.DiskSyncsAfterRuns = syncs
 	res.IngestRatioDisk = perSync(res.IngestAfterRuns, res.DiskSyncsAfterRuns) / perSync(res.IngestBeforeRuns, res.DiskSyncsBeforeRuns)
 	if n >= 2 {
 		fmt.Fprintf(out, "filling tenant t00001's disk; then t00000 ingests while t00001 keeps publishing...\n")
