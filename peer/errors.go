@@ -33,7 +33,3 @@ var ErrOperatorMode = errors.New("peer runs in operator mode")
 // fit the storage JetStream may use, and the peer may not lower them
 // (Config.FitLimits). Its message names the flags to set.
 var ErrStoreTooSmall = errors.New("store too small for the streams' size limits")
-
-// errInProcessConn is wrapped when the peer's own in-process connection to
-// a tenant's account fails.
-var errInProcessConn = errors.New("in-process connection")

@@ -189,6 +189,11 @@ func (p *Peer) startServer(ctx context.Context) error {
 	// nats-server debug lines (leaf, route and account detail) come
 	// with the peer's debug level.
 	srv.SetLoggerV2(logger, p.log.Enabled(context.Background(), slog.LevelDebug), false, false)
+	if p.role.apply != nil {
+		if err := p.role.apply(srv); err != nil {
+			return fmt.Errorf("start peer: %w", err)
+		}
+	}
 	srv.Start()
 	p.srv = srv
 	if p.cfg.Insecure {
@@ -216,17 +221,12 @@ func (p *Peer) startServer(ctx context.Context) error {
 	return nil
 }
 
-// startStreams readies the running server for the role's streams and
-// makes them: at once on a single peer; in the background on a cluster
-// member, whose JetStream needs a quorum while the other members may not
-// be up yet (with three replicas in a cluster of three or more, they come
-// once three members are up).
+// startStreams makes the role's streams on the running server: at once on
+// a single peer; in the background on a cluster member, whose JetStream
+// needs a quorum while the other members may not be up yet (with three
+// replicas in a cluster of three or more, they come once three members are
+// up).
 func (p *Peer) startStreams(ctx context.Context) error {
-	if p.role.apply != nil {
-		if err := p.role.apply(p.srv); err != nil {
-			return err
-		}
-	}
 	switch {
 	case p.role.ensure == nil:
 		// No streams of its own.

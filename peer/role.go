@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,7 +28,8 @@ type role struct {
 	// leaf sets the server's leaf links: central's listener, or a site's
 	// links to central (k: the peer's certificate, nil without TLS).
 	leaf func(c Config, o *server.Options, k *certs) error
-	// apply readies the running server for the role's streams.
+	// apply readies the server's accounts before it starts: nothing (a
+	// leaf link, a client) can look an account up before apply has.
 	apply func(srv *server.Server) error
 	// ensure makes the role's streams and buckets on a single peer, at
 	// start (p.srv is set, p.mu is held). maintain makes them on a cluster
@@ -143,26 +143,15 @@ func (p *Peer) ownReadyLog() (string, []any) {
 }
 
 // ensureTenants makes every tenant's streams, buckets and source consumers
-// (a single site peer in operator mode, at start).
-//
-// A leaf link that looks a tenant's account up while applyTenants registers
-// it can put the account JWT of the resolver back in force after the
-// site's claims, without the local signing key the peer's in-process user
-// is signed with (nats-server 2.15.3 fetchAccount: "Due to possible race
-// ... Update with the new claims"; seen once in CI as "authentication
-// error" on the in-process connection). That happens only while the
-// account is first registered, so the claims applied once more hold: the
-// connection is tried again after that.
+// (a single site peer in operator mode, at start). The site's claims are in
+// force already: applyTenants put them there before the server started, so
+// no leaf link could look a tenant's account up first and put the
+// resolver's JWT back over them (nats-server 2.15.3 fetchAccount: "Due to
+// possible race ... Update with the new claims"), which dropped the site's
+// signing key, and the revocations and key drops with it.
 func (p *Peer) ensureTenants(ctx context.Context) error {
 	for _, t := range p.cfg.Tenants {
-		err := p.ensureTenant(ctx, p.srv, t)
-		if errors.Is(err, errInProcessConn) && ctx.Err() == nil {
-			p.log.Warn("in-process connection refused; applying the tenant's account claims again", "tenant", t.Name, "err", err)
-			if err = applyLocal(p.srv, t, t.AccountJWT); err == nil {
-				err = p.ensureTenant(ctx, p.srv, t)
-			}
-		}
-		if err != nil {
+		if err := p.ensureTenant(ctx, p.srv, t); err != nil {
 			return fmt.Errorf("tenant %s: %w", t.Name, err)
 		}
 	}

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"errors"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -151,5 +152,63 @@ func TestLocalAccountDropsOtherSitesPollerKeys(t *testing.T) {
 	}
 	if len(ac.SigningKeys) != 5 {
 		t.Fatalf("the claims given lost keys: %v", ac.SigningKeys.Keys())
+	}
+}
+
+// TestSiteClaimsBeforeLeafLinks: the site's claims are in force from the
+// start even when its leaf links reach central at once. A link looks its
+// tenant's account up as soon as it connects; before the claims were
+// applied ahead of the server's start, that lookup could race the site's
+// own and put the resolver's JWT back over the site's claims (the token's
+// users accepted, the peer's own in-process user refused). The test starts
+// the site many times against a listener that accepts every connection.
+func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.IssueSite("acme", "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	const starts = 15
+	for i := range starts {
+		cfg := testConfig(t)
+		cfg.SiteTrust = &b.Trust
+		cfg.Central = []string{"nats-leaf://" + ln.Addr().String()}
+		cfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
+		p, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(testCtx(t)); err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+		auth, err := tenancy.CredsOption(b.LeafCreds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc, err := nats.Connect(p.ClientURL(), auth, nats.MaxReconnects(0), nats.Timeout(5*time.Second)); err == nil {
+			nc.Close()
+			t.Errorf("start %d: the token's leaf user connected to the site", i)
+		}
+		p.Close()
 	}
 }

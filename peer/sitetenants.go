@@ -276,8 +276,10 @@ func (c Config) tenantLimits() bus.StreamLimits {
 	return l
 }
 
-// applyTenants applies every tenant's account claims, with the site's own
-// additions, before any stream is made in them.
+// applyTenants registers every tenant's account and puts its claims, with
+// the site's own additions, in force. It runs before the server starts
+// (role.apply): the accounts are there before any leaf link or client
+// could look them up.
 func (p *Peer) applyTenants(srv *server.Server) error {
 	for _, t := range p.cfg.Tenants {
 		if err := applyLocal(srv, t, t.AccountJWT); err != nil {
@@ -403,7 +405,7 @@ func (t SiteTenant) upkeepConn(srv *server.Server, site, name string) (*nats.Con
 	}
 	nc, err := nats.Connect("", append(opts, auth)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w to tenant %s: %w", errInProcessConn, t.Name, err)
+		return nil, fmt.Errorf("in-process connection to tenant %s: %w", t.Name, err)
 	}
 	return nc, nil
 }
