@@ -189,18 +189,23 @@ func (p *proc) waitOutput(re string, within time.Duration) []string {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
-	eventually.True(p.t, within, fmt.Sprintf("%s to print %q", p.name, re), func() bool {
+	// On a timeout the message carries the process's last lines, where
+	// CI's summary of a failing test shows them (.ci/run).
+	eventually.NoError(p.t, within, fmt.Sprintf("%s to print %q", p.name, re), func() error {
 		select {
 		case <-p.done:
 			m = rx.FindStringSubmatch(p.out.String())
 			if m == nil {
 				p.t.Fatalf("%s exited (%v) before printing %q:\n%s", p.name, p.err, re, tail(p.out.String(), 40))
 			}
-			return true
+			return nil
 		default:
 		}
-		m = rx.FindStringSubmatch(p.out.String())
-		return m != nil
+		out := p.out.String()
+		if m = rx.FindStringSubmatch(out); m != nil {
+			return nil
+		}
+		return fmt.Errorf("its last lines:\n%s", tail(strings.TrimRight(out, "\n"), 12))
 	})
 	return m
 }
