@@ -139,7 +139,9 @@ func TestFailoverInterrupted(t *testing.T) {
 		_ = cmd.Process.Kill()
 		for _, pid := range left() { // what the test failed to see stopped
 			if n, err := strconv.Atoi(pid); err == nil {
-				_ = syscall.Kill(n, syscall.SIGKILL)
+				if p, err := os.FindProcess(n); err == nil {
+					_ = p.Kill()
+				}
 			}
 		}
 	})

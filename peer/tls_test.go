@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -550,21 +549,6 @@ func TestTLSWatch(t *testing.T) {
 	cfg.TLS.Watch = 50 * time.Millisecond
 	p := startPeer(t, cfg)
 	fresh := k.issueTo("watch", cfg.TLS)
-	waitServed(t, p, k, fresh)
-}
-
-// TestReloadOnSIGHUP: new certificate files are taken on a SIGHUP, with
-// the watch off.
-func TestReloadOnSIGHUP(t *testing.T) {
-	k := newTestPKI(t)
-	cfg := tlsConfig(t, "hup", k)
-	cfg.TLS.Watch = -1
-	p := startPeer(t, cfg)
-	p.ReloadOnSIGHUP()
-	fresh := k.issueTo("hup", cfg.TLS)
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
 	waitServed(t, p, k, fresh)
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,11 +73,7 @@ func spoolSize(b *testing.B, payload string, per int, legacy bool) (file, disk i
 	if err != nil {
 		b.Fatal(err)
 	}
-	disk = fi.Size()
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		disk = st.Blocks * 512
-	}
-	return fi.Size(), disk
+	return fi.Size(), diskUsage(fi)
 }
 
 // newSizeRand is the seeded source of sizeEvent: every run spools the same
