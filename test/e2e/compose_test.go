@@ -36,7 +36,7 @@ func composeCmd(t *testing.T) []string {
 	return nil
 }
 
-// TestCompose brings up docker-compose.yml from the repository root, as the
+// testCompose (TestClusters/Compose) brings up docker-compose.yml from the repository root, as the
 // README says, with TLS on every link, and requires events from both sites
 // at central within 120 seconds (read over TLS, verified against the CA the
 // compose file's pki service made) with no service restarted on the way;
@@ -44,8 +44,7 @@ func composeCmd(t *testing.T) []string {
 // to see the link come back; then it stops central1 and requires the NOC's
 // commands, given the three central peers' published ports, to work still,
 // and the noc service to run on without a restart.
-func TestCompose(t *testing.T) {
-	t.Parallel() // see parallelTests
+func testCompose(t *testing.T) {
 	compose := composeCmd(t)
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "true" {

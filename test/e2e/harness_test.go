@@ -35,15 +35,27 @@ import (
 
 var meshmonBin string
 
-// parallelTests: TestMeshFaults runs beside TestCompose and the two site
-// cluster tests, after every other test (t.Parallel; go test -parallel
-// sets how many at once, GOMAXPROCS by default). Most of its 3 to 4
-// minutes are waits on its faults (a 2-minute WAN cut, a lost peer's
-// removal), and the other three, about 3 minutes one after the other,
-// wait on Compose and on their own cuts; one after the other the suite
-// took 15 minutes of the CI run's 25. Their faults cannot meet: each
-// cuts its own ports (iptables -w waits for another's change to the
-// rules, Docker's included), and freeport reserves a port across them.
+// parallelTests: two tests run beside each other, after every other test
+// (t.Parallel; .ci/run passes -parallel 2): TestMeshFaults, and
+// TestClusters, which runs the compose test and the two site cluster tests
+// one after the other. Most of TestMeshFaults' 4 to 5 minutes are waits on
+// its faults (a 2-minute WAN cut, a lost peer's removal), and the other
+// three, about 2.5 minutes together, wait on Compose and on their own
+// cuts; one after the other the suite took 15 minutes of the CI run's 25.
+// As four parallel tests, TestMeshFaults often started only once the
+// compose test had ended, a minute later: the order in which paused tests
+// resume is not the source's. Their faults cannot meet: each cuts its own
+// ports (iptables -w waits for another's change to the rules, Docker's
+// included), and freeport reserves a port across them.
+
+// TestClusters runs the tests that bring up whole clusters, one after the
+// other, beside TestMeshFaults (see parallelTests).
+func TestClusters(t *testing.T) {
+	t.Parallel()
+	t.Run("Compose", testCompose)
+	t.Run("SiteCluster", func(t *testing.T) { testSiteCluster(t, false) })
+	t.Run("SiteClusterOperator", func(t *testing.T) { testSiteCluster(t, true) })
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "meshmon-e2e-")

@@ -25,7 +25,8 @@ import (
 	"github.com/meshmon/meshmon/tenancy"
 )
 
-// TestSiteCluster: a site of three clustered peer processes, started fresh
+// testSiteCluster (TestClusters/SiteCluster; TestClusters/SiteClusterOperator
+// with operator): a site of three clustered peer processes, started fresh
 // after central was told of it, gets its events to central; when the link
 // of the member that leads the consumer central sources EVENTS through is
 // cut, central gets the events published meanwhile over another member's
@@ -38,18 +39,9 @@ import (
 // tells lost from late: central must hold the 300 within a minute; if not,
 // it logs central's source and the site's consumer, waits two more minutes
 // and says which.
-func TestSiteCluster(t *testing.T) {
-	t.Parallel() // see parallelTests
-	testSiteCluster(t, false)
-}
-
-// TestSiteClusterOperator is TestSiteCluster in operator mode: central
-// trusts an operator, and the site cluster serves one tenant.
-func TestSiteClusterOperator(t *testing.T) {
-	t.Parallel() // see parallelTests
-	testSiteCluster(t, true)
-}
-
+//
+// With operator, central trusts an operator, and the site cluster serves
+// one tenant.
 func testSiteCluster(t *testing.T, operator bool) {
 	dir := t.TempDir()
 	var curl, token string       // token: the site's join token
