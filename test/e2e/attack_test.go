@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("%s was not refused (exit ok %v): %s", what, ok, out)
 		}
 	}
+	// tries: refused attempts gathered and run a few at once, each
+	// waiting out its second without an answer (see attempts).
+	var tries attempts
 	want := map[string]int{}
 	publish := func(site string, n int, tag string) {
 		t.Helper()
@@ -192,13 +196,14 @@ func TestAttacks(t *testing.T) {
 	// phrases at s1 while alice listens for replies; alice reads no
 	// device record, at the site or at central, by any subject.
 	for _, server := range []string{curl, sites["s1"]} {
-		out, ok = natsTry(server, alice, "sub", "_INBOX.>", "--count", "1")
-		refused("alice subscribing to every reply", out, ok)
-		out, ok = natsTry(server, alice, "sub", "_INBOX.boss.>", "--count", "1")
-		refused("alice subscribing to the admin's replies", out, ok)
-		out, ok = natsTry(server, alice, "sub", "$KV.>", "--count", "1")
-		refused("alice subscribing to the buckets' subjects", out, ok)
+		for what, subj := range map[string]string{"every reply": "_INBOX.>", "the admin's replies": "_INBOX.boss.>", "the buckets' subjects": "$KV.>"} {
+			tries.add(func() {
+				out, ok := natsTry(server, alice, "sub", subj, "--count", "1")
+				refused("alice subscribing to "+what, out, ok)
+			})
+		}
 	}
+	tries.run()
 	mustRun(t, "--server", sites["s1"], "--creds", admin, "device", "add", "secret-dev", "--address", "192.0.2.10", "--checks", "snmp",
 		"--snmp-version", "3", "--v3-user", "u1", "--auth-proto", "SHA", "--auth-pass", "auth-phrase-x1", "--priv-proto", "AES", "--priv-pass", "priv-phrase-x1")
 	mustRun(t, "--server", sites["s1"], "--creds", admin, "device", "add", "comm-dev", "--address", "192.0.2.11", "--checks", "snmp", "--community", "community-x1")
@@ -209,12 +214,15 @@ func TestAttacks(t *testing.T) {
 		{"kv", "history", "devices", "comm-dev"},
 		{"consumer", "add", "KV_devices", "alice", "--pull", "--deliver", "all", "--defaults"},
 	} {
-		out, ok = natsTry(sites["s1"], alice, args...)
-		refused("alice: nats "+strings.Join(args, " "), out, ok)
-		if strings.Contains(out, "phrase-x1") || strings.Contains(out, "community-x1") {
-			t.Errorf("alice read a device secret with nats %s: %s", strings.Join(args, " "), out)
-		}
+		tries.add(func() {
+			out, ok := natsTry(sites["s1"], alice, args...)
+			refused("alice: nats "+strings.Join(args, " "), out, ok)
+			if strings.Contains(out, "phrase-x1") || strings.Contains(out, "community-x1") {
+				t.Errorf("alice read a device secret with nats %s: %s", strings.Join(args, " "), out)
+			}
+		})
 	}
+	tries.run()
 	if _, stderr, code := run(t, "--server", sites["s1"], "--creds", alice, "device", "list"); code == 0 {
 		t.Errorf("alice listed the devices: %s", stderr)
 	}
@@ -228,14 +236,19 @@ func TestAttacks(t *testing.T) {
 			{"kv", "del", "central", "lock.sources", "-f"},
 			{"kv", "put", "sites", "evil", `{"name":"evil"}`},
 		} {
-			out, ok = natsTry(curl, c, args...)
-			refused(who+": nats "+strings.Join(args, " "), out, ok)
+			tries.add(func() {
+				out, ok := natsTry(curl, c, args...)
+				refused(who+": nats "+strings.Join(args, " "), out, ok)
+			})
 		}
 		// The stock nats req exits 0 on a publish it may not send: no
 		// answer (a store would send one) is the refusal.
-		out, _ = natsTry(curl, c, "req", "$KV.central.lock.sources", "x")
-		unanswered(who+": nats req $KV.central.lock.sources", out)
+		tries.add(func() {
+			out, _ := natsTry(curl, c, "req", "$KV.central.lock.sources", "x")
+			unanswered(who+": nats req $KV.central.lock.sources", out)
+		})
 	}
+	tries.run()
 	if out, ok := natsAs(curl, admin, "kv", "get", "central", "lock.sources"); ok {
 		t.Errorf("central's sources lock is held after the attempts: %s", out)
 	}
@@ -263,9 +276,12 @@ func TestAttacks(t *testing.T) {
 		t.Errorf("central stored a poller's publish: %s", out)
 	}
 	for _, subj := range []string{"_INBOX.>", "$KV.>", "ev.>", "stored.ev.>"} {
-		out, ok = natsTry(curl, poller["s1"], "sub", subj, "--count", "1")
-		refused("the poller subscribing to "+subj+" at central", out, ok)
+		tries.add(func() {
+			out, ok := natsTry(curl, poller["s1"], "sub", subj, "--count", "1")
+			refused("the poller subscribing to "+subj+" at central", out, ok)
+		})
 	}
+	tries.run()
 	out, ok = natsTry(sites["s1"], poller["s1"], "consumer", "add", "EVENTS", "central-events", "--pull", "--filter", "ev.nothing.>", "--defaults")
 	refused("the poller changing central-events at its site", out, ok)
 	out, ok = natsTry(sites["s1"], poller["s1"], "pub", "stored.ev.s1.x.trap", "forged-event")
@@ -352,20 +368,23 @@ func TestAttacks(t *testing.T) {
 			if who == "beta's admin" && strings.HasPrefix(subj, "$JS.") {
 				continue // its own account's, below
 			}
-			pubRefused(who, c, subj, "{}")
+			tries.add(func() { pubRefused(who, c, subj, "{}") })
 		}
 	}
 	// beta's admin may send JetStream requests to any domain of its own
 	// account: acme's site's is none of them.
 	for _, api := range []string{"STREAM.PURGE.EVENTS", "STREAM.INFO.EVENTS"} {
-		out, _ = natsTry(curl, betaAdmin, "req", "$JS.s1.API."+api, "{}")
-		unanswered("beta's admin's request on $JS.s1.API."+api, out)
+		tries.add(func() {
+			out, _ := natsTry(curl, betaAdmin, "req", "$JS.s1.API."+api, "{}")
+			unanswered("beta's admin's request on $JS.s1.API."+api, out)
+		})
 	}
 	for who, c := range acmeUsers {
 		for _, subj := range []string{"tenants.beta.js.API.STREAM.PURGE.EVENTS", "tenants.acme.js.API.STREAM.PURGE.EVENTS"} {
-			pubRefused(who, c, subj, "{}")
+			tries.add(func() { pubRefused(who, c, subj, "{}") })
 		}
 	}
+	tries.run()
 	out, ok = natsTry(sites["s1"], betaAdmin, "stream", "info", "EVENTS")
 	if ok || !strings.Contains(out, "Authorization Violation") {
 		t.Errorf("beta's admin connected at acme's site s1: %s", tail(out, 5))
@@ -404,24 +423,29 @@ func TestAttacks(t *testing.T) {
 			if prefix == "tenants.beta.js.API." && i%4 != 0 {
 				continue // a sample of them at a second tenant
 			}
-			pubRefused("the ops user", opsCreds, prefix+req[0], req[1])
+			tries.add(func() { pubRefused("the ops user", opsCreds, prefix+req[0], req[1]) })
 		}
 		if i < 3 {
-			out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
-			unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+			tries.add(func() {
+				out, _ := natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
+				unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+			})
 		}
 	}
 	for _, subj := range []string{"$JS.API.STREAM.PURGE.EVENTS", "$JS.API.STREAM.LIST", "$JS.hub.API.STREAM.DELETE.EVENTS", "$JS.s1.API.STREAM.PURGE.EVENTS"} {
-		pubRefused("the ops user", opsCreds, subj, "{}")
+		tries.add(func() { pubRefused("the ops user", opsCreds, subj, "{}") })
 	}
 	// The stock CLI's own commands, through the prefix, fail.
 	for _, args := range [][]string{
 		{"stream", "purge", "EVENTS", "-f"}, {"stream", "edit", "EVENTS", "--max-msgs", "1", "-f"}, {"consumer", "rm", "EVENTS", "bob", "-f"},
 	} {
-		if out, ok := natsTry(curl, opsCreds, append([]string{"--js-api-prefix", "tenants.acme.js.API"}, args...)...); ok {
-			t.Errorf("the ops user's nats %s worked: %s", strings.Join(args, " "), tail(out, 5))
-		}
+		tries.add(func() {
+			if out, ok := natsTry(curl, opsCreds, append([]string{"--js-api-prefix", "tenants.acme.js.API"}, args...)...); ok {
+				t.Errorf("the ops user's nats %s worked: %s", strings.Join(args, " "), tail(out, 5))
+			}
+		})
 	}
+	tries.run()
 	// Without effect: acme's EVENTS holds the same messages, from the
 	// same first sequence, with the same configuration.
 	if after := streamState(t, natsBin, curl, admin, "EVENTS"); after != eventsBefore {
@@ -437,10 +461,13 @@ func TestAttacks(t *testing.T) {
 		{"CONSUMER.CREATE.EVENTS.x", `{"stream_name":"EVENTS","config":{"name":"x","deliver_policy":"all","ack_policy":"none","inactive_threshold":2000000000}}`},
 		{"CONSUMER.CREATE.EVENTS.bob-1.ev.>", `{"stream_name":"EVENTS","config":{"durable_name":"bob-1","filter_subject":"ev.>","ack_policy":"explicit"}}`},
 	} {
-		pubRefused("the ops user", opsCreds, "tenants.acme.js.API."+req[0], req[1])
-		out, _ = natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
-		unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+		tries.add(func() { pubRefused("the ops user", opsCreds, "tenants.acme.js.API."+req[0], req[1]) })
+		tries.add(func() {
+			out, _ := natsTry(curl, opsCreds, "req", "tenants.acme.js.API."+req[0], req[1])
+			unanswered("the ops user's request on tenants.acme.js.API."+req[0], out)
+		})
 	}
+	tries.run()
 	if out, ok := natsAs(curl, bob, "consumer", "info", "EVENTS", "bob-1", "--json"); !ok || strings.Contains(out, "changed by ops") ||
 		!strings.Contains(out, `"num_ack_pending": 0`) {
 		t.Errorf("bob's consumer bob-1 after the ops user's attempts (changed, or a message taken): %s", tail(out, 30))
@@ -772,4 +799,29 @@ func streamState(t *testing.T, natsBin, server, user, stream string) string {
 		t.Fatalf("stream info %s: %s", stream, tail(out, 10))
 	}
 	return fmt.Sprintf("%d messages, sequences %d to %d, %d deleted; config %s", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq, info.State.Deleted, info.Config)
+}
+
+// attempts are checks that run at once when run is called, four at a
+// time: most are nats CLI processes that wait out a timeout for an answer
+// they must not get, and one after the other they were most of
+// TestAttacks' time. Each is independent of the others (none changes what
+// another tries); a check reports with t.Errorf, never t.Fatal.
+type attempts struct{ checks []func() }
+
+func (a *attempts) add(check func()) { a.checks = append(a.checks, check) }
+
+// run runs the checks added since the last run and returns when all are
+// done.
+func (a *attempts) run() {
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, c := range a.checks {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c()
+		})
+	}
+	wg.Wait()
+	a.checks = nil
 }
