@@ -364,6 +364,9 @@ func (g *Group) Leading() bool {
 	return g.leading
 }
 
+// whyStopping is why a member that stops leaves the lead.
+const whyStopping = "stopping"
+
 func (g *Group) setLeading(on bool, why string) {
 	g.mu.Lock()
 	changed := g.leading != on
@@ -372,9 +375,13 @@ func (g *Group) setLeading(on bool, why string) {
 		g.since = time.Now()
 	}
 	g.mu.Unlock()
-	if changed && on {
+	switch {
+	case !changed:
+	case on:
 		g.log.Info("leading the poller group", "poller", g.cfg.Name)
-	} else if changed {
+	case why == whyStopping: // the member's own doing: nothing to warn of
+		g.log.Info("no longer leading the poller group", "poller", g.cfg.Name, "why", why)
+	default:
 		g.log.Warn("no longer leading the poller group", "poller", g.cfg.Name, "why", why)
 	}
 }
@@ -422,7 +429,7 @@ func (g *Group) Run(ctx context.Context) {
 		retry.Wait(ctx)
 	}
 	if g.Leading() && g.elector != nil {
-		g.setLeading(false, "stopping")
+		g.setLeading(false, whyStopping)
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = g.elector.Resign(dctx)
