@@ -161,7 +161,9 @@ func TestLocalAccountDropsOtherSitesPollerKeys(t *testing.T) {
 // applied ahead of the server's start, that lookup could race the site's
 // own and put the resolver's JWT back over the site's claims (the token's
 // users accepted, the peer's own in-process user refused). The test starts
-// the site many times against a listener that accepts every connection.
+// the site many times, on one data dir, against a listener that accepts
+// every connection; a poller of the site stores an event each time, and
+// finds the ones before.
 func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
 	if err != nil {
@@ -188,9 +190,20 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}
 	}()
+	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := st.Tenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AccountJWT = tn.JWT // with the site's poller key
+	dataDir := t.TempDir()
 	const starts = 15
 	for i := range starts {
 		cfg := testConfig(t)
+		cfg.DataDir = dataDir
 		cfg.SiteTrust = &b.Trust
 		cfg.Central = []string{"nats-leaf://" + ln.Addr().String()}
 		cfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
@@ -209,6 +222,29 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 			nc.Close()
 			t.Errorf("start %d: the token's leaf user connected to the site", i)
 		}
+		pauth, err := tenancy.CredsOption(pollerCreds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(p.ClientURL(), pauth, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+		if err != nil {
+			t.Fatalf("start %d: the site's poller: %v", i, err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(testCtx(t), "ev.hq.d1.trap", []byte("event")); err != nil {
+			t.Fatalf("start %d: the poller's event: %v", i, err)
+		}
+		s, err := js.Stream(testCtx(t), bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.CachedInfo().State.Msgs; n != uint64(i+1) {
+			t.Errorf("start %d: EVENTS holds %d events, want %d", i, n, i+1)
+		}
+		nc.Close()
 		p.Close()
 	}
 }
