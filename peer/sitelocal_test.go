@@ -2,6 +2,7 @@ package peer
 
 import (
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"testing"
@@ -23,17 +24,7 @@ import (
 // the peer makes the tenant's streams with a user of its own and a poller
 // credential of the site works.
 func TestSiteRefusesTokenUsers(t *testing.T) {
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	b, err := st.IssueSite("acme", "hq")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, b := acmeAtHQ(t)
 	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "hq")
 	if err != nil {
 		t.Fatal(err)
@@ -165,17 +156,7 @@ func TestLocalAccountDropsOtherSitesPollerKeys(t *testing.T) {
 // every connection; a poller of the site stores an event each time, and
 // finds the ones before.
 func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
-	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	b, err := st.IssueSite("acme", "hq")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, b := acmeAtHQ(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +168,7 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
 		}
 	}()
 	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "hq")
@@ -247,4 +228,22 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 		nc.Close()
 		p.Close()
 	}
+}
+
+// acmeAtHQ makes an operator's keys with one tenant, acme, and the join
+// bundle of its site hq.
+func acmeAtHQ(t *testing.T) (*tenancy.Store, tenancy.SiteBundle) {
+	t.Helper()
+	st, err := tenancy.Init(filepath.Join(t.TempDir(), "keys"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.IssueSite("acme", "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, b
 }
