@@ -62,6 +62,9 @@ func deviceCommand() *cli.Command {
 
 // deviceFromFlags builds a device from add's flags and validates it.
 func deviceFromFlags(c *cli.Context, name string) (meshmon.Device, error) {
+	if c.IsSet("community") && c.String("community") == "" {
+		return meshmon.Device{}, errors.New("--community is empty; leave the flag out for the default, public")
+	}
 	d := meshmon.Device{
 		Name:     name,
 		Address:  c.String("address"),

@@ -49,6 +49,7 @@ func TestBadInput(t *testing.T) {
 		{"short v3 password", []string{"device", "add", "r1", "--address", "127.0.0.1", "--snmp-version", "3", "--v3-user", "u", "--auth-proto", "SHA", "--auth-pass", "short"}, "at least 8"},
 		{"bad interval", []string{"device", "add", "r1", "--address", "127.0.0.1", "--interval", "10ms"}, "interval"},
 		{"unknown check", []string{"device", "add", "r1", "--address", "127.0.0.1", "--checks", "http"}, "check"},
+		{"empty community", []string{"device", "add", "r1", "--address", "127.0.0.1", "--community", ""}, "--community is empty"},
 		{"device exists", []string{"device", "add", "keeper", "--address", "127.0.0.2", "--checks", "icmp"}, "already exists"},
 		{"show missing", []string{"device", "show", "ghost"}, "not found"},
 		{"rm missing", []string{"device", "rm", "ghost"}, "not found"},
