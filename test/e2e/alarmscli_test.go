@@ -58,7 +58,7 @@ func TestAlarmsCLI(t *testing.T) {
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, s, "peer", "run", "--role", "site", "--name", s+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, s))
-		p.waitOutput(`peer `+s+`-peer ready`, 30*time.Second)
+		p.waitOutput(`peer `+s+`-peer ready`, peerReady)
 		surl := "nats://127.0.0.1:" + strconv.Itoa(port)
 		for _, a := range bySite[s] {
 			mustRun(t, "--server", surl, "--creds", admin, "device", "add", a.Name(), "--address", a.Addr().Addr().String(),

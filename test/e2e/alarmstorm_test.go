@@ -127,7 +127,7 @@ func startAlarmCentral(t *testing.T, dir string) *mesh {
 		c.proc = runMeshmon(t, c.name, c.args...)
 	}
 	for _, c := range m.central {
-		c.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+		c.proc.waitOutput(`peer \S+ ready on`, peerReady)
 	}
 	m.waitCentralCurrent(3, 60*time.Second)
 

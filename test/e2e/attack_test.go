@@ -42,7 +42,7 @@ func TestAttacks(t *testing.T) {
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, site, "peer", "run", "--role", "site", "--name", site+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, site))
-		p.waitOutput(`peer `+site+`-peer ready`, 30*time.Second)
+		p.waitOutput(`peer `+site+`-peer ready`, peerReady)
 		sites[site], tokens[site] = "nats://127.0.0.1:"+strconv.Itoa(port), token
 	}
 	creds := func(args ...string) string {
@@ -583,7 +583,7 @@ func TestTaskAttacks(t *testing.T) {
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, site, "peer", "run", "--role", "site", "--name", site+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, site))
-		p.waitOutput(`peer `+site+`-peer ready`, 30*time.Second)
+		p.waitOutput(`peer `+site+`-peer ready`, peerReady)
 		sites[site], tokens[site] = "nats://127.0.0.1:"+strconv.Itoa(port), token
 	}
 	sites["central"] = curl

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshmon/meshmon"
 )
@@ -172,7 +171,7 @@ func TestPeerConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := runMeshmon(t, "peer", "peer", "run", "--config", cfg, "--name", "from-flag")
-	p.waitOutput(`peer from-flag ready on nats://127.0.0.1:`+strconv.Itoa(port), 30*time.Second)
+	p.waitOutput(`peer from-flag ready on nats://127.0.0.1:`+strconv.Itoa(port), peerReady)
 	out := mustRun(t, "--server", "nats://127.0.0.1:"+strconv.Itoa(port), "--user", "ops", "--password", "from-file-pw", "status", "--json")
 	if !strings.Contains(out, `"server": "from-flag"`) {
 		t.Errorf("status does not show the server name from the flag:\n%s", out)

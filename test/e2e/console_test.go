@@ -109,7 +109,7 @@ func startConsoleMesh(t *testing.T) *consoleMesh {
 	cli("tenant", "creds", "--ops", "--keys", keys, "--out", m.creds["ops"])
 	site := runMeshmon(t, "s1", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", filepath.Join(dir, "s1.token"),
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
-	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
+	site.waitOutput(`peer s1-peer ready`, peerReady)
 
 	// Two simulated devices at s1, polled every second, linked in an
 	// LLDP tree (with the uplink outside the site), and the simulator's

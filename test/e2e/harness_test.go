@@ -30,6 +30,7 @@ import (
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
 	"github.com/meshmon/meshmon/internal/syncbuf"
+	"github.com/meshmon/meshmon/peer"
 	"github.com/meshmon/meshmon/sim"
 )
 
@@ -196,6 +197,12 @@ func (p *proc) stopClean() {
 	}
 }
 
+// peerReady is how long a test waits for a peer's ready line: longer than
+// the peer's own start timeout, so that a start that fails is reported
+// with the peer's error (waitOutput: "exited ... before printing"), not as
+// the test's timeout.
+const peerReady = peer.DefaultStartTimeout + 10*time.Second
+
 // waitOutput waits until the output matches re and returns the submatches.
 func (p *proc) waitOutput(re string, within time.Duration) []string {
 	p.t.Helper()
@@ -288,7 +295,7 @@ func newSite(t *testing.T, name string, pollerArgs ...string) *site {
 func (s *site) startPeer() {
 	s.peer = runMeshmon(s.t, "peer", "--log-level", "warn", "peer", "run", "--site", s.name, "--listen", "127.0.0.1:"+strconv.Itoa(s.port),
 		"--data-dir", s.peerDir, "--auth-user", "ops", "--auth-password", "e2e-secret-pw")
-	s.peer.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	s.peer.waitOutput(`peer \S+ ready on`, peerReady)
 }
 
 func (s *site) startPoller() {

@@ -58,7 +58,7 @@ func TestICMPWithoutPermissionRaisesNoNodeDown(t *testing.T) {
 	// A fresh namespace has nothing listening: its port 4222 is free.
 	const url = "nats://127.0.0.1:4222"
 	p := start(t, "peer", ipTool, inNS(meshmonBin, "peer", "run", "--site", "icmp", "--listen", "127.0.0.1:4222", "--data-dir", filepath.Join(t.TempDir(), "peer"))...)
-	p.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	p.waitOutput(`peer \S+ ready on`, peerReady)
 	cli := func(args ...string) string {
 		t.Helper()
 		out, err := exec.Command(ipTool, inNS(append([]string{meshmonBin, "--server", url}, args...)...)...).CombinedOutput()

@@ -45,7 +45,7 @@ func TestTamperedJoinToken(t *testing.T) {
 	curl := "tls://127.0.0.1:" + strconv.Itoa(cport)
 	central := runMeshmon(t, "central", append([]string{"peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
 		"--listen", "127.0.0.1:" + strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1")}, tlsArgs("c1")...)...)
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	central.waitOutput(`peer c1 ready`, peerReady)
 	cli := func(args ...string) string {
 		return mustRun(t, append([]string{"--server", curl, "--tlsca", caFile}, args...)...)
 	}
@@ -200,7 +200,7 @@ func TestTamperedJoinToken(t *testing.T) {
 	sport := freePort(t, "tcp")
 	p := runMeshmon(t, "site", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", token,
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "site")}, siteTLS...)...)
-	p.waitOutput(`peer s1-peer ready`, 30*time.Second)
+	p.waitOutput(`peer s1-peer ready`, peerReady)
 	if out, ok := natsCLI(t, natsBin, "--server", "tls://127.0.0.1:"+strconv.Itoa(sport), "--tlsca", caFile, "--creds", poller,
 		"pub", "ev.s1.d1.trap", "untampered", "-H", "Nats-Msg-Id:untampered", "--jetstream"); !ok {
 		t.Fatalf("publish at the site: %s", tail(out, 5))

@@ -62,7 +62,7 @@ func (p *meshPeer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(p.cl
 func (p *meshPeer) start(t *testing.T) {
 	t.Helper()
 	p.proc = runMeshmon(t, p.name, p.args...)
-	p.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	p.proc.waitOutput(`peer \S+ ready on`, peerReady)
 }
 
 type mesh struct {
@@ -117,7 +117,7 @@ func newMesh(t *testing.T) *mesh {
 		c.proc = runMeshmon(t, c.name, c.args...)
 	}
 	for _, c := range m.central {
-		c.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+		c.proc.waitOutput(`peer \S+ ready on`, peerReady)
 	}
 	// All three up: the streams come and scale to three replicas.
 	m.waitCentralCurrent(3, 90*time.Second)

@@ -65,7 +65,7 @@ func TestPrometheusScrapesMesh(t *testing.T) {
 		"--leaf-listen", "127.0.0.1:" + strconv.Itoa(leaf), "--leaf-password", meshLeafPassword,
 		"--auth-user", meshUser, "--auth-password-file", pwFile, "--tls-cert", cc, "--tls-key", ck, "--tls-ca", caFile,
 		"--metrics-password-file", scrapePW}, metricsArgs("central")...)...)
-	central.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	central.waitOutput(`peer \S+ ready on`, peerReady)
 	creds := func(port int, args ...string) []string {
 		return append([]string{"--server", "tls://127.0.0.1:" + strconv.Itoa(port), "--tlsca", caFile, "--user", meshUser, "--password-file", pwFile, "--timeout", "20s"}, args...)
 	}
@@ -78,7 +78,7 @@ func TestPrometheusScrapesMesh(t *testing.T) {
 	site := runMeshmon(t, "site", append([]string{"--log-level", "warn", "peer", "run", "--join-file", token, "--name", "s1",
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1"),
 		"--auth-user", meshUser, "--auth-password-file", pwFile, "--tls-cert", sc, "--tls-key", sk, "--tls-ca", caFile}, metricsArgs("site")...)...)
-	site.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	site.waitOutput(`peer \S+ ready on`, peerReady)
 	trap := freePort(t, "udp")
 	simc, simk := cert("sim")
 	runMeshmon(t, "sim", append(creds(sport, "sim", "--agents", "3", "--base-addr", "127.77.0.1", "--name-prefix", "m",

@@ -64,7 +64,7 @@ func TestPollerScope(t *testing.T) {
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, s, "peer", "run", "--role", "site", "--name", s+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, s))
-		p.waitOutput(`peer `+s+`-peer ready`, 30*time.Second)
+		p.waitOutput(`peer `+s+`-peer ready`, peerReady)
 		urls[s] = "nats://127.0.0.1:" + strconv.Itoa(port)
 	}
 	creds := func(site, user string) string {

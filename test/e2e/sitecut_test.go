@@ -115,7 +115,7 @@ func TestSiteCutAlarmsPageOnce(t *testing.T) {
 		"--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--leaf-advertise", link.Addr(), "--leaf-password", meshLeafPassword,
 		"--auth-user", meshUser, "--auth-password", meshPassword, "--alarm-late-after", cutLateAfter.String(),
 		"--events-max-bytes", "64MiB", "--metrics-max-bytes", "64MiB")
-	central.waitOutput(`peer \S+ ready on`, 30*time.Second)
+	central.waitOutput(`peer \S+ ready on`, peerReady)
 	curl := "nats://127.0.0.1:" + strconv.Itoa(cport)
 	cli := func(args ...string) string {
 		return mustRun(t, append([]string{"--server", curl, "--user", meshUser, "--password", meshPassword}, args...)...)

@@ -42,7 +42,7 @@ func TestTasksFromCentralCLI(t *testing.T) {
 	port := freePort(t, "tcp")
 	site := runMeshmon(t, "hq", "peer", "run", "--role", "site", "--name", "hq-peer", "--join-file", token,
 		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "hq"))
-	site.waitOutput(`peer hq-peer ready`, 30*time.Second)
+	site.waitOutput(`peer hq-peer ready`, peerReady)
 	hqURL := "nats://127.0.0.1:" + strconv.Itoa(port)
 	creds := map[string]string{}
 	for _, u := range [][]string{{"acme", "admin", "admin", ""}, {"acme", "noc", "noc", ""}, {"acme", "p1", "poller", "hq"}, {"beta", "badmin", "admin", ""}} {

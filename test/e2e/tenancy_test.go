@@ -64,7 +64,7 @@ func startOperatorCentral(t *testing.T, dir string) (central *proc, keys, url st
 	cport, lport := freePort(t, "tcp"), freePort(t, "tcp")
 	central = runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
 		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	central.waitOutput(`peer c1 ready`, peerReady)
 	return central, keys, "nats://127.0.0.1:" + strconv.Itoa(cport), lport
 }
 
@@ -114,7 +114,7 @@ func TestTenantsWalledOff(t *testing.T) {
 		port := freePort(t, "tcp")
 		p := runMeshmon(t, ts[1], "peer", "run", "--role", "site", "--name", ts[1]+"-peer", "--join-file", token,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, ts[1]))
-		p.waitOutput(`peer `+ts[1]+`-peer ready`, 30*time.Second)
+		p.waitOutput(`peer `+ts[1]+`-peer ready`, peerReady)
 		sites[ts[0]] = "nats://127.0.0.1:" + strconv.Itoa(port)
 	}
 	creds := func(tenant string, args ...string) string {
@@ -342,7 +342,7 @@ func TestTenantPoP(t *testing.T) {
 	curl, purl := "nats://127.0.0.1:"+strconv.Itoa(cport), "nats://127.0.0.1:"+strconv.Itoa(pport)
 	central := runMeshmon(t, "central", "peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
 		"--listen", "127.0.0.1:"+strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:"+strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1"))
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	central.waitOutput(`peer c1 ready`, peerReady)
 	cli := func(args ...string) string { return mustRun(t, append([]string{"--server", curl}, args...)...) }
 	cli("tenant", "create", "acme", "--keys", keys)
 	cli("tenant", "create", "beta", "--keys", keys, "--disk", "4MiB")
@@ -353,7 +353,7 @@ func TestTenantPoP(t *testing.T) {
 		join = append(join, "--join-file", token)
 	}
 	pop := runMeshmon(t, "pop", join...)
-	pop.waitOutput(`peer pop-peer ready`, 30*time.Second)
+	pop.waitOutput(`peer pop-peer ready`, peerReady)
 
 	creds := func(tenant string, args ...string) string {
 		f := filepath.Join(dir, tenant+"-"+strings.Join(args, "-")+".creds")
@@ -460,7 +460,7 @@ func TestTenantPoP(t *testing.T) {
 	central.stopClean()
 	pop.stopClean()
 	pop = runMeshmon(t, "pop-restarted", join...)
-	pop.waitOutput(`peer pop-peer ready`, 30*time.Second)
+	pop.waitOutput(`peer pop-peer ready`, peerReady)
 	if out, ok := natsCLI(t, natsBin, "--server", purl, "--creds", doomed, "pub", "ev.pop.d1.trap", "x"); ok || !strings.Contains(out, "Authorization Violation") {
 		t.Fatalf("a revoked credential at a site restarted while central was down: %s", out)
 	}

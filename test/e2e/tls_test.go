@@ -86,7 +86,7 @@ func TestTLSMesh(t *testing.T) {
 		c.proc = runMeshmon(t, c.name, c.args...)
 	}
 	for _, c := range central {
-		c.proc.waitOutput(`peer \S+ ready on`, 30*time.Second)
+		c.proc.waitOutput(`peer \S+ ready on`, peerReady)
 	}
 	cli := func(args ...string) []string {
 		return append([]string{"--server", strings.Join(urls, ","), "--tlsca", caFile, "--user", meshUser, "--password-file", pwFile, "--timeout", "30s"}, args...)
@@ -343,7 +343,7 @@ func TestTLSOperatorMode(t *testing.T) {
 	curl := "tls://127.0.0.1:" + strconv.Itoa(cport)
 	central := runMeshmon(t, "central", append([]string{"peer", "run", "--role", "central", "--name", "c1", "--trust", filepath.Join(keys, "trust.json"),
 		"--listen", "127.0.0.1:" + strconv.Itoa(cport), "--leaf-listen", "127.0.0.1:" + strconv.Itoa(lport), "--data-dir", filepath.Join(dir, "c1")}, tlsArgs("c1")...)...)
-	central.waitOutput(`peer c1 ready`, 30*time.Second)
+	central.waitOutput(`peer c1 ready`, peerReady)
 	cli := func(args ...string) string {
 		return mustRun(t, append([]string{"--server", curl, "--tlsca", caFile}, args...)...)
 	}
@@ -360,7 +360,7 @@ func TestTLSOperatorMode(t *testing.T) {
 	sport := freePort(t, "tcp")
 	site := runMeshmon(t, "s1", append([]string{"peer", "run", "--role", "site", "--name", "s1-peer", "--join-file", token,
 		"--listen", "127.0.0.1:" + strconv.Itoa(sport), "--data-dir", filepath.Join(dir, "s1")}, tlsArgs("s1")...)...)
-	site.waitOutput(`peer s1-peer ready`, 30*time.Second)
+	site.waitOutput(`peer s1-peer ready`, peerReady)
 	creds := func(args ...string) string {
 		f := filepath.Join(dir, strings.Join(args, "-")+".creds")
 		cli(append([]string{"tenant", "creds", "acme", "--keys", keys, "--out", f}, args...)...)
