@@ -180,6 +180,14 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.AccountJWT = tn.JWT // with the site's poller key
+	leafAuth, err := tenancy.CredsOption(b.LeafCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollerAuth, err := tenancy.CredsOption(pollerCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dataDir := t.TempDir()
 	const starts = 15
 	for i := range starts {
@@ -188,26 +196,12 @@ func TestSiteClaimsBeforeLeafLinks(t *testing.T) {
 		cfg.SiteTrust = &b.Trust
 		cfg.Central = []string{"nats-leaf://" + ln.Addr().String()}
 		cfg.Tenants = []SiteTenant{{Name: "acme", Account: b.Account, AccountJWT: b.AccountJWT, LeafCreds: string(b.LeafCreds), UpkeepCreds: string(b.UpkeepCreds)}}
-		p, err := New(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Start(testCtx(t)); err != nil {
-			t.Fatalf("start %d: %v", i, err)
-		}
-		auth, err := tenancy.CredsOption(b.LeafCreds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if nc, err := nats.Connect(p.ClientURL(), auth, nats.MaxReconnects(0), nats.Timeout(5*time.Second)); err == nil {
+		p := startPeer(t, cfg) // closed below, before the next start
+		if nc, err := nats.Connect(p.ClientURL(), leafAuth, nats.MaxReconnects(0), nats.Timeout(5*time.Second)); err == nil {
 			nc.Close()
 			t.Errorf("start %d: the token's leaf user connected to the site", i)
 		}
-		pauth, err := tenancy.CredsOption(pollerCreds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(p.ClientURL(), pauth, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+		nc, err := nats.Connect(p.ClientURL(), pollerAuth, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
 		if err != nil {
 			t.Fatalf("start %d: the site's poller: %v", i, err)
 		}
