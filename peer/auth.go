@@ -114,6 +114,18 @@ func (in *internalAuth) connOption() nats.Option {
 	return nats.Nkey(in.pub, func(nonce []byte) ([]byte, error) { return in.kp.Sign(nonce) })
 }
 
+// internalRawAuth is the peer's own user in the tenant account (as
+// InProcessConn connects), for a raw in-process connection (publishRaw).
+func (p *Peer) internalRawAuth() rawAuth {
+	p.mu.Lock()
+	in := p.internal
+	p.mu.Unlock()
+	if in == nil || in.kp == nil {
+		return rawAuth{}
+	}
+	return rawAuth{kp: in.kp}
+}
+
 // sysConnOption returns the nats option that authenticates as in's user in
 // the system account.
 func (in *internalAuth) sysConnOption() nats.Option {

@@ -53,12 +53,19 @@ func newCentralSigner() (*centralSigner, error) {
 // process as a user it signs. The connection does not reconnect: closed,
 // it is made again with conn.
 func (c *centralSigner) conn(srv *server.Server, account, name string) (*nats.Conn, error) {
+	nc, _, err := c.connAuth(srv, account, name)
+	return nc, err
+}
+
+// connAuth is conn, and returns the connection's user too, for raw
+// connections of the same user (publishRaw) while the key is in force.
+func (c *centralSigner) connAuth(srv *server.Server, account, name string) (*nats.Conn, rawAuth, error) {
 	if err := c.addKey(srv, account); err != nil {
-		return nil, err
+		return nil, rawAuth{}, err
 	}
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, err
+		return nil, rawAuth{}, err
 	}
 	pub, _ := kp.PublicKey()
 	uc := jwt.NewUserClaims(pub)
@@ -67,14 +74,14 @@ func (c *centralSigner) conn(srv *server.Server, account, name string) (*nats.Co
 	uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeInProcess)
 	tok, err := uc.Encode(c.sk)
 	if err != nil {
-		return nil, err
+		return nil, rawAuth{}, err
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name(name), nats.NoReconnect(),
 		nats.UserJWT(func() (string, error) { return tok, nil }, kp.Sign))
 	if err != nil {
-		return nil, fmt.Errorf("in-process connection to account %s: %w", account, err)
+		return nil, rawAuth{}, fmt.Errorf("in-process connection to account %s: %w", account, err)
 	}
-	return nc, nil
+	return nc, rawAuth{jwt: tok, kp: kp}, nil
 }
 
 // addKey applies the claims of the account's newest JWT in the resolver,

@@ -35,6 +35,11 @@ import (
 //     asks the site for the consumer on any message there, not only on a
 //     heartbeat: an empty message wakes it (the nudge). While its request
 //     for the consumer is out it has no such subscription.
+//   - A source with a consumer takes an idle heartbeat (status 100, no
+//     reply) whose "Nats-Last-Consumer" is not the last delivery it got as
+//     a gap, and asks the site for the consumer again from after the last
+//     message it stored, whoever published the heartbeat (the forged
+//     heartbeat, forgedHeartbeat).
 //   - A source's Active in the stream's details (JSZ) is how long ago it
 //     last heard from the site; -1 when it has not heard from it since it
 //     was set.
@@ -140,6 +145,39 @@ func sourcingAccounts(info *server.JSInfo, me string) []string {
 // heartbeat, so the nudge is harmless to a source already resumed.
 func nudgeSource(nc *nats.Conn, k sourceKey) {
 	_ = nc.Publish(bus.SourceDeliverSubject(k.site, k.stream), nil)
+}
+
+// forgedHeartbeat is an idle heartbeat as a source's consumer sends it
+// (status 100, no reply, no payload), naming as the consumer's last
+// delivery a sequence no delivery to central reaches. A source that takes
+// it asks the site again at once, from after the last message central
+// stored of it, as it does when its consumer's own heartbeat names a
+// delivery it did not get (processInboundSourceMsg,
+// retrySourceConsumerAtSeq; the request leaves 0.1-0.2 s later, or once 2
+// s have passed since the source's last one). A source that waits on its
+// site takes it as it takes a nudge.
+//
+// Sent when a site comes back within reach after its source has missed a
+// heartbeat (sourceMissedBeat), it spares the source the wait for the
+// consumer's next heartbeat, up to a second: the consumer's deliveries
+// into the cut were lost, or it stalled on a flow-control request nobody
+// got, and only its heartbeat would tell central so. It is not a message
+// nats.go can send (its headers open with a bare "NATS/1.0"), so it goes
+// over a raw in-process connection (publishRaw).
+const forgedHeartbeat = "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 4611686018427387904\r\n\r\n"
+
+// sourceMissedBeat is how long a source goes without a word from its
+// site's consumer only when it missed a heartbeat (one a second).
+const sourceMissedBeat = 1500 * time.Millisecond
+
+// retrySources sends each source of keys the forged heartbeat, over one raw
+// in-process connection to srv as auth.
+func retrySources(srv *server.Server, auth rawAuth, keys []sourceKey) error {
+	subjects := make([]string, 0, len(keys))
+	for _, k := range keys {
+		subjects = append(subjects, bus.SourceDeliverSubject(k.site, k.stream))
+	}
+	return publishRaw(srv, auth, "meshmon-peer-sources-retry", forgedHeartbeat, subjects, answerWithin)
 }
 
 // siteAnswers asks the site's JetStream for the source's stream and

@@ -47,12 +47,24 @@ const (
 // decide (sourceWatch, pure), act.
 //
 // When a site comes back within reach (the tenant account has interest in
-// the site's JetStream API, which the leaf link brings), a source that waits
-// on it (JetStream's subscription to the deliver subject of the site's
-// consumer, while it backs off) is nudged: it wakes on any message there,
-// and asks the site for the backlog at once instead of at the consumer's
-// next heartbeat, up to a second later. (The site's keeper, keepAccount,
-// sees that the consumer is not stalled on flow control by then.)
+// the site's JetStream API, which the leaf link brings), a source that
+// waits on it (JetStream's subscription to the deliver subject of the
+// site's consumer) is made to ask the site for the backlog at once instead
+// of at the consumer's next heartbeat, up to a second later:
+//
+//   - a source that has missed a heartbeat (sourceMissedBeat) is sent a
+//     forged one that names a delivery it did not get (retrySources): one
+//     that backs off wakes on it, and one that still has its consumer asks
+//     the site again from after the last message central stored, as the
+//     consumer's own next heartbeat would make it do;
+//   - any other is nudged (an empty message, which wakes a source that
+//     backs off and is ignored by one that flows).
+//
+// A site seen out of reach at any poll (every sourcesPoll) counts as back
+// when it is seen within reach again, however soon: a site dials again a
+// quarter of a second after its link drops. (The site's keeper,
+// keepAccount, sees that the consumer is not stalled on flow control by
+// then.)
 //
 // A source is set again (bus.KickSources), so that it asks the site from
 // the last message central holds, only when it has been silent for
@@ -133,9 +145,12 @@ func (p *Peer) watchSources(ctx context.Context) {
 			if a == nil {
 				a = &watchedAccount{name: name, w: newSourceWatch(), pw: newProgressWatch()}
 				if signer == nil {
-					a.dial = func() (*nats.Conn, error) { return p.InProcessConn(nats.Name("meshmon-peer-sources")) }
+					a.dial = func() (*nats.Conn, rawAuth, error) {
+						nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
+						return nc, p.internalRawAuth(), err
+					}
 				} else {
-					a.dial = func() (*nats.Conn, error) { return signer.conn(srv, name, "meshmon-peer-sources") }
+					a.dial = func() (*nats.Conn, rawAuth, error) { return signer.connAuth(srv, name, "meshmon-peer-sources") }
 				}
 				accounts[name] = a
 			}
@@ -149,9 +164,10 @@ type watchedAccount struct {
 	name string
 	w    *sourceWatch
 	pw   *progressWatch
-	dial func() (*nats.Conn, error)
+	dial func() (*nats.Conn, rawAuth, error)
 	nc   *nats.Conn // made on the first action, again once closed
 	js   jetstream.JetStream
+	auth rawAuth // nc's user, for the raw connections of retrySources
 }
 
 // conn returns the account's connection, made again if it closed.
@@ -160,7 +176,7 @@ func (a *watchedAccount) conn() (*nats.Conn, jetstream.JetStream, error) {
 		return a.nc, a.js, nil
 	}
 	a.close()
-	nc, err := a.dial()
+	nc, auth, err := a.dial()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -169,7 +185,7 @@ func (a *watchedAccount) conn() (*nats.Conn, jetstream.JetStream, error) {
 		nc.Close()
 		return nil, nil, err
 	}
-	a.nc, a.js = nc, js
+	a.nc, a.js, a.auth = nc, js, auth
 	return nc, js, nil
 }
 
@@ -200,7 +216,7 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 	}
 	plan := a.w.decide(snap, now)
 	probe := a.pw.toProbe(snap, plan.ask, now)
-	if len(plan.nudge) == 0 && len(plan.ask) == 0 && len(probe) == 0 {
+	if len(plan.retry) == 0 && len(plan.nudge) == 0 && len(plan.ask) == 0 && len(probe) == 0 {
 		return
 	}
 	nc, js, err := a.conn()
@@ -209,6 +225,12 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 			p.log.Warn("peer source watch: in-process connection", "account", a.name, "err", err)
 		}
 		return
+	}
+	if len(plan.retry) > 0 {
+		p.log.Debug("peer source watch: sites back after their sources missed a heartbeat; making the sources ask them again now", "account", a.name, "sources", plan.retry)
+		if err := retrySources(srv, a.auth, plan.retry); err != nil {
+			p.log.Warn("peer source watch: the sites are back, but their sources could not be made to ask them now; they will at their consumers' next heartbeat", "account", a.name, "sources", plan.retry, "err", err)
+		}
 	}
 	for _, k := range plan.nudge {
 		p.log.Debug("peer source watch: the site is back; nudging its source", "account", a.name, "stream", k.stream, "site", k.site)
@@ -396,7 +418,16 @@ func newSourceWatch() *sourceWatch {
 // due reports whether the watch takes a snapshot now: every sourcesFull,
 // and every time while a known site is within reach (reachable) and was
 // not at the last snapshot, or came within reach less than kickGrace ago.
+// A site seen out of reach is forgotten as reached, whether a snapshot is
+// taken or not: a link that drops and is made again between two snapshots
+// (a site dials again within a quarter of a second) is a return all the
+// same.
 func (w *sourceWatch) due(now time.Time, reachable map[sourceKey]bool) bool {
+	for k, ok := range reachable {
+		if !ok {
+			delete(w.reached, k)
+		}
+	}
 	if now.Sub(w.lastFull) >= sourcesFull {
 		return true
 	}
@@ -409,10 +440,12 @@ func (w *sourceWatch) due(now time.Time, reachable map[sourceKey]bool) bool {
 	return false
 }
 
-// sourcesPlan is what the watch does after a snapshot: nudge sources that
-// wait on a site just back, and ask the sites of the sources to be set
-// again (kick) whether they answer.
+// sourcesPlan is what the watch does after a snapshot: make sources whose
+// site is just back retry at once (those that missed a heartbeat) or nudge
+// them, and ask the sites of the sources to be set again (kick) whether
+// they answer.
 type sourcesPlan struct {
+	retry []sourceKey
 	nudge []sourceKey
 	ask   []sourceKey
 }
@@ -443,7 +476,10 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 		if !ok {
 			r = reach{since: now, lost: !s.waiting}
 			w.reached[key] = r
-			if s.waiting {
+			switch {
+			case s.waiting && silent > sourceMissedBeat:
+				plan.retry = append(plan.retry, key)
+			case s.waiting:
 				plan.nudge = append(plan.nudge, key)
 			}
 		}

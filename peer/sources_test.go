@@ -22,6 +22,7 @@ func TestSourceWatchDecide(t *testing.T) {
 		at       time.Duration
 		snap     sourcesSnapshot
 		answered map[string]bool // by site; nil: every site asked answers
+		retry    []sourceKey
 		nudge    []sourceKey
 		ask      []sourceKey
 		kick     map[string][]string
@@ -49,7 +50,7 @@ func TestSourceWatchDecide(t *testing.T) {
 			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, false)}},
 		}},
 		{"stall after a central peer's SIGKILL and restart: silent, site reachable, set again after kickGrace", []step{
-			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 25*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 25*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 26*s, true, true)}},
 			{at: 2900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 28*s, true, true)}},
 			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 28*s, true, true)},
@@ -76,6 +77,15 @@ func TestSourceWatchDecide(t *testing.T) {
 				ask:  []sourceKey{ev("paris"), {stream: "METRICS", site: "paris"}},
 				kick: map[string][]string{"EVENTS": {"paris"}, "METRICS": {"paris"}}},
 		}},
+		{"short cut: the site back before its source backed off; the source missed a heartbeat: made to retry at once", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 300*ms, true, false), src("METRICS", "paris", 700*ms, true, false)}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 1300*ms, false, true), src("METRICS", "paris", 1700*ms, false, true)}},
+			// Back: EVENTS last heard 2.4 s ago missed a heartbeat; METRICS,
+			// heard 1.2 s ago (its consumer's heartbeat, idle), is nudged.
+			{at: 2 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 2400*ms, true, true), src("METRICS", "paris", 1200*ms, true, true)},
+				retry: []sourceKey{ev("paris")}, nudge: []sourceKey{{stream: "METRICS", site: "paris"}}},
+			{at: 2500 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 10*ms, true, false), src("METRICS", "paris", 200*ms, true, false)}},
+		}},
 		{"site unreachable (loud cut, site down): never set again, however long silent", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 20*s, false, false)}},
 			{at: 60 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 80*s, false, false)}},
@@ -96,9 +106,9 @@ func TestSourceWatchDecide(t *testing.T) {
 			{at: 1300 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 		}},
-		{"site back, source waiting on it: nudged, and left to resume by itself", []step{
+		{"site back, source waiting on it: made to retry at once, and left to resume by itself", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, true)}},
-			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			// It asks the site (no subscription while the request is out).
 			{at: 1100 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
 			{at: 1500 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)}},
@@ -107,25 +117,25 @@ func TestSourceWatchDecide(t *testing.T) {
 		}},
 		{"site back, source waiting but never resumes: set again after kickGrace", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, true)}},
-			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			{at: 3900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 43*s, true, true)}},
 			{at: 4 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 44*s, true, true)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 		}},
-		{"leader move: a source this peer leads again is new to it: nudged, and left kickGrace to resume", []step{
-			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 10*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+		{"leader move: a source this peer leads again is new to it: made to retry, and left kickGrace to resume", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 10*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 13*s, true, true)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 			// The stream's leadership moves away, then back.
 			{at: 4 * s, snap: sourcesSnapshot{}},
-			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 15*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 15*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			{at: 7900 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 17*s, true, true)}},
 			{at: 8 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 18*s, true, true)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 		}},
 		{"source erroring (the site's stream is missing): kicks back off to kickMax", []step{
 			// Waits 2, 4, 8, 16, 30, 30 s, each ±20%.
-			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 7*s, true, true)}, nudge: []sourceKey{ev("paris")}},
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 7*s, true, true)}, retry: []sourceKey{ev("paris")}},
 			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 10*s, true, true)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 			{at: 5500 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 12*s, true, true)},
@@ -145,7 +155,7 @@ func TestSourceWatchDecide(t *testing.T) {
 		}},
 		{"one site stalled, another flowing, a third cut off: only the stalled one", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 9*s, true, true), src("EVENTS", "lyon", 100*ms, true, false), src("EVENTS", "nice", 9*s, false, false)},
-				nudge: []sourceKey{ev("paris")}},
+				retry: []sourceKey{ev("paris")}},
 			{at: 3 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 12*s, true, true), src("EVENTS", "lyon", 100*ms, true, false), src("EVENTS", "nice", 12*s, false, false)},
 				answered: map[string]bool{"paris": true}, ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 		}},
@@ -158,6 +168,9 @@ func TestSourceWatchDecide(t *testing.T) {
 				now := t0.Add(st.at)
 				plan := w.decide(st.snap, now)
 				where := fmt.Sprintf("step %d (+%s)", i, st.at)
+				if !reflect.DeepEqual(plan.retry, st.retry) {
+					t.Errorf("%s: made to retry %v, want %v", where, plan.retry, st.retry)
+				}
 				if !reflect.DeepEqual(plan.nudge, st.nudge) {
 					t.Errorf("%s: nudged %v, want %v", where, plan.nudge, st.nudge)
 				}
@@ -219,5 +232,34 @@ func TestSourceWatchDue(t *testing.T) {
 	w.decide(back, t0.Add(3300*time.Millisecond))
 	if w.due(t0.Add(3400*time.Millisecond), map[sourceKey]bool{paris: true}) {
 		t.Error("due 3.2 s after the site came back, 0.1 s after the last look")
+	}
+}
+
+// TestSourceWatchBlip: a link that drops and is made again between two
+// looks (a site dials again within a quarter of a second) is a return all
+// the same: the look after it makes the source, silent since the cut,
+// retry at once.
+func TestSourceWatchBlip(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
+	paris := sourceKey{stream: "EVENTS", site: "paris"}
+	ms := time.Millisecond
+	w := newSourceWatch()
+	w.decide(sourcesSnapshot{src("EVENTS", "paris", 100*ms, true, true)}, t0)
+	// A silent cut: the link looks up, the source hears nothing.
+	if !w.due(t0.Add(1000*ms), map[sourceKey]bool{paris: true}) {
+		t.Fatal("not due at sourcesFull")
+	}
+	w.decide(sourcesSnapshot{src("EVENTS", "paris", 1100*ms, true, true)}, t0.Add(1000*ms))
+	// The link drops at its end and is made again a poll later, inside one
+	// sourcesFull.
+	if w.due(t0.Add(1800*ms), map[sourceKey]bool{paris: false}) {
+		t.Error("due while the site is out of reach, before sourcesFull")
+	}
+	if !w.due(t0.Add(1900*ms), map[sourceKey]bool{paris: true}) {
+		t.Fatal("not due at the poll after the link came back")
+	}
+	plan := w.decide(sourcesSnapshot{src("EVENTS", "paris", 2000*ms, true, true)}, t0.Add(1900*ms))
+	if want := []sourceKey{paris}; !reflect.DeepEqual(plan.retry, want) {
+		t.Errorf("made to retry %v after the blip, want %v", plan.retry, want)
 	}
 }

@@ -1,0 +1,166 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// TestPublishRaw: a raw in-process connection delivers a header block as
+// given, status line and all, as the peer's own user; a user the server
+// does not know is refused with the server's word.
+func TestPublishRaw(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Auth = Auth{User: "ops", Password: "raw-test-secret"}
+	p := startPeer(t, cfg)
+	nc, err := p.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("raw.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishRaw(p.Server(), p.internalRawAuth(), "test", forgedHeartbeat, []string{"raw.a", "raw.b"}, 5*time.Second); err != nil {
+		t.Fatalf("publishRaw as the peer's user: %v", err)
+	}
+	for _, want := range []string{"raw.a", "raw.b"} {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		if m.Subject != want || len(m.Data) != 0 || m.Header.Get("Status") != "100" ||
+			m.Header.Get("Description") != "Idle Heartbeat" || m.Header.Get("Nats-Last-Consumer") != "4611686018427387904" {
+			t.Errorf("got %s %q with headers %v, want an idle heartbeat on %s", m.Subject, m.Data, m.Header, want)
+		}
+	}
+
+	stranger, _ := nkeys.CreateUser()
+	err = publishRaw(p.Server(), rawAuth{kp: stranger}, "test", forgedHeartbeat, []string{"raw.c"}, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("publishRaw as an unknown nkey: %v, want the server's Authorization Violation", err)
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("an unknown user's message was delivered: %v %v", m, err)
+	}
+}
+
+// TestForgedHeartbeatRetriesSource: central's source of a site, flowing,
+// takes the forged heartbeat as its consumer having delivered what it did
+// not get, and asks the site again at once (a consumer reset request
+// reaches the site's JetStream), with nothing lost or stored twice. A
+// flowing source never asks by itself, so the reset is the heartbeat's.
+func TestForgedHeartbeatRetriesSource(t *testing.T) {
+	ctx := t.Context()
+	central := startPeer(t, centralConfig(t, "c1"))
+	cjs := peerJS(t, central)
+	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(ctx, cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := startPeer(t, siteConfig(t, "paris", join))
+	sjs := peerJS(t, site)
+	publishSite(t, sjs, "paris", 0, 10)
+	waitCount(t, cjs, "paris", 10, 20*time.Second)
+
+	snc, err := site.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	resets, err := snc.SubscribeSync(fmt.Sprintf("$JS.API.CONSUMER.RESET.%s.>", bus.EventsStream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	events := sourceKey{stream: bus.EventsStream, site: "paris"}
+	eventually.NoError(t, 20*time.Second, "the source to ask the site for its consumer again", func() error {
+		if err := retrySources(central.Server(), central.internalRawAuth(), []sourceKey{events}); err != nil {
+			return err
+		}
+		if _, err := resets.NextMsg(time.Second); err != nil {
+			return fmt.Errorf("no consumer reset request at the site: %w", err)
+		}
+		return nil
+	})
+	publishSite(t, sjs, "paris", 10, 10)
+	waitCount(t, cjs, "paris", 20, 20*time.Second)
+}
+
+// TestPublishRawAsSignerUser: in operator mode the raw connection is the
+// source watch's own user in a tenant's account (a JWT signed with the
+// peer's key, put in force by centralSigner), and its message is delivered
+// in that account only.
+func TestPublishRawAsSignerUser(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, p := startOperatorCentral(t)
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := credsConn(t, p.ClientURL(), sysCreds)
+	var accounts []string
+	for _, name := range []string{"acme", "beta"} {
+		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+			t.Fatal(err)
+		}
+		accounts = append(accounts, tn.Account)
+	}
+	signer, err := p.centralSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.Server()
+	subs := make([]*nats.Subscription, 2)
+	for i, acc := range accounts {
+		nc, err := signer.conn(srv, acc, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if subs[i], err = nc.SubscribeSync("raw.>"); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, auth, err := signer.connAuth(srv, accounts[0], "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := publishRaw(srv, auth, "test", forgedHeartbeat, []string{"raw.a"}, 5*time.Second); err != nil {
+		t.Fatalf("publishRaw as the signer's user: %v", err)
+	}
+	if m, err := subs[0].NextMsg(5 * time.Second); err != nil || m.Header.Get("Status") != "100" {
+		t.Errorf("acme got %v, %v; want the heartbeat", m, err)
+	}
+	if m, err := subs[1].NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("beta got acme's message: %v %v", m, err)
+	}
+}
