@@ -100,6 +100,13 @@ func (c Config) baseOptions(o *server.Options, k *certs) {
 	o.JetStreamMaxStore = c.MaxStore
 	o.SyncAlways = c.SyncAlways
 	o.NoSigs = true // the process owns its signals
+	// The replies to JetStream's own requests to another domain (central's
+	// sources asking a site for its consumer) name the domain, stream and
+	// consumer: $JSC.R.<site>.<account hash>.<stream>.<consumer>.<id>, not
+	// $JSC.R.<id>. A site's leaf user may then answer its own sources'
+	// requests only (tenancy.RoleLeaf), and central's source watch can
+	// tell which source a request is out for (pendingSourceRequests).
+	o.FeatureFlags = map[string]bool{server.FeatureFlagJsAPIReplyFormatV2: true}
 	// A user's JWT travels in its CONNECT line: a NOC's (consumer names,
 	// alarm actions, denials of the secret buckets) with 63-character
 	// names passes nats-server's default 4 KiB (TestPermissionsFitConnect).

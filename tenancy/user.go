@@ -225,7 +225,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// own source consumers' deliveries, replies to central's
 		// requests, and the upkeep user's reading of the tenant bucket.
 		upkeep := "site-" + site
-		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R.>", "$JS.hub.API.INFO", taskReplies(site))
+		// Central's sourcing requests to the site carry replies
+		// $JSC.R.<site>.<account hash>.<stream>.<consumer>.<id> (the
+		// central peer's js_api_reply_v2, peer.baseOptions): the site
+		// may answer its own sources' requests only.
+		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R."+site+".>", "$JS.hub.API.INFO", taskReplies(site))
 		pub.Allow.Add(hubTenantOps("$JS.hub.API.", "$JS.API.")...)
 		sub.Allow.Add("$JS."+site+".API.>", InboxPrefix(upkeep)+".>", taskRequests(site))
 		for _, sc := range sourceConsumers {
