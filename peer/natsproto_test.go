@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/internal/wan"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -162,5 +163,114 @@ func TestPublishRawAsSignerUser(t *testing.T) {
 	}
 	if m, err := subs[1].NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
 		t.Errorf("beta got acme's message: %v %v", m, err)
+	}
+}
+
+// TestLostSourceRequestSentAgain: a source's request for its consumer that
+// went out while its site was cut off is seen by its reply (scoped to the
+// site, js_api_reply_v2), and once the site is back the watch sends it
+// again: the site's answer comes to that reply. Nothing else answers it:
+// the site never got the request, and JetStream asks again, if at all,
+// with a new reply.
+func TestLostSourceRequestSentAgain(t *testing.T) {
+	ctx := t.Context()
+	central := startPeer(t, centralConfig(t, "c1"))
+	cjs := peerJS(t, central)
+	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(ctx, cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	viaProxy := join
+	viaProxy.Central = []string{"nats-leaf://" + px.Addr()}
+	site := startPeer(t, siteConfig(t, "paris", viaProxy))
+	sjs := peerJS(t, site)
+	publishSite(t, sjs, "paris", 0, 10)
+	waitCount(t, cjs, "paris", 10, 20*time.Second)
+	srv := central.Server()
+	acc, err := srv.LookupAccount(central.cfg.Tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnc, err := central.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnc.Close()
+	events := sourceKey{stream: bus.EventsStream, site: "paris"}
+	// JetStream gives up on a request after 5 s and asks again with a new
+	// reply. An attempt in which the request was no longer out when the
+	// site came back (a slow run) shows nothing, and is made again.
+	for attempt := 1; ; attempt++ {
+		if attempt > 5 {
+			t.Fatal("in 5 attempts, the source's request was never still out when the site came back")
+		}
+		px.Cut(true)
+		eventually.NoError(t, 30*time.Second, "paris out of reach", func() error {
+			if siteReachable(acc, "paris", bus.EventsStream) {
+				return errors.New("central still reaches paris")
+			}
+			return nil
+		})
+		publishSite(t, sjs, "paris", 10*attempt, 10)
+		// Set again while the site is away, the source sends its request
+		// into the cut.
+		if err := bus.KickSources(ctx, cjs, bus.EventsStream, []string{"paris"}); err != nil {
+			t.Fatal(err)
+		}
+		var reply string
+		eventually.NoError(t, 10*time.Second, "the source's request out", func() error {
+			pending, err := pendingSourceRequests(srv, acc.Name)
+			if err != nil {
+				return err
+			}
+			if reply = pending[events]; reply == "" {
+				return fmt.Errorf("no request out for %v: %v", events, pending)
+			}
+			return nil
+		})
+		if !strings.HasPrefix(reply, "$JSC.R.paris.") {
+			t.Fatalf("the request's reply is %q, want one scoped to the site ($JSC.R.paris.)", reply)
+		}
+		answers, err := cnc.SubscribeSync(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cnc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		px.Cut(false)
+		eventually.NoError(t, 30*time.Second, "paris back", func() error {
+			if !siteReachable(acc, "paris", bus.EventsStream) {
+				return errors.New("central does not reach paris")
+			}
+			return nil
+		})
+		pending, err := pendingSourceRequests(srv, acc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending[events] != reply {
+			t.Logf("attempt %d: the request on %s was no longer out when paris came back; again", attempt, reply)
+			_ = answers.Unsubscribe()
+			waitCount(t, cjs, "paris", uint64(10+10*attempt), 30*time.Second)
+			continue
+		}
+		m, err := answers.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("no answer on the lost request's reply %s after the site came back: %v", reply, err)
+		}
+		if !strings.Contains(string(m.Data), `"type":"io.nats.jetstream.api.v1.consumer_reset_response"`) || strings.Contains(string(m.Data), `"error"`) {
+			t.Errorf("the answer on %s: %s, want the site's consumer reset", reply, m.Data)
+		}
+		waitCount(t, cjs, "paris", uint64(10+10*attempt), 30*time.Second)
+		return
 	}
 }

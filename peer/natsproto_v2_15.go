@@ -34,12 +34,25 @@ import (
 //     it waits on the site (between its requests for the consumer), and
 //     asks the site for the consumer on any message there, not only on a
 //     heartbeat: an empty message wakes it (the nudge). While its request
-//     for the consumer is out it has no such subscription.
+//     for the consumer is out it has no such subscription. The site's
+//     keeper's subscription to the same subject (keepAccount, while
+//     central is out of reach) crosses the link as it comes back, until
+//     the keeper leaves: interest there alone does not tell a waiting
+//     source.
 //   - A source with a consumer takes an idle heartbeat (status 100, no
 //     reply) whose "Nats-Last-Consumer" is not the last delivery it got as
 //     a gap, and asks the site for the consumer again from after the last
 //     message it stored, whoever published the heartbeat (the forged
 //     heartbeat, forgedHeartbeat).
+//   - A source asks the site for its consumer with a reset request,
+//     "$JS.<site>.API.CONSUMER.RESET.<stream>.<consumer>", no payload (back
+//     to the consumer's acknowledgement floor), and waits 5 s for the
+//     answer on a reply subscription of its own. With js_api_reply_v2
+//     (peer.baseOptions) that reply is
+//     "$JSC.R.<site>.<account hash>.<stream>.<consumer>.<id>", so the
+//     request a source has out shows in the account's subscriptions
+//     (pendingSourceRequests). The same request sent again with that reply
+//     is answered to the waiting source as its own (resendSourceRequest).
 //   - A source's Active in the stream's details (JSZ) is how long ago it
 //     last heard from the site; -1 when it has not heard from it since it
 //     was set.
@@ -229,3 +242,35 @@ func classifyDelivery(m *nats.Msg) (deliveryKind, string) {
 // heartbeat names) as JetStream's source does: an empty message, which
 // acknowledges nothing.
 func unstall(nc *nats.Conn, reply string) { _ = nc.Publish(reply, nil) }
+
+// pendingSourceRequests reports the reply subjects of the requests for
+// their consumers that central's sources in account have out, by source
+// (see above).
+func pendingSourceRequests(srv *server.Server, account string) (map[sourceKey]string, error) {
+	sz, err := srv.Subsz(&server.SubszOptions{Account: account, Subscriptions: true, Limit: 1 << 30})
+	if err != nil {
+		return nil, err
+	}
+	out := map[sourceKey]string{}
+	for _, sd := range sz.Subs {
+		t := strings.Split(sd.Subject, ".")
+		if len(t) == 7 && t[0] == "$JSC" && t[1] == "R" && t[5] == bus.SourceConsumer(t[4]) {
+			out[sourceKey{stream: t[4], site: t[2]}] = sd.Subject
+		}
+	}
+	return out, nil
+}
+
+// resendSourceRequest sends the site of k the reset request its source
+// has out, with the source's own reply: the site answers the source,
+// which takes the answer as the one to its request. For a request lost
+// in a cut, this spares the source the rest of its 5 s wait.
+func resendSourceRequest(nc *nats.Conn, k sourceKey, reply string) error {
+	m := nats.NewMsg("$JS." + k.site + ".API.CONSUMER.RESET." + k.stream + "." + bus.SourceConsumer(k.stream))
+	m.Reply = reply
+	// Asks the site to name its stream's identity in the answer, as the
+	// source's own request does: the source compares it with the one it
+	// knows, to tell a stream made again.
+	m.Header.Set("Nats-Stream-Identity", "?")
+	return nc.PublishMsg(m)
+}

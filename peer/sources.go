@@ -210,13 +210,13 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 	if !a.w.due(now, observeReach(acc, a.w.known)) {
 		return
 	}
-	snap, err := observeSourcesSnapshot(srv, acc)
+	snap, err := observeSourcesSnapshot(srv, acc, a.w.back)
 	if err != nil {
 		return
 	}
 	plan := a.w.decide(snap, now)
 	probe := a.pw.toProbe(snap, plan.ask, now)
-	if len(plan.retry) == 0 && len(plan.nudge) == 0 && len(plan.ask) == 0 && len(probe) == 0 {
+	if len(plan.retry) == 0 && len(plan.nudge) == 0 && len(plan.resend) == 0 && len(plan.ask) == 0 && len(probe) == 0 {
 		return
 	}
 	nc, js, err := a.conn()
@@ -235,6 +235,12 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 	for _, k := range plan.nudge {
 		p.log.Debug("peer source watch: the site is back; nudging its source", "account", a.name, "stream", k.stream, "site", k.site)
 		nudgeSource(nc, k)
+	}
+	for _, r := range plan.resend {
+		p.log.Debug("peer source watch: the site is back and its source's request went out in the cut; sending the request again", "account", a.name, "stream", r.key.stream, "site", r.key.site)
+		if err := resendSourceRequest(nc, r.key, r.reply); err != nil {
+			p.log.Warn("peer source watch: send a source's request again", "account", a.name, "stream", r.key.stream, "site", r.key.site, "err", err)
+		}
 	}
 	// A link cut silently still looks up until its pings fail (up to 20 s):
 	// only a site that answers is set again. EVENTS and METRICS are set
@@ -303,6 +309,9 @@ type sourceState struct {
 	// waiting: the source waits on the site, with no request out for the
 	// site's consumer.
 	waiting bool
+	// pending: the reply of the request for the consumer the source has
+	// out, when it has one (looked up only while its site is in reach).
+	pending string
 }
 
 // sourcesSnapshot is what the watch observes in one look: the sources of
@@ -310,20 +319,38 @@ type sourceState struct {
 type sourcesSnapshot []sourceState
 
 // observeSourcesSnapshot looks at the sources of the streams this server
-// leads in acc.
-func observeSourcesSnapshot(srv *server.Server, acc *server.Account) (sourcesSnapshot, error) {
+// leads in acc. It looks for the sources' requests out (pending) when a
+// source in reach seems to have one, or its site is back (back): then the
+// site's keeper may still be subscribed to the deliver subject, interest
+// the link brings, so a source with a request out can look as if it
+// waited.
+func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(sourceKey) bool) (sourcesSnapshot, error) {
 	srcs, err := observeSources(srv, acc.Name)
 	if err != nil {
 		return nil, err
 	}
 	snap := make(sourcesSnapshot, 0, len(srcs))
+	asking := false // a source in reach has a request out, or its site is back
 	for _, s := range srcs {
-		snap = append(snap, sourceState{
+		st := sourceState{
 			key:       s.key,
 			active:    s.active,
 			reachable: siteReachable(acc, s.key.site, s.key.stream),
 			waiting:   sourceWaiting(acc, s.key.site, s.key.stream),
-		})
+		}
+		asking = asking || (st.reachable && (!st.waiting || back(st.key)))
+		snap = append(snap, st)
+	}
+	if asking {
+		pending, err := pendingSourceRequests(srv, acc.Name)
+		if err != nil {
+			return nil, err
+		}
+		for i := range snap {
+			if snap[i].pending = pending[snap[i].key]; snap[i].pending != "" {
+				snap[i].waiting = false
+			}
+		}
 	}
 	return snap, nil
 }
@@ -402,6 +429,10 @@ type sourceWatch struct {
 type reach struct {
 	since time.Time
 	lost  bool
+	// pending: the reply of the request that was out when the site came
+	// back, to be sent again (resend) if it still has no answer kickLost
+	// after.
+	pending string
 }
 
 // kickBackoff is when a source may be set again next, and the back-off
@@ -413,6 +444,13 @@ type kickBackoff struct {
 
 func newSourceWatch() *sourceWatch {
 	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, kicks: map[sourceKey]*kickBackoff{}}
+}
+
+// back reports whether k's site is back: the watch has not seen it within
+// reach since it last saw it out of reach (or never did).
+func (w *sourceWatch) back(k sourceKey) bool {
+	_, ok := w.reached[k]
+	return !ok
 }
 
 // due reports whether the watch takes a snapshot now: every sourcesFull,
@@ -445,9 +483,17 @@ func (w *sourceWatch) due(now time.Time, reachable map[sourceKey]bool) bool {
 // them, and ask the sites of the sources to be set again (kick) whether
 // they answer.
 type sourcesPlan struct {
-	retry []sourceKey
-	nudge []sourceKey
-	ask   []sourceKey
+	retry  []sourceKey
+	nudge  []sourceKey
+	resend []sourceRequest
+	ask    []sourceKey
+}
+
+// sourceRequest is the request for its consumer a source has out: its
+// reply subject.
+type sourceRequest struct {
+	key   sourceKey
+	reply string
 }
 
 // decide takes the snapshot taken at now (see watchSources for the rules).
@@ -474,7 +520,7 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 		}
 		r, ok := w.reached[key]
 		if !ok {
-			r = reach{since: now, lost: !s.waiting}
+			r = reach{since: now, lost: !s.waiting, pending: s.pending}
 			w.reached[key] = r
 			switch {
 			case s.waiting && silent > sourceMissedBeat:
@@ -484,6 +530,20 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 			}
 		}
 		waited := now.Sub(r.since)
+		if r.lost && r.pending != "" && waited >= kickLost {
+			if s.pending == r.pending {
+				// Still no answer: the request was lost in the cut. Sent
+				// again with its reply, it is answered to the source in
+				// one round trip, where setting the source again takes
+				// two stream updates and the source's own pause before
+				// it asks.
+				plan.resend = append(plan.resend, sourceRequest{key: key, reply: r.pending})
+				r.lost = false
+			}
+			r.pending = ""
+			w.reached[key] = r
+			continue
+		}
 		if silent <= kickStale || waited < kickLost || (waited < kickGrace && (!r.lost || s.waiting)) {
 			continue
 		}

@@ -12,6 +12,14 @@ func src(stream, site string, active time.Duration, reachable, waiting bool) sou
 	return sourceState{key: sourceKey{stream: stream, site: site}, active: active, reachable: reachable, waiting: waiting}
 }
 
+// asking is src for a source in reach with its request for the consumer
+// out, on reply.
+func asking(stream, site string, active time.Duration, reply string) sourceState {
+	s := src(stream, site, active, true, false)
+	s.pending = reply
+	return s
+}
+
 // TestSourceWatchDecide: what central's source watch does, look by look,
 // in each case seen so far. Each step is one look at a time after the
 // first; ask is the sources whose sites it asks about, and kick what it
@@ -24,6 +32,7 @@ func TestSourceWatchDecide(t *testing.T) {
 		answered map[string]bool // by site; nil: every site asked answers
 		retry    []sourceKey
 		nudge    []sourceKey
+		resend   []sourceRequest
 		ask      []sourceKey
 		kick     map[string][]string
 	}
@@ -106,6 +115,31 @@ func TestSourceWatchDecide(t *testing.T) {
 			{at: 1300 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, false)},
 				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
 		}},
+		{"site back, request lost in the cut: sent again with its reply after kickLost, not set again", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, false)}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")}},
+			{at: 1200 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")}},
+			{at: 1300 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
+			// Answered: it resumes, and is left alone.
+			{at: 1400 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 20*ms, true, true)}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, true)}},
+		}},
+		{"site back, request answered before kickLost: nothing sent again", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, false)}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")}},
+			{at: 1300 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 50*ms, true, true)}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, true)}},
+		}},
+		{"site back, request sent again but never answered: set again after kickGrace", []step{
+			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, false)}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")}},
+			{at: 1300 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
+			{at: 3900 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 44*s, "R1")}},
+			{at: 4 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 44*s, "R1")},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
 		{"site back, source waiting on it: made to retry at once, and left to resume by itself", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, true)}},
 			{at: 1 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 41*s, true, true)}, retry: []sourceKey{ev("paris")}},
@@ -170,6 +204,9 @@ func TestSourceWatchDecide(t *testing.T) {
 				where := fmt.Sprintf("step %d (+%s)", i, st.at)
 				if !reflect.DeepEqual(plan.retry, st.retry) {
 					t.Errorf("%s: made to retry %v, want %v", where, plan.retry, st.retry)
+				}
+				if !reflect.DeepEqual(plan.resend, st.resend) {
+					t.Errorf("%s: sent again %v, want %v", where, plan.resend, st.resend)
 				}
 				if !reflect.DeepEqual(plan.nudge, st.nudge) {
 					t.Errorf("%s: nudged %v, want %v", where, plan.nudge, st.nudge)
