@@ -66,20 +66,8 @@ func TestPublishRaw(t *testing.T) {
 // reaches the site's JetStream), with nothing lost or stored twice. A
 // flowing source never asks by itself, so the reset is the heartbeat's.
 func TestForgedHeartbeatRetriesSource(t *testing.T) {
-	ctx := t.Context()
-	central := startPeer(t, centralConfig(t, "c1"))
-	cjs := peerJS(t, central)
-	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	join, err := bus.Join(ctx, cjs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := startPeer(t, siteConfig(t, "paris", join))
-	sjs := peerJS(t, site)
-	publishSite(t, sjs, "paris", 0, 10)
-	waitCount(t, cjs, "paris", 10, 20*time.Second)
+	central, site, _ := centralAndParis(t)
+	cjs, sjs := peerJS(t, central), peerJS(t, site)
 
 	snc, err := site.InProcessConn()
 	if err != nil {
@@ -174,26 +162,8 @@ func TestPublishRawAsSignerUser(t *testing.T) {
 // with a new reply.
 func TestLostSourceRequestSentAgain(t *testing.T) {
 	ctx := t.Context()
-	central := startPeer(t, centralConfig(t, "c1"))
-	cjs := peerJS(t, central)
-	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	join, err := bus.Join(ctx, cjs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(px.Close)
-	viaProxy := join
-	viaProxy.Central = []string{"nats-leaf://" + px.Addr()}
-	site := startPeer(t, siteConfig(t, "paris", viaProxy))
-	sjs := peerJS(t, site)
-	publishSite(t, sjs, "paris", 0, 10)
-	waitCount(t, cjs, "paris", 10, 20*time.Second)
+	central, site, px := centralAndParis(t)
+	cjs, sjs := peerJS(t, central), peerJS(t, site)
 	srv := central.Server()
 	acc, err := srv.LookupAccount(central.cfg.Tenant)
 	if err != nil {
@@ -273,4 +243,29 @@ func TestLostSourceRequestSentAgain(t *testing.T) {
 		waitCount(t, cjs, "paris", uint64(10+10*attempt), 30*time.Second)
 		return
 	}
+}
+
+// centralAndParis starts a central peer and a site, paris, whose link runs
+// through a proxy that can cut it; central holds the site's first 10
+// events.
+func centralAndParis(t *testing.T) (central, site *Peer, px *wan.Proxy) {
+	t.Helper()
+	central = startPeer(t, centralConfig(t, "c1"))
+	cjs := peerJS(t, central)
+	if err := bus.AddSite(t.Context(), cjs, "paris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(t.Context(), cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px, err = wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	join.Central = []string{"nats-leaf://" + px.Addr()}
+	site = startPeer(t, siteConfig(t, "paris", join))
+	publishSite(t, peerJS(t, site), "paris", 0, 10)
+	waitCount(t, cjs, "paris", 10, 20*time.Second)
+	return central, site, px
 }
