@@ -317,6 +317,25 @@ func TestAttacks(t *testing.T) {
 	// request at central but the tenant bucket's, and nothing of central
 	// but what s1's link takes.
 	rogue := rogueLeaf(t, "nats-leaf://127.0.0.1:"+strconv.Itoa(lport), filepath.Join(dir, "token-leaf.creds"))
+	// Replies to central's sourcing requests: s1's link may answer its
+	// own sources' requests only ($JSC.R.s1.>, js_api_reply_v2), not s2's,
+	// nor a reply of the old unscoped form. The admin at central watches
+	// every reply; s1's own is the control that the watch works.
+	replies := start(t, "nats sub replies", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", admin, "sub", "$JSC.R.>"})...)
+	replies.waitOutput(`Subscribing on \$JSC\.R\.>`, 10*time.Second)
+	for subj, body := range map[string]string{
+		"$JSC.R.s1.h.EVENTS.central-events.forged": "s1-own-reply",
+		"$JSC.R.s2.h.EVENTS.central-events.forged": "forged-s2-reply",
+		"$JSC.R.forged":                            "forged-unscoped-reply",
+	} {
+		if err := rogue.Publish(subj, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	replies.waitOutput(`s1-own-reply`, 20*time.Second)
 	got := map[string]*nats.Subscription{}
 	for _, subj := range []string{"_INBOX.>", "ev.>", "stored.ev.>", "$KV.>", "meshmon.source.s2.>"} {
 		sub, err := rogue.SubscribeSync(subj)
@@ -491,6 +510,9 @@ func TestAttacks(t *testing.T) {
 	eventually.True(t, 30*time.Second, "the NOC's feed and the ops view to see every stored event", func() bool {
 		return strings.Count(feed.out.String(), "-event") >= total && strings.Count(opsSub.out.String(), `Received on "tenants.acme.ev.`) >= total
 	})
+	if out := replies.out.String(); strings.Contains(out, "forged-s2-reply") || strings.Contains(out, "forged-unscoped-reply") {
+		t.Errorf("s1's leaf credential answered a request that is not its site's: %s", out)
+	}
 	if strings.Contains(feed.out.String(), "forged") || strings.Contains(opsSub.out.String(), "forged") {
 		t.Errorf("the poller's publish at central reached the NOC's feed or the ops view")
 	}
