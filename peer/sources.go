@@ -480,8 +480,8 @@ func (w *sourceWatch) due(now time.Time, reachable map[sourceKey]bool) bool {
 
 // sourcesPlan is what the watch does after a snapshot: make sources whose
 // site is just back retry at once (those that missed a heartbeat) or nudge
-// them, and ask the sites of the sources to be set again (kick) whether
-// they answer.
+// them, send again the requests sources lost in a cut (resend), and ask the
+// sites of the sources to be set again (kick) whether they answer.
 type sourcesPlan struct {
 	retry  []sourceKey
 	nudge  []sourceKey
