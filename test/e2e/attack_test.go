@@ -326,7 +326,7 @@ func TestAttacks(t *testing.T) {
 	for subj, body := range map[string]string{
 		"$JSC.R.s1.h.EVENTS.central-events.forged": "s1-own-reply",
 		"$JSC.R.s2.h.EVENTS.central-events.forged": "forged-s2-reply",
-		"$JSC.R.forged":                            "forged-unscoped-reply",
+		"$JSC.R.forged": "forged-unscoped-reply",
 	} {
 		if err := rogue.Publish(subj, []byte(body)); err != nil {
 			t.Fatal(err)
