@@ -32,14 +32,7 @@ func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
 	}
 	sys := connect(sysCreds)
 	var accounts []string
-	for _, name := range []string{"acme", "beta"} {
-		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
-			t.Fatal(err)
-		}
+	for _, tn := range pushTenants(t, ctx, st, sys, "acme", "beta") {
 		accounts = append(accounts, tn.Account)
 	}
 	ops, _, err := st.OpsAccount()

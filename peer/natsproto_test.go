@@ -14,7 +14,6 @@ import (
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/wan"
-	"github.com/meshmon/meshmon/tenancy"
 )
 
 // TestPublishRaw: a raw in-process connection delivers a header block as
@@ -107,16 +106,8 @@ func TestPublishRawAsSignerUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := credsConn(t, p.ClientURL(), sysCreds)
 	var accounts []string
-	for _, name := range []string{"acme", "beta"} {
-		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
-			t.Fatal(err)
-		}
+	for _, tn := range pushTenants(t, ctx, st, credsConn(t, p.ClientURL(), sysCreds), "acme", "beta") {
 		accounts = append(accounts, tn.Account)
 	}
 	signer, err := p.centralSigner()

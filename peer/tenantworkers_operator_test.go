@@ -95,6 +95,24 @@ func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
 
 // credsConn connects to url with creds (a .creds file's bytes), closed
 // when the test ends.
+// pushTenants creates each tenant of names in st, with the default
+// limits, and pushes its account to central over sys.
+func pushTenants(t *testing.T, ctx context.Context, st *tenancy.Store, sys *nats.Conn, names ...string) []tenancy.Tenant {
+	t.Helper()
+	var out []tenancy.Tenant
+	for _, name := range names {
+		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tn)
+	}
+	return out
+}
+
 func credsConn(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	auth, err := tenancy.CredsOption(creds)
