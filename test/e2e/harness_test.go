@@ -232,7 +232,14 @@ func (p *proc) waitOutput(re string, within time.Duration) []string {
 // run runs a short meshmon command and returns its stdout, stderr and exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return runWithin(t, 30*time.Second, args...)
+}
+
+// runWithin is run with a bound of its own, for a command that takes long
+// by design (a bench).
+func runWithin(t *testing.T, bound time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, meshmonBin, args...)
 	var o, e bytes.Buffer
@@ -249,7 +256,13 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // mustRun runs a meshmon command that must succeed.
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	o, e, code := run(t, args...)
+	return mustRunWithin(t, 30*time.Second, args...)
+}
+
+// mustRunWithin is mustRun with a bound of its own.
+func mustRunWithin(t *testing.T, bound time.Duration, args ...string) string {
+	t.Helper()
+	o, e, code := runWithin(t, bound, args...)
 	if code != 0 {
 		t.Fatalf("meshmon %s: exit %d: %s", strings.Join(args, " "), code, e)
 	}
