@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -202,10 +203,11 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
-		first, earliest, err := waitCatchUp(ctx, cjs, before, nSites, total, restored)
+		resumed, err := waitCatchUp(ctx, cjs, before, total, restored)
 		if err != nil {
 			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
+		first, earliest, each := resumedAt(resumed)
 		took := time.Since(restored)
 		starts = append(starts, first)
 		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
@@ -213,8 +215,8 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		if res.NatsBenchPerSec > 0 {
 			vsAnchor = fmt.Sprintf(" (%.2f of nats bench)", rates[cut]/res.NatsBenchPerSec)
 		}
-		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned; %d events caught up at %.0f events/s%s\n",
-			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), nSites*perSite, rates[cut], vsAnchor)
+		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s); %d events caught up at %.0f events/s%s\n",
+			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, nSites*perSite, rates[cut], vsAnchor)
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
@@ -341,38 +343,47 @@ func natsBench(ctx context.Context, url string, msgs int) (float64, time.Duratio
 }
 
 // waitCatchUp waits up to 5 minutes for central to hold total events, the
-// sites' links back since restored, and returns when central got the first
-// event of the slowest site (first) and of the fastest (earliest, from
-// which the rate is counted) after before, central's count by site when
-// the links returned.
-func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, nSites, total int, restored time.Time) (first, earliest time.Duration, err error) {
-	resumed := map[string]bool{}
-	first, earliest = -1, -1
+// sites' links back since restored, and returns when central got each
+// site's first event after before, central's count by site when the
+// links returned.
+func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, total int, restored time.Time) (resumed map[string]time.Duration, err error) {
+	resumed = map[string]time.Duration{}
 	for deadline := time.Now().Add(5 * time.Minute); ; {
 		by, err := centralBySite(ctx, cjs)
 		n := 0
 		for site, c := range by {
 			n += c
-			if c > before[site] && !resumed[site] {
-				resumed[site] = true
-				if earliest < 0 {
-					earliest = time.Since(restored)
-				}
-				if len(resumed) == nSites {
-					first = time.Since(restored)
-				}
+			if _, ok := resumed[site]; c > before[site] && !ok {
+				resumed[site] = time.Since(restored)
 			}
 		}
 		if err == nil && n >= total {
-			return first, earliest, nil
+			return resumed, nil
 		}
 		if time.Now().After(deadline) {
-			return first, earliest, fmt.Errorf("central holds %d of %d events 5 minutes", n, total)
+			return resumed, fmt.Errorf("central holds %d of %d events 5 minutes", n, total)
 		}
 		if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
-			return first, earliest, err
+			return resumed, err
 		}
 	}
+}
+
+// resumedAt is when central got the first event of the slowest site
+// (first) and of the fastest (earliest, from which the rate is counted),
+// and each site's, in site order, for the log.
+func resumedAt(resumed map[string]time.Duration) (first, earliest time.Duration, each string) {
+	first, earliest = -1, -1
+	var parts []string
+	for _, site := range slices.Sorted(maps.Keys(resumed)) {
+		d := resumed[site]
+		first = max(first, d)
+		if earliest < 0 || d < earliest {
+			earliest = d
+		}
+		parts = append(parts, site+" "+d.Round(time.Millisecond).String())
+	}
+	return first, earliest, strings.Join(parts, ", ")
 }
 
 func (res meshBenchResult) print(bc MeshConfig) error {

@@ -79,3 +79,17 @@ func TestWriteTrace(t *testing.T) {
 		t.Errorf("a trace to a missing directory: %v, want an error naming --latency-trace", err)
 	}
 }
+
+// TestResumedAt: the slowest and fastest site's first event after a cut,
+// and each site's in site order.
+func TestResumedAt(t *testing.T) {
+	first, earliest, each := resumedAt(map[string]time.Duration{
+		"s2": 700 * time.Millisecond, "s1": 1500 * time.Millisecond, "s3": 400*time.Millisecond + 123*time.Microsecond,
+	})
+	if first != 1500*time.Millisecond || earliest != 400*time.Millisecond+123*time.Microsecond {
+		t.Errorf("first %s, earliest %s", first, earliest)
+	}
+	if want := "s1 1.5s, s2 700ms, s3 400ms"; each != want {
+		t.Errorf("each = %q, want %q", each, want)
+	}
+}
