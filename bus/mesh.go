@@ -48,18 +48,29 @@ func SourceDeliverSubject(site, stream string) string {
 }
 
 // sourceBatch bounds the messages a source consumer has in flight before
-// central's flow control answers. It is set above what the consumer's
-// byte window (32 MiB) lets out, so that the window, not the count, asks
-// for flow control (at half of it), and the consumer keeps delivering
-// while the answer comes. At the count, an AckFlowControl consumer stops:
-// central's answer, its only ack, covers what central had when it took
-// the request, and a consumer left at its limit by it neither delivers
-// nor asks again until its next idle heartbeat, up to a second (nats-server
-// 2.15.3). With 10,000, `meshmon bench mesh` had a site's first events
-// wait up to 1.07 s after a catch-up and caught up at 16-17k events/s;
-// with 100,000, no such wait and 24-25k events/s, though every site
-// resumed about 0.6 s later after a cut (docs/performance.md).
-const sourceBatch = 100_000
+// central's flow control answers (its only ack: AckFlowControl).
+//
+// Central keeps one queue for all the sources of a stream (nats-server
+// 2.15.3), and a consumer whose byte window has grown to its 32 MiB
+// delivers a site's whole backlog into it at once: after a cut, central
+// then stored the sites' backlogs one after another, and the last site
+// resumed 2-3 s after the links returned. At 5,000 the sites' deliveries
+// take turns in that queue: every site resumed about 1 s after, the first
+// within 0.6 s (`meshmon bench mesh`, docs/performance.md). It also bounds
+// what central holds in that queue when many sites return at once (5,000
+// events a site, where the window allows 32 MiB), and keeps the
+// consumer's ack floor within 5,000 of what central stored, so that a site
+// sends again less of what central has after a cut (20,000 events a site
+// in the bench's cuts that came right after a catch-up).
+//
+// The cost: central's catch-up ran about a fifth slower on 2 cores than
+// with 100,000, where the window asked for flow control. And at the count
+// a consumer stops until central answers; one left at its limit with no
+// request out waits for its next idle heartbeat, up to a second
+// (nats-server 2.15.3). At 10,000 that delayed a site's first events up
+// to 1.07 s after a catch-up; it was not seen at 5,000 in the runs of
+// 2026-12-06. A site's peer updates its consumers at its start.
+const sourceBatch = 5_000
 
 // EnsureSourceConsumers creates, at a site, the durable consumers central
 // sources EVENTS and METRICS through. It is idempotent; a site peer calls it
