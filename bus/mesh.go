@@ -55,8 +55,8 @@ func SourceDeliverSubject(site, stream string) string {
 // delivers a site's whole backlog into it at once: after a cut, central
 // then stored the sites' backlogs one after another, and the last site
 // resumed 2-3 s after the links returned. At 5,000 the sites' deliveries
-// take turns in that queue: every site resumed about 1 s after, the first
-// within 0.6 s (`meshmon bench mesh`, docs/performance.md). It also bounds
+// take turns in that queue: every site resumed about 1 s after (0.6-1.6 s),
+// the first within 0.75 s (`meshmon bench mesh`, docs/performance.md). It also bounds
 // what central holds in that queue when many sites return at once (5,000
 // events a site, where the window allows 32 MiB), and keeps the
 // consumer's ack floor within 5,000 of what central stored, so that a site
@@ -65,7 +65,7 @@ func SourceDeliverSubject(site, stream string) string {
 //
 // The cost, if any, is the catch-up's rate: on 2 cores it was a sixth
 // lower than with 100,000 after 2 s cuts, and no lower after 30 s cuts
-// (where the medians were 24,341 against 20,928 events/s). And at the
+// (where the medians were 23,165 against 21,413 events/s). And at the
 // count a consumer stops until central answers; one left at its limit with
 // no request out waits for its next idle heartbeat, up to a second
 // (nats-server 2.15.3). At 10,000 that delayed a site's first events up
