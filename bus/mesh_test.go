@@ -57,8 +57,7 @@ func TestEnsureSourceConsumersUpdatesLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Take the three deliveries, as central would.
-	got := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(deliver, got)
+	sub, err := nc.Subscribe(deliver, func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
 	}

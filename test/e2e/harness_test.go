@@ -229,10 +229,13 @@ func (p *proc) waitOutput(re string, within time.Duration) []string {
 	return m
 }
 
+// shortRun bounds a short meshmon command (run, mustRun).
+const shortRun = 30 * time.Second
+
 // run runs a short meshmon command and returns its stdout, stderr and exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	return runWithin(t, 30*time.Second, args...)
+	return runWithin(t, shortRun, args...)
 }
 
 // runWithin is run with a bound of its own, for a command that takes long
@@ -256,7 +259,7 @@ func runWithin(t *testing.T, bound time.Duration, args ...string) (stdout, stder
 // mustRun runs a meshmon command that must succeed.
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	return mustRunWithin(t, 30*time.Second, args...)
+	return mustRunWithin(t, shortRun, args...)
 }
 
 // mustRunWithin is mustRun with a bound of its own.
