@@ -26,9 +26,11 @@ const (
 	// again depends on why (see watchSources).
 	kickStale = 6 * time.Second
 	// kickLost: a source that had its request for the site's consumer out
-	// when the site came within reach sent it while the link was down, and
-	// it was lost; it is set again once it still has no answer this long
-	// after (time for a request sent as the link came up to be answered).
+	// when the site came within reach may have sent it while the link was
+	// down, and it was lost; unless the watch saw it out while the site was
+	// out of reach (then it is sent again at once), it is sent again once
+	// it still has no answer this long after (time for a request sent as
+	// the link came up to be answered).
 	kickLost = 300 * time.Millisecond
 	// kickGrace: a source whose site's link has just come back, and whose
 	// request was not lost, is left this long to resume on its own.
@@ -58,7 +60,14 @@ const (
 //     the site again from after the last message central stored, as the
 //     consumer's own next heartbeat would make it do;
 //   - any other is nudged (an empty message, which wakes a source that
-//     backs off and is ignored by one that flows).
+//     backs off and is ignored by one that flows);
+//   - a source whose request for the site's consumer the watch saw out
+//     while the site was out of reach, and that still has it out, lost it
+//     in the cut: the request is sent again at once, with its reply, so
+//     the site answers the source (resendSourceRequest). One seen out
+//     only once the site is back may have gone out over the new link, and
+//     is sent again only if still unanswered kickLost later: sent twice,
+//     it would reset the site's consumer twice under the source.
 //
 // A site seen out of reach at any poll (every sourcesPoll) counts as back
 // when it is seen within reach again, however soon: a site dials again a
@@ -310,7 +319,11 @@ type sourceState struct {
 	// site's consumer.
 	waiting bool
 	// pending: the reply of the request for the consumer the source has
-	// out, when it has one (looked up only while its site is in reach).
+	// out, when it has one (looked up while its site is out of reach, or
+	// in reach and the source is not plainly waiting). For a source whose
+	// site is out of reach, it was looked up before the site was seen so:
+	// the request was out while the link was down, and no answer to it can
+	// come.
 	pending string
 }
 
@@ -330,7 +343,9 @@ func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(s
 		return nil, err
 	}
 	snap := make(sourcesSnapshot, 0, len(srcs))
-	asking := false // a source in reach has a request out, or its site is back
+	// asking: a source in reach has a request out, or its site is back, or
+	// a site is out of reach.
+	asking := false
 	for _, s := range srcs {
 		st := sourceState{
 			key:       s.key,
@@ -338,7 +353,7 @@ func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(s
 			reachable: siteReachable(acc, s.key.site, s.key.stream),
 			waiting:   sourceWaiting(acc, s.key.site, s.key.stream),
 		}
-		asking = asking || (st.reachable && (!st.waiting || back(st.key)))
+		asking = asking || !st.reachable || !st.waiting || back(st.key)
 		snap = append(snap, st)
 	}
 	if asking {
@@ -349,6 +364,13 @@ func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(s
 		for i := range snap {
 			if snap[i].pending = pending[snap[i].key]; snap[i].pending != "" {
 				snap[i].waiting = false
+			}
+			// A site out of reach is looked at again after its source's
+			// request: one still out of reach had it out while its link
+			// was down (sourceState.pending); one back since has a request
+			// that may have gone out over the new link.
+			if !snap[i].reachable {
+				snap[i].reachable = siteReachable(acc, snap[i].key.site, snap[i].key.stream)
 			}
 		}
 	}
@@ -421,6 +443,9 @@ type sourceWatch struct {
 	// was not, and whether the source then had a request out for the site's
 	// consumer (lost: the request was lost in the cut).
 	reached map[sourceKey]reach
+	// outInCut: the request each source had out at the last look while its
+	// site was out of reach; still out when the site is back, it was lost.
+	outInCut map[sourceKey]string
 	// kicks: the back-off of each source that is a candidate to be set
 	// again.
 	kicks map[sourceKey]*kickBackoff
@@ -443,7 +468,7 @@ type kickBackoff struct {
 }
 
 func newSourceWatch() *sourceWatch {
-	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, kicks: map[sourceKey]*kickBackoff{}}
+	return &sourceWatch{unheard: map[sourceKey]time.Time{}, reached: map[sourceKey]reach{}, outInCut: map[sourceKey]string{}, kicks: map[sourceKey]*kickBackoff{}}
 }
 
 // back reports whether k's site is back: the watch has not seen it within
@@ -516,19 +541,30 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 		}
 		if !s.reachable {
 			delete(w.reached, key)
+			if s.pending != "" {
+				w.outInCut[key] = s.pending
+			} else {
+				delete(w.outInCut, key)
+			}
 			continue
 		}
 		r, ok := w.reached[key]
 		if !ok {
 			r = reach{since: now, lost: !s.waiting, pending: s.pending}
-			w.reached[key] = r
 			switch {
+			case s.pending != "" && s.pending == w.outInCut[key]:
+				// Out while the site was out of reach: lost, and sent
+				// again at once (see kickLost for a request not seen so).
+				plan.resend = append(plan.resend, sourceRequest{key: key, reply: s.pending})
+				r.lost, r.pending = false, ""
 			case s.waiting && silent > sourceMissedBeat:
 				plan.retry = append(plan.retry, key)
 			case s.waiting:
 				plan.nudge = append(plan.nudge, key)
 			}
+			w.reached[key] = r
 		}
+		delete(w.outInCut, key)
 		waited := now.Sub(r.since)
 		if r.lost && r.pending != "" && waited >= kickLost {
 			if s.pending == r.pending {
@@ -573,6 +609,11 @@ func (w *sourceWatch) decide(snap sourcesSnapshot, now time.Time) sourcesPlan {
 	for key := range w.unheard {
 		if !slices.Contains(w.known, key) {
 			delete(w.unheard, key)
+		}
+	}
+	for key := range w.outInCut {
+		if !slices.Contains(w.known, key) {
+			delete(w.outInCut, key)
 		}
 	}
 	return plan

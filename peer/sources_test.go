@@ -20,6 +20,14 @@ func asking(stream, site string, active time.Duration, reply string) sourceState
 	return s
 }
 
+// outInCut is src for a source whose site is out of reach, with its
+// request for the consumer out on reply.
+func outInCut(stream, site string, active time.Duration, reply string) sourceState {
+	s := src(stream, site, active, false, false)
+	s.pending = reply
+	return s
+}
+
 // TestSourceWatchDecide: what central's source watch does, look by look,
 // in each case seen so far. Each step is one look at a time after the
 // first; ask is the sources whose sites it asks about, and kick what it
@@ -124,6 +132,43 @@ func TestSourceWatchDecide(t *testing.T) {
 			// Answered: it resumes, and is left alone.
 			{at: 1400 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 20*ms, true, true)}},
 			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, true)}},
+		}},
+		{"site back, request seen out in the cut: sent again at once", []step{
+			{at: 0, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 40*s, "R1")}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
+			// Not sent a second time, however long unanswered before kickGrace.
+			{at: 1300 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")}},
+			{at: 1400 * ms, snap: sourcesSnapshot{src("EVENTS", "paris", 20*ms, true, true)}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 900*ms, true, true)}},
+		}},
+		{"site back, request seen out in the cut never answered: set again after kickGrace", []step{
+			{at: 0, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 40*s, "R1")}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
+			{at: 3900 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 44*s, "R1")}},
+			{at: 4 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 44*s, "R1")},
+				ask: []sourceKey{ev("paris")}, kick: map[string][]string{"EVENTS": {"paris"}}},
+		}},
+		{"site back with another request than the one seen out in the cut: it may be answered, sent again only after kickLost", []step{
+			{at: 0, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 40*s, "R1")}},
+			{at: 1 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R2")}},
+			{at: 1200 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R2")}},
+			{at: 1300 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 41*s, "R2")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R2"}}},
+		}},
+		{"a request seen out in the cut, then none: forgotten", []step{
+			{at: 0, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 40*s, "R1")}},
+			{at: 5 * s, snap: sourcesSnapshot{src("EVENTS", "paris", 45*s, false, true)}},
+			{at: 6 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 46*s, "R1")}},
+			{at: 6300 * ms, snap: sourcesSnapshot{asking("EVENTS", "paris", 46*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
+		}},
+		{"a site that comes back and drops again between looks: a request seen out in the first cut is still lost", []step{
+			{at: 0, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 40*s, "R1")}},
+			{at: 1 * s, snap: sourcesSnapshot{outInCut("EVENTS", "paris", 41*s, "R1")}},
+			{at: 2 * s, snap: sourcesSnapshot{asking("EVENTS", "paris", 42*s, "R1")},
+				resend: []sourceRequest{{key: ev("paris"), reply: "R1"}}},
 		}},
 		{"site back, request answered before kickLost: nothing sent again", []step{
 			{at: 0, snap: sourcesSnapshot{src("EVENTS", "paris", 40*s, false, false)}},
