@@ -198,16 +198,19 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 			return err
 		}
 		total += nSites * perSite
+		// The links listed now lived through the cut; the proxies close them.
+		links := newLinkWatch(mesh.SiteLinks())
 		restored := time.Now()
 		cutLinks(false)
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
-		resumed, err := waitCatchUp(ctx, cjs, before, total, restored)
+		resumed, err := waitCatchUp(ctx, cjs, before, total, restored, func(at time.Duration) { links.look(mesh.SiteLinks(), at) })
 		if err != nil {
 			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
 		first, earliest, each := resumedAt(resumed)
+		_, _, linked := resumedAt(links.up)
 		took := time.Since(restored)
 		starts = append(starts, first)
 		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
@@ -215,8 +218,8 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		if res.NatsBenchPerSec > 0 {
 			vsAnchor = fmt.Sprintf(" (%.2f of nats bench)", rates[cut]/res.NatsBenchPerSec)
 		}
-		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s); %d events caught up at %.0f events/s%s\n",
-			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, nSites*perSite, rates[cut], vsAnchor)
+		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s; each site's link up again: %s); %d events caught up at %.0f events/s%s\n",
+			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, linked, nSites*perSite, rates[cut], vsAnchor)
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
@@ -345,10 +348,14 @@ func natsBench(ctx context.Context, url string, msgs int) (float64, time.Duratio
 // waitCatchUp waits up to 5 minutes for central to hold total events, the
 // sites' links back since restored, and returns when central got each
 // site's first event after before, central's count by site when the
-// links returned.
-func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, total int, restored time.Time) (resumed map[string]time.Duration, err error) {
+// links returned. It calls look, if set, with the time since restored at
+// each of its looks.
+func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string]int, total int, restored time.Time, look func(time.Duration)) (resumed map[string]time.Duration, err error) {
 	resumed = map[string]time.Duration{}
 	for deadline := time.Now().Add(5 * time.Minute); ; {
+		if look != nil {
+			look(time.Since(restored))
+		}
 		by, err := centralBySite(ctx, cjs)
 		n := 0
 		for site, c := range by {
@@ -365,6 +372,39 @@ func waitCatchUp(ctx context.Context, cjs jetstream.JetStream, before map[string
 		}
 		if err := waitCtx(ctx, 10*time.Millisecond); err != nil {
 			return resumed, err
+		}
+	}
+}
+
+// linkWatch notes when each site's leaf link to central is up again after
+// a cut: the first look that lists a link of the site that was not listed
+// when the cut ended (those lived through it, and the proxies close them).
+type linkWatch struct {
+	old map[string]bool
+	up  map[string]time.Duration
+}
+
+func newLinkWatch(atEnd map[string][]string) *linkWatch {
+	w := &linkWatch{old: map[string]bool{}, up: map[string]time.Duration{}}
+	for _, ids := range atEnd {
+		for _, id := range ids {
+			w.old[id] = true
+		}
+	}
+	return w
+}
+
+// look takes the links listed at, the time since the cut ended.
+func (w *linkWatch) look(links map[string][]string, at time.Duration) {
+	for site, ids := range links {
+		if _, ok := w.up[site]; ok {
+			continue
+		}
+		for _, id := range ids {
+			if !w.old[id] {
+				w.up[site] = at
+				break
+			}
 		}
 	}
 }

@@ -93,3 +93,18 @@ func TestResumedAt(t *testing.T) {
 		t.Errorf("each = %q, want %q", each, want)
 	}
 }
+
+// TestLinkWatch: a site's link counts as up again at the first look that
+// lists a link of it not listed when the cut ended.
+func TestLinkWatch(t *testing.T) {
+	ms := time.Millisecond
+	w := newLinkWatch(map[string][]string{"s1": {"c1/5"}, "s2": {"c2/7"}})
+	w.look(map[string][]string{"s1": {"c1/5"}, "s2": {"c2/7"}}, 5*ms) // not yet closed by the proxies
+	w.look(map[string][]string{"s2": {"c2/7", "c3/9"}}, 20*ms)
+	w.look(map[string][]string{"s1": {"c1/11"}, "s2": {"c3/9"}, "s3": {"c1/12"}}, 40*ms)
+	w.look(map[string][]string{"s1": {"c1/11"}, "s2": {"c3/9"}, "s3": {"c1/12"}}, 60*ms)
+	_, _, each := resumedAt(w.up)
+	if want := "s1 40ms, s2 20ms, s3 40ms"; each != want {
+		t.Errorf("links up: %q, want %q", each, want)
+	}
+}

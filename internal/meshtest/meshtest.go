@@ -300,6 +300,30 @@ func (m *Mesh) CutWAN(cut, silent bool) {
 	}
 }
 
+// SiteLinks lists the leaf links up from each site (by name, without the
+// mesh's prefix) to central's peers, as central's servers list their leaf
+// connections, each named by its central peer and connection ID: a site
+// in its own process counts too.
+func (m *Mesh) SiteLinks() map[string][]string {
+	out := map[string][]string{}
+	for _, p := range m.Central {
+		srv := p.Server()
+		if srv == nil {
+			continue
+		}
+		lz, err := srv.Leafz(nil)
+		if err != nil {
+			continue
+		}
+		for _, l := range lz.Leafs {
+			if site, ok := strings.CutPrefix(l.Name, m.cfg.Prefix); ok {
+				out[site] = append(out[site], fmt.Sprintf("%s/%d", srv.Name(), l.ID))
+			}
+		}
+	}
+	return out
+}
+
 // Close stops every peer and proxy, the last started first.
 func (m *Mesh) Close() {
 	for i := len(m.closers) - 1; i >= 0; i-- {
