@@ -319,8 +319,8 @@ type sourceState struct {
 	// site's consumer.
 	waiting bool
 	// pending: the reply of the request for the consumer the source has
-	// out, when it has one (looked up while its site is out of reach, or
-	// in reach and the source is not plainly waiting). For a source whose
+	// out, when it has one (looked up when a source does not wait on its
+	// site, or a site is back: observeSourcesSnapshot). For a source whose
 	// site is out of reach, it was looked up before the site was seen so:
 	// the request was out while the link was down, and no answer to it can
 	// come.
@@ -343,8 +343,8 @@ func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(s
 		return nil, err
 	}
 	snap := make(sourcesSnapshot, 0, len(srcs))
-	// asking: a source in reach has a request out, or its site is back, or
-	// a site is out of reach.
+	// asking: a source has a request out (it does not wait on its site),
+	// or its site is back.
 	asking := false
 	for _, s := range srcs {
 		st := sourceState{
@@ -353,7 +353,7 @@ func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(s
 			reachable: siteReachable(acc, s.key.site, s.key.stream),
 			waiting:   sourceWaiting(acc, s.key.site, s.key.stream),
 		}
-		asking = asking || !st.reachable || !st.waiting || back(st.key)
+		asking = asking || !st.waiting || (st.reachable && back(st.key))
 		snap = append(snap, st)
 	}
 	if asking {
