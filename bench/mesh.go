@@ -205,7 +205,11 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
 		}
-		resumed, err := waitCatchUp(ctx, cjs, before, total, restored, func(at time.Duration) { links.look(mesh.SiteLinks(), at) })
+		resumed, err := waitCatchUp(ctx, cjs, before, total, restored, func(at time.Duration) {
+			if len(links.up) < nSites { // central's leaf lists are read only until every link is back
+				links.look(mesh.SiteLinks(), at)
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
