@@ -90,7 +90,10 @@ type MeshConfig struct {
 	CutFor     time.Duration // length of each WAN cut
 	CutMode    string        // "silent" (the links drop packets) or "loud" (closed at once)
 	LatencyFor time.Duration // length of the latency run
-	PeerLog    *slog.Logger  // the peers' log; nil: they log nothing
+	// WANDelay is the latency, each way, added to every site's link by the
+	// WAN proxies: a WAN's round trip is twice it. 0: loopback's alone.
+	WANDelay time.Duration
+	PeerLog  *slog.Logger // the peers' log; nil: they log nothing
 	// SiteProcesses runs each site peer in a process of its own ('meshmon
 	// peer run', Meshmon's), on a leaf link through the same WAN proxies,
 	// instead of in this process beside central.

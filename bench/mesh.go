@@ -38,6 +38,7 @@ type meshBenchResult struct {
 	Cuts              int     `json:"cuts"`
 	CutFor            string  `json:"cut_for"`
 	CutMode           string  `json:"cut_mode"`
+	WANDelay          string  `json:"wan_delay"`
 	CatchUpStartP50   string  `json:"catch_up_started_after_p50"`
 	CatchUpStartMax   string  `json:"catch_up_started_after_max"`
 	LatencyRate       int     `json:"latency_rate_per_sec"`
@@ -106,7 +107,7 @@ func Mesh(ctx context.Context, bc MeshConfig) error {
 	// dials central through a proxy per central peer that the catch-up
 	// run cuts like a WAN outage.
 	plog := bc.PeerLog
-	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog,
+	mesh, err := meshtest.StartMesh(ctx, meshtest.MeshConfig{Dir: dir, Prefix: "bench-", Central: 3, Log: plog, WANDelay: bc.WANDelay,
 		Configure: func(_ int, c *peer.Config) { c.SyncAlways = !bc.CentralNoSync }})
 	if err != nil {
 		return err
@@ -227,7 +228,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
-	res.Cuts, res.CutFor, res.CutMode = bc.Cuts, bc.CutFor.String(), bc.CutMode
+	res.Cuts, res.CutFor, res.CutMode, res.WANDelay = bc.Cuts, bc.CutFor.String(), bc.CutMode, bc.WANDelay.String()
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
@@ -442,7 +443,7 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	}
 	fmt.Fprintf(tw, "central ingest from %d sites (%s)\t%.0f events/s\n", res.Sites, sites, res.IngestPerSec)
 	fmt.Fprintf(tw, "the sites' own stores, same run\t%.0f events/s\n", res.SitesStoredPerSec)
-	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, res.CatchUpPerSec)
+	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)%s\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, overWAN(bc.WANDelay), res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
 	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
 	for _, h := range res.LatencyHops {
@@ -543,5 +544,20 @@ func (bc MeshConfig) validate() error {
 	if bc.CutMode != "silent" && bc.CutMode != "loud" {
 		return fmt.Errorf("--cut-mode %q: must be 'silent' or 'loud'", bc.CutMode)
 	}
+	if bc.WANDelay < 0 || bc.WANDelay > maxWANDelay {
+		return fmt.Errorf("--wan-delay %s: must be 0 to %s", bc.WANDelay, maxWANDelay)
+	}
 	return nil
+}
+
+// maxWANDelay bounds --wan-delay: a round trip of a second is past any
+// link a site would use, and past the leaf link's own pings.
+const maxWANDelay = 500 * time.Millisecond
+
+// overWAN names the latency the WAN proxies added, if any.
+func overWAN(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %s each way on the links", d)
 }

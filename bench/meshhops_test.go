@@ -108,3 +108,33 @@ func TestLinkWatch(t *testing.T) {
 		t.Errorf("links up: %q, want %q", each, want)
 	}
 }
+
+// TestMeshConfigValidate: --wan-delay takes 0 to maxWANDelay, and an error
+// names the flag and the rule.
+func TestMeshConfigValidate(t *testing.T) {
+	ok := MeshConfig{Sites: 3, Events: 20000, Rate: 5000, Cuts: 3, CutFor: 30 * time.Second, CutMode: "silent", Publishers: 1, DrainBatch: 256}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, d := range []time.Duration{0, 50 * time.Millisecond, maxWANDelay} {
+		c := ok
+		c.WANDelay = d
+		if err := c.validate(); err != nil {
+			t.Errorf("--wan-delay %s: %v", d, err)
+		}
+	}
+	for _, d := range []time.Duration{-time.Millisecond, maxWANDelay + time.Millisecond} {
+		c := ok
+		c.WANDelay = d
+		err := c.validate()
+		if err == nil || !strings.Contains(err.Error(), "--wan-delay") || !strings.Contains(err.Error(), "must be 0 to 500ms") {
+			t.Errorf("--wan-delay %s: err %v, want one naming the flag and its range", d, err)
+		}
+	}
+	if got := overWAN(0); got != "" {
+		t.Errorf("overWAN(0) = %q, want nothing", got)
+	}
+	if got := overWAN(50 * time.Millisecond); got != ", 50ms each way on the links" {
+		t.Errorf("overWAN(50ms) = %q", got)
+	}
+}

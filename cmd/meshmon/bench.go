@@ -117,6 +117,7 @@ func benchMeshCommand() *cli.Command {
 			&cli.DurationFlag{Name: "cut-for", Value: 30 * time.Second, Usage: "length of each WAN cut"},
 			&cli.StringFlag{Name: "cut-mode", Value: "silent", Usage: "how the WAN is cut: 'silent' loses what the links carry until their ends give up on them, as a link that drops packets does; 'loud' closes the links at once"},
 			&cli.DurationFlag{Name: "latency-for", Value: 10 * time.Second, Usage: "length of the latency run"},
+			&cli.DurationFlag{Name: "wan-delay", Usage: "latency each way that the WAN proxies add to every site's link to central (a WAN's round trip is twice it; 0: loopback's alone)"},
 			&cli.IntFlag{Name: "drain-batch", Value: poller.DefaultConfig().BatchSize, Usage: "the latency run's poller publish batch"},
 			&cli.BoolFlag{Name: "site-processes", Usage: "run each site peer in a process of its own ('meshmon peer run') instead of in this process"},
 			&cli.IntFlag{Name: "publishers", Value: 1, Usage: "publishers per site in the ingest run and the cuts, each with one batch of 100 in flight"},
@@ -127,7 +128,7 @@ func benchMeshCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			cfg := bench.MeshConfig{Output: benchOutput(c), Sites: c.Int("sites"), Events: c.Int("events"), Rate: c.Int("rate"),
-				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for"), SiteProcesses: c.Bool("site-processes"), DrainBatch: c.Int("drain-batch"),
+				Cuts: c.Int("cuts"), CutFor: c.Duration("cut-for"), CutMode: c.String("cut-mode"), LatencyFor: c.Duration("latency-for"), WANDelay: c.Duration("wan-delay"), SiteProcesses: c.Bool("site-processes"), DrainBatch: c.Int("drain-batch"),
 				CPUProfile: c.String("cpu-profile"), CentralNoSync: !c.Bool("central-sync-always"),
 				Publishers: c.Int("publishers"), LatencyTrace: c.String("latency-trace")}
 			// The peers log only when asked to (--log-level given), to stderr.

@@ -97,6 +97,9 @@ type MeshConfig struct {
 	Prefix  string       // peer names: <Prefix>c1..., <Prefix><site>
 	Central int          // clustered central peers, 3 or more (a leaf URL each)
 	Log     *slog.Logger // the peers' log; nil: they log nothing
+	// WANDelay is the latency, each way, that the WAN proxies add to every
+	// site's link (wan.Proxy.Delay); 0: none but loopback's.
+	WANDelay time.Duration
 	// Configure, if set, changes central peer i's config before it
 	// starts (a test's limits, say).
 	Configure func(i int, cfg *peer.Config)
@@ -159,6 +162,7 @@ func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 		if err != nil {
 			return nil, err
 		}
+		px.Delay(cfg.WANDelay)
 		m.proxies = append(m.proxies, px)
 		m.closers = append(m.closers, func() { px.Close() })
 		m.viaProxy = append(m.viaProxy, "nats-leaf://"+px.Addr())
