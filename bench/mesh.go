@@ -67,8 +67,11 @@ type meshBenchResult struct {
 	// sets the tail (docs/performance.md).
 	LatencyGCs         uint64  `json:"latency_gcs"`
 	LatencyLiveHeapMiB float64 `json:"latency_live_heap_mib"`
-	NatsBenchCores     float64 `json:"nats_bench_cores,omitempty"`
-	NatsBenchCLICores  float64 `json:"nats_bench_cli_cores,omitempty"`
+	// CatchUpCores is the CPU this process used over each catch-up, from
+	// the links' return to the last event at central (median of the cuts).
+	CatchUpCores      float64 `json:"catch_up_cores"`
+	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
+	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
 	// IngestSources and LatencySources are the sites' source consumers
 	// as sampled over each run (sourceWatch).
 	IngestSources  sourceStats `json:"ingest_sources"`
@@ -183,7 +186,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	// Each cut is timed on its own: when sourcing resumed after the links
 	// returned, and how fast the backlog came in.
 	var starts []time.Duration
-	var rates []float64
+	var rates, cores []float64
 	for cut := range bc.Cuts {
 		cutLinks(true)
 		cutAt := time.Now()
@@ -201,7 +204,11 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		total += nSites * perSite
 		// The links listed now lived through the cut; the proxies close them.
 		links := newLinkWatch(mesh.SiteLinks())
-		restored := time.Now()
+		stopProfile, err := StartCPUProfile(profilePath(bc.CPUProfile, fmt.Sprintf("catchup%d", cut+1)))
+		if err != nil {
+			return err
+		}
+		restored, cpu0 := time.Now(), proccpu.Used()
 		cutLinks(false)
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
@@ -211,20 +218,22 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 				links.look(mesh.SiteLinks(), at)
 			}
 		})
+		stopProfile()
 		if err != nil {
 			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
+		took := time.Since(restored)
+		cores = append(cores, (proccpu.Used()-cpu0).Seconds()/took.Seconds())
 		first, earliest, each := resumedAt(resumed)
 		_, _, linked := resumedAt(links.up)
-		took := time.Since(restored)
 		starts = append(starts, first)
 		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
 		vsAnchor := ""
 		if res.NatsBenchPerSec > 0 {
 			vsAnchor = fmt.Sprintf(" (%.2f of nats bench)", rates[cut]/res.NatsBenchPerSec)
 		}
-		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s; each site's link up again: %s); %d events caught up at %.0f events/s%s\n",
-			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, linked, nSites*perSite, rates[cut], vsAnchor)
+		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s; each site's link up again: %s); %d events caught up at %.0f events/s%s; this process used %.2f cores from the links' return\n",
+			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, linked, nSites*perSite, rates[cut], vsAnchor, cores[cut])
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
@@ -232,6 +241,8 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
 	res.CatchUpPerSec = rates[len(rates)/2]
+	slices.Sort(cores)
+	res.CatchUpCores = cores[len(cores)/2]
 	if res.NatsBenchPerSec > 0 {
 		res.CatchUpVsNatsBench = res.CatchUpPerSec / res.NatsBenchPerSec
 	}

@@ -122,7 +122,7 @@ func benchMeshCommand() *cli.Command {
 			&cli.BoolFlag{Name: "site-processes", Usage: "run each site peer in a process of its own ('meshmon peer run') instead of in this process"},
 			&cli.IntFlag{Name: "publishers", Value: 1, Usage: "publishers per site in the ingest run and the cuts, each with one batch of 100 in flight"},
 			&cli.BoolFlag{Name: "central-sync-always", Value: true, Usage: "central's peers fsync every write, as a central peer does by default; false measures them without (the sites keep it)"},
-			&cli.StringFlag{Name: "cpu-profile", Usage: "write CPU profiles of this process over the ingest run and over the nats bench anchor to `PREFIX`-ingest.pprof and PREFIX-natsbench.pprof"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write CPU profiles of this process over the ingest run, the nats bench anchor and each catch-up to `PREFIX`-ingest.pprof, PREFIX-natsbench.pprof and PREFIX-catchupN.pprof"},
 			&cli.StringFlag{Name: "latency-trace", Usage: "write every event of the latency run to `FILE` (CSV: its id and site, the Unix time it was observed, and the milliseconds from the run's start at which it passed each point of its path)"},
 			jsonFlag(),
 		},
