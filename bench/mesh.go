@@ -56,6 +56,13 @@ type meshBenchResult struct {
 	// ingest run's sites store as they go and may bound it.
 	CatchUpVsNatsBench float64 `json:"catch_up_vs_nats_bench,omitempty"`
 	NatsBenchSkipped   string  `json:"nats_bench_skipped,omitempty"`
+	// NatsBenchEventsPerSec is nats bench's rate on a stream made like
+	// EVENTS (natsAnchorLikeEvents), and CatchUpVsNatsBenchEvents the
+	// catch-up's over it.
+	NatsBenchEventsPerSec    float64 `json:"nats_bench_like_events_per_sec,omitempty"`
+	CatchUpVsNatsBenchEvents float64 `json:"catch_up_vs_nats_bench_like_events,omitempty"`
+	NatsBenchEventsCores     float64 `json:"nats_bench_like_events_cores,omitempty"`
+	NatsBenchEventsCLICores  float64 `json:"nats_bench_like_events_cli_cores,omitempty"`
 	// IngestCores and NatsBenchCores are the CPU this process used over
 	// each run, in cores (CPU time over wall time); NatsBenchCLICores is
 	// the nats CLI's own.
@@ -69,9 +76,12 @@ type meshBenchResult struct {
 	LatencyLiveHeapMiB float64 `json:"latency_live_heap_mib"`
 	// CatchUpCores is the CPU this process used over each catch-up, from
 	// the links' return to the last event at central (median of the cuts).
-	CatchUpCores      float64 `json:"catch_up_cores"`
-	NatsBenchCores    float64 `json:"nats_bench_cores,omitempty"`
-	NatsBenchCLICores float64 `json:"nats_bench_cli_cores,omitempty"`
+	CatchUpCores float64 `json:"catch_up_cores"`
+	// CatchUpStallMax is the longest a site's source consumer sat at its
+	// MaxAckPending, delivering nothing, in any catch-up (sourceStats).
+	CatchUpStallMax   time.Duration `json:"catch_up_stall_max_ns"`
+	NatsBenchCores    float64       `json:"nats_bench_cores,omitempty"`
+	NatsBenchCLICores float64       `json:"nats_bench_cli_cores,omitempty"`
 	// IngestSources and LatencySources are the sites' source consumers
 	// as sampled over each run (sourceWatch).
 	IngestSources  sourceStats `json:"ingest_sources"`
@@ -209,6 +219,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 			return err
 		}
 		restored, cpu0 := time.Now(), proccpu.Used()
+		sw := watchSources(ctx, siteJS)
 		cutLinks(false)
 		if plog != nil {
 			plog.Info("bench: the WAN links are back", "cut", cut+1)
@@ -219,6 +230,7 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 			}
 		})
 		stopProfile()
+		sources := sw.stop()
 		if err != nil {
 			return fmt.Errorf("catch-up: %w after cut %d ended", err, cut+1)
 		}
@@ -230,10 +242,16 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		rates = append(rates, float64(nSites*perSite)/(took-earliest).Seconds())
 		vsAnchor := ""
 		if res.NatsBenchPerSec > 0 {
-			vsAnchor = fmt.Sprintf(" (%.2f of nats bench)", rates[cut]/res.NatsBenchPerSec)
+			vsAnchor = fmt.Sprintf(" (%.2f of nats bench", rates[cut]/res.NatsBenchPerSec)
+			if res.NatsBenchEventsPerSec > 0 {
+				vsAnchor += fmt.Sprintf(", %.2f of nats bench like EVENTS", rates[cut]/res.NatsBenchEventsPerSec)
+			}
+			vsAnchor += ")"
 		}
 		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s; each site's link up again: %s); %d events caught up at %.0f events/s%s; this process used %.2f cores from the links' return\n",
 			cut+1, restored.Sub(cutAt).Round(100*time.Millisecond), earliest.Round(time.Millisecond), first.Round(time.Millisecond), each, linked, nSites*perSite, rates[cut], vsAnchor, cores[cut])
+		fmt.Fprintf(out, "  catch-up %d: %s\n", cut+1, sources)
+		res.CatchUpStallMax = max(res.CatchUpStallMax, sources.LongestAtLimit)
 	}
 	slices.Sort(starts)
 	slices.Sort(rates)
@@ -245,6 +263,9 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	res.CatchUpCores = cores[len(cores)/2]
 	if res.NatsBenchPerSec > 0 {
 		res.CatchUpVsNatsBench = res.CatchUpPerSec / res.NatsBenchPerSec
+	}
+	if res.NatsBenchEventsPerSec > 0 {
+		res.CatchUpVsNatsBenchEvents = res.CatchUpPerSec / res.NatsBenchEventsPerSec
 	}
 
 	return nil
@@ -339,16 +360,16 @@ var natsBenchRate = regexp.MustCompile(`(?:Pub stats|publisher stats): ([\d,]+) 
 // url: an R3 file stream, 512 B messages, as many as the ingest run stored.
 // It returns msgs/s, or why it did not run.
 // It returns msgs/s and the CPU time the CLI used, or why it did not run.
-func natsBench(ctx context.Context, url string, msgs int) (float64, time.Duration, string) {
+func natsBench(ctx context.Context, url string, msgs int, subject, stream string, args ...string) (float64, time.Duration, string) {
 	bin, err := exec.LookPath("nats")
 	if err != nil {
 		return 0, 0, "the nats CLI is not on PATH; build it from tools/ (see README)"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, bin, "--server", url, "bench", "js", "pub", "async", "bench.mesh",
-		"--create", "--replicas", "3", "--storage", "file", "--msgs", strconv.Itoa(msgs), "--size", "512",
-		"--stream", "benchstream", "--no-progress")
+	args = append([]string{"--server", url, "bench", "js", "pub", "async", subject,
+		"--msgs", strconv.Itoa(msgs), "--stream", stream, "--no-progress"}, args...)
+	cmd := exec.CommandContext(cctx, bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, 0, fmt.Sprintf("nats bench failed: %v: %s", err, strings.TrimSpace(string(out)))
@@ -456,12 +477,16 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	fmt.Fprintf(tw, "the sites' own stores, same run\t%.0f events/s\n", res.SitesStoredPerSec)
 	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)%s\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, overWAN(bc.WANDelay), res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
+	fmt.Fprintf(tw, "longest a site's source consumer sat at its limit in a catch-up\t%s\n", res.CatchUpStallMax.Round(time.Millisecond))
 	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
 	for _, h := range res.LatencyHops {
 		fmt.Fprintf(tw, "  %s\tp50 %s, p99 %s, max %s\n", h.Name, h.P50, h.P99, h.Max)
 	}
 	if res.NatsBenchPerSec > 0 {
 		fmt.Fprintf(tw, "nats bench js pub async, same cluster\t%.0f msgs/s (ingest ratio %.2f, catch-up ratio %.2f)\n", res.NatsBenchPerSec, res.IngestVsNatsBench, res.CatchUpVsNatsBench)
+	}
+	if res.NatsBenchEventsPerSec > 0 {
+		fmt.Fprintf(tw, "nats bench js pub async, a stream like EVENTS\t%.0f msgs/s (catch-up ratio %.2f)\n", res.NatsBenchEventsPerSec, res.CatchUpVsNatsBenchEvents)
 	}
 	return tw.Flush()
 }
@@ -518,15 +543,18 @@ func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir stri
 
 // natsAnchor runs the stock nats CLI against the same central cluster
 // (natsBench), right after the ingest run, so that the two rates share the
-// machine's load of the moment as closely as they can.
-// A CPU profile of this process over it goes to profile, if set.
+// machine's load of the moment as closely as they can: first on a plain
+// stream of its own making, then on one made like central's EVENTS
+// (natsAnchorLikeEvents). A CPU profile of this process over the first
+// goes to profile, if set.
 func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, profile string) error {
 	stopProfile, err := StartCPUProfile(profile)
 	if err != nil {
 		return err
 	}
 	t0, cpu0 := time.Now(), proccpu.Used()
-	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents)
+	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents, "bench.mesh", "benchstream",
+		"--create", "--replicas", "3", "--storage", "file", "--size", "512")
 	took, cpu := time.Since(t0), proccpu.Used()-cpu0
 	stopProfile()
 	if why != "" {
@@ -539,6 +567,59 @@ func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh 
 	res.NatsBenchCores, res.NatsBenchCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
 	fmt.Fprintf(out, "nats bench js pub async (R3 file stream, 512 B, same cluster, right after the ingest): %.0f msgs/s; central ingest / nats bench = %.2f; this process used %.2f cores, the nats CLI %.2f (over the CLI's whole run, its stream's creation included)\n",
 		perSec, res.IngestVsNatsBench, res.NatsBenchCores, res.NatsBenchCLICores)
+	return res.natsAnchorLikeEvents(ctx, out, mesh)
+}
+
+// likeEventsStream is the stream natsAnchorLikeEvents makes, and its
+// subjects' prefix.
+const likeEventsStream, likeEventsSubject = "benchevents", "bench.events"
+
+// natsAnchorLikeEvents runs nats bench on a stream made like central's
+// EVENTS: its configuration (R3, the Nats-Msg-Id duplicate window, the
+// re-publish of what it stores, atomic publish), a bench event for
+// payload, a message id on each, over 300 subjects (the bench's sites
+// times their devices). What central does with a sourced event beyond
+// that (the source's own work, the alarm processor's read) is then the
+// difference between this rate and the catch-up's.
+func (res *meshBenchResult) natsAnchorLikeEvents(ctx context.Context, out io.Writer, mesh *meshtest.Mesh) error {
+	cjs := mesh.CentralJS
+	ev, err := cjs.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return err
+	}
+	cfg := ev.CachedInfo().Config
+	cfg.Name, cfg.Description = likeEventsStream, "meshmon bench: nats bench on a stream made like EVENTS"
+	cfg.Subjects = []string{likeEventsSubject + ".>"}
+	cfg.Sources, cfg.Mirror = nil, nil
+	cfg.RePublish = &jetstream.RePublish{Source: likeEventsSubject + ".>", Destination: bus.StoredPrefix + likeEventsSubject + ".>"}
+	if _, err := cjs.CreateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("nats bench like EVENTS: %w", err)
+	}
+	defer cjs.DeleteStream(context.WithoutCancel(ctx), likeEventsStream)
+	payload, err := os.CreateTemp("", "meshmon-bench-event-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(payload.Name())
+	_, err = payload.Write(benchEvent("s1", 0, time.Now()).Data)
+	if cerr := payload.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	t0, cpu0 := time.Now(), proccpu.Used()
+	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents, likeEventsSubject, likeEventsStream,
+		"--multisubject", "--multisubjectmax", "300", "--dedup", "--payload", payload.Name())
+	took, cpu := time.Since(t0), proccpu.Used()-cpu0
+	if why != "" {
+		fmt.Fprintf(out, "nats bench js pub like EVENTS: skipped (%s)\n", why)
+		return nil
+	}
+	res.NatsBenchEventsPerSec = perSec
+	res.NatsBenchEventsCores, res.NatsBenchEventsCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
+	fmt.Fprintf(out, "nats bench js pub async on a stream made like central's EVENTS (its duplicate window, re-publish and atomic publish; a bench event of %d B with a message id, 300 subjects): %.0f msgs/s; this process used %.2f cores, the nats CLI %.2f\n",
+		len(benchEvent("s1", 0, time.Now()).Data), perSec, res.NatsBenchEventsCores, res.NatsBenchEventsCLICores)
 	return nil
 }
 

@@ -33,11 +33,18 @@ type sourceStats struct {
 	MaxUndeliv    int    `json:"undelivered_max"`  // the most stored events not delivered yet, any site
 	Errors        int    `json:"errors,omitempty"` // samples that failed
 	LastErr       string `json:"last_error,omitempty"`
+	// LongestAtLimit is the longest a site's consumer was seen at its
+	// MaxAckPending having delivered nothing since: from the first sample
+	// that found it so to the last before one that found it moved on.
+	// Central answers flow control as it stores, so a healthy consumer
+	// waits there a commit or two; one stalled on a flow-control request
+	// nobody will answer waits for its heartbeats (docs/performance.md).
+	LongestAtLimit time.Duration `json:"longest_at_limit_ns"`
 }
 
 func (s sourceStats) String() string {
-	return fmt.Sprintf("%d samples of the sites' source consumers: deliveries awaiting central's flow-control reply at most %d (limit %d; at the limit in %d samples), stored events not yet delivered at most %d",
-		s.Samples, s.MaxAckPend, s.MaxAckPending, s.AtLimit, s.MaxUndeliv) + s.errors()
+	return fmt.Sprintf("%d samples of the sites' source consumers: deliveries awaiting central's flow-control reply at most %d (limit %d; at the limit in %d samples, at most %s at a time without delivering), stored events not yet delivered at most %d",
+		s.Samples, s.MaxAckPend, s.MaxAckPending, s.AtLimit, s.LongestAtLimit.Round(time.Millisecond), s.MaxUndeliv) + s.errors()
 }
 
 func (s sourceStats) errors() string {
@@ -51,9 +58,16 @@ func (s sourceStats) errors() string {
 func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &sourceWatch{cancel: cancel}
+	// Each site's consumer as last found at its limit: its delivered
+	// sequence, and when a sample first found it there with that sequence.
+	type atLimit struct {
+		delivered uint64
+		since     time.Time
+	}
+	stuck := make([]*atLimit, len(sites))
 	w.wg.Go(func() {
 		for {
-			for _, js := range sites {
+			for i, js := range sites {
 				c, err := js.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
 				if ctx.Err() != nil {
 					return // stopped: a request cut short is no failed sample
@@ -77,6 +91,13 @@ func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch
 				w.st.MaxUndeliv = max(w.st.MaxUndeliv, int(info.NumPending))
 				if info.Config.MaxAckPending > 0 && info.NumAckPending >= info.Config.MaxAckPending {
 					w.st.AtLimit++
+					if at := stuck[i]; at != nil && at.delivered == info.Delivered.Consumer {
+						w.st.LongestAtLimit = max(w.st.LongestAtLimit, time.Since(at.since))
+					} else {
+						stuck[i] = &atLimit{delivered: info.Delivered.Consumer, since: time.Now()}
+					}
+				} else {
+					stuck[i] = nil
 				}
 				w.mu.Unlock()
 			}
