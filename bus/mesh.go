@@ -102,6 +102,61 @@ func EnsureSourceConsumers(ctx context.Context, js jetstream.JetStream, site str
 	return nil
 }
 
+// PromptSourceConsumer raises by one the MaxAckPending of the site's source
+// consumer of stream if the consumer sits at it. Such a consumer delivers
+// one more message and, unless a flow-control request of its own is still
+// out, asks central for flow control with it, rather than at its next
+// heartbeat: a site's keeper prompts a consumer whose stall central has
+// just answered (peer.keepAccount). The raise goes no further than
+// promptRaiseMax over sourceBatch; RestoreSourceConsumer takes it back. It
+// reports whether it raised the limit.
+func PromptSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+	c, err := js.PushConsumer(ctx, stream, SourceConsumer(stream))
+	if err != nil {
+		return false, err
+	}
+	info := c.CachedInfo()
+	limit := info.Config.MaxAckPending
+	if limit <= 0 || info.NumAckPending < limit || limit >= sourceBatch+promptRaiseMax {
+		return false, nil
+	}
+	cfg := info.Config
+	cfg.MaxAckPending = limit + 1
+	if _, err := js.UpdatePushConsumer(ctx, stream, cfg); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// RestoreSourceConsumer sets the MaxAckPending of the site's source consumer
+// of stream back to sourceBatch once it has fewer deliveries awaiting
+// central than that, after PromptSourceConsumer. It reports whether the
+// limit is sourceBatch again.
+func RestoreSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+	c, err := js.PushConsumer(ctx, stream, SourceConsumer(stream))
+	if err != nil {
+		return false, err
+	}
+	info := c.CachedInfo()
+	switch {
+	case info.Config.MaxAckPending == sourceBatch:
+		return true, nil
+	case info.NumAckPending >= sourceBatch:
+		return false, nil
+	}
+	cfg := info.Config
+	cfg.MaxAckPending = sourceBatch
+	if _, err := js.UpdatePushConsumer(ctx, stream, cfg); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// promptRaiseMax bounds PromptSourceConsumer's raises over sourceBatch
+// before RestoreSourceConsumer takes them back: a site's keeper prompts on
+// the stall answers to every site's consumers of its account.
+const promptRaiseMax = sourceBatch / 10
+
 // SiteRecord is one site in central's SitesBucket.
 type SiteRecord struct {
 	Name  string    `json:"name"`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
 )
@@ -86,6 +87,19 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // central sets its source up again, and central, which takes what the
 // consumer says it delivered as what it has, would skip those events.
 //
+// A stall central answers (a heartbeat named a request lost in a cut the
+// keeper did not see: one shorter than the link's pings, after which the
+// link is replaced) leaves the consumer at its limit with no request out
+// until its next heartbeat, a second later. So the keeper hears every
+// flow-control reply to its consumers, and when one answers a stall while
+// the link is up it prompts the consumer it leads, if it sits at its limit
+// (bus.PromptSourceConsumer): the consumer asks central for flow control
+// at once. It sets the limit back once the consumer is under it
+// (bus.RestoreSourceConsumer). A reply may be to another site's consumer
+// (the subjects are the same at every site); the prompt then raises the
+// limit of a consumer waiting on central's answer, which costs one
+// delivery.
+//
 // A consumer delivers to central only over its leader's own link (a leaf
 // link's interest does not cross the site's routes). So in a site cluster
 // a member that leads a consumer while its link is down, and sees another
@@ -111,6 +125,28 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			_ = beaconSub.Unsubscribe()
 		}
 	}()
+	// The stall answers heard, by consumer (see above).
+	answered := make(chan int, len(consumers))
+	for i, c := range consumers {
+		sub, err := nc.Subscribe(flowControlReplies(c.stream), func(m *nats.Msg) {
+			if stallAnswer(m) {
+				select {
+				case answered <- i:
+				default: // one pending is enough
+				}
+			}
+		})
+		if err != nil {
+			p.log.Warn("peer source keeper: subscribe", "subject", flowControlReplies(c.stream), "err", err)
+			continue
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.log.Error("peer source keeper: JetStream", "account", acc.Name, "err", err)
+		return
+	}
 	k := newKeeper(p.cfg.Cluster.Listen != "", p.now())
 	// This member's own link, since when, for status (bus.PeerLinks).
 	var link atomic.Pointer[bus.PeerLink]
@@ -130,7 +166,31 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		select {
 		case <-ctx.Done():
 			return
+		case i := <-answered:
+			c := consumers[i]
+			// The link as it is now: a stall answer that came over it
+			// may come before the look that would see it up.
+			if !shouldPrompt(centralLinked(acc), c.keeper != nil, acc.JetStreamIsConsumerLeader(c.stream, c.name)) {
+				continue
+			}
+			if raised, err := p.promptSourceConsumer(ctx, js, c.stream); err != nil {
+				p.log.Warn("peer source keeper: prompting the source consumer", "account", acc.Name, "consumer", c.name, "err", err)
+			} else if raised {
+				c.raised = true
+				p.log.Debug("peer source keeper: central answered a stall; the source consumer asks for flow control at once", "account", acc.Name, "consumer", c.name)
+			}
+			continue
 		case <-t.C:
+		}
+		for _, c := range consumers {
+			if c.raised {
+				done, err := p.restoreSourceConsumer(ctx, js, c.stream)
+				if err != nil {
+					// Not tried again: the peer's next start sets it.
+					p.log.Warn("peer source keeper: setting the source consumer's limit back", "account", acc.Name, "consumer", c.name, "err", err)
+				}
+				c.raised = !done && err == nil
+			}
 		}
 		// Observe.
 		snap := keeperSnapshot{linked: centralLinked(acc), beacon: beaconSub != nil}
@@ -196,7 +256,37 @@ func linkState(linked bool) string {
 type keptConsumer struct {
 	stream, name string
 	keeper       *nats.Subscription // while it is kept
+	raised       bool               // prompted, its limit not set back yet
 }
+
+// shouldPrompt reports whether a stall answer prompts a consumer (see
+// keepAccount): only while the link is up (a cut's stalls are the
+// keeper's), never one being kept, and only by its leader. Every answer
+// does, whichever site's consumer it was for: an answer to another's
+// heard just before this consumer's own must not hold this one's back
+// (with one prompt a second, one site in three waited for its heartbeat
+// still), and a prompt of a consumer whose own request stands costs only
+// one delivery.
+func shouldPrompt(linked, kept, leads bool) bool {
+	return linked && !kept && leads
+}
+
+// promptSourceConsumer and restoreSourceConsumer are bus's, with the
+// keeper's own deadline: the keeper's loop waits on them.
+func (p *Peer) promptSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, keepRequestTimeout)
+	defer cancel()
+	return bus.PromptSourceConsumer(ctx, js, stream)
+}
+
+func (p *Peer) restoreSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, keepRequestTimeout)
+	defer cancel()
+	return bus.RestoreSourceConsumer(ctx, js, stream)
+}
+
+// keepRequestTimeout bounds each of the keeper's requests to its server.
+const keepRequestTimeout = 2 * time.Second
 
 // keeperSnapshot is what the keeper observes in one look.
 type keeperSnapshot struct {

@@ -90,3 +90,22 @@ func TestKeeperDecide(t *testing.T) {
 		})
 	}
 }
+
+// TestShouldPrompt: which stall answers the keeper prompts a consumer on.
+func TestShouldPrompt(t *testing.T) {
+	cases := []struct {
+		name                string
+		linked, kept, leads bool
+		want                bool
+	}{
+		{"linked, not kept, leads", true, false, true, true},
+		{"link down: the answers are the keeper's own", false, false, true, false},
+		{"kept: the keeper answers it", true, true, true, false},
+		{"another member leads it", true, false, false, false},
+	}
+	for _, c := range cases {
+		if got := shouldPrompt(c.linked, c.kept, c.leads); got != c.want {
+			t.Errorf("%s: shouldPrompt = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

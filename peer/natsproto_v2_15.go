@@ -53,6 +53,14 @@ import (
 //     request a source has out shows in the account's subscriptions
 //     (pendingSourceRequests). The same request sent again with that reply
 //     is answered to the waiting source as its own (resendSourceRequest).
+//   - A consumer's flow-control replies come to "$JS.FC.<stream>.<consumer>.<id>"
+//     (without js_ack_format_v2), the same subjects at every site, so each
+//     site hears every site's. Central's answer to a flow-control request
+//     carries "Nats-Last-Stream" (it acknowledges up to there); its answer
+//     to a stall a heartbeat names is empty. A stall answered leaves the
+//     consumer at its MaxAckPending with no request out, and it asks again
+//     only on a delivery or at its next heartbeat; raising MaxAckPending by
+//     one makes it deliver, and ask, at once (keepAccount's prompt).
 //   - A source's Active in the stream's details (JSZ) is how long ago it
 //     last heard from the site; -1 when it has not heard from it since it
 //     was set.
@@ -75,7 +83,20 @@ const (
 	// stalledHeader is the header of a consumer's heartbeat that names the
 	// flow-control request it is stalled on.
 	stalledHeader = "Nats-Consumer-Stalled"
+	// lastStreamHeader is the header of central's answer to a flow-control
+	// request: the last stream sequence it acknowledges.
+	lastStreamHeader = "Nats-Last-Stream"
 )
+
+// flowControlReplies is the subject of every flow-control reply to a
+// site's source consumer of stream (see above).
+func flowControlReplies(stream string) string {
+	return flowControlPrefix + stream + "." + bus.SourceConsumer(stream) + ".*"
+}
+
+// stallAnswer reports whether m, a flow-control reply, answers a stall: it
+// acknowledges nothing.
+func stallAnswer(m *nats.Msg) bool { return m.Header.Get(lastStreamHeader) == "" }
 
 // centralLinked reports whether the site's account acc reaches central's
 // JetStream: its link to central is up.

@@ -281,6 +281,13 @@ func TestRolePermissions(t *testing.T) {
 		{"site-s1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events", true},
 		{"site-s1", pub, "$JS.hub.API.DIRECT.GET.KV_tenant.$KV.tenant.account", true},
 		{"site-s1", sub, "meshmon.source.s1.events", true},
+		// Its source consumers' flow-control replies (the keeper's
+		// prompt), no other consumer's, no acks.
+		{"site-s1", sub, "$JS.FC.EVENTS.central-events.*", true},
+		{"site-s1", sub, "$JS.FC.METRICS.central-metrics.*", true},
+		{"site-s1", sub, "$JS.FC.EVENTS.alice.*", false},
+		{"site-s1", sub, "$JS.FC.>", false},
+		{"site-s1", sub, "$JS.ACK.EVENTS.central-events.>", false},
 		{"site-s1", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
 		{"site-s1", pub, "$JS.API.STREAM.PURGE.EVENTS", false},
 		{"site-s1", pub, "$JS.hub.API.STREAM.UPDATE.EVENTS", false},

@@ -199,10 +199,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 	case RoleSite:
 		// A site peer's own upkeep, in process only (IssueUser): its
 		// streams, buckets and source consumers; the keeper on the
-		// source consumers' delivery subjects; the site-cluster beacon;
-		// the site's link state for status (bus.LinkStateSubject, answered
-		// to whoever asks); and the tenant's account JWT in central's
-		// tenant bucket.
+		// source consumers' delivery subjects, and their flow-control
+		// replies (to prompt a consumer whose stall central answered); the
+		// site-cluster beacon; the site's link state for status
+		// (bus.LinkStateSubject, answered to whoever asks); and the
+		// tenant's account JWT in central's tenant bucket.
 		sub.Allow.Add(InboxPrefix(name)+".>", "meshmon.source."+site+".>", "meshmon.link."+site, "meshmon.link."+site+".state")
 		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		pub.Allow.Add(InboxPrefix(name)+".>", "meshmon.link."+site)
@@ -217,6 +218,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			s, c := sc[0], sc[1]
 			pub.Allow.Add(api(local, "CONSUMER.CREATE."+s+"."+c, "CONSUMER.INFO."+s+"."+c, "CONSUMER.LEADER.STEPDOWN."+s+"."+c)...)
 			pub.Allow.Add("$JS.FC."+s+"."+c+".>", "$JS.FC."+site+".*."+s+"."+c+".>")
+			sub.Allow.Add("$JS.FC." + s + "." + c + ".*")
 		}
 		pub.Allow.Add(hubTenantOps("$JS.hub.API.")...)
 	case RoleLeaf:
