@@ -80,6 +80,26 @@ func peerJS(t *testing.T, p *Peer) jetstream.JetStream {
 	return js
 }
 
+// joinViaProxy adds site at central and returns its join information
+// with central's leaf address behind a WAN proxy the test can cut.
+func joinViaProxy(t *testing.T, cjs jetstream.JetStream, site string) (bus.JoinInfo, *wan.Proxy) {
+	t.Helper()
+	if err := bus.AddSite(testCtx(t), cjs, site, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(testCtx(t), cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	join.Central = []string{"nats-leaf://" + px.Addr()}
+	return join, px
+}
+
 // publishSite publishes n events of site, numbered from first.
 func publishSite(t *testing.T, js jetstream.JetStream, site string, first, n int) {
 	t.Helper()
@@ -243,22 +263,14 @@ func testSourceResumesAfterCut(t *testing.T, mode string) {
 	// stored again and show.
 	ccfg.Limits.EventsDuplicates = time.Second
 	cjs := peerJS(t, startPeer(t, ccfg))
-	for _, site := range []string{"paris", "lyon"} {
-		if err := bus.AddSite(ctx, cjs, site, time.Now()); err != nil {
-			t.Fatal(err)
-		}
+	viaProxy, px := joinViaProxy(t, cjs, "paris")
+	if err := bus.AddSite(ctx, cjs, "lyon", time.Now()); err != nil {
+		t.Fatal(err)
 	}
 	join, err := bus.Join(ctx, cjs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(px.Close)
-	viaProxy := join
-	viaProxy.Central = []string{"nats-leaf://" + px.Addr()}
 	paris := peerJS(t, startPeer(t, siteConfig(t, "paris", viaProxy)))
 	lyon := peerJS(t, startPeer(t, siteConfig(t, "lyon", join)))
 	publishSite(t, paris, "paris", 0, 100)

@@ -2,13 +2,11 @@ package peer
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
-	"github.com/meshmon/meshmon/internal/wan"
 )
 
 // TestStallAnswerPromptsConsumer: a silent cut shorter than the link's
@@ -22,19 +20,7 @@ import (
 func TestStallAnswerPromptsConsumer(t *testing.T) {
 	ctx := t.Context()
 	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))
-	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	join, err := bus.Join(ctx, cjs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(px.Close)
-	join.Central = []string{"nats-leaf://" + px.Addr()}
+	join, px := joinViaProxy(t, cjs, "paris")
 	var logs logWatch
 	paris := peerJS(t, startPeerLog(t, siteConfig(t, "paris", join), &logs))
 	publishSite(t, paris, "paris", 0, 100)

@@ -3,13 +3,11 @@ package peer
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/internal/eventually"
-	"github.com/meshmon/meshmon/internal/wan"
 )
 
 // TestStatusTellsTruth: central's status shows a site whose link is cut as
@@ -20,19 +18,7 @@ func TestStatusTellsTruth(t *testing.T) {
 	start := time.Now()
 	ctx := testCtx(t)
 	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))
-	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	join, err := bus.Join(ctx, cjs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := wan.NewProxy(strings.TrimPrefix(join.Central[0], "nats-leaf://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(px.Close)
-	join.Central = []string{"nats-leaf://" + px.Addr()}
+	join, px := joinViaProxy(t, cjs, "paris")
 	paris := peerJS(t, startPeer(t, siteConfig(t, "paris", join)))
 	publishSite(t, paris, "paris", 0, 50)
 	waitCount(t, cjs, "paris", 50, 20*time.Second)

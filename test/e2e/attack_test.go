@@ -323,19 +323,29 @@ func TestAttacks(t *testing.T) {
 	// every reply; s1's own is the control that the watch works.
 	replies := start(t, "nats sub replies", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", admin, "sub", "$JSC.R.>"})...)
 	replies.waitOutput(`Subscribing on \$JSC\.R\.>`, 10*time.Second)
-	for subj, body := range map[string]string{
-		"$JSC.R.s1.h.EVENTS.central-events.forged": "s1-own-reply",
-		"$JSC.R.s2.h.EVENTS.central-events.forged": "forged-s2-reply",
-		"$JSC.R.forged": "forged-unscoped-reply",
-	} {
+	// The rogue server forwards only what central has shown interest in,
+	// and the watch's interest reaches it a moment after the watch
+	// subscribes: s1's own reply is sent until it arrives (a forged one
+	// sent before would prove nothing). Then the forged ones, and s1's
+	// once more: over one link, in order, so what central let through of
+	// the forged ones arrives before the last.
+	send := func(subj, body string) {
+		t.Helper()
 		if err := rogue.Publish(subj, []byte(body)); err != nil {
 			t.Fatal(err)
 		}
+		if err := rogue.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := rogue.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	replies.waitOutput(`s1-own-reply`, 20*time.Second)
+	eventually.True(t, 20*time.Second, "s1's own reply through the rogue leaf", func() bool {
+		send("$JSC.R.s1.h.EVENTS.central-events.forged", "s1-own-reply")
+		return strings.Contains(replies.out.String(), "s1-own-reply")
+	})
+	send("$JSC.R.s2.h.EVENTS.central-events.forged", "forged-s2-reply")
+	send("$JSC.R.forged", "forged-unscoped-reply")
+	send("$JSC.R.s1.h.EVENTS.central-events.forged", "s1-own-reply-last")
+	replies.waitOutput(`s1-own-reply-last`, 20*time.Second)
 	got := map[string]*nats.Subscription{}
 	for _, subj := range []string{"_INBOX.>", "ev.>", "stored.ev.>", "$KV.>", "meshmon.source.s2.>"} {
 		sub, err := rogue.SubscribeSync(subj)
