@@ -59,15 +59,17 @@ func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch
 	ctx, cancel := context.WithCancel(ctx)
 	w := &sourceWatch{cancel: cancel}
 	// Each site's consumer as last found at its limit: its delivered
-	// sequence, and when a sample first found it there with that sequence.
+	// sequence, and when a sample first found it there with that sequence
+	// (zero: not at its limit).
 	type atLimit struct {
 		delivered uint64
 		since     time.Time
 	}
-	stuck := make([]*atLimit, len(sites))
+	stuck := make([]atLimit, len(sites))
 	w.wg.Go(func() {
 		for {
 			for i, js := range sites {
+				// The lookup is the consumer's info request: one a sample.
 				c, err := js.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
 				if ctx.Err() != nil {
 					return // stopped: a request cut short is no failed sample
@@ -76,14 +78,7 @@ func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch
 					w.noteErr(err)
 					continue
 				}
-				info, err := c.Info(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					w.noteErr(err)
-					continue
-				}
+				info := c.CachedInfo()
 				w.mu.Lock()
 				w.st.Samples++
 				w.st.MaxAckPending = info.Config.MaxAckPending
@@ -91,13 +86,13 @@ func watchSources(ctx context.Context, sites []jetstream.JetStream) *sourceWatch
 				w.st.MaxUndeliv = max(w.st.MaxUndeliv, int(info.NumPending))
 				if info.Config.MaxAckPending > 0 && info.NumAckPending >= info.Config.MaxAckPending {
 					w.st.AtLimit++
-					if at := stuck[i]; at != nil && at.delivered == info.Delivered.Consumer {
+					if at := stuck[i]; !at.since.IsZero() && at.delivered == info.Delivered.Consumer {
 						w.st.LongestAtLimit = max(w.st.LongestAtLimit, time.Since(at.since))
 					} else {
-						stuck[i] = &atLimit{delivered: info.Delivered.Consumer, since: time.Now()}
+						stuck[i] = atLimit{delivered: info.Delivered.Consumer, since: time.Now()}
 					}
 				} else {
-					stuck[i] = nil
+					stuck[i] = atLimit{}
 				}
 				w.mu.Unlock()
 			}

@@ -111,21 +111,13 @@ func EnsureSourceConsumers(ctx context.Context, js jetstream.JetStream, site str
 // promptRaiseMax over sourceBatch; RestoreSourceConsumer takes it back. It
 // reports whether it raised the limit.
 func PromptSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
-	c, err := js.PushConsumer(ctx, stream, SourceConsumer(stream))
-	if err != nil {
-		return false, err
-	}
-	info := c.CachedInfo()
-	limit := info.Config.MaxAckPending
-	if limit <= 0 || info.NumAckPending < limit || limit >= sourceBatch+promptRaiseMax {
-		return false, nil
-	}
-	cfg := info.Config
-	cfg.MaxAckPending = limit + 1
-	if _, err := js.UpdatePushConsumer(ctx, stream, cfg); err != nil {
-		return false, err
-	}
-	return true, nil
+	return setSourceLimit(ctx, js, stream, func(info *jetstream.ConsumerInfo) int {
+		limit := info.Config.MaxAckPending
+		if limit <= 0 || info.NumAckPending < limit || limit >= sourceBatch+promptRaiseMax {
+			return 0
+		}
+		return limit + 1
+	})
 }
 
 // RestoreSourceConsumer sets the MaxAckPending of the site's source consumer
@@ -133,19 +125,32 @@ func PromptSourceConsumer(ctx context.Context, js jetstream.JetStream, stream st
 // central than that, after PromptSourceConsumer. It reports whether the
 // limit is sourceBatch again.
 func RestoreSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+	var back bool
+	set, err := setSourceLimit(ctx, js, stream, func(info *jetstream.ConsumerInfo) int {
+		back = info.Config.MaxAckPending == sourceBatch
+		if back || info.NumAckPending >= sourceBatch {
+			return 0
+		}
+		return sourceBatch
+	})
+	return back || set, err
+}
+
+// setSourceLimit sets the MaxAckPending of the site's source consumer of
+// stream to what limit returns for its info, unless that is 0. It reports
+// whether it set it.
+func setSourceLimit(ctx context.Context, js jetstream.JetStream, stream string, limit func(*jetstream.ConsumerInfo) int) (bool, error) {
 	c, err := js.PushConsumer(ctx, stream, SourceConsumer(stream))
 	if err != nil {
 		return false, err
 	}
 	info := c.CachedInfo()
-	switch {
-	case info.Config.MaxAckPending == sourceBatch:
-		return true, nil
-	case info.NumAckPending >= sourceBatch:
+	n := limit(info)
+	if n == 0 {
 		return false, nil
 	}
 	cfg := info.Config
-	cfg.MaxAckPending = sourceBatch
+	cfg.MaxAckPending = n
 	if _, err := js.UpdatePushConsumer(ctx, stream, cfg); err != nil {
 		return false, err
 	}

@@ -173,7 +173,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			if !shouldPrompt(centralLinked(acc), c.keeper != nil, acc.JetStreamIsConsumerLeader(c.stream, c.name)) {
 				continue
 			}
-			if raised, err := p.promptSourceConsumer(ctx, js, c.stream); err != nil {
+			if raised, err := withKeepTimeout(ctx, js, c.stream, bus.PromptSourceConsumer); err != nil {
 				p.log.Warn("peer source keeper: prompting the source consumer", "account", acc.Name, "consumer", c.name, "err", err)
 			} else if raised {
 				c.raised = true
@@ -184,7 +184,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		}
 		for _, c := range consumers {
 			if c.raised {
-				done, err := p.restoreSourceConsumer(ctx, js, c.stream)
+				done, err := withKeepTimeout(ctx, js, c.stream, bus.RestoreSourceConsumer)
 				if err != nil {
 					// Not tried again: the peer's next start sets it.
 					p.log.Warn("peer source keeper: setting the source consumer's limit back", "account", acc.Name, "consumer", c.name, "err", err)
@@ -271,18 +271,13 @@ func shouldPrompt(linked, kept, leads bool) bool {
 	return linked && !kept && leads
 }
 
-// promptSourceConsumer and restoreSourceConsumer are bus's, with the
-// keeper's own deadline: the keeper's loop waits on them.
-func (p *Peer) promptSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
+// withKeepTimeout calls f (bus.PromptSourceConsumer or
+// bus.RestoreSourceConsumer) with the keeper's own deadline: the keeper's
+// loop waits on it.
+func withKeepTimeout(ctx context.Context, js jetstream.JetStream, stream string, f func(context.Context, jetstream.JetStream, string) (bool, error)) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, keepRequestTimeout)
 	defer cancel()
-	return bus.PromptSourceConsumer(ctx, js, stream)
-}
-
-func (p *Peer) restoreSourceConsumer(ctx context.Context, js jetstream.JetStream, stream string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, keepRequestTimeout)
-	defer cancel()
-	return bus.RestoreSourceConsumer(ctx, js, stream)
+	return f(ctx, js, stream)
 }
 
 // keepRequestTimeout bounds each of the keeper's requests to its server.
