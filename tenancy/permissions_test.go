@@ -228,6 +228,13 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_notify_secrets.w1", false},
 		{"p1", sub, "_INBOX.p1.x.1", true},
 		{"p1", pub, "ev.s2.d1.trap", false},
+		// Its own consumers' flow control and acks, not the mesh's
+		// source consumers' (the site keeper's prompt listens there).
+		{"p1", pub, "$JS.FC.KV_devices.w1.abcd", true},
+		{"p1", pub, "$JS.ACK.KV_devices.w1.1.5.5.1700000000.0", true},
+		{"p1", pub, "$JS.FC.EVENTS.central-events.abcd", false},
+		{"p1", pub, "$JS.FC.METRICS.central-metrics.abcd", false},
+		{"p1", pub, "$JS.ACK.EVENTS.central-events.1.5.5.1700000000.0", false},
 		{"p1", pub, "stored.ev.s1.d1.trap", false},
 		{"p1", pub, "$KV.devices.d1", false},
 		{"p1", sub, "_INBOX.boss.x.1", false},

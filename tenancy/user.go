@@ -146,6 +146,13 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// (bus.TaskServer).
 		sub.Allow.Add(InboxPrefix(name)+".>", taskRequests(site))
 		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>", taskReplies(site))
+		// Not the mesh's source consumers' acks and flow control: an
+		// empty reply there would clear a request central has yet to
+		// answer, or make the site's keeper prompt its consumers.
+		for _, sc := range sourceConsumers {
+			pub.Deny.Add("$JS.ACK."+sc[0]+"."+sc[1]+".>", "$JS.FC."+sc[0]+"."+sc[1]+".>",
+				"$JS.ACK.*.*."+sc[0]+"."+sc[1]+".>", "$JS.FC.*.*."+sc[0]+"."+sc[1]+".>")
+		}
 		// Its group's presence probes (bus.PresenceSubject): it answers
 		// on its own subject only, so no credential answers for a dead
 		// poller, and asks its site's members.
