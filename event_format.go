@@ -1,7 +1,6 @@
 package meshmon
 
 import (
-	"encoding/json"
 	"fmt"
 )
 
@@ -10,7 +9,7 @@ import (
 // an event is shown as it is, after its subject.
 func FormatEvent(subject string, data []byte) string {
 	var ev Event
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Data.Kind == "" {
+	if err := DecodeEvent(data, &ev); err != nil || ev.Data.Kind == "" {
 		return fmt.Sprintf("%s  %s", subject, data)
 	}
 	return fmt.Sprintf("%s  %-24s %-17s %-8s %s",

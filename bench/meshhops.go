@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -333,7 +332,7 @@ func watchCentral(ctx context.Context, nc *nats.Conn, firstN, want int, lt *late
 		now := time.Now()
 		var ev meshmon.Event
 		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		if err != nil || json.Unmarshal(m.Data, &ev) != nil || !ofRun(ev.ID, firstN) {
+		if err != nil || meshmon.DecodeEvent(m.Data, &ev) != nil || !ofRun(ev.ID, firstN) {
 			continue
 		}
 		lt.mu.Lock()
@@ -401,7 +400,7 @@ func readSiteStored(ctx context.Context, js jetstream.JetStream, seq uint64, n i
 func eventStamp(m jetstream.Msg) (string, time.Time, bool) {
 	md, err := m.Metadata()
 	var ev meshmon.Event
-	if err != nil || json.Unmarshal(m.Data(), &ev) != nil {
+	if err != nil || meshmon.DecodeEvent(m.Data(), &ev) != nil {
 		return "", time.Time{}, false
 	}
 	return ev.ID, md.Timestamp, true

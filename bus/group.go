@@ -243,7 +243,7 @@ func (g *Group) LastStates(ctx context.Context, devices []string) (map[string]ma
 		var ev meshmon.Event
 		parts := strings.SplitN(m.Subject(), ".", 4) // ev.<site>.<device>.<kind>
 		if len(parts) != 4 || want != nil && !want[parts[2]] || !slices.Contains(stateKinds, parts[3]) ||
-			json.Unmarshal(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
+			meshmon.DecodeEvent(m.Data(), &ev) != nil || ev.Data.State == "" || ev.Data.Check == "" {
 			return
 		}
 		meta, err := m.Metadata()

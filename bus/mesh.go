@@ -665,7 +665,7 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 				}
 				l.LastStored = m.Time
 				var ev meshmon.Event
-				if json.Unmarshal(m.Data, &ev) == nil {
+				if meshmon.DecodeEvent(m.Data, &ev) == nil {
 					l.LastObserved = ev.Time
 				}
 			}

@@ -35,7 +35,7 @@ type eventRow struct {
 // from (the ops view), which wins over what the event says.
 func rowOf(tenant string, seq uint64, data []byte) (eventRow, bool) {
 	var ev meshmon.Event
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Data.Device == "" {
+	if err := meshmon.DecodeEvent(data, &ev); err != nil || ev.Data.Device == "" {
 		return eventRow{}, false
 	}
 	d := ev.Data

@@ -34,7 +34,7 @@ func eventsPerMinute(ctx context.Context, js jetstream.JetStream, now time.Time)
 	out := map[string][]int{}
 	err := bus.Tail(ctx, js, bus.TailOptions{Subject: bus.EventsSubjects, Since: start}, func(m bus.TailMsg) error {
 		var ev meshmon.Event
-		if json.Unmarshal(m.Data, &ev) != nil {
+		if meshmon.DecodeEvent(m.Data, &ev) != nil {
 			return nil
 		}
 		i := int(m.Time.Sub(start) / time.Minute)
@@ -96,7 +96,7 @@ func deviceStates(ctx context.Context, js jetstream.JetStream, site, device stri
 			continue // gone since the info
 		}
 		var ev meshmon.Event
-		if json.Unmarshal(m.Data, &ev) != nil || ev.Data.Device == "" {
+		if meshmon.DecodeEvent(m.Data, &ev) != nil || ev.Data.Device == "" {
 			continue
 		}
 		d := ev.Data

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
 )
 
@@ -224,10 +224,8 @@ func (m *peerMetrics) watchDelays() {
 		}
 	}
 	observe := func(msg *nats.Msg) {
-		var ev struct {
-			Time time.Time `json:"time"`
-		}
-		if !strings.HasPrefix(msg.Subject, bus.StoredPrefix+"ev.") || json.Unmarshal(msg.Data, &ev) != nil || ev.Time.IsZero() {
+		var ev meshmon.Event
+		if !strings.HasPrefix(msg.Subject, bus.StoredPrefix+"ev.") || meshmon.DecodeEvent(msg.Data, &ev) != nil || ev.Time.IsZero() {
 			return
 		}
 		m.delay.Observe(max(0, time.Since(ev.Time).Seconds()))

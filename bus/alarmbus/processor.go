@@ -267,7 +267,7 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 				e.err = merr
 			} else {
 				e.seq = md.Sequence.Stream
-				if jerr := json.Unmarshal(m.Data(), &e.ev); jerr != nil {
+				if jerr := meshmon.DecodeEvent(m.Data(), &e.ev); jerr != nil {
 					undecodable++
 					if now := time.Now(); now.Sub(warned) >= time.Minute {
 						r.Log.Warn("alarm processor: events that do not decode change nothing (logged once a minute at most)",
