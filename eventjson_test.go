@@ -2,6 +2,8 @@ package meshmon_test
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +38,31 @@ func BenchmarkDecodeEvent(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecodeEventRefusesDeepNesting: JSON nested deeper than an event
+// nests is refused before it is decoded; a trap with many varbinds, whose
+// openers are many but shallow, and braces inside strings, are not.
+func TestDecodeEventRefusesDeepNesting(t *testing.T) {
+	deep := []byte(`{"x":` + strings.Repeat("[", 500_000) + strings.Repeat("]", 500_000) + `}`)
+	var e meshmon.Event
+	if err := meshmon.DecodeEvent(deep, &e); err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Fatalf("JSON nested 500,000 deep: err %v, want it refused for its nesting", err)
+	}
+	trap := meshmon.Event{ID: `{[{["\"`, Data: meshmon.EventData{Kind: meshmon.KindTrap, Message: strings.Repeat("{[", 100), Trap: &meshmon.Trap{}}}
+	for i := range 100 {
+		trap.Data.Trap.Varbinds = append(trap.Data.Trap.Varbinds, meshmon.Varbind{OID: "1.3.6." + strconv.Itoa(i), Value: `\"[`})
+	}
+	b, err := json.Marshal(trap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got meshmon.Event
+	if err := meshmon.DecodeEvent(b, &got); err != nil {
+		t.Fatalf("a trap of 100 varbinds: %v", err)
+	}
+	if len(got.Data.Trap.Varbinds) != 100 || got.ID != trap.ID || got.Data.Message != trap.Data.Message {
+		t.Fatalf("a trap of 100 varbinds decoded as %+v", got)
 	}
 }
