@@ -366,10 +366,12 @@ func TestConsole(t *testing.T) {
 	shoot(t, ctx, shots, "1-sites")
 
 	// The site page draws the simulated LLDP topology: every link, the
-	// agents and the uplink outside the site.
-	eventually.True(t, 30*time.Second, "s1's links on its page", func() bool {
+	// agents and the uplink outside the site. A link shows once either
+	// end's samples are at central, an agent as known once its own are:
+	// wait for both.
+	eventually.True(t, 30*time.Second, "s1's links and agents on its page", func() bool {
 		_, body := httpGet(t, admin, m.console+"/sites/s1")
-		return strings.Count(body, `<line class="link`) == len(m.links)
+		return strings.Count(body, `<line class="link`) == len(m.links) && strings.Count(body, `class="node unknown"`) == 1
 	})
 	runIn(t, ctx, 20*time.Second, "site page",
 		chromedp.Navigate(m.console+"/sites/s1"),
