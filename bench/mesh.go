@@ -61,6 +61,11 @@ type meshBenchResult struct {
 	// catch-up's over it.
 	NatsBenchEventsPerSec    float64 `json:"nats_bench_like_events_per_sec,omitempty"`
 	CatchUpVsNatsBenchEvents float64 `json:"catch_up_vs_nats_bench_like_events,omitempty"`
+	// CatchUpVsCutAnchor and CatchUpVsCutAnchorEvents are the medians,
+	// over the cuts, of each catch-up's rate over the two anchors run in
+	// its own cut (cutAnchors).
+	CatchUpVsCutAnchor       float64 `json:"catch_up_vs_nats_bench_in_cut,omitempty"`
+	CatchUpVsCutAnchorEvents float64 `json:"catch_up_vs_nats_bench_like_events_in_cut,omitempty"`
 	NatsBenchEventsCores     float64 `json:"nats_bench_like_events_cores,omitempty"`
 	NatsBenchEventsCLICores  float64 `json:"nats_bench_like_events_cli_cores,omitempty"`
 	// IngestCores and NatsBenchCores are the CPU this process used over
@@ -196,13 +201,20 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	// Each cut is timed on its own: when sourcing resumed after the links
 	// returned, and how fast the backlog came in.
 	var starts []time.Duration
-	var rates, cores []float64
+	var rates, cores, cutRatios, cutRatiosEvents []float64
 	for cut := range bc.Cuts {
 		cutLinks(true)
 		cutAt := time.Now()
 		from := perSite * (1 + cut)
 		if err := publishAll(ctx, siteJS, from, perSite, bc.Publishers); err != nil {
 			return err
+		}
+		var anchor, anchorEvents float64
+		if bc.CutFor >= cutAnchorsMin && res.NatsBenchSkipped == "" {
+			var err error
+			if anchor, anchorEvents, err = res.cutAnchors(ctx, out, mesh, cut+1); err != nil {
+				return err
+			}
 		}
 		if err := waitCtx(ctx, time.Until(cutAt.Add(bc.CutFor))); err != nil {
 			return err
@@ -246,6 +258,11 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 			if res.NatsBenchEventsPerSec > 0 {
 				vsAnchor += fmt.Sprintf(", %.2f of nats bench like EVENTS", rates[cut]/res.NatsBenchEventsPerSec)
 			}
+			if anchor > 0 && anchorEvents > 0 {
+				vsAnchor += fmt.Sprintf("; %.2f and %.2f of the same two run in this cut", rates[cut]/anchor, rates[cut]/anchorEvents)
+				cutRatios = append(cutRatios, rates[cut]/anchor)
+				cutRatiosEvents = append(cutRatiosEvents, rates[cut]/anchorEvents)
+			}
 			vsAnchor += ")"
 		}
 		fmt.Fprintf(out, "catch-up %d: after a WAN cut of every site for %s, sourcing resumed for the first site %s and for every site %s after the links returned (%s; each site's link up again: %s); %d events caught up at %.0f events/s%s; this process used %.2f cores from the links' return\n",
@@ -267,8 +284,46 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 	if res.NatsBenchEventsPerSec > 0 {
 		res.CatchUpVsNatsBenchEvents = res.CatchUpPerSec / res.NatsBenchEventsPerSec
 	}
-
+	res.CatchUpVsCutAnchor, res.CatchUpVsCutAnchorEvents = median(cutRatios), median(cutRatiosEvents)
 	return nil
+}
+
+// cutAnchorsMin is the shortest cut that the anchors run in (cutAnchors):
+// they take a few seconds, and would make a shorter cut longer.
+const cutAnchorsMin = 20 * time.Second
+
+// cutAnchors runs both of natsAnchor's anchors, for as many messages as a
+// catch-up has events, during cut n, once the sites have stored their
+// backlog: central has nothing of the sites to store then, and the
+// catch-up that follows is compared with rates taken a few seconds
+// before it on the same cluster, rather than with the anchors run after
+// the ingest. It returns the two rates, 0 for one skipped.
+func (res *meshBenchResult) cutAnchors(ctx context.Context, out io.Writer, mesh *meshtest.Mesh, n int) (plain, likeEvents float64, err error) {
+	plain, _, why := natsBenchPlain(ctx, mesh, res.CatchUpEvents)
+	if why != "" {
+		fmt.Fprintf(out, "  catch-up %d: nats bench in the cut: skipped (%s)\n", n, why)
+		return 0, 0, nil
+	}
+	likeEvents, _, _, why, err = natsBenchLikeEvents(ctx, mesh, res.CatchUpEvents)
+	if err != nil {
+		return 0, 0, err
+	}
+	if why != "" {
+		fmt.Fprintf(out, "  catch-up %d: nats bench like EVENTS in the cut: skipped (%s)\n", n, why)
+		return plain, 0, nil
+	}
+	fmt.Fprintf(out, "  catch-up %d: in the cut, with the sites' backlog stored, nats bench ran at %.0f msgs/s, and like EVENTS at %.0f msgs/s\n", n, plain, likeEvents)
+	return plain, likeEvents, nil
+}
+
+// median is the middle of v (the upper of the two middles), or 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // benchEvent is one event of a site, numbered n, observed now.
@@ -487,6 +542,9 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	if res.NatsBenchEventsPerSec > 0 {
 		fmt.Fprintf(tw, "nats bench js pub async, a stream like EVENTS\t%.0f msgs/s (catch-up ratio %.2f)\n", res.NatsBenchEventsPerSec, res.CatchUpVsNatsBenchEvents)
 	}
+	if res.CatchUpVsCutAnchor > 0 {
+		fmt.Fprintf(tw, "catch-up / the two nats benches run in its own cut (median of the cuts)\t%.2f, like EVENTS %.2f\n", res.CatchUpVsCutAnchor, res.CatchUpVsCutAnchorEvents)
+	}
 	return tw.Flush()
 }
 
@@ -552,8 +610,7 @@ func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh 
 		return err
 	}
 	t0, cpu0 := time.Now(), proccpu.Used()
-	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents, "bench.mesh", "benchstream",
-		"--create", "--replicas", "3", "--storage", "file", "--size", "512")
+	perSec, cliCPU, why := natsBenchPlain(ctx, mesh, res.IngestEvents)
 	took, cpu := time.Since(t0), proccpu.Used()-cpu0
 	stopProfile()
 	if why != "" {
@@ -569,6 +626,14 @@ func (res *meshBenchResult) natsAnchor(ctx context.Context, out io.Writer, mesh 
 	return res.natsAnchorLikeEvents(ctx, out, mesh)
 }
 
+// natsBenchPlain runs nats bench for msgs messages of 512 B on a plain R3
+// file stream of its own on central (purged first, so that each run in a
+// bench starts from an empty stream).
+func natsBenchPlain(ctx context.Context, mesh *meshtest.Mesh, msgs int) (float64, time.Duration, string) {
+	return natsBench(ctx, mesh.Central[0].ClientURL(), msgs, "bench.mesh", "benchstream",
+		"--create", "--purge", "--replicas", "3", "--storage", "file", "--size", "512")
+}
+
 // likeEventsStream is the stream natsAnchorLikeEvents makes, and its
 // subjects' prefix.
 const likeEventsStream, likeEventsSubject = "benchevents", "bench.events"
@@ -581,10 +646,32 @@ const likeEventsStream, likeEventsSubject = "benchevents", "bench.events"
 // that (the source's own work, the alarm processor's read) is then the
 // difference between this rate and the catch-up's.
 func (res *meshBenchResult) natsAnchorLikeEvents(ctx context.Context, out io.Writer, mesh *meshtest.Mesh) error {
+	t0, cpu0 := time.Now(), proccpu.Used()
+	perSec, cliCPU, size, why, err := natsBenchLikeEvents(ctx, mesh, res.IngestEvents)
+	took, cpu := time.Since(t0), proccpu.Used()-cpu0
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		fmt.Fprintf(out, "nats bench js pub like EVENTS: skipped (%s)\n", why)
+		return nil
+	}
+	res.NatsBenchEventsPerSec = perSec
+	res.NatsBenchEventsCores, res.NatsBenchEventsCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
+	fmt.Fprintf(out, "nats bench js pub async on a stream made like central's EVENTS (its duplicate window, re-publish and atomic publish; a bench event of %d B with a message id, 300 subjects): %.0f msgs/s; this process used %.2f cores, the nats CLI %.2f\n",
+		size, perSec, res.NatsBenchEventsCores, res.NatsBenchEventsCLICores)
+	return nil
+}
+
+// natsBenchLikeEvents makes the stream natsAnchorLikeEvents describes, runs
+// nats bench for msgs messages on it, and deletes it. It returns the rate,
+// the CLI's CPU, the payload's size, and why the bench was skipped, if it
+// was.
+func natsBenchLikeEvents(ctx context.Context, mesh *meshtest.Mesh, msgs int) (perSec float64, cliCPU time.Duration, size int, why string, err error) {
 	cjs := mesh.CentralJS
 	ev, err := cjs.Stream(ctx, bus.EventsStream)
 	if err != nil {
-		return err
+		return 0, 0, 0, "", err
 	}
 	cfg := ev.CachedInfo().Config
 	cfg.Name, cfg.Description = likeEventsStream, "meshmon bench: nats bench on a stream made like EVENTS"
@@ -592,12 +679,12 @@ func (res *meshBenchResult) natsAnchorLikeEvents(ctx context.Context, out io.Wri
 	cfg.Sources, cfg.Mirror = nil, nil
 	cfg.RePublish = &jetstream.RePublish{Source: likeEventsSubject + ".>", Destination: bus.StoredPrefix + likeEventsSubject + ".>"}
 	if _, err := cjs.CreateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("nats bench like EVENTS: %w", err)
+		return 0, 0, 0, "", fmt.Errorf("nats bench like EVENTS: %w", err)
 	}
 	defer cjs.DeleteStream(context.WithoutCancel(ctx), likeEventsStream)
 	payload, err := os.CreateTemp("", "meshmon-bench-event-")
 	if err != nil {
-		return err
+		return 0, 0, 0, "", err
 	}
 	defer os.Remove(payload.Name())
 	event := benchEvent("s1", 0, time.Now()).Data
@@ -606,21 +693,11 @@ func (res *meshBenchResult) natsAnchorLikeEvents(ctx context.Context, out io.Wri
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return 0, 0, 0, "", err
 	}
-	t0, cpu0 := time.Now(), proccpu.Used()
-	perSec, cliCPU, why := natsBench(ctx, mesh.Central[0].ClientURL(), res.IngestEvents, likeEventsSubject, likeEventsStream,
+	perSec, cliCPU, why = natsBench(ctx, mesh.Central[0].ClientURL(), msgs, likeEventsSubject, likeEventsStream,
 		"--multisubject", "--multisubjectmax", "300", "--dedup", "--payload", payload.Name())
-	took, cpu := time.Since(t0), proccpu.Used()-cpu0
-	if why != "" {
-		fmt.Fprintf(out, "nats bench js pub like EVENTS: skipped (%s)\n", why)
-		return nil
-	}
-	res.NatsBenchEventsPerSec = perSec
-	res.NatsBenchEventsCores, res.NatsBenchEventsCLICores = cpu.Seconds()/took.Seconds(), cliCPU.Seconds()/took.Seconds()
-	fmt.Fprintf(out, "nats bench js pub async on a stream made like central's EVENTS (its duplicate window, re-publish and atomic publish; a bench event of %d B with a message id, 300 subjects): %.0f msgs/s; this process used %.2f cores, the nats CLI %.2f\n",
-		len(event), perSec, res.NatsBenchEventsCores, res.NatsBenchEventsCLICores)
-	return nil
+	return perSec, cliCPU, len(event), why, nil
 }
 
 func (bc MeshConfig) validate() error {
