@@ -23,8 +23,10 @@ import (
 // links only.
 const maxTopologyNodes = 120
 
-// topoNode is one device of the drawing: an inventory device (Known) or
-// a neighbour that is none.
+// topoNode is one device of the drawing: a device whose own neighbour
+// samples are at central (Known), or a neighbour that matched none: a
+// device outside the site, or one of the site's not polled for its
+// neighbours yet (the console does not read the site's inventory).
 type topoNode struct {
 	Name  string
 	Known bool
@@ -57,7 +59,7 @@ func topologyNodes(links []meshmon.Link) []topoNode {
 
 // topologySVG draws links as an SVG of w by h pixels. Each device is a
 // circle with its name (a known one links to its page at site, an
-// unknown one is hollow), each link a line (dashed when only one end
+// unknown one, topoNode, is hollow), each link a line (dashed when only one end
 // reports it) titled with its ports and protocols. The text is escaped;
 // the rest is numbers.
 func topologySVG(site string, links []meshmon.Link, w, h int) template.HTML {
@@ -111,7 +113,7 @@ func topologySVG(site string, links []meshmon.Link, w, h int) template.HTML {
 			fmt.Fprintf(&b, `<a class="node" data-device="%s" href="/sites/%s/devices/%s">%s<title>%s</title></a>`,
 				html.EscapeString(n.Name), url.PathEscape(site), url.PathEscape(n.Name), label, html.EscapeString(n.Name))
 		} else {
-			fmt.Fprintf(&b, `<g class="node unknown" data-device="%s">%s<title>%s (not in the inventory)</title></g>`,
+			fmt.Fprintf(&b, `<g class="node unknown" data-device="%s">%s<title>%s (no neighbour samples of it at central: outside the site, or not polled yet)</title></g>`,
 				html.EscapeString(n.Name), label, html.EscapeString(n.Name))
 		}
 	}
