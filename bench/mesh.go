@@ -271,13 +271,10 @@ func (res *meshBenchResult) catchUp(ctx context.Context, out io.Writer, bc MeshC
 		res.CatchUpStallMax = max(res.CatchUpStallMax, sources.LongestAtLimit)
 	}
 	slices.Sort(starts)
-	slices.Sort(rates)
 	res.Cuts, res.CutFor, res.CutMode, res.WANDelay = bc.Cuts, bc.CutFor.String(), bc.CutMode, bc.WANDelay.String()
 	res.CatchUpStartP50 = starts[len(starts)/2].Round(time.Millisecond).String()
 	res.CatchUpStartMax = starts[len(starts)-1].Round(time.Millisecond).String()
-	res.CatchUpPerSec = rates[len(rates)/2]
-	slices.Sort(cores)
-	res.CatchUpCores = cores[len(cores)/2]
+	res.CatchUpPerSec, res.CatchUpCores = median(rates), median(cores)
 	if res.NatsBenchPerSec > 0 {
 		res.CatchUpVsNatsBench = res.CatchUpPerSec / res.NatsBenchPerSec
 	}
