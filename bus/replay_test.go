@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/internal/freeport"
 )
@@ -349,7 +350,7 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 
 	stepCtx, stopSteps := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	steps := 0
+	steps, unanswered := 0, 0
 	wg.Go(func() {
 		_, sjs := connect(t, c.srvs[1].ClientURL())
 		nc := sjs.Conn()
@@ -358,6 +359,8 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 		for i := 0; stepCtx.Err() == nil; i++ {
 			if _, err := nc.Request(subjects[i%len(subjects)], nil, 2*time.Second); err == nil {
 				steps++
+			} else {
+				unanswered++
 			}
 			select {
 			case <-stepCtx.Done():
@@ -365,29 +368,41 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 			}
 		}
 	})
+	// Each read's four parts are timed, so that a slow run (a CI machine
+	// busy with other packages' tests once took 240 s over what takes 8 s)
+	// says which read waited.
 	const reads = 150
 	again := 0
+	var slowest time.Duration
+	var slowestParts [4]time.Duration
 	for i := range reads {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		attempts := 0
+		start := time.Now()
+		var parts [4]time.Duration
+		timed := func(part int, read func() error) error {
+			t0 := time.Now()
+			err := read()
+			parts[part] = time.Since(t0)
+			return err
+		}
 		err := Retry(rctx, func(ctx context.Context) error {
 			attempts++
-			if _, err := StreamStatus(ctx, js); err != nil {
+			var pollers []meshmon.PollerInfo
+			var devs []meshmon.Device
+			if err := timed(0, func() error { _, err := StreamStatus(ctx, js); return err }); err != nil {
 				return err
 			}
-			pollers, err := reg.List(ctx)
-			if err != nil {
+			if err := timed(1, func() (err error) { pollers, err = reg.List(ctx); return err }); err != nil {
 				return err
 			}
-			devs, err := inv.List(ctx)
-			if err != nil {
+			if err := timed(2, func() (err error) { devs, err = inv.List(ctx); return err }); err != nil {
 				return err
 			}
 			if len(devs) != 1 {
 				return fmt.Errorf("%d devices", len(devs))
 			}
-			_, err = ReadSiteGroupStatus(ctx, js, "hq", pollers, devs, time.Now())
-			return err
+			return timed(3, func() error { _, err := ReadSiteGroupStatus(ctx, js, "hq", pollers, devs, time.Now()); return err })
 		})
 		cancel()
 		if err != nil {
@@ -396,10 +411,21 @@ func TestStatusReadsThroughLeaderMoves(t *testing.T) {
 		if attempts > 1 {
 			again++
 		}
+		if d := time.Since(start); d > slowest {
+			slowest, slowestParts = d, parts
+		}
 	}
 	stopSteps()
 	wg.Wait()
-	t.Logf("%d reads, %d of them tried again; %d leader moves", reads, again, steps)
+	t.Logf("%d reads, %d of them tried again; %d leader moves, %d stepdown requests unanswered in 2 s", reads, again, steps, unanswered)
+	t.Logf("slowest read %v (its last try: stream status %v, pollers %v, devices %v, group status %v)",
+		slowest.Round(time.Millisecond), slowestParts[0].Round(time.Millisecond), slowestParts[1].Round(time.Millisecond),
+		slowestParts[2].Round(time.Millisecond), slowestParts[3].Round(time.Millisecond))
+	// The check below has its own time: on a loaded machine the reads may
+	// take most of the test's, and how long they took is not what this
+	// test fails on.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for _, stream := range []string{EventsStream, "KV_" + PollersBucket, "KV_" + DevicesBucket} {
 		eventually.NoError(t, 10*time.Second, "no consumer left on the stream", func() error { // a consumer whose delete went unanswered lingers 5 s
 			s, err := js.Stream(ctx, stream)
