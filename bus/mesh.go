@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -742,4 +743,41 @@ func KickSources(ctx context.Context, js jetstream.JetStream, stream string, sit
 		return fmt.Errorf("central stream %s: %w", stream, err)
 	}
 	return resetSources(ctx, js, s.CachedInfo().Config, sites)
+}
+
+// HdrStreamSource is the header nats-server puts on every message a
+// stream stores from one of its sources: the source's index name first
+// ("<stream>:<hash of its API prefix>:C=<hash of its consumer>"), then
+// the message's sequence there and its subject.
+const HdrStreamSource = "Nats-Stream-Source"
+
+// FromSiteSource reports whether a message of central's stream came
+// through site's source (ok), and whether it came through a source at
+// all (sourced; a site's own streams source nothing). The subject a
+// message carries is whatever the site's end of the link delivered; the
+// source it came through is central's own.
+//
+// nats-server 2.15.3 names a source by its stream and the hash
+// (getHash: sha256, 8 characters of base 62) of its external API prefix,
+// "$JS.<site>.API" (siteSources); TestFromSiteSource holds it to that on
+// a real server.
+func FromSiteSource(h nats.Header, stream, site string) (ok, sourced bool) {
+	v := h.Get(HdrStreamSource)
+	if v == "" {
+		return false, false
+	}
+	iname, _, _ := strings.Cut(v, " ")
+	want := stream + ":" + serverHash("$JS."+site+".API")
+	return iname == want || strings.HasPrefix(iname, want+":"), true
+}
+
+// serverHash is nats-server's getHash.
+func serverHash(name string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	b := sha256.Sum256([]byte(name))
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = digits[int(b[i]%62)]
+	}
+	return string(out)
 }

@@ -420,8 +420,14 @@ func trapLabels(tr meshmon.Trap) map[string]string {
 		return labels
 	}
 	for _, v := range tr.Varbinds {
+		// The varbind's value, not its OID's index: the trap's sender
+		// says which interface. Anything but a number (a sender may put
+		// any text there) names none, and central refuses such an
+		// event's interface (meshmon.CheckEvent).
 		if idx, ok := columnIndex(oidIfIndex, v.OID); ok && idx >= 0 {
-			labels["if_index"] = v.Value
+			if n, err := strconv.ParseUint(v.Value, 10, 31); err == nil {
+				labels["if_index"] = strconv.FormatUint(n, 10)
+			}
 			break
 		}
 	}

@@ -319,3 +319,27 @@ func TestRenderVarbind(t *testing.T) {
 		}
 	}
 }
+
+// TestTrapLabelsIfIndexIsANumber: a linkDown's ifIndex varbind names the
+// interface only when it holds a number; central builds the alarm's
+// check, subject and key of it, and refuses anything else
+// (meshmon.CheckEvent). Text there falls back to another column's index.
+func TestTrapLabelsIfIndexIsANumber(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		more  []meshmon.Varbind
+		want  string
+	}{
+		{"3", nil, "3"},
+		{"1 x", nil, ""},
+		{"-1", nil, ""},
+		{"", nil, ""},
+		{"99999999999", nil, ""},
+		{"1 x", []meshmon.Varbind{{OID: oidIfOperStatus + ".4", Type: "Integer", Value: "2"}}, "4"},
+	} {
+		tr := meshmon.Trap{OID: oidLinkDown, Varbinds: append([]meshmon.Varbind{{OID: oidIfIndex + ".3", Type: "OctetString", Value: tc.value}}, tc.more...)}
+		if got := trapLabels(tr)["if_index"]; got != tc.want {
+			t.Errorf("ifIndex varbind %q: if_index %q, want %q", tc.value, got, tc.want)
+		}
+	}
+}

@@ -253,10 +253,12 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 	out := make(chan eventMsg, BatchMax)
 	wg.Go(func() { <-ctx.Done(); it.Stop() })
 	wg.Go(func() {
-		// Undecodable events (a poller's credential may publish anything
-		// on its site's subjects) are logged once a minute at most, with
-		// how many there were: one line each flooded central's log.
-		var undecodable int
+		// Events that do not decode, or that CheckEvent refuses (a
+		// poller's credential may publish anything on its site's
+		// subjects), change nothing. They are logged once a minute at
+		// most, with how many there were: one line each flooded
+		// central's log.
+		var refused int
 		var warned time.Time
 		for {
 			m, err := it.Next()
@@ -267,12 +269,12 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 				e.err = merr
 			} else {
 				e.seq = md.Sequence.Stream
-				if jerr := meshmon.DecodeEvent(m.Data(), &e.ev); jerr != nil {
-					undecodable++
+				if jerr := readEvent(m, &e.ev); jerr != nil {
+					refused++
 					if now := time.Now(); now.Sub(warned) >= time.Minute {
-						r.Log.Warn("alarm processor: events that do not decode change nothing (logged once a minute at most)",
-							"seq", e.seq, "err", jerr, "undecodable_since_last_logged", undecodable)
-						warned, undecodable = now, 0
+						r.Log.Warn("alarm processor: events that do not decode, or are not what their subject says, change nothing (logged once a minute at most)",
+							"seq", e.seq, "err", jerr, "refused_since_last_logged", refused)
+						warned, refused = now, 0
 					}
 					e.ev = meshmon.Event{}
 				}
@@ -288,6 +290,23 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 		}
 	})
 	return out, nil
+}
+
+// readEvent decodes the event m holds and checks it against its subject
+// and, at central, against the site whose source brought it
+// (bus.FromSiteSource): a site's link may deliver any subject, and only
+// the source it came through says which site sent it.
+func readEvent(m jetstream.Msg, ev *meshmon.Event) error {
+	if err := meshmon.DecodeEvent(m.Data(), ev); err != nil {
+		return err
+	}
+	if err := meshmon.CheckEvent(m.Subject(), ev); err != nil {
+		return err
+	}
+	if ok, sourced := bus.FromSiteSource(m.Headers(), bus.EventsStream, ev.Data.Site); sourced && !ok {
+		return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, m.Subject(), ev.Data.Site, bus.HdrStreamSource, m.Headers().Get(bus.HdrStreamSource))
+	}
+	return nil
 }
 
 // applyBatch applies e and whatever else has been read already (up to

@@ -390,3 +390,47 @@ func TestRemoveUnknownWindow(t *testing.T) {
 	})
 	check("with the bucket")
 }
+
+// TestProcessorRefusesUntrustedEvents: a poller's credential may publish
+// any body on its own site's subjects. An event whose body names another
+// site, or whose check or trap would make an alarm id no subject or key
+// takes, changes nothing, and the events after it are applied: the
+// processor neither opens another site's alarm nor stops at such an event.
+func TestProcessorRefusesUntrustedEvents(t *testing.T) {
+	srv := startJS(t)
+	_, js := dial(t, srv)
+	runProcessor(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other := event("core1", "", meshmon.KindNodeDown, "icmp")
+	other.Data.Site = "lyo" // published on par's subject
+	badCheck := event("sw1", "", meshmon.KindIfDown, "if.1 x")
+	badTrap := event("sw2", "", meshmon.KindTrap, "trap")
+	badTrap.Data.Trap = &meshmon.Trap{Labels: map[string]string{"trap": "linkDown", "if_index": "1 x"}}
+	good := event("core2", "", meshmon.KindNodeDown, "icmp")
+	var last uint64
+	for _, e := range []struct {
+		subject string
+		ev      meshmon.Event
+	}{
+		{"ev.par.core1.node_down", other},
+		{"ev.par.sw1.if_down", badCheck},
+		{"ev.par.sw2.trap", badTrap},
+		{"ev.par.core2.node_down", good},
+	} {
+		b, _ := json.Marshal(e.ev)
+		a, err := js.Publish(ctx, e.subject, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = a.Sequence
+	}
+	eventually.True(t, 20*time.Second, "every event applied", func() bool { return checkpoint(js) == last })
+	as, err := List(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 1 || as[0].ID != "par.core2.icmp" {
+		t.Fatalf("alarms %+v, want par.core2.icmp alone", as)
+	}
+}
