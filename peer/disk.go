@@ -3,7 +3,6 @@ package peer
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -447,10 +446,4 @@ func (p *Peer) storeAccounts() []func() (*nats.Conn, error) {
 		})
 	}
 	return out
-}
-
-// diskFullHint is the one line a start that the store cannot hold says.
-func diskFullHint(need, have int64, dir string) string {
-	return fmt.Sprintf("the streams' size limits (%s in all) do not fit the %s JetStream may use in %s; set smaller --events-max-bytes and --metrics-max-bytes, or --max-store",
-		meshmon.ShowSize(need), meshmon.ShowSize(have), dir)
 }

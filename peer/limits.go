@@ -63,8 +63,12 @@ func (p *Peer) fitLimits(ctx context.Context, js jetstream.JetStream, lim bus.St
 		where += ", " + meshmon.ShowSize(reserved) + " of it reserved"
 	}
 	if !p.cfg.FitLimits {
-		return lim, fmt.Errorf("%w: EVENTS and METRICS size limits (%s in all) do not fit %s; set smaller --events-max-bytes and --metrics-max-bytes (%s in all at most), or give the data dir more room",
-			ErrStoreTooSmall, meshmon.ShowSize(need), where, meshmon.ShowSize(max(room, 0)))
+		more := "give the data dir more room"
+		if p.cfg.MaxStore != 0 {
+			more = "raise --max-store"
+		}
+		return lim, fmt.Errorf("%w: EVENTS and METRICS size limits (%s in all) do not fit %s; set smaller --events-max-bytes and --metrics-max-bytes (%s in all at most), or %s",
+			ErrStoreTooSmall, meshmon.ShowSize(need), where, meshmon.ShowSize(max(room, 0)), more)
 	}
 	// Two fifths of the room each, in whole MiB: EVENTS and METRICS
 	// together leave a fifth for the KV buckets.

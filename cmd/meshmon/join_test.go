@@ -24,3 +24,18 @@ func TestJoinFileErrorsNameTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerMaxStore: --max-store bounds what JetStream may use, and a
+// store whose streams' limits do not fit it is refused at start, naming
+// the limit.
+func TestPeerMaxStore(t *testing.T) {
+	err := newApp().Run([]string{"meshmon", "peer", "run", "--role", "central", "--data-dir", t.TempDir(), "--insecure", "--listen", "127.0.0.1:0",
+		"--max-store", "64MiB", "--events-max-bytes", "1GiB"})
+	if err == nil || !strings.Contains(err.Error(), "do not fit the 64MiB JetStream may use") || !strings.Contains(err.Error(), "raise --max-store") {
+		t.Fatalf("error %v, want one naming the 64 MiB --max-store", err)
+	}
+	err = newApp().Run([]string{"meshmon", "peer", "run", "--data-dir", t.TempDir(), "--max-store", "-1"})
+	if err == nil || !strings.Contains(err.Error(), "-max-store") {
+		t.Fatalf("a negative --max-store: %v, want it refused", err)
+	}
+}

@@ -58,8 +58,10 @@ func peerCommand() *cli.Command {
 				cliflags.SizeFlag("metrics-max-bytes", lim.MetricsMaxBytes, env("METRICS_MAX_BYTES"), "METRICS size limit"),
 				cliflags.AgeFlag("events-dedup-window", lim.EventsDuplicates, env("EVENTS_DEDUP_WINDOW"), "EVENTS duplicate window (message ids)"),
 				cliflags.AgeFlag("metrics-dedup-window", lim.MetricsDuplicates, env("METRICS_DEDUP_WINDOW"), "METRICS duplicate window"),
+				cliflags.SizeFlag("max-store", 0, env("MAX_STORE"), "disk JetStream may use in --data-dir, every tenant's streams together (0: three quarters of the disk's free space at start)"),
+				cliflags.SizeFlag("max-memory", 0, env("MAX_MEMORY"), "memory JetStream may use for memory streams (0: three quarters of the RAM)"),
 				&cli.StringFlag{Name: "http", Destination: &def.HTTPListen, EnvVars: env("HTTP"), Usage: "monitoring address host:port, HTTPS with basic auth (a host left out means 127.0.0.1; off when empty)"},
-				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user)"},
+				&cli.StringFlag{Name: "http-user", EnvVars: env("HTTP_USER"), Usage: "user name the monitor asks for (default: --auth-user; monitor with --http-password-file)"},
 				&cli.StringFlag{Name: "http-password-file", EnvVars: env("HTTP_PASSWORD_FILE"), Usage: "file holding the monitor's password (default: the --auth-user password)"},
 				&cli.StringFlag{Name: "tls-cert", Destination: &def.TLS.Cert, EnvVars: env("TLS_CERT"), Usage: "the peer's certificate (PEM), from 'meshmon tls issue'; served on every listener"},
 				&cli.StringFlag{Name: "tls-key", Destination: &def.TLS.Key, EnvVars: env("TLS_KEY"), Usage: "the certificate's private key (PEM)"},
@@ -264,6 +266,7 @@ func peerConfig(c *cli.Context, cfg *peer.Config) error {
 	cfg.FitLimits = !c.IsSet("events-max-bytes") && !c.IsSet("metrics-max-bytes")
 	cfg.Limits.EventsDuplicates = cliflags.AgeOf(c, "events-dedup-window")
 	cfg.Limits.MetricsDuplicates = cliflags.AgeOf(c, "metrics-dedup-window")
+	cfg.MaxStore, cfg.MaxMemory = cliflags.SizeOf(c, "max-store"), cliflags.SizeOf(c, "max-memory")
 	return nil
 }
 
