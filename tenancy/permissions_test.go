@@ -159,6 +159,14 @@ func TestRolePermissions(t *testing.T) {
 		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events", false},
 		{"alice", pub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events.ev.>", false},
 		{"alice", pub, "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.central-events", false},
+		// The 7-token create with a one-token filter: the name is the
+		// subject's, the filter alice's name (a review found these
+		// allowed).
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events.alice", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.ALARMS.notify.alice", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.bob.alice-1", false},
+		{"alice", pub, "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.alice", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.alice.alice", true},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.bob", false},
 		{"alice", pub, "$JS.API.CONSUMER.DELETE.EVENTS.bob", false},
 		{"alice", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.bob", false},
@@ -170,6 +178,9 @@ func TestRolePermissions(t *testing.T) {
 		{"alice", pub, "$JS.FC.EVENTS.central-events.x", false},
 		// No read of the devices bucket, at any domain.
 		{"alice", pub, "$JS.API.STREAM.MSG.GET.KV_devices", false},
+		// Its info, which status reads (with subjects_filter it lists
+		// the keys: device names, no secret).
+		{"alice", pub, "$JS.API.STREAM.INFO.KV_devices", true},
 		{"alice", pub, "$JS.s1.API.STREAM.MSG.GET.KV_devices", false},
 		{"alice", pub, "$JS.API.DIRECT.GET.KV_devices", false},
 		{"alice", pub, "$JS.API.DIRECT.GET.KV_devices.$KV.devices.d1", false},
@@ -246,6 +257,22 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.central-events", false},
 		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.central-events", false},
 		{"p1", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
+		// Consumers of its site's streams and buckets only: at central
+		// (which keeps every site's poller key) not the notifications'
+		// consumer, not a NOC's, not their acks.
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_group.w1.$KV.group.s1.>", true},
+		{"p1", pub, "$JS.API.CONSUMER.INFO.KV_pollers.w1", true},
+		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.r1", true},
+		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.r1", true},
+		{"p1", pub, "$JS.ACK.EVENTS.r1.1.5.5.1700000000.0", true},
+		{"p1", pub, "$JS.API.CONSUMER.DELETE.ALARMS.notify", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.ALARMS.notify.alarm.>", false},
+		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.ALARMS.notify", false},
+		{"p1", pub, "$JS.ACK.ALARMS.notify.1.5.5.1700000000.0", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.NOTIFY_LOG.x", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_alarms.x", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.METRICS.x", false},
+		{"p1", pub, "$JS.FC.KV_alarms_processor.x.abcd", false},
 		{"p1", pub, "$JS.s2.API.CONSUMER.CREATE.KV_group.w", false},
 		{"p1", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
 
@@ -346,6 +373,35 @@ func TestReservedUserNames(t *testing.T) {
 	}
 	if _, _, err := st.IssueUser("acme", "leaf-s1", tenancy.RoleLeaf, "s1"); err != nil {
 		t.Errorf("leaf-s1 as s1's leaf: %v", err)
+	}
+	// Nor the consumer names of meshmon's own consumer, or of another
+	// user (a review found alice-1 issued beside alice, whose second
+	// consumer name it is).
+	if _, _, err := st.IssueUser("acme", "notify", tenancy.RoleNOC, ""); err == nil || !strings.Contains(err.Error(), "notify") {
+		t.Errorf("user notify: %v, want refused", err)
+	}
+	if _, _, err := st.IssueUser("acme", "alice", tenancy.RoleNOC, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alice-1", "alice-3"} {
+		if _, _, err := st.IssueUser("acme", name, tenancy.RoleNOC, ""); err == nil || !strings.Contains(err.Error(), "would be user alice's") {
+			t.Errorf("user %s beside alice: %v, want refused", name, err)
+		}
+	}
+	if _, _, err := st.IssueUser("acme", "alice-4", tenancy.RoleNOC, ""); err != nil {
+		t.Errorf("alice-4, whose names are not alice's: %v", err)
+	}
+	if _, _, err := st.IssueUser("acme", "bob-2", tenancy.RoleNOC, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.IssueUser("acme", "bob", tenancy.RoleNOC, ""); err == nil || !strings.Contains(err.Error(), "would be user bob-2's") {
+		t.Errorf("bob beside bob-2: %v, want refused", err)
+	}
+	if _, err := st.RevokeUser("acme", "bob-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.IssueUser("acme", "bob", tenancy.RoleNOC, ""); err != nil {
+		t.Errorf("bob once bob-2 is revoked: %v", err)
 	}
 }
 

@@ -96,6 +96,11 @@ var sourceConsumers = [][2]string{{"EVENTS", "central-events"}, {"METRICS", "cen
 // user makes.
 var siteStreams = []string{"EVENTS", "METRICS", "KV_devices", "KV_pollers", "KV_group"}
 
+// pollerStreams are the streams and buckets whose consumers a poller may
+// make: its site's events (the last states it reads back) and the
+// buckets it watches.
+var pollerStreams = []string{"EVENTS", "KV_devices", "KV_pollers", "KV_group"}
+
 // secretStream holds the devices with their SNMP secrets.
 const secretStream = "KV_devices"
 
@@ -104,7 +109,9 @@ const secretStream = "KV_devices"
 const notifySecretStream = "KV_notify_secrets"
 
 // denyRead is what reads a stream's messages: direct and stream gets, and
-// consumers of it.
+// consumers of it. Not its info, which status reads of every stream (with
+// a subjects filter it lists a bucket's keys: the devices' names, which
+// their events carry too, never a secret).
 func denyRead(stream string) []string {
 	return api([]string{"$JS.API."}, "STREAM.MSG.GET."+stream, "DIRECT.GET."+stream, "DIRECT.GET."+stream+".>",
 		"CONSUMER.*."+stream+".>", "CONSUMER.*.*."+stream+".>")
@@ -145,7 +152,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// five tokens: not the replies) and its site's task replies
 		// (bus.TaskServer).
 		sub.Allow.Add(InboxPrefix(name)+".>", taskRequests(site))
-		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", "$JS.ACK.>", "$JS.FC.>", taskReplies(site))
+		pub.Allow.Add("ev."+site+".>", "mx."+site+".>", taskReplies(site))
 		// Not the mesh's source consumers' acks and flow control: an
 		// empty reply there would clear a request central has yet to
 		// answer, or make the site's keeper prompt its consumers.
@@ -162,10 +169,18 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// Its own heartbeat and its site's group keys only (poller_perms.go).
 		pub.Allow.Add(pollerKVPublish(site, name)...)
 		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
-		// Named consumers only: the 5-token CONSUMER.CREATE.<stream>
-		// takes the name from the request's body.
-		pub.Allow.Add(api([]string{"$JS.API."}, "CONSUMER.CREATE.*.*", "CONSUMER.CREATE.*.*.>", "CONSUMER.INFO.*.*",
-			"CONSUMER.DELETE.*.*", "CONSUMER.MSG.NEXT.*.*")...)
+		// Consumers, named in the request subject (the 5-token
+		// CONSUMER.CREATE.<stream> takes the name from the request's
+		// body), on its site's streams and buckets only, and their acks
+		// and flow control: the names are nats.go's own (ordered
+		// consumers, bucket watches), so a name cannot bound them, and
+		// at central (which keeps every site's poller key) any other
+		// stream's consumers would be within reach: the notifications'
+		// on ALARMS, a NOC's.
+		for _, s := range pollerStreams {
+			pub.Allow.Add(api([]string{"$JS.API."}, "CONSUMER.*."+s+".*", "CONSUMER.*."+s+".*.>", "CONSUMER.MSG.NEXT."+s+".*")...)
+			pub.Allow.Add("$JS.ACK."+s+".>", "$JS.FC."+s+".>")
+		}
 		// Never the notification secrets (central).
 		pub.Deny.Add(denyRead(notifySecretStream)...)
 		// Never the mesh's source consumers.
@@ -186,8 +201,11 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		pub.Allow.Add(api([]string{"$JS.API."}, readOps...)...)
 		for _, c := range ConsumerNames(name) {
 			// CREATE, INFO, DELETE ... .<stream>.c; CREATE.<stream>.c.<filter>;
-			// MSG.NEXT.<stream>.c.
-			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.*.*."+c+".>", "$JS.API.CONSUMER.*.*.*."+c, "$JS.ACK.*."+c+".>")
+			// MSG.NEXT.<stream>.c. Not CONSUMER.*.*.*.c: that is also
+			// CREATE.<stream>.<any name>.c, a consumer of any name with
+			// the filter c (nats-server takes the name from the subject
+			// and wants the body's filter to be the last token).
+			pub.Allow.Add("$JS.API.CONSUMER.*.*."+c, "$JS.API.CONSUMER.CREATE.*."+c+".>", "$JS.API.CONSUMER.MSG.NEXT.*."+c, "$JS.ACK.*."+c+".>")
 		}
 		// Alarm actions as itself only (the processor takes the user
 		// from the subject): ack, unack, comment; never clear (one
@@ -320,6 +338,12 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 	for _, u := range us {
 		if u.Name == name && !u.Revoked {
 			return User{}, nil, fmt.Errorf("user %s of tenant %s: %w; revoke it first, or choose another name", name, tenant, ErrExists)
+		}
+	}
+	for _, u := range us {
+		if !u.Revoked && shareConsumerNames(name, u.Name) {
+			return User{}, nil, fmt.Errorf("user %q: its consumer names (%s) would be user %s's too, who could then read, take over and remove its consumers; choose another name",
+				name, strings.Join(ConsumerNames(name), ", "), u.Name)
 		}
 	}
 	// A poller is signed with its site's scoped key (EnsurePollerKey),
@@ -483,7 +507,29 @@ func checkReserved(name string, role Role, site string) error {
 		strings.HasPrefix(name, "site-") && !(role == RoleSite && name == "site-"+site):
 		return fmt.Errorf("user %q: names beginning with leaf- and site- are the sites' own users; choose another", name)
 	}
+	for _, c := range meshConsumers {
+		if slices.Contains(ConsumerNames(name), c) {
+			return fmt.Errorf("user %q: %s is the name of meshmon's own consumer at central; choose another", name, c)
+		}
+	}
 	return nil
+}
+
+// meshConsumers are the names of meshmon's own durable consumers at
+// central, besides the source consumers (central-...): the notification
+// runner's on ALARMS (notifybus.Consumer; tenancy cannot import it).
+var meshConsumers = []string{"notify"}
+
+// shareConsumerNames reports whether users a and b would have a consumer
+// name in common (ConsumerNames: alice-1 is both user alice-1's first
+// name and user alice's second).
+func shareConsumerNames(a, b string) bool {
+	for _, n := range ConsumerNames(a) {
+		if slices.Contains(ConsumerNames(b), n) {
+			return true
+		}
+	}
+	return false
 }
 
 // Identity is whom a user credential of meshmon's speaks for, read from its

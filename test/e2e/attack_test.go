@@ -165,9 +165,18 @@ func TestAttacks(t *testing.T) {
 		out, _ = natsTry(at.server, alice, "req", at.prefix+".CONSUMER.DELETE.EVENTS.central-events", "")
 		unanswered("alice deleting central-events with "+at.prefix, out)
 	}
+	// The same with the create that names a one-token filter, alice's
+	// own name (CONSUMER.CREATE.<stream>.<name>.<filter>): a review
+	// found it allowed, and with it alice re-filtered s1's
+	// central-events (central's sourcing of s1 stops) or the
+	// notifications' consumer at central (no page goes out).
+	out, ok = natsTry(sites["s1"], alice, "consumer", "add", "EVENTS", "central-events", "--pull", "--filter", "alice", "--defaults")
+	refused("alice re-filtering central-events at s1 to her own name", out, ok)
+	out, ok = natsTry(curl, alice, "consumer", "add", "ALARMS", "notify", "--pull", "--filter", "alice", "--defaults")
+	refused("alice re-filtering the notifications' consumer to her own name", out, ok)
 	// Without effect: s1's source consumer is as the site made it.
 	if out, ok := natsCLI(t, natsBin, "--server", sites["s1"], "--creds", admin, "consumer", "info", "EVENTS", "central-events", "--json"); !ok ||
-		strings.Contains(out, "ev.nothing") {
+		strings.Contains(out, "ev.nothing") || strings.Contains(out, `"alice"`) {
 		t.Errorf("s1's central-events after alice's attempts: %s", tail(out, 10))
 	}
 	if out, ok := natsAs(curl, admin, "consumer", "info", "EVENTS", "alice-9"); ok {
@@ -279,6 +288,24 @@ func TestAttacks(t *testing.T) {
 		tries.add(func() {
 			out, ok := natsTry(curl, poller["s1"], "sub", subj, "--count", "1")
 			refused("the poller subscribing to "+subj+" at central", out, ok)
+		})
+	}
+	tries.run()
+	// Consumers of its site's streams and buckets only: at central,
+	// which keeps every site's poller key, not the notifications'
+	// consumer on ALARMS (removed, or drained and acked, no page would
+	// go out), nor a consumer of its own on the alarms or the
+	// notification log.
+	for _, args := range [][]string{
+		{"consumer", "rm", "ALARMS", "notify", "-f"},
+		{"consumer", "next", "ALARMS", "notify"},
+		{"consumer", "add", "ALARMS", "notify", "--pull", "--filter", "alarm.nothing.>", "--defaults"},
+		{"consumer", "add", "ALARMS", "p-x", "--pull", "--defaults"},
+		{"consumer", "add", "NOTIFY_LOG", "p-x", "--pull", "--defaults"},
+	} {
+		tries.add(func() {
+			out, ok := natsTry(curl, poller["s1"], args...)
+			refused("the s1 poller at central: nats "+strings.Join(args, " "), out, ok)
 		})
 	}
 	tries.run()
