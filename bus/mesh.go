@@ -745,6 +745,26 @@ func KickSources(ctx context.Context, js jetstream.JetStream, stream string, sit
 	return resetSources(ctx, js, s.CachedInfo().Config, sites)
 }
 
+// ReadEvent decodes an event that central's (or a site's) EVENTS stored on
+// subject, with the headers h it was stored with, and checks it against
+// its subject (meshmon.CheckEvent) and, when it came through a source,
+// against the site whose source brought it (FromSiteSource): a poller's
+// credential may publish any body on its site's subjects, and a site's
+// link may deliver any subject. Every reader that shows or acts on what an
+// event says of its site, device and check reads it with ReadEvent.
+func ReadEvent(subject string, h nats.Header, data []byte, ev *meshmon.Event) error {
+	if err := meshmon.DecodeEvent(data, ev); err != nil {
+		return err
+	}
+	if err := meshmon.CheckEvent(subject, ev); err != nil {
+		return err
+	}
+	if ok, sourced := FromSiteSource(h, EventsStream, ev.Data.Site); sourced && !ok {
+		return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, subject, ev.Data.Site, HdrStreamSource, h.Get(HdrStreamSource))
+	}
+	return nil
+}
+
 // HdrStreamSource is the header nats-server puts on every message a
 // stream stores from one of its sources: the source's index name first
 // ("<stream>:<hash of its API prefix>:C=<hash of its consumer>"), then

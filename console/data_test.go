@@ -101,7 +101,9 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("first event %q, want live", ev)
 	}
 	// As central republishes what it stores: another site's, then an info
-	// event of s1's, are not selected; a major one of s1's is.
+	// event of s1's, are not selected; nor one on s1's subject whose body
+	// says s2 (a poller's credential may publish any body on its site's
+	// subjects); a major one of s1's is.
 	nc, err := f.peer.InProcessConn()
 	if err != nil {
 		t.Fatal(err)
@@ -110,10 +112,15 @@ func TestEventStream(t *testing.T) {
 	for i, e := range []meshmon.EventData{
 		{Site: "s2", Device: "d1", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityMajor, Message: "other site"},
 		{Site: "s1", Device: "d1", Kind: meshmon.KindIfUp, Severity: meshmon.SeverityInfo, Message: "info"},
+		{Site: "s2", Device: "d1", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityMajor, Message: "forged"},
 		{Site: "s1", Device: "d1", Kind: meshmon.KindIfDown, Severity: meshmon.SeverityMajor, Message: "<script>x</script>"},
 	} {
 		b, _ := json.Marshal(meshmon.Event{Time: time.Now(), Data: e})
-		if err := nc.Publish("stored.ev."+e.Site+"."+e.Device+"."+e.Kind, b); err != nil {
+		site := e.Site
+		if e.Message == "forged" {
+			site = "s1"
+		}
+		if err := nc.Publish("stored.ev."+site+"."+e.Device+"."+e.Kind, b); err != nil {
 			t.Fatal(err, i)
 		}
 	}

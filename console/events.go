@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
@@ -31,11 +32,14 @@ type eventRow struct {
 	Message  string    `json:"message"`
 }
 
-// rowOf decodes an event; tenant, when set, is the tenant it was read
-// from (the ops view), which wins over what the event says.
-func rowOf(tenant string, seq uint64, data []byte) (eventRow, bool) {
+// rowOf decodes an event stored on subject (ev.<site>.<device>.<kind>)
+// with the headers h; tenant, when set, is the tenant it was read from
+// (the ops view), which wins over what the event says. An event that is
+// not what its subject and its source say (bus.ReadEvent) is not shown:
+// a poller's credential may publish any body on its site's subjects.
+func rowOf(tenant string, seq uint64, subject string, h nats.Header, data []byte) (eventRow, bool) {
 	var ev meshmon.Event
-	if err := meshmon.DecodeEvent(data, &ev); err != nil || ev.Data.Device == "" {
+	if err := bus.ReadEvent(subject, h, data, &ev); err != nil {
 		return eventRow{}, false
 	}
 	d := ev.Data
@@ -131,6 +135,20 @@ func (f eventFilter) liveSubject(who viewer) string {
 		return "tenants." + t + "." + ev
 	}
 	return bus.StoredPrefix + ev
+}
+
+// storedSubject is the subject a live event was stored on: the stream's
+// re-publish names it (Nats-Subject); else it is the live subject without
+// its prefix (stored., or the ops view's tenants.<tenant>.).
+func storedSubject(m *nats.Msg) string {
+	if s := m.Header.Get(jetstream.SubjectHeader); s != "" {
+		return s
+	}
+	if rest, ok := strings.CutPrefix(m.Subject, "tenants."); ok {
+		_, s, _ := strings.Cut(rest, ".")
+		return s
+	}
+	return strings.TrimPrefix(m.Subject, bus.StoredPrefix)
 }
 
 // query is the filter as a query string, for links and the stream.
@@ -319,7 +337,7 @@ func (s *Server) replay(ctx context.Context, se *session, fd feed, f eventFilter
 	var last uint64
 	err = bus.Tail(ctx, js, opts, func(m bus.TailMsg) error {
 		last = m.Seq
-		if r, ok := rowOf(fd.tenant, m.Seq, m.Data); ok && f.match(r) {
+		if r, ok := rowOf(fd.tenant, m.Seq, m.Subject, m.Header, m.Data); ok && f.match(r) {
 			at[fd.tenant] = m.Seq
 			return sw.send("ev", at.String(), r)
 		}
@@ -359,7 +377,7 @@ func (s *Server) streamLive(ctx context.Context, se *session, f eventFilter, sub
 			if seq != 0 && seq <= mark[tenant] {
 				continue
 			}
-			r, ok := rowOf(tenant, seq, m.Data)
+			r, ok := rowOf(tenant, seq, storedSubject(m), m.Header, m.Data)
 			if !ok || !f.match(r) {
 				continue
 			}

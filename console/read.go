@@ -34,7 +34,7 @@ func eventsPerMinute(ctx context.Context, js jetstream.JetStream, now time.Time)
 	out := map[string][]int{}
 	err := bus.Tail(ctx, js, bus.TailOptions{Subject: bus.EventsSubjects, Since: start}, func(m bus.TailMsg) error {
 		var ev meshmon.Event
-		if meshmon.DecodeEvent(m.Data, &ev) != nil {
+		if bus.ReadEvent(m.Subject, m.Header, m.Data, &ev) != nil {
 			return nil
 		}
 		i := int(m.Time.Sub(start) / time.Minute)
@@ -96,7 +96,7 @@ func deviceStates(ctx context.Context, js jetstream.JetStream, site, device stri
 			continue // gone since the info
 		}
 		var ev meshmon.Event
-		if meshmon.DecodeEvent(m.Data, &ev) != nil || ev.Data.Device == "" {
+		if bus.ReadEvent(m.Subject, m.Header, m.Data, &ev) != nil {
 			continue
 		}
 		d := ev.Data
@@ -180,7 +180,7 @@ func streamSubjects(ctx context.Context, js jetstream.JetStream, stream, filter 
 func recentEvents(ctx context.Context, js jetstream.JetStream, filter string, since time.Time, limit int) ([]eventRow, error) {
 	var out []eventRow
 	err := bus.Tail(ctx, js, bus.TailOptions{Subject: filter, Since: since}, func(m bus.TailMsg) error {
-		if r, ok := rowOf("", m.Seq, m.Data); ok {
+		if r, ok := rowOf("", m.Seq, m.Subject, m.Header, m.Data); ok {
 			out = append(out, r)
 			if len(out) > limit {
 				out = out[1:]

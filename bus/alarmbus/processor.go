@@ -269,7 +269,7 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 				e.err = merr
 			} else {
 				e.seq = md.Sequence.Stream
-				if jerr := readEvent(m, &e.ev); jerr != nil {
+				if jerr := bus.ReadEvent(m.Subject(), m.Headers(), m.Data(), &e.ev); jerr != nil {
 					refused++
 					if now := time.Now(); now.Sub(warned) >= time.Minute {
 						r.Log.Warn("alarm processor: events that do not decode, or are not what their subject says, change nothing (logged once a minute at most)",
@@ -290,23 +290,6 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 		}
 	})
 	return out, nil
-}
-
-// readEvent decodes the event m holds and checks it against its subject
-// and, at central, against the site whose source brought it
-// (bus.FromSiteSource): a site's link may deliver any subject, and only
-// the source it came through says which site sent it.
-func readEvent(m jetstream.Msg, ev *meshmon.Event) error {
-	if err := meshmon.DecodeEvent(m.Data(), ev); err != nil {
-		return err
-	}
-	if err := meshmon.CheckEvent(m.Subject(), ev); err != nil {
-		return err
-	}
-	if ok, sourced := bus.FromSiteSource(m.Headers(), bus.EventsStream, ev.Data.Site); sourced && !ok {
-		return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, m.Subject(), ev.Data.Site, bus.HdrStreamSource, m.Headers().Get(bus.HdrStreamSource))
-	}
-	return nil
 }
 
 // applyBatch applies e and whatever else has been read already (up to
