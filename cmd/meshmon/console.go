@@ -23,11 +23,12 @@ func consoleFlags(env func(string) []string) []cli.Flag {
 	}
 }
 
-// checkConsoleFlags refuses the console on a site peer, and login limits
-// that would not limit, before the peer starts.
-func checkConsoleFlags(c *cli.Context, role string) error {
+// checkConsoleFlags refuses the console on a site peer, login limits that
+// would not limit, and a console on a central that authenticates no
+// client, before the peer starts.
+func checkConsoleFlags(c *cli.Context, cfg *peer.Config) error {
 	switch {
-	case c.String("console-listen") != "" && role != peer.RoleCentral:
+	case c.String("console-listen") != "" && cfg.Role != peer.RoleCentral:
 		return fmt.Errorf("--console-listen: only a central peer (--role central) serves the console")
 	case c.Int("console-login-failures") < 1:
 		return fmt.Errorf("--console-login-failures: %d: must be at least 1", c.Int("console-login-failures"))
@@ -35,6 +36,12 @@ func checkConsoleFlags(c *cli.Context, role string) error {
 		return fmt.Errorf("--console-login-window: %s: must be positive", c.Duration("console-login-window"))
 	case c.Duration("console-login-lockout") <= 0:
 		return fmt.Errorf("--console-login-lockout: %s: must be positive", c.Duration("console-login-lockout"))
+	case c.String("console-listen") != "" && cfg.Trust == "" && cfg.Auth.None():
+		// The console logs a user in by connecting with what the user
+		// gave; a server that authenticates nobody takes any .creds
+		// (it maps every client to its one user), so the console would
+		// show everything to whoever reached it.
+		return fmt.Errorf("--console-listen: this central authenticates no client (no --trust, --auth-user or --auth-nkey), so the console could not tell one login from another; give it --trust, or --auth-user and --auth-password-file")
 	}
 	return nil
 }

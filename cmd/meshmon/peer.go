@@ -168,7 +168,7 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 	if err := peerConfig(c, cfg); err != nil {
 		return err
 	}
-	if err := checkConsoleFlags(c, cfg.Role); err != nil {
+	if err := checkConsoleFlags(c, cfg); err != nil {
 		return err
 	}
 	if err := checkMetrics(c, cfg.TLS.Cert != ""); err != nil {

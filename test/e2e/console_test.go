@@ -546,4 +546,9 @@ func TestConsoleFlags(t *testing.T) {
 			"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0", flag)
 		checkOneLineError(t, "", stderr, code, want)
 	}
+	// A central that authenticates no client: its server would take any
+	// .creds, a forged one included (a review logged in so as "mallory").
+	_, stderr, code = run(t, "peer", "run", "--role", "central", "--name", "c1", "--listen", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--console-listen", "127.0.0.1:0")
+	checkOneLineError(t, "", stderr, code, "--console-listen: this central authenticates no client (no --trust, --auth-user or --auth-nkey)")
 }
