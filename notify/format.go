@@ -80,10 +80,21 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// slackBody is a Slack-compatible incoming webhook's body.
+// slackBody is a Slack-compatible incoming webhook's body. The text is
+// escaped as Slack asks (&, <, >): an alarm's message comes from devices
+// and pollers, and Slack reads <!channel> as a ping of everyone and
+// <https://x|text> as a link that shows only its text.
 func slackBody(m Message) ([]byte, error) {
-	return json.Marshal(map[string]string{"text": m.Text()})
+	return json.Marshal(map[string]string{"text": slackEscaper.Replace(m.Text())})
 }
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// teamsText keeps text that came from devices from being read as a
+// markdown link by a Teams card ([text](url) shows only its text): a zero
+// width space between the brackets and the parenthesis leaves what it
+// shows as it was.
+func teamsText(s string) string { return strings.ReplaceAll(s, "](", "]\u200b(") }
 
 // teamsBody is a Microsoft Teams incoming webhook's (Workflows) body: an
 // Adaptive Card with the subject and the text.
@@ -93,8 +104,8 @@ func teamsBody(m Message) ([]byte, error) {
 		"type":    "AdaptiveCard",
 		"version": "1.4",
 		"body": []map[string]any{
-			{"type": "TextBlock", "text": m.Subject(), "weight": "Bolder", "wrap": true},
-			{"type": "TextBlock", "text": m.Text(), "wrap": true},
+			{"type": "TextBlock", "text": teamsText(m.Subject()), "weight": "Bolder", "wrap": true},
+			{"type": "TextBlock", "text": teamsText(m.Text()), "wrap": true},
 		},
 	}
 	return json.Marshal(map[string]any{

@@ -300,3 +300,31 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("err %v, want the severity named", err)
 	}
 }
+
+// TestChatFormatsEscapeDeviceText: an alarm's message comes from devices
+// and pollers (an interface's name, a trap's text); in a chat message it
+// neither pings a whole Slack channel nor becomes a link that shows only
+// its text, in Slack or Teams.
+func TestChatFormatsEscapeDeviceText(t *testing.T) {
+	var c capture
+	srv := c.server(t)
+	s := &notify.Sender{}
+	m := message()
+	m.Items[0].Alarm.Message = `interface <!channel> <https://evil.example|log in again> [log in](https://evil.example) & more`
+	if err := s.Send(context.Background(), "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack, AllowPlaintext: true}, []byte(srv.URL), "d1", m); err != nil {
+		t.Fatal(err)
+	}
+	var slack struct{ Text string }
+	if err := json.Unmarshal(c.body, &slack); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(slack.Text, "<>") || !strings.Contains(slack.Text, "&lt;!channel&gt;") || !strings.Contains(slack.Text, "&amp; more") {
+		t.Errorf("slack text not escaped: %s", slack.Text)
+	}
+	if err := s.Send(context.Background(), "acme", notify.Channel{Name: "teams", Type: notify.TypeTeams, AllowPlaintext: true}, []byte(srv.URL), "d2", m); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(c.body), "](https://evil") || !strings.Contains(string(c.body), "[log in]\u200b(https://evil.example)") {
+		t.Errorf("teams card keeps a markdown link: %s", c.body)
+	}
+}
