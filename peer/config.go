@@ -136,6 +136,11 @@ type Config struct {
 	// which notifications summarise instead of paging each; 0 is
 	// alarm.DefaultLateAfter (a minute).
 	AlarmLateAfter time.Duration `json:"alarm_late_after,omitempty"`
+	// NotifyAllowLoopback (central) lets notifications connect to
+	// loopback addresses: a channel's URL or SMTP server on the central
+	// host (notify.Dialer refuses them otherwise, and link-local ones
+	// always).
+	NotifyAllowLoopback bool `json:"notify_allow_loopback,omitempty"`
 }
 
 // MinPasswordLen is the shortest password a peer takes for its clients,

@@ -31,21 +31,21 @@ type TenantWorker func(ctx context.Context, nc *nats.Conn, tenant string) error
 // one line here.
 func (p *Peer) tenantWorkers() []TenantWorker {
 	return []TenantWorker{
-		alarmbus.Worker(p.log, p.cfg.AlarmLateAfter), // alarm state from EVENTS (issue 22)
-		notifyWorker(p.cfg.Name, p.log),              // notifications of the alarms' changes
+		alarmbus.Worker(p.log, p.cfg.AlarmLateAfter),               // alarm state from EVENTS (issue 22)
+		notifyWorker(p.cfg.Name, p.cfg.NotifyAllowLoopback, p.log), // notifications of the alarms' changes
 	}
 }
 
 // notifyWorker runs the tenant's notifications (bus/notifybus) over the
 // ALARMS stream the alarm processor fills; a central with its own users
 // serves DefaultTenant.
-func notifyWorker(name string, log *slog.Logger) TenantWorker {
+func notifyWorker(name string, allowLoopback bool, log *slog.Logger) TenantWorker {
 	return func(ctx context.Context, nc *nats.Conn, tenant string) error {
 		if tenant == "" {
 			tenant = DefaultTenant
 		}
 		cfg := notifybus.DefaultConfig(tenant)
-		cfg.Holder = name
+		cfg.Holder, cfg.AllowLoopback = name, allowLoopback
 		cfg.Log = log.With("worker", "notify")
 		return notifybus.RunConfig(ctx, nc, cfg)
 	}

@@ -49,7 +49,10 @@ type Config struct {
 	// AckWait is the consumer's: how long a change taken by a runner
 	// that died waits before it is given to the next.
 	AckWait time.Duration
-	HTTP    *http.Client // nil: a client with SendTimeout
+	HTTP    *http.Client // nil: notify.Client(AllowLoopback, SendTimeout)
+	// AllowLoopback lets deliveries connect to loopback addresses
+	// (notify.Dialer): a central peer's --notify-allow-loopback.
+	AllowLoopback bool
 }
 
 // DefaultConfig is the runner of a tenant as Run starts it.
@@ -86,7 +89,7 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	}
 	if cfg.HTTP == nil {
 		// Its own client: its idle connections close with the runner.
-		cfg.HTTP = &http.Client{Timeout: cfg.SendTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		cfg.HTTP = notify.Client(cfg.AllowLoopback, cfg.SendTimeout)
 		defer cfg.HTTP.CloseIdleConnections()
 	}
 	js, err := jetstream.New(nc)
@@ -94,7 +97,7 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	r := &runner{cfg: cfg, log: cfg.Log.With("tenant", cfg.Tenant), wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now}, chans: map[string]*chanState{},
+		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now, AllowLoopback: cfg.AllowLoopback}, chans: map[string]*chanState{},
 		id: cmp.Or(cfg.Holder, "runner") + "." + nuid.Next(), known: map[string]uint64{}, unrecorded: map[string]Attempt{}}
 	cons, err := r.setup(ctx, js)
 	if err != nil {

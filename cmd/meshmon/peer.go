@@ -68,6 +68,7 @@ func peerCommand() *cli.Command {
 				&cli.StringFlag{Name: "tls-ca", Destination: &def.TLS.CA, EnvVars: env("TLS_CA"), Usage: "the mesh's CA (PEM): route members are verified against it both ways"},
 				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, Destination: &def.TLS.Watch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.DurationFlag{Name: "alarm-late-after", Value: alarm.DefaultLateAfter, Destination: &def.AlarmLateAfter, EnvVars: env("ALARM_LATE_AFTER"), Usage: "central: an event reaching the alarms this long after its time makes late changes, which notifications summarise instead of paging each (a site catching up after a link cut)"},
+				&cli.BoolFlag{Name: "notify-allow-loopback", Destination: &def.NotifyAllowLoopback, EnvVars: env("NOTIFY_ALLOW_LOOPBACK"), Usage: "central: let notification channels reach loopback addresses (a mail relay on this host); refused otherwise, so that a tenant admin's channel cannot reach central's own ports"},
 				&cli.BoolFlag{Name: "insecure", Destination: &def.Insecure, EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
 			}, append(consoleFlags(env), metricsFlags(env, true)...)...),
