@@ -107,7 +107,7 @@ func (s *Server) loginSession(w http.ResponseWriter, r *http.Request, addr strin
 		return nil, user, tooMany(w, left, key, s.cfg)
 	}
 	full := refuse(http.StatusServiceUnavailable, "the console holds %d sessions, its limit; try again later", s.cfg.MaxSessions)
-	if s.sessions.count() >= s.cfg.MaxSessions {
+	if s.sessions.full(who) {
 		return nil, user, full
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

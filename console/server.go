@@ -25,6 +25,8 @@ const (
 	DefaultSessionIdle = 30 * time.Minute
 	DefaultSessionMax  = 12 * time.Hour
 	DefaultMaxSessions = 256
+	// DefaultMaxUserSessions bounds one user's sessions (MaxUserSessions).
+	DefaultMaxUserSessions = 16
 	// readTimeout bounds what one page reads from NATS.
 	readTimeout = 15 * time.Second
 )
@@ -61,6 +63,11 @@ type Config struct {
 	SessionMax  time.Duration
 	// MaxSessions bounds the sessions (each holds a NATS connection).
 	MaxSessions int
+	// MaxUserSessions bounds the sessions of one user (its account and
+	// name): a login past it ends the user's least recently used
+	// session, so that one credential cannot hold every session of the
+	// console. Not with PasswordLogin, where every login is one user's.
+	MaxUserSessions int
 	// LoginFailures refused logins within LoginWindow, from one client
 	// address or for one user, refuse that address or user for
 	// LoginLockout (429) before central sees its credential.
@@ -73,7 +80,7 @@ type Config struct {
 
 // DefaultConfig returns a Config with the session defaults set.
 func DefaultConfig() Config {
-	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions,
+	return Config{SessionIdle: DefaultSessionIdle, SessionMax: DefaultSessionMax, MaxSessions: DefaultMaxSessions, MaxUserSessions: DefaultMaxUserSessions,
 		LoginFailures: DefaultLoginFailures, LoginWindow: DefaultLoginWindow, LoginLockout: DefaultLoginLockout, Now: time.Now}
 }
 
@@ -96,6 +103,8 @@ func (c Config) Validate() error {
 		return bad("session max %s must be at least the idle time %s", c.SessionMax, c.SessionIdle)
 	case c.MaxSessions < 1:
 		return bad("max sessions %d must be at least 1", c.MaxSessions)
+	case c.MaxUserSessions < 1:
+		return bad("max user sessions %d must be at least 1", c.MaxUserSessions)
 	case c.LoginFailures < 1:
 		return bad("login failures %d must be at least 1", c.LoginFailures)
 	case c.LoginWindow <= 0:

@@ -79,19 +79,72 @@ type sessions struct {
 func newSessions(cfg Config) *sessions { return &sessions{cfg: cfg, m: map[string]*session{}} }
 
 // add makes a session of nc for who; false when the console holds
-// MaxSessions already.
+// MaxSessions already. A user at MaxUserSessions loses its least recently
+// used session to the new one.
 func (ss *sessions) add(nc *nats.Conn, who viewer, opts []nats.Option) (*session, bool) {
 	// Central's JetStream domain: a valid name, so no error.
 	js, _ := jetstream.NewWithDomain(nc, bus.HubDomain)
 	now := ss.cfg.Now()
 	se := &session{id: randomToken(), csrf: randomToken(), who: who, nc: nc, js: js, opts: opts, created: now, lastUsed: now, reads: make(chan struct{}, 1)}
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if len(ss.m) >= ss.cfg.MaxSessions {
+	var oldest *session
+	if !ss.cfg.PasswordLogin {
+		n := 0
+		for _, o := range ss.m {
+			if o.who.Account != who.Account || o.who.User != who.User {
+				continue
+			}
+			n++
+			if oldest == nil || o.used().Before(oldest.used()) {
+				oldest = o
+			}
+		}
+		if n < ss.cfg.MaxUserSessions {
+			oldest = nil
+		}
+	}
+	if oldest != nil {
+		delete(ss.m, oldest.id)
+	} else if len(ss.m) >= ss.cfg.MaxSessions {
+		ss.mu.Unlock()
 		return nil, false
 	}
 	ss.m[se.id] = se
+	ss.mu.Unlock()
+	if oldest != nil {
+		oldest.nc.Close()
+	}
 	return se, true
+}
+
+// full reports whether a login of who would find no session: the
+// console holds MaxSessions, and who is not at its own limit (where it
+// would take its own least recently used one).
+func (ss *sessions) full(who viewer) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.m) < ss.cfg.MaxSessions {
+		return false
+	}
+	return ss.cfg.PasswordLogin || ss.userSessions(who) < ss.cfg.MaxUserSessions
+}
+
+// userSessions counts who's sessions. ss.mu is held.
+func (ss *sessions) userSessions(who viewer) int {
+	n := 0
+	for _, o := range ss.m {
+		if o.who.Account == who.Account && o.who.User == who.User {
+			n++
+		}
+	}
+	return n
+}
+
+// used is when the session was last used.
+func (se *session) used() time.Time {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return se.lastUsed
 }
 
 // get returns the live session of id and marks it used; an expired one is
@@ -154,12 +207,6 @@ func (ss *sessions) expire(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// count is how many sessions are live.
-func (ss *sessions) count() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.m)
-}
 
 func (ss *sessions) closeAll() {
 	ss.mu.Lock()
