@@ -3,6 +3,7 @@ package console
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -120,11 +121,17 @@ func recent(ts []time.Time, since time.Time) []time.Time {
 }
 
 // clientKey is the limiter's key of the request's client: its address
-// without the port. Behind a proxy that is the proxy's.
+// without the port, an IPv6 address's /64 (a host is given a /64, and
+// would otherwise have as many keys as it likes). Behind a proxy that is
+// the proxy's.
 func clientKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return "address " + p.String()
 	}
 	return "address " + host
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -73,5 +74,23 @@ func TestOneUserCannotHoldEverySession(t *testing.T) {
 	ss.get(held[1].id) // used: held[2] is now mallory's least recently used
 	if _, ok := ss.add(conn(), mallory, nil); !ok || ss.get(held[2].id) != nil || ss.get(held[1].id) == nil {
 		t.Error("mallory at her limit of a full console did not take her least recently used session")
+	}
+}
+
+// TestClientKeyOfIPv6IsItsPrefix: the login limits count an IPv6 client
+// by its /64, which a host is given whole: one address each try would
+// otherwise escape them.
+func TestClientKeyOfIPv6IsItsPrefix(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.7:51000":            "address 192.0.2.7",
+		"[2001:db8:1:2:aaaa::1]:443": "address 2001:db8:1:2::/64",
+		"[2001:db8:1:2:bbbb::9]:1":   "address 2001:db8:1:2::/64",
+		"[::ffff:192.0.2.7]:51000":   "address ::ffff:192.0.2.7",
+		"not an address":             "address not an address",
+	} {
+		r := &http.Request{RemoteAddr: remote}
+		if got := clientKey(r); got != want {
+			t.Errorf("%s: %q, want %q", remote, got, want)
+		}
 	}
 }
