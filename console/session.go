@@ -207,7 +207,6 @@ func (ss *sessions) expire(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-
 func (ss *sessions) closeAll() {
 	ss.mu.Lock()
 	all := ss.m
