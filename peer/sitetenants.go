@@ -477,8 +477,16 @@ func (f *accountFollower) run(ctx context.Context) {
 	}
 }
 
-// follow watches the account JWT until the watch fails; it also reads it
-// every 30 s, in case a change came while the link was down.
+// followPoll is how often a site reads its tenant's account JWT at
+// central: how long a revocation or a change of limits takes to reach it.
+const followPoll = 3 * time.Second
+
+// follow reads the account JWT every followPoll, by a direct get, until
+// its connection closes. Not a watch: a watch is a consumer on central's
+// tenant bucket, and a site's link that may make consumers there may make
+// any (any name, any deliver subject, up to the account's limit, which
+// then no other site's watch could use: a review did so), so a site's
+// credentials may only read the bucket's messages.
 func (f *accountFollower) follow(ctx context.Context) error {
 	srv := f.p.Server()
 	if srv == nil {
@@ -497,28 +505,18 @@ func (f *accountFollower) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err := kv.Watch(ctx, bus.TenantAccountKey)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	tick := time.NewTicker(30 * time.Second)
+	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
 	for {
+		if e, err := kv.Get(ctx, bus.TenantAccountKey); err == nil {
+			f.apply(string(e.Value()))
+		} else if nc.IsClosed() {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if e != nil && e.Operation() == jetstream.KeyValuePut {
-				f.apply(string(e.Value()))
-			}
 		case <-tick.C:
-			if e, err := kv.Get(ctx, bus.TenantAccountKey); err == nil {
-				f.apply(string(e.Value()))
-			}
 		}
 	}
 }

@@ -290,7 +290,14 @@ func TestRolePermissions(t *testing.T) {
 		// Leaf link, from central's side: its site's source deliveries
 		// and the tenant bucket, nothing else.
 		{"leaf-s1", pub, "meshmon.source.s1.events", true},
-		{"leaf-s1", pub, "$JS.hub.API.CONSUMER.CREATE.KV_tenant.w1", true},
+		{"leaf-s1", pub, "$JS.hub.API.DIRECT.GET.KV_tenant.$KV.tenant.account", true},
+		// Not a consumer of the tenant bucket: a review filled the
+		// account's consumers of it (no other site's watch could be
+		// made) and delivered to subjects of its choosing.
+		{"leaf-s1", pub, "$JS.hub.API.CONSUMER.CREATE.KV_tenant.w1", false},
+		{"leaf-s1", pub, "$JS.API.CONSUMER.CREATE.KV_tenant.w1.$KV.tenant.>", false},
+		{"leaf-s1", pub, "$JS.FC.KV_tenant.w1.x", false},
+		{"site-s1", pub, "$JS.hub.API.CONSUMER.CREATE.KV_tenant.w1", false},
 		{"leaf-s1", sub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events", true},
 		{"leaf-s1", sub, "$JS.FC.EVENTS.central-events.x", true},
 		{"leaf-s1", sub, "_INBOX.site-s1.x.1", true},
@@ -345,6 +352,9 @@ func TestRolePermissions(t *testing.T) {
 	// the site peer's process only.
 	if got := users["leaf-s1"].AllowedConnectionTypes; len(got) != 1 || got[0] != jwt.ConnectionTypeLeafnode {
 		t.Errorf("leaf user's connection types %v, want only %s", got, jwt.ConnectionTypeLeafnode)
+	}
+	if got := users["leaf-s1"].Limits.Subs; got != tenancy.LeafMaxSubs {
+		t.Errorf("leaf user's subscriptions limit %d, want %d", got, tenancy.LeafMaxSubs)
 	}
 	if got := users["site-s1"].AllowedConnectionTypes; len(got) != 1 || got[0] != jwt.ConnectionTypeInProcess {
 		t.Errorf("upkeep user's connection types %v, want only %s", got, jwt.ConnectionTypeInProcess)

@@ -72,6 +72,10 @@ type User struct {
 // nats CLI, --inbox-prefix _INBOX.<name>.
 func InboxPrefix(name string) string { return "_INBOX." + name }
 
+// LeafMaxSubs bounds the subscriptions a site's leaf link holds at
+// central.
+const LeafMaxSubs = 10000
+
 // ConsumerSlots is how many consumers a NOC user may keep on each stream.
 const ConsumerSlots = 4
 
@@ -298,13 +302,13 @@ func alarmActions(name string, verbs ...string) []string {
 	return out
 }
 
-// hubTenantOps are the requests that read and watch the tenant bucket at
-// central (a site follows its tenant's account JWT there).
+// hubTenantOps are the requests that read the tenant bucket at central (a
+// site follows its tenant's account JWT there, reading it every few
+// seconds). No consumer: a site that could make one on the bucket could
+// make any (any name, any deliver subject), up to the account's limit.
 func hubTenantOps(prefixes ...string) []string {
 	const s = "KV_tenant"
-	out := api(prefixes, "STREAM.INFO."+s, "STREAM.MSG.GET."+s, "DIRECT.GET."+s, "DIRECT.GET."+s+".>",
-		"CONSUMER.CREATE."+s+".*", "CONSUMER.CREATE."+s+".*.>", "CONSUMER.INFO."+s+".*", "CONSUMER.DELETE."+s+".*")
-	return append(out, "$JS.FC."+s+".>")
+	return api(prefixes, "STREAM.INFO."+s, "STREAM.MSG.GET."+s, "DIRECT.GET."+s, "DIRECT.GET."+s+".>")
 }
 
 // IssueUser issues a user of role in the tenant's account and returns its
@@ -377,8 +381,13 @@ func (s *Store) IssueUser(tenant, name string, role Role, site string) (User, []
 			// at any site.
 			uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeInProcess)
 		case RoleLeaf:
-			// Only a leaf link: refused to a client.
+			// Only a leaf link: refused to a client. And a bound on
+			// the subscriptions it holds at central: its permissions
+			// refuse any literal subject but its own, not wildcards,
+			// and every subscription costs every central peer memory
+			// (a link holds tens).
 			uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeLeafnode)
+			uc.Limits.Subs = LeafMaxSubs
 		}
 	})
 	if err != nil {
