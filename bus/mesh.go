@@ -666,7 +666,7 @@ func CentralStatus(ctx context.Context, js jetstream.JetStream) ([]SiteLink, []C
 				}
 				l.LastStored = m.Time
 				var ev meshmon.Event
-				if meshmon.DecodeEvent(m.Data, &ev) == nil {
+				if ReadEvent(m.Subject, m.Header, m.Data, &ev) == nil {
 					l.LastObserved = ev.Time
 				}
 			}

@@ -47,7 +47,7 @@ func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	opsNC := connect(opsCreds)
-	view, err := opsNC.SubscribeSync("tenants.>")
+	view, err := opsNC.SubscribeSync(tenancy.OpsSubject("*"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,18 +246,20 @@ func (s *Store) OpsImportsBefore(account string) (bool, error) {
 }
 
 // OpsCreds issues credentials of a user of the ops account that reads the
-// consolidated view (tenants.>) and runs tasks at any tenant's sites as
-// itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>);
-// it publishes nothing else. Valid for ttl (0: no expiry). It reads every
-// ops user's task replies (tenants.<tenant>.ctl.<site>.reply.ops.>), none
-// of a tenant's own users'.
+// consolidated view (tenants.*.ev.>) and runs tasks at any tenant's sites
+// as itself (tenants.<tenant>.ctl.<site>.ops.<name>.<verb>); it publishes
+// nothing else. Valid for ttl (0: no expiry). It reads its own task
+// replies (tenants.<tenant>.ctl.<site>.reply.ops.<name>.>) and its own
+// inbox only: not another ops user's requests, which may carry discovery
+// credentials, nor its replies (before 2026-12-07 it read tenants.> and
+// _INBOX.>).
 func (s *Store) OpsCreds(name string, ttl time.Duration) ([]byte, error) {
 	if err := meshmon.ValidateName("user", name); err != nil {
 		return nil, err
 	}
 	return s.accountCreds(opsDir, name, ttl, func(uc *jwt.UserClaims) {
 		uc.Tags.Add("meshmon-role:" + string(RoleOps))
-		uc.Sub.Allow.Add("tenants.>", "_INBOX.>")
+		uc.Sub.Allow.Add(OpsSubject("*"), "tenants.*.ctl.*.reply."+meshmon.TaskRealmOps+"."+name+".>", InboxPrefix(name)+".>")
 		uc.Pub.Allow.Add("tenants.*.ctl.*." + meshmon.TaskRealmOps + "." + name + ".*")
 	})
 }

@@ -266,7 +266,7 @@ func TestOperatorMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opsSub, err := ops.SubscribeSync("tenants.>")
+	opsSub, err := ops.SubscribeSync(tenancy.OpsSubject("*"))
 	if err != nil {
 		t.Fatal(err)
 	}

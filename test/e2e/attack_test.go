@@ -102,8 +102,8 @@ func TestAttacks(t *testing.T) {
 	feed.waitOutput(`Subscribing on stored\.ev\.>`, 10*time.Second)
 	opsCreds := filepath.Join(dir, "ops.creds")
 	cli("tenant", "creds", "--ops", "--keys", keys, "--out", opsCreds)
-	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")
-	opsSub.waitOutput(`Subscribing on tenants\.>`, 10*time.Second)
+	opsSub := start(t, "nats sub ops", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", opsCreds, "sub", "tenants.*.ev.>"})...)
+	opsSub.waitOutput(`Subscribing on tenants\.\*\.ev\.>`, 10*time.Second)
 
 	publish("s1", 100, "a")
 	publish("s2", 100, "a")
@@ -445,6 +445,19 @@ func TestAttacks(t *testing.T) {
 	if ok || !strings.Contains(out, "Authorization Violation") {
 		t.Errorf("beta's admin connected at acme's site s1: %s", tail(out, 5))
 	}
+
+	// --- ops subscriptions ---
+	// The tenants' events, its own task replies and its own inbox only:
+	// not every ops user's task requests (they may carry discovery
+	// credentials), replies or inboxes (a review found tenants.> and
+	// _INBOX.> allowed).
+	for _, subj := range []string{"tenants.>", "tenants.acme.ctl.>", "tenants.*.ctl.*.ops.*.*", "tenants.acme.ctl.s1.reply.ops.olga.>", "_INBOX.>", "_INBOX.olga.>"} {
+		tries.add(func() {
+			out, ok := natsTry(curl, opsCreds, "sub", subj, "--count", "1")
+			refused("the ops user subscribing to "+subj, out, ok)
+		})
+	}
+	tries.run()
 
 	// --- the ops replay ---
 	// The ops account imports the tenants' live events only: an ops user

@@ -136,8 +136,8 @@ func TestTenantsWalledOff(t *testing.T) {
 	sub.waitOutput(`Subscribing on stored\.ev\.>`, 10*time.Second)
 	opsCreds := filepath.Join(dir, "ops.creds")
 	cli("tenant", "creds", "--ops", "--keys", keys, "--out", opsCreds)
-	opsSub := start(t, "nats sub ops", natsBin, "--server", curl, "--creds", opsCreds, "sub", "tenants.>")
-	opsSub.waitOutput(`Subscribing on tenants\.>`, 10*time.Second)
+	opsSub := start(t, "nats sub ops", natsBin, withInboxPrefix([]string{"--server", curl, "--creds", opsCreds, "sub", "tenants.*.ev.>"})...)
+	opsSub.waitOutput(`Subscribing on tenants\.\*\.ev\.>`, 10*time.Second)
 	for tenant, site := range map[string]string{"acme": "s1", "beta": "s2"} {
 		out, ok := natsCLI(t, natsBin, "--server", sites[tenant], "--creds", pollers[tenant], "pub", "ev."+site+".d{{Count}}.trap", tenant+"-event", "--count", "200",
 			"-H", "Nats-Msg-Id:"+tenant+"-{{Count}}")
