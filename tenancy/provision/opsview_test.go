@@ -58,7 +58,7 @@ func TestOpsViewOfATenantSignedBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	view, err := opsNC.SubscribeSync("tenants.>")
+	view, err := opsNC.SubscribeSync(tenancy.OpsSubject("*"))
 	if err != nil {
 		t.Fatal(err)
 	}
