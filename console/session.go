@@ -87,22 +87,7 @@ func (ss *sessions) add(nc *nats.Conn, who viewer, opts []nats.Option) (*session
 	now := ss.cfg.Now()
 	se := &session{id: randomToken(), csrf: randomToken(), who: who, nc: nc, js: js, opts: opts, created: now, lastUsed: now, reads: make(chan struct{}, 1)}
 	ss.mu.Lock()
-	var oldest *session
-	if !ss.cfg.PasswordLogin {
-		n := 0
-		for _, o := range ss.m {
-			if o.who.Account != who.Account || o.who.User != who.User {
-				continue
-			}
-			n++
-			if oldest == nil || o.used().Before(oldest.used()) {
-				oldest = o
-			}
-		}
-		if n < ss.cfg.MaxUserSessions {
-			oldest = nil
-		}
-	}
+	oldest := ss.evictable(who)
 	if oldest != nil {
 		delete(ss.m, oldest.id)
 	} else if len(ss.m) >= ss.cfg.MaxSessions {
@@ -123,21 +108,31 @@ func (ss *sessions) add(nc *nats.Conn, who viewer, opts []nats.Option) (*session
 func (ss *sessions) full(who viewer) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if len(ss.m) < ss.cfg.MaxSessions {
-		return false
-	}
-	return ss.cfg.PasswordLogin || ss.userSessions(who) < ss.cfg.MaxUserSessions
+	return len(ss.m) >= ss.cfg.MaxSessions && ss.evictable(who) == nil
 }
 
-// userSessions counts who's sessions. ss.mu is held.
-func (ss *sessions) userSessions(who viewer) int {
+// evictable is who's least recently used session when who holds
+// MaxUserSessions (never with PasswordLogin), which its next login
+// ends; nil otherwise. ss.mu is held.
+func (ss *sessions) evictable(who viewer) *session {
+	if ss.cfg.PasswordLogin {
+		return nil
+	}
+	var oldest *session
 	n := 0
 	for _, o := range ss.m {
-		if o.who.Account == who.Account && o.who.User == who.User {
-			n++
+		if o.who.Account != who.Account || o.who.User != who.User {
+			continue
+		}
+		n++
+		if oldest == nil || o.used().Before(oldest.used()) {
+			oldest = o
 		}
 	}
-	return n
+	if n < ss.cfg.MaxUserSessions {
+		return nil
+	}
+	return oldest
 }
 
 // used is when the session was last used.
