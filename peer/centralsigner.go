@@ -22,7 +22,8 @@ import (
 // When the resolver applies a new JWT of the account, the key is gone and
 // the server closes the connection (its signer is no longer the
 // account's); the watch connects again, adding the key again to the claims
-// of the newest JWT.
+// of the newest JWT. The same edit drops the sites' poller keys, and
+// keepCentralClaims makes it after every new JWT of an account with one.
 
 // centralSigner is a central peer's own signing key for the accounts its
 // source watch acts in.
@@ -37,7 +38,7 @@ import (
 type centralSigner struct {
 	sk  nkeys.KeyPair
 	pub string
-	mu  sync.Mutex // held while the key is put in force (addKey)
+	mu  sync.Mutex // held while the key is put in force (put)
 }
 
 func newCentralSigner() (*centralSigner, error) {
@@ -60,7 +61,7 @@ func (c *centralSigner) conn(srv *server.Server, account, name string) (*nats.Co
 // connAuth is conn, and returns the connection's user too, for raw
 // connections of the same user (publishRaw) while the key is in force.
 func (c *centralSigner) connAuth(srv *server.Server, account, name string) (*nats.Conn, rawAuth, error) {
-	if err := c.addKey(srv, account); err != nil {
+	if err := c.put(srv, account); err != nil {
 		return nil, rawAuth{}, err
 	}
 	kp, err := nkeys.CreateUser()
@@ -82,44 +83,4 @@ func (c *centralSigner) connAuth(srv *server.Server, account, name string) (*nat
 		return nil, rawAuth{}, fmt.Errorf("in-process connection to account %s: %w", account, err)
 	}
 	return nc, rawAuth{jwt: tok, kp: kp}, nil
-}
-
-// addKey applies the claims of the account's newest JWT in the resolver,
-// with the key added. A JWT the resolver applied meanwhile (between the
-// read and the update) would be overwritten by the older claims: the JWT is
-// read again after, and applied again if it changed.
-func (c *centralSigner) addKey(srv *server.Server, account string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	acc, err := srv.LookupAccount(account)
-	if err != nil {
-		return fmt.Errorf("account %s: %w", account, err)
-	}
-	res := srv.AccountResolver()
-	if res == nil {
-		return fmt.Errorf("account %s: no resolver", account)
-	}
-	prev := ""
-	for range 5 {
-		tok, err := res.Fetch(account)
-		if err != nil {
-			return fmt.Errorf("account %s: %w", account, err)
-		}
-		if tok == prev {
-			return nil
-		}
-		ac, err := jwt.DecodeAccountClaims(tok)
-		if err != nil {
-			return fmt.Errorf("account %s: %w", account, err)
-		}
-		out := *ac
-		out.SigningKeys = jwt.SigningKeys{}
-		for k, scope := range ac.SigningKeys {
-			out.SigningKeys[k] = scope
-		}
-		out.SigningKeys.Add(c.pub)
-		srv.UpdateAccountClaims(acc, &out)
-		prev = tok
-	}
-	return fmt.Errorf("account %s: its JWT kept changing", account)
 }

@@ -127,7 +127,7 @@ func (p *Peer) centralTrustRole() role {
 			return c.operatorOptions(o)
 		},
 		leaf:       Config.centralLeaf,
-		background: []func(context.Context){p.watchSources, p.superviseTenants},
+		background: []func(context.Context){p.keepCentralClaims, p.watchSources, p.superviseTenants},
 		readyLog: func() (string, []any) {
 			return "peer ready in operator mode; tenants come through the resolver", []any{"cluster", p.cfg.ClusterName(), "resolver", p.cfg.ResolverDir()}
 		},

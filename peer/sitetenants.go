@@ -72,9 +72,10 @@ type SiteTenant struct {
 // it applies every other site's poller key (role
 // tenancy.PollerScopeRole of another site): a poller credential of
 // another site is refused at connect here ("Authorization Violation"), and
-// one connected when its key is dropped is disconnected. Central keeps
-// every key. Poller credentials signed before their site had a key (with
-// the account's own signing key) stay valid everywhere until re-issued.
+// one connected when its key is dropped is disconnected. Central drops
+// every site's key (keepCentralClaims). Poller credentials signed before
+// their site had a key (with the account's own signing key) stay valid
+// everywhere until re-issued.
 
 // localAccount is a site's own additions to a tenant's account claims.
 type localAccount struct {

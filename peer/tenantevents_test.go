@@ -35,11 +35,13 @@ func TestTenantEventsReadsEachTenant(t *testing.T) {
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 16<<20, 16<<20
 	js := map[string]jetstream.JetStream{}
+	accounts := map[string]string{}
 	for _, name := range []string{"acme", "beta"} {
 		tn, err := st.CreateTenant(name, tenancy.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
+		accounts[name] = tn.Account
 		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
 			t.Fatal(err)
 		}
@@ -52,22 +54,7 @@ func TestTenantEventsReadsEachTenant(t *testing.T) {
 		}
 		eventually.NoError(t, time.Minute, name+"'s streams", func() error { return bus.EnsureStreams(ctx, js[name], lim) })
 	}
-	tn, _, err := st.EnsurePollerKey("acme", "par")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
-		t.Fatal(err)
-	}
-	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pjs, err := jetstream.New(connect(pollerCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "r1", "r2")
+	publishStateEvents(t, siteJS(t, p, accounts["acme"]), "par", meshmon.KindNodeDown, "", "r1", "r2")
 
 	te, err := p.TenantEvents()
 	if err != nil {

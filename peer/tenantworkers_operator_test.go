@@ -93,8 +93,6 @@ func startOperatorCentral(t *testing.T) (*tenancy.Store, *Peer) {
 	return st, startPeer(t, operatorCentralConfig(t, "c1", trustFile))
 }
 
-// credsConn connects to url with creds (a .creds file's bytes), closed
-// when the test ends.
 // pushTenants creates each tenant of names in st, with the default
 // limits, and pushes its account to central over sys.
 func pushTenants(t *testing.T, ctx context.Context, st *tenancy.Store, sys *nats.Conn, names ...string) []tenancy.Tenant {
@@ -113,6 +111,8 @@ func pushTenants(t *testing.T, ctx context.Context, st *tenancy.Store, sys *nats
 	return out
 }
 
+// credsConn connects to url with creds (a .creds file's bytes), closed
+// when the test ends.
 func credsConn(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	auth, err := tenancy.CredsOption(creds)
@@ -140,10 +140,7 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	tn, _, err := st.EnsurePollerKey("acme", "par")
+	tn, err := st.CreateTenant("acme", tenancy.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,15 +194,7 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 		t.Fatalf("a window before the tenant's first event: %v", err)
 	}
 
-	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pjs, err := jetstream.New(connect(pollerCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishStateEvents(t, pjs, "par", meshmon.KindNodeDown, "", "router")
+	publishStateEvents(t, siteJS(t, p, tn.Account), "par", meshmon.KindNodeDown, "", "router")
 	eventually.NoError(t, time.Minute, "the first event's alarm", func() error {
 		// Each try has its own deadline: a request sent while a stream
 		// has no leader goes unanswered.
@@ -284,17 +273,20 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 		defer cancel()
 		return bus.EnsureStreams(ectx, cjs, lim) // EVENTS on its subjects: the test publishes as the site would
 	})
+	// Every peer of the cluster refuses a poller: each drops the sites'
+	// poller keys from the claims it applies (keepCentralClaims).
 	_, pollerCreds, err := st.IssueUser("acme", "p1", tenancy.RolePoller, "par")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pjs, err := jetstream.New(connect(pollerCreds))
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range central {
+		eventually.True(t, 30*time.Second, p.cfg.Name+" to refuse a poller", func() bool { return refusedAt(t, p.ClientURL(), pollerCreds) })
 	}
 	kids := []string{"d1", "d2", "d3"}
-	publish := func(kind string) {
+	// publish publishes at via what the site's link would deliver.
+	publish := func(kind string, via *Peer) {
 		t.Helper()
+		pjs := siteJS(t, via, tn.Account)
 		for _, d := range append([]string{"router"}, kids...) {
 			ev := meshmon.Event{SpecVersion: "1.0", Time: time.Now().UTC(), Type: meshmon.EventTypePrefix + kind, Subject: d,
 				Data: meshmon.EventData{Tenant: "acme", Site: "par", Device: d, Kind: kind, Check: meshmon.CheckICMP, Severity: meshmon.SeverityCritical}}
@@ -308,7 +300,7 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 			})
 		}
 	}
-	publish(meshmon.KindNodeDown)
+	publish(meshmon.KindNodeDown, central[0])
 	var holder string
 	eventually.NoError(t, 90*time.Second, "the alarms, and the lease's holder", func() error {
 		// Each try has its own deadline: a request sent while a stream
@@ -330,7 +322,7 @@ func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
 		t.Fatalf("lease held by %q, no central peer", holder)
 	}
 	central[i].Close()
-	publish(meshmon.KindNodeUp)
+	publish(meshmon.KindNodeUp, central[(i+1)%len(central)])
 	eventually.NoError(t, 90*time.Second, "the clears from the lease's next holder", func() error {
 		// Each try has its own deadline: a request sent while a stream
 		// has no leader goes unanswered.

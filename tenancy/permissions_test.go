@@ -258,8 +258,9 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.central-events", false},
 		{"p1", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
 		// Consumers of its site's streams and buckets only: at central
-		// (which keeps every site's poller key) not the notifications'
-		// consumer, not a NOC's, not their acks.
+		// (where a poller credential signed before its site had a key
+		// connects) not the notifications' consumer, not a NOC's, not
+		// their acks.
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.KV_group.w1.$KV.group.s1.>", true},
 		{"p1", pub, "$JS.API.CONSUMER.INFO.KV_pollers.w1", true},
 		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.r1", true},

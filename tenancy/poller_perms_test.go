@@ -23,8 +23,7 @@ import (
 // another site's group keys.
 func TestPollerKVPermissions(t *testing.T) {
 	st := newStore(t)
-	p := central(t, st)
-	url := p.ClientURL()
+	url := siteServer(t, st) // pollers connect: not a central peer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sysCreds, err := st.SystemCreds(time.Minute)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -213,6 +214,43 @@ func central(t *testing.T, st *tenancy.Store) *peer.Peer {
 	return p
 }
 
+// siteServer starts a stock nats-server in operator mode on st's trust,
+// with a full resolver and JetStream, and returns its client URL: a
+// server that keeps every site's poller key, as a poller's own site keeps
+// its site's, so that a poller credential connects and the server expands
+// its key's template. A central peer refuses pollers (it drops the sites'
+// poller keys, peer.keepCentralClaims).
+func siteServer(t *testing.T, st *tenancy.Store) string {
+	t.Helper()
+	trust, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "operator: %q\nsystem_account: %q\n", trust.Operator, trust.SystemAccount)
+	fmt.Fprintf(&b, "resolver: { type: full, dir: %q, allow_delete: true }\nresolver_preload: {\n", filepath.Join(t.TempDir(), "resolver"))
+	for pub, tok := range trust.Preload {
+		fmt.Fprintf(&b, "  %s: %q\n", pub, tok)
+	}
+	b.WriteString("}\n")
+	o := &server.Options{}
+	if err := o.ProcessConfigString(b.String()); err != nil {
+		t.Fatal(err)
+	}
+	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", -1, true, true
+	o.JetStream, o.StoreDir = true, t.TempDir()
+	srv, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the nats-server did not start")
+	}
+	return srv.ClientURL()
+}
+
 func connectCreds(t *testing.T, url string, creds []byte) (*nats.Conn, error) {
 	t.Helper()
 	auth, err := tenancy.CredsOption(creds)
@@ -230,8 +268,7 @@ func connectCreds(t *testing.T, url string, creds []byte) (*nats.Conn, error) {
 // from each other, and a revoked user is refused.
 func TestOperatorMode(t *testing.T) {
 	st := newStore(t)
-	p := central(t, st)
-	url := p.ClientURL()
+	url := siteServer(t, st) // pollers connect: not a central peer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sysCreds, err := st.SystemCreds(time.Minute)

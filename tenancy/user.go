@@ -178,7 +178,8 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// body), on its site's streams and buckets only, and their acks
 		// and flow control: the names are nats.go's own (ordered
 		// consumers, bucket watches), so a name cannot bound them, and
-		// at central (which keeps every site's poller key) any other
+		// a poller credential signed before its site had a key (with
+		// the account's own) connects at central too, where any other
 		// stream's consumers would be within reach: the notifications'
 		// on ALARMS, a NOC's.
 		for _, s := range pollerStreams {

@@ -21,9 +21,9 @@ import (
 // other site it writes neither that site's group keys nor its pollers'
 // heartbeats, and at its own site it cannot forge another poller's
 // heartbeat, while the other site's real poller goes on leading its group.
-// At the other site it is refused at connect: each site drops the other
-// sites' poller keys from the tenant's account; at its own site it runs a
-// poller that polls.
+// At the other site and at central it is refused at connect: each site
+// drops the other sites' poller keys from the tenant's account, and
+// central drops them all; at its own site it runs a poller that polls.
 // It also checks that the users of a site's join token are refused at
 // that site, before and after they are revoked at central, while the
 // site's link to central keeps working, and that the secret files the CLI
@@ -137,13 +137,15 @@ func TestPollerScope(t *testing.T) {
 			t.Errorf("sa's poller at sb, %v: %s", args, out)
 		}
 	}
-	// sb's own poller credential works at sb, and sa's at central, which
-	// keeps every site's poller key (a poller at central reaches no NOC).
+	// sb's own poller credential works at sb; at central, which drops
+	// every site's poller key, neither site's does.
 	if authRefused(urls["sb"], pb1) {
 		t.Error("sb's poller credential refused at sb")
 	}
-	if authRefused(curl, pa1) {
-		t.Error("sa's poller credential refused at central")
+	for who, creds := range map[string]string{"sa's": pa1, "sb's": pb1} {
+		if !authRefused(curl, creds) {
+			t.Errorf("%s poller credential connected at central", who)
+		}
 	}
 	// At its own site it cannot forge another poller's heartbeat; its own
 	// it may write.

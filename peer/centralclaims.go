@@ -1,0 +1,245 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// A poller credential is signed with its site's poller key, a signing key
+// of the tenant's account scoped to that site (tenancy.EnsurePollerKey),
+// and the same account JWT is in force at central and at every site. Each
+// site drops every other site's poller key from the claims it applies
+// (localAccount). Central drops them all: no poller belongs at central,
+// whose pollers' events come over the sites' links, and a poller
+// credential connected there read every site's events through consumers
+// of its own on EVENTS and could remove or re-filter a NOC's consumers by
+// name.
+//
+// Central's claims come through its full resolver, which applies every
+// new JWT of an account as it arrives (from a push, from another central
+// peer, or from the resolver's own sync), poller keys and all, and tells
+// nobody. So each central peer watches its resolver (keepCentralClaims):
+// when the store's hash changes, it finds the accounts whose JWT changed,
+// waits for the server to have applied each, and applies it again,
+// edited (centralSigner.put). Between the resolver's application and the
+// edit (the watch's look, claimsEvery, and the wait) the sites' poller
+// keys are in force; a poller that connects then is closed at the edit
+// (nats-server 2.15.3, updateAccountClaimsWithRefresh closes a client
+// whose signer is no longer the account's).
+
+const (
+	// claimsEvery is how often a central peer looks at its resolver's
+	// hash for new account JWTs (or, after a look at the directory,
+	// twenty times as long as the look took, when longer: paceAfter).
+	claimsEvery = 100 * time.Millisecond
+	// appliedWait bounds how long put waits for the server to apply an
+	// account's newest JWT itself before editing it.
+	appliedWait = 5 * time.Second
+)
+
+// edit returns ac as a central peer applies it: with the peer's own
+// signing key added, without any site's poller key. ac is not changed.
+func (c *centralSigner) edit(ac *jwt.AccountClaims) *jwt.AccountClaims {
+	out := *ac
+	out.SigningKeys = jwt.SigningKeys{}
+	for k, scope := range ac.SigningKeys {
+		if pollerKey(scope) {
+			continue
+		}
+		out.SigningKeys[k] = scope
+	}
+	out.SigningKeys.Add(c.pub)
+	return &out
+}
+
+// pollerKey reports whether scope is a site's poller key.
+func pollerKey(scope jwt.Scope) bool {
+	us, ok := scope.(*jwt.UserScope)
+	return ok && strings.HasPrefix(us.Role, tenancy.PollerScopePrefix)
+}
+
+// hasPollerKey reports whether ac has a site's poller key.
+func hasPollerKey(ac *jwt.AccountClaims) bool {
+	for _, scope := range ac.SigningKeys {
+		if pollerKey(scope) {
+			return true
+		}
+	}
+	return false
+}
+
+// put applies at srv the claims of the account's JWT in the resolver,
+// edited, once the server has applied that JWT itself (an edit applied
+// before would be overwritten by it; after it, the resolver applies the
+// same JWT no more), and again for a newer JWT stored meanwhile. It
+// returns an error when the server does not apply the resolver's JWT
+// within appliedWait (a JWT the server refused is not put in force edited
+// either).
+func (c *centralSigner) put(srv *server.Server, account string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	acc, err := srv.LookupAccount(account) // registers it, as the resolver has it, if it was not
+	if err != nil {
+		return fmt.Errorf("account %s: %w", account, err)
+	}
+	res := srv.AccountResolver()
+	if res == nil {
+		return fmt.Errorf("account %s: no resolver", account)
+	}
+	deadline := time.Now().Add(appliedWait)
+	for {
+		tok, err := res.Fetch(account)
+		if err != nil {
+			return fmt.Errorf("account %s: %w", account, err)
+		}
+		if appliedJWT(srv, account) == tok {
+			ac, err := jwt.DecodeAccountClaims(tok)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", account, err)
+			}
+			srv.UpdateAccountClaims(acc, c.edit(ac))
+			// A newer JWT stored meanwhile may have been applied before
+			// this edit, which then put older claims over it (a
+			// revocation lost): edit that one too.
+			if now, err := res.Fetch(account); err != nil || now == tok {
+				return err
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("account %s: the server has not applied its newest JWT in %s", account, appliedWait)
+		}
+		time.Sleep(5 * time.Millisecond) // the resolver applies right after it stores
+	}
+}
+
+// appliedJWT returns the account JWT the server last applied, "" for an
+// account it does not have.
+func appliedJWT(srv *server.Server, account string) string {
+	z, err := srv.Accountz(&server.AccountzOptions{Account: account})
+	if err != nil || z.Account == nil {
+		return ""
+	}
+	return z.Account.Jwt
+}
+
+// keepCentralClaims keeps, until ctx is done, the claims of every account
+// with a site's poller key edited at this central peer (centralSigner.put):
+// at start, and after each change of the resolver's store.
+func (p *Peer) keepCentralClaims(ctx context.Context) {
+	signer, err := p.centralSigner()
+	if err != nil {
+		p.log.Error("central claims", "err", err)
+		return
+	}
+	srv := p.Server()
+	res, ok := srv.AccountResolver().(*server.DirAccResolver)
+	if !ok {
+		p.log.Error("central claims: the resolver is not a full resolver", "resolver", fmt.Sprintf("%T", srv.AccountResolver()))
+		return
+	}
+	w := claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}}
+	var hash [32]byte
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for first := true; ; first = false {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		wait := claimsEvery
+		if h := res.Hash(); first || h != hash || w.retry {
+			hash = h
+			scan := w.look(func(account string) error {
+				return signer.put(srv, account)
+			}, func(account string, err error) {
+				p.log.Warn("central claims: an account keeps its sites' poller keys until the next try", "account", account, "err", err)
+			})
+			// A look stats every account's file: with thousands of
+			// tenants being created, one every claimsEvery would keep
+			// a core busy.
+			wait = paceAfter(claimsEvery, scan)
+		}
+		t.Reset(wait)
+	}
+}
+
+// claimsWatch is what keepCentralClaims knows of the resolver's directory.
+type claimsWatch struct {
+	dir   string
+	files map[string]claimsFile // account -> its JWT file when last edited
+	retry bool                  // an edit failed: look again at the next tick
+}
+
+// claimsFile identifies a version of an account's JWT file.
+type claimsFile struct {
+	mod  time.Time
+	size int64
+}
+
+// look edits every account whose JWT file changed since the last look and
+// holds a site's poller key; failed is told of each that could not be. It
+// returns how long it took, its edits left out.
+func (w *claimsWatch) look(edit func(account string) error, failed func(account string, err error)) time.Duration {
+	start := time.Now()
+	var edits time.Duration
+	w.retry = false
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		failed("", err)
+		w.retry = true
+		return time.Since(start)
+	}
+	listed := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		account, ok := strings.CutSuffix(e.Name(), ".jwt")
+		if !ok || e.IsDir() {
+			continue
+		}
+		listed[account] = true
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		f := claimsFile{mod: info.ModTime(), size: info.Size()}
+		if w.files[account] == f {
+			continue
+		}
+		tok, err := os.ReadFile(filepath.Join(w.dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		var ac *jwt.AccountClaims
+		if err == nil {
+			ac, err = jwt.DecodeAccountClaims(string(tok))
+		}
+		if err == nil && hasPollerKey(ac) {
+			at := time.Now()
+			err = edit(account)
+			edits += time.Since(at)
+		}
+		if err != nil {
+			failed(account, err)
+			w.retry = true
+			continue
+		}
+		w.files[account] = f
+	}
+	for account := range w.files {
+		if !listed[account] {
+			delete(w.files, account) // the account was deleted
+		}
+	}
+	return time.Since(start) - edits
+}

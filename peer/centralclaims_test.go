@@ -1,0 +1,152 @@
+package peer
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/internal/eventually"
+	"github.com/meshmon/meshmon/tenancy"
+)
+
+// refusedAt reports whether url refuses a client connection with creds,
+// and fails t if it refuses it for another reason than its authorization.
+func refusedAt(t *testing.T, url string, creds []byte) bool {
+	t.Helper()
+	auth, err := tenancy.CredsOption(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, auth, nats.NoReconnect())
+	if err == nil {
+		nc.Close()
+		return false
+	}
+	if !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("connect: %v, want an authorization violation", err)
+	}
+	return true
+}
+
+// TestCentralRefusesPollers: a central peer refuses every site's poller
+// credential at connect, as each new site's key arrives in the tenant's
+// account, while the tenant's admin and the peer's own connections work
+// throughout; a poller connected while its key was in force (between the
+// resolver's application of a JWT and the peer's edit of it) is closed
+// at the edit.
+func TestCentralRefusesPollers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, p := startOperatorCentral(t)
+	sysCreds, err := st.SystemCreds(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := credsConn(t, p.ClientURL(), sysCreds)
+	acme := pushTenants(t, ctx, st, sys, "acme")[0]
+	adminCreds, err := st.AdminCreds("acme", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := credsConn(t, p.ClientURL(), adminCreds)
+	signer, err := p.centralSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := signer.conn(p.Server(), acme.Account, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+
+	var creds []byte
+	for _, site := range []string{"par", "lyon", "nice"} {
+		tn, _, err := st.EnsurePollerKey("acme", site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, creds, err = st.IssueUser("acme", "p-"+site, tenancy.RolePoller, site); err != nil {
+			t.Fatal(err)
+		}
+		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
+			t.Fatal(err)
+		}
+		pushed := time.Now()
+		eventually.True(t, 30*time.Second, site+"'s poller refused at central", func() bool { return refusedAt(t, p.ClientURL(), creds) })
+		t.Logf("%s's poller refused at central %s after the push", site, time.Since(pushed).Round(time.Millisecond))
+		if _, err := admin.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+			t.Fatalf("the admin after %s's key: %v", site, err)
+		}
+		// The resolver's application closed the peer's own connection
+		// (its key was gone); made again, it works.
+		if own.IsClosed() {
+			if own, err = signer.conn(p.Server(), acme.Account, "test"); err != nil {
+				t.Fatalf("the peer's own connection after %s's key: %v", site, err)
+			}
+		}
+		if _, err := own.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+			t.Fatalf("the peer's own connection after %s's key: %v", site, err)
+		}
+	}
+
+	// The account as the resolver has it, poller keys in force, as between
+	// the resolver's application and the edit: a poller connects...
+	srv := p.Server()
+	tok, err := srv.AccountResolver().Fetch(acme.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := srv.LookupAccount(acme.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.UpdateAccountClaims(acc, ac)
+	auth, err := tenancy.CredsOption(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller, err := nats.Connect(p.ClientURL(), auth, nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("a poller while its key is in force: %v", err)
+	}
+	defer poller.Close()
+	// ... and is closed by the edit.
+	if err := signer.put(srv, acme.Account); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "the poller closed at the edit", poller.IsClosed)
+	if !refusedAt(t, p.ClientURL(), creds) {
+		t.Fatal("a poller accepted after the edit")
+	}
+}
+
+// siteJS returns JetStream in account at p over the peer's own in-process
+// connection (its key, every permission), for a test that publishes at
+// central what a site's link would deliver there: no poller credential
+// connects at central. The connection closes with the test.
+func siteJS(t *testing.T, p *Peer, account string) jetstream.JetStream {
+	t.Helper()
+	signer, err := p.centralSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := signer.conn(p.Server(), account, "test-site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
