@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -242,4 +243,26 @@ func (w *claimsWatch) look(edit func(account string) error, failed func(account 
 		}
 	}
 	return time.Since(start) - edits
+}
+
+// TenantConn connects in process to a tenant's account at a central peer
+// in operator mode, as the peer's own user there (signed with its key:
+// every permission in the account), for what acts at central as the peer
+// does, tests that publish what a site's link would deliver included (no
+// poller credential connects at central). The connection does not
+// reconnect; the resolver's next JWT of the account closes it. The caller
+// closes it. It returns ErrNotStarted before Start or after Close.
+func (p *Peer) TenantConn(account, name string) (*nats.Conn, error) {
+	srv := p.Server()
+	if srv == nil {
+		return nil, ErrNotStarted
+	}
+	if p.cfg.Trust == "" {
+		return nil, errors.New("tenant connection: not a central peer in operator mode")
+	}
+	signer, err := p.centralSigner()
+	if err != nil {
+		return nil, err
+	}
+	return signer.conn(srv, account, name)
 }

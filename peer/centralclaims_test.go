@@ -130,16 +130,12 @@ func TestCentralRefusesPollers(t *testing.T) {
 }
 
 // siteJS returns JetStream in account at p over the peer's own in-process
-// connection (its key, every permission), for a test that publishes at
+// connection (TenantConn: every permission), for a test that publishes at
 // central what a site's link would deliver there: no poller credential
 // connects at central. The connection closes with the test.
 func siteJS(t *testing.T, p *Peer, account string) jetstream.JetStream {
 	t.Helper()
-	signer, err := p.centralSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := signer.conn(p.Server(), account, "test-site")
+	nc, err := p.TenantConn(account, "test-site")
 	if err != nil {
 		t.Fatal(err)
 	}

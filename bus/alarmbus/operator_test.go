@@ -76,14 +76,13 @@ func TestOperatorModeNOCActions(t *testing.T) {
 	sys := connect(t, url, sysCreds, "", nil)
 	conns := map[string]*nats.Conn{}
 	v := &violations{}
+	accounts := map[string]string{}
 	for _, tenant := range []string{"acme", "beta"} {
 		tn, err := st.CreateTenant(tenant, tenancy.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tn, _, err = st.EnsurePollerKey(tenant, "par"); err != nil {
-			t.Fatal(err)
-		}
+		accounts[tenant] = tn.Account
 		if err := tenancy.Push(ctx, sys, tn.JWT); err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +101,7 @@ func TestOperatorModeNOCActions(t *testing.T) {
 			name string
 			role tenancy.Role
 			site string
-		}{{"noc", tenancy.RoleNOC, ""}, {"ann", tenancy.RoleNOC, ""}, {"p1", tenancy.RolePoller, "par"}} {
+		}{{"noc", tenancy.RoleNOC, ""}, {"ann", tenancy.RoleNOC, ""}} {
 			_, creds, err := st.IssueUser(tenant, u.name, u.role, u.site)
 			if err != nil {
 				t.Fatal(err)
@@ -111,7 +110,14 @@ func TestOperatorModeNOCActions(t *testing.T) {
 		}
 	}
 	nocJS, _ := jetstream.New(conns["acme/noc"])
-	pjs, _ := jetstream.New(conns["acme/p1"])
+	// What acme's site's link would deliver (no poller connects at
+	// central).
+	site, err := p.TenantConn(accounts["acme"], "test-site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(site.Close)
+	pjs, _ := jetstream.New(site)
 	ev := meshmon.Event{SpecVersion: "1.0", Time: time.Now().UTC(), Type: meshmon.EventTypePrefix + meshmon.KindNodeDown,
 		Data: meshmon.EventData{Tenant: "acme", Site: "par", Device: "r1", Kind: meshmon.KindNodeDown, Check: "icmp", Severity: meshmon.SeverityCritical}}
 	b, _ := json.Marshal(ev)
