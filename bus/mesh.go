@@ -765,6 +765,35 @@ func ReadEvent(subject string, h nats.Header, data []byte, ev *meshmon.Event) er
 	return nil
 }
 
+// ShowableEvent checks a message EVENTS stored on subject, with the
+// headers h it was stored with, for a reader that shows it as it is
+// (meshmon events tail): a message that came through a source must have
+// come through the source of the site its subject names (FromSiteSource),
+// and a body that decodes as an event must not say another site, device
+// or kind than its subject. What a body leaves out it does not claim, and
+// a body that is no event at all claims nothing beyond its subject: such
+// a reader shows it raw. (The alarm processor holds an event to more:
+// ReadEvent.)
+func ShowableEvent(subject string, h nats.Header, data []byte) error {
+	tok := strings.Split(subject, ".")
+	if len(tok) > 1 {
+		if ok, sourced := FromSiteSource(h, EventsStream, tok[1]); sourced && !ok {
+			return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, subject, tok[1], HdrStreamSource, h.Get(HdrStreamSource))
+		}
+	}
+	var ev meshmon.Event
+	if len(tok) != 4 || meshmon.DecodeEvent(data, &ev) != nil {
+		return nil
+	}
+	d := &ev.Data
+	for _, f := range []struct{ field, body, subj string }{{"site", d.Site, tok[1]}, {"device", d.Device, tok[2]}, {"kind", d.Kind, tok[3]}} {
+		if f.body != "" && f.body != f.subj {
+			return fmt.Errorf("%w: %s: its %s is %q, its subject's %q", meshmon.ErrUntrustedEvent, subject, f.field, f.body, f.subj)
+		}
+	}
+	return nil
+}
+
 // HdrStreamSource is the header nats-server puts on every message a
 // stream stores from one of its sources: the source's index name first
 // ("<stream>:<hash of its API prefix>:C=<hash of its consumer>"), then

@@ -15,11 +15,12 @@ import (
 
 // TestCentralKnowsWhichSiteSent: a site's end of its link may deliver any
 // subject, and central stores it as delivered: a site peer in hostile hands
-// stores an event on another site's subject in its own EVENTS (which takes
-// ev.>; only its pollers' permissions hold them to the site's). Central's stream tells the site that sent it by the source
-// it came through (bus.FromSiteSource), which is what the alarm processor
-// holds an event's subject to: this pins that to nats-server's own
-// naming of sources, on real servers.
+// stores an event on another site's subject in its own EVENTS (which
+// takes ev.>; only its pollers' permissions hold them to the site's).
+// Central's stream tells the site that sent it by the source it came
+// through (bus.FromSiteSource), which is what the alarm processor holds an
+// event's subject to, and what events tail shows (bus.ShowableEvent): this
+// pins that to nats-server's own naming of sources, on real servers.
 func TestCentralKnowsWhichSiteSent(t *testing.T) {
 	m := startMesh(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -65,6 +66,10 @@ func TestCentralKnowsWhichSiteSent(t *testing.T) {
 		if !sourced || fromS2 != want || fromS1 == want {
 			t.Errorf("%s (%s %q): from s2 %v, from s1 %v, sourced %v; want from s2 %v", ev.Data.Device, bus.HdrStreamSource,
 				msg.Header.Get(bus.HdrStreamSource), fromS2, fromS1, sourced, want)
+		}
+		// What events tail shows of it: the real event, not the forged.
+		if err := bus.ShowableEvent(msg.Subject, msg.Header, msg.Data); (err == nil) != want {
+			t.Errorf("%s: showable: %v, want shown %v", ev.Data.Device, err, want)
 		}
 		seen++
 	}

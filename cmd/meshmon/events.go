@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -73,7 +74,12 @@ func eventsTail(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
-	err = bus.Tail(ctx, cl.js, opts, func(m bus.TailMsg) error { return bus.WriteEvent(os.Stdout, m, asJSON) })
+	err = bus.Tail(ctx, cl.js, opts, func(m bus.TailMsg) error {
+		if !showable("", m) {
+			return nil
+		}
+		return bus.WriteEvent(os.Stdout, m, asJSON)
+	})
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -92,6 +98,25 @@ func tailAllTenants(ctx context.Context, c *cli.Context, opts bus.TailOptions, a
 		return connectAs(c, creds, "meshmon-tail-"+tenant)
 	}
 	return provision.TailTenants(ctx, st, dial, opts, func(tenant string, m bus.TailMsg) error {
+		if !showable(tenant, m) {
+			return nil
+		}
 		return provision.WriteTenantEvent(os.Stdout, tenant, m, asJSON)
 	})
+}
+
+// showable reports whether events tail shows m (bus.ShowableEvent): an
+// event that another site's link delivered on a site's subject, or whose
+// body says another site, device or kind than its subject, is left out,
+// and said so on stderr.
+func showable(tenant string, m bus.TailMsg) bool {
+	err := bus.ShowableEvent(m.Subject, m.Header, m.Data)
+	if err == nil {
+		return true
+	}
+	if tenant != "" {
+		tenant = "tenant " + tenant + ", "
+	}
+	fmt.Fprintf(os.Stderr, "meshmon: %sevent %d not shown: %v\n", tenant, m.Seq, err)
+	return false
 }
