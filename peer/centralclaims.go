@@ -134,39 +134,58 @@ func appliedJWT(srv *server.Server, account string) string {
 	return z.Account.Jwt
 }
 
+// applyCentralClaims edits, before the server starts (role.apply), every
+// account in the resolver's directory with a site's poller key, so that
+// no poller connects at central's start; keepCentralClaims goes on from
+// there. An account it could not edit is logged and tried again by
+// keepCentralClaims; it does not stop the peer.
+func (p *Peer) applyCentralClaims(srv *server.Server) error {
+	signer, err := p.centralSigner()
+	if err != nil {
+		return err
+	}
+	res, ok := srv.AccountResolver().(*server.DirAccResolver)
+	if !ok {
+		return fmt.Errorf("central claims: the resolver is %T, not a full resolver", srv.AccountResolver())
+	}
+	w := &claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}, hash: res.Hash()}
+	w.look(func(account string) error { return signer.put(srv, account) }, p.claimsFailed)
+	p.claims = w
+	return nil
+}
+
+// claimsFailed logs an account whose claims could not be edited.
+func (p *Peer) claimsFailed(account string, err error) {
+	p.log.Warn("central claims: an account keeps its sites' poller keys until the next try", "account", account, "err", err)
+}
+
 // keepCentralClaims keeps, until ctx is done, the claims of every account
-// with a site's poller key edited at this central peer (centralSigner.put):
-// at start, and after each change of the resolver's store.
+// with a site's poller key edited at this central peer (centralSigner.put)
+// after each change of the resolver's store, from where
+// applyCentralClaims left them.
 func (p *Peer) keepCentralClaims(ctx context.Context) {
 	signer, err := p.centralSigner()
 	if err != nil {
 		p.log.Error("central claims", "err", err)
 		return
 	}
-	srv := p.Server()
+	srv, w := p.Server(), p.claims
 	res, ok := srv.AccountResolver().(*server.DirAccResolver)
-	if !ok {
-		p.log.Error("central claims: the resolver is not a full resolver", "resolver", fmt.Sprintf("%T", srv.AccountResolver()))
-		return
+	if !ok || w == nil {
+		return // applyCentralClaims refused to start the peer
 	}
-	w := claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}}
-	var hash [32]byte
-	t := time.NewTimer(0)
+	t := time.NewTimer(claimsEvery)
 	defer t.Stop()
-	for first := true; ; first = false {
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 		wait := claimsEvery
-		if h := res.Hash(); first || h != hash || w.retry {
-			hash = h
-			scan := w.look(func(account string) error {
-				return signer.put(srv, account)
-			}, func(account string, err error) {
-				p.log.Warn("central claims: an account keeps its sites' poller keys until the next try", "account", account, "err", err)
-			})
+		if h := res.Hash(); h != w.hash || w.retry {
+			w.hash = h
+			scan := w.look(func(account string) error { return signer.put(srv, account) }, p.claimsFailed)
 			// A look stats every account's file: with thousands of
 			// tenants being created, one every claimsEvery would keep
 			// a core busy.
@@ -180,6 +199,7 @@ func (p *Peer) keepCentralClaims(ctx context.Context) {
 type claimsWatch struct {
 	dir   string
 	files map[string]claimsFile // account -> its JWT file when last edited
+	hash  [32]byte              // the resolver's store's hash at the last look
 	retry bool                  // an edit failed: look again at the next tick
 }
 

@@ -38,7 +38,7 @@ func refusedAt(t *testing.T, url string, creds []byte) bool {
 // account, while the tenant's admin and the peer's own connections work
 // throughout; a poller connected while its key was in force (between the
 // resolver's application of a JWT and the peer's edit of it) is closed
-// at the edit.
+// at the edit; a restarted peer refuses pollers from its first client on.
 func TestCentralRefusesPollers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -126,6 +126,18 @@ func TestCentralRefusesPollers(t *testing.T) {
 	eventually.True(t, 10*time.Second, "the poller closed at the edit", poller.IsClosed)
 	if !refusedAt(t, p.ClientURL(), creds) {
 		t.Fatal("a poller accepted after the edit")
+	}
+
+	// Restarted, the peer edits the account before its server takes a
+	// client (applyCentralClaims): the first try is refused.
+	cfg := p.cfg
+	p.Close()
+	p = startPeer(t, cfg)
+	if !refusedAt(t, p.ClientURL(), creds) {
+		t.Fatal("a poller accepted at central's start")
+	}
+	if _, err := credsConn(t, p.ClientURL(), adminCreds).Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Fatalf("the admin after the restart: %v", err)
 	}
 }
 

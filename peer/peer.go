@@ -54,6 +54,9 @@ type Peer struct {
 	signerOnce sync.Once
 	signer     *centralSigner
 	signerErr  error
+	// claims is a central peer's watch of its resolver in operator mode
+	// (applyCentralClaims, keepCentralClaims).
+	claims *claimsWatch
 
 	// workerConns are the tenant workers' connections, by tenant
 	// (TenantEvents reads over them).

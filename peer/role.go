@@ -126,6 +126,7 @@ func (p *Peer) centralTrustRole() role {
 		accounts: func(c Config, o *server.Options, _ *internalAuth) error {
 			return c.operatorOptions(o)
 		},
+		apply:      p.applyCentralClaims,
 		leaf:       Config.centralLeaf,
 		background: []func(context.Context){p.keepCentralClaims, p.watchSources, p.superviseTenants},
 		readyLog: func() (string, []any) {

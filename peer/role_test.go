@@ -29,7 +29,7 @@ func TestRoleOf(t *testing.T) {
 			"peer ready; its streams follow once the cluster has a JetStream quorum"},
 		{"central in operator mode", func(c *Config) {
 			c.Role, c.Trust, c.Cluster.Listen = RoleCentral, "trust.json", "127.0.0.1:6222"
-		}, false, false, 3, "peer ready in operator mode; tenants come through the resolver"},
+		}, false, true, 3, "peer ready in operator mode; tenants come through the resolver"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
