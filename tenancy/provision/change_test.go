@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon/bus"
@@ -37,8 +38,9 @@ func accountJWT(t *testing.T, ctx context.Context, st *tenancy.Store, d provisio
 
 // TestChanges: a site added (once, or again with existOK once its users are
 // revoked), a site's join, a poller's credentials (with the site's
-// poller key pushed first), a revocation and new limits reach central, as
-// the tenant's bucket and central's answers to the credentials show.
+// poller key pushed first: central has it, and refuses the poller), a
+// revocation and new limits reach central, as the tenant's bucket,
+// central's account JWT and its answers to the credentials show.
 func TestChanges(t *testing.T) {
 	st := newStore(t)
 	url, sys := central(t, st)
@@ -90,33 +92,61 @@ func TestChanges(t *testing.T) {
 	if u.Name != "poller-paris" || u.Role != tenancy.RolePoller || u.Site != "paris" {
 		t.Fatalf("issued %+v; want poller-paris, a poller of paris", u)
 	}
-	nc, err := dialer(t, url)(creds)
+	// IssueCreds pushed the site's poller key first: central holds it in
+	// the account's JWT, and refuses the poller all the same (a poller
+	// works at its own site only; central drops every site's key from
+	// the claims it applies).
+	tn, err := st.Tenant("acme")
 	if err != nil {
-		t.Fatalf("central refuses the new poller's credentials: %v", err)
-	}
-	nc.Close()
-
-	if err := provision.Revoke(ctx, st, d, "acme", "poller-paris"); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, 10*time.Second, "central refuses the revoked credentials", func() bool {
-		auth, err := tenancy.CredsOption(creds)
-		if err != nil {
-			t.Fatal(err)
+	msg, err := sys.Request("$SYS.REQ.ACCOUNT."+tn.Account+".CLAIMS.LOOKUP", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(string(msg.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(ac.SigningKeys.Keys(), func(k string) bool {
+		us, ok := ac.SigningKeys[k].(*jwt.UserScope)
+		return ok && us.Role == tenancy.PollerScopeRole("paris")
+	}) {
+		t.Fatal("central's account JWT has no poller key of paris")
+	}
+	refusedAt := func(creds []byte) func() bool {
+		return func() bool {
+			nc, err := dialer(t, url)(creds)
+			if err == nil {
+				nc.Close()
+			}
+			return err != nil
 		}
-		nc, err := nats.Connect(url, auth, nats.MaxReconnects(0))
-		if err == nil {
-			nc.Close()
-		}
-		return err != nil
-	})
+	}
+	eventually.True(t, 10*time.Second, "central refuses the poller", refusedAt(creds))
+
+	// A revocation reaches central: a NOC's credentials, refused there
+	// once revoked.
+	noc, nocCreds, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RoleNOC, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := dialer(t, url)(nocCreds)
+	if err != nil {
+		t.Fatalf("central refuses a new NOC's credentials: %v", err)
+	}
+	nc.Close()
+	if err := provision.Revoke(ctx, st, d, "acme", noc.Name); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "central refuses the revoked credentials", refusedAt(nocCreds))
 	if err := provision.Revoke(ctx, st, d, "acme", "nobody"); !errors.Is(err, tenancy.ErrNoUser) {
 		t.Fatalf("revoke an unknown user: %v, want %v", err, tenancy.ErrNoUser)
 	}
 
 	lim := tenancy.DefaultLimits()
 	lim.Consumers = 7
-	tn, err := provision.SetLimits(ctx, st, d, "acme", lim)
+	tn, err = provision.SetLimits(ctx, st, d, "acme", lim)
 	if err != nil {
 		t.Fatal(err)
 	}
