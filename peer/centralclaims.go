@@ -42,7 +42,7 @@ const (
 	// claimsEvery is how often a central peer looks at its resolver's
 	// hash for new account JWTs (or, after a look at the directory,
 	// twenty times as long as the look took, when longer: paceAfter).
-	claimsEvery = 100 * time.Millisecond
+	claimsEvery = 20 * time.Millisecond
 	// appliedWait bounds how long put waits for the server to apply an
 	// account's newest JWT itself before editing it.
 	appliedWait = 5 * time.Second
