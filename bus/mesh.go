@@ -759,8 +759,14 @@ func ReadEvent(subject string, h nats.Header, data []byte, ev *meshmon.Event) er
 	if err := meshmon.CheckEvent(subject, ev); err != nil {
 		return err
 	}
-	if ok, sourced := FromSiteSource(h, EventsStream, ev.Data.Site); sourced && !ok {
-		return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, subject, ev.Data.Site, HdrStreamSource, h.Get(HdrStreamSource))
+	return checkSource(subject, h, ev.Data.Site)
+}
+
+// checkSource returns an error when the event stored on subject came
+// through a source other than site's (FromSiteSource).
+func checkSource(subject string, h nats.Header, site string) error {
+	if ok, sourced := FromSiteSource(h, EventsStream, site); sourced && !ok {
+		return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, subject, site, HdrStreamSource, h.Get(HdrStreamSource))
 	}
 	return nil
 }
@@ -777,8 +783,8 @@ func ReadEvent(subject string, h nats.Header, data []byte, ev *meshmon.Event) er
 func ShowableEvent(subject string, h nats.Header, data []byte) error {
 	tok := strings.Split(subject, ".")
 	if len(tok) > 1 {
-		if ok, sourced := FromSiteSource(h, EventsStream, tok[1]); sourced && !ok {
-			return fmt.Errorf("%w: %s: not from site %s's source (%s %q)", meshmon.ErrUntrustedEvent, subject, tok[1], HdrStreamSource, h.Get(HdrStreamSource))
+		if err := checkSource(subject, h, tok[1]); err != nil {
+			return err
 		}
 	}
 	var ev meshmon.Event

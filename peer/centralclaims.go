@@ -144,14 +144,24 @@ func (p *Peer) applyCentralClaims(srv *server.Server) error {
 	if err != nil {
 		return err
 	}
-	res, ok := srv.AccountResolver().(*server.DirAccResolver)
-	if !ok {
-		return fmt.Errorf("central claims: the resolver is %T, not a full resolver", srv.AccountResolver())
+	res, err := fullResolver(srv)
+	if err != nil {
+		return err
 	}
 	w := &claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}, hash: res.Hash()}
 	w.look(func(account string) error { return signer.put(srv, account) }, p.claimsFailed)
 	p.claims = w
 	return nil
+}
+
+// fullResolver returns srv's full resolver, whose store the claims watch
+// reads.
+func fullResolver(srv *server.Server) (*server.DirAccResolver, error) {
+	res, ok := srv.AccountResolver().(*server.DirAccResolver)
+	if !ok {
+		return nil, fmt.Errorf("central claims: the resolver is %T, not a full resolver", srv.AccountResolver())
+	}
+	return res, nil
 }
 
 // claimsFailed logs an account whose claims could not be edited.
@@ -170,8 +180,8 @@ func (p *Peer) keepCentralClaims(ctx context.Context) {
 		return
 	}
 	srv, w := p.Server(), p.claims
-	res, ok := srv.AccountResolver().(*server.DirAccResolver)
-	if !ok || w == nil {
+	res, err := fullResolver(srv)
+	if err != nil || w == nil {
 		return // applyCentralClaims refused to start the peer
 	}
 	t := time.NewTimer(claimsEvery)
