@@ -22,6 +22,7 @@ import (
 // the ops client subscribed there twice, and every event of that tenant
 // came twice (TestTenantsWalledOff, in CI).
 func TestOpsViewOnceThroughKeyUpdates(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, p := startOperatorCentral(t)

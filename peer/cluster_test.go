@@ -37,6 +37,7 @@ func startMesh(t *testing.T, n int, configure func(int, *peer.Config)) *meshtest
 // brought down to one replica by hand first, as a central grown from one
 // member has them; the upkeep raises them to three.
 func TestScaledCentralKeepsSourcing(t *testing.T) {
+	t.Parallel()
 	m := startMesh(t, 3, func(_ int, cfg *peer.Config) {
 		// A short dedup window, so that an old event sent again would
 		// be stored again and show.
@@ -94,6 +95,7 @@ func TestScaledCentralKeepsSourcing(t *testing.T) {
 // cluster through another peer, and the replicas it held move to the
 // member left over; a running peer and an unknown name are refused.
 func TestRemovePeer(t *testing.T) {
+	t.Parallel()
 	central := startMesh(t, 4, nil).Central
 	ctx := context.Background()
 	replicas := func(js jetstream.JetStream) ([]string, error) {

@@ -227,6 +227,7 @@ func TestDiskFullRefusesAndResumes(t *testing.T) {
 // member starts JetStream again by itself, without a restart, and its
 // replica of EVENTS catches up: every event once, in order, on all three.
 func TestDiskFullClusterMember(t *testing.T) {
+	t.Parallel()
 	dir := mountTinyFS(t, "64m")
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	peers := make([]*Peer, 3)

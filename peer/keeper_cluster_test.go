@@ -19,6 +19,7 @@ import (
 // waiting for the link to return: when the member led the consumer central
 // sources EVENTS through, it hands the consumer to a linked member.
 func TestSiteClusterMemberCut(t *testing.T) {
+	t.Parallel()
 	for _, member := range []string{"follower", "leader"} {
 		t.Run(member, func(t *testing.T) { testSiteClusterMemberCut(t, member == "leader") })
 	}

@@ -246,6 +246,7 @@ func sourceActive(ctx context.Context, js jetstream.JetStream, site string) (tim
 // link closes) or silent (the link loses what it carries until its pings
 // fail, and the site's consumer is left stalled on flow control).
 func TestSourceResumesAfterCut(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"loud", "silent"} {
 		t.Run(mode, func(t *testing.T) { testSourceResumesAfterCut(t, mode) })
 	}

@@ -64,6 +64,7 @@ func (r *recordedLog) setAgain(account string) bool {
 // nudged or set again as soon as its link returns, and central gets every
 // event.
 func TestOperatorCentralWatchesSources(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	st, trustFile := operatorStore(t)

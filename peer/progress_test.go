@@ -101,6 +101,7 @@ func TestProgressWatchDue(t *testing.T) {
 // positions do not move, says so, and sets the source again (which does
 // not end a pause: once the consumer is resumed, the events arrive).
 func TestStuckSourceIsSetAgain(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	w := &logWatch{}
 	cjs := peerJS(t, startPeerLog(t, centralConfig(t, "c1"), w))

@@ -18,6 +18,7 @@ import (
 // than at its next heartbeat) and sets the limit back once the consumer is
 // under it. Central gets every event once.
 func TestStallAnswerPromptsConsumer(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))
 	join, px := joinViaProxy(t, cjs, "paris")

@@ -22,6 +22,7 @@ import (
 // event's subject to, and what events tail shows (bus.ShowableEvent): this
 // pins that to nats-server's own naming of sources, on real servers.
 func TestCentralKnowsWhichSiteSent(t *testing.T) {
+	t.Parallel()
 	m := startMesh(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

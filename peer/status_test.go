@@ -15,6 +15,7 @@ import (
 // caught up; the site's own status shows its link to central down, with
 // the events central lacks, and up again with none.
 func TestStatusTellsTruth(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	ctx := testCtx(t)
 	cjs := peerJS(t, startPeer(t, centralConfig(t, "c1")))

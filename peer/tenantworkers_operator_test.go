@@ -132,6 +132,7 @@ func credsConn(t *testing.T, url string, creds []byte, opts ...nats.Option) *nat
 // event, not at its creation; before it, the tenant lists no alarm and
 // takes a maintenance window all the same.
 func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, p := startOperatorCentral(t)
@@ -218,6 +219,7 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 // next holder, acting in the account over its own signed connection,
 // applies the recovery: each change once, in order.
 func TestTenantWorkersMoveWithTheLeaseOperator(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a three-peer central in operator mode")
 	}

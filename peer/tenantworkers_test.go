@@ -23,6 +23,7 @@ import (
 // ALARMS holds each alarm's changes once each, in order, every clear
 // among them.
 func TestTenantWorkersMoveWithTheLease(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a three-peer central and a site")
 	}

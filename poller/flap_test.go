@@ -18,6 +18,7 @@ import (
 // window, the events in the stream, folded into central's alarms, leave
 // both alarms cleared.
 func TestPollerFlappingAlarmsClear(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 2, "127.64.0.1")
 	const window = 20 * time.Second
 	p, _ := e.runPoller(func(c *poller.Config) {

@@ -185,6 +185,7 @@ func TestPollerGroupSharesDevices(t *testing.T) {
 // stored twice, even with a duplicate window far shorter than the cut.
 // g1 polls through a proxy that cuts it off.
 func TestPollerGroupPartition(t *testing.T) {
+	t.Parallel()
 	e := &env{t: t, dir: t.TempDir()}
 	cfg := peer.DefaultConfig()
 	cfg.Name, cfg.Site, cfg.DataDir, cfg.Listen = "p", "lab", filepath.Join(e.dir, "peer"), "127.0.0.1:0"
@@ -292,6 +293,7 @@ func TestPollerGroupPartition(t *testing.T) {
 // states the site's events announced, so it does not announce the
 // interface down again, and announces its return from down.
 func TestPollerGroupHandsOverStates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 4, "127.63.0.1")
 	crash := map[string]func(){"g1": e.runMember("g1"), "g2": e.runMember("g2")}
 	ctx := context.Background()

@@ -285,6 +285,7 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 // TestPollerTurnsFaultsIntoEvents drives faults on simulated agents and
 // finds the events, with CloudEvents fields and samples, in the streams.
 func TestPollerTurnsFaultsIntoEvents(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 3, "127.90.0.1")
 	p, _ := e.runPoller(nil)
 	a := e.sim.Agents()
@@ -328,6 +329,7 @@ func TestPollerTurnsFaultsIntoEvents(t *testing.T) {
 // TestPollerSpoolsWhilePeerIsAway stops the peer, injects faults, brings the
 // peer back on the same address and data, and finds every event once.
 func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 2, "127.91.0.1")
 	p, _ := e.runPoller(nil)
 	a := e.sim.Agents()
@@ -371,7 +373,8 @@ func TestPollerSpoolsWhilePeerIsAway(t *testing.T) {
 
 // TestPollerRestartDoesNotRepeatEvents restarts the poller on the same
 // bbolt file: known states are not announced again, and a change made while
-// it was down is announced once.
+// it was down is announced once. Not parallel: its leak check sees every
+// poller of the process.
 func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 	e := newEnv(t, 1, "127.92.0.1")
 	a := e.sim.Agents()[0]
@@ -402,6 +405,7 @@ func TestPollerRestartDoesNotRepeatEvents(t *testing.T) {
 // poller keeps running, counts what it could not keep, loses nothing it had
 // accepted, and reports a change it could not spool once there is room.
 func TestPollerFullSpool(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 2, "127.93.0.1")
 	e.spool = 16 << 10
 	p, _ := e.runPoller(nil)
@@ -586,6 +590,7 @@ func ownGoroutines() []string {
 // again and again while it is being polled: the new settings wait for the
 // running poll, so the agent never sees two requests at once.
 func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 1, "127.97.0.1")
 	a := e.sim.Agents()[0]
 	a.SetDelay(250 * time.Millisecond) // a poll takes two or three of these
@@ -616,6 +621,7 @@ func TestPollerNeverPollsADeviceTwiceAtOnce(t *testing.T) {
 // moves (a recorded agent, broken firmware) is polled many times without a
 // single reboot event, while a real reboot of it is still reported.
 func TestPollerFrozenUptimeRaisesNoReboot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 1, "127.98.0.1")
 	a := e.sim.Agents()[0]
 	eventually.True(t, 10*time.Second, "some uptime", func() bool { return a.Uptime() > time.Second })
@@ -636,6 +642,7 @@ func TestPollerFrozenUptimeRaisesNoReboot(t *testing.T) {
 // event is in the spool, not before, and not at all while the spool cannot
 // take it (its sender then retries).
 func TestPollerAcksInformsOnlyWhenSpooled(t *testing.T) {
+	t.Parallel()
 	e := newEnvChecks(t, 1, "127.99.0.1", meshmon.CheckICMP)
 	e.spool = 4 << 10
 	p, _ := e.runPoller(func(c *poller.Config) { c.TrapListen = "127.0.0.1:0" })

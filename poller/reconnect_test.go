@@ -25,6 +25,7 @@ import (
 // not after its timeout. Every message is stored once (the simulated
 // device's own events besides).
 func TestPollerRetriesAfterReconnect(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 1, "127.91.2.1")
 	const n = 20_000
 	store, err := storage.Open(e.store, storage.Options{})

@@ -23,6 +23,7 @@ import (
 // plain states, so nothing ever cleared them, and wrote the uptime check
 // over the reboot history, which made a reboot of nothing.
 func TestTakeOverFlappingAlarmsClear(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 4, "127.65.0.1")
 	const window = 30 * time.Second
 	damping := func(c *poller.Config) {

