@@ -32,11 +32,11 @@ const (
 
 // Sender delivers messages to channels. Its zero value works.
 type Sender struct {
-	HTTP *http.Client // nil: Client(AllowLoopback, 30 s)
+	HTTP *http.Client // nil: Client(Reach, 30 s)
 	Now  func() time.Time
-	// AllowLoopback lets deliveries connect to loopback addresses (see
-	// Dialer); mail always dials through Dialer.
-	AllowLoopback bool
+	// Reach is where deliveries may connect (see Dialer); mail always
+	// dials through Dialer.
+	Reach Reach
 }
 
 // Send delivers m to ch, signed or authenticated with secret, as the
@@ -104,7 +104,7 @@ func (s *Sender) post(ctx context.Context, target string, body []byte, delivery,
 	}
 	c := s.HTTP
 	if c == nil {
-		c = Client(s.AllowLoopback, 30*time.Second)
+		c = Client(s.Reach, 30*time.Second)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -131,7 +131,7 @@ func (s *Sender) mail(ctx context.Context, ch Channel, password, delivery string
 	if err != nil {
 		return fmt.Errorf("%w: channel %s: smtp %q: %w", ErrInvalid, ch.Name, ch.SMTP, err)
 	}
-	conn, err := Dialer(s.AllowLoopback, 30*time.Second).DialContext(ctx, "tcp", ch.SMTP)
+	conn, err := Dialer(s.Reach, 30*time.Second).DialContext(ctx, "tcp", ch.SMTP)
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}

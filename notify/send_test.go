@@ -48,7 +48,7 @@ func (c *capture) server(t *testing.T) *httptest.Server {
 func TestWebhookIsSignedWithTheChannelSecret(t *testing.T) {
 	var c capture
 	srv := c.server(t)
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	ch := notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL, AllowPlaintext: true}
 	ctx := context.Background()
 	if err := s.Send(ctx, "acme", ch, []byte("s3cret"), "d1", message()); err != nil {
@@ -72,7 +72,7 @@ func TestWebhookIsSignedWithTheChannelSecret(t *testing.T) {
 func TestWebhookRefusalIsAnError(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusBadGateway) }))
 	t.Cleanup(srv.Close)
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	err := s.Send(context.Background(), "acme", notify.Channel{Name: "hook", Type: notify.TypeWebhook, URL: srv.URL, AllowPlaintext: true}, []byte("k"), "d1", message())
 	if !errors.Is(err, notify.ErrStatus) {
 		t.Fatalf("err %v, want ErrStatus", err)
@@ -82,7 +82,7 @@ func TestWebhookRefusalIsAnError(t *testing.T) {
 func TestChatFormats(t *testing.T) {
 	var c capture
 	srv := c.server(t)
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	ctx := context.Background()
 	// The chat tool's URL is the channel's secret.
 	if err := s.Send(ctx, "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack, AllowPlaintext: true}, []byte(srv.URL+"/services/T0/B0/x\n"), "d1", message()); err != nil {
@@ -202,7 +202,7 @@ func TestEmailOverSTARTTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	if err := s.Send(ctx, "acme", ch, []byte("mail-pass"), "paris.rtr1.icmp.4.mail", message()); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestEmailWithoutSTARTTLSNeedsPlaintextAllowed(t *testing.T) {
 	ch := notify.Channel{Name: "mail", Type: notify.TypeEmail, SMTP: addr, From: "meshmon@example.net", To: []string{"noc@example.net"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	if err := s.Send(ctx, "acme", ch, nil, "d1", message()); !errors.Is(err, notify.ErrNoStartTLS) {
 		t.Fatalf("err %v, want ErrNoStartTLS", err)
 	}
@@ -283,7 +283,7 @@ func TestValidate(t *testing.T) {
 	}
 	// A chat URL (the secret) over http:// is refused at send, without
 	// the URL in the error.
-	err := (&notify.Sender{AllowLoopback: true}).Send(context.Background(), "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack}, []byte("http://chat.example.net/T0/s3cret"), "d", message())
+	err := (&notify.Sender{Reach: notify.Reach{AllowLoopback: true}}).Send(context.Background(), "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack}, []byte("http://chat.example.net/T0/s3cret"), "d", message())
 	if !errors.Is(err, notify.ErrInvalid) || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("err %v, want ErrInvalid without the URL", err)
 	}
@@ -308,7 +308,7 @@ func TestValidate(t *testing.T) {
 func TestChatFormatsEscapeDeviceText(t *testing.T) {
 	var c capture
 	srv := c.server(t)
-	s := &notify.Sender{AllowLoopback: true}
+	s := &notify.Sender{Reach: notify.Reach{AllowLoopback: true}}
 	m := message()
 	m.Items[0].Alarm.Message = `interface <!channel> <https://evil.example|log in again> [log in](https://evil.example) & more`
 	if err := s.Send(context.Background(), "acme", notify.Channel{Name: "slack", Type: notify.TypeSlack, AllowPlaintext: true}, []byte(srv.URL), "d1", m); err != nil {

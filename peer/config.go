@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshmon/meshmon"
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/notify"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -141,6 +142,10 @@ type Config struct {
 	// host (notify.Dialer refuses them otherwise, and link-local ones
 	// always).
 	NotifyAllowLoopback bool `json:"notify_allow_loopback,omitempty"`
+	// NotifyDenyNets (central) are networks notifications may not
+	// connect to, in CIDR form: the operator's own (central's management
+	// network), which a tenant admin's channel could otherwise probe.
+	NotifyDenyNets []string `json:"notify_deny_nets,omitempty"`
 }
 
 // MinPasswordLen is the shortest password a peer takes for its clients,
@@ -261,6 +266,9 @@ func (c Config) validateCentral() error {
 	}
 	if len(c.Tenants) > 0 {
 		return invalid("tenants are for site peers; central takes them through its resolver (--trust)")
+	}
+	if _, err := notify.ParseDenyNets(c.NotifyDenyNets); err != nil {
+		return invalid("%v", err)
 	}
 	if c.AlarmLateAfter < 0 {
 		return invalid("alarm late after %s must not be negative (0: the default, a minute)", c.AlarmLateAfter)

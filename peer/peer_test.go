@@ -88,6 +88,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tenants at central", func(c *Config) { c.Role, c.Tenants = RoleCentral, []SiteTenant{{Name: "acme"}} }, "tenants are for site peers"},
 		{"tenants without trust", func(c *Config) { c.Tenants = []SiteTenant{{Name: "acme"}} }, "operator's trust"},
 		{"alarm late after", func(c *Config) { c.Role, c.AlarmLateAfter = RoleCentral, -time.Second }, "alarm late after -1s must not be negative"},
+		{"notify deny net", func(c *Config) { c.Role, c.NotifyDenyNets = RoleCentral, []string{"10.0.0.0/8", "10.1.2.3"} }, `notify deny net "10.1.2.3" is not a network in CIDR form`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +105,20 @@ func TestConfigValidate(t *testing.T) {
 	c.Site = "Bad"
 	if err := c.Validate(); !errors.Is(err, meshmon.ErrInvalidName) {
 		t.Fatalf("site error %v does not wrap meshmon.ErrInvalidName", err)
+	}
+}
+
+// TestNotifyReach: a central peer's --notify-allow-loopback and
+// --notify-deny-net reach its notification runners.
+func TestNotifyReach(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Role, cfg.NotifyAllowLoopback, cfg.NotifyDenyNets = RoleCentral, true, []string{"10.20.0.0/16", "fd00::/8"}
+	r := (&Peer{cfg: cfg}).notifyReach()
+	if !r.AllowLoopback || len(r.Deny) != 2 || r.Deny[0].String() != "10.20.0.0/16" || r.Deny[1].String() != "fd00::/8" {
+		t.Fatalf("reach %+v", r)
+	}
+	if r := (&Peer{cfg: DefaultConfig()}).notifyReach(); r.AllowLoopback || len(r.Deny) != 0 {
+		t.Fatalf("default reach %+v, want loopback refused and no network denied", r)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/meshmon/meshmon/bus/alarmbus"
 	"github.com/meshmon/meshmon/bus/notifybus"
 	"github.com/meshmon/meshmon/internal/backoff"
+	"github.com/meshmon/meshmon/notify"
 )
 
 // TenantWorker is work a central peer does in one tenant's account, on the
@@ -31,24 +32,31 @@ type TenantWorker func(ctx context.Context, nc *nats.Conn, tenant string) error
 // one line here.
 func (p *Peer) tenantWorkers() []TenantWorker {
 	return []TenantWorker{
-		alarmbus.Worker(p.log, p.cfg.AlarmLateAfter),               // alarm state from EVENTS (issue 22)
-		notifyWorker(p.cfg.Name, p.cfg.NotifyAllowLoopback, p.log), // notifications of the alarms' changes
+		alarmbus.Worker(p.log, p.cfg.AlarmLateAfter),     // alarm state from EVENTS (issue 22)
+		notifyWorker(p.cfg.Name, p.notifyReach(), p.log), // notifications of the alarms' changes
 	}
 }
 
 // notifyWorker runs the tenant's notifications (bus/notifybus) over the
 // ALARMS stream the alarm processor fills; a central with its own users
 // serves DefaultTenant.
-func notifyWorker(name string, allowLoopback bool, log *slog.Logger) TenantWorker {
+func notifyWorker(name string, reach notify.Reach, log *slog.Logger) TenantWorker {
 	return func(ctx context.Context, nc *nats.Conn, tenant string) error {
 		if tenant == "" {
 			tenant = DefaultTenant
 		}
 		cfg := notifybus.DefaultConfig(tenant)
-		cfg.Holder, cfg.AllowLoopback = name, allowLoopback
+		cfg.Holder, cfg.Reach = name, reach
 		cfg.Log = log.With("worker", "notify")
 		return notifybus.RunConfig(ctx, nc, cfg)
 	}
+}
+
+// notifyReach is where the peer's notifications may connect (Validate
+// has checked the networks).
+func (p *Peer) notifyReach() notify.Reach {
+	deny, _ := notify.ParseDenyNets(p.cfg.NotifyDenyNets)
+	return notify.Reach{AllowLoopback: p.cfg.NotifyAllowLoopback, Deny: deny}
 }
 
 // The tenant's lease: a key of a bucket in the tenant's account, held by

@@ -49,10 +49,10 @@ type Config struct {
 	// AckWait is the consumer's: how long a change taken by a runner
 	// that died waits before it is given to the next.
 	AckWait time.Duration
-	HTTP    *http.Client // nil: notify.Client(AllowLoopback, SendTimeout)
-	// AllowLoopback lets deliveries connect to loopback addresses
-	// (notify.Dialer): a central peer's --notify-allow-loopback.
-	AllowLoopback bool
+	HTTP    *http.Client // nil: notify.Client(Reach, SendTimeout)
+	// Reach is where deliveries may connect (notify.Dialer): a central
+	// peer's --notify-allow-loopback and --notify-deny-net.
+	Reach notify.Reach
 }
 
 // DefaultConfig is the runner of a tenant as Run starts it.
@@ -89,7 +89,7 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	}
 	if cfg.HTTP == nil {
 		// Its own client: its idle connections close with the runner.
-		cfg.HTTP = notify.Client(cfg.AllowLoopback, cfg.SendTimeout)
+		cfg.HTTP = notify.Client(cfg.Reach, cfg.SendTimeout)
 		defer cfg.HTTP.CloseIdleConnections()
 	}
 	js, err := jetstream.New(nc)
@@ -97,7 +97,7 @@ func RunConfig(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	r := &runner{cfg: cfg, log: cfg.Log.With("tenant", cfg.Tenant), wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now, AllowLoopback: cfg.AllowLoopback}, chans: map[string]*chanState{},
+		sender: &notify.Sender{HTTP: cfg.HTTP, Now: cfg.Now, Reach: cfg.Reach}, chans: map[string]*chanState{},
 		id: cmp.Or(cfg.Holder, "runner") + "." + nuid.Next(), known: map[string]uint64{}, unrecorded: map[string]Attempt{}}
 	cons, err := r.setup(ctx, js)
 	if err != nil {

@@ -127,7 +127,7 @@ func testConfig() notifybus.Config {
 	cfg := notifybus.DefaultConfig("acme")
 	cfg.Tick, cfg.RetryFirst, cfg.RetryMax, cfg.AckWait = 50*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond, 2*time.Second
 	cfg.LateQuiet, cfg.LateWait = 300*time.Millisecond, 10*time.Second
-	cfg.AllowLoopback = true // the receivers are httptest's, on loopback
+	cfg.Reach.AllowLoopback = true // the receivers are httptest's, on loopback
 	return cfg
 }
 

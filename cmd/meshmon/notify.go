@@ -179,7 +179,7 @@ func notifyChannelTest(c *cli.Context) error {
 		// The test is sent from here, the admin's machine, not central:
 		// a channel on this machine's loopback is the admin's own to
 		// reach (notify.Dialer still refuses link-local addresses).
-		return st.Test(ctx, c.String("tenant"), name, &notify.Sender{AllowLoopback: true})
+		return st.Test(ctx, c.String("tenant"), name, &notify.Sender{Reach: notify.Reach{AllowLoopback: true}})
 	})
 	if err != nil {
 		return fmt.Errorf("channel %s: test: %w", name, err)

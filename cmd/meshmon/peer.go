@@ -69,6 +69,7 @@ func peerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "tls-watch", Value: peer.DefaultTLSWatch, Destination: &def.TLS.Watch, EnvVars: env("TLS_WATCH"), Usage: "how often to look for new --tls-cert/--tls-key files and reload them (0: never; SIGHUP reloads too)"},
 				&cli.DurationFlag{Name: "alarm-late-after", Value: alarm.DefaultLateAfter, Destination: &def.AlarmLateAfter, EnvVars: env("ALARM_LATE_AFTER"), Usage: "central: an event reaching the alarms this long after its time makes late changes, which notifications summarise instead of paging each (a site catching up after a link cut)"},
 				&cli.BoolFlag{Name: "notify-allow-loopback", Destination: &def.NotifyAllowLoopback, EnvVars: env("NOTIFY_ALLOW_LOOPBACK"), Usage: "central: let notification channels reach loopback addresses (a mail relay on this host); refused otherwise, so that a tenant admin's channel cannot reach central's own ports"},
+				&cli.StringSliceFlag{Name: "notify-deny-net", EnvVars: env("NOTIFY_DENY_NETS"), Usage: "central: a network, in CIDR form, that notification channels may not reach (repeat it, or commas): your own, such as central's management network, which a tenant admin's channel could otherwise probe"},
 				&cli.BoolFlag{Name: "insecure", Destination: &def.Insecure, EnvVars: env("INSECURE"), Usage: "allow plaintext listeners and links, clients without credentials off loopback and an open monitor (warns at start)"},
 				jsonFlag(),
 			}, append(consoleFlags(env), metricsFlags(env, true)...)...),
@@ -249,6 +250,7 @@ func peerConfig(c *cli.Context, cfg *peer.Config) error {
 		}
 	}
 	cfg.Cluster.Routes = c.StringSlice("routes")
+	cfg.NotifyDenyNets = c.StringSlice("notify-deny-net")
 	if cfg.Role == peer.RoleCentral {
 		cfg.LeafPassword = c.String("leaf-password")
 	}
