@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/backoff"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -80,10 +81,22 @@ func PushTenant(ctx context.Context, st *tenancy.Store, d Dialers, t tenancy.Ten
 		return err
 	}
 	defer nc.Close()
-	if err := bus.PutAccountJWT(ctx, js, t.JWT, 1); err != nil {
-		return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
+	// Right after a push the account's JetStream may answer nothing for
+	// a moment: TestPollerScope failed once so in CI ("no responders",
+	// the bucket write right after a revocation, while central applied
+	// the JWT and then again without the sites' poller keys,
+	// peer/centralclaims.go; which of the two left no responder was not
+	// read in nats-server's code). Asked again, as MakeStreams does.
+	b := backoff.New(100*time.Millisecond, 2*time.Second)
+	for {
+		err := bus.PutAccountJWT(ctx, js, t.JWT, 1)
+		if err == nil {
+			return nil
+		}
+		if !accountSettling(err) || !b.Wait(ctx) {
+			return fmt.Errorf("central has it, but the tenant's sites will not see it until this runs again: %w", err)
+		}
 	}
-	return nil
 }
 
 // pushOpsAfter pushes the ops account over sys when its JWT still imports
