@@ -417,12 +417,14 @@ func TestReservedUserNames(t *testing.T) {
 }
 
 // TestPermissionsFitConnect: a user JWT travels in the client's CONNECT
-// line, which a server takes up to 4 KiB long; a NOC and a poller with the
+// line, which a peer takes up to peer.MaxControlLine long (nats-server's
+// default, 4 KiB, is too short for a NOC's); a NOC and a poller with the
 // longest names a tenant and a user may have connect and read their
-// replies.
+// replies, at a stock nats-server set so (a central peer refuses
+// pollers).
 func TestPermissionsFitConnect(t *testing.T) {
 	st := newStore(t)
-	p := central(t, st)
+	url := siteServer(t, st) // pollers connect: not a central peer
 	tenant := strings.Repeat("t", 63)
 	ten, err := st.CreateTenant(tenant, tenancy.DefaultLimits())
 	if err != nil {
@@ -432,7 +434,7 @@ func TestPermissionsFitConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snc, err := connectCreds(t, p.ClientURL(), sys)
+	snc, err := connectCreds(t, url, sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +461,7 @@ func TestPermissionsFitConnect(t *testing.T) {
 		if err := tenancy.Push(ctx, snc, tn.JWT); err != nil {
 			t.Fatal(err)
 		}
-		nc, err := connectCreds(t, p.ClientURL(), creds)
+		nc, err := connectCreds(t, url, creds)
 		if err != nil {
 			t.Fatalf("%s user with a 63-character name: %v", u.role, err)
 		}

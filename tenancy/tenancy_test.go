@@ -239,6 +239,7 @@ func siteServer(t *testing.T, st *tenancy.Store) string {
 	}
 	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", -1, true, true
 	o.JetStream, o.StoreDir = true, t.TempDir()
+	o.MaxControlLine = peer.MaxControlLine // a user JWT's CONNECT line, as a peer takes it
 	srv, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
