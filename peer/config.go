@@ -44,7 +44,9 @@ func (c Cluster) Clustered() bool { return c.Listen != "" }
 
 // Config is the configuration of one peer.
 type Config struct {
-	// Name is the server name; it must be unique in the mesh.
+	// Name is the server name; it must be unique in the mesh. A site peer
+	// given none makes one at its first start, its site's name and a
+	// random suffix, and keeps it in DataDir (siteServerName).
 	Name string `json:"name"`
 	// Role is RoleSite (the default) or RoleCentral.
 	Role string `json:"role"`
@@ -192,7 +194,7 @@ func invalid(format string, a ...any) error {
 }
 
 func (c Config) validateName() error {
-	if c.Name == "" {
+	if c.Name == "" && c.Role != RoleSite {
 		return invalid("name is empty; give the server a name unique in the mesh")
 	}
 	if strings.ContainsAny(c.Name, " \t\r\n") {

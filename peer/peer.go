@@ -159,6 +159,16 @@ func (p *Peer) claim() error {
 	if p.lock, err = lockDataDir(p.cfg.DataDir); err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}
+	if p.cfg.Name == "" {
+		name, old, err := siteServerName(p.cfg.DataDir, p.cfg.Site, p.cfg.Cluster.Clustered())
+		if err != nil {
+			return fmt.Errorf("start peer: %w", err)
+		}
+		p.cfg.Name = name
+		if old {
+			p.log.Warn("this site peer keeps its site's name as its server name, as its cluster knows it: another site of the tenant can dial central under that name and keep this site's link off; give the site's peers names other sites cannot guess when you next rebuild the cluster (--name)", "name", name)
+		}
+	}
 	if err := checkStoreDir(p.cfg.StoreDir()); err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}

@@ -69,7 +69,8 @@ func TestConfigValidate(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		{"no name", func(c *Config) { c.Name = "" }, "name"},
+		{"no name at central", func(c *Config) { c.Role, c.Site, c.Name = RoleCentral, "", "" }, "name"},
+		{"name with a space", func(c *Config) { c.Name = "s 1" }, "name"},
 		{"bad site", func(c *Config) { c.Site = "Bad.Site" }, "site"},
 		{"bad listen", func(c *Config) { c.Listen = "4222" }, "listen"},
 		{"bad port", func(c *Config) { c.Listen = "h:99999" }, "listen"},

@@ -32,7 +32,7 @@ func peerCommand() *cli.Command {
 			Usage: "run a site or central peer until SIGINT or SIGTERM",
 			Flags: append([]cli.Flag{
 				configFlag(),
-				&cli.StringFlag{Name: "name", Destination: &def.Name, EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: the site name, or central)"},
+				&cli.StringFlag{Name: "name", Destination: &def.Name, EnvVars: env("NAME"), Usage: "server name, unique in the mesh (default: central; a site peer makes one at its first start, its site's name and a random suffix, and keeps it in its data dir)"},
 				&cli.StringFlag{Name: "role", Value: peer.RoleSite, Destination: &def.Role, EnvVars: env("ROLE"), Usage: "site or central"},
 				&cli.StringFlag{Name: "site", Destination: &def.Site, EnvVars: env("SITE"), Usage: "site name; also the JetStream domain (site role; taken from --join when not given)"},
 				&cli.StringSliceFlag{Name: "join", EnvVars: env("JOIN"), Usage: "join token from 'meshmon site add' (site role): central's URLs and the leaf credential; one per tenant the site serves"},
@@ -204,11 +204,11 @@ func peerRun(c *cli.Context, cfg *peer.Config) error {
 		log.Warn("no client authentication configured: anyone who reaches the listen address can read and write; set --auth-user/--auth-password or --auth-nkey")
 	}
 	if c.Bool("json") {
-		if err := printJSON(os.Stdout, map[string]string{"name": cfg.Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": con.URL()}); err != nil {
+		if err := printJSON(os.Stdout, map[string]string{"name": p.Config().Name, "role": cfg.Role, "domain": cfg.Domain(), "url": p.ClientURL(), "leaf_url": p.LeafURL(), "data_dir": cfg.DataDir, "console": con.URL()}); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", cfg.Name, p.ClientURL())
+		fmt.Fprintf(os.Stdout, "peer %s ready on %s\n", p.Config().Name, p.ClientURL())
 		if con != nil {
 			fmt.Fprintf(os.Stdout, "console on %s\n", con.URL())
 		}
@@ -243,11 +243,8 @@ func peerConfig(c *cli.Context, cfg *peer.Config) error {
 	case cfg.Site == "":
 		return fmt.Errorf("--site is required for a site peer (flag, MESHMON_PEER_SITE, key \"site\" in --config, or from --join)")
 	}
-	if cfg.Name == "" {
-		cfg.Name = cfg.Domain()
-		if cfg.Role == peer.RoleCentral {
-			cfg.Name = "central"
-		}
+	if cfg.Name == "" && cfg.Role == peer.RoleCentral {
+		cfg.Name = "central" // a site peer makes its own at start (peer.Config)
 	}
 	cfg.Cluster.Routes = c.StringSlice("routes")
 	cfg.NotifyDenyNets = c.StringSlice("notify-deny-net")
