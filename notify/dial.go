@@ -71,13 +71,18 @@ func (r Reach) check(address string) error {
 }
 
 // ParseDenyNets parses networks to deny (--notify-deny-net), each in CIDR
-// form ("10.0.0.0/8", "fd00::/8"); the error names the one that is not.
+// form ("10.0.0.0/8", "fd00::/8"); the error names the one that is not. An
+// IPv4 network written IPv4-mapped ("::ffff:10.0.0.0/104") is taken as the
+// IPv4 network it maps (10.0.0.0/8): an address is checked unmapped.
 func ParseDenyNets(nets []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(nets))
 	for _, s := range nets {
 		n, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
 			return nil, fmt.Errorf("notify deny net %q is not a network in CIDR form (such as 10.0.0.0/8 or fd00::/8)", s)
+		}
+		if n.Addr().Is4In6() && n.Bits() >= 96 {
+			n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-96)
 		}
 		out = append(out, n.Masked())
 	}

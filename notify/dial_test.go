@@ -81,9 +81,9 @@ func TestDeliveriesStayOffCentralsOwnAddresses(t *testing.T) {
 // TestParseDenyNets: --notify-deny-net takes networks in CIDR form, IPv4
 // and IPv6, and names the value it cannot take.
 func TestParseDenyNets(t *testing.T) {
-	got, err := notify.ParseDenyNets([]string{"10.1.2.3/8", "fd00::/8"})
-	if err != nil || len(got) != 2 || got[0].String() != "10.0.0.0/8" || got[1].String() != "fd00::/8" {
-		t.Fatalf("ParseDenyNets: %v, %v", got, err)
+	got, err := notify.ParseDenyNets([]string{"10.1.2.3/8", "fd00::/8", "::ffff:192.168.7.9/120"})
+	if err != nil || len(got) != 3 || got[0].String() != "10.0.0.0/8" || got[1].String() != "fd00::/8" || got[2].String() != "192.168.7.0/24" {
+		t.Fatalf("ParseDenyNets: %v, %v; want 10.0.0.0/8, fd00::/8 and the mapped network as 192.168.7.0/24", got, err)
 	}
 	for _, bad := range []string{"10.0.0.0/33", "10.0.0.1", "lan", ""} {
 		if _, err := notify.ParseDenyNets([]string{bad}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) {
