@@ -25,15 +25,23 @@ func accountJWT(t *testing.T, ctx context.Context, st *tenancy.Store, d provisio
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	kv, err := js.KeyValue(ctx, bus.TenantBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(ctx, bus.TenantAccountKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(e.Value())
+	// Right after a push the account's JetStream may answer nothing for a
+	// moment (PushTenant asks again for its own write; this read failed
+	// once in CI with "no responders" right after SetLimits).
+	var tok string
+	eventually.NoError(t, 10*time.Second, "the tenant bucket's account", func() error {
+		kv, err := js.KeyValue(ctx, bus.TenantBucket)
+		if err != nil {
+			return err
+		}
+		e, err := kv.Get(ctx, bus.TenantAccountKey)
+		if err != nil {
+			return err
+		}
+		tok = string(e.Value())
+		return nil
+	})
+	return tok
 }
 
 // TestChanges: a site added (once, or again with existOK once its users are
