@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -110,12 +111,22 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 256<<20, 64<<20
 	lim.EventsDuplicates = time.Second // an event sent again would show
-	if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.AddSite(ctx, cjs, "hq", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	// Central applies a pushed account twice (the resolver's JWT, then
+	// its claims watch's edit without the sites' poller keys,
+	// peer/centralclaims.go); while it does the account's JetStream may
+	// answer nothing for a moment, and provision.MakeStreams asks again
+	// so. So does this.
+	eventually.NoError(t, 30*time.Second, "the tenant's central streams and site hq", func() error {
+		if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
+			return err
+		}
+		// A try whose answer was lost stored the site: ErrSiteExists
+		// then, its sources set.
+		if err := bus.AddSite(ctx, cjs, "hq", time.Now()); !errors.Is(err, bus.ErrSiteExists) {
+			return err
+		}
+		return nil
+	})
 	b, err := st.IssueSite("acme", "hq")
 	if err != nil {
 		t.Fatal(err)

@@ -161,13 +161,21 @@ func (m *taskMesh) tenant(ctx context.Context, sys *nats.Conn, name, site string
 	}
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 64<<20, 16<<20
-	if err := bus.EnsureCentral(ctx, js, lim); err != nil {
-		t.Fatal(err)
-	}
+	// Central applies a pushed account twice (the resolver's JWT, then
+	// its claims watch's edit without the sites' poller keys,
+	// peer/centralclaims.go); while it does the account's JetStream may
+	// answer nothing for a moment, and provision.MakeStreams asks again
+	// so. So does this.
+	eventually.NoError(t, 30*time.Second, "the tenant's central streams", func() error { return bus.EnsureCentral(ctx, js, lim) })
 	if site != "" {
-		if err := bus.AddSite(ctx, js, site, time.Now()); err != nil {
-			t.Fatal(err)
-		}
+		eventually.NoError(t, 30*time.Second, "site "+site+" at central", func() error {
+			// A try whose answer was lost stored the site:
+			// ErrSiteExists then, its sources set.
+			if err := bus.AddSite(ctx, js, site, time.Now()); !errors.Is(err, bus.ErrSiteExists) {
+				return err
+			}
+			return nil
+		})
 	}
 	return nc
 }
