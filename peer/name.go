@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/meshmon/meshmon/pki"
 )
 
 // nameFile is where a site peer given no name keeps the one it made
@@ -50,40 +52,8 @@ func siteServerName(dataDir, site string, clustered bool) (name string, old bool
 		}
 	}
 	name = site + "-" + strings.ToLower(rand.Text()[:nameSuffixLen])
-	if err := writeFileSynced(path, []byte(name+"\n")); err != nil {
+	if err := pki.WriteSecret(path, []byte(name+"\n")); err != nil {
 		return "", false, fmt.Errorf("server name: %w", err)
 	}
 	return name, false, nil
-}
-
-// writeFileSynced writes b to path whole or not at all: to a temporary
-// file, synced, renamed over path, and the directory synced.
-func writeFileSynced(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync() // not every platform syncs a directory (Windows)
-		d.Close()
-	}
-	return nil
 }

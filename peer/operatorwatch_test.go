@@ -111,22 +111,7 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 256<<20, 64<<20
 	lim.EventsDuplicates = time.Second // an event sent again would show
-	// Central applies a pushed account twice (the resolver's JWT, then
-	// its claims watch's edit without the sites' poller keys,
-	// peer/centralclaims.go); while it does the account's JetStream may
-	// answer nothing for a moment, and provision.MakeStreams asks again
-	// so. So does this.
-	eventually.NoError(t, 30*time.Second, "the tenant's central streams and site hq", func() error {
-		if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
-			return err
-		}
-		// A try whose answer was lost stored the site: ErrSiteExists
-		// then, its sources set.
-		if err := bus.AddSite(ctx, cjs, "hq", time.Now()); !errors.Is(err, bus.ErrSiteExists) {
-			return err
-		}
-		return nil
-	})
+	centralStreamsAndSite(t, ctx, cjs, lim, "hq")
 	b, err := st.IssueSite("acme", "hq")
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +170,24 @@ func TestOperatorCentralWatchesSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCount(t, cjs, "hq", 1_100, 90*time.Second)
+}
+
+// centralStreamsAndSite makes a tenant's central streams and adds site, as
+// its admin (cjs), right after the tenant's account was pushed. Central
+// applies a pushed account twice (the resolver's JWT, then its claims
+// watch's edit without the sites' poller keys, centralclaims.go); while it
+// does the account's JetStream may answer nothing for a moment, and
+// provision.MakeStreams asks again so. So does this; a try whose answer
+// was lost stored the site, so ErrSiteExists is done too.
+func centralStreamsAndSite(t *testing.T, ctx context.Context, cjs jetstream.JetStream, lim bus.StreamLimits, site string) {
+	t.Helper()
+	eventually.NoError(t, 30*time.Second, "the tenant's central streams and site "+site, func() error {
+		if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
+			return err
+		}
+		if err := bus.AddSite(ctx, cjs, site, time.Now()); !errors.Is(err, bus.ErrSiteExists) {
+			return err
+		}
+		return nil
+	})
 }

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/bus"
-	"github.com/meshmon/meshmon/internal/eventually"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -184,22 +182,7 @@ func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStr
 	}
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 256<<20, 64<<20
-	// Central applies a pushed account twice (the resolver's JWT, then
-	// its claims watch's edit without the sites' poller keys,
-	// peer/centralclaims.go); while it does the account's JetStream may
-	// answer nothing for a moment, and provision.MakeStreams asks again
-	// so. So does this.
-	eventually.NoError(t, 30*time.Second, "the tenant's central streams and site paris", func() error {
-		if err := bus.EnsureCentral(ctx, cjs, lim); err != nil {
-			return err
-		}
-		// A try whose answer was lost stored the site: ErrSiteExists
-		// then, its sources set.
-		if err := bus.AddSite(ctx, cjs, "paris", time.Now()); !errors.Is(err, bus.ErrSiteExists) {
-			return err
-		}
-		return nil
-	})
+	centralStreamsAndSite(t, ctx, cjs, lim, "paris")
 	b, err := st.IssueSite("acme", "paris")
 	if err != nil {
 		t.Fatal(err)
