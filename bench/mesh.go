@@ -49,8 +49,11 @@ type meshBenchResult struct {
 	LatencyMax        string  `json:"latency_max"`
 	LatencyHops       []hop   `json:"latency_hops"`
 	LatencyDrain      string  `json:"latency_drain"`
-	NatsBenchPerSec   float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
-	IngestVsNatsBench float64 `json:"ingest_vs_nats_bench,omitempty"`
+	// LatencySettledAfter is how long the sites' source consumers took to
+	// settle after the last catch-up, before the latency run (settleSources).
+	LatencySettledAfter string  `json:"latency_settled_after"`
+	NatsBenchPerSec     float64 `json:"nats_bench_js_pub_per_sec,omitempty"`
+	IngestVsNatsBench   float64 `json:"ingest_vs_nats_bench,omitempty"`
 	// CatchUpVsNatsBench is the catch-up's rate over the anchor's: central
 	// sourcing from sites that only serve what they stored, where the
 	// ingest run's sites store as they go and may bound it.
@@ -550,7 +553,13 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 // event numbers from firstN on; the spools in dir).
 func (res *meshBenchResult) latency(ctx context.Context, out io.Writer, dir string, mesh *meshtest.Mesh, siteJS []jetstream.JetStream, firstN int, latencyFor time.Duration, trace string) error {
 	// 3. Latency at a steady rate: observation time to central's store
-	// time, and each hop on the way.
+	// time, and each hop on the way, once the last catch-up is over.
+	settled, err := settleSources(ctx, siteJS, time.Minute)
+	if err != nil {
+		return err
+	}
+	res.LatencySettledAfter = settled.Round(time.Millisecond).String()
+	fmt.Fprintf(out, "latency: the sites' source consumers settled %s after the last catch-up (every one delivered all it stores, under its limit)\n", res.LatencySettledAfter)
 	sw := watchSources(ctx, siteJS)
 	t0, cpu0, gc0 := time.Now(), proccpu.Used(), gcCycles()
 	lt, err := latencyRun(ctx, dir, siteJS, mesh.CentralJS, firstN, res.LatencyRate, res.DrainBatch, latencyFor)

@@ -119,3 +119,49 @@ func (w *sourceWatch) stop() sourceStats {
 	defer w.mu.Unlock()
 	return w.st
 }
+
+// settleSources waits, up to within, until every site's source consumer
+// of EVENTS has delivered all it stores and has fewer deliveries awaiting
+// central than it is made to allow (bus.SourceMaxAckPending; a keeper's
+// prompt raises the limit by one for a moment) in two samples running, and returns how long that took. A catch-up can
+// end with a consumer at its limit, its last flow-control request lost in
+// the link's return, until central answers the stall a heartbeat later
+// (docs/performance.md); a latency run started then times that stall, not
+// the mesh at a steady rate.
+func settleSources(ctx context.Context, sites []jetstream.JetStream, within time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	deadline := t0.Add(within)
+	calm := 0
+	for {
+		settled := true
+		for _, js := range sites {
+			c, err := js.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
+			if err != nil {
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				settled = false
+				break
+			}
+			info := c.CachedInfo()
+			if info.NumPending > 0 || info.NumAckPending >= bus.SourceMaxAckPending {
+				settled = false
+				break
+			}
+		}
+		if settled {
+			calm++
+		} else {
+			calm = 0
+		}
+		if calm == 2 {
+			return time.Since(t0), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Since(t0), fmt.Errorf("the sites' source consumers did not settle within %s", within)
+		}
+		if err := waitCtx(ctx, 20*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+}

@@ -74,6 +74,10 @@ func SourceDeliverSubject(site, stream string) string {
 // 2026-12-06. A site's peer updates its consumers at its start.
 const sourceBatch = 5_000
 
+// SourceMaxAckPending is the MaxAckPending a site's source consumers are
+// made with (sourceBatch); a keeper's prompt raises it for a moment.
+const SourceMaxAckPending = sourceBatch
+
 // EnsureSourceConsumers creates, at a site, the durable consumers central
 // sources EVENTS and METRICS through. It is idempotent; a site peer calls it
 // on every start.
