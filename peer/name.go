@@ -47,7 +47,7 @@ func siteServerName(dataDir, site string, clustered bool) (name string, old bool
 		return "", false, fmt.Errorf("server name: %w", err)
 	}
 	if clustered {
-		if _, err := os.Stat(filepath.Join(dataDir, "jetstream")); err == nil {
+		if _, err := os.Stat(Config{DataDir: dataDir}.StoreDir()); err == nil {
 			return site, true, nil
 		}
 	}
