@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,6 +143,11 @@ func (p *Peer) superviseTenants(ctx context.Context) {
 // as long as a look takes, when longer: paceAfter), at a look of every
 // account's streams up to tenantsEvery old (streamsLook, shared with the
 // source watch).
+//
+// Or once woken (wokenAccounts): a tenant's admin, who may make no stream,
+// has central make the tenant's alarm and notification stores before its
+// first event so, to set notifications or maintenance up
+// (bus.WakeCentral).
 func (p *Peer) tenantAccounts(srv *server.Server) (map[string]string, time.Duration) {
 	if !p.cfg.operatorMode() {
 		return map[string]string{"": ""}, 0
@@ -150,11 +156,30 @@ func (p *Peer) tenantAccounts(srv *server.Server) (map[string]string, time.Durat
 	if err != nil {
 		return nil, 0
 	}
-	out := map[string]string{}
+	out := wokenAccounts(info)
 	for _, a := range eventsAccounts(info) {
 		out[a.id] = a.tenant
 	}
 	return out, took
+}
+
+// wokenAccounts are the accounts, account -> tenant, whose tenant bucket
+// (bus.TenantBucket) holds a wake (bus.WakeCentral) beside the account's
+// JWT: more than the one subject. A wake is kept; so is a tenant's being
+// served, as any tenant's that has stored an event.
+func wokenAccounts(info *server.JSInfo) map[string]string {
+	out := map[string]string{}
+	for _, ad := range info.AccountDetails {
+		for _, sd := range ad.Streams {
+			if sd.Name == "KV_"+bus.TenantBucket {
+				if sd.State.NumSubjects > 1 {
+					out[ad.Id] = cmp.Or(ad.Name, ad.Id)
+				}
+				break
+			}
+		}
+	}
+	return out
 }
 
 // dialTenant connects in process to the account (the peer's own when "").

@@ -129,8 +129,9 @@ func credsConn(t *testing.T, url string, creds []byte, opts ...nats.Option) *nat
 
 // TestTenantWorkersStartAtTheFirstEvent: in operator mode a tenant's
 // workers (ten streams, four consumers, 63 goroutines) start at its first
-// event, not at its creation; before it, the tenant lists no alarm and
-// takes a maintenance window all the same.
+// event, not at its creation; before it, the tenant lists no alarm, a
+// NOC's maintenance window is refused without starting them, and an
+// admin's wakes central (bus.WakeCentral), which starts them.
 func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -159,6 +160,11 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 	lim := bus.DefaultStreamLimits()
 	lim.EventsMaxBytes, lim.MetricsMaxBytes = 16<<20, 16<<20
 	eventually.NoError(t, time.Minute, "the tenant's streams", func() error { return bus.EnsureStreams(ctx, cjs, lim) })
+	// And its tenant bucket, as provisioning makes it (where an admin
+	// wakes central: bus.WakeCentral).
+	if err := bus.PutAccountJWT(ctx, cjs, tn.JWT, 1); err != nil {
+		t.Fatal(err)
+	}
 
 	// Two looks for tenants after its EVENTS exists: the second began
 	// after the stream was made.
@@ -173,7 +179,8 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 		t.Fatalf("alarms of a tenant without events: %v, %v; want none", as, err)
 	}
 	w := alarm.Window{ID: "upgrade", Site: "par", Start: time.Now().UTC(), Duration: meshmon.Duration(time.Hour), TZ: "UTC"}
-	// A NOC may not: it makes no bucket, as it may write none.
+	// A NOC may not: it may neither wake central (bus.WakeCentral) nor
+	// write a window.
 	_, nocCreds, err := st.IssueUser("acme", "noc", tenancy.RoleNOC, "")
 	if err != nil {
 		t.Fatal(err)
@@ -183,13 +190,22 @@ func TestTenantWorkersStartAtTheFirstEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	nctx, ncancel := context.WithTimeout(ctx, 5*time.Second)
-	err = alarmbus.AddWindow(nctx, njs, w)
+	err = alarmbus.WaitMaintenance(nctx, njs)
 	ncancel()
 	if !errors.Is(err, nats.ErrPermissionViolation) {
 		t.Fatalf("a NOC's maintenance window: %v, want a permissions violation", err)
 	}
 	if _, serr := cjs.Stream(ctx, "KV_"+alarm.MaintenanceBucket); !errors.Is(serr, jetstream.ErrStreamNotFound) {
 		t.Fatalf("a NOC's refused window (%v) left the maintenance bucket: %v", err, serr)
+	}
+	for _, name := range []string{alarm.Stream, "KV_" + TenantLeaseBucket} {
+		if _, err := cjs.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatalf("stream %s after a NOC's refused window: %v, want none", name, err)
+		}
+	}
+	// An admin's wakes central, whose processor makes the buckets.
+	if err := alarmbus.WaitMaintenance(ctx, cjs); err != nil {
+		t.Fatalf("the maintenance bucket, woken: %v", err)
 	}
 	if err := alarmbus.AddWindow(ctx, cjs, w); err != nil {
 		t.Fatalf("a window before the tenant's first event: %v", err)

@@ -145,28 +145,33 @@ type refusal struct {
 func (e *refusal) Error() string { return e.msg }
 func (e *refusal) Unwrap() error { return e.base }
 
+// WaitMaintenance waits until the tenant's maintenance bucket is made,
+// waking central (bus.WakeCentral), until ctx is done. The bucket is the
+// alarm processor's to make (Ensure, when central serves the tenant: from
+// its first event, or once woken); a tenant's admin may make no bucket
+// (tenancy). A credential that may not wake central is refused at once.
+func WaitMaintenance(ctx context.Context, js jetstream.JetStream) error {
+	return bus.WaitMade(ctx, js, func(ctx context.Context) error {
+		if _, err := js.KeyValue(ctx, alarm.MaintenanceBucket); err != nil {
+			return fmt.Errorf("maintenance bucket: %w", err)
+		}
+		return nil
+	})
+}
+
 // AddWindow stores a maintenance window (validated); it fails when one of
-// that ID exists. A tenant that has had no event yet has no buckets of
-// its alarms (central's alarm processor makes them at its first event):
-// they are made here, as the processor makes them (Ensure).
+// that ID exists, and when the maintenance bucket is not made yet
+// (WaitMaintenance).
 func AddWindow(ctx context.Context, js jetstream.JetStream, w alarm.Window) error {
 	if err := w.Validate(); err != nil {
 		return err
 	}
 	kv, err := js.KeyValue(ctx, alarm.MaintenanceBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		var replicas int
-		if replicas, err = eventsReplicas(ctx, js); err == nil {
-			if err = Ensure(ctx, js, replicas); err == nil {
-				kv, err = js.KeyValue(ctx, alarm.MaintenanceBucket)
-			}
-		}
-	}
 	if le := js.Conn().LastError(); err != nil && errors.Is(le, nats.ErrPermissionViolation) {
-		return fmt.Errorf("maintenance window %s: %w: this credential may not make the tenant's alarm buckets (a tenant admin's may)", w.ID, le)
+		return fmt.Errorf("maintenance window %s: %w", w.ID, le)
 	}
 	if err != nil {
-		return fmt.Errorf("maintenance bucket (made by the alarm processor at central): %w", err)
+		return fmt.Errorf("maintenance bucket (made by the alarm processor at central; WaitMaintenance): %w", err)
 	}
 	b, err := json.Marshal(w)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/notify"
 )
 
@@ -95,8 +96,27 @@ type Store struct {
 }
 
 // Open opens the tenant's notification buckets and log, creating those
-// that are missing with as many replicas as ALARMS (or EVENTS) has.
+// that are missing with as many replicas as ALARMS (or EVENTS) has. The
+// runner at central opens it so (Run).
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	return open(ctx, js, true)
+}
+
+// OpenMade opens the tenant's notification buckets and log as the runner
+// made them, waiting for those not made yet until ctx is done: a tenant's
+// admin may not make a stream or bucket (its configuration could
+// re-publish on any subject of the account as the server; tenancy), and
+// the CLI opens it so.
+func OpenMade(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	var st *Store
+	err := bus.WaitMade(ctx, js, func(ctx context.Context) (err error) {
+		st, err = open(ctx, js, false)
+		return err
+	})
+	return st, err
+}
+
+func open(ctx context.Context, js jetstream.JetStream, create bool) (*Store, error) {
 	replicas := 1
 	for _, name := range []string{alarm.Stream, "EVENTS"} {
 		if s, err := js.Stream(ctx, name); err == nil {
@@ -117,7 +137,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		{&st.esc, EscalationsBucket, "meshmon pending escalations", 1},
 	} {
 		kv, err := js.KeyValue(ctx, b.name)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if create && errors.Is(err, jetstream.ErrBucketNotFound) {
 			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, Description: b.desc, History: b.hist,
 				Storage: jetstream.FileStorage, Replicas: replicas})
 		}
@@ -127,7 +147,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		*b.kv = kv
 	}
 	s, err := js.Stream(ctx, LogStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	if create && errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = createLog(ctx, js, replicas, logMaxBytes(ctx, js, replicas))
 	}
 	if err != nil {

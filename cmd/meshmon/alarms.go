@@ -181,7 +181,18 @@ func maintenanceAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	err = withCentral(c, func(ctx context.Context, cl *client) error { return alarmbus.AddWindow(ctx, cl.js, w) })
+	err = withCentral(c, func(_ context.Context, cl *client) error {
+		// The maintenance bucket is central's to make: waited for up to
+		// madeWait at a tenant's first use.
+		wctx, cancel := madeCtx(c)
+		defer cancel()
+		if err := alarmbus.WaitMaintenance(wctx, cl.js); err != nil {
+			return err
+		}
+		ctx, cancel := opCtx(c)
+		defer cancel()
+		return alarmbus.AddWindow(ctx, cl.js, w)
+	})
 	if err != nil {
 		return err
 	}

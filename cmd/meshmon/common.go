@@ -101,6 +101,18 @@ func nameArg(c *cli.Context, what string) (string, error) {
 	return name, meshmon.ValidateName(what, name)
 }
 
+// madeWait bounds the wait for a tenant's store that central makes when it
+// starts serving the tenant (its alarm and notification buckets), which a
+// tenant's admin may not make: at a tenant's first use, a few seconds
+// after its creation.
+const madeWait = 30 * time.Second
+
+// madeCtx bounds a wait for such a store: the request timeout, or
+// madeWait when longer.
+func madeCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, max(c.Duration("timeout"), madeWait))
+}
+
 // opCtx bounds one request to the peer.
 func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration("timeout"))

@@ -88,16 +88,24 @@ func ruleFlags() []cli.Flag {
 	}
 }
 
-// withNotify connects, opens the tenant's notification store and runs fn
-// within one request timeout.
+// withNotify connects, opens the tenant's notification store as central
+// made it (waiting for it up to madeWait) and runs fn within one request
+// timeout.
 func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store) error) error {
-	return withPeer(c, func(ctx context.Context, cl *client) error {
-		st, err := notifybus.Open(ctx, cl.js)
-		if err != nil {
-			return err
-		}
-		return fn(ctx, st)
-	})
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	wctx, cancel := madeCtx(c)
+	defer cancel()
+	st, err := notifybus.OpenMade(wctx, cl.js)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return fn(ctx, st)
 }
 
 func notifyChannelAdd(c *cli.Context) error {
