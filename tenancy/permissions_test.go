@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/bus/alarmbus"
 	"github.com/meshmon/meshmon/tenancy"
 )
 
@@ -278,7 +280,26 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
 
 		// Admin: everything but publishing events and samples.
-		{"boss", pub, "$JS.API.STREAM.UPDATE.EVENTS", true},
+		// No stream's or bucket's configuration, in any domain: a
+		// re-publish would publish as the server, a task request or an
+		// alarm action as another user (a review did both).
+		{"boss", pub, "$JS.API.STREAM.UPDATE.EVENTS", false},
+		{"boss", pub, "$JS.API.STREAM.CREATE.FORGE", false},
+		{"boss", pub, "$JS.hub.API.STREAM.CREATE.FORGE", false},
+		{"boss", pub, "$JS.s1.API.STREAM.CREATE.FORGE", false},
+		{"boss", pub, "$JS.s1.API.STREAM.UPDATE.EVENTS", false},
+		{"boss", pub, "$JS.API.STREAM.CREATE.KV_forge", false},
+		{"boss", pub, "$JS.API.STREAM.UPDATE.KV_maintenance", false},
+		{"boss", pub, "$JS.API.STREAM.RESTORE.FORGE", false},
+		{"boss", pub, "$JS.API.STREAM.TEMPLATE.CREATE.FORGE", false},
+		// Its streams' reading, purging and consumers stay.
+		{"boss", pub, "$JS.API.STREAM.INFO.EVENTS", true},
+		{"boss", pub, "$JS.API.STREAM.PURGE.EVENTS", true},
+		{"boss", pub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.x", true},
+		// Nor the alarms' state, the processor's to write.
+		{"boss", pub, "$KV.alarms.s1.d1.snmp", false},
+		{"boss", pub, "$KV.alarms_processor.x", false},
+		{"boss", pub, "$KV.notify.channel.hook", true},
 		{"boss", pub, "$KV.devices.d1", true},
 		{"boss", pub, "ev.s1.d1.trap", false},
 		{"boss", pub, "stored.ev.s1.d1.trap", false},
@@ -467,6 +488,49 @@ func TestPermissionsFitConnect(t *testing.T) {
 		}
 		if _, err := nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			t.Fatalf("%s user's request: %v", u.role, err)
+		}
+	}
+}
+
+// TestAlarmBucketNames: the admin's denial of the alarm processor's buckets
+// names them as the processor does.
+func TestAlarmBucketNames(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	_, creds, err := st.IssueUser("acme", "boss", tenancy.RoleAdmin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := userClaims(t, creds)
+	for _, b := range []string{alarm.Bucket, alarmbus.ProcessorBucket} {
+		if allowed(uc.Pub, "$KV."+b+".x") {
+			t.Errorf("an admin may write the bucket %s", b)
+		}
+	}
+}
+
+// TestKeyStoreAdminMakesStreams: the key store's own user, an admin, makes
+// and changes the tenant's streams, which an issued admin may not.
+func TestKeyStoreAdminMakesStreams(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := st.AdminCreds("acme", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := userClaims(t, creds)
+	for _, subject := range []string{"$JS.API.STREAM.CREATE.EVENTS", "$JS.API.STREAM.UPDATE.EVENTS", "$JS.hub.API.STREAM.UPDATE.EVENTS", "$JS.API.STREAM.CREATE.KV_tenant"} {
+		if !allowed(uc.Pub, subject) {
+			t.Errorf("the key store's user may not publish %s", subject)
+		}
+	}
+	for _, subject := range []string{"ev.s1.d1.trap", "$KV.alarms.x"} {
+		if allowed(uc.Pub, subject) {
+			t.Errorf("the key store's user may publish %s", subject)
 		}
 	}
 }

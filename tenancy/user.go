@@ -25,8 +25,9 @@ const (
 	// RoleNOC reads events and samples, live and replayed from the
 	// streams; it cannot publish, purge or delete anything.
 	RoleNOC Role = "noc"
-	// RoleAdmin manages the tenant's devices and streams; it does not
-	// publish events.
+	// RoleAdmin manages the tenant's devices, maintenance, alarms,
+	// notifications and tasks, and reads and purges its streams; it does
+	// not publish events, nor make or change a stream's configuration.
 	RoleAdmin Role = "admin"
 	// RoleLeaf is a site peer's leaf link to central.
 	RoleLeaf Role = "leaf"
@@ -136,6 +137,17 @@ func api(prefixes []string, ops ...string) []string {
 	return out
 }
 
+// streamConfigOps make or change a stream's configuration (a bucket's
+// too): its re-publish, sources and subject transforms among it.
+var streamConfigOps = []string{"STREAM.CREATE.>", "STREAM.UPDATE.>", "STREAM.RESTORE.>", "STREAM.TEMPLATE.>"}
+
+// The alarm processor's buckets (alarm.Bucket, alarmbus.ProcessorBucket;
+// TestAlarmBucketNames keeps them equal).
+const (
+	alarmsBucket          = "alarms"
+	alarmsProcessorBucket = "alarms_processor"
+)
+
 // readOps read any stream's info and messages without a consumer.
 var readOps = []string{"INFO", "STREAM.NAMES", "STREAM.LIST", "STREAM.INFO.*", "STREAM.MSG.GET.*", "DIRECT.GET.*", "DIRECT.GET.*.>"}
 
@@ -225,6 +237,17 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		pub.Allow.Add(taskRequestsBy(name))       // tasks at any site, as itself
 		pub.Allow.Add(alarmActions(name, ">")...) // every action, as itself
 		pub.Deny.Add("ev.>", "mx.>")
+		// No stream's or bucket's configuration: one may re-publish what
+		// it stores on any subject of the account (and sources and
+		// subject transforms move it), which the server does as itself,
+		// checking no user's permissions: a task request as another
+		// user, an alarm action as another, an event at a site. The
+		// peers and the key store's own user make the streams
+		// (AdminCreds).
+		pub.Deny.Add(api(apiPrefixes, streamConfigOps...)...)
+		// Nor the alarms' state, which only the processor writes: an
+		// alarm acknowledged "by" another user.
+		pub.Deny.Add("$KV."+alarmsBucket+".>", "$KV."+alarmsProcessorBucket+".>")
 		sub.Allow.Add(">")
 	case RoleSite:
 		// A site peer's own upkeep, in process only (IssueUser): its
@@ -445,6 +468,9 @@ func (s *Store) AdminCreds(tenant string, ttl time.Duration) ([]byte, error) {
 		uc.Tags.Add("meshmon-tenant:" + tenant)
 		uc.Tags.Add("meshmon-role:" + string(RoleAdmin))
 		uc.Pub, uc.Sub, uc.Resp = permissions(RoleAdmin, cliUser, "")
+		// An admin's, and it makes and changes the streams.
+		config := api(apiPrefixes, streamConfigOps...)
+		uc.Pub.Deny = slices.DeleteFunc(uc.Pub.Deny, func(d string) bool { return slices.Contains(config, d) })
 	})
 }
 

@@ -201,6 +201,40 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("alice removes her push consumer at %s: %s", server, tail(out, 5))
 		}
 	}
+	// An admin makes or changes no stream or bucket, at central or at a
+	// site: a stream's re-publish is published by the server, whose
+	// publishes no permission checks, and a review had one publish a task
+	// request as alice (run by s1's pollers and recorded as hers), an
+	// alarm acknowledgement as alice, and an event at s1. Nor does it
+	// write the alarms' state.
+	forge := filepath.Join(dir, "forge.json")
+	if err := os.WriteFile(forge, []byte(`{"name":"FORGE","subjects":["meshmon.forge.ping"],"storage":"file","num_replicas":1,`+
+		`"republish":{"src":"meshmon.forge.ping","dest":"ctl.s1.req.alice.ping"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"stream", "add", "--config", forge},
+		{"--js-domain", "s1", "stream", "add", "--config", forge},
+		{"stream", "edit", "EVENTS", "--max-msgs", "1", "-f"},
+		{"kv", "add", "forge"},
+		{"kv", "put", "alarms", "s1.d1.snmp", `{"id":"s1.d1.snmp","acked":true,"acked_by":"alice"}`},
+	} {
+		tries.add(func() {
+			out, ok := natsTry(curl, admin, args...)
+			refused("the admin: nats "+strings.Join(args, " "), out, ok)
+		})
+	}
+	tries.add(func() {
+		out, ok := natsTry(sites["s1"], admin, "stream", "add", "--config", forge)
+		refused("the admin at s1: nats stream add (a re-publish)", out, ok)
+	})
+	tries.run()
+	if out, ok := natsAs(curl, admin, "stream", "info", "FORGE"); ok {
+		t.Errorf("the admin's FORGE stream exists: %s", tail(out, 5))
+	}
+	if out, ok := natsAs(curl, admin, "stream", "info", "EVENTS", "--json"); !ok || strings.Contains(out, `"max_msgs": 1,`) {
+		t.Errorf("the admin reads EVENTS, unchanged: ok %v: %s", ok, tail(out, 10))
+	}
 	// Secrets: an admin adds a device with a community and v3 pass
 	// phrases at s1 while alice listens for replies; alice reads no
 	// device record, at the site or at central, by any subject.
