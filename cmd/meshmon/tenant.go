@@ -113,7 +113,7 @@ func tenantCommand() *cli.Command {
 				Usage:     "issue a user's credentials (--role poller|noc|admin|leaf), or revoke them (--revoke USER)",
 				ArgsUsage: "[TENANT]",
 				Flags: append(append([]cli.Flag{}, store...),
-					&cli.StringFlag{Name: "role", Usage: "poller (publishes one site's events), noc (reads and replays), admin (manages devices and streams), leaf (a site's link)"},
+					&cli.StringFlag{Name: "role", Usage: "poller (publishes one site's events), noc (reads and replays), admin (manages devices, maintenance, alarms, notifications and tasks; makes no stream), leaf (a site's link)"},
 					&cli.StringFlag{Name: "user", Usage: "the user's name (default: the role, or the role and site)"},
 					&cli.StringFlag{Name: "site", Usage: "the site of a poller or leaf user"},
 					&cli.StringFlag{Name: "out", Usage: "write the .creds file here (mode 0600) instead of to stdout"},
