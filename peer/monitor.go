@@ -19,7 +19,9 @@ import (
 // (the same paths: /varz, /connz, /jsz, ...) behind HTTP basic auth with
 // Config.HTTPUser and HTTPPassword, over HTTPS with the peer's certificate.
 // /healthz alone answers without auth, for load balancers and
-// orchestrators; it tells nothing but whether the peer is healthy.
+// orchestrators, and then only as asked with no query: its options name
+// an account and a stream and say whether they exist (a review used it so,
+// 2026-12-07), which only the monitor's credentials may ask.
 
 // monitorHandler is the monitor's mux for srv.
 func (c Config) monitorHandler(srv *server.Server) http.Handler {
@@ -41,26 +43,38 @@ func (c Config) monitorHandler(srv *server.Server) http.Handler {
 	} {
 		mux.Handle(path, c.basicAuth(h))
 	}
-	mux.HandleFunc("/healthz", srv.HandleHealthz)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" && !c.authorized(r) {
+			r = r.Clone(r.Context())
+			r.URL.RawQuery = ""
+		}
+		srv.HandleHealthz(w, r)
+	})
 	return mux
 }
 
 // basicAuth wraps h with HTTP basic auth; without an HTTP password (only
 // with Insecure) h is served as it is.
 func (c Config) basicAuth(h http.Handler) http.Handler {
-	if c.HTTPPassword == "" {
-		return h
-	}
-	user, pw := []byte(c.HTTPUser), []byte(c.HTTPPassword)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(u), user) != 1 || subtle.ConstantTimeCompare([]byte(p), pw) != 1 {
+		if !c.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="meshmon"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// authorized reports whether r carries the monitor's credentials, or the
+// monitor has no password (only with Insecure).
+func (c Config) authorized(r *http.Request) bool {
+	if c.HTTPPassword == "" {
+		return true
+	}
+	u, p, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(c.HTTPUser)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(p), []byte(c.HTTPPassword)) == 1
 }
 
 // monitor is the peer's running HTTP monitor.

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -630,6 +631,7 @@ func TestMonitorHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	var body []byte
 	get := func(path, user, pw string) int {
 		req, _ := http.NewRequest("GET", "https://"+addr+path, nil)
 		if user != "" {
@@ -639,7 +641,8 @@ func TestMonitorHTTPS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
 		return resp.StatusCode
 	}
 	if c := get("/varz", "", ""); c != http.StatusUnauthorized {
@@ -653,6 +656,15 @@ func TestMonitorHTTPS(t *testing.T) {
 	}
 	if c := get("/healthz", "", ""); c != http.StatusOK {
 		t.Fatalf("/healthz: %d", c)
+	}
+	// Its options only with the password: they say whether an account's
+	// stream exists (a review asked for one that does not).
+	const ask = "/healthz?details=true&account=default&stream=NOPE"
+	if c := get(ask, "", ""); c != http.StatusOK || strings.Contains(string(body), "not found") {
+		t.Fatalf("%s without auth: %d %s", ask, c, body)
+	}
+	if c := get(ask, "monitor", "monitor-secret"); c == http.StatusOK || !strings.Contains(string(body), "not found") {
+		t.Fatalf("%s with the password: %d %s", ask, c, body)
 	}
 }
 
