@@ -145,13 +145,23 @@ func UserName(role tenancy.Role, site string) string {
 
 // IssueCreds issues the tenant's user (UserName when user is "") with role,
 // of site for a poller or leaf user, and returns it with its credentials.
-// A poller is issued only for one of the tenant's sites; a site added
+// A poller or leaf user is issued only for one of the tenant's sites (one
+// 'site add' made; a review issued a leaf user for a site never added,
+// which made it one); a site added
 // before its pollers had a signing key of their own gets it first, pushed
 // to central (PushTenant) before the credential is issued, as it works only
 // once central and the sites have it. Only that push connects to central.
 func IssueCreds(ctx context.Context, st *tenancy.Store, d Dialers, tenant, user string, role tenancy.Role, site string) (tenancy.User, []byte, error) {
 	if user == "" {
 		user = UserName(role, site)
+	}
+	if role == tenancy.RoleLeaf {
+		// Only for a site 'site add' made: a leaf user would make one
+		// (tenancy.Tenant.Sites) that central does not source, and its
+		// pollers would be issued credentials.
+		if err := st.CheckSite(tenant, site); err != nil {
+			return tenancy.User{}, nil, err
+		}
 	}
 	if role == tenancy.RolePoller {
 		if err := st.CheckSite(tenant, site); err != nil {

@@ -93,6 +93,13 @@ func TestChanges(t *testing.T) {
 	if _, _, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RolePoller, "lyon"); !errors.Is(err, tenancy.ErrNoSite) {
 		t.Fatalf("a poller of a site the tenant never added: %v, want %v", err, tenancy.ErrNoSite)
 	}
+	// Nor a leaf user, which would make lyon a site of the tenant.
+	if _, _, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RoleLeaf, "lyon"); !errors.Is(err, tenancy.ErrNoSite) {
+		t.Fatalf("a leaf user of a site the tenant never added: %v, want %v", err, tenancy.ErrNoSite)
+	}
+	if tn, err := st.Tenant("acme"); err != nil || slices.Contains(tn.Sites(), "lyon") {
+		t.Fatalf("the tenant's sites after a refused leaf user: %v, %v", tn.Sites(), err)
+	}
 	u, creds, err := provision.IssueCreds(ctx, st, d, "acme", "", tenancy.RolePoller, "paris")
 	if err != nil {
 		t.Fatal(err)
