@@ -532,6 +532,7 @@ func (res meshBenchResult) print(bc MeshConfig) error {
 	fmt.Fprintf(tw, "catch-up after a %s WAN cut of %s (median of %d)%s\t%.0f events/s\n", res.CutMode, res.CutFor, res.Cuts, overWAN(bc.WANDelay), res.CatchUpPerSec)
 	fmt.Fprintf(tw, "catch-up of every site started after the links returned\tp50 %s, max %s (%d cuts)\n", res.CatchUpStartP50, res.CatchUpStartMax, res.Cuts)
 	fmt.Fprintf(tw, "longest a site's source consumer sat at its limit in a catch-up\t%s\n", res.CatchUpStallMax.Round(time.Millisecond))
+	fmt.Fprintf(tw, "the sites' source consumers settled after the last catch-up\t%s (the latency run starts then)\n", res.LatencySettledAfter)
 	fmt.Fprintf(tw, "latency to central's store p50 / p99 / max at %d events/s\t%s / %s / %s\n", res.LatencyRate, res.LatencyP50, res.LatencyP99, res.LatencyMax)
 	for _, h := range res.LatencyHops {
 		fmt.Fprintf(tw, "  %s\tp50 %s, p99 %s, max %s\n", h.Name, h.P50, h.P99, h.Max)

@@ -68,3 +68,30 @@ func TestTenantAccountsPastJszDefault(t *testing.T) {
 		t.Fatalf("tenant accounts %v, want only %s", got, last)
 	}
 }
+
+// TestWokenAccounts: a tenant is woken when its tenant bucket holds more
+// than the account's JWT (bus.WakeCentral's key beside it); the JWT alone,
+// another stream's subjects or no bucket wake nothing.
+func TestWokenAccounts(t *testing.T) {
+	stream := func(name string, subjects uint64) *server.StreamDetail {
+		return &server.StreamDetail{Name: name, State: server.StreamState{NumSubjects: int(subjects), Msgs: subjects, LastSeq: subjects}}
+	}
+	account := func(id, name string, streams ...*server.StreamDetail) *server.AccountDetail {
+		ad := &server.AccountDetail{Name: name, Id: id}
+		for _, sd := range streams {
+			ad.Streams = append(ad.Streams, *sd)
+		}
+		return ad
+	}
+	info := &server.JSInfo{AccountDetails: []*server.AccountDetail{
+		account("A1", "woken", stream("KV_"+bus.TenantBucket, 2)),
+		account("A2", "jwt-only", stream("KV_"+bus.TenantBucket, 1), stream(bus.EventsStream, 9)),
+		account("A3", "", stream("KV_"+bus.TenantBucket, 3)),
+		account("A4", "none", stream(bus.EventsStream, 5)),
+	}}
+	got := wokenAccounts(info)
+	want := map[string]string{"A1": "woken", "A3": "A3"}
+	if len(got) != len(want) || got["A1"] != want["A1"] || got["A3"] != want["A3"] {
+		t.Fatalf("woken %v, want %v", got, want)
+	}
+}
