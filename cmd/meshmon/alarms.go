@@ -184,14 +184,8 @@ func maintenanceAdd(c *cli.Context) error {
 	err = withCentral(c, func(_ context.Context, cl *client) error {
 		// The maintenance bucket is central's to make: waited for up to
 		// madeWait at a tenant's first use.
-		wctx, cancel := madeCtx(c)
-		defer cancel()
-		if err := alarmbus.WaitMaintenance(wctx, cl.js); err != nil {
-			return err
-		}
-		ctx, cancel := opCtx(c)
-		defer cancel()
-		return alarmbus.AddWindow(ctx, cl.js, w)
+		return afterMade(c, func(ctx context.Context) error { return alarmbus.WaitMaintenance(ctx, cl.js) },
+			func(ctx context.Context) error { return alarmbus.AddWindow(ctx, cl.js, w) })
 	})
 	if err != nil {
 		return err

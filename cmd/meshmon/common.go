@@ -113,6 +113,19 @@ func madeCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, max(c.Duration("timeout"), madeWait))
 }
 
+// afterMade waits for a store central makes (wait, within madeCtx), then
+// runs fn within one request timeout.
+func afterMade(c *cli.Context, wait, fn func(context.Context) error) error {
+	wctx, cancel := madeCtx(c)
+	defer cancel()
+	if err := wait(wctx); err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	return fn(ctx)
+}
+
 // opCtx bounds one request to the peer.
 func opCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration("timeout"))

@@ -97,15 +97,11 @@ func withNotify(c *cli.Context, fn func(ctx context.Context, st *notifybus.Store
 		return err
 	}
 	defer cl.Close()
-	wctx, cancel := madeCtx(c)
-	defer cancel()
-	st, err := notifybus.OpenMade(wctx, cl.js)
-	if err != nil {
+	var st *notifybus.Store
+	return afterMade(c, func(ctx context.Context) (err error) {
+		st, err = notifybus.OpenMade(ctx, cl.js)
 		return err
-	}
-	ctx, cancel := opCtx(c)
-	defer cancel()
-	return fn(ctx, st)
+	}, func(ctx context.Context) error { return fn(ctx, st) })
 }
 
 func notifyChannelAdd(c *cli.Context) error {
