@@ -45,8 +45,11 @@ func SourceConsumer(stream string) string { return "central-" + strings.ToLower(
 // SourceDeliverSubject is where a site's source consumer delivers: a subject
 // unique to the site and stream, which crosses the leaf link to central.
 func SourceDeliverSubject(site, stream string) string {
-	return "meshmon.source." + site + "." + strings.ToLower(stream)
+	return SourceDeliverPrefix + site + "." + strings.ToLower(stream)
 }
+
+// SourceDeliverPrefix begins every site's SourceDeliverSubject.
+const SourceDeliverPrefix = "meshmon.source."
 
 // sourceBatch bounds the messages a source consumer has in flight before
 // central's flow control answers (its only ack: AckFlowControl).

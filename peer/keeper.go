@@ -100,6 +100,25 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // limit of a consumer waiting on central's answer, which costs one
 // delivery.
 //
+// A request lost in a cut the keeper did not see stays out after central
+// resets the consumer, and nats-server 2.15.3's reset does not clear it
+// (nor the bytes counted against the consumer's window): the reset
+// consumer delivers nothing, or one window, until its next heartbeat
+// names the request and central answers that stall, up to a second
+// later. So the member that leads a consumer taps its deliver subject
+// (flowControlTap) the whole time: it notes each flow-control request and
+// heartbeat-named stall, and forgets one once a reply to it is heard. When
+// it hears the site answer a reset request of central's (resetAnswers),
+// it answers the request still out at once, with an empty reply. The
+// reset is done by then, so the consumer delivers from where central asked
+// and its next request goes to central. A request central did get and
+// answers too costs nothing: the consumer takes the first answer and
+// ignores the second (whose acknowledgement the next answer carries). The
+// tap is a queue subscription, which a consumer without a deliver group
+// does not count as interest: it never makes the consumer deliver. Its
+// price is a copy of every delivery to the peer itself; the link does
+// not carry it (leafDenyImports).
+//
 // A consumer delivers to central only over its leader's own link (a leaf
 // link's interest does not cross the site's routes). So in a site cluster
 // a member that leads a consumer while its link is down, and sees another
@@ -112,14 +131,15 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 	beacon := linkBeacon(p.cfg.Site)
 	var beaconSub *nats.Subscription // while this member's link is up
 	consumers := []*keptConsumer{
-		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream)},
-		{stream: bus.MetricsStream, name: bus.SourceConsumer(bus.MetricsStream)},
+		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream), tap: &flowControlTap{}},
+		{stream: bus.MetricsStream, name: bus.SourceConsumer(bus.MetricsStream), tap: &flowControlTap{}},
 	}
 	defer func() {
 		for _, c := range consumers {
 			if c.keeper != nil {
 				_ = c.keeper.Unsubscribe()
 			}
+			_ = c.tap.follow(nc, "", false)
 		}
 		if beaconSub != nil {
 			_ = beaconSub.Unsubscribe()
@@ -129,6 +149,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 	answered := make(chan int, len(consumers))
 	for i, c := range consumers {
 		sub, err := nc.Subscribe(flowControlReplies(c.stream), func(m *nats.Msg) {
+			c.tap.answered(m.Subject)
 			if stallAnswer(m) {
 				select {
 				case answered <- i:
@@ -138,6 +159,24 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		})
 		if err != nil {
 			p.log.Warn("peer source keeper: subscribe", "subject", flowControlReplies(c.stream), "err", err)
+			continue
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	// Central's resets of the consumers, by consumer (see above).
+	resets := make(chan int, len(consumers))
+	for i, c := range consumers {
+		subject := resetAnswers(p.cfg.Site, c.stream)
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			if resetAnswer(m) {
+				select {
+				case resets <- i:
+				default: // one pending is enough
+				}
+			}
+		})
+		if err != nil {
+			p.log.Warn("peer source keeper: subscribe", "subject", subject, "err", err)
 			continue
 		}
 		defer func() { _ = sub.Unsubscribe() }()
@@ -180,6 +219,13 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 				p.log.Debug("peer source keeper: central answered a stall; the source consumer asks for flow control at once", "account", acc.Name, "consumer", c.name)
 			}
 			continue
+		case i := <-resets:
+			c := consumers[i]
+			if reply := c.tap.take(); reply != "" {
+				unstall(nc, reply)
+				p.log.Debug("peer source keeper: central reset the source consumer; answered the flow-control request it had out", "account", acc.Name, "consumer", c.name)
+			}
+			continue
 		case <-t.C:
 		}
 		for _, c := range consumers {
@@ -202,6 +248,12 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 				leads: acc.JetStreamIsConsumerLeader(c.stream, c.name),
 				kept:  c.keeper != nil,
 			})
+		}
+		// The tap is on exactly while this member leads the consumer.
+		for i, c := range consumers {
+			if err := c.tap.follow(nc, bus.SourceDeliverSubject(p.cfg.Site, c.stream), snap.consumers[i].leads); err != nil {
+				p.log.Warn("peer source keeper: subscribe", "stream", c.stream, "err", err)
+			}
 		}
 		// Decide, and act.
 		for _, a := range k.decide(snap, p.now()) {
@@ -257,6 +309,64 @@ type keptConsumer struct {
 	stream, name string
 	keeper       *nats.Subscription // while it is kept
 	raised       bool               // prompted, its limit not set back yet
+	tap          *flowControlTap
+}
+
+// flowControlTap notes the flow-control request a source consumer has out
+// (see keepAccount). Its subscription's goroutine, the flow-control
+// replies' and the keeper's loop use it.
+type flowControlTap struct {
+	mu  sync.Mutex
+	sub *nats.Subscription // while this member leads the consumer
+	out string             // the reply of the request out, "" if none
+}
+
+// tapQueue is the queue group of the taps' subscriptions: a consumer
+// without a deliver group takes only plain subscriptions for interest, so
+// a tap never makes it deliver (see keepAccount).
+const tapQueue = "meshmon-flow-control-tap"
+
+// follow starts the tap on subject, or stops it, as on says.
+func (t *flowControlTap) follow(nc *nats.Conn, subject string, on bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case on && t.sub == nil:
+		sub, err := nc.QueueSubscribe(subject, tapQueue, func(m *nats.Msg) {
+			switch kind, reply := classifyDelivery(m); kind {
+			case deliveryFlowControl, deliveryStalled:
+				t.mu.Lock()
+				t.out = reply
+				t.mu.Unlock()
+			}
+		})
+		if err != nil {
+			return err
+		}
+		t.sub = sub
+	case !on && t.sub != nil:
+		_ = t.sub.Unsubscribe()
+		t.sub, t.out = nil, ""
+	}
+	return nil
+}
+
+// answered notes a flow-control reply heard, to subject.
+func (t *flowControlTap) answered(subject string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if subject == t.out {
+		t.out = ""
+	}
+}
+
+// take returns the request out, if any, as answered.
+func (t *flowControlTap) take() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.out
+	t.out = ""
+	return out
 }
 
 // shouldPrompt reports whether a stall answer prompts a consumer (see

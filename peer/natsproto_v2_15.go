@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -35,10 +36,14 @@ import (
 //     asks the site for the consumer on any message there, not only on a
 //     heartbeat: an empty message wakes it (the nudge). While its request
 //     for the consumer is out it has no such subscription. The site's
-//     keeper's subscription to the same subject (keepAccount, while
-//     central is out of reach) crosses the link as it comes back, until
-//     the keeper leaves: interest there alone does not tell a waiting
-//     source.
+//     own subscriptions to the subject (the keeper's, keepAccount) do not
+//     cross the link (leafDenyImports), so at central the interest is the
+//     source's.
+//   - A push consumer without a deliver group takes only plain
+//     subscriptions to its deliver subject as interest (the server's
+//     interest notices, registerNotification); a queue subscription there
+//     gets every delivery and never makes the consumer deliver (the
+//     keeper's tap).
 //   - A source with a consumer takes an idle heartbeat (status 100, no
 //     reply) whose "Nats-Last-Consumer" is not the last delivery it got as
 //     a gap, and asks the site for the consumer again from after the last
@@ -53,6 +58,14 @@ import (
 //     request a source has out shows in the account's subscriptions
 //     (pendingSourceRequests). The same request sent again with that reply
 //     is answered to the waiting source as its own (resendSourceRequest).
+//     The site hears its answer too: one of type
+//     "io.nats.jetstream.api.v1.consumer_reset_response" without an error
+//     is a reset done (resetAnswer).
+//   - A reset (resetLocalStartingSeq) clears the deliveries awaiting
+//     acknowledgement, not the flow-control request out nor the bytes
+//     counted against the consumer's window: a reset consumer whose
+//     request was lost in a cut delivers nothing, or up to its
+//     MaxAckPending, until that request is answered (keepAccount's tap).
 //   - A consumer's flow-control replies come to "$JS.FC.<stream>.<consumer>.<id>"
 //     (without js_ack_format_v2), the same subjects at every site, so each
 //     site hears every site's. Central's answer to a flow-control request
@@ -97,6 +110,27 @@ func flowControlReplies(stream string) string {
 // stallAnswer reports whether m, a flow-control reply, answers a stall: it
 // acknowledges nothing.
 func stallAnswer(m *nats.Msg) bool { return m.Header.Get(lastStreamHeader) == "" }
+
+// resetAnswers is the subject of the site's answers to central's sources'
+// requests for its consumer of stream (see above): the reset's, and any
+// other request a source makes for it.
+func resetAnswers(site, stream string) string {
+	return "$JSC.R." + site + ".*." + stream + "." + bus.SourceConsumer(stream) + ".*"
+}
+
+// resetAnswer reports whether m, an answer to a source's request for its
+// consumer, is a reset done: the consumer delivers again from its
+// acknowledgement floor.
+func resetAnswer(m *nats.Msg) bool {
+	var r struct {
+		Type  string          `json:"type"`
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(m.Data, &r) == nil && r.Type == resetAnswerType && r.Error == nil
+}
+
+// resetAnswerType is the type of the answer to a consumer reset request.
+const resetAnswerType = "io.nats.jetstream.api.v1.consumer_reset_response"
 
 // centralLinked reports whether the site's account acc reaches central's
 // JetStream: its link to central is up.

@@ -14,10 +14,12 @@ import (
 )
 
 // leafDenyImports are subjects a site never takes from central over its
-// leaf link: other sites' events, samples and key-value writes, and
-// central's stored feed. Sourcing (JetStream API requests in the site's
-// domain and flow control) still crosses.
-var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>", bus.StoredPrefix + ">"}
+// leaf link: other sites' events, samples and key-value writes, central's
+// stored feed, and the source consumers' deliver subjects (central sends
+// the site nothing there, and so the site's own subscriptions to them, the
+// keeper's, stay at the site: peer.keepAccount). Sourcing (JetStream API
+// requests in the site's domain and flow control) still crosses.
+var leafDenyImports = []string{"ev.>", "mx.>", "$KV.>", bus.StoredPrefix + ">", bus.SourceDeliverPrefix + ">"}
 
 // leafDenyExports are subjects a site never sends central: its own stored
 // feed (central republishes what it stores of the site).

@@ -333,10 +333,9 @@ type sourcesSnapshot []sourceState
 
 // observeSourcesSnapshot looks at the sources of the streams this server
 // leads in acc. It looks for the sources' requests out (pending) when a
-// source in reach seems to have one, or its site is back (back): then the
-// site's keeper may still be subscribed to the deliver subject, interest
-// the link brings, so a source with a request out can look as if it
-// waited.
+// source in reach seems to have one, or its site is back (back): a
+// request sent in the cut may still be out, and is looked for rather
+// than taken from the interest alone.
 func observeSourcesSnapshot(srv *server.Server, acc *server.Account, back func(sourceKey) bool) (sourcesSnapshot, error) {
 	srcs, err := observeSources(srv, acc.Name)
 	if err != nil {

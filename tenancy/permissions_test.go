@@ -351,6 +351,13 @@ func TestRolePermissions(t *testing.T) {
 		{"site-s1", sub, "$JS.FC.EVENTS.alice.*", false},
 		{"site-s1", sub, "$JS.FC.>", false},
 		{"site-s1", sub, "$JS.ACK.EVENTS.central-events.>", false},
+		// The answers to central's resets of its source consumers (the
+		// keeper's tap), no other site's, no other reply.
+		{"site-s1", sub, "$JSC.R.s1.*.EVENTS.central-events.*", true},
+		{"site-s1", sub, "$JSC.R.s1.*.METRICS.central-metrics.*", true},
+		{"site-s1", sub, "$JSC.R.s2.*.EVENTS.central-events.*", false},
+		{"site-s1", sub, "$JSC.R.>", false},
+		{"site-s1", pub, "$JSC.R.s1.x.EVENTS.central-events.y", false},
 		{"site-s1", pub, "$JS.API.STREAM.DELETE.EVENTS", false},
 		{"site-s1", pub, "$JS.API.STREAM.PURGE.EVENTS", false},
 		{"site-s1", pub, "$JS.hub.API.STREAM.UPDATE.EVENTS", false},

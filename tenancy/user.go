@@ -252,8 +252,9 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 	case RoleSite:
 		// A site peer's own upkeep, in process only (IssueUser): its
 		// streams, buckets and source consumers; the keeper on the
-		// source consumers' delivery subjects, and their flow-control
-		// replies (to prompt a consumer whose stall central answered); the
+		// source consumers' delivery subjects, their flow-control
+		// replies (to prompt a consumer whose stall central answered) and
+		// the answers to central's resets of them; the
 		// site-cluster beacon; the site's link state for status
 		// (bus.LinkStateSubject, answered to whoever asks); and the
 		// tenant's account JWT in central's tenant bucket.
@@ -271,7 +272,10 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 			s, c := sc[0], sc[1]
 			pub.Allow.Add(api(local, "CONSUMER.CREATE."+s+"."+c, "CONSUMER.INFO."+s+"."+c, "CONSUMER.LEADER.STEPDOWN."+s+"."+c)...)
 			pub.Allow.Add("$JS.FC."+s+"."+c+".>", "$JS.FC."+site+".*."+s+"."+c+".>")
-			sub.Allow.Add("$JS.FC." + s + "." + c + ".*")
+			// The site's answers to central's sources' requests for the
+			// consumer (a reset done: the keeper answers the flow-control
+			// request the consumer had out).
+			sub.Allow.Add("$JS.FC."+s+"."+c+".*", "$JSC.R."+site+".*."+s+"."+c+".*")
 		}
 		pub.Allow.Add(hubTenantOps("$JS.hub.API.")...)
 	case RoleLeaf:
