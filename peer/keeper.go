@@ -251,7 +251,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		}
 		// The tap is on exactly while this member leads the consumer.
 		for i, c := range consumers {
-			if err := c.tap.follow(nc, bus.SourceDeliverSubject(p.cfg.Site, c.stream), snap.consumers[i].leads); err != nil {
+			if err := c.tap.follow(nc, bus.SourceDeliverSubject(p.cfg.Site, c.stream), snap.consumers[i].leads && !p.untapped); err != nil {
 				p.log.Warn("peer source keeper: subscribe", "stream", c.stream, "err", err)
 			}
 		}

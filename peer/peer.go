@@ -48,6 +48,9 @@ type Peer struct {
 	// now is the clock of the sourcing supervisors (watchSources,
 	// keepAccount), which hand it to their pure decide functions.
 	now func() time.Time
+	// untapped: the keeper does not tap its source consumers (set by
+	// tests of what it does without the tap, before Start).
+	untapped bool
 
 	// signer is the peer's own signing key for the tenant accounts it
 	// acts in, made once (centralSigner).
