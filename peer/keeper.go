@@ -109,9 +109,10 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // (flowControlTap) the whole time: it notes each flow-control request and
 // heartbeat-named stall, and forgets one once a reply to it is heard. When
 // it hears the site answer a reset request of central's (resetAnswers),
-// it answers the request still out at once, with an empty reply. The
-// reset is done by then, so the consumer delivers from where central asked
-// and its next request goes to central. A request central did get and
+// it answers the request still out at once, with an empty reply (a keeper
+// still subscribed leaves first). The reset is done by then, so the
+// consumer delivers from where central asked and its next request goes to
+// central. A request central did get and
 // answers too costs nothing: the consumer takes the first answer and
 // ignores the second (whose acknowledgement the next answer carries). The
 // tap is a queue subscription, which a consumer without a deliver group
@@ -221,10 +222,22 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			continue
 		case i := <-resets:
 			c := consumers[i]
-			if reply := c.tap.take(); reply != "" {
-				unstall(nc, reply)
-				p.log.Debug("peer source keeper: central reset the source consumer; answered the flow-control request it had out", "account", acc.Name, "consumer", c.name)
+			reply := c.tap.take()
+			if reply == "" {
+				continue
 			}
+			// A keeper still subscribed (its look not yet made since the
+			// link returned) would take what the answer lets the
+			// consumer deliver, before central subscribes again; central
+			// takes its first delivery after a reset as where it is, and
+			// would skip those. It leaves first: the reset came over the
+			// link.
+			if c.keeper != nil {
+				_ = c.keeper.Unsubscribe()
+				c.keeper = nil
+			}
+			unstall(nc, reply)
+			p.log.Debug("peer source keeper: central reset the source consumer; answered the flow-control request it had out", "account", acc.Name, "consumer", c.name)
 			continue
 		case <-t.C:
 		}
