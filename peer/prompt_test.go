@@ -40,35 +40,10 @@ func TestStallAnswerPromptsConsumer(t *testing.T) {
 	}
 	t.Cleanup(site.Close)
 	paris := peerJS(t, site)
-	publishSite(t, paris, "paris", 0, 100)
-	waitCount(t, cjs, "paris", 100, 20*time.Second)
-	consumer, err := paris.PushConsumer(ctx, bus.EventsStream, bus.SourceConsumer(bus.EventsStream))
-	if err != nil {
-		t.Fatal(err)
-	}
-	limit := consumer.CachedInfo().Config.MaxAckPending
-
-	// The cut: the consumer delivers its window into it and, at its
-	// limit, asks for flow control there too.
-	const n = 15_000
-	px.Drop(true)
-	publishSite(t, paris, "paris", 100, n)
-	eventually.NoError(t, 20*time.Second, "the consumer at its limit in the cut", func() error {
-		info, err := consumer.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumAckPending < limit {
-			return fmt.Errorf("%d deliveries await central, want %d", info.NumAckPending, limit)
-		}
-		return nil
-	})
-	if err := logs.has("keeping the source consumer"); err == nil {
-		t.Fatal("the keeper kept the consumer: the cut was seen, the test shows nothing")
-	}
+	consumer, limit := loseRequestInCut(t, cjs, paris, paris, px, "paris", &logs)
 	px.Drop(false)
 
-	waitCount(t, cjs, "paris", 100+n, 30*time.Second)
+	waitCount(t, cjs, "paris", 100+cutEvents, 30*time.Second)
 	eventually.NoError(t, 10*time.Second, "the keeper's prompt", func() error {
 		return logs.has("the source consumer asks for flow control at once")
 	})
@@ -139,6 +114,25 @@ func TestResetAnswersRequestLostInCut(t *testing.T) {
 // and upkeep are JetStream at the site, to publish events and to read its
 // source consumer; px carries its link.
 func cutAndCatchUp(t *testing.T, cjs, publish, upkeep jetstream.JetStream, px *wan.Proxy, site string, logs *logWatch) {
+	loseRequestInCut(t, cjs, publish, upkeep, px, site, logs)
+	px.Drop(false)
+	t.Logf("central had every event %s after the link returned", waitCount(t, cjs, site, 100+cutEvents, 30*time.Second))
+	if err := logs.has("answered the flow-control request it had out"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutEvents are the events loseRequestInCut publishes in its cut.
+const cutEvents = 15_000
+
+// loseRequestInCut publishes 100 events at site and waits for central to
+// hold them, then cuts px silently and publishes cutEvents more: the
+// source consumer delivers its window into the cut and, at its limit,
+// asks for flow control there too. It returns once the consumer is at its
+// limit (and the keeper did not see the cut), with the consumer and the
+// limit; the cut goes on.
+func loseRequestInCut(t *testing.T, cjs, publish, upkeep jetstream.JetStream, px *wan.Proxy, site string, logs *logWatch) (jetstream.PushConsumer, int) {
+	t.Helper()
 	ctx := t.Context()
 	publishSite(t, publish, site, 0, 100)
 	waitCount(t, cjs, site, 100, 20*time.Second)
@@ -148,9 +142,8 @@ func cutAndCatchUp(t *testing.T, cjs, publish, upkeep jetstream.JetStream, px *w
 	}
 	limit := consumer.CachedInfo().Config.MaxAckPending
 
-	const n = 15_000
 	px.Drop(true)
-	publishSite(t, publish, site, 100, n)
+	publishSite(t, publish, site, 100, cutEvents)
 	eventually.NoError(t, 20*time.Second, "the consumer at its limit in the cut", func() error {
 		info, err := consumer.Info(ctx)
 		if err != nil {
@@ -164,10 +157,5 @@ func cutAndCatchUp(t *testing.T, cjs, publish, upkeep jetstream.JetStream, px *w
 	if err := logs.has("keeping the source consumer"); err == nil {
 		t.Fatal("the keeper kept the consumer: the cut was seen, the test shows nothing")
 	}
-	px.Drop(false)
-
-	t.Logf("central had every event %s after the link returned", waitCount(t, cjs, site, 100+n, 30*time.Second))
-	if err := logs.has("answered the flow-control request it had out"); err != nil {
-		t.Fatal(err)
-	}
+	return consumer, limit
 }
