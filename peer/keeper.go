@@ -112,13 +112,13 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 // it answers the request still out at once, with an empty reply (a keeper
 // still subscribed leaves first). The reset is done by then, so the
 // consumer delivers from where central asked and its next request goes to
-// central. A request central did get and
-// answers too costs nothing: the consumer takes the first answer and
-// ignores the second (whose acknowledgement the next answer carries). The
-// tap is a queue subscription, which a consumer without a deliver group
-// does not count as interest: it never makes the consumer deliver. Its
-// price is a copy of every delivery to the peer itself; the link does
-// not carry it (leafDenyImports).
+// central. A request central did get and answers too costs nothing: the
+// consumer takes the first answer and ignores the second (whose
+// acknowledgement the next answer carries). The tap is a queue
+// subscription, which a consumer without a deliver group does not count
+// as interest: it never makes the consumer deliver. Its price is a copy of
+// every delivery to the peer itself; the link does not carry it
+// (leafDenyImports).
 //
 // A consumer delivers to central only over its leader's own link (a leaf
 // link's interest does not cross the site's routes). So in a site cluster
@@ -131,6 +131,7 @@ func (p *Peer) keepSourceConsumers(ctx context.Context) {
 func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Account) {
 	beacon := linkBeacon(p.cfg.Site)
 	var beaconSub *nats.Subscription // while this member's link is up
+	var subs []*nats.Subscription    // for as long as the keeper runs
 	consumers := []*keptConsumer{
 		{stream: bus.EventsStream, name: bus.SourceConsumer(bus.EventsStream), tap: &flowControlTap{}},
 		{stream: bus.MetricsStream, name: bus.SourceConsumer(bus.MetricsStream), tap: &flowControlTap{}},
@@ -145,42 +146,35 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 		if beaconSub != nil {
 			_ = beaconSub.Unsubscribe()
 		}
-	}()
-	// The stall answers heard, by consumer (see above).
-	answered := make(chan int, len(consumers))
-	for i, c := range consumers {
-		sub, err := nc.Subscribe(flowControlReplies(c.stream), func(m *nats.Msg) {
-			c.tap.answered(m.Subject)
-			if stallAnswer(m) {
-				select {
-				case answered <- i:
-				default: // one pending is enough
-				}
-			}
-		})
-		if err != nil {
-			p.log.Warn("peer source keeper: subscribe", "subject", flowControlReplies(c.stream), "err", err)
-			continue
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
 		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
-	// Central's resets of the consumers, by consumer (see above).
-	resets := make(chan int, len(consumers))
-	for i, c := range consumers {
-		subject := resetAnswers(p.cfg.Site, c.stream)
-		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			if resetAnswer(m) {
-				select {
-				case resets <- i:
-				default: // one pending is enough
-				}
-			}
-		})
+	}()
+	// listen subscribes to subject for as long as the keeper runs.
+	listen := func(subject string, f nats.MsgHandler) {
+		sub, err := nc.Subscribe(subject, f)
 		if err != nil {
 			p.log.Warn("peer source keeper: subscribe", "subject", subject, "err", err)
-			continue
+			return
 		}
-		defer func() { _ = sub.Unsubscribe() }()
+		subs = append(subs, sub)
+	}
+	// The stall answers heard, and central's resets, by consumer (see
+	// above); one pending of each is enough.
+	answered := make(chan int, len(consumers))
+	resets := make(chan int, len(consumers))
+	for i, c := range consumers {
+		listen(flowControlReplies(c.stream), func(m *nats.Msg) {
+			c.tap.answered(m.Subject)
+			if stallAnswer(m) {
+				poke(answered, i)
+			}
+		})
+		listen(resetAnswers(p.cfg.Site, c.stream), func(m *nats.Msg) {
+			if resetAnswer(m) {
+				poke(resets, i)
+			}
+		})
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -191,15 +185,11 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 	// This member's own link, since when, for status (bus.PeerLinks).
 	var link atomic.Pointer[bus.PeerLink]
 	link.Store(&bus.PeerLink{Peer: p.cfg.Name, State: bus.LinkDown, Since: p.now()})
-	if sub, err := nc.Subscribe(bus.LinkStateSubject(p.cfg.Site), func(m *nats.Msg) {
+	listen(bus.LinkStateSubject(p.cfg.Site), func(m *nats.Msg) {
 		if b, err := json.Marshal(link.Load()); err == nil {
 			_ = m.Respond(b)
 		}
-	}); err != nil {
-		p.log.Warn("peer source keeper: subscribe", "subject", bus.LinkStateSubject(p.cfg.Site), "err", err)
-	} else {
-		defer func() { _ = sub.Unsubscribe() }()
-	}
+	})
 	t := time.NewTicker(keepPoll)
 	defer t.Stop()
 	for {
@@ -306,6 +296,14 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 				}
 			}
 		}
+	}
+}
+
+// poke sends i on ch unless ch is full.
+func poke(ch chan<- int, i int) {
+	select {
+	case ch <- i:
+	default:
 	}
 }
 
