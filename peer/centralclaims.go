@@ -2,10 +2,12 @@ package peer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +39,15 @@ import (
 // keys are in force; a poller that connects then is closed at the edit
 // (nats-server 2.15.3, updateAccountClaimsWithRefresh closes a client
 // whose signer is no longer the account's).
+//
+// The server may apply one JWT more than once at a time (its resolver's
+// store and a lookup of the account each apply it while it is not yet
+// marked applied), and an application begun before the edit may end after
+// it, putting the poller keys back with nothing more to tell. So the edit
+// marks the claims (centralEditTag, which the server shows in the
+// account's details): put checks that its edit is the one in force, and
+// the watch checks every account it edited once every claimsAudit, and
+// edits again one whose claims are not its edit.
 
 const (
 	// claimsEvery is how often a central peer looks at its resolver's
@@ -46,6 +57,13 @@ const (
 	// appliedWait bounds how long put waits for the server to apply an
 	// account's newest JWT itself before editing it.
 	appliedWait = 5 * time.Second
+	// claimsAudit is how often a central peer checks that the claims in
+	// force of every account with a site's poller key are its edit (or
+	// twenty times as long as the check took, when longer).
+	claimsAudit = 2 * time.Second
+	// centralEditTag marks an account's claims as a central peer applies
+	// them (edit), so that the edit in force shows (editInForce).
+	centralEditTag = "meshmon-central-edit"
 )
 
 // edit returns ac as a central peer applies it: with the peer's own
@@ -60,7 +78,15 @@ func (c *centralSigner) edit(ac *jwt.AccountClaims) *jwt.AccountClaims {
 		out.SigningKeys[k] = scope
 	}
 	out.SigningKeys.Add(c.pub)
+	out.Tags = append(slices.Clone(ac.Tags), centralEditTag)
 	return &out
+}
+
+// editInForce reports whether the claims srv applies for account are a
+// central peer's edit.
+func editInForce(srv *server.Server, account string) bool {
+	z, err := srv.Accountz(&server.AccountzOptions{Account: account})
+	return err == nil && z.Account != nil && slices.Contains(z.Account.Tags, centralEditTag)
 }
 
 // pollerKey reports whether scope is a site's poller key.
@@ -111,9 +137,17 @@ func (c *centralSigner) put(srv *server.Server, account string) error {
 			srv.UpdateAccountClaims(acc, c.edit(ac))
 			// A newer JWT stored meanwhile may have been applied before
 			// this edit, which then put older claims over it (a
-			// revocation lost): edit that one too.
-			if now, err := res.Fetch(account); err != nil || now == tok {
+			// revocation lost): edit that one too. An application of
+			// the same JWT may have ended after the edit: edit again.
+			now, err := res.Fetch(account)
+			if err != nil {
 				return err
+			}
+			if now == tok && editInForce(srv, account) {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("account %s: the edit is not in force after %s", account, appliedWait)
 			}
 			continue
 		}
@@ -148,7 +182,7 @@ func (p *Peer) applyCentralClaims(srv *server.Server) error {
 	if err != nil {
 		return err
 	}
-	w := &claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}, hash: res.Hash()}
+	w := &claimsWatch{dir: p.cfg.ResolverDir(), files: map[string]claimsFile{}, guarded: map[string][32]byte{}, hash: res.Hash()}
 	w.look(func(account string) error { return signer.put(srv, account) }, p.claimsFailed)
 	p.claims = w
 	return nil
@@ -184,6 +218,13 @@ func (p *Peer) keepCentralClaims(ctx context.Context) {
 	if err != nil || w == nil {
 		return // applyCentralClaims refused to start the peer
 	}
+	put := func(account string) error { return signer.put(srv, account) }
+	inForce := func(account string) bool { return editInForce(srv, account) }
+	again := func(account string) error {
+		p.log.Warn("central claims: an account's sites' poller keys were in force again; editing it again", "account", account)
+		return put(account)
+	}
+	audited, auditEvery := time.Now(), claimsAudit
 	t := time.NewTimer(claimsEvery)
 	defer t.Stop()
 	for {
@@ -195,11 +236,15 @@ func (p *Peer) keepCentralClaims(ctx context.Context) {
 		wait := claimsEvery
 		if h := res.Hash(); h != w.hash || w.retry {
 			w.hash = h
-			scan := w.look(func(account string) error { return signer.put(srv, account) }, p.claimsFailed)
+			scan := w.look(put, p.claimsFailed)
 			// A look stats every account's file: with thousands of
 			// tenants being created, one every claimsEvery would keep
 			// a core busy.
 			wait = paceAfter(claimsEvery, scan)
+		}
+		if time.Since(audited) >= auditEvery {
+			audited = time.Now()
+			auditEvery = paceAfter(claimsAudit, w.audit(inForce, res.Fetch, again, p.claimsFailed))
 		}
 		t.Reset(wait)
 	}
@@ -211,6 +256,31 @@ type claimsWatch struct {
 	files map[string]claimsFile // account -> its JWT file when last edited
 	hash  [32]byte              // the resolver's store's hash at the last look
 	retry bool                  // an edit failed: look again at the next tick
+	// guarded are the accounts edited for a site's poller key, which
+	// audit checks, each with the hash of the JWT edited.
+	guarded map[string][32]byte
+}
+
+// audit edits again, with edit, every guarded account whose claims in
+// force are not the edit (inForce) while its JWT is the one edited (jwt
+// returns it): an application of that JWT ended after the edit. (A newer
+// JWT is the next look's.) failed is told of each that could not be. It
+// returns how long it took.
+func (w *claimsWatch) audit(inForce func(account string) bool, jwt func(account string) (string, error), edit func(account string) error, failed func(account string, err error)) time.Duration {
+	start := time.Now()
+	for account, edited := range w.guarded {
+		if inForce(account) {
+			continue
+		}
+		if tok, err := jwt(account); err != nil || sha256.Sum256([]byte(tok)) != edited {
+			continue
+		}
+		if err := edit(account); err != nil {
+			failed(account, err)
+			w.retry = true
+		}
+	}
+	return time.Since(start)
 }
 
 // claimsFile identifies a version of an account's JWT file.
@@ -255,7 +325,8 @@ func (w *claimsWatch) look(edit func(account string) error, failed func(account 
 		if err == nil {
 			ac, err = jwt.DecodeAccountClaims(string(tok))
 		}
-		if err == nil && hasPollerKey(ac) {
+		guard := err == nil && hasPollerKey(ac)
+		if guard {
 			at := time.Now()
 			err = edit(account)
 			edits += time.Since(at)
@@ -265,11 +336,17 @@ func (w *claimsWatch) look(edit func(account string) error, failed func(account 
 			w.retry = true
 			continue
 		}
+		if guard {
+			w.guarded[account] = sha256.Sum256(tok)
+		} else {
+			delete(w.guarded, account)
+		}
 		w.files[account] = f
 	}
 	for account := range w.files {
 		if !listed[account] {
 			delete(w.files, account) // the account was deleted
+			delete(w.guarded, account)
 		}
 	}
 	return time.Since(start) - edits

@@ -50,9 +50,10 @@ func refusedAt(t *testing.T, url string, creds []byte) bool {
 // TestCentralRefusesPollers: a central peer refuses every site's poller
 // credential at connect, as each new site's key arrives in the tenant's
 // account, while the tenant's admin and the peer's own connections work
-// throughout; a poller connected while its key was in force (between the
-// resolver's application of a JWT and the peer's edit of it) is closed
-// at the edit; a restarted peer refuses pollers from its first client on.
+// throughout; a poller connected while its key was in force (claims the
+// peer did not edit applied) is closed when the peer's audit of the
+// claims in force edits them again; a restarted peer refuses pollers from
+// its first client on.
 func TestCentralRefusesPollers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -108,8 +109,9 @@ func TestCentralRefusesPollers(t *testing.T) {
 		}
 	}
 
-	// The account as the resolver has it, poller keys in force, as between
-	// the resolver's application and the edit: a poller connects...
+	// The account as the resolver has it, poller keys in force, as
+	// between the resolver's application and the edit, or after an
+	// application that ended after the edit: a poller connects...
 	srv := p.Server()
 	tok, err := srv.AccountResolver().Fetch(acme.Account)
 	if err != nil {
@@ -123,23 +125,28 @@ func TestCentralRefusesPollers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.UpdateAccountClaims(acc, ac)
 	auth, err := tenancy.CredsOption(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	poller, err := nats.Connect(p.ClientURL(), auth, nats.NoReconnect())
-	if err != nil {
-		t.Fatalf("a poller while its key is in force: %v", err)
-	}
+	var poller *nats.Conn
+	eventually.NoError(t, 30*time.Second, "a poller in while its key is in force", func() error {
+		srv.UpdateAccountClaims(acc, ac)
+		poller, err = nats.Connect(p.ClientURL(), auth, nats.NoReconnect())
+		return err // refused if the audit came between
+	})
 	defer poller.Close()
-	// ... and is closed by the edit.
-	if err := signer.put(srv, acme.Account); err != nil {
-		t.Fatal(err)
+	if editInForce(srv, acme.Account) {
+		t.Fatal("the claims as the resolver has them shown as the edit")
 	}
-	eventually.True(t, 10*time.Second, "the poller closed at the edit", poller.IsClosed)
+	// ... and the peer's audit of the claims in force edits the account
+	// again, which closes it.
+	eventually.True(t, 3*claimsAudit+10*time.Second, "the poller closed by the audit", poller.IsClosed)
+	if !editInForce(srv, acme.Account) {
+		t.Fatal("the edit not in force after the audit")
+	}
 	if !refusedAt(t, p.ClientURL(), creds) {
-		t.Fatal("a poller accepted after the edit")
+		t.Fatal("a poller accepted after the audit")
 	}
 
 	// Restarted, the peer edits the account before its server takes a
@@ -192,7 +199,7 @@ func BenchmarkClaimsLook(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	w := claimsWatch{dir: dir, files: map[string]claimsFile{}}
+	w := claimsWatch{dir: dir, files: map[string]claimsFile{}, guarded: map[string][32]byte{}}
 	edit := func(string) error { return nil }
 	failed := func(account string, err error) { b.Fatal(account, err) }
 	w.look(edit, failed) // the first look reads every file
