@@ -214,6 +214,7 @@ func (p *Peer) keepAccount(ctx context.Context, nc *nats.Conn, acc *server.Accou
 			c := consumers[i]
 			reply := c.tap.take()
 			if reply == "" {
+				p.log.Debug("peer source keeper: central reset the source consumer; no flow-control request out", "account", acc.Name, "consumer", c.name)
 				continue
 			}
 			// A keeper still subscribed (its look not yet made since the

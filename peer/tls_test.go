@@ -98,6 +98,7 @@ type logWatch struct {
 func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
 func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
+	b.WriteString(r.Time.Format("15:04:05.000 "))
 	b.WriteString(r.Message)
 	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
 	w.mu.Lock()
@@ -108,15 +109,38 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 
-func (w *logWatch) has(sub string) error {
+func (w *logWatch) has(sub string) error { return w.hasSince(0, sub) }
+
+// mark returns where the next line will be, for hasSince.
+func (w *logWatch) mark() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, l := range w.lines {
+	return len(w.lines)
+}
+
+// hasSince is has among the lines from mark on.
+func (w *logWatch) hasSince(mark int, sub string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines[mark:] {
 		if strings.Contains(l, sub) {
 			return nil
 		}
 	}
-	return fmt.Errorf("no log line with %q among %d", sub, len(w.lines))
+	return fmt.Errorf("no log line with %q among %d", sub, len(w.lines)-mark)
+}
+
+// matching returns the lines that hold sub.
+func (w *logWatch) matching(sub string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, l := range w.lines {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func startPeerLog(t *testing.T, cfg Config, w *logWatch) *Peer {
