@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshmon/meshmon/alarm"
+	"github.com/meshmon/meshmon/bus"
 	"github.com/meshmon/meshmon/bus/alarmbus"
 	"github.com/meshmon/meshmon/tenancy"
 )
@@ -306,6 +307,18 @@ func TestRolePermissions(t *testing.T) {
 		{"boss", pub, "alarmop.boss.clear", true},
 		{"boss", pub, "alarmop.alice.ack", false},
 		{"boss", pub, "$KV.maintenance.w1", true},
+		// ... not the mesh's source consumers' deliveries, acks or flow
+		// control, at central or at a site; its own consumers' still.
+		{"boss", pub, "meshmon.source.s1.events", false},
+		{"boss", sub, "meshmon.source.s1.events", false},
+		{"boss", sub, "meshmon.source.>", false},
+		{"boss", pub, "$JS.FC.EVENTS.central-events.x1", false},
+		{"boss", pub, "$JS.ACK.METRICS.central-metrics.1.2.3.4.5", false},
+		{"boss", pub, "$JS.FC.s1.hash.EVENTS.central-events.x1", false},
+		{"boss", pub, "$JS.FC.EVENTS.boss-reader.x1", true},
+		{"boss", pub, "$JS.ACK.EVENTS.boss-reader.1.2.3.4.5", true},
+		{"boss", pub, "meshmon.link.s1.state", true},
+		{"boss", sub, "meshmon.link.s1.state", true},
 		{"p1", pub, "alarmop.p1.ack", false},
 		{"leaf-s1", pub, "alarmop.alice.ack", false},
 
@@ -514,6 +527,31 @@ func TestAlarmBucketNames(t *testing.T) {
 	for _, b := range []string{alarm.Bucket, alarmbus.ProcessorBucket} {
 		if allowed(uc.Pub, "$KV."+b+".x") {
 			t.Errorf("an admin may write the bucket %s", b)
+		}
+	}
+}
+
+// TestSourceNames: the admin's denial of the mesh's source consumers names
+// their delivery subjects and their names as the mesh does.
+func TestSourceNames(t *testing.T) {
+	st := newStore(t)
+	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	_, creds, err := st.IssueUser("acme", "boss", tenancy.RoleAdmin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := userClaims(t, creds)
+	for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
+		deliver := bus.SourceDeliverSubject("s1", stream)
+		if allowed(uc.Pub, deliver) || allowed(uc.Sub, deliver) {
+			t.Errorf("an admin may publish or subscribe to %s", deliver)
+		}
+		for _, reply := range []string{"$JS.FC." + stream + "." + bus.SourceConsumer(stream) + ".x", "$JS.ACK." + stream + "." + bus.SourceConsumer(stream) + ".1.2.3.4.5"} {
+			if allowed(uc.Pub, reply) {
+				t.Errorf("an admin may publish to %s", reply)
+			}
 		}
 	}
 }

@@ -97,6 +97,10 @@ func ConsumerNames(name string) []string {
 // them (bus.SourceConsumer). Only the site's upkeep user makes them.
 var sourceConsumers = [][2]string{{"EVENTS", "central-events"}, {"METRICS", "central-metrics"}}
 
+// sourceDeliverPrefix begins the subjects the source consumers deliver on
+// (bus.SourceDeliverPrefix; TestSourceNames keeps them equal).
+const sourceDeliverPrefix = "meshmon.source."
+
 // siteStreams are a site's streams and buckets, which the site's upkeep
 // user makes.
 var siteStreams = []string{"EVENTS", "METRICS", "KV_devices", "KV_pollers", "KV_group"}
@@ -249,6 +253,18 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// alarm acknowledged "by" another user.
 		pub.Deny.Add("$KV."+alarmsBucket+".>", "$KV."+alarmsProcessorBucket+".>")
 		sub.Allow.Add(">")
+		// Nor the mesh's source consumers' deliveries, acks and flow
+		// control: a heartbeat published on a delivery subject makes
+		// central's source take a gap and ask the site again, a
+		// subscription to one makes the consumer deliver while
+		// central's request is out (a gap again), and an answer to a
+		// flow-control request acknowledges what central may not hold.
+		pub.Deny.Add(sourceDeliverPrefix + ">")
+		sub.Deny.Add(sourceDeliverPrefix + ">")
+		for _, sc := range sourceConsumers {
+			pub.Deny.Add("$JS.ACK."+sc[0]+"."+sc[1]+".>", "$JS.FC."+sc[0]+"."+sc[1]+".>",
+				"$JS.ACK.*.*."+sc[0]+"."+sc[1]+".>", "$JS.FC.*.*."+sc[0]+"."+sc[1]+".>")
+		}
 	case RoleSite:
 		// A site peer's own upkeep, in process only (IssueUser): its
 		// streams, buckets and source consumers; the keeper on the
@@ -258,7 +274,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// site-cluster beacon; the site's link state for status
 		// (bus.LinkStateSubject, answered to whoever asks); and the
 		// tenant's account JWT in central's tenant bucket.
-		sub.Allow.Add(InboxPrefix(name)+".>", "meshmon.source."+site+".>", "meshmon.link."+site, "meshmon.link."+site+".state")
+		sub.Allow.Add(InboxPrefix(name)+".>", sourceDeliverPrefix+site+".>", "meshmon.link."+site, "meshmon.link."+site+".state")
 		resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		pub.Allow.Add(InboxPrefix(name)+".>", "meshmon.link."+site)
 		// A request to $JS.<site>.API is checked after the server maps
@@ -288,7 +304,7 @@ func permissions(role Role, name, site string) (pub, sub jwt.Permission, resp *j
 		// $JSC.R.<site>.<account hash>.<stream>.<consumer>.<id> (the
 		// central peer's js_api_reply_v2, peer.baseOptions): the site
 		// may answer its own sources' requests only.
-		pub.Allow.Add("meshmon.source."+site+".>", "$JSC.R."+site+".>", "$JS.hub.API.INFO", taskReplies(site))
+		pub.Allow.Add(sourceDeliverPrefix+site+".>", "$JSC.R."+site+".>", "$JS.hub.API.INFO", taskReplies(site))
 		pub.Allow.Add(hubTenantOps("$JS.hub.API.", "$JS.API.")...)
 		sub.Allow.Add("$JS."+site+".API.>", InboxPrefix(upkeep)+".>", taskRequests(site))
 		for _, sc := range sourceConsumers {

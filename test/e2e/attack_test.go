@@ -228,6 +228,21 @@ func TestAttacks(t *testing.T) {
 		out, ok := natsTry(sites["s1"], admin, "stream", "add", "--config", forge)
 		refused("the admin at s1: nats stream add (a re-publish)", out, ok)
 	})
+	// Nor does it touch the mesh's source consumers, at central or at
+	// s1: a heartbeat on a delivery subject, a subscription there, an
+	// answer to one's flow-control request.
+	for _, server := range []string{curl, sites["s1"]} {
+		for _, args := range [][]string{
+			{"pub", "meshmon.source.s1.events", "", "-H", "Status:100"},
+			{"sub", "meshmon.source.s1.events", "--count", "1"},
+			{"pub", "$JS.FC.EVENTS.central-events.x1", "", "-H", "Nats-Last-Stream:99999"},
+		} {
+			tries.add(func() {
+				out, ok := natsTry(server, admin, args...)
+				refused("the admin at "+server+": nats "+strings.Join(args, " "), out, ok)
+			})
+		}
+	}
 	tries.run()
 	if out, ok := natsAs(curl, admin, "stream", "info", "FORGE"); ok {
 		t.Errorf("the admin's FORGE stream exists: %s", tail(out, 5))
