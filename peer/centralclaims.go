@@ -149,6 +149,9 @@ func (c *centralSigner) put(srv *server.Server, account string) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("account %s: the edit is not in force after %s", account, appliedWait)
 			}
+			if now == tok {
+				time.Sleep(5 * time.Millisecond) // for the application still under way to end
+			}
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -276,8 +279,7 @@ func (w *claimsWatch) audit(inForce func(account string) bool, jwt func(account 
 			continue
 		}
 		if err := edit(account); err != nil {
-			failed(account, err)
-			w.retry = true
+			failed(account, err) // tried again at the next audit
 		}
 	}
 	return time.Since(start)
