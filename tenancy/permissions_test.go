@@ -512,9 +512,9 @@ func TestPermissionsFitConnect(t *testing.T) {
 	}
 }
 
-// TestAlarmBucketNames: the admin's denial of the alarm processor's buckets
-// names them as the processor does.
-func TestAlarmBucketNames(t *testing.T) {
+// adminClaims returns the claims of an admin issued in a new tenant.
+func adminClaims(t *testing.T) *jwt.UserClaims {
+	t.Helper()
 	st := newStore(t)
 	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
 		t.Fatal(err)
@@ -524,6 +524,13 @@ func TestAlarmBucketNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	uc := userClaims(t, creds)
+	return uc
+}
+
+// TestAlarmBucketNames: the admin's denial of the alarm processor's buckets
+// names them as the processor does.
+func TestAlarmBucketNames(t *testing.T) {
+	uc := adminClaims(t)
 	for _, b := range []string{alarm.Bucket, alarmbus.ProcessorBucket} {
 		if allowed(uc.Pub, "$KV."+b+".x") {
 			t.Errorf("an admin may write the bucket %s", b)
@@ -534,15 +541,7 @@ func TestAlarmBucketNames(t *testing.T) {
 // TestSourceNames: the admin's denial of the mesh's source consumers names
 // their delivery subjects and their names as the mesh does.
 func TestSourceNames(t *testing.T) {
-	st := newStore(t)
-	if _, err := st.CreateTenant("acme", tenancy.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	_, creds, err := st.IssueUser("acme", "boss", tenancy.RoleAdmin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc := userClaims(t, creds)
+	uc := adminClaims(t)
 	for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
 		deliver := bus.SourceDeliverSubject("s1", stream)
 		if allowed(uc.Pub, deliver) || allowed(uc.Sub, deliver) {
