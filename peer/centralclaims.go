@@ -47,7 +47,9 @@ import (
 // marks the claims (centralEditTag, which the server shows in the
 // account's details): put checks that its edit is the one in force, and
 // the watch checks every account it edited once every claimsAudit, and
-// edits again one whose claims are not its edit.
+// edits again one whose claims are not its edit (which also catches a
+// JWT written over the one before with the same size and time, which the
+// look's stat of the file does not tell apart).
 
 const (
 	// claimsEvery is how often a central peer looks at its resolver's
@@ -223,8 +225,12 @@ func (p *Peer) keepCentralClaims(ctx context.Context) {
 	}
 	put := func(account string) error { return signer.put(srv, account) }
 	inForce := func(account string) bool { return editInForce(srv, account) }
-	again := func(account string) error {
-		p.log.Warn("central claims: an account's sites' poller keys were in force again; editing it again", "account", account)
+	again := func(account string, same bool) error {
+		if same {
+			p.log.Warn("central claims: an account's sites' poller keys were in force again; editing it again", "account", account)
+		} else {
+			p.log.Info("central claims: an account's new JWT was in force unedited; editing it", "account", account)
+		}
 		return put(account)
 	}
 	audited, auditEvery := time.Now(), claimsAudit
@@ -265,22 +271,29 @@ type claimsWatch struct {
 }
 
 // audit edits again, with edit, every guarded account whose claims in
-// force are not the edit (inForce) while its JWT is the one edited (jwt
-// returns it): an application of that JWT ended after the edit. (A newer
-// JWT is the next look's.) failed is told of each that could not be. It
-// returns how long it took.
-func (w *claimsWatch) audit(inForce func(account string) bool, jwt func(account string) (string, error), edit func(account string) error, failed func(account string, err error)) time.Duration {
+// force are not the edit (inForce). edit is told whether the account's
+// JWT (jwt returns it) is still the one edited: then an application of
+// that JWT ended after the edit. Otherwise it is a newer JWT, stored
+// since this tick's look (the next look's too, which edits it again), or
+// written over the one edited with the same size and time, which a
+// look's stat does not tell apart. failed is told of each that could not
+// be edited. It returns how long it took.
+func (w *claimsWatch) audit(inForce func(account string) bool, jwt func(account string) (string, error), edit func(account string, same bool) error, failed func(account string, err error)) time.Duration {
 	start := time.Now()
 	for account, edited := range w.guarded {
 		if inForce(account) {
 			continue
 		}
-		if tok, err := jwt(account); err != nil || sha256.Sum256([]byte(tok)) != edited {
+		tok, err := jwt(account)
+		if err != nil {
+			continue // removed: the next look forgets it
+		}
+		sum := sha256.Sum256([]byte(tok))
+		if err := edit(account, sum == edited); err != nil {
+			failed(account, err) // tried again at the next audit
 			continue
 		}
-		if err := edit(account); err != nil {
-			failed(account, err) // tried again at the next audit
-		}
+		w.guarded[account] = sum
 	}
 	return time.Since(start)
 }

@@ -2,9 +2,11 @@ package peer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +208,39 @@ func BenchmarkClaimsLook(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		w.look(edit, failed)
+	}
+}
+
+// TestClaimsAudit: the audit edits every guarded account whose claims in
+// force are not the edit, telling the edit whether its JWT is the one
+// edited, and leaves the others; a failed edit keeps the hash it had.
+func TestClaimsAudit(t *testing.T) {
+	h := func(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+	w := claimsWatch{guarded: map[string][32]byte{"A": h("a1"), "B": h("b1"), "C": h("c1"), "D": h("d1"), "E": h("e1")}}
+	inForce := map[string]bool{"A": true}
+	jwts := map[string]string{"A": "a1", "B": "b1", "C": "c2", "D": "d2"} // E: removed
+	edited := map[string]bool{}
+	w.audit(func(a string) bool { return inForce[a] },
+		func(a string) (string, error) {
+			if tok, ok := jwts[a]; ok {
+				return tok, nil
+			}
+			return "", errors.New("no such account")
+		},
+		func(a string, same bool) error {
+			edited[a] = same
+			if a == "D" {
+				return errors.New("not applied")
+			}
+			return nil
+		},
+		func(string, error) {})
+	if want := map[string]bool{"B": true, "C": false, "D": false}; !maps.Equal(edited, want) {
+		t.Errorf("edited %v, want %v (account: the JWT the one edited)", edited, want)
+	}
+	for a, tok := range map[string]string{"A": "a1", "B": "b1", "C": "c2", "D": "d1", "E": "e1"} {
+		if w.guarded[a] != h(tok) {
+			t.Errorf("%s guarded with another hash than %s's", a, tok)
+		}
 	}
 }
