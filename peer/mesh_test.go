@@ -18,7 +18,7 @@ import (
 )
 
 // freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	addr, err := freeport.TCP()
 	if err != nil {
@@ -52,21 +52,21 @@ func waitStreamsReady(t *testing.T, peers ...*Peer) {
 	}
 }
 
-func centralConfig(t *testing.T, name string) Config {
+func centralConfig(t testing.TB, name string) Config {
 	cfg := testConfig(t)
 	cfg.Name, cfg.Role, cfg.Site = name, RoleCentral, ""
 	cfg.LeafListen, cfg.LeafPassword = freeAddr(t), "central-leaf-secret"
 	return cfg
 }
 
-func siteConfig(t *testing.T, site string, join bus.JoinInfo) Config {
+func siteConfig(t testing.TB, site string, join bus.JoinInfo) Config {
 	cfg := testConfig(t)
 	cfg.Name, cfg.Site = site+"-1", site
 	cfg.Central, cfg.LeafUser, cfg.LeafPassword, cfg.CentralCA = join.Central, join.User, join.Password, join.CA
 	return cfg
 }
 
-func peerJS(t *testing.T, p *Peer) jetstream.JetStream {
+func peerJS(t testing.TB, p *Peer) jetstream.JetStream {
 	t.Helper()
 	nc, err := p.InProcessConn()
 	if err != nil {
@@ -82,7 +82,7 @@ func peerJS(t *testing.T, p *Peer) jetstream.JetStream {
 
 // joinViaProxy adds site at central and returns its join information
 // with central's leaf address behind a WAN proxy the test can cut.
-func joinViaProxy(t *testing.T, cjs jetstream.JetStream, site string) (bus.JoinInfo, *wan.Proxy) {
+func joinViaProxy(t testing.TB, cjs jetstream.JetStream, site string) (bus.JoinInfo, *wan.Proxy) {
 	t.Helper()
 	if err := bus.AddSite(testCtx(t), cjs, site, time.Now()); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func joinViaProxy(t *testing.T, cjs jetstream.JetStream, site string) (bus.JoinI
 }
 
 // publishSite publishes n events of site, numbered from first.
-func publishSite(t *testing.T, js jetstream.JetStream, site string, first, n int) {
+func publishSite(t testing.TB, js jetstream.JetStream, site string, first, n int) {
 	t.Helper()
 	msgs := make([]meshmon.Message, n)
 	for i := range msgs {
@@ -135,7 +135,7 @@ func centralCount(ctx context.Context, js jetstream.JetStream, site string) (uin
 // slowly on a loaded machine is waited for, a stalled one fails. (With a
 // fixed deadline the silent cut's catch-up of 20,000 events failed a loaded
 // run at 14,718 while still storing.)
-func waitCount(t *testing.T, js jetstream.JetStream, site string, want uint64, within time.Duration) time.Duration {
+func waitCount(t testing.TB, js jetstream.JetStream, site string, want uint64, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(within)
@@ -320,4 +320,42 @@ func testSourceResumesAfterCut(t *testing.T, mode string) {
 	publishSite(t, lyon, "lyon", 200, 50)
 	waitCount(t, cjs, "paris", uint64(150+n), 20*time.Second)
 	waitCount(t, cjs, "lyon", 250, 20*time.Second)
+}
+
+// BenchmarkCentralOfOneSourcing: how fast a central of one peer stores
+// the events a site's stream holds, with its streams fsyncing every write
+// (the default) and without, against the site's own store of them in the
+// same run: the site publishes 30,000 events a loop with its link up,
+// central sources them. nats-server relaxes sync_always only for streams
+// of more than one replica, and a source stores message by message, so
+// with fsync central takes about one event per fsync (docs/mesh.md).
+//
+//	go test -run '^$' -bench CentralOfOneSourcing -benchtime 2x ./peer/
+func BenchmarkCentralOfOneSourcing(b *testing.B) {
+	const events = 30_000
+	for _, sync := range []bool{true, false} {
+		b.Run(map[bool]string{true: "fsync", false: "no-fsync"}[sync], func(b *testing.B) {
+			ccfg := centralConfig(b, "c1")
+			ccfg.SyncAlways = sync
+			cjs := peerJS(b, startPeer(b, ccfg))
+			join, _ := joinViaProxy(b, cjs, "lyon")
+			site := peerJS(b, startPeer(b, siteConfig(b, "lyon", join)))
+			publishSite(b, site, "lyon", 0, 100)
+			waitCount(b, cjs, "lyon", 100, 30*time.Second)
+			held := 100
+			var stored, sourced time.Duration
+			for b.Loop() {
+				start := time.Now()
+				publishSite(b, site, "lyon", held, events)
+				stored += time.Since(start)
+				held += events
+				waitCount(b, cjs, "lyon", uint64(held), time.Minute)
+				sourced += time.Since(start)
+			}
+			n := float64(held - 100)
+			b.ReportMetric(n/stored.Seconds(), "site-events/s")
+			b.ReportMetric(n/sourced.Seconds(), "central-events/s")
+			b.ReportMetric(stored.Seconds()/sourced.Seconds(), "central/site")
+		})
+	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/meshmon/meshmon/internal/syncbuf"
 )
 
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Name = "test-" + strings.ReplaceAll(t.Name(), "/", "-")
 	cfg.Site = "hq"
@@ -32,13 +32,13 @@ func testConfig(t *testing.T) Config {
 	return cfg
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func startPeer(t *testing.T, cfg Config) *Peer {
+func startPeer(t testing.TB, cfg Config) *Peer {
 	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("MESHMON_TEST_LOG") != "" {
