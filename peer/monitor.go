@@ -1,8 +1,10 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +21,10 @@ import (
 // (the same paths: /varz, /connz, /jsz, ...) behind HTTP basic auth with
 // Config.HTTPUser and HTTPPassword, over HTTPS with the peer's certificate.
 // /healthz alone answers without auth, for load balancers and
-// orchestrators, and then only as asked with no query: its options name
-// an account and a stream and say whether they exist (a review used it so,
-// 2026-12-07), which only the monitor's credentials may ask.
+// orchestrators, and then only as asked with no query (its options name
+// an account and a stream and say whether they exist: a review used it
+// so, 2026-12-07) and with its status only (plainHealth): what is wrong
+// is for the monitor's credentials.
 
 // monitorHandler is the monitor's mux for srv.
 func (c Config) monitorHandler(srv *server.Server) http.Handler {
@@ -44,14 +47,49 @@ func (c Config) monitorHandler(srv *server.Server) http.Handler {
 		mux.Handle(path, c.basicAuth(h))
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.RawQuery != "" && !c.authorized(r) {
-			r = r.Clone(r.Context())
-			r.URL.RawQuery = ""
+		if c.authorized(r) {
+			srv.HandleHealthz(w, r)
+			return
 		}
-		srv.HandleHealthz(w, r)
+		r = r.Clone(r.Context())
+		r.URL.RawQuery = ""
+		plainHealth(srv.HandleHealthz)(w, r)
 	})
 	return mux
 }
+
+// plainHealth serves h's health answer without what it says is wrong:
+// its status and code only. An unhealthy server's answer names an
+// account and a stream ("JetStream stream 'A... > EVENTS' is not
+// current"), which only the monitor's credentials may read.
+func plainHealth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &healthRecorder{header: http.Header{}, code: http.StatusOK}
+		h(rec, r)
+		var answer map[string]any
+		if err := json.Unmarshal(rec.body.Bytes(), &answer); err != nil {
+			answer = map[string]any{}
+		}
+		plain := map[string]any{"status": answer["status"]}
+		if code, ok := answer["status_code"]; ok {
+			plain["status_code"] = code
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.code)
+		_ = json.NewEncoder(w).Encode(plain)
+	}
+}
+
+// healthRecorder keeps a handler's answer for plainHealth.
+type healthRecorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *healthRecorder) Header() http.Header         { return r.header }
+func (r *healthRecorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *healthRecorder) WriteHeader(code int)        { r.code = code }
 
 // basicAuth wraps h with HTTP basic auth; without an HTTP password (only
 // with Insecure) h is served as it is.

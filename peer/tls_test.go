@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -701,5 +702,30 @@ func TestClusterListenWithoutRoutes(t *testing.T) {
 	cfg.Cluster.Listen = freeAddr(t)
 	if _, err := New(cfg, nil); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "--routes") {
 		t.Fatalf("got %v, want ErrInvalidConfig naming --routes", err)
+	}
+}
+
+// TestPlainHealth: without the monitor's credentials /healthz says only
+// its status: an unhealthy answer's error names an account and a stream.
+func TestPlainHealth(t *testing.T) {
+	for _, c := range []struct {
+		code       int
+		body, want string
+	}{
+		{http.StatusOK, `{"status":"ok"}`, `{"status":"ok"}`},
+		{http.StatusServiceUnavailable, `{"status":"unavailable","status_code":503,"error":"JetStream stream 'ACYU5XHP > EVENTS' is not current"}`,
+			`{"status":"unavailable","status_code":503}`},
+		{http.StatusServiceUnavailable, `{"status":"unavailable","status_code":503,"errors":[{"type":"STREAM","account":"ACYU5XHP","stream":"EVENTS","error":"not current"}]}`,
+			`{"status":"unavailable","status_code":503}`},
+	} {
+		h := func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(c.code)
+			_, _ = w.Write([]byte(c.body))
+		}
+		rec := httptest.NewRecorder()
+		plainHealth(h)(rec, httptest.NewRequest("GET", "/healthz", nil))
+		if got := strings.TrimSpace(rec.Body.String()); rec.Code != c.code || got != c.want {
+			t.Errorf("%d %s: got %d %s, want %d %s", c.code, c.body, rec.Code, got, c.code, c.want)
+		}
 	}
 }
