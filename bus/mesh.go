@@ -363,7 +363,7 @@ func editSources(ctx context.Context, js jetstream.JetStream, edit func([]string
 	}()
 	for _, name := range []string{EventsStream, MetricsStream} {
 		for try := 0; ; try++ {
-			s, err := js.Stream(ctx, name)
+			s, err := unheard(ctx, func() (jetstream.Stream, error) { return js.Stream(ctx, name) })
 			if err != nil {
 				return fmt.Errorf("central stream %s: %w (is this a central peer?)", name, err)
 			}
@@ -384,7 +384,7 @@ func editSources(ctx context.Context, js jetstream.JetStream, edit func([]string
 				return fmt.Errorf("update sources of %s: still %v after %d updates, not %v", name, have, try, want)
 			}
 			cfg.Sources = siteSources(name, want)
-			_, err = js.UpdateStream(ctx, cfg)
+			_, err = unheard(ctx, func() (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) })
 			if errors.Is(err, jetstream.ErrStreamSourceNotSupported) {
 				// nats.go's word for an answer with other sources than
 				// asked for: read again.
@@ -412,7 +412,7 @@ const (
 // lockSources takes the lock over central's sources, waiting while
 // another holds it, and returns its release.
 func lockSources(ctx context.Context, js jetstream.JetStream) (func(), error) {
-	kv, err := js.KeyValue(ctx, CentralBucket)
+	kv, err := unheard(ctx, func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, CentralBucket) })
 	if err != nil {
 		return nil, fmt.Errorf("lock central's sources: %w", err)
 	}
@@ -422,12 +422,12 @@ func lockSources(ctx context.Context, js jetstream.JetStream) (func(), error) {
 			// the next change by sourcesLockStale.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			_ = kv.Delete(dctx, sourcesLockKey, jetstream.LastRevision(rev))
+			_ = unheardErr(dctx, func() error { return kv.Delete(dctx, sourcesLockKey, jetstream.LastRevision(rev)) })
 		}
 	}
 	wait := backoff.New(20*time.Millisecond, 500*time.Millisecond)
 	for {
-		rev, err := kv.Create(ctx, sourcesLockKey, nil)
+		rev, err := unheard(ctx, func() (uint64, error) { return kv.Create(ctx, sourcesLockKey, nil) })
 		if err == nil {
 			return release(rev), nil
 		}
@@ -463,12 +463,12 @@ func AddSite(ctx context.Context, js jetstream.JetStream, site string, now time.
 	if err := ValidateSite(site); err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, SitesBucket)
+	kv, err := unheard(ctx, func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, SitesBucket) })
 	if err != nil {
 		return fmt.Errorf("add site %s: %w (is this a central peer?)", site, err)
 	}
 	b, _ := json.Marshal(SiteRecord{Name: site, Added: now.UTC()})
-	_, err = kv.Create(ctx, site, b)
+	_, err = unheard(ctx, func() (uint64, error) { return kv.Create(ctx, site, b) })
 	exists := errors.Is(err, jetstream.ErrKeyExists)
 	if err != nil && !exists {
 		return fmt.Errorf("add site %s: %w", site, err)
@@ -491,7 +491,7 @@ func RemoveSite(ctx context.Context, js jetstream.JetStream, site string) error 
 	if err := meshmon.ValidateName("site", site); err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, SitesBucket)
+	kv, err := unheard(ctx, func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, SitesBucket) })
 	if err != nil {
 		return fmt.Errorf("remove site %s: %w (is this a central peer?)", site, err)
 	}
@@ -556,7 +556,7 @@ func PublishJoin(ctx context.Context, js jetstream.JetStream, server string, inf
 // Join returns what a site needs to join: every central peer's leaf URL and
 // the tenant's credential.
 func Join(ctx context.Context, js jetstream.JetStream) (JoinInfo, error) {
-	kv, err := js.KeyValue(ctx, CentralBucket)
+	kv, err := unheard(ctx, func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, CentralBucket) })
 	if err != nil {
 		return JoinInfo{}, fmt.Errorf("join info: %w (is this a central peer?)", err)
 	}

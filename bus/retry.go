@@ -58,6 +58,28 @@ func Retried[T any](ctx context.Context, f func(context.Context) (T, error)) (T,
 // where a caller does not go through Retry.
 const noRespondersTries = 20
 
+// unheard runs f until it returns other than "no responders", at most
+// noRespondersTries times, retryPause apart, within ctx: a request no one
+// heard was not acted on, so it may be sent again. Right after a push of
+// an account's JWT, central applies it, then again edited
+// (peer/centralclaims.go), and the account's JetStream may hear nothing
+// for a moment in between (TestChanges failed so once in 40 runs, adding a
+// site right after the last change).
+func unheard[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	for try := 1; ; try++ {
+		v, err := f()
+		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !backoff.Sleep(ctx, retryPause) {
+			return v, err
+		}
+	}
+}
+
+// unheardErr is unheard for a request that returns an error alone.
+func unheardErr(ctx context.Context, f func() error) error {
+	_, err := unheard(ctx, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
 // transient reports whether err is one that a JetStream API request may
 // get while a leader moves or a peer restarts, and not again later: no
 // answer in time, no responders, or JetStream (or its cluster) being
