@@ -156,18 +156,12 @@ const leaderInfoWait = 2 * time.Second
 // (a leader moves, JetStream starts); it answers at once, so a few quick
 // tries cost little.
 func createReader(ctx context.Context, js jetstream.JetStream, stream, owner string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	for try := 1; ; try++ {
-		var c jetstream.Consumer
-		var err error
+	return unheard(ctx, func() (jetstream.Consumer, error) {
 		if owner != "" {
-			c, err = createOwned(ctx, js, stream, owner, cfg)
-		} else {
-			c, err = js.CreateConsumer(ctx, stream, cfg)
+			return createOwned(ctx, js, stream, owner, cfg)
 		}
-		if !errors.Is(err, nats.ErrNoResponders) || try == noRespondersTries || !backoff.Sleep(ctx, retryPause) {
-			return c, err
-		}
-	}
+		return js.CreateConsumer(ctx, stream, cfg)
+	})
 }
 
 // bucketReader gathers a bucket's latest values from the messages of a

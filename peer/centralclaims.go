@@ -272,19 +272,19 @@ type claimsWatch struct {
 
 // audit edits again, with edit, every guarded account whose claims in
 // force are not the edit (inForce). edit is told whether the account's
-// JWT (jwt returns it) is still the one edited: then an application of
+// JWT (stored returns it) is still the one edited: then an application of
 // that JWT ended after the edit. Otherwise it is a newer JWT, stored
 // since this tick's look (the next look's too, which edits it again), or
 // written over the one edited with the same size and time, which a
 // look's stat does not tell apart. failed is told of each that could not
 // be edited. It returns how long it took.
-func (w *claimsWatch) audit(inForce func(account string) bool, jwt func(account string) (string, error), edit func(account string, same bool) error, failed func(account string, err error)) time.Duration {
+func (w *claimsWatch) audit(inForce func(account string) bool, stored func(account string) (string, error), edit func(account string, same bool) error, failed func(account string, err error)) time.Duration {
 	start := time.Now()
 	for account, edited := range w.guarded {
 		if inForce(account) {
 			continue
 		}
-		tok, err := jwt(account)
+		tok, err := stored(account)
 		if err != nil {
 			continue // removed: the next look forgets it
 		}
