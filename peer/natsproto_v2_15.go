@@ -252,19 +252,7 @@ func retrySources(srv *server.Server, auth rawAuth, keys []sourceKey) error {
 // reports whether it answered within within. The answer comes to inbox,
 // a subject the site's link carries back to central.
 func siteAnswers(nc *nats.Conn, k sourceKey, inbox string, within time.Duration) bool {
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// The subscription reaches the site's link before the request.
-	if err := nc.FlushTimeout(within); err != nil {
-		return false
-	}
-	if err := nc.PublishRequest(siteInfoSubject(k.site, k.stream), inbox, nil); err != nil {
-		return false
-	}
-	_, err = sub.NextMsg(within)
+	_, err := askSite(nc, siteInfoSubject(k.site, k.stream), inbox, nil, within)
 	return err == nil
 }
 

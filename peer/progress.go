@@ -121,19 +121,7 @@ func sitesProgress(nc *nats.Conn, keys []sourceKey) map[sourceKey]siteProgress {
 // (bus.SourceConsumer) and reads how it stands. The answer comes to inbox,
 // a subject the site's link carries back to central.
 func askProgress(nc *nats.Conn, k sourceKey, inbox string, within time.Duration) (siteProgress, bool) {
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return siteProgress{}, false
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.FlushTimeout(within); err != nil {
-		return siteProgress{}, false
-	}
-	subject := "$JS." + k.site + ".API.CONSUMER.INFO." + k.stream + "." + bus.SourceConsumer(k.stream)
-	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
-		return siteProgress{}, false
-	}
-	m, err := sub.NextMsg(within)
+	m, err := askSite(nc, "$JS."+k.site+".API.CONSUMER.INFO."+k.stream+"."+bus.SourceConsumer(k.stream), inbox, nil, within)
 	if err != nil {
 		return siteProgress{}, false
 	}

@@ -152,6 +152,26 @@ func spread(ds []time.Duration) string {
 // how to publish at a member as the tenant's poller.
 func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStream, func(*Peer) jetstream.JetStream) {
 	t.Helper()
+	o := newOperatorSite(t, ctx)
+	return o.members, o.cjs, o.publisher
+}
+
+// operatorSiteParts is what newOperatorSite makes: central (its config,
+// to start it again), an admin's JetStream at it, and a way to have one
+// at a central started again; the site's members and a poller's
+// JetStream at one of them.
+type operatorSiteParts struct {
+	ccfg      Config
+	central   *Peer
+	cjs       jetstream.JetStream
+	adminJS   func(*Peer) jetstream.JetStream
+	members   []Config
+	publisher func(*Peer) jetstream.JetStream
+}
+
+// newOperatorSite is operatorSite, with its parts.
+func newOperatorSite(t *testing.T, ctx context.Context) operatorSiteParts {
+	t.Helper()
 	st, trustFile := operatorStore(t)
 	ccfg := operatorCentralConfig(t, "c1", trustFile)
 	central := startPeer(t, ccfg)
@@ -173,10 +193,14 @@ func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStr
 	if err != nil {
 		t.Fatal(err)
 	}
-	cjs, err := jetstream.New(credsConn(t, central.ClientURL(), adminCreds))
-	if err != nil {
-		t.Fatal(err)
+	adminJS := func(p *Peer) jetstream.JetStream {
+		js, err := jetstream.New(credsConn(t, p.ClientURL(), adminCreds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
 	}
+	cjs := adminJS(central)
 	if err := bus.WaitJetStream(ctx, cjs); err != nil {
 		t.Fatal(err)
 	}
@@ -207,5 +231,5 @@ func operatorSite(t *testing.T, ctx context.Context) ([]Config, jetstream.JetStr
 		}
 		return js
 	}
-	return members, cjs, publisher
+	return operatorSiteParts{ccfg: ccfg, central: central, cjs: cjs, adminJS: adminJS, members: members, publisher: publisher}
 }

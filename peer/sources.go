@@ -108,6 +108,9 @@ func (p *Peer) watchSources(ctx context.Context) {
 			return
 		}
 	}
+	// What central held before now it recovered from its store; the tail
+	// check (tail.go) compares it with what comes after.
+	began := p.now()
 	accounts := map[string]*watchedAccount{}
 	defer func() {
 		for _, a := range accounts {
@@ -152,7 +155,7 @@ func (p *Peer) watchSources(ctx context.Context) {
 		for _, name := range names {
 			a := accounts[name]
 			if a == nil {
-				a = &watchedAccount{name: name, w: newSourceWatch(), pw: newProgressWatch()}
+				a = &watchedAccount{name: name, w: newSourceWatch(), pw: newProgressWatch(), tw: newTailWatch(began)}
 				if signer == nil {
 					a.dial = func() (*nats.Conn, rawAuth, error) {
 						nc, err := p.InProcessConn(nats.Name("meshmon-peer-sources"))
@@ -173,6 +176,7 @@ type watchedAccount struct {
 	name string
 	w    *sourceWatch
 	pw   *progressWatch
+	tw   *tailWatch
 	dial func() (*nats.Conn, rawAuth, error)
 	nc   *nats.Conn // made on the first action, again once closed
 	js   jetstream.JetStream
@@ -271,6 +275,7 @@ func (p *Peer) watchAccount(ctx context.Context, srv *server.Server, a *watchedA
 		for stream, sites := range byStream(stuck) {
 			wg.Go(func() { p.kickSources(ctx, js, a.name, stream, sites, kickStuck) })
 		}
+		p.mendTails(ctx, nc, js, a.name, a.tw, answers)
 	}
 	wg.Wait()
 }
@@ -425,6 +430,25 @@ func askSites[T any](keys []sourceKey, ask func(sourceKey) (T, bool)) map[source
 // subjects themselves.
 func siteReplyInbox(site string) string {
 	return "meshmon.source." + site + ".answer." + nuid.Next()
+}
+
+// askSite sends a request with body on subject to a site over its link
+// and returns the answer, which comes to inbox (siteReplyInbox), within
+// within.
+func askSite(nc *nats.Conn, subject, inbox string, body []byte, within time.Duration) (*nats.Msg, error) {
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The subscription reaches the site's link before the request.
+	if err := nc.FlushTimeout(within); err != nil {
+		return nil, err
+	}
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		return nil, err
+	}
+	return sub.NextMsg(within)
 }
 
 // sourceWatch is what the watch decides with: its memory of what it saw

@@ -1,0 +1,202 @@
+package peer
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+	"github.com/meshmon/meshmon/internal/eventually"
+)
+
+// TestCentralFetchesItsLostTailAgain: a central that comes back without
+// the last events it had stored and acknowledged (its store's tail lost,
+// as a power cut without fsync would lose it) has its source watch find
+// the gap: nats-server resumes a durable source from the site consumer's
+// ack floor, past them. When the site sent nothing new since, the watch
+// fetches them again, each once; when central stored newer events of the
+// site first (its source then takes nothing older), it says which are
+// missing. A restart that lost nothing is left alone.
+func TestCentralFetchesItsLostTailAgain(t *testing.T) {
+	const first = 400
+	for _, tc := range []struct {
+		name  string
+		cut   bool
+		while int // events the site publishes while central is down
+		// refetch: central fetches again what it lost (else it holds
+		// what it recovered and what came after)
+		refetch bool
+		log     string // what central logs about it
+	}{
+		{"quiet site", true, 0, true, "fetching them again from the site"},
+		{"busy site", true, 200, false, "they stay missing at central"},
+		{"nothing lost", false, 200, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			ccfg := centralConfig(t, "c1")
+			central := startPeer(t, ccfg)
+			cjs := peerJS(t, central)
+			if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			join, err := bus.Join(ctx, cjs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paris := startPeer(t, siteConfig(t, "paris", join))
+			pjs := peerJS(t, paris)
+			publishSite(t, pjs, "paris", 0, first)
+			waitCount(t, cjs, "paris", first, 20*time.Second)
+
+			central.Close()
+			if tc.cut {
+				cutTail(t, ccfg.StoreDir(), bus.EventsStream)
+			}
+			publishSite(t, pjs, "paris", first, tc.while)
+			logs := &logWatch{}
+			central = startPeerLog(t, ccfg, logs)
+			cjs = peerJS(t, central)
+			// Read before the link is back (the site dials again after
+			// its back-off): nothing new is in yet.
+			held := recoveredEvents(t, cjs)
+			t.Logf("central recovered %d of %d events", held, first)
+			if tc.cut && held >= first {
+				t.Fatalf("central recovered %d events after its tail was cut, want fewer than %d", held, first)
+			}
+			want := first + tc.while
+			if !tc.refetch {
+				want = int(held) + tc.while
+			}
+			waitCount(t, cjs, "paris", uint64(want), 30*time.Second)
+			const lost = "central lost events of a site"
+			if tc.log == "" {
+				// The check is made at the watch's look at the site's
+				// consumer (every progressEvery): give it one.
+				time.Sleep(progressEvery + time.Second) // a look that should not act, not synchronisation
+				if lines := logs.matching(lost); len(lines) > 0 {
+					t.Fatalf("central found a gap where there was none: %v", lines)
+				}
+				checkOnce(t, cjs, "paris", 0, want)
+				return
+			}
+			eventually.NoError(t, 30*time.Second, "central's log line", func() error { return logs.has(tc.log) })
+			t.Log(logs.matching(lost))
+			if tc.refetch {
+				checkOnce(t, cjs, "paris", 0, want)
+			} else if err := logs.has(fmt.Sprintf("lost_from=%d lost_to=%d", held+1, first)); err != nil {
+				t.Fatalf("the gap named is not the one cut: %v", err)
+			}
+		})
+	}
+}
+
+// TestCentralFetchesItsLostTailAgainOperator is the quiet site of
+// TestCentralFetchesItsLostTailAgain in operator mode, where the watch
+// acts in the tenant's account over a connection of its own and the reset
+// crosses the site's leaf link under the leaf user's permissions.
+func TestCentralFetchesItsLostTailAgainOperator(t *testing.T) {
+	const first = 400
+	ctx := t.Context()
+	o := newOperatorSite(t, ctx)
+	cfg := o.members[0]
+	cfg.Name = "paris-1"
+	publishSite(t, o.publisher(startPeer(t, cfg)), "paris", 0, first)
+	waitCount(t, o.cjs, "paris", first, 20*time.Second)
+
+	o.central.Close()
+	cutTail(t, o.ccfg.StoreDir(), bus.EventsStream)
+	logs := &logWatch{}
+	cjs := o.adminJS(startPeerLog(t, o.ccfg, logs))
+	held := recoveredEvents(t, cjs)
+	if held >= first {
+		t.Fatalf("central recovered %d events after its tail was cut, want fewer than %d", held, first)
+	}
+	t.Logf("central recovered %d of %d events", held, first)
+	waitCount(t, cjs, "paris", first, 30*time.Second)
+	checkOnce(t, cjs, "paris", 0, first)
+	if err := logs.has("fetching them again from the site"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutTail truncates the last message block of stream in a stopped peer's
+// store to a third of its size and removes the stream's saved state, so
+// the server rebuilds it from what is left, as after a power cut that
+// took the writes not yet synced.
+func cutTail(t *testing.T, storeDir, stream string) {
+	t.Helper()
+	var blocks []string
+	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if filepath.Base(filepath.Dir(filepath.Dir(path))) == stream && filepath.Base(filepath.Dir(path)) == "msgs" {
+			switch {
+			case filepath.Ext(path) == ".blk":
+				blocks = append(blocks, path)
+			case filepath.Base(path) == "index.db":
+				return os.Remove(path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) == 0 {
+		t.Fatalf("no message block of %s under %s", stream, storeDir)
+	}
+	slices.Sort(blocks) // one block here; the last by name otherwise
+	last := blocks[len(blocks)-1]
+	st, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(last, st.Size()/3); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recoveredEvents is how many events central's EVENTS holds.
+func recoveredEvents(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(testCtx(t), bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Msgs
+}
+
+// checkOnce reads central's EVENTS and fails unless it holds each of
+// site's events from first to first+n-1 exactly once, and no other.
+func checkOnce(t *testing.T, js jetstream.JetStream, site string, first, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	c, err := js.OrderedConsumer(ctx, bus.EventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range n {
+		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read central's events: %v (after %d)", err, len(seen))
+		}
+		seen[msg.Headers().Get(jetstream.MsgIDHeader)]++
+	}
+	if _, err := c.Next(jetstream.FetchMaxWait(200 * time.Millisecond)); err == nil {
+		t.Fatalf("central holds more than the %d events of %s", n, site)
+	}
+	for i := first; i < first+n; i++ {
+		if id := fmt.Sprintf("%s-%d", site, i); seen[id] != 1 {
+			t.Fatalf("central holds %s %d times, want once", id, seen[id])
+		}
+	}
+}

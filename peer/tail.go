@@ -1,0 +1,298 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshmon/meshmon/bus"
+)
+
+// A tail central lost. Central acknowledges what its source stored
+// (flow control is the site's consumer's only ack), and nats-server 2.15.3
+// resumes a durable source from the consumer's ack floor: its reset request
+// names no sequence (stream.go, trySetupSourceConsumer). So if central comes
+// back without the last events it had acknowledged (its store's tail lost
+// to a power cut without fsync, a truncated file, an older copy of its
+// data), its source resumes after them, and central never holds them,
+// while the site still does.
+//
+// The source watch therefore checks each source, at its looks at the
+// site's consumer (every progressEvery) after the watch began (the peer's
+// start), until it can tell: the last event of the site central held
+// before then, and the first it stored since (or, if none yet, the
+// consumer's ack floor), must be consecutive in the site's stream. If
+// central stored nothing of the site since and the consumer acknowledged
+// more than central holds, the watch drops the source (nothing of the
+// site is stored then), resets the site's consumer to the first event
+// missing (a reset that names a sequence), and sets the source again,
+// which then resumes from there: each missing event is fetched once.
+// If central stored newer events of the site first, its source takes
+// nothing older than the newest it holds (processInboundSourceMsg), and
+// deleting those to make room would not do: they would come again as
+// duplicates of ids central still remembers (Nats-Msg-Id) and be dropped.
+// The watch then logs which of the site's events central is missing; the
+// site still holds them.
+
+// tailWatch remembers which sources have had their tail checked since the
+// watch began. Its methods do no I/O.
+type tailWatch struct {
+	since time.Time
+	done  map[sourceKey]bool
+}
+
+func newTailWatch(since time.Time) *tailWatch {
+	return &tailWatch{since: since, done: map[sourceKey]bool{}}
+}
+
+// toCheck returns the sources of answers not checked yet, in order.
+func (w *tailWatch) toCheck(answers map[sourceKey]siteProgress) []sourceKey {
+	var out []sourceKey
+	for k := range answers {
+		if !w.done[k] {
+			out = append(out, k)
+		}
+	}
+	sortKeys(out)
+	return out
+}
+
+// settle notes that k's tail was checked.
+func (w *tailWatch) settle(k sourceKey) { w.done[k] = true }
+
+// tailGap is what checkTail found of one source.
+type tailGap struct {
+	decided bool   // false: look again at the next answer
+	from    uint64 // the first event of the site's stream central lost; 0: none lost
+	// keep is central's sequence of the last event of the site it holds
+	// before the gap.
+	keep uint64
+	// after is the first event central stored of the site since the watch
+	// began (its sequence in the site's stream); zero when none yet.
+	after uint64
+}
+
+// checkTail finds whether central lost the tail of k's events it held
+// before since (see above); acked is the site consumer's ack floor, read
+// before this call.
+func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailGap, error) {
+	subj := sourceSubjects(k)
+	after, err := msgGet(nc, k.stream, msgGetRequest{NextFor: subj, StartTime: &since})
+	if err != nil {
+		return tailGap{}, err
+	}
+	if after == nil {
+		last, err := msgGet(nc, k.stream, msgGetRequest{LastFor: subj})
+		switch {
+		case err != nil:
+			return tailGap{}, err
+		case last == nil:
+			return tailGap{decided: true}, nil // central holds none of the site
+		case !last.Time.Before(since):
+			return tailGap{}, nil // stored just now: look again
+		}
+		held, ok := sourceSeq(last, k)
+		switch {
+		case !ok || acked == held:
+			return tailGap{decided: true}, nil
+		case acked < held:
+			// Central has not acknowledged all it holds yet (its
+			// source skips what it holds, and acknowledges it, after a
+			// restart): look again.
+			return tailGap{}, nil
+		}
+		return tailGap{decided: true, from: held + 1, keep: last.Sequence}, nil
+	}
+	next, ok := sourceSeq(after, k)
+	if !ok {
+		return tailGap{decided: true}, nil
+	}
+	before, err := lastBefore(nc, k.stream, subj, after.Sequence)
+	if err != nil || before == nil {
+		return tailGap{decided: err == nil}, err
+	}
+	held, ok := sourceSeq(before, k)
+	if !ok || next <= held+1 {
+		return tailGap{decided: true}, nil
+	}
+	return tailGap{decided: true, from: held + 1, keep: before.Sequence, after: next}, nil
+}
+
+// sourceSubjects are the subjects of k's site in central's stream.
+func sourceSubjects(k sourceKey) string {
+	if k.stream == bus.MetricsStream {
+		return "mx." + k.site + ".>"
+	}
+	return "ev." + k.site + ".>"
+}
+
+// lastBefore returns the last message on subj in stream below sequence
+// limit, or nil: a search over next-by-subject reads, about log2(limit)
+// of them.
+func lastBefore(nc *nats.Conn, stream, subj string, limit uint64) (*storedMsg, error) {
+	var best *storedMsg
+	lo, hi := uint64(1), limit
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := msgGet(nc, stream, msgGetRequest{Seq: mid, NextFor: subj})
+		if err != nil {
+			return nil, err
+		}
+		if m != nil && m.Sequence < limit {
+			best, lo = m, m.Sequence+1
+		} else {
+			hi = mid
+		}
+	}
+	return best, nil
+}
+
+// sourceSeq is the sequence in the site's stream of a message central
+// stored through k's source; ok is false when the message did not come
+// through that source.
+func sourceSeq(m *storedMsg, k sourceKey) (uint64, bool) {
+	if ok, _ := bus.FromSiteSource(m.Header, k.stream, k.site); !ok {
+		return 0, false
+	}
+	// <source> <sequence> <filter> <transform> ... (nats-server 2.15.3,
+	// stream.go, streamAndSeq)
+	f := strings.Fields(m.Header.Get(bus.HdrStreamSource))
+	if len(f) < 2 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(f[1], 10, 64)
+	return seq, err == nil && seq > 0
+}
+
+// msgGetRequest is JetStream's stream message get request, in the fields
+// used here.
+type msgGetRequest struct {
+	Seq       uint64     `json:"seq,omitempty"`
+	LastFor   string     `json:"last_by_subj,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+}
+
+// storedMsg is a message as the message get request answers it.
+type storedMsg struct {
+	Subject  string      `json:"subject"`
+	Sequence uint64      `json:"seq"`
+	Raw      []byte      `json:"hdrs"`
+	Time     time.Time   `json:"time"`
+	Header   nats.Header `json:"-"`
+}
+
+// jsNoMessage is JetStream's error code for a get that found no message.
+const jsNoMessage = 10037
+
+// msgGet asks central's JetStream for one message of stream; nil when
+// there is none.
+func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	m, err := nc.Request("$JS.API.STREAM.MSG.GET."+stream, b, answerWithin)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *storedMsg `json:"message"`
+		Error   *struct {
+			Code        int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == jsNoMessage:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, errors.New(resp.Error.Description)
+	case resp.Message == nil:
+		return nil, errors.New("no message in the answer")
+	}
+	if len(resp.Message.Raw) > 0 {
+		if resp.Message.Header, err = nats.DecodeHeadersMsg(resp.Message.Raw); err != nil {
+			return nil, err
+		}
+	}
+	return resp.Message, nil
+}
+
+// resetSiteConsumer resets k's consumer at the site to deliver from
+// sequence from on, and waits for the site's answer.
+func resetSiteConsumer(nc *nats.Conn, k sourceKey, from uint64) error {
+	subject := "$JS." + k.site + ".API.CONSUMER.RESET." + k.stream + "." + bus.SourceConsumer(k.stream)
+	m, err := askSite(nc, subject, siteReplyInbox(k.site), fmt.Appendf(nil, `{"seq":%d}`, from), answerWithin)
+	if err != nil {
+		return fmt.Errorf("the site did not answer: %w", err)
+	}
+	var resp struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+		ResetSeq uint64 `json:"reset_seq"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return errors.New(resp.Error.Description)
+	}
+	return nil
+}
+
+// mendTails checks the tails of the sources answers name (see above) and
+// fetches again what central lost of each, over the account's connection.
+func (p *Peer) mendTails(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, account string, tw *tailWatch, answers map[sourceKey]siteProgress) {
+	for _, k := range tw.toCheck(answers) {
+		g, err := checkTail(nc, k, answers[k].acked, tw.since)
+		if err != nil {
+			p.log.Debug("peer source watch: check what central holds of a site", "account", account, "stream", k.stream, "site", k.site, "err", err)
+			continue
+		}
+		if !g.decided {
+			continue
+		}
+		tw.settle(k)
+		if g.from == 0 {
+			continue
+		}
+		if g.after > 0 {
+			p.log.Error("central lost events of a site that it had acknowledged (its store's tail: a power cut without fsync, a truncated file, an older copy of its data), and stored newer ones before it could ask for them again: its source takes nothing older than what it holds, so they stay missing at central (the site still holds them)",
+				"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from, "lost_to", g.after-1)
+			continue
+		}
+		p.log.Warn("central lost events of a site that it had acknowledged (its store's tail: a power cut without fsync, a truncated file, an older copy of its data); fetching them again from the site",
+			"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from)
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = bus.RefetchSource(actx, js, k.stream, k.site, func() error {
+			// The source is dropped: nothing of the site comes in now. If
+			// something came in since the check, the source would take
+			// nothing older than it.
+			last, err := msgGet(nc, k.stream, msgGetRequest{LastFor: sourceSubjects(k)})
+			if err != nil {
+				return err
+			}
+			if last == nil || last.Sequence != g.keep {
+				return errors.New("newer events of the site came in before the source was dropped")
+			}
+			return resetSiteConsumer(nc, k, g.from)
+		})
+		cancel()
+		if err != nil {
+			p.log.Error("central lost events of a site that it had acknowledged, and fetching them again failed: they stay missing at central (the site still holds them)",
+				"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from, "err", err)
+		}
+	}
+}
