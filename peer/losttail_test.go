@@ -37,6 +37,7 @@ func TestCentralFetchesItsLostTailAgain(t *testing.T) {
 		{"quiet site", true, 0, true, "fetching them again from the site"},
 		{"busy site", true, 200, false, "they stay missing at central"},
 		{"nothing lost", false, 200, true, ""},
+		{"nothing lost, quiet site", false, 0, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t)
