@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -831,6 +832,23 @@ func FromSiteSource(h nats.Header, stream, site string) (ok, sourced bool) {
 	iname, _, _ := strings.Cut(v, " ")
 	want := stream + ":" + serverHash("$JS."+site+".API")
 	return iname == want || strings.HasPrefix(iname, want+":"), true
+}
+
+// SiteSourceSeq is the sequence, in site's own stream, of a message of
+// central's stream that came through site's source (FromSiteSource); ok
+// is false for any other message.
+func SiteSourceSeq(h nats.Header, stream, site string) (seq uint64, ok bool) {
+	if ok, _ := FromSiteSource(h, stream, site); !ok {
+		return 0, false
+	}
+	// <source> <sequence> <filter> <transform> ... (nats-server 2.15.3,
+	// stream.go, streamAndSeq)
+	f := strings.Fields(h.Get(HdrStreamSource))
+	if len(f) < 2 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(f[1], 10, 64)
+	return seq, err == nil && seq > 0
 }
 
 // serverHash is nats-server's getHash.

@@ -40,19 +40,8 @@ func TestCentralFetchesItsLostTailAgain(t *testing.T) {
 		{"nothing lost, quiet site", false, 0, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testCtx(t)
-			ccfg := centralConfig(t, "c1")
-			central := startPeer(t, ccfg)
-			cjs := peerJS(t, central)
-			if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			join, err := bus.Join(ctx, cjs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			paris := startPeer(t, siteConfig(t, "paris", join))
-			pjs := peerJS(t, paris)
+			m := centralWithSite(t, "paris")
+			ccfg, central, cjs, pjs := m.ccfg, m.central, m.cjs, m.sjs
 			publishSite(t, pjs, "paris", 0, first)
 			waitCount(t, cjs, "paris", first, 20*time.Second)
 

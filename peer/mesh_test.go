@@ -80,6 +80,32 @@ func peerJS(t testing.TB, p *Peer) jetstream.JetStream {
 	return js
 }
 
+// siteMesh is a central of one peer and one site peer linked to it.
+type siteMesh struct {
+	ccfg          Config
+	central, site *Peer
+	cjs, sjs      jetstream.JetStream
+}
+
+// centralWithSite starts a central of one peer, adds site there, and
+// starts site's peer with the join information.
+func centralWithSite(t testing.TB, site string) siteMesh {
+	t.Helper()
+	m := siteMesh{ccfg: centralConfig(t, "c1")}
+	m.central = startPeer(t, m.ccfg)
+	m.cjs = peerJS(t, m.central)
+	if err := bus.AddSite(testCtx(t), m.cjs, site, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	join, err := bus.Join(testCtx(t), m.cjs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.site = startPeer(t, siteConfig(t, site, join))
+	m.sjs = peerJS(t, m.site)
+	return m
+}
+
 // joinViaProxy adds site at central and returns its join information
 // with central's leaf address behind a WAN proxy the test can cut.
 func joinViaProxy(t testing.TB, cjs jetstream.JetStream, site string) (bus.JoinInfo, *wan.Proxy) {

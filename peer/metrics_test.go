@@ -29,17 +29,8 @@ func servePeerMetrics(t *testing.T, p *Peer) string {
 // links, sources, store and (at the site) the events' delay.
 func TestPeerMetrics(t *testing.T) {
 	ctx := testCtx(t)
-	central := startPeer(t, centralConfig(t, "c1"))
-	cjs := peerJS(t, central)
-	if err := bus.AddSite(ctx, cjs, "paris", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	join, err := bus.Join(ctx, cjs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paris := startPeer(t, siteConfig(t, "paris", join))
-	pjs := peerJS(t, paris)
+	m := centralWithSite(t, "paris")
+	central, cjs, paris, pjs := m.central, m.cjs, m.site, m.sjs
 	curl, surl := servePeerMetrics(t, central), servePeerMetrics(t, paris)
 
 	// Events observed 2 s ago, stored now.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -128,9 +126,9 @@ func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailG
 // sourceSubjects are the subjects of k's site in central's stream.
 func sourceSubjects(k sourceKey) string {
 	if k.stream == bus.MetricsStream {
-		return "mx." + k.site + ".>"
+		return bus.MetricFilter(k.site, "", "")
 	}
-	return "ev." + k.site + ".>"
+	return bus.EventFilter(k.site, "", "")
 }
 
 // lastBefore returns the last message on subj in stream below sequence
@@ -158,17 +156,7 @@ func lastBefore(nc *nats.Conn, stream, subj string, limit uint64) (*storedMsg, e
 // stored through k's source; ok is false when the message did not come
 // through that source.
 func sourceSeq(m *storedMsg, k sourceKey) (uint64, bool) {
-	if ok, _ := bus.FromSiteSource(m.Header, k.stream, k.site); !ok {
-		return 0, false
-	}
-	// <source> <sequence> <filter> <transform> ... (nats-server 2.15.3,
-	// stream.go, streamAndSeq)
-	f := strings.Fields(m.Header.Get(bus.HdrStreamSource))
-	if len(f) < 2 {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(f[1], 10, 64)
-	return seq, err == nil && seq > 0
+	return bus.SiteSourceSeq(m.Header, k.stream, k.site)
 }
 
 // msgGetRequest is JetStream's stream message get request, in the fields
