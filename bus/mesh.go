@@ -49,6 +49,19 @@ func SourceDeliverSubject(site, stream string) string {
 	return SourceDeliverPrefix + site + "." + strings.ToLower(stream)
 }
 
+// RefetchConsumer is the site's second durable consumer on stream, idle
+// but for a moment: central sources through it, from the first event it
+// lost after acknowledging it, what it lost (peer's tail watch;
+// SourceThrough). A source through another consumer is another source to
+// nats-server, with a position of its own: it takes what the site's own
+// source, which resumed past them, no longer would.
+func RefetchConsumer(stream string) string { return SourceConsumer(stream) + "-refetch" }
+
+// RefetchDeliverSubject is where a site's RefetchConsumer delivers.
+func RefetchDeliverSubject(site, stream string) string {
+	return SourceDeliverSubject(site, stream) + "-refetch"
+}
+
 // SourceDeliverPrefix begins every site's SourceDeliverSubject.
 const SourceDeliverPrefix = "meshmon.source."
 
@@ -83,8 +96,8 @@ const sourceBatch = 5_000
 const SourceMaxAckPending = sourceBatch
 
 // EnsureSourceConsumers creates, at a site, the durable consumers central
-// sources EVENTS and METRICS through. It is idempotent; a site peer calls it
-// on every start.
+// sources EVENTS and METRICS through (SourceConsumer, RefetchConsumer). It
+// is idempotent; a site peer calls it on every start.
 func EnsureSourceConsumers(ctx context.Context, js jetstream.JetStream, site string) error {
 	if err := meshmon.ValidateName("site", site); err != nil {
 		return err
@@ -94,18 +107,23 @@ func EnsureSourceConsumers(ctx context.Context, js jetstream.JetStream, site str
 		if err != nil {
 			return fmt.Errorf("source consumer on %s: %w", name, err)
 		}
-		_, err = s.CreateOrUpdatePushConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:        SourceConsumer(name),
-			Description:    "central sources this stream through this consumer",
-			DeliverSubject: SourceDeliverSubject(site, name),
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			AckPolicy:      jetstream.AckFlowControlPolicy,
-			FlowControl:    true,
-			IdleHeartbeat:  time.Second, // the server requires exactly 1s
-			MaxAckPending:  sourceBatch,
-		})
-		if err != nil {
-			return fmt.Errorf("source consumer on %s: %w", name, err)
+		for _, c := range []struct{ name, deliver, what string }{
+			{SourceConsumer(name), SourceDeliverSubject(site, name), "central sources this stream through this consumer"},
+			{RefetchConsumer(name), RefetchDeliverSubject(site, name), "central fetches again through this consumer what it lost of this stream"},
+		} {
+			_, err = s.CreateOrUpdatePushConsumer(ctx, jetstream.ConsumerConfig{
+				Durable:        c.name,
+				Description:    c.what,
+				DeliverSubject: c.deliver,
+				DeliverPolicy:  jetstream.DeliverAllPolicy,
+				AckPolicy:      jetstream.AckFlowControlPolicy,
+				FlowControl:    true,
+				IdleHeartbeat:  time.Second, // the server requires exactly 1s
+				MaxAckPending:  sourceBatch,
+			})
+			if err != nil {
+				return fmt.Errorf("source consumer %s on %s: %w", c.name, name, err)
+			}
 		}
 	}
 	return nil
@@ -334,6 +352,69 @@ func siteSources(stream string, sites []string) []*jetstream.StreamSource {
 	return out
 }
 
+// keepSources returns want with each site's source that have holds in its
+// place: a site's source may be the one through its RefetchConsumer for a
+// moment.
+func keepSources(have, want []*jetstream.StreamSource) []*jetstream.StreamSource {
+	out := slices.Clone(want)
+	for i, w := range out {
+		for _, h := range have {
+			if sourceSite(h.External) == w.Domain {
+				out[i] = h
+			}
+		}
+	}
+	return out
+}
+
+// SourceThrough sets the consumer central's stream sources each of sites
+// through: the site's RefetchConsumer if refetch, else its own
+// (SourceConsumer), in one update. To nats-server a source through
+// another consumer is another source: it starts after the last message
+// the stream holds through that consumer, from where the consumer stands
+// (peer's tail watch resets it first). The change takes central's
+// sources lock.
+func SourceThrough(ctx context.Context, js jetstream.JetStream, stream string, sites []string, refetch bool) error {
+	through := func(site string) jetstream.StreamConsumerSource {
+		if refetch {
+			return jetstream.StreamConsumerSource{Name: RefetchConsumer(stream), DeliverSubject: RefetchDeliverSubject(site, stream)}
+		}
+		return jetstream.StreamConsumerSource{Name: SourceConsumer(stream), DeliverSubject: SourceDeliverSubject(site, stream)}
+	}
+	unlock, err := lockSources(ctx, js)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("central stream %s: %w", stream, err)
+	}
+	cfg := s.CachedInfo().Config
+	changed := false
+	for _, site := range sites {
+		i := slices.IndexFunc(cfg.Sources, func(src *jetstream.StreamSource) bool { return sourceSite(src.External) == site })
+		if i < 0 {
+			return fmt.Errorf("central stream %s: no source from site %s", stream, site)
+		}
+		want := through(site)
+		if c := cfg.Sources[i].Consumer; c != nil && *c == want {
+			continue
+		}
+		src := *cfg.Sources[i]
+		src.Consumer = &want
+		cfg.Sources[i] = &src
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("central stream %s: source sites %v through %s: %w", stream, sites, through("<site>").Name, err)
+	}
+	return nil
+}
+
 // sourceSite is the site of a central stream's source, from the API prefix
 // of its external stream.
 func sourceSite(ext *jetstream.ExternalStream) string {
@@ -384,7 +465,7 @@ func editSources(ctx context.Context, js jetstream.JetStream, edit func([]string
 			if try == editSourcesTries {
 				return fmt.Errorf("update sources of %s: still %v after %d updates, not %v", name, have, try, want)
 			}
-			cfg.Sources = siteSources(name, want)
+			cfg.Sources = keepSources(cfg.Sources, siteSources(name, want))
 			_, err = unheard(ctx, func() (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) })
 			if errors.Is(err, jetstream.ErrStreamSourceNotSupported) {
 				// nats.go's word for an answer with other sources than

@@ -229,24 +229,6 @@ func updateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 // nil) of the stream cfg describes and sets them again; each resumes after
 // the last message the stream holds of it.
 func resetSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, sites []string) error {
-	return resetSourcesAround(ctx, js, cfg, sites, nil)
-}
-
-// RefetchSource drops the source of central's stream from site, calls
-// between while it is dropped (nothing of the site is stored then), and
-// sets it again; the source then resumes after the last message the
-// stream holds of the site, from where the site's consumer stands.
-func RefetchSource(ctx context.Context, js jetstream.JetStream, stream, site string, between func() error) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("central stream %s: %w", stream, err)
-	}
-	return resetSourcesAround(ctx, js, s.CachedInfo().Config, []string{site}, between)
-}
-
-// resetSourcesAround is resetSources, calling between, if set, while the
-// sources are dropped; its error leaves them set again, and is returned.
-func resetSourcesAround(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, sites []string, between func() error) error {
 	srcs := cfg.Sources
 	cfg.Sources = nil
 	if sites != nil {
@@ -259,15 +241,11 @@ func resetSourcesAround(ctx context.Context, js jetstream.JetStream, cfg jetstre
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("stream %s: drop its sources: %w", cfg.Name, err)
 	}
-	var berr error
-	if between != nil {
-		berr = between()
-	}
 	cfg.Sources = srcs
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("stream %s: set its sources again: %w", cfg.Name, err)
 	}
-	return berr
+	return nil
 }
 
 // sameStream reports whether a stream configured as cur already is what

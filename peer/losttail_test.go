@@ -19,25 +19,21 @@ import (
 // the last events it had stored and acknowledged (its store's tail lost,
 // as a power cut without fsync would lose it) has its source watch find
 // the gap: nats-server resumes a durable source from the site consumer's
-// ack floor, past them. When the site sent nothing new since, the watch
-// fetches them again, each once; when central stored newer events of the
-// site first (its source then takes nothing older), it says which are
-// missing. A restart that lost nothing is left alone.
+// ack floor, past them. The watch fetches them again through the site's
+// refetch consumer, each once, whether the site sent nothing new since or
+// central stored newer events of the site first; then the site's own
+// source carries on. A restart that lost nothing is left alone.
 func TestCentralFetchesItsLostTailAgain(t *testing.T) {
 	const first = 400
 	for _, tc := range []struct {
 		name  string
 		cut   bool
 		while int // events the site publishes while central is down
-		// refetch: central fetches again what it lost (else it holds
-		// what it recovered and what came after)
-		refetch bool
-		log     string // what central logs about it
 	}{
-		{"quiet site", true, 0, true, "fetching them again from the site"},
-		{"busy site", true, 200, false, "they stay missing at central"},
-		{"nothing lost", false, 200, true, ""},
-		{"nothing lost, quiet site", false, 0, true, ""},
+		{"quiet site", true, 0},
+		{"busy site", true, 200},
+		{"nothing lost", false, 200},
+		{"nothing lost, quiet site", false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := centralWithSite(t, "paris")
@@ -61,47 +57,40 @@ func TestCentralFetchesItsLostTailAgain(t *testing.T) {
 				t.Fatalf("central recovered %d events after its tail was cut, want fewer than %d", held, first)
 			}
 			want := first + tc.while
-			if !tc.refetch {
-				want = int(held) + tc.while
-			}
-			waitCount(t, cjs, "paris", uint64(want), 30*time.Second)
-			const lost = "central lost events of a site"
-			if tc.log == "" {
+			if !tc.cut {
+				waitCount(t, cjs, "paris", uint64(want), 30*time.Second)
 				// The check is made at the watch's look at the site's
 				// consumer (every progressEvery): give it one.
 				time.Sleep(progressEvery + time.Second) // a look that should not act, not synchronisation
-				if lines := logs.matching(lost); len(lines) > 0 {
+				if lines := logs.matching("central lost events of a site"); len(lines) > 0 {
 					t.Fatalf("central found a gap where there was none: %v", lines)
 				}
 				checkOnce(t, cjs, "paris", 0, want)
 				return
 			}
-			eventually.NoError(t, 30*time.Second, "central's log line", func() error { return logs.has(tc.log) })
-			t.Log(logs.matching(lost))
-			if tc.refetch {
-				checkOnce(t, cjs, "paris", 0, want)
-			} else if err := logs.has(fmt.Sprintf("lost_from=%d lost_to=%d", held+1, first)); err != nil {
-				t.Fatalf("the gap named is not the one cut: %v", err)
-			}
+			checkRefetched(t, logs, cjs, pjs, held+1, first, want)
 		})
 	}
 }
 
-// TestCentralFetchesItsLostTailAgainOperator is the quiet site of
+// TestCentralFetchesItsLostTailAgainOperator is the busy site of
 // TestCentralFetchesItsLostTailAgain in operator mode, where the watch
-// acts in the tenant's account over a connection of its own and the reset
-// crosses the site's leaf link under the leaf user's permissions.
+// acts in the tenant's account over a connection of its own, and the
+// reset, the refetch consumer's deliveries and central's flow control
+// cross the site's leaf link under the leaf user's permissions.
 func TestCentralFetchesItsLostTailAgainOperator(t *testing.T) {
-	const first = 400
+	const first, while = 400, 200
 	ctx := t.Context()
 	o := newOperatorSite(t, ctx)
 	cfg := o.members[0]
 	cfg.Name = "paris-1"
-	publishSite(t, o.publisher(startPeer(t, cfg)), "paris", 0, first)
+	pjs := o.publisher(startPeer(t, cfg))
+	publishSite(t, pjs, "paris", 0, first)
 	waitCount(t, o.cjs, "paris", first, 20*time.Second)
 
 	o.central.Close()
 	cutTail(t, o.ccfg.StoreDir(), bus.EventsStream)
+	publishSite(t, pjs, "paris", first, while)
 	logs := &logWatch{}
 	cjs := o.adminJS(startPeerLog(t, o.ccfg, logs))
 	held := recoveredEvents(t, cjs)
@@ -109,10 +98,41 @@ func TestCentralFetchesItsLostTailAgainOperator(t *testing.T) {
 		t.Fatalf("central recovered %d events after its tail was cut, want fewer than %d", held, first)
 	}
 	t.Logf("central recovered %d of %d events", held, first)
-	waitCount(t, cjs, "paris", first, 30*time.Second)
-	checkOnce(t, cjs, "paris", 0, first)
-	if err := logs.has("fetching them again from the site"); err != nil {
-		t.Fatal(err)
+	checkRefetched(t, logs, cjs, pjs, held+1, first, first+while)
+}
+
+// checkRefetched waits for central (cjs, its log in logs) to fetch again
+// the events of paris it lost, from..to (the sequences of the site's
+// stream), and fails unless it then holds each of the want events the site
+// published exactly once, sources the site through its own consumer
+// again, and stores what the site (pjs) publishes next.
+func checkRefetched(t *testing.T, logs *logWatch, cjs, pjs jetstream.JetStream, from uint64, to, want int) {
+	t.Helper()
+	eventually.NoError(t, 30*time.Second, "central's log line", func() error {
+		return logs.has("central fetched again the events of a site it had lost")
+	})
+	t.Log(logs.matching("central lost events of a site"))
+	if err := logs.has(fmt.Sprintf("lost_from=%d lost_to=%d", from, to)); err != nil {
+		t.Fatalf("the gap named is not the one cut: %v", err)
+	}
+	checkOnce(t, cjs, "paris", 0, want)
+	eventually.NoError(t, 30*time.Second, "the site's source through its own consumer", func() error {
+		s, err := cjs.Stream(testCtx(t), bus.EventsStream)
+		if err != nil {
+			return err
+		}
+		for _, src := range s.CachedInfo().Config.Sources {
+			if src.Consumer == nil || src.Consumer.Name != bus.SourceConsumer(bus.EventsStream) {
+				return fmt.Errorf("central sources %s through %+v", src.Name, src.Consumer)
+			}
+		}
+		return nil
+	})
+	publishSite(t, pjs, "paris", want, 100)
+	waitCount(t, cjs, "paris", uint64(want+100), 30*time.Second)
+	checkOnce(t, cjs, "paris", 0, want+100)
+	if lines := logs.matching("fetching them again failed"); len(lines) > 0 {
+		t.Fatal(lines)
 	}
 }
 

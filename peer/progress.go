@@ -113,15 +113,15 @@ func (w *progressWatch) judge(answers map[sourceKey]siteProgress, now time.Time)
 // out.
 func sitesProgress(nc *nats.Conn, keys []sourceKey) map[sourceKey]siteProgress {
 	return askSites(keys, func(k sourceKey) (siteProgress, bool) {
-		return askProgress(nc, k, siteReplyInbox(k.site), answerWithin)
+		return askProgress(nc, k, bus.SourceConsumer(k.stream), siteReplyInbox(k.site), answerWithin)
 	})
 }
 
-// askProgress asks the site's JetStream for the source's consumer
-// (bus.SourceConsumer) and reads how it stands. The answer comes to inbox,
-// a subject the site's link carries back to central.
-func askProgress(nc *nats.Conn, k sourceKey, inbox string, within time.Duration) (siteProgress, bool) {
-	m, err := askSite(nc, "$JS."+k.site+".API.CONSUMER.INFO."+k.stream+"."+bus.SourceConsumer(k.stream), inbox, nil, within)
+// askProgress asks the site's JetStream for k's consumer called consumer
+// (bus.SourceConsumer, bus.RefetchConsumer) and reads how it stands. The
+// answer comes to inbox, a subject the site's link carries back to central.
+func askProgress(nc *nats.Conn, k sourceKey, consumer, inbox string, within time.Duration) (siteProgress, bool) {
+	m, err := askSite(nc, "$JS."+k.site+".API.CONSUMER.INFO."+k.stream+"."+consumer, inbox, nil, within)
 	if err != nil {
 		return siteProgress{}, false
 	}

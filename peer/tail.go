@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,24 +23,28 @@ import (
 // back without the last events it had acknowledged (its store's tail lost
 // to a power cut without fsync, a truncated file, an older copy of its
 // data), its source resumes after them, and central never holds them,
-// while the site still does.
+// while the site still does. Nor would a reset of the site's consumer to
+// the first of them bring them: a source takes nothing at or below the
+// newest sequence it knows of its site (processInboundSourceMsg), which
+// survives the restart, and once it stored newer events of the site, is
+// past them anyway.
 //
 // The source watch therefore checks each source, at its looks at the
 // site's consumer (every progressEvery) after the watch began (the peer's
 // start), until it can tell: the last event of the site central held
 // before then, and the first it stored since (or, if none yet, the
-// consumer's ack floor), must be consecutive in the site's stream. If
-// central stored nothing of the site since and the consumer acknowledged
-// more than central holds, the watch drops the source (nothing of the
-// site is stored then), resets the site's consumer to the first event
-// missing (a reset that names a sequence), and sets the source again,
-// which then resumes from there: each missing event is fetched once.
-// If central stored newer events of the site first, its source takes
-// nothing older than the newest it holds (processInboundSourceMsg), and
-// deleting those to make room would not do: they would come again as
-// duplicates of ids central still remembers (Nats-Msg-Id) and be dropped.
-// The watch then logs which of the site's events central is missing; the
-// site still holds them.
+// consumer's ack floor), must be consecutive in the site's stream. If they
+// are not, the watch fetches the missing events again through the site's
+// second consumer (bus.RefetchConsumer): it resets that consumer to the
+// first missing event and has central source the site through it
+// (bus.SourceThrough), a source of its own to nats-server, which has
+// stored nothing through it past the gap. Once the site says the consumer
+// has delivered, and central acknowledged, the gap and what central held
+// of the site when the refetch began, central sources the site through its
+// own consumer again, which resumes where it stood. What the refetch
+// delivers that central holds already it drops as duplicates (Nats-Msg-Id,
+// stored within the duplicate window: since the peer's start), so each
+// missing event is stored once, after the ones central stored meanwhile.
 
 // tailWatch remembers which sources have had their tail checked since the
 // watch began. Its methods do no I/O.
@@ -67,14 +74,10 @@ func (w *tailWatch) settle(k sourceKey) { w.done[k] = true }
 
 // tailGap is what checkTail found of one source.
 type tailGap struct {
-	decided bool   // false: look again at the next answer
-	from    uint64 // the first event of the site's stream central lost; 0: none lost
-	// keep is central's sequence of the last event of the site it holds
-	// before the gap.
-	keep uint64
-	// after is the first event central stored of the site since the watch
-	// began (its sequence in the site's stream); zero when none yet.
-	after uint64
+	decided bool // false: look again at the next answer
+	// from and to are the first and last events of the site's stream
+	// central lost; from is 0 when none.
+	from, to uint64
 }
 
 // checkTail finds whether central lost the tail of k's events it held
@@ -106,7 +109,7 @@ func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailG
 			// restart): look again.
 			return tailGap{}, nil
 		}
-		return tailGap{decided: true, from: held + 1, keep: last.Sequence}, nil
+		return tailGap{decided: true, from: held + 1, to: acked}, nil
 	}
 	next, ok := sourceSeq(after, k)
 	if !ok {
@@ -120,7 +123,7 @@ func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailG
 	if !ok || next <= held+1 {
 		return tailGap{decided: true}, nil
 	}
-	return tailGap{decided: true, from: held + 1, keep: before.Sequence, after: next}, nil
+	return tailGap{decided: true, from: held + 1, to: next - 1}, nil
 }
 
 // sourceSubjects are the subjects of k's site in central's stream.
@@ -217,10 +220,10 @@ func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error)
 	return resp.Message, nil
 }
 
-// resetSiteConsumer resets k's consumer at the site to deliver from
-// sequence from on, and waits for the site's answer.
-func resetSiteConsumer(nc *nats.Conn, k sourceKey, from uint64) error {
-	subject := "$JS." + k.site + ".API.CONSUMER.RESET." + k.stream + "." + bus.SourceConsumer(k.stream)
+// resetSiteConsumer resets k's consumer called consumer at the site to
+// deliver from sequence from on, and waits for the site's answer.
+func resetSiteConsumer(nc *nats.Conn, k sourceKey, consumer string, from uint64) error {
+	subject := "$JS." + k.site + ".API.CONSUMER.RESET." + k.stream + "." + consumer
 	m, err := askSite(nc, subject, siteReplyInbox(k.site), fmt.Appendf(nil, `{"seq":%d}`, from), answerWithin)
 	if err != nil {
 		return fmt.Errorf("the site did not answer: %w", err)
@@ -229,7 +232,6 @@ func resetSiteConsumer(nc *nats.Conn, k sourceKey, from uint64) error {
 		Error *struct {
 			Description string `json:"description"`
 		} `json:"error"`
-		ResetSeq uint64 `json:"reset_seq"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
 		return err
@@ -240,9 +242,19 @@ func resetSiteConsumer(nc *nats.Conn, k sourceKey, from uint64) error {
 	return nil
 }
 
+// Refetch pacing: how often the refetch asks the sites how far their
+// consumers are, and how long one may stand still before the refetch
+// gives it up.
+const (
+	refetchPoll  = 250 * time.Millisecond
+	refetchStall = 30 * time.Second
+)
+
 // mendTails checks the tails of the sources answers name (see above) and
-// fetches again what central lost of each, over the account's connection.
+// fetches again what central lost of each, over the account's connection:
+// the sources of each stream together, the streams side by side.
 func (p *Peer) mendTails(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, account string, tw *tailWatch, answers map[sourceKey]siteProgress) {
+	gaps := map[sourceKey]tailGap{}
 	for _, k := range tw.toCheck(answers) {
 		g, err := checkTail(nc, k, answers[k].acked, tw.since)
 		if err != nil {
@@ -256,31 +268,91 @@ func (p *Peer) mendTails(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 		if g.from == 0 {
 			continue
 		}
-		if g.after > 0 {
-			p.log.Error("central lost events of a site that it had acknowledged (its store's tail: a power cut without fsync, a truncated file, an older copy of its data), and stored newer ones before it could ask for them again: its source takes nothing older than what it holds, so they stay missing at central (the site still holds them)",
-				"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from, "lost_to", g.after-1)
+		p.log.Warn("central lost events of a site that it had acknowledged (its store's tail: a power cut without fsync, a truncated file, an older copy of its data); fetching them again from the site",
+			"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from, "lost_to", g.to)
+		gaps[k] = g
+	}
+	var wg sync.WaitGroup
+	for stream, sites := range byStream(slices.Collect(maps.Keys(gaps))) {
+		wg.Go(func() { p.refetch(ctx, nc, js, account, stream, sites, gaps) })
+	}
+	wg.Wait()
+}
+
+// refetch fetches again, through the sites' refetch consumers, the gaps
+// central lost of stream from sites (see above).
+func (p *Peer) refetch(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, account, stream string, sites []string, gaps map[sourceKey]tailGap) {
+	failed := func(site string, err error) {
+		g := gaps[sourceKey{stream: stream, site: site}]
+		p.log.Error("central lost events of a site that it had acknowledged, and fetching them again failed: they stay missing at central (the site still holds them)",
+			"account", account, "stream", stream, "site", site, "lost_from", g.from, "lost_to", g.to, "err", err)
+	}
+	// Each refetch goes at least as far as central held of its site when
+	// it began: past there its site's own source takes over again.
+	upto := map[string]uint64{}
+	var ready []string
+	for _, site := range sites {
+		k := sourceKey{stream: stream, site: site}
+		g := gaps[k]
+		upto[site] = g.to
+		if last, err := msgGet(nc, stream, msgGetRequest{LastFor: sourceSubjects(k)}); err == nil && last != nil {
+			if seq, ok := sourceSeq(last, k); ok {
+				upto[site] = max(upto[site], seq)
+			}
+		}
+		if err := resetSiteConsumer(nc, k, bus.RefetchConsumer(stream), g.from); err != nil {
+			failed(site, fmt.Errorf("reset the site's refetch consumer: %w", err))
 			continue
 		}
-		p.log.Warn("central lost events of a site that it had acknowledged (its store's tail: a power cut without fsync, a truncated file, an older copy of its data); fetching them again from the site",
-			"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from)
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = bus.RefetchSource(actx, js, k.stream, k.site, func() error {
-			// The source is dropped: nothing of the site comes in now. If
-			// something came in since the check, the source would take
-			// nothing older than it.
-			last, err := msgGet(nc, k.stream, msgGetRequest{LastFor: sourceSubjects(k)})
-			if err != nil {
-				return err
+		ready = append(ready, site)
+	}
+	if len(ready) == 0 {
+		return
+	}
+	if err := bus.SourceThrough(ctx, js, stream, ready, true); err != nil {
+		for _, site := range ready {
+			failed(site, err)
+		}
+		return
+	}
+	defer func() {
+		// Back to the sites' own consumers, even as the peer stops: a
+		// source left on a refetch consumer would work, but the keepers
+		// and the watch look after the own ones.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := bus.SourceThrough(bctx, js, stream, ready, false); err != nil {
+			p.log.Error("central fetched again what it had lost of its sites; sourcing them through their own consumers again failed", "account", account, "stream", stream, "sites", ready, "err", err)
+		}
+	}()
+	type progress struct {
+		acked uint64
+		moved time.Time
+	}
+	pending := map[string]progress{}
+	for _, site := range ready {
+		pending[site] = progress{moved: p.now()}
+	}
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(refetchPoll):
+		}
+		for site, pr := range pending {
+			k := sourceKey{stream: stream, site: site}
+			a, ok := askProgress(nc, k, bus.RefetchConsumer(stream), siteReplyInbox(site), answerWithin)
+			switch {
+			case ok && a.acked >= upto[site]:
+				delete(pending, site)
+				g := gaps[k]
+				p.log.Info("central fetched again the events of a site it had lost", "account", account, "stream", stream, "site", site, "lost_from", g.from, "lost_to", g.to)
+			case ok && a.acked > pr.acked:
+				pending[site] = progress{acked: a.acked, moved: p.now()}
+			case p.now().Sub(pr.moved) > refetchStall:
+				delete(pending, site)
+				failed(site, fmt.Errorf("the site's refetch consumer stood at %d for %s, short of %d", pr.acked, refetchStall, upto[site]))
 			}
-			if last == nil || last.Sequence != g.keep {
-				return errors.New("newer events of the site came in before the source was dropped")
-			}
-			return resetSiteConsumer(nc, k, g.from)
-		})
-		cancel()
-		if err != nil {
-			p.log.Error("central lost events of a site that it had acknowledged, and fetching them again failed: they stay missing at central (the site still holds them)",
-				"account", account, "stream", k.stream, "site", k.site, "lost_from", g.from, "err", err)
 		}
 	}
 }

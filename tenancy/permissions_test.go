@@ -543,13 +543,16 @@ func TestAlarmBucketNames(t *testing.T) {
 func TestSourceNames(t *testing.T) {
 	uc := adminClaims(t)
 	for _, stream := range []string{bus.EventsStream, bus.MetricsStream} {
-		deliver := bus.SourceDeliverSubject("s1", stream)
-		if allowed(uc.Pub, deliver) || allowed(uc.Sub, deliver) {
-			t.Errorf("an admin may publish or subscribe to %s", deliver)
+		for _, deliver := range []string{bus.SourceDeliverSubject("s1", stream), bus.RefetchDeliverSubject("s1", stream)} {
+			if allowed(uc.Pub, deliver) || allowed(uc.Sub, deliver) {
+				t.Errorf("an admin may publish or subscribe to %s", deliver)
+			}
 		}
-		for _, reply := range []string{"$JS.FC." + stream + "." + bus.SourceConsumer(stream) + ".x", "$JS.ACK." + stream + "." + bus.SourceConsumer(stream) + ".1.2.3.4.5"} {
-			if allowed(uc.Pub, reply) {
-				t.Errorf("an admin may publish to %s", reply)
+		for _, c := range []string{bus.SourceConsumer(stream), bus.RefetchConsumer(stream)} {
+			for _, reply := range []string{"$JS.FC." + stream + "." + c + ".x", "$JS.ACK." + stream + "." + c + ".1.2.3.4.5"} {
+				if allowed(uc.Pub, reply) {
+					t.Errorf("an admin may publish to %s", reply)
+				}
 			}
 		}
 	}

@@ -94,8 +94,13 @@ func ConsumerNames(name string) []string {
 }
 
 // The mesh's own consumers: central sources each site's streams through
-// them (bus.SourceConsumer). Only the site's upkeep user makes them.
-var sourceConsumers = [][2]string{{"EVENTS", "central-events"}, {"METRICS", "central-metrics"}}
+// them (bus.SourceConsumer), and fetches again what it lost through the
+// second of each (bus.RefetchConsumer). Only the site's upkeep user makes
+// them.
+var sourceConsumers = [][2]string{
+	{"EVENTS", "central-events"}, {"METRICS", "central-metrics"},
+	{"EVENTS", "central-events-refetch"}, {"METRICS", "central-metrics-refetch"},
+}
 
 // sourceDeliverPrefix begins the subjects the source consumers deliver on
 // (bus.SourceDeliverPrefix; TestSourceNames keeps them equal).
