@@ -94,6 +94,23 @@ func (s *Set) All() []Alarm {
 	return out
 }
 
+// Rewind lowers to seq the EventSeq of every alarm above it, and returns
+// a copy of each it lowered. The processor calls it when central's EVENTS
+// lost the events after seq that it had applied: the stream numbers what
+// it stores next from there again, which Apply would otherwise take for
+// events already applied.
+func (s *Set) Rewind(seq uint64) []Alarm {
+	var out []Alarm
+	for _, a := range s.alarms {
+		if a.EventSeq > seq {
+			a.EventSeq = seq
+			out = append(out, a.clone())
+		}
+	}
+	slices.SortFunc(out, func(a, b Alarm) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // Applied is the highest EventSeq of any alarm: every event after it is
 // yet to be applied, and some at it or before may be (an event whose
 // changes were published in part before a crash).

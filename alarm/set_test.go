@@ -78,6 +78,29 @@ func TestApplyIdempotentBySeq(t *testing.T) {
 	}
 }
 
+// TestRewind: after central's EVENTS lost the events past seq 5 and
+// numbers new ones from 6 again, an alarm changed at 8 takes a recovery
+// at 6 as new once rewound, and only the alarms past 5 are lowered.
+func TestRewind(t *testing.T) {
+	s := NewSet("acme")
+	s.Apply(ev("r1", "", meshmon.KindNodeDown, "icmp", 0), 3, t0)
+	s.Apply(ev("r2", "", meshmon.KindNodeDown, "icmp", 0), 8, t0)
+	up := ev("r2", "", meshmon.KindNodeUp, "icmp", time.Second)
+	if got := s.Apply(up, 6, t0); len(got) != 0 {
+		t.Fatalf("a recovery at 6 before the rewind: %v", whats(got))
+	}
+	rewound := s.Rewind(5)
+	if len(rewound) != 1 || rewound[0].ID != ID("par", "r2", "icmp") || rewound[0].EventSeq != 5 {
+		t.Fatalf("rewound %+v, want r2 at 5", rewound)
+	}
+	if got := s.Apply(up, 6, t0); len(got) != 1 || got[0].What != WhatCleared {
+		t.Fatalf("the recovery at 6 after the rewind: %v", whats(got))
+	}
+	if a, _ := s.Get(ID("par", "r1", "icmp")); a.EventSeq != 3 {
+		t.Fatalf("r1 at %d, want 3", a.EventSeq)
+	}
+}
+
 func TestApplyLate(t *testing.T) {
 	s := NewSet("acme")
 	e := ev("r1", "", meshmon.KindNodeDown, "icmp", 0)

@@ -166,6 +166,7 @@ func TestRolePermissions(t *testing.T) {
 		// subject's, the filter alice's name (a review found these
 		// allowed).
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events.alice", false},
+		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events-refetch.alice", false},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.ALARMS.notify.alice", false},
 		{"alice", pub, "$JS.API.CONSUMER.CREATE.EVENTS.bob.alice-1", false},
 		{"alice", pub, "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.alice", false},
@@ -258,6 +259,9 @@ func TestRolePermissions(t *testing.T) {
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.EVENTS.central-events", false},
 		{"p1", pub, "$JS.API.CONSUMER.CREATE.METRICS.central-metrics.mx.>", false},
 		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.central-events", false},
+		{"p1", pub, "$JS.API.CONSUMER.DELETE.EVENTS.central-events-refetch", false},
+		{"p1", pub, "$JS.API.CONSUMER.CREATE.METRICS.central-metrics-refetch", false},
+		{"p1", pub, "$JS.FC.EVENTS.central-events-refetch.abcd", false},
 		{"p1", pub, "$JS.API.CONSUMER.MSG.NEXT.EVENTS.central-events", false},
 		{"p1", pub, "$JS.hub.API.STREAM.INFO.EVENTS", false},
 		// Consumers of its site's streams and buckets only: at central
@@ -313,6 +317,8 @@ func TestRolePermissions(t *testing.T) {
 		{"boss", sub, "meshmon.source.s1.events", false},
 		{"boss", sub, "meshmon.source.>", false},
 		{"boss", pub, "$JS.FC.EVENTS.central-events.x1", false},
+		{"boss", pub, "$JS.FC.EVENTS.central-events-refetch.x1", false},
+		{"boss", pub, "meshmon.source.s1.events-refetch", false},
 		{"boss", pub, "$JS.ACK.METRICS.central-metrics.1.2.3.4.5", false},
 		{"boss", pub, "$JS.FC.s1.hash.EVENTS.central-events.x1", false},
 		{"boss", pub, "$JS.FC.EVENTS.boss-reader.x1", true},
@@ -335,6 +341,9 @@ func TestRolePermissions(t *testing.T) {
 		{"site-s1", pub, "$JS.hub.API.CONSUMER.CREATE.KV_tenant.w1", false},
 		{"leaf-s1", sub, "$JS.s1.API.CONSUMER.CREATE.EVENTS.central-events", true},
 		{"leaf-s1", sub, "$JS.FC.EVENTS.central-events.x", true},
+		{"leaf-s1", sub, "$JS.FC.EVENTS.central-events-refetch.x", true},
+		{"leaf-s1", pub, "meshmon.source.s1.events-refetch", true},
+		{"leaf-s1", pub, "meshmon.source.s2.events-refetch", false},
 		{"leaf-s1", sub, "_INBOX.site-s1.x.1", true},
 		{"leaf-s1", pub, "$JSC.R.s1.HASH.EVENTS.central-events.x1", true},
 		{"leaf-s1", pub, "$JSC.R.s2.HASH.EVENTS.central-events.x1", false},
@@ -361,6 +370,8 @@ func TestRolePermissions(t *testing.T) {
 		// prompt), no other consumer's, no acks.
 		{"site-s1", sub, "$JS.FC.EVENTS.central-events.*", true},
 		{"site-s1", sub, "$JS.FC.METRICS.central-metrics.*", true},
+		{"site-s1", sub, "$JS.FC.METRICS.central-metrics-refetch.*", true},
+		{"site-s1", pub, "$JS.API.CONSUMER.CREATE.METRICS.central-metrics-refetch", true},
 		{"site-s1", sub, "$JS.FC.EVENTS.alice.*", false},
 		{"site-s1", sub, "$JS.FC.>", false},
 		{"site-s1", sub, "$JS.ACK.EVENTS.central-events.>", false},

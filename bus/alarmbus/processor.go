@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,48 @@ type run struct {
 	proc    jetstream.KeyValue
 	applied uint64 // the checkpoint
 	rev     uint64 // the checkpoint's revision; 0 when not stored yet
+	// sites is, per site, the highest sequence in the site's own stream
+	// of an event applied (stored with the checkpoint).
+	sites map[string]uint64
+	// appliedBefore is, for a while after central's EVENTS lost a tail
+	// this processor had applied, sites as it was then: an event of a
+	// site at or below it that comes again (central's source watch
+	// fetches a lost tail again from the sites) was applied, and is
+	// skipped. Nil otherwise; it is kept with the checkpoint until
+	// beforeUntil.
+	appliedBefore map[string]uint64
+	beforeUntil   time.Time
+	stored        time.Time // when the checkpoint was stored
+	// lastID is the Nats-Msg-Id of the event at the checkpoint, stored
+	// with it: another event there, or none, says central lost it.
+	lastID string
+}
+
+// storedCheckpoint is the processor's checkpoint as stored (AppliedKey):
+// JSON, or, as an earlier release stored it, the sequence alone in
+// decimal.
+type storedCheckpoint struct {
+	Applied     uint64            `json:"applied"`
+	LastID      string            `json:"last_id,omitempty"`
+	Sites       map[string]uint64 `json:"sites,omitempty"`
+	Before      map[string]uint64 `json:"applied_before,omitempty"`
+	BeforeUntil time.Time         `json:"applied_before_until,omitzero"`
+}
+
+// skipFor is how long after a lost tail the processor skips the events it
+// applied before that come again: central's EVENTS duplicate window (its
+// default), within which the source watch fetches them.
+const skipFor = 10 * time.Minute
+
+func parseCheckpoint(v []byte) (storedCheckpoint, error) {
+	var c storedCheckpoint
+	if len(v) > 0 && v[0] == '{' {
+		err := json.Unmarshal(v, &c)
+		return c, err
+	}
+	var err error
+	c.Applied, err = strconv.ParseUint(string(v), 10, 64)
+	return c, err
 }
 
 // Run processes until ctx is done (it returns nil then) or something fails
@@ -155,17 +198,124 @@ func (r *run) start(ctx context.Context) error {
 	if r.proc, err = r.js.KeyValue(ctx, ProcessorBucket); err != nil {
 		return err
 	}
+	r.sites = map[string]uint64{}
 	switch e, err := r.proc.Get(ctx, AppliedKey); {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
 		return fmt.Errorf("alarm checkpoint: %w", err)
 	default:
-		if r.applied, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+		c, err := parseCheckpoint(e.Value())
+		if err != nil {
 			return fmt.Errorf("alarm checkpoint %q: %w", e.Value(), err)
 		}
-		r.rev = e.Revision()
+		r.applied, r.rev, r.stored, r.lastID = c.Applied, e.Revision(), e.Created(), c.LastID
+		maps.Copy(r.sites, c.Sites)
+		if r.Now().Before(c.BeforeUntil) {
+			r.appliedBefore, r.beforeUntil = c.Before, c.BeforeUntil
+		}
 	}
-	return r.load(ctx)
+	if err := r.load(ctx); err != nil {
+		return err
+	}
+	return r.rewind(ctx)
+}
+
+// rewind takes the processor back to where central's EVENTS lost the
+// events it had applied, if it did: a tail lost to a power cut without
+// fsync, a damaged file, an older copy of central's data. It did if the
+// event at the checkpoint is another than the one applied there, or none
+// while the stream still holds what came before. The stream numbers what
+// it stores next from its end again: new events, and the lost ones that
+// central's source watch fetches again from the sites. Every event stored
+// since the checkpoint was stored is newer than every one it applied, so
+// the first of those (or the stream's end, if none came yet) is where the
+// numbering starts again. The processor reads on from there, applies the
+// new events, and skips for a while (skipFor) those it applied before that
+// come again (applyBatch). The alarms changed by the lost events take the
+// next event of their checks as new again (alarm.Set.Rewind); they and the
+// checkpoint are stored at once, so a processor that starts again before
+// its next batch finds them so.
+func (r *run) rewind(ctx context.Context) error {
+	if r.applied == 0 || r.lastID == "" { // none, or stored by an earlier release
+		return nil
+	}
+	s, err := r.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", bus.EventsStream, err)
+	}
+	state := s.CachedInfo().State
+	switch m, err := s.GetMsg(ctx, r.applied); {
+	case err == nil && m.Header.Get(jetstream.MsgIDHeader) == r.lastID:
+		return nil
+	case errors.Is(err, jetstream.ErrMsgNotFound) && r.applied < state.FirstSeq:
+		return nil // aged out of the stream: it holds later events only
+	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("read %s: %w", bus.EventsStream, err)
+	}
+	from := state.LastSeq + 1
+	next, err := firstStoredSince(ctx, r.js, r.stored)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", bus.EventsStream, err)
+	}
+	if next > 0 {
+		from = next
+	}
+	from = max(min(from, r.applied), 1)
+	r.Log.Warn("alarm processor: central's EVENTS lost events the processor had applied (its tail: a power cut without fsync, a damaged file, an older copy of its data); reading on from where it numbers events again, skipping those it applied that come again",
+		"tenant", r.Tenant, "applied", r.applied, "from_event", from, "events_last", state.LastSeq)
+	rewound := r.set.Rewind(from - 1)
+	msgs := make([]*nats.Msg, 0, len(rewound))
+	for _, a := range rewound {
+		b, _ := json.Marshal(a)
+		msgs = append(msgs, &nats.Msg{Subject: bus.KVSubject(alarm.Bucket, a.ID), Data: b})
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeWithin)
+	defer cancel()
+	if err := r.publish(sctx, msgs); err != nil {
+		return fmt.Errorf("put alarms: %w", err)
+	}
+	r.appliedBefore, r.beforeUntil, r.lastID = maps.Clone(r.sites), r.Now().Add(skipFor), ""
+	if m, err := s.GetMsg(sctx, from-1); err == nil {
+		r.lastID = m.Header.Get(jetstream.MsgIDHeader)
+	}
+	return r.saveCheckpoint(sctx, from-1)
+}
+
+// firstStoredSince returns the sequence of the first event central's
+// EVENTS stored at or after t, or 0 if none.
+func firstStoredSince(ctx context.Context, js jetstream.JetStream, t time.Time) (uint64, error) {
+	req, err := json.Marshal(struct {
+		NextFor   string    `json:"next_by_subj"`
+		StartTime time.Time `json:"start_time"`
+	}{bus.EventFilter("", "", ""), t})
+	if err != nil {
+		return 0, err
+	}
+	m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bus.EventsStream, req)
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, nil
+	case resp.Error != nil:
+		return 0, errors.New(resp.Error.Description)
+	case resp.Message == nil:
+		return 0, errors.New("no message in the answer")
+	}
+	return resp.Message.Seq, nil
 }
 
 // load reads the alarms from the bucket and the latest change of each from
@@ -232,7 +382,11 @@ func LastChanges(ctx context.Context, js jetstream.JetStream, f func(alarm.Chang
 type eventMsg struct {
 	ev  meshmon.Event
 	seq uint64
-	err error
+	id  string // its Nats-Msg-Id
+	// siteSeq is the event's sequence in its site's own stream; 0 if
+	// it did not come through its site's source.
+	siteSeq uint64
+	err     error
 }
 
 // readEvents reads EVENTS from after the checkpoint, in order, into the
@@ -268,8 +422,10 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 			} else if md, merr := m.Metadata(); merr != nil {
 				e.err = merr
 			} else {
-				e.seq = md.Sequence.Stream
-				if jerr := bus.ReadEvent(m.Subject(), m.Headers(), m.Data(), &e.ev); jerr != nil {
+				e.seq, e.id = md.Sequence.Stream, m.Headers().Get(jetstream.MsgIDHeader)
+				if jerr := bus.ReadEvent(m.Subject(), m.Headers(), m.Data(), &e.ev); jerr == nil {
+					e.siteSeq, _ = bus.SiteSourceSeq(m.Headers(), bus.EventsStream, e.ev.Data.Site)
+				} else {
 					refused++
 					if now := time.Now(); now.Sub(warned) >= time.Minute {
 						r.Log.Warn("alarm processor: events that do not decode, or are not what their subject says, change nothing (logged once a minute at most)",
@@ -297,6 +453,7 @@ func (r *run) readEvents(ctx context.Context, wg *sync.WaitGroup) (<-chan eventM
 func (r *run) applyBatch(ctx context.Context, e eventMsg, more <-chan eventMsg) error {
 	var changes []alarm.Change
 	var last uint64
+	skipped := 0
 	now := r.Now()
 	for n := 1; ; n++ {
 		if e.err != nil {
@@ -305,10 +462,19 @@ func (r *run) applyBatch(ctx context.Context, e eventMsg, more <-chan eventMsg) 
 			}
 			return fmt.Errorf("read %s: %w", bus.EventsStream, e.err)
 		}
-		changes = append(changes, r.set.Apply(e.ev, e.seq, now)...)
-		last = e.seq
+		site := e.ev.Data.Site
+		switch {
+		case e.siteSeq > 0 && e.siteSeq <= r.appliedBefore[site]:
+			skipped++ // applied before central lost it
+		case e.siteSeq > 0:
+			r.sites[site] = max(r.sites[site], e.siteSeq)
+			fallthrough
+		default:
+			changes = append(changes, r.set.Apply(e.ev, e.seq, now)...)
+		}
+		last, r.lastID = e.seq, e.id
 		if n == BatchMax || len(more) == 0 {
-			r.Log.Debug("alarm processor: batch", "events", n, "changes", len(changes))
+			r.Log.Debug("alarm processor: batch", "events", n, "changes", len(changes), "skipped", skipped)
 			break
 		}
 		e = <-more
@@ -358,9 +524,24 @@ func (r *run) store(ctx context.Context, changes []alarm.Change, applied uint64)
 	if applied <= r.applied {
 		return nil
 	}
-	v := []byte(strconv.FormatUint(applied, 10))
+	return r.saveCheckpoint(ctx, applied)
+}
+
+// saveCheckpoint stores the checkpoint at applied, with the sites' marks,
+// as an update that expects its last revision: a processor that finds it
+// moved by another stops.
+func (r *run) saveCheckpoint(ctx context.Context, applied uint64) error {
+	c := storedCheckpoint{Applied: applied, LastID: r.lastID, Sites: r.sites}
+	if r.Now().Before(r.beforeUntil) {
+		c.Before, c.BeforeUntil = r.appliedBefore, r.beforeUntil
+	} else {
+		r.appliedBefore = nil
+	}
+	v, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
 	var rev uint64
-	var err error
 	if r.rev == 0 {
 		rev, err = r.proc.Create(ctx, AppliedKey, v)
 	} else {

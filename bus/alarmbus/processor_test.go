@@ -169,8 +169,8 @@ func checkpoint(js jetstream.JetStream) uint64 {
 	if err != nil {
 		return 0
 	}
-	v, _ := strconv.ParseUint(string(e.Value()), 10, 64)
-	return v
+	c, _ := parseCheckpoint(e.Value())
+	return c.Applied
 }
 
 // storm is a router with n devices behind it going down and coming back.
@@ -432,5 +432,25 @@ func TestProcessorRefusesUntrustedEvents(t *testing.T) {
 	}
 	if len(as) != 1 || as[0].ID != "par.core2.icmp" {
 		t.Fatalf("alarms %+v, want par.core2.icmp alone", as)
+	}
+}
+
+// TestCheckpointFormats: the checkpoint an earlier release stored (the
+// sequence alone) reads as one with no sites.
+func TestCheckpointFormats(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"401", 401, false},
+		{`{"applied":401,"last_id":"x","sites":{"paris":400}}`, 401, false},
+		{"", 0, true},
+		{"x", 0, true},
+	} {
+		c, err := parseCheckpoint([]byte(tc.in))
+		if (err != nil) != tc.err || c.Applied != tc.want {
+			t.Errorf("%q: %+v, %v", tc.in, c, err)
+		}
 	}
 }

@@ -24,8 +24,9 @@ const (
 	// processor that takes over republishes changes of the last moments
 	// before the crash, which it drops.
 	StreamDuplicates = 10 * time.Minute
-	// ProcessorBucket keeps the processor's checkpoint: the EVENTS
-	// sequence up to which every change is stored (key AppliedKey).
+	// ProcessorBucket keeps the processor's checkpoint (key AppliedKey,
+	// storedCheckpoint): the EVENTS sequence up to which every change is
+	// stored, and what tells whether central lost what it applied.
 	ProcessorBucket = "alarms_processor"
 	AppliedKey      = "applied"
 )

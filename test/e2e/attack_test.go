@@ -164,6 +164,9 @@ func TestAttacks(t *testing.T) {
 		unanswered("alice changing central-events with "+at.prefix, out)
 		out, _ = natsTry(at.server, alice, "req", at.prefix+".CONSUMER.DELETE.EVENTS.central-events", "")
 		unanswered("alice deleting central-events with "+at.prefix, out)
+		// Nor its twin, through which central fetches again a tail it lost.
+		out, _ = natsTry(at.server, alice, "req", at.prefix+".CONSUMER.DELETE.EVENTS.central-events-refetch", "")
+		unanswered("alice deleting central-events-refetch with "+at.prefix, out)
 	}
 	// The same with the create that names a one-token filter, alice's
 	// own name (CONSUMER.CREATE.<stream>.<name>.<filter>): a review
@@ -236,6 +239,8 @@ func TestAttacks(t *testing.T) {
 			{"pub", "meshmon.source.s1.events", "", "-H", "Status:100"},
 			{"sub", "meshmon.source.s1.events", "--count", "1"},
 			{"pub", "$JS.FC.EVENTS.central-events.x1", "", "-H", "Nats-Last-Stream:99999"},
+			{"pub", "meshmon.source.s1.events-refetch", "", "-H", "Status:100"},
+			{"pub", "$JS.FC.EVENTS.central-events-refetch.x1", "", "-H", "Nats-Last-Stream:99999"},
 		} {
 			tries.add(func() {
 				out, ok := natsTry(server, admin, args...)
@@ -347,6 +352,8 @@ func TestAttacks(t *testing.T) {
 	tries.run()
 	out, ok = natsTry(sites["s1"], poller["s1"], "consumer", "add", "EVENTS", "central-events", "--pull", "--filter", "ev.nothing.>", "--defaults")
 	refused("the poller changing central-events at its site", out, ok)
+	out, ok = natsTry(sites["s1"], poller["s1"], "consumer", "rm", "EVENTS", "central-events-refetch", "-f")
+	refused("the poller deleting central-events-refetch at its site", out, ok)
 	out, ok = natsTry(sites["s1"], poller["s1"], "pub", "stored.ev.s1.x.trap", "forged-event")
 	refused("the poller publishing on the stored feed", out, ok)
 
