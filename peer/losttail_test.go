@@ -77,6 +77,40 @@ func TestCentralFetchesItsLostTailAgain(t *testing.T) {
 	}
 }
 
+// TestCentralAfterARefetchLosesNothing: after a refetch of a busy site's
+// lost tail, central's last event of the site came through the refetch
+// (older than the newer ones stored before it); a restart of central
+// before the site sends anything new is not taken for another lost tail.
+func TestCentralAfterARefetchLosesNothing(t *testing.T) {
+	const first, while = 400, 200
+	m := centralWithSite(t, "paris")
+	ccfg, central, cjs, pjs := m.ccfg, m.central, m.cjs, m.sjs
+	publishSite(t, pjs, "paris", 0, first)
+	waitCount(t, cjs, "paris", first, 20*time.Second)
+	central.Close()
+	cutTail(t, ccfg.StoreDir(), bus.EventsStream)
+	publishSite(t, pjs, "paris", first, while)
+	logs := &logWatch{}
+	central = startPeerLog(t, ccfg, logs)
+	cjs = peerJS(t, central)
+	eventually.NoError(t, 30*time.Second, "central's log line", func() error {
+		return logs.has("central fetched again the events of a site it had lost")
+	})
+	checkOnce(t, cjs, "paris", 0, first+while)
+
+	central.Close()
+	logs = &logWatch{}
+	central = startPeerLog(t, ccfg, logs)
+	cjs = peerJS(t, central)
+	// The check is made at the watch's look at the site's consumer
+	// (every progressEvery): give it two.
+	time.Sleep(2*progressEvery + time.Second) // looks that should not act, not synchronisation
+	if lines := logs.matching("central lost events of a site"); len(lines) > 0 {
+		t.Fatalf("central found a gap where there was none: %v", lines)
+	}
+	checkOnce(t, cjs, "paris", 0, first+while)
+}
+
 // TestCentralFetchesItsLostTailAgainOperator is the busy site of
 // TestCentralFetchesItsLostTailAgain in operator mode, where the watch
 // acts in the tenant's account over a connection of its own, and the

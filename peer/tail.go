@@ -34,7 +34,8 @@ import (
 // start), until it can tell: the last event of the site central held
 // before then, and the first it stored since (or, if none yet, the
 // consumer's ack floor), must be consecutive in the site's stream. If they
-// are not, the watch fetches the missing events again through the site's
+// are not, and central does not hold the first event missing
+// (confirmGap), the watch fetches the missing events again through the site's
 // second consumer (bus.RefetchConsumer): it resets that consumer to the
 // first missing event and has central source the site through it
 // (bus.SourceThrough), a source of its own to nats-server, which has
@@ -109,7 +110,7 @@ func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailG
 			// restart): look again.
 			return tailGap{}, nil
 		}
-		return tailGap{decided: true, from: held + 1, to: acked}, nil
+		return confirmGap(nc, k, held+1, acked)
 	}
 	next, ok := sourceSeq(after, k)
 	if !ok {
@@ -123,7 +124,58 @@ func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailG
 	if !ok || next <= held+1 {
 		return tailGap{decided: true}, nil
 	}
-	return tailGap{decided: true, from: held + 1, to: next - 1}, nil
+	return confirmGap(nc, k, held+1, next-1)
+}
+
+// confirmGap returns the gap from..to of k unless central holds the site's
+// event at from. A gap that central holds comes after a refetch: the last
+// event of the site central stored then came through the refetch, older
+// than those its own source had stored before it (the newest it holds).
+func confirmGap(nc *nats.Conn, k sourceKey, from, to uint64) (tailGap, error) {
+	holds, err := centralHolds(nc, k, from)
+	switch {
+	case err != nil:
+		return tailGap{}, err // look again
+	case holds:
+		return tailGap{decided: true}, nil
+	}
+	return tailGap{decided: true, from: from, to: to}, nil
+}
+
+// centralHolds bound: central's stored time of a site's event may be
+// earlier than the site's by clockSlack (the two clocks differ), and
+// centralHolds reads at most holdsMost of central's events.
+const (
+	clockSlack = 5 * time.Minute
+	holdsMost  = 200
+)
+
+// centralHolds reports whether central holds the site's event at seq of
+// k's stream: it reads the event's subject and time at the site, then
+// central's events on that subject stored since, for one that came from
+// seq. False too when the site no longer holds the event.
+func centralHolds(nc *nats.Conn, k sourceKey, seq uint64) (bool, error) {
+	m, err := askSite(nc, "$JS."+k.site+".API.STREAM.MSG.GET."+k.stream, siteReplyInbox(k.site), fmt.Appendf(nil, `{"seq":%d}`, seq), answerWithin)
+	if err != nil {
+		return false, fmt.Errorf("the site did not answer: %w", err)
+	}
+	at, err := readMsgGet(m.Data)
+	if err != nil || at == nil {
+		return false, err
+	}
+	since := at.Time.Add(-clockSlack)
+	req := msgGetRequest{NextFor: at.Subject, StartTime: &since}
+	for range holdsMost {
+		c, err := msgGet(nc, k.stream, req)
+		if err != nil || c == nil {
+			return false, err
+		}
+		if s, ok := sourceSeq(c, k); ok && s == seq {
+			return true, nil
+		}
+		req = msgGetRequest{Seq: c.Sequence + 1, NextFor: at.Subject}
+	}
+	return false, nil
 }
 
 // sourceSubjects are the subjects of k's site in central's stream.
@@ -194,6 +246,12 @@ func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error)
 	if err != nil {
 		return nil, err
 	}
+	return readMsgGet(m.Data)
+}
+
+// readMsgGet reads an answer to a stream message get; nil when the stream
+// holds no such message.
+func readMsgGet(data []byte) (*storedMsg, error) {
 	var resp struct {
 		Message *storedMsg `json:"message"`
 		Error   *struct {
@@ -201,7 +259,7 @@ func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error)
 			Description string `json:"description"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
+	if err := json.Unmarshal(data, &resp); err != nil {
 		return nil, err
 	}
 	switch {
@@ -213,9 +271,11 @@ func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error)
 		return nil, errors.New("no message in the answer")
 	}
 	if len(resp.Message.Raw) > 0 {
-		if resp.Message.Header, err = nats.DecodeHeadersMsg(resp.Message.Raw); err != nil {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Raw)
+		if err != nil {
 			return nil, err
 		}
+		resp.Message.Header = h
 	}
 	return resp.Message, nil
 }
