@@ -454,3 +454,56 @@ func TestCheckpointFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveriesAreNoActions: a push consumer that delivers the alarms
+// bucket's entries (each an alarm's JSON, its "id" among it) on an action
+// subject that names another user, alarmop.boss.clear. JetStream publishes
+// deliveries as itself, checking no permission (any user who may make a
+// consumer chooses its deliver subject), and delivers while a subscription
+// to exactly that subject exists, here a second client's. The processor
+// still takes none for an action: a delivery carries its stored subject
+// ($KV.alarms.<id>), not the deliver subject, and the processor takes the
+// user and the verb from the subject, so no stream's message can pass for
+// an action unless a stream stored alarmop.> (none does; the peers alone
+// make streams). The task servers read the requester from the subject the
+// same way.
+func TestDeliveriesAreNoActions(t *testing.T) {
+	srv := startJS(t)
+	nc, js := dial(t, srv)
+	runProcessor(t, srv)
+	seqs := publish(t, js, event("r1", "", meshmon.KindNodeDown, "icmp"))
+	eventually.True(t, 20*time.Second, "the event applied", func() bool { return checkpoint(js) == seqs[0] })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := alarm.ID("par", "r1", "icmp")
+	deliver := ActionPrefix + ".boss." + alarm.VerbClear
+	seen, err := nc.SubscribeSync(deliver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "KV_"+alarm.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateOrUpdatePushConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: "mallory", DeliverSubject: deliver, AckPolicy: jetstream.AckNonePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := seen.NextMsg(5 * time.Second)
+	if err != nil || !strings.Contains(string(m.Data), id) {
+		t.Fatalf("the alarm was not delivered on %s: %v", deliver, err)
+	}
+	if want := bus.KVSubject(alarm.Bucket, id); m.Subject != want {
+		t.Fatalf("a delivery on %s carries the subject %s, want the stored one, %s", deliver, m.Subject, want)
+	}
+	// The processor takes messages in order: an action sent after the
+	// delivery is answered after the delivery was taken.
+	if _, err := Act(ctx, nc, "ann", alarm.Action{Verb: alarm.VerbComment, ID: id, Text: "still down"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Get(ctx, js, id)
+	if err != nil || a.State != alarm.StateOpen || a.ClearedBy != "" {
+		t.Fatalf("alarm after the delivery: %+v, %v", a, err)
+	}
+}
