@@ -86,12 +86,12 @@ type tailGap struct {
 // before this call.
 func checkTail(nc *nats.Conn, k sourceKey, acked uint64, since time.Time) (tailGap, error) {
 	subj := sourceSubjects(k)
-	after, err := msgGet(nc, k.stream, msgGetRequest{NextFor: subj, StartTime: &since})
+	after, err := msgGet(nc, k.stream, bus.MsgGetRequest{NextFor: subj, StartTime: &since})
 	if err != nil {
 		return tailGap{}, err
 	}
 	if after == nil {
-		last, err := msgGet(nc, k.stream, msgGetRequest{LastFor: subj})
+		last, err := msgGet(nc, k.stream, bus.MsgGetRequest{LastFor: subj})
 		switch {
 		case err != nil:
 			return tailGap{}, err
@@ -159,12 +159,12 @@ func centralHolds(nc *nats.Conn, k sourceKey, seq uint64) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("the site did not answer: %w", err)
 	}
-	at, err := readMsgGet(m.Data)
+	at, err := bus.ReadStoredMsg(m.Data)
 	if err != nil || at == nil {
 		return false, err
 	}
 	since := at.Time.Add(-clockSlack)
-	req := msgGetRequest{NextFor: at.Subject, StartTime: &since}
+	req := bus.MsgGetRequest{NextFor: at.Subject, StartTime: &since}
 	for range holdsMost {
 		c, err := msgGet(nc, k.stream, req)
 		if err != nil || c == nil {
@@ -173,7 +173,7 @@ func centralHolds(nc *nats.Conn, k sourceKey, seq uint64) (bool, error) {
 		if s, ok := sourceSeq(c, k); ok && s == seq {
 			return true, nil
 		}
-		req = msgGetRequest{Seq: c.Sequence + 1, NextFor: at.Subject}
+		req = bus.MsgGetRequest{Seq: c.Sequence + 1, NextFor: at.Subject}
 	}
 	return false, nil
 }
@@ -189,12 +189,12 @@ func sourceSubjects(k sourceKey) string {
 // lastBefore returns the last message on subj in stream below sequence
 // limit, or nil: a search over next-by-subject reads, about log2(limit)
 // of them.
-func lastBefore(nc *nats.Conn, stream, subj string, limit uint64) (*storedMsg, error) {
-	var best *storedMsg
+func lastBefore(nc *nats.Conn, stream, subj string, limit uint64) (*bus.StoredMsg, error) {
+	var best *bus.StoredMsg
 	lo, hi := uint64(1), limit
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		m, err := msgGet(nc, stream, msgGetRequest{Seq: mid, NextFor: subj})
+		m, err := msgGet(nc, stream, bus.MsgGetRequest{Seq: mid, NextFor: subj})
 		if err != nil {
 			return nil, err
 		}
@@ -210,74 +210,16 @@ func lastBefore(nc *nats.Conn, stream, subj string, limit uint64) (*storedMsg, e
 // sourceSeq is the sequence in the site's stream of a message central
 // stored through k's source; ok is false when the message did not come
 // through that source.
-func sourceSeq(m *storedMsg, k sourceKey) (uint64, bool) {
+func sourceSeq(m *bus.StoredMsg, k sourceKey) (uint64, bool) {
 	return bus.SiteSourceSeq(m.Header, k.stream, k.site)
 }
 
-// msgGetRequest is JetStream's stream message get request, in the fields
-// used here.
-type msgGetRequest struct {
-	Seq       uint64     `json:"seq,omitempty"`
-	LastFor   string     `json:"last_by_subj,omitempty"`
-	NextFor   string     `json:"next_by_subj,omitempty"`
-	StartTime *time.Time `json:"start_time,omitempty"`
-}
-
-// storedMsg is a message as the message get request answers it.
-type storedMsg struct {
-	Subject  string      `json:"subject"`
-	Sequence uint64      `json:"seq"`
-	Raw      []byte      `json:"hdrs"`
-	Time     time.Time   `json:"time"`
-	Header   nats.Header `json:"-"`
-}
-
-// jsNoMessage is JetStream's error code for a get that found no message.
-const jsNoMessage = 10037
-
-// msgGet asks central's JetStream for one message of stream; nil when
-// there is none.
-func msgGet(nc *nats.Conn, stream string, req msgGetRequest) (*storedMsg, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	m, err := nc.Request("$JS.API.STREAM.MSG.GET."+stream, b, answerWithin)
-	if err != nil {
-		return nil, err
-	}
-	return readMsgGet(m.Data)
-}
-
-// readMsgGet reads an answer to a stream message get; nil when the stream
-// holds no such message.
-func readMsgGet(data []byte) (*storedMsg, error) {
-	var resp struct {
-		Message *storedMsg `json:"message"`
-		Error   *struct {
-			Code        int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(data, &resp); err != nil {
-		return nil, err
-	}
-	switch {
-	case resp.Error != nil && resp.Error.Code == jsNoMessage:
-		return nil, nil
-	case resp.Error != nil:
-		return nil, errors.New(resp.Error.Description)
-	case resp.Message == nil:
-		return nil, errors.New("no message in the answer")
-	}
-	if len(resp.Message.Raw) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Raw)
-		if err != nil {
-			return nil, err
-		}
-		resp.Message.Header = h
-	}
-	return resp.Message, nil
+// msgGet asks central's JetStream for one message of stream, within
+// answerWithin; nil when there is none.
+func msgGet(nc *nats.Conn, stream string, req bus.MsgGetRequest) (*bus.StoredMsg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), answerWithin)
+	defer cancel()
+	return bus.GetStoredMsg(ctx, nc, stream, req)
 }
 
 // resetSiteConsumer resets k's consumer called consumer at the site to
@@ -355,7 +297,7 @@ func (p *Peer) refetch(ctx context.Context, nc *nats.Conn, js jetstream.JetStrea
 		k := sourceKey{stream: stream, site: site}
 		g := gaps[k]
 		upto[site] = g.to
-		if last, err := msgGet(nc, stream, msgGetRequest{LastFor: sourceSubjects(k)}); err == nil && last != nil {
+		if last, err := msgGet(nc, stream, bus.MsgGetRequest{LastFor: sourceSubjects(k)}); err == nil && last != nil {
 			if seq, ok := sourceSeq(last, k); ok {
 				upto[site] = max(upto[site], seq)
 			}

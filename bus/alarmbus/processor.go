@@ -284,38 +284,11 @@ func (r *run) rewind(ctx context.Context) error {
 // firstStoredSince returns the sequence of the first event central's
 // EVENTS stored at or after t, or 0 if none.
 func firstStoredSince(ctx context.Context, js jetstream.JetStream, t time.Time) (uint64, error) {
-	req, err := json.Marshal(struct {
-		NextFor   string    `json:"next_by_subj"`
-		StartTime time.Time `json:"start_time"`
-	}{bus.EventFilter("", "", ""), t})
-	if err != nil {
+	m, err := bus.GetStoredMsg(ctx, js.Conn(), bus.EventsStream, bus.MsgGetRequest{NextFor: bus.EventFilter("", "", ""), StartTime: &t})
+	if err != nil || m == nil {
 		return 0, err
 	}
-	m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bus.EventsStream, req)
-	if err != nil {
-		return 0, err
-	}
-	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return 0, err
-	}
-	switch {
-	case resp.Error != nil && resp.Error.Code == int(jetstream.JSErrCodeMessageNotFound):
-		return 0, nil
-	case resp.Error != nil:
-		return 0, errors.New(resp.Error.Description)
-	case resp.Message == nil:
-		return 0, errors.New("no message in the answer")
-	}
-	return resp.Message.Seq, nil
+	return m.Sequence, nil
 }
 
 // load reads the alarms from the bucket and the latest change of each from

@@ -287,18 +287,26 @@ func TestProcessorKilledMidStormResumes(t *testing.T) {
 	}
 }
 
-// TestActions: ack, comment, unack and clear through the processor, by
-// the user of the subject; refusals come back as the alarm package's
-// errors.
-func TestActions(t *testing.T) {
+// openAlarm runs a processor over a server of its own and opens one
+// alarm there (r1 down); it returns a connection, its JetStream and the
+// alarm's ID.
+func openAlarm(t *testing.T) (*nats.Conn, jetstream.JetStream, string) {
+	t.Helper()
 	srv := startJS(t)
 	nc, js := dial(t, srv)
 	runProcessor(t, srv)
 	seqs := publish(t, js, event("r1", "", meshmon.KindNodeDown, "icmp"))
 	eventually.True(t, 20*time.Second, "the event applied", func() bool { return checkpoint(js) == seqs[0] })
+	return nc, js, alarm.ID("par", "r1", "icmp")
+}
+
+// TestActions: ack, comment, unack and clear through the processor, by
+// the user of the subject; refusals come back as the alarm package's
+// errors.
+func TestActions(t *testing.T) {
+	nc, js, id := openAlarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	id := alarm.ID("par", "r1", "icmp")
 	cs, err := Act(ctx, nc, "ann", alarm.Action{Verb: alarm.VerbAck, ID: id, Text: "looking", By: "mallory"})
 	if err != nil || len(cs) != 1 || cs[0].By != "ann" || !cs[0].Alarm.Acked || cs[0].Alarm.AckedBy != "ann" {
 		t.Fatalf("ack: %+v, %v", cs, err)
@@ -468,14 +476,9 @@ func TestCheckpointFormats(t *testing.T) {
 // make streams). The task servers read the requester from the subject the
 // same way.
 func TestDeliveriesAreNoActions(t *testing.T) {
-	srv := startJS(t)
-	nc, js := dial(t, srv)
-	runProcessor(t, srv)
-	seqs := publish(t, js, event("r1", "", meshmon.KindNodeDown, "icmp"))
-	eventually.True(t, 20*time.Second, "the event applied", func() bool { return checkpoint(js) == seqs[0] })
+	nc, js, id := openAlarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	id := alarm.ID("par", "r1", "icmp")
 	deliver := ActionPrefix + ".boss." + alarm.VerbClear
 	seen, err := nc.SubscribeSync(deliver)
 	if err != nil {
